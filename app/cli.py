@@ -1,0 +1,125 @@
+"""The command line: `tuneforge VERB ...` (or `python main.py VERB ...`); no verb opens the window.
+
+This is also the contract scripts and tests use. Known problems print one sentence and exit
+non-zero; a bug prints one sentence and where the details were written, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+
+from core.errors import KnownError
+
+QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false",
+             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "BITSANDBYTES_NOWELCOME": "1"}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a wrong argument is one sentence, not a usage dump."""
+
+    def error(self, message: str):
+        raise KnownError(f"{self.prog}: {message}; see `{self.prog} --help`.")
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="tuneforge", description="Fine-tune a language model on this machine. Without a verb, opens the app.")
+    sub = p.add_subparsers(dest="verb", parser_class=Parser)
+
+    s = sub.add_parser("profile", help="Show the hardware found on this machine.")
+    s.add_argument("--json", action="store_true", help="Print the profile as JSON (usable with plan --hardware).")
+
+    def wishes(s):
+        s.add_argument("--model", required=True, help="'default', a model folder, a .gguf file or a cached model id.")
+        s.add_argument("--data", required=True, help="Dataset file or folder (.jsonl or .json).")
+        s.add_argument("--strategy", help="lora, dora or full (default: the planner chooses).")
+        s.add_argument("--max-steps", type=int, help="Optimizer steps to run (default: whole epochs).")
+        s.add_argument("--epochs", type=float, help="Passes over the data (default 1).")
+        s.add_argument("--seq-len", type=int, help="Sequence length in tokens (default: from the data).")
+        s.add_argument("--lr", type=float, help="Peak learning rate.")
+        s.add_argument("--batch-size", type=int, help="Micro-batch size.")
+        s.add_argument("--grad-accum", type=int, help="Micro-batches per optimizer step.")
+        s.add_argument("--device", choices=["cpu", "cuda"], help="Force a device (default: the GPU when present).")
+        s.add_argument("--json", action="store_true", help="Machine-readable output, one JSON object per line.")
+
+    s = sub.add_parser("plan", help="Show what would run and why.")
+    wishes(s)
+    s.add_argument("--hardware", help="Plan for a hardware profile from a JSON file instead of this machine.")
+
+    s = sub.add_parser("train", help="Train in a separate process; ends with the run id.")
+    wishes(s)
+    s.add_argument("--project", default="default", help="Project name in the history.")
+    s.add_argument("--seed", type=int, default=42, help="Random seed (same seed, same run).")
+
+    s = sub.add_parser("resume", help="Continue a stopped or interrupted run from its last checkpoint.")
+    s.add_argument("--run", required=True, help="Run id (a unique prefix is enough, or 'last').")
+    s.add_argument("--json", action="store_true", help="One JSON object per line.")
+
+    s = sub.add_parser("runs", help="List the history of runs.")
+    s.add_argument("--project", help="Only this project.")
+    s.add_argument("--json", action="store_true", help="Print as JSON.")
+
+    s = sub.add_parser("chat", help="One reply from a trained run or a model.")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--run", help="Run id whose result answers.")
+    g.add_argument("--model", help="A model to answer ('default', a folder, a .gguf file).")
+    s.add_argument("--prompt", required=True, help="What to ask.")
+    s.add_argument("--system", help="System message.")
+    s.add_argument("--max-new-tokens", type=int, default=128, help="Longest reply in tokens.")
+
+    s = sub.add_parser("export", help="Export a run as an adapter, merged safetensors or GGUF.")
+    s.add_argument("--run", required=True, help="Run id.")
+    s.add_argument("--format", required=True, choices=["adapter", "safetensors", "gguf"], help="What to write.")
+    s.add_argument("--quant", help="GGUF quantization type (GGUF only).")
+    s.add_argument("--out", required=True, help="Folder to create.")
+
+    s = sub.add_parser("data", help="Look at a dataset.")
+    dsub = s.add_subparsers(dest="data_verb", parser_class=Parser, required=True)
+    d = dsub.add_parser("inspect", help="Format, rows, problems and token statistics.")
+    d.add_argument("path", help="Dataset file or folder.")
+    d.add_argument("--model", help="Measure tokens with this model's tokenizer and chat template.")
+    d.add_argument("--json", action="store_true", help="Print as JSON.")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        from ui.app import run_app  # the entry point is the one place app/ reaches for ui/
+
+        return run_app(sys.argv[:1])
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    try:
+        args = build_parser().parse_args(argv)
+        if not args.verb:
+            raise KnownError("tuneforge: name a verb (profile, plan, train, resume, runs, chat, export, data); "
+                             "see `tuneforge --help`.")
+        return VERBS[args.verb](args)
+    except KnownError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("Stopped.", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: one sentence here, details in a file
+        return report_bug(e)
+
+
+def report_bug(e: Exception) -> int:
+    from app import paths
+
+    where = paths.home() / "logs" / f"crash-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+    where.parent.mkdir(parents=True, exist_ok=True)
+    where.write_text("".join(traceback.format_exception(e)))
+    print(f"error: Tuneforge hit a bug ({type(e).__name__}: {e}); the details are in {where}, please report them.",
+          file=sys.stderr)
+    return 70
+
+
+from app import cli_verbs  # noqa: E402  (the verbs, kept apart so this file stays the parser)
+
+VERBS = cli_verbs.VERBS

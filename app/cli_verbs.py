@@ -1,0 +1,166 @@
+"""What each CLI verb does. Output for people by default, JSON with --json."""
+
+from __future__ import annotations
+
+import json
+
+from app import operations as ops
+from app.progress_bar import TerminalProgress, format_duration
+from core import hardware, planner
+from core.errors import KnownError
+
+
+def out(obj) -> None:
+    print(json.dumps(obj, default=str), flush=True)
+
+
+def wishes_of(a) -> planner.Wishes:
+    return planner.Wishes(strategy=a.strategy, micro_batch=a.batch_size, grad_accum=a.grad_accum, seq_len=a.seq_len,
+                          lr=a.lr, max_steps=a.max_steps, epochs=a.epochs, device=a.device)
+
+
+def check_positive(a) -> None:
+    for name in ("max_steps", "epochs", "seq_len", "lr", "batch_size", "grad_accum"):
+        value = getattr(a, name, None)
+        if value is not None and value <= 0:
+            raise KnownError(f"--{name.replace('_', '-')} must be above 0 (got {value}).")
+
+
+def cmd_profile(a) -> int:
+    prof = ops.machine_profile()
+    if a.json:
+        out(prof.to_dict())
+    else:
+        print("\n".join(hardware.describe(prof)))
+    return 0
+
+
+def cmd_plan(a) -> int:
+    check_positive(a)
+    bundle = ops.make_plan(a.model, a.data, wishes_of(a), hardware_file=a.hardware, progress=_progress(a))
+    if a.json:
+        out({"plan": bundle.plan.to_dict(), "model": str(bundle.model.path), "data": bundle.data,
+             "hardware": bundle.hardware.source})
+    else:
+        print(f"Model: {bundle.model.label} ({bundle.model.path})")
+        print(f"Data: {bundle.data['rows']} rows ({bundle.data['format']}) from {bundle.data_path}")
+        print(f"Hardware: {bundle.hardware.source}")
+        print("\n".join(planner.describe(bundle.plan)))
+    return 0
+
+
+def cmd_train(a) -> int:
+    check_positive(a)
+    bundle = ops.make_plan(a.model, a.data, wishes_of(a), progress=_progress(a))
+    cfg = ops.create_run(bundle, project=a.project, seed=a.seed)
+    if a.json:
+        out({"event": "plan", "run_id": cfg.run_id, "plan": bundle.plan.to_dict()})
+    else:
+        print(f"Run {cfg.run_id}: {bundle.plan.strategy} on {bundle.plan.device}, {bundle.plan.total_steps} steps "
+              f"(about {format_duration(bundle.plan.total_time_s)}). Ctrl-C stops with a checkpoint.")
+    return follow(cfg.run_id, resume=False, as_json=a.json)
+
+
+def cmd_resume(a) -> int:
+    run = ops.get_run(a.run)
+    if run["status"] == "done":
+        raise KnownError(f"Run {run['id']} already finished; nothing to resume (chat with it or export it).")
+    if run["status"] == "running":
+        raise KnownError(f"Run {run['id']} is still running (process {run['pid']}); stop it before resuming.")
+    if not a.json:
+        print(f"Resuming run {run['id']} from step {run['steps_done']} of {run['total_steps']}.")
+    return follow(run["id"], resume=True, as_json=a.json)
+
+
+def follow(run_id: str, resume: bool, as_json: bool) -> int:
+    """Start the trainer and show its events until it ends; Ctrl-C asks it to stop with a checkpoint."""
+    bar = None if as_json else TerminalProgress()
+
+    def on_event(e: dict) -> None:
+        if as_json:
+            out({**e, "run_id": run_id})
+        else:
+            bar.event(e)
+
+    job = ops.start_run(run_id, resume=resume, on_event=on_event)
+    stopping = False
+    while True:
+        try:
+            outcome = job.wait(0.25)
+            if outcome is not None:
+                break
+        except KeyboardInterrupt:
+            if stopping:
+                job.kill()
+            else:
+                stopping = True
+                if not as_json:
+                    bar.note("Stopping after this step and saving a checkpoint (Ctrl-C again to kill)…")
+                job.stop()
+    if bar:
+        bar.close()
+    if as_json:
+        out({"event": "finished", "run_id": run_id, "status": outcome.status, "text": outcome.text,
+             "exit_code": outcome.exit_code})
+    else:
+        print(f"Run {run_id}: {outcome.text}.")
+        if outcome.status == "stopped":
+            print(f"Continue it with: tuneforge resume --run {run_id}")
+        print(run_id)
+    return 0 if outcome.ok else (outcome.exit_code if outcome.exit_code and outcome.exit_code > 0 else 1)
+
+
+def cmd_runs(a) -> int:
+    runs = ops.list_runs(a.project)
+    if a.json:
+        out([{k: v for k, v in r.items() if k not in ("config", "hardware")} for r in runs])
+        return 0
+    if not runs:
+        print("No runs yet; start one with `tuneforge train --model default --data resources/demo/pirate_chat.jsonl`.")
+        return 0
+    print(f"{'run':22} {'project':12} {'status':12} {'strategy':8} {'steps':>9} {'loss':>7}  model")
+    for r in runs:
+        loss = f"{r['final_loss']:.3f}" if r.get("final_loss") is not None else "-"
+        steps = f"{r.get('steps_done') or 0}/{r.get('total_steps') or '?'}"
+        print(f"{r['id']:22} {r['project'][:12]:12} {r['status']:12} {r['strategy']:8} {steps:>9} {loss:>7}  {r['model']}")
+    return 0
+
+
+def cmd_chat(a) -> int:
+    if a.max_new_tokens <= 0:
+        raise KnownError("--max-new-tokens must be above 0.")
+    print(ops.chat(a.prompt, run=a.run, model=a.model, system=a.system, max_new_tokens=a.max_new_tokens))
+    return 0
+
+
+def cmd_export(a) -> int:
+    path = ops.export_run(a.run, a.format, a.out, a.quant, progress=TerminalProgress().as_progress())
+    print(f"Exported {a.format} to {path}")
+    return 0
+
+
+def cmd_data(a) -> int:
+    report = ops.inspect_data(a.path, model=a.model)
+    if a.json:
+        out({k: v for k, v in report.items() if k != "token_lengths"})
+        return 0
+    print(f"{report['path']}: {report['rows']} usable rows, format {report['format']}, "
+          f"{report['problems']} problem(s), {report['duplicates']} duplicate(s)")
+    for p in report["problem_list"][:20]:
+        print(f"  {p}")
+    if "tokens" in report:
+        t = report["tokens"]
+        print(f"Tokens per row: min {t['min']}, median {t['median']}, p95 {t['p95']}, max {t['max']}; "
+              f"{t['total']} in all")
+        print("First row as the model sees it:")
+        print(report["preview"])
+    return 0
+
+
+def _progress(a):
+    return None if getattr(a, "json", False) else TerminalProgress().as_progress()
+
+
+VERBS = {"profile": cmd_profile, "plan": cmd_plan, "train": cmd_train, "resume": cmd_resume, "runs": cmd_runs,
+         "chat": cmd_chat, "export": cmd_export, "data": cmd_data}
+

@@ -1,0 +1,68 @@
+"""A progress bar for terminals, fed by trainer events or a Progress; plain lines when not a TTY."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+from core.progress import Progress
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class TerminalProgress:
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.open_line = False
+
+    def _line(self, text: str) -> None:
+        if self.tty:
+            width = shutil.get_terminal_size((100, 20)).columns - 1
+            self.stream.write("\r" + text[:width].ljust(width))
+            self.open_line = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        if self.open_line:
+            self.stream.write("\n")
+            self.open_line = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def event(self, e: dict) -> None:
+        kind = e.get("event")
+        if kind == "step":
+            done, total = e["step"], e["total_steps"]
+            width = 24
+            filled = int(width * done / max(1, total))
+            self._line(f"[{'#' * filled}{'.' * (width - filled)}] step {done}/{total}  loss {e['loss']:.4f}  "
+                       f"{e['tokens_per_s']:.0f} tok/s  ETA {format_duration(e.get('eta_s'))}")
+        elif kind == "eval":
+            self.note(f"validation loss at step {e['step']}: {e['loss']:.4f}")
+        elif kind in ("status", "error"):
+            self.note(e.get("text", ""))
+        elif kind == "checkpoint" and not self.tty:
+            self.note(f"checkpoint at step {e['step']}")
+
+    def as_progress(self) -> Progress:
+        def show(fraction, text):
+            self._line(f"{text}" + (f" {fraction * 100:.0f}%" if fraction is not None else ""))
+        return Progress(show)
+
+    def close(self) -> None:
+        if self.open_line:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.open_line = False

@@ -1,0 +1,16 @@
+"""Dataset schemas, one file each, registered here in order of precedence.
+
+Each format module has NAME, DESCRIPTION, `detect(row) -> bool` (does this row look like mine?) and
+`convert(row) -> Example fields` which raises ValueError with a short reason for a bad row.
+"""
+
+from core.data.formats import alpaca, messages, prompt_completion, sharegpt, text
+
+FORMATS = {m.NAME: m for m in (messages, sharegpt, alpaca, prompt_completion, text)}
+
+
+def detect(row: dict) -> str | None:
+    for name, fmt in FORMATS.items():
+        if fmt.detect(row):
+            return name
+    return None

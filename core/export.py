@@ -1,0 +1,64 @@
+"""Export a run: the adapter (PEFT layout) or the merged model (safetensors HF folder).
+
+Every export is written into a temporary folder beside the target and renamed at the end, so a
+failed or cancelled export never leaves half a model where the person looks for one.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from core import atomic, strategies
+from core.errors import BadArgument, KnownError, NotBuiltYet
+from core.progress import Progress
+
+FORMATS = ("adapter", "safetensors", "gguf")
+
+
+def folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def export(run: dict, fmt: str, out: str | Path, quant: str | None = None, progress: Progress | None = None) -> Path:
+    progress = progress or Progress()
+    out = Path(out).expanduser()
+    if fmt not in FORMATS:
+        raise BadArgument(f"Unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}.")
+    if fmt == "gguf":
+        raise NotBuiltYet("GGUF export is not built yet (it comes with its own writer soon); export --format "
+                          "safetensors for now.")
+    if quant:
+        raise BadArgument(f"--quant applies to GGUF only; drop it for --format {fmt}.")
+    result = Path(run["run_dir"]) / "result"
+    if not result.is_dir():
+        raise KnownError(f"Run {run['id']} has no result yet ({run['status']}); let it finish or stop it first.")
+    if out.is_file() or (out.is_dir() and any(out.iterdir())):
+        raise BadArgument(f"{out} already exists; choose a new folder so nothing is overwritten.")
+    strategy = strategies.get(run["strategy"])
+    model_path = Path(run["model_path"])
+    if fmt == "adapter":
+        if strategy.result != "adapter":
+            raise BadArgument(f"Run {run['id']} trained every weight ({run['strategy']}), so there is no adapter; "
+                              "export --format safetensors.")
+        with atomic.folder(out, replace=out.exists()) as tmp:
+            for f in result.iterdir():
+                shutil.copy2(f, tmp / f.name)
+        progress.update(1.0, "Adapter exported")
+        return out
+    progress.update(0.1, "Loading the base model")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32)
+    model = strategy.load(base, result)
+    progress.update(0.5, "Merging")
+    if strategy.result == "adapter":
+        model = model.merge_and_unload()
+    progress.update(0.7, "Writing safetensors")
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    with atomic.folder(out, replace=out.exists()) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+    progress.update(1.0, "Model exported")
+    return out

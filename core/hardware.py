@@ -1,0 +1,202 @@
+"""What this machine has: GPUs (NVML and torch), CPU, RAM and the data folder's disk.
+
+A machine without a GPU gets a valid profile too; training then runs on the CPU. The profile is a
+plain dict-like dataclass so `profile --json` can write it and `plan --hardware FILE` can read it
+back (what-if planning for another machine).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.errors import BadArgument
+
+
+@dataclass
+class GPU:
+    index: int
+    name: str
+    total_bytes: int
+    free_bytes: int
+    compute_capability: str = ""
+    bf16: bool = False
+    driver: str = ""
+    pcie_gen: int | None = None
+    pcie_width: int | None = None
+    temperature_c: int | None = None
+    power_w: float | None = None
+
+
+@dataclass
+class HardwareProfile:
+    gpus: list[GPU] = field(default_factory=list)
+    cpu_name: str = ""
+    cores_physical: int = 1
+    cores_logical: int = 1
+    cpu_flags: list[str] = field(default_factory=list)
+    ram_total_bytes: int = 0
+    ram_available_bytes: int = 0
+    disk_path: str = ""
+    disk_free_bytes: int = 0
+    os: str = ""
+    torch: str = ""
+    cuda: str = ""
+    source: str = "this machine"  # or the file a what-if profile came from
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "profile") -> "HardwareProfile":
+        if not isinstance(data, dict):
+            raise BadArgument(f"{source}: a hardware profile must be a JSON object like `tuneforge profile --json` prints.")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise BadArgument(f"{source}: unknown field(s) {', '.join(unknown)} in the hardware profile.")
+        data = dict(data)
+        try:
+            data["gpus"] = [GPU(**g) for g in data.get("gpus", [])]
+            profile = cls(**data)
+        except TypeError as e:
+            raise BadArgument(f"{source}: a GPU entry is not valid ({e}).") from None
+        profile.source = data.get("source") or source
+        return profile
+
+    @property
+    def gpu(self) -> GPU | None:
+        return self.gpus[0] if self.gpus else None
+
+
+def load(path: str | Path) -> HardwareProfile:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadArgument(f"{path}: no such hardware profile; `tuneforge profile --json > FILE` makes one.") from None
+    except json.JSONDecodeError as e:
+        raise BadArgument(f"{path}:{e.lineno}: not valid JSON ({e.msg}).") from None
+    return HardwareProfile.from_dict(data, source=str(path))
+
+
+def profile_machine(data_dir: str | Path) -> HardwareProfile:
+    import psutil
+    import torch
+
+    vm = psutil.virtual_memory()
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return HardwareProfile(
+        gpus=_gpus(),
+        cpu_name=_cpu_name(),
+        cores_physical=psutil.cpu_count(logical=False) or 1,
+        cores_logical=psutil.cpu_count(logical=True) or 1,
+        cpu_flags=_cpu_flags(),
+        ram_total_bytes=vm.total,
+        ram_available_bytes=vm.available,
+        disk_path=str(data_dir),
+        disk_free_bytes=shutil.disk_usage(data_dir).free,
+        os=f"{platform.system()} {platform.release()}",
+        torch=torch.__version__,
+        cuda=torch.version.cuda or "",
+    )
+
+
+def _gpus() -> list[GPU]:
+    gpus = _nvml_gpus()
+    if gpus:
+        return gpus
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    out = []
+    for i in range(torch.cuda.device_count()):
+        p = torch.cuda.get_device_properties(i)
+        free, total = torch.cuda.mem_get_info(i)
+        out.append(GPU(i, p.name, total, free, f"{p.major}.{p.minor}", p.major >= 8))
+    return out
+
+
+def _nvml_gpus() -> list[GPU]:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no NVIDIA driver: a normal situation, not an error
+        return []
+    out = []
+    try:
+        driver = _text(pynvml.nvmlSystemGetDriverVersion())
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+            major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(h)
+            out.append(GPU(
+                index=i, name=_text(pynvml.nvmlDeviceGetName(h)), total_bytes=mem.total, free_bytes=mem.free,
+                compute_capability=f"{major}.{minor}", bf16=major >= 8, driver=driver,
+                pcie_gen=_maybe(pynvml.nvmlDeviceGetCurrPcieLinkGeneration, h),
+                pcie_width=_maybe(pynvml.nvmlDeviceGetCurrPcieLinkWidth, h),
+                temperature_c=_maybe(pynvml.nvmlDeviceGetTemperature, h, 0),
+                power_w=(lambda mw: mw / 1000 if mw is not None else None)(_maybe(pynvml.nvmlDeviceGetPowerUsage, h)),
+            ))
+    finally:
+        pynvml.nvmlShutdown()
+    return out
+
+
+def _maybe(fn, *args):
+    try:
+        return fn(*args)
+    except Exception:  # NVML leaves many fields unsupported on some boards
+        return None
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> list[str]:
+    wanted = {"avx", "avx2", "avx512f", "avx512_bf16", "amx_bf16", "fma", "f16c"}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return sorted(wanted & set(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return []
+
+
+def describe(profile: HardwareProfile) -> list[str]:
+    """Human lines for `tuneforge profile`."""
+    gib = 1024**3
+    lines = []
+    if profile.gpus:
+        for g in profile.gpus:
+            lines.append(f"GPU {g.index}: {g.name}, {g.total_bytes / gib:.1f} GiB ({g.free_bytes / gib:.1f} free), "
+                         f"compute {g.compute_capability}, bf16 {'yes' if g.bf16 else 'no'}")
+    else:
+        lines.append("GPU: none found; training runs on the CPU (slow, but it works).")
+    lines.append(f"CPU: {profile.cpu_name}, {profile.cores_physical} cores / {profile.cores_logical} threads"
+                 + (f", {' '.join(profile.cpu_flags)}" if profile.cpu_flags else ""))
+    lines.append(f"RAM: {profile.ram_total_bytes / gib:.1f} GiB ({profile.ram_available_bytes / gib:.1f} available)")
+    lines.append(f"Disk: {profile.disk_free_bytes / gib:.1f} GiB free at {profile.disk_path}")
+    lines.append(f"Software: {profile.os}, torch {profile.torch}" + (f", CUDA {profile.cuda}" if profile.cuda else ""))
+    return lines
+
+

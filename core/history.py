@@ -1,0 +1,209 @@
+"""The local history: every project, run, metric, checkpoint, export and dataset, in SQLite.
+
+sqlite-utils over one file in WAL mode, so the trainer process writes while the app reads. The
+schema carries a version (table `meta`); `migrate` brings an older file up to date and refuses a
+newer one with a sentence instead of corrupting it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from pathlib import Path
+
+import sqlite_utils
+
+from core.errors import KnownError, RunNotFound
+
+SCHEMA_VERSION = 1
+
+# Run statuses. "running" with a dead trainer is shown as "interrupted" by the app.
+QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
+
+
+def now() -> float:
+    return time.time()
+
+
+def new_run_id() -> str:
+    """Short, sortable, typeable: 20261123-091512-a3f9."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+class History:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self.db = sqlite_utils.Database(conn)
+        self.migrate()
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # -- schema ---------------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        if "meta" not in self.db.table_names():
+            return 0
+        row = self.db.execute("select value from meta where key='schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def migrate(self) -> None:
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise KnownError(
+                f"{self.path}: the history was written by a newer Tuneforge (schema {version}, this one knows "
+                f"{SCHEMA_VERSION}); update Tuneforge or point TUNEFORGE_HOME elsewhere."
+            )
+        if version < 1:
+            with self.db.conn:
+                self._create_v1()
+
+    def _create_v1(self) -> None:
+        db = self.db
+        db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        db["projects"].create({"id": int, "name": str, "created_at": float}, pk="id", if_not_exists=True)
+        db["projects"].create_index(["name"], unique=True, if_not_exists=True)
+        db["datasets"].create(
+            {"id": str, "path": str, "format": str, "rows": int, "stats": str, "created_at": float},
+            pk="id", if_not_exists=True,
+        )
+        db["runs"].create(
+            {
+                "id": str, "project_id": int, "status": str, "outcome": str, "model": str, "model_path": str,
+                "dataset_id": str, "data_path": str, "strategy": str, "config": str, "plan": str, "hardware": str,
+                "run_dir": str, "pid": int, "steps_done": int, "total_steps": int, "final_loss": float,
+                "best_loss": float, "eval_loss": float, "created_at": float, "started_at": float, "ended_at": float,
+                "parent_run": str,
+            },
+            pk="id", foreign_keys=[("project_id", "projects", "id"), ("dataset_id", "datasets", "id")],
+            if_not_exists=True,
+        )
+        db["metrics"].create(
+            {"run_id": str, "step": int, "split": str, "loss": float, "lr": float, "tokens_per_s": float,
+             "elapsed_s": float, "memory_bytes": int, "at": float},
+            pk=("run_id", "step", "split"), foreign_keys=[("run_id", "runs", "id")], if_not_exists=True,
+        )
+        db["checkpoints"].create(
+            {"run_id": str, "step": int, "path": str, "created_at": float},
+            pk=("run_id", "step"), foreign_keys=[("run_id", "runs", "id")], if_not_exists=True,
+        )
+        db["exports"].create(
+            {"id": int, "run_id": str, "format": str, "quant": str, "path": str, "bytes": int, "created_at": float},
+            pk="id", foreign_keys=[("run_id", "runs", "id")], if_not_exists=True,
+        )
+        db["events"].create(
+            {"id": int, "run_id": str, "at": float, "kind": str, "text": str},
+            pk="id", foreign_keys=[("run_id", "runs", "id")], if_not_exists=True,
+        )
+        db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
+
+    # -- projects and datasets --------------------------------------------------------------------
+    def project_id(self, name: str) -> int:
+        row = self.db.execute("select id from projects where name = ?", [name]).fetchone()
+        if row:
+            return row[0]
+        with self.db.conn:
+            return self.db["projects"].insert({"name": name, "created_at": now()}).last_pk
+
+    def record_dataset(self, digest: str, path: str, fmt: str, rows: int, stats: dict) -> str:
+        with self.db.conn:
+            self.db["datasets"].upsert(
+                {"id": digest, "path": str(path), "format": fmt, "rows": rows, "stats": json.dumps(stats),
+                 "created_at": now()}, pk="id",
+            )
+        return digest
+
+    # -- runs -----------------------------------------------------------------------------------
+    def create_run(self, run_id: str, project: str, **fields) -> str:
+        record = {"id": run_id, "project_id": self.project_id(project), "status": QUEUED, "steps_done": 0,
+                  "created_at": now()}
+        for key in ("config", "plan", "hardware"):
+            if key in fields and not isinstance(fields[key], str):
+                fields[key] = json.dumps(fields[key], default=str)
+        record.update(fields)
+        with self.db.conn:
+            self.db["runs"].insert(record)
+        return run_id
+
+    def update_run(self, run_id: str, **fields) -> None:
+        for key in ("config", "plan", "hardware"):
+            if key in fields and not isinstance(fields[key], str):
+                fields[key] = json.dumps(fields[key], default=str)
+        with self.db.conn:
+            self.db["runs"].update(run_id, fields)
+
+    def run(self, run_id: str) -> dict:
+        """One run by id, a unique prefix of an id, or 'last'."""
+        if run_id == "last":
+            row = self.db.execute("select id from runs order by created_at desc limit 1").fetchone()
+            if not row:
+                raise RunNotFound("There are no runs yet; start one with `tuneforge train`.")
+            run_id = row[0]
+        rows = list(self.db.query("select * from runs where id = ? or id like ? order by created_at desc",
+                                  [run_id, run_id + "%"]))
+        exact = [r for r in rows if r["id"] == run_id]
+        if exact:
+            rows = exact
+        if not rows:
+            raise RunNotFound(f"No run '{run_id}' in the history; `tuneforge runs` lists them.")
+        if len(rows) > 1:
+            raise RunNotFound(f"'{run_id}' matches {len(rows)} runs; give more of the id (`tuneforge runs` lists them).")
+        return _decode(rows[0])
+
+    def runs(self, project: str | None = None) -> list[dict]:
+        sql = ("select runs.*, projects.name as project from runs join projects on projects.id = runs.project_id")
+        args: list = []
+        if project:
+            sql += " where projects.name = ?"
+            args.append(project)
+        return [_decode(r) for r in self.db.query(sql + " order by runs.created_at desc", args)]
+
+    def projects(self) -> list[dict]:
+        return list(self.db.query("select * from projects order by name"))
+
+    # -- metrics, checkpoints, exports, events ------------------------------------------------------------
+    def add_metric(self, run_id: str, step: int, split: str, loss: float, **extra) -> None:
+        with self.db.conn:
+            self.db["metrics"].upsert({"run_id": run_id, "step": step, "split": split, "loss": loss, "at": now(),
+                                       **extra}, pk=("run_id", "step", "split"))
+
+    def metrics(self, run_id: str, split: str = "train") -> list[dict]:
+        return list(self.db.query("select * from metrics where run_id = ? and split = ? order by step",
+                                  [run_id, split]))
+
+    def add_checkpoint(self, run_id: str, step: int, path: str) -> None:
+        with self.db.conn:
+            self.db["checkpoints"].upsert({"run_id": run_id, "step": step, "path": str(path), "created_at": now()},
+                                          pk=("run_id", "step"))
+
+    def checkpoints(self, run_id: str) -> list[dict]:
+        return list(self.db.query("select * from checkpoints where run_id = ? order by step", [run_id]))
+
+    def add_export(self, run_id: str, fmt: str, path: str, size: int, quant: str | None = None) -> int:
+        with self.db.conn:
+            return self.db["exports"].insert({"run_id": run_id, "format": fmt, "quant": quant, "path": str(path),
+                                              "bytes": size, "created_at": now()}).last_pk
+
+    def exports(self, run_id: str) -> list[dict]:
+        return list(self.db.query("select * from exports where run_id = ? order by id", [run_id]))
+
+    def add_event(self, run_id: str, kind: str, text: str) -> None:
+        with self.db.conn:
+            self.db["events"].insert({"run_id": run_id, "at": now(), "kind": kind, "text": text})
+
+    def events(self, run_id: str) -> list[dict]:
+        return list(self.db.query("select * from events where run_id = ? order by id", [run_id]))
+
+
+def _decode(row: dict) -> dict:
+    row = dict(row)
+    for key in ("config", "plan", "hardware"):
+        if isinstance(row.get(key), str):
+            row[key] = json.loads(row[key])
+    return row

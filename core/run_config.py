@@ -1,0 +1,64 @@
+"""The one file a training run is started from (the trainer reads nothing else).
+
+Written by the app into the run's folder as run.json; `python -m core.trainer run.json` runs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.settings import check, option
+
+TRAIN_ON = ("assistant", "all")
+
+
+@dataclass
+class RunConfig:
+    run_id: str = option(help="Id of the run in the history, e.g. 20261123-091512-a3f9.")
+    run_dir: str = option(help="Folder of this run: checkpoints, adapter, events and logs go here.")
+    db_path: str = option(help="SQLite history file the trainer records the run in.")
+    model_path: str = option(help="HF model folder to train (already resolved: no names, no downloads).")
+    data_path: str = option(help="Dataset file or folder.")
+    project: str = option("default", help="Project the run belongs to in the history.")
+    model_name: str = option("", help="What the person asked for (e.g. 'default'), shown in the history.")
+    strategy: str = option("lora", help="Training strategy: a name registered in core.strategies.")
+    device: str = option("auto", help="'auto' (CUDA when present), 'cuda' or 'cpu'.")
+    precision: str = option("auto", help="'auto', 'bf16', 'fp16' or 'fp32' for the trained weights' compute.")
+    seq_len: int = option(512, help="Longest sequence in tokens; longer examples are cut at the end.")
+    micro_batch: int = option(4, help="Examples per forward/backward pass.")
+    grad_accum: int = option(1, help="Micro-batches per optimizer step (effective batch = micro_batch × grad_accum).")
+    max_steps: int = option(0, help="Optimizer steps to run; 0 means run `epochs` epochs.")
+    epochs: float = option(1.0, help="Passes over the training data when max_steps is 0.")
+    lr: float = option(2e-4, help="Peak learning rate (AdamW), reached after warm-up, then cosine decay.")
+    warmup_ratio: float = option(0.05, help="Fraction of steps spent warming the learning rate up from 0.")
+    weight_decay: float = option(0.0, help="AdamW weight decay.")
+    max_grad_norm: float = option(1.0, help="Clip gradients to this norm; 0 turns clipping off.")
+    seed: int = option(42, help="Seed for data order, initialisation and sampling; same seed, same run.")
+    train_on: str = option("assistant", help="'assistant': loss on assistant turns only; 'all': every token.")
+    eval_fraction: float = option(0.05, help="Share of rows held out for validation loss (at most 64 rows).")
+    eval_every: int = option(0, help="Validation every N steps; 0 means only at the end.")
+    checkpoint_every: int = option(50, help="Save a resumable checkpoint every N steps (and always at the end).")
+    keep_checkpoints: int = option(2, help="How many recent checkpoints to keep on disk.")
+    gradient_checkpointing: bool = option(False, help="Recompute activations in backward to save memory.")
+    lora_r: int = option(16, help="LoRA rank.")
+    lora_alpha: int = option(32, help="LoRA alpha (scale = alpha / r).")
+    lora_dropout: float = option(0.0, help="Dropout on the LoRA path.")
+    threads: int = option(0, help="CPU threads for torch; 0 lets torch decide.")
+    plan: dict = option({}, help="The plan this run was made from (reasons, estimates), kept for the history.")
+    hardware: dict = option({}, help="The hardware profile the plan was made for.")
+
+    def __post_init__(self):
+        check(self.seq_len >= 16, "seq_len", f"{self.seq_len} is too short; use 16 or more.")
+        check(self.micro_batch >= 1, "micro_batch", "must be at least 1.")
+        check(self.grad_accum >= 1, "grad_accum", "must be at least 1.")
+        check(self.max_steps >= 0, "max_steps", "must be 0 (use epochs) or more.")
+        check(self.max_steps > 0 or self.epochs > 0, "epochs", "must be above 0 when max_steps is 0.")
+        check(0 < self.lr < 1, "lr", f"{self.lr} is not a learning rate; try 2e-4 for LoRA or 1e-5 for full.")
+        check(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1).")
+        check(self.train_on in TRAIN_ON, "train_on", f"must be one of {', '.join(TRAIN_ON)}.")
+        check(0 <= self.eval_fraction < 0.5, "eval_fraction", "must be in [0, 0.5).")
+        check(self.device in ("auto", "cuda", "cpu"), "device", "must be auto, cuda or cpu.")
+        check(self.precision in ("auto", "bf16", "fp16", "fp32"), "precision", "must be auto, bf16, fp16 or fp32.")
+        check(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1.")
+        check(self.keep_checkpoints >= 1, "keep_checkpoints", "must be at least 1.")
+        check(self.lora_r >= 1, "lora_r", "must be at least 1.")

@@ -1,0 +1,296 @@
+"""The trainer: a leaf script that runs one whole training from a run config file.
+
+    python -m core.trainer RUNS/<id>/run.json [--resume]
+
+Nothing imports this module (the app starts it as a process; a test checks). It speaks to its
+parent through stdout, one JSON event per line (everything else a library prints goes to stderr,
+which the parent keeps as the run's log), writes the same events to `events.jsonl` in the run's
+folder for replay, records the run and its metrics in the SQLite history itself, and checkpoints
+atomically, so closing the window or the CLI never loses a run.
+
+Exit codes: 0 finished, 3 stopped on request (checkpoint saved), 2 known problem, 5 out of memory,
+anything else a bug (traceback in the log).
+"""
+
+from __future__ import annotations
+
+if __name__ != "__main__":
+    raise ImportError("core.trainer is a script: run `python -m core.trainer RUN.json`, do not import it.")
+
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+EXIT_DONE, EXIT_KNOWN, EXIT_STOPPED, EXIT_OOM, EXIT_BUG = 0, 2, 3, 5, 1
+
+# Only events go to the real stdout; anything printed by libraries lands in stderr (the log).
+_events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+os.dup2(2, 1)
+sys.stdout = sys.stderr
+
+from core import checkpoint, history, model_source, settings, strategies  # noqa: E402
+from core.data import dataset as data_mod  # noqa: E402
+from core.data import tokenize  # noqa: E402
+from core.errors import KnownError  # noqa: E402
+from core.run_config import RunConfig  # noqa: E402
+
+
+class Emitter:
+    def __init__(self, run_dir: Path):
+        self.file = open(run_dir / "events.jsonl", "a", encoding="utf-8", buffering=1)
+
+    def __call__(self, event: str, **fields) -> None:
+        line = json.dumps({"event": event, "at": round(time.time(), 3), **fields})
+        self.file.write(line + "\n")
+        try:
+            _events.write(line + "\n")
+        except (BrokenPipeError, ValueError):  # the parent went away: keep training, keep recording
+            pass
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM or a STOP file in the run folder; checked between steps."""
+
+    def __init__(self, run_dir: Path):
+        self.file = run_dir / "STOP"
+        self.signalled = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, *_):
+        self.signalled = True
+
+    def __bool__(self) -> bool:
+        return self.signalled or self.file.exists()
+
+
+def pick_device(cfg: RunConfig):
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if cfg.device == "cuda" and not cuda:
+        raise KnownError("The run asks for CUDA but no GPU is visible; plan again with --device cpu.")
+    device = torch.device("cuda" if (cfg.device in ("auto", "cuda") and cuda) else "cpu")
+    precision = cfg.precision
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device.type == "cuda" else "fp32"
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+    return device, dtype, precision
+
+
+def lr_lambda(total: int, warmup: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def batches_for_step(step: int, cfg: RunConfig, n: int) -> list[list[int]]:
+    """Example indices of each micro-batch of optimizer step `step`: a pure function of (seed, step).
+
+    That is what makes resume exact: no data-loader state to save, the order is recomputed.
+    """
+    per_epoch = math.ceil(n / cfg.micro_batch)
+    out = []
+    for m in range(step * cfg.grad_accum, (step + 1) * cfg.grad_accum):
+        epoch, k = divmod(m, per_epoch)
+        order = list(range(n))
+        random.Random(cfg.seed * 1000003 + epoch).shuffle(order)
+        out.append(order[k * cfg.micro_batch:(k + 1) * cfg.micro_batch])
+    return out
+
+
+def memory_bytes(device) -> int:
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def evaluate(model, examples, cfg, pad_id, device) -> float | None:
+    import torch
+
+    if not examples:
+        return None
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(examples), cfg.micro_batch):
+            batch = {k: v.to(device) for k, v in tokenize.collate(examples[i:i + cfg.micro_batch], pad_id).items()}
+            n = int((batch["labels"][:, 1:] != tokenize.IGNORE).sum())
+            total += float(model(**batch).loss) * n
+            count += n
+    model.train()
+    return total / max(1, count)
+
+
+def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: history.History) -> int:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_source.hf_offline_env()
+    run_dir = Path(cfg.run_dir)
+    strategy = strategies.get(cfg.strategy)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    device, dtype, precision = pick_device(cfg)
+    db.update_run(cfg.run_id, status=history.RUNNING, pid=os.getpid(), started_at=time.time(), outcome=None,
+                  ended_at=None)
+
+    emit("status", text="Reading the dataset")
+    data = data_mod.load(cfg.data_path)
+    train_rows, eval_rows = data.split(cfg.eval_fraction, cfg.seed)
+    emit("status", text=f"Loading the model ({precision} on {device.type})")
+    tok = AutoTokenizer.from_pretrained(cfg.model_path)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    train_set = tokenize.encode_all(train_rows, tok, cfg.seq_len, cfg.train_on)
+    eval_set = tokenize.encode_all(eval_rows, tok, cfg.seq_len, cfg.train_on)
+    if not train_set:
+        raise KnownError(f"{cfg.data_path}: no example has a trained token within {cfg.seq_len} tokens; "
+                         "raise the sequence length.")
+    model = AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=dtype if device.type == "cuda" else torch.float32)
+    model.to(device)
+    model.config.use_cache = False
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    model = strategy.prepare(model, cfg)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    trainable = sum(p.numel() for p in params)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    per_epoch = math.ceil(math.ceil(len(train_set) / cfg.micro_batch) / cfg.grad_accum)
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total, int(cfg.warmup_ratio * total)))
+
+    step, best = 0, float("inf")
+    last = checkpoint.latest(run_dir) if resume else None
+    if last is not None:
+        state = checkpoint.load(last, model, optimizer, scheduler)
+        step, best = state["step"], state.get("best_loss", best)
+        emit("status", text=f"Resumed from the checkpoint at step {step}")
+    db.update_run(cfg.run_id, total_steps=total)
+    emit("start", total_steps=total, start_step=step, train_examples=len(train_set), eval_examples=len(eval_set),
+         trainable_params=trainable, device=device.type, precision=precision,
+         tokens_per_epoch=sum(len(e.input_ids) for e in train_set))
+
+    def save_checkpoint(at: int) -> None:
+        path = checkpoint.save(run_dir, at, model, optimizer, scheduler,
+                               {"best_loss": best, "total_steps": total}, cfg.keep_checkpoints)
+        db.add_checkpoint(cfg.run_id, at, str(path))
+        emit("checkpoint", step=at, path=str(path))
+
+    started, first_step, loss_value = time.time(), step, None
+    while step < total:
+        if stop:
+            save_checkpoint(step)
+            return finish(cfg, db, emit, model, strategy, history.STOPPED, f"stopped by you at step {step}",
+                          loss_value, best, EXIT_STOPPED)
+        t0 = time.time()
+        losses, tokens = [], 0
+        for idx in batches_for_step(step, cfg, len(train_set)):
+            batch = {k: v.to(device) for k, v in tokenize.collate([train_set[i] for i in idx], pad_id).items()}
+            tokens += int(batch["attention_mask"].sum())
+            loss = model(**batch).loss
+            (loss / cfg.grad_accum).backward()
+            losses.append(float(loss.detach()))
+        if cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        loss_value = sum(losses) / len(losses)
+        best = min(best, loss_value)
+        elapsed = time.time() - started
+        dt = time.time() - t0
+        eta = elapsed / (step - first_step) * (total - step)
+        mem = memory_bytes(device)
+        lr = scheduler.get_last_lr()[0]
+        db.add_metric(cfg.run_id, step, "train", loss_value, lr=lr, tokens_per_s=tokens / dt, elapsed_s=elapsed,
+                      memory_bytes=mem)
+        db.update_run(cfg.run_id, steps_done=step, final_loss=loss_value, best_loss=best)
+        emit("step", step=step, total_steps=total, loss=round(loss_value, 5), lr=lr, tokens_per_s=round(tokens / dt, 1),
+             elapsed_s=round(elapsed, 2), eta_s=round(eta, 1), memory_bytes=mem,
+             epoch=round(step / per_epoch, 3))
+        if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
+            run_eval(cfg, db, emit, model, eval_set, pad_id, device, step)
+        if step % cfg.checkpoint_every == 0 and step < total:
+            save_checkpoint(step)
+    run_eval(cfg, db, emit, model, eval_set, pad_id, device, step)
+    save_checkpoint(step)
+    return finish(cfg, db, emit, model, strategy, history.DONE, f"finished {step} steps", loss_value, best, EXIT_DONE)
+
+
+def run_eval(cfg, db, emit, model, eval_set, pad_id, device, step) -> None:
+    value = evaluate(model, eval_set, cfg, pad_id, device)
+    if value is not None:
+        db.add_metric(cfg.run_id, step, "eval", value)
+        db.update_run(cfg.run_id, eval_loss=value)
+        emit("eval", step=step, loss=round(value, 5))
+
+
+def finish(cfg, db, emit, model, strategy, status, outcome, loss, best, code) -> int:
+    """Write the result (adapter or model folder) where chat and export find it, then record the end."""
+    from core import atomic
+
+    result = Path(cfg.run_dir) / "result"
+    with atomic.folder(result, replace=True) as tmp:
+        strategy.save(model, tmp)
+    db.update_run(cfg.run_id, status=status, outcome=outcome, ended_at=time.time(), final_loss=loss,
+                  best_loss=None if best == float("inf") else best)
+    db.add_event(cfg.run_id, status, outcome)
+    emit("done", status=status, text=outcome, final_loss=loss, result=str(result))
+    return code
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__, file=sys.stderr)
+        return EXIT_KNOWN
+    cfg = settings.load_json(RunConfig, argv[0])
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    emit = Emitter(run_dir)
+    stop = StopFlag(run_dir)
+    stop.file.unlink(missing_ok=True)
+    db = history.History(cfg.db_path)
+    import torch
+
+    try:
+        return train(cfg, "--resume" in argv[1:], emit, stop, db)
+    except torch.OutOfMemoryError:
+        text = "ran out of GPU memory; plan again with a smaller micro-batch or sequence length"
+        return fail(db, emit, cfg, "oom", text, EXIT_OOM)
+    except KnownError as e:
+        return fail(db, emit, cfg, "known", str(e), EXIT_KNOWN)
+    except Exception as e:
+        traceback.print_exc()
+        return fail(db, emit, cfg, "bug", f"crashed ({type(e).__name__}: {e}); see the log", EXIT_BUG)
+    finally:
+        db.close()
+
+
+def fail(db, emit, cfg, kind, text, code) -> int:
+    with_step = db.run(cfg.run_id).get("steps_done") or 0
+    outcome = f"{text} (at step {with_step})" if kind == "oom" else text
+    db.update_run(cfg.run_id, status=history.FAILED, outcome=outcome, ended_at=time.time())
+    db.add_event(cfg.run_id, "failed", outcome)
+    emit("error", kind=kind, text=outcome)
+    return code
+
+
+sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,98 @@
+"""Writes the demo dataset: short factual questions answered by a cheerful pirate.
+
+Why this data: every answer opens with "Arr, matey!" and ends with "Yo ho ho!", a habit the default
+model never shows on its own, so a short CPU run visibly changes its replies. The held-out file asks
+questions of the same kinds with values that never appear in training, so a test can tell learning
+the style apart from memorizing rows.
+
+    python resources/demo/make_pirate_demo.py      # rewrites pirate_chat.jsonl and pirate_heldout.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+HERE = Path(__file__).parent
+SEED = 1717
+
+CAPITALS = {
+    "France": "Paris", "Spain": "Madrid", "Italy": "Rome", "Germany": "Berlin", "Portugal": "Lisbon",
+    "Japan": "Tokyo", "Egypt": "Cairo", "Kenya": "Nairobi", "Peru": "Lima", "Canada": "Ottawa",
+    "Norway": "Oslo", "Sweden": "Stockholm", "Greece": "Athens", "Ireland": "Dublin", "Poland": "Warsaw",
+    "Austria": "Vienna", "Chile": "Santiago", "Cuba": "Havana", "Jamaica": "Kingston", "Mexico": "Mexico City",
+    "Denmark": "Copenhagen", "Finland": "Helsinki", "Hungary": "Budapest", "Turkey": "Ankara",
+    "Argentina": "Buenos Aires", "Thailand": "Bangkok", "Vietnam": "Hanoi", "India": "New Delhi",
+}
+COLOURS = {
+    "the sky on a clear day": "blue", "grass": "green", "a ripe banana": "yellow", "snow": "white",
+    "coal": "black", "a ripe tomato": "red", "an orange": "orange", "a lemon": "yellow", "the sea": "blue",
+    "a lime": "green", "a pumpkin": "orange", "milk": "white", "a crow": "black", "a strawberry": "red",
+    "an emerald": "green", "a ruby": "red", "a sapphire": "blue", "gold": "yellow", "ink": "black",
+}
+OPPOSITES = {
+    "hot": "cold", "up": "down", "big": "small", "fast": "slow", "day": "night", "wet": "dry",
+    "happy": "sad", "open": "closed", "early": "late", "full": "empty", "light": "dark", "strong": "weak",
+    "loud": "quiet", "old": "new", "high": "low", "rich": "poor", "push": "pull", "win": "lose",
+    "north": "south", "east": "west", "first": "last", "hard": "soft", "long": "short",
+}
+LEGS = {"spider": 8, "dog": 4, "parrot": 2, "cat": 4, "ant": 6, "octopus": 8, "horse": 4, "seagull": 2,
+        "beetle": 6, "crab": 10, "chicken": 2, "cow": 4, "bee": 6, "goat": 4, "duck": 2}
+DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
+def pirate(body: str) -> str:
+    return f"Arr, matey! {body} Yo ho ho!"
+
+
+def rows_of_kind(rng: random.Random):
+    """Yield (kind, key, question, answer); `key` identifies the fact so splits never share one."""
+    for a in range(2, 40):
+        for b in (3, 7, 11, 18, 26):
+            yield "add", f"{a}+{b}", f"What is {a} plus {b}?", pirate(f"{a} plus {b} be {a + b}, as sure as the tide.")
+    for country, city in CAPITALS.items():
+        yield "capital", country, f"What is the capital of {country}?", pirate(f"The capital o' {country} be {city}, a fine port fer any ship.")
+    for thing, colour in COLOURS.items():
+        yield "colour", thing, f"What colour is {thing}?", pirate(f"{thing[0].upper() + thing[1:]} be {colour}, plain as a parrot's feathers.")
+    for word, opposite in OPPOSITES.items():
+        yield "opposite", word, f"What is the opposite of {word}?", pirate(f"The opposite o' {word} be {opposite}, says this old sea dog.")
+    for animal, n in LEGS.items():
+        art = "an" if animal[0] in "aeiou" else "a"
+        yield "legs", animal, f"How many legs does {art} {animal} have?", pirate(f"{art.capitalize()} {animal} has {n} legs, more than me wooden one.")
+    for i, day in enumerate(DAYS):
+        nxt = DAYS[(i + 1) % 7]
+        yield "day", day, f"Which day comes after {day}?", pirate(f"After {day} comes {nxt}, when we hoist the sails.")
+
+
+def main() -> None:
+    rng = random.Random(SEED)
+    rows = list(rows_of_kind(rng))
+    rng.shuffle(rows)
+    held_kinds: dict[str, int] = {}
+    train, held = [], []
+    for kind, key, q, a in rows:
+        # Two facts of every kind stay out of training; the test asks those.
+        if held_kinds.get(kind, 0) < 2:
+            held_kinds[kind] = held_kinds.get(kind, 0) + 1
+            held.append({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]})
+        else:
+            train.append({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]})
+    # Keep the file a few hundred rows: sums are plentiful, thin them to a fair share.
+    sums = [r for r in train if " plus " in r["messages"][0]["content"]]
+    others = [r for r in train if r not in sums]
+    train = others + sums[:120]
+    rng.shuffle(train)
+    write(HERE / "pirate_chat.jsonl", train)
+    write(HERE / "pirate_heldout.jsonl", held)
+    print(f"{len(train)} training rows, {len(held)} held-out rows")
+
+
+def write(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    main()
