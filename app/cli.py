@@ -7,15 +7,13 @@ non-zero; a bug prints one sentence and where the details were written, never a 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import traceback
 
+from core import runtime_env
 from core.errors import KnownError
 
-QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false",
-             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "BITSANDBYTES_NOWELCOME": "1"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -87,12 +85,11 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    runtime_env.prepare()
     if not argv:
         from ui.app import run_app  # the entry point is the one place app/ reaches for ui/
 
         return run_app(sys.argv[:1])
-    for k, v in QUIET_ENV.items():
-        os.environ.setdefault(k, v)
     try:
         args = build_parser().parse_args(argv)
         if not args.verb:

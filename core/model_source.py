@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import atomic
+from core import atomic, runtime_env
 from core.errors import IncompleteModel, ModelNotFound
 from core.progress import Progress
 
@@ -53,6 +52,9 @@ def default_gguf() -> Path:
 def resolve(name: str, models_dir: Path, progress: Progress | None = None) -> ModelRef:
     """Turn what the person typed into a loadable HF folder, converting a GGUF once if needed."""
     name = str(name).strip()
+    if not name:
+        raise ModelNotFound("No model given: name 'default', a model folder, a .gguf file, or a model in the local "
+                            "Hugging Face cache.")
     if name == DEFAULT_NAME:
         return _from_gguf(default_gguf(), models_dir / DEFAULT_FOLDER, DEFAULT_NAME, "SmolLM2-135M-Instruct", progress)
     path = Path(name).expanduser()
@@ -113,6 +115,7 @@ def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progre
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    runtime_env.prepare()
     folder, file = str(gguf.parent), gguf.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
@@ -139,9 +142,3 @@ def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progre
 def is_default(name: str) -> bool:
     return str(name).strip() == DEFAULT_NAME
 
-
-def hf_offline_env() -> None:
-    """Make sure no library reaches for the network."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

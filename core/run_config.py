@@ -40,7 +40,7 @@ class RunConfig:
     checkpoint_every: int = option(50, help="Save a resumable checkpoint every N steps (and always at the end).")
     keep_checkpoints: int = option(2, help="How many recent checkpoints to keep on disk.")
     gradient_checkpointing: bool = option(False, help="Recompute activations in backward to save memory.")
-    lora_r: int = option(16, help="LoRA rank.")
+    lora_r: int = option(16, help="LoRA rank: width of the low-rank adapters (more = more capacity, more memory).")
     lora_alpha: int = option(32, help="LoRA alpha (scale = alpha / r).")
     lora_dropout: float = option(0.0, help="Dropout on the LoRA path.")
     threads: int = option(0, help="CPU threads for torch; 0 lets torch decide.")

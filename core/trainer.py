@@ -34,11 +34,13 @@ _events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
 os.dup2(2, 1)
 sys.stdout = sys.stderr
 
-from core import checkpoint, history, model_source, settings, strategies  # noqa: E402
+from core import checkpoint, history, runtime_env, settings, strategies  # noqa: E402
 from core.data import dataset as data_mod  # noqa: E402
 from core.data import tokenize  # noqa: E402
 from core.errors import KnownError  # noqa: E402
 from core.run_config import RunConfig  # noqa: E402
+
+runtime_env.prepare()
 
 
 class Emitter:
@@ -139,7 +141,6 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model_source.hf_offline_env()
     run_dir = Path(cfg.run_dir)
     strategy = strategies.get(cfg.strategy)
     if cfg.threads:

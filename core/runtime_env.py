@@ -1,0 +1,39 @@
+"""Process-wide settings every Tuneforge process applies first: offline, quiet, no telemetry.
+
+Why each one:
+- offline: nothing is downloaded at run time, ever; a missing file is an error we explain.
+- bitsandbytes' CPU backend tries `from kernels import get_kernel` (the hub's `kernels` package) and
+  would fetch a kernel from the hub; here it finds our own `kernels/` package instead, fails, and
+  falls back to its plain path, which is what we want, so its warning is noise.
+- transformers' deprecation warnings about its own internals tell the person nothing they can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TOKENIZERS_PARALLELISM": "false",
+    "BITSANDBYTES_NOWELCOME": "1",
+}
+
+
+def prepare() -> None:
+    for key, value in ENV.items():
+        os.environ.setdefault(key, value)
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
+    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*deprecated.*")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # transformers not imported yet in a minimal process: env vars cover it
+        pass

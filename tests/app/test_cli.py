@@ -1,0 +1,115 @@
+"""The command line as scripts use it: real processes, real files, real SQLite, a tiny model."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import DEMO, REPO, json_lines, write_jsonl
+
+
+@pytest.mark.parametrize("args,words", [
+    (["train", "--model", "default"], "the following arguments are required: --data"),
+    (["train", "--model", "default", "--data", "nope.jsonl"], "nope.jsonl: no such file"),
+    (["train", "--model", "/no/such/folder", "--data", str(DEMO)], "nothing is downloaded"),
+    (["train", "--model", "default", "--data", str(DEMO), "--max-steps", "0"], "--max-steps must be above 0"),
+    (["train", "--model", "default", "--data", str(DEMO), "--max-steps", "ten"], "invalid int value"),
+    (["chat", "--run", "nope", "--prompt", "hi"], "No run 'nope'"),
+    (["export", "--run", "nope", "--format", "zip", "--out", "x"], "invalid choice"),
+    (["resume", "--run", "last"], "no runs yet"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments_are_one_sentence(cli, args, words):
+    proc = cli(*args)
+    assert proc.returncode != 0
+    assert words in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_profile_json_describes_this_machine(cli):
+    prof = json.loads(cli("profile", "--json", check=0).stdout)
+    assert prof["cores_logical"] >= 1 and prof["ram_total_bytes"] > 1 << 30
+    assert isinstance(prof["gpus"], list) and prof["disk_free_bytes"] > 0
+
+
+def test_data_inspect(cli, tmp_path, tiny_model_dir):
+    report = json.loads(cli("data", "inspect", DEMO, "--model", tiny_model_dir, "--json", check=0).stdout)
+    assert report["format"] == "messages" and report["rows"] == 202 and report["problems"] == 0
+    assert 30 < report["tokens"]["median"] < report["tokens"]["max"] < 100
+    bad = write_jsonl(tmp_path / "bad.jsonl", ['{"messages": [', {"prompt": "q", "completion": "a"}])
+    proc = cli("data", "inspect", bad, check=0)
+    assert "1 usable rows" in proc.stdout and "bad.jsonl:1: broken JSON" in proc.stdout
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert cli("data", "inspect", empty).returncode != 0
+
+
+def test_plan_for_another_machine(cli, tiny_model_dir):
+    proc = cli("plan", "--model", tiny_model_dir, "--data", DEMO, "--hardware",
+               REPO / "resources" / "hardware" / "gpu-24gb.json", "--json", check=0)
+    plan = json.loads(proc.stdout)["plan"]
+    assert plan["device"] == "cuda" and plan["precision"] == "bf16" and plan["reasons"]
+
+
+def train_json(cli, model, *extra):
+    proc = cli("train", "--model", model, "--data", DEMO, "--json", *extra, check=0)
+    events = json_lines(proc.stdout)
+    return events, events[-1]["run_id"]
+
+
+def test_train_runs_chat_export_on_a_tiny_model(cli, tiny_model_dir, tmp_path):
+    events, run_id = train_json(cli, tiny_model_dir, "--max-steps", "6", "--lr", "5e-3", "--project", "tiny")
+    steps = [e for e in events if e["event"] == "step"]
+    assert [e["step"] for e in steps] == list(range(1, 7))
+    assert steps[-1]["loss"] < steps[0]["loss"]
+    assert events[-1]["status"] == "done"
+    runs = json.loads(cli("runs", "--json", check=0).stdout)
+    assert runs[0]["id"] == run_id and runs[0]["status"] == "done" and runs[0]["project"] == "tiny"
+    assert "tiny" in cli("runs", "--project", "tiny", check=0).stdout
+    assert cli("chat", "--run", run_id, "--prompt", "hi", "--max-new-tokens", "5", check=0).stdout.strip() != None
+    out = tmp_path / "adapter"
+    cli("export", "--run", run_id, "--format", "adapter", "--out", out, check=0)
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    again = cli("export", "--run", run_id, "--format", "adapter", "--out", out)
+    assert again.returncode != 0 and "already exists" in again.stderr
+    gguf = cli("export", "--run", run_id, "--format", "gguf", "--out", tmp_path / "m.gguf")
+    assert gguf.returncode != 0 and "not built yet" in gguf.stderr and not (tmp_path / "m.gguf").exists()
+
+
+def test_ctrl_c_stops_with_a_checkpoint_and_resume_continues_the_same_trajectory(home, cli, tiny_model_dir):
+    common = ["--max-steps", "30", "--lr", "5e-3", "--seed", "7"]
+    straight, _ = train_json(cli, tiny_model_dir, *common)
+    reference = {e["step"]: e["loss"] for e in straight if e["event"] == "step"}
+
+    env = dict(__import__("os").environ, TUNEFORGE_HOME=str(home))
+    proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), "train", "--model", str(tiny_model_dir), "--data",
+                             str(DEMO), "--json", *common], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    events = []
+    for line in proc.stdout:
+        events.append(json.loads(line))
+        if events[-1]["event"] == "step" and events[-1]["step"] >= 3:
+            proc.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal does
+            break
+    rest, err = proc.communicate(timeout=300)
+    events += json_lines(rest)
+    assert proc.returncode == 0, err
+    assert events[-1]["status"] == "stopped" and "Traceback" not in err
+    run_id = events[-1]["run_id"]
+    stopped_at = max(e["step"] for e in events if e["event"] == "step")
+    assert stopped_at < 30
+    assert any(e["event"] == "checkpoint" and e["step"] == stopped_at for e in events)
+    assert json.loads(cli("runs", "--json", check=0).stdout)[0]["status"] == "stopped"
+
+    resumed = json_lines(cli("resume", "--run", run_id, "--json", check=0).stdout)
+    steps = {e["step"]: e["loss"] for e in resumed if e["event"] == "step"}
+    assert min(steps) == stopped_at + 1 and max(steps) == 30
+    for step, loss in steps.items():
+        assert loss == pytest.approx(reference[step], rel=1e-4, abs=1e-5), step
+    assert resumed[-1]["status"] == "done"
+    done = cli("resume", "--run", run_id)
+    assert done.returncode != 0 and "already finished" in done.stderr

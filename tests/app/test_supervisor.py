@@ -1,0 +1,75 @@
+"""The trainer process seen from its supervisor: outcomes in words, nothing lost when it dies."""
+
+import json
+import signal
+import time
+
+import pytest
+
+from app import operations as ops
+from app.supervisor import outcome_of
+from core import planner
+from tests.conftest import DEMO
+
+
+@pytest.mark.parametrize("code,last,status,words", [
+    (0, {"text": "finished 5 steps"}, "done", "finished 5 steps"),
+    (3, None, "stopped", "stopped by you"),
+    (5, {"text": "ran out of GPU memory at step 120"}, "failed", "at step 120"),
+    (1, None, "failed", "see the log"),
+    (-signal.SIGKILL, None, "killed", "killed by SIGKILL"),
+])
+def test_exit_codes_become_sentences(tmp_path, code, last, status, words):
+    outcome = outcome_of(code, last, tmp_path / "trainer.log")
+    assert outcome.status == status and words in outcome.text
+
+
+def make_run(tiny_model_dir, **overrides):
+    bundle = ops.make_plan(str(tiny_model_dir), str(DEMO), planner.Wishes(max_steps=overrides.pop("max_steps", 4)))
+    return ops.create_run(bundle, project="sup", **overrides)
+
+
+def test_a_finished_run_is_recorded_by_the_trainer_itself(home, tiny_model_dir):
+    cfg = make_run(tiny_model_dir, max_steps=3)
+    seen = []
+    job = ops.start_run(cfg.run_id, on_event=seen.append)
+    outcome = job.wait(300)
+    assert outcome.status == "done", (outcome, (home / "runs" / cfg.run_id / "trainer.log").read_text()[-2000:])
+    assert [e["step"] for e in seen if e["event"] == "step"] == [1, 2, 3]
+    run = ops.get_run(cfg.run_id)
+    assert run["status"] == "done" and run["steps_done"] == 3 and run["final_loss"] > 0
+    replay = [json.loads(x) for x in (home / "runs" / cfg.run_id / "events.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in replay] == [e["event"] for e in seen]  # a later view can replay the run
+
+
+def test_a_killed_trainer_loses_nothing_but_the_current_steps(home, tiny_model_dir):
+    cfg = make_run(tiny_model_dir, max_steps=400)
+    job = ops.start_run(cfg.run_id)
+    ops_run_dir = home / "runs" / cfg.run_id
+    deadline = time.time() + 240
+    while not list((ops_run_dir / "checkpoints").glob("step-*")) and time.time() < deadline:
+        time.sleep(0.2)
+    # checkpoint_every defaults to 50: wait for the first, then pull the plug without warning
+    job.kill()
+    outcome = job.wait(60)
+    assert outcome.status == "killed"
+    run = ops.get_run(cfg.run_id)
+    assert run["status"] == "interrupted"  # marked running, but its process is gone
+    resumed = ops.start_run(cfg.run_id, resume=True)
+    time.sleep(0.1)
+    resumed.stop()
+    assert resumed.wait(300).status == "stopped"
+    steps = [e["step"] for e in resumed.events if e["event"] == "step"]
+    assert not steps or steps[0] >= 51  # continued after the checkpoint at step 50, not from zero
+    assert any(e["event"] == "status" and "Resumed from the checkpoint at step 50" in e["text"] for e in resumed.events)
+
+
+def test_a_bad_config_fails_with_a_sentence(home, tiny_model_dir):
+    cfg = make_run(tiny_model_dir)
+    path = home / "runs" / cfg.run_id / "run.json"
+    data = json.loads(path.read_text())
+    data["data_path"] = str(home / "gone.jsonl")
+    path.write_text(json.dumps(data))
+    outcome = ops.start_run(cfg.run_id).wait(120)
+    assert outcome.status == "failed" and outcome.exit_code == 2 and "gone.jsonl: no such file" in outcome.text
+    assert ops.get_run(cfg.run_id)["status"] == "failed"

@@ -1,0 +1,89 @@
+"""Shared fixtures: a private TUNEFORGE_HOME for every test, the default model converted once per
+session, a tiny random Llama for fast tests, and a helper that runs the real CLI as a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "resources" / "demo" / "pirate_chat.jsonl"
+HELDOUT = REPO / "resources" / "demo" / "pirate_heldout.jsonl"
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from core import runtime_env  # noqa: E402
+
+runtime_env.prepare()
+
+
+@pytest.fixture(scope="session")
+def session_home(tmp_path_factory) -> Path:
+    """A data folder shared by the session, holding the converted default model."""
+    return tmp_path_factory.mktemp("tuneforge-session-home")
+
+
+@pytest.fixture(scope="session")
+def default_model_dir(session_home) -> Path:
+    from core import model_source
+
+    return model_source.resolve("default", session_home / "models").path
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch, request) -> Path:
+    """A fresh TUNEFORGE_HOME for this test. The converted default model is linked in lazily (only for
+    tests that ask for `default_model_dir`), so the conversion happens once per session."""
+    path = tmp_path / "home"
+    (path / "models").mkdir(parents=True)
+    monkeypatch.setenv("TUNEFORGE_HOME", str(path))
+    if "default_model_dir" in request.fixturenames:
+        src = request.getfixturevalue("default_model_dir")
+        (path / "models" / src.name).symlink_to(src, target_is_directory=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, default_model_dir) -> Path:
+    """A 2-layer random Llama with the default model's tokenizer and chat template (fast on a CPU)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tok = AutoTokenizer.from_pretrained(default_model_dir)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def cli(home):
+    """Run `python main.py ARGS` as a real process in this test's home; returns CompletedProcess."""
+
+    def run(*args, timeout=600, check=None, **kw):
+        env = dict(os.environ, TUNEFORGE_HOME=str(home), PYTHONUNBUFFERED="1")
+        proc = subprocess.run([sys.executable, str(REPO / "main.py"), *map(str, args)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=timeout, **kw)
+        if check is not None:
+            assert proc.returncode == check, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        return proc
+
+    return run
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return path

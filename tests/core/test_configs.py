@@ -1,0 +1,57 @@
+"""Configs explain themselves: help on every field, checks that name the field (STYLE §5)."""
+
+import dataclasses
+import json
+
+import pytest
+
+from core import hardware, planner, settings
+from core.errors import BadArgument
+from core.run_config import RunConfig
+from tests.conftest import REPO
+
+REQUIRED = dict(run_id="r", run_dir="/tmp/r", db_path="/tmp/h.sqlite", model_path="/m", data_path="/d")
+
+
+def test_every_run_setting_has_help():
+    for f in dataclasses.fields(RunConfig):
+        assert len(f.metadata.get("help", "")) > 10, f"{f.name} has no help"
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("lr", 5.0, "lr"), ("micro_batch", 0, "micro_batch"), ("train_on", "bots", "train_on"),
+    ("seq_len", 4, "seq_len"), ("device", "tpu", "device"),
+])
+def test_bad_values_name_the_field(field, value, words):
+    with pytest.raises(BadArgument, match=words):
+        RunConfig(**REQUIRED, **{field: value})
+
+
+def test_config_round_trips_and_refuses_unknown_keys(tmp_path):
+    cfg = RunConfig(**REQUIRED, lr=1e-3)
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(settings.to_dict(cfg)))
+    assert settings.load_json(RunConfig, path) == cfg
+    path.write_text(json.dumps({**settings.to_dict(cfg), "learning_rate": 1}))
+    with pytest.raises(BadArgument, match="unknown setting.*learning_rate"):
+        settings.load_json(RunConfig, path)
+    path.write_text("{\n  oops")
+    with pytest.raises(BadArgument, match=r"run.json:2"):
+        settings.load_json(RunConfig, path)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "resources" / "hardware").glob("*.json")), ids=lambda p: p.name)
+def test_shipped_hardware_profiles_load_and_plan(path):
+    profile = hardware.load(path)
+    assert profile.gpus, "a what-if profile names a GPU"
+    cfg = json.loads((REPO / "resources" / "models" / "smollm2-135m.json").read_text())
+    plan = planner.make_plan(profile, cfg, [200] * 100)
+    assert plan.device == "cuda" and plan.reasons
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "resources" / "models").glob("*.json")), ids=lambda p: p.name)
+def test_shipped_model_configs_give_a_shape(path):
+    from core.model_shape import ModelShape
+
+    shape = ModelShape.from_config(json.loads(path.read_text()))
+    assert shape.params > 1e8

@@ -1,0 +1,55 @@
+import sqlite3
+
+import pytest
+
+from core import history
+from core.errors import KnownError, RunNotFound
+
+
+def test_schema_is_versioned_and_in_wal_mode(tmp_path):
+    h = history.History(tmp_path / "h.sqlite")
+    assert h.schema_version() == history.SCHEMA_VERSION
+    assert h.db.execute("pragma journal_mode").fetchone()[0] == "wal"
+    assert {"projects", "runs", "metrics", "checkpoints", "exports", "datasets", "events"} <= set(h.db.table_names())
+    h.close()
+
+
+def test_a_run_with_metrics_survives_reopening(tmp_path):
+    path = tmp_path / "h.sqlite"
+    h = history.History(path)
+    h.record_dataset("abc", "d.jsonl", "messages", 10, {"max": 5})
+    h.create_run("20260101-000000-aaaa", "proj", model="default", dataset_id="abc", strategy="lora",
+                 config={"lr": 0.1}, plan={"strategy": "lora"})
+    h.add_metric("20260101-000000-aaaa", 1, "train", 2.5, lr=0.1)
+    h.add_metric("20260101-000000-aaaa", 2, "train", 2.0, lr=0.1)
+    h.update_run("20260101-000000-aaaa", status=history.DONE, final_loss=2.0)
+    h.close()
+    h = history.History(path)
+    run = h.run("20260101")  # a unique prefix is enough
+    assert run["status"] == "done" and run["config"] == {"lr": 0.1} and run["plan"]["strategy"] == "lora"
+    assert [m["loss"] for m in h.metrics(run["id"])] == [2.5, 2.0]
+    assert h.runs("proj")[0]["project"] == "proj" and h.runs("other") == []
+    assert h.run("last")["id"] == "20260101-000000-aaaa"
+
+
+def test_unknown_and_ambiguous_runs_are_sentences(tmp_path):
+    h = history.History(tmp_path / "h.sqlite")
+    with pytest.raises(RunNotFound, match="no runs yet"):
+        h.run("last")
+    h.create_run("20260101-000000-aaaa", "p")
+    h.create_run("20260101-000000-aaab", "p")
+    with pytest.raises(RunNotFound, match="matches 2 runs"):
+        h.run("20260101")
+    with pytest.raises(RunNotFound, match="No run 'zzz'"):
+        h.run("zzz")
+
+
+def test_a_newer_schema_is_refused_not_touched(tmp_path):
+    path = tmp_path / "h.sqlite"
+    history.History(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("update meta set value='99' where key='schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(KnownError, match="newer Tuneforge"):
+        history.History(path)

@@ -1,0 +1,72 @@
+"""Train and export through the wizard with the real trainer process and the tiny model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import QWizard
+
+
+def to_train_page(wizard, advance, qtbot, max_steps: int):
+    advance(wizard)
+    plan_page = advance(wizard)
+    qtbot.waitUntil(plan_page.isComplete, timeout=20000)
+    plan_page.max_steps.setValue(max_steps)
+    plan_page.replan()
+    qtbot.waitUntil(lambda: plan_page.isComplete() and wizard.session.bundle.plan.total_steps == max_steps,
+                    timeout=20000)
+    return advance(wizard)
+
+
+def test_a_short_run_trains_then_exports(make_wizard, advance, qtbot, tiny_model_dir):
+    wizard = make_wizard(model=str(tiny_model_dir))
+    page = to_train_page(wizard, advance, qtbot, max_steps=3)
+    assert page is wizard.train_page and not page.isComplete()
+    page.start_button.click()
+    qtbot.waitUntil(lambda: page.running, timeout=20000)
+    assert not wizard.button(QWizard.BackButton).isEnabled()  # no leaving mid-run
+    qtbot.waitUntil(lambda: wizard.session.outcome is not None, timeout=90000)
+    outcome = wizard.session.outcome
+    assert outcome.status == "done", f"{outcome}\n{page.log.toPlainText()}\n{page.error.details.toPlainText()}"
+    assert page.progress.value() == page.progress.maximum() == 3
+    assert [s for s, _ in page.loss_chart.points] == [1, 2, 3]
+    assert "Checkpoint saved at step 3." in page.log.toPlainText()
+    assert page.isComplete() and wizard.button(QWizard.BackButton).isEnabled()
+
+    export = advance(wizard)
+    assert export is wizard.export_page
+    export.gguf_button.click()
+    qtbot.waitUntil(lambda: bool(export.error.message), timeout=10000)
+    assert "GGUF export is not built yet" in export.error.message
+    export.adapter_button.click()
+    qtbot.waitUntil(lambda: export.exported is not None, timeout=20000)
+    assert export.exported == Path(export.folder_edit.text()) / f"{wizard.session.run_id}-adapter"
+    assert (export.exported / "adapter_config.json").is_file()
+    assert not export.show_button.isHidden() and not export.error.message
+    export.ask()
+    qtbot.waitUntil(lambda: bool(export.answer.toPlainText()), timeout=30000)
+    assert not export.ask_error.message
+
+
+def test_stop_ends_a_long_run_with_a_checkpoint(make_wizard, advance, qtbot, tiny_model_dir):
+    wizard = make_wizard(model=str(tiny_model_dir))
+    page = to_train_page(wizard, advance, qtbot, max_steps=200)
+    page.start_button.click()
+    qtbot.waitUntil(lambda: bool(page.loss_chart.points), timeout=60000)  # the first step event arrived
+    assert page.stop_button.isEnabled()
+    page.stop_button.click()
+    qtbot.waitUntil(lambda: wizard.session.outcome is not None, timeout=60000)
+    assert wizard.session.outcome.status == "stopped", page.log.toPlainText()
+    assert page.progress.value() < 200
+    assert "Stop requested." in page.log.toPlainText()
+    assert page.isComplete() and not page.stop_button.isEnabled()
+
+
+def test_closing_the_window_stops_the_run(make_wizard, advance, qtbot, tiny_model_dir):
+    wizard = make_wizard(model=str(tiny_model_dir))
+    page = to_train_page(wizard, advance, qtbot, max_steps=200)
+    page.start_button.click()
+    qtbot.waitUntil(lambda: bool(page.loss_chart.points), timeout=60000)
+    wizard.close()
+    assert page.job.wait(60).status == "stopped"
+    assert (Path(page.job.run_dir) / "result").is_dir()

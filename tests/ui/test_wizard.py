@@ -1,0 +1,90 @@
+"""The wizard's first three pages against the real app functions (tiny model, demo data)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from app import paths
+from ui.wizard import TITLE
+
+
+def test_opens_with_the_default_model_and_demo_data(make_wizard, qtbot):
+    wizard = make_wizard()
+    assert wizard.windowTitle() == TITLE
+    assert [wizard.page(i).title() for i in wizard.pageIds()] == ["Model", "Data", "Plan", "Train", "Export"]
+    assert wizard.currentPage() is wizard.model_page
+    assert wizard.model_page.model_edit.text() == "default"
+    assert wizard.session.data_path == str(paths.DEMO_DATA)
+    assert wizard.data_page.drop_zone.title.text() == "pirate_chat.jsonl"
+    qtbot.waitUntil(wizard.model_page.isComplete, timeout=10000)  # resolved in the background
+    assert wizard.model_page.name_label.text() == "SmolLM2-135M-Instruct"
+    assert "parameters" in wizard.model_page.shape_label.text()
+
+
+def test_a_wrong_model_path_is_a_sentence_in_the_page(make_wizard, qtbot, tmp_path):
+    wizard = make_wizard()
+    page = wizard.model_page
+    page.model_edit.setText(str(tmp_path / "no-such-model"))
+    page.resolve()
+    qtbot.waitUntil(lambda: bool(page.error.message), timeout=10000)
+    assert "no-such-model" in page.error.message and "nothing is downloaded" in page.error.message
+    assert not page.isComplete()
+
+
+def test_data_page_inspects_the_demo_data(make_wizard, advance, qtbot, tiny_model_dir):
+    wizard = make_wizard()
+    wizard.model_page.model_edit.setText(str(tiny_model_dir))
+    wizard.model_page.resolve()
+    page = advance(wizard)
+    assert page is wizard.data_page
+    qtbot.waitUntil(page.isComplete, timeout=20000)
+    assert page.format_label.text().startswith("messages")
+    assert page.rows_label.text() == "202 usable"
+    assert page.problems_label.text() == "none"
+    assert "median" in page.tokens_label.text()
+    assert "<|im_start|>assistant" in page.preview.toPlainText()
+
+
+def drop(widget, path):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    pos = QPointF(widget.width() / 2, widget.height() / 2)
+    enter = QDragEnterEvent(pos.toPoint(), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    QApplication.sendEvent(widget, enter)
+    assert enter.isAccepted()
+    QApplication.sendEvent(widget, QDropEvent(pos, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+
+
+def test_dropping_a_broken_dataset_shows_the_sentence_not_a_dialog(make_wizard, advance, qtbot, tiny_model_dir,
+                                                                    tmp_path):
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"messages": [\nnot json at all\n', encoding="utf-8")
+    wizard = make_wizard(model=str(tiny_model_dir))
+    page = advance(wizard)
+    qtbot.waitUntil(page.isComplete, timeout=20000)
+    drop(page.drop_zone, broken)
+    assert wizard.session.data_path == str(broken)
+    qtbot.waitUntil(lambda: bool(page.error.message), timeout=10000)
+    assert "broken.jsonl" in page.error.message and "no usable rows" in page.error.message
+    assert page.error.details_button.isHidden()  # a known problem: a sentence, no traceback
+    assert not page.isComplete() and not wizard.button(wizard.WizardButton.NextButton).isEnabled()
+
+
+def test_plan_page_shows_reasons_memory_and_a_step_limit(make_wizard, advance, qtbot, tiny_model_dir):
+    wizard = make_wizard(model=str(tiny_model_dir))
+    advance(wizard)
+    page = advance(wizard)
+    assert page is wizard.plan_page
+    qtbot.waitUntil(page.isComplete, timeout=20000)
+    plan = wizard.session.bundle.plan
+    assert page.labels["strategy"].text() == "lora"
+    assert "Sequence length" in page.reasons.text() and "full" in page.rejected.text()
+    assert page.memory_bar.terms == plan.memory and page.memory_bar.limit == plan.memory_limit > 0
+    assert page.memory_bar.height() > 26
+    page.max_steps.setValue(7)
+    assert not page.isComplete()  # the old plan is gone until the new one arrives
+    qtbot.waitUntil(page.isComplete, timeout=20000)
+    assert wizard.session.bundle.plan.total_steps == 7
+    assert page.labels["steps"].text().startswith("7")

@@ -1,0 +1,161 @@
+"""Two small painted widgets: the live loss curve and the planned-memory bar (no QtCharts needed)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+GIB = 1024**3
+PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"]
+
+
+class LossChart(QWidget):
+    """Training loss per step as a line, validation loss as dots; the x axis spans the whole run."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.points: list[tuple[int, float]] = []
+        self.eval_points: list[tuple[int, float]] = []
+        self.total_steps = 0
+        self.setMinimumHeight(150)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+
+    def sizeHint(self) -> QSize:
+        return QSize(480, 190)
+
+    def clear(self) -> None:
+        self.points, self.eval_points, self.total_steps = [], [], 0
+        self.update()
+
+    def set_total(self, total_steps: int) -> None:
+        self.total_steps = total_steps
+        self.update()
+
+    def add_point(self, step: int, loss: float) -> None:
+        self.points.append((step, loss))
+        self.update()
+
+    def add_eval(self, step: int, loss: float) -> None:
+        self.eval_points.append((step, loss))
+        self.update()
+
+    def paintEvent(self, _event) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.Antialiasing)
+        fm = QFontMetrics(self.font())
+        p.fillRect(self.rect(), QColor("#ffffff"))
+        left, bottom = fm.horizontalAdvance("00.000") + 12, fm.height() + 8
+        area = QRectF(left, 10, max(10, self.width() - left - 14), max(10, self.height() - bottom - 18))
+        p.setPen(QPen(QColor("#c8c8c8"), 1))
+        p.drawRect(area)
+        values = [v for _, v in self.points + self.eval_points]
+        if not values:
+            p.setPen(QColor("#888888"))
+            p.drawText(area, Qt.AlignCenter, "The loss curve appears here once training starts.")
+            return
+        lo, hi = min(values), max(values)
+        if hi - lo < 1e-6:
+            lo, hi = lo - 0.5, hi + 0.5
+        pad = (hi - lo) * 0.08
+        lo, hi = lo - pad, hi + pad
+        last = max(s for s, _ in self.points + self.eval_points)
+        span = max(self.total_steps, last, 1)
+
+        def at(step: float, value: float) -> QPointF:
+            return QPointF(area.left() + area.width() * step / span,
+                           area.bottom() - area.height() * (value - lo) / (hi - lo))
+
+        p.setPen(QColor("#666666"))
+        for value in (lo + pad, hi - pad):
+            y = at(0, value).y()
+            p.drawText(QRectF(0, y - fm.height() / 2, left - 6, fm.height()), Qt.AlignRight | Qt.AlignVCenter,
+                       f"{value:.3g}")
+        p.drawText(QRectF(area.left(), area.bottom() + 4, area.width(), fm.height()), Qt.AlignLeft, "step 0")
+        p.drawText(QRectF(area.left(), area.bottom() + 4, area.width(), fm.height()), Qt.AlignRight, f"{span}")
+        if self.points:
+            path = QPainterPath(at(*self.points[0]))
+            for s, v in self.points[1:]:
+                path.lineTo(at(s, v))
+            p.setPen(QPen(QColor(PALETTE[0]), 2))
+            p.setBrush(Qt.NoBrush)
+            p.drawPath(path)
+            if len(self.points) == 1:
+                p.setBrush(QColor(PALETTE[0]))
+                p.drawEllipse(at(*self.points[0]), 3, 3)
+        p.setPen(Qt.NoPen)
+        p.setBrush(QColor(PALETTE[1]))
+        for s, v in self.eval_points:
+            p.drawEllipse(at(s, v), 4, 4)
+        legend = "— training loss" + ("   ● validation loss" if self.eval_points else "")
+        p.setPen(QColor("#444444"))
+        p.drawText(QRectF(area.left(), area.bottom() + 4, area.width(), fm.height()), Qt.AlignHCenter, legend)
+
+
+class MemoryBar(QWidget):
+    """One horizontal bar: each planned memory term a coloured segment, the device's limit its end."""
+
+    ROW = 20
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.terms: dict[str, int] = {}
+        self.limit = 0
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+
+    def set_memory(self, terms: dict[str, int], limit: int) -> None:
+        self.terms, self.limit = dict(terms), int(limit)
+        self.setFixedHeight(self._height())
+        self.update()
+
+    def _height(self) -> int:
+        rows = (len(self.terms) + 1) // 2
+        return 26 + 8 + rows * self.ROW + 4
+
+    def sizeHint(self) -> QSize:
+        return QSize(480, self._height())
+
+    def paintEvent(self, _event) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.Antialiasing)
+        fm = QFontMetrics(self.font())
+        total = sum(self.terms.values())
+        full = max(self.limit, total, 1)
+        bar = QRectF(0.5, 0.5, self.width() - 1, 26)
+        p.setPen(QPen(QColor("#bbbbbb"), 1))
+        p.setBrush(QColor("#f2f2f2"))
+        p.drawRoundedRect(bar, 4, 4)
+        x = bar.left()
+        p.setPen(Qt.NoPen)
+        for i, value in enumerate(self.terms.values()):
+            w = bar.width() * value / full
+            if value > 0:
+                w = max(w, 2.0)
+            p.setBrush(QColor(PALETTE[i % len(PALETTE)]))
+            p.drawRect(QRectF(x, bar.top() + 1, min(w, bar.right() - x), bar.height() - 2))
+            x += w
+        if total > self.limit > 0:  # the part beyond what the device offers
+            p.setPen(QPen(QColor("#c0392b"), 2))
+            limit_x = bar.left() + bar.width() * self.limit / full
+            p.drawLine(QPointF(limit_x, bar.top() - 0), QPointF(limit_x, bar.bottom()))
+        p.setPen(QColor("#333333"))
+        share = f" ({100 * total / self.limit:.0f}%)" if self.limit else ""
+        caption = f"{total / GIB:.2f} GiB of {self.limit / GIB:.1f} GiB{share}"
+        p.drawText(bar.adjusted(8, 0, -8, 0), Qt.AlignRight | Qt.AlignVCenter, caption)
+        col_w = self.width() / 2
+        for i, (name, value) in enumerate(self.terms.items()):
+            row, col = divmod(i, 2)
+            top = bar.bottom() + 8 + row * self.ROW
+            left = col * col_w
+            p.setPen(Qt.NoPen)
+            p.setBrush(QColor(PALETTE[i % len(PALETTE)]))
+            p.drawRoundedRect(QRectF(left, top + (self.ROW - 12) / 2, 12, 12), 2, 2)
+            p.setPen(QColor("#333333"))
+            text = fm.elidedText(f"{name}: {_size(value)}", Qt.ElideRight, int(col_w - 24))
+            p.drawText(QRectF(left + 18, top, col_w - 20, self.ROW), Qt.AlignLeft | Qt.AlignVCenter, text)
+
+
+def _size(n: int) -> str:
+    if n >= GIB:
+        return f"{n / GIB:.2f} GiB"
+    return f"{n / 1024**2:.0f} MiB"

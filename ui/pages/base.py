@@ -1,0 +1,105 @@
+"""What every page shares: the wizard's session, background tasks, a busy line and an error panel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget, QWizardPage
+
+from ui import tasks
+from ui.error_panel import ErrorPanel
+
+
+@dataclass
+class Session:
+    """What the pages hand on to each other, filled in as the person goes."""
+
+    model_name: str = "default"
+    model_ref: object | None = None  # core.model_source.ModelRef
+    data_path: str = ""
+    data_report: dict | None = None
+    max_steps: int = 0
+    bundle: object | None = None  # app.operations.PlanBundle
+    run_id: str | None = None
+    outcome: object | None = None  # app.supervisor.Outcome
+
+
+class BusyLine(QWidget):
+    """A thin progress bar with a sentence; busy (indeterminate) when the fraction is unknown."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.bar = QProgressBar(textVisible=False, maximumWidth=160, maximumHeight=10)
+        self.label = QLabel(wordWrap=True)
+        self.label.setStyleSheet("color: #555;")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.bar, 0, Qt.AlignVCenter)
+        layout.addWidget(self.label, 1)
+        self.stop()
+
+    def start(self, text: str) -> None:
+        self.bar.setRange(0, 0)
+        self.bar.show()
+        self.label.setText(text)
+        self.show()
+
+    def report(self, fraction: float | None, text: str) -> None:
+        if fraction is None:
+            self.bar.setRange(0, 0)
+        else:
+            self.bar.setRange(0, 100)
+            self.bar.setValue(int(fraction * 100))
+        if text:
+            self.label.setText(text)
+
+    def stop(self, text: str = "") -> None:
+        self.bar.hide()
+        self.label.setText(text)
+        self.setVisible(bool(text))
+
+
+class Page(QWizardPage):
+    def __init__(self, session: Session, title: str, subtitle: str, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.setTitle(title)
+        self.setSubTitle(subtitle)
+        self.error = ErrorPanel()
+        self._tasks: dict[str, tasks.Task] = {}
+
+    def run_task(self, name: str, fn: Callable, *args, on_done=None, on_error=None, on_progress=None,
+                 **kwargs) -> tasks.Task:
+        """Start fn in the background; a newer task of the same name replaces (cancels) the older one."""
+        self.cancel_task(name)
+        task = tasks.run_task(fn, *args, on_done=on_done, on_error=on_error or self.error.show_error,
+                              on_progress=on_progress, **kwargs)
+        self._tasks[name] = task
+        return task
+
+    def cancel_task(self, name: str) -> None:
+        old = self._tasks.pop(name, None)
+        if old is not None and not old.done:
+            old.cancel()
+
+    def busy(self, name: str) -> bool:
+        task = self._tasks.get(name)
+        return task is not None and not task.done
+
+    def shutdown(self) -> None:
+        """The wizard is closing: drop every callback and ask running work to stop."""
+        for name in list(self._tasks):
+            self.cancel_task(name)
+
+
+def duration(seconds: float | None) -> str:
+    """'45 s', '12 min', '3.5 h' for estimates and ETAs."""
+    if seconds is None:
+        return "—"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,178 @@
+"""Step 2: the training data. The demo set is preselected; drop a file or folder to use your own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, Qt, Signal
+from PySide6.QtGui import QFontDatabase
+from PySide6.QtWidgets import (QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton,
+                               QVBoxLayout)
+
+from app import operations as ops
+from app import paths
+from core.data import formats
+from ui.pages.base import BusyLine, Page, Session
+
+SHOWN_PROBLEMS = 5
+
+
+def local_path(mime: QMimeData) -> str | None:
+    """The first local file or folder in dragged data, if any."""
+    for url in mime.urls() if mime.hasUrls() else []:
+        if url.isLocalFile():
+            return url.toLocalFile()
+    return None
+
+
+class DropZone(QFrame):
+    """A dashed box that takes a dropped file or folder and names the one in use."""
+
+    dropped = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setAcceptDrops(True)
+        self.setObjectName("dropZone")
+        self.title = QLabel("Drop a dataset here", alignment=Qt.AlignCenter)
+        self.title.setStyleSheet("font-size: 11pt; font-weight: 600; border: none;")
+        self.hint = QLabel(alignment=Qt.AlignCenter, wordWrap=True)
+        self.hint.setStyleSheet("color: #555; border: none;")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 12, 12, 12)
+        layout.addWidget(self.title)
+        layout.addWidget(self.hint)
+        self._highlight(False)
+
+    def show_path(self, path: str) -> None:
+        self.title.setText(Path(path).name or path)
+        self.hint.setText(f"{path}\nDrop another .jsonl/.json file or a folder here to change it.")
+
+    def _highlight(self, on: bool) -> None:
+        colour, background = ("#2f6fce", "#eaf2fe") if on else ("#9aa5b1", "#f8f9fb")
+        self.setStyleSheet(f"QFrame#dropZone {{ border: 2px dashed {colour}; border-radius: 8px; "
+                           f"background: {background}; }}")
+
+    def dragEnterEvent(self, event) -> None:
+        if local_path(event.mimeData()):
+            event.acceptProposedAction()
+            self._highlight(True)
+
+    def dragLeaveEvent(self, _event) -> None:
+        self._highlight(False)
+
+    def dropEvent(self, event) -> None:
+        self._highlight(False)
+        path = local_path(event.mimeData())
+        if path:
+            event.acceptProposedAction()
+            self.dropped.emit(path)
+
+
+class DataPage(Page):
+    def __init__(self, session: Session, parent=None):
+        super().__init__(session, "Data", "The examples the model learns from. The demo set teaches it to talk "
+                         "like a pirate; drop your own .jsonl or .json file to use it instead.", parent)
+        session.data_path = session.data_path or str(paths.DEMO_DATA)
+        self.drop_zone = DropZone()
+        self.drop_zone.dropped.connect(self.set_path)
+        self.choose_button = QPushButton("Choose file…")
+        self.folder_button = QPushButton("Choose folder…")
+        self.demo_button = QPushButton("Use the demo data")
+        self.choose_button.clicked.connect(self._choose_file)
+        self.folder_button.clicked.connect(self._choose_folder)
+        self.demo_button.clicked.connect(lambda: self.set_path(str(paths.DEMO_DATA)))
+        buttons = QHBoxLayout()
+        for b in (self.choose_button, self.folder_button, self.demo_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+
+        self.format_label, self.rows_label, self.problems_label, self.tokens_label = (
+            QLabel("—", wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse) for _ in range(4))
+        form = QFormLayout()
+        form.addRow("Format:", self.format_label)
+        form.addRow("Rows:", self.rows_label)
+        form.addRow("Problems:", self.problems_label)
+        form.addRow("Tokens per row:", self.tokens_label)
+        self.preview = QPlainTextEdit(readOnly=True, placeholderText="The first example, as the model will see it.")
+        self.preview.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
+        self.preview.setMinimumHeight(110)
+        self.status = BusyLine()
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.drop_zone)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        layout.addWidget(self.error)
+        layout.addLayout(form)
+        layout.addWidget(QLabel("First example, rendered with the model's chat template:"))
+        layout.addWidget(self.preview, 1)
+        self._inspected_for: tuple | None = None
+        self.drop_zone.show_path(session.data_path)
+
+    def initializePage(self) -> None:
+        if self._inspected_for != self._key():
+            self.inspect()
+
+    def _key(self) -> tuple:
+        ref = self.session.model_ref
+        return self.session.data_path, str(ref.path) if ref else None
+
+    def set_path(self, path: str) -> None:
+        self.session.data_path = path
+        self.drop_zone.show_path(path)
+        self.inspect()
+
+    def inspect(self) -> None:
+        self.session.data_report = None
+        self._inspected_for = self._key()
+        self.error.clear()
+        for label in (self.format_label, self.rows_label, self.problems_label, self.tokens_label):
+            label.setText("—")
+        self.preview.clear()
+        self.completeChanged.emit()
+        self.status.start("Reading the dataset…")
+        model = self._inspected_for[1]
+        self.run_task("inspect", ops.inspect_data, self.session.data_path, model=model,
+                      on_done=self._inspected, on_error=self._failed, on_progress=self.status.report)
+
+    def _inspected(self, report: dict) -> None:
+        self.session.data_report = report
+        self.status.stop()
+        fmt = formats.FORMATS.get(report["format"])
+        self.format_label.setText(f"{report['format']} — {fmt.DESCRIPTION}" if fmt else report["format"])
+        dup = report.get("duplicates", 0)
+        self.rows_label.setText(f"{report['rows']} usable" + (f", {dup} duplicated" if dup else ""))
+        self.problems_label.setText(problems_text(report))
+        t = report.get("tokens") or {}
+        self.tokens_label.setText(f"min {t['min']}, median {t['median']}, 95% under {t['p95']}, max {t['max']} "
+                                  f"({t['total']:,} in all)" if t.get("count") else "—")
+        self.preview.setPlainText(report.get("preview", ""))
+        self.completeChanged.emit()
+
+    def _failed(self, error: BaseException) -> None:
+        self.status.stop()
+        self.error.show_error(error)
+
+    def isComplete(self) -> bool:
+        return bool(self.session.data_report and self.session.data_report.get("rows"))
+
+    def _choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a dataset", str(Path(self.session.data_path).parent),
+                                              "Datasets (*.jsonl *.json)")
+        if path:
+            self.set_path(path)
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a folder of .jsonl/.json files")
+        if folder:
+            self.set_path(folder)
+
+
+def problems_text(report: dict) -> str:
+    n = report.get("problems", 0)
+    if not n:
+        return "none"
+    shown = report.get("problem_list", [])[:SHOWN_PROBLEMS]
+    more = f"\n… and {n - len(shown)} more" if n > len(shown) else ""
+    return f"{n} rows skipped:\n" + "\n".join(shown) + more

@@ -1,0 +1,164 @@
+"""Step 5: keep the result. Export the adapter or a merged model, and try the tuned model on a prompt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
+                               QPushButton, QVBoxLayout)
+
+from app import operations as ops
+from app import paths
+from core.errors import NotBuiltYet
+from ui.error_panel import ErrorPanel
+from ui.pages.base import BusyLine, Page, Session
+
+DEFAULT_PROMPT = "What is 12 plus 5?"
+
+
+def free_folder(parent: Path, name: str) -> Path:
+    """parent/name, or parent/name-2, -3… so an export never lands on an existing folder."""
+    candidate, n = parent / name, 1
+    while candidate.exists():
+        n += 1
+        candidate = parent / f"{name}-{n}"
+    return candidate
+
+
+def ask(run_id: str, prompt: str, progress) -> str:
+    progress.update(None, "Loading the tuned model and thinking…")
+    return ops.chat(prompt, run=run_id)
+
+
+class ExportPage(Page):
+    def __init__(self, session: Session, parent=None):
+        super().__init__(session, "Export", "Save what the run learned where other tools can use it, "
+                         "or try it right here.", parent)
+        self.summary = QLabel(wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
+        self.folder_edit = QLineEdit()
+        self.folder_button = QPushButton("Change…")
+        self.folder_button.clicked.connect(self._choose_folder)
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(QLabel("Save exports in:"))
+        folder_row.addWidget(self.folder_edit, 1)
+        folder_row.addWidget(self.folder_button)
+
+        self.adapter_button = QPushButton("Export adapter")
+        self.adapter_button.setToolTip("The small LoRA adapter (PEFT layout); load it on top of the base model.")
+        self.merged_button = QPushButton("Export merged model (safetensors)")
+        self.merged_button.setToolTip("The base model with the adapter merged in, as a normal model folder.")
+        self.gguf_button = QPushButton("GGUF")
+        self.gguf_button.setToolTip("For llama.cpp, Ollama and LM Studio.")
+        self.adapter_button.clicked.connect(lambda: self.export("adapter"))
+        self.merged_button.clicked.connect(lambda: self.export("safetensors"))
+        self.gguf_button.clicked.connect(lambda: self.export("gguf"))
+        buttons = QHBoxLayout()
+        for b in (self.adapter_button, self.merged_button, self.gguf_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        self.status = BusyLine()
+        self.result_label = QLabel(wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
+        self.show_button = QPushButton("Show in folder", visible=False)
+        self.show_button.clicked.connect(self._show_in_folder)
+        result_row = QHBoxLayout()
+        result_row.addWidget(self.result_label, 1)
+        result_row.addWidget(self.show_button)
+        export_box = QGroupBox("Export")
+        box = QVBoxLayout(export_box)
+        box.addLayout(folder_row)
+        box.addLayout(buttons)
+        box.addWidget(self.status)
+        box.addWidget(self.error)
+        box.addLayout(result_row)
+
+        self.prompt_edit = QLineEdit(DEFAULT_PROMPT, placeholderText="Ask the tuned model something")
+        self.ask_button = QPushButton("Ask")
+        self.prompt_edit.returnPressed.connect(self.ask)
+        self.ask_button.clicked.connect(self.ask)
+        ask_row = QHBoxLayout()
+        ask_row.addWidget(self.prompt_edit, 1)
+        ask_row.addWidget(self.ask_button)
+        self.answer = QPlainTextEdit(readOnly=True, placeholderText="The tuned model's answer appears here.")
+        self.ask_status = BusyLine()
+        self.ask_error = ErrorPanel()
+        try_box = QGroupBox("Try it")
+        box = QVBoxLayout(try_box)
+        box.addLayout(ask_row)
+        box.addWidget(self.ask_status)
+        box.addWidget(self.ask_error)
+        box.addWidget(self.answer, 1)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.summary)
+        layout.addWidget(export_box)
+        layout.addWidget(try_box, 1)
+        self.exported: Path | None = None
+
+    def initializePage(self) -> None:
+        outcome = self.session.outcome
+        self.summary.setText(f"Run <b>{self.session.run_id}</b>: {outcome.text if outcome else 'no result'}.")
+        self.folder_edit.setText(str(paths.home() / "exports"))
+        self.error.clear()
+        self.result_label.clear()
+        self.show_button.hide()
+
+    def export(self, fmt: str) -> None:
+        out = free_folder(Path(self.folder_edit.text()).expanduser(), f"{self.session.run_id}-{fmt}")
+        self.error.clear()
+        self.result_label.clear()
+        self.show_button.hide()
+        self._set_buttons(False)
+        self.status.start(f"Exporting to {out}…")
+        self.run_task("export", ops.export_run, self.session.run_id, fmt, str(out),
+                      on_done=self._exported, on_error=self._failed, on_progress=self.status.report)
+
+    def _exported(self, path) -> None:
+        self.exported = Path(path)
+        self.status.stop()
+        self._set_buttons(True)
+        self.result_label.setText(f"✔ Saved to {path}")
+        self.show_button.show()
+
+    def _failed(self, error: BaseException) -> None:
+        self.status.stop()
+        self._set_buttons(True)
+        if isinstance(error, NotBuiltYet):
+            self.error.show_message(str(error), kind="info")
+        else:
+            self.error.show_error(error)
+
+    def _set_buttons(self, enabled: bool) -> None:
+        for b in (self.adapter_button, self.merged_button, self.gguf_button):
+            b.setEnabled(enabled)
+
+    def ask(self) -> None:
+        prompt = self.prompt_edit.text().strip()
+        if not prompt or self.busy("ask"):
+            return
+        self.answer.clear()
+        self.ask_error.clear()
+        self.ask_button.setEnabled(False)
+        self.ask_status.start("Thinking…")
+        self.run_task("ask", ask, self.session.run_id, prompt, on_done=self._answered, on_error=self._not_answered,
+                      on_progress=self.ask_status.report)
+
+    def _answered(self, text: str) -> None:
+        self.ask_status.stop()
+        self.ask_button.setEnabled(True)
+        self.answer.setPlainText(text or "(an empty answer)")
+
+    def _not_answered(self, error: BaseException) -> None:
+        self.ask_status.stop()
+        self.ask_button.setEnabled(True)
+        self.ask_error.show_error(error)
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Where to save exports", self.folder_edit.text())
+        if folder:
+            self.folder_edit.setText(folder)
+
+    def _show_in_folder(self) -> None:
+        if self.exported is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.exported)))

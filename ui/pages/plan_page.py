@@ -1,0 +1,130 @@
+"""Step 3: the plan. The planner picks how to train on this machine and says why; memory is drawn as a bar."""
+
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (QFormLayout, QFrame, QGroupBox, QLabel, QScrollArea, QSpinBox, QVBoxLayout,
+                               QWidget)
+
+from app import operations as ops
+from core.planner import Wishes
+from ui.charts import MemoryBar
+from ui.error_panel import ErrorPanel
+from ui.pages.base import BusyLine, Page, Session, duration
+
+
+def bullets(lines: list[str]) -> str:
+    return "".join(f"<p style='margin: 0 0 4px 0;'>•&nbsp;{html.escape(line)}</p>" for line in lines)
+
+
+class PlanPage(Page):
+    def __init__(self, session: Session, parent=None):
+        super().__init__(session, "Plan", "How the training will run on this machine, and why. "
+                         "Set a step limit for a short first try.", parent)
+        self.max_steps = QSpinBox(minimum=0, maximum=1_000_000, value=session.max_steps, singleStep=10)
+        self.max_steps.setSpecialValueText("no limit (full epoch)")
+        self.max_steps.setSuffix(" steps")
+        self.max_steps.setMinimumWidth(180)
+        self._debounce = QTimer(self, singleShot=True, interval=400)
+        self._debounce.timeout.connect(self.replan)
+        self.max_steps.valueChanged.connect(self._steps_changed)
+
+        self.labels = {key: QLabel("—", wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
+                       for key in ("strategy", "device", "batch", "seq_len", "lr", "steps", "time")}
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+        for key, title in (("strategy", "Strategy:"), ("device", "Device:"), ("batch", "Batch:"),
+                           ("seq_len", "Sequence length:"), ("lr", "Learning rate:"), ("steps", "Steps:"),
+                           ("time", "Estimated time:")):
+            form.addRow(title, self.labels[key])
+        form.addRow("Stop after:", self.max_steps)
+        settings = QGroupBox("Settings")
+        settings.setLayout(form)
+
+        self.memory_bar = MemoryBar()
+        memory = QGroupBox("Estimated peak memory")
+        QVBoxLayout(memory).addWidget(self.memory_bar)
+
+        self.reasons = QLabel(wordWrap=True, textFormat=Qt.RichText, textInteractionFlags=Qt.TextSelectableByMouse)
+        self.rejected = QLabel(wordWrap=True, textFormat=Qt.RichText, textInteractionFlags=Qt.TextSelectableByMouse)
+        why = QGroupBox("Why")
+        why_layout = QVBoxLayout(why)
+        why_layout.addWidget(self.reasons)
+        self.rejected_title = QLabel("<b>Not chosen</b>")
+        why_layout.addWidget(self.rejected_title)
+        why_layout.addWidget(self.rejected)
+        self.warnings = ErrorPanel()
+        self.status = BusyLine()
+
+        content = QWidget()
+        inner = QVBoxLayout(content)
+        inner.setContentsMargins(0, 0, 6, 0)
+        for w in (self.status, self.error, self.warnings, settings, memory, why):
+            inner.addWidget(w)
+        inner.addStretch(1)
+        scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
+        scroll.setWidget(content)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)
+        self._planned_for: tuple | None = None
+
+    def initializePage(self) -> None:
+        if self._planned_for != self._key() or self.session.bundle is None:
+            self.replan()
+
+    def _key(self) -> tuple:
+        ref = self.session.model_ref
+        return (str(ref.path) if ref else None, self.session.data_path, (self.session.data_report or {}).get("digest"),
+                self.max_steps.value())
+
+    def _steps_changed(self, value: int) -> None:
+        self.session.max_steps = value
+        self.session.bundle = None
+        self.completeChanged.emit()
+        self._debounce.start()
+
+    def replan(self) -> None:
+        self._debounce.stop()
+        self.session.bundle = None
+        self._planned_for = self._key()
+        self.error.clear()
+        self.completeChanged.emit()
+        self.status.start("Making a plan…")
+        wishes = Wishes(max_steps=self.max_steps.value() or None)
+        self.run_task("plan", ops.make_plan, self.session.model_ref.name, self.session.data_path, wishes,
+                      on_done=self._planned, on_error=self._failed, on_progress=self.status.report)
+
+    def _planned(self, bundle) -> None:
+        self.session.bundle = bundle
+        self.status.stop()
+        p = bundle.plan
+        self.labels["strategy"].setText(p.strategy + ("" if p.strategy_built else " (not built yet)"))
+        self.labels["device"].setText(f"{p.device} in {p.precision}")
+        self.labels["batch"].setText(f"{p.micro_batch} examples × {p.grad_accum} accumulation = "
+                                     f"{p.micro_batch * p.grad_accum} per step"
+                                     + (", gradient checkpointing on" if p.gradient_checkpointing else ""))
+        self.labels["seq_len"].setText(f"{p.seq_len} tokens" + (f" ({p.truncated_rows} rows cut)" if p.truncated_rows else ""))
+        self.labels["lr"].setText(f"{p.lr:g}")
+        self.labels["steps"].setText(f"{p.total_steps}" + (" (your limit)" if p.max_steps else f" ({p.epochs:g} epoch)"))
+        self.labels["time"].setText(f"about {duration(p.total_time_s)}")
+        self.memory_bar.set_memory(p.memory, p.memory_limit)
+        self.reasons.setText(bullets(p.reasons))
+        self.rejected.setText(bullets([f"{r['strategy']}: {r['why']}" for r in p.rejected]))
+        self.rejected_title.setVisible(bool(p.rejected))
+        if p.warnings:
+            self.warnings.show_message("\n".join(p.warnings), kind="warning")
+        else:
+            self.warnings.clear()
+        self.completeChanged.emit()
+
+    def _failed(self, error: BaseException) -> None:
+        self.status.stop()
+        self.error.show_error(error)
+
+    def isComplete(self) -> bool:
+        bundle = self.session.bundle
+        return bundle is not None and bundle.plan.strategy_built

@@ -1,0 +1,227 @@
+"""Step 4: train. Starts the trainer process through the app and follows its events live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtGui import QFontDatabase
+from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton,
+                               QVBoxLayout)
+
+from app import operations as ops
+from ui.charts import LossChart
+from ui.pages.base import BusyLine, Page, Session, duration
+
+LOG_TAIL_LINES = 60
+
+
+class TrainerEvents(QObject):
+    """Carries the trainer's callbacks (called on the supervisor's reader thread) to the main thread."""
+
+    event = Signal(dict)
+    finished = Signal(object)
+
+    def __init__(self):
+        super().__init__()
+        self.closed = False
+
+    def on_event(self, event: dict) -> None:  # reader thread
+        self._emit(self.event, event)
+
+    def on_finished(self, outcome) -> None:  # reader thread
+        self._emit(self.finished, outcome)
+
+    def _emit(self, signal, value) -> None:
+        if self.closed:
+            return
+        try:
+            signal.emit(value)
+        except RuntimeError:  # the window is gone; the trainer keeps recording to its run folder
+            self.closed = True
+
+
+def sentence(text: str, capital: bool = True) -> str:
+    text = text.strip()
+    if capital:
+        text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class TrainPage(Page):
+    running_changed = Signal(bool)
+
+    def __init__(self, session: Session, parent=None):
+        super().__init__(session, "Train", "The training runs in its own process; you can stop it at any "
+                         "time and keep what it learned so far.", parent)
+        self.job = None
+        self.events: TrainerEvents | None = None
+        self.summary = QLabel(wordWrap=True)
+        self.start_button = QPushButton("Start training")
+        self.start_button.setDefault(False)
+        self.stop_button = QPushButton("Stop", enabled=False)
+        self.start_button.clicked.connect(self.start)
+        self.stop_button.clicked.connect(self.stop)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.stop_button)
+        buttons.addStretch(1)
+
+        self.progress = QProgressBar(minimum=0, maximum=1, value=0, format="%v / %m steps")
+        self.stat = {key: QLabel("—") for key in ("loss", "eta", "speed", "memory")}
+        stats = QGridLayout()
+        for col, (key, title) in enumerate((("loss", "Loss"), ("eta", "Time left"), ("speed", "Speed"),
+                                            ("memory", "Memory"))):
+            caption = QLabel(title)
+            caption.setStyleSheet("color: #666;")
+            self.stat[key].setStyleSheet("font-size: 12pt; font-weight: 600;")
+            stats.addWidget(caption, 0, col)
+            stats.addWidget(self.stat[key], 1, col)
+        self.loss_chart = LossChart()
+        self.log = QPlainTextEdit(readOnly=True, maximumBlockCount=2000)
+        self.log.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
+        self.log.setMinimumHeight(90)
+        self.status = BusyLine()
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.summary)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        layout.addWidget(self.error)
+        layout.addWidget(self.progress)
+        layout.addLayout(stats)
+        layout.addWidget(self.loss_chart, 3)
+        layout.addWidget(self.log, 2)
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None and self.job.running
+
+    def initializePage(self) -> None:
+        if self.running:
+            return
+        self.job, self.session.run_id, self.session.outcome = None, None, None
+        self._reset_view()
+        p, ref = self.session.bundle.plan, self.session.model_ref
+        self.summary.setText(f"Fine-tune <b>{ref.label}</b> on <b>{Path(self.session.data_path).name}</b>: "
+                             f"{p.total_steps} steps with {p.strategy} on {p.device}, about {duration(p.total_time_s)}.")
+        self.start_button.setEnabled(True)
+
+    def _reset_view(self) -> None:
+        self.error.clear()
+        self.status.stop()
+        self.progress.setRange(0, max(1, self.session.bundle.plan.total_steps if self.session.bundle else 1))
+        self.progress.setValue(0)
+        for label in self.stat.values():
+            label.setText("—")
+        self.loss_chart.clear()
+        self.log.clear()
+
+    def start(self) -> None:
+        self.start_button.setEnabled(False)
+        self._reset_view()
+        self.session.outcome = None
+        self.completeChanged.emit()
+        self.status.start("Creating the run…")
+        bundle = self.session.bundle
+        self.run_task("create", lambda progress: ops.create_run(bundle), on_done=self._created,
+                      on_error=self._not_started)
+
+    def _created(self, cfg) -> None:
+        self.session.run_id = cfg.run_id
+        self.events = TrainerEvents()
+        self.events.event.connect(self._on_event)
+        self.events.finished.connect(self._on_finished)
+        self.append(f"Run {cfg.run_id} in {cfg.run_dir}")
+        try:
+            self.job = ops.start_run(cfg.run_id, on_event=self.events.on_event, on_finished=self.events.on_finished)
+        except Exception as e:  # noqa: BLE001  shown in the page like any other error
+            self._not_started(e)
+            return
+        self.status.start("Starting the trainer…")
+        self.stop_button.setEnabled(True)
+        self.running_changed.emit(True)
+
+    def _not_started(self, error: BaseException) -> None:
+        self.status.stop()
+        self.error.show_error(error)
+        self.start_button.setEnabled(True)
+
+    def stop(self) -> None:
+        if self.running:
+            self.job.stop()
+            self.stop_button.setEnabled(False)
+            self.status.start("Stopping after the current step and saving a checkpoint…")
+            self.append("Stop requested.")
+
+    def append(self, line: str) -> None:
+        self.log.appendPlainText(line)
+
+    @Slot(dict)
+    def _on_event(self, e: dict) -> None:
+        kind = e.get("event")
+        if kind == "status":
+            self.status.start(e.get("text", ""))
+            self.append(e.get("text", ""))
+        elif kind == "start":
+            total = int(e.get("total_steps") or 1)
+            self.progress.setRange(0, total)
+            self.progress.setValue(int(e.get("start_step") or 0))
+            self.loss_chart.set_total(total)
+            self.status.start("Training…")
+            self.append(f"Training {total} steps on {e.get('device')} ({e.get('precision')}), "
+                        f"{e.get('train_examples')} examples, {e.get('eval_examples')} held out for validation.")
+        elif kind == "step":
+            step, total = int(e["step"]), int(e.get("total_steps") or self.progress.maximum())
+            self.progress.setRange(0, total)
+            self.progress.setValue(step)
+            self.stat["loss"].setText(f"{e['loss']:.4f}")
+            self.stat["eta"].setText(duration(e.get("eta_s")))
+            self.stat["speed"].setText(f"{e.get('tokens_per_s', 0):,.0f} tokens/s")
+            self.stat["memory"].setText(f"{(e.get('memory_bytes') or 0) / 1024**3:.2f} GiB")
+            self.loss_chart.add_point(step, float(e["loss"]))
+            if step == 1 or step == total or step % max(1, total // 20) == 0:
+                self.append(f"Step {step}/{total}: loss {e['loss']:.4f}")
+        elif kind == "eval":
+            self.loss_chart.add_eval(int(e["step"]), float(e["loss"]))
+            self.append(f"Validation loss at step {e['step']}: {e['loss']:.4f}")
+        elif kind == "checkpoint":
+            self.append(f"Checkpoint saved at step {e['step']}.")
+        elif kind == "done":
+            self.append(f"Done: {e.get('text', '')}.")
+        elif kind == "error":
+            self.append(f"Error: {e.get('text', '')}")
+
+    @Slot(object)
+    def _on_finished(self, outcome) -> None:
+        self.session.outcome = outcome
+        self.stop_button.setEnabled(False)
+        self.start_button.setEnabled(not outcome.ok)
+        self.start_button.setText("Start again" if not outcome.ok else "Start training")
+        if outcome.ok:
+            self.status.stop(f"✔ {sentence(outcome.text)}")
+        else:
+            self.status.stop()
+            self.error.show_message(f"Training {outcome.status}: {sentence(outcome.text, capital=False)}",
+                                    details=log_tail(self.job.log_path) if self.job else None)
+        self.running_changed.emit(False)
+        self.completeChanged.emit()
+
+    def isComplete(self) -> bool:
+        return bool(self.session.outcome is not None and self.session.outcome.ok and not self.running)
+
+    def shutdown(self) -> None:
+        """Closing the window stops the run politely: the trainer saves a checkpoint and exits."""
+        super().shutdown()
+        if self.running:
+            self.job.stop()
+        if self.events is not None:
+            self.events.closed = True
