@@ -74,8 +74,8 @@ class PlanBundle:
 def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardware_file: str | None = None,
               progress: Progress | None = None) -> PlanBundle:
     progress = progress or Progress()
+    ds = data_mod.load(data)  # the cheap check first: a wrong path should not wait for a model conversion
     ref = resolve_model(model, progress)
-    ds = data_mod.load(data)
     progress.update(None, "Measuring token lengths")
     lengths = tokenize.token_lengths(ds.examples, load_tokenizer(ref))
     hw = machine_profile(hardware_file)

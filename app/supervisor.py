@@ -72,6 +72,7 @@ class TrainerJob:
         env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(
             [str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "STOP").unlink(missing_ok=True)  # a stale request from an earlier session
         log = open(self.log_path, "ab")
         # A new session: Ctrl-C in a terminal reaches us, not the trainer, and we ask it to stop properly.
         kwargs = {"start_new_session": True} if os.name == "posix" else {
@@ -100,9 +101,12 @@ class TrainerJob:
             self.on_finished(self.outcome)
 
     def stop(self) -> None:
-        """Ask the trainer to stop after the current step, with a checkpoint."""
+        """Ask the trainer to stop after the current step, with a checkpoint.
+
+        The STOP file always works; the signal wakes it sooner, but only once it has spoken (until
+        then its handlers may not be in place and SIGTERM would kill it outright)."""
         (self.run_dir / "STOP").touch()
-        if self.proc and self.proc.poll() is None and os.name == "posix":
+        if self.events and self.proc and self.proc.poll() is None and os.name == "posix":
             self.proc.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:

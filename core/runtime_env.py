@@ -22,6 +22,7 @@ ENV = {
     "TRANSFORMERS_VERBOSITY": "error",
     "TOKENIZERS_PARALLELISM": "false",
     "BITSANDBYTES_NOWELCOME": "1",
+    "TQDM_DISABLE": "1",  # libraries' own bars (GGUF conversion) would garble ours and the JSON output
 }
 
 

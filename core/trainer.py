@@ -29,6 +29,11 @@ from pathlib import Path
 
 EXIT_DONE, EXIT_KNOWN, EXIT_STOPPED, EXIT_OOM, EXIT_BUG = 0, 2, 3, 5, 1
 
+# Stop requests are honoured from the first instant: handlers go in before the slow imports.
+_stop_signalled = []
+for _sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(_sig, lambda *_: _stop_signalled.append(True))
+
 # Only events go to the real stdout; anything printed by libraries lands in stderr (the log).
 _events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
 os.dup2(2, 1)
@@ -57,19 +62,14 @@ class Emitter:
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM or a STOP file in the run folder; checked between steps."""
+    """Set by SIGINT/SIGTERM or a STOP file in the run folder (the supervisor clears a stale one before
+    it starts us, so a stop asked for while we load is kept); checked between steps."""
 
     def __init__(self, run_dir: Path):
         self.file = run_dir / "STOP"
-        self.signalled = False
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._on_signal)
-
-    def _on_signal(self, *_):
-        self.signalled = True
 
     def __bool__(self) -> bool:
-        return self.signalled or self.file.exists()
+        return bool(_stop_signalled) or self.file.exists()
 
 
 def pick_device(cfg: RunConfig):
@@ -267,7 +267,6 @@ def main(argv: list[str]) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     emit = Emitter(run_dir)
     stop = StopFlag(run_dir)
-    stop.file.unlink(missing_ok=True)
     db = history.History(cfg.db_path)
     import torch
 

@@ -62,8 +62,10 @@ class LossChart(QWidget):
         last = max(s for s, _ in self.points + self.eval_points)
         span = max(self.total_steps, last, 1)
 
+        inner = area.adjusted(6, 0, -6, 0)  # so end points are not cut by the frame
+
         def at(step: float, value: float) -> QPointF:
-            return QPointF(area.left() + area.width() * step / span,
+            return QPointF(inner.left() + inner.width() * step / span,
                            area.bottom() - area.height() * (value - lo) / (hi - lo))
 
         p.setPen(QColor("#666666"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import traceback
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout
 
 from core.errors import KnownError
@@ -43,6 +43,7 @@ class ErrorPanel(QFrame):
         self.details = QPlainTextEdit(readOnly=True)
         self.details.setMaximumHeight(160)
         self.details.setLineWrapMode(QPlainTextEdit.NoWrap)
+        self.details.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
         buttons = QHBoxLayout()
         buttons.addStretch(1)
         buttons.addWidget(self.details_button)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize
-from PySide6.QtWidgets import QWizard
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget, QWizard
 
 from ui import tasks
 from ui.pages.base import Session
@@ -14,6 +14,38 @@ from ui.pages.plan_page import PlanPage
 from ui.pages.train_page import TrainPage
 
 TITLE = "Tuneforge — new fine-tune"
+
+
+class StepList(QWidget):
+    """The five steps down the side: done ones ticked, the current one bold."""
+
+    def __init__(self, titles: list[str], parent=None):
+        super().__init__(parent)
+        self.setObjectName("stepList")
+        self.setAttribute(Qt.WA_StyledBackground, True)
+        self.setStyleSheet("QWidget#stepList { background: #f4f6f9; border-right: 1px solid #dde2e8; }")
+        self.setFixedWidth(150)
+        self.labels = [QLabel() for _ in titles]
+        self.titles = titles
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 18, 12, 12)
+        layout.setSpacing(12)
+        for label in self.labels:
+            layout.addWidget(label)
+        layout.addStretch(1)
+        self.set_current(0)
+
+    def set_current(self, current: int) -> None:
+        for i, (label, title) in enumerate(zip(self.labels, self.titles)):
+            if i < current:
+                label.setText(f"✔  {title}")
+                label.setStyleSheet("color: #3b7d4f;")
+            elif i == current:
+                label.setText(f"{i + 1}.  {title}")
+                label.setStyleSheet("color: #1d4f91; font-weight: 700;")
+            else:
+                label.setText(f"{i + 1}.  {title}")
+                label.setStyleSheet("color: #7b8794;")
 
 
 class NewFineTuneWizard(QWizard):
@@ -34,6 +66,9 @@ class NewFineTuneWizard(QWizard):
         self.export_page = ExportPage(self.session)
         for page_id, page in enumerate(self.pages):
             self.setPage(page_id, page)
+        self.steps = StepList([page.title() for page in self.pages])
+        self.setSideWidget(self.steps)
+        self.currentIdChanged.connect(self.steps.set_current)
         self.train_page.running_changed.connect(self._lock_back)
         self.resize(QSize(900, 720))
         self.setMinimumSize(QSize(720, 560))

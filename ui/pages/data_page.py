@@ -100,11 +100,14 @@ class DataPage(Page):
         self.status = BusyLine()
 
         layout = QVBoxLayout(self)
+        layout.setSpacing(8)
         layout.addWidget(self.drop_zone)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addWidget(self.error)
+        layout.addSpacing(4)
         layout.addLayout(form)
+        layout.addSpacing(6)
         layout.addWidget(QLabel("First example, rendered with the model's chat template:"))
         layout.addWidget(self.preview, 1)
         self._inspected_for: tuple | None = None

@@ -81,6 +81,7 @@ class ExportPage(Page):
         ask_row.addWidget(self.prompt_edit, 1)
         ask_row.addWidget(self.ask_button)
         self.answer = QPlainTextEdit(readOnly=True, placeholderText="The tuned model's answer appears here.")
+        self.answer.setMaximumHeight(140)
         self.ask_status = BusyLine()
         self.ask_error = ErrorPanel()
         try_box = QGroupBox("Try it")
@@ -88,12 +89,13 @@ class ExportPage(Page):
         box.addLayout(ask_row)
         box.addWidget(self.ask_status)
         box.addWidget(self.ask_error)
-        box.addWidget(self.answer, 1)
+        box.addWidget(self.answer)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
         layout.addWidget(export_box)
-        layout.addWidget(try_box, 1)
+        layout.addWidget(try_box)
+        layout.addStretch(1)
         self.exported: Path | None = None
 
     def initializePage(self) -> None:
@@ -102,12 +104,14 @@ class ExportPage(Page):
         self.folder_edit.setText(str(paths.home() / "exports"))
         self.error.clear()
         self.result_label.clear()
+        self.result_label.hide()
         self.show_button.hide()
 
     def export(self, fmt: str) -> None:
         out = free_folder(Path(self.folder_edit.text()).expanduser(), f"{self.session.run_id}-{fmt}")
         self.error.clear()
         self.result_label.clear()
+        self.result_label.hide()
         self.show_button.hide()
         self._set_buttons(False)
         self.status.start(f"Exporting to {out}…")
@@ -119,6 +123,7 @@ class ExportPage(Page):
         self.status.stop()
         self._set_buttons(True)
         self.result_label.setText(f"✔ Saved to {path}")
+        self.result_label.show()
         self.show_button.show()
 
     def _failed(self, error: BaseException) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import (QFormLayout, QFrame, QGroupBox, QLabel, QScrollArea, QSpinBox, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QScrollArea, QSizePolicy,
+                               QSpinBox, QVBoxLayout, QWidget)
 
 from app import operations as ops
 from core.planner import Wishes
@@ -26,7 +26,8 @@ class PlanPage(Page):
         self.max_steps = QSpinBox(minimum=0, maximum=1_000_000, value=session.max_steps, singleStep=10)
         self.max_steps.setSpecialValueText("no limit (full epoch)")
         self.max_steps.setSuffix(" steps")
-        self.max_steps.setMinimumWidth(180)
+        self.max_steps.setMinimumWidth(200)
+        self.max_steps.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)
         self._debounce = QTimer(self, singleShot=True, interval=400)
         self._debounce.timeout.connect(self.replan)
         self.max_steps.valueChanged.connect(self._steps_changed)
@@ -39,7 +40,11 @@ class PlanPage(Page):
                            ("seq_len", "Sequence length:"), ("lr", "Learning rate:"), ("steps", "Steps:"),
                            ("time", "Estimated time:")):
             form.addRow(title, self.labels[key])
-        form.addRow("Stop after:", self.max_steps)
+        steps_row = QHBoxLayout()
+        steps_row.addWidget(self.max_steps)
+        steps_row.addWidget(QLabel("a few steps make a quick test run", styleSheet="color: #666;"))
+        steps_row.addStretch(1)
+        form.addRow("Stop after:", steps_row)
         settings = QGroupBox("Settings")
         settings.setLayout(form)
 
@@ -70,6 +75,7 @@ class PlanPage(Page):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)
+        content.setContentsMargins(0, 0, 0, 0)
         self._planned_for: tuple | None = None
 
     def initializePage(self) -> None:
