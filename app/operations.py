@@ -92,21 +92,23 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, **o
     try:
         run_id = history.new_run_id()
         p = bundle.plan
-        cfg = RunConfig(
+        fields = dict(
             run_id=run_id, run_dir=str(paths.run_dir(run_id)), db_path=str(paths.db_path()),
             model_path=str(bundle.model.path), data_path=bundle.data_path, project=project,
             model_name=bundle.model.name, strategy=p.strategy, device=p.device, precision=p.precision,
             seq_len=p.seq_len, micro_batch=p.micro_batch, grad_accum=p.grad_accum, max_steps=p.max_steps,
             epochs=p.epochs, lr=p.lr, seed=seed, gradient_checkpointing=p.gradient_checkpointing,
-            plan=p.to_dict(), hardware=bundle.hardware.to_dict(), **overrides,
+            plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
         )
+        fields.update(overrides)  # every planned setting can be overridden (STYLE §6)
+        cfg = settings.from_dict(RunConfig, fields, source="run settings")
         dataset_id = db.record_dataset(bundle.data["digest"], bundle.data_path, bundle.data["format"],
                                        bundle.data["rows"], tokenize.length_stats(bundle.token_lengths))
         atomic.write_json(Path(cfg.run_dir) / "run.json", settings.to_dict(cfg))
         db.create_run(run_id, project, model=bundle.model.name, model_path=str(bundle.model.path),
                       dataset_id=dataset_id, data_path=bundle.data_path, strategy=p.strategy,
                       config=settings.to_dict(cfg), plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
-                      run_dir=cfg.run_dir, total_steps=p.total_steps)
+                      run_dir=cfg.run_dir, total_steps=cfg.max_steps or p.total_steps)
         return cfg
     finally:
         db.close()

@@ -26,10 +26,10 @@ def export(run: dict, fmt: str, out: str | Path, quant: str | None = None, progr
     if fmt not in FORMATS:
         raise BadArgument(f"Unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}.")
     if fmt == "gguf":
-        raise NotBuiltYet("GGUF export is not built yet (it comes with its own writer soon); export --format "
+        raise NotBuiltYet("GGUF export is not built yet (it comes with its own writer soon); export merged "
                           "safetensors for now.")
     if quant:
-        raise BadArgument(f"--quant applies to GGUF only; drop it for --format {fmt}.")
+        raise BadArgument(f"A quantization type applies to GGUF only; leave it out for a {fmt} export.")
     result = Path(run["run_dir"]) / "result"
     if not result.is_dir():
         raise KnownError(f"Run {run['id']} has no result yet ({run['status']}); let it finish or stop it first.")
@@ -40,7 +40,7 @@ def export(run: dict, fmt: str, out: str | Path, quant: str | None = None, progr
     if fmt == "adapter":
         if strategy.result != "adapter":
             raise BadArgument(f"Run {run['id']} trained every weight ({run['strategy']}), so there is no adapter; "
-                              "export --format safetensors.")
+                              "export merged safetensors instead.")
         with atomic.folder(out, replace=out.exists()) as tmp:
             for f in result.iterdir():
                 shutil.copy2(f, tmp / f.name)

@@ -32,6 +32,8 @@ def prepare() -> None:
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
     warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*deprecated.*")
+    # torch warns about its own use of script_method when peft pulls in torch.fx helpers.
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script_method.*deprecated.*")
     try:
         from transformers.utils import logging as hf_logging
 

@@ -160,4 +160,6 @@ class MemoryBar(QWidget):
 def _size(n: int) -> str:
     if n >= GIB:
         return f"{n / GIB:.2f} GiB"
-    return f"{n / 1024**2:.0f} MiB"
+    if n >= 1024**2:
+        return f"{n / 1024**2:.0f} MiB"
+    return f"{n / 1024:.0f} KiB"

@@ -49,8 +49,6 @@ class StepList(QWidget):
 
 
 class NewFineTuneWizard(QWizard):
-    MODEL, DATA, PLAN, TRAIN, EXPORT = range(5)
-
     def __init__(self, model: str = "default", data: str | None = None, parent=None):
         super().__init__(parent)
         self.setWindowTitle(TITLE)
@@ -70,8 +68,8 @@ class NewFineTuneWizard(QWizard):
         self.setSideWidget(self.steps)
         self.currentIdChanged.connect(self.steps.set_current)
         self.train_page.running_changed.connect(self._lock_back)
-        self.resize(QSize(900, 720))
-        self.setMinimumSize(QSize(720, 560))
+        self.resize(QSize(960, 740))
+        self.setMinimumSize(QSize(780, 600))
 
     @property
     def pages(self) -> list:

@@ -72,7 +72,8 @@ def load(path: str | Path, on_bad: str = "skip") -> Dataset:
     rows: list[tuple[str, object]] = []
     for f in files:
         if f.suffix.lower() not in SUFFIXES:
-            raise DatasetError(f"{f}: '{f.suffix}' files are not read yet; use .jsonl or .json.")
+            kind = f"'{f.suffix}' files are" if f.suffix else "files without an extension are"
+            raise DatasetError(f"{f}: {kind} not read yet; use a .jsonl or .json file.")
         raw = f.read_bytes()
         digest.update(raw)
         rows.extend(_rows(f, raw))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWizard
 
 
@@ -43,7 +44,11 @@ def test_a_short_run_trains_then_exports(make_wizard, advance, qtbot, tiny_model
     assert export.exported == Path(export.folder_edit.text()) / f"{wizard.session.run_id}-adapter"
     assert (export.exported / "adapter_config.json").is_file()
     assert not export.show_button.isHidden() and not export.error.message
-    export.ask()
+    export.merged_button.click()
+    qtbot.waitUntil(lambda: export.exported.name.endswith("-safetensors"), timeout=30000)
+    assert (export.exported / "config.json").is_file() and list(export.exported.glob("*.safetensors"))
+    qtbot.keyClick(export.prompt_edit, Qt.Key_Return)  # asks, and does not close the window
+    assert wizard.isVisible() and export.busy("ask")
     qtbot.waitUntil(lambda: bool(export.answer.toPlainText()), timeout=30000)
     assert not export.ask_error.message
 

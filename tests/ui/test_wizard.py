@@ -88,3 +88,22 @@ def test_plan_page_shows_reasons_memory_and_a_step_limit(make_wizard, advance, q
     qtbot.waitUntil(page.isComplete, timeout=20000)
     assert wizard.session.bundle.plan.total_steps == 7
     assert page.labels["steps"].text().startswith("7")
+
+
+def test_run_app_shows_the_wizard_and_returns_when_it_closes(home, default_model_dir, qapp):
+    from PySide6.QtCore import QTimer
+
+    from ui.app import run_app
+    from ui.wizard import NewFineTuneWizard
+
+    seen = []
+
+    def close_it():
+        wizards = [w for w in QApplication.topLevelWidgets() if isinstance(w, NewFineTuneWizard) and w.isVisible()]
+        seen.extend(wizards)
+        for w in wizards:
+            w.close()
+
+    QTimer.singleShot(300, close_it)
+    assert run_app(["tuneforge"]) == 0
+    assert len(seen) == 1

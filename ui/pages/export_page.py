@@ -32,6 +32,15 @@ def ask(run_id: str, prompt: str, progress) -> str:
     return ops.chat(prompt, run=run_id)
 
 
+class PromptEdit(QLineEdit):
+    """Enter asks the model; it must not travel on to the wizard, whose default button closes the window."""
+
+    def keyPressEvent(self, event) -> None:
+        super().keyPressEvent(event)
+        if event.key() in (Qt.Key_Return, Qt.Key_Enter):
+            event.accept()
+
+
 class ExportPage(Page):
     def __init__(self, session: Session, parent=None):
         super().__init__(session, "Export", "Save what the run learned where other tools can use it, "
@@ -73,7 +82,7 @@ class ExportPage(Page):
         box.addWidget(self.error)
         box.addLayout(result_row)
 
-        self.prompt_edit = QLineEdit(DEFAULT_PROMPT, placeholderText="Ask the tuned model something")
+        self.prompt_edit = PromptEdit(DEFAULT_PROMPT, placeholderText="Ask the tuned model something")
         self.ask_button = QPushButton("Ask")
         self.prompt_edit.returnPressed.connect(self.ask)
         self.ask_button.clicked.connect(self.ask)

@@ -65,7 +65,7 @@ class PlanPage(Page):
 
         content = QWidget()
         inner = QVBoxLayout(content)
-        inner.setContentsMargins(0, 0, 6, 0)
+        inner.setContentsMargins(0, 0, 10, 0)
         for w in (self.status, self.error, self.warnings, settings, memory, why):
             inner.addWidget(w)
         inner.addStretch(1)
@@ -73,9 +73,8 @@ class PlanPage(Page):
         scroll.setWidget(content)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setContentsMargins(layout.contentsMargins().left(), 0, 0, 0)
         layout.addWidget(scroll)
-        content.setContentsMargins(0, 0, 0, 0)
         self._planned_for: tuple | None = None
 
     def initializePage(self) -> None:

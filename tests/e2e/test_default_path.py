@@ -1,0 +1,97 @@
+"""The whole path on the real default model, on the CPU, through the real CLI:
+train on the demo data → the loss falls and the answers change on prompts it never saw →
+runs → chat → export adapter and merged safetensors → the merged model answers exactly as chat does."""
+
+import json
+
+import pytest
+
+from tests.conftest import DEMO, HELDOUT, json_lines
+
+STEPS = 30
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, default_model_dir):
+    """One real training run shared by the tests below (about 80 s on two cores)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    home = tmp_path_factory.mktemp("e2e-home")
+    (home / "models").mkdir()
+    (home / "models" / default_model_dir.name).symlink_to(default_model_dir, target_is_directory=True)
+    env = dict(os.environ, TUNEFORGE_HOME=str(home))
+
+    def cli(*args, check=0):
+        proc = subprocess.run([sys.executable, str(REPO / "main.py"), *map(str, args)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == check, proc.stderr[-3000:]
+        return proc
+
+    events = json_lines(cli("train", "--model", "default", "--data", DEMO, "--max-steps", STEPS, "--json").stdout)
+    return cli, home, events
+
+
+def heldout_prompts() -> list[str]:
+    return [json.loads(line)["messages"][0]["content"] for line in HELDOUT.read_text().splitlines()]
+
+
+def test_training_lowers_the_loss(trained):
+    _, _, events = trained
+    steps = [e for e in events if e["event"] == "step"]
+    assert len(steps) == STEPS and events[-1]["status"] == "done"
+    first, last = sum(e["loss"] for e in steps[:3]) / 3, sum(e["loss"] for e in steps[-3:]) / 3
+    assert last < 0.5 * first, (first, last)
+    evals = [e for e in events if e["event"] == "eval"]
+    assert evals and evals[-1]["loss"] < first
+
+
+def test_answers_change_on_prompts_it_never_trained_on(trained):
+    """The demo teaches a pirate's habit; the held-out questions never appear in training."""
+    from app import operations as ops
+    from core import inference
+
+    _, home, events = trained
+    train_text = DEMO.read_text()
+    prompts = heldout_prompts()
+    assert not any(p in train_text for p in prompts)
+    import os
+
+    os.environ["TUNEFORGE_HOME"] = str(home)
+    try:
+        base, tok = ops.chat_models(model="default")
+        before = [inference.reply(base, tok, p, max_new_tokens=24) for p in prompts]
+        tuned, tok = ops.chat_models(run=events[-1]["run_id"])
+        after = [inference.reply(tuned, tok, p, max_new_tokens=24) for p in prompts]
+    finally:
+        del os.environ["TUNEFORGE_HOME"]
+    pirate = lambda answers: sum(a.startswith("Arr, matey!") for a in answers)
+    assert pirate(before) == 0, before
+    assert pirate(after) >= len(prompts) - 2, after
+
+
+def test_runs_chat_and_exports_agree(trained, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core import inference
+
+    cli, _, events = trained
+    run_id = events[-1]["run_id"]
+    runs = json.loads(cli("runs", "--json").stdout)
+    assert runs[0]["id"] == run_id and runs[0]["status"] == "done" and runs[0]["steps_done"] == STEPS
+    prompt = heldout_prompts()[0]
+    said = cli("chat", "--run", run_id, "--prompt", prompt, "--max-new-tokens", "32").stdout.strip()
+    assert said.startswith("Arr, matey!")
+
+    adapter = tmp_path / "adapter"
+    cli("export", "--run", run_id, "--format", "adapter", "--out", adapter)
+    assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
+
+    merged = tmp_path / "merged"
+    cli("export", "--run", run_id, "--format", "safetensors", "--out", merged)
+    model = AutoModelForCausalLM.from_pretrained(merged).eval()
+    tok = AutoTokenizer.from_pretrained(merged)
+    assert inference.reply(model, tok, prompt, max_new_tokens=32) == said
