@@ -8,13 +8,13 @@ back (what-if planning for another machine).
 from __future__ import annotations
 
 import dataclasses
-import json
 import platform
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import BadArgument
+from core.settings import read_json_object
 
 
 @dataclass
@@ -74,13 +74,7 @@ class HardwareProfile:
 
 
 def load(path: str | Path) -> HardwareProfile:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadArgument(f"{path}: no such hardware profile; `tuneforge profile --json > FILE` makes one.") from None
-    except json.JSONDecodeError as e:
-        raise BadArgument(f"{path}:{e.lineno}: not valid JSON ({e.msg}).") from None
+    data = read_json_object(path, "`tuneforge profile --json > FILE` makes a hardware profile")
     return HardwareProfile.from_dict(data, source=str(path))
 
 

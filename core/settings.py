@@ -51,14 +51,19 @@ def to_dict(obj) -> dict:
     return dataclasses.asdict(obj)
 
 
-def load_json(cls: type[T], path: str | Path) -> T:
+def read_json_object(path: str | Path, missing_hint: str = "check the path") -> dict:
+    """A JSON object from a file, or a BadArgument naming file:line and the fix."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise BadArgument(f"{path}: no such file; check the path.") from None
+        raise BadArgument(f"{path}: no such file; {missing_hint}.") from None
     except json.JSONDecodeError as e:
         raise BadArgument(f"{path}:{e.lineno}: not valid JSON ({e.msg}); fix the file and try again.") from None
     if not isinstance(data, dict):
         raise BadArgument(f"{path}: expected a JSON object at the top level.")
-    return from_dict(cls, data, source=str(path))
+    return data
+
+
+def load_json(cls: type[T], path: str | Path) -> T:
+    return from_dict(cls, read_json_object(path), source=str(path))
