@@ -285,11 +285,11 @@ def main(argv: list[str]) -> int:
 
 
 def fail(db, emit, cfg, kind, text, code) -> int:
-    with_step = db.run(cfg.run_id).get("steps_done") or 0
-    outcome = f"{text} (at step {with_step})" if kind == "oom" else text
-    db.update_run(cfg.run_id, status=history.FAILED, outcome=outcome, ended_at=time.time())
-    db.add_event(cfg.run_id, "failed", outcome)
-    emit("error", kind=kind, text=outcome)
+    if kind == "oom":
+        text = f"{text} (at step {db.run(cfg.run_id).get('steps_done') or 0})"
+    db.update_run(cfg.run_id, status=history.FAILED, outcome=text, ended_at=time.time())
+    db.add_event(cfg.run_id, "failed", text)
+    emit("error", kind=kind, text=text)
     return code
 
 

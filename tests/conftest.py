@@ -69,10 +69,10 @@ def tiny_model_dir(tmp_path_factory, default_model_dir) -> Path:
 def cli(home):
     """Run `python main.py ARGS` as a real process in this test's home; returns CompletedProcess."""
 
-    def run(*args, timeout=600, check=None, **kw):
-        env = dict(os.environ, TUNEFORGE_HOME=str(home), PYTHONUNBUFFERED="1")
-        proc = subprocess.run([sys.executable, str(REPO / "main.py"), *map(str, args)], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=timeout, **kw)
+    def run(*args, timeout=600, check=None, env=None):
+        full_env = dict(os.environ, TUNEFORGE_HOME=str(home), PYTHONUNBUFFERED="1", **(env or {}))
+        proc = subprocess.run([sys.executable, str(REPO / "main.py"), *map(str, args)], cwd=REPO, env=full_env,
+                              capture_output=True, text=True, timeout=timeout)
         if check is not None:
             assert proc.returncode == check, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         return proc

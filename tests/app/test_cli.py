@@ -1,10 +1,10 @@
 """The command line as scripts use it: real processes, real files, real SQLite, a tiny model."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -85,7 +85,7 @@ def test_ctrl_c_stops_with_a_checkpoint_and_resume_continues_the_same_trajectory
     straight, _ = train_json(cli, tiny_model_dir, *common)
     reference = {e["step"]: e["loss"] for e in straight if e["event"] == "step"}
 
-    env = dict(__import__("os").environ, TUNEFORGE_HOME=str(home))
+    env = dict(os.environ, TUNEFORGE_HOME=str(home))
     proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), "train", "--model", str(tiny_model_dir), "--data",
                              str(DEMO), "--json", *common], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -113,3 +113,19 @@ def test_ctrl_c_stops_with_a_checkpoint_and_resume_continues_the_same_trajectory
     assert resumed[-1]["status"] == "done"
     done = cli("resume", "--run", run_id)
     assert done.returncode != 0 and "already finished" in done.stderr
+
+
+def test_a_model_in_the_local_hf_cache_is_found_without_downloading(cli, tiny_model_dir, tmp_path):
+    """The hub's cache layout (refs/main → snapshots/<commit>/files), as `huggingface-cli download` leaves it."""
+    import shutil
+
+    cache = tmp_path / "hub"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / "models--tuneforge--tiny"
+    shutil.copytree(tiny_model_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    proc = cli("data", "inspect", DEMO, "--model", "tuneforge/tiny", "--json", check=0, env={"HF_HUB_CACHE": str(cache)})
+    assert json.loads(proc.stdout)["tokens"]["count"] == 202
+    missing = cli("data", "inspect", DEMO, "--model", "tuneforge/absent", env={"HF_HUB_CACHE": str(cache)})
+    assert missing.returncode != 0 and "nothing is downloaded" in missing.stderr
