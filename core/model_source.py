@@ -137,8 +137,3 @@ def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progre
         atomic.write_json(Path(tmp) / "tuneforge_source.json", {"gguf": str(gguf), "label": label})
     progress.update(1.0, "Model ready")
     return ModelRef(name, target, label)
-
-
-def is_default(name: str) -> bool:
-    return str(name).strip() == DEFAULT_NAME
-

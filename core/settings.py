@@ -1,6 +1,6 @@
 """Small helpers for dataclass configs that explain themselves (STYLE §5).
 
-Every field carries `help`; `check` names the field and the fix when a value is wrong; `from_dict`
+Every field carries `help` (field metadata, for help pages and tooltips); `check` names the field and the fix when a value is wrong; `from_dict`
 refuses unknown keys so a typo in a config file is an error, not a silently ignored setting.
 """
 
@@ -29,11 +29,6 @@ def check(ok: bool, field: str, message: str) -> None:
     """Raise BadArgument('<field>: <message>') unless ok."""
     if not ok:
         raise BadArgument(f"Setting '{field}': {message}")
-
-
-def describe(cls) -> dict[str, str]:
-    """Field name → help text, for `--help` pages and the UI's tooltips."""
-    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
 
 
 def from_dict(cls: type[T], data: dict, source: str = "config") -> T:
