@@ -29,6 +29,7 @@ def build_parser() -> Parser:
 
     s = sub.add_parser("profile", help="Show the hardware found on this machine.")
     s.add_argument("--json", action="store_true", help="Print the profile as JSON (usable with plan --hardware).")
+    s.add_argument("--probe-disk", action="store_true", help="Measure the disk speed again instead of the cached figure.")
 
     def wishes(s):
         s.add_argument("--model", required=True, help="'default', a model folder, a .gguf file or a cached model id.")

@@ -27,7 +27,7 @@ def check_positive(a) -> None:
 
 
 def cmd_profile(a) -> int:
-    prof = ops.machine_profile()
+    prof = ops.machine_profile(reprobe_disk=a.probe_disk)
     if a.json:
         out(prof.to_dict())
     else:

@@ -34,8 +34,14 @@ def load_tokenizer(ref: model_source.ModelRef):
     return AutoTokenizer.from_pretrained(str(ref.path))
 
 
-def machine_profile(hardware_file: str | None = None) -> hardware.HardwareProfile:
-    return hardware.load(hardware_file) if hardware_file else hardware.profile_machine(paths.home())
+def machine_profile(hardware_file: str | None = None, reprobe_disk: bool = False) -> hardware.HardwareProfile:
+    if hardware_file:
+        return hardware.load(hardware_file)
+    db = open_history()
+    try:
+        return hardware.profile_machine(paths.home(), db, reprobe=reprobe_disk)
+    finally:
+        db.close()
 
 
 def inspect_data(path: str, model: str | None = None, seq_len: int | None = None,

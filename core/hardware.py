@@ -43,6 +43,8 @@ class HardwareProfile:
     ram_available_bytes: int = 0
     disk_path: str = ""
     disk_free_bytes: int = 0
+    disk_write_bytes_per_s: float | None = None  # measured sequential speed (core.disk_probe), None if unknown
+    disk_read_bytes_per_s: float | None = None
     os: str = ""
     torch: str = ""
     cuda: str = ""
@@ -78,7 +80,8 @@ def load(path: str | Path) -> HardwareProfile:
     return HardwareProfile.from_dict(data, source=str(path))
 
 
-def profile_machine(data_dir: str | Path) -> HardwareProfile:
+def profile_machine(data_dir: str | Path, history=None, reprobe: bool = False) -> HardwareProfile:
+    """This machine's profile. With a History, the disk speed is measured once per device and cached."""
     import psutil
     import torch
 
@@ -95,10 +98,25 @@ def profile_machine(data_dir: str | Path) -> HardwareProfile:
         ram_available_bytes=vm.available,
         disk_path=str(data_dir),
         disk_free_bytes=shutil.disk_usage(data_dir).free,
+        **_disk_speed(data_dir, history, reprobe),
         os=f"{platform.system()} {platform.release()}",
         torch=torch.__version__,
         cuda=torch.version.cuda or "",
     )
+
+
+def _disk_speed(data_dir: Path, history, reprobe: bool) -> dict:
+    if history is None:
+        return {}
+    from dataclasses import asdict
+
+    from core import disk_probe
+
+    cached = None if reprobe else history.disk_probe(disk_probe.device_id(data_dir))
+    if cached is None:
+        cached = asdict(disk_probe.measure(data_dir))
+        history.save_disk_probe({**cached, "path": str(data_dir)})
+    return {"disk_write_bytes_per_s": cached["write_bytes_per_s"], "disk_read_bytes_per_s": cached["read_bytes_per_s"]}
 
 
 def _gpus() -> list[GPU]:
@@ -189,7 +207,12 @@ def describe(profile: HardwareProfile) -> list[str]:
     lines.append(f"CPU: {profile.cpu_name}, {profile.cores_physical} cores / {profile.cores_logical} threads"
                  + (f", {' '.join(profile.cpu_flags)}" if profile.cpu_flags else ""))
     lines.append(f"RAM: {profile.ram_total_bytes / gib:.1f} GiB ({profile.ram_available_bytes / gib:.1f} available)")
-    lines.append(f"Disk: {profile.disk_free_bytes / gib:.1f} GiB free at {profile.disk_path}")
+    speed = ""
+    if profile.disk_write_bytes_per_s:
+        mib = 1024**2
+        speed = (f", writes {profile.disk_write_bytes_per_s / mib:.0f} MiB/s, "
+                 f"reads {profile.disk_read_bytes_per_s / mib:.0f} MiB/s")
+    lines.append(f"Disk: {profile.disk_free_bytes / gib:.1f} GiB free at {profile.disk_path}{speed}")
     lines.append(f"Software: {profile.os}, torch {profile.torch}" + (f", CUDA {profile.cuda}" if profile.cuda else ""))
     return lines
 

@@ -17,7 +17,7 @@ import sqlite_utils
 
 from core.errors import KnownError, RunNotFound
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Run statuses. "running" with a dead trainer is shown as "interrupted" by the app.
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
@@ -63,6 +63,9 @@ class History:
         if version < 1:
             with self.db.conn:
                 self._create_v1()
+        if version < 2:
+            with self.db.conn:
+                self._migrate_to_v2()
 
     def _create_v1(self) -> None:
         db = self.db
@@ -101,7 +104,25 @@ class History:
             {"id": int, "run_id": str, "at": float, "kind": str, "text": str},
             pk="id", foreign_keys=[("run_id", "runs", "id")], if_not_exists=True,
         )
-        db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
+        db["meta"].upsert({"key": "schema_version", "value": "1"}, pk="key")
+
+    def _migrate_to_v2(self) -> None:
+        """v2: measured disk speeds, cached per device."""
+        self.db["disk_probes"].create(
+            {"device": str, "path": str, "write_bytes_per_s": float, "read_bytes_per_s": float,
+             "probe_bytes": int, "cache_dropped": int, "measured_at": float},
+            pk="device", if_not_exists=True,
+        )
+        self.db["meta"].upsert({"key": "schema_version", "value": "2"}, pk="key")
+
+    # -- measured machine facts -----------------------------------------------------------------
+    def disk_probe(self, device: str) -> dict | None:
+        rows = list(self.db.query("select * from disk_probes where device = ?", [device]))
+        return rows[0] if rows else None
+
+    def save_disk_probe(self, record: dict) -> None:
+        with self.db.conn:
+            self.db["disk_probes"].upsert({**record, "measured_at": now()}, pk="device")
 
     # -- projects and datasets --------------------------------------------------------------------
     def project_id(self, name: str) -> int:

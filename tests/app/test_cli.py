@@ -34,6 +34,7 @@ def test_profile_json_describes_this_machine(cli):
     prof = json.loads(cli("profile", "--json", check=0).stdout)
     assert prof["cores_logical"] >= 1 and prof["ram_total_bytes"] > 1 << 30
     assert isinstance(prof["gpus"], list) and prof["disk_free_bytes"] > 0
+    assert prof["disk_write_bytes_per_s"] > 0 and prof["disk_read_bytes_per_s"] > 0
 
 
 def test_data_inspect(cli, tmp_path, tiny_model_dir):

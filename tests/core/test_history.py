@@ -53,3 +53,19 @@ def test_a_newer_schema_is_refused_not_touched(tmp_path):
     conn.close()
     with pytest.raises(KnownError, match="newer Tuneforge"):
         history.History(path)
+
+
+def test_an_older_schema_is_migrated_in_place(tmp_path):
+    path = tmp_path / "h.sqlite"
+    h = history.History(path)
+    h.create_run("20260101-000000-aaaa", "p")
+    h.close()
+    conn = sqlite3.connect(path)  # make it a version-1 file, as the first release wrote it
+    conn.execute("drop table disk_probes")
+    conn.execute("update meta set value='1' where key='schema_version'")
+    conn.commit()
+    conn.close()
+    h = history.History(path)
+    assert h.schema_version() == history.SCHEMA_VERSION == 2
+    assert "disk_probes" in h.db.table_names() and h.run("last")["id"] == "20260101-000000-aaaa"
+    h.close()
