@@ -11,7 +11,7 @@ from pathlib import Path
 
 from app import paths
 from app.supervisor import TrainerJob
-from core import atomic, hardware, history, model_source, planner, runtime_env, settings
+from core import atomic, hardware, history, model_source, planner, settings
 from core.data import dataset as data_mod
 from core.data import tokenize
 from core.errors import KnownError
@@ -24,7 +24,6 @@ def open_history() -> history.History:
 
 
 def resolve_model(name: str, progress: Progress | None = None) -> model_source.ModelRef:
-    runtime_env.prepare()
     return model_source.resolve(name, paths.models_dir(), progress)
 
 

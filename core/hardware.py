@@ -13,6 +13,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import disk_probe
 from core.errors import BadArgument
 from core.settings import read_json_object
 
@@ -108,13 +109,9 @@ def profile_machine(data_dir: str | Path, history=None, reprobe: bool = False) -
 def _disk_speed(data_dir: Path, history, reprobe: bool) -> dict:
     if history is None:
         return {}
-    from dataclasses import asdict
-
-    from core import disk_probe
-
     cached = None if reprobe else history.disk_probe(disk_probe.device_id(data_dir))
     if cached is None:
-        cached = asdict(disk_probe.measure(data_dir))
+        cached = dataclasses.asdict(disk_probe.measure(data_dir))
         history.save_disk_probe({**cached, "path": str(data_dir)})
     return {"disk_write_bytes_per_s": cached["write_bytes_per_s"], "disk_read_bytes_per_s": cached["read_bytes_per_s"]}
 

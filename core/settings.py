@@ -1,7 +1,8 @@
 """Small helpers for dataclass configs that explain themselves (STYLE §5).
 
-Every field carries `help` (field metadata, for help pages and tooltips); `check` names the field and the fix when a value is wrong; `from_dict`
-refuses unknown keys so a typo in a config file is an error, not a silently ignored setting.
+Every field carries `help` (field metadata, for help pages and tooltips); `check` names the field
+and the fix when a value is wrong; `from_dict` refuses unknown keys so a typo in a config file is an
+error, not a silently ignored setting.
 """
 
 from __future__ import annotations
