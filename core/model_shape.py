@@ -36,12 +36,22 @@ class ModelShape:
         return [(h, q), (h, kv), (h, kv), (q, h), (h, i), (h, i), (i, h)]
 
     @property
+    def linear_params(self) -> int:
+        """Weights of one block's linear layers (what quantization and LoRA apply to)."""
+        return sum(a * b for a, b in self.linear_shapes())
+
+    @property
     def block_params(self) -> int:
-        return sum(a * b for a, b in self.linear_shapes()) + 2 * self.hidden
+        return self.linear_params + 2 * self.hidden  # plus two RMSNorm weights
 
     @property
     def embedding_params(self) -> int:
         return self.vocab * self.hidden
+
+    @property
+    def head_params(self) -> int:
+        """Embeddings plus output head (one matrix when they are tied)."""
+        return self.embedding_params * (1 if self.tied else 2)
 
     @property
     def params(self) -> int:

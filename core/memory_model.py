@@ -1,0 +1,207 @@
+"""Peak memory of a training step, term by term, from the model's config alone.
+
+Each figure is a named term (weights, gradients, optimizer state, activations, logits, ...) so the
+UI can draw it as a bar and a plan can say which term does not fit. Three places are modelled:
+the training device (GPU memory, or RAM when training on the CPU), host RAM, and disk.
+
+Where the figures come from:
+- Weights, gradients and optimizer state are counted from the parameter counts and the storage
+  type (bf16, fp32, nf4 with double quantization, int8), the way our trainer and bitsandbytes
+  store them.
+- Activations are what autograd saves for backward, per token per decoder layer. The coefficients
+  below were measured with `torch.autograd.graph.saved_tensors_hooks` on HF Llama models of five
+  different shapes (transformers 5.x, peft 0.21; the fits were exact to 0.1%), and
+  `tests/core/test_memory_model.py` measures them again on fresh shapes, so a library change that
+  moves them fails a test instead of a user's run. QLoRA's saved tensors measured the same as
+  LoRA's in 16-bit (bitsandbytes keeps only the packed weight for backward).
+- Logits: the loss upcasts to fp32 and log-softmax keeps its fp32 output (4 bytes × vocab per
+  token, measured); at the start of backward two more vocab-wide fp32 gradients exist.
+- The CUDA context and the allocator's slack cannot be computed; they are a constant plus a share
+  of the allocated bytes, and calibration from real runs (core.calibration) corrects them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.model_shape import ModelShape
+
+GIB = 1024**3
+
+# Saved bytes per token per decoder layer: coefficients of (hidden, intermediate, kv width, lora rank).
+# Keyed by (activation family, bytes of the compute dtype). Measured; see the module docstring.
+ACTIVATION_COEFFICIENTS = {
+    ("full", 4): (32, 16, 8, 0),
+    ("full", 2): (20, 8, 4, 0),
+    ("lora", 4): (24, 16, 8, 28),  # fp32 adapters: inputs cast to fp32 for each adapter
+    ("lora", 2): (36, 10, 4, 28),
+    ("dora", 4): (48, 32, 24, 28),  # DoRA also keeps each layer's output for the magnitude
+    ("dora", 2): (54, 22, 16, 28),
+}
+LOGITS_SAVED_BYTES = 4  # per token per vocab entry: fp32 log-softmax output
+LOGITS_BACKWARD_BYTES = 8  # two more fp32 vocab-wide gradients at the start of backward
+NF4_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # 4-bit codes + 8-bit absmax per 64 + fp32 per 256 absmax (double quant)
+INT8_BYTES = 1.0  # LLM.int8 codes (row scales are negligible)
+CUDA_CONTEXT = int(0.5 * GIB)  # driver context and cuBLAS workspace, outside torch's allocator
+ALLOCATOR_SLACK = 0.08  # caching-allocator fragmentation, share of allocated bytes
+RUNTIME_RAM = {False: int(0.6 * GIB), True: int(2.0 * GIB)}  # Python, torch and libraries; CUDA builds map more
+
+# Optimizer state in bytes per trainable parameter, given the parameter's own bytes.
+OPTIMIZERS = {
+    "adamw": lambda param_bytes: 2 * param_bytes,  # torch AdamW keeps two moments in the parameter's dtype
+    "adamw8bit": lambda param_bytes: 2.0,  # bitsandbytes block-wise 8-bit moments
+    "paged_adamw8bit": lambda param_bytes: 2.0,  # same bytes, but pages to RAM under pressure
+    "adafactor": lambda param_bytes: 0.1,  # factored second moment: rows + columns per matrix (≈ nothing)
+}
+WEIGHT_STORAGE = ("fp32", "bf16", "fp16", "nf4", "int8")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One way to run a training step; everything the memory depends on besides the model."""
+
+    strategy: str  # lora, dora, qlora, lisa, full or offload
+    micro_batch: int
+    seq_len: int
+    compute_bytes: int = 2  # 2 for bf16/fp16, 4 for fp32 (CPU)
+    checkpointing: bool = False
+    lora_r: int = 16
+    optimizer: str = "adamw"
+    lisa_layers: int = 2  # layers trained at a time (LISA)
+    lisa_embeddings: bool = False  # LISA also trains the embeddings and head
+    on_gpu: bool = True
+    offload: str = ""  # "", "optimizer" (states in RAM) or "weights" (frozen weights streamed from RAM/NVMe)
+    weights_on_disk: bool = False  # offloaded weights live on NVMe, not RAM
+    keep_checkpoints: int = 2
+
+    @property
+    def tokens(self) -> int:
+        return self.micro_batch * self.seq_len
+
+    @property
+    def weight_storage(self) -> str:
+        if self.strategy == "qlora":
+            return "nf4"
+        return {2: "bf16", 4: "fp32"}[self.compute_bytes]
+
+
+@dataclass
+class Estimate:
+    device: dict[str, int] = field(default_factory=dict)  # GPU memory (or RAM when training on the CPU)
+    ram: dict[str, int] = field(default_factory=dict)  # host RAM besides the device terms
+    disk: dict[str, int] = field(default_factory=dict)  # run folder: checkpoints, result, offload files
+
+    @property
+    def device_total(self) -> int:
+        return sum(self.device.values())
+
+    @property
+    def ram_total(self) -> int:
+        return sum(self.ram.values())
+
+    @property
+    def disk_total(self) -> int:
+        return sum(self.disk.values())
+
+
+def weight_bytes(shape: ModelShape, storage: str) -> int:
+    """Bytes of all weights. Quantized storage applies to the decoder's linear layers only; embeddings,
+    head and norms stay in 16-bit (that is what bitsandbytes leaves alone)."""
+    linear = shape.layers * shape.linear_params
+    rest = shape.params - linear
+    per = {"fp32": 4, "bf16": 2, "fp16": 2}
+    if storage in per:
+        return shape.params * per[storage]
+    if storage == "nf4":
+        return int(linear * NF4_BITS / 8) + rest * 2
+    if storage == "int8":
+        return int(linear * INT8_BYTES) + rest * 2
+    raise ValueError(f"unknown weight storage {storage!r}; one of {', '.join(WEIGHT_STORAGE)}")
+
+
+def trainable_params(shape: ModelShape, s: Setup) -> int:
+    if s.strategy in ("full", "offload"):
+        return shape.params
+    if s.strategy == "lisa":
+        return s.lisa_layers * shape.block_params + (shape.head_params if s.lisa_embeddings else 0)
+    extra = shape.layers * sum(out for _, out in shape.linear_shapes()) if s.strategy == "dora" else 0
+    return shape.lora_params(s.lora_r) + extra
+
+
+def _one_layer(shape: ModelShape, s: Setup) -> tuple[int, int]:
+    """(bytes saved per layer for this step's tokens, fixed bytes per layer) with nothing recomputed."""
+    family = {"dora": "dora", "lora": "lora", "qlora": "lora"}.get(s.strategy, "full")
+    a_h, a_i, a_kv, a_r = ACTIVATION_COEFFICIENTS[(family, s.compute_bytes)]
+    kv_width = shape.kv_heads * shape.head_dim
+    r = s.lora_r if family != "full" else 0
+    per_token = a_h * shape.hidden + a_i * shape.intermediate + a_kv * kv_width + a_r * r
+    fixed = 4 * sum(i * i + r * i for i, _ in shape.linear_shapes()) if family == "dora" else 0  # peft's eye(in)
+    return per_token * s.tokens, fixed
+
+
+def saved_after_forward(shape: ModelShape, s: Setup) -> int:
+    """What autograd holds for the decoder layers when forward ends (the measurable part)."""
+    per_tokens, fixed = _one_layer(shape, s)
+    if s.strategy in ("full", "offload", "lisa"):  # final norm internals and the trained head's input
+        outside = (2 * s.compute_bytes + 4) * shape.hidden * s.tokens
+    else:  # the embedding output made to require grad (fp32) or the final norm's input
+        outside = (4 if s.checkpointing else 2) * shape.hidden * s.tokens
+    if s.checkpointing:  # each layer keeps only its input
+        return shape.layers * s.compute_bytes * shape.hidden * s.tokens + outside
+    return shape.layers * (per_tokens + fixed) + outside
+
+
+def activation_bytes(shape: ModelShape, s: Setup) -> int:
+    """Peak of the decoder layers' activations: with checkpointing, one layer at a time is recomputed."""
+    per_tokens, fixed = _one_layer(shape, s)
+    return saved_after_forward(shape, s) + (per_tokens + fixed if s.checkpointing else 0)
+
+
+def logits_bytes(shape: ModelShape, s: Setup) -> int:
+    return s.tokens * shape.vocab * (LOGITS_SAVED_BYTES + LOGITS_BACKWARD_BYTES)
+
+
+def estimate(shape: ModelShape, s: Setup) -> Estimate:
+    """Peak memory of one training step of `shape` run as `s`, by term."""
+    if s.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {s.optimizer!r}; one of {', '.join(OPTIMIZERS)}")
+    trainable = trainable_params(shape, s)
+    weights = weight_bytes(shape, s.weight_storage)
+    full_like = s.strategy in ("full", "offload", "lisa")
+    param_bytes = s.compute_bytes if full_like else 4  # adapters are kept in fp32 by peft
+    optimizer = int(trainable * OPTIMIZERS[s.optimizer](param_bytes))
+    grads = trainable * param_bytes
+    est = Estimate()
+    dev = est.device
+
+    if s.offload == "weights":
+        # Frozen weights stream in layer by layer: two layers resident (the one computing, the next arriving).
+        dev["weights (2 layers resident, rest streamed)"] = 2 * weight_bytes(shape, s.weight_storage) // shape.layers
+        where = est.disk if s.weights_on_disk else est.ram
+        where["offloaded weights"] = weights
+        if s.weights_on_disk:
+            est.ram["pinned staging buffers"] = 4 * weights // shape.layers
+    else:
+        dev["weights"] = weights
+    if not full_like:
+        dev["adapter weights (fp32)"] = trainable * 4
+    dev["gradients"] = grads
+    if s.offload in ("optimizer", "weights"):
+        est.ram["optimizer state (offloaded)"] = optimizer
+        if full_like:
+            est.ram["fp32 master weights (offloaded)"] = trainable * 4
+    else:
+        dev[f"optimizer state ({s.optimizer})"] = optimizer
+    dev["activations" + (" (checkpointed)" if s.checkpointing else "")] = activation_bytes(shape, s)
+    dev["logits and loss"] = logits_bytes(shape, s)
+    if s.on_gpu:
+        dev["allocator slack"] = int(ALLOCATOR_SLACK * sum(dev.values()))
+        dev["CUDA context"] = CUDA_CONTEXT
+    est.ram["Python, torch and libraries"] = RUNTIME_RAM[s.on_gpu]
+    if s.on_gpu:  # loading reads the weights through RAM once; the page cache gives it back
+        est.ram["model loading (transient)"] = min(weights, 2 * GIB)
+
+    saved_state = trainable * param_bytes + optimizer  # what one checkpoint holds
+    est.disk["checkpoints"] = s.keep_checkpoints * saved_state
+    est.disk["result"] = shape.params * 2 if full_like else trainable * 4
+    return est
