@@ -43,7 +43,7 @@ LOGITS_BACKWARD_BYTES = 8  # two more fp32 vocab-wide gradients at the start of 
 NF4_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # 4-bit codes + 8-bit absmax per 64 + fp32 per 256 absmax (double quant)
 INT8_BYTES = 1.0  # LLM.int8 codes (row scales are negligible)
 CUDA_CONTEXT = int(0.5 * GIB)  # driver context and cuBLAS workspace, outside torch's allocator
-ALLOCATOR_SLACK = 0.08  # caching-allocator fragmentation, share of allocated bytes
+ALLOCATOR_SLACK = 0.08  # caching-allocator fragmentation, share of the bytes allocated while training
 RUNTIME_RAM = {False: int(0.6 * GIB), True: int(2.0 * GIB)}  # Python, torch and libraries; CUDA builds map more
 
 # Optimizer state in bytes per trainable parameter, given the parameter's own bytes.
@@ -60,7 +60,7 @@ WEIGHT_STORAGE = ("fp32", "bf16", "fp16", "nf4", "int8")
 class Setup:
     """One way to run a training step; everything the memory depends on besides the model."""
 
-    strategy: str  # lora, dora, qlora, lisa, full or offload
+    strategy: str  # lora, dora, qlora, lisa, full, or offload (LoRA adapters over streamed frozen weights)
     micro_batch: int
     seq_len: int
     compute_bytes: int = 2  # 2 for bf16/fp16, 4 for fp32 (CPU)
@@ -80,7 +80,7 @@ class Setup:
 
     @property
     def weight_storage(self) -> str:
-        if self.strategy == "qlora":
+        if self.strategy in ("qlora", "offload"):  # offload streams the 4-bit base: a quarter of the copies
             return "nf4"
         return {2: "bf16", 4: "fp32"}[self.compute_bytes]
 
@@ -120,7 +120,7 @@ def weight_bytes(shape: ModelShape, storage: str) -> int:
 
 
 def trainable_params(shape: ModelShape, s: Setup) -> int:
-    if s.strategy in ("full", "offload"):
+    if s.strategy == "full":
         return shape.params
     if s.strategy == "lisa":
         return s.lisa_layers * shape.block_params + (shape.head_params if s.lisa_embeddings else 0)
@@ -130,7 +130,7 @@ def trainable_params(shape: ModelShape, s: Setup) -> int:
 
 def _one_layer(shape: ModelShape, s: Setup) -> tuple[int, int]:
     """(bytes saved per layer for this step's tokens, fixed bytes per layer) with nothing recomputed."""
-    family = {"dora": "dora", "lora": "lora", "qlora": "lora"}.get(s.strategy, "full")
+    family = {"dora": "dora", "lora": "lora", "qlora": "lora", "offload": "lora"}.get(s.strategy, "full")
     a_h, a_i, a_kv, a_r = ACTIVATION_COEFFICIENTS[(family, s.compute_bytes)]
     kv_width = shape.kv_heads * shape.head_dim
     r = s.lora_r if family != "full" else 0
@@ -142,7 +142,7 @@ def _one_layer(shape: ModelShape, s: Setup) -> tuple[int, int]:
 def saved_after_forward(shape: ModelShape, s: Setup) -> int:
     """What autograd holds for the decoder layers when forward ends (the measurable part)."""
     per_tokens, fixed = _one_layer(shape, s)
-    if s.strategy in ("full", "offload", "lisa"):  # final norm internals and the trained head's input
+    if s.strategy in ("full", "lisa"):  # final norm internals and the trained head's input
         outside = (2 * s.compute_bytes + 4) * shape.hidden * s.tokens
     else:  # the embedding output made to require grad (fp32) or the final norm's input
         outside = (4 if s.checkpointing else 2) * shape.hidden * s.tokens
@@ -152,9 +152,11 @@ def saved_after_forward(shape: ModelShape, s: Setup) -> int:
 
 
 def activation_bytes(shape: ModelShape, s: Setup) -> int:
-    """Peak of the decoder layers' activations: with checkpointing, one layer at a time is recomputed."""
+    """The decoder layers' share of the peak. With checkpointing, backward recomputes one layer at a
+    time, but only after the logits' gradients are freed, so only what exceeds those adds to the peak."""
     per_tokens, fixed = _one_layer(shape, s)
-    return saved_after_forward(shape, s) + (per_tokens + fixed if s.checkpointing else 0)
+    recompute = max(0, per_tokens + fixed - s.tokens * shape.vocab * LOGITS_BACKWARD_BYTES) if s.checkpointing else 0
+    return saved_after_forward(shape, s) + recompute
 
 
 def logits_bytes(shape: ModelShape, s: Setup) -> int:
@@ -167,14 +169,15 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
         raise ValueError(f"unknown optimizer {s.optimizer!r}; one of {', '.join(OPTIMIZERS)}")
     trainable = trainable_params(shape, s)
     weights = weight_bytes(shape, s.weight_storage)
-    full_like = s.strategy in ("full", "offload", "lisa")
+    full_like = s.strategy in ("full", "lisa")
+    offload = s.offload or ("weights" if s.strategy == "offload" else "")
     param_bytes = s.compute_bytes if full_like else 4  # adapters are kept in fp32 by peft
     optimizer = int(trainable * OPTIMIZERS[s.optimizer](param_bytes))
     grads = trainable * param_bytes
     est = Estimate()
     dev = est.device
 
-    if s.offload == "weights":
+    if offload == "weights":
         # Frozen weights stream in layer by layer: two layers resident (the one computing, the next arriving).
         dev["weights (2 layers resident, rest streamed)"] = 2 * weight_bytes(shape, s.weight_storage) // shape.layers
         where = est.disk if s.weights_on_disk else est.ram
@@ -186,7 +189,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     if not full_like:
         dev["adapter weights (fp32)"] = trainable * 4
     dev["gradients"] = grads
-    if s.offload in ("optimizer", "weights"):
+    if offload == "optimizer" or (offload == "weights" and full_like):
         est.ram["optimizer state (offloaded)"] = optimizer
         if full_like:
             est.ram["fp32 master weights (offloaded)"] = trainable * 4
@@ -195,7 +198,8 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     dev["activations" + (" (checkpointed)" if s.checkpointing else "")] = activation_bytes(shape, s)
     dev["logits and loss"] = logits_bytes(shape, s)
     if s.on_gpu:
-        dev["allocator slack"] = int(ALLOCATOR_SLACK * sum(dev.values()))
+        static = sum(v for k, v in dev.items() if k.startswith("weights"))  # allocated once, in big blocks
+        dev["allocator slack"] = int(ALLOCATOR_SLACK * (sum(dev.values()) - static))
         dev["CUDA context"] = CUDA_CONTEXT
     est.ram["Python, torch and libraries"] = RUNTIME_RAM[s.on_gpu]
     if s.on_gpu:  # loading reads the weights through RAM once; the page cache gives it back

@@ -1,9 +1,16 @@
-"""The first planner: given the machine, the model's config and the data's token lengths, decide what
-runs and say why. Deterministic: same inputs, same plan.
+"""The planner: given the machine, the model's config, the data's token lengths and the person's
+wishes, decide how to train so that it fits, and say why. Deterministic: same inputs, same plan.
 
-This is the simple version from the walking-path issue; the planner issue replaces the estimates
-with a calibrated memory model and adds offload and re-planning. Every field the planner sets can
-be overridden by a wish, and the reasons say which ones were.
+How it decides. Memory comes from core.memory_model (term by term), time from core.speed_model.
+Without a strategy wish it walks a ladder, cheapest in quality and time first, and takes the first
+rung where at least one example per micro-batch fits with headroom:
+
+    LoRA → LoRA + gradient checkpointing → QLoRA (4-bit base) + checkpointing → offload (weights streamed)
+
+After an out-of-memory crash, `replan_after_oom` scales the estimates by what the crash proved and
+walks down the same ladder from where the run was (halve the micro-batch first, keeping the
+effective batch, so the run can continue from its checkpoint on the same trajectory). Every
+setting can be overridden by a wish, and the reasons say which ones were.
 """
 
 from __future__ import annotations
@@ -11,14 +18,29 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from core import strategies
-from core.hardware import HardwareProfile
+from core import memory_model as mm
+from core import speed_model, strategies
+from core.hardware import GPU, HardwareProfile
 from core.model_shape import ModelShape
 
 GIB = 1024**3
-CUDA_CONTEXT = int(0.6 * GIB)  # context + allocator slack seen on recent drivers
-GPU_FLOPS = {True: 60e12, False: 15e12}  # sustained training FLOP/s, bf16-capable or not (rough)
-CPU_FLOPS_PER_CORE = 55e9  # measured: SmolLM2-135M LoRA on this project's 2-core CI machine
+HEADROOM = 0.95  # plan to use at most 95% of a device's free memory, and leave at least MIN_SPARE
+MIN_SPARE = GIB // 2  # spikes and model error; calibration and the OOM re-plan catch the rest
+CPU_RAM_SHARE = 0.8  # of the RAM available now, when training on the CPU
+EFFECTIVE_BATCH = 8  # sequences per optimizer step unless the data has fewer rows
+MICRO_BATCHES = (16, 8, 4, 2, 1)
+OOM_MARGIN = 1.05  # after a crash, assume the true peak was at least 5% above the limit
+LADDER = (("lora", False), ("lora", True), ("qlora", True), ("offload", True))
+WHY_NOT_WHEN_FITS = {
+    "lora": "fits, but {chosen} was chosen for the reasons above.",
+    "full": "fits, but adapters train faster, are tiny to keep, and are enough for most tasks; "
+            "ask for it with --strategy full.",
+    "dora": "fits, but costs more activation memory and about 1.5× LoRA's time for a small quality gain; "
+            "ask for it with --strategy dora.",
+    "qlora": "not needed: LoRA fits with a 16-bit base, which is faster and a little more accurate than 4-bit.",
+    "lisa": "fits; layerwise sampling can beat LoRA at similar memory; ask for it with --strategy lisa.",
+    "offload": "not needed: the weights fit on the GPU, and streaming them would make each step slower.",
+}
 
 
 @dataclass
@@ -33,6 +55,10 @@ class Wishes:
     max_steps: int | None = None
     epochs: float | None = None
     device: str | None = None
+    gpu_index: int | None = None
+    checkpointing: bool | None = None
+    memory_cap_bytes: int | None = None  # use at most this much of the training device
+    lora_r: int = 16
 
 
 @dataclass
@@ -49,11 +75,22 @@ class Plan:
     epochs: float
     max_steps: int
     total_steps: int
-    memory: dict[str, int]  # term → bytes on the training device
-    memory_limit: int  # what the device offers
+    memory: dict[str, int]  # term → bytes on the training device (GPU, or RAM on the CPU)
+    memory_limit: int  # what the device offers this run
     step_time_s: float
     total_time_s: float
     truncated_rows: int
+    gpu_index: int | None = None
+    gpu_name: str = ""
+    offload: str = ""  # "", or "weights" (streamed from RAM) / "weights on disk" (from NVMe)
+    optimizer: str = "adamw"  # a name in core.memory_model.OPTIMIZERS
+    ram: dict[str, int] = field(default_factory=dict)  # host RAM by term
+    ram_limit: int = 0
+    disk: dict[str, int] = field(default_factory=dict)  # run folder by term
+    disk_free: int = 0
+    epoch_time_s: float = 0.0
+    fits: bool = True
+    calibration: dict = field(default_factory=dict)  # {"factor", "source"} when measured figures corrected it
     reasons: list[str] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -62,124 +99,324 @@ class Plan:
     def peak_bytes(self) -> int:
         return sum(self.memory.values())
 
+    @property
+    def effective_batch(self) -> int:
+        return self.micro_batch * self.grad_accum
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["peak_bytes"] = self.peak_bytes
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Plan":
+        names = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
-def memory_terms(shape: ModelShape, strategy: str, micro_batch: int, seq_len: int, bytes_per: int,
-                 lora_r: int = 16, checkpointing: bool = False, cuda: bool = True) -> dict[str, int]:
-    tokens = micro_batch * seq_len
-    trainable = shape.params if strategy == "full" else shape.lora_params(lora_r)
-    per_layer_act = (2 if checkpointing else 17) * shape.hidden * tokens * bytes_per
-    terms = {
-        "weights": shape.params * bytes_per,
-        "trainable (fp32 copy + grads)": trainable * (8 if strategy != "full" else bytes_per + 4),
-        "optimizer (AdamW moments)": trainable * 8,
-        "activations": shape.layers * per_layer_act,
-        "logits": tokens * shape.vocab * 4 * 2,  # fp32 logits and their gradient
-    }
-    if cuda:
-        terms["CUDA context and reserve"] = CUDA_CONTEXT
-    return terms
+
+@dataclass
+class _Target:
+    """The machine-side facts a plan is made against."""
+
+    device: str
+    gpu: GPU | None
+    precision: str
+    limit: int
+    ram_limit: int
+    disk_free: int
+    factor: float  # calibration: multiply estimated device bytes by this
+
+    def setup(self, strategy: str, micro_batch: int, seq_len: int, checkpointing: bool, lora_r: int,
+              on_disk: bool = False) -> mm.Setup:
+        return mm.Setup(strategy, micro_batch, seq_len, compute_bytes=4 if self.precision == "fp32" else 2,
+                        checkpointing=checkpointing, lora_r=lora_r, on_gpu=self.device == "cuda",
+                        weights_on_disk=on_disk, optimizer=optimizer_for(strategy, self.device))
+
+    @property
+    def usable(self) -> int:
+        return int(min(self.limit * HEADROOM, self.limit - MIN_SPARE))
+
+    def fits(self, est: mm.Estimate) -> bool:
+        return (est.device_total * self.factor <= self.usable and est.ram_total <= self.ram_limit
+                and est.disk_total <= self.disk_free)
 
 
 def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list[int], wishes: Wishes | None = None,
-              lora_r: int = 16) -> Plan:
+              calibration: dict | None = None) -> Plan:
     w = wishes or Wishes()
     shape = ModelShape.from_config(model_config)
     reasons: list[str] = []
     warnings: list[str] = []
-    gpu = hardware.gpu
+    target = _target(hardware, w, calibration, reasons, warnings)
+    seq_len, truncated = _seq_len(shape, token_lengths, w, reasons)
+    rows = max(1, len(token_lengths))
+
+    if w.strategy:
+        strategy, ckpt = w.strategy, bool(w.checkpointing)
+        strategies.get(strategy, need_built=False)  # unknown names fail here with the list of known ones
+        mb = w.micro_batch or _largest_micro_batch(shape, target, strategy, seq_len, ckpt, w.lora_r, rows)
+        if not mb and w.checkpointing is None:
+            ckpt = True
+            mb = _largest_micro_batch(shape, target, strategy, seq_len, ckpt, w.lora_r, rows)
+        reasons.append(f"Strategy {strategy} as you asked: {strategies.get(strategy, need_built=False).summary}")
+    else:
+        strategy, ckpt, mb = _climb_ladder(shape, target, seq_len, w, rows)
+        reasons.append(_why_rung(shape, strategy, ckpt, target, w.lora_r))
+    return _finish(shape, hardware, target, strategy, ckpt, mb or 1, seq_len, truncated, token_lengths, w,
+                   reasons, warnings, fitted=bool(mb))
+
+
+def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: dict, token_lengths: list[int],
+                     at_step: int, wishes: Wishes | None = None) -> Plan:
+    """A new plan after the run ran out of memory with `previous`: the crash proves the true peak was
+    above the limit, so the estimates are scaled up to say so, and the ladder continues downward from
+    the failed settings, keeping the sequence length and the effective batch (and so the trajectory)."""
+    w = wishes or Wishes()
+    shape = ModelShape.from_config(model_config)
+    reasons: list[str] = []
+    warnings: list[str] = []
+    predicted = previous.peak_bytes * (previous.calibration.get("factor", 1.0) if previous.calibration else 1.0)
+    factor = max(1.0, previous.memory_limit * OOM_MARGIN / max(1, predicted)) * (
+        previous.calibration.get("factor", 1.0) if previous.calibration else 1.0)
+    source = f"out of memory at step {at_step} with {previous.strategy}, micro-batch {previous.micro_batch}"
+    target = _target(hardware, Wishes(device=previous.device, gpu_index=previous.gpu_index,
+                                      memory_cap_bytes=w.memory_cap_bytes or None),
+                     {"factor": factor, "source": source}, [], warnings)
+    reasons.append(f"Re-planned after running out of memory at step {at_step}: the plan predicted "
+                   f"{predicted / GIB:.2f} GiB but the run needed more than {previous.memory_limit / GIB:.2f} GiB, "
+                   f"so every estimate is now scaled by ×{factor:.2f}.")
+    effective = previous.effective_batch
+    strategy, ckpt, mb = previous.strategy, previous.gradient_checkpointing, previous.micro_batch
+    rungs = _rungs_below(strategy, ckpt, target.device)
+    chosen = None
+    while mb > 1 and chosen is None:  # first: smaller micro-batches, more accumulation
+        mb //= 2
+        if target.fits(mm.estimate(shape, target.setup(strategy, mb, previous.seq_len, ckpt, w.lora_r))):
+            chosen = (strategy, ckpt, mb)
+            reasons.append(f"Micro-batch {previous.micro_batch} → {mb}, accumulation "
+                           f"{previous.grad_accum} → {math.ceil(effective / mb)}: the same {effective} examples "
+                           f"per step, in smaller pieces.")
+    for rung in rungs:
+        if chosen:
+            break
+        mb = _largest_micro_batch(shape, target, rung[0], previous.seq_len, rung[1], w.lora_r, effective)
+        if mb:
+            chosen = (*rung, mb)
+            reasons.append(_why_rung(shape, rung[0], rung[1], target, w.lora_r))
+    fitted = chosen is not None
+    if not fitted:
+        chosen = (LADDER[-1][0], True, 1)
+        warnings.append("Nothing on the ladder fits even after the correction; trying the smallest settings.")
+    strategy, ckpt, mb = chosen
+    plan_wishes = Wishes(micro_batch=mb, grad_accum=math.ceil(effective / mb), seq_len=previous.seq_len,
+                         lr=previous.lr, max_steps=previous.max_steps or None, epochs=previous.epochs,
+                         lora_r=w.lora_r)
+    return _finish(shape, hardware, target, strategy, ckpt, mb, previous.seq_len,
+                   sum(1 for n in token_lengths if n > previous.seq_len), token_lengths, plan_wishes, reasons,
+                   warnings, fitted=fitted, steps=previous.total_steps)
+
+
+def optimizer_for(strategy: str, device: str) -> str:
+    """QLoRA's recipe pairs the 4-bit base with paged 8-bit AdamW (bitsandbytes, CUDA only)."""
+    return "paged_adamw8bit" if strategy in ("qlora", "offload") and device == "cuda" else "adamw"
+
+
+def _rungs_below(strategy: str, ckpt: bool, device: str) -> list[tuple[str, bool]]:
+    """Where to go after (strategy, checkpointing) ran out of memory."""
+    ladder = list(LADDER if device == "cuda" else LADDER[:3])
+    if (strategy, ckpt) in ladder:
+        return ladder[ladder.index((strategy, ckpt)) + 1:]
+    # Off the ladder (full, dora, lisa): checkpoint it first, then the memory-saving rungs.
+    return ([(strategy, True)] if not ckpt else []) + [r for r in ladder if r[0] in ("qlora", "offload")]
+
+
+def _target(hw: HardwareProfile, w: Wishes, calibration: dict | None, reasons: list, warnings: list) -> _Target:
+    gpu = _pick_gpu(hw, w, reasons, warnings)
     device = w.device or ("cuda" if gpu else "cpu")
     if device == "cuda" and not gpu:
         warnings.append("CUDA was asked for but no GPU was found; the run would fail to start.")
+    ram_limit = int(hw.ram_available_bytes * CPU_RAM_SHARE) if hw.ram_available_bytes else 0
     if device == "cuda":
         precision = "bf16" if gpu and gpu.bf16 else "fp16"
         reasons.append(f"Training on {gpu.name if gpu else 'the GPU'} in {precision}"
                        + (" (it supports bf16)." if precision == "bf16" else " (no bf16 on this GPU)."))
-        limit = gpu.total_bytes if gpu else 0
+        limit = (gpu.free_bytes or gpu.total_bytes) if gpu else 0
     else:
-        precision = "fp32"
-        limit = int(hardware.ram_available_bytes * 0.8)
+        precision, limit = "fp32", ram_limit
         reasons.append("No GPU: training on the CPU in fp32 (CPUs lack fast 16-bit math); expect it to be slow.")
-    bytes_per = 4 if precision == "fp32" else 2
+    if w.memory_cap_bytes:
+        limit = min(limit, w.memory_cap_bytes)
+        reasons.append(f"Memory capped at {w.memory_cap_bytes / GIB:.2f} GiB as you asked.")
+    factor = 1.0
+    if calibration and calibration.get("factor"):
+        factor = float(calibration["factor"])
+        reasons.append(f"Memory estimates scaled by ×{factor:.2f}, measured on {calibration.get('source', 'a run')}.")
+    return _Target(device, gpu if device == "cuda" else None, precision, limit, ram_limit or 1 << 62,
+                   hw.disk_free_bytes or 1 << 62, factor)
 
-    # Sequence length from the data: fit the longest example, within the model's context.
-    longest = max(token_lengths) if token_lengths else 512
+
+def _pick_gpu(hw: HardwareProfile, w: Wishes, reasons: list, warnings: list) -> GPU | None:
+    if not hw.gpus or w.device == "cpu":
+        return None
+    if w.gpu_index is not None:
+        match = [g for g in hw.gpus if g.index == w.gpu_index]
+        if not match:
+            warnings.append(f"There is no GPU {w.gpu_index}; GPUs here: "
+                            + ", ".join(str(g.index) for g in hw.gpus) + ". Planning for GPU 0.")
+            return hw.gpus[0]
+        if len(hw.gpus) > 1:
+            reasons.append(f"GPU {w.gpu_index} ({match[0].name}) as you asked.")
+        return match[0]
+    best = max(hw.gpus, key=lambda g: (g.free_bytes or g.total_bytes, -g.index))
+    if len(hw.gpus) > 1:
+        reasons.append(f"{len(hw.gpus)} GPUs here; planning for GPU {best.index} ({best.name}), the one with the "
+                       "most free memory. Training uses one GPU; --gpu N picks another.")
+    return best
+
+
+def _seq_len(shape: ModelShape, lengths: list[int], w: Wishes, reasons: list) -> tuple[int, int]:
+    longest = max(lengths) if lengths else 512
     context_cap = min(shape.max_positions, 4096)
     seq_len = w.seq_len or min(_round_up(longest, 16), context_cap)
-    truncated = sum(1 for n in token_lengths if n > seq_len)
+    truncated = sum(1 for n in lengths if n > seq_len)
     if w.seq_len:
-        reasons.append(f"Sequence length {seq_len} as you asked; it cuts {truncated} of {len(token_lengths)} rows.")
+        reasons.append(f"Sequence length {seq_len} as you asked; it cuts {truncated} of {len(lengths)} rows.")
     else:
         reasons.append(f"Sequence length {seq_len}: the longest example has {longest} tokens"
-                       + (f" and the model's context stops at {context_cap}, so {truncated} rows are cut." if truncated
+                       + (f" and the plan stops at {context_cap}, so {truncated} rows are cut." if truncated
                           else ", so nothing is cut."))
+    return seq_len, truncated
 
-    name = w.strategy or "lora"
-    strategy = strategies.get(name, need_built=False)
-    if w.strategy:
-        reasons.append(f"Strategy {name} as you asked: {strategy.summary}")
-    else:
-        reasons.append(f"Strategy lora: {strategy.summary} It trains {shape.lora_params(lora_r) / 1e6:.1f}M of "
-                       f"{shape.params / 1e6:.0f}M weights, so it fits where full fine-tuning may not.")
-    if not strategy.built:
-        warnings.append(f"The {name} strategy is planned but not built yet; the run will refuse to start.")
 
-    fits = lambda mb, ckpt: sum(memory_terms(shape, name, mb, seq_len, bytes_per, lora_r, ckpt, device == "cuda").values()) <= limit * 0.9
-    checkpointing = False
+def _largest_micro_batch(shape, target: _Target, strategy, seq_len, ckpt, lora_r, rows) -> int:
+    """The largest micro-batch (at most the effective batch) that fits; 0 if not even one example does."""
+    cap = max(1, min(EFFECTIVE_BATCH, rows))
+    for mb in MICRO_BATCHES:
+        if mb <= cap and _fits_somewhere(shape, target, strategy, mb, seq_len, ckpt, lora_r):
+            return mb
+    return 0
+
+
+def _fits_somewhere(shape, target: _Target, strategy, mb, seq_len, ckpt, lora_r) -> bool:
+    if target.fits(mm.estimate(shape, target.setup(strategy, mb, seq_len, ckpt, lora_r))):
+        return True
+    return strategy == "offload" and target.fits(mm.estimate(shape, target.setup(strategy, mb, seq_len, ckpt,
+                                                                                 lora_r, on_disk=True)))
+
+
+def _climb_ladder(shape, target: _Target, seq_len: int, w: Wishes, rows: int) -> tuple[str, bool, int]:
+    rungs = LADDER if target.device == "cuda" else LADDER[:3]  # nothing to stream to on a CPU
+    if w.checkpointing is not None:
+        rungs = [r for r in rungs if r[1] == w.checkpointing or r[0] == "offload"]
+    for strategy, ckpt in rungs:
+        mb = w.micro_batch or _largest_micro_batch(shape, target, strategy, seq_len, ckpt, w.lora_r, rows)
+        if mb and (not w.micro_batch or target.fits(mm.estimate(shape, target.setup(strategy, mb, seq_len, ckpt,
+                                                                                    w.lora_r)))):
+            return strategy, ckpt, mb
+    return (*rungs[-1], 0)
+
+
+def _why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: _Target, lora_r: int) -> str:
+    size = f"{shape.params / 1e9:.1f}B" if shape.params >= 1e9 else f"{shape.params / 1e6:.0f}M"
+    where = f"{target.limit / GIB:.1f} GiB"
+    text = {
+        "lora": f"Strategy lora: the {size} base stays frozen in 16-bit and low-rank adapters "
+                f"({shape.lora_params(lora_r) / 1e6:.1f}M weights) train on every linear layer; it fits {where}",
+        "qlora": f"Strategy qlora: a 16-bit {size} base does not fit {where} for training, so the frozen base "
+                 "is stored in 4-bit nf4 with double quantization and adapters train on top",
+        "offload": f"Strategy offload: even a 4-bit {size} base does not fit {where} with room to train, so the "
+                   "frozen weights stay in RAM (or on NVMe) and stream to the GPU layer by layer",
+    }[strategy]
+    return text + (", with gradient checkpointing (layers recompute their activations in backward)." if ckpt
+                   else ", without gradient checkpointing (fastest).")
+
+
+def _finish(shape, hw, target: _Target, strategy, ckpt, mb, seq_len, truncated, lengths, w: Wishes, reasons,
+            warnings, fitted: bool, steps: int | None = None) -> Plan:
+    s = strategies.get(strategy, need_built=False)
+    if not s.built:
+        warnings.append(f"The {strategy} strategy is planned but not built yet; the run will refuse to start.")
+    on_disk = False
+    est = mm.estimate(shape, target.setup(strategy, mb, seq_len, ckpt, w.lora_r))
+    if strategy == "offload" and not target.fits(est):
+        on_disk = True
+        est = mm.estimate(shape, target.setup(strategy, mb, seq_len, ckpt, w.lora_r, on_disk=True))
+        reasons.append("The weights do not fit in RAM either, so they stream from the disk"
+                       + ("." if hw.disk_read_bytes_per_s else " (its speed was not measured: run `profile`)."))
+    rows = max(1, len(lengths))
+    effective = min(EFFECTIVE_BATCH, rows)
+    grad_accum = w.grad_accum or max(1, math.ceil(effective / mb))
     if w.micro_batch:
-        micro_batch = w.micro_batch
-        reasons.append(f"Micro-batch {micro_batch} as you asked.")
-    elif device == "cpu":
-        micro_batch = 4
-        reasons.append("Micro-batch 4: on a CPU larger batches add time, not speed.")
-    else:
-        micro_batch = next((mb for mb in (16, 8, 4, 2, 1) if fits(mb, False)), 0)
-        if not micro_batch:
-            checkpointing = True
-            micro_batch = next((mb for mb in (8, 4, 2, 1) if fits(mb, True)), 1)
-            reasons.append("Gradient checkpointing on: without it even one example does not fit.")
-        reasons.append(f"Micro-batch {micro_batch}: the largest that fits {limit / GIB:.1f} GiB with 10% to spare.")
-    grad_accum = w.grad_accum or max(1, 8 // micro_batch)
+        reasons.append(f"Micro-batch {mb} as you asked.")
+    elif fitted:
+        reasons.append(f"Micro-batch {mb}: the largest (up to {effective}) whose estimate stays under "
+                       f"{target.usable / GIB:.1f} GiB, leaving room for spikes on the {target.limit / GIB:.1f} "
+                       "GiB available.")
     if grad_accum > 1:
-        reasons.append(f"Gradient accumulation {grad_accum}, for an effective batch of {micro_batch * grad_accum}.")
-
-    lr = w.lr or (2e-5 if name == "full" else 2e-4)
+        reasons.append(f"Gradient accumulation {grad_accum}, for {mb * grad_accum} examples per optimizer step.")
+    lr = w.lr or (2e-5 if strategy in ("full", "lisa") else 2e-4)
     epochs = w.epochs if w.epochs is not None else 1.0
     max_steps = w.max_steps or 0
-    rows = max(1, len(token_lengths))
-    steps_per_epoch = math.ceil(math.ceil(rows / micro_batch) / grad_accum)
-    total_steps = max_steps or max(1, math.ceil(epochs * steps_per_epoch))
-
-    memory = memory_terms(shape, name, micro_batch, seq_len, bytes_per, lora_r, checkpointing, device == "cuda")
-    mean_len = sum(token_lengths) / rows if token_lengths else seq_len
-    flops_per_token = (6 if name == "full" else 4) * shape.params
-    speed = GPU_FLOPS[bool(gpu and gpu.bf16)] if device == "cuda" else CPU_FLOPS_PER_CORE * hardware.cores_physical
-    step_time = flops_per_token * mean_len * micro_batch * grad_accum / speed
-    if sum(memory.values()) > limit:
-        warnings.append(f"The estimate ({sum(memory.values()) / GIB:.1f} GiB) exceeds what the device offers "
-                        f"({limit / GIB:.1f} GiB); the planner issue adds QLoRA and offload for this case.")
-
-    rejected = []
-    if name != "full":
-        full_mem = sum(memory_terms(shape, "full", micro_batch, seq_len, bytes_per, lora_r, checkpointing, device == "cuda").values())
-        why = (f"needs about {full_mem / GIB:.1f} GiB of {limit / GIB:.1f} GiB" if full_mem > limit * 0.9
-               else "fits, but an adapter trains faster, is tiny to keep, and is enough for most tasks")
-        rejected.append({"strategy": "full", "why": f"Full fine-tuning {why}."})
-    for other in ("qlora", "lisa", "offload"):
-        if other != name:
-            rejected.append({"strategy": other, "why": "Not built yet in this version."})
-
-    return Plan(
-        strategy=name, strategy_built=strategy.built, device=device, precision=precision, micro_batch=micro_batch,
-        grad_accum=grad_accum, seq_len=seq_len, gradient_checkpointing=checkpointing, lr=lr, epochs=epochs,
-        max_steps=max_steps, total_steps=total_steps, memory=memory, memory_limit=limit,
+    per_epoch = math.ceil(rows / (mb * grad_accum))
+    total_steps = steps or max_steps or max(1, math.ceil(epochs * per_epoch))
+    setup = target.setup(strategy, mb, seq_len, ckpt, w.lora_r, on_disk)
+    mean_len = min(seq_len, sum(lengths) / rows) if lengths else seq_len
+    step_time = grad_accum * speed_model.micro_batch_seconds(shape, setup, hw, target.gpu, mean_len)
+    device_bytes = int(est.device_total * target.factor)
+    if device_bytes > target.usable:
+        warnings.append(f"The estimate ({device_bytes / GIB:.1f} GiB) does not fit what the device offers "
+                        f"({target.limit / GIB:.1f} GiB); expect it to run out of memory.")
+    if est.ram_total > target.ram_limit:
+        warnings.append(f"Host RAM needed ({est.ram_total / GIB:.1f} GiB) is more than is free "
+                        f"({target.ram_limit / GIB:.1f} GiB).")
+    if est.disk_total > target.disk_free:
+        warnings.append(f"The run folder needs about {est.disk_total / GIB:.1f} GiB, more than the "
+                        f"{target.disk_free / GIB:.1f} GiB free.")
+    if target.device == "cpu":
+        warnings.append(f"Without a GPU each step takes about {step_time:.0f} s; fine for small models and "
+                        "short runs, slow for anything large.")
+    memory = dict(est.device)
+    if target.factor != 1.0:
+        memory["calibration correction"] = device_bytes - est.device_total
+    plan = Plan(
+        strategy=strategy, strategy_built=s.built, device=target.device, precision=target.precision,
+        micro_batch=mb, grad_accum=grad_accum, seq_len=seq_len, gradient_checkpointing=ckpt, lr=lr, epochs=epochs,
+        max_steps=max_steps, total_steps=total_steps, memory=memory, memory_limit=target.limit,
         step_time_s=round(step_time, 3), total_time_s=round(step_time * total_steps, 1), truncated_rows=truncated,
-        reasons=reasons, rejected=rejected, warnings=warnings,
+        gpu_index=target.gpu.index if target.gpu else None, gpu_name=target.gpu.name if target.gpu else "",
+        offload=("weights on disk" if on_disk else "weights") if strategy == "offload" else "",
+        ram=est.ram, ram_limit=target.ram_limit if target.ram_limit < 1 << 62 else 0, disk=est.disk,
+        disk_free=hw.disk_free_bytes, epoch_time_s=round(step_time * per_epoch, 1),
+        fits=device_bytes <= target.usable and est.ram_total <= target.ram_limit,
+        optimizer=setup.optimizer,
+        calibration={"factor": target.factor, "source": "scaled"} if target.factor != 1.0 else {},
+        reasons=reasons, warnings=warnings,
     )
+    plan.rejected = _rejected(shape, target, plan, w.lora_r)
+    return plan
+
+
+def _rejected(shape, target: _Target, plan: Plan, lora_r: int) -> list[dict]:
+    out = []
+    for name, s in strategies.REGISTRY.items():
+        if name == plan.strategy:
+            continue
+        best = None
+        for ckpt in (False, True):
+            mb = _largest_micro_batch(shape, target, name, plan.seq_len, ckpt, lora_r, plan.effective_batch)
+            if mb:
+                best = (mb, ckpt)
+                break
+        if best:
+            why = WHY_NOT_WHEN_FITS[name].format(chosen=plan.strategy)
+        else:
+            need = mm.estimate(shape, target.setup(name, 1, plan.seq_len, True, lora_r)).device_total
+            why = (f"needs about {need * target.factor / GIB:.1f} GiB even with one example per micro-batch "
+                   f"and checkpointing; {target.limit / GIB:.1f} GiB is available.")
+        if not s.built:
+            why += " (Not built yet in this version.)"
+        out.append({"strategy": name, "why": why[0].upper() + why[1:], "fits": bool(best)})
+    return out
 
 
 def _round_up(n: int, k: int) -> int:
@@ -187,12 +424,21 @@ def _round_up(n: int, k: int) -> int:
 
 
 def describe(plan: Plan) -> list[str]:
-    lines = [f"Strategy: {plan.strategy}" + ("" if plan.strategy_built else " (not built yet)"),
-             f"Device: {plan.device} ({plan.precision}), micro-batch {plan.micro_batch} × accumulation "
-             f"{plan.grad_accum}, sequence length {plan.seq_len}, learning rate {plan.lr:g}",
-             f"Steps: {plan.total_steps}, estimated time {_duration(plan.total_time_s)}",
-             f"Estimated peak memory: {plan.peak_bytes / GIB:.2f} GiB of {plan.memory_limit / GIB:.1f} GiB"]
+    """Human lines for `tuneforge plan`."""
+    lines = [f"Strategy: {plan.strategy}" + ("" if plan.strategy_built else " (not built yet)")
+             + (f", offload: {plan.offload}" if plan.offload else ""),
+             f"Device: {plan.device}" + (f" {plan.gpu_index} ({plan.gpu_name})" if plan.gpu_name else "")
+             + f" in {plan.precision}, micro-batch {plan.micro_batch} × accumulation {plan.grad_accum}, "
+             f"sequence length {plan.seq_len}, learning rate {plan.lr:g}"
+             + (", gradient checkpointing" if plan.gradient_checkpointing else ""),
+             f"Steps: {plan.total_steps}, about {_duration(plan.step_time_s)} each; estimated time "
+             f"{_duration(plan.total_time_s)} (one epoch {_duration(plan.epoch_time_s)})",
+             f"Estimated peak {'GPU memory' if plan.device == 'cuda' else 'memory'}: {plan.peak_bytes / GIB:.2f} GiB "
+             f"of {plan.memory_limit / GIB:.1f} GiB" + ("" if plan.fits else "  (DOES NOT FIT)")]
     lines += [f"  {k}: {v / GIB:.2f} GiB" for k, v in plan.memory.items()]
+    if plan.device == "cuda":
+        lines.append(f"Host RAM: {sum(plan.ram.values()) / GIB:.1f} GiB; disk for the run: "
+                     f"{sum(plan.disk.values()) / GIB:.1f} GiB")
     lines.append("Why:")
     lines += [f"  - {r}" for r in plan.reasons]
     if plan.rejected:
@@ -204,7 +450,9 @@ def describe(plan: Plan) -> list[str]:
 
 def _duration(seconds: float) -> str:
     if seconds < 90:
-        return f"{seconds:.0f} s"
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} days"

@@ -1,0 +1,70 @@
+"""How long a training step takes, before starting: FLOPs over a sustained rate, or copy time when
+weights stream from RAM or NVMe (whichever is slower, since copies overlap compute).
+
+The figures are rough by nature (a GPU's sustained rate depends on shapes, kernels and clocks); the
+trainer's measured tokens/s replaces them as soon as a run has taken a few steps.
+"""
+
+from __future__ import annotations
+
+from core.hardware import GPU, HardwareProfile
+from core.memory_model import Setup, weight_bytes
+from core.model_shape import ModelShape
+
+# Dense 16-bit tensor-core TFLOP/s from the vendors' data sheets, matched on the name (first match wins).
+GPU_TFLOPS = [
+    ("H200", 989), ("H100 PCIe", 756), ("H100", 989), ("A100", 312), ("L40S", 362), ("L40", 181), ("L4", 121),
+    ("RTX 6000 Ada", 364), ("A6000", 155), ("4090 Laptop", 160), ("4090", 330), ("4080 Laptop", 100),
+    ("4080", 195), ("4070 Laptop", 64), ("4070", 117), ("4060 Laptop", 46), ("4060", 60), ("3090", 142),
+    ("3080 Laptop", 60), ("3080", 119), ("3070", 81), ("3060 Laptop", 44), ("3060", 51), ("T4", 65), ("V100", 125),
+]
+TFLOPS_BY_COMPUTE = {"9": 700, "8.9": 100, "8.6": 50, "8.0": 300, "7": 60}  # unknown names, by architecture
+MFU = 0.35  # share of the data-sheet rate HF-style training sustains (small batches, many small kernels)
+CPU_FLOPS_PER_CORE = 55e9  # measured: SmolLM2-135M LoRA on the project's 2-core CI machine, fp32
+PCIE_GBPS_PER_LANE = {3: 0.985, 4: 1.969, 5: 3.938}
+COPY_EFFICIENCY = 0.8  # pinned host-to-device copies reach about 80% of the link
+UNMEASURED_DISK_READ = 1.5e9  # bytes/s assumed for NVMe when the probe has not run
+SLOWDOWN = {"qlora": 1.3, "offload": 1.3, "dora": 1.5}  # dequantizing nf4 each matmul; DoRA's weight norms
+LAUNCH_SECONDS_PER_LAYER = 0.0012  # ~40 kernels per layer and pass at ~10 µs: small models are launch-bound
+
+
+def gpu_flops(gpu: GPU) -> float:
+    for key, tflops in GPU_TFLOPS:
+        if key.lower() in gpu.name.lower():
+            return tflops * 1e12 * MFU
+    cc = gpu.compute_capability
+    tflops = TFLOPS_BY_COMPUTE.get(cc) or TFLOPS_BY_COMPUTE.get(cc.split(".")[0], 20)
+    return tflops * 1e12 * MFU
+
+
+def pcie_bytes_per_s(gpu: GPU) -> float:
+    lanes = gpu.pcie_width or 16
+    return PCIE_GBPS_PER_LANE.get(gpu.pcie_gen or 4, 1.969) * 1e9 * lanes * COPY_EFFICIENCY
+
+
+def step_flops(shape: ModelShape, s: Setup, tokens: int) -> float:
+    """FLOPs of one micro-batch: forward 2P, backward 2P for input grads, +2P for weight grads of
+    trained weights, +2P when checkpointing recomputes the forward; plus attention's quadratic part."""
+    trains_weights = s.strategy in ("full", "lisa")
+    passes = 2 + 2 + (2 if trains_weights else 0) + (2 if s.checkpointing else 0)
+    attention = 2 * 2 * shape.layers * s.seq_len * shape.heads * shape.head_dim  # QK and AV, causal half, ×2 bwd
+    flops = tokens * (passes * shape.params + attention * (passes / 2))
+    return flops * SLOWDOWN.get(s.strategy, 1.0)
+
+
+def micro_batch_seconds(shape: ModelShape, s: Setup, hw: HardwareProfile, gpu: GPU | None, mean_len: float) -> float:
+    tokens = s.micro_batch * mean_len
+    rate = gpu_flops(gpu) if (gpu and s.on_gpu) else CPU_FLOPS_PER_CORE * max(1, hw.cores_physical)
+    compute = step_flops(shape, s, tokens) / rate
+    if gpu and s.on_gpu:
+        compute += shape.layers * LAUNCH_SECONDS_PER_LAYER
+    offload = s.offload or ("weights" if s.strategy == "offload" else "")
+    if offload != "weights" or gpu is None:
+        return compute
+    # Each pass over the layers brings every frozen weight across PCIe once (forward, backward, recompute).
+    passes = 3 if s.checkpointing else 2
+    moved = passes * weight_bytes(shape, s.weight_storage)
+    link = pcie_bytes_per_s(gpu)
+    if s.weights_on_disk:
+        link = min(link, hw.disk_read_bytes_per_s or UNMEASURED_DISK_READ)
+    return max(compute, moved / link)
