@@ -125,6 +125,7 @@ class _Target:
     ram_limit: int
     disk_free: int
     factor: float  # calibration: multiply estimated device bytes by this
+    factor_source: str = ""  # what measured it
 
     def setup(self, strategy: str, micro_batch: int, seq_len: int, checkpointing: bool, lora_r: int,
               on_disk: bool = False) -> mm.Setup:
@@ -175,9 +176,8 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
     shape = ModelShape.from_config(model_config)
     reasons: list[str] = []
     warnings: list[str] = []
-    predicted = previous.peak_bytes * (previous.calibration.get("factor", 1.0) if previous.calibration else 1.0)
-    factor = max(1.0, previous.memory_limit * OOM_MARGIN / max(1, predicted)) * (
-        previous.calibration.get("factor", 1.0) if previous.calibration else 1.0)
+    predicted = previous.peak_bytes  # already includes any earlier correction
+    factor = max(1.0, previous.memory_limit * OOM_MARGIN / max(1, predicted)) * previous.calibration.get("factor", 1.0)
     source = f"out of memory at step {at_step} with {previous.strategy}, micro-batch {previous.micro_batch}"
     target = _target(hardware, Wishes(device=previous.device, gpu_index=previous.gpu_index,
                                       memory_cap_bytes=w.memory_cap_bytes or None),
@@ -252,7 +252,7 @@ def _target(hw: HardwareProfile, w: Wishes, calibration: dict | None, reasons: l
         factor = float(calibration["factor"])
         reasons.append(f"Memory estimates scaled by ×{factor:.2f}, measured on {calibration.get('source', 'a run')}.")
     return _Target(device, gpu if device == "cuda" else None, precision, limit, ram_limit or 1 << 62,
-                   hw.disk_free_bytes or 1 << 62, factor)
+                   hw.disk_free_bytes or 1 << 62, factor, (calibration or {}).get("source", ""))
 
 
 def _pick_gpu(hw: HardwareProfile, w: Wishes, reasons: list, warnings: list) -> GPU | None:
@@ -389,7 +389,7 @@ def _finish(shape, hw, target: _Target, strategy, ckpt, mb, seq_len, truncated, 
         disk_free=hw.disk_free_bytes, epoch_time_s=round(step_time * per_epoch, 1),
         fits=device_bytes <= target.usable and est.ram_total <= target.ram_limit,
         optimizer=setup.optimizer,
-        calibration={"factor": target.factor, "source": "scaled"} if target.factor != 1.0 else {},
+        calibration={"factor": target.factor, "source": target.factor_source} if target.factor != 1.0 else {},
         reasons=reasons, warnings=warnings,
     )
     plan.rejected = _rejected(shape, target, plan, w.lora_r)

@@ -45,3 +45,83 @@ def test_small_model_fits_consumer_gpus(profile, fits):
 def test_steps_follow_rows_batch_and_epochs():
     plan = planner.make_plan(CPU_ONLY, SMOL, [50] * 100, planner.Wishes(micro_batch=4, grad_accum=5, epochs=2))
     assert plan.total_steps == 10  # 100 rows / 4 = 25 micro-batches, / 5 = 5 steps, × 2 epochs
+
+
+def gpu(index, name, gib, free_gib=None):
+    return hardware.GPU(index, name, gib << 30, (free_gib or gib) << 30, "8.9", True, pcie_gen=4, pcie_width=16)
+
+
+def two_gpus():
+    return hardware.HardwareProfile(gpus=[gpu(0, "RTX 4060", 8), gpu(1, "RTX 4090", 24, 23)], cores_physical=8,
+                                    ram_total_bytes=64 << 30, ram_available_bytes=60 << 30,
+                                    disk_free_bytes=500 << 30)
+
+
+def test_several_gpus_plan_for_the_roomiest_unless_told():
+    plan = planner.make_plan(two_gpus(), SMOL, [300] * 100)
+    assert (plan.gpu_index, plan.gpu_name) == (1, "RTX 4090")
+    assert any("2 GPUs here" in r and "--gpu" in r for r in plan.reasons)
+    chosen = planner.make_plan(two_gpus(), SMOL, [300] * 100, planner.Wishes(gpu_index=0))
+    assert chosen.gpu_index == 0 and chosen.memory_limit == 8 << 30
+
+
+def test_memory_cap_limits_the_plan():
+    capped = planner.make_plan(two_gpus(), SMOL, [512] * 100, planner.Wishes(memory_cap_bytes=3 << 30))
+    assert capped.memory_limit == 3 << 30 and capped.fits
+    free = planner.make_plan(two_gpus(), SMOL, [512] * 100)
+    assert capped.micro_batch < free.micro_batch or capped.gradient_checkpointing
+
+
+def test_ladder_goes_checkpointing_then_qlora_then_offload_as_memory_shrinks():
+    big = json.loads((REPO / "resources" / "models" / "llama-3.1-8b.json").read_text())
+    seen = []
+    for gib in (48, 18, 12, 6):
+        hw = hardware.HardwareProfile(gpus=[gpu(0, "card", gib)], cores_physical=8, ram_total_bytes=64 << 30,
+                                      ram_available_bytes=60 << 30, disk_free_bytes=500 << 30)
+        plan = planner.make_plan(hw, big, [400] * 500)
+        assert plan.fits, gib
+        seen.append((plan.strategy, plan.gradient_checkpointing))
+    assert seen == [("lora", False), ("lora", True), ("qlora", True), ("offload", True)]
+
+
+def test_rejected_alternatives_each_say_why():
+    plan = planner.make_plan(hardware.load(REPO / "resources" / "hardware" / "gpu-8gb-laptop.json"),
+                             json.loads((REPO / "resources" / "models" / "llama-3.1-8b.json").read_text()),
+                             [200] * 100)
+    rejected = {r["strategy"]: r for r in plan.rejected}
+    assert set(rejected) == {"lora", "dora", "full", "lisa", "offload"}
+    assert not rejected["full"]["fits"] and "GiB" in rejected["full"]["why"]
+    assert all(r["why"].strip() for r in plan.rejected)
+
+
+def test_replan_after_oom_halves_the_micro_batch_and_keeps_the_step():
+    hw = two_gpus()
+    first = planner.make_plan(hw, SMOL, [512] * 64, planner.Wishes(gpu_index=0))
+    assert first.micro_batch >= 2
+    second = planner.replan_after_oom(first, hw, SMOL, [512] * 64, at_step=3)
+    assert second.micro_batch < first.micro_batch
+    assert second.effective_batch == first.effective_batch and second.total_steps == first.total_steps
+    assert (second.seq_len, second.lr, second.gpu_index) == (first.seq_len, first.lr, 0)
+    assert second.calibration["factor"] > 1 and "out of memory at step 3" in second.reasons[0]
+
+
+def test_repeated_ooms_walk_down_the_ladder():
+    hw = two_gpus()
+    plan = planner.make_plan(hw, SMOL, [512] * 64, planner.Wishes(gpu_index=0))
+    steps = [(plan.strategy, plan.gradient_checkpointing, plan.micro_batch)]
+    while plan.strategy != "qlora":
+        factor = plan.calibration.get("factor", 1.0)
+        plan = planner.replan_after_oom(plan, hw, SMOL, [512] * 64, at_step=0)
+        assert plan.calibration["factor"] > factor and plan.effective_batch >= 8
+        steps.append((plan.strategy, plan.gradient_checkpointing, plan.micro_batch))
+    # micro-batches shrink first, then checkpointing comes on, then the 4-bit base
+    no_ckpt = [mb for s, c, mb in steps if (s, c) == ("lora", False)]
+    assert no_ckpt == sorted(no_ckpt, reverse=True) and no_ckpt[-1] == 1
+    assert ("lora", True) in {(s, c) for s, c, _ in steps}
+    assert [s for s, _, _ in steps].index("qlora") == len(steps) - 1
+
+
+def test_cpu_plan_has_an_honest_eta():
+    plan = planner.make_plan(CPU_ONLY, SMOL, [300] * 200)
+    assert plan.step_time_s > 0.5 and plan.total_time_s == pytest.approx(plan.step_time_s * plan.total_steps, rel=0.01)
+    assert any("Without a GPU each step takes about" in w for w in plan.warnings)
