@@ -6,11 +6,12 @@ KnownError. Nothing here knows about terminals or windows.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import paths
-from app.supervisor import TrainerJob
+from app.training_run import TrainingRun
 from core import atomic, hardware, history, model_source, planner, settings
 from core.data import dataset as data_mod
 from core.data import tokenize
@@ -85,7 +86,20 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
     lengths = tokenize.token_lengths(ds.examples, load_tokenizer(ref))
     hw = machine_profile(hardware_file)
     plan = planner.make_plan(hw, ref.config(), lengths, wishes)
+    measured = None if hardware_file else _calibration_for(ref, plan)
+    if measured:  # an earlier run of this model and strategy here measured its true peak: plan with it
+        plan = planner.make_plan(hw, ref.config(), lengths, wishes, calibration=measured)
     return PlanBundle(plan, ref, str(Path(data).resolve()), ds.summary(), hw, lengths)
+
+
+def _calibration_for(ref: model_source.ModelRef, plan: planner.Plan) -> dict | None:
+    db = open_history()
+    try:
+        found = db.last_calibration(str(ref.path), plan.strategy, plan.gpu_name or "cpu")
+    finally:
+        db.close()
+    # A factor far from 1 means something else was going on (another program, a different data shape).
+    return found if found and found.get("factor") and 0.5 <= found["factor"] <= 2.0 else None
 
 
 def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, **overrides) -> RunConfig:
@@ -110,6 +124,7 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, **o
         dataset_id = db.record_dataset(bundle.data["digest"], bundle.data_path, bundle.data["format"],
                                        bundle.data["rows"], tokenize.length_stats(bundle.token_lengths))
         atomic.write_json(Path(cfg.run_dir) / "run.json", settings.to_dict(cfg))
+        atomic.write_json(Path(cfg.run_dir) / "token_lengths.json", bundle.token_lengths)  # for re-planning
         db.create_run(run_id, project, model=bundle.model.name, model_path=str(bundle.model.path),
                       dataset_id=dataset_id, data_path=bundle.data_path, strategy=p.strategy,
                       config=settings.to_dict(cfg), plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
@@ -119,12 +134,41 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, **o
         db.close()
 
 
-def start_run(run_id: str, resume: bool = False, on_event=None, on_finished=None) -> TrainerJob:
+def start_run(run_id: str, resume: bool = False, on_event=None, on_finished=None) -> TrainingRun:
     run_dir = paths.run_dir(run_id)
     config = run_dir / "run.json"
     if not config.is_file():
         raise KnownError(f"{config}: the run's config file is missing, so it cannot be started or resumed.")
-    return TrainerJob(config, run_dir, resume=resume, on_event=on_event, on_finished=on_finished).start()
+    return TrainingRun(config, run_dir, lambda error: replan_after_oom(run_id, error), resume=resume,
+                       on_event=on_event, on_finished=on_finished)
+
+
+def replan_after_oom(run_id: str, error: dict) -> str:
+    """Write a new plan into the run's config after it ran out of memory, record it, and say why."""
+    from core import strategies
+    from core.hardware import HardwareProfile
+
+    run_dir = paths.run_dir(run_id)
+    cfg = settings.load_json(RunConfig, run_dir / "run.json")
+    lengths_file = run_dir / "token_lengths.json"
+    lengths = json.loads(lengths_file.read_text()) if lengths_file.is_file() else [cfg.seq_len]
+    previous = planner.Plan.from_dict(cfg.plan)
+    new = planner.replan_after_oom(previous, HardwareProfile.from_dict(cfg.hardware, "the run's hardware"),
+                                   json.loads((Path(cfg.model_path) / "config.json").read_text()), lengths, error.get("step", 0),
+                                   planner.Wishes(memory_cap_bytes=cfg.memory_cap_bytes or None, lora_r=cfg.lora_r))
+    reason = " ".join(new.reasons[:2])
+    db = open_history()
+    try:
+        db.add_plan(run_id, new.to_dict(), reason)
+        db.add_event(run_id, "replan", reason)
+    finally:
+        db.close()
+    strategies.get(new.strategy)  # a not-built strategy ends the run here, with its sentence
+    fields = {**settings.to_dict(cfg), "strategy": new.strategy, "micro_batch": new.micro_batch,
+              "grad_accum": new.grad_accum, "gradient_checkpointing": new.gradient_checkpointing,
+              "plan": new.to_dict()}
+    atomic.write_json(run_dir / "run.json", settings.to_dict(settings.from_dict(RunConfig, fields, "re-plan")))
+    return reason
 
 
 def get_run(run_id: str) -> dict:

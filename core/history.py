@@ -17,7 +17,7 @@ import sqlite_utils
 
 from core.errors import KnownError, RunNotFound
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Run statuses. "running" with a dead trainer is shown as "interrupted" by the app.
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
@@ -66,6 +66,9 @@ class History:
         if version < 2:
             with self.db.conn:
                 self._migrate_to_v2()
+        if version < 3:
+            with self.db.conn:
+                self._migrate_to_v3()
 
     def _create_v1(self) -> None:
         db = self.db
@@ -115,6 +118,51 @@ class History:
         )
         self.db["meta"].upsert({"key": "schema_version", "value": "2"}, pk="key")
 
+    def _migrate_to_v3(self) -> None:
+        """v3: every plan a run has had (a re-plan after running out of memory adds one), with the reason
+        it was made and, once the run has measured its true peak, the calibration."""
+        self.db["plans"].create(
+            {"run_id": str, "seq": int, "created_at": float, "reason": str, "plan": str, "calibration": str},
+            pk=("run_id", "seq"), foreign_keys=[("run_id", "runs", "id")], if_not_exists=True,
+        )
+        for row in self.db.query("select id, plan, created_at from runs where plan is not null"):
+            self.db["plans"].insert({"run_id": row["id"], "seq": 1, "created_at": row["created_at"],
+                                     "reason": "first plan", "plan": row["plan"]}, ignore=True)
+        self.db["meta"].upsert({"key": "schema_version", "value": "3"}, pk="key")
+
+    # -- plans ----------------------------------------------------------------------------------
+    def add_plan(self, run_id: str, plan: dict, reason: str) -> int:
+        """Record a new plan for the run (it becomes the run's current plan); returns its number."""
+        with self.db.conn:
+            row = self.db.execute("select coalesce(max(seq), 0) from plans where run_id = ?", [run_id]).fetchone()
+            seq = row[0] + 1
+            self.db["plans"].insert({"run_id": run_id, "seq": seq, "created_at": now(), "reason": reason,
+                                     "plan": json.dumps(plan)})
+            self.db["runs"].update(run_id, {"plan": json.dumps(plan)})
+        return seq
+
+    def plans(self, run_id: str) -> list[dict]:
+        rows = self.db.query("select * from plans where run_id = ? order by seq", [run_id])
+        return [{**r, "plan": json.loads(r["plan"]), "calibration": json.loads(r["calibration"] or "null")}
+                for r in rows]
+
+    def set_calibration(self, run_id: str, calibration: dict) -> None:
+        """Attach the measured peak to the run's current plan."""
+        with self.db.conn:
+            self.db.execute("update plans set calibration = ? where run_id = ? and seq = "
+                            "(select max(seq) from plans where run_id = ?)", [json.dumps(calibration), run_id, run_id])
+
+    def last_calibration(self, model_path: str, strategy: str, device: str) -> dict | None:
+        """The latest measured correction for this model, strategy and device (a GPU's name, or 'cpu')."""
+        rows = self.db.query(
+            "select p.calibration from plans p join runs r on r.id = p.run_id where r.model_path = ? "
+            "and r.strategy = ? and p.calibration is not null order by p.created_at desc", [model_path, strategy])
+        for r in rows:
+            cal = json.loads(r["calibration"])
+            if cal.get("device") == device:
+                return cal
+        return None
+
     # -- measured machine facts -----------------------------------------------------------------
     def disk_probe(self, device: str) -> dict | None:
         rows = list(self.db.query("select * from disk_probes where device = ?", [device]))
@@ -150,6 +198,9 @@ class History:
         record.update(fields)
         with self.db.conn:
             self.db["runs"].insert(record)
+            if record.get("plan"):
+                self.db["plans"].insert({"run_id": run_id, "seq": 1, "created_at": record["created_at"],
+                                         "reason": "first plan", "plan": record["plan"]})
         return run_id
 
     def update_run(self, run_id: str, **fields) -> None:

@@ -201,7 +201,8 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
         static = sum(v for k, v in dev.items() if k.startswith("weights"))  # allocated once, in big blocks
         dev["allocator slack"] = int(ALLOCATOR_SLACK * (sum(dev.values()) - static))
         dev["CUDA context"] = CUDA_CONTEXT
-    est.ram["Python, torch and libraries"] = RUNTIME_RAM[s.on_gpu]
+    # On the CPU the device is RAM, so the process's own footprint is a device term.
+    (est.ram if s.on_gpu else dev)["Python, torch and libraries"] = RUNTIME_RAM[s.on_gpu]
     if s.on_gpu:  # loading reads the weights through RAM once; the page cache gives it back
         est.ram["model loading (transient)"] = min(weights, 2 * GIB)
 

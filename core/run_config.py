@@ -44,6 +44,10 @@ class RunConfig:
     lora_alpha: int = option(32, help="LoRA alpha (scale = alpha / r).")
     lora_dropout: float = option(0.0, help="Dropout on the LoRA path.")
     threads: int = option(0, help="CPU threads for torch; 0 lets torch decide.")
+    memory_cap_bytes: int = option(0, help="Most memory the trainer may use on its device (GPU memory on CUDA, the "
+                                            "process's data on the CPU); 0 means no cap. Set it to share the machine.")
+    calibrate_after: int = option(2, help="Measure the true peak memory after this many steps and record it "
+                                          "against the plan's estimate; 0 turns it off.")
     plan: dict = option({}, help="The plan this run was made from (reasons, estimates), kept for the history.")
     hardware: dict = option({}, help="The hardware profile the plan was made for.")
 
@@ -62,3 +66,5 @@ class RunConfig:
         check(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1.")
         check(self.keep_checkpoints >= 1, "keep_checkpoints", "must be at least 1.")
         check(self.lora_r >= 1, "lora_r", "must be at least 1.")
+        check(self.memory_cap_bytes >= 0, "memory_cap_bytes", "must be 0 (no cap) or a number of bytes.")
+        check(self.calibrate_after >= 0, "calibrate_after", "must be 0 (off) or a number of steps.")

@@ -98,16 +98,21 @@ def lr_lambda(total: int, warmup: int):
 def batches_for_step(step: int, cfg: RunConfig, n: int) -> list[list[int]]:
     """Example indices of each micro-batch of optimizer step `step`: a pure function of (seed, step).
 
-    That is what makes resume exact: no data-loader state to save, the order is recomputed.
+    That is what makes resume exact: no data-loader state to save, the order is recomputed. The
+    examples are positions [step·E, (step+1)·E) of an endless stream of per-epoch shuffles, E being
+    the effective batch, and only then cut into micro-batches: so a re-plan that trades micro-batch
+    for accumulation (after running out of memory) trains on exactly the same examples per step.
     """
-    per_epoch = math.ceil(n / cfg.micro_batch)
-    out = []
-    for m in range(step * cfg.grad_accum, (step + 1) * cfg.grad_accum):
-        epoch, k = divmod(m, per_epoch)
-        order = list(range(n))
-        random.Random(cfg.seed * 1000003 + epoch).shuffle(order)
-        out.append(order[k * cfg.micro_batch:(k + 1) * cfg.micro_batch])
-    return out
+    effective = cfg.micro_batch * cfg.grad_accum
+    picked: list[int] = []
+    orders: dict[int, list[int]] = {}
+    for position in range(step * effective, (step + 1) * effective):
+        epoch, k = divmod(position, n)
+        if epoch not in orders:
+            orders[epoch] = list(range(n))
+            random.Random(cfg.seed * 1000003 + epoch).shuffle(orders[epoch])
+        picked.append(orders[epoch][k])
+    return [picked[i:i + cfg.micro_batch] for i in range(0, effective, cfg.micro_batch)]
 
 
 def memory_bytes(device) -> int:
@@ -118,6 +123,78 @@ def memory_bytes(device) -> int:
     import psutil
 
     return int(psutil.Process().memory_info().rss)
+
+
+def peak_bytes(device) -> dict:
+    """The true peak so far: torch's allocator on CUDA, the process's high-water mark on the CPU."""
+    import torch
+
+    if device.type == "cuda":
+        return {"allocated": int(torch.cuda.max_memory_allocated(device)),
+                "reserved": int(torch.cuda.max_memory_reserved(device))}
+    import resource
+
+    return {"process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}  # Linux reports KiB
+
+
+def apply_memory_cap(cfg: RunConfig, device) -> None:
+    """Hold the trainer to cfg.memory_cap_bytes, so going over is a clean out-of-memory error that the
+    app re-plans from, not a frozen desktop or another program's crash."""
+    if not cfg.memory_cap_bytes:
+        return
+    import torch
+
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, cfg.memory_cap_bytes / total), device)
+        return
+    try:
+        import resource
+    except ImportError:  # Windows: no rlimits; the cap is only planned for
+        return
+    used = _data_segment_bytes()
+    if used and used >= cfg.memory_cap_bytes:
+        raise KnownError(f"The memory cap ({cfg.memory_cap_bytes / 2**30:.2f} GiB) is below what the trainer "
+                         f"already uses before loading the model ({used / 2**30:.2f} GiB); raise it.")
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    resource.setrlimit(resource.RLIMIT_DATA, (cfg.memory_cap_bytes, hard))
+
+
+def _data_segment_bytes() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmData:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    import torch
+
+    # On the CPU torch's allocator raises a plain RuntimeError when malloc fails.
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
+
+
+def calibration(cfg: RunConfig, device, measured: dict) -> dict:
+    """Measured peak against the plan's estimate, like for like: torch-allocated bytes against the
+    estimate without the CUDA context and allocator slack; on the CPU, the process against all terms."""
+    terms = cfg.plan.get("memory", {})
+    if device.type == "cuda":
+        predicted = sum(v for k, v in terms.items() if k not in ("CUDA context", "allocator slack",
+                                                                   "calibration correction"))
+        got = measured["allocated"]
+    else:
+        predicted = sum(v for k, v in terms.items() if k != "calibration correction")
+        got = measured["process"]
+    factor = got / predicted if predicted else None
+    import torch
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return {"device": name, "predicted_bytes": predicted, "measured": measured,
+            "factor": round(factor, 4) if factor else None, "source": f"run {cfg.run_id} on {name}"}
 
 
 def evaluate(model, examples, cfg, pad_id, device) -> float | None:
@@ -148,6 +225,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     device, dtype, precision = pick_device(cfg)
+    apply_memory_cap(cfg, device)
     db.update_run(cfg.run_id, status=history.RUNNING, pid=os.getpid(), started_at=time.time(), outcome=None,
                   ended_at=None)
 
@@ -166,14 +244,14 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
     model.to(device)
     model.config.use_cache = False
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
         model.enable_input_require_grads()
     model = strategy.prepare(model, cfg)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     trainable = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    per_epoch = math.ceil(math.ceil(len(train_set) / cfg.micro_batch) / cfg.grad_accum)
+    per_epoch = len(train_set) / (cfg.micro_batch * cfg.grad_accum)  # steps per pass over the data
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total, int(cfg.warmup_ratio * total)))
 
@@ -201,20 +279,24 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
             return finish(cfg, db, emit, model, strategy, history.STOPPED, f"stopped by you at step {step}",
                           loss_value, best, EXIT_STOPPED)
         t0 = time.time()
-        losses, tokens = [], 0
-        for idx in batches_for_step(step, cfg, len(train_set)):
-            batch = {k: v.to(device) for k, v in tokenize.collate([train_set[i] for i in idx], pad_id).items()}
+        batches = [tokenize.collate([train_set[i] for i in idx], pad_id)
+                   for idx in batches_for_step(step, cfg, len(train_set))]
+        # The loss is a mean over every trained token of the step, however it is cut into micro-batches.
+        trained = sum(int((b["labels"][:, 1:] != tokenize.IGNORE).sum()) for b in batches)
+        loss_sum, tokens = 0.0, 0
+        for batch in batches:
+            batch = {k: v.to(device) for k, v in batch.items()}
             tokens += int(batch["attention_mask"].sum())
-            loss = model(**batch).loss
-            (loss / cfg.grad_accum).backward()
-            losses.append(float(loss.detach()))
+            loss = model(**batch, num_items_in_batch=max(1, trained)).loss
+            loss.backward()
+            loss_sum += float(loss.detach())
         if cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        loss_value = sum(losses) / len(losses)
+        loss_value = loss_sum
         best = min(best, loss_value)
         elapsed = time.time() - started
         dt = time.time() - t0
@@ -227,6 +309,10 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
         emit("step", step=step, total_steps=total, loss=round(loss_value, 5), lr=lr, tokens_per_s=round(tokens / dt, 1),
              elapsed_s=round(elapsed, 2), eta_s=round(eta, 1), memory_bytes=mem,
              epoch=round(step / per_epoch, 3))
+        if step - first_step == cfg.calibrate_after and cfg.plan.get("memory"):
+            measured = calibration(cfg, device, peak_bytes(device))
+            db.set_calibration(cfg.run_id, measured)
+            emit("calibration", **measured)
         if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
             run_eval(cfg, db, emit, model, eval_set, pad_id, device, step)
         if step % cfg.checkpoint_every == 0 and step < total:
@@ -272,24 +358,32 @@ def main(argv: list[str]) -> int:
 
     try:
         return train(cfg, "--resume" in argv[1:], emit, stop, db)
-    except torch.OutOfMemoryError:
-        text = "ran out of GPU memory; plan again with a smaller micro-batch or sequence length"
-        return fail(db, emit, cfg, "oom", text, EXIT_OOM)
     except KnownError as e:
         return fail(db, emit, cfg, "known", str(e), EXIT_KNOWN)
     except Exception as e:
+        if is_out_of_memory(e):
+            del e  # drop the traceback's frames, and with them the step's tensors
+            return out_of_memory(db, emit, cfg)
         traceback.print_exc()
         return fail(db, emit, cfg, "bug", f"crashed ({type(e).__name__}: {e}); see the log", EXIT_BUG)
     finally:
         db.close()
 
 
-def fail(db, emit, cfg, kind, text, code) -> int:
-    if kind == "oom":
-        text = f"{text} (at step {db.run(cfg.run_id).get('steps_done') or 0})"
+def out_of_memory(db, emit, cfg) -> int:
+    import torch
+
+    cuda = torch.cuda.is_available() and cfg.device != "cpu"
+    step = db.run(cfg.run_id).get("steps_done") or 0
+    peak = peak_bytes(torch.device("cuda" if cuda else "cpu"))
+    text = f"ran out of {'GPU ' if cuda else ''}memory at step {step}"
+    return fail(db, emit, cfg, "oom", text, EXIT_OOM, step=step, peak=peak)
+
+
+def fail(db, emit, cfg, kind, text, code, **details) -> int:
     db.update_run(cfg.run_id, status=history.FAILED, outcome=text, ended_at=time.time())
     db.add_event(cfg.run_id, "failed", text)
-    emit("error", kind=kind, text=text)
+    emit("error", kind=kind, text=text, **details)
     return code
 
 

@@ -58,14 +58,31 @@ def test_a_newer_schema_is_refused_not_touched(tmp_path):
 def test_an_older_schema_is_migrated_in_place(tmp_path):
     path = tmp_path / "h.sqlite"
     h = history.History(path)
-    h.create_run("20260101-000000-aaaa", "p")
+    h.create_run("20260101-000000-aaaa", "p", plan={"strategy": "lora"})
     h.close()
     conn = sqlite3.connect(path)  # make it a version-1 file, as the first release wrote it
     conn.execute("drop table disk_probes")
+    conn.execute("drop table plans")
     conn.execute("update meta set value='1' where key='schema_version'")
     conn.commit()
     conn.close()
     h = history.History(path)
-    assert h.schema_version() == history.SCHEMA_VERSION == 2
+    assert h.schema_version() == history.SCHEMA_VERSION == 3
     assert "disk_probes" in h.db.table_names() and h.run("last")["id"] == "20260101-000000-aaaa"
+    assert [(p["seq"], p["reason"], p["plan"]) for p in h.plans("20260101-000000-aaaa")] == \
+        [(1, "first plan", {"strategy": "lora"})]
+    h.close()
+
+
+def test_plans_accumulate_with_reasons_and_calibration(tmp_path):
+    h = history.History(tmp_path / "h.sqlite")
+    h.create_run("r1", "p", plan={"micro_batch": 8}, model_path="/m", strategy="lora")
+    assert h.add_plan("r1", {"micro_batch": 4}, "ran out of memory at step 3") == 2
+    assert h.run("r1")["plan"] == {"micro_batch": 4}
+    h.set_calibration("r1", {"device": "RTX 4090", "factor": 1.1, "measured_bytes": 5})
+    plans = h.plans("r1")
+    assert [p["reason"] for p in plans] == ["first plan", "ran out of memory at step 3"]
+    assert plans[0]["calibration"] is None and plans[1]["calibration"]["factor"] == 1.1
+    assert h.last_calibration("/m", "lora", "RTX 4090")["factor"] == 1.1
+    assert h.last_calibration("/m", "lora", "cpu") is None and h.last_calibration("/m", "full", "RTX 4090") is None
     h.close()

@@ -31,7 +31,7 @@ def saved_bytes(strategy: str, compute_bytes: int, checkpointing: bool, tmp_path
             model = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=dtype, quantization_config=quant)
     model.config.use_cache = False
     if checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
         model.enable_input_require_grads()
     if strategy != "full":
         model = get_peft_model(model, LoraConfig(r=16, target_modules="all-linear", use_dora=strategy == "dora"))
