@@ -34,7 +34,7 @@ def build_parser() -> Parser:
     def wishes(s):
         s.add_argument("--model", required=True, help="'default', a model folder, a .gguf file or a cached model id.")
         s.add_argument("--data", required=True, help="Dataset file or folder (.jsonl or .json).")
-        s.add_argument("--strategy", help="lora, dora or full (default: the planner chooses).")
+        s.add_argument("--strategy", help="lora, dora, full, qlora, lisa or offload (default: the planner chooses).")
         s.add_argument("--max-steps", type=int, help="Optimizer steps to run (default: whole epochs).")
         s.add_argument("--epochs", type=float, help="Passes over the data (default 1).")
         s.add_argument("--seq-len", type=int, help="Sequence length in tokens (default: from the data).")
@@ -42,6 +42,14 @@ def build_parser() -> Parser:
         s.add_argument("--batch-size", type=int, help="Micro-batch size.")
         s.add_argument("--grad-accum", type=int, help="Micro-batches per optimizer step.")
         s.add_argument("--device", choices=["cpu", "cuda"], help="Force a device (default: the GPU when present).")
+        s.add_argument("--gpu", type=int, help="Which GPU to train on (default: the one with the most free memory).")
+        ckpt = s.add_mutually_exclusive_group()
+        ckpt.add_argument("--checkpointing", dest="checkpointing", action="store_true", default=None,
+                          help="Force gradient checkpointing on (less memory, about a third slower).")
+        ckpt.add_argument("--no-checkpointing", dest="checkpointing", action="store_false",
+                          help="Force gradient checkpointing off.")
+        s.add_argument("--memory-cap", type=float, metavar="GIB",
+                       help="Use at most this many GiB of the training device (GPU memory, or RAM on the CPU).")
         s.add_argument("--json", action="store_true", help="Machine-readable output, one JSON object per line.")
 
     s = sub.add_parser("plan", help="Show what would run and why.")
@@ -56,6 +64,11 @@ def build_parser() -> Parser:
     s = sub.add_parser("resume", help="Continue a stopped or interrupted run from its last checkpoint.")
     s.add_argument("--run", required=True, help="Run id (a unique prefix is enough, or 'last').")
     s.add_argument("--json", action="store_true", help="One JSON object per line.")
+
+    s = sub.add_parser("plans", help="Every plan a run has had, with why (a re-plan after running out of memory "
+                                     "adds one), and the peak memory it measured.")
+    s.add_argument("--run", required=True, help="Run id (a unique prefix is enough, or 'last').")
+    s.add_argument("--json", action="store_true", help="Print as JSON.")
 
     s = sub.add_parser("runs", help="List the history of runs.")
     s.add_argument("--project", help="Only this project.")
@@ -94,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if not args.verb:
-            raise KnownError("tuneforge: name a verb (profile, plan, train, resume, runs, chat, export, data); "
+            raise KnownError("tuneforge: name a verb (profile, plan, train, resume, runs, plans, chat, export, data); "
                              "see `tuneforge --help`.")
         return VERBS[args.verb](args)
     except KnownError as e:

@@ -14,13 +14,18 @@ def out(obj) -> None:
     print(json.dumps(obj, default=str), flush=True)
 
 
+GIB = 1024**3
+
+
 def wishes_of(a) -> planner.Wishes:
     return planner.Wishes(strategy=a.strategy, micro_batch=a.batch_size, grad_accum=a.grad_accum, seq_len=a.seq_len,
-                          lr=a.lr, max_steps=a.max_steps, epochs=a.epochs, device=a.device)
+                          lr=a.lr, max_steps=a.max_steps, epochs=a.epochs, device=a.device, gpu_index=a.gpu,
+                          checkpointing=a.checkpointing,
+                          memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else None)
 
 
 def check_positive(a) -> None:
-    for name in ("max_steps", "epochs", "seq_len", "lr", "batch_size", "grad_accum"):
+    for name in ("max_steps", "epochs", "seq_len", "lr", "batch_size", "grad_accum", "memory_cap"):
         value = getattr(a, name, None)
         if value is not None and value <= 0:
             raise KnownError(f"--{name.replace('_', '-')} must be above 0 (got {value}).")
@@ -52,7 +57,8 @@ def cmd_plan(a) -> int:
 def cmd_train(a) -> int:
     check_positive(a)
     bundle = ops.make_plan(a.model, a.data, wishes_of(a), progress=_progress(a))
-    cfg = ops.create_run(bundle, project=a.project, seed=a.seed)
+    cfg = ops.create_run(bundle, project=a.project, seed=a.seed,
+                         memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else 0)
     if a.json:
         out({"event": "plan", "run_id": cfg.run_id, "plan": bundle.plan.to_dict()})
     else:
@@ -126,6 +132,23 @@ def cmd_runs(a) -> int:
     return 0
 
 
+def cmd_plans(a) -> int:
+    run = ops.get_run(a.run)
+    plans = ops.run_plans(run["id"])
+    if a.json:
+        out(plans)
+        return 0
+    for p in plans:
+        plan = p["plan"]
+        print(f"Plan {p['seq']} ({p['reason']}): {plan.get('strategy')}, micro-batch {plan.get('micro_batch')} × "
+              f"{plan.get('grad_accum')}, checkpointing {'on' if plan.get('gradient_checkpointing') else 'off'}, "
+              f"estimated peak {plan.get('peak_bytes', 0) / GIB:.2f} GiB of {plan.get('memory_limit', 0) / GIB:.2f}")
+        cal = p.get("calibration")
+        if cal and cal.get("factor"):
+            print(f"  measured on {cal['device']}: {cal['factor']:.2f}× the estimate")
+    return 0
+
+
 def cmd_chat(a) -> int:
     if a.max_new_tokens <= 0:
         raise KnownError("--max-new-tokens must be above 0.")
@@ -161,6 +184,6 @@ def _progress(a):
     return None if getattr(a, "json", False) else TerminalProgress().as_progress()
 
 
-VERBS = {"profile": cmd_profile, "plan": cmd_plan, "train": cmd_train, "resume": cmd_resume, "runs": cmd_runs,
+VERBS = {"profile": cmd_profile, "plan": cmd_plan, "train": cmd_train, "resume": cmd_resume, "runs": cmd_runs, "plans": cmd_plans,
          "chat": cmd_chat, "export": cmd_export, "data": cmd_data}
 

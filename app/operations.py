@@ -205,6 +205,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def run_plans(run_id: str) -> list[dict]:
+    db = open_history()
+    try:
+        return db.plans(run_id)
+    finally:
+        db.close()
+
+
 def chat_models(run: str | None = None, model: str | None = None):
     """(model, tokenizer) for a run's result or a plain model."""
     from core import inference

@@ -53,6 +53,10 @@ class TerminalProgress:
             self.note(f"validation loss at step {e['step']}: {e['loss']:.4f}")
         elif kind in ("status", "error"):
             self.note(e.get("text", ""))
+        elif kind == "replan":
+            self.note(f"{e['text']} Continuing from the last checkpoint.")
+        elif kind == "calibration" and e.get("factor"):
+            self.note(f"measured peak memory: {e['factor']:.2f}× the plan's estimate")
         elif kind == "checkpoint" and not self.tty:
             self.note(f"checkpoint at step {e['step']}")
 

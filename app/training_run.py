@@ -53,7 +53,8 @@ class TrainingRun:
             try:
                 reason = self.replan(error)
             except KnownError as e:
-                outcome = Outcome("failed", f"{outcome.text}; {e}", outcome.exit_code)
+                said = str(e)
+                outcome = Outcome("failed", f"{outcome.text}; {said[:1].lower()}{said[1:]}", outcome.exit_code)
             else:
                 self.replans += 1
                 self._event({"event": "replan", "text": reason, "after_step": error.get("step", 0)})

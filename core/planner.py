@@ -24,8 +24,9 @@ from core.hardware import GPU, HardwareProfile
 from core.model_shape import ModelShape
 
 GIB = 1024**3
-HEADROOM = 0.95  # plan to use at most 95% of a device's free memory, and leave at least MIN_SPARE
-MIN_SPARE = GIB // 2  # spikes and model error; calibration and the OOM re-plan catch the rest
+HEADROOM = 0.95  # plan to use at most 95% of a device's free memory...
+MIN_SPARE = GIB // 2  # ...and leave at least this much (or 10% of a small limit) for spikes and model error;
+# calibration and the OOM re-plan catch the rest
 CPU_RAM_SHARE = 0.8  # of the RAM available now, when training on the CPU
 EFFECTIVE_BATCH = 8  # sequences per optimizer step unless the data has fewer rows
 MICRO_BATCHES = (16, 8, 4, 2, 1)
@@ -135,7 +136,8 @@ class _Target:
 
     @property
     def usable(self) -> int:
-        return int(min(self.limit * HEADROOM, self.limit - MIN_SPARE))
+        spare = max(self.limit * (1 - HEADROOM), min(MIN_SPARE, self.limit * 0.1))
+        return int(self.limit - spare)
 
     def fits(self, est: mm.Estimate) -> bool:
         return (est.device_total * self.factor <= self.usable and est.ram_total <= self.ram_limit
@@ -205,7 +207,7 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
             reasons.append(_why_rung(shape, rung[0], rung[1], target, w.lora_r))
     fitted = chosen is not None
     if not fitted:
-        chosen = (LADDER[-1][0], True, 1)
+        chosen = ((rungs or _rungs_below("lora", False, target.device))[-1][0], True, 1)
         warnings.append("Nothing on the ladder fits even after the correction; trying the smallest settings.")
     strategy, ckpt, mb = chosen
     plan_wishes = Wishes(micro_batch=mb, grad_accum=math.ceil(effective / mb), seq_len=previous.seq_len,
@@ -309,11 +311,15 @@ def _climb_ladder(shape, target: _Target, seq_len: int, w: Wishes, rows: int) ->
     if w.checkpointing is not None:
         rungs = [r for r in rungs if r[1] == w.checkpointing or r[0] == "offload"]
     for strategy, ckpt in rungs:
-        mb = w.micro_batch or _largest_micro_batch(shape, target, strategy, seq_len, ckpt, w.lora_r, rows)
-        if mb and (not w.micro_batch or target.fits(mm.estimate(shape, target.setup(strategy, mb, seq_len, ckpt,
-                                                                                    w.lora_r)))):
+        if w.micro_batch:
+            if target.fits(mm.estimate(shape, target.setup(strategy, w.micro_batch, seq_len, ckpt, w.lora_r))):
+                return strategy, ckpt, w.micro_batch
+            continue
+        mb = _largest_micro_batch(shape, target, strategy, seq_len, ckpt, w.lora_r, rows)
+        if mb:
             return strategy, ckpt, mb
-    return (*rungs[-1], 0)
+    # Nothing fits: keep the wished micro-batch on the first rung, or the smallest settings; the plan warns.
+    return (*rungs[0], w.micro_batch) if w.micro_batch else (*rungs[-1], 0)
 
 
 def _why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: _Target, lora_r: int) -> str:

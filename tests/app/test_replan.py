@@ -1,0 +1,67 @@
+"""Running out of memory is not the end of a run: the trainer reports it, the planner re-plans from
+what the crash proved, and the run continues by itself. Made real on the CPU with a memory cap (the
+trainer holds itself to it with RLIMIT_DATA, so going over is a genuine allocation failure)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, json_lines, write_jsonl
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the CPU memory cap uses RLIMIT_DATA")
+
+GIB = 1024**3
+
+
+def loaded_trainer_bytes(model_dir) -> int:
+    """What a trainer process holds before its first step: the libraries plus the tiny model."""
+    code = ("import re, sys; import torch, transformers, peft, sqlite_utils, psutil;"
+            "from core import checkpoint, history, strategies; from core.data import dataset, tokenize;"
+            "from transformers import AutoModelForCausalLM as M, AutoTokenizer as T;"
+            f"M.from_pretrained({str(model_dir)!r}); T.from_pretrained({str(model_dir)!r});"
+            "print(re.search(r'VmData:\\s+(\\d+)', open('/proc/self/status').read()).group(1))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1]) * 1024
+
+
+def long_rows(n=48):
+    story = " ".join(f"The ship number {i} sailed past the lighthouse at dawn and the crew sang." for i in range(12))
+    return [{"messages": [{"role": "user", "content": f"Tell story {k}."},
+                          {"role": "assistant", "content": story}]} for k in range(n)]
+
+
+def test_out_of_memory_re_plans_and_continues(cli, home, tiny_model_dir, tmp_path):
+    data = write_jsonl(tmp_path / "long.jsonl", long_rows())
+    # Room for about 4 rows of ~200 tokens (logits dominate: 49k vocab × 12 bytes per token), not 16.
+    cap = loaded_trainer_bytes(tiny_model_dir) + int(0.75 * GIB)
+    proc = cli("train", "--model", tiny_model_dir, "--data", data, "--device", "cpu", "--strategy", "lora",
+               "--batch-size", "16", "--grad-accum", "1", "--max-steps", "2", "--memory-cap", f"{cap / GIB:.3f}",
+               "--json", check=0)
+    events = json_lines(proc.stdout)
+    kinds = [e["event"] for e in events]
+    oom = next(e for e in events if e["event"] == "error")
+    assert oom["kind"] == "oom" and oom["step"] == 0 and oom["peak"]["process"] > 0
+    replan = next(e for e in events if e["event"] == "replan")
+    assert "out of memory" in replan["text"]
+    assert kinds.index("error") < kinds.index("replan") < kinds.index("done")
+    assert events[-1]["status"] == "done"
+    run_id = events[-1]["run_id"]
+
+    plans = json.loads(cli("plans", "--run", run_id, "--json", check=0).stdout)
+    assert [p["reason"] for p in plans][0] == "first plan" and len(plans) >= 2
+    first, last = plans[0]["plan"], plans[-1]["plan"]
+    assert first["micro_batch"] == 16
+    assert last["micro_batch"] < 16 or last["gradient_checkpointing"]
+    assert last["micro_batch"] * last["grad_accum"] == 16  # same examples per step: same trajectory
+    assert "out of memory at step 0" in plans[1]["reason"]
+    # The run that finished measured its peak after two steps and recorded it against its plan.
+    calibration = plans[-1]["calibration"]
+    assert calibration["device"] == "cpu" and 0 < calibration["measured"]["process"] <= cap
+    assert calibration["factor"] == pytest.approx(calibration["measured"]["process"] / calibration["predicted_bytes"],
+                                                  rel=1e-3)
+    run = json.loads((home / "runs" / run_id / "run.json").read_text())
+    assert run["micro_batch"] == last["micro_batch"] and run["memory_cap_bytes"] == pytest.approx(cap, abs=GIB / 1000)
+    text = cli("plans", "--run", run_id, check=0).stdout
+    assert "Plan 1 (first plan)" in text and "Plan 2 (Re-planned after running out of memory" in text
