@@ -65,3 +65,12 @@ def test_out_of_memory_re_plans_and_continues(cli, home, tiny_model_dir, tmp_pat
     assert run["micro_batch"] == last["micro_batch"] and run["memory_cap_bytes"] == pytest.approx(cap, abs=GIB / 1000)
     text = cli("plans", "--run", run_id, check=0).stdout
     assert "Plan 1 (first plan)" in text and "Plan 2 (Re-planned after running out of memory" in text
+
+    # The next plan for this model and strategy here starts from the measured figures.
+    again = json_lines(cli("plan", "--model", tiny_model_dir, "--data", data, "--device", "cpu", "--strategy", "lora",
+                           "--json", check=0).stdout)[0]["plan"]
+    if 0.5 <= calibration["factor"] <= 2.0:
+        assert again["calibration"]["factor"] == calibration["factor"]
+        assert any("measured on run" in r for r in again["reasons"])
+    else:
+        assert again["calibration"] == {}, calibration

@@ -199,6 +199,11 @@ class TrainPage(Page):
             self.append(f"Done: {e.get('text', '')}.")
         elif kind == "error":
             self.append(f"Error: {e.get('text', '')}")
+        elif kind == "replan":  # out of memory: the app re-planned and continues from the last checkpoint
+            self.status.start("Re-planned after running out of memory; continuing…")
+            self.append(f"{e.get('text', '')} Continuing from the last checkpoint.")
+        elif kind == "calibration" and e.get("factor"):
+            self.append(f"Measured peak memory: {e['factor']:.2f}× the plan's estimate (recorded with the run).")
 
     @Slot(object)
     def _on_finished(self, outcome) -> None:
