@@ -6,7 +6,7 @@ import json
 
 from app import operations as ops
 from app.progress_bar import TerminalProgress, format_duration
-from core import hardware, planner
+from core import hardware, plan_text, planner
 from core.errors import KnownError
 
 
@@ -50,7 +50,7 @@ def cmd_plan(a) -> int:
         print(f"Model: {bundle.model.label} ({bundle.model.path})")
         print(f"Data: {bundle.data['rows']} rows ({bundle.data['format']}) from {bundle.data_path}")
         print(f"Hardware: {bundle.hardware.source}")
-        print("\n".join(planner.describe(bundle.plan)))
+        print("\n".join(plan_text.describe(bundle.plan)))
     return 0
 
 

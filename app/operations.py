@@ -12,7 +12,7 @@ from pathlib import Path
 
 from app import paths
 from app.training_run import TrainingRun
-from core import atomic, hardware, history, model_source, planner, settings
+from core import atomic, hardware, history, model_source, planner, replanner, settings
 from core.data import dataset as data_mod
 from core.data import tokenize
 from core.errors import KnownError
@@ -153,7 +153,7 @@ def replan_after_oom(run_id: str, error: dict) -> str:
     lengths_file = run_dir / "token_lengths.json"
     lengths = json.loads(lengths_file.read_text()) if lengths_file.is_file() else [cfg.seq_len]
     previous = planner.Plan.from_dict(cfg.plan)
-    new = planner.replan_after_oom(previous, HardwareProfile.from_dict(cfg.hardware, "the run's hardware"),
+    new = replanner.replan_after_oom(previous, HardwareProfile.from_dict(cfg.hardware, "the run's hardware"),
                                    json.loads((Path(cfg.model_path) / "config.json").read_text()), lengths, error.get("step", 0),
                                    planner.Wishes(memory_cap_bytes=cfg.memory_cap_bytes or None, lora_r=cfg.lora_r))
     reason = " ".join(new.reasons[:2])

@@ -156,7 +156,7 @@ def measure(cell: Cell, cfg: dict, tmp: str) -> dict:
     model = load_4bit(cell.model, cfg, tmp) if cell.strategy == "qlora" else build(cfg)
     model.config.use_cache = False
     if run.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
         model.enable_input_require_grads()
     # QLoRA is not a built strategy yet; its recipe is LoRA's prepare over the 4-bit base.
     model = strategies.get("lora" if cell.strategy == "qlora" else cell.strategy).prepare(model, run)
@@ -165,12 +165,13 @@ def measure(cell: Cell, cfg: dict, tmp: str) -> dict:
     optimizer = torch.optim.AdamW(params, lr=run.lr, weight_decay=run.weight_decay)
     ids = torch.randint(0, cfg["vocab_size"], (cell.micro_batch, cell.seq_len), device="cuda")
     batch = {"input_ids": ids, "labels": ids, "attention_mask": torch.ones_like(ids)}  # as the trainer collates
+    trained = cell.micro_batch * (cell.seq_len - 1)  # the loss predicts every token but each row's first
     # Loading leaves transient blocks behind (the 4-bit loader its 16-bit staging); the model predicts a step.
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     for _ in range(STEPS):
-        loss = model(**batch).loss
+        loss = model(**batch, num_items_in_batch=trained).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, run.max_grad_norm)
         optimizer.step()
@@ -213,7 +214,7 @@ def run_cell(cell: Cell, cfg: dict, tmp: str, gpu_bytes: int) -> tuple[dict, dic
     if pred["total"] > MAX_SHARE * gpu_bytes:
         return pred, out | {"status": "skipped", "reason": f"predicted above {MAX_SHARE:.0%} of the GPU"}
     gc.collect()  # the previous cell's model and optimizer sit in reference cycles (peft, hooks)
-    torch.cuda.empty_cache()
+    torch.cuda.empty_cache()  # and its cached blocks go, so this model is laid out as in a fresh process
     started = time.time()
     try:
         got = measure(cell, cfg, tmp)

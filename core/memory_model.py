@@ -17,7 +17,10 @@ Where the figures come from:
 - Logits: the loss upcasts to fp32 and log-softmax keeps its fp32 output (4 bytes × vocab per
   token, measured); at the start of backward two more vocab-wide fp32 gradients exist.
 - The CUDA context and the allocator's slack cannot be computed; they are a constant plus a share
-  of the allocated bytes, and calibration from real runs (core.calibration) corrects them.
+  of the allocated bytes, and calibration from real runs (core.memory_watch, recorded per run and
+  used by the next plan) corrects them.
+- The optimizer step has its own peak: torch's foreach AdamW holds one parameter-sized temporary
+  while the activations are gone, so the peak is the larger of backward and the step.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ LOGITS_SAVED_BYTES = 4  # per token per vocab entry: fp32 log-softmax output
 LOGITS_BACKWARD_BYTES = 8  # two more fp32 vocab-wide gradients at the start of backward
 NF4_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # 4-bit codes + 8-bit absmax per 64 + fp32 per 256 absmax (double quant)
 INT8_BYTES = 1.0  # LLM.int8 codes (row scales are negligible)
-CUDA_CONTEXT = int(0.5 * GIB)  # driver context and cuBLAS workspace, outside torch's allocator
+CUDA_CONTEXT = int(0.5 * GIB)  # driver context and kernel images, outside torch's allocator
 ALLOCATOR_SLACK = 0.08  # caching-allocator fragmentation, share of the bytes allocated while training
 RUNTIME_RAM = {False: int(0.6 * GIB), True: int(2.0 * GIB)}  # Python, torch and libraries; CUDA builds map more
 
@@ -129,33 +132,33 @@ def trainable_params(shape: ModelShape, s: Setup) -> int:
 
 
 def _one_layer(shape: ModelShape, s: Setup) -> tuple[int, int]:
-    """(bytes saved per layer for this step's tokens, fixed bytes per layer) with nothing recomputed."""
+    """Bytes one layer saves for this step's tokens with nothing recomputed. (DoRA's weight norm builds
+    an in×in identity per module, but detached: it is freed at once, so it is no fixed cost.)"""
     family = {"dora": "dora", "lora": "lora", "qlora": "lora", "offload": "lora"}.get(s.strategy, "full")
     a_h, a_i, a_kv, a_r = ACTIVATION_COEFFICIENTS[(family, s.compute_bytes)]
     kv_width = shape.kv_heads * shape.head_dim
     r = s.lora_r if family != "full" else 0
     per_token = a_h * shape.hidden + a_i * shape.intermediate + a_kv * kv_width + a_r * r
-    fixed = 4 * sum(i * i + r * i for i, _ in shape.linear_shapes()) if family == "dora" else 0  # peft's eye(in)
-    return per_token * s.tokens, fixed
+    return per_token * s.tokens
 
 
 def saved_after_forward(shape: ModelShape, s: Setup) -> int:
     """What autograd holds for the decoder layers when forward ends (the measurable part)."""
-    per_tokens, fixed = _one_layer(shape, s)
+    per_tokens = _one_layer(shape, s)
     if s.strategy in ("full", "lisa"):  # final norm internals and the trained head's input
         outside = (2 * s.compute_bytes + 4) * shape.hidden * s.tokens
     else:  # the embedding output made to require grad (fp32) or the final norm's input
         outside = (4 if s.checkpointing else 2) * shape.hidden * s.tokens
     if s.checkpointing:  # each layer keeps only its input
         return shape.layers * s.compute_bytes * shape.hidden * s.tokens + outside
-    return shape.layers * (per_tokens + fixed) + outside
+    return shape.layers * per_tokens + outside
 
 
 def activation_bytes(shape: ModelShape, s: Setup) -> int:
     """The decoder layers' share of the peak. With checkpointing, backward recomputes one layer at a
     time, but only after the logits' gradients are freed, so only what exceeds those adds to the peak."""
-    per_tokens, fixed = _one_layer(shape, s)
-    recompute = max(0, per_tokens + fixed - s.tokens * shape.vocab * LOGITS_BACKWARD_BYTES) if s.checkpointing else 0
+    per_tokens = _one_layer(shape, s)
+    recompute = max(0, per_tokens - s.tokens * shape.vocab * LOGITS_BACKWARD_BYTES) if s.checkpointing else 0
     return saved_after_forward(shape, s) + recompute
 
 
@@ -197,6 +200,11 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
         dev[f"optimizer state ({s.optimizer})"] = optimizer
     dev["activations" + (" (checkpointed)" if s.checkpointing else "")] = activation_bytes(shape, s)
     dev["logits and loss"] = logits_bytes(shape, s)
+    # Backward and the optimizer step peak at different times: count whichever is larger.
+    step_temp = trainable * param_bytes if s.optimizer == "adamw" else 0
+    backward = dev["logits and loss"] + activation_bytes(shape, s)
+    if step_temp > backward:
+        dev["optimizer step temporaries (beyond backward)"] = step_temp - backward
     if s.on_gpu:
         static = sum(v for k, v in dev.items() if k.startswith("weights"))  # allocated once, in big blocks
         dev["allocator slack"] = int(ALLOCATOR_SLACK * (sum(dev.values()) - static))

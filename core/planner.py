@@ -30,7 +30,6 @@ MIN_SPARE = GIB // 2  # ...and leave at least this much (or 10% of a small limit
 CPU_RAM_SHARE = 0.8  # of the RAM available now, when training on the CPU
 EFFECTIVE_BATCH = 8  # sequences per optimizer step unless the data has fewer rows
 MICRO_BATCHES = (16, 8, 4, 2, 1)
-OOM_MARGIN = 1.05  # after a crash, assume the true peak was at least 5% above the limit
 LADDER = (("lora", False), ("lora", True), ("qlora", True), ("offload", True))
 WHY_NOT_WHEN_FITS = {
     "lora": "fits, but {chosen} was chosen for the reasons above.",
@@ -150,72 +149,23 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
     shape = ModelShape.from_config(model_config)
     reasons: list[str] = []
     warnings: list[str] = []
-    target = _target(hardware, w, calibration, reasons, warnings)
+    target = target_for(hardware, w, calibration, reasons, warnings)
     seq_len, truncated = _seq_len(shape, token_lengths, w, reasons)
     rows = max(1, len(token_lengths))
 
     if w.strategy:
         strategy, ckpt = w.strategy, bool(w.checkpointing)
         strategies.get(strategy, need_built=False)  # unknown names fail here with the list of known ones
-        mb = w.micro_batch or _largest_micro_batch(shape, target, strategy, seq_len, ckpt, w.lora_r, rows)
+        mb = w.micro_batch or largest_micro_batch(shape, target, strategy, seq_len, ckpt, w.lora_r, rows)
         if not mb and w.checkpointing is None:
             ckpt = True
-            mb = _largest_micro_batch(shape, target, strategy, seq_len, ckpt, w.lora_r, rows)
+            mb = largest_micro_batch(shape, target, strategy, seq_len, ckpt, w.lora_r, rows)
         reasons.append(f"Strategy {strategy} as you asked: {strategies.get(strategy, need_built=False).summary}")
     else:
         strategy, ckpt, mb = _climb_ladder(shape, target, seq_len, w, rows)
-        reasons.append(_why_rung(shape, strategy, ckpt, target, w.lora_r))
-    return _finish(shape, hardware, target, strategy, ckpt, mb or 1, seq_len, truncated, token_lengths, w,
+        reasons.append(why_rung(shape, strategy, ckpt, target, w.lora_r))
+    return finish_plan(shape, hardware, target, strategy, ckpt, mb or 1, seq_len, truncated, token_lengths, w,
                    reasons, warnings, fitted=bool(mb))
-
-
-def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: dict, token_lengths: list[int],
-                     at_step: int, wishes: Wishes | None = None) -> Plan:
-    """A new plan after the run ran out of memory with `previous`: the crash proves the true peak was
-    above the limit, so the estimates are scaled up to say so, and the ladder continues downward from
-    the failed settings, keeping the sequence length and the effective batch (and so the trajectory)."""
-    w = wishes or Wishes()
-    shape = ModelShape.from_config(model_config)
-    reasons: list[str] = []
-    warnings: list[str] = []
-    predicted = previous.peak_bytes  # already includes any earlier correction
-    factor = max(1.0, previous.memory_limit * OOM_MARGIN / max(1, predicted)) * previous.calibration.get("factor", 1.0)
-    source = f"out of memory at step {at_step} with {previous.strategy}, micro-batch {previous.micro_batch}"
-    target = _target(hardware, Wishes(device=previous.device, gpu_index=previous.gpu_index,
-                                      memory_cap_bytes=w.memory_cap_bytes or None),
-                     {"factor": factor, "source": source}, [], warnings)
-    reasons.append(f"Re-planned after running out of memory at step {at_step}: the plan predicted "
-                   f"{predicted / GIB:.2f} GiB but the run needed more than {previous.memory_limit / GIB:.2f} GiB, "
-                   f"so every estimate is now scaled by ×{factor:.2f}.")
-    effective = previous.effective_batch
-    strategy, ckpt, mb = previous.strategy, previous.gradient_checkpointing, previous.micro_batch
-    rungs = _rungs_below(strategy, ckpt, target.device)
-    chosen = None
-    while mb > 1 and chosen is None:  # first: smaller micro-batches, more accumulation
-        mb //= 2
-        if target.fits(mm.estimate(shape, target.setup(strategy, mb, previous.seq_len, ckpt, w.lora_r))):
-            chosen = (strategy, ckpt, mb)
-            reasons.append(f"Micro-batch {previous.micro_batch} → {mb}, accumulation "
-                           f"{previous.grad_accum} → {math.ceil(effective / mb)}: the same {effective} examples "
-                           f"per step, in smaller pieces.")
-    for rung in rungs:
-        if chosen:
-            break
-        mb = _largest_micro_batch(shape, target, rung[0], previous.seq_len, rung[1], w.lora_r, effective)
-        if mb:
-            chosen = (*rung, mb)
-            reasons.append(_why_rung(shape, rung[0], rung[1], target, w.lora_r))
-    fitted = chosen is not None
-    if not fitted:
-        chosen = ((rungs or _rungs_below("lora", False, target.device))[-1][0], True, 1)
-        warnings.append("Nothing on the ladder fits even after the correction; trying the smallest settings.")
-    strategy, ckpt, mb = chosen
-    plan_wishes = Wishes(micro_batch=mb, grad_accum=math.ceil(effective / mb), seq_len=previous.seq_len,
-                         lr=previous.lr, max_steps=previous.max_steps or None, epochs=previous.epochs,
-                         lora_r=w.lora_r)
-    return _finish(shape, hardware, target, strategy, ckpt, mb, previous.seq_len,
-                   sum(1 for n in token_lengths if n > previous.seq_len), token_lengths, plan_wishes, reasons,
-                   warnings, fitted=fitted, steps=previous.total_steps)
 
 
 def optimizer_for(strategy: str, device: str) -> str:
@@ -223,16 +173,7 @@ def optimizer_for(strategy: str, device: str) -> str:
     return "paged_adamw8bit" if strategy in ("qlora", "offload") and device == "cuda" else "adamw"
 
 
-def _rungs_below(strategy: str, ckpt: bool, device: str) -> list[tuple[str, bool]]:
-    """Where to go after (strategy, checkpointing) ran out of memory."""
-    ladder = list(LADDER if device == "cuda" else LADDER[:3])
-    if (strategy, ckpt) in ladder:
-        return ladder[ladder.index((strategy, ckpt)) + 1:]
-    # Off the ladder (full, dora, lisa): checkpoint it first, then the memory-saving rungs.
-    return ([(strategy, True)] if not ckpt else []) + [r for r in ladder if r[0] in ("qlora", "offload")]
-
-
-def _target(hw: HardwareProfile, w: Wishes, calibration: dict | None, reasons: list, warnings: list) -> _Target:
+def target_for(hw: HardwareProfile, w: Wishes, calibration: dict | None, reasons: list, warnings: list) -> _Target:
     gpu = _pick_gpu(hw, w, reasons, warnings)
     device = w.device or ("cuda" if gpu else "cpu")
     if device == "cuda" and not gpu:
@@ -290,7 +231,7 @@ def _seq_len(shape: ModelShape, lengths: list[int], w: Wishes, reasons: list) ->
     return seq_len, truncated
 
 
-def _largest_micro_batch(shape, target: _Target, strategy, seq_len, ckpt, lora_r, rows) -> int:
+def largest_micro_batch(shape, target: _Target, strategy, seq_len, ckpt, lora_r, rows) -> int:
     """The largest micro-batch (at most the effective batch) that fits; 0 if not even one example does."""
     cap = max(1, min(EFFECTIVE_BATCH, rows))
     for mb in MICRO_BATCHES:
@@ -315,14 +256,14 @@ def _climb_ladder(shape, target: _Target, seq_len: int, w: Wishes, rows: int) ->
             if target.fits(mm.estimate(shape, target.setup(strategy, w.micro_batch, seq_len, ckpt, w.lora_r))):
                 return strategy, ckpt, w.micro_batch
             continue
-        mb = _largest_micro_batch(shape, target, strategy, seq_len, ckpt, w.lora_r, rows)
+        mb = largest_micro_batch(shape, target, strategy, seq_len, ckpt, w.lora_r, rows)
         if mb:
             return strategy, ckpt, mb
     # Nothing fits: keep the wished micro-batch on the first rung, or the smallest settings; the plan warns.
     return (*rungs[0], w.micro_batch) if w.micro_batch else (*rungs[-1], 0)
 
 
-def _why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: _Target, lora_r: int) -> str:
+def why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: _Target, lora_r: int) -> str:
     size = f"{shape.params / 1e9:.1f}B" if shape.params >= 1e9 else f"{shape.params / 1e6:.0f}M"
     where = f"{target.limit / GIB:.1f} GiB"
     text = {
@@ -337,7 +278,7 @@ def _why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: _Target, lor
                    else ", without gradient checkpointing (fastest).")
 
 
-def _finish(shape, hw, target: _Target, strategy, ckpt, mb, seq_len, truncated, lengths, w: Wishes, reasons,
+def finish_plan(shape, hw, target: _Target, strategy, ckpt, mb, seq_len, truncated, lengths, w: Wishes, reasons,
             warnings, fitted: bool, steps: int | None = None) -> Plan:
     s = strategies.get(strategy, need_built=False)
     if not s.built:
@@ -409,7 +350,7 @@ def _rejected(shape, target: _Target, plan: Plan, lora_r: int) -> list[dict]:
             continue
         best = None
         for ckpt in (False, True):
-            mb = _largest_micro_batch(shape, target, name, plan.seq_len, ckpt, lora_r, plan.effective_batch)
+            mb = largest_micro_batch(shape, target, name, plan.seq_len, ckpt, lora_r, plan.effective_batch)
             if mb:
                 best = (mb, ckpt)
                 break
@@ -428,37 +369,3 @@ def _rejected(shape, target: _Target, plan: Plan, lora_r: int) -> list[dict]:
 def _round_up(n: int, k: int) -> int:
     return max(k, (n + k - 1) // k * k)
 
-
-def describe(plan: Plan) -> list[str]:
-    """Human lines for `tuneforge plan`."""
-    lines = [f"Strategy: {plan.strategy}" + ("" if plan.strategy_built else " (not built yet)")
-             + (f", offload: {plan.offload}" if plan.offload else ""),
-             f"Device: {plan.device}" + (f" {plan.gpu_index} ({plan.gpu_name})" if plan.gpu_name else "")
-             + f" in {plan.precision}, micro-batch {plan.micro_batch} × accumulation {plan.grad_accum}, "
-             f"sequence length {plan.seq_len}, learning rate {plan.lr:g}"
-             + (", gradient checkpointing" if plan.gradient_checkpointing else ""),
-             f"Steps: {plan.total_steps}, about {_duration(plan.step_time_s)} each; estimated time "
-             f"{_duration(plan.total_time_s)} (one epoch {_duration(plan.epoch_time_s)})",
-             f"Estimated peak {'GPU memory' if plan.device == 'cuda' else 'memory'}: {plan.peak_bytes / GIB:.2f} GiB "
-             f"of {plan.memory_limit / GIB:.1f} GiB" + ("" if plan.fits else "  (DOES NOT FIT)")]
-    lines += [f"  {k}: {v / GIB:.2f} GiB" for k, v in plan.memory.items()]
-    if plan.device == "cuda":
-        lines.append(f"Host RAM: {sum(plan.ram.values()) / GIB:.1f} GiB; disk for the run: "
-                     f"{sum(plan.disk.values()) / GIB:.1f} GiB")
-    lines.append("Why:")
-    lines += [f"  - {r}" for r in plan.reasons]
-    if plan.rejected:
-        lines.append("Not chosen:")
-        lines += [f"  - {r['strategy']}: {r['why']}" for r in plan.rejected]
-    lines += [f"Warning: {w}" for w in plan.warnings]
-    return lines
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 3 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.0f} days"

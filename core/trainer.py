@@ -39,7 +39,7 @@ _events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
 os.dup2(2, 1)
 sys.stdout = sys.stderr
 
-from core import checkpoint, history, runtime_env, settings, strategies  # noqa: E402
+from core import checkpoint, history, memory_watch, runtime_env, settings, strategies  # noqa: E402
 from core.data import dataset as data_mod  # noqa: E402
 from core.data import tokenize  # noqa: E402
 from core.errors import KnownError  # noqa: E402
@@ -125,78 +125,6 @@ def memory_bytes(device) -> int:
     return int(psutil.Process().memory_info().rss)
 
 
-def peak_bytes(device) -> dict:
-    """The true peak so far: torch's allocator on CUDA, the process's high-water mark on the CPU."""
-    import torch
-
-    if device.type == "cuda":
-        return {"allocated": int(torch.cuda.max_memory_allocated(device)),
-                "reserved": int(torch.cuda.max_memory_reserved(device))}
-    import resource
-
-    return {"process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}  # Linux reports KiB
-
-
-def apply_memory_cap(cfg: RunConfig, device) -> None:
-    """Hold the trainer to cfg.memory_cap_bytes, so going over is a clean out-of-memory error that the
-    app re-plans from, not a frozen desktop or another program's crash."""
-    if not cfg.memory_cap_bytes:
-        return
-    import torch
-
-    if device.type == "cuda":
-        total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, cfg.memory_cap_bytes / total), device)
-        return
-    try:
-        import resource
-    except ImportError:  # Windows: no rlimits; the cap is only planned for
-        return
-    used = _data_segment_bytes()
-    if used and used >= cfg.memory_cap_bytes:
-        raise KnownError(f"The memory cap ({cfg.memory_cap_bytes / 2**30:.2f} GiB) is below what the trainer "
-                         f"already uses before loading the model ({used / 2**30:.2f} GiB); raise it.")
-    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
-    resource.setrlimit(resource.RLIMIT_DATA, (cfg.memory_cap_bytes, hard))
-
-
-def _data_segment_bytes() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmData:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    import torch
-
-    # On the CPU torch's allocator raises a plain RuntimeError when malloc fails.
-    return isinstance(error, torch.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
-
-
-def calibration(cfg: RunConfig, device, measured: dict) -> dict:
-    """Measured peak against the plan's estimate, like for like: torch-allocated bytes against the
-    estimate without the CUDA context and allocator slack; on the CPU, the process against all terms."""
-    terms = cfg.plan.get("memory", {})
-    if device.type == "cuda":
-        predicted = sum(v for k, v in terms.items() if k not in ("CUDA context", "allocator slack",
-                                                                   "calibration correction"))
-        got = measured["allocated"]
-    else:
-        predicted = sum(v for k, v in terms.items() if k != "calibration correction")
-        got = measured["process"]
-    factor = got / predicted if predicted else None
-    import torch
-
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    return {"device": name, "predicted_bytes": predicted, "measured": measured,
-            "factor": round(factor, 4) if factor else None, "source": f"run {cfg.run_id} on {name}"}
-
-
 def evaluate(model, examples, cfg, pad_id, device) -> float | None:
     import torch
 
@@ -225,7 +153,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     device, dtype, precision = pick_device(cfg)
-    apply_memory_cap(cfg, device)
+    memory_watch.apply_cap(cfg.memory_cap_bytes, device)
     db.update_run(cfg.run_id, status=history.RUNNING, pid=os.getpid(), started_at=time.time(), outcome=None,
                   ended_at=None)
 
@@ -310,7 +238,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
              elapsed_s=round(elapsed, 2), eta_s=round(eta, 1), memory_bytes=mem,
              epoch=round(step / per_epoch, 3))
         if step - first_step == cfg.calibrate_after and cfg.plan.get("memory"):
-            measured = calibration(cfg, device, peak_bytes(device))
+            measured = memory_watch.calibration(cfg.plan, device, cfg.run_id)
             db.set_calibration(cfg.run_id, measured)
             emit("calibration", **measured)
         if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
@@ -361,7 +289,7 @@ def main(argv: list[str]) -> int:
     except KnownError as e:
         return fail(db, emit, cfg, "known", str(e), EXIT_KNOWN)
     except Exception as e:
-        if is_out_of_memory(e):
+        if memory_watch.is_out_of_memory(e):
             del e  # drop the traceback's frames, and with them the step's tensors
             return out_of_memory(db, emit, cfg)
         traceback.print_exc()
@@ -375,7 +303,7 @@ def out_of_memory(db, emit, cfg) -> int:
 
     cuda = torch.cuda.is_available() and cfg.device != "cpu"
     step = db.run(cfg.run_id).get("steps_done") or 0
-    peak = peak_bytes(torch.device("cuda" if cuda else "cpu"))
+    peak = memory_watch.peak_bytes(torch.device("cuda" if cuda else "cpu"))
     text = f"ran out of {'GPU ' if cuda else ''}memory at step {step}"
     return fail(db, emit, cfg, "oom", text, EXIT_OOM, step=step, peak=peak)
 

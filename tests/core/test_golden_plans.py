@@ -13,7 +13,7 @@ from pathlib import Path
 
 from core import hardware
 from core import memory_model as mm
-from core import planner
+from core import plan_text, planner
 from core.model_shape import ModelShape
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def render() -> str:
                 f"{' (' + plan.offload + ')' if plan.offload else ''} | {'yes' if plan.gradient_checkpointing else 'no'} "
                 f"| {plan.micro_batch} × {plan.grad_accum} | {plan.seq_len} | {plan.optimizer} "
                 f"| {plan.peak_bytes / GIB:.1f} / {plan.memory_limit / GIB:.1f} GiB | {'yes' if plan.fits else 'NO'} "
-                f"| {planner._duration(plan.epoch_time_s)} |")
+                f"| {plan_text.duration(plan.epoch_time_s)} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from core import hardware, planner
+from core import hardware, planner, replanner
 from tests.conftest import REPO
 
 SMOL = json.loads((REPO / "resources" / "models" / "smollm2-135m.json").read_text())
@@ -98,7 +98,7 @@ def test_replan_after_oom_halves_the_micro_batch_and_keeps_the_step():
     hw = two_gpus()
     first = planner.make_plan(hw, SMOL, [512] * 64, planner.Wishes(gpu_index=0))
     assert first.micro_batch >= 2
-    second = planner.replan_after_oom(first, hw, SMOL, [512] * 64, at_step=3)
+    second = replanner.replan_after_oom(first, hw, SMOL, [512] * 64, at_step=3)
     assert second.micro_batch < first.micro_batch
     assert second.effective_batch == first.effective_batch and second.total_steps == first.total_steps
     assert (second.seq_len, second.lr, second.gpu_index) == (first.seq_len, first.lr, 0)
@@ -111,7 +111,7 @@ def test_repeated_ooms_walk_down_the_ladder():
     steps = [(plan.strategy, plan.gradient_checkpointing, plan.micro_batch)]
     while plan.strategy != "qlora":
         factor = plan.calibration.get("factor", 1.0)
-        plan = planner.replan_after_oom(plan, hw, SMOL, [512] * 64, at_step=0)
+        plan = replanner.replan_after_oom(plan, hw, SMOL, [512] * 64, at_step=0)
         assert plan.calibration["factor"] > factor and plan.effective_batch >= 8
         steps.append((plan.strategy, plan.gradient_checkpointing, plan.micro_batch))
     # micro-batches shrink first, then checkpointing comes on, then the 4-bit base

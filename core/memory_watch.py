@@ -1,0 +1,86 @@
+"""The trainer's view of its own memory: the true peak, a cap it holds itself to, what counts as
+running out, and the calibration record that compares the peak with the plan's estimate.
+
+Kept apart from the trainer script so each piece reads on its own; only the trainer calls these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.errors import KnownError
+
+GIB = 1024**3
+
+
+def peak_bytes(device) -> dict:
+    """The true peak so far: torch's allocator on CUDA, the process's high-water mark on the CPU."""
+    import torch
+
+    if device.type == "cuda":
+        return {"allocated": int(torch.cuda.max_memory_allocated(device)),
+                "reserved": int(torch.cuda.max_memory_reserved(device))}
+    import resource
+
+    return {"process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}  # Linux reports KiB
+
+
+def apply_cap(cap_bytes: int, device) -> None:
+    """Hold this process to `cap_bytes` on its device, so going over is a clean out-of-memory error that
+    the app re-plans from, not a frozen desktop or another program's crash."""
+    if not cap_bytes:
+        return
+    import torch
+
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, cap_bytes / total), device)
+        return
+    try:
+        import resource
+    except ImportError:  # Windows: no rlimits; the cap is only planned for
+        return
+    used = _data_segment_bytes()
+    if used and used >= cap_bytes:
+        raise KnownError(f"The memory cap ({cap_bytes / GIB:.2f} GiB) is below what the trainer "
+                         f"already uses before loading the model ({used / GIB:.2f} GiB); raise it.")
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    resource.setrlimit(resource.RLIMIT_DATA, (cap_bytes, hard))
+
+
+def _data_segment_bytes() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmData:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    import torch
+
+    # On the CPU torch's allocator raises a plain RuntimeError when malloc fails.
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
+
+
+def calibration(plan: dict, device, run_id: str) -> dict:
+    """Measured peak against the plan's estimate, like for like: torch-allocated bytes against the
+    estimate without the CUDA context and allocator slack; on the CPU, the process against all terms."""
+    import torch
+
+    measured = peak_bytes(device)
+    terms = plan.get("memory", {})
+    if device.type == "cuda":
+        predicted = sum(v for k, v in terms.items() if k not in ("CUDA context", "allocator slack",
+                                                                   "calibration correction"))
+        got = measured["allocated"]
+    else:
+        predicted = sum(v for k, v in terms.items() if k != "calibration correction")
+        got = measured["process"]
+    factor = got / predicted if predicted else None
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return {"device": name, "predicted_bytes": predicted, "measured": measured,
+            "factor": round(factor, 4) if factor else None, "source": f"run {run_id} on {name}"}

@@ -1,0 +1,40 @@
+"""A plan in words, for `tuneforge plan` and the history."""
+
+from __future__ import annotations
+
+from core.planner import GIB, Plan
+
+
+def describe(plan: Plan) -> list[str]:
+    """Human lines for `tuneforge plan`."""
+    lines = [f"Strategy: {plan.strategy}" + ("" if plan.strategy_built else " (not built yet)")
+             + (f", offload: {plan.offload}" if plan.offload else ""),
+             f"Device: {plan.device}" + (f" {plan.gpu_index} ({plan.gpu_name})" if plan.gpu_name else "")
+             + f" in {plan.precision}, micro-batch {plan.micro_batch} × accumulation {plan.grad_accum}, "
+             f"sequence length {plan.seq_len}, learning rate {plan.lr:g}"
+             + (", gradient checkpointing" if plan.gradient_checkpointing else ""),
+             f"Steps: {plan.total_steps}, about {duration(plan.step_time_s)} each; estimated time "
+             f"{duration(plan.total_time_s)} (one epoch {duration(plan.epoch_time_s)})",
+             f"Estimated peak {'GPU memory' if plan.device == 'cuda' else 'memory'}: {plan.peak_bytes / GIB:.2f} GiB "
+             f"of {plan.memory_limit / GIB:.1f} GiB" + ("" if plan.fits else "  (DOES NOT FIT)")]
+    lines += [f"  {k}: {v / GIB:.2f} GiB" for k, v in plan.memory.items()]
+    if plan.device == "cuda":
+        lines.append(f"Host RAM: {sum(plan.ram.values()) / GIB:.1f} GiB; disk for the run: "
+                     f"{sum(plan.disk.values()) / GIB:.1f} GiB")
+    lines.append("Why:")
+    lines += [f"  - {r}" for r in plan.reasons]
+    if plan.rejected:
+        lines.append("Not chosen:")
+        lines += [f"  - {r['strategy']}: {r['why']}" for r in plan.rejected]
+    lines += [f"Warning: {w}" for w in plan.warnings]
+    return lines
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} days"

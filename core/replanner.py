@@ -1,0 +1,78 @@
+"""Re-planning after a run ran out of memory.
+
+The crash proves the true peak was above the limit, so the estimates are scaled up to say so, and
+the planner's ladder continues downward from the failed settings: halve the micro-batch first
+(raising accumulation, so each optimizer step still sees the same examples and a resumed run stays
+on its trajectory), then gradient checkpointing, then QLoRA, then offload. The sequence length,
+learning rate and step count stay as they were.
+"""
+
+from __future__ import annotations
+
+import math
+
+from core import memory_model as mm
+from core.hardware import HardwareProfile
+from core.model_shape import ModelShape
+from core.planner import (GIB, LADDER, Plan, Wishes, finish_plan, largest_micro_batch, target_for,
+                          why_rung)
+
+OOM_MARGIN = 1.05  # after a crash, assume the true peak was at least 5% above the limit
+
+
+def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: dict, token_lengths: list[int],
+                     at_step: int, wishes: Wishes | None = None) -> Plan:
+    """A new plan after the run ran out of memory with `previous`: the crash proves the true peak was
+    above the limit, so the estimates are scaled up to say so, and the ladder continues downward from
+    the failed settings, keeping the sequence length and the effective batch (and so the trajectory)."""
+    w = wishes or Wishes()
+    shape = ModelShape.from_config(model_config)
+    reasons: list[str] = []
+    warnings: list[str] = []
+    predicted = previous.peak_bytes  # already includes any earlier correction
+    factor = max(1.0, previous.memory_limit * OOM_MARGIN / max(1, predicted)) * previous.calibration.get("factor", 1.0)
+    source = f"out of memory at step {at_step} with {previous.strategy}, micro-batch {previous.micro_batch}"
+    target = target_for(hardware, Wishes(device=previous.device, gpu_index=previous.gpu_index,
+                                      memory_cap_bytes=w.memory_cap_bytes or None),
+                     {"factor": factor, "source": source}, [], warnings)
+    reasons.append(f"Re-planned after running out of memory at step {at_step}: the plan predicted "
+                   f"{predicted / GIB:.2f} GiB but the run needed more than {previous.memory_limit / GIB:.2f} GiB, "
+                   f"so every estimate is now scaled by ×{factor:.2f}.")
+    effective = previous.effective_batch
+    strategy, ckpt, mb = previous.strategy, previous.gradient_checkpointing, previous.micro_batch
+    rungs = _rungs_below(strategy, ckpt, target.device)
+    chosen = None
+    while mb > 1 and chosen is None:  # first: smaller micro-batches, more accumulation
+        mb //= 2
+        if target.fits(mm.estimate(shape, target.setup(strategy, mb, previous.seq_len, ckpt, w.lora_r))):
+            chosen = (strategy, ckpt, mb)
+            reasons.append(f"Micro-batch {previous.micro_batch} → {mb}, accumulation "
+                           f"{previous.grad_accum} → {math.ceil(effective / mb)}: the same {effective} examples "
+                           f"per step, in smaller pieces.")
+    for rung in rungs:
+        if chosen:
+            break
+        mb = largest_micro_batch(shape, target, rung[0], previous.seq_len, rung[1], w.lora_r, effective)
+        if mb:
+            chosen = (*rung, mb)
+            reasons.append(why_rung(shape, rung[0], rung[1], target, w.lora_r))
+    fitted = chosen is not None
+    if not fitted:
+        chosen = ((rungs or _rungs_below("lora", False, target.device))[-1][0], True, 1)
+        warnings.append("Nothing on the ladder fits even after the correction; trying the smallest settings.")
+    strategy, ckpt, mb = chosen
+    plan_wishes = Wishes(micro_batch=mb, grad_accum=math.ceil(effective / mb), seq_len=previous.seq_len,
+                         lr=previous.lr, max_steps=previous.max_steps or None, epochs=previous.epochs,
+                         lora_r=w.lora_r)
+    return finish_plan(shape, hardware, target, strategy, ckpt, mb, previous.seq_len,
+                   sum(1 for n in token_lengths if n > previous.seq_len), token_lengths, plan_wishes, reasons,
+                   warnings, fitted=fitted, steps=previous.total_steps)
+
+
+def _rungs_below(strategy: str, ckpt: bool, device: str) -> list[tuple[str, bool]]:
+    """Where to go after (strategy, checkpointing) ran out of memory."""
+    ladder = list(LADDER if device == "cuda" else LADDER[:3])
+    if (strategy, ckpt) in ladder:
+        return ladder[ladder.index((strategy, ckpt)) + 1:]
+    # Off the ladder (full, dora, lisa): checkpoint it first, then the memory-saving rungs.
+    return ([(strategy, True)] if not ckpt else []) + [r for r in ladder if r[0] in ("qlora", "offload")]
