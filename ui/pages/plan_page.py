@@ -49,8 +49,11 @@ class PlanPage(Page):
         settings.setLayout(form)
 
         self.memory_bar = MemoryBar()
+        self.host_memory = QLabel(wordWrap=True, styleSheet="color: #555;")
         memory = QGroupBox("Estimated peak memory")
-        QVBoxLayout(memory).addWidget(self.memory_bar)
+        memory_layout = QVBoxLayout(memory)
+        memory_layout.addWidget(self.memory_bar)
+        memory_layout.addWidget(self.host_memory)
 
         self.reasons = QLabel(wordWrap=True, textFormat=Qt.RichText, textInteractionFlags=Qt.TextSelectableByMouse)
         self.rejected = QLabel(wordWrap=True, textFormat=Qt.RichText, textInteractionFlags=Qt.TextSelectableByMouse)
@@ -109,14 +112,20 @@ class PlanPage(Page):
         p = bundle.plan
         self.labels["strategy"].setText(p.strategy + ("" if p.strategy_built else " (not built yet)"))
         self.labels["device"].setText(f"{p.device} in {p.precision}")
-        self.labels["batch"].setText(f"{p.micro_batch} examples × {p.grad_accum} accumulation = "
+        self.labels["batch"].setText(f"{p.micro_batch} example{'s' if p.micro_batch > 1 else ''} × "
+                                     f"{p.grad_accum} accumulation = "
                                      f"{p.micro_batch * p.grad_accum} per step"
                                      + (", gradient checkpointing on" if p.gradient_checkpointing else ""))
         self.labels["seq_len"].setText(f"{p.seq_len} tokens" + (f" ({p.truncated_rows} rows cut)" if p.truncated_rows else ""))
         self.labels["lr"].setText(f"{p.lr:g}")
         self.labels["steps"].setText(f"{p.total_steps}" + (" (your limit)" if p.max_steps else f" ({p.epochs:g} epoch)"))
-        self.labels["time"].setText(f"about {duration(p.total_time_s)}")
+        self.labels["time"].setText(f"about {duration(p.total_time_s)} ({duration(p.step_time_s)} per step)")
         self.memory_bar.set_memory(p.memory, p.memory_limit)
+        gib = 1024**3
+        self.host_memory.setText(
+            (f"Host RAM: about {sum(p.ram.values()) / gib:.1f} GiB. " if p.device == "cuda" and p.ram else "")
+            + f"Disk for checkpoints and the result: about {sum(p.disk.values()) / gib:.2f} GiB. "
+            + (f"Weights offloaded: {p.offload}." if p.offload else ""))
         self.reasons.setText(bullets(p.reasons))
         self.rejected.setText(bullets([f"{r['strategy']}: {r['why']}" for r in p.rejected]))
         self.rejected_title.setVisible(bool(p.rejected))
