@@ -145,7 +145,8 @@ def cmd_plans(a) -> int:
               f"estimated peak {plan.get('peak_bytes', 0) / GIB:.2f} GiB of {plan.get('memory_limit', 0) / GIB:.2f}")
         cal = p.get("calibration")
         if cal and cal.get("factor"):
-            print(f"  measured on {cal['device']}: {cal['factor']:.2f}× the estimate")
+            print(f"  measured on {cal['device']}: peak memory {cal['factor']:.2f}× the estimate"
+                  + (f", time per step {cal['time_factor']:.2f}×" if cal.get("time_factor") else ""))
     return 0
 
 

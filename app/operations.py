@@ -98,8 +98,15 @@ def _calibration_for(ref: model_source.ModelRef, plan: planner.Plan) -> dict | N
         found = db.last_calibration(str(ref.path), plan.strategy, plan.gpu_name or "cpu")
     finally:
         db.close()
+    if not found or not found.get("factor"):
+        return None
     # A factor far from 1 means something else was going on (another program, a different data shape).
-    return found if found and found.get("factor") and 0.5 <= found["factor"] <= 2.0 else None
+    usable = {"source": found.get("source", "")}
+    if 0.5 <= found["factor"] <= 2.0:
+        usable["factor"] = found["factor"]
+    if found.get("time_factor") and 0.1 <= found["time_factor"] <= 10:
+        usable["time_factor"] = found["time_factor"]
+    return usable if len(usable) > 1 else None
 
 
 def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, **overrides) -> RunConfig:

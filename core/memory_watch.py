@@ -66,9 +66,10 @@ def is_out_of_memory(error: BaseException) -> bool:
         isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
 
 
-def calibration(plan: dict, device, run_id: str) -> dict:
+def calibration(plan: dict, device, run_id: str, seconds_per_step: float) -> dict:
     """Measured peak against the plan's estimate, like for like: torch-allocated bytes against the
-    estimate without the CUDA context and allocator slack; on the CPU, the process against all terms."""
+    estimate without the CUDA context and allocator slack; on the CPU, the process against all terms.
+    The time per step is compared too, since the speed model's rates are data-sheet guesses."""
     import torch
 
     measured = peak_bytes(device)
@@ -82,5 +83,8 @@ def calibration(plan: dict, device, run_id: str) -> dict:
         got = measured["process"]
     factor = got / predicted if predicted else None
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    predicted_s = plan.get("step_time_s") or 0
     return {"device": name, "predicted_bytes": predicted, "measured": measured,
-            "factor": round(factor, 4) if factor else None, "source": f"run {run_id} on {name}"}
+            "factor": round(factor, 4) if factor else None, "source": f"run {run_id} on {name}",
+            "seconds_per_step": round(seconds_per_step, 4), "predicted_seconds_per_step": predicted_s,
+            "time_factor": round(seconds_per_step / predicted_s, 4) if predicted_s else None}

@@ -126,6 +126,7 @@ class _Target:
     disk_free: int
     factor: float  # calibration: multiply estimated device bytes by this
     factor_source: str = ""  # what measured it
+    time_factor: float = 1.0  # calibration: multiply estimated step time by this
 
     def setup(self, strategy: str, micro_batch: int, seq_len: int, checkpointing: bool, lora_r: int,
               on_disk: bool = False) -> mm.Setup:
@@ -191,11 +192,15 @@ def target_for(hw: HardwareProfile, w: Wishes, calibration: dict | None, reasons
         limit = min(limit, w.memory_cap_bytes)
         reasons.append(f"Memory capped at {w.memory_cap_bytes / GIB:.2f} GiB as you asked.")
     factor = 1.0
-    if calibration and calibration.get("factor"):
+    calibration = calibration or {}
+    if calibration.get("factor"):
         factor = float(calibration["factor"])
         reasons.append(f"Memory estimates scaled by ×{factor:.2f}, measured on {calibration.get('source', 'a run')}.")
+    time_factor = float(calibration.get("time_factor") or 1.0)
+    if time_factor != 1.0:
+        reasons.append(f"Time per step scaled by ×{time_factor:.2f}, measured on {calibration.get('source', 'a run')}.")
     return _Target(device, gpu if device == "cuda" else None, precision, limit, ram_limit or 1 << 62,
-                   hw.disk_free_bytes or 1 << 62, factor, (calibration or {}).get("source", ""))
+                   hw.disk_free_bytes or 1 << 62, factor, calibration.get("source", ""), time_factor)
 
 
 def _pick_gpu(hw: HardwareProfile, w: Wishes, reasons: list, warnings: list) -> GPU | None:
@@ -308,7 +313,7 @@ def finish_plan(shape, hw, target: _Target, strategy, ckpt, mb, seq_len, truncat
     total_steps = steps or max_steps or max(1, math.ceil(epochs * per_epoch))
     setup = target.setup(strategy, mb, seq_len, ckpt, w.lora_r, on_disk)
     mean_len = min(seq_len, sum(lengths) / rows) if lengths else seq_len
-    step_time = grad_accum * speed_model.micro_batch_seconds(shape, setup, hw, target.gpu, mean_len)
+    step_time = grad_accum * speed_model.micro_batch_seconds(shape, setup, hw, target.gpu, mean_len) * target.time_factor
     device_bytes = int(est.device_total * target.factor)
     if device_bytes > target.usable:
         warnings.append(f"The estimate ({device_bytes / GIB:.1f} GiB) does not fit what the device offers "
@@ -336,7 +341,8 @@ def finish_plan(shape, hw, target: _Target, strategy, ckpt, mb, seq_len, truncat
         disk_free=hw.disk_free_bytes, epoch_time_s=round(step_time * per_epoch, 1),
         fits=device_bytes <= target.usable and est.ram_total <= target.ram_limit,
         optimizer=setup.optimizer,
-        calibration={"factor": target.factor, "source": target.factor_source} if target.factor != 1.0 else {},
+        calibration={"factor": target.factor, "time_factor": target.time_factor, "source": target.factor_source}
+        if (target.factor, target.time_factor) != (1.0, 1.0) else {},
         reasons=reasons, warnings=warnings,
     )
     plan.rejected = _rejected(shape, target, plan, w.lora_r)

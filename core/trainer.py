@@ -238,7 +238,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
              elapsed_s=round(elapsed, 2), eta_s=round(eta, 1), memory_bytes=mem,
              epoch=round(step / per_epoch, 3))
         if step - first_step == cfg.calibrate_after and cfg.plan.get("memory"):
-            measured = memory_watch.calibration(cfg.plan, device, cfg.run_id)
+            measured = memory_watch.calibration(cfg.plan, device, cfg.run_id, elapsed / (step - first_step))
             db.set_calibration(cfg.run_id, measured)
             emit("calibration", **measured)
         if cfg.eval_every and step % cfg.eval_every == 0 and step < total:

@@ -71,6 +71,9 @@ def test_out_of_memory_re_plans_and_continues(cli, home, tiny_model_dir, tmp_pat
                            "--json", check=0).stdout)[0]["plan"]
     if 0.5 <= calibration["factor"] <= 2.0:
         assert again["calibration"]["factor"] == calibration["factor"]
-        assert any("measured on run" in r for r in again["reasons"])
-    else:
-        assert again["calibration"] == {}, calibration
+        assert any("Memory estimates scaled" in r and "measured on run" in r for r in again["reasons"])
+    assert calibration["time_factor"] == pytest.approx(
+        calibration["seconds_per_step"] / calibration["predicted_seconds_per_step"], rel=1e-2)
+    if 0.1 <= calibration["time_factor"] <= 10:
+        assert again["calibration"]["time_factor"] == calibration["time_factor"]
+        assert any("Time per step scaled" in r for r in again["reasons"])

@@ -125,3 +125,12 @@ def test_cpu_plan_has_an_honest_eta():
     plan = planner.make_plan(CPU_ONLY, SMOL, [300] * 200)
     assert plan.step_time_s > 0.5 and plan.total_time_s == pytest.approx(plan.step_time_s * plan.total_steps, rel=0.01)
     assert any("Without a GPU each step takes about" in w for w in plan.warnings)
+
+
+def test_calibration_scales_memory_and_time_and_says_so():
+    plain = planner.make_plan(two_gpus(), SMOL, [300] * 100)
+    scaled = planner.make_plan(two_gpus(), SMOL, [300] * 100,
+                               calibration={"factor": 1.5, "time_factor": 2.0, "source": "run r1 on RTX 4090"})
+    assert scaled.step_time_s == pytest.approx(2 * plain.step_time_s, rel=1e-3)
+    assert scaled.memory["calibration correction"] > 0 and scaled.calibration["time_factor"] == 2.0
+    assert sum(1 for r in scaled.reasons if "run r1 on RTX 4090" in r) == 2
