@@ -37,11 +37,8 @@ def load_tokenizer(ref: model_source.ModelRef):
 def machine_profile(hardware_file: str | None = None, reprobe_disk: bool = False) -> hardware.HardwareProfile:
     if hardware_file:
         return hardware.load(hardware_file)
-    db = open_history()
-    try:
+    with open_history() as db:
         return hardware.profile_machine(paths.home(), db, reprobe=reprobe_disk)
-    finally:
-        db.close()
 
 
 def inspect_data(path: str, model: str | None = None, seq_len: int | None = None,
@@ -93,11 +90,8 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
 
 
 def _calibration_for(ref: model_source.ModelRef, plan: planner.Plan) -> dict | None:
-    db = open_history()
-    try:
+    with open_history() as db:
         found = db.last_calibration(str(ref.path), plan.strategy, plan.gpu_name or "cpu")
-    finally:
-        db.close()
     if not found or not found.get("factor"):
         return None
     # A factor far from 1 means something else was going on (another program, a different data shape).
@@ -114,8 +108,7 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, **o
     from core import strategies
 
     strategies.get(bundle.plan.strategy)  # refuse not-built strategies before anything is written
-    db = open_history()
-    try:
+    with open_history() as db:
         run_id = history.new_run_id()
         p = bundle.plan
         fields = dict(
@@ -137,8 +130,6 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, **o
                       config=settings.to_dict(cfg), plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
                       run_dir=cfg.run_dir, total_steps=cfg.max_steps or p.total_steps)
         return cfg
-    finally:
-        db.close()
 
 
 def start_run(run_id: str, resume: bool = False, on_event=None, on_finished=None) -> TrainingRun:
@@ -160,16 +151,14 @@ def replan_after_oom(run_id: str, error: dict) -> str:
     lengths_file = run_dir / "token_lengths.json"
     lengths = json.loads(lengths_file.read_text()) if lengths_file.is_file() else [cfg.seq_len]
     previous = planner.Plan.from_dict(cfg.plan)
+    model_config = json.loads((Path(cfg.model_path) / "config.json").read_text())
     new = replanner.replan_after_oom(previous, HardwareProfile.from_dict(cfg.hardware, "the run's hardware"),
-                                   json.loads((Path(cfg.model_path) / "config.json").read_text()), lengths, error.get("step", 0),
-                                   planner.Wishes(memory_cap_bytes=cfg.memory_cap_bytes or None, lora_r=cfg.lora_r))
+                                     model_config, lengths, error.get("step", 0),
+                                     planner.Wishes(memory_cap_bytes=cfg.memory_cap_bytes or None, lora_r=cfg.lora_r))
     reason = " ".join(new.reasons[:2])
-    db = open_history()
-    try:
+    with open_history() as db:
         db.add_plan(run_id, new.to_dict(), reason)
         db.add_event(run_id, "replan", reason)
-    finally:
-        db.close()
     strategies.get(new.strategy)  # a not-built strategy ends the run here, with its sentence
     fields = {**settings.to_dict(cfg), "strategy": new.strategy, "micro_batch": new.micro_batch,
               "grad_accum": new.grad_accum, "gradient_checkpointing": new.gradient_checkpointing,
@@ -179,20 +168,14 @@ def replan_after_oom(run_id: str, error: dict) -> str:
 
 
 def get_run(run_id: str) -> dict:
-    db = open_history()
-    try:
+    with open_history() as db:
         run = db.run(run_id)
-    finally:
-        db.close()
     return with_liveness(run)
 
 
 def list_runs(project: str | None = None) -> list[dict]:
-    db = open_history()
-    try:
+    with open_history() as db:
         return [with_liveness(r) for r in db.runs(project)]
-    finally:
-        db.close()
 
 
 def with_liveness(run: dict) -> dict:
@@ -213,11 +196,8 @@ def _alive(pid: int) -> bool:
 
 
 def run_plans(run_id: str) -> list[dict]:
-    db = open_history()
-    try:
+    with open_history() as db:
         return db.plans(run_id)
-    finally:
-        db.close()
 
 
 def chat_models(run: str | None = None, model: str | None = None):
@@ -243,9 +223,6 @@ def export_run(run: str, fmt: str, out: str, quant: str | None = None, progress:
 
     r = get_run(run)
     path = export.export(r, fmt, out, quant, progress)
-    db = open_history()
-    try:
+    with open_history() as db:
         db.add_export(r["id"], fmt, str(path), export.folder_size(path), quant)
-    finally:
-        db.close()
     return path

@@ -46,6 +46,12 @@ class History:
     def close(self) -> None:
         self.db.conn.close()
 
+    def __enter__(self) -> "History":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     # -- schema ---------------------------------------------------------------------------------
     def schema_version(self) -> int:
         if "meta" not in self.db.table_names():
@@ -154,14 +160,11 @@ class History:
 
     def last_calibration(self, model_path: str, strategy: str, device: str) -> dict | None:
         """The latest measured correction for this model, strategy and device (a GPU's name, or 'cpu')."""
-        rows = self.db.query(
+        row = self.db.execute(
             "select p.calibration from plans p join runs r on r.id = p.run_id where r.model_path = ? "
-            "and r.strategy = ? and p.calibration is not null order by p.created_at desc", [model_path, strategy])
-        for r in rows:
-            cal = json.loads(r["calibration"])
-            if cal.get("device") == device:
-                return cal
-        return None
+            "and r.strategy = ? and json_extract(p.calibration, '$.device') = ? order by p.created_at desc limit 1",
+            [model_path, strategy, device]).fetchone()
+        return json.loads(row[0]) if row else None
 
     # -- measured machine facts -----------------------------------------------------------------
     def disk_probe(self, device: str) -> dict | None:

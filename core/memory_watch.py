@@ -13,6 +13,17 @@ from core.errors import KnownError
 GIB = 1024**3
 
 
+def current_bytes(device) -> int:
+    """For the step events: torch's peak so far on CUDA, the process's resident size on the CPU."""
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
 def peak_bytes(device) -> dict:
     """The true peak so far: torch's allocator on CUDA, the process's high-water mark on the CPU."""
     import torch

@@ -7,7 +7,7 @@ rung where at least one example per micro-batch fits with headroom:
 
     LoRA → LoRA + gradient checkpointing → QLoRA (4-bit base) + checkpointing → offload (weights streamed)
 
-After an out-of-memory crash, `replan_after_oom` scales the estimates by what the crash proved and
+After an out-of-memory crash, `core.replanner` scales the estimates by what the crash proved and
 walks down the same ladder from where the run was (halve the micro-batch first, keeping the
 effective batch, so the run can continue from its checkpoint on the same trajectory). Every
 setting can be overridden by a wish, and the reasons say which ones were.
@@ -156,17 +156,17 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
 
     if w.strategy:
         strategy, ckpt = w.strategy, bool(w.checkpointing)
-        strategies.get(strategy, need_built=False)  # unknown names fail here with the list of known ones
+        summary = strategies.get(strategy, need_built=False).summary  # unknown names fail with the known ones
         mb = w.micro_batch or largest_micro_batch(shape, target, strategy, seq_len, ckpt, w.lora_r, rows)
         if not mb and w.checkpointing is None:
             ckpt = True
             mb = largest_micro_batch(shape, target, strategy, seq_len, ckpt, w.lora_r, rows)
-        reasons.append(f"Strategy {strategy} as you asked: {strategies.get(strategy, need_built=False).summary}")
+        reasons.append(f"Strategy {strategy} as you asked: {summary}")
     else:
         strategy, ckpt, mb = _climb_ladder(shape, target, seq_len, w, rows)
         reasons.append(why_rung(shape, strategy, ckpt, target, w.lora_r))
     return finish_plan(shape, hardware, target, strategy, ckpt, mb or 1, seq_len, truncated, token_lengths, w,
-                   reasons, warnings, fitted=bool(mb))
+                       reasons, warnings, fitted=bool(mb))
 
 
 def optimizer_for(strategy: str, device: str) -> str:
@@ -284,15 +284,15 @@ def why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: _Target, lora
 
 
 def finish_plan(shape, hw, target: _Target, strategy, ckpt, mb, seq_len, truncated, lengths, w: Wishes, reasons,
-            warnings, fitted: bool, steps: int | None = None) -> Plan:
+                warnings, fitted: bool, steps: int | None = None) -> Plan:
     s = strategies.get(strategy, need_built=False)
     if not s.built:
         warnings.append(f"The {strategy} strategy is planned but not built yet; the run will refuse to start.")
-    on_disk = False
-    est = mm.estimate(shape, target.setup(strategy, mb, seq_len, ckpt, w.lora_r))
+    setup = target.setup(strategy, mb, seq_len, ckpt, w.lora_r)
+    est = mm.estimate(shape, setup)
     if strategy == "offload" and not target.fits(est):
-        on_disk = True
-        est = mm.estimate(shape, target.setup(strategy, mb, seq_len, ckpt, w.lora_r, on_disk=True))
+        setup = target.setup(strategy, mb, seq_len, ckpt, w.lora_r, on_disk=True)
+        est = mm.estimate(shape, setup)
         reasons.append("The weights do not fit in RAM either, so they stream from the disk"
                        + ("." if hw.disk_read_bytes_per_s else " (its speed was not measured: run `profile`)."))
     rows = max(1, len(lengths))
@@ -311,7 +311,6 @@ def finish_plan(shape, hw, target: _Target, strategy, ckpt, mb, seq_len, truncat
     max_steps = w.max_steps or 0
     per_epoch = math.ceil(rows / (mb * grad_accum))
     total_steps = steps or max_steps or max(1, math.ceil(epochs * per_epoch))
-    setup = target.setup(strategy, mb, seq_len, ckpt, w.lora_r, on_disk)
     mean_len = min(seq_len, sum(lengths) / rows) if lengths else seq_len
     step_time = grad_accum * speed_model.micro_batch_seconds(shape, setup, hw, target.gpu, mean_len) * target.time_factor
     device_bytes = int(est.device_total * target.factor)
@@ -336,7 +335,7 @@ def finish_plan(shape, hw, target: _Target, strategy, ckpt, mb, seq_len, truncat
         max_steps=max_steps, total_steps=total_steps, memory=memory, memory_limit=target.limit,
         step_time_s=round(step_time, 3), total_time_s=round(step_time * total_steps, 1), truncated_rows=truncated,
         gpu_index=target.gpu.index if target.gpu else None, gpu_name=target.gpu.name if target.gpu else "",
-        offload=("weights on disk" if on_disk else "weights") if strategy == "offload" else "",
+        offload=("weights on disk" if setup.weights_on_disk else "weights") if strategy == "offload" else "",
         ram=est.ram, ram_limit=target.ram_limit if target.ram_limit < 1 << 62 else 0, disk=est.disk,
         disk_free=hw.disk_free_bytes, epoch_time_s=round(step_time * per_epoch, 1),
         fits=device_bytes <= target.usable and est.ram_total <= target.ram_limit,
@@ -354,13 +353,9 @@ def _rejected(shape, target: _Target, plan: Plan, lora_r: int) -> list[dict]:
     for name, s in strategies.REGISTRY.items():
         if name == plan.strategy:
             continue
-        best = None
-        for ckpt in (False, True):
-            mb = largest_micro_batch(shape, target, name, plan.seq_len, ckpt, lora_r, plan.effective_batch)
-            if mb:
-                best = (mb, ckpt)
-                break
-        if best:
+        fits = any(largest_micro_batch(shape, target, name, plan.seq_len, ckpt, lora_r, plan.effective_batch)
+                   for ckpt in (False, True))
+        if fits:
             why = WHY_NOT_WHEN_FITS[name].format(chosen=plan.strategy)
         else:
             need = mm.estimate(shape, target.setup(name, 1, plan.seq_len, True, lora_r)).device_total
@@ -368,7 +363,7 @@ def _rejected(shape, target: _Target, plan: Plan, lora_r: int) -> list[dict]:
                    f"and checkpointing; {target.limit / GIB:.1f} GiB is available.")
         if not s.built:
             why += " (Not built yet in this version.)"
-        out.append({"strategy": name, "why": why[0].upper() + why[1:], "fits": bool(best)})
+        out.append({"strategy": name, "why": why[0].upper() + why[1:], "fits": fits})
     return out
 
 

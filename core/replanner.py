@@ -33,8 +33,8 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
     factor = max(1.0, previous.memory_limit * OOM_MARGIN / max(1, predicted)) * previous.calibration.get("factor", 1.0)
     source = f"out of memory at step {at_step} with {previous.strategy}, micro-batch {previous.micro_batch}"
     target = target_for(hardware, Wishes(device=previous.device, gpu_index=previous.gpu_index,
-                                      memory_cap_bytes=w.memory_cap_bytes or None),
-                     {"factor": factor, "source": source}, [], warnings)
+                                         memory_cap_bytes=w.memory_cap_bytes or None),
+                        {"factor": factor, "source": source}, [], warnings)
     reasons.append(f"Re-planned after running out of memory at step {at_step}: the plan predicted "
                    f"{predicted / GIB:.2f} GiB but the run needed more than {previous.memory_limit / GIB:.2f} GiB, "
                    f"so every estimate is now scaled by ×{factor:.2f}.")
@@ -65,8 +65,8 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
                          lr=previous.lr, max_steps=previous.max_steps or None, epochs=previous.epochs,
                          lora_r=w.lora_r)
     return finish_plan(shape, hardware, target, strategy, ckpt, mb, previous.seq_len,
-                   sum(1 for n in token_lengths if n > previous.seq_len), token_lengths, plan_wishes, reasons,
-                   warnings, fitted=fitted, steps=previous.total_steps)
+                       sum(1 for n in token_lengths if n > previous.seq_len), token_lengths, plan_wishes, reasons,
+                       warnings, fitted=fitted, steps=previous.total_steps)
 
 
 def _rungs_below(strategy: str, ckpt: bool, device: str) -> list[tuple[str, bool]]:

@@ -115,16 +115,6 @@ def batches_for_step(step: int, cfg: RunConfig, n: int) -> list[list[int]]:
     return [picked[i:i + cfg.micro_batch] for i in range(0, effective, cfg.micro_batch)]
 
 
-def memory_bytes(device) -> int:
-    import torch
-
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)
-
-
 def evaluate(model, examples, cfg, pad_id, device) -> float | None:
     import torch
 
@@ -229,7 +219,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
         elapsed = time.time() - started
         dt = time.time() - t0
         eta = elapsed / (step - first_step) * (total - step)
-        mem = memory_bytes(device)
+        mem = memory_watch.current_bytes(device)
         lr = scheduler.get_last_lr()[0]
         db.add_metric(cfg.run_id, step, "train", loss_value, lr=lr, tokens_per_s=tokens / dt, elapsed_s=elapsed,
                       memory_bytes=mem)
@@ -299,12 +289,10 @@ def main(argv: list[str]) -> int:
 
 
 def out_of_memory(db, emit, cfg) -> int:
-    import torch
-
-    cuda = torch.cuda.is_available() and cfg.device != "cpu"
+    device, _, _ = pick_device(cfg)  # the same choice train() made, so it cannot fail here
     step = db.run(cfg.run_id).get("steps_done") or 0
-    peak = memory_watch.peak_bytes(torch.device("cuda" if cuda else "cpu"))
-    text = f"ran out of {'GPU ' if cuda else ''}memory at step {step}"
+    peak = memory_watch.peak_bytes(device)
+    text = f"ran out of {'GPU ' if device.type == 'cuda' else ''}memory at step {step}"
     return fail(db, emit, cfg, "oom", text, EXIT_OOM, step=step, peak=peak)
 
 
