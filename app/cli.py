@@ -34,7 +34,7 @@ def build_parser() -> Parser:
     def wishes(s):
         s.add_argument("--model", required=True, help="'default', a model folder, a .gguf file or a cached model id.")
         s.add_argument("--data", required=True, help="Dataset file or folder (.jsonl or .json).")
-        s.add_argument("--strategy", help="lora, dora, full, qlora, lisa or offload (default: the planner chooses).")
+        s.add_argument("--strategy", help="lora, qlora, dora, lisa, full or offload (default: the planner chooses).")
         s.add_argument("--max-steps", type=int, help="Optimizer steps to run (default: whole epochs).")
         s.add_argument("--epochs", type=float, help="Passes over the data (default 1).")
         s.add_argument("--seq-len", type=int, help="Sequence length in tokens (default: from the data).")
@@ -48,6 +48,9 @@ def build_parser() -> Parser:
                           help="Force gradient checkpointing on (less memory, about a third slower).")
         ckpt.add_argument("--no-checkpointing", dest="checkpointing", action="store_false",
                           help="Force gradient checkpointing off.")
+        s.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                       help="A setting of the strategy, e.g. r=8 or layers=4 (repeat for more; `tuneforge "
+                            "strategies` lists them).")
         s.add_argument("--memory-cap", type=float, metavar="GIB",
                        help="Use at most this many GiB of the training device (GPU memory, or RAM on the CPU).")
         s.add_argument("--json", action="store_true", help="Machine-readable output, one JSON object per line.")
@@ -68,6 +71,9 @@ def build_parser() -> Parser:
     s = sub.add_parser("plans", help="Every plan a run has had, with why (a re-plan after running out of memory "
                                      "adds one), and the peak memory it measured.")
     s.add_argument("--run", required=True, help="Run id (a unique prefix is enough, or 'last').")
+    s.add_argument("--json", action="store_true", help="Print as JSON.")
+
+    s = sub.add_parser("strategies", help="The training strategies and the settings each one takes.")
     s.add_argument("--json", action="store_true", help="Print as JSON.")
 
     s = sub.add_parser("runs", help="List the history of runs.")
@@ -107,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if not args.verb:
-            raise KnownError("tuneforge: name a verb (profile, plan, train, resume, runs, plans, chat, export, data); "
+            raise KnownError("tuneforge: name a verb (profile, plan, train, resume, runs, plans, strategies, chat, export, "
+                             "data); "
                              "see `tuneforge --help`.")
         return VERBS[args.verb](args)
     except KnownError as e:

@@ -6,7 +6,7 @@ import json
 
 from app import operations as ops
 from app.progress_bar import TerminalProgress, format_duration
-from core import hardware, plan_text, planner
+from core import hardware, plan_text, planner, strategies
 from core.errors import KnownError
 
 
@@ -21,7 +21,8 @@ def wishes_of(a) -> planner.Wishes:
     return planner.Wishes(strategy=a.strategy, micro_batch=a.batch_size, grad_accum=a.grad_accum, seq_len=a.seq_len,
                           lr=a.lr, max_steps=a.max_steps, epochs=a.epochs, device=a.device, gpu_index=a.gpu,
                           checkpointing=a.checkpointing,
-                          memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else None)
+                          memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else None,
+                          options=dict(strategies.parse_option(a.strategy, text) for text in a.option))
 
 
 def check_positive(a) -> None:
@@ -116,6 +117,19 @@ def follow(run_id: str, resume: bool, as_json: bool) -> int:
     return 0 if outcome.ok else (outcome.exit_code if outcome.exit_code and outcome.exit_code > 0 else 1)
 
 
+def cmd_strategies(a) -> int:
+    listed = [{"name": s.name, "summary": s.summary, "built": s.built, "result": s.result,
+               "options": strategies.describe_options(s.name)} for s in strategies.REGISTRY.values()]
+    if a.json:
+        out(listed)
+        return 0
+    for s in listed:
+        print(f"{s['name']}{'' if s['built'] else ' (planned, not built yet)'}: {s['summary']}")
+        for o in s["options"]:
+            print(f"    {o['name']} = {o['default']!r}  {o['help']}")
+    return 0
+
+
 def cmd_runs(a) -> int:
     runs = ops.list_runs(a.project)
     if a.json:
@@ -186,5 +200,5 @@ def _progress(a):
 
 
 VERBS = {"profile": cmd_profile, "plan": cmd_plan, "train": cmd_train, "resume": cmd_resume, "runs": cmd_runs, "plans": cmd_plans,
-         "chat": cmd_chat, "export": cmd_export, "data": cmd_data}
+         "strategies": cmd_strategies, "chat": cmd_chat, "export": cmd_export, "data": cmd_data}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from app import paths
 from app.training_run import TrainingRun
-from core import atomic, hardware, history, model_source, planner, replanner, settings
+from core import atomic, hardware, history, model_source, planner, replanner, run_config, settings
 from core.data import dataset as data_mod
 from core.data import tokenize
 from core.errors import KnownError
@@ -117,7 +117,7 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, **o
             model_name=bundle.model.name, strategy=p.strategy, device=p.device, precision=p.precision,
             seq_len=p.seq_len, micro_batch=p.micro_batch, grad_accum=p.grad_accum, max_steps=p.max_steps,
             epochs=p.epochs, lr=p.lr, seed=seed, gradient_checkpointing=p.gradient_checkpointing,
-            plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
+            strategy_options=p.options, plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
         )
         fields.update(overrides)  # every planned setting can be overridden (STYLE §6)
         cfg = settings.from_dict(RunConfig, fields, source="run settings")
@@ -147,14 +147,14 @@ def replan_after_oom(run_id: str, error: dict) -> str:
     from core.hardware import HardwareProfile
 
     run_dir = paths.run_dir(run_id)
-    cfg = settings.load_json(RunConfig, run_dir / "run.json")
+    cfg = run_config.load(run_dir / "run.json")
     lengths_file = run_dir / "token_lengths.json"
     lengths = json.loads(lengths_file.read_text()) if lengths_file.is_file() else [cfg.seq_len]
     previous = planner.Plan.from_dict(cfg.plan)
     model_config = json.loads((Path(cfg.model_path) / "config.json").read_text())
     new = replanner.replan_after_oom(previous, HardwareProfile.from_dict(cfg.hardware, "the run's hardware"),
                                      model_config, lengths, error.get("step", 0),
-                                     planner.Wishes(memory_cap_bytes=cfg.memory_cap_bytes or None, lora_r=cfg.lora_r))
+                                     planner.Wishes(memory_cap_bytes=cfg.memory_cap_bytes or None))
     reason = " ".join(new.reasons[:2])
     with open_history() as db:
         db.add_plan(run_id, new.to_dict(), reason)
@@ -162,7 +162,7 @@ def replan_after_oom(run_id: str, error: dict) -> str:
     strategies.get(new.strategy)  # a not-built strategy ends the run here, with its sentence
     fields = {**settings.to_dict(cfg), "strategy": new.strategy, "micro_batch": new.micro_batch,
               "grad_accum": new.grad_accum, "gradient_checkpointing": new.gradient_checkpointing,
-              "plan": new.to_dict()}
+              "strategy_options": new.options, "plan": new.to_dict()}
     atomic.write_json(run_dir / "run.json", settings.to_dict(settings.from_dict(RunConfig, fields, "re-plan")))
     return reason
 

@@ -18,12 +18,13 @@ from core import atomic
 DIR = "checkpoints"
 
 
-def save(run_dir: Path, step: int, model, optimizer, scheduler, state: dict, keep: int = 2) -> Path:
+def save(run_dir: Path, step: int, params: dict, optimizer, scheduler, state: dict, keep: int = 2) -> Path:
+    """`params`: name → every parameter the run may have changed (not only those requiring grad now)."""
     import torch
     from safetensors.torch import save_file
 
     target = Path(run_dir) / DIR / f"step-{step:06d}"
-    trainable = {n: p.detach().to("cpu").contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    trainable = {n: p.detach().to("cpu").contiguous() for n, p in params.items()}
     with atomic.folder(target, replace=True) as tmp:
         save_file(trainable, str(tmp / "trainable.safetensors"))
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
@@ -39,12 +40,11 @@ def latest(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load(path: Path, model, optimizer, scheduler) -> dict:
+def load(path: Path, params: dict, optimizer, scheduler) -> dict:
     import torch
     from safetensors.torch import load_file
 
     weights = load_file(str(path / "trainable.safetensors"))
-    params = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in weights.items():
             params[name].copy_(value)

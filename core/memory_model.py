@@ -19,14 +19,18 @@ Where the figures come from:
 - The CUDA context and the allocator's slack cannot be computed; they are a constant plus a share
   of the allocated bytes, and calibration from real runs (core.memory_watch, recorded per run and
   used by the next plan) corrects them.
-- The optimizer step has its own peak: torch's foreach AdamW holds one parameter-sized temporary
-  while the activations are gone, so the peak is the larger of backward and the step.
+- The optimizer step has its own peak: torch's foreach AdamW (adapters) holds one parameter-sized
+  temporary, our MasterAdamW (trained base weights) two fp32 copies of the largest tensor, while the
+  activations are gone; so the peak is the larger of backward and the step.
+- What depends on the strategy (the base's storage, the activation family, how many weights train,
+  whether they are base weights) is asked of the strategy itself (core.strategies).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core import strategies
 from core.model_shape import ModelShape
 
 GIB = 1024**3
@@ -63,7 +67,7 @@ WEIGHT_STORAGE = ("fp32", "bf16", "fp16", "nf4", "int8")
 class Setup:
     """One way to run a training step; everything the memory depends on besides the model."""
 
-    strategy: str  # lora, dora, qlora, lisa, full, or offload (LoRA adapters over streamed frozen weights)
+    strategy: str  # a name in core.strategies
     micro_batch: int
     seq_len: int
     compute_bytes: int = 2  # 2 for bf16/fp16, 4 for fp32 (CPU)
@@ -83,7 +87,7 @@ class Setup:
 
     @property
     def weight_storage(self) -> str:
-        if self.strategy in ("qlora", "offload"):  # offload streams the 4-bit base: a quarter of the copies
+        if strategies.get(self.strategy, need_built=False).base_storage == "nf4":
             return "nf4"
         return {2: "bf16", 4: "fp32"}[self.compute_bytes]
 
@@ -123,18 +127,21 @@ def weight_bytes(shape: ModelShape, storage: str) -> int:
 
 
 def trainable_params(shape: ModelShape, s: Setup) -> int:
-    if s.strategy == "full":
-        return shape.params
-    if s.strategy == "lisa":
-        return s.lisa_layers * shape.block_params + (shape.head_params if s.lisa_embeddings else 0)
-    extra = shape.layers * sum(out for _, out in shape.linear_shapes()) if s.strategy == "dora" else 0
-    return shape.lora_params(s.lora_r) + extra
+    """Weights that have gradients and optimizer state at one time."""
+    return strategies.get(s.strategy, need_built=False).trainable_params(shape, s)
+
+
+def largest_trained_tensor(shape: ModelShape, s: Setup) -> int:
+    """Elements of the biggest trained weight (what the optimizer's per-tensor temporaries are sized by)."""
+    biggest_linear = max(a * b for a, b in shape.linear_shapes())
+    with_embeddings = s.strategy == "full" or (s.strategy == "lisa" and s.lisa_embeddings)
+    return max(biggest_linear, shape.embedding_params if with_embeddings else 0)
 
 
 def _one_layer(shape: ModelShape, s: Setup) -> tuple[int, int]:
     """Bytes one layer saves for this step's tokens with nothing recomputed. (DoRA's weight norm builds
     an in×in identity per module, but detached: it is freed at once, so it is no fixed cost.)"""
-    family = {"dora": "dora", "lora": "lora", "qlora": "lora", "offload": "lora"}.get(s.strategy, "full")
+    family = strategies.get(s.strategy, need_built=False).activations
     a_h, a_i, a_kv, a_r = ACTIVATION_COEFFICIENTS[(family, s.compute_bytes)]
     kv_width = shape.kv_heads * shape.head_dim
     r = s.lora_r if family != "full" else 0
@@ -145,7 +152,7 @@ def _one_layer(shape: ModelShape, s: Setup) -> tuple[int, int]:
 def saved_after_forward(shape: ModelShape, s: Setup) -> int:
     """What autograd holds for the decoder layers when forward ends (the measurable part)."""
     per_tokens = _one_layer(shape, s)
-    if s.strategy in ("full", "lisa"):  # final norm internals and the trained head's input
+    if strategies.get(s.strategy, need_built=False).trains_base:  # final norm internals and the head's input
         outside = (2 * s.compute_bytes + 4) * shape.hidden * s.tokens
     else:  # the embedding output made to require grad (fp32) or the final norm's input
         outside = (4 if s.checkpointing else 2) * shape.hidden * s.tokens
@@ -170,12 +177,15 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     """Peak memory of one training step of `shape` run as `s`, by term."""
     if s.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {s.optimizer!r}; one of {', '.join(OPTIMIZERS)}")
+    strategy = strategies.get(s.strategy, need_built=False)
     trainable = trainable_params(shape, s)
     weights = weight_bytes(shape, s.weight_storage)
-    full_like = s.strategy in ("full", "lisa")
-    offload = s.offload or ("weights" if s.strategy == "offload" else "")
+    full_like = strategy.trains_base
+    offload = s.offload or ("weights" if strategy.streams_weights else "")
     param_bytes = s.compute_bytes if full_like else 4  # adapters are kept in fp32 by peft
     optimizer = int(trainable * OPTIMIZERS[s.optimizer](param_bytes))
+    if full_like and s.optimizer == "adamw":  # MasterAdamW: fp32 moments, plus an fp32 master for 16-bit weights
+        optimizer = trainable * (8 + (4 if s.compute_bytes < 4 else 0))
     grads = trainable * param_bytes
     est = Estimate()
     dev = est.device
@@ -192,16 +202,18 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     if not full_like:
         dev["adapter weights (fp32)"] = trainable * 4
     dev["gradients"] = grads
+    masters = full_like and s.optimizer == "adamw" and s.compute_bytes < 4
+    label = f"optimizer state ({s.optimizer}{', fp32 masters' if masters else ''})"
     if offload == "optimizer" or (offload == "weights" and full_like):
-        est.ram["optimizer state (offloaded)"] = optimizer
-        if full_like:
-            est.ram["fp32 master weights (offloaded)"] = trainable * 4
+        est.ram[label + " (offloaded)"] = optimizer
     else:
-        dev[f"optimizer state ({s.optimizer})"] = optimizer
+        dev[label] = optimizer
     dev["activations" + (" (checkpointed)" if s.checkpointing else "")] = activation_bytes(shape, s)
     dev["logits and loss"] = logits_bytes(shape, s)
     # Backward and the optimizer step peak at different times: count whichever is larger.
-    step_temp = trainable * param_bytes if s.optimizer == "adamw" else 0
+    step_temp = 0
+    if s.optimizer == "adamw":
+        step_temp = 2 * 4 * largest_trained_tensor(shape, s) if full_like else trainable * param_bytes
     backward = dev["logits and loss"] + activation_bytes(shape, s)
     if step_temp > backward:
         dev["optimizer step temporaries (beyond backward)"] = step_temp - backward
@@ -214,7 +226,8 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     if s.on_gpu:  # loading reads the weights through RAM once; the page cache gives it back
         est.ram["model loading (transient)"] = min(weights, 2 * GIB)
 
-    saved_state = trainable * param_bytes + optimizer  # what one checkpoint holds
+    # What one checkpoint holds: the trained weights (every layer for LISA: any may have changed) and the state.
+    saved_state = (shape.params * s.compute_bytes if full_like else trainable * param_bytes) + optimizer
     est.disk["checkpoints"] = s.keep_checkpoints * saved_state
     est.disk["result"] = shape.params * 2 if full_like else trainable * 4
     return est

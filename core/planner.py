@@ -15,11 +15,12 @@ setting can be overridden by a wish, and the reasons say which ones were.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 
 from core import memory_model as mm
-from core import speed_model, strategies
+from core import settings, speed_model, strategies
 from core.hardware import GPU, HardwareProfile
 from core.model_shape import ModelShape
 
@@ -58,7 +59,7 @@ class Wishes:
     gpu_index: int | None = None
     checkpointing: bool | None = None
     memory_cap_bytes: int | None = None  # use at most this much of the training device
-    lora_r: int = 16
+    options: dict = field(default_factory=dict)  # strategy settings (core.strategies Options fields)
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Plan:
     gpu_name: str = ""
     offload: str = ""  # "", or "weights" (streamed from RAM) / "weights on disk" (from NVMe)
     optimizer: str = "adamw"  # a name in core.memory_model.OPTIMIZERS
+    options: dict = field(default_factory=dict)  # the strategy's settings as planned (its Options fields)
     ram: dict[str, int] = field(default_factory=dict)  # host RAM by term
     ram_limit: int = 0
     disk: dict[str, int] = field(default_factory=dict)  # run folder by term
@@ -128,11 +130,12 @@ class _Target:
     factor_source: str = ""  # what measured it
     time_factor: float = 1.0  # calibration: multiply estimated step time by this
 
-    def setup(self, strategy: str, micro_batch: int, seq_len: int, checkpointing: bool, lora_r: int,
+    def setup(self, strategy: str, micro_batch: int, seq_len: int, checkpointing: bool, options: dict,
               on_disk: bool = False) -> mm.Setup:
+        s = strategies.get(strategy, need_built=False)
         return mm.Setup(strategy, micro_batch, seq_len, compute_bytes=4 if self.precision == "fp32" else 2,
-                        checkpointing=checkpointing, lora_r=lora_r, on_gpu=self.device == "cuda",
-                        weights_on_disk=on_disk, optimizer=optimizer_for(strategy, self.device))
+                        checkpointing=checkpointing, on_gpu=self.device == "cuda", weights_on_disk=on_disk,
+                        **s.setup_fields(s.options(options), self.device))
 
     @property
     def usable(self) -> int:
@@ -155,23 +158,49 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
     rows = max(1, len(token_lengths))
 
     if w.strategy:
-        strategy, ckpt = w.strategy, bool(w.checkpointing)
+        strategy = w.strategy
         summary = strategies.get(strategy, need_built=False).summary  # unknown names fail with the known ones
-        mb = w.micro_batch or largest_micro_batch(shape, target, strategy, seq_len, ckpt, w.lora_r, rows)
-        if not mb and w.checkpointing is None:
-            ckpt = True
-            mb = largest_micro_batch(shape, target, strategy, seq_len, ckpt, w.lora_r, rows)
+        strategies.get(strategy, need_built=False).options(w.options)  # so do settings it does not have
         reasons.append(f"Strategy {strategy} as you asked: {summary}")
+        ckpt, mb, options, why = fit(shape, target, strategy, seq_len, w.options, rows, w.checkpointing,
+                                     w.micro_batch)
+        if why:
+            reasons.append(why)
     else:
         strategy, ckpt, mb = _climb_ladder(shape, target, seq_len, w, rows)
-        reasons.append(why_rung(shape, strategy, ckpt, target, w.lora_r))
+        options = options_for(strategy, w, warnings)
+        reasons.append(why_rung(shape, strategy, ckpt, target, options))
     return finish_plan(shape, hardware, target, strategy, ckpt, mb or 1, seq_len, truncated, token_lengths, w,
-                       reasons, warnings, fitted=bool(mb))
+                       reasons, warnings, fitted=bool(mb), options=options)
 
 
-def optimizer_for(strategy: str, device: str) -> str:
-    """QLoRA's recipe pairs the 4-bit base with paged 8-bit AdamW (bitsandbytes, CUDA only)."""
-    return "paged_adamw8bit" if strategy in ("qlora", "offload") and device == "cuda" else "adamw"
+def options_for(strategy: str, w: Wishes, warnings: list | None = None) -> dict:
+    """The wished settings that belong to this strategy; the others are left out (and said so)."""
+    fields = {f.name for f in dataclasses.fields(strategies.get(strategy, need_built=False).Options)}
+    left_out = sorted(set(w.options) - fields)
+    if left_out and warnings is not None:
+        warnings.append(f"Setting(s) {', '.join(left_out)} do not apply to {strategy}; left out.")
+    return {k: v for k, v in w.options.items() if k in fields}
+
+
+def fit(shape, target: _Target, strategy: str, seq_len: int, options: dict, rows: int,
+        checkpointing: bool | None = None, micro_batch: int | None = None) -> tuple[bool, int, dict, str]:
+    """(checkpointing, micro-batch, settings, why) for a strategy: the first of its setting variants
+    (core.strategies' plan_variants, best first) that fits, without checkpointing where possible.
+    Micro-batch 0 means nothing fits; the cheapest variant is returned then."""
+    variants = strategies.get(strategy, need_built=False).plan_variants(dict(options))
+    ckpts = [checkpointing] if checkpointing is not None else [False, True]
+    for opts, why in variants:
+        for ckpt in ckpts:
+            if micro_batch:
+                fits = target.fits(mm.estimate(shape, target.setup(strategy, micro_batch, seq_len, ckpt, opts)))
+                mb = micro_batch if fits else 0
+            else:
+                mb = largest_micro_batch(shape, target, strategy, seq_len, ckpt, opts, rows)
+            if mb:
+                return ckpt, mb, opts, why
+    opts, why = variants[-1]
+    return ckpts[-1], 0, opts, why
 
 
 def target_for(hw: HardwareProfile, w: Wishes, calibration: dict | None, reasons: list, warnings: list) -> _Target:
@@ -236,20 +265,20 @@ def _seq_len(shape: ModelShape, lengths: list[int], w: Wishes, reasons: list) ->
     return seq_len, truncated
 
 
-def largest_micro_batch(shape, target: _Target, strategy, seq_len, ckpt, lora_r, rows) -> int:
+def largest_micro_batch(shape, target: _Target, strategy, seq_len, ckpt, options, rows) -> int:
     """The largest micro-batch (at most the effective batch) that fits; 0 if not even one example does."""
     cap = max(1, min(EFFECTIVE_BATCH, rows))
     for mb in MICRO_BATCHES:
-        if mb <= cap and _fits_somewhere(shape, target, strategy, mb, seq_len, ckpt, lora_r):
+        if mb <= cap and _fits_somewhere(shape, target, strategy, mb, seq_len, ckpt, options):
             return mb
     return 0
 
 
-def _fits_somewhere(shape, target: _Target, strategy, mb, seq_len, ckpt, lora_r) -> bool:
-    if target.fits(mm.estimate(shape, target.setup(strategy, mb, seq_len, ckpt, lora_r))):
+def _fits_somewhere(shape, target: _Target, strategy, mb, seq_len, ckpt, options) -> bool:
+    if target.fits(mm.estimate(shape, target.setup(strategy, mb, seq_len, ckpt, options))):
         return True
     return strategy == "offload" and target.fits(mm.estimate(shape, target.setup(strategy, mb, seq_len, ckpt,
-                                                                                 lora_r, on_disk=True)))
+                                                                                 options, on_disk=True)))
 
 
 def _climb_ladder(shape, target: _Target, seq_len: int, w: Wishes, rows: int) -> tuple[str, bool, int]:
@@ -258,22 +287,22 @@ def _climb_ladder(shape, target: _Target, seq_len: int, w: Wishes, rows: int) ->
         rungs = [r for r in rungs if r[1] == w.checkpointing or r[0] == "offload"]
     for strategy, ckpt in rungs:
         if w.micro_batch:
-            if target.fits(mm.estimate(shape, target.setup(strategy, w.micro_batch, seq_len, ckpt, w.lora_r))):
+            if target.fits(mm.estimate(shape, target.setup(strategy, w.micro_batch, seq_len, ckpt, options_for(strategy, w)))):
                 return strategy, ckpt, w.micro_batch
             continue
-        mb = largest_micro_batch(shape, target, strategy, seq_len, ckpt, w.lora_r, rows)
+        mb = largest_micro_batch(shape, target, strategy, seq_len, ckpt, options_for(strategy, w), rows)
         if mb:
             return strategy, ckpt, mb
     # Nothing fits: keep the wished micro-batch on the first rung, or the smallest settings; the plan warns.
     return (*rungs[0], w.micro_batch) if w.micro_batch else (*rungs[-1], 0)
 
 
-def why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: _Target, lora_r: int) -> str:
+def why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: _Target, options: dict) -> str:
     size = f"{shape.params / 1e9:.1f}B" if shape.params >= 1e9 else f"{shape.params / 1e6:.0f}M"
     where = f"{target.limit / GIB:.1f} GiB"
     text = {
         "lora": f"Strategy lora: the {size} base stays frozen in 16-bit and low-rank adapters "
-                f"({shape.lora_params(lora_r) / 1e6:.1f}M weights) train on every linear layer; it fits {where}",
+                f"({shape.lora_params(strategies.get(strategy, need_built=False).options(options).r) / 1e6:.1f}M weights) train on every linear layer; it fits {where}",
         "qlora": f"Strategy qlora: a 16-bit {size} base does not fit {where} for training, so the frozen base "
                  "is stored in 4-bit nf4 with double quantization and adapters train on top",
         "offload": f"Strategy offload: even a 4-bit {size} base does not fit {where} with room to train, so the "
@@ -284,14 +313,14 @@ def why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: _Target, lora
 
 
 def finish_plan(shape, hw, target: _Target, strategy, ckpt, mb, seq_len, truncated, lengths, w: Wishes, reasons,
-                warnings, fitted: bool, steps: int | None = None) -> Plan:
+                warnings, fitted: bool, options: dict, steps: int | None = None) -> Plan:
     s = strategies.get(strategy, need_built=False)
     if not s.built:
         warnings.append(f"The {strategy} strategy is planned but not built yet; the run will refuse to start.")
-    setup = target.setup(strategy, mb, seq_len, ckpt, w.lora_r)
+    setup = target.setup(strategy, mb, seq_len, ckpt, options)
     est = mm.estimate(shape, setup)
     if strategy == "offload" and not target.fits(est):
-        setup = target.setup(strategy, mb, seq_len, ckpt, w.lora_r, on_disk=True)
+        setup = target.setup(strategy, mb, seq_len, ckpt, options, on_disk=True)
         est = mm.estimate(shape, setup)
         reasons.append("The weights do not fit in RAM either, so they stream from the disk"
                        + ("." if hw.disk_read_bytes_per_s else " (its speed was not measured: run `profile`)."))
@@ -339,31 +368,31 @@ def finish_plan(shape, hw, target: _Target, strategy, ckpt, mb, seq_len, truncat
         ram=est.ram, ram_limit=target.ram_limit if target.ram_limit < 1 << 62 else 0, disk=est.disk,
         disk_free=hw.disk_free_bytes, epoch_time_s=round(step_time * per_epoch, 1),
         fits=device_bytes <= target.usable and est.ram_total <= target.ram_limit,
-        optimizer=setup.optimizer,
+        optimizer=setup.optimizer, options=settings.to_dict(s.options(options)),
         calibration={"factor": target.factor, "time_factor": target.time_factor, "source": target.factor_source}
         if (target.factor, target.time_factor) != (1.0, 1.0) else {},
         reasons=reasons, warnings=warnings,
     )
-    plan.rejected = _rejected(shape, target, plan, w.lora_r)
+    plan.rejected = _rejected(shape, target, plan, w)
     return plan
 
 
-def _rejected(shape, target: _Target, plan: Plan, lora_r: int) -> list[dict]:
+def _rejected(shape, target: _Target, plan: Plan, w: Wishes) -> list[dict]:
     out = []
     for name, s in strategies.REGISTRY.items():
         if name == plan.strategy:
             continue
-        fits = any(largest_micro_batch(shape, target, name, plan.seq_len, ckpt, lora_r, plan.effective_batch)
-                   for ckpt in (False, True))
-        if fits:
+        options = options_for(name, w)
+        _, mb, cheapest, _ = fit(shape, target, name, plan.seq_len, options, plan.effective_batch)
+        if mb:
             why = WHY_NOT_WHEN_FITS[name].format(chosen=plan.strategy)
         else:
-            need = mm.estimate(shape, target.setup(name, 1, plan.seq_len, True, lora_r)).device_total
+            need = mm.estimate(shape, target.setup(name, 1, plan.seq_len, True, cheapest)).device_total
             why = (f"needs about {need * target.factor / GIB:.1f} GiB even with one example per micro-batch "
                    f"and checkpointing; {target.limit / GIB:.1f} GiB is available.")
         if not s.built:
             why += " (Not built yet in this version.)"
-        out.append({"strategy": name, "why": why[0].upper() + why[1:], "fits": fits})
+        out.append({"strategy": name, "why": why[0].upper() + why[1:], "fits": bool(mb)})
     return out
 
 

@@ -14,7 +14,7 @@ import math
 from core import memory_model as mm
 from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
-from core.planner import (GIB, LADDER, Plan, Wishes, finish_plan, largest_micro_batch, target_for,
+from core.planner import (GIB, LADDER, Plan, Wishes, finish_plan, largest_micro_batch, options_for, target_for,
                           why_rung)
 
 OOM_MARGIN = 1.05  # after a crash, assume the true peak was at least 5% above the limit
@@ -41,10 +41,13 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
     effective = previous.effective_batch
     strategy, ckpt, mb = previous.strategy, previous.gradient_checkpointing, previous.micro_batch
     rungs = _rungs_below(strategy, ckpt, target.device)
+
+    def carried(name: str) -> dict:  # the run's settings that still apply (LoRA's rank carries into QLoRA)
+        return options_for(name, Wishes(options=previous.options))
     chosen = None
     while mb > 1 and chosen is None:  # first: smaller micro-batches, more accumulation
         mb //= 2
-        if target.fits(mm.estimate(shape, target.setup(strategy, mb, previous.seq_len, ckpt, w.lora_r))):
+        if target.fits(mm.estimate(shape, target.setup(strategy, mb, previous.seq_len, ckpt, previous.options))):
             chosen = (strategy, ckpt, mb)
             reasons.append(f"Micro-batch {previous.micro_batch} → {mb}, accumulation "
                            f"{previous.grad_accum} → {math.ceil(effective / mb)}: the same {effective} examples "
@@ -52,10 +55,10 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
     for rung in rungs:
         if chosen:
             break
-        mb = largest_micro_batch(shape, target, rung[0], previous.seq_len, rung[1], w.lora_r, effective)
+        mb = largest_micro_batch(shape, target, rung[0], previous.seq_len, rung[1], carried(rung[0]), effective)
         if mb:
             chosen = (*rung, mb)
-            reasons.append(why_rung(shape, rung[0], rung[1], target, w.lora_r))
+            reasons.append(why_rung(shape, rung[0], rung[1], target, carried(rung[0])))
     fitted = chosen is not None
     if not fitted:
         chosen = ((rungs or _rungs_below("lora", False, target.device))[-1][0], True, 1)
@@ -63,10 +66,10 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
     strategy, ckpt, mb = chosen
     plan_wishes = Wishes(micro_batch=mb, grad_accum=math.ceil(effective / mb), seq_len=previous.seq_len,
                          lr=previous.lr, max_steps=previous.max_steps or None, epochs=previous.epochs,
-                         lora_r=w.lora_r)
+                         options=previous.options)
     return finish_plan(shape, hardware, target, strategy, ckpt, mb, previous.seq_len,
                        sum(1 for n in token_lengths if n > previous.seq_len), token_lengths, plan_wishes, reasons,
-                       warnings, fitted=fitted, steps=previous.total_steps)
+                       warnings, fitted=fitted, options=carried(strategy), steps=previous.total_steps)
 
 
 def _rungs_below(strategy: str, ckpt: bool, device: str) -> list[tuple[str, bool]]:

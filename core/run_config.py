@@ -6,10 +6,14 @@ Written by the app into the run's folder as run.json; `python -m core.trainer ru
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from core import settings
 from core.settings import check, option
 
 TRAIN_ON = ("assistant", "all")
+# Settings that moved into strategy_options (run.json files written before strategies had their own).
+MOVED_TO_OPTIONS = {"lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout"}
 
 
 @dataclass
@@ -40,9 +44,8 @@ class RunConfig:
     checkpoint_every: int = option(50, help="Save a resumable checkpoint every N steps (and always at the end).")
     keep_checkpoints: int = option(2, help="How many recent checkpoints to keep on disk.")
     gradient_checkpointing: bool = option(False, help="Recompute activations in backward to save memory.")
-    lora_r: int = option(16, help="LoRA rank: width of the low-rank adapters (more = more capacity, more memory).")
-    lora_alpha: int = option(32, help="LoRA alpha (scale = alpha / r).")
-    lora_dropout: float = option(0.0, help="Dropout on the LoRA path.")
+    strategy_options: dict = option({}, help="Settings of the strategy (the fields of its Options; `tuneforge "
+                                             "strategies` lists them); unset ones take their defaults.")
     threads: int = option(0, help="CPU threads for torch; 0 lets torch decide.")
     memory_cap_bytes: int = option(0, help="Most memory the trainer may use on its device (GPU memory on CUDA, the "
                                             "process's data on the CPU); 0 means no cap. Set it to share the machine.")
@@ -65,6 +68,22 @@ class RunConfig:
         check(self.precision in ("auto", "bf16", "fp16", "fp32"), "precision", "must be auto, bf16, fp16 or fp32.")
         check(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1.")
         check(self.keep_checkpoints >= 1, "keep_checkpoints", "must be at least 1.")
-        check(self.lora_r >= 1, "lora_r", "must be at least 1.")
+        from core import strategies  # the strategy checks its own settings, naming the one that is wrong
+
+        strategies.get(self.strategy, need_built=False).options(self.strategy_options)
         check(self.memory_cap_bytes >= 0, "memory_cap_bytes", "must be 0 (no cap) or a number of bytes.")
         check(self.calibrate_after >= 0, "calibrate_after", "must be 0 (off) or a number of steps.")
+
+
+def load(path: str | Path) -> RunConfig:
+    """A run's config file, including those written by earlier versions (so their runs still resume)."""
+    data = settings.read_json_object(path)
+    options = dict(data.get("strategy_options") or {})
+    for old, new in MOVED_TO_OPTIONS.items():
+        if old in data:
+            value = data.pop(old)
+            if data.get("strategy", "lora") in ("lora", "dora", "qlora"):
+                options.setdefault(new, value)
+    if options:
+        data["strategy_options"] = options
+    return settings.from_dict(RunConfig, data, source=str(path))

@@ -20,7 +20,6 @@ if __name__ != "__main__":
 import json
 import math
 import os
-import random
 import signal
 import sys
 import time
@@ -39,7 +38,7 @@ _events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
 os.dup2(2, 1)
 sys.stdout = sys.stderr
 
-from core import checkpoint, history, memory_watch, runtime_env, settings, strategies  # noqa: E402
+from core import checkpoint, history, memory_watch, run_config, runtime_env, settings, strategies, training  # noqa: E402
 from core.data import dataset as data_mod  # noqa: E402
 from core.data import tokenize  # noqa: E402
 from core.errors import KnownError  # noqa: E402
@@ -72,77 +71,15 @@ class StopFlag:
         return bool(_stop_signalled) or self.file.exists()
 
 
-def pick_device(cfg: RunConfig):
-    import torch
-
-    cuda = torch.cuda.is_available()
-    if cfg.device == "cuda" and not cuda:
-        raise KnownError("The run asks for CUDA but no GPU is visible; plan again with --device cpu.")
-    device = torch.device("cuda" if (cfg.device in ("auto", "cuda") and cuda) else "cpu")
-    precision = cfg.precision
-    if precision == "auto":
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device.type == "cuda" else "fp32"
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
-    return device, dtype, precision
-
-
-def lr_lambda(total: int, warmup: int):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return f
-
-
-def batches_for_step(step: int, cfg: RunConfig, n: int) -> list[list[int]]:
-    """Example indices of each micro-batch of optimizer step `step`: a pure function of (seed, step).
-
-    That is what makes resume exact: no data-loader state to save, the order is recomputed. The
-    examples are positions [step·E, (step+1)·E) of an endless stream of per-epoch shuffles, E being
-    the effective batch, and only then cut into micro-batches: so a re-plan that trades micro-batch
-    for accumulation (after running out of memory) trains on exactly the same examples per step.
-    """
-    effective = cfg.micro_batch * cfg.grad_accum
-    picked: list[int] = []
-    orders: dict[int, list[int]] = {}
-    for position in range(step * effective, (step + 1) * effective):
-        epoch, k = divmod(position, n)
-        if epoch not in orders:
-            orders[epoch] = list(range(n))
-            random.Random(cfg.seed * 1000003 + epoch).shuffle(orders[epoch])
-        picked.append(orders[epoch][k])
-    return [picked[i:i + cfg.micro_batch] for i in range(0, effective, cfg.micro_batch)]
-
-
-def evaluate(model, examples, cfg, pad_id, device) -> float | None:
-    import torch
-
-    if not examples:
-        return None
-    model.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(examples), cfg.micro_batch):
-            batch = {k: v.to(device) for k, v in tokenize.collate(examples[i:i + cfg.micro_batch], pad_id).items()}
-            n = int((batch["labels"][:, 1:] != tokenize.IGNORE).sum())
-            total += float(model(**batch).loss) * n
-            count += n
-    model.train()
-    return total / max(1, count)
-
-
 def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: history.History) -> int:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     run_dir = Path(cfg.run_dir)
-    strategy = strategies.get(cfg.strategy)
+    strategies.get(cfg.strategy)  # a strategy that is not built fails here, before any loading
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    device, dtype, precision = pick_device(cfg)
+    device, _, precision = training.pick_device(cfg)
     memory_watch.apply_cap(cfg.memory_cap_bytes, device)
     db.update_run(cfg.run_id, status=history.RUNNING, pid=os.getpid(), started_at=time.time(), outcome=None,
                   ended_at=None)
@@ -150,7 +87,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
     emit("status", text="Reading the dataset")
     data = data_mod.load(cfg.data_path)
     train_rows, eval_rows = data.split(cfg.eval_fraction, cfg.seed)
-    emit("status", text=f"Loading the model ({precision} on {device.type})")
+    emit("status", text=f"Loading the model ({precision} on {device.type}, {cfg.strategy})")
     tok = AutoTokenizer.from_pretrained(cfg.model_path)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     train_set = tokenize.encode_all(train_rows, tok, cfg.seq_len, cfg.train_on)
@@ -158,69 +95,45 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
     if not train_set:
         raise KnownError(f"{cfg.data_path}: no example has a trained token within {cfg.seq_len} tokens; "
                          "raise the sequence length.")
-    model = AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=dtype if device.type == "cuda" else torch.float32)
-    model.to(device)
-    model.config.use_cache = False
-    if cfg.gradient_checkpointing:
-        model.activation_checkpointing_enable()
-        model.enable_input_require_grads()
-    model = strategy.prepare(model, cfg)
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    trainable = sum(p.numel() for p in params)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     per_epoch = len(train_set) / (cfg.micro_batch * cfg.grad_accum)  # steps per pass over the data
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total, int(cfg.warmup_ratio * total)))
+    session = training.Session(cfg, total)
 
-    step, best = 0, float("inf")
+    best = float("inf")
     last = checkpoint.latest(run_dir) if resume else None
     if last is not None:
-        state = checkpoint.load(last, model, optimizer, scheduler)
-        step, best = state["step"], state.get("best_loss", best)
-        emit("status", text=f"Resumed from the checkpoint at step {step}")
+        best = session.resume(last).get("best_loss", best)
+        emit("status", text=f"Resumed from the checkpoint at step {session.step_index}")
     db.update_run(cfg.run_id, total_steps=total)
-    emit("start", total_steps=total, start_step=step, train_examples=len(train_set), eval_examples=len(eval_set),
-         trainable_params=trainable, device=device.type, precision=precision,
+    emit("start", total_steps=total, start_step=session.step_index, train_examples=len(train_set),
+         eval_examples=len(eval_set), trainable_params=session.trainable_count, device=device.type,
+         precision=precision, strategy=cfg.strategy, options=settings.to_dict(session.options),
          tokens_per_epoch=sum(len(e.input_ids) for e in train_set))
 
-    def save_checkpoint(at: int) -> None:
-        path = checkpoint.save(run_dir, at, model, optimizer, scheduler,
-                               {"best_loss": best, "total_steps": total}, cfg.keep_checkpoints)
-        db.add_checkpoint(cfg.run_id, at, str(path))
-        emit("checkpoint", step=at, path=str(path))
+    def save_checkpoint() -> None:
+        path = session.save_checkpoint(run_dir, {"best_loss": best, "total_steps": total})
+        db.add_checkpoint(cfg.run_id, session.step_index, str(path))
+        emit("checkpoint", step=session.step_index, path=str(path))
 
-    started, first_step, loss_value = time.time(), step, None
-    while step < total:
+    started, first_step, loss_value = time.time(), session.step_index, None
+    while session.step_index < total:
         if stop:
-            save_checkpoint(step)
-            return finish(cfg, db, emit, model, strategy, history.STOPPED, f"stopped by you at step {step}",
+            save_checkpoint()
+            return finish(cfg, db, emit, session, history.STOPPED, f"stopped by you at step {session.step_index}",
                           loss_value, best, EXIT_STOPPED)
         t0 = time.time()
         batches = [tokenize.collate([train_set[i] for i in idx], pad_id)
-                   for idx in batches_for_step(step, cfg, len(train_set))]
-        # The loss is a mean over every trained token of the step, however it is cut into micro-batches.
-        trained = sum(int((b["labels"][:, 1:] != tokenize.IGNORE).sum()) for b in batches)
-        loss_sum, tokens = 0.0, 0
-        for batch in batches:
-            batch = {k: v.to(device) for k, v in batch.items()}
-            tokens += int(batch["attention_mask"].sum())
-            loss = model(**batch, num_items_in_batch=max(1, trained)).loss
-            loss.backward()
-            loss_sum += float(loss.detach())
-        if cfg.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        loss_value = loss_sum
+                   for idx in training.batches_for_step(session.step_index, cfg, len(train_set))]
+        loss_value, tokens, note = session.step(batches)
+        step = session.step_index
+        if note:
+            emit("status", text=note)
         best = min(best, loss_value)
         elapsed = time.time() - started
         dt = time.time() - t0
         eta = elapsed / (step - first_step) * (total - step)
         mem = memory_watch.current_bytes(device)
-        lr = scheduler.get_last_lr()[0]
+        lr = session.scheduler.get_last_lr()[0]
         db.add_metric(cfg.run_id, step, "train", loss_value, lr=lr, tokens_per_s=tokens / dt, elapsed_s=elapsed,
                       memory_bytes=mem)
         db.update_run(cfg.run_id, steps_done=step, final_loss=loss_value, best_loss=best)
@@ -232,29 +145,30 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
             db.set_calibration(cfg.run_id, measured)
             emit("calibration", **measured)
         if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
-            run_eval(cfg, db, emit, model, eval_set, pad_id, device, step)
+            run_eval(cfg, db, emit, session, eval_set, pad_id, step)
         if step % cfg.checkpoint_every == 0 and step < total:
-            save_checkpoint(step)
-    run_eval(cfg, db, emit, model, eval_set, pad_id, device, step)
-    save_checkpoint(step)
-    return finish(cfg, db, emit, model, strategy, history.DONE, f"finished {step} steps", loss_value, best, EXIT_DONE)
+            save_checkpoint()
+    run_eval(cfg, db, emit, session, eval_set, pad_id, session.step_index)
+    save_checkpoint()
+    return finish(cfg, db, emit, session, history.DONE, f"finished {session.step_index} steps", loss_value, best,
+                  EXIT_DONE)
 
 
-def run_eval(cfg, db, emit, model, eval_set, pad_id, device, step) -> None:
-    value = evaluate(model, eval_set, cfg, pad_id, device)
+def run_eval(cfg, db, emit, session, eval_set, pad_id, step) -> None:
+    value = session.evaluate(eval_set, pad_id)
     if value is not None:
         db.add_metric(cfg.run_id, step, "eval", value)
         db.update_run(cfg.run_id, eval_loss=value)
         emit("eval", step=step, loss=round(value, 5))
 
 
-def finish(cfg, db, emit, model, strategy, status, outcome, loss, best, code) -> int:
+def finish(cfg, db, emit, session, status, outcome, loss, best, code) -> int:
     """Write the result (adapter or model folder) where chat and export find it, then record the end."""
     from core import atomic
 
     result = Path(cfg.run_dir) / "result"
     with atomic.folder(result, replace=True) as tmp:
-        strategy.save(model, tmp)
+        session.save_result(tmp)
     db.update_run(cfg.run_id, status=status, outcome=outcome, ended_at=time.time(), final_loss=loss,
                   best_loss=None if best == float("inf") else best)
     db.add_event(cfg.run_id, status, outcome)
@@ -266,7 +180,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__, file=sys.stderr)
         return EXIT_KNOWN
-    cfg = settings.load_json(RunConfig, argv[0])
+    cfg = run_config.load(argv[0])
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     emit = Emitter(run_dir)
@@ -289,7 +203,7 @@ def main(argv: list[str]) -> int:
 
 
 def out_of_memory(db, emit, cfg) -> int:
-    device, _, _ = pick_device(cfg)  # the same choice train() made, so it cannot fail here
+    device, _, _ = training.pick_device(cfg)  # the same choice train() made, so it cannot fail here
     step = db.run(cfg.run_id).get("steps_done") or 0
     peak = memory_watch.peak_bytes(device)
     text = f"ran out of {'GPU ' if device.type == 'cuda' else ''}memory at step {step}"

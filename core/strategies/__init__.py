@@ -1,36 +1,111 @@
-"""Training strategies, one file each, registered here (STYLE §9).
+"""Training strategies: one file each, registered here (STYLE §9).
 
-A Strategy says how to make a model trainable (`prepare`), how to write what was learned in a
-loadable layout (`save`), and how to apply a saved result to the base model for inference (`load`).
-Strategies that are planned but not built yet are listed with built=False: the planner may name
-them, the trainer refuses them with a sentence, and nothing silently runs something else instead.
+A strategy is a subclass of `Strategy` decorated with `@register`. It says:
+
+- its settings: `Options`, a dataclass with help on every field (they travel in a run's config as
+  `strategy_options`; `tuneforge strategies` lists them);
+- how it uses memory, for core.memory_model: the frozen base's storage, the activation family that
+  was measured for it, whether the trained weights are base weights, and how many train;
+- how the trainer runs it: `load_model` (the base as it wants it, e.g. 4-bit), `prepare` (exactly the
+  trained parameters require grad), `make_optimizer`, and `before_step` (a hook run before every
+  optimizer step; LISA switches layers there);
+- how its result is kept: `save` writes it in a loadable layout, `load` applies it to a base.
+
+Strategies that are planned but not built are listed with built=False: the planner may name them,
+the trainer refuses them with a sentence, and nothing silently runs something else instead.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+import dataclasses
+from typing import ClassVar
 
+from core import optimizers, settings
 from core.errors import BadArgument, NotBuiltYet
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    """A strategy without settings of its own."""
+
+
 class Strategy:
-    name: str
-    summary: str  # one line for lists and plans
-    built: bool
-    result: str = "adapter"  # "adapter" (PEFT layout) or "model" (a full HF folder)
-    prepare: Callable | None = None  # (model, RunConfig) -> model with exactly the trained params requiring grad
-    save: Callable | None = None  # (model, folder) -> None
-    load: Callable | None = None  # (base_model, folder) -> model ready for inference
+    name: ClassVar[str]
+    summary: ClassVar[str]  # one line for lists and plans
+    Options: ClassVar[type] = NoOptions
+    built: ClassVar[bool] = True
+    result: ClassVar[str] = "adapter"  # "adapter" (PEFT layout) or "model" (a full HF folder)
+    # How it uses memory (core.memory_model):
+    base_storage: ClassVar[str] = "compute"  # the frozen base: "compute" (the run's precision) or "nf4"
+    activations: ClassVar[str] = "lora"  # family in memory_model.ACTIVATION_COEFFICIENTS
+    trains_base: ClassVar[bool] = False  # trained weights are base weights (grads in their dtype, fp32 masters)
+    streams_weights: ClassVar[bool] = False  # frozen weights live in RAM/NVMe and stream in per layer
+
+    # --- settings -------------------------------------------------------------------------------------
+    def options(self, values: dict | None = None):
+        """The Options from a dict (unknown names and bad values fail with the field named)."""
+        return settings.from_dict(self.Options, dict(values or {}), source=f"{self.name} settings")
+
+    def optimizer_name(self, opts, device: str) -> str:
+        """The optimizer this strategy trains with on `device` (a name in core.optimizers.NAMES)."""
+        chosen = getattr(opts, "optimizer", "auto")
+        return "adamw" if chosen == "auto" else chosen
+
+    def plan_variants(self, options: dict) -> list[tuple[dict, str]]:
+        """Settings for the planner to try, best first, each with the sentence that explains the choice
+        (LISA: with the embeddings trained, then without). Settings the person gave are kept as given."""
+        return [(options, "")]
+
+    # --- memory (core.memory_model) --------------------------------------------------------------------
+    def setup_fields(self, opts, device: str) -> dict:
+        """The memory model's Setup fields that depend on this strategy's settings."""
+        return {"optimizer": self.optimizer_name(opts, device), "lora_r": getattr(opts, "r", 0)}
+
+    def trainable_params(self, shape, setup) -> int:
+        raise NotImplementedError
+
+    # --- training ------------------------------------------------------------------------------------
+    def load_model(self, path: str, dtype, device, opts):
+        """The base model on `device`, weights in `dtype`."""
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device)
+
+    def prepare(self, model, opts, cfg):
+        """Return the model with exactly the trained parameters requiring grad."""
+        raise NotImplementedError
+
+    def trained_parameters(self, model) -> list:
+        """Every parameter that may change during the run: what the optimizer steps and a checkpoint keeps
+        (LISA: all layers, though only a few require grad at a time)."""
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def make_optimizer(self, model, opts, cfg, device: str):
+        return optimizers.build(self.optimizer_name(opts, device), self.trained_parameters(model), cfg.lr,
+                                cfg.weight_decay, masters=self.trains_base)
+
+    def before_step(self, step: int, model, optimizer, opts, cfg) -> str | None:
+        """Called before optimizer step `step` (0-based), also the first after a resume; may say what it did."""
+        return None
+
+    # --- result --------------------------------------------------------------------------------------
+    def save(self, model, folder) -> None:
+        model.save_pretrained(str(folder), safe_serialization=True)
+
+    def load(self, base, folder):
+        """The base with the saved result applied, ready for inference."""
+        raise NotImplementedError
 
 
 REGISTRY: dict[str, Strategy] = {}
 
 
-def register(strategy: Strategy) -> Strategy:
-    REGISTRY[strategy.name] = strategy
-    return strategy
+def register(cls: type[Strategy]) -> type[Strategy]:
+    for f in dataclasses.fields(cls.Options):
+        if not f.metadata.get("help"):
+            raise TypeError(f"{cls.__name__}.Options.{f.name} needs help text")
+    REGISTRY[cls.name] = cls()
+    return cls
 
 
 def get(name: str, need_built: bool = True) -> Strategy:
@@ -43,4 +118,34 @@ def get(name: str, need_built: bool = True) -> Strategy:
     return s
 
 
-from core.strategies import full, lora, planned  # noqa: E402,F401  (registers them)
+def describe_options(name: str) -> list[dict]:
+    """Each setting of a strategy: name, default, help (for `tuneforge strategies` and the UI)."""
+    s = get(name, need_built=False)
+    return [{"name": f.name, "default": f.default, "type": f.type if isinstance(f.type, str) else f.type.__name__,
+             "help": f.metadata["help"]} for f in dataclasses.fields(s.Options)]
+
+
+def parse_option(strategy: str | None, text: str) -> tuple[str, object]:
+    """'NAME=VALUE' from the command line, typed by the strategy's Options field (without a strategy,
+    by the first strategy that has such a setting: the planner keeps it only where it applies)."""
+    key, sep, raw = text.partition("=")
+    names = [strategy] if strategy else list(REGISTRY)
+    fields = {}
+    for name in reversed(names):
+        fields.update({f.name: f for f in dataclasses.fields(get(name, need_built=False).Options)})
+    if not sep or key not in fields:
+        known = ", ".join(sorted(fields)) or "none"
+        raise BadArgument(f"--option {text}: expected NAME=VALUE with a setting of {strategy or 'a strategy'} "
+                          f"({known}); `tuneforge strategies` explains each.")
+    kind = fields[key].type if isinstance(fields[key].type, str) else fields[key].type.__name__
+    try:
+        if kind == "bool":
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise ValueError
+            return key, raw.lower() in ("true", "1", "yes", "on")
+        return key, {"int": int, "float": float}.get(kind, str)(raw)
+    except ValueError:
+        raise BadArgument(f"--option {text}: {key} takes a {kind}, not '{raw}'.") from None
+
+
+from core.strategies import lora, qlora, dora, lisa, full, offload  # noqa: E402,F401,I001  (each registers itself; listed in this order)

@@ -1,35 +1,69 @@
-"""LoRA and DoRA through peft: low-rank adapters on every linear layer but the output head.
+"""LoRA through peft: low-rank adapters on the attention and MLP projections; the base stays frozen.
 
-Why all linear layers: adapting attention and MLP both is what QLoRA found to match full
-fine-tuning; peft's "all-linear" picks them for any architecture and leaves the head alone.
+Why attention and MLP both: adapting every linear layer of a block is what QLoRA found to match
+full fine-tuning, where attention-only LoRA falls short. The module names differ by architecture,
+so they come from a table; an architecture not in it gets peft's "all-linear" (every linear layer
+but the output head).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from core.settings import check, option
 from core.strategies import Strategy, register
 
-
-def _prepare(model, config, use_dora: bool = False):
-    from peft import LoraConfig, get_peft_model
-
-    lora = LoraConfig(
-        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-        target_modules="all-linear", task_type="CAUSAL_LM", use_dora=use_dora,
-    )
-    return get_peft_model(model, lora)
+ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
+MLP = ["gate_proj", "up_proj", "down_proj"]
+TARGETS = {  # model_type → the projections adapters go on
+    **{t: ATTENTION + MLP for t in ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2",
+                                    "gemma3_text", "smollm3", "olmo2", "granite")},
+    "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],  # fused projections
+}
 
 
-def save(model, folder) -> None:
-    model.save_pretrained(str(folder), safe_serialization=True)
+@dataclass(frozen=True)
+class LoraOptions:
+    r: int = option(16, help="Rank: width of the low-rank adapters (more = more capacity, more memory).")
+    alpha: int = option(32, help="Scale numerator: adapters are scaled by alpha / r (alpha / √r with rslora).")
+    dropout: float = option(0.0, help="Dropout on the adapters' input; 0.05–0.1 helps on small datasets.")
+    rslora: bool = option(False, help="Rank-stabilized LoRA: scale by alpha / √r, so high ranks learn as fast "
+                                      "as low ones.")
+    targets: str = option("auto", help="'auto' (attention and MLP projections of the architecture), or module "
+                                       "names separated by commas, e.g. 'q_proj,v_proj'.")
+
+    def __post_init__(self):
+        check(self.r >= 1, "r", "must be at least 1.")
+        check(self.alpha > 0, "alpha", "must be above 0.")
+        check(0 <= self.dropout < 1, "dropout", "must be in [0, 1).")
+        check(bool(self.targets.strip()), "targets", "name at least one module, or use 'auto'.")
 
 
-def load(base, folder):
-    from peft import PeftModel
+def target_modules(model, targets: str):
+    if targets != "auto":
+        return [t.strip() for t in targets.split(",") if t.strip()]
+    return TARGETS.get(getattr(model.config, "model_type", ""), "all-linear")
 
-    return PeftModel.from_pretrained(base, str(folder), is_trainable=False)
 
+@register
+class Lora(Strategy):
+    name = "lora"
+    summary = "Low-rank adapters on every linear layer; the base stays frozen."
+    Options = LoraOptions
+    use_dora = False
 
-register(Strategy("lora", "Low-rank adapters on every linear layer; the base stays frozen.", True,
-                  "adapter", _prepare, save, load))
-register(Strategy("dora", "Weight-decomposed LoRA: adapters plus a learned magnitude per output.", True,
-                  "adapter", lambda m, c: _prepare(m, c, use_dora=True), save, load))
+    def trainable_params(self, shape, setup) -> int:
+        return shape.lora_params(setup.lora_r)
+
+    def prepare(self, model, opts, cfg):
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(r=opts.r, lora_alpha=opts.alpha, lora_dropout=opts.dropout, use_rslora=opts.rslora,
+                            target_modules=target_modules(model, opts.targets), task_type="CAUSAL_LM",
+                            use_dora=self.use_dora)
+        return get_peft_model(model, config)
+
+    def load(self, base, folder):
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(base, str(folder), is_trainable=False)

@@ -29,8 +29,8 @@ def test_wishes_override_and_say_so():
 
 
 def test_not_built_strategies_are_planned_but_marked():
-    plan = planner.make_plan(CPU_ONLY, SMOL, [50], planner.Wishes(strategy="qlora"))
-    assert plan.strategy == "qlora" and not plan.strategy_built
+    plan = planner.make_plan(CPU_ONLY, SMOL, [50], planner.Wishes(strategy="offload"))
+    assert plan.strategy == "offload" and not plan.strategy_built
     assert any("not built yet" in w for w in plan.warnings)
 
 

@@ -1,0 +1,109 @@
+"""Optimizers by name, and our AdamW that keeps fp32 master weights only where it keeps state.
+
+Why our own AdamW for trained base weights (full fine-tuning, LISA): on a GPU the weights are
+bf16, and a bf16 weight cannot take a small update (1e-5 of a weight of 0.02 is below bf16's 8-bit
+mantissa, so the update rounds away). Mixed-precision training fixes that with an fp32 copy of each
+trained weight; ours keeps that copy inside the optimizer state, next to the two moments, so:
+
+- state exists only for parameters that have had a gradient: a LISA layer that is not active
+  costs nothing, and `forget(params)` frees a layer's state the moment it is switched off;
+- the bf16 weight is refreshed from its fp32 master after each update;
+- checkpoints keep the state in fp32 (torch's own `load_state_dict` would cast it to the weight's
+  bf16 and lose the master's low bits, so a resumed run would drift from the one that never stopped).
+
+It updates one tensor at a time, so its extra memory is two fp32 temporaries of the largest tensor
+(`core.memory_model` counts them), not a copy of every parameter as torch's foreach AdamW holds.
+"""
+
+from __future__ import annotations
+
+import functools
+
+NAMES = ("adamw", "adamw8bit", "paged_adamw8bit", "adafactor")
+HELP = ("'adamw' (32-bit moments; fp32 masters for 16-bit weights), 'adamw8bit' (bitsandbytes 8-bit moments), "
+        "'paged_adamw8bit' (8-bit, pages to RAM under pressure; CUDA), 'adafactor' (factored second moment)")
+
+
+def build(name: str, params: list, lr: float, weight_decay: float, masters: bool):
+    """An optimizer over `params`. `masters`: trained weights are base weights (keep fp32 masters for
+    16-bit ones, and allow state to be dropped); otherwise they are fp32 adapters and torch's AdamW serves."""
+    import torch
+
+    if name == "adamw":
+        if masters:
+            return master_adamw()(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name in ("adamw8bit", "paged_adamw8bit"):
+        import bitsandbytes as bnb
+
+        cls = bnb.optim.PagedAdamW8bit if name == "paged_adamw8bit" else bnb.optim.AdamW8bit
+        return cls(params, lr=lr, weight_decay=weight_decay)
+    if name == "adafactor":
+        return torch.optim.Adafactor(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; one of {', '.join(NAMES)}")
+
+
+def state_bytes(optimizer) -> int:
+    """Bytes of every tensor the optimizer holds as state (what LISA must keep flat)."""
+    import torch
+
+    return sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values()
+               if torch.is_tensor(v))
+
+
+def forget(optimizer, params) -> None:
+    """Drop the state of these parameters (their layer stopped training)."""
+    for p in params:
+        optimizer.state.pop(p, None)
+
+
+@functools.cache
+def master_adamw() -> type:
+    """The MasterAdamW class (made on first use, so importing this module does not import torch)."""
+    import torch
+
+    class MasterAdamW(torch.optim.Optimizer):
+        """AdamW (decoupled weight decay, bias-corrected) with fp32 state and fp32 masters for 16-bit weights."""
+
+        def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
+            super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+        @torch.no_grad()
+        def step(self, closure=None):
+            for group in self.param_groups:
+                b1, b2 = group["betas"]
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    state = self.state[p]
+                    if not state:
+                        state["step"] = 0
+                        state["exp_avg"] = torch.zeros_like(p, dtype=torch.float32)
+                        state["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32)
+                        if p.dtype != torch.float32:
+                            state["master"] = p.detach().float()
+                    master = state.get("master", p)
+                    grad = p.grad.float()
+                    state["step"] += 1
+                    t = state["step"]
+                    state["exp_avg"].lerp_(grad, 1 - b1)
+                    state["exp_avg_sq"].mul_(b2).addcmul_(grad, grad, value=1 - b2)
+                    del grad
+                    denom = (state["exp_avg_sq"] / (1 - b2**t)).sqrt_().add_(group["eps"])
+                    master.mul_(1 - group["lr"] * group["weight_decay"])
+                    master.addcdiv_(state["exp_avg"], denom, value=-group["lr"] / (1 - b1**t))
+                    if master is not p:
+                        p.copy_(master)
+            return None
+
+        def load_state_dict(self, state_dict: dict) -> None:
+            """Like torch's, but the state keeps its own dtype (fp32), whatever the weight's is."""
+            params = [p for g in self.param_groups for p in g["params"]]
+            self.state.clear()
+            for index, saved in state_dict["state"].items():
+                p = params[int(index)]
+                self.state[p] = {k: v.to(p.device) if torch.is_tensor(v) else v for k, v in saved.items()}
+            for group, saved in zip(self.param_groups, state_dict["param_groups"]):
+                group.update({k: v for k, v in saved.items() if k != "params"})
+
+    return MasterAdamW

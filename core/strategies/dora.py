@@ -1,0 +1,20 @@
+"""DoRA (weight-decomposed LoRA) through peft: LoRA's adapters set each weight's direction, and a learned
+magnitude per output row sets its length. A small quality gain over LoRA for about 1.5× its time,
+and more activation memory (each adapted layer also keeps its output for the magnitude)."""
+
+from __future__ import annotations
+
+from core.strategies import register
+from core.strategies.lora import Lora
+
+
+@register
+class Dora(Lora):
+    name = "dora"
+    summary = "Weight-decomposed LoRA: adapters plus a learned magnitude per output."
+    activations = "dora"
+    use_dora = True
+
+    def trainable_params(self, shape, setup) -> int:
+        magnitudes = shape.layers * sum(out for _, out in shape.linear_shapes())
+        return shape.lora_params(setup.lora_r) + magnitudes

@@ -1,0 +1,181 @@
+"""LISA: layerwise importance-sampled training. The embeddings and head (optionally) and γ decoder
+layers train at a time, full-parameter; every K steps a new set of γ layers is sampled.
+
+Sampling is uniform (LISA) or weighted by each layer's share of outlier weights (OwLore: layers with
+more outliers are better trained and gain more from tuning; computed once from the weights, an
+outlier being |w| above `outlier_threshold` × its matrix's mean |w|).
+
+What we do differently from the public implementations, whose memory creeps up to full
+fine-tuning's because every layer that was ever active keeps its optimizer state:
+- the fp32 masters and Adam moments live in the optimizer state (core.optimizers.MasterAdamW) and
+  are dropped the moment a layer is switched off, so the live state stays at γ layers' worth;
+- with the embeddings frozen, nothing below the lowest active layer requires grad, so backward
+  stops there (we also drop transformers' hook that makes the embedding output require grad for
+  checkpointing, which would otherwise drag backward down to the bottom).
+
+The sampled layers are a pure function of (seed, step // K), so a resumed run trains the same
+layers as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from core import optimizers
+from core.settings import check, option
+from core.strategies import Strategy, register
+from core.strategies.full import load_full_model
+
+SAMPLING = ("uniform", "owlore")
+
+
+@dataclass(frozen=True)
+class LisaOptions:
+    layers: int = option(2, help="γ: decoder layers that train at a time.")
+    interval: int = option(20, help="K: optimizer steps between two samplings of the active layers.")
+    sampling: str = option("uniform", help="'uniform' (LISA) or 'owlore' (layers with more outlier weights are "
+                                           "sampled more often).")
+    embeddings: bool = option(True, help="Also train the embeddings, output head and final norm all the time "
+                                         "(LISA's default; costly with a large vocabulary, so the planner may "
+                                         "turn it off).")
+    outlier_threshold: float = option(5.0, help="OwLore: a weight is an outlier when |w| is above this many times "
+                                                "its matrix's mean |w|.")
+
+    def __post_init__(self):
+        check(self.layers >= 1, "layers", "must be at least 1.")
+        check(self.interval >= 1, "interval", "must be at least 1 step.")
+        check(self.sampling in SAMPLING, "sampling", f"must be one of {', '.join(SAMPLING)}.")
+        check(self.outlier_threshold > 1, "outlier_threshold", "must be above 1.")
+
+
+class LayerSampler:
+    """Which decoder layers train now; kept on the model as `tuneforge_lisa`."""
+
+    def __init__(self, layers, always: list, weights: list[float], opts: LisaOptions, seed: int):
+        self.layers = layers  # the decoder's ModuleList
+        self.always = always  # parameters that train all the time (embeddings, head, final norm) or []
+        self.weights = weights  # sampling weight of each layer
+        self.opts = opts
+        self.seed = seed
+        self.window: int | None = None
+        self.active: list[int] = []
+
+    def pick(self, window: int) -> list[int]:
+        """γ distinct layers for this window, drawn without replacement in proportion to the weights."""
+        rng = random.Random(self.seed * 7919 + window)
+        left = list(range(len(self.layers)))
+        chosen = []
+        for _ in range(min(self.opts.layers, len(left))):
+            i = rng.choices(left, weights=[self.weights[j] for j in left])[0]
+            chosen.append(i)
+            left.remove(i)
+        return sorted(chosen)
+
+    def switch(self, step: int, optimizer) -> str | None:
+        window = step // self.opts.interval
+        if window == self.window:
+            return None
+        new = self.pick(window)
+        for i in set(self.active) - set(new):
+            params = list(self.layers[i].parameters())
+            for p in params:
+                p.requires_grad_(False)
+            optimizers.forget(optimizer, params)
+        for i in new:
+            for p in self.layers[i].parameters():
+                p.requires_grad_(True)
+        self.window, self.active = window, new
+        last = (window + 1) * self.opts.interval
+        return f"Training layers {', '.join(map(str, new))} for steps {step + 1}–{last}"
+
+
+def decoder_layers(model):
+    """The decoder's list of blocks (the ModuleList as long as the config's layer count)."""
+    import torch
+
+    count = model.config.num_hidden_layers
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
+            return module
+    raise ValueError(f"{type(model).__name__}: no list of {count} decoder layers found")
+
+
+def outlier_ratios(layers, threshold: float) -> list[float]:
+    """Share of each layer's matrix weights above threshold × the matrix's mean |w|."""
+    import torch
+
+    ratios = []
+    with torch.no_grad():
+        for layer in layers:
+            outliers, total = 0, 0
+            for p in layer.parameters():
+                if p.dim() == 2:
+                    a = p.detach().abs().float()
+                    outliers += int((a > threshold * a.mean()).sum())
+                    total += a.numel()
+            ratios.append(outliers / max(1, total))
+    return ratios
+
+
+@register
+class Lisa(Strategy):
+    name = "lisa"
+    summary = "Layerwise sampling: a few full layers train at a time, the rest stay frozen."
+    Options = LisaOptions
+    result = "model"
+    activations = "full"
+    trains_base = True
+
+    def setup_fields(self, opts, device: str) -> dict:
+        return {**super().setup_fields(opts, device), "lisa_layers": opts.layers, "lisa_embeddings": opts.embeddings}
+
+    def plan_variants(self, options: dict) -> list[tuple[dict, str]]:
+        if "embeddings" in options:
+            return [(options, "")]
+        return [({**options, "embeddings": True}, "LISA also trains the embeddings and output head all the time "
+                 "(its default): they fit."),
+                ({**options, "embeddings": False}, "The embeddings and output head stay frozen: with their "
+                 "gradients and optimizer state LISA would not fit (a large vocabulary makes them big); backward "
+                 "then stops below the lowest sampled layer.")]
+
+    def trainable_params(self, shape, setup) -> int:
+        always = shape.head_params + shape.hidden if setup.lisa_embeddings else 0
+        return min(setup.lisa_layers, shape.layers) * shape.block_params + always
+
+    def prepare(self, model, opts, cfg):
+        for p in model.parameters():
+            p.requires_grad_(False)
+        layers = decoder_layers(model)
+        always = []
+        if opts.embeddings:
+            inner = [m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None]
+            norm = getattr(getattr(model, "model", None), "norm", None)
+            always = list({id(p): p for m in inner + ([norm] if norm is not None else []) for p in m.parameters()}
+                          .values())
+            for p in always:
+                p.requires_grad_(True)
+        elif hasattr(model, "_require_grads_hook"):  # let backward stop below the lowest active layer
+            model.disable_input_require_grads()
+        weights = (outlier_ratios(layers, opts.outlier_threshold) if opts.sampling == "owlore"
+                   else [1.0] * len(layers))
+        if not any(weights):
+            weights = [1.0] * len(layers)
+        model.tuneforge_lisa = LayerSampler(layers, always, weights, opts, cfg.seed)
+        return model
+
+    def trained_parameters(self, model) -> list:
+        sampler = model.tuneforge_lisa
+        candidates = sampler.always + [p for layer in sampler.layers for p in layer.parameters()]
+        return list({id(p): p for p in candidates}.values())
+
+    def make_optimizer(self, model, opts, cfg, device: str):
+        # Every layer is in the one parameter group (so the LR schedule sees one optimizer), but only
+        # parameters with a gradient get state, and switching a layer off drops its state.
+        return optimizers.build("adamw", self.trained_parameters(model), cfg.lr, cfg.weight_decay, masters=True)
+
+    def before_step(self, step: int, model, optimizer, opts, cfg) -> str | None:
+        return model.tuneforge_lisa.switch(step, optimizer)
+
+    def load(self, base, folder):
+        return load_full_model(base, folder)

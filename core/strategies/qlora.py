@@ -1,0 +1,56 @@
+"""QLoRA: LoRA adapters over a frozen base stored in 4-bit (bitsandbytes nf4 with double quantization).
+
+The recipe of the QLoRA paper: nf4 codes (quantiles of a normal distribution, the best 4-bit grid
+for normally distributed weights), double quantization (the per-64 absmax constants are themselves
+quantized to 8 bits, saving about 0.37 bits per weight), compute in bf16 where the GPU has it, and
+paged 8-bit AdamW on CUDA (its state moves to RAM under memory spikes instead of crashing).
+bitsandbytes' 4-bit also runs on the CPU, so QLoRA is tested in CI too (compute in fp32 there).
+
+Unlike peft's `prepare_model_for_kbit_training` we do not upcast norms, embeddings and head to fp32:
+that costs memory the planner does not count, for no measured gain in bf16.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core import optimizers
+from core.settings import check, option
+from core.strategies import register
+from core.strategies.lora import Lora, LoraOptions
+
+
+@dataclass(frozen=True)
+class QLoraOptions(LoraOptions):
+    quant_type: str = option("nf4", help="4-bit code book: 'nf4' (normal-float, best for weights) or 'fp4'.")
+    double_quant: bool = option(True, help="Quantize the quantization constants too (saves ~0.37 bits/weight).")
+    optimizer: str = option("auto", help="'auto' (paged 8-bit AdamW on CUDA, AdamW on the CPU) or one of "
+                                         + optimizers.HELP + ".")
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(self.quant_type in ("nf4", "fp4"), "quant_type", "must be nf4 or fp4.")
+        check(self.optimizer in ("auto", *optimizers.NAMES), "optimizer",
+              f"must be auto or one of {', '.join(optimizers.NAMES)}.")
+
+
+@register
+class QLora(Lora):
+    name = "qlora"
+    summary = "LoRA over a 4-bit (nf4, double-quantized) frozen base."
+    Options = QLoraOptions
+    base_storage = "nf4"
+
+    def optimizer_name(self, opts, device: str) -> str:
+        if opts.optimizer == "auto":  # paging needs CUDA's unified memory
+            return "paged_adamw8bit" if device == "cuda" else "adamw"
+        return opts.optimizer
+
+    def load_model(self, path, dtype, device, opts):
+        import torch
+        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=opts.quant_type,
+                                   bnb_4bit_use_double_quant=opts.double_quant, bnb_4bit_compute_dtype=dtype)
+        where = {"device_map": {"": torch.device(device)}} if torch.device(device).type == "cuda" else {}
+        return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, quantization_config=quant, **where)

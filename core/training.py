@@ -1,0 +1,152 @@
+"""One training run in memory: the model as its strategy prepares it, the optimizer, the schedule,
+and one optimizer step at a time; checkpoints that resume on the same trajectory.
+
+The trainer script (core/trainer.py) drives a Session and does the talking (events, history,
+signals); tests drive a Session directly, which is how every strategy is checked to resume exactly.
+What makes resume exact: the data order is a pure function of (seed, step) (`batches_for_step`),
+strategies' own choices are too (LISA's layers), and a checkpoint holds the trained weights, the
+optimizer and schedule state, and the random generators' states.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+from core import checkpoint, strategies
+from core.data import tokenize
+from core.errors import KnownError
+from core.run_config import RunConfig
+
+
+def pick_device(cfg: RunConfig):
+    """(device, dtype, precision name) for the run: CUDA when asked or available, bf16 where it exists."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if cfg.device == "cuda" and not cuda:
+        raise KnownError("The run asks for CUDA but no GPU is visible; plan again with --device cpu.")
+    device = torch.device("cuda" if (cfg.device in ("auto", "cuda") and cuda) else "cpu")
+    precision = cfg.precision
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device.type == "cuda" else "fp32"
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+    return device, dtype, precision
+
+
+def lr_lambda(total: int, warmup: int):
+    """Linear warm-up, then cosine decay to a tenth of the peak."""
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def batches_for_step(step: int, cfg: RunConfig, n: int) -> list[list[int]]:
+    """Example indices of each micro-batch of optimizer step `step`: a pure function of (seed, step).
+
+    That is what makes resume exact: no data-loader state to save, the order is recomputed. The
+    examples are positions [step·E, (step+1)·E) of an endless stream of per-epoch shuffles, E being
+    the effective batch, and only then cut into micro-batches: so a re-plan that trades micro-batch
+    for accumulation (after running out of memory) trains on exactly the same examples per step.
+    """
+    effective = cfg.micro_batch * cfg.grad_accum
+    picked: list[int] = []
+    orders: dict[int, list[int]] = {}
+    for position in range(step * effective, (step + 1) * effective):
+        epoch, k = divmod(position, n)
+        if epoch not in orders:
+            orders[epoch] = list(range(n))
+            random.Random(cfg.seed * 1000003 + epoch).shuffle(orders[epoch])
+        picked.append(orders[epoch][k])
+    return [picked[i:i + cfg.micro_batch] for i in range(0, effective, cfg.micro_batch)]
+
+
+class Session:
+    """A model ready to train with its strategy, optimizer and schedule; `step` runs one optimizer step."""
+
+    def __init__(self, cfg: RunConfig, total_steps: int):
+        import torch
+
+        self.cfg = cfg
+        self.strategy = strategies.get(cfg.strategy)
+        self.options = self.strategy.options(cfg.strategy_options)
+        self.device, self.dtype, self.precision = pick_device(cfg)
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        # On the CPU the weights stay fp32 whatever the precision: CPUs lack fast 16-bit math.
+        dtype = self.dtype if self.device.type == "cuda" else torch.float32
+        model = self.strategy.load_model(cfg.model_path, dtype, self.device, self.options)
+        model.config.use_cache = False
+        if cfg.gradient_checkpointing:
+            model.activation_checkpointing_enable()  # non-reentrant: recomputes each layer in backward
+        self.model = self.strategy.prepare(model, self.options, cfg)
+        self.model.train()
+        self.params = self.strategy.trained_parameters(self.model)
+        self.optimizer = self.strategy.make_optimizer(self.model, self.options, cfg, self.device.type)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(total_steps, int(cfg.warmup_ratio * total_steps)))
+        self.step_index = 0  # optimizer steps done
+
+    @property
+    def trainable_count(self) -> int:
+        return sum(p.numel() for p in self.params)
+
+    def step(self, batches: list[dict]) -> tuple[float, int, str | None]:
+        """One optimizer step over these micro-batches: (loss per trained token, tokens seen, strategy note)."""
+        import torch
+
+        note = self.strategy.before_step(self.step_index, self.model, self.optimizer, self.options, self.cfg)
+        # The loss is a mean over every trained token of the step, however it is cut into micro-batches.
+        trained = sum(int((b["labels"][:, 1:] != tokenize.IGNORE).sum()) for b in batches)
+        loss_sum, tokens = 0.0, 0
+        for batch in batches:
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            tokens += int(batch["attention_mask"].sum())
+            loss = self.model(**batch, num_items_in_batch=max(1, trained)).loss
+            loss.backward()
+            loss_sum += float(loss.detach())
+        if self.cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_([p for p in self.params if p.grad is not None], self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step_index += 1
+        return loss_sum, tokens, note
+
+    def evaluate(self, examples, pad_id: int) -> float | None:
+        """Loss per trained token over `examples` (None when there are none)."""
+        import torch
+
+        if not examples:
+            return None
+        self.model.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for i in range(0, len(examples), self.cfg.micro_batch):
+                batch = tokenize.collate(examples[i:i + self.cfg.micro_batch], pad_id)
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                n = int((batch["labels"][:, 1:] != tokenize.IGNORE).sum())
+                total += float(self.model(**batch).loss) * n
+                count += n
+        self.model.train()
+        return total / max(1, count)
+
+    def _named_trained(self) -> dict:
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        return {names[id(p)]: p for p in self.params}
+
+    def save_checkpoint(self, run_dir: str | Path, state: dict) -> Path:
+        return checkpoint.save(Path(run_dir), self.step_index, self._named_trained(), self.optimizer, self.scheduler,
+                               state, self.cfg.keep_checkpoints)
+
+    def resume(self, path: Path) -> dict:
+        state = checkpoint.load(path, self._named_trained(), self.optimizer, self.scheduler)
+        self.step_index = state["step"]
+        return state
+
+    def save_result(self, folder: Path) -> None:
+        self.strategy.save(self.model, folder)
