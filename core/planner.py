@@ -187,7 +187,7 @@ def fit(shape, target: _Target, strategy: str, seq_len: int, options: dict, rows
         checkpointing: bool | None = None, micro_batch: int | None = None) -> tuple[bool, int, dict, str]:
     """(checkpointing, micro-batch, settings, why) for a strategy: the first of its setting variants
     (core.strategies' plan_variants, best first) that fits, without checkpointing where possible.
-    Micro-batch 0 means nothing fits; the cheapest variant is returned then."""
+    When nothing fits, the cheapest variant comes back with the wished micro-batch (or 0)."""
     variants = strategies.get(strategy, need_built=False).plan_variants(dict(options))
     ckpts = [checkpointing] if checkpointing is not None else [False, True]
     for opts, why in variants:
@@ -200,7 +200,7 @@ def fit(shape, target: _Target, strategy: str, seq_len: int, options: dict, rows
             if mb:
                 return ckpt, mb, opts, why
     opts, why = variants[-1]
-    return ckpts[-1], 0, opts, why
+    return ckpts[-1], micro_batch or 0, opts, why
 
 
 def target_for(hw: HardwareProfile, w: Wishes, calibration: dict | None, reasons: list, warnings: list) -> _Target:

@@ -37,7 +37,7 @@ def test_out_of_memory_re_plans_and_continues(cli, home, tiny_model_dir, tmp_pat
     # Room for about 4 rows of ~200 tokens (logits dominate: 49k vocab × 12 bytes per token), not 16.
     cap = loaded_trainer_bytes(tiny_model_dir) + int(0.75 * GIB)
     proc = cli("train", "--model", tiny_model_dir, "--data", data, "--device", "cpu", "--strategy", "lora",
-               "--batch-size", "16", "--grad-accum", "1", "--max-steps", "2", "--memory-cap", f"{cap / GIB:.3f}",
+               "--batch-size", "16", "--grad-accum", "1", "--no-checkpointing", "--max-steps", "2", "--memory-cap", f"{cap / GIB:.3f}",
                "--json", check=0)
     events = json_lines(proc.stdout)
     kinds = [e["event"] for e in events]

@@ -1,0 +1,1 @@
+"""Benchmark scripts (run by hand on real hardware) and the module they share, `benchmarks.cells`."""
