@@ -105,7 +105,10 @@ def shipped_llamas(max_params: float) -> dict[str, dict]:
 
 def smoke_process() -> None:
     """Settings of a smoke run's process: one CPU thread. A tiny model's matrices are a few microseconds of
-    math, and handing them between threads costs more than that (on a busy CI machine, a thousand times more)."""
+    math, and handing them between threads costs more than that (on a busy CI machine, a thousand times more).
+    The scripts hide any GPU when `--smoke` is on their command line; this checks that it worked."""
+    if torch.cuda.is_available():
+        raise SystemExit("A smoke run must not see a GPU; run the script with --smoke on its command line.")
     torch.set_num_threads(1)
 
 

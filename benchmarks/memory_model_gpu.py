@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import shlex
 import sys
 import tempfile
@@ -39,6 +40,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+# A smoke run is the CPU's everywhere: any GPU is hidden before torch starts, or QLoRA's 4-bit loader
+# (transformers puts a quantized model on a visible GPU by default) would train half of it there.
+if "--smoke" in sys.argv[1:]:
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 from benchmarks import cells  # noqa: E402  (puts core on the path and prepares the process first)
 from benchmarks.cells import Cell, gib  # noqa: E402

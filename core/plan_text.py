@@ -9,6 +9,8 @@ def describe(plan: Plan) -> list[str]:
     """Human lines for `tuneforge plan`."""
     lines = [f"Strategy: {plan.strategy}" + ("" if plan.strategy_built else " (not built yet)")
              + (f", offload: {plan.offload}" if plan.offload else ""),
+             *([f"Settings: {', '.join(f'{k}={v}' for k, v in plan.options.items())}; optimizer {plan.optimizer}"]
+               if plan.options else [f"Optimizer: {plan.optimizer}"]),
              f"Device: {plan.device}" + (f" {plan.gpu_index} ({plan.gpu_name})" if plan.gpu_name else "")
              + f" in {plan.precision}, micro-batch {plan.micro_batch} × accumulation {plan.grad_accum}, "
              f"sequence length {plan.seq_len}, learning rate {plan.lr:g}"

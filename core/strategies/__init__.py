@@ -66,10 +66,12 @@ class Strategy:
 
     # --- training ------------------------------------------------------------------------------------
     def load_model(self, path: str, dtype, device, opts):
-        """The base model on `device`, weights in `dtype`."""
+        """The base model on `device`, weights in `dtype`. Loaded straight onto the device (device_map), so
+        host RAM never holds the whole model on the way to the GPU."""
+        import torch
         from transformers import AutoModelForCausalLM
 
-        return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device)
+        return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, device_map={"": torch.device(device)})
 
     def prepare(self, model, opts, cfg):
         """Return the model with exactly the trained parameters requiring grad."""

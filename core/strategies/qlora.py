@@ -52,5 +52,6 @@ class QLora(Lora):
 
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=opts.quant_type,
                                    bnb_4bit_use_double_quant=opts.double_quant, bnb_4bit_compute_dtype=dtype)
-        where = {"device_map": {"": torch.device(device)}} if torch.device(device).type == "cuda" else {}
-        return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, quantization_config=quant, **where)
+        # device_map always: without it a visible GPU would receive the 4-bit weights of a CPU run.
+        return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, quantization_config=quant,
+                                                    device_map={"": torch.device(device)})

@@ -1,0 +1,43 @@
+"""Each built strategy trains the real default model through the real CLI (`train --strategy NAME`),
+records its settings, saves a result in its own layout, and that result answers through `chat`."""
+
+import pytest
+
+from core import strategies
+from tests.conftest import DEMO, json_lines
+
+BUILT = [name for name, s in strategies.REGISTRY.items() if s.built]
+EXTRA = {"lisa": ["--option", "layers=2", "--option", "interval=1"]}  # switch layers on every step
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "pirate16.jsonl"
+    path.write_text("".join(DEMO.read_text(encoding="utf-8").splitlines(keepends=True)[:16]), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_strategy_trains_the_default_model_from_the_command_line(name, cli, home, default_model_dir, small_data):
+    proc = cli("train", "--model", "default", "--data", small_data, "--strategy", name, "--device", "cpu",
+               "--max-steps", "2", "--batch-size", "2", "--grad-accum", "1", "--seq-len", "128", "--json",
+               *EXTRA.get(name, []), check=0)
+    events = json_lines(proc.stdout)
+    plan = events[0]["plan"]
+    assert events[0]["event"] == "plan" and plan["strategy"] == name
+    assert plan["options"] == strategies.get(name).options(plan["options"]).__dict__  # every setting, typed
+    start = next(e for e in events if e["event"] == "start")
+    assert start["strategy"] == name and start["options"] == plan["options"] and start["trainable_params"] > 0
+    steps = [e for e in events if e["event"] == "step"]
+    assert [e["step"] for e in steps] == [1, 2] and all(0 < e["loss"] < 20 for e in steps)
+    assert [e["status"] for e in events if e["event"] == "done"] == ["done"]
+    if name == "lisa":
+        switches = [e["text"] for e in events if e["event"] == "status" and e["text"].startswith("Training layers")]
+        assert len(switches) == 2, switches
+
+    run_id = events[0]["run_id"]
+    result = home / "runs" / run_id / "result"
+    layout = "adapter_model.safetensors" if strategies.get(name).result == "adapter" else "model.safetensors"
+    assert (result / layout).is_file(), sorted(p.name for p in result.iterdir())
+    answer = cli("chat", "--run", run_id, "--prompt", "Where is the treasure?", "--max-new-tokens", "6", check=0)
+    assert answer.stdout.strip()
