@@ -134,3 +134,35 @@ def test_calibration_scales_memory_and_time_and_says_so():
     assert scaled.step_time_s == pytest.approx(2 * plain.step_time_s, rel=1e-3)
     assert scaled.memory["calibration correction"] > 0 and scaled.calibration["time_factor"] == 2.0
     assert sum(1 for r in scaled.reasons if "run r1 on RTX 4090" in r) == 2
+
+
+def model_config(name: str) -> dict:
+    return json.loads((REPO / "resources" / "models" / f"{name}.json").read_text())
+
+
+@pytest.mark.parametrize("model,embeddings", [("smollm2-135m", True), ("llama-3.2-1b", False)])
+def test_lisa_trains_the_embeddings_only_where_they_fit(model, embeddings):
+    """On an 8 GB laptop GPU, SmolLM2's embeddings fit beside two sampled layers; Llama-3.2-1B's 262M-weight
+    embeddings (with their gradients, fp32 masters and moments) do not, so they stay frozen and LISA still fits."""
+    hw = hardware.load(REPO / "resources" / "hardware" / "gpu-8gb-laptop.json")
+    plan = planner.make_plan(hw, model_config(model), [400] * 200, planner.Wishes(strategy="lisa"))
+    assert plan.fits and plan.options["embeddings"] is embeddings
+    assert plan.options["layers"] == 2 and plan.optimizer == "adamw"
+    assert any(("all the time" if embeddings else "stay frozen") in r for r in plan.reasons)
+    # What the planner counts is what the memory model gives for those settings.
+    with_embeddings = planner.make_plan(hw, model_config(model), [400] * 200,
+                                        planner.Wishes(strategy="lisa", options={"embeddings": True}))
+    assert with_embeddings.fits is embeddings
+    assert with_embeddings.peak_bytes > plan.peak_bytes or embeddings
+
+
+def test_strategy_settings_flow_into_the_plan_and_are_checked():
+    plan = planner.make_plan(CPU_ONLY, SMOL, [50] * 10, planner.Wishes(options={"r": 8, "layers": 3}))
+    assert plan.strategy == "lora" and plan.options["r"] == 8 and plan.options["alpha"] == 32
+    assert any("layers do not apply to lora" in w for w in plan.warnings)
+    small = planner.make_plan(CPU_ONLY, SMOL, [50] * 10, planner.Wishes(strategy="lora", options={"r": 64}))
+    assert small.memory["adapter weights (fp32)"] == 8 * plan.memory["adapter weights (fp32)"]
+    from core.errors import BadArgument
+
+    with pytest.raises(BadArgument, match="unknown setting"):
+        planner.make_plan(CPU_ONLY, SMOL, [50], planner.Wishes(strategy="full", options={"r": 8}))

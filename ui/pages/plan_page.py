@@ -110,7 +110,9 @@ class PlanPage(Page):
         self.session.bundle = bundle
         self.status.stop()
         p = bundle.plan
-        self.labels["strategy"].setText(p.strategy + ("" if p.strategy_built else " (not built yet)"))
+        settings = ", ".join(f"{k} {v}" for k, v in p.options.items())
+        self.labels["strategy"].setText(p.strategy + ("" if p.strategy_built else " (not built yet)")
+                                        + (f" ({settings}; {p.optimizer})" if settings else f" ({p.optimizer})"))
         self.labels["device"].setText(f"{p.device} in {p.precision}")
         self.labels["batch"].setText(f"{p.micro_batch} example{'s' if p.micro_batch > 1 else ''} × "
                                      f"{p.grad_accum} accumulation = "
