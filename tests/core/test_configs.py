@@ -40,6 +40,21 @@ def test_config_round_trips_and_refuses_unknown_keys(tmp_path):
         settings.load_json(RunConfig, path)
 
 
+def test_run_files_from_before_strategy_settings_still_load(tmp_path):
+    """run.json files written before strategies had their own settings kept LoRA's at the top level; their
+    runs must still resume, with those values moved where the strategy now reads them."""
+    from core import run_config
+
+    old = {**settings.to_dict(RunConfig(**REQUIRED)), "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.1}
+    del old["strategy_options"]
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(old))
+    assert run_config.load(path).strategy_options == {"r": 8, "alpha": 16, "dropout": 0.1}
+    path.write_text(json.dumps({**settings.to_dict(RunConfig(**REQUIRED)), "strategy_options": {"rank": 8}}))
+    with pytest.raises(BadArgument, match="lora settings: unknown setting.*rank"):
+        run_config.load(path)
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "resources" / "hardware").glob("*.json")), ids=lambda p: p.name)
 def test_shipped_hardware_profiles_load_and_plan(path):
     profile = hardware.load(path)
