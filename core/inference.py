@@ -17,11 +17,13 @@ def load(model_path: str | Path, strategy: str | None = None, result: str | Path
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(str(model_path))
-    model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype)
-    if result is not None:
-        if not Path(result).is_dir():
-            raise KnownError(f"{result}: the run has no saved result yet; let it finish or stop it to save one.")
-        model = strategies.get(strategy or "lora").load(model, result)
+    if result is not None and not Path(result).is_dir():
+        raise KnownError(f"{result}: the run has no saved result yet; let it finish or stop it to save one.")
+    s = strategies.get(strategy or "lora") if result is not None else None
+    # A strategy that saves the whole model (full, LISA) needs no base: load the result itself.
+    model = AutoModelForCausalLM.from_pretrained(str(result if s and s.result == "model" else model_path), dtype=dtype)
+    if s and s.result == "adapter":
+        model = s.load(model, result)
     return model.to(device).eval(), tokenizer
 
 

@@ -11,6 +11,10 @@ After an out-of-memory crash, `core.replanner` scales the estimates by what the 
 walks down the same ladder from where the run was (halve the micro-batch first, keeping the
 effective batch, so the run can continue from its checkpoint on the same trajectory). Every
 setting can be overridden by a wish, and the reasons say which ones were.
+
+A strategy's own settings are decided the same way: the strategy offers variants best first
+(`plan_variants`; LISA: embeddings trained, then frozen) and the first that fits is taken, with the
+strategy's sentence for it. The machine-side limits live in core.plan_target.
 """
 
 from __future__ import annotations
@@ -21,14 +25,11 @@ from dataclasses import asdict, dataclass, field
 
 from core import memory_model as mm
 from core import settings, speed_model, strategies
-from core.hardware import GPU, HardwareProfile
+from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
+from core.plan_target import Target, target_for
 
 GIB = 1024**3
-HEADROOM = 0.95  # plan to use at most 95% of a device's free memory...
-MIN_SPARE = GIB // 2  # ...and leave at least this much (or 10% of a small limit) for spikes and model error;
-# calibration and the OOM re-plan catch the rest
-CPU_RAM_SHARE = 0.8  # of the RAM available now, when training on the CPU
 EFFECTIVE_BATCH = 8  # sequences per optimizer step unless the data has fewer rows
 MICRO_BATCHES = (16, 8, 4, 2, 1)
 LADDER = (("lora", False), ("lora", True), ("qlora", True), ("offload", True))
@@ -116,37 +117,6 @@ class Plan:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-@dataclass
-class _Target:
-    """The machine-side facts a plan is made against."""
-
-    device: str
-    gpu: GPU | None
-    precision: str
-    limit: int
-    ram_limit: int
-    disk_free: int
-    factor: float  # calibration: multiply estimated device bytes by this
-    factor_source: str = ""  # what measured it
-    time_factor: float = 1.0  # calibration: multiply estimated step time by this
-
-    def setup(self, strategy: str, micro_batch: int, seq_len: int, checkpointing: bool, options: dict,
-              on_disk: bool = False) -> mm.Setup:
-        s = strategies.get(strategy, need_built=False)
-        return mm.Setup(strategy, micro_batch, seq_len, compute_bytes=4 if self.precision == "fp32" else 2,
-                        checkpointing=checkpointing, on_gpu=self.device == "cuda", weights_on_disk=on_disk,
-                        **s.setup_fields(s.options(options), self.device))
-
-    @property
-    def usable(self) -> int:
-        spare = max(self.limit * (1 - HEADROOM), min(MIN_SPARE, self.limit * 0.1))
-        return int(self.limit - spare)
-
-    def fits(self, est: mm.Estimate) -> bool:
-        return (est.device_total * self.factor <= self.usable and est.ram_total <= self.ram_limit
-                and est.disk_total <= self.disk_free)
-
-
 def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list[int], wishes: Wishes | None = None,
               calibration: dict | None = None) -> Plan:
     w = wishes or Wishes()
@@ -183,7 +153,7 @@ def options_for(strategy: str, w: Wishes, warnings: list | None = None) -> dict:
     return {k: v for k, v in w.options.items() if k in fields}
 
 
-def fit(shape, target: _Target, strategy: str, seq_len: int, options: dict, rows: int,
+def fit(shape, target: Target, strategy: str, seq_len: int, options: dict, rows: int,
         checkpointing: bool | None = None, micro_batch: int | None = None) -> tuple[bool, int, dict, str]:
     """(checkpointing, micro-batch, settings, why) for a strategy: the first of its setting variants
     (core.strategies' plan_variants, best first) that fits, without checkpointing where possible.
@@ -203,54 +173,6 @@ def fit(shape, target: _Target, strategy: str, seq_len: int, options: dict, rows
     return ckpts[-1], micro_batch or 0, opts, why
 
 
-def target_for(hw: HardwareProfile, w: Wishes, calibration: dict | None, reasons: list, warnings: list) -> _Target:
-    gpu = _pick_gpu(hw, w, reasons, warnings)
-    device = w.device or ("cuda" if gpu else "cpu")
-    if device == "cuda" and not gpu:
-        warnings.append("CUDA was asked for but no GPU was found; the run would fail to start.")
-    ram_limit = int(hw.ram_available_bytes * CPU_RAM_SHARE) if hw.ram_available_bytes else 0
-    if device == "cuda":
-        precision = "bf16" if gpu and gpu.bf16 else "fp16"
-        reasons.append(f"Training on {gpu.name if gpu else 'the GPU'} in {precision}"
-                       + (" (it supports bf16)." if precision == "bf16" else " (no bf16 on this GPU)."))
-        limit = (gpu.free_bytes or gpu.total_bytes) if gpu else 0
-    else:
-        precision, limit = "fp32", ram_limit
-        reasons.append("No GPU: training on the CPU in fp32 (CPUs lack fast 16-bit math); expect it to be slow.")
-    if w.memory_cap_bytes:
-        limit = min(limit, w.memory_cap_bytes)
-        reasons.append(f"Memory capped at {w.memory_cap_bytes / GIB:.2f} GiB as you asked.")
-    factor = 1.0
-    calibration = calibration or {}
-    if calibration.get("factor"):
-        factor = float(calibration["factor"])
-        reasons.append(f"Memory estimates scaled by ×{factor:.2f}, measured on {calibration.get('source', 'a run')}.")
-    time_factor = float(calibration.get("time_factor") or 1.0)
-    if time_factor != 1.0:
-        reasons.append(f"Time per step scaled by ×{time_factor:.2f}, measured on {calibration.get('source', 'a run')}.")
-    return _Target(device, gpu if device == "cuda" else None, precision, limit, ram_limit or 1 << 62,
-                   hw.disk_free_bytes or 1 << 62, factor, calibration.get("source", ""), time_factor)
-
-
-def _pick_gpu(hw: HardwareProfile, w: Wishes, reasons: list, warnings: list) -> GPU | None:
-    if not hw.gpus or w.device == "cpu":
-        return None
-    if w.gpu_index is not None:
-        match = [g for g in hw.gpus if g.index == w.gpu_index]
-        if not match:
-            warnings.append(f"There is no GPU {w.gpu_index}; GPUs here: "
-                            + ", ".join(str(g.index) for g in hw.gpus) + ". Planning for GPU 0.")
-            return hw.gpus[0]
-        if len(hw.gpus) > 1:
-            reasons.append(f"GPU {w.gpu_index} ({match[0].name}) as you asked.")
-        return match[0]
-    best = max(hw.gpus, key=lambda g: (g.free_bytes or g.total_bytes, -g.index))
-    if len(hw.gpus) > 1:
-        reasons.append(f"{len(hw.gpus)} GPUs here; planning for GPU {best.index} ({best.name}), the one with the "
-                       "most free memory. Training uses one GPU; --gpu N picks another.")
-    return best
-
-
 def _seq_len(shape: ModelShape, lengths: list[int], w: Wishes, reasons: list) -> tuple[int, int]:
     longest = max(lengths) if lengths else 512
     context_cap = min(shape.max_positions, 4096)
@@ -265,7 +187,7 @@ def _seq_len(shape: ModelShape, lengths: list[int], w: Wishes, reasons: list) ->
     return seq_len, truncated
 
 
-def largest_micro_batch(shape, target: _Target, strategy, seq_len, ckpt, options, rows) -> int:
+def largest_micro_batch(shape, target: Target, strategy, seq_len, ckpt, options, rows) -> int:
     """The largest micro-batch (at most the effective batch) that fits; 0 if not even one example does."""
     cap = max(1, min(EFFECTIVE_BATCH, rows))
     for mb in MICRO_BATCHES:
@@ -274,14 +196,14 @@ def largest_micro_batch(shape, target: _Target, strategy, seq_len, ckpt, options
     return 0
 
 
-def _fits_somewhere(shape, target: _Target, strategy, mb, seq_len, ckpt, options) -> bool:
+def _fits_somewhere(shape, target: Target, strategy, mb, seq_len, ckpt, options) -> bool:
     if target.fits(mm.estimate(shape, target.setup(strategy, mb, seq_len, ckpt, options))):
         return True
     return strategy == "offload" and target.fits(mm.estimate(shape, target.setup(strategy, mb, seq_len, ckpt,
                                                                                  options, on_disk=True)))
 
 
-def _climb_ladder(shape, target: _Target, seq_len: int, w: Wishes, rows: int) -> tuple[str, bool, int]:
+def _climb_ladder(shape, target: Target, seq_len: int, w: Wishes, rows: int) -> tuple[str, bool, int]:
     rungs = LADDER if target.device == "cuda" else LADDER[:3]  # nothing to stream to on a CPU
     if w.checkpointing is not None:
         rungs = [r for r in rungs if r[1] == w.checkpointing or r[0] == "offload"]
@@ -297,7 +219,7 @@ def _climb_ladder(shape, target: _Target, seq_len: int, w: Wishes, rows: int) ->
     return (*rungs[0], w.micro_batch) if w.micro_batch else (*rungs[-1], 0)
 
 
-def why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: _Target, options: dict) -> str:
+def why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: Target, options: dict) -> str:
     size = f"{shape.params / 1e9:.1f}B" if shape.params >= 1e9 else f"{shape.params / 1e6:.0f}M"
     where = f"{target.limit / GIB:.1f} GiB"
     text = {
@@ -312,7 +234,7 @@ def why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: _Target, opti
                    else ", without gradient checkpointing (fastest).")
 
 
-def finish_plan(shape, hw, target: _Target, strategy, ckpt, mb, seq_len, truncated, lengths, w: Wishes, reasons,
+def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncated, lengths, w: Wishes, reasons,
                 warnings, fitted: bool, options: dict, steps: int | None = None) -> Plan:
     s = strategies.get(strategy, need_built=False)
     if not s.built:
@@ -377,7 +299,7 @@ def finish_plan(shape, hw, target: _Target, strategy, ckpt, mb, seq_len, truncat
     return plan
 
 
-def _rejected(shape, target: _Target, plan: Plan, w: Wishes) -> list[dict]:
+def _rejected(shape, target: Target, plan: Plan, w: Wishes) -> list[dict]:
     out = []
     for name, s in strategies.REGISTRY.items():
         if name == plan.strategy:

@@ -14,8 +14,8 @@ import math
 from core import memory_model as mm
 from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
-from core.planner import (GIB, LADDER, Plan, Wishes, finish_plan, largest_micro_batch, options_for, target_for,
-                          why_rung)
+from core.plan_target import target_for
+from core.planner import (GIB, LADDER, Plan, Wishes, finish_plan, largest_micro_batch, options_for, why_rung)
 
 OOM_MARGIN = 1.05  # after a crash, assume the true peak was at least 5% above the limit
 
