@@ -33,10 +33,11 @@ class PlanPage(Page):
         self.max_steps.valueChanged.connect(self._steps_changed)
 
         self.labels = {key: QLabel("—", wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
-                       for key in ("strategy", "device", "batch", "seq_len", "lr", "steps", "time")}
+                       for key in ("strategy", "settings", "device", "batch", "seq_len", "lr", "steps", "time")}
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
-        for key, title in (("strategy", "Strategy:"), ("device", "Device:"), ("batch", "Batch:"),
+        for key, title in (("strategy", "Strategy:"), ("settings", "Its settings:"), ("device", "Device:"),
+                           ("batch", "Batch:"),
                            ("seq_len", "Sequence length:"), ("lr", "Learning rate:"), ("steps", "Steps:"),
                            ("time", "Estimated time:")):
             form.addRow(title, self.labels[key])
@@ -110,9 +111,9 @@ class PlanPage(Page):
         self.session.bundle = bundle
         self.status.stop()
         p = bundle.plan
-        settings = ", ".join(f"{k} {v}" for k, v in p.options.items())
-        self.labels["strategy"].setText(p.strategy + ("" if p.strategy_built else " (not built yet)")
-                                        + (f" ({settings}; {p.optimizer})" if settings else f" ({p.optimizer})"))
+        self.labels["strategy"].setText(p.strategy + ("" if p.strategy_built else " (not built yet)"))
+        self.labels["settings"].setText(", ".join([f"{k} = {v}" for k, v in p.options.items()]
+                                                  + [f"optimizer {p.optimizer}"]))
         self.labels["device"].setText(f"{p.device} in {p.precision}")
         self.labels["batch"].setText(f"{p.micro_batch} example{'s' if p.micro_batch > 1 else ''} × "
                                      f"{p.grad_accum} accumulation = "
