@@ -77,9 +77,7 @@ class Session:
         self.device, self.dtype, self.precision = pick_device(cfg)
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-        # On the CPU the weights stay fp32 whatever the precision: CPUs lack fast 16-bit math.
-        dtype = self.dtype if self.device.type == "cuda" else torch.float32
-        model = self.strategy.load_model(cfg.model_path, dtype, self.device, self.options)
+        model = self.strategy.load_model(cfg.model_path, self.dtype, self.device, self.options)
         model.config.use_cache = False
         if cfg.gradient_checkpointing:
             model.activation_checkpointing_enable()  # non-reentrant: recomputes each layer in backward

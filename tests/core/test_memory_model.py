@@ -14,29 +14,27 @@ CONFIG = dict(hidden_size=192, intermediate_size=560, num_hidden_layers=3, num_a
               num_key_value_heads=1, vocab_size=1000, max_position_embeddings=512, tie_word_embeddings=True)
 
 
-def saved_bytes(strategy: str, compute_bytes: int, checkpointing: bool, tmp_path, batch=2, seq=96) -> int:
-    """Bytes of the distinct non-parameter tensors autograd keeps after one forward with a loss."""
+def saved_bytes(strategy: str, compute_bytes: int, checkpointing: bool, tmp_path, batch=2, seq=96,
+                options: dict | None = None) -> int:
+    """Bytes of the distinct non-parameter tensors autograd keeps after one forward with a loss, with the
+    model loaded and prepared by the trainer's own Session (so the measurement follows the real runs)."""
     import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig
+    from transformers import AutoModelForCausalLM, LlamaConfig
 
-    dtype = torch.float32 if compute_bytes == 4 else torch.bfloat16
+    from core.run_config import RunConfig
+    from core.training import Session
+
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(LlamaConfig(**CONFIG), dtype=dtype)
-    if strategy == "qlora":
-        model.save_pretrained(tmp_path)
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                   bnb_4bit_compute_dtype=dtype)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=dtype, quantization_config=quant)
-    model.config.use_cache = False
-    if checkpointing:
-        model.activation_checkpointing_enable()
-        model.enable_input_require_grads()
-    if strategy != "full":
-        model = get_peft_model(model, LoraConfig(r=16, target_modules="all-linear", use_dora=strategy == "dora"))
-    model.train()
+    AutoModelForCausalLM.from_config(LlamaConfig(**CONFIG)).save_pretrained(tmp_path / "model")
+    cfg = RunConfig(run_id="m", run_dir=str(tmp_path / "run"), db_path="unused", model_path=str(tmp_path / "model"),
+                    data_path="unused", strategy=strategy, device="cpu",
+                    precision="fp32" if compute_bytes == 4 else "bf16", gradient_checkpointing=checkpointing,
+                    strategy_options=options if options is not None else ({} if strategy == "full" else {"r": 16}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bitsandbytes' notes about its CPU kernels
+        session = Session(cfg, total_steps=1)
+    model = session.model
+    session.strategy.before_step(0, model, session.optimizer, session.options, cfg)  # LISA samples its layers
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     packed = []
 
@@ -67,6 +65,21 @@ def test_saved_activations_match_measurement(strategy, compute_bytes, checkpoint
     predicted = mm.saved_after_forward(shape, setup) + setup.tokens * shape.vocab * mm.LOGITS_SAVED_BYTES
     measured = saved_bytes(strategy, compute_bytes, checkpointing, tmp_path)
     assert abs(predicted - measured) / measured < 0.10, (predicted, measured)
+
+
+@pytest.mark.parametrize("compute_bytes,checkpointing,embeddings", [(b, c, e) for b in (4, 2) for c in (False, True)
+                                                                      for e in (False, True)])
+def test_lisa_activations_are_bounded_by_full_fine_tuning(compute_bytes, checkpointing, embeddings, tmp_path):
+    """The model counts LISA's activations as full fine-tuning's in every layer (the worst case: the lowest
+    layer sampled). Measured with one layer of three active, it must never be under, and not far over:
+    frozen layers keep no inputs for weight gradients, which is what the margin is."""
+    shape = ModelShape.from_config(CONFIG)
+    setup = mm.Setup("lisa", micro_batch=2, seq_len=96, compute_bytes=compute_bytes, checkpointing=checkpointing,
+                     lisa_layers=1, lisa_embeddings=embeddings, on_gpu=False)
+    predicted = mm.saved_after_forward(shape, setup) + setup.tokens * shape.vocab * mm.LOGITS_SAVED_BYTES
+    measured = saved_bytes("lisa", compute_bytes, checkpointing, tmp_path,
+                           options={"layers": 1, "embeddings": embeddings})
+    assert measured * 0.99 <= predicted <= measured * 1.35, (predicted, measured)
 
 
 def test_terms_are_named_and_follow_the_strategy():
