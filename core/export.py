@@ -46,12 +46,13 @@ def export(run: dict, fmt: str, out: str | Path, quant: str | None = None, progr
                 shutil.copy2(f, tmp / f.name)
         progress.update(1.0, "Adapter exported")
         return out
-    progress.update(0.1, "Loading the base model")
+    progress.update(0.1, "Loading the trained model")
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    base = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32)
-    model = strategy.load(base, result)
+    from core.inference import trained_model
+
+    model = trained_model(model_path, run["strategy"], result, torch.float32)
     progress.update(0.5, "Merging")
     if strategy.result == "adapter":
         model = model.merge_and_unload()

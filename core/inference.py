@@ -12,19 +12,24 @@ from core.errors import KnownError
 def load(model_path: str | Path, strategy: str | None = None, result: str | Path | None = None):
     """(model, tokenizer) on the CPU in fp32 (or CUDA when present), with a run's result applied."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    return trained_model(model_path, strategy, result, dtype).to(device).eval(), tokenizer
+
+
+def trained_model(model_path: str | Path, strategy: str | None, result: str | Path | None, dtype):
+    """The base with a run's result applied (an adapter on top), or the saved model itself when the
+    strategy saved the whole model (full, LISA: no base needed); the plain base without a result."""
+    from transformers import AutoModelForCausalLM
+
     if result is not None and not Path(result).is_dir():
         raise KnownError(f"{result}: the run has no saved result yet; let it finish or stop it to save one.")
     s = strategies.get(strategy or "lora") if result is not None else None
-    # A strategy that saves the whole model (full, LISA) needs no base: load the result itself.
     model = AutoModelForCausalLM.from_pretrained(str(result if s and s.result == "model" else model_path), dtype=dtype)
-    if s and s.result == "adapter":
-        model = s.load(model, result)
-    return model.to(device).eval(), tokenizer
+    return s.load(model, result) if s and s.result == "adapter" else model
 
 
 def reply(model, tokenizer, prompt: str, system: str | None = None, max_new_tokens: int = 128,

@@ -41,3 +41,9 @@ def test_strategy_trains_the_default_model_from_the_command_line(name, cli, home
     assert (result / layout).is_file(), sorted(p.name for p in result.iterdir())
     answer = cli("chat", "--run", run_id, "--prompt", "Where is the treasure?", "--max-new-tokens", "6", check=0)
     assert answer.stdout.strip()
+    if strategies.get(name).result == "model":  # the whole model was saved: export it without a base or merge
+        out = home / "exported"
+        cli("export", "--run", run_id, "--format", "safetensors", "--out", out, check=0)
+        assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+        refused = cli("export", "--run", run_id, "--format", "adapter", "--out", home / "adapter", check=2)
+        assert "there is no adapter" in refused.stderr
