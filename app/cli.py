@@ -48,6 +48,8 @@ def build_parser() -> Parser:
                           help="Force gradient checkpointing on (less memory, about a third slower).")
         ckpt.add_argument("--no-checkpointing", dest="checkpointing", action="store_false",
                           help="Force gradient checkpointing off.")
+        s.add_argument("--no-packing", dest="packing", action="store_false",
+                       help="Pad every row to itself instead of packing short rows into full sequences.")
         s.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                        help="A setting of the strategy, e.g. r=8 or layers=4 (repeat for more; `tuneforge "
                             "strategies` lists them).")

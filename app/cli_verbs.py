@@ -22,7 +22,8 @@ def wishes_of(a) -> planner.Wishes:
                           lr=a.lr, max_steps=a.max_steps, epochs=a.epochs, device=a.device, gpu_index=a.gpu,
                           checkpointing=a.checkpointing,
                           memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else None,
-                          options=dict(strategies.parse_option(a.strategy, text) for text in a.option))
+                          options=dict(strategies.parse_option(a.strategy, text) for text in a.option),
+                          packing=a.packing)
 
 
 def check_positive(a) -> None:

@@ -117,7 +117,7 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, **o
             model_name=bundle.model.name, strategy=p.strategy, device=p.device, precision=p.precision,
             seq_len=p.seq_len, micro_batch=p.micro_batch, grad_accum=p.grad_accum, max_steps=p.max_steps,
             epochs=p.epochs, lr=p.lr, seed=seed, gradient_checkpointing=p.gradient_checkpointing,
-            strategy_options=p.options, plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
+            strategy_options=p.options, packing=p.packing, plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
         )
         fields.update(overrides)  # every planned setting can be overridden (STYLE §6)
         cfg = settings.from_dict(RunConfig, fields, source="run settings")

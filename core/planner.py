@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 
 from core import memory_model as mm
 from core import settings, speed_model, strategies
+from core.data import packing as packing_mod
 from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
 from core.plan_target import Target, target_for
@@ -61,6 +62,7 @@ class Wishes:
     checkpointing: bool | None = None
     memory_cap_bytes: int | None = None  # use at most this much of the training device
     options: dict = field(default_factory=dict)  # strategy settings (core.strategies Options fields)
+    packing: bool = True  # pack short rows into full sequences (core.data.packing)
 
 
 @dataclass
@@ -87,6 +89,8 @@ class Plan:
     offload: str = ""  # "", or "weights" (streamed from RAM) / "weights on disk" (from NVMe)
     optimizer: str = "adamw"  # a name in core.memory_model.OPTIMIZERS
     options: dict = field(default_factory=dict)  # the strategy's settings as planned (its Options fields)
+    packing: bool = True  # short rows packed into full sequences
+    sequences: int = 0  # what one epoch is made of: packs, or rows when not packing
     ram: dict[str, int] = field(default_factory=dict)  # host RAM by term
     ram_limit: int = 0
     disk: dict[str, int] = field(default_factory=dict)  # run folder by term
@@ -125,7 +129,7 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
     warnings: list[str] = []
     target = target_for(hardware, w, calibration, reasons, warnings)
     seq_len, truncated = _seq_len(shape, token_lengths, w, reasons)
-    rows = max(1, len(token_lengths))
+    rows = sequences(token_lengths, seq_len, w.packing)
 
     if w.strategy:
         strategy = w.strategy
@@ -187,6 +191,13 @@ def _seq_len(shape: ModelShape, lengths: list[int], w: Wishes, reasons: list) ->
     return seq_len, truncated
 
 
+def sequences(lengths: list[int], seq_len: int, packing: bool) -> int:
+    """Sequences in one epoch: packs of rows when packing, otherwise the rows themselves."""
+    if not lengths:
+        return 1
+    return len(packing_mod.bins(lengths, seq_len)) if packing else len(lengths)
+
+
 def largest_micro_batch(shape, target: Target, strategy, seq_len, ckpt, options, rows) -> int:
     """The largest micro-batch (at most the effective batch) that fits; 0 if not even one example does."""
     cap = max(1, min(EFFECTIVE_BATCH, rows))
@@ -246,7 +257,10 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         est = mm.estimate(shape, setup)
         reasons.append("The weights do not fit in RAM either, so they stream from the disk"
                        + ("." if hw.disk_read_bytes_per_s else " (its speed was not measured: run `profile`)."))
-    rows = max(1, len(lengths))
+    rows = sequences(lengths, seq_len, w.packing)
+    if w.packing and lengths:
+        reasons.append(f"Packing: the {len(lengths)} rows fit in {rows} sequences of up to {seq_len} tokens, each "
+                       "row still apart from the others, so steps spend their compute on tokens, not padding.")
     effective = min(EFFECTIVE_BATCH, rows)
     grad_accum = w.grad_accum or max(1, math.ceil(effective / mb))
     if w.micro_batch:
@@ -262,7 +276,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
     max_steps = w.max_steps or 0
     per_epoch = math.ceil(rows / (mb * grad_accum))
     total_steps = steps or max_steps or max(1, math.ceil(epochs * per_epoch))
-    mean_len = min(seq_len, sum(lengths) / rows) if lengths else seq_len
+    mean_len = min(seq_len, sum(min(n, seq_len) for n in lengths) / rows) if lengths else seq_len
     step_time = grad_accum * speed_model.micro_batch_seconds(shape, setup, hw, target.gpu, mean_len) * target.time_factor
     device_bytes = int(est.device_total * target.factor)
     if device_bytes > target.usable:
@@ -290,7 +304,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         ram=est.ram, ram_limit=target.ram_limit if target.ram_limit < 1 << 62 else 0, disk=est.disk,
         disk_free=hw.disk_free_bytes, epoch_time_s=round(step_time * per_epoch, 1),
         fits=device_bytes <= target.usable and est.ram_total <= target.ram_limit,
-        optimizer=setup.optimizer, options=settings.to_dict(s.options(options)),
+        optimizer=setup.optimizer, options=settings.to_dict(s.options(options)), packing=w.packing, sequences=rows,
         calibration={"factor": target.factor, "time_factor": target.time_factor, "source": target.factor_source}
         if (target.factor, target.time_factor) != (1.0, 1.0) else {},
         reasons=reasons, warnings=warnings,

@@ -66,7 +66,7 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
     strategy, ckpt, mb = chosen
     plan_wishes = Wishes(micro_batch=mb, grad_accum=math.ceil(effective / mb), seq_len=previous.seq_len,
                          lr=previous.lr, max_steps=previous.max_steps or None, epochs=previous.epochs,
-                         options=previous.options)
+                         options=previous.options, packing=previous.packing)
     return finish_plan(shape, hardware, target, strategy, ckpt, mb, previous.seq_len,
                        sum(1 for n in token_lengths if n > previous.seq_len), token_lengths, plan_wishes, reasons,
                        warnings, fitted=fitted, options=carried(strategy), steps=previous.total_steps)

@@ -44,6 +44,9 @@ class RunConfig:
     checkpoint_every: int = option(50, help="Save a resumable checkpoint every N steps (and always at the end).")
     keep_checkpoints: int = option(2, help="How many recent checkpoints to keep on disk.")
     gradient_checkpointing: bool = option(False, help="Recompute activations in backward to save memory.")
+    packing: bool = option(True, help="Pack short rows together into full sequences (rows stay apart: positions "
+                                      "restart per row and no row attends to another); turned off by itself where "
+                                      "the model cannot keep packed rows apart.")
     strategy_options: dict = option({}, help="Settings of the strategy (the fields of its Options; `tuneforge "
                                              "strategies` lists them); unset ones take their defaults.")
     threads: int = option(0, help="CPU threads for torch; 0 lets torch decide.")

@@ -40,7 +40,7 @@ sys.stdout = sys.stderr
 
 from core import checkpoint, history, memory_watch, run_config, runtime_env, settings, strategies, training  # noqa: E402
 from core.data import dataset as data_mod  # noqa: E402
-from core.data import tokenize  # noqa: E402
+from core.data import packing, tokenize  # noqa: E402
 from core.errors import KnownError  # noqa: E402
 from core.run_config import RunConfig  # noqa: E402
 
@@ -95,9 +95,19 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
     if not train_set:
         raise KnownError(f"{cfg.data_path}: no example has a trained token within {cfg.seq_len} tokens; "
                          "raise the sequence length.")
-    per_epoch = len(train_set) / (cfg.micro_batch * cfg.grad_accum)  # steps per pass over the data
+    session = training.Session(cfg)
+    items, collate = train_set, tokenize.collate
+    if cfg.packing:
+        if packing.works_with(session.model):
+            items, collate = packing.pack(train_set, cfg.seq_len), packing.collate
+            emit("status", text=f"Packed {len(train_set)} rows into {len(items)} sequences of up to {cfg.seq_len} "
+                                "tokens (rows stay apart)")
+        else:
+            emit("status", text="Packing is off: this model's attention would let packed rows see each other, "
+                                "so rows are padded instead")
+    per_epoch = len(items) / (cfg.micro_batch * cfg.grad_accum)  # steps per pass over the data
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
-    session = training.Session(cfg, total)
+    session.schedule(total)
 
     best = float("inf")
     last = checkpoint.latest(run_dir) if resume else None
@@ -108,6 +118,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
     emit("start", total_steps=total, start_step=session.step_index, train_examples=len(train_set),
          eval_examples=len(eval_set), trainable_params=session.trainable_count, device=device.type,
          precision=precision, strategy=cfg.strategy, options=settings.to_dict(session.options),
+         sequences=len(items), packed=collate is packing.collate,
          tokens_per_epoch=sum(len(e.input_ids) for e in train_set))
 
     def save_checkpoint() -> None:
@@ -122,8 +133,8 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
             return finish(cfg, db, emit, session, history.STOPPED, f"stopped by you at step {session.step_index}",
                           loss_value, best, EXIT_STOPPED)
         t0 = time.time()
-        batches = [tokenize.collate([train_set[i] for i in idx], pad_id)
-                   for idx in training.batches_for_step(session.step_index, cfg, len(train_set))]
+        batches = [collate([items[i] for i in idx], pad_id)
+                   for idx in training.batches_for_step(session.step_index, cfg, len(items))]
         loss_value, tokens, note = session.step(batches)
         step = session.step_index
         if note:

@@ -68,7 +68,7 @@ def batches_for_step(step: int, cfg: RunConfig, n: int) -> list[list[int]]:
 class Session:
     """A model ready to train with its strategy, optimizer and schedule; `step` runs one optimizer step."""
 
-    def __init__(self, cfg: RunConfig, total_steps: int):
+    def __init__(self, cfg: RunConfig, total_steps: int | None = None):
         import torch
 
         self.cfg = cfg
@@ -85,9 +85,17 @@ class Session:
         self.model.train()
         self.params = self.strategy.trained_parameters(self.model)
         self.optimizer = self.strategy.make_optimizer(self.model, self.options, cfg, self.device.type)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_lambda(total_steps, int(cfg.warmup_ratio * total_steps)))
+        self.scheduler = None
+        if total_steps is not None:
+            self.schedule(total_steps)
         self.step_index = 0  # optimizer steps done
+
+    def schedule(self, total_steps: int) -> None:
+        """The learning-rate schedule for a run of `total_steps` (set before the first step or a resume)."""
+        import torch
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(total_steps, int(self.cfg.warmup_ratio * total_steps)))
 
     @property
     def trainable_count(self) -> int:
@@ -102,8 +110,10 @@ class Session:
         trained = sum(int((b["labels"][:, 1:] != tokenize.IGNORE).sum()) for b in batches)
         loss_sum, tokens = 0.0, 0
         for batch in batches:
+            batch = dict(batch)
+            counted = batch.pop("tokens", None)  # packed batches count their real tokens (no attention mask)
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            tokens += int(batch["attention_mask"].sum())
+            tokens += int(counted) if counted is not None else int(batch["attention_mask"].sum())
             loss = self.model(**batch, num_items_in_batch=max(1, trained)).loss
             loss.backward()
             loss_sum += float(loss.detach())
