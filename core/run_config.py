@@ -40,7 +40,8 @@ class RunConfig:
     seed: int = option(42, help="Seed for data order, initialisation and sampling; same seed, same run.")
     train_on: str = option("assistant", help="'assistant': loss on assistant turns only; 'all': every token.")
     eval_fraction: float = option(0.05, help="Share of rows held out for validation loss (at most 64 rows).")
-    eval_every: int = option(0, help="Validation every N steps; 0 means only at the end.")
+    eval_every: int = option(0, help="Validation every N steps; 0 picks about ten times per run. There is always "
+                                     "one at the end.")
     checkpoint_every: int = option(50, help="Save a resumable checkpoint every N steps (and always at the end).")
     keep_checkpoints: int = option(2, help="How many recent checkpoints to keep on disk.")
     gradient_checkpointing: bool = option(False, help="Recompute activations in backward to save memory.")
@@ -69,6 +70,7 @@ class RunConfig:
         check(0 <= self.eval_fraction < 0.5, "eval_fraction", "must be in [0, 0.5).")
         check(self.device in ("auto", "cuda", "cpu"), "device", "must be auto, cuda or cpu.")
         check(self.precision in ("auto", "bf16", "fp16", "fp32"), "precision", "must be auto, bf16, fp16 or fp32.")
+        check(self.eval_every >= 0, "eval_every", "must be 0 (about ten times per run) or a number of steps.")
         check(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1.")
         check(self.keep_checkpoints >= 1, "keep_checkpoints", "must be at least 1.")
         from core import strategies  # the strategy checks its own settings, naming the one that is wrong

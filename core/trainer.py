@@ -108,6 +108,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
     per_epoch = len(items) / (cfg.micro_batch * cfg.grad_accum)  # steps per pass over the data
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
     session.schedule(total)
+    eval_every = cfg.eval_every or max(1, total // 10)  # a validation curve, not just an end figure
 
     best = float("inf")
     last = checkpoint.latest(run_dir) if resume else None
@@ -155,7 +156,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
             measured = memory_watch.calibration(cfg.plan, device, cfg.run_id, elapsed / (step - first_step))
             db.set_calibration(cfg.run_id, measured)
             emit("calibration", **measured)
-        if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
+        if step % eval_every == 0 and step < total:
             run_eval(cfg, db, emit, session, eval_set, pad_id, step)
         if step % cfg.checkpoint_every == 0 and step < total:
             save_checkpoint()
