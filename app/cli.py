@@ -48,6 +48,9 @@ def build_parser() -> Parser:
                           help="Force gradient checkpointing on (less memory, about a third slower).")
         ckpt.add_argument("--no-checkpointing", dest="checkpointing", action="store_false",
                           help="Force gradient checkpointing off.")
+        s.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
+                       help="Read the data with this column mapping instead of detecting it, e.g. "
+                            "prompt=question completion=answer (repeat for each field).")
         s.add_argument("--no-packing", dest="packing", action="store_false",
                        help="Pad every row to itself instead of packing short rows into full sequences.")
         s.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
@@ -101,6 +104,9 @@ def build_parser() -> Parser:
     d = dsub.add_parser("inspect", help="Format, rows, problems and token statistics.")
     d.add_argument("path", help="Dataset file or folder.")
     d.add_argument("--model", help="Measure tokens with this model's tokenizer and chat template.")
+    d.add_argument("--seq-len", type=int, help="Say how many rows this sequence length would cut (needs --model).")
+    d.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
+                   help="Read the data with this column mapping instead of detecting it (repeat for each field).")
     d.add_argument("--json", action="store_true", help="Print as JSON.")
     return p
 

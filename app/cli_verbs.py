@@ -26,6 +26,17 @@ def wishes_of(a) -> planner.Wishes:
                           packing=a.packing)
 
 
+def mapping_of(a) -> dict | None:
+    """--map FIELD=COLUMN ... as a column mapping (None: detect the schema)."""
+    mapping = {}
+    for text in getattr(a, "map", None) or []:
+        field, sep, column = text.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise KnownError(f"--map {text}: expected FIELD=COLUMN, e.g. --map prompt=question.")
+        mapping[field.strip()] = column.strip()
+    return mapping or None
+
+
 def check_positive(a) -> None:
     for name in ("max_steps", "epochs", "seq_len", "lr", "batch_size", "grad_accum", "memory_cap"):
         value = getattr(a, name, None)
@@ -44,7 +55,8 @@ def cmd_profile(a) -> int:
 
 def cmd_plan(a) -> int:
     check_positive(a)
-    bundle = ops.make_plan(a.model, a.data, wishes_of(a), hardware_file=a.hardware, progress=_progress(a))
+    bundle = ops.make_plan(a.model, a.data, wishes_of(a), hardware_file=a.hardware, progress=_progress(a),
+                           mapping=mapping_of(a))
     if a.json:
         out({"plan": bundle.plan.to_dict(), "model": str(bundle.model.path), "data": bundle.data,
              "hardware": bundle.hardware.source})
@@ -58,7 +70,7 @@ def cmd_plan(a) -> int:
 
 def cmd_train(a) -> int:
     check_positive(a)
-    bundle = ops.make_plan(a.model, a.data, wishes_of(a), progress=_progress(a))
+    bundle = ops.make_plan(a.model, a.data, wishes_of(a), progress=_progress(a), mapping=mapping_of(a))
     cfg = ops.create_run(bundle, project=a.project, seed=a.seed,
                          memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else 0)
     if a.json:
@@ -179,20 +191,38 @@ def cmd_export(a) -> int:
 
 
 def cmd_data(a) -> int:
-    report = ops.inspect_data(a.path, model=a.model)
+    from core.data.token_stats import histogram_lines
+
+    seq_len = getattr(a, "seq_len", None)
+    if seq_len is not None and seq_len <= 0:
+        raise KnownError("--seq-len must be above 0.")
+    report = ops.inspect_data(a.path, model=a.model, seq_len=seq_len, mapping=mapping_of(a))
     if a.json:
         out({k: v for k, v in report.items() if k != "token_lengths"})
         return 0
     print(f"{report['path']}: {report['rows']} usable rows, format {report['format']}, "
           f"{report['problems']} problem(s), {report['duplicates']} duplicate(s)")
+    if report.get("schema_reason"):
+        print(f"Schema: {report['schema_reason']}")
+    for w in report.get("warnings", []):
+        print(f"Note: {w}")
     for p in report["problem_list"][:20]:
         print(f"  {p}")
     if "tokens" in report:
         t = report["tokens"]
         print(f"Tokens per row: min {t['min']}, median {t['median']}, p95 {t['p95']}, max {t['max']}; "
               f"{t['total']} in all")
-        print("First row as the model sees it:")
-        print(report["preview"])
+        print(*histogram_lines(t["histogram"]), sep="\n")
+        if seq_len:
+            print(f"At --seq-len {seq_len}: {t['truncated_rows']} of {t['count']} rows are cut.")
+        print(f"Per epoch: {report['tokens_per_epoch']} tokens, {report['trained_tokens_per_epoch']} of them trained"
+              + (f"; {report['rows_without_trained_tokens']} row(s) train nothing and are left out"
+                 if report["rows_without_trained_tokens"] else "") + ".")
+        for row in report["preview_rows"]:
+            print(f"\n{row['source']} as the model sees it (trained parts between « »):")
+            print(row["text"])
+    elif seq_len:
+        print("--seq-len needs --model: token lengths depend on the model's tokenizer.")
     return 0
 
 

@@ -42,21 +42,33 @@ def machine_profile(hardware_file: str | None = None, reprobe_disk: bool = False
 
 
 def inspect_data(path: str, model: str | None = None, seq_len: int | None = None,
-                 progress: Progress | None = None) -> dict:
-    """What the file holds: format, rows, problems and (given a model) token statistics and a preview."""
+                 progress: Progress | None = None, mapping: dict | None = None) -> dict:
+    """What the file holds: format, rows, problems and (given a model) token statistics and a preview.
+
+    With a model, "tokens" holds the length statistics and histogram (and, given seq_len, the rows it
+    cuts), "tokens_per_epoch" and "trained_tokens_per_epoch" count what one epoch feeds and trains,
+    "preview_rows" holds the first rows as segments marked trained or not, and "preview" the first
+    row's rendered text.
+    """
+    from core.data import token_report
+
     progress = progress or Progress()
     progress.update(None, "Reading the dataset")
-    ds = data_mod.load(path)
+    ds = data_mod.load(path, mapping=mapping)
     report = {**ds.summary(), "problem_list": [str(p) for p in ds.problems[:50]]}
     if model:
         ref = resolve_model(model, progress)
         tok = load_tokenizer(ref)
         progress.update(None, "Counting tokens")
-        lengths = tokenize.token_lengths(ds.examples, tok)
-        report["tokens"] = tokenize.length_stats(lengths)
-        report["token_lengths"] = lengths
+        found = token_report.token_report(ds.examples, tok, seq_len=seq_len)
+        report["tokens"] = found["stats"]
+        report["token_lengths"] = found["lengths"]
+        for key in ("tokens_per_epoch", "trained_tokens_per_epoch", "rows_without_trained_tokens"):
+            report[key] = found[key]
         if seq_len:
-            report["truncated_at_seq_len"] = sum(1 for n in lengths if n > seq_len)
+            report["truncated_at_seq_len"] = found["stats"].get("truncated_rows", 0)
+        report["preview_rows"] = [dict(row, text=token_report.marked_text(row["segments"]))
+                                  for row in found["preview"]]
         first = ds.examples[0]
         report["preview"] = (tokenize.render_chat(tok, first.messages) if first.messages else first.text)[:2000]
     return report
@@ -72,12 +84,13 @@ class PlanBundle:
     data: dict  # dataset summary
     hardware: hardware.HardwareProfile
     token_lengths: list[int] = field(repr=False, default_factory=list)
+    mapping: dict | None = None  # the column mapping the data was read with (None: detected)
 
 
 def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardware_file: str | None = None,
-              progress: Progress | None = None) -> PlanBundle:
+              progress: Progress | None = None, mapping: dict | None = None) -> PlanBundle:
     progress = progress or Progress()
-    ds = data_mod.load(data)  # the cheap check first: a wrong path should not wait for a model conversion
+    ds = data_mod.load(data, mapping=mapping)  # the cheap check first: a wrong path should not wait for a model conversion
     ref = resolve_model(model, progress)
     progress.update(None, "Measuring token lengths")
     lengths = tokenize.token_lengths(ds.examples, load_tokenizer(ref))
@@ -86,7 +99,7 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
     measured = None if hardware_file else _calibration_for(ref, plan)
     if measured:  # an earlier run of this model and strategy here measured its true peak: plan with it
         plan = planner.make_plan(hw, ref.config(), lengths, wishes, calibration=measured)
-    return PlanBundle(plan, ref, str(Path(data).resolve()), ds.summary(), hw, lengths)
+    return PlanBundle(plan, ref, str(Path(data).resolve()), ds.summary(), hw, lengths, mapping)
 
 
 def _calibration_for(ref: model_source.ModelRef, plan: planner.Plan) -> dict | None:
@@ -117,7 +130,7 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, **o
             model_name=bundle.model.name, strategy=p.strategy, device=p.device, precision=p.precision,
             seq_len=p.seq_len, micro_batch=p.micro_batch, grad_accum=p.grad_accum, max_steps=p.max_steps,
             epochs=p.epochs, lr=p.lr, seed=seed, gradient_checkpointing=p.gradient_checkpointing,
-            strategy_options=p.options, packing=p.packing, plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
+            strategy_options=p.options, packing=p.packing, data_mapping=bundle.mapping or {}, plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
         )
         fields.update(overrides)  # every planned setting can be overridden (STYLE §6)
         cfg = settings.from_dict(RunConfig, fields, source="run settings")

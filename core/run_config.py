@@ -23,6 +23,8 @@ class RunConfig:
     db_path: str = option(help="SQLite history file the trainer records the run in.")
     model_path: str = option(help="HF model folder to train (already resolved: no names, no downloads).")
     data_path: str = option(help="Dataset file or folder.")
+    data_mapping: dict = option({}, help="Column mapping the dataset is read with, e.g. {'prompt': 'question', "
+                                         "'completion': 'answer'}; empty: the schema is detected.")
     project: str = option("default", help="Project the run belongs to in the history.")
     model_name: str = option("", help="What the person asked for (e.g. 'default'), shown in the history.")
     strategy: str = option("lora", help="Training strategy: a name registered in core.strategies.")

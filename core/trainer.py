@@ -40,7 +40,7 @@ sys.stdout = sys.stderr
 
 from core import checkpoint, history, memory_watch, run_config, runtime_env, settings, strategies, training  # noqa: E402
 from core.data import dataset as data_mod  # noqa: E402
-from core.data import packing, tokenize  # noqa: E402
+from core.data import packing, token_cache, tokenize  # noqa: E402
 from core.errors import KnownError  # noqa: E402
 from core.run_config import RunConfig  # noqa: E402
 
@@ -85,12 +85,14 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
                   ended_at=None)
 
     emit("status", text="Reading the dataset")
-    data = data_mod.load(cfg.data_path)
+    data = data_mod.load(cfg.data_path, mapping=cfg.data_mapping or None)
     train_rows, eval_rows = data.split(cfg.eval_fraction, cfg.seed)
     emit("status", text=f"Loading the model ({precision} on {device.type}, {cfg.strategy})")
     tok = AutoTokenizer.from_pretrained(cfg.model_path)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-    train_set = tokenize.encode_all(train_rows, tok, cfg.seq_len, cfg.train_on)
+    # Tokenized rows are cached by content (data, tokenizer, template, length): a resume or a re-run skips this.
+    cache = Path(cfg.db_path).parent / "cache" / "tokens"
+    train_set = token_cache.encode_all_cached(train_rows, tok, cfg.seq_len, cfg.train_on, cache, data.digest)
     eval_set = tokenize.encode_all(eval_rows, tok, cfg.seq_len, cfg.train_on)
     if not train_set:
         raise KnownError(f"{cfg.data_path}: no example has a trained token within {cfg.seq_len} tokens; "

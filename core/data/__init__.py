@@ -1,7 +1,13 @@
 """Datasets: read a file, detect its schema, report problems by file:line, tokenize for training.
 
-First version: JSON Lines and JSON files in the common schemas (see formats/). The data issue adds
-CSV/parquet/text folders, encodings and the full validation set.
+- readers/: one reader per file type (JSONL, JSON, CSV/TSV, Parquet, text), streaming, with the
+  encoding found (BOM, UTF-16, a stated guess for legacy code pages); a folder mixes them.
+- formats/: one file per schema (chat messages, ShareGPT, Alpaca, prompt/completion and aliases,
+  text), detected by votes with a confidence, or named by a column mapping.
+- dataset.py: the single pass that turns rows into Examples and Problems (file:line, what is wrong).
+- tokenize.py, chat_spans.py: the model's own chat template, loss on the assistant turns; batched.
+- token_stats.py, token_report.py: lengths, histogram, trained tokens, a marked preview.
+- token_cache.py: tokenized rows cached by content; packing.py: short rows share full sequences.
 """
 
 from core.data.dataset import Dataset, Example, Problem, load

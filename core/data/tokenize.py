@@ -2,20 +2,33 @@
 
 Chat examples go through the model's own chat template (transformers renders it in a Jinja sandbox).
 With train_on="assistant" only the assistant turns are labelled, their end-of-turn token included,
-so the tuned model learns to stop. The spans are found on the rendered text (render the conversation
-up to each assistant turn) and mapped to tokens through the tokenizer's character offsets, which is
-exact even where a template's pieces would tokenize differently on their own.
+so the tuned model learns to stop. The spans are found on the rendered text (see chat_spans.py) and
+mapped to tokens through the tokenizer's character offsets, which is exact even where a template's
+pieces would tokenize differently on their own.
+
+`encode` does one row and is the reference; `encode_many` gives the same result for many rows at
+once: rows are rendered in batches, their spans found from one render each, and the batches are
+tokenized by the Rust tokenizer on worker threads (it releases the GIL) while the next batch renders.
 """
 
 from __future__ import annotations
 
-import statistics
+import os
+from bisect import bisect_left
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from core.data.chat_spans import ChatRenderer, render_chat, render_many
+from core.data.chat_spans import trained_spans as _trained_spans
 from core.data.dataset import Example
-from core.errors import DatasetError
+from core.data.token_stats import length_stats
 
 IGNORE = -100
+CHUNK = 1024  # rows per batch: big enough to amortise each call, small enough to overlap the stages
+
+__all__ = ["IGNORE", "Encoded", "FullRow", "collate", "encode", "encode_all", "encode_many", "encode_rows",
+           "length_stats", "render_chat", "token_lengths"]
 
 
 @dataclass
@@ -26,25 +39,14 @@ class Encoded:
     source: str
 
 
-def render_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
-    if not getattr(tokenizer, "chat_template", None):
-        raise DatasetError("The model has no chat template, so chat data cannot be rendered; use a chat model "
-                           "or a 'text' dataset.")
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+@dataclass
+class FullRow:
+    """One row before truncation, with what a preview needs: the text the tokens came from and their offsets."""
 
-
-def _trained_spans(tokenizer, messages: list[dict], full: str) -> list[tuple[int, int]]:
-    spans = []
-    for i, m in enumerate(messages):
-        if m["role"] != "assistant":
-            continue
-        start = len(render_chat(tokenizer, messages[:i], add_generation_prompt=True))
-        end = len(render_chat(tokenizer, messages[: i + 1]))
-        if not full.startswith(render_chat(tokenizer, messages[: i + 1])):
-            raise DatasetError("The model's chat template is not prefix-stable, so assistant turns cannot be "
-                               "located; train on all tokens instead (train_on='all').")
-        spans.append((start, end))
-    return spans
+    input_ids: list[int]
+    labels: list[int]
+    text: str
+    offsets: list[tuple[int, int]] | None  # None where the tokenizer cannot give them (slow tokenizers, text rows)
 
 
 def encode(example: Example, tokenizer, seq_len: int, train_on: str = "assistant") -> Encoded:
@@ -67,10 +69,46 @@ def encode(example: Example, tokenizer, seq_len: int, train_on: str = "assistant
     return Encoded(ids[:seq_len], labels[:seq_len], truncated, example.source)
 
 
+def encode_many(examples: list[Example], tokenizer, seq_len: int, train_on: str = "assistant") -> list[Encoded]:
+    """[encode(e, tokenizer, seq_len, train_on) for e in examples], the same ids and labels, in batches."""
+    return [Encoded(r.input_ids[:seq_len], r.labels[:seq_len], len(r.input_ids) > seq_len, e.source)
+            for e, r in zip(examples, encode_rows(examples, tokenizer, train_on))]
+
+
 def encode_all(examples: list[Example], tokenizer, seq_len: int, train_on: str = "assistant") -> list[Encoded]:
     """Encode, dropping examples whose trained tokens were all cut off by truncation."""
-    out = [encode(e, tokenizer, seq_len, train_on) for e in examples]
+    out = encode_many(examples, tokenizer, seq_len, train_on)
     return [e for e in out if any(t != IGNORE for t in e.labels[1:])]
+
+
+def encode_rows(examples: list[Example], tokenizer, train_on: str = "assistant") -> list[FullRow]:
+    """Every row untruncated, in order, labelled as `encode` labels it."""
+    tokenize_batch, workers = _batch_tokenizer(tokenizer)
+    renderer = None
+    if train_on != "all" and any(e.text is None for e in examples):
+        renderer = ChatRenderer(tokenizer)
+    out: list[FullRow] = []
+    pending: deque = deque()
+    with ThreadPoolExecutor(workers) as pool:
+        for start in range(0, len(examples), CHUNK):
+            chunk = examples[start:start + CHUNK]
+            chats = [e.messages for e in chunk if e.text is None]
+            rendered = render_many(tokenizer, chats)
+            texts = [e.text for e in chunk if e.text is not None]
+            jobs = (pool.submit(tokenize_batch, rendered, False), pool.submit(tokenize_batch, texts, True))
+            # While the tokenizer works, find the spans on the rendered text (Python, holding the GIL).
+            spans = [renderer.spans(m, full) for m, full in zip(chats, rendered)] if renderer else None
+            pending.append((chunk, rendered, texts, spans, jobs))
+            while len(pending) > workers:
+                out += _finish(tokenizer, *pending.popleft())
+        while pending:
+            out += _finish(tokenizer, *pending.popleft())
+    return out
+
+
+def token_lengths(examples: list[Example], tokenizer) -> list[int]:
+    """Full lengths (before truncation) of each example as the model will see it."""
+    return [len(r.input_ids) for r in encode_rows(examples, tokenizer, train_on="all")]
 
 
 def collate(batch: list[Encoded], pad_id: int):
@@ -88,15 +126,63 @@ def collate(batch: list[Encoded], pad_id: int):
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
-def length_stats(lengths: list[int]) -> dict:
-    if not lengths:
-        return {"count": 0}
-    ordered = sorted(lengths)
-    return {"count": len(ordered), "min": ordered[0], "median": int(statistics.median(ordered)),
-            "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], "max": ordered[-1],
-            "total": sum(ordered)}
+def _finish(tokenizer, chunk, rendered, texts, spans, jobs) -> list[FullRow]:
+    chat_enc, text_enc = (iter(j.result()) for j in jobs)
+    chats, plain, found = iter(rendered), iter(texts), iter(spans or ())
+    eos = tokenizer.eos_token_id
+    rows = []
+    for e in chunk:
+        if e.text is None:
+            ids, offsets = next(chat_enc)
+            labels = list(ids) if spans is None else _labels(ids, offsets, next(found))
+            rows.append(FullRow(ids, labels, next(chats), offsets))
+        else:
+            ids, offsets = next(text_enc)
+            if eos is not None:
+                ids = ids + [eos]
+            rows.append(FullRow(ids, list(ids), next(plain), offsets))
+    return rows
 
 
-def token_lengths(examples: list[Example], tokenizer) -> list[int]:
-    """Full lengths (before truncation) of each example as the model will see it."""
-    return [len(encode(e, tokenizer, seq_len=10**9).input_ids) for e in examples]
+def _labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    """`encode`'s rule (a token is trained when it starts inside a span and is not empty), by bisection."""
+    starts = [a for a, _ in offsets]
+    if starts != sorted(starts):  # no tokenizer we know does this, but the rule must not depend on it
+        return [t if any(s <= a < e for s, e in spans) and b > a else IGNORE for t, (a, b) in zip(ids, offsets)]
+    labels = [IGNORE] * len(ids)
+    for s, e in spans:
+        for j in range(bisect_left(starts, s), bisect_left(starts, e)):
+            a, b = offsets[j]
+            if b > a:
+                labels[j] = ids[j]
+    return labels
+
+
+def _batch_tokenizer(tokenizer):
+    """(tokenize(texts, add_special_tokens) -> [(ids, offsets)], worker count).
+
+    The Rust tokenizer's encode_batch is what `tokenizer(...)` calls underneath; calling it directly
+    skips building dicts we do not need and lets two threads tokenize at once. It is only used when
+    the wrapper would not change anything on the way (no truncation, padding or split special tokens
+    configured); otherwise the wrapper does each batch on one thread, exactly as `encode` does.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    direct = (backend is not None and backend.truncation is None and backend.padding is None
+              and not getattr(tokenizer, "split_special_tokens", False)
+              and not getattr(backend, "encode_special_tokens", False))
+    if direct:
+        def tokenize_batch(texts: list[str], add_special_tokens: bool):
+            encodings = backend.encode_batch(texts, add_special_tokens=add_special_tokens) if texts else []
+            return [(e.ids, e.offsets) for e in encodings]
+
+        return tokenize_batch, max(1, min(4, os.cpu_count() or 1))
+
+    def wrapped(texts: list[str], add_special_tokens: bool):
+        if not texts:
+            return []
+        if add_special_tokens:  # text rows: `encode` asks no offsets, and slow tokenizers have none
+            return [(ids, None) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        return list(zip(enc["input_ids"], enc["offset_mapping"]))
+
+    return wrapped, 1

@@ -67,7 +67,7 @@ def test_dropping_a_broken_dataset_shows_the_sentence_not_a_dialog(make_wizard, 
     drop(page.drop_zone, broken)
     assert wizard.session.data_path == str(broken)
     qtbot.waitUntil(lambda: bool(page.error.message), timeout=10000)
-    assert "broken.jsonl:1: no known schema" in page.error.message
+    assert "broken.jsonl:1: broken JSON" in page.error.message
     assert page.error.details_button.isHidden()  # a known problem: a sentence, no traceback
     assert not page.isComplete() and not wizard.button(wizard.WizardButton.NextButton).isEnabled()
 

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QFileDialog, QFormLayout, QFrame, QHBoxLayout, QL
 
 from app import operations as ops
 from app import paths
-from core.data import formats
+from core.data import dataset, formats
 from ui.pages.base import BusyLine, Page, Session
 
 SHOWN_PROBLEMS = 5
@@ -46,7 +46,8 @@ class DropZone(QFrame):
 
     def show_path(self, path: str) -> None:
         self.title.setText(Path(path).name or path)
-        self.hint.setText(f"{path}\nDrop another .jsonl/.json file or a folder here to change it.")
+        self.hint.setText(f"{path}\nDrop another dataset file (JSONL, JSON, CSV, TSV, Parquet, text) or a folder "
+                          "here to change it.")
 
     def _highlight(self, on: bool) -> None:
         colour, background = ("#2f6fce", "#eaf2fe") if on else ("#9aa5b1", "#f8f9fb")
@@ -72,7 +73,8 @@ class DropZone(QFrame):
 class DataPage(Page):
     def __init__(self, session: Session, parent=None):
         super().__init__(session, "Data", "The examples the model learns from. The demo set teaches it to talk "
-                         "like a pirate; drop your own .jsonl or .json file to use it instead.", parent)
+                         "like a pirate; drop your own file (JSONL, JSON, CSV, TSV, Parquet, text) or a folder "
+                         "to use it instead.", parent)
         session.data_path = session.data_path or str(paths.DEMO_DATA)
         self.drop_zone = DropZone()
         self.drop_zone.dropped.connect(self.set_path)
@@ -162,12 +164,12 @@ class DataPage(Page):
 
     def _choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Choose a dataset", str(Path(self.session.data_path).parent),
-                                              "Datasets (*.jsonl *.json)")
+                                              "Datasets (" + " ".join(f"*{s}" for s in dataset.SUFFIXES) + ")")
         if path:
             self.set_path(path)
 
     def _choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Choose a folder of .jsonl/.json files")
+        folder = QFileDialog.getExistingDirectory(self, "Choose a folder of dataset files")
         if folder:
             self.set_path(folder)
 

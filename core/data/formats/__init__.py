@@ -1,7 +1,9 @@
 """Dataset schemas, one file each, registered here in order of precedence.
 
-Each format module has NAME, DESCRIPTION, `detect(row) -> bool` (does this row look like mine?) and
-`convert(row) -> Example fields` which raises ValueError with a short reason for a bad row.
+Each format module has NAME, DESCRIPTION, FIELDS (the names a column mapping can fill),
+`detect(row) -> bool` (does this row look like mine?) and `convert(row) -> Example fields`, which
+raises ValueError with a short reason for a bad row. Chat schemas add "dropped": the number of tool
+turns left out.
 """
 
 from core.data.formats import alpaca, messages, prompt_completion, sharegpt, text

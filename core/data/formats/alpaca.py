@@ -1,9 +1,10 @@
-"""Alpaca: {"instruction": "...", "input": "... (optional)", "output": "..."}."""
+"""Alpaca: {"instruction": "...", "input": "... (optional)", "output": "..."}, with an optional system."""
 
-from core.data.formats.messages import check_turns
+from core.data.formats.turns import check_turns, field_text, with_system
 
 NAME = "alpaca"
 DESCRIPTION = "Alpaca instruction/input/output"
+FIELDS = ("instruction", "input", "output")
 
 
 def detect(row: dict) -> bool:
@@ -11,8 +12,9 @@ def detect(row: dict) -> bool:
 
 
 def convert(row: dict) -> dict:
-    instruction, extra = row.get("instruction"), row.get("input") or ""
-    if not isinstance(extra, str):
+    instruction, extra = field_text(row, "instruction"), row.get("input")
+    if extra is not None and not isinstance(extra, str):
         raise ValueError("'input' is not text")
-    prompt = f"{instruction}\n\n{extra}" if isinstance(instruction, str) and extra.strip() else instruction
-    return {"messages": check_turns([("user", prompt), ("assistant", row.get("output"))])}
+    prompt = f"{instruction}\n\n{extra}" if extra and extra.strip() else instruction
+    turns = with_system(row, [("user", prompt), ("assistant", field_text(row, "output"))])
+    return {"messages": check_turns(turns)[0]}

@@ -1,30 +1,29 @@
-"""OpenAI chat format: {"messages": [{"role": "system|user|assistant", "content": "..."}, ...]}."""
+"""OpenAI chat format: {"messages": [{"role": "system|user|assistant", "content": "..."}, ...]}.
+
+Tool results (role tool/function/ipython) and assistant turns that only call a tool are dropped (see
+turns.py). A `messages` cell holding JSON text (from a CSV) is parsed.
+"""
+
+from core.data.formats.turns import TOOL, check_turns, list_field, looks_like_list
 
 NAME = "messages"
 DESCRIPTION = "chat messages (role/content, OpenAI style)"
-ROLES = {"system", "user", "assistant"}
+FIELDS = ("messages",)
+TOOL_ROLES = {"tool", "function", "ipython"}
 
 
 def detect(row: dict) -> bool:
-    return isinstance(row.get("messages"), list)
+    return looks_like_list(row.get("messages"))
 
 
 def convert(row: dict) -> dict:
-    return {"messages": check_turns([(m.get("role"), m.get("content")) if isinstance(m, dict) else (None, None)
-                                     for m in row["messages"]])}
+    messages, dropped = check_turns([_turn(m) for m in list_field(row, "messages")])
+    return {"messages": messages, "dropped": dropped}
 
 
-def check_turns(turns: list[tuple]) -> list[dict]:
-    """Shared by the chat-like formats: roles known, contents non-empty text, an assistant turn present."""
-    out = []
-    for i, (role, content) in enumerate(turns, 1):
-        if role not in ROLES:
-            raise ValueError(f"message {i} has role {role!r}; use system, user or assistant")
-        if not isinstance(content, str) or not content.strip():
-            raise ValueError(f"message {i} ({role}) is empty")
-        out.append({"role": role, "content": content})
-    if not any(m["role"] == "assistant" for m in out):
-        raise ValueError("no assistant message to learn from")
-    if out[0]["role"] == "assistant":
-        raise ValueError("the conversation starts with the assistant; put a user message first")
-    return out
+def _turn(m) -> tuple:
+    if not isinstance(m, dict):
+        return None, None
+    role = m.get("role")
+    calls_tool = role == "assistant" and (m.get("tool_calls") or m.get("function_call")) and not m.get("content")
+    return (TOOL if role in TOOL_ROLES or calls_tool else role), m.get("content")

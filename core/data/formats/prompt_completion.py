@@ -1,10 +1,13 @@
-"""Prompt/completion pairs, with the common aliases (question/answer, input/output, prompt/response)."""
+"""Prompt/completion pairs under their common names (question/answer, prompt/response, ...)."""
 
-from core.data.formats.messages import check_turns
+from core.data.formats.turns import check_turns, field_text, with_system
 
 NAME = "prompt_completion"
 DESCRIPTION = "prompt/completion pairs"
-PAIRS = [("prompt", "completion"), ("prompt", "response"), ("question", "answer"), ("input", "output")]
+FIELDS = ("prompt", "completion")
+# First match wins; alpaca's instruction/input/output is its own schema, detected before this one.
+PAIRS = [("prompt", "completion"), ("prompt", "response"), ("question", "answer"), ("input", "output"),
+         ("instruction", "response"), ("query", "response")]
 
 
 def _pair(row: dict):
@@ -19,5 +22,6 @@ def detect(row: dict) -> bool:
 
 
 def convert(row: dict) -> dict:
-    p, c = _pair(row)
-    return {"messages": check_turns([("user", row[p]), ("assistant", row[c])])}
+    p, c = _pair(row) or FIELDS
+    turns = with_system(row, [("user", field_text(row, p)), ("assistant", field_text(row, c))])
+    return {"messages": check_turns(turns)[0]}

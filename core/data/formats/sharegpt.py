@@ -1,19 +1,26 @@
-"""ShareGPT exports: {"conversations": [{"from": "human|gpt|system", "value": "..."}, ...]}."""
+"""ShareGPT exports: {"conversations": [{"from": "human|gpt|system", "value": "..."}, ...]}.
 
-from core.data.formats.messages import check_turns
+Also accepts user/assistant as `from`, and drops the function-calling turns some exports carry.
+"""
+
+from core.data.formats.turns import TOOL, check_turns, list_field, looks_like_list
 
 NAME = "sharegpt"
 DESCRIPTION = "ShareGPT conversations (from/value)"
-ROLE_OF = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+FIELDS = ("conversations",)
+ROLE_OF = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
+           "function_call": TOOL, "observation": TOOL, "tool": TOOL, "function": TOOL}
 
 
 def detect(row: dict) -> bool:
-    return isinstance(row.get("conversations"), list)
+    return looks_like_list(row.get("conversations"))
 
 
 def convert(row: dict) -> dict:
     turns = []
-    for m in row["conversations"]:
+    for m in list_field(row, "conversations"):
         m = m if isinstance(m, dict) else {}
-        turns.append((ROLE_OF.get(m.get("from")), m.get("value")))
-    return {"messages": check_turns(turns)}
+        who = m.get("from")
+        turns.append((ROLE_OF.get(who, who), m.get("value")))
+    messages, dropped = check_turns(turns)
+    return {"messages": messages, "dropped": dropped}

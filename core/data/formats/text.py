@@ -2,6 +2,7 @@
 
 NAME = "text"
 DESCRIPTION = "plain text"
+FIELDS = ("text",)
 
 
 def detect(row: dict) -> bool:
@@ -9,6 +10,9 @@ def detect(row: dict) -> bool:
 
 
 def convert(row: dict) -> dict:
-    if not row["text"].strip():
+    text = row.get("text")
+    if not isinstance(text, str):
+        raise ValueError("'text' is missing" if text is None else "'text' is not text")
+    if not text.strip():
         raise ValueError("'text' is empty")
-    return {"text": row["text"]}
+    return {"text": text}

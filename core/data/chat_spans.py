@@ -1,0 +1,145 @@
+"""Render chat rows through the model's template and find the assistant spans the loss falls on.
+
+The reference method (`trained_spans`) renders the conversation up to each assistant turn: a span
+starts where the template's generation prompt ends and stops where the rendered turn ends, its
+end-of-turn text included. That costs two or three template renders per assistant turn.
+
+`ChatRenderer` gets the same spans from one render per row. Rows of one *shape* (the same roles and
+other fields, in order) render the same template text around their contents, so it renders the shape
+once with numbered placeholder contents, runs the reference method on that skeleton, and keeps each
+span boundary as "literal characters + the lengths of these contents". A row's spans are then sums.
+This holds only for templates that copy contents verbatim, so:
+- every row's real render must equal its skeleton with the contents put back, or the row takes the
+  reference method (a template that trims, drops or rewrites content fails this check);
+- before use, the renderer runs both methods on probe conversations chosen to upset templates
+  (padded whitespace, reasoning tags, several turns) and uses the reference method for every row if
+  any answer differs;
+- a skeleton that is not prefix-stable sends its rows to the reference method, which raises the same
+  error it always did.
+"""
+
+from __future__ import annotations
+
+import re
+
+from core.errors import DatasetError
+
+# Private-use characters: no template writes them, and a row holding one takes the reference method.
+_OPEN, _CLOSE = "\ue000", "\ue001"
+_PLACEHOLDER = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
+
+_PROBES = [
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "  padded  \n"},
+     {"role": "assistant", "content": "\n\nleading newlines "}, {"role": "user", "content": "again"},
+     {"role": "assistant", "content": "<think>hmm</think>Done."}],
+    [{"role": "user", "content": "été 🌊 {{ x }}"}, {"role": "assistant", "content": " yes\t"},
+     {"role": "user", "content": "more"}, {"role": "assistant", "content": "last "}],
+]
+
+
+def render_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
+    if not getattr(tokenizer, "chat_template", None):
+        raise DatasetError("The model has no chat template, so chat data cannot be rendered; use a chat model "
+                           "or a 'text' dataset.")
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def trained_spans(tokenizer, messages: list[dict], full: str) -> list[tuple[int, int]]:
+    """The reference method: character spans of the assistant turns in `full`, by rendering prefixes."""
+    spans = []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        start = len(render_chat(tokenizer, messages[:i], add_generation_prompt=True))
+        end = len(render_chat(tokenizer, messages[: i + 1]))
+        if not full.startswith(render_chat(tokenizer, messages[: i + 1])):
+            raise DatasetError("The model's chat template is not prefix-stable, so assistant turns cannot be "
+                               "located; train on all tokens instead (train_on='all').")
+        spans.append((start, end))
+    return spans
+
+
+def render_many(tokenizer, rows: list[list[dict]]) -> list[str]:
+    """render_chat for many rows in one call (the template is compiled and set up once)."""
+    if not rows:
+        return []
+    for row in (rows[0], *(r for r in rows if not r)):
+        render_chat(tokenizer, row)  # the errors one row alone would raise, worded as everywhere else
+    return tokenizer.apply_chat_template(rows, tokenize=False)
+
+
+class _Skeleton:
+    """One shape's rendered text with contents left out, and its spans as (literal length, content refs)."""
+
+    def __init__(self, tokenizer, messages: list[dict]):
+        placeholder = [dict(m, content=f"{_OPEN}{i}{_CLOSE}") for i, m in enumerate(messages)]
+        text = render_chat(tokenizer, placeholder)
+        self.pieces: list[str | int] = []
+        at = 0
+        for m in _PLACEHOLDER.finditer(text):
+            self.pieces += [text[at:m.start()], int(m.group(1))]
+            at = m.end()
+        self.pieces.append(text[at:])
+        self.spans = [(_measure(render_chat(tokenizer, placeholder[:i], add_generation_prompt=True)),
+                       _measure(render_chat(tokenizer, placeholder[: i + 1])))
+                      for i, m in enumerate(placeholder) if m["role"] == "assistant"]
+        # Raises the reference method's error when the skeleton itself is not prefix-stable.
+        trained_spans(tokenizer, placeholder, text)
+
+    def fill(self, contents: list[str]) -> str:
+        return "".join(contents[p] if isinstance(p, int) else p for p in self.pieces)
+
+    def locate(self, contents: list[str]) -> list[tuple[int, int]]:
+        lengths = [len(c) for c in contents]
+        return [(s_lit + sum(lengths[k] for k in s_refs), e_lit + sum(lengths[k] for k in e_refs))
+                for (s_lit, s_refs), (e_lit, e_refs) in self.spans]
+
+
+def _measure(text: str) -> tuple[int, list[int]]:
+    refs = [int(m.group(1)) for m in _PLACEHOLDER.finditer(text)]
+    return len(_PLACEHOLDER.sub("", text)), refs
+
+
+class ChatRenderer:
+    """Renders rows in batches and finds their assistant spans, one template render per row where it can."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self._skeletons: dict[tuple, _Skeleton | None] = {}
+        self.fast = True
+        self.fast = self._agrees_on_probes()
+
+    def spans(self, messages: list[dict], full: str) -> list[tuple[int, int]]:
+        skeleton, contents = self._skeleton_for(messages)
+        if skeleton is not None and skeleton.fill(contents) == full:
+            return skeleton.locate(contents)
+        return trained_spans(self.tokenizer, messages, full)
+
+    def _skeleton_for(self, messages: list[dict]) -> tuple[_Skeleton | None, list[str]]:
+        contents = [m.get("content") for m in messages]
+        if not self.fast or not all(isinstance(c, str) and _OPEN not in c and _CLOSE not in c for c in contents):
+            return None, []
+        try:
+            key = tuple(tuple(sorted((k, v) for k, v in m.items() if k != "content")) for m in messages)
+            hash(key)
+        except TypeError:  # a field holding a list or dict: rare enough to take the reference method
+            return None, []
+        if key not in self._skeletons:
+            try:
+                self._skeletons[key] = _Skeleton(self.tokenizer, messages)
+            except Exception:  # the template refuses this shape; the reference method says so in its own words
+                self._skeletons[key] = None
+        return self._skeletons[key], contents
+
+    def _agrees_on_probes(self) -> bool:
+        for probe in _PROBES:
+            try:
+                full = render_chat(self.tokenizer, probe)
+                expected = trained_spans(self.tokenizer, probe, full)
+            except Exception:  # a template that refuses this probe (roles, system turn) tells us nothing
+                continue
+            skeleton, contents = self._skeleton_for(probe)
+            if skeleton is None or skeleton.fill(contents) != full or skeleton.locate(contents) != expected:
+                return False
+        return True

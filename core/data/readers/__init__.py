@@ -1,0 +1,58 @@
+"""Readers, one module per file type, registered here by suffix; a folder is read file by file.
+
+Each reader module has SUFFIXES and `read(path, name, reading)`, which yields `(source, row)` lazily,
+where row is a dict of fields or a Problem located at file:line ("file:row N" for CSV and Parquet rows,
+"file#N" for the items of a JSON array). A reader raises FileProblem for a file it cannot read at all;
+this module turns that into a Problem for the file, so one bad file in a folder is listed, not fatal.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from core.data.readers import delimited, json_doc, jsonl, parquet, plain_text
+from core.data.readers.reading import FileProblem, Problem, Reading
+from core.errors import where
+
+READERS = {suffix: m for m in (jsonl, json_doc, delimited, parquet, plain_text) for suffix in m.SUFFIXES}
+SHEETS = (".xlsx", ".xls", ".ods", ".numbers")
+
+__all__ = ["READERS", "FileProblem", "Problem", "Reading", "files_in", "read"]
+
+
+def read(path: Path, reading: Reading) -> Iterator[tuple[str, object]]:
+    """Every row of a file, or of every file under a folder (sorted, hidden ones skipped), lazily."""
+    folder = path.is_dir()
+    for f in files_in(path) if folder else [path]:
+        name = f.relative_to(path).as_posix() if folder else f.name
+        reader = READERS.get(f.suffix.lower())
+        if reader is None:
+            yield name, Problem(name, unsupported(f), "file")
+            continue
+        reading.file_types.add(f.suffix.lower().lstrip("."))
+        try:
+            yield from reader.read(f, name, reading)
+        except FileProblem as e:
+            src = where(name, e.line)
+            yield src, Problem(src, e.message, "file")
+        except OSError as e:
+            yield name, Problem(name, f"cannot be read ({e.strerror or e}); check that the file is readable",
+                                "file")
+
+
+def files_in(folder: Path) -> list[Path]:
+    """Files under a folder, recursively, in a stable order; hidden files and folders are skipped."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # pruned in place, so .git is never walked
+        found += [Path(root) / f for f in files if not f.startswith(".")]
+    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
+def unsupported(f: Path) -> str:
+    kinds = ", ".join(sorted(READERS))
+    what = f"'{f.suffix}' files are" if f.suffix else "files without an extension are"
+    fix = "save the sheet as .csv" if f.suffix.lower() in SHEETS else f"use one of {kinds}"
+    return f"{what} not read; {fix}"

@@ -1,0 +1,113 @@
+"""Column mappings, chat turn rules, encodings found mid-file, folders and the streamed digest."""
+
+import csv
+import hashlib
+import json
+
+import pytest
+
+from core.data import dataset
+from core.errors import DatasetError
+from tests.conftest import write_jsonl
+
+CHAT = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([header, *rows])
+    return path
+
+
+@pytest.mark.parametrize("mapping,header,row,expect", [
+    ({"prompt": "question_text", "completion": "answer_text"}, ["question_text", "answer_text"], ["hi", "hello"],
+     ("prompt_completion", CHAT)),
+    ({"instruction": "task", "output": "result"}, ["task", "input", "result"], ["hi", "", "hello"], ("alpaca", CHAT)),
+    ({"text": "body"}, ["title", "body"], ["t", "some text"], ("text", "some text")),
+    ({"messages": "dialog"}, ["dialog"], [json.dumps(CHAT)], ("messages", CHAT)),
+])
+def test_a_mapping_overrides_detection(tmp_path, mapping, header, row, expect):
+    ds = dataset.load(write_csv(tmp_path / "d.csv", header, [row]), mapping=mapping)
+    first = ds.examples[0].messages if ds.examples[0].messages else ds.examples[0].text
+    assert (ds.format, first) == expect
+    assert ds.schema_reason.startswith("set by the column mapping")
+
+
+def test_a_mapped_column_that_is_missing_is_located(tmp_path):
+    path = write_csv(tmp_path / "d.csv", ["q", "a"], [["hi", "hello"]])
+    with pytest.raises(DatasetError, match=r"d.csv:row 2: has no column 'question' \(mapped to prompt\); its "
+                                           r"columns are 'q', 'a'\); fix the file"):
+        dataset.load(path, mapping={"prompt": "question", "completion": "a"})
+
+
+@pytest.mark.parametrize("mapping,message", [
+    ({"foo": "bar"}, "'foo' is not a field of any schema"),
+    ({"prompt": "a", "output": "b"}, "belong to different schemas"),
+    ({"text": ""}, "give the column's name"),
+    ({}, "is not a mapping of fields to columns"),
+])
+def test_a_wrong_mapping_is_one_sentence(tmp_path, mapping, message):
+    with pytest.raises(DatasetError, match=message):
+        dataset.load(write_jsonl(tmp_path / "d.jsonl", [{"text": "x"}]), mapping=mapping)
+
+
+def test_tool_turns_are_dropped_with_a_warning_not_a_problem(tmp_path):
+    sharegpt = {"conversations": [{"from": "human", "value": "hi"}, {"from": "function_call", "value": "{}"},
+                                  {"from": "observation", "value": "42"}, {"from": "gpt", "value": "hello"}]}
+    ds = dataset.load(write_jsonl(tmp_path / "d.jsonl", [sharegpt]))
+    assert ds.examples[0].messages == CHAT and not ds.problems
+    assert ds.warnings == ["2 tool or function-call turns dropped from 1 conversation; only system, user and "
+                           "assistant turns are trained"]
+
+
+def test_content_parts_and_numbers_are_text(tmp_path):
+    parts = {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                          {"role": "assistant", "content": "hello"}]}
+    assert dataset.load(write_jsonl(tmp_path / "a.jsonl", [parts])).examples[0].messages == CHAT
+    ds = dataset.load(write_jsonl(tmp_path / "b.jsonl", [{"question": "2+2?", "answer": 4}]))
+    assert ds.examples[0].messages[1] == {"role": "assistant", "content": "4"}
+    image = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}, CHAT[1]]}
+    with pytest.raises(DatasetError, match="message 1 \\(user\\) holds parts other than text"):
+        dataset.load(write_jsonl(tmp_path / "c.jsonl", [image]))
+
+
+def test_a_late_non_utf8_line_is_a_located_problem(tmp_path):
+    # The encoding is chosen from the first 64 KiB, so a bad byte beyond it is reported for its own line.
+    rows = [json.dumps({"text": f"row {i} " + "x" * 100}).encode() for i in range(1000)]
+    rows.insert(900, b'{"text": "caf\xe9"}')
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    ds = dataset.load(path)
+    assert len(ds.examples) == 1000
+    assert [str(p) for p in ds.problems] == ["d.jsonl:901: not utf-8 text (byte 0xe9 at column 14); save the file "
+                                             "as UTF-8"]
+
+
+def test_digest_is_the_files_sha256_computed_while_streaming(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"messages": CHAT}] * 3)
+    assert dataset.load(path).digest == hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def test_a_folder_with_nothing_readable(tmp_path):
+    (tmp_path / "a.pdf").write_bytes(b"%PDF-1.4")
+    (tmp_path / "b.jsonl").write_bytes(b"")
+    with pytest.raises(DatasetError, match=r"no usable rows \(first: a.pdf: '.pdf' files are not read"):
+        dataset.load(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetError, match="the folder holds no files"):
+        dataset.load(empty)
+
+
+def test_long_text_is_cut_at_paragraphs(tmp_path):
+    from core.data.readers import plain_text
+
+    paragraph = ("word " * 150).strip()  # 749 characters
+    path = tmp_path / "book.txt"
+    path.write_text("\n\n".join(f"{i} {paragraph}" for i in range(20)) + "\n" + "line\n" * 2000)
+    ds = dataset.load(path)
+    texts = [e.text for e in ds.examples]
+    assert all(len(t) <= plain_text.CHUNK_CHARS for t in texts)
+    assert texts[0].startswith("0 word") and texts[1].startswith("5 word")  # whole paragraphs, 5 a chunk
+    assert ds.examples[1].source == "book.txt:11"
+    assert "".join(texts).count("line") == 2000  # a paragraph longer than a chunk is cut at line ends, not lost

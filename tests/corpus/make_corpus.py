@@ -1,0 +1,121 @@
+"""Writes the dataset test corpus: good/ holds one small file per file type and schema, bad/ the malformed ones.
+
+The files are kept in git; this script is how they were made (the binary and odd-encoding ones cannot be
+written by hand) and remakes them all: `python tests/corpus/make_corpus.py`. What each file should load
+as is the table in tests/core/data/test_corpus.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+HERE = Path(__file__).parent
+Q = ["What is the capital of Peru?", "How many legs has a spider?", "What colour is the sky?"]
+A = ["Lima.", "Eight.", "Blue, on a clear day."]
+CHAT = [[{"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in zip(Q, A)]
+
+
+def jsonl(rows) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+
+
+def table(header, rows, delimiter=",", newline="\n") -> str:
+    out = io.StringIO()
+    w = csv.writer(out, delimiter=delimiter, lineterminator=newline)
+    w.writerow(header)
+    w.writerows(rows)
+    return out.getvalue()
+
+
+def parquet(path: Path, rows: list[dict]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=2)  # several row groups, as the reader batches
+
+
+def good(d: Path) -> None:
+    sharegpt = [{"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]} for q, a in zip(Q, A)]
+    alpaca = [{"instruction": q, "input": "", "output": a} for q, a in zip(Q, A)]
+    (d / "messages.jsonl").write_bytes(jsonl({"messages": c} for c in CHAT))
+    (d / "messages_system_tools.jsonl").write_bytes(jsonl([{"messages": [
+        {"role": "system", "content": "You are terse."}, {"role": "user", "content": Q[0]},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "1", "type": "function"}]},
+        {"role": "tool", "content": "Lima"}, {"role": "assistant", "content": A[0]}]}, {"messages": CHAT[1]}]))
+    (d / "sharegpt.jsonl").write_bytes(jsonl(sharegpt))
+    (d / "alpaca.jsonl").write_bytes(jsonl(alpaca))
+    (d / "prompt_completion.jsonl").write_bytes(jsonl({"prompt": q, "completion": a} for q, a in zip(Q, A)))
+    for p, c in [("question", "answer"), ("prompt", "response"), ("input", "output"), ("instruction", "response"),
+                 ("query", "response")]:
+        (d / f"{p}_{c}.jsonl").write_bytes(jsonl({p: q, c: a} for q, a in zip(Q, A)))
+    (d / "text.jsonl").write_bytes(jsonl({"text": f"{q} {a}"} for q, a in zip(Q, A)))
+    (d / "bom_crlf.jsonl").write_bytes(b"\xef\xbb\xbf" + jsonl({"messages": c} for c in CHAT).replace(b"\n", b"\r\n"))
+    (d / "utf16.jsonl").write_bytes(jsonl({"prompt": q, "completion": a} for q, a in zip(Q, A)).decode()
+                                    .encode("utf-16"))
+    (d / "alpaca.json").write_text(json.dumps(alpaca, indent=2))
+    (d / "sharegpt_wrapped.json").write_text(json.dumps({"version": 2, "data": sharegpt}, indent=2))
+    (d / "prompt_completion.csv").write_text(table(["prompt", "completion"], zip(Q, A)))
+    (d / "alpaca.csv").write_bytes(table(["instruction", "input", "output"], [[q, "", a] for q, a in zip(Q, A)],
+                                         newline="\r\n").encode("utf-8-sig"))  # what Excel writes
+    (d / "messages.csv").write_text(table(["id", "messages"], [[i, json.dumps(c)] for i, c in enumerate(CHAT)]))
+    (d / "text_multiline.csv").write_text(table(["title", "text"], [["one", "First line.\nSecond line."],
+                                                                    ["two", "Another, with a comma."]]))
+    (d / "semicolon.csv").write_text(table(["question", "answer"], zip(Q, A), delimiter=";"))
+    (d / "question_answer.tsv").write_text(table(["question", "answer"], zip(Q, A), delimiter="\t"))
+    (d / "cp1252.csv").write_bytes(table(["prompt", "completion"], [
+        ["Qu'est-ce qu'un café crème ?", "Un café avec de la crème, très apprécié à Paris."],
+        ["Où se trouve la tour Eiffel ?", "À Paris, près de la Seine — on la voit de loin."],
+        ["Quel est le plat préféré des élèves ?", "Les crêpes, évidemment, avec du sucre."]]).encode("cp1252"))
+    parquet(d / "messages.parquet", [{"messages": c} for c in CHAT])
+    parquet(d / "alpaca.parquet", alpaca)
+    parquet(d / "text.parquet", [{"text": f"{q} {a}", "id": i} for i, (q, a) in enumerate(zip(Q, A))])
+    (d / "essay.txt").write_text("A title\n\nThe first paragraph,\nover two lines.\n\n\nThe second paragraph.\n")
+    (d / "notes.md").write_text("# Notes\n\nSome *markdown* text.\n")
+    folder = d / "folder"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.jsonl").write_bytes(jsonl({"messages": c} for c in CHAT[:2]))
+    (folder / "sub" / "b.csv").write_text(table(["messages"], [[json.dumps(CHAT[2])]]))
+    (folder / ".hidden.jsonl").write_text("not read\n")
+    (folder / "notes.docx").write_bytes(b"PK\x03\x04 not read either")
+
+
+def bad(d: Path) -> None:
+    (d / "empty.jsonl").write_bytes(b"")
+    (d / "blank_lines.jsonl").write_text("\n  \n\n")
+    (d / "binary.jsonl").write_bytes(b"\x00\x01\x02\x03binary\x00")
+    (d / "zip.csv").write_bytes(b"PK\x03\x04\x14\x00\x06\x00")
+    (d / "undecodable.txt").write_bytes(bytes(range(128, 256)) * 4)
+    (d / "array.jsonl").write_text(json.dumps([{"messages": c} for c in CHAT], indent=2))
+    (d / "unknown_schema.jsonl").write_bytes(jsonl([{"foo": 1, "bar": 2}]))
+    (d / "broken.json").write_text('[\n  {"prompt": "a", "completion": "b"},\n  {"prompt": "c" "completion": "d"}\n]\n')
+    (d / "two_lists.json").write_text(json.dumps({"train": [{"text": "a"}], "test": [{"text": "b"}]}))
+    (d / "header_only.csv").write_text("prompt,completion\n")
+    (d / "not_parquet.parquet").write_text('{"text": "hello"}\n')
+    (d / "sheet.xlsx").write_bytes(b"PK\x03\x04")
+    (d / "rows.jsonl").write_bytes(jsonl([{"messages": CHAT[0]}]) + b"{broken json\n" + jsonl([
+        {"messages": [{"role": "user", "content": "only a question"}]},
+        {"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "x"}]},
+        {"messages": [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "x"}]},
+        {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"},
+                      {"role": "assistant", "content": "c"}]},
+        {"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]},
+        {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": None}]},
+        ["not", "an", "object"]]))
+    (d / "mixed.jsonl").write_bytes(jsonl([{"instruction": q, "output": a} for q, a in zip(Q, A)]
+                                          + [{"prompt": Q[0], "completion": A[0]}]))
+    (d / "duplicates.jsonl").write_bytes(jsonl([{"text": "same"}, {"text": "other"}, {"text": "same"}]))
+    (d / "cells.csv").write_text(table(["prompt", "completion"], [[Q[0], A[0]], [Q[1], ""], [Q[2], A[2], "extra"]])
+                                 + ",\n")  # a row of empty cells, skipped
+    (d / "bad_messages_cell.csv").write_text(table(["messages"], [[json.dumps(CHAT[0])], ["[not json"]]))
+
+
+if __name__ == "__main__":
+    for name, make in (("good", good), ("bad", bad)):
+        shutil.rmtree(HERE / name, ignore_errors=True)
+        (HERE / name).mkdir()
+        make(HERE / name)
+    print(f"wrote {sum(1 for p in HERE.rglob('*') if p.is_file())} files under {HERE}")
