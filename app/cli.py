@@ -51,6 +51,8 @@ def build_parser() -> Parser:
         s.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
                        help="Read the data with this column mapping instead of detecting it, e.g. "
                             "prompt=question completion=answer (repeat for each field).")
+        s.add_argument("--bad-rows", choices=["skip", "stop"], default="skip",
+                       help="skip: leave rows with problems out (listed); stop: refuse the data at the first one.")
         s.add_argument("--no-packing", dest="packing", action="store_false",
                        help="Pad every row to itself instead of packing short rows into full sequences.")
         s.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
@@ -68,6 +70,8 @@ def build_parser() -> Parser:
     wishes(s)
     s.add_argument("--project", default="default", help="Project name in the history.")
     s.add_argument("--seed", type=int, default=42, help="Random seed (same seed, same run).")
+    s.add_argument("--eval-fraction", type=float, default=0.05,
+                   help="Share of rows held out for the validation loss (at most 64 rows; none under 20 rows).")
 
     s = sub.add_parser("resume", help="Continue a stopped or interrupted run from its last checkpoint.")
     s.add_argument("--run", required=True, help="Run id (a unique prefix is enough, or 'last').")
@@ -105,6 +109,8 @@ def build_parser() -> Parser:
     d.add_argument("path", help="Dataset file or folder.")
     d.add_argument("--model", help="Measure tokens with this model's tokenizer and chat template.")
     d.add_argument("--seq-len", type=int, help="Say how many rows this sequence length would cut (needs --model).")
+    d.add_argument("--bad-rows", choices=["skip", "stop"], default="skip",
+                   help="skip: list rows with problems and go on; stop: fail at the first one.")
     d.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
                    help="Read the data with this column mapping instead of detecting it (repeat for each field).")
     d.add_argument("--json", action="store_true", help="Print as JSON.")

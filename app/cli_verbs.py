@@ -42,6 +42,9 @@ def check_positive(a) -> None:
         value = getattr(a, name, None)
         if value is not None and value <= 0:
             raise KnownError(f"--{name.replace('_', '-')} must be above 0 (got {value}).")
+    fraction = getattr(a, "eval_fraction", None)
+    if fraction is not None and not 0 <= fraction < 0.5:
+        raise KnownError(f"--eval-fraction must be at least 0 and below 0.5 (got {fraction}).")
 
 
 def cmd_profile(a) -> int:
@@ -56,7 +59,7 @@ def cmd_profile(a) -> int:
 def cmd_plan(a) -> int:
     check_positive(a)
     bundle = ops.make_plan(a.model, a.data, wishes_of(a), hardware_file=a.hardware, progress=_progress(a),
-                           mapping=mapping_of(a))
+                           mapping=mapping_of(a), on_bad=a.bad_rows)
     if a.json:
         out({"plan": bundle.plan.to_dict(), "model": str(bundle.model.path), "data": bundle.data,
              "hardware": bundle.hardware.source})
@@ -70,9 +73,11 @@ def cmd_plan(a) -> int:
 
 def cmd_train(a) -> int:
     check_positive(a)
-    bundle = ops.make_plan(a.model, a.data, wishes_of(a), progress=_progress(a), mapping=mapping_of(a))
+    bundle = ops.make_plan(a.model, a.data, wishes_of(a), progress=_progress(a), mapping=mapping_of(a),
+                           on_bad=a.bad_rows)
     cfg = ops.create_run(bundle, project=a.project, seed=a.seed,
-                         memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else 0)
+                         memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else 0,
+                         eval_fraction=a.eval_fraction)
     if a.json:
         out({"event": "plan", "run_id": cfg.run_id, "plan": bundle.plan.to_dict()})
     else:
@@ -196,7 +201,7 @@ def cmd_data(a) -> int:
     seq_len = getattr(a, "seq_len", None)
     if seq_len is not None and seq_len <= 0:
         raise KnownError("--seq-len must be above 0.")
-    report = ops.inspect_data(a.path, model=a.model, seq_len=seq_len, mapping=mapping_of(a))
+    report = ops.inspect_data(a.path, model=a.model, seq_len=seq_len, mapping=mapping_of(a), on_bad=a.bad_rows)
     if a.json:
         out({k: v for k, v in report.items() if k != "token_lengths"})
         return 0

@@ -42,7 +42,7 @@ def machine_profile(hardware_file: str | None = None, reprobe_disk: bool = False
 
 
 def inspect_data(path: str, model: str | None = None, seq_len: int | None = None,
-                 progress: Progress | None = None, mapping: dict | None = None) -> dict:
+                 progress: Progress | None = None, mapping: dict | None = None, on_bad: str = "skip") -> dict:
     """What the file holds: format, rows, problems and (given a model) token statistics and a preview.
 
     With a model, "tokens" holds the length statistics and histogram (and, given seq_len, the rows it
@@ -54,7 +54,7 @@ def inspect_data(path: str, model: str | None = None, seq_len: int | None = None
 
     progress = progress or Progress()
     progress.update(None, "Reading the dataset")
-    ds = data_mod.load(path, mapping=mapping)
+    ds = data_mod.load(path, on_bad=on_bad, mapping=mapping)
     report = {**ds.summary(), "problem_list": [str(p) for p in ds.problems[:50]]}
     if model:
         ref = resolve_model(model, progress)
@@ -67,6 +67,11 @@ def inspect_data(path: str, model: str | None = None, seq_len: int | None = None
             report[key] = found[key]
         if seq_len:
             report["truncated_at_seq_len"] = found["stats"].get("truncated_rows", 0)
+        context = ref.config().get("max_position_embeddings")
+        too_long = [(e.source, n) for e, n in zip(ds.examples, found["lengths"]) if context and n > context]
+        report["longer_than_context"] = len(too_long)
+        report["problem_list"] += [f"{src}: {n} tokens, longer than the model's context ({context}); it will be cut"
+                                   for src, n in too_long[:20]]
         report["preview_rows"] = [dict(row, text=token_report.marked_text(row["segments"]))
                                   for row in found["preview"]]
         first = ds.examples[0]
@@ -85,12 +90,13 @@ class PlanBundle:
     hardware: hardware.HardwareProfile
     token_lengths: list[int] = field(repr=False, default_factory=list)
     mapping: dict | None = None  # the column mapping the data was read with (None: detected)
+    on_bad: str = "skip"  # what bad rows do: skip (left out, listed) or stop
 
 
 def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardware_file: str | None = None,
-              progress: Progress | None = None, mapping: dict | None = None) -> PlanBundle:
+              progress: Progress | None = None, mapping: dict | None = None, on_bad: str = "skip") -> PlanBundle:
     progress = progress or Progress()
-    ds = data_mod.load(data, mapping=mapping)  # the cheap check first: a wrong path should not wait for a model conversion
+    ds = data_mod.load(data, on_bad=on_bad, mapping=mapping)  # the cheap check first: a wrong path should not wait for a model conversion
     ref = resolve_model(model, progress)
     progress.update(None, "Measuring token lengths")
     lengths = tokenize.token_lengths(ds.examples, load_tokenizer(ref))
@@ -99,7 +105,7 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
     measured = None if hardware_file else _calibration_for(ref, plan)
     if measured:  # an earlier run of this model and strategy here measured its true peak: plan with it
         plan = planner.make_plan(hw, ref.config(), lengths, wishes, calibration=measured)
-    return PlanBundle(plan, ref, str(Path(data).resolve()), ds.summary(), hw, lengths, mapping)
+    return PlanBundle(plan, ref, str(Path(data).resolve()), ds.summary(), hw, lengths, mapping, on_bad)
 
 
 def _calibration_for(ref: model_source.ModelRef, plan: planner.Plan) -> dict | None:
@@ -130,7 +136,8 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, **o
             model_name=bundle.model.name, strategy=p.strategy, device=p.device, precision=p.precision,
             seq_len=p.seq_len, micro_batch=p.micro_batch, grad_accum=p.grad_accum, max_steps=p.max_steps,
             epochs=p.epochs, lr=p.lr, seed=seed, gradient_checkpointing=p.gradient_checkpointing,
-            strategy_options=p.options, packing=p.packing, data_mapping=bundle.mapping or {}, plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
+            strategy_options=p.options, packing=p.packing, data_mapping=bundle.mapping or {}, bad_rows=bundle.on_bad,
+            plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
         )
         fields.update(overrides)  # every planned setting can be overridden (STYLE §6)
         cfg = settings.from_dict(RunConfig, fields, source="run settings")

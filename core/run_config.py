@@ -25,6 +25,8 @@ class RunConfig:
     data_path: str = option(help="Dataset file or folder.")
     data_mapping: dict = option({}, help="Column mapping the dataset is read with, e.g. {'prompt': 'question', "
                                          "'completion': 'answer'}; empty: the schema is detected.")
+    bad_rows: str = option("skip", help="'skip': rows with problems are left out (counted and listed in the run's "
+                                        "log); 'stop': the first bad row stops the run with its file:line.")
     project: str = option("default", help="Project the run belongs to in the history.")
     model_name: str = option("", help="What the person asked for (e.g. 'default'), shown in the history.")
     strategy: str = option("lora", help="Training strategy: a name registered in core.strategies.")
@@ -72,6 +74,7 @@ class RunConfig:
         check(0 <= self.eval_fraction < 0.5, "eval_fraction", "must be in [0, 0.5).")
         check(self.device in ("auto", "cuda", "cpu"), "device", "must be auto, cuda or cpu.")
         check(self.precision in ("auto", "bf16", "fp16", "fp32"), "precision", "must be auto, bf16, fp16 or fp32.")
+        check(self.bad_rows in ("skip", "stop"), "bad_rows", "must be skip or stop.")
         check(self.eval_every >= 0, "eval_every", "must be 0 (about ten times per run) or a number of steps.")
         check(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1.")
         check(self.keep_checkpoints >= 1, "keep_checkpoints", "must be at least 1.")

@@ -85,7 +85,9 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
                   ended_at=None)
 
     emit("status", text="Reading the dataset")
-    data = data_mod.load(cfg.data_path, mapping=cfg.data_mapping or None)
+    data = data_mod.load(cfg.data_path, on_bad=cfg.bad_rows, mapping=cfg.data_mapping or None)
+    if data.problems:
+        emit("status", text=f"Left out {len(data.problems)} bad row(s), first: {data.problems[0]}")
     train_rows, eval_rows = data.split(cfg.eval_fraction, cfg.seed)
     emit("status", text=f"Loading the model ({precision} on {device.type}, {cfg.strategy})")
     tok = AutoTokenizer.from_pretrained(cfg.model_path)

@@ -47,6 +47,31 @@ def test_data_inspect(cli, tmp_path, tiny_model_dir):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     assert cli("data", "inspect", empty).returncode != 0
+    stopped = cli("data", "inspect", bad, "--bad-rows", "stop")
+    assert stopped.returncode != 0 and "bad.jsonl:1: broken JSON" in stopped.stderr
+
+
+def test_data_inspect_with_a_column_mapping_and_a_row_longer_than_the_context(cli, home, tmp_path, tiny_model_dir):
+    """A spreadsheet with its own column names, read through --map; the tiny model's context is 256 tokens."""
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("question_text,answer_text\nWhat is the capital of Peru?,Lima.\n"
+                     f"Tell me a long story.,{'And then the ship sailed on. ' * 80}\n", encoding="utf-8")
+    unmapped = cli("data", "inspect", sheet)
+    assert unmapped.returncode != 0 and "no known schema" in unmapped.stderr
+    report = json.loads(cli("data", "inspect", sheet, "--model", tiny_model_dir, "--json",
+                            "--map", "prompt=question_text", "--map", "completion=answer_text", check=0).stdout)
+    assert (report["format"], report["rows"], report["longer_than_context"]) == ("prompt_completion", 2, 1)
+    assert any(p.startswith("sheet.csv:row 3: ") and "longer than the model's context (256)" in p
+               for p in report["problem_list"])
+    wrong = cli("data", "inspect", sheet, "--map", "prompt")
+    assert wrong.returncode != 0 and "expected FIELD=COLUMN" in wrong.stderr
+    # The run is read the same way: the mapping travels in its config file.
+    events = json_lines(cli("train", "--model", tiny_model_dir, "--data", sheet, "--map", "prompt=question_text",
+                            "--map", "completion=answer_text", "--max-steps", "1", "--device", "cpu", "--json",
+                            check=0).stdout)
+    assert [e["status"] for e in events if e["event"] == "done"] == ["done"]
+    run = json.loads((home / "runs" / events[0]["run_id"] / "run.json").read_text())
+    assert run["data_mapping"] == {"prompt": "question_text", "completion": "answer_text"}
 
 
 def test_plan_for_another_machine(cli, tiny_model_dir):
