@@ -1,4 +1,5 @@
-"""Two small painted widgets: the live loss curve and the planned-memory bar (no QtCharts needed)."""
+"""Small painted widgets: the live loss curve, the planned-memory bar and the token-length histogram
+(no QtCharts needed)."""
 
 from __future__ import annotations
 
@@ -155,6 +156,60 @@ class MemoryBar(QWidget):
             p.setPen(QColor("#333333"))
             text = fm.elidedText(f"{name}: {_size(value)}", Qt.ElideRight, int(col_w - 24))
             p.drawText(QRectF(left + 18, top, col_w - 20, self.ROW), Qt.AlignLeft | Qt.AlignVCenter, text)
+
+
+class LengthHistogram(QWidget):
+    """Rows per token-length bin, with an optional cut-off line (the sequence length: rows right of it are cut)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.edges: list[float] = []
+        self.counts: list[int] = []
+        self.cutoff: int | None = None
+        self.setMinimumHeight(90)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+
+    def sizeHint(self) -> QSize:
+        return QSize(480, 110)
+
+    def set_histogram(self, histogram: dict | None, cutoff: int | None = None) -> None:
+        self.edges = list((histogram or {}).get("edges", []))
+        self.counts = list((histogram or {}).get("counts", []))
+        self.cutoff = cutoff
+        self.update()
+
+    def paintEvent(self, _event) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.Antialiasing)
+        fm = QFontMetrics(self.font())
+        area = QRectF(4, 4, self.width() - 8, self.height() - fm.height() - 10)
+        p.setPen(QPen(QColor("#c8ccd2")))
+        p.drawLine(area.bottomLeft(), area.bottomRight())
+        if not self.counts or len(self.edges) != len(self.counts) + 1:
+            p.setPen(QColor("#777"))
+            p.drawText(area, Qt.AlignCenter, "Token lengths appear here once a model is chosen.")
+            return
+        first = next(i for i, c in enumerate(self.counts + [1]) if c)  # start at the first bin with rows
+        lo, hi = self.edges[min(first, len(self.counts) - 1)], max(self.edges[-1], (self.cutoff or 0))
+        span = max(1e-9, hi - lo)
+        top = max(self.counts) or 1
+
+        def x(value: float) -> float:
+            return area.left() + (value - lo) / span * area.width()
+
+        for count, a, b in zip(self.counts, self.edges, self.edges[1:]):
+            h = area.height() * count / top
+            cut = self.cutoff is not None and a >= self.cutoff
+            p.fillRect(QRectF(x(a) + 0.5, area.bottom() - h, max(1.0, x(b) - x(a) - 1), h),
+                       QColor("#e15759" if cut else PALETTE[0]))
+        p.setPen(QColor("#555"))
+        baseline = area.bottom() + fm.ascent() + 4
+        p.drawText(QPointF(area.left(), baseline), f"{lo:.0f} tokens")
+        right = f"{self.edges[-1]:.0f}"
+        p.drawText(QPointF(x(self.edges[-1]) - fm.horizontalAdvance(right), baseline), right)
+        if self.cutoff is not None:
+            p.setPen(QPen(QColor("#e15759"), 1.5, Qt.DashLine))
+            p.drawLine(QPointF(x(self.cutoff), area.top()), QPointF(x(self.cutoff), area.bottom()))
 
 
 def _size(n: int) -> str:

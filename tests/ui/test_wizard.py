@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
@@ -45,6 +47,12 @@ def test_data_page_inspects_the_demo_data(make_wizard, advance, qtbot, tiny_mode
     assert page.problems_label.text() == "none"
     assert "median" in page.tokens_label.text()
     assert "<|im_start|>assistant" in page.preview.toPlainText()
+    assert sum(page.histogram.counts) == 202 and len(page.histogram.edges) == len(page.histogram.counts) + 1
+    # The trained part is highlighted: the assistant's answer with its end-of-turn token, not the question.
+    first = wizard.session.data_report["preview_rows"][0]["segments"]
+    trained = "".join(seg["text"] for seg in first if seg["trained"])
+    assert trained.startswith("Arr") and trained.rstrip().endswith("<|im_end|>") and "user" not in trained
+    assert re.search(r'background-color:#d9f2d9;">Arr', page.preview.toHtml())
 
 
 def drop(widget, path):

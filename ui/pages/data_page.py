@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QFontDatabase
-from PySide6.QtWidgets import (QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton,
+from PySide6.QtWidgets import (QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel, QPushButton, QTextEdit,
                                QVBoxLayout)
 
 from app import operations as ops
 from app import paths
 from core.data import dataset, formats
+from ui.charts import LengthHistogram
 from ui.pages.base import BusyLine, Page, Session
 
 SHOWN_PROBLEMS = 5
@@ -96,7 +98,9 @@ class DataPage(Page):
         form.addRow("Rows:", self.rows_label)
         form.addRow("Problems:", self.problems_label)
         form.addRow("Tokens per row:", self.tokens_label)
-        self.preview = QPlainTextEdit(readOnly=True, placeholderText="The first example, as the model will see it.")
+        self.histogram = LengthHistogram()
+        form.addRow("", self.histogram)
+        self.preview = QTextEdit(readOnly=True, placeholderText="The first examples, as the model will see them.")
         self.preview.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
         self.preview.setMinimumHeight(110)
         self.status = BusyLine()
@@ -110,7 +114,7 @@ class DataPage(Page):
         layout.addSpacing(4)
         layout.addLayout(form)
         layout.addSpacing(6)
-        layout.addWidget(QLabel("First example, rendered with the model's chat template:"))
+        layout.addWidget(QLabel("The first examples as the model sees them; it learns from the highlighted part:"))
         layout.addWidget(self.preview, 1)
         self._inspected_for: tuple | None = None
         self.drop_zone.show_path(session.data_path)
@@ -135,6 +139,7 @@ class DataPage(Page):
         for label in (self.format_label, self.rows_label, self.problems_label, self.tokens_label):
             label.setText("—")
         self.preview.clear()
+        self.histogram.set_histogram(None)
         self.completeChanged.emit()
         self.status.start("Reading the dataset…")
         model = self._inspected_for[1]
@@ -145,14 +150,21 @@ class DataPage(Page):
         self.session.data_report = report
         self.status.stop()
         fmt = formats.FORMATS.get(report["format"])
-        self.format_label.setText(f"{report['format']} — {fmt.DESCRIPTION}" if fmt else report["format"])
+        why = report.get("schema_reason") or (fmt.DESCRIPTION if fmt else "")
+        self.format_label.setText("\n".join([f"{report['format']}" + (f" — {why}" if why else ""),
+                                              *report.get("warnings", [])]))
         dup = report.get("duplicates", 0)
         self.rows_label.setText(f"{report['rows']} usable" + (f", {dup} duplicated" if dup else ""))
         self.problems_label.setText(problems_text(report))
         t = report.get("tokens") or {}
         self.tokens_label.setText(f"min {t['min']}, median {t['median']}, 95% under {t['p95']}, max {t['max']} "
                                   f"({t['total']:,} in all)" if t.get("count") else "—")
-        self.preview.setPlainText(report.get("preview", ""))
+        self.histogram.set_histogram(t.get("histogram"))
+        rows = report.get("preview_rows")
+        if rows:
+            self.preview.setHtml(preview_html(rows))
+        else:
+            self.preview.setPlainText(report.get("preview", ""))
         self.completeChanged.emit()
 
     def _failed(self, error: BaseException) -> None:
@@ -172,6 +184,18 @@ class DataPage(Page):
         folder = QFileDialog.getExistingDirectory(self, "Choose a folder of dataset files")
         if folder:
             self.set_path(folder)
+
+
+def preview_html(rows: list[dict]) -> str:
+    """Rows as segments (core.data.token_report): trained text highlighted, text past the length greyed."""
+    parts = []
+    for row in rows:
+        body = "".join(
+            f'<span style="background:#d9f2d9">{html.escape(seg["text"])}</span>' if seg.get("trained") and not seg.get("cut")
+            else f'<span style="color:#aaa">{html.escape(seg["text"])}</span>' if seg.get("cut")
+            else html.escape(seg["text"]) for seg in row["segments"])
+        parts.append(f'<p style="color:#777">{html.escape(row["source"])}</p><pre>{body}</pre>')
+    return "<hr>".join(parts)
 
 
 def problems_text(report: dict) -> str:
