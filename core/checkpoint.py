@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from core import atomic
+from core.errors import KnownError
 
 DIR = "checkpoints"
 
@@ -29,7 +30,7 @@ def save(run_dir: Path, step: int, params: dict, optimizer, scheduler, state: di
         save_file(trainable, str(tmp / "trainable.safetensors"))
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
         torch.save(_rng_state(), tmp / "rng.pt")
-        (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=2))
+        (tmp / "state.json").write_text(json.dumps({**state, "step": step, "trained": list(params)}, indent=2))
     for old in sorted((Path(run_dir) / DIR).glob("step-*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target
@@ -40,19 +41,32 @@ def latest(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load(path: Path, params: dict, optimizer, scheduler) -> dict:
+def load(path: Path, params: dict, optimizer, scheduler, model_params: dict | None = None) -> dict:
+    """Restore a checkpoint into `params` (the trained ones, by name) and the optimizer, schedule and RNG.
+
+    After a re-plan that changed what trains (LISA freezing its embeddings), a saved weight may belong
+    to the model but no longer train: it is restored through `model_params`, and the optimizer, whose
+    state was for another set of weights, starts fresh (state["optimizer_reset"] says so)."""
     import torch
     from safetensors.torch import load_file
 
     weights = load_file(str(path / "trainable.safetensors"))
+    everything = {**(model_params or {}), **params}
     with torch.no_grad():
         for name, value in weights.items():
-            params[name].copy_(value)
+            if name not in everything:
+                raise KnownError(f"{path}: the checkpoint holds '{name}', which this model does not have; it was "
+                                 "saved for another model or strategy, so start a new run.")
+            everything[name].copy_(value)
+    state = json.loads((path / "state.json").read_text())
     opt = torch.load(path / "optimizer.pt", weights_only=True)
-    optimizer.load_state_dict(opt["optimizer"])
+    if state.get("trained", list(params)) == list(params):
+        optimizer.load_state_dict(opt["optimizer"])
+    else:
+        state["optimizer_reset"] = True
     scheduler.load_state_dict(opt["scheduler"])
     _set_rng_state(torch.load(path / "rng.pt", weights_only=True))
-    return json.loads((path / "state.json").read_text())
+    return state
 
 
 def _rng_state() -> dict:

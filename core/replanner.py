@@ -3,7 +3,8 @@
 The crash proves the true peak was above the limit, so the estimates are scaled up to say so, and
 the planner's ladder continues downward from the failed settings: halve the micro-batch first
 (raising accumulation, so each optimizer step still sees the same examples and a resumed run stays
-on its trajectory), then gradient checkpointing, then QLoRA, then offload. The sequence length,
+on its trajectory), then the strategy's own cheaper settings (LISA freezes its embeddings), then
+gradient checkpointing, then QLoRA, then offload. The sequence length,
 learning rate and step count stay as they were.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 
 from core import memory_model as mm
+from core import strategies
 from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
 from core.plan_target import target_for
@@ -44,7 +46,7 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
 
     def carried(name: str) -> dict:  # the run's settings that still apply (LoRA's rank carries into QLoRA)
         return options_for(name, Wishes(options=previous.options))
-    chosen = None
+    chosen, chosen_options = None, dict(previous.options)
     while mb > 1 and chosen is None:  # first: smaller micro-batches, more accumulation
         mb //= 2
         if target.fits(mm.estimate(shape, target.setup(strategy, mb, previous.seq_len, ckpt, previous.options))):
@@ -52,16 +54,23 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
             reasons.append(f"Micro-batch {previous.micro_batch} → {mb}, accumulation "
                            f"{previous.grad_accum} → {math.ceil(effective / mb)}: the same {effective} examples "
                            f"per step, in smaller pieces.")
+    for cheaper, why in ([] if chosen else _cheaper_settings(strategy, previous.options)):
+        for with_ckpt in dict.fromkeys([ckpt, True]):  # as it was, then with checkpointing
+            mb = largest_micro_batch(shape, target, strategy, previous.seq_len, with_ckpt, cheaper, effective)
+            if mb and not chosen:
+                chosen, chosen_options = (strategy, with_ckpt, mb), cheaper
+                reasons.append(why)
     for rung in rungs:
         if chosen:
             break
         mb = largest_micro_batch(shape, target, rung[0], previous.seq_len, rung[1], carried(rung[0]), effective)
         if mb:
-            chosen = (*rung, mb)
-            reasons.append(why_rung(shape, rung[0], rung[1], target, carried(rung[0])))
+            chosen, chosen_options = (*rung, mb), carried(rung[0])
+            reasons.append(why_rung(shape, rung[0], rung[1], target, chosen_options))
     fitted = chosen is not None
     if not fitted:
         chosen = ((rungs or _rungs_below("lora", False, target.device))[-1][0], True, 1)
+        chosen_options = carried(chosen[0])
         warnings.append("Nothing on the ladder fits even after the correction; trying the smallest settings.")
     strategy, ckpt, mb = chosen
     plan_wishes = Wishes(micro_batch=mb, grad_accum=math.ceil(effective / mb), seq_len=previous.seq_len,
@@ -69,7 +78,17 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
                          options=previous.options, packing=previous.packing)
     return finish_plan(shape, hardware, target, strategy, ckpt, mb, previous.seq_len,
                        sum(1 for n in token_lengths if n > previous.seq_len), token_lengths, plan_wishes, reasons,
-                       warnings, fitted=fitted, options=carried(strategy), steps=previous.total_steps)
+                       warnings, fitted=fitted, options=chosen_options, steps=previous.total_steps)
+
+
+def _cheaper_settings(strategy: str, options: dict) -> list[tuple[dict, str]]:
+    """The strategy's own cheaper choices after the one the run made (core.strategies' plan_variants,
+    best first; LISA: embeddings trained, then frozen), each with its reason: tried before leaving it."""
+    variants = strategies.get(strategy, need_built=False).plan_variants({})
+    for i, (variant, _) in enumerate(variants):
+        if variant and all(options.get(k) == v for k, v in variant.items()):
+            return [({**options, **later}, why) for later, why in variants[i + 1:]]
+    return []
 
 
 def _rungs_below(strategy: str, ckpt: bool, device: str) -> list[tuple[str, bool]]:

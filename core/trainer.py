@@ -117,8 +117,11 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
     best = float("inf")
     last = checkpoint.latest(run_dir) if resume else None
     if last is not None:
-        best = session.resume(last).get("best_loss", best)
-        emit("status", text=f"Resumed from the checkpoint at step {session.step_index}")
+        state = session.resume(last)
+        best = state.get("best_loss", best)
+        emit("status", text=f"Resumed from the checkpoint at step {session.step_index}"
+             + ("; the re-plan changed which weights train, so the optimizer starts afresh from its weights"
+                if state.get("optimizer_reset") else ""))
     db.update_run(cfg.run_id, total_steps=total)
     emit("start", total_steps=total, start_step=session.step_index, train_examples=len(train_set),
          eval_examples=len(eval_set), trainable_params=session.trainable_count, device=device.type,

@@ -152,7 +152,8 @@ class Session:
                                state, self.cfg.keep_checkpoints)
 
     def resume(self, path: Path) -> dict:
-        state = checkpoint.load(path, self._named_trained(), self.optimizer, self.scheduler)
+        state = checkpoint.load(path, self._named_trained(), self.optimizer, self.scheduler,
+                                dict(self.model.named_parameters()))
         self.step_index = state["step"]
         return state
 

@@ -166,3 +166,15 @@ def test_strategy_settings_flow_into_the_plan_and_are_checked():
 
     with pytest.raises(BadArgument, match="unknown setting"):
         planner.make_plan(CPU_ONLY, SMOL, [50], planner.Wishes(strategy="full", options={"r": 8}))
+
+
+def test_lisa_out_of_memory_freezes_its_embeddings_before_leaving_lisa():
+    """A LISA run with its embeddings trained runs out of memory at micro-batch 1: the re-plan first keeps
+    LISA with the embeddings frozen (its own cheaper choice), and only then would it go down the ladder."""
+    hw = hardware.load(REPO / "resources" / "hardware" / "gpu-8gb-laptop.json")
+    first = planner.make_plan(hw, SMOL, [400] * 200, planner.Wishes(strategy="lisa", micro_batch=1, grad_accum=8))
+    assert first.options["embeddings"] is True and first.micro_batch == 1
+    again = replanner.replan_after_oom(first, hw, SMOL, [400] * 200, at_step=3)
+    assert again.strategy == "lisa" and again.options["embeddings"] is False
+    assert again.options["layers"] == first.options["layers"] and again.effective_batch == first.effective_batch
+    assert any(r.startswith("The embeddings and output head stay frozen") for r in again.reasons)

@@ -268,3 +268,34 @@ def test_every_setting_has_help():
     for name in strategies.REGISTRY:
         for option in strategies.describe_options(name):
             assert len(option["help"]) > 10, (name, option["name"])
+
+
+def test_a_re_plan_that_freezes_lisas_embeddings_resumes_from_the_checkpoint(model_dir, tmp_path):
+    """After an out-of-memory re-plan a LISA run may continue with its embeddings frozen: the trained
+    embeddings come back from the checkpoint, and the optimizer (whose state was for other weights) starts
+    afresh instead of failing."""
+    data = examples(vocab=1000)
+    cfg = config(tmp_path, model_dir, "lisa-embeddings-owlore", "before")
+    first = training.Session(cfg, STEPS)
+    run_steps(first, data, STOP_AT)
+    first.save_checkpoint(cfg.run_dir, {})
+    embedding = first.model.get_input_embeddings().weight.detach().clone()
+    frozen = config(tmp_path, model_dir, "lisa", "before")  # same run folder, embeddings off now
+    second = training.Session(frozen, STEPS)
+    state = second.resume(checkpoint.latest(cfg.run_dir))
+    assert state["optimizer_reset"] is True and state["step"] == STOP_AT
+    assert torch.equal(second.model.get_input_embeddings().weight, embedding)
+    losses = run_steps(second, data, STEPS)
+    assert len(losses) == STEPS - STOP_AT and all(0 < x < 20 for x in losses)
+    assert torch.equal(second.model.get_input_embeddings().weight, embedding)  # frozen from here on
+
+
+def test_a_checkpoint_of_another_model_is_refused_in_a_sentence(model_dir, six_layer_model, tmp_path):
+    from core.errors import KnownError
+
+    cfg = config(tmp_path, six_layer_model, "full", "six")
+    six = training.Session(cfg, STEPS)
+    six.save_checkpoint(cfg.run_dir, {})
+    two = training.Session(config(tmp_path, model_dir, "full", "two"), STEPS)
+    with pytest.raises(KnownError, match="this model does not have"):
+        two.resume(checkpoint.latest(cfg.run_dir))
