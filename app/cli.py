@@ -31,6 +31,13 @@ def build_parser() -> Parser:
     s.add_argument("--json", action="store_true", help="Print the profile as JSON (usable with plan --hardware).")
     s.add_argument("--probe-disk", action="store_true", help="Measure the disk speed again instead of the cached figure.")
 
+    def reading(s):  # how the dataset is read, for `data inspect` as for plan and train
+        s.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
+                       help="Read the data with this column mapping instead of detecting it, e.g. "
+                            "prompt=question completion=answer (repeat for each field).")
+        s.add_argument("--bad-rows", choices=["skip", "stop"], default="skip",
+                       help="skip: leave rows with problems out (listed); stop: refuse the data at the first one.")
+
     def wishes(s):
         s.add_argument("--model", required=True, help="'default', a model folder, a .gguf file or a cached model id.")
         s.add_argument("--data", required=True, help="Dataset file or folder (.jsonl or .json).")
@@ -48,11 +55,7 @@ def build_parser() -> Parser:
                           help="Force gradient checkpointing on (less memory, about a third slower).")
         ckpt.add_argument("--no-checkpointing", dest="checkpointing", action="store_false",
                           help="Force gradient checkpointing off.")
-        s.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
-                       help="Read the data with this column mapping instead of detecting it, e.g. "
-                            "prompt=question completion=answer (repeat for each field).")
-        s.add_argument("--bad-rows", choices=["skip", "stop"], default="skip",
-                       help="skip: leave rows with problems out (listed); stop: refuse the data at the first one.")
+        reading(s)
         s.add_argument("--no-packing", dest="packing", action="store_false",
                        help="Pad every row to itself instead of packing short rows into full sequences.")
         s.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
@@ -109,10 +112,7 @@ def build_parser() -> Parser:
     d.add_argument("path", help="Dataset file or folder.")
     d.add_argument("--model", help="Measure tokens with this model's tokenizer and chat template.")
     d.add_argument("--seq-len", type=int, help="Say how many rows this sequence length would cut (needs --model).")
-    d.add_argument("--bad-rows", choices=["skip", "stop"], default="skip",
-                   help="skip: list rows with problems and go on; stop: fail at the first one.")
-    d.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
-                   help="Read the data with this column mapping instead of detecting it (repeat for each field).")
+    reading(d)
     d.add_argument("--json", action="store_true", help="Print as JSON.")
     return p
 

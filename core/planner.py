@@ -145,7 +145,7 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
         options = options_for(strategy, w, warnings)
         reasons.append(why_rung(shape, strategy, ckpt, target, options))
     return finish_plan(shape, hardware, target, strategy, ckpt, mb or 1, seq_len, truncated, token_lengths, w,
-                       reasons, warnings, fitted=bool(mb), options=options)
+                       reasons, warnings, fitted=bool(mb), options=options, rows=rows)
 
 
 def options_for(strategy: str, w: Wishes, warnings: list | None = None) -> dict:
@@ -246,7 +246,8 @@ def why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: Target, optio
 
 
 def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncated, lengths, w: Wishes, reasons,
-                warnings, fitted: bool, options: dict, steps: int | None = None) -> Plan:
+                warnings, fitted: bool, options: dict, steps: int | None = None, rows: int | None = None) -> Plan:
+    """The plan for these decided settings; `rows` is `sequences(...)` when the caller has it already."""
     s = strategies.get(strategy, need_built=False)
     if not s.built:
         warnings.append(f"The {strategy} strategy is planned but not built yet; the run will refuse to start.")
@@ -257,7 +258,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         est = mm.estimate(shape, setup)
         reasons.append("The weights do not fit in RAM either, so they stream from the disk"
                        + ("." if hw.disk_read_bytes_per_s else " (its speed was not measured: run `profile`)."))
-    rows = sequences(lengths, seq_len, w.packing)
+    rows = rows or sequences(lengths, seq_len, w.packing)
     if w.packing and lengths:
         reasons.append(f"Packing: the {len(lengths)} rows fit in {rows} sequences of up to {seq_len} tokens, each "
                        "row still apart from the others, so steps spend their compute on tokens, not padding.")

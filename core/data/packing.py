@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+from core.data import tokenize
 from core.data.tokenize import IGNORE, Encoded
 
 
@@ -71,18 +72,13 @@ def collate(batch: list[Pack], pad_id: int) -> dict:
     attends to; `tokens` counts the real ones (popped before the forward pass)."""
     import torch
 
-    width = max(p.tokens for p in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-    positions = torch.zeros((len(batch), width), dtype=torch.long)
+    out = tokenize.collate(batch, pad_id)  # the same padding as unpacked rows; the mask only counts tokens
+    mask = out.pop("attention_mask")
+    positions = torch.zeros_like(out["input_ids"])
     for i, p in enumerate(batch):
-        n = p.tokens
-        ids[i, :n] = torch.tensor(p.input_ids)
-        labels[i, :n] = torch.tensor(p.labels)
-        positions[i, :n] = torch.tensor(p.position_ids)
-        positions[i, n:] = torch.arange(width - n)
-    return {"input_ids": ids, "labels": labels, "position_ids": positions,
-            "tokens": torch.tensor(sum(p.tokens for p in batch))}
+        positions[i, :p.tokens] = torch.tensor(p.position_ids)
+        positions[i, p.tokens:] = torch.arange(positions.shape[1] - p.tokens)
+    return {**out, "position_ids": positions, "tokens": mask.sum()}
 
 
 def works_with(model) -> bool:

@@ -123,8 +123,13 @@ def get(name: str, need_built: bool = True) -> Strategy:
 def describe_options(name: str) -> list[dict]:
     """Each setting of a strategy: name, default, help (for `tuneforge strategies` and the UI)."""
     s = get(name, need_built=False)
-    return [{"name": f.name, "default": f.default, "type": f.type if isinstance(f.type, str) else f.type.__name__,
+    return [{"name": f.name, "default": f.default, "type": _type_name(f),
              "help": f.metadata["help"]} for f in dataclasses.fields(s.Options)]
+
+
+def _type_name(f: dataclasses.Field) -> str:
+    """'int', 'bool', ... (annotations are strings under `from __future__ import annotations`)."""
+    return f.type if isinstance(f.type, str) else f.type.__name__
 
 
 def parse_option(strategy: str | None, text: str) -> tuple[str, object]:
@@ -139,7 +144,7 @@ def parse_option(strategy: str | None, text: str) -> tuple[str, object]:
         known = ", ".join(sorted(fields)) or "none"
         raise BadArgument(f"--option {text}: expected NAME=VALUE with a setting of {strategy or 'a strategy'} "
                           f"({known}); `tuneforge strategies` explains each.")
-    kind = fields[key].type if isinstance(fields[key].type, str) else fields[key].type.__name__
+    kind = _type_name(fields[key])
     try:
         if kind == "bool":
             if raw.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):

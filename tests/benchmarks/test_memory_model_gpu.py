@@ -55,15 +55,21 @@ def test_list_prints_the_grid_with_predictions():
                          re.MULTILINE), proc.stdout
 
 
-def test_smoke_runs_every_strategy_through_the_measuring_code_on_the_cpu(tmp_path):
-    out = tmp_path / "smoke.json"
+def smoke_report(run, out) -> dict:
+    """Run a benchmark script with --smoke --out OUT and return its JSON, checking what every smoke run
+    must do: say what it is, and never land among the GPU results."""
     before = results_listing()
     proc = run("--smoke", "--out", out)
     assert proc.returncode == 0, proc.stderr
     assert "CPU smoke run" in proc.stdout
-    assert results_listing() == before  # a smoke run never lands among the GPU results
+    assert results_listing() == before
     report = json.loads(out.read_text())
     assert report["smoke"] is True and "not a GPU result" in report["device"]
+    return report
+
+
+def test_smoke_runs_every_strategy_through_the_measuring_code_on_the_cpu(tmp_path):
+    report = smoke_report(run, tmp_path / "smoke.json")
     assert report["summary"]["met"] is None  # a tiny CPU model judges nothing
     expected = {"lora", "dora", "full", "lisa", "lisa+emb"} | ({"qlora"} if bnb_imports() else set())
     assert {c["cell"] for c in report["cells"]} == expected

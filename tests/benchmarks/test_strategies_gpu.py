@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from tests.benchmarks.test_memory_model_gpu import bnb_imports, results_listing
+from tests.benchmarks.test_memory_model_gpu import bnb_imports, results_listing, smoke_report
 from tests.conftest import REPO
 
 SCRIPT = REPO / "benchmarks" / "strategies_gpu.py"
@@ -48,13 +48,7 @@ def test_list_prints_the_cells_with_predictions():
 
 def test_smoke_measures_every_strategy_and_lisa_per_window(tmp_path):
     out = tmp_path / "smoke.json"
-    before = results_listing()
-    proc = run("--smoke", "--out", out)
-    assert proc.returncode == 0, proc.stderr
-    assert "CPU smoke run" in proc.stdout
-    assert results_listing() == before  # a smoke run never lands among the GPU results
-    report = json.loads(out.read_text())
-    assert report["smoke"] is True and "not a GPU result" in report["device"]
+    report = smoke_report(run, out)
     assert report["command"].endswith(f"--smoke --out {out}") and report["torch"] and report["date"]
 
     cells = {c["cell"]: c for c in report["cells"]}
