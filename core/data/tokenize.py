@@ -16,8 +16,10 @@ from __future__ import annotations
 import os
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 
 from core.data.chat_spans import ChatRenderer, render_chat, render_many
 from core.data.chat_spans import trained_spans as _trained_spans
@@ -28,7 +30,7 @@ IGNORE = -100
 CHUNK = 1024  # rows per batch: big enough to amortise each call, small enough to overlap the stages
 
 __all__ = ["IGNORE", "Encoded", "FullRow", "collate", "encode", "encode_all", "encode_many", "encode_rows",
-           "length_stats", "render_chat", "token_lengths"]
+           "iter_encoded", "iter_rows", "length_stats", "trains", "render_chat", "token_lengths"]
 
 
 @dataclass
@@ -69,46 +71,73 @@ def encode(example: Example, tokenizer, seq_len: int, train_on: str = "assistant
     return Encoded(ids[:seq_len], labels[:seq_len], truncated, example.source)
 
 
-def encode_many(examples: list[Example], tokenizer, seq_len: int, train_on: str = "assistant") -> list[Encoded]:
+def encode_many(examples: Iterable[Example], tokenizer, seq_len: int, train_on: str = "assistant") -> list[Encoded]:
     """[encode(e, tokenizer, seq_len, train_on) for e in examples], the same ids and labels, in batches."""
-    return [Encoded(r.input_ids[:seq_len], r.labels[:seq_len], len(r.input_ids) > seq_len, e.source)
-            for e, r in zip(examples, encode_rows(examples, tokenizer, train_on))]
+    return list(iter_encoded(examples, tokenizer, seq_len, train_on))
 
 
-def encode_all(examples: list[Example], tokenizer, seq_len: int, train_on: str = "assistant") -> list[Encoded]:
+def iter_encoded(examples: Iterable[Example], tokenizer, seq_len: int, train_on: str = "assistant",
+                 on_progress: Callable[[int], None] | None = None) -> Iterator[Encoded]:
+    """encode_many, streamed: rows are read from `examples` one batch at a time and yielded in order."""
+    for e, r in iter_rows(examples, tokenizer, train_on, on_progress):
+        yield Encoded(r.input_ids[:seq_len], r.labels[:seq_len], len(r.input_ids) > seq_len, e.source)
+
+
+def encode_all(examples: Iterable[Example], tokenizer, seq_len: int, train_on: str = "assistant") -> list[Encoded]:
     """Encode, dropping examples whose trained tokens were all cut off by truncation."""
-    out = encode_many(examples, tokenizer, seq_len, train_on)
-    return [e for e in out if any(t != IGNORE for t in e.labels[1:])]
+    return [e for e in iter_encoded(examples, tokenizer, seq_len, train_on) if trains(e)]
 
 
-def encode_rows(examples: list[Example], tokenizer, train_on: str = "assistant") -> list[FullRow]:
+def trains(row: Encoded) -> bool:
+    """Whether any token of the row is a target (the first never is: nothing comes before it)."""
+    return any(t != IGNORE for t in row.labels[1:])
+
+
+def encode_rows(examples: Iterable[Example], tokenizer, train_on: str = "assistant") -> list[FullRow]:
     """Every row untruncated, in order, labelled as `encode` labels it."""
+    return [r for _, r in iter_rows(examples, tokenizer, train_on)]
+
+
+def iter_rows(examples: Iterable[Example], tokenizer, train_on: str = "assistant",
+              on_progress: Callable[[int], None] | None = None) -> Iterator[tuple[Example, FullRow]]:
+    """(example, its FullRow) for every example, in order, holding only a few batches at a time.
+
+    on_progress(rows done so far) is called after each batch, for a progress bar.
+    """
     tokenize_batch, workers = _batch_tokenizer(tokenizer)
     renderer = None
-    if train_on != "all" and any(e.text is None for e in examples):
-        renderer = ChatRenderer(tokenizer)
-    out: list[FullRow] = []
+    done = 0
     pending: deque = deque()
+    source = iter(examples)
     with ThreadPoolExecutor(workers) as pool:
-        for start in range(0, len(examples), CHUNK):
-            chunk = examples[start:start + CHUNK]
+        while chunk := list(islice(source, CHUNK)):
             chats = [e.messages for e in chunk if e.text is None]
+            if renderer is None and chats and train_on != "all":
+                renderer = ChatRenderer(tokenizer)
             rendered = render_many(tokenizer, chats)
             texts = [e.text for e in chunk if e.text is not None]
             jobs = (pool.submit(tokenize_batch, rendered, False), pool.submit(tokenize_batch, texts, True))
             # While the tokenizer works, find the spans on the rendered text (Python, holding the GIL).
-            spans = [renderer.spans(m, full) for m, full in zip(chats, rendered)] if renderer else None
+            spans = [renderer.spans(m, full) for m, full in zip(chats, rendered)] if train_on != "all" else None
             pending.append((chunk, rendered, texts, spans, jobs))
             while len(pending) > workers:
-                out += _finish(tokenizer, *pending.popleft())
+                done = yield from _emit(tokenizer, pending.popleft(), done, on_progress)
         while pending:
-            out += _finish(tokenizer, *pending.popleft())
-    return out
+            done = yield from _emit(tokenizer, pending.popleft(), done, on_progress)
 
 
-def token_lengths(examples: list[Example], tokenizer) -> list[int]:
+def _emit(tokenizer, batch, done: int, on_progress) -> Iterator[tuple[Example, FullRow]]:
+    chunk = batch[0]
+    yield from zip(chunk, _finish(tokenizer, *batch))
+    done += len(chunk)
+    if on_progress is not None:
+        on_progress(done)
+    return done
+
+
+def token_lengths(examples: Iterable[Example], tokenizer) -> list[int]:
     """Full lengths (before truncation) of each example as the model will see it."""
-    return [len(r.input_ids) for r in encode_rows(examples, tokenizer, train_on="all")]
+    return [len(r.input_ids) for _, r in iter_rows(examples, tokenizer, train_on="all")]
 
 
 def collate(batch: list[Encoded], pad_id: int):
