@@ -8,6 +8,7 @@ de-quantize them.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -66,3 +67,41 @@ for _name, _ggml in (("f32", GGMLQuantizationType.F32), ("f16", GGMLQuantization
 
 def get(name: str) -> QuantType:
     return TYPES[name]
+
+
+# What llama.cpp stores instead when a tensor's rows are not whole 256-value super-blocks
+# (`tensor_type_fallback` in src/llama-quant.cpp): a 32-value type of about the same size and
+# accuracy, so one odd-shaped tensor does not push the whole file up to f16.
+FALLBACK: dict[str, str] = {"q4_k": "q5_0", "q5_k": "q5_1", "q6_k": "q8_0"}
+
+
+def storable(name: str, cols: int) -> str:
+    """The type a tensor with rows of `cols` values is actually stored in when `name` is asked for.
+
+    `name` itself when its blocks fit the rows; else its fallback, as llama.cpp does; and f16 when
+    even the fallback's 32-value blocks do not fit, llama.cpp's last resort too, as f16 has no blocks.
+    (A legacy type that does not fit has no fallback in llama.cpp, which refuses; f16 always fits.)
+    """
+    if get(name).fits(cols):
+        return name
+    if name in FALLBACK and get(FALLBACK[name]).fits(cols):
+        return FALLBACK[name]
+    return "f16"
+
+
+def k_rows(a: np.ndarray, name: str) -> np.ndarray:
+    """`a` as float32 rows for a K-quant, or a ValueError that says what is wrong in one sentence."""
+    a = np.asarray(a, dtype=np.float32)
+    if a.ndim < 1 or a.shape[-1] % 256:
+        cols = a.shape[-1] if a.ndim else 0
+        raise ValueError(f"{name} stores rows in blocks of 256 values and these rows have {cols}; "
+                         f"store this tensor as {storable(name, cols)} instead, as llama.cpp does.")
+    if not np.isfinite(a).all():
+        raise ValueError(f"cannot quantize to {name}: the tensor holds NaN or infinite values, which no "
+                         f"quantized type can store; check the run that produced these weights.")
+    return a
+
+
+# The K-quants, one module each, register themselves when imported; last, as they use the above.
+for _module in ("q4_k", "q5_k", "q6_k"):
+    importlib.import_module(f".{_module}", __name__)
