@@ -73,8 +73,9 @@ def build_parser() -> Parser:
     wishes(s)
     s.add_argument("--project", default="default", help="Project name in the history.")
     s.add_argument("--seed", type=int, default=42, help="Random seed (same seed, same run).")
-    s.add_argument("--eval-fraction", type=float, default=0.05,
-                   help="Share of rows held out for the validation loss (at most 64 rows; none under 20 rows).")
+    s.add_argument("--eval-fraction", type=float, default=None,
+                   help="Share of rows held out for the validation loss (default: none under 20 rows, a tenth "
+                        "under 200, else a twentieth, at most 256).")
 
     s = sub.add_parser("resume", help="Continue a stopped or interrupted run from its last checkpoint.")
     s.add_argument("--run", required=True, help="Run id (a unique prefix is enough, or 'last').")

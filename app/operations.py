@@ -14,7 +14,7 @@ from app import paths
 from app.training_run import TrainingRun
 from core import atomic, hardware, history, model_source, planner, replanner, run_config, settings
 from core.data import dataset as data_mod
-from core.data import tokenize
+from core.data import readers, tokenize
 from core.errors import KnownError
 from core.progress import Progress
 from core.run_config import RunConfig
@@ -43,40 +43,71 @@ def machine_profile(hardware_file: str | None = None, reprobe_disk: bool = False
 
 def inspect_data(path: str, model: str | None = None, seq_len: int | None = None,
                  progress: Progress | None = None, mapping: dict | None = None, on_bad: str = "skip") -> dict:
-    """What the file holds: format, rows, problems and (given a model) token statistics and a preview.
+    """What the file holds: format, rows, problems, "columns" (see data_columns) and, given a model, token
+    statistics and a preview.
 
-    With a model, "tokens" holds the length statistics and histogram (and, given seq_len, the rows it
-    cuts), "tokens_per_epoch" and "trained_tokens_per_epoch" count what one epoch feeds and trains,
-    "preview_rows" holds the first rows as segments marked trained or not, and "preview" the first
-    row's rendered text.
+    With a model, "context" is the model's context length (None when its config does not say), "tokens"
+    holds the length statistics and histogram (and, given seq_len, the rows it cuts), "tokens_per_epoch"
+    and "trained_tokens_per_epoch" count what one epoch feeds and trains, "preview_rows" holds the first
+    rows as segments marked trained or not, and "preview" the first row's rendered text.
     """
     from core.data import token_report
 
     progress = progress or Progress()
-    progress.update(None, "Reading the dataset")
-    ds = data_mod.load(path, on_bad=on_bad, mapping=mapping)
-    report = {**ds.summary(), "problem_list": [str(p) for p in ds.problems[:50]]}
+    ds = read_dataset(path, progress, mapping, on_bad)
+    report = {**ds.summary(), "problem_list": [str(p) for p in ds.problems[:50]], "columns": data_columns(path)}
     if model:
         ref = resolve_model(model, progress)
         tok = load_tokenizer(ref)
-        progress.update(None, "Counting tokens")
-        found = token_report.token_report(ds.examples, tok, seq_len=seq_len)
+        context = report["context"] = ref.config().get("max_position_embeddings")
+        found = token_report.token_report(ds.examples, tok, seq_len=seq_len, context=context,
+                                          on_progress=_counting(progress, len(ds.examples)))
         report["tokens"] = found["stats"]
         report["token_lengths"] = found["lengths"]
-        for key in ("tokens_per_epoch", "trained_tokens_per_epoch", "rows_without_trained_tokens"):
+        for key in ("tokens_per_epoch", "trained_tokens_per_epoch", "rows_without_trained_tokens",
+                    "longer_than_context"):
             report[key] = found[key]
         if seq_len:
             report["truncated_at_seq_len"] = found["stats"].get("truncated_rows", 0)
-        context = ref.config().get("max_position_embeddings")
-        too_long = [(e.source, n) for e, n in zip(ds.examples, found["lengths"]) if context and n > context]
-        report["longer_than_context"] = len(too_long)
         report["problem_list"] += [f"{src}: {n} tokens, longer than the model's context ({context}); it will be cut"
-                                   for src, n in too_long[:20]]
+                                   for src, n in found["too_long"]]
         report["preview_rows"] = [dict(row, text=token_report.marked_text(row["segments"]))
                                   for row in found["preview"]]
         first = ds.examples[0]
         report["preview"] = (tokenize.render_chat(tok, first.messages) if first.messages else first.text)[:2000]
     return report
+
+
+def read_dataset(path: str, progress: Progress, mapping: dict | None, on_bad: str) -> data_mod.Dataset:
+    """dataset.load with a progress bar over the bytes read (a small file is read before the first update)."""
+    return data_mod.load(path, on_bad=on_bad, mapping=mapping,
+                         on_progress=lambda f: progress.update(f, "Reading the dataset"))
+
+
+def _counting(progress: Progress, rows: int):
+    def report(done: int) -> None:
+        progress.update(done / max(1, rows), f"Counting tokens ({done:,} of {rows:,} rows)")
+    return report
+
+
+def data_columns(path: str, rows: int = 20, progress: Progress | None = None) -> list[str]:
+    """The column names of the first object rows, in file order, for choosing a column mapping.
+
+    Only the start of the file is read, so this works (and is quick) when detection or the whole file fails.
+    """
+    columns: dict[str, None] = {}
+    found = readers.read(Path(path).expanduser(), readers.Reading())
+    try:
+        seen = 0
+        for n, (_, row) in enumerate(found):
+            if isinstance(row, dict):
+                columns.update(dict.fromkeys(map(str, row)))
+                seen += 1
+            if seen >= rows or n >= 10 * rows:  # a file of bad rows is not read through
+                break
+    finally:
+        found.close()
+    return list(columns)
 
 
 @dataclass
@@ -96,10 +127,9 @@ class PlanBundle:
 def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardware_file: str | None = None,
               progress: Progress | None = None, mapping: dict | None = None, on_bad: str = "skip") -> PlanBundle:
     progress = progress or Progress()
-    ds = data_mod.load(data, on_bad=on_bad, mapping=mapping)  # the cheap check first: a wrong path should not wait for a model conversion
+    ds = read_dataset(data, progress, mapping, on_bad)  # the cheap check first: a wrong path should not wait for a model conversion
     ref = resolve_model(model, progress)
-    progress.update(None, "Measuring token lengths")
-    lengths = tokenize.token_lengths(ds.examples, load_tokenizer(ref))
+    lengths = tokenize.token_lengths(ds.examples, load_tokenizer(ref), _counting(progress, len(ds.examples)))
     hw = machine_profile(hardware_file)
     plan = planner.make_plan(hw, ref.config(), lengths, wishes)
     measured = None if hardware_file else _calibration_for(ref, plan)

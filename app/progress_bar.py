@@ -19,11 +19,18 @@ def format_duration(seconds: float | None) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+def bar(fraction: float, width: int = 24) -> str:
+    """[#######.........]  42%"""
+    filled = int(width * min(1.0, max(0.0, fraction)))
+    return f"[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:3.0f}%"
+
+
 class TerminalProgress:
     def __init__(self, stream=None):
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.open_line = False
+        self.last_fraction: tuple[str, int] | None = None
 
     def _line(self, text: str) -> None:
         if self.tty:
@@ -33,6 +40,14 @@ class TerminalProgress:
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
+
+    def _fraction(self, fraction: float, text: str) -> None:
+        """A bar; in a log (not a TTY) only when the text changes or another tenth is done, not every update."""
+        tenth = int(fraction * 10)
+        if not self.tty and (text, tenth) == self.last_fraction:
+            return
+        self.last_fraction = (text, tenth)
+        self._line(f"{bar(fraction)} {text}")
 
     def note(self, text: str) -> None:
         if self.open_line:
@@ -45,10 +60,10 @@ class TerminalProgress:
         kind = e.get("event")
         if kind == "step":
             done, total = e["step"], e["total_steps"]
-            width = 24
-            filled = int(width * done / max(1, total))
-            self._line(f"[{'#' * filled}{'.' * (width - filled)}] step {done}/{total}  loss {e['loss']:.4f}  "
+            self._line(f"{bar(done / max(1, total))} step {done}/{total}  loss {e['loss']:.4f}  "
                        f"{e['tokens_per_s']:.0f} tok/s  ETA {format_duration(e.get('eta_s'))}")
+        elif kind == "status" and e.get("fraction") is not None:
+            self._fraction(e["fraction"], e.get("text", ""))
         elif kind == "eval":
             self.note(f"validation loss at step {e['step']}: {e['loss']:.4f}")
         elif kind in ("status", "error"):
@@ -62,7 +77,10 @@ class TerminalProgress:
 
     def as_progress(self) -> Progress:
         def show(fraction, text):
-            self._line(f"{text}" + (f" {fraction * 100:.0f}%" if fraction is not None else ""))
+            if fraction is None:
+                self._line(text)
+            else:
+                self._fraction(fraction, text)
         return Progress(show)
 
     def close(self) -> None:

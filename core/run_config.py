@@ -43,7 +43,9 @@ class RunConfig:
     max_grad_norm: float = option(1.0, help="Clip gradients to this norm; 0 turns clipping off.")
     seed: int = option(42, help="Seed for data order, initialisation and sampling; same seed, same run.")
     train_on: str = option("assistant", help="'assistant': loss on assistant turns only; 'all': every token.")
-    eval_fraction: float = option(0.05, help="Share of rows held out for validation loss (at most 64 rows).")
+    eval_fraction: float | None = option(None, help="Share of rows held out for the validation loss; None uses the "
+                                                    "rule for the dataset's size (none under 20 rows, a tenth "
+                                                    "under 200, else a twentieth, at most 256).")
     eval_every: int = option(0, help="Validation every N steps; 0 picks about ten times per run. There is always "
                                      "one at the end.")
     checkpoint_every: int = option(50, help="Save a resumable checkpoint every N steps (and always at the end).")
@@ -71,7 +73,8 @@ class RunConfig:
         check(0 < self.lr < 1, "lr", f"{self.lr} is not a learning rate; try 2e-4 for LoRA or 1e-5 for full.")
         check(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1).")
         check(self.train_on in TRAIN_ON, "train_on", f"must be one of {', '.join(TRAIN_ON)}.")
-        check(0 <= self.eval_fraction < 0.5, "eval_fraction", "must be in [0, 0.5).")
+        check(self.eval_fraction is None or 0 <= self.eval_fraction < 0.5, "eval_fraction",
+              "must be in [0, 0.5), or None for the rule by dataset size.")
         check(self.device in ("auto", "cuda", "cpu"), "device", "must be auto, cuda or cpu.")
         check(self.precision in ("auto", "bf16", "fp16", "fp32"), "precision", "must be auto, bf16, fp16 or fp32.")
         check(self.bad_rows in ("skip", "stop"), "bad_rows", "must be skip or stop.")

@@ -71,6 +71,19 @@ class StopFlag:
         return bool(_stop_signalled) or self.file.exists()
 
 
+def _every(seconds: float, report):
+    """report(value), at most once per `seconds` (progress of long steps, without flooding the event log)."""
+    last = [0.0]
+
+    def throttled(value) -> None:
+        now = time.monotonic()
+        if now - last[0] >= seconds:
+            last[0] = now
+            report(value)
+
+    return throttled
+
+
 def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: history.History) -> int:
     import torch
     from transformers import AutoTokenizer
@@ -85,18 +98,23 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
                   ended_at=None)
 
     emit("status", text="Reading the dataset")
-    data = data_mod.load(cfg.data_path, on_bad=cfg.bad_rows, mapping=cfg.data_mapping or None)
-    if data.problems:
-        emit("status", text=f"Left out {len(data.problems)} bad row(s), first: {data.problems[0]}")
-    train_rows, eval_rows = data.split(cfg.eval_fraction, cfg.seed)
+    data = data_mod.load(cfg.data_path, on_bad=cfg.bad_rows, mapping=cfg.data_mapping or None,
+                         on_progress=_every(2.0, lambda f: emit("status", text="Reading the dataset", fraction=f)))
+    if data.problem_count:
+        emit("status", text=f"Left out {data.problem_count} bad row(s), first: {data.problems[0]}")
+    train_rows, eval_rows, split_note = data.split(cfg.eval_fraction, cfg.seed)
+    emit("status", text=split_note[:1].upper() + split_note[1:])
     emit("status", text=f"Loading the model ({precision} on {device.type}, {cfg.strategy})")
     tok = AutoTokenizer.from_pretrained(cfg.model_path)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     # Tokenized rows are cached by content (data, tokenizer, template, length): a resume or a re-run skips this.
     cache = Path(cfg.db_path).parent / "cache" / "tokens"
-    train_set = token_cache.encode_all_cached(train_rows, tok, cfg.seq_len, cfg.train_on, cache, data.digest)
+    tokenizing = _every(2.0, lambda n: emit("status", text=f"Tokenizing: {n:,} of {len(train_rows):,} rows",
+                                            fraction=n / max(1, len(train_rows))))
+    train_set = token_cache.encode_all_cached(train_rows, tok, cfg.seq_len, cfg.train_on, cache, data.digest,
+                                              on_progress=tokenizing)
     eval_set = tokenize.encode_all(eval_rows, tok, cfg.seq_len, cfg.train_on)
-    if not train_set:
+    if not len(train_set):
         raise KnownError(f"{cfg.data_path}: no example has a trained token within {cfg.seq_len} tokens; "
                          "raise the sequence length.")
     session = training.Session(cfg)
@@ -127,7 +145,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
          eval_examples=len(eval_set), trainable_params=session.trainable_count, device=device.type,
          precision=precision, strategy=cfg.strategy, options=settings.to_dict(session.options),
          sequences=len(items), packed=collate is packing.collate,
-         tokens_per_epoch=sum(len(e.input_ids) for e in train_set))
+         tokens_per_epoch=train_set.total_tokens())
 
     def save_checkpoint() -> None:
         path = session.save_checkpoint(run_dir, {"best_loss": best, "total_steps": total})

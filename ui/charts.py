@@ -190,7 +190,9 @@ class LengthHistogram(QWidget):
             p.drawText(area, Qt.AlignCenter, "Token lengths appear here once a model is chosen.")
             return
         first = next(i for i, c in enumerate(self.counts + [1]) if c)  # start at the first bin with rows
-        lo, hi = self.edges[min(first, len(self.counts) - 1)], max(self.edges[-1], (self.cutoff or 0))
+        # A cut-off far right of every row (a long context) would squash the bars; it is named instead.
+        on_chart = self.cutoff is not None and self.cutoff <= 1.5 * self.edges[-1]
+        lo, hi = self.edges[min(first, len(self.counts) - 1)], max(self.edges[-1], self.cutoff if on_chart else 0)
         span = max(1e-9, hi - lo)
         top = max(self.counts) or 1
 
@@ -207,9 +209,18 @@ class LengthHistogram(QWidget):
         p.drawText(QPointF(area.left(), baseline), f"{lo:.0f} tokens")
         right = f"{self.edges[-1]:.0f}"
         p.drawText(QPointF(x(self.edges[-1]) - fm.horizontalAdvance(right), baseline), right)
-        if self.cutoff is not None:
-            p.setPen(QPen(QColor("#e15759"), 1.5, Qt.DashLine))
-            p.drawLine(QPointF(x(self.cutoff), area.top()), QPointF(x(self.cutoff), area.bottom()))
+        if self.cutoff is None:
+            return
+        p.setPen(QColor("#b03a3c"))
+        if not on_chart:
+            p.drawText(area, Qt.AlignRight | Qt.AlignTop, f"cut-off at {self.cutoff} →")
+            return
+        label = f"cut-off {self.cutoff}"
+        at = x(self.cutoff)
+        left = at + 4 + fm.horizontalAdvance(label) > area.right()  # near the right edge: write it on the left
+        p.drawText(QPointF(at - 4 - fm.horizontalAdvance(label) if left else at + 4, area.top() + fm.ascent()), label)
+        p.setPen(QPen(QColor("#e15759"), 1.5, Qt.DashLine))
+        p.drawLine(QPointF(at, area.top()), QPointF(at, area.bottom()))
 
 
 def _size(n: int) -> str:

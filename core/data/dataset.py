@@ -9,71 +9,73 @@ A bad row becomes a Problem; with on_bad="stop" the first one is an error, with 
 is counted and listed, and only a dataset with nothing usable left is an error. Duplicate rows are
 kept, counted and listed: repeating an example can be deliberate (upsampling), and dropping rows
 silently would change the dataset behind the person's back.
+
+Big files are never held whole: the examples of a file over KEEP_BYTES are not kept by the first
+pass, which holds only a hash per distinct row (for duplicates) and the first LIST_CAP problems and
+duplicates by name (all are counted); `Dataset.examples` then reads the file again when iterated
+(see rows.py), and that pass checks the file has not changed since.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.data import formats, readers
+from core.data import split as split_mod
+from core.data.example import Example
 from core.data.formats import mapping as column_mapping
 from core.data.readers.reading import Problem, Reading
+from core.data.rows import Rows
 from core.errors import DatasetError
 
 SUFFIXES = tuple(readers.READERS)  # every file type a dataset can be, for file pickers
 NEEDS = ("rows need 'messages', 'conversations', 'instruction'+'output', 'prompt'+'completion' or 'text', "
          "or a column mapping such as {'prompt': 'question', 'completion': 'answer'}")
+KEEP_BYTES = 64 << 20  # sources up to this size keep their examples in memory; bigger ones are read again
+LIST_CAP = 1000  # problems and duplicate rows listed by name; every one is counted
+PROGRESS_EVERY = 4096  # rows between progress reports while reading
 
-__all__ = ["Dataset", "Example", "Problem", "SUFFIXES", "load"]
-
-
-@dataclass
-class Example:
-    messages: list[dict] | None = None  # chat turns, rendered through the model's chat template
-    text: str | None = None  # raw text, every token trained
-    source: str = ""  # file:line, for messages about this example
+__all__ = ["Dataset", "Example", "Problem", "Rows", "SUFFIXES", "load"]
 
 
 @dataclass
 class Dataset:
     path: Path
     format: str  # the schema: a key of formats.FORMATS
-    examples: list[Example]
-    problems: list[Problem] = field(default_factory=list)
-    digest: str = ""
+    examples: Rows
+    problems: list[Problem] = field(default_factory=list)  # the first LIST_CAP, in file order
+    digest: str = ""  # of the source bytes
     duplicates: int = 0
     warnings: list[str] = field(default_factory=list)  # notes that are not about one row: encodings, tool turns
     file_type: str = ""  # "jsonl", "csv", ... ("csv+jsonl" for a mixed folder)
     confidence: float = 1.0  # share of the rows read as objects that match the chosen schema
     runner_up: str | None = None  # the next most common schema when rows are mixed
     schema_reason: str = ""  # why this schema: the votes, or the column mapping
-    duplicate_rows: list[str] = field(default_factory=list)  # "d.jsonl:9 repeats d.jsonl:2"
+    duplicate_rows: list[str] = field(default_factory=list)  # "d.jsonl:9 repeats d.jsonl:2" (the first LIST_CAP)
+    problem_count: int = 0  # every problem, listed or not
 
-    def split(self, eval_fraction: float, seed: int, max_eval: int = 64) -> tuple[list[Example], list[Example]]:
-        """A fixed-seed train/validation split; tiny datasets get no validation set."""
-        n_eval = min(max_eval, int(len(self.examples) * eval_fraction))
-        if len(self.examples) < 20 or n_eval < 1:
-            return list(self.examples), []
-        order = list(range(len(self.examples)))
-        random.Random(seed).shuffle(order)
-        held = set(order[:n_eval])
-        train = [e for i, e in enumerate(self.examples) if i not in held]
-        return train, [self.examples[i] for i in sorted(held)]
+    def split(self, eval_fraction: float | None, seed: int) -> tuple[Rows, list[Example], str]:
+        """(training rows, validation rows, why): a fixed-seed split, sized by split.validation_size."""
+        return split_mod.split(self.examples, eval_fraction, seed)
 
     def summary(self) -> dict:
         return {"path": str(self.path), "format": self.format, "rows": len(self.examples),
-                "problems": len(self.problems), "duplicates": self.duplicates, "digest": self.digest,
+                "problems": self.problem_count, "duplicates": self.duplicates, "digest": self.digest,
                 "file_type": self.file_type, "confidence": round(self.confidence, 3), "runner_up": self.runner_up,
                 "schema_reason": self.schema_reason, "warnings": list(self.warnings)}
 
 
-def load(path: str | Path, on_bad: str = "skip", mapping: dict | None = None) -> Dataset:
-    """Read path (a file or a folder); mapping, e.g. {"prompt": "q", "completion": "a"}, overrides detection."""
+def load(path: str | Path, on_bad: str = "skip", mapping: dict | None = None, keep_bytes: int = KEEP_BYTES,
+         on_progress: Callable[[float], None] | None = None) -> Dataset:
+    """Read path (a file or a folder); mapping, e.g. {"prompt": "q", "completion": "a"}, overrides detection.
+
+    on_progress(fraction of the bytes read) is called now and then, for a progress bar.
+    """
     if on_bad not in ("skip", "stop"):
         raise ValueError(f"on_bad must be 'skip' or 'stop', not {on_bad!r}")
     path = Path(path).expanduser()
@@ -82,23 +84,83 @@ def load(path: str | Path, on_bad: str = "skip", mapping: dict | None = None) ->
     if path.is_dir() and not readers.files_in(path):
         raise DatasetError(f"{path}: the folder holds no files; put {', '.join(SUFFIXES)} files in it.")
     schema = column_mapping.schema_for(mapping) if mapping is not None else None
-    tally = _Tally(schema, mapping, on_bad == "stop")
+    total = sum(f.stat().st_size for f in readers.files_in(path)) if path.is_dir() else path.stat().st_size
+    tally = _Tally(schema, mapping, on_bad == "stop", keep=total <= keep_bytes)
     reading = Reading()
     for src, row in readers.read(path, reading):
         tally.add(src, row)
+        if on_progress is not None and tally.seq % PROGRESS_EVERY == 0:
+            on_progress(min(1.0, reading.bytes_read / max(1, total)))
     return tally.finish(path, reading)
+
+
+def _convert(name: str, mapping: dict | None, row: dict) -> dict:
+    """The schema's fields for a row (ValueError says what is wrong with it)."""
+    return formats.FORMATS[name].convert(column_mapping.apply(row, mapping) if mapping else row)
+
+
+def _identity(example: Example) -> bytes:
+    return json.dumps([example.messages, example.text], sort_keys=True).encode()
+
+
+def _reread(path: Path, name: str, schema: str | None, mapping: dict | None, digest: str) -> Iterator[Example]:
+    """The examples of schema `name` again, by the first pass's rules; an error if the file changed since."""
+    reading = Reading()
+    for src, row in readers.read(path, reading):
+        if isinstance(row, Problem) or (schema or formats.detect(row)) != name:
+            continue
+        try:
+            fields = _convert(name, mapping, row)
+        except ValueError:
+            continue
+        fields.pop("dropped", 0)
+        yield Example(source=src, **fields)
+    if reading.digest.hexdigest()[:16] != digest:
+        raise DatasetError(f"{path} changed while it was in use; read it again (inspect or plan again) before "
+                           "training on it.")
+
+
+class _Schema:
+    """What the first pass gathers about the rows of one schema."""
+
+    def __init__(self, keep: bool):
+        self.kept: list[tuple[int, Example]] | None = [] if keep else None
+        self.count = 0
+        self.sources: list[tuple[int, str]] = []  # (seq, source) of the first LIST_CAP rows
+        self.failed: list[tuple[int, Problem]] = []
+        self.failed_count = 0
+        self.rows_digest = hashlib.sha256()
+        self.first_seen: dict[bytes, str] = {}  # a 16-byte hash per distinct row: small, whatever the row
+        self.duplicates: list[str] = []
+        self.duplicate_count = 0
+
+    def add(self, seq: int, example: Example) -> None:
+        self.count += 1
+        if self.kept is not None:
+            self.kept.append((seq, example))
+        if len(self.sources) < LIST_CAP:
+            self.sources.append((seq, example.source))
+        content = _identity(example)
+        self.rows_digest.update(json.dumps(example.source).encode() + b"\0" + content + b"\n")
+        key = hashlib.blake2b(content, digest_size=16).digest()
+        first = self.first_seen.setdefault(key, example.source)
+        if first != example.source:
+            self.duplicate_count += 1
+            if len(self.duplicates) < LIST_CAP:
+                self.duplicates.append(f"{example.source} repeats {first}")
 
 
 class _Tally:
     """Rows sorted by the schema they look like, in one pass; finish() keeps the most common schema."""
 
-    def __init__(self, schema: str | None, mapping: dict | None, stop: bool):
-        self.schema, self.mapping, self.stop = schema, mapping, stop
+    def __init__(self, schema: str | None, mapping: dict | None, stop: bool, keep: bool):
+        self.schema, self.mapping, self.stop, self.keep = schema, mapping, stop, keep
         self.seq = 0  # reading order, so problems are listed as they appear in the file
-        self.problems: list[tuple[int, Problem]] = []
-        self.unknown: list[tuple[int, Problem]] = []
-        self.examples: dict[str, list[tuple[int, Example]]] = defaultdict(list)
-        self.failed: dict[str, list[tuple[int, Problem]]] = defaultdict(list)
+        self.problems: list[tuple[int, Problem]] = []  # unreadable rows and files (the first LIST_CAP)
+        self.unknown: list[tuple[int, Problem]] = []  # rows of no known schema (the first LIST_CAP)
+        self.problem_count = 0
+        self.unknown_count = 0
+        self.schemas: dict[str, _Schema] = {}
         self.votes: Counter = Counter()
         self.tool_turns: Counter = Counter()
         self.tool_rows: Counter = Counter()
@@ -107,42 +169,50 @@ class _Tally:
     def add(self, src: str, row) -> None:
         self.seq += 1
         if isinstance(row, Problem):
+            self.problem_count += 1
             return self._problem(self.problems, row)
         name = self.schema or formats.detect(row)
         if name is None:
             columns = "its columns: " + (", ".join(map(repr, list(row)[:12])) or "none")
             self.unknown_columns = self.unknown_columns or columns
+            self.unknown_count += 1
             return self._problem(self.unknown, Problem(src, f"matches no known schema ({columns})"))
         self.votes[name] += 1
+        rows = self.schemas.setdefault(name, _Schema(self.keep))
         try:
-            fields = formats.FORMATS[name].convert(column_mapping.apply(row, self.mapping) if self.mapping else row)
+            fields = _convert(name, self.mapping, row)
         except ValueError as e:
-            return self._problem(self.failed[name], Problem(src, str(e)))
+            rows.failed_count += 1
+            return self._problem(rows.failed, Problem(src, str(e)))
         dropped = fields.pop("dropped", 0)
         if dropped:
             self.tool_turns[name] += dropped
             self.tool_rows[name] += 1
-        self.examples[name].append((self.seq, Example(source=src, **fields)))
+        rows.add(self.seq, Example(source=src, **fields))
 
     def _problem(self, into: list, problem: Problem) -> None:
         if self.stop:
             fix = "" if problem.kind == "file" else "; fix the row or choose to skip bad rows"
             raise DatasetError(f"{problem}{fix}.")
-        into.append((self.seq, problem))
+        if len(into) < LIST_CAP:
+            into.append((self.seq, problem))
 
     def finish(self, path: Path, reading: Reading) -> Dataset:
         if not self.votes:
             self._nothing_usable(path, self.problems + self.unknown)
         # Most votes wins, but a schema none of whose rows converted cannot win over one that has examples.
-        ranked = sorted(self.votes, key=lambda n: (bool(self.examples[n]), self.votes[n]), reverse=True)
-        name = ranked[0]
-        total = sum(self.votes.values()) + len(self.unknown)
-        problems = self.problems + self.unknown + self.failed[name]
+        ranked = sorted(self.votes, key=lambda n: (self.schemas[n].count > 0, self.votes[n]), reverse=True)
+        name, won = ranked[0], self.schemas[ranked[0]]
+        total = sum(self.votes.values()) + self.unknown_count
+        problems = self.problems + self.unknown + won.failed
+        count = self.problem_count + self.unknown_count + won.failed_count
         for other in ranked[1:]:
             why = f"looks like {_label(other)}, but most rows are {_label(name)}; make the rows alike"
-            problems += [(seq, Problem(ex.source, why)) for seq, ex in self.examples[other]]
-            problems += [(seq, Problem(p.source, why)) for seq, p in self.failed[other]]
-        problems.sort(key=lambda sp: sp[0])
+            rows = self.schemas[other]
+            problems += [(seq, Problem(src, why)) for seq, src in rows.sources]
+            problems += [(seq, Problem(p.source, why)) for seq, p in rows.failed]
+            count += rows.count + rows.failed_count
+        problems.sort(key=lambda sp: sp[0])  # each list holds its first LIST_CAP, so these are the first overall
         if self.stop and problems:
             raise DatasetError(f"{problems[0][1]}; fix the row or choose to skip bad rows.")
         warnings = list(reading.warnings)
@@ -154,16 +224,21 @@ class _Tally:
             warnings.append(f"{_count(self.tool_turns[name], 'tool or function-call turn')} dropped from "
                             f"{_count(self.tool_rows[name], 'conversation')}; only system, user and assistant "
                             "turns are trained")
-        examples = [ex for _, ex in self.examples[name]]
-        if not examples:
+        if not won.count:
             self._nothing_usable(path, problems)
-        duplicate_rows = _duplicates(examples)
+        digest = reading.digest.hexdigest()[:16]
+        if won.kept is not None:
+            examples = Rows(won.count, won.rows_digest.hexdigest(), kept=[ex for _, ex in won.kept])
+        else:
+            schema, mapping = self.schema, self.mapping
+            examples = Rows(won.count, won.rows_digest.hexdigest(),
+                            reread=lambda: _reread(path, name, schema, mapping, digest))
         reason = (f"set by the column mapping ({', '.join(f'{f} <- {c}' for f, c in self.mapping.items())})"
                   if self.schema else f"{self.votes[name]} of {total} rows look like "
                                       f"{formats.FORMATS[name].DESCRIPTION}")
-        return Dataset(path, name, examples, [p for _, p in problems], reading.digest.hexdigest()[:16],
-                       len(duplicate_rows), warnings, "+".join(sorted(reading.file_types)),
-                       self.votes[name] / total, ranked[1] if len(ranked) > 1 else None, reason, duplicate_rows)
+        return Dataset(path, name, examples, [p for _, p in problems[:LIST_CAP]], digest, won.duplicate_count,
+                       warnings, "+".join(sorted(reading.file_types)), self.votes[name] / total,
+                       ranked[1] if len(ranked) > 1 else None, reason, won.duplicates, count)
 
     def _nothing_usable(self, path: Path, problems: list[tuple[int, Problem]]):
         problems = [p for _, p in sorted(problems, key=lambda sp: sp[0])]
@@ -174,19 +249,6 @@ class _Tally:
             raise DatasetError(f"{problems[0]}.")  # the file's own sentence already says what to do
         first = f" (first: {problems[0]})" if problems else ""
         raise DatasetError(f"{path}: no usable rows{first}; fix the file and try again.")
-
-
-def _duplicates(examples: list[Example]) -> list[str]:
-    """'file:line repeats file:line' for every example whose content appeared before; a hash keeps memory small."""
-    first: dict[bytes, str] = {}
-    out = []
-    for ex in examples:
-        key = hashlib.blake2b(json.dumps([ex.messages, ex.text], sort_keys=True).encode(), digest_size=16).digest()
-        if key in first:
-            out.append(f"{ex.source} repeats {first[key]}")
-        else:
-            first[key] = ex.source
-    return out
 
 
 def _label(schema: str) -> str:

@@ -52,9 +52,30 @@ def bins(lengths: list[int], seq_len: int) -> list[list[int]]:
     return [sorted(members) for members in out]
 
 
-def pack(rows: list[Encoded], seq_len: int) -> list[Pack]:
-    """Rows (each at most seq_len tokens) placed into as few sequences of seq_len tokens as fit them."""
-    return [_join([rows[i] for i in members]) for members in bins([len(r.input_ids) for r in rows], seq_len)]
+class Packs:
+    """The packs of a set of rows, joined when asked for: packing a big dataset copies no tokens up front."""
+
+    def __init__(self, rows, members: list[list[int]]):
+        self.rows, self.members = rows, members
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __getitem__(self, i: int) -> Pack:
+        return _join([self.rows[j] for j in self.members[i]])
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)
+
+
+def pack(rows, seq_len: int) -> Packs:
+    """Rows (a sequence of Encoded, each at most seq_len tokens) placed into as few sequences of seq_len
+    tokens as fit them."""
+    lengths = rows.lengths() if hasattr(rows, "lengths") else [len(r.input_ids) for r in rows]
+    return Packs(rows, bins(lengths, seq_len))
 
 
 def _join(members: list[Encoded]) -> Pack:

@@ -1,27 +1,36 @@
 """Tokenized data kept on disk by content hash, so a second run over the same data starts at once.
 
-The key covers everything the ids and labels depend on: the dataset digest and the rows themselves
-(the caller may pass a split of the dataset, and a reader change can turn the same bytes into
-different rows), the tokenizer (its tokenizer.json, chat template and special tokens), the sequence
-length and what is trained. A file is one .npz of plain arrays, loaded with pickling off, written
-atomically; one that is unreadable, partial or for another key counts as absent and is rewritten.
+The key covers everything the ids and labels depend on: the rows themselves (their digest when the
+caller has one, as a dataset's Rows do, else a hash of each row), the dataset digest, the tokenizer
+(its tokenizer.json, chat template and special tokens), the sequence length and what is trained.
+
+An entry is a folder of flat little-endian arrays plus meta.json, written as rows are tokenized (a
+batch at a time, so a 1 GB dataset never sits in memory as Python lists) into a temporary folder
+that is renamed at the end. It is read back memory-mapped: `TokenRows` hands out one row at a time.
+Nothing is ever unpickled; an entry that is unreadable, partial or for another key counts as absent
+and is rewritten.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import zipfile
+import shutil
+from array import array
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
 from core import atomic
-from core.data.dataset import Example
-from core.data.tokenize import Encoded, encode_all
+from core.data.example import Example
+from core.data.tokenize import Encoded, iter_encoded, trains
 
-FORMAT = 1  # bump when what is stored, or how encode_all computes it, changes
+FORMAT = 2  # bump when what is stored, or how encode_all computes it, changes
+FLUSH_TOKENS = 1 << 20  # tokens buffered before a write
+# name -> (numpy dtype, array typecode); ids and labels fit int32 (vocabularies are far below 2**31)
+ARRAYS = {"input_ids": ("<i4", "i"), "labels": ("<i4", "i"), "bounds": ("<i8", "q"), "truncated": ("u1", "B"),
+          "source_bounds": ("<i8", "q"), "sources": ("u1", "B")}
 
 
 def tokenizer_identity(tokenizer) -> str:
@@ -38,61 +47,132 @@ def tokenizer_identity(tokenizer) -> str:
     return h.hexdigest()
 
 
-def cache_key(examples: list[Example], tokenizer, seq_len: int, train_on: str, digest: str) -> str:
-    h = hashlib.sha256(json.dumps([FORMAT, digest, tokenizer_identity(tokenizer), seq_len, train_on]).encode())
+def rows_digest(examples: Iterable[Example]) -> str:
+    """The rows' own identity; a dataset's Rows carry it already (see rows.py), a plain list is hashed."""
+    digest = getattr(examples, "digest", None)
+    if digest:
+        return digest
+    h = hashlib.sha256()
     for e in examples:
         h.update(json.dumps([e.source, e.messages, e.text], ensure_ascii=False, sort_keys=True).encode())
         h.update(b"\n")
     return h.hexdigest()
 
 
-def encode_all_cached(examples: list[Example], tokenizer, seq_len: int, train_on: str, cache_dir: str | Path,
-                      digest: str = "") -> list[Encoded]:
-    """encode_all's result, read from cache_dir when this exact work was done before, else computed and stored."""
+def cache_key(examples: Iterable[Example], tokenizer, seq_len: int, train_on: str, digest: str) -> str:
+    parts = [FORMAT, digest, rows_digest(examples), tokenizer_identity(tokenizer), seq_len, train_on]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+class TokenRows:
+    """The stored rows of one entry, as a read-only sequence of Encoded (memory-mapped, one row at a time)."""
+
+    def __init__(self, folder: Path, arrays: dict[str, np.ndarray]):
+        self.folder = folder
+        self._a = arrays
+
+    def __len__(self) -> int:
+        return len(self._a["truncated"])
+
+    def __getitem__(self, i: int) -> Encoded:
+        if not -len(self) <= i < len(self):
+            raise IndexError("row index out of range")
+        i %= len(self)
+        a, b = int(self._a["bounds"][i]), int(self._a["bounds"][i + 1])
+        s, e = int(self._a["source_bounds"][i]), int(self._a["source_bounds"][i + 1])
+        return Encoded(self._a["input_ids"][a:b].tolist(), self._a["labels"][a:b].tolist(),
+                       bool(self._a["truncated"][i]), bytes(self._a["sources"][s:e]).decode("utf-8"))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, (TokenRows, list)) and len(self) == len(other) and all(
+            x == y for x, y in zip(self, other))
+
+    def lengths(self) -> list[int]:
+        return np.diff(self._a["bounds"]).tolist()
+
+    def total_tokens(self) -> int:
+        return int(self._a["bounds"][-1])
+
+
+def encode_all_cached(examples: Iterable[Example], tokenizer, seq_len: int, train_on: str, cache_dir: str | Path,
+                      digest: str = "", on_progress: Callable[[int], None] | None = None) -> TokenRows:
+    """encode_all's rows, read from cache_dir when this exact work was done before, else computed and stored.
+
+    on_progress(rows tokenized so far) is called after each batch while tokenizing.
+    """
     key = cache_key(examples, tokenizer, seq_len, train_on, digest)
-    path = Path(cache_dir) / f"tokens-{key[:32]}.npz"
-    found = load(path, key, examples)
+    folder = Path(cache_dir) / f"tokens-{key[:32]}"
+    found = load(folder, key)
     if found is not None:
         return found
-    encoded = encode_all(examples, tokenizer, seq_len, train_on)
-    save(path, key, examples, encoded)
-    return encoded
+    rows = (e for e in iter_encoded(examples, tokenizer, seq_len, train_on, on_progress) if trains(e))
+    save(folder, key, rows)
+    stored = load(folder, key)
+    if stored is None:  # only a disk that does not keep what was written gets here
+        raise OSError(f"{folder}: the tokenized data just written cannot be read back; check the disk.")
+    return stored
 
 
-def save(path: Path, key: str, examples: list[Example], encoded: list[Encoded]) -> None:
-    # encode_all keeps rows in order and drops some, so each kept row is found by walking forward.
-    index, at = [], 0
-    for enc in encoded:
-        while examples[at].source != enc.source:
-            at += 1
-        index.append(at)
-        at += 1
-    bounds = np.cumsum([0] + [len(e.input_ids) for e in encoded], dtype=np.int64)
-    buf = io.BytesIO()
-    np.savez(buf, key=np.array(key), rows=np.array(index, dtype=np.int64), bounds=bounds,
-             truncated=np.array([e.truncated for e in encoded], dtype=bool),
-             input_ids=np.fromiter((t for e in encoded for t in e.input_ids), dtype=np.int64, count=int(bounds[-1])),
-             labels=np.fromiter((t for e in encoded for t in e.labels), dtype=np.int64, count=int(bounds[-1])))
-    atomic.write_bytes(path, buf.getvalue())
+def save(folder: Path, key: str, rows: Iterable[Encoded]) -> None:
+    """Write rows as an entry (replacing any there), streaming: a batch of tokens at a time."""
+    with atomic.folder(folder, replace=True) as tmp:
+        files = {name: open(tmp / f"{name}.bin", "wb") for name in ARRAYS}
+        try:
+            buffers = {name: array(code) for name, (_, code) in ARRAYS.items()}
+            buffers["bounds"].append(0)
+            buffers["source_bounds"].append(0)
+            tokens = source_bytes = count = 0
+            for row in rows:
+                buffers["input_ids"].extend(row.input_ids)
+                buffers["labels"].extend(row.labels)
+                tokens += len(row.input_ids)
+                buffers["bounds"].append(tokens)
+                buffers["truncated"].append(row.truncated)
+                name = row.source.encode("utf-8")
+                buffers["sources"].extend(name)
+                source_bytes += len(name)
+                buffers["source_bounds"].append(source_bytes)
+                count += 1
+                if len(buffers["input_ids"]) >= FLUSH_TOKENS:
+                    _flush(buffers, files)
+            _flush(buffers, files)
+        finally:
+            for f in files.values():
+                f.close()
+        meta = {"format": FORMAT, "key": key, "rows": count, "tokens": tokens, "source_bytes": source_bytes}
+        (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
 
 
-def load(path: Path, key: str, examples: list[Example]) -> list[Encoded] | None:
-    """The stored rows, or None when the file is missing, damaged or not for this key."""
-    if not path.is_file():
+def _flush(buffers: dict[str, array], files: dict) -> None:
+    for name, buf in buffers.items():
+        np.frombuffer(buf, dtype=buf.typecode).astype(ARRAYS[name][0], copy=False).tofile(files[name])
+        del buf[:]
+
+
+def load(folder: Path, key: str) -> TokenRows | None:
+    """The stored rows, or None when the entry is missing, damaged or not for this key (then it is removed)."""
+    if not folder.is_dir():
         return None
     try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {name: f[name] for name in ("key", "rows", "bounds", "truncated", "input_ids", "labels")}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        sizes = {"input_ids": meta["tokens"], "labels": meta["tokens"], "bounds": meta["rows"] + 1,
+                 "truncated": meta["rows"], "source_bounds": meta["rows"] + 1, "sources": meta["source_bytes"]}
+        if meta.get("format") != FORMAT or meta.get("key") != key:
+            raise ValueError("another entry")
+        arrays = {}
+        for name, (dtype, _) in ARRAYS.items():
+            path = folder / f"{name}.bin"
+            if path.stat().st_size != sizes[name] * np.dtype(dtype).itemsize:
+                raise ValueError(f"{name} is partial")
+            arrays[name] = (np.memmap(path, dtype=dtype, mode="r") if sizes[name]
+                            else np.zeros(0, dtype=dtype))
+        bounds = arrays["bounds"]
+        if bounds[0] != 0 or bounds[-1] != meta["tokens"] or bool(np.any(np.diff(bounds) < 0)):
+            raise ValueError("bounds are not in order")
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+        shutil.rmtree(folder, ignore_errors=True)
         return None
-    rows, bounds = arrays["rows"], arrays["bounds"]
-    sound = (str(arrays["key"]) == key and len(bounds) == len(rows) + 1 == len(arrays["truncated"]) + 1
-             and bounds[0] == 0 and bool(np.all(np.diff(bounds) >= 0))
-             and bounds[-1] == len(arrays["input_ids"]) == len(arrays["labels"])
-             and bool(np.all((rows >= 0) & (rows < len(examples)))))
-    if not sound:
-        return None
-    ids, labels = arrays["input_ids"].tolist(), arrays["labels"].tolist()
-    edges = bounds.tolist()
-    return [Encoded(ids[edges[i]:edges[i + 1]], labels[edges[i]:edges[i + 1]], bool(t), examples[r].source)
-            for i, (r, t) in enumerate(zip(rows.tolist(), arrays["truncated"].tolist()))]
+    return TokenRows(folder, arrays)

@@ -6,23 +6,40 @@ the loss falls on (a token's text runs from its first character to the next toke
 
 from __future__ import annotations
 
-from core.data.dataset import Example
+from collections.abc import Callable, Iterable
+
+from core.data.example import Example
 from core.data.token_stats import length_stats
-from core.data.tokenize import IGNORE, FullRow, encode_rows
+from core.data.tokenize import IGNORE, FullRow, iter_rows
 
 PREVIEW_CHARS = 4000  # per row: enough to see a template's shape, short enough for a terminal
 TRAINED_MARKS = ("«", "»")
+LISTED = 20  # rows longer than the context listed by name
 
 
-def token_report(examples: list[Example], tokenizer, seq_len: int | None = None, train_on: str = "assistant",
-                 preview_rows: int = 3) -> dict:
+def token_report(examples: Iterable[Example], tokenizer, seq_len: int | None = None, train_on: str = "assistant",
+                 preview_rows: int = 3, on_progress: Callable[[int], None] | None = None,
+                 context: int | None = None) -> dict:
     """Length statistics, tokens and trained tokens per epoch (after truncation at seq_len when given),
-    and the first rows as segments marked trained or not."""
-    rows = encode_rows(examples, tokenizer, train_on)
-    lengths = [len(r.input_ids) for r in rows]
+    the first rows as segments marked trained or not, and the rows longer than `context` tokens (the
+    model's context: "longer_than_context" counts them, "too_long" lists the first LISTED as (source,
+    tokens)). Streams: only the first rows are kept whole."""
+    lengths: list[int] = []
+    too_long: list[tuple[str, int]] = []
+    long_count = 0
+    trained: list[int] = []  # per row, within seq_len
+    preview: list[tuple[Example, FullRow]] = []
+    for example, row in iter_rows(examples, tokenizer, train_on, on_progress):
+        lengths.append(len(row.input_ids))
+        if context and len(row.input_ids) > context:
+            long_count += 1
+            if len(too_long) < LISTED:
+                too_long.append((example.source, len(row.input_ids)))
+        # The loss never falls on a row's first token (it has nothing before it), so neither does this count.
+        trained.append(sum(1 for t in row.labels[1:seq_len or None] if t != IGNORE))
+        if len(preview) < preview_rows:
+            preview.append((example, row))
     cut = seq_len or max(lengths, default=0)
-    # The loss never falls on a row's first token (it has nothing before it), so neither does this count.
-    trained = [sum(1 for t in r.labels[1:cut] if t != IGNORE) for r in rows]
     return {
         "lengths": lengths,
         "stats": length_stats(lengths, seq_len),
@@ -30,7 +47,9 @@ def token_report(examples: list[Example], tokenizer, seq_len: int | None = None,
         "trained_tokens_per_epoch": sum(trained),
         "rows_without_trained_tokens": sum(1 for n in trained if n == 0),
         "preview": [{"source": e.source, "truncated": len(r.input_ids) > cut, "segments": segments(r, cut)}
-                    for e, r in zip(examples[:preview_rows], rows[:preview_rows])],
+                    for e, r in preview],
+        "longer_than_context": long_count,
+        "too_long": too_long,
     }
 
 

@@ -135,9 +135,10 @@ def _emit(tokenizer, batch, done: int, on_progress) -> Iterator[tuple[Example, F
     return done
 
 
-def token_lengths(examples: Iterable[Example], tokenizer) -> list[int]:
+def token_lengths(examples: Iterable[Example], tokenizer,
+                  on_progress: Callable[[int], None] | None = None) -> list[int]:
     """Full lengths (before truncation) of each example as the model will see it."""
-    return [len(r.input_ids) for _, r in iter_rows(examples, tokenizer, train_on="all")]
+    return [len(r.input_ids) for _, r in iter_rows(examples, tokenizer, "all", on_progress)]
 
 
 def collate(batch: list[Encoded], pad_id: int):

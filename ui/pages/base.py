@@ -20,6 +20,8 @@ class Session:
     model_ref: object | None = None  # core.model_source.ModelRef
     data_path: str = ""
     data_report: dict | None = None
+    data_mapping: dict | None = None  # fields to columns, e.g. {"prompt": "frage"}; None: the schema is detected
+    bad_rows: str = "skip"  # "skip": bad rows are left out and listed; "stop": the first one is an error
     max_steps: int = 0
     bundle: object | None = None  # app.operations.PlanBundle
     run_id: str | None = None

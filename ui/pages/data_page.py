@@ -5,16 +5,17 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, Qt, Signal
+from PySide6.QtCore import QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import QFontDatabase
-from PySide6.QtWidgets import (QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel, QPushButton, QTextEdit,
-                               QVBoxLayout)
+from PySide6.QtWidgets import (QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea,
+                               QTextEdit, QVBoxLayout, QWidget)
 
 from app import operations as ops
 from app import paths
 from core.data import dataset, formats
 from ui.charts import LengthHistogram
 from ui.pages.base import BusyLine, Page, Session
+from ui.pages.reading_choices import ReadingChoices
 
 SHOWN_PROBLEMS = 5
 
@@ -72,6 +73,13 @@ class DropZone(QFrame):
             self.dropped.emit(path)
 
 
+class Preview(QTextEdit):
+    """Asks only for its minimum height, so the page scrolls only when that does not fit; it grows into the rest."""
+
+    def sizeHint(self) -> QSize:
+        return QSize(super().sizeHint().width(), self.minimumHeight())
+
+
 class DataPage(Page):
     def __init__(self, session: Session, parent=None):
         super().__init__(session, "Data", "The examples the model learns from. The demo set teaches it to talk "
@@ -90,6 +98,9 @@ class DataPage(Page):
         for b in (self.choose_button, self.folder_button, self.demo_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
+        self.choices = ReadingChoices(session.bad_rows)
+        self.choices.mapping_applied.connect(self._mapping_applied)
+        self.choices.bad_rows_changed.connect(self._bad_rows_changed)
 
         self.format_label, self.rows_label, self.problems_label, self.tokens_label = (
             QLabel("—", wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse) for _ in range(4))
@@ -100,15 +111,22 @@ class DataPage(Page):
         form.addRow("Tokens per row:", self.tokens_label)
         self.histogram = LengthHistogram()
         form.addRow("", self.histogram)
-        self.preview = QTextEdit(readOnly=True, placeholderText="The first examples, as the model will see them.")
+        labels = [form.labelForField(w) for w in (self.format_label, self.rows_label, self.problems_label,
+                                                   self.tokens_label)] + self.choices.labels
+        width = max(label.sizeHint().width() for label in labels)
+        for label in labels:  # one label column for the choices and the results, so their fields line up
+            label.setMinimumWidth(width)
+        self.preview = Preview(readOnly=True, placeholderText="The first examples, as the model will see them.")
         self.preview.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
-        self.preview.setMinimumHeight(110)
+        self.preview.setMinimumHeight(90)
         self.status = BusyLine()
 
-        layout = QVBoxLayout(self)
+        content = QWidget()  # scrolls when the window is small, so nothing is squeezed or clipped
+        layout = QVBoxLayout(content)
         layout.setSpacing(8)
         layout.addWidget(self.drop_zone)
         layout.addLayout(buttons)
+        layout.addWidget(self.choices)
         layout.addWidget(self.status)
         layout.addWidget(self.error)
         layout.addSpacing(4)
@@ -116,20 +134,39 @@ class DataPage(Page):
         layout.addSpacing(6)
         layout.addWidget(QLabel("The first examples as the model sees them; it learns from the highlighted part:"))
         layout.addWidget(self.preview, 1)
+        scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
         self._inspected_for: tuple | None = None
         self.drop_zone.show_path(session.data_path)
+        chain = [self.choose_button, self.folder_button, self.demo_button, self.choices.schema]
+        for a, b in zip(chain, chain[1:]):
+            QWidget.setTabOrder(a, b)
+        QWidget.setTabOrder(self.choices.bad_rows, self.preview)
 
     def initializePage(self) -> None:
         if self._inspected_for != self._key():
             self.inspect()
 
     def _key(self) -> tuple:
-        ref = self.session.model_ref
-        return self.session.data_path, str(ref.path) if ref else None
+        s = self.session
+        return s.data_path, str(s.model_ref.path) if s.model_ref else None, s.data_mapping, s.bad_rows
 
     def set_path(self, path: str) -> None:
         self.session.data_path = path
+        self.session.data_mapping = None  # another file has other columns: detect its schema first
+        self.choices.reset()
         self.drop_zone.show_path(path)
+        self.inspect()
+
+    def _mapping_applied(self, mapping: dict | None) -> None:
+        self.session.data_mapping = mapping
+        self.inspect()
+
+    def _bad_rows_changed(self, on_bad: str) -> None:
+        self.session.bad_rows = on_bad
         self.inspect()
 
     def inspect(self) -> None:
@@ -144,11 +181,14 @@ class DataPage(Page):
         self.status.start("Reading the dataset…")
         model = self._inspected_for[1]
         self.run_task("inspect", ops.inspect_data, self.session.data_path, model=model,
+                      mapping=self.session.data_mapping, on_bad=self.session.bad_rows,
                       on_done=self._inspected, on_error=self._failed, on_progress=self.status.report)
 
     def _inspected(self, report: dict) -> None:
         self.session.data_report = report
         self.status.stop()
+        self.choices.set_columns(report.get("columns", []))
+        self.choices.show_detected(None if self.session.data_mapping else report["format"])
         fmt = formats.FORMATS.get(report["format"])
         why = report.get("schema_reason") or (fmt.DESCRIPTION if fmt else "")
         self.format_label.setText("\n".join([f"{report['format']}" + (f" — {why}" if why else ""),
@@ -157,9 +197,12 @@ class DataPage(Page):
         self.rows_label.setText(f"{report['rows']} usable" + (f", {dup} duplicated" if dup else ""))
         self.problems_label.setText(problems_text(report))
         t = report.get("tokens") or {}
-        self.tokens_label.setText(f"min {t['min']}, median {t['median']}, 95% under {t['p95']}, max {t['max']} "
-                                  f"({t['total']:,} in all)" if t.get("count") else "—")
-        self.histogram.set_histogram(t.get("histogram"))
+        tokens = (f"min {t['min']}, median {t['median']}, 95% under {t['p95']}, max {t['max']} "
+                  f"({t['total']:,} in all)" if t.get("count") else "—")
+        if report.get("longer_than_context"):
+            tokens += f"; {report['longer_than_context']} longer than the model's context ({report['context']}) and cut"
+        self.tokens_label.setText(tokens)
+        self.histogram.set_histogram(t.get("histogram"), report.get("context"))
         rows = report.get("preview_rows")
         if rows:
             self.preview.setHtml(preview_html(rows))
@@ -170,6 +213,10 @@ class DataPage(Page):
     def _failed(self, error: BaseException) -> None:
         self.status.stop()
         self.error.show_error(error)
+        self.choices.show_detected(None)
+        # The columns still help when detection failed: they are what the person maps.
+        self.run_task("columns", ops.data_columns, self.session.data_path, on_done=self.choices.set_columns,
+                      on_error=lambda _e: self.choices.set_columns([]))
 
     def isComplete(self) -> bool:
         return bool(self.session.data_report and self.session.data_report.get("rows"))

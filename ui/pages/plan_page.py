@@ -9,8 +9,9 @@ from PySide6.QtWidgets import (QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLab
                                QSpinBox, QVBoxLayout, QWidget)
 
 from app import operations as ops
+from core.data.token_stats import length_stats
 from core.planner import Wishes
-from ui.charts import MemoryBar
+from ui.charts import LengthHistogram, MemoryBar
 from ui.error_panel import ErrorPanel
 from ui.pages.base import BusyLine, Page, Session, duration
 
@@ -51,6 +52,13 @@ class PlanPage(Page):
 
         self.memory_bar = MemoryBar()
         self.host_memory = QLabel(wordWrap=True, styleSheet="color: #555;")
+        self.histogram = LengthHistogram()
+        self.cut_caption = QLabel(wordWrap=True, styleSheet="color: #555;")
+        lengths = QGroupBox("Tokens per row, against the sequence length")
+        lengths_layout = QVBoxLayout(lengths)
+        lengths_layout.addWidget(self.histogram)
+        lengths_layout.addWidget(self.cut_caption)
+
         memory = QGroupBox("Estimated peak memory")
         memory_layout = QVBoxLayout(memory)
         memory_layout.addWidget(self.memory_bar)
@@ -70,7 +78,7 @@ class PlanPage(Page):
         content = QWidget()
         inner = QVBoxLayout(content)
         inner.setContentsMargins(0, 0, 10, 0)
-        for w in (self.status, self.error, self.warnings, settings, memory, why):
+        for w in (self.status, self.error, self.warnings, settings, lengths, memory, why):
             inner.addWidget(w)
         inner.addStretch(1)
         scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
@@ -87,8 +95,9 @@ class PlanPage(Page):
 
     def _key(self) -> tuple:
         ref = self.session.model_ref
-        return (str(ref.path) if ref else None, self.session.data_path, (self.session.data_report or {}).get("digest"),
-                self.max_steps.value())
+        s = self.session
+        return (str(ref.path) if ref else None, s.data_path, (s.data_report or {}).get("digest"), s.data_mapping,
+                s.bad_rows, self.max_steps.value())
 
     def _steps_changed(self, value: int) -> None:
         self.session.max_steps = value
@@ -105,6 +114,7 @@ class PlanPage(Page):
         self.status.start("Making a plan…")
         wishes = Wishes(max_steps=self.max_steps.value() or None)
         self.run_task("plan", ops.make_plan, self.session.model_ref.name, self.session.data_path, wishes,
+                      mapping=self.session.data_mapping, on_bad=self.session.bad_rows,
                       on_done=self._planned, on_error=self._failed, on_progress=self.status.report)
 
     def _planned(self, bundle) -> None:
@@ -123,6 +133,7 @@ class PlanPage(Page):
         self.labels["lr"].setText(f"{p.lr:g}")
         self.labels["steps"].setText(f"{p.total_steps}" + (" (your limit)" if p.max_steps else f" ({p.epochs:g} epoch)"))
         self.labels["time"].setText(f"about {duration(p.total_time_s)} ({duration(p.step_time_s)} per step)")
+        self.show_lengths(bundle.token_lengths, p.seq_len)
         self.memory_bar.set_memory(p.memory, p.memory_limit)
         gib = 1024**3
         self.host_memory.setText(
@@ -137,6 +148,15 @@ class PlanPage(Page):
         else:
             self.warnings.clear()
         self.completeChanged.emit()
+
+    def show_lengths(self, lengths: list[int], seq_len: int) -> None:
+        stats = length_stats(lengths, seq_len)
+        self.histogram.set_histogram(stats.get("histogram"), seq_len)
+        cut = stats.get("truncated_rows", 0)
+        self.cut_caption.setText(
+            f"{cut} row{'s' if cut != 1 else ''} longer than the planned sequence length ({seq_len} tokens) "
+            f"{'are' if cut != 1 else 'is'} cut; the part past it is not trained." if cut else
+            f"No row is longer than the planned sequence length ({seq_len} tokens): nothing is cut.")
 
     def _failed(self, error: BaseException) -> None:
         self.status.stop()

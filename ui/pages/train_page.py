@@ -168,7 +168,9 @@ class TrainPage(Page):
     @Slot(dict)
     def _on_event(self, e: dict) -> None:
         kind = e.get("event")
-        if kind == "status":
+        if kind == "status" and e.get("fraction") is not None:  # progress of a long step: the bar, not the log
+            self.status.report(e["fraction"], e.get("text", ""))
+        elif kind == "status":
             self.status.start(e.get("text", ""))
             self.append(e.get("text", ""))
         elif kind == "start":

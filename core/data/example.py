@@ -1,0 +1,12 @@
+"""One training example as read from a dataset: chat turns or raw text, and where it came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Example:
+    messages: list[dict] | None = None  # chat turns, rendered through the model's chat template
+    text: str | None = None  # raw text, every token trained
+    source: str = ""  # file:line, for messages about this example

@@ -1,0 +1,43 @@
+"""How many rows to hold out for validation, and which: a fixed seed, and a rule for small sets.
+
+A validation loss needs rows the model never trains on, but a small dataset cannot spare many:
+- fewer than 20 rows: none are held out (each row is a twentieth of what the model learns, and a
+  loss over one or two rows says little);
+- under 200 rows: a tenth, at least 2;
+- more: a twentieth, at most 256 (enough for a steady figure; validation runs about ten times a
+  run and should cost little next to training).
+A share the person chose is used as given, keeping at least one row for training.
+"""
+
+from __future__ import annotations
+
+import random
+
+from core.data.example import Example
+from core.data.rows import Rows
+
+SMALLEST = 20
+SMALL = 200
+AUTO_MAX = 256
+
+
+def validation_size(rows: int, fraction: float | None = None) -> tuple[int, str]:
+    """(rows to hold out, the sentence saying why) for a dataset of `rows` rows."""
+    if fraction is not None:
+        held = min(rows - 1, max(1 if fraction > 0 and rows > 1 else 0, round(rows * fraction)))
+        return held, f"{held} of {rows} rows held out for validation ({fraction:.0%}, as chosen)"
+    if rows < SMALLEST:
+        return 0, (f"no validation set: {rows} rows are too few to spare any (hold some out with an explicit "
+                   "share if you want a validation loss)")
+    share = 0.1 if rows < SMALL else 0.05
+    held = max(2, round(rows * share)) if rows < SMALL else min(AUTO_MAX, round(rows * share))
+    return held, f"{held} of {rows} rows held out for validation (the rule for {rows} rows)"
+
+
+def split(rows: Rows, fraction: float | None, seed: int) -> tuple[Rows, list[Example], str]:
+    """(training rows, validation rows, why): the same seed and rows always give the same split."""
+    held, why = validation_size(len(rows), fraction)
+    if held == 0:
+        return rows, [], why
+    chosen = set(random.Random(seed).sample(range(len(rows)), held))
+    return rows.without(chosen), rows.pick(chosen), why

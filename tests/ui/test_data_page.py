@@ -1,0 +1,122 @@
+"""The data page's corrections: read the file as a chosen schema with named columns, skip or stop at bad rows,
+and the planned sequence length drawn over the token lengths on the plan page. Real files, real app functions."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QLabel
+
+from app import operations as ops
+
+LONG = "Und dann segelte das Schiff weiter. " * 80  # longer than the tiny model's 256-token context
+
+
+def open_data_page(make_wizard, advance, qtbot, model, data):
+    wizard = make_wizard(model=str(model), data=str(data))
+    page = advance(wizard)
+    assert page is wizard.data_page
+    return wizard, page
+
+
+def choose(combo, text):
+    index = combo.findText(text)
+    assert index >= 0, f"{text!r} is not offered: {[combo.itemText(i) for i in range(combo.count())]}"
+    combo.setCurrentIndex(index)
+
+
+def test_detected_columns_then_a_mapping_for_odd_ones_reaches_the_plan(make_wizard, advance, qtbot, tmp_path,
+                                                                       tiny_model_dir):
+    known = tmp_path / "qa.csv"
+    known.write_text("question,answer\nWhat is 2+2?,4\nThe capital of France?,Paris\n", encoding="utf-8")
+    odd = tmp_path / "fragen.csv"
+    odd.write_text(f"frage,antwort\nWas ist 2+2?,4\nErzähl eine lange Geschichte.,{LONG}\n", encoding="utf-8")
+    wizard, page = open_data_page(make_wizard, advance, qtbot, tiny_model_dir, known)
+    choices = page.choices
+    qtbot.waitUntil(page.isComplete, timeout=20000)
+    assert page.format_label.text().startswith("prompt_completion")
+    assert choices.schema.currentText() == "Detected: prompt_completion" and choices.columns_row.isHidden()
+
+    page.set_path(str(odd))
+    qtbot.waitUntil(lambda: bool(page.error.message), timeout=10000)
+    assert "fragen.csv:row 2: no known schema" in page.error.message and not page.isComplete()
+    prompt, completion = choices.fields["prompt_completion"].values()
+    qtbot.waitUntil(lambda: prompt.count() == 2, timeout=10000)  # the columns, read although detection failed
+
+    choose(choices.schema, "messages")
+    assert choices.columns_row.isVisible() and choices.apply_button.isEnabled()
+    qtbot.mouseClick(choices.apply_button, Qt.LeftButton)  # a cell of text is no list of turns: a sentence
+    qtbot.waitUntil(lambda: "no usable rows" in page.error.message, timeout=10000)
+    assert page.error.details_button.isHidden() and not page.isComplete()
+
+    choose(choices.schema, "prompt_completion")
+    choose(completion, "frage")
+    choose(prompt, "antwort")  # the wrong way round first, then as a person corrects it
+    choose(prompt, "frage")
+    choose(completion, "antwort")
+    qtbot.mouseClick(choices.apply_button, Qt.LeftButton)
+    qtbot.waitUntil(page.isComplete, timeout=20000)
+    assert wizard.session.data_mapping == {"prompt": "frage", "completion": "antwort"}
+    assert page.rows_label.text() == "2 usable" and not page.error.message
+    assert "set by the column mapping (prompt <- frage, completion <- antwort)" in page.format_label.text()
+    assert "1 longer than the model's context (256)" in page.tokens_label.text()
+    assert page.histogram.cutoff == 256 and sum(page.histogram.counts) == 2
+
+    plan_page = advance(wizard)
+    qtbot.waitUntil(plan_page.isComplete, timeout=20000)
+    bundle = wizard.session.bundle
+    assert (bundle.mapping, bundle.on_bad, bundle.data["rows"]) == ({"prompt": "frage", "completion": "antwort"},
+                                                                     "skip", 2)
+    assert plan_page.histogram.cutoff == bundle.plan.seq_len == 256
+    assert sum(plan_page.histogram.counts) == 2
+    assert plan_page.cut_caption.text().startswith("1 row longer than the planned sequence length (256 tokens) is cut")
+    cfg = ops.create_run(bundle)  # what the train page starts the trainer from
+    assert cfg.data_mapping == {"prompt": "frage", "completion": "antwort"} and cfg.bad_rows == "skip"
+
+    wizard.back()
+    choices.schema.setCurrentIndex(0)  # "Detected" goes back to detection at once, no Apply needed
+    qtbot.waitUntil(lambda: "no known schema" in page.error.message, timeout=10000)
+    assert wizard.session.data_mapping is None and choices.columns_row.isHidden()
+
+
+def test_bad_rows_are_skipped_and_listed_or_stop_with_the_line(make_wizard, advance, qtbot, tmp_path,
+                                                                tiny_model_dir):
+    broken = tmp_path / "pairs.jsonl"
+    broken.write_text('{"prompt": "Hi", "completion": "Ahoy"}\n{"prompt": "Bye", "completion": \n'
+                      '{"prompt": "Name?", "completion": "Long John"}\n', encoding="utf-8")
+    wizard, page = open_data_page(make_wizard, advance, qtbot, tiny_model_dir, broken)
+    qtbot.waitUntil(page.isComplete, timeout=20000)
+    assert page.rows_label.text() == "2 usable"
+    assert page.problems_label.text().startswith("1 rows skipped:\npairs.jsonl:2: broken JSON")
+    assert page.choices.bad_rows.currentText() == "Skip bad rows (they are listed)"
+
+    choose(page.choices.bad_rows, "Stop at the first bad row")
+    qtbot.waitUntil(lambda: bool(page.error.message), timeout=10000)
+    assert wizard.session.bad_rows == "stop"
+    assert page.error.message.startswith("pairs.jsonl:2: broken JSON") and "skip bad rows" in page.error.message
+    assert page.error.details_button.isHidden() and not page.isComplete()
+
+    choose(page.choices.bad_rows, "Skip bad rows (they are listed)")
+    qtbot.waitUntil(page.isComplete, timeout=20000)
+    assert not page.error.message and wizard.session.bad_rows == "skip"
+
+
+def test_the_choices_have_labels_and_a_tab_order(make_wizard, advance, qtbot, tmp_path, tiny_model_dir):
+    data = tmp_path / "qa.csv"
+    data.write_text("question,answer\nWhat is 2+2?,4\n", encoding="utf-8")
+    wizard, page = open_data_page(make_wizard, advance, qtbot, tiny_model_dir, data)
+    qtbot.waitUntil(page.isComplete, timeout=20000)
+    choices = page.choices
+    buddies = {label.text(): label.buddy() for label in choices.findChildren(QLabel) if label.buddy()}
+    assert buddies["&Read as:"] is choices.schema and buddies["Bad ro&ws:"] is choices.bad_rows
+    assert buddies["prompt"] is choices.fields["prompt_completion"]["prompt"]
+    choose(choices.schema, "prompt_completion")
+
+    wizard.activateWindow()
+    page.demo_button.setFocus()
+    order = []
+    for _ in range(5):
+        qtbot.keyClick(QApplication.focusWidget(), Qt.Key_Tab)
+        order.append(QApplication.focusWidget())
+    fields = choices.fields["prompt_completion"]
+    assert order == [choices.schema, fields["prompt"], fields["completion"], choices.apply_button,
+                     choices.bad_rows]
