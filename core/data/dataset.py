@@ -11,19 +11,24 @@ kept, counted and listed: repeating an example can be deliberate (upsampling), a
 silently would change the dataset behind the person's back.
 
 Big files are never held whole: the examples of a file over KEEP_BYTES are not kept by the first
-pass, which holds only a hash per distinct row (for duplicates) and the first LIST_CAP problems and
-duplicates by name (all are counted); `Dataset.examples` then reads the file again when iterated
-(see rows.py), and that pass checks the file has not changed since.
+pass, which holds an 8-byte hash per row (duplicates are found from them at the end; a collision
+between two different rows is about a one-in-a-million chance for ten million rows) and the first
+LIST_CAP problems by name (all are counted). `Dataset.examples` then reads the file again when
+iterated (see rows.py), and that pass checks the file has not changed since.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter, defaultdict
+from array import array
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+
+import numpy as np
 
 from core.data import formats, readers
 from core.data import split as split_mod
@@ -56,8 +61,16 @@ class Dataset:
     confidence: float = 1.0  # share of the rows read as objects that match the chosen schema
     runner_up: str | None = None  # the next most common schema when rows are mixed
     schema_reason: str = ""  # why this schema: the votes, or the column mapping
-    duplicate_rows: list[str] = field(default_factory=list)  # "d.jsonl:9 repeats d.jsonl:2" (the first LIST_CAP)
+    duplicate_pairs: list[tuple[int, int]] = field(default_factory=list)  # (row, the earlier row it repeats)
     problem_count: int = 0  # every problem, listed or not
+
+    @cached_property
+    def duplicate_rows(self) -> list[str]:
+        """"d.jsonl:9 repeats d.jsonl:2" for the first LIST_CAP duplicates (a big file is read again for the names)."""
+        wanted = {i for pair in self.duplicate_pairs for i in pair}
+        last = max(wanted, default=-1)
+        names = {i: e.source for i, e in enumerate(self.examples[:last + 1]) if i in wanted}
+        return [f"{names[i]} repeats {names[first]}" for i, first in self.duplicate_pairs]
 
     def split(self, eval_fraction: float | None, seed: int) -> tuple[Rows, list[Example], str]:
         """(training rows, validation rows, why): a fixed-seed split, sized by split.validation_size."""
@@ -130,9 +143,7 @@ class _Schema:
         self.failed: list[tuple[int, Problem]] = []
         self.failed_count = 0
         self.rows_digest = hashlib.sha256()
-        self.first_seen: dict[bytes, str] = {}  # a 16-byte hash per distinct row: small, whatever the row
-        self.duplicates: list[str] = []
-        self.duplicate_count = 0
+        self.hashes = array("Q")  # 8 bytes per row, whatever the row
 
     def add(self, seq: int, example: Example) -> None:
         self.count += 1
@@ -142,12 +153,20 @@ class _Schema:
             self.sources.append((seq, example.source))
         content = _identity(example)
         self.rows_digest.update(json.dumps(example.source).encode() + b"\0" + content + b"\n")
-        key = hashlib.blake2b(content, digest_size=16).digest()
-        first = self.first_seen.setdefault(key, example.source)
-        if first != example.source:
-            self.duplicate_count += 1
-            if len(self.duplicates) < LIST_CAP:
-                self.duplicates.append(f"{example.source} repeats {first}")
+        self.hashes.append(int.from_bytes(hashlib.blake2b(content, digest_size=8).digest(), "little"))
+
+    def duplicates(self) -> tuple[int, list[tuple[int, int]]]:
+        """(how many rows repeat an earlier one, (row, first row) for the first LIST_CAP of them)."""
+        h = np.frombuffer(self.hashes, dtype=np.uint64)
+        if len(h) < 2:
+            return 0, []
+        order = np.argsort(h, kind="stable")  # equal hashes stay in row order: a group starts at its first row
+        ranked = h[order]
+        repeat = np.concatenate([[False], ranked[1:] == ranked[:-1]])
+        group_start = np.maximum.accumulate(np.where(repeat, 0, np.arange(len(h))))
+        rows, firsts = order[repeat], order[group_start][repeat]
+        listed = np.argsort(rows, kind="stable")[:LIST_CAP]
+        return int(repeat.sum()), list(zip(rows[listed].tolist(), firsts[listed].tolist()))
 
 
 class _Tally:
@@ -236,9 +255,10 @@ class _Tally:
         reason = (f"set by the column mapping ({', '.join(f'{f} <- {c}' for f, c in self.mapping.items())})"
                   if self.schema else f"{self.votes[name]} of {total} rows look like "
                                       f"{formats.FORMATS[name].DESCRIPTION}")
-        return Dataset(path, name, examples, [p for _, p in problems[:LIST_CAP]], digest, won.duplicate_count,
+        duplicates, pairs = won.duplicates()
+        return Dataset(path, name, examples, [p for _, p in problems[:LIST_CAP]], digest, duplicates,
                        warnings, "+".join(sorted(reading.file_types)), self.votes[name] / total,
-                       ranked[1] if len(ranked) > 1 else None, reason, won.duplicates, count)
+                       ranked[1] if len(ranked) > 1 else None, reason, pairs, count)
 
     def _nothing_usable(self, path: Path, problems: list[tuple[int, Problem]]):
         problems = [p for _, p in sorted(problems, key=lambda sp: sp[0])]
