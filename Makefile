@@ -30,3 +30,9 @@ package: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# PNGs of every page of the main window and of the wizard: `make screenshots` or `make screenshots SHOTS=folder`.
+SHOTS ?= screenshots
+.PHONY: screenshots
+screenshots: $(STAMP)
+	$(PY) -m ui.screenshots $(SHOTS)

@@ -1,4 +1,4 @@
-"""The desktop app's entry: `run_app(argv)` opens the wizard (called by `app.cli.main` without arguments)."""
+"""The desktop app's entry: `run_app(argv)` opens the main window (called by `app.cli.main` without arguments)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,25 @@ from core import runtime_env
 
 
 def run_app(argv: list[str]) -> int:
-    """Show the wizard until it is closed; argv is the process's argv (Qt takes its own options from it)."""
+    """Show the main window until it is closed; argv is the process's argv (Qt takes its own options from it)."""
     from PySide6.QtWidgets import QApplication
 
-    from ui.wizard import NewFineTuneWizard, wait_for_background
+    from app import user_settings
+    from core.errors import KnownError
+    from ui import theme
+    from ui.main_window import MainWindow
+    from ui.wizard import wait_for_background
 
     runtime_env.prepare()
     app = QApplication.instance() or QApplication(list(argv) or ["tuneforge"])
     app.setApplicationName("Tuneforge")
     app.setApplicationDisplayName("Tuneforge")
-    wizard = NewFineTuneWizard()
-    wizard.show()
+    try:
+        theme.apply(user_settings.load().theme)
+    except KnownError:
+        pass  # the Settings page shows what is wrong with the file; the system's colours meanwhile
+    window = MainWindow()
+    window.show()
     code = app.exec()
     wait_for_background(5000)
     return code

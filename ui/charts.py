@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPainterPath, QPen
+from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPainterPath, QPalette, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 GIB = 1024**3
@@ -153,7 +153,7 @@ class MemoryBar(QWidget):
             p.setPen(Qt.NoPen)
             p.setBrush(QColor(PALETTE[i % len(PALETTE)]))
             p.drawRoundedRect(QRectF(left, top + (self.ROW - 12) / 2, 12, 12), 2, 2)
-            p.setPen(QColor("#333333"))
+            p.setPen(self.palette().color(QPalette.WindowText))
             text = fm.elidedText(f"{name}: {_size(value)}", Qt.ElideRight, int(col_w - 24))
             p.drawText(QRectF(left + 18, top, col_w - 20, self.ROW), Qt.AlignLeft | Qt.AlignVCenter, text)
 
@@ -186,7 +186,7 @@ class LengthHistogram(QWidget):
         p.setPen(QPen(QColor("#c8ccd2")))
         p.drawLine(area.bottomLeft(), area.bottomRight())
         if not self.counts or len(self.edges) != len(self.counts) + 1:
-            p.setPen(QColor("#777"))
+            p.setPen(self.palette().color(QPalette.PlaceholderText))
             p.drawText(area, Qt.AlignCenter, "Token lengths appear here once a model is chosen.")
             return
         first = next(i for i, c in enumerate(self.counts + [1]) if c)  # start at the first bin with rows
@@ -204,7 +204,7 @@ class LengthHistogram(QWidget):
             cut = self.cutoff is not None and a >= self.cutoff
             p.fillRect(QRectF(x(a) + 0.5, area.bottom() - h, max(1.0, x(b) - x(a) - 1), h),
                        QColor("#e15759" if cut else PALETTE[0]))
-        p.setPen(QColor("#555"))
+        p.setPen(self.palette().color(QPalette.PlaceholderText))
         baseline = area.bottom() + fm.ascent() + 4
         p.drawText(QPointF(area.left(), baseline), f"{lo:.0f} tokens")
         right = f"{self.edges[-1]:.0f}"

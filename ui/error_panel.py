@@ -14,10 +14,11 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPush
 
 from core.errors import KnownError
 
+# (background, border, text): a light box with dark text, in a dark theme too
 STYLES = {
-    "error": "background: #fdecea; border: 1px solid #f5c2bd; color: #7a1c12;",
-    "warning": "background: #fff6e0; border: 1px solid #f0d48a; color: #6b4b00;",
-    "info": "background: #e8f1fd; border: 1px solid #b9d3f5; color: #173f73;",
+    "error": ("#fdecea", "#f5c2bd", "#7a1c12"),
+    "warning": ("#fff6e0", "#f0d48a", "#6b4b00"),
+    "info": ("#e8f1fd", "#b9d3f5", "#173f73"),
 }
 
 
@@ -62,8 +63,10 @@ class ErrorPanel(QFrame):
         self.show_message(text, details)
 
     def show_message(self, text: str, details: str | None = None, kind: str = "error") -> None:
-        self.setStyleSheet(f"QFrame#messagePanel {{ {STYLES[kind]} border-radius: 6px; }}"
-                           "QFrame#messagePanel QLabel { border: none; background: transparent; }")
+        background, border, ink = STYLES[kind]
+        self.setStyleSheet(f"QFrame#messagePanel {{ background: {background}; border: 1px solid {border}; "
+                           f"color: {ink}; border-radius: 6px; }}"
+                           f"QFrame#messagePanel QLabel {{ border: none; background: transparent; color: {ink}; }}")
         self.text.setText(text)
         self.details.setPlainText(details or "")
         has_details = bool(details)

@@ -100,3 +100,32 @@ def run_task(fn: Callable[..., Any], *args, on_done: Callable[[Any], None] | Non
 def wait_idle(msecs: int = 30000) -> bool:
     """Block until no task is running (for shutdown and tests); True when they all ended."""
     return QThreadPool.globalInstance().waitForDone(msecs)
+
+
+class TaskGroup:
+    """Named background tasks of one panel: a newer task of a name replaces (cancels) the older one, and
+    `cancel_all` drops them when the panel closes (what `Page.run_task` does for the wizard's pages)."""
+
+    def __init__(self, on_error: Callable[[BaseException], None]):
+        self.on_error = on_error
+        self.tasks: dict[str, Task] = {}
+
+    def run(self, name: str, fn: Callable, *args, on_done=None, on_error=None, on_progress=None, **kwargs) -> Task:
+        self.cancel(name)
+        task = run_task(fn, *args, on_done=on_done, on_error=on_error or self.on_error, on_progress=on_progress,
+                        **kwargs)
+        self.tasks[name] = task
+        return task
+
+    def cancel(self, name: str) -> None:
+        old = self.tasks.pop(name, None)
+        if old is not None and not old.done:
+            old.cancel()
+
+    def busy(self, name: str) -> bool:
+        task = self.tasks.get(name)
+        return task is not None and not task.done
+
+    def cancel_all(self) -> None:
+        for name in list(self.tasks):
+            self.cancel(name)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QEvent, QSize, Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget, QWizard
 
-from ui import tasks
+from ui import tasks, theme
 from ui.pages.base import Session
 from ui.pages.data_page import DataPage
 from ui.pages.export_page import ExportPage
@@ -16,6 +16,11 @@ from ui.pages.train_page import TrainPage
 TITLE = "Tuneforge — new fine-tune"
 
 
+# background, border, done, current, later: for a light and a dark theme
+STEP_COLOURS = {False: ("#f4f6f9", "#dde2e8", "#3b7d4f", "#1d4f91", "#7b8794"),
+                True: ("#232428", "#3a3c41", "#7cc48f", "#8fb6ff", "#8b9099")}
+
+
 class StepList(QWidget):
     """The five steps down the side: done ones ticked, the current one bold."""
 
@@ -23,7 +28,9 @@ class StepList(QWidget):
         super().__init__(parent)
         self.setObjectName("stepList")
         self.setAttribute(Qt.WA_StyledBackground, True)
-        self.setStyleSheet("QWidget#stepList { background: #f4f6f9; border-right: 1px solid #dde2e8; }")
+        self.dark = theme.is_dark()
+        self.current = 0
+        self._style_background()
         self.setFixedWidth(150)
         self.labels = [QLabel() for _ in titles]
         self.titles = titles
@@ -35,17 +42,31 @@ class StepList(QWidget):
         layout.addStretch(1)
         self.set_current(0)
 
+    def _style_background(self) -> None:
+        background, border = STEP_COLOURS[self.dark][:2]
+        self.setStyleSheet(f"QWidget#stepList {{ background: {background}; border-right: 1px solid {border}; }}")
+
     def set_current(self, current: int) -> None:
+        self.current = current
+        done, now, later = STEP_COLOURS[self.dark][2:]
         for i, (label, title) in enumerate(zip(self.labels, self.titles)):
             if i < current:
                 label.setText(f"✔  {title}")
-                label.setStyleSheet("color: #3b7d4f;")
+                label.setStyleSheet(f"color: {done};")
             elif i == current:
                 label.setText(f"{i + 1}.  {title}")
-                label.setStyleSheet("color: #1d4f91; font-weight: 700;")
+                label.setStyleSheet(f"color: {now}; font-weight: 700;")
             else:
                 label.setText(f"{i + 1}.  {title}")
-                label.setStyleSheet("color: #7b8794;")
+                label.setStyleSheet(f"color: {later};")
+
+    def changeEvent(self, event) -> None:
+        super().changeEvent(event)
+        # The application's palette decides (this widget's own follows its style sheet).
+        if event.type() == QEvent.PaletteChange and theme.is_dark() != self.dark:
+            self.dark = theme.is_dark()
+            self._style_background()
+            self.set_current(self.current)
 
 
 class NewFineTuneWizard(QWizard):
@@ -79,6 +100,11 @@ class NewFineTuneWizard(QWizard):
         # QWizard disables Back on the page after a commit page: no leaving the train page mid-run.
         self.plan_page.setCommitPage(running)
         self.train_page.completeChanged.emit()  # makes QWizard refresh its buttons
+
+    def keyPressEvent(self, event) -> None:
+        if event.key() == Qt.Key_Escape and not self.isWindow():
+            return  # embedded in the main window: Escape does not throw the fine-tune away
+        super().keyPressEvent(event)
 
     def done(self, result: int) -> None:
         """Closing (Cancel, Close, the window's X) stops a running training cleanly and drops background work."""

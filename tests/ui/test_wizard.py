@@ -104,14 +104,15 @@ def test_run_app_shows_the_wizard_and_returns_when_it_closes(home, default_model
     from PySide6.QtCore import QTimer
 
     from ui.app import run_app
+    from ui.main_window import MainWindow
     from ui.wizard import NewFineTuneWizard
 
     seen = []
 
-    def close_it():
-        wizards = [w for w in QApplication.topLevelWidgets() if isinstance(w, NewFineTuneWizard) and w.isVisible()]
-        seen.extend(wizards)
-        for w in wizards:
+    def close_it():  # the wizard lives in the main window's "New fine-tune" page
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        seen.extend(w.wizard for w in windows if isinstance(w.wizard, NewFineTuneWizard) and w.wizard.isVisible())
+        for w in windows:
             w.close()
 
     QTimer.singleShot(300, close_it)

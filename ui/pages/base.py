@@ -8,7 +8,7 @@ from typing import Callable
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget, QWizardPage
 
-from ui import tasks
+from ui import tasks, theme
 from ui.error_panel import ErrorPanel
 
 
@@ -35,7 +35,7 @@ class BusyLine(QWidget):
         super().__init__(parent)
         self.bar = QProgressBar(textVisible=False, maximumWidth=160, maximumHeight=10)
         self.label = QLabel(wordWrap=True)
-        self.label.setStyleSheet("color: #555;")
+        theme.muted(self.label)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.bar, 0, Qt.AlignVCenter)

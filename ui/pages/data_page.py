@@ -38,7 +38,8 @@ class DropZone(QFrame):
         self.setAcceptDrops(True)
         self.setObjectName("dropZone")
         self.title = QLabel("Drop a dataset here", alignment=Qt.AlignCenter)
-        self.title.setStyleSheet("font-size: 11pt; font-weight: 600; border: none;")
+        # The zone is a light card in a dark theme too: its text stays dark.
+        self.title.setStyleSheet("font-size: 11pt; font-weight: 600; border: none; color: #1f2933;")
         self.hint = QLabel(alignment=Qt.AlignCenter, wordWrap=True)
         self.hint.setStyleSheet("color: #555; border: none;")
         layout = QVBoxLayout(self)
@@ -238,7 +239,8 @@ def preview_html(rows: list[dict]) -> str:
     parts = []
     for row in rows:
         body = "".join(
-            f'<span style="background:#d9f2d9">{html.escape(seg["text"])}</span>' if seg.get("trained") and not seg.get("cut")
+            f'<span style="background:#d9f2d9;color:#1f2933">{html.escape(seg["text"])}</span>'
+            if seg.get("trained") and not seg.get("cut")
             else f'<span style="color:#aaa">{html.escape(seg["text"])}</span>' if seg.get("cut")
             else html.escape(seg["text"]) for seg in row["segments"])
         parts.append(f'<p style="color:#777">{html.escape(row["source"])}</p><pre>{body}</pre>')

@@ -10,7 +10,7 @@ from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLin
                                QPushButton, QVBoxLayout)
 
 from app import operations as ops
-from app import paths
+from app import user_settings
 from core.errors import NotBuiltYet
 from ui.error_panel import ErrorPanel
 from ui.pages.base import BusyLine, Page, Session
@@ -110,7 +110,7 @@ class ExportPage(Page):
     def initializePage(self) -> None:
         outcome = self.session.outcome
         self.summary.setText(f"Run <b>{self.session.run_id}</b>: {outcome.text if outcome else 'no result'}.")
-        self.folder_edit.setText(str(paths.home() / "exports"))
+        self.folder_edit.setText(str(user_settings.export_folder()))
         self.error.clear()
         self.result_label.clear()
         self.result_label.hide()

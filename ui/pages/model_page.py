@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMenu, QToolButton,
                                QVBoxLayout)
 
@@ -44,14 +45,13 @@ class ModelPage(Page):
         self.name_label.setStyleSheet("font-weight: 600;")
         self.path_label = QLabel(wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
         self.shape_label = QLabel(wordWrap=True)
-        for label in (self.path_label, self.shape_label):
-            label.setStyleSheet("color: #444;")
         self.status = BusyLine()
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         form.addRow("Model:", row)
         form.addRow("", QLabel("“default” is SmolLM2-135M-Instruct, bundled with Tuneforge. The first use "
-                               "converts it once (about 20 s).", wordWrap=True, styleSheet="color: #666;"))
+                               "converts it once (about 20 s).", wordWrap=True,
+                               foregroundRole=QPalette.PlaceholderText))
         form.addRow("Resolved:", self.name_label)
         form.addRow("Folder:", self.path_label)
         form.addRow("Size:", self.shape_label)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QScrollArea, QSizePolicy,
                                QSpinBox, QVBoxLayout, QWidget)
 
@@ -44,16 +45,16 @@ class PlanPage(Page):
             form.addRow(title, self.labels[key])
         steps_row = QHBoxLayout()
         steps_row.addWidget(self.max_steps)
-        steps_row.addWidget(QLabel("a few steps make a quick test run", styleSheet="color: #666;"))
+        steps_row.addWidget(QLabel("a few steps make a quick test run", foregroundRole=QPalette.PlaceholderText))
         steps_row.addStretch(1)
         form.addRow("Stop after:", steps_row)
         settings = QGroupBox("Settings")
         settings.setLayout(form)
 
         self.memory_bar = MemoryBar()
-        self.host_memory = QLabel(wordWrap=True, styleSheet="color: #555;")
+        self.host_memory = QLabel(wordWrap=True, foregroundRole=QPalette.PlaceholderText)
         self.histogram = LengthHistogram()
-        self.cut_caption = QLabel(wordWrap=True, styleSheet="color: #555;")
+        self.cut_caption = QLabel(wordWrap=True, foregroundRole=QPalette.PlaceholderText)
         lengths = QGroupBox("Tokens per row, against the sequence length")
         lengths_layout = QVBoxLayout(lengths)
         lengths_layout.addWidget(self.histogram)

@@ -1,0 +1,138 @@
+"""What the History view shows, as plain values: runs with their figures, one run in detail, two runs compared.
+
+Each function opens the history, reads, and closes it; the UI calls them off its thread (they take a
+`progress`, as every background function does).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app import operations as ops
+from core.progress import Progress
+
+# Keys of a run's config that differ between any two runs or are derived from the others: not a difference
+# worth showing. The plan and the hardware profile are what the settings were made from, shown elsewhere.
+NOT_COMPARED = {"run_id", "run_dir", "db_path", "plan", "hardware"}
+RESUMABLE = {"stopped", "interrupted", "failed"}
+
+Curve = list[tuple[int, float]]
+
+
+@dataclass
+class RunSummary:
+    """One row of the history: what the run was and how it went."""
+
+    id: str
+    project: str
+    status: str
+    model: str
+    strategy: str
+    dataset: str
+    final_loss: float | None
+    best_loss: float | None
+    eval_loss: float | None
+    duration_s: float | None
+    steps_done: int
+    total_steps: int
+    created_at: float
+    outcome: str
+
+    @classmethod
+    def of(cls, run: dict) -> "RunSummary":
+        started, ended = run.get("started_at"), run.get("ended_at")
+        if started and ended:
+            took = max(0.0, ended - started)
+        elif started and run["status"] == "running":
+            took = max(0.0, time.time() - started)
+        else:
+            took = None
+        data = run.get("data_path") or ""
+        return cls(id=run["id"], project=run.get("project") or "", status=run["status"],
+                   model=run.get("model") or Path(run.get("model_path") or "").name, strategy=run.get("strategy") or "",
+                   dataset=Path(data).name if data else "", final_loss=run.get("final_loss"),
+                   best_loss=run.get("best_loss"), eval_loss=run.get("eval_loss"), duration_s=took,
+                   steps_done=run.get("steps_done") or 0, total_steps=run.get("total_steps") or 0,
+                   created_at=run.get("created_at") or 0.0, outcome=run.get("outcome") or "")
+
+
+@dataclass
+class RunDetail:
+    summary: RunSummary
+    config: dict
+    train: Curve
+    eval: Curve
+    checkpoints: list[dict] = field(default_factory=list)
+    exports: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    run_dir: str = ""
+    resumable: bool = False  # stopped or interrupted, with a checkpoint and its config file to start from
+    has_result: bool = False  # a trained result to try and export
+
+    @property
+    def id(self) -> str:
+        return self.summary.id
+
+
+@dataclass
+class Comparison:
+    runs: tuple[RunSummary, RunSummary]
+    differences: list[tuple[str, object, object]]  # (key, value in the first run, value in the second)
+    curves: dict[str, dict[str, Curve]]  # run id → "train"/"eval" → (step, loss)
+
+
+def projects(progress: Progress | None = None) -> list[str]:
+    with ops.open_history() as db:
+        return [p["name"] for p in db.projects()]
+
+
+def run_summaries(project: str | None = None, progress: Progress | None = None) -> list[RunSummary]:
+    """Every run (of one project, or all), newest first."""
+    return [RunSummary.of(r) for r in ops.list_runs(project)]
+
+
+def run_detail(run_id: str, progress: Progress | None = None) -> RunDetail:
+    with ops.open_history() as db:
+        run = ops.with_liveness(db.run(run_id))
+        run["project"] = {p["id"]: p["name"] for p in db.projects()}.get(run.get("project_id"), "")
+        train, evals = _curve(db.metrics(run["id"], "train")), _curve(db.metrics(run["id"], "eval"))
+        checkpoints, exports, events = db.checkpoints(run["id"]), db.exports(run["id"]), db.events(run["id"])
+    run_dir = Path(run.get("run_dir") or "")
+    summary = RunSummary.of(run)
+    resumable = (summary.status in RESUMABLE and bool(checkpoints) and (run_dir / "run.json").is_file())
+    return RunDetail(summary, run.get("config") or {}, train, evals, checkpoints, exports, events, str(run_dir),
+                     resumable=resumable, has_result=bool(run.get("run_dir")) and (run_dir / "result").is_dir())
+
+
+def compare(first: str, second: str, progress: Progress | None = None) -> Comparison:
+    """Two runs side by side: the config keys whose values differ, and both loss curves."""
+    a, b = run_detail(first), run_detail(second)
+    return Comparison((a.summary, b.summary), config_differences(a.config, b.config),
+                      {a.id: {"train": a.train, "eval": a.eval}, b.id: {"train": b.train, "eval": b.eval}})
+
+
+def config_differences(a: dict, b: dict) -> list[tuple[str, object, object]]:
+    """(key, a's value, b's value) for every differing key, nested settings as dotted keys; a key one run
+    lacks has None on that side."""
+    flat_a, flat_b = flat_config(a), flat_config(b)
+    keys = sorted(set(flat_a) | set(flat_b))
+    return [(k, flat_a.get(k), flat_b.get(k)) for k in keys if flat_a.get(k) != flat_b.get(k)]
+
+
+def flat_config(config: dict, prefix: str = "") -> dict:
+    """The config as one level of dotted keys (strategy_options.r), without NOT_COMPARED."""
+    flat = {}
+    for key, value in config.items():
+        if not prefix and key in NOT_COMPARED:
+            continue
+        if isinstance(value, dict) and value:
+            flat.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _curve(rows: list[dict]) -> Curve:
+    return [(int(r["step"]), float(r["loss"])) for r in rows if r.get("loss") is not None]

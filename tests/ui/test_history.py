@@ -1,0 +1,134 @@
+"""The History page on a real SQLite history: the list, one run opened, two runs compared, resume."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from PySide6.QtGui import QColor
+
+from app import paths
+from core import atomic, history
+from tests.app.history_runs import FIRST, RUNS, SECOND, make_two_runs
+from ui import tasks
+from ui.charts import PALETTE
+
+
+@pytest.fixture
+def page(qtbot, home):
+    from ui.history.history_page import HistoryPage
+
+    make_two_runs(home)
+    page = HistoryPage()
+    qtbot.addWidget(page)
+    page.resize(1100, 760)
+    page.show()
+    page.refresh()
+    qtbot.waitUntil(lambda: page.table.topLevelItemCount() == 2, timeout=10000)
+    yield page
+    page.shutdown()
+    for view in page.details.values():
+        if view.train_page.job is not None:
+            assert view.train_page.job.wait(60) is not None
+    assert tasks.wait_idle(30000)
+
+
+def row(page, run_id: str) -> dict:
+    from ui.history.run_table import COLUMNS
+
+    items = [page.table.topLevelItem(i) for i in range(page.table.topLevelItemCount())]
+    item = next(i for i in items if i.run.id == run_id)
+    return {title: item.text(col) for col, title in enumerate(COLUMNS)}
+
+
+def test_the_list_shows_both_runs_with_their_figures(page):
+    assert row(page, FIRST) == {"Run": FIRST, "Project": "pirates", "Status": "done", "Model": "default",
+                                "Strategy": "lora", "Dataset": "pirate_chat.jsonl", "Steps": "6/6",
+                                "Final loss": "1.7000", "Best loss": "1.7000", "Duration": "2 min"}
+    assert row(page, SECOND)["Final loss"] == "2.1000" and row(page, SECOND)["Duration"] == "80 s"
+    assert page.table.topLevelItem(0).run.id == SECOND  # newest first
+    page.table.sortByColumn(7, page.table.header().sortIndicatorOrder().AscendingOrder)  # by final loss
+    assert page.table.topLevelItem(0).run.id == FIRST
+    assert [page.project_combo.itemText(i) for i in range(page.project_combo.count())] == ["All projects", "pirates"]
+    assert page.count_label.text() == "2 runs"
+
+
+def test_one_run_opens_with_its_curve_settings_and_what_can_be_done(page, qtbot):
+    page.select([FIRST])
+    qtbot.waitUntil(lambda: page.detail_view is not None and page.detail_view.run_id == FIRST, timeout=10000)
+    view = page.detail_view
+    assert "1.7000" in view.header.text() and "1.9500" in view.header.text()  # final and validation loss
+    chart = view.train_page.loss_chart
+    assert [s for s, _ in chart.points] == [1, 2, 3, 4, 5, 6] and chart.eval_points == RUNS[FIRST][3]
+    assert not view.train_page.start_button.isEnabled()  # done: nothing to resume
+    assert view.tabs.isTabEnabled(1)  # it has a result: try and export
+    assert view.export_page.summary.text().startswith(f"Run <b>{FIRST}</b>")
+    settings = {view.config_table.topLevelItem(i).text(0): view.config_table.topLevelItem(i).text(1)
+                for i in range(view.config_table.topLevelItemCount())}
+    assert settings["lr"] == "0.0002" and settings["strategy_options.r"] == "16"
+
+    page.select([SECOND])
+    qtbot.waitUntil(lambda: page.detail_view.run_id == SECOND, timeout=10000)
+    assert not page.detail_view.tabs.isTabEnabled(1)  # no result folder
+    assert list(page.details) == [SECOND]  # the other run's view was let go
+
+
+def colour_pixels(widget, colour: str) -> int:
+    image = widget.grab().toImage()
+    want = QColor(colour).rgb()
+    return sum(image.pixel(x, y) == want for x in range(0, image.width(), 2) for y in range(0, image.height(), 2))
+
+
+def test_two_runs_compare_settings_and_curves(page, qtbot):
+    page.select([FIRST, SECOND])
+    view = page.compare_view
+    qtbot.waitUntil(lambda: page.stack.currentWidget() is view, timeout=10000)
+    assert view.differing_keys == ["lr", "seq_len", "strategy_options.r"]
+    cells = {view.table.item(r, 0).text(): (view.table.item(r, 1).text(), view.table.item(r, 2).text())
+             for r in range(view.table.rowCount())}
+    assert cells["lr"] == ("0.0002", "0.0001") and cells["seq_len"] == ("512", "256")
+    assert cells["final loss"] == ("1.7000", "2.1000")
+    series = view.chart.series
+    assert [(s.dashed, len(s.points)) for s in series] == [(False, 6), (True, 2), (False, 6), (True, 2)]
+    assert {s.color for s in series if not s.dashed} == {PALETTE[0], PALETTE[1]}
+    # painted, both colours on the chart
+    assert colour_pixels(view.chart, PALETTE[0]) > 20 and colour_pixels(view.chart, PALETTE[1]) > 20
+
+    with history.History(paths.db_path()) as db:
+        db.create_run("20260103-110000-cccc", "pirates")
+    page.refresh()
+    qtbot.waitUntil(lambda: page.table.topLevelItemCount() == 3, timeout=10000)
+    page.table.selectAll()
+    assert page.stack.currentWidget() is page.placeholder and "not more" in page.placeholder.text()
+
+
+def test_a_history_from_a_newer_tuneforge_is_a_sentence(qtbot, home):
+    from ui.history.history_page import HistoryPage
+
+    history.History(paths.db_path()).close()
+    with sqlite3.connect(paths.db_path()) as conn:
+        conn.execute("update meta set value='99' where key='schema_version'")
+    page = HistoryPage()
+    qtbot.addWidget(page)
+    page.refresh()
+    qtbot.waitUntil(lambda: bool(page.error.message), timeout=10000)
+    assert "newer Tuneforge" in page.error.message and page.error.details_button.isHidden()
+    assert tasks.wait_idle(10000)
+
+
+def test_resume_starts_the_trainer_from_the_history_and_shows_how_it_ended(page, qtbot, home):
+    with history.History(paths.db_path()) as db:  # stopped, with a checkpoint and its config file
+        db.update_run(SECOND, status=history.STOPPED, outcome="stopped by you")
+        atomic.write_json(home / "runs" / SECOND / "run.json", db.run(SECOND)["config"])
+    page.refresh()
+    page.select([SECOND])
+    qtbot.waitUntil(lambda: page.detail_view is not None and page.detail_view.run_id == SECOND, timeout=10000)
+    resume = page.detail_view.train_page
+    assert resume.start_button.isEnabled() and "checkpoint at step 6" in resume.summary.text()
+    resume.start_button.click()
+    assert resume.running and not page.detail_view.tabs.isTabEnabled(1)
+    # The run's data file is gone (/data/pirate_chat.jsonl): the real trainer says so, in a sentence.
+    qtbot.waitUntil(lambda: resume.session.outcome is not None, timeout=60000)
+    assert resume.session.outcome.status == "failed"
+    assert "pirate_chat.jsonl" in resume.error.message and resume.start_button.isEnabled()
+    qtbot.waitUntil(lambda: row(page, SECOND)["Status"] == "failed", timeout=10000)  # the list was read again

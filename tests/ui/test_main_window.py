@@ -1,0 +1,117 @@
+"""The main window: navigation, the wizard embedded in it, and closing it while a run trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QWizard
+
+from tests.app.history_runs import FIRST, make_two_runs
+from ui import tasks
+from ui.main_window import HISTORY, NAV, NEW, MainWindow
+from ui.wizard import NewFineTuneWizard
+
+
+@pytest.fixture
+def window(qtbot, home, tmp_path):
+    """The main window on a model path that does not exist (so nothing is converted in the background)."""
+    make_two_runs(home)
+    made = []
+
+    def make(model: str = str(tmp_path / "no-model")) -> MainWindow:
+        w = MainWindow(model=model)
+        qtbot.addWidget(w)
+        w.show()
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.close()
+        job = w.wizard.train_page.job
+        if job is not None:
+            assert job.wait(60) is not None
+    assert tasks.wait_idle(60000)
+
+
+def test_navigation_shows_each_page_by_mouse_and_keyboard(window, qtbot):
+    w = window()
+    assert [w.nav.item(i).text() for i in range(w.nav.count())] == NAV
+    assert w.nav.currentRow() == NEW and w.pages.currentWidget() is w.wizard_slot
+    assert isinstance(w.wizard, NewFineTuneWizard) and not w.wizard.isWindow() and w.wizard.isVisible()
+    qtbot.waitUntil(lambda: bool(w.wizard.model_page.error.message), timeout=10000)  # its pages work embedded
+    assert "no-model" in w.wizard.model_page.error.message
+
+    w.nav.setFocus()
+    qtbot.keyClick(w.nav, Qt.Key_Down)
+    assert w.pages.currentWidget() is w.history
+    qtbot.waitUntil(lambda: w.history.table.topLevelItemCount() == 2, timeout=10000)  # read when shown
+    qtbot.keyClick(w.nav, Qt.Key_Down)
+    assert w.pages.currentWidget() is w.settings
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow, timeout=5000)
+    qtbot.keyClick(w.settings.theme_combo, Qt.Key_1, Qt.ControlModifier)  # Ctrl+1 from anywhere
+    assert w.nav.currentRow() == NEW and w.pages.currentWidget() is w.wizard_slot
+    qtbot.keyClick(w.wizard, Qt.Key_2, Qt.ControlModifier)
+    assert w.pages.currentWidget() is w.history
+
+    settings = w.settings  # Tab walks the settings in reading order
+    chain, widget = [], settings.data_folder.edit
+    for _ in range(6):
+        chain.append(widget)
+        widget = widget.nextInFocusChain()
+        while not widget.focusPolicy() & Qt.TabFocus:
+            widget = widget.nextInFocusChain()
+    assert chain == [settings.data_folder.edit, settings.data_folder.button, settings.export_folder.edit,
+                     settings.export_folder.button, settings.theme_combo, settings.save_button]
+
+
+def test_the_history_opens_a_run_from_the_window(window, qtbot):
+    w = window()
+    w.show_page(HISTORY)
+    w.history.select([FIRST])
+    qtbot.waitUntil(lambda: w.history.detail_view is not None, timeout=10000)
+    assert w.history.detail_view.run_id == FIRST
+
+
+def test_cancel_in_the_embedded_wizard_starts_a_fresh_one_and_shows_its_run(window, qtbot):
+    w = window()
+    old = w.wizard
+    old.button(QWizard.CancelButton).click()
+    assert w.wizard is not old and w.wizard.parent() is w.wizard_slot and not w.wizard.isWindow()
+    assert w.wizard.isVisible() and w.pages.currentWidget() is w.wizard_slot
+    assert w.wizard.currentPage() is w.wizard.model_page
+
+    w.wizard.session.run_id = FIRST  # a wizard that made a run ends on it, shown in History
+    w.wizard.button(QWizard.CancelButton).click()
+    assert w.pages.currentWidget() is w.history
+    qtbot.waitUntil(lambda: w.history.detail_view is not None and w.history.detail_view.run_id == FIRST,
+                    timeout=10000)
+    assert w.history.table.selected_ids() == [FIRST]
+
+
+def test_escape_does_not_throw_the_embedded_wizard_away(window, qtbot):
+    w = window()
+    wizard = w.wizard
+    qtbot.keyClick(wizard, Qt.Key_Escape)
+    assert w.wizard is wizard and wizard.isVisible()
+
+
+def test_closing_the_window_while_a_run_trains_stops_it(window, qtbot, advance, default_model_dir, tiny_model_dir):
+    w = window(model=str(tiny_model_dir))
+    wizard = w.wizard
+    advance(wizard)
+    plan_page = advance(wizard)
+    qtbot.waitUntil(plan_page.isComplete, timeout=20000)
+    plan_page.max_steps.setValue(200)
+    plan_page.replan()
+    qtbot.waitUntil(lambda: plan_page.isComplete() and wizard.session.bundle.plan.total_steps == 200, timeout=20000)
+    page = advance(wizard)
+    page.start_button.click()
+    qtbot.waitUntil(lambda: bool(page.loss_chart.points), timeout=60000)
+    assert w.running
+    w.close()
+    assert page.job.wait(60).status == "stopped"  # as closing the wizard's own window did
+    assert (Path(page.job.run_dir) / "result").is_dir()

@@ -1,0 +1,1 @@
+"""The History view: runs from the local history, one run opened, two runs compared."""

@@ -1,0 +1,172 @@
+"""History: every run with its figures; one selected opens it (resume, try, export), two are compared.
+
+Reading the history and the metrics happens off the UI thread (app.history_service through ui.tasks).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPushButton, QSplitter, QStackedWidget, QVBoxLayout,
+                               QWidget)
+
+from app import history_service as hs
+from ui.error_panel import ErrorPanel
+from ui.history.compare_view import CompareView
+from ui.history.run_detail import RunDetailView
+from ui.history.run_table import RunTable
+from ui.pages.base import BusyLine
+from ui.tasks import TaskGroup
+
+ALL = "All projects"
+HINT = "Select a run to open it, or two runs (Ctrl+click) to compare them."
+
+
+def load(project: str | None, progress=None) -> tuple[list[str], list[hs.RunSummary]]:
+    return hs.projects(), hs.run_summaries(project)
+
+
+class HistoryPage(QWidget):
+    running_changed = Signal(bool)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.error = ErrorPanel()
+        self.tasks = TaskGroup(self._failed)
+        self.project_combo = QComboBox(accessibleName="Project")
+        self.project_combo.addItem(ALL)
+        self.project_combo.currentIndexChanged.connect(lambda _: self.refresh())
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.setToolTip("Read the history again (F5).")
+        self.refresh_button.setShortcut("F5")
+        self.refresh_button.clicked.connect(self.refresh)
+        top = QHBoxLayout()
+        project_label = QLabel("&Project:")
+        project_label.setBuddy(self.project_combo)
+        top.addWidget(project_label)
+        top.addWidget(self.project_combo)
+        top.addWidget(self.refresh_button)
+        top.addStretch(1)
+        self.count_label = QLabel()
+        top.addWidget(self.count_label)
+
+        self.table = RunTable()
+        self.table.itemSelectionChanged.connect(self._selection_changed)
+        self.status = BusyLine()
+        self.placeholder = QLabel(HINT, alignment=Qt.AlignCenter, wordWrap=True)
+        self.placeholder.setStyleSheet("color: #6b7380;")
+        self.compare_view = CompareView()
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.placeholder)
+        self.stack.addWidget(self.compare_view)
+        self.details: dict[str, RunDetailView] = {}
+        self._to_select: list[str] | None = None  # runs to select once the list being read arrives
+
+        split = QSplitter(Qt.Vertical)
+        split.addWidget(self.table)
+        split.addWidget(self.stack)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 5)
+        split.setChildrenCollapsible(False)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.status)
+        layout.addWidget(self.error)
+        layout.addWidget(split, 1)
+        self.setTabOrder(self.project_combo, self.refresh_button)
+        self.setTabOrder(self.refresh_button, self.table)
+        self.setTabOrder(self.table, self.stack)
+
+    # -- the list ---------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        project = self.project_combo.currentText()
+        self.status.start("Reading the history…")
+        self.tasks.run("list", load, None if project == ALL else project, on_done=self._listed)
+
+    def _listed(self, found) -> None:
+        projects, runs = found
+        self.status.stop()
+        self.error.clear()
+        current = self.project_combo.currentText()
+        self.project_combo.blockSignals(True)
+        self.project_combo.clear()
+        self.project_combo.addItems([ALL, *projects])
+        self.project_combo.setCurrentText(current if current in projects else ALL)
+        self.project_combo.blockSignals(False)
+        self.count_label.setText(f"{len(runs)} run{'s' if len(runs) != 1 else ''}")
+        self.placeholder.setText(HINT if runs else "No runs yet: start one under New fine-tune.")
+        self.table.set_runs(runs)  # keeps the selection, which reloads the opened run or comparison
+        if self._to_select is not None:
+            self.table.select(self._to_select)
+            self._to_select = None
+
+    def select(self, run_ids: list[str]) -> None:
+        """Select these runs (at once, or when the list being read arrives)."""
+        if self.tasks.busy("list"):
+            self._to_select = list(run_ids)
+        else:
+            self.table.select(run_ids)
+
+    # -- the selection ----------------------------------------------------------------------------
+    def _selection_changed(self) -> None:
+        ids = self.table.selected_ids()
+        self.tasks.cancel("detail")
+        self.tasks.cancel("compare")
+        if len(ids) == 1:
+            self.status.start("Reading the run…")
+            self.tasks.run("detail", hs.run_detail, ids[0], on_done=self._show_detail)
+        elif len(ids) == 2:
+            ids.sort(key=lambda run_id: self.table.run(run_id).created_at)  # the older run first, in blue
+            self.status.start("Reading both runs…")
+            self.tasks.run("compare", hs.compare, ids[0], ids[1], on_done=self._show_comparison)
+        else:
+            self.status.stop()
+            self.placeholder.setText(HINT if len(ids) < 2 else "Select two runs to compare them, not more.")
+            self.stack.setCurrentWidget(self.placeholder)
+
+    def _show_detail(self, detail: hs.RunDetail) -> None:
+        self.status.stop()
+        view = self.details.get(detail.id)
+        if view is None:
+            view = self.details[detail.id] = RunDetailView()
+            view.running_changed.connect(self._run_running)
+            self.stack.addWidget(view)
+        view.show_run(detail)
+        self.stack.setCurrentWidget(view)
+        self._drop_idle_details(keep=detail.id)
+
+    def _show_comparison(self, comparison: hs.Comparison) -> None:
+        self.status.stop()
+        self.compare_view.show_comparison(comparison)
+        self.stack.setCurrentWidget(self.compare_view)
+
+    def _drop_idle_details(self, keep: str) -> None:
+        """Views of other runs go, unless their run trains: it keeps its live view while you look elsewhere."""
+        for run_id, view in list(self.details.items()):
+            if run_id != keep and not view.running:
+                view.shutdown()
+                self.stack.removeWidget(view)
+                view.deleteLater()
+                del self.details[run_id]
+
+    def _run_running(self, running: bool) -> None:
+        self.running_changed.emit(running)
+        self.refresh()  # the status and figures changed
+
+    def _failed(self, error: BaseException) -> None:
+        self.status.stop()
+        self.error.show_error(error)
+
+    @property
+    def detail_view(self) -> RunDetailView | None:
+        current = self.stack.currentWidget()
+        return current if isinstance(current, RunDetailView) else None
+
+    @property
+    def running(self) -> bool:
+        return any(view.running for view in self.details.values())
+
+    def shutdown(self) -> None:
+        """The window closes: drop background reads and stop resumed runs politely."""
+        self.tasks.cancel_all()
+        for view in self.details.values():
+            view.shutdown()

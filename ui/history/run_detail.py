@@ -1,0 +1,98 @@
+"""One run opened from the history: its figures, then the wizard's own train and export pages pointed at it
+(resume it, try it, export it) and its settings."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QHeaderView, QLabel, QTabWidget, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+
+from app.history_service import RunDetail, flat_config
+from app.supervisor import Outcome
+from ui.history.resume_page import ResumePage
+from ui.history.run_table import loss_text, when
+from ui.pages.base import Session, duration
+from ui.pages.export_page import ExportPage
+
+NO_RESULT = "This run has no trained result yet: resume it, or let it finish, to try and export it."
+
+
+def figures_html(detail: RunDetail) -> str:
+    s = detail.summary
+    rows = [("Status", s.status + (f": {s.outcome}" if s.outcome else "")), ("Model", s.model),
+            ("Dataset", s.dataset or "—"), ("Strategy", s.strategy), ("Steps", f"{s.steps_done} of {s.total_steps}"),
+            ("Final loss", loss_text(s.final_loss)), ("Best loss", loss_text(s.best_loss)),
+            ("Validation loss", loss_text(s.eval_loss)), ("Duration", duration(s.duration_s)),
+            ("Created", when(s.created_at)), ("Project", s.project)]
+    cells = "".join(f"<td style='padding-right:6px;color:#6b7380'>{k}</td><td style='padding-right:18px'>"
+                    f"<b>{v}</b></td>" + ("</tr><tr>" if i % 4 == 3 else "") for i, (k, v) in enumerate(rows))
+    return f"<span style='font-size:12pt'><b>{s.id}</b></span><table><tr>{cells}</tr></table>"
+
+
+class ConfigTable(QTreeWidget):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setHeaderLabels(["Setting", "Value"])
+        self.setRootIsDecorated(False)
+        self.setAlternatingRowColors(True)
+        self.header().setSectionResizeMode(0, QHeaderView.ResizeToContents)
+
+    def set_config(self, config: dict) -> None:
+        self.clear()
+        self.addTopLevelItems([QTreeWidgetItem([k, "—" if v is None else str(v)])
+                               for k, v in sorted(flat_config(config).items())])
+
+
+class RunDetailView(QWidget):
+    running_changed = Signal(bool)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.detail: RunDetail | None = None
+        self.session = Session()
+        self.header = QLabel(wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
+        self.train_page = ResumePage(self.session)
+        self.export_page = ExportPage(self.session)
+        self.config_table = ConfigTable()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.train_page, "Training")
+        self.tabs.addTab(self.export_page, "Try and export")
+        self.tabs.addTab(self.config_table, "Settings")
+        self.train_page.running_changed.connect(self._running)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.header)
+        layout.addWidget(self.tabs, 1)
+
+    @property
+    def run_id(self) -> str | None:
+        return self.detail.id if self.detail else None
+
+    @property
+    def running(self) -> bool:
+        return self.train_page.running
+
+    def show_run(self, detail: RunDetail) -> None:
+        """Point the pages at this run. While it trains here, only the figures are refreshed."""
+        self.detail = detail
+        self.header.setText(figures_html(detail))
+        self.config_table.set_config(detail.config)
+        if self.running:
+            return
+        self.train_page.show_run(detail)
+        s = detail.summary
+        self.session.outcome = Outcome(s.status, s.outcome or s.status, None)
+        can_export = detail.has_result
+        if can_export and not self.export_page.busy("export") and not self.export_page.busy("ask"):
+            self.export_page.initializePage()
+        self.tabs.setTabEnabled(1, can_export)
+        self.tabs.setTabToolTip(1, "" if can_export else NO_RESULT)
+
+    def _running(self, running: bool) -> None:
+        if running:  # the result is being trained again: try and export it once the run ends
+            self.tabs.setTabEnabled(1, False)
+        self.running_changed.emit(running)
+
+    def shutdown(self) -> None:
+        """The window closes: the train page stops a resumed run politely, as in the wizard."""
+        self.train_page.shutdown()
+        self.export_page.shutdown()

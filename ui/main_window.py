@@ -1,0 +1,104 @@
+"""The main window: a navigation list on the left (New fine-tune, History, Settings), the page on the right.
+
+"New fine-tune" hosts the wizard as a child widget. When it ends (Close on its last page, or Cancel) a
+fresh wizard takes its place, and a run it made is shown in History. Closing the window shuts the
+wizard and the history down as closing the wizard's own window did: a training run is stopped
+politely (the trainer saves a checkpoint), background work is dropped.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import QHBoxLayout, QListWidget, QMainWindow, QStackedWidget, QWidget
+
+from ui.history.history_page import HistoryPage
+from ui.settings_page import SettingsPage
+from ui.wizard import NewFineTuneWizard
+
+TITLE = "Tuneforge"
+NAV = ["New fine-tune", "History", "Settings"]
+NEW, HISTORY, SETTINGS = range(3)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, model: str = "default", data: str | None = None, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle(TITLE)
+        self._wizard_args = (model, data)
+        self.nav = QListWidget(accessibleName="Navigation")
+        self.nav.addItems(NAV)
+        self.nav.setFixedWidth(170)
+        self.nav.setSpacing(3)
+        self.nav.setObjectName("nav")
+        self.nav.setStyleSheet("QListWidget#nav { font-size: 11pt; border: none; "
+                               "border-right: 1px solid palette(mid); background: palette(window); }"
+                               "QListWidget#nav::item { padding: 6px 10px; }")
+        self.wizard_slot = QWidget()
+        self.wizard_layout = QHBoxLayout(self.wizard_slot)
+        self.wizard_layout.setContentsMargins(0, 0, 0, 0)
+        self.wizard: NewFineTuneWizard | None = None
+        self.history = HistoryPage()
+        self.settings = SettingsPage()
+        self.pages = QStackedWidget()
+        for page in (self.wizard_slot, self.history, self.settings):
+            self.pages.addWidget(page)
+        self.nav.currentRowChanged.connect(self.show_page)
+
+        central = QWidget()
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.nav)
+        layout.addWidget(self.pages, 1)
+        self.setCentralWidget(central)
+        for i in range(len(NAV)):  # Ctrl+1, Ctrl+2, Ctrl+3 go to a page from anywhere
+            QShortcut(QKeySequence(f"Ctrl+{i + 1}"), self, lambda i=i: self.nav.setCurrentRow(i))
+        self.new_wizard()
+        # A settings file that cannot be read opens on its sentence instead of passing unseen.
+        self.nav.setCurrentRow(SETTINGS if self.settings.error.message else NEW)
+        self.resize(QSize(1180, 800))
+        self.setMinimumSize(QSize(980, 660))
+
+    def new_wizard(self) -> NewFineTuneWizard:
+        """A fresh wizard in the New fine-tune page (at start, and after the previous one ended)."""
+        old = self.wizard
+        self.wizard = NewFineTuneWizard(*self._wizard_args, parent=self.wizard_slot)
+        self.wizard.setWindowFlags(Qt.Widget)  # a QWizard is a dialog: make it a child, not a window
+        self.wizard.finished.connect(self._wizard_ended)
+        if old is not None:
+            self.wizard_layout.replaceWidget(old, self.wizard)
+            old.deleteLater()
+        else:
+            self.wizard_layout.addWidget(self.wizard)
+        self.wizard.show()
+        return self.wizard
+
+    def _wizard_ended(self, _result: int) -> None:
+        # The wizard's done() already stopped its run and dropped its work, as closing its window did.
+        run_id = self.wizard.session.run_id
+        self.new_wizard()
+        if run_id:
+            self.show_page(HISTORY)
+            self.history.select([run_id])
+
+    def show_page(self, index: int) -> None:
+        if self.nav.currentRow() != index:
+            self.nav.setCurrentRow(index)  # comes back here through currentRowChanged
+            return
+        self.pages.setCurrentIndex(index)
+        if index == HISTORY:
+            self.history.refresh()
+
+    @property
+    def running(self) -> bool:
+        return bool(self.wizard and self.wizard.train_page.running) or self.history.running
+
+    def closeEvent(self, event) -> None:
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        if self.wizard is not None:
+            self.wizard.shutdown()
+        self.history.shutdown()
