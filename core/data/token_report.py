@@ -6,6 +6,7 @@ the loss falls on (a token's text runs from its first character to the next toke
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterable
 
 from core.data.example import Example
@@ -24,10 +25,10 @@ def token_report(examples: Iterable[Example], tokenizer, seq_len: int | None = N
     the first rows as segments marked trained or not, and the rows longer than `context` tokens (the
     model's context: "longer_than_context" counts them, "too_long" lists the first LISTED as (source,
     tokens)). Streams: only the first rows are kept whole."""
-    lengths: list[int] = []
+    lengths = array("l")  # 8 bytes a row, not a Python int object each: a big dataset has millions of rows
     too_long: list[tuple[str, int]] = []
     long_count = 0
-    trained: list[int] = []  # per row, within seq_len
+    trained = array("l")  # per row, within seq_len
     preview: list[tuple[Example, FullRow]] = []
     for example, row in iter_rows(examples, tokenizer, train_on, on_progress):
         lengths.append(len(row.input_ids))

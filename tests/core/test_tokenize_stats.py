@@ -45,7 +45,7 @@ ROWS = [Example(messages=[{"role": "user", "content": "What is 2 plus 2?"},
 def test_report_counts_tokens_and_trained_tokens_per_epoch(tok):
     report = token_report(ROWS, tok, seq_len=None)
     encoded = [tokenize.encode(e, tok, 10**9) for e in ROWS]
-    assert report["lengths"] == [len(e.input_ids) for e in encoded]
+    assert list(report["lengths"]) == [len(e.input_ids) for e in encoded]
     assert report["tokens_per_epoch"] == sum(report["lengths"])
     assert report["trained_tokens_per_epoch"] == sum(
         sum(1 for t in e.labels[1:] if t != tokenize.IGNORE) for e in encoded)
