@@ -13,6 +13,7 @@ import traceback
 
 from core import runtime_env
 from core.errors import KnownError
+from core.gguf_export import QUANT_NAMES
 
 
 
@@ -104,7 +105,13 @@ def build_parser() -> Parser:
     s = sub.add_parser("export", help="Export a run as an adapter, merged safetensors or GGUF.")
     s.add_argument("--run", required=True, help="Run id.")
     s.add_argument("--format", required=True, choices=["adapter", "safetensors", "gguf"], help="What to write.")
-    s.add_argument("--quant", help="GGUF quantization type (GGUF only).")
+    s.add_argument("--quant", type=str.lower, choices=QUANT_NAMES, metavar="TYPE",
+                   help="GGUF tensor type (GGUF only, any case): " + ", ".join(QUANT_NAMES) + "; q4_k_m (llama.cpp's "
+                        "usual mix) when left out. f16/bf16/f32 are exact; q8_0 is near-lossless; q5_k_m and q4_k_m "
+                        "are the usual quantized choices.")
+    s.add_argument("--qlora-base", choices=["dequantized", "nf4"], default="dequantized",
+                   help="GGUF of a QLoRA run: merge into the full-precision base (default) or into the base rounded "
+                        "to nf4 as training saw it, so the file answers exactly as the run did.")
     s.add_argument("--out", required=True, help="Folder to create.")
 
     s = sub.add_parser("data", help="Look at a dataset.")

@@ -190,8 +190,13 @@ def cmd_chat(a) -> int:
 
 
 def cmd_export(a) -> int:
-    path = ops.export_run(a.run, a.format, a.out, a.quant, progress=TerminalProgress().as_progress())
+    path = ops.export_run(a.run, a.format, a.out, a.quant, progress=TerminalProgress().as_progress(),
+                          nf4_base=a.qlora_base == "nf4")
     print(f"Exported {a.format} to {path}")
+    if a.format == "gguf":
+        report = json.loads((path / "export.json").read_text(encoding="utf-8"))
+        print(report["verification"]["summary"])
+        print(f"Ollama: ollama create NAME -f {path / 'Modelfile'}")
     return 0
 
 
@@ -201,7 +206,8 @@ def cmd_data(a) -> int:
     seq_len = getattr(a, "seq_len", None)
     if seq_len is not None and seq_len <= 0:
         raise KnownError("--seq-len must be above 0.")
-    report = ops.inspect_data(a.path, model=a.model, seq_len=seq_len, mapping=mapping_of(a), on_bad=a.bad_rows)
+    report = ops.inspect_data(a.path, model=a.model, seq_len=seq_len, mapping=mapping_of(a), on_bad=a.bad_rows,
+                              progress=_progress(a))
     if a.json:
         out({k: v for k, v in report.items() if k != "token_lengths"})
         return 0

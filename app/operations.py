@@ -268,11 +268,16 @@ def chat(prompt: str, run: str | None = None, model: str | None = None, system: 
     return inference.reply(m, tok, prompt, system, max_new_tokens)
 
 
-def export_run(run: str, fmt: str, out: str, quant: str | None = None, progress: Progress | None = None) -> Path:
+def export_run(run: str, fmt: str, out: str, quant: str | None = None, progress: Progress | None = None,
+               nf4_base: bool = False) -> Path:
     from core import export
 
     r = get_run(run)
-    path = export.export(r, fmt, out, quant, progress)
+    if fmt == "gguf":  # recorded as written (q4_k_m when left out), in lower case as the file names it
+        from core.gguf_export import tensor_types
+
+        quant = (quant or tensor_types.DEFAULT).lower()
+    path = export.export(r, fmt, out, quant, progress, nf4_base=nf4_base)
     with open_history() as db:
         db.add_export(r["id"], fmt, str(path), export.folder_size(path), quant)
     return path

@@ -1,4 +1,4 @@
-"""Export a run: the adapter (PEFT layout) or the merged model (safetensors HF folder).
+"""Export a run: the adapter (PEFT layout), the merged model (safetensors HF folder), or GGUF (core.gguf_export).
 
 Every export is written into a temporary folder beside the target and renamed at the end, so a
 failed or cancelled export never leaves half a model where the person looks for one.
@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from core import atomic, strategies
-from core.errors import BadArgument, KnownError, NotBuiltYet
+from core.errors import BadArgument, KnownError
 from core.progress import Progress
 
 FORMATS = ("adapter", "safetensors", "gguf")
@@ -20,21 +20,31 @@ def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
-def export(run: dict, fmt: str, out: str | Path, quant: str | None = None, progress: Progress | None = None) -> Path:
+def export(run: dict, fmt: str, out: str | Path, quant: str | None = None, progress: Progress | None = None,
+           nf4_base: bool = False) -> Path:
+    """Write the run's result at `out` (a new folder). GGUF: `quant` is the tensor type (q4_k_m when
+    left out) and `nf4_base` merges a QLoRA adapter into the nf4-rounded base it was trained on."""
     progress = progress or Progress()
     out = Path(out).expanduser()
     if fmt not in FORMATS:
         raise BadArgument(f"Unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}.")
-    if fmt == "gguf":
-        raise NotBuiltYet("GGUF export is not built yet (it comes with its own writer soon); export merged "
-                          "safetensors for now.")
-    if quant:
+    if quant and fmt != "gguf":
         raise BadArgument(f"A quantization type applies to GGUF only; leave it out for a {fmt} export.")
+    if fmt == "gguf":
+        from core.gguf_export import tensor_types
+
+        tensor_types.pick(quant or tensor_types.DEFAULT)  # a wrong type is refused before anything is loaded
+    elif nf4_base:
+        raise BadArgument("--qlora-base applies to GGUF export only.")
     result = Path(run["run_dir"]) / "result"
     if not result.is_dir():
         raise KnownError(f"Run {run['id']} has no result yet ({run['status']}); let it finish or stop it first.")
     if out.is_file() or (out.is_dir() and any(out.iterdir())):
         raise BadArgument(f"{out} already exists; choose a new folder so nothing is overwritten.")
+    if fmt == "gguf":
+        from core.gguf_export import exporter
+
+        return exporter.export(run, out, quant, progress, nf4_base=nf4_base)
     strategy = strategies.get(run["strategy"])
     model_path = Path(run["model_path"])
     if fmt == "adapter":

@@ -102,8 +102,8 @@ def test_train_runs_chat_export_on_a_tiny_model(cli, tiny_model_dir, tmp_path):
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     again = cli("export", "--run", run_id, "--format", "adapter", "--out", out)
     assert again.returncode != 0 and "already exists" in again.stderr
-    gguf = cli("export", "--run", run_id, "--format", "gguf", "--out", tmp_path / "m.gguf")
-    assert gguf.returncode != 0 and "not built yet" in gguf.stderr and not (tmp_path / "m.gguf").exists()
+    gguf = cli("export", "--run", run_id, "--format", "gguf", "--quant", "q3", "--out", tmp_path / "m.gguf")
+    assert gguf.returncode != 0 and "invalid choice: 'q3'" in gguf.stderr and not (tmp_path / "m.gguf").exists()
 
 
 def test_ctrl_c_stops_with_a_checkpoint_and_resume_continues_the_same_trajectory(home, cli, tiny_model_dir):

@@ -36,9 +36,6 @@ def test_a_short_run_trains_then_exports(make_wizard, advance, qtbot, tiny_model
 
     export = advance(wizard)
     assert export is wizard.export_page
-    export.gguf_button.click()
-    qtbot.waitUntil(lambda: bool(export.error.message), timeout=10000)
-    assert "GGUF export is not built yet" in export.error.message
     export.adapter_button.click()
     qtbot.waitUntil(lambda: export.exported is not None, timeout=20000)
     assert export.exported == Path(export.folder_edit.text()) / f"{wizard.session.run_id}-adapter"

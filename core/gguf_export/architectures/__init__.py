@@ -1,0 +1,144 @@
+"""GGUF architectures: one file each, registered here by the HF `model_type` they read (STYLE §9).
+
+An architecture says what llama.cpp needs that a Hugging Face folder spells differently:
+
+- `gguf_arch`: llama.cpp's architecture, which also picks gguf's HF → GGUF tensor-name map;
+- `metadata(cfg, w)`: the hyperparameters, written through GGUFWriter's typed `add_*` calls, so the
+  key names and value types are gguf's own;
+- `transform(name, array, cfg)`: what a tensor needs on its way (Llama's Q/K row order, Gemma's norm + 1),
+  and `untransform`, its inverse, for reading a file back without transformers;
+- `extra_tensors(cfg)`: tensors llama.cpp reads that HF computes at run time (Llama 3's rope factors);
+- `check(cfg)`: a sentence for settings llama.cpp cannot express, before anything is written.
+
+`cfg` is the model's config as a dict (`config.to_dict()`). Facts (tensor names, keys, the Q/K row order)
+follow llama.cpp's convert_hf_to_gguf.py; the code is ours.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import ClassVar
+
+import numpy as np
+from gguf import GGUFWriter, MODEL_ARCH, MODEL_ARCH_NAMES, RopeScalingType, get_tensor_name_map
+
+from core.errors import BadArgument
+
+SKIPPED = ("rotary_emb.inv_freq",)  # buffers some checkpoints carry; llama.cpp computes them
+
+
+class Architecture:
+    model_types: ClassVar[tuple[str, ...]]
+    gguf_arch: ClassVar[MODEL_ARCH]
+
+    @property
+    def name(self) -> str:
+        """llama.cpp's name, the value of general.architecture ("llama", "qwen2", ...)."""
+        return MODEL_ARCH_NAMES[self.gguf_arch]
+
+    # --- tensors -------------------------------------------------------------------------------------
+    def gguf_name(self, hf_name: str, cfg: dict) -> str | None:
+        """The GGUF name of an HF tensor, or None for one llama.cpp does not read (tied lm_head, buffers)."""
+        if hf_name.endswith(SKIPPED) or (hf_name == "lm_head.weight" and tied(cfg)):
+            return None
+        return _name_map(self.gguf_arch, cfg["num_hidden_layers"]).get_name(hf_name, try_suffixes=(".weight", ".bias"))
+
+    def transform(self, gguf_name: str, array: np.ndarray, cfg: dict) -> np.ndarray:
+        return array
+
+    def untransform(self, gguf_name: str, array: np.ndarray, cfg: dict) -> np.ndarray:
+        """The inverse of transform: a tensor read from GGUF back in HF's layout (for our own read-back)."""
+        return array
+
+    def extra_tensors(self, cfg: dict) -> list[tuple[str, np.ndarray]]:
+        return []
+
+    # --- metadata ------------------------------------------------------------------------------------
+    def check(self, cfg: dict) -> None:
+        """Raise BadArgument (one sentence) for a setting this architecture cannot carry into GGUF."""
+        kind = rope(cfg).get("rope_type", "default")
+        if kind not in self.rope_types:
+            raise BadArgument(f"This {cfg['model_type']} model uses '{kind}' rope scaling, which GGUF export does not "
+                              f"carry yet (it handles {', '.join(self.rope_types)}); export merged safetensors instead.")
+
+    rope_types: ClassVar[tuple[str, ...]] = ("default", "linear", "yarn")
+
+    def metadata(self, cfg: dict, w: GGUFWriter) -> None:
+        """The hyperparameters every decoder here shares; subclasses add their own after calling this."""
+        w.add_context_length(cfg["max_position_embeddings"])
+        w.add_embedding_length(cfg["hidden_size"])
+        w.add_block_count(cfg["num_hidden_layers"])
+        w.add_feed_forward_length(cfg["intermediate_size"])
+        w.add_head_count(cfg["num_attention_heads"])
+        w.add_head_count_kv(kv_heads(cfg))
+        w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+        w.add_rope_freq_base(float(rope(cfg)["rope_theta"]))
+        w.add_vocab_size(cfg["vocab_size"])
+        if cfg.get("head_dim"):
+            w.add_key_length(cfg["head_dim"])
+            w.add_value_length(cfg["head_dim"])
+        scaling = rope(cfg)
+        if scaling.get("rope_type") == "linear":
+            w.add_rope_scaling_type(RopeScalingType.LINEAR)
+            w.add_rope_scaling_factor(float(scaling["factor"]))
+        elif scaling.get("rope_type") == "yarn":
+            w.add_rope_scaling_type(RopeScalingType.YARN)
+            w.add_rope_scaling_factor(float(scaling["factor"]))
+            w.add_rope_scaling_orig_ctx_len(int(scaling.get("original_max_position_embeddings")
+                                                or cfg["max_position_embeddings"]))
+
+
+@functools.lru_cache(maxsize=8)
+def _name_map(arch: MODEL_ARCH, n_layers: int):
+    return get_tensor_name_map(arch, n_layers)  # builds every name of every layer: once per model, not per tensor
+
+
+def tied(cfg: dict) -> bool:
+    return bool(cfg.get("tie_word_embeddings", False))
+
+
+def kv_heads(cfg: dict) -> int:
+    return cfg.get("num_key_value_heads") or cfg["num_attention_heads"]
+
+
+def head_dim(cfg: dict) -> int:
+    return cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+
+
+def rope(cfg: dict) -> dict:
+    """The rope settings as one dict, however the config spells them: transformers 5 keeps them in
+    `rope_parameters` (per layer type for Gemma 3, whose global layers are the ones GGUF describes),
+    older configs in `rope_theta` + `rope_scaling`."""
+    params = cfg.get("rope_parameters") or {}
+    params = params.get("full_attention", params)
+    merged = {"rope_theta": cfg.get("rope_theta") or 10000.0, **(cfg.get("rope_scaling") or {}), **params}
+    if "type" in merged and "rope_type" not in merged:
+        merged["rope_type"] = merged["type"]
+    return merged
+
+
+def layer_of(gguf_name: str) -> int | None:
+    m = re.match(r"blk\.(\d+)\.", gguf_name)
+    return int(m.group(1)) if m else None
+
+
+REGISTRY: dict[str, Architecture] = {}
+
+
+def register(cls: type[Architecture]) -> type[Architecture]:
+    for model_type in cls.model_types:
+        if model_type in REGISTRY:
+            raise ValueError(f"model_type {model_type!r} registered twice")
+        REGISTRY[model_type] = cls()
+    return cls
+
+
+def get(model_type: str) -> Architecture:
+    if model_type not in REGISTRY:
+        raise BadArgument(f"GGUF export does not support the '{model_type}' architecture yet (it supports "
+                          f"{', '.join(sorted(REGISTRY))}); export merged safetensors instead.")
+    return REGISTRY[model_type]
+
+
+from core.gguf_export.architectures import llama, qwen2, qwen3, gemma2, gemma3, phi3  # noqa: E402,F401,I001  (each registers itself)

@@ -1,0 +1,70 @@
+"""Llama, and the models built like it: SmolLM/SmolLM2 (model_type "llama") and Mistral.
+
+llama.cpp applies RoPE to adjacent pairs of a head's dimensions, where HF's Llama rotates the first
+half against the second; so the rows of Q and K are reordered within each head on the way out (K per
+key-value head). Qwen and Gemma keep HF's order in llama.cpp, so only this file does it.
+Mistral is written as llama, as llama.cpp's converter does: its sliding window only matters past 4k
+tokens and llama.cpp's llama architecture has none.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from gguf import GGUFWriter, MODEL_ARCH
+
+from core.gguf_export.architectures import Architecture, head_dim, kv_heads, register, rope
+
+
+def pair_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """Rows [h, half, j] → [h, j, half]: each head's first and second half interleaved (HF → llama.cpp)."""
+    rows = w.shape[0]
+    return w.reshape(n_heads, 2, rows // n_heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def unpair_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """The inverse of pair_rope_rows (llama.cpp → HF), for checks and our own dequantization."""
+    rows = w.shape[0]
+    return w.reshape(n_heads, rows // n_heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+@register
+class Llama(Architecture):
+    model_types = ("llama", "mistral")
+    gguf_arch = MODEL_ARCH.LLAMA
+    rope_types = ("default", "linear", "yarn", "llama3")
+
+    def transform(self, gguf_name, array, cfg):
+        if ".attn_q." in gguf_name:
+            return pair_rope_rows(array, cfg["num_attention_heads"])
+        if ".attn_k." in gguf_name:
+            return pair_rope_rows(array, kv_heads(cfg))
+        return array
+
+    def untransform(self, gguf_name, array, cfg):
+        if ".attn_q." in gguf_name:
+            return unpair_rope_rows(array, cfg["num_attention_heads"])
+        if ".attn_k." in gguf_name:
+            return unpair_rope_rows(array, kv_heads(cfg))
+        return array
+
+    def metadata(self, cfg: dict, w: GGUFWriter) -> None:
+        super().metadata(cfg, w)
+        w.add_rope_dimension_count(head_dim(cfg))
+
+    def extra_tensors(self, cfg):
+        """Llama 3.1's rope scaling, which llama.cpp reads as per-frequency factors (rope_freqs)."""
+        r = rope(cfg)
+        if r.get("rope_type") != "llama3":
+            return []
+        dim = head_dim(cfg)
+        freqs = 1.0 / (float(r["rope_theta"]) ** (np.arange(0, dim, 2, dtype=np.float64) / dim))
+        wavelen = 2 * math.pi / freqs
+        factor, low, high = float(r.get("factor", 8.0)), float(r.get("low_freq_factor", 1.0)), \
+            float(r.get("high_freq_factor", 4.0))
+        old_ctx = float(r.get("original_max_position_embeddings", 8192))
+        smooth = (old_ctx / wavelen - low) / (high - low)
+        factors = np.where(wavelen < old_ctx / high, 1.0,
+                           np.where(wavelen > old_ctx / low, factor, 1.0 / ((1 - smooth) / factor + smooth)))
+        return [("rope_freqs.weight", factors.astype(np.float32))]

@@ -1,0 +1,44 @@
+"""Phi-3 (and Phi-3.5 mini): fused projections kept fused, as llama.cpp reads them.
+
+HF's qkv_proj rows are [Q; K; V] and gate_up_proj rows are [gate; up]; llama.cpp's attn_qkv and
+ffn_up take the same tensors unchanged (it splits them at run time), so nothing is reordered. The
+long-context variants carry per-frequency rope factors, written as rope_factors_long/short.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from gguf import GGUFWriter, MODEL_ARCH
+
+from core.gguf_export.architectures import Architecture, register, rope
+
+
+def rope_dims(cfg: dict) -> int:
+    fraction = rope(cfg).get("partial_rotary_factor") or cfg.get("partial_rotary_factor") or 1.0
+    return int(fraction * cfg["hidden_size"]) // cfg["num_attention_heads"]
+
+
+@register
+class Phi3(Architecture):
+    model_types = ("phi3",)
+    gguf_arch = MODEL_ARCH.PHI3
+    rope_types = ("default", "longrope", "su")
+
+    def metadata(self, cfg: dict, w: GGUFWriter) -> None:
+        super().metadata(cfg, w)
+        original = cfg.get("original_max_position_embeddings") or cfg["max_position_embeddings"]
+        w.add_rope_scaling_orig_ctx_len(original)
+        w.add_rope_dimension_count(rope_dims(cfg))
+        w.add_sliding_window(cfg.get("sliding_window") or 0)  # 0 tells llama.cpp there is none
+        if rope(cfg).get("long_factor"):
+            scale = cfg["max_position_embeddings"] / original
+            w.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(scale) / math.log(original)) if scale > 1 else 1.0)
+
+    def extra_tensors(self, cfg):
+        r = rope(cfg)
+        if not r.get("long_factor"):
+            return []
+        return [("rope_factors_long.weight", np.asarray(r["long_factor"], dtype=np.float32)),
+                ("rope_factors_short.weight", np.asarray(r["short_factor"], dtype=np.float32))]

@@ -1,0 +1,122 @@
+"""The chat format a model was trained on, recognised from its Jinja chat template, in parts other
+runtimes can be told: Ollama's Go template (modelfile.py) and the end-of-turn token llama.cpp must stop on.
+
+Why this matters: a GGUF that loses the end-of-turn token generates forever, the commonest failure of
+exported fine-tunes. A family is recognised by its markers, then proven: our parts must render a probe
+conversation to exactly the text the model's own template renders. Only then is the format used; a
+template we cannot reproduce is reported as such, never guessed at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+PROBE_SYSTEM = "You answer briefly."
+PROBE = [{"role": "user", "content": "Hello there."}, {"role": "assistant", "content": "Hi! How can I help?"},
+         {"role": "user", "content": "Tell me a joke."}]
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    family: str  # "chatml", "llama3", "gemma", "phi3"
+    turn_start: str  # text opening a turn, with {role}
+    turn_end: str  # text closing a turn
+    end_of_turn: str  # the token that ends the assistant's turn: llama.cpp's eos, Ollama's stop
+    begin: str = ""  # text before the first turn (a BOS the template writes itself)
+    assistant_role: str = "assistant"
+    system_turn: bool = True  # False: the system text opens the first user turn (Gemma)
+    default_system: str | None = None  # what the template puts there when no system message is given
+
+    def turn(self, role: str, content: str) -> str:
+        role = self.assistant_role if role == "assistant" else role
+        return self.turn_start.format(role=role) + content + self.turn_end
+
+    def render(self, messages: list[dict], generation_prompt: bool = True) -> str:
+        """The text our parts give for a conversation (the reference the Go template is built from)."""
+        system = next((m["content"] for m in messages if m["role"] == "system"), self.default_system)
+        out = self.begin
+        if system and self.system_turn:
+            out += self.turn("system", system)
+        for m in messages:
+            if m["role"] == "system":
+                continue
+            content = m["content"]
+            if system and not self.system_turn and m["role"] == "user":
+                content, system = f"{system}\n\n{content}", None
+            out += self.turn(m["role"], content)
+        if generation_prompt:
+            out += self.turn_start.format(role=self.assistant_role)
+        return out
+
+
+FAMILIES = [  # (marker in the template, the format)
+    ("<|im_start|>", ChatFormat("chatml", "<|im_start|>{role}\n", "<|im_end|>\n", "<|im_end|>")),
+    ("<|start_header_id|>", ChatFormat("llama3", "<|start_header_id|>{role}<|end_header_id|>\n\n", "<|eot_id|>",
+                                       "<|eot_id|>", begin="<|begin_of_text|>")),
+    ("<start_of_turn>", ChatFormat("gemma", "<start_of_turn>{role}\n", "<end_of_turn>\n", "<end_of_turn>",
+                                   begin="<bos>", assistant_role="model", system_turn=False)),
+    ("<|end|>", ChatFormat("phi3", "<|{role}|>\n", "<|end|>\n", "<|end|>")),
+]
+
+
+@dataclass(frozen=True)
+class Detected:
+    format: ChatFormat | None
+    reason: str  # one sentence for the export report
+
+
+def detect(tokenizer) -> Detected:
+    """The model's chat format, proven against its own template on a probe conversation."""
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        return Detected(None, "The model has no chat template, so the Modelfile has none and llama.cpp stops at "
+                              "the tokenizer's end token.")
+    for marker, fmt in FAMILIES:
+        if marker not in template:
+            continue
+        for candidate in _variants(fmt, tokenizer):
+            if _matches(candidate, tokenizer):
+                return Detected(candidate, f"The chat template is {fmt.family}; the Modelfile's template renders a "
+                                           "probe conversation exactly as the model's own template does.")
+        return Detected(None, f"The chat template looks like {fmt.family} but renders differently from it, so "
+                              "the Modelfile has no TEMPLATE (Ollama reads the GGUF's own template).")
+    return Detected(None, "The chat template is not one of the families written for Ollama (ChatML, Llama 3, "
+                          "Gemma, Phi-3), so the Modelfile has no TEMPLATE (Ollama reads the GGUF's own template).")
+
+
+def _hf(tokenizer, messages) -> str | None:
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except Exception:  # a template that refuses a system message raises; that variant just does not match
+        return None
+
+
+def _variants(fmt: ChatFormat, tokenizer):
+    """The family with and without its BOS text, and with the default system text the template adds."""
+    for begin in dict.fromkeys((fmt.begin, "")):
+        base = replace(fmt, begin=begin)
+        yield base
+        plain = _hf(tokenizer, PROBE)
+        if plain is None:
+            continue
+        # A default system prompt shows as the difference between the template's text and ours without it.
+        mine = base.render(PROBE)
+        head = base.begin + (base.turn_start.format(role="system") if base.system_turn else
+                             base.turn_start.format(role="user"))
+        if plain != mine and plain.startswith(head):
+            rest = plain[len(head):]
+            end = rest.find(base.turn_end if base.system_turn else "\n\n")
+            if end > 0:
+                yield replace(base, default_system=rest[:end])
+
+
+def _matches(fmt: ChatFormat, tokenizer) -> bool:
+    with_system = [{"role": "system", "content": PROBE_SYSTEM}, *PROBE]
+    checks = [PROBE, with_system]
+    for messages in checks:
+        theirs = _hf(tokenizer, messages)
+        if theirs is None and messages is with_system:
+            continue  # the template has no system role; the Modelfile then never sends one
+        if theirs != fmt.render(messages):
+            return False
+    return True

@@ -1,0 +1,107 @@
+"""Export a run as GGUF: merge, plan, write, Modelfile, LoRA file, verify; all or nothing.
+
+The folder it makes holds:
+- `<model>-<run>.<type>.gguf`: the merged model, verified (verify.py) before the folder appears;
+- `Modelfile`: for `ollama create`, with the chat template and stop token (modelfile.py);
+- `<model>-<run>.lora.gguf`, for runs that trained a LoRA adapter (LoRA, QLoRA): a few megabytes that
+  let llama.cpp (`--lora`) or Ollama (ADAPTER) put the fine-tune on a base GGUF the person already
+  has, or switch fine-tunes without a copy of the model each. DoRA and whole-model runs have no such
+  file (llama.cpp's LoRA cannot carry DoRA's magnitudes; a whole-model run has no adapter);
+- `export.json`: what was decided and why, and the verification, for the person and the UI.
+
+Everything is written in a temporary folder beside the target and renamed at the end (core.atomic),
+so a cancel, a failure or a file that does not pass its check leaves nothing where the person looks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from core import atomic, strategies
+from core.errors import BadArgument, KnownError
+from core.gguf_export import architectures, chat_format, lora_adapter, merge, modelfile, tensor_types, verify
+from core.gguf_export import vocab as vocab_mod
+from core.gguf_export import writer
+
+REPORT = "export.json"
+
+
+class Span:
+    """The part [start, end] of a Progress: 0..1 here is start..end there (cancel passes through)."""
+
+    def __init__(self, progress, start: float, end: float):
+        self.progress, self.start, self.end = progress, start, end
+
+    def update(self, fraction: float | None = None, text: str = "") -> None:
+        at = None if fraction is None else self.start + (self.end - self.start) * fraction
+        self.progress.update(at, text)
+
+
+def model_config(run: dict) -> dict:
+    """The trained model's config.json (the result holds it for whole-model runs), read before loading."""
+    folder = Path(run["run_dir"]) / "result"
+    if strategies.get(run["strategy"]).result == "adapter" or not (folder / "config.json").is_file():
+        folder = Path(run["model_path"])
+    return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+
+
+def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = False) -> Path:
+    pick = tensor_types.pick(quant or tensor_types.DEFAULT)
+    if nf4_base and run["strategy"] != "qlora":
+        raise BadArgument(f"--qlora-base nf4 applies to QLoRA runs; run {run['id']} used {run['strategy']}.")
+    architectures.get(model_config(run).get("model_type", "?"))  # refuse an unsupported model before loading it
+    from transformers import AutoTokenizer
+
+    stem = f"{Path(run['model_path']).name}-{run['id']}".lower()
+    with atomic.folder(out, replace=out.exists()) as tmp:  # an empty folder may exist already
+        progress.update(0.02, "Loading the trained model and merging it")
+        model, merge_reason = merge.merged_model(run, nf4_base)
+        tokenizer = AutoTokenizer.from_pretrained(str(run["model_path"]))
+        cfg = model.config.to_dict()
+        arch = architectures.get(cfg["model_type"])
+        detected = chat_format.detect(tokenizer)
+        fmt = detected.format
+        vocab = vocab_mod.build(tokenizer, cfg["vocab_size"], fmt.end_of_turn if fmt else None, run["model_path"])
+        state = model.state_dict()
+        plan = writer.plan(arch, cfg, {k: tuple(v.shape) for k, v in state.items()}, vocab, pick, stem)
+        gguf_path = writer.write(plan, state, tmp / f"{stem}.{pick.name}.gguf", Span(progress, 0.15, 0.6))
+        eos = vocab.tokens[vocab.special["eos"]] if "eos" in vocab.special else None
+        atomic.write_text(tmp / "Modelfile", modelfile.modelfile(gguf_path.name, fmt, vocab.add_bos, eos, detected.reason))
+        lora = _lora(run, arch, cfg, tmp / f"{stem}.lora.gguf", stem)
+        progress.update(0.62, "Checking the file")
+        result = verify.verify(gguf_path, plan, model, tokenizer, Span(progress, 0.62, 0.98))
+        if not result.ok:
+            raise KnownError(f"The GGUF file did not pass its check ({'; '.join(result.problems)}), so nothing was "
+                             "kept; try a type with more bits such as q8_0, and report it if f16 fails.")
+        atomic.write_json(tmp / REPORT, report(run, plan, merge_reason, detected, lora, result, gguf_path))
+    progress.update(1.0, result.summary)
+    return out
+
+
+def _lora(run: dict, arch, cfg: dict, target: Path, stem: str) -> dict:
+    strategy = strategies.get(run["strategy"])
+    if strategy.result != "adapter":
+        return {"written": False, "why": f"the run trained the whole model ({run['strategy']}), so there is no adapter"}
+    if getattr(strategy, "use_dora", False):
+        return {"written": False, "why": "llama.cpp's LoRA files cannot carry DoRA's magnitude vectors"}
+    result = Path(run["run_dir"]) / "result"
+    lora_adapter.write(result, arch, cfg, target, stem)
+    return {"written": True, "file": target.name, "check": lora_adapter.check(target, result, arch, cfg),
+            "why": "a small file that puts this fine-tune on a base GGUF with llama.cpp --lora or Ollama's ADAPTER"}
+
+
+def report(run, plan, merge_reason, detected, lora, result, gguf_path) -> dict:
+    return {
+        "run": run["id"], "file": gguf_path.name, "bytes": gguf_path.stat().st_size,
+        "quant": plan.pick.name, "quant_summary": plan.pick.summary, "architecture": plan.arch.name,
+        "tensor_types": dict(Counter(t.type for t in plan.tensors)),
+        "merge": merge_reason,
+        "tokenizer": {"model": plan.vocab.model, "pre": plan.vocab.pre, "why": plan.vocab.pre_reason,
+                      "eos": plan.vocab.tokens[plan.vocab.special["eos"]] if "eos" in plan.vocab.special else None},
+        "chat_format": detected.format.family if detected.format else None, "modelfile": detected.reason,
+        "lora": lora,
+        "verification": {"ok": result.ok, "summary": result.summary, "checks": result.checks,
+                         "figures": result.figures},
+    }

@@ -1,0 +1,114 @@
+"""A run's LoRA adapter as a GGUF file for llama.cpp's `--lora` (and Ollama's ADAPTER).
+
+Layout, as llama.cpp's convert_lora_to_gguf.py writes it: general.type "adapter", adapter.type "lora",
+adapter.lora.alpha; for every adapted weight W (by its GGUF name) two tensors, `W.lora_a` = PEFT's A
+[rank, in] and `W.lora_b` = PEFT's B [out, rank], and llama.cpp adds (alpha / rank) · B·A to W. So:
+- B gets W's row transform (Llama's Q/K order), since B makes W's output rows;
+- rank-stabilized LoRA (scale alpha/√rank) is written with alpha·√rank, so that alpha / rank is its scale;
+- DoRA cannot be written: its magnitude vectors rescale whole columns, which llama.cpp's LoRA cannot do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import BadArgument
+from core.gguf_export import reader
+
+
+def adapter_tensors(result: Path, arch, cfg: dict) -> tuple[float, list[tuple[str, np.ndarray, np.ndarray]], int]:
+    """(alpha to write, [(GGUF weight name, A, B)], rank) from a PEFT adapter folder."""
+    config = json.loads((result / "adapter_config.json").read_text(encoding="utf-8"))
+    if config.get("use_dora"):
+        raise BadArgument("A DoRA adapter cannot be written as a llama.cpp LoRA file (its magnitude vectors have "
+                          "no place there); use the merged GGUF.")
+    rank, alpha = int(config["r"]), float(config["lora_alpha"])
+    if config.get("use_rslora"):
+        alpha *= math.sqrt(rank)
+    weights = _load(result)
+    pairs = {}
+    for name, array in weights.items():
+        base = name.removeprefix("base_model.model.")
+        for part in (".lora_A.weight", ".lora_B.weight"):
+            if base.endswith(part):
+                pairs.setdefault(base.removesuffix(part) + ".weight", {})[part[6]] = array
+                break
+        else:
+            raise BadArgument(f"The adapter also holds {name}, which a llama.cpp LoRA file cannot carry; use the "
+                              "merged GGUF.")
+    out = []
+    for hf_name, ab in sorted(pairs.items(), key=lambda kv: _order(kv[0])):
+        gguf_name = arch.gguf_name(hf_name, cfg)
+        if gguf_name is None:
+            raise BadArgument(f"The adapter changes {hf_name}, which has no place in a GGUF file; use the merged GGUF.")
+        out.append((gguf_name, ab["A"].astype(np.float32), arch.transform(gguf_name, ab["B"].astype(np.float32), cfg)))
+    return alpha, out, rank
+
+
+def write(result: Path, arch, cfg: dict, target: Path, name: str) -> Path:
+    """Write the adapter of the run result in `result` at `target` (temporary name, then a rename)."""
+    from gguf import GGUFType, GGUFWriter, Keys
+
+    alpha, tensors, _ = adapter_tensors(result, arch, cfg)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    w = GGUFWriter(tmp, arch.name)
+    try:
+        w.add_type(GGUFType.ADAPTER)
+        w.add_string(Keys.Adapter.TYPE, "lora")
+        w.add_float32(Keys.Adapter.LORA_ALPHA, alpha)
+        w.add_name(name)
+        for gguf_name, a, b in tensors:
+            w.add_tensor(f"{gguf_name}.lora_a", a)
+            w.add_tensor(f"{gguf_name}.lora_b", b)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        os.replace(tmp, target)
+    except BaseException:
+        w.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def check(path: Path, result: Path, arch, cfg: dict) -> str:
+    """Read the file back: every pair present, and (alpha/rank)·B·A equal to PEFT's own update in GGUF
+    layout for every adapted weight. Returns the sentence for the report; raises on a difference."""
+    contents = reader.read(path)
+    stored = {t.name: reader.tensor_bytes(path, contents, t, 4 * int(np.prod(t.shape))).view(np.float32).reshape(t.shape)
+              for t in contents.tensors}
+    alpha = contents.metadata["adapter.lora.alpha"]
+    _, tensors, rank = adapter_tensors(result, arch, cfg)
+    peft = json.loads((result / "adapter_config.json").read_text(encoding="utf-8"))
+    scale = float(peft["lora_alpha"]) / (math.sqrt(rank) if peft.get("use_rslora") else rank)
+    for gguf_name, a, b in tensors:
+        ours = (alpha / rank) * stored[f"{gguf_name}.lora_b"] @ stored[f"{gguf_name}.lora_a"]
+        if not np.allclose(ours, scale * b @ a, rtol=1e-5, atol=1e-7):
+            raise ValueError(f"{path.name}: {gguf_name} does not reproduce the adapter's update")
+    return f"the LoRA file holds {len(tensors)} adapted weights whose update equals the adapter's"
+
+
+def _load(result: Path) -> dict[str, np.ndarray]:
+    from safetensors.torch import load_file  # torch reads bf16, numpy cannot
+
+    files = sorted(result.glob("adapter_model*.safetensors"))
+    if not files:
+        raise BadArgument(f"{result} has no adapter_model.safetensors; the run's adapter cannot be exported.")
+    return {name: t.float().numpy() for f in files for name, t in load_file(str(f)).items()}
+
+
+def _order(hf_name: str) -> tuple:
+    """Layer by layer, as a GGUF file lists its tensors."""
+    parts = hf_name.split(".")
+    layer = next((int(p) for p in parts if p.isdigit()), -1)
+    return layer, hf_name

@@ -1,0 +1,102 @@
+"""Every registered architecture, one table: a tiny random model written as f32 and f16, read back.
+
+f32 through transformers' GGUF loader (its own name map, de-permutation and norm offsets) must give
+the HF model's logits; f16 through our own reader (our dequantization and inverse transforms) must give
+the logits of the HF model rounded to f16 the same way. The layout and metadata are checked against
+the plan, and each architecture's own metadata is looked for by key.
+"""
+
+import numpy as np
+import pytest
+
+from core.gguf_export import architectures, compare, verify, writer
+from core.progress import Progress
+from tests.core.gguf_export import tiny
+
+COMMON = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+              max_position_embeddings=256)
+# Settings chosen as the released models have them, where transformers' GGUF reader assumes them:
+# Qwen3's head size is 128 (the reader ignores attention.key_length), Gemma's 256 with a matching
+# query_pre_attn_scalar (neither is stored in GGUF; llama.cpp derives the scale from the head size).
+CASES = {
+    "llama": dict(tie_word_embeddings=False),
+    "mistral": dict(sliding_window=None),
+    "qwen2": dict(tie_word_embeddings=True),
+    "qwen3": dict(head_dim=128),
+    "gemma2": dict(head_dim=256, query_pre_attn_scalar=256, sliding_window=64),
+    "gemma3_text": dict(head_dim=256, query_pre_attn_scalar=256, sliding_window=64),
+    "phi3": dict(),
+}
+OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
+    "llama": {"llama.rope.dimension_count": 16},
+    "mistral": {"llama.rope.dimension_count": 16},
+    "qwen2": {},
+    "qwen3": {"qwen3.attention.key_length": 128},
+    "gemma2": {"gemma2.attention.sliding_window": 64, "gemma2.final_logit_softcapping": 30.0,
+               "gemma2.attn_logit_softcapping": 50.0, "gemma2.attention.key_length": 256},
+    "gemma3_text": {"gemma3.attention.sliding_window": 64, "gemma3.attention.key_length": 256},
+    "phi3": {"phi3.rope.dimension_count": 16, "phi3.rope.scaling.original_context_length": 4096},  # config default
+}
+
+
+def test_the_table_covers_every_registered_architecture():
+    assert set(CASES) == set(architectures.REGISTRY) == set(OWN_KEYS)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny.byte_level(tmp_path_factory.mktemp("tok")))
+
+
+def export(model, tokenizer, quant, path):
+    plan = tiny.plan(model, tokenizer, quant)
+    writer.write(plan, model.state_dict(), path, Progress())
+    return plan
+
+
+@pytest.mark.parametrize("model_type", sorted(CASES))
+def test_round_trip(model_type, tokenizer, tmp_path):
+    import torch
+    from gguf import GGUFReader
+    from transformers import AutoModelForCausalLM
+
+    model = tiny.random_model(model_type, tokenizer, **COMMON, **CASES[model_type])
+    ids = torch.tensor([tokenizer("Where is the gold, matey? Arr!")["input_ids"]])
+    with torch.no_grad():
+        expected = model(ids).logits
+
+    plan = export(model, tokenizer, "f32", tmp_path / "m.f32.gguf")
+    assert verify.check_layout(tmp_path / "m.f32.gguf", plan) == []
+    fields = GGUFReader(tmp_path / "m.f32.gguf").fields
+    assert {k: fields[k].contents() for k in OWN_KEYS[model_type]} == pytest.approx(OWN_KEYS[model_type])
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.f32.gguf", dtype=torch.float32).eval()
+    assert compare.same_shapes(loaded, model)
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(ids).logits.numpy(), expected.numpy(), rtol=0, atol=1e-5)
+
+    plan = export(model, tokenizer, "f16", tmp_path / "m.f16.gguf")
+    ours = verify.own_load(tmp_path / "m.f16.gguf", plan, model)
+    compare.round_like_file(model, plan)
+    with torch.no_grad():
+        np.testing.assert_allclose(ours(ids).logits.numpy(), model(ids).logits.numpy(), rtol=0, atol=1e-5)
+
+
+def test_llama_3_rope_scaling_becomes_rope_freqs(tokenizer, tmp_path):
+    """llama.cpp reads Llama 3.1's rope scaling as per-frequency factors: they must turn the plain rope
+    frequencies into the ones transformers computes for "llama3". transformers' GGUF reader ignores
+    them, so verification reads such a file with our own reader and says so."""
+    import torch
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    rope = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+    model = tiny.random_model("llama", tokenizer, **COMMON, rope_parameters=rope)
+    plan = export(model, tokenizer, "f32", tmp_path / "m.gguf")
+    factors = plan.extra["rope_freqs.weight"]
+    scaled, _ = ROPE_INIT_FUNCTIONS["llama3"](model.config, "cpu")
+    plain = 1.0 / (500000.0 ** (torch.arange(0, 16, 2, dtype=torch.float64) / 16))
+    np.testing.assert_allclose(plain.numpy() / factors, scaled.double().numpy(), rtol=1e-6)
+    _, how = verify.load(tmp_path / "m.gguf", plan, model)
+    assert "read with our own dequantization" in how and "rope" in how

@@ -1,0 +1,85 @@
+"""Tiny real tokenizers and random models for the GGUF tests: built in a second from our own demo text.
+
+Two tokenizers, one of each kind GGUF export writes: byte-level BPE ("gpt2", as SmolLM and Qwen use)
+and SentencePiece-style BPE with byte fallback ("llama", as Llama 2, Gemma and Phi-3 use). Both carry a
+ChatML template, so every model built here has a chat format and an end-of-turn token.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import DEMO
+
+CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def corpus() -> list[str]:
+    return DEMO.read_text(encoding="utf-8").splitlines()
+
+
+def byte_level(folder: Path, vocab_size: int = 384) -> Path:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(corpus(), trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                   unk_token="<|endoftext|>", pad_token="<|im_end|>")
+    fast.chat_template = CHATML
+    fast.save_pretrained(folder)
+    return folder
+
+
+def sentencepiece(folder: Path, vocab_size: int = 400) -> Path:
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>", *SPECIALS[1:]]
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    # Trained on words that start with "▁" (SentencePiece's habit), then used as Llama 2's tokenizer.json
+    # does: a normalizer that writes spaces as "▁", no pre-tokenizer.
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="always", split=True)
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
+    tok.train_from_iterator(corpus(), trainers.BpeTrainer(vocab_size=vocab_size + 256,
+                                                          special_tokens=specials + byte_tokens))
+    tok.pre_tokenizer = None
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    fast.chat_template = CHATML
+    fast.save_pretrained(folder)
+    return folder
+
+
+def random_model(model_type: str, tokenizer, **config):
+    """A random model of `model_type` for `tokenizer`, its norms moved off 1 (0 for Gemma), so a missed
+    norm offset shows in the logits."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    cfg = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                               eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **config)
+    model = AutoModelForCausalLM.from_config(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    return model
+
+
+def plan(model, tokenizer, quant: str):
+    """The GGUF plan of a model as the exporter makes it (no merge, no chat-format detection)."""
+    from core.gguf_export import architectures, tensor_types, vocab, writer
+
+    cfg = model.config.to_dict()
+    v = vocab.build(tokenizer, cfg["vocab_size"], "<|im_end|>")
+    shapes = {k: tuple(t.shape) for k, t in model.state_dict().items()}
+    return writer.plan(architectures.get(cfg["model_type"]), cfg, shapes, v, tensor_types.pick(quant), "tiny")

@@ -1,0 +1,80 @@
+"""GGUF export through the real command line: a short training run on the default model, then
+`export --format gguf` with the default type (q4_k_m): exit 0, the files, the check's summary printed;
+and a wrong --quant is one sentence, without a traceback, leaving nothing behind."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from core.gguf_export import reader
+from tests.conftest import DEMO, REPO, json_lines
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, default_model_dir):
+    """A 2-step LoRA run on the default model (16 rows, 128 tokens): what an export needs, quickly."""
+    home = tmp_path_factory.mktemp("gguf-home")
+    (home / "models").mkdir()
+    (home / "models" / default_model_dir.name).symlink_to(default_model_dir, target_is_directory=True)
+    data = home / "pirate16.jsonl"
+    data.write_text("".join(DEMO.read_text(encoding="utf-8").splitlines(keepends=True)[:16]), encoding="utf-8")
+    env = dict(os.environ, TUNEFORGE_HOME=str(home), PYTHONUNBUFFERED="1")
+
+    def cli(*args, check=None):
+        proc = subprocess.run([sys.executable, str(REPO / "main.py"), *map(str, args)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=900)
+        if check is not None:
+            assert proc.returncode == check, proc.stderr[-3000:]
+        return proc
+
+    events = json_lines(cli("train", "--model", "default", "--data", data, "--strategy", "lora", "--device", "cpu",
+                            "--max-steps", "2", "--batch-size", "2", "--grad-accum", "1", "--seq-len", "128",
+                            "--json", check=0).stdout)
+    assert events[-1]["status"] == "done"
+    return cli, home, events[-1]["run_id"]
+
+
+def test_export_gguf_from_the_command_line(trained):
+    cli, home, run_id = trained
+    out = home / "exported"
+    proc = cli("export", "--run", run_id, "--format", "gguf", "--out", out, check=0)
+    assert "Traceback" not in proc.stderr
+    stem = f"smollm2-135m-instruct-{run_id}".lower()
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["Modelfile", "export.json", f"{stem}.q4_k_m.gguf", f"{stem}.lora.gguf"])
+    report = json.loads((out / "export.json").read_text())
+    assert report["quant"] == "q4_k_m" and report["verification"]["ok"], report["verification"]
+    figures = report["verification"]["figures"]
+    assert figures["agreement"] >= figures["bar"] == 0.78
+    # llama.cpp's Q4_K_M mix on SmolLM2's shapes: 576-value rows fall back (Q4_K → Q5_0, the tied head
+    # Q6_K → Q8_0); the 1536-value ffn_down rows fit, Q6_K on the "more bits" layers.
+    assert report["tensor_types"] == {"f32": 61, "q8_0": 15, "q5_0": 166, "q4_k": 16, "q6_k": 14}
+    assert report["bytes"] < 110e6
+    metadata = reader.read(out / f"{stem}.q4_k_m.gguf").metadata
+    assert metadata["general.file_type"] == 15 and metadata["tokenizer.ggml.eos_token_id"] == 2  # <|im_end|>
+    assert report["verification"]["summary"] in proc.stdout
+    assert proc.stdout.startswith(f"Exported gguf to {out}\nVerified: 272 tensors, vocab 49152, ")
+    assert f"ollama create NAME -f {out / 'Modelfile'}" in proc.stdout
+    assert f"FROM ./{stem}.q4_k_m.gguf" in (out / "Modelfile").read_text()
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--quant", "q3_k_xl"], "argument --quant: invalid choice: 'q3_k_xl' (choose from 'f32', 'f16', 'bf16',"),
+    (["--quant", "Q8_0", "--qlora-base", "nf4"], "--qlora-base nf4 applies to QLoRA runs"),
+])
+def test_bad_gguf_requests_are_one_sentence(trained, args, words):
+    cli, home, run_id = trained
+    proc = cli("export", "--run", run_id, "--format", "gguf", "--out", home / "refused", *args)
+    assert proc.returncode != 0 and words in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (home / "refused").exists()
+
+
+def test_quant_applies_to_gguf_only(trained):
+    cli, home, run_id = trained
+    proc = cli("export", "--run", run_id, "--format", "safetensors", "--quant", "q8_0", "--out", home / "st")
+    assert proc.returncode != 0 and "applies to GGUF only" in proc.stderr and "Traceback" not in proc.stderr
