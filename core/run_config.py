@@ -10,6 +10,7 @@ from pathlib import Path
 
 from core import settings
 from core.settings import check, option
+from kernels import OPS
 
 TRAIN_ON = ("assistant", "all")
 # Settings that moved into strategy_options (run.json files written before strategies had their own).
@@ -56,6 +57,10 @@ class RunConfig:
                                       "the model cannot keep packed rows apart.")
     strategy_options: dict = option({}, help="Settings of the strategy (the fields of its Options; `tuneforge "
                                              "strategies` lists them); unset ones take their defaults.")
+    kernels: list[str] | str = option("auto", help="Our fused Triton kernels to train with: 'auto' uses all of them "
+                                                   "on CUDA and none on the CPU (there they would only run in "
+                                                   "Triton's slow interpreter); or a list of names from rmsnorm, "
+                                                   "swiglu, rope, cross_entropy; [] turns them off.")
     threads: int = option(0, help="CPU threads for torch; 0 lets torch decide.")
     memory_cap_bytes: int = option(0, help="Most memory the trainer may use on its device (GPU memory on CUDA, the "
                                             "process's data on the CPU); 0 means no cap. Set it to share the machine.")
@@ -84,6 +89,8 @@ class RunConfig:
         from core import strategies  # the strategy checks its own settings, naming the one that is wrong
 
         strategies.get(self.strategy, need_built=False).options(self.strategy_options)
+        check(self.kernels == "auto" or (isinstance(self.kernels, list) and set(self.kernels) <= set(OPS)),
+              "kernels", f"must be 'auto' or a list of names from {', '.join(OPS)} ([] turns them off).")
         check(self.memory_cap_bytes >= 0, "memory_cap_bytes", "must be 0 (no cap) or a number of bytes.")
         check(self.calibrate_after >= 0, "calibrate_after", "must be 0 (off) or a number of steps.")
 

@@ -18,6 +18,8 @@ from core import checkpoint, strategies
 from core.data import tokenize
 from core.errors import KnownError
 from core.run_config import RunConfig
+from kernels import OPS
+from kernels.patch import patch as patch_kernels
 
 
 def pick_device(cfg: RunConfig):
@@ -33,6 +35,13 @@ def pick_device(cfg: RunConfig):
         precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device.type == "cuda" else "fp32"
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
     return device, dtype, precision
+
+
+def use_kernels(model, cfg: RunConfig, device) -> dict:
+    """Our kernels patched into the model as the run asks ('auto': all of them on CUDA, none on the CPU, where
+    only Triton's slow interpreter could run them): op → kernels.patch.Patched, which says where or why not."""
+    ops = (list(OPS) if device.type == "cuda" else []) if cfg.kernels == "auto" else cfg.kernels
+    return patch_kernels(model, ops, device)
 
 
 def lr_lambda(total: int, warmup: int):
@@ -82,6 +91,7 @@ class Session:
         if cfg.gradient_checkpointing:
             model.activation_checkpointing_enable()  # non-reentrant: recomputes each layer in backward
         self.model = self.strategy.prepare(model, self.options, cfg)
+        self.kernels = use_kernels(self.model, cfg, self.device)
         self.model.train()
         self.params = self.strategy.trained_parameters(self.model)
         self.optimizer = self.strategy.make_optimizer(self.model, self.options, cfg, self.device.type)

@@ -1,5 +1,29 @@
-"""Our own Triton/CUDA kernels, one file per op (see shared STYLE.md §8).
+"""Our own Triton kernels for training, and the switch that puts them into a transformers model (STYLE §8).
 
-Empty until the kernels issue lands: on every device the trainer runs the plain PyTorch path today.
-This package depends on nothing in core/, app/ or ui/.
+Each op is one file with its Triton kernel(s) and autograd Function; tests/kernels/ checks it against a plain
+PyTorch reference, values and gradients, over odd shapes and a dtype/tolerance table (on the CPU under
+Triton's interpreter, and on a GPU when there is one), and benchmarks/kernels_gpu.py times it against that
+same reference:
+
+- `cross_entropy` (fused_linear_cross_entropy.py): a linear head's cross-entropy chunked over tokens, so the
+  batch × sequence × vocabulary logits never exist; gradients computed in the forward pass;
+- `rmsnorm` (rmsnorm.py): RMSNorm in Llama's and Gemma's casting orders;
+- `swiglu` (swiglu.py): the gated MLP's act(gate) · up, SiLU or Gemma's tanh-approximated GELU;
+- `rope` (rope.py): rotary embedding of queries and keys, transformers' rotate_half convention.
+
+patch.py is the switch: `patch(model, ops, device)` puts them into one transformers model instance of a
+supported architecture (Llama family with SmolLM, Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3 text), peft-wrapped
+or not, and says per op where it did and, where it did not, why. The kernels run on CUDA, and on the CPU
+only in Triton's interpreter (TRITON_INTERPRET=1 set before triton is imported), which is what the tests use.
+
+Importing this package imports neither torch nor triton (core.run_config reads `OPS` from it). It depends on
+nothing in core/, app/ or ui/.
 """
+
+# op name (as a run's `kernels` setting lists it) → the module in this package that holds it
+OPS = {
+    "rmsnorm": "rmsnorm",
+    "swiglu": "swiglu",
+    "rope": "rope",
+    "cross_entropy": "fused_linear_cross_entropy",
+}

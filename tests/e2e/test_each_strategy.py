@@ -28,6 +28,7 @@ def test_strategy_trains_the_default_model_from_the_command_line(name, cli, home
     assert plan["options"] == strategies.get(name).options(plan["options"]).__dict__  # every setting, typed
     start = next(e for e in events if e["event"] == "start")
     assert start["strategy"] == name and start["options"] == plan["options"] and start["trainable_params"] > 0
+    assert start["kernels"] == []  # 'auto' on a CPU: the plain PyTorch path (tests/kernels runs ours)
     steps = [e for e in events if e["event"] == "step"]
     assert [e["step"] for e in steps] == [1, 2] and all(0 < e["loss"] < 20 for e in steps)
     assert [e["status"] for e in events if e["event"] == "done"] == ["done"]

@@ -1,0 +1,253 @@
+"""The switch: our kernels into one transformers model instance, with the reason for anything left as it was.
+
+`patch(model, ops, device)` finds the causal LM inside `model` (peft's wrappers included: LoRA wraps the
+projections, which no kernel touches) and, per op:
+
+- rmsnorm: every `<Arch>RMSNorm` module (layer norms, the final norm, Qwen3's and Gemma 3's q_norm/k_norm)
+  gets our forward, in its family's casting order;
+- swiglu: every `<Arch>MLP` computes down(act(gate(x)) · up(x)) with our fused act · up (SiLU, or GELU-tanh for
+  Gemma); backward reuses the gate and up buffers, which in that forward are nobody else's;
+- rope: every `<Arch>Attention` runs our rotary kernel. The attention forward calls its modeling module's
+  `apply_rotary_pos_emb` by global name, so that name becomes a dispatcher that runs ours only while a patched
+  attention module's forward is running (a context variable) and transformers' own everywhere else: other
+  models in the same process are untouched, and gradient checkpointing's recompute, which re-enters the
+  patched forward, takes the same path;
+- cross_entropy: the `<Arch>ForCausalLM` forward, when given labels, runs the decoder (`self.model`), then our
+  fused loss on its last hidden states and the head's weight, and returns the loss with `logits=None`. Why
+  this route: in transformers 5.23 the causal LM's forward builds all logits (`self.lm_head(hidden_states)`)
+  before `self.loss_function` sees them, so a custom `loss_function` comes too late, and `logits_to_keep`
+  only slices positions; the model's forward is the one place where the logits can be skipped. Without
+  labels, or with `logits_to_keep` or `return_dict=False`, the model's own forward runs, logits and all.
+  Transformers' loss arguments are honoured: `num_items_in_batch` (sum, divided by it), `shift_labels`,
+  `ignore_index`, and Gemma's `final_logit_softcapping`.
+
+Patches are per instance: each module's `forward` attribute is a method bound to that module, calling the
+class's own forward where it needs the original, so `copy.deepcopy` of a patched model stays consistent and
+nothing is changed on the classes (rope's dispatcher is the one shared change). A module whose forward another
+library already replaced (accelerate's hooks) is left alone, with the reason. Patching twice is harmless.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import os
+import sys
+import types
+from dataclasses import dataclass
+
+from kernels import OPS
+
+# The kernel modules import triton, which decides at their import whether to interpret them: this module, which
+# core imports with the trainer, imports them only inside the patched forwards.
+
+# model_type → (the prefix of its modeling classes, its RMSNorm's casting order: kernels.rmsnorm.LLAMA or GEMMA)
+ARCHITECTURES = {
+    "llama": ("Llama", "llama"),  # SmolLM too
+    "mistral": ("Mistral", "llama"),
+    "qwen2": ("Qwen2", "llama"),
+    "qwen3": ("Qwen3", "llama"),
+    "gemma2": ("Gemma2", "gemma"),
+    "gemma3_text": ("Gemma3", "gemma"),
+}
+
+
+@dataclass(frozen=True)
+class Patched:
+    """What one op did: the module names it now runs in, and why it runs nowhere (or not in some modules)."""
+
+    places: tuple[str, ...] = ()
+    reason: str = ""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.places)
+
+
+def unavailable(device) -> str | None:
+    """Why our kernels cannot run on `device` (None when they can)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        return ("no CUDA GPU: the plain PyTorch path runs (on a CPU the kernels run only in Triton's interpreter, "
+                "TRITON_INTERPRET=1, which the tests use)")
+    if device.type not in ("cpu", "cuda"):
+        return f"the model is on {device.type}; the kernels are written for CUDA GPUs"
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return "Triton is not installed (it comes with torch's CUDA builds on Linux)"
+    return None
+
+
+def patch(model, ops=tuple(OPS), device=None) -> dict[str, Patched]:
+    """Our kernels for `ops` (names in kernels.OPS) into `model` on `device` (default: where its weights are):
+    op → Patched, for every op asked for."""
+    ops = list(ops)
+    unknown = [op for op in ops if op not in OPS]
+    if unknown:
+        raise ValueError(f"unknown kernel(s) {', '.join(unknown)}; known ones are {', '.join(OPS)}")
+    if not ops:
+        return {}
+    why = unavailable(device if device is not None else next(model.parameters()).device)
+    if why:
+        return {op: Patched(reason=why) for op in ops}
+    lm = _causal_lm(model)
+    if lm is None:
+        config = getattr(model, "config", None)
+        kind = getattr(config, "model_type", None) or type(model).__name__
+        why = f"{kind} is not a causal LM of a supported architecture ({', '.join(ARCHITECTURES)})"
+        return {op: Patched(reason=why) for op in ops}
+    prefix, norm = ARCHITECTURES[lm.config.model_type]
+    patchers = {"rmsnorm": _patch_norms, "swiglu": _patch_mlps, "rope": _patch_rope, "cross_entropy": _patch_loss}
+    return {op: patchers[op](model, prefix, norm) for op in ops}
+
+
+def _causal_lm(model):
+    classes = {f"{prefix}ForCausalLM": model_type for model_type, (prefix, _) in ARCHITECTURES.items()}
+    for module in model.modules():
+        model_type = classes.get(type(module).__name__)
+        if model_type is not None and model_type == getattr(getattr(module, "config", None), "model_type", None):
+            return module
+    return None
+
+
+def _patch_each(model, class_name: str, forward_for) -> Patched:
+    """Our forward (`forward_for(module)`: a function, or the sentence why this module has no kernel here) into
+    every module of `class_name`; modules whose forward another library replaced (accelerate's hooks) are left
+    alone."""
+    places, why_not = [], []
+    for name, module in model.named_modules():
+        if type(module).__name__ != class_name:
+            continue
+        if "forward" in vars(module) and not getattr(module, "tuneforge_kernel", False):
+            why_not.append(f"{name}'s forward was already replaced by another library")
+            continue
+        forward = forward_for(module)
+        if isinstance(forward, str):
+            why_not.append(forward)
+            continue
+        module.forward = types.MethodType(forward, module)
+        module.tuneforge_kernel = True
+        places.append(name or "(the model)")
+    why = "; ".join(dict.fromkeys(why_not))  # kept beside the places when only some modules were left alone
+    return Patched(places=tuple(places), reason=why or ("" if places else f"no {class_name} module in this model"))
+
+
+# --- rmsnorm -----------------------------------------------------------------------------------------------------
+def _norm_forward(variant, self, x):
+    from kernels.rmsnorm import rms_norm
+
+    eps = self.variance_epsilon if hasattr(self, "variance_epsilon") else self.eps
+    return rms_norm(x, self.weight, eps, variant)
+
+
+def _patch_norms(model, prefix, variant) -> Patched:
+    return _patch_each(model, f"{prefix}RMSNorm", lambda module: functools.partial(_norm_forward, variant))
+
+
+# --- swiglu ------------------------------------------------------------------------------------------------------
+def _mlp_forward(activation, self, x):
+    from kernels.swiglu import gated
+
+    # in place: gate_proj(x) and up_proj(x) are temporaries of this forward, read by nothing but the product
+    return self.down_proj(gated(self.gate_proj(x), self.up_proj(x), activation, inplace=True))
+
+
+def _mlp_forward_for(module):
+    import torch
+    from transformers.activations import GELUTanh, SiLUActivation
+
+    if isinstance(module.act_fn, (torch.nn.SiLU, SiLUActivation)):
+        return functools.partial(_mlp_forward, "silu")
+    if isinstance(module.act_fn, GELUTanh):
+        return functools.partial(_mlp_forward, "gelu_tanh")
+    return f"the MLP's activation {type(module.act_fn).__name__} has no kernel here (SiLU and GELU-tanh do)"
+
+
+def _patch_mlps(model, prefix, _) -> Patched:
+    return _patch_each(model, f"{prefix}MLP", _mlp_forward_for)
+
+
+# --- rope --------------------------------------------------------------------------------------------------------
+_ROPE_ON = contextvars.ContextVar("tuneforge_rope", default=False)
+
+
+def _dispatching(original):
+    @functools.wraps(original)
+    def apply_rotary_pos_emb(q, k, cos, sin, *args, **kwargs):
+        unsqueeze_dim = args[0] if args else kwargs.get("unsqueeze_dim", 1)
+        if _ROPE_ON.get() and unsqueeze_dim == 1 and len(args) + len(kwargs) <= 1:
+            from kernels.rope import apply_rope
+
+            return apply_rope(q, k, cos, sin)
+        return original(q, k, cos, sin, *args, **kwargs)
+
+    apply_rotary_pos_emb.tuneforge_original = original
+    return apply_rotary_pos_emb
+
+
+def _attention_forward(self, *args, **kwargs):
+    token = _ROPE_ON.set(True)
+    try:
+        return type(self).forward(self, *args, **kwargs)
+    finally:
+        _ROPE_ON.reset(token)
+
+
+def _attention_forward_for(module):
+    modeling = sys.modules[type(module).__module__]
+    current = getattr(modeling, "apply_rotary_pos_emb", None)
+    if current is None:
+        return f"{type(module).__name__} does not call apply_rotary_pos_emb by name here"
+    if not hasattr(current, "tuneforge_original"):
+        modeling.apply_rotary_pos_emb = _dispatching(current)
+    return _attention_forward
+
+
+def _patch_rope(model, prefix, _) -> Patched:
+    return _patch_each(model, f"{prefix}Attention", _attention_forward_for)
+
+
+# --- cross_entropy -----------------------------------------------------------------------------------------------
+def _causal_lm_forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                       inputs_embeds=None, labels=None, use_cache=None, logits_to_keep=0, **kwargs):
+    import torch
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    from kernels.fused_linear_cross_entropy import IGNORE_INDEX, causal_targets, fused_linear_cross_entropy
+
+    keep_all = not torch.is_tensor(logits_to_keep) and logits_to_keep == 0
+    if labels is None or not keep_all or kwargs.get("return_dict") is False:
+        return type(self).forward(self, input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                  past_key_values=past_key_values, inputs_embeds=inputs_embeds, labels=labels,
+                                  use_cache=use_cache, logits_to_keep=logits_to_keep, **kwargs)
+    num_items = kwargs.pop("num_items_in_batch", None)
+    shift_labels = kwargs.pop("shift_labels", None)
+    ignore_index = kwargs.pop("ignore_index", IGNORE_INDEX)
+    outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs)
+    hidden = outputs.last_hidden_state
+    targets = shift_labels if shift_labels is not None else causal_targets(labels, ignore_index)
+    loss = fused_linear_cross_entropy(hidden, self.lm_head.weight, targets.to(hidden.device), ignore_index,
+                                      reduction="mean" if num_items is None else "sum",
+                                      softcap=getattr(self.config, "final_logit_softcapping", None))
+    if num_items is not None:
+        loss = loss / (num_items.to(loss.device) if torch.is_tensor(num_items) else num_items)
+    return CausalLMOutputWithPast(loss=loss, logits=None, past_key_values=outputs.past_key_values,
+                                  hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+
+
+def _causal_lm_forward_for(module):
+    import torch
+
+    head = module.lm_head
+    if type(head) is not torch.nn.Linear or head.bias is not None or "forward" in vars(head):
+        return (f"the head is {type(head).__name__}, not a plain bias-free Linear (LoRA, quantization or hooks on "
+                "lm_head): the plain loss runs")
+    return _causal_lm_forward
+
+
+def _patch_loss(model, prefix, _) -> Patched:
+    return _patch_each(model, f"{prefix}ForCausalLM", _causal_lm_forward_for)

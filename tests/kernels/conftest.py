@@ -1,0 +1,43 @@
+"""Without a CUDA GPU the kernels run in Triton's interpreter, on CPU tensors. Triton reads TRITON_INTERPRET when
+a kernel is decorated, that is when its module is first imported, so it is set here, as pytest loads this folder
+(before any test module in it imports a kernel), and a fixture checks that it took. Sizes in these tests are
+small: the interpreter runs each program in numpy."""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import pytest
+import torch
+
+from kernels import OPS
+
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+NEEDS_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kernels_in_the_interpreter():
+    if torch.cuda.is_available():
+        return
+    from triton.runtime.jit import JITFunction  # the interpreter's kernels are InterpretedFunction instead
+
+    compiled = [f"{module}.{name}" for module in OPS.values()
+                for name, fn in vars(importlib.import_module(f"kernels.{module}")).items()
+                if isinstance(fn, JITFunction)]
+    if compiled:
+        pytest.fail(f"{', '.join(compiled)} were decorated before TRITON_INTERPRET=1 was set: something imported a "
+                    "kernel module before tests/kernels/conftest.py ran; import kernels lazily outside tests/kernels.")
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor, tol: float, what: str = "") -> None:
+    """|actual − expected| ≤ tol × the largest |expected| (scale-free: gradients of every size, one table)."""
+    actual, expected = actual.detach().float(), expected.detach().float()
+    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
+    scale = expected.abs().max().item() if expected.numel() else 0.0
+    error = (actual - expected).abs().max().item() if expected.numel() else 0.0
+    assert error <= tol * scale + 1e-12, f"{what}: off by {error:.3g}, more than {tol} × {scale:.3g}"

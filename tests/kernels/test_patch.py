@@ -1,0 +1,187 @@
+"""The switch, one table of architectures (STYLE §9): a tiny random model of each supported architecture with
+all our kernels patched in gives the loss and gradients of the same model unpatched, every kernel really runs,
+and the unpatched copy in the same process stays plain. Then what is skipped, and why."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from kernels import OPS, fused_linear_cross_entropy, rmsnorm, rope, swiglu
+from kernels.patch import patch
+from tests.kernels.conftest import DEVICE, close
+
+SIZES = dict(vocab_size=1009, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=64)
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def config(name: str):
+    import transformers as t
+
+    eager = dict(attn_implementation="eager")  # Gemma's attention soft-capping
+    return {
+        "llama": lambda: t.LlamaConfig(**SIZES, tie_word_embeddings=True),  # SmolLM's layout: a tied head
+        "mistral": lambda: t.MistralConfig(**SIZES),
+        "qwen2": lambda: t.Qwen2Config(**SIZES),
+        "qwen3": lambda: t.Qwen3Config(**SIZES, head_dim=16),
+        "gemma2": lambda: t.Gemma2Config(**SIZES, head_dim=16, final_logit_softcapping=30.0, **eager),
+        "gemma3": lambda: t.Gemma3TextConfig(**SIZES, head_dim=16, final_logit_softcapping=30.0, **eager),
+    }[name]()
+
+
+# case → (architecture, LoRA on the projections, gradient checkpointing)
+CASES = {
+    "llama-smollm": ("llama", False, False),
+    "mistral": ("mistral", False, False),
+    "qwen2": ("qwen2", False, False),
+    "qwen3-checkpointing": ("qwen3", False, True),
+    "gemma2": ("gemma2", False, False),
+    "gemma3-text": ("gemma3", False, False),
+    "llama-peft-lora": ("llama", True, False),
+}
+# op → (module, the function our patched forwards call) : counted to prove the kernel ran
+ENTRY = {"rmsnorm": (rmsnorm, "rms_norm"), "swiglu": (swiglu, "gated"), "rope": (rope, "apply_rope"),
+         "cross_entropy": (fused_linear_cross_entropy, "fused_linear_cross_entropy")}
+
+
+def tiny(arch: str, lora: bool, checkpointing: bool):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config(arch)).to(DEVICE)
+    with torch.no_grad():  # norms start at 1 (Gemma: 0); move them, or a norm's weight would test nothing
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(torch.randn_like(p) * 0.2)
+    if checkpointing:
+        model.activation_checkpointing_enable()
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        # init_lora_weights=False: B is random too, so that A's gradient is not zero
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=LORA_TARGETS,
+                                                 init_lora_weights=False))
+    model.train()
+    return model
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """op → how many times our kernel's entry function ran."""
+    counts = dict.fromkeys(OPS, 0)
+    for op, (module, name) in ENTRY.items():
+        original = getattr(module, name)
+
+        def counted(*args, _op=op, _original=original, **kwargs):
+            counts[_op] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+    return counts
+
+
+def loss_and_grads(model, batch):
+    model.zero_grad(set_to_none=True)
+    loss = model(**batch).loss
+    loss.backward()
+    return loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+
+def batch_of(vocab: int) -> dict:
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(0, vocab, (2, 11), generator=g)
+    labels = ids.clone()
+    labels[0, :4] = -100  # a prompt: not trained
+    labels[1, 9:] = -100
+    trained = int((labels[:, 1:] != -100).sum())
+    return {"input_ids": ids.to(DEVICE), "labels": labels.to(DEVICE),
+            "num_items_in_batch": torch.tensor(trained, device=DEVICE)}  # as core.training.Session passes it
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_patched_model_trains_exactly_like_the_plain_one(case, calls):
+    arch, lora, checkpointing = CASES[case]
+    plain = tiny(arch, lora, checkpointing)
+    ours = copy.deepcopy(plain)
+    report = patch(ours, device=DEVICE)
+    assert all(p.active for p in report.values()), report
+    layers = SIZES["num_hidden_layers"]
+    assert len(report["swiglu"].places) == len(report["rope"].places) == layers
+    assert len(report["cross_entropy"].places) == 1
+
+    batch = batch_of(SIZES["vocab_size"])
+    loss, grads = loss_and_grads(ours, batch)
+    ran = dict(calls)
+    plain_loss, plain_grads = loss_and_grads(plain, batch)
+    assert calls == ran, "a kernel ran in the unpatched model"
+    assert ran["rmsnorm"] >= len(report["rmsnorm"].places) and ran["cross_entropy"] == 1
+    assert ran["swiglu"] >= layers and ran["rope"] >= layers, ran
+
+    close(loss, plain_loss, 1e-5, "loss")
+    assert grads.keys() == plain_grads.keys() and grads
+    for name, grad in grads.items():
+        close(grad, plain_grads[name], 1e-4, name)
+    if lora:
+        assert all("lora_" in n for n in grads)
+
+    with torch.no_grad():  # without labels (generation, packing's check): logits as before
+        close(ours(input_ids=batch["input_ids"]).logits, plain(input_ids=batch["input_ids"]).logits, 1e-5, "logits")
+
+
+def test_with_labels_the_loss_comes_without_logits_and_patching_twice_changes_nothing():
+    model = tiny("qwen3", False, False)
+    batch = batch_of(SIZES["vocab_size"])
+    first = patch(model, device=DEVICE)
+    loss, _ = loss_and_grads(model, batch)
+    assert patch(model, device=DEVICE) == first
+    again, _ = loss_and_grads(model, batch)
+    assert torch.equal(loss, again)
+    assert model(**batch).logits is None
+
+
+def test_on_a_cpu_without_the_interpreter_nothing_is_patched(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    model = tiny("llama", False, False)
+    report = patch(model, device="cpu")
+    assert set(report) == set(OPS)
+    assert all(not p.active and p.reason.startswith("no CUDA GPU") for p in report.values()), report
+    assert not any("forward" in vars(m) for m in model.modules())
+
+
+def test_an_unsupported_architecture_is_left_alone_with_the_reason():
+    from transformers import AutoModelForCausalLM, GPT2Config
+
+    model = AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=100)).to(DEVICE)
+    report = patch(model, ["rmsnorm", "cross_entropy"], device=DEVICE)
+    assert set(report) == {"rmsnorm", "cross_entropy"}
+    assert all("gpt2 is not a causal LM of a supported architecture" in p.reason for p in report.values())
+
+
+def test_a_lora_wrapped_head_keeps_the_plain_loss():
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny("mistral", False, False), LoraConfig(r=4, target_modules=["lm_head", "q_proj"]))
+    report = patch(model, device=DEVICE)
+    assert not report["cross_entropy"].active and "not a plain bias-free Linear" in report["cross_entropy"].reason
+    assert all(report[op].active for op in ("rmsnorm", "swiglu", "rope"))
+    assert model(**batch_of(SIZES["vocab_size"])).logits is not None
+
+
+def test_a_module_whose_forward_another_library_replaced_is_left_alone():
+    model = tiny("llama", False, False)
+    hooked = model.model.norm
+    hooked.forward = lambda x: x  # as accelerate's hooks do
+    report = patch(model, ["rmsnorm"], device=DEVICE)["rmsnorm"]
+    assert "model.norm" not in report.places and len(report.places) == 2 * SIZES["num_hidden_layers"]
+    assert report.reason == "model.norm's forward was already replaced by another library"
+    assert hooked.forward(torch.ones(1)) == 1
+
+
+def test_asking_for_nothing_or_for_an_unknown_op():
+    model = tiny("llama", False, False)
+    assert patch(model, [], device=DEVICE) == {}
+    with pytest.raises(ValueError, match="unknown kernel.*layernorm.*known ones are rmsnorm"):
+        patch(model, ["layernorm"], device=DEVICE)

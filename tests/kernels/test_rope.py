@@ -1,0 +1,77 @@
+"""Rotary embedding against transformers' rotate_half formula, values and gradients, over odd head sizes, more
+query heads than key heads, strided q/k (attention's transpose) and per-row cos/sin (packed rows)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernels.rope import apply_rope
+from tests.kernels.conftest import DEVICE, NEEDS_GPU, close
+
+TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 3e-3}
+
+
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def reference(q, k, cos, sin):
+    """transformers' apply_rotary_pos_emb with unsqueeze_dim=1."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+
+
+def test_the_reference_is_transformers_own():
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    q, k, cos, sin = torch.randn(2, 3, 5, 8), torch.randn(2, 1, 5, 8), torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    for a, b in zip(reference(q, k, cos, sin), apply_rotary_pos_emb(q, k, cos, sin)):
+        assert torch.equal(a, b)
+
+
+def run(fn, qkv_shape, cos, sin, dq, dk, strided):
+    """Outputs and gradients of fn on q, k of (batch, heads, seq, dim), made the way attention makes them
+    (a projection's (batch, seq, heads·dim) viewed and transposed) when `strided`."""
+    (batch, q_heads, k_heads, seq, dim), g = qkv_shape, torch.Generator().manual_seed(3)
+    q_flat = torch.randn(batch, seq, q_heads * dim, generator=g).to(DEVICE, cos.dtype).requires_grad_()
+    k_flat = torch.randn(batch, seq, k_heads * dim, generator=g).to(DEVICE, cos.dtype).requires_grad_()
+    q = q_flat.view(batch, seq, q_heads, dim).transpose(1, 2)
+    k = k_flat.view(batch, seq, k_heads, dim).transpose(1, 2)
+    if not strided:
+        q, k = q.contiguous(), k.contiguous()
+    q_out, k_out = fn(q, k, cos, sin)
+    ((q_out.float() * dq).sum() + (k_out.float() * dk).sum()).backward()
+    return q_out.detach(), k_out.detach(), q_flat.grad, k_flat.grad
+
+
+@pytest.mark.parametrize("dtype", list(TOLERANCE), ids=str)
+@pytest.mark.parametrize("strided", [True, False], ids=["strided", "contiguous"])
+@pytest.mark.parametrize("per_row", [False, True], ids=["shared-positions", "per-row-positions"])
+def test_values_and_gradients_match_transformers(dtype, strided, per_row):
+    batch, q_heads, k_heads, seq, dim = 2, 5, 3, 13, 18  # half of 18 is 9: no power of two anywhere
+    g = torch.Generator().manual_seed(4)
+    cos, sin = (torch.randn(batch if per_row else 1, seq, dim, generator=g).to(DEVICE, dtype) for _ in range(2))
+    dq = torch.randn(batch, q_heads, seq, dim, generator=g).to(DEVICE)
+    dk = torch.randn(batch, k_heads, seq, dim, generator=g).to(DEVICE)
+    shape = (batch, q_heads, k_heads, seq, dim)
+    ours, plain = run(apply_rope, shape, cos, sin, dq, dk, strided), run(reference, shape, cos, sin, dq, dk, strided)
+    for name, a, b in zip(("q", "k", "dq", "dk"), ours, plain):
+        close(a, b, TOLERANCE[dtype], f"{dtype} {name}")
+    assert ours[0].stride() == plain[0].stride() or not strided
+
+
+@NEEDS_GPU
+def test_llama_sized_heads_on_a_gpu():
+    batch, q_heads, k_heads, seq, dim = 2, 32, 8, 2048, 128
+    positions = torch.arange(seq, device="cuda", dtype=torch.float32)
+    freqs = positions[:, None] / 500000 ** (torch.arange(0, dim, 2, device="cuda") / dim)
+    emb = torch.cat((freqs, freqs), -1)[None]
+    cos, sin = emb.cos().bfloat16(), emb.sin().bfloat16()
+    dq = torch.randn(batch, q_heads, seq, dim, device="cuda")
+    dk = torch.randn(batch, k_heads, seq, dim, device="cuda")
+    shape = (batch, q_heads, k_heads, seq, dim)
+    for name, a, b in zip(("q", "k", "dq", "dk"), run(apply_rope, shape, cos, sin, dq, dk, True),
+                          run(reference, shape, cos, sin, dq, dk, True)):
+        close(a, b, TOLERANCE[torch.bfloat16], name)
