@@ -44,6 +44,11 @@ def test_a_short_run_trains_then_exports(make_wizard, advance, qtbot, tiny_model
     export.merged_button.click()
     qtbot.waitUntil(lambda: export.exported.name.endswith("-safetensors"), timeout=30000)
     assert (export.exported / "config.json").is_file() and list(export.exported.glob("*.safetensors"))
+    export.quant_combo.setCurrentIndex(export.quant_combo.findData("q8_0"))  # the type picked is the one written
+    export.gguf_button.click()
+    qtbot.waitUntil(lambda: export.exported.name.endswith("-gguf-q8_0"), timeout=90000)
+    assert [p.name.endswith(".q8_0.gguf") for p in export.exported.glob("*.gguf") if "lora" not in p.name] == [True]
+    assert (export.exported / "Modelfile").is_file() and "Verified:" in export.result_label.text()
     qtbot.keyClick(export.prompt_edit, Qt.Key_Return)  # asks, and does not close the window
     assert wizard.isVisible() and export.busy("ask")
     qtbot.waitUntil(lambda: bool(export.answer.toPlainText()), timeout=30000)

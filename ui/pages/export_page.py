@@ -1,17 +1,20 @@
-"""Step 5: keep the result. Export the adapter or a merged model, and try the tuned model on a prompt."""
+"""Step 5: keep the result. Export the adapter, a merged model or a GGUF of a chosen type, and try the tuned
+model on a prompt."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
-                               QPushButton, QVBoxLayout)
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                               QPlainTextEdit, QPushButton, QVBoxLayout)
 
 from app import operations as ops
 from app import user_settings
 from core.errors import NotBuiltYet
+from core.gguf_export import tensor_types
 from ui.error_panel import ErrorPanel
 from ui.pages.base import BusyLine, Page, Session
 
@@ -41,6 +44,21 @@ class PromptEdit(QLineEdit):
             event.accept()
 
 
+def gguf_notes(folder: Path) -> list[str]:
+    """The verification sentence and the Ollama line of a GGUF export (nothing for other exports)."""
+    report = folder / "export.json"
+    if not report.is_file():
+        return []
+    try:
+        summary = json.loads(report.read_text(encoding="utf-8"))["verification"]["summary"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    notes = [summary]
+    if (folder / "Modelfile").is_file():
+        notes.append(f"Ollama: ollama create my-model -f {folder / 'Modelfile'}")
+    return notes
+
+
 class ExportPage(Page):
     def __init__(self, session: Session, parent=None):
         super().__init__(session, "Export", "Save what the run learned where other tools can use it, "
@@ -58,15 +76,27 @@ class ExportPage(Page):
         self.adapter_button.setToolTip("The small LoRA adapter (PEFT layout); load it on top of the base model.")
         self.merged_button = QPushButton("Export merged model (safetensors)")
         self.merged_button.setToolTip("The base model with the adapter merged in, as a normal model folder.")
-        self.gguf_button = QPushButton("GGUF")
-        self.gguf_button.setToolTip("For llama.cpp, Ollama and LM Studio.")
+        self.gguf_button = QPushButton("Export GGUF")
+        self.gguf_button.setToolTip("One file for llama.cpp, Ollama and LM Studio, with an Ollama Modelfile beside "
+                                    "it; checked by reading it back before it is called done.")
+        self.quant_combo = QComboBox()
+        for p in tensor_types.PICKS.values():
+            self.quant_combo.addItem(f"{p.name} — {p.summary}", p.name)
+        self.quant_combo.setCurrentIndex(self.quant_combo.findData(tensor_types.DEFAULT))
+        self.quant_combo.setToolTip("How the GGUF stores the weights: smaller files answer a little less like "
+                                    "the trained model.")
         self.adapter_button.clicked.connect(lambda: self.export("adapter"))
         self.merged_button.clicked.connect(lambda: self.export("safetensors"))
-        self.gguf_button.clicked.connect(lambda: self.export("gguf"))
+        self.gguf_button.clicked.connect(lambda: self.export("gguf", self.quant_combo.currentData()))
         buttons = QHBoxLayout()
-        for b in (self.adapter_button, self.merged_button, self.gguf_button):
+        for b in (self.adapter_button, self.merged_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
+        gguf_row = QHBoxLayout()
+        quant_label = QLabel("GGUF &type:", buddy=self.quant_combo)
+        gguf_row.addWidget(quant_label)
+        gguf_row.addWidget(self.quant_combo, 1)
+        gguf_row.addWidget(self.gguf_button)
         self.status = BusyLine()
         self.result_label = QLabel(wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
         self.show_button = QPushButton("Show in folder", visible=False)
@@ -78,6 +108,7 @@ class ExportPage(Page):
         box = QVBoxLayout(export_box)
         box.addLayout(folder_row)
         box.addLayout(buttons)
+        box.addLayout(gguf_row)
         box.addWidget(self.status)
         box.addWidget(self.error)
         box.addLayout(result_row)
@@ -116,22 +147,23 @@ class ExportPage(Page):
         self.result_label.hide()
         self.show_button.hide()
 
-    def export(self, fmt: str) -> None:
-        out = free_folder(Path(self.folder_edit.text()).expanduser(), f"{self.session.run_id}-{fmt}")
+    def export(self, fmt: str, quant: str | None = None) -> None:
+        name = f"{self.session.run_id}-{fmt}" + (f"-{quant}" if quant else "")
+        out = free_folder(Path(self.folder_edit.text()).expanduser(), name)
         self.error.clear()
         self.result_label.clear()
         self.result_label.hide()
         self.show_button.hide()
         self._set_buttons(False)
         self.status.start(f"Exporting to {out}…")
-        self.run_task("export", ops.export_run, self.session.run_id, fmt, str(out),
+        self.run_task("export", ops.export_run, self.session.run_id, fmt, str(out), quant,
                       on_done=self._exported, on_error=self._failed, on_progress=self.status.report)
 
     def _exported(self, path) -> None:
         self.exported = Path(path)
         self.status.stop()
         self._set_buttons(True)
-        self.result_label.setText(f"✔ Saved to {path}")
+        self.result_label.setText(f"✔ Saved to {path}" + "".join(f"\n{line}" for line in gguf_notes(self.exported)))
         self.result_label.show()
         self.show_button.show()
 
@@ -144,7 +176,7 @@ class ExportPage(Page):
             self.error.show_error(error)
 
     def _set_buttons(self, enabled: bool) -> None:
-        for b in (self.adapter_button, self.merged_button, self.gguf_button):
+        for b in (self.adapter_button, self.merged_button, self.gguf_button, self.quant_combo):
             b.setEnabled(enabled)
 
     def ask(self) -> None:
