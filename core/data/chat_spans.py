@@ -5,9 +5,10 @@ starts where the template's generation prompt ends and stops where the rendered 
 end-of-turn text included. That costs two or three template renders per assistant turn.
 
 `ChatRenderer` gets the same spans from one render per row. Rows of one *shape* (the same roles and
-other fields, in order) render the same template text around their contents, so it renders the shape
-once with numbered placeholder contents, runs the reference method on that skeleton, and keeps each
-span boundary as "literal characters + the lengths of these contents". A row's spans are then sums.
+other fields, with their types, in order) render the same template text around their contents, so it
+renders the shape once with numbered placeholder contents, runs the reference method on that
+skeleton, and keeps each span boundary as "literal characters + the lengths of these contents". A
+row's spans are then sums.
 This holds only for templates that copy contents verbatim, so:
 - every row's real render must equal its skeleton with the contents put back, or the row takes the
   reference method (a template that trims, drops or rewrites content fails this check);
@@ -16,12 +17,19 @@ This holds only for templates that copy contents verbatim, so:
   any answer differs;
 - a skeleton that is not prefix-stable sends its rows to the reference method, which raises the same
   error it always did.
+
+`ChatRenderer.filled` goes one step further and skips the row's render altogether, but only where
+template_check.py has proven from the template's source that it writes every content verbatim and
+decides nothing on it (the argument is there), the probes agree, and the shape's skeleton renders
+its empty contents as it fills them (a skeleton whose literal text happened to look like a
+placeholder would fail that). Everywhere else each row is rendered and checked as above.
 """
 
 from __future__ import annotations
 
 import re
 
+from core.data import template_check
 from core.errors import DatasetError
 
 # Private-use characters: no template writes them, and a row holding one takes the reference method.
@@ -81,18 +89,21 @@ class _Skeleton:
             self.pieces += [text[at:m.start()], int(m.group(1))]
             at = m.end()
         self.pieces.append(text[at:])
+        self._format = "".join(p.replace("{", "{{").replace("}", "}}") if isinstance(p, str) else f"{{{p}}}"
+                               for p in self.pieces)
         self.spans = [(_measure(render_chat(tokenizer, placeholder[:i], add_generation_prompt=True)),
                        _measure(render_chat(tokenizer, placeholder[: i + 1])))
                       for i, m in enumerate(placeholder) if m["role"] == "assistant"]
         # Raises the reference method's error when the skeleton itself is not prefix-stable.
         trained_spans(tokenizer, placeholder, text)
+        self.renders_empty: bool | None = None  # checked on first use by ChatRenderer.filled
 
     def fill(self, contents: list[str]) -> str:
-        return "".join(contents[p] if isinstance(p, int) else p for p in self.pieces)
+        return self._format.format(*contents)
 
     def locate(self, contents: list[str]) -> list[tuple[int, int]]:
-        lengths = [len(c) for c in contents]
-        return [(s_lit + sum(lengths[k] for k in s_refs), e_lit + sum(lengths[k] for k in e_refs))
+        length = [len(c) for c in contents].__getitem__
+        return [(s_lit + sum(map(length, s_refs)), e_lit + sum(map(length, e_refs)))
                 for (s_lit, s_refs), (e_lit, e_refs) in self.spans]
 
 
@@ -102,13 +113,16 @@ def _measure(text: str) -> tuple[int, list[int]]:
 
 
 class ChatRenderer:
-    """Renders rows in batches and finds their assistant spans, one template render per row where it can."""
+    """Renders rows in batches and finds their assistant spans, one template render per row where it can,
+    none where the template is proven to copy contents verbatim."""
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
         self._skeletons: dict[tuple, _Skeleton | None] = {}
         self.fast = True
         self.fast = self._agrees_on_probes()
+        # None when rows need no render of their own, else why they do.
+        self.unproven = template_check.check(_template(tokenizer)) if self.fast else "the probes disagree"
 
     def spans(self, messages: list[dict], full: str) -> list[tuple[int, int]]:
         skeleton, contents = self._skeleton_for(messages)
@@ -116,15 +130,37 @@ class ChatRenderer:
             return skeleton.locate(contents)
         return trained_spans(self.tokenizer, messages, full)
 
+    def filled(self, messages: list[dict]) -> tuple[str, list[tuple[int, int]]] | None:
+        """(the row's render, its spans) without rendering it, or None where the row must be rendered."""
+        if self.unproven is not None:
+            return None
+        skeleton, contents = self._skeleton_for(messages)
+        if skeleton is None:
+            return None
+        if skeleton.renders_empty is None:
+            try:
+                empty = render_chat(self.tokenizer, [dict(m, content="") for m in messages])
+            except Exception:  # cannot happen for a proven template; if it does, rows are rendered
+                empty = None
+            skeleton.renders_empty = empty == skeleton.fill([""] * len(messages))
+        if not skeleton.renders_empty:
+            return None
+        return skeleton.fill(contents), skeleton.locate(contents)
+
     def _skeleton_for(self, messages: list[dict]) -> tuple[_Skeleton | None, list[str]]:
-        contents = [m.get("content") for m in messages]
-        if not self.fast or not all(isinstance(c, str) and _OPEN not in c and _CLOSE not in c for c in contents):
+        if not self.fast:
             return None, []
+        contents, shape = [], []
         try:
-            key = tuple(tuple(sorted((k, v) for k, v in m.items() if k != "content")) for m in messages)
-            hash(key)
-        except TypeError:  # a field holding a list or dict: rare enough to take the reference method
+            for m in messages:
+                c, role = m["content"], m["role"]
+                if type(c) is not str or _OPEN in c or _CLOSE in c:
+                    return None, []
+                contents.append(c)
+                shape.append(role if len(m) == 2 and type(role) is str else _fields(m))
+        except (TypeError, KeyError, AttributeError):  # odd rows (a field holding a list): the reference method
             return None, []
+        key = tuple(shape)
         if key not in self._skeletons:
             try:
                 self._skeletons[key] = _Skeleton(self.tokenizer, messages)
@@ -143,3 +179,24 @@ class ChatRenderer:
             if skeleton is None or skeleton.fill(contents) != full or skeleton.locate(contents) != expected:
                 return False
         return True
+
+
+def _fields(message: dict) -> tuple:
+    """A message's shape: its fields but the content, each value with its type (1, 1.0 and True are equal
+    in Python but render differently). A message of only a role and a content (most of them) is keyed by
+    its role instead: a string, which never equals one of these tuples."""
+    out = []
+    for k, v in message.items():
+        if k != "content":
+            if type(v) not in (str, int, float, bool, type(None)):
+                raise TypeError(k)
+            out.append((k, type(v).__name__, repr(v) if type(v) is float else v))  # repr: -0.0 == 0.0
+    return tuple(sorted(out))
+
+
+def _template(tokenizer) -> str | None:
+    """The template string apply_chat_template renders with."""
+    try:
+        return tokenizer.get_chat_template()
+    except Exception:  # no template (or several and no default): rows are rendered, which says so
+        return None

@@ -7,26 +7,33 @@ mapped to tokens through the tokenizer's character offsets, which is exact even 
 pieces would tokenize differently on their own.
 
 `encode` does one row and is the reference; `encode_many` gives the same result for many rows at
-once: rows are rendered in batches, their spans found from one render each, and the batches are
-tokenized by the Rust tokenizer on worker threads (it releases the GIL) while the next batch renders.
+once, in batches, each step exact on its own terms (the argument for each is in its module):
+- a row's text and spans come from its shape's skeleton (chat_spans.py), with no render of the row
+  where the template is proven to copy contents verbatim (template_check.py), else from one render;
+- the text is cut at the tokenizer's added tokens and each distinct piece is encoded once
+  (piece_tokenize.py), by the Rust tokenizer on worker threads (it releases the GIL) while the next
+  batch is prepared; tokenizers it cannot vouch for encode whole texts, as before;
+- labels are worked out a piece at a time (token_labels.py), offsets only when a preview asks.
 """
 
 from __future__ import annotations
 
+import gc
 import os
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 
 from core.data.chat_spans import ChatRenderer, render_chat, render_many
 from core.data.chat_spans import trained_spans as _trained_spans
 from core.data.dataset import Example
+from core.data.piece_tokenize import Piece, PieceTokenizer, ids_of, offsets_of
+from core.data.token_labels import IGNORE, by_offsets, by_pieces
 from core.data.token_stats import length_stats
 
-IGNORE = -100
 CHUNK = 1024  # rows per batch: big enough to amortise each call, small enough to overlap the stages
 
 __all__ = ["IGNORE", "Encoded", "FullRow", "collate", "encode", "encode_all", "encode_many", "encode_rows",
@@ -41,14 +48,32 @@ class Encoded:
     source: str
 
 
-@dataclass
 class FullRow:
-    """One row before truncation, with what a preview needs: the text the tokens came from and their offsets."""
+    """One row before truncation, with what a preview needs: the text the tokens came from and their offsets.
 
-    input_ids: list[int]
-    labels: list[int]
-    text: str
-    offsets: list[tuple[int, int]] | None  # None where the tokenizer cannot give them (slow tokenizers, text rows)
+    `offsets` is None where the tokenizer cannot give them (slow tokenizers, text rows). Rows tokenized
+    by pieces work them out on first use, since only a preview reads them.
+    """
+
+    __slots__ = ("input_ids", "labels", "text", "_offsets", "_pieces")
+
+    def __init__(self, input_ids: list[int], labels: list[int], text: str,
+                 offsets: list[tuple[int, int]] | None = None, pieces: list[Piece] | None = None):
+        self.input_ids, self.labels, self.text = input_ids, labels, text
+        self._offsets, self._pieces = offsets, pieces
+
+    @property
+    def offsets(self) -> list[tuple[int, int]] | None:
+        if self._pieces is not None:
+            self._offsets, self._pieces = offsets_of(self._pieces), None
+        return self._offsets
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, FullRow) and (self.input_ids, self.labels, self.text, self.offsets) == (
+            other.input_ids, other.labels, other.text, other.offsets)
+
+    def __repr__(self) -> str:
+        return f"FullRow(input_ids={self.input_ids!r}, labels={self.labels!r}, text={self.text!r})"
 
 
 def encode(example: Example, tokenizer, seq_len: int, train_on: str = "assistant") -> Encoded:
@@ -79,8 +104,13 @@ def encode_many(examples: Iterable[Example], tokenizer, seq_len: int, train_on: 
 def iter_encoded(examples: Iterable[Example], tokenizer, seq_len: int, train_on: str = "assistant",
                  on_progress: Callable[[int], None] | None = None) -> Iterator[Encoded]:
     """encode_many, streamed: rows are read from `examples` one batch at a time and yielded in order."""
-    for e, r in iter_rows(examples, tokenizer, train_on, on_progress):
-        yield Encoded(r.input_ids[:seq_len], r.labels[:seq_len], len(r.input_ids) > seq_len, e.source)
+    def cut(e: Example, r: FullRow) -> Encoded:  # a row's lists are its own (FullRow is not kept): no copy
+        if len(r.input_ids) <= seq_len:
+            return Encoded(r.input_ids, r.labels, False, e.source)
+        return Encoded(r.input_ids[:seq_len], r.labels[:seq_len], True, e.source)
+
+    for batch in _batches(examples, tokenizer, train_on, on_progress, cut):
+        yield from batch
 
 
 def encode_all(examples: Iterable[Example], tokenizer, seq_len: int, train_on: str = "assistant") -> list[Encoded]:
@@ -104,35 +134,97 @@ def iter_rows(examples: Iterable[Example], tokenizer, train_on: str = "assistant
 
     on_progress(rows done so far) is called after each batch, for a progress bar.
     """
+    for batch in _batches(examples, tokenizer, train_on, on_progress, lambda e, r: (e, r)):
+        yield from batch
+
+
+def _batches(examples: Iterable[Example], tokenizer, train_on: str, on_progress: Callable[[int], None] | None,
+             make: Callable[[Example, FullRow], object]) -> Iterator[list]:
+    """make(example, its FullRow) for every example, a batch at a time."""
     tokenize_batch, workers = _batch_tokenizer(tokenizer)
-    renderer = None
+    chat: _ChatPath | None = None
     done = 0
     pending: deque = deque()
     source = iter(examples)
     with ThreadPoolExecutor(workers) as pool:
         while chunk := list(islice(source, CHUNK)):
-            chats = [e.messages for e in chunk if e.text is None]
-            if renderer is None and chats and train_on != "all":
-                renderer = ChatRenderer(tokenizer)
-            rendered = render_many(tokenizer, chats)
-            texts = [e.text for e in chunk if e.text is not None]
-            jobs = (pool.submit(tokenize_batch, rendered, False), pool.submit(tokenize_batch, texts, True))
-            # While the tokenizer works, find the spans on the rendered text (Python, holding the GIL).
-            spans = [renderer.spans(m, full) for m, full in zip(chats, rendered)] if train_on != "all" else None
-            pending.append((chunk, rendered, texts, spans, jobs))
+            if chat is None and any(e.text is None for e in chunk):
+                chat = _ChatPath(tokenizer, train_on)
+            with _gc_paused():
+                chats = [e.messages for e in chunk if e.text is None]
+                texts = [e.text for e in chunk if e.text is not None]
+                # Python work (rendering, spans, cutting into pieces) while the tokenizer works on earlier batches.
+                rendered, spans = chat.render(chats) if chats else ([], None)
+                pieces, chat_job = chat.tokenize(rendered, pool, tokenize_batch) if chats else (None, None)
+                jobs = (chat_job, pool.submit(tokenize_batch, texts, True))
+                pending.append((chunk, rendered, texts, spans, pieces, jobs))
             while len(pending) > workers:
-                done = yield from _emit(tokenizer, pending.popleft(), done, on_progress)
+                done = yield from _emit(tokenizer, pending.popleft(), done, on_progress, make)
         while pending:
-            done = yield from _emit(tokenizer, pending.popleft(), done, on_progress)
+            done = yield from _emit(tokenizer, pending.popleft(), done, on_progress, make)
 
 
-def _emit(tokenizer, batch, done: int, on_progress) -> Iterator[tuple[Example, FullRow]]:
-    chunk = batch[0]
-    yield from zip(chunk, _finish(tokenizer, *batch))
-    done += len(chunk)
+def _emit(tokenizer, batch, done: int, on_progress, make) -> Iterator[list]:
+    with _gc_paused():
+        out = [make(e, r) for e, r in zip(batch[0], _finish(tokenizer, *batch))]
+        del batch  # the batch's texts, spans and FullRows go now, before the collector is back
+    yield out
+    done += len(out)
     if on_progress is not None:
         on_progress(done)
     return done
+
+
+@contextmanager
+def _gc_paused():
+    """Build a batch without the cyclic garbage collector: what is built here holds no cycles, yet its
+    allocations set off full collections that walk everything the caller has built so far (on 20,000
+    rows they took about as long as the tokenizing). Never held across a yield, so the caller's own code
+    runs with the collector as it was; other threads see it paused for one batch at most."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class _ChatPath:
+    """How chat rows are rendered and tokenized, chosen once per call (each choice exact, see the modules)."""
+
+    def __init__(self, tokenizer, train_on: str):
+        self.tokenizer = tokenizer
+        self.train_on = train_on
+        self.renderer = ChatRenderer(tokenizer)
+        self.pieces, self.pieces_reason = PieceTokenizer.for_tokenizer(tokenizer)
+
+    def render(self, chats: list[list[dict]]) -> tuple[list[str], list | None]:
+        """Each row's text and (unless training on everything) its trained spans."""
+        texts: list = [None] * len(chats)
+        spans: list = [None] * len(chats)
+        rest = []
+        for i, messages in enumerate(chats):
+            got = self.renderer.filled(messages)  # no render where the template is proven verbatim
+            if got is None:
+                rest.append(i)
+            else:
+                texts[i], spans[i] = got
+        if rest:
+            for i, full in zip(rest, render_many(self.tokenizer, [chats[i] for i in rest])):
+                texts[i] = full
+                if self.train_on != "all":
+                    spans[i] = self.renderer.spans(chats[i], full)
+        return texts, (None if self.train_on == "all" else spans)
+
+    def tokenize(self, texts: list[str], pool, tokenize_batch):
+        """(each row's pieces or None, the job tokenizing what is new)."""
+        if self.pieces is None:
+            return None, pool.submit(tokenize_batch, texts, False)
+        self.pieces.forget_if_full()
+        new: list[Piece] = []
+        rows = [self.pieces.split(t, new) for t in texts]
+        return rows, pool.submit(self.pieces.encode, new)
 
 
 def token_lengths(examples: Iterable[Example], tokenizer,
@@ -156,36 +248,33 @@ def collate(batch: list[Encoded], pad_id: int):
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
-def _finish(tokenizer, chunk, rendered, texts, spans, jobs) -> list[FullRow]:
-    chat_enc, text_enc = (iter(j.result()) for j in jobs)
-    chats, plain, found = iter(rendered), iter(texts), iter(spans or ())
+def _finish(tokenizer, chunk, rendered, texts, spans, pieces, jobs) -> list[FullRow]:
+    chat_job, text_job = jobs
+    chat_enc = iter((chat_job.result() if chat_job else None) or ())  # with pieces, the job filled them in
+    text_enc = iter(text_job.result())
+    chats, plain, found, cut = iter(rendered), iter(texts), iter(spans or ()), iter(pieces or ())
     eos = tokenizer.eos_token_id
     rows = []
     for e in chunk:
         if e.text is None:
-            ids, offsets = next(chat_enc)
-            labels = list(ids) if spans is None else _labels(ids, offsets, next(found))
-            rows.append(FullRow(ids, labels, next(chats), offsets))
+            if pieces is not None:
+                parts = next(cut)
+                if spans is None:
+                    ids = ids_of(parts)
+                    labels = list(ids)
+                else:
+                    ids, labels = by_pieces(parts, next(found))
+                rows.append(FullRow(ids, labels, next(chats), pieces=parts))
+            else:
+                ids, offsets = next(chat_enc)
+                labels = list(ids) if spans is None else by_offsets(ids, offsets, next(found))
+                rows.append(FullRow(ids, labels, next(chats), offsets))
         else:
             ids, offsets = next(text_enc)
             if eos is not None:
                 ids = ids + [eos]
             rows.append(FullRow(ids, list(ids), next(plain), offsets))
     return rows
-
-
-def _labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
-    """`encode`'s rule (a token is trained when it starts inside a span and is not empty), by bisection."""
-    starts = [a for a, _ in offsets]
-    if starts != sorted(starts):  # no tokenizer we know does this, but the rule must not depend on it
-        return [t if any(s <= a < e for s, e in spans) and b > a else IGNORE for t, (a, b) in zip(ids, offsets)]
-    labels = [IGNORE] * len(ids)
-    for s, e in spans:
-        for j in range(bisect_left(starts, s), bisect_left(starts, e)):
-            a, b = offsets[j]
-            if b > a:
-                labels[j] = ids[j]
-    return labels
 
 
 def _batch_tokenizer(tokenizer):
