@@ -4,31 +4,19 @@ the same measuring code at tiny sizes in Triton's interpreter; the baseline is t
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 import torch
 
+from tests.benchmarks.scripts import runner, says_no_gpu_and_writes_nothing
 from tests.benchmarks.test_memory_model_gpu import smoke_report
-from tests.conftest import REPO
 
-SCRIPT = REPO / "benchmarks" / "kernels_gpu.py"
-NO_GPU = "No CUDA GPU here: nothing measured; run this on a machine with an NVIDIA GPU."
-
-
-def run(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+run = runner("kernels_gpu.py")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="there is a GPU here: the script would measure")
 def test_without_a_gpu_it_says_so_and_writes_nothing(tmp_path):
-    out = tmp_path / "result.json"
-    proc = run("--out", out)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == NO_GPU
-    assert not out.exists()
+    says_no_gpu_and_writes_nothing(run, tmp_path)
 
 
 def test_smoke_measures_every_kernel_against_its_baselines(tmp_path):

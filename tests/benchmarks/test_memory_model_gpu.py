@@ -6,21 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.benchmarks.scripts import RESULTS, runner, says_no_gpu_and_writes_nothing
 
-SCRIPT = REPO / "benchmarks" / "memory_model_gpu.py"
-RESULTS = REPO / "benchmarks" / "results"
-
-
-def run(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+run = runner("memory_model_gpu.py")
 
 
 def bnb_imports() -> bool:
@@ -37,11 +29,7 @@ def results_listing() -> dict:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="there is a GPU here: the script would measure")
 def test_without_a_gpu_it_says_so_and_writes_nothing(tmp_path):
-    out = tmp_path / "result.json"
-    proc = run("--out", out)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "No CUDA GPU here: nothing measured; run this on a machine with an NVIDIA GPU."
-    assert not out.exists()
+    says_no_gpu_and_writes_nothing(run, tmp_path)
 
 
 def test_list_prints_the_grid_with_predictions():

@@ -3,19 +3,11 @@ for itself that gguf decodes our K-quant bytes as our decoders do, and a --quick
 among the results. Its speed is not tested here."""
 
 import json
-import subprocess
-import sys
 
 from core.gguf_export import quants
-from tests.conftest import REPO
+from tests.benchmarks.scripts import RESULTS, runner
 
-SCRIPT = REPO / "benchmarks" / "quantize_speed.py"
-RESULTS = REPO / "benchmarks" / "results"
-
-
-def run(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+run = runner("quantize_speed.py")
 
 
 def test_quick_run_writes_its_figures_and_agrees(tmp_path):

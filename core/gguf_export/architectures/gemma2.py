@@ -14,10 +14,6 @@ from core.errors import BadArgument
 from core.gguf_export.architectures import Architecture, head_dim, register
 
 
-def plus_one_norms(gguf_name, array):
-    return array + 1.0 if gguf_name.endswith("norm.weight") else array
-
-
 def check_attention_scale(cfg: dict) -> None:
     """llama.cpp scales attention by 1/sqrt(head_dim) (hidden/heads for the 27B models) and reads no
     query_pre_attn_scalar; a model that uses another scale would answer differently there."""
@@ -27,23 +23,27 @@ def check_attention_scale(cfg: dict) -> None:
                           "llama.cpp cannot read from a GGUF file; export merged safetensors instead.")
 
 
-@register
-class Gemma2(Architecture):
-    model_types = ("gemma2",)
-    gguf_arch = MODEL_ARCH.GEMMA2
-
-    def gguf_name(self, hf_name, cfg):
-        return None if hf_name == "lm_head.weight" else super().gguf_name(hf_name, cfg)
+class GemmaFamily(Architecture):
+    """What Gemma 2 and 3 share: norms written + 1, and the attention-scale check."""
 
     def check(self, cfg):
         super().check(cfg)
         check_attention_scale(cfg)
 
     def transform(self, gguf_name, array, cfg):
-        return plus_one_norms(gguf_name, array)
+        return array + 1.0 if gguf_name.endswith("norm.weight") else array
 
     def untransform(self, gguf_name, array, cfg):
         return array - 1.0 if gguf_name.endswith("norm.weight") else array
+
+
+@register
+class Gemma2(GemmaFamily):
+    model_types = ("gemma2",)
+    gguf_arch = MODEL_ARCH.GEMMA2
+
+    def gguf_name(self, hf_name, cfg):
+        return None if hf_name == "lm_head.weight" else super().gguf_name(hf_name, cfg)
 
     def metadata(self, cfg: dict, w: GGUFWriter) -> None:
         super().metadata(cfg, w)

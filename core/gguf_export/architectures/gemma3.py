@@ -10,24 +10,14 @@ from __future__ import annotations
 
 from gguf import GGUFWriter, MODEL_ARCH
 
-from core.gguf_export.architectures import Architecture, register
-from core.gguf_export.architectures.gemma2 import check_attention_scale, plus_one_norms
+from core.gguf_export.architectures import register
+from core.gguf_export.architectures.gemma2 import GemmaFamily
 
 
 @register
-class Gemma3(Architecture):
+class Gemma3(GemmaFamily):
     model_types = ("gemma3_text",)
     gguf_arch = MODEL_ARCH.GEMMA3
-
-    def check(self, cfg):
-        super().check(cfg)
-        check_attention_scale(cfg)
-
-    def transform(self, gguf_name, array, cfg):
-        return plus_one_norms(gguf_name, array)
-
-    def untransform(self, gguf_name, array, cfg):
-        return array - 1.0 if gguf_name.endswith("norm.weight") else array
 
     def metadata(self, cfg: dict, w: GGUFWriter) -> None:
         super().metadata(cfg, w)
