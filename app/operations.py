@@ -41,6 +41,14 @@ def machine_profile(hardware_file: str | None = None, reprobe_disk: bool = False
         return hardware.profile_machine(paths.home(), db, reprobe=reprobe_disk)
 
 
+def what_if_profiles() -> list[tuple[str, str]]:
+    """(label, file) of each hardware profile shipped in resources/hardware, smallest GPU first, to plan for
+    a machine you do not have (`plan --hardware FILE`)."""
+    found = [(hardware.load(path), str(path)) for path in (paths.RESOURCES / "hardware").glob("*.json")]
+    found.sort(key=lambda pair: (sum(g.total_bytes for g in pair[0].gpus), pair[1]))
+    return [(profile.source.removeprefix("what-if: "), path) for profile, path in found]
+
+
 def inspect_data(path: str, model: str | None = None, seq_len: int | None = None,
                  progress: Progress | None = None, mapping: dict | None = None, on_bad: str = "skip") -> dict:
     """What the file holds: format, rows, problems, "columns" (see data_columns) and, given a model, token

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from core import strategies
 from core.data.tokenize import render_chat
 from core.errors import KnownError
+
+# transformers builds a model on the meta device by patching torch globally, so two loads at once (the UI asks
+# the base and the tuned model side by side) corrupt each other; answering at once is fine.
+_loading = threading.Lock()
 
 
 def load(model_path: str | Path, strategy: str | None = None, result: str | Path | None = None):
@@ -16,8 +21,9 @@ def load(model_path: str | Path, strategy: str | None = None, result: str | Path
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
-    return trained_model(model_path, strategy, result, dtype).to(device).eval(), tokenizer
+    with _loading:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+        return trained_model(model_path, strategy, result, dtype).to(device).eval(), tokenizer
 
 
 def trained_model(model_path: str | Path, strategy: str | None, result: str | Path | None, dtype):

@@ -1,5 +1,5 @@
-"""Step 5: keep the result. Export the adapter, a merged model or a GGUF of a chosen type, and try the tuned
-model on a prompt."""
+"""Step 5: keep the result. Export the adapter, a merged model or a GGUF of a chosen type, and try the base
+and the tuned model side by side on one prompt."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                               QPlainTextEdit, QPushButton, QVBoxLayout)
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+                               QVBoxLayout)
 
 from app import operations as ops
 from app import user_settings
 from core.errors import NotBuiltYet
 from core.gguf_export import tensor_types
-from ui.error_panel import ErrorPanel
+from ui.pages.answer_pane import AnswerPane
 from ui.pages.base import BusyLine, Page, Session
 
 DEFAULT_PROMPT = "What is 12 plus 5?"
@@ -33,6 +33,12 @@ def free_folder(parent: Path, name: str) -> Path:
 def ask(run_id: str, prompt: str, progress) -> str:
     progress.update(None, "Loading the tuned model and thinking…")
     return ops.chat(prompt, run=run_id)
+
+
+def ask_base(run_id: str, prompt: str, progress) -> str:
+    """The same prompt to the model the run started from, without what it learned."""
+    progress.update(None, "Loading the base model and thinking…")
+    return ops.chat(prompt, model=ops.get_run(run_id)["model_path"])
 
 
 class PromptEdit(QLineEdit):
@@ -113,23 +119,24 @@ class ExportPage(Page):
         box.addWidget(self.error)
         box.addLayout(result_row)
 
-        self.prompt_edit = PromptEdit(DEFAULT_PROMPT, placeholderText="Ask the tuned model something")
+        self.prompt_edit = PromptEdit(DEFAULT_PROMPT, placeholderText="Ask both models something")
         self.ask_button = QPushButton("Ask")
         self.prompt_edit.returnPressed.connect(self.ask)
         self.ask_button.clicked.connect(self.ask)
         ask_row = QHBoxLayout()
         ask_row.addWidget(self.prompt_edit, 1)
         ask_row.addWidget(self.ask_button)
-        self.answer = QPlainTextEdit(readOnly=True, placeholderText="The tuned model's answer appears here.")
-        self.answer.setMaximumHeight(140)
-        self.ask_status = BusyLine()
-        self.ask_error = ErrorPanel()
-        try_box = QGroupBox("Try it")
+        self.base_pane = AnswerPane("Base model", "The model before training answers here.")
+        self.tuned_pane = AnswerPane("Tuned model", "The model with what the run learned answers here.")
+        tuned = self.tuned_pane  # its parts keep the names of the single pane it replaced
+        self.answer, self.ask_status, self.ask_error = tuned.text, tuned.status, tuned.error
+        panes = QHBoxLayout()
+        panes.addWidget(self.base_pane, 1)
+        panes.addWidget(self.tuned_pane, 1)
+        try_box = QGroupBox("Try it: the base and the tuned model, side by side")
         box = QVBoxLayout(try_box)
         box.addLayout(ask_row)
-        box.addWidget(self.ask_status)
-        box.addWidget(self.ask_error)
-        box.addWidget(self.answer)
+        box.addLayout(panes)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
@@ -180,25 +187,20 @@ class ExportPage(Page):
             b.setEnabled(enabled)
 
     def ask(self) -> None:
+        """Both models at once, each in its own background task, pane, busy line and error."""
         prompt = self.prompt_edit.text().strip()
-        if not prompt or self.busy("ask"):
+        if not prompt or self.busy("ask") or self.busy("ask-base"):
             return
-        self.answer.clear()
-        self.ask_error.clear()
         self.ask_button.setEnabled(False)
-        self.ask_status.start("Thinking…")
-        self.run_task("ask", ask, self.session.run_id, prompt, on_done=self._answered, on_error=self._not_answered,
-                      on_progress=self.ask_status.report)
+        for name, fn, pane in (("ask", ask, self.tuned_pane), ("ask-base", ask_base, self.base_pane)):
+            pane.start("Thinking…")
+            self.run_task(name, fn, self.session.run_id, prompt, on_progress=pane.status.report,
+                          on_done=lambda text, p=pane: self._done(p.answered, text),
+                          on_error=lambda error, p=pane: self._done(p.failed, error))
 
-    def _answered(self, text: str) -> None:
-        self.ask_status.stop()
-        self.ask_button.setEnabled(True)
-        self.answer.setPlainText(text or "(an empty answer)")
-
-    def _not_answered(self, error: BaseException) -> None:
-        self.ask_status.stop()
-        self.ask_button.setEnabled(True)
-        self.ask_error.show_error(error)
+    def _done(self, show, value) -> None:
+        show(value)
+        self.ask_button.setEnabled(not (self.busy("ask") or self.busy("ask-base")))
 
     def _choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Where to save exports", self.folder_edit.text())

@@ -6,15 +6,18 @@ import html
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import (QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QScrollArea, QSizePolicy,
-                               QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QScrollArea,
+                               QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
 
 from app import operations as ops
 from core.data.token_stats import length_stats
-from core.planner import Wishes
+from core.errors import KnownError
 from ui.charts import LengthHistogram, MemoryBar
 from ui.error_panel import ErrorPanel
 from ui.pages.base import BusyLine, Page, Session, duration
+from ui.pages.plan_wishes import WishesPanel
+
+THIS_MACHINE = "This machine"
 
 
 def bullets(lines: list[str]) -> str:
@@ -24,7 +27,8 @@ def bullets(lines: list[str]) -> str:
 class PlanPage(Page):
     def __init__(self, session: Session, parent=None):
         super().__init__(session, "Plan", "How the training will run on this machine, and why. "
-                         "Set a step limit for a short first try.", parent)
+                         "Set a step limit for a short first try, override any setting, or see what another GPU "
+                         "would do.", parent)
         self.max_steps = QSpinBox(minimum=0, maximum=1_000_000, value=session.max_steps, singleStep=10)
         self.max_steps.setSpecialValueText("no limit (full epoch)")
         self.max_steps.setSuffix(" steps")
@@ -48,8 +52,25 @@ class PlanPage(Page):
         steps_row.addWidget(QLabel("a few steps make a quick test run", foregroundRole=QPalette.PlaceholderText))
         steps_row.addStretch(1)
         form.addRow("Stop after:", steps_row)
-        settings = QGroupBox("Settings")
-        settings.setLayout(form)
+        self.advanced = WishesPanel()
+        self.advanced.changed.connect(self._wishes_changed)
+        self.settings = QGroupBox("Settings")
+        settings_layout = QVBoxLayout(self.settings)
+        settings_layout.addLayout(form)
+        settings_layout.addWidget(self.advanced)
+
+        self.what_if = QComboBox()
+        self.what_if.addItem(THIS_MACHINE, None)
+        for label, path in ops.what_if_profiles():
+            self.what_if.addItem(f"What if: {label}", path)
+        self.what_if.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)
+        self.what_if.currentIndexChanged.connect(self._wishes_changed)
+        self.what_if_note = ErrorPanel()
+        what_if_row = QHBoxLayout()
+        what_if_row.addWidget(QLabel("Plan for:"))
+        what_if_row.addWidget(self.what_if)
+        what_if_row.addWidget(QLabel("a GPU you do not have, to see what it would change",
+                                     foregroundRole=QPalette.PlaceholderText), 1)
 
         self.memory_bar = MemoryBar()
         self.host_memory = QLabel(wordWrap=True, foregroundRole=QPalette.PlaceholderText)
@@ -79,7 +100,8 @@ class PlanPage(Page):
         content = QWidget()
         inner = QVBoxLayout(content)
         inner.setContentsMargins(0, 0, 10, 0)
-        for w in (self.status, self.error, self.warnings, settings, lengths, memory, why):
+        inner.addLayout(what_if_row)
+        for w in (self.what_if_note, self.status, self.error, self.warnings, self.settings, lengths, memory, why):
             inner.addWidget(w)
         inner.addStretch(1)
         scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
@@ -98,11 +120,20 @@ class PlanPage(Page):
         ref = self.session.model_ref
         s = self.session
         return (str(ref.path) if ref else None, s.data_path, (s.data_report or {}).get("digest"), s.data_mapping,
-                s.bad_rows, self.max_steps.value())
+                s.bad_rows, self.max_steps.value(), self.advanced.state(), self.hardware_file())
+
+    def hardware_file(self) -> str | None:
+        """The what-if profile planned for, or None for this machine."""
+        return self.what_if.currentData()
 
     def _steps_changed(self, value: int) -> None:
         self.session.max_steps = value
+        self._wishes_changed()
+
+    def _wishes_changed(self, *_) -> None:
         self.session.bundle = None
+        if self.hardware_file() is None:
+            self.what_if_note.clear()
         self.completeChanged.emit()
         self._debounce.start()
 
@@ -112,10 +143,17 @@ class PlanPage(Page):
         self._planned_for = self._key()
         self.error.clear()
         self.completeChanged.emit()
+        self.cancel_task("plan")
+        try:
+            wishes = self.advanced.wishes(self.max_steps.value() or None)
+        except KnownError as e:
+            self.status.stop()
+            self.error.show_error(e)
+            return
         self.status.start("Making a plan…")
-        wishes = Wishes(max_steps=self.max_steps.value() or None)
         self.run_task("plan", ops.make_plan, self.session.model_ref.name, self.session.data_path, wishes,
-                      mapping=self.session.data_mapping, on_bad=self.session.bad_rows,
+                      hardware_file=self.hardware_file(), mapping=self.session.data_mapping,
+                      on_bad=self.session.bad_rows,
                       on_done=self._planned, on_error=self._failed, on_progress=self.status.report)
 
     def _planned(self, bundle) -> None:
@@ -125,7 +163,16 @@ class PlanPage(Page):
         self.labels["strategy"].setText(p.strategy + ("" if p.strategy_built else " (not built yet)"))
         self.labels["settings"].setText(", ".join([f"{k} = {v}" for k, v in p.options.items()]
                                                   + [f"optimizer {p.optimizer}"]))
-        self.labels["device"].setText(f"{p.device} in {p.precision}")
+        hypothetical = bundle.hardware.source.removeprefix("what-if: ") if self.hardware_file() else ""
+        self.labels["device"].setText(f"{p.device}" + (f" {p.gpu_index}: {p.gpu_name}" if p.gpu_name else "")
+                                      + f" in {p.precision}" + (" (hypothetical, a what-if)" if hypothetical else ""))
+        self.settings.setTitle(f"Settings, hypothetical: planned for {hypothetical}" if hypothetical else "Settings")
+        if hypothetical:
+            self.what_if_note.show_message(
+                f"This plan is a what-if for {hypothetical}, not this machine; you cannot train on a GPU you do "
+                f"not have, so Next waits until you plan for “{THIS_MACHINE}” again.", kind="info")
+        else:
+            self.what_if_note.clear()
         self.labels["batch"].setText(f"{p.micro_batch} example{'s' if p.micro_batch > 1 else ''} × "
                                      f"{p.grad_accum} accumulation = "
                                      f"{p.micro_batch * p.grad_accum} per step"
@@ -145,7 +192,7 @@ class PlanPage(Page):
         self.rejected.setText(bullets([f"{r['strategy']}: {r['why']}" for r in p.rejected]))
         self.rejected_title.setVisible(bool(p.rejected))
         if p.warnings:
-            self.warnings.show_message("\n".join(p.warnings), kind="warning")
+            self.warnings.show_message("\n".join(p.warnings), kind="warning" if p.fits else "error")
         else:
             self.warnings.clear()
         self.completeChanged.emit()
@@ -165,4 +212,4 @@ class PlanPage(Page):
 
     def isComplete(self) -> bool:
         bundle = self.session.bundle
-        return bundle is not None and bundle.plan.strategy_built
+        return bundle is not None and bundle.plan.strategy_built and self.hardware_file() is None
