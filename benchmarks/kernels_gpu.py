@@ -11,7 +11,10 @@ Sizes (Llama-3-8B, bf16, a micro-batch of 2 × 4096 tokens):
 - rmsnorm: 8192 rows × 4096, Llama's and Gemma's casting orders, the weight trained;
 - swiglu: 8192 × 14,336 (the MLP's intermediate size), SiLU and GELU-tanh; gate and up reach each
   implementation as temporaries, as in an MLP (ours then writes its gradients over them);
-- rope: batch 2 × 4096 positions, 32 query and 8 key heads of 128, q and k strided as attention makes them.
+- rope: batch 2 × 4096 positions, 32 query and 8 key heads of 128, q and k strided as attention makes them;
+- lora: one LoRA linear, 8192 tokens × 4096 → 14,336 (the MLP's up projection), rank 16, A and B trained, the
+  base frozen: bf16, and nf4 (bitsandbytes' 4-bit; the baseline dequantizes with bitsandbytes, then the same
+  plain math). The baseline is plain math like peft's, not peft's modules.
 
 Each figure: the median of `--repeats` runs after two warm-ups (Triton compiles there); peak memory is torch's
 peak allocated bytes above the inputs during the runs (the input gradients included), so it is what the op
@@ -58,10 +61,10 @@ EPS = 1e-5
 
 def references() -> dict:
     """The PyTorch baseline of each kernel: its test's reference."""
-    from tests.kernels import test_fused_linear_cross_entropy, test_rmsnorm, test_rope, test_swiglu
+    from tests.kernels import test_fused_linear_cross_entropy, test_lora, test_rmsnorm, test_rope, test_swiglu
 
     return {"cross_entropy": test_fused_linear_cross_entropy.reference, "rmsnorm": test_rmsnorm.reference,
-            "swiglu": test_swiglu.reference, "rope": test_rope.reference}
+            "swiglu": test_swiglu.reference, "rope": test_rope.reference, "lora": test_lora.reference}
 
 
 def liger() -> dict | None:
@@ -159,7 +162,38 @@ def rope_cells(s, dtype, device, ref, lig):
     yield "rope", "rotate_half", f"{b}x{seq}, {qh}/{kh} heads x {d}", inputs, impls
 
 
-CELLS = {"cross_entropy": cross_entropy_cells, "rmsnorm": rmsnorm_cells, "swiglu": swiglu_cells, "rope": rope_cells}
+def lora_cells(s, dtype, device, ref, lig):
+    from kernels.lora import lora_linear
+
+    tokens, n_in, n_out, rank = s["batch"] * s["seq"], s["hidden"], s["intermediate"], 16
+    for variant in ("base " + str(dtype).removeprefix("torch."), "base nf4"):
+        def inputs(nf4=variant.endswith("nf4")):
+            g = torch.Generator(device).manual_seed(0)
+            x = torch.randn(tokens, n_in, device=device, generator=g, dtype=dtype).requires_grad_()
+            w = (torch.randn(n_out, n_in, device=device, generator=g) / n_in ** 0.5).to(dtype)
+            state = None
+            if nf4:
+                from bitsandbytes.functional import quantize_4bit
+
+                w, state = quantize_4bit(w, quant_type="nf4", blocksize=64)
+            a = (torch.randn(rank, n_in, device=device, generator=g) / n_in ** 0.5).to(dtype).requires_grad_()
+            b = (torch.randn(n_out, rank, device=device, generator=g) / rank).to(dtype).requires_grad_()
+            return x, w, state, a, b, torch.randn(tokens, n_out, device=device, generator=g, dtype=dtype)
+
+        def plain(x, w, state, a, b, dy):
+            if state is not None:
+                from bitsandbytes.functional import dequantize_4bit
+
+                w = dequantize_4bit(w, state).to(x.dtype)
+            ref["lora"](x, w, None, a, b, 2.0).backward(dy)
+
+        impls = {"tuneforge": lambda x, w, st, a, b, dy: lora_linear(x, w, st, None, a, b, 2.0).backward(dy),
+                 "pytorch": plain}
+        yield "lora", variant, f"{tokens}x{n_in} -> {n_out} r{rank}", inputs, impls
+
+
+CELLS = {"cross_entropy": cross_entropy_cells, "rmsnorm": rmsnorm_cells, "swiglu": swiglu_cells, "rope": rope_cells,
+         "lora": lora_cells}
 
 
 # --- measuring --------------------------------------------------------------------------------------------------
@@ -196,8 +230,7 @@ def run_cell(inputs, impls: dict, device: str, repeats: int, liger_here: bool) -
         finally:
             if device == "cuda":
                 torch.cuda.empty_cache()
-    if not liger_here:
-        out["liger"] = {"status": "not installed"}
+    out.setdefault("liger", {"status": "has no such kernel" if liger_here else "not installed"})
     return out
 
 
@@ -206,7 +239,7 @@ def ratios(ours: dict, base: dict) -> dict | None:
         return None
     memory = (round(ours["peak_mib"] / base["peak_mib"], 3)
               if ours["peak_mib"] is not None and base["peak_mib"] else None)
-    return {"speedup": round(base["ms"] / ours["ms"], 3), "memory": memory}
+    return {"speedup": float(f"{base['ms'] / ours['ms']:.3g}"), "memory": memory}  # 3 figures: tiny under the interpreter
 
 
 def fmt(x, spec: str) -> str:

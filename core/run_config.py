@@ -60,7 +60,7 @@ class RunConfig:
     kernels: list[str] | str = option("auto", help="Our fused Triton kernels to train with: 'auto' uses all of them "
                                                    "on CUDA and none on the CPU (there they would only run in "
                                                    "Triton's slow interpreter); or a list of names from rmsnorm, "
-                                                   "swiglu, rope, cross_entropy; [] turns them off.")
+                                                   "swiglu, rope, cross_entropy, lora; [] turns them off.")
     threads: int = option(0, help="CPU threads for torch; 0 lets torch decide.")
     memory_cap_bytes: int = option(0, help="Most memory the trainer may use on its device (GPU memory on CUDA, the "
                                             "process's data on the CPU); 0 means no cap. Set it to share the machine.")

@@ -9,7 +9,10 @@ same reference:
   batch × sequence × vocabulary logits never exist; gradients computed in the forward pass;
 - `rmsnorm` (rmsnorm.py): RMSNorm in Llama's and Gemma's casting orders;
 - `swiglu` (swiglu.py): the gated MLP's act(gate) · up, SiLU or Gemma's tanh-approximated GELU;
-- `rope` (rope.py): rotary embedding of queries and keys, transformers' rotate_half convention.
+- `rope` (rope.py): rotary embedding of queries and keys, transformers' rotate_half convention;
+- `lora` (lora.py): peft's LoRA linears (float or bitsandbytes 4-bit bases) as one autograd node each, the base
+  GEMM and the low-rank path together, saving x and the rank-sized x·Aᵀ only; the gated MLP of three LoRA
+  projections as one node that recomputes act(gate)·up in backward; our Triton kernel dequantizes 4-bit weights.
 
 patch.py is the switch: `patch(model, ops, device)` puts them into one transformers model instance of a
 supported architecture (Llama family with SmolLM, Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3 text), peft-wrapped
@@ -26,4 +29,5 @@ OPS = {
     "swiglu": "swiglu",
     "rope": "rope",
     "cross_entropy": "fused_linear_cross_entropy",
+    "lora": "lora",
 }

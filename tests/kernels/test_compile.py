@@ -22,6 +22,8 @@ KERNELS = {
     "swiglu:_gated_forward": ({}, {"GELU": True, "BLOCK": 1024}),
     "swiglu:_gated_backward": ({}, {"GELU": False, "BLOCK": 1024}),
     "rope:_rope": ({}, {"BACKWARD": True, "BLOCK_QH": 32, "BLOCK_KH": 8, "BLOCK_D": 64}),
+    "lora:_dequantize_4bit": ({"packed_ptr": "*u8", "absmax_ptr": "*fp32", "code_ptr": "*fp32"},
+                              {"QBLOCK": 64, "BLOCK": 1024}),
 }
 FLOATS = {"eps", "smoothing", "softcap"}  # the kernels' float arguments; other plain arguments are integers
 ARCHS = (75, 80, 90)
