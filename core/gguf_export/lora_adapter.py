@@ -10,15 +10,13 @@ adapter.lora.alpha; for every adapted weight W (by its GGUF name) two tensors, `
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from core import atomic
 from core.errors import BadArgument
 from core.gguf_export import reader
 
@@ -57,27 +55,21 @@ def write(result: Path, arch, cfg: dict, target: Path, name: str) -> Path:
     from gguf import GGUFType, GGUFWriter, Keys
 
     alpha, tensors, _ = adapter_tensors(result, arch, cfg)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    w = GGUFWriter(tmp, arch.name)
-    try:
-        w.add_type(GGUFType.ADAPTER)
-        w.add_string(Keys.Adapter.TYPE, "lora")
-        w.add_float32(Keys.Adapter.LORA_ALPHA, alpha)
-        w.add_name(name)
-        for gguf_name, a, b in tensors:
-            w.add_tensor(f"{gguf_name}.lora_a", a)
-            w.add_tensor(f"{gguf_name}.lora_b", b)
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_tensors_to_file()
-        w.close()
-        os.replace(tmp, target)
-    except BaseException:
-        w.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic.temp_file(target) as tmp:
+        w = GGUFWriter(tmp, arch.name)
+        try:
+            w.add_type(GGUFType.ADAPTER)
+            w.add_string(Keys.Adapter.TYPE, "lora")
+            w.add_float32(Keys.Adapter.LORA_ALPHA, alpha)
+            w.add_name(name)
+            for gguf_name, a, b in tensors:
+                w.add_tensor(f"{gguf_name}.lora_a", a)
+                w.add_tensor(f"{gguf_name}.lora_b", b)
+            w.write_header_to_file()
+            w.write_kv_data_to_file()
+            w.write_tensors_to_file()
+        finally:
+            w.close()
     return target
 
 

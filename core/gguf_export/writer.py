@@ -12,16 +12,14 @@ cancel or a full disk leaves nothing behind. Disk space is checked against the p
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from gguf import GGML_QUANT_VERSION, GGUFWriter
 
+from core import atomic
 from core.errors import DiskFull
 from core.gguf_export import quants
 from core.gguf_export.architectures import Architecture
@@ -113,28 +111,21 @@ def write(p: Plan, tensors, target: Path, progress) -> Path:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     check_space(target.parent, p.size())
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    w = GGUFWriter(tmp, p.arch.name)
-    try:
-        w.kv_data[0].update(p.kv)
-        for t in p.tensors:
-            w.add_tensor_info(t.name, _byte_shape(t), np.dtype(np.uint8), t.nbytes, raw_dtype=quants.get(t.type).ggml)
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
-        for i, t in enumerate(p.tensors):
-            progress.update(i / len(p.tensors), f"Writing {target.name}")  # one text: logs print per tenth
-            w.write_tensor_data(encode(p, t, tensors))
-        w.fout[0].flush()
-        os.fsync(w.fout[0].fileno())
-        w.close()
-        os.replace(tmp, target)
-    except BaseException:
-        w.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic.temp_file(target) as tmp:
+        w = GGUFWriter(tmp, p.arch.name)
+        try:
+            w.kv_data[0].update(p.kv)
+            for t in p.tensors:
+                w.add_tensor_info(t.name, _byte_shape(t), np.dtype(np.uint8), t.nbytes,
+                                  raw_dtype=quants.get(t.type).ggml)
+            w.write_header_to_file()
+            w.write_kv_data_to_file()
+            w.write_ti_data_to_file()
+            for i, t in enumerate(p.tensors):
+                progress.update(i / len(p.tensors), f"Writing {target.name}")  # one text: logs print per tenth
+                w.write_tensor_data(encode(p, t, tensors))
+        finally:
+            w.close()
     progress.update(1.0, f"Wrote {target.name}")
     return target
 

@@ -102,6 +102,15 @@ def k_rows(a: np.ndarray, name: str) -> np.ndarray:
     return a
 
 
+def quantize_k(a: np.ndarray, name: str, type_size: int, blocks) -> np.ndarray:
+    """A K-quant's quantize: k_rows' checks, then `blocks` (float32 [n, 256] -> uint8 [n, type_size]) over
+    every super-block, keeping the leading dimensions."""
+    from .kquant_search import by_chunks
+
+    a = k_rows(a, name)
+    return by_chunks(blocks, a.reshape(-1, 256), type_size).reshape(*a.shape[:-1], -1)
+
+
 # The K-quants, one module each, register themselves when imported; last, as they use the above.
 for _module in ("q4_k", "q5_k", "q6_k"):
     importlib.import_module(f".{_module}", __name__)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 from gguf import GGMLQuantizationType
 
-from . import QuantType, k_rows, register
-from .kquant_search import F32, by_chunks, fp16, nearest_int, qkx2
+from . import QuantType, quantize_k, register
+from .kquant_search import F32, fp16, nearest_int, qkx2
 
 NAME = "q4_k"
 TYPE_SIZE = 144
@@ -25,9 +25,7 @@ TYPE_SIZE = 144
 
 def quantize(a: np.ndarray) -> np.ndarray:
     """float32 [rows, cols] (cols a multiple of 256) -> uint8 [rows, cols // 256 * 144]."""
-    a = k_rows(a, NAME)
-    out = by_chunks(_blocks, a.reshape(-1, 256), TYPE_SIZE)
-    return out.reshape(*a.shape[:-1], -1)
+    return quantize_k(a, NAME, TYPE_SIZE, _blocks)
 
 
 def _blocks(x: np.ndarray) -> np.ndarray:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 from gguf import GGMLQuantizationType
 
-from . import QuantType, k_rows, register
-from .kquant_search import F32, by_chunks
+from . import QuantType, quantize_k, register
+from .kquant_search import F32
 from .q4_k import head_factors, scales_and_levels
 
 NAME = "q5_k"
@@ -25,9 +25,7 @@ _BIT = np.arange(8, dtype=np.uint8)[:, None]  # sub-block k's fifth bits go in b
 
 def quantize(a: np.ndarray) -> np.ndarray:
     """float32 [rows, cols] (cols a multiple of 256) -> uint8 [rows, cols // 256 * 176]."""
-    a = k_rows(a, NAME)
-    out = by_chunks(_blocks, a.reshape(-1, 256), TYPE_SIZE)
-    return out.reshape(*a.shape[:-1], -1)
+    return quantize_k(a, NAME, TYPE_SIZE, _blocks)
 
 
 def _blocks(x: np.ndarray) -> np.ndarray:

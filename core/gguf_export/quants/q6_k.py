@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 from gguf import GGMLQuantizationType
 
-from . import QuantType, k_rows, register
-from .kquant_search import F32, by_chunks, fp16, nearest_int, qx
+from . import QuantType, quantize_k, register
+from .kquant_search import F32, fp16, nearest_int, qx
 
 NAME = "q6_k"
 TYPE_SIZE = 210
@@ -27,9 +27,7 @@ _QUARTER = np.array([0, 2, 4, 6], dtype=np.uint8)[:, None]  # quarter k's high b
 
 def quantize(a: np.ndarray) -> np.ndarray:
     """float32 [rows, cols] (cols a multiple of 256) -> uint8 [rows, cols // 256 * 210]."""
-    a = k_rows(a, NAME)
-    out = by_chunks(_blocks, a.reshape(-1, 256), TYPE_SIZE)
-    return out.reshape(*a.shape[:-1], -1)
+    return quantize_k(a, NAME, TYPE_SIZE, _blocks)
 
 
 def _blocks(x: np.ndarray) -> np.ndarray:
