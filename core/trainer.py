@@ -145,7 +145,8 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
          eval_examples=len(eval_set), trainable_params=session.trainable_count, device=device.type,
          precision=precision, strategy=cfg.strategy, options=settings.to_dict(session.options),
          sequences=len(items), packed=collate is packing.collate,
-         tokens_per_epoch=train_set.total_tokens(), kernels=[op for op, p in session.kernels.items() if p.active])
+         tokens_per_epoch=train_set.total_tokens(), kernels=[op for op, p in session.kernels.items() if p.active],
+         placement=getattr(session, "placement", {}))
     off: dict[str, list[str]] = {}
     for op, p in session.kernels.items():
         if not p.active:
