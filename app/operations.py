@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app import paths
+from app import paths, supervisor
 from app.training_run import TrainingRun
 from core import atomic, hardware, history, model_source, planner, replanner, run_config, settings
 from core.data import dataset as data_mod
@@ -238,19 +238,22 @@ def list_runs(project: str | None = None) -> list[dict]:
 
 def with_liveness(run: dict) -> dict:
     """A run marked running whose trainer is gone was interrupted (machine off, process killed)."""
-    if run.get("status") == history.RUNNING and run.get("pid") and not _alive(run["pid"]):
+    if run.get("status") == history.RUNNING and run.get("pid") and not supervisor.alive(run["pid"]):
         run = {**run, "status": "interrupted"}
     return run
 
 
-def _alive(pid: int) -> bool:
-    import psutil
+def live_runs() -> list[str]:
+    """Runs whose trainer is training now (left running in the background by an earlier window), newest first."""
+    return [r["id"] for r in list_runs() if r.get("status") == history.RUNNING]
 
-    try:
-        proc = psutil.Process(pid)
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+
+def attach_run(run_id: str, on_event=None, on_finished=None) -> supervisor.AttachedJob:
+    """Follow a run training in another process: its events so far, then live; stop, pause and ask work."""
+    run = get_run(run_id)
+    if run.get("status") != history.RUNNING:
+        raise KnownError(f"Run {run_id} is not training now ({run.get('status')}); resume it instead.")
+    return supervisor.AttachedJob(Path(run["run_dir"]), run["pid"], on_event=on_event, on_finished=on_finished)
 
 
 def run_plans(run_id: str) -> list[dict]:

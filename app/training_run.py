@@ -72,6 +72,12 @@ class TrainingRun:
             self._stopping = True
             self.job.stop()
 
+    def pause(self, paused: bool = True) -> None:
+        self.job.pause(paused)  # a file in the run folder: a trainer started after a re-plan sees it too
+
+    def ask(self, prompt: str) -> str:
+        return self.job.ask(prompt)
+
     def kill(self) -> None:
         with self._lock:
             self._stopping = True

@@ -48,7 +48,7 @@ def reply(model, tokenizer, prompt: str, system: str | None = None, max_new_toke
     enc = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
     sample = temperature > 0
     with torch.no_grad():
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=sample,
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=sample, use_cache=True,
                              temperature=temperature if sample else None, top_p=None, top_k=None,
                              pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
     return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()

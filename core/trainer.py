@@ -38,7 +38,7 @@ _events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
 os.dup2(2, 1)
 sys.stdout = sys.stderr
 
-from core import checkpoint, history, memory_watch, run_config, runtime_env, settings, strategies, training  # noqa: E402
+from core import checkpoint, history, memory_watch, run_config, run_control, runtime_env, settings, strategies, training  # noqa: E402
 from core.data import dataset as data_mod  # noqa: E402
 from core.data import packing, token_cache, tokenize  # noqa: E402
 from core.errors import KnownError  # noqa: E402
@@ -60,17 +60,6 @@ class Emitter:
             pass
 
 
-class StopFlag:
-    """Set by SIGINT/SIGTERM or a STOP file in the run folder (the supervisor clears a stale one before
-    it starts us, so a stop asked for while we load is kept); checked between steps."""
-
-    def __init__(self, run_dir: Path):
-        self.file = run_dir / "STOP"
-
-    def __bool__(self) -> bool:
-        return bool(_stop_signalled) or self.file.exists()
-
-
 def _every(seconds: float, report):
     """report(value), at most once per `seconds` (progress of long steps, without flooding the event log)."""
     last = [0.0]
@@ -84,7 +73,7 @@ def _every(seconds: float, report):
     return throttled
 
 
-def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: history.History) -> int:
+def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Control, db: history.History) -> int:
     import torch
     from transformers import AutoTokenizer
 
@@ -146,7 +135,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
          precision=precision, strategy=cfg.strategy, options=settings.to_dict(session.options),
          sequences=len(items), packed=collate is packing.collate,
          tokens_per_epoch=train_set.total_tokens(), kernels=[op for op, p in session.kernels.items() if p.active],
-         placement=getattr(session, "placement", {}))
+         placement=getattr(session, "placement", {}), gpu_index=cfg.plan.get("gpu_index"))
     off: dict[str, list[str]] = {}
     for op, p in session.kernels.items():
         if not p.active:
@@ -161,7 +150,9 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
 
     started, first_step, loss_value = time.time(), session.step_index, None
     while session.step_index < total:
-        if stop:
+        if control.paused and not control.stop:
+            started += hold(cfg, db, emit, session, tok, control)
+        if control.stop:
             save_checkpoint()
             return finish(cfg, db, emit, session, history.STOPPED, f"stopped by you at step {session.step_index}",
                           loss_value, best, EXIT_STOPPED)
@@ -198,6 +189,39 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, stop: StopFlag, db: histo
                   EXIT_DONE)
 
 
+def hold(cfg, db, emit, session, tok, control: run_control.Control) -> float:
+    """Paused between steps: the model stays loaded and answers prompts as it is now, until the person
+    continues or stops. Returns the seconds spent, which the ETA leaves out."""
+    import torch
+
+    from core import inference
+
+    t0 = time.time()
+    db.add_event(cfg.run_id, "paused", f"paused at step {session.step_index}")
+    emit("paused", step=session.step_index,
+         text=f"Paused at step {session.step_index}; the model stays loaded, so you can try it")
+    while control.paused and not control.stop:
+        for ask in control.take_asks():
+            rng = torch.get_rng_state()  # answering must not change the run's random stream (exact resume)
+            session.model.eval()
+            try:
+                answer = inference.reply(session.model, tok, ask["prompt"],
+                                         max_new_tokens=int(ask.get("max_new_tokens") or run_control.MAX_NEW_TOKENS))
+                emit("answer", id=ask.get("id"), prompt=ask["prompt"], text=answer)
+            except Exception as e:  # noqa: BLE001  a prompt that fails must not end the run
+                traceback.print_exc()
+                emit("answer", id=ask.get("id"), prompt=ask["prompt"], error=f"{type(e).__name__}: {e}")
+            finally:
+                session.model.train()
+                torch.set_rng_state(rng)
+        time.sleep(0.2)
+    waited = time.time() - t0
+    if not control.stop:
+        db.add_event(cfg.run_id, "resumed", f"continued at step {session.step_index} after {waited:.0f} s")
+        emit("resumed", step=session.step_index, text=f"Continuing from step {session.step_index}")
+    return waited
+
+
 def run_eval(cfg, db, emit, session, eval_set, pad_id, step) -> None:
     value = session.evaluate(eval_set, pad_id)
     if value is not None:
@@ -228,12 +252,10 @@ def main(argv: list[str]) -> int:
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     emit = Emitter(run_dir)
-    stop = StopFlag(run_dir)
+    control = run_control.Control(run_dir, _stop_signalled)
     db = history.History(cfg.db_path)
-    import torch
-
     try:
-        return train(cfg, "--resume" in argv[1:], emit, stop, db)
+        return train(cfg, "--resume" in argv[1:], emit, control, db)
     except KnownError as e:
         return fail(db, emit, cfg, "known", str(e), EXIT_KNOWN)
     except Exception as e:

@@ -1,16 +1,19 @@
 """The main window: a navigation list on the left (New fine-tune, History, Settings), the page on the right.
 
 "New fine-tune" hosts the wizard as a child widget. When it ends (Close on its last page, or Cancel) a
-fresh wizard takes its place, and a run it made is shown in History. Closing the window shuts the
-wizard and the history down as closing the wizard's own window did: a training run is stopped
-politely (the trainer saves a checkpoint), background work is dropped.
+fresh wizard takes its place, and a run it made is shown in History. Closing the window while a run
+trains asks whether to keep it training in the background (the trainer is its own process) or stop
+it politely (it saves a checkpoint); background work is dropped either way. Opening the app while a
+run trains in the background shows it in History, followed live (reattached).
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import QHBoxLayout, QListWidget, QMainWindow, QStackedWidget, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QListWidget, QMainWindow, QMessageBox, QStackedWidget, QWidget
+
+from app import operations as ops
 
 from ui.history.history_page import HistoryPage
 from ui.settings_page import SettingsPage
@@ -19,6 +22,7 @@ from ui.wizard import NewFineTuneWizard
 TITLE = "Tuneforge"
 NAV = ["New fine-tune", "History", "Settings"]
 NEW, HISTORY, SETTINGS = range(3)
+KEEP, STOP, CANCEL = "keep", "stop", "cancel"
 
 
 class MainWindow(QMainWindow):
@@ -59,6 +63,17 @@ class MainWindow(QMainWindow):
         self.nav.setCurrentRow(SETTINGS if self.settings.error.message else NEW)
         self.resize(QSize(1180, 800))
         self.setMinimumSize(QSize(980, 660))
+        QTimer.singleShot(0, self.reattach)
+
+    def reattach(self) -> None:
+        """Runs left training in the background by an earlier window: show the newest in History, live."""
+        try:
+            live = ops.live_runs()
+        except Exception:  # noqa: BLE001  an unreadable history is shown by the History page itself
+            return
+        if live:
+            self.show_page(HISTORY)
+            self.history.select(live[:1])
 
     def new_wizard(self) -> NewFineTuneWizard:
         """A fresh wizard in the New fine-tune page (at start, and after the previous one ended)."""
@@ -95,10 +110,32 @@ class MainWindow(QMainWindow):
         return bool(self.wizard and self.wizard.train_page.running) or self.history.running
 
     def closeEvent(self, event) -> None:
-        self.shutdown()
+        choice = self.ask_keep_running() if self.running else STOP
+        if choice == CANCEL:
+            event.ignore()
+            return
+        self.shutdown(keep_running=choice == KEEP)
         super().closeEvent(event)
 
-    def shutdown(self) -> None:
+    def keep_running_box(self) -> QMessageBox:
+        box = QMessageBox(QMessageBox.Question, "Training is running",
+                          "A training run is in progress. Keep it training in the background?", parent=self)
+        box.setInformativeText("It goes on without the window; open Tuneforge again to follow it, pause it or "
+                               "stop it. Stopping now saves a checkpoint you can resume from.")
+        box.addButton("Keep training", QMessageBox.AcceptRole).setObjectName(KEEP)
+        box.addButton("Stop the run", QMessageBox.DestructiveRole).setObjectName(STOP)
+        box.setDefaultButton(box.addButton(QMessageBox.Cancel))
+        box.defaultButton().setObjectName(CANCEL)
+        return box
+
+    def ask_keep_running(self) -> str:
+        """KEEP, STOP or CANCEL (closing the question's window cancels)."""
+        box = self.keep_running_box()
+        box.exec()
+        clicked = box.clickedButton()
+        return clicked.objectName() if clicked is not None else CANCEL
+
+    def shutdown(self, keep_running: bool = False) -> None:
         if self.wizard is not None:
-            self.wizard.shutdown()
-        self.history.shutdown()
+            self.wizard.shutdown(keep_running)
+        self.history.shutdown(keep_running)

@@ -111,9 +111,12 @@ class NewFineTuneWizard(QWizard):
         self.shutdown()
         super().done(result)
 
-    def shutdown(self) -> None:
+    def shutdown(self, keep_running: bool = False) -> None:
         for page in self.pages:
-            page.shutdown()
+            if page is self.train_page:
+                page.shutdown(keep_running)
+            else:
+                page.shutdown()
 
 
 def wait_for_background(msecs: int = 30000) -> bool:

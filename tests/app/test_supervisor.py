@@ -73,3 +73,41 @@ def test_a_bad_config_fails_with_a_sentence(home, tiny_model_dir):
     outcome = ops.start_run(cfg.run_id).wait(120)
     assert outcome.status == "failed" and outcome.exit_code == 2 and "gone.jsonl: no such file" in outcome.text
     assert ops.get_run(cfg.run_id)["status"] == "failed"
+
+
+def wait_for(events, predicate, seconds=120):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        found = [e for e in list(events) if predicate(e)]
+        if found:
+            return found[-1]
+        time.sleep(0.05)
+    raise AssertionError(f"no such event within {seconds} s; last: {events[-3:]}")
+
+
+def test_pause_try_continue_and_stop_from_a_window_opened_later(home, tiny_model_dir):
+    cfg = make_run(tiny_model_dir, max_steps=2000)
+    job = ops.start_run(cfg.run_id)
+    try:
+        wait_for(job.events, lambda e: e["event"] == "step")
+        follower = ops.attach_run(cfg.run_id)  # what the app does when reopened while a run trains
+        wait_for(follower.events, lambda e: e["event"] == "step")  # the run so far is replayed
+        assert follower.events[0]["event"] == job.events[0]["event"]
+
+        follower.pause()
+        paused = wait_for(job.events, lambda e: e["event"] == "paused")
+        ask_id = follower.ask("Say hello.")
+        answer = wait_for(follower.events, lambda e: e["event"] == "answer" and e["id"] == ask_id)
+        assert "error" not in answer and isinstance(answer["text"], str) and answer["prompt"] == "Say hello."
+        steps = [e["step"] for e in job.events if e["event"] == "step"]
+        assert steps[-1] == paused["step"]  # no step trains while paused
+
+        follower.pause(False)
+        wait_for(job.events, lambda e: e["event"] == "step" and e["step"] > paused["step"])
+        follower.stop()
+        assert follower.wait(60).status == "stopped"
+        assert job.wait(60).status == "stopped"
+        kinds = [e["kind"] for e in ops.open_history().events(cfg.run_id)]
+        assert "paused" in kinds and "resumed" in kinds
+    finally:
+        job.kill()

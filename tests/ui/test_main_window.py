@@ -10,7 +10,8 @@ from PySide6.QtWidgets import QWizard
 
 from tests.app.history_runs import FIRST, make_two_runs
 from ui import tasks
-from ui.main_window import HISTORY, NAV, NEW, MainWindow
+from app.supervisor import AttachedJob
+from ui.main_window import CANCEL, HISTORY, KEEP, NAV, NEW, STOP, MainWindow
 from ui.wizard import NewFineTuneWizard
 
 
@@ -99,19 +100,51 @@ def test_escape_does_not_throw_the_embedded_wizard_away(window, qtbot):
     assert w.wizard is wizard and wizard.isVisible()
 
 
-def test_closing_the_window_while_a_run_trains_stops_it(window, qtbot, advance, default_model_dir, tiny_model_dir):
+def test_closing_while_a_run_trains_asks_and_a_window_opened_later_reattaches(window, qtbot, advance, monkeypatch,
+                                                                            default_model_dir, tiny_model_dir):
     w = window(model=str(tiny_model_dir))
     wizard = w.wizard
     advance(wizard)
     plan_page = advance(wizard)
     qtbot.waitUntil(plan_page.isComplete, timeout=20000)
-    plan_page.max_steps.setValue(200)
+    plan_page.max_steps.setValue(2000)
     plan_page.replan()
-    qtbot.waitUntil(lambda: plan_page.isComplete() and wizard.session.bundle.plan.total_steps == 200, timeout=20000)
+    qtbot.waitUntil(lambda: plan_page.isComplete() and wizard.session.bundle.plan.total_steps == 2000, timeout=20000)
     page = advance(wizard)
     page.start_button.click()
     qtbot.waitUntil(lambda: bool(page.loss_chart.points), timeout=60000)
-    assert w.running
+    assert w.running and page.device_line.text().startswith("Device now: CPU")  # the dashboard's device line
+
+    box = w.keep_running_box()  # the question, as asked (not opened: the test answers it below)
+    assert sorted(b.objectName() for b in box.buttons()) == sorted([KEEP, STOP, CANCEL])
+    assert box.defaultButton().objectName() == CANCEL
+    answers = [CANCEL, KEEP]
+    monkeypatch.setattr(MainWindow, "ask_keep_running", lambda self: answers.pop(0) if answers else STOP)
     w.close()
-    assert page.job.wait(60).status == "stopped"  # as closing the wizard's own window did
+    assert w.isVisible() and page.running  # Cancel: nothing happened
+    w.close()
+    assert not w.isVisible() and page.job.running  # kept: the trainer goes on without the window
+
+    later = window()  # the app opened again
+    qtbot.waitUntil(lambda: later.history.detail_view is not None and later.history.detail_view.running, timeout=20000)
+    assert later.pages.currentWidget() is later.history
+    live = later.history.detail_view.train_page
+    assert isinstance(live.job, AttachedJob) and live.session.run_id == wizard.session.run_id
+    qtbot.waitUntil(lambda: len(live.loss_chart.points) >= len(page.loss_chart.points) > 0, timeout=20000)
+
+    live.pause_button.click()  # pause, try the model as it is now, continue
+    qtbot.waitUntil(lambda: live.try_box.isVisible(), timeout=60000)
+    assert live.pause_button.text() == "Continue"
+    live.try_box.prompt_edit.setText("Say hello.")
+    qtbot.keyClick(live.try_box.prompt_edit, Qt.Key_Return)
+    qtbot.waitUntil(lambda: bool(live.try_box.pane.text.toPlainText()), timeout=60000)
+    steps = len(live.loss_chart.points)
+    live.pause_button.click()
+    qtbot.waitUntil(lambda: len(live.loss_chart.points) > steps, timeout=60000)
+    assert live.try_box.isHidden() and live.pause_button.text() == "Pause"
+
+    live.stop_button.click()
+    qtbot.waitUntil(lambda: live.session.outcome is not None, timeout=60000)
+    assert live.session.outcome.status == "stopped", live.log.toPlainText()
+    assert page.job.wait(60).status == "stopped"
     assert (Path(page.job.run_dir) / "result").is_dir()

@@ -72,3 +72,25 @@ def test_known_error_is_a_sentence_and_a_bug_has_details(qtbot):
         panel.show_error(e)
     assert "bug" in panel.message and "KeyError" in panel.message
     assert "Traceback" in panel.details.toPlainText() and not panel.details_button.isHidden()
+
+
+def test_a_busy_line_cancels_its_work_and_offers_to_try_again(qtbot):
+    from ui.pages.base import BusyLine
+
+    calls = []
+    line = BusyLine(on_cancel=lambda: calls.append("cancel"), on_retry=lambda: calls.append("retry"))
+    qtbot.addWidget(line)
+    assert line.isHidden()  # idle: nothing to show
+    line.start("Making a plan…")
+    assert line.button.isVisible() and line.button.text() == "Cancel"
+    line.button.click()
+    assert calls == ["cancel"] and line.label.text() == "Cancelled." and line.button.text() == "Try again"
+    line.button.click()
+    assert calls == ["cancel", "retry"]
+    line.start("Again…")
+    line.stop()
+    assert line.isHidden() and not line.button.isVisible()
+    plain = BusyLine()  # without a cancel, no button
+    qtbot.addWidget(plain)
+    plain.start("Working…")
+    assert not plain.button.isVisible()

@@ -1,4 +1,5 @@
-"""Train and export through the wizard with the real trainer process and the tiny model."""
+"""Train and export through the wizard with the real trainer process: the whole wizard on the bundled
+default model and the demo data once, the rest on the tiny model."""
 
 from __future__ import annotations
 
@@ -11,22 +12,23 @@ from PySide6.QtWidgets import QWizard
 def to_train_page(wizard, advance, qtbot, max_steps: int):
     advance(wizard)
     plan_page = advance(wizard)
-    qtbot.waitUntil(plan_page.isComplete, timeout=20000)
+    qtbot.waitUntil(plan_page.isComplete, timeout=60000)
     plan_page.max_steps.setValue(max_steps)
     plan_page.replan()
     qtbot.waitUntil(lambda: plan_page.isComplete() and wizard.session.bundle.plan.total_steps == max_steps,
-                    timeout=20000)
+                    timeout=60000)
     return advance(wizard)
 
 
-def test_a_short_run_trains_then_exports(make_wizard, advance, qtbot, tiny_model_dir):
-    wizard = make_wizard(model=str(tiny_model_dir))
+def test_the_whole_wizard_on_the_default_model_and_demo_data(make_wizard, advance, qtbot):
+    wizard = make_wizard()  # what a person gets on first start: the bundled model and the demo data
+    assert wizard.model_page.model_edit.text() == "default"
     page = to_train_page(wizard, advance, qtbot, max_steps=3)
     assert page is wizard.train_page and not page.isComplete()
     page.start_button.click()
-    qtbot.waitUntil(lambda: page.running, timeout=20000)
+    qtbot.waitUntil(lambda: page.running, timeout=60000)
     assert not wizard.button(QWizard.BackButton).isEnabled()  # no leaving mid-run
-    qtbot.waitUntil(lambda: wizard.session.outcome is not None, timeout=90000)
+    qtbot.waitUntil(lambda: wizard.session.outcome is not None, timeout=240000)
     outcome = wizard.session.outcome
     assert outcome.status == "done", f"{outcome}\n{page.log.toPlainText()}\n{page.error.details.toPlainText()}"
     assert page.progress.value() == page.progress.maximum() == 3
@@ -37,21 +39,21 @@ def test_a_short_run_trains_then_exports(make_wizard, advance, qtbot, tiny_model
     export = advance(wizard)
     assert export is wizard.export_page
     export.adapter_button.click()
-    qtbot.waitUntil(lambda: export.exported is not None, timeout=20000)
+    qtbot.waitUntil(lambda: export.exported is not None, timeout=60000)
     assert export.exported == Path(export.folder_edit.text()) / f"{wizard.session.run_id}-adapter"
     assert (export.exported / "adapter_config.json").is_file()
     assert not export.show_button.isHidden() and not export.error.message
     export.merged_button.click()
-    qtbot.waitUntil(lambda: export.exported.name.endswith("-safetensors"), timeout=30000)
+    qtbot.waitUntil(lambda: export.exported.name.endswith("-safetensors"), timeout=90000)
     assert (export.exported / "config.json").is_file() and list(export.exported.glob("*.safetensors"))
     export.quant_combo.setCurrentIndex(export.quant_combo.findData("q8_0"))  # the type picked is the one written
     export.gguf_button.click()
-    qtbot.waitUntil(lambda: export.exported.name.endswith("-gguf-q8_0"), timeout=90000)
+    qtbot.waitUntil(lambda: export.exported.name.endswith("-gguf-q8_0"), timeout=180000)
     assert [p.name.endswith(".q8_0.gguf") for p in export.exported.glob("*.gguf") if "lora" not in p.name] == [True]
     assert (export.exported / "Modelfile").is_file() and "Verified:" in export.result_label.text()
     qtbot.keyClick(export.prompt_edit, Qt.Key_Return)  # asks, and does not close the window
     assert wizard.isVisible() and export.busy("ask")
-    qtbot.waitUntil(lambda: bool(export.answer.toPlainText()), timeout=30000)
+    qtbot.waitUntil(lambda: bool(export.answer.toPlainText()), timeout=90000)
     assert not export.ask_error.message
 
 

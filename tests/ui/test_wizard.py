@@ -99,6 +99,15 @@ def test_plan_page_shows_reasons_memory_and_a_step_limit(make_wizard, advance, q
     assert wizard.session.bundle.plan.total_steps == 7
     assert page.labels["steps"].text().startswith("7")
 
+    page.replan()  # planning can be cancelled, and tried again
+    assert page.status.button.isVisible() and page.status.button.text() == "Cancel"
+    page.status.button.click()
+    assert not page.busy("plan") and not page.isComplete() and page.status.label.text() == "Cancelled."
+    qtbot.wait(300)  # a cancelled plan never lands, even if its work was nearly done
+    assert wizard.session.bundle is None
+    page.status.button.click()
+    qtbot.waitUntil(page.isComplete, timeout=20000)
+
 
 def test_run_app_shows_the_wizard_and_returns_when_it_closes(home, default_model_dir, qapp):
     from PySide6.QtCore import QTimer

@@ -165,8 +165,8 @@ class HistoryPage(QWidget):
     def running(self) -> bool:
         return any(view.running for view in self.details.values())
 
-    def shutdown(self) -> None:
-        """The window closes: drop background reads and stop resumed runs politely."""
+    def shutdown(self, keep_running: bool = False) -> None:
+        """The window closes: drop background reads and stop resumed runs politely (or let them train on)."""
         self.tasks.cancel_all()
         for view in self.details.values():
-            view.shutdown()
+            view.shutdown(keep_running)

@@ -41,6 +41,10 @@ class ResumePage(TrainPage):
             self.stat["loss"].setText(f"{s.final_loss:.4f}")
         for e in detail.events:
             self.append(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(e['at']))}  {e['kind']}: {e['text']}")
+        if s.status == "running" and self.job is None:  # training in the background, from an earlier window
+            self.summary.setText(f"Run <b>{s.id}</b> is training in the background.")
+            self.attach(s.id)
+            return
         last = detail.checkpoints[-1]["step"] if detail.checkpoints else None
         if detail.resumable:
             said = f"Resume continues from the checkpoint at step {last}."

@@ -79,6 +79,9 @@ class RunDetailView(QWidget):
         if self.running:
             return
         self.train_page.show_run(detail)
+        if self.running:  # it trains in the background and the page has just reattached to it
+            self.tabs.setTabEnabled(1, False)
+            return
         s = detail.summary
         self.session.outcome = Outcome(s.status, s.outcome or s.status, None)
         can_export = detail.has_result
@@ -92,7 +95,7 @@ class RunDetailView(QWidget):
             self.tabs.setTabEnabled(1, False)
         self.running_changed.emit(running)
 
-    def shutdown(self) -> None:
-        """The window closes: the train page stops a resumed run politely, as in the wizard."""
-        self.train_page.shutdown()
+    def shutdown(self, keep_running: bool = False) -> None:
+        """The window closes: the train page stops a resumed run politely, as in the wizard (or lets it be)."""
+        self.train_page.shutdown(keep_running)
         self.export_page.shutdown()

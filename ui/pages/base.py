@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget, QWizardPage
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget, QWizardPage
 
 from ui import tasks, theme
 from ui.error_panel import ErrorPanel
@@ -29,24 +29,48 @@ class Session:
 
 
 class BusyLine(QWidget):
-    """A thin progress bar with a sentence; busy (indeterminate) when the fraction is unknown."""
+    """A thin progress bar with a sentence; busy (indeterminate) when the fraction is unknown.
 
-    def __init__(self, parent=None):
+    With `on_cancel`, a Cancel button shows while it is busy; once cancelled it says so and, with
+    `on_retry`, offers to start again."""
+
+    def __init__(self, parent=None, on_cancel: Callable[[], None] | None = None,
+                 on_retry: Callable[[], None] | None = None):
         super().__init__(parent)
+        self.on_cancel, self.on_retry = on_cancel, on_retry
         self.bar = QProgressBar(textVisible=False, maximumWidth=160, maximumHeight=10)
         self.label = QLabel(wordWrap=True)
         theme.muted(self.label)
+        self.button = QPushButton(autoDefault=False)
+        self.button.clicked.connect(self._clicked)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.bar, 0, Qt.AlignVCenter)
         layout.addWidget(self.label, 1)
+        layout.addWidget(self.button)
         self.stop()
 
     def start(self, text: str) -> None:
         self.bar.setRange(0, 0)
         self.bar.show()
         self.label.setText(text)
+        self.button.setText("Cancel")
+        self.button.setVisible(self.on_cancel is not None)
         self.show()
+
+    @property
+    def busy(self) -> bool:
+        return self.bar.isVisibleTo(self)
+
+    def _clicked(self) -> None:
+        if self.busy and self.on_cancel is not None:
+            self.on_cancel()
+            self.stop("Cancelled.")
+            if self.on_retry is not None:
+                self.button.setText("Try again")
+                self.button.show()
+        elif self.on_retry is not None:
+            self.on_retry()
 
     def report(self, fraction: float | None, text: str) -> None:
         if fraction is None:
@@ -59,6 +83,7 @@ class BusyLine(QWidget):
 
     def stop(self, text: str = "") -> None:
         self.bar.hide()
+        self.button.hide()
         self.label.setText(text)
         self.setVisible(bool(text))
 

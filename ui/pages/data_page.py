@@ -120,7 +120,7 @@ class DataPage(Page):
         self.preview = Preview(readOnly=True, placeholderText="The first examples, as the model will see them.")
         self.preview.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
         self.preview.setMinimumHeight(90)
-        self.status = BusyLine()
+        self.status = BusyLine(on_cancel=lambda: self.cancel_task("inspect"), on_retry=self.inspect)
 
         content = QWidget()  # scrolls when the window is small, so nothing is squeezed or clipped
         layout = QVBoxLayout(content)

@@ -103,7 +103,7 @@ class ExportPage(Page):
         gguf_row.addWidget(quant_label)
         gguf_row.addWidget(self.quant_combo, 1)
         gguf_row.addWidget(self.gguf_button)
-        self.status = BusyLine()
+        self.status = BusyLine(on_cancel=self._cancel_export)
         self.result_label = QLabel(wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
         self.show_button = QPushButton("Show in folder", visible=False)
         self.show_button.clicked.connect(self._show_in_folder)
@@ -181,6 +181,11 @@ class ExportPage(Page):
             self.error.show_message(str(error), kind="info")
         else:
             self.error.show_error(error)
+
+    def _cancel_export(self) -> None:
+        """The export stops at its next progress report; nothing half-written is left where it was going."""
+        self.cancel_task("export")
+        self._set_buttons(True)
 
     def _set_buttons(self, enabled: bool) -> None:
         for b in (self.adapter_button, self.merged_button, self.gguf_button, self.quant_combo):

@@ -95,7 +95,7 @@ class PlanPage(Page):
         why_layout.addWidget(self.rejected_title)
         why_layout.addWidget(self.rejected)
         self.warnings = ErrorPanel()
-        self.status = BusyLine()
+        self.status = BusyLine(on_cancel=lambda: self.cancel_task("plan"), on_retry=self.replan)
 
         content = QWidget()
         inner = QVBoxLayout(content)

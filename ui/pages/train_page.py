@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton,
                                QVBoxLayout)
 
 from app import operations as ops
+from core import device_monitor
+from ui import theme
 from ui.charts import LossChart
 from ui.pages.base import BusyLine, Page, Session, duration
+from ui.pages.paused_try import PausedTry
 
 LOG_TAIL_LINES = 60
+DEVICE_POLL_MS = 1500
 
 
 class TrainerEvents(QObject):
@@ -60,18 +64,25 @@ class TrainPage(Page):
     running_changed = Signal(bool)
 
     def __init__(self, session: Session, parent=None):
-        super().__init__(session, "Train", "The training runs in its own process; you can stop it at any "
-                         "time and keep what it learned so far.", parent)
+        super().__init__(session, "Train", "The training runs in its own process; pause it to try the model, "
+                         "or stop it at any time and keep what it learned so far.", parent)
         self.job = None
+        self.device: tuple[str, int | None] = ("cpu", None)  # what the device line samples
         self.events: TrainerEvents | None = None
         self.summary = QLabel(wordWrap=True)
         self.start_button = QPushButton("Start training")
         self.start_button.setDefault(False)
+        self.pause_button = QPushButton("Pause", enabled=False, checkable=True)
+        self.pause_button.setToolTip("Pause after the current step with the model kept loaded, to try it; "
+                                     "press again to continue.")
         self.stop_button = QPushButton("Stop", enabled=False)
+        self.stop_button.setToolTip("Stop after the current step; a checkpoint and the result are saved.")
         self.start_button.clicked.connect(self.start)
+        self.pause_button.toggled.connect(self.pause)
         self.stop_button.clicked.connect(self.stop)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
+        buttons.addWidget(self.pause_button)
         buttons.addWidget(self.stop_button)
         buttons.addStretch(1)
 
@@ -85,6 +96,11 @@ class TrainPage(Page):
             self.stat[key].setStyleSheet("font-size: 12pt; font-weight: 600;")
             stats.addWidget(caption, 0, col)
             stats.addWidget(self.stat[key], 1, col)
+        self.device_line = theme.muted(QLabel())
+        self.device_timer = QTimer(self, interval=DEVICE_POLL_MS)
+        self.device_timer.timeout.connect(self.sample_device)
+        self.try_box = PausedTry()
+        self.try_box.hide()
         self.loss_chart = LossChart()
         self.log = QPlainTextEdit(readOnly=True, maximumBlockCount=2000)
         self.log.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
@@ -98,6 +114,8 @@ class TrainPage(Page):
         layout.addWidget(self.error)
         layout.addWidget(self.progress)
         layout.addLayout(stats)
+        layout.addWidget(self.device_line)
+        layout.addWidget(self.try_box)
         layout.addWidget(self.loss_chart, 3)
         layout.addWidget(self.log, 2)
 
@@ -124,6 +142,8 @@ class TrainPage(Page):
             label.setText("—")
         self.loss_chart.clear()
         self.log.clear()
+        self.device_line.clear()
+        self.try_box.hide()
 
     def start(self) -> None:
         self.start_button.setEnabled(False)
@@ -147,8 +167,56 @@ class TrainPage(Page):
             self._not_started(e)
             return
         self.status.start("Starting the trainer…")
+        self._following()
+
+    def _following(self) -> None:
+        """A job is running under this page (started, resumed or reattached): controls and device line on."""
         self.stop_button.setEnabled(True)
+        self.pause_button.setEnabled(True)
+        self.device = (self.session.bundle.plan.device, self.session.bundle.plan.gpu_index) \
+            if self.session.bundle else self.device
+        self.sample_device()
+        self.device_timer.start()
         self.running_changed.emit(True)
+
+    def attach(self, run_id: str) -> None:
+        """Follow a run that trains in the background (left running by a window closed earlier): its
+        events so far are replayed, then it goes on live, with Pause and Stop."""
+        self._reset_view()
+        self.session.run_id, self.session.outcome = run_id, None
+        self.events = TrainerEvents()
+        self.events.event.connect(self._on_event)
+        self.events.finished.connect(self._on_finished)
+        try:
+            self.job = ops.attach_run(run_id, on_event=self.events.on_event, on_finished=self.events.on_finished)
+        except Exception as e:  # noqa: BLE001  e.g. it ended a moment ago
+            self._not_started(e)
+            return
+        self.start_button.setEnabled(False)
+        self.append(f"Reattached to run {run_id}, which kept training in the background.")
+        self.status.start("Training in the background; following it…")
+        self._following()
+
+    def sample_device(self) -> None:
+        self.device_line.setText("Device now: " + device_monitor.sample(*self.device).text())
+
+    def pause(self, paused: bool) -> None:
+        if not self.running:
+            return
+        self.job.pause(paused)
+        self._show_paused(paused)
+        if paused:
+            self.status.start("Pausing after the current step…")
+        else:
+            self.try_box.hide()
+            self.status.start("Continuing…")
+
+    def _show_paused(self, paused: bool) -> None:
+        """The button as the run is (also when another window paused or continued it), without asking again."""
+        self.pause_button.blockSignals(True)
+        self.pause_button.setChecked(paused)
+        self.pause_button.blockSignals(False)
+        self.pause_button.setText("Continue" if paused else "Pause")
 
     def _not_started(self, error: BaseException) -> None:
         self.status.stop()
@@ -159,6 +227,8 @@ class TrainPage(Page):
         if self.running:
             self.job.stop()
             self.stop_button.setEnabled(False)
+            self.pause_button.setEnabled(False)
+            self.try_box.hide()
             self.status.start("Stopping after the current step and saving a checkpoint…")
             self.append("Stop requested.")
 
@@ -178,6 +248,7 @@ class TrainPage(Page):
             self.progress.setRange(0, total)
             self.progress.setValue(int(e.get("start_step") or 0))
             self.loss_chart.set_total(total)
+            self.device = (e.get("device") or "cpu", e.get("gpu_index"))
             self.status.start("Training…")
             self.append(f"Training {total} steps on {e.get('device')} ({e.get('precision')}), "
                         f"{e.get('train_examples')} examples, {e.get('eval_examples')} held out for validation.")
@@ -204,6 +275,18 @@ class TrainPage(Page):
         elif kind == "replan":  # out of memory: the app re-planned and continues from the last checkpoint
             self.status.start("Re-planned after running out of memory; continuing…")
             self.append(f"{e.get('text', '')} Continuing from the last checkpoint.")
+        elif kind == "paused":
+            self.status.stop(f"⏸ {sentence(e.get('text', 'Paused'))}")
+            self.append(sentence(e.get("text", "Paused")))
+            self._show_paused(True)
+            self.try_box.open_for(self.job)
+        elif kind == "resumed":
+            self.try_box.hide()
+            self._show_paused(False)
+            self.status.start("Training…")
+            self.append(sentence(e.get("text", "Continuing")))
+        elif kind == "answer":
+            self.try_box.answered(e)
         elif kind == "calibration" and e.get("factor"):
             self.append(f"Measured peak memory: {e['factor']:.2f}× the plan's estimate (recorded with the run).")
 
@@ -211,6 +294,10 @@ class TrainPage(Page):
     def _on_finished(self, outcome) -> None:
         self.session.outcome = outcome
         self.stop_button.setEnabled(False)
+        self.device_timer.stop()
+        self.try_box.hide()
+        self.pause_button.setEnabled(False)
+        self._show_paused(False)
         self.start_button.setEnabled(not outcome.ok)
         self.start_button.setText("Start again" if not outcome.ok else "Start training")
         if outcome.ok:
@@ -225,10 +312,14 @@ class TrainPage(Page):
     def isComplete(self) -> bool:
         return bool(self.session.outcome is not None and self.session.outcome.ok and not self.running)
 
-    def shutdown(self) -> None:
-        """Closing the window stops the run politely: the trainer saves a checkpoint and exits."""
+    def shutdown(self, keep_running: bool = False) -> None:
+        """Closing the window stops the run politely (the trainer saves a checkpoint and exits), unless the
+        person chose to keep it training in the background: then it is only let go of."""
         super().shutdown()
-        if self.running:
+        self.device_timer.stop()
+        if self.running and not keep_running:
             self.job.stop()
+        elif self.running and hasattr(self.job, "detach"):
+            self.job.detach()
         if self.events is not None:
             self.events.closed = True

@@ -1,0 +1,85 @@
+"""How the app talks to a running trainer: files in the run's folder, read between steps.
+
+Files, not pipes, because the trainer outlives the window that started it: a window opened later
+(the app reattaching to a run it left training in the background) controls it the same way.
+
+- `STOP`: save a checkpoint and exit (a signal does the same, sooner, where there are signals);
+- `PAUSE`: wait between steps with the model loaded; remove it to continue;
+- `asks/<id>.json`: while paused, a prompt to answer with the model as it is now; the answer comes
+  back as an "answer" event with the same id.
+
+The trainer's side is `Control`; the app's side is the functions below it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+from core import atomic
+
+STOP, PAUSE, ASKS = "STOP", "PAUSE", "asks"
+MAX_NEW_TOKENS = 128
+
+
+class Control:
+    """The trainer's view: `stop` and `paused` are read between steps; `take_asks` empties the queue."""
+
+    def __init__(self, run_dir: str | Path, signalled: list | None = None):
+        self.run_dir = Path(run_dir)
+        self.signalled = signalled if signalled is not None else []  # the trainer's signal handlers append here
+
+    @property
+    def stop(self) -> bool:
+        return bool(self.signalled) or (self.run_dir / STOP).exists()
+
+    @property
+    def paused(self) -> bool:
+        return (self.run_dir / PAUSE).exists()
+
+    def take_asks(self) -> list[dict]:
+        """Prompts waiting for an answer, oldest first; each is removed as it is taken (asked once)."""
+        folder = self.run_dir / ASKS
+        if not folder.is_dir():
+            return []
+        asks = []
+        for path in sorted(folder.glob("*.json")):
+            try:
+                ask = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # written atomically, so only a foreign file can be unreadable: leave it
+            path.unlink(missing_ok=True)
+            if isinstance(ask, dict) and isinstance(ask.get("prompt"), str):
+                asks.append(ask)
+        return asks
+
+
+def clear(run_dir: str | Path) -> None:
+    """Forget requests left over from an earlier session of the run (before starting a trainer)."""
+    run_dir = Path(run_dir)
+    for name in (STOP, PAUSE):
+        (run_dir / name).unlink(missing_ok=True)
+    for path in (run_dir / ASKS).glob("*.json"):
+        path.unlink(missing_ok=True)
+
+
+def request_stop(run_dir: str | Path) -> None:
+    Path(run_dir, STOP).touch()
+
+
+def request_pause(run_dir: str | Path, paused: bool = True) -> None:
+    path = Path(run_dir, PAUSE)
+    if paused:
+        path.touch()
+    else:
+        path.unlink(missing_ok=True)
+
+
+def ask(run_dir: str | Path, prompt: str, max_new_tokens: int = MAX_NEW_TOKENS) -> str:
+    """Queue a prompt for the paused trainer; returns the id its "answer" event will carry."""
+    ask_id = f"{time.time_ns()}-{uuid.uuid4().hex[:6]}"  # sorts by time: answered in the order asked
+    atomic.write_json(Path(run_dir, ASKS, f"{ask_id}.json"),
+                      {"id": ask_id, "prompt": prompt, "max_new_tokens": int(max_new_tokens)})
+    return ask_id
