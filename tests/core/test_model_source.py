@@ -1,4 +1,7 @@
+import hashlib
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +38,121 @@ def test_unknown_models_are_sentences(name, error, words, tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(error, match=words):
         model_source.resolve(name, tmp_path / "models")
+
+
+# -- Listing what is on this machine: a real HF cache layout in tmp_path, nothing downloaded -------------
+
+RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+
+
+def cache_repo(cache: Path, repo_id: str, files: dict[str, bytes]) -> Path:
+    """Lay files out as huggingface_hub does: blobs by content hash, a snapshot of links, refs/main."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    for name, data in files.items():
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
+    return snapshot
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch, home) -> Path:
+    """A cache with a tiny random Llama saved by transformers, a config-only 70B and a broken entry."""
+    from tokenizers import Tokenizer, models
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    cache = tmp_path / "hf-cache"
+    saved = tmp_path / "saved"
+    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      num_key_value_heads=1, max_position_embeddings=128, tie_word_embeddings=True)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(saved)
+    Tokenizer(models.WordLevel({"[UNK]": 0, "hi": 1}, unk_token="[UNK]")).save(str(saved / "tokenizer.json"))
+    cache_repo(cache, "tiny-org/tiny-llama", {f.name: f.read_bytes() for f in saved.iterdir()})
+    cache_repo(cache, "meta-llama/Llama-3.1-70B", {"config.json": (RESOURCES / "models" / "llama-3.1-70b.json").read_bytes()})
+    (cache / "models--broken--repo").mkdir()  # no snapshots folder: the hub library calls it corrupted
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def by_name(entries) -> dict:
+    return {e.name: e for e in entries}
+
+
+def test_listing_finds_the_default_first_then_the_cache(hf_cache, home):
+    found = model_source.list_models(home / "models")
+    assert found[0].name == "default" and found[0].source == "bundled"
+    assert found[0].architecture == "llama" and found[0].context == 8192 and 130e6 < found[0].params < 140e6
+    assert found[0].note == "converted on first use"  # read from the GGUF header, nothing converted
+    entries = by_name(found)
+    tiny = entries["tiny-org/tiny-llama"]
+    assert (tiny.source, tiny.label, tiny.architecture, tiny.context, tiny.problem) == (
+        "HF cache", "tiny-llama", "llama", 128, "")
+    assert tiny.params == 64 * 16 + 2 * (16 * 16 + 2 * 16 * 8 + 16 * 16 + 3 * 16 * 32 + 2 * 16) + 16
+    assert tiny.size_bytes > 4 * tiny.params  # float32 weights, counted from the blobs
+    huge = entries["meta-llama/Llama-3.1-70B"]
+    assert huge.problem == "incomplete in the cache: lacks weights (*.safetensors), a tokenizer (tokenizer.json)"
+    assert 69e9 < huge.params < 72e9 and huge.config["num_hidden_layers"] == 80
+    broken = [e for e in found if e.source == "HF cache" and not e.name]
+    assert len(broken) == 1 and "models--broken--repo" in broken[0].problem
+    # a listed cache model resolves by the name shown, without a download
+    assert model_source.resolve("tiny-org/tiny-llama", home / "models").path == Path(tiny.path)
+
+
+def test_converted_models_and_folders_are_described(tmp_path, home, hf_cache):
+    models = home / "models"
+    converted = models / "mymodel-0123456789"
+    converted.mkdir()
+    (converted / "tuneforge_source.json").write_text(json.dumps({"gguf": "/gone/my.gguf", "label": "My model"}))
+    (models / ".half-written.tmp").mkdir()
+    found = by_name(model_source.list_models(models))
+    entry = found[str(converted)]
+    assert (entry.source, entry.label) == ("converted GGUF", "My model")
+    assert entry.problem.startswith("the model folder lacks config.json")
+    assert not [name for name in found if ".half-written" in name]
+    bad = tmp_path / "bad-config"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    assert "config.json cannot be read" in model_source.describe(str(bad), models).problem
+    assert model_source.describe(str(tmp_path / "nowhere"), models).problem.startswith("no longer on this machine")
+
+
+def test_fit_phrase_from_the_planner(hf_cache, home):
+    from app import model_catalog, operations
+
+    listed = {e.model.name: e for e in model_catalog.list_models(hardware_file=str(RESOURCES / "hardware" / "gpu-24gb.json"))}
+    tiny, huge = listed["tiny-org/tiny-llama"], listed["meta-llama/Llama-3.1-70B"]
+    assert tiny.fit.startswith("fits: LoRA on the GPU, ") and tiny.fit.endswith(" per 1,000 rows")
+    assert tiny.level == "good"
+    assert huge.fit.startswith("incomplete in the cache: lacks weights") and huge.level == "no"
+    # its shape alone still plans: streamed on a 24 GB GPU, too big for a 16 GB laptop without one
+    gpu = operations.machine_profile(str(RESOURCES / "hardware" / "gpu-24gb.json"))
+    cpu = operations.machine_profile(str(RESOURCES / "hardware" / "cpu-16gb-laptop.json"))
+    assert model_catalog.fit_answer(gpu, huge.model.config)[0].startswith("only with weights streamed from")
+    phrase, level = model_catalog.fit_answer(cpu, huge.model.config)
+    assert phrase.startswith("does not fit this machine: needs about ") and level == "no"
+    assert model_catalog.fit_answer(cpu, tiny.model.config)[0].startswith("CPU only: slow, ")
+    # on this machine, whatever it has, the tiny model fits one way or the other
+    here = {e.model.name: e for e in model_catalog.list_models()}
+    assert here["tiny-org/tiny-llama"].level in ("good", "slow")
+
+
+def test_models_used_before_are_listed_as_recent(hf_cache, home, tmp_path):
+    from app import model_catalog, operations
+
+    kept, gone = tmp_path / "kept-model", tmp_path / "gone-model"
+    kept.mkdir()
+    (kept / "config.json").write_text((RESOURCES / "models" / "llama-3.2-1b.json").read_text())
+    with operations.open_history() as db:
+        for run_id, model in (("r1", str(gone)), ("r2", str(kept)), ("r3", "default"), ("r4", "tiny-org/tiny-llama")):
+            db.create_run(run_id, "p", model=model)
+    listed = [e.model for e in model_catalog.list_models(hardware_file=str(RESOURCES / "hardware" / "gpu-24gb.json"))]
+    recent = {m.name: m for m in listed if m.source == "recent"}
+    assert set(recent) == {str(kept), str(gone)}  # the default and the cache model are listed once, as themselves
+    assert 1.1e9 < recent[str(kept)].params < 1.3e9 and "lacks weights" in recent[str(kept)].problem
+    assert recent[str(gone)].problem.startswith("no longer on this machine")
