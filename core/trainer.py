@@ -8,6 +8,9 @@ which the parent keeps as the run's log), writes the same events to `events.json
 folder for replay, records the run and its metrics in the SQLite history itself, and checkpoints
 atomically, so closing the window or the CLI never loses a run.
 
+Between steps it reads its run folder for requests (core/run_control.py): STOP, and PAUSE, during
+which the model stays loaded and answers the prompts the app leaves in asks/.
+
 Exit codes: 0 finished, 3 stopped on request (checkpoint saved), 2 known problem, 5 out of memory,
 anything else a bug (traceback in the log).
 """
