@@ -286,15 +286,19 @@ def run(prepare: Callable[[], tuple[Step, Observe | None]], batches: list[dict],
     return {"status": "oom"} if oom else {"status": "measured", **result}
 
 
-def session_config(cell: Cell, model_dir: Path, device: str, run_dir: str | Path) -> RunConfig:
-    """What the trainer would get for this cell; the run folder and history are never opened."""
+def session_config(cell: Cell, model_dir: Path, device: str, run_dir: str | Path,
+                   kernels: list[str] | str = "auto") -> RunConfig:
+    """What the trainer would get for this cell (our kernels as the trainer picks them unless given); the
+    run folder and history are never opened."""
     return RunConfig(run_id="benchmark", run_dir=str(Path(run_dir) / "run"), db_path=str(Path(run_dir) / "history.db"),
                      model_path=str(model_dir), data_path="unused", strategy=cell.strategy,
                      strategy_options=dict(cell.options), device=device, seq_len=cell.seq_len,
-                     micro_batch=cell.micro_batch, grad_accum=1, gradient_checkpointing=cell.checkpointing)
+                     micro_batch=cell.micro_batch, grad_accum=1, gradient_checkpointing=cell.checkpointing,
+                     kernels=kernels)
 
 
-def run_session(cell: Cell, model_dir: Path, device: str, steps: int, seed: int = 0) -> dict:
+def run_session(cell: Cell, model_dir: Path, device: str, steps: int, seed: int = 0,
+                kernels: list[str] | str = "auto") -> dict:
     """`steps` optimizer steps of the cell through core.training.Session on random batches, measured.
     Each step also records the optimizer's live state bytes, and LISA's active layers."""
     from core import training
@@ -304,7 +308,7 @@ def run_session(cell: Cell, model_dir: Path, device: str, steps: int, seed: int 
 
     def prepare():
         with tempfile.TemporaryDirectory(prefix="tuneforge-bench-run-") as run_dir:
-            session = training.Session(session_config(cell, model_dir, device, run_dir), total_steps=steps)
+            session = training.Session(session_config(cell, model_dir, device, run_dir, kernels), total_steps=steps)
 
         def step(micro_batches):
             return session.step(micro_batches)[1]
