@@ -1,11 +1,13 @@
 """Small painted widgets: the live loss curve, the planned-memory bar and the token-length histogram
-(no QtCharts needed)."""
+(no QtCharts needed). Their colours come from the palette (ui.theme.ChartInk), so they follow the theme."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPainterPath, QPalette, QPen
+from PySide6.QtGui import QFontMetrics, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from ui.theme import ChartInk
 
 GIB = 1024**3
 PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"]
@@ -45,14 +47,15 @@ class LossChart(QWidget):
         p = QPainter(self)
         p.setRenderHint(QPainter.Antialiasing)
         fm = QFontMetrics(self.font())
-        p.fillRect(self.rect(), QColor("#ffffff"))
+        ink = ChartInk(self.palette())
+        p.fillRect(self.rect(), ink.background)
         left, bottom = fm.horizontalAdvance("00.000") + 12, fm.height() + 8
         area = QRectF(left, 10, max(10, self.width() - left - 14), max(10, self.height() - bottom - 18))
-        p.setPen(QPen(QColor("#c8c8c8"), 1))
+        p.setPen(QPen(ink.frame, 1))
         p.drawRect(area)
         values = [v for _, v in self.points + self.eval_points]
         if not values:
-            p.setPen(QColor("#888888"))
+            p.setPen(ink.muted)
             p.drawText(area, Qt.AlignCenter, "The loss curve appears here once training starts.")
             return
         lo, hi = min(values), max(values)
@@ -69,7 +72,7 @@ class LossChart(QWidget):
             return QPointF(inner.left() + inner.width() * step / span,
                            area.bottom() - area.height() * (value - lo) / (hi - lo))
 
-        p.setPen(QColor("#666666"))
+        p.setPen(ink.muted)
         for value in (lo + pad, hi - pad):
             y = at(0, value).y()
             p.drawText(QRectF(0, y - fm.height() / 2, left - 6, fm.height()), Qt.AlignRight | Qt.AlignVCenter,
@@ -80,18 +83,18 @@ class LossChart(QWidget):
             path = QPainterPath(at(*self.points[0]))
             for s, v in self.points[1:]:
                 path.lineTo(at(s, v))
-            p.setPen(QPen(QColor(PALETTE[0]), 2))
+            p.setPen(QPen(ink.series(PALETTE[0]), 2))
             p.setBrush(Qt.NoBrush)
             p.drawPath(path)
             if len(self.points) == 1:
-                p.setBrush(QColor(PALETTE[0]))
+                p.setBrush(ink.series(PALETTE[0]))
                 p.drawEllipse(at(*self.points[0]), 3, 3)
         p.setPen(Qt.NoPen)
-        p.setBrush(QColor(PALETTE[1]))
+        p.setBrush(ink.series(PALETTE[1]))
         for s, v in self.eval_points:
             p.drawEllipse(at(s, v), 4, 4)
         legend = "— training loss" + ("   ● validation loss" if self.eval_points else "")
-        p.setPen(QColor("#444444"))
+        p.setPen(ink.muted)
         p.drawText(QRectF(area.left(), area.bottom() + 4, area.width(), fm.height()), Qt.AlignHCenter, legend)
 
 
@@ -122,11 +125,12 @@ class MemoryBar(QWidget):
         p = QPainter(self)
         p.setRenderHint(QPainter.Antialiasing)
         fm = QFontMetrics(self.font())
+        ink = ChartInk(self.palette())
         total = sum(self.terms.values())
         full = max(self.limit, total, 1)
         bar = QRectF(0.5, 0.5, self.width() - 1, 26)
-        p.setPen(QPen(QColor("#bbbbbb"), 1))
-        p.setBrush(QColor("#f2f2f2"))
+        p.setPen(QPen(ink.frame, 1))
+        p.setBrush(ink.track)
         p.drawRoundedRect(bar, 4, 4)
         x = bar.left()
         p.setPen(Qt.NoPen)
@@ -134,14 +138,14 @@ class MemoryBar(QWidget):
             w = bar.width() * value / full
             if value > 0:
                 w = max(w, 2.0)
-            p.setBrush(QColor(PALETTE[i % len(PALETTE)]))
+            p.setBrush(ink.series(PALETTE[i % len(PALETTE)]))
             p.drawRect(QRectF(x, bar.top() + 1, min(w, bar.right() - x), bar.height() - 2))
             x += w
         if total > self.limit > 0:  # the part beyond what the device offers
-            p.setPen(QPen(QColor("#c0392b"), 2))
+            p.setPen(QPen(ink.warn, 2))
             limit_x = bar.left() + bar.width() * self.limit / full
             p.drawLine(QPointF(limit_x, bar.top() - 0), QPointF(limit_x, bar.bottom()))
-        p.setPen(QColor("#333333"))
+        p.setPen(ink.text)
         share = f" ({100 * total / self.limit:.0f}%)" if self.limit else ""
         caption = f"{total / GIB:.2f} GiB of {self.limit / GIB:.1f} GiB{share}"
         p.drawText(bar.adjusted(8, 0, -8, 0), Qt.AlignRight | Qt.AlignVCenter, caption)
@@ -151,9 +155,9 @@ class MemoryBar(QWidget):
             top = bar.bottom() + 8 + row * self.ROW
             left = col * col_w
             p.setPen(Qt.NoPen)
-            p.setBrush(QColor(PALETTE[i % len(PALETTE)]))
+            p.setBrush(ink.series(PALETTE[i % len(PALETTE)]))
             p.drawRoundedRect(QRectF(left, top + (self.ROW - 12) / 2, 12, 12), 2, 2)
-            p.setPen(self.palette().color(QPalette.WindowText))
+            p.setPen(ink.text)
             text = fm.elidedText(f"{name}: {_size(value)}", Qt.ElideRight, int(col_w - 24))
             p.drawText(QRectF(left + 18, top, col_w - 20, self.ROW), Qt.AlignLeft | Qt.AlignVCenter, text)
 
@@ -183,10 +187,11 @@ class LengthHistogram(QWidget):
         p.setRenderHint(QPainter.Antialiasing)
         fm = QFontMetrics(self.font())
         area = QRectF(4, 4, self.width() - 8, self.height() - fm.height() - 10)
-        p.setPen(QPen(QColor("#c8ccd2")))
+        ink = ChartInk(self.palette())
+        p.setPen(QPen(ink.frame))
         p.drawLine(area.bottomLeft(), area.bottomRight())
         if not self.counts or len(self.edges) != len(self.counts) + 1:
-            p.setPen(self.palette().color(QPalette.PlaceholderText))
+            p.setPen(ink.muted)
             p.drawText(area, Qt.AlignCenter, "Token lengths appear here once a model is chosen.")
             return
         first = next(i for i, c in enumerate(self.counts + [1]) if c)  # start at the first bin with rows
@@ -203,15 +208,15 @@ class LengthHistogram(QWidget):
             h = area.height() * count / top
             cut = self.cutoff is not None and a >= self.cutoff
             p.fillRect(QRectF(x(a) + 0.5, area.bottom() - h, max(1.0, x(b) - x(a) - 1), h),
-                       QColor("#e15759" if cut else PALETTE[0]))
-        p.setPen(self.palette().color(QPalette.PlaceholderText))
+                       ink.series("#e15759" if cut else PALETTE[0]))
+        p.setPen(ink.muted)
         baseline = area.bottom() + fm.ascent() + 4
         p.drawText(QPointF(area.left(), baseline), f"{lo:.0f} tokens")
         right = f"{self.edges[-1]:.0f}"
         p.drawText(QPointF(x(self.edges[-1]) - fm.horizontalAdvance(right), baseline), right)
         if self.cutoff is None:
             return
-        p.setPen(QColor("#b03a3c"))
+        p.setPen(ink.warn)
         if not on_chart:
             p.drawText(area, Qt.AlignRight | Qt.AlignTop, f"cut-off at {self.cutoff} →")
             return
@@ -219,7 +224,7 @@ class LengthHistogram(QWidget):
         at = x(self.cutoff)
         left = at + 4 + fm.horizontalAdvance(label) > area.right()  # near the right edge: write it on the left
         p.drawText(QPointF(at - 4 - fm.horizontalAdvance(label) if left else at + 4, area.top() + fm.ascent()), label)
-        p.setPen(QPen(QColor("#e15759"), 1.5, Qt.DashLine))
+        p.setPen(QPen(ink.warn, 1.5, Qt.DashLine))
         p.drawLine(QPointF(at, area.top()), QPointF(at, area.bottom()))
 
 

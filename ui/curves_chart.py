@@ -1,7 +1,8 @@
 """Several loss curves on one pair of axes, painted like the other charts (ui/charts.py): comparing runs.
 
 Each series is a colour and a style: a solid line for training loss, a dashed line with dots for
-validation loss, so two runs read as two colours and two splits as two styles.
+validation loss, so two runs read as two colours and two splits as two styles. Background, axes and
+text come from the palette, and series colours are lightened on a dark one (ui.theme.ChartInk).
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPainterPath, QPen
+from PySide6.QtGui import QFontMetrics, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from ui.charts import PALETTE
+from ui.theme import ChartInk
 
 
 @dataclass
@@ -55,16 +57,17 @@ class CurvesChart(QWidget):
         p = QPainter(self)
         p.setRenderHint(QPainter.Antialiasing)
         fm = QFontMetrics(self.font())
-        p.fillRect(self.rect(), QColor("#ffffff"))
+        ink = ChartInk(self.palette())
+        p.fillRect(self.rect(), ink.background)
         left, bottom = fm.horizontalAdvance("00.000") + 12, fm.height() + 8
         legend = self._legend(fm, self.width() - left - 14)
         top = 8 + len(legend) * (fm.height() + 4)
         area = QRectF(left, top, max(10, self.width() - left - 14), max(10, self.height() - top - bottom - 6))
-        p.setPen(QPen(QColor("#c8c8c8"), 1))
+        p.setPen(QPen(ink.frame, 1))
         p.drawRect(area)
         points = [pt for s in self.series for pt in s.points]
         if not points:
-            p.setPen(QColor("#888888"))
+            p.setPen(ink.muted)
             p.drawText(area, Qt.AlignCenter | Qt.TextWordWrap, self.empty_text)
             return
         lo, hi = min(v for _, v in points), max(v for _, v in points)
@@ -78,7 +81,7 @@ class CurvesChart(QWidget):
             return QPointF(inner.left() + inner.width() * step / span,
                            area.bottom() - area.height() * (value - lo + pad) / (hi - lo + 2 * pad))
 
-        p.setPen(QColor("#666666"))
+        p.setPen(ink.muted)
         for value in (lo, hi):
             y = at(0, value).y()
             p.drawText(QRectF(0, y - fm.height() / 2, left - 6, fm.height()), Qt.AlignRight | Qt.AlignVCenter,
@@ -87,7 +90,7 @@ class CurvesChart(QWidget):
         p.drawText(axis, Qt.AlignLeft, "step 0")
         p.drawText(axis, Qt.AlignRight, str(span))
         for s in self.series:
-            pen = QPen(QColor(s.color), 2, Qt.DashLine if s.dashed else Qt.SolidLine)
+            pen = QPen(ink.series(s.color), 2, Qt.DashLine if s.dashed else Qt.SolidLine)
             path = QPainterPath(at(*s.points[0]))
             for step, value in s.points[1:]:
                 path.lineTo(at(step, value))
@@ -96,15 +99,15 @@ class CurvesChart(QWidget):
             p.drawPath(path)
             if s.dashed or len(s.points) == 1:
                 p.setPen(Qt.NoPen)
-                p.setBrush(QColor(s.color))
+                p.setBrush(ink.series(s.color))
                 for step, value in s.points:
                     p.drawEllipse(at(step, value), 3, 3)
         for row, entries in enumerate(legend):
             x, y = float(left), 6 + row * (fm.height() + 4) + fm.height() / 2
             for s, w in entries:
-                p.setPen(QPen(QColor(s.color), 2, Qt.DashLine if s.dashed else Qt.SolidLine))
+                p.setPen(QPen(ink.series(s.color), 2, Qt.DashLine if s.dashed else Qt.SolidLine))
                 p.drawLine(QPointF(x, y), QPointF(x + 22, y))
-                p.setPen(QColor("#333333"))
+                p.setPen(ink.text)
                 p.drawText(QRectF(x + 28, y - fm.height() / 2, w - 28, fm.height()), Qt.AlignLeft | Qt.AlignVCenter,
                            s.label)
                 x += w

@@ -1,6 +1,9 @@
 """PNG pictures of every page of the main window and of each wizard page, for reviews and the docs.
 
-    python -m ui.screenshots [FOLDER] [--theme light|dark]    (`make screenshots`; FOLDER defaults to ./screenshots)
+    python -m ui.screenshots [FOLDER] [--theme light|dark|both]    (`make screenshots`; FOLDER: ./screenshots)
+
+`both` takes every page in light, then switches the open window to dark and takes the pages with charts
+again as dark-*.png: the charts were built under light, so those pictures show that they follow a switch.
 
 It works in a temporary data folder holding two sample runs (written straight into the history, no
 training), with the bundled model (linked from your data folder when it was converted there already,
@@ -74,10 +77,21 @@ def wait(app, done, timeout: float = 180.0) -> None:
         app.processEvents()
 
 
+def scroll_to(widget) -> None:
+    """Scroll the nearest scroll area holding `widget` so that its top shows."""
+    from PySide6.QtWidgets import QScrollArea
+
+    area = widget.parentWidget()
+    while area is not None and not isinstance(area, QScrollArea):
+        area = area.parentWidget()
+    if area is not None:
+        area.ensureWidgetVisible(widget, 0, 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args.add_argument("folder", nargs="?", default="screenshots")
-    args.add_argument("--theme", choices=("light", "dark"), default="light")
+    args.add_argument("--theme", choices=("light", "dark", "both"), default="light")
     opts = args.parse_args(argv)
     no_display = not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
     if no_display and sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM"):
@@ -102,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runtime_env.prepare()
     app = QApplication.instance() or QApplication(["tuneforge-screenshots"])
-    theme.apply(opts.theme)
+    theme.apply("light" if opts.theme == "both" else opts.theme)
     out = Path(opts.folder)
     out.mkdir(parents=True, exist_ok=True)
     window = MainWindow()
@@ -127,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             wait(app, page.isComplete)
             shot(name)
+        if page is wizard.plan_page:  # the Advanced panel open, scrolled into view
+            page.advanced.toggle.click()
+            wait(app, lambda: True)
+            scroll_to(page.advanced.body)
+            shot("new-3-plan-advanced")
+            page.advanced.toggle.click()
         if i < len(names) - 1:
             wizard.button(QWizard.NextButton).click()
 
@@ -144,6 +164,20 @@ def main(argv: list[str] | None = None) -> int:
     shot("history-3-compare")
     window.show_page(SETTINGS)
     shot("settings")
+    if opts.theme == "both":
+        theme.apply("dark")
+        window.show_page(HISTORY)
+        history.select(run_ids[:1])
+        wait(app, lambda: history.detail_view is not None)
+        history.detail_view.tabs.setCurrentIndex(0)
+        shot("dark-history-2-run-training")
+        history.select(run_ids)
+        wait(app, lambda: history.stack.currentWidget() is history.compare_view)
+        shot("dark-history-3-compare")
+        window.show_page(NEW)
+        for name in ("dark-new-4-train", "dark-new-3-plan", "dark-new-2-data"):
+            wizard.back()
+            shot(name)
     window.close()
     tasks.wait_idle(30000)
     for path in saved:

@@ -7,8 +7,9 @@ choice always shows.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
+from PySide6.QtWidgets import QApplication
 
 DARK = {
     QPalette.Window: "#2b2d31", QPalette.WindowText: "#e3e5e8", QPalette.Base: "#1e1f22",
@@ -49,14 +50,27 @@ def apply(name: str) -> None:
         if can_ask:
             hints.unsetColorScheme()
         app.setPalette(QPalette())  # back to the platform's own palette
-        return
-    wanted = Qt.ColorScheme.Dark if name == "dark" else Qt.ColorScheme.Light
-    if can_ask:
-        hints.setColorScheme(wanted)
-    if can_ask and hints.colorScheme() == wanted:
-        app.setPalette(QPalette())  # the platform switched its palette itself
     else:
-        app.setPalette(palette(name))
+        wanted = Qt.ColorScheme.Dark if name == "dark" else Qt.ColorScheme.Light
+        if can_ask:
+            hints.setColorScheme(wanted)
+        if can_ask and hints.colorScheme() == wanted:
+            app.setPalette(QPalette())  # the platform switched its palette itself
+        else:
+            app.setPalette(palette(name))
+    _tell_styled_widgets()
+
+
+def _tell_styled_widgets() -> None:
+    """Qt sends no PaletteChange to a widget with a style sheet (its palette comes from the sheet), so a
+    widget that picks colours for the theme would keep the old ones, and palette(...) in a sheet is only read
+    when the sheet is set: tell them, and set their sheets again."""
+    if not isinstance(QGuiApplication.instance(), QApplication):
+        return
+    for widget in QApplication.allWidgets():
+        if widget.styleSheet():
+            QApplication.sendEvent(widget, QEvent(QEvent.PaletteChange))
+            widget.setStyleSheet(widget.styleSheet())
 
 
 def is_dark() -> bool:
@@ -68,3 +82,29 @@ def muted(widget):
     """Secondary text (hints, captions) in the palette's placeholder colour, so it follows light and dark."""
     widget.setForegroundRole(QPalette.PlaceholderText)
     return widget
+
+
+class ChartInk:
+    """A painted chart's colours, read from its widget's palette at paint time: the chart matches the theme,
+    and since Qt repaints a widget when the application palette changes, it follows a switch at once."""
+
+    def __init__(self, pal: QPalette):
+        self.background = pal.color(QPalette.Base)
+        self.text = pal.color(QPalette.Text)
+        self.dark = self.background.lightness() < 128
+        self.frame = mix(self.background, self.text, 0.25)  # the plot's box and axis lines
+        self.muted = mix(self.background, self.text, 0.6)  # tick labels, captions, empty-chart text
+        self.track = mix(self.background, self.text, 0.06)  # the unfilled part of a bar
+        self.warn = QColor("#ff6b6b" if self.dark else "#b03a3c")  # a limit or cut-off
+
+    def series(self, colour: str | QColor) -> QColor:
+        """A series colour that reads on this background: mid-tones made lighter on a dark one."""
+        c = QColor(colour)
+        if self.dark and c.lightnessF() < 0.62:
+            c.setHslF(max(c.hslHueF(), 0.0), c.hslSaturationF(), 0.62, c.alphaF())
+        return c
+
+
+def mix(a: QColor, b: QColor, t: float) -> QColor:
+    """The colour t of the way from a to b."""
+    return QColor.fromRgbF(*(x + (y - x) * t for x, y in zip(a.getRgbF()[:3], b.getRgbF()[:3])))

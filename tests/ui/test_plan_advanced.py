@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+from types import SimpleNamespace
+
 from PySide6.QtWidgets import QWizard
+
+from core import settings, strategies
+from core.hardware import GPU, HardwareProfile
+from ui.pages.plan_wishes import WishesPanel
+
+GIB = 1024**3
 
 
 def plan_page(wizard, advance, qtbot):
@@ -68,3 +77,84 @@ def test_a_wish_that_cannot_fit_says_so(make_wizard, advance, qtbot, tiny_model_
     replanned(page, qtbot, lambda b: not b.plan.fits and b.plan.micro_batch == 256)
     assert "does not fit what the device offers" in page.warnings.message
     assert page.warnings.styleSheet().count("#fdecea")  # shown as an error, not a hint
+
+
+def control(panel, name: str):
+    return next(c for c in panel.options.controls if c.name == name)
+
+
+def test_strategy_settings_cap_and_device_reach_the_plan_and_reset_clears_them(make_wizard, advance, qtbot,
+                                                                                 tiny_model_dir):
+    wizard = make_wizard(model=str(tiny_model_dir))
+    page = plan_page(wizard, advance, qtbot)
+    adv = page.advanced
+    fresh = adv.state()
+    page.what_if.setCurrentIndex(page.what_if.findText("What if: NVIDIA GeForce RTX 4090 (24 GB)"))
+    replanned(page, qtbot, lambda b: b.plan.device == "cuda")
+    adv.strategy.setCurrentIndex(adv.strategy.findData("lora"))
+    assert [c.name for c in adv.options.controls] == [o["name"] for o in strategies.describe_options("lora")]
+    r = control(adv, "r")
+    assert r.widget.text() == "Default (16)" and "Rank" in r.widget.toolTip() and r.value() is None
+    r.widget.setValue(32)
+    adv.memory_cap.setValue(3)
+    adv.device.setCurrentIndex(adv.device.findData("cpu"))  # the what-if has a GPU; train on the CPU instead
+    assert adv.overridden.text() == "4 settings overridden"
+    wishes = adv.wishes()
+    assert (wishes.options, wishes.memory_cap_bytes, wishes.device) == ({"r": 32}, 3 * GIB, "cpu")
+    replanned(page, qtbot, lambda b: (b.plan.device, b.plan.options["r"]) == ("cpu", 32)
+              and b.plan.memory_limit <= 3 * GIB)
+    assert "Memory capped at 3.00 GiB as you asked" in page.reasons.text()
+    r.widget.setValue(0)  # a value the strategy refuses: its sentence, and no plan
+    qtbot.waitUntil(lambda: bool(page.error.message), timeout=5000)
+    assert "Setting 'r': must be at least 1." in page.error.message and not page.session.bundle
+    adv.reset()
+    replanned(page, qtbot, lambda b: (b.plan.device, b.plan.options["r"]) == ("cuda", 16))
+    assert adv.state() == fresh and adv.overridden.text() == "" and not page.error.message
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyOptions:
+    r: int = settings.option(8, help="Rank.")
+    scale: float = settings.option(0.5, help="How much.")
+    fast: bool = settings.option(False, help="Hurry.")
+    mode: str = settings.option("a", help="'a' (the first) or 'b' (the second).")
+    names: str = settings.option("auto", help="'auto', or names separated by commas, e.g. 'x,y'.")
+    shape: list = settings.option([1, 2], help="For config files only.")
+
+
+class Toy(strategies.Strategy):
+    name, summary, Options = "toy", "A strategy the panel has never heard of.", ToyOptions
+
+
+def test_any_strategys_settings_show_as_typed_controls_and_follow_the_plan(qtbot, monkeypatch):
+    monkeypatch.setitem(strategies.REGISTRY, "toy", Toy())
+    panel = WishesPanel()
+    qtbot.addWidget(panel)
+    assert not panel.options.controls and "once there is a plan" in panel.options_title.text()
+    panel.show_strategy("toy")  # what the page tells it after a plan while the strategy is Auto
+    kinds = {c.name: (type(c.widget).__name__, c.widget.toolTip()) for c in panel.options.controls}
+    assert kinds == {"r": ("DefaultSpin", "Rank."), "scale": ("DefaultDoubleSpin", "How much."),
+                     "fast": ("QComboBox", "Hurry."), "mode": ("QComboBox", ToyOptions.__dataclass_fields__[
+                         "mode"].metadata["help"]), "names": ("QLineEdit", ToyOptions.__dataclass_fields__[
+                             "names"].metadata["help"])}
+    assert [control(panel, "mode").widget.itemText(i) for i in range(3)] == ["Default (a)", "a", "b"]
+    assert "planned strategy" in panel.options_title.text() and panel.wishes().options == {}
+    control(panel, "r").widget.stepBy(1)  # from Default, a step starts at the default itself
+    control(panel, "mode").widget.setCurrentIndex(2)
+    control(panel, "scale").widget.setValue(0.25)
+    assert panel.wishes().options == {"r": 8, "mode": "b", "scale": 0.25} and panel.count_overrides() == 3
+
+    gpus = [GPU(0, "Small", 12 * GIB, 11 * GIB), GPU(1, "Big", 80 * GIB, 79 * GIB)]
+    with qtbot.waitSignal(panel.changed):  # lora has r but not mode or scale: those go, and it plans again
+        panel.show_plan(SimpleNamespace(hardware=HardwareProfile(gpus=gpus), plan=SimpleNamespace(strategy="lora")))
+    assert panel.wishes().options == {"r": 8}
+    assert [panel.device.itemText(i) for i in range(panel.device.count())] == [
+        "Auto", "CPU", "GPU 0: Small (12 GiB)", "GPU 1: Big (80 GiB)"]
+    panel.device.setCurrentIndex(3)
+    assert (panel.wishes().device, panel.wishes().gpu_index) == ("cuda", 1)
+    panel.show_hardware(HardwareProfile(gpus=gpus[:1], source="what-if: x"))  # not this machine's GPUs
+    assert panel.device.count() == 4 and panel.device.currentData() == "cuda:1"
+    panel.reset()
+    wishes = panel.wishes()
+    assert (wishes.options, wishes.device, wishes.gpu_index, wishes.memory_cap_bytes) == ({}, None, None, None)
+    assert panel.count_overrides() == 0 and control(panel, "r").widget.text() == "Default (16)"

@@ -159,6 +159,7 @@ class PlanPage(Page):
     def _planned(self, bundle) -> None:
         self.session.bundle = bundle
         self.status.stop()
+        self.advanced.show_plan(bundle)  # the planned strategy's settings while Strategy is Auto; this machine's GPUs
         p = bundle.plan
         self.labels["strategy"].setText(p.strategy + ("" if p.strategy_built else " (not built yet)"))
         self.labels["settings"].setText(", ".join([f"{k} = {v}" for k, v in p.options.items()]

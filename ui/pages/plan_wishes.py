@@ -1,4 +1,8 @@
-"""The plan page's "Advanced" panel: override any setting the planner chose; every control starts at Auto."""
+"""The plan page's "Advanced" panel: override any setting the planner chose; every control starts at Auto.
+
+The strategy's own settings (ui/pages/strategy_options.py) are those of the chosen strategy, or, while the
+strategy is Auto, of the one the last plan chose (`show_plan`, called by the page after each plan).
+"""
 
 from __future__ import annotations
 
@@ -8,20 +12,28 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayo
 
 from core import strategies
 from core.errors import BadArgument
+from core.hardware import HardwareProfile
 from core.planner import Wishes
 from ui import theme
+from ui.pages.strategy_options import StrategyOptions
 
 AUTO = "Auto"
 LEARNING_RATES = ("1e-5", "2e-5", "5e-5", "1e-4", "2e-4", "5e-4", "1e-3")
+GIB = 1024**3
+THIS_MACHINE = "this machine"  # HardwareProfile.source when it is not a what-if
+
+
+def fixed(widget, width: int = 160):
+    widget.setMinimumWidth(width)
+    widget.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)
+    return widget
 
 
 def auto_spin(maximum: int, step: int = 1, suffix: str = "") -> QSpinBox:
     """A spin box whose 0 reads "Auto" (the planner decides)."""
     box = QSpinBox(minimum=0, maximum=maximum, singleStep=step, suffix=suffix)
     box.setSpecialValueText(AUTO)
-    box.setMinimumWidth(160)
-    box.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)
-    return box
+    return fixed(box)
 
 
 def auto_combo(items: list[tuple[str, object]]) -> QComboBox:
@@ -29,9 +41,7 @@ def auto_combo(items: list[tuple[str, object]]) -> QComboBox:
     box.addItem(AUTO, None)
     for text, data in items:
         box.addItem(text, data)
-    box.setMinimumWidth(160)
-    box.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)
-    return box
+    return fixed(box)
 
 
 class WishesPanel(QWidget):
@@ -52,23 +62,24 @@ class WishesPanel(QWidget):
 
         built = [(name, name) for name, s in strategies.REGISTRY.items() if s.built]
         self.strategy = auto_combo(built)
+        self.options_title = theme.muted(QLabel(wordWrap=True))
+        self.options = StrategyOptions()
+        self.options.edited.connect(self._edited)
+        self.planned: str | None = None  # what the last plan chose, shown while the strategy is Auto
         self.seq_len = auto_spin(131072, 128, " tokens")
         self.micro_batch = auto_spin(256)
         self.grad_accum = auto_spin(1024)
-        self.lr = QComboBox(editable=True)
+        self.lr = fixed(QComboBox(editable=True))
         self.lr.addItems([AUTO, *LEARNING_RATES])
-        self.lr.setMinimumWidth(160)
-        self.lr.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)
-        self.epochs = QDoubleSpinBox(minimum=0, maximum=100, singleStep=0.5, decimals=2, suffix=" epochs")
+        self.epochs = fixed(QDoubleSpinBox(minimum=0, maximum=100, singleStep=0.5, decimals=2, suffix=" epochs"))
         self.epochs.setSpecialValueText(AUTO)
-        self.epochs.setMinimumWidth(160)
-        self.epochs.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)
         self.checkpointing = auto_combo([("On", True), ("Off", False)])
-        self.packing = QComboBox()
+        self.packing = fixed(QComboBox())
         self.packing.addItem("Auto (on)", True)
         self.packing.addItem("Off", False)
-        self.packing.setMinimumWidth(160)
-        self.packing.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)
+        self.memory_cap = fixed(QDoubleSpinBox(minimum=0, maximum=4096, singleStep=0.5, decimals=1, suffix=" GiB"))
+        self.memory_cap.setSpecialValueText(AUTO)
+        self.device = auto_combo([("CPU", "cpu")])  # this machine's GPUs join once a plan names them
         self.reset_button = QPushButton("All back to Auto")
         self.reset_button.clicked.connect(self.reset)
 
@@ -76,6 +87,10 @@ class WishesPanel(QWidget):
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         for title, widget, hint in (
                 ("Strategy:", self.strategy, "how the model is trained (LoRA adapters, 4-bit base, all weights…)"),
+                ("Its settings:", self.options_title, ""),
+                ("", self.options, ""),
+                ("Device:", self.device, "where it trains; Auto takes the GPU with the most free memory"),
+                ("Memory cap:", self.memory_cap, "use at most this much of the GPU (of RAM on the CPU)"),
                 ("Sequence length:", self.seq_len, "longer rows are cut"),
                 ("Micro-batch:", self.micro_batch, "examples per forward pass; the main memory cost"),
                 ("Accumulation:", self.grad_accum, "micro-batches per optimizer step"),
@@ -84,8 +99,9 @@ class WishesPanel(QWidget):
                 ("Gradient checkpointing:", self.checkpointing, "recompute activations: less memory, slower"),
                 ("Packing:", self.packing, "several short rows share one sequence")):
             row = QHBoxLayout()
-            row.addWidget(widget)
-            row.addWidget(theme.muted(QLabel(hint, wordWrap=True)), 1)
+            row.addWidget(widget, 0 if hint else 1)
+            if hint:
+                row.addWidget(theme.muted(QLabel(hint, wordWrap=True)), 1)
             form.addRow(title, row)
         reset_row = QHBoxLayout()
         reset_row.addWidget(self.reset_button)
@@ -99,11 +115,13 @@ class WishesPanel(QWidget):
         layout.addLayout(header)
         layout.addWidget(self.body)
 
-        for box in (self.seq_len, self.micro_batch, self.grad_accum, self.epochs):
+        for box in (self.seq_len, self.micro_batch, self.grad_accum, self.epochs, self.memory_cap):
             box.valueChanged.connect(self._edited)
-        for box in (self.strategy, self.checkpointing, self.packing):
+        for box in (self.checkpointing, self.packing, self.device):
             box.currentIndexChanged.connect(self._edited)
+        self.strategy.currentIndexChanged.connect(self._strategy_chosen)
         self.lr.currentTextChanged.connect(self._edited)
+        self._show_options(None)
 
     def _fold(self, open_: bool) -> None:
         self.toggle.setArrowType(Qt.DownArrow if open_ else Qt.RightArrow)
@@ -114,21 +132,82 @@ class WishesPanel(QWidget):
         self.overridden.setText(f"{n} setting{'s' if n != 1 else ''} overridden" if n else "")
         self.changed.emit()
 
+    # --- the strategy's own settings ---------------------------------------------------------------------
+    def _strategy_chosen(self, *_) -> None:
+        self._show_options(self.strategy.currentData() or self.planned)
+        self._edited()
+
+    def show_plan(self, bundle) -> None:
+        """After each plan (app.operations.PlanBundle): its strategy's settings while the strategy is Auto, and
+        this machine's GPUs in the device list."""
+        self.show_hardware(bundle.hardware)
+        self.show_strategy(bundle.plan.strategy)
+
+    def show_strategy(self, name: str) -> None:
+        """The planned strategy, whose settings show while the strategy is Auto. A changed setting the new one
+        lacks is dropped (and the plan made again), so the controls always say what the plan was asked."""
+        self.planned = name
+        if self.strategy.currentData() is None and name != self.options.strategy:
+            before = self.options.state()
+            self._show_options(name)
+            if self.options.state() != before:
+                self._edited()
+
+    def _show_options(self, name: str | None) -> None:
+        self.options.show_strategy(name)
+        auto = self.strategy.currentData() is None
+        self.options_title.setText(
+            "those of the planned strategy show once there is a plan" if not name else
+            f"{name}'s{' (the planned strategy)' if auto else ''}; each starts at its default (hover for help)"
+            if self.options.controls else f"{name} has none")
+
+    # --- the device --------------------------------------------------------------------------------------
+    def show_hardware(self, hardware: HardwareProfile) -> None:
+        """List this machine's GPUs (a what-if profile's are not this machine's, so they are not listed)."""
+        if hardware.source != THIS_MACHINE:
+            return
+        wanted = [(f"GPU {g.index}: {g.name} ({g.total_bytes / GIB:.0f} GiB)", f"cuda:{g.index}")
+                  for g in hardware.gpus]
+        listed = [(self.device.itemText(i), self.device.itemData(i)) for i in range(2, self.device.count())]
+        if wanted == listed:
+            return
+        chosen = self.device.currentData()
+        self.device.blockSignals(True)
+        while self.device.count() > 2:
+            self.device.removeItem(2)
+        for text, data in wanted:
+            self.device.addItem(text, data)
+        self.device.setCurrentIndex(max(0, self.device.findData(chosen)))
+        self.device.blockSignals(False)
+        if self.device.currentData() != chosen:
+            self._edited()
+
+    def device_wish(self) -> tuple[str | None, int | None]:
+        data = self.device.currentData()
+        if not data:
+            return None, None
+        kind, _, index = data.partition(":")
+        return kind, int(index) if index else None
+
+    # --- all of them -------------------------------------------------------------------------------------
     def state(self) -> tuple:
         """The raw control values, to tell whether the plan on screen was made for them."""
         return (self.strategy.currentIndex(), self.seq_len.value(), self.micro_batch.value(), self.grad_accum.value(),
                 self.lr.currentText().strip(), self.epochs.value(), self.checkpointing.currentIndex(),
-                self.packing.currentIndex())
+                self.packing.currentIndex(), self.memory_cap.value(), self.device.currentData(),
+                self.options.state())
 
     def count_overrides(self) -> int:
         return sum((self.strategy.currentIndex() > 0, self.seq_len.value() > 0, self.micro_batch.value() > 0,
                     self.grad_accum.value() > 0, self.lr.currentText().strip() not in ("", AUTO),
-                    self.epochs.value() > 0, self.checkpointing.currentIndex() > 0, self.packing.currentIndex() > 0))
+                    self.epochs.value() > 0, self.checkpointing.currentIndex() > 0, self.packing.currentIndex() > 0,
+                    self.memory_cap.value() > 0, self.device.currentIndex() > 0, len(self.options.state())))
 
     def reset(self) -> None:
-        for box in (self.seq_len, self.micro_batch, self.grad_accum, self.epochs):
+        self.options.reset()
+        for box in (self.seq_len, self.micro_batch, self.grad_accum, self.epochs, self.memory_cap):
             box.setValue(0)
-        for box in (self.strategy, self.checkpointing, self.packing, self.lr):
+        for box in (self.strategy, self.checkpointing, self.packing, self.lr, self.device):
             box.setCurrentIndex(0)
 
     def learning_rate(self) -> float | None:
@@ -146,7 +225,10 @@ class WishesPanel(QWidget):
 
     def wishes(self, max_steps: int | None = None) -> Wishes:
         """What the controls ask for; raises BadArgument (a sentence) for a value that cannot be a wish."""
+        device, gpu_index = self.device_wish()
         return Wishes(strategy=self.strategy.currentData(), seq_len=self.seq_len.value() or None,
                       micro_batch=self.micro_batch.value() or None, grad_accum=self.grad_accum.value() or None,
                       lr=self.learning_rate(), epochs=self.epochs.value() or None, max_steps=max_steps,
-                      checkpointing=self.checkpointing.currentData(), packing=self.packing.currentData())
+                      checkpointing=self.checkpointing.currentData(), packing=self.packing.currentData(),
+                      memory_cap_bytes=int(self.memory_cap.value() * GIB) or None, device=device,
+                      gpu_index=gpu_index, options=self.options.values())
