@@ -43,7 +43,9 @@ class RunSummary:
     @classmethod
     def of(cls, run: dict) -> "RunSummary":
         started, ended = run.get("started_at"), run.get("ended_at")
-        if started and ended:
+        if run.get("trained_s"):  # every session of the run, pauses left out
+            took = run["trained_s"]
+        elif started and ended:
             took = max(0.0, ended - started)
         elif started and run["status"] == "running":
             took = max(0.0, time.time() - started)

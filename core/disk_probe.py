@@ -10,6 +10,7 @@ device id, so a start of the app does not repeat them.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ def device_id(folder: str | Path) -> str:
 def measure(folder: str | Path, size: int = 64 << 20) -> DiskSpeed:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f".tuneforge-disk-probe-{os.getpid()}"
+    path = folder / f".tuneforge-disk-probe-{os.getpid()}-{threading.get_ident()}"  # unique per thread too
     block = os.urandom(CHUNK)  # random bytes: a compressing filesystem cannot flatter the figure
     chunks = max(1, size // CHUNK)
     try:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import dataclasses
 import platform
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import disk_probe
 from core.errors import BadArgument
 from core.settings import read_json_object
+
+_probing = threading.Lock()  # see _disk_speed
 
 
 @dataclass
@@ -109,10 +112,13 @@ def profile_machine(data_dir: str | Path, history=None, reprobe: bool = False) -
 def _disk_speed(data_dir: Path, history, reprobe: bool) -> dict:
     if history is None:
         return {}
-    cached = None if reprobe else history.disk_probe(disk_probe.device_id(data_dir))
-    if cached is None:
-        cached = dataclasses.asdict(disk_probe.measure(data_dir))
-        history.save_disk_probe({**cached, "path": str(data_dir)})
+    # One probe at a time: two windows' tasks (the model list's fit answers and a plan) profiling at once
+    # would measure the same disk twice, each slowing the other; the second finds the first's result.
+    with _probing:
+        cached = None if reprobe else history.disk_probe(disk_probe.device_id(data_dir))
+        if cached is None:
+            cached = dataclasses.asdict(disk_probe.measure(data_dir))
+            history.save_disk_probe({**cached, "path": str(data_dir)})
     return {"disk_write_bytes_per_s": cached["write_bytes_per_s"], "disk_read_bytes_per_s": cached["read_bytes_per_s"]}
 
 

@@ -17,7 +17,7 @@ import sqlite_utils
 
 from core.errors import KnownError, RunNotFound
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Run statuses. "running" with a dead trainer is shown as "interrupted" by the app.
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
@@ -75,6 +75,9 @@ class History:
         if version < 3:
             with self.db.conn:
                 self._migrate_to_v3()
+        if version < 4:
+            with self.db.conn:
+                self._migrate_to_v4()
 
     def _create_v1(self) -> None:
         db = self.db
@@ -135,6 +138,16 @@ class History:
             self.db["plans"].insert({"run_id": row["id"], "seq": 1, "created_at": row["created_at"],
                                      "reason": "first plan", "plan": row["plan"]}, ignore=True)
         self.db["meta"].upsert({"key": "schema_version", "value": "3"}, pk="key")
+
+    def _migrate_to_v4(self) -> None:
+        """v4: seconds a run has trained over all its sessions, pauses left out (started_at/ended_at span
+        only the latest session, so a resumed run looked shorter than it was). Older runs get their
+        latest session's span, the best that is known of them."""
+        if "trained_s" not in self.db["runs"].columns_dict:
+            self.db["runs"].add_column("trained_s", float)
+        self.db.execute("update runs set trained_s = ended_at - started_at "
+                        "where trained_s is null and ended_at is not null and started_at is not null")
+        self.db["meta"].upsert({"key": "schema_version", "value": "4"}, pk="key")
 
     # -- plans ----------------------------------------------------------------------------------
     def add_plan(self, run_id: str, plan: dict, reason: str) -> int:

@@ -152,6 +152,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         emit("checkpoint", step=session.step_index, path=str(path))
 
     started, first_step, loss_value = time.time(), session.step_index, None
+    trained_before = db.run(cfg.run_id).get("trained_s") or 0.0  # earlier sessions of a resumed run
     while session.step_index < total:
         if control.paused and not control.stop:
             started += hold(cfg, db, emit, session, tok, control)
@@ -174,7 +175,8 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         lr = session.scheduler.get_last_lr()[0]
         db.add_metric(cfg.run_id, step, "train", loss_value, lr=lr, tokens_per_s=tokens / dt, elapsed_s=elapsed,
                       memory_bytes=mem)
-        db.update_run(cfg.run_id, steps_done=step, final_loss=loss_value, best_loss=best)
+        db.update_run(cfg.run_id, steps_done=step, final_loss=loss_value, best_loss=best,
+                      trained_s=trained_before + elapsed)
         emit("step", step=step, total_steps=total, loss=round(loss_value, 5), lr=lr, tokens_per_s=round(tokens / dt, 1),
              elapsed_s=round(elapsed, 2), eta_s=round(eta, 1), memory_bytes=mem,
              epoch=round(step / per_epoch, 3))

@@ -109,5 +109,8 @@ def test_pause_try_continue_and_stop_from_a_window_opened_later(home, tiny_model
         assert job.wait(60).status == "stopped"
         kinds = [e["kind"] for e in ops.open_history().events(cfg.run_id)]
         assert "paused" in kinds and "resumed" in kinds
+        resumed = next(e for e in job.events if e["event"] == "resumed")
+        run = ops.get_run(cfg.run_id)  # the time it trained leaves the pause out
+        assert 0 < run["trained_s"] <= run["ended_at"] - run["started_at"] - (resumed["at"] - paused["at"]) + 0.1
     finally:
         job.kill()

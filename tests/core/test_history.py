@@ -59,16 +59,19 @@ def test_an_older_schema_is_migrated_in_place(tmp_path):
     path = tmp_path / "h.sqlite"
     h = history.History(path)
     h.create_run("20260101-000000-aaaa", "p", plan={"strategy": "lora"})
+    h.update_run("20260101-000000-aaaa", started_at=1000.0, ended_at=1090.0)
     h.close()
     conn = sqlite3.connect(path)  # make it a version-1 file, as the first release wrote it
+    conn.execute("alter table runs drop column trained_s")
     conn.execute("drop table disk_probes")
     conn.execute("drop table plans")
     conn.execute("update meta set value='1' where key='schema_version'")
     conn.commit()
     conn.close()
     h = history.History(path)
-    assert h.schema_version() == history.SCHEMA_VERSION == 3
+    assert h.schema_version() == history.SCHEMA_VERSION == 4
     assert "disk_probes" in h.db.table_names() and h.run("last")["id"] == "20260101-000000-aaaa"
+    assert h.run("last")["trained_s"] == 90.0  # v4: the span its one session took
     assert [(p["seq"], p["reason"], p["plan"]) for p in h.plans("20260101-000000-aaaa")] == \
         [(1, "first plan", {"strategy": "lora"})]
     h.close()
