@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import traceback
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout
 
 from core.errors import KnownError
+from ui import theme
 
-# (background, border, text): a light box with dark text, in a dark theme too
+# kind → theme is dark → (background, border, text)
 STYLES = {
-    "error": ("#fdecea", "#f5c2bd", "#7a1c12"),
-    "warning": ("#fff6e0", "#f0d48a", "#6b4b00"),
-    "info": ("#e8f1fd", "#b9d3f5", "#173f73"),
+    "error": {False: ("#fdecea", "#f5c2bd", "#7a1c12"), True: ("#3b2220", "#7a3b35", "#ffb4a8")},
+    "warning": {False: ("#fff6e0", "#f0d48a", "#6b4b00"), True: ("#3a3120", "#8a6d2a", "#ffd98a")},
+    "info": {False: ("#e8f1fd", "#b9d3f5", "#173f73"), True: ("#1d2a3a", "#3d5f8a", "#b3d1ff")},
 }
 
 
@@ -63,10 +64,8 @@ class ErrorPanel(QFrame):
         self.show_message(text, details)
 
     def show_message(self, text: str, details: str | None = None, kind: str = "error") -> None:
-        background, border, ink = STYLES[kind]
-        self.setStyleSheet(f"QFrame#messagePanel {{ background: {background}; border: 1px solid {border}; "
-                           f"color: {ink}; border-radius: 6px; }}"
-                           f"QFrame#messagePanel QLabel {{ border: none; background: transparent; color: {ink}; }}")
+        self.kind = kind
+        self._style()
         self.text.setText(text)
         self.details.setPlainText(details or "")
         has_details = bool(details)
@@ -75,6 +74,19 @@ class ErrorPanel(QFrame):
         self.details_button.setChecked(False)
         self.details.setVisible(False)
         self.show()
+
+    def _style(self) -> None:
+        background, border, ink = STYLES[self.kind][theme.is_dark()]
+        sheet = (f"QFrame#messagePanel {{ background: {background}; border: 1px solid {border}; "
+                 f"color: {ink}; border-radius: 6px; }}"
+                 f"QFrame#messagePanel QLabel {{ border: none; background: transparent; color: {ink}; }}")
+        if sheet != self.styleSheet():  # setting a sheet may itself signal a palette change: set it only once
+            self.setStyleSheet(sheet)
+
+    def changeEvent(self, event) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.PaletteChange and getattr(self, "kind", None):  # the theme switched
+            self._style()
 
     def clear(self) -> None:
         self.text.clear()

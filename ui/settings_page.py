@@ -16,9 +16,7 @@ THEME_NAMES = {"system": "Follow the system", "light": "Light", "dark": "Dark"}
 
 
 def hint(text: str) -> QLabel:
-    label = QLabel(text, wordWrap=True)
-    label.setStyleSheet("color: #6b7380;")
-    return label
+    return theme.muted(QLabel(text, wordWrap=True))
 
 
 class FolderField(QWidget):

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QLabel, QSplitter
                                QVBoxLayout, QWidget)
 
 from app.history_service import Comparison
+from ui import theme
 from ui.charts import PALETTE
 from ui.curves_chart import CurvesChart, run_series
 from ui.history.run_table import loss_text
@@ -79,8 +80,7 @@ class CompareView(QWidget):
                 item = QTableWidgetItem(text)
                 item.setToolTip(text)
                 if row < len(results):  # results first, set apart from the settings below them
-                    item.setBackground(QBrush(QColor("#eef2f7")))
-                    item.setForeground(QBrush(QColor("#1f2933")))
+                    item.setBackground(QBrush(QColor("#2a3441" if theme.is_dark() else "#eef2f7")))
                 self.table.setItem(row, col, item)
         self.chart.set_series(run_series(comparison.curves, {a.id: short(a.id), b.id: short(b.id)}))
 

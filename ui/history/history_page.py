@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPushButton, QSpl
                                QWidget)
 
 from app import history_service as hs
+from ui import theme
 from ui.error_panel import ErrorPanel
 from ui.history.compare_view import CompareView
 from ui.history.run_detail import RunDetailView
@@ -53,7 +54,7 @@ class HistoryPage(QWidget):
         self.table.itemSelectionChanged.connect(self._selection_changed)
         self.status = BusyLine()
         self.placeholder = QLabel(HINT, alignment=Qt.AlignCenter, wordWrap=True)
-        self.placeholder.setStyleSheet("color: #6b7380;")
+        theme.muted(self.placeholder)
         self.compare_view = CompareView()
         self.stack = QStackedWidget()
         self.stack.addWidget(self.placeholder)

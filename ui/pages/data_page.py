@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea,
                                QTextEdit, QVBoxLayout, QWidget)
@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QFileDialog, QFormLayout, QFrame, QHBoxLayout, QL
 from app import operations as ops
 from app import paths
 from core.data import dataset, formats
+from ui import theme
 from ui.charts import LengthHistogram
 from ui.pages.base import BusyLine, Page, Session
 from ui.pages.reading_choices import ReadingChoices
@@ -38,10 +39,9 @@ class DropZone(QFrame):
         self.setAcceptDrops(True)
         self.setObjectName("dropZone")
         self.title = QLabel("Drop a dataset here", alignment=Qt.AlignCenter)
-        # The zone is a light card in a dark theme too: its text stays dark.
-        self.title.setStyleSheet("font-size: 11pt; font-weight: 600; border: none; color: #1f2933;")
-        self.hint = QLabel(alignment=Qt.AlignCenter, wordWrap=True)
-        self.hint.setStyleSheet("color: #555; border: none;")
+        self.title.setStyleSheet("font-size: 11pt; font-weight: 600; border: none;")
+        self.hint = theme.muted(QLabel(alignment=Qt.AlignCenter, wordWrap=True))
+        self.hint.setStyleSheet("border: none;")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(12, 12, 12, 12)
         layout.addWidget(self.title)
@@ -54,9 +54,17 @@ class DropZone(QFrame):
                           "here to change it.")
 
     def _highlight(self, on: bool) -> None:
-        colour, background = ("#2f6fce", "#eaf2fe") if on else ("#9aa5b1", "#f8f9fb")
-        self.setStyleSheet(f"QFrame#dropZone {{ border: 2px dashed {colour}; border-radius: 8px; "
-                           f"background: {background}; }}")
+        self.lit = on
+        colour, background = (("#6fa3ff", "#1f2b3d") if on else ("#6b7380", "#25272b")) if theme.is_dark() else \
+            (("#2f6fce", "#eaf2fe") if on else ("#9aa5b1", "#f8f9fb"))
+        sheet = f"QFrame#dropZone {{ border: 2px dashed {colour}; border-radius: 8px; background: {background}; }}"
+        if sheet != self.styleSheet():  # setting a sheet may itself signal a palette change: set it only once
+            self.setStyleSheet(sheet)
+
+    def changeEvent(self, event) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.PaletteChange:  # the theme switched: the card's colours follow
+            self._highlight(getattr(self, "lit", False))
 
     def dragEnterEvent(self, event) -> None:
         if local_path(event.mimeData()):

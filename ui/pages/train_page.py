@@ -91,8 +91,7 @@ class TrainPage(Page):
         stats = QGridLayout()
         for col, (key, title) in enumerate((("loss", "Loss"), ("eta", "Time left"), ("speed", "Speed"),
                                             ("memory", "Memory"))):
-            caption = QLabel(title)
-            caption.setStyleSheet("color: #666;")
+            caption = theme.muted(QLabel(title))
             self.stat[key].setStyleSheet("font-size: 12pt; font-weight: 600;")
             stats.addWidget(caption, 0, col)
             stats.addWidget(self.stat[key], 1, col)
