@@ -5,9 +5,11 @@
 `both` takes every page in light, then switches the open window to dark and takes the pages with charts
 again as dark-*.png: the charts were built under light, so those pictures show that they follow a switch.
 
-It works in a temporary data folder holding two sample runs (written straight into the history, no
-training), with the bundled model (linked from your data folder when it was converted there already,
-else converted once, which takes a minute). Without a display it draws offscreen.
+It works in a temporary data folder holding two sample runs (written straight into the history), with
+the bundled model (linked from your data folder when it was converted there already, else converted
+once, which takes a minute). The train page is a real run of it on the demo data: a few steps, then
+paused and asked a question, then stopped (about a minute on a laptop's CPU). Without a display it
+draws offscreen.
 """
 
 from __future__ import annotations
@@ -109,7 +111,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from PySide6.QtWidgets import QApplication, QWizard
 
-    from app.supervisor import Outcome
     from core import runtime_env
     from ui import tasks, theme
     from ui.main_window import HISTORY, NEW, SETTINGS, MainWindow
@@ -134,10 +135,20 @@ def main(argv: list[str] | None = None) -> int:
     names = ["new-1-model", "new-2-data", "new-3-plan", "new-4-train", "new-5-export"]
     for i, name in enumerate(names):
         page = wizard.currentPage()
-        if page is wizard.train_page:  # what the page shows after a run, without training one
-            wizard.session.run_id, wizard.session.outcome = run_ids[0], Outcome("done", "finished", 0)
+        if page is wizard.train_page:  # a real run of the bundled model: a few steps, paused, asked a question
+            page.start_button.click()
+            wait(app, lambda: len(page.loss_chart.points) >= 3, timeout=600)
+            page.pause_button.click()
+            wait(app, page.try_box.isVisible, timeout=300)
+            page.try_box.prompt_edit.setText("What is the capital of France?")
+            page.try_box.ask()
+            wait(app, lambda: bool(page.try_box.pane.text.toPlainText()), timeout=300)
             shot(name)
-            page.completeChanged.emit()
+            page.stop_button.click()  # a checkpoint and the result, which the export page then offers
+            wait(app, page.isComplete, timeout=300)
+        elif page is wizard.model_page:  # resolved, and the list of models filled
+            wait(app, lambda: page.isComplete() and not page.busy("catalog"))
+            shot(name)
         else:
             wait(app, page.isComplete)
             shot(name)
@@ -152,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
     window.show_page(HISTORY)
     history = window.history
-    wait(app, lambda: history.table.topLevelItemCount() == len(run_ids))
+    wait(app, lambda: history.table.topLevelItemCount() == len(run_ids) + 1)  # and the run trained above
     shot("history-1-list")
     history.select(run_ids[:1])
     wait(app, lambda: history.detail_view is not None)

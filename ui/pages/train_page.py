@@ -275,7 +275,7 @@ class TrainPage(Page):
             self.status.start("Re-planned after running out of memory; continuing…")
             self.append(f"{e.get('text', '')} Continuing from the last checkpoint.")
         elif kind == "paused":
-            self.status.stop(f"⏸ {sentence(e.get('text', 'Paused'))}")
+            self.status.stop(sentence(e.get("text", "Paused")))
             self.append(sentence(e.get("text", "Paused")))
             self._show_paused(True)
             self.try_box.open_for(self.job)
