@@ -2,7 +2,8 @@
 
 A checkpoint is a folder `checkpoints/step-000050/` holding the trained parameters
 (`trainable.safetensors`), the optimizer and scheduler state (`optimizer.pt`, tensors only, read
-back with weights_only=True), the RNG states and `state.json`. It is assembled under a temporary
+back with weights_only=True), the RNG states and `state.json`; with optimizer state spilled to disk
+(LISA's `spill_state`), also a copy of the spill file, which `optimizer.pt` indexes. It is assembled under a temporary
 name and renamed, so a crash mid-write leaves the previous checkpoint intact.
 """
 
@@ -17,6 +18,7 @@ from core import atomic
 from core.errors import KnownError
 
 DIR = "checkpoints"
+SPILLED = "spilled-optimizer-state.bin"  # a copy of the run's spill file, indexed by optimizer.pt's "spilled"
 
 
 def save(run_dir: Path, step: int, params: dict, optimizer, scheduler, state: dict, keep: int = 2) -> Path:
@@ -29,6 +31,9 @@ def save(run_dir: Path, step: int, params: dict, optimizer, scheduler, state: di
     with atomic.folder(target, replace=True) as tmp:
         save_file(trainable, str(tmp / "trainable.safetensors"))
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
+        spill = getattr(optimizer, "spill", None)  # optimizer state spilled to disk (core.offload.spill)
+        if spill is not None:
+            spill.save_copy(tmp / SPILLED)
         torch.save(_rng_state(), tmp / "rng.pt")
         (tmp / "state.json").write_text(json.dumps({**state, "step": step, "trained": list(params)}, indent=2))
     for old in sorted((Path(run_dir) / DIR).glob("step-*"))[:-keep]:
@@ -61,6 +66,8 @@ def load(path: Path, params: dict, optimizer, scheduler, model_params: dict | No
     state = json.loads((path / "state.json").read_text())
     opt = torch.load(path / "optimizer.pt", weights_only=True)
     if state.get("trained", list(params)) == list(params):
+        if opt["optimizer"].get("spilled"):
+            opt["optimizer"]["spill_file"] = str(path / SPILLED)
         optimizer.load_state_dict(opt["optimizer"])
     else:
         state["optimizer_reset"] = True

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from core import strategies
 from core.model_shape import ModelShape
+from core.offload.weight_store import STAGING
 
 GIB = 1024**3
 
@@ -79,6 +80,9 @@ class Setup:
     on_gpu: bool = True
     offload: str = ""  # "", "optimizer" (states in RAM) or "weights" (frozen weights streamed from RAM/NVMe)
     weights_on_disk: bool = False  # offloaded weights live on NVMe, not RAM
+    activations_on_host: bool = False  # what forward saves for backward waits in pinned RAM
+    resident_layers: int = 2  # streamed weights: layers on the device at a time (the offload strategy's ring)
+    quantized_base: bool = True  # a 4-bit strategy's base really is 4-bit (offload's quantize=False streams 16-bit)
     keep_checkpoints: int = 2
 
     @property
@@ -87,7 +91,7 @@ class Setup:
 
     @property
     def weight_storage(self) -> str:
-        if strategies.get(self.strategy, need_built=False).base_storage == "nf4":
+        if strategies.get(self.strategy, need_built=False).base_storage == "nf4" and self.quantized_base:
             return "nf4"
         return {2: "bf16", 4: "fp32"}[self.compute_bytes]
 
@@ -124,6 +128,13 @@ def weight_bytes(shape: ModelShape, storage: str) -> int:
     if storage == "int8":
         return int(linear * INT8_BYTES) + rest * 2
     raise ValueError(f"unknown weight storage {storage!r}; one of {', '.join(WEIGHT_STORAGE)}")
+
+
+def layer_weight_bytes(shape: ModelShape, storage: str) -> int:
+    """Bytes of the decoder layers' weights alone: what the offload strategy streams (embeddings, head and
+    final norm, in 16-bit or fp32, stay on the device)."""
+    outside = (shape.params - shape.layers * shape.block_params) * (4 if storage == "fp32" else 2)
+    return weight_bytes(shape, storage) - outside
 
 
 def trainable_params(shape: ModelShape, s: Setup) -> int:
@@ -169,6 +180,14 @@ def activation_bytes(shape: ModelShape, s: Setup) -> int:
     return saved_after_forward(shape, s) + recompute
 
 
+def activations_moved(shape: ModelShape, s: Setup) -> int:
+    """What `activations_on_host` sends to RAM each micro-batch: everything forward saves outside the weights,
+    except the inputs checkpointed layers keep themselves (the fp32 log-softmax output moves too, but comes
+    back first in backward, so the logits' peak stays)."""
+    kept = shape.layers * s.compute_bytes * shape.hidden * s.tokens if s.checkpointing else 0
+    return saved_after_forward(shape, s) - kept + s.tokens * shape.vocab * LOGITS_SAVED_BYTES
+
+
 def logits_bytes(shape: ModelShape, s: Setup) -> int:
     return s.tokens * shape.vocab * (LOGITS_SAVED_BYTES + LOGITS_BACKWARD_BYTES)
 
@@ -191,12 +210,18 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     dev = est.device
 
     if offload == "weights":
-        # Frozen weights stream in layer by layer: two layers resident (the one computing, the next arriving).
-        dev["weights (2 layers resident, rest streamed)"] = 2 * weight_bytes(shape, s.weight_storage) // shape.layers
+        # The weights stream through a ring of `resident_layers` buffers (the one computing, the next arriving).
+        # Over a frozen base (core/offload/stream.py) only the decoder layers stream: embeddings, head and final
+        # norm stay on the device, in 16-bit.
+        outside = 0 if full_like else weights - layer_weight_bytes(shape, s.weight_storage)
+        per_layer = (weights - outside) // shape.layers
+        dev[f"weights ({s.resident_layers} layers resident, rest streamed)"] = s.resident_layers * per_layer
+        if outside:
+            dev["weights outside the layers (embeddings, head, final norm)"] = outside
         where = est.disk if s.weights_on_disk else est.ram
-        where["offloaded weights"] = weights
-        if s.weights_on_disk:
-            est.ram["pinned staging buffers"] = 4 * weights // shape.layers
+        where["offloaded weights"] = weights - outside
+        if s.weights_on_disk:  # one layer copying to the device, one read and waiting, one being read
+            est.ram["pinned staging buffers"] = STAGING * per_layer
     else:
         dev["weights"] = weights
     if not full_like:
@@ -208,13 +233,22 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
         est.ram[label + " (offloaded)"] = optimizer
     else:
         dev[label] = optimizer
-    dev["activations" + (" (checkpointed)" if s.checkpointing else "")] = activation_bytes(shape, s)
+    if offload == "optimizer" and full_like:  # core.offload.host_adam copies each gradient into its pinned pool
+        est.ram["gradients copied to RAM"] = grads
+    if s.activations_on_host:  # in RAM until backward brings them back, one layer at a time
+        moved = activations_moved(shape, s)
+        est.ram["activations saved for backward (pinned)"] = moved
+        back = 0 if s.checkpointing else _one_layer(shape, s)
+        layers_moved = moved - s.tokens * shape.vocab * LOGITS_SAVED_BYTES
+        dev["activations (in RAM, one layer back at a time)"] = activation_bytes(shape, s) + back - layers_moved
+    else:
+        dev["activations" + (" (checkpointed)" if s.checkpointing else "")] = activation_bytes(shape, s)
     dev["logits and loss"] = logits_bytes(shape, s)
     # Backward and the optimizer step peak at different times: count whichever is larger.
     step_temp = 0
-    if s.optimizer == "adamw":
+    if s.optimizer == "adamw" and offload != "optimizer":  # a host optimizer's temporaries are in RAM
         step_temp = 2 * 4 * largest_trained_tensor(shape, s) if full_like else trainable * param_bytes
-    backward = dev["logits and loss"] + activation_bytes(shape, s)
+    backward = dev["logits and loss"] + next(v for k, v in dev.items() if k.startswith("activations"))
     if step_temp > backward:
         dev["optimizer step temporaries (beyond backward)"] = step_temp - backward
     if s.on_gpu:

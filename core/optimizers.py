@@ -52,7 +52,11 @@ def state_bytes(optimizer) -> int:
 
 
 def forget(optimizer, params) -> None:
-    """Drop the state of these parameters (their layer stopped training)."""
+    """Drop the state of these parameters (their layer stopped training). An optimizer with its own
+    `forget` (core.offload.host_adam: state in a pinned pool, maybe spilled to NVMe) does it itself."""
+    if hasattr(optimizer, "forget"):
+        optimizer.forget(params)
+        return
     for p in params:
         optimizer.state.pop(p, None)
 

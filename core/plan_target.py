@@ -41,9 +41,11 @@ class Target:
     def setup(self, strategy: str, micro_batch: int, seq_len: int, checkpointing: bool, options: dict,
               on_disk: bool = False) -> mm.Setup:
         s = strategies.get(strategy, need_built=False)
+        opts = s.options(options)
+        on_disk = on_disk or getattr(opts, "where", "auto") == "disk"  # the person asked for NVMe
         return mm.Setup(strategy, micro_batch, seq_len, compute_bytes=4 if self.precision == "fp32" else 2,
                         checkpointing=checkpointing, on_gpu=self.device == "cuda", weights_on_disk=on_disk,
-                        **s.setup_fields(s.options(options), self.device))
+                        **s.setup_fields(opts, self.device))
 
     @property
     def usable(self) -> int:

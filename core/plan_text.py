@@ -23,6 +23,8 @@ def describe(plan: Plan) -> list[str]:
     if plan.device == "cuda":
         lines.append(f"Host RAM: {sum(plan.ram.values()) / GIB:.1f} GiB; disk for the run: "
                      f"{sum(plan.disk.values()) / GIB:.1f} GiB")
+        if plan.offload:  # what moved off the GPU, term by term
+            lines += [f"  {k}: {v / GIB:.2f} GiB" for k, v in plan.ram.items()]
     lines.append("Why:")
     lines += [f"  - {r}" for r in plan.reasons]
     if plan.rejected:

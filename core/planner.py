@@ -28,6 +28,7 @@ from core import settings, speed_model, strategies
 from core.data import packing as packing_mod
 from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
+from core.offload import host_plan
 from core.plan_target import Target, target_for
 
 GIB = 1024**3
@@ -86,7 +87,7 @@ class Plan:
     truncated_rows: int
     gpu_index: int | None = None
     gpu_name: str = ""
-    offload: str = ""  # "", or "weights" (streamed from RAM) / "weights on disk" (from NVMe)
+    offload: str = ""  # "", "weights" (streamed from RAM) / "weights on disk" (from NVMe), or "optimizer" (in RAM)
     optimizer: str = "adamw"  # a name in core.memory_model.OPTIMIZERS
     options: dict = field(default_factory=dict)  # the strategy's settings as planned (its Options fields)
     packing: bool = True  # short rows packed into full sequences
@@ -162,7 +163,7 @@ def fit(shape, target: Target, strategy: str, seq_len: int, options: dict, rows:
     """(checkpointing, micro-batch, settings, why) for a strategy: the first of its setting variants
     (core.strategies' plan_variants, best first) that fits, without checkpointing where possible.
     When nothing fits, the cheapest variant comes back with the wished micro-batch (or 0)."""
-    variants = strategies.get(strategy, need_built=False).plan_variants(dict(options))
+    variants = variants_for(strategy, options, target.device)
     ckpts = [checkpointing] if checkpointing is not None else [False, True]
     for opts, why in variants:
         for ckpt in ckpts:
@@ -175,6 +176,15 @@ def fit(shape, target: Target, strategy: str, seq_len: int, options: dict, rows:
                 return ckpt, mb, opts, why
     opts, why = variants[-1]
     return ckpts[-1], micro_batch or 0, opts, why
+
+
+def variants_for(strategy: str, options: dict, device: str) -> list[tuple[dict, str]]:
+    """The strategy's setting variants, best first, less those that move state to the host when there is
+    no GPU to move it from (on the CPU the optimizer state is in RAM already), unless they were asked for."""
+    variants = strategies.get(strategy, need_built=False).plan_variants(dict(options))
+    if device == "cuda" or options.get("optimizer_on_host"):
+        return variants
+    return [v for v in variants if not v[0].get("optimizer_on_host")] or variants
 
 
 def _seq_len(shape: ModelShape, lengths: list[int], w: Wishes, reasons: list) -> tuple[int, int]:
@@ -256,8 +266,12 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
     if strategy == "offload" and not target.fits(est):
         setup = target.setup(strategy, mb, seq_len, ckpt, options, on_disk=True)
         est = mm.estimate(shape, setup)
+        if options.get("where", "auto") == "auto":  # the run streams from where the plan found room
+            options = {**options, "where": "disk"}
         reasons.append("The weights do not fit in RAM either, so they stream from the disk"
                        + ("." if hw.disk_read_bytes_per_s else " (its speed was not measured: run `profile`)."))
+    if setup.offload == "optimizer" and options.get("spill_state"):
+        host_plan.spill_costs(shape, setup, options, est, reasons)
     rows = rows or sequences(lengths, seq_len, w.packing)
     if w.packing and lengths:
         reasons.append(f"Packing: the {len(lengths)} rows fit in {rows} sequences of up to {seq_len} tokens, each "
@@ -279,6 +293,14 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
     total_steps = steps or max_steps or max(1, math.ceil(epochs * per_epoch))
     mean_len = min(seq_len, sum(min(n, seq_len) for n in lengths) / rows) if lengths else seq_len
     step_time = grad_accum * speed_model.micro_batch_seconds(shape, setup, hw, target.gpu, mean_len) * target.time_factor
+    if setup.offload == "optimizer" and s.trains_base:
+        host_s, why = host_plan.optimizer_seconds(shape, setup, hw, target.gpu)
+        step_time += host_s * target.time_factor
+        reasons.append(why + f" A step: about {step_time:.1f} s.")
+    if setup.activations_on_host and target.gpu:
+        act_s, why = host_plan.activation_seconds(shape, setup, target.gpu)
+        step_time += grad_accum * act_s * target.time_factor
+        reasons.append(why)
     device_bytes = int(est.device_total * target.factor)
     if device_bytes > target.usable:
         warnings.append(f"The estimate ({device_bytes / GIB:.1f} GiB) does not fit what the device offers "
@@ -301,7 +323,8 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         max_steps=max_steps, total_steps=total_steps, memory=memory, memory_limit=target.limit,
         step_time_s=round(step_time, 3), total_time_s=round(step_time * total_steps, 1), truncated_rows=truncated,
         gpu_index=target.gpu.index if target.gpu else None, gpu_name=target.gpu.name if target.gpu else "",
-        offload=("weights on disk" if setup.weights_on_disk else "weights") if strategy == "offload" else "",
+        offload=(("weights on disk" if setup.weights_on_disk else "weights") if strategy == "offload"
+                 else "optimizer" if setup.offload == "optimizer" else ""),
         ram=est.ram, ram_limit=target.ram_limit if target.ram_limit < 1 << 62 else 0, disk=est.disk,
         disk_free=hw.disk_free_bytes, epoch_time_s=round(step_time * per_epoch, 1),
         fits=device_bytes <= target.usable and est.ram_total <= target.ram_limit,

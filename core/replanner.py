@@ -3,7 +3,8 @@
 The crash proves the true peak was above the limit, so the estimates are scaled up to say so, and
 the planner's ladder continues downward from the failed settings: halve the micro-batch first
 (raising accumulation, so each optimizer step still sees the same examples and a resumed run stays
-on its trajectory), then the strategy's own cheaper settings (LISA freezes its embeddings), then
+on its trajectory), then the strategy's own cheaper settings (LISA freezes its embeddings; LISA and
+full move their optimizer state to RAM), then
 gradient checkpointing, then QLoRA, then offload. The sequence length,
 learning rate and step count stay as they were.
 """
@@ -13,11 +14,11 @@ from __future__ import annotations
 import math
 
 from core import memory_model as mm
-from core import strategies
 from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
 from core.plan_target import target_for
-from core.planner import (GIB, LADDER, Plan, Wishes, finish_plan, largest_micro_batch, options_for, why_rung)
+from core.planner import (GIB, LADDER, Plan, Wishes, finish_plan, largest_micro_batch, options_for, variants_for,
+                          why_rung)
 
 OOM_MARGIN = 1.05  # after a crash, assume the true peak was at least 5% above the limit
 
@@ -54,7 +55,7 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
             reasons.append(f"Micro-batch {previous.micro_batch} → {mb}, accumulation "
                            f"{previous.grad_accum} → {math.ceil(effective / mb)}: the same {effective} examples "
                            f"per step, in smaller pieces.")
-    for cheaper, why in ([] if chosen else _cheaper_settings(strategy, previous.options)):
+    for cheaper, why in ([] if chosen else _cheaper_settings(strategy, previous.options, target.device)):
         for with_ckpt in dict.fromkeys([ckpt, True]):  # as it was, then with checkpointing
             mb = largest_micro_batch(shape, target, strategy, previous.seq_len, with_ckpt, cheaper, effective)
             if mb and not chosen:
@@ -81,13 +82,18 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
                        warnings, fitted=fitted, options=chosen_options, steps=previous.total_steps)
 
 
-def _cheaper_settings(strategy: str, options: dict) -> list[tuple[dict, str]]:
+def _cheaper_settings(strategy: str, options: dict, device: str) -> list[tuple[dict, str]]:
     """The strategy's own cheaper choices after the one the run made (core.strategies' plan_variants,
-    best first; LISA: embeddings trained, then frozen), each with its reason: tried before leaving it."""
-    variants = strategies.get(strategy, need_built=False).plan_variants({})
+    best first; LISA: embeddings trained, then frozen, then both again with the optimizer state in RAM),
+    each with its reason: tried before leaving it, never turning back a setting the run already gave up
+    (frozen embeddings stay frozen). Moving the optimizer to the host keeps the trajectory (the host AdamW
+    clips by the same global norm), so the run continues from its checkpoint."""
+    variants = variants_for(strategy, {}, device)
+    cheapest = variants[-1][0]  # the list ends with the cheapest; a re-plan only moves settings towards it
     for i, (variant, _) in enumerate(variants):
         if variant and all(options.get(k) == v for k, v in variant.items()):
-            return [({**options, **later}, why) for later, why in variants[i + 1:]]
+            return [({**options, **later}, why) for later, why in variants[i + 1:]
+                    if all(v == cheapest.get(k) for k, v in later.items() if v != variant[k])]
     return []
 
 

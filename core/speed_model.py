@@ -8,7 +8,7 @@ trainer's measured tokens/s replaces them as soon as a run has taken a few steps
 from __future__ import annotations
 
 from core.hardware import GPU, HardwareProfile
-from core.memory_model import Setup, weight_bytes
+from core.memory_model import Setup, layer_weight_bytes
 from core.model_shape import ModelShape
 
 # Dense 16-bit tensor-core TFLOP/s from the vendors' data sheets, matched on the name (first match wins).
@@ -61,9 +61,10 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, hw: HardwareProfile, gpu: G
     offload = s.offload or ("weights" if s.strategy == "offload" else "")
     if offload != "weights" or gpu is None:
         return compute
-    # Each pass over the layers brings every frozen weight across PCIe once (forward, backward, recompute).
-    passes = 3 if s.checkpointing else 2
-    moved = passes * weight_bytes(shape, s.weight_storage)
+    # Each micro-batch brings every layer's frozen weights across PCIe twice, forward and backward: with
+    # checkpointing a layer is recomputed just before its backward, while it is resident anyway
+    # (core/offload/stream.py). Embeddings and head stay on the GPU.
+    moved = 2 * layer_weight_bytes(shape, s.weight_storage)
     link = pcie_bytes_per_s(gpu)
     if s.weights_on_disk:
         link = min(link, hw.disk_read_bytes_per_s or UNMEASURED_DISK_READ)

@@ -179,7 +179,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
                       trained_s=trained_before + elapsed)
         emit("step", step=step, total_steps=total, loss=round(loss_value, 5), lr=lr, tokens_per_s=round(tokens / dt, 1),
              elapsed_s=round(elapsed, 2), eta_s=round(eta, 1), memory_bytes=mem,
-             epoch=round(step / per_epoch, 3))
+             epoch=round(step / per_epoch, 3), **({"io": io} if (io := session.io_stats()) else {}))
         if step - first_step == cfg.calibrate_after and cfg.plan.get("memory"):
             measured = memory_watch.calibration(cfg.plan, device, cfg.run_id, elapsed / (step - first_step))
             db.set_calibration(cfg.run_id, measured)
@@ -242,6 +242,7 @@ def finish(cfg, db, emit, session, status, outcome, loss, best, code) -> int:
     result = Path(cfg.run_dir) / "result"
     with atomic.folder(result, replace=True) as tmp:
         session.save_result(tmp)
+    session.close()  # unhooks a host-side optimizer and deletes its scratch spill file
     db.update_run(cfg.run_id, status=status, outcome=outcome, ended_at=time.time(), final_loss=loss,
                   best_loss=None if best == float("inf") else best)
     db.add_event(cfg.run_id, status, outcome)

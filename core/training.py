@@ -95,10 +95,17 @@ class Session:
         self.model.train()
         self.params = self.strategy.trained_parameters(self.model)
         self.optimizer = self.strategy.make_optimizer(self.model, self.options, cfg, self.device.type)
+        self.placement = self.strategy.placement(self.model, self.options)  # part → GPU / RAM / NVMe
+        self.activations = None  # activations_on_host: what forward saves goes to pinned host RAM
+        if getattr(self.options, "activations_on_host", False):
+            from core.offload.activations import HostActivations
+
+            self.activations = HostActivations(self.model, self.device)
         self.scheduler = None
         if total_steps is not None:
             self.schedule(total_steps)
         self.step_index = 0  # optimizer steps done
+        self._written = [0, 0]  # spill bytes written: before the last step, after it
 
     def schedule(self, total_steps: int) -> None:
         """The learning-rate schedule for a run of `total_steps` (set before the first step or a resume)."""
@@ -119,21 +126,47 @@ class Session:
         # The loss is a mean over every trained token of the step, however it is cut into micro-batches.
         trained = sum(int((b["labels"][:, 1:] != tokenize.IGNORE).sum()) for b in batches)
         loss_sum, tokens = 0.0, 0
-        for batch in batches:
+        for i, batch in enumerate(batches):
             batch = dict(batch)
             counted = batch.pop("tokens", None)  # packed batches count their real tokens (no attention mask)
             batch = {k: v.to(self.device) for k, v in batch.items()}
             tokens += int(counted) if counted is not None else int(batch["attention_mask"].sum())
-            loss = self.model(**batch, num_items_in_batch=max(1, trained)).loss
+            if hasattr(self.optimizer, "last_micro_batch"):  # a host optimizer updates as the last grads arrive
+                self.optimizer.last_micro_batch = i == len(batches) - 1
+            with self._saved_activations():
+                loss = self.model(**batch, num_items_in_batch=max(1, trained)).loss
             loss.backward()
             loss_sum += float(loss.detach())
-        if self.cfg.max_grad_norm:
+        if self.cfg.max_grad_norm and not getattr(self.optimizer, "clips", False):
             torch.nn.utils.clip_grad_norm_([p for p in self.params if p.grad is not None], self.cfg.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step_index += 1
+        spill = getattr(self.optimizer, "spill", None)
+        self._written = [self._written[1], spill.writes if spill is not None else 0]
         return loss_sum, tokens, note
+
+    def _saved_activations(self):
+        """Where forward keeps what backward needs: pinned host RAM with `activations_on_host`."""
+        import contextlib
+
+        return self.activations() if self.activations is not None else contextlib.nullcontext()
+
+    def io_stats(self) -> dict:
+        """Host and disk traffic of the offloaded state: pinned pool use, and the spill file's bytes (drive
+        wear: `written_last_step`); empty when nothing is offloaded."""
+        pool, spill = getattr(self.optimizer, "pool", None), getattr(self.optimizer, "spill", None)
+        stats = {}
+        if self.activations is not None:
+            stats["activations_moved_bytes"] = self.activations.moved  # each way, per micro-batch
+        if pool is None:
+            return stats
+        stats.update(pinned_bytes=pool.capacity, pinned_used_bytes=pool.used, pinned_peak_bytes=pool.peak)
+        if spill is not None:
+            stats.update(spill_file_bytes=spill.file_bytes, spill_written_bytes=spill.writes,
+                         spill_read_bytes=spill.reads, written_last_step=self._written[1] - self._written[0])
+        return stats
 
     def evaluate(self, examples, pad_id: int) -> float | None:
         """Loss per trained token over `examples` (None when there are none)."""
@@ -169,3 +202,9 @@ class Session:
 
     def save_result(self, folder: Path) -> None:
         self.strategy.save(self.model, folder)
+
+    def close(self) -> None:
+        """Release what the run holds outside the model: the host optimizer's worker and scratch spill file."""
+        close = getattr(self.optimizer, "close", None)
+        if close is not None:
+            close()

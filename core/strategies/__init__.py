@@ -9,6 +9,7 @@ A strategy is a subclass of `Strategy` decorated with `@register`. It says:
 - how the trainer runs it: `load_model` (the base as it wants it, e.g. 4-bit), `prepare` (exactly the
   trained parameters require grad), `make_optimizer`, and `before_step` (a hook run before every
   optimizer step; LISA switches layers there);
+- where each part lives (`placement`: GPU, RAM or NVMe), recorded with the run;
 - how its result is kept: `save` writes it in a loadable layout, `load` applies it to a base.
 
 Strategies that are planned but not built are listed with built=False: the planner may name them,
@@ -22,6 +23,9 @@ from typing import ClassVar
 
 from core import optimizers, settings
 from core.errors import BadArgument, NotBuiltYet
+
+
+PARTS = ("frozen weights", "trained weights", "optimizer state", "activations")  # what `placement` reports
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +93,12 @@ class Strategy:
     def before_step(self, step: int, model, optimizer, opts, cfg) -> str | None:
         """Called before optimizer step `step` (0-based), also the first after a resume; may say what it did."""
         return None
+
+    def placement(self, model, opts) -> dict[str, str]:
+        """Where each part of the run lives ('GPU', 'RAM', 'NVMe'), for the trainer's start event and the
+        run's record: everything on the training device unless a strategy offloads a part."""
+        device = next(model.parameters()).device.type
+        return {part: "GPU" if device == "cuda" else "RAM" for part in PARTS}
 
     # --- result --------------------------------------------------------------------------------------
     def save(self, model, folder) -> None:

@@ -1,22 +1,42 @@
 """Full fine-tuning: every weight trains. Best quality, most memory: on a GPU each bf16 weight also
 has a bf16 gradient, an fp32 master and two fp32 Adam moments (16 bytes a weight), so it suits
-small models or big GPUs; 8-bit AdamW or Adafactor shrink the optimizer's share."""
+small models or big GPUs; 8-bit AdamW or Adafactor shrink the optimizer's share, and
+`optimizer_on_host` moves the masters and moments (12 of the 16 bytes) to RAM, where the CPU
+updates them (core.offload.host_adam); the planner turns it on by itself when nothing else fits.
+"""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 from core import optimizers
+from core.errors import DiskFull
 from core.settings import check, option
 from core.strategies import Strategy, register
+
+HOST_HELP = ("Keep the fp32 master weights and Adam moments in RAM and update them on the CPU (gradients go to "
+             "RAM and weights come back over PCIe; each tensor updates as its gradient arrives, or once backward "
+             "ends when gradients are clipped): frees 12 bytes a trained weight on the GPU, costs time each step. "
+             "The planner turns it on when the state does not fit.")
+ACTIVATIONS_HELP = ("Keep the activations saved for backward in pinned host RAM instead of GPU memory (copied "
+                    "back in backward); saves GPU memory at the cost of PCIe traffic each step.")
+HOST_WHY = ("The optimizer state (fp32 masters and Adam moments, 12 bytes a trained weight) does not fit the GPU "
+            "next to the weights, so it lives in RAM and the CPU updates it (--option optimizer_on_host=false "
+            "keeps it on the GPU).")
 
 
 @dataclass(frozen=True)
 class FullOptions:
     optimizer: str = option("adamw", help="One of " + optimizers.HELP + ".")
+    optimizer_on_host: bool = option(False, help=HOST_HELP)
+    activations_on_host: bool = option(False, help=ACTIVATIONS_HELP)
 
     def __post_init__(self):
         check(self.optimizer in optimizers.NAMES, "optimizer", f"must be one of {', '.join(optimizers.NAMES)}.")
+        check(not self.optimizer_on_host or self.optimizer == "adamw", "optimizer_on_host",
+              "works with the 'adamw' optimizer only; set optimizer=adamw or turn it off.")
 
 
 def load_full_model(base, folder):
@@ -24,6 +44,44 @@ def load_full_model(base, folder):
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(str(folder), dtype=base.dtype).to(base.device)
+
+
+def host_variants(variants: list[tuple[dict, str]], options: dict) -> list[tuple[dict, str]]:
+    """The planner's variants, each with the optimizer on the GPU and then (where that does not fit) on
+    the host; a setting the person gave is kept as given."""
+    if "optimizer_on_host" in options:
+        return variants
+    return ([({**v, "optimizer_on_host": False}, why) for v, why in variants]
+            + [({**v, "optimizer_on_host": True}, " ".join(filter(None, (why, HOST_WHY)))) for v, why in variants])
+
+
+def host_optimizer(params: list, live: list, cfg, spill: bool = False):
+    """core.offload.host_adam.HostAdamW over `params`; its pinned pool is sized for `live`, the parameters
+    that hold state at one time. `spill`: switched-off state goes to a scratch file under the run folder."""
+    from core.offload.host_adam import HostAdamW, pool_bytes
+    from core.offload.spill import StateSpill
+
+    store = None
+    if spill:
+        folder = Path(cfg.run_dir) / "offload"
+        folder.mkdir(parents=True, exist_ok=True)
+        need = pool_bytes(params, 0)  # every layer's state may end up in the file: 12 bytes a weight
+        free = shutil.disk_usage(folder).free
+        if need > free:
+            raise DiskFull(f"{folder}: spilling the optimizer state needs up to {need / 2**30:.1f} GiB there and "
+                           f"{free / 2**30:.1f} GiB is free; free some space or turn spill_state off.")
+        store = StateSpill(folder)
+    return HostAdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+                     pool_bytes=pool_bytes(live, params[0].element_size()), spill=store)
+
+
+def host_placement(placement: dict, opts) -> dict:
+    """`placement` with what these settings move to the host."""
+    if getattr(opts, "optimizer_on_host", False):
+        placement["optimizer state"] = "RAM + NVMe" if getattr(opts, "spill_state", False) else "RAM"
+    if getattr(opts, "activations_on_host", False):
+        placement["activations"] = "RAM"
+    return placement
 
 
 @register
@@ -35,6 +93,15 @@ class Full(Strategy):
     activations = "full"
     trains_base = True
 
+    def setup_fields(self, opts, device: str) -> dict:
+        return {**super().setup_fields(opts, device), "offload": "optimizer" if opts.optimizer_on_host else "",
+                "activations_on_host": opts.activations_on_host}
+
+    def plan_variants(self, options: dict) -> list[tuple[dict, str]]:
+        if options.get("optimizer", "adamw") != "adamw":  # 8-bit or factored state: small already, GPU only
+            return [(options, "")]
+        return host_variants([(dict(options), "")], options)
+
     def trainable_params(self, shape, setup) -> int:
         return shape.params
 
@@ -42,6 +109,15 @@ class Full(Strategy):
         for p in model.parameters():
             p.requires_grad_(True)
         return model
+
+    def make_optimizer(self, model, opts, cfg, device: str):
+        if opts.optimizer_on_host:
+            params = self.trained_parameters(model)
+            return host_optimizer(params, params, cfg)
+        return super().make_optimizer(model, opts, cfg, device)
+
+    def placement(self, model, opts) -> dict[str, str]:
+        return host_placement(super().placement(model, opts), opts)
 
     def load(self, base, folder):
         return load_full_model(base, folder)

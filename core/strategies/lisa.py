@@ -9,6 +9,8 @@ What we do differently from the public implementations, whose memory creeps up t
 fine-tuning's because every layer that was ever active keeps its optimizer state:
 - the fp32 masters and Adam moments live in the optimizer state (core.optimizers.MasterAdamW) and
   are dropped the moment a layer is switched off, so the live state stays at γ layers' worth;
+  with `optimizer_on_host` they live in RAM (core.offload.host_adam) and, with `spill_state`,
+  a switched-off layer's state goes to disk and comes back when the layer is sampled again;
 - with the embeddings frozen, nothing below the lowest active layer requires grad, so backward
   stops there (we also drop transformers' hook that makes the embedding output require grad for
   checkpointing, which would otherwise drag backward down to the bottom).
@@ -25,7 +27,8 @@ from dataclasses import dataclass
 from core import optimizers
 from core.settings import check, option
 from core.strategies import Strategy, register
-from core.strategies.full import load_full_model
+from core.strategies.full import (ACTIVATIONS_HELP, HOST_HELP, host_optimizer, host_placement, host_variants,
+                                  load_full_model)
 
 SAMPLING = ("uniform", "owlore")
 
@@ -41,12 +44,21 @@ class LisaOptions:
                                          "turn it off).")
     outlier_threshold: float = option(5.0, help="OwLore: a weight is an outlier when |w| is above this many times "
                                                 "its matrix's mean |w|.")
+    optimizer_on_host: bool = option(False, help=HOST_HELP)
+    spill_state: bool = option(False, help="With optimizer_on_host: write a switched-off layer's optimizer state to "
+                                           "a scratch file on disk (NVMe) and bring it back when the layer is "
+                                           "sampled again, instead of dropping it. Changes the run's trajectory "
+                                           "(Adam resumes its moments) and writes 12 bytes per weight of each "
+                                           "switched-off layer to the drive.")
+    activations_on_host: bool = option(False, help=ACTIVATIONS_HELP)
 
     def __post_init__(self):
         check(self.layers >= 1, "layers", "must be at least 1.")
         check(self.interval >= 1, "interval", "must be at least 1 step.")
         check(self.sampling in SAMPLING, "sampling", f"must be one of {', '.join(SAMPLING)}.")
         check(self.outlier_threshold > 1, "outlier_threshold", "must be above 1.")
+        check(self.optimizer_on_host or not self.spill_state, "spill_state",
+              "needs optimizer_on_host=true (only host-side state can be spilled to disk).")
 
 
 class LayerSampler:
@@ -77,7 +89,9 @@ class LayerSampler:
         if window == self.window:
             return None
         new = self.pick(window)
-        for i in set(self.active) - set(new):
+        # Every layer outside the new set, not only the last active ones: after a resume at a window's
+        # boundary the loaded state belongs to layers that a run which never stopped has just let go.
+        for i in sorted(set(range(len(self.layers))) - set(new)):
             params = list(self.layers[i].parameters())
             for p in params:
                 p.requires_grad_(False)
@@ -128,16 +142,22 @@ class Lisa(Strategy):
     trains_base = True
 
     def setup_fields(self, opts, device: str) -> dict:
-        return {**super().setup_fields(opts, device), "lisa_layers": opts.layers, "lisa_embeddings": opts.embeddings}
+        return {**super().setup_fields(opts, device), "lisa_layers": opts.layers, "lisa_embeddings": opts.embeddings,
+                "offload": "optimizer" if opts.optimizer_on_host else "",
+                "activations_on_host": opts.activations_on_host}
 
     def plan_variants(self, options: dict) -> list[tuple[dict, str]]:
+        """Embeddings trained, then frozen; each with the optimizer state on the GPU, then on the host
+        (frozen embeddings cost less quality than a host optimizer costs time, so they come first)."""
         if "embeddings" in options:
-            return [(options, "")]
-        return [({**options, "embeddings": True}, "LISA also trains the embeddings and output head all the time "
-                 "(its default): they fit."),
-                ({**options, "embeddings": False}, "The embeddings and output head stay frozen: with their "
-                 "gradients and optimizer state LISA would not fit (a large vocabulary makes them big); backward "
-                 "then stops below the lowest sampled layer.")]
+            variants = [(dict(options), "")]
+        else:
+            variants = [({**options, "embeddings": True}, "LISA also trains the embeddings and output head all "
+                         "the time (its default): they fit."),
+                        ({**options, "embeddings": False}, "The embeddings and output head stay frozen: with their "
+                         "gradients and optimizer state LISA would not fit (a large vocabulary makes them big); "
+                         "backward then stops below the lowest sampled layer.")]
+        return host_variants(variants, options)
 
     def trainable_params(self, shape, setup) -> int:
         always = shape.head_params + shape.hidden if setup.lisa_embeddings else 0
@@ -171,8 +191,22 @@ class Lisa(Strategy):
 
     def make_optimizer(self, model, opts, cfg, device: str):
         # Every layer is in the one parameter group (so the LR schedule sees one optimizer), but only
-        # parameters with a gradient get state, and switching a layer off drops its state.
-        return optimizers.build("adamw", self.trained_parameters(model), cfg.lr, cfg.weight_decay, masters=True)
+        # parameters with a gradient get state, and switching a layer off drops its state (or, with
+        # spill_state, writes it to disk). Drop is the default: the live state stays flat at γ layers
+        # with no disk traffic, and moments from many steps ago describe weights that have moved since.
+        params = self.trained_parameters(model)
+        if not opts.optimizer_on_host:
+            return optimizers.build("adamw", params, cfg.lr, cfg.weight_decay, masters=True)
+        sampler = model.tuneforge_lisa
+        # The host pool holds γ layers' state (and gradients) at a time, plus one layer: room for a
+        # switched-off layer's spill still being written while the next one loads, and for the holes
+        # that views of different sizes leave between them.
+        biggest = sorted(sampler.layers, key=lambda m: -sum(p.numel() for p in m.parameters()))
+        live = sampler.always + [p for m in biggest[:opts.layers + 1] for p in m.parameters()]
+        return host_optimizer(params, live, cfg, spill=opts.spill_state)
+
+    def placement(self, model, opts) -> dict[str, str]:
+        return host_placement(super().placement(model, opts), opts)
 
     def before_step(self, step: int, model, optimizer, opts, cfg) -> str | None:
         return model.tuneforge_lisa.switch(step, optimizer)

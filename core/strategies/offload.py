@@ -1,15 +1,156 @@
-"""Offload (planned; built with the streaming issue): LoRA over a 4-bit base that lives in RAM or on
-NVMe and streams to the GPU one layer at a time, for models larger than the GPU."""
+"""Offload: LoRA over a frozen base that lives in host RAM or on NVMe and streams to the GPU one layer at a
+time (core/offload/stream.py), for models larger than the GPU.
+
+Loading (`load_model`): the model is built empty, the weights outside the decoder layers go to the GPU,
+and each layer is read from the checkpoint, quantized to 4-bit on the GPU (by default, as QLoRA; or kept
+in the run's precision) and put in a WeightStore: pinned RAM when it holds the layers with room to
+spare, else one file per layer on NVMe (core/offload/layerwise.py; a checkpoint it cannot read that way
+is loaded whole on the host first, and the run says so). Host RAM thus never holds the whole model.
+Then (`prepare`) the streamer is installed and peft adds the adapters, which have exactly LoRA's names
+and layout: checkpoints, `save`, `load` and export are LoRA's. The embeddings, head, final norm, the
+adapters and the optimizer stay on the GPU.
+
+On the CPU the weights are in host RAM already, so nothing streams unless `stream='always'`: that
+runs the whole machinery with CPU tensors as the "GPU" buffers (tests and --smoke).
+"""
 
 from __future__ import annotations
 
-from core.strategies import register
-from core.strategies.qlora import QLora
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.offload import layerwise
+from core.offload.stream import LayerStreamer
+from core.offload.weight_store import WeightStore
+from core.settings import check, option
+from core.strategies import Strategy, register
+from core.strategies.lisa import decoder_layers
+from core.strategies.qlora import QLora, QLoraOptions
+
+RAM_SPARE = 4 << 30  # 'auto' keeps the weights in RAM only with this much left for the OS, data and Python
+WHERE = ("auto", "ram", "disk")
+STREAM = ("auto", "always")
+
+
+@dataclass(frozen=True)
+class OffloadOptions(QLoraOptions):
+    quantize: bool = option(True, help="Keep the frozen base in 4-bit (quant_type) as QLoRA does, which also "
+                                       "quarters the bytes streamed per step; off streams it in the run's "
+                                       "precision (bf16 on a GPU).")
+    where: str = option("auto", help="Where the frozen weights live: 'ram' (pinned host memory), 'disk' (one "
+                                     "aligned file per layer, read back every pass), or 'auto' (RAM when it "
+                                     "holds them with 4 GiB to spare, otherwise disk).")
+    folder: str = option("", help="Folder for the layer files when the weights live on disk; empty means an "
+                                  "'offload' folder in the run's folder. Use your fastest NVMe drive.")
+    ring: int = option(2, help="GPU buffers the layers stream through: 2 (one computing, the next arriving) or "
+                               "more, which fetches ring - 1 layers ahead to absorb uneven copy times, for one "
+                               "more layer's memory each.")
+    stream: str = option("auto", help="'auto' streams when training on a GPU (on the CPU the weights are in "
+                                      "host RAM already); 'always' runs the streaming on the CPU too, for "
+                                      "tests and --smoke benchmarks.")
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(self.where in WHERE, "where", f"must be one of {', '.join(WHERE)}.")
+        check(self.stream in STREAM, "stream", f"must be one of {', '.join(STREAM)}.")
+        check(self.ring >= 2, "ring", "must be at least 2 (one layer computing, the next arriving).")
+
+
+def no_cpu_repacking(model):
+    """Turn off bitsandbytes' AVX-512 repacking of 4-bit weights at the first no-grad forward on a CPU: it
+    replaces the parameter's data, which would unhook a streamed layer from its ring buffer, and it computes
+    in bf16, so a model loaded for inference (`load`) would not answer exactly as the trained one did."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+    return model
+
+
+def choose_where(opts: OffloadOptions, nbytes: int) -> tuple[str, str]:
+    """('ram' or 'disk', the reason)."""
+    if opts.where != "auto":
+        return opts.where, f"chosen by the setting where={opts.where}"
+    import psutil
+
+    free = psutil.virtual_memory().available
+    if nbytes + RAM_SPARE <= free:
+        return "ram", f"{nbytes / 2**30:.1f} GiB of layer weights fit the {free / 2**30:.1f} GiB of free RAM"
+    return "disk", (f"{nbytes / 2**30:.1f} GiB of layer weights do not fit the {free / 2**30:.1f} GiB of free RAM "
+                    "with 4 GiB to spare")
 
 
 @register
 class Offload(QLora):
     name = "offload"
     summary = "LoRA over a 4-bit base kept in RAM or on NVMe and streamed to the GPU layer by layer."
-    built = False
+    Options = OffloadOptions
     streams_weights = True
+
+    def setup_fields(self, opts, device: str) -> dict:
+        return {**super().setup_fields(opts, device), "resident_layers": opts.ring, "quantized_base": opts.quantize}
+
+    def load_model(self, path, dtype, device, opts):
+        """The base for streaming: loaded one layer at a time where the checkpoint allows (core/offload/
+        layerwise.py), so RAM never holds the whole model; otherwise whole, on the host (its layers then go to
+        the store, not the GPU). Without streaming (a CPU run), QLoRA's (or LoRA's) load."""
+        import torch
+
+        device = torch.device(device)
+        stream = device.type == "cuda" or opts.stream == "always"
+        model, why = layerwise.skeleton(path, dtype, device, opts, decoder_layers) if stream else (None, "")
+        if model is None:
+            loader = QLora.load_model if opts.quantize else Strategy.load_model
+            model = loader(self, path, dtype, device if not stream else "cpu", opts)
+        model.tuneforge_stream = (device, opts, why)
+        return model
+
+    def stream(self, model, run_dir: Path | None) -> None:
+        """Move the bare base's decoder layers into a WeightStore and install the streamer (before peft: the
+        adapters are then made on the device, beside the layers' placeholders)."""
+        device, opts, why = model.tuneforge_stream
+        layers = decoder_layers(model)
+        skeleton = hasattr(model, "tuneforge_checkpoint")
+        if skeleton:
+            nbytes = layerwise.expected_bytes(layers, opts.quantize)
+            frozen, read = [None] * len(layers), layerwise.layer_reader(model, layers, device, model.dtype)
+        else:
+            frozen, read = [list(layer.parameters()) for layer in layers], None
+            nbytes = sum(p.numel() * p.element_size() for ps in frozen for p in ps)
+        where, reason = choose_where(opts, nbytes)
+        folder = Path(opts.folder) if opts.folder else (run_dir / "offload" if run_dir else
+                                                         Path(tempfile.mkdtemp(prefix="tuneforge-offload-")))
+        store = WeightStore(frozen, where, folder, materialize=read)
+        model.to(device)  # what is outside the layers; the layers' weights are empty placeholders now
+        streamer = LayerStreamer(layers, store, device, opts.ring)
+        streamer.attach(next(m for m in model.modules() if any(c is layers for c in m.children())))
+        model.tuneforge_offload = streamer
+        loading = "loaded one layer at a time" if skeleton else f"loaded whole first ({why})"
+        wear = (f" The drive took {store.bytes_written / 2**30:.2f} GiB once, at load; steps only read."
+                if where == "disk" else "")
+        model.tuneforge_offload_note = (f"Frozen layer weights stream from {store.placement} through {opts.ring} "
+                                        f"buffers on the {device.type.upper()}: {reason}; {loading}.{wear}")
+
+    def prepare(self, model, opts, cfg):
+        if model.tuneforge_stream[0].type == "cuda" or opts.stream == "always":
+            self.stream(model, Path(cfg.run_dir))
+        return no_cpu_repacking(super().prepare(model, opts, cfg))  # LoRA adapters
+
+    def before_step(self, step: int, model, optimizer, opts, cfg) -> str | None:
+        """Say once, at the run's first step (and again after a resume), where the weights stream from and why."""
+        return model.get_base_model().__dict__.pop("tuneforge_offload_note", None)
+
+    def placement(self, model, opts) -> dict[str, str]:
+        """Where each part lives, for the run's start event: the frozen weights in RAM or on NVMe when they
+        stream (the store's own text, e.g. 'RAM (pinned)', and why it was chosen are in
+        `model.tuneforge_offload.store`), everything else on the training device."""
+        placement = super().placement(model, opts)
+        streamer = getattr(model, "tuneforge_offload", None)
+        if streamer is not None:
+            placement["frozen weights"] = "NVMe" if streamer.store.where == "disk" else "RAM"
+        return placement
+
+    def load(self, base, folder):
+        if hasattr(base, "tuneforge_checkpoint") and not hasattr(base, "tuneforge_offload"):
+            self.stream(base, None)  # a base loaded layer by layer is only usable streamed
+        return no_cpu_repacking(super().load(base, folder))

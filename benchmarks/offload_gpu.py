@@ -1,0 +1,262 @@
+"""Training models whose weights exceed the GPU: the offload strategy's layer streaming (core/offload/stream.py)
+on random-init Llama shapes, with the GPU's memory capped to a consumer card's, against the host-to-device
+bandwidth measured in the same run.
+
+Cells (default): Llama-3.1-8B with its base in bf16 (15 GiB of weights) under a 12 GiB cap, and the 70B shape
+with an nf4 base (QLoRA; about 37 GiB) under a 24 GiB cap. LoRA r=16 on every projection, gradient
+checkpointing, torch AdamW on the adapters, the frozen layers in pinned RAM.
+
+Why the models are built here, layer by layer, and not loaded through core.training.Session as the other
+GPU benchmarks do: a 70B model in bf16 is 140 GB, more than the benchmark machine's RAM or disk, so it can
+never exist whole. Each layer is made on the GPU (random, then quantized to nf4 by bitsandbytes for the
+4-bit cells), handed to the WeightStore, and freed before the next (WeightStore's `materialize`); peft
+wraps the model while it is still on the meta device. From there on the path is the strategy's: the same
+store, streamer and hooks that `Offload.prepare` installs.
+
+Per cell: tokens/s over the steps after the first; the bytes streamed per step (the streamer's counter);
+the bound those bytes imply at the measured bandwidth (tokens per step ÷ (bytes ÷ bandwidth)); the share
+of that bound reached (the goal is ≥ 60%; below it, the copies are not hidden behind compute or wait on
+each other); the peak allocated bytes next to the cap and the memory model's prediction; and the stalls
+(layers the prefetch did not have in place in time).
+
+    python benchmarks/offload_gpu.py                       # both cells (a few minutes on one H100)
+    python benchmarks/offload_gpu.py --cell 8b-bf16-12g    # one of them
+    python benchmarks/offload_gpu.py --list                # the cells and their predictions; needs no GPU
+    python benchmarks/offload_gpu.py --smoke --out /tmp/o.json   # the same code on a tiny CPU model
+
+Results go to `benchmarks/results/offload-<gpu>.json`; `--smoke` writes only with `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+if "--smoke" in sys.argv[1:]:  # a smoke run is the CPU's: any GPU is hidden before torch starts
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+from benchmarks import cells  # noqa: E402  (puts core on the path and prepares the process first)
+from benchmarks.cells import gib  # noqa: E402
+from core import atomic, memory_model  # noqa: E402
+from core.model_shape import ModelShape  # noqa: E402
+
+import torch  # noqa: E402
+
+GOAL = 0.6  # share of the bandwidth bound a streamed step should reach
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# name → (model config, nf4 base, GiB cap, micro-batch, sequence length)
+CELLS = {
+    "8b-bf16-12g": ("llama-3.1-8b", False, 12, 1, 1024),  # 15.0 GiB of weights
+    "70b-nf4-24g": ("llama-3.1-70b", True, 24, 1, 1024),  # 37 GiB of weights
+}
+SMOKE_CELLS = {"smoke-fp32": ("smoke", False, 0, 1, 32), "smoke-nf4": ("smoke", True, 0, 1, 32)}
+STEPS, SMOKE_STEPS = 4, 3  # the first is a warm-up
+BANDWIDTH_BYTES = 1 << 30  # one pinned GiB: long enough that the copy engine's start-up cost vanishes
+
+
+def config(name: str) -> dict:
+    return cells.SMOKE_SHAPE if name == "smoke" else json.loads(
+        (REPO / "resources" / "models" / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def predict(model: str, nf4: bool, mb: int, seq: int, device: str) -> float:
+    """The memory model's device GiB for the cell, built as the planner builds an offload Setup."""
+    setup = memory_model.Setup("offload", mb, seq, compute_bytes=2 if device == "cuda" else 4, checkpointing=True,
+                               on_gpu=device == "cuda", quantized_base=nf4, lora_r=16, optimizer="adamw")
+    return gib(memory_model.estimate(ModelShape.from_config(config(model)), setup).device_total, 2)
+
+
+def bandwidth(device: str, nbytes: int) -> float:
+    """Host-to-device bytes/s of one big pinned copy (best of five); on the CPU, a plain memory copy."""
+    src = torch.empty(nbytes, dtype=torch.uint8, pin_memory=device == "cuda")
+    dst = torch.empty(nbytes, dtype=torch.uint8, device=device)
+    best = float("inf")
+    for _ in range(6):
+        if device == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            dst.copy_(src, non_blocking=True)
+            end.record()
+            end.synchronize()
+            seconds = start.elapsed_time(end) / 1000
+        else:
+            started = time.perf_counter()
+            dst.copy_(src)
+            seconds = time.perf_counter() - started
+        best = min(best, seconds)
+    return nbytes / best
+
+
+def build(cfg: dict, nf4: bool, device: str, dtype, root: Path):
+    """A random-init LoRA model of `cfg` whose layers stream, made one layer at a time (see the docstring), in
+    the strategy's order: layers into the store, the streamer, then peft's adapters."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    from core.offload import layerwise
+    from core.offload.stream import LayerStreamer
+    from core.offload.weight_store import WeightStore
+    from core.strategies.lisa import decoder_layers
+
+    torch.manual_seed(0)
+    llama = LlamaConfig(**cfg, use_cache=False)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(llama, dtype=dtype)
+    layers = decoder_layers(model)
+    if nf4:
+        layerwise.four_bit_modules(layers, dtype, "nf4", double_quant=True)
+        model.is_loaded_in_4bit = True
+    for module in [model.model.embed_tokens, model.model.norm, model.lm_head]:
+        module.to_empty(device=device)
+    with torch.no_grad():
+        model.model.embed_tokens.weight.normal_(0, 0.02)
+        model.lm_head.weight.normal_(0, 0.02)
+        model.model.norm.weight.fill_(1.0)
+    model.model.rotary_emb = LlamaRotaryEmbedding(llama).to(device)  # buffers computed, not random
+
+    def materialize(i: int) -> list:
+        import bitsandbytes as bnb
+
+        with torch.no_grad():
+            for module in list(layers[i].modules()):
+                for name, p in list(module.named_parameters(recurse=False)):
+                    w = torch.ones(p.shape, dtype=dtype, device=device) if p.dim() == 1 else \
+                        torch.randn(p.shape, dtype=dtype, device=device) * 0.02
+                    # as the strategy's loader does: the module's own 4-bit settings, quantized on the device
+                    w = bnb.nn.Params4bit(w, requires_grad=False, **p.__dict__).to(device) \
+                        if isinstance(p, bnb.nn.Params4bit) else torch.nn.Parameter(w, requires_grad=False)
+                    setattr(module, name, w)
+        return [p for p in layers[i].parameters() if not p.requires_grad]
+
+    store = WeightStore([None] * len(layers), "ram", root, materialize=materialize)
+    streamer = LayerStreamer(layers, store, device, ring=2)
+    streamer.attach(model.model)
+    model.activation_checkpointing_enable()
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
+    model.train()
+    return model, streamer
+
+
+def run_cell(name: str, spec: tuple, device: str, steps: int, link: float, root: Path) -> dict:
+    model_name, nf4, cap, mb, seq = spec
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    out = {"cell": name, "model": model_name, "base": "nf4" if nf4 else str(dtype).removeprefix("torch."),
+           "cap_gib": cap or None, "micro_batch": mb, "seq_len": seq, "checkpointing": True, "ring": 2,
+           "where": "RAM", "predicted_gib": predict(model_name, nf4, mb, seq, device)}
+    if device == "cuda":
+        cells.free(device)
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, cap * cells.GIB / total), 0)
+    started = time.perf_counter()
+    model, streamer = build(config(model_name), nf4, device, dtype, root)
+    out["build_s"] = round(time.perf_counter() - started, 1)
+    out["placement"] = streamer.store.placement
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=2e-4)
+    batches = cells.random_batches(model.config.vocab_size, mb, seq, steps)
+    counted = {}
+
+    def step(micro_batches) -> int:
+        before, counted["loss"] = streamer.bytes_copied, 0.0
+        for b in micro_batches:
+            loss = model(**{k: v.to(device) for k, v in b.items()}).loss
+            loss.backward()
+            counted["loss"] += float(loss.detach())
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        counted["bytes"] = streamer.bytes_copied - before
+        return sum(int(b["attention_mask"].sum()) for b in micro_batches)
+
+    measured = cells.measure(step, batches, device, observe=lambda: {"streamed_bytes": counted["bytes"],
+                                                                     "loss": round(counted["loss"], 4)})
+    timed = measured["steps"][1:]
+    streamed = sum(r["streamed_bytes"] for r in timed)
+    tokens = sum(r["tokens"] for r in timed)
+    bound = tokens / (streamed / link) if streamed else None  # tokens/s if the copies were all a step took
+    out.update(tokens_per_s=round(measured["tokens_per_s"], 2), streamed_bytes_per_step=streamed // len(timed),
+               bound_tokens_per_s=round(bound, 2) if bound else None,
+               fraction_of_bound=float(f"{measured['tokens_per_s'] / bound:.4g}") if bound else None,
+               peak_gib={k: gib(v, 2) for k, v in measured["peak_bytes"].items()},
+               losses=[r["loss"] for r in measured["steps"]], stalls=streamer.stalls, loads=streamer.loads,
+               layers=len(streamer.layers), status="measured")
+    streamer.close()
+    del model, optimizer, params, streamer
+    cells.free(device)
+    return out
+
+
+def line(r: dict) -> str:
+    if r["status"] != "measured":
+        return f"{r['cell']}: out of memory"
+    return (f"{r['cell']}: {r['tokens_per_s']} tokens/s, bound {r['bound_tokens_per_s']} "
+            f"({r['fraction_of_bound']:.0%}), {r['streamed_bytes_per_step'] / cells.GIB:.2f} GiB streamed/step, "
+            f"peak {r['peak_gib']} GiB (predicted {r['predicted_gib']}), stalls {r['stalls']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cell", action="append", choices=sorted(CELLS),
+                        help="Cell to run (repeatable; default all).")
+    parser.add_argument("--steps", type=int, default=STEPS,
+                        help=f"Steps per cell, the first untimed (default {STEPS}).")
+    parser.add_argument("--seq-len", type=int, help="Tokens per example, for every cell (default: the cell's, 1024).")
+    parser.add_argument("--micro-batch", type=int, help="Examples per step, for every cell (default: the cell's, 1).")
+    parser.add_argument("--list", action="store_true", help="Print the cells and their predictions; needs no GPU.")
+    parser.add_argument("--smoke", action="store_true", help="Run a tiny model on the CPU through the same code "
+                                                             "(checks the script; measures no GPU).")
+    parser.add_argument("--out", type=Path, help="JSON to write (default benchmarks/results/offload-<gpu>.json; "
+                                                 "with --smoke, nothing unless given).")
+    args = parser.parse_args(argv)
+    if args.steps < 2:
+        parser.error("--steps must be at least 2: the first step is a warm-up.")
+    device = "cpu" if args.smoke else "cuda"
+    todo = SMOKE_CELLS if args.smoke else {n: CELLS[n] for n in (args.cell or CELLS)}
+    steps = SMOKE_STEPS if args.smoke else args.steps
+    todo = {n: (m, nf4, cap, args.micro_batch or mb, args.seq_len or seq) for n, (m, nf4, cap, mb, seq) in todo.items()}
+    if args.list:
+        for n, (model, nf4, cap, mb, seq) in todo.items():
+            print(f"{n:<14} {model:<14} {'nf4' if nf4 else '16-bit'} cap {cap} GiB, {mb} x {seq}: predicted "
+                  f"{predict(model, nf4, mb, seq, 'cuda'):.2f} GiB")
+        return 0
+    if device == "cuda" and not torch.cuda.is_available():
+        print(cells.NO_GPU)
+        return 0
+    if args.smoke:
+        cells.smoke_process()
+    name = torch.cuda.get_device_name() if device == "cuda" else cells.SMOKE_LABEL
+    out = args.out or (None if args.smoke else REPO / "benchmarks" / "results" / f"offload-{cells.slug(name)}.json")
+    link = bandwidth(device, BANDWIDTH_BYTES if device == "cuda" else 1 << 24)
+    print(f"{name}: host-to-device {link / 1e9:.1f} GB/s (one pinned copy, best of 6)", flush=True)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="tuneforge-offload-bench-") as root:
+        for n, spec in todo.items():
+            try:
+                r = run_cell(n, spec, device, steps, link, Path(root))
+            except torch.OutOfMemoryError:
+                r = {"cell": n, "status": "oom"}
+                cells.free(device)
+            results.append(r)
+            print(line(r), flush=True)
+    met = all(r.get("fraction_of_bound", 0) >= GOAL for r in results)
+    if out is not None:
+        atomic.write_json(out, {"device": name, "smoke": args.smoke, "command": shlex.join(["python", *sys.argv]),
+                                **cells.versions(), "date": datetime.datetime.now(datetime.timezone.utc)
+                                .isoformat(timespec="seconds"), "host_to_device_bytes_per_s": round(link),
+                                "steps": steps, "goal_fraction": GOAL, "goal_met": met, "cells": results})
+    written = f"Written to {out}." if out else "Nothing written (a smoke run writes only with --out)."
+    print((f"{cells.SMOKE_LABEL}: " if args.smoke else "") + written)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

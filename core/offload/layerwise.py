@@ -1,0 +1,152 @@
+"""Loading a model for streaming one decoder layer at a time, so host RAM never holds the whole model.
+
+transformers' `from_pretrained` materializes every weight before returning (in RAM, for a model bound
+for the weight store), which for a 70B base is more than many machines have: the reason weights go to
+NVMe in the first place. Here instead:
+
+1. `skeleton` builds the model on the meta device (no memory), swaps the decoder layers' linear
+   modules for bitsandbytes' 4-bit ones when the base is quantized (as transformers' bnb loader does),
+   and loads only the weights outside the layers (embeddings, head, final norm) onto the device;
+2. `layer_reader` is the WeightStore's `materialize`: it reads layer i's tensors from the safetensors
+   files, quantizes them on the training device (as transformers' loader does, with the module's own
+   settings) and returns them, and the store packs them into RAM or a file and frees them.
+
+Anything this does not cover (no safetensors, checkpoint names that differ from the module names, or
+a module whose meta buffers cannot be rebuilt from the config) returns None from `skeleton` with the
+reason, and the caller loads the whole model the ordinary way instead.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+INDEX = "model.safetensors.index.json"
+
+
+def weight_files(path: Path) -> dict[str, Path] | None:
+    """Checkpoint name → the safetensors file that holds it; None without safetensors."""
+    if (path / INDEX).is_file():
+        index = json.loads((path / INDEX).read_text(encoding="utf-8"))["weight_map"]
+        return {name: path / file for name, file in index.items()}
+    if (path / "model.safetensors").is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(path / "model.safetensors"), framework="pt") as f:
+            return {name: path / "model.safetensors" for name in f.keys()}
+    return None
+
+
+class Checkpoint:
+    """Reads single tensors by name from a model folder's safetensors files, keeping them open."""
+
+    def __init__(self, files: dict[str, Path]):
+        self.files, self._open = files, {}
+
+    def get(self, name: str):
+        from safetensors import safe_open
+
+        file = self.files[name]
+        if file not in self._open:
+            self._open[file] = safe_open(str(file), framework="pt", device="cpu")
+        return self._open[file].get_tensor(name)
+
+
+def skeleton(path, dtype, device, opts, layers_of) -> tuple[object | None, str]:
+    """(model with empty decoder layers and everything else loaded, "") or (None, why not)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path = Path(path)
+    files = weight_files(path)
+    if files is None:
+        return None, "the model folder has no safetensors files"
+    config = AutoConfig.from_pretrained(str(path))
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    layers = layers_of(model)
+    names = {n for n, p in model.named_parameters(remove_duplicate=False)}
+    tied = getattr(config, "tie_word_embeddings", False)
+    head = next(n for n, m in model.named_modules() if m is model.get_output_embeddings())
+    needed = names - ({f"{head}.weight"} if tied else set())
+    missing = sorted(n for n in needed if n not in files)
+    if missing:
+        return None, f"the checkpoint's names differ from the model's ({missing[0]} is not in it)"
+    if opts.quantize:
+        four_bit_modules(layers, dtype, opts.quant_type, opts.double_quant)
+        model.is_loaded_in_4bit = True  # peft wraps bitsandbytes modules with its 4-bit LoRA layer by this
+    in_layers = {id(p) for p in layers.parameters()}
+    ckpt = Checkpoint(files)
+    with torch.no_grad():
+        for name, p in list(model.named_parameters()):
+            if id(p) not in in_layers:
+                module_name, _, attr = name.rpartition(".")
+                value = torch.nn.Parameter(ckpt.get(name).to(device=device, dtype=dtype), requires_grad=False)
+                setattr(model.get_submodule(module_name), attr, value)
+        if tied:
+            model.get_output_embeddings().weight = model.get_input_embeddings().weight
+        for module in model.modules():  # rotary frequencies and the like: computed from the config, not saved
+            meta = [n for n, b in module.named_buffers(recurse=False) if b.is_meta]
+            if meta:
+                if any(module is m for m in layers.modules()):
+                    return None, f"{type(module).__name__} inside a decoder layer has buffers not in the checkpoint"
+                try:
+                    fresh = type(module)(config)
+                except Exception:  # a constructor that wants more than the config: the ordinary load will do
+                    return None, f"{type(module).__name__}'s buffers cannot be rebuilt from the config"
+                for n in meta:
+                    module._buffers[n] = fresh._buffers[n].to(device)
+    model.tuneforge_checkpoint = ckpt
+    return model, ""
+
+
+def four_bit_modules(layers, dtype, quant_type: str, double_quant: bool) -> None:
+    """The layers' linear modules as bitsandbytes 4-bit ones, on the meta device (weights come per layer)."""
+    import bitsandbytes as bnb
+    import torch
+
+    for parent in list(layers.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.Linear):
+                new = bnb.nn.Linear4bit(child.in_features, child.out_features, child.bias is not None, dtype,
+                                        compress_statistics=double_quant, quant_type=quant_type, device="meta")
+                new.source_cls = type(child)
+                new.requires_grad_(False)
+                setattr(parent, name, new)
+
+
+def layer_reader(model, layers, device, dtype):
+    """materialize(i) for the WeightStore: layer i's frozen parameters read (and quantized) from the checkpoint."""
+    import torch
+
+    ckpt = model.tuneforge_checkpoint
+    prefix = {id(layer): name for name, layer in model.named_modules() if any(layer is x for x in layers)}
+
+    def materialize(i: int) -> list:
+        import bitsandbytes as bnb
+
+        layer = layers[i]
+        with torch.no_grad():
+            for module_name, module in layer.named_modules():
+                for attr, p in list(module.named_parameters(recurse=False)):
+                    name = ".".join(x for x in (prefix[id(layer)], module_name, attr) if x)
+                    value = ckpt.get(name).to(dtype=dtype)
+                    if isinstance(p, bnb.nn.Params4bit):
+                        # as transformers' loader does: the module's own 4-bit settings, quantized on the device
+                        value = bnb.nn.Params4bit(value.to(device), requires_grad=False, **p.__dict__).to(device)
+                    else:
+                        value = torch.nn.Parameter(value, requires_grad=False)
+                    setattr(module, attr, value)
+        return [p for p in layer.parameters() if not p.requires_grad]
+
+    return materialize
+
+
+def expected_bytes(layers, quantize: bool) -> int:
+    """What the layers' frozen weights will take once loaded: 4-bit linear weights pack two to a byte."""
+    total = 0
+    for module in layers.modules():
+        for p in module.parameters(recurse=False):
+            packed = quantize and type(p).__name__ == "Params4bit"
+            total += (p.numel() + 1) // 2 if packed else p.numel() * p.element_size()
+    return total

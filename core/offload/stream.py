@@ -1,0 +1,200 @@
+"""Streams each decoder layer's frozen weights into a small ring of GPU buffers as the layer runs: layer
+i+1 is copied on a separate CUDA stream while layer i computes, and backward walks the layers in
+reverse the same way. The ring holds at most `ring` layers; the rest live in a WeightStore.
+
+How the weights get to the layers:
+- forward: a forward pre-hook on each layer makes it resident, then prefetches the next layer;
+- backward: a hook on each layer's output fires when that output's gradient is complete, before any
+  of the layer's backward nodes run (and so before gradient checkpointing recomputes the layer's
+  forward from its parameters); it makes the layer resident and prefetches the one below;
+- without checkpointing, autograd also saved the layer's weights during forward. A saved tensor
+  that lies in a ring buffer is packed as a token (layer, dtype, geometry), never as the tensor, since
+  by then that buffer may hold another layer; unpacking the token makes the layer resident again
+  and prefetches the layer below. Swapping `param.data` alone would not do: autograd keeps views of a
+  weight such as `weight.t()`, which point at the buffer, not at the parameter.
+- layer i always lives in buffer i mod ring, so a view kept outside autograd's saved tensors (bitsandbytes
+  keeps the packed 4-bit weight on its autograd context) is right again whenever its layer is resident.
+
+Ordering on a GPU: a copy into a buffer first waits for all compute queued so far (the buffer's last
+readers), and compute waits for the copy's event before its layer runs. On the CPU the "GPU" buffers
+are ordinary tensors and copies are synchronous, so tests run exactly this code.
+
+Not built: several micro-batches passing through a layer before it is evicted (layer-major order);
+each micro-batch streams the whole model in and out once.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class _Token:
+    layer: int
+    dtype: object
+    size: tuple
+    stride: tuple
+    offset: int  # in elements of dtype, from the start of the buffer
+
+
+class LayerStreamer:
+    """Keep `layers` (a decoder's ModuleList) running with their frozen weights in `store`.
+
+    Counters: `loads` (layer copies into the ring), `stalls` (loads a layer had to wait for, not
+    prefetched), `bytes_copied`, `peak_resident` (most layers bound at once; never above `ring`)."""
+
+    def __init__(self, layers, store, device, ring: int = 2):
+        import torch
+
+        if ring < 2:
+            raise ValueError("the ring needs at least 2 buffers: one computing, one arriving")
+        self.layers, self.store, self.ring = list(layers), store, ring
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.slots = [torch.empty(store.slot_bytes, dtype=torch.uint8, device=self.device) for _ in range(ring)]
+        self._slot_by_ptr = {s.untyped_storage().data_ptr(): k for k, s in enumerate(self.slots)}
+        self.holder: list[int | None] = [None] * ring  # the layer in each buffer
+        self.slot_of: dict[int, int] = {}
+        self.ready: list = [None] * ring  # CUDA event: the copy into this buffer is done
+        self.copy_stream = torch.cuda.Stream(self.device) if self.cuda else None
+        self._empty = {}
+        self.loads = self.stalls = self.bytes_copied = self.peak_resident = 0
+        for i in range(len(store.layouts)):  # the store emptied them on the host; now empty on the device
+            self._unbind(i)
+        self.handles = [layer.register_forward_pre_hook(functools.partial(self._before_layer, i))
+                        for i, layer in enumerate(self.layers)]
+        self.handles += [layer.register_forward_hook(functools.partial(self._after_layer, i))
+                         for i, layer in enumerate(self.layers)]
+        for i in range(min(ring, len(self.layers))):  # the first pass starts with its first layers in place
+            self._load(i)
+
+    # --- hooks ----------------------------------------------------------------------------------------
+    def attach(self, module) -> None:
+        """Pack saved weights as tokens while `module` (the decoder that runs the layers) runs forward."""
+        import torch
+
+        state = {}
+
+        def enter(_module, _args):
+            state["hooks"] = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
+            state["hooks"].__enter__()
+
+        def leave(_module, _args, _output):
+            hooks = state.pop("hooks", None)
+            if hooks is not None:
+                hooks.__exit__(None, None, None)
+
+        self.handles.append(module.register_forward_pre_hook(enter))
+        self.handles.append(module.register_forward_hook(leave, always_call=True))
+
+    def _before_layer(self, i: int, _module, _args) -> None:
+        import torch
+
+        backward = torch._C._current_graph_task_id() != -1  # a checkpoint's recompute, inside backward
+        self.make_resident(i)
+        self.prefetch(i - 1 if backward else i + 1, keep=i)
+
+    def _after_layer(self, i: int, _module, _args, output) -> None:
+        """Backward reaches layer i when the gradient of its output is complete: bring it in then, before
+        its nodes run (transformers' checkpointing recomputes the layer's forward inside them, reading the
+        parameters and not calling this module's hooks), and start on the layer below."""
+        import torch
+
+        out = output[0] if isinstance(output, tuple) else output
+        if isinstance(out, torch.Tensor) and out.requires_grad and torch._C._current_graph_task_id() == -1:
+            out.register_hook(functools.partial(self._backward_reaches, i))
+
+    def _backward_reaches(self, i: int, _grad) -> None:
+        self.make_resident(i)
+        self.prefetch(i - 1, keep=i)
+
+    def _pack(self, tensor):
+        slot = self._slot_by_ptr.get(tensor.untyped_storage().data_ptr())
+        if slot is None:
+            return tensor
+        return _Token(self.holder[slot], tensor.dtype, tuple(tensor.size()), tuple(tensor.stride()),
+                      tensor.storage_offset())
+
+    def _unpack(self, saved):
+        if not isinstance(saved, _Token):
+            return saved
+        slot = self.make_resident(saved.layer)
+        self.prefetch(saved.layer - 1, keep=saved.layer)
+        return self.slots[slot].view(saved.dtype).as_strided(saved.size, saved.stride, saved.offset)
+
+    # --- the ring -------------------------------------------------------------------------------------
+    def make_resident(self, i: int) -> int:
+        """Layer i's weights bound and ready for compute queued from now on; its buffer's index."""
+        import torch
+
+        if i not in self.slot_of:
+            self.stalls += 1
+            self._load(i)
+        slot = self.slot_of[i]
+        if self.cuda and self.ready[slot] is not None:
+            torch.cuda.current_stream(self.device).wait_event(self.ready[slot])
+        return slot
+
+    def prefetch(self, i: int, keep: int) -> None:
+        """Start bringing in layer i and the ones after it in the same direction, as far as the ring allows
+        without touching the buffer of layer `keep` (the one computing)."""
+        step = 1 if i > keep else -1
+        for j in range(i, i + step * (self.ring - 1), step):
+            if not 0 <= j < len(self.layers) or self.holder[j % self.ring] == keep:
+                return
+            if j not in self.slot_of:
+                self._load(j)
+        self.store.readahead(i + step * (self.ring - 1))  # disk: the next one is read while these copy
+
+    def _load(self, i: int) -> None:
+        """Copy layer i into buffer i mod ring. Always the same buffer: bitsandbytes keeps a view of the packed
+        weight for backward outside autograd's saved tensors, which only stays right if the layer comes back to
+        the buffer it ran in."""
+        import torch
+
+        slot = i % self.ring
+        if self.holder[slot] is not None:
+            self._unbind(self.holder[slot])
+            del self.slot_of[self.holder[slot]]
+        host = self.store.fetch(i)
+        n = host.numel()
+        if self.cuda:
+            # The buffer's last readers are in the compute queue: the copy waits for them, compute goes on.
+            self.copy_stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(self.copy_stream):
+                self.slots[slot][:n].copy_(host, non_blocking=True)
+                event = torch.cuda.Event()
+                event.record(self.copy_stream)
+            self.ready[slot] = event
+        else:
+            self.slots[slot][:n].copy_(host)
+            event = None
+        self.store.done_with(i, event)
+        self.holder[slot], self.slot_of[i] = i, slot
+        self._bind(i, slot)
+        self.loads += 1
+        self.bytes_copied += n
+        self.peak_resident = max(self.peak_resident, len(self.slot_of))
+
+    def _bind(self, i: int, slot: int) -> None:
+        buf = self.slots[slot]
+        for s in self.store.layouts[i][0]:
+            s.param.data = buf[s.offset:s.offset + s.nbytes].view(s.dtype).view(s.shape)
+
+    def _unbind(self, i: int) -> None:
+        """Point layer i's parameters at an empty tensor, so nothing can read a buffer that moved on."""
+        import torch
+
+        for s in self.store.layouts[i][0]:
+            if s.dtype not in self._empty:
+                self._empty[s.dtype] = torch.empty(0, dtype=s.dtype, device=self.device)
+            s.param.data = self._empty[s.dtype]
+
+    def resident_layers(self) -> list[int]:
+        return sorted(self.slot_of)
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.store.close()

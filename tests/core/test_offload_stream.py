@@ -1,0 +1,207 @@
+"""The offload strategy's weight streaming, on a tiny random Llama on the CPU with `stream='always'` (the same
+code a GPU runs, with CPU tensors as the ring buffers): training gives LoRA's (or QLoRA's) losses, with and
+without gradient checkpointing; weights on "NVMe" give the same as in RAM and every byte read is counted;
+the ring never holds more layers than it has buffers, and the prefetch has every layer in place in time."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core import training
+from core.errors import BadArgument, DiskFull
+from core.strategies import get as get_strategy
+from tests.core.test_strategies import examples, random_llama, run_steps
+
+STEPS = 3
+LORA = {"r": 4, "alpha": 8}
+STREAM = {**LORA, "stream": "always", "where": "ram"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """A tiny model's matrices take microseconds; spreading them over threads costs far more on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def four_layers(tmp_path_factory):
+    return random_llama(tmp_path_factory.mktemp("four-layers"), 4)
+
+
+def session(tmp_path, model_dir, strategy: str, options: dict, run: str, **over) -> training.Session:
+    from core.run_config import RunConfig
+
+    fields = dict(run_id=run, run_dir=str(tmp_path / run), db_path=str(tmp_path / "h.db"), model_path=str(model_dir),
+                  data_path="unused", strategy=strategy, strategy_options=options, micro_batch=2, grad_accum=2,
+                  lr=1e-2, warmup_ratio=0.0, seed=7, device="cpu", keep_checkpoints=1)
+    return training.Session(RunConfig(**{**fields, **over}), STEPS)
+
+
+def adapters(model) -> dict:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+
+
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["saved-weights", "checkpointing"])
+def test_streamed_training_gives_loras_losses(four_layers, tmp_path, checkpointing):
+    data = examples(vocab=1000)
+    plain = session(tmp_path, four_layers, "lora", LORA, "plain", gradient_checkpointing=checkpointing)
+    streamed = session(tmp_path, four_layers, "offload", {**STREAM, "quantize": False}, "streamed",
+                       gradient_checkpointing=checkpointing)
+    streamer = streamed.model.tuneforge_offload
+    assert streamer.resident_layers() == [0, 1]  # the rest is in the store, not in the model
+    assert all(p.numel() == 0 for p in streamed.model.base_model.model.model.layers[3].parameters()
+               if not p.requires_grad)
+    assert run_steps(streamed, data, STEPS) == pytest.approx(run_steps(plain, data, STEPS), rel=1e-5)
+    ours, theirs = adapters(streamed.model), adapters(plain.model)
+    assert ours.keys() == theirs.keys() and ours
+    for name in ours:
+        assert torch.allclose(ours[name], theirs[name], atol=1e-6), name
+    # Every micro-batch streams layers 2 and 3 in for forward and 1 and 0 back for backward (0 and 1 are still
+    # there from the previous backward), always one step ahead of the layer that needs it.
+    micro_batches = STEPS * 2
+    assert streamer.stalls == 0
+    assert streamer.loads == 2 + micro_batches * 4
+    assert streamer.peak_resident == 2
+
+
+@pytest.mark.parametrize("ring,checkpointing", [(2, False), (3, True)])
+def test_4bit_base_streams_as_qlora_trains(four_layers, tmp_path, ring, checkpointing):
+    """bitsandbytes keeps the packed weight for backward as a plain attribute of its autograd context (no saved-
+    tensor hook sees it), so a layer must come back into the very buffer it ran in: with 3 buffers and 4 layers,
+    layer 3 runs in layer 0's buffer."""
+    data = examples(vocab=1000)
+    plain = session(tmp_path, four_layers, "qlora", LORA, "qlora", gradient_checkpointing=checkpointing)
+    streamed = session(tmp_path, four_layers, "offload", {**STREAM, "ring": ring}, "nf4",
+                       gradient_checkpointing=checkpointing)
+    frozen = [p for p in streamed.model.base_model.model.model.layers[0].parameters() if not p.requires_grad]
+    assert torch.uint8 in {p.dtype for p in frozen}  # the packed nf4 codes are what streams
+    assert run_steps(streamed, data, STEPS) == pytest.approx(run_steps(plain, data, STEPS), rel=1e-5)
+    streamer = streamed.model.tuneforge_offload
+    assert streamer.stalls == 0 and all(slot == i % ring for i, slot in streamer.slot_of.items())
+
+
+def test_weights_on_disk_train_as_in_ram_and_every_byte_read_is_counted(four_layers, tmp_path):
+    data = examples(vocab=1000)
+    ram = session(tmp_path, four_layers, "offload", {**STREAM, "quantize": False}, "ram")
+    folder = tmp_path / "nvme"
+    disk = session(tmp_path, four_layers, "offload", {**STREAM, "quantize": False, "where": "disk",
+                                                      "folder": str(folder)}, "disk")
+    store = disk.model.tuneforge_offload.store
+    files = sorted(folder.glob("layer-*.bin"))
+    assert [f.name for f in files] == [f"layer-{i:04d}.bin" for i in range(4)]
+    assert all(f.stat().st_size % 4096 == 0 for f in files)
+    assert store.bytes_written == store.total_bytes
+    notes = []
+    assert run_steps(disk, data, STEPS, notes) == pytest.approx(run_steps(ram, data, STEPS), abs=1e-6)
+    assert notes[0][1] == (f"Frozen layer weights stream from NVMe ({folder}) through 2 buffers on the CPU: chosen "
+                           f"by the setting where=disk; loaded one layer at a time. The drive took "
+                           f"{store.total_bytes / 2**30:.2f} GiB once, at "
+                           "load; steps only read.") and notes[1][1] is None
+    assert store.bytes_written == store.total_bytes  # no wear per step: frozen weights are only read back
+    streamer = disk.model.tuneforge_offload
+    assert store.bytes_read == streamer.bytes_copied == streamer.loads * store.nbytes(0)  # layers are alike
+    assert streamer.loads > 4 and streamer.stalls == 0
+    assert disk.placement["frozen weights"] == "NVMe" and ram.placement["frozen weights"] == "RAM"
+    assert store.placement == f"NVMe ({folder})"
+    streamer.close()
+    assert not list(folder.glob("layer-*.bin"))  # scratch: rebuilt from the model at every load
+
+
+def test_the_base_loads_one_layer_at_a_time_or_whole_when_it_must(four_layers, tmp_path, monkeypatch):
+    """Streamed, the model is never loaded whole (transformers' from_pretrained is not called); a folder the
+    layer-wise loader cannot read (here: no safetensors) is loaded whole instead, trains the same, and says why."""
+    from transformers import AutoModelForCausalLM
+
+    from core.offload import layerwise
+
+    data = examples(vocab=1000)
+    with monkeypatch.context() as patched:
+        patched.setattr(AutoModelForCausalLM, "from_pretrained", lambda *a, **k: pytest.fail("loaded whole"))
+        by_layer = session(tmp_path, four_layers, "offload", {**STREAM, "quantize": False}, "by-layer")
+    monkeypatch.setattr(layerwise, "weight_files", lambda path: None)
+    whole = session(tmp_path, four_layers, "offload", {**STREAM, "quantize": False}, "whole")
+    notes: list = []
+    assert run_steps(whole, data, STEPS, notes) == pytest.approx(run_steps(by_layer, data, STEPS), abs=1e-6)
+    assert notes[0][1].endswith("; loaded whole first (the model folder has no safetensors files).")
+
+
+def test_the_ring_never_holds_more_layers_than_it_has_buffers(tmp_path_factory, tmp_path):
+    """Six layers through three buffers: whenever a layer is asked for, in forward or in backward, at most three
+    layers have weights, and after the asking the one asked for is among them."""
+    model_dir = random_llama(tmp_path_factory.mktemp("six"), 6)
+    run = session(tmp_path, model_dir, "offload", {**STREAM, "quantize": False, "ring": 3}, "ring")
+    layers = run.model.base_model.model.model.layers
+    streamer = run.model.tuneforge_offload
+    seen = []
+    make_resident = streamer.make_resident
+
+    def counting(i):
+        slot = make_resident(i)
+        seen.append((i, {j for j, layer in enumerate(layers)
+                         if any(p.numel() for p in layer.parameters() if not p.requires_grad)}))
+        return slot
+
+    streamer.make_resident = counting
+    run_steps(run, examples(vocab=1000), 2)
+    assert {i for i, _ in seen} == set(range(6))  # forward asks 0..5, backward 5..0
+    assert all(len(holding) <= 3 and i in holding for i, holding in seen)
+    assert streamer.peak_resident == 3 and streamer.stalls == 0
+
+
+def test_on_the_cpu_nothing_streams_unless_asked(four_layers, tmp_path):
+    run = session(tmp_path, four_layers, "offload", {**LORA, "quantize": False}, "cpu")
+    assert not hasattr(run.model, "tuneforge_offload")
+    assert set(run.placement.values()) == {"RAM"}  # the CPU's memory is RAM
+
+
+def test_a_drive_without_room_is_refused_in_a_sentence(four_layers, tmp_path, monkeypatch):
+    import shutil
+
+    from core.offload import weight_store
+
+    monkeypatch.setattr(weight_store.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(1 << 40, 1 << 40, 1))
+    with pytest.raises(DiskFull, match="free some space or set the offload strategy's 'folder'"):
+        session(tmp_path, four_layers, "offload", {**STREAM, "quantize": False, "where": "disk"}, "full")
+
+
+@pytest.mark.parametrize("values,message", [({"where": "cloud"}, "'where'"), ({"ring": 1}, "'ring'"),
+                                            ({"stream": "never"}, "'stream'")])
+def test_bad_offload_settings_name_the_setting(values, message):
+    with pytest.raises(BadArgument, match=message):
+        get_strategy("offload").options(values)
+
+
+def test_the_memory_model_counts_what_the_store_and_ring_hold(four_layers, tmp_path):
+    import json
+
+    from core import memory_model as mm
+    from core.model_shape import ModelShape
+
+    run = session(tmp_path, four_layers, "offload", {**STREAM, "quantize": False}, "counted")
+    store = run.model.tuneforge_offload.store
+    shape = ModelShape.from_config(json.loads((four_layers / "config.json").read_text()))
+    est = mm.estimate(shape, mm.Setup("offload", 2, 16, compute_bytes=4, on_gpu=False,
+                                      **run.strategy.setup_fields(run.options, "cpu")))
+    # Within the store's padding (each tensor at 256 bytes, each layer at 4 KiB: a few % on a tiny model).
+    assert est.ram["offloaded weights"] == pytest.approx(store.total_bytes, rel=0.05)
+    assert est.device["weights (2 layers resident, rest streamed)"] == pytest.approx(2 * store.slot_bytes, rel=0.05)
+
+
+def test_auto_keeps_the_weights_in_ram_only_with_room_to_spare(monkeypatch):
+    from collections import namedtuple
+
+    import psutil
+
+    from core.strategies.offload import OffloadOptions, choose_where
+
+    memory = namedtuple("memory", "available")
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory(40 << 30))
+    where, reason = choose_where(OffloadOptions(), 30 << 30)
+    assert where == "ram" and reason == "30.0 GiB of layer weights fit the 40.0 GiB of free RAM"
+    where, reason = choose_where(OffloadOptions(), 37 << 30)
+    assert where == "disk" and "do not fit the 40.0 GiB of free RAM with 4 GiB to spare" in reason
+    assert choose_where(OffloadOptions(where="ram"), 37 << 30)[0] == "ram"  # as set, whatever the RAM

@@ -1,0 +1,89 @@
+"""The planner moves LISA's and full fine-tuning's optimizer state to RAM by itself when it does not fit
+the GPU next to the weights, says why, and counts the time it costs from the link's bandwidth."""
+
+import json
+
+import pytest
+
+from core import hardware, planner, replanner
+from core.planner import GIB
+from tests.conftest import REPO
+from tests.core.test_planner import CPU_ONLY, SMOL
+
+LENGTHS = [64 + (i * 37) % 449 for i in range(1000)]  # the golden table's chat data: up to 512 tokens
+
+
+def model(name: str) -> dict:
+    return json.loads((REPO / "resources" / "models" / f"{name}.json").read_text())
+
+
+def profile(name: str) -> hardware.HardwareProfile:
+    return hardware.load(REPO / "resources" / "hardware" / f"{name}.json")
+
+
+@pytest.mark.parametrize("gpu", ["gpu-16gb", "gpu-24gb"])
+def test_lisa_on_an_8b_model_moves_its_optimizer_state_to_ram(gpu):
+    plan = planner.make_plan(profile(gpu), model("llama-3.1-8b"), LENGTHS, planner.Wishes(strategy="lisa"))
+    assert plan.offload == "optimizer" and plan.options["optimizer_on_host"] is True
+    assert plan.options["spill_state"] is False  # spilling changes the trajectory: only when asked for
+    assert any("lives in RAM and the CPU updates" in r for r in plan.reasons)
+    speed = next(r for r in plan.reasons if r.startswith("Optimizer on the host"))
+    assert "GB over PCIe" in speed and "25 GB/s" in speed  # PCIe 4.0 x16 at 80%
+    assert not any(k.startswith("optimizer state") for k in plan.memory)
+    assert any(k.startswith("optimizer state") and k.endswith("(offloaded)") for k in plan.ram)
+    assert "gradients copied to RAM" in plan.ram
+
+    # The same settings with the state kept on the GPU: more GPU memory, less time per step.
+    on_gpu = planner.make_plan(profile(gpu), model("llama-3.1-8b"), LENGTHS, planner.Wishes(
+        strategy="lisa", micro_batch=plan.micro_batch, checkpointing=plan.gradient_checkpointing,
+        options={**plan.options, "optimizer_on_host": False}))
+    assert on_gpu.offload == "" and not on_gpu.fits
+    assert on_gpu.peak_bytes > plan.peak_bytes + 4 * GIB and on_gpu.step_time_s < plan.step_time_s
+    if gpu == "gpu-24gb":
+        assert plan.fits  # two of 32 layers train at full precision on a 24 GB card
+    else:  # the 16 GB card cannot hold the 15 GiB of bf16 weights themselves: that needs streamed weights
+        assert not plan.fits and plan.memory["weights"] > 14 * GIB
+
+
+def test_no_host_optimizer_without_a_gpu_or_where_the_state_fits():
+    cpu = planner.make_plan(CPU_ONLY, SMOL, [200] * 50, planner.Wishes(strategy="lisa"))
+    assert cpu.options["optimizer_on_host"] is False and cpu.offload == ""
+    fits = planner.make_plan(profile("gpu-24gb"), SMOL, [200] * 50, planner.Wishes(strategy="full"))
+    assert fits.options["optimizer_on_host"] is False and fits.offload == ""
+    eight_bit = planner.make_plan(profile("gpu-24gb"), model("mistral-7b"), LENGTHS,
+                                  planner.Wishes(strategy="full", options={"optimizer": "adamw8bit"}))
+    assert eight_bit.options["optimizer_on_host"] is False  # the host AdamW is 32-bit only
+
+
+def test_out_of_memory_moves_lisas_optimizer_to_ram_without_unfreezing_the_embeddings():
+    hw, config = profile("gpu-24gb"), model("llama-3.1-8b")
+    crashed = planner.make_plan(hw, config, LENGTHS, planner.Wishes(
+        strategy="lisa", micro_batch=1, checkpointing=True,
+        options={"embeddings": False, "optimizer_on_host": False}))
+    after = replanner.replan_after_oom(crashed, hw, config, LENGTHS, at_step=10)
+    assert after.strategy == "lisa" and after.offload == "optimizer"
+    assert after.options["embeddings"] is False and after.effective_batch == crashed.effective_batch
+
+
+def test_spilling_lisas_state_is_planned_with_its_disk_space_and_wear():
+    options = {"optimizer_on_host": True, "spill_state": True, "interval": 10}
+    plan = planner.make_plan(profile("gpu-24gb"), model("llama-3.1-8b"), LENGTHS,
+                             planner.Wishes(strategy="lisa", options=options))
+    kept = planner.make_plan(profile("gpu-24gb"), model("llama-3.1-8b"), LENGTHS,
+                             planner.Wishes(strategy="lisa", options={**options, "spill_state": False}))
+    scratch = plan.disk["spilled optimizer state (scratch file)"]
+    assert 80e9 < scratch < 90e9  # 12 bytes for each of the 32 layers' 218M weights
+    assert plan.disk["checkpoints"] == kept.disk["checkpoints"] + 2 * scratch  # checkpoints hold spilled state
+    wear = next(r for r in plan.reasons if r.startswith("Spilled optimizer state"))
+    assert "writes 5.2 GB" in wear and "0.52 GB a step" in wear
+
+
+def test_activations_on_the_host_leave_one_layer_on_the_gpu_and_cost_pcie_time():
+    wishes = dict(strategy="full", micro_batch=4, checkpointing=False)
+    hw, config = profile("gpu-24gb"), model("llama-3.2-1b")
+    plain = planner.make_plan(hw, config, LENGTHS, planner.Wishes(**wishes, options={"optimizer_on_host": False}))
+    host = planner.make_plan(hw, config, LENGTHS, planner.Wishes(**wishes, options={"optimizer_on_host": False,
+                                                                                    "activations_on_host": True}))
+    assert host.memory["activations (in RAM, one layer back at a time)"] * 10 < plain.memory["activations"]
+    assert host.ram["activations saved for backward (pinned)"] > plain.memory["activations"]  # + fp32 log-softmax
+    assert host.step_time_s > plain.step_time_s and any(r.startswith("Activations in RAM") for r in host.reasons)
