@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from app import operations as ops
 from app import paths
 from core import model_source, planner
+from core.plan_text import duration
 from core.errors import KnownError
 from core.hardware import HardwareProfile
 from core.model_source import ModelEntry
@@ -98,12 +99,3 @@ def fit_answer(hardware: HardwareProfile, config: dict | None) -> tuple[str, str
     name = "LoRA" if plan.strategy == "lora" else plan.strategy
     return f"fits: {name} on the GPU, {per_1000}{not_built}", "good"
 
-
-def duration(seconds: float) -> str:
-    if seconds < 1:
-        return "under 1 s"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h" if seconds < 48 * 3600 else f"{seconds / 86400:.0f} days"

@@ -34,7 +34,10 @@ def describe(plan: Plan) -> list[str]:
     return lines
 
 
-def duration(seconds: float) -> str:
+def duration(seconds: float | None) -> str:
+    """'4.5 s', '45 s', '12 min', '3.5 h', '4 days' for estimates, ETAs and the history; '—' when unknown."""
+    if seconds is None:
+        return "—"
     if seconds < 90:
         return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
     if seconds < 5400:

@@ -138,7 +138,11 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
          precision=precision, strategy=cfg.strategy, options=settings.to_dict(session.options),
          sequences=len(items), packed=collate is packing.collate,
          tokens_per_epoch=train_set.total_tokens(), kernels=[op for op, p in session.kernels.items() if p.active],
-         placement=getattr(session, "placement", {}), gpu_index=cfg.plan.get("gpu_index"))
+         placement=session.placement, gpu_index=cfg.plan.get("gpu_index"))
+    where = "; ".join(f"{part} on {place}" for part, place in session.placement.items())
+    if where:  # kept in the history with the run, and shown in the log
+        db.add_event(cfg.run_id, "placement", where)
+        emit("status", text=f"Where it lives: {where}")
     off: dict[str, list[str]] = {}
     for op, p in session.kernels.items():
         if not p.active:

@@ -1,4 +1,4 @@
-"""Small painted widgets: the live loss curve, the planned-memory bar and the token-length histogram
+"""Small painted widgets: the live loss curve and other per-step curves (learning rate, speed), the planned-memory bar and the token-length histogram
 (no QtCharts needed). Their colours come from the palette (ui.theme.ChartInk), so they follow the theme."""
 
 from __future__ import annotations
@@ -13,35 +13,39 @@ GIB = 1024**3
 PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"]
 
 
-class LossChart(QWidget):
-    """Training loss per step as a line, validation loss as dots; the x axis spans the whole run."""
+class StepChart(QWidget):
+    """Values per step as a line (and optional dots), the x axis spanning the whole run. `points` is the
+    line; `label` names it in the legend; `fmt` writes its axis values; `empty` shows until a point comes."""
 
-    def __init__(self, parent=None):
+    def __init__(self, label: str, empty: str, fmt: str = "{:.3g}", colour: str = PALETTE[0], parent=None):
         super().__init__(parent)
+        self.label, self.empty, self.fmt, self.colour = label, empty, fmt, colour
         self.points: list[tuple[int, float]] = []
-        self.eval_points: list[tuple[int, float]] = []
         self.total_steps = 0
-        self.setMinimumHeight(150)
+        self.setMinimumHeight(90)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
 
     def sizeHint(self) -> QSize:
         return QSize(480, 190)
 
     def clear(self) -> None:
-        self.points, self.eval_points, self.total_steps = [], [], 0
+        self.points, self.total_steps = [], 0
         self.update()
 
     def set_total(self, total_steps: int) -> None:
         self.total_steps = total_steps
         self.update()
 
-    def add_point(self, step: int, loss: float) -> None:
-        self.points.append((step, loss))
+    def add_point(self, step: int, value: float) -> None:
+        self.points.append((step, value))
         self.update()
 
-    def add_eval(self, step: int, loss: float) -> None:
-        self.eval_points.append((step, loss))
-        self.update()
+    def dots(self) -> list[tuple[int, float]]:
+        """Points drawn as dots in the second colour (the loss chart's validation losses)."""
+        return []
+
+    def legend(self) -> str:
+        return f"— {self.label}"
 
     def paintEvent(self, _event) -> None:
         p = QPainter(self)
@@ -49,23 +53,22 @@ class LossChart(QWidget):
         fm = QFontMetrics(self.font())
         ink = ChartInk(self.palette())
         p.fillRect(self.rect(), ink.background)
-        left, bottom = fm.horizontalAdvance("00.000") + 12, fm.height() + 8
+        left, bottom = fm.horizontalAdvance("00.000e-0") + 12, fm.height() + 8
         area = QRectF(left, 10, max(10, self.width() - left - 14), max(10, self.height() - bottom - 18))
         p.setPen(QPen(ink.frame, 1))
         p.drawRect(area)
-        values = [v for _, v in self.points + self.eval_points]
+        dots = self.dots()
+        values = [v for _, v in self.points + dots]
         if not values:
             p.setPen(ink.muted)
-            p.drawText(area, Qt.AlignCenter, "The loss curve appears here once training starts.")
+            p.drawText(area, Qt.AlignCenter | Qt.TextWordWrap, self.empty)
             return
         lo, hi = min(values), max(values)
-        if hi - lo < 1e-6:
-            lo, hi = lo - 0.5, hi + 0.5
+        if hi - lo < 1e-12 * max(1.0, abs(hi)):
+            lo, hi = lo - max(abs(lo) * 0.1, 1e-9), hi + max(abs(hi) * 0.1, 1e-9)
         pad = (hi - lo) * 0.08
         lo, hi = lo - pad, hi + pad
-        last = max(s for s, _ in self.points + self.eval_points)
-        span = max(self.total_steps, last, 1)
-
+        span = max(self.total_steps, max(s for s, _ in self.points + dots), 1)
         inner = area.adjusted(6, 0, -6, 0)  # so end points are not cut by the frame
 
         def at(step: float, value: float) -> QPointF:
@@ -76,26 +79,49 @@ class LossChart(QWidget):
         for value in (lo + pad, hi - pad):
             y = at(0, value).y()
             p.drawText(QRectF(0, y - fm.height() / 2, left - 6, fm.height()), Qt.AlignRight | Qt.AlignVCenter,
-                       f"{value:.3g}")
-        p.drawText(QRectF(area.left(), area.bottom() + 4, area.width(), fm.height()), Qt.AlignLeft, "step 0")
-        p.drawText(QRectF(area.left(), area.bottom() + 4, area.width(), fm.height()), Qt.AlignRight, f"{span}")
+                       self.fmt.format(value))
+        under = QRectF(area.left(), area.bottom() + 4, area.width(), fm.height())
+        p.drawText(under, Qt.AlignLeft, "step 0")
+        p.drawText(under, Qt.AlignRight, f"{span}")
         if self.points:
             path = QPainterPath(at(*self.points[0]))
-            for s, v in self.points[1:]:
-                path.lineTo(at(s, v))
-            p.setPen(QPen(ink.series(PALETTE[0]), 2))
+            for step, value in self.points[1:]:
+                path.lineTo(at(step, value))
+            p.setPen(QPen(ink.series(self.colour), 2))
             p.setBrush(Qt.NoBrush)
             p.drawPath(path)
             if len(self.points) == 1:
-                p.setBrush(ink.series(PALETTE[0]))
+                p.setBrush(ink.series(self.colour))
                 p.drawEllipse(at(*self.points[0]), 3, 3)
         p.setPen(Qt.NoPen)
         p.setBrush(ink.series(PALETTE[1]))
-        for s, v in self.eval_points:
-            p.drawEllipse(at(s, v), 4, 4)
-        legend = "— training loss" + ("   ● validation loss" if self.eval_points else "")
+        for step, value in dots:
+            p.drawEllipse(at(step, value), 4, 4)
         p.setPen(ink.muted)
-        p.drawText(QRectF(area.left(), area.bottom() + 4, area.width(), fm.height()), Qt.AlignHCenter, legend)
+        p.drawText(under, Qt.AlignHCenter, self.legend())
+
+
+class LossChart(StepChart):
+    """Training loss per step as a line, validation loss as dots."""
+
+    def __init__(self, parent=None):
+        super().__init__("training loss", "The loss curve appears here once training starts.", parent=parent)
+        self.eval_points: list[tuple[int, float]] = []
+        self.setMinimumHeight(150)
+
+    def clear(self) -> None:
+        self.eval_points = []
+        super().clear()
+
+    def add_eval(self, step: int, loss: float) -> None:
+        self.eval_points.append((step, loss))
+        self.update()
+
+    def dots(self) -> list[tuple[int, float]]:
+        return self.eval_points
+
+    def legend(self) -> str:
+        return super().legend() + ("   ● validation loss" if self.eval_points else "")
 
 
 class MemoryBar(QWidget):

@@ -118,7 +118,9 @@ def test_ctrl_c_stops_with_a_checkpoint_and_resume_continues_the_same_trajectory
     events = []
     for line in proc.stdout:
         events.append(json.loads(line))
-        if events[-1]["event"] == "step" and events[-1]["step"] >= 3:
+        # At the first step: the 30 steps of a tiny model are quick, and a busy machine can delay the relayed
+        # events until the run is nearly over (a Ctrl-C after the last step rightly ends it "done").
+        if events[-1]["event"] == "step":
             proc.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal does
             break
     rest, err = proc.communicate(timeout=300)

@@ -112,7 +112,7 @@ def test_closing_while_a_run_trains_asks_and_a_window_opened_later_reattaches(wi
     qtbot.waitUntil(lambda: plan_page.isComplete() and wizard.session.bundle.plan.total_steps == 2000, timeout=20000)
     page = advance(wizard)
     page.start_button.click()
-    qtbot.waitUntil(lambda: bool(page.loss_chart.points), timeout=60000)
+    qtbot.waitUntil(lambda: bool(page.loss_chart.points), timeout=120000)
     assert w.running and page.device_line.text().startswith("Device now: CPU")  # the dashboard's device line
 
     box = w.keep_running_box()  # the question, as asked (not opened: the test answers it below)

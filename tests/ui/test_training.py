@@ -33,6 +33,8 @@ def test_the_whole_wizard_on_the_default_model_and_demo_data(make_wizard, advanc
     assert outcome.status == "done", f"{outcome}\n{page.log.toPlainText()}\n{page.error.details.toPlainText()}"
     assert page.progress.value() == page.progress.maximum() == 3
     assert [s for s, _ in page.loss_chart.points] == [1, 2, 3]
+    assert [s for s, _ in page.lr_chart.points] == [s for s, _ in page.speed_chart.points] == [1, 2, 3]
+    assert all(v > 0 for _, v in page.speed_chart.points) and page.rate_charts.isVisible()
     assert "Checkpoint saved at step 3." in page.log.toPlainText()
     assert page.isComplete() and wizard.button(QWizard.BackButton).isEnabled()
 
@@ -61,7 +63,7 @@ def test_stop_ends_a_long_run_with_a_checkpoint(make_wizard, advance, qtbot, tin
     wizard = make_wizard(model=str(tiny_model_dir))
     page = to_train_page(wizard, advance, qtbot, max_steps=200)
     page.start_button.click()
-    qtbot.waitUntil(lambda: bool(page.loss_chart.points), timeout=60000)  # the first step event arrived
+    qtbot.waitUntil(lambda: bool(page.loss_chart.points), timeout=120000)  # the first step event arrived
     assert page.stop_button.isEnabled()
     page.stop_button.click()
     qtbot.waitUntil(lambda: wizard.session.outcome is not None, timeout=60000)
@@ -75,7 +77,7 @@ def test_closing_the_window_stops_the_run(make_wizard, advance, qtbot, tiny_mode
     wizard = make_wizard(model=str(tiny_model_dir))
     page = to_train_page(wizard, advance, qtbot, max_steps=200)
     page.start_button.click()
-    qtbot.waitUntil(lambda: bool(page.loss_chart.points), timeout=60000)
+    qtbot.waitUntil(lambda: bool(page.loss_chart.points), timeout=120000)
     wizard.close()
     assert page.job.wait(60).status == "stopped"
     assert (Path(page.job.run_dir) / "result").is_dir()

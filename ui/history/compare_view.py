@@ -10,11 +10,11 @@ from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QLabel, QSplitter
                                QVBoxLayout, QWidget)
 
 from app.history_service import Comparison
+from core.plan_text import duration
 from ui import theme
 from ui.charts import PALETTE
 from ui.curves_chart import CurvesChart, run_series
 from ui.history.run_table import loss_text
-from ui.pages.base import duration
 
 
 def value_text(value) -> str:

@@ -29,6 +29,7 @@ class ResumePage(TrainPage):
             return
         self.job, self.session.run_id, self.session.outcome = None, s.id, None
         self._reset_view()
+        self.rate_charts.hide()  # the history keeps the loss; speed and learning rate show once it trains here
         total = max(1, s.total_steps, s.steps_done)
         self.progress.setRange(0, total)
         self.progress.setValue(min(s.steps_done, total))
@@ -83,6 +84,7 @@ class ResumePage(TrainPage):
     def _on_event(self, e: dict) -> None:
         if e.get("event") == "start":  # steps after the checkpoint are trained again: drop their old points
             start = int(e.get("start_step") or 0)
-            self.loss_chart.points = [p for p in self.loss_chart.points if p[0] <= start]
+            for chart in self.charts:
+                chart.points = [p for p in chart.points if p[0] <= start]
             self.loss_chart.eval_points = [p for p in self.loss_chart.eval_points if p[0] <= start]
         super()._on_event(e)

@@ -8,9 +8,10 @@ from PySide6.QtWidgets import QHeaderView, QLabel, QTabWidget, QTreeWidget, QTre
 
 from app.history_service import RunDetail, flat_config
 from app.supervisor import Outcome
+from core.plan_text import duration
 from ui.history.resume_page import ResumePage
 from ui.history.run_table import loss_text, when
-from ui.pages.base import Session, duration
+from ui.pages.base import Session
 from ui.pages.export_page import ExportPage
 
 NO_RESULT = "This run has no trained result yet: resume it, or let it finish, to try and export it."

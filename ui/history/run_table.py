@@ -9,7 +9,7 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTreeWidget, QTreeWidgetItem
 
 from app.history_service import RunSummary
-from ui.pages.base import duration
+from core.plan_text import duration
 
 COLUMNS = ["Run", "Project", "Status", "Model", "Strategy", "Dataset", "Steps", "Final loss", "Best loss",
            "Duration"]

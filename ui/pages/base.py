@@ -120,13 +120,3 @@ class Page(QWizardPage):
         for name in list(self._tasks):
             self.cancel_task(name)
 
-
-def duration(seconds: float | None) -> str:
-    """'45 s', '12 min', '3.5 h' for estimates and ETAs."""
-    if seconds is None:
-        return "—"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

@@ -12,9 +12,10 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QGroupBox, QHBoxL
 from app import operations as ops
 from core.data.token_stats import length_stats
 from core.errors import KnownError
+from core.plan_text import duration
 from ui.charts import LengthHistogram, MemoryBar
 from ui.error_panel import ErrorPanel
-from ui.pages.base import BusyLine, Page, Session, duration
+from ui.pages.base import BusyLine, Page, Session
 from ui.pages.plan_wishes import WishesPanel
 
 THIS_MACHINE = "This machine"

@@ -7,13 +7,14 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton,
-                               QVBoxLayout)
+                               QVBoxLayout, QWidget)
 
 from app import operations as ops
 from core import device_monitor
+from core.plan_text import duration
 from ui import theme
-from ui.charts import LossChart
-from ui.pages.base import BusyLine, Page, Session, duration
+from ui.charts import PALETTE, LossChart, StepChart
+from ui.pages.base import BusyLine, Page, Session
 from ui.pages.paused_try import PausedTry
 
 LOG_TAIL_LINES = 60
@@ -68,6 +69,7 @@ class TrainPage(Page):
                          "or stop it at any time and keep what it learned so far.", parent)
         self.job = None
         self.device: tuple[str, int | None] = ("cpu", None)  # what the device line samples
+        self.disk_written = 0  # bytes offloading wrote to NVMe this run (drive wear), from the step events
         self.events: TrainerEvents | None = None
         self.summary = QLabel(wordWrap=True)
         self.start_button = QPushButton("Start training")
@@ -101,6 +103,15 @@ class TrainPage(Page):
         self.try_box = PausedTry()
         self.try_box.hide()
         self.loss_chart = LossChart()
+        self.lr_chart = StepChart("learning rate", "The learning rate appears here once training starts.",
+                                  "{:.1e}", PALETTE[2])
+        self.speed_chart = StepChart("tokens per second", "The speed appears here once training starts.",
+                                     "{:,.0f}", PALETTE[4])
+        self.rate_charts = QWidget()
+        rates = QHBoxLayout(self.rate_charts)
+        rates.setContentsMargins(0, 0, 0, 0)
+        rates.addWidget(self.lr_chart)
+        rates.addWidget(self.speed_chart)
         self.log = QPlainTextEdit(readOnly=True, maximumBlockCount=2000)
         self.log.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
         self.log.setMinimumHeight(90)
@@ -116,7 +127,12 @@ class TrainPage(Page):
         layout.addWidget(self.device_line)
         layout.addWidget(self.try_box)
         layout.addWidget(self.loss_chart, 3)
+        layout.addWidget(self.rate_charts, 2)
         layout.addWidget(self.log, 2)
+
+    @property
+    def charts(self) -> list:
+        return [self.loss_chart, self.lr_chart, self.speed_chart]
 
     @property
     def running(self) -> bool:
@@ -139,9 +155,11 @@ class TrainPage(Page):
         self.progress.setValue(0)
         for label in self.stat.values():
             label.setText("—")
-        self.loss_chart.clear()
+        for chart in self.charts:
+            chart.clear()
         self.log.clear()
         self.device_line.clear()
+        self.disk_written = 0
         self.try_box.hide()
 
     def start(self) -> None:
@@ -197,7 +215,8 @@ class TrainPage(Page):
         self._following()
 
     def sample_device(self) -> None:
-        self.device_line.setText("Device now: " + device_monitor.sample(*self.device).text())
+        disk = f" · offload wrote {self.disk_written / 1e9:.2f} GB to disk" if self.disk_written else ""
+        self.device_line.setText("Device now: " + device_monitor.sample(*self.device).text() + disk)
 
     def pause(self, paused: bool) -> None:
         if not self.running:
@@ -246,7 +265,9 @@ class TrainPage(Page):
             total = int(e.get("total_steps") or 1)
             self.progress.setRange(0, total)
             self.progress.setValue(int(e.get("start_step") or 0))
-            self.loss_chart.set_total(total)
+            for chart in self.charts:
+                chart.set_total(total)
+            self.rate_charts.show()
             self.device = (e.get("device") or "cpu", e.get("gpu_index"))
             self.status.start("Training…")
             self.append(f"Training {total} steps on {e.get('device')} ({e.get('precision')}), "
@@ -260,6 +281,11 @@ class TrainPage(Page):
             self.stat["speed"].setText(f"{e.get('tokens_per_s', 0):,.0f} tokens/s")
             self.stat["memory"].setText(f"{(e.get('memory_bytes') or 0) / 1024**3:.2f} GiB")
             self.loss_chart.add_point(step, float(e["loss"]))
+            if e.get("lr") is not None:
+                self.lr_chart.add_point(step, float(e["lr"]))
+            if e.get("tokens_per_s") is not None:
+                self.speed_chart.add_point(step, float(e["tokens_per_s"]))
+            self.disk_written += int((e.get("io") or {}).get("written_last_step") or 0)
             if step == 1 or step == total or step % max(1, total // 20) == 0:
                 self.append(f"Step {step}/{total}: loss {e['loss']:.4f}")
         elif kind == "eval":
