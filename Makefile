@@ -35,4 +35,5 @@ clean-venv:
 SHOTS ?= screenshots
 .PHONY: screenshots
 screenshots: $(STAMP)
-	$(PY) -m ui.screenshots $(SHOTS)
+	if command -v xvfb-run >/dev/null 2>&1; then xvfb-run -a -s "-screen 0 1400x1000x24" $(PY) -m ui.screenshots $(SHOTS); \
+	else $(PY) -m ui.screenshots $(SHOTS); fi

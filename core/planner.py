@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from core import memory_model as mm
 from core import settings, speed_model, strategies
 from core.data import packing as packing_mod
+from core.data import split
 from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
 from core.offload import host_plan
@@ -289,7 +290,10 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
     lr = w.lr or (2e-5 if strategy in ("full", "lisa") else 2e-4)
     epochs = w.epochs if w.epochs is not None else 1.0
     max_steps = w.max_steps or 0
-    per_epoch = math.ceil(rows / (mb * grad_accum))
+    # The trainer holds rows out for validation (core.data.split's rule) and trains on the rest.
+    held = split.validation_size(len(lengths))[0] if lengths else 0
+    trained = max(1, round(rows * (len(lengths) - held) / len(lengths))) if lengths else rows
+    per_epoch = math.ceil(trained / (mb * grad_accum))
     total_steps = steps or max_steps or max(1, math.ceil(epochs * per_epoch))
     mean_len = min(seq_len, sum(min(n, seq_len) for n in lengths) / rows) if lengths else seq_len
     step_time = grad_accum * speed_model.micro_batch_seconds(shape, setup, hw, target.gpu, mean_len) * target.time_factor

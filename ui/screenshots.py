@@ -9,7 +9,7 @@ It works in a temporary data folder holding two sample runs (written straight in
 the bundled model (linked from your data folder when it was converted there already, else converted
 once, which takes a minute). The train page is a real run of it on the demo data: a few steps, then
 paused and asked a question, then stopped (about a minute on a laptop's CPU). Without a display it
-draws offscreen.
+draws offscreen; `make screenshots` runs it in a real X server (Xvfb) where there is one.
 """
 
 from __future__ import annotations
