@@ -147,7 +147,7 @@ def predict(cell: Cell, config: dict, device: str) -> Estimate:
     s = strategies.get(cell.strategy, need_built=False)
     on_gpu = device == "cuda"
     setup = Setup(cell.strategy, cell.micro_batch, cell.seq_len, compute_bytes=2 if on_gpu else 4,
-                  checkpointing=cell.checkpointing, on_gpu=on_gpu,
+                  checkpointing=cell.checkpointing, on_gpu=on_gpu, fused_loss=on_gpu,  # kernels "auto", as run
                   **s.setup_fields(s.options(cell.options), device))
     return estimate(ModelShape.from_config(config), setup)
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from core import strategies
 from core.model_shape import ModelShape
 from core.offload.weight_store import STAGING
+from kernels.patch import ARCHITECTURES
 
 GIB = 1024**3
 
@@ -48,6 +49,7 @@ ACTIVATION_COEFFICIENTS = {
 }
 LOGITS_SAVED_BYTES = 4  # per token per vocab entry: fp32 log-softmax output
 LOGITS_BACKWARD_BYTES = 8  # two more fp32 vocab-wide gradients at the start of backward
+FUSED_LOSS_MIN_ROWS = 256  # kernels/fused_linear_cross_entropy.py's MIN_CHUNK_ROWS (not imported: it loads Triton)
 NF4_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # 4-bit codes + 8-bit absmax per 64 + fp32 per 256 absmax (double quant)
 INT8_BYTES = 1.0  # LLM.int8 codes (row scales are negligible)
 CUDA_CONTEXT = int(0.5 * GIB)  # driver context and kernel images, outside torch's allocator
@@ -84,6 +86,7 @@ class Setup:
     resident_layers: int = 2  # streamed weights: layers on the device at a time (the offload strategy's ring)
     quantized_base: bool = True  # a 4-bit strategy's base really is 4-bit (offload's quantize=False streams 16-bit)
     keep_checkpoints: int = 2
+    fused_loss: bool = False  # our fused linear cross-entropy is patched in (CUDA, kernels on): no full logits
 
     @property
     def tokens(self) -> int:
@@ -176,7 +179,8 @@ def activation_bytes(shape: ModelShape, s: Setup) -> int:
     """The decoder layers' share of the peak. With checkpointing, backward recomputes one layer at a
     time, but only after the logits' gradients are freed, so only what exceeds those adds to the peak."""
     per_tokens = _one_layer(shape, s)
-    recompute = max(0, per_tokens - s.tokens * shape.vocab * LOGITS_BACKWARD_BYTES) if s.checkpointing else 0
+    freed = 0 if fused_loss(shape, s) else s.tokens * shape.vocab * LOGITS_BACKWARD_BYTES  # fused: none to free
+    recompute = max(0, per_tokens - freed) if s.checkpointing else 0
     return saved_after_forward(shape, s) + recompute
 
 
@@ -185,11 +189,29 @@ def activations_moved(shape: ModelShape, s: Setup) -> int:
     except the inputs checkpointed layers keep themselves (the fp32 log-softmax output moves too, but comes
     back first in backward, so the logits' peak stays)."""
     kept = shape.layers * s.compute_bytes * shape.hidden * s.tokens if s.checkpointing else 0
-    return saved_after_forward(shape, s) - kept + s.tokens * shape.vocab * LOGITS_SAVED_BYTES
+    return saved_after_forward(shape, s) - kept + log_softmax_bytes(shape, s)
+
+
+def log_softmax_bytes(shape: ModelShape, s: Setup) -> int:
+    """The fp32 log-softmax output transformers' loss saves for backward (none with the fused loss)."""
+    return 0 if fused_loss(shape, s) else s.tokens * shape.vocab * LOGITS_SAVED_BYTES
+
+
+def fused_loss(shape: ModelShape, s: Setup) -> bool:
+    """The run computes its loss with kernels/fused_linear_cross_entropy: asked for, on a GPU, and an
+    architecture our kernels patch (elsewhere transformers' head builds the full logits)."""
+    return s.fused_loss and s.on_gpu and shape.model_type in ARCHITECTURES
 
 
 def logits_bytes(shape: ModelShape, s: Setup) -> int:
-    return s.tokens * shape.vocab * (LOGITS_SAVED_BYTES + LOGITS_BACKWARD_BYTES)
+    if not fused_loss(shape, s):
+        return s.tokens * shape.vocab * (LOGITS_SAVED_BYTES + LOGITS_BACKWARD_BYTES)
+    # Chunks of rows whose logits are about as large as the hidden states (kernels' chunk_rows), the
+    # hidden states' gradient kept for backward, and the head's fp32 gradient when the head trains.
+    rows = min(s.tokens, max(FUSED_LOSS_MIN_ROWS, -(-s.tokens * shape.hidden // shape.vocab)))
+    head_trains = s.strategy == "full" or (s.strategy == "lisa" and s.lisa_embeddings)
+    return (rows * shape.vocab + s.tokens * shape.hidden) * s.compute_bytes + \
+        (shape.vocab * shape.hidden * 4 if head_trains else 0)
 
 
 def estimate(shape: ModelShape, s: Setup) -> Estimate:
@@ -239,7 +261,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
         moved = activations_moved(shape, s)
         est.ram["activations saved for backward (pinned)"] = moved
         back = 0 if s.checkpointing else _one_layer(shape, s)
-        layers_moved = moved - s.tokens * shape.vocab * LOGITS_SAVED_BYTES
+        layers_moved = moved - log_softmax_bytes(shape, s)
         dev["activations (in RAM, one layer back at a time)"] = activation_bytes(shape, s) + back - layers_moved
     else:
         dev["activations" + (" (checkpointed)" if s.checkpointing else "")] = activation_bytes(shape, s)

@@ -16,6 +16,7 @@ class ModelShape:
     vocab: int
     tied: bool
     max_positions: int
+    model_type: str = ""  # the config's model_type (the text model's, for multimodal configs)
 
     @classmethod
     def from_config(cls, c: dict) -> "ModelShape":
@@ -27,6 +28,7 @@ class ModelShape:
             heads=heads, kv_heads=c.get("num_key_value_heads") or heads,
             head_dim=c.get("head_dim") or hidden // heads, vocab=c["vocab_size"],
             tied=bool(c.get("tie_word_embeddings", False)), max_positions=c.get("max_position_embeddings", 2048),
+            model_type=str(c.get("model_type", "")),
         )
 
     def linear_shapes(self) -> list[tuple[int, int]]:

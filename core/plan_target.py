@@ -45,6 +45,7 @@ class Target:
         on_disk = on_disk or getattr(opts, "where", "auto") == "disk"  # the person asked for NVMe
         return mm.Setup(strategy, micro_batch, seq_len, compute_bytes=4 if self.precision == "fp32" else 2,
                         checkpointing=checkpointing, on_gpu=self.device == "cuda", weights_on_disk=on_disk,
+                        fused_loss=self.device == "cuda",  # the trainer's kernels are on by default on CUDA
                         **s.setup_fields(opts, self.device))
 
     @property

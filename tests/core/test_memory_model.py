@@ -123,3 +123,22 @@ def test_full_fine_tuning_peaks_in_the_optimizer_step_when_activations_are_small
     assert extra + small.device["activations"] + small.device["logits and loss"] == 2 * 4 * shape.embedding_params
     big = mm.estimate(shape, mm.Setup("full", 16, 512))
     assert not any(k.startswith("optimizer step") for k in big.device)
+
+
+def test_the_fused_loss_needs_no_full_logits_and_the_model_knows_its_chunks():
+    from kernels.fused_linear_cross_entropy import MIN_CHUNK_ROWS
+
+    assert mm.FUSED_LOSS_MIN_ROWS == MIN_CHUNK_ROWS  # the memory model sizes the kernel's chunks as it does
+    llama = ModelShape.from_config({"model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336,
+                                    "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+                                    "vocab_size": 128256})
+    plain, fused = (mm.Setup("lora", 4, 2048, checkpointing=True, fused_loss=f) for f in (False, True))
+    full_logits = 8192 * 128256 * (mm.LOGITS_SAVED_BYTES + mm.LOGITS_BACKWARD_BYTES)
+    assert mm.logits_bytes(llama, plain) == full_logits  # 12.5 GB of logits for 8k tokens
+    chunk = max(256, -(-8192 * 4096 // 128256))
+    assert mm.logits_bytes(llama, fused) == (chunk * 128256 + 8192 * 4096) * 2  # about 0.13 GB
+    assert mm.estimate(llama, fused).device_total < mm.estimate(llama, plain).device_total - 10 * 2**30
+    other = ModelShape.from_config({"model_type": "gpt_neox", "hidden_size": 64, "num_hidden_layers": 2,
+                                    "num_attention_heads": 4, "vocab_size": 1000})
+    assert mm.logits_bytes(other, fused) == mm.logits_bytes(other, plain)  # our kernels do not patch it
+    assert mm.logits_bytes(llama, mm.Setup("lora", 4, 2048, on_gpu=False, fused_loss=True)) == full_logits

@@ -85,5 +85,6 @@ def test_activations_on_the_host_leave_one_layer_on_the_gpu_and_cost_pcie_time()
     host = planner.make_plan(hw, config, LENGTHS, planner.Wishes(**wishes, options={"optimizer_on_host": False,
                                                                                     "activations_on_host": True}))
     assert host.memory["activations (in RAM, one layer back at a time)"] * 10 < plain.memory["activations"]
-    assert host.ram["activations saved for backward (pinned)"] > plain.memory["activations"]  # + fp32 log-softmax
+    # all of them (on a GPU the fused loss saves no log-softmax beside them)
+    assert host.ram["activations saved for backward (pinned)"] == plain.memory["activations"]
     assert host.step_time_s > plain.step_time_s and any(r.startswith("Activations in RAM") for r in host.reasons)
