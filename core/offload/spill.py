@@ -19,9 +19,11 @@ import shutil
 from concurrent.futures import Future
 from pathlib import Path
 
+from core.errors import DiskFull
 from core.offload.disk import DiskIO, padded
 
 FILE = "optimizer-state.spill"
+SPARE = 1 << 30  # a spill never takes the drive's last GiB: the checkpoints after it need room too
 
 
 class StateSpill:
@@ -45,6 +47,12 @@ class StateSpill:
     def _slot(self, key, tensors: dict) -> dict[str, int]:
         slot = self._slots.get(key)
         if slot is None:
+            grow = sum(padded(t.numel() * t.element_size()) for t in tensors.values())
+            free = shutil.disk_usage(self.path.parent).free
+            if grow + SPARE > free:  # a clean stop with a sentence, not a write failing halfway
+                raise DiskFull(f"{self.path.parent}: spilling optimizer state needs {grow / 2**20:.0f} MiB more "
+                               f"there but only {free / 2**30:.1f} GiB is free (1 GiB is kept for checkpoints); "
+                               "free some space, or turn spill_state off to drop switched-off layers' state.")
             slot = {}
             for name, t in tensors.items():
                 slot[name] = self._end

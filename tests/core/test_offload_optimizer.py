@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -209,3 +210,15 @@ def test_a_trainer_killed_while_spilling_leaves_a_checkpoint_that_resumes(model_
     assert state["step"] >= 4 and not state.get("optimizer_reset")
     losses = run_steps(session, examples(vocab=200), state["step"] + 2)
     assert len(losses) == 2 and all(0 < x < 20 for x in losses)
+
+
+def test_a_spill_that_would_fill_the_drive_stops_with_a_sentence_before_writing(tmp_path, monkeypatch):
+    from core import errors
+    from core.offload import spill as spill_mod
+
+    # The real free space of the test's drive, with the spare raised to all of it: nothing more may be spilled.
+    monkeypatch.setattr(spill_mod, "SPARE", shutil.disk_usage(tmp_path).free)
+    spill = StateSpill(tmp_path, DiskIO(workers=1))
+    with pytest.raises(errors.DiskFull, match="spilling optimizer state needs .* turn spill_state off"):
+        spill.put("x", {"master": torch.zeros(1024)})
+    assert spill.path.stat().st_size == 0 and not spill.holds("x") and spill.writes == 0
