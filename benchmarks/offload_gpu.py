@@ -190,7 +190,7 @@ def run_cell(name: str, spec: tuple, device: str, steps: int, link: float, root:
                losses=[r["loss"] for r in measured["steps"]], stalls=streamer.stalls, loads=streamer.loads,
                layers=len(streamer.layers), status="measured")
     streamer.close()
-    del model, optimizer, params, streamer
+    model = optimizer = params = streamer = None  # freed before the next cell (the closure above still names them)
     cells.free(device)
     return out
 

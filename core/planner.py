@@ -292,7 +292,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
     max_steps = w.max_steps or 0
     # The trainer holds rows out for validation (core.data.split's rule) and trains on the rest.
     held = split.validation_size(len(lengths))[0] if lengths else 0
-    trained = max(1, round(rows * (len(lengths) - held) / len(lengths))) if lengths else rows
+    trained = max(1, math.ceil(rows * (len(lengths) - held) / len(lengths))) if lengths else rows
     per_epoch = math.ceil(trained / (mb * grad_accum))
     total_steps = steps or max_steps or max(1, math.ceil(epochs * per_epoch))
     mean_len = min(seq_len, sum(min(n, seq_len) for n in lengths) / rows) if lengths else seq_len

@@ -80,6 +80,7 @@ def test_the_planner_counts_packs_and_says_so():
     plain = planner.make_plan(CPU_ONLY, SMOL, lengths, planner.Wishes(seq_len=256, micro_batch=2, grad_accum=1,
                                                                       packing=False))
     assert (packed.sequences, plain.sequences) == (25, 100)  # four 60-token rows to a 256-token pack
-    assert (packed.total_steps, plain.total_steps) == (13, 50)
+    # 10 of the 100 rows are held out for validation: 90 train, in 23 packs (12 steps of 2) or 45 steps of 2 rows
+    assert (packed.total_steps, plain.total_steps) == (12, 45)
     assert any(r.startswith("Packing: the 100 rows fit in 25 sequences") for r in packed.reasons)
     assert plain.packing is False and not any(r.startswith("Packing") for r in plain.reasons)

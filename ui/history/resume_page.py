@@ -13,7 +13,7 @@ from PySide6.QtCore import Slot
 from app import operations as ops
 from app.history_service import RunDetail
 from ui.pages.base import Session
-from ui.pages.train_page import TrainerEvents, TrainPage
+from ui.pages.train_page import TrainPage
 
 
 class ResumePage(TrainPage):
@@ -66,9 +66,7 @@ class ResumePage(TrainPage):
         self.error.clear()
         self.session.outcome = None
         self.completeChanged.emit()
-        self.events = TrainerEvents()
-        self.events.event.connect(self._on_event)
-        self.events.finished.connect(self._on_finished)
+        self.events = self.listen()
         try:
             self.job = ops.start_run(self.session.run_id, resume=True, on_event=self.events.on_event,
                                      on_finished=self.events.on_finished)

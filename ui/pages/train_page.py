@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QTimer, Signal, Slot
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton,
                                QVBoxLayout, QWidget)
@@ -16,49 +16,9 @@ from ui import theme
 from ui.charts import PALETTE, LossChart, StepChart
 from ui.pages.base import BusyLine, Page, Session
 from ui.pages.paused_try import PausedTry
+from ui.pages.trainer_events import TrainerEvents, log_tail, sentence
 
-LOG_TAIL_LINES = 60
 DEVICE_POLL_MS = 1500
-
-
-class TrainerEvents(QObject):
-    """Carries the trainer's callbacks (called on the supervisor's reader thread) to the main thread."""
-
-    event = Signal(dict)
-    finished = Signal(object)
-
-    def __init__(self):
-        super().__init__()
-        self.closed = False
-
-    def on_event(self, event: dict) -> None:  # reader thread
-        self._emit(self.event, event)
-
-    def on_finished(self, outcome) -> None:  # reader thread
-        self._emit(self.finished, outcome)
-
-    def _emit(self, signal, value) -> None:
-        if self.closed:
-            return
-        try:
-            signal.emit(value)
-        except RuntimeError:  # the window is gone; the trainer keeps recording to its run folder
-            self.closed = True
-
-
-def sentence(text: str, capital: bool = True) -> str:
-    text = text.strip()
-    if capital:
-        text = text[:1].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."
-
-
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
 
 
 class TrainPage(Page):
@@ -130,6 +90,13 @@ class TrainPage(Page):
         layout.addWidget(self.rate_charts, 2)
         layout.addWidget(self.log, 2)
 
+    def listen(self) -> TrainerEvents:
+        """A fresh carrier of a job's events to this page (the old one, if any, is left to its job)."""
+        events = TrainerEvents()
+        events.event.connect(self._on_event)
+        events.finished.connect(self._on_finished)
+        return events
+
     @property
     def charts(self) -> list:
         return [self.loss_chart, self.lr_chart, self.speed_chart]
@@ -174,9 +141,7 @@ class TrainPage(Page):
 
     def _created(self, cfg) -> None:
         self.session.run_id = cfg.run_id
-        self.events = TrainerEvents()
-        self.events.event.connect(self._on_event)
-        self.events.finished.connect(self._on_finished)
+        self.events = self.listen()
         self.append(f"Run {cfg.run_id} in {cfg.run_dir}")
         try:
             self.job = ops.start_run(cfg.run_id, on_event=self.events.on_event, on_finished=self.events.on_finished)
@@ -201,9 +166,7 @@ class TrainPage(Page):
         events so far are replayed, then it goes on live, with Pause and Stop."""
         self._reset_view()
         self.session.run_id, self.session.outcome = run_id, None
-        self.events = TrainerEvents()
-        self.events.event.connect(self._on_event)
-        self.events.finished.connect(self._on_finished)
+        self.events = self.listen()
         try:
             self.job = ops.attach_run(run_id, on_event=self.events.on_event, on_finished=self.events.on_finished)
         except Exception as e:  # noqa: BLE001  e.g. it ended a moment ago
