@@ -11,11 +11,11 @@ from dataclasses import dataclass, replace
 
 from app import operations as ops
 from app import paths
-from core import model_source, planner
+from core import model_listing, planner
 from core.plan_text import duration
 from core.errors import KnownError
 from core.hardware import HardwareProfile
-from core.model_source import ModelEntry
+from core.model_listing import ModelEntry
 from core.progress import Progress
 
 GIB = 1024**3
@@ -37,13 +37,13 @@ def list_models(current: str = "", progress: Progress | None = None,
     """The bundled default first, converted GGUFs, the HF cache's models, then `current` and models used in
     earlier runs when they are elsewhere; each with the planner's fit for this machine (or `hardware_file`)."""
     progress = progress or Progress()
-    found = model_source.list_models(paths.models_dir(), progress)
+    found = model_listing.list_models(paths.models_dir(), progress)
     progress.update(None, "Adding models used before")
     for name in dict.fromkeys([current.strip(), *_recent_names()]):
         known = {e.name for e in found} | {e.path for e in found if e.path}
         if not name or name in known:
             continue
-        entry = model_source.describe(name, paths.models_dir())
+        entry = model_listing.describe(name, paths.models_dir())
         if entry.path and entry.path in known:  # the same model under another name (a converted .gguf)
             continue
         found.append(entry if name == current.strip() else replace(entry, source="recent"))

@@ -71,7 +71,9 @@ def target_for(hw: HardwareProfile, w: "Wishes", calibration: dict | None, reaso
         limit = (gpu.free_bytes or gpu.total_bytes) if gpu else 0
     else:
         precision, limit = "fp32", ram_limit
-        reasons.append("No GPU: training on the CPU in fp32 (CPUs lack fast 16-bit math); expect it to be slow.")
+        where = "Training on the CPU as you asked, though there is a GPU," if w.device == "cpu" and hw.gpus else \
+            "No GPU: training on the CPU"
+        reasons.append(f"{where} in fp32 (CPUs lack fast 16-bit math); expect it to be slow.")
     if w.memory_cap_bytes:
         limit = min(limit, w.memory_cap_bytes)
         reasons.append(f"Memory capped at {w.memory_cap_bytes / GIB:.2f} GiB as you asked.")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from core import model_source
+from core import model_listing, model_source
 from core.errors import IncompleteModel, ModelNotFound
 
 
@@ -85,7 +85,7 @@ def by_name(entries) -> dict:
 
 
 def test_listing_finds_the_default_first_then_the_cache(hf_cache, home):
-    found = model_source.list_models(home / "models")
+    found = model_listing.list_models(home / "models")
     assert found[0].name == "default" and found[0].source == "bundled"
     assert found[0].architecture == "llama" and found[0].context == 8192 and 130e6 < found[0].params < 140e6
     assert found[0].note == "converted on first use"  # read from the GGUF header, nothing converted
@@ -110,7 +110,7 @@ def test_converted_models_and_folders_are_described(tmp_path, home, hf_cache):
     converted.mkdir()
     (converted / "tuneforge_source.json").write_text(json.dumps({"gguf": "/gone/my.gguf", "label": "My model"}))
     (models / ".half-written.tmp").mkdir()
-    found = by_name(model_source.list_models(models))
+    found = by_name(model_listing.list_models(models))
     entry = found[str(converted)]
     assert (entry.source, entry.label) == ("converted GGUF", "My model")
     assert entry.problem.startswith("the model folder lacks config.json")
@@ -118,8 +118,8 @@ def test_converted_models_and_folders_are_described(tmp_path, home, hf_cache):
     bad = tmp_path / "bad-config"
     bad.mkdir()
     (bad / "config.json").write_text("{not json")
-    assert "config.json cannot be read" in model_source.describe(str(bad), models).problem
-    assert model_source.describe(str(tmp_path / "nowhere"), models).problem.startswith("no longer on this machine")
+    assert "config.json cannot be read" in model_listing.describe(str(bad), models).problem
+    assert model_listing.describe(str(tmp_path / "nowhere"), models).problem.startswith("no longer on this machine")
 
 
 def test_fit_phrase_from_the_planner(hf_cache, home):

@@ -179,3 +179,13 @@ def test_lisa_out_of_memory_freezes_its_embeddings_before_leaving_lisa():
     assert again.strategy == "lisa" and again.options["embeddings"] is False
     assert again.options["layers"] == first.options["layers"] and again.effective_batch == first.effective_batch
     assert any(r.startswith("The embeddings and output head stay frozen") for r in again.reasons)
+
+
+def test_the_cpu_asked_for_on_a_gpu_machine_is_said_so():
+    hw = hardware.load(REPO / "resources" / "hardware" / "gpu-24gb.json")
+    plan = planner.make_plan(hw, SMOL, [50] * 10, planner.Wishes(device="cpu"))
+    assert plan.device == "cpu"
+    assert any(r.startswith("Training on the CPU as you asked, though there is a GPU, in fp32") for r in plan.reasons)
+    assert not any(r.startswith("No GPU") for r in plan.reasons)
+    no_gpu = planner.make_plan(CPU_ONLY, SMOL, [50] * 10)
+    assert any(r.startswith("No GPU: training on the CPU in fp32") for r in no_gpu.reasons)

@@ -1,0 +1,169 @@
+"""The models on this machine, described without loading any weights, for a list to pick from: the
+bundled default (from its converted folder, or its GGUF header before the first conversion), GGUFs
+converted before, and the local Hugging Face cache (incomplete repos listed with the reason).
+`core.model_source.resolve(entry.name)` then loads the one picked.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from core.model_shape import ModelShape
+from core.errors import ModelNotFound
+from core.model_source import (DEFAULT_FOLDER, DEFAULT_LABEL, DEFAULT_NAME, default_gguf, folder_problem, gguf_target,
+                               hf_cache_dir)
+from core.progress import Progress
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model found on this machine, for a list to pick from; `resolve(name)` loads it."""
+
+    name: str  # what to type: "default", a path, or a cache repo id
+    label: str
+    source: str  # "bundled", "HF cache", "converted GGUF", "folder", "GGUF file"
+    path: str = ""  # the folder or file it lives in ("" when not found)
+    size_bytes: int = 0
+    architecture: str = ""  # config model_type, else its first architectures entry
+    params: int = 0
+    context: int = 0
+    problem: str = ""  # why it cannot be used as it is, one sentence; "" when it can
+    note: str = ""  # something worth knowing, e.g. "converted on first use"
+    config: dict | None = field(default=None, repr=False, compare=False)  # its shape, for planning
+
+
+def list_models(models_dir: Path, progress: Progress | None = None) -> list[ModelEntry]:
+    """The bundled default (first), converted GGUF models under `models_dir`, then the HF cache's models."""
+    progress = progress or Progress()
+    progress.update(None, "Reading the bundled model")
+    found = [describe(DEFAULT_NAME, models_dir)]
+    if models_dir.is_dir():
+        for folder in sorted(models_dir.iterdir()):
+            # Dot-folders are half-written conversions (core.atomic); the default is listed above.
+            if folder.name.startswith(".") or folder.name == DEFAULT_FOLDER:
+                continue
+            if (folder / "tuneforge_source.json").is_file():
+                found.append(_converted(folder))
+    progress.update(None, "Looking in the Hugging Face cache")
+    return found + _hf_cache_entries()
+
+
+def describe(name: str, models_dir: Path) -> ModelEntry:
+    """What `name` would resolve to, read cheaply; a name that is not here gets an entry with its problem."""
+    if name == DEFAULT_NAME:
+        if (models_dir / DEFAULT_FOLDER / "config.json").is_file():
+            return _folder_entry(models_dir / DEFAULT_FOLDER, DEFAULT_NAME, DEFAULT_LABEL, "bundled")
+        try:
+            return _gguf_entry(default_gguf(), DEFAULT_NAME, DEFAULT_LABEL, "bundled")
+        except ModelNotFound as e:
+            return ModelEntry(DEFAULT_NAME, DEFAULT_LABEL, "bundled", problem=str(e))
+    path = Path(name).expanduser()
+    if path.suffix.lower() == ".gguf" and path.is_file():
+        target = gguf_target(path, models_dir)
+        return _converted(target) if (target / "config.json").is_file() else _gguf_entry(path, name, path.stem,
+                                                                                         "GGUF file")
+    if path.is_dir():
+        return _folder_entry(path, name, path.name, "folder")
+    for cached in _hf_cache_entries() if name.count("/") == 1 else []:
+        if cached.name == name:
+            return cached
+    return ModelEntry(name, path.name or name, "missing", problem="no longer on this machine (not a folder, a "
+                      ".gguf file, or a model in the Hugging Face cache)")
+
+
+def _converted(folder: Path) -> ModelEntry:
+    try:
+        label = json.loads((folder / "tuneforge_source.json").read_text(encoding="utf-8"))["label"]
+    except (OSError, ValueError, KeyError, TypeError):
+        label = folder.name
+    # The folder itself, not its .gguf: the file may have moved, and the folder loads as it is.
+    return _folder_entry(folder, str(folder), label, "converted GGUF")
+
+
+def _folder_entry(folder: Path, name: str, label: str, source: str, size: int | None = None) -> ModelEntry:
+    entry = ModelEntry(name, label, source, str(folder))
+    try:
+        size = size if size is not None else sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        entry = replace(entry, size_bytes=size, problem=folder_problem(folder)[0])
+        if not (folder / "config.json").is_file():
+            return entry
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except OSError as e:  # unreadable: listed with why, never a crash
+        return replace(entry, problem=f"it cannot be read ({e.strerror or e})")
+    except ValueError as e:
+        return replace(entry, problem=f"config.json cannot be read ({e})")
+    return _with_shape(entry, config)
+
+
+def _with_shape(entry: ModelEntry, config: dict | None) -> ModelEntry:
+    if not isinstance(config, dict):
+        return entry
+    text = config.get("text_config", config)
+    arch = text.get("model_type") or config.get("model_type") or (config.get("architectures") or [""])[0]
+    try:
+        shape = ModelShape.from_config(config)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
+        return replace(entry, architecture=str(arch), problem=entry.problem or f"config.json lacks {e} (its shape "
+                       "is unknown)")
+    return replace(entry, architecture=str(arch), params=shape.params, context=shape.max_positions, config=config)
+
+
+def _gguf_entry(gguf: Path, name: str, label: str, source: str) -> ModelEntry:
+    entry = ModelEntry(name, label, source, str(gguf), gguf.stat().st_size, note="converted on first use")
+    try:
+        config = gguf_config(gguf, gguf.stat().st_size, gguf.stat().st_mtime_ns)
+    except Exception as e:  # noqa: BLE001  any damage in the file: listed with why, never a crash
+        return replace(entry, problem=f"its GGUF header cannot be read ({type(e).__name__}: {e})")
+    return _with_shape(entry, config)
+
+
+@functools.lru_cache(maxsize=32)
+def gguf_config(gguf: Path, size: int, mtime_ns: int) -> dict:
+    """The HF-style config fields a GGUF's metadata holds (size and mtime key the cache: reading takes ~2 s)."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(gguf)
+    fields, arch = reader.fields, reader.fields["general.architecture"].contents()
+
+    def get(key):
+        found = fields.get(f"{arch}.{key}")
+        value = found.contents() if found is not None else None
+        return max(value) if isinstance(value, list) and value else value  # per-layer sizes in some files
+
+    tokens = fields.get("tokenizer.ggml.tokens")
+    config = {"model_type": arch, "num_hidden_layers": get("block_count"), "hidden_size": get("embedding_length"),
+              "intermediate_size": get("feed_forward_length"), "num_attention_heads": get("attention.head_count"),
+              "num_key_value_heads": get("attention.head_count_kv"), "head_dim": get("attention.key_length"),
+              "max_position_embeddings": get("context_length"),
+              "vocab_size": get("vocab_size") or (len(tokens.data) if tokens is not None else None),
+              "tie_word_embeddings": not any(t.name == "output.weight" for t in reader.tensors)}
+    return {k: v for k, v in config.items() if v is not None}
+
+
+def _hf_cache_entries() -> list[ModelEntry]:
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        cache = scan_cache_dir(hf_cache_dir())
+    except CacheNotFound:
+        return []
+    except OSError as e:
+        return [ModelEntry("", "Hugging Face cache", "HF cache", str(hf_cache_dir()),
+                           problem=f"the cache cannot be read ({e})")]
+    # Entries the hub library could not read come back as warnings, not errors: list them with why.
+    found = [ModelEntry("", "unreadable cache entry", "HF cache", problem=str(w)) for w in cache.warnings]
+    for repo in sorted(cache.repos, key=lambda r: r.repo_id.lower()):
+        if repo.repo_type != "model" or not repo.revisions:
+            continue
+        # The revision `main` points at is what snapshot_download(local_files_only) gives; else the newest.
+        revision = max(repo.revisions, key=lambda r: ("main" in r.refs, r.last_modified))
+        entry = _folder_entry(revision.snapshot_path, repo.repo_id, repo.repo_id.split("/")[-1], "HF cache",
+                              revision.size_on_disk)
+        if entry.problem:
+            entry = replace(entry, problem=f"incomplete in the cache: {entry.problem.removeprefix('the model folder ')}")
+        found.append(entry)
+    return sorted(found, key=lambda e: not e.name)  # the unreadable last
