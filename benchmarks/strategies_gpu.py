@@ -122,7 +122,12 @@ def baseline(model_dir: Path, device: str, checkpointing: bool):
                                              task_type="CAUSAL_LM"))
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=2e-4)
+    return plain_step(model, params, torch.optim.AdamW(params, lr=2e-4), device), None
+
+
+def plain_step(model, params: list, optimizer, device: str):
+    """The training step a hand-written loop has: forward, backward, clip at 1.0, optimizer step; returns the
+    tokens it saw (the baselines' step, with no Tuneforge code in it)."""
 
     def step(batches: list[dict]) -> int:
         tokens = 0
@@ -137,7 +142,7 @@ def baseline(model_dir: Path, device: str, checkpointing: bool):
         optimizer.zero_grad(set_to_none=True)
         return tokens
 
-    return step, None
+    return step
 
 
 def windows(steps: list[dict], interval: int, key: str) -> list[dict]:

@@ -49,7 +49,7 @@ if "--smoke" in sys.argv[1:]:  # a smoke run is the CPU's everywhere (see strate
 
 from benchmarks import cells  # noqa: E402
 from benchmarks.cells import Cell, gib  # noqa: E402
-from benchmarks.strategies_gpu import LLAMA_TARGETS, LORA, baseline  # noqa: E402
+from benchmarks.strategies_gpu import LLAMA_TARGETS, LORA, baseline, plain_step  # noqa: E402
 from core import atomic  # noqa: E402
 from core.model_shape import ModelShape  # noqa: E402
 from core.speed_model import GPU_TFLOPS  # noqa: E402
@@ -83,21 +83,7 @@ def peft_qlora(model_dir: Path, device: str):
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = bnb.optim.PagedAdamW8bit(params, lr=2e-4) if device == "cuda" else torch.optim.AdamW(params, lr=2e-4)
-
-    def step(batches: list[dict]) -> int:
-        tokens = 0
-        for batch in batches:
-            batch = {k: v.to(device) for k, v in batch.items()}
-            tokens += int(batch["attention_mask"].sum())
-            loss = model(**batch).loss
-            loss.backward()
-            float(loss.detach())
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return tokens
-
-    return step, None
+    return plain_step(model, params, optimizer, device), None
 
 
 def model_flops_per_token(config: dict, seq_len: int) -> float:

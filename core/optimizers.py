@@ -61,6 +61,22 @@ def forget(optimizer, params) -> None:
         optimizer.state.pop(p, None)
 
 
+def adamw_update(state: dict, grad, master, group: dict) -> None:
+    """One AdamW step (decoupled weight decay, bias-corrected) of `master` in place, from fp32 moments in
+    `state`. Shared by MasterAdamW and the host optimizer (core/offload/host_adam.py), so a run moved to
+    the host continues on exactly the same trajectory."""
+    b1, b2 = group["betas"]
+    grad = grad.float()
+    state["step"] += 1
+    t = state["step"]
+    state["exp_avg"].lerp_(grad, 1 - b1)
+    state["exp_avg_sq"].mul_(b2).addcmul_(grad, grad, value=1 - b2)
+    del grad
+    denom = (state["exp_avg_sq"] / (1 - b2**t)).sqrt_().add_(group["eps"])
+    master.mul_(1 - group["lr"] * group["weight_decay"])
+    master.addcdiv_(state["exp_avg"], denom, value=-group["lr"] / (1 - b1**t))
+
+
 @functools.cache
 def master_adamw() -> type:
     """The MasterAdamW class (made on first use, so importing this module does not import torch)."""
@@ -75,7 +91,6 @@ def master_adamw() -> type:
         @torch.no_grad()
         def step(self, closure=None):
             for group in self.param_groups:
-                b1, b2 = group["betas"]
                 for p in group["params"]:
                     if p.grad is None:
                         continue
@@ -87,15 +102,7 @@ def master_adamw() -> type:
                         if p.dtype != torch.float32:
                             state["master"] = p.detach().float()
                     master = state.get("master", p)
-                    grad = p.grad.float()
-                    state["step"] += 1
-                    t = state["step"]
-                    state["exp_avg"].lerp_(grad, 1 - b1)
-                    state["exp_avg_sq"].mul_(b2).addcmul_(grad, grad, value=1 - b2)
-                    del grad
-                    denom = (state["exp_avg_sq"] / (1 - b2**t)).sqrt_().add_(group["eps"])
-                    master.mul_(1 - group["lr"] * group["weight_decay"])
-                    master.addcdiv_(state["exp_avg"], denom, value=-group["lr"] / (1 - b1**t))
+                    adamw_update(state, p.grad, master, group)
                     if master is not p:
                         p.copy_(master)
             return None

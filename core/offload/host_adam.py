@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from core.offload.pool import ALIGN, PinnedPool, PoolFull
+from core.optimizers import adamw_update
 
 STATE = ("master", "exp_avg", "exp_avg_sq")
 
@@ -138,20 +139,10 @@ class HostAdamW(torch.optim.Optimizer):
         if ready is not None:
             ready.synchronize()
         state = self._state_of(p)
-        group = self.group_of[p]
-        b1, b2 = group["betas"]
         if scale is not None:
             g.mul_(scale)  # in the gradient's dtype, as clip_grad_norm_ does in place
-        grad = g.float()
-        state["step"] += 1
-        t = state["step"]
-        state["exp_avg"].lerp_(grad, 1 - b1)
-        state["exp_avg_sq"].mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        del grad
-        denom = (state["exp_avg_sq"] / (1 - b2**t)).sqrt_().add_(group["eps"])
         master = state["master"]
-        master.mul_(1 - group["lr"] * group["weight_decay"])
-        master.addcdiv_(state["exp_avg"], denom, value=-group["lr"] / (1 - b1**t))
+        adamw_update(state, g, master, self.group_of[p])
         g.copy_(master)  # the weight in its own dtype, staged in the gradient's view
         if not p.is_cuda:
             p.copy_(g)
