@@ -116,7 +116,8 @@ class Session:
 
     @property
     def trainable_count(self) -> int:
-        return sum(p.numel() for p in self.params)
+        streamer = getattr(self.model, "tuneforge_offload", None)  # streamed layers are empty while away
+        return sum(p.numel() for p in (streamer.sized(self.params) if streamer else self.params))
 
     def step(self, batches: list[dict]) -> tuple[float, int, str | None]:
         """One optimizer step over these micro-batches: (loss per trained token, tokens seen, strategy note)."""
@@ -191,17 +192,20 @@ class Session:
         return {names[id(p)]: p for p in self.params}
 
     def save_checkpoint(self, run_dir: str | Path, state: dict) -> Path:
-        return checkpoint.save(Path(run_dir), self.step_index, self._named_trained(), self.optimizer, self.scheduler,
-                               state, self.cfg.keep_checkpoints)
+        with self.strategy.weights_on_host(self.model):
+            return checkpoint.save(Path(run_dir), self.step_index, self._named_trained(), self.optimizer,
+                                   self.scheduler, state, self.cfg.keep_checkpoints)
 
     def resume(self, path: Path) -> dict:
-        state = checkpoint.load(path, self._named_trained(), self.optimizer, self.scheduler,
-                                dict(self.model.named_parameters()))
+        with self.strategy.weights_on_host(self.model, write=True):
+            state = checkpoint.load(path, self._named_trained(), self.optimizer, self.scheduler,
+                                    dict(self.model.named_parameters()))
         self.step_index = state["step"]
         return state
 
     def save_result(self, folder: Path) -> None:
-        self.strategy.save(self.model, folder)
+        with self.strategy.weights_on_host(self.model):
+            self.strategy.save(self.model, folder)
 
     def close(self) -> None:
         """Release what the run holds outside the model: the host optimizer's worker and scratch spill file."""

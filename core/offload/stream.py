@@ -12,8 +12,13 @@ How the weights get to the layers:
   by then that buffer may hold another layer; unpacking the token makes the layer resident again
   and prefetches the layer below. Swapping `param.data` alone would not do: autograd keeps views of a
   weight such as `weight.t()`, which point at the buffer, not at the parameter.
-- layer i always lives in buffer i mod ring, so a view kept outside autograd's saved tensors (bitsandbytes
-  keeps the packed 4-bit weight on its autograd context) is right again whenever its layer is resident.
+- a streamed layer always lives in the same buffer (its place among the streamed layers, mod ring), so a
+  view kept outside autograd's saved tensors (bitsandbytes keeps the packed 4-bit weight on its autograd
+  context) is right again whenever its layer is resident.
+
+Owned layers (`own`): LISA trains a few layers at a time in full (core/strategies/lisa.py). Those get
+their own device tensors, stay resident and are skipped by the ring; when LISA lets one go, its trained
+weights are written back to the store (`release`) and it streams again. The rest stream as above.
 
 Ordering on a GPU: a copy into a buffer first waits for all compute queued so far (the buffer's last
 readers), and compute waits for the copy's event before its layer runs. On the CPU the "GPU" buffers
@@ -25,6 +30,7 @@ each micro-batch streams the whole model in and out once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 
@@ -56,6 +62,9 @@ class LayerStreamer:
         self._slot_by_ptr = {s.untyped_storage().data_ptr(): k for k, s in enumerate(self.slots)}
         self.holder: list[int | None] = [None] * ring  # the layer in each buffer
         self.slot_of: dict[int, int] = {}
+        self.owned: set[int] = set()  # layers with their own device tensors (trained by LISA), not streamed
+        self.order = list(range(len(self.layers)))  # the streamed layers, in model order
+        self.place = {i: k for k, i in enumerate(self.order)}  # layer → its index in `order`
         self.ready: list = [None] * ring  # CUDA event: the copy into this buffer is done
         self.copy_stream = torch.cuda.Stream(self.device) if self.cuda else None
         self._empty = {}
@@ -66,8 +75,7 @@ class LayerStreamer:
                         for i, layer in enumerate(self.layers)]
         self.handles += [layer.register_forward_hook(functools.partial(self._after_layer, i))
                          for i, layer in enumerate(self.layers)]
-        for i in range(min(ring, len(self.layers))):  # the first pass starts with its first layers in place
-            self._load(i)
+        self._prime()
 
     # --- hooks ----------------------------------------------------------------------------------------
     def attach(self, module) -> None:
@@ -124,10 +132,13 @@ class LayerStreamer:
         return self.slots[slot].view(saved.dtype).as_strided(saved.size, saved.stride, saved.offset)
 
     # --- the ring -------------------------------------------------------------------------------------
-    def make_resident(self, i: int) -> int:
-        """Layer i's weights bound and ready for compute queued from now on; its buffer's index."""
+    def make_resident(self, i: int) -> int | None:
+        """Layer i's weights bound and ready for compute queued from now on; its buffer's index (None for an
+        owned layer, which is always resident)."""
         import torch
 
+        if i in self.owned:
+            return None
         if i not in self.slot_of:
             self.stalls += 1
             self._load(i)
@@ -137,23 +148,33 @@ class LayerStreamer:
         return slot
 
     def prefetch(self, i: int, keep: int) -> None:
-        """Start bringing in layer i and the ones after it in the same direction, as far as the ring allows
-        without touching the buffer of layer `keep` (the one computing)."""
+        """Start bringing in the streamed layers from layer i on in the same direction (owned ones are skipped),
+        as far as the ring allows without touching the buffer of layer `keep` (the one computing)."""
         step = 1 if i > keep else -1
-        for j in range(i, i + step * (self.ring - 1), step):
-            if not 0 <= j < len(self.layers) or self.holder[j % self.ring] == keep:
+        ahead = [j for j in range(i, len(self.layers) if step > 0 else -1, step) if j not in self.owned]
+        for j in ahead[:self.ring - 1]:
+            if keep in self.slot_of and self._slot(j) == self.slot_of[keep]:
                 return
             if j not in self.slot_of:
                 self._load(j)
-        self.store.readahead(i + step * (self.ring - 1))  # disk: the next one is read while these copy
+        if len(ahead) >= self.ring:
+            self.store.readahead(ahead[self.ring - 1])  # disk: the next one is read while these copy
+
+    def _slot(self, i: int) -> int:
+        return self.place[i] % self.ring
+
+    def _prime(self) -> None:
+        """The first pass starts with its first streamed layers in place."""
+        for i in self.order[:self.ring]:
+            self._load(i)
 
     def _load(self, i: int) -> None:
-        """Copy layer i into buffer i mod ring. Always the same buffer: bitsandbytes keeps a view of the packed
-        weight for backward outside autograd's saved tensors, which only stays right if the layer comes back to
-        the buffer it ran in."""
+        """Copy layer i into its buffer. Always the same buffer (while the owned layers stay the same):
+        bitsandbytes keeps a view of the packed weight for backward outside autograd's saved tensors, which
+        only stays right if the layer comes back to the buffer it ran in."""
         import torch
 
-        slot = i % self.ring
+        slot = self._slot(i)
         if self.holder[slot] is not None:
             self._unbind(self.holder[slot])
             del self.slot_of[self.holder[slot]]
@@ -192,9 +213,73 @@ class LayerStreamer:
             s.param.data = self._empty[s.dtype]
 
     def resident_layers(self) -> list[int]:
-        return sorted(self.slot_of)
+        return sorted(set(self.slot_of) | self.owned)
 
-    def close(self) -> None:
-        for h in self.handles:
-            h.remove()
-        self.store.close()
+    # --- owned layers (LISA) ----------------------------------------------------------------------------
+    def own(self, layers) -> None:
+        """Make exactly `layers` owned: each gets its own device tensors, filled from the store, and leaves the
+        ring; a layer owned before and not now has its (trained) weights written back to the store first and
+        streams again. Called between optimizer steps, when nothing is in flight."""
+        import torch
+
+        layers = set(layers)
+        if layers == self.owned:
+            return
+        self._evict_ring()
+        if self.cuda:
+            torch.cuda.synchronize(self.device)  # the optimizer's last writes into the weights are done
+        for i in sorted(self.owned - layers):
+            self.store.put(i, [s.param.data for s in self.store.layouts[i][0]])
+            self._unbind(i)
+        for i in sorted(layers - self.owned):
+            host = self.store.fetch(i)
+            for s in self.store.layouts[i][0]:
+                s.param.data = host[s.offset:s.offset + s.nbytes].view(s.dtype).view(s.shape).to(self.device,
+                                                                                                 copy=True)
+            self.store.done_with(i, None)
+            self.bytes_copied += self.store.nbytes(i)
+        self.owned = layers
+        self.order = [i for i in range(len(self.layers)) if i not in layers]
+        self.place = {i: k for k, i in enumerate(self.order)}
+        self._prime()
+
+    def _evict_ring(self) -> None:
+        import torch
+
+        if self.cuda:
+            torch.cuda.current_stream(self.device).wait_stream(self.copy_stream)
+        for i in list(self.slot_of):
+            self._unbind(i)
+        self.slot_of.clear()
+        self.holder = [None] * self.ring
+        self.ready = [None] * self.ring
+
+    @contextlib.contextmanager
+    def on_host(self, write: bool = False):
+        """Every streamed layer's parameters bound to host tensors for a while (a checkpoint, saving the model):
+        views of the RAM store, where writes land directly, or copies read from the layer files, written back
+        at the end with `write`. Owned layers keep their device tensors. On disk this holds the streamed
+        layers in RAM at once."""
+        self._evict_ring()
+        held = {}
+        for i in self.order:
+            held[i] = self.store.read(i)
+            for s, v in zip(self.store.layouts[i][0], held[i]):
+                s.param.data = v
+        try:
+            yield
+        finally:
+            for i, values in held.items():
+                if write and self.store.io is not None:
+                    self.store.put(i, values)
+                self._unbind(i)
+            self._prime()
+
+    def sized(self, params) -> list:
+        """`params` with each streamed parameter (empty while its layer is away) replaced by a meta tensor of its
+        real shape and dtype: what sizes state and counts weights."""
+        import torch
+
+        real = {id(s.param): s for i in self.order for s in self.store.layouts[i][0]}
+        return [torch.empty(real[id(p)].shape, dtype=real[id(p)].dtype, device="meta") if id(p) in real else p
+                for p in params]

@@ -153,6 +153,42 @@ class WeightStore:
         future.result()
         return buf[:self.nbytes(i)]
 
+    def read(self, i: int) -> list:
+        """Layer i's parameters as host tensors in layout order: views of the RAM pool (writes go to the
+        store), or a fresh copy read from the layer's file."""
+        import torch
+
+        if self.io is None:
+            data = self.host[i]
+        else:
+            self._forget_staged(i)
+            data = torch.empty(self.nbytes(i), dtype=torch.uint8)
+            self.io.read(self.files[i], 0, data).result()
+        return [data[s.offset:s.offset + s.nbytes].view(s.dtype).view(s.shape) for s in self.layouts[i][0]]
+
+    def put(self, i: int, values: list) -> None:
+        """Replace layer i's bytes with `values` (tensors on any device, in layout order): a LISA layer that
+        trained, written back when it streams again, or weights restored from a checkpoint."""
+        import torch
+
+        slices, n = self.layouts[i]
+        if self.io is None:
+            into = self.host[i]
+        else:
+            self._forget_staged(i)
+            into = torch.zeros(n, dtype=torch.uint8)
+        for s, v in zip(slices, values, strict=True):
+            into[s.offset:s.offset + s.nbytes].view(s.dtype).view(s.shape).copy_(v)
+        if self.io is not None:
+            self.io.write(self.files[i], 0, into).result()
+
+    def _forget_staged(self, i: int) -> None:
+        """Drop a read-ahead of layer i (its bytes are about to change, or are read another way)."""
+        if i in self._staged:
+            buf, future = self._staged.pop(i)
+            future.result()
+            self._free.append(buf)
+
     def done_with(self, i: int, event) -> None:
         if self.io is not None and i in self._staged:
             buf, _ = self._staged.pop(i)

@@ -100,6 +100,13 @@ class Strategy:
         device = next(model.parameters()).device.type
         return {part: "GPU" if device == "cuda" else "RAM" for part in PARTS}
 
+    def weights_on_host(self, model, write: bool = False):
+        """A context in which every weight is a real tensor (a streamed layer's are empty while it is away):
+        checkpoints and saving run inside it; with `write`, what is written into them there is kept."""
+        import contextlib
+
+        return contextlib.nullcontext()
+
     # --- result --------------------------------------------------------------------------------------
     def save(self, model, folder) -> None:
         model.save_pretrained(str(folder), safe_serialization=True)

@@ -55,9 +55,10 @@ def host_variants(variants: list[tuple[dict, str]], options: dict) -> list[tuple
             + [({**v, "optimizer_on_host": True}, " ".join(filter(None, (why, HOST_WHY)))) for v, why in variants])
 
 
-def host_optimizer(params: list, live: list, cfg, spill: bool = False):
+def host_optimizer(params: list, live: list, cfg, spill: bool = False, sized: list | None = None):
     """core.offload.host_adam.HostAdamW over `params`; its pinned pool is sized for `live`, the parameters
-    that hold state at one time. `spill`: switched-off state goes to a scratch file under the run folder."""
+    that hold state at one time. `spill`: switched-off state goes to a scratch file under the run folder.
+    `sized`: `params` as tensors of their real sizes, where some are empty for now (streamed layers)."""
     from core.offload.host_adam import HostAdamW, pool_bytes
     from core.offload.spill import StateSpill
 
@@ -65,7 +66,7 @@ def host_optimizer(params: list, live: list, cfg, spill: bool = False):
     if spill:
         folder = Path(cfg.run_dir) / "offload"
         folder.mkdir(parents=True, exist_ok=True)
-        need = pool_bytes(params, 0)  # every layer's state may end up in the file: 12 bytes a weight
+        need = pool_bytes(sized or params, 0)  # every layer's state may end up in the file: 12 bytes a weight
         free = shutil.disk_usage(folder).free
         if need > free:
             raise DiskFull(f"{folder}: spilling the optimizer state needs up to {need / 2**30:.1f} GiB there and "

@@ -13,7 +13,11 @@ fine-tuning's because every layer that was ever active keeps its optimizer state
   a switched-off layer's state goes to disk and comes back when the layer is sampled again;
 - with the embeddings frozen, nothing below the lowest active layer requires grad, so backward
   stops there (we also drop transformers' hook that makes the embedding output require grad for
-  checkpointing, which would otherwise drag backward down to the bottom).
+  checkpointing, which would otherwise drag backward down to the bottom);
+- with `stream_frozen`, the layers not training live in host RAM (or on NVMe) and stream through the
+  GPU as they run (core/offload/stream.py); the sampled ones get their own GPU tensors and go back to
+  the store, trained, when they are let go. The GPU then holds γ layers, a ring of two, and the
+  embeddings and head: full-parameter training of a model whose weights alone exceed the GPU.
 
 The sampled layers are a pure function of (seed, step // K), so a resumed run trains the same
 layers as one that never stopped.
@@ -25,6 +29,8 @@ import random
 from dataclasses import dataclass
 
 from core import optimizers
+from core.offload import install
+from core.offload.install import StreamSettings
 from core.settings import check, option
 from core.strategies import Strategy, register
 from core.strategies.full import (ACTIVATIONS_HELP, HOST_HELP, host_optimizer, host_placement, host_variants,
@@ -51,6 +57,11 @@ class LisaOptions:
                                            "(Adam resumes its moments) and writes 12 bytes per weight of each "
                                            "switched-off layer to the drive.")
     activations_on_host: bool = option(False, help=ACTIVATIONS_HELP)
+    stream_frozen: bool = option(False, help="Keep the layers that are not training in host RAM (or on NVMe when RAM "
+                                             "is short) and stream them to the GPU as they run; only the sampled "
+                                             "layers, the embeddings and the head stay there. For models whose "
+                                             "weights alone do not fit the GPU; every step copies the frozen layers "
+                                             "over PCIe. The planner turns it on when nothing else fits.")
 
     def __post_init__(self):
         check(self.layers >= 1, "layers", "must be at least 1.")
@@ -64,8 +75,9 @@ class LisaOptions:
 class LayerSampler:
     """Which decoder layers train now; kept on the model as `tuneforge_lisa`."""
 
-    def __init__(self, layers, always: list, weights: list[float], opts: LisaOptions, seed: int):
+    def __init__(self, layers, always: list, weights: list[float], opts: LisaOptions, seed: int, streamer=None):
         self.layers = layers  # the decoder's ModuleList
+        self.streamer = streamer  # stream_frozen: the LayerStreamer that owns the active layers
         self.always = always  # parameters that train all the time (embeddings, head, final norm) or []
         self.weights = weights  # sampling weight of each layer
         self.opts = opts
@@ -96,6 +108,8 @@ class LayerSampler:
             for p in params:
                 p.requires_grad_(False)
             optimizers.forget(optimizer, params)
+        if self.streamer is not None:  # the old layers go back to the store, trained; the new ones come to stay
+            self.streamer.own(new)
         for i in new:
             for p in self.layers[i].parameters():
                 p.requires_grad_(True)
@@ -116,7 +130,8 @@ def decoder_layers(model):
 
 
 def outlier_ratios(layers, threshold: float) -> list[float]:
-    """Share of each layer's matrix weights above threshold × the matrix's mean |w|."""
+    """Share of each layer's matrix weights above threshold × the matrix's mean |w|. (Streamed layers: call it
+    inside the streamer's `on_host`, their weights are away otherwise.)"""
     import torch
 
     ratios = []
@@ -163,7 +178,21 @@ class Lisa(Strategy):
         always = shape.head_params + shape.hidden if setup.lisa_embeddings else 0
         return min(setup.lisa_layers, shape.layers) * shape.block_params + always
 
+    def load_model(self, path, dtype, device, opts):
+        """With stream_frozen, the base for streaming (core/offload/install.py): its layers go to a store in RAM or
+        on NVMe as they are read, never all to the GPU."""
+        if not opts.stream_frozen:
+            return super().load_model(path, dtype, device, opts)
+        return install.load_base(path, dtype, device, StreamSettings(), decoder_layers,
+                                 lambda where: Strategy.load_model(self, path, dtype, where, opts))
+
     def prepare(self, model, opts, cfg):
+        import contextlib
+        from pathlib import Path
+
+        streamer = None
+        if hasattr(model, "tuneforge_stream"):
+            streamer = install.install(model, decoder_layers, Path(cfg.run_dir), writes_back=True)
         for p in model.parameters():
             p.requires_grad_(False)
         layers = decoder_layers(model)
@@ -177,11 +206,13 @@ class Lisa(Strategy):
                 p.requires_grad_(True)
         elif hasattr(model, "_require_grads_hook"):  # let backward stop below the lowest active layer
             model.disable_input_require_grads()
-        weights = (outlier_ratios(layers, opts.outlier_threshold) if opts.sampling == "owlore"
-                   else [1.0] * len(layers))
+        weights = [1.0] * len(layers)
+        if opts.sampling == "owlore":
+            with streamer.on_host() if streamer else contextlib.nullcontext():
+                weights = outlier_ratios(layers, opts.outlier_threshold)
         if not any(weights):
             weights = [1.0] * len(layers)
-        model.tuneforge_lisa = LayerSampler(layers, always, weights, opts, cfg.seed)
+        model.tuneforge_lisa = LayerSampler(layers, always, weights, opts, cfg.seed, streamer)
         return model
 
     def trained_parameters(self, model) -> list:
@@ -200,16 +231,30 @@ class Lisa(Strategy):
         sampler = model.tuneforge_lisa
         # The host pool holds γ layers' state (and gradients) at a time, plus one layer: room for a
         # switched-off layer's spill still being written while the next one loads, and for the holes
-        # that views of different sizes leave between them.
-        biggest = sorted(sampler.layers, key=lambda m: -sum(p.numel() for p in m.parameters()))
-        live = sampler.always + [p for m in biggest[:opts.layers + 1] for p in m.parameters()]
-        return host_optimizer(params, live, cfg, spill=opts.spill_state)
-
-    def placement(self, model, opts) -> dict[str, str]:
-        return host_placement(super().placement(model, opts), opts)
+        # that views of different sizes leave between them. (Sized by the layers' real shapes: streamed
+        # ones are empty while away.)
+        sized = sampler.streamer.sized if sampler.streamer else list
+        layers = [sized(m.parameters()) for m in sampler.layers]
+        biggest = sorted(layers, key=lambda ps: -sum(p.numel() for p in ps))
+        live = sampler.always + [p for ps in biggest[:opts.layers + 1] for p in ps]
+        return host_optimizer(params, live, cfg, spill=opts.spill_state, sized=sized(params))
 
     def before_step(self, step: int, model, optimizer, opts, cfg) -> str | None:
-        return model.tuneforge_lisa.switch(step, optimizer)
+        """Sample the layers of this window; at the run's first step (and after a resume), also say where the
+        streamed layers live and why."""
+        notes = [model.__dict__.pop("tuneforge_offload_note", None), model.tuneforge_lisa.switch(step, optimizer)]
+        return " ".join(n for n in notes if n) or None
+
+    def weights_on_host(self, model, write: bool = False):
+        streamer = model.tuneforge_lisa.streamer
+        return streamer.on_host(write) if streamer else super().weights_on_host(model, write)
+
+    def placement(self, model, opts) -> dict[str, str]:
+        placement = host_placement(super().placement(model, opts), opts)
+        streamer = model.tuneforge_lisa.streamer
+        if streamer is not None:
+            placement["frozen weights"] = "NVMe" if streamer.store.where == "disk" else "RAM"
+        return placement
 
     def load(self, base, folder):
         return load_full_model(base, folder)

@@ -16,20 +16,16 @@ runs the whole machinery with CPU tensors as the "GPU" buffers (tests and --smok
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.offload import layerwise
-from core.offload.stream import LayerStreamer
-from core.offload.weight_store import WeightStore
+from core.offload import install
+from core.offload.install import WHERE, StreamSettings
 from core.settings import check, option
 from core.strategies import Strategy, register
 from core.strategies.lisa import decoder_layers
 from core.strategies.qlora import QLora, QLoraOptions
 
-RAM_SPARE = 4 << 30  # 'auto' keeps the weights in RAM only with this much left for the OS, data and Python
-WHERE = ("auto", "ram", "disk")
 STREAM = ("auto", "always")
 
 
@@ -67,17 +63,8 @@ def no_cpu_repacking(model):
     return model
 
 
-def choose_where(opts: OffloadOptions, nbytes: int) -> tuple[str, str]:
-    """('ram' or 'disk', the reason)."""
-    if opts.where != "auto":
-        return opts.where, f"chosen by the setting where={opts.where}"
-    import psutil
-
-    free = psutil.virtual_memory().available
-    if nbytes + RAM_SPARE <= free:
-        return "ram", f"{nbytes / 2**30:.1f} GiB of layer weights fit the {free / 2**30:.1f} GiB of free RAM"
-    return "disk", (f"{nbytes / 2**30:.1f} GiB of layer weights do not fit the {free / 2**30:.1f} GiB of free RAM "
-                    "with 4 GiB to spare")
+def stream_settings(opts: OffloadOptions) -> StreamSettings:
+    return StreamSettings(opts.where, opts.folder, opts.ring, opts.quantize, opts.quant_type, opts.double_quant)
 
 
 @register
@@ -91,49 +78,19 @@ class Offload(QLora):
         return {**super().setup_fields(opts, device), "resident_layers": opts.ring, "quantized_base": opts.quantize}
 
     def load_model(self, path, dtype, device, opts):
-        """The base for streaming: loaded one layer at a time where the checkpoint allows (core/offload/
-        layerwise.py), so RAM never holds the whole model; otherwise whole, on the host (its layers then go to
-        the store, not the GPU). Without streaming (a CPU run), QLoRA's (or LoRA's) load."""
+        """The base for streaming (core/offload/install.py: layer by layer where the checkpoint allows); without
+        streaming (a CPU run), QLoRA's (or LoRA's) load."""
         import torch
 
-        device = torch.device(device)
-        stream = device.type == "cuda" or opts.stream == "always"
-        model, why = layerwise.skeleton(path, dtype, device, opts, decoder_layers) if stream else (None, "")
-        if model is None:
-            loader = QLora.load_model if opts.quantize else Strategy.load_model
-            model = loader(self, path, dtype, device if not stream else "cpu", opts)
-        model.tuneforge_stream = (device, opts, why)
-        return model
-
-    def stream(self, model, run_dir: Path | None) -> None:
-        """Move the bare base's decoder layers into a WeightStore and install the streamer (before peft: the
-        adapters are then made on the device, beside the layers' placeholders)."""
-        device, opts, why = model.tuneforge_stream
-        layers = decoder_layers(model)
-        skeleton = hasattr(model, "tuneforge_checkpoint")
-        if skeleton:
-            nbytes = layerwise.expected_bytes(layers, opts.quantize)
-            frozen, read = [None] * len(layers), layerwise.layer_reader(model, layers, device, model.dtype)
-        else:
-            frozen, read = [list(layer.parameters()) for layer in layers], None
-            nbytes = sum(p.numel() * p.element_size() for ps in frozen for p in ps)
-        where, reason = choose_where(opts, nbytes)
-        folder = Path(opts.folder) if opts.folder else (run_dir / "offload" if run_dir else
-                                                         Path(tempfile.mkdtemp(prefix="tuneforge-offload-")))
-        store = WeightStore(frozen, where, folder, materialize=read)
-        model.to(device)  # what is outside the layers; the layers' weights are empty placeholders now
-        streamer = LayerStreamer(layers, store, device, opts.ring)
-        streamer.attach(next(m for m in model.modules() if any(c is layers for c in m.children())))
-        model.tuneforge_offload = streamer
-        loading = "loaded one layer at a time" if skeleton else f"loaded whole first ({why})"
-        wear = (f" The drive took {store.bytes_written / 2**30:.2f} GiB once, at load; steps only read."
-                if where == "disk" else "")
-        model.tuneforge_offload_note = (f"Frozen layer weights stream from {store.placement} through {opts.ring} "
-                                        f"buffers on the {device.type.upper()}: {reason}; {loading}.{wear}")
+        loader = QLora.load_model if opts.quantize else Strategy.load_model
+        if torch.device(device).type != "cuda" and opts.stream != "always":
+            return loader(self, path, dtype, device, opts)
+        return install.load_base(path, dtype, device, stream_settings(opts), decoder_layers,
+                                 lambda where: loader(self, path, dtype, where, opts))
 
     def prepare(self, model, opts, cfg):
-        if model.tuneforge_stream[0].type == "cuda" or opts.stream == "always":
-            self.stream(model, Path(cfg.run_dir))
+        if hasattr(model, "tuneforge_stream"):
+            install.install(model, decoder_layers, Path(cfg.run_dir))
         return no_cpu_repacking(super().prepare(model, opts, cfg))  # LoRA adapters
 
     def before_step(self, step: int, model, optimizer, opts, cfg) -> str | None:
@@ -152,5 +109,5 @@ class Offload(QLora):
 
     def load(self, base, folder):
         if hasattr(base, "tuneforge_checkpoint") and not hasattr(base, "tuneforge_offload"):
-            self.stream(base, None)  # a base loaded layer by layer is only usable streamed
+            install.install(base, decoder_layers, None)  # a base loaded layer by layer is only usable streamed
         return no_cpu_repacking(super().load(base, folder))

@@ -196,12 +196,55 @@ def test_auto_keeps_the_weights_in_ram_only_with_room_to_spare(monkeypatch):
 
     import psutil
 
-    from core.strategies.offload import OffloadOptions, choose_where
+    from core.offload.install import choose_where
 
     memory = namedtuple("memory", "available")
     monkeypatch.setattr(psutil, "virtual_memory", lambda: memory(40 << 30))
-    where, reason = choose_where(OffloadOptions(), 30 << 30)
+    where, reason = choose_where("auto", 30 << 30)
     assert where == "ram" and reason == "30.0 GiB of layer weights fit the 40.0 GiB of free RAM"
-    where, reason = choose_where(OffloadOptions(), 37 << 30)
+    where, reason = choose_where("auto", 37 << 30)
     assert where == "disk" and "do not fit the 40.0 GiB of free RAM with 4 GiB to spare" in reason
-    assert choose_where(OffloadOptions(where="ram"), 37 << 30)[0] == "ram"  # as set, whatever the RAM
+    assert choose_where("ram", 37 << 30)[0] == "ram"  # as set, whatever the RAM
+
+
+LISA = {"layers": 1, "interval": 1, "embeddings": True}
+
+
+@pytest.mark.parametrize("where,checkpointing", [("ram", False), ("disk", True)])
+def test_lisa_with_its_frozen_layers_streamed_trains_as_lisa(four_layers, tmp_path, monkeypatch, where, checkpointing):
+    """LISA's layers not training stream through the ring; the sampled one is owned by the "GPU" and goes back
+    to the store, trained, when LISA lets it go: the same losses and the same weights as LISA with every layer
+    resident, in RAM or on disk, with and without checkpointing."""
+    from core.offload import install
+
+    if where == "disk":  # 'auto' finds no room in RAM
+        monkeypatch.setattr(install, "RAM_SPARE", 1 << 60)
+    data = examples(vocab=1000)
+    over = dict(gradient_checkpointing=checkpointing, lr=3e-3, seed=3)  # seed 3 samples layers 1, 0, 2
+    plain = session(tmp_path, four_layers, "lisa", LISA, "plain", **over)
+    streamed = session(tmp_path, four_layers, "lisa", {**LISA, "stream_frozen": True}, "streamed", **over)
+    streamer = streamed.model.tuneforge_offload
+    assert streamer.store.where == where and streamed.placement["frozen weights"] == ("NVMe" if where == "disk"
+                                                                                      else "RAM")
+    assert streamed.trainable_count == plain.trainable_count
+    active, notes = [], []
+    for step in range(1, STEPS + 1):
+        assert run_steps(streamed, data, step, notes) == pytest.approx(run_steps(plain, data, step), rel=1e-5)
+        active.append(streamed.model.tuneforge_lisa.active)
+        assert streamer.owned == set(active[-1]) and streamer.stalls == 0
+        assert len(streamer.slot_of) <= 2  # the ring, beside the owned layer
+    assert active == [[1], [0], [2]]  # layers were let go, and so written back
+    assert notes[0][1].startswith("Frozen layer weights stream from ") and "Training layers" in notes[0][1]
+    with streamed.strategy.weights_on_host(streamed.model):
+        ours = dict(streamed.model.named_parameters())
+        for name, p in plain.model.named_parameters():
+            assert torch.allclose(ours[name], p, atol=1e-6), name
+    assert streamer.resident_layers() == sorted(set(streamer.slot_of) | set(active[-1]))
+
+
+def test_lisa_on_the_host_sizes_its_pool_by_the_streamed_layers_real_shapes(four_layers, tmp_path):
+    run = session(tmp_path, four_layers, "lisa", {**LISA, "stream_frozen": True, "optimizer_on_host": True}, "host")
+    plain = session(tmp_path, four_layers, "lisa", {**LISA, "optimizer_on_host": True}, "plain")
+    assert run.optimizer.pool.capacity == plain.optimizer.pool.capacity
+    data = examples(vocab=1000)
+    assert run_steps(run, data, STEPS) == pytest.approx(run_steps(plain, data, STEPS), rel=1e-5)

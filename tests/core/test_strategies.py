@@ -36,6 +36,8 @@ CASES = {
     "lisa-every-step": ("lisa", {"layers": 1, "interval": 1, "embeddings": False}, 3e-3, None),
     "lisa-host-spill": ("lisa", {"layers": 1, "interval": 1, "embeddings": False, "optimizer_on_host": True,
                                  "spill_state": True}, 3e-3, None),  # resumes at a switch: state back from disk
+    # The layers not training stream from RAM (on the CPU too): switched every step, so trained layers go back.
+    "lisa-streamed": ("lisa", {"layers": 1, "interval": 1, "embeddings": False, "stream_frozen": True}, 3e-3, None),
     "full": ("full", {}, 3e-3, lambda n: True),
     "full-host": ("full", {"optimizer_on_host": True, "activations_on_host": True}, 3e-3, lambda n: True),
     "full-adamw8bit": ("full", {"optimizer": "adamw8bit"}, 3e-3, lambda n: True),
