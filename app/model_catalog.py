@@ -91,6 +91,8 @@ def fit_answer(hardware: HardwareProfile, config: dict | None) -> tuple[str, str
     if plan.device != "cuda":
         how = " (QLoRA, 4-bit)" if plan.strategy == "qlora" else ""
         return f"CPU only{how}: slow, {per_1000}{not_built}", "slow"
+    if plan.offload == "optimizer":
+        return f"only with the optimizer state in RAM (slower), {per_1000}{not_built}", "slow"
     if plan.offload:
         source = "disk" if "disk" in plan.offload else "RAM"
         return f"only with weights streamed from {source} (slow), {per_1000}{not_built}", "slow"

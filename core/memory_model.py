@@ -84,6 +84,7 @@ class Setup:
     weights_on_disk: bool = False  # offloaded weights live on NVMe, not RAM
     activations_on_host: bool = False  # what forward saves for backward waits in pinned RAM
     resident_layers: int = 2  # streamed weights: layers on the device at a time (the offload strategy's ring)
+    frozen_streamed: bool = False  # LISA's stream_frozen: the layers not training stream, the γ trained ones stay
     quantized_base: bool = True  # a 4-bit strategy's base really is 4-bit (offload's quantize=False streams 16-bit)
     keep_checkpoints: int = 2
     fused_loss: bool = False  # our fused linear cross-entropy is patched in (CUDA, kernels on): no full logits
@@ -231,13 +232,15 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     est = Estimate()
     dev = est.device
 
-    if offload == "weights":
+    if offload == "weights" or s.frozen_streamed:
         # The weights stream through a ring of `resident_layers` buffers (the one computing, the next arriving).
         # Over a frozen base (core/offload/stream.py) only the decoder layers stream: embeddings, head and final
-        # norm stay on the device, in 16-bit.
-        outside = 0 if full_like else weights - layer_weight_bytes(shape, s.weight_storage)
+        # norm stay on the device, in 16-bit; so do the layers LISA trains, in their own memory.
+        outside = 0 if full_like and not s.frozen_streamed else weights - layer_weight_bytes(shape, s.weight_storage)
         per_layer = (weights - outside) // shape.layers
         dev[f"weights ({s.resident_layers} layers resident, rest streamed)"] = s.resident_layers * per_layer
+        if s.frozen_streamed:
+            dev[f"trained layers' weights ({s.lisa_layers}, kept on the device)"] = s.lisa_layers * per_layer
         if outside:
             dev["weights outside the layers (embeddings, head, final norm)"] = outside
         where = est.disk if s.weights_on_disk else est.ram

@@ -180,12 +180,13 @@ def fit(shape, target: Target, strategy: str, seq_len: int, options: dict, rows:
 
 
 def variants_for(strategy: str, options: dict, device: str) -> list[tuple[dict, str]]:
-    """The strategy's setting variants, best first, less those that move state to the host when there is
-    no GPU to move it from (on the CPU the optimizer state is in RAM already), unless they were asked for."""
+    """The strategy's setting variants, best first, less those that move state or weights to the host when
+    there is no GPU to move them from (on the CPU they are in RAM already), unless they were asked for."""
     variants = strategies.get(strategy, need_built=False).plan_variants(dict(options))
-    if device == "cuda" or options.get("optimizer_on_host"):
+    if device == "cuda":
         return variants
-    return [v for v in variants if not v[0].get("optimizer_on_host")] or variants
+    moved = [k for k in ("optimizer_on_host", "stream_frozen") if not options.get(k)]
+    return [v for v in variants if not any(v[0].get(k) for k in moved)] or variants
 
 
 def _seq_len(shape: ModelShape, lengths: list[int], w: Wishes, reasons: list) -> tuple[int, int]:
@@ -221,8 +222,13 @@ def largest_micro_batch(shape, target: Target, strategy, seq_len, ckpt, options,
 def _fits_somewhere(shape, target: Target, strategy, mb, seq_len, ckpt, options) -> bool:
     if target.fits(mm.estimate(shape, target.setup(strategy, mb, seq_len, ckpt, options))):
         return True
-    return strategy == "offload" and target.fits(mm.estimate(shape, target.setup(strategy, mb, seq_len, ckpt,
-                                                                                 options, on_disk=True)))
+    return streams(strategy, options) and target.fits(mm.estimate(shape, target.setup(strategy, mb, seq_len, ckpt,
+                                                                                      options, on_disk=True)))
+
+
+def streams(strategy: str, options: dict) -> bool:
+    """Weights stream from RAM, or from NVMe when RAM is short: the offload strategy, LISA's stream_frozen."""
+    return strategy == "offload" or bool(options.get("stream_frozen"))
 
 
 def _climb_ladder(shape, target: Target, seq_len: int, w: Wishes, rows: int) -> tuple[str, bool, int]:
@@ -256,6 +262,14 @@ def why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: Target, optio
                    else ", without gradient checkpointing (fastest).")
 
 
+def offloaded(strategy: str, setup: mm.Setup) -> str:
+    """What the plan moves off the GPU, in words ('' for nothing)."""
+    disk = " on disk" if setup.weights_on_disk else ""
+    parts = [f"weights{disk}" if strategy == "offload" else f"frozen layers{disk}" if setup.frozen_streamed else "",
+             "optimizer" if setup.offload == "optimizer" else ""]
+    return " and ".join(p for p in parts if p)
+
+
 def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncated, lengths, w: Wishes, reasons,
                 warnings, fitted: bool, options: dict, steps: int | None = None, rows: int | None = None) -> Plan:
     """The plan for these decided settings; `rows` is `sequences(...)` when the caller has it already."""
@@ -264,11 +278,11 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         warnings.append(f"The {strategy} strategy is planned but not built yet; the run will refuse to start.")
     setup = target.setup(strategy, mb, seq_len, ckpt, options)
     est = mm.estimate(shape, setup)
-    if strategy == "offload" and not target.fits(est):
+    if streams(strategy, options) and not target.fits(est):
         setup = target.setup(strategy, mb, seq_len, ckpt, options, on_disk=True)
         est = mm.estimate(shape, setup)
-        if options.get("where", "auto") == "auto":  # the run streams from where the plan found room
-            options = {**options, "where": "disk"}
+        if strategy == "offload" and options.get("where", "auto") == "auto":  # (LISA looks at the free RAM
+            options = {**options, "where": "disk"}  # when it starts) the run streams from where the plan found room
         reasons.append("The weights do not fit in RAM either, so they stream from the disk"
                        + ("." if hw.disk_read_bytes_per_s else " (its speed was not measured: run `profile`)."))
     if setup.offload == "optimizer" and options.get("spill_state"):
@@ -327,8 +341,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         max_steps=max_steps, total_steps=total_steps, memory=memory, memory_limit=target.limit,
         step_time_s=round(step_time, 3), total_time_s=round(step_time * total_steps, 1), truncated_rows=truncated,
         gpu_index=target.gpu.index if target.gpu else None, gpu_name=target.gpu.name if target.gpu else "",
-        offload=(("weights on disk" if setup.weights_on_disk else "weights") if strategy == "offload"
-                 else "optimizer" if setup.offload == "optimizer" else ""),
+        offload=offloaded(strategy, setup),
         ram=est.ram, ram_limit=target.ram_limit if target.ram_limit < 1 << 62 else 0, disk=est.disk,
         disk_free=hw.disk_free_bytes, epoch_time_s=round(step_time * per_epoch, 1),
         fits=device_bytes <= target.usable and est.ram_total <= target.ram_limit,

@@ -84,7 +84,8 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
 
 def _cheaper_settings(strategy: str, options: dict, device: str) -> list[tuple[dict, str]]:
     """The strategy's own cheaper choices after the one the run made (core.strategies' plan_variants,
-    best first; LISA: embeddings trained, then frozen, then both again with the optimizer state in RAM),
+    best first; LISA: embeddings trained, then frozen, then both again with the optimizer state in RAM, then
+    all four with the frozen layers streamed),
     each with its reason: tried before leaving it, never turning back a setting the run already gave up
     (frozen embeddings stay frozen). Moving the optimizer to the host keeps the trajectory (the host AdamW
     clips by the same global norm), so the run continues from its checkpoint."""

@@ -59,12 +59,13 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, hw: HardwareProfile, gpu: G
     if gpu and s.on_gpu:
         compute += shape.layers * LAUNCH_SECONDS_PER_LAYER
     offload = s.offload or ("weights" if s.strategy == "offload" else "")
-    if offload != "weights" or gpu is None:
+    if (offload != "weights" and not s.frozen_streamed) or gpu is None:
         return compute
     # Each micro-batch brings every layer's frozen weights across PCIe twice, forward and backward: with
     # checkpointing a layer is recomputed just before its backward, while it is resident anyway
-    # (core/offload/stream.py). Embeddings and head stay on the GPU.
-    moved = 2 * layer_weight_bytes(shape, s.weight_storage)
+    # (core/offload/stream.py). Embeddings and head stay on the GPU, and so do the layers LISA trains.
+    streamed = shape.layers - (min(s.lisa_layers, shape.layers) if s.frozen_streamed else 0)
+    moved = 2 * layer_weight_bytes(shape, s.weight_storage) * streamed // shape.layers
     link = pcie_bytes_per_s(gpu)
     if s.weights_on_disk:
         link = min(link, hw.disk_read_bytes_per_s or UNMEASURED_DISK_READ)

@@ -37,6 +37,9 @@ from core.strategies.full import (ACTIVATIONS_HELP, HOST_HELP, host_optimizer, h
                                   load_full_model)
 
 SAMPLING = ("uniform", "owlore")
+STREAM_WHY = ("The weights alone leave no room to train on the GPU, so the layers not training live in RAM (or on "
+              "NVMe) and stream to the GPU as they run; only the sampled layers, the embeddings and the head stay "
+              "(--option stream_frozen=false keeps every layer on the GPU).")
 
 
 @dataclass(frozen=True)
@@ -159,11 +162,12 @@ class Lisa(Strategy):
     def setup_fields(self, opts, device: str) -> dict:
         return {**super().setup_fields(opts, device), "lisa_layers": opts.layers, "lisa_embeddings": opts.embeddings,
                 "offload": "optimizer" if opts.optimizer_on_host else "",
-                "activations_on_host": opts.activations_on_host}
+                "activations_on_host": opts.activations_on_host, "frozen_streamed": opts.stream_frozen}
 
     def plan_variants(self, options: dict) -> list[tuple[dict, str]]:
         """Embeddings trained, then frozen; each with the optimizer state on the GPU, then on the host
-        (frozen embeddings cost less quality than a host optimizer costs time, so they come first)."""
+        (frozen embeddings cost less quality than a host optimizer costs time, so they come first); then all
+        of those again with the frozen layers streamed (every micro-batch then copies them over PCIe)."""
         if "embeddings" in options:
             variants = [(dict(options), "")]
         else:
@@ -172,7 +176,11 @@ class Lisa(Strategy):
                         ({**options, "embeddings": False}, "The embeddings and output head stay frozen: with their "
                          "gradients and optimizer state LISA would not fit (a large vocabulary makes them big); "
                          "backward then stops below the lowest sampled layer.")]
-        return host_variants(variants, options)
+        variants = host_variants(variants, options)
+        if "stream_frozen" in options:
+            return variants
+        return ([({**v, "stream_frozen": False}, why) for v, why in variants]
+                + [({**v, "stream_frozen": True}, " ".join(filter(None, (why, STREAM_WHY)))) for v, why in variants])
 
     def trainable_params(self, shape, setup) -> int:
         always = shape.head_params + shape.hidden if setup.lisa_embeddings else 0

@@ -23,7 +23,9 @@ def profile(name: str) -> hardware.HardwareProfile:
 
 @pytest.mark.parametrize("gpu", ["gpu-16gb", "gpu-24gb"])
 def test_lisa_on_an_8b_model_moves_its_optimizer_state_to_ram(gpu):
-    plan = planner.make_plan(profile(gpu), model("llama-3.1-8b"), LENGTHS, planner.Wishes(strategy="lisa"))
+    streaming = {"stream_frozen": False} if gpu == "gpu-16gb" else {}  # (the 16 GB card streams: next test)
+    plan = planner.make_plan(profile(gpu), model("llama-3.1-8b"), LENGTHS, planner.Wishes(strategy="lisa",
+                                                                                          options=streaming))
     assert plan.offload == "optimizer" and plan.options["optimizer_on_host"] is True
     assert plan.options["spill_state"] is False  # spilling changes the trajectory: only when asked for
     assert any("lives in RAM and the CPU updates" in r for r in plan.reasons)
@@ -45,6 +47,23 @@ def test_lisa_on_an_8b_model_moves_its_optimizer_state_to_ram(gpu):
         assert not plan.fits and plan.memory["weights"] > 14 * GIB
 
 
+def test_lisa_on_an_8b_model_streams_its_frozen_layers_on_a_16gb_card():
+    """The 15 GiB of bf16 weights alone fill a 16 GB card: the layers not training stream from RAM, and only the
+    two sampled layers, the ring and the embeddings and head stay on the GPU. Slower per step than the 24 GB
+    card's plan, which keeps every layer on the GPU."""
+    plan = planner.make_plan(profile("gpu-16gb"), model("llama-3.1-8b"), LENGTHS, planner.Wishes(strategy="lisa"))
+    assert plan.fits and plan.options["stream_frozen"] is True and plan.offload.startswith("frozen layers")
+    layer = plan.memory["weights (2 layers resident, rest streamed)"] / 2
+    assert plan.memory["trained layers' weights (2, kept on the device)"] == 2 * layer
+    assert plan.ram["offloaded weights"] == pytest.approx(32 * layer, rel=0.01)
+    assert any("the layers not training live in RAM" in r for r in plan.reasons)
+    roomy = planner.make_plan(profile("gpu-24gb"), model("llama-3.1-8b"), LENGTHS, planner.Wishes(strategy="lisa"))
+    assert roomy.options["stream_frozen"] is False and plan.step_time_s > roomy.step_time_s
+    # Nothing streams on the CPU, where the weights are in RAM already.
+    assert planner.make_plan(CPU_ONLY, SMOL, [200] * 50, planner.Wishes(strategy="lisa")).options[
+        "stream_frozen"] is False
+
+
 def test_no_host_optimizer_without_a_gpu_or_where_the_state_fits():
     cpu = planner.make_plan(CPU_ONLY, SMOL, [200] * 50, planner.Wishes(strategy="lisa"))
     assert cpu.options["optimizer_on_host"] is False and cpu.offload == ""
@@ -59,7 +78,7 @@ def test_out_of_memory_moves_lisas_optimizer_to_ram_without_unfreezing_the_embed
     hw, config = profile("gpu-24gb"), model("llama-3.1-8b")
     crashed = planner.make_plan(hw, config, LENGTHS, planner.Wishes(
         strategy="lisa", micro_batch=1, checkpointing=True,
-        options={"embeddings": False, "optimizer_on_host": False}))
+        options={"embeddings": False, "optimizer_on_host": False, "stream_frozen": False}))
     after = replanner.replan_after_oom(crashed, hw, config, LENGTHS, at_step=10)
     assert after.strategy == "lisa" and after.offload == "optimizer"
     assert after.options["embeddings"] is False and after.effective_batch == crashed.effective_batch
