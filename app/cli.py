@@ -30,7 +30,8 @@ def build_parser() -> Parser:
 
     s = sub.add_parser("profile", help="Show the hardware found on this machine.")
     s.add_argument("--json", action="store_true", help="Print the profile as JSON (usable with plan --hardware).")
-    s.add_argument("--probe-disk", action="store_true", help="Measure the disk speed again instead of the cached figure.")
+    s.add_argument("--probe-disk", action="store_true",
+                   help="Measure the disk speed and the GPU link again instead of the cached figures.")
 
     def reading(s):  # how the dataset is read, for `data inspect` as for plan and train
         s.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",

@@ -46,7 +46,7 @@ if "--smoke" in sys.argv[1:]:  # a smoke run is the CPU's: any GPU is hidden bef
 
 from benchmarks import cells  # noqa: E402  (puts core on the path and prepares the process first)
 from benchmarks.cells import gib  # noqa: E402
-from core import atomic, memory_model  # noqa: E402
+from core import atomic, link_probe, memory_model  # noqa: E402
 from core.model_shape import ModelShape  # noqa: E402
 
 import torch  # noqa: E402
@@ -73,27 +73,6 @@ def predict(model: str, nf4: bool, mb: int, seq: int, device: str) -> float:
     setup = memory_model.Setup("offload", mb, seq, compute_bytes=2 if device == "cuda" else 4, checkpointing=True,
                                on_gpu=device == "cuda", quantized_base=nf4, lora_r=16, optimizer="adamw")
     return gib(memory_model.estimate(ModelShape.from_config(config(model)), setup).device_total, 2)
-
-
-def bandwidth(device: str, nbytes: int) -> float:
-    """Host-to-device bytes/s of one big pinned copy (best of five); on the CPU, a plain memory copy."""
-    src = torch.empty(nbytes, dtype=torch.uint8, pin_memory=device == "cuda")
-    dst = torch.empty(nbytes, dtype=torch.uint8, device=device)
-    best = float("inf")
-    for _ in range(6):
-        if device == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            dst.copy_(src, non_blocking=True)
-            end.record()
-            end.synchronize()
-            seconds = start.elapsed_time(end) / 1000
-        else:
-            started = time.perf_counter()
-            dst.copy_(src)
-            seconds = time.perf_counter() - started
-        best = min(best, seconds)
-    return nbytes / best
 
 
 def build(cfg: dict, nf4: bool, device: str, dtype, root: Path):
@@ -235,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         cells.smoke_process()
     name = torch.cuda.get_device_name() if device == "cuda" else cells.SMOKE_LABEL
     out = args.out or (None if args.smoke else REPO / "benchmarks" / "results" / f"offload-{cells.slug(name)}.json")
-    link = bandwidth(device, BANDWIDTH_BYTES if device == "cuda" else 1 << 24)
-    print(f"{name}: host-to-device {link / 1e9:.1f} GB/s (one pinned copy, best of 6)", flush=True)
+    link = link_probe.copy_bytes_per_s(BANDWIDTH_BYTES if device == "cuda" else 1 << 24, device, repeats=5)
+    print(f"{name}: host-to-device {link / 1e9:.1f} GB/s (one pinned copy, best of 5 after a warm-up)", flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="tuneforge-offload-bench-") as root:
         for n, spec in todo.items():

@@ -68,6 +68,9 @@ def load(path: Path, params: dict, optimizer, scheduler, model_params: dict | No
     if state.get("trained", list(params)) == list(params):
         if opt["optimizer"].get("spilled"):
             opt["optimizer"]["spill_file"] = str(path / SPILLED)
+            # where an optimizer without a spill of its own (the GPU one) keeps its scratch copy: the run's
+            # "offload" folder, as core.strategies.full.host_optimizer's spill
+            opt["optimizer"]["spill_folder"] = str(Path(path).parent.parent / "offload")
         optimizer.load_state_dict(opt["optimizer"])
     else:
         state["optimizer_reset"] = True

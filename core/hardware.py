@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import disk_probe
+from core import disk_probe, link_probe
 from core.errors import BadArgument
 from core.settings import read_json_object
 
@@ -34,6 +34,10 @@ class GPU:
     pcie_width: int | None = None
     temperature_c: int | None = None
     power_w: float | None = None
+    # Measured pinned copies over this GPU's link (core.link_probe), bytes/s; None when not measured (no CUDA,
+    # a what-if profile, an older profile). core.speed_model uses it over the PCIe generation × width estimate.
+    h2d_bytes_per_s: float | None = None
+    d2h_bytes_per_s: float | None = None
 
 
 @dataclass
@@ -85,15 +89,18 @@ def load(path: str | Path) -> HardwareProfile:
 
 
 def profile_machine(data_dir: str | Path, history=None, reprobe: bool = False) -> HardwareProfile:
-    """This machine's profile. With a History, the disk speed is measured once per device and cached."""
+    """This machine's profile. With a History, the disk speed and each GPU's link are measured once per device
+    and cached; `reprobe` measures both again."""
     import psutil
     import torch
 
     vm = psutil.virtual_memory()
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    gpus = _gpus()
+    _link_speeds(gpus, history, reprobe)
     return HardwareProfile(
-        gpus=_gpus(),
+        gpus=gpus,
         cpu_name=_cpu_name(),
         cores_physical=psutil.cpu_count(logical=False) or 1,
         cores_logical=psutil.cpu_count(logical=True) or 1,
@@ -120,6 +127,23 @@ def _disk_speed(data_dir: Path, history, reprobe: bool) -> dict:
             cached = dataclasses.asdict(disk_probe.measure(data_dir))
             history.save_disk_probe({**cached, "path": str(data_dir)})
     return {"disk_write_bytes_per_s": cached["write_bytes_per_s"], "disk_read_bytes_per_s": cached["read_bytes_per_s"]}
+
+
+def _link_speeds(gpus: list[GPU], history, reprobe: bool) -> None:
+    """Set each GPU's measured copy speeds from the history's cache, measuring those it lacks."""
+    if history is None:
+        return
+    with _probing:  # as for the disk: one probe at a time, the second finds the first's result
+        for gpu in gpus:
+            key = link_probe.device_id(gpu)
+            cached = None if reprobe else history.link_probe(key)
+            if cached is None:
+                speed = link_probe.measure_in_child(gpu.index)
+                if speed is None:  # no CUDA in a child (a driver without torch's CUDA): nothing to cache
+                    continue
+                cached = {"device": key, **dataclasses.asdict(speed)}
+                history.save_link_probe(cached)
+            gpu.h2d_bytes_per_s, gpu.d2h_bytes_per_s = cached["h2d_bytes_per_s"], cached["d2h_bytes_per_s"]
 
 
 def _gpus() -> list[GPU]:
@@ -204,7 +228,10 @@ def describe(profile: HardwareProfile) -> list[str]:
     if profile.gpus:
         for g in profile.gpus:
             lines.append(f"GPU {g.index}: {g.name}, {g.total_bytes / gib:.1f} GiB ({g.free_bytes / gib:.1f} free), "
-                         f"compute {g.compute_capability}, bf16 {'yes' if g.bf16 else 'no'}")
+                         f"compute {g.compute_capability}, bf16 {'yes' if g.bf16 else 'no'}"
+                         + (f", host→GPU {g.h2d_bytes_per_s / 1e9:.1f} GB/s, "
+                            f"GPU→host {g.d2h_bytes_per_s / 1e9:.1f} GB/s" if g.h2d_bytes_per_s and g.d2h_bytes_per_s
+                            else ""))
     else:
         lines.append("GPU: none found; training runs on the CPU (slow, but it works).")
     lines.append(f"CPU: {profile.cpu_name}, {profile.cores_physical} cores / {profile.cores_logical} threads"

@@ -17,7 +17,7 @@ import sqlite_utils
 
 from core.errors import KnownError, RunNotFound
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Run statuses. "running" with a dead trainer is shown as "interrupted" by the app.
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
@@ -78,6 +78,9 @@ class History:
         if version < 4:
             with self.db.conn:
                 self._migrate_to_v4()
+        if version < 5:
+            with self.db.conn:
+                self._migrate_to_v5()
 
     def _create_v1(self) -> None:
         db = self.db
@@ -149,6 +152,15 @@ class History:
                         "where trained_s is null and ended_at is not null and started_at is not null")
         self.db["meta"].upsert({"key": "schema_version", "value": "4"}, pk="key")
 
+    def _migrate_to_v5(self) -> None:
+        """v5: measured host↔GPU copy speeds (core.link_probe), cached per GPU like the disk's."""
+        self.db["link_probes"].create(
+            {"device": str, "h2d_bytes_per_s": float, "d2h_bytes_per_s": float, "probe_bytes": int,
+             "measured_at": float},
+            pk="device", if_not_exists=True,
+        )
+        self.db["meta"].upsert({"key": "schema_version", "value": "5"}, pk="key")
+
     # -- plans ----------------------------------------------------------------------------------
     def add_plan(self, run_id: str, plan: dict, reason: str) -> int:
         """Record a new plan for the run (it becomes the run's current plan); returns its number."""
@@ -187,6 +199,14 @@ class History:
     def save_disk_probe(self, record: dict) -> None:
         with self.db.conn:
             self.db["disk_probes"].upsert({**record, "measured_at": now()}, pk="device")
+
+    def link_probe(self, device: str) -> dict | None:
+        rows = list(self.db.query("select * from link_probes where device = ?", [device]))
+        return rows[0] if rows else None
+
+    def save_link_probe(self, record: dict) -> None:
+        with self.db.conn:
+            self.db["link_probes"].upsert({**record, "measured_at": now()}, pk="device")
 
     # -- projects and datasets --------------------------------------------------------------------
     def project_id(self, name: str) -> int:

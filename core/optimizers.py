@@ -13,6 +13,11 @@ trained weight; ours keeps that copy inside the optimizer state, next to the two
 
 It updates one tensor at a time, so its extra memory is two fp32 temporaries of the largest tensor
 (`core.memory_model` counts them), not a copy of every parameter as torch's foreach AdamW holds.
+
+A checkpoint of the host optimizer (core.offload.host_adam) with state spilled to disk loads here too
+(a re-plan, or a resume with optimizer_on_host=false): the spilled state stays on disk, in a scratch
+copy of the checkpoint's spill file, until its parameter has a gradient again, and then resumes its
+moments exactly as the host optimizer would have. Later switches drop state as this optimizer always does.
 """
 
 from __future__ import annotations
@@ -87,6 +92,8 @@ def master_adamw() -> type:
 
         def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
             super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+            self.spill = None  # a host optimizer's spilled state, loaded from a checkpoint (core.offload.spill)
+            self._spilled: dict = {}  # param → (its index, the Adam step count of its state in the spill)
 
         @torch.no_grad()
         def step(self, closure=None):
@@ -95,6 +102,8 @@ def master_adamw() -> type:
                     if p.grad is None:
                         continue
                     state = self.state[p]
+                    if not state and p in self._spilled:
+                        self._unspill(p, state)
                     if not state:
                         state["step"] = 0
                         state["exp_avg"] = torch.zeros_like(p, dtype=torch.float32)
@@ -107,14 +116,56 @@ def master_adamw() -> type:
                         p.copy_(master)
             return None
 
+        def _unspill(self, p, state: dict) -> None:
+            """Read p's spilled state back, as HostAdamW would when p trains again."""
+            key, state["step"] = self._spilled.pop(p)
+            names = self.spill.table()[key]  # master, exp_avg, exp_avg_sq
+            back = {name: torch.empty(p.shape, dtype=torch.float32) for name in names}
+            for f in self.spill.get(key, back):
+                f.result()
+            self.spill.discard(key)
+            state["exp_avg"], state["exp_avg_sq"] = back["exp_avg"].to(p.device), back["exp_avg_sq"].to(p.device)
+            if p.dtype == torch.float32:
+                p.copy_(back["master"])  # the host optimizer's master is the weight itself here
+            else:
+                state["master"] = back["master"].to(p.device)
+            if not self._spilled:  # nothing left on disk: free the scratch file now
+                self.close()
+
+        def state_dict(self) -> dict:
+            """Torch's, plus (like HostAdamW's) under "spilled" where state still on disk lies in the spill file,
+            which core.checkpoint copies beside it."""
+            saved = super().state_dict()
+            if self._spilled:
+                table = self.spill.table()
+                saved["spilled"] = {key: {"step": step, **table[key]} for key, step in self._spilled.values()}
+            return saved
+
         def load_state_dict(self, state_dict: dict) -> None:
-            """Like torch's, but the state keeps its own dtype (fp32), whatever the weight's is."""
+            """Like torch's, but the state keeps its own dtype (fp32), whatever the weight's is. A host optimizer's
+            spilled state is adopted from the checkpoint's copy of its file ("spill_file", with "spill_folder" for
+            the scratch copy; both set by core.checkpoint) and read back when its parameter trains again."""
             params = [p for g in self.param_groups for p in g["params"]]
             self.state.clear()
+            self.close()
             for index, saved in state_dict["state"].items():
                 p = params[int(index)]
                 self.state[p] = {k: v.to(p.device) if torch.is_tensor(v) else v for k, v in saved.items()}
+            spilled = state_dict.get("spilled") or {}
+            if spilled:
+                from core.offload.spill import StateSpill
+
+                self.spill = StateSpill(state_dict["spill_folder"])
+                self.spill.adopt(state_dict["spill_file"], {int(i): {k: v for k, v in entry.items() if k != "step"}
+                                                            for i, entry in spilled.items()})
+                self._spilled = {params[int(i)]: (int(i), int(entry["step"])) for i, entry in spilled.items()}
             for group, saved in zip(self.param_groups, state_dict["param_groups"]):
                 group.update({k: v for k, v in saved.items() if k != "params"})
+
+        def close(self) -> None:
+            """Delete the scratch copy of spilled state (end of the run, or nothing left in it)."""
+            if self.spill is not None:
+                self.spill.close()
+            self.spill, self._spilled = None, {}
 
     return MasterAdamW

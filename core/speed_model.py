@@ -38,8 +38,20 @@ def gpu_flops(gpu: GPU) -> float:
 
 
 def pcie_bytes_per_s(gpu: GPU) -> float:
+    """Host-to-GPU bytes/s: measured (core.link_probe) when the profile has it, else from PCIe generation × width."""
+    if gpu.h2d_bytes_per_s:
+        return gpu.h2d_bytes_per_s
     lanes = gpu.pcie_width or 16
     return PCIE_GBPS_PER_LANE.get(gpu.pcie_gen or 4, 1.969) * 1e9 * lanes * COPY_EFFICIENCY
+
+
+def pcie_source(gpu: GPU) -> str:
+    """Where pcie_bytes_per_s's figure comes from, for the plan's reasons."""
+    if gpu.h2d_bytes_per_s:
+        return f"measured {gpu.h2d_bytes_per_s / 1e9:.1f} GB/s host→device"
+    gen = f"PCIe {gpu.pcie_gen or 4}.0 ×{gpu.pcie_width or 16}"
+    assumed = "" if gpu.pcie_gen and gpu.pcie_width else ", assumed"
+    return f"estimated from {gen}{assumed}"
 
 
 def step_flops(shape: ModelShape, s: Setup, tokens: int) -> float:

@@ -24,7 +24,8 @@ def optimizer_seconds(shape: ModelShape, setup: mm.Setup, hw: HardwareProfile, g
     cores = max(1, hw.cores_physical)
     update = trainable / (CPU_ADAM_WEIGHTS_PER_S_PER_CORE * cores)
     where = (f"{moved / 1e9:.1f} GB over PCIe each step (gradients to RAM, weights back) at about "
-             f"{link / 1e9:.0f} GB/s, {copies:.2f} s" if link else "no PCIe copies (no GPU)")
+             f"{link / 1e9:.0f} GB/s ({speed_model.pcie_source(gpu)}), {copies:.2f} s" if link
+             else "no PCIe copies (no GPU)")
     why = (f"Optimizer on the host: {where}; the CPU's AdamW over {trainable / 1e6:.0f}M weights on {cores} "
            f"cores, about {update:.2f} s. With gradient clipping on, updates start once backward has every "
            "gradient (clipping needs their global norm; the copies still overlap backward); max_grad_norm 0 lets "
@@ -51,4 +52,20 @@ def activation_seconds(shape: ModelShape, setup: mm.Setup, gpu) -> tuple[float, 
     link = speed_model.pcie_bytes_per_s(gpu)
     seconds = 2 * moved / link
     return seconds, (f"Activations in RAM as you asked: {moved / 1e9:.2f} GB a micro-batch goes to pinned RAM in "
-                     f"forward and back in backward at about {link / 1e9:.0f} GB/s, about {seconds:.2f} s.")
+                     f"forward and back in backward at about {link / 1e9:.0f} GB/s ({speed_model.pcie_source(gpu)}), "
+                     f"about {seconds:.2f} s.")
+
+
+def streaming_reason(shape: ModelShape, setup: mm.Setup, hw: HardwareProfile, gpu) -> str:
+    """The offload strategy's copy time per micro-batch, and which bandwidth it comes from (as
+    speed_model.micro_batch_seconds counts it: every layer's frozen weights, forward and backward)."""
+    moved = 2 * mm.layer_weight_bytes(shape, setup.weight_storage)
+    link, source = speed_model.pcie_bytes_per_s(gpu), speed_model.pcie_source(gpu)
+    if setup.weights_on_disk:
+        disk = hw.disk_read_bytes_per_s or speed_model.UNMEASURED_DISK_READ
+        if disk < link:
+            link, source = disk, (f"the disk's measured {disk / 1e9:.1f} GB/s reads" if hw.disk_read_bytes_per_s
+                                  else f"an assumed {disk / 1e9:.1f} GB/s from the unmeasured disk")
+    return (f"Streaming: each micro-batch brings {moved / 1e9:.1f} GB of frozen layer weights to the GPU (forward "
+            f"and backward) at about {link / 1e9:.1f} GB/s ({source}), at least {moved / link:.2f} s; compute "
+            "overlaps it, so a micro-batch takes the longer of the two.")

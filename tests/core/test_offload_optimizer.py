@@ -222,3 +222,50 @@ def test_a_spill_that_would_fill_the_drive_stops_with_a_sentence_before_writing(
     with pytest.raises(errors.DiskFull, match="spilling optimizer state needs .* turn spill_state off"):
         spill.put("x", {"master": torch.zeros(1024)})
     assert spill.path.stat().st_size == 0 and not spill.holds("x") and spill.writes == 0
+
+
+def test_spilled_state_survives_a_resume_with_the_optimizer_on_the_gpu(model_dir, tmp_path):
+    """A checkpoint of LISA with host state spilled to disk, resumed with optimizer_on_host=false (a re-plan,
+    or a resume with other settings): the GPU optimizer keeps the spilled state until its layer is sampled
+    again, and that layer then resumes its moments exactly as the host optimizer would have."""
+    data, spilling = examples(vocab=1000), {**LISA, "optimizer_on_host": True, "spill_state": True}
+    first = training.Session(config(tmp_path, model_dir, "spilled", "lisa", spilling), 8)
+    run_steps(first, data, 4)  # seed 7 samples layers 0, 0, 0, 1, then 0 again
+    assert first.model.tuneforge_lisa.active == [1] and first.optimizer.spill.holds(0)
+    saved = first.save_checkpoint(first.cfg.run_dir, {})
+    first.close()
+
+    host = training.Session(config(tmp_path, model_dir, "spilled", "lisa", spilling), 8)
+    gpu = training.Session(config(tmp_path, model_dir, "spilled", "lisa", {**LISA, "optimizer_on_host": False}), 8)
+    assert type(gpu.optimizer).__name__ == "MasterAdamW"
+    for session in (host, gpu):
+        assert not session.resume(saved).get("optimizer_reset")
+    assert gpu.optimizer.state_dict()["spilled"].keys() == {0, 1, 2, 3, 4, 5, 6, 7, 8}  # a checkpoint keeps it too
+    assert run_steps(gpu, data, 5) == run_steps(host, data, 5)  # step 4 trains layer 0 again, from its spilled state
+    assert gpu.optimizer.spill is None and not (tmp_path / "spilled" / "offload" / "optimizer-state.spill").exists()
+    for p, q in zip(host.model.model.layers[0].parameters(), gpu.model.model.layers[0].parameters()):
+        ours, theirs = host.optimizer.state[p], gpu.optimizer.state[q]
+        assert ours["step"] == theirs["step"] == 4 and torch.equal(ours["exp_avg_sq"], theirs["exp_avg_sq"])
+        assert torch.equal(p, q)
+    host.close()
+    gpu.close()
+
+
+def test_a_gpu_optimizer_checkpoint_resumes_into_the_host_optimizer_with_a_spill(model_dir, tmp_path):
+    """The other way: MasterAdamW's checkpoint loaded by the host optimizer with spill_state. The state of
+    the layer that was training goes to the spill file (no layer is active before the first step) and comes
+    back when that layer is sampled again; the GPU optimizer, which drops state at a switch, starts it afresh."""
+    data, spilling = examples(vocab=1000), {**LISA, "optimizer_on_host": True, "spill_state": True}
+    first = training.Session(config(tmp_path, model_dir, "gpu", "lisa", LISA), 8)
+    run_steps(first, data, 4)  # layers 0, 0, 0, 1: layer 1 holds state, layer 0's was dropped
+    saved = first.save_checkpoint(first.cfg.run_dir, {})
+    gpu = training.Session(config(tmp_path, model_dir, "gpu", "lisa", LISA), 8)
+    host = training.Session(config(tmp_path, model_dir, "gpu", "lisa", spilling), 8)
+    for session in (host, gpu):
+        assert not session.resume(saved).get("optimizer_reset")
+    assert host.optimizer.spill.holds(9)  # layer 1's first tensor: spilled at load, it is not training now
+    # Steps 4 and 5 train layer 0 from nothing in both; step 6 trains layer 1, whose moments only the spill kept.
+    assert run_steps(gpu, data, 7) == run_steps(host, data, 7)
+    ours, theirs = (next(s.model.model.layers[1].parameters()) for s in (host, gpu))
+    assert host.optimizer.state[ours]["step"] == 2 and gpu.optimizer.state[theirs]["step"] == 1
+    host.close()
