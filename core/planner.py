@@ -311,7 +311,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
     total_steps = steps or max_steps or max(1, math.ceil(epochs * per_epoch))
     mean_len = min(seq_len, sum(min(n, seq_len) for n in lengths) / rows) if lengths else seq_len
     step_time = grad_accum * speed_model.micro_batch_seconds(shape, setup, hw, target.gpu, mean_len) * target.time_factor
-    if strategy == "offload" and target.gpu:
+    if streams(strategy, options) and target.gpu:
         reasons.append(host_plan.streaming_reason(shape, setup, hw, target.gpu))
     if setup.offload == "optimizer" and s.trains_base:
         host_s, why = host_plan.optimizer_seconds(shape, setup, hw, target.gpu)

@@ -70,15 +70,31 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, hw: HardwareProfile, gpu: G
     compute = step_flops(shape, s, tokens) / rate
     if gpu and s.on_gpu:
         compute += shape.layers * LAUNCH_SECONDS_PER_LAYER
-    offload = s.offload or ("weights" if s.strategy == "offload" else "")
-    if (offload != "weights" and not s.frozen_streamed) or gpu is None:
+    moved = streamed_bytes(shape, s)
+    if not moved or gpu is None:
         return compute
-    # Each micro-batch brings every layer's frozen weights across PCIe twice, forward and backward: with
-    # checkpointing a layer is recomputed just before its backward, while it is resident anyway
-    # (core/offload/stream.py). Embeddings and head stay on the GPU, and so do the layers LISA trains.
+    return max(compute, moved / stream_link(s, hw, gpu)[0])
+
+
+def streamed_bytes(shape: ModelShape, s: Setup) -> int:
+    """Bytes of weights one micro-batch brings to the GPU when they stream (0 when they do not): every streamed
+    layer twice, forward and backward; with checkpointing a layer is recomputed just before its backward, while
+    it is resident anyway (core/offload/stream.py). Embeddings and head stay on the GPU, and so do the layers
+    LISA trains."""
+    offload = s.offload or ("weights" if s.strategy == "offload" else "")
+    if offload != "weights" and not s.frozen_streamed:
+        return 0
     streamed = shape.layers - (min(s.lisa_layers, shape.layers) if s.frozen_streamed else 0)
-    moved = 2 * layer_weight_bytes(shape, s.weight_storage) * streamed // shape.layers
-    link = pcie_bytes_per_s(gpu)
+    return 2 * layer_weight_bytes(shape, s.weight_storage) * streamed // shape.layers
+
+
+def stream_link(s: Setup, hw: HardwareProfile, gpu: GPU) -> tuple[float, str]:
+    """(bytes/s, where the figure comes from) of the path streamed weights take: PCIe, or the disk when they
+    stream from NVMe and it is the slower."""
+    link, source = pcie_bytes_per_s(gpu), pcie_source(gpu)
     if s.weights_on_disk:
-        link = min(link, hw.disk_read_bytes_per_s or UNMEASURED_DISK_READ)
-    return max(compute, moved / link)
+        disk = hw.disk_read_bytes_per_s or UNMEASURED_DISK_READ
+        if disk < link:
+            link, source = disk, (f"the disk's measured {disk / 1e9:.1f} GB/s reads" if hw.disk_read_bytes_per_s
+                                  else f"an assumed {disk / 1e9:.1f} GB/s from the unmeasured disk")
+    return link, source

@@ -57,15 +57,10 @@ def activation_seconds(shape: ModelShape, setup: mm.Setup, gpu) -> tuple[float, 
 
 
 def streaming_reason(shape: ModelShape, setup: mm.Setup, hw: HardwareProfile, gpu) -> str:
-    """The offload strategy's copy time per micro-batch, and which bandwidth it comes from (as
-    speed_model.micro_batch_seconds counts it: every layer's frozen weights, forward and backward)."""
-    moved = 2 * mm.layer_weight_bytes(shape, setup.weight_storage)
-    link, source = speed_model.pcie_bytes_per_s(gpu), speed_model.pcie_source(gpu)
-    if setup.weights_on_disk:
-        disk = hw.disk_read_bytes_per_s or speed_model.UNMEASURED_DISK_READ
-        if disk < link:
-            link, source = disk, (f"the disk's measured {disk / 1e9:.1f} GB/s reads" if hw.disk_read_bytes_per_s
-                                  else f"an assumed {disk / 1e9:.1f} GB/s from the unmeasured disk")
+    """The copy time per micro-batch of streamed weights (offload, LISA's stream_frozen), and which bandwidth it
+    comes from (as speed_model.micro_batch_seconds counts it)."""
+    moved = speed_model.streamed_bytes(shape, setup)
+    link, source = speed_model.stream_link(setup, hw, gpu)
     return (f"Streaming: each micro-batch brings {moved / 1e9:.1f} GB of frozen layer weights to the GPU (forward "
             f"and backward) at about {link / 1e9:.1f} GB/s ({source}), at least {moved / link:.2f} s; compute "
             "overlaps it, so a micro-batch takes the longer of the two.")
