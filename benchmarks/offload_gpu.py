@@ -3,8 +3,10 @@ on random-init Llama shapes, with the GPU's memory capped to a consumer card's, 
 bandwidth measured in the same run.
 
 Cells (default): Llama-3.1-8B with its base in bf16 (15 GiB of weights) under a 12 GiB cap, and the 70B shape
-with an nf4 base (QLoRA; about 37 GiB) under a 24 GiB cap. LoRA r=16 on every projection, gradient
-checkpointing, torch AdamW on the adapters, the frozen layers in pinned RAM.
+with an nf4 base (QLoRA; about 37 GiB) under a 24 GiB cap: LoRA r=16 on every projection, torch AdamW on the
+adapters. And full-parameter LISA on the 8B under a 16 GiB cap (LISA's stream_frozen): two sampled layers
+train on the GPU with fp32 masters and moments (core.optimizers.MasterAdamW), switched every other step, and
+the other thirty stream. All with gradient checkpointing and the frozen layers in pinned RAM.
 
 Why the models are built here, layer by layer, and not loaded through core.training.Session as the other
 GPU benchmarks do: a 70B model in bf16 is 140 GB, more than the benchmark machine's RAM or disk, so it can
@@ -46,19 +48,22 @@ if "--smoke" in sys.argv[1:]:  # a smoke run is the CPU's: any GPU is hidden bef
 
 from benchmarks import cells  # noqa: E402  (puts core on the path and prepares the process first)
 from benchmarks.cells import gib  # noqa: E402
-from core import atomic, link_probe, memory_model  # noqa: E402
+from core import atomic, link_probe, memory_model, optimizers  # noqa: E402
 from core.model_shape import ModelShape  # noqa: E402
 
 import torch  # noqa: E402
 
 GOAL = 0.6  # share of the bandwidth bound a streamed step should reach
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-# name → (model config, nf4 base, GiB cap, micro-batch, sequence length)
+# name → (model config, nf4 base, GiB cap, micro-batch, sequence length, what trains: "lora" or "lisa")
 CELLS = {
-    "8b-bf16-12g": ("llama-3.1-8b", False, 12, 1, 1024),  # 15.0 GiB of weights
-    "70b-nf4-24g": ("llama-3.1-70b", True, 24, 1, 1024),  # 37 GiB of weights
+    "8b-bf16-12g": ("llama-3.1-8b", False, 12, 1, 1024, "lora"),  # 15.0 GiB of weights
+    "70b-nf4-24g": ("llama-3.1-70b", True, 24, 1, 1024, "lora"),  # 37 GiB of weights
+    "8b-lisa-16g": ("llama-3.1-8b", False, 16, 1, 1024, "lisa"),  # full-parameter quality on a 16 GB card
 }
-SMOKE_CELLS = {"smoke-fp32": ("smoke", False, 0, 1, 32), "smoke-nf4": ("smoke", True, 0, 1, 32)}
+SMOKE_CELLS = {"smoke-fp32": ("smoke", False, 0, 1, 32, "lora"), "smoke-nf4": ("smoke", True, 0, 1, 32, "lora"),
+               "smoke-lisa": ("smoke", False, 0, 1, 32, "lisa")}
+LISA_LAYERS, LISA_INTERVAL = 2, 2
 STEPS, SMOKE_STEPS = 4, 3  # the first is a warm-up
 BANDWIDTH_BYTES = 1 << 30  # one pinned GiB: long enough that the copy engine's start-up cost vanishes
 
@@ -68,16 +73,20 @@ def config(name: str) -> dict:
         (REPO / "resources" / "models" / f"{name}.json").read_text(encoding="utf-8"))
 
 
-def predict(model: str, nf4: bool, mb: int, seq: int, device: str) -> float:
-    """The memory model's device GiB for the cell, built as the planner builds an offload Setup."""
-    setup = memory_model.Setup("offload", mb, seq, compute_bytes=2 if device == "cuda" else 4, checkpointing=True,
-                               on_gpu=device == "cuda", quantized_base=nf4, lora_r=16, optimizer="adamw")
+def predict(model: str, nf4: bool, mb: int, seq: int, device: str, trains: str = "lora") -> float:
+    """The memory model's device GiB for the cell, built as the planner builds an offload (or streamed LISA) Setup."""
+    what = (dict(lisa_layers=LISA_LAYERS, lisa_embeddings=False, frozen_streamed=True) if trains == "lisa" else
+            dict(quantized_base=nf4, lora_r=16))
+    setup = memory_model.Setup("lisa" if trains == "lisa" else "offload", mb, seq, optimizer="adamw",
+                               compute_bytes=2 if device == "cuda" else 4, checkpointing=True,
+                               on_gpu=device == "cuda", **what)
     return gib(memory_model.estimate(ModelShape.from_config(config(model)), setup).device_total, 2)
 
 
-def build(cfg: dict, nf4: bool, device: str, dtype, root: Path):
-    """A random-init LoRA model of `cfg` whose layers stream, made one layer at a time (see the docstring), in
-    the strategy's order: layers into the store, the streamer, then peft's adapters."""
+def build(cfg: dict, nf4: bool, device: str, dtype, root: Path, trains: str = "lora"):
+    """A random-init model of `cfg` whose layers stream, made one layer at a time (see the docstring), in the
+    strategy's order: layers into the store, the streamer, then peft's adapters (LoRA) or LISA's sampler, which
+    owns the sampled layers on the GPU. (model, streamer, sampler or None)."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, LlamaConfig
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
@@ -121,32 +130,46 @@ def build(cfg: dict, nf4: bool, device: str, dtype, root: Path):
     streamer = LayerStreamer(layers, store, device, ring=2)
     streamer.attach(model.model)
     model.activation_checkpointing_enable()
+    if trains == "lisa":  # as Lisa.prepare does with frozen embeddings: backward stops below the lowest sampled layer
+        from core.strategies.lisa import LayerSampler, LisaOptions
+
+        model.disable_input_require_grads()
+        opts = LisaOptions(layers=LISA_LAYERS, interval=LISA_INTERVAL, embeddings=False, stream_frozen=True)
+        model.train()
+        return model, streamer, LayerSampler(layers, [], [1.0] * len(layers), opts, seed=0, streamer=streamer)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
     model.train()
-    return model, streamer
+    return model, streamer, None
 
 
 def run_cell(name: str, spec: tuple, device: str, steps: int, link: float, root: Path) -> dict:
-    model_name, nf4, cap, mb, seq = spec
+    model_name, nf4, cap, mb, seq, trains = spec
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     out = {"cell": name, "model": model_name, "base": "nf4" if nf4 else str(dtype).removeprefix("torch."),
-           "cap_gib": cap or None, "micro_batch": mb, "seq_len": seq, "checkpointing": True, "ring": 2,
-           "where": "RAM", "predicted_gib": predict(model_name, nf4, mb, seq, device)}
+           "trains": trains, "cap_gib": cap or None, "micro_batch": mb, "seq_len": seq, "checkpointing": True,
+           "ring": 2, "where": "RAM", "predicted_gib": predict(model_name, nf4, mb, seq, device, trains)}
     if device == "cuda":
         cells.free(device)
         total = torch.cuda.get_device_properties(0).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, cap * cells.GIB / total), 0)
     started = time.perf_counter()
-    model, streamer = build(config(model_name), nf4, device, dtype, root)
+    model, streamer, sampler = build(config(model_name), nf4, device, dtype, root, trains)
     out["build_s"] = round(time.perf_counter() - started, 1)
     out["placement"] = streamer.store.placement
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=2e-4)
+    if sampler is None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=2e-4)
+    else:  # every layer in the one group; only the sampled ones have state (as Lisa.make_optimizer)
+        params = [p for layer in sampler.layers for p in layer.parameters()]
+        optimizer = optimizers.build("adamw", params, 2e-5, 0.0, masters=True)
     batches = cells.random_batches(model.config.vocab_size, mb, seq, steps)
-    counted = {}
+    counted = {"step": 0}
 
     def step(micro_batches) -> int:
         before, counted["loss"] = streamer.bytes_copied, 0.0
+        if sampler is not None:  # switching writes the old layers back and copies the new ones in: counted
+            sampler.switch(counted["step"], optimizer)
+        counted["step"] += 1
         for b in micro_batches:
             loss = model(**{k: v.to(device) for k, v in b.items()}).loss
             loss.backward()
@@ -169,7 +192,7 @@ def run_cell(name: str, spec: tuple, device: str, steps: int, link: float, root:
                losses=[r["loss"] for r in measured["steps"]], stalls=streamer.stalls, loads=streamer.loads,
                layers=len(streamer.layers), status="measured")
     streamer.close()
-    model = optimizer = params = streamer = None  # freed before the next cell (the closure above still names them)
+    model = optimizer = params = streamer = sampler = None  # freed before the next cell (the closure above still names them)
     cells.free(device)
     return out
 
@@ -201,11 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     device = "cpu" if args.smoke else "cuda"
     todo = SMOKE_CELLS if args.smoke else {n: CELLS[n] for n in (args.cell or CELLS)}
     steps = SMOKE_STEPS if args.smoke else args.steps
-    todo = {n: (m, nf4, cap, args.micro_batch or mb, args.seq_len or seq) for n, (m, nf4, cap, mb, seq) in todo.items()}
+    todo = {n: (m, nf4, cap, args.micro_batch or mb, args.seq_len or seq, trains)
+            for n, (m, nf4, cap, mb, seq, trains) in todo.items()}
     if args.list:
-        for n, (model, nf4, cap, mb, seq) in todo.items():
-            print(f"{n:<14} {model:<14} {'nf4' if nf4 else '16-bit'} cap {cap} GiB, {mb} x {seq}: predicted "
-                  f"{predict(model, nf4, mb, seq, 'cuda'):.2f} GiB")
+        for n, (model, nf4, cap, mb, seq, trains) in todo.items():
+            print(f"{n:<14} {model:<14} {trains} over {'nf4' if nf4 else '16-bit'}, cap {cap} GiB, {mb} x {seq}: "
+                  f"predicted {predict(model, nf4, mb, seq, 'cuda', trains):.2f} GiB")
         return 0
     if device == "cuda" and not torch.cuda.is_available():
         print(cells.NO_GPU)

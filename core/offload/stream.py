@@ -283,3 +283,8 @@ class LayerStreamer:
         real = {id(s.param): s for i in self.order for s in self.store.layouts[i][0]}
         return [torch.empty(real[id(p)].shape, dtype=real[id(p)].dtype, device="meta") if id(p) in real else p
                 for p in params]
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.store.close()

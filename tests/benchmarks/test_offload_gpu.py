@@ -1,6 +1,7 @@
 """The offload benchmark as a real process on this machine: without CUDA it says so and writes nothing; `--list`
-shows its cells and their predictions anywhere; `--smoke` builds tiny models layer by layer (fp32 and nf4), streams
-them through the same store and streamer, and reports what a GPU run reports."""
+shows its cells and their predictions anywhere; `--smoke` builds tiny models layer by layer (fp32 and nf4, and one
+trained by LISA with its frozen layers streamed), streams them through the same store and streamer, and reports
+what a GPU run reports."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def test_without_a_gpu_it_says_so_and_writes_nothing(tmp_path):
 def test_list_prints_the_cells_with_predictions_under_their_caps():
     proc = run("--list")
     assert proc.returncode == 0, proc.stderr
-    for cell, cap in (("8b-bf16-12g", 12), ("70b-nf4-24g", 24)):
+    for cell, cap in (("8b-bf16-12g", 12), ("70b-nf4-24g", 24), ("8b-lisa-16g", 16)):
         found = re.search(rf"^{cell}\s.*cap {cap} GiB.*predicted (\d+\.\d\d) GiB$", proc.stdout, re.MULTILINE)
         assert found and 0 < float(found.group(1)) < cap, proc.stdout  # the memory model says it fits the cap
 
@@ -35,12 +36,13 @@ def test_smoke_streams_both_bases_and_reports_the_bound(tmp_path):
     assert report["command"].endswith(f"--smoke --out {out}") and report["date"] and report["torch"]
     assert report["host_to_device_bytes_per_s"] > 0 and report["goal_fraction"] == 0.6
     cells = {c["cell"]: c for c in report["cells"]}
-    assert set(cells) == {"smoke-fp32", "smoke-nf4"}
+    assert set(cells) == {"smoke-fp32", "smoke-nf4", "smoke-lisa"}
     for cell in cells.values():
         assert cell["status"] == "measured", cell
         assert cell["tokens_per_s"] > 0 and cell["bound_tokens_per_s"] > 0 and 0 < cell["fraction_of_bound"]
         assert cell["stalls"] == 0 and cell["loads"] > cell["layers"] and cell["streamed_bytes_per_step"] > 0
         assert all(math.isfinite(x) and 0 < x < 20 for x in cell["losses"])
+        assert cell["losses"][-1] < cell["losses"][0] or cell["trains"] == "lora"  # (LoRA's B starts at zero)
         assert cell["placement"] == "RAM" and cell["predicted_gib"] > 0
     assert cells["smoke-nf4"]["base"] == "nf4"
     # A 4-bit layer is about a quarter of an fp32 one... plus its norms, which stay in full precision.
