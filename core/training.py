@@ -144,9 +144,15 @@ class Session:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step_index += 1
-        spill = getattr(self.optimizer, "spill", None)
-        self._written = [self._written[1], spill.writes if spill is not None else 0]
+        self._written = [self._written[1], self._drive_writes()]
         return loss_sum, tokens, note
+
+    def _drive_writes(self) -> int:
+        """Bytes written to the drive so far by the run's offloading: spilled optimizer state, and streamed layers
+        that LISA trained and wrote back to their files (the store's load-time writes left out)."""
+        spill, streamer = getattr(self.optimizer, "spill", None), getattr(self.model, "tuneforge_offload", None)
+        return ((spill.writes if spill is not None else 0)
+                + (streamer.store.bytes_written - streamer.store.total_bytes if streamer and streamer.store.io else 0))
 
     def _saved_activations(self):
         """Where forward keeps what backward needs: pinned host RAM with `activations_on_host`."""
@@ -155,12 +161,18 @@ class Session:
         return self.activations() if self.activations is not None else contextlib.nullcontext()
 
     def io_stats(self) -> dict:
-        """Host and disk traffic of the offloaded state: pinned pool use, and the spill file's bytes (drive
-        wear: `written_last_step`); empty when nothing is offloaded."""
+        """Host and disk traffic of what is offloaded: weights streamed, pinned pool use, the spill file's bytes, and
+        the drive's wear (`written_last_step`: spilled state, trained layers written back); empty when nothing is."""
         pool, spill = getattr(self.optimizer, "pool", None), getattr(self.optimizer, "spill", None)
+        streamer = getattr(self.model, "tuneforge_offload", None)
         stats = {}
         if self.activations is not None:
             stats["activations_moved_bytes"] = self.activations.moved  # each way, per micro-batch
+        if streamer is not None:  # weights streamed to the device so far, and the drive's traffic when they live there
+            stats["streamed_bytes"] = streamer.bytes_copied
+            if streamer.store.io is not None:
+                stats.update(weights_read_bytes=streamer.store.bytes_read, written_last_step=self._written[1] -
+                             self._written[0])
         if pool is None:
             return stats
         stats.update(pinned_bytes=pool.capacity, pinned_used_bytes=pool.used, pinned_peak_bytes=pool.peak)

@@ -227,13 +227,17 @@ def test_lisa_with_its_frozen_layers_streamed_trains_as_lisa(four_layers, tmp_pa
     assert streamer.store.where == where and streamed.placement["frozen weights"] == ("NVMe" if where == "disk"
                                                                                       else "RAM")
     assert streamed.trainable_count == plain.trainable_count
-    active, notes = [], []
+    active, notes, written = [], [], []
     for step in range(1, STEPS + 1):
         assert run_steps(streamed, data, step, notes) == pytest.approx(run_steps(plain, data, step), rel=1e-5)
         active.append(streamed.model.tuneforge_lisa.active)
+        written.append(streamed.io_stats().get("written_last_step"))
         assert streamer.owned == set(active[-1]) and streamer.stalls == 0
         assert len(streamer.slot_of) <= 2  # the ring, beside the owned layer
     assert active == [[1], [0], [2]]  # layers were let go, and so written back
+    layer = streamer.store.nbytes(0)  # the drive's wear: a let-go layer's file is written again, nothing else is
+    assert written == ([0, layer, layer] if where == "disk" else [None] * 3)
+    assert streamed.io_stats()["streamed_bytes"] == streamer.bytes_copied > 0
     assert notes[0][1].startswith("Frozen layer weights stream from ") and "Training layers" in notes[0][1]
     with streamed.strategy.weights_on_host(streamed.model):
         ours = dict(streamed.model.named_parameters())
