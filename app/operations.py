@@ -6,13 +6,11 @@ KnownError. Nothing here knows about terminals or windows.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import paths, supervisor
-from app.training_run import TrainingRun
-from core import atomic, hardware, history, model_source, planner, replanner, run_config, settings
+from core import atomic, hardware, history, model_source, planner, settings
 from core.data import dataset as data_mod
 from core.data import readers, tokenize
 from core.errors import KnownError
@@ -190,39 +188,13 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, **o
         return cfg
 
 
-def start_run(run_id: str, resume: bool = False, on_event=None, on_finished=None) -> TrainingRun:
+def start_run(run_id: str, resume: bool = False, on_event=None, on_finished=None) -> supervisor.TrainerJob:
+    """Start the run's trainer (it re-plans by itself when it runs out of memory: core.replanner.replan_run)."""
     run_dir = paths.run_dir(run_id)
     config = run_dir / "run.json"
     if not config.is_file():
         raise KnownError(f"{config}: the run's config file is missing, so it cannot be started or resumed.")
-    return TrainingRun(config, run_dir, lambda error: replan_after_oom(run_id, error), resume=resume,
-                       on_event=on_event, on_finished=on_finished)
-
-
-def replan_after_oom(run_id: str, error: dict) -> str:
-    """Write a new plan into the run's config after it ran out of memory, record it, and say why."""
-    from core import strategies
-    from core.hardware import HardwareProfile
-
-    run_dir = paths.run_dir(run_id)
-    cfg = run_config.load(run_dir / "run.json")
-    lengths_file = run_dir / "token_lengths.json"
-    lengths = json.loads(lengths_file.read_text()) if lengths_file.is_file() else [cfg.seq_len]
-    previous = planner.Plan.from_dict(cfg.plan)
-    model_config = json.loads((Path(cfg.model_path) / "config.json").read_text())
-    new = replanner.replan_after_oom(previous, HardwareProfile.from_dict(cfg.hardware, "the run's hardware"),
-                                     model_config, lengths, error.get("step", 0),
-                                     planner.Wishes(memory_cap_bytes=cfg.memory_cap_bytes or None))
-    reason = " ".join(new.reasons[:2])
-    with open_history() as db:
-        db.add_plan(run_id, new.to_dict(), reason)
-        db.add_event(run_id, "replan", reason)
-    strategies.get(new.strategy)  # a not-built strategy ends the run here, with its sentence
-    fields = {**settings.to_dict(cfg), "strategy": new.strategy, "micro_batch": new.micro_batch,
-              "grad_accum": new.grad_accum, "gradient_checkpointing": new.gradient_checkpointing,
-              "strategy_options": new.options, "plan": new.to_dict()}
-    atomic.write_json(run_dir / "run.json", settings.to_dict(settings.from_dict(RunConfig, fields, "re-plan")))
-    return reason
+    return supervisor.TrainerJob(config, run_dir, resume=resume, on_event=on_event, on_finished=on_finished).start()
 
 
 def get_run(run_id: str) -> dict:

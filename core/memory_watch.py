@@ -31,9 +31,28 @@ def peak_bytes(device) -> dict:
     if device.type == "cuda":
         return {"allocated": int(torch.cuda.max_memory_allocated(device)),
                 "reserved": int(torch.cuda.max_memory_reserved(device))}
+    return {"process": process_peak_bytes()}
+
+
+def process_peak_bytes() -> int:
+    """This process's resident high-water mark. On Linux VmHWM, which starts again when the trainer re-execs
+    itself after a re-plan (ru_maxrss would carry the failed attempt's peak across the exec); Windows' peak
+    working set; elsewhere ru_maxrss (bytes on macOS)."""
+    import re
+
+    status = Path("/proc/self/status")
+    if status.is_file():
+        found = re.search(r"VmHWM:\s+(\d+) kB", status.read_text())
+        if found:
+            return int(found.group(1)) * 1024
+    import psutil
+
+    info = psutil.Process().memory_info()
+    if hasattr(info, "peak_wset"):
+        return int(info.peak_wset)
     import resource
 
-    return {"process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}  # Linux reports KiB
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def apply_cap(cap_bytes: int, device) -> None:

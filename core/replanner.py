@@ -7,13 +7,20 @@ on its trajectory), then the strategy's own cheaper settings (LISA freezes its e
 full move their optimizer state to RAM), then
 gradient checkpointing, then QLoRA, then offload. The sequence length,
 learning rate and step count stay as they were.
+
+`replan_run` does it for a run in place: the trainer calls it when it runs out of memory, writes
+the new plan into the run's config and starts again from its last checkpoint by itself, so a run
+left training in the background re-plans as well as one the app is watching.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 from core import memory_model as mm
+from core.errors import KnownError
 from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
 from core.plan_target import target_for
@@ -21,6 +28,7 @@ from core.planner import (GIB, LADDER, Plan, Wishes, finish_plan, largest_micro_
                           why_rung)
 
 OOM_MARGIN = 1.05  # after a crash, assume the true peak was at least 5% above the limit
+MAX_REPLANS = 4  # the ladder has four rungs below the first plan; more would mean the model is badly off
 
 
 def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: dict, token_lengths: list[int],
@@ -105,3 +113,29 @@ def _rungs_below(strategy: str, ckpt: bool, device: str) -> list[tuple[str, bool
         return ladder[ladder.index((strategy, ckpt)) + 1:]
     # Off the ladder (full, dora, lisa): checkpoint it first, then the memory-saving rungs.
     return ([(strategy, True)] if not ckpt else []) + [r for r in ladder if r[0] in ("qlora", "offload")]
+
+
+def replan_run(cfg, config_path: Path, db, at_step: int) -> str:
+    """Write a new plan into the run's config (`config_path`, a RunConfig) after it ran out of memory at
+    `at_step`, record it in the history `db`, and say why. KnownError when there is nothing left to try."""
+    from core import atomic, settings, strategies
+    from core.run_config import RunConfig
+
+    earlier = sum(1 for p in db.plans(cfg.run_id) if p["seq"] > 1)
+    if earlier >= MAX_REPLANS:
+        raise KnownError(f"It ran out of memory after {earlier} re-plans; the model is too large for this machine "
+                         "as planned, so plan it again with a smaller model, a shorter sequence length or a cap.")
+    lengths_file = Path(cfg.run_dir) / "token_lengths.json"
+    lengths = json.loads(lengths_file.read_text()) if lengths_file.is_file() else [cfg.seq_len]
+    model_config = json.loads((Path(cfg.model_path) / "config.json").read_text())
+    new = replan_after_oom(Plan.from_dict(cfg.plan), HardwareProfile.from_dict(cfg.hardware, "the run's hardware"),
+                           model_config, lengths, at_step, Wishes(memory_cap_bytes=cfg.memory_cap_bytes or None))
+    strategies.get(new.strategy)  # a strategy that is not built ends the run here, with its sentence
+    reason = " ".join(new.reasons[:2])
+    db.add_plan(cfg.run_id, new.to_dict(), reason)
+    db.add_event(cfg.run_id, "replan", reason)
+    fields = {**settings.to_dict(cfg), "strategy": new.strategy, "micro_batch": new.micro_batch,
+              "grad_accum": new.grad_accum, "gradient_checkpointing": new.gradient_checkpointing,
+              "strategy_options": new.options, "plan": new.to_dict()}
+    atomic.write_json(config_path, settings.to_dict(settings.from_dict(RunConfig, fields, "re-plan")))
+    return reason

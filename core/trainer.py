@@ -11,8 +11,12 @@ atomically, so closing the window or the CLI never loses a run.
 Between steps it reads its run folder for requests (core/run_control.py): STOP, and PAUSE, during
 which the model stays loaded and answers the prompts the app leaves in asks/.
 
-Exit codes: 0 finished, 3 stopped on request (checkpoint saved), 2 known problem, 5 out of memory,
-anything else a bug (traceback in the log).
+Out of memory, it re-plans by itself (core.replanner.replan_run: the new plan goes into the run's
+config and the history) and starts again in place from its last checkpoint: the same process id
+(exec) and the same stdout, so whoever watches it, the app or nobody, sees the run go on.
+
+Exit codes: 0 finished, 3 stopped on request (checkpoint saved), 2 known problem, 5 out of memory
+with nothing left to try, anything else a bug (traceback in the log).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ _events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
 os.dup2(2, 1)
 sys.stdout = sys.stderr
 
-from core import checkpoint, history, memory_watch, run_config, run_control, runtime_env, settings, strategies, training  # noqa: E402
+from core import checkpoint, history, memory_watch, replanner, run_config, run_control, runtime_env, settings, strategies, training  # noqa: E402
 from core.data import dataset as data_mod  # noqa: E402
 from core.data import packing, token_cache, tokenize  # noqa: E402
 from core.errors import KnownError  # noqa: E402
@@ -271,19 +275,45 @@ def main(argv: list[str]) -> int:
     except Exception as e:
         if memory_watch.is_out_of_memory(e):
             del e  # drop the traceback's frames, and with them the step's tensors
-            return out_of_memory(db, emit, cfg)
+            return out_of_memory(db, emit, cfg, argv[0])
         traceback.print_exc()
         return fail(db, emit, cfg, "bug", f"crashed ({type(e).__name__}: {e}); see the log", EXIT_BUG)
     finally:
         db.close()
 
 
-def out_of_memory(db, emit, cfg) -> int:
+def out_of_memory(db, emit, cfg, config_path: str) -> int:
+    """Say so, re-plan and start again from the last checkpoint; or, with nothing left to try, fail."""
     device, _, _ = training.pick_device(cfg)  # the same choice train() made, so it cannot fail here
     step = db.run(cfg.run_id).get("steps_done") or 0
     peak = memory_watch.peak_bytes(device)
     text = f"ran out of {'GPU ' if device.type == 'cuda' else ''}memory at step {step}"
+    if not run_control.Control(Path(cfg.run_dir), _stop_signalled).stop:  # (a stop asked for ends the run here)
+        try:
+            reason = replanner.replan_run(cfg, Path(config_path), db, step)
+        except KnownError as e:
+            said = str(e)
+            text = f"{text}; {said[:1].lower()}{said[1:]}"
+        else:
+            emit("error", kind="oom", text=text, step=step, peak=peak)
+            emit("replan", text=reason, after_step=step)
+            db.close()
+            restart(config_path)
     return fail(db, emit, cfg, "oom", text, EXIT_OOM, step=step, peak=peak)
+
+
+def restart(config_path: str) -> None:
+    """This trainer again, resuming: in place on POSIX (same pid, stdout and stderr, so the app's pipe and a
+    reattached window's pid watch carry on); elsewhere as a child whose exit code becomes ours."""
+    args = [sys.executable, "-m", "core.trainer", config_path, "--resume"]
+    _events.flush()
+    os.dup2(_events.fileno(), 1)  # the events pipe is stdout again for the new image (we pointed 1 at the log)
+    sys.stderr.flush()
+    if os.name == "posix":
+        os.execv(sys.executable, args)
+    import subprocess
+
+    sys.exit(subprocess.call(args))
 
 
 def fail(db, emit, cfg, kind, text, code, **details) -> int:

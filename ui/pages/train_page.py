@@ -260,7 +260,7 @@ class TrainPage(Page):
             self.append(f"Done: {e.get('text', '')}.")
         elif kind == "error":
             self.append(f"Error: {e.get('text', '')}")
-        elif kind == "replan":  # out of memory: the app re-planned and continues from the last checkpoint
+        elif kind == "replan":  # out of memory: the trainer re-planned and continues from the last checkpoint
             self.status.start("Re-planned after running out of memory; continuing…")
             self.append(f"{e.get('text', '')} Continuing from the last checkpoint.")
         elif kind == "paused":
