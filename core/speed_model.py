@@ -44,9 +44,10 @@ def pcie_bytes_per_s(gpu: GPU) -> float:
 
 def step_flops(shape: ModelShape, s: Setup, tokens: int) -> float:
     """FLOPs of one micro-batch: forward 2P, backward 2P for input grads, +2P for weight grads of
-    trained weights, +2P when checkpointing recomputes the forward; plus attention's quadratic part."""
+    trained weights, +2P when checkpointing (or a layer-major step) recomputes the forward; plus attention's
+    quadratic part."""
     trains_weights = s.strategy in ("full", "lisa")
-    passes = 2 + 2 + (2 if trains_weights else 0) + (2 if s.checkpointing else 0)
+    passes = 2 + 2 + (2 if trains_weights else 0) + (2 if s.checkpointing or s.layer_major else 0)
     attention = 2 * 2 * shape.layers * s.seq_len * shape.heads * shape.head_dim  # QK and AV, causal half, ×2 bwd
     flops = tokens * (passes * shape.params + attention * (passes / 2))
     return flops * SLOWDOWN.get(s.strategy, 1.0)
@@ -61,11 +62,15 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, hw: HardwareProfile, gpu: G
     offload = s.offload or ("weights" if s.strategy == "offload" else "")
     if offload != "weights" or gpu is None:
         return compute
-    # Each micro-batch brings every layer's frozen weights across PCIe twice, forward and backward: with
-    # checkpointing a layer is recomputed just before its backward, while it is resident anyway
-    # (core/offload/stream.py). Embeddings and head stay on the GPU.
-    moved = 2 * layer_weight_bytes(shape, s.weight_storage)
     link = pcie_bytes_per_s(gpu)
     if s.weights_on_disk:
         link = min(link, hw.disk_read_bytes_per_s or UNMEASURED_DISK_READ)
-    return max(compute, moved / link)
+    return max(compute, streamed_bytes(shape, s) / link)
+
+
+def streamed_bytes(shape: ModelShape, s: Setup) -> float:
+    """Frozen layer weights one micro-batch brings across PCIe, on average. Each pass brings every layer once,
+    forward and backward (with checkpointing a layer is recomputed just before its backward, while it is resident
+    anyway: core/offload/stream.py); a layer-major step makes those two passes once for all its micro-batches.
+    Embeddings and head stay on the GPU."""
+    return 2 * layer_weight_bytes(shape, s.weight_storage) / (s.accumulation if s.layer_major else 1)
