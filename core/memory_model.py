@@ -88,6 +88,8 @@ class Setup:
     quantized_base: bool = True  # a 4-bit strategy's base really is 4-bit (offload's quantize=False streams 16-bit)
     keep_checkpoints: int = 2
     fused_loss: bool = False  # our fused linear cross-entropy is patched in (CUDA, kernels on): no full logits
+    layer_major: bool = False  # the offload strategy's layer-major step: every layer's input kept for each micro-batch
+    accumulation: int = 1  # micro-batches per optimizer step (what layer-major keeps grows with it)
 
     @property
     def tokens(self) -> int:
@@ -181,6 +183,10 @@ def activation_bytes(shape: ModelShape, s: Setup) -> int:
     time, but only after the logits' gradients are freed, so only what exceeds those adds to the peak."""
     per_tokens = _one_layer(shape, s)
     freed = 0 if fused_loss(shape, s) else s.tokens * shape.vocab * LOGITS_BACKWARD_BYTES  # fused: none to free
+    if s.layer_major:  # core/offload/layer_major.py: each layer's input and the last output (later its gradient,
+        # going down), for every micro-batch; one layer recomputed for one micro-batch at a time, as checkpointing does
+        kept = (shape.layers + 1) * s.accumulation * s.compute_bytes * shape.hidden * s.tokens
+        return kept + max(0, per_tokens - freed)
     recompute = max(0, per_tokens - freed) if s.checkpointing else 0
     return saved_after_forward(shape, s) + recompute
 
@@ -267,7 +273,8 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
         layers_moved = moved - log_softmax_bytes(shape, s)
         dev["activations (in RAM, one layer back at a time)"] = activation_bytes(shape, s) + back - layers_moved
     else:
-        dev["activations" + (" (checkpointed)" if s.checkpointing else "")] = activation_bytes(shape, s)
+        kind = " (layer-major)" if s.layer_major else " (checkpointed)" if s.checkpointing else ""
+        dev["activations" + kind] = activation_bytes(shape, s)
     dev["logits and loss"] = logits_bytes(shape, s)
     # Backward and the optimizer step peak at different times: count whichever is larger.
     step_temp = 0

@@ -293,6 +293,9 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
                        "row still apart from the others, so steps spend their compute on tokens, not padding.")
     effective = min(EFFECTIVE_BATCH, rows)
     grad_accum = w.grad_accum or max(1, math.ceil(effective / mb))
+    if setup.layer_major:  # keeps inputs of, and streams the weights once for, all of a step's micro-batches
+        setup = dataclasses.replace(setup, accumulation=grad_accum)
+        est = mm.estimate(shape, setup)
     if w.micro_batch:
         reasons.append(f"Micro-batch {mb} as you asked.")
     elif fitted:

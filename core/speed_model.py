@@ -56,9 +56,10 @@ def pcie_source(gpu: GPU) -> str:
 
 def step_flops(shape: ModelShape, s: Setup, tokens: int) -> float:
     """FLOPs of one micro-batch: forward 2P, backward 2P for input grads, +2P for weight grads of
-    trained weights, +2P when checkpointing recomputes the forward; plus attention's quadratic part."""
+    trained weights, +2P when checkpointing (or a layer-major step) recomputes the forward; plus attention's
+    quadratic part."""
     trains_weights = s.strategy in ("full", "lisa")
-    passes = 2 + 2 + (2 if trains_weights else 0) + (2 if s.checkpointing else 0)
+    passes = 2 + 2 + (2 if trains_weights else 0) + (2 if s.checkpointing or s.layer_major else 0)
     attention = 2 * 2 * shape.layers * s.seq_len * shape.heads * shape.head_dim  # QK and AV, causal half, ×2 bwd
     flops = tokens * (passes * shape.params + attention * (passes / 2))
     return flops * SLOWDOWN.get(s.strategy, 1.0)
@@ -76,16 +77,17 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, hw: HardwareProfile, gpu: G
     return max(compute, moved / stream_link(s, hw, gpu)[0])
 
 
-def streamed_bytes(shape: ModelShape, s: Setup) -> int:
-    """Bytes of weights one micro-batch brings to the GPU when they stream (0 when they do not): every streamed
-    layer twice, forward and backward; with checkpointing a layer is recomputed just before its backward, while
-    it is resident anyway (core/offload/stream.py). Embeddings and head stay on the GPU, and so do the layers
-    LISA trains."""
+def streamed_bytes(shape: ModelShape, s: Setup) -> float:
+    """Weights one micro-batch brings to the GPU when they stream, on average (0 when they do not). Each pass
+    brings every streamed layer once, forward and backward (with checkpointing a layer is recomputed just before
+    its backward, while it is resident anyway: core/offload/stream.py); a layer-major step makes those two passes
+    once for all its micro-batches. Embeddings and head stay on the GPU, and so do the layers LISA trains."""
     offload = s.offload or ("weights" if s.strategy == "offload" else "")
     if offload != "weights" and not s.frozen_streamed:
         return 0
     streamed = shape.layers - (min(s.lisa_layers, shape.layers) if s.frozen_streamed else 0)
-    return 2 * layer_weight_bytes(shape, s.weight_storage) * streamed // shape.layers
+    per_pass = 2 * layer_weight_bytes(shape, s.weight_storage) * streamed / shape.layers
+    return per_pass / (s.accumulation if s.layer_major else 1)
 
 
 def stream_link(s: Setup, hw: HardwareProfile, gpu: GPU) -> tuple[float, str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from core import checkpoint, strategies
 from core.data import tokenize
-from core.errors import KnownError
+from core.errors import BadArgument, KnownError
 from core.run_config import RunConfig
 from kernels import OPS
 from kernels.patch import patch as patch_kernels
@@ -126,18 +126,23 @@ class Session:
         note = self.strategy.before_step(self.step_index, self.model, self.optimizer, self.options, self.cfg)
         # The loss is a mean over every trained token of the step, however it is cut into micro-batches.
         trained = sum(int((b["labels"][:, 1:] != tokenize.IGNORE).sum()) for b in batches)
-        loss_sum, tokens = 0.0, 0
-        for i, batch in enumerate(batches):
+        loss_sum, tokens, ready = 0.0, 0, []
+        for batch in batches:
             batch = dict(batch)
             counted = batch.pop("tokens", None)  # packed batches count their real tokens (no attention mask)
             batch = {k: v.to(self.device) for k, v in batch.items()}
             tokens += int(counted) if counted is not None else int(batch["attention_mask"].sum())
-            if hasattr(self.optimizer, "last_micro_batch"):  # a host optimizer updates as the last grads arrive
-                self.optimizer.last_micro_batch = i == len(batches) - 1
-            with self._saved_activations():
-                loss = self.model(**batch, num_items_in_batch=max(1, trained)).loss
-            loss.backward()
-            loss_sum += float(loss.detach())
+            ready.append(batch)
+        if getattr(self.options, "layer_major", False) and len(ready) > 1:
+            loss_sum = self._layer_major_step(ready, max(1, trained))
+        else:
+            for i, batch in enumerate(ready):
+                if hasattr(self.optimizer, "last_micro_batch"):  # a host optimizer updates as the last grads arrive
+                    self.optimizer.last_micro_batch = i == len(batches) - 1
+                with self._saved_activations():
+                    loss = self.model(**batch, num_items_in_batch=max(1, trained)).loss
+                loss.backward()
+                loss_sum += float(loss.detach())
         if self.cfg.max_grad_norm and not getattr(self.optimizer, "clips", False):
             torch.nn.utils.clip_grad_norm_([p for p in self.params if p.grad is not None], self.cfg.max_grad_norm)
         self.optimizer.step()
@@ -153,6 +158,19 @@ class Session:
         spill, streamer = getattr(self.optimizer, "spill", None), getattr(self.model, "tuneforge_offload", None)
         return ((spill.writes if spill is not None else 0)
                 + (streamer.store.bytes_written - streamer.store.total_bytes if streamer and streamer.store.io else 0))
+
+    def _layer_major_step(self, batches: list[dict], trained: int) -> float:
+        """Forward and backward of all micro-batches one layer at a time (the offload strategy's layer_major).
+        A host optimizer that updates as the last micro-batch's gradients arrive cannot follow this order, where
+        they arrive layer by layer: the offload strategy has none."""
+        from core.offload import layer_major
+        from core.strategies.lisa import decoder_layers
+
+        if hasattr(self.optimizer, "last_micro_batch"):
+            raise BadArgument(f"The {self.cfg.strategy} strategy's layer_major setting cannot run with an optimizer "
+                              "that updates as the last micro-batch's gradients arrive; turn off layer_major.")
+        return layer_major.step(self.model, decoder_layers(self.model), batches, trained,
+                                getattr(self.model, "tuneforge_offload", None))
 
     def _saved_activations(self):
         """Where forward keeps what backward needs: pinned host RAM with `activations_on_host`."""

@@ -24,8 +24,9 @@ Ordering on a GPU: a copy into a buffer first waits for all compute queued so fa
 readers), and compute waits for the copy's event before its layer runs. On the CPU the "GPU" buffers
 are ordinary tensors and copies are synchronous, so tests run exactly this code.
 
-Not built: several micro-batches passing through a layer before it is evicted (layer-major order);
-each micro-batch streams the whole model in and out once.
+Layer-major order (core/offload/layer_major.py) runs every micro-batch of a step through a layer before
+the next one, forward and then again (recomputing, outside autograd's engine) on the way down: `going_down`
+tells the streamer that direction, so each layer comes in once per step each way.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class LayerStreamer:
         self.copy_stream = torch.cuda.Stream(self.device) if self.cuda else None
         self._empty = {}
         self.loads = self.stalls = self.bytes_copied = self.peak_resident = 0
+        self._down = False  # layers run forward while the step walks down the layers (`going_down`)
         for i in range(len(store.layouts)):  # the store emptied them on the host; now empty on the device
             self._unbind(i)
         self.handles = [layer.register_forward_pre_hook(functools.partial(self._before_layer, i))
@@ -96,10 +98,21 @@ class LayerStreamer:
         self.handles.append(module.register_forward_pre_hook(enter))
         self.handles.append(module.register_forward_hook(leave, always_call=True))
 
+    @contextlib.contextmanager
+    def going_down(self):
+        """While inside, a layer running forward is a recompute on the way down (layer-major's backward sweep,
+        which autograd's engine does not run): keep it and prefetch the layer below, not the one above."""
+        self._down = True
+        try:
+            yield
+        finally:
+            self._down = False
+
     def _before_layer(self, i: int, _module, _args) -> None:
         import torch
 
-        backward = torch._C._current_graph_task_id() != -1  # a checkpoint's recompute, inside backward
+        # a checkpoint's recompute runs inside backward; layer-major's says so itself
+        backward = self._down or torch._C._current_graph_task_id() != -1
         self.make_resident(i)
         self.prefetch(i - 1 if backward else i + 1, keep=i)
 

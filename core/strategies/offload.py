@@ -45,6 +45,12 @@ class OffloadOptions(QLoraOptions):
     stream: str = option("auto", help="'auto' streams when training on a GPU (on the CPU the weights are in "
                                       "host RAM already); 'always' runs the streaming on the CPU too, for "
                                       "tests and --smoke benchmarks.")
+    layer_major: bool = option(False, help="Run all of a step's micro-batches through each layer before the next "
+                                           "(core/offload/layer_major.py): each layer streams in once per step "
+                                           "each way instead of once per micro-batch, k times fewer weight copies "
+                                           "with k micro-batches, for keeping every layer's input for all k "
+                                           "micro-batches until backward. Each layer's forward is recomputed on "
+                                           "the way down, as with checkpointing.")
 
     def __post_init__(self):
         super().__post_init__()
@@ -75,7 +81,8 @@ class Offload(QLora):
     streams_weights = True
 
     def setup_fields(self, opts, device: str) -> dict:
-        return {**super().setup_fields(opts, device), "resident_layers": opts.ring, "quantized_base": opts.quantize}
+        return {**super().setup_fields(opts, device), "resident_layers": opts.ring, "quantized_base": opts.quantize,
+                "layer_major": opts.layer_major}
 
     def load_model(self, path, dtype, device, opts):
         """The base for streaming (core/offload/install.py: layer by layer where the checkpoint allows); without
