@@ -285,17 +285,20 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
             options = {**options, "where": "disk"}  # when it starts) the run streams from where the plan found room
         reasons.append("The weights do not fit in RAM either, so they stream from the disk"
                        + ("." if hw.disk_read_bytes_per_s else " (its speed was not measured: run `profile`)."))
-    if setup.offload == "optimizer" and options.get("spill_state"):
-        host_plan.spill_costs(shape, setup, options, est, reasons)
     rows = rows or sequences(lengths, seq_len, w.packing)
     if w.packing and lengths:
         reasons.append(f"Packing: the {len(lengths)} rows fit in {rows} sequences of up to {seq_len} tokens, each "
                        "row still apart from the others, so steps spend their compute on tokens, not padding.")
     effective = min(EFFECTIVE_BATCH, rows)
     grad_accum = w.grad_accum or max(1, math.ceil(effective / mb))
-    if setup.layer_major:  # keeps inputs of, and streams the weights once for, all of a step's micro-batches
-        setup = dataclasses.replace(setup, accumulation=grad_accum)
+    major = ""
+    if hasattr(s.options(options), "layer_major") and (target.gpu or setup.layer_major):
+        setup, major = host_plan.layer_major(shape, setup, grad_accum, target.fits, auto="layer_major" not in options)
         est = mm.estimate(shape, setup)
+        if major:
+            options = {**options, "layer_major": True}
+    if setup.offload == "optimizer" and options.get("spill_state"):
+        host_plan.spill_costs(shape, setup, options, est, reasons)
     if w.micro_batch:
         reasons.append(f"Micro-batch {mb} as you asked.")
     elif fitted:
@@ -304,6 +307,8 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
                        "GiB available.")
     if grad_accum > 1:
         reasons.append(f"Gradient accumulation {grad_accum}, for {mb * grad_accum} examples per optimizer step.")
+    if major:
+        reasons.append(major)
     lr = w.lr or (2e-5 if strategy in ("full", "lisa") else 2e-4)
     epochs = w.epochs if w.epochs is not None else 1.0
     max_steps = w.max_steps or 0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from core import checkpoint, strategies
 from core.data import tokenize
-from core.errors import BadArgument, KnownError
+from core.errors import KnownError
 from core.run_config import RunConfig
 from kernels import OPS
 from kernels.patch import patch as patch_kernels
@@ -160,17 +160,15 @@ class Session:
                 + (streamer.store.bytes_written - streamer.store.total_bytes if streamer and streamer.store.io else 0))
 
     def _layer_major_step(self, batches: list[dict], trained: int) -> float:
-        """Forward and backward of all micro-batches one layer at a time (the offload strategy's layer_major).
-        A host optimizer that updates as the last micro-batch's gradients arrive cannot follow this order, where
-        they arrive layer by layer: the offload strategy has none."""
+        """Forward and backward of all micro-batches one layer at a time (layer_major: core/offload/layer_major.py);
+        a host optimizer is told which backward completes each gradient, as it is in micro-batch order."""
         from core.offload import layer_major
         from core.strategies.lisa import decoder_layers
 
-        if hasattr(self.optimizer, "last_micro_batch"):
-            raise BadArgument(f"The {self.cfg.strategy} strategy's layer_major setting cannot run with an optimizer "
-                              "that updates as the last micro-batch's gradients arrive; turn off layer_major.")
+        host = hasattr(self.optimizer, "last_micro_batch")
+        last = (lambda is_last: setattr(self.optimizer, "last_micro_batch", is_last)) if host else None
         return layer_major.step(self.model, decoder_layers(self.model), batches, trained,
-                                getattr(self.model, "tuneforge_offload", None))
+                                getattr(self.model, "tuneforge_offload", None), last)
 
     def _saved_activations(self):
         """Where forward keeps what backward needs: pinned host RAM with `activations_on_host`."""

@@ -1,8 +1,11 @@
-"""What the planner says about trainable state kept off the GPU (core.offload.host_adam, spill): the
-time the host optimizer adds to a step, from the link's bandwidth and the CPU's measured AdamW rate,
-and what spilling LISA's state costs on disk. Torch-free, like the rest of the planner."""
+"""What the planner says about what lives off the GPU: the time the host optimizer (core.offload.host_adam)
+adds to a step, from the link's bandwidth and the CPU's measured AdamW rate; what spilling LISA's state
+costs on disk; what streaming weights costs per micro-batch, and whether a layer-major step
+(core/offload/layer_major.py) should cut it. Torch-free, like the rest of the planner."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from core import memory_model as mm
 from core import speed_model
@@ -57,10 +60,30 @@ def activation_seconds(shape: ModelShape, setup: mm.Setup, gpu) -> tuple[float, 
 
 
 def streaming_reason(shape: ModelShape, setup: mm.Setup, hw: HardwareProfile, gpu) -> str:
-    """The copy time per micro-batch of streamed weights (offload, LISA's stream_frozen), and which bandwidth it
-    comes from (as speed_model.micro_batch_seconds counts it)."""
-    moved = speed_model.streamed_bytes(shape, setup)
+    """The copy time of streamed weights (offload, LISA's stream_frozen) per micro-batch, or per step when it is
+    layer-major, and which bandwidth it comes from (as speed_model.micro_batch_seconds counts it)."""
+    per = "step" if setup.layer_major else "micro-batch"
+    moved = speed_model.streamed_bytes(shape, setup) * (setup.accumulation if setup.layer_major else 1)
     link, source = speed_model.stream_link(setup, hw, gpu)
-    return (f"Streaming: each micro-batch brings {moved / 1e9:.1f} GB of frozen layer weights to the GPU (forward "
-            f"and backward) at about {link / 1e9:.1f} GB/s ({source}), at least {moved / link:.2f} s; compute "
-            "overlaps it, so a micro-batch takes the longer of the two.")
+    return (f"Streaming: each {per} brings {moved / 1e9:.1f} GB of frozen layer weights to the GPU (forward and "
+            f"backward) at about {link / 1e9:.1f} GB/s ({source}), at least {moved / link:.2f} s; compute overlaps "
+            f"it, so a {per} takes the longer of the two.")
+
+
+def layer_major(shape: ModelShape, setup: mm.Setup, grad_accum: int, fits, auto: bool) -> tuple[mm.Setup, str]:
+    """(the setup, why) with a layer-major step where weights stream, a step has several micro-batches and the
+    inputs it keeps for all of them still fit (`fits(estimate)`), unless the person chose (not `auto`); else
+    `setup` as it was and ''."""
+    if setup.layer_major:  # asked for: it keeps the inputs of, and streams once for, all of a step's micro-batches
+        return dataclasses.replace(setup, accumulation=grad_accum), ""
+    if not auto or grad_accum < 2 or not speed_model.streamed_bytes(shape, setup):
+        return setup, ""
+    major = dataclasses.replace(setup, layer_major=True, accumulation=grad_accum)
+    est = mm.estimate(shape, major)
+    if not fits(est):
+        return setup, ""
+    kept = next(v for k, v in est.device.items() if k.startswith("activations"))
+    return major, (f"Layer-major steps: the {grad_accum} micro-batches of a step pass through each layer before the "
+                   f"next, so each streamed layer crosses to the GPU once per step each way instead of {grad_accum} "
+                   f"times; the inputs kept for them take {kept / 2**30:.2f} GiB (--option layer_major=false turns "
+                   "it off).")

@@ -30,6 +30,12 @@ from dataclasses import dataclass
 
 from core.errors import BadArgument
 
+HELP = ("Run all of a step's micro-batches through each layer before the next (core/offload/layer_major.py): each "
+        "streamed layer comes in once per step each way instead of once per micro-batch, k times fewer weight "
+        "copies with k micro-batches, for keeping every layer's input for all k micro-batches until backward. "
+        "Each layer's forward is recomputed on the way down, as with checkpointing. The planner turns it on when "
+        "weights stream, a step has several micro-batches and the inputs fit.")
+
 
 class _Reached(Exception):
     """The capture hook stops the model's forward at its first decoder layer."""
@@ -43,17 +49,23 @@ class _Call:
     kwargs: dict
 
 
-def step(model, layers, batches: list[dict], num_items: int, streamer=None) -> float:
+def step(model, layers, batches: list[dict], num_items: int, streamer=None, last=None) -> float:
     """Forward and backward of one optimizer step over `batches` (on the model's device), layer-major; the
     gradients accumulate in the parameters as `loss.backward()` per micro-batch would leave them. `layers` is
     the decoder's ModuleList, `num_items` the step's trained tokens (each loss is a sum divided by it, as in
-    Session.step) and `streamer` the LayerStreamer, if the weights stream. Returns the sum of the losses."""
+    Session.step) and `streamer` the LayerStreamer, if the weights stream. `last(bool)`, when given, is told
+    before each backward whether it is a part's last micro-batch (a host optimizer takes a gradient once it is
+    complete: here layer by layer, each right after its k-th backward). Returns the sum of the losses."""
     import torch
+
+    last = last or (lambda _is_last: None)
+    k = len(batches)
 
     decoder, name, norm = _decoder_parts(model, layers)
     with _no_checkpointing(layers):
         captured = [_capture(model, layers[0], batch) for batch in batches]
         calls = [call for _, call in captured]
+        below = any(x.grad_fn is not None for x, _ in captured)  # something before the first layer trains
         saved, states = [], []  # per layer: its input and the random state, per micro-batch
         hidden = [x.detach() for x, _ in captured]
         with torch.no_grad():
@@ -68,6 +80,7 @@ def step(model, layers, batches: list[dict], num_items: int, streamer=None) -> f
 
         loss_sum, grads = 0.0, []
         for j, batch in enumerate(batches):
+            last(j == k - 1 and not below)  # a tied head is also the embeddings: complete only at the very end
             loss, grad = _head(model, decoder, name, norm, hidden[j], batch, num_items)
             hidden[j] = None  # its gradient takes its place: k of the two together at most
             loss_sum += loss
@@ -81,10 +94,12 @@ def step(model, layers, batches: list[dict], num_items: int, streamer=None) -> f
                     saved[i][j] = None  # its gradient will take its place
                     with torch.enable_grad(), _replaying(states[i][j], x.device):
                         out = _hidden(layers[i](x, *call.args, **call.kwargs))
+                    last(j == k - 1)
                     torch.autograd.backward(out, grads[j])
                     grads[j] = x.grad
-    for (x, _), grad in zip(captured, grads):
+    for j, ((x, _), grad) in enumerate(zip(captured, grads)):
         if x.grad_fn is not None:  # something before the first layer trains
+            last(j == k - 1)
             torch.autograd.backward(x, grad)
     return loss_sum
 

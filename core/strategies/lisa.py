@@ -29,7 +29,7 @@ import random
 from dataclasses import dataclass
 
 from core import optimizers
-from core.offload import install
+from core.offload import install, layer_major
 from core.offload.install import StreamSettings
 from core.settings import check, option
 from core.strategies import Strategy, register
@@ -65,6 +65,7 @@ class LisaOptions:
                                              "layers, the embeddings and the head stay there. For models whose "
                                              "weights alone do not fit the GPU; every step copies the frozen layers "
                                              "over PCIe. The planner turns it on when nothing else fits.")
+    layer_major: bool = option(False, help=layer_major.HELP)
 
     def __post_init__(self):
         check(self.layers >= 1, "layers", "must be at least 1.")
@@ -162,7 +163,8 @@ class Lisa(Strategy):
     def setup_fields(self, opts, device: str) -> dict:
         return {**super().setup_fields(opts, device), "lisa_layers": opts.layers, "lisa_embeddings": opts.embeddings,
                 "offload": "optimizer" if opts.optimizer_on_host else "",
-                "activations_on_host": opts.activations_on_host, "frozen_streamed": opts.stream_frozen}
+                "activations_on_host": opts.activations_on_host, "frozen_streamed": opts.stream_frozen,
+                "layer_major": opts.layer_major}
 
     def plan_variants(self, options: dict) -> list[tuple[dict, str]]:
         """Embeddings trained, then frozen; each with the optimizer state on the GPU, then on the host

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.offload import install
+from core.offload import install, layer_major
 from core.offload.install import WHERE, StreamSettings
 from core.settings import check, option
 from core.strategies import Strategy, register
@@ -45,12 +45,7 @@ class OffloadOptions(QLoraOptions):
     stream: str = option("auto", help="'auto' streams when training on a GPU (on the CPU the weights are in "
                                       "host RAM already); 'always' runs the streaming on the CPU too, for "
                                       "tests and --smoke benchmarks.")
-    layer_major: bool = option(False, help="Run all of a step's micro-batches through each layer before the next "
-                                           "(core/offload/layer_major.py): each layer streams in once per step "
-                                           "each way instead of once per micro-batch, k times fewer weight copies "
-                                           "with k micro-batches, for keeping every layer's input for all k "
-                                           "micro-batches until backward. Each layer's forward is recomputed on "
-                                           "the way down, as with checkpointing.")
+    layer_major: bool = option(False, help=layer_major.HELP)
 
     def __post_init__(self):
         super().__post_init__()

@@ -59,6 +59,13 @@ def test_lisa_on_an_8b_model_streams_its_frozen_layers_on_a_16gb_card():
     assert any("the layers not training live in RAM" in r for r in plan.reasons)
     roomy = planner.make_plan(profile("gpu-24gb"), model("llama-3.1-8b"), LENGTHS, planner.Wishes(strategy="lisa"))
     assert roomy.options["stream_frozen"] is False and plan.step_time_s > roomy.step_time_s
+    # Its 8 micro-batches pass through each layer before the next: the layers cross PCIe once per step, not 8 times.
+    assert plan.grad_accum == 8 and plan.options["layer_major"] is True
+    assert any(r.startswith("Layer-major steps: the 8 micro-batches") for r in plan.reasons)
+    assert any(r.startswith("Streaming: each step brings ") for r in plan.reasons)
+    by_micro_batch = planner.make_plan(profile("gpu-16gb"), model("llama-3.1-8b"), LENGTHS, planner.Wishes(
+        strategy="lisa", options={"layer_major": False}))
+    assert by_micro_batch.options["layer_major"] is False and by_micro_batch.step_time_s > plan.step_time_s
     # Nothing streams on the CPU, where the weights are in RAM already.
     assert planner.make_plan(CPU_ONLY, SMOL, [200] * 50, planner.Wishes(strategy="lisa")).options[
         "stream_frozen"] is False
