@@ -6,7 +6,8 @@ the planner's ladder continues downward from the failed settings: halve the micr
 on its trajectory), then the strategy's own cheaper settings (LISA freezes its embeddings; LISA and
 full move their optimizer state to RAM), then
 gradient checkpointing, then QLoRA, then offload. The sequence length,
-learning rate and step count stay as they were.
+learning rate and step count stay as they were, and the micro-batch never grows: settings that
+free memory are not a reason to trust the estimates with more than the run crashed with.
 
 `replan_run` does it for a run in place: the trainer calls it when it runs out of memory, writes
 the new plan into the run's config and starts again from its last checkpoint by itself, so a run
@@ -65,14 +66,16 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
                            f"per step, in smaller pieces.")
     for cheaper, why in ([] if chosen else _cheaper_settings(strategy, previous.options, target.device)):
         for with_ckpt in dict.fromkeys([ckpt, True]):  # as it was, then with checkpointing
-            mb = largest_micro_batch(shape, target, strategy, previous.seq_len, with_ckpt, cheaper, effective)
+            mb = min(previous.micro_batch, largest_micro_batch(shape, target, strategy, previous.seq_len, with_ckpt,
+                                                               cheaper, effective))  # never more than crashed
             if mb and not chosen:
                 chosen, chosen_options = (strategy, with_ckpt, mb), cheaper
                 reasons.append(why)
     for rung in rungs:
         if chosen:
             break
-        mb = largest_micro_batch(shape, target, rung[0], previous.seq_len, rung[1], carried(rung[0]), effective)
+        mb = min(previous.micro_batch, largest_micro_batch(shape, target, rung[0], previous.seq_len, rung[1],
+                                                           carried(rung[0]), effective))
         if mb:
             chosen, chosen_options = (*rung, mb), carried(rung[0])
             reasons.append(why_rung(shape, rung[0], rung[1], target, chosen_options))
@@ -82,7 +85,7 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
         chosen_options = carried(chosen[0])
         warnings.append("Nothing on the ladder fits even after the correction; trying the smallest settings.")
     strategy, ckpt, mb = chosen
-    plan_wishes = Wishes(micro_batch=mb, grad_accum=math.ceil(effective / mb), seq_len=previous.seq_len,
+    plan_wishes = Wishes(grad_accum=math.ceil(effective / mb), seq_len=previous.seq_len,  # (mb is ours, not asked)
                          lr=previous.lr, max_steps=previous.max_steps or None, epochs=previous.epochs,
                          options=previous.options, packing=previous.packing)
     return finish_plan(shape, hardware, target, strategy, ckpt, mb, previous.seq_len,

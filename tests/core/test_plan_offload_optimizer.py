@@ -89,6 +89,7 @@ def test_out_of_memory_moves_lisas_optimizer_to_ram_without_unfreezing_the_embed
     after = replanner.replan_after_oom(crashed, hw, config, LENGTHS, at_step=10)
     assert after.strategy == "lisa" and after.offload == "optimizer"
     assert after.options["embeddings"] is False and after.effective_batch == crashed.effective_batch
+    assert after.micro_batch == 1 and not any("as you asked" in r for r in after.reasons)  # freed memory: not more
 
 
 def test_spilling_lisas_state_is_planned_with_its_disk_space_and_wear():
