@@ -1,7 +1,14 @@
-"""Load a base model or a trained run for inference, and answer one prompt through the chat template."""
+"""Load a base model or a trained run for inference, and answer one prompt through the chat template.
+
+A model whose weights do not fit the GPU (a 70B trained with offload on a 24 GB card) still answers: its
+decoder layers go to RAM (or NVMe) and stream to the GPU one at a time, as in training
+(core/offload/install.py). Every token then brings every layer across PCIe, so it is slow, but the
+person can try what they trained on the machine they trained it on.
+"""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -12,6 +19,7 @@ from core.errors import KnownError
 # transformers builds a model on the meta device by patching torch globally, so two loads at once (the UI asks
 # the base and the tuned model side by side) corrupt each other; answering at once is fine.
 _loading = threading.Lock()
+ROOM = 2 << 30  # beside the weights on the GPU: the CUDA context, the KV cache and the activations of a reply
 
 
 def load(model_path: str | Path, strategy: str | None = None, result: str | Path | None = None):
@@ -23,7 +31,55 @@ def load(model_path: str | Path, strategy: str | None = None, result: str | Path
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     with _loading:
         tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+        if device == "cuda" and not fits(weights_folder(model_path, strategy, result), torch.cuda.mem_get_info()[0]):
+            return streamed_model(model_path, strategy, result, dtype, device).eval(), tokenizer
         return trained_model(model_path, strategy, result, dtype).to(device).eval(), tokenizer
+
+
+def weights_folder(model_path, strategy: str | None, result) -> Path:
+    """Where the model's weights are: the result itself for a whole-model run, else the base."""
+    whole = result is not None and strategies.get(strategy or "lora").result == "model"
+    return Path(result if whole else model_path)
+
+
+def fits(folder: Path, free_bytes: int) -> bool:
+    """Whether the model in `folder` fits `free_bytes` of GPU memory in 16-bit, with ROOM to answer."""
+    from core import memory_model as mm
+    from core.model_shape import ModelShape
+
+    config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    return mm.weight_bytes(ModelShape.from_config(config), "bf16") + ROOM <= free_bytes
+
+
+def streamed_model(model_path, strategy: str | None, result, dtype, device):
+    """The trained model with its decoder layers in RAM (or on NVMe when RAM is short, and then in 4-bit, as QLoRA
+    trains) streaming to `device` one layer at a time; the rest, adapters included, on the device."""
+    import psutil
+    from transformers import AutoModelForCausalLM
+
+    from core import memory_model as mm
+    from core.model_shape import ModelShape
+    from core.offload import install
+    from core.strategies.lisa import decoder_layers
+
+    folder = weights_folder(model_path, strategy, result)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    layers = mm.layer_weight_bytes(ModelShape.from_config(config), "bf16")
+    short = layers + install.RAM_SPARE > psutil.virtual_memory().available
+    settings = install.StreamSettings(quantize=short and str(device).startswith("cuda"))
+    base = install.load_base(folder, dtype, device, settings, decoder_layers,
+                             lambda where: AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype))
+    streamer = install.install(base, decoder_layers, None)
+    if result is None or folder == Path(result):
+        return base
+    s = strategies.get(strategy or "lora")
+    if not getattr(s, "use_dora", False):
+        return s.load(base, result)
+    # DoRA's adapters read each base weight's norm as they are made: the layers are bound to their host copies
+    # while peft makes them (views of the RAM store; a file's layers are read into RAM for it), then move over.
+    with streamer.on_host():
+        model = s.load(base, result)
+    return model.to(device)
 
 
 def trained_model(model_path: str | Path, strategy: str | None, result: str | Path | None, dtype):

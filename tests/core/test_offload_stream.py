@@ -252,3 +252,27 @@ def test_lisa_on_the_host_sizes_its_pool_by_the_streamed_layers_real_shapes(four
     assert run.optimizer.pool.capacity == plain.optimizer.pool.capacity
     data = examples(vocab=1000)
     assert run_steps(run, data, STEPS) == pytest.approx(run_steps(plain, data, STEPS), rel=1e-5)
+
+
+@pytest.mark.parametrize("strategy,options", [("lora", LORA), ("dora", LORA), ("lisa", LISA)])
+def test_a_result_too_big_for_the_gpu_answers_with_its_layers_streamed(four_layers, tmp_path, strategy, options):
+    """Trying a trained model whose weights do not fit the GPU: its layers stream from RAM as in training (adapter
+    runs over the streamed base, whole-model runs from their own result), and it answers exactly as loaded whole."""
+    from core import inference
+
+    run = session(tmp_path, four_layers, strategy, options, "run", lr=3e-3)
+    run_steps(run, examples(vocab=1000), 2)
+    run.save_result(tmp_path / "result")
+    whole = inference.trained_model(four_layers, strategy, tmp_path / "result", torch.float32).eval()
+    streamed = inference.streamed_model(four_layers, strategy, tmp_path / "result", torch.float32, "cpu").eval()
+    assert streamed.tuneforge_offload.store.where == "ram" and streamed.tuneforge_offload.loads
+    x = torch.tensor([examples(vocab=1000)[0].input_ids])
+    with torch.no_grad():
+        assert torch.allclose(streamed(input_ids=x).logits, whole(input_ids=x).logits, atol=1e-5)
+        assert torch.equal(streamed.generate(input_ids=x, max_new_tokens=4, do_sample=False),
+                           whole.generate(input_ids=x, max_new_tokens=4, do_sample=False))
+    folder = inference.weights_folder(four_layers, strategy, tmp_path / "result")
+    assert folder == (tmp_path / "result" if strategy == "lisa" else four_layers)
+    embeddings = 1000 * 64 * 2  # in bf16: the four layers add about twice as much
+    assert inference.fits(folder, inference.ROOM + 4 * embeddings)
+    assert not inference.fits(folder, inference.ROOM + embeddings)
