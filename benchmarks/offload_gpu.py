@@ -142,12 +142,18 @@ def build(cfg: dict, nf4: bool, device: str, dtype, root: Path, trains: str = "l
     return model, streamer, None
 
 
-def run_cell(name: str, spec: tuple, device: str, steps: int, link: float, root: Path) -> dict:
+def run_cell(name: str, spec: tuple, device: str, steps: int, link: float, root: Path, accumulation: int = 1,
+             major: bool = False) -> dict:
+    """One cell; `accumulation` micro-batches a step, run layer-major (core/offload/layer_major.py) with `major`."""
+    from core.offload import layer_major
+    from core.strategies.lisa import decoder_layers
+
     model_name, nf4, cap, mb, seq, trains = spec
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     out = {"cell": name, "model": model_name, "base": "nf4" if nf4 else str(dtype).removeprefix("torch."),
            "trains": trains, "cap_gib": cap or None, "micro_batch": mb, "seq_len": seq, "checkpointing": True,
-           "ring": 2, "where": "RAM", "predicted_gib": predict(model_name, nf4, mb, seq, device, trains)}
+           "accumulation": accumulation, "layer_major": major, "ring": 2, "where": "RAM",
+           "predicted_gib": predict(model_name, nf4, mb, seq, device, trains)}
     if device == "cuda":
         cells.free(device)
         total = torch.cuda.get_device_properties(0).total_memory
@@ -162,7 +168,7 @@ def run_cell(name: str, spec: tuple, device: str, steps: int, link: float, root:
     else:  # every layer in the one group; only the sampled ones have state (as Lisa.make_optimizer)
         params = [p for layer in sampler.layers for p in layer.parameters()]
         optimizer = optimizers.build("adamw", params, 2e-5, 0.0, masters=True)
-    batches = cells.random_batches(model.config.vocab_size, mb, seq, steps)
+    batches = cells.random_batches(model.config.vocab_size, mb * accumulation, seq, steps)  # split per step
     counted = {"step": 0}
 
     def step(micro_batches) -> int:
@@ -170,10 +176,16 @@ def run_cell(name: str, spec: tuple, device: str, steps: int, link: float, root:
         if sampler is not None:  # switching writes the old layers back and copies the new ones in: counted
             sampler.switch(counted["step"], optimizer)
         counted["step"] += 1
-        for b in micro_batches:
-            loss = model(**{k: v.to(device) for k, v in b.items()}).loss
-            loss.backward()
-            counted["loss"] += float(loss.detach())
+        parts = [{k: v[i:i + mb].to(device) for k, v in b.items()} for b in micro_batches
+                 for i in range(0, mb * accumulation, mb)]
+        trained = sum(int((p["labels"][:, 1:] != -100).sum()) for p in parts)
+        if major and len(parts) > 1:
+            counted["loss"] = layer_major.step(model, decoder_layers(model), parts, trained, streamer)
+        else:
+            for part in parts:
+                loss = model(**part, num_items_in_batch=trained).loss
+                loss.backward()
+                counted["loss"] += float(loss.detach())
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         counted["bytes"] = streamer.bytes_copied - before
@@ -213,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"Steps per cell, the first untimed (default {STEPS}).")
     parser.add_argument("--seq-len", type=int, help="Tokens per example, for every cell (default: the cell's, 1024).")
     parser.add_argument("--micro-batch", type=int, help="Examples per step, for every cell (default: the cell's, 1).")
+    parser.add_argument("--accumulation", type=int, default=1,
+                        help="Micro-batches per optimizer step, for every cell (default 1).")
+    parser.add_argument("--layer-major", action="store_true", help="Run a step's micro-batches layer-major "
+                                                                   "(core/offload/layer_major.py): each layer "
+                                                                   "streams in once per step, not per micro-batch.")
     parser.add_argument("--list", action="store_true", help="Print the cells and their predictions; needs no GPU.")
     parser.add_argument("--smoke", action="store_true", help="Run a tiny model on the CPU through the same code "
                                                              "(checks the script; measures no GPU).")
@@ -244,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tuneforge-offload-bench-") as root:
         for n, spec in todo.items():
             try:
-                r = run_cell(n, spec, device, steps, link, Path(root))
+                r = run_cell(n, spec, device, steps, link, Path(root), args.accumulation, args.layer_major)
             except torch.OutOfMemoryError:
                 r = {"cell": n, "status": "oom"}
                 cells.free(device)

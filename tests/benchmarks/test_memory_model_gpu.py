@@ -43,11 +43,11 @@ def test_list_prints_the_grid_with_predictions():
                          re.MULTILINE), proc.stdout
 
 
-def smoke_report(run, out) -> dict:
-    """Run a benchmark script with --smoke --out OUT and return its JSON, checking what every smoke run
-    must do: say what it is, and never land among the GPU results."""
+def smoke_report(run, out, *more: str) -> dict:
+    """Run a benchmark script with --smoke --out OUT (and `more` arguments) and return its JSON, checking what
+    every smoke run must do: say what it is, and never land among the GPU results."""
     before = results_listing()
-    proc = run("--smoke", "--out", out)
+    proc = run("--smoke", "--out", out, *more)
     assert proc.returncode == 0, proc.stderr
     assert "CPU smoke run" in proc.stdout
     assert results_listing() == before

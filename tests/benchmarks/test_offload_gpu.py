@@ -32,8 +32,8 @@ def test_list_prints_the_cells_with_predictions_under_their_caps():
 
 def test_smoke_streams_both_bases_and_reports_the_bound(tmp_path):
     out = tmp_path / "smoke.json"
-    report = smoke_report(run, out)
-    assert report["command"].endswith(f"--smoke --out {out}") and report["date"] and report["torch"]
+    report = smoke_report(run, out, "--accumulation", "2", "--layer-major")  # two micro-batches a step, layer-major
+    assert report["command"].endswith(f"--smoke --out {out} --accumulation 2 --layer-major") and report["date"]
     assert report["host_to_device_bytes_per_s"] > 0 and report["goal_fraction"] == 0.6
     cells = {c["cell"]: c for c in report["cells"]}
     assert set(cells) == {"smoke-fp32", "smoke-nf4", "smoke-lisa"}
@@ -44,6 +44,7 @@ def test_smoke_streams_both_bases_and_reports_the_bound(tmp_path):
         assert all(math.isfinite(x) and 0 < x < 20 for x in cell["losses"])
         assert cell["losses"][-1] < cell["losses"][0] or cell["trains"] == "lora"  # (LoRA's B starts at zero)
         assert cell["placement"] == "RAM" and cell["predicted_gib"] > 0
+        assert cell["accumulation"] == 2 and cell["layer_major"] is True
     assert cells["smoke-nf4"]["base"] == "nf4"
     # A 4-bit layer is about a quarter of an fp32 one... plus its norms, which stay in full precision.
     assert cells["smoke-nf4"]["bound_tokens_per_s"] > 4 * cells["smoke-fp32"]["bound_tokens_per_s"]
