@@ -8,24 +8,11 @@ import pytest
 import torch
 
 from tests.core.test_offload_stream import STREAM, adapters, session
-from tests.core.test_strategies import examples, random_llama, run_steps
+from tests.core.test_offload_stream import four_layers, one_thread  # noqa: F401  (fixtures: the model, one thread)
+from tests.core.test_strategies import examples, run_steps
 
 ACCUMULATION = 3
 OFFLOAD = {**STREAM, "quantize": False}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """As in test_offload_stream: a tiny model's matrices are slower spread over threads on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def four_layers(tmp_path_factory):
-    return random_llama(tmp_path_factory.mktemp("four-layers"), 4)
 
 
 def last_gradients(run) -> dict:

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from tests.core.test_offload_stream import LORA, STEPS, session
-from tests.core.test_strategies import examples, random_llama, run_steps
+from tests.core.test_offload_stream import four_layers  # noqa: F401  (fixture: the tiny model)
+from tests.core.test_strategies import examples, run_steps
 
 DEVICE = os.environ.get("TUNEFORGE_OFFLOAD_TESTS_ON", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -34,11 +35,6 @@ ROWS = {
                                 ("lisa", {**LISA, "optimizer_on_host": True, "spill_state": True}), {}),
     "full-host-activations": (("full", {"optimizer_on_host": True, "activations_on_host": True}), ("full", {}), {}),
 }
-
-
-@pytest.fixture(scope="module")
-def four_layers(tmp_path_factory):
-    return random_llama(tmp_path_factory.mktemp("four-layers"), 4)
 
 
 @pytest.mark.parametrize("row", sorted(ROWS))
