@@ -18,7 +18,8 @@ How the weights get to the layers:
 
 Owned layers (`own`): LISA trains a few layers at a time in full (core/strategies/lisa.py). Those get
 their own device tensors, stay resident and are skipped by the ring; when LISA lets one go, its trained
-weights are written back to the store (`release`) and it streams again. The rest stream as above.
+weights are written back to the store and it streams again. The rest stream as above. `on_host` binds
+every streamed layer to its host copy for a while (checkpoints, saving the model).
 
 Ordering on a GPU: a copy into a buffer first waits for all compute queued so far (the buffer's last
 readers), and compute waits for the copy's event before its layer runs. On the CPU the "GPU" buffers
