@@ -14,7 +14,8 @@ the price of keeping every layer's input for all k micro-batches until the way d
    (kernels/patch.py) included where it is patched in; backward gives the last hidden states' gradient.
 4. Down: per layer and micro-batch, the layer's forward again from its kept input, with grad, then backward
    from the gradient above; the input's gradient goes to the layer below. Adapter gradients accumulate
-   over the micro-batches as they do in micro-batch order.
+   over the micro-batches as they do in micro-batch order. It stops at the lowest layer that trains when
+   nothing before the first layer does.
 5. If anything before the first layer trains (embeddings), its graph, kept from the capture, takes the last
    gradient.
 
@@ -86,11 +87,15 @@ def step(model, layers, batches: list[dict], num_items: int, streamer=None, last
             loss_sum += loss
             grads.append(grad)
 
+        # Down to the lowest layer that trains: below it nothing needs a gradient unless something before the
+        # first layer trains (LISA with frozen embeddings stops there, as its plain backward does).
+        trains = [any(p.requires_grad for p in layer.parameters()) for layer in layers]
+        lowest = 0 if below else next((i for i, t in enumerate(trains) if t), len(layers))
         going_down = streamer.going_down() if streamer is not None else contextlib.nullcontext()
         with going_down:
-            for i in reversed(range(len(layers))):
+            for i in reversed(range(lowest, len(layers))):
                 for j, call in enumerate(calls):
-                    x = saved[i][j].detach().requires_grad_(True)
+                    x = saved[i][j].detach().requires_grad_(i > lowest or below)
                     saved[i][j] = None  # its gradient will take its place
                     with torch.enable_grad(), _replaying(states[i][j], x.device):
                         out = _hidden(layers[i](x, *call.args, **call.kwargs))
