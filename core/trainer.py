@@ -39,6 +39,8 @@ EXIT_DONE, EXIT_KNOWN, EXIT_STOPPED, EXIT_OOM, EXIT_BUG = 0, 2, 3, 5, 1
 _stop_signalled = []
 for _sig in (signal.SIGINT, signal.SIGTERM):
     signal.signal(_sig, lambda *_: _stop_signalled.append(True))
+if hasattr(signal, "pthread_sigmask"):  # a re-plan's exec blocked them across the exec (`restart`): now they count
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 # Only events go to the real stdout; anything printed by libraries lands in stderr (the log).
 _events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
@@ -309,7 +311,8 @@ def restart(config_path: str) -> None:
     _events.flush()
     os.dup2(_events.fileno(), 1)  # the events pipe is stdout again for the new image (we pointed 1 at the log)
     sys.stderr.flush()
-    if os.name == "posix":
+    if os.name == "posix":  # a stop signalled while the new image starts waits, blocked, for its handlers
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         os.execv(sys.executable, args)
     import subprocess
 
