@@ -11,7 +11,7 @@ from pathlib import Path
 
 from core import atomic, strategies
 from core.errors import BadArgument, KnownError
-from core.progress import Progress
+from core.progress import Progress, Span
 
 FORMATS = ("adapter", "safetensors", "gguf")
 
@@ -56,18 +56,27 @@ def export(run: dict, fmt: str, out: str | Path, quant: str | None = None, progr
                 shutil.copy2(f, tmp / f.name)
         progress.update(1.0, "Adapter exported")
         return out
-    progress.update(0.1, "Loading the trained model")
     import torch
     from transformers import AutoTokenizer
 
+    from core import merge_stream
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    base, adapter = (model_path, result) if strategy.result == "adapter" else (result, None)
+    if not merge_stream.unsupported(base, adapter):  # one shard at a time: RAM never holds the model
+        with atomic.folder(out, replace=out.exists()) as tmp:
+            merge_stream.write(base, adapter, tmp, Span(progress, 0.05, 0.95))
+            tokenizer.save_pretrained(str(tmp))
+        progress.update(1.0, "Model exported")
+        return out
     from core.inference import trained_model
 
+    progress.update(0.1, "Loading the trained model")
     model = trained_model(model_path, run["strategy"], result, torch.float32)
     progress.update(0.5, "Merging")
     if strategy.result == "adapter":
         model = model.merge_and_unload()
     progress.update(0.7, "Writing safetensors")
-    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
     with atomic.folder(out, replace=out.exists()) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))

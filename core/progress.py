@@ -34,3 +34,14 @@ class Progress:
         return self._cancel.is_set()
 
 
+
+
+class Span:
+    """The part [start, end] of a Progress: 0..1 here is start..end there (cancel passes through)."""
+
+    def __init__(self, progress, start: float, end: float):
+        self.progress, self.start, self.end = progress, start, end
+
+    def update(self, fraction: float | None = None, text: str = "") -> None:
+        at = None if fraction is None else self.start + (self.end - self.start) * fraction
+        self.progress.update(at, text)

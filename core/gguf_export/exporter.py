@@ -24,19 +24,9 @@ from core.errors import BadArgument, KnownError
 from core.gguf_export import architectures, chat_format, lora_adapter, merge, modelfile, tensor_types, verify
 from core.gguf_export import vocab as vocab_mod
 from core.gguf_export import writer
+from core.progress import Span
 
 REPORT = "export.json"
-
-
-class Span:
-    """The part [start, end] of a Progress: 0..1 here is start..end there (cancel passes through)."""
-
-    def __init__(self, progress, start: float, end: float):
-        self.progress, self.start, self.end = progress, start, end
-
-    def update(self, fraction: float | None = None, text: str = "") -> None:
-        at = None if fraction is None else self.start + (self.end - self.start) * fraction
-        self.progress.update(at, text)
 
 
 def model_config(run: dict) -> dict:

@@ -1,0 +1,111 @@
+"""The merged safetensors export, one checkpoint shard at a time: the base's shards are read in turn, each LoRA
+adapter's product added to the weight it targets, and the shard written out; a whole-model result's shards
+are copied the same way. RAM holds one shard, never the model, so a 70B trained with offload exports on the
+machine that trained it.
+
+The arithmetic is peft's `merge_and_unload` in float32, the precision this export has always written:
+W + (B·A)·scale, with scale = alpha / r (alpha / √r with rsLoRA). Adapters that need the whole model to
+merge (DoRA's magnitudes, extra trained modules, per-layer ranks) are left to peft: `unsupported` says why.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+from core import atomic
+from core.offload.layerwise import INDEX, weight_files
+
+ADAPTER_FILE, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"
+PREFIX = "base_model.model."  # peft's name for the wrapped model in a saved adapter
+EXTRA_FILES = ("generation_config.json",)
+
+
+def unsupported(base: Path, adapter: Path | None) -> str:
+    """Why this result cannot be merged shard by shard ('' when it can)."""
+    if weight_files(Path(base)) is None:
+        return "the model has no safetensors files"
+    if adapter is None:
+        return ""
+    config = json.loads((Path(adapter) / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    if config.get("use_dora"):
+        return "DoRA's magnitudes are merged by peft"
+    for key in ("modules_to_save", "rank_pattern", "alpha_pattern"):
+        if config.get(key):
+            return f"the adapter has {key}"
+    if config.get("bias", "none") != "none" or config.get("fan_in_fan_out"):
+        return "the adapter trains biases or stores transposed weights"
+    names = _adapter_names(Path(adapter))
+    if any(not n.endswith((".lora_A.weight", ".lora_B.weight")) for n in names):
+        return "the adapter holds more than LoRA matrices"
+    return ""
+
+
+def write(base: Path, adapter: Path | None, out: Path, progress=None) -> None:
+    """The merged model's shards and config into the folder `out` (which exists), from `base` (the base model's
+    folder, or a whole-model result) and `adapter` (a LoRA result) or None."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    base, out = Path(base), Path(out)
+    files = weight_files(base)
+    deltas = _deltas(adapter, set(files)) if adapter is not None else {}
+    shards = sorted(set(files.values()))
+    sizes = {}
+    for k, shard in enumerate(shards, 1):
+        with safe_open(str(shard), framework="pt") as f:
+            metadata = f.metadata() or {}
+        tensors = load_file(str(shard))
+        with torch.no_grad():
+            for name in list(tensors):
+                weight = tensors.pop(name).float()
+                if name in deltas:
+                    a, b, scale = deltas[name]
+                    weight += (b.float() @ a.float()) * scale  # peft's merge: W += (B·A)·scale
+                tensors[name] = weight.contiguous()
+        save_file(tensors, str(out / shard.name), metadata={**metadata, "format": "pt"})
+        sizes[shard.name] = sum(t.numel() * t.element_size() for t in tensors.values())
+        del tensors
+        if progress is not None:
+            progress.update(k / len(shards), f"Merged shard {k} of {len(shards)}")
+    if (base / INDEX).is_file():
+        index = json.loads((base / INDEX).read_text(encoding="utf-8"))
+        index["metadata"] = {**index.get("metadata", {}), "total_size": sum(sizes.values())}
+        atomic.write_json(out / INDEX, index)
+    config = json.loads((base / "config.json").read_text(encoding="utf-8"))
+    config.pop("torch_dtype", None)
+    config["dtype"] = "float32"  # what the shards now hold
+    atomic.write_json(out / "config.json", config)
+    for name in EXTRA_FILES:
+        if (base / name).is_file():
+            shutil.copy2(base / name, out / name)
+
+
+def _adapter_names(adapter: Path) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(adapter / ADAPTER_FILE), framework="pt") as f:
+        return list(f.keys())
+
+
+def _deltas(adapter: Path, base_names: set[str]) -> dict:
+    """Base weight name → (A, B, scale) for every module the adapter trains."""
+    from safetensors.torch import load_file
+
+    config = json.loads((adapter / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    r, alpha = config["r"], config["lora_alpha"]
+    scale = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
+    weights = load_file(str(adapter / ADAPTER_FILE))
+    deltas = {}
+    for key, a in weights.items():
+        if not key.endswith(".lora_A.weight"):
+            continue
+        module = key.removeprefix(PREFIX).removesuffix(".lora_A.weight")
+        target = f"{module}.weight"
+        if target not in base_names:
+            raise ValueError(f"{adapter}: the adapter trains {module}, which the base model does not have")
+        deltas[target] = (a, weights[key.replace(".lora_A.", ".lora_B.")], scale)
+    return deltas

@@ -1,0 +1,80 @@
+"""The merged safetensors export, shard by shard (core/merge_stream.py): for each kind of result it writes
+exactly what peft's merge_and_unload of the whole model in float32 gives, reading one shard at a time; DoRA
+is left to peft, with the reason."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from core import export, merge_stream
+from tests.core.test_offload_stream import four_layers, one_thread, session  # noqa: F401  (fixtures)
+from tests.core.test_offload_optimizer import tiny_tokenizer
+from tests.core.test_strategies import examples, run_steps
+
+
+def exported(tmp_path, run, strategy: str, name: str):
+    tiny_tokenizer(run.cfg.model_path)  # (the export writes the base's tokenizer beside the weights)
+    row = {"id": name, "run_dir": run.cfg.run_dir, "strategy": strategy, "model_path": run.cfg.model_path,
+           "status": "done"}
+    return export.export(row, "safetensors", tmp_path / name)
+
+
+@pytest.mark.parametrize("strategy,options", [("lora", {"r": 4, "alpha": 8, "rslora": True}),
+                                              ("lisa", {"layers": 1, "interval": 1, "embeddings": True})])
+def test_the_merge_shard_by_shard_writes_what_peft_merges(four_layers, tmp_path, strategy, options):
+    run = session(tmp_path, four_layers, strategy, options, "run", lr=3e-3)
+    run_steps(run, examples(vocab=1000), 2)
+    run.save_result(tmp_path / "run" / "result")
+    out = exported(tmp_path, run, strategy, "merged")
+    from core.inference import trained_model
+
+    model = trained_model(four_layers, strategy, tmp_path / "run" / "result", torch.float32)
+    expected = (model.merge_and_unload() if strategy == "lora" else model).state_dict()
+    written = load_file(str(out / "model.safetensors"))
+    assert set(written) == {n for n in expected if n != "lm_head.weight"}  # tied: stored once, as peft saves it
+    assert all(torch.equal(written[n], expected[n]) for n in written)
+    assert json.loads((out / "config.json").read_text())["dtype"] == "float32" and (out / "tokenizer.json").is_file()
+
+
+def test_a_sharded_base_is_merged_shard_by_shard_and_dora_is_left_to_peft(four_layers, tmp_path):
+    """A base in two shards with an index: each shard comes out merged under its own name, the index's total
+    size follows; one shard is in memory at a time. DoRA needs the whole model: the export says so and peft does
+    it, with the same result format."""
+    run = session(tmp_path, four_layers, "lora", {"r": 4, "alpha": 8}, "run", lr=3e-3)
+    run_steps(run, examples(vocab=1000), 1)
+    adapter = tmp_path / "run" / "result"
+    run.save_result(adapter)
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    tensors = load_file(str(four_layers / "model.safetensors"))
+    names = sorted(tensors)
+    halves = {"model-00001-of-00002.safetensors": names[:len(names) // 2],
+              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    for file, part in halves.items():
+        save_file({n: tensors[n] for n in part}, str(sharded / file), metadata={"format": "pt"})
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {"total_size": 0}, "weight_map": {n: f for f, part in halves.items() for n in part}}))
+    (sharded / "config.json").write_text((four_layers / "config.json").read_text())
+    out = tmp_path / "out"
+    out.mkdir()
+    seen = []
+    merge_stream.write(sharded, adapter, out, type("P", (), {"update": lambda self, f, t: seen.append(t)})())
+    assert seen == ["Merged shard 1 of 2", "Merged shard 2 of 2"]
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    merge_stream.write(four_layers, adapter, whole)
+    merged = load_file(str(whole / "model.safetensors"))
+    for file, part in halves.items():
+        shard = load_file(str(out / file))
+        assert sorted(shard) == sorted(part) and all(torch.equal(shard[n], merged[n]) for n in part)
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert index["metadata"]["total_size"] == sum(t.numel() * 4 for t in merged.values())
+
+    dora = session(tmp_path, four_layers, "dora", {"r": 4, "alpha": 8}, "dora", lr=3e-3)
+    dora.save_result(tmp_path / "dora" / "result")
+    assert merge_stream.unsupported(four_layers, tmp_path / "dora" / "result") == "DoRA's magnitudes are merged by peft"
+    assert (exported(tmp_path, dora, "dora", "dora-merged") / "model.safetensors").is_file()
