@@ -193,20 +193,24 @@ class History:
 
     # -- measured machine facts -----------------------------------------------------------------
     def disk_probe(self, device: str) -> dict | None:
-        rows = list(self.db.query("select * from disk_probes where device = ?", [device]))
-        return rows[0] if rows else None
+        return self._probe("disk_probes", device)
 
     def save_disk_probe(self, record: dict) -> None:
-        with self.db.conn:
-            self.db["disk_probes"].upsert({**record, "measured_at": now()}, pk="device")
+        self._save_probe("disk_probes", record)
 
     def link_probe(self, device: str) -> dict | None:
-        rows = list(self.db.query("select * from link_probes where device = ?", [device]))
-        return rows[0] if rows else None
+        return self._probe("link_probes", device)
 
     def save_link_probe(self, record: dict) -> None:
+        self._save_probe("link_probes", record)
+
+    def _probe(self, table: str, device: str) -> dict | None:
+        rows = list(self.db.query(f"select * from {table} where device = ?", [device]))
+        return rows[0] if rows else None
+
+    def _save_probe(self, table: str, record: dict) -> None:
         with self.db.conn:
-            self.db["link_probes"].upsert({**record, "measured_at": now()}, pk="device")
+            self.db[table].upsert({**record, "measured_at": now()}, pk="device")
 
     # -- projects and datasets --------------------------------------------------------------------
     def project_id(self, name: str) -> int:
