@@ -88,7 +88,7 @@ class Setup:
     quantized_base: bool = True  # a 4-bit strategy's base really is 4-bit (offload's quantize=False streams 16-bit)
     keep_checkpoints: int = 2
     fused_loss: bool = False  # our fused linear cross-entropy is patched in (CUDA, kernels on): no full logits
-    layer_major: bool = False  # the offload strategy's layer-major step: every layer's input kept for each micro-batch
+    layer_major: bool = False  # a layer-major step (offload, LISA): every layer's input kept for each micro-batch
     accumulation: int = 1  # micro-batches per optimizer step (what layer-major keeps grows with it)
 
     @property

@@ -293,8 +293,9 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
     grad_accum = w.grad_accum or max(1, math.ceil(effective / mb))
     major = ""
     if hasattr(s.options(options), "layer_major") and (target.gpu or setup.layer_major):
-        setup, major = host_plan.layer_major(shape, setup, grad_accum, target.fits, auto="layer_major" not in options)
-        est = mm.estimate(shape, setup)
+        chosen, major = host_plan.layer_major(shape, setup, grad_accum, target.fits, auto="layer_major" not in options)
+        if chosen is not setup:
+            setup, est = chosen, mm.estimate(shape, chosen)
         if major:
             options = {**options, "layer_major": True}
     if setup.offload == "optimizer" and options.get("spill_state"):

@@ -74,8 +74,10 @@ def install(model, layers_of, run_dir: Path | None, writes_back: bool = False) -
         frozen, read = [list(layer.parameters()) for layer in layers], None
         nbytes = sum(p.numel() * p.element_size() for ps in frozen for p in ps)
     where, reason = choose_where(settings.where, nbytes)
-    folder = Path(settings.folder) if settings.folder else (run_dir / "offload" if run_dir else
-                                                             Path(tempfile.mkdtemp(prefix="tuneforge-offload-")))
+    folder = None  # the layer files' folder, only when they go to disk (a scratch one without a run folder)
+    if where == "disk":
+        folder = Path(settings.folder) if settings.folder else (run_dir / "offload" if run_dir else
+                                                                 Path(tempfile.mkdtemp(prefix="tuneforge-offload-")))
     store = WeightStore(frozen, where, folder, materialize=read)
     model.to(device)  # what is outside the layers; the layers' weights are empty placeholders now
     streamer = LayerStreamer(layers, store, device, settings.ring)
@@ -87,3 +89,8 @@ def install(model, layers_of, run_dir: Path | None, writes_back: bool = False) -
     model.tuneforge_offload_note = (f"Frozen layer weights stream from {store.placement} through {settings.ring} "
                                     f"buffers on the {device.type.upper()}: {reason}; {loading}.{wear}")
     return streamer
+
+
+def placement(streamer) -> str:
+    """Where the streamed layers live, in the words of a run's placement record."""
+    return "NVMe" if streamer.store.where == "disk" else "RAM"

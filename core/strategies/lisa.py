@@ -263,7 +263,7 @@ class Lisa(Strategy):
         placement = host_placement(super().placement(model, opts), opts)
         streamer = model.tuneforge_lisa.streamer
         if streamer is not None:
-            placement["frozen weights"] = "NVMe" if streamer.store.where == "disk" else "RAM"
+            placement["frozen weights"] = install.placement(streamer)
         return placement
 
     def load(self, base, folder):

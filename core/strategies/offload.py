@@ -106,7 +106,7 @@ class Offload(QLora):
         placement = super().placement(model, opts)
         streamer = getattr(model, "tuneforge_offload", None)
         if streamer is not None:
-            placement["frozen weights"] = "NVMe" if streamer.store.where == "disk" else "RAM"
+            placement["frozen weights"] = install.placement(streamer)
         return placement
 
     def load(self, base, folder):
