@@ -1,7 +1,7 @@
 """The merged safetensors export, one checkpoint shard at a time: the base's shards are read in turn, each LoRA
 adapter's product added to the weight it targets, and the shard written out; a whole-model result's shards
 are copied the same way. RAM holds one shard, never the model, so a 70B trained with offload exports on the
-machine that trained it.
+machine that trained it. `Merged` hands out the same merged tensors one at a time, for the GGUF export.
 
 The arithmetic is peft's `merge_and_unload` in float32, the precision this export has always written:
 W + (B·A)·scale, with scale = alpha / r (alpha / √r with rsLoRA). Adapters that need the whole model to
@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from core import atomic
-from core.offload.layerwise import INDEX, weight_files
+from core.offload.layerwise import INDEX, Checkpoint, weight_files
 
 ADAPTER_FILE, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"
 PREFIX = "base_model.model."  # peft's name for the wrapped model in a saved adapter
@@ -46,7 +47,6 @@ def unsupported(base: Path, adapter: Path | None) -> str:
 def write(base: Path, adapter: Path | None, out: Path, progress=None) -> None:
     """The merged model's shards and config into the folder `out` (which exists), from `base` (the base model's
     folder, or a whole-model result) and `adapter` (a LoRA result) or None."""
-    import torch
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
@@ -59,13 +59,8 @@ def write(base: Path, adapter: Path | None, out: Path, progress=None) -> None:
         with safe_open(str(shard), framework="pt") as f:
             metadata = f.metadata() or {}
         tensors = load_file(str(shard))
-        with torch.no_grad():
-            for name in list(tensors):
-                weight = tensors.pop(name).float()
-                if name in deltas:
-                    a, b, scale = deltas[name]
-                    weight += (b.float() @ a.float()) * scale  # peft's merge: W += (B·A)·scale
-                tensors[name] = weight.contiguous()
+        for name in list(tensors):
+            tensors[name] = merged(tensors.pop(name), deltas.get(name))
         save_file(tensors, str(out / shard.name), metadata={**metadata, "format": "pt"})
         sizes[shard.name] = sum(t.numel() * t.element_size() for t in tensors.values())
         del tensors
@@ -82,6 +77,47 @@ def write(base: Path, adapter: Path | None, out: Path, progress=None) -> None:
     for name in EXTRA_FILES:
         if (base / name).is_file():
             shutil.copy2(base / name, out / name)
+
+
+def merged(weight, delta):
+    """One weight in float32 with its adapter's product added; `delta` is (A, B, scale) or None."""
+    import torch
+
+    weight = weight.float()
+    if delta is not None:
+        a, b, scale = delta
+        with torch.no_grad():
+            weight = weight + (b.float() @ a.float()) * scale  # peft's merge: W += (B·A)·scale
+    return weight.contiguous()
+
+
+class Merged(Mapping):
+    """The merged model's tensors by checkpoint name, each read from its shard and merged when asked for, so a
+    consumer that takes one tensor at a time (the GGUF writer, its check) never holds the model."""
+
+    def __init__(self, base: Path, adapter: Path | None):
+        self.files = weight_files(Path(base))
+        self.deltas = _deltas(Path(adapter), set(self.files)) if adapter is not None else {}
+        self._checkpoint = Checkpoint(self.files)
+
+    def __getitem__(self, name: str):
+        return merged(self._checkpoint.get(name), self.deltas.get(name))
+
+    def __iter__(self):
+        return iter(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every tensor's shape, from the shards' headers (nothing is read)."""
+        from safetensors import safe_open
+
+        out = {}
+        for shard in sorted(set(self.files.values())):
+            with safe_open(str(shard), framework="pt") as f:
+                out.update({name: tuple(f.get_slice(name).get_shape()) for name in f.keys()})
+        return out
 
 
 def _adapter_names(adapter: Path) -> list[str]:

@@ -1,5 +1,8 @@
 """Export a run as GGUF: merge, plan, write, Modelfile, LoRA file, verify; all or nothing.
 
+The merged model is read a tensor at a time from the checkpoint's shards where it can be (merge.source), so
+memory holds one tensor and its quantized bytes, and a model larger than RAM exports too.
+
 The folder it makes holds:
 - `<model>-<run>.<type>.gguf`: the merged model, verified (verify.py) before the folder appears;
 - `Modelfile`: for `ollama create`, with the chat template and stop token (modelfile.py);
@@ -46,26 +49,25 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
 
     stem = f"{Path(run['model_path']).name}-{run['id']}".lower()
     with atomic.folder(out, replace=out.exists()) as tmp:  # an empty folder may exist already
-        progress.update(0.02, "Loading the trained model and merging it")
-        model, merge_reason = merge.merged_model(run, nf4_base)
+        progress.update(0.02, "Reading the trained model")
+        source = merge.source(run, nf4_base)
         tokenizer = AutoTokenizer.from_pretrained(str(run["model_path"]))
-        cfg = model.config.to_dict()
+        cfg = source.cfg
         arch = architectures.get(cfg["model_type"])
         detected = chat_format.detect(tokenizer)
         fmt = detected.format
         vocab = vocab_mod.build(tokenizer, cfg["vocab_size"], fmt.end_of_turn if fmt else None, run["model_path"])
-        state = model.state_dict()
-        plan = writer.plan(arch, cfg, {k: tuple(v.shape) for k, v in state.items()}, vocab, pick, stem)
-        gguf_path = writer.write(plan, state, tmp / f"{stem}.{pick.name}.gguf", Span(progress, 0.15, 0.6))
+        plan = writer.plan(arch, cfg, source.shapes, vocab, pick, stem)
+        gguf_path = writer.write(plan, source.tensors, tmp / f"{stem}.{pick.name}.gguf", Span(progress, 0.15, 0.6))
         eos = vocab.tokens[vocab.special["eos"]] if "eos" in vocab.special else None
         atomic.write_text(tmp / "Modelfile", modelfile.modelfile(gguf_path.name, fmt, vocab.add_bos, eos, detected.reason))
         lora = _lora(run, arch, cfg, tmp / f"{stem}.lora.gguf", stem)
         progress.update(0.62, "Checking the file")
-        result = verify.verify(gguf_path, plan, model, tokenizer, Span(progress, 0.62, 0.98))
+        result = verify.verify(gguf_path, plan, source, tokenizer, Span(progress, 0.62, 0.98))
         if not result.ok:
             raise KnownError(f"The GGUF file did not pass its check ({'; '.join(result.problems)}), so nothing was "
                              "kept; try a type with more bits such as q8_0, and report it if f16 fails.")
-        atomic.write_json(tmp / REPORT, report(run, plan, merge_reason, detected, lora, result, gguf_path))
+        atomic.write_json(tmp / REPORT, report(run, plan, source.reason, detected, lora, result, gguf_path))
     progress.update(1.0, result.summary)
     return out
 

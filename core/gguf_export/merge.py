@@ -1,6 +1,10 @@
 """A run's result as one plain model: the adapter merged into the base weights (or the saved model itself).
 
-The merge runs in the base's own precision (float32 for the default model, bf16 for most downloaded
+`source` is what the GGUF export reads. Where it can, it merges one tensor at a time from the checkpoint's
+shards in float32 (core.merge_stream), so exporting a model larger than RAM works; otherwise (DoRA, an
+nf4-rounded base, checkpoint names that differ from the model's) peft merges the whole model in RAM:
+
+The whole-model merge runs in the base's own precision (float32 for the default model, bf16 for most downloaded
 ones): the weights are written at 16 bits or fewer anyway, and a 7B model merged in float32 would need
 28 GB of RAM. A QLoRA run trained its adapter against the nf4-rounded base; by default it is merged into
 the full-precision base (the better model, and what other tools do), and `nf4_base=True` merges it into
@@ -11,10 +15,99 @@ the run did during training.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from core import strategies
 from core.errors import KnownError
+
+
+@dataclass
+class Source:
+    """The merged model as the GGUF writer and its check take it: tensors by HF name, one at a time."""
+    tensors: Mapping  # HF name → tensor (a state dict, or merge_stream.Merged reading shard by shard)
+    shapes: dict  # HF name → shape
+    cfg: dict  # the model's config.to_dict(), with transformers' defaults filled in
+    reason: str  # how it was merged, for export.json
+    params: int  # parameters, for the memory that comparing answers needs
+    held: int  # bytes of the merged model already in RAM (0 when read shard by shard)
+    model: Callable[[], object]  # the merged model in eval mode, loaded when first asked for (to compare answers)
+
+
+def source(run: dict, nf4_base: bool = False) -> Source:
+    """The run's merged model: read and merged a tensor at a time from the checkpoint's shards where that
+    gives what peft's merge gives (RAM never holds the model, so a 70B trained with offload exports on the
+    machine that trained it), else merged whole in RAM by peft, with the reason."""
+    result = _result(run)
+    why = "merging into the nf4-rounded base needs the whole model" if nf4_base else _not_by_shards(run, result)
+    if why:
+        model, reason = merged_model(run, nf4_base)
+        state = model.state_dict()
+        held = sum(p.numel() * p.element_size() for p in model.parameters())
+        return Source(state, {k: tuple(v.shape) for k, v in state.items()}, model.config.to_dict(),
+                      f"{reason} ({why}, so peft merged the whole model)", sum(p.numel() for p in model.parameters()),
+                      held, lambda: model)
+    from transformers import AutoConfig
+
+    from core.merge_stream import Merged
+
+    base, adapter = _folders(run, result)
+    tensors = Merged(base, adapter)
+    shapes = tensors.shapes()
+    loaded = []
+
+    def reference():  # in float32, as the shards were merged, so the exact types compare bit for bit
+        import torch
+
+        from core.inference import trained_model
+
+        if not loaded:
+            model = trained_model(run["model_path"], run["strategy"], result, torch.float32)
+            loaded.append((model.merge_and_unload() if adapter is not None else model).eval())
+        return loaded[0]
+
+    what = "the adapter merged into each weight" if adapter is not None else "the run's saved weights"
+    return Source(tensors, shapes, AutoConfig.from_pretrained(str(base)).to_dict(),
+                  f"{what} in float32, one tensor at a time from the checkpoint's shards",
+                  sum(math.prod(s) for s in shapes.values()), 0, reference)
+
+
+def _result(run: dict) -> Path:
+    result = Path(run["run_dir"]) / "result"
+    if not result.is_dir():
+        raise KnownError(f"Run {run['id']} has no result yet ({run['status']}); let it finish or stop it first.")
+    return result
+
+
+def _folders(run: dict, result: Path) -> tuple[Path, Path | None]:
+    """(the folder whose shards hold the weights, the adapter folder or None)."""
+    if strategies.get(run["strategy"]).result == "adapter":
+        return Path(run["model_path"]), result
+    return result, None
+
+
+def _not_by_shards(run: dict, result: Path) -> str:
+    """Why the shards cannot be merged one tensor at a time ('' when they can)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from core import merge_stream
+    from core.gguf_export.architectures import SKIPPED
+    from core.offload.layerwise import names_differ, weight_files
+
+    base, adapter = _folders(run, result)
+    why = merge_stream.unsupported(base, adapter)
+    if why:
+        return why
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(base)))
+    files = weight_files(base)
+    known = set(model.state_dict()) | {n for n in files if n.endswith(SKIPPED)}
+    extra = sorted(set(files) - known)
+    return names_differ(model, files) or (f"the checkpoint holds {extra[0]}, which the model does not" if extra else "")
 
 
 def stored_dtype(model_path: str | Path):
@@ -30,9 +123,7 @@ def merged_model(run: dict, nf4_base: bool = False):
     """(model, reason): the run's trained model with any adapter merged in, on the CPU, in eval mode."""
     from core.inference import trained_model
 
-    result = Path(run["run_dir"]) / "result"
-    if not result.is_dir():
-        raise KnownError(f"Run {run['id']} has no result yet ({run['status']}); let it finish or stop it first.")
+    result = _result(run)
     strategy = strategies.get(run["strategy"])
     dtype = stored_dtype(run["model_path"])
     model = trained_model(run["model_path"], run["strategy"], result, dtype)

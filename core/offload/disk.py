@@ -79,6 +79,11 @@ class DiskIO:
 
         return self._pool.submit(work)
 
+    def count_written(self, nbytes: int) -> None:
+        """Bytes that reached a file another way (through a memory map): wear all the same."""
+        with self._lock:
+            self.bytes_written += nbytes
+
     def sync(self, path: str | os.PathLike) -> None:
         """Flush a file to the drive (before a checkpoint that refers to it is written)."""
         os.fsync(self._fd(Path(path), create=False))

@@ -52,6 +52,16 @@ class Checkpoint:
         return self._open[file].get_tensor(name)
 
 
+def names_differ(model, files: dict) -> str:
+    """Why the checkpoint's tensor names do not cover the model's parameters ('' when they do); `model` may be
+    on the meta device. A tied output head is stored once, under the embedding's name."""
+    names = {n for n, p in model.named_parameters(remove_duplicate=False)}
+    head = next(n for n, m in model.named_modules() if m is model.get_output_embeddings())
+    tied = getattr(model.config, "tie_word_embeddings", False)
+    missing = sorted(n for n in names - ({f"{head}.weight"} if tied else set()) if n not in files)
+    return f"the checkpoint's names differ from the model's ({missing[0]} is not in it)" if missing else ""
+
+
 def skeleton(path, dtype, device, opts, layers_of) -> tuple[object | None, str]:
     """(model with empty decoder layers and everything else loaded, "") or (None, why not)."""
     import torch
@@ -65,13 +75,10 @@ def skeleton(path, dtype, device, opts, layers_of) -> tuple[object | None, str]:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     layers = layers_of(model)
-    names = {n for n, p in model.named_parameters(remove_duplicate=False)}
     tied = getattr(config, "tie_word_embeddings", False)
-    head = next(n for n, m in model.named_modules() if m is model.get_output_embeddings())
-    needed = names - ({f"{head}.weight"} if tied else set())
-    missing = sorted(n for n in needed if n not in files)
-    if missing:
-        return None, f"the checkpoint's names differ from the model's ({missing[0]} is not in it)"
+    why = names_differ(model, files)
+    if why:
+        return None, why
     if opts.quantize:
         four_bit_modules(layers, dtype, opts.quant_type, opts.double_quant)
         model.is_loaded_in_4bit = True  # peft wraps bitsandbytes modules with its 4-bit LoRA layer by this

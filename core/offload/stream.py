@@ -271,21 +271,19 @@ class LayerStreamer:
     @contextlib.contextmanager
     def on_host(self, write: bool = False):
         """Every streamed layer's parameters bound to host tensors for a while (a checkpoint, saving the model):
-        views of the RAM store, where writes land directly, or copies read from the layer files, written back
-        at the end with `write`. Owned layers keep their device tensors. On disk this holds the streamed
-        layers in RAM at once."""
+        views of the store (the RAM pool, or the layer files mapped into memory), so writes land in it directly
+        and on disk RAM never holds the layers at once; `write` says writes happen (counted as drive wear).
+        Owned layers keep their device tensors."""
         self._evict_ring()
-        held = {}
         for i in self.order:
-            held[i] = self.store.read(i)
-            for s, v in zip(self.store.layouts[i][0], held[i]):
+            for s, v in zip(self.store.layouts[i][0], self.store.read(i)):
                 s.param.data = v
         try:
             yield
         finally:
-            for i, values in held.items():
-                if write and self.store.io is not None:
-                    self.store.put(i, values)
+            for i in self.order:
+                if write:
+                    self.store.wrote(i)
                 self._unbind(i)
             self._prime()
 

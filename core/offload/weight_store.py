@@ -154,17 +154,23 @@ class WeightStore:
         return buf[:self.nbytes(i)]
 
     def read(self, i: int) -> list:
-        """Layer i's parameters as host tensors in layout order: views of the RAM pool (writes go to the
-        store), or a fresh copy read from the layer's file."""
+        """Layer i's parameters as host tensors in layout order, views of the store itself: of the RAM pool, or
+        of the layer's file mapped into memory. Writes into them land in the store either way (call `wrote(i)`
+        to count them as drive wear), and on disk RAM holds only the pages in use, which the OS can drop, so
+        every layer can be bound at once (a checkpoint) without the model fitting in RAM."""
         import torch
 
         if self.io is None:
             data = self.host[i]
         else:
-            self._forget_staged(i)
-            data = torch.empty(self.nbytes(i), dtype=torch.uint8)
-            self.io.read(self.files[i], 0, data).result()
+            self._forget_staged(i)  # a read-ahead would hold the bytes from before any write through the map
+            data = torch.from_file(str(self.files[i]), shared=True, size=self.nbytes(i), dtype=torch.uint8)
         return [data[s.offset:s.offset + s.nbytes].view(s.dtype).view(s.shape) for s in self.layouts[i][0]]
+
+    def wrote(self, i: int) -> None:
+        """Layer i was written through `read`'s views: on disk the drive takes its bytes (counted as wear)."""
+        if self.io is not None:
+            self.io.count_written(self.nbytes(i))
 
     def put(self, i: int, values: list) -> None:
         """Replace layer i's bytes with `values` (tensors on any device, in layout order): a LISA layer that

@@ -244,6 +244,20 @@ def test_lisa_with_its_frozen_layers_streamed_trains_as_lisa(four_layers, tmp_pa
         for name, p in plain.model.named_parameters():
             assert torch.allclose(ours[name], p, atol=1e-6), name
     assert streamer.resident_layers() == sorted(set(streamer.slot_of) | set(active[-1]))
+    # On the host (a checkpoint, a resume): the streamed layers are the store's own bytes, on disk its files mapped
+    # into memory, so RAM never holds them at once; what is written there lands in the store, counted as wear.
+    store, i = streamer.store, streamer.order[0]
+    param = store.layouts[i][0][0].param
+    with streamed.strategy.weights_on_host(streamed.model):
+        before, written = param.detach().clone(), store.bytes_written
+    with streamed.strategy.weights_on_host(streamed.model, write=True):
+        if where == "disk":
+            assert param.untyped_storage().filename == str(store.files[i])
+        with torch.no_grad():
+            param.add_(1.0)
+    assert store.bytes_written - written == (sum(store.nbytes(k) for k in streamer.order) if where == "disk" else 0)
+    with streamed.strategy.weights_on_host(streamed.model):
+        assert before.numel() > 0 and torch.equal(param, before + 1.0)
 
 
 def test_lisa_on_the_host_sizes_its_pool_by_the_streamed_layers_real_shapes(four_layers, tmp_path):
