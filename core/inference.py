@@ -17,12 +17,8 @@ from core.data.tokenize import render_chat
 from core.errors import KnownError
 
 # transformers builds a model on the meta device by patching torch globally, so two loads at once (the UI asks
-# the base and the tuned model side by side) corrupt each other.
+# the base and the tuned model side by side) corrupt each other; answering at once is fine.
 _loading = threading.Lock()
-# One answer at a time: the app asks the base and the tuned model together, each on a worker thread, and two
-# generate() calls at once crashed the process (a segfault, rarely, on the CPU); on one machine's cores or one
-# GPU they gain little from overlapping anyway.
-_answering = threading.Lock()
 ROOM = 2 << 30  # beside the weights on the GPU: the CUDA context, the KV cache and the activations of a reply
 
 
@@ -107,7 +103,7 @@ def reply(model, tokenizer, prompt: str, system: str | None = None, max_new_toke
     text = render_chat(tokenizer, messages, add_generation_prompt=True)
     enc = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
     sample = temperature > 0
-    with _answering, torch.no_grad():
+    with torch.no_grad():
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=sample, use_cache=True,
                              temperature=temperature if sample else None, top_p=None, top_k=None,
                              pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)

@@ -12,6 +12,7 @@ def run_app(argv: list[str]) -> int:
     from app import user_settings
     from core.errors import KnownError
     from ui import theme
+    from ui.main_thread_gc import MainThreadGC
     from ui.main_window import MainWindow
     from ui.wizard import wait_for_background
 
@@ -19,6 +20,7 @@ def run_app(argv: list[str]) -> int:
     app = QApplication.instance() or QApplication(list(argv) or ["tuneforge"])
     app.setApplicationName("Tuneforge")
     app.setApplicationDisplayName("Tuneforge")
+    collector = MainThreadGC(app)  # cycles are collected on this thread only: see ui/main_thread_gc.py
     try:
         theme.apply(user_settings.load().theme)
     except KnownError:
@@ -27,4 +29,5 @@ def run_app(argv: list[str]) -> int:
     window.show()
     code = app.exec()
     wait_for_background(5000)
+    collector.stop()
     return code

@@ -17,6 +17,16 @@ from PySide6.QtWidgets import QDialog, QFileDialog, QInputDialog, QMessageBox, Q
 from ui import tasks  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def main_thread_gc(qapp):
+    """As in the app: cycles are collected on the UI thread only, never by a worker thread (ui/main_thread_gc.py)."""
+    from ui.main_thread_gc import MainThreadGC
+
+    collector = MainThreadGC()
+    yield collector
+    collector.stop()
+
+
 class UnexpectedDialog(AssertionError):
     pass
 

@@ -94,3 +94,36 @@ def test_a_busy_line_cancels_its_work_and_offers_to_try_again(qtbot):
     qtbot.addWidget(plain)
     plain.start("Working…")
     assert not plain.button.isVisible()
+
+
+def make_cycles(n: int, progress) -> int:
+    """Garbage that only the cycle collector frees, made on a worker thread."""
+    for _ in range(n):
+        a, b = [], []
+        a.append(b)
+        b.append(a)
+    return n
+
+
+def test_cycles_made_by_a_task_are_collected_on_the_main_thread_only(qtbot, main_thread_gc):
+    """A collection on a worker thread can destroy a Qt object there and crash the app; with the collector of
+    ui/main_thread_gc.py every collection runs on the UI thread, however much garbage a task makes."""
+    import gc
+
+    threads = []
+
+    def note(phase, info):
+        if phase == "start":
+            threads.append(threading.current_thread() is threading.main_thread())
+
+    gc.callbacks.append(note)
+    try:
+        before = main_thread_gc.collections
+        done = []
+        tasks.run_task(make_cycles, 50 * gc.get_threshold()[0], on_done=done.append)
+        qtbot.waitUntil(lambda: bool(done), timeout=10000)
+        qtbot.waitUntil(lambda: main_thread_gc.collections > before, timeout=5000)
+    finally:
+        gc.callbacks.remove(note)
+    assert threads and all(threads), threads
+    assert not gc.isenabled()  # automatic collection stays off while the app runs
