@@ -76,7 +76,7 @@ def streamed_model(model_path, strategy: str | None, result, dtype, device):
     if not getattr(s, "use_dora", False):
         return s.load(base, result)
     # DoRA's adapters read each base weight's norm as they are made: the layers are bound to their host copies
-    # while peft makes them (views of the RAM store; a file's layers are read into RAM for it), then move over.
+    # while peft makes them (views of the RAM store, or of the layer files mapped into memory), then move over.
     with streamer.on_host():
         model = s.load(base, result)
     return model.to(device)

@@ -80,6 +80,28 @@ def cli(home):
     return run
 
 
+@pytest.fixture
+def cli_here(home, capsys):
+    """`python main.py ARGS` called in this process, in this test's home: the same entry, parser and output as
+    `cli` without starting an interpreter (torch, transformers and peft take seconds to import), for verbs that
+    neither train nor wait for signals; returns the same CompletedProcess."""
+    from app.cli import main
+
+    def run(*args, check=None):
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's refusals exit, as they do in a process
+            code = e.code
+        out = capsys.readouterr()
+        proc = subprocess.CompletedProcess(list(args), code, out.out, out.err)
+        if check is not None:
+            assert code == check, f"exit {code}\nstdout:\n{out.out}\nstderr:\n{out.err}"
+        return proc
+
+    return run
+
+
 def json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 

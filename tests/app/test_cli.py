@@ -51,19 +51,20 @@ def test_data_inspect(cli, tmp_path, tiny_model_dir):
     assert stopped.returncode != 0 and "bad.jsonl:1: broken JSON" in stopped.stderr
 
 
-def test_data_inspect_with_a_column_mapping_and_a_row_longer_than_the_context(cli, home, tmp_path, tiny_model_dir):
+def test_data_inspect_with_a_column_mapping_and_a_row_longer_than_the_context(cli, cli_here, home, tmp_path,
+                                                                               tiny_model_dir):
     """A spreadsheet with its own column names, read through --map; the tiny model's context is 256 tokens."""
     sheet = tmp_path / "sheet.csv"
     sheet.write_text("question_text,answer_text\nWhat is the capital of Peru?,Lima.\n"
                      f"Tell me a long story.,{'And then the ship sailed on. ' * 80}\n", encoding="utf-8")
-    unmapped = cli("data", "inspect", sheet)
+    unmapped = cli_here("data", "inspect", sheet)
     assert unmapped.returncode != 0 and "no known schema" in unmapped.stderr
-    report = json.loads(cli("data", "inspect", sheet, "--model", tiny_model_dir, "--json",
+    report = json.loads(cli_here("data", "inspect", sheet, "--model", tiny_model_dir, "--json",
                             "--map", "prompt=question_text", "--map", "completion=answer_text", check=0).stdout)
     assert (report["format"], report["rows"], report["longer_than_context"]) == ("prompt_completion", 2, 1)
     assert any(p.startswith("sheet.csv:row 3: ") and "longer than the model's context (256)" in p
                for p in report["problem_list"])
-    wrong = cli("data", "inspect", sheet, "--map", "prompt")
+    wrong = cli_here("data", "inspect", sheet, "--map", "prompt")
     assert wrong.returncode != 0 and "expected FIELD=COLUMN" in wrong.stderr
     # The run is read the same way: the mapping travels in its config file.
     events = json_lines(cli("train", "--model", tiny_model_dir, "--data", sheet, "--map", "prompt=question_text",
@@ -74,8 +75,8 @@ def test_data_inspect_with_a_column_mapping_and_a_row_longer_than_the_context(cl
     assert run["data_mapping"] == {"prompt": "question_text", "completion": "answer_text"}
 
 
-def test_plan_for_another_machine(cli, tiny_model_dir):
-    proc = cli("plan", "--model", tiny_model_dir, "--data", DEMO, "--hardware",
+def test_plan_for_another_machine(cli_here, tiny_model_dir):
+    proc = cli_here("plan", "--model", tiny_model_dir, "--data", DEMO, "--hardware",
                REPO / "resources" / "hardware" / "gpu-24gb.json", "--json", check=0)
     plan = json.loads(proc.stdout)["plan"]
     assert plan["device"] == "cuda" and plan["precision"] == "bf16" and plan["reasons"]
@@ -87,7 +88,7 @@ def train_json(cli, model, *extra):
     return events, events[-1]["run_id"]
 
 
-def test_train_runs_chat_export_on_a_tiny_model(cli, tiny_model_dir, tmp_path):
+def test_train_runs_chat_export_on_a_tiny_model(cli, cli_here, tiny_model_dir, tmp_path):
     events, run_id = train_json(cli, tiny_model_dir, "--max-steps", "6", "--lr", "5e-3", "--project", "tiny")
     steps = [e for e in events if e["event"] == "step"]
     assert [e["step"] for e in steps] == list(range(1, 7))
@@ -95,14 +96,14 @@ def test_train_runs_chat_export_on_a_tiny_model(cli, tiny_model_dir, tmp_path):
     assert events[-1]["status"] == "done"
     runs = json.loads(cli("runs", "--json", check=0).stdout)
     assert runs[0]["id"] == run_id and runs[0]["status"] == "done" and runs[0]["project"] == "tiny"
-    assert "tiny" in cli("runs", "--project", "tiny", check=0).stdout
+    assert "tiny" in cli_here("runs", "--project", "tiny", check=0).stdout
     assert cli("chat", "--run", run_id, "--prompt", "hi", "--max-new-tokens", "5", check=0).stdout.strip() != None
     out = tmp_path / "adapter"
     cli("export", "--run", run_id, "--format", "adapter", "--out", out, check=0)
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
-    again = cli("export", "--run", run_id, "--format", "adapter", "--out", out)
+    again = cli_here("export", "--run", run_id, "--format", "adapter", "--out", out)
     assert again.returncode != 0 and "already exists" in again.stderr
-    gguf = cli("export", "--run", run_id, "--format", "gguf", "--quant", "q3", "--out", tmp_path / "m.gguf")
+    gguf = cli_here("export", "--run", run_id, "--format", "gguf", "--quant", "q3", "--out", tmp_path / "m.gguf")
     assert gguf.returncode != 0 and "invalid choice: 'q3'" in gguf.stderr and not (tmp_path / "m.gguf").exists()
 
 
@@ -112,7 +113,7 @@ def hear_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_ctrl_c_stops_with_a_checkpoint_and_resume_continues_the_same_trajectory(home, cli, tiny_model_dir):
+def test_ctrl_c_stops_with_a_checkpoint_and_resume_continues_the_same_trajectory(home, cli, cli_here, tiny_model_dir):
     common = ["--max-steps", "30", "--lr", "5e-3", "--seed", "7"]
     straight, _ = train_json(cli, tiny_model_dir, *common)
     reference = {e["step"]: e["loss"] for e in straight if e["event"] == "step"}
@@ -135,7 +136,7 @@ def test_ctrl_c_stops_with_a_checkpoint_and_resume_continues_the_same_trajectory
     stopped_at = max(e["step"] for e in events if e["event"] == "step")
     assert stopped_at < 30
     assert any(e["event"] == "checkpoint" and e["step"] == stopped_at for e in events)
-    assert json.loads(cli("runs", "--json", check=0).stdout)[0]["status"] == "stopped"
+    assert json.loads(cli_here("runs", "--json", check=0).stdout)[0]["status"] == "stopped"
 
     resumed = json_lines(cli("resume", "--run", run_id, "--json", check=0).stdout)
     steps = {e["step"]: e["loss"] for e in resumed if e["event"] == "step"}
@@ -143,7 +144,7 @@ def test_ctrl_c_stops_with_a_checkpoint_and_resume_continues_the_same_trajectory
     for step, loss in steps.items():
         assert loss == pytest.approx(reference[step], rel=1e-4, abs=1e-5), step
     assert resumed[-1]["status"] == "done"
-    done = cli("resume", "--run", run_id)
+    done = cli_here("resume", "--run", run_id)
     assert done.returncode != 0 and "already finished" in done.stderr
 
 

@@ -32,7 +32,7 @@ def long_rows(n=48):
                           {"role": "assistant", "content": story}]} for k in range(n)]
 
 
-def test_out_of_memory_re_plans_and_continues(cli, home, tiny_model_dir, tmp_path):
+def test_out_of_memory_re_plans_and_continues(cli, cli_here, home, tiny_model_dir, tmp_path):
     data = write_jsonl(tmp_path / "long.jsonl", long_rows())
     # Room for about 4 rows of ~200 tokens (logits dominate: 49k vocab × 12 bytes per token), not 16.
     cap = loaded_trainer_bytes(tiny_model_dir) + int(0.75 * GIB)
@@ -49,7 +49,7 @@ def test_out_of_memory_re_plans_and_continues(cli, home, tiny_model_dir, tmp_pat
     assert events[-1]["status"] == "done"
     run_id = events[-1]["run_id"]
 
-    plans = json.loads(cli("plans", "--run", run_id, "--json", check=0).stdout)
+    plans = json.loads(cli_here("plans", "--run", run_id, "--json", check=0).stdout)
     assert [p["reason"] for p in plans][0] == "first plan" and len(plans) >= 2
     first, last = plans[0]["plan"], plans[-1]["plan"]
     assert first["micro_batch"] == 16
@@ -63,11 +63,11 @@ def test_out_of_memory_re_plans_and_continues(cli, home, tiny_model_dir, tmp_pat
                                                   rel=1e-3)
     run = json.loads((home / "runs" / run_id / "run.json").read_text())
     assert run["micro_batch"] == last["micro_batch"] and run["memory_cap_bytes"] == pytest.approx(cap, abs=GIB / 1000)
-    text = cli("plans", "--run", run_id, check=0).stdout
+    text = cli_here("plans", "--run", run_id, check=0).stdout
     assert "Plan 1 (first plan)" in text and "Plan 2 (Re-planned after running out of memory" in text
 
     # The next plan for this model and strategy here starts from the measured figures.
-    again = json_lines(cli("plan", "--model", tiny_model_dir, "--data", data, "--device", "cpu", "--strategy", "lora",
+    again = json_lines(cli_here("plan", "--model", tiny_model_dir, "--data", data, "--device", "cpu", "--strategy", "lora",
                            "--json", check=0).stdout)[0]["plan"]
     if 0.5 <= calibration["factor"] <= 2.0:
         assert again["calibration"]["factor"] == calibration["factor"]

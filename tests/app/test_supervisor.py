@@ -43,13 +43,13 @@ def test_a_finished_run_is_recorded_by_the_trainer_itself(home, tiny_model_dir):
 
 
 def test_a_killed_trainer_loses_nothing_but_the_current_steps(home, tiny_model_dir):
-    cfg = make_run(tiny_model_dir, max_steps=400)
+    cfg = make_run(tiny_model_dir, max_steps=400, checkpoint_every=10)
     job = ops.start_run(cfg.run_id)
     ops_run_dir = home / "runs" / cfg.run_id
     deadline = time.time() + 240
     while not list((ops_run_dir / "checkpoints").glob("step-*")) and time.time() < deadline:
         time.sleep(0.2)
-    # checkpoint_every defaults to 50: wait for the first, then pull the plug without warning
+    # wait for the first checkpoint, then pull the plug without warning
     job.kill()
     outcome = job.wait(60)
     assert outcome.status == "killed"
@@ -60,8 +60,8 @@ def test_a_killed_trainer_loses_nothing_but_the_current_steps(home, tiny_model_d
     resumed.stop()
     assert resumed.wait(300).status == "stopped"
     steps = [e["step"] for e in resumed.events if e["event"] == "step"]
-    assert not steps or steps[0] >= 51  # continued after the checkpoint at step 50, not from zero
-    assert any(e["event"] == "status" and "Resumed from the checkpoint at step 50" in e["text"] for e in resumed.events)
+    assert not steps or steps[0] >= 11  # continued after the checkpoint at step 10, not from zero
+    assert any(e["event"] == "status" and "Resumed from the checkpoint at step 10" in e["text"] for e in resumed.events)
 
 
 def test_a_bad_config_fails_with_a_sentence(home, tiny_model_dir):

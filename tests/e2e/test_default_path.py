@@ -63,9 +63,9 @@ def test_answers_change_on_prompts_it_never_trained_on(trained):
     os.environ["TUNEFORGE_HOME"] = str(home)
     try:
         base, tok = ops.chat_models(model="default")
-        before = [inference.reply(base, tok, p, max_new_tokens=24) for p in prompts]
+        before = [inference.reply(base, tok, p, max_new_tokens=8) for p in prompts]  # room for "Arr, matey!"
         tuned, tok = ops.chat_models(run=events[-1]["run_id"])
-        after = [inference.reply(tuned, tok, p, max_new_tokens=24) for p in prompts]
+        after = [inference.reply(tuned, tok, p, max_new_tokens=8) for p in prompts]
     finally:
         del os.environ["TUNEFORGE_HOME"]
     pirate = lambda answers: sum(a.startswith("Arr, matey!") for a in answers)
@@ -83,7 +83,7 @@ def test_runs_chat_and_exports_agree(trained, tmp_path):
     runs = json.loads(cli("runs", "--json").stdout)
     assert runs[0]["id"] == run_id and runs[0]["status"] == "done" and runs[0]["steps_done"] == STEPS
     prompt = heldout_prompts()[0]
-    said = cli("chat", "--run", run_id, "--prompt", prompt, "--max-new-tokens", "32").stdout.strip()
+    said = cli("chat", "--run", run_id, "--prompt", prompt, "--max-new-tokens", "12").stdout.strip()
     assert said.startswith("Arr, matey!")
 
     adapter = tmp_path / "adapter"
@@ -94,4 +94,4 @@ def test_runs_chat_and_exports_agree(trained, tmp_path):
     cli("export", "--run", run_id, "--format", "safetensors", "--out", merged)
     model = AutoModelForCausalLM.from_pretrained(merged).eval()
     tok = AutoTokenizer.from_pretrained(merged)
-    assert inference.reply(model, tok, prompt, max_new_tokens=32) == said
+    assert inference.reply(model, tok, prompt, max_new_tokens=12) == said

@@ -18,7 +18,8 @@ def small_data(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", BUILT)
-def test_strategy_trains_the_default_model_from_the_command_line(name, cli, home, default_model_dir, small_data):
+def test_strategy_trains_the_default_model_from_the_command_line(name, cli, cli_here, home, default_model_dir,
+                                                                 small_data):
     proc = cli("train", "--model", "default", "--data", small_data, "--strategy", name, "--device", "cpu",
                "--max-steps", "2", "--batch-size", "2", "--grad-accum", "1", "--seq-len", "128", "--json",
                *EXTRA.get(name, []), check=0)
@@ -40,11 +41,13 @@ def test_strategy_trains_the_default_model_from_the_command_line(name, cli, home
     result = home / "runs" / run_id / "result"
     layout = "adapter_model.safetensors" if strategies.get(name).result == "adapter" else "model.safetensors"
     assert (result / layout).is_file(), sorted(p.name for p in result.iterdir())
-    answer = cli("chat", "--run", run_id, "--prompt", "Where is the treasure?", "--max-new-tokens", "6", check=0)
+    # The result through the same entry in this process (the trainer above was a real one; tests/app/test_cli.py
+    # runs chat and export as processes): an interpreter start saved per call.
+    answer = cli_here("chat", "--run", run_id, "--prompt", "Where is the treasure?", "--max-new-tokens", "6", check=0)
     assert answer.stdout.strip()
     if strategies.get(name).result == "model":  # the whole model was saved: export it without a base or merge
         out = home / "exported"
-        cli("export", "--run", run_id, "--format", "safetensors", "--out", out, check=0)
+        cli_here("export", "--run", run_id, "--format", "safetensors", "--out", out, check=0)
         assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
-        refused = cli("export", "--run", run_id, "--format", "adapter", "--out", home / "adapter", check=2)
+        refused = cli_here("export", "--run", run_id, "--format", "adapter", "--out", home / "adapter", check=2)
         assert "there is no adapter" in refused.stderr
