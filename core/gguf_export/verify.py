@@ -51,10 +51,9 @@ class Verification:
     figures: dict = field(default_factory=dict)
 
 
-def verify(path: Path, plan, source, tokenizer, progress, free: int | None = None) -> Verification:
+def verify(path: Path, plan, source, tokenizer, progress) -> Verification:
     """Check `path` against `plan`, then against the merged model (`source`, a merge.Source; its model is
-    rounded in place for the exact types, so it must not be used afterwards). `free`: the bytes of RAM
-    the answer comparison may use (what is available now when left out)."""
+    rounded in place for the exact types, so it must not be used afterwards)."""
     started = time.perf_counter()
     path = Path(path)
     progress.update(0.0, "Reading the file back")
@@ -64,7 +63,7 @@ def verify(path: Path, plan, source, tokenizer, progress, free: int | None = Non
     if problems:
         return _result(problems, checks, {}, plan, started)
     needed = 8 * source.params - source.held  # the merged model and the file's model, both in float32
-    free = _available() if free is None else free
+    free = _available()
     if needed > free:  # two copies would not fit: each tensor is checked on its own instead, one at a time
         checks.append(f"the answers were not compared: that needs about {_gb(needed)} of free memory and "
                       f"{_gb(free)} are free, so each tensor was checked against the merged weight instead")

@@ -132,3 +132,26 @@ def test_each_type_rounds_gaussian_weights_within_its_bar(name):
     assert error <= tensor_check.ROUND_TRIP[name] / 1.5
     swapped = np.sqrt(((back[::-1] - w) ** 2).sum() / (w ** 2).sum())
     assert swapped > 6 * tensor_check.ROUND_TRIP[name]
+
+
+def test_a_whole_model_result_is_read_from_its_own_shards(tmp_path, short_of_memory):
+    """A run that trained every weight (full, LISA) saved the model itself: its shards are the source, no base
+    and no merge, checked tensor by tensor all the same."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny.byte_level(tmp_path / "base"))
+    tiny.random_model("llama", tok, **LLAMA).save_pretrained(tmp_path / "base")
+    trained = tiny.random_model("llama", tok, **LLAMA)
+    with torch.no_grad():
+        trained.model.layers[0].mlp.down_proj.weight.mul_(1.5)  # unlike the base: the result is what is read
+    trained.save_pretrained(tmp_path / "run" / "result")
+    run = {"id": "w1", "run_dir": str(tmp_path / "run"), "model_path": str(tmp_path / "base"), "strategy": "full",
+           "status": "done"}
+    source = merge.source(run)
+    assert source.reason.startswith("the run's saved weights") and source.held == 0
+    down = "model.layers.0.mlp.down_proj.weight"
+    assert torch.equal(source.tensors[down], trained.model.layers[0].mlp.down_proj.weight)
+    out = export.export(run, "gguf", tmp_path / "out", "q8_0", Progress())
+    report = json.loads((out / "export.json").read_text(encoding="utf-8"))
+    assert report["verification"]["ok"] and report["verification"]["figures"]["compared"] is False
+    assert report["lora"]["written"] is False
