@@ -117,8 +117,8 @@ def _result(problems, checks, figures, plan, started) -> Verification:
     if problems:
         return Verification(False, f"Not verified: {problems[0]}.", checks, problems, figures)
     if figures.get("compared") is False:
-        return Verification(True, f"Verified: {len(plan.tensors)} tensors, vocab {vocab}, each tensor within its type's "
-                                  f"rounding of the merged weight (too large to compare answers in memory).",
+        return Verification(True, f"Verified: {len(plan.tensors)} tensors, vocab {vocab}, each tensor within its "
+                                  "type's rounding of the merged weight (too large to compare answers in memory).",
                             checks, [], figures)
     if "greedy_matches" in figures:
         how = f"greedy output matches the merged model on {figures['prompts']} prompts"

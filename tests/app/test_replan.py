@@ -67,8 +67,8 @@ def test_out_of_memory_re_plans_and_continues(cli, cli_here, home, tiny_model_di
     assert "Plan 1 (first plan)" in text and "Plan 2 (Re-planned after running out of memory" in text
 
     # The next plan for this model and strategy here starts from the measured figures.
-    again = json_lines(cli_here("plan", "--model", tiny_model_dir, "--data", data, "--device", "cpu", "--strategy", "lora",
-                           "--json", check=0).stdout)[0]["plan"]
+    again = json_lines(cli_here("plan", "--model", tiny_model_dir, "--data", data, "--device", "cpu",
+                                "--strategy", "lora", "--json", check=0).stdout)[0]["plan"]
     if 0.5 <= calibration["factor"] <= 2.0:
         assert again["calibration"]["factor"] == calibration["factor"]
         assert any("Memory estimates scaled" in r and "measured on run" in r for r in again["reasons"])
