@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.tuneforge-installed
 
-.PHONY: run test setup clean-venv package
+.PHONY: run test setup clean-venv package package-check
 
 # Without an NVIDIA GPU we install torch 2.13.0 first (a CPU wheel where one is at hand) so that the
 # project's torch range is already satisfied and pip never pulls several GB of CUDA packages.
@@ -27,6 +27,10 @@ test: $(STAMP)
 package: $(STAMP)
 	$(PY) -m pip install -q -e '.[packaging]'
 	$(PY) -m PyInstaller --noconfirm packaging/tuneforge.spec
+
+# The built app used as a person would (train, chat, GGUF export, the window): packaging/check.py.
+package-check: package
+	QT_QPA_PLATFORM=offscreen $(PY) packaging/check.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,6 +1,14 @@
-"""Tuneforge: `python main.py` opens the app; `python main.py VERB ...` is the command line."""
+"""Tuneforge: `python main.py` opens the app; `python main.py VERB ...` is the command line;
+`main.py --run-module NAME ...` runs one of our modules as a script (how the packaged app starts its trainer)."""
 
-from app.cli import main
+import sys
+
+from core import runtime_env
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    if len(sys.argv) > 2 and sys.argv[1] == runtime_env.RUN_MODULE:
+        runtime_env.run_module(sys.argv[2:])
+    else:
+        from app.cli import main
+
+        raise SystemExit(main())

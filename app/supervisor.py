@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from app.paths import REPO
-from core import run_control
+from core import run_control, runtime_env
 
 EXIT_TEXT = {0: ("done", "finished"), 3: ("stopped", "stopped by you; a checkpoint was saved"),
              5: ("failed", "ran out of memory"), 2: ("failed", "could not start")}
@@ -50,20 +49,19 @@ def outcome_of(code: int, last_event: dict | None, log: Path) -> Outcome:
     if code in EXIT_TEXT:
         status, text = EXIT_TEXT[code]
         return Outcome(status, said or text, code)
-    return Outcome("failed", f"{said or 'the trainer crashed'}; see the log at {log}", code)
+    said = (said or "the trainer crashed").removesuffix("; see the log")  # the trainer's own words say it too
+    return Outcome("failed", f"{said}; see the log at {log}", code)
 
 
 class TrainerJob:
     def __init__(self, config_path: Path, run_dir: Path, resume: bool = False,
                  on_event: Callable[[dict], None] | None = None,
-                 on_finished: Callable[[Outcome], None] | None = None,
-                 python: str | None = None):
+                 on_finished: Callable[[Outcome], None] | None = None):
         self.config_path = Path(config_path)
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.on_event = on_event
         self.on_finished = on_finished
-        self.python = python or sys.executable
         self.events: list[dict] = []
         self.outcome: Outcome | None = None
         self.proc: subprocess.Popen | None = None
@@ -74,7 +72,7 @@ class TrainerJob:
         return self.run_dir / "trainer.log"
 
     def start(self) -> "TrainerJob":
-        cmd = [self.python, "-m", "core.trainer", str(self.config_path)] + (["--resume"] if self.resume else [])
+        cmd = runtime_env.module_command("core.trainer", str(self.config_path), *(["--resume"] if self.resume else []))
         env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(
             [str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from core import runtime_env
+
 PROBE_BYTES = 256 << 20  # long enough that the copy engine's start-up cost is noise, short enough to be quick
 REPEATS = 3  # best of three, after one warm-up copy
 TIMEOUT_S = 120  # a child that takes longer has hung in the driver: the profile goes on without the figure
@@ -83,8 +85,8 @@ def measure_in_child(index: int) -> LinkSpeed | None:
     `index` is NVML's, which counts GPUs in PCI bus order; CUDA is told to count the same way."""
     env = {**os.environ, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
     try:
-        done = subprocess.run([sys.executable, "-m", "core.link_probe", str(index)], capture_output=True, text=True,
-                              timeout=TIMEOUT_S, env=env, cwd=Path(__file__).resolve().parent.parent)
+        done = subprocess.run(runtime_env.module_command("core.link_probe", str(index)), capture_output=True,
+                              text=True, timeout=TIMEOUT_S, env=env, cwd=Path(__file__).resolve().parent.parent)
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = done.stdout.strip().splitlines()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 
 ENV = {
@@ -40,3 +41,24 @@ def prepare() -> None:
         hf_logging.disable_progress_bar()
     except ImportError:  # transformers not imported yet in a minimal process: env vars cover it
         pass
+
+
+# The packaged app (PyInstaller) is one executable without a `-m`: it runs a module of ours when its first
+# argument is this flag (main.py), so the trainer and the probes start the same way from a checkout and a build.
+RUN_MODULE = "--run-module"
+
+
+def module_command(module: str, *args: str) -> list[str]:
+    """The command line that runs `module` as a script in a new process of this installation."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, RUN_MODULE, module, *args]
+    return [sys.executable, "-m", module, *args]
+
+
+def run_module(argv: list[str]) -> None:
+    """main.py's other door: `tuneforge --run-module NAME ARGS...` runs NAME as `python -m NAME ARGS...` would."""
+    import runpy
+
+    module, *args = argv
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)

@@ -307,7 +307,7 @@ def out_of_memory(db, emit, cfg, config_path: str) -> int:
 def restart(config_path: str) -> None:
     """This trainer again, resuming: in place on POSIX (same pid, stdout and stderr, so the app's pipe and a
     reattached window's pid watch carry on); elsewhere as a child whose exit code becomes ours."""
-    args = [sys.executable, "-m", "core.trainer", config_path, "--resume"]
+    args = runtime_env.module_command("core.trainer", config_path, "--resume")
     _events.flush()
     os.dup2(_events.fileno(), 1)  # the events pipe is stdout again for the new image (we pointed 1 at the log)
     sys.stderr.flush()

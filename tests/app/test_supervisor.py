@@ -2,14 +2,15 @@
 
 import json
 import signal
+import sys
 import time
 
 import pytest
 
 from app import operations as ops
 from app.supervisor import outcome_of
-from core import planner
-from tests.conftest import DEMO
+from core import planner, runtime_env
+from tests.conftest import DEMO, REPO
 
 
 @pytest.mark.parametrize("code,last,status,words", [
@@ -17,11 +18,12 @@ from tests.conftest import DEMO
     (3, None, "stopped", "stopped by you"),
     (5, {"text": "ran out of GPU memory at step 120"}, "failed", "at step 120"),
     (1, None, "failed", "see the log"),
+    (1, {"text": "crashed (OSError: disk full); see the log"}, "failed", "crashed (OSError: disk full); see the log at"),
     (-signal.SIGKILL, None, "killed", "killed by SIGKILL"),
 ])
 def test_exit_codes_become_sentences(tmp_path, code, last, status, words):
     outcome = outcome_of(code, last, tmp_path / "trainer.log")
-    assert outcome.status == status and words in outcome.text
+    assert outcome.status == status and words in outcome.text and outcome.text.count("see the log") <= 1
 
 
 def make_run(tiny_model_dir, **overrides):
@@ -29,7 +31,21 @@ def make_run(tiny_model_dir, **overrides):
     return ops.create_run(bundle, project="sup", **overrides)
 
 
-def test_a_finished_run_is_recorded_by_the_trainer_itself(home, tiny_model_dir):
+def packaged(tmp_path, monkeypatch):
+    """This process as the packaged app sees itself: frozen, its executable running main.py with any arguments
+    (what PyInstaller's executable does), so the trainer must be started through `--run-module`."""
+    exe = tmp_path / "tuneforge"
+    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{REPO / "main.py"}" "$@"\n')
+    exe.chmod(0o755)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", str(exe))
+
+
+@pytest.mark.parametrize("install", ["checkout", "packaged"])
+def test_a_finished_run_is_recorded_by_the_trainer_itself(home, tiny_model_dir, tmp_path, monkeypatch, install):
+    if install == "packaged":
+        packaged(tmp_path, monkeypatch)
+        assert runtime_env.module_command("core.trainer", "x.json")[1:] == ["--run-module", "core.trainer", "x.json"]
     cfg = make_run(tiny_model_dir, max_steps=3)
     seen = []
     job = ops.start_run(cfg.run_id, on_event=seen.append)
