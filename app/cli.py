@@ -14,6 +14,7 @@ import traceback
 from core import runtime_env
 from core.errors import KnownError
 from core.gguf_export import QUANT_NAMES
+from kernels import OPS
 
 
 
@@ -52,6 +53,9 @@ def build_parser() -> Parser:
         s.add_argument("--grad-accum", type=int, help="Micro-batches per optimizer step.")
         s.add_argument("--device", choices=["cpu", "cuda"], help="Force a device (default: the GPU when present).")
         s.add_argument("--gpu", type=int, help="Which GPU to train on (default: the one with the most free memory).")
+        s.add_argument("--kernels", default="auto", metavar="auto|none|NAMES",
+                       help="Our fused GPU kernels: auto (all of them on CUDA), none, or a comma-separated list of "
+                            f"{', '.join(OPS)}.")
         ckpt = s.add_mutually_exclusive_group()
         ckpt.add_argument("--checkpointing", dest="checkpointing", action="store_true", default=None,
                           help="Force gradient checkpointing on (less memory, about a third slower).")

@@ -8,6 +8,7 @@ from app import operations as ops
 from app.progress_bar import TerminalProgress, format_duration
 from core import hardware, plan_text, planner, strategies
 from core.errors import KnownError
+from kernels import OPS
 
 
 def out(obj) -> None:
@@ -23,7 +24,19 @@ def wishes_of(a) -> planner.Wishes:
                           checkpointing=a.checkpointing,
                           memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else None,
                           options=dict(strategies.parse_option(a.strategy, text) for text in a.option),
-                          packing=a.packing)
+                          packing=a.packing, kernels=kernels_of(a.kernels))
+
+
+def kernels_of(text: str) -> list[str] | None:
+    """--kernels auto|none|NAME,NAME → the planner's wish (None: auto)."""
+    text = text.strip().lower()
+    if text == "auto":
+        return None
+    names = [] if text == "none" else [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in OPS]
+    if unknown or (text != "none" and not names):
+        raise KnownError(f"--kernels {text}: expected auto, none or names from {', '.join(OPS)}, comma-separated.")
+    return names
 
 
 def mapping_of(a) -> dict | None:

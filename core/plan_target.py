@@ -37,6 +37,7 @@ class Target:
     factor: float  # calibration: multiply estimated device bytes by this
     factor_source: str = ""  # what measured it
     time_factor: float = 1.0  # calibration: multiply estimated step time by this
+    fused_loss: bool = True  # our fused linear cross-entropy is among the kernels asked for (all are by default)
 
     def setup(self, strategy: str, micro_batch: int, seq_len: int, checkpointing: bool, options: dict,
               on_disk: bool = False) -> mm.Setup:
@@ -45,7 +46,7 @@ class Target:
         on_disk = on_disk or getattr(opts, "where", "auto") == "disk"  # the person asked for NVMe
         return mm.Setup(strategy, micro_batch, seq_len, compute_bytes=4 if self.precision == "fp32" else 2,
                         checkpointing=checkpointing, on_gpu=self.device == "cuda", weights_on_disk=on_disk,
-                        fused_loss=self.device == "cuda",  # the trainer's kernels are on by default on CUDA
+                        fused_loss=self.device == "cuda" and self.fused_loss,  # the kernels run on CUDA only
                         **s.setup_fields(opts, self.device))
 
     @property
@@ -86,7 +87,8 @@ def target_for(hw: HardwareProfile, w: "Wishes", calibration: dict | None, reaso
     if time_factor != 1.0:
         reasons.append(f"Time per step scaled by ×{time_factor:.2f}, measured on {calibration.get('source', 'a run')}.")
     return Target(device, gpu if device == "cuda" else None, precision, limit, ram_limit or 1 << 62,
-                   hw.disk_free_bytes or 1 << 62, factor, calibration.get("source", ""), time_factor)
+                   hw.disk_free_bytes or 1 << 62, factor, calibration.get("source", ""), time_factor,
+                   fused_loss=w.kernels is None or "cross_entropy" in w.kernels)
 
 
 def _pick_gpu(hw: HardwareProfile, w: "Wishes", reasons: list, warnings: list) -> GPU | None:

@@ -65,6 +65,7 @@ class Wishes:
     memory_cap_bytes: int | None = None  # use at most this much of the training device
     options: dict = field(default_factory=dict)  # strategy settings (core.strategies Options fields)
     packing: bool = True  # pack short rows into full sequences (core.data.packing)
+    kernels: list[str] | None = None  # our kernels to train with (names in kernels.OPS); None: all of them on CUDA
 
 
 @dataclass
@@ -92,6 +93,7 @@ class Plan:
     optimizer: str = "adamw"  # a name in core.memory_model.OPTIMIZERS
     options: dict = field(default_factory=dict)  # the strategy's settings as planned (its Options fields)
     packing: bool = True  # short rows packed into full sequences
+    kernels: list[str] | str = "auto"  # our kernels the run trains with: "auto" (all on CUDA) or the names asked
     sequences: int = 0  # what one epoch is made of: packs, or rows when not packing
     ram: dict[str, int] = field(default_factory=dict)  # host RAM by term
     ram_limit: int = 0
@@ -310,6 +312,8 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         reasons.append(f"Gradient accumulation {grad_accum}, for {mb * grad_accum} examples per optimizer step.")
     if major:
         reasons.append(major)
+    if w.kernels is not None and target.device == "cuda":
+        reasons.append(kernels_reason(w.kernels))
     lr = w.lr or (2e-5 if strategy in ("full", "lisa") else 2e-4)
     epochs = w.epochs if w.epochs is not None else 1.0
     max_steps = w.max_steps or 0
@@ -357,12 +361,21 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         disk_free=hw.disk_free_bytes, epoch_time_s=round(step_time * per_epoch, 1),
         fits=device_bytes <= target.usable and est.ram_total <= target.ram_limit,
         optimizer=setup.optimizer, options=settings.to_dict(s.options(options)), packing=w.packing, sequences=rows,
+        kernels="auto" if w.kernels is None else list(w.kernels),
         calibration={"factor": target.factor, "time_factor": target.time_factor, "source": target.factor_source}
         if (target.factor, target.time_factor) != (1.0, 1.0) else {},
         reasons=reasons, warnings=warnings,
     )
     plan.rejected = _rejected(shape, target, plan, w)
     return plan
+
+
+def kernels_reason(asked: list[str]) -> str:
+    """What turning some of our kernels off costs, in the plan's words."""
+    text = f"Our kernels: only {', '.join(asked)}, as you asked." if asked else "Our kernels are off, as you asked."
+    if "cross_entropy" not in asked:
+        text += " Without the fused loss the full logits are built, and their memory is counted."
+    return text
 
 
 def _rejected(shape, target: Target, plan: Plan, w: Wishes) -> list[dict]:

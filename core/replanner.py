@@ -44,8 +44,9 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
     predicted = previous.peak_bytes  # already includes any earlier correction
     factor = max(1.0, previous.memory_limit * OOM_MARGIN / max(1, predicted)) * previous.calibration.get("factor", 1.0)
     source = f"out of memory at step {at_step} with {previous.strategy}, micro-batch {previous.micro_batch}"
+    kernels = None if previous.kernels == "auto" else list(previous.kernels)
     target = target_for(hardware, Wishes(device=previous.device, gpu_index=previous.gpu_index,
-                                         memory_cap_bytes=w.memory_cap_bytes or None),
+                                         memory_cap_bytes=w.memory_cap_bytes or None, kernels=kernels),
                         {"factor": factor, "source": source}, [], warnings)
     reasons.append(f"Re-planned after running out of memory at step {at_step}: the plan predicted "
                    f"{predicted / GIB:.2f} GiB but the run needed more than {previous.memory_limit / GIB:.2f} GiB, "
@@ -87,7 +88,7 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
     strategy, ckpt, mb = chosen
     plan_wishes = Wishes(grad_accum=math.ceil(effective / mb), seq_len=previous.seq_len,  # (mb is ours, not asked)
                          lr=previous.lr, max_steps=previous.max_steps or None, epochs=previous.epochs,
-                         options=previous.options, packing=previous.packing)
+                         options=previous.options, packing=previous.packing, kernels=kernels)
     return finish_plan(shape, hardware, target, strategy, ckpt, mb, previous.seq_len,
                        sum(1 for n in token_lengths if n > previous.seq_len), token_lengths, plan_wishes, reasons,
                        warnings, fitted=fitted, options=chosen_options, steps=previous.total_steps)

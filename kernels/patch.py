@@ -42,7 +42,7 @@ import sys
 import types
 from dataclasses import dataclass
 
-from kernels import OPS
+from kernels import OPS, toolchain
 
 # The kernel modules import triton, which decides at their import whether to interpret them: this module, which
 # core imports with the trainer, imports them only inside the patched forwards.
@@ -84,7 +84,7 @@ def unavailable(device) -> str | None:
         import triton  # noqa: F401
     except ImportError:
         return "Triton is not installed (it comes with torch's CUDA builds on Linux)"
-    return None
+    return toolchain.missing() if device.type == "cuda" else None  # the interpreter compiles nothing
 
 
 def patch(model, ops=tuple(OPS), device=None) -> dict[str, Patched]:

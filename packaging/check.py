@@ -3,6 +3,8 @@
 Runs the built executable (dist/tuneforge/tuneforge, or --exe) in a fresh data folder, one step at a time:
 
 - profile: `tuneforge profile --json` describes this machine;
+- kernels: our kernels' sources are in the bundle and Triton could build its launcher (Python's headers are
+           in the bundle; the C compiler is the machine's);
 - train:   a 2-step LoRA run of the bundled default model on 16 demo rows; the app's supervisor starts the
            trainer as the executable again (`tuneforge --run-module core.trainer RUN.json`);
 - chat:    the run answers a prompt;
@@ -60,6 +62,13 @@ def steps(exe: Path, home: Path):
         gpus = ", ".join(g.get("name", "?") for g in found_here["gpus"]) or "no GPU"
         return s, f"{found_here['cpu_name']}, {found_here['cores_logical']} cores, {gpus}"
 
+    def kernels():
+        sources = sorted(p.name for p in (exe.parent / "_internal" / "kernels").glob("*.py"))
+        assert "patch.py" in sources and "lora.py" in sources, f"the kernels' sources are not in the bundle: {sources}"
+        done, s = run(exe, home, "--run-module", "kernels.toolchain")
+        assert "Python.h" not in done.stdout, tail(done)  # the headers are the bundle's; the compiler the machine's
+        return s, f"{len(sources)} kernel sources; {done.stdout.strip()}"
+
     def train():
         done, s = run(exe, home, "train", "--model", "default", "--data", data, "--strategy", "lora", "--device",
                       "cpu", "--max-steps", "2", "--batch-size", "2", "--grad-accum", "1", "--seq-len", "128", "--json")
@@ -90,7 +99,7 @@ def steps(exe: Path, home: Path):
         assert done.returncode == 0 and len(pngs) >= 5, tail(done)
         return s, f"{len(pngs)} screenshots"
 
-    return [("profile", profile), ("train", train), ("chat", chat), ("export", export), ("window", window)]
+    return [("profile", profile), ("kernels", kernels), ("train", train), ("chat", chat), ("export", export), ("window", window)]
 
 
 def tail(done: subprocess.CompletedProcess, chars: int = 3000) -> str:

@@ -79,7 +79,14 @@ def test_plan_for_another_machine(cli_here, tiny_model_dir):
     proc = cli_here("plan", "--model", tiny_model_dir, "--data", DEMO, "--hardware",
                REPO / "resources" / "hardware" / "gpu-24gb.json", "--json", check=0)
     plan = json.loads(proc.stdout)["plan"]
-    assert plan["device"] == "cuda" and plan["precision"] == "bf16" and plan["reasons"]
+    assert plan["device"] == "cuda" and plan["precision"] == "bf16" and plan["reasons"] and plan["kernels"] == "auto"
+    off = cli_here("plan", "--model", tiny_model_dir, "--data", DEMO, "--hardware",
+                   REPO / "resources" / "hardware" / "gpu-24gb.json", "--kernels", "none", "--json", check=0)
+    plan = json.loads(off.stdout)["plan"]
+    assert plan["kernels"] == [] and "Our kernels are off, as you asked." in " ".join(plan["reasons"])
+    bad = cli_here("plan", "--model", tiny_model_dir, "--data", DEMO, "--kernels", "rmsnorm,fast", check=2)
+    assert bad.stderr.strip() == ("error: --kernels rmsnorm,fast: expected auto, none or names from rmsnorm, swiglu, "
+                                  "rope, cross_entropy, lora, comma-separated."), bad.stderr
 
 
 def train_json(cli, model, *extra):
@@ -88,8 +95,11 @@ def train_json(cli, model, *extra):
     return events, events[-1]["run_id"]
 
 
-def test_train_runs_chat_export_on_a_tiny_model(cli, cli_here, tiny_model_dir, tmp_path):
-    events, run_id = train_json(cli, tiny_model_dir, "--max-steps", "6", "--lr", "5e-3", "--project", "tiny")
+def test_train_runs_chat_export_on_a_tiny_model(cli, cli_here, home, tiny_model_dir, tmp_path):
+    events, run_id = train_json(cli, tiny_model_dir, "--max-steps", "6", "--lr", "5e-3", "--project", "tiny",
+                                "--kernels", "rmsnorm,rope")
+    assert json.loads((home / "runs" / run_id / "run.json").read_text())["kernels"] == ["rmsnorm", "rope"]
+    assert next(e for e in events if e["event"] == "start")["kernels"] == []  # asked for, but no GPU here
     steps = [e for e in events if e["event"] == "step"]
     assert [e["step"] for e in steps] == list(range(1, 7))
     assert steps[-1]["loss"] < steps[0]["loss"]

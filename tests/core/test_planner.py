@@ -189,3 +189,25 @@ def test_the_cpu_asked_for_on_a_gpu_machine_is_said_so():
     assert not any(r.startswith("No GPU") for r in plan.reasons)
     no_gpu = planner.make_plan(CPU_ONLY, SMOL, [50] * 10)
     assert any(r.startswith("No GPU: training on the CPU in fp32") for r in no_gpu.reasons)
+
+
+@pytest.mark.parametrize("kernels,fused,said", [
+    (None, True, None),
+    (["rmsnorm", "rope", "cross_entropy"], True, "Our kernels: only rmsnorm, rope, cross_entropy, as you asked."),
+    (["rmsnorm"], False, "Without the fused loss the full logits are built"),
+    ([], False, "Our kernels are off, as you asked."),
+])
+def test_kernels_asked_for_reach_the_plan_and_its_memory(kernels, fused, said):
+    """Without our fused loss the logits are built: the plan counts them, says why, and a re-plan keeps the choice."""
+    hw = hardware.load(REPO / "resources" / "hardware" / "gpu-24gb.json")
+    wish = dict(micro_batch=4, seq_len=1024, gpu_index=0)
+    auto = planner.make_plan(hw, SMOL, [1000] * 64, planner.Wishes(**wish))
+    plan = planner.make_plan(hw, SMOL, [1000] * 64, planner.Wishes(**wish, kernels=kernels))
+    assert plan.kernels == ("auto" if kernels is None else kernels)
+    logits = 4 * 1024 * SMOL["vocab_size"] * 12  # fp32 log-softmax kept plus two vocab-wide gradients
+    assert auto.memory["logits and loss"] < logits / 50  # the fused loss's chunk
+    assert plan.memory["logits and loss"] == (auto.memory["logits and loss"] if fused else logits)
+    assert (said is None) == (not any("Our kernels" in r for r in plan.reasons))
+    assert said is None or any(said in r for r in plan.reasons), plan.reasons
+    again = replanner.replan_after_oom(plan, hw, SMOL, [1000] * 64, at_step=2)
+    assert again.kernels == plan.kernels

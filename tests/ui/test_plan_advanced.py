@@ -61,6 +61,13 @@ def test_what_if_plans_for_another_gpu_and_holds_next(make_wizard, advance, qtbo
     assert "RTX 4090" in page.labels["device"].text() and "hypothetical" in page.labels["device"].text()
     assert "hypothetical" in page.settings.title() and "cannot train" in page.what_if_note.message
     assert not page.isComplete() and not wizard.button(QWizard.NextButton).isEnabled()
+    fused = page.session.bundle.plan.memory["logits and loss"]
+    page.advanced.kernels.setCurrentIndex(page.advanced.kernels.findText("Off"))  # our kernels off: logits counted
+    assert page.advanced.overridden.text() == "1 setting overridden"
+    replanned(page, qtbot, lambda b: b.plan.kernels == [] and b.plan.memory["logits and loss"] > fused)
+    assert "Our kernels are off, as you asked." in page.reasons.text()
+    page.advanced.reset()
+    replanned(page, qtbot, lambda b: b.plan.kernels == "auto")
     page.what_if.setCurrentIndex(0)
     replanned(page, qtbot, lambda b: b.hardware.source == "this machine")
     assert "hypothetical" not in page.labels["device"].text() and not page.what_if_note.message

@@ -77,6 +77,9 @@ class WishesPanel(QWidget):
         self.packing = fixed(QComboBox())
         self.packing.addItem("Auto (on)", True)
         self.packing.addItem("Off", False)
+        self.kernels = fixed(QComboBox())  # each op on its own: `tuneforge train --kernels rmsnorm,rope,...`
+        self.kernels.addItem("Auto (all, on a GPU)", None)
+        self.kernels.addItem("Off", [])
         self.memory_cap = fixed(QDoubleSpinBox(minimum=0, maximum=4096, singleStep=0.5, decimals=1, suffix=" GiB"))
         self.memory_cap.setSpecialValueText(AUTO)
         self.device = auto_combo([("CPU", "cpu")])  # this machine's GPUs join once a plan names them
@@ -97,7 +100,8 @@ class WishesPanel(QWidget):
                 ("Learning rate:", self.lr, "pick or type one, like 2e-4"),
                 ("Epochs:", self.epochs, "passes over the data, unless a step limit stops it first"),
                 ("Gradient checkpointing:", self.checkpointing, "recompute activations: less memory, slower"),
-                ("Packing:", self.packing, "several short rows share one sequence")):
+                ("Packing:", self.packing, "several short rows share one sequence"),
+                ("Our GPU kernels:", self.kernels, "fused Triton kernels: faster, less memory; Off runs plain PyTorch")):
             row = QHBoxLayout()
             row.addWidget(widget, 0 if hint else 1)
             if hint:
@@ -117,7 +121,7 @@ class WishesPanel(QWidget):
 
         for box in (self.seq_len, self.micro_batch, self.grad_accum, self.epochs, self.memory_cap):
             box.valueChanged.connect(self._edited)
-        for box in (self.checkpointing, self.packing, self.device):
+        for box in (self.checkpointing, self.packing, self.kernels, self.device):
             box.currentIndexChanged.connect(self._edited)
         self.strategy.currentIndexChanged.connect(self._strategy_chosen)
         self.lr.currentTextChanged.connect(self._edited)
@@ -194,20 +198,20 @@ class WishesPanel(QWidget):
         """The raw control values, to tell whether the plan on screen was made for them."""
         return (self.strategy.currentIndex(), self.seq_len.value(), self.micro_batch.value(), self.grad_accum.value(),
                 self.lr.currentText().strip(), self.epochs.value(), self.checkpointing.currentIndex(),
-                self.packing.currentIndex(), self.memory_cap.value(), self.device.currentData(),
-                self.options.state())
+                self.packing.currentIndex(), self.kernels.currentIndex(), self.memory_cap.value(),
+                self.device.currentData(), self.options.state())
 
     def count_overrides(self) -> int:
         return sum((self.strategy.currentIndex() > 0, self.seq_len.value() > 0, self.micro_batch.value() > 0,
                     self.grad_accum.value() > 0, self.lr.currentText().strip() not in ("", AUTO),
                     self.epochs.value() > 0, self.checkpointing.currentIndex() > 0, self.packing.currentIndex() > 0,
-                    self.memory_cap.value() > 0, self.device.currentIndex() > 0, len(self.options.state())))
+                    self.kernels.currentIndex() > 0, self.memory_cap.value() > 0, self.device.currentIndex() > 0, len(self.options.state())))
 
     def reset(self) -> None:
         self.options.reset()
         for box in (self.seq_len, self.micro_batch, self.grad_accum, self.epochs, self.memory_cap):
             box.setValue(0)
-        for box in (self.strategy, self.checkpointing, self.packing, self.lr, self.device):
+        for box in (self.strategy, self.checkpointing, self.packing, self.kernels, self.lr, self.device):
             box.setCurrentIndex(0)
 
     def learning_rate(self) -> float | None:
@@ -231,4 +235,4 @@ class WishesPanel(QWidget):
                       lr=self.learning_rate(), epochs=self.epochs.value() or None, max_steps=max_steps,
                       checkpointing=self.checkpointing.currentData(), packing=self.packing.currentData(),
                       memory_cap_bytes=int(self.memory_cap.value() * GIB) or None, device=device,
-                      gpu_index=gpu_index, options=self.options.values())
+                      gpu_index=gpu_index, options=self.options.values(), kernels=self.kernels.currentData())
