@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from core import memory_model as mm
 from core import strategies
 from core.hardware import GPU, HardwareProfile
+from kernels import toolchain
 
 if TYPE_CHECKING:
     from core.planner import Wishes
@@ -88,7 +89,12 @@ def target_for(hw: HardwareProfile, w: "Wishes", calibration: dict | None, reaso
         reasons.append(f"Time per step scaled by ×{time_factor:.2f}, measured on {calibration.get('source', 'a run')}.")
     return Target(device, gpu if device == "cuda" else None, precision, limit, ram_limit or 1 << 62,
                    hw.disk_free_bytes or 1 << 62, factor, calibration.get("source", ""), time_factor,
-                   fused_loss=w.kernels is None or "cross_entropy" in w.kernels)
+                   fused_loss=(w.kernels is None or "cross_entropy" in w.kernels) and not too_old(gpu))
+
+
+def too_old(gpu: GPU | None) -> str | None:
+    """Why our kernels cannot run on `gpu` at all (kernels.toolchain's rule), for the plan to count and say."""
+    return toolchain.gpu_too_old(gpu.name, toolchain.capability_of(gpu.compute_capability)) if gpu else None
 
 
 def _pick_gpu(hw: HardwareProfile, w: "Wishes", reasons: list, warnings: list) -> GPU | None:

@@ -30,7 +30,7 @@ from core.data import split
 from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
 from core.offload import host_plan
-from core.plan_target import Target, target_for
+from core.plan_target import Target, target_for, too_old
 
 GIB = 1024**3
 EFFECTIVE_BATCH = 8  # sequences per optimizer step unless the data has fewer rows
@@ -312,7 +312,9 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         reasons.append(f"Gradient accumulation {grad_accum}, for {mb * grad_accum} examples per optimizer step.")
     if major:
         reasons.append(major)
-    if w.kernels is not None and target.device == "cuda":
+    if target.device == "cuda" and (old := too_old(target.gpu)):
+        reasons.append(f"Our kernels: {old}, so the full logits are built and their memory is counted.")
+    elif w.kernels is not None and target.device == "cuda":
         reasons.append(kernels_reason(w.kernels))
     lr = w.lr or (2e-5 if strategy in ("full", "lisa") else 2e-4)
     epochs = w.epochs if w.epochs is not None else 1.0

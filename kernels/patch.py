@@ -84,7 +84,12 @@ def unavailable(device) -> str | None:
         import triton  # noqa: F401
     except ImportError:
         return "Triton is not installed (it comes with torch's CUDA builds on Linux)"
-    return toolchain.missing() if device.type == "cuda" else None  # the interpreter compiles nothing
+    if device.type != "cuda":
+        return None  # the interpreter compiles nothing
+    import torch
+
+    return (toolchain.gpu_too_old(torch.cuda.get_device_name(device), torch.cuda.get_device_capability(device))
+            or toolchain.missing())
 
 
 def patch(model, ops=tuple(OPS), device=None) -> dict[str, Patched]:

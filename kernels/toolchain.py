@@ -1,5 +1,8 @@
 """What Triton needs from the machine, besides itself, before our kernels can run on a GPU.
 
+A GPU new enough: Triton compiles for compute capability 7.0 (Volta) and newer, the same line torch draws
+before it hands a GPU to Triton (torch.utils._triton.has_triton); a Pascal card trains on the plain path.
+
 The first time Triton launches a kernel on a machine it compiles a small C module, its launcher, with the
 system's C compiler against Python's headers, and caches it (~/.triton/cache). Without a compiler, or without
 the headers (a Python built without its development files; a packaged app that left them out), that first
@@ -15,6 +18,23 @@ import os
 import shutil
 import sysconfig
 from pathlib import Path
+
+
+MIN_CAPABILITY = (7, 0)
+
+
+def capability_of(text: str) -> tuple[int, int] | None:
+    """'8.9' → (8, 9); None when unknown (an empty or odd field of a hardware profile)."""
+    major, _, minor = text.partition(".")
+    return (int(major), int(minor or 0)) if major.isdigit() and (minor or "0").isdigit() else None
+
+
+def gpu_too_old(name: str, capability: tuple[int, int] | None) -> str | None:
+    """Why Triton cannot compile for this GPU (None when it can, or when its capability is unknown)."""
+    if capability is None or capability >= MIN_CAPABILITY:
+        return None
+    return (f"{name} has compute capability {capability[0]}.{capability[1]}, and Triton compiles for "
+            f"{MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]} (Volta) and newer: the plain PyTorch path runs")
 
 
 def python_headers() -> Path:

@@ -211,3 +211,12 @@ def test_kernels_asked_for_reach_the_plan_and_its_memory(kernels, fused, said):
     assert said is None or any(said in r for r in plan.reasons), plan.reasons
     again = replanner.replan_after_oom(plan, hw, SMOL, [1000] * 64, at_step=2)
     assert again.kernels == plan.kernels
+
+
+def test_a_gpu_older_than_triton_supports_counts_the_logits_and_says_why():
+    pascal = hardware.HardwareProfile(gpus=[hardware.GPU(0, "NVIDIA GeForce GTX 1080 Ti", 11 << 30, 11 << 30,
+                                                         compute_capability="6.1")],
+                                      cores_physical=8, ram_total_bytes=32 << 30, ram_available_bytes=28 << 30)
+    plan = planner.make_plan(pascal, SMOL, [1000] * 64, planner.Wishes(micro_batch=4, seq_len=1024))
+    assert plan.device == "cuda" and plan.memory["logits and loss"] == 4 * 1024 * SMOL["vocab_size"] * 12
+    assert any("compute capability 6.1" in r and "logits" in r for r in plan.reasons), plan.reasons

@@ -43,3 +43,18 @@ def test_the_launcher_needs_a_compiler_and_the_headers(case, expected, tmp_path,
         assert why is None
     else:
         assert why is not None and expected in why and "the plain PyTorch path runs" in why, why
+
+
+@pytest.mark.parametrize("field,capability,too_old", [
+    ("6.1", (6, 1), True),  # Pascal: GTX 1080 Ti
+    ("7.0", (7, 0), False),  # Volta: V100
+    ("7.5", (7, 5), False),  # Turing: T4
+    ("12.0", (12, 0), False),
+    ("", None, False),  # unknown: the kernels are tried
+    ("sm_86", None, False),
+])
+def test_triton_needs_volta_or_newer(field, capability, too_old):
+    assert toolchain.capability_of(field) == capability
+    why = toolchain.gpu_too_old("NVIDIA GeForce GTX 1080 Ti", capability)
+    assert (why is not None) == too_old
+    assert why is None or why.startswith("NVIDIA GeForce GTX 1080 Ti has compute capability 6.1, and Triton")
