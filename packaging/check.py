@@ -5,9 +5,11 @@ Runs the built executable (dist/tuneforge/tuneforge, or --exe) in a fresh data f
 - profile: `tuneforge profile --json` describes this machine;
 - kernels: our kernels' sources are in the bundle and Triton could build its launcher (Python's headers are
            in the bundle; the C compiler is the machine's);
-- train:   a 2-step LoRA run of the bundled default model on 16 demo rows; the app's supervisor starts the
-           trainer as the executable again (`tuneforge --run-module core.trainer RUN.json`);
-- chat:    the run answers a prompt;
+- train:   a 2-step LoRA run of the bundled default model on 16 demo rows, on the GPU where there is one (our
+           kernels then compile from the bundle); the app's supervisor starts the trainer as the executable
+           again (`tuneforge --run-module core.trainer RUN.json`);
+- qlora:   the same with a 4-bit base (bitsandbytes' native library is in the bundle);
+- chat:    the LoRA run answers a prompt;
 - export:  `export --format gguf` writes a file that passes its own verification (tokenizer, read-back,
            transformers' GGUF loader, agreement with the merged model);
 - window:  `--run-module ui.screenshots` drives the main window and the wizard offscreen, a real run from the
@@ -69,14 +71,23 @@ def steps(exe: Path, home: Path):
         assert "Python.h" not in done.stdout, tail(done)  # the headers are the bundle's; the compiler the machine's
         return s, f"{len(sources)} kernel sources; {done.stdout.strip()}"
 
-    def train():
-        done, s = run(exe, home, "train", "--model", "default", "--data", data, "--strategy", "lora", "--device",
-                      "cpu", "--max-steps", "2", "--batch-size", "2", "--grad-accum", "1", "--seq-len", "128", "--json")
+    def trained(strategy: str):
+        done, s = run(exe, home, "train", "--model", "default", "--data", data, "--strategy", strategy,
+                      "--max-steps", "2", "--batch-size", "2", "--grad-accum", "1", "--seq-len", "128", "--json")
         events = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
         assert done.returncode == 0 and events and events[-1].get("status") == "done", tail(done)
-        found["run"] = events[-1]["run_id"]
         losses = [e["loss"] for e in events if e["event"] == "step"]
-        return s, f"run {found['run']}, losses {losses}"
+        start = next(e for e in events if e["event"] == "start")  # on a GPU: our kernels, compiled in the bundle
+        kernels = ", ".join(start["kernels"]) or "none"
+        return s, events[-1]["run_id"], f"on {start['device']}, kernels {kernels}, losses {losses}"
+
+    def train():
+        s, found["run"], finding = trained("lora")
+        return s, finding
+
+    def qlora():  # bitsandbytes' native library is in the bundle
+        s, _, finding = trained("qlora")
+        return s, finding
 
     def chat():
         done, s = run(exe, home, "chat", "--run", found["run"], "--prompt", "Where is the treasure?",
@@ -99,7 +110,8 @@ def steps(exe: Path, home: Path):
         assert done.returncode == 0 and len(pngs) >= 5, tail(done)
         return s, f"{len(pngs)} screenshots"
 
-    return [("profile", profile), ("kernels", kernels), ("train", train), ("chat", chat), ("export", export), ("window", window)]
+    return [("profile", profile), ("kernels", kernels), ("train", train), ("qlora", qlora), ("chat", chat),
+            ("export", export), ("window", window)]
 
 
 def tail(done: subprocess.CompletedProcess, chars: int = 3000) -> str:

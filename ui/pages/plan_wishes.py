@@ -101,7 +101,7 @@ class WishesPanel(QWidget):
                 ("Epochs:", self.epochs, "passes over the data, unless a step limit stops it first"),
                 ("Gradient checkpointing:", self.checkpointing, "recompute activations: less memory, slower"),
                 ("Packing:", self.packing, "several short rows share one sequence"),
-                ("Our GPU kernels:", self.kernels, "fused Triton kernels: faster, less memory; Off runs plain PyTorch")):
+                ("Our GPU kernels:", self.kernels, "fused Triton kernels: faster, leaner; Off runs plain PyTorch")):
             row = QHBoxLayout()
             row.addWidget(widget, 0 if hint else 1)
             if hint:
