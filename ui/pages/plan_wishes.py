@@ -205,7 +205,8 @@ class WishesPanel(QWidget):
         return sum((self.strategy.currentIndex() > 0, self.seq_len.value() > 0, self.micro_batch.value() > 0,
                     self.grad_accum.value() > 0, self.lr.currentText().strip() not in ("", AUTO),
                     self.epochs.value() > 0, self.checkpointing.currentIndex() > 0, self.packing.currentIndex() > 0,
-                    self.kernels.currentIndex() > 0, self.memory_cap.value() > 0, self.device.currentIndex() > 0, len(self.options.state())))
+                    self.kernels.currentIndex() > 0, self.memory_cap.value() > 0, self.device.currentIndex() > 0,
+                    len(self.options.state())))
 
     def reset(self) -> None:
         self.options.reset()
