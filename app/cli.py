@@ -133,11 +133,11 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     runtime_env.prepare()
-    if not argv:
-        from ui.app import run_app  # the entry point is the one place app/ reaches for ui/
-
-        return run_app(sys.argv[:1])
     try:
+        if not argv:
+            from ui.app import run_app  # the entry point is the one place app/ reaches for ui/
+
+            return run_app(sys.argv[:1])
         args = build_parser().parse_args(argv)
         if not args.verb:
             raise KnownError("tuneforge: name a verb (profile, plan, train, resume, runs, plans, strategies, chat, export, "

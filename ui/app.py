@@ -6,11 +6,16 @@ from core import runtime_env
 
 
 def run_app(argv: list[str]) -> int:
-    """Show the main window until it is closed; argv is the process's argv (Qt takes its own options from it)."""
+    """Show the main window until it is closed; argv is the process's argv (Qt takes its own options from it).
+    Raises KnownError (a sentence) when there is no display to show it on."""
+    from core.errors import KnownError
+    from ui.display import why_no_window
+
+    if why := why_no_window():
+        raise KnownError(why)
     from PySide6.QtWidgets import QApplication
 
     from app import user_settings
-    from core.errors import KnownError
     from ui import theme
     from ui.main_thread_gc import MainThreadGC
     from ui.main_window import MainWindow
