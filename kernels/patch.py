@@ -86,8 +86,6 @@ def unavailable(device) -> str | None:
         return "Triton is not installed (it comes with torch's CUDA builds on Linux)"
     if device.type != "cuda":
         return None  # the interpreter compiles nothing
-    import torch
-
     return (toolchain.gpu_too_old(torch.cuda.get_device_name(device), torch.cuda.get_device_capability(device))
             or toolchain.missing())
 
