@@ -14,7 +14,7 @@ import traceback
 from core import runtime_env
 from core.errors import KnownError
 from core.gguf_export import QUANT_NAMES
-from kernels import OPS
+from tuneforge_kernels import OPS
 
 
 

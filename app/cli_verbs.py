@@ -8,7 +8,7 @@ from app import operations as ops
 from app.progress_bar import TerminalProgress, format_duration
 from core import hardware, plan_text, planner, strategies
 from core.errors import KnownError
-from kernels import OPS
+from tuneforge_kernels import OPS
 
 
 def out(obj) -> None:

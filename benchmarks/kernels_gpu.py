@@ -49,7 +49,7 @@ if "--smoke" in sys.argv[1:]:
 
 from benchmarks import cells  # noqa: E402  (puts core on the path and prepares the process first)
 from core import atomic  # noqa: E402
-from kernels import OPS  # noqa: E402
+from tuneforge_kernels import OPS  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -79,7 +79,7 @@ def liger() -> dict | None:
 
 # --- cells: inputs, and one forward + backward per implementation -------------------------------------------------
 def cross_entropy_cells(s, dtype, device, ref, lig):
-    from kernels.fused_linear_cross_entropy import fused_linear_cross_entropy
+    from tuneforge_kernels.fused_linear_cross_entropy import fused_linear_cross_entropy
 
     tokens = s["batch"] * s["seq"]
     for variant, head_trains in (("head frozen (LoRA)", False), ("head trained", True)):
@@ -98,7 +98,7 @@ def cross_entropy_cells(s, dtype, device, ref, lig):
 
 
 def rmsnorm_cells(s, dtype, device, ref, lig):
-    from kernels.rmsnorm import GEMMA, LLAMA, rms_norm
+    from tuneforge_kernels.rmsnorm import GEMMA, LLAMA, rms_norm
 
     rows = s["batch"] * s["seq"]
     for variant in (LLAMA, GEMMA):
@@ -118,7 +118,7 @@ def rmsnorm_cells(s, dtype, device, ref, lig):
 
 
 def swiglu_cells(s, dtype, device, ref, lig):
-    from kernels.swiglu import GELU_TANH, SILU, gated
+    from tuneforge_kernels.swiglu import GELU_TANH, SILU, gated
 
     rows = s["batch"] * s["seq"]
     for variant, liger_name in ((SILU, "swiglu"), (GELU_TANH, "geglu")):
@@ -136,7 +136,7 @@ def swiglu_cells(s, dtype, device, ref, lig):
 
 
 def rope_cells(s, dtype, device, ref, lig):
-    from kernels.rope import apply_rope
+    from tuneforge_kernels.rope import apply_rope
 
     b, seq, qh, kh, d = s["batch"], s["seq"], s["q_heads"], s["kv_heads"], s["head_dim"]
 
@@ -163,7 +163,7 @@ def rope_cells(s, dtype, device, ref, lig):
 
 
 def lora_cells(s, dtype, device, ref, lig):
-    from kernels.lora import lora_linear
+    from tuneforge_kernels.lora import lora_linear
 
     tokens, n_in, n_out, rank = s["batch"] * s["seq"], s["hidden"], s["intermediate"], 16
     for variant in ("base " + str(dtype).removeprefix("torch."), "base nf4"):

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from core import strategies
 from core.model_shape import ModelShape
 from core.offload.weight_store import STAGING
-from kernels.patch import ARCHITECTURES
+from tuneforge_kernels.patch import ARCHITECTURES
 
 GIB = 1024**3
 
@@ -49,7 +49,7 @@ ACTIVATION_COEFFICIENTS = {
 }
 LOGITS_SAVED_BYTES = 4  # per token per vocab entry: fp32 log-softmax output
 LOGITS_BACKWARD_BYTES = 8  # two more fp32 vocab-wide gradients at the start of backward
-FUSED_LOSS_MIN_ROWS = 256  # kernels/fused_linear_cross_entropy.py's MIN_CHUNK_ROWS (not imported: it loads Triton)
+FUSED_LOSS_MIN_ROWS = 256  # tuneforge_kernels/fused_linear_cross_entropy.py's MIN_CHUNK_ROWS (not imported: it loads Triton)
 NF4_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # 4-bit codes + 8-bit absmax per 64 + fp32 per 256 absmax (double quant)
 INT8_BYTES = 1.0  # LLM.int8 codes (row scales are negligible)
 CUDA_CONTEXT = int(0.5 * GIB)  # driver context and kernel images, outside torch's allocator
@@ -205,7 +205,7 @@ def log_softmax_bytes(shape: ModelShape, s: Setup) -> int:
 
 
 def fused_loss(shape: ModelShape, s: Setup) -> bool:
-    """The run computes its loss with kernels/fused_linear_cross_entropy: asked for, on a GPU, and an
+    """The run computes its loss with tuneforge_kernels/fused_linear_cross_entropy: asked for, on a GPU, and an
     architecture our kernels patch (elsewhere transformers' head builds the full logits)."""
     return s.fused_loss and s.on_gpu and shape.model_type in ARCHITECTURES
 

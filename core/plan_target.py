@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from core import memory_model as mm
 from core import strategies
 from core.hardware import GPU, HardwareProfile
-from kernels import toolchain
+from tuneforge_kernels import toolchain
 
 if TYPE_CHECKING:
     from core.planner import Wishes
@@ -93,7 +93,7 @@ def target_for(hw: HardwareProfile, w: "Wishes", calibration: dict | None, reaso
 
 
 def too_old(gpu: GPU | None) -> str | None:
-    """Why our kernels cannot run on `gpu` at all (kernels.toolchain's rule), for the plan to count and say."""
+    """Why our kernels cannot run on `gpu` at all (tuneforge_kernels.toolchain's rule), for the plan to count and say."""
     return toolchain.gpu_too_old(gpu.name, toolchain.capability_of(gpu.compute_capability)) if gpu else None
 
 

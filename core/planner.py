@@ -65,7 +65,7 @@ class Wishes:
     memory_cap_bytes: int | None = None  # use at most this much of the training device
     options: dict = field(default_factory=dict)  # strategy settings (core.strategies Options fields)
     packing: bool = True  # pack short rows into full sequences (core.data.packing)
-    kernels: list[str] | None = None  # our kernels to train with (names in kernels.OPS); None: all of them on CUDA
+    kernels: list[str] | None = None  # our kernels to train with (names in tuneforge_kernels.OPS); None: all of them on CUDA
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from core import settings
 from core.settings import check, option
-from kernels import OPS
+from tuneforge_kernels import OPS
 
 TRAIN_ON = ("assistant", "all")
 # Settings that moved into strategy_options (run.json files written before strategies had their own).

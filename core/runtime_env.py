@@ -2,9 +2,9 @@
 
 Why each one:
 - offline: nothing is downloaded at run time, ever; a missing file is an error we explain.
-- bitsandbytes' CPU backend tries `from kernels import get_kernel` (the hub's `kernels` package) and
-  would fetch a kernel from the hub; here it finds our own `kernels/` package instead, fails, and
-  falls back to its plain path, which is what we want, so its warning is noise.
+- bitsandbytes' CPU backend tries `from kernels import get_kernel` (Hugging Face's `kernels` package, which
+  transformers installs) to fetch a kernel from the hub; offline that fails and it falls back to its plain
+  path, which is what we want, so its warning is noise.
 - transformers' deprecation warnings about its own internals tell the person nothing they can act on.
 """
 

@@ -65,9 +65,9 @@ def steps(exe: Path, home: Path):
         return s, f"{found_here['cpu_name']}, {found_here['cores_logical']} cores, {gpus}"
 
     def kernels():
-        sources = sorted(p.name for p in (exe.parent / "_internal" / "kernels").glob("*.py"))
+        sources = sorted(p.name for p in (exe.parent / "_internal" / "tuneforge_kernels").glob("*.py"))
         assert "patch.py" in sources and "lora.py" in sources, f"the kernels' sources are not in the bundle: {sources}"
-        done, s = run(exe, home, "--run-module", "kernels.toolchain")
+        done, s = run(exe, home, "--run-module", "tuneforge_kernels.toolchain")
         assert "Python.h" not in done.stdout, tail(done)  # the headers are the bundle's; the compiler the machine's
         return s, f"{len(sources)} kernel sources; {done.stdout.strip()}"
 

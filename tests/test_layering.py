@@ -1,4 +1,4 @@
-"""Dependencies flow ui → app → core → kernels, never back (STYLE §1), and the trainer is a leaf."""
+"""Dependencies flow ui → app → core → tuneforge_kernels, never back (STYLE §1), and the trainer is a leaf."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # package → top-level names it must never import
 FORBIDDEN = {
-    "kernels": {"PySide6", "ui", "app", "core"},
+    "tuneforge_kernels": {"PySide6", "ui", "app", "core"},
     "core": {"PySide6", "ui", "app"},
     "app": {"PySide6"},
 }
@@ -38,12 +38,12 @@ def test_no_import_against_the_arrow(package):
             top = name.split(".")[0]
             if top in FORBIDDEN[package] and (rel, top) not in ALLOWED:
                 wrong.append(f"{rel} imports {name}")
-    assert not wrong, "imports against ui → app → core → kernels:\n" + "\n".join(wrong)
+    assert not wrong, "imports against ui → app → core → tuneforge_kernels:\n" + "\n".join(wrong)
 
 
 def test_nothing_imports_the_trainer():
     offenders = []
-    files = [p for d in ("app", "core", "ui", "kernels", "tests", "benchmarks", "packaging") for p in (REPO / d).rglob("*.py")]
+    files = [p for d in ("app", "core", "ui", "tuneforge_kernels", "tests", "benchmarks", "packaging") for p in (REPO / d).rglob("*.py")]
     for path in sorted(files) + sorted(REPO.glob("*.py")):
         if path.name == "trainer.py" or path == Path(__file__):
             continue

@@ -11,7 +11,7 @@ the price of keeping every layer's input for all k micro-batches until the way d
 2. Up, without grad: each layer takes the k micro-batches in turn; its inputs are kept.
 3. Head: per micro-batch, the model's own forward runs with its layers taken out and the last hidden states
    (a leaf) put in front of the final norm, so the loss is exactly the model's, our fused loss
-   (kernels/patch.py) included where it is patched in; backward gives the last hidden states' gradient.
+   (tuneforge_kernels/patch.py) included where it is patched in; backward gives the last hidden states' gradient.
 4. Down: per layer and micro-batch, the layer's forward again from its kept input, with grad, then backward
    from the gradient above; the input's gradient goes to the layer below. Adapter gradients accumulate
    over the micro-batches as they do in micro-batch order. It stops at the lowest layer that trains when

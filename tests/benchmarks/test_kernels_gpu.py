@@ -23,7 +23,7 @@ def test_smoke_measures_every_kernel_against_its_baselines(tmp_path):
     out = tmp_path / "smoke.json"
     report = smoke_report(run, out)
     assert report["command"].endswith(f"--smoke --out {out}") and report["torch"] and report["date"]
-    from kernels import OPS
+    from tuneforge_kernels import OPS
 
     assert {c["kernel"] for c in report["cells"]} == set(OPS)
     for cell in report["cells"]:

@@ -126,7 +126,7 @@ def test_full_fine_tuning_peaks_in_the_optimizer_step_when_activations_are_small
 
 
 def test_the_fused_loss_needs_no_full_logits_and_the_model_knows_its_chunks():
-    from kernels.fused_linear_cross_entropy import MIN_CHUNK_ROWS
+    from tuneforge_kernels.fused_linear_cross_entropy import MIN_CHUNK_ROWS
 
     assert mm.FUSED_LOSS_MIN_ROWS == MIN_CHUNK_ROWS  # the memory model sizes the kernel's chunks as it does
     llama = ModelShape.from_config({"model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336,

@@ -11,7 +11,7 @@ import os
 import pytest
 import torch
 
-from kernels import OPS
+from tuneforge_kernels import OPS
 
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
@@ -27,11 +27,11 @@ def kernels_in_the_interpreter():
     from triton.runtime.jit import JITFunction  # the interpreter's kernels are InterpretedFunction instead
 
     compiled = [f"{module}.{name}" for module in OPS.values()
-                for name, fn in vars(importlib.import_module(f"kernels.{module}")).items()
+                for name, fn in vars(importlib.import_module(f"tuneforge_kernels.{module}")).items()
                 if isinstance(fn, JITFunction)]
     if compiled:
         pytest.fail(f"{', '.join(compiled)} were decorated before TRITON_INTERPRET=1 was set: something imported a "
-                    "kernel module before tests/kernels/conftest.py ran; import kernels lazily outside tests/kernels.")
+                    "kernel module before tests/kernels/conftest.py ran; import tuneforge_kernels lazily outside tests/kernels.")
 
 
 def close(actual: torch.Tensor, expected: torch.Tensor, tol: float, what: str = "") -> None:

@@ -37,7 +37,7 @@ from triton.compiler import ASTSource
 kernels, floats, archs = json.loads(sys.argv[1])
 for name, (pointers, constexprs) in kernels.items():
     module, function = name.split(":")
-    fn = getattr(importlib.import_module("kernels." + module), function)
+    fn = getattr(importlib.import_module("tuneforge_kernels." + module), function)
     signature = {}
     for arg in inspect.signature(fn.fn).parameters:
         if arg in constexprs:
@@ -63,11 +63,11 @@ def test_every_kernel_compiles_for_t4_a100_and_h100():
 
 
 def test_the_table_names_every_kernel():
-    """A new @triton.jit function in kernels/ must join the table above, or it would go uncompiled here."""
+    """A new @triton.jit function in tuneforge_kernels/ must join the table above, or it would go uncompiled here."""
     import ast
 
     found = set()
-    for path in sorted((REPO / "kernels").glob("*.py")):
+    for path in sorted((REPO / "tuneforge_kernels").glob("*.py")):
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
             if isinstance(node, ast.FunctionDef) and any("jit" in ast.unparse(d) for d in node.decorator_list):
                 found.add(f"{path.stem}:{node.name}")

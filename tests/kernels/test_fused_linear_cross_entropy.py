@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from kernels.fused_linear_cross_entropy import causal_targets, chunk_rows, fused_linear_cross_entropy
+from tuneforge_kernels.fused_linear_cross_entropy import causal_targets, chunk_rows, fused_linear_cross_entropy
 from tests.kernels.conftest import DEVICE, NEEDS_GPU, close
 
 # dtype → tolerance (relative to the largest reference value) for the loss and the gradients

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernels.lora import dequantize_4bit, lora_linear, lora_mlp
-from kernels.swiglu import GELU_TANH, SILU
+from tuneforge_kernels.lora import dequantize_4bit, lora_linear, lora_mlp
+from tuneforge_kernels.swiglu import GELU_TANH, SILU
 from tests.kernels.conftest import DEVICE, NEEDS_GPU, close
 
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 3e-3}

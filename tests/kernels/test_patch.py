@@ -9,8 +9,8 @@ import copy
 import pytest
 import torch
 
-from kernels import OPS, fused_linear_cross_entropy, lora, rmsnorm, rope, swiglu
-from kernels.patch import patch
+from tuneforge_kernels import OPS, fused_linear_cross_entropy, lora, rmsnorm, rope, swiglu
+from tuneforge_kernels.patch import patch
 from tests.kernels.conftest import DEVICE, close
 
 SIZES = dict(vocab_size=1009, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,

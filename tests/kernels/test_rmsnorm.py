@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.rmsnorm import GEMMA, LLAMA, rms_norm
+from tuneforge_kernels.rmsnorm import GEMMA, LLAMA, rms_norm
 from tests.kernels.conftest import DEVICE, NEEDS_GPU, close
 
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 3e-3}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.rope import apply_rope
+from tuneforge_kernels.rope import apply_rope
 from tests.kernels.conftest import DEVICE, NEEDS_GPU, close
 
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 3e-3}

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernels.swiglu import GELU_TANH, SILU, gated
+from tuneforge_kernels.swiglu import GELU_TANH, SILU, gated
 from tests.kernels.conftest import DEVICE, NEEDS_GPU, close
 
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 3e-3}

@@ -6,7 +6,7 @@ import sysconfig
 
 import pytest
 
-from kernels import toolchain
+from tuneforge_kernels import toolchain
 
 HEADERS = (toolchain.python_headers() / "Python.h").is_file()
 

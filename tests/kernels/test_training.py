@@ -7,7 +7,7 @@ import pytest
 
 from core import training
 from core.errors import BadArgument
-from kernels import OPS
+from tuneforge_kernels import OPS
 from tests.core.test_strategies import examples, random_llama
 from tests.kernels.conftest import DEVICE, close
 

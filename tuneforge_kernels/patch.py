@@ -14,7 +14,7 @@ projections, which only the lora op touches) and, per op:
   patched forward, takes the same path;
 - lora: every peft LoRA linear (`lora.Linear` on a float nn.Linear, `lora.Linear4bit` on bitsandbytes' 4-bit
   Linear4bit) with one adapter, dropout 0, no DoRA or other variant, no LoRA bias and a frozen base runs
-  kernels/lora.py's one-node forward; every `<Arch>MLP` whose gate, up and down projections all do (and whose
+  tuneforge_kernels/lora.py's one-node forward; every `<Arch>MLP` whose gate, up and down projections all do (and whose
   activation is SiLU or GELU-tanh) runs the fused LoRA MLP instead, which replaces swiglu's MLP forward. At call
   time anything peft's forward would do differently (adapters disabled or merged, another adapter active,
   `adapter_names`, extra arguments, autocast) runs peft's forward;
@@ -42,12 +42,12 @@ import sys
 import types
 from dataclasses import dataclass
 
-from kernels import OPS, toolchain
+from tuneforge_kernels import OPS, toolchain
 
 # The kernel modules import triton, which decides at their import whether to interpret them: this module, which
 # core imports with the trainer, imports them only inside the patched forwards.
 
-# model_type → (the prefix of its modeling classes, its RMSNorm's casting order: kernels.rmsnorm.LLAMA or GEMMA)
+# model_type → (the prefix of its modeling classes, its RMSNorm's casting order: tuneforge_kernels.rmsnorm.LLAMA or GEMMA)
 ARCHITECTURES = {
     "llama": ("Llama", "llama"),  # SmolLM too
     "mistral": ("Mistral", "llama"),
@@ -91,7 +91,7 @@ def unavailable(device) -> str | None:
 
 
 def patch(model, ops=tuple(OPS), device=None) -> dict[str, Patched]:
-    """Our kernels for `ops` (names in kernels.OPS) into `model` on `device` (default: where its weights are):
+    """Our kernels for `ops` (names in tuneforge_kernels.OPS) into `model` on `device` (default: where its weights are):
     op → Patched, for every op asked for."""
     ops = list(ops)
     unknown = [op for op in ops if op not in OPS]
@@ -149,7 +149,7 @@ def _patch_each(model, class_name: str, forward_for) -> Patched:
 
 # --- rmsnorm -----------------------------------------------------------------------------------------------------
 def _norm_forward(variant, self, x):
-    from kernels.rmsnorm import rms_norm
+    from tuneforge_kernels.rmsnorm import rms_norm
 
     eps = self.variance_epsilon if hasattr(self, "variance_epsilon") else self.eps
     return rms_norm(x, self.weight, eps, variant)
@@ -161,7 +161,7 @@ def _patch_norms(model, prefix, variant) -> Patched:
 
 # --- swiglu ------------------------------------------------------------------------------------------------------
 def _mlp_forward(activation, self, x):
-    from kernels.swiglu import gated
+    from tuneforge_kernels.swiglu import gated
 
     # in place: gate_proj(x) and up_proj(x) are temporaries of this forward, read by nothing but the product
     return self.down_proj(gated(self.gate_proj(x), self.up_proj(x), activation, inplace=True))
@@ -191,7 +191,7 @@ def _dispatching(original):
     def apply_rotary_pos_emb(q, k, cos, sin, *args, **kwargs):
         unsqueeze_dim = args[0] if args else kwargs.get("unsqueeze_dim", 1)
         if _ROPE_ON.get() and unsqueeze_dim == 1 and len(args) + len(kwargs) <= 1:
-            from kernels.rope import apply_rope
+            from tuneforge_kernels.rope import apply_rope
 
             return apply_rope(q, k, cos, sin)
         return original(q, k, cos, sin, *args, **kwargs)
@@ -228,7 +228,7 @@ def _causal_lm_forward(self, input_ids=None, attention_mask=None, position_ids=N
     import torch
     from transformers.modeling_outputs import CausalLMOutputWithPast
 
-    from kernels.fused_linear_cross_entropy import IGNORE_INDEX, causal_targets, fused_linear_cross_entropy
+    from tuneforge_kernels.fused_linear_cross_entropy import IGNORE_INDEX, causal_targets, fused_linear_cross_entropy
 
     keep_all = not torch.is_tensor(logits_to_keep) and logits_to_keep == 0
     if labels is None or not keep_all or kwargs.get("return_dict") is False:
@@ -299,7 +299,7 @@ def _lora_why_not(module) -> str | None:
 
 
 def _lora_parts(module, x):
-    """(W, quant_state, bias, A, B, scaling) for kernels.lora, or None when peft's forward must run for x."""
+    """(W, quant_state, bias, A, B, scaling) for tuneforge_kernels.lora, or None when peft's forward must run for x."""
     import torch
 
     (adapter,) = module.lora_A.keys()
@@ -317,7 +317,7 @@ def _lora_linear_forward(self, x, *args, **kwargs):
     parts = None if args or kwargs else _lora_parts(self, x)
     if parts is None:
         return type(self).forward(self, x, *args, **kwargs)
-    from kernels.lora import lora_linear
+    from tuneforge_kernels.lora import lora_linear
 
     return lora_linear(x, *parts)
 
@@ -326,7 +326,7 @@ def _lora_mlp_forward(activation, self, x):
     parts = [_lora_parts(proj, x) for proj in (self.gate_proj, self.up_proj, self.down_proj)]
     if any(p is None for p in parts):
         return type(self).forward(self, x)
-    from kernels.lora import lora_mlp
+    from tuneforge_kernels.lora import lora_mlp
 
     return lora_mlp(x, *parts, activation=activation)
 

@@ -34,8 +34,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.swiglu import BLOCK as GATED_BLOCK
-from kernels.swiglu import GELU_TANH, SILU, _gated_backward, _gated_forward
+from tuneforge_kernels.swiglu import BLOCK as GATED_BLOCK
+from tuneforge_kernels.swiglu import GELU_TANH, SILU, _gated_backward, _gated_forward
 
 BLOCK = 1024
 
