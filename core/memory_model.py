@@ -49,7 +49,8 @@ ACTIVATION_COEFFICIENTS = {
 }
 LOGITS_SAVED_BYTES = 4  # per token per vocab entry: fp32 log-softmax output
 LOGITS_BACKWARD_BYTES = 8  # two more fp32 vocab-wide gradients at the start of backward
-FUSED_LOSS_MIN_ROWS = 256  # tuneforge_kernels/fused_linear_cross_entropy.py's MIN_CHUNK_ROWS (not imported: it loads Triton)
+# tuneforge_kernels/fused_linear_cross_entropy.py's MIN_CHUNK_ROWS (not imported: it loads Triton)
+FUSED_LOSS_MIN_ROWS = 256
 NF4_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # 4-bit codes + 8-bit absmax per 64 + fp32 per 256 absmax (double quant)
 INT8_BYTES = 1.0  # LLM.int8 codes (row scales are negligible)
 CUDA_CONTEXT = int(0.5 * GIB)  # driver context and kernel images, outside torch's allocator

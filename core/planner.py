@@ -65,7 +65,8 @@ class Wishes:
     memory_cap_bytes: int | None = None  # use at most this much of the training device
     options: dict = field(default_factory=dict)  # strategy settings (core.strategies Options fields)
     packing: bool = True  # pack short rows into full sequences (core.data.packing)
-    kernels: list[str] | None = None  # our kernels to train with (names in tuneforge_kernels.OPS); None: all of them on CUDA
+    kernels: list[str] | None = None  # our kernels to train with (tuneforge_kernels.OPS names); None: all on CUDA
+    kernels_why: str = "as you asked"  # how that list came about, for the plan's reason
 
 
 @dataclass
@@ -315,7 +316,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
     if target.device == "cuda" and (old := too_old(target.gpu)):
         reasons.append(f"Our kernels: {old}, so the full logits are built and their memory is counted.")
     elif w.kernels is not None and target.device == "cuda":
-        reasons.append(kernels_reason(w.kernels))
+        reasons.append(kernels_reason(w.kernels, w.kernels_why))
     lr = w.lr or (2e-5 if strategy in ("full", "lisa") else 2e-4)
     epochs = w.epochs if w.epochs is not None else 1.0
     max_steps = w.max_steps or 0
@@ -372,9 +373,9 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
     return plan
 
 
-def kernels_reason(asked: list[str]) -> str:
+def kernels_reason(asked: list[str], why: str = "as you asked") -> str:
     """What turning some of our kernels off costs, in the plan's words."""
-    text = f"Our kernels: only {', '.join(asked)}, as you asked." if asked else "Our kernels are off, as you asked."
+    text = f"Our kernels: only {', '.join(asked)}, {why}." if asked else f"Our kernels are off, {why}."
     if "cross_entropy" not in asked:
         text += " Without the fused loss the full logits are built, and their memory is counted."
     return text

@@ -1,4 +1,4 @@
-"""Re-planning after a run ran out of memory.
+"""Re-planning after a run ran out of memory, or after one of our kernels failed on the GPU.
 
 The crash proves the true peak was above the limit, so the estimates are scaled up to say so, and
 the planner's ladder continues downward from the failed settings: halve the micro-batch first
@@ -9,9 +9,13 @@ gradient checkpointing, then QLoRA, then offload. The sequence length,
 learning rate and step count stay as they were, and the micro-batch never grows: settings that
 free memory are not a reason to trust the estimates with more than the run crashed with.
 
-`replan_run` does it for a run in place: the trainer calls it when it runs out of memory, writes
-the new plan into the run's config and starts again from its last checkpoint by itself, so a run
-left training in the background re-plans as well as one the app is watching.
+After a kernel of ours failed (tuneforge_kernels.failures says which), the run goes on without it: the same
+settings when they still fit (without the fused loss the full logits count), else the same ladder,
+with the estimates as they were, since nothing ran out.
+
+`replan_run` does either for a run in place: the trainer calls it, writes the new plan into the
+run's config and starts again from its last checkpoint by itself, so a run left training in the
+background re-plans as well as one the app is watching.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from core.model_shape import ModelShape
 from core.plan_target import target_for
 from core.planner import (GIB, LADDER, Plan, Wishes, finish_plan, largest_micro_batch, options_for, variants_for,
                           why_rung)
+from tuneforge_kernels import OPS
 
 OOM_MARGIN = 1.05  # after a crash, assume the true peak was at least 5% above the limit
 MAX_REPLANS = 4  # the ladder has four rungs below the first plan; more would mean the model is badly off
+OOM_REASON = "Re-planned after running out of memory"  # how such a plan's reason starts (the history counts them)
 
 
 def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: dict, token_lengths: list[int],
@@ -38,19 +44,44 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
     above the limit, so the estimates are scaled up to say so, and the ladder continues downward from
     the failed settings, keeping the sequence length and the effective batch (and so the trajectory)."""
     w = wishes or Wishes()
-    shape = ModelShape.from_config(model_config)
-    reasons: list[str] = []
-    warnings: list[str] = []
     predicted = previous.peak_bytes  # already includes any earlier correction
     factor = max(1.0, previous.memory_limit * OOM_MARGIN / max(1, predicted)) * previous.calibration.get("factor", 1.0)
     source = f"out of memory at step {at_step} with {previous.strategy}, micro-batch {previous.micro_batch}"
+    reason = (f"{OOM_REASON} at step {at_step}: the plan predicted "
+              f"{predicted / GIB:.2f} GiB but the run needed more than {previous.memory_limit / GIB:.2f} GiB, "
+              f"so every estimate is now scaled by ×{factor:.2f}.")
     kernels = None if previous.kernels == "auto" else list(previous.kernels)
+    return _step_down(previous, hardware, model_config, token_lengths, reason, {"factor": factor, "source": source},
+                      Wishes(memory_cap_bytes=w.memory_cap_bytes, kernels=kernels, kernels_why="as before"),
+                      same_first=False)
+
+
+def replan_without_kernels(previous: Plan, hardware: HardwareProfile, model_config: dict, token_lengths: list[int],
+                           at_step: int, failed: list[str], why: str, wishes: Wishes | None = None) -> Plan:
+    """A new plan after our kernels `failed` (tuneforge_kernels.OPS names) at `at_step` with `why`
+    (tuneforge_kernels.failures): the same settings without them when those still fit (without the fused loss the full logits are counted), else
+    the ladder below them, as after running out of memory but with the estimates as they were."""
+    w = wishes or Wishes()
+    kept = [op for op in (list(OPS) if previous.kernels == "auto" else previous.kernels) if op not in failed]
+    them = "it" if len(failed) == 1 else "them"
+    reason = (f"Re-planned at step {at_step}: our {', '.join(failed)} kernel{'s' if len(failed) > 1 else ''} failed "
+              f"on this GPU ({why}), so the run goes on without {them}; the plain PyTorch path does the same work.")
+    return _step_down(previous, hardware, model_config, token_lengths, reason, previous.calibration or None,
+                      Wishes(memory_cap_bytes=w.memory_cap_bytes, kernels=kept,
+                             kernels_why=f"since {', '.join(failed)} failed on this GPU"), same_first=True)
+
+
+def _step_down(previous: Plan, hardware: HardwareProfile, model_config: dict, token_lengths: list[int], reason: str,
+               calibration: dict | None, w: Wishes, same_first: bool) -> Plan:
+    """The plan after `previous` for the target that `calibration` and `w` (cap, kernels) now give: its settings
+    again when `same_first` and they fit, else the ladder downward from them; `reason` comes first."""
+    shape = ModelShape.from_config(model_config)
+    reasons: list[str] = []
+    warnings: list[str] = []
     target = target_for(hardware, Wishes(device=previous.device, gpu_index=previous.gpu_index,
-                                         memory_cap_bytes=w.memory_cap_bytes or None, kernels=kernels),
-                        {"factor": factor, "source": source}, [], warnings)
-    reasons.append(f"Re-planned after running out of memory at step {at_step}: the plan predicted "
-                   f"{predicted / GIB:.2f} GiB but the run needed more than {previous.memory_limit / GIB:.2f} GiB, "
-                   f"so every estimate is now scaled by ×{factor:.2f}.")
+                                         memory_cap_bytes=w.memory_cap_bytes or None, kernels=w.kernels),
+                        calibration, [], warnings)
+    reasons.append(reason)
     effective = previous.effective_batch
     strategy, ckpt, mb = previous.strategy, previous.gradient_checkpointing, previous.micro_batch
     rungs = _rungs_below(strategy, ckpt, target.device)
@@ -58,13 +89,15 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
     def carried(name: str) -> dict:  # the run's settings that still apply (LoRA's rank carries into QLoRA)
         return options_for(name, Wishes(options=previous.options))
     chosen, chosen_options = None, dict(previous.options)
-    while mb > 1 and chosen is None:  # first: smaller micro-batches, more accumulation
+    mb *= 2 if same_first else 1
+    while mb > 1 and chosen is None:  # first (after the same settings): smaller micro-batches, more accumulation
         mb //= 2
         if target.fits(mm.estimate(shape, target.setup(strategy, mb, previous.seq_len, ckpt, previous.options))):
             chosen = (strategy, ckpt, mb)
-            reasons.append(f"Micro-batch {previous.micro_batch} → {mb}, accumulation "
-                           f"{previous.grad_accum} → {math.ceil(effective / mb)}: the same {effective} examples "
-                           f"per step, in smaller pieces.")
+            reasons.append("The other settings stay as they were: they still fit." if mb == previous.micro_batch
+                           else f"Micro-batch {previous.micro_batch} → {mb}, accumulation {previous.grad_accum} → "
+                                f"{math.ceil(effective / mb)}: the same {effective} examples per step, in smaller "
+                                "pieces.")
     for cheaper, why in ([] if chosen else _cheaper_settings(strategy, previous.options, target.device)):
         for with_ckpt in dict.fromkeys([ckpt, True]):  # as it was, then with checkpointing
             mb = min(previous.micro_batch, largest_micro_batch(shape, target, strategy, previous.seq_len, with_ckpt,
@@ -84,11 +117,12 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
     if not fitted:
         chosen = ((rungs or _rungs_below("lora", False, target.device))[-1][0], True, 1)
         chosen_options = carried(chosen[0])
-        warnings.append("Nothing on the ladder fits even after the correction; trying the smallest settings.")
+        warnings.append("Nothing on the ladder fits by the estimates; trying the smallest settings.")
     strategy, ckpt, mb = chosen
     plan_wishes = Wishes(grad_accum=math.ceil(effective / mb), seq_len=previous.seq_len,  # (mb is ours, not asked)
                          lr=previous.lr, max_steps=previous.max_steps or None, epochs=previous.epochs,
-                         options=previous.options, packing=previous.packing, kernels=kernels)
+                         options=previous.options, packing=previous.packing, kernels=w.kernels,
+                         kernels_why=w.kernels_why)
     return finish_plan(shape, hardware, target, strategy, ckpt, mb, previous.seq_len,
                        sum(1 for n in token_lengths if n > previous.seq_len), token_lengths, plan_wishes, reasons,
                        warnings, fitted=fitted, options=chosen_options, steps=previous.total_steps)
@@ -119,27 +153,33 @@ def _rungs_below(strategy: str, ckpt: bool, device: str) -> list[tuple[str, bool
     return ([(strategy, True)] if not ckpt else []) + [r for r in ladder if r[0] in ("qlora", "offload")]
 
 
-def replan_run(cfg, config_path: Path, db, at_step: int) -> str:
+def replan_run(cfg, config_path: Path, db, at_step: int, failed_kernels: list[str] | None = None,
+               why: str = "") -> str:
     """Write a new plan into the run's config (`config_path`, a RunConfig) after it ran out of memory at
-    `at_step`, record it in the history `db`, and say why. KnownError when there is nothing left to try."""
+    `at_step`, or after our `failed_kernels` failed there with `why`; record it in the history `db`, and say why.
+    KnownError when there is nothing left to try."""
     from core import atomic, settings, strategies
     from core.run_config import RunConfig
 
-    earlier = sum(1 for p in db.plans(cfg.run_id) if p["seq"] > 1)
-    if earlier >= MAX_REPLANS:
-        raise KnownError(f"It ran out of memory after {earlier} re-plans; the model is too large for this machine "
-                         "as planned, so plan it again with a smaller model, a shorter sequence length or a cap.")
+    if not failed_kernels:
+        earlier = sum(1 for p in db.plans(cfg.run_id) if p["reason"].startswith(OOM_REASON))
+        if earlier >= MAX_REPLANS:
+            raise KnownError(f"It ran out of memory after {earlier} re-plans; the model is too large for this machine "
+                             "as planned, so plan it again with a smaller model, a shorter sequence length or a cap.")
     lengths_file = Path(cfg.run_dir) / "token_lengths.json"
     lengths = json.loads(lengths_file.read_text()) if lengths_file.is_file() else [cfg.seq_len]
     model_config = json.loads((Path(cfg.model_path) / "config.json").read_text())
-    new = replan_after_oom(Plan.from_dict(cfg.plan), HardwareProfile.from_dict(cfg.hardware, "the run's hardware"),
-                           model_config, lengths, at_step, Wishes(memory_cap_bytes=cfg.memory_cap_bytes or None))
+    previous = Plan.from_dict(cfg.plan)
+    hardware = HardwareProfile.from_dict(cfg.hardware, "the run's hardware")
+    wishes = Wishes(memory_cap_bytes=cfg.memory_cap_bytes or None)
+    new = (replan_without_kernels(previous, hardware, model_config, lengths, at_step, failed_kernels, why, wishes)
+           if failed_kernels else replan_after_oom(previous, hardware, model_config, lengths, at_step, wishes))
     strategies.get(new.strategy)  # a strategy that is not built ends the run here, with its sentence
     reason = " ".join(new.reasons[:2])
     db.add_plan(cfg.run_id, new.to_dict(), reason)
     db.add_event(cfg.run_id, "replan", reason)
     fields = {**settings.to_dict(cfg), "strategy": new.strategy, "micro_batch": new.micro_batch,
               "grad_accum": new.grad_accum, "gradient_checkpointing": new.gradient_checkpointing,
-              "strategy_options": new.options, "plan": new.to_dict()}
+              "strategy_options": new.options, "kernels": new.kernels, "plan": new.to_dict()}
     atomic.write_json(config_path, settings.to_dict(settings.from_dict(RunConfig, fields, "re-plan")))
     return reason

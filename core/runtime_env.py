@@ -5,6 +5,9 @@ Why each one:
 - bitsandbytes' CPU backend tries `from kernels import get_kernel` (Hugging Face's `kernels` package, which
   transformers installs) to fetch a kernel from the hub; offline that fails and it falls back to its plain
   path, which is what we want, so its warning is noise.
+- hub kernels off: transformers (5.25 on) would swap layers for kernels fetched from the hub at load and swap
+  them again on every train()/eval(), which undoes our own kernels (tuneforge_kernels/patch.py); ours are the
+  ones we test and measure, and nothing is fetched.
 - transformers' deprecation warnings about its own internals tell the person nothing they can act on.
 """
 
@@ -18,6 +21,7 @@ import warnings
 ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
+    "USE_HUB_KERNELS": "0",
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "TRANSFORMERS_VERBOSITY": "error",

@@ -13,7 +13,8 @@ which the model stays loaded and answers the prompts the app leaves in asks/.
 
 Out of memory, it re-plans by itself (core.replanner.replan_run: the new plan goes into the run's
 config and the history) and starts again in place from its last checkpoint: the same process id
-(exec) and the same stdout, so whoever watches it, the app or nobody, sees the run go on.
+(exec) and the same stdout, so whoever watches it, the app or nobody, sees the run go on. When one
+of our kernels fails on this GPU (tuneforge_kernels.failures names it), it does the same without that kernel.
 
 Exit codes: 0 finished, 3 stopped on request (checkpoint saved), 2 known problem, 5 out of memory
 with nothing left to try, anything else a bug (traceback in the log).
@@ -42,6 +43,8 @@ for _sig in (signal.SIGINT, signal.SIGTERM):
 if hasattr(signal, "pthread_sigmask"):  # a re-plan's exec blocked them across the exec (`restart`): now they count
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
+_active_kernels: list[str] = []  # our kernels the run's session patched in: the ones a failure can be blamed on
+
 # Only events go to the real stdout; anything printed by libraries lands in stderr (the log).
 _events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
 os.dup2(2, 1)
@@ -52,6 +55,7 @@ from core.data import dataset as data_mod  # noqa: E402
 from core.data import packing, token_cache, tokenize  # noqa: E402
 from core.errors import KnownError  # noqa: E402
 from core.run_config import RunConfig  # noqa: E402
+from tuneforge_kernels import failures  # noqa: E402
 
 runtime_env.prepare()
 
@@ -116,6 +120,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         raise KnownError(f"{cfg.data_path}: no example has a trained token within {cfg.seq_len} tokens; "
                          "raise the sequence length.")
     session = training.Session(cfg)
+    _active_kernels[:] = [op for op, p in session.kernels.items() if p.active]
     items, collate = train_set, tokenize.collate
     if cfg.packing:
         if packing.works_with(session.model):
@@ -143,7 +148,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
          eval_examples=len(eval_set), trainable_params=session.trainable_count, device=device.type,
          precision=precision, strategy=cfg.strategy, options=settings.to_dict(session.options),
          sequences=len(items), packed=collate is packing.collate,
-         tokens_per_epoch=train_set.total_tokens(), kernels=[op for op, p in session.kernels.items() if p.active],
+         tokens_per_epoch=train_set.total_tokens(), kernels=list(_active_kernels),
          placement=session.placement, gpu_index=cfg.plan.get("gpu_index"))
     where = "; ".join(f"{part} on {place}" for part, place in session.placement.items())
     if where:  # kept in the history with the run, and shown in the log
@@ -279,6 +284,11 @@ def main(argv: list[str]) -> int:
             del e  # drop the traceback's frames, and with them the step's tensors
             return out_of_memory(db, emit, cfg, argv[0])
         traceback.print_exc()
+        failed = failures.culprits(e, _active_kernels)
+        if failed:
+            why = failures.describe(e)
+            del e
+            return kernels_failed(db, emit, cfg, argv[0], failed, why)
         return fail(db, emit, cfg, "bug", f"crashed ({type(e).__name__}: {e}); see the log", EXIT_BUG)
     finally:
         db.close()
@@ -288,20 +298,34 @@ def out_of_memory(db, emit, cfg, config_path: str) -> int:
     """Say so, re-plan and start again from the last checkpoint; or, with nothing left to try, fail."""
     device, _, _ = training.pick_device(cfg)  # the same choice train() made, so it cannot fail here
     step = db.run(cfg.run_id).get("steps_done") or 0
-    peak = memory_watch.peak_bytes(device)
     text = f"ran out of {'GPU ' if device.type == 'cuda' else ''}memory at step {step}"
-    if not run_control.Control(Path(cfg.run_dir), _stop_signalled).stop:  # (a stop asked for ends the run here)
+    return go_on(db, emit, cfg, config_path, "oom", text, EXIT_OOM, step, {"peak": memory_watch.peak_bytes(device)})
+
+
+def kernels_failed(db, emit, cfg, config_path: str, failed: list[str], why: str) -> int:
+    """Our kernels `failed` (`why`: the error in a line; its traceback is in the log): say so, re-plan without them
+    and start again from the last checkpoint; or, when no plan is left, fail."""
+    step = db.run(cfg.run_id).get("steps_done") or 0
+    text = f"our {', '.join(failed)} kernel{'s' if len(failed) > 1 else ''} failed at step {step} ({why})"
+    return go_on(db, emit, cfg, config_path, "kernel", text, EXIT_BUG, step, {"kernels": failed}, failed, why)
+
+
+def go_on(db, emit, cfg, config_path: str, kind: str, text: str, code: int, step: int, details: dict,
+          failed_kernels: list[str] | None = None, why: str = "") -> int:
+    """After a failure of `kind` said in `text`: re-plan (core.replanner.replan_run) and start again from the last
+    checkpoint; with nothing left to try, or a stop asked for, end the run with `code`."""
+    if not run_control.Control(Path(cfg.run_dir), _stop_signalled).stop:
         try:
-            reason = replanner.replan_run(cfg, Path(config_path), db, step)
+            reason = replanner.replan_run(cfg, Path(config_path), db, step, failed_kernels, why)
         except KnownError as e:
             said = str(e)
             text = f"{text}; {said[:1].lower()}{said[1:]}"
         else:
-            emit("error", kind="oom", text=text, step=step, peak=peak)
-            emit("replan", text=reason, after_step=step)
+            emit("error", kind=kind, text=text, step=step, **details)
+            emit("replan", text=reason, after_step=step, cause=kind)
             db.close()
             restart(config_path)
-    return fail(db, emit, cfg, "oom", text, EXIT_OOM, step=step, peak=peak)
+    return fail(db, emit, cfg, kind, text, code, step=step, **details)
 
 
 def restart(config_path: str) -> None:

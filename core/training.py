@@ -39,7 +39,8 @@ def pick_device(cfg: RunConfig):
 
 def use_kernels(model, cfg: RunConfig, device) -> dict:
     """Our kernels patched into the model as the run asks ('auto': all of them on CUDA, none on the CPU, where
-    only Triton's slow interpreter could run them): op → tuneforge_kernels.patch.Patched, which says where or why not."""
+    only Triton's slow interpreter could run them): op → tuneforge_kernels.patch.Patched, which says where or why
+    not."""
     ops = (list(OPS) if device.type == "cuda" else []) if cfg.kernels == "auto" else cfg.kernels
     return patch_kernels(model, ops, device)
 

@@ -31,6 +31,12 @@ Patches are per instance: each module's `forward` attribute is a method bound to
 class's own forward where it needs the original, so `copy.deepcopy` of a patched model stays consistent and
 nothing is changed on the classes (rope's dispatcher is the one shared change). A module whose forward another
 library already replaced (accelerate's hooks) is left alone, with the reason. Patching twice is harmless.
+
+Transformers' own hub kernels are turned off in the model first. Since 5.25, with Hugging Face's `kernels`
+package installed (transformers depends on it), `from_pretrained` kernelizes by default and every `train()` or
+`eval()` kernelizes again, which sets each decorated layer's forward back and so silently undid our patch (our
+RMSNorm stood aside from the trainer's first `model.train()` on). core.runtime_env also sets USE_HUB_KERNELS=0
+for every process of ours; this keeps a model loaded elsewhere safe too.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from tuneforge_kernels import OPS, toolchain
 # The kernel modules import triton, which decides at their import whether to interpret them: this module, which
 # core imports with the trainer, imports them only inside the patched forwards.
 
-# model_type → (the prefix of its modeling classes, its RMSNorm's casting order: tuneforge_kernels.rmsnorm.LLAMA or GEMMA)
+# model_type → (the prefix of its modeling classes, its RMSNorm's casting order: rmsnorm.LLAMA or GEMMA)
 ARCHITECTURES = {
     "llama": ("Llama", "llama"),  # SmolLM too
     "mistral": ("Mistral", "llama"),
@@ -108,12 +114,21 @@ def patch(model, ops=tuple(OPS), device=None) -> dict[str, Patched]:
         kind = getattr(config, "model_type", None) or type(model).__name__
         why = f"{kind} is not a causal LM of a supported architecture ({', '.join(ARCHITECTURES)})"
         return {op: Patched(reason=why) for op in ops}
+    _hub_kernels_off(model)
     prefix, norm = ARCHITECTURES[lm.config.model_type]
     patchers = {"rmsnorm": _patch_norms, "swiglu": _patch_mlps, "rope": _patch_rope, "cross_entropy": _patch_loss,
                 "lora": _patch_lora}
     # in OPS's order whatever the order asked: lora's fused MLP replaces swiglu's MLP forward, not the other way
     done = {op: patchers[op](model, prefix, norm) for op in sorted(ops, key=list(OPS).index)}
     return {op: done[op] for op in ops}
+
+
+def _hub_kernels_off(model) -> None:
+    """Undo transformers' hub kernelization of `model` and keep train()/eval() from redoing it (see the module's
+    docstring): reset_kernels() restores the torch forwards and clears the mode that a later train() compares."""
+    for module in model.modules():
+        if getattr(module, "use_kernels", False) and hasattr(module, "reset_kernels"):
+            module.reset_kernels()
 
 
 def _causal_lm(model):
@@ -223,8 +238,12 @@ def _patch_rope(model, prefix, _) -> Patched:
 
 
 # --- cross_entropy -----------------------------------------------------------------------------------------------
-def _causal_lm_forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                       inputs_embeds=None, labels=None, use_cache=None, logits_to_keep=0, **kwargs):
+def _causal_lm_forward(self, input_ids=None, labels=None, logits_to_keep=0, **kwargs):
+    # Everything else (attention_mask, position_ids, the cache, inputs_embeds, use_cache...) passes through as the
+    # caller gave it: transformers 5.25 renamed `past_key_values` to `cache` (the old name warns, and goes in 5.40),
+    # so naming either here would tie us to one version.
+    import dataclasses
+
     import torch
     from transformers.modeling_outputs import CausalLMOutputWithPast
 
@@ -232,14 +251,11 @@ def _causal_lm_forward(self, input_ids=None, attention_mask=None, position_ids=N
 
     keep_all = not torch.is_tensor(logits_to_keep) and logits_to_keep == 0
     if labels is None or not keep_all or kwargs.get("return_dict") is False:
-        return type(self).forward(self, input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                  past_key_values=past_key_values, inputs_embeds=inputs_embeds, labels=labels,
-                                  use_cache=use_cache, logits_to_keep=logits_to_keep, **kwargs)
+        return type(self).forward(self, input_ids=input_ids, labels=labels, logits_to_keep=logits_to_keep, **kwargs)
     num_items = kwargs.pop("num_items_in_batch", None)
     shift_labels = kwargs.pop("shift_labels", None)
     ignore_index = kwargs.pop("ignore_index", IGNORE_INDEX)
-    outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs)
+    outputs = self.model(input_ids=input_ids, **kwargs)
     hidden = outputs.last_hidden_state
     targets = shift_labels if shift_labels is not None else causal_targets(labels, ignore_index)
     loss = fused_linear_cross_entropy(hidden, self.lm_head.weight, targets.to(hidden.device), ignore_index,
@@ -247,8 +263,10 @@ def _causal_lm_forward(self, input_ids=None, attention_mask=None, position_ids=N
                                       softcap=getattr(self.config, "final_logit_softcapping", None))
     if num_items is not None:
         loss = loss / (num_items.to(loss.device) if torch.is_tensor(num_items) else num_items)
-    return CausalLMOutputWithPast(loss=loss, logits=None, past_key_values=outputs.past_key_values,
-                                  hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+    cache = {f.name: getattr(outputs, f.name, None) for f in dataclasses.fields(CausalLMOutputWithPast)
+             if f.name in ("cache", "past_key_values")}  # the field's name in this transformers
+    return CausalLMOutputWithPast(loss=loss, logits=None, hidden_states=outputs.hidden_states,
+                                  attentions=outputs.attentions, **cache)
 
 
 def _causal_lm_forward_for(module):

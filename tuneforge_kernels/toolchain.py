@@ -61,7 +61,8 @@ def missing() -> str | None:
     return None
 
 
-if __name__ == "__main__":  # `python -m tuneforge_kernels.toolchain` (`tuneforge --run-module tuneforge_kernels.toolchain` when packaged)
+# `python -m tuneforge_kernels.toolchain` (`tuneforge --run-module tuneforge_kernels.toolchain` when packaged)
+if __name__ == "__main__":
     import sys
 
     why = missing()

@@ -8,6 +8,8 @@ long forward passes far faster than hundreds of one-token steps.
 
 from __future__ import annotations
 
+import inspect
+
 QUESTIONS = ["Where is the treasure buried?", "Write one sentence about the sea.", "What do parrots eat?"]
 ANSWERS = ["Arr, the treasure lies buried under the old oak tree on the hill, three paces north of the rock "
            "shaped like a skull. Bring a shovel and keep quiet about it.",
@@ -60,11 +62,13 @@ def greedy(model, ids: list[int], n: int = NEW_TOKENS) -> list[int]:
     """n greedy tokens after `ids`, always n (no stop at an end token: both models are compared in full)."""
     import torch
 
+    # transformers 5.25 renamed the cache argument and output `past_key_values` to `cache` (the old name goes in 5.40)
+    key = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     out, seq, past = [], torch.tensor([ids]), None
     with torch.no_grad():
         for _ in range(n):
-            step = model(seq, past_key_values=past, use_cache=True)
-            past, seq = step.past_key_values, step.logits[:, -1:].argmax(-1)
+            step = model(seq, use_cache=True, **{key: past})
+            past, seq = getattr(step, key), step.logits[:, -1:].argmax(-1)
             out.append(int(seq))
     return out
 

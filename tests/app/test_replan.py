@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, json_lines, write_jsonl
+from tests.conftest import DEMO, REPO, json_lines, write_jsonl
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the CPU memory cap uses RLIMIT_DATA")
 
@@ -77,3 +77,35 @@ def test_out_of_memory_re_plans_and_continues(cli, cli_here, home, tiny_model_di
     if 0.1 <= calibration["time_factor"] <= 10:
         assert again["calibration"]["time_factor"] == calibration["time_factor"]
         assert any("Time per step scaled" in r for r in again["reasons"])
+
+
+def test_a_kernel_that_fails_on_the_gpu_is_planned_out_and_the_run_goes_on(cli, cli_here, home, tiny_model_dir):
+    """Our RMSNorm kernel's launch raises Triton's OutOfResources (injected by tests/app/kernel_fault, as a GPU with
+    too little shared memory raises it): the trainer names the kernel, re-plans without it and finishes the run.
+    The kernels run on the CPU in Triton's interpreter, as in tests/kernels."""
+    env = {"TRITON_INTERPRET": "1", "PYTHONPATH": str(REPO / "tests" / "app" / "kernel_fault"),
+           "TUNEFORGE_TEST_BROKEN_KERNEL": "rmsnorm"}
+    proc = cli("train", "--model", tiny_model_dir, "--data", DEMO, "--device", "cpu", "--strategy", "lora",
+               "--kernels", "rmsnorm,swiglu", "--max-steps", "2", "--json", env=env, check=0)
+    events = json_lines(proc.stdout)
+    # the first forward (packing's check, before the start event) already fails; the second session starts
+    order = [e["event"] for e in events if e["event"] in ("error", "replan", "start")]
+    assert order == ["error", "replan", "start"], order
+    assert next(e for e in events if e["event"] == "start")["kernels"] == ["swiglu"]
+    error = next(e for e in events if e["event"] == "error")
+    assert error["kind"] == "kernel" and error["kernels"] == ["rmsnorm"] and error["step"] == 0
+    assert error["text"] == ("our rmsnorm kernel failed at step 0 (OutOfResources: out of resource: shared memory, "
+                             "Required: 262144, Hardware limit: 101376. Reducing block sizes or `num_stages` may "
+                             "help.)")
+    replan = next(e for e in events if e["event"] == "replan")
+    assert replan["cause"] == "kernel" and replan["text"].startswith("Re-planned at step 0: our rmsnorm kernel failed")
+    assert events[-1]["status"] == "done"
+    run_id = events[-1]["run_id"]
+
+    run = json.loads((home / "runs" / run_id / "run.json").read_text())
+    assert run["kernels"] == run["plan"]["kernels"] == ["swiglu"]
+    plans = json.loads(cli_here("plans", "--run", run_id, "--json", check=0).stdout)
+    assert [p["plan"]["kernels"] for p in plans] == [["rmsnorm", "swiglu"], ["swiglu"]]
+    assert plans[1]["reason"].startswith("Re-planned at step 0: our rmsnorm kernel failed on this GPU")
+    log = (home / "runs" / run_id / "trainer.log").read_text()
+    assert "OutOfResources" in log and "tuneforge_kernels/rmsnorm.py" in log  # the traceback stays in the run's log

@@ -213,6 +213,34 @@ def test_kernels_asked_for_reach_the_plan_and_its_memory(kernels, fused, said):
     assert again.kernels == plan.kernels
 
 
+@pytest.mark.parametrize("failed, kept, smaller", [
+    (["rmsnorm"], ["swiglu", "rope", "cross_entropy", "lora"], False),  # costs no memory: the same settings
+    (["cross_entropy"], ["rmsnorm", "swiglu", "rope", "lora"], True),  # the full logits now count: smaller pieces
+    (["rope", "lora"], ["rmsnorm", "swiglu", "cross_entropy"], False),
+])
+def test_a_failed_kernel_is_planned_out_keeping_what_still_fits(failed, kept, smaller):
+    hw = hardware.load(REPO / "resources" / "hardware" / "gpu-24gb.json")
+    wish = planner.Wishes(seq_len=1024, gpu_index=0, memory_cap_bytes=6 << 30)
+    first = planner.make_plan(hw, SMOL, [1000] * 64, wish)
+    assert first.kernels == "auto" and first.micro_batch >= 2
+    again = replanner.replan_without_kernels(first, hw, SMOL, [1000] * 64, 5, failed, "OutOfResources: shared memory",
+                                             wish)
+    assert again.kernels == kept and again.fits
+    assert again.reasons[0].startswith(f"Re-planned at step 5: our {', '.join(failed)} kernel")
+    assert "(OutOfResources: shared memory)" in again.reasons[0]
+    said = f"Our kernels: only {', '.join(kept)}, since {', '.join(failed)} failed on this GPU."
+    assert any(r.startswith(said) for r in again.reasons), again.reasons
+    assert (again.strategy, again.seq_len, again.effective_batch, again.total_steps) == (
+        first.strategy, first.seq_len, first.effective_batch, first.total_steps)
+    assert not again.calibration  # nothing ran out: the estimates are as they were
+    if smaller:
+        assert again.micro_batch < first.micro_batch
+        assert again.memory["logits and loss"] == again.micro_batch * 1024 * SMOL["vocab_size"] * 12
+    else:
+        assert again.micro_batch == first.micro_batch and again.memory == first.memory
+        assert "The other settings stay as they were: they still fit." in again.reasons
+
+
 def test_a_gpu_older_than_triton_supports_counts_the_logits_and_says_why():
     pascal = hardware.HardwareProfile(gpus=[hardware.GPU(0, "NVIDIA GeForce GTX 1080 Ti", 11 << 30, 11 << 30,
                                                          compute_capability="6.1")],

@@ -212,6 +212,25 @@ def test_a_module_whose_forward_another_library_replaced_is_left_alone():
     assert hooked.forward(torch.ones(1)) == 1
 
 
+def test_transformers_hub_kernels_do_not_undo_ours_on_train_or_eval(tmp_path, monkeypatch, calls):
+    """transformers 5.25 kernelizes a model it loads (with Hugging Face's `kernels` installed) and again on each
+    train()/eval(), which used to put the norms' own forward back: the patch turns that off
+    (tuneforge_kernels/patch.py)."""
+    from transformers import AutoModelForCausalLM
+
+    tiny("llama", None, False).save_pretrained(tmp_path)
+    monkeypatch.delenv("USE_HUB_KERNELS", raising=False)  # what a process of ours sets; a library's caller may not
+    model = AutoModelForCausalLM.from_pretrained(tmp_path, use_kernels=True).to(DEVICE)
+    assert model.use_kernels, "this transformers no longer kernelizes at load: the test proves nothing"
+    report = patch(model, ["rmsnorm"], device=DEVICE)["rmsnorm"]
+    model.eval()
+    model.train()
+    assert not model.use_kernels
+    assert all("forward" in vars(model.get_submodule(place)) for place in report.places)
+    loss_and_grads(model, batch_of(SIZES["vocab_size"]))
+    assert calls["rmsnorm"] == 2 * SIZES["num_hidden_layers"] + 1
+
+
 def test_asking_for_nothing_or_for_an_unknown_op():
     model = tiny("llama", None, False)
     assert patch(model, [], device=DEVICE) == {}

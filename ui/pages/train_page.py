@@ -260,8 +260,9 @@ class TrainPage(Page):
             self.append(f"Done: {e.get('text', '')}.")
         elif kind == "error":
             self.append(f"Error: {e.get('text', '')}")
-        elif kind == "replan":  # out of memory: the trainer re-planned and continues from the last checkpoint
-            self.status.start("Re-planned after running out of memory; continuing…")
+        elif kind == "replan":  # out of memory, or a kernel failed: the trainer re-planned and continues
+            self.status.start("Re-planned without the kernel that failed; continuing…" if e.get("cause") == "kernel"
+                              else "Re-planned after running out of memory; continuing…")
             self.append(f"{e.get('text', '')} Continuing from the last checkpoint.")
         elif kind == "paused":
             self.status.stop(sentence(e.get("text", "Paused")))
