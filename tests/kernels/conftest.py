@@ -34,6 +34,28 @@ def kernels_in_the_interpreter():
                     "kernel module before tests/kernels/conftest.py ran; import tuneforge_kernels lazily outside tests/kernels.")
 
 
+# op → (its module in tuneforge_kernels, the function our patched forwards call): counted to prove the kernel ran
+ENTRY = {"rmsnorm": ("rmsnorm", "rms_norm"), "swiglu": ("swiglu", "gated"), "rope": ("rope", "apply_rope"),
+         "cross_entropy": ("fused_linear_cross_entropy", "fused_linear_cross_entropy"),
+         "lora": ("lora", "lora_linear"), "lora_mlp": ("lora", "lora_mlp")}
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """op → how many times our kernel's entry function ran."""
+    counts = dict.fromkeys(ENTRY, 0)
+    for op, (module_name, name) in ENTRY.items():
+        module = importlib.import_module(f"tuneforge_kernels.{module_name}")
+        original = getattr(module, name)
+
+        def counted(*args, _op=op, _original=original, **kwargs):
+            counts[_op] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+    return counts
+
+
 def close(actual: torch.Tensor, expected: torch.Tensor, tol: float, what: str = "") -> None:
     """|actual − expected| ≤ tol × the largest |expected| (scale-free: gradients of every size, one table)."""
     actual, expected = actual.detach().float(), expected.detach().float()
