@@ -31,7 +31,7 @@ from core.model_shape import ModelShape
 from core.plan_target import target_for
 from core.planner import (GIB, LADDER, Plan, Wishes, finish_plan, largest_micro_batch, options_for, variants_for,
                           why_rung)
-from tuneforge_kernels import OPS
+from tuneforge_kernels import OPS, failures
 
 OOM_MARGIN = 1.05  # after a crash, assume the true peak was at least 5% above the limit
 MAX_REPLANS = 4  # the ladder has four rungs below the first plan; more would mean the model is badly off
@@ -59,13 +59,14 @@ def replan_after_oom(previous: Plan, hardware: HardwareProfile, model_config: di
 def replan_without_kernels(previous: Plan, hardware: HardwareProfile, model_config: dict, token_lengths: list[int],
                            at_step: int, failed: list[str], why: str, wishes: Wishes | None = None) -> Plan:
     """A new plan after our kernels `failed` (tuneforge_kernels.OPS names) at `at_step` with `why`
-    (tuneforge_kernels.failures): the same settings without them when those still fit (without the fused loss the full logits are counted), else
-    the ladder below them, as after running out of memory but with the estimates as they were."""
+    (tuneforge_kernels.failures): the same settings without them when those still fit (without the fused loss
+    the full logits are counted), else the ladder below them, as after running out of memory but with the
+    estimates as they were."""
     w = wishes or Wishes()
     kept = [op for op in (list(OPS) if previous.kernels == "auto" else previous.kernels) if op not in failed]
     them = "it" if len(failed) == 1 else "them"
-    reason = (f"Re-planned at step {at_step}: our {', '.join(failed)} kernel{'s' if len(failed) > 1 else ''} failed "
-              f"on this GPU ({why}), so the run goes on without {them}; the plain PyTorch path does the same work.")
+    reason = (f"Re-planned at step {at_step}: {failures.named(failed)} failed on this GPU ({why}), so the run goes "
+              f"on without {them}; the plain PyTorch path does the same work.")
     return _step_down(previous, hardware, model_config, token_lengths, reason, previous.calibration or None,
                       Wishes(memory_cap_bytes=w.memory_cap_bytes, kernels=kept,
                              kernels_why=f"since {', '.join(failed)} failed on this GPU"), same_first=True)

@@ -306,7 +306,7 @@ def kernels_failed(db, emit, cfg, config_path: str, failed: list[str], why: str)
     """Our kernels `failed` (`why`: the error in a line; its traceback is in the log): say so, re-plan without them
     and start again from the last checkpoint; or, when no plan is left, fail."""
     step = db.run(cfg.run_id).get("steps_done") or 0
-    text = f"our {', '.join(failed)} kernel{'s' if len(failed) > 1 else ''} failed at step {step} ({why})"
+    text = f"{failures.named(failed)} failed at step {step} ({why})"
     return go_on(db, emit, cfg, config_path, "kernel", text, EXIT_BUG, step, {"kernels": failed}, failed, why)
 
 

@@ -49,6 +49,11 @@ def culprits(error: BaseException, active: list[str]) -> list[str]:
     return [op for op in active if op in blamed]
 
 
+def named(ops: list[str]) -> str:
+    """The ops as the trainer's and the plan's sentences name them: "our rmsnorm kernel", "our a, b kernels"."""
+    return f"our {', '.join(ops)} kernel{'s' if len(ops) > 1 else ''}"
+
+
 def describe(error: BaseException, limit: int = 200) -> str:
     """The error in one line for the run's history: its type and the first line of its message, shortened."""
     lines = str(error).strip().splitlines()
