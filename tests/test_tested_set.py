@@ -1,0 +1,85 @@
+"""constraints.txt, the tested set `make setup` installs (packaging/lock.py), agrees with pyproject's ranges."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement  # the PyPA library, not our packaging/ folder (no __init__.py)
+
+tomllib = pytest.importorskip("tomllib")
+REPO = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("tuneforge_lock", REPO / "packaging" / "lock.py")
+lock = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(lock)
+MAKEFILE = (REPO / "Makefile").read_text(encoding="utf-8")
+
+
+def pins() -> dict[str, str]:
+    """{normalized name: version} of constraints.txt."""
+    found = {}
+    for line in (REPO / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            (specifier,) = requirement.specifier
+            assert specifier.operator == "==", f"constraints.txt pins exact versions, not {line!r}"
+            found[lock.normalized(requirement.name)] = specifier.version
+    return found
+
+
+def declared() -> list[Requirement]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras = [r for group in project["optional-dependencies"].values() for r in group]
+    return [Requirement(r) for r in project["dependencies"] + extras]
+
+
+@pytest.mark.parametrize("requirement", declared(), ids=str)
+def test_every_declared_library_is_pinned_inside_its_range(requirement):
+    name = lock.normalized(requirement.name)
+    if lock.LEFT_OUT.match(name):  # torch and triton: the Makefile's own pin, checked below
+        assert name not in pins()
+        return
+    assert name in pins(), f"{name} is in pyproject.toml but not in constraints.txt: run `make lock`"
+    assert requirement.specifier.contains(pins()[name], prereleases=True), (
+        f"constraints.txt has {name}=={pins()[name]}, outside pyproject's {requirement}: run `make canary`, `make lock`")
+
+
+def test_the_makefile_pins_torch_and_triton_inside_the_ranges_and_installs_with_the_tested_set():
+    ranges = {lock.normalized(r.name): r.specifier for r in declared()}
+    cpu_line = next(line for line in MAKEFILE.splitlines() if line.startswith("CPU_TORCH :="))
+    pinned = {Requirement(r).name: next(iter(Requirement(r).specifier)).version for r in cpu_line.split(":=")[1].split()}
+    assert set(pinned) == {"torch", "triton"}
+    for name, version in pinned.items():
+        assert ranges[name].contains(version), f"the Makefile's {name}=={version} is outside pyproject's range"
+    assert MAKEFILE.count("-c constraints.txt") >= 2  # the set-up and the package build
+
+
+@pytest.mark.parametrize("versions, expected", [
+    ({"PySide6_Essentials": "6.12.0", "transformers": "5.25.0"},
+     ['pyside6-essentials==6.12.0 ; python_version >= "3.11"', 'transformers==5.25.0 ; python_version >= "3.11"']),
+    ({"torch": "2.13.0+cpu", "triton": "3.9.0", "nvidia-cublas-cu12": "12.8", "cuda-bindings": "12.9",
+      "tuneforge": "0.1.0", "pip": "25", "setuptools": "80", "wheel": "0.45"}, []),
+    ({"zope.interface": "7.0", "Jinja2": "3.1.6"},
+     ['jinja2==3.1.6 ; python_version >= "3.11"', 'zope-interface==7.0 ; python_version >= "3.11"']),
+])
+def test_render_pins_each_library_once_sorted_without_the_gpu_paired_ones(versions, expected):
+    text = lock.render(versions, (3, 11))
+    assert text.startswith(lock.HEADER)
+    assert text[len(lock.HEADER):].splitlines() == expected
+    for line in expected:
+        Requirement(line)  # pip can read it
+
+
+def test_lock_writes_this_environments_set_that_pip_accepts(tmp_path):
+    out = tmp_path / "constraints.txt"
+    done = subprocess.run([sys.executable, str(REPO / "packaging" / "lock.py"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    written = {lock.normalized(Requirement(line).name): line for line in out.read_text().splitlines()
+               if line and not line.startswith("#")}
+    import transformers
+    assert written["transformers"].startswith(f"transformers=={transformers.__version__} ;")
+    assert "torch" not in written and "tuneforge" not in written
