@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QWizard
 
 from core import settings, strategies
 from core.hardware import GPU, HardwareProfile
+from tuneforge_kernels import OPS
 from ui.pages.plan_wishes import WishesPanel
 
 GIB = 1024**3
@@ -66,6 +67,11 @@ def test_what_if_plans_for_another_gpu_and_holds_next(make_wizard, advance, qtbo
     assert page.advanced.overridden.text() == "1 setting overridden"
     replanned(page, qtbot, lambda b: b.plan.kernels == [] and b.plan.memory["logits and loss"] > fused)
     assert "Our kernels are off, as you asked." in page.reasons.text()
+    page.advanced.kernels.setCurrentIndex(page.advanced.kernels.findText("All but rmsnorm"))  # the fused loss stays
+    rest = [op for op in OPS if op != "rmsnorm"]
+    replanned(page, qtbot, lambda b: b.plan.kernels == rest and b.plan.memory["logits and loss"] == fused)
+    assert f"Our kernels: only {', '.join(rest)}, as you asked." in page.reasons.text()
+    assert page.advanced.overridden.text() == "1 setting overridden"
     page.advanced.reset()
     replanned(page, qtbot, lambda b: b.plan.kernels == "auto")
     page.what_if.setCurrentIndex(0)

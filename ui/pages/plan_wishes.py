@@ -14,6 +14,7 @@ from core import strategies
 from core.errors import BadArgument
 from core.hardware import HardwareProfile
 from core.planner import Wishes
+from tuneforge_kernels import OPS
 from ui import theme
 from ui.pages.strategy_options import StrategyOptions
 
@@ -77,9 +78,13 @@ class WishesPanel(QWidget):
         self.packing = fixed(QComboBox())
         self.packing.addItem("Auto (on)", True)
         self.packing.addItem("Off", False)
-        self.kernels = fixed(QComboBox())  # each op on its own: `tuneforge train --kernels rmsnorm,rope,...`
+        # All, none, or all but one: enough to set aside one that misbehaves (the plan page re-plans without it);
+        # any other subset on the command line: `tuneforge train --kernels rmsnorm,rope,...`.
+        self.kernels = fixed(QComboBox())
         self.kernels.addItem("Auto (all, on a GPU)", None)
         self.kernels.addItem("Off", [])
+        for op in OPS:
+            self.kernels.addItem(f"All but {op}", [other for other in OPS if other != op])
         self.memory_cap = fixed(QDoubleSpinBox(minimum=0, maximum=4096, singleStep=0.5, decimals=1, suffix=" GiB"))
         self.memory_cap.setSpecialValueText(AUTO)
         self.device = auto_combo([("CPU", "cpu")])  # this machine's GPUs join once a plan names them
