@@ -10,8 +10,9 @@ environment's Python to move the tested set forward.
     .venv/bin/python packaging/lock.py --out /tmp/c.txt
 
 Left out, each for a reason:
-- torch, triton and the nvidia-* / cuda-* libraries: a CUDA torch pins its own Triton and CUDA libraries (torch
-  2.13.0 requires triton 3.7.1), so pinning what a CPU machine has would make pip refuse a GPU machine's set-up.
+- torch, triton and the nvidia-* / cuda-* libraries (not nvidia-ml-py, NVML's bindings, which we use): a CUDA
+  torch pins its own Triton and CUDA libraries (torch 2.13.0 requires triton 3.7.1 and cuda-toolkit 13.0.3), so
+  pinning what a CPU machine has would make pip refuse a GPU machine's set-up.
   The Makefile installs torch, and Triton to match it, itself on machines without an NVIDIA GPU.
 - tuneforge itself, and pip, setuptools and wheel (the installer's own tools).
 Each pin carries `python_version >= "<this Python>"`: the set was tested on this Python, and the releases in it
@@ -32,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from core import atomic  # noqa: E402
 
 CONSTRAINTS = REPO / "constraints.txt"
-LEFT_OUT = re.compile(r"^(torch|triton|nvidia-.*|cuda-.*|tuneforge|pip|setuptools|wheel)$")
+LEFT_OUT = re.compile(r"^(torch|triton|nvidia-(?!ml-py$).*|cuda-.*|tuneforge|pip|setuptools|wheel)$")  # NVML stays
 HEADER = """\
 # The tested set: exact versions of every library `make test` last passed with (packaging/lock.py wrote this).
 # `make setup` installs with `-c constraints.txt`; pyproject.toml keeps the ranges Tuneforge supports.
