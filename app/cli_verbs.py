@@ -209,6 +209,8 @@ def cmd_export(a) -> int:
     if a.format == "gguf":
         report = json.loads((path / "export.json").read_text(encoding="utf-8"))
         print(report["verification"]["summary"])
+        if report.get("fallbacks"):
+            print(report["fallbacks"]["summary"])
         print(f"Ollama: ollama create NAME -f {path / 'Modelfile'}")
     return 0
 

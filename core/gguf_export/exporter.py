@@ -89,6 +89,7 @@ def report(run, plan, merge_reason, detected, lora, result, gguf_path) -> dict:
         "run": run["id"], "file": gguf_path.name, "bytes": gguf_path.stat().st_size,
         "quant": plan.pick.name, "quant_summary": plan.pick.summary, "architecture": plan.arch.name,
         "tensor_types": dict(Counter(t.type for t in plan.tensors)),
+        "fallbacks": tensor_types.fallbacks(plan.tensors),
         "merge": merge_reason,
         "tokenizer": {"model": plan.vocab.model, "pre": plan.vocab.pre, "why": plan.vocab.pre_reason,
                       "eos": plan.vocab.tokens[plan.vocab.special["eos"]] if "eos" in plan.vocab.special else None},

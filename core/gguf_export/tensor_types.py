@@ -17,6 +17,7 @@ Q6_K → Q8_0, as llama.cpp does), and to f16 if even that does not fit.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from gguf import LlamaFileType
@@ -66,17 +67,47 @@ def more_bits(layer: int, n_layers: int) -> bool:
     return layer < n_layers // 8 or layer >= 7 * n_layers // 8 or (layer - n_layers // 8) % 3 == 2
 
 
-def tensor_type(p: Pick, name: str, shape: tuple[int, ...], n_layers: int, embedding_is_head: bool) -> str:
-    """The type `name` (a GGUF tensor name, HF shape [rows, cols]) is written in for pick `p`."""
+def wanted_type(p: Pick, name: str, shape: tuple[int, ...], n_layers: int, embedding_is_head: bool) -> str:
+    """The type pick `p` asks for `name` (a GGUF tensor name, HF shape [rows, cols]), before its rows are
+    checked against that type's blocks."""
     if len(shape) < 2:
         return "f32"
-    cols = shape[-1]
     wanted = p.base
     if p.mix:
         layer = layer_of(name)
         if name == "output.weight" or (embedding_is_head and name == "token_embd.weight"):
-            wanted = "q6_k" if quants.get("q6_k").fits(cols) else "q8_0"
+            wanted = "q6_k" if quants.get("q6_k").fits(shape[-1]) else "q8_0"
         elif layer is not None and name.endswith((".attn_v.weight", ".attn_qkv.weight", ".ffn_down.weight")) \
                 and more_bits(layer, n_layers):
             wanted = "q6_k"
-    return quants.storable(wanted, cols)
+    return wanted
+
+
+def tensor_type(p: Pick, name: str, shape: tuple[int, ...], n_layers: int, embedding_is_head: bool) -> str:
+    """The type `name` is written in for pick `p`: the one asked for, or its fallback where rows do not fit."""
+    wanted = wanted_type(p, name, shape, n_layers, embedding_is_head)
+    return wanted if len(shape) < 2 else quants.storable(wanted, shape[-1])
+
+
+def fallbacks(tensors) -> dict | None:
+    """Which matrices could not take the type asked for, for export.json and the person (None: all could).
+
+    `tensors` have `wanted`, `type` and `shape` (writer.TensorPlan). A file full of fallbacks is larger and
+    slightly more accurate than its pick's name says; SmolLM2-135M (width 576) is such a model for every
+    K-quant, and people ask why its q4_k_m is as large as a q5_0.
+    """
+    matrices = [t for t in tensors if len(t.shape) >= 2]
+    fell = [t for t in matrices if t.wanted != t.type]
+    if not fell:
+        return None
+    by_type = Counter(f"{t.wanted}→{t.type}" for t in fell)
+    widths = sorted({t.shape[-1] for t in fell})
+    blocks = sorted({quants.get(t.wanted).block_size for t in fell})
+    stored = " and ".join(f"{n}{' are stored' if i == 0 else ''} as {pair.split('→')[1]} instead of "
+                          f"{pair.split('→')[0]}" for i, (pair, n) in enumerate(by_type.items()))
+    summary = (f"{len(fell)} of {len(matrices)} matrices could not take the type the pick asks for: their rows "
+               f"({' or '.join(map(str, widths))} values) are not whole {' or '.join(map(str, blocks))}-value "
+               f"blocks, so, as llama.cpp does, {stored}; the file is a little larger and more accurate than "
+               "its type's name says.")
+    return {"summary": summary, "count": len(fell), "matrices": len(matrices), "by_type": dict(by_type),
+            "row_lengths": widths}

@@ -23,7 +23,7 @@ from core import atomic
 from core.errors import DiskFull
 from core.gguf_export import quants
 from core.gguf_export.architectures import Architecture
-from core.gguf_export.tensor_types import Pick, tensor_type
+from core.gguf_export.tensor_types import Pick, tensor_type, wanted_type
 from core.gguf_export.vocab import Vocab
 
 ALIGNMENT = 32  # GGUF's default data alignment
@@ -36,6 +36,7 @@ class TensorPlan:
     source: str | None  # the HF tensor it comes from (None: made by the architecture, e.g. rope factors)
     shape: tuple[int, ...]  # numpy order, [rows, cols] for matrices
     type: str  # a quants.TYPES name
+    wanted: str  # the type the pick asked for; `type` differs where the rows did not fit it (tensor_types.fallbacks)
 
     @property
     def nbytes(self) -> int:
@@ -79,10 +80,10 @@ def plan(arch: Architecture, cfg: dict, shapes: dict[str, tuple[int, ...]], voca
     # As llama.cpp decides it: the embedding doubles as the output head when there is no output.weight.
     head_is_embedding = all(n != "output.weight" for n, _, _ in named)
     n_layers = cfg["num_hidden_layers"]
-    tensors = [TensorPlan(n, src, shape, tensor_type(pick, n, shape, n_layers, head_is_embedding))
-               for n, src, shape in named]
+    tensors = [TensorPlan(n, src, shape, tensor_type(pick, n, shape, n_layers, head_is_embedding),
+                          wanted_type(pick, n, shape, n_layers, head_is_embedding)) for n, src, shape in named]
     extra = dict(arch.extra_tensors(cfg))
-    tensors += [TensorPlan(n, None, a.shape, "f32") for n, a in extra.items()]
+    tensors += [TensorPlan(n, None, a.shape, "f32", "f32") for n, a in extra.items()]
     p = Plan(arch, pick, cfg, name, vocab, tensors, extra)
     dry = GGUFWriter(None, arch.name)
     _metadata(dry, p)

@@ -52,6 +52,9 @@ def test_export_gguf_from_the_command_line(trained):
     # llama.cpp's Q4_K_M mix on SmolLM2's shapes: 576-value rows fall back (Q4_K → Q5_0, the tied head
     # Q6_K → Q8_0); the 1536-value ffn_down rows fit, Q6_K on the "more bits" layers.
     assert report["tensor_types"] == {"f32": 61, "q8_0": 15, "q5_0": 166, "q4_k": 16, "q6_k": 14}
+    fell = report["fallbacks"]  # and the person is told so (the tied head asked for Q8_0 itself)
+    assert (fell["count"], fell["matrices"], fell["by_type"]) == (180, 211, {"q4_k→q5_0": 166, "q6_k→q8_0": 14})
+    assert fell["summary"] in proc.stdout and "rows (576 values) are not whole 256-value blocks" in fell["summary"]
     assert report["bytes"] < 110e6
     metadata = reader.read(out / f"{stem}.q4_k_m.gguf").metadata
     assert metadata["general.file_type"] == 15 and metadata["tokenizer.ggml.eos_token_id"] == 2  # <|im_end|>

@@ -51,15 +51,18 @@ class PromptEdit(QLineEdit):
 
 
 def gguf_notes(folder: Path) -> list[str]:
-    """The verification sentence and the Ollama line of a GGUF export (nothing for other exports)."""
+    """The verification sentence, the matrices that fell back to another type, and the Ollama line of a GGUF
+    export (nothing for other exports)."""
     report = folder / "export.json"
     if not report.is_file():
         return []
     try:
-        summary = json.loads(report.read_text(encoding="utf-8"))["verification"]["summary"]
+        found = json.loads(report.read_text(encoding="utf-8"))
+        notes = [found["verification"]["summary"]]
+        if found.get("fallbacks"):
+            notes.append(found["fallbacks"]["summary"])
     except (OSError, ValueError, KeyError, TypeError):
         return []
-    notes = [summary]
     if (folder / "Modelfile").is_file():
         notes.append(f"Ollama: ollama create my-model -f {folder / 'Modelfile'}")
     return notes

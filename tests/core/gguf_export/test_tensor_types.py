@@ -74,3 +74,39 @@ def test_every_type_named_on_the_command_line_has_a_pick():
     assert tuple(PICKS) == QUANT_NAMES
     with pytest.raises(BadArgument, match=r"Unknown GGUF quantization type 'q3_k'; choose one of f32, .*q5_k_m\.$"):
         pick("q3_k")
+
+
+def smollm_like_tensors(layers=4, width=576, inner=1536):
+    """SmolLM2-135M's widths, a few of its matrices."""
+    yield "token_embd.weight", (49152, width)
+    for i in range(layers):  # 576 is a multiple of 32 but not of 256; 1536 is of both
+        yield f"blk.{i}.attn_norm.weight", (width,)
+        for t, shape in (("attn_q", (width, width)), ("attn_v", (192, width)), ("ffn_down", (width, inner))):
+            yield f"blk.{i}.{t}.weight", shape
+
+
+@pytest.mark.parametrize("quant, tensors, expected", [
+    # rows of 576 fall back (attn_q and attn_v, which gets q6_k on layers 0 and 3 of 4); ffn_down's rows of 1536
+    # are six whole super-blocks; the head (the embedding) asks for q8_0 itself
+    ("q4_k_m", smollm_like_tensors(), {"count": 8, "matrices": 13, "row_lengths": [576],
+                                       "by_type": {"q4_k→q5_0": 6, "q6_k→q8_0": 2}}),
+    ("q8_0", smollm_like_tensors(), None),  # 32-value blocks fit: nothing falls back
+    ("q4_k_m", llama_7b_tensors(), None),  # whole 256-value super-blocks everywhere
+    ("q6_k", [("blk.0.attn_q.weight", (64, 100))], {"count": 1, "matrices": 1, "row_lengths": [100],
+                                                    "by_type": {"q6_k→f16": 1}}),
+])
+def test_fallbacks_count_the_matrices_that_could_not_take_the_type_asked(quant, tensors, expected):
+    from core.gguf_export.tensor_types import fallbacks, wanted_type
+    from core.gguf_export.writer import TensorPlan
+
+    p, tensors = pick(quant), list(tensors)
+    plans = [TensorPlan(n, n, s, tensor_type(p, n, s, 4, True), wanted_type(p, n, s, 4, True)) for n, s in tensors]
+    found = fallbacks(plans)
+    if expected is None:
+        assert found is None
+        return
+    assert {k: found[k] for k in expected} == expected
+    assert found["summary"].startswith(f"{expected['count']} of {expected['matrices']} matrices could not take ")
+    for pair, n in expected["by_type"].items():
+        asked, stored = pair.split("→")
+        assert f" as {stored} instead of {asked}" in found["summary"] and f" {n} " in found["summary"]
