@@ -17,6 +17,7 @@ class ModelShape:
     tied: bool
     max_positions: int
     model_type: str = ""  # the config's model_type (the text model's, for multimodal configs)
+    context: int | None = None  # max_position_embeddings as the config states it (max_positions guesses 2048)
 
     @classmethod
     def from_config(cls, c: dict) -> "ModelShape":
@@ -28,7 +29,7 @@ class ModelShape:
             heads=heads, kv_heads=c.get("num_key_value_heads") or heads,
             head_dim=c.get("head_dim") or hidden // heads, vocab=c["vocab_size"],
             tied=bool(c.get("tie_word_embeddings", False)), max_positions=c.get("max_position_embeddings", 2048),
-            model_type=str(c.get("model_type", "")),
+            model_type=str(c.get("model_type", "")), context=c.get("max_position_embeddings"),
         )
 
     def linear_shapes(self) -> list[tuple[int, int]]:

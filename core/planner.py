@@ -27,6 +27,7 @@ from core import memory_model as mm
 from core import settings, speed_model, strategies
 from core.data import packing as packing_mod
 from core.data import split
+from core.errors import BadArgument
 from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
 from core.offload import host_plan
@@ -194,6 +195,11 @@ def variants_for(strategy: str, options: dict, device: str) -> list[tuple[dict, 
 
 def _seq_len(shape: ModelShape, lengths: list[int], w: Wishes, reasons: list) -> tuple[int, int]:
     longest = max(lengths) if lengths else 512
+    if w.seq_len and shape.context and w.seq_len > shape.context:
+        # Positions past the context were never trained: RoPE models answer worse the further past it a row goes,
+        # and a row that long is one the model cannot take after training either.
+        raise BadArgument(f"Sequence length {w.seq_len} is longer than this model's context ({shape.context} "
+                          f"tokens); ask for at most {shape.context}, or leave it to the planner.")
     context_cap = min(shape.max_positions, 4096)
     seq_len = w.seq_len or min(_round_up(longest, 16), context_cap)
     truncated = sum(1 for n in lengths if n > seq_len)

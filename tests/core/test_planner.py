@@ -28,6 +28,23 @@ def test_wishes_override_and_say_so():
     assert any("as you asked" in r and "cuts 10 of 10" in r for r in plan.reasons)
 
 
+@pytest.mark.parametrize("config, seq_len, refused", [
+    (SMOL, SMOL["max_position_embeddings"], False),  # the whole context: fine
+    (SMOL, SMOL["max_position_embeddings"] + 1, True),
+    ({k: v for k, v in SMOL.items() if k != "max_position_embeddings"}, 100_000, False),  # unknown: not refused
+])
+def test_a_sequence_length_past_the_models_context_is_refused_in_a_sentence(config, seq_len, refused):
+    from core.errors import BadArgument
+
+    wish = planner.Wishes(seq_len=seq_len, micro_batch=1, grad_accum=1)
+    if not refused:
+        assert planner.make_plan(CPU_ONLY, config, [40] * 4, wish).seq_len == seq_len
+        return
+    with pytest.raises(BadArgument, match=rf"^Sequence length {seq_len} is longer than this model's context "
+                                          rf"\({seq_len - 1} tokens\); ask for at most {seq_len - 1}, "):
+        planner.make_plan(CPU_ONLY, config, [40] * 4, wish)
+
+
 def test_offload_is_planned_and_built():
     plan = planner.make_plan(CPU_ONLY, SMOL, [50], planner.Wishes(strategy="offload"))
     assert plan.strategy == "offload" and plan.strategy_built
