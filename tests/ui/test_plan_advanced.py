@@ -47,6 +47,10 @@ def test_forced_settings_replan_and_reach_the_bundle(make_wizard, advance, qtbot
     page.advanced.lr.setCurrentText("fast")  # not a number: a sentence, and no plan to go on with
     qtbot.waitUntil(lambda: bool(page.error.message), timeout=5000)
     assert "Learning rate 'fast' is not usable" in page.error.message and not page.isComplete()
+    page.advanced.lr.setCurrentText("5e-5")
+    page.advanced.seq_len.setValue(512)  # past the tiny model's context (256): the planner's sentence, no plan
+    qtbot.waitUntil(lambda: "longer than this model's context (256 tokens)" in page.error.message, timeout=20000)
+    assert not page.isComplete()
     page.advanced.reset()
     replanned(page, qtbot, lambda b: b.plan.micro_batch != 3 and b.plan.seq_len != 96)
     assert page.advanced.overridden.text() == "" and not page.error.message
