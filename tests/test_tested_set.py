@@ -44,13 +44,15 @@ def test_every_declared_library_is_pinned_inside_its_range(requirement):
         return
     assert name in pins(), f"{name} is in pyproject.toml but not in constraints.txt: run `make lock`"
     assert requirement.specifier.contains(pins()[name], prereleases=True), (
-        f"constraints.txt has {name}=={pins()[name]}, outside pyproject's {requirement}: run `make canary`, `make lock`")
+        f"constraints.txt has {name}=={pins()[name]}, outside pyproject's {requirement}: "
+        "run `make canary`, then `make lock`")
 
 
 def test_the_makefile_pins_torch_and_triton_inside_the_ranges_and_installs_with_the_tested_set():
     ranges = {lock.normalized(r.name): r.specifier for r in declared()}
     cpu_line = next(line for line in MAKEFILE.splitlines() if line.startswith("CPU_TORCH :="))
-    pinned = {Requirement(r).name: next(iter(Requirement(r).specifier)).version for r in cpu_line.split(":=")[1].split()}
+    pinned = {Requirement(r).name: next(iter(Requirement(r).specifier)).version
+              for r in cpu_line.split(":=")[1].split()}
     assert set(pinned) == {"torch", "triton"}
     for name, version in pinned.items():
         assert ranges[name].contains(version), f"the Makefile's {name}=={version} is outside pyproject's range"

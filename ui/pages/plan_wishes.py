@@ -106,7 +106,8 @@ class WishesPanel(QWidget):
                 ("Epochs:", self.epochs, "passes over the data, unless a step limit stops it first"),
                 ("Gradient checkpointing:", self.checkpointing, "recompute activations: less memory, slower"),
                 ("Packing:", self.packing, "several short rows share one sequence"),
-                ("Our GPU kernels:", self.kernels, "fused Triton kernels: faster, leaner; Off runs plain PyTorch")):
+                ("Our GPU kernels:", self.kernels,
+                 "fused Triton kernels: faster, leaner; what is off runs plain PyTorch")):
             row = QHBoxLayout()
             row.addWidget(widget, 0 if hint else 1)
             if hint:
