@@ -90,7 +90,8 @@ def test_a_wish_that_cannot_fit_says_so(make_wizard, advance, qtbot, tiny_model_
     page.what_if.setCurrentIndex(page.what_if.findText("What if: NVIDIA GeForce RTX 4060 Laptop GPU (8 GB)"))
     page.advanced.strategy.setCurrentIndex(page.advanced.strategy.findData("full"))
     page.advanced.micro_batch.setValue(256)
-    page.advanced.seq_len.setValue(32768)  # 8M tokens a step: even checkpointed, 30 GiB of activations
+    page.advanced.seq_len.setValue(256)  # the tiny model's whole context
+    page.advanced.kernels.setCurrentIndex(page.advanced.kernels.findText("Off"))  # 64k tokens' logits: 36 GiB
     replanned(page, qtbot, lambda b: not b.plan.fits and b.plan.micro_batch == 256)
     assert "does not fit what the device offers" in page.warnings.message
     assert page.warnings.styleSheet().count("#fdecea")  # shown as an error, not a hint
