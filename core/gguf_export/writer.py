@@ -23,7 +23,7 @@ from core import atomic
 from core.errors import DiskFull
 from core.gguf_export import quants
 from core.gguf_export.architectures import Architecture
-from core.gguf_export.tensor_types import Pick, tensor_type, wanted_type
+from core.gguf_export.tensor_types import Pick, stored_type, wanted_type
 from core.gguf_export.vocab import Vocab
 
 ALIGNMENT = 32  # GGUF's default data alignment
@@ -80,8 +80,8 @@ def plan(arch: Architecture, cfg: dict, shapes: dict[str, tuple[int, ...]], voca
     # As llama.cpp decides it: the embedding doubles as the output head when there is no output.weight.
     head_is_embedding = all(n != "output.weight" for n, _, _ in named)
     n_layers = cfg["num_hidden_layers"]
-    tensors = [TensorPlan(n, src, shape, tensor_type(pick, n, shape, n_layers, head_is_embedding),
-                          wanted_type(pick, n, shape, n_layers, head_is_embedding)) for n, src, shape in named]
+    wanted = {n: wanted_type(pick, n, shape, n_layers, head_is_embedding) for n, _, shape in named}
+    tensors = [TensorPlan(n, src, shape, stored_type(wanted[n], shape), wanted[n]) for n, src, shape in named]
     extra = dict(arch.extra_tensors(cfg))
     tensors += [TensorPlan(n, None, a.shape, "f32", "f32") for n, a in extra.items()]
     p = Plan(arch, pick, cfg, name, vocab, tensors, extra)
