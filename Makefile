@@ -62,8 +62,8 @@ lock:
 	test -x $(CANARY)/bin/python || { echo "make lock writes the canary's set: run make canary first" >&2; exit 2; }
 	$(CANARY)/bin/python packaging/lock.py
 
-# The other end of the ranges: the lowest versions pyproject allows of the Hugging Face stack and gguf
-# (`packaging/lock.py --floor`), in .venv-floor, through the whole suite, so those floors stay true.
+# The other end of the ranges: the lowest version pyproject allows of every library the app needs but torch and
+# Triton (`packaging/lock.py --floor` says why), in .venv-floor, through the whole suite, so those floors stay true.
 FLOOR := .venv-floor
 floor:
 	test -x $(FLOOR)/bin/python || $(PYTHON) -m venv $(FLOOR)

@@ -99,6 +99,11 @@ def build_parser() -> Parser:
     s.add_argument("--project", help="Only this project.")
     s.add_argument("--json", action="store_true", help="Print as JSON.")
 
+    s = sub.add_parser("delete", help="Delete runs: their folders (checkpoints, trained results, logs) and their "
+                                      "history. Exports stay. Without --yes, says what would go and deletes nothing.")
+    s.add_argument("runs", nargs="+", metavar="RUN", help="Run ids (or a unique start of one, or 'last').")
+    s.add_argument("--yes", action="store_true", help="Delete them.")
+
     s = sub.add_parser("chat", help="One reply from a trained run or a model.")
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--run", help="Run id whose result answers.")
@@ -140,9 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_app(sys.argv[:1])
         args = build_parser().parse_args(argv)
         if not args.verb:
-            raise KnownError("tuneforge: name a verb (profile, plan, train, resume, runs, plans, strategies, chat, export, "
-                             "data); "
-                             "see `tuneforge --help`.")
+            raise KnownError("tuneforge: name a verb (profile, plan, train, resume, runs, plans, delete, strategies, "
+                             "chat, export, data); see `tuneforge --help`.")
         return VERBS[args.verb](args)
     except KnownError as e:
         print(f"error: {e}", file=sys.stderr)

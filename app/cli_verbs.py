@@ -177,6 +177,19 @@ def cmd_runs(a) -> int:
     return 0
 
 
+def cmd_delete(a) -> int:
+    from app import run_removal
+
+    found = run_removal.removals(a.runs)  # one that cannot go stops them all, before any is deleted
+    if not a.yes:
+        for what in found:
+            print(f"Would delete {what.text()}.")
+        raise KnownError(f"Nothing was deleted; add --yes to delete {'it' if len(found) == 1 else 'them'}.")
+    for what in found:
+        print(f"Deleted {run_removal.delete_run(what.run_id).text()}.", flush=True)
+    return 0
+
+
 def cmd_plans(a) -> int:
     run = ops.get_run(a.run)
     plans = ops.run_plans(run["id"])
@@ -256,6 +269,7 @@ def _progress(a):
     return None if getattr(a, "json", False) else TerminalProgress().as_progress()
 
 
-VERBS = {"profile": cmd_profile, "plan": cmd_plan, "train": cmd_train, "resume": cmd_resume, "runs": cmd_runs, "plans": cmd_plans,
-         "strategies": cmd_strategies, "chat": cmd_chat, "export": cmd_export, "data": cmd_data}
+VERBS = {"profile": cmd_profile, "plan": cmd_plan, "train": cmd_train, "resume": cmd_resume, "runs": cmd_runs,
+         "plans": cmd_plans, "delete": cmd_delete, "strategies": cmd_strategies, "chat": cmd_chat, "export": cmd_export,
+         "data": cmd_data}
 

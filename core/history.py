@@ -11,6 +11,7 @@ import json
 import secrets
 import sqlite3
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
@@ -21,6 +22,8 @@ SCHEMA_VERSION = 5
 
 # Run statuses. "running" with a dead trainer is shown as "interrupted" by the app.
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
+# What is recorded of a run beside its row in `runs` (a run is deleted with all of them).
+RUN_TABLES = ("metrics", "checkpoints", "exports", "events", "plans")
 
 
 def now() -> float:
@@ -52,6 +55,24 @@ class History:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @contextmanager
+    def transaction(self):
+        """All the writes inside, or none of them. `with conn:` alone is not that: sqlite-utils 4 commits each of
+        its writes at once unless a transaction is open, so this opens one (IMMEDIATE: the write lock is taken at
+        the start, so a read-then-write such as add_plan's next number cannot race the other process). Inside
+        another, it is part of that one."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
     # -- schema ---------------------------------------------------------------------------------
     def schema_version(self) -> int:
         if "meta" not in self.db.table_names():
@@ -67,19 +88,19 @@ class History:
                 f"{SCHEMA_VERSION}); update Tuneforge or point TUNEFORGE_HOME elsewhere."
             )
         if version < 1:
-            with self.db.conn:
+            with self.transaction():
                 self._create_v1()
         if version < 2:
-            with self.db.conn:
+            with self.transaction():
                 self._migrate_to_v2()
         if version < 3:
-            with self.db.conn:
+            with self.transaction():
                 self._migrate_to_v3()
         if version < 4:
-            with self.db.conn:
+            with self.transaction():
                 self._migrate_to_v4()
         if version < 5:
-            with self.db.conn:
+            with self.transaction():
                 self._migrate_to_v5()
 
     def _create_v1(self) -> None:
@@ -164,7 +185,7 @@ class History:
     # -- plans ----------------------------------------------------------------------------------
     def add_plan(self, run_id: str, plan: dict, reason: str) -> int:
         """Record a new plan for the run (it becomes the run's current plan); returns its number."""
-        with self.db.conn:
+        with self.transaction():
             row = self.db.execute("select coalesce(max(seq), 0) from plans where run_id = ?", [run_id]).fetchone()
             seq = row[0] + 1
             self.db["plans"].insert({"run_id": run_id, "seq": seq, "created_at": now(), "reason": reason,
@@ -179,7 +200,7 @@ class History:
 
     def set_calibration(self, run_id: str, calibration: dict) -> None:
         """Attach the measured peak to the run's current plan."""
-        with self.db.conn:
+        with self.transaction():
             self.db.execute("update plans set calibration = ? where run_id = ? and seq = "
                             "(select max(seq) from plans where run_id = ?)", [json.dumps(calibration), run_id, run_id])
 
@@ -209,7 +230,7 @@ class History:
         return rows[0] if rows else None
 
     def _save_probe(self, table: str, record: dict) -> None:
-        with self.db.conn:
+        with self.transaction():
             self.db[table].upsert({**record, "measured_at": now()}, pk="device")
 
     # -- projects and datasets --------------------------------------------------------------------
@@ -217,11 +238,11 @@ class History:
         row = self.db.execute("select id from projects where name = ?", [name]).fetchone()
         if row:
             return row[0]
-        with self.db.conn:
+        with self.transaction():
             return self.db["projects"].insert({"name": name, "created_at": now()}).last_pk
 
     def record_dataset(self, digest: str, path: str, fmt: str, rows: int, stats: dict) -> str:
-        with self.db.conn:
+        with self.transaction():
             self.db["datasets"].upsert(
                 {"id": digest, "path": str(path), "format": fmt, "rows": rows, "stats": json.dumps(stats),
                  "created_at": now()}, pk="id",
@@ -236,7 +257,7 @@ class History:
             if key in fields and not isinstance(fields[key], str):
                 fields[key] = json.dumps(fields[key], default=str)
         record.update(fields)
-        with self.db.conn:
+        with self.transaction():
             self.db["runs"].insert(record)
             if record.get("plan"):
                 self.db["plans"].insert({"run_id": run_id, "seq": 1, "created_at": record["created_at"],
@@ -247,7 +268,7 @@ class History:
         for key in ("config", "plan", "hardware"):
             if key in fields and not isinstance(fields[key], str):
                 fields[key] = json.dumps(fields[key], default=str)
-        with self.db.conn:
+        with self.transaction():
             self.db["runs"].update(run_id, fields)
 
     def run(self, run_id: str) -> dict:
@@ -268,6 +289,14 @@ class History:
             raise RunNotFound(f"'{run_id}' matches {len(rows)} runs; give more of the id (`tuneforge runs` lists them).")
         return _decode(rows[0])
 
+    def delete_run(self, run_id: str) -> None:
+        """Forget one run (the exact id) and everything recorded of it, in one transaction: all or nothing."""
+        with self.transaction():
+            for table in RUN_TABLES:
+                self.db.execute(f"delete from {table} where run_id = ?", [run_id])
+            if not self.db.execute("delete from runs where id = ?", [run_id]).rowcount:
+                raise RunNotFound(f"No run '{run_id}' in the history; `tuneforge runs` lists them.")
+
     def runs(self, project: str | None = None) -> list[dict]:
         sql = ("select runs.*, projects.name as project from runs join projects on projects.id = runs.project_id")
         args: list = []
@@ -281,7 +310,7 @@ class History:
 
     # -- metrics, checkpoints, exports, events ------------------------------------------------------------
     def add_metric(self, run_id: str, step: int, split: str, loss: float, **extra) -> None:
-        with self.db.conn:
+        with self.transaction():
             self.db["metrics"].upsert({"run_id": run_id, "step": step, "split": split, "loss": loss, "at": now(),
                                        **extra}, pk=("run_id", "step", "split"))
 
@@ -290,7 +319,7 @@ class History:
                                   [run_id, split]))
 
     def add_checkpoint(self, run_id: str, step: int, path: str) -> None:
-        with self.db.conn:
+        with self.transaction():
             self.db["checkpoints"].upsert({"run_id": run_id, "step": step, "path": str(path), "created_at": now()},
                                           pk=("run_id", "step"))
 
@@ -298,7 +327,7 @@ class History:
         return list(self.db.query("select * from checkpoints where run_id = ? order by step", [run_id]))
 
     def add_export(self, run_id: str, fmt: str, path: str, size: int, quant: str | None = None) -> int:
-        with self.db.conn:
+        with self.transaction():
             return self.db["exports"].insert({"run_id": run_id, "format": fmt, "quant": quant, "path": str(path),
                                               "bytes": size, "created_at": now()}).last_pk
 
@@ -306,7 +335,7 @@ class History:
         return list(self.db.query("select * from exports where run_id = ? order by id", [run_id]))
 
     def add_event(self, run_id: str, kind: str, text: str) -> None:
-        with self.db.conn:
+        with self.transaction():
             self.db["events"].insert({"run_id": run_id, "at": now(), "kind": kind, "text": text})
 
     def events(self, run_id: str) -> list[dict]:

@@ -45,3 +45,11 @@ def duration(seconds: float | None) -> str:
     if seconds < 3 * 86400:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.0f} days"
+
+
+def size_text(n: int | None) -> str:
+    """'8.2 GB', '340 MB', '12 KB' for files and folders (decimal units, as file managers show them); '' when
+    unknown or empty."""
+    if not n:
+        return ""
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{max(1, n // 1000)} KB"

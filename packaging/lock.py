@@ -15,9 +15,11 @@ Left out, each for a reason:
   pinning what a CPU machine has would make pip refuse a GPU machine's set-up.
   The Makefile installs torch, and Triton to match it, itself on machines without an NVIDIA GPU.
 - tuneforge itself, and pip, setuptools and wheel (the installer's own tools).
-`--floor` prints the other end: the lowest version pyproject allows of each library in FLOORED, as pip
+`--floor` prints the other end: the lowest version pyproject allows of each library the app depends on, as pip
 arguments, for `make floor` (the suite on those versions, so that the floors stay true; 5.0 claimed for
-transformers had not been since 5.23 added an API we call).
+transformers had not been since 5.23 added an API we call, and pyarrow 14 does not import under NumPy 2).
+torch and Triton are not floored (UNFLOORED): without a GPU the only torch at hand is the CPU pair the Makefile
+pins, and an older one is a CUDA build of several GB.
 
 Each pin carries `python_version >= "<this Python>"`: the set was tested on this Python, and the releases in it
 ship wheels for newer ones; an older Python (3.10 is allowed) resolves from the ranges instead.
@@ -38,7 +40,7 @@ from core import atomic  # noqa: E402
 
 CONSTRAINTS = REPO / "constraints.txt"
 PYPROJECT = REPO / "pyproject.toml"
-FLOORED = ("transformers", "peft", "accelerate", "bitsandbytes", "gguf")  # the fast movers whose APIs we lean on
+UNFLOORED = ("torch", "triton")  # their floors are not checked: see --floor above
 LEFT_OUT = re.compile(r"^(torch|triton|nvidia-(?!ml-py$).*|cuda-.*|tuneforge|pip|setuptools|wheel)$")  # NVML stays
 HEADER = """\
 # The tested set: exact versions of every library `make test` last passed with (packaging/lock.py wrote this).
@@ -62,21 +64,22 @@ def render(versions: dict[str, str], python: tuple[int, int]) -> str:
 
 
 def floors(requirements: list[str]) -> list[str]:
-    """`name==lowest` for each FLOORED library among `requirements` (pyproject's strings), from its >= bound."""
+    """`name==lowest` for each library among `requirements` (pyproject's strings) from its >= bound, but UNFLOORED."""
     pins = []
     for text in requirements:
         found = re.match(r"\s*([A-Za-z0-9_.\-]+)[^;]*?>=\s*([^,;\s]+)", text)
-        if found and normalized(found.group(1)) in FLOORED:
+        if found and normalized(found.group(1)) not in UNFLOORED:
             pins.append(f"{normalized(found.group(1))}=={found.group(2)}")
     return pins
 
 
-def declared() -> list[str]:
-    """pyproject's dependencies and extras, as written."""
+def declared(extras: bool = True) -> list[str]:
+    """pyproject's dependencies, and its extras (the test and packaging tools) unless extras=False, as written."""
     import tomllib  # Python 3.11 on; a developer's tool, not the app's
 
     project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
-    return project["dependencies"] + [r for group in project["optional-dependencies"].values() for r in group]
+    groups = project["optional-dependencies"].values() if extras else []
+    return project["dependencies"] + [r for group in groups for r in group]
 
 
 def installed() -> dict[str, str]:
@@ -87,10 +90,11 @@ def installed() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=CONSTRAINTS, help="where to write (constraints.txt)")
-    parser.add_argument("--floor", action="store_true", help="print the FLOORED libraries' lowest versions instead")
+    parser.add_argument("--floor", action="store_true",
+                        help="print the lowest versions allowed of the app's libraries instead")
     args = parser.parse_args(argv)
     if args.floor:
-        print(" ".join(floors(declared())))
+        print(" ".join(floors(declared(extras=False))))
         return 0
     text = render(installed(), sys.version_info[:2])
     atomic.write_text(args.out, text)

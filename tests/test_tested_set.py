@@ -86,16 +86,19 @@ def test_lock_writes_this_environments_set_that_pip_accepts(tmp_path):
     assert "torch" not in written and "tuneforge" not in written
 
 
-def test_the_floor_names_the_lowest_version_of_each_floored_library():
-    found = dict(pin.split("==") for pin in lock.floors([str(r) for r in declared()]))
-    assert set(found) == set(lock.FLOORED)
-    for requirement in declared():
+def test_the_floor_names_the_lowest_version_of_every_library_the_app_needs_but_torch_and_triton():
+    runtime = [Requirement(r) for r in lock.declared(extras=False)]
+    found = dict(pin.split("==") for pin in lock.floors([str(r) for r in runtime]))
+    assert set(found) == {lock.normalized(r.name) for r in runtime} - {"torch", "triton"}
+    assert "pytest" not in found  # the test tools are not the app's
+    for requirement in runtime:
         name = lock.normalized(requirement.name)
         if name in found:
             assert requirement.specifier.contains(found[name]), f"{name}=={found[name]} is outside {requirement}"
             assert not requirement.specifier.contains(_lower(found[name])), f"{name}'s floor is not its >= bound"
-    assert lock.floors(["transformers>=5.23,<6", "peft", "gguf>=0.17.1 ; python_version >= '3.10'", "psutil>=5.9"]) \
-        == ["transformers==5.23", "gguf==0.17.1"]
+    assert lock.floors(["transformers>=5.23,<6", "peft", "gguf>=0.17.1 ; python_version >= '3.10'", "torch>=2.4",
+                        "PySide6-Essentials>=6.7", "triton>=3.3; sys_platform == 'linux'"]) \
+        == ["transformers==5.23", "gguf==0.17.1", "pyside6-essentials==6.7"]
 
 
 def _lower(version: str) -> str:

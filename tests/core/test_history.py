@@ -89,3 +89,23 @@ def test_plans_accumulate_with_reasons_and_calibration(tmp_path):
     assert h.last_calibration("/m", "lora", "RTX 4090")["factor"] == 1.1
     assert h.last_calibration("/m", "lora", "cpu") is None and h.last_calibration("/m", "full", "RTX 4090") is None
     h.close()
+
+
+@pytest.mark.parametrize("write, table", [
+    (lambda h: h.add_plan("r1", {"micro_batch": 4}, "ran out of memory"), "plans"),  # a plan, then the run's
+    (lambda h: h.create_run("r2", "p", plan={"micro_batch": 2}), "runs"),  # the run, then its first plan
+    (lambda h: h.delete_run("r1"), "metrics"),  # its records, then the run
+], ids=["add_plan", "create_run", "delete_run"])
+def test_writes_of_several_rows_land_whole_or_not_at_all(tmp_path, write, table):
+    """sqlite-utils 4 commits each write by itself unless a transaction is open: each of these must be one."""
+    h = history.History(tmp_path / "h.sqlite")
+    h.create_run("r1", "p", plan={"micro_batch": 8})
+    h.add_metric("r1", 1, "train", 2.5)
+    before = {t: h.db.execute(f"select count(*) from {t}").fetchone()[0] for t in ("runs", "plans", "metrics")}
+    last = {"plans": "update on runs", "runs": "insert on plans", "metrics": "delete on runs"}[table]
+    h.db.conn.execute(f"create trigger refuse before {last} begin select raise(abort, 'refused'); end")
+    with pytest.raises(sqlite3.IntegrityError, match="refused"):
+        write(h)
+    after = {t: h.db.execute(f"select count(*) from {t}").fetchone()[0] for t in ("runs", "plans", "metrics")}
+    assert after == before and h.run("r1")["plan"] == {"micro_batch": 8}
+    h.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import pytest
@@ -132,3 +133,43 @@ def test_resume_starts_the_trainer_from_the_history_and_shows_how_it_ended(page,
     assert resume.session.outcome.status == "failed"
     assert "pirate_chat.jsonl" in resume.error.message and resume.start_button.isEnabled()
     qtbot.waitUntil(lambda: row(page, SECOND)["Status"] == "failed", timeout=10000)  # the list was read again
+
+
+def test_deleting_asks_with_what_it_frees_then_the_run_and_its_view_go(page, qtbot, home, monkeypatch):
+    (home / "runs" / FIRST / "result" / "adapter.safetensors").write_bytes(b"\0" * 2_000_000)
+    page.select([FIRST])
+    qtbot.waitUntil(lambda: page.detail_view is not None and page.detail_view.run_id == FIRST, timeout=10000)
+    assert page.delete_button.isEnabled()
+    asked = []
+
+    def answer(found):  # the person reads the question, cancels the first time, deletes the second
+        asked.append(page.delete_box(found))
+        return len(asked) == 2
+
+    monkeypatch.setattr(page, "confirm_delete", answer)
+    page.delete_button.click()
+    qtbot.waitUntil(lambda: len(asked) == 1, timeout=10000)
+    box = asked[0]
+    assert box.text() == "Delete this run, freeing 2 MB? This cannot be undone."
+    assert box.informativeText() == f"Run {FIRST} (done): its folder (2 MB) and its history."
+    assert box.defaultButton() is box.button(box.StandardButton.Cancel)
+    assert (home / "runs" / FIRST / "result").is_dir() and FIRST in page.details  # cancelled: nothing happened
+
+    page.delete_button.click()
+    qtbot.waitUntil(lambda: page.table.topLevelItemCount() == 1, timeout=10000)
+    qtbot.waitUntil(lambda: page.status.label.text() == "Deleted 1 run, 2 MB freed.", timeout=10000)
+    assert not (home / "runs" / FIRST).exists() and FIRST not in page.details
+    assert page.count_label.text() == "1 run" and page.table.topLevelItem(0).run.id == SECOND
+    assert not page.delete_button.isEnabled()  # nothing selected
+
+
+def test_a_selection_with_a_run_training_now_cannot_be_deleted(page, qtbot):
+    with history.History(paths.db_path()) as db:
+        db.update_run(SECOND, status=history.RUNNING, pid=os.getpid())  # a live process: it trains
+    page.refresh()
+    qtbot.waitUntil(lambda: row(page, SECOND)["Status"] == "running", timeout=10000)
+    page.select([FIRST])
+    qtbot.waitUntil(page.delete_button.isEnabled, timeout=10000)
+    page.select([FIRST, SECOND])  # compared, not opened: nothing attaches to the "run"
+    qtbot.waitUntil(lambda: page.stack.currentWidget() is page.compare_view, timeout=10000)
+    assert not page.delete_button.isEnabled()

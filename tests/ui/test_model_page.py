@@ -3,7 +3,7 @@ and a dropped .gguf file or folder is taken as the model. A real HF cache layout
 
 from __future__ import annotations
 
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
@@ -29,7 +29,8 @@ def tiny_model_files(tmp_path) -> dict[str, bytes]:
 def drag(page, path, accepted: bool) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path))])
-    enter = QDragEnterEvent(QPointF(20, 20), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    enter = QDragEnterEvent(QPoint(20, 20),  # Qt's enter event takes a QPoint, its drop a QPointF
+                            Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
     QApplication.sendEvent(page, enter)
     assert enter.isAccepted() == accepted
     if accepted:

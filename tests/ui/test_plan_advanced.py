@@ -13,6 +13,8 @@ from tuneforge_kernels import OPS
 from ui.pages.plan_wishes import WishesPanel
 
 GIB = 1024**3
+SMALL_CONFIG = {"hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 128,
+                "max_position_embeddings": 512}
 
 
 def plan_page(wizard, advance, qtbot):
@@ -48,12 +50,17 @@ def test_forced_settings_replan_and_reach_the_bundle(make_wizard, advance, qtbot
     qtbot.waitUntil(lambda: bool(page.error.message), timeout=5000)
     assert "Learning rate 'fast' is not usable" in page.error.message and not page.isComplete()
     page.advanced.lr.setCurrentText("5e-5")
-    page.advanced.seq_len.setValue(512)  # past the tiny model's context (256): the planner's sentence, no plan
+    assert page.advanced.seq_len.maximum() == 256  # the tiny model's context, from the plan
+    page.advanced.seq_len.setValue(512)
+    assert page.advanced.seq_len.value() == 256 and "256 tokens" in page.advanced.seq_len.toolTip()
+    page.advanced.show_context(None)  # as before any plan: the box takes more, and the planner says no
+    page.advanced.seq_len.setValue(512)
     qtbot.waitUntil(lambda: "longer than this model's context (256 tokens)" in page.error.message, timeout=20000)
     assert not page.isComplete()
     page.advanced.reset()
     replanned(page, qtbot, lambda b: b.plan.micro_batch != 3 and b.plan.seq_len != 96)
     assert page.advanced.overridden.text() == "" and not page.error.message
+    assert page.advanced.seq_len.maximum() == 256
 
 
 def test_what_if_plans_for_another_gpu_and_holds_next(make_wizard, advance, qtbot, tiny_model_dir):
@@ -164,8 +171,9 @@ def test_any_strategys_settings_show_as_typed_controls_and_follow_the_plan(qtbot
 
     gpus = [GPU(0, "Small", 12 * GIB, 11 * GIB), GPU(1, "Big", 80 * GIB, 79 * GIB)]
     with qtbot.waitSignal(panel.changed):  # lora has r but not mode or scale: those go, and it plans again
-        panel.show_plan(SimpleNamespace(hardware=HardwareProfile(gpus=gpus), plan=SimpleNamespace(strategy="lora")))
-    assert panel.wishes().options == {"r": 8}
+        panel.show_plan(SimpleNamespace(hardware=HardwareProfile(gpus=gpus), plan=SimpleNamespace(strategy="lora"),
+                                        model=SimpleNamespace(config=lambda: SMALL_CONFIG)))
+    assert panel.wishes().options == {"r": 8} and panel.seq_len.maximum() == 512
     assert [panel.device.itemText(i) for i in range(panel.device.count())] == [
         "Auto", "CPU", "GPU 0: Small (12 GiB)", "GPU 1: Big (80 GiB)"]
     panel.device.setCurrentIndex(3)

@@ -1,4 +1,5 @@
-"""History: every run with its figures; one selected opens it (resume, try, export), two are compared.
+"""History: every run with its figures; one selected opens it (resume, try, export), two are compared, and
+selected runs can be deleted (app.run_removal: their folders and history go, their exports stay).
 
 Reading the history and the metrics happens off the UI thread (app.history_service through ui.tasks).
 """
@@ -6,10 +7,12 @@ Reading the history and the metrics happens off the UI thread (app.history_servi
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPushButton, QSplitter, QStackedWidget, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QMessageBox, QPushButton, QSplitter, QStackedWidget,
+                               QVBoxLayout, QWidget)
 
 from app import history_service as hs
+from app import run_removal
+from core.plan_text import size_text
 from ui import theme
 from ui.error_panel import ErrorPanel
 from ui.history.compare_view import CompareView
@@ -46,6 +49,12 @@ class HistoryPage(QWidget):
         top.addWidget(project_label)
         top.addWidget(self.project_combo)
         top.addWidget(self.refresh_button)
+        self.delete_button = QPushButton("Delete…", enabled=False)
+        self.delete_button.setToolTip("Delete the selected runs: their folders (checkpoints, trained results, logs) "
+                                      "and their history. Exports stay. (Del)")
+        self.delete_button.setShortcut("Del")
+        self.delete_button.clicked.connect(self.ask_delete)
+        top.addWidget(self.delete_button)
         top.addStretch(1)
         self.count_label = QLabel()
         top.addWidget(self.count_label)
@@ -61,6 +70,7 @@ class HistoryPage(QWidget):
         self.stack.addWidget(self.compare_view)
         self.details: dict[str, RunDetailView] = {}
         self._to_select: list[str] | None = None  # runs to select once the list being read arrives
+        self._news = ""  # what to say once the list being read arrives (what a deletion freed)
 
         split = QSplitter(Qt.Vertical)
         split.addWidget(self.table)
@@ -74,7 +84,8 @@ class HistoryPage(QWidget):
         layout.addWidget(self.error)
         layout.addWidget(split, 1)
         self.setTabOrder(self.project_combo, self.refresh_button)
-        self.setTabOrder(self.refresh_button, self.table)
+        self.setTabOrder(self.refresh_button, self.delete_button)
+        self.setTabOrder(self.delete_button, self.table)
         self.setTabOrder(self.table, self.stack)
 
     # -- the list ---------------------------------------------------------------------------------
@@ -99,6 +110,10 @@ class HistoryPage(QWidget):
         if self._to_select is not None:
             self.table.select(self._to_select)
             self._to_select = None
+        if self._news:
+            self.status.stop(self._news)
+            self._news = ""
+        self._enable_delete()
 
     def select(self, run_ids: list[str]) -> None:
         """Select these runs (at once, or when the list being read arrives)."""
@@ -110,6 +125,7 @@ class HistoryPage(QWidget):
     # -- the selection ----------------------------------------------------------------------------
     def _selection_changed(self) -> None:
         ids = self.table.selected_ids()
+        self._enable_delete()
         self.tasks.cancel("detail")
         self.tasks.cancel("compare")
         if len(ids) == 1:
@@ -149,8 +165,60 @@ class HistoryPage(QWidget):
                 view.deleteLater()
                 del self.details[run_id]
 
+    # -- deleting ---------------------------------------------------------------------------------
+    def _enable_delete(self) -> None:
+        """Selected runs can be deleted unless one trains (app.run_removal would refuse it with a sentence)."""
+        ids = self.table.selected_ids()
+        self.delete_button.setEnabled(bool(ids) and not any(self._training(run_id) for run_id in ids))
+
+    def _training(self, run_id: str) -> bool:
+        view, run = self.details.get(run_id), self.table.run(run_id)
+        return bool(run and run.status == "running") or bool(view and view.running)
+
+    def ask_delete(self) -> None:
+        """Read what deleting the selected runs frees (off the UI thread), then ask."""
+        ids = self.table.selected_ids()
+        if ids and not self.tasks.busy("delete"):
+            self.status.start("Reading what deleting frees…")
+            self.tasks.run("delete", run_removal.removals, ids, on_done=self._confirm_delete)
+
+    def delete_box(self, found: list[run_removal.Removal]) -> QMessageBox:
+        n, total = len(found), sum(what.bytes for what in found)
+        box = QMessageBox(QMessageBox.Warning, "Delete runs",
+                          f"Delete {'this run' if n == 1 else f'these {n} runs'}"
+                          f"{f', freeing {size_text(total)}' if total else ''}? This cannot be undone.", parent=self)
+        box.setInformativeText("\n".join(what.text()[0].upper() + what.text()[1:] + "." for what in found))
+        box.addButton("Delete", QMessageBox.DestructiveRole).setObjectName("delete")
+        box.setDefaultButton(box.addButton(QMessageBox.Cancel))
+        return box
+
+    def confirm_delete(self, found: list[run_removal.Removal]) -> bool:
+        box = self.delete_box(found)
+        box.exec()
+        return box.clickedButton() is not None and box.clickedButton().objectName() == "delete"
+
+    def _confirm_delete(self, found: list[run_removal.Removal]) -> None:
+        self.status.stop()
+        if not self.confirm_delete(found):
+            return
+        for what in found:  # their open views go first: nothing of a deleted run stays on screen
+            view = self.details.pop(what.run_id, None)
+            if view is not None:
+                view.shutdown()
+                self.stack.removeWidget(view)
+                view.deleteLater()
+        self.status.start("Deleting…")
+        self.tasks.run("delete", run_removal.delete_runs, [what.run_id for what in found], on_done=self._deleted)
+
+    def _deleted(self, done: list[run_removal.Removal]) -> None:
+        freed = sum(what.bytes for what in done)
+        self._news = f"Deleted {len(done)} run{'s' if len(done) != 1 else ''}" + (
+            f", {size_text(freed)} freed." if freed else ".")
+        self.refresh()
+
     def _run_running(self, running: bool) -> None:
         self.running_changed.emit(running)
+        self._enable_delete()
         self.refresh()  # the status and figures changed
 
     def _failed(self, error: BaseException) -> None:

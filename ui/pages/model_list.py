@@ -8,6 +8,7 @@ from PySide6.QtCore import QRect, Qt, QTimer
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QStyledItemDelegate, QTreeWidget, QTreeWidgetItem
 
+from core.plan_text import size_text
 from ui import theme
 
 COLUMNS = ("Model", "Source", "Size", "Parameters", "Architecture", "Context", "Fits this machine")
@@ -21,12 +22,6 @@ def count(n: int) -> str:
     if not n:
         return ""
     return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
-
-
-def size_text(n: int) -> str:
-    if not n:
-        return ""
-    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{max(1, n // 1000)} KB"
 
 
 class WrappingDelegate(QStyledItemDelegate):

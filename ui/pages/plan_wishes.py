@@ -13,12 +13,14 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayo
 from core import strategies
 from core.errors import BadArgument
 from core.hardware import HardwareProfile
+from core.model_shape import ModelShape
 from core.planner import Wishes
 from tuneforge_kernels import OPS
 from ui import theme
 from ui.pages.strategy_options import StrategyOptions
 
 AUTO = "Auto"
+LONGEST_SEQ = 131072  # the sequence-length box's limit until a plan names the model's context
 LEARNING_RATES = ("1e-5", "2e-5", "5e-5", "1e-4", "2e-4", "5e-4", "1e-3")
 GIB = 1024**3
 THIS_MACHINE = "this machine"  # HardwareProfile.source when it is not a what-if
@@ -67,7 +69,7 @@ class WishesPanel(QWidget):
         self.options = StrategyOptions()
         self.options.edited.connect(self._edited)
         self.planned: str | None = None  # what the last plan chose, shown while the strategy is Auto
-        self.seq_len = auto_spin(131072, 128, " tokens")
+        self.seq_len = auto_spin(LONGEST_SEQ, 128, " tokens")
         self.micro_batch = auto_spin(256)
         self.grad_accum = auto_spin(1024)
         self.lr = fixed(QComboBox(editable=True))
@@ -149,9 +151,16 @@ class WishesPanel(QWidget):
 
     def show_plan(self, bundle) -> None:
         """After each plan (app.operations.PlanBundle): its strategy's settings while the strategy is Auto, and
-        this machine's GPUs in the device list."""
+        this machine's GPUs in the device list, and the model's context as the longest sequence to ask for."""
         self.show_hardware(bundle.hardware)
         self.show_strategy(bundle.plan.strategy)
+        self.show_context(ModelShape.from_config(bundle.model.config()).context)
+
+    def show_context(self, context: int | None) -> None:
+        """The sequence length stops at the model's context (the planner refuses more: those positions were never
+        trained); a longer value already asked is brought down to it, which plans again."""
+        self.seq_len.setMaximum(context or LONGEST_SEQ)
+        self.seq_len.setToolTip(f"at most {context} tokens, this model's context" if context else "")
 
     def show_strategy(self, name: str) -> None:
         """The planned strategy, whose settings show while the strategy is Auto. A changed setting the new one
