@@ -86,8 +86,9 @@ class Comparison:
 
 
 def projects(progress: Progress | None = None) -> list[str]:
+    """The projects that hold runs."""
     with ops.open_history() as db:
-        return [p["name"] for p in db.projects()]
+        return [p["name"] for p in db.projects(with_runs=True)]
 
 
 def run_summaries(project: str | None = None, progress: Progress | None = None) -> list[RunSummary]:

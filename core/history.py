@@ -305,8 +305,10 @@ class History:
             args.append(project)
         return [_decode(r) for r in self.db.query(sql + " order by runs.created_at desc", args)]
 
-    def projects(self) -> list[dict]:
-        return list(self.db.query("select * from projects order by name"))
+    def projects(self, with_runs: bool = False) -> list[dict]:
+        """Every project, or only those holding runs (one whose runs were all deleted is then left out)."""
+        held = " where id in (select project_id from runs)" if with_runs else ""
+        return list(self.db.query(f"select * from projects{held} order by name"))
 
     # -- metrics, checkpoints, exports, events ------------------------------------------------------------
     def add_metric(self, run_id: str, step: int, split: str, loss: float, **extra) -> None:

@@ -109,3 +109,15 @@ def test_writes_of_several_rows_land_whole_or_not_at_all(tmp_path, write, table)
     after = {t: h.db.execute(f"select count(*) from {t}").fetchone()[0] for t in ("runs", "plans", "metrics")}
     assert after == before and h.run("r1")["plan"] == {"micro_batch": 8}
     h.close()
+
+
+def test_a_project_whose_runs_are_deleted_is_no_longer_listed_as_holding_runs(tmp_path):
+    h = history.History(tmp_path / "h.sqlite")
+    h.create_run("r1", "a")
+    h.create_run("r2", "b")
+    h.delete_run("r1")
+    assert [p["name"] for p in h.projects()] == ["a", "b"]
+    assert [p["name"] for p in h.projects(with_runs=True)] == ["b"]
+    with pytest.raises(RunNotFound):
+        h.delete_run("r1")
+    h.close()

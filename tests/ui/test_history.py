@@ -173,3 +173,16 @@ def test_a_selection_with_a_run_training_now_cannot_be_deleted(page, qtbot):
     page.select([FIRST, SECOND])  # compared, not opened: nothing attaches to the "run"
     qtbot.waitUntil(lambda: page.stack.currentWidget() is page.compare_view, timeout=10000)
     assert not page.delete_button.isEnabled()
+
+
+def test_a_project_whose_runs_are_all_deleted_leaves_the_list(page, qtbot, monkeypatch):
+    page.project_combo.setCurrentText("pirates")
+    qtbot.waitUntil(lambda: not page.tasks.busy("list"), timeout=10000)
+    monkeypatch.setattr(page, "confirm_delete", lambda found: True)
+    page.select([FIRST, SECOND])
+    qtbot.waitUntil(page.delete_button.isEnabled, timeout=10000)
+    page.delete_button.click()
+    qtbot.waitUntil(lambda: page.status.label.text().startswith("Deleted 2 runs"), timeout=10000)
+    assert [page.project_combo.itemText(i) for i in range(page.project_combo.count())] == ["All projects"]
+    assert page.table.topLevelItemCount() == 0 and page.count_label.text() == "0 runs"
+    assert page.placeholder.text().startswith("No runs yet")

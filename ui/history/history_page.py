@@ -23,6 +23,7 @@ from ui.tasks import TaskGroup
 
 ALL = "All projects"
 HINT = "Select a run to open it, or two runs (Ctrl+click) to compare them."
+EMPTY = "No runs yet: start one under New fine-tune."
 
 
 def load(project: str | None, progress=None) -> tuple[list[str], list[hs.RunSummary]]:
@@ -96,17 +97,20 @@ class HistoryPage(QWidget):
 
     def _listed(self, found) -> None:
         projects, runs = found
+        current = self.project_combo.currentText()
+        if current not in (ALL, *projects):  # its runs were all deleted: the project is gone, show them all
+            self.project_combo.setCurrentText(ALL)  # which reads the list again
+            return
         self.status.stop()
         self.error.clear()
-        current = self.project_combo.currentText()
         self.project_combo.blockSignals(True)
         self.project_combo.clear()
         self.project_combo.addItems([ALL, *projects])
-        self.project_combo.setCurrentText(current if current in projects else ALL)
+        self.project_combo.setCurrentText(current)
         self.project_combo.blockSignals(False)
         self.count_label.setText(f"{len(runs)} run{'s' if len(runs) != 1 else ''}")
-        self.placeholder.setText(HINT if runs else "No runs yet: start one under New fine-tune.")
         self.table.set_runs(runs)  # keeps the selection, which reloads the opened run or comparison
+        self.placeholder.setText(HINT if runs else EMPTY)
         if self._to_select is not None:
             self.table.select(self._to_select)
             self._to_select = None
@@ -137,7 +141,8 @@ class HistoryPage(QWidget):
             self.tasks.run("compare", hs.compare, ids[0], ids[1], on_done=self._show_comparison)
         else:
             self.status.stop()
-            self.placeholder.setText(HINT if len(ids) < 2 else "Select two runs to compare them, not more.")
+            self.placeholder.setText("Select two runs to compare them, not more." if len(ids) > 2 else
+                                     HINT if self.table.topLevelItemCount() else EMPTY)
             self.stack.setCurrentWidget(self.placeholder)
 
     def _show_detail(self, detail: hs.RunDetail) -> None:
