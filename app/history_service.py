@@ -7,10 +7,11 @@ Each function opens the history, reads, and closes it; the UI calls them off its
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app import operations as ops
+from core.export import folder_size
 from core.progress import Progress
 
 # Keys of a run's config that differ between any two runs or are derived from the others: not a difference
@@ -39,6 +40,7 @@ class RunSummary:
     total_steps: int
     created_at: float
     outcome: str
+    disk_bytes: int | None = None  # what its folder holds (checkpoints, result, logs); None: no folder, or not read
 
     @classmethod
     def of(cls, run: dict) -> "RunSummary":
@@ -92,8 +94,12 @@ def projects(progress: Progress | None = None) -> list[str]:
 
 
 def run_summaries(project: str | None = None, progress: Progress | None = None) -> list[RunSummary]:
-    """Every run (of one project, or all), newest first."""
-    return [RunSummary.of(r) for r in ops.list_runs(project)]
+    """Every run (of one project, or all), newest first, with what its folder holds on disk."""
+    return [replace(RunSummary.of(r), disk_bytes=_disk(r.get("run_dir"))) for r in ops.list_runs(project)]
+
+
+def _disk(run_dir: str | None) -> int | None:
+    return folder_size(Path(run_dir)) if run_dir and Path(run_dir).is_dir() else None
 
 
 def run_detail(run_id: str, progress: Progress | None = None) -> RunDetail:

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from core.export import folder_size
+from core.plan_text import size_text
 from tests.conftest import DEMO, REPO, json_lines, write_jsonl
 
 
@@ -115,6 +117,12 @@ def test_train_runs_chat_export_on_a_tiny_model(cli, cli_here, home, tiny_model_
     assert again.returncode != 0 and "already exists" in again.stderr
     gguf = cli_here("export", "--run", run_id, "--format", "gguf", "--quant", "q3", "--out", tmp_path / "m.gguf")
     assert gguf.returncode != 0 and "invalid choice: 'q3'" in gguf.stderr and not (tmp_path / "m.gguf").exists()
+    size = folder_size(home / "runs" / run_id)  # a real run's folder: config, log, checkpoints, result
+    deleted = cli_here("delete", run_id, "--yes", check=0)
+    assert deleted.stdout == (f"Deleted run {run_id} (done): its folder ({size_text(size)}) and its history; "
+                              f"its 1 export stays ({out}).\n")
+    assert not (home / "runs" / run_id).exists() and (out / "adapter_model.safetensors").is_file()
+    assert json.loads(cli_here("runs", "--json", check=0).stdout) == []
 
 
 def hear_ctrl_c() -> None:

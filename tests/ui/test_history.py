@@ -45,8 +45,9 @@ def row(page, run_id: str) -> dict:
 def test_the_list_shows_both_runs_with_their_figures(page):
     assert row(page, FIRST) == {"Run": FIRST, "Project": "pirates", "Status": "done", "Model": "default",
                                 "Strategy": "lora", "Dataset": "pirate_chat.jsonl", "Steps": "6/6",
-                                "Final loss": "1.7000", "Best loss": "1.7000", "Duration": "2 min"}
+                                "Final loss": "1.7000", "Best loss": "1.7000", "Duration": "2 min", "Disk": "0 KB"}
     assert row(page, SECOND)["Final loss"] == "2.1000" and row(page, SECOND)["Duration"] == "80 s"
+    assert row(page, SECOND)["Disk"] == "—"  # it has no folder
     assert page.table.topLevelItem(0).run.id == SECOND  # newest first
     page.table.sortByColumn(7, page.table.header().sortIndicatorOrder().AscendingOrder)  # by final loss
     assert page.table.topLevelItem(0).run.id == FIRST
@@ -137,6 +138,8 @@ def test_resume_starts_the_trainer_from_the_history_and_shows_how_it_ended(page,
 
 def test_deleting_asks_with_what_it_frees_then_the_run_and_its_view_go(page, qtbot, home, monkeypatch):
     (home / "runs" / FIRST / "result" / "adapter.safetensors").write_bytes(b"\0" * 2_000_000)
+    page.refresh()
+    qtbot.waitUntil(lambda: row(page, FIRST)["Disk"] == "2 MB", timeout=10000)  # what its folder holds
     page.select([FIRST])
     qtbot.waitUntil(lambda: page.detail_view is not None and page.detail_view.run_id == FIRST, timeout=10000)
     assert page.delete_button.isEnabled()

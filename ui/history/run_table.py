@@ -9,15 +9,19 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTreeWidget, QTreeWidgetItem
 
 from app.history_service import RunSummary
-from core.plan_text import duration
+from core.plan_text import duration, size_text
 
 COLUMNS = ["Run", "Project", "Status", "Model", "Strategy", "Dataset", "Steps", "Final loss", "Best loss",
-           "Duration"]
+           "Duration", "Disk"]
 STATUS_COLOURS = {"done": "#3b7d4f", "running": "#1d4f91", "failed": "#b03a3c", "interrupted": "#9a6a00"}
 
 
 def loss_text(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
+
+
+def disk_text(n: int | None) -> str:
+    return "—" if n is None else size_text(n) or "0 KB"
 
 
 def when(timestamp: float) -> str:
@@ -30,7 +34,8 @@ class RunItem(QTreeWidgetItem):
     def __init__(self, run: RunSummary):
         super().__init__([run.id, run.project, run.status, run.model, run.strategy, run.dataset,
                           f"{run.steps_done}/{run.total_steps}" if run.total_steps else str(run.steps_done),
-                          loss_text(run.final_loss), loss_text(run.best_loss), duration(run.duration_s)])
+                          loss_text(run.final_loss), loss_text(run.best_loss), duration(run.duration_s),
+                          disk_text(run.disk_bytes)])
         self.run = run
         self.setToolTip(0, f"Created {when(run.created_at)}" + (f": {run.outcome}" if run.outcome else ""))
         self.setToolTip(2, run.outcome or run.status)
@@ -41,7 +46,8 @@ class RunItem(QTreeWidgetItem):
 
     def sort_key(self, column: int):
         r = self.run
-        keys = {0: r.created_at, 6: r.steps_done, 7: r.final_loss, 8: r.best_loss, 9: r.duration_s}
+        keys = {0: r.created_at, 6: r.steps_done, 7: r.final_loss, 8: r.best_loss, 9: r.duration_s,
+                10: r.disk_bytes}
         if column in keys:
             value = keys[column]
             return (value is None, value or 0)
