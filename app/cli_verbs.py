@@ -169,11 +169,15 @@ def cmd_runs(a) -> int:
     if not runs:
         print("No runs yet; start one with `tuneforge train --model default --data resources/demo/pirate_chat.jsonl`.")
         return 0
-    print(f"{'run':22} {'project':12} {'status':12} {'strategy':8} {'steps':>9} {'loss':>7}  model")
+    from app.history_service import disk_bytes, disk_text
+
+    print(f"{'run':22} {'project':12} {'status':12} {'strategy':8} {'steps':>9} {'loss':>7} {'disk':>8}  model")
     for r in runs:
         loss = f"{r['final_loss']:.3f}" if r.get("final_loss") is not None else "-"
         steps = f"{r.get('steps_done') or 0}/{r.get('total_steps') or '?'}"
-        print(f"{r['id']:22} {r['project'][:12]:12} {r['status']:12} {r['strategy']:8} {steps:>9} {loss:>7}  {r['model']}")
+        disk = disk_text(disk_bytes(r.get("run_dir")))
+        print(f"{r['id']:22} {r['project'][:12]:12} {r['status']:12} {r['strategy']:8} {steps:>9} {loss:>7} {disk:>8}  "
+              f"{r['model']}")
     return 0
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from app import operations as ops
 from core.export import folder_size
+from core.plan_text import size_text
 from core.progress import Progress
 
 # Keys of a run's config that differ between any two runs or are derived from the others: not a difference
@@ -95,10 +96,16 @@ def projects(progress: Progress | None = None) -> list[str]:
 
 def run_summaries(project: str | None = None, progress: Progress | None = None) -> list[RunSummary]:
     """Every run (of one project, or all), newest first, with what its folder holds on disk."""
-    return [replace(RunSummary.of(r), disk_bytes=_disk(r.get("run_dir"))) for r in ops.list_runs(project)]
+    return [replace(RunSummary.of(r), disk_bytes=disk_bytes(r.get("run_dir"))) for r in ops.list_runs(project)]
 
 
-def _disk(run_dir: str | None) -> int | None:
+def disk_text(n: int | None) -> str:
+    """disk_bytes in words: '2 MB', '0 KB' for an empty folder, '—' for none."""
+    return "—" if n is None else size_text(n) or "0 KB"
+
+
+def disk_bytes(run_dir: str | None) -> int | None:
+    """What a run's folder holds on disk; None when it has none."""
     return folder_size(Path(run_dir)) if run_dir and Path(run_dir).is_dir() else None
 
 

@@ -108,7 +108,11 @@ def test_train_runs_chat_export_on_a_tiny_model(cli, cli_here, home, tiny_model_
     assert events[-1]["status"] == "done"
     runs = json.loads(cli("runs", "--json", check=0).stdout)
     assert runs[0]["id"] == run_id and runs[0]["status"] == "done" and runs[0]["project"] == "tiny"
-    assert "tiny" in cli_here("runs", "--project", "tiny", check=0).stdout
+    listed = cli_here("runs", "--project", "tiny", check=0).stdout.splitlines()
+    assert listed[0].split() == ["run", "project", "status", "strategy", "steps", "loss", "disk", "model"]
+    line = listed[1].split()  # ... 6/6, the loss, what its folder holds (e.g. '323 KB'), the model
+    held = size_text(folder_size(home / "runs" / run_id))
+    assert line[:3] == [run_id, "tiny", "done"] and " ".join(line[6:8]) == held
     assert cli("chat", "--run", run_id, "--prompt", "hi", "--max-new-tokens", "5", check=0).stdout.strip() != None
     out = tmp_path / "adapter"
     cli("export", "--run", run_id, "--format", "adapter", "--out", out, check=0)

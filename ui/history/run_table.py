@@ -8,8 +8,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTreeWidget, QTreeWidgetItem
 
-from app.history_service import RunSummary
-from core.plan_text import duration, size_text
+from app.history_service import RunSummary, disk_text
+from core.plan_text import duration
 
 COLUMNS = ["Run", "Project", "Status", "Model", "Strategy", "Dataset", "Steps", "Final loss", "Best loss",
            "Duration", "Disk"]
@@ -18,10 +18,6 @@ STATUS_COLOURS = {"done": "#3b7d4f", "running": "#1d4f91", "failed": "#b03a3c", 
 
 def loss_text(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
-
-
-def disk_text(n: int | None) -> str:
-    return "—" if n is None else size_text(n) or "0 KB"
 
 
 def when(timestamp: float) -> str:
