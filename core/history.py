@@ -18,7 +18,7 @@ import sqlite_utils
 
 from core.errors import KnownError, RunNotFound
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Run statuses. "running" with a dead trainer is shown as "interrupted" by the app.
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
@@ -102,6 +102,9 @@ class History:
         if version < 5:
             with self.transaction():
                 self._migrate_to_v5()
+        if version < 6:
+            with self.transaction():
+                self._migrate_to_v6()
 
     def _create_v1(self) -> None:
         db = self.db
@@ -182,6 +185,22 @@ class History:
         )
         self.db["meta"].upsert({"key": "schema_version", "value": "5"}, pk="key")
 
+    def _migrate_to_v6(self) -> None:
+        """v6: the latest measured correction per model, strategy and device in a table of its own, so that it
+        outlives the run that measured it (a deleted run's plans go with it; what it taught the planner stays).
+        Filled from the plans' calibrations, the newest of each."""
+        self.db["calibrations"].create(
+            {"model_path": str, "strategy": str, "device": str, "calibration": str, "measured_at": float},
+            pk=("model_path", "strategy", "device"), if_not_exists=True,
+        )
+        self.db.execute(
+            "insert or replace into calibrations select r.model_path, r.strategy, "
+            "json_extract(p.calibration, '$.device'), p.calibration, p.created_at from plans p "
+            "join runs r on r.id = p.run_id where p.calibration is not null and r.model_path is not null "
+            "and r.strategy is not null and json_extract(p.calibration, '$.device') is not null "
+            "order by p.created_at")
+        self.db["meta"].upsert({"key": "schema_version", "value": "6"}, pk="key")
+
     # -- plans ----------------------------------------------------------------------------------
     def add_plan(self, run_id: str, plan: dict, reason: str) -> int:
         """Record a new plan for the run (it becomes the run's current plan); returns its number."""
@@ -199,17 +218,22 @@ class History:
                 for r in rows]
 
     def set_calibration(self, run_id: str, calibration: dict) -> None:
-        """Attach the measured peak to the run's current plan."""
+        """Attach the measured peak to the run's current plan, and keep it as the latest for the run's model,
+        strategy and device (calibration["device"])."""
+        text = json.dumps(calibration)
         with self.transaction():
             self.db.execute("update plans set calibration = ? where run_id = ? and seq = "
-                            "(select max(seq) from plans where run_id = ?)", [json.dumps(calibration), run_id, run_id])
+                            "(select max(seq) from plans where run_id = ?)", [text, run_id, run_id])
+            run = self.db.execute("select model_path, strategy from runs where id = ?", [run_id]).fetchone()
+            if run and run[0] and run[1] and calibration.get("device"):
+                self.db.execute("insert or replace into calibrations values (?, ?, ?, ?, ?)",
+                                [run[0], run[1], calibration["device"], text, now()])
 
     def last_calibration(self, model_path: str, strategy: str, device: str) -> dict | None:
-        """The latest measured correction for this model, strategy and device (a GPU's name, or 'cpu')."""
-        row = self.db.execute(
-            "select p.calibration from plans p join runs r on r.id = p.run_id where r.model_path = ? "
-            "and r.strategy = ? and json_extract(p.calibration, '$.device') = ? order by p.created_at desc limit 1",
-            [model_path, strategy, device]).fetchone()
+        """The latest measured correction for this model, strategy and device (a GPU's name, or 'cpu'), even
+        when the run that measured it has since been deleted."""
+        row = self.db.execute("select calibration from calibrations where model_path = ? and strategy = ? and "
+                              "device = ?", [model_path, strategy, device]).fetchone()
         return json.loads(row[0]) if row else None
 
     # -- measured machine facts -----------------------------------------------------------------

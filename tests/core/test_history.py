@@ -65,11 +65,12 @@ def test_an_older_schema_is_migrated_in_place(tmp_path):
     conn.execute("alter table runs drop column trained_s")
     conn.execute("drop table disk_probes")
     conn.execute("drop table plans")
+    conn.execute("drop table calibrations")
     conn.execute("update meta set value='1' where key='schema_version'")
     conn.commit()
     conn.close()
     h = history.History(path)
-    assert h.schema_version() == history.SCHEMA_VERSION == 5
+    assert h.schema_version() == history.SCHEMA_VERSION == 6
     assert {"disk_probes", "link_probes"} <= set(h.db.table_names()) and h.run("last")["id"] == "20260101-000000-aaaa"
     assert h.run("last")["trained_s"] == 90.0  # v4: the span its one session took
     assert [(p["seq"], p["reason"], p["plan"]) for p in h.plans("20260101-000000-aaaa")] == \
@@ -88,6 +89,27 @@ def test_plans_accumulate_with_reasons_and_calibration(tmp_path):
     assert plans[0]["calibration"] is None and plans[1]["calibration"]["factor"] == 1.1
     assert h.last_calibration("/m", "lora", "RTX 4090")["factor"] == 1.1
     assert h.last_calibration("/m", "lora", "cpu") is None and h.last_calibration("/m", "full", "RTX 4090") is None
+    h.delete_run("r1")  # what the run taught the planner outlives it
+    assert h.plans("r1") == [] and h.last_calibration("/m", "lora", "RTX 4090")["factor"] == 1.1
+    h.close()
+
+
+def test_a_version_5_history_keeps_its_calibrations_as_the_newest_of_each(tmp_path):
+    path = tmp_path / "h.sqlite"
+    h = history.History(path)
+    for run, factor in (("r1", 1.1), ("r2", 1.3)):  # the same model, strategy and GPU, measured twice
+        h.create_run(run, "p", plan={"micro_batch": 8}, model_path="/m", strategy="lora")
+        h.db.execute("update plans set calibration = ?, created_at = ? where run_id = ?",
+                     [f'{{"device": "RTX 4090", "factor": {factor}}}', {"r1": 1.0, "r2": 2.0}[run], run])
+    h.db.conn.commit()
+    h.close()
+    conn = sqlite3.connect(path)  # as version 5 wrote it: calibrations only in the plans
+    conn.execute("drop table calibrations")
+    conn.execute("update meta set value='5' where key='schema_version'")
+    conn.commit()
+    conn.close()
+    h = history.History(path)
+    assert h.schema_version() == 6 and h.last_calibration("/m", "lora", "RTX 4090")["factor"] == 1.3
     h.close()
 
 
