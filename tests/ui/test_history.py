@@ -154,7 +154,7 @@ def test_deleting_asks_with_what_it_frees_then_the_run_and_its_view_go(page, qtb
     qtbot.waitUntil(lambda: len(asked) == 1, timeout=10000)
     box = asked[0]
     assert box.text() == "Delete this run, freeing 2 MB? This cannot be undone."
-    assert box.informativeText() == f"Run {FIRST} (done): its folder (2 MB) and its history."
+    assert box.informativeText() == f"• Run {FIRST} (done): its folder (2 MB) and its history."
     assert box.defaultButton() is box.button(box.StandardButton.Cancel)
     assert (home / "runs" / FIRST / "result").is_dir() and FIRST in page.details  # cancelled: nothing happened
 

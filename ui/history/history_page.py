@@ -192,7 +192,8 @@ class HistoryPage(QWidget):
         box = QMessageBox(QMessageBox.Warning, "Delete runs",
                           f"Delete {'this run' if n == 1 else f'these {n} runs'}"
                           f"{f', freeing {size_text(total)}' if total else ''}? This cannot be undone.", parent=self)
-        box.setInformativeText("\n".join(what.text()[0].upper() + what.text()[1:] + "." for what in found))
+        box.setInformativeText("\n".join(f"• {what.text()[0].upper()}{what.text()[1:]}." for what in found))
+        box.setStyleSheet("QLabel#qt_msgbox_informativelabel { min-width: 520px; }")  # a run per line or two, not four
         box.addButton("Delete", QMessageBox.DestructiveRole).setObjectName("delete")
         box.setDefaultButton(box.addButton(QMessageBox.Cancel))
         return box
