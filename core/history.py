@@ -1,8 +1,8 @@
 """The local history: every project, run, metric, checkpoint, export and dataset, in SQLite.
 
-sqlite-utils over one file in WAL mode, so the trainer process writes while the app reads. The
-schema carries a version (table `meta`); `migrate` brings an older file up to date and refuses a
-newer one with a sentence instead of corrupting it.
+sqlite-utils over one file in WAL mode, so the trainer process writes while the app reads. The schema carries
+a version (table `meta`); `migrate` brings an older file up to date with the steps in core/history_schema.py and
+refuses a newer one with a sentence instead of corrupting it. Writes of several rows are one transaction each.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from pathlib import Path
 import sqlite_utils
 
 from core.errors import KnownError, RunNotFound
+from core.history_schema import MIGRATIONS
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = len(MIGRATIONS)
 
 # Run statuses. "running" with a dead trainer is shown as "interrupted" by the app.
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
@@ -87,119 +88,10 @@ class History:
                 f"{self.path}: the history was written by a newer Tuneforge (schema {version}, this one knows "
                 f"{SCHEMA_VERSION}); update Tuneforge or point TUNEFORGE_HOME elsewhere."
             )
-        if version < 1:
+        for reached, step in enumerate(MIGRATIONS[version:], start=version + 1):
             with self.transaction():
-                self._create_v1()
-        if version < 2:
-            with self.transaction():
-                self._migrate_to_v2()
-        if version < 3:
-            with self.transaction():
-                self._migrate_to_v3()
-        if version < 4:
-            with self.transaction():
-                self._migrate_to_v4()
-        if version < 5:
-            with self.transaction():
-                self._migrate_to_v5()
-        if version < 6:
-            with self.transaction():
-                self._migrate_to_v6()
-
-    def _create_v1(self) -> None:
-        db = self.db
-        db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
-        db["projects"].create({"id": int, "name": str, "created_at": float}, pk="id", if_not_exists=True)
-        db["projects"].create_index(["name"], unique=True, if_not_exists=True)
-        db["datasets"].create(
-            {"id": str, "path": str, "format": str, "rows": int, "stats": str, "created_at": float},
-            pk="id", if_not_exists=True,
-        )
-        db["runs"].create(
-            {
-                "id": str, "project_id": int, "status": str, "outcome": str, "model": str, "model_path": str,
-                "dataset_id": str, "data_path": str, "strategy": str, "config": str, "plan": str, "hardware": str,
-                "run_dir": str, "pid": int, "steps_done": int, "total_steps": int, "final_loss": float,
-                "best_loss": float, "eval_loss": float, "created_at": float, "started_at": float, "ended_at": float,
-                "parent_run": str,
-            },
-            pk="id", foreign_keys=[("project_id", "projects", "id"), ("dataset_id", "datasets", "id")],
-            if_not_exists=True,
-        )
-        db["metrics"].create(
-            {"run_id": str, "step": int, "split": str, "loss": float, "lr": float, "tokens_per_s": float,
-             "elapsed_s": float, "memory_bytes": int, "at": float},
-            pk=("run_id", "step", "split"), foreign_keys=[("run_id", "runs", "id")], if_not_exists=True,
-        )
-        db["checkpoints"].create(
-            {"run_id": str, "step": int, "path": str, "created_at": float},
-            pk=("run_id", "step"), foreign_keys=[("run_id", "runs", "id")], if_not_exists=True,
-        )
-        db["exports"].create(
-            {"id": int, "run_id": str, "format": str, "quant": str, "path": str, "bytes": int, "created_at": float},
-            pk="id", foreign_keys=[("run_id", "runs", "id")], if_not_exists=True,
-        )
-        db["events"].create(
-            {"id": int, "run_id": str, "at": float, "kind": str, "text": str},
-            pk="id", foreign_keys=[("run_id", "runs", "id")], if_not_exists=True,
-        )
-        db["meta"].upsert({"key": "schema_version", "value": "1"}, pk="key")
-
-    def _migrate_to_v2(self) -> None:
-        """v2: measured disk speeds, cached per device."""
-        self.db["disk_probes"].create(
-            {"device": str, "path": str, "write_bytes_per_s": float, "read_bytes_per_s": float,
-             "probe_bytes": int, "cache_dropped": int, "measured_at": float},
-            pk="device", if_not_exists=True,
-        )
-        self.db["meta"].upsert({"key": "schema_version", "value": "2"}, pk="key")
-
-    def _migrate_to_v3(self) -> None:
-        """v3: every plan a run has had (a re-plan after running out of memory adds one), with the reason
-        it was made and, once the run has measured its true peak, the calibration."""
-        self.db["plans"].create(
-            {"run_id": str, "seq": int, "created_at": float, "reason": str, "plan": str, "calibration": str},
-            pk=("run_id", "seq"), foreign_keys=[("run_id", "runs", "id")], if_not_exists=True,
-        )
-        for row in self.db.query("select id, plan, created_at from runs where plan is not null"):
-            self.db["plans"].insert({"run_id": row["id"], "seq": 1, "created_at": row["created_at"],
-                                     "reason": "first plan", "plan": row["plan"]}, ignore=True)
-        self.db["meta"].upsert({"key": "schema_version", "value": "3"}, pk="key")
-
-    def _migrate_to_v4(self) -> None:
-        """v4: seconds a run has trained over all its sessions, pauses left out (started_at/ended_at span
-        only the latest session, so a resumed run looked shorter than it was). Older runs get their
-        latest session's span, the best that is known of them."""
-        if "trained_s" not in self.db["runs"].columns_dict:
-            self.db["runs"].add_column("trained_s", float)
-        self.db.execute("update runs set trained_s = ended_at - started_at "
-                        "where trained_s is null and ended_at is not null and started_at is not null")
-        self.db["meta"].upsert({"key": "schema_version", "value": "4"}, pk="key")
-
-    def _migrate_to_v5(self) -> None:
-        """v5: measured host↔GPU copy speeds (core.link_probe), cached per GPU like the disk's."""
-        self.db["link_probes"].create(
-            {"device": str, "h2d_bytes_per_s": float, "d2h_bytes_per_s": float, "probe_bytes": int,
-             "measured_at": float},
-            pk="device", if_not_exists=True,
-        )
-        self.db["meta"].upsert({"key": "schema_version", "value": "5"}, pk="key")
-
-    def _migrate_to_v6(self) -> None:
-        """v6: the latest measured correction per model, strategy and device in a table of its own, so that it
-        outlives the run that measured it (a deleted run's plans go with it; what it taught the planner stays).
-        Filled from the plans' calibrations, the newest of each."""
-        self.db["calibrations"].create(
-            {"model_path": str, "strategy": str, "device": str, "calibration": str, "measured_at": float},
-            pk=("model_path", "strategy", "device"), if_not_exists=True,
-        )
-        self.db.execute(
-            "insert or replace into calibrations select r.model_path, r.strategy, "
-            "json_extract(p.calibration, '$.device'), p.calibration, p.created_at from plans p "
-            "join runs r on r.id = p.run_id where p.calibration is not null and r.model_path is not null "
-            "and r.strategy is not null and json_extract(p.calibration, '$.device') is not null "
-            "order by p.created_at")
-        self.db["meta"].upsert({"key": "schema_version", "value": "6"}, pk="key")
+                step(self.db)
+                self.db["meta"].upsert({"key": "schema_version", "value": str(reached)}, pk="key")
 
     # -- plans ----------------------------------------------------------------------------------
     def add_plan(self, run_id: str, plan: dict, reason: str) -> int:
