@@ -189,3 +189,16 @@ def test_a_project_whose_runs_are_all_deleted_leaves_the_list(page, qtbot, monke
     assert [page.project_combo.itemText(i) for i in range(page.project_combo.count())] == ["All projects"]
     assert page.table.topLevelItemCount() == 0 and page.count_label.text() == "0 runs"
     assert page.placeholder.text().startswith("No runs yet")
+
+
+def test_a_deletion_that_fails_part_way_shows_what_is_left_and_why(page, qtbot, monkeypatch):
+    with sqlite3.connect(paths.db_path()) as conn:  # SQLite refuses to forget the first run (listed last)
+        conn.execute(f"create trigger held before delete on runs when old.id = '{FIRST}' "
+                     "begin select raise(abort, 'held by a test'); end")
+    monkeypatch.setattr(page, "confirm_delete", lambda found: True)
+    page.select([FIRST, SECOND])
+    qtbot.waitUntil(page.delete_button.isEnabled, timeout=10000)
+    page.delete_button.click()
+    qtbot.waitUntil(lambda: "held by a test" in page.error.message, timeout=10000)
+    assert [page.table.topLevelItem(i).run.id for i in range(page.table.topLevelItemCount())] == [FIRST]
+    assert paths.run_dir(FIRST).joinpath("result").is_dir()  # its folder was put back

@@ -6,6 +6,8 @@ Reading the history and the metrics happens off the UI thread (app.history_servi
 
 from __future__ import annotations
 
+from typing import Callable
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QMessageBox, QPushButton, QSplitter, QStackedWidget,
                                QVBoxLayout, QWidget)
@@ -71,7 +73,7 @@ class HistoryPage(QWidget):
         self.stack.addWidget(self.compare_view)
         self.details: dict[str, RunDetailView] = {}
         self._to_select: list[str] | None = None  # runs to select once the list being read arrives
-        self._news = ""  # what to say once the list being read arrives (what a deletion freed)
+        self._then: Callable[[], None] | None = None  # what to say once the list being read arrives
 
         split = QSplitter(Qt.Vertical)
         split.addWidget(self.table)
@@ -114,9 +116,9 @@ class HistoryPage(QWidget):
         if self._to_select is not None:
             self.table.select(self._to_select)
             self._to_select = None
-        if self._news:
-            self.status.stop(self._news)
-            self._news = ""
+        if self._then is not None:
+            self._then, then = None, self._then
+            then()
         self._enable_delete()
 
     def select(self, run_ids: list[str]) -> None:
@@ -165,10 +167,14 @@ class HistoryPage(QWidget):
         """Views of other runs go, unless their run trains: it keeps its live view while you look elsewhere."""
         for run_id, view in list(self.details.items()):
             if run_id != keep and not view.running:
-                view.shutdown()
-                self.stack.removeWidget(view)
-                view.deleteLater()
-                del self.details[run_id]
+                self._drop_view(run_id)
+
+    def _drop_view(self, run_id: str) -> None:
+        view = self.details.pop(run_id, None)
+        if view is not None:
+            view.shutdown()
+            self.stack.removeWidget(view)
+            view.deleteLater()
 
     # -- deleting ---------------------------------------------------------------------------------
     def _enable_delete(self) -> None:
@@ -208,18 +214,21 @@ class HistoryPage(QWidget):
         if not self.confirm_delete(found):
             return
         for what in found:  # their open views go first: nothing of a deleted run stays on screen
-            view = self.details.pop(what.run_id, None)
-            if view is not None:
-                view.shutdown()
-                self.stack.removeWidget(view)
-                view.deleteLater()
+            self._drop_view(what.run_id)
         self.status.start("Deleting…")
-        self.tasks.run("delete", run_removal.delete_runs, [what.run_id for what in found], on_done=self._deleted)
+        self.tasks.run("delete", run_removal.delete_runs, [what.run_id for what in found], on_done=self._deleted,
+                       on_error=self._delete_failed)
+
+    def _delete_failed(self, error: BaseException) -> None:
+        """Those deleted before the one that failed are gone: the list says so, then the panel says why."""
+        self._then = lambda: self._failed(error)
+        self.refresh()
 
     def _deleted(self, done: list[run_removal.Removal]) -> None:
         freed = sum(what.bytes for what in done)
-        self._news = f"Deleted {len(done)} run{'s' if len(done) != 1 else ''}" + (
-            f", {size_text(freed)} freed." if freed else ".")
+        said = f"Deleted {len(done)} run{'s' if len(done) != 1 else ''}" + (f", {size_text(freed)} freed." if freed
+                                                                             else ".")
+        self._then = lambda: self.status.stop(said)
         self.refresh()
 
     def _run_running(self, running: bool) -> None:
