@@ -14,6 +14,7 @@ from core import atomic, hardware, history, model_source, planner, settings
 from core.data import dataset as data_mod
 from core.data import readers, tokenize
 from core.errors import KnownError
+from core.model_shape import ModelShape
 from core.progress import Progress
 from core.run_config import RunConfig
 
@@ -128,6 +129,7 @@ class PlanBundle:
     token_lengths: list[int] = field(repr=False, default_factory=list)
     mapping: dict | None = None  # the column mapping the data was read with (None: detected)
     on_bad: str = "skip"  # what bad rows do: skip (left out, listed) or stop
+    context: int | None = None  # the model's context in tokens, as its config states it (None: it does not say)
 
 
 def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardware_file: str | None = None,
@@ -137,11 +139,13 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
     ref = resolve_model(model, progress)
     lengths = tokenize.token_lengths(ds.examples, load_tokenizer(ref), _counting(progress, len(ds.examples)))
     hw = machine_profile(hardware_file)
-    plan = planner.make_plan(hw, ref.config(), lengths, wishes)
+    config = ref.config()
+    plan = planner.make_plan(hw, config, lengths, wishes)
     measured = None if hardware_file else _calibration_for(ref, plan)
     if measured:  # an earlier run of this model and strategy here measured its true peak: plan with it
-        plan = planner.make_plan(hw, ref.config(), lengths, wishes, calibration=measured)
-    return PlanBundle(plan, ref, str(Path(data).resolve()), ds.summary(), hw, lengths, mapping, on_bad)
+        plan = planner.make_plan(hw, config, lengths, wishes, calibration=measured)
+    return PlanBundle(plan, ref, str(Path(data).resolve()), ds.summary(), hw, lengths, mapping, on_bad,
+                      context=ModelShape.from_config(config).context)
 
 
 def _calibration_for(ref: model_source.ModelRef, plan: planner.Plan) -> dict | None:

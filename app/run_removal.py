@@ -63,7 +63,7 @@ def delete_run(run_id: str, progress: Progress | None = None) -> Removal:
     """Delete the run (see the module's docstring for the order); returns what was deleted."""
     what = removal(run_id)
     folder = Path(what.folder) if what.folder else None
-    _clear_aside(paths.runs_dir(), *([folder.parent] if folder else []))
+    _clear_aside({paths.runs_dir(), *([folder.parent] if folder else [])})
     aside = folder.with_name(ASIDE + folder.name) if folder else None
     if folder:
         try:
@@ -103,7 +103,7 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def _clear_aside(*folders: Path) -> None:
+def _clear_aside(folders: set[Path]) -> None:
     """Remove what an earlier deletion renamed aside in these folders but could not finish removing."""
     for folder in folders:
         for left in folder.glob(ASIDE + "*") if folder.is_dir() else ():

@@ -13,8 +13,6 @@ from tuneforge_kernels import OPS
 from ui.pages.plan_wishes import WishesPanel
 
 GIB = 1024**3
-SMALL_CONFIG = {"hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 128,
-                "max_position_embeddings": 512}
 
 
 def plan_page(wizard, advance, qtbot):
@@ -172,7 +170,7 @@ def test_any_strategys_settings_show_as_typed_controls_and_follow_the_plan(qtbot
     gpus = [GPU(0, "Small", 12 * GIB, 11 * GIB), GPU(1, "Big", 80 * GIB, 79 * GIB)]
     with qtbot.waitSignal(panel.changed):  # lora has r but not mode or scale: those go, and it plans again
         panel.show_plan(SimpleNamespace(hardware=HardwareProfile(gpus=gpus), plan=SimpleNamespace(strategy="lora"),
-                                        model=SimpleNamespace(config=lambda: SMALL_CONFIG)))
+                                        context=512))
     assert panel.wishes().options == {"r": 8} and panel.seq_len.maximum() == 512
     assert [panel.device.itemText(i) for i in range(panel.device.count())] == [
         "Auto", "CPU", "GPU 0: Small (12 GiB)", "GPU 1: Big (80 GiB)"]

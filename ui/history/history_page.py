@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QMessageBox, QPus
 
 from app import history_service as hs
 from app import run_removal
+from core import history
 from core.plan_text import size_text
 from ui import theme
 from ui.error_panel import ErrorPanel
@@ -184,7 +185,7 @@ class HistoryPage(QWidget):
 
     def _training(self, run_id: str) -> bool:
         view, run = self.details.get(run_id), self.table.run(run_id)
-        return bool(run and run.status == "running") or bool(view and view.running)
+        return bool(run and run.status == history.RUNNING) or bool(view and view.running)
 
     def ask_delete(self) -> None:
         """Read what deleting the selected runs frees (off the UI thread), then ask."""

@@ -13,7 +13,6 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayo
 from core import strategies
 from core.errors import BadArgument
 from core.hardware import HardwareProfile
-from core.model_shape import ModelShape
 from core.planner import Wishes
 from tuneforge_kernels import OPS
 from ui import theme
@@ -154,7 +153,7 @@ class WishesPanel(QWidget):
         this machine's GPUs in the device list, and the model's context as the longest sequence to ask for."""
         self.show_hardware(bundle.hardware)
         self.show_strategy(bundle.plan.strategy)
-        self.show_context(ModelShape.from_config(bundle.model.config()).context)
+        self.show_context(bundle.context)
 
     def show_context(self, context: int | None) -> None:
         """The sequence length stops at the model's context (the planner refuses more: those positions were never
