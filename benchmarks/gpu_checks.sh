@@ -5,10 +5,12 @@
 #
 #   bash benchmarks/gpu_checks.sh 1      # about 8 minutes on one H100/H200
 #   bash benchmarks/gpu_checks.sh 2      # about 8 minutes
+#   bash benchmarks/gpu_checks.sh all    # both in one 9-minute call, shortened: the correctness and memory
+#                                        # checks side by side first, then the timed ones alone
 #
 # Packages the machine lacks travel as wheels in .whl/ (benchmarks/README.md says which and how); they are
 # installed first when the folder is there. Each check has its own time limit, so one that hangs cannot eat
-# the others' time. The logs and the JSON results written in this run go into one archive in $OUT (the device
+# the others' time (SKIP="kernels offload" leaves those out, e.g. on a second call). The logs and the JSON results written in this run go into one archive in $OUT (the device
 # tool brings back only a few files), beside summary.txt.
 set -u
 OUT=${OUT:-/tmp/tuneforge-gpu-checks}
@@ -27,14 +29,24 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,pcie.link.gen.max,pcie.l
 check() {  # check NAME SECONDS COMMAND...: run it under a time limit, keep its log, say how it ended
   local name=$1 limit=$2
   shift 2
+  case " ${SKIP:-} " in *" $name "*) echo "$name: skipped (SKIP)" | tee -a "$OUT/summary.txt"; return ;; esac
   local started=$SECONDS
   timeout "$limit" "$@" > "$LOGS/$name.log" 2>&1
   local code=$?
   echo "$name: exit $code after $((SECONDS - started)) s" | tee -a "$OUT/summary.txt"
   tail -n 8 "$LOGS/$name.log"
+  pack
 }
 
-case "${1:-1}" in
+pack() {  # the archive is rebuilt after every check, so a call stopped at its limit still brings back the rest
+  find benchmarks/results -name '*.json' -newer "$LOGS/.started" -exec cp {} "$LOGS/" \;
+  local part="$OUT/.gpu-checks-$PART.$BASHPID"  # checks side by side must not write one archive at once
+  tar czf "$part" -C "$LOGS" . 2>/dev/null
+  mv -f "$part" "$OUT/gpu-checks-$PART.tgz"
+}
+PART=${1:-1}
+
+case "$PART" in
   1)
     check pytest 200 $PY -m pytest -q -p no:cacheprovider tests/kernels tests/core/test_offload_cuda.py \
       tests/core/test_link_probe.py
@@ -48,10 +60,20 @@ case "${1:-1}" in
     check memory-model 120 $PY benchmarks/memory_model_gpu.py --quick
     check strategies 100 $PY benchmarks/strategies_gpu.py
     ;;
+  all)  # one call: what measures correctness or memory runs side by side (its timings say so), then the
+        # timed benchmarks one at a time with fewer steps
+    check pytest 170 $PY -m pytest -q -p no:cacheprovider --tb=short -rfE tests/kernels \
+      tests/core/test_offload_cuda.py tests/core/test_link_probe.py &
+    (check memory-model 100 $PY benchmarks/memory_model_gpu.py --quick
+     check strategies 70 $PY benchmarks/strategies_gpu.py --steps 3 --lisa-steps 6) &
+    wait
+    check kernels 75 $PY benchmarks/kernels_gpu.py
+    check training-e2e 170 $PY benchmarks/training_e2e_gpu.py --steps 4
+    check offload 170 $PY benchmarks/offload_gpu.py --steps 3
+    ;;
   *)
-    echo "usage: bash benchmarks/gpu_checks.sh 1|2" >&2
+    echo "usage: bash benchmarks/gpu_checks.sh 1|2|all" >&2
     exit 2
     ;;
 esac
-find benchmarks/results -name '*.json' -newer "$LOGS/.started" -exec cp {} "$LOGS/" \;
-tar czf "$OUT/gpu-checks-${1:-1}.tgz" -C "$LOGS" .
+pack

@@ -14,6 +14,9 @@ from tests.kernels.conftest import DEVICE, NEEDS_GPU, close
 
 # dtype → tolerance (relative to the largest reference value) for the loss and the gradients
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 5e-3}
+# At Llama sizes each gradient sums 128k words or 2k tokens: in fp32 our chunked order and cuBLAS's split sums
+# differ by a few parts in 10^5 of the largest value (seen on an H200: 2.8e-5), more than the small shapes' 1e-5.
+LARGE_TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: TOLERANCE[torch.bfloat16]}
 HIDDEN, VOCAB = 67, 1009  # odd on purpose: no dimension is a multiple of a block
 
 
@@ -163,4 +166,4 @@ def test_llama_sized_vocabulary_on_a_gpu(dtype):
     ours = both(fused_linear_cross_entropy, hidden, weight, targets)
     plain = both(reference, hidden, weight, targets)
     for name, a, b in zip(("loss", "grad hidden", "grad weight"), ours, plain):
-        close(a, b, TOLERANCE[dtype], name)
+        close(a, b, LARGE_TOLERANCE[dtype], name)

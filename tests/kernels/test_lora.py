@@ -94,7 +94,7 @@ def test_without_an_input_gradient_dx_is_not_computed():
     g = torch.Generator().manual_seed(2)
     (w, _), _, _, a, b, s = projection(g, IN, OUT, torch.float32, "dense")
     a.requires_grad_()
-    x = torch.randn(TOKENS, IN, generator=g, device=DEVICE)
+    x = torch.randn(TOKENS, IN, generator=g).to(DEVICE)  # the generator is the CPU's: drawn there, then moved
     lora_linear(x, w, None, None, a, b, s).sum().backward()
     assert x.grad is None and a.grad is not None
 

@@ -49,7 +49,9 @@ def test_a_session_with_every_kernel_trains_like_the_plain_one(tmp_path, model_d
     assert all(calls[op] > 0 for op in ("rmsnorm", "rope", "cross_entropy", "lora")), calls
     assert calls["swiglu"] + calls["lora_mlp"] > 0, calls
     ran = dict(calls)
-    close(torch.tensor(losses), torch.tensor(two_steps(plain)), 1e-5, "losses")
+    # On the CPU both train in fp32; on a GPU in bf16, where our kernels and the plain path round at different
+    # points (seen on an H200: 1.3e-5 of the loss after two steps)
+    close(torch.tensor(losses), torch.tensor(two_steps(plain)), 1e-5 if DEVICE == "cpu" else 1e-3, "losses")
     assert calls == ran, "a kernel ran in the plain session"
 
 
