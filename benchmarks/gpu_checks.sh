@@ -7,10 +7,12 @@
 #   bash benchmarks/gpu_checks.sh 2      # about 8 minutes
 #   bash benchmarks/gpu_checks.sh all    # both in one 9-minute call, shortened: the correctness and memory
 #                                        # checks side by side first, then the timed ones alone
+#   bash benchmarks/gpu_checks.sh recheck  # 4 minutes: what a fix changes (see its case below)
 #
 # Packages the machine lacks travel as wheels in .whl/ (benchmarks/README.md says which and how); they are
 # installed first when the folder is there. Each check has its own time limit, so one that hangs cannot eat
-# the others' time (SKIP="kernels offload" leaves those out, e.g. on a second call). The logs and the JSON results written in this run go into one archive in $OUT (the device
+# the others' time (SKIP="kernels offload" leaves those out, e.g. on a second call). The logs and the JSON
+# results written in this run go into one archive in $OUT (the device
 # tool brings back only a few files), beside summary.txt.
 set -u
 OUT=${OUT:-/tmp/tuneforge-gpu-checks}
@@ -71,8 +73,19 @@ case "$PART" in
     check training-e2e 170 $PY benchmarks/training_e2e_gpu.py --steps 4
     check offload 170 $PY benchmarks/offload_gpu.py --steps 3
     ;;
+  recheck)  # about 4 minutes, after fixes: the tests, memory model and strategies side by side, the loss
+            # kernel, and LoRA without checkpointing (what the planner picks where activations fit)
+    check pytest 100 $PY -m pytest -q -p no:cacheprovider --tb=short -rfE tests/kernels \
+      tests/core/test_offload_cuda.py tests/core/test_link_probe.py &
+    (check memory-model 50 $PY benchmarks/memory_model_gpu.py --quick
+     check strategies 45 $PY benchmarks/strategies_gpu.py --steps 3 --lisa-steps 6) &
+    wait
+    check kernels 30 $PY benchmarks/kernels_gpu.py --kernel cross_entropy \
+      --out benchmarks/results/kernels-cross_entropy-nvidia-h200.json
+    check training-e2e 110 $PY benchmarks/training_e2e_gpu.py --cell peft-lora --cell lora --no-checkpointing --steps 4
+    ;;
   *)
-    echo "usage: bash benchmarks/gpu_checks.sh 1|2|all" >&2
+    echo "usage: bash benchmarks/gpu_checks.sh 1|2|all|recheck" >&2
     exit 2
     ;;
 esac

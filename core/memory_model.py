@@ -158,13 +158,23 @@ def largest_trained_tensor(shape: ModelShape, s: Setup) -> int:
 
 def _one_layer(shape: ModelShape, s: Setup) -> tuple[int, int]:
     """Bytes one layer saves for this step's tokens with nothing recomputed. (DoRA's weight norm builds
-    an in×in identity per module, but detached: it is freed at once, so it is no fixed cost.)"""
+    an in×in identity per module, but detached: it is freed at once, so it is no saved cost; its brief
+    peak is `dora_norm_bytes`.)"""
     family = strategies.get(s.strategy, need_built=False).activations
     a_h, a_i, a_kv, a_r = ACTIVATION_COEFFICIENTS[(family, s.compute_bytes)]
     kv_width = shape.kv_heads * shape.head_dim
     r = s.lora_r if family != "full" else 0
     per_token = a_h * shape.hidden + a_i * shape.intermediate + a_kv * kv_width + a_r * r
     return per_token * s.tokens
+
+
+def dora_norm_bytes(shape: ModelShape) -> int:
+    """The transient peak of peft's DoRA weight norm, on top of everything else: each forward (and each
+    recompute in backward, under checkpointing) pushes an in×in identity through the fp32 adapter, then
+    holds the in×out adapter weight in fp32 beside it. Nothing is saved, but the largest module's pair is
+    briefly alive at the peak: on an H200 a checkpointed 1B-shape DoRA step peaked 0.51 GiB above the
+    prediction without this term (benchmarks/results/strategies-nvidia-h200.json)."""
+    return max(i * i * 4 + i * o * 4 for i, o in shape.linear_shapes())
 
 
 def saved_after_forward(shape: ModelShape, s: Setup) -> int:
@@ -216,8 +226,9 @@ def logits_bytes(shape: ModelShape, s: Setup) -> int:
         return s.tokens * shape.vocab * (LOGITS_SAVED_BYTES + LOGITS_BACKWARD_BYTES)
     # Chunks of rows whose logits are about as large as the hidden states (kernels' chunk_rows), the
     # hidden states' gradient kept for backward, and the head's fp32 gradient when the head trains.
-    rows = min(s.tokens, max(FUSED_LOSS_MIN_ROWS, -(-s.tokens * shape.hidden // shape.vocab)))
     head_trains = s.strategy == "full" or (s.strategy == "lisa" and s.lisa_embeddings)
+    least = max(FUSED_LOSS_MIN_ROWS, shape.hidden if head_trains else 0)  # chunk_rows: H rows when the head trains
+    rows = min(s.tokens, max(least, -(-s.tokens * shape.hidden // shape.vocab)))
     return (rows * shape.vocab + s.tokens * shape.hidden) * s.compute_bytes + \
         (shape.vocab * shape.hidden * 4 if head_trains else 0)
 
@@ -277,6 +288,8 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
         kind = " (layer-major)" if s.layer_major else " (checkpointed)" if s.checkpointing else ""
         dev["activations" + kind] = activation_bytes(shape, s)
     dev["logits and loss"] = logits_bytes(shape, s)
+    if strategy.activations == "dora":
+        dev["DoRA weight-norm temporaries"] = dora_norm_bytes(shape)
     # Backward and the optimizer step peak at different times: count whichever is larger.
     step_temp = 0
     if s.optimizer == "adamw" and offload != "optimizer":  # a host optimizer's temporaries are in RAM

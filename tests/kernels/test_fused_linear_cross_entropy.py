@@ -154,6 +154,9 @@ def test_the_default_chunk_keeps_logits_about_the_size_of_the_hidden_states():
     rows = chunk_rows(16384, 4096, 128256)
     assert rows * 128256 <= 16384 * 4096 * 1.01 and rows >= 256
     assert chunk_rows(10, 4096, 128256) == 10 and chunk_rows(0, 64, 1000) == 1
+    # a trained head's fp32 gradient is read and written by every chunk: H rows at least, so only a few chunks
+    assert chunk_rows(16384, 4096, 128256, head_trains=True) == 4096
+    assert chunk_rows(1000, 4096, 128256, head_trains=True) == 1000
 
 
 @NEEDS_GPU
