@@ -42,13 +42,14 @@ runtime_env.prepare()  # offline and quiet before transformers is imported
 import torch  # noqa: E402
 
 # Llama-3.2-1B's shape with an untied head: the default shape of the GPU benchmarks.
-LLAMA_1B_SHAPE = dict(model_type="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-                      num_key_value_heads=8, head_dim=64, vocab_size=128256, tie_word_embeddings=False,
-                      max_position_embeddings=131072, rms_norm_eps=1e-5)
+LLAMA_1B_SHAPE = dict(model_type="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                      num_attention_heads=32, num_key_value_heads=8, head_dim=64, vocab_size=128256,
+                      tie_word_embeddings=False, max_position_embeddings=131072, rms_norm_eps=1e-5)
 # The smoke runs' model: 64 wide is the least bitsandbytes' 4-bit CPU path takes; 4 layers so that
 # LISA's 2 sampled layers really switch.
-SMOKE_SHAPE = dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
-                   num_key_value_heads=2, vocab_size=1000, tie_word_embeddings=True, max_position_embeddings=256)
+SMOKE_SHAPE = dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                   num_attention_heads=4, num_key_value_heads=2, vocab_size=1000, tie_word_embeddings=True,
+                   max_position_embeddings=256)
 SMOKE_LABEL = "CPU smoke run (a tiny model on the CPU; not a GPU result)"
 NO_GPU = "No CUDA GPU here: nothing measured; run this on a machine with an NVIDIA GPU."
 

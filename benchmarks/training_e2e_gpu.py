@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seq-len", type=int, default=2048, help="Tokens per example (default 2048).")
     parser.add_argument("--micro-batch", type=int, default=4, help="Examples per step (default 4).")
     parser.add_argument("--no-checkpointing", action="store_true",
-                        help="Keep every activation instead of recomputing them in backward (default: checkpointing on).")
+                        help="Keep every activation instead of recomputing them in backward (default: "
+                             "checkpointing on).")
     parser.add_argument("--steps", type=int, default=STEPS, help=f"Steps per cell, the first untimed (default {STEPS}).")
     parser.add_argument("--cell", action="append", choices=list(CELLS), help="Run only these cells (repeatable).")
     parser.add_argument("--smoke", action="store_true", help="A tiny model on the CPU through the same code.")

@@ -25,8 +25,10 @@ C in fp32, torch's `out_dtype`), with no V × H temporary; elsewhere the product
 When the head trains, its fp32 gradient (V × H × 4 bytes) is held for the whole step anyway, and every
 chunk reads and writes all of it: chunks of at least H rows (logits half that gradient's size) keep that
 traffic to a few passes (at Llama-3-8B sizes, 2 chunks of 4096 rows instead of 32 of 261; on an H200 the
-thin chunks made the trained-head case 2.2× slower than plain PyTorch). A tied head (the weight is the embedding matrix) needs nothing special: the weight is an ordinary
-input of the autograd Function, so its gradient lands on the same parameter.
+thin chunks made the trained-head case 2.2× slower than plain PyTorch).
+
+A tied head (the weight is the embedding matrix) needs nothing special: the weight is an ordinary input of
+the autograd Function, so its gradient lands on the same parameter.
 """
 
 from __future__ import annotations
