@@ -12,8 +12,8 @@
 # Packages the machine lacks travel as wheels in .whl/ (benchmarks/README.md says which and how); they are
 # installed first when the folder is there. Each check has its own time limit, so one that hangs cannot eat
 # the others' time (SKIP="kernels offload" leaves those out, e.g. on a second call). The logs and the JSON
-# results written in this run go into one archive in $OUT (the device
-# tool brings back only a few files), beside summary.txt.
+# results written in this run go into one archive in $OUT (the device tool brings back only a few files),
+# beside summary.txt.
 set -u
 OUT=${OUT:-/tmp/tuneforge-gpu-checks}
 LOGS=$(mktemp -d)
@@ -47,11 +47,11 @@ pack() {  # the archive is rebuilt after every check, so a call stopped at its l
   mv -f "$part" "$OUT/gpu-checks-$PART.tgz"
 }
 PART=${1:-1}
+GPU_TESTS="tests/kernels tests/core/test_offload_cuda.py tests/core/test_link_probe.py"  # what needs a GPU to run
 
 case "$PART" in
   1)
-    check pytest 200 $PY -m pytest -q -p no:cacheprovider tests/kernels tests/core/test_offload_cuda.py \
-      tests/core/test_link_probe.py
+    check pytest 200 $PY -m pytest -q -p no:cacheprovider $GPU_TESTS
     check offload 200 $PY benchmarks/offload_gpu.py
     check offload-layer-major 80 $PY benchmarks/offload_gpu.py --cell 70b-nf4-24g --accumulation 4 --layer-major \
       --out benchmarks/results/offload-layer-major.json
@@ -64,8 +64,7 @@ case "$PART" in
     ;;
   all)  # one call: what measures correctness or memory runs side by side (its timings say so), then the
         # timed benchmarks one at a time with fewer steps
-    check pytest 170 $PY -m pytest -q -p no:cacheprovider --tb=short -rfE tests/kernels \
-      tests/core/test_offload_cuda.py tests/core/test_link_probe.py &
+    check pytest 170 $PY -m pytest -q -p no:cacheprovider --tb=short -rfE $GPU_TESTS &
     (check memory-model 100 $PY benchmarks/memory_model_gpu.py --quick
      check strategies 70 $PY benchmarks/strategies_gpu.py --steps 3 --lisa-steps 6) &
     wait
@@ -75,13 +74,12 @@ case "$PART" in
     ;;
   recheck)  # about 4 minutes, after fixes: the tests, memory model and strategies side by side, the loss
             # kernel, and LoRA without checkpointing (what the planner picks where activations fit)
-    check pytest 100 $PY -m pytest -q -p no:cacheprovider --tb=short -rfE tests/kernels \
-      tests/core/test_offload_cuda.py tests/core/test_link_probe.py &
+    check pytest 100 $PY -m pytest -q -p no:cacheprovider --tb=short -rfE $GPU_TESTS &
     (check memory-model 50 $PY benchmarks/memory_model_gpu.py --quick
      check strategies 45 $PY benchmarks/strategies_gpu.py --steps 3 --lisa-steps 6) &
     wait
-    check kernels 30 $PY benchmarks/kernels_gpu.py --kernel cross_entropy \
-      --out benchmarks/results/kernels-cross_entropy-nvidia-h200.json
+    # beside the logs: a one-kernel run must not overwrite results/kernels-<gpu>.json, which has them all
+    check kernels 30 $PY benchmarks/kernels_gpu.py --kernel cross_entropy --out "$LOGS/kernels-cross_entropy.json"
     check training-e2e 110 $PY benchmarks/training_e2e_gpu.py --cell peft-lora --cell lora --no-checkpointing --steps 4
     ;;
   *)
