@@ -7,7 +7,7 @@
 #   bash benchmarks/gpu_checks.sh 2      # about 8 minutes
 #   bash benchmarks/gpu_checks.sh all    # both in one 9-minute call, shortened: the correctness and memory
 #                                        # checks side by side first, then the timed ones alone
-#   bash benchmarks/gpu_checks.sh recheck  # 4 minutes: what a fix changes (see its case below)
+#   bash benchmarks/gpu_checks.sh recheck  # 5-6 minutes: what a fix changes (see its case below)
 #
 # Packages the machine lacks travel as wheels in .whl/ (benchmarks/README.md says which and how); they are
 # installed first when the folder is there. Each check has its own time limit, so one that hangs cannot eat
@@ -72,8 +72,9 @@ case "$PART" in
     check training-e2e 170 $PY benchmarks/training_e2e_gpu.py --steps 4
     check offload 170 $PY benchmarks/offload_gpu.py --steps 3
     ;;
-  recheck)  # about 4 minutes, after fixes: the tests, memory model and strategies side by side, the loss
-            # kernel, and LoRA without checkpointing (what the planner picks where activations fit)
+  recheck)  # about 5-6 minutes, after fixes: the tests, memory model and strategies side by side, the loss
+            # kernel, LoRA without checkpointing (what the planner picks where activations fit), and the
+            # layer-major 70B offload cell
     check pytest 100 $PY -m pytest -q -p no:cacheprovider --tb=short -rfE $GPU_TESTS &
     (check memory-model 50 $PY benchmarks/memory_model_gpu.py --quick
      check strategies 45 $PY benchmarks/strategies_gpu.py --steps 3 --lisa-steps 6) &
@@ -81,6 +82,8 @@ case "$PART" in
     # beside the logs: a one-kernel run must not overwrite results/kernels-<gpu>.json, which has them all
     check kernels 30 $PY benchmarks/kernels_gpu.py --kernel cross_entropy --out "$LOGS/kernels-cross_entropy.json"
     check training-e2e 110 $PY benchmarks/training_e2e_gpu.py --cell peft-lora --cell lora --no-checkpointing --steps 4
+    check offload-layer-major 80 $PY benchmarks/offload_gpu.py --cell 70b-nf4-24g --accumulation 4 --layer-major \
+      --out benchmarks/results/offload-layer-major.json
     ;;
   *)
     echo "usage: bash benchmarks/gpu_checks.sh 1|2|all|recheck" >&2

@@ -30,6 +30,17 @@ def test_list_prints_the_cells_with_predictions_under_their_caps():
         assert found and 0 < float(found.group(1)) < cap, proc.stdout  # the memory model says it fits the cap
 
 
+def test_a_layer_major_step_is_predicted_to_keep_more():
+    """Layer-major keeps every layer's input for each micro-batch of a step: the prediction grows with them."""
+    def predictions(*args):
+        proc = run("--list", *args)
+        assert proc.returncode == 0, proc.stderr
+        return [float(x) for x in re.findall(r"predicted (\d+\.\d\d) GiB$", proc.stdout, re.MULTILINE)]
+
+    plain, major = predictions(), predictions("--accumulation", "4", "--layer-major")
+    assert len(plain) == len(major) == 3 and all(m > p for p, m in zip(plain, major)), (plain, major)
+
+
 def test_smoke_streams_both_bases_and_reports_the_bound(tmp_path):
     out = tmp_path / "smoke.json"
     report = smoke_report(run, out, "--accumulation", "2", "--layer-major")  # two micro-batches a step, layer-major
@@ -40,6 +51,9 @@ def test_smoke_streams_both_bases_and_reports_the_bound(tmp_path):
     for cell in cells.values():
         assert cell["status"] == "measured", cell
         assert cell["tokens_per_s"] > 0 and cell["bound_tokens_per_s"] > 0 and 0 < cell["fraction_of_bound"]
+        # the steps timed again without copies: the roofline is the slower of copies and compute
+        assert cell["roofline_tokens_per_s"] == min(cell["bound_tokens_per_s"], cell["compute_tokens_per_s"]) > 0
+        assert cell["fraction_of_roofline"] >= cell["fraction_of_bound"]
         assert cell["stalls"] == 0 and cell["loads"] > cell["layers"] and cell["streamed_bytes_per_step"] > 0
         assert all(math.isfinite(x) and 0 < x < 20 for x in cell["losses"])
         assert cell["losses"][-1] < cell["losses"][0] or cell["trains"] == "lora"  # (LoRA's B starts at zero)
