@@ -285,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for n, (model, nf4, cap, mb, seq, trains) in todo.items():
             print(f"{n:<14} {model:<14} {trains} over {'nf4' if nf4 else '16-bit'}, cap {cap} GiB, {mb} x {seq}: "
-                  f"predicted {predict(model, nf4, mb, seq, 'cuda', trains, args.accumulation, args.layer_major):.2f} GiB")
+                  f"predicted {predict(model, nf4, mb, seq, 'cuda', trains, args.accumulation, args.layer_major):.2f}"
+                  " GiB")
         return 0
     if device == "cuda" and not torch.cuda.is_available():
         print(cells.NO_GPU)
