@@ -53,7 +53,7 @@ case "$PART" in
   1)
     check pytest 200 $PY -m pytest -q -p no:cacheprovider $GPU_TESTS
     check offload 200 $PY benchmarks/offload_gpu.py
-    check offload-layer-major 80 $PY benchmarks/offload_gpu.py --cell 70b-nf4-24g --accumulation 4 --layer-major \
+    check offload-layer-major 150 $PY benchmarks/offload_gpu.py --cell 70b-nf4-24g --accumulation 4 --layer-major \
       --out benchmarks/results/offload-layer-major.json
     check kernels 90 $PY benchmarks/kernels_gpu.py
     ;;
@@ -82,7 +82,7 @@ case "$PART" in
     # beside the logs: a one-kernel run must not overwrite results/kernels-<gpu>.json, which has them all
     check kernels 30 $PY benchmarks/kernels_gpu.py --kernel cross_entropy --out "$LOGS/kernels-cross_entropy.json"
     check training-e2e 110 $PY benchmarks/training_e2e_gpu.py --cell peft-lora --cell lora --no-checkpointing --steps 4
-    check offload-layer-major 80 $PY benchmarks/offload_gpu.py --cell 70b-nf4-24g --accumulation 4 --layer-major \
+    check offload-layer-major 150 $PY benchmarks/offload_gpu.py --cell 70b-nf4-24g --accumulation 4 --layer-major \
       --out benchmarks/results/offload-layer-major.json
     ;;
   *)
