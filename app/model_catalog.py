@@ -91,13 +91,14 @@ def fit_answer(hardware: HardwareProfile, config: dict | None) -> tuple[str, str
     if plan.device != "cuda":
         how = " (QLoRA, 4-bit)" if plan.strategy == "qlora" else ""
         return f"CPU only{how}: slow, {per_1000}{not_built}", "slow"
-    if plan.offload == "optimizer":
-        return f"only with the optimizer state in RAM (slower), {per_1000}{not_built}", "slow"
-    if plan.offload:
+    if "weights" in plan.offload or "frozen layers" in plan.offload:
         source = "disk" if "disk" in plan.offload else "RAM"
         return f"only with weights streamed from {source} (slow), {per_1000}{not_built}", "slow"
+    if "optimizer" in plan.offload:
+        return f"only with the optimizer state in RAM (slower), {per_1000}{not_built}", "slow"
+    moved = ", activations in RAM" if plan.offload else ""  # what is left to move: activations, a small cost
     if plan.strategy == "qlora":
-        return f"fits with QLoRA (4-bit), {per_1000}{not_built}", "good"
+        return f"fits with QLoRA (4-bit){moved}, {per_1000}{not_built}", "good"
     name = "LoRA" if plan.strategy == "lora" else plan.strategy
-    return f"fits: {name} on the GPU, {per_1000}{not_built}", "good"
+    return f"fits: {name} on the GPU{moved}, {per_1000}{not_built}", "good"
 

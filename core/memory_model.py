@@ -204,10 +204,19 @@ def activation_bytes(shape: ModelShape, s: Setup) -> int:
 
 def activations_moved(shape: ModelShape, s: Setup) -> int:
     """What `activations_on_host` sends to RAM each micro-batch: everything forward saves outside the weights,
-    except the inputs checkpointed layers keep themselves (the fp32 log-softmax output moves too, but comes
-    back first in backward, so the logits' peak stays)."""
-    kept = shape.layers * s.compute_bytes * shape.hidden * s.tokens if s.checkpointing else 0
-    return saved_after_forward(shape, s) - kept + log_softmax_bytes(shape, s)
+    the inputs checkpointed layers keep included (torch's checkpoint saves them as any op saves its inputs, so
+    they pass through the same hooks); the fp32 log-softmax output moves too, but comes back first in backward,
+    so the logits' peak stays."""
+    return saved_after_forward(shape, s) + log_softmax_bytes(shape, s)
+
+
+def activations_back(shape: ModelShape, s: Setup) -> int:
+    """What `activations_on_host` keeps on the device at backward's peak: one layer's saved tensors back from RAM
+    (checkpointing: two layers' inputs, the one recomputing and the next arriving, and the recomputed layer)."""
+    if not s.checkpointing:
+        return _one_layer(shape, s)
+    freed = 0 if fused_loss(shape, s) else s.tokens * shape.vocab * LOGITS_BACKWARD_BYTES
+    return 2 * s.compute_bytes * shape.hidden * s.tokens + max(0, _one_layer(shape, s) - freed)
 
 
 def log_softmax_bytes(shape: ModelShape, s: Setup) -> int:
@@ -278,12 +287,10 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
         dev[label] = optimizer
     if offload == "optimizer" and full_like:  # core.offload.host_adam copies each gradient into its pinned pool
         est.ram["gradients copied to RAM"] = grads
-    if s.activations_on_host:  # in RAM until backward brings them back, one layer at a time
+    if s.activations_on_host and not s.layer_major:  # in RAM until backward brings them back, one layer at a time
         moved = activations_moved(shape, s)
         est.ram["activations saved for backward (pinned)"] = moved
-        back = 0 if s.checkpointing else _one_layer(shape, s)
-        layers_moved = moved - log_softmax_bytes(shape, s)
-        dev["activations (in RAM, one layer back at a time)"] = activation_bytes(shape, s) + back - layers_moved
+        dev["activations (in RAM, one layer back at a time)"] = activations_back(shape, s)
     else:
         kind = " (layer-major)" if s.layer_major else " (checkpointed)" if s.checkpointing else ""
         dev["activations" + kind] = activation_bytes(shape, s)

@@ -147,9 +147,11 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
         if why:
             reasons.append(why)
     else:
-        strategy, ckpt, mb = _climb_ladder(shape, target, seq_len, w, rows)
-        options = options_for(strategy, w, warnings)
+        strategy, ckpt, mb, options, why = _climb_ladder(shape, target, seq_len, w, rows)
+        options_for(strategy, w, warnings)  # says which wished settings do not apply
         reasons.append(why_rung(shape, strategy, ckpt, target, options))
+        if why:
+            reasons.append(why)
     return finish_plan(shape, hardware, target, strategy, ckpt, mb or 1, seq_len, truncated, token_lengths, w,
                        reasons, warnings, fitted=bool(mb), options=options, rows=rows)
 
@@ -168,10 +170,23 @@ def fit(shape, target: Target, strategy: str, seq_len: int, options: dict, rows:
     """(checkpointing, micro-batch, settings, why) for a strategy: the first of its setting variants
     (core.strategies' plan_variants, best first) that fits, without checkpointing where possible.
     When nothing fits, the cheapest variant comes back with the wished micro-batch (or 0)."""
-    variants = variants_for(strategy, options, target.device)
+    found = first_fit(shape, target, strategy, seq_len, options, rows, checkpointing, micro_batch)
+    if found:
+        return found
+    opts, why = variants_for(strategy, options, target.device, host_activations=False)[-1]  # RAM only where it fits
+    return checkpointing is not False, micro_batch or 0, opts, why
+
+
+def first_fit(shape, target: Target, strategy: str, seq_len: int, options: dict, rows: int,
+              checkpointing: bool | None = None, micro_batch: int | None = None) -> tuple[bool, int, dict, str] | None:
+    """`fit`'s answer when something fits, else None. Activations in RAM (a variant the person did not ask for)
+    only go with checkpointing: then only each layer's input crosses PCIe, where without it every saved tensor
+    would (about 20 times the bytes at 8B sizes, slower than recomputing)."""
     ckpts = [checkpointing] if checkpointing is not None else [False, True]
-    for opts, why in variants:
+    for opts, why in variants_for(strategy, options, target.device):
         for ckpt in ckpts:
+            if opts.get("activations_on_host") and not ckpt and "activations_on_host" not in options:
+                continue
             if micro_batch:
                 fits = target.fits(mm.estimate(shape, target.setup(strategy, micro_batch, seq_len, ckpt, opts)))
                 mb = micro_batch if fits else 0
@@ -179,16 +194,24 @@ def fit(shape, target: Target, strategy: str, seq_len: int, options: dict, rows:
                 mb = largest_micro_batch(shape, target, strategy, seq_len, ckpt, opts, rows)
             if mb:
                 return ckpt, mb, opts, why
-    opts, why = variants[-1]
-    return ckpts[-1], micro_batch or 0, opts, why
+    return None
 
 
-def variants_for(strategy: str, options: dict, device: str) -> list[tuple[dict, str]]:
+def variants_for(strategy: str, options: dict, device: str, host_activations: bool = True) -> list[tuple[dict, str]]:
     """The strategy's setting variants, best first, less those that move state or weights to the host when
-    there is no GPU to move them from (on the CPU they are in RAM already), unless they were asked for."""
-    variants = strategies.get(strategy, need_built=False).plan_variants(dict(options))
+    there is no GPU to move them from (on the CPU they are in RAM already), unless they were asked for. On a
+    GPU (and with `host_activations`) each variant is tried again, after all of them, with the activations in
+    RAM."""
+    s = strategies.get(strategy, need_built=False)
+    variants = s.plan_variants(dict(options))
     if device == "cuda":
-        return variants
+        fields = {f.name for f in dataclasses.fields(s.Options)}
+        if not host_activations or "activations_on_host" not in fields or "activations_on_host" in options:
+            return variants
+        # The last resort: what forward saves waits in RAM (each micro-batch pays its copies both ways).
+        return ([({**v, "activations_on_host": False}, why) for v, why in variants]
+                + [({**v, "activations_on_host": True}, " ".join(filter(None, (why, strategies.ACTIVATIONS_WHY))))
+                   for v, why in variants])
     moved = [k for k in ("optimizer_on_host", "stream_frozen") if not options.get(k)]
     return [v for v in variants if not any(v[0].get(k) for k in moved)] or variants
 
@@ -240,20 +263,20 @@ def streams(strategy: str, options: dict) -> bool:
     return strategy == "offload" or bool(options.get("stream_frozen"))
 
 
-def _climb_ladder(shape, target: Target, seq_len: int, w: Wishes, rows: int) -> tuple[str, bool, int]:
+def _climb_ladder(shape, target: Target, seq_len: int, w: Wishes, rows: int) -> tuple[str, bool, int, dict, str]:
+    """(strategy, checkpointing, micro-batch, settings, why): the first rung where something fits, with the
+    strategy's first setting variant that fits there (on a GPU, LoRA with checkpointing tries its activations
+    in RAM before the 4-bit base)."""
     rungs = LADDER if target.device == "cuda" else LADDER[:3]  # nothing to stream to on a CPU
     if w.checkpointing is not None:
         rungs = [r for r in rungs if r[1] == w.checkpointing or r[0] == "offload"]
     for strategy, ckpt in rungs:
-        if w.micro_batch:
-            if target.fits(mm.estimate(shape, target.setup(strategy, w.micro_batch, seq_len, ckpt, options_for(strategy, w)))):
-                return strategy, ckpt, w.micro_batch
-            continue
-        mb = largest_micro_batch(shape, target, strategy, seq_len, ckpt, options_for(strategy, w), rows)
-        if mb:
-            return strategy, ckpt, mb
+        found = first_fit(shape, target, strategy, seq_len, options_for(strategy, w), rows, ckpt, w.micro_batch)
+        if found:
+            return strategy, ckpt, found[1], found[2], found[3]
     # Nothing fits: keep the wished micro-batch on the first rung, or the smallest settings; the plan warns.
-    return (*rungs[0], w.micro_batch) if w.micro_batch else (*rungs[-1], 0)
+    strategy, ckpt = rungs[0] if w.micro_batch else rungs[-1]
+    return strategy, ckpt, w.micro_batch or 0, options_for(strategy, w), ""
 
 
 def why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: Target, options: dict) -> str:
@@ -275,7 +298,8 @@ def offloaded(strategy: str, setup: mm.Setup) -> str:
     """What the plan moves off the GPU, in words ('' for nothing)."""
     disk = " on disk" if setup.weights_on_disk else ""
     parts = [f"weights{disk}" if strategy == "offload" else f"frozen layers{disk}" if setup.frozen_streamed else "",
-             "optimizer" if setup.offload == "optimizer" else ""]
+             "optimizer" if setup.offload == "optimizer" else "",
+             "activations" if setup.activations_on_host and not setup.layer_major else ""]
     return " and ".join(p for p in parts if p)
 
 
@@ -302,7 +326,8 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
     grad_accum = w.grad_accum or max(1, math.ceil(effective / mb))
     major = ""
     if hasattr(s.options(options), "layer_major") and (target.gpu or setup.layer_major):
-        chosen, major = host_plan.layer_major(shape, setup, grad_accum, target.fits, auto="layer_major" not in options)
+        auto = "layer_major" not in options and not options.get("activations_on_host")  # layer-major keeps its own
+        chosen, major = host_plan.layer_major(shape, setup, grad_accum, target.fits, auto=auto)
         if chosen is not setup:
             setup, est = chosen, mm.estimate(shape, chosen)
         if major:

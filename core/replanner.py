@@ -4,8 +4,8 @@ The crash proves the true peak was above the limit, so the estimates are scaled 
 the planner's ladder continues downward from the failed settings: halve the micro-batch first
 (raising accumulation, so each optimizer step still sees the same examples and a resumed run stays
 on its trajectory), then the strategy's own cheaper settings (LISA freezes its embeddings; LISA and
-full move their optimizer state to RAM), then
-gradient checkpointing, then QLoRA, then offload. The sequence length,
+full move their optimizer state to RAM; once it checkpoints, any strategy keeps its activations in RAM),
+then gradient checkpointing, then QLoRA, then offload. The sequence length,
 learning rate and step count stay as they were, and the micro-batch never grows: settings that
 free memory are not a reason to trust the estimates with more than the run crashed with.
 
@@ -100,6 +100,8 @@ def _step_down(previous: Plan, hardware: HardwareProfile, model_config: dict, to
                                 f"{math.ceil(effective / mb)}: the same {effective} examples per step, in smaller "
                                 "pieces.")
     for cheaper, why in ([] if chosen else _cheaper_settings(strategy, previous.options, target.device)):
+        if cheaper.get("activations_on_host") and not ckpt:
+            continue  # checkpointing first (a rung below): with it only the layers' inputs would cross PCIe
         for with_ckpt in dict.fromkeys([ckpt, True]):  # as it was, then with checkpointing
             mb = min(previous.micro_batch, largest_micro_batch(shape, target, strategy, previous.seq_len, with_ckpt,
                                                                cheaper, effective))  # never more than crashed

@@ -54,7 +54,7 @@ def activation_seconds(shape: ModelShape, setup: mm.Setup, gpu) -> tuple[float, 
     moved = mm.activations_moved(shape, setup)
     link = speed_model.pcie_bytes_per_s(gpu)
     seconds = 2 * moved / link
-    return seconds, (f"Activations in RAM as you asked: {moved / 1e9:.2f} GB a micro-batch goes to pinned RAM in "
+    return seconds, (f"Activations in RAM: {moved / 1e9:.2f} GB a micro-batch goes to pinned RAM in "
                      f"forward and back in backward at about {link / 1e9:.0f} GB/s ({speed_model.pcie_source(gpu)}), "
                      f"about {seconds:.2f} s.")
 

@@ -36,6 +36,8 @@ HELP = ("Run all of a step's micro-batches through each layer before the next (c
         "copies with k micro-batches, for keeping every layer's input for all k micro-batches until backward. "
         "Each layer's forward is recomputed on the way down, as with checkpointing. The planner turns it on when "
         "weights stream, a step has several micro-batches and the inputs fit.")
+NOT_WITH_HOST_ACTIVATIONS = ("does not go with layer_major: a layer-major step keeps each layer's input on the GPU "
+                             "itself; turn one of them off.")
 
 
 class _Reached(Exception):

@@ -26,6 +26,12 @@ from core.errors import BadArgument, NotBuiltYet
 
 
 PARTS = ("frozen weights", "trained weights", "optimizer state", "activations")  # what `placement` reports
+ACTIVATIONS_HELP = ("Keep the activations saved for backward in pinned host RAM instead of GPU memory (copied "
+                    "back in backward; with gradient checkpointing, each layer's input): saves GPU memory at the cost "
+                    "of PCIe traffic each step. The planner turns it on when nothing else fits.")
+ACTIVATIONS_WHY = ("What forward saves for backward does not fit the GPU beside the rest, so it waits in pinned RAM "
+                   "and comes back layer by layer in backward (--option activations_on_host=false keeps it on the "
+                   "GPU).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +69,8 @@ class Strategy:
     # --- memory (core.memory_model) --------------------------------------------------------------------
     def setup_fields(self, opts, device: str) -> dict:
         """The memory model's Setup fields that depend on this strategy's settings."""
-        return {"optimizer": self.optimizer_name(opts, device), "lora_r": getattr(opts, "r", 0)}
+        return {"optimizer": self.optimizer_name(opts, device), "lora_r": getattr(opts, "r", 0),
+                "activations_on_host": getattr(opts, "activations_on_host", False)}
 
     def trainable_params(self, shape, setup) -> int:
         raise NotImplementedError
@@ -98,7 +105,10 @@ class Strategy:
         """Where each part of the run lives ('GPU', 'RAM', 'NVMe'), for the trainer's start event and the
         run's record: everything on the training device unless a strategy offloads a part."""
         device = next(model.parameters()).device.type
-        return {part: "GPU" if device == "cuda" else "RAM" for part in PARTS}
+        placement = {part: "GPU" if device == "cuda" else "RAM" for part in PARTS}
+        if getattr(opts, "activations_on_host", False):
+            placement["activations"] = "RAM"
+        return placement
 
     def weights_on_host(self, model, write: bool = False):
         """A context in which every weight is a real tensor (a streamed layer's are empty while it is away):

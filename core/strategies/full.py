@@ -14,14 +14,12 @@ from pathlib import Path
 from core import optimizers
 from core.errors import DiskFull
 from core.settings import check, option
-from core.strategies import Strategy, register
+from core.strategies import ACTIVATIONS_HELP, Strategy, register
 
 HOST_HELP = ("Keep the fp32 master weights and Adam moments in RAM and update them on the CPU (gradients go to "
              "RAM and weights come back over PCIe; each tensor updates as its gradient arrives, or once backward "
              "ends when gradients are clipped): frees 12 bytes a trained weight on the GPU, costs time each step. "
              "The planner turns it on when the state does not fit.")
-ACTIVATIONS_HELP = ("Keep the activations saved for backward in pinned host RAM instead of GPU memory (copied "
-                    "back in backward); saves GPU memory at the cost of PCIe traffic each step.")
 HOST_WHY = ("The optimizer state (fp32 masters and Adam moments, 12 bytes a trained weight) does not fit the GPU "
             "next to the weights, so it lives in RAM and the CPU updates it (--option optimizer_on_host=false "
             "keeps it on the GPU).")
@@ -80,8 +78,6 @@ def host_placement(placement: dict, opts) -> dict:
     """`placement` with what these settings move to the host."""
     if getattr(opts, "optimizer_on_host", False):
         placement["optimizer state"] = "RAM + NVMe" if getattr(opts, "spill_state", False) else "RAM"
-    if getattr(opts, "activations_on_host", False):
-        placement["activations"] = "RAM"
     return placement
 
 
@@ -95,8 +91,7 @@ class Full(Strategy):
     trains_base = True
 
     def setup_fields(self, opts, device: str) -> dict:
-        return {**super().setup_fields(opts, device), "offload": "optimizer" if opts.optimizer_on_host else "",
-                "activations_on_host": opts.activations_on_host}
+        return {**super().setup_fields(opts, device), "offload": "optimizer" if opts.optimizer_on_host else ""}
 
     def plan_variants(self, options: dict) -> list[tuple[dict, str]]:
         if options.get("optimizer", "adamw") != "adamw":  # 8-bit or factored state: small already, GPU only

@@ -32,9 +32,8 @@ from core import optimizers
 from core.offload import install, layer_major
 from core.offload.install import StreamSettings
 from core.settings import check, option
-from core.strategies import Strategy, register
-from core.strategies.full import (ACTIVATIONS_HELP, HOST_HELP, host_optimizer, host_placement, host_variants,
-                                  load_full_model)
+from core.strategies import ACTIVATIONS_HELP, Strategy, register
+from core.strategies.full import HOST_HELP, host_optimizer, host_placement, host_variants, load_full_model
 
 SAMPLING = ("uniform", "owlore")
 STREAM_WHY = ("The weights alone leave no room to train on the GPU, so the layers not training live in RAM (or on "
@@ -74,6 +73,8 @@ class LisaOptions:
         check(self.outlier_threshold > 1, "outlier_threshold", "must be above 1.")
         check(self.optimizer_on_host or not self.spill_state, "spill_state",
               "needs optimizer_on_host=true (only host-side state can be spilled to disk).")
+        check(not (self.layer_major and self.activations_on_host), "activations_on_host",
+              layer_major.NOT_WITH_HOST_ACTIVATIONS)
 
 
 class LayerSampler:
@@ -163,7 +164,7 @@ class Lisa(Strategy):
     def setup_fields(self, opts, device: str) -> dict:
         return {**super().setup_fields(opts, device), "lisa_layers": opts.layers, "lisa_embeddings": opts.embeddings,
                 "offload": "optimizer" if opts.optimizer_on_host else "",
-                "activations_on_host": opts.activations_on_host, "frozen_streamed": opts.stream_frozen,
+                "frozen_streamed": opts.stream_frozen,
                 "layer_major": opts.layer_major}
 
     def plan_variants(self, options: dict) -> list[tuple[dict, str]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.settings import check, option
-from core.strategies import Strategy, register
+from core.strategies import ACTIVATIONS_HELP, Strategy, register
 
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
 MLP = ["gate_proj", "up_proj", "down_proj"]
@@ -31,6 +31,7 @@ class LoraOptions:
                                       "as low ones.")
     targets: str = option("auto", help="'auto' (attention and MLP projections of the architecture), or module "
                                        "names separated by commas, e.g. 'q_proj,v_proj'.")
+    activations_on_host: bool = option(False, help=ACTIVATIONS_HELP)
 
     def __post_init__(self):
         check(self.r >= 1, "r", "must be at least 1.")

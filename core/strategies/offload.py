@@ -52,6 +52,8 @@ class OffloadOptions(QLoraOptions):
         check(self.where in WHERE, "where", f"must be one of {', '.join(WHERE)}.")
         check(self.stream in STREAM, "stream", f"must be one of {', '.join(STREAM)}.")
         check(self.ring >= 2, "ring", "must be at least 2 (one layer computing, the next arriving).")
+        check(not (self.layer_major and self.activations_on_host), "activations_on_host",
+              layer_major.NOT_WITH_HOST_ACTIVATIONS)
 
 
 def no_cpu_repacking(model):
