@@ -29,8 +29,8 @@ from core.errors import KnownError
 from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
 from core.plan_target import target_for
-from core.planner import (GIB, LADDER, Plan, Wishes, finish_plan, largest_micro_batch, options_for, variants_for,
-                          why_rung)
+from core.planner import (GIB, LADDER, Plan, Wishes, finish_plan, first_fit, largest_micro_batch, options_for,
+                          variants_for, why_rung)
 from tuneforge_kernels import OPS, failures
 
 OOM_MARGIN = 1.05  # after a crash, assume the true peak was at least 5% above the limit
@@ -111,11 +111,12 @@ def _step_down(previous: Plan, hardware: HardwareProfile, model_config: dict, to
     for rung in rungs:
         if chosen:
             break
-        mb = min(previous.micro_batch, largest_micro_batch(shape, target, rung[0], previous.seq_len, rung[1],
-                                                           carried(rung[0]), effective))
-        if mb:
-            chosen, chosen_options = (*rung, mb), carried(rung[0])
-            reasons.append(why_rung(shape, rung[0], rung[1], target, chosen_options))
+        # On a new rung the activations go back to the GPU where they fit there (QLoRA's 4-bit base frees room).
+        options = {k: v for k, v in carried(rung[0]).items() if k != "activations_on_host"}
+        found = first_fit(shape, target, rung[0], previous.seq_len, options, effective, rung[1])
+        if found:
+            chosen, chosen_options = (*rung, min(previous.micro_batch, found[1])), found[2]
+            reasons += [why_rung(shape, rung[0], rung[1], target, chosen_options)] + ([found[3]] if found[3] else [])
     fitted = chosen is not None
     if not fitted:
         chosen = ((rungs or _rungs_below("lora", False, target.device))[-1][0], True, 1)

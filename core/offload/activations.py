@@ -21,6 +21,8 @@ the tensor at once, and one layer's input (64 MiB at 8B sizes) takes about a mil
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from core.offload.pool import PinnedPool, PoolFull
@@ -32,10 +34,11 @@ POOL_MARGIN = 1.25  # the pool holds this many times the first micro-batch's sav
 class _Saved:
     """A saved tensor's host copy; its pool view goes back when autograd lets go of it."""
 
-    __slots__ = ("host", "device", "pool")
+    __slots__ = ("host", "device", "pool", "back", "__weakref__")
 
     def __init__(self, host, device, pool):
         self.host, self.device, self.pool = host, device, pool
+        self.back = None  # a weak reference to the tensor brought back, while backward still holds it
 
     def __del__(self):
         if self.pool is not None:
@@ -53,16 +56,28 @@ class HostActivations:
         self.pool: PinnedPool | None = None
         self.moved = 0
         self.overflows = 0  # tensors that did not fit the pool (plain pinned tensors instead)
+        self.seen: dict = {}  # this forward's copies by tensor, so a tensor two ops save crosses once
 
     def __call__(self):
         if self.pool is None and self.moved:  # the first forward measured what one saves
             self.pool = PinnedPool(int(self.moved * POOL_MARGIN), pin=self.pin)
-        self.moved = 0
+        self.moved, self.seen = 0, {}
         return torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
 
     def _pack(self, t):
         if t.numel() < SMALL or t.untyped_storage().data_ptr() in self.weights:
             return t
+        # Saved twice (a norm's input by two of its ops; the log-softmax output by itself and the loss): one copy.
+        # The same object, still alive, so its memory cannot have been handed to another tensor meanwhile.
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.shape, t.stride(), t.dtype)
+        tensor, copy = self.seen.get(key, (None, None))
+        if tensor is not None and tensor() is t and (saved := copy()) is not None:
+            return saved
+        saved = self._copy_out(t)
+        self.seen[key] = (weakref.ref(t), weakref.ref(saved))
+        return saved
+
+    def _copy_out(self, t):
         host, pool = None, self.pool
         if pool is not None:
             try:
@@ -85,7 +100,12 @@ class HostActivations:
     def _unpack(self, saved):
         if isinstance(saved, torch.Tensor):
             return saved
+        if saved.back is not None and (back := saved.back()) is not None:  # saved twice: brought back once
+            return back
         if self.side is None:  # a CPU run (tests): a copy, so the view can go back while it is used
-            return saved.host.clone()
-        torch.cuda.current_stream(saved.device).wait_stream(self.side)  # its copy out has finished
-        return saved.host.to(saved.device, non_blocking=True)
+            back = saved.host.clone()
+        else:
+            torch.cuda.current_stream(saved.device).wait_stream(self.side)  # its copy out has finished
+            back = saved.host.to(saved.device, non_blocking=True)
+        saved.back = weakref.ref(back)
+        return back

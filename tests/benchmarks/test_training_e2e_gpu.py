@@ -23,12 +23,15 @@ def test_smoke_measures_the_baselines_and_our_trainer(tmp_path):
     report = smoke_report(run, tmp_path / "smoke.json")
     by = {c["cell"]: c for c in report["cells"]}
     assert list(by) == list(CELLS)
-    expected = {label for label, (strategy, _) in CELLS.items() if strategy != "qlora" or bnb_imports()}
+    expected = {label for label, (strategy, _, _) in CELLS.items() if strategy != "qlora" or bnb_imports()}
     assert {label for label, c in by.items() if c["status"] == "measured"} == expected
     assert all(by[label]["tokens_per_s"] > 0 and by[label]["peak_gib"]["process"] > 0 for label in expected)
     assert "transformers + peft" in by["peft-lora"]["runs"] and "Session" in by["lora"]["runs"]
     assert set(report["summary"]) >= {"qlora_speed_met", "qlora_memory_met", "lora_mfu_met", "lora_vs_peft-lora"}
     assert report["summary"]["peak_flops"] is None  # no MFU on the CPU: there is no data-sheet peak to divide by
+    if bnb_imports():  # both QLoRA cells are judged against the goals
+        assert set(report["summary"]["qlora_cells"]) == {"qlora", "qlora-host-activations"}
+        assert report["summary"]["qlora_judged_on"] in report["summary"]["qlora_cells"]
 
 
 def test_model_flops_count_the_matmuls_and_causal_attention():

@@ -80,16 +80,31 @@ def test_training_with_the_optimizer_on_the_host_gives_the_same_losses(strategy,
         assert torch.allclose(p, q, atol=1e-6), n
 
 
-def test_activations_kept_on_the_host_give_the_same_losses(model_dir, tmp_path):
+@pytest.mark.parametrize("strategy,options,checkpointing", [
+    ("full", {}, False),
+    ("lora", {"r": 4, "alpha": 8}, True),  # each checkpointed layer's input goes to RAM too
+    ("qlora", {"r": 4, "alpha": 8}, True),
+])
+def test_activations_kept_on_the_host_give_the_same_losses(strategy, options, checkpointing, model_dir, tmp_path,
+                                                            monkeypatch):
+    from core.offload import activations
+
+    monkeypatch.setattr(activations, "SMALL", 0)  # this model's layer inputs are small: move every saved tensor
     data = examples(vocab=1000)
-    plain = training.Session(config(tmp_path, model_dir, "a", "full", {}), 3)
-    host = training.Session(config(tmp_path, model_dir, "b", "full", {"activations_on_host": True}), 3)
+    over = {"gradient_checkpointing": checkpointing}
+    plain = training.Session(config(tmp_path, model_dir, "a", strategy, options, **over), 3)
+    host = training.Session(config(tmp_path, model_dir, "b", strategy, {**options, "activations_on_host": True},
+                                   **over), 3)
+    assert host.placement["activations"] == "RAM" and plain.placement["activations"] == "RAM"  # (CPU: all RAM)
     assert run_steps(host, data, 3) == pytest.approx(run_steps(plain, data, 3), abs=1e-6)
     acts = host.activations
     assert acts.pool is not None and acts.pool.peak > 0 and acts.overflows == 0  # sized by the first micro-batch
     assert acts.pool.used == 0  # every saved tensor went back once backward was done with it
-    weights = sum(p.numel() * 4 for p in host.model.parameters())
-    assert 0 < host.io_stats()["activations_moved_bytes"] < weights  # activations moved, weights stayed
+    weights = sum(p.numel() * p.element_size() for p in host.model.parameters())
+    moved = host.io_stats()["activations_moved_bytes"]
+    assert 0 < moved < weights  # activations moved, weights stayed
+    if checkpointing:  # at least every layer's input (2 layers × 2 rows × the pack's tokens × 64 wide, fp32)
+        assert moved >= 2 * 2 * 10 * 64 * 4
 
 
 def test_spilled_state_round_trips_bit_exactly(tmp_path):

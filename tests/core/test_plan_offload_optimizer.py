@@ -1,5 +1,6 @@
-"""The planner moves LISA's and full fine-tuning's optimizer state to RAM by itself when it does not fit
-the GPU next to the weights, says why, and counts the time it costs from the link's bandwidth."""
+"""The planner moves LISA's and full fine-tuning's optimizer state, and any strategy's activations, to RAM by
+itself when they do not fit the GPU next to the weights, says why, and counts the time it costs from the link's
+bandwidth."""
 
 import json
 
@@ -115,3 +116,43 @@ def test_activations_on_the_host_leave_one_layer_on_the_gpu_and_cost_pcie_time()
     # all of them (on a GPU the fused loss saves no log-softmax beside them)
     assert host.ram["activations saved for backward (pinned)"] == plain.memory["activations"]
     assert host.step_time_s > plain.step_time_s and any(r.startswith("Activations in RAM") for r in host.reasons)
+
+
+def test_long_sequences_keep_their_checkpointed_activations_in_ram_before_leaving_lora():
+    """A 1B model on an 8 GB laptop card at 20k tokens: LoRA with checkpointing fits only with the layers' inputs in
+    RAM; the planner takes that over QLoRA (the 16-bit base, a small PCIe cost) and says so."""
+    n = 20480
+    hw, config, lengths = profile("gpu-8gb-laptop"), model("llama-3.2-1b"), [n] * 100
+    plan = planner.make_plan(hw, config, lengths, planner.Wishes(seq_len=n))
+    assert plan.fits and plan.strategy == "lora" and plan.gradient_checkpointing
+    assert plan.options["activations_on_host"] is True and plan.offload == "activations"
+    assert any("waits in pinned RAM" in r for r in plan.reasons)
+    copies = next(r for r in plan.reasons if r.startswith("Activations in RAM"))
+    assert "GB a micro-batch" in copies
+    assert plan.ram["activations saved for backward (pinned)"] > 16 * n * 2048 * 2  # every layer's input
+    kept = planner.make_plan(hw, config, lengths, planner.Wishes(seq_len=n, strategy="lora", checkpointing=True,
+                                                                 options={"activations_on_host": False}))
+    assert not kept.fits and kept.peak_bytes > plan.peak_bytes + GIB // 2
+    assert kept.step_time_s < plan.step_time_s  # the copies cost time
+
+    # Never without checkpointing (every saved tensor would cross PCIe), unless asked for.
+    no_ckpt = planner.make_plan(hw, config, lengths, planner.Wishes(seq_len=n, strategy="lora",
+                                                                    checkpointing=False))
+    assert no_ckpt.options["activations_on_host"] is False and not no_ckpt.fits
+    # Without a GPU the activations are in RAM already: nothing to move.
+    cpu = planner.make_plan(CPU_ONLY, config, lengths, planner.Wishes(seq_len=n))
+    assert cpu.options["activations_on_host"] is False
+
+
+def test_out_of_memory_with_checkpointing_moves_the_activations_before_changing_strategy():
+    hw, config, lengths = profile("gpu-8gb-laptop"), model("llama-3.2-1b"), [16384] * 100
+    crashed = planner.make_plan(hw, config, lengths, planner.Wishes(seq_len=16384, micro_batch=1, checkpointing=True,
+                                                                    options={"activations_on_host": False}))
+    after = replanner.replan_after_oom(crashed, hw, config, lengths, at_step=3)
+    assert after.strategy == "lora" and after.options["activations_on_host"] is True and after.fits
+    assert after.micro_batch == 1 and after.effective_batch == crashed.effective_batch
+    # Moving down to QLoRA, the activations return to the GPU where its 4-bit base leaves room.
+    moved = planner.make_plan(hw, model("llama-3.2-3b"), [512] * 100, planner.Wishes(seq_len=512))
+    assert moved.strategy == "lora" and moved.offload == "activations"
+    down = replanner.replan_after_oom(moved, hw, model("llama-3.2-3b"), [512] * 100, at_step=3)
+    assert down.strategy == "qlora" and down.options["activations_on_host"] is False and down.fits
