@@ -90,7 +90,7 @@ def test_plan_page_shows_reasons_memory_and_a_step_limit(make_wizard, advance, q
     plan = wizard.session.bundle.plan
     assert page.labels["strategy"].text() == "lora"
     assert page.labels["settings"].text() == "r = 16, alpha = 32, dropout = 0.0, rslora = False, targets = auto, " \
-                                             "optimizer adamw"
+                                             "activations_on_host = False, optimizer adamw"
     assert "Sequence length" in page.reasons.text() and "full" in page.rejected.text()
     assert page.memory_bar.terms == plan.memory and page.memory_bar.limit == plan.memory_limit > 0
     assert page.memory_bar.height() > 26
