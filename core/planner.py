@@ -7,6 +7,8 @@ rung where at least one example per micro-batch fits with headroom:
 
     LoRA → LoRA + gradient checkpointing → QLoRA (4-bit base) + checkpointing → offload (weights streamed)
 
+(on a GPU each checkpointed rung also tries its activations in pinned RAM before the next rung).
+
 After an out-of-memory crash, `core.replanner` scales the estimates by what the crash proved and
 walks down the same ladder from where the run was (halve the micro-batch first, keeping the
 effective batch, so the run can continue from its checkpoint on the same trajectory). Every
@@ -14,12 +16,12 @@ setting can be overridden by a wish, and the reasons say which ones were.
 
 A strategy's own settings are decided the same way: the strategy offers variants best first
 (`plan_variants`; LISA: embeddings trained, then frozen) and the first that fits is taken, with the
-strategy's sentence for it. The machine-side limits live in core.plan_target.
+strategy's sentence for it. The search itself is core.plan_fit, the sentences core.plan_reasons, the
+machine-side limits core.plan_target.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -31,22 +33,12 @@ from core.errors import BadArgument
 from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
 from core.offload import host_plan
+from core.plan_fit import EFFECTIVE_BATCH, first_fit, fit, options_for, streams
+from core.plan_reasons import kernels_reason, offloaded, rejected, why_rung
 from core.plan_target import Target, target_for, too_old
 
 GIB = 1024**3
-EFFECTIVE_BATCH = 8  # sequences per optimizer step unless the data has fewer rows
-MICRO_BATCHES = (16, 8, 4, 2, 1)
 LADDER = (("lora", False), ("lora", True), ("qlora", True), ("offload", True))
-WHY_NOT_WHEN_FITS = {
-    "lora": "fits, but {chosen} was chosen for the reasons above.",
-    "full": "fits, but adapters train faster, are tiny to keep, and are enough for most tasks; "
-            "ask for it with --strategy full.",
-    "dora": "fits, but costs more activation memory and about 1.5× LoRA's time for a small quality gain; "
-            "ask for it with --strategy dora.",
-    "qlora": "not needed: LoRA fits with a 16-bit base, which is faster and a little more accurate than 4-bit.",
-    "lisa": "fits; layerwise sampling can beat LoRA at similar memory; ask for it with --strategy lisa.",
-    "offload": "not needed: the weights fit on the GPU, and streaming them would make each step slower.",
-}
 
 
 @dataclass
@@ -156,66 +148,6 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
                        reasons, warnings, fitted=bool(mb), options=options, rows=rows)
 
 
-def options_for(strategy: str, w: Wishes, warnings: list | None = None) -> dict:
-    """The wished settings that belong to this strategy; the others are left out (and said so)."""
-    fields = {f.name for f in dataclasses.fields(strategies.get(strategy, need_built=False).Options)}
-    left_out = sorted(set(w.options) - fields)
-    if left_out and warnings is not None:
-        warnings.append(f"Setting(s) {', '.join(left_out)} do not apply to {strategy}; left out.")
-    return {k: v for k, v in w.options.items() if k in fields}
-
-
-def fit(shape, target: Target, strategy: str, seq_len: int, options: dict, rows: int,
-        checkpointing: bool | None = None, micro_batch: int | None = None) -> tuple[bool, int, dict, str]:
-    """(checkpointing, micro-batch, settings, why) for a strategy: the first of its setting variants
-    (core.strategies' plan_variants, best first) that fits, without checkpointing where possible.
-    When nothing fits, the cheapest variant comes back with the wished micro-batch (or 0)."""
-    found = first_fit(shape, target, strategy, seq_len, options, rows, checkpointing, micro_batch)
-    if found:
-        return found
-    opts, why = variants_for(strategy, options, target.device, host_activations=False)[-1]  # RAM only where it fits
-    return checkpointing is not False, micro_batch or 0, opts, why
-
-
-def first_fit(shape, target: Target, strategy: str, seq_len: int, options: dict, rows: int,
-              checkpointing: bool | None = None, micro_batch: int | None = None) -> tuple[bool, int, dict, str] | None:
-    """`fit`'s answer when something fits, else None. Activations in RAM (a variant the person did not ask for)
-    only go with checkpointing: then only each layer's input crosses PCIe, where without it every saved tensor
-    would (about 20 times the bytes at 8B sizes, slower than recomputing)."""
-    ckpts = [checkpointing] if checkpointing is not None else [False, True]
-    for opts, why in variants_for(strategy, options, target.device):
-        for ckpt in ckpts:
-            if opts.get("activations_on_host") and not ckpt and "activations_on_host" not in options:
-                continue
-            if micro_batch:
-                fits = target.fits(mm.estimate(shape, target.setup(strategy, micro_batch, seq_len, ckpt, opts)))
-                mb = micro_batch if fits else 0
-            else:
-                mb = largest_micro_batch(shape, target, strategy, seq_len, ckpt, opts, rows)
-            if mb:
-                return ckpt, mb, opts, why
-    return None
-
-
-def variants_for(strategy: str, options: dict, device: str, host_activations: bool = True) -> list[tuple[dict, str]]:
-    """The strategy's setting variants, best first, less those that move state or weights to the host when
-    there is no GPU to move them from (on the CPU they are in RAM already), unless they were asked for. On a
-    GPU (and with `host_activations`) each variant is tried again, after all of them, with the activations in
-    RAM."""
-    s = strategies.get(strategy, need_built=False)
-    variants = s.plan_variants(dict(options))
-    if device == "cuda":
-        fields = {f.name for f in dataclasses.fields(s.Options)}
-        if not host_activations or "activations_on_host" not in fields or "activations_on_host" in options:
-            return variants
-        # The last resort: what forward saves waits in RAM (each micro-batch pays its copies both ways).
-        return ([({**v, "activations_on_host": False}, why) for v, why in variants]
-                + [({**v, "activations_on_host": True}, " ".join(filter(None, (why, strategies.ACTIVATIONS_WHY))))
-                   for v, why in variants])
-    moved = [k for k in ("optimizer_on_host", "stream_frozen") if not options.get(k)]
-    return [v for v in variants if not any(v[0].get(k) for k in moved)] or variants
-
-
 def _seq_len(shape: ModelShape, lengths: list[int], w: Wishes, reasons: list) -> tuple[int, int]:
     longest = max(lengths) if lengths else 512
     if w.seq_len and shape.context and w.seq_len > shape.context:
@@ -242,27 +174,6 @@ def sequences(lengths: list[int], seq_len: int, packing: bool) -> int:
     return len(packing_mod.bins(lengths, seq_len)) if packing else len(lengths)
 
 
-def largest_micro_batch(shape, target: Target, strategy, seq_len, ckpt, options, rows) -> int:
-    """The largest micro-batch (at most the effective batch) that fits; 0 if not even one example does."""
-    cap = max(1, min(EFFECTIVE_BATCH, rows))
-    for mb in MICRO_BATCHES:
-        if mb <= cap and _fits_somewhere(shape, target, strategy, mb, seq_len, ckpt, options):
-            return mb
-    return 0
-
-
-def _fits_somewhere(shape, target: Target, strategy, mb, seq_len, ckpt, options) -> bool:
-    if target.fits(mm.estimate(shape, target.setup(strategy, mb, seq_len, ckpt, options))):
-        return True
-    return streams(strategy, options) and target.fits(mm.estimate(shape, target.setup(strategy, mb, seq_len, ckpt,
-                                                                                      options, on_disk=True)))
-
-
-def streams(strategy: str, options: dict) -> bool:
-    """Weights stream from RAM, or from NVMe when RAM is short: the offload strategy, LISA's stream_frozen."""
-    return strategy == "offload" or bool(options.get("stream_frozen"))
-
-
 def _climb_ladder(shape, target: Target, seq_len: int, w: Wishes, rows: int) -> tuple[str, bool, int, dict, str]:
     """(strategy, checkpointing, micro-batch, settings, why): the first rung where something fits, with the
     strategy's first setting variant that fits there (on a GPU, LoRA with checkpointing tries its activations
@@ -277,30 +188,6 @@ def _climb_ladder(shape, target: Target, seq_len: int, w: Wishes, rows: int) -> 
     # Nothing fits: keep the wished micro-batch on the first rung, or the smallest settings; the plan warns.
     strategy, ckpt = rungs[0] if w.micro_batch else rungs[-1]
     return strategy, ckpt, w.micro_batch or 0, options_for(strategy, w), ""
-
-
-def why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: Target, options: dict) -> str:
-    size = f"{shape.params / 1e9:.1f}B" if shape.params >= 1e9 else f"{shape.params / 1e6:.0f}M"
-    where = f"{target.limit / GIB:.1f} GiB"
-    text = {
-        "lora": f"Strategy lora: the {size} base stays frozen in 16-bit and low-rank adapters "
-                f"({shape.lora_params(strategies.get(strategy, need_built=False).options(options).r) / 1e6:.1f}M weights) train on every linear layer; it fits {where}",
-        "qlora": f"Strategy qlora: a 16-bit {size} base does not fit {where} for training, so the frozen base "
-                 "is stored in 4-bit nf4 with double quantization and adapters train on top",
-        "offload": f"Strategy offload: even a 4-bit {size} base does not fit {where} with room to train, so the "
-                   "frozen weights stay in RAM (or on NVMe) and stream to the GPU layer by layer",
-    }[strategy]
-    return text + (", with gradient checkpointing (layers recompute their activations in backward)." if ckpt
-                   else ", without gradient checkpointing (fastest).")
-
-
-def offloaded(strategy: str, setup: mm.Setup) -> str:
-    """What the plan moves off the GPU, in words ('' for nothing)."""
-    disk = " on disk" if setup.weights_on_disk else ""
-    parts = [f"weights{disk}" if strategy == "offload" else f"frozen layers{disk}" if setup.frozen_streamed else "",
-             "optimizer" if setup.offload == "optimizer" else "",
-             "activations" if setup.activations_on_host and not setup.layer_major else ""]
-    return " and ".join(p for p in parts if p)
 
 
 def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncated, lengths, w: Wishes, reasons,
@@ -400,35 +287,8 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         if (target.factor, target.time_factor) != (1.0, 1.0) else {},
         reasons=reasons, warnings=warnings,
     )
-    plan.rejected = _rejected(shape, target, plan, w)
+    plan.rejected = rejected(shape, target, plan, w)
     return plan
-
-
-def kernels_reason(asked: list[str], why: str = "as you asked") -> str:
-    """What turning some of our kernels off costs, in the plan's words."""
-    text = f"Our kernels: only {', '.join(asked)}, {why}." if asked else f"Our kernels are off, {why}."
-    if "cross_entropy" not in asked:
-        text += " Without the fused loss the full logits are built, and their memory is counted."
-    return text
-
-
-def _rejected(shape, target: Target, plan: Plan, w: Wishes) -> list[dict]:
-    out = []
-    for name, s in strategies.REGISTRY.items():
-        if name == plan.strategy:
-            continue
-        options = options_for(name, w)
-        _, mb, cheapest, _ = fit(shape, target, name, plan.seq_len, options, plan.effective_batch)
-        if mb:
-            why = WHY_NOT_WHEN_FITS[name].format(chosen=plan.strategy)
-        else:
-            need = mm.estimate(shape, target.setup(name, 1, plan.seq_len, True, cheapest)).device_total
-            why = (f"needs about {need * target.factor / GIB:.1f} GiB even with one example per micro-batch "
-                   f"and checkpointing; {target.limit / GIB:.1f} GiB is available.")
-        if not s.built:
-            why += " (Not built yet in this version.)"
-        out.append({"strategy": name, "why": why[0].upper() + why[1:], "fits": bool(mb)})
-    return out
 
 
 def _round_up(n: int, k: int) -> int:

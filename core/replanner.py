@@ -29,8 +29,9 @@ from core.errors import KnownError
 from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
 from core.plan_target import target_for
-from core.planner import (GIB, LADDER, Plan, Wishes, finish_plan, first_fit, largest_micro_batch, options_for,
-                          variants_for, why_rung)
+from core.plan_fit import first_fit, largest_micro_batch, options_for, variants_for
+from core.plan_reasons import why_rung
+from core.planner import GIB, LADDER, Plan, Wishes, finish_plan
 from tuneforge_kernels import OPS, failures
 
 OOM_MARGIN = 1.05  # after a crash, assume the true peak was at least 5% above the limit

@@ -1,0 +1,74 @@
+"""The planner's sentences: why a rung of the ladder was taken, what moved off the GPU, what turning our
+kernels off costs, and why each other strategy was not chosen (each other strategy is fitted again, so
+"not needed" and "does not fit" are told apart by the same search the plan made)."""
+
+from __future__ import annotations
+
+from core import memory_model as mm
+from core import strategies
+from core.model_shape import ModelShape
+from core.plan_fit import fit, options_for
+from core.plan_target import Target
+
+GIB = mm.GIB
+WHY_NOT_WHEN_FITS = {
+    "lora": "fits, but {chosen} was chosen for the reasons above.",
+    "full": "fits, but adapters train faster, are tiny to keep, and are enough for most tasks; "
+            "ask for it with --strategy full.",
+    "dora": "fits, but costs more activation memory and about 1.5× LoRA's time for a small quality gain; "
+            "ask for it with --strategy dora.",
+    "qlora": "not needed: LoRA fits with a 16-bit base, which is faster and a little more accurate than 4-bit.",
+    "lisa": "fits; layerwise sampling can beat LoRA at similar memory; ask for it with --strategy lisa.",
+    "offload": "not needed: the weights fit on the GPU, and streaming them would make each step slower.",
+}
+
+
+def why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: Target, options: dict) -> str:
+    size = f"{shape.params / 1e9:.1f}B" if shape.params >= 1e9 else f"{shape.params / 1e6:.0f}M"
+    where = f"{target.limit / GIB:.1f} GiB"
+    text = {
+        "lora": f"Strategy lora: the {size} base stays frozen in 16-bit and low-rank adapters "
+                f"({shape.lora_params(strategies.get(strategy, need_built=False).options(options).r) / 1e6:.1f}M weights) train on every linear layer; it fits {where}",
+        "qlora": f"Strategy qlora: a 16-bit {size} base does not fit {where} for training, so the frozen base "
+                 "is stored in 4-bit nf4 with double quantization and adapters train on top",
+        "offload": f"Strategy offload: even a 4-bit {size} base does not fit {where} with room to train, so the "
+                   "frozen weights stay in RAM (or on NVMe) and stream to the GPU layer by layer",
+    }[strategy]
+    return text + (", with gradient checkpointing (layers recompute their activations in backward)." if ckpt
+                   else ", without gradient checkpointing (fastest).")
+
+
+def offloaded(strategy: str, setup: mm.Setup) -> str:
+    """What the plan moves off the GPU, in words ('' for nothing)."""
+    disk = " on disk" if setup.weights_on_disk else ""
+    parts = [f"weights{disk}" if strategy == "offload" else f"frozen layers{disk}" if setup.frozen_streamed else "",
+             "optimizer" if setup.offload == "optimizer" else "",
+             "activations" if setup.activations_on_host and not setup.layer_major else ""]
+    return " and ".join(p for p in parts if p)
+
+
+def kernels_reason(asked: list[str], why: str = "as you asked") -> str:
+    """What turning some of our kernels off costs, in the plan's words."""
+    text = f"Our kernels: only {', '.join(asked)}, {why}." if asked else f"Our kernels are off, {why}."
+    if "cross_entropy" not in asked:
+        text += " Without the fused loss the full logits are built, and their memory is counted."
+    return text
+
+
+def rejected(shape, target: Target, plan, w) -> list[dict]:
+    out = []
+    for name, s in strategies.REGISTRY.items():
+        if name == plan.strategy:
+            continue
+        options = options_for(name, w)
+        _, mb, cheapest, _ = fit(shape, target, name, plan.seq_len, options, plan.effective_batch)
+        if mb:
+            why = WHY_NOT_WHEN_FITS[name].format(chosen=plan.strategy)
+        else:
+            need = mm.estimate(shape, target.setup(name, 1, plan.seq_len, True, cheapest)).device_total
+            why = (f"needs about {need * target.factor / GIB:.1f} GiB even with one example per micro-batch "
+                   f"and checkpointing; {target.limit / GIB:.1f} GiB is available.")
+        if not s.built:
+            why += " (Not built yet in this version.)"
+        out.append({"strategy": name, "why": why[0].upper() + why[1:], "fits": bool(mb)})
+    return out
