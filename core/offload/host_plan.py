@@ -49,14 +49,15 @@ def spill_costs(shape: ModelShape, setup: mm.Setup, options: dict, est: mm.Estim
 
 
 def activation_seconds(shape: ModelShape, setup: mm.Setup, gpu) -> tuple[float, str]:
-    """Time `activations_on_host` adds to a micro-batch (copies out in forward, back in backward; counted in
-    full, though compute hides part of it), and the sentence for the plan."""
+    """Time `activations_on_host` adds to a micro-batch, and the sentence for the plan. The copies out run on a
+    side stream beside forward (core/offload/activations.py), so only the copies back, which backward waits for,
+    are counted."""
     moved = mm.activations_moved(shape, setup)
     link = speed_model.pcie_bytes_per_s(gpu)
-    seconds = 2 * moved / link
-    return seconds, (f"Activations in RAM: {moved / 1e9:.2f} GB a micro-batch goes to pinned RAM in "
-                     f"forward and back in backward at about {link / 1e9:.0f} GB/s ({speed_model.pcie_source(gpu)}), "
-                     f"about {seconds:.2f} s.")
+    seconds = moved / link
+    return seconds, (f"Activations in RAM: {moved / 1e9:.2f} GB a micro-batch goes to pinned RAM during forward "
+                     f"(beside the compute) and comes back in backward at about {link / 1e9:.0f} GB/s "
+                     f"({speed_model.pcie_source(gpu)}), about {seconds:.2f} s of waiting.")
 
 
 def streaming_reason(shape: ModelShape, setup: mm.Setup, hw: HardwareProfile, gpu) -> str:
