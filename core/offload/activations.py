@@ -6,6 +6,9 @@ model to the host and back. Here a tensor sharing a parameter's storage stays wh
 rest go to views of one pinned pool (core.offload.pool) sized by what the first micro-batch saved
 (until then, and when a longer batch overflows it, plain pinned tensors).
 
+Where layers stream (core/offload/stream.py), the streamer's own saved-tensor hooks are the innermost while
+the decoder runs, so it hands on to these every saved tensor that is not a streamed weight (`chain`).
+
 With gradient checkpointing this is what Unsloth calls offloaded checkpointing: torch's (non-reentrant)
 checkpoint saves each layer's input as any op saves its inputs, outside its own hooks, so the inputs go
 to RAM too; the layer's recomputation in backward saves under checkpoint's hooks and stays on the GPU.
@@ -50,7 +53,8 @@ class HostActivations:
     the bytes of the last forward."""
 
     def __init__(self, model, device):
-        self.weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        self.model = model
+        self.weights: set[int] = set()  # the parameters' storages, read again at each forward (LISA swaps some)
         self.pin = torch.device(device).type == "cuda"
         self.side = torch.cuda.Stream(torch.device(device)) if self.pin else None  # copies out, beside compute
         self.pool: PinnedPool | None = None
@@ -62,6 +66,10 @@ class HostActivations:
         if self.pool is None and self.moved:  # the first forward measured what one saves
             self.pool = PinnedPool(int(self.moved * POOL_MARGIN), pin=self.pin)
         self.moved, self.seen = 0, {}
+        self.weights = {p.untyped_storage().data_ptr() for p in self.model.parameters()}
+        streamer = getattr(self.model, "tuneforge_offload", None)  # streamed layers: its hooks are innermost there
+        if streamer is not None:
+            streamer.chain(self._pack, self._unpack)
         return torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
 
     def _pack(self, t):

@@ -72,6 +72,9 @@ class LayerStreamer:
         self._empty = {}
         self.loads = self.stalls = self.bytes_copied = self.peak_resident = 0
         self._down = False  # layers run forward while the step walks down the layers (`going_down`)
+        # What happens to a saved tensor that is not a streamed weight: kept as it is, or handed on to the hooks
+        # these hide (`chain`: activations kept in RAM), since the innermost saved-tensor hooks alone see a save.
+        self.outer_pack, self.outer_unpack = (lambda t: t), (lambda saved: saved)
         for i in range(len(store.layouts)):  # the store emptied them on the host; now empty on the device
             self._unbind(i)
         self.handles = [layer.register_forward_pre_hook(functools.partial(self._before_layer, i))
@@ -98,6 +101,11 @@ class LayerStreamer:
 
         self.handles.append(module.register_forward_pre_hook(enter))
         self.handles.append(module.register_forward_hook(leave, always_call=True))
+
+    def chain(self, pack, unpack) -> None:
+        """Saved tensors that are not streamed weights go through `pack`/`unpack` (core/offload/activations.py's),
+        which this streamer's own hooks would otherwise hide while the decoder runs."""
+        self.outer_pack, self.outer_unpack = pack, unpack
 
     @contextlib.contextmanager
     def going_down(self):
@@ -134,13 +142,13 @@ class LayerStreamer:
     def _pack(self, tensor):
         slot = self._slot_by_ptr.get(tensor.untyped_storage().data_ptr())
         if slot is None:
-            return tensor
+            return self.outer_pack(tensor)
         return _Token(self.holder[slot], tensor.dtype, tuple(tensor.size()), tuple(tensor.stride()),
                       tensor.storage_offset())
 
     def _unpack(self, saved):
         if not isinstance(saved, _Token):
-            return saved
+            return self.outer_unpack(saved)
         slot = self.make_resident(saved.layer)
         self.prefetch(saved.layer - 1, keep=saved.layer)
         return self.slots[slot].view(saved.dtype).as_strided(saved.size, saved.stride, saved.offset)

@@ -37,6 +37,9 @@ ROWS = {
     # Each checkpointed layer's input goes out on the side stream and comes back for its recomputation.
     "lora-host-activations-checkpointed": (("lora", {**LORA, "activations_on_host": True}), ("lora", LORA),
                                            {"gradient_checkpointing": True, "grad_accum": 2}),
+    # The same with the layers streamed: the streamer hands each layer's input on to RAM (its hooks are innermost).
+    "offload-host-activations-checkpointed": (("offload", {**STREAM, "activations_on_host": True}), ("lora", LORA),
+                                              {"gradient_checkpointing": True}),
 }
 
 

@@ -45,11 +45,17 @@ def adapters(model) -> dict:
     return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
 
 
-@pytest.mark.parametrize("checkpointing", [False, True], ids=["saved-weights", "checkpointing"])
-def test_streamed_training_gives_loras_losses(four_layers, tmp_path, checkpointing):
+@pytest.mark.parametrize("checkpointing,in_ram", [(False, False), (True, False), (False, True), (True, True)],
+                         ids=["saved-weights", "checkpointing", "saved-weights-activations-in-ram",
+                              "checkpointing-activations-in-ram"])
+def test_streamed_training_gives_loras_losses(four_layers, tmp_path, monkeypatch, checkpointing, in_ram):
+    from core.offload import activations
+
+    monkeypatch.setattr(activations, "SMALL", 0)  # the tiny model's activations are small: move every one
     data = examples(vocab=1000)
-    plain = session(tmp_path, four_layers, "lora", LORA, "plain", gradient_checkpointing=checkpointing)
-    streamed = session(tmp_path, four_layers, "offload", {**STREAM, "quantize": False}, "streamed",
+    acts = {"activations_on_host": in_ram}
+    plain = session(tmp_path, four_layers, "lora", {**LORA, **acts}, "plain", gradient_checkpointing=checkpointing)
+    streamed = session(tmp_path, four_layers, "offload", {**STREAM, "quantize": False, **acts}, "streamed",
                        gradient_checkpointing=checkpointing)
     streamer = streamed.model.tuneforge_offload
     assert streamer.resident_layers() == [0, 1]  # the rest is in the store, not in the model
@@ -66,6 +72,10 @@ def test_streamed_training_gives_loras_losses(four_layers, tmp_path, checkpointi
     assert streamer.stalls == 0
     assert streamer.loads == 2 + micro_batches * 4
     assert streamer.peak_resident == 2
+    if in_ram:  # the streamer hands its layers' activations on to RAM: the same bytes as without streaming, no
+        # streamed weight among them (those are the streamer's tokens), all of it given back
+        assert streamed.activations.moved == plain.activations.moved > 0
+        assert streamed.activations.pool.used == 0
 
 
 @pytest.mark.parametrize("ring,checkpointing", [(2, False), (3, True)])
