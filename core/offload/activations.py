@@ -76,8 +76,9 @@ class HostActivations:
         if t.numel() < SMALL or t.untyped_storage().data_ptr() in self.weights:
             return t
         # Saved twice (a norm's input by two of its ops; the log-softmax output by itself and the loss): one copy.
-        # The same object, still alive, so its memory cannot have been handed to another tensor meanwhile.
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.shape, t.stride(), t.dtype)
+        # The same object, still alive, so its memory cannot have been handed to another tensor meanwhile, and at
+        # the same version, so nothing wrote to it in between.
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.shape, t.stride(), t.dtype, t._version)
         tensor, copy = self.seen.get(key, (None, None))
         if tensor is not None and tensor() is t and (saved := copy()) is not None:
             return saved

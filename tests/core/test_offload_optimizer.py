@@ -107,6 +107,28 @@ def test_activations_kept_on_the_host_give_the_same_losses(strategy, options, ch
         assert moved >= 2 * 2 * 10 * 64 * 4
 
 
+def test_a_tensor_saved_twice_crosses_once_unless_written_in_between(monkeypatch):
+    from core.offload import activations
+
+    monkeypatch.setattr(activations, "SMALL", 0)
+    acts = activations.HostActivations(torch.nn.Linear(4, 4), "cpu")
+    x = torch.randn(8, 4, requires_grad=True)
+    with acts():
+        y = x.exp()  # exp saves its output, and the product saves it twice more: one copy in all
+        (y * y).sum().backward()
+    assert acts.moved == y.numel() * 4
+    assert torch.allclose(x.grad, 2 * torch.exp(2 * x.detach()))
+    with acts():
+        t = torch.randn(64)
+        before = t.clone()
+        first = acts._pack(t)
+        assert acts._pack(t) is first  # the same tensor at the same version
+        t.add_(1)  # written in between: its new values need their own copy
+        second = acts._pack(t)
+    assert second is not first and acts.moved == 2 * 64 * 4
+    assert torch.equal(acts._unpack(second), t) and torch.equal(acts._unpack(first), before)
+
+
 def test_spilled_state_round_trips_bit_exactly(tmp_path):
     torch.manual_seed(1)
     spill = StateSpill(tmp_path, DiskIO(workers=2))
