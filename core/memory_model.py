@@ -287,7 +287,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
         dev[label] = optimizer
     if offload == "optimizer" and full_like:  # core.offload.host_adam copies each gradient into its pinned pool
         est.ram["gradients copied to RAM"] = grads
-    if s.activations_on_host and not s.layer_major:  # in RAM until backward brings them back, one layer at a time
+    if s.activations_on_host and not s.layer_major and s.on_gpu:  # in RAM until backward brings them back
         moved = activations_moved(shape, s)
         est.ram["activations saved for backward (pinned)"] = moved
         dev["activations (in RAM, one layer back at a time)"] = activations_back(shape, s)

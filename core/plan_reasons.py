@@ -43,7 +43,7 @@ def offloaded(strategy: str, setup: mm.Setup) -> str:
     disk = " on disk" if setup.weights_on_disk else ""
     parts = [f"weights{disk}" if strategy == "offload" else f"frozen layers{disk}" if setup.frozen_streamed else "",
              "optimizer" if setup.offload == "optimizer" else "",
-             "activations" if setup.activations_on_host and not setup.layer_major else ""]
+             "activations" if setup.activations_on_host and not setup.layer_major and setup.on_gpu else ""]
     return " and ".join(p for p in parts if p)
 
 

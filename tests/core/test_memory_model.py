@@ -112,10 +112,10 @@ def test_activations_on_the_host_move_what_the_model_says(strategy, checkpointin
     if checkpointing:  # every layer's input went, not only what lies outside the layers
         inputs = CONFIG["num_hidden_layers"] * setup.tokens * CONFIG["hidden_size"] * 4
         assert moved > inputs + setup.tokens * CONFIG["vocab_size"] * 4
-        est = mm.estimate(ModelShape.from_config(CONFIG), setup)
-        assert est.device["activations (in RAM, one layer back at a time)"] < \
-            mm.estimate(ModelShape.from_config(CONFIG), mm.Setup(**{**setup.__dict__, "activations_on_host": False})
-                        ).device["activations (checkpointed)"]
+        on_gpu = mm.Setup(**{**setup.__dict__, "on_gpu": True})  # (on the CPU, RAM is the device: nothing to move)
+        assert mm.estimate(ModelShape.from_config(CONFIG), on_gpu).device[
+            "activations (in RAM, one layer back at a time)"] < mm.estimate(ModelShape.from_config(CONFIG), setup
+                                                                         ).device["activations (checkpointed)"]
 
 
 def test_terms_are_named_and_follow_the_strategy():
