@@ -55,6 +55,22 @@ def process_peak_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
+def start_training_peak(device) -> int | None:
+    """On the CPU under Linux: the process's high-water mark so far (loading the model: the checkpoint's pages
+    mapped while it is read, the 16-bit weights converted or quantized one by one) and a fresh start for it,
+    so the calibration compares the training steps with the plan's terms, which model training, not loading.
+    None where the mark cannot be reset (CUDA counts its own peak; other systems keep theirs)."""
+    clear = Path("/proc/self/clear_refs")
+    if device.type != "cpu" or not clear.exists():
+        return None
+    loading = process_peak_bytes()
+    try:
+        clear.write_text("5")  # Linux 4.0 on: resets VmHWM to the current resident size
+    except OSError:
+        return None
+    return loading
+
+
 def apply_cap(cap_bytes: int, device) -> None:
     """Hold this process to `cap_bytes` on its device, so going over is a clean out-of-memory error that
     the app re-plans from, not a frozen desktop or another program's crash."""
@@ -96,9 +112,10 @@ def is_out_of_memory(error: BaseException) -> bool:
         isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
 
 
-def calibration(plan: dict, device, run_id: str, seconds_per_step: float) -> dict:
+def calibration(plan: dict, device, run_id: str, seconds_per_step: float, loading_peak: int | None = None) -> dict:
     """Measured peak against the plan's estimate, like for like: torch-allocated bytes against the
-    estimate without the CUDA context and allocator slack; on the CPU, the process against all terms.
+    estimate without the CUDA context and allocator slack; on the CPU, the process against all terms
+    (its peak since `start_training_peak`, whose `loading_peak` is kept beside it).
     The time per step is compared too, since the speed model's rates are data-sheet guesses."""
     import torch
 
@@ -114,6 +131,8 @@ def calibration(plan: dict, device, run_id: str, seconds_per_step: float) -> dic
     factor = got / predicted if predicted else None
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     predicted_s = plan.get("step_time_s") or 0
+    if loading_peak is not None:
+        measured["loading"] = loading_peak
     return {"device": name, "predicted_bytes": predicted, "measured": measured,
             "factor": round(factor, 4) if factor else None, "source": f"run {run_id} on {name}",
             "seconds_per_step": round(seconds_per_step, 4), "predicted_seconds_per_step": predicted_s,

@@ -120,6 +120,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         raise KnownError(f"{cfg.data_path}: no example has a trained token within {cfg.seq_len} tokens; "
                          "raise the sequence length.")
     session = training.Session(cfg)
+    loading_peak = memory_watch.start_training_peak(device)  # the calibration measures training alone
     _active_kernels[:] = [op for op, p in session.kernels.items() if p.active]
     items, collate = train_set, tokenize.collate
     if cfg.packing:
@@ -196,7 +197,8 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
              elapsed_s=round(elapsed, 2), eta_s=round(eta, 1), memory_bytes=mem,
              epoch=round(step / per_epoch, 3), **({"io": io} if (io := session.io_stats()) else {}))
         if step - first_step == cfg.calibrate_after and cfg.plan.get("memory"):
-            measured = memory_watch.calibration(cfg.plan, device, cfg.run_id, elapsed / (step - first_step))
+            measured = memory_watch.calibration(cfg.plan, device, cfg.run_id, elapsed / (step - first_step),
+                                                loading_peak)
             db.set_calibration(cfg.run_id, measured)
             emit("calibration", **measured)
         if step % eval_every == 0 and step < total:
