@@ -18,7 +18,7 @@ NVML's figure for the whole process (context included) is recorded beside the pr
 Relative error is (predicted - measured) / measured: positive means the model overestimates.
 
     python benchmarks/memory_model_gpu.py            # the whole grid (several minutes on one H100)
-    python benchmarks/memory_model_gpu.py --quick    # 4 cells
+    python benchmarks/memory_model_gpu.py --quick    # 5 cells
     python benchmarks/memory_model_gpu.py --list     # the grid and its predictions; needs no GPU
     python benchmarks/memory_model_gpu.py --smoke --out /tmp/smoke.json   # the same code on a tiny CPU model
 
@@ -62,7 +62,8 @@ LLAMA_1B_SHAPE = cells.LLAMA_1B_SHAPE  # so the grid has one tied (smollm2) and 
 # (one step with γ layers active) assumes. benchmarks/strategies_gpu.py measures LISA across switches.
 VARIANTS = [("lora", "lora", {}), ("dora", "dora", {}), ("full", "full", {}), ("qlora", "qlora", {}),
             ("lisa", "lisa", {"layers": 2, "embeddings": False}),
-            ("lisa+emb", "lisa", {"layers": 2, "embeddings": True})]
+            ("lisa+emb", "lisa", {"layers": 2, "embeddings": True}),
+            ("lora+act", "lora", {"activations_on_host": True})]  # what forward saves waits in pinned RAM
 
 
 def models(smoke: bool = False) -> dict[str, dict]:
@@ -80,10 +81,11 @@ def grid(quick: bool, smoke: bool = False) -> list[Cell]:
     if smoke:  # every strategy once with checkpointing, and one without: each code path, seconds in all
         return ([Cell("smoke-tiny", "lora", 2, 32, False)]
                 + [Cell("smoke-tiny", s, 2, 32, True, o, label) for label, s, o in kinds])
-    if quick:  # one cell per strategy family, both models, both ends of the batch shapes
+    if quick:  # one cell per strategy family (and activations in RAM), both models, both ends of the batch shapes
         q = "qlora" if any(v[1] == "qlora" for v in kinds) else "lora"
         return [Cell("smollm2-135m", "lora", 1, 256, False), Cell("smollm2-135m", "full", 4, 1024, True),
-                Cell("llama-1b-shape", "dora", 4, 1024, False), Cell("llama-1b-shape", q, 1, 1024, True)]
+                Cell("llama-1b-shape", "dora", 4, 1024, False), Cell("llama-1b-shape", q, 1, 1024, True),
+                Cell("llama-1b-shape", "lora", 4, 1024, True, {"activations_on_host": True}, "lora+act")]
     out = []
     for m in models():
         for label, s, o in kinds:
@@ -169,7 +171,7 @@ def pct(x: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="Measure 4 cells instead of the whole grid.")
+    parser.add_argument("--quick", action="store_true", help="Measure 5 cells instead of the whole grid.")
     parser.add_argument("--list", action="store_true", help="Print the grid and its predictions (GiB); needs no GPU.")
     parser.add_argument("--smoke", action="store_true",
                         help="Run a tiny model on the CPU through the same code (checks the script, measures no GPU).")

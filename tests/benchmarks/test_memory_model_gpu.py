@@ -59,7 +59,7 @@ def smoke_report(run, out, *more: str) -> dict:
 def test_smoke_runs_every_strategy_through_the_measuring_code_on_the_cpu(tmp_path):
     report = smoke_report(run, tmp_path / "smoke.json")
     assert report["summary"]["met"] is None  # a tiny CPU model judges nothing
-    expected = {"lora", "dora", "full", "lisa", "lisa+emb"} | ({"qlora"} if bnb_imports() else set())
+    expected = {"lora", "dora", "full", "lisa", "lisa+emb", "lora+act"} | ({"qlora"} if bnb_imports() else set())
     assert {c["cell"] for c in report["cells"]} == expected
     for cell in report["cells"]:
         assert cell["status"] == "measured", cell
