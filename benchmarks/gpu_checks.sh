@@ -89,11 +89,11 @@ case "$PART" in
   owed)  # about 9 minutes: what stop 25 left owed. The tests (host activations on the side stream among them),
          # QLoRA with its activations in RAM against peft (issue 8's memory goal), every offload cell with its
          # roofline (issue 9's goal), then the memory model alone (it timed out beside the tests before)
-    check pytest 90 $PY -m pytest -q -p no:cacheprovider --tb=short -rfE $GPU_TESTS
+    check pytest 85 $PY -m pytest -q -p no:cacheprovider --tb=short -rfE $GPU_TESTS
     check training-e2e 170 $PY benchmarks/training_e2e_gpu.py --cell peft-qlora --cell qlora \
       --cell qlora-host-activations --steps 4
-    check offload 190 $PY benchmarks/offload_gpu.py --steps 3
-    check memory-model 80 $PY benchmarks/memory_model_gpu.py --quick
+    check offload 185 $PY benchmarks/offload_gpu.py --steps 3
+    check memory-model 90 $PY benchmarks/memory_model_gpu.py --quick
     ;;
   *)
     echo "usage: bash benchmarks/gpu_checks.sh 1|2|all|recheck|owed" >&2
