@@ -14,6 +14,10 @@ Where the figures come from:
   `tests/core/test_memory_model.py` measures them again on fresh shapes, so a library change that
   moves them fails a test instead of a user's run. QLoRA's saved tensors measured the same as
   LoRA's in 16-bit (bitsandbytes keeps only the packed weight for backward).
+- With `activations_on_host` (core/offload/activations.py) what forward saves goes to pinned RAM,
+  checkpointed layers' inputs included, and the device keeps what backward has brought back: one layer's
+  saved tensors, or with checkpointing two layers' inputs and the layer being recomputed (measured on the
+  CPU against the bytes really moved, in tests/core/test_memory_model.py).
 - Logits: the loss upcasts to fp32 and log-softmax keeps its fp32 output (4 bytes × vocab per
   token, measured); at the start of backward two more vocab-wide fp32 gradients exist.
 - The CUDA context and the allocator's slack cannot be computed; they are a constant plus a share
