@@ -4,6 +4,8 @@ kernels off costs, and why each other strategy was not chosen (each other strate
 
 from __future__ import annotations
 
+import dataclasses
+
 from core import memory_model as mm
 from core import strategies
 from core.model_shape import ModelShape
@@ -64,10 +66,14 @@ def rejected(shape, target: Target, plan, w) -> list[dict]:
         _, mb, cheapest, _ = fit(shape, target, name, plan.seq_len, options, plan.effective_batch)
         if mb:
             why = WHY_NOT_WHEN_FITS[name].format(chosen=plan.strategy)
-        else:
-            need = mm.estimate(shape, target.setup(name, 1, plan.seq_len, True, cheapest)).device_total
+        else:  # the least it could need: one example, checkpointing, and on a GPU its activations in RAM
+            in_ram = target.device == "cuda" and "activations_on_host" not in options and any(
+                f.name == "activations_on_host" for f in dataclasses.fields(s.Options))
+            least = {**cheapest, "activations_on_host": True} if in_ram else cheapest
+            need = mm.estimate(shape, target.setup(name, 1, plan.seq_len, True, least)).device_total
             why = (f"needs about {need * target.factor / GIB:.1f} GiB even with one example per micro-batch "
-                   f"and checkpointing; {target.limit / GIB:.1f} GiB is available.")
+                   f"and checkpointing{' (activations in RAM)' if in_ram else ''}; {target.limit / GIB:.1f} GiB "
+                   "is available.")
         if not s.built:
             why += " (Not built yet in this version.)"
         out.append({"strategy": name, "why": why[0].upper() + why[1:], "fits": bool(mb)})

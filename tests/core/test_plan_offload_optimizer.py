@@ -134,6 +134,8 @@ def test_long_sequences_keep_their_checkpointed_activations_in_ram_before_leavin
                                                                  options={"activations_on_host": False}))
     assert not kept.fits and kept.peak_bytes > plan.peak_bytes + GIB // 2
     assert kept.step_time_s < plan.step_time_s  # the copies cost time
+    dora = next(r for r in plan.rejected if r["strategy"] == "dora")  # what it needs at the least, said as such
+    assert not dora["fits"] and "(activations in RAM)" in dora["why"]
 
     # Never without checkpointing (every saved tensor would cross PCIe), unless asked for.
     no_ckpt = planner.make_plan(hw, config, lengths, planner.Wishes(seq_len=n, strategy="lora",
