@@ -50,8 +50,9 @@ def spill_costs(shape: ModelShape, setup: mm.Setup, options: dict, est: mm.Estim
 
 def activation_seconds(shape: ModelShape, setup: mm.Setup, gpu) -> tuple[float, str]:
     """Time `activations_on_host` adds to a micro-batch, and the sentence for the plan. The copies out run on a
-    side stream beside forward (core/offload/activations.py), so only the copies back, which backward waits for,
-    are counted."""
+    side stream beside forward (core/offload/activations.py), so only the copies back are counted: backward
+    brings each one back while it works on the one before, which hides most of them, but not measurably so yet,
+    and the run's measured time per step corrects the next plan."""
     moved = mm.activations_moved(shape, setup)
     link = speed_model.pcie_bytes_per_s(gpu)
     seconds = moved / link
