@@ -36,7 +36,8 @@ def fit(shape, target: Target, strategy: str, seq_len: int, options: dict, rows:
         checkpointing: bool | None = None, micro_batch: int | None = None) -> tuple[bool, int, dict, str]:
     """(checkpointing, micro-batch, settings, why) for a strategy: the first of its setting variants
     (core.strategies' plan_variants, best first) that fits, without checkpointing where possible.
-    When nothing fits, the cheapest variant comes back with the wished micro-batch (or 0)."""
+    When nothing fits, the cheapest variant comes back with the wished micro-batch (or 0); activations in RAM
+    only where they make a plan fit (they cost every step time)."""
     found = first_fit(shape, target, strategy, seq_len, options, rows, checkpointing, micro_batch)
     if found:
         return found
