@@ -47,7 +47,7 @@ class _Saved:
 
     def __init__(self, host, device, pool, index: int):
         self.host, self.device, self.pool, self.index = host, device, pool, index
-        self.back = None  # a weak reference to the tensor brought back, while backward still holds it
+        self.back = None  # the tensor brought back: kept while autograd holds this, as it would keep the original
         self.early = None  # the device copy a prefetch made before backward asked for it
         self.ready = None  # CUDA event: that copy is done
 
@@ -123,8 +123,8 @@ class HostActivations:
     def _unpack(self, saved):
         if isinstance(saved, torch.Tensor):
             return saved
-        if saved.back is not None and (back := saved.back()) is not None:  # saved twice: brought back once
-            return back
+        if saved.back is not None:  # saved twice: brought back once, for both
+            return saved.back
         if saved.early is not None:  # a prefetch brought it
             back, saved.early = saved.early, None
             if self.side is not None:
@@ -136,7 +136,7 @@ class HostActivations:
         else:
             torch.cuda.current_stream(saved.device).wait_stream(self.side)  # its copy out has finished
             back = saved.host.to(saved.device, non_blocking=True)
-        saved.back = weakref.ref(back)
+        saved.back = back
         self._prefetch_before(saved.index)
         return back
 
@@ -148,10 +148,8 @@ class HostActivations:
             return
         for ref in reversed(self.order[:index]):
             saved = ref()
-            if saved is None or saved.early is not None or (saved.back is not None and saved.back() is not None):
+            if saved is None or saved.early is not None or saved.back is not None:  # let go, coming, or back
                 continue
-            if saved.back is not None:  # it was brought back and let go already: backward is past it
-                return
             if self.side is None:
                 saved.early = saved.host.clone()
             else:
