@@ -5,6 +5,7 @@ saved result loads for inference and answers exactly as the trained model did.""
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -313,3 +314,32 @@ def test_a_checkpoint_of_another_model_is_refused_in_a_sentence(model_dir, six_l
     two = training.Session(config(tmp_path, model_dir, "full", "two"), STEPS)
     with pytest.raises(KnownError, match="this model does not have"):
         two.resume(checkpoint.latest(cfg.run_dir))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads Linux's list of mapped files")
+def test_qlora_on_the_cpu_lets_the_checkpoint_file_go(tmp_path):
+    """The checkpoint is stored in fp32, the CPU's precision: LoRA's weights are the mapped file itself, while
+    QLoRA copies the few weights it keeps in full precision, so the file (and the pages its 4-bit conversion read)
+    is no longer mapped."""
+    import gc
+    import warnings
+
+    model_dir = random_llama(tmp_path / "fp32", 1)  # its own file: no other test's model has it mapped
+
+    def mapped() -> bool:
+        return any(str(model_dir) in line for line in open("/proc/self/maps"))
+
+    gc.collect()
+    assert not mapped()
+    lora = strategies.get("lora")
+    model = lora.load_model(model_dir, torch.float32, torch.device("cpu"), lora.options({}))
+    assert mapped()  # the mechanism this guards against: full-precision weights are views of the file
+    del model
+    gc.collect()
+    qlora = strategies.get("qlora")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bitsandbytes' notes about its CPU kernels
+        model = qlora.load_model(model_dir, torch.float32, torch.device("cpu"), qlora.options({}))
+    gc.collect()
+    assert not mapped()
+    assert any(type(p).__name__ == "Params4bit" for p in model.parameters())
