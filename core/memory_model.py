@@ -194,16 +194,19 @@ def saved_after_forward(shape: ModelShape, s: Setup) -> int:
 
 
 def activation_bytes(shape: ModelShape, s: Setup) -> int:
-    """The decoder layers' share of the peak. With checkpointing, backward recomputes one layer at a
-    time, but only after the logits' gradients are freed, so only what exceeds those adds to the peak."""
-    per_tokens = _one_layer(shape, s)
-    freed = 0 if fused_loss(shape, s) else s.tokens * shape.vocab * LOGITS_BACKWARD_BYTES  # fused: none to free
+    """The decoder layers' share of the peak."""
     if s.layer_major:  # core/offload/layer_major.py: each layer's input and the last output (later its gradient,
         # going down), for every micro-batch; one layer recomputed for one micro-batch at a time, as checkpointing does
         kept = (shape.layers + 1) * s.accumulation * s.compute_bytes * shape.hidden * s.tokens
-        return kept + max(0, per_tokens - freed)
-    recompute = max(0, per_tokens - freed) if s.checkpointing else 0
-    return saved_after_forward(shape, s) + recompute
+        return kept + recomputed_layer(shape, s)
+    return saved_after_forward(shape, s) + (recomputed_layer(shape, s) if s.checkpointing else 0)
+
+
+def recomputed_layer(shape: ModelShape, s: Setup) -> int:
+    """What recomputing one layer in backward adds to the peak: backward gets there only after the logits'
+    gradients are freed, so only what exceeds those counts (with the fused loss there are none to free)."""
+    freed = 0 if fused_loss(shape, s) else s.tokens * shape.vocab * LOGITS_BACKWARD_BYTES
+    return max(0, _one_layer(shape, s) - freed)
 
 
 def activations_moved(shape: ModelShape, s: Setup) -> int:
@@ -219,8 +222,7 @@ def activations_back(shape: ModelShape, s: Setup) -> int:
     (checkpointing: two layers' inputs, the one recomputing and the next arriving, and the recomputed layer)."""
     if not s.checkpointing:
         return _one_layer(shape, s)
-    freed = 0 if fused_loss(shape, s) else s.tokens * shape.vocab * LOGITS_BACKWARD_BYTES
-    return 2 * s.compute_bytes * shape.hidden * s.tokens + max(0, _one_layer(shape, s) - freed)
+    return 2 * s.compute_bytes * shape.hidden * s.tokens + recomputed_layer(shape, s)
 
 
 def log_softmax_bytes(shape: ModelShape, s: Setup) -> int:

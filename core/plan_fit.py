@@ -23,9 +23,14 @@ EFFECTIVE_BATCH = 8  # sequences per optimizer step unless the data has fewer ro
 MICRO_BATCHES = (16, 8, 4, 2, 1)
 
 
+def settings_of(strategy: str) -> set[str]:
+    """The names of a strategy's own settings."""
+    return {f.name for f in dataclasses.fields(strategies.get(strategy, need_built=False).Options)}
+
+
 def options_for(strategy: str, w: Wishes, warnings: list | None = None) -> dict:
     """The wished settings that belong to this strategy; the others are left out (and said so)."""
-    fields = {f.name for f in dataclasses.fields(strategies.get(strategy, need_built=False).Options)}
+    fields = settings_of(strategy)
     left_out = sorted(set(w.options) - fields)
     if left_out and warnings is not None:
         warnings.append(f"Setting(s) {', '.join(left_out)} do not apply to {strategy}; left out.")
@@ -70,11 +75,10 @@ def variants_for(strategy: str, options: dict, device: str, host_activations: bo
     there is no GPU to move them from (on the CPU they are in RAM already), unless they were asked for. On a
     GPU (and with `host_activations`) each variant is tried again, after all of them, with the activations in
     RAM."""
-    s = strategies.get(strategy, need_built=False)
-    variants = s.plan_variants(dict(options))
+    variants = strategies.get(strategy, need_built=False).plan_variants(dict(options))
     if device == "cuda":
-        fields = {f.name for f in dataclasses.fields(s.Options)}
-        if not host_activations or "activations_on_host" not in fields or "activations_on_host" in options:
+        asked_or_none = "activations_on_host" in options or "activations_on_host" not in settings_of(strategy)
+        if not host_activations or asked_or_none:
             return variants
         # The last resort: what forward saves waits in RAM (each micro-batch pays its copies both ways).
         return ([({**v, "activations_on_host": False}, why) for v, why in variants]

@@ -4,12 +4,10 @@ kernels off costs, and why each other strategy was not chosen (each other strate
 
 from __future__ import annotations
 
-import dataclasses
-
 from core import memory_model as mm
 from core import strategies
 from core.model_shape import ModelShape
-from core.plan_fit import fit, options_for
+from core.plan_fit import fit, options_for, settings_of
 from core.plan_target import Target
 
 GIB = mm.GIB
@@ -28,9 +26,10 @@ WHY_NOT_WHEN_FITS = {
 def why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: Target, options: dict) -> str:
     size = f"{shape.params / 1e9:.1f}B" if shape.params >= 1e9 else f"{shape.params / 1e6:.0f}M"
     where = f"{target.limit / GIB:.1f} GiB"
+    adapters = shape.lora_params(strategies.get(strategy, need_built=False).options(options).r)
     text = {
         "lora": f"Strategy lora: the {size} base stays frozen in 16-bit and low-rank adapters "
-                f"({shape.lora_params(strategies.get(strategy, need_built=False).options(options).r) / 1e6:.1f}M weights) train on every linear layer; it fits {where}",
+                f"({adapters / 1e6:.1f}M weights) train on every linear layer; it fits {where}",
         "qlora": f"Strategy qlora: a 16-bit {size} base does not fit {where} for training, so the frozen base "
                  "is stored in 4-bit nf4 with double quantization and adapters train on top",
         "offload": f"Strategy offload: even a 4-bit {size} base does not fit {where} with room to train, so the "
@@ -67,8 +66,8 @@ def rejected(shape, target: Target, plan, w) -> list[dict]:
         if mb:
             why = WHY_NOT_WHEN_FITS[name].format(chosen=plan.strategy)
         else:  # the least it could need: one example, checkpointing, and on a GPU its activations in RAM
-            in_ram = target.device == "cuda" and "activations_on_host" not in options and any(
-                f.name == "activations_on_host" for f in dataclasses.fields(s.Options))
+            in_ram = (target.device == "cuda" and "activations_on_host" not in options
+                      and "activations_on_host" in settings_of(name))
             least = {**cheapest, "activations_on_host": True} if in_ram else cheapest
             need = mm.estimate(shape, target.setup(name, 1, plan.seq_len, True, least)).device_total
             why = (f"needs about {need * target.factor / GIB:.1f} GiB even with one example per micro-batch "
