@@ -22,7 +22,10 @@ Where the figures come from:
   token, measured); at the start of backward two more vocab-wide fp32 gradients exist.
 - The CUDA context and the allocator's slack cannot be computed; they are a constant plus a share
   of the allocated bytes, and calibration from real runs (core.memory_watch, recorded per run and
-  used by the next plan) corrects them.
+  used by the next plan) corrects them. On the CPU the slack is the C library's: glibc keeps freed blocks
+  for reuse, and a step's tensors do not all fit the holes the last step left; measured at 0.45 of the
+  activations and logits (default model, LoRA and QLoRA; full fine-tuning 0.2), unless the trainer hands
+  freed blocks back at once (core.memory_watch.return_freed_blocks, when RAM is short of the plan).
 - The optimizer step has its own peak: torch's foreach AdamW (adapters) holds one parameter-sized
   temporary, our MasterAdamW (trained base weights) two fp32 copies of the largest tensor, while the
   activations are gone; so the peak is the larger of backward and the step.
@@ -59,6 +62,7 @@ NF4_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # 4-bit codes + 8-bit absmax per 64 + f
 INT8_BYTES = 1.0  # LLM.int8 codes (row scales are negligible)
 CUDA_CONTEXT = int(0.5 * GIB)  # driver context and kernel images, outside torch's allocator
 ALLOCATOR_SLACK = 0.08  # caching-allocator fragmentation, share of the bytes allocated while training
+CPU_ALLOCATOR_SLACK = 0.45  # glibc's heap on the CPU: share of the activations and logits, kept freed for reuse
 RUNTIME_RAM = {False: int(0.6 * GIB), True: int(2.0 * GIB)}  # Python, torch and libraries; CUDA builds map more
 
 # Optimizer state in bytes per trainable parameter, given the parameter's own bytes.
@@ -314,6 +318,8 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
         static = sum(v for k, v in dev.items() if k.startswith("weights"))  # allocated once, in big blocks
         dev["allocator slack"] = int(ALLOCATOR_SLACK * (sum(dev.values()) - static))
         dev["CUDA context"] = CUDA_CONTEXT
+    else:  # what each step allocates and frees again is where the heap's holes come from
+        dev["allocator slack"] = int(CPU_ALLOCATOR_SLACK * backward)
     # On the CPU the device is RAM, so the process's own footprint is a device term.
     (est.ram if s.on_gpu else dev)["Python, torch and libraries"] = RUNTIME_RAM[s.on_gpu]
     if s.on_gpu:  # loading reads the weights through RAM once; the page cache gives it back

@@ -96,9 +96,12 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         torch.set_num_threads(cfg.threads)
     device, _, precision = training.pick_device(cfg)
     memory_watch.apply_cap(cfg.memory_cap_bytes, device)
+    lean_heap = memory_watch.lean_heap_if_short(cfg.plan, device, cfg.memory_cap_bytes)  # before loading
     db.update_run(cfg.run_id, status=history.RUNNING, pid=os.getpid(), started_at=time.time(), outcome=None,
                   ended_at=None)
 
+    if lean_heap:
+        emit("status", text=lean_heap)
     emit("status", text="Reading the dataset")
     data = data_mod.load(cfg.data_path, on_bad=cfg.bad_rows, mapping=cfg.data_mapping or None,
                          on_progress=_every(2.0, lambda f: emit("status", text="Reading the dataset", fraction=f)))
@@ -198,7 +201,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
              epoch=round(step / per_epoch, 3), **({"io": io} if (io := session.io_stats()) else {}))
         if step - first_step == cfg.calibrate_after and cfg.plan.get("memory"):
             measured = memory_watch.calibration(cfg.plan, device, cfg.run_id, elapsed / (step - first_step),
-                                                loading_peak)
+                                                loading_peak, lean_heap=bool(lean_heap))
             db.set_calibration(cfg.run_id, measured)
             emit("calibration", **measured)
         if step % eval_every == 0 and step < total:

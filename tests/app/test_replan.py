@@ -82,6 +82,25 @@ def test_out_of_memory_re_plans_and_continues(cli, cli_here, home, tiny_model_di
         assert any("Time per step scaled" in r for r in again["reasons"])
 
 
+def test_a_run_forced_past_its_cap_keeps_the_heap_lean_and_fits(cli, cli_here, home, tiny_model_dir, tmp_path):
+    """Settings forced over the memory cap by less than the plan's allocator slack: the trainer hands freed blocks
+    back to the system at once (glibc), says so, and finishes at the micro-batch asked for, without re-planning."""
+    data = write_jsonl(tmp_path / "long.jsonl", long_rows())
+    forced = ["--model", tiny_model_dir, "--data", data, "--device", "cpu", "--strategy", "lora", "--batch-size", "4",
+              "--grad-accum", "1", "--no-checkpointing"]
+    terms = json_lines(cli_here("plan", *forced, "--json", check=0).stdout)[0]["plan"]["memory"]
+    cap = sum(terms.values()) - terms["allocator slack"] // 2
+    events = json_lines(cli("train", *forced, "--max-steps", "2", "--memory-cap", f"{cap / GIB:.3f}", "--json",
+                            check=0).stdout)
+    assert not [e for e in events if e["event"] in ("error", "replan")] and events[-1]["status"] == "done"
+    assert [e["text"] for e in events if e["event"] == "status" and "RAM is short" in e["text"]] == [
+        f"RAM is short of the plan: freed memory goes back to the system at once "
+        f"({terms['allocator slack'] / GIB:.1f} GiB less at the peak; steps take longer)"]
+    calibration = next(e for e in events if e["event"] == "calibration")
+    assert calibration["predicted_bytes"] == sum(terms.values()) - terms["allocator slack"]
+    assert calibration["measured"]["process"] <= calibration["predicted_bytes"] * 1.1
+
+
 def test_a_kernel_that_fails_on_the_gpu_is_planned_out_and_the_run_goes_on(cli, cli_here, home, tiny_model_dir):
     """Our RMSNorm kernel's launch raises Triton's OutOfResources (injected by tests/app/kernel_fault, as a GPU with
     too little shared memory raises it): the trainer names the kernel, re-plans without it and finishes the run.
