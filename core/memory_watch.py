@@ -171,7 +171,8 @@ def calibration(plan: dict, device, run_id: str, seconds_per_step: float, loadin
     estimate without the CUDA context and allocator slack; on the CPU, the process against all terms
     (its peak since `start_training_peak`, whose `loading_peak` is kept beside it), less the allocator slack
     where the heap was kept lean (`lean_heap_if_short`).
-    The time per step is compared too, since the speed model's rates are data-sheet guesses."""
+    The time per step is compared too, since the speed model's rates are data-sheet guesses; not with a lean
+    heap, whose slower steps would teach the next plan the wrong speed."""
     import torch
 
     measured = peak_bytes(device)
@@ -192,4 +193,5 @@ def calibration(plan: dict, device, run_id: str, seconds_per_step: float, loadin
     return {"device": name, "predicted_bytes": predicted, "measured": measured,
             "factor": round(factor, 4) if factor else None, "source": f"run {run_id} on {name}",
             "seconds_per_step": round(seconds_per_step, 4), "predicted_seconds_per_step": predicted_s,
-            "time_factor": round(seconds_per_step / predicted_s, 4) if predicted_s else None}
+            "time_factor": round(seconds_per_step / predicted_s, 4) if predicted_s and not lean_heap else None,
+            **({"lean_heap": True} if lean_heap else {})}

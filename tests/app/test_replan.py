@@ -98,6 +98,7 @@ def test_a_run_forced_past_its_cap_keeps_the_heap_lean_and_fits(cli, cli_here, h
         f"({terms['allocator slack'] / GIB:.1f} GiB less at the peak; steps take longer)"]
     calibration = next(e for e in events if e["event"] == "calibration")
     assert calibration["predicted_bytes"] == sum(terms.values()) - terms["allocator slack"]
+    assert calibration["lean_heap"] and calibration["time_factor"] is None
     assert calibration["measured"]["process"] <= calibration["predicted_bytes"] * 1.1
 
 

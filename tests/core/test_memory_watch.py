@@ -77,7 +77,9 @@ def test_the_heap_is_kept_lean_only_where_ram_is_short_of_the_plan():
 
 
 def test_a_lean_heap_is_calibrated_without_the_slack():
-    plan = {"memory": {"weights": 100 * MIB, "allocator slack": 100 * MIB}}
+    plan = {"memory": {"weights": 100 * MIB, "allocator slack": 100 * MIB}, "step_time_s": 2.0}
     fat = memory_watch.calibration(plan, torch.device("cpu"), "r", 1.0)
     lean = memory_watch.calibration(plan, torch.device("cpu"), "r", 1.0, lean_heap=True)
     assert (fat["predicted_bytes"], lean["predicted_bytes"]) == (200 * MIB, 100 * MIB)
+    assert not fat.get("lean_heap") and lean["lean_heap"]
+    assert lean["time_factor"] is None  # its steps are slower on purpose: no lesson for the next plan's speed
