@@ -136,7 +136,7 @@ def hear_ctrl_c() -> None:
 
 
 def test_ctrl_c_stops_with_a_checkpoint_and_resume_continues_the_same_trajectory(home, cli, cli_here, tiny_model_dir):
-    common = ["--max-steps", "30", "--lr", "5e-3", "--seed", "7"]
+    common = ["--max-steps", "12", "--lr", "5e-3", "--seed", "7"]
     straight, _ = train_json(cli, tiny_model_dir, *common)
     reference = {e["step"]: e["loss"] for e in straight if e["event"] == "step"}
 
@@ -156,13 +156,13 @@ def test_ctrl_c_stops_with_a_checkpoint_and_resume_continues_the_same_trajectory
     assert events[-1]["status"] == "stopped" and "Traceback" not in err
     run_id = events[-1]["run_id"]
     stopped_at = max(e["step"] for e in events if e["event"] == "step")
-    assert stopped_at < 30
+    assert stopped_at < 12
     assert any(e["event"] == "checkpoint" and e["step"] == stopped_at for e in events)
     assert json.loads(cli_here("runs", "--json", check=0).stdout)[0]["status"] == "stopped"
 
     resumed = json_lines(cli("resume", "--run", run_id, "--json", check=0).stdout)
     steps = {e["step"]: e["loss"] for e in resumed if e["event"] == "step"}
-    assert min(steps) == stopped_at + 1 and max(steps) == 30
+    assert min(steps) == stopped_at + 1 and max(steps) == 12
     for step, loss in steps.items():
         assert loss == pytest.approx(reference[step], rel=1e-4, abs=1e-5), step
     assert resumed[-1]["status"] == "done"
