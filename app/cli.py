@@ -154,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Stopped.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output stopped reading (`| head`): nothing more to say
+        cli_verbs.stdout_gone()
+        return 0
     except Exception as e:  # a bug: one sentence here, details in a file
         return report_bug(e)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 from app import operations as ops
 from app.progress_bar import TerminalProgress, format_duration
@@ -12,7 +14,18 @@ from tuneforge_kernels import OPS
 
 
 def out(obj) -> None:
-    print(json.dumps(obj, default=str), flush=True)
+    try:
+        print(json.dumps(obj, default=str), flush=True)
+    except BrokenPipeError:  # called from the trainer's event thread too, where main's handler cannot see it
+        stdout_gone()
+
+
+def stdout_gone() -> None:
+    """Whoever read our output has gone (`tuneforge train --json | head -3`): what is still to be printed goes
+    nowhere instead of raising, and a run being followed goes on to its end, recorded as always."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 GIB = 1024**3

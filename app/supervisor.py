@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ class TrainerJob:
         self.outcome: Outcome | None = None
         self.proc: subprocess.Popen | None = None
         self._done = threading.Event()
+        self.viewer_failed = False  # `on_event` raised once: said, and the events are still read and kept
 
     @property
     def log_path(self) -> Path:
@@ -99,7 +101,14 @@ class TrainerJob:
                 continue  # not an event; the trainer keeps stdout for events, so this is rare noise
             self.events.append(event)
             if self.on_event:
-                self.on_event(event)
+                try:
+                    self.on_event(event)
+                except Exception as e:  # noqa: BLE001  a failing viewer must not stop the reading: an unread
+                    # pipe fills and blocks the trainer, and the outcome would never come
+                    if not self.viewer_failed:
+                        print(f"Showing the run's progress failed ({type(e).__name__}: {e}); the run goes on.",
+                              file=sys.stderr)
+                    self.viewer_failed = True
         code = self.proc.wait()
         last = next((e for e in reversed(self.events) if e.get("event") in ("done", "error")), None)
         self.outcome = outcome_of(code, last, self.log_path)

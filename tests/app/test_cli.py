@@ -170,6 +170,27 @@ def test_ctrl_c_stops_with_a_checkpoint_and_resume_continues_the_same_trajectory
     assert done.returncode != 0 and "already finished" in done.stderr
 
 
+def test_a_reader_that_stops_reading_loses_nothing(home, cli_here, tiny_model_dir):
+    """`tuneforge train --json | head -2`: the command goes on quietly to the run's end (no traceback, no trainer
+    blocked on a full pipe) and the history has every step the reader never saw; `runs --json | head` likewise."""
+    env = dict(os.environ, TUNEFORGE_HOME=str(home))
+    proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), "train", "--model", str(tiny_model_dir), "--data",
+                             str(DEMO), "--json", "--max-steps", "4"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    first = json.loads(proc.stdout.readline())
+    proc.stdout.close()  # what `head -1` does once it has its line
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+    runs = json.loads(cli_here("runs", "--json", check=0).stdout)
+    assert (runs[0]["id"], runs[0]["status"], runs[0]["steps_done"]) == (first["run_id"], "done", 4)
+
+    lister = subprocess.Popen([sys.executable, str(REPO / "main.py"), "runs"], cwd=REPO, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lister.stdout.close()  # gone before the first line
+    err = lister.stderr.read()
+    assert lister.wait(timeout=120) == 0 and not err, err
+
+
 def test_a_model_in_the_local_hf_cache_is_found_without_downloading(cli, tiny_model_dir, tmp_path):
     """The hub's cache layout (refs/main → snapshots/<commit>/files), as `huggingface-cli download` leaves it."""
     import shutil

@@ -80,15 +80,25 @@ def test_a_killed_trainer_loses_nothing_but_the_current_steps(home, tiny_model_d
     assert any(e["event"] == "status" and "Resumed from the checkpoint at step 10" in e["text"] for e in resumed.events)
 
 
-def test_a_bad_config_fails_with_a_sentence(home, tiny_model_dir):
+def test_a_bad_config_fails_with_a_sentence(home, tiny_model_dir, capsys):
     cfg = make_run(tiny_model_dir)
     path = home / "runs" / cfg.run_id / "run.json"
     data = json.loads(path.read_text())
     data["data_path"] = str(home / "gone.jsonl")
     path.write_text(json.dumps(data))
-    outcome = ops.start_run(cfg.run_id).wait(120)
+    seen = []
+
+    def broken_viewer(event):  # a window's handler with a bug: the supervisor still reads every event to the end
+        seen.append(event)
+        raise ValueError("a bug in the viewer")
+
+    job = ops.start_run(cfg.run_id, on_event=broken_viewer)
+    outcome = job.wait(120)
     assert outcome.status == "failed" and outcome.exit_code == 2 and "gone.jsonl: no such file" in outcome.text
     assert ops.get_run(cfg.run_id)["status"] == "failed"
+    assert job.viewer_failed and len(seen) == len(job.events) > 1 and seen[-1]["event"] == "error"
+    assert "Showing the run's progress failed (ValueError: a bug in the viewer); the run goes on." in \
+        capsys.readouterr().err
 
 
 def wait_for(events, predicate, seconds=120):
