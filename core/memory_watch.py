@@ -112,15 +112,22 @@ def return_freed_blocks(device) -> bool:
     steps, against a flat 2.16 GiB with the threshold held (the plan says 2.25). Not on a GPU: there the big
     host buffers are pinned (outside malloc) and the cost of mapping each block has not been measured."""
     import ctypes
-    import os
 
-    if device.type != "cpu" or not hasattr(os, "confstr"):
+    if device.type != "cpu" or not on_glibc():  # musl, macOS and Windows hand large blocks back themselves
         return False
     try:
-        if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
-            return False  # musl, macOS and Windows allocators hand large blocks back themselves
         return bool(ctypes.CDLL(None).mallopt(GLIBC_M_MMAP_THRESHOLD, MMAP_THRESHOLD))  # also stops the raising
-    except (OSError, ValueError, AttributeError):
+    except (OSError, AttributeError):
+        return False
+
+
+def on_glibc() -> bool:
+    """This process's C library is glibc (Linux distributions but Alpine's)."""
+    import os
+
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (AttributeError, ValueError, OSError):  # no confstr (Windows), or no such name (macOS)
         return False
 
 

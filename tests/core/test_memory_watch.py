@@ -2,7 +2,6 @@
 model is loaded (Linux), and loading's own peak is kept beside it. Training on the CPU gives freed blocks back
 to the system (glibc), so a step's peak does not grow with each step."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,10 +47,7 @@ before = rss()
 del blocks[:-1]
 print(held, round(before - rss()))
 """
-GLIBC = hasattr(os, "confstr") and (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
-
-
-@pytest.mark.skipif(not GLIBC or not Path("/proc/self/statm").exists(), reason="glibc's allocator, on Linux")
+@pytest.mark.skipif(not memory_watch.on_glibc() or not Path("/proc/self/statm").exists(), reason="glibc's allocator, on Linux")
 @pytest.mark.parametrize("device, held", [("cpu", True), ("cuda", False)])
 def test_training_on_the_cpu_gives_freed_blocks_back(device, held):
     from tests.conftest import REPO
