@@ -47,7 +47,8 @@ before = rss()
 del blocks[:-1]
 print(held, round(before - rss()))
 """
-@pytest.mark.skipif(not memory_watch.on_glibc() or not Path("/proc/self/statm").exists(), reason="glibc's allocator, on Linux")
+@pytest.mark.skipif(not memory_watch.on_glibc() or not Path("/proc/self/statm").exists(),
+                    reason="glibc's allocator, on Linux")
 @pytest.mark.parametrize("device, held", [("cpu", True), ("cuda", False)])
 def test_training_on_the_cpu_gives_freed_blocks_back(device, held):
     from tests.conftest import REPO
