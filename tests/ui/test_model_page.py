@@ -80,6 +80,6 @@ def test_list_fills_and_a_click_enter_or_drop_picks_the_model(qtbot, home, tmp_p
     drag(page, gguf, accepted=True)
     assert page.model_edit.text() == str(gguf) and page.models.currentItem() is None
     qtbot.waitUntil(lambda: bool(page.error.message), timeout=15000)  # resolved at once, and refused in words
-    assert "could not be read as a model" in page.error.message
+    assert "is not a GGUF file" in page.error.message
     page.shutdown()
     assert tasks.wait_idle(15000)

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QGroupBox, QHBoxL
                                QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
 
 from app import operations as ops
+from core import strategies
 from core.data.token_stats import length_stats
 from core.errors import KnownError
 from core.plan_text import duration
@@ -163,8 +164,9 @@ class PlanPage(Page):
         self.advanced.show_plan(bundle)  # the planned strategy's settings while Strategy is Auto; this machine's GPUs
         p = bundle.plan
         self.labels["strategy"].setText(p.strategy + ("" if p.strategy_built else " (not built yet)"))
-        self.labels["settings"].setText(", ".join([f"{k} = {v}" for k, v in p.options.items()]
+        self.labels["settings"].setText(", ".join([setting_text(k, v) for k, v in p.options.items()]
                                                   + [f"optimizer {p.optimizer}"]))
+        self.labels["settings"].setToolTip(settings_help(p.strategy, p.options))
         hypothetical = bundle.hardware.source.removeprefix("what-if: ") if self.hardware_file() else ""
         self.labels["device"].setText(f"{p.device}" + (f" {p.gpu_index}: {p.gpu_name}" if p.gpu_name else "")
                                       + f" in {p.precision}" + (" (hypothetical, a what-if)" if hypothetical else ""))
@@ -215,3 +217,16 @@ class PlanPage(Page):
     def isComplete(self) -> bool:
         bundle = self.session.bundle
         return bundle is not None and bundle.plan.strategy_built and self.hardware_file() is None
+
+
+def setting_text(name: str, value) -> str:
+    """'rslora off', 'activations on host on', 'r 16': a strategy setting as words, not Python."""
+    shown = ("on" if value else "off") if isinstance(value, bool) else value
+    return f"{name.replace('_', ' ')} {shown}"
+
+
+def settings_help(strategy: str, options: dict) -> str:
+    """Each planned setting's help (the strategy's own), for the settings line's tooltip; its
+    `--option` name, so the CLI spelling is one hover away."""
+    helps = {o["name"]: o["help"] for o in strategies.describe_options(strategy)}
+    return "\n".join(f"{k} ({k}={v} on the command line): {helps.get(k, '')}" for k, v in options.items())

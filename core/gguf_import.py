@@ -1,0 +1,226 @@
+"""A .gguf model's weights into a Hugging Face folder, one tensor at a time, for the architectures we export.
+
+Why our own: transformers' GGUF loader holds the whole model in float32 twice on the way (the loaded model,
+and a fresh copy, since a GGUF-loaded model refuses save_pretrained): 1 GiB for the 135M default model,
+about 64 GiB of RAM for an 8B file, more than most laptops have. It also parses the file with gguf's reader
+once per call and rebuilds its tensor-name map for every tensor: 22 s for the default model. Here the tensor
+table comes from our reader (core/gguf_export/reader.py), each tensor is de-quantized by gguf's numpy
+decoders, turned back into Hugging Face's layout by its architecture's `untransform` (the inverse of what
+GGUF export does, tested round trip for every registered architecture), and written into safetensors shards
+as they fill: RAM holds one shard (SHARD_BYTES) and one tensor in float32, never the model.
+
+What each tensor is stored as: float32, float16 and bfloat16 tensors as they are; quantized ones as float16,
+whose 11 significant bits hold what a block's float16 scale times a small integer gives to within 0.05%
+(a hundred times finer than 4- or 8-bit rounding itself) at half the disk of float32. A tensor whose
+values float16 cannot hold (past 65504) stays float32.
+
+The config and the tokenizer still come from transformers (its mapping of GGUF metadata to a config, and its
+conversion of the vocabulary): model_source.py does that around `write_weights`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import DiskFull, IncompleteModel
+from core.gguf_export import architectures, reader
+
+SHARD_BYTES = 1 << 30  # the most one shard holds: what RAM holds at once, besides the tensor being read
+CHUNK_VALUES = 1 << 24  # values de-quantized at once (64 MiB in float32)
+HEADROOM = 256 << 20  # left free on the disk after the folder is written
+INDEX = "model.safetensors.index.json"
+
+
+def supports(config) -> bool:
+    """Whether `write_weights` can place this model's tensors (else transformers' loader does it)."""
+    return config.model_type in architectures.REGISTRY
+
+
+@dataclass(frozen=True)
+class Placement:
+    info: reader.TensorInfo  # where the tensor is in the file
+    hf_name: str  # where it goes in the model
+    dtype: str  # what it is stored as: "float32", "float16" or "bfloat16"
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.info.shape) * (4 if self.dtype == "float32" else 2)
+
+
+def write_weights(gguf: Path, contents: reader.Contents, config, out: Path, progress) -> str:
+    """The file's weights (`contents`: its `read`) as safetensors in the folder `out`; returns the dtype most
+    of them are stored in.
+
+    May set `config.tie_word_embeddings`: a file without an output matrix reuses the token embeddings,
+    as llama.cpp does."""
+    names = {t.name for t in contents.tensors}
+    if "output.weight" not in names and not config.tie_word_embeddings:
+        config.tie_word_embeddings = True
+    placements = plan(gguf, contents, config)
+    cfg = config.to_dict()
+    arch = architectures.REGISTRY[cfg["model_type"]]
+    total = sum(p.nbytes for p in placements)
+    free = shutil.disk_usage(out).free
+    if free < total + HEADROOM:
+        raise DiskFull(f"Not enough disk space to convert {gguf.name}: the model folder needs about "
+                       f"{(total + HEADROOM) / 2**30:.1f} GiB in {out.parent}, which has {free / 2**30:.1f} GiB free; "
+                       "free some space or set another data folder in Settings.")
+    shards = _shards(placements)
+    files = [INDEX.removesuffix(".index.json")] if len(shards) == 1 else \
+        [f"model-{k:05d}-of-{len(shards):05d}.safetensors" for k in range(1, len(shards) + 1)]
+    done, weight_map = 0, {}
+    for shard, file in zip(shards, files):
+        tensors = {}
+        for p in shard:
+            progress.update(done / len(placements), f"Converting {gguf.name}: tensor {done + 1} of {len(placements)}")
+            try:
+                tensors[p.hf_name] = _tensor(gguf, contents, p, arch, cfg)
+            except NotImplementedError:  # gguf has no numpy decoder for this type
+                raise IncompleteModel(f"{gguf}: tensor {p.info.name} is stored as {_type_name(p.info.ggml_type)}, "
+                                      "which cannot be de-quantized here yet; use a file quantized as Q4_K_M, Q8_0 "
+                                      "or F16.") from None
+            weight_map[p.hf_name] = file
+            done += 1
+        _save(tensors, out / file)
+        del tensors
+    if len(shards) > 1:
+        index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+        (out / INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    by_dtype: dict[str, int] = {}
+    for p in placements:
+        by_dtype[p.dtype] = by_dtype.get(p.dtype, 0) + p.nbytes
+    return max(by_dtype, key=by_dtype.get)
+
+
+def plan(gguf: Path, contents: reader.Contents, config) -> list[Placement]:
+    """Each tensor of the file with the model parameter it fills, checked both ways: every file tensor has a
+    place (tensors llama.cpp derives from the config, like Llama 3's rope factors, are left out), every
+    parameter a tensor, of the same shape; else IncompleteModel, in one sentence."""
+    cfg = config.to_dict()
+    arch = architectures.REGISTRY[cfg["model_type"]]
+    shapes = _parameter_shapes(config)
+    by_gguf = {}
+    for hf_name in shapes:
+        gguf_name = arch.gguf_name(hf_name, cfg)
+        if gguf_name is not None:
+            by_gguf[gguf_name] = hf_name
+    derived = {name for name, _ in arch.extra_tensors(cfg)}
+    placements = []
+    for info in contents.tensors:
+        if info.name in derived:
+            continue
+        if info.name not in by_gguf:
+            raise IncompleteModel(f"{gguf}: holds a tensor {info.name} that a {cfg['model_type']} model of this "
+                                  "config has no place for; the file may be damaged or of a variant we do not read.")
+        hf_name = by_gguf.pop(info.name)
+        if tuple(info.shape) != shapes[hf_name]:
+            raise IncompleteModel(f"{gguf}: tensor {info.name} is {list(info.shape)} where the config asks for "
+                                  f"{list(shapes[hf_name])}; the file may be damaged.")
+        placements.append(Placement(info, hf_name, _stored_as(info.ggml_type)))
+    if by_gguf:
+        missing = sorted(by_gguf)
+        raise IncompleteModel(f"{gguf}: lacks {len(missing)} tensor(s) the model needs, e.g. {missing[0]}; the file "
+                              "may be cut short or damaged: download it again.")
+    return placements
+
+
+def read(gguf: Path) -> reader.Contents:
+    """The file's metadata and tensor table, checked to be whole (a GGUF header that parses, tensors of types
+    we know, every tensor's bytes present) before anything else reads it; else IncompleteModel, in one
+    sentence."""
+    with open(gguf, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise IncompleteModel(f"{gguf}: is not a GGUF file (it does not begin with 'GGUF'); check that it is the "
+                                  "model file itself, not a web page or a partial download.")
+    try:
+        contents = reader.read(gguf)
+    except Exception as e:  # noqa: BLE001  any damage in the header: one sentence, not a traceback
+        raise IncompleteModel(f"{gguf}: its header is damaged ({type(e).__name__}: {e}); download it again.") from None
+    for t in contents.tensors:
+        if _type_name(t.ggml_type) is None:
+            raise IncompleteModel(f"{gguf}: tensor {t.name} is of GGML type {t.ggml_type}, which this version of gguf "
+                                  "does not know; use a file quantized as Q4_K_M, Q8_0 or F16.")
+    end = contents.data_start + max((t.offset + _file_bytes(t) for t in contents.tensors), default=0)
+    if gguf.stat().st_size < end:
+        raise IncompleteModel(f"{gguf}: is cut short ({gguf.stat().st_size:,} bytes of the {end:,} its tensor table "
+                              "describes); download it again.")
+    return contents
+
+
+def _type_name(ggml_type: int) -> str | None:
+    from gguf import GGMLQuantizationType
+
+    try:
+        return GGMLQuantizationType(ggml_type).name
+    except ValueError:
+        return None
+
+
+def _file_bytes(info: reader.TensorInfo) -> int:
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    block, size = GGML_QUANT_SIZES[GGMLQuantizationType(info.ggml_type)]
+    return math.prod(info.shape) // block * size
+
+
+def _stored_as(ggml_type: int) -> str:
+    from gguf import GGMLQuantizationType as T
+
+    return {T.F32: "float32", T.BF16: "bfloat16"}.get(T(ggml_type), "float16")
+
+
+def _parameter_shapes(config) -> dict[str, tuple[int, ...]]:
+    """Every parameter of the model this config builds, with its shape, without allocating it (meta device)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+
+
+def _tensor(gguf: Path, contents: reader.Contents, p: Placement, arch, cfg: dict):
+    """One tensor from the file: de-quantized, in Hugging Face's layout, in its stored dtype.
+
+    De-quantized CHUNK_VALUES at a time into one float32 array: gguf's decoders make several temporaries
+    the size of their input, which for an 8B model's embedding (525M values) would be gigabytes each."""
+    import torch
+    from gguf import GGMLQuantizationType
+    from gguf import quants as gguf_quants
+
+    info, kind = p.info, GGMLQuantizationType(p.info.ggml_type)
+    rows = math.prod(info.shape[:-1]) if len(info.shape) > 1 else 1
+    raw = reader.tensor_bytes(gguf, contents, info, _file_bytes(info)).reshape(rows, -1)
+    values = np.empty((rows, info.shape[-1]), dtype=np.float32)
+    step = max(1, CHUNK_VALUES // info.shape[-1])
+    for start in range(0, rows, step):
+        values[start:start + step] = gguf_quants.dequantize(raw[start:start + step], kind)
+    values = arch.untransform(info.name, values.reshape(info.shape), cfg)
+    tensor = torch.from_numpy(np.require(values, np.float32, ["C", "W"]))
+    stored = tensor.to(getattr(torch, p.dtype))
+    return stored if torch.isfinite(stored).all() or not torch.isfinite(tensor).all() else tensor
+
+
+def _shards(placements: list[Placement]) -> list[list[Placement]]:
+    """File order, cut where a shard would pass SHARD_BYTES (a tensor larger than that gets a shard alone)."""
+    shards: list[list[Placement]] = [[]]
+    size = 0
+    for p in placements:
+        if shards[-1] and size + p.nbytes > SHARD_BYTES:
+            shards.append([])
+            size = 0
+        shards[-1].append(p)
+        size += p.nbytes
+    return shards
+
+
+def _save(tensors: dict, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path), metadata={"format": "pt"})

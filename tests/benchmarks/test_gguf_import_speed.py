@@ -1,0 +1,28 @@
+"""The GGUF import benchmark as a real process on a tiny random model: both conversions run, the JSON
+holds what it promises, ours stores half the bytes (float16 for quantized tensors, where transformers'
+way stores float32) and stays within its stated memory bound. Its speed is not tested here."""
+
+import json
+
+from tests.benchmarks.scripts import runner
+
+run = runner("gguf_import_speed.py")
+
+
+def test_quick_run_converts_both_ways_and_writes_its_figures(tmp_path):
+    out = tmp_path / "gguf_import.json"
+    proc = run("--quick", "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "gguf_import" and result["quick"] is True and "--quick" in result["command"]
+    [f] = result["files"]
+    assert f["model"] == "random Llama tiny" and f["file"] == "random-tiny.q8_0.gguf" and f["params"] > 1e6
+    ours, theirs = f["ours"], f["transformers"]
+    for way in (ours, theirs):
+        assert way["seconds"] > 0 and way["peak_rss"] >= way["rss_before"] > 0 and way["folder_bytes"] > 0
+    # same weights, float16 instead of float32 (norms stay float32 both ways)
+    assert 0.5 < ours["folder_bytes"] / theirs["folder_bytes"] < 0.52
+    assert ours["added_rss"] <= f["ours_bound_bytes"]
+    assert f["ratio"]["seconds"] == ours["seconds"] / theirs["seconds"]
+    assert "ours / transformers" in proc.stdout and str(out) in proc.stdout
+

@@ -1,0 +1,189 @@
+"""GGUF → Hugging Face folder (core/gguf_import.py through model_source.resolve): exact weights for every
+architecture we export, quantized files equal to transformers' own reading rounded to float16, shards,
+and damaged files or a full disk stopped with one sentence and no folder left behind."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from core import gguf_import, model_source
+from core.errors import DiskFull, IncompleteModel
+from core.gguf_export import reader, writer
+from core.progress import Progress
+from tests.core.gguf_export import tiny
+from tests.core.gguf_export.test_architectures import CASES, COMMON
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny.byte_level(tmp_path_factory.mktemp("tok")))
+
+
+def export(model, tokenizer, quant, path):
+    writer.write(tiny.plan(model, tokenizer, quant), model.state_dict(), path, Progress())
+    return path
+
+
+def load(folder):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+
+
+def leftovers(models_dir):
+    return sorted(p.name for p in models_dir.iterdir()) if models_dir.exists() else []
+
+
+@pytest.mark.parametrize("model_type", sorted(CASES))
+def test_an_f32_file_comes_back_exactly(model_type, tokenizer, tmp_path):
+    import torch
+
+    model = tiny.random_model(model_type, tokenizer, **COMMON, **CASES[model_type])
+    gguf = export(model, tokenizer, "f32", tmp_path / "m.gguf")
+    ref = model_source.resolve(str(gguf), tmp_path / "models")
+
+    loaded = load(ref.path)
+    assert loaded.config.tie_word_embeddings == model.config.tie_word_embeddings
+    assert json.loads((ref.path / "config.json").read_text())["dtype"] == "float32"
+    expected, got = model.state_dict(), loaded.state_dict()
+    assert sorted(got) == sorted(expected)
+    inexact = [k for k in expected if not torch.equal(got[k], expected[k])]
+    # Gemma's norms travel as weight + 1 (llama.cpp's convention): float32 rounding of the sum, within 1 ulp of 1
+    assert inexact == ([k for k in expected if "norm" in k] if model_type.startswith("gemma") else [])
+    assert all(torch.allclose(got[k], expected[k], rtol=0, atol=2 ** -23) for k in inexact)
+    ids = torch.tensor([tokenizer("Where is the gold, matey? Arr!")["input_ids"]])
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("quant", ["q8_0", "q4_k_m"])
+def test_a_quantized_file_equals_transformers_reading_in_float16(quant, tokenizer, tmp_path):
+    """transformers de-quantizes to float32 with the same decoders; we store quantized tensors as float16,
+    which holds those values to 11 bits, and float32 ones (norms) as they are: transformers' weights in
+    our stored dtypes must be ours bit for bit."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    model = tiny.random_model("llama", tokenizer, **{**COMMON, "hidden_size": 256, "intermediate_size": 512})
+    gguf = export(model, tokenizer, quant, tmp_path / f"m.{quant}.gguf")
+    ref = model_source.resolve(str(gguf), tmp_path / "models")
+
+    assert json.loads((ref.path / "config.json").read_text())["dtype"] == "float16"
+    theirs = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=gguf.name, dtype=torch.float32).state_dict()
+    ours = load_file(str(ref.path / "model.safetensors"))
+    assert set(ours) <= set(theirs) and len(ours) == len(model.state_dict())
+    assert {str(t.dtype) for k, t in ours.items() if "norm" in k} == {"torch.float32"}
+    assert [k for k, t in ours.items() if not torch.equal(theirs[k].to(t.dtype), t)] == []
+    ours = load(ref.path).state_dict()
+    # and the quantization really changed the weights (the check above is not comparing a model with itself)
+    name = "model.layers.0.mlp.down_proj.weight"
+    assert not torch.equal(ours[name], model.state_dict()[name])
+
+
+def test_a_large_model_is_written_in_shards_with_an_index(tokenizer, tmp_path, monkeypatch):
+    import torch
+
+    model = tiny.random_model("qwen2", tokenizer, **COMMON, **CASES["qwen2"])
+    gguf = export(model, tokenizer, "f32", tmp_path / "m.gguf")
+    monkeypatch.setattr(gguf_import, "SHARD_BYTES", 64 << 10)
+    ref = model_source.resolve(str(gguf), tmp_path / "models")
+
+    shards = sorted(p.name for p in ref.path.glob("*.safetensors"))
+    assert len(shards) > 3 and shards[0] == f"model-00001-of-{len(shards):05d}.safetensors"
+    index = json.loads((ref.path / gguf_import.INDEX).read_text())
+    assert set(index["weight_map"].values()) == set(shards)
+    alone = {s for s in shards if list(index["weight_map"].values()).count(s) == 1}
+    # a shard keeps to the limit (plus its JSON header) unless one tensor alone is larger
+    assert all((ref.path / s).stat().st_size <= (64 << 10) + 4096 for s in set(shards) - alone)
+    assert any((ref.path / s).stat().st_size > 64 << 10 for s in alone)  # the 384 x 64 embedding: 96 KiB
+    got = load(ref.path).state_dict()
+    assert all(torch.equal(got[k], t) for k, t in model.state_dict().items())
+
+
+def cut_short(gguf, keep):
+    data = gguf.read_bytes()
+    gguf.write_bytes(data[:keep(len(data))] or b"<html>Not found</html>")
+
+
+@pytest.mark.parametrize("damage,words", [
+    (lambda n: n - 1000, "is cut short"),
+    (lambda n: 40, "its header is damaged"),
+    (lambda n: 0, "is not a GGUF file"),
+])
+def test_a_damaged_file_is_one_sentence_and_leaves_no_folder(damage, words, tokenizer, tmp_path):
+    model = tiny.random_model("llama", tokenizer, **COMMON)
+    gguf = export(model, tokenizer, "f32", tmp_path / "m.gguf")
+    cut_short(gguf, damage)
+    with pytest.raises(IncompleteModel) as e:
+        model_source.resolve(str(gguf), tmp_path / "models")
+    assert str(gguf) in str(e.value) and "\n" not in str(e.value)
+    assert words in str(e.value)
+    assert leftovers(tmp_path / "models") == []
+
+
+def test_a_tensor_type_gguf_does_not_know_is_named(tokenizer, tmp_path):
+    import struct
+
+    model = tiny.random_model("llama", tokenizer, **COMMON)
+    gguf = export(model, tokenizer, "f32", tmp_path / "m.gguf")
+    data = bytearray(gguf.read_bytes())
+    name = b"output_norm.weight"  # in the tensor table: length, name, dims count, dims, type, offset
+    at = data.index(struct.pack("<Q", len(name)) + name) + 8 + len(name)
+    (n_dims,) = struct.unpack_from("<I", data, at)
+    struct.pack_into("<I", data, at + 4 + 8 * n_dims, 250)
+    gguf.write_bytes(bytes(data))
+    with pytest.raises(IncompleteModel, match="tensor output_norm.weight is of GGML type 250, which this version"):
+        model_source.resolve(str(gguf), tmp_path / "models")
+    assert leftovers(tmp_path / "models") == []
+
+
+def test_truncation_is_caught_by_our_check_before_any_tensor_is_read(tokenizer, tmp_path):
+    """A file cut inside its tensor data still has a readable header (transformers reads the config from
+    it): our size check must be what stops it, naming both sizes."""
+    model = tiny.random_model("llama", tokenizer, **COMMON)
+    gguf = export(model, tokenizer, "f32", tmp_path / "m.gguf")
+    cut_short(gguf, lambda n: n - 1000)
+    with pytest.raises(IncompleteModel, match=r"is cut short \([\d,]+ bytes of the [\d,]+"):
+        model_source.resolve(str(gguf), tmp_path / "models")
+
+
+def test_a_tensor_of_the_wrong_shape_is_named(tokenizer, tmp_path):
+    from transformers import AutoConfig
+
+    model = tiny.random_model("llama", tokenizer, **COMMON)
+    gguf = export(model, tokenizer, "f32", tmp_path / "m.gguf")
+    config = AutoConfig.from_pretrained(str(tmp_path), gguf_file=gguf.name)
+    config.intermediate_size = 96  # as if the metadata and the tensors disagreed
+    with pytest.raises(IncompleteModel, match=r"tensor blk\.0\.ffn_\w+\.weight is \[\d+, \d+\] where the config asks"):
+        gguf_import.plan(gguf, reader.read(gguf), config)
+
+
+def test_a_full_disk_is_found_before_writing(tokenizer, tmp_path, monkeypatch):
+    model = tiny.random_model("llama", tokenizer, **COMMON)
+    gguf = export(model, tokenizer, "f32", tmp_path / "m.gguf")
+    real = shutil.disk_usage
+    monkeypatch.setattr(gguf_import.shutil, "disk_usage", lambda p: real(p)._replace(free=100 << 20))
+    with pytest.raises(DiskFull, match=r"the model folder needs about 0\.\d GiB .* which has 0\.1 GiB free"):
+        model_source.resolve(str(gguf), tmp_path / "models")
+    assert leftovers(tmp_path / "models") == []
+
+
+def test_the_bundled_model_answers_after_conversion(default_model_dir):
+    """The default Q4_1 file through our import: still SmolLM2, which knows where Paris is."""
+    import torch
+    from transformers import AutoTokenizer
+
+    assert json.loads((default_model_dir / "config.json").read_text())["dtype"] == "float16"
+    tok = AutoTokenizer.from_pretrained(str(default_model_dir))
+    model = load(default_model_dir)
+    ids = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=12, do_sample=False)
+    assert "Paris" in tok.decode(out[0][ids["input_ids"].shape[1]:])
