@@ -75,27 +75,26 @@ def write_weights(gguf: Path, contents: reader.Contents, config, out: Path, prog
     shards = _shards(placements)
     files = [INDEX.removesuffix(".index.json")] if len(shards) == 1 else \
         [f"model-{k:05d}-of-{len(shards):05d}.safetensors" for k in range(1, len(shards) + 1)]
-    done, weight_map = 0, {}
+    done, weight_map, by_dtype = 0, {}, {}  # by_dtype: bytes written per stored dtype
     for shard, file in zip(shards, files):
         tensors = {}
         for p in shard:
             progress.update(done / len(placements), f"Converting {gguf.name}: tensor {done + 1} of {len(placements)}")
             try:
-                tensors[p.hf_name] = _tensor(gguf, contents, p, arch, cfg)
+                t = tensors[p.hf_name] = _tensor(gguf, contents, p, arch, cfg)
             except NotImplementedError:  # gguf has no numpy decoder for this type
                 raise IncompleteModel(f"{gguf}: tensor {p.info.name} is stored as {_type_name(p.info.ggml_type)}, "
                                       "which cannot be de-quantized here yet; use a file quantized as Q4_K_M, Q8_0 "
                                       "or F16.") from None
+            dtype = str(t.dtype).removeprefix("torch.")
+            by_dtype[dtype] = by_dtype.get(dtype, 0) + t.numel() * t.element_size()
             weight_map[p.hf_name] = file
             done += 1
         _save(tensors, out / file)
         del tensors
     if len(shards) > 1:
-        index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+        index = {"metadata": {"total_size": sum(by_dtype.values())}, "weight_map": dict(sorted(weight_map.items()))}
         (out / INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-    by_dtype: dict[str, int] = {}
-    for p in placements:
-        by_dtype[p.dtype] = by_dtype.get(p.dtype, 0) + p.nbytes
     return max(by_dtype, key=by_dtype.get)
 
 
@@ -187,25 +186,51 @@ def _parameter_shapes(config) -> dict[str, tuple[int, ...]]:
 
 
 def _tensor(gguf: Path, contents: reader.Contents, p: Placement, arch, cfg: dict):
-    """One tensor from the file: de-quantized, in Hugging Face's layout, in its stored dtype.
+    """One tensor from the file: de-quantized, in Hugging Face's layout, in its stored dtype (float32 where
+    float16 cannot hold a value the file holds).
 
-    De-quantized CHUNK_VALUES at a time into one float32 array: gguf's decoders make several temporaries
-    the size of their input, which for an 8B model's embedding (525M values) would be gigabytes each."""
+    De-quantized CHUNK_VALUES at a time: gguf's decoders make several temporaries the size of their input,
+    which for an 8B model's embedding (525M values) would be gigabytes each. A tensor its architecture
+    leaves as it is (all but Llama's Q/K and Gemma's norms) goes a chunk at a time straight into its stored
+    dtype; one it rearranges is assembled in float32 first, as `untransform` works on whole tensors."""
     import torch
+
+    info = p.info
+    stored = getattr(torch, p.dtype)
+    if arch.untransforms(info.name, cfg):
+        values = np.empty((_rows(info), info.shape[-1]), np.float32)
+        for rows, chunk in _chunks(gguf, contents, info):
+            values[rows] = chunk
+        values = torch.from_numpy(np.require(arch.untransform(info.name, values.reshape(info.shape), cfg),
+                                             np.float32, ["C", "W"]))
+        out = values.to(stored)
+        return out if torch.isfinite(out).all() or not torch.isfinite(values).all() else values
+    out = torch.empty((_rows(info), info.shape[-1]), dtype=stored)
+    for rows, chunk in _chunks(gguf, contents, info):
+        part = torch.from_numpy(chunk)
+        out[rows] = part
+        if stored is not torch.float32 and not torch.isfinite(out[rows]).all() and torch.isfinite(part).all():
+            return _tensor(gguf, contents, Placement(info, p.hf_name, "float32"), arch, cfg)  # past float16's range
+    return out.reshape(info.shape)
+
+
+def _rows(info: reader.TensorInfo) -> int:
+    """The tensor's rows of its last dimension (1 for a vector)."""
+    return math.prod(info.shape[:-1]) if len(info.shape) > 1 else 1
+
+
+def _chunks(gguf: Path, contents: reader.Contents, info: reader.TensorInfo):
+    """(row slice, float32 rows) over a tensor, viewed as rows of its last dimension, CHUNK_VALUES at a time."""
     from gguf import GGMLQuantizationType
     from gguf import quants as gguf_quants
 
-    info, kind = p.info, GGMLQuantizationType(p.info.ggml_type)
-    rows = math.prod(info.shape[:-1]) if len(info.shape) > 1 else 1
+    kind = GGMLQuantizationType(info.ggml_type)
+    rows = _rows(info)
     raw = reader.tensor_bytes(gguf, contents, info, _file_bytes(info)).reshape(rows, -1)
-    values = np.empty((rows, info.shape[-1]), dtype=np.float32)
     step = max(1, CHUNK_VALUES // info.shape[-1])
     for start in range(0, rows, step):
-        values[start:start + step] = gguf_quants.dequantize(raw[start:start + step], kind)
-    values = arch.untransform(info.name, values.reshape(info.shape), cfg)
-    tensor = torch.from_numpy(np.require(values, np.float32, ["C", "W"]))
-    stored = tensor.to(getattr(torch, p.dtype))
-    return stored if torch.isfinite(stored).all() or not torch.isfinite(tensor).all() else tensor
+        chunk = gguf_quants.dequantize(raw[start:start + step], kind)
+        yield slice(start, start + step), np.require(chunk, np.float32, ["C", "W"])
 
 
 def _shards(placements: list[Placement]) -> list[list[Placement]]:

@@ -86,6 +86,39 @@ def test_a_quantized_file_equals_transformers_reading_in_float16(quant, tokenize
     assert not torch.equal(ours[name], model.state_dict()[name])
 
 
+def test_a_value_past_float16s_range_keeps_its_tensor_in_float32(tokenizer, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    model = tiny.random_model("llama", tokenizer, **COMMON)
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight[3, 5] = 1e6  # a q8_0 block scale of 7874: the file holds it
+    gguf = export(model, tokenizer, "q8_0", tmp_path / "m.gguf")
+    ours = load_file(str(model_source.resolve(str(gguf), tmp_path / "models").path / "model.safetensors"))
+    big = ours["model.layers.0.mlp.down_proj.weight"]
+    assert big.dtype == torch.float32 and big[3, 5] == pytest.approx(1e6, rel=0.01)
+    assert ours["model.layers.1.mlp.down_proj.weight"].dtype == torch.float16
+
+
+@pytest.mark.parametrize("model_type", sorted(CASES))
+def test_untransforms_says_which_tensors_untransform_changes(model_type, tokenizer):
+    """gguf_import reads the tensors `untransforms` leaves alone a chunk at a time, straight into their stored
+    dtype: the predicate must agree with what untransform does, tensor by tensor."""
+    from core.gguf_export import architectures
+
+    model = tiny.random_model(model_type, tokenizer, **COMMON, **CASES[model_type])
+    arch, cfg = architectures.REGISTRY[model_type], model.config.to_dict()
+    changed = []
+    for hf_name, t in model.state_dict().items():
+        name = arch.gguf_name(hf_name, cfg)
+        if name is None:
+            continue
+        values = t.numpy()
+        assert arch.untransforms(name, cfg) == (arch.untransform(name, values, cfg) is not values), name
+        changed += [name] if arch.untransforms(name, cfg) else []
+    assert bool(changed) == (model_type in ("llama", "mistral", "gemma2", "gemma3_text"))
+
+
 def test_a_large_model_is_written_in_shards_with_an_index(tokenizer, tmp_path, monkeypatch):
     import torch
 
@@ -98,6 +131,8 @@ def test_a_large_model_is_written_in_shards_with_an_index(tokenizer, tmp_path, m
     assert len(shards) > 3 and shards[0] == f"model-00001-of-{len(shards):05d}.safetensors"
     index = json.loads((ref.path / gguf_import.INDEX).read_text())
     assert set(index["weight_map"].values()) == set(shards)
+    tensor_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values() if t is not None)
+    assert index["metadata"]["total_size"] == tensor_bytes - model.lm_head.weight.numel() * 4  # tied: not stored
     alone = {s for s in shards if list(index["weight_map"].values()).count(s) == 1}
     # a shard keeps to the limit (plus its JSON header) unless one tensor alone is larger
     assert all((ref.path / s).stat().st_size <= (64 << 10) + 4096 for s in set(shards) - alone)

@@ -48,8 +48,13 @@ class Architecture:
         return array
 
     def untransform(self, gguf_name: str, array: np.ndarray, cfg: dict) -> np.ndarray:
-        """The inverse of transform: a tensor read from GGUF back in HF's layout (for our own read-back)."""
+        """The inverse of transform: a tensor read from GGUF back in HF's layout (for our own read-back and
+        core/gguf_import.py); `array` itself where `untransforms` says the tensor needs nothing."""
         return array
+
+    def untransforms(self, gguf_name: str, cfg: dict) -> bool:
+        """Whether `untransform` changes this tensor: the others can be read a chunk at a time."""
+        return False
 
     def extra_tensors(self, cfg: dict) -> list[tuple[str, np.ndarray]]:
         return []

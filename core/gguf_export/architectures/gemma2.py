@@ -34,7 +34,10 @@ class GemmaFamily(Architecture):
         return array + 1.0 if gguf_name.endswith("norm.weight") else array
 
     def untransform(self, gguf_name, array, cfg):
-        return array - 1.0 if gguf_name.endswith("norm.weight") else array
+        return array - 1.0 if self.untransforms(gguf_name, cfg) else array
+
+    def untransforms(self, gguf_name, cfg):
+        return gguf_name.endswith("norm.weight")
 
 
 @register

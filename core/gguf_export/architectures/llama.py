@@ -49,6 +49,9 @@ class Llama(Architecture):
             return unpair_rope_rows(array, kv_heads(cfg))
         return array
 
+    def untransforms(self, gguf_name, cfg):
+        return ".attn_q." in gguf_name or ".attn_k." in gguf_name
+
     def metadata(self, cfg: dict, w: GGUFWriter) -> None:
         super().metadata(cfg, w)
         w.add_rope_dimension_count(head_dim(cfg))
