@@ -4,11 +4,13 @@ Why our own: transformers' GGUF loader holds the whole model in float32 twice on
 and a fresh copy, since a GGUF-loaded model refuses save_pretrained): 1 GiB for the 135M default model,
 about 60 GiB of RAM for an 8B file, more than most laptops have. It also parses the file with gguf's reader
 once per call and rebuilds its tensor-name map for every tensor. benchmarks/gguf_import_speed.py measures
-both in the same run: half the time on the default model, and a sixth of the memory on a 1.2B one. Here the tensor
-table comes from our reader (core/gguf_export/reader.py), each tensor is de-quantized by gguf's numpy
-decoders, turned back into Hugging Face's layout by its architecture's `untransform` (the inverse of what
-GGUF export does, tested round trip for every registered architecture), and written into safetensors shards
-as they fill: RAM holds one shard (SHARD_BYTES) and one tensor in float32, never the model.
+both ways in the same run.
+
+Here the tensor table comes from our reader (core/gguf_export/reader.py), each tensor is de-quantized by
+gguf's numpy decoders a chunk at a time, turned back into Hugging Face's layout by its architecture's
+`untransform` where it needs that (the inverse of what GGUF export does, tested round trip for every
+registered architecture), and written into safetensors shards as they fill: RAM holds one shard
+(SHARD_BYTES), one chunk in float32 and at most one rearranged tensor (Llama's Q) in float32, never the model.
 
 What each tensor is stored as: float32, float16 and bfloat16 tensors as they are; quantized ones as float16,
 whose 11 significant bits hold what a block's float16 scale times a small integer gives to within 0.05%
