@@ -12,10 +12,13 @@ gguf's numpy decoders a chunk at a time, turned back into Hugging Face's layout 
 registered architecture), and written into safetensors shards as they fill: RAM holds one shard
 (SHARD_BYTES), one chunk in float32 and at most one rearranged tensor (Llama's Q) in float32, never the model.
 
-What each tensor is stored as: float32, float16 and bfloat16 tensors as they are; quantized ones as float16,
-whose 11 significant bits hold what a block's float16 scale times a small integer gives to within 0.05%
-(a hundred times finer than 4- or 8-bit rounding itself) at half the disk of float32. A tensor whose
-values float16 cannot hold (past 65504) stays float32.
+What the folder is stored as: one dtype for every tensor (`folder_dtype`), since a tensor whose dtype is
+the one the model loads in stays a view of the memory-mapped file, and a few float32 norms beside float16
+matrices keep the whole file mapped, and counted in the trainer's RAM, for the run. An all-float32 file
+stays float32 and one of bfloat16 (norms float32, as llama.cpp writes them) bfloat16, exactly; any other
+(quantized, float16) becomes float16, whose 11 significant bits hold what a block's float16 scale times a
+small integer gives to within 0.05% (a hundred times finer than 4- or 8-bit rounding itself) at half the
+disk of float32. A tensor whose values float16 cannot hold (past 65504) stays float32.
 
 The config and the tokenizer still come from transformers (its mapping of GGUF metadata to a config, and its
 conversion of the vocabulary): model_source.py does that around `write_weights`.
@@ -113,7 +116,7 @@ def plan(gguf: Path, contents: reader.Contents, config) -> list[Placement]:
         if gguf_name is not None:
             by_gguf[gguf_name] = hf_name
     derived = {name for name, _ in arch.extra_tensors(cfg)}
-    placements = []
+    placements, dtype = [], folder_dtype(contents.tensors)
     for info in contents.tensors:
         if info.name in derived:
             continue
@@ -124,7 +127,7 @@ def plan(gguf: Path, contents: reader.Contents, config) -> list[Placement]:
         if tuple(info.shape) != shapes[hf_name]:
             raise IncompleteModel(f"{gguf}: tensor {info.name} is {list(info.shape)} where the config asks for "
                                   f"{list(shapes[hf_name])}; the file may be damaged.")
-        placements.append(Placement(info, hf_name, _stored_as(info.ggml_type)))
+        placements.append(Placement(info, hf_name, dtype))
     if by_gguf:
         missing = sorted(by_gguf)
         raise IncompleteModel(f"{gguf}: lacks {len(missing)} tensor(s) the model needs, e.g. {missing[0]}; the file "
@@ -171,10 +174,12 @@ def _file_bytes(info: reader.TensorInfo) -> int:
     return math.prod(info.shape) // block * size
 
 
-def _stored_as(ggml_type: int) -> str:
+def folder_dtype(tensors: list[reader.TensorInfo]) -> str:
+    """The one dtype the folder's tensors are stored in (see the module's docstring for why one)."""
     from gguf import GGMLQuantizationType as T
 
-    return {T.F32: "float32", T.BF16: "bfloat16"}.get(T(ggml_type), "float16")
+    kinds = {T(t.ggml_type) for t in tensors} - {T.F32}
+    return "float32" if not kinds else "bfloat16" if kinds == {T.BF16} else "float16"
 
 
 def _parameter_shapes(config) -> dict[str, tuple[int, ...]]:
