@@ -4,7 +4,9 @@ Why each one:
 - offline: nothing is downloaded at run time, ever; a missing file is an error we explain.
 - bitsandbytes' CPU backend tries `from kernels import get_kernel` (Hugging Face's `kernels` package, which
   transformers installs) to fetch a kernel from the hub; offline that fails and it falls back to its plain
-  path, which is what we want, so its warning is noise.
+  path, which is what we want, so its warning is noise, and so is the `kernels` package's own warning that
+  it skips the hub's publisher check offline (printed by every process that imports peft on a CPU with
+  AVX512-BF16).
 - hub kernels off: transformers (5.25 on) would swap layers for kernels fetched from the hub at load and swap
   them again on every train()/eval(), which undoes our own kernels (tuneforge_kernels/patch.py); ours are the
   ones we test and measure, and nothing is fetched.
@@ -34,7 +36,8 @@ ENV = {
 def prepare() -> None:
     for key, value in ENV.items():
         os.environ.setdefault(key, value)
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    for noisy in ("bitsandbytes", "kernels"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
     warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*deprecated.*")
     # torch warns about its own use of script_method when peft pulls in torch.fx helpers.
