@@ -11,7 +11,8 @@ import sys
 import time
 import traceback
 
-from core import runtime_env
+from core import runtime_env, strategies
+from core.data.dataset import SUFFIXES
 from core.errors import KnownError
 from core.gguf_export import QUANT_NAMES
 from tuneforge_kernels import OPS
@@ -43,8 +44,8 @@ def build_parser() -> Parser:
 
     def wishes(s):
         s.add_argument("--model", required=True, help="'default', a model folder, a .gguf file or a cached model id.")
-        s.add_argument("--data", required=True, help="Dataset file or folder (.jsonl or .json).")
-        s.add_argument("--strategy", help="lora, qlora, dora, lisa, full or offload (default: the planner chooses).")
+        s.add_argument("--data", required=True, help=f"Dataset file or folder ({', '.join(SUFFIXES)}).")
+        s.add_argument("--strategy", help=f"{', '.join(strategies.REGISTRY)} (default: the planner chooses).")
         s.add_argument("--max-steps", type=int, help="Optimizer steps to run (default: whole epochs).")
         s.add_argument("--epochs", type=float, help="Passes over the data (default 1).")
         s.add_argument("--seq-len", type=int, help="Sequence length in tokens (default: from the data).")
