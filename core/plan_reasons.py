@@ -17,26 +17,35 @@ WHY_NOT_WHEN_FITS = {
             "ask for it with --strategy full.",
     "dora": "fits, but costs more activation memory and about 1.5× LoRA's time for a small quality gain; "
             "ask for it with --strategy dora.",
-    "qlora": "not needed: LoRA fits with a 16-bit base, which is faster and a little more accurate than 4-bit.",
+    "qlora": "not needed: LoRA fits with the base in {base}, which is faster and a little more accurate than 4-bit.",
     "lisa": "fits; layerwise sampling can beat LoRA at similar memory; ask for it with --strategy lisa.",
     "offload": "not needed: the weights fit on the GPU, and streaming them would make each step slower.",
+}
+WHY_NOT_ON_CPU = {  # where the GPU-side reason means nothing
+    "offload": "not needed: on the CPU the weights are in RAM already; offload streams them to a GPU.",
 }
 
 
 def why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: Target, options: dict) -> str:
     size = f"{shape.params / 1e9:.1f}B" if shape.params >= 1e9 else f"{shape.params / 1e6:.0f}M"
     where = f"{target.limit / GIB:.1f} GiB"
+    base = base_words(target)
     adapters = shape.lora_params(strategies.get(strategy, need_built=False).options(options).r)
     text = {
-        "lora": f"Strategy lora: the {size} base stays frozen in 16-bit and low-rank adapters "
+        "lora": f"Strategy lora: the {size} base stays frozen in {base} and low-rank adapters "
                 f"({adapters / 1e6:.1f}M weights) train on every linear layer; it fits {where}",
-        "qlora": f"Strategy qlora: a 16-bit {size} base does not fit {where} for training, so the frozen base "
+        "qlora": f"Strategy qlora: the {size} base in {base} does not fit {where} for training, so the frozen base "
                  "is stored in 4-bit nf4 with double quantization and adapters train on top",
         "offload": f"Strategy offload: even a 4-bit {size} base does not fit {where} with room to train, so the "
                    "frozen weights stay in RAM (or on NVMe) and stream to the GPU layer by layer",
     }[strategy]
     return text + (", with gradient checkpointing (layers recompute their activations in backward)." if ckpt
                    else ", without gradient checkpointing (fastest).")
+
+
+def base_words(target: Target) -> str:
+    """How the frozen base is held when it is not quantized: 16-bit on a GPU, fp32 on the CPU."""
+    return "fp32" if target.precision == "fp32" else "16-bit"
 
 
 def offloaded(strategy: str, setup: mm.Setup) -> str:
@@ -64,7 +73,8 @@ def rejected(shape, target: Target, plan, w) -> list[dict]:
         options = options_for(name, w)
         _, mb, cheapest, _ = fit(shape, target, name, plan.seq_len, options, plan.effective_batch)
         if mb:
-            why = WHY_NOT_WHEN_FITS[name].format(chosen=plan.strategy)
+            texts = WHY_NOT_ON_CPU if target.device != "cuda" and name in WHY_NOT_ON_CPU else WHY_NOT_WHEN_FITS
+            why = texts[name].format(chosen=plan.strategy, base=base_words(target))
         else:  # the least it could need: one example, checkpointing, and on a GPU its activations in RAM
             in_ram = (target.device == "cuda" and "activations_on_host" not in options
                       and "activations_on_host" in settings_of(name))

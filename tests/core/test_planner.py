@@ -21,6 +21,17 @@ def test_plan_is_deterministic_and_explains_itself():
     assert a.peak_bytes == sum(a.memory.values()) > a.memory["weights"] > 0
 
 
+@pytest.mark.parametrize("profile, base, offload_why", [
+    (CPU_ONLY, "fp32", "on the CPU the weights are in RAM already"),
+    (hardware.load(REPO / "resources" / "hardware" / "gpu-24gb.json"), "16-bit", "the weights fit on the GPU"),
+])
+def test_reasons_name_the_precision_and_device_the_plan_has(profile, base, offload_why):
+    plan = planner.make_plan(profile, SMOL, [40, 60])
+    rejected = {r["strategy"]: r["why"] for r in plan.rejected}
+    assert plan.strategy == "lora" and any(f"base stays frozen in {base} " in r for r in plan.reasons), plan.reasons
+    assert f"the base in {base}," in rejected["qlora"] and offload_why in rejected["offload"]
+
+
 def test_wishes_override_and_say_so():
     plan = planner.make_plan(CPU_ONLY, SMOL, [500] * 10, planner.Wishes(seq_len=256, micro_batch=2, lr=1e-3))
     assert (plan.seq_len, plan.micro_batch, plan.lr) == (256, 2, 1e-3)
