@@ -10,6 +10,7 @@ from app import operations as ops
 from app.progress_bar import TerminalProgress, format_duration
 from core import hardware, plan_text, planner, strategies
 from core.errors import KnownError
+from core.words import counted
 from tuneforge_kernels import OPS
 
 
@@ -107,8 +108,9 @@ def cmd_train(a) -> int:
     if a.json:
         out({"event": "plan", "run_id": cfg.run_id, "plan": bundle.plan.to_dict()})
     else:
-        print(f"Run {cfg.run_id}: {bundle.plan.strategy} on {bundle.plan.device}, {bundle.plan.total_steps} steps "
-              f"(about {format_duration(bundle.plan.total_time_s)}). Ctrl-C stops with a checkpoint.")
+        print(f"Run {cfg.run_id}: {bundle.plan.strategy} on {bundle.plan.device}, "
+              f"{counted(bundle.plan.total_steps, 'step')} (about {format_duration(bundle.plan.total_time_s)})."
+              " Ctrl-C stops with a checkpoint.")
     return follow(cfg.run_id, resume=False, as_json=a.json)
 
 

@@ -33,6 +33,7 @@ from core.errors import BadArgument
 from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
 from core.offload import host_plan
+from core.words import counted
 from core.plan_fit import EFFECTIVE_BATCH, first_fit, fit, options_for, streams
 from core.plan_reasons import kernels_reason, offloaded, rejected, why_rung
 from core.plan_target import Target, target_for, too_old
@@ -207,8 +208,9 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
                        + ("." if hw.disk_read_bytes_per_s else " (its speed was not measured: run `profile`)."))
     rows = rows or sequences(lengths, seq_len, w.packing)
     if w.packing and lengths:
-        reasons.append(f"Packing: the {len(lengths)} rows fit in {rows} sequences of up to {seq_len} tokens, each "
-                       "row still apart from the others, so steps spend their compute on tokens, not padding.")
+        reasons.append(f"Packing: {counted(len(lengths), 'row')} fit in {counted(rows, 'sequence')} of up to {seq_len} "
+                       "tokens, each row still apart from the others, so steps spend their compute on tokens, "
+                       "not padding.")
     effective = min(EFFECTIVE_BATCH, rows)
     grad_accum = w.grad_accum or max(1, math.ceil(effective / mb))
     major = ""

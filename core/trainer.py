@@ -54,6 +54,7 @@ from core import checkpoint, history, memory_watch, replanner, run_config, run_c
 from core.data import dataset as data_mod  # noqa: E402
 from core.data import packing, token_cache, tokenize  # noqa: E402
 from core.errors import KnownError  # noqa: E402
+from core.words import counted  # noqa: E402
 from core.run_config import RunConfig  # noqa: E402
 from tuneforge_kernels import failures  # noqa: E402
 
@@ -106,7 +107,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
     data = data_mod.load(cfg.data_path, on_bad=cfg.bad_rows, mapping=cfg.data_mapping or None,
                          on_progress=_every(2.0, lambda f: emit("status", text="Reading the dataset", fraction=f)))
     if data.problem_count:
-        emit("status", text=f"Left out {data.problem_count} bad row(s), first: {data.problems[0]}")
+        emit("status", text=f"Left out {counted(data.problem_count, 'bad row')}, first: {data.problems[0]}")
     train_rows, eval_rows, split_note = data.split(cfg.eval_fraction, cfg.seed)
     emit("status", text=split_note[:1].upper() + split_note[1:])
     emit("status", text=f"Loading the model ({precision} on {device.type}, {cfg.strategy})")
@@ -129,8 +130,8 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
     if cfg.packing:
         if packing.works_with(session.model):
             items, collate = packing.pack(train_set, cfg.seq_len), packing.collate
-            emit("status", text=f"Packed {len(train_set)} rows into {len(items)} sequences of up to {cfg.seq_len} "
-                                "tokens (rows stay apart)")
+            emit("status", text=f"Packed {counted(len(train_set), 'row')} into {counted(len(items), 'sequence')} "
+                                f"of up to {cfg.seq_len} tokens (rows stay apart)")
         else:
             emit("status", text="Packing is off: this model's attention would let packed rows see each other, "
                                 "so rows are padded instead")
@@ -210,8 +211,8 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
             save_checkpoint()
     run_eval(cfg, db, emit, session, eval_set, pad_id, session.step_index)
     save_checkpoint()
-    return finish(cfg, db, emit, session, history.DONE, f"finished {session.step_index} steps", loss_value, best,
-                  EXIT_DONE)
+    return finish(cfg, db, emit, session, history.DONE, f"finished {counted(session.step_index, 'step')}", loss_value,
+                  best, EXIT_DONE)
 
 
 def hold(cfg, db, emit, session, tok, control: run_control.Control) -> float:

@@ -15,6 +15,7 @@ import random
 
 from core.data.example import Example
 from core.data.rows import Rows
+from core.words import counted
 
 SMALLEST = 20
 SMALL = 200
@@ -27,8 +28,8 @@ def validation_size(rows: int, fraction: float | None = None) -> tuple[int, str]
         held = min(rows - 1, max(1 if fraction > 0 and rows > 1 else 0, round(rows * fraction)))
         return held, f"{held} of {rows} rows held out for validation ({fraction:.0%}, as chosen)"
     if rows < SMALLEST:
-        return 0, (f"no validation set: {rows} rows are too few to spare any (hold some out with an explicit "
-                   "share if you want a validation loss)")
+        return 0, (f"no validation set: {counted(rows, 'row')} {'is' if rows == 1 else 'are'} too few to spare any "
+                   "(hold some out with an explicit share if you want a validation loss)")
     share = 0.1 if rows < SMALL else 0.05
     held = max(2, round(rows * share)) if rows < SMALL else min(AUTO_MAX, round(rows * share))
     return held, f"{held} of {rows} rows held out for validation (the rule for {rows} rows)"

@@ -82,5 +82,5 @@ def test_the_planner_counts_packs_and_says_so():
     assert (packed.sequences, plain.sequences) == (25, 100)  # four 60-token rows to a 256-token pack
     # 10 of the 100 rows are held out for validation: 90 train, in 23 packs (12 steps of 2) or 45 steps of 2 rows
     assert (packed.total_steps, plain.total_steps) == (12, 45)
-    assert any(r.startswith("Packing: the 100 rows fit in 25 sequences") for r in packed.reasons)
+    assert any(r.startswith("Packing: 100 rows fit in 25 sequences") for r in packed.reasons)
     assert plain.packing is False and not any(r.startswith("Packing") for r in plain.reasons)

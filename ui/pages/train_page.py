@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit,
 from app import operations as ops
 from core import device_monitor
 from core.plan_text import duration
+from core.words import counted
 from ui import theme
 from ui.charts import PALETTE, LossChart, StepChart
 from ui.pages.base import BusyLine, Page, Session
@@ -112,7 +113,8 @@ class TrainPage(Page):
         self._reset_view()
         p, ref = self.session.bundle.plan, self.session.model_ref
         self.summary.setText(f"Fine-tune <b>{ref.label}</b> on <b>{Path(self.session.data_path).name}</b>: "
-                             f"{p.total_steps} steps with {p.strategy} on {p.device}, about {duration(p.total_time_s)}.")
+                             f"{counted(p.total_steps, 'step')} with {p.strategy} on {p.device}, "
+                             f"about {duration(p.total_time_s)}.")
         self.start_button.setEnabled(True)
 
     def _reset_view(self) -> None:
@@ -233,7 +235,7 @@ class TrainPage(Page):
             self.rate_charts.show()
             self.device = (e.get("device") or "cpu", e.get("gpu_index"))
             self.status.start("Training…")
-            self.append(f"Training {total} steps on {e.get('device')} ({e.get('precision')}), "
+            self.append(f"Training {counted(total, 'step')} on {e.get('device')} ({e.get('precision')}), "
                         f"{e.get('train_examples')} examples, {e.get('eval_examples')} held out for validation.")
         elif kind == "step":
             step, total = int(e["step"]), int(e.get("total_steps") or self.progress.maximum())

@@ -1,0 +1,8 @@
+"""Counts in words: "1 step", "3 steps". What people read in status lines should not say "1 steps"."""
+
+from __future__ import annotations
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """`n` and the noun, singular for exactly one (thousands separated: "12,000 rows")."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
