@@ -258,8 +258,8 @@ def cmd_data(a) -> int:
     if a.json:
         out({k: v for k, v in report.items() if k != "token_lengths"})
         return 0
-    print(f"{report['path']}: {report['rows']} usable rows, format {report['format']}, "
-          f"{report['problems']} problem(s), {report['duplicates']} duplicate(s)")
+    print(f"{report['path']}: {counted(report['rows'], 'usable row')}, format {report['format']}, "
+          f"{counted(report['problems'], 'problem')}, {counted(report['duplicates'], 'duplicate')}")
     if report.get("schema_reason"):
         print(f"Schema: {report['schema_reason']}")
     for w in report.get("warnings", []):

@@ -45,7 +45,7 @@ def test_data_inspect(cli, tmp_path, tiny_model_dir):
     assert 30 < report["tokens"]["median"] < report["tokens"]["max"] < 100
     bad = write_jsonl(tmp_path / "bad.jsonl", ['{"messages": [', {"prompt": "q", "completion": "a"}])
     proc = cli("data", "inspect", bad, check=0)
-    assert "1 usable rows" in proc.stdout and "bad.jsonl:1: broken JSON" in proc.stdout
+    assert "1 usable row," in proc.stdout and "bad.jsonl:1: broken JSON" in proc.stdout
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     assert cli("data", "inspect", empty).returncode != 0
