@@ -274,7 +274,9 @@ def cmd_data(a) -> int:
         if seq_len:
             print(f"At --seq-len {seq_len}: {t['truncated_rows']} of {t['count']} rows are cut.")
         print(f"Per epoch: {report['tokens_per_epoch']} tokens, {report['trained_tokens_per_epoch']} of them trained"
-              + (f"; {report['rows_without_trained_tokens']} row(s) train nothing and are left out"
+              + (f"; {counted(report['rows_without_trained_tokens'], 'row')} "
+                 + ("trains nothing and is" if report["rows_without_trained_tokens"] == 1 else "train nothing and are")
+                 + " left out"
                  if report["rows_without_trained_tokens"] else "") + ".")
         for row in report["preview_rows"]:
             print(f"\n{row['source']} as the model sees it (trained parts between « »):")

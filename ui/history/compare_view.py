@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QLabel, QSplitter
 
 from app.history_service import Comparison
 from core.plan_text import duration
+from core.words import counted
 from ui import theme
 from ui.charts import PALETTE
 from ui.curves_chart import CurvesChart, run_series
@@ -60,10 +61,11 @@ class CompareView(QWidget):
     def show_comparison(self, comparison: Comparison) -> None:
         self.comparison = comparison
         a, b = comparison.runs
+        n = len(comparison.differences)
         self.title.setText(f"Comparing <b style='color:{PALETTE[0]}'>{a.id}</b> and "
                            f"<b style='color:{PALETTE[1]}'>{b.id}</b>: "
-                           + (f"{len(comparison.differences)} setting(s) differ."
-                              if comparison.differences else "their settings are the same."))
+                           + (f"{counted(n, 'setting')} differ{'s' if n == 1 else ''}." if n
+                              else "their settings are the same."))
         results = [("status", a.status, b.status), ("final loss", loss_text(a.final_loss), loss_text(b.final_loss)),
                    ("best loss", loss_text(a.best_loss), loss_text(b.best_loss)),
                    ("validation loss", loss_text(a.eval_loss), loss_text(b.eval_loss)),
