@@ -8,6 +8,7 @@ from, reading only configs and GGUF headers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -147,8 +148,9 @@ def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progre
     contents = gguf_import.read(gguf)  # first: a damaged file gets our sentence, not a reshape error
     folder, file = str(gguf.parent), gguf.name
     try:  # transformers maps GGUF metadata to a config and rebuilds the tokenizer from the vocabulary
-        config = AutoConfig.from_pretrained(folder, gguf_file=file)
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+        with _metadata_parsed_once():
+            config = AutoConfig.from_pretrained(folder, gguf_file=file)
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
     except Exception as e:  # noqa: BLE001  whatever the file lacks: one sentence
         raise IncompleteModel(f"{gguf}: could not be read as a model ({e}); use a GGUF of a supported "
                               "architecture (Llama, Mistral, Qwen, Gemma, Phi-3).") from None
@@ -165,6 +167,36 @@ def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progre
         atomic.write_json(Path(tmp) / "tuneforge_source.json", {"gguf": str(gguf), "label": label})
     progress.update(1.0, "Model ready")
     return ModelRef(name, target, label)
+
+
+@contextlib.contextmanager
+def _metadata_parsed_once():
+    """transformers parses a GGUF's metadata with gguf's reader for the config and again inside AutoTokenizer
+    (which rebuilds the config to pick the tokenizer class): 3 s each for the default model's 49,152-token
+    vocabulary, three quarters of its conversion. While converting, the second call gets a copy of the first's
+    result. Where a transformers version lacks the function, nothing changes but the time."""
+    import copy
+
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+        original = gguf_utils.load_gguf_checkpoint
+    except (ImportError, AttributeError):
+        yield
+        return
+    parsed = {}
+
+    def once(path, return_tensors=False, **kwargs):
+        if return_tensors or kwargs:  # tensors, or a model to fill: not what a config or tokenizer asks for
+            return original(path, return_tensors, **kwargs)
+        if str(path) not in parsed:
+            parsed[str(path)] = original(path, return_tensors=False)
+        return copy.deepcopy(parsed[str(path)])
+
+    gguf_utils.load_gguf_checkpoint = once
+    try:
+        yield
+    finally:
+        gguf_utils.load_gguf_checkpoint = original
 
 
 def _save_config(config, folder: Path) -> None:

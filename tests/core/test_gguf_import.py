@@ -238,3 +238,19 @@ def test_the_bundled_model_answers_after_conversion(default_model_dir):
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=12, do_sample=False)
     assert "Paris" in tok.decode(out[0][ids["input_ids"].shape[1]:])
+
+
+def test_transformers_parses_the_metadata_once_and_leaves_no_patch_behind(tokenizer, tmp_path, monkeypatch):
+    """AutoConfig and AutoTokenizer each parse the whole metadata with gguf's reader (3 s apiece for a
+    49,152-token vocabulary): the conversion lets the second reuse the first."""
+    import gguf
+    from transformers import modeling_gguf_pytorch_utils
+
+    readers = []
+    original = gguf.GGUFReader.__init__
+    monkeypatch.setattr(gguf.GGUFReader, "__init__", lambda self, *a, **k: readers.append(a) or original(self, *a, **k))
+    before = modeling_gguf_pytorch_utils.load_gguf_checkpoint
+    gguf_file = export(tiny.random_model("llama", tokenizer, **COMMON), tokenizer, "q8_0", tmp_path / "m.gguf")
+    ref = model_source.resolve(str(gguf_file), tmp_path / "models")
+    assert len(readers) == 1 and (ref.path / "tokenizer.json").is_file()
+    assert modeling_gguf_pytorch_utils.load_gguf_checkpoint is before
