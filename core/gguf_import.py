@@ -15,10 +15,11 @@ registered architecture), and written into safetensors shards as they fill: RAM 
 What the folder is stored as: one dtype for every tensor (`folder_dtype`), since a tensor whose dtype is
 the one the model loads in stays a view of the memory-mapped file, and a few float32 norms beside float16
 matrices keep the whole file mapped, and counted in the trainer's RAM, for the run. An all-float32 file
-stays float32 and one of bfloat16 (norms float32, as llama.cpp writes them) bfloat16, exactly; any other
-(quantized, float16) becomes float16, whose 11 significant bits hold what a block's float16 scale times a
-small integer gives to within 0.05% (a hundred times finer than 4- or 8-bit rounding itself) at half the
-disk of float32. A tensor whose values float16 cannot hold (past 65504) stays float32.
+stays float32, exactly; one of bfloat16 matrices bfloat16, its float32 norms too (llama.cpp widens norms to
+float32; in a bfloat16 model they were bfloat16); any other (quantized, float16) becomes float16, whose
+11 significant bits hold what a block's float16 scale times a small integer gives to within 0.05% (a
+hundred times finer than 4- or 8-bit rounding itself) at half the disk of float32. A tensor whose values
+float16 cannot hold (past 65504) stays float32.
 
 The config and the tokenizer still come from transformers (its mapping of GGUF metadata to a config, and its
 conversion of the vocabulary): model_source.py does that around `write_weights`.
