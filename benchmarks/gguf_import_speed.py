@@ -118,13 +118,15 @@ def synthetic(shape: str, quant: str, folder: Path) -> tuple[Path, dict]:
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     c = model.config.to_dict()
     shapes = {k: tuple(t.shape) for k, t in model.state_dict().items()}
-    plan = writer.plan(architectures.get("llama"), c, shapes, vocab.build(tok, len(tok), "<|im_end|>"),
-                       tensor_types.pick(quant), f"random-{shape}")
+    arch = architectures.get("llama")
+    plan = writer.plan(arch, c, shapes, vocab.build(tok, len(tok), "<|im_end|>"), tensor_types.pick(quant),
+                       f"random-{shape}")
     path = folder / f"random-{shape}.{quant}.gguf"
     writer.write(plan, model.state_dict(), path, Progress())
     params = sum(t.numel() for t in model.state_dict().values())
     largest = max(t.numel() for t in model.state_dict().values())
-    rearranged = max(t.numel() for k, t in model.state_dict().items() if k.endswith(("q_proj.weight", "k_proj.weight")))
+    rearranged = max((t.numel() for k, t in model.state_dict().items()  # what gguf_import assembles in float32
+                      if (name := arch.gguf_name(k, c)) and arch.untransforms(name, c)), default=0)
     return path, {"params": params, "largest_tensor_values": largest, "largest_rearranged_values": rearranged}
 
 

@@ -33,10 +33,10 @@ from core.errors import BadArgument
 from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
 from core.offload import host_plan
-from core.words import counted
 from core.plan_fit import EFFECTIVE_BATCH, first_fit, fit, options_for, streams
 from core.plan_reasons import kernels_reason, offloaded, rejected, why_rung
 from core.plan_target import Target, target_for, too_old
+from core.words import counted
 
 GIB = 1024**3
 LADDER = (("lora", False), ("lora", True), ("qlora", True), ("offload", True))

@@ -54,8 +54,8 @@ from core import checkpoint, history, memory_watch, replanner, run_config, run_c
 from core.data import dataset as data_mod  # noqa: E402
 from core.data import packing, token_cache, tokenize  # noqa: E402
 from core.errors import KnownError  # noqa: E402
-from core.words import counted  # noqa: E402
 from core.run_config import RunConfig  # noqa: E402
+from core.words import counted  # noqa: E402
 from tuneforge_kernels import failures  # noqa: E402
 
 runtime_env.prepare()
