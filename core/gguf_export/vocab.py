@@ -26,6 +26,7 @@ from gguf import GGUFWriter, TokenType
 
 from core.errors import BadArgument
 from core.gguf_export import reader
+from core.model_source import SOURCE_NOTE
 
 
 @dataclass
@@ -182,7 +183,7 @@ def _known_splits() -> dict[str, list[str]]:
 
 def _source_gguf_pre(model_path: str | Path | None) -> str | None:
     """The pre-tokenizer named in the GGUF a model folder was converted from (core.model_source notes it)."""
-    note = Path(model_path) / "tuneforge_source.json" if model_path else None
+    note = Path(model_path) / SOURCE_NOTE if model_path else None
     if note is None or not note.is_file():
         return None
     source = Path(json.loads(note.read_text(encoding="utf-8")).get("gguf", ""))

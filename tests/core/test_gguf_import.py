@@ -102,6 +102,31 @@ def test_the_folder_is_one_dtype_so_a_loaded_model_keeps_no_view_of_the_file(qua
     assert mapped == [] and {str(p.dtype) for p in loaded.parameters()} == {"torch.float32"}
 
 
+def test_a_folder_an_older_converter_wrote_is_converted_again_once(tokenizer, tmp_path):
+    """Folders from before the one-dtype rule hold float32 beside float16; they are redone on next use, and a
+    folder of this converter is reused as it is."""
+    model = tiny.random_model("llama", tokenizer, **COMMON)
+    gguf = export(model, tokenizer, "q8_0", tmp_path / "m.gguf")
+    ref = model_source.resolve(str(gguf), tmp_path / "models")
+    note = ref.path / model_source.SOURCE_NOTE
+    assert model_source.converted_by(ref.path) == model_source.CONVERTER
+    old = {k: v for k, v in json.loads(note.read_text()).items() if k != "converter"}  # as stop 26 wrote it
+    note.write_text(json.dumps(old))
+    config = json.loads((ref.path / "config.json").read_text())
+    (ref.path / "config.json").write_text(json.dumps({**config, "dtype": "float32"}))
+
+    said = []
+    progress = Progress(lambda fraction, text: said.append(text))
+    assert model_source.resolve(str(gguf), tmp_path / "models", progress).path == ref.path
+    assert json.loads((ref.path / "config.json").read_text())["dtype"] == "float16"
+    assert model_source.converted_by(ref.path) == model_source.CONVERTER
+    assert "Converting m.gguf into a model folder again: an older Tuneforge converted it" in said
+    assert leftovers(tmp_path / "models") == [ref.path.name]
+    stamp = (ref.path / "config.json").stat().st_mtime_ns
+    model_source.resolve(str(gguf), tmp_path / "models")
+    assert (ref.path / "config.json").stat().st_mtime_ns == stamp
+
+
 def test_a_value_past_float16s_range_keeps_its_tensor_in_float32(tokenizer, tmp_path):
     import torch
     from safetensors.torch import load_file
