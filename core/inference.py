@@ -96,15 +96,21 @@ def trained_model(model_path: str | Path, strategy: str | None, result: str | Pa
 
 def reply(model, tokenizer, prompt: str, system: str | None = None, max_new_tokens: int = 128,
           temperature: float = 0.0) -> str:
-    """One answer; greedy unless a temperature is given."""
+    """One answer; greedy unless a temperature is given. An answer that loops stops there and says so
+    (core/repeat_stop.py)."""
     import torch
+
+    from core import repeat_stop
 
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     text = render_chat(tokenizer, messages, add_generation_prompt=True)
     enc = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
     sample = temperature > 0
+    looping = repeat_stop.criterion(enc["input_ids"].shape[1])
     with torch.no_grad():
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=sample, use_cache=True,
                              temperature=temperature if sample else None, top_p=None, top_k=None,
+                             stopping_criteria=[looping],
                              pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-    return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    answer = tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    return "\n".join(filter(None, [answer, repeat_stop.NOTE])) if looping.fired else answer
