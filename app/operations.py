@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app import paths, supervisor
+from app import answerers, paths, supervisor
 from core import atomic, hardware, history, model_source, planner, settings
 from core.data import dataset as data_mod
 from core.data import readers, tokenize
@@ -135,9 +135,12 @@ class PlanBundle:
 def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardware_file: str | None = None,
               progress: Progress | None = None, mapping: dict | None = None, on_bad: str = "skip") -> PlanBundle:
     progress = progress or Progress()
-    ds = read_dataset(data, progress, mapping, on_bad)  # the cheap check first: a wrong path should not wait for a model conversion
+    # the cheap check first: a wrong path should not wait for a model conversion
+    ds = read_dataset(data, progress, mapping, on_bad)
     ref = resolve_model(model, progress)
     lengths = tokenize.token_lengths(ds.examples, load_tokenizer(ref), _counting(progress, len(ds.examples)))
+    if hardware_file is None:
+        answerers.release()  # planned for the memory free on this machine, without what the Try-it box holds
     hw = machine_profile(hardware_file)
     config = ref.config()
     plan = planner.make_plan(hw, config, lengths, wishes)
@@ -195,6 +198,7 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, **o
 
 def start_run(run_id: str, resume: bool = False, on_event=None, on_finished=None) -> supervisor.TrainerJob:
     """Start the run's trainer (it re-plans by itself when it runs out of memory: core.replanner.replan_run)."""
+    answerers.release()  # the trainer gets the memory the Try-it box held
     run_dir = paths.run_dir(run_id)
     config = run_dir / "run.json"
     if not config.is_file():
@@ -238,21 +242,26 @@ def run_plans(run_id: str) -> list[dict]:
         return db.plans(run_id)
 
 
-def chat_models(run: str | None = None, model: str | None = None):
-    """(model, tokenizer) for a run's result or a plain model."""
+def chat_models(run: str | None = None, model: str | None = None, keep: bool = False,
+                progress: Progress | None = None):
+    """(model, tokenizer) for a run's result or a plain model; with keep, held for the next question
+    (app/answerers.py)."""
     from core import inference
 
+    load = answerers.get if keep else inference.load
     if run:
         r = get_run(run)
-        return inference.load(r["model_path"], r["strategy"], Path(r["run_dir"]) / "result")
-    return inference.load(resolve_model(model or model_source.DEFAULT_NAME).path)
+        return load(r["model_path"], r["strategy"], Path(r["run_dir"]) / "result", progress=progress)
+    return load(resolve_model(model or model_source.DEFAULT_NAME).path, progress=progress)
 
 
 def chat(prompt: str, run: str | None = None, model: str | None = None, system: str | None = None,
-         max_new_tokens: int = 128) -> str:
+         max_new_tokens: int = 128, keep: bool = False, progress: Progress | None = None) -> str:
     from core import inference
 
-    m, tok = chat_models(run, model)
+    m, tok = chat_models(run, model, keep, progress)
+    if progress is not None:
+        progress.update(None, "Thinking…")
     return inference.reply(m, tok, prompt, system, max_new_tokens)
 
 

@@ -22,10 +22,13 @@ _loading = threading.Lock()
 ROOM = 2 << 30  # beside the weights on the GPU: the CUDA context, the KV cache and the activations of a reply
 
 
-def load(model_path: str | Path, strategy: str | None = None, result: str | Path | None = None):
+def load(model_path: str | Path, strategy: str | None = None, result: str | Path | None = None, progress=None):
     """(model, tokenizer) on the CPU in fp32 (or CUDA when present), with a run's result applied."""
     import torch
     from transformers import AutoTokenizer
+
+    if progress is not None:
+        progress.update(None, "Loading the model…")
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32

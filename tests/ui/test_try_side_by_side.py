@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from app import answerers
 from app import operations as ops
 from core.planner import Wishes
 from tests.conftest import DEMO
@@ -49,6 +50,7 @@ def test_one_prompt_gets_two_answers_with_their_own_errors(qtbot, export_page):
     qtbot.waitUntil(page.ask_button.isEnabled, timeout=5000)
     assert not page.base_pane.error.message and not page.tuned_pane.error.message
     assert page.base_pane.status.isHidden() and page.tuned_pane.status.isHidden()
+    assert answerers.kept() == 2  # both stay loaded for the next question
 
     result = Path(ops.get_run(page.session.run_id)["run_dir"]) / "result"
     result.rename(result.with_name("result-moved"))  # the tuned model is gone; the base still answers
@@ -56,3 +58,5 @@ def test_one_prompt_gets_two_answers_with_their_own_errors(qtbot, export_page):
     qtbot.waitUntil(page.ask_button.isEnabled, timeout=60000)
     assert "no saved result yet" in page.tuned_pane.error.message and not page.tuned_pane.text.toPlainText()
     assert page.base_pane.text.toPlainText() and not page.base_pane.error.message
+    page.shutdown()
+    assert tasks.wait_idle(60000) and answerers.kept() == 0  # closing the page lets them go

@@ -11,6 +11,7 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                                QVBoxLayout)
 
+from app import answerers
 from app import operations as ops
 from app import user_settings
 from core.errors import NotBuiltYet
@@ -31,14 +32,13 @@ def free_folder(parent: Path, name: str) -> Path:
 
 
 def ask(run_id: str, prompt: str, progress) -> str:
-    progress.update(None, "Loading the tuned model and thinking…")
-    return ops.chat(prompt, run=run_id)
+    """The run's tuned model answers; it stays loaded for the next question (app/answerers.py)."""
+    return ops.chat(prompt, run=run_id, keep=True, progress=progress)
 
 
 def ask_base(run_id: str, prompt: str, progress) -> str:
     """The same prompt to the model the run started from, without what it learned."""
-    progress.update(None, "Loading the base model and thinking…")
-    return ops.chat(prompt, model=ops.get_run(run_id)["model_path"])
+    return ops.chat(prompt, model=ops.get_run(run_id)["model_path"], keep=True, progress=progress)
 
 
 class PromptEdit(QLineEdit):
@@ -209,6 +209,11 @@ class ExportPage(Page):
     def _done(self, show, value) -> None:
         show(value)
         self.ask_button.setEnabled(not (self.busy("ask") or self.busy("ask-base")))
+
+    def shutdown(self) -> None:
+        """Closing: the models the Try-it box kept loaded go too (app/answerers.py)."""
+        super().shutdown()
+        answerers.release()
 
     def _choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Where to save exports", self.folder_edit.text())
