@@ -69,3 +69,27 @@ def run_module(argv: list[str]) -> None:
     module, *args = argv
     sys.argv = [module, *args]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+def exit_now(code: int) -> None:
+    """End a command-line or trainer process with `code` without tearing the interpreter down.
+
+    Python's teardown after a process that imported torch and transformers frees every module and object one
+    by one: about a second (1.1 s measured for the trainer on the default model), paid by every run, resume and
+    command, and by nobody's benefit, since the process is ending. Everything a normal exit does that matters
+    still happens: the atexit handlers run (temporary folders, logging, coverage) and both streams are flushed.
+    Our files are closed or line-buffered by then (the history, the events, checkpoints written atomically). If
+    a thread of ours still works, the exit is the usual one, which waits for it."""
+    import atexit
+    import threading
+
+    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if busy:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that went away (`| head`), or a stream already closed
+            pass
+    os._exit(code if isinstance(code, int) else 1)

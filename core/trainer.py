@@ -356,4 +356,4 @@ def fail(db, emit, cfg, kind, text, code, **details) -> int:
     return code
 
 
-sys.exit(main(sys.argv[1:]))
+runtime_env.exit_now(main(sys.argv[1:]))  # no interpreter teardown: a second saved
