@@ -79,12 +79,13 @@ def exit_now(code: int) -> None:
     command, and by nobody's benefit, since the process is ending. Everything a normal exit does that matters
     still happens: the atexit handlers run (temporary folders, logging, coverage) and both streams are flushed.
     Our files are closed or line-buffered by then (the history, the events, checkpoints written atomically). If
-    a thread of ours still works, the exit is the usual one, which waits for it."""
+    a thread of ours still works, the exit is the usual one, which waits for it; so it is under a profiler
+    (`python -m cProfile -m core.trainer`) or a debugger, which have more to do once the script ends."""
     import atexit
     import threading
 
     busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
-    if busy:
+    if busy or sys.getprofile() or sys.gettrace():  # or a profiler or debugger that reports when the script ends
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):

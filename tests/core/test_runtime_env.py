@@ -67,3 +67,12 @@ def test_a_reader_that_went_away_is_not_an_error(tmp_path):
     assert child.stderr.readline() == b"written\n"
     child.stdout.close()
     assert child.wait(30) == 0 and child.stderr.read() == b""
+
+
+def test_under_a_profiler_the_exit_is_the_usual_one_so_the_profile_is_written(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(REPO)!r})\nfrom core import runtime_env\n"
+                      "runtime_env.exit_now(0)\n")
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(tmp_path / "prof"), str(script)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and (tmp_path / "prof").stat().st_size > 0
