@@ -105,11 +105,12 @@ def build_parser() -> Parser:
     s.add_argument("runs", nargs="+", metavar="RUN", help="Run ids (or a unique start of one, or 'last').")
     s.add_argument("--yes", action="store_true", help="Delete them.")
 
-    s = sub.add_parser("chat", help="One reply from a trained run or a model.")
+    s = sub.add_parser("chat", help="Ask a trained run or a model: one question, or a conversation.")
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--run", help="Run id whose result answers.")
     g.add_argument("--model", help="A model to answer ('default', a folder, a .gguf file).")
-    s.add_argument("--prompt", required=True, help="What to ask.")
+    s.add_argument("--prompt", help="What to ask. Without it, a conversation: typed at the terminal, or one question "
+                                    "per line of standard input; /new starts over.")
     s.add_argument("--system", help="System message.")
     s.add_argument("--max-new-tokens", type=int, default=128, help="Longest reply in tokens.")
 

@@ -230,7 +230,39 @@ def cmd_plans(a) -> int:
 def cmd_chat(a) -> int:
     if a.max_new_tokens <= 0:
         raise KnownError("--max-new-tokens must be above 0.")
-    print(ops.chat(a.prompt, run=a.run, model=a.model, system=a.system, max_new_tokens=a.max_new_tokens))
+    if a.prompt is not None:
+        print(ops.chat(a.prompt, run=a.run, model=a.model, system=a.system, max_new_tokens=a.max_new_tokens))
+        return 0
+    return converse(a)
+
+
+def converse(a) -> int:
+    """A conversation: at a terminal, a prompt and line editing; from a pipe, one question per line. The model
+    loads once (app/answerers.py); each answer is followed by an empty line; /new starts over."""
+    from core.conversation import Conversation
+
+    conversation = Conversation(a.system)
+    terminal = sys.stdin.isatty()
+    if terminal:
+        print("Type a message and press Enter; /new starts a new conversation; Ctrl-D ends.", file=sys.stderr)
+    while True:
+        try:
+            line = input("> ") if terminal else sys.stdin.readline()
+        except EOFError:
+            break
+        if not line and not terminal:  # the end of the piped questions
+            break
+        line = line.strip()
+        if line == "/new":
+            conversation.clear()
+            print("(a new conversation)", file=sys.stderr)
+        elif line:
+            forgotten = conversation.forgotten
+            print(ops.chat(line, run=a.run, model=a.model, max_new_tokens=a.max_new_tokens, keep=True,
+                           conversation=conversation) + "\n", flush=True)
+            if conversation.forgotten > forgotten:
+                print(f"(the {counted(conversation.forgotten, 'oldest message')} no longer fit the model's context "
+                      "and are left out)", file=sys.stderr)
     return 0
 
 

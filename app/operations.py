@@ -13,6 +13,7 @@ from app import answerers, paths, supervisor
 from core import atomic, hardware, history, model_source, planner, settings
 from core.data import dataset as data_mod
 from core.data import readers, tokenize
+from core.conversation import Conversation
 from core.errors import KnownError
 from core.model_shape import ModelShape
 from core.progress import Progress
@@ -256,13 +257,14 @@ def chat_models(run: str | None = None, model: str | None = None, keep: bool = F
 
 
 def chat(prompt: str, run: str | None = None, model: str | None = None, system: str | None = None,
-         max_new_tokens: int = 128, keep: bool = False, progress: Progress | None = None) -> str:
-    from core import inference
-
+         max_new_tokens: int = 128, keep: bool = False, progress: Progress | None = None,
+         conversation: Conversation | None = None) -> str:
+    """One answer from a run's result or a model; within `conversation` when one is given (its system message
+    then counts, not `system`), which then holds this question and its answer."""
     m, tok = chat_models(run, model, keep, progress)
     if progress is not None:
         progress.update(None, "Thinking…")
-    return inference.reply(m, tok, prompt, system, max_new_tokens)
+    return (conversation or Conversation(system)).ask(m, tok, prompt, max_new_tokens)
 
 
 def export_run(run: str, fmt: str, out: str, quant: str | None = None, progress: Progress | None = None,

@@ -97,16 +97,22 @@ def trained_model(model_path: str | Path, strategy: str | None, result: str | Pa
     return s.load(model, result) if s and s.result == "adapter" else model
 
 
+def messages(prompt: str, system: str | None = None, history: list[dict] | None = None) -> list[dict]:
+    """The chat messages of a question: the system message, the turns before it, the question."""
+    return ([{"role": "system", "content": system}] if system else []) + list(history or []) + [
+        {"role": "user", "content": prompt}]
+
+
 def reply(model, tokenizer, prompt: str, system: str | None = None, max_new_tokens: int = 128,
-          temperature: float = 0.0) -> str:
-    """One answer; greedy unless a temperature is given. An answer that loops stops there and says so
+          temperature: float = 0.0, history: list[dict] | None = None) -> str:
+    """One answer; greedy unless a temperature is given. `history`: the turns before this one (user and assistant
+    messages), for a conversation (core/conversation.py). An answer that loops stops there and says so
     (core/repeat_stop.py)."""
     import torch
 
     from core import repeat_stop
 
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    text = render_chat(tokenizer, messages, add_generation_prompt=True)
+    text = render_chat(tokenizer, messages(prompt, system, history), add_generation_prompt=True)
     enc = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
     sample = temperature > 0
     looping = repeat_stop.criterion(enc["input_ids"].shape[1])

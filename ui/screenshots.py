@@ -146,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
             shot(name)
             page.stop_button.click()  # a checkpoint and the result, which the export page then offers
             wait(app, page.isComplete, timeout=300)
+        elif page is wizard.export_page:  # a conversation of two questions with the base and the tuned model
+            for prompt in ("What is the capital of France?", "And of Peru?"):
+                page.prompt_edit.setText(prompt)
+                page.ask()
+                wait(app, lambda: page.ask_button.isEnabled(), timeout=300)
+            shot(name)
         elif page is wizard.model_page:  # resolved, and the list of models filled
             wait(app, lambda: page.isComplete() and not page.busy("catalog"))
             shot(name)

@@ -206,3 +206,29 @@ def test_a_model_in_the_local_hf_cache_is_found_without_downloading(cli, tiny_mo
     assert json.loads(proc.stdout)["tokens"]["count"] == 202
     missing = cli("data", "inspect", DEMO, "--model", "tuneforge/absent", env={"HF_HUB_CACHE": str(cache)})
     assert missing.returncode != 0 and "nothing is downloaded" in missing.stderr
+
+
+def test_chat_without_a_prompt_is_a_conversation_one_question_per_line(cli_here, default_model_dir, monkeypatch):
+    """Piped questions: one answer each, an empty line after it; /new starts over; the model loads once."""
+    import io
+
+    from app import answerers
+    from core import inference
+
+    questions = ["Hi! I am Ann.", "What is my name?", "/new", "", "What is my name?"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(questions) + "\n"))
+    loads = []
+    monkeypatch.setattr(inference, "load", lambda *a, _load=inference.load, **k: loads.append(a) or _load(*a, **k))
+    try:
+        done = cli_here("chat", "--model", "default", "--max-new-tokens", "24", check=0)
+    finally:
+        answerers.release()
+    answers = done.stdout.split("\n\n")
+    assert len(answers) == 4 and answers[-1] == "" and len(loads) == 1
+    assert done.stderr == "(a new conversation)\n"
+    model, tok = inference.load(default_model_dir)
+    first = inference.reply(model, tok, "Hi! I am Ann.", max_new_tokens=24)
+    history = [{"role": "user", "content": "Hi! I am Ann."}, {"role": "assistant", "content": first}]
+    assert answers[:3] == [first, inference.reply(model, tok, "What is my name?", max_new_tokens=24, history=history),
+                           inference.reply(model, tok, "What is my name?", max_new_tokens=24)]
+    assert answers[1] != answers[2]  # the first "What is my name?" saw the introduction, the one after /new did not

@@ -1,4 +1,5 @@
-"""The export page's "Try it" box asks the base and the tuned model the same prompt, each in its own pane."""
+"""The export page's "Try it" box asks the base and the tuned model the same prompt, each in its own pane and
+conversation."""
 
 from __future__ import annotations
 
@@ -39,24 +40,41 @@ def export_page(qtbot, finished_run):
     assert tasks.wait_idle(60000), "background work still running 60 s after the test"
 
 
-def test_one_prompt_gets_two_answers_with_their_own_errors(qtbot, export_page):
-    page = export_page
-    assert page.answer is page.tuned_pane.text  # the tuned pane is the answer the wizard test waits for
+def ask_and_wait(qtbot, page, prompt: str) -> None:
+    page.prompt_edit.setText(prompt)
     page.ask_button.click()
     assert page.busy("ask") and page.busy("ask-base") and not page.ask_button.isEnabled()
-    assert page.base_pane.status.isVisible() and page.tuned_pane.status.isVisible()
-    qtbot.waitUntil(lambda: bool(page.base_pane.text.toPlainText() and page.tuned_pane.text.toPlainText()),
-                    timeout=60000)
-    qtbot.waitUntil(page.ask_button.isEnabled, timeout=5000)
+    assert not page.new_button.isEnabled()  # no new conversation while one is being answered
+    qtbot.waitUntil(page.ask_button.isEnabled, timeout=60000)
+    assert page.new_button.isEnabled()
+
+
+def test_each_model_answers_in_its_own_pane_and_conversation_with_its_own_errors(qtbot, export_page):
+    page = export_page
+    assert page.answer is page.tuned_pane.text  # the tuned pane is the answer the wizard test waits for
+    ask_and_wait(qtbot, page, "Where is the gold?")
     assert not page.base_pane.error.message and not page.tuned_pane.error.message
     assert page.base_pane.status.isHidden() and page.tuned_pane.status.isHidden()
     assert answerers.kept() == 2  # both stay loaded for the next question
+    ask_and_wait(qtbot, page, "And the ship?")
+    for name, pane in (("ask", page.tuned_pane), ("ask-base", page.base_pane)):
+        turns = page.conversations[name].turns
+        assert [t["content"] for t in turns[::2]] == ["Where is the gold?", "And the ship?"]
+        shown = pane.text.toPlainText()
+        assert shown.startswith("You: Where is the gold?\n") and "\n\nYou: And the ship?\n" in shown
 
     result = Path(ops.get_run(page.session.run_id)["run_dir"]) / "result"
     result.rename(result.with_name("result-moved"))  # the tuned model is gone; the base still answers
-    page.ask_button.click()
-    qtbot.waitUntil(page.ask_button.isEnabled, timeout=60000)
-    assert "no saved result yet" in page.tuned_pane.error.message and not page.tuned_pane.text.toPlainText()
-    assert page.base_pane.text.toPlainText() and not page.base_pane.error.message
+    tuned_before = page.tuned_pane.text.toPlainText()
+    ask_and_wait(qtbot, page, "Who is the captain?")
+    assert "no saved result yet" in page.tuned_pane.error.message
+    assert page.tuned_pane.text.toPlainText() == tuned_before and len(page.conversations["ask"].turns) == 4
+    assert "You: Who is the captain?" in page.base_pane.text.toPlainText() and not page.base_pane.error.message
+    assert len(page.conversations["ask-base"].turns) == 6
+
+    page.new_button.click()
+    assert not page.tuned_pane.text.toPlainText() and not page.base_pane.text.toPlainText()
+    assert not page.tuned_pane.error.message
+    assert page.conversations["ask"].turns == [] == page.conversations["ask-base"].turns
     page.shutdown()
     assert tasks.wait_idle(60000) and answerers.kept() == 0  # closing the page lets them go

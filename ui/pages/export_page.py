@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, Q
 from app import answerers
 from app import operations as ops
 from app import user_settings
+from core.conversation import Conversation
 from core.errors import NotBuiltYet
 from core.gguf_export import tensor_types
 from ui.pages.answer_pane import AnswerPane
@@ -31,14 +32,16 @@ def free_folder(parent: Path, name: str) -> Path:
     return candidate
 
 
-def ask(run_id: str, prompt: str, progress) -> str:
-    """The run's tuned model answers; it stays loaded for the next question (app/answerers.py)."""
-    return ops.chat(prompt, run=run_id, keep=True, progress=progress)
+def ask(run_id: str, prompt: str, conversation: Conversation, progress) -> str:
+    """The run's tuned model answers, within its conversation; it stays loaded for the next question
+    (app/answerers.py)."""
+    return ops.chat(prompt, run=run_id, keep=True, progress=progress, conversation=conversation)
 
 
-def ask_base(run_id: str, prompt: str, progress) -> str:
-    """The same prompt to the model the run started from, without what it learned."""
-    return ops.chat(prompt, model=ops.get_run(run_id)["model_path"], keep=True, progress=progress)
+def ask_base(run_id: str, prompt: str, conversation: Conversation, progress) -> str:
+    """The same prompt to the model the run started from, without what it learned, within its own conversation."""
+    return ops.chat(prompt, model=ops.get_run(run_id)["model_path"], keep=True, progress=progress,
+                    conversation=conversation)
 
 
 class PromptEdit(QLineEdit):
@@ -126,9 +129,16 @@ class ExportPage(Page):
         self.ask_button = QPushButton("Ask")
         self.prompt_edit.returnPressed.connect(self.ask)
         self.ask_button.clicked.connect(self.ask)
+        self.new_button = QPushButton("New conversation")
+        self.new_button.setToolTip("Both models forget the questions so far; the next one is the first.")
+        self.new_button.clicked.connect(self.new_conversation)
         ask_row = QHBoxLayout()
         ask_row.addWidget(self.prompt_edit, 1)
         ask_row.addWidget(self.ask_button)
+        ask_row.addWidget(self.new_button)
+        # Each model has its own conversation: a follow-up question goes to each after its own answers.
+        self.conversations = {"ask": Conversation(), "ask-base": Conversation()}
+        self._talked_with = None  # the run the conversations are with
         self.base_pane = AnswerPane("Base model", "The model before training answers here.")
         self.tuned_pane = AnswerPane("Tuned model", "The model with what the run learned answers here.")
         tuned = self.tuned_pane  # its parts keep the names of the single pane it replaced
@@ -136,7 +146,7 @@ class ExportPage(Page):
         panes = QHBoxLayout()
         panes.addWidget(self.base_pane, 1)
         panes.addWidget(self.tuned_pane, 1)
-        try_box = QGroupBox("Try it: the base and the tuned model, side by side")
+        try_box = QGroupBox("Try it: the base and the tuned model, side by side; each remembers the conversation")
         box = QVBoxLayout(try_box)
         box.addLayout(ask_row)
         box.addLayout(panes)
@@ -156,6 +166,9 @@ class ExportPage(Page):
         self.result_label.clear()
         self.result_label.hide()
         self.show_button.hide()
+        if self.session.run_id != self._talked_with and not self._asking():  # another run: a new conversation
+            self.new_conversation()
+            self._talked_with = self.session.run_id
 
     def export(self, fmt: str, quant: str | None = None) -> None:
         name = f"{self.session.run_id}-{fmt}" + (f"-{quant}" if quant else "")
@@ -195,20 +208,37 @@ class ExportPage(Page):
             b.setEnabled(enabled)
 
     def ask(self) -> None:
-        """Both models at once, each in its own background task, pane, busy line and error."""
+        """Both models at once, each in its own background task, pane, busy line, error and conversation."""
         prompt = self.prompt_edit.text().strip()
-        if not prompt or self.busy("ask") or self.busy("ask-base"):
+        if not prompt or self._asking():
             return
-        self.ask_button.setEnabled(False)
+        self._set_asking(False)
+        self.prompt_edit.clear()  # ready for the next question of the conversation
         for name, fn, pane in (("ask", ask, self.tuned_pane), ("ask-base", ask_base, self.base_pane)):
-            pane.start("Thinking…")
-            self.run_task(name, fn, self.session.run_id, prompt, on_progress=pane.status.report,
-                          on_done=lambda text, p=pane: self._done(p.answered, text),
+            pane.start("Thinking…", keep=True)
+            self.run_task(name, fn, self.session.run_id, prompt, self.conversations[name],
+                          on_progress=pane.status.report,
+                          on_done=lambda text, p=pane: self._done(lambda t: p.added(prompt, t), text),
                           on_error=lambda error, p=pane: self._done(p.failed, error))
+
+    def new_conversation(self) -> None:
+        if self._asking():
+            return
+        for conversation in self.conversations.values():
+            conversation.clear()
+        for pane in (self.base_pane, self.tuned_pane):
+            pane.clear()
+
+    def _asking(self) -> bool:
+        return self.busy("ask") or self.busy("ask-base")
+
+    def _set_asking(self, enabled: bool) -> None:
+        self.ask_button.setEnabled(enabled)
+        self.new_button.setEnabled(enabled)
 
     def _done(self, show, value) -> None:
         show(value)
-        self.ask_button.setEnabled(not (self.busy("ask") or self.busy("ask-base")))
+        self._set_asking(not self._asking())
 
     def shutdown(self) -> None:
         """Closing: the models the Try-it box kept loaded go too (app/answerers.py)."""
