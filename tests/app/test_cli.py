@@ -232,3 +232,44 @@ def test_chat_without_a_prompt_is_a_conversation_one_question_per_line(cli_here,
     assert answers[:3] == [first, inference.reply(model, tok, "What is my name?", max_new_tokens=24, history=history),
                            inference.reply(model, tok, "What is my name?", max_new_tokens=24)]
     assert answers[1] != answers[2]  # the first "What is my name?" saw the introduction, the one after /new did not
+
+
+def test_chat_at_a_terminal_prompts_and_ends_with_ctrl_d(home, tiny_model_dir):
+    """A real terminal (a pseudo-terminal): the hint, a "> " prompt before each question, the answer, and Ctrl-D
+    at the prompt ends it cleanly."""
+    import pty
+    import select
+    import time
+
+    from core import repeat_stop
+
+    leader, follower = pty.openpty()
+    env = dict(os.environ, TUNEFORGE_HOME=str(home))
+    proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), "chat", "--model", str(tiny_model_dir),
+                             "--max-new-tokens", "20"], stdin=follower, stdout=follower, stderr=follower,
+                            cwd=REPO, env=env)
+    os.close(follower)
+    seen = b""
+
+    def prompts(count: int, timeout: float = 120) -> None:
+        """Read until the "> " prompt has been shown `count` times."""
+        nonlocal seen
+        end = time.monotonic() + timeout
+        while seen.count(b"> ") < count and time.monotonic() < end:
+            if select.select([leader], [], [], 1)[0]:
+                seen += os.read(leader, 4096)
+        assert seen.count(b"> ") >= count, seen
+
+    try:
+        prompts(1)
+        os.write(leader, b"Where is the gold?\n")
+        prompts(2)  # answered, and asking for the next
+        os.write(leader, b"\x04")  # Ctrl-D at the prompt
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+        os.close(leader)
+    text = seen.decode("utf-8", "replace")
+    assert text.startswith("Type a message and press Enter; /new starts a new conversation; Ctrl-D ends.")
+    question, answer = text.split("> ")[1].split("\r\n", 1)
+    assert question == "Where is the gold?" and repeat_stop.NOTE in answer and "Traceback" not in text
