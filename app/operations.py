@@ -271,6 +271,7 @@ def export_run(run: str, fmt: str, out: str, quant: str | None = None, progress:
                nf4_base: bool = False) -> Path:
     from core import export
 
+    answerers.release()  # the export may hold a merged model, or two for its check: it gets the memory first
     r = get_run(run)
     if fmt == "gguf":  # recorded as written (q4_k_m when left out), in lower case as the file names it
         from core.gguf_export import tensor_types

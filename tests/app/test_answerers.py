@@ -66,12 +66,16 @@ def test_release_lets_everything_go_even_a_model_still_loading(tiny_model_dir):
     assert loading is not base and answerers.kept() == 0
 
 
-def test_starting_a_run_lets_them_go_first(tiny_model_dir, home):
-    """The trainer gets the memory: released before anything else, even when the run then fails to start."""
+def test_starting_or_exporting_a_run_lets_them_go_first(tiny_model_dir, home, tmp_path):
+    """The trainer, or the export, gets the memory: released before anything else, even when it then fails."""
     from app import operations as ops
     from core.errors import KnownError
 
     answerers.get(tiny_model_dir)
     with pytest.raises(KnownError, match="config file is missing"):
         ops.start_run("no-such-run")
+    assert answerers.kept() == 0
+    answerers.get(tiny_model_dir)
+    with pytest.raises(KnownError, match="No run 'no-such-run'"):
+        ops.export_run("no-such-run", "adapter", str(tmp_path / "out"))
     assert answerers.kept() == 0
