@@ -244,6 +244,10 @@ def converse(a) -> int:
     conversation = Conversation(a.system)
     terminal = sys.stdin.isatty()
     if terminal:
+        try:  # arrow keys edit the line and recall earlier questions, where the platform has readline
+            import readline  # noqa: F401
+        except ImportError:
+            pass
         print("Type a message and press Enter; /new starts a new conversation; Ctrl-D ends.", file=sys.stderr)
     while True:
         try:
