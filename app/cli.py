@@ -114,6 +114,18 @@ def build_parser() -> Parser:
     s.add_argument("--system", help="System message.")
     s.add_argument("--max-new-tokens", type=int, default=128, help="Longest reply in tokens.")
 
+    s = sub.add_parser("evaluate", help="How a run does on a file of examples it did not train on: the loss of their "
+                                        "answers with the base and the tuned model, and both models' answers.")
+    s.add_argument("--run", required=True, help="Run id (or 'last').")
+    s.add_argument("--data", required=True, help="A dataset file or folder, read as for training (held-out rows).")
+    reading(s)
+    s.add_argument("--ask", type=int, default=5, metavar="N",
+                   help="Ask both models the first N questions (chat rows' last user turns) and show the answers "
+                        "beside the expected ones (0: the loss only).")
+    s.add_argument("--rows", type=int, default=256, help="Measure the loss on the first ROWS rows.")
+    s.add_argument("--max-new-tokens", type=int, default=64, help="Longest answer in tokens.")
+    s.add_argument("--json", action="store_true", help="Print the report as one JSON object.")
+
     s = sub.add_parser("export", help="Export a run as an adapter, merged safetensors or GGUF.")
     s.add_argument("--run", required=True, help="Run id.")
     s.add_argument("--format", required=True, choices=["adapter", "safetensors", "gguf"], help="What to write.")
@@ -148,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if not args.verb:
             raise KnownError("tuneforge: name a verb (profile, plan, train, resume, runs, plans, delete, strategies, "
-                             "chat, export, data); see `tuneforge --help`.")
+                             "chat, evaluate, export, data); see `tuneforge --help`.")
         return VERBS[args.verb](args)
     except KnownError as e:
         print(f"error: {e}", file=sys.stderr)

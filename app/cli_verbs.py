@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -245,7 +246,7 @@ def converse(a) -> int:
     terminal = sys.stdin.isatty()
     if terminal:
         try:  # arrow keys edit the line and recall earlier questions, where the platform has readline
-            import readline  # noqa: F401
+            importlib.import_module("readline")  # importing it is what makes input() use it
         except ImportError:
             pass
         print("Type a message and press Enter; /new starts a new conversation; Ctrl-D ends.", file=sys.stderr)
@@ -267,6 +268,23 @@ def converse(a) -> int:
             if conversation.forgotten > forgotten:
                 print(f"(the {counted(conversation.forgotten, 'oldest message')} no longer fit the model's context "
                       "and are left out)", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    for flag, value, least in (("--ask", a.ask, 0), ("--rows", a.rows, 1), ("--max-new-tokens", a.max_new_tokens, 1)):
+        if value < least:
+            raise KnownError(f"{flag} must be {least} or more.")
+    report = ops.evaluate_run(a.run, a.data, a.ask, a.max_new_tokens, a.rows, _progress(a), mapping_of(a), a.bad_rows)
+    if a.json:
+        print(json.dumps(report.to_dict()))
+        return 0
+    print(report.summary())
+    for q, base, tuned in zip(report.asked, report.base_answers, report.tuned_answers):
+        print(f"\n{q.source}")
+        for label, text in (("asked", q.prompt), ("expected", q.expected), ("base", base), ("tuned", tuned)):
+            first, *rest = text.split("\n")
+            print("\n".join([f"  {label:<9} {first}"] + [" " * 12 + line if line.strip() else "" for line in rest]))
     return 0
 
 
@@ -328,5 +346,5 @@ def _progress(a):
 
 VERBS = {"profile": cmd_profile, "plan": cmd_plan, "train": cmd_train, "resume": cmd_resume, "runs": cmd_runs,
          "plans": cmd_plans, "delete": cmd_delete, "strategies": cmd_strategies, "chat": cmd_chat, "export": cmd_export,
-         "data": cmd_data}
+         "data": cmd_data, "evaluate": cmd_evaluate}
 

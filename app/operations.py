@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import answerers, paths, supervisor
-from core import atomic, hardware, history, model_source, planner, settings
+from core import atomic, evaluation, hardware, history, model_source, planner, settings
 from core.data import dataset as data_mod
 from core.data import readers, tokenize
 from core.conversation import Conversation
@@ -265,6 +265,33 @@ def chat(prompt: str, run: str | None = None, model: str | None = None, system: 
     if progress is not None:
         progress.update(None, "Thinking…")
     return (conversation or Conversation(system)).ask(m, tok, prompt, max_new_tokens)
+
+
+def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int = 64, loss_rows: int = 256,
+                 progress: Progress | None = None, mapping: dict | None = None,
+                 on_bad: str = "skip") -> evaluation.Report:
+    """The run's tuned model against its base on `data`: the loss of the first `loss_rows` rows' answers (as the
+    run's validation loss counts them) and both models' answers to the first `asks` questions. One model is
+    loaded at a time."""
+    from core import inference
+
+    progress = progress or Progress()
+    answerers.release()  # two models follow, one after the other
+    r = get_run(run)
+    cfg = r["config"]
+    examples = read_dataset(data, progress, mapping, on_bad).examples[:loss_rows]
+    asked = evaluation.questions(examples, asks)
+    found = {}
+    for which, result in (("tuned", Path(r["run_dir"]) / "result"), ("base", None)):
+        progress.update(None, f"Loading the {which} model")
+        model, tok = inference.load(r["model_path"], r["strategy"] if result else None, result)
+        progress.update(None, f"Measuring the {which} model on {len(examples):,} rows")
+        value, tokens = evaluation.loss(model, tok, examples, cfg["seq_len"], cfg.get("train_on", "assistant"))
+        progress.update(None, f"Asking the {which} model {len(asked)} questions")
+        found[which] = value, tokens, evaluation.answers(model, tok, asked, max_new_tokens)
+        del model
+    return evaluation.Report(str(data), len(examples), found["tuned"][1], found["base"][0], found["tuned"][0], asked,
+                             found["base"][2], found["tuned"][2])
 
 
 def export_run(run: str, fmt: str, out: str, quant: str | None = None, progress: Progress | None = None,

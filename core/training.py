@@ -200,21 +200,14 @@ class Session:
 
     def evaluate(self, examples, pad_id: int) -> float | None:
         """Loss per trained token over `examples` (None when there are none)."""
-        import torch
+        from core import evaluation
 
         if not examples:
             return None
         self.model.eval()
-        total, count = 0.0, 0
-        with torch.no_grad():
-            for i in range(0, len(examples), self.cfg.micro_batch):
-                batch = tokenize.collate(examples[i:i + self.cfg.micro_batch], pad_id)
-                batch = {k: v.to(self.device) for k, v in batch.items()}
-                n = int((batch["labels"][:, 1:] != tokenize.IGNORE).sum())
-                total += float(self.model(**batch).loss) * n
-                count += n
+        value, _ = evaluation.mean_loss(self.model, examples, pad_id, self.cfg.micro_batch, self.device)
         self.model.train()
-        return total / max(1, count)
+        return value
 
     def _named_trained(self) -> dict:
         names = {id(p): n for n, p in self.model.named_parameters()}

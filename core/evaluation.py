@@ -1,0 +1,110 @@
+"""How a model does on rows it is given: the loss of their answers, and what it answers to their questions.
+
+The loss is the trainer's validation loss (mean over the trained tokens, labelled as training labels them),
+so the base model and a tuned one measured on the same held-out file compare directly: a lower loss means
+the model finds the expected answers more likely. The answers show what the figure means: each chat row's
+last assistant turn is the expected answer, and the turns before it are the conversation it is asked in.
+Raw-text rows count in the loss only; they hold no question.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from core import inference
+from core.data import tokenize
+from core.data.example import Example
+
+BATCH = 4  # rows per forward pass: small enough for any model that could be trained here
+
+
+@dataclass
+class Question:
+    source: str  # file:line of the row
+    prompt: str  # the last user turn before the expected answer
+    expected: str  # the row's last assistant turn
+    system: str | None = None  # the row's system message, if any
+    history: list[dict] | None = None  # the turns between the system message and the prompt
+
+
+def mean_loss(model, encoded: list, pad_id: int, batch: int = BATCH, device=None) -> tuple[float | None, int]:
+    """(loss per trained token, trained tokens) over encoded rows, batches sent to `device` (the model's when
+    not given); (None, 0) when none trains."""
+    import torch
+
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(encoded), batch):
+            rows = tokenize.collate(encoded[i:i + batch], pad_id)
+            rows = {k: v.to(device or model.device) for k, v in rows.items()}
+            n = int((rows["labels"][:, 1:] != tokenize.IGNORE).sum())
+            if n:
+                total += float(model(**rows).loss) * n
+                count += n
+    return (total / count if count else None), count
+
+
+def loss(model, tokenizer, examples: list[Example], seq_len: int, train_on: str = "assistant"):
+    """mean_loss of `examples` as the trainer would encode them."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    was_training = model.training
+    model.eval()
+    try:
+        return mean_loss(model, tokenize.encode_all(examples, tokenizer, seq_len, train_on), pad_id)
+    finally:
+        model.train(was_training)
+
+
+def questions(examples: list[Example], limit: int) -> list[Question]:
+    """The first `limit` chat rows that end in an answer, as questions to ask."""
+    found = []
+    for e in examples:
+        if len(found) >= limit:
+            break
+        turns = list(e.messages or [])
+        if len(turns) < 2 or turns[-1]["role"] != "assistant" or turns[-2]["role"] != "user":
+            continue
+        system = turns[0]["content"] if turns[0]["role"] == "system" else None
+        found.append(Question(e.source, turns[-2]["content"], turns[-1]["content"], system,
+                              turns[1 if system is not None else 0:-2]))
+    return found
+
+
+def answers(model, tokenizer, asked: list[Question], max_new_tokens: int) -> list[str]:
+    return [inference.reply(model, tokenizer, q.prompt, q.system, max_new_tokens, history=q.history)
+            for q in asked]
+
+
+def perplexity_ratio(base: float, tuned: float) -> float:
+    """How many times more likely, per token, the tuned model finds the expected answers than the base does."""
+    return math.exp(base - tuned)
+
+
+@dataclass
+class Report:
+    """A run measured on a file of rows: the base model against the tuned one."""
+
+    data: str  # the file (or folder) the rows came from
+    rows: int  # rows whose answers the loss counts
+    tokens: int  # answer tokens the loss counts
+    base_loss: float | None
+    tuned_loss: float | None
+    asked: list[Question]
+    base_answers: list[str]
+    tuned_answers: list[str]
+
+    def summary(self) -> str:
+        if self.base_loss is None or self.tuned_loss is None:
+            return f"{self.data}: no row has an answer to measure within the run's sequence length."
+        ratio = perplexity_ratio(self.base_loss, self.tuned_loss)
+        verdict = (f"the tuned model finds the expected answers {ratio:.2f}× as likely per token" if ratio >= 1 else
+                   f"the tuned model finds the expected answers less likely than the base ({ratio:.2f}× per token)")
+        return (f"{self.data}: {self.rows:,} rows, {self.tokens:,} answer tokens; loss {self.base_loss:.4f} with the "
+                f"base model, {self.tuned_loss:.4f} tuned: {verdict}.")
+
+    def to_dict(self) -> dict:
+        return {"data": self.data, "rows": self.rows, "tokens": self.tokens, "base_loss": self.base_loss,
+                "tuned_loss": self.tuned_loss, "summary": self.summary(),
+                "answers": [{"source": q.source, "prompt": q.prompt, "expected": q.expected, "base": b, "tuned": t}
+                            for q, b, t in zip(self.asked, self.base_answers, self.tuned_answers)]}
