@@ -22,6 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+DEMO = Path(__file__).resolve().parent.parent / "resources" / "demo"
+
+
 def _curve(steps: int, floor: float, drop: float, pace: float) -> list[float]:
     """A plausible loss curve: a fast fall, then a slow one, with a little step-to-step noise."""
     return [round(floor + drop * math.exp(-s / pace) + 0.04 * math.sin(1.7 * s) * math.exp(-s / 40), 4)
@@ -41,7 +44,7 @@ def seed_history(home: Path) -> list[str]:
     from core import atomic, history, settings
     from core.run_config import RunConfig
 
-    data = str(Path(__file__).resolve().parent.parent / "resources" / "demo" / "pirate_chat.jsonl")
+    data = str(DEMO / "pirate_chat.jsonl")
     with history.History(home / "history.sqlite") as db:
         db.record_dataset("sample", data, "messages", 202, {})
         for run_id, (differ, losses, evals, status, minutes) in SAMPLE.items():
@@ -151,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
                 page.prompt_edit.setText(prompt)
                 page.ask()
                 wait(app, lambda: page.ask_button.isEnabled(), timeout=300)
+            box = page.evaluate_box  # and both measured on the demo's held-out questions
+            box.file_edit.setText(str(DEMO / "pirate_heldout.jsonl"))
+            box.measure()
+            wait(app, lambda: box.measure_button.isEnabled(), timeout=600)
             shot(name)
         elif page is wizard.model_page:  # resolved, and the list of models filled
             wait(app, lambda: page.isComplete() and not page.busy("catalog"))

@@ -1,5 +1,5 @@
 """The export page's "Try it" box asks the base and the tuned model the same prompt, each in its own pane and
-conversation."""
+conversation; its "Measure it" box compares both on a held-out file."""
 
 from __future__ import annotations
 
@@ -78,3 +78,23 @@ def test_each_model_answers_in_its_own_pane_and_conversation_with_its_own_errors
     assert page.conversations["ask"].turns == [] == page.conversations["ask-base"].turns
     page.shutdown()
     assert tasks.wait_idle(60000) and answerers.kept() == 0  # closing the page lets them go
+
+
+def test_measure_it_compares_both_models_on_a_held_out_file(qtbot, export_page, tmp_path):
+    from tests.conftest import HELDOUT
+
+    box = export_page.evaluate_box
+    assert box.run_id == export_page.session.run_id and box.summary.isHidden() and box.answers.isHidden()
+    box.file_edit.setText(str(tmp_path / "missing.jsonl"))
+    box.measure_button.click()
+    qtbot.waitUntil(lambda: bool(box.error.message), timeout=30000)
+    assert "missing.jsonl: no such file" in box.error.message and box.measure_button.isEnabled()
+
+    box.file_edit.setText(str(HELDOUT))
+    box.measure_button.click()
+    assert not box.measure_button.isEnabled() and box.status.isVisible() and not box.error.message
+    qtbot.waitUntil(box.measure_button.isEnabled, timeout=120000)
+    assert box.summary.isVisible() and box.summary.text().startswith(f"{HELDOUT}: 12 rows, ")
+    shown = box.answers.toPlainText()
+    assert shown.count("\nAsked: ") == 3 and shown.startswith(f"{HELDOUT.name}:1\nAsked: ")
+    assert "\nExpected: Arr, matey!" in shown and "\nBase: " in shown and "\nTuned: " in shown

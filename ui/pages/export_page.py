@@ -1,5 +1,5 @@
-"""Step 5: keep the result. Export the adapter, a merged model or a GGUF of a chosen type, and try the base
-and the tuned model side by side on one prompt."""
+"""Step 5: keep the result. Export the adapter, a merged model or a GGUF of a chosen type, try the base and the
+tuned model side by side in a conversation, and measure both on held-out examples (ui/pages/evaluate_box.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from core.errors import NotBuiltYet
 from core.gguf_export import tensor_types
 from ui.pages.answer_pane import AnswerPane
 from ui.pages.base import BusyLine, Page, Session
+from ui.pages.evaluate_box import EvaluateBox
 
 DEFAULT_PROMPT = "What is 12 plus 5?"
 
@@ -155,6 +156,8 @@ class ExportPage(Page):
         layout.addWidget(self.summary)
         layout.addWidget(export_box)
         layout.addWidget(try_box)
+        self.evaluate_box = EvaluateBox()
+        layout.addWidget(self.evaluate_box)
         layout.addStretch(1)
         self.exported: Path | None = None
 
@@ -166,6 +169,7 @@ class ExportPage(Page):
         self.result_label.clear()
         self.result_label.hide()
         self.show_button.hide()
+        self.evaluate_box.show_run(self.session.run_id)
         if self.session.run_id != self._talked_with and not self._asking():  # another run: a new conversation
             self.new_conversation()
             self._talked_with = self.session.run_id
@@ -243,6 +247,7 @@ class ExportPage(Page):
     def shutdown(self) -> None:
         """Closing: the models the Try-it box kept loaded go too (app/answerers.py)."""
         super().shutdown()
+        self.evaluate_box.shutdown()
         answerers.release()
 
     def _choose_folder(self) -> None:

@@ -1,0 +1,104 @@
+"""The export page's "Measure it" box: the run against its base on a file of examples it did not train on
+(app.operations.evaluate_run): the loss of their answers with each model, in one sentence, and both models'
+answers to the first questions beside the expected ones."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton,
+                               QVBoxLayout)
+
+from app import operations as ops
+from core.data import dataset as data_mod
+from ui.error_panel import ErrorPanel
+from ui.pages.base import BusyLine
+from ui.tasks import TaskGroup
+
+ASK = 3  # questions whose answers are shown
+MAX_NEW_TOKENS = 64
+
+
+def answers_text(report) -> str:
+    """Each question with the expected answer and both models' answers, as plain text."""
+    blocks = []
+    for q, base, tuned in zip(report.asked, report.base_answers, report.tuned_answers):
+        blocks.append(f"{q.source}\nAsked: {q.prompt}\nExpected: {q.expected}\nBase: {base}\nTuned: {tuned}")
+    return "\n\n".join(blocks)
+
+
+class EvaluateBox(QGroupBox):
+    def __init__(self, parent=None):
+        super().__init__("Measure it: both models on examples the run did not train on", parent)
+        self.run_id: str | None = None
+        self.tasks = TaskGroup(self._failed)
+        self.file_edit = QLineEdit(placeholderText="A file of held-out examples, in any dataset format")
+        self.browse_button = QPushButton("Choose…", autoDefault=False)
+        self.browse_button.clicked.connect(self._choose)
+        self.measure_button = QPushButton("Measure", autoDefault=False)
+        self.measure_button.setToolTip("The loss of the file's answers with the base and the tuned model, and their "
+                                       f"answers to its first {ASK} questions; one model is loaded at a time.")
+        self.measure_button.clicked.connect(self.measure)
+        self.status = BusyLine(on_cancel=self.cancel)
+        self.error = ErrorPanel()
+        self.summary = QLabel(wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
+        self.answers = QPlainTextEdit(readOnly=True)
+        self.answers.setMinimumHeight(120)
+        row = QHBoxLayout()
+        row.addWidget(self.file_edit, 1)
+        row.addWidget(self.browse_button)
+        row.addWidget(self.measure_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(row)
+        layout.addWidget(self.status)
+        layout.addWidget(self.error)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.answers)
+        self._show(None)
+
+    def show_run(self, run_id: str) -> None:
+        if run_id != self.run_id:
+            self.cancel()
+            self.run_id = run_id
+            self._show(None)
+
+    def measure(self) -> None:
+        path = self.file_edit.text().strip()
+        if not path or self.run_id is None or self.tasks.busy("evaluate"):
+            return
+        self.error.clear()
+        self._show(None)
+        self.measure_button.setEnabled(False)
+        self.status.start("Measuring…")
+        self.tasks.run("evaluate", ops.evaluate_run, self.run_id, path, ASK, MAX_NEW_TOKENS,
+                       on_done=self._done, on_progress=self.status.report)
+
+    def cancel(self) -> None:
+        self.tasks.cancel_all()
+        self.status.stop()
+        self.measure_button.setEnabled(True)
+
+    def shutdown(self) -> None:
+        self.tasks.cancel_all()
+
+    def _done(self, report) -> None:
+        self.status.stop()
+        self.measure_button.setEnabled(True)
+        self._show(report)
+
+    def _failed(self, error: BaseException) -> None:
+        self.status.stop()
+        self.measure_button.setEnabled(True)
+        self.error.show_error(error)
+
+    def _show(self, report) -> None:
+        self.summary.setText(report.summary() if report else "")
+        self.summary.setVisible(report is not None)
+        self.answers.setPlainText(answers_text(report) if report else "")
+        self.answers.setVisible(bool(report and report.asked))
+
+    def _choose(self) -> None:
+        patterns = " ".join(f"*{suffix}" for suffix in data_mod.SUFFIXES)
+        path, _ = QFileDialog.getOpenFileName(self, "Held-out examples", self.file_edit.text(),
+                                              f"Datasets ({patterns})")
+        if path:
+            self.file_edit.setText(path)
