@@ -6,6 +6,7 @@ import importlib
 import json
 import os
 import sys
+import time
 
 from app import operations as ops
 from app.progress_bar import TerminalProgress, format_duration
@@ -275,6 +276,8 @@ def cmd_evaluate(a) -> int:
     for flag, value, least in (("--ask", a.ask, 0), ("--rows", a.rows, 1), ("--max-new-tokens", a.max_new_tokens, 1)):
         if value < least:
             raise KnownError(f"{flag} must be {least} or more.")
+    if a.data is None:
+        return past_evaluations(a)
     report = ops.evaluate_run(a.run, a.data, a.ask, a.max_new_tokens, a.rows, _progress(a), mapping_of(a), a.bad_rows)
     if a.json:
         print(json.dumps(report.to_dict()))
@@ -285,6 +288,18 @@ def cmd_evaluate(a) -> int:
         for label, text in (("asked", q.prompt), ("expected", q.expected), ("base", base), ("tuned", tuned)):
             first, *rest = text.split("\n")
             print("\n".join([f"  {label:<9} {first}"] + [" " * 12 + line if line.strip() else "" for line in rest]))
+    return 0
+
+
+def past_evaluations(a) -> int:
+    """`evaluate --run RUN` alone: each measurement kept with the run, newest last."""
+    found = ops.run_evaluations(a.run)
+    if a.json:
+        print(json.dumps([{"created_at": e["created_at"], **e["report"]} for e in found]))
+    elif not found:
+        print("Nothing measured for this run yet; `tuneforge evaluate --run RUN --data HELD_OUT.jsonl` does it.")
+    for e in [] if a.json else found:
+        print(f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(e['created_at']))}  {e['report']['summary']}")
     return 0
 
 

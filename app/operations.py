@@ -271,8 +271,8 @@ def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int = 64, l
                  progress: Progress | None = None, mapping: dict | None = None,
                  on_bad: str = "skip") -> evaluation.Report:
     """The run's tuned model against its base on `data`: the loss of the first `loss_rows` rows' answers (as the
-    run's validation loss counts them) and both models' answers to the first `asks` questions. One model is
-    loaded at a time."""
+    run's validation loss counts them) and both models' answers to the first `asks` questions, kept in the
+    history with the run. One model is loaded at a time."""
     from core import inference
 
     progress = progress or Progress()
@@ -290,8 +290,18 @@ def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int = 64, l
         progress.update(None, f"Asking the {which} model {len(asked)} questions")
         found[which] = value, tokens, evaluation.answers(model, tok, asked, max_new_tokens)
         del model
-    return evaluation.Report(str(data), len(examples), found["tuned"][1], found["base"][0], found["tuned"][0], asked,
-                             found["base"][2], found["tuned"][2])
+    report = evaluation.Report(str(data), len(examples), found["tuned"][1], found["base"][0], found["tuned"][0],
+                               asked, found["base"][2], found["tuned"][2])
+    with open_history() as db:  # kept with the run: measured once, seen again later
+        db.add_evaluation(r["id"], report.to_dict())
+    return report
+
+
+def run_evaluations(run_id: str) -> list[dict]:
+    """What evaluate_run measured of the run so far, oldest first."""
+    run = get_run(run_id)
+    with open_history() as db:
+        return db.evaluations(run["id"])
 
 
 def export_run(run: str, fmt: str, out: str, quant: str | None = None, progress: Progress | None = None,

@@ -24,7 +24,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # Run statuses. "running" with a dead trainer is shown as "interrupted" by the app.
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
 # What is recorded of a run beside its row in `runs` (a run is deleted with all of them).
-RUN_TABLES = ("metrics", "checkpoints", "exports", "events", "plans")
+RUN_TABLES = ("metrics", "checkpoints", "exports", "events", "plans", "evaluations")
 
 
 def now() -> float:
@@ -251,6 +251,19 @@ class History:
 
     def exports(self, run_id: str) -> list[dict]:
         return list(self.db.query("select * from exports where run_id = ? order by id", [run_id]))
+
+    def add_evaluation(self, run_id: str, report: dict) -> int:
+        """Keep a measurement of the run on held-out rows (core.evaluation.Report.to_dict())."""
+        with self.transaction():
+            return self.db["evaluations"].insert({
+                "run_id": run_id, "data": report["data"], "rows": report["rows"], "tokens": report["tokens"],
+                "base_loss": report["base_loss"], "tuned_loss": report["tuned_loss"], "report": json.dumps(report),
+                "created_at": now()}).last_pk
+
+    def evaluations(self, run_id: str) -> list[dict]:
+        """The run's measurements, oldest first, each with its report decoded."""
+        rows = self.db.query("select * from evaluations where run_id = ? order by id", [run_id])
+        return [{**r, "report": json.loads(r["report"])} for r in rows]
 
     def add_event(self, run_id: str, kind: str, text: str) -> None:
         with self.transaction():

@@ -104,4 +104,14 @@ def to_v6(db: sqlite_utils.Database) -> None:
         "order by p.created_at")
 
 
-MIGRATIONS = (create_v1, to_v2, to_v3, to_v4, to_v5, to_v6)
+def to_v7(db: sqlite_utils.Database) -> None:
+    """v7: each time a run was measured against its base on held-out rows (`tuneforge evaluate`, the export page's
+    Measure it), with the figures in columns and the whole report (answers included) as JSON."""
+    db["evaluations"].create(
+        {"id": int, "run_id": str, "data": str, "rows": int, "tokens": int, "base_loss": float, "tuned_loss": float,
+         "report": str, "created_at": float},
+        pk="id", foreign_keys=[("run_id", "runs", "id")], if_not_exists=True,
+    )
+
+
+MIGRATIONS = (create_v1, to_v2, to_v3, to_v4, to_v5, to_v6, to_v7)

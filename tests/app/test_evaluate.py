@@ -53,6 +53,8 @@ def test_the_losses_and_answers_are_those_of_the_two_models(in_home):
     assert [q.source for q in report.asked] == [f"{HELDOUT.name}:1", f"{HELDOUT.name}:2"]
     assert report.asked[0].expected == rows[0]["messages"][1]["content"]
     assert "as likely per token" in report.summary()
+    kept = ops.run_evaluations(in_home)[-1]  # kept with the run
+    assert kept["report"] == report.to_dict() and kept["tuned_loss"] == report.tuned_loss
 
 
 def test_the_command_line_prints_the_summary_and_each_question(in_home, cli_here):
@@ -64,6 +66,10 @@ def test_the_command_line_prints_the_summary_and_each_question(in_home, cli_here
     as_json = json.loads(cli_here("evaluate", "--run", in_home, "--data", HELDOUT, "--ask", "0", "--json",
                                   check=0).stdout)
     assert as_json["answers"] == [] and as_json["tuned_loss"] < as_json["base_loss"] and as_json["rows"] == 12
+    past = cli_here("evaluate", "--run", in_home, check=0).stdout.splitlines()  # without --data: what was measured
+    assert len(past) >= 2 and past[-1].endswith(as_json["summary"]) and past[-2].endswith(lines[0])
+    listed = json.loads(cli_here("evaluate", "--run", in_home, "--json", check=0).stdout)
+    assert listed[-1]["summary"] == as_json["summary"] and listed[-1]["created_at"] > 0
 
 
 @pytest.mark.parametrize("args, words", [

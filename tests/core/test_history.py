@@ -66,12 +66,13 @@ def test_an_older_schema_is_migrated_in_place(tmp_path):
     conn.execute("drop table disk_probes")
     conn.execute("drop table plans")
     conn.execute("drop table calibrations")
+    conn.execute("drop table evaluations")
     conn.execute("update meta set value='1' where key='schema_version'")
     conn.commit()
     conn.close()
     h = history.History(path)
-    assert h.schema_version() == history.SCHEMA_VERSION == 6
-    assert {"disk_probes", "link_probes"} <= set(h.db.table_names()) and h.run("last")["id"] == "20260101-000000-aaaa"
+    assert h.schema_version() == history.SCHEMA_VERSION == 7
+    assert {"disk_probes", "link_probes", "evaluations"} <= set(h.db.table_names()) and h.run("last")["id"] == "20260101-000000-aaaa"
     assert h.run("last")["trained_s"] == 90.0  # v4: the span its one session took
     assert [(p["seq"], p["reason"], p["plan"]) for p in h.plans("20260101-000000-aaaa")] == \
         [(1, "first plan", {"strategy": "lora"})]
@@ -109,7 +110,7 @@ def test_a_version_5_history_keeps_its_calibrations_as_the_newest_of_each(tmp_pa
     conn.commit()
     conn.close()
     h = history.History(path)
-    assert h.schema_version() == 6 and h.last_calibration("/m", "lora", "RTX 4090")["factor"] == 1.3
+    assert h.schema_version() == 7 and h.last_calibration("/m", "lora", "RTX 4090")["factor"] == 1.3
     h.close()
 
 
@@ -142,4 +143,20 @@ def test_a_project_whose_runs_are_deleted_is_no_longer_listed_as_holding_runs(tm
     assert [p["name"] for p in h.projects(with_runs=True)] == ["b"]
     with pytest.raises(RunNotFound):
         h.delete_run("r1")
+    h.close()
+
+
+def test_evaluations_are_kept_with_their_run_and_go_with_it(tmp_path):
+    h = history.History(tmp_path / "h.sqlite")
+    h.create_run("r1", "p")
+    report = {"data": "held.jsonl", "rows": 12, "tokens": 300, "base_loss": 3.5, "tuned_loss": 0.5,
+              "summary": "held.jsonl: better", "answers": [{"source": "held.jsonl:1", "prompt": "q", "expected": "e",
+                                                             "base": "b", "tuned": "t"}]}
+    first = h.add_evaluation("r1", report)
+    second = h.add_evaluation("r1", {**report, "tuned_loss": 0.4})
+    kept = h.evaluations("r1")
+    assert [e["id"] for e in kept] == [first, second] and kept[0]["report"] == report
+    assert (kept[1]["base_loss"], kept[1]["tuned_loss"], kept[1]["data"]) == (3.5, 0.4, "held.jsonl")
+    h.delete_run("r1")
+    assert h.evaluations("r1") == []
     h.close()

@@ -98,3 +98,11 @@ def test_measure_it_compares_both_models_on_a_held_out_file(qtbot, export_page, 
     shown = box.answers.toPlainText()
     assert shown.count("\nAsked: ") == 3 and shown.startswith(f"{HELDOUT.name}:1\nAsked: ")
     assert "\nExpected: Arr, matey!" in shown and "\nBase: " in shown and "\nTuned: " in shown
+
+    again = ExportPage(Session(run_id=export_page.session.run_id, outcome=export_page.session.outcome))
+    qtbot.addWidget(again)
+    again.initializePage()  # the run opened later: its latest measurement is shown, from the history
+    kept = again.evaluate_box
+    assert kept.summary.text().startswith("Measured ") and kept.summary.text().endswith(box.summary.text())
+    assert kept.answers.toPlainText() == shown and kept.file_edit.text() == str(HELDOUT)
+    again.shutdown()

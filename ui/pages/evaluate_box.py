@@ -1,8 +1,11 @@
 """The export page's "Measure it" box: the run against its base on a file of examples it did not train on
 (app.operations.evaluate_run): the loss of their answers with each model, in one sentence, and both models'
-answers to the first questions beside the expected ones."""
+answers to the first questions beside the expected ones. The history keeps each measurement; the latest is
+shown when the run is opened again."""
 
 from __future__ import annotations
+
+import time
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton,
@@ -18,12 +21,10 @@ ASK = 3  # questions whose answers are shown
 MAX_NEW_TOKENS = 64
 
 
-def answers_text(report) -> str:
-    """Each question with the expected answer and both models' answers, as plain text."""
-    blocks = []
-    for q, base, tuned in zip(report.asked, report.base_answers, report.tuned_answers):
-        blocks.append(f"{q.source}\nAsked: {q.prompt}\nExpected: {q.expected}\nBase: {base}\nTuned: {tuned}")
-    return "\n\n".join(blocks)
+def answers_text(report: dict) -> str:
+    """Each question with the expected answer and both models' answers (a report as the history keeps it)."""
+    return "\n\n".join(f"{a['source']}\nAsked: {a['prompt']}\nExpected: {a['expected']}\nBase: {a['base']}\n"
+                       f"Tuned: {a['tuned']}" for a in report["answers"])
 
 
 class EvaluateBox(QGroupBox):
@@ -56,10 +57,13 @@ class EvaluateBox(QGroupBox):
         self._show(None)
 
     def show_run(self, run_id: str) -> None:
+        """Point the box at a run, showing its latest measurement from the history, if any."""
         if run_id != self.run_id:
             self.cancel()
             self.run_id = run_id
-            self._show(None)
+            self.error.clear()
+            kept = ops.run_evaluations(run_id)
+            self._show(kept[-1]["report"] if kept else None, kept[-1]["created_at"] if kept else None)
 
     def measure(self) -> None:
         path = self.file_edit.text().strip()
@@ -83,18 +87,21 @@ class EvaluateBox(QGroupBox):
     def _done(self, report) -> None:
         self.status.stop()
         self.measure_button.setEnabled(True)
-        self._show(report)
+        self._show(report.to_dict())
 
     def _failed(self, error: BaseException) -> None:
         self.status.stop()
         self.measure_button.setEnabled(True)
         self.error.show_error(error)
 
-    def _show(self, report) -> None:
-        self.summary.setText(report.summary() if report else "")
+    def _show(self, report: dict | None, measured_at: float | None = None) -> None:
+        when = f"Measured {time.strftime('%Y-%m-%d %H:%M', time.localtime(measured_at))}: " if measured_at else ""
+        self.summary.setText(when + report["summary"] if report else "")
         self.summary.setVisible(report is not None)
         self.answers.setPlainText(answers_text(report) if report else "")
-        self.answers.setVisible(bool(report and report.asked))
+        self.answers.setVisible(bool(report and report["answers"]))
+        if report and not self.file_edit.text():
+            self.file_edit.setText(report["data"])
 
     def _choose(self) -> None:
         patterns = " ".join(f"*{suffix}" for suffix in data_mod.SUFFIXES)
