@@ -72,7 +72,8 @@ def test_an_older_schema_is_migrated_in_place(tmp_path):
     conn.close()
     h = history.History(path)
     assert h.schema_version() == history.SCHEMA_VERSION == 7
-    assert {"disk_probes", "link_probes", "evaluations"} <= set(h.db.table_names()) and h.run("last")["id"] == "20260101-000000-aaaa"
+    assert {"disk_probes", "link_probes", "evaluations"} <= set(h.db.table_names())
+    assert h.run("last")["id"] == "20260101-000000-aaaa"
     assert h.run("last")["trained_s"] == 90.0  # v4: the span its one session took
     assert [(p["seq"], p["reason"], p["plan"]) for p in h.plans("20260101-000000-aaaa")] == \
         [(1, "first plan", {"strategy": "lora"})]
