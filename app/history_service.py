@@ -86,6 +86,8 @@ class Comparison:
     runs: tuple[RunSummary, RunSummary]
     differences: list[tuple[str, object, object]]  # (key, value in the first run, value in the second)
     curves: dict[str, dict[str, Curve]]  # run id → "train"/"eval" → (step, loss)
+    # (held-out file, the first run's tuned loss on it, the second's): the latest `evaluate` of each, per file
+    held_out: list[tuple[str, float | None, float | None]] = field(default_factory=list)
 
 
 def projects(progress: Progress | None = None) -> list[str]:
@@ -126,7 +128,17 @@ def compare(first: str, second: str, progress: Progress | None = None) -> Compar
     """Two runs side by side: the config keys whose values differ, and both loss curves."""
     a, b = run_detail(first), run_detail(second)
     return Comparison((a.summary, b.summary), config_differences(a.config, b.config),
-                      {a.id: {"train": a.train, "eval": a.eval}, b.id: {"train": b.train, "eval": b.eval}})
+                      {a.id: {"train": a.train, "eval": a.eval}, b.id: {"train": b.train, "eval": b.eval}},
+                      held_out_losses(a.id, b.id))
+
+
+def held_out_losses(first: str, second: str) -> list[tuple[str, float | None, float | None]]:
+    """(file, first's tuned loss, second's) for every file either run was measured on, the latest measurement of
+    each; the same rows scored by two runs are what makes their losses comparable."""
+    with ops.open_history() as db:
+        latest = [{e["data"]: e["tuned_loss"] for e in db.evaluations(run)} for run in (first, second)]
+    files = list(dict.fromkeys([*latest[0], *latest[1]]))
+    return [(f, latest[0].get(f), latest[1].get(f)) for f in files]
 
 
 def config_differences(a: dict, b: dict) -> list[tuple[str, object, object]]:

@@ -59,6 +59,22 @@ def test_comparing_lists_the_differing_settings_and_both_curves(home):
     assert set(c.curves) == {FIRST, SECOND}
     assert [len(c.curves[r]["train"]) for r in (FIRST, SECOND)] == [6, 6]
     assert c.curves[SECOND]["eval"] == [(3, 2.6), (6, 2.25)]
+    assert c.held_out == []  # neither was measured on held-out rows
+
+
+def report(data: str, tuned_loss: float) -> dict:
+    return {"data": data, "rows": 12, "tokens": 300, "base_loss": 3.0, "tuned_loss": tuned_loss,
+            "summary": f"{data}: measured", "answers": []}
+
+
+def test_comparing_puts_the_latest_held_out_loss_of_each_file_side_by_side(home):
+    make_two_runs(home)
+    with history.History(paths.db_path()) as db:
+        db.add_evaluation(FIRST, report("/d/held.jsonl", 1.5))
+        db.add_evaluation(FIRST, report("/d/other.jsonl", 2.5))
+        db.add_evaluation(FIRST, report("/d/held.jsonl", 1.25))  # measured again: the latest counts
+        db.add_evaluation(SECOND, report("/d/held.jsonl", 1.75))
+    assert hs.compare(FIRST, SECOND).held_out == [("/d/held.jsonl", 1.25, 1.75), ("/d/other.jsonl", 2.5, None)]
 
 
 def test_config_differences_flatten_and_name_missing_keys():

@@ -82,6 +82,10 @@ def colour_pixels(widget, colour: str) -> int:
 
 
 def test_two_runs_compare_settings_and_curves(page, qtbot):
+    with history.History(paths.db_path()) as db:  # both measured on the same held-out file
+        for run, loss in ((FIRST, 1.25), (SECOND, 1.75)):
+            db.add_evaluation(run, {"data": "/d/held.jsonl", "rows": 12, "tokens": 300, "base_loss": 3.0,
+                                    "tuned_loss": loss, "summary": "", "answers": []})
     page.select([FIRST, SECOND])
     view = page.compare_view
     qtbot.waitUntil(lambda: page.stack.currentWidget() is view, timeout=10000)
@@ -90,6 +94,7 @@ def test_two_runs_compare_settings_and_curves(page, qtbot):
              for r in range(view.table.rowCount())}
     assert cells["lr"] == ("0.0002", "0.0001") and cells["seq_len"] == ("512", "256")
     assert cells["final loss"] == ("1.7000", "2.1000")
+    assert cells["held-out loss: held.jsonl"] == ("1.2500", "1.7500")
     series = view.chart.series
     assert [(s.dashed, len(s.points)) for s in series] == [(False, 6), (True, 2), (False, 6), (True, 2)]
     assert {s.color for s in series if not s.dashed} == {PALETTE[0], PALETTE[1]}

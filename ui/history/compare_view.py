@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor
@@ -70,7 +71,8 @@ class CompareView(QWidget):
                    ("best loss", loss_text(a.best_loss), loss_text(b.best_loss)),
                    ("validation loss", loss_text(a.eval_loss), loss_text(b.eval_loss)),
                    ("duration", duration(a.duration_s), duration(b.duration_s)),
-                   ("dataset", a.dataset, b.dataset)]
+                   ("dataset", a.dataset, b.dataset)] + [
+            (f"held-out loss: {Path(f).name}", loss_text(x), loss_text(y)) for f, x, y in comparison.held_out]
         rows = results + [(k, value_text(x), value_text(y)) for k, x, y in comparison.differences]
         self.table.clearContents()
         self.table.setRowCount(len(rows))
