@@ -42,6 +42,7 @@ SAMPLE = {  # run id → (settings that differ, training losses, validation loss
 def seed_history(home: Path) -> list[str]:
     """Two sample runs: one done with a result to try and export, one stopped with a checkpoint to resume."""
     from core import atomic, history, settings
+    from core.evaluation import Report
     from core.run_config import RunConfig
 
     data = str(DEMO / "pirate_chat.jsonl")
@@ -68,8 +69,8 @@ def seed_history(home: Path) -> list[str]:
                           best_loss=min(losses), eval_loss=evals[-1][1], started_at=started,
                           ended_at=started + 60 * minutes, outcome=outcome)
             held_out = str(DEMO / "pirate_heldout.jsonl")  # a sample measurement, for the compare view's row
-            db.add_evaluation(run_id, {"data": held_out, "rows": 12, "tokens": 312, "base_loss": 3.8547,
-                                       "tuned_loss": round(evals[-1][1] + 0.08, 4), "summary": "", "answers": []})
+            db.add_evaluation(run_id, Report(held_out, 12, 312, 3.8547, round(evals[-1][1] + 0.08, 4), [], [],
+                                             []).to_dict())
         (home / "runs" / next(iter(SAMPLE)) / "result").mkdir(parents=True, exist_ok=True)
     return list(SAMPLE)
 

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHeaderView, QLabel, QTabWidget, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QFrame, QHeaderView, QLabel, QScrollArea, QTabWidget, QTreeWidget, QTreeWidgetItem,
+                               QVBoxLayout, QWidget)
 
 from app.history_service import RunDetail, flat_config
 from app.supervisor import Outcome
@@ -56,7 +57,9 @@ class RunDetailView(QWidget):
         self.config_table = ConfigTable()
         self.tabs = QTabWidget()
         self.tabs.addTab(self.train_page, "Training")
-        self.tabs.addTab(self.export_page, "Try and export")
+        scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)  # a short window scrolls the page
+        scroll.setWidget(self.export_page)
+        self.tabs.addTab(scroll, "Try and export")
         self.tabs.addTab(self.config_table, "Settings")
         self.train_page.running_changed.connect(self._running)
         layout = QVBoxLayout(self)
