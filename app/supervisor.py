@@ -129,9 +129,10 @@ class TrainerJob:
         """Pause between steps with the model kept loaded (a "paused" event says when), or continue."""
         run_control.request_pause(self.run_dir, paused)
 
-    def ask(self, prompt: str) -> str:
-        """Ask the paused model; its answer arrives as an "answer" event carrying the returned id."""
-        return run_control.ask(self.run_dir, prompt)
+    def ask(self, prompt: str, history: list[dict] | None = None) -> str:
+        """Ask the paused model, after the conversation's turns so far; its answer arrives as an "answer" event
+        carrying the returned id."""
+        return run_control.ask(self.run_dir, prompt, history=history)
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -215,8 +216,8 @@ class AttachedJob:
     def pause(self, paused: bool = True) -> None:
         run_control.request_pause(self.run_dir, paused)
 
-    def ask(self, prompt: str) -> str:
-        return run_control.ask(self.run_dir, prompt)
+    def ask(self, prompt: str, history: list[dict] | None = None) -> str:
+        return run_control.ask(self.run_dir, prompt, history=history)
 
     def detach(self) -> None:
         """Stop following (the window closes again); the trainer goes on."""

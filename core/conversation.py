@@ -25,9 +25,13 @@ class Conversation:
         """The model's answer to `prompt` after the turns so far; both become turns of the conversation."""
         self._make_room(model, tokenizer, prompt, max_new_tokens)
         answer = inference.reply(model, tokenizer, prompt, self.system, max_new_tokens, history=self.turns)
+        self.add(prompt, answer)
+        return answer
+
+    def add(self, prompt: str, answer: str) -> None:
+        """Record a question and the answer given to it (where another process answered: a paused trainer)."""
         said = answer.removesuffix(repeat_stop.NOTE).rstrip()  # our note is not something the model said
         self.turns += [{"role": "user", "content": prompt}, {"role": "assistant", "content": said}]
-        return answer
 
     def clear(self) -> None:
         """Start over: the next question is the first."""

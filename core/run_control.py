@@ -77,9 +77,21 @@ def request_pause(run_dir: str | Path, paused: bool = True) -> None:
         path.unlink(missing_ok=True)
 
 
-def ask(run_dir: str | Path, prompt: str, max_new_tokens: int = MAX_NEW_TOKENS) -> str:
-    """Queue a prompt for the paused trainer; returns the id its "answer" event will carry."""
+def ask(run_dir: str | Path, prompt: str, max_new_tokens: int = MAX_NEW_TOKENS,
+        history: list[dict] | None = None) -> str:
+    """Queue a prompt for the paused trainer, after the conversation's turns so far (`history`: user and assistant
+    messages); returns the id its "answer" event will carry."""
     ask_id = f"{time.time_ns()}-{uuid.uuid4().hex[:6]}"  # sorts by time: answered in the order asked
     atomic.write_json(Path(run_dir, ASKS, f"{ask_id}.json"),
-                      {"id": ask_id, "prompt": prompt, "max_new_tokens": int(max_new_tokens)})
+                      {"id": ask_id, "prompt": prompt, "max_new_tokens": int(max_new_tokens),
+                       "history": list(history or [])})
     return ask_id
+
+
+def history_of(ask: dict) -> list[dict]:
+    """The conversation an ask came with, or none where it is not a list of user and assistant messages."""
+    turns = ask.get("history")
+    ok = isinstance(turns, list) and all(
+        isinstance(t, dict) and t.get("role") in ("user", "assistant") and isinstance(t.get("content"), str)
+        for t in turns)
+    return [{"role": t["role"], "content": t["content"]} for t in turns] if ok else []

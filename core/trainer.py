@@ -216,11 +216,12 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
 
 
 def hold(cfg, db, emit, session, tok, control: run_control.Control) -> float:
-    """Paused between steps: the model stays loaded and answers prompts as it is now, until the person
-    continues or stops. Returns the seconds spent, which the ETA leaves out."""
+    """Paused between steps: the model stays loaded and answers prompts as it is now (each after the turns of the
+    conversation it came with), until the person continues or stops. Returns the seconds spent, which the ETA
+    leaves out."""
     import torch
 
-    from core import inference
+    from core.conversation import Conversation
 
     t0 = time.time()
     db.add_event(cfg.run_id, "paused", f"paused at step {session.step_index}")
@@ -231,9 +232,10 @@ def hold(cfg, db, emit, session, tok, control: run_control.Control) -> float:
             rng = torch.get_rng_state()  # answering must not change the run's random stream (exact resume)
             session.model.eval()
             try:
-                answer = inference.reply(session.model, tok, ask["prompt"],
-                                         max_new_tokens=int(ask.get("max_new_tokens") or run_control.MAX_NEW_TOKENS))
-                emit("answer", id=ask.get("id"), prompt=ask["prompt"], text=answer)
+                talk = Conversation(turns=run_control.history_of(ask))  # the turns asked before at this pause
+                answer = talk.ask(session.model, tok, ask["prompt"],
+                                  int(ask.get("max_new_tokens") or run_control.MAX_NEW_TOKENS))
+                emit("answer", id=ask.get("id"), prompt=ask["prompt"], text=answer, seen_turns=len(talk.turns) - 2)
             except Exception as e:  # noqa: BLE001  a prompt that fails must not end the run
                 traceback.print_exc()
                 emit("answer", id=ask.get("id"), prompt=ask["prompt"], error=f"{type(e).__name__}: {e}")

@@ -125,6 +125,10 @@ def test_pause_try_continue_and_stop_from_a_window_opened_later(home, tiny_model
         ask_id = follower.ask("Say hello.")
         answer = wait_for(follower.events, lambda e: e["event"] == "answer" and e["id"] == ask_id)
         assert "error" not in answer and isinstance(answer["text"], str) and answer["prompt"] == "Say hello."
+        turns = [{"role": "user", "content": "Say hello."}, {"role": "assistant", "content": answer["text"]}]
+        again = follower.ask("And again?", turns)  # a follow-up, with the conversation so far
+        second = wait_for(follower.events, lambda e: e["event"] == "answer" and e["id"] == again)
+        assert (answer["seen_turns"], second["seen_turns"], second["prompt"]) == (0, 2, "And again?")
         steps = [e["step"] for e in job.events if e["event"] == "step"]
         assert steps[-1] == paused["step"]  # no step trains while paused
 

@@ -137,7 +137,14 @@ def test_closing_while_a_run_trains_asks_and_a_window_opened_later_reattaches(wi
     assert live.pause_button.text() == "Continue"
     live.try_box.prompt_edit.setText("Say hello.")
     qtbot.keyClick(live.try_box.prompt_edit, Qt.Key_Return)
-    qtbot.waitUntil(lambda: bool(live.try_box.pane.text.toPlainText()), timeout=60000)
+    qtbot.waitUntil(lambda: len(live.try_box.conversation.turns) == 2, timeout=60000)
+    live.try_box.prompt_edit.setText("And once more?")  # a follow-up: sent with the turn before it
+    qtbot.keyClick(live.try_box.prompt_edit, Qt.Key_Return)
+    qtbot.waitUntil(lambda: len(live.try_box.conversation.turns) == 4, timeout=60000)
+    answers = [e for e in live.job.events if e["event"] == "answer"]
+    assert [a["seen_turns"] for a in answers[-2:]] == [0, 2]
+    shown = live.try_box.pane.text.toPlainText()
+    assert shown.startswith("You: Say hello.\n") and "\n\nYou: And once more?\n" in shown
     steps = len(live.loss_chart.points)
     live.pause_button.click()
     qtbot.waitUntil(lambda: len(live.loss_chart.points) > steps, timeout=60000)

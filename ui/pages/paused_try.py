@@ -1,10 +1,12 @@
 """The train page's "try it now" box, shown while a run is paused: the model as it is at this step
-answers a prompt, inside the trainer (it is already loaded there; nothing is loaded twice)."""
+answers, inside the trainer (it is already loaded there; nothing is loaded twice), in a conversation that
+lasts for the pause (each question is sent with the turns before it)."""
 
 from __future__ import annotations
 
 from PySide6.QtWidgets import QHBoxLayout, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
+from core.conversation import Conversation
 from ui.pages.answer_pane import AnswerPane
 
 
@@ -16,20 +18,28 @@ class PausedTry(QWidget):
         self.prompt_edit = QLineEdit(placeholderText="Ask the model as it is now, e.g. a question from your data")
         self.ask_button = QPushButton("Ask")
         self.ask_button.setAutoDefault(False)
-        self.pane = AnswerPane("Answer at this step", "The answer appears here; Continue resumes training.")
+        self.new_button = QPushButton("New conversation")
+        self.new_button.setAutoDefault(False)
+        self.new_button.clicked.connect(self.new_conversation)
+        self.pane = AnswerPane("Answers at this step", "The answer appears here; Continue resumes training.")
         self.prompt_edit.returnPressed.connect(self.ask)
         self.ask_button.clicked.connect(self.ask)
+        self.conversation = Conversation()  # at this pause; the trainer answers, we keep the turns
+        self.asked = ""  # the prompt waiting for its answer
         row = QHBoxLayout()
         row.addWidget(self.prompt_edit, 1)
         row.addWidget(self.ask_button)
+        row.addWidget(self.new_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(row)
         layout.addWidget(self.pane)
 
     def open_for(self, job) -> None:
+        """A new pause: a new conversation, with the model as it is now."""
         self.job, self.waiting = job, None
-        self.ask_button.setEnabled(True)
+        self.new_conversation()
+        self._set_asking(True)
         self.show()
         self.prompt_edit.setFocus()
 
@@ -38,20 +48,33 @@ class PausedTry(QWidget):
         if not prompt or self.job is None or self.waiting:
             return
         try:
-            self.waiting = self.job.ask(prompt)
+            self.waiting = self.job.ask(prompt, self.conversation.turns)
         except OSError as e:  # the run folder cannot be written: say so in the pane
             self.pane.failed(e)
             return
-        self.ask_button.setEnabled(False)
-        self.pane.start("The paused model is answering…")
+        self.asked = prompt
+        self.prompt_edit.clear()
+        self._set_asking(False)
+        self.pane.start("The paused model is answering…", keep=True)
+
+    def new_conversation(self) -> None:
+        if self.waiting:
+            return
+        self.conversation.clear()
+        self.pane.clear()
+
+    def _set_asking(self, enabled: bool) -> None:
+        self.ask_button.setEnabled(enabled)
+        self.new_button.setEnabled(enabled)
 
     def answered(self, event: dict) -> None:
         if event.get("id") != self.waiting:
             return  # an answer to a prompt asked from another window
         self.waiting = None
-        self.ask_button.setEnabled(True)
+        self._set_asking(True)
         if event.get("error"):
             self.pane.status.stop()
             self.pane.error.show_message(f"The model could not answer: {event['error']}.")
         else:
-            self.pane.answered(event.get("text", ""))
+            self.pane.added(self.asked, event.get("text", ""))
+            self.conversation.add(self.asked, event.get("text", ""))
