@@ -113,6 +113,9 @@ def build_parser() -> Parser:
                                     "per line of standard input; /new starts over.")
     s.add_argument("--system", help="System message.")
     s.add_argument("--max-new-tokens", type=int, default=128, help="Longest reply in tokens.")
+    s.add_argument("--temperature", type=float, default=0.0,
+                   help="0 (the default): the most likely answer, the same every time; above 0, sampled, more varied "
+                        "the higher (0.7 is a usual choice).")
 
     s = sub.add_parser("evaluate", help="How a run does on a file of examples it did not train on: the loss of their "
                                         "answers with the base and the tuned model, and both models' answers.")

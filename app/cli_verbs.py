@@ -232,8 +232,11 @@ def cmd_plans(a) -> int:
 def cmd_chat(a) -> int:
     if a.max_new_tokens <= 0:
         raise KnownError("--max-new-tokens must be above 0.")
+    if not 0 <= a.temperature <= 5:
+        raise KnownError(f"--temperature {a.temperature:g}: give 0 (the most likely answer) up to 5.")
     if a.prompt is not None:
-        print(ops.chat(a.prompt, run=a.run, model=a.model, system=a.system, max_new_tokens=a.max_new_tokens))
+        print(ops.chat(a.prompt, run=a.run, model=a.model, system=a.system, max_new_tokens=a.max_new_tokens,
+                       temperature=a.temperature))
         return 0
     return converse(a)
 
@@ -265,7 +268,7 @@ def converse(a) -> int:
         elif line:
             forgotten = conversation.forgotten
             print(ops.chat(line, run=a.run, model=a.model, max_new_tokens=a.max_new_tokens, keep=True,
-                           conversation=conversation) + "\n", flush=True)
+                           conversation=conversation, temperature=a.temperature) + "\n", flush=True)
             if conversation.forgotten > forgotten:
                 print(f"(the {counted(conversation.forgotten, 'oldest message')} no longer fit the model's context "
                       "and are left out)", file=sys.stderr)

@@ -258,13 +258,13 @@ def chat_models(run: str | None = None, model: str | None = None, keep: bool = F
 
 def chat(prompt: str, run: str | None = None, model: str | None = None, system: str | None = None,
          max_new_tokens: int = 128, keep: bool = False, progress: Progress | None = None,
-         conversation: Conversation | None = None) -> str:
-    """One answer from a run's result or a model; within `conversation` when one is given (its system message
-    then counts, not `system`), which then holds this question and its answer."""
+         conversation: Conversation | None = None, temperature: float = 0.0) -> str:
+    """One answer from a run's result or a model (greedy, or sampled at `temperature`); within `conversation` when
+    one is given (its system message then counts, not `system`), which then holds this question and its answer."""
     m, tok = chat_models(run, model, keep, progress)
     if progress is not None:
         progress.update(None, "Thinking…")
-    return (conversation or Conversation(system)).ask(m, tok, prompt, max_new_tokens)
+    return (conversation or Conversation(system)).ask(m, tok, prompt, max_new_tokens, temperature)
 
 
 def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int = 64, loss_rows: int = 256,

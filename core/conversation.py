@@ -21,10 +21,11 @@ class Conversation:
     turns: list[dict] = field(default_factory=list)  # user and assistant messages so far, oldest first
     forgotten: int = 0  # turns left out so far because the context could not hold them
 
-    def ask(self, model, tokenizer, prompt: str, max_new_tokens: int = 128) -> str:
-        """The model's answer to `prompt` after the turns so far; both become turns of the conversation."""
+    def ask(self, model, tokenizer, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0) -> str:
+        """The model's answer to `prompt` after the turns so far (greedy, or sampled at `temperature`); both become
+        turns of the conversation."""
         self._make_room(model, tokenizer, prompt, max_new_tokens)
-        answer = inference.reply(model, tokenizer, prompt, self.system, max_new_tokens, history=self.turns)
+        answer = inference.reply(model, tokenizer, prompt, self.system, max_new_tokens, temperature, self.turns)
         self.add(prompt, answer)
         return answer
 

@@ -19,6 +19,9 @@ from core.errors import KnownError
 # transformers builds a model on the meta device by patching torch globally, so two loads at once (the UI asks
 # the base and the tuned model side by side) corrupt each other; answering at once is fine.
 _loading = threading.Lock()
+# Sampling (a temperature above 0) keeps the TOP_K most likely tokens, then the most likely ones that make up TOP_P
+# of the probability: Ollama's defaults, so a sampled answer here is drawn as one from the exported GGUF would be.
+TOP_K, TOP_P = 40, 0.9
 ROOM = 2 << 30  # beside the weights on the GPU: the CUDA context, the KV cache and the activations of a reply
 
 
@@ -105,9 +108,9 @@ def messages(prompt: str, system: str | None = None, history: list[dict] | None 
 
 def reply(model, tokenizer, prompt: str, system: str | None = None, max_new_tokens: int = 128,
           temperature: float = 0.0, history: list[dict] | None = None) -> str:
-    """One answer; greedy unless a temperature is given. `history`: the turns before this one (user and assistant
-    messages), for a conversation (core/conversation.py). An answer that loops stops there and says so
-    (core/repeat_stop.py)."""
+    """One answer; greedy unless a temperature is given (then sampled among the likeliest tokens: TOP_K, TOP_P).
+    `history`: the turns before this one (user and assistant messages), for a conversation (core/conversation.py).
+    An answer that loops stops there and says so (core/repeat_stop.py)."""
     import torch
 
     from core import repeat_stop
@@ -118,7 +121,8 @@ def reply(model, tokenizer, prompt: str, system: str | None = None, max_new_toke
     looping = repeat_stop.criterion(enc["input_ids"].shape[1])
     with torch.no_grad():
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=sample, use_cache=True,
-                             temperature=temperature if sample else None, top_p=None, top_k=None,
+                             temperature=temperature if sample else None, top_p=TOP_P if sample else None,
+                             top_k=TOP_K if sample else None,
                              stopping_criteria=[looping],
                              pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
     answer = tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()

@@ -20,6 +20,7 @@ from tests.conftest import DEMO, REPO, json_lines, write_jsonl
     (["train", "--model", "default", "--data", str(DEMO), "--max-steps", "0"], "--max-steps must be above 0"),
     (["train", "--model", "default", "--data", str(DEMO), "--max-steps", "ten"], "invalid int value"),
     (["chat", "--run", "nope", "--prompt", "hi"], "No run 'nope'"),
+    (["chat", "--model", "default", "--prompt", "hi", "--temperature", "-1"], "--temperature -1: give 0"),
     (["export", "--run", "nope", "--format", "zip", "--out", "x"], "invalid choice"),
     (["resume", "--run", "last"], "no runs yet"),
     (["frobnicate"], "invalid choice"),

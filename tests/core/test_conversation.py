@@ -42,3 +42,17 @@ def test_the_oldest_turns_go_when_the_context_is_full_and_are_counted(tiny_model
     text = render_chat(tok, inference.messages("next", talk.system, talk.turns), add_generation_prompt=True)
     assert len(tok(text, add_special_tokens=False)["input_ids"]) + 100 <= model.config.max_position_embeddings
     assert text.count("Answer briefly.") == 1  # the system message is never what goes
+
+
+def test_a_temperature_samples_and_a_seed_repeats_the_sample(default_model):
+    import torch
+
+    model, tok = default_model
+    prompt = "Write one line of a poem about the sea."
+    greedy = Conversation().ask(model, tok, prompt, max_new_tokens=16)
+    samples = []
+    for seed in (1, 1, 2):
+        torch.manual_seed(seed)
+        samples.append(Conversation().ask(model, tok, prompt, max_new_tokens=16, temperature=1.2))
+    assert samples[0] == samples[1]  # the same seed draws the same answer
+    assert greedy not in samples[1:] or samples[0] != samples[2]  # sampling is not the greedy answer every time
