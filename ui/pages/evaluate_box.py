@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLin
 
 from app import operations as ops
 from core.data import dataset as data_mod
+from core.errors import KnownError
 from ui.error_panel import ErrorPanel
 from ui.pages.base import BusyLine
 from ui.tasks import TaskGroup
@@ -62,7 +63,10 @@ class EvaluateBox(QGroupBox):
             self.cancel()
             self.run_id = run_id
             self.error.clear()
-            kept = ops.run_evaluations(run_id)
+            try:
+                kept = ops.run_evaluations(run_id)
+            except KnownError:  # a run the history does not hold (any more): nothing measured to show
+                kept = []
             self._show(kept[-1]["report"] if kept else None, kept[-1]["created_at"] if kept else None)
 
     def measure(self) -> None:
