@@ -8,8 +8,8 @@ question at once. The command line's `chat` asks once and keeps nothing.
 What is kept holds RAM (or GPU memory), so it is let go where that memory is wanted for something else:
 when a run is planned or started (a trainer planned beside a model the app holds could run out of
 memory), when a run is exported (a merge, and the GGUF check's two copies), and when the page that asked
-closes; the conversations stay, and the next question loads the models again. A result trained again since it was loaded (resumed and
-finished, so its files changed) is loaded again.
+closes; the conversations stay, and the next question loads the models again. A result trained again since
+it was loaded (resumed and finished, so its files changed) is loaded again.
 """
 
 from __future__ import annotations

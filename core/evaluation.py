@@ -47,7 +47,7 @@ def mean_loss(model, encoded: list, pad_id: int, batch: int = BATCH, device=None
 
 def loss(model, tokenizer, examples: list[Example], seq_len: int, train_on: str = "assistant"):
     """mean_loss of `examples` as the trainer would encode them."""
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    pad_id = tokenize.pad_id_of(tokenizer)
     was_training = model.training
     model.eval()
     try:
@@ -86,7 +86,7 @@ class Report:
     """A run measured on a file of rows: the base model against the tuned one."""
 
     data: str  # the file (or folder) the rows came from
-    rows: int  # rows whose answers the loss counts
+    rows: int  # rows read for the loss (the first ones of the file)
     tokens: int  # answer tokens the loss counts
     base_loss: float | None
     tuned_loss: float | None

@@ -112,7 +112,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
     emit("status", text=split_note[:1].upper() + split_note[1:])
     emit("status", text=f"Loading the model ({precision} on {device.type}, {cfg.strategy})")
     tok = AutoTokenizer.from_pretrained(cfg.model_path)
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    pad_id = tokenize.pad_id_of(tok)
     # Tokenized rows are cached by content (data, tokenizer, template, length): a resume or a re-run skips this.
     cache = Path(cfg.db_path).parent / "cache" / "tokens"
     tokenizing = _every(2.0, lambda n: emit("status", text=f"Tokenizing: {n:,} of {len(train_rows):,} rows",

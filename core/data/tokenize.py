@@ -233,6 +233,11 @@ def token_lengths(examples: Iterable[Example], tokenizer,
     return [len(r.input_ids) for _, r in iter_rows(examples, tokenizer, "all", on_progress)]
 
 
+def pad_id_of(tokenizer) -> int:
+    """The id that pads a batch: the tokenizer's pad token, else its end of sequence (labels ignore it anyway)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+
+
 def collate(batch: list[Encoded], pad_id: int):
     import torch
 
