@@ -42,6 +42,11 @@ def build_parser() -> Parser:
         s.add_argument("--bad-rows", choices=["skip", "stop"], default="skip",
                        help="skip: leave rows with problems out (listed); stop: refuse the data at the first one.")
 
+    def weights(s):  # which of a run's kept weights answer (core/results.py)
+        s.add_argument("--weights", choices=["auto", "last", "best"], default="auto",
+                       help="A run's weights: best, those of its lowest validation loss, kept when a later check was "
+                            "worse; last, its last step's; auto (the default) takes best when the run kept them.")
+
     def wishes(s):
         s.add_argument("--model", required=True, help="'default', a model folder, a .gguf file or a cached model id.")
         s.add_argument("--data", required=True, help=f"Dataset file or folder ({', '.join(SUFFIXES)}).")
@@ -83,6 +88,11 @@ def build_parser() -> Parser:
     s.add_argument("--eval-fraction", type=float, default=None,
                    help="Share of rows held out for the validation loss (default: none under 20 rows, a tenth "
                         "under 200, else a twentieth, at most 256).")
+    s.add_argument("--eval-every", type=int, metavar="STEPS",
+                   help="Measure the validation loss every STEPS steps (default: about ten times per run).")
+    s.add_argument("--stop-early", type=int, metavar="CHECKS",
+                   help="End the run when CHECKS validation checks in a row have not beaten the lowest validation "
+                        "loss (default: train every planned step). The weights of the lowest are kept either way.")
 
     s = sub.add_parser("resume", help="Continue a stopped or interrupted run from its last checkpoint.")
     s.add_argument("--run", required=True, help="Run id (a unique prefix is enough, or 'last').")
@@ -116,6 +126,7 @@ def build_parser() -> Parser:
     s.add_argument("--temperature", type=float, default=0.0,
                    help="0 (the default): the most likely answer, the same every time; above 0, sampled, more varied "
                         "the higher (0.7 is a usual choice).")
+    weights(s)
 
     s = sub.add_parser("evaluate", help="How a run does on a file of examples it did not train on: the loss of their "
                                         "answers with the base and the tuned model, and both models' answers.")
@@ -129,6 +140,7 @@ def build_parser() -> Parser:
     s.add_argument("--rows", type=int, default=256, help="Measure the loss on the first ROWS rows.")
     s.add_argument("--max-new-tokens", type=int, default=64, help="Longest answer in tokens.")
     s.add_argument("--json", action="store_true", help="Print the report as one JSON object.")
+    weights(s)
 
     s = sub.add_parser("export", help="Export a run as an adapter, merged safetensors or GGUF.")
     s.add_argument("--run", required=True, help="Run id.")
@@ -141,6 +153,7 @@ def build_parser() -> Parser:
                    help="GGUF of a QLoRA run: merge into the full-precision base (default) or into the base rounded "
                         "to nf4 as training saw it, so the file answers exactly as the run did.")
     s.add_argument("--out", required=True, help="Folder to create.")
+    weights(s)
 
     s = sub.add_parser("data", help="Look at a dataset.")
     dsub = s.add_subparsers(dest="data_verb", parser_class=Parser, required=True)

@@ -10,7 +10,7 @@ import time
 
 from app import operations as ops
 from app.progress_bar import TerminalProgress, format_duration
-from core import hardware, plan_text, planner, strategies
+from core import hardware, plan_text, planner, results, strategies
 from core.errors import KnownError
 from core.words import counted
 from tuneforge_kernels import OPS
@@ -67,7 +67,8 @@ def mapping_of(a) -> dict | None:
 
 
 def check_positive(a) -> None:
-    for name in ("max_steps", "epochs", "seq_len", "lr", "batch_size", "grad_accum", "memory_cap"):
+    for name in ("max_steps", "epochs", "seq_len", "lr", "batch_size", "grad_accum", "memory_cap", "eval_every",
+                 "stop_early"):
         value = getattr(a, name, None)
         if value is not None and value <= 0:
             raise KnownError(f"--{name.replace('_', '-')} must be above 0 (got {value}).")
@@ -106,7 +107,7 @@ def cmd_train(a) -> int:
                            on_bad=a.bad_rows)
     cfg = ops.create_run(bundle, project=a.project, seed=a.seed,
                          memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else 0,
-                         eval_fraction=a.eval_fraction)
+                         eval_fraction=a.eval_fraction, eval_every=a.eval_every or 0, stop_early=a.stop_early or 0)
     if a.json:
         out({"event": "plan", "run_id": cfg.run_id, "plan": bundle.plan.to_dict()})
     else:
@@ -181,7 +182,8 @@ def cmd_strategies(a) -> int:
 def cmd_runs(a) -> int:
     runs = ops.list_runs(a.project)
     if a.json:
-        out([{k: v for k, v in r.items() if k not in ("config", "hardware")} for r in runs])
+        out([{**{k: v for k, v in r.items() if k not in ("config", "hardware")},
+              "best_weights": results.best_of(r["run_dir"]) if r.get("run_dir") else None} for r in runs])
         return 0
     if not runs:
         print("No runs yet; start one with `tuneforge train --model default --data resources/demo/pirate_chat.jsonl`.")
@@ -234,9 +236,11 @@ def cmd_chat(a) -> int:
         raise KnownError("--max-new-tokens must be above 0.")
     if not 0 <= a.temperature <= 5:
         raise KnownError(f"--temperature {a.temperature:g}: give 0 (the most likely answer) up to 5.")
+    if a.run:
+        say_weights(ops.run_weights(a.run, a.weights)["picked"], "Answering with")
     if a.prompt is not None:
         print(ops.chat(a.prompt, run=a.run, model=a.model, system=a.system, max_new_tokens=a.max_new_tokens,
-                       temperature=a.temperature))
+                       temperature=a.temperature, weights=a.weights))
         return 0
     return converse(a)
 
@@ -268,7 +272,8 @@ def converse(a) -> int:
         elif line:
             forgotten = conversation.forgotten
             print(ops.chat(line, run=a.run, model=a.model, max_new_tokens=a.max_new_tokens, keep=True,
-                           conversation=conversation, temperature=a.temperature) + "\n", flush=True)
+                           conversation=conversation, temperature=a.temperature, weights=a.weights) + "\n",
+                  flush=True)
             if conversation.forgotten > forgotten:
                 print(f"(the {counted(conversation.forgotten, 'oldest message')} no longer fit the model's context "
                       "and are left out)", file=sys.stderr)
@@ -281,7 +286,8 @@ def cmd_evaluate(a) -> int:
             raise KnownError(f"{flag} must be {least} or more.")
     if a.data is None:
         return past_evaluations(a)
-    report = ops.evaluate_run(a.run, a.data, a.ask, a.max_new_tokens, a.rows, _progress(a), mapping_of(a), a.bad_rows)
+    report = ops.evaluate_run(a.run, a.data, a.ask, a.max_new_tokens, a.rows, _progress(a), mapping_of(a), a.bad_rows,
+                              a.weights)
     if a.json:
         print(json.dumps(report.to_dict()))
         return 0
@@ -306,9 +312,16 @@ def past_evaluations(a) -> int:
     return 0
 
 
+def say_weights(choice, lead: str) -> None:
+    """Tell which of a run's weights are used when they are not simply its last step's (core/results.py)."""
+    if choice.which != "last":
+        print(f"{lead} {choice.note}.", file=sys.stderr)
+
+
 def cmd_export(a) -> int:
+    say_weights(ops.run_weights(a.run, a.weights)["picked"], "Exporting")
     path = ops.export_run(a.run, a.format, a.out, a.quant, progress=TerminalProgress().as_progress(),
-                          nf4_base=a.qlora_base == "nf4")
+                          nf4_base=a.qlora_base == "nf4", weights=a.weights)
     print(f"Exported {a.format} to {path}")
     if a.format == "gguf":
         report = json.loads((path / "export.json").read_text(encoding="utf-8"))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import answerers, paths, supervisor
-from core import atomic, evaluation, hardware, history, model_source, planner, settings
+from core import atomic, evaluation, hardware, history, model_source, planner, results, settings
 from core.data import dataset as data_mod
 from core.data import readers, tokenize
 from core.conversation import Conversation
@@ -243,25 +243,30 @@ def run_plans(run_id: str) -> list[dict]:
         return db.plans(run_id)
 
 
+def run_weights(run: str, weights: str = results.AUTO) -> dict:
+    """The run from the history with the folder of the weights that answer for it (core/results.py)."""
+    return results.pick(get_run(run), weights)
+
+
 def chat_models(run: str | None = None, model: str | None = None, keep: bool = False,
-                progress: Progress | None = None):
-    """(model, tokenizer) for a run's result or a plain model; with keep, held for the next question
+                progress: Progress | None = None, weights: str = results.AUTO):
+    """(model, tokenizer) for a run's result (its `weights`) or a plain model; with keep, held for the next question
     (app/answerers.py)."""
     from core import inference
 
     load = answerers.get if keep else inference.load
     if run:
-        r = get_run(run)
-        return load(r["model_path"], r["strategy"], Path(r["run_dir"]) / "result", progress=progress)
+        r = run_weights(run, weights)
+        return load(r["model_path"], r["strategy"], results.folder(r), progress=progress)
     return load(resolve_model(model or model_source.DEFAULT_NAME).path, progress=progress)
 
 
 def chat(prompt: str, run: str | None = None, model: str | None = None, system: str | None = None,
          max_new_tokens: int = 128, keep: bool = False, progress: Progress | None = None,
-         conversation: Conversation | None = None, temperature: float = 0.0) -> str:
+         conversation: Conversation | None = None, temperature: float = 0.0, weights: str = results.AUTO) -> str:
     """One answer from a run's result or a model (greedy, or sampled at `temperature`); within `conversation` when
     one is given (its system message then counts, not `system`), which then holds this question and its answer."""
-    m, tok = chat_models(run, model, keep, progress)
+    m, tok = chat_models(run, model, keep, progress, weights)
     if progress is not None:
         progress.update(None, "Thinking…")
     return (conversation or Conversation(system)).ask(m, tok, prompt, max_new_tokens, temperature)
@@ -269,7 +274,7 @@ def chat(prompt: str, run: str | None = None, model: str | None = None, system: 
 
 def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int = 64, loss_rows: int = 256,
                  progress: Progress | None = None, mapping: dict | None = None,
-                 on_bad: str = "skip") -> evaluation.Report:
+                 on_bad: str = "skip", weights: str = results.AUTO) -> evaluation.Report:
     """The run's tuned model against its base on `data`: the loss of the first `loss_rows` rows' answers (as the
     run's validation loss counts them) and both models' answers to the first `asks` questions, kept in the
     history with the run. One model is loaded at a time."""
@@ -277,12 +282,12 @@ def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int = 64, l
 
     progress = progress or Progress()
     answerers.release()  # two models follow, one after the other
-    r = get_run(run)
+    r = run_weights(run, weights)
     cfg = r["config"]
     examples = read_dataset(data, progress, mapping, on_bad).examples[:loss_rows]
     asked = evaluation.questions(examples, asks)
     found = {}
-    for which, result in (("tuned", Path(r["run_dir"]) / "result"), ("base", None)):
+    for which, result in (("tuned", results.folder(r)), ("base", None)):
         progress.update(None, f"Loading the {which} model")
         model, tok = inference.load(r["model_path"], r["strategy"] if result else None, result)
         progress.update(None, f"Measuring the {which} model on {len(examples):,} rows")
@@ -291,7 +296,7 @@ def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int = 64, l
         found[which] = value, tokens, evaluation.answers(model, tok, asked, max_new_tokens)
         del model
     report = evaluation.Report(str(data), len(examples), found["tuned"][1], found["base"][0], found["tuned"][0],
-                               asked, found["base"][2], found["tuned"][2])
+                               asked, found["base"][2], found["tuned"][2], r["picked"].which, r["picked"].step)
     with open_history() as db:  # kept with the run: measured once, seen again later
         db.add_evaluation(r["id"], report.to_dict())
     return report
@@ -305,11 +310,11 @@ def run_evaluations(run_id: str) -> list[dict]:
 
 
 def export_run(run: str, fmt: str, out: str, quant: str | None = None, progress: Progress | None = None,
-               nf4_base: bool = False) -> Path:
+               nf4_base: bool = False, weights: str = results.AUTO) -> Path:
     from core import export
 
     answerers.release()  # the export may hold a merged model, or two for its check: it gets the memory first
-    r = get_run(run)
+    r = run_weights(run, weights)
     if fmt == "gguf":  # recorded as written (q4_k_m when left out), in lower case as the file names it
         from core.gguf_export import tensor_types
 

@@ -93,6 +93,8 @@ class Report:
     asked: list[Question]
     base_answers: list[str]
     tuned_answers: list[str]
+    weights: str = "last"  # which of the run's weights were measured (core.results: last, or best)
+    step: int | None = None  # the step those weights are from
 
     def summary(self) -> str:
         if self.base_loss is None or self.tuned_loss is None:
@@ -100,11 +102,12 @@ class Report:
         ratio = perplexity_ratio(self.base_loss, self.tuned_loss)
         verdict = (f"the tuned model finds the expected answers {ratio:.2f}× as likely per token" if ratio >= 1 else
                    f"the tuned model finds the expected answers less likely than the base ({ratio:.2f}× per token)")
+        which = f" (the weights of step {self.step}, lowest validation loss)" if self.weights == "best" else ""
         return (f"{self.data}: {self.rows:,} rows, {self.tokens:,} answer tokens; loss {self.base_loss:.4f} with the "
-                f"base model, {self.tuned_loss:.4f} tuned: {verdict}.")
+                f"base model, {self.tuned_loss:.4f} tuned{which}: {verdict}.")
 
     def to_dict(self) -> dict:
         return {"data": self.data, "rows": self.rows, "tokens": self.tokens, "base_loss": self.base_loss,
-                "tuned_loss": self.tuned_loss, "summary": self.summary(),
+                "tuned_loss": self.tuned_loss, "summary": self.summary(), "weights": self.weights, "step": self.step,
                 "answers": [{"source": q.source, "prompt": q.prompt, "expected": q.expected, "base": b, "tuned": t}
                             for q, b, t in zip(self.asked, self.base_answers, self.tuned_answers)]}

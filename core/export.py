@@ -9,8 +9,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from core import atomic, strategies
-from core.errors import BadArgument, KnownError
+from core import atomic, results, strategies
+from core.errors import BadArgument
 from core.progress import Progress, Span
 
 FORMATS = ("adapter", "safetensors", "gguf")
@@ -36,9 +36,7 @@ def export(run: dict, fmt: str, out: str | Path, quant: str | None = None, progr
         tensor_types.pick(quant or tensor_types.DEFAULT)  # a wrong type is refused before anything is loaded
     elif nf4_base:
         raise BadArgument("--qlora-base applies to GGUF export only.")
-    result = Path(run["run_dir"]) / "result"
-    if not result.is_dir():
-        raise KnownError(f"Run {run['id']} has no result yet ({run['status']}); let it finish or stop it first.")
+    result = results.need(run)  # the last step's weights, or those picked by core.results.pick
     if out.is_file() or (out.is_dir() and any(out.iterdir())):
         raise BadArgument(f"{out} already exists; choose a new folder so nothing is overwritten.")
     if fmt == "gguf":

@@ -51,6 +51,12 @@ class RunConfig:
                                      "one at the end.")
     checkpoint_every: int = option(50, help="Save a resumable checkpoint every N steps (and always at the end).")
     keep_checkpoints: int = option(2, help="How many recent checkpoints to keep on disk.")
+    keep_best: bool = option(True, help="Keep the weights of the validation check with the lowest loss (best/ in the "
+                                        "run's folder) when a later check is worse: chat, evaluate and export then "
+                                        "use them unless told to take the last step's.")
+    stop_early: int = option(0, help="End the run when this many validation checks in a row have not beaten the "
+                                     "lowest validation loss so far (the model has begun memorizing its rows); "
+                                     "0 trains every planned step.")
     gradient_checkpointing: bool = option(False, help="Recompute activations in backward to save memory.")
     packing: bool = option(True, help="Pack short rows together into full sequences (rows stay apart: positions "
                                       "restart per row and no row attends to another); turned off by itself where "
@@ -86,6 +92,7 @@ class RunConfig:
         check(self.eval_every >= 0, "eval_every", "must be 0 (about ten times per run) or a number of steps.")
         check(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1.")
         check(self.keep_checkpoints >= 1, "keep_checkpoints", "must be at least 1.")
+        check(self.stop_early >= 0, "stop_early", "must be 0 (train every step) or a number of validation checks.")
         from core import strategies  # the strategy checks its own settings, naming the one that is wrong
 
         strategies.get(self.strategy, need_built=False).options(self.strategy_options)

@@ -50,7 +50,8 @@ _events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
 os.dup2(2, 1)
 sys.stdout = sys.stderr
 
-from core import checkpoint, history, memory_watch, replanner, run_config, run_control, runtime_env, settings, strategies, training  # noqa: E402
+from core import checkpoint, history, memory_watch, replanner, results, run_config, run_control  # noqa: E402
+from core import runtime_env, settings, strategies, training, validation_watch  # noqa: E402
 from core.data import dataset as data_mod  # noqa: E402
 from core.data import packing, token_cache, tokenize  # noqa: E402
 from core.errors import KnownError  # noqa: E402
@@ -140,7 +141,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
     session.schedule(total)
     eval_every = cfg.eval_every or max(1, total // 10)  # a validation curve, not just an end figure
 
-    best = float("inf")
+    best, state = float("inf"), None
     last = checkpoint.latest(run_dir) if resume else None
     if last is not None:
         state = session.resume(last)
@@ -148,6 +149,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         emit("status", text=f"Resumed from the checkpoint at step {session.step_index}"
              + ("; the re-plan changed which weights train, so the optimizer starts afresh from its weights"
                 if state.get("optimizer_reset") else ""))
+    watch = validation_watch.Watch.start(cfg, state, session.step_index)
     db.update_run(cfg.run_id, total_steps=total)
     emit("start", total_steps=total, start_step=session.step_index, train_examples=len(train_set),
          eval_examples=len(eval_set), trainable_params=session.trainable_count, device=device.type,
@@ -167,7 +169,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         emit("status", text=f"Kernels off ({', '.join(ops)}): {reason}")
 
     def save_checkpoint() -> None:
-        path = session.save_checkpoint(run_dir, {"best_loss": best, "total_steps": total})
+        path = session.save_checkpoint(run_dir, {"best_loss": best, "total_steps": total, **watch.state()})
         db.add_checkpoint(cfg.run_id, session.step_index, str(path))
         emit("checkpoint", step=session.step_index, path=str(path))
 
@@ -179,7 +181,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         if control.stop:
             save_checkpoint()
             return finish(cfg, db, emit, session, history.STOPPED, f"stopped by you at step {session.step_index}",
-                          loss_value, best, EXIT_STOPPED)
+                          loss_value, best, EXIT_STOPPED, None)
         t0 = time.time()
         batches = [collate([items[i] for i in idx], pad_id)
                    for idx in training.batches_for_step(session.step_index, cfg, len(items))]
@@ -206,13 +208,17 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
             db.set_calibration(cfg.run_id, measured)
             emit("calibration", **measured)
         if step % eval_every == 0 and step < total:
-            run_eval(cfg, db, emit, session, eval_set, pad_id, step)
+            checked = run_eval(cfg, db, emit, session, eval_set, pad_id, step, watch)
+            if watch.tired:
+                save_checkpoint()
+                return finish(cfg, db, emit, session, history.DONE, watch.why_stopped(step), loss_value, best,
+                              EXIT_DONE, checked)
         if step % cfg.checkpoint_every == 0 and step < total:
             save_checkpoint()
-    run_eval(cfg, db, emit, session, eval_set, pad_id, session.step_index)
+    checked = run_eval(cfg, db, emit, session, eval_set, pad_id, session.step_index, watch, last=True)
     save_checkpoint()
     return finish(cfg, db, emit, session, history.DONE, f"finished {counted(session.step_index, 'step')}", loss_value,
-                  best, EXIT_DONE)
+                  best, EXIT_DONE, checked)
 
 
 def hold(cfg, db, emit, session, tok, control: run_control.Control) -> float:
@@ -250,21 +256,29 @@ def hold(cfg, db, emit, session, tok, control: run_control.Control) -> float:
     return waited
 
 
-def run_eval(cfg, db, emit, session, eval_set, pad_id, step) -> None:
+def run_eval(cfg, db, emit, session, eval_set, pad_id, step, watch, last: bool = False) -> float | None:
+    """The validation loss now (None without validation rows), recorded, shown and counted by `watch`."""
     value = session.evaluate(eval_set, pad_id)
     if value is not None:
         db.add_metric(cfg.run_id, step, "eval", value)
         db.update_run(cfg.run_id, eval_loss=value)
-        emit("eval", step=step, loss=round(value, 5))
+        lowest = watch.check(session, step, value, last=last)
+        emit("eval", step=step, loss=round(value, 5), lowest=lowest)
+    return value
 
 
-def finish(cfg, db, emit, session, status, outcome, loss, best, code) -> int:
-    """Write the result (adapter or model folder) where chat and export find it, then record the end."""
+def finish(cfg, db, emit, session, status, outcome, loss, best, code, checked: float | None) -> int:
+    """Write the result (adapter or model folder) where chat and export find it, settle the kept best weights
+    against it (`checked`: the validation loss at this step, None when not measured), then record the end."""
     from core import atomic
 
-    result = Path(cfg.run_dir) / "result"
+    result = results.last_folder(cfg.run_dir)
     with atomic.folder(result, replace=True) as tmp:
         session.save_result(tmp)
+    kept = validation_watch.summary(results.settle(cfg.run_dir, session.step_index, checked))
+    if kept:
+        db.add_event(cfg.run_id, "best", kept)
+        emit("status", text=kept)
     session.close()  # unhooks a host-side optimizer and deletes its scratch spill file
     db.update_run(cfg.run_id, status=status, outcome=outcome, ended_at=time.time(), final_loss=loss,
                   best_loss=None if best == float("inf") else best)

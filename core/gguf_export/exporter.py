@@ -22,7 +22,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from core import atomic, strategies
+from core import atomic, results, strategies
 from core.errors import BadArgument, KnownError
 from core.gguf_export import architectures, chat_format, lora_adapter, merge, modelfile, tensor_types, verify
 from core.gguf_export import vocab as vocab_mod
@@ -34,7 +34,7 @@ REPORT = "export.json"
 
 def model_config(run: dict) -> dict:
     """The trained model's config.json (the result holds it for whole-model runs), read before loading."""
-    folder = Path(run["run_dir"]) / "result"
+    folder = results.folder(run)
     if strategies.get(run["strategy"]).result == "adapter" or not (folder / "config.json").is_file():
         folder = Path(run["model_path"])
     return json.loads((folder / "config.json").read_text(encoding="utf-8"))
@@ -78,15 +78,23 @@ def _lora(run: dict, arch, cfg: dict, target: Path, stem: str) -> dict:
         return {"written": False, "why": f"the run trained the whole model ({run['strategy']}), so there is no adapter"}
     if getattr(strategy, "use_dora", False):
         return {"written": False, "why": "llama.cpp's LoRA files cannot carry DoRA's magnitude vectors"}
-    result = Path(run["run_dir"]) / "result"
+    result = results.folder(run)
     lora_adapter.write(result, arch, cfg, target, stem)
     return {"written": True, "file": target.name, "check": lora_adapter.check(target, result, arch, cfg),
             "why": "a small file that puts this fine-tune on a base GGUF with llama.cpp --lora or Ollama's ADAPTER"}
 
 
+def _weights(run: dict) -> dict:
+    """Which of the run's weights the file holds (core.results.pick put the choice in the run)."""
+    choice = run.get("picked")
+    if choice is None:
+        return {"which": results.LAST, "step": run.get("steps_done")}
+    return {"which": choice.which, "step": choice.step, "why": choice.note}
+
+
 def report(run, plan, merge_reason, detected, lora, result, gguf_path) -> dict:
     return {
-        "run": run["id"], "file": gguf_path.name, "bytes": gguf_path.stat().st_size,
+        "run": run["id"], "weights": _weights(run), "file": gguf_path.name, "bytes": gguf_path.stat().st_size,
         "quant": plan.pick.name, "quant_summary": plan.pick.summary, "architecture": plan.arch.name,
         "tensor_types": dict(Counter(t.type for t in plan.tensors)),
         "fallbacks": tensor_types.fallbacks(plan.tensors),

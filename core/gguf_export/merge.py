@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from core import strategies
-from core.errors import KnownError
+from core import results, strategies
 
 
 @dataclass
@@ -41,7 +40,7 @@ def source(run: dict, nf4_base: bool = False) -> Source:
     """The run's merged model: read and merged a tensor at a time from the checkpoint's shards where that
     gives what peft's merge gives (RAM never holds the model, so a 70B trained with offload exports on the
     machine that trained it), else merged whole in RAM by peft, with the reason."""
-    result = _result(run)
+    result = results.need(run)
     why = "merging into the nf4-rounded base needs the whole model" if nf4_base else _not_by_shards(run, result)
     if why:
         model, reason = merged_model(run, nf4_base)
@@ -73,13 +72,6 @@ def source(run: dict, nf4_base: bool = False) -> Source:
     return Source(tensors, shapes, AutoConfig.from_pretrained(str(base)).to_dict(),
                   f"{what} in float32, one tensor at a time from the checkpoint's shards",
                   sum(math.prod(s) for s in shapes.values()), 0, reference)
-
-
-def _result(run: dict) -> Path:
-    result = Path(run["run_dir"]) / "result"
-    if not result.is_dir():
-        raise KnownError(f"Run {run['id']} has no result yet ({run['status']}); let it finish or stop it first.")
-    return result
 
 
 def _folders(run: dict, result: Path) -> tuple[Path, Path | None]:
@@ -123,7 +115,7 @@ def merged_model(run: dict, nf4_base: bool = False):
     """(model, reason): the run's trained model with any adapter merged in, on the CPU, in eval mode."""
     from core.inference import trained_model
 
-    result = _result(run)
+    result = results.need(run)
     strategy = strategies.get(run["strategy"])
     dtype = stored_dtype(run["model_path"])
     model = trained_model(run["model_path"], run["strategy"], result, dtype)

@@ -1,0 +1,126 @@
+"""A run whose validation loss turns up keeps the weights of its lowest point, and chat, evaluate and export use
+them unless told otherwise; --stop-early ends such a run by itself (core/results.py, core/validation_watch.py).
+
+The data makes a real over-fit cheaply: each prompt comes twice with different random answers, so the rows held
+out for validation have twins in training with other answers. The tiny model first learns the answers' words
+(validation falls), then memorizes the training twins (validation rises while the training loss keeps falling).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from safetensors.torch import load_file
+
+from core import results
+from core.errors import BadArgument
+from tests.conftest import json_lines, write_jsonl
+
+WORDS = "red blue green gold iron salt wind rain moon star fish bird tree rock sand wave".split()
+COMMON = ("--strategy", "full", "--lr", "1e-2", "--eval-fraction", "0.25", "--eval-every", "10", "--json")
+
+
+@pytest.fixture
+def twins(tmp_path):
+    rng = random.Random(1)
+    rows = [{"prompt": f"code {i}", "completion": " ".join(rng.choice(WORDS) for _ in range(6))}
+            for i in range(12) for _ in range(2)]
+    rng.shuffle(rows)
+    return write_jsonl(tmp_path / "twins.jsonl", rows)
+
+
+def train(cli, model, data, *extra):
+    events = json_lines(cli("train", "--model", model, "--data", data, *COMMON, *extra, check=0).stdout)
+    evals = {e["step"]: e["loss"] for e in events if e["event"] == "eval"}
+    return events, events[-1]["run_id"], evals
+
+
+def held_out_loss(run: dict, folder) -> float:
+    """The validation loss of the weights in `folder`, measured again on the rows the run held out."""
+    from core import evaluation, inference
+    from core.data import dataset
+
+    cfg = run["config"]
+    _, rows, _ = dataset.load(cfg["data_path"]).split(cfg["eval_fraction"], cfg["seed"])
+    model, tok = inference.load(run["model_path"], run["strategy"], folder)
+    return evaluation.loss(model, tok, rows, cfg["seq_len"], cfg["train_on"])[0]
+
+
+def test_a_run_that_begins_memorizing_keeps_and_uses_its_best_weights(cli, cli_here, home, tiny_model_dir, twins,
+                                                                     tmp_path):
+    from app import operations as ops
+
+    events, run_id, evals = train(cli, tiny_model_dir, twins, "--max-steps", "100")
+    lowest = min(evals, key=evals.get)
+    assert 10 <= lowest < 100 and evals[100] > evals[lowest], evals  # the data really over-fits
+    lowest_seen = [e["step"] for e in events if e["event"] == "eval" and e["lowest"]]
+    assert lowest_seen[-1] == lowest and lowest_seen == sorted(lowest_seen)
+    run_dir = home / "runs" / run_id
+    kept = results.best_of(run_dir)
+    assert (kept["step"], kept["last_step"]) == (lowest, 100)
+    assert kept["loss"] == pytest.approx(evals[lowest], abs=1e-4) and kept["last_loss"] > kept["loss"]
+    said = [e["text"] for e in events if e["event"] == "status" and "lowest at step" in e.get("text", "")]
+    assert said and f"step {lowest}" in said[0]
+
+    run = ops.get_run(run_id)  # best/ really holds that step's weights: measured again, the same losses
+    assert held_out_loss(run, run_dir / "best") == pytest.approx(evals[lowest], abs=1e-3)
+    assert held_out_loss(run, run_dir / "result") == pytest.approx(evals[100], abs=1e-3)
+
+    listed = json.loads(cli_here("runs", "--json", check=0).stdout)
+    assert listed[0]["best_weights"]["step"] == lowest
+    measured = json.loads(cli_here("evaluate", "--run", run_id, "--data", twins, "--ask", "0", "--json",
+                                   check=0).stdout)
+    at_last = json.loads(cli_here("evaluate", "--run", run_id, "--data", twins, "--ask", "0", "--json",
+                                  "--weights", "last", check=0).stdout)
+    assert (measured["weights"], measured["step"], at_last["weights"]) == ("best", lowest, "last")
+    assert measured["tuned_loss"] != at_last["tuned_loss"] and f"step {lowest}" in measured["summary"]
+
+    out = tmp_path / "model"
+    proc = cli_here("export", "--run", run_id, "--format", "safetensors", "--out", out, check=0)
+    assert f"Exporting the weights of step {lowest}" in proc.stderr
+    exported, best = load_file(str(out / "model.safetensors")), load_file(str(run_dir / "best" / "model.safetensors"))
+    last = load_file(str(run_dir / "result" / "model.safetensors"))
+    name = "model.layers.0.mlp.down_proj.weight"
+    assert exported[name].equal(best[name].to(exported[name].dtype)) and not exported[name].equal(
+        last[name].to(exported[name].dtype))
+
+
+def test_stop_early_ends_the_run_when_validation_stops_improving(cli, home, tiny_model_dir, twins):
+    events, run_id, evals = train(cli, tiny_model_dir, twins, "--max-steps", "100", "--stop-early", "2")
+    lowest = min(evals, key=evals.get)
+    end = lowest + 2 * 10  # two checks after the lowest, none better
+    assert max(evals) == end < 100, evals
+    done = events[-1]
+    assert done["status"] == "done" and f"stopped early at step {end}" in done["text"], done
+    kept = results.best_of(home / "runs" / run_id)
+    assert (kept["step"], kept["last_step"]) == (lowest, end)
+    assert (home / "runs" / run_id / "checkpoints" / f"step-{end:06d}").is_dir()
+
+
+def kept(run_dir, step: int, loss: float) -> None:
+    (run_dir / "best").mkdir(parents=True)
+    (run_dir / "best" / results.MARK).write_text(json.dumps({"step": step, "loss": loss}))
+
+
+@pytest.mark.parametrize("last_step, last_loss, stays, auto", [
+    (100, 3.0, True, "best"),  # measured worse at the end: best kept and chosen
+    (100, 2.0, False, "last"),  # the end was at least as good: best/ goes
+    (60, None, False, "last"),  # the run ended at the best step itself
+    (80, None, True, "last"),  # stopped before its end was measured: kept, offered, not chosen by itself
+])
+def test_settle_keeps_best_only_where_it_beats_the_end(tmp_path, last_step, last_loss, stays, auto):
+    kept(tmp_path, 60, 2.5)
+    results.settle(tmp_path, last_step, last_loss)
+    assert (tmp_path / "best").is_dir() == stays
+    run = {"id": "r1", "run_dir": str(tmp_path), "steps_done": last_step}
+    assert results.choose(run).which == auto
+    assert results.folder(results.pick(run)) == tmp_path / ("best" if auto == "best" else "result")
+
+
+def test_asking_for_best_weights_a_run_did_not_keep_is_one_sentence(tmp_path):
+    with pytest.raises(BadArgument, match="kept no separate best weights.*--weights last"):
+        results.choose({"id": "r1", "run_dir": str(tmp_path)}, results.BEST)
+    with pytest.raises(BadArgument, match="Unknown weights 'middle'"):
+        results.choose({"id": "r1", "run_dir": str(tmp_path)}, "middle")
