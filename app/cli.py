@@ -75,6 +75,9 @@ def build_parser() -> Parser:
                             "strategies` lists them).")
         s.add_argument("--memory-cap", type=float, metavar="GIB",
                        help="Use at most this many GiB of the training device (GPU memory, or RAM on the CPU).")
+        s.add_argument("--stop-early", type=int, metavar="CHECKS",
+                       help="End the run when CHECKS validation checks in a row have not beaten the lowest validation "
+                            "loss (default: train every planned step). The weights of the lowest are kept either way.")
         s.add_argument("--json", action="store_true", help="Machine-readable output, one JSON object per line.")
 
     s = sub.add_parser("plan", help="Show what would run and why.")
@@ -90,9 +93,6 @@ def build_parser() -> Parser:
                         "under 200, else a twentieth, at most 256).")
     s.add_argument("--eval-every", type=int, metavar="STEPS",
                    help="Measure the validation loss every STEPS steps (default: about ten times per run).")
-    s.add_argument("--stop-early", type=int, metavar="CHECKS",
-                   help="End the run when CHECKS validation checks in a row have not beaten the lowest validation "
-                        "loss (default: train every planned step). The weights of the lowest are kept either way.")
 
     s = sub.add_parser("resume", help="Continue a stopped or interrupted run from its last checkpoint.")
     s.add_argument("--run", required=True, help="Run id (a unique prefix is enough, or 'last').")

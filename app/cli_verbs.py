@@ -40,7 +40,7 @@ def wishes_of(a) -> planner.Wishes:
                           checkpointing=a.checkpointing,
                           memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else None,
                           options=dict(strategies.parse_option(a.strategy, text) for text in a.option),
-                          packing=a.packing, kernels=kernels_of(a.kernels))
+                          packing=a.packing, kernels=kernels_of(a.kernels), stop_early=a.stop_early or 0)
 
 
 def kernels_of(text: str) -> list[str] | None:
@@ -107,7 +107,7 @@ def cmd_train(a) -> int:
                            on_bad=a.bad_rows)
     cfg = ops.create_run(bundle, project=a.project, seed=a.seed,
                          memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else 0,
-                         eval_fraction=a.eval_fraction, eval_every=a.eval_every or 0, stop_early=a.stop_early or 0)
+                         eval_fraction=a.eval_fraction, eval_every=a.eval_every or 0)
     if a.json:
         out({"event": "plan", "run_id": cfg.run_id, "plan": bundle.plan.to_dict()})
     else:

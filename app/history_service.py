@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app import operations as ops
+from core import results
 from core.export import folder_size
 from core.plan_text import size_text
 from core.progress import Progress
@@ -75,6 +76,7 @@ class RunDetail:
     run_dir: str = ""
     resumable: bool = False  # stopped or interrupted, with a checkpoint and its config file to start from
     has_result: bool = False  # a trained result to try and export
+    best_weights: dict | None = None  # what best/ holds (core.results.best_of): the lowest validation loss's weights
 
     @property
     def id(self) -> str:
@@ -121,7 +123,8 @@ def run_detail(run_id: str, progress: Progress | None = None) -> RunDetail:
     summary = RunSummary.of(run)
     resumable = (summary.status in RESUMABLE and bool(checkpoints) and (run_dir / "run.json").is_file())
     return RunDetail(summary, run.get("config") or {}, train, evals, checkpoints, exports, events, str(run_dir),
-                     resumable=resumable, has_result=bool(run.get("run_dir")) and (run_dir / "result").is_dir())
+                     resumable=resumable, has_result=bool(run.get("run_dir")) and (run_dir / "result").is_dir(),
+                     best_weights=results.best_of(run_dir) if run.get("run_dir") else None)
 
 
 def compare(first: str, second: str, progress: Progress | None = None) -> Comparison:

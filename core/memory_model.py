@@ -96,6 +96,7 @@ class Setup:
     frozen_streamed: bool = False  # LISA's stream_frozen: the layers not training stream, the γ trained ones stay
     quantized_base: bool = True  # a 4-bit strategy's base really is 4-bit (offload's quantize=False streams 16-bit)
     keep_checkpoints: int = 2
+    keep_best: bool = True  # best/ beside the result: the weights of the lowest validation loss (core/results.py)
     fused_loss: bool = False  # our fused linear cross-entropy is patched in (CUDA, kernels on): no full logits
     layer_major: bool = False  # a layer-major step (offload, LISA): every layer's input kept for each micro-batch
     accumulation: int = 1  # micro-batches per optimizer step (what layer-major keeps grows with it)
@@ -329,4 +330,6 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     saved_state = (shape.params * s.compute_bytes if full_like else trainable * param_bytes) + optimizer
     est.disk["checkpoints"] = s.keep_checkpoints * saved_state
     est.disk["result"] = shape.params * 2 if full_like else trainable * 4
+    if s.keep_best:  # at most one more result, replaced as the validation loss reaches new lows
+        est.disk["weights of the lowest validation loss"] = est.disk["result"]
     return est

@@ -16,7 +16,9 @@ def describe(plan: Plan) -> list[str]:
              f"sequence length {plan.seq_len}, learning rate {plan.lr:g}"
              + (", gradient checkpointing" if plan.gradient_checkpointing else ""),
              f"Steps: {plan.total_steps}, about {duration(plan.step_time_s)} each; estimated time "
-             f"{duration(plan.total_time_s)} (one epoch {duration(plan.epoch_time_s)})",
+             f"{duration(plan.total_time_s)} (one epoch {duration(plan.epoch_time_s)})"
+             + (f"; ends early after {plan.stop_early} validation checks without a new low"
+                if plan.stop_early else ""),
              f"Estimated peak {'GPU memory' if plan.device == 'cuda' else 'memory'}: {plan.peak_bytes / GIB:.2f} GiB "
              f"of {plan.memory_limit / GIB:.1f} GiB" + ("" if plan.fits else "  (DOES NOT FIT)")]
     lines += [f"  {k}: {v / GIB:.2f} GiB" for k, v in plan.memory.items()]

@@ -61,6 +61,7 @@ class Wishes:
     packing: bool = True  # pack short rows into full sequences (core.data.packing)
     kernels: list[str] | None = None  # our kernels to train with (tuneforge_kernels.OPS names); None: all on CUDA
     kernels_why: str = "as you asked"  # how that list came about, for the plan's reason
+    stop_early: int = 0  # end the run after this many validation checks without a new low (0: every step)
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Plan:
     options: dict = field(default_factory=dict)  # the strategy's settings as planned (its Options fields)
     packing: bool = True  # short rows packed into full sequences
     kernels: list[str] | str = "auto"  # our kernels the run trains with: "auto" (all on CUDA) or the names asked
+    stop_early: int = 0  # validation checks in a row without a new low before the run ends; 0 trains every step
     sequences: int = 0  # what one epoch is made of: packs, or rows when not packing
     ram: dict[str, int] = field(default_factory=dict)  # host RAM by term
     ram_limit: int = 0
@@ -284,7 +286,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         disk_free=hw.disk_free_bytes, epoch_time_s=round(step_time * per_epoch, 1),
         fits=device_bytes <= target.usable and est.ram_total <= target.ram_limit,
         optimizer=setup.optimizer, options=settings.to_dict(s.options(options)), packing=w.packing, sequences=rows,
-        kernels="auto" if w.kernels is None else list(w.kernels),
+        kernels="auto" if w.kernels is None else list(w.kernels), stop_early=w.stop_early,
         calibration={"factor": target.factor, "time_factor": target.time_factor, "source": target.factor_source}
         if (target.factor, target.time_factor) != (1.0, 1.0) else {},
         reasons=reasons, warnings=warnings,

@@ -109,3 +109,19 @@ def json_lines(text: str) -> list[dict]:
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+OVERFIT_WORDS = "red blue green gold iron salt wind rain moon star fish bird tree rock sand wave".split()
+
+
+def write_twins(path: Path) -> Path:
+    """Data a tiny model over-fits within 100 steps: each of 12 prompts twice, with two different random answers,
+    so held-out rows have twins in training with other answers. Trained fully at lr 1e-2 with a quarter held out,
+    the validation loss first falls (the answers' words) and then rises (the twins memorized)."""
+    import random
+
+    rng = random.Random(1)
+    rows = [{"prompt": f"code {i}", "completion": " ".join(rng.choice(OVERFIT_WORDS) for _ in range(6))}
+            for i in range(12) for _ in range(2)]
+    rng.shuffle(rows)
+    return write_jsonl(path, rows)

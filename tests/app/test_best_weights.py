@@ -1,34 +1,27 @@
 """A run whose validation loss turns up keeps the weights of its lowest point, and chat, evaluate and export use
 them unless told otherwise; --stop-early ends such a run by itself (core/results.py, core/validation_watch.py).
 
-The data makes a real over-fit cheaply: each prompt comes twice with different random answers, so the rows held
-out for validation have twins in training with other answers. The tiny model first learns the answers' words
-(validation falls), then memorizes the training twins (validation rises while the training loss keeps falling).
+The data makes a real over-fit cheaply (tests.conftest.write_twins): the tiny model first learns the answers'
+words (validation falls), then memorizes the held-out rows' twins (validation rises while training falls).
 """
 
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 from safetensors.torch import load_file
 
 from core import results
 from core.errors import BadArgument
-from tests.conftest import json_lines, write_jsonl
+from tests.conftest import json_lines, write_twins
 
-WORDS = "red blue green gold iron salt wind rain moon star fish bird tree rock sand wave".split()
 COMMON = ("--strategy", "full", "--lr", "1e-2", "--eval-fraction", "0.25", "--eval-every", "10", "--json")
 
 
 @pytest.fixture
 def twins(tmp_path):
-    rng = random.Random(1)
-    rows = [{"prompt": f"code {i}", "completion": " ".join(rng.choice(WORDS) for _ in range(6))}
-            for i in range(12) for _ in range(2)]
-    rng.shuffle(rows)
-    return write_jsonl(tmp_path / "twins.jsonl", rows)
+    return write_twins(tmp_path / "twins.jsonl")
 
 
 def train(cli, model, data, *extra):

@@ -121,10 +121,12 @@ def test_strategy_settings_cap_and_device_reach_the_plan_and_reset_clears_them(m
     r.widget.setValue(32)
     adv.memory_cap.setValue(3)
     adv.device.setCurrentIndex(adv.device.findData("cpu"))  # the what-if has a GPU; train on the CPU instead
-    assert adv.overridden.text() == "4 settings overridden"
+    adv.stop_early.setCurrentIndex(adv.stop_early.findData(3))
+    assert adv.overridden.text() == "5 settings overridden"
     wishes = adv.wishes()
-    assert (wishes.options, wishes.memory_cap_bytes, wishes.device) == ({"r": 32}, 3 * GIB, "cpu")
-    replanned(page, qtbot, lambda b: (b.plan.device, b.plan.options["r"]) == ("cpu", 32)
+    assert (wishes.options, wishes.memory_cap_bytes, wishes.device, wishes.stop_early) == ({"r": 32}, 3 * GIB,
+                                                                                           "cpu", 3)
+    replanned(page, qtbot, lambda b: (b.plan.device, b.plan.options["r"], b.plan.stop_early) == ("cpu", 32, 3)
               and b.plan.memory_limit <= 3 * GIB)
     assert "Memory capped at 3.00 GiB as you asked" in page.reasons.text()
     r.widget.setValue(0)  # a value the strategy refuses: its sentence, and no plan

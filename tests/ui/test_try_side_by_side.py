@@ -52,6 +52,7 @@ def ask_and_wait(qtbot, page, prompt: str) -> None:
 def test_each_model_answers_in_its_own_pane_and_conversation_with_its_own_errors(qtbot, export_page):
     page = export_page
     assert page.answer is page.tuned_pane.text  # the tuned pane is the answer the wizard test waits for
+    assert page.weights.isHidden() and page.weights.value() == "auto"  # its last step is all it kept
     ask_and_wait(qtbot, page, "Where is the gold?")
     assert not page.base_pane.error.message and not page.tuned_pane.error.message
     assert page.base_pane.status.isHidden() and page.tuned_pane.status.isHidden()

@@ -18,12 +18,22 @@ from ui.pages.export_page import ExportPage
 NO_RESULT = "This run has no trained result yet: resume it, or let it finish, to try and export it."
 
 
+def lowest_validation(detail: RunDetail) -> str:
+    """'2.9146 at step 60, its weights kept', or '—' without validation checks."""
+    if not detail.eval:
+        return "—"
+    step, loss = min(detail.eval, key=lambda point: point[1])
+    kept = detail.best_weights is not None and detail.best_weights["step"] == step
+    return f"{loss_text(loss)} at step {step}" + (", its weights kept" if kept else "")
+
+
 def figures_html(detail: RunDetail) -> str:
     s = detail.summary
     rows = [("Status", s.status + (f": {s.outcome}" if s.outcome else "")), ("Model", s.model),
             ("Dataset", s.dataset or "—"), ("Strategy", s.strategy), ("Steps", f"{s.steps_done} of {s.total_steps}"),
             ("Final loss", loss_text(s.final_loss)), ("Best loss", loss_text(s.best_loss)),
-            ("Validation loss", loss_text(s.eval_loss)), ("Duration", duration(s.duration_s)),
+            ("Validation loss", loss_text(s.eval_loss)), ("Lowest validation", lowest_validation(detail)),
+            ("Duration", duration(s.duration_s)),
             ("Created", when(s.created_at)), ("Project", s.project)]
     cells = "".join(f"<td style='padding-right:6px;color:#6b7380'>{k}</td><td style='padding-right:18px'>"
                     f"<b>{v}</b></td>" + ("</tr><tr>" if i % 4 == 3 else "") for i, (k, v) in enumerate(rows))

@@ -6,6 +6,7 @@ shown when the run is opened again."""
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton,
@@ -29,9 +30,10 @@ def answers_text(report: dict) -> str:
 
 
 class EvaluateBox(QGroupBox):
-    def __init__(self, parent=None):
+    def __init__(self, weights: Callable[[], str] = lambda: "auto", parent=None):
         super().__init__("Measure it: both models on examples the run did not train on", parent)
         self.run_id: str | None = None
+        self.weights = weights  # which of the run's weights are measured (ui/pages/weights_choice.py)
         self.tasks = TaskGroup(self._failed)
         self.file_edit = QLineEdit(placeholderText="A file of held-out examples, in any dataset format")
         self.browse_button = QPushButton("Choose…", autoDefault=False)
@@ -77,7 +79,7 @@ class EvaluateBox(QGroupBox):
         self._show(None)
         self.measure_button.setEnabled(False)
         self.status.start("Measuring…")
-        self.tasks.run("evaluate", ops.evaluate_run, self.run_id, path, ASK, MAX_NEW_TOKENS,
+        self.tasks.run("evaluate", ops.evaluate_run, self.run_id, path, ASK, MAX_NEW_TOKENS, weights=self.weights(),
                        on_done=self._done, on_progress=self.status.report)
 
     def cancel(self) -> None:

@@ -3,6 +3,7 @@ tuned model side by side in a conversation, and measure both on held-out example
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from core.gguf_export import tensor_types
 from ui.pages.answer_pane import AnswerPane
 from ui.pages.base import BusyLine, Page, Session
 from ui.pages.evaluate_box import EvaluateBox
+from ui.pages.weights_choice import WeightsChoice
 
 DEFAULT_PROMPT = "What is 12 plus 5?"
 
@@ -33,10 +35,10 @@ def free_folder(parent: Path, name: str) -> Path:
     return candidate
 
 
-def ask(run_id: str, prompt: str, conversation: Conversation, progress) -> str:
-    """The run's tuned model answers, within its conversation; it stays loaded for the next question
-    (app/answerers.py)."""
-    return ops.chat(prompt, run=run_id, keep=True, progress=progress, conversation=conversation)
+def ask(run_id: str, prompt: str, conversation: Conversation, progress, weights: str = "auto") -> str:
+    """The run's tuned model (its chosen `weights`) answers, within its conversation; it stays loaded for the
+    next question (app/answerers.py)."""
+    return ops.chat(prompt, run=run_id, keep=True, progress=progress, conversation=conversation, weights=weights)
 
 
 def ask_base(run_id: str, prompt: str, conversation: Conversation, progress) -> str:
@@ -77,6 +79,8 @@ class ExportPage(Page):
         super().__init__(session, "Export", "Save what the run learned where other tools can use it, "
                          "or try it right here.", parent)
         self.summary = QLabel(wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
+        self.weights = WeightsChoice()  # the lowest validation loss's weights or the last step's, where both are kept
+        self.weights.changed.connect(lambda _: self.new_conversation())
         self.folder_edit = QLineEdit()
         self.folder_button = QPushButton("Change…")
         self.folder_button.clicked.connect(self._choose_folder)
@@ -154,9 +158,10 @@ class ExportPage(Page):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
+        layout.addWidget(self.weights)
         layout.addWidget(export_box)
         layout.addWidget(try_box)
-        self.evaluate_box = EvaluateBox()
+        self.evaluate_box = EvaluateBox(weights=self.weights.value)
         layout.addWidget(self.evaluate_box)
         layout.addStretch(1)
         self.exported: Path | None = None
@@ -169,13 +174,17 @@ class ExportPage(Page):
         self.result_label.clear()
         self.result_label.hide()
         self.show_button.hide()
+        if not self._asking():  # (a question in flight keeps the weights it was asked of)
+            self.weights.show_run(self.session.run_id)
         self.evaluate_box.show_run(self.session.run_id)
         if self.session.run_id != self._talked_with and not self._asking():  # another run: a new conversation
             self.new_conversation()
             self._talked_with = self.session.run_id
 
     def export(self, fmt: str, quant: str | None = None) -> None:
-        name = f"{self.session.run_id}-{fmt}" + (f"-{quant}" if quant else "")
+        weights = self.weights.value()
+        name = (f"{self.session.run_id}-{fmt}" + (f"-{quant}" if quant else "")
+                + ("-best" if weights == "best" else "-last" if weights == "last" else ""))
         out = free_folder(Path(self.folder_edit.text()).expanduser(), name)
         self.error.clear()
         self.result_label.clear()
@@ -183,7 +192,7 @@ class ExportPage(Page):
         self.show_button.hide()
         self._set_buttons(False)
         self.status.start(f"Exporting to {out}…")
-        self.run_task("export", ops.export_run, self.session.run_id, fmt, str(out), quant,
+        self.run_task("export", ops.export_run, self.session.run_id, fmt, str(out), quant, weights=weights,
                       on_done=self._exported, on_error=self._failed, on_progress=self.status.report)
 
     def _exported(self, path) -> None:
@@ -218,7 +227,8 @@ class ExportPage(Page):
             return
         self._set_asking(False)
         self.prompt_edit.clear()  # ready for the next question of the conversation
-        for name, fn, pane in (("ask", ask, self.tuned_pane), ("ask-base", ask_base, self.base_pane)):
+        tuned = functools.partial(ask, weights=self.weights.value())
+        for name, fn, pane in (("ask", tuned, self.tuned_pane), ("ask-base", ask_base, self.base_pane)):
             pane.start("Thinking…", keep=True)
             self.run_task(name, fn, self.session.run_id, prompt, self.conversations[name],
                           on_progress=pane.status.report,
@@ -237,8 +247,8 @@ class ExportPage(Page):
         return self.busy("ask") or self.busy("ask-base")
 
     def _set_asking(self, enabled: bool) -> None:
-        self.ask_button.setEnabled(enabled)
-        self.new_button.setEnabled(enabled)
+        for widget in (self.ask_button, self.new_button, self.weights):  # the weights stay while one answers
+            widget.setEnabled(enabled)
 
     def _done(self, show, value) -> None:
         show(value)

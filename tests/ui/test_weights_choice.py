@@ -1,0 +1,83 @@
+"""The export page offers a run's two kept weights (its lowest validation loss and its last step) and tries,
+measures and exports the chosen ones (a run that kept only its last step shows no choice: tested in
+test_try_side_by_side)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from app import history_service
+from app import operations as ops
+from core.planner import Wishes
+from tests.conftest import write_twins
+from ui import tasks
+from ui.history.run_detail import figures_html, lowest_validation
+from ui.pages.base import Session
+from ui.pages.export_page import ExportPage
+
+PROMPT = "code 3"
+
+
+@pytest.fixture
+def overfit_run(home, tiny_model_dir, tmp_path):
+    """A real run made and trained through the app that trains past its lowest validation loss."""
+    data = write_twins(tmp_path / "twins.jsonl")
+    bundle = ops.make_plan(str(tiny_model_dir), str(data), Wishes(max_steps=100, strategy="full"))
+    cfg = ops.create_run(bundle, lr=1e-2, eval_fraction=0.25, eval_every=10)
+    outcome = ops.start_run(cfg.run_id).wait(180)
+    assert outcome is not None and outcome.status == "done", outcome
+    return cfg.run_id, outcome, data
+
+
+def test_the_export_page_uses_the_weights_chosen(qtbot, overfit_run, tmp_path):
+    run_id, outcome, data = overfit_run
+    page = ExportPage(Session(run_id=run_id, outcome=outcome))
+    qtbot.addWidget(page)
+    page.initializePage()
+    page.show()
+    combo = page.weights.combo
+    assert page.weights.isVisible() and combo.count() == 2
+    assert combo.currentData() == "best" and combo.currentText().startswith("Lowest validation loss: step ")
+    assert combo.itemText(1).startswith("Last step: 100 (")
+    expected = {w: ops.chat(PROMPT, run=run_id, max_new_tokens=24, weights=w) for w in ("best", "last")}
+    assert expected["best"][:30] != expected["last"][:30]  # (the two weights answer this prompt differently)
+
+    for which in ("best", "last"):
+        combo.setCurrentIndex(combo.findData(which))  # a new choice: a new conversation
+        assert page.conversations["ask"].turns == [] and not page.tuned_pane.text.toPlainText()
+        page.prompt_edit.setText(PROMPT)
+        page.ask_button.click()
+        assert not page.weights.isEnabled()  # no change of weights while they answer
+        qtbot.waitUntil(page.ask_button.isEnabled, timeout=60000)
+        answer = page.conversations["ask"].turns[-1]["content"]
+        assert answer[:30] == expected[which][:30] and page.weights.isEnabled()
+
+    combo.setCurrentIndex(combo.findData("best"))
+    page.folder_edit.setText(str(tmp_path / "exports"))
+    page.merged_button.click()
+    qtbot.waitUntil(lambda: page.exported is not None, timeout=120000)
+    assert page.exported.name == f"{run_id}-safetensors-best"
+    best = Path(ops.get_run(run_id)["run_dir"]) / "best" / "model.safetensors"
+    name = "model.layers.1.self_attn.q_proj.weight"
+    exported = load_file(str(page.exported / "model.safetensors"))[name]
+    assert exported.equal(load_file(str(best))[name].to(exported.dtype))
+
+    box = page.evaluate_box
+    box.file_edit.setText(str(data))
+    box.measure_button.click()
+    qtbot.waitUntil(box.measure_button.isEnabled, timeout=120000)
+    assert "(the weights of step " in box.summary.text(), box.summary.text()
+    kept = ops.run_evaluations(run_id)[-1]["report"]
+    assert kept["weights"] == "best" and json.dumps(kept)
+    page.shutdown()
+    assert tasks.wait_idle(60000)
+
+    detail = history_service.run_detail(run_id)  # History says where the lowest was and that its weights are kept
+    step, loss = min(detail.eval, key=lambda point: point[1])
+    assert lowest_validation(detail) == f"{loss:.4f} at step {step}, its weights kept"
+    assert "Lowest validation" in figures_html(detail) and step < detail.summary.steps_done
+
