@@ -65,7 +65,8 @@ class TerminalProgress:
         elif kind == "status" and e.get("fraction") is not None:
             self._fraction(e["fraction"], e.get("text", ""))
         elif kind == "eval":
-            self.note(f"validation loss at step {e['step']}: {e['loss']:.4f}")
+            self.note(f"validation loss at step {e['step']}: {e['loss']:.4f}"
+                      + (" (the lowest so far)" if e.get("lowest") else ""))
         elif kind in ("status", "error"):
             self.note(e.get("text", ""))
         elif kind == "replan":

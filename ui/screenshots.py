@@ -33,7 +33,7 @@ def _curve(steps: int, floor: float, drop: float, pace: float) -> list[float]:
 
 SAMPLE = {  # run id → (settings that differ, training losses, validation losses, status, minutes it took)
     "20260301-091512-a3f9": ({"lr": 2e-4, "strategy_options": {"r": 16}}, _curve(60, 1.55, 1.5, 14),
-                             [(20, 1.92), (40, 1.74), (60, 1.7)], "done", 14),
+                             [(20, 1.92), (40, 1.71), (60, 1.76)], "done", 14),  # its lowest at 40: best/ kept
     "20260302-142207-7c1e": ({"lr": 1e-4, "seq_len": 256, "strategy_options": {"r": 8}}, _curve(45, 1.7, 1.4, 22),
                              [(20, 2.18), (40, 1.95)], "stopped", 9),
 }
@@ -41,7 +41,7 @@ SAMPLE = {  # run id → (settings that differ, training losses, validation loss
 
 def seed_history(home: Path) -> list[str]:
     """Two sample runs: one done with a result to try and export, one stopped with a checkpoint to resume."""
-    from core import atomic, history, settings
+    from core import atomic, history, results, settings
     from core.evaluation import Report
     from core.run_config import RunConfig
 
@@ -71,7 +71,9 @@ def seed_history(home: Path) -> list[str]:
             held_out = str(DEMO / "pirate_heldout.jsonl")  # a sample measurement, for the compare view's row
             db.add_evaluation(run_id, Report(held_out, 12, 312, 3.8547, round(evals[-1][1] + 0.08, 4), [], [],
                                              []).to_dict())
-        (home / "runs" / next(iter(SAMPLE)) / "result").mkdir(parents=True, exist_ok=True)
+        done = home / "runs" / next(iter(SAMPLE))
+        (done / "result").mkdir(parents=True, exist_ok=True)
+        atomic.write_json(done / "best" / results.MARK, {"step": 40, "loss": 1.71, "last_step": 60, "last_loss": 1.76})
     return list(SAMPLE)
 
 

@@ -41,25 +41,29 @@ def held_out_loss(run: dict, folder) -> float:
     return evaluation.loss(model, tok, rows, cfg["seq_len"], cfg["train_on"])[0]
 
 
-def test_a_run_that_begins_memorizing_keeps_and_uses_its_best_weights(cli, cli_here, home, tiny_model_dir, twins,
-                                                                     tmp_path):
+def test_a_run_that_begins_memorizing_stops_early_and_keeps_and_uses_its_best_weights(cli, cli_here, home,
+                                                                                       tiny_model_dir, twins, tmp_path):
     from app import operations as ops
 
-    events, run_id, evals = train(cli, tiny_model_dir, twins, "--max-steps", "100")
+    events, run_id, evals = train(cli, tiny_model_dir, twins, "--max-steps", "100", "--stop-early", "2")
     lowest = min(evals, key=evals.get)
-    assert 10 <= lowest < 100 and evals[100] > evals[lowest], evals  # the data really over-fits
+    end = lowest + 2 * 10  # two checks after the lowest, neither lower: the run ends there
+    assert 10 <= lowest and max(evals) == end < 100 and evals[end] > evals[lowest], evals  # it really over-fits
+    done = events[-1]
+    assert done["status"] == "done" and f"stopped early at step {end}" in done["text"], done
     lowest_seen = [e["step"] for e in events if e["event"] == "eval" and e["lowest"]]
     assert lowest_seen[-1] == lowest and lowest_seen == sorted(lowest_seen)
     run_dir = home / "runs" / run_id
+    assert (run_dir / "checkpoints" / f"step-{end:06d}").is_dir()
     kept = results.best_of(run_dir)
-    assert (kept["step"], kept["last_step"]) == (lowest, 100)
+    assert (kept["step"], kept["last_step"]) == (lowest, end)
     assert kept["loss"] == pytest.approx(evals[lowest], abs=1e-4) and kept["last_loss"] > kept["loss"]
     said = [e["text"] for e in events if e["event"] == "status" and "lowest at step" in e.get("text", "")]
     assert said and f"step {lowest}" in said[0]
 
     run = ops.get_run(run_id)  # best/ really holds that step's weights: measured again, the same losses
     assert held_out_loss(run, run_dir / "best") == pytest.approx(evals[lowest], abs=1e-3)
-    assert held_out_loss(run, run_dir / "result") == pytest.approx(evals[100], abs=1e-3)
+    assert held_out_loss(run, run_dir / "result") == pytest.approx(evals[end], abs=1e-3)
 
     listed = json.loads(cli_here("runs", "--json", check=0).stdout)
     assert listed[0]["best_weights"]["step"] == lowest
@@ -78,18 +82,6 @@ def test_a_run_that_begins_memorizing_keeps_and_uses_its_best_weights(cli, cli_h
     name = "model.layers.0.mlp.down_proj.weight"
     assert exported[name].equal(best[name].to(exported[name].dtype)) and not exported[name].equal(
         last[name].to(exported[name].dtype))
-
-
-def test_stop_early_ends_the_run_when_validation_stops_improving(cli, home, tiny_model_dir, twins):
-    events, run_id, evals = train(cli, tiny_model_dir, twins, "--max-steps", "100", "--stop-early", "2")
-    lowest = min(evals, key=evals.get)
-    end = lowest + 2 * 10  # two checks after the lowest, none better
-    assert max(evals) == end < 100, evals
-    done = events[-1]
-    assert done["status"] == "done" and f"stopped early at step {end}" in done["text"], done
-    kept = results.best_of(home / "runs" / run_id)
-    assert (kept["step"], kept["last_step"]) == (lowest, end)
-    assert (home / "runs" / run_id / "checkpoints" / f"step-{end:06d}").is_dir()
 
 
 def kept(run_dir, step: int, loss: float) -> None:

@@ -54,6 +54,7 @@ def test_each_model_answers_in_its_own_pane_and_conversation_with_its_own_errors
     assert page.answer is page.tuned_pane.text  # the tuned pane is the answer the wizard test waits for
     assert page.weights.isHidden() and page.weights.value() == "auto"  # its last step is all it kept
     ask_and_wait(qtbot, page, "Where is the gold?")
+    greedy = page.conversations["ask-base"].turns[1]["content"]
     assert not page.base_pane.error.message and not page.tuned_pane.error.message
     assert page.base_pane.status.isHidden() and page.tuned_pane.status.isHidden()
     assert answerers.kept() == 2  # both stay loaded for the next question
@@ -77,6 +78,9 @@ def test_each_model_answers_in_its_own_pane_and_conversation_with_its_own_errors
     assert not page.tuned_pane.text.toPlainText() and not page.base_pane.text.toPlainText()
     assert not page.tuned_pane.error.message
     assert page.conversations["ask"].turns == [] == page.conversations["ask-base"].turns
+    page.temperature.setValue(1.0)  # sampled among the likeliest tokens: not the greedy answer of the same question
+    ask_and_wait(qtbot, page, "Where is the gold?")
+    assert page.conversations["ask-base"].turns[1]["content"] != greedy
     page.shutdown()
     assert tasks.wait_idle(60000) and answerers.kept() == 0  # closing the page lets them go
 

@@ -26,7 +26,7 @@ PROMPT = "code 3"
 def overfit_run(home, tiny_model_dir, tmp_path):
     """A real run made and trained through the app that trains past its lowest validation loss."""
     data = write_twins(tmp_path / "twins.jsonl")
-    bundle = ops.make_plan(str(tiny_model_dir), str(data), Wishes(max_steps=100, strategy="full"))
+    bundle = ops.make_plan(str(tiny_model_dir), str(data), Wishes(max_steps=100, strategy="full", stop_early=2))
     cfg = ops.create_run(bundle, lr=1e-2, eval_fraction=0.25, eval_every=10)
     outcome = ops.start_run(cfg.run_id).wait(180)
     assert outcome is not None and outcome.status == "done", outcome
@@ -42,7 +42,7 @@ def test_the_export_page_uses_the_weights_chosen(qtbot, overfit_run, tmp_path):
     combo = page.weights.combo
     assert page.weights.isVisible() and combo.count() == 2
     assert combo.currentData() == "best" and combo.currentText().startswith("Lowest validation loss: step ")
-    assert combo.itemText(1).startswith("Last step: 100 (")
+    assert combo.itemText(1).startswith("Last step: ") and "(validation not measured)" not in combo.itemText(1)
     expected = {w: ops.chat(PROMPT, run=run_id, max_new_tokens=24, weights=w) for w in ("best", "last")}
     assert expected["best"][:30] != expected["last"][:30]  # (the two weights answer this prompt differently)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-                               QVBoxLayout)
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                               QPushButton, QVBoxLayout)
 
 from app import answerers
 from app import operations as ops
@@ -35,16 +35,18 @@ def free_folder(parent: Path, name: str) -> Path:
     return candidate
 
 
-def ask(run_id: str, prompt: str, conversation: Conversation, progress, weights: str = "auto") -> str:
+def ask(run_id: str, prompt: str, conversation: Conversation, progress, weights: str = "auto",
+        temperature: float = 0.0) -> str:
     """The run's tuned model (its chosen `weights`) answers, within its conversation; it stays loaded for the
     next question (app/answerers.py)."""
-    return ops.chat(prompt, run=run_id, keep=True, progress=progress, conversation=conversation, weights=weights)
+    return ops.chat(prompt, run=run_id, keep=True, progress=progress, conversation=conversation, weights=weights,
+                    temperature=temperature)
 
 
-def ask_base(run_id: str, prompt: str, conversation: Conversation, progress) -> str:
+def ask_base(run_id: str, prompt: str, conversation: Conversation, progress, temperature: float = 0.0) -> str:
     """The same prompt to the model the run started from, without what it learned, within its own conversation."""
     return ops.chat(prompt, model=ops.get_run(run_id)["model_path"], keep=True, progress=progress,
-                    conversation=conversation)
+                    conversation=conversation, temperature=temperature)
 
 
 class PromptEdit(QLineEdit):
@@ -137,8 +139,15 @@ class ExportPage(Page):
         self.new_button = QPushButton("New conversation")
         self.new_button.setToolTip("Both models forget the questions so far; the next one is the first.")
         self.new_button.clicked.connect(self.new_conversation)
+        self.temperature = QDoubleSpinBox(minimum=0, maximum=2, singleStep=0.1, decimals=1)
+        self.temperature.setSpecialValueText("0 (likeliest)")
+        self.temperature.setToolTip("0: each model gives its most likely answer, the same every time. Above 0 the "
+                                    "answers are sampled among the likeliest words, more varied the higher "
+                                    "(0.7 is a usual choice), as chat apps and Ollama do.")
         ask_row = QHBoxLayout()
         ask_row.addWidget(self.prompt_edit, 1)
+        ask_row.addWidget(QLabel("&Temperature:", buddy=self.temperature))
+        ask_row.addWidget(self.temperature)
         ask_row.addWidget(self.ask_button)
         ask_row.addWidget(self.new_button)
         # Each model has its own conversation: a follow-up question goes to each after its own answers.
@@ -227,8 +236,10 @@ class ExportPage(Page):
             return
         self._set_asking(False)
         self.prompt_edit.clear()  # ready for the next question of the conversation
-        tuned = functools.partial(ask, weights=self.weights.value())
-        for name, fn, pane in (("ask", tuned, self.tuned_pane), ("ask-base", ask_base, self.base_pane)):
+        heat = self.temperature.value()
+        tuned = functools.partial(ask, weights=self.weights.value(), temperature=heat)
+        base = functools.partial(ask_base, temperature=heat)
+        for name, fn, pane in (("ask", tuned, self.tuned_pane), ("ask-base", base, self.base_pane)):
             pane.start("Thinking…", keep=True)
             self.run_task(name, fn, self.session.run_id, prompt, self.conversations[name],
                           on_progress=pane.status.report,

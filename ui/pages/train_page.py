@@ -255,7 +255,8 @@ class TrainPage(Page):
                 self.append(f"Step {step}/{total}: loss {e['loss']:.4f}")
         elif kind == "eval":
             self.loss_chart.add_eval(int(e["step"]), float(e["loss"]))
-            self.append(f"Validation loss at step {e['step']}: {e['loss']:.4f}")
+            self.append(f"Validation loss at step {e['step']}: {e['loss']:.4f}"
+                        + (" (the lowest so far)" if e.get("lowest") else ""))
         elif kind == "checkpoint":
             self.append(f"Checkpoint saved at step {e['step']}.")
         elif kind == "done":
