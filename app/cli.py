@@ -47,8 +47,9 @@ def build_parser() -> Parser:
                        help="A run's weights: best, those of its lowest validation loss, kept when a later check was "
                             "worse; last, its last step's; auto (the default) takes best when the run kept them.")
 
-    def wishes(s):
-        s.add_argument("--model", required=True, help="'default', a model folder, a .gguf file or a cached model id.")
+    def wishes(s, model_required: bool = True):
+        s.add_argument("--model", required=model_required,
+                       help="'default', a model folder, a .gguf file or a cached model id.")
         s.add_argument("--data", required=True, help=f"Dataset file or folder ({', '.join(SUFFIXES)}).")
         s.add_argument("--strategy", help=f"{', '.join(strategies.REGISTRY)} (default: the planner chooses).")
         s.add_argument("--max-steps", type=int, help="Optimizer steps to run (default: whole epochs).")
@@ -85,7 +86,11 @@ def build_parser() -> Parser:
     s.add_argument("--hardware", help="Plan for a hardware profile from a JSON file instead of this machine.")
 
     s = sub.add_parser("train", help="Train in a separate process; ends with the run id.")
-    wishes(s)
+    wishes(s, model_required=False)  # a run that goes on from another (--from) takes that one's model
+    s.add_argument("--from", dest="from_run", metavar="RUN",
+                   help="Go on from this run's trained weights (on new data, or for more steps): its model, "
+                        "strategy and settings, its weights as the start; --weights says which of them.")
+    weights(s)
     s.add_argument("--project", default="default", help="Project name in the history.")
     s.add_argument("--seed", type=int, default=42, help="Random seed (same seed, same run).")
     s.add_argument("--eval-fraction", type=float, default=None,

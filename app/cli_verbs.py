@@ -103,11 +103,12 @@ def cmd_plan(a) -> int:
 
 def cmd_train(a) -> int:
     check_positive(a)
-    bundle = ops.make_plan(a.model, a.data, wishes_of(a), progress=_progress(a), mapping=mapping_of(a),
-                           on_bad=a.bad_rows)
+    wishes, going = wishes_going_on(a)
+    bundle = ops.make_plan(a.model, a.data, wishes, progress=_progress(a), mapping=mapping_of(a), on_bad=a.bad_rows)
     cfg = ops.create_run(bundle, project=a.project, seed=a.seed,
                          memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else 0,
-                         eval_fraction=a.eval_fraction, eval_every=a.eval_every or 0)
+                         eval_fraction=a.eval_fraction, eval_every=a.eval_every or 0,
+                         **(going.run_settings() if going else {}))
     if a.json:
         out({"event": "plan", "run_id": cfg.run_id, "plan": bundle.plan.to_dict()})
     else:
@@ -115,6 +116,27 @@ def cmd_train(a) -> int:
               f"{counted(bundle.plan.total_steps, 'step')} (about {format_duration(bundle.plan.total_time_s)})."
               " Ctrl-C stops with a checkpoint.")
     return follow(cfg.run_id, resume=False, as_json=a.json)
+
+
+def wishes_going_on(a) -> tuple[planner.Wishes, ops.GoingOn | None]:
+    """The train verb's wishes; with --from, the earlier run's model, strategy and settings under them (the
+    person's --option values on top), and what the new run takes from it."""
+    if not a.from_run:
+        if not a.model:
+            raise KnownError("tuneforge train: the following arguments are required: --model (or --from RUN); "
+                             "see `tuneforge train --help`.")
+        return wishes_of(a), None
+    going = ops.going_on(a.from_run, a.weights)
+    run_id = going.continues["run"]
+    if a.model:
+        raise KnownError(f"--from {run_id} goes on with that run's model ({going.model}); leave --model out.")
+    if a.strategy and a.strategy != going.strategy:
+        raise KnownError(f"--from {run_id} goes on with that run's strategy ({going.strategy}), whose weights it "
+                         "starts from; leave --strategy out.")
+    a.model, a.strategy = going.model, going.strategy
+    wishes = wishes_of(a)
+    wishes.options = {**going.options, **wishes.options}
+    return wishes, going
 
 
 def cmd_resume(a) -> int:

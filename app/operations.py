@@ -248,6 +248,31 @@ def run_weights(run: str, weights: str = results.AUTO) -> dict:
     return results.pick(get_run(run), weights)
 
 
+@dataclass(frozen=True)
+class GoingOn:
+    """What a new run that goes on from an earlier run's weights takes from it (`going_on`)."""
+
+    model: str  # the earlier run's base model folder: the new run's base too
+    strategy: str  # the same strategy: an adapter goes on as the same kind of adapter
+    options: dict  # its strategy settings (rank, targets…), which the saved adapter's shapes depend on
+    start_from: str  # the folder of the weights (result/ or best/)
+    continues: dict  # {"run", "weights", "step"}, kept in the new run's config for the history
+
+    def run_settings(self) -> dict:
+        """The RunConfig fields create_run takes for it."""
+        return {"start_from": self.start_from, "continues": self.continues}
+
+
+def going_on(run: str, weights: str = results.AUTO) -> GoingOn:
+    """A new run goes on from `run`'s weights (its `weights`: by default those of its lowest validation loss when
+    kept): on the same base and with the same strategy and settings, its trained weights as the start."""
+    r = run_weights(run, weights)
+    folder = results.need(r)
+    choice = r["picked"]
+    return GoingOn(r["model_path"], r["strategy"], dict((r.get("config") or {}).get("strategy_options") or {}),
+                   str(folder), {"run": r["id"], "weights": choice.which, "step": choice.step})
+
+
 def chat_models(run: str | None = None, model: str | None = None, keep: bool = False,
                 progress: Progress | None = None, weights: str = results.AUTO):
     """(model, tokenizer) for a run's result (its `weights`) or a plain model; with keep, held for the next question

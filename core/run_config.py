@@ -72,6 +72,11 @@ class RunConfig:
                                             "process's data on the CPU); 0 means no cap. Set it to share the machine.")
     calibrate_after: int = option(2, help="Measure the true peak memory after this many steps and record it "
                                           "against the plan's estimate; 0 turns it off.")
+    start_from: str = option("", help="Folder of trained weights the run starts from instead of the base's: another "
+                                      "run's result (or its best/): an adapter for an adapter strategy, a whole "
+                                      "model for a whole-model one. The base stays model_path, so comparisons and "
+                                      "exports still count from it; empty starts from the base.")
+    continues: dict = option({}, help="The run this one goes on from, for the history: {'run', 'weights', 'step'}.")
     plan: dict = option({}, help="The plan this run was made from (reasons, estimates), kept for the history.")
     hardware: dict = option({}, help="The hardware profile the plan was made for.")
 

@@ -150,6 +150,12 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
              + ("; the re-plan changed which weights train, so the optimizer starts afresh from its weights"
                 if state.get("optimizer_reset") else ""))
     watch = validation_watch.Watch.start(cfg, state, session.step_index)
+    if cfg.continues and last is None:  # a run that goes on from another's weights says so once, at its start
+        went_on = (f"Starting from the weights of run {cfg.continues.get('run')}"
+                   + (f" at step {cfg.continues['step']}" if cfg.continues.get("step") else "")
+                   + (" (its lowest validation loss)" if cfg.continues.get("weights") == "best" else ""))
+        db.add_event(cfg.run_id, "continues", went_on)
+        emit("status", text=went_on)
     db.update_run(cfg.run_id, total_steps=total)
     emit("start", total_steps=total, start_step=session.step_index, train_examples=len(train_set),
          eval_examples=len(eval_set), trainable_params=session.trainable_count, device=device.type,

@@ -87,11 +87,16 @@ class Session:
         self.device, self.dtype, self.precision = pick_device(cfg)
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-        model = self.strategy.load_model(cfg.model_path, self.dtype, self.device, self.options)
+        start = self._start_folder()
+        whole = start is not None and self.strategy.result == "model"  # another run's whole model is the start
+        model = self.strategy.load_model(str(start) if whole else cfg.model_path, self.dtype, self.device,
+                                         self.options)
         model.config.use_cache = False
         if cfg.gradient_checkpointing:
             model.activation_checkpointing_enable()  # non-reentrant: recomputes each layer in backward
         self.model = self.strategy.prepare(model, self.options, cfg)
+        if start is not None and not whole:
+            self.strategy.start_from(self.model, start)
         self.kernels = use_kernels(self.model, cfg, self.device)
         self.model.train()
         self.params = self.strategy.trained_parameters(self.model)
@@ -107,6 +112,16 @@ class Session:
             self.schedule(total_steps)
         self.step_index = 0  # optimizer steps done
         self._written = [0, 0]  # spill bytes written: before the last step, after it
+
+    def _start_folder(self) -> Path | None:
+        """The trained weights this run goes on from (cfg.start_from), or None to start from the base."""
+        if not self.cfg.start_from:
+            return None
+        folder = Path(self.cfg.start_from)
+        if not folder.is_dir():
+            raise KnownError(f"{folder}: the weights this run starts from are gone (was run "
+                             f"{self.cfg.continues.get('run', '?')} deleted?); start a new run instead.")
+        return folder
 
     def schedule(self, total_steps: int) -> None:
         """The learning-rate schedule for a run of `total_steps` (set before the first step or a resume)."""

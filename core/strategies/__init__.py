@@ -10,7 +10,8 @@ A strategy is a subclass of `Strategy` decorated with `@register`. It says:
   trained parameters require grad), `make_optimizer`, and `before_step` (a hook run before every
   optimizer step; LISA switches layers there);
 - where each part lives (`placement`: GPU, RAM or NVMe), recorded with the run;
-- how its result is kept: `save` writes it in a loadable layout, `load` applies it to a base.
+- how its result is kept: `save` writes it in a loadable layout, `load` applies it to a base, and
+  `start_from` puts a saved adapter into a new run that goes on from it.
 
 Strategies that are planned but not built are listed with built=False: the planner may name them,
 the trainer refuses them with a sentence, and nothing silently runs something else instead.
@@ -19,10 +20,11 @@ the trainer refuses them with a sentence, and nothing silently runs something el
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import ClassVar
 
 from core import optimizers, settings
-from core.errors import BadArgument, NotBuiltYet
+from core.errors import BadArgument, KnownError, NotBuiltYet
 
 
 PARTS = ("frozen weights", "trained weights", "optimizer state", "activations")  # what `placement` reports
@@ -116,6 +118,11 @@ class Strategy:
         import contextlib
 
         return contextlib.nullcontext()
+
+    def start_from(self, model, folder: Path) -> None:
+        """Put another run's trained adapter (saved in `folder`) into the prepared model, so this run goes on from
+        it. Whole-model strategies never get here: they load such a folder as their base (training.Session)."""
+        raise KnownError(f"The {self.name} strategy cannot go on from saved weights; start a new run instead.")
 
     # --- result --------------------------------------------------------------------------------------
     def save(self, model, folder) -> None:

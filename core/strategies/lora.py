@@ -9,7 +9,9 @@ but the output head).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from core.errors import KnownError
 from core.settings import check, option
 from core.strategies import ACTIVATIONS_HELP, Strategy, register
 
@@ -68,3 +70,22 @@ class Lora(Strategy):
         from peft import PeftModel
 
         return PeftModel.from_pretrained(base, str(folder), is_trainable=False)
+
+    def start_from(self, model, folder: Path) -> None:
+        """The saved adapter's weights into this run's freshly made one (same rank and targets: the run takes
+        its settings from the run it continues), replacing the random start."""
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        path = Path(folder) / "adapter_model.safetensors"
+        if not path.is_file():
+            raise KnownError(f"{folder}: no adapter_model.safetensors to start from; the run it continues used "
+                             "another strategy, so continue it with that one.")
+        try:
+            loaded = set_peft_model_state_dict(model, load_file(str(path)))
+        except RuntimeError as e:  # a tensor of another shape: another rank, or other target modules
+            raise KnownError(f"{path}: the adapter does not fit this run's ({str(e).splitlines()[0][:160]}); "
+                             "keep the settings (r, targets) of the run it continues.") from None
+        if loaded.unexpected_keys:
+            raise KnownError(f"{path}: the adapter holds {loaded.unexpected_keys[0]}, which this run's adapter lacks; "
+                             "keep the settings (r, targets, DoRA) of the run it continues.")
