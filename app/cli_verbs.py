@@ -127,15 +127,11 @@ def wishes_going_on(a) -> tuple[planner.Wishes, ops.GoingOn | None]:
                              "see `tuneforge train --help`.")
         return wishes_of(a), None
     going = ops.going_on(a.from_run, a.weights)
-    run_id = going.continues["run"]
     if a.model:
-        raise KnownError(f"--from {run_id} goes on with that run's model ({going.model}); leave --model out.")
-    if a.strategy and a.strategy != going.strategy:
-        raise KnownError(f"--from {run_id} goes on with that run's strategy ({going.strategy}), whose weights it "
-                         "starts from; leave --strategy out.")
-    a.model, a.strategy = going.model, going.strategy
-    wishes = wishes_of(a)
-    wishes.options = {**going.options, **wishes.options}
+        raise KnownError(f"--from {going.continues['run']} goes on with that run's model ({going.model}); leave "
+                         "--model out.")
+    wishes = going.apply(wishes_of(a))  # (refuses another --strategy)
+    a.model = going.model
     return wishes, going
 
 

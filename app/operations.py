@@ -6,7 +6,7 @@ KnownError. Nothing here knows about terminals or windows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app import answerers, paths, supervisor
@@ -261,6 +261,16 @@ class GoingOn:
     def run_settings(self) -> dict:
         """The RunConfig fields create_run takes for it."""
         return {"start_from": self.start_from, "continues": self.continues}
+
+    def apply(self, wishes: planner.Wishes) -> planner.Wishes:
+        """The person's wishes for the new run on this strategy, its settings under the ones they gave."""
+        if wishes.strategy and wishes.strategy != self.strategy:
+            raise KnownError(f"Going on from run {self.continues['run']} keeps its strategy ({self.strategy}), whose "
+                             "weights it starts from; leave the strategy to it.")
+        return replace(wishes, strategy=self.strategy, options={**self.options, **wishes.options})
+
+    def describe(self) -> str:
+        return results.continued_text(self.continues)
 
 
 def going_on(run: str, weights: str = results.AUTO) -> GoingOn:

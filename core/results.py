@@ -103,6 +103,14 @@ def pick(run: dict, weights: str = AUTO) -> dict:
     return {**run, "result_dir": str(choice.path), "picked": choice}
 
 
+def continued_text(continues: dict) -> str:
+    """'the weights of run R at step 60 (its lowest validation loss)': what a run that goes on from another's
+    weights (RunConfig.continues) started from."""
+    step = f" at step {continues['step']}" if continues.get("step") else ""
+    lowest = " (its lowest validation loss)" if continues.get("weights") == BEST else ""
+    return f"the weights of run {continues.get('run')}{step}{lowest}"
+
+
 def folder(run: dict) -> Path:
     """The folder of the weights that answer for `run`: the picked ones, else the last step's."""
     return Path(run["result_dir"]) if run.get("result_dir") else last_folder(run["run_dir"])

@@ -151,9 +151,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
                 if state.get("optimizer_reset") else ""))
     watch = validation_watch.Watch.start(cfg, state, session.step_index)
     if cfg.continues and last is None:  # a run that goes on from another's weights says so once, at its start
-        went_on = (f"Starting from the weights of run {cfg.continues.get('run')}"
-                   + (f" at step {cfg.continues['step']}" if cfg.continues.get("step") else "")
-                   + (" (its lowest validation loss)" if cfg.continues.get("weights") == "best" else ""))
+        went_on = f"Starting from {results.continued_text(cfg.continues)}"
         db.add_event(cfg.run_id, "continues", went_on)
         emit("status", text=went_on)
     db.update_run(cfg.run_id, total_steps=total)

@@ -14,6 +14,7 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QHBoxLayout, QListWidget, QMainWindow, QMessageBox, QStackedWidget, QWidget
 
 from app import operations as ops
+from core.errors import KnownError
 
 from ui.history.history_page import HistoryPage
 from ui.settings_page import SettingsPage
@@ -43,6 +44,7 @@ class MainWindow(QMainWindow):
         self.wizard_layout.setContentsMargins(0, 0, 0, 0)
         self.wizard: NewFineTuneWizard | None = None
         self.history = HistoryPage()
+        self.history.train_more.connect(self.train_more)
         self.settings = SettingsPage()
         self.pages = QStackedWidget()
         for page in (self.wizard_slot, self.history, self.settings):
@@ -75,12 +77,14 @@ class MainWindow(QMainWindow):
             self.show_page(HISTORY)
             self.history.select(live[:1])
 
-    def new_wizard(self) -> NewFineTuneWizard:
-        """A fresh wizard in the New fine-tune page (at start, and after the previous one ended)."""
+    def new_wizard(self, going_on=None) -> NewFineTuneWizard:
+        """A fresh wizard in the New fine-tune page (at start, after the previous one ended, and for Train more:
+        `going_on`, an app.operations.GoingOn)."""
         old = self.wizard
-        self.wizard = NewFineTuneWizard(*self._wizard_args, parent=self.wizard_slot)
+        self.wizard = NewFineTuneWizard(*self._wizard_args, parent=self.wizard_slot, going_on=going_on)
         self.wizard.setWindowFlags(Qt.Widget)  # a QWizard is a dialog: make it a child, not a window
         self.wizard.finished.connect(self._wizard_ended)
+        self.wizard.export_page.train_more.connect(self.train_more)
         if old is not None:
             self.wizard_layout.replaceWidget(old, self.wizard)
             old.deleteLater()
@@ -88,6 +92,23 @@ class MainWindow(QMainWindow):
             self.wizard_layout.addWidget(self.wizard)
         self.wizard.show()
         return self.wizard
+
+    def train_more(self, run_id: str, weights: str) -> None:
+        """A new fine-tune that goes on from a run's weights, in place of the New fine-tune page's wizard (whose
+        own run, if it made one, is in History); refused while that wizard's run trains."""
+        if self.wizard is not None and self.wizard.train_page.running:
+            QMessageBox.information(self, "A run is training", "The New fine-tune page is training a run; let it "
+                                    "finish or stop it, then train more from these weights.")
+            return
+        try:
+            going = ops.going_on(run_id, weights)
+        except KnownError as e:
+            QMessageBox.warning(self, "Cannot train more", str(e))
+            return
+        if self.wizard is not None:
+            self.wizard.shutdown()
+        self.new_wizard(going)
+        self.show_page(NEW)
 
     def _wizard_ended(self, _result: int) -> None:
         # The wizard's done() already stopped its run and dropped its work, as closing its window did.

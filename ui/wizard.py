@@ -70,15 +70,19 @@ class StepList(QWidget):
 
 
 class NewFineTuneWizard(QWizard):
-    def __init__(self, model: str = "default", data: str | None = None, parent=None):
+    def __init__(self, model: str = "default", data: str | None = None, parent=None, going_on=None):
+        """`going_on` (app.operations.GoingOn): a fine-tune that goes on from an earlier run's weights, on its model."""
         super().__init__(parent)
         self.setWindowTitle(TITLE)
         self.setWizardStyle(QWizard.ModernStyle)
         self.setOption(QWizard.NoBackButtonOnStartPage, True)
         self.setOption(QWizard.NoCancelButtonOnLastPage, True)
         self.setButtonText(QWizard.FinishButton, "Close")
-        self.session = Session(model_name=model, data_path=data or "")
+        self.session = Session(model_name=going_on.model if going_on else model, data_path=data or "",
+                               going_on=going_on)
         self.model_page = ModelPage(self.session)
+        if going_on is not None:
+            self.model_page.keep_model(f"Goes on from {going_on.describe()}, so it trains that run's model.")
         self.data_page = DataPage(self.session)
         self.plan_page = PlanPage(self.session)
         self.train_page = TrainPage(self.session)

@@ -39,7 +39,7 @@ def test_going_on_refuses_what_cannot_go_on_in_one_sentence(cli, cli_here, home,
     _, first, _ = train(cli, "--model", tiny_model_dir, "--strategy", "lora", "--max-steps", "2")
     for args, words in (
             (["--from", first, "--model", "default"], f"--from {first} goes on with that run's model"),
-            (["--from", first, "--strategy", "full"], "goes on with that run's strategy (lora)"),
+            (["--from", first, "--strategy", "full"], "keeps its strategy (lora)"),
             (["--from", "nosuchrun"], "nosuchrun"),
             ([], "the following arguments are required: --model (or --from RUN)")):
         proc = cli_here("train", "--data", DEMO, *args)

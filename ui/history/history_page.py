@@ -35,6 +35,7 @@ def load(project: str | None, progress=None) -> tuple[list[str], list[hs.RunSumm
 
 class HistoryPage(QWidget):
     running_changed = Signal(bool)
+    train_more = Signal(str, str)  # a run's Train more (run id, weights), for the main window's new fine-tune
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -154,6 +155,7 @@ class HistoryPage(QWidget):
         if view is None:
             view = self.details[detail.id] = RunDetailView()
             view.running_changed.connect(self._run_running)
+            view.export_page.train_more.connect(self.train_more)
             self.stack.addWidget(view)
         view.show_run(detail)
         self.stack.setCurrentWidget(view)

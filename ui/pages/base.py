@@ -26,6 +26,7 @@ class Session:
     bundle: object | None = None  # app.operations.PlanBundle
     run_id: str | None = None
     outcome: object | None = None  # app.supervisor.Outcome
+    going_on: object | None = None  # app.operations.GoingOn: the earlier run whose weights this one starts from
 
 
 class BusyLine(QWidget):

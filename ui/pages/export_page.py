@@ -7,7 +7,7 @@ import functools
 import json
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QUrl
+from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QVBoxLayout)
@@ -77,12 +77,22 @@ def gguf_notes(folder: Path) -> list[str]:
 
 
 class ExportPage(Page):
+    train_more = Signal(str, str)  # (run id, weights): a new fine-tune that goes on from these weights
+
     def __init__(self, session: Session, parent=None):
         super().__init__(session, "Export", "Save what the run learned where other tools can use it, "
                          "or try it right here.", parent)
         self.summary = QLabel(wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
         self.weights = WeightsChoice()  # the lowest validation loss's weights or the last step's, where both are kept
         self.weights.changed.connect(lambda _: self.new_conversation())
+        self.train_more_button = QPushButton("Train more from these weights…", autoDefault=False)
+        self.train_more_button.setToolTip("A new fine-tune that starts from what this run learned: on new data, "
+                                          "or for more steps, with the same model, strategy and settings.")
+        self.train_more_button.clicked.connect(
+            lambda: self.train_more.emit(self.session.run_id or "", self.weights.value()))
+        top = QHBoxLayout()
+        top.addWidget(self.summary, 1)
+        top.addWidget(self.train_more_button, 0, Qt.AlignTop)
         self.folder_edit = QLineEdit()
         self.folder_button = QPushButton("Change…")
         self.folder_button.clicked.connect(self._choose_folder)
@@ -166,7 +176,7 @@ class ExportPage(Page):
         box.addLayout(panes)
 
         layout = QVBoxLayout(self)
-        layout.addWidget(self.summary)
+        layout.addLayout(top)
         layout.addWidget(self.weights)
         layout.addWidget(export_box)
         layout.addWidget(try_box)

@@ -110,6 +110,14 @@ class ModelPage(Page):
         self.model_edit.textChanged.connect(self._edited)
         self._listed_once = False
 
+    def keep_model(self, why: str) -> None:
+        """The model is given (a fine-tune that goes on from a run): shown, not chosen; `why` says so."""
+        for widget in (self.model_edit, self.browse_button, self.models, self.refresh_button):
+            widget.setEnabled(False)
+        self.setAcceptDrops(False)
+        self.kept_note = QLabel(why, wordWrap=True)
+        self.layout().insertWidget(0, self.kept_note)
+
     def initializePage(self) -> None:
         if not self._listed_once:
             self.refresh_list()

@@ -103,6 +103,8 @@ class PlanPage(Page):
         inner = QVBoxLayout(content)
         inner.setContentsMargins(0, 0, 10, 0)
         inner.addLayout(what_if_row)
+        self.going_label = QLabel(wordWrap=True, visible=False)  # a run that goes on from another's weights
+        inner.addWidget(self.going_label)
         for w in (self.what_if_note, self.status, self.error, self.warnings, self.settings, lengths, memory, why):
             inner.addWidget(w)
         inner.addStretch(1)
@@ -115,6 +117,10 @@ class PlanPage(Page):
         self._planned_for: tuple | None = None
 
     def initializePage(self) -> None:
+        going = self.session.going_on
+        self.going_label.setText(f"Goes on from {going.describe()}: its strategy and settings, its weights as the "
+                                 "start." if going else "")
+        self.going_label.setVisible(going is not None)
         if self._planned_for != self._key() or self.session.bundle is None:
             self.replan()
 
@@ -148,6 +154,8 @@ class PlanPage(Page):
         self.cancel_task("plan")
         try:
             wishes = self.advanced.wishes(self.max_steps.value() or None)
+            if self.session.going_on is not None:  # its strategy and settings, under the ones set here
+                wishes = self.session.going_on.apply(wishes)
         except KnownError as e:
             self.status.stop()
             self.error.show_error(e)

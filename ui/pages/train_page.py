@@ -137,8 +137,9 @@ class TrainPage(Page):
         self.session.outcome = None
         self.completeChanged.emit()
         self.status.start("Creating the run…")
-        bundle = self.session.bundle
-        self.run_task("create", lambda progress: ops.create_run(bundle), on_done=self._created,
+        bundle, going = self.session.bundle, self.session.going_on
+        settings = going.run_settings() if going else {}  # the weights of the run it goes on from
+        self.run_task("create", lambda progress: ops.create_run(bundle, **settings), on_done=self._created,
                       on_error=self._not_started)
 
     def _created(self, cfg) -> None:
