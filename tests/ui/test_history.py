@@ -95,6 +95,7 @@ def test_two_runs_compare_settings_and_curves(page, qtbot):
     assert cells["lr"] == ("0.0002", "0.0001") and cells["seq_len"] == ("512", "256")
     assert cells["final loss"] == ("1.7000", "2.1000")
     assert cells["held-out loss: held.jsonl"] == ("1.2500", "1.7500")
+    assert cells["lowest validation"] == ("1.9500 at step 6", "2.2500 at step 6")
     series = view.chart.series
     assert [(s.dashed, len(s.points)) for s in series] == [(False, 6), (True, 2), (False, 6), (True, 2)]
     assert {s.color for s in series if not s.dashed} == {PALETTE[0], PALETTE[1]}

@@ -16,7 +16,7 @@ from core.words import counted
 from ui import theme
 from ui.charts import PALETTE
 from ui.curves_chart import CurvesChart, run_series
-from ui.history.run_table import loss_text
+from ui.history.run_table import loss_text, lowest_text
 
 
 def value_text(value) -> str:
@@ -70,6 +70,7 @@ class CompareView(QWidget):
         results = [("status", a.status, b.status), ("final loss", loss_text(a.final_loss), loss_text(b.final_loss)),
                    ("best loss", loss_text(a.best_loss), loss_text(b.best_loss)),
                    ("validation loss", loss_text(a.eval_loss), loss_text(b.eval_loss)),
+                   ("lowest validation", *(lowest_text(comparison.curves[r.id].get("eval", [])) for r in (a, b))),
                    ("duration", duration(a.duration_s), duration(b.duration_s)),
                    ("dataset", a.dataset, b.dataset)] + [
             (f"held-out loss: {Path(f).name}", loss_text(x), loss_text(y)) for f, x, y in comparison.held_out]

@@ -11,7 +11,7 @@ from app.history_service import RunDetail, flat_config
 from app.supervisor import Outcome
 from core.plan_text import duration
 from ui.history.resume_page import ResumePage
-from ui.history.run_table import loss_text, when
+from ui.history.run_table import loss_text, lowest_text, when
 from ui.pages.base import Session
 from ui.pages.export_page import ExportPage
 
@@ -20,11 +20,7 @@ NO_RESULT = "This run has no trained result yet: resume it, or let it finish, to
 
 def lowest_validation(detail: RunDetail) -> str:
     """'2.9146 at step 60, its weights kept', or '—' without validation checks."""
-    if not detail.eval:
-        return "—"
-    step, loss = min(detail.eval, key=lambda point: point[1])
-    kept = detail.best_weights is not None and detail.best_weights["step"] == step
-    return f"{loss_text(loss)} at step {step}" + (", its weights kept" if kept else "")
+    return lowest_text(detail.eval, (detail.best_weights or {}).get("step"))
 
 
 def figures_html(detail: RunDetail) -> str:

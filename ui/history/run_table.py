@@ -20,6 +20,14 @@ def loss_text(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
+def lowest_text(evals: list[tuple[int, float]], kept_step: int | None = None) -> str:
+    """'2.9146 at step 60' (', its weights kept' when best/ holds that step), '—' without validation checks."""
+    if not evals:
+        return "—"
+    step, loss = min(evals, key=lambda point: point[1])
+    return f"{loss_text(loss)} at step {step}" + (", its weights kept" if kept_step == step else "")
+
+
 def when(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp)) if timestamp else "—"
 
