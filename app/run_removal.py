@@ -25,6 +25,7 @@ from core.plan_text import size_text
 from core.progress import Progress
 
 ASIDE = ".deleting-"  # the prefix of a folder renamed aside to be removed
+UNFINISHED = {history.STOPPED, history.FAILED, history.RUNNING, "interrupted"}  # may still start from its weights
 
 
 @dataclass
@@ -36,13 +37,16 @@ class Removal:
     folder: str = ""  # the run's folder, "" when there is none left to delete
     bytes: int = 0  # what deleting frees on disk
     exports: list[str] = field(default_factory=list)  # exported files, which stay where they are
+    stranded: list[str] = field(default_factory=list)  # unfinished runs that go on from its weights (train --from)
 
     def text(self) -> str:
         """'run 20261204-… (done): its folder (1.2 GB) and its history; its 1 export stays (/path)'."""
         goes = f"its folder ({size_text(self.bytes) or 'empty'}) and its history" if self.folder else "its history"
         n = len(self.exports)
         kept = f"; its {n} export{'s stay' if n != 1 else ' stays'} ({', '.join(self.exports)})" if n else ""
-        return f"run {self.run_id} ({self.status}): {goes}{kept}"
+        stranded = (f"; {', '.join(self.stranded)} {'goes' if len(self.stranded) == 1 else 'go'} on from its weights "
+                    "and could not be resumed without them" if self.stranded and self.folder else "")
+        return f"run {self.run_id} ({self.status}): {goes}{kept}{stranded}"
 
 
 def removal(run_id: str) -> Removal:
@@ -51,12 +55,15 @@ def removal(run_id: str) -> Removal:
     with ops.open_history() as db:
         run = ops.with_liveness(db.run(run_id))
         exports = [e["path"] for e in db.exports(run["id"]) if Path(e["path"]).exists()]
+        stranded = [f"run {r['id']} ({r['status']})" for r in db.runs()
+                    if ((r.get("config") or {}).get("continues") or {}).get("run") == run["id"]
+                    and r["status"] in UNFINISHED]
     if run["status"] == history.RUNNING:
         raise KnownError(f"Run {run['id']} is training now; stop it first (Stop on its page in the app, or Ctrl+C "
                          "where `tuneforge train` follows it), then delete it.")
     folder = _own_folder(run)
     return Removal(run["id"], run["status"], str(folder) if folder else "", folder_size(folder) if folder else 0,
-                   sorted(e for e in exports if not folder or not _inside(Path(e), folder)))
+                   sorted(e for e in exports if not folder or not _inside(Path(e), folder)), stranded)
 
 
 def delete_run(run_id: str, progress: Progress | None = None) -> Removal:

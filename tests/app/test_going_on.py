@@ -49,3 +49,6 @@ def test_going_on_refuses_what_cannot_go_on_in_one_sentence(cli, cli_here, home,
     failed = next(e for e in events if e["event"] == "error")
     assert "adapter_model.safetensors: the adapter does not fit this run's" in failed["text"]
     assert "keep the settings (r, targets)" in failed["text"]
+    # That failed run would need the first run's weights to be resumed: deleting the first one says so.
+    said = cli_here("delete", first).stdout
+    assert f"run {events[-1]['run_id']} (failed) goes on from its weights and could not be resumed" in said, said
