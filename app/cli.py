@@ -81,16 +81,20 @@ def build_parser() -> Parser:
                             "loss (default: train every planned step). The weights of the lowest are kept either way.")
         s.add_argument("--json", action="store_true", help="Machine-readable output, one JSON object per line.")
 
+    def going_on(s):  # a run that goes on from an earlier one's weights
+        s.add_argument("--from", dest="from_run", metavar="RUN",
+                       help="Go on from this run's trained weights (on new data, or for more steps): its model, "
+                            "strategy and settings, its weights as the start; --weights says which of them.")
+        weights(s)
+
     s = sub.add_parser("plan", help="Show what would run and why.")
-    wishes(s)
+    wishes(s, model_required=False)  # with --from, that run's model
+    going_on(s)
     s.add_argument("--hardware", help="Plan for a hardware profile from a JSON file instead of this machine.")
 
     s = sub.add_parser("train", help="Train in a separate process; ends with the run id.")
     wishes(s, model_required=False)  # a run that goes on from another (--from) takes that one's model
-    s.add_argument("--from", dest="from_run", metavar="RUN",
-                   help="Go on from this run's trained weights (on new data, or for more steps): its model, "
-                        "strategy and settings, its weights as the start; --weights says which of them.")
-    weights(s)
+    going_on(s)
     s.add_argument("--project", default="default", help="Project name in the history.")
     s.add_argument("--seed", type=int, default=42, help="Random seed (same seed, same run).")
     s.add_argument("--eval-fraction", type=float, default=None,

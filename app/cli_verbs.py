@@ -88,7 +88,8 @@ def cmd_profile(a) -> int:
 
 def cmd_plan(a) -> int:
     check_positive(a)
-    bundle = ops.make_plan(a.model, a.data, wishes_of(a), hardware_file=a.hardware, progress=_progress(a),
+    wishes, going = wishes_going_on(a)
+    bundle = ops.make_plan(a.model, a.data, wishes, hardware_file=a.hardware, progress=_progress(a),
                            mapping=mapping_of(a), on_bad=a.bad_rows)
     if a.json:
         out({"plan": bundle.plan.to_dict(), "model": str(bundle.model.path), "data": bundle.data,
@@ -97,6 +98,8 @@ def cmd_plan(a) -> int:
         print(f"Model: {bundle.model.label} ({bundle.model.path})")
         print(f"Data: {bundle.data['rows']} rows ({bundle.data['format']}) from {bundle.data_path}")
         print(f"Hardware: {bundle.hardware.source}")
+        if going:
+            print(f"Goes on from {going.describe()}")
         print("\n".join(plan_text.describe(bundle.plan)))
     return 0
 
@@ -119,12 +122,12 @@ def cmd_train(a) -> int:
 
 
 def wishes_going_on(a) -> tuple[planner.Wishes, ops.GoingOn | None]:
-    """The train verb's wishes; with --from, the earlier run's model, strategy and settings under them (the
-    person's --option values on top), and what the new run takes from it."""
+    """The plan and train verbs' wishes; with --from, the earlier run's model, strategy and settings under them
+    (the person's --option values on top), and what the new run takes from it."""
     if not a.from_run:
         if not a.model:
-            raise KnownError("tuneforge train: the following arguments are required: --model (or --from RUN); "
-                             "see `tuneforge train --help`.")
+            raise KnownError(f"tuneforge {a.verb}: the following arguments are required: --model (or --from RUN); "
+                             f"see `tuneforge {a.verb} --help`.")
         return wishes_of(a), None
     going = ops.going_on(a.from_run, a.weights)
     if a.model:

@@ -55,15 +55,24 @@ def removal(run_id: str) -> Removal:
     with ops.open_history() as db:
         run = ops.with_liveness(db.run(run_id))
         exports = [e["path"] for e in db.exports(run["id"]) if Path(e["path"]).exists()]
-        stranded = [f"run {r['id']} ({r['status']})" for r in db.runs()
-                    if ((r.get("config") or {}).get("continues") or {}).get("run") == run["id"]
-                    and r["status"] in UNFINISHED]
+        stranded = [f"run {r['id']} ({r['status']})" for r in db.runs() if needs_weights(db, r, run["id"])]
     if run["status"] == history.RUNNING:
         raise KnownError(f"Run {run['id']} is training now; stop it first (Stop on its page in the app, or Ctrl+C "
                          "where `tuneforge train` follows it), then delete it.")
     folder = _own_folder(run)
     return Removal(run["id"], run["status"], str(folder) if folder else "", folder_size(folder) if folder else 0,
                    sorted(e for e in exports if not folder or not _inside(Path(e), folder)), stranded)
+
+
+def needs_weights(db, run: dict, source: str) -> bool:
+    """Whether `run` would need `source`'s weights to start again: it goes on from them (train --from), is not
+    finished, and has no checkpoint that holds all it trains (an adapter run's checkpoint does; a whole-model run
+    may keep frozen parts of them)."""
+    from core import strategies
+
+    if ((run.get("config") or {}).get("continues") or {}).get("run") != source or run["status"] not in UNFINISHED:
+        return False
+    return strategies.get(run["strategy"], need_built=False).result == "model" or not db.checkpoints(run["id"])
 
 
 def delete_run(run_id: str, progress: Progress | None = None) -> Removal:

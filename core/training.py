@@ -118,6 +118,8 @@ class Session:
         if not self.cfg.start_from:
             return None
         folder = Path(self.cfg.start_from)
+        if not folder.is_dir() and self.strategy.result == "adapter" and checkpoint.latest(self.cfg.run_dir):
+            return None  # resuming: the checkpoint holds the whole adapter, and the frozen base is model_path
         if not folder.is_dir():
             raise KnownError(f"{folder}: the weights this run starts from are gone (was run "
                              f"{self.cfg.continues.get('run', '?')} deleted?); start a new run instead.")

@@ -37,6 +37,8 @@ def test_a_run_goes_on_from_the_weights_of_another(cli, home, tiny_model_dir, st
 
 def test_going_on_refuses_what_cannot_go_on_in_one_sentence(cli, cli_here, home, tiny_model_dir):
     _, first, _ = train(cli, "--model", tiny_model_dir, "--strategy", "lora", "--max-steps", "2")
+    planned = cli_here("plan", "--from", first, "--data", DEMO, check=0).stdout  # the plan says it too
+    assert f"Goes on from the weights of run {first} at step 2\nStrategy: lora" in planned, planned
     for args, words in (
             (["--from", first, "--model", "default"], f"--from {first} goes on with that run's model"),
             (["--from", first, "--strategy", "full"], "keeps its strategy (lora)"),
@@ -52,3 +54,24 @@ def test_going_on_refuses_what_cannot_go_on_in_one_sentence(cli, cli_here, home,
     # That failed run would need the first run's weights to be resumed: deleting the first one says so.
     said = cli_here("delete", first).stdout
     assert f"run {events[-1]['run_id']} (failed) goes on from its weights and could not be resumed" in said, said
+
+
+def test_an_adapter_run_resumes_from_its_checkpoint_when_the_run_it_went_on_from_is_gone(home, tiny_model_dir,
+                                                                                         tmp_path):
+    from core import settings, training
+    from core.errors import KnownError
+    from core.run_config import RunConfig
+
+    fields = dict(run_id="r", run_dir=str(tmp_path / "run"), db_path=str(home / "history.sqlite"),
+                  model_path=str(tiny_model_dir), data_path=str(DEMO), strategy="lora",
+                  start_from=str(tmp_path / "deleted-run" / "result"), continues={"run": "gone", "step": 3})
+    cfg = settings.from_dict(RunConfig, fields)
+    with pytest.raises(KnownError, match="the weights this run starts from are gone .was run gone deleted"):
+        training.Session(cfg, total_steps=4)
+    started = training.Session(settings.from_dict(RunConfig, {**fields, "start_from": ""}), total_steps=4)
+    started.save_checkpoint(cfg.run_dir, {})  # a checkpoint holds the whole adapter: enough to resume from
+    resumed = training.Session(cfg, total_steps=4)
+    assert resumed.trainable_count == started.trainable_count
+    whole = settings.from_dict(RunConfig, {**fields, "strategy": "full", "strategy_options": {}})
+    with pytest.raises(KnownError, match="are gone"):  # a whole model may keep frozen parts of what it started from
+        training.Session(whole, total_steps=4)
