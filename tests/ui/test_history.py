@@ -45,7 +45,7 @@ def row(page, run_id: str) -> dict:
 def test_the_list_shows_both_runs_with_their_figures(page):
     assert row(page, FIRST) == {"Run": FIRST, "Project": "pirates", "Status": "done", "Model": "default",
                                 "Strategy": "lora", "Dataset": "pirate_chat.jsonl", "Steps": "6/6",
-                                "Final loss": "1.7000", "Best loss": "1.7000", "Duration": "2 min", "Disk": "0 KB"}
+                                "Final loss": "1.7000", "Best train loss": "1.7000", "Duration": "2 min", "Disk": "0 KB"}
     assert row(page, SECOND)["Final loss"] == "2.1000" and row(page, SECOND)["Duration"] == "80 s"
     assert row(page, SECOND)["Disk"] == "—"  # it has no folder
     assert page.table.topLevelItem(0).run.id == SECOND  # newest first

@@ -68,7 +68,7 @@ class CompareView(QWidget):
                            + (f"{counted(n, 'setting')} differ{'s' if n == 1 else ''}." if n
                               else "their settings are the same."))
         results = [("status", a.status, b.status), ("final loss", loss_text(a.final_loss), loss_text(b.final_loss)),
-                   ("best loss", loss_text(a.best_loss), loss_text(b.best_loss)),
+                   ("best train loss", loss_text(a.best_loss), loss_text(b.best_loss)),
                    ("validation loss", loss_text(a.eval_loss), loss_text(b.eval_loss)),
                    ("lowest validation", *(lowest_text(comparison.curves[r.id].get("eval", [])) for r in (a, b))),
                    ("duration", duration(a.duration_s), duration(b.duration_s)),

@@ -27,7 +27,7 @@ def figures_html(detail: RunDetail) -> str:
     s = detail.summary
     rows = [("Status", s.status + (f": {s.outcome}" if s.outcome else "")), ("Model", s.model),
             ("Dataset", s.dataset or "—"), ("Strategy", s.strategy), ("Steps", f"{s.steps_done} of {s.total_steps}"),
-            ("Final loss", loss_text(s.final_loss)), ("Best loss", loss_text(s.best_loss)),
+            ("Final loss", loss_text(s.final_loss)), ("Best train loss", loss_text(s.best_loss)),
             ("Validation loss", loss_text(s.eval_loss)), ("Lowest validation", lowest_validation(detail)),
             ("Duration", duration(s.duration_s)),
             ("Created", when(s.created_at)), ("Project", s.project)]

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTreeWidget, QTree
 from app.history_service import RunSummary, disk_text
 from core.plan_text import duration
 
-COLUMNS = ["Run", "Project", "Status", "Model", "Strategy", "Dataset", "Steps", "Final loss", "Best loss",
+COLUMNS = ["Run", "Project", "Status", "Model", "Strategy", "Dataset", "Steps", "Final loss", "Best train loss",
            "Duration", "Disk"]
 STATUS_COLOURS = {"done": "#3b7d4f", "running": "#1d4f91", "failed": "#b03a3c", "interrupted": "#9a6a00"}
 
