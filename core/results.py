@@ -7,8 +7,9 @@ the lowest validation loss is. The trainer saves that one whenever a check beats
 (`save_best`), and when the run ends drops it again if the last step was the best anyway (`settle`).
 
 Chat, evaluate and export pick the weights with `pick(run, weights)`: "last", "best", or "auto", which is
-the best weights when they were measured lower than the last step's, else the last step. Everything that
-reads a result goes through `folder(run)`, so one rule decides which files answer.
+the best weights when they were measured lower than the last step's (or when there is no last step's result:
+a run still training, or one that crashed), else the last step. Everything that reads a result goes through
+`folder(run)`, so one rule decides which files answer.
 """
 
 from __future__ import annotations
@@ -88,9 +89,11 @@ def choose(run: dict, weights: str = AUTO) -> Choice:
     if weights == BEST and found is None:
         raise BadArgument(f"Run {run['id']} kept no separate best weights (its last step had the lowest validation "
                           "loss, or it had no validation rows); use --weights last.")
-    if weights == BEST or (weights == AUTO and better_kept(found)):
+    no_last = found is not None and not last_folder(run_dir).is_dir()  # still training, or it crashed
+    if weights == BEST or (weights == AUTO and (better_kept(found) or no_last)):
         last = (f"; {found['last_loss']:.4f} at its last step {found['last_step']}"
-                if found.get("last_loss") is not None else "")
+                if found.get("last_loss") is not None else "; the run has no last step's result"
+                if no_last else "")
         return Choice(BEST, best_folder(run_dir), found["step"],
                       f"the weights of step {found['step']}, where the validation loss was lowest "
                       f"({found['loss']:.4f}{last})")

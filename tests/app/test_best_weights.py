@@ -97,6 +97,7 @@ def kept(run_dir, step: int, loss: float) -> None:
 ])
 def test_settle_keeps_best_only_where_it_beats_the_end(tmp_path, last_step, last_loss, stays, auto):
     kept(tmp_path, 60, 2.5)
+    (tmp_path / "result").mkdir()
     results.settle(tmp_path, last_step, last_loss)
     assert (tmp_path / "best").is_dir() == stays
     run = {"id": "r1", "run_dir": str(tmp_path), "steps_done": last_step}
@@ -109,3 +110,10 @@ def test_asking_for_best_weights_a_run_did_not_keep_is_one_sentence(tmp_path):
         results.choose({"id": "r1", "run_dir": str(tmp_path)}, results.BEST)
     with pytest.raises(BadArgument, match="Unknown weights 'middle'"):
         results.choose({"id": "r1", "run_dir": str(tmp_path)}, "middle")
+
+
+def test_a_run_without_a_last_result_answers_with_its_best_so_far(tmp_path):
+    kept(tmp_path, 40, 2.5)  # a run still training (or one that crashed) has best/ and no result/ yet
+    choice = results.choose({"id": "r1", "run_dir": str(tmp_path)})
+    assert (choice.which, choice.step, choice.path) == ("best", 40, tmp_path / "best")
+    assert choice.note.endswith("(2.5000; the run has no last step's result)")
