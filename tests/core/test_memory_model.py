@@ -128,6 +128,9 @@ def test_terms_are_named_and_follow_the_strategy():
     assert "adapter weights (fp32)" in lora.device and "adapter weights (fp32)" not in full.device
     assert full.device["gradients"] == shape.params * 2 > lora.device["gradients"]
     assert lora.device_total == sum(lora.device.values()) and "CUDA context" in lora.device
+    best = "weights of the lowest validation loss"  # best/ beside the result: one more result on disk
+    assert full.disk[best] == full.disk["result"] == shape.params * 2 and lora.disk[best] == lora.disk["result"]
+    assert best not in mm.estimate(shape, mm.Setup("lora", 1, 128, keep_best=False)).disk
     ckpt = mm.estimate(shape, mm.Setup("lora", 8, 512, checkpointing=True))
     plain = mm.estimate(shape, mm.Setup("lora", 8, 512))
     assert ckpt.device["activations (checkpointed)"] < plain.device["activations"]
