@@ -80,4 +80,28 @@ def test_the_export_page_uses_the_weights_chosen(qtbot, overfit_run, tmp_path):
     step, loss = min(detail.eval, key=lambda point: point[1])
     assert lowest_validation(detail) == f"{loss:.4f} at step {step}, its weights kept"
     assert "Lowest validation" in figures_html(detail) and step < detail.summary.steps_done
+    train_page_nudges(qtbot, run_id)
 
+
+
+def train_page_nudges(qtbot, run_id: str) -> None:
+    """The train page says when the validation loss stops coming down: the run's own events, replayed into a
+    train page as attaching to a run does."""
+    from ui.pages.train_page import NUDGE_AFTER, TrainPage
+
+    page = TrainPage(Session())
+    qtbot.addWidget(page)
+    page._reset_view()
+    evals = []
+    lines = (Path(ops.get_run(run_id)["run_dir"]) / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    for e in map(json.loads, lines):
+        page._on_event(e)
+        if e["event"] == "eval":
+            evals.append((e["step"], e["loss"]))
+            shown = not page.error.isHidden()
+            lowest = min(evals, key=lambda point: point[1])
+            after = len(evals) - 1 - evals.index(lowest)  # checks since the lowest
+            assert shown == (after >= NUDGE_AFTER), (evals, page.error.text.text())
+    step, loss = lowest
+    assert page.error.text.text().startswith(f"The validation loss has not come back down to its lowest "
+                                             f"({loss:.4f} at step {step}) for {NUDGE_AFTER} checks")

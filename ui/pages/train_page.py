@@ -20,10 +20,13 @@ from ui.pages.paused_try import PausedTry
 from ui.pages.trainer_events import TrainerEvents, log_tail, sentence
 
 DEVICE_POLL_MS = 1500
+NUDGE_AFTER = 2  # validation checks in a row above the lowest before the page says the model may be memorizing
 
 
 class TrainPage(Page):
     running_changed = Signal(bool)
+    lowest: tuple[int, float] | None = None  # the lowest validation loss so far: (step, loss)
+    since_lowest = 0  # validation checks since it
 
     def __init__(self, session: Session, parent=None):
         super().__init__(session, "Train", "The training runs in its own process; pause it to try the model, "
@@ -117,7 +120,24 @@ class TrainPage(Page):
                              f"about {duration(p.total_time_s)}.")
         self.start_button.setEnabled(True)
 
+    def _watch_validation(self, e: dict) -> None:
+        """Say, while it trains, when the validation loss has stopped coming down: the person may stop there,
+        and loses nothing (the weights of the lowest point are kept)."""
+        if e.get("lowest"):
+            self.lowest, self.since_lowest = (int(e["step"]), float(e["loss"])), 0
+            if getattr(self.error, "kind", None) == "info":
+                self.error.clear()
+            return
+        self.since_lowest += 1
+        if self.lowest and self.since_lowest == NUDGE_AFTER:
+            step, loss = self.lowest
+            self.error.show_message(f"The validation loss has not come back down to its lowest ({loss:.4f} at step "
+                                    f"{step}) for {self.since_lowest} checks: the model may be memorizing its rows. "
+                                    f"The weights of step {step} are kept, so stopping now loses nothing.",
+                                    kind="info")
+
     def _reset_view(self) -> None:
+        self.lowest, self.since_lowest = None, 0  # the lowest validation loss so far (step, loss); checks since
         self.error.clear()
         self.status.stop()
         self.progress.setRange(0, max(1, self.session.bundle.plan.total_steps if self.session.bundle else 1))
@@ -258,6 +278,7 @@ class TrainPage(Page):
             self.loss_chart.add_eval(int(e["step"]), float(e["loss"]))
             self.append(f"Validation loss at step {e['step']}: {e['loss']:.4f}"
                         + (" (the lowest so far)" if e.get("lowest") else ""))
+            self._watch_validation(e)
         elif kind == "checkpoint":
             self.append(f"Checkpoint saved at step {e['step']}.")
         elif kind == "done":
@@ -295,6 +316,8 @@ class TrainPage(Page):
         self.start_button.setText("Start again" if not outcome.ok else "Start training")
         if outcome.ok:
             self.status.stop(f"✔ {sentence(outcome.text)}")
+            if getattr(self.error, "kind", None) == "info":  # a note for while it trained; the log keeps the rest
+                self.error.clear()
         else:
             self.status.stop()
             self.error.show_message(f"Training {outcome.status}: {sentence(outcome.text, capital=False)}",
