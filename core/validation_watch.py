@@ -12,6 +12,7 @@ The watch's figures go into each checkpoint (`state`), so a resumed run goes on 
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +41,6 @@ class Watch:
             watch.best_loss, watch.best_step, watch.since = saved["best_loss"], saved["best_step"], saved["since"]
         found = results.best_of(cfg.run_dir)
         if found is not None and (checkpoint_state is None or found["step"] > resumed_step):
-            import shutil
-
             shutil.rmtree(results.best_folder(cfg.run_dir), ignore_errors=True)
         return watch
 
