@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import pytest
 
+from app import history_service
 from app import operations as ops
 from core.planner import Wishes
 from tests.conftest import DEMO
 from tests.ui.test_training import to_train_page
 from ui import tasks
+from ui.history.run_detail import figures_html
 from ui.main_window import HISTORY, MainWindow
 
 
@@ -54,5 +56,7 @@ def test_train_more_goes_on_from_a_run_in_a_new_fine_tune(qtbot, advance, finish
     assert f"Starting from the weights of run {first} at step 3" in page.log.toPlainText()
     config = ops.get_run(wizard.session.run_id)["config"]
     assert config["continues"]["run"] == first and config["start_from"].endswith(f"{first}/result")
+    shown = figures_html(history_service.run_detail(wizard.session.run_id))  # History says where it started
+    assert f"Started from</td><td style='padding-right:18px'><b>the weights of run {first} at step 3" in shown
     window.close()
     assert tasks.wait_idle(60000)

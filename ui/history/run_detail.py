@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (QFrame, QHeaderView, QLabel, QScrollArea, QTabWid
 
 from app.history_service import RunDetail, flat_config
 from app.supervisor import Outcome
+from core import results
 from core.plan_text import duration
 from ui.history.resume_page import ResumePage
 from ui.history.run_table import loss_text, lowest_text, when
@@ -31,6 +32,8 @@ def figures_html(detail: RunDetail) -> str:
             ("Validation loss", loss_text(s.eval_loss)), ("Lowest validation", lowest_validation(detail)),
             ("Duration", duration(s.duration_s)),
             ("Created", when(s.created_at)), ("Project", s.project)]
+    if detail.config.get("continues"):  # a run that went on from another's weights (train --from, Train more)
+        rows.append(("Started from", results.continued_text(detail.config["continues"])))
     cells = "".join(f"<td style='padding-right:6px;color:#6b7380'>{k}</td><td style='padding-right:18px'>"
                     f"<b>{v}</b></td>" + ("</tr><tr>" if i % 4 == 3 else "") for i, (k, v) in enumerate(rows))
     return f"<span style='font-size:12pt'><b>{s.id}</b></span><table><tr>{cells}</tr></table>"
