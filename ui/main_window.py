@@ -87,6 +87,7 @@ class MainWindow(QMainWindow):
         self.wizard.export_page.train_more.connect(self.train_more)
         if old is not None:
             self.wizard_layout.replaceWidget(old, self.wizard)
+            old.hide()  # gone from sight now; deleted once control is back in the event loop
             old.deleteLater()
         else:
             self.wizard_layout.addWidget(self.wizard)
