@@ -45,6 +45,8 @@ def test_train_more_goes_on_from_a_run_in_a_new_fine_tune(qtbot, advance, finish
     assert model_page.kept_note.text() == f"Goes on from the weights of run {first} at step 3, so it trains that " \
                                           "run's model."
     assert model_page.model_edit.text() == ops.get_run(first)["model_path"]
+    qtbot.waitUntil(lambda: model_page.models.topLevelItemCount() > 0, timeout=30000)  # listed, still not offered
+    assert not model_page.refresh_button.isEnabled()
 
     page = to_train_page(wizard, advance, qtbot, max_steps=2)
     plan = wizard.plan_page

@@ -134,13 +134,13 @@ class ModelPage(Page):
                       on_error=self._list_failed, on_progress=self.list_status.report)
 
     def _listed(self, entries) -> None:
-        self.refresh_button.setEnabled(True)
+        self.refresh_button.setEnabled(self.model_edit.isEnabled())  # (not while the model is given: keep_model)
         self.list_status.stop()
         self.models.show_entries(entries)
         self._select_current()
 
     def _list_failed(self, error: BaseException) -> None:
-        self.refresh_button.setEnabled(True)
+        self.refresh_button.setEnabled(self.model_edit.isEnabled())
         self.list_status.stop()
         self.error.show_error(error)
 
