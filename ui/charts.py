@@ -255,8 +255,10 @@ class LengthHistogram(QWidget):
 
 
 def _size(n: int) -> str:
-    if n >= GIB:
+    """'1.50 GiB', '304 MiB', '12 KiB'; a negative term (a calibration that lowers the estimate) in the unit of its
+    size, '-304 MiB'."""
+    if abs(n) >= GIB:
         return f"{n / GIB:.2f} GiB"
-    if n >= 1024**2:
+    if abs(n) >= 1024**2:
         return f"{n / 1024**2:.0f} MiB"
     return f"{n / 1024:.0f} KiB"

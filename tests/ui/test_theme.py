@@ -97,3 +97,11 @@ def test_a_widget_with_a_style_sheet_hears_of_the_switch(themed, qtbot):
     heard.clear()
     themed("dark")
     assert QEvent.PaletteChange in heard
+
+
+@pytest.mark.parametrize("n, text", [(3 << 30, "3.00 GiB"), (304 << 20, "304 MiB"), (12 << 10, "12 KiB"),
+                                     (-(304 << 20), "-304 MiB")])  # a calibration that lowers the estimate
+def test_memory_terms_read_in_the_unit_of_their_size(n, text):
+    from ui.charts import _size
+
+    assert _size(n) == text
