@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QWizard
 
 from core import settings, strategies
 from core.hardware import GPU, HardwareProfile
+from core.plan_text import size_text
 from tuneforge_kernels import OPS
 from ui.pages.plan_wishes import WishesPanel
 
@@ -44,6 +45,8 @@ def test_forced_settings_replan_and_reach_the_bundle(make_wizard, advance, qtbot
     assert "Sequence length 96 as you asked" in page.reasons.text()
     assert "Micro-batch 3 as you asked" in page.reasons.text()
     assert page.labels["seq_len"].text().startswith("96 tokens") and page.isComplete()
+    disk = sum(page.session.bundle.plan.disk.values())  # the run's folder: checkpoints, result, best weights
+    assert f"Disk for checkpoints and results: about {size_text(disk)}." in page.host_memory.text()
     page.advanced.lr.setCurrentText("fast")  # not a number: a sentence, and no plan to go on with
     qtbot.waitUntil(lambda: bool(page.error.message), timeout=5000)
     assert "Learning rate 'fast' is not usable" in page.error.message and not page.isComplete()

@@ -13,7 +13,7 @@ from app import operations as ops
 from core import strategies
 from core.data.token_stats import length_stats
 from core.errors import KnownError
-from core.plan_text import duration
+from core.plan_text import duration, size_text
 from ui.charts import LengthHistogram, MemoryBar
 from ui.error_panel import ErrorPanel
 from ui.pages.base import BusyLine, Page, Session
@@ -198,7 +198,7 @@ class PlanPage(Page):
         gib = 1024**3
         self.host_memory.setText(
             (f"Host RAM: about {sum(p.ram.values()) / gib:.1f} GiB. " if p.device == "cuda" and p.ram else "")
-            + f"Disk for checkpoints and the result: about {sum(p.disk.values()) / gib:.2f} GiB. "
+            + f"Disk for checkpoints and results: about {size_text(sum(p.disk.values())) or '0 KB'}. "
             + (f"Weights offloaded: {p.offload}." if p.offload else ""))
         self.reasons.setText(bullets(p.reasons))
         self.rejected.setText(bullets([f"{r['strategy']}: {r['why']}" for r in p.rejected]))
