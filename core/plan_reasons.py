@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from core import memory_model as mm
 from core import strategies
+from core.errors import BadArgument
 from core.model_shape import ModelShape
 from core.plan_fit import fit, options_for, settings_of
 from core.plan_target import Target
@@ -71,6 +72,10 @@ def rejected(shape, target: Target, plan, w) -> list[dict]:
         if name == plan.strategy:
             continue
         options = options_for(name, w)
+        try:  # a wish valid for the chosen strategy may not be for this one (qlora's optimizer 'auto' for full)
+            s.options(options)
+        except BadArgument:
+            options = {}  # this one is judged on its own defaults
         _, mb, cheapest, _ = fit(shape, target, name, plan.seq_len, options, plan.effective_batch)
         if mb:
             texts = WHY_NOT_ON_CPU if target.device != "cuda" and name in WHY_NOT_ON_CPU else WHY_NOT_WHEN_FITS

@@ -120,6 +120,11 @@ def test_rejected_alternatives_each_say_why():
     assert set(rejected) == {"lora", "dora", "full", "lisa", "offload"}
     assert not rejected["full"]["fits"] and "GiB" in rejected["full"]["why"]
     assert all(r["why"].strip() for r in plan.rejected)
+    # A setting valid for the chosen strategy but not for another (qlora's optimizer 'auto'; full has no 'auto')
+    # leaves that one judged on its own defaults instead of failing the plan.
+    wish = planner.Wishes(strategy="qlora", options={"optimizer": "auto"})
+    asked = planner.make_plan(CPU_ONLY, SMOL, [50] * 10, wish)
+    assert asked.strategy == "qlora" and {"full", "lisa"} <= {r["strategy"] for r in asked.rejected}
 
 
 def test_replan_after_oom_halves_the_micro_batch_and_keeps_the_step():
