@@ -254,7 +254,7 @@ class GoingOn:
 
     model: str  # the earlier run's base model folder: the new run's base too
     strategy: str  # the same strategy: an adapter goes on as the same kind of adapter
-    options: dict  # its strategy settings (rank, targets…), which the saved adapter's shapes depend on
+    options: dict  # the strategy settings its saved weights depend on (an adapter's rank, targets, scale)
     start_from: str  # the folder of the weights (result/ or best/)
     continues: dict  # {"run", "weights", "step"}, kept in the new run's config for the history
 
@@ -276,11 +276,15 @@ class GoingOn:
 def going_on(run: str, weights: str = results.AUTO) -> GoingOn:
     """A new run goes on from `run`'s weights (its `weights`: by default those of its lowest validation loss when
     kept): on the same base and with the same strategy and settings, its trained weights as the start."""
+    from core import strategies
+
     r = run_weights(run, weights)
     folder = results.need(r)
     choice = r["picked"]
-    return GoingOn(r["model_path"], r["strategy"], dict((r.get("config") or {}).get("strategy_options") or {}),
-                   str(folder), {"run": r["id"], "weights": choice.which, "step": choice.step})
+    kept = strategies.get(r["strategy"], need_built=False).kept_going_on
+    options = {k: v for k, v in ((r.get("config") or {}).get("strategy_options") or {}).items() if k in kept}
+    return GoingOn(r["model_path"], r["strategy"], options, str(folder),
+                   {"run": r["id"], "weights": choice.which, "step": choice.step})
 
 
 def chat_models(run: str | None = None, model: str | None = None, keep: bool = False,

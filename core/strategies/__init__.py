@@ -47,6 +47,9 @@ class Strategy:
     Options: ClassVar[type] = NoOptions
     built: ClassVar[bool] = True
     result: ClassVar[str] = "adapter"  # "adapter" (PEFT layout) or "model" (a full HF folder)
+    # Settings a run that goes on from this one's weights keeps (train --from): those its saved weights depend on
+    # (an adapter's shape and scale); the rest (optimizer, memory placement) the new run's plan chooses afresh.
+    kept_going_on: ClassVar[tuple[str, ...]] = ()
     # How it uses memory (core.memory_model):
     base_storage: ClassVar[str] = "compute"  # the frozen base: "compute" (the run's precision) or "nf4"
     activations: ClassVar[str] = "lora"  # family in memory_model.ACTIVATION_COEFFICIENTS

@@ -54,6 +54,7 @@ class Lora(Strategy):
     summary = "Low-rank adapters on every linear layer; the base stays frozen."
     Options = LoraOptions
     use_dora = False
+    kept_going_on = ("r", "alpha", "rslora", "targets")
 
     def trainable_params(self, shape, setup) -> int:
         return shape.lora_params(setup.lora_r)

@@ -40,6 +40,7 @@ class QLora(Lora):
     summary = "LoRA over a 4-bit (nf4, double-quantized) frozen base."
     Options = QLoraOptions
     base_storage = "nf4"
+    kept_going_on = Lora.kept_going_on + ("quant_type", "double_quant")  # the 4-bit base it was trained against
 
     def optimizer_name(self, opts, device: str) -> str:
         if opts.optimizer == "auto":  # paging needs CUDA's unified memory

@@ -285,6 +285,13 @@ def test_every_setting_has_help():
             assert len(option["help"]) > 10, (name, option["name"])
 
 
+def test_what_a_run_going_on_keeps_is_settings_of_the_strategy():
+    for name, s in strategies.REGISTRY.items():
+        fields = {o["name"] for o in strategies.describe_options(name)}
+        assert set(s.kept_going_on) <= fields, name
+        assert ("r" in s.kept_going_on) == (s.result == "adapter"), name  # an adapter's shape is kept
+
+
 def test_a_re_plan_that_freezes_lisas_embeddings_resumes_from_the_checkpoint(model_dir, tmp_path):
     """After an out-of-memory re-plan a LISA run may continue with its embeddings frozen: the trained
     embeddings come back from the checkpoint, and the optimizer (whose state was for other weights) starts
