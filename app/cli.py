@@ -84,7 +84,7 @@ def build_parser() -> Parser:
     def going_on(s):  # a run that goes on from an earlier one's weights
         s.add_argument("--from", dest="from_run", metavar="RUN",
                        help="Go on from this run's trained weights (on new data, or for more steps): its model, "
-                            "strategy and settings, its weights as the start; --weights says which of them.")
+                            "strategy and the settings its weights depend on; --weights says which weights.")
         weights(s)
 
     s = sub.add_parser("plan", help="Show what would run and why.")

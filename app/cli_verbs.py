@@ -122,8 +122,8 @@ def cmd_train(a) -> int:
 
 
 def wishes_going_on(a) -> tuple[planner.Wishes, ops.GoingOn | None]:
-    """The plan and train verbs' wishes; with --from, the earlier run's model, strategy and settings under them
-    (the person's --option values on top), and what the new run takes from it."""
+    """The plan and train verbs' wishes; with --from, the earlier run's model, strategy and the settings its weights
+    depend on under them (the person's --option values on top), and what the new run takes from it."""
     if not a.from_run:
         if not a.model:
             raise KnownError(f"tuneforge {a.verb}: the following arguments are required: --model (or --from RUN); "

@@ -275,7 +275,7 @@ class GoingOn:
 
 def going_on(run: str, weights: str = results.AUTO) -> GoingOn:
     """A new run goes on from `run`'s weights (its `weights`: by default those of its lowest validation loss when
-    kept): on the same base and with the same strategy and settings, its trained weights as the start."""
+    kept): on the same base, with the same strategy and the settings those weights depend on, as the start."""
     from core import strategies
 
     r = run_weights(run, weights)

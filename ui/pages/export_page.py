@@ -87,7 +87,7 @@ class ExportPage(Page):
         self.weights.changed.connect(lambda _: self.new_conversation())
         self.train_more_button = QPushButton("Train more from these weights…", autoDefault=False)
         self.train_more_button.setToolTip("A new fine-tune that starts from what this run learned: on new data, "
-                                          "or for more steps, with the same model, strategy and settings.")
+                                          "or for more steps, on the same model with the same strategy.")
         self.train_more_button.clicked.connect(
             lambda: self.train_more.emit(self.session.run_id or "", self.weights.value()))
         top = QHBoxLayout()
@@ -202,8 +202,8 @@ class ExportPage(Page):
 
     def export(self, fmt: str, quant: str | None = None) -> None:
         weights = self.weights.value()
-        name = (f"{self.session.run_id}-{fmt}" + (f"-{quant}" if quant else "")
-                + ("-best" if weights == "best" else "-last" if weights == "last" else ""))
+        which = "" if weights == "auto" else f"-{weights}"  # both weights kept: the folder says which
+        name = f"{self.session.run_id}-{fmt}" + (f"-{quant}" if quant else "") + which
         out = free_folder(Path(self.folder_edit.text()).expanduser(), name)
         self.error.clear()
         self.result_label.clear()

@@ -14,7 +14,7 @@ from core.errors import KnownError
 
 def choices(run: dict) -> list[tuple[str, str]]:
     """[(weights, label)] for the combo box, best first; empty when the run kept only its last step."""
-    found = results.best_of(run.get("run_dir") or "") if run.get("run_dir") else None
+    found = results.best_of(run["run_dir"]) if run.get("run_dir") else None
     if found is None:
         return []
     last = found.get("last_loss")
