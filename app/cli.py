@@ -53,7 +53,8 @@ def build_parser() -> Parser:
         s.add_argument("--data", required=True, help=f"Dataset file or folder ({', '.join(SUFFIXES)}).")
         s.add_argument("--strategy", help=f"{', '.join(strategies.REGISTRY)} (default: the planner chooses).")
         s.add_argument("--max-steps", type=int, help="Optimizer steps to run (default: whole epochs).")
-        s.add_argument("--epochs", type=float, help="Passes over the data (default 1).")
+        s.add_argument("--epochs", type=float,
+                       help="Passes over the data (default: sized to the data, 3 for most sets).")
         s.add_argument("--seq-len", type=int, help="Sequence length in tokens (default: from the data).")
         s.add_argument("--lr", type=float, help="Peak learning rate.")
         s.add_argument("--batch-size", type=int, help="Micro-batch size.")
@@ -78,7 +79,8 @@ def build_parser() -> Parser:
                        help="Use at most this many GiB of the training device (GPU memory, or RAM on the CPU).")
         s.add_argument("--stop-early", type=int, metavar="CHECKS",
                        help="End the run when CHECKS validation checks in a row have not beaten the lowest validation "
-                            "loss (default: train every planned step). The weights of the lowest are kept either way.")
+                            "loss; 0 trains every planned step (default: 3 when the plan sizes the run in epochs and "
+                            "holds rows out, else 0). The weights of the lowest are kept either way.")
         s.add_argument("--json", action="store_true", help="Machine-readable output, one JSON object per line.")
 
     def going_on(s):  # a run that goes on from an earlier one's weights

@@ -40,7 +40,7 @@ def wishes_of(a) -> planner.Wishes:
                           checkpointing=a.checkpointing,
                           memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else None,
                           options=dict(strategies.parse_option(a.strategy, text) for text in a.option),
-                          packing=a.packing, kernels=kernels_of(a.kernels), stop_early=a.stop_early or 0)
+                          packing=a.packing, kernels=kernels_of(a.kernels), stop_early=a.stop_early)
 
 
 def kernels_of(text: str) -> list[str] | None:
@@ -67,11 +67,12 @@ def mapping_of(a) -> dict | None:
 
 
 def check_positive(a) -> None:
-    for name in ("max_steps", "epochs", "seq_len", "lr", "batch_size", "grad_accum", "memory_cap", "eval_every",
-                 "stop_early"):
+    for name in ("max_steps", "epochs", "seq_len", "lr", "batch_size", "grad_accum", "memory_cap", "eval_every"):
         value = getattr(a, name, None)
         if value is not None and value <= 0:
             raise KnownError(f"--{name.replace('_', '-')} must be above 0 (got {value}).")
+    if (getattr(a, "stop_early", None) or 0) < 0:
+        raise KnownError(f"--stop-early must be 0 (off) or a number of checks (got {a.stop_early}).")
     fraction = getattr(a, "eval_fraction", None)
     if fraction is not None and not 0 <= fraction < 0.5:
         raise KnownError(f"--eval-fraction must be at least 0 and below 0.5 (got {fraction}).")

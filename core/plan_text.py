@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.planner import GIB, Plan
+from core.words import counted
 
 
 def describe(plan: Plan) -> list[str]:
@@ -15,8 +16,10 @@ def describe(plan: Plan) -> list[str]:
              + f" in {plan.precision}, micro-batch {plan.micro_batch} × accumulation {plan.grad_accum}, "
              f"sequence length {plan.seq_len}, learning rate {plan.lr:g}"
              + (", gradient checkpointing" if plan.gradient_checkpointing else ""),
-             f"Steps: {plan.total_steps}, about {duration(plan.step_time_s)} each; estimated time "
-             f"{duration(plan.total_time_s)} (one epoch {duration(plan.epoch_time_s)})"
+             f"Steps: {plan.total_steps}" + ("" if plan.max_steps else f" ({counted(plan.epochs, 'epoch')})")
+             + f", about {duration(plan.step_time_s)} each; estimated time "
+             + ("at most " if plan.stop_early else "") + f"{duration(plan.total_time_s)} "
+             f"(one epoch {duration(plan.epoch_time_s)})"
              + (f"; ends early after {plan.stop_early} validation checks without a new low"
                 if plan.stop_early else ""),
              f"Estimated peak {'GPU memory' if plan.device == 'cuda' else 'memory'}: {plan.peak_bytes / GIB:.2f} GiB "

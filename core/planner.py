@@ -17,7 +17,8 @@ setting can be overridden by a wish, and the reasons say which ones were.
 A strategy's own settings are decided the same way: the strategy offers variants best first
 (`plan_variants`; LISA: embeddings trained, then frozen) and the first that fits is taken, with the
 strategy's sentence for it. The search itself is core.plan_fit, the sentences core.plan_reasons, the
-machine-side limits core.plan_target.
+machine-side limits core.plan_target, how long to train (epochs sized to the data, stopping early)
+core.plan_length.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from core import memory_model as mm
-from core import settings, speed_model, strategies
+from core import plan_length, settings, speed_model, strategies
 from core.data import packing as packing_mod
 from core.data import split
 from core.errors import BadArgument
@@ -61,7 +62,7 @@ class Wishes:
     packing: bool = True  # pack short rows into full sequences (core.data.packing)
     kernels: list[str] | None = None  # our kernels to train with (tuneforge_kernels.OPS names); None: all on CUDA
     kernels_why: str = "as you asked"  # how that list came about, for the plan's reason
-    stop_early: int = 0  # end the run after this many validation checks without a new low (0: every step)
+    stop_early: int | None = None  # end after this many validation checks without a new low (0: never; None: ours)
 
 
 @dataclass
@@ -240,13 +241,16 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
     elif w.kernels is not None and target.device == "cuda":
         reasons.append(kernels_reason(w.kernels, w.kernels_why))
     lr = w.lr or (2e-5 if strategy in ("full", "lisa") else 2e-4)
-    epochs = w.epochs if w.epochs is not None else 1.0
     max_steps = w.max_steps or 0
     # The trainer holds rows out for validation (core.data.split's rule) and trains on the rest.
     held = split.validation_size(len(lengths))[0] if lengths else 0
     trained = max(1, math.ceil(rows * (len(lengths) - held) / len(lengths))) if lengths else rows
     per_epoch = math.ceil(trained / (mb * grad_accum))
-    total_steps = steps or max_steps or max(1, math.ceil(epochs * per_epoch))
+    length = plan_length.choose(len(lengths) - held, held, per_epoch, epochs=w.epochs, max_steps=max_steps,
+                                stop_early=w.stop_early)
+    epochs, total_steps = length.epochs, steps or length.steps
+    if steps is None:  # (a re-plan keeps the run's length and says nothing new of it)
+        reasons += length.reasons
     mean_len = min(seq_len, sum(min(n, seq_len) for n in lengths) / rows) if lengths else seq_len
     step_time = grad_accum * speed_model.micro_batch_seconds(shape, setup, hw, target.gpu, mean_len) * target.time_factor
     if streams(strategy, options) and target.gpu:
@@ -286,7 +290,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         disk_free=hw.disk_free_bytes, epoch_time_s=round(step_time * per_epoch, 1),
         fits=device_bytes <= target.usable and est.ram_total <= target.ram_limit,
         optimizer=setup.optimizer, options=settings.to_dict(s.options(options)), packing=w.packing, sequences=rows,
-        kernels="auto" if w.kernels is None else list(w.kernels), stop_early=w.stop_early,
+        kernels="auto" if w.kernels is None else list(w.kernels), stop_early=length.stop_early,
         calibration={"factor": target.factor, "time_factor": target.time_factor, "source": target.factor_source}
         if (target.factor, target.time_factor) != (1.0, 1.0) else {},
         reasons=reasons, warnings=warnings,

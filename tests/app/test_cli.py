@@ -19,6 +19,7 @@ from tests.conftest import DEMO, REPO, json_lines, write_jsonl
     (["train", "--model", "/no/such/folder", "--data", str(DEMO)], "nothing is downloaded"),
     (["train", "--model", "default", "--data", str(DEMO), "--max-steps", "0"], "--max-steps must be above 0"),
     (["train", "--model", "default", "--data", str(DEMO), "--max-steps", "ten"], "invalid int value"),
+    (["train", "--model", "default", "--data", str(DEMO), "--stop-early", "-1"], "--stop-early must be 0 (off)"),
     (["chat", "--run", "nope", "--prompt", "hi"], "No run 'nope'"),
     (["chat", "--model", "default", "--prompt", "hi", "--temperature", "-1"], "--temperature -1: give 0"),
     (["export", "--run", "nope", "--format", "zip", "--out", "x"], "invalid choice"),

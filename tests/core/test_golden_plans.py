@@ -39,11 +39,12 @@ def render() -> str:
                     key=lambda m: ModelShape.from_config(model(m)).params)
     lines = ["# Golden plans", "",
              "Made by `tests/core/test_golden_plans.py` for a chat dataset of 1,000 rows of 64–512 tokens, "
-             "one epoch, no wishes. Peak is the estimated peak on the training device (GPU, or RAM without one); "
-             "time is one epoch. Review by eye: does each row look like what an expert would pick?", ""]
+             "no wishes. Peak is the estimated peak on the training device (GPU, or RAM without one); "
+             "steps are the planned length (core.plan_length), time is one epoch. Review by eye: does each row "
+             "look like what an expert would pick?", ""]
     for m in models:
         lines += [f"## {m}", "", "| hardware | strategy | checkpointing | micro-batch × accum | seq | optimizer "
-                  "| peak / available | fits | epoch |", "|---|---|---|---|---|---|---|---|---|"]
+                  "| peak / available | fits | steps | epoch |", "|---|---|---|---|---|---|---|---|---|---|"]
         for p in profiles:
             plan = planner.make_plan(profile(p), model(m), CHAT_LENGTHS)
             lines.append(
@@ -51,7 +52,7 @@ def render() -> str:
                 f"{' (' + plan.offload + ')' if plan.offload else ''} | {'yes' if plan.gradient_checkpointing else 'no'} "
                 f"| {plan.micro_batch} × {plan.grad_accum} | {plan.seq_len} | {plan.optimizer} "
                 f"| {plan.peak_bytes / GIB:.1f} / {plan.memory_limit / GIB:.1f} GiB | {'yes' if plan.fits else 'NO'} "
-                f"| {plan_text.duration(plan.epoch_time_s)} |")
+                f"| {plan.total_steps} ({plan.epochs:g} epochs) | {plan_text.duration(plan.epoch_time_s)} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -76,9 +76,9 @@ def test_the_planner_counts_packs_and_says_so():
     from tests.core.test_planner import CPU_ONLY, SMOL
 
     lengths = [60] * 100
-    packed = planner.make_plan(CPU_ONLY, SMOL, lengths, planner.Wishes(seq_len=256, micro_batch=2, grad_accum=1))
-    plain = planner.make_plan(CPU_ONLY, SMOL, lengths, planner.Wishes(seq_len=256, micro_batch=2, grad_accum=1,
-                                                                      packing=False))
+    wish = {"seq_len": 256, "micro_batch": 2, "grad_accum": 1, "epochs": 1}
+    packed = planner.make_plan(CPU_ONLY, SMOL, lengths, planner.Wishes(**wish))
+    plain = planner.make_plan(CPU_ONLY, SMOL, lengths, planner.Wishes(**wish, packing=False))
     assert (packed.sequences, plain.sequences) == (25, 100)  # four 60-token rows to a 256-token pack
     # 10 of the 100 rows are held out for validation: 90 train, in 23 packs (12 steps of 2) or 45 steps of 2 rows
     assert (packed.total_steps, plain.total_steps) == (12, 45)

@@ -135,6 +135,9 @@ def test_replan_after_oom_halves_the_micro_batch_and_keeps_the_step():
     assert second.micro_batch < first.micro_batch
     assert second.effective_batch == first.effective_batch and second.total_steps == first.total_steps
     assert (second.seq_len, second.lr, second.gpu_index) == (first.seq_len, first.lr, 0)
+    # the length the planner chose (64 rows: several passes, stopping early) is the run's, kept as it was
+    assert (second.epochs, second.stop_early) == (first.epochs, first.stop_early) and first.stop_early
+    assert not any(r.startswith("Length") for r in second.reasons)
     assert second.calibration["factor"] > 1 and "out of memory at step 3" in second.reasons[0]
 
 

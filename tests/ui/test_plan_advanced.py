@@ -34,6 +34,9 @@ def replanned(page, qtbot, check, timeout: int = 20000):
 def test_forced_settings_replan_and_reach_the_bundle(make_wizard, advance, qtbot, tiny_model_dir):
     wizard = make_wizard(model=str(tiny_model_dir))
     page = plan_page(wizard, advance, qtbot)
+    plan = page.session.bundle.plan  # the demo's 202 rows: three passes, stopping when validation stops falling
+    assert page.labels["steps"].text() == f"{plan.total_steps} (3 epochs), ending early after 3 checks without a new low"
+    assert "Length: 3 epochs" in page.reasons.text() and page.labels["time"].text().startswith("at most ")
     assert page.advanced.body.isHidden()
     page.advanced.toggle.click()
     assert not page.advanced.body.isHidden()

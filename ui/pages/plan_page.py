@@ -14,6 +14,7 @@ from core import strategies
 from core.data.token_stats import length_stats
 from core.errors import KnownError
 from core.plan_text import duration, size_text
+from core.words import counted
 from ui.charts import LengthHistogram, MemoryBar
 from ui.error_panel import ErrorPanel
 from ui.pages.base import BusyLine, Page, Session
@@ -191,8 +192,12 @@ class PlanPage(Page):
                                      + (", gradient checkpointing on" if p.gradient_checkpointing else ""))
         self.labels["seq_len"].setText(f"{p.seq_len} tokens" + (f" ({p.truncated_rows} rows cut)" if p.truncated_rows else ""))
         self.labels["lr"].setText(f"{p.lr:g}")
-        self.labels["steps"].setText(f"{p.total_steps}" + (" (your limit)" if p.max_steps else f" ({p.epochs:g} epoch)"))
-        self.labels["time"].setText(f"about {duration(p.total_time_s)} ({duration(p.step_time_s)} per step)")
+        self.labels["steps"].setText(f"{p.total_steps}"
+                                     + (" (your limit)" if p.max_steps else f" ({counted(p.epochs, 'epoch')})")
+                                     + (f", ending early after {p.stop_early} checks without a new low"
+                                        if p.stop_early else ""))
+        self.labels["time"].setText(("at most " if p.stop_early else "about ")
+                                    + f"{duration(p.total_time_s)} ({duration(p.step_time_s)} per step)")
         self.show_lengths(bundle.token_lengths, p.seq_len)
         self.memory_bar.set_memory(p.memory, p.memory_limit)
         gib = 1024**3

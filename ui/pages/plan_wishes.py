@@ -86,7 +86,8 @@ class WishesPanel(QWidget):
         self.kernels.addItem("Off", [])
         for op in OPS:
             self.kernels.addItem(f"All but {op}", [other for other in OPS if other != op])
-        self.stop_early = fixed(QComboBox())  # off unless asked: a short or noisy validation set would stop too soon
+        self.stop_early = fixed(QComboBox())  # Auto: core.plan_length's rule (on when the plan chose the length)
+        self.stop_early.addItem("Auto", None)
         self.stop_early.addItem("Off", 0)
         for checks in (2, 3, 5):
             self.stop_early.addItem(f"After {checks} checks", checks)

@@ -1,0 +1,85 @@
+"""How long a run trains when the person leaves it to the planner: whole passes over the data, sized to
+the data, and when to stop early.
+
+- Three passes (epochs) is the common default (transformers' Trainer, LLaMA-Factory): one pass rarely
+  settles a new format or voice.
+- A small set gets more passes, so that the run makes at least MIN_STEPS optimizer steps (a handful of
+  steps moves a model little), up to MAX_EPOCHS: past that it mostly memorizes its rows. Only when rows
+  are held out for validation, because then the weights of the lowest validation loss are kept and the
+  run stops once it stops improving; without them nothing would notice the memorizing, so it stays at
+  three.
+- A large set gets fewer, down to one whole pass, so that a run sees at most MAX_EXAMPLES examples:
+  beyond that, repeating rows costs more time than it gives.
+- When more than one pass is planned and rows are held out, the run stops early after STOP_AFTER
+  validation checks without a new low (about a third of the ~10 checks a run makes): passes that no
+  longer help cost only time, and the lowest point's weights are kept either way.
+
+What the person asked for (steps, epochs, stop early) is kept as given.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from core.words import counted
+
+EPOCHS = 3
+MIN_STEPS = 50
+MAX_EPOCHS = 10
+MAX_EXAMPLES = 30_000
+STOP_AFTER = 3
+
+
+@dataclass
+class Length:
+    epochs: float
+    steps: int
+    stop_early: int
+    reasons: list[str] = field(default_factory=list)
+
+
+def choose(examples: int, held: int, per_epoch: int, *, epochs: float | None = None, max_steps: int | None = None,
+           stop_early: int | None = None) -> Length:
+    """The run's length for `examples` training rows (`held` more held out for validation) at `per_epoch`
+    optimizer steps a pass; `epochs`, `max_steps` and `stop_early` are the person's wishes (None: ours)."""
+    if max_steps:
+        chosen, why = epochs or 1.0, f"{counted(max_steps, 'step')} as you asked."
+    elif epochs:
+        chosen, why = epochs, f"{counted(epochs, 'epoch')} as you asked: {_steps(epochs, per_epoch)}."
+    else:
+        chosen, why = _epochs(examples, held, per_epoch)
+    steps = max_steps or max(1, math.ceil(chosen * per_epoch))
+    reasons = [f"Length: {why}"]
+    if stop_early is None:
+        stop_early = STOP_AFTER if held and not max_steps and not epochs and chosen > 1 else 0
+        if stop_early:
+            reasons.append(f"Stops early after {stop_early} validation checks in a row without a new low: by then "
+                           "more passes no longer help, and the lowest point's weights are kept either way.")
+    elif stop_early:
+        reasons.append(f"Stops early after {counted(stop_early, 'validation check')} in a row without a new low, "
+                       "as you asked.")
+    return Length(chosen, steps, stop_early, reasons)
+
+
+def _epochs(examples: int, held: int, per_epoch: int) -> tuple[float, str]:
+    rows = counted(examples, "training row")
+    if examples * EPOCHS > MAX_EXAMPLES:
+        n = max(1, MAX_EXAMPLES // examples)
+        return n, (f"{counted(n, 'epoch')} ({_steps(n, per_epoch)}): {rows} are plenty; a run sees at most about "
+                   f"{MAX_EXAMPLES:,} examples, and every row at least once.")
+    if EPOCHS * per_epoch >= MIN_STEPS:
+        return EPOCHS, (f"{EPOCHS} epochs ({_steps(EPOCHS, per_epoch)}): three passes over {rows}, the common "
+                        "default; one pass rarely settles a new format or voice.")
+    if not held:
+        return EPOCHS, (f"{EPOCHS} epochs ({_steps(EPOCHS, per_epoch)}): {rows} are few, and with none held out "
+                        "for validation nothing would notice the model memorizing them, so no more than three "
+                        "passes; more rows teach more.")
+    n = min(MAX_EPOCHS, math.ceil(MIN_STEPS / per_epoch))
+    return n, (f"{n} epochs ({_steps(n, per_epoch)}): {rows} make {counted(per_epoch, 'step')} a pass, and a model "
+               f"needs about {MIN_STEPS} steps to learn from them"
+               + (f"; more than {MAX_EPOCHS} passes would mostly memorize them." if n == MAX_EPOCHS else "."))
+
+
+def _steps(epochs: float, per_epoch: int) -> str:
+    return counted(max(1, math.ceil(epochs * per_epoch)), "step")

@@ -1,0 +1,42 @@
+"""How long a run trains (core.plan_length): one table over data sizes and wishes, then the planner and the
+CLI carrying it."""
+
+import json
+
+import pytest
+
+from core import hardware, plan_length, planner, plan_text
+from tests.conftest import REPO
+
+SMOL = json.loads((REPO / "resources" / "models" / "smollm2-135m.json").read_text())
+CPU_ONLY = hardware.HardwareProfile(cores_physical=2, ram_total_bytes=24 << 30, ram_available_bytes=20 << 30)
+
+
+@pytest.mark.parametrize("examples, held, per_epoch, wishes, epochs, steps, stop, said", [
+    (950, 50, 119, {}, 3, 357, 3, "three passes over 950 training rows"),
+    (22, 2, 3, {}, 10, 30, 3, "more than 10 passes would mostly memorize"),  # small: up to MIN_STEPS, capped
+    (36, 4, 8, {}, 7, 56, 3, "make 8 steps a pass, and a model needs about 50 steps"),
+    (10, 0, 2, {}, 3, 6, 0, "none held out for validation"),  # nothing to stop on, nothing to catch memorizing
+    (12_000, 256, 1500, {}, 2, 3000, 3, "12,000 training rows are plenty"),
+    (50_000, 256, 6250, {}, 1, 6250, 0, "every row at least once"),  # one pass: nothing to stop early on
+    (950, 50, 119, {"max_steps": 30}, 1.0, 30, 0, "30 steps as you asked"),
+    (950, 50, 119, {"epochs": 2.5}, 2.5, 298, 0, "2.5 epochs as you asked: 298 steps"),
+    (950, 50, 119, {"stop_early": 0}, 3, 357, 0, "three passes"),  # asked off
+    (950, 50, 119, {"max_steps": 30, "stop_early": 5}, 1.0, 30, 5, "5 validation checks in a row"),
+])
+def test_the_length_fits_the_data_and_keeps_wishes(examples, held, per_epoch, wishes, epochs, steps, stop, said):
+    length = plan_length.choose(examples, held, per_epoch, **wishes)
+    assert (length.epochs, length.steps, length.stop_early) == (epochs, steps, stop)
+    assert length.reasons[0].startswith("Length: ") and any(said in r for r in length.reasons), length.reasons
+    assert any("Stops early" in r for r in length.reasons) == bool(stop)
+
+
+def test_the_plan_sizes_a_small_set_and_says_so_everywhere():
+    plan = planner.make_plan(CPU_ONLY, SMOL, [40] * 24)  # 24 rows: 2 held out, 22 trained, 3 steps a pass
+    assert (plan.epochs, plan.total_steps, plan.stop_early) == (10, 30, 3)
+    assert any(r.startswith("Length: 10 epochs (30 steps)") for r in plan.reasons), plan.reasons
+    steps_line = next(line for line in plan_text.describe(plan) if line.startswith("Steps:"))
+    assert steps_line.startswith("Steps: 30 (10 epochs), ") and "at most" in steps_line and "ends early after 3" \
+        in steps_line
+    asked = planner.make_plan(CPU_ONLY, SMOL, [40] * 24, planner.Wishes(max_steps=4))
+    assert (asked.total_steps, asked.stop_early) == (4, 0) and "(10 epochs)" not in plan_text.describe(asked)[3]
