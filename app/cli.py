@@ -81,6 +81,9 @@ def build_parser() -> Parser:
                        help="End the run when CHECKS validation checks in a row have not beaten the lowest validation "
                             "loss; 0 trains every planned step (default: 3 when the plan sizes the run in epochs and "
                             "holds rows out, else 0). The weights of the lowest are kept either way.")
+        s.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=None,
+                       help="Keep a copy of the weights of the lowest validation loss beside the last step's "
+                            "(default: yes, unless only that copy would not fit the disk).")
         s.add_argument("--json", action="store_true", help="Machine-readable output, one JSON object per line.")
 
     def going_on(s):  # a run that goes on from an earlier one's weights

@@ -40,7 +40,8 @@ def wishes_of(a) -> planner.Wishes:
                           checkpointing=a.checkpointing,
                           memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else None,
                           options=dict(strategies.parse_option(a.strategy, text) for text in a.option),
-                          packing=a.packing, kernels=kernels_of(a.kernels), stop_early=a.stop_early)
+                          packing=a.packing, kernels=kernels_of(a.kernels), stop_early=a.stop_early,
+                          keep_best=a.keep_best)
 
 
 def kernels_of(text: str) -> list[str] | None:

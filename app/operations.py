@@ -181,7 +181,7 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, **o
             seq_len=p.seq_len, micro_batch=p.micro_batch, grad_accum=p.grad_accum, max_steps=p.max_steps,
             epochs=p.epochs, lr=p.lr, seed=seed, gradient_checkpointing=p.gradient_checkpointing,
             strategy_options=p.options, packing=p.packing, kernels=p.kernels, data_mapping=bundle.mapping or {},
-            bad_rows=bundle.on_bad, stop_early=p.stop_early,
+            bad_rows=bundle.on_bad, stop_early=p.stop_early, keep_best=p.keep_best,
             plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
         )
         fields.update(overrides)  # every planned setting can be overridden (STYLE §6)

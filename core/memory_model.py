@@ -73,6 +73,7 @@ OPTIMIZERS = {
     "adafactor": lambda param_bytes: 0.1,  # factored second moment: rows + columns per matrix (≈ nothing)
 }
 WEIGHT_STORAGE = ("fp32", "bf16", "fp16", "nf4", "int8")
+BEST_ON_DISK = "weights of the lowest validation loss"  # the disk term of Setup.keep_best
 
 
 @dataclass(frozen=True)
@@ -331,5 +332,5 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     est.disk["checkpoints"] = s.keep_checkpoints * saved_state
     est.disk["result"] = shape.params * 2 if full_like else trainable * 4
     if s.keep_best:  # at most one more result, replaced as the validation loss reaches new lows
-        est.disk["weights of the lowest validation loss"] = est.disk["result"]
+        est.disk[BEST_ON_DISK] = est.disk["result"]
     return est

@@ -39,6 +39,7 @@ class Target:
     factor_source: str = ""  # what measured it
     time_factor: float = 1.0  # calibration: multiply estimated step time by this
     fused_loss: bool = True  # our fused linear cross-entropy is among the kernels asked for (all are by default)
+    keep_best: bool | None = None  # the wish; None: kept unless it alone would not fit the disk (core.planner)
 
     def setup(self, strategy: str, micro_batch: int, seq_len: int, checkpointing: bool, options: dict,
               on_disk: bool = False) -> mm.Setup:
@@ -47,6 +48,7 @@ class Target:
         on_disk = on_disk or getattr(opts, "where", "auto") == "disk"  # the person asked for NVMe
         return mm.Setup(strategy, micro_batch, seq_len, compute_bytes=4 if self.precision == "fp32" else 2,
                         checkpointing=checkpointing, on_gpu=self.device == "cuda", weights_on_disk=on_disk,
+                        keep_best=self.keep_best is not False,
                         fused_loss=self.device == "cuda" and self.fused_loss,  # the kernels run on CUDA only
                         **s.setup_fields(opts, self.device))
 
@@ -57,7 +59,11 @@ class Target:
 
     def fits(self, est: mm.Estimate) -> bool:
         return (est.device_total * self.factor <= self.usable and est.ram_total <= self.ram_limit
-                and est.disk_total <= self.disk_free)
+                and self.disk_needed(est) <= self.disk_free)
+
+    def disk_needed(self, est: mm.Estimate) -> int:
+        """The run folder's bytes, without the lowest validation's weights when those are ours to drop."""
+        return est.disk_total - (est.disk.get(mm.BEST_ON_DISK, 0) if self.keep_best is None else 0)
 
 
 def target_for(hw: HardwareProfile, w: "Wishes", calibration: dict | None, reasons: list, warnings: list) -> Target:
@@ -89,7 +95,8 @@ def target_for(hw: HardwareProfile, w: "Wishes", calibration: dict | None, reaso
         reasons.append(f"Time per step scaled by ×{time_factor:.2f}, measured on {calibration.get('source', 'a run')}.")
     return Target(device, gpu if device == "cuda" else None, precision, limit, ram_limit or 1 << 62,
                    hw.disk_free_bytes or 1 << 62, factor, calibration.get("source", ""), time_factor,
-                   fused_loss=(w.kernels is None or "cross_entropy" in w.kernels) and not too_old(gpu))
+                   fused_loss=(w.kernels is None or "cross_entropy" in w.kernels) and not too_old(gpu),
+                   keep_best=w.keep_best)
 
 
 def too_old(gpu: GPU | None) -> str | None:

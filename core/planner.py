@@ -23,6 +23,7 @@ core.plan_length.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -63,6 +64,7 @@ class Wishes:
     kernels: list[str] | None = None  # our kernels to train with (tuneforge_kernels.OPS names); None: all on CUDA
     kernels_why: str = "as you asked"  # how that list came about, for the plan's reason
     stop_early: int | None = None  # end after this many validation checks without a new low (0: never; None: ours)
+    keep_best: bool | None = None  # keep the lowest validation loss's weights (None: unless the disk lacks room)
 
 
 @dataclass
@@ -92,6 +94,7 @@ class Plan:
     packing: bool = True  # short rows packed into full sequences
     kernels: list[str] | str = "auto"  # our kernels the run trains with: "auto" (all on CUDA) or the names asked
     stop_early: int = 0  # validation checks in a row without a new low before the run ends; 0 trains every step
+    keep_best: bool = True  # the run keeps the weights of its lowest validation loss (best/, core/results.py)
     sequences: int = 0  # what one epoch is made of: packs, or rows when not packing
     ram: dict[str, int] = field(default_factory=dict)  # host RAM by term
     ram_limit: int = 0
@@ -209,6 +212,15 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
             options = {**options, "where": "disk"}  # when it starts) the run streams from where the plan found room
         reasons.append("The weights do not fit in RAM either, so they stream from the disk"
                        + ("." if hw.disk_read_bytes_per_s else " (its speed was not measured: run `profile`)."))
+    if est.disk_total > target.disk_free >= target.disk_needed(est):  # (only when the keeping is ours to drop)
+        setup = dataclasses.replace(setup, keep_best=False)
+        reasons.append(f"The weights of the lowest validation loss are not kept: their copy "
+                       f"({est.disk[mm.BEST_ON_DISK] / GIB:.1f} GiB) is what the {target.disk_free / GIB:.1f} GiB "
+                       "free on the disk lacks room for; the run keeps its last step's weights.")
+        est = mm.estimate(shape, setup)
+    elif w.keep_best is False and steps is None:
+        reasons.append("The weights of the lowest validation loss are not kept, as you asked: the run keeps its last "
+                       "step's weights only.")
     rows = rows or sequences(lengths, seq_len, w.packing)
     if w.packing and lengths:
         reasons.append(f"Packing: {counted(len(lengths), 'row')} fit in {counted(rows, 'sequence')} of up to {seq_len} "
@@ -291,6 +303,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         fits=device_bytes <= target.usable and est.ram_total <= target.ram_limit,
         optimizer=setup.optimizer, options=settings.to_dict(s.options(options)), packing=w.packing, sequences=rows,
         kernels="auto" if w.kernels is None else list(w.kernels), stop_early=length.stop_early,
+        keep_best=setup.keep_best,
         calibration={"factor": target.factor, "time_factor": target.time_factor, "source": target.factor_source}
         if (target.factor, target.time_factor) != (1.0, 1.0) else {},
         reasons=reasons, warnings=warnings,

@@ -80,8 +80,10 @@ def _step_down(previous: Plan, hardware: HardwareProfile, model_config: dict, to
     shape = ModelShape.from_config(model_config)
     reasons: list[str] = []
     warnings: list[str] = []
+    keep_best = None if previous.keep_best else False  # dropped stays dropped; kept may yet have to go
     target = target_for(hardware, Wishes(device=previous.device, gpu_index=previous.gpu_index,
-                                         memory_cap_bytes=w.memory_cap_bytes or None, kernels=w.kernels),
+                                         memory_cap_bytes=w.memory_cap_bytes or None, kernels=w.kernels,
+                                         keep_best=keep_best),
                         calibration, [], warnings)
     reasons.append(reason)
     effective = previous.effective_batch
@@ -126,8 +128,8 @@ def _step_down(previous: Plan, hardware: HardwareProfile, model_config: dict, to
     strategy, ckpt, mb = chosen
     plan_wishes = Wishes(grad_accum=math.ceil(effective / mb), seq_len=previous.seq_len,  # (mb is ours, not asked)
                          lr=previous.lr, max_steps=previous.max_steps or None, epochs=previous.epochs,
-                         stop_early=previous.stop_early, options=previous.options, packing=previous.packing,
-                         kernels=w.kernels, kernels_why=w.kernels_why)
+                         stop_early=previous.stop_early, keep_best=keep_best, options=previous.options,
+                         packing=previous.packing, kernels=w.kernels, kernels_why=w.kernels_why)
     return finish_plan(shape, hardware, target, strategy, ckpt, mb, previous.seq_len,
                        sum(1 for n in token_lengths if n > previous.seq_len), token_lengths, plan_wishes, reasons,
                        warnings, fitted=fitted, options=chosen_options, steps=previous.total_steps)

@@ -85,9 +85,12 @@ def test_plan_for_another_machine(cli_here, tiny_model_dir):
     plan = json.loads(proc.stdout)["plan"]
     assert plan["device"] == "cuda" and plan["precision"] == "bf16" and plan["reasons"] and plan["kernels"] == "auto"
     off = cli_here("plan", "--model", tiny_model_dir, "--data", DEMO, "--hardware",
-                   REPO / "resources" / "hardware" / "gpu-24gb.json", "--kernels", "none", "--json", check=0)
+                   REPO / "resources" / "hardware" / "gpu-24gb.json", "--kernels", "none", "--no-keep-best",
+                   "--stop-early", "0", "--json", check=0)
     plan = json.loads(off.stdout)["plan"]
     assert plan["kernels"] == [] and "Our kernels are off, as you asked." in " ".join(plan["reasons"])
+    assert (plan["keep_best"], plan["stop_early"]) == (False, 0) and "weights of the lowest validation loss" \
+        not in plan["disk"]
     bad = cli_here("plan", "--model", tiny_model_dir, "--data", DEMO, "--kernels", "rmsnorm,fast", check=2)
     assert bad.stderr.strip() == ("error: --kernels rmsnorm,fast: expected auto, none or names from rmsnorm, swiglu, "
                                   "rope, cross_entropy, lora, comma-separated."), bad.stderr

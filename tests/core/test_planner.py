@@ -284,3 +284,21 @@ def test_a_gpu_older_than_triton_supports_counts_the_logits_and_says_why():
     plan = planner.make_plan(pascal, SMOL, [1000] * 64, planner.Wishes(micro_batch=4, seq_len=1024))
     assert plan.device == "cuda" and plan.memory["logits and loss"] == 4 * 1024 * SMOL["vocab_size"] * 12
     assert any("compute capability 6.1" in r and "logits" in r for r in plan.reasons), plan.reasons
+
+
+def test_the_lowest_validations_weights_go_when_only_their_copy_lacks_disk_room():
+    roomy = planner.make_plan(CPU_ONLY, SMOL, [300] * 100)
+    best = roomy.disk["weights of the lowest validation loss"]
+    assert roomy.keep_best and best == roomy.disk["result"] > 0
+    tight = hardware.HardwareProfile(cores_physical=2, ram_total_bytes=24 << 30, ram_available_bytes=20 << 30,
+                                     disk_free_bytes=sum(roomy.disk.values()) - best // 2)
+    plan = planner.make_plan(tight, SMOL, [300] * 100)
+    assert (plan.strategy, plan.keep_best, plan.fits, plan.warnings[1:]) == ("lora", False, True, [])
+    assert "weights of the lowest validation loss" not in plan.disk
+    assert any("are not kept: their copy" in r for r in plan.reasons), plan.reasons
+    asked = planner.make_plan(tight, SMOL, [300] * 100, planner.Wishes(keep_best=True))  # kept, and warned
+    assert asked.keep_best and any("more than the" in w for w in asked.warnings)
+    dropped = planner.make_plan(CPU_ONLY, SMOL, [300] * 100, planner.Wishes(keep_best=False))
+    assert not dropped.keep_best and any("not kept, as you asked" in r for r in dropped.reasons)
+    again = replanner.replan_after_oom(dropped, CPU_ONLY, SMOL, [300] * 100, at_step=1)
+    assert not again.keep_best and "weights of the lowest validation loss" not in again.disk

@@ -86,11 +86,9 @@ class WishesPanel(QWidget):
         self.kernels.addItem("Off", [])
         for op in OPS:
             self.kernels.addItem(f"All but {op}", [other for other in OPS if other != op])
-        self.stop_early = fixed(QComboBox())  # Auto: core.plan_length's rule (on when the plan chose the length)
-        self.stop_early.addItem("Auto", None)
-        self.stop_early.addItem("Off", 0)
-        for checks in (2, 3, 5):
-            self.stop_early.addItem(f"After {checks} checks", checks)
+        # Auto: core.plan_length's rule (after 3 checks when the plan chose several passes)
+        self.stop_early = auto_combo([("Off", 0), *((f"After {checks} checks", checks) for checks in (2, 3, 5))])
+        self.keep_best = auto_combo([("Yes", True), ("No", False)])  # Auto: yes, unless the disk lacks room
         self.memory_cap = fixed(QDoubleSpinBox(minimum=0, maximum=4096, singleStep=0.5, decimals=1, suffix=" GiB"))
         self.memory_cap.setSpecialValueText(AUTO)
         self.device = auto_combo([("CPU", "cpu")])  # this machine's GPUs join once a plan names them
@@ -112,6 +110,8 @@ class WishesPanel(QWidget):
                 ("Epochs:", self.epochs, "passes over the data, unless a step limit stops it first"),
                 ("Stop early:", self.stop_early, "end when the validation loss has not reached a new low for this "
                  "many checks; the lowest point's weights are kept either way"),
+                ("Keep the lowest's weights:", self.keep_best, "a copy of the weights at the lowest validation loss, "
+                 "beside the last step's (Auto: unless the disk lacks room)"),
                 ("Gradient checkpointing:", self.checkpointing, "recompute activations: less memory, slower"),
                 ("Packing:", self.packing, "several short rows share one sequence"),
                 ("Our GPU kernels:", self.kernels,
@@ -135,7 +135,7 @@ class WishesPanel(QWidget):
 
         for box in (self.seq_len, self.micro_batch, self.grad_accum, self.epochs, self.memory_cap):
             box.valueChanged.connect(self._edited)
-        for box in (self.checkpointing, self.packing, self.kernels, self.device, self.stop_early):
+        for box in (self.checkpointing, self.packing, self.kernels, self.device, self.stop_early, self.keep_best):
             box.currentIndexChanged.connect(self._edited)
         self.strategy.currentIndexChanged.connect(self._strategy_chosen)
         self.lr.currentTextChanged.connect(self._edited)
@@ -220,21 +220,22 @@ class WishesPanel(QWidget):
         return (self.strategy.currentIndex(), self.seq_len.value(), self.micro_batch.value(), self.grad_accum.value(),
                 self.lr.currentText().strip(), self.epochs.value(), self.checkpointing.currentIndex(),
                 self.packing.currentIndex(), self.kernels.currentIndex(), self.memory_cap.value(),
-                self.device.currentData(), self.options.state(), self.stop_early.currentIndex())
+                self.device.currentData(), self.options.state(), self.stop_early.currentIndex(),
+                self.keep_best.currentIndex())
 
     def count_overrides(self) -> int:
         return sum((self.strategy.currentIndex() > 0, self.seq_len.value() > 0, self.micro_batch.value() > 0,
                     self.grad_accum.value() > 0, self.lr.currentText().strip() not in ("", AUTO),
                     self.epochs.value() > 0, self.checkpointing.currentIndex() > 0, self.packing.currentIndex() > 0,
                     self.kernels.currentIndex() > 0, self.memory_cap.value() > 0, self.device.currentIndex() > 0,
-                    self.stop_early.currentIndex() > 0, len(self.options.state())))
+                    self.stop_early.currentIndex() > 0, self.keep_best.currentIndex() > 0, len(self.options.state())))
 
     def reset(self) -> None:
         self.options.reset()
         for box in (self.seq_len, self.micro_batch, self.grad_accum, self.epochs, self.memory_cap):
             box.setValue(0)
         for box in (self.strategy, self.checkpointing, self.packing, self.kernels, self.lr, self.device,
-                    self.stop_early):
+                    self.stop_early, self.keep_best):
             box.setCurrentIndex(0)
 
     def learning_rate(self) -> float | None:
@@ -259,4 +260,4 @@ class WishesPanel(QWidget):
                       checkpointing=self.checkpointing.currentData(), packing=self.packing.currentData(),
                       memory_cap_bytes=int(self.memory_cap.value() * GIB) or None, device=device,
                       gpu_index=gpu_index, options=self.options.values(), kernels=self.kernels.currentData(),
-                      stop_early=self.stop_early.currentData())
+                      stop_early=self.stop_early.currentData(), keep_best=self.keep_best.currentData())
