@@ -33,7 +33,7 @@ class PlanPage(Page):
                          "Set a step limit for a short first try, override any setting, or see what another GPU "
                          "would do.", parent)
         self.max_steps = QSpinBox(minimum=0, maximum=1_000_000, value=session.max_steps, singleStep=10)
-        self.max_steps.setSpecialValueText("no limit (full epoch)")
+        self.max_steps.setSpecialValueText("no limit (the planned epochs)")
         self.max_steps.setSuffix(" steps")
         self.max_steps.setMinimumWidth(200)
         self.max_steps.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)
