@@ -13,6 +13,7 @@ from app import answerers, paths, supervisor
 from core import atomic, evaluation, hardware, history, model_source, planner, results, settings
 from core.data import dataset as data_mod
 from core.data import readers, tokenize
+from core.data import source as data_source
 from core.conversation import Conversation
 from core.errors import KnownError
 from core.model_shape import ModelShape
@@ -104,7 +105,8 @@ def data_columns(path: str, rows: int = 20, progress: Progress | None = None) ->
     Only the start of the file is read, so this works (and is quick) when detection or the whole file fails.
     """
     columns: dict[str, None] = {}
-    found = readers.read(Path(path).expanduser(), readers.Reading())
+    source = data_source.locate(path)
+    found = readers.read(source.root, readers.Reading(), source.files)
     try:
         seen = 0
         for n, (_, row) in enumerate(found):
@@ -148,7 +150,7 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
     measured = None if hardware_file else _calibration_for(ref, plan)
     if measured:  # an earlier run of this model and strategy here measured its true peak: plan with it
         plan = planner.make_plan(hw, config, lengths, wishes, calibration=measured)
-    return PlanBundle(plan, ref, str(Path(data).resolve()), ds.summary(), hw, lengths, mapping, on_bad,
+    return PlanBundle(plan, ref, data_source.canonical(data), ds.summary(), hw, lengths, mapping, on_bad,
                       context=ModelShape.from_config(config).context)
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from core.data import formats, readers
+from core.data import source as data_source
 from core.data import split as split_mod
 from core.data.example import Example
 from core.data.formats import mapping as column_mapping
@@ -63,6 +64,7 @@ class Dataset:
     schema_reason: str = ""  # why this schema: the votes, or the column mapping
     duplicate_pairs: list[tuple[int, int]] = field(default_factory=list)  # (row, the earlier row it repeats)
     problem_count: int = 0  # every problem, listed or not
+    label: str = ""  # what to call the source when it is not a path: "org/name:train" for a cached hub dataset
 
     @cached_property
     def duplicate_rows(self) -> list[str]:
@@ -77,7 +79,7 @@ class Dataset:
         return split_mod.split(self.examples, eval_fraction, seed)
 
     def summary(self) -> dict:
-        return {"path": str(self.path), "format": self.format, "rows": len(self.examples),
+        return {"path": self.label or str(self.path), "format": self.format, "rows": len(self.examples),
                 "problems": self.problem_count, "duplicates": self.duplicates, "digest": self.digest,
                 "file_type": self.file_type, "confidence": round(self.confidence, 3), "runner_up": self.runner_up,
                 "schema_reason": self.schema_reason, "warnings": list(self.warnings)}
@@ -91,20 +93,16 @@ def load(path: str | Path, on_bad: str = "skip", mapping: dict | None = None, ke
     """
     if on_bad not in ("skip", "stop"):
         raise ValueError(f"on_bad must be 'skip' or 'stop', not {on_bad!r}")
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise DatasetError(f"{path}: no such file or folder; check the path.")
-    if path.is_dir() and not readers.files_in(path):
-        raise DatasetError(f"{path}: the folder holds no files; put {', '.join(SUFFIXES)} files in it.")
+    source = data_source.locate(path)
     schema = column_mapping.schema_for(mapping) if mapping is not None else None
-    total = sum(f.stat().st_size for f in readers.files_in(path)) if path.is_dir() else path.stat().st_size
+    total = source.size()
     tally = _Tally(schema, mapping, on_bad == "stop", keep=total <= keep_bytes)
     reading = Reading()
-    for src, row in readers.read(path, reading):
+    for src, row in readers.read(source.root, reading, source.files):
         tally.add(src, row)
         if on_progress is not None and tally.seq % PROGRESS_EVERY == 0:
             on_progress(min(1.0, reading.bytes_read / max(1, total)))
-    return tally.finish(path, reading)
+    return tally.finish(source, reading)
 
 
 def _convert(name: str, mapping: dict | None, row: dict) -> dict:
@@ -116,10 +114,11 @@ def _identity(example: Example) -> bytes:
     return json.dumps([example.messages, example.text], sort_keys=True).encode()
 
 
-def _reread(path: Path, name: str, schema: str | None, mapping: dict | None, digest: str) -> Iterator[Example]:
+def _reread(source: data_source.Source, name: str, schema: str | None, mapping: dict | None,
+            digest: str) -> Iterator[Example]:
     """The examples of schema `name` again, by the first pass's rules; an error if the file changed since."""
     reading = Reading()
-    for src, row in readers.read(path, reading):
+    for src, row in readers.read(source.root, reading, source.files):
         if isinstance(row, Problem) or (schema or formats.detect(row)) != name:
             continue
         try:
@@ -129,7 +128,7 @@ def _reread(path: Path, name: str, schema: str | None, mapping: dict | None, dig
         fields.pop("dropped", 0)
         yield Example(source=src, **fields)
     if reading.digest.hexdigest()[:16] != digest:
-        raise DatasetError(f"{path} changed while it was in use; read it again (inspect or plan again) before "
+        raise DatasetError(f"{source.root} changed while it was in use; read it again (inspect or plan again) before "
                            "training on it.")
 
 
@@ -216,7 +215,8 @@ class _Tally:
         if len(into) < LIST_CAP:
             into.append((self.seq, problem))
 
-    def finish(self, path: Path, reading: Reading) -> Dataset:
+    def finish(self, source: data_source.Source, reading: Reading) -> Dataset:
+        path = source.root
         if not self.votes:
             self._nothing_usable(path, self.problems + self.unknown)
         # Most votes wins, but a schema none of whose rows converted cannot win over one that has examples.
@@ -251,14 +251,15 @@ class _Tally:
         else:
             schema, mapping = self.schema, self.mapping
             examples = Rows(won.count, won.rows_digest.hexdigest(),
-                            reread=lambda: _reread(path, name, schema, mapping, digest))
+                            reread=lambda: _reread(source, name, schema, mapping, digest))
         reason = (f"set by the column mapping ({', '.join(f'{f} <- {c}' for f, c in self.mapping.items())})"
                   if self.schema else f"{self.votes[name]} of {total} rows look like "
                                       f"{formats.FORMATS[name].DESCRIPTION}")
         duplicates, pairs = won.duplicates()
         return Dataset(path, name, examples, [p for _, p in problems[:LIST_CAP]], digest, duplicates,
                        warnings, "+".join(sorted(reading.file_types)), self.votes[name] / total,
-                       ranked[1] if len(ranked) > 1 else None, reason, pairs, count)
+                       ranked[1] if len(ranked) > 1 else None, reason, pairs, count,
+                       f"{source.hub.repo_id}:{source.hub.split}" if source.hub else "")
 
     def _nothing_usable(self, path: Path, problems: list[tuple[int, Problem]]):
         problems = [p for _, p in sorted(problems, key=lambda sp: sp[0])]

@@ -22,10 +22,11 @@ SHEETS = (".xlsx", ".xls", ".ods", ".numbers")
 __all__ = ["READERS", "FileProblem", "Problem", "Reading", "files_in", "read"]
 
 
-def read(path: Path, reading: Reading) -> Iterator[tuple[str, object]]:
-    """Every row of a file, or of every file under a folder (sorted, hidden ones skipped), lazily."""
+def read(path: Path, reading: Reading, files: list[Path] | None = None) -> Iterator[tuple[str, object]]:
+    """Every row of a file, or of every file under a folder (sorted, hidden ones skipped) or of `files` in it,
+    lazily."""
     folder = path.is_dir()
-    for f in files_in(path) if folder else [path]:
+    for f in files if files is not None else files_in(path) if folder else [path]:
         name = f.relative_to(path).as_posix() if folder else f.name
         reader = READERS.get(f.suffix.lower())
         if reader is None:
