@@ -74,6 +74,25 @@ def not_cached(text: str) -> str:
             f"downloaded, so fetch it first (huggingface-cli download --repo-type dataset {repo}) or give a path.")
 
 
+def cached() -> list[str]:
+    """Every split of every dataset in the cache, as the ids that read them: `org/name:train`, and
+    `org/name/SUBSET:SPLIT` for the subsets after the default one."""
+    from core.model_source import hf_cache_dir
+
+    ids = []
+    for folder in sorted(hf_cache_dir().glob("datasets--*--*")):
+        repo = folder.name.removeprefix("datasets--").replace("--", "/", 1)
+        snap = snapshot(repo)
+        if snap is None:
+            continue
+        configs = list(card_configs(snap)) or [None]
+        first = "default" if "default" in configs else configs[0]
+        for subset in configs:
+            named = repo if subset == first else f"{repo}/{subset}"
+            ids += [f"{named}:{split}" for split in splits(snap, subset, repo)]
+    return ids
+
+
 def snapshot(repo_id: str) -> Path | None:
     """The cached snapshot folder of dataset `repo_id` (the revision `main` points at), or None."""
     from core.model_source import hf_cache_dir

@@ -120,3 +120,21 @@ def test_the_choices_have_labels_and_a_tab_order(make_wizard, advance, qtbot, tm
     fields = choices.fields["prompt_completion"]
     assert order == [choices.schema, fields["prompt"], fields["completion"], choices.apply_button,
                      choices.bad_rows]
+
+
+def test_a_cached_hub_dataset_is_offered_by_split_and_read(make_wizard, advance, qtbot, tmp_path, monkeypatch,
+                                                           tiny_model_dir):
+    from tests.conftest import DEMO
+    from tests.core.data.test_hub_datasets import cached
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    cached(tmp_path / "hub", "acme/pirates", {"data/train-00000-of-00001.parquet": 9,
+                                              "data/test-00000-of-00001.parquet": 4})
+    wizard, page = open_data_page(make_wizard, advance, qtbot, tiny_model_dir, DEMO)
+    hub = page.hub_choice
+    assert not hub.isHidden() and [hub.itemText(i) for i in range(1, hub.count())] == ["acme/pirates:train",
+                                                                                       "acme/pirates:test"]
+    hub.activated.emit(2)
+    qtbot.waitUntil(lambda: (page.session.data_report or {}).get("path") == "acme/pirates:test", timeout=20000)
+    assert page.rows_label.text() == "4 usable" and page.session.data_path == "acme/pirates:test"
+    assert page.drop_zone.title.text() == "acme/pirates:test" and "Hugging Face cache" in page.drop_zone.hint.text()

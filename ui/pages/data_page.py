@@ -7,18 +7,27 @@ from pathlib import Path
 
 from PySide6.QtCore import QEvent, QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import QFontDatabase
-from PySide6.QtWidgets import (QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea,
-                               QTextEdit, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel, QPushButton,
+                               QScrollArea, QTextEdit, QVBoxLayout, QWidget)
 
 from app import operations as ops
 from app import paths
-from core.data import dataset, formats
+from core.data import dataset, formats, hub_datasets
 from ui import theme
 from ui.charts import LengthHistogram
 from ui.pages.base import BusyLine, Page, Session
 from ui.pages.reading_choices import ReadingChoices
 
 SHOWN_PROBLEMS = 5
+HUB_PROMPT = "From the Hugging Face cache…"
+
+
+def cached_datasets() -> list[str]:
+    """The cached hub datasets' splits by id; none when the cache cannot be read (the page works without)."""
+    try:
+        return hub_datasets.cached()
+    except Exception:  # an odd cache folder must not keep the page from opening
+        return []
 
 
 def local_path(mime: QMimeData) -> str | None:
@@ -49,8 +58,10 @@ class DropZone(QFrame):
         self._highlight(False)
 
     def show_path(self, path: str) -> None:
-        self.title.setText(Path(path).name or path)
-        self.hint.setText(f"{path}\nDrop another dataset file (JSONL, JSON, CSV, TSV, Parquet, text) or a folder "
+        hub = hub_datasets.looks_like_id(path) and not Path(path).exists()
+        self.title.setText(path if hub else Path(path).name or path)
+        where = "a dataset from the Hugging Face cache" if hub else path
+        self.hint.setText(f"{where}\nDrop another dataset file (JSONL, JSON, CSV, TSV, Parquet, text) or a folder "
                           "here to change it.")
 
     def _highlight(self, on: bool) -> None:
@@ -103,8 +114,14 @@ class DataPage(Page):
         self.choose_button.clicked.connect(self._choose_file)
         self.folder_button.clicked.connect(self._choose_folder)
         self.demo_button.clicked.connect(lambda: self.set_path(str(paths.DEMO_DATA)))
+        self.hub_choice = QComboBox(toolTip="Datasets already downloaded to the Hugging Face cache (by "
+                                            "huggingface-cli or the datasets library), one entry per split")
+        self.hub_choice.addItem(HUB_PROMPT, None)
+        self.hub_choice.addItems(cached_datasets())
+        self.hub_choice.setVisible(self.hub_choice.count() > 1)  # nothing cached: nothing to offer
+        self.hub_choice.activated.connect(self._hub_chosen)
         buttons = QHBoxLayout()
-        for b in (self.choose_button, self.folder_button, self.demo_button):
+        for b in (self.choose_button, self.folder_button, self.demo_button, self.hub_choice):
             buttons.addWidget(b)
         buttons.addStretch(1)
         self.choices = ReadingChoices(session.bad_rows)
@@ -235,6 +252,10 @@ class DataPage(Page):
                                               "Datasets (" + " ".join(f"*{s}" for s in dataset.SUFFIXES) + ")")
         if path:
             self.set_path(path)
+
+    def _hub_chosen(self, index: int) -> None:
+        if index > 0:
+            self.set_path(self.hub_choice.itemText(index))
 
     def _choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Choose a folder of dataset files")
