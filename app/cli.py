@@ -128,6 +128,9 @@ def build_parser() -> Parser:
                                       "history. Exports stay. Without --yes, says what would go and deletes nothing.")
     s.add_argument("runs", nargs="+", metavar="RUN", help="Run ids (or a unique start of one, or 'last').")
     s.add_argument("--yes", action="store_true", help="Delete them.")
+    s.add_argument("--checkpoints", action="store_true",
+                   help="Delete only the checkpoints of finished (done) runs: what resuming starts from, never needed "
+                        "again once a run is done; their trained weights, history and exports stay.")
 
     s = sub.add_parser("chat", help="Ask a trained run or a model: one question, or a conversation.")
     g = s.add_mutually_exclusive_group(required=True)

@@ -226,13 +226,13 @@ def cmd_runs(a) -> int:
 def cmd_delete(a) -> int:
     from app import run_removal
 
-    found = run_removal.removals(a.runs)  # one that cannot go stops them all, before any is deleted
+    found = run_removal.removals(a.runs, checkpoints=a.checkpoints)  # one that cannot go stops them all, first
     if not a.yes:
         for what in found:
             print(f"Would delete {what.text()}.")
         raise KnownError(f"Nothing was deleted; add --yes to delete {'it' if len(found) == 1 else 'them'}.")
     for what in found:
-        print(f"Deleted {run_removal.delete_run(what.run_id).text()}.", flush=True)
+        print(f"Deleted {run_removal.delete_run(what.run_id, checkpoints=a.checkpoints).text()}.", flush=True)
     return 0
 
 

@@ -1,4 +1,7 @@
 """Deleting runs: the run's folder (checkpoints, the trained result, logs) and its history go; its exports stay.
+Or only a finished run's checkpoints (`checkpoints=True`): what resuming would start from, which a run that
+is done never needs again (a full fine-tune's two checkpoints can take tens of GB); its result, best
+weights, figures and exports stay. A run that is not done keeps its checkpoints: they are how it resumes.
 
 Shared by `tuneforge delete` and the History page. `removal` says what deleting would do without touching
 anything (the command line's answer without --yes, the app's confirmation); `delete_run` does it.
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from app import operations as ops
 from app import paths
-from core import history
+from core import checkpoint, history
 from core.export import folder_size
 from core.errors import KnownError
 from core.plan_text import size_text
@@ -38,9 +41,14 @@ class Removal:
     bytes: int = 0  # what deleting frees on disk
     exports: list[str] = field(default_factory=list)  # exported files, which stay where they are
     stranded: list[str] = field(default_factory=list)  # unfinished runs that go on from its weights (train --from)
+    checkpoints: bool = False  # only the checkpoints go (and their rows in the history)
 
     def text(self) -> str:
         """'run 20261204-… (done): its folder (1.2 GB) and its history; its 1 export stays (/path)'."""
+        if self.checkpoints:
+            return (f"run {self.run_id} ({self.status}): " + (
+                f"its checkpoints ({size_text(self.bytes) or 'empty'}); its trained weights, history and exports stay"
+                if self.folder else "no checkpoints left; nothing to free"))
         goes = f"its folder ({size_text(self.bytes) or 'empty'}) and its history" if self.folder else "its history"
         n = len(self.exports)
         kept = f"; its {n} export{'s stay' if n != 1 else ' stays'} ({', '.join(self.exports)})" if n else ""
@@ -49,9 +57,12 @@ class Removal:
         return f"run {self.run_id} ({self.status}): {goes}{kept}{stranded}"
 
 
-def removal(run_id: str) -> Removal:
-    """What deleting the run (an id, a unique prefix of one, or 'last') would do; nothing is touched. Raises
-    KnownError for a run that is training now, or one not in the history."""
+def removal(run_id: str, checkpoints: bool = False) -> Removal:
+    """What deleting the run (an id, a unique prefix of one, or 'last'), or only its checkpoints, would do;
+    nothing is touched. Raises KnownError for a run that is training now, or one not in the history, and for
+    the checkpoints of a run that is not done."""
+    if checkpoints:
+        return _checkpoints_removal(run_id)
     with ops.open_history() as db:
         run = ops.with_liveness(db.run(run_id))
         exports = [e["path"] for e in db.exports(run["id"]) if Path(e["path"]).exists()]
@@ -75,9 +86,23 @@ def needs_weights(db, run: dict, source: str) -> bool:
     return strategies.get(run["strategy"], need_built=False).result == "model" or not db.checkpoints(run["id"])
 
 
-def delete_run(run_id: str, progress: Progress | None = None) -> Removal:
-    """Delete the run (see the module's docstring for the order); returns what was deleted."""
-    what = removal(run_id)
+def _checkpoints_removal(run_id: str) -> Removal:
+    with ops.open_history() as db:
+        run = ops.with_liveness(db.run(run_id))
+    if run["status"] != history.DONE:
+        raise KnownError(f"Run {run['id']} is {run['status']}: its checkpoints are what it resumes from, so they "
+                         "stay; resume it to its end first, or delete the whole run.")
+    own = _own_folder(run)
+    folder = own / checkpoint.DIR if own else None
+    folder = folder if folder and folder.is_dir() and not folder.is_symlink() else None
+    return Removal(run["id"], run["status"], str(folder) if folder else "", folder_size(folder) if folder else 0,
+                   checkpoints=True)
+
+
+def delete_run(run_id: str, progress: Progress | None = None, checkpoints: bool = False) -> Removal:
+    """Delete the run, or only its checkpoints (see the module's docstring for the order); returns what was
+    deleted."""
+    what = removal(run_id, checkpoints)
     folder = Path(what.folder) if what.folder else None
     _clear_aside({paths.runs_dir(), *([folder.parent] if folder else [])})
     aside = folder.with_name(ASIDE + folder.name) if folder else None
@@ -89,7 +114,7 @@ def delete_run(run_id: str, progress: Progress | None = None) -> Removal:
                              "what has a file of it open, then try again.") from e
     try:
         with ops.open_history() as db:
-            db.delete_run(what.run_id)
+            db.forget_checkpoints(what.run_id) if checkpoints else db.delete_run(what.run_id)
     except BaseException:
         if aside:
             aside.rename(folder)
@@ -126,15 +151,16 @@ def _clear_aside(folders: set[Path]) -> None:
             shutil.rmtree(left, ignore_errors=True)
 
 
-def removals(run_ids: list[str], progress: Progress | None = None) -> list[Removal]:
-    """What deleting these runs would do, each once; every one is checked before any is deleted."""
+def removals(run_ids: list[str], progress: Progress | None = None, checkpoints: bool = False) -> list[Removal]:
+    """What deleting these runs (or their checkpoints) would do, each once; every one is checked before any is
+    deleted."""
     found: dict[str, Removal] = {}
     for name in run_ids:
-        what = removal(name)
+        what = removal(name, checkpoints)
         found.setdefault(what.run_id, what)
     return list(found.values())
 
 
-def delete_runs(run_ids: list[str], progress: Progress | None = None) -> list[Removal]:
-    """Delete these runs (exact ids, as `removals` gives them), one after the other."""
-    return [delete_run(run_id) for run_id in run_ids]
+def delete_runs(run_ids: list[str], progress: Progress | None = None, checkpoints: bool = False) -> list[Removal]:
+    """Delete these runs or their checkpoints (exact ids, as `removals` gives them), one after the other."""
+    return [delete_run(run_id, checkpoints=checkpoints) for run_id in run_ids]

@@ -241,6 +241,11 @@ class History:
             self.db["checkpoints"].upsert({"run_id": run_id, "step": step, "path": str(path), "created_at": now()},
                                           pk=("run_id", "step"))
 
+    def forget_checkpoints(self, run_id: str) -> None:
+        """The run's checkpoints were deleted (app.run_removal): their rows go, in one transaction."""
+        with self.transaction():
+            self.db.execute("delete from checkpoints where run_id = ?", [run_id])
+
     def checkpoints(self, run_id: str) -> list[dict]:
         return list(self.db.query("select * from checkpoints where run_id = ? order by step", [run_id]))
 

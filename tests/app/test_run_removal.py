@@ -115,3 +115,28 @@ def test_the_command_line_says_what_would_go_then_deletes_with_yes(home, runs, c
     missing = cli_here("delete", FIRST, SECOND, "--yes", check=2)  # one unknown: none is deleted
     assert missing.stderr.strip() == f"error: No run '{FIRST}' in the history; `tuneforge runs` lists them."
     assert counts(home, SECOND)["runs"] == 1
+
+
+def test_a_finished_runs_checkpoints_go_alone_and_an_unfinished_run_keeps_them(home, runs, cli_here):
+    first = home / "runs" / FIRST
+    (first / "checkpoints" / "step-000006").mkdir(parents=True)
+    (first / "checkpoints" / "step-000006" / "optimizer.safetensors").write_bytes(b"\0" * (2 * MB))
+    (first / "result").mkdir(parents=True, exist_ok=True)
+    (first / "result" / "adapter_model.safetensors").write_bytes(b"\0" * MB)
+    before = counts(home, FIRST)
+    said = cli_here("delete", FIRST, "--checkpoints", check=2)
+    assert said.stdout.strip() == (f"Would delete run {FIRST} (done): its checkpoints (2 MB); its trained weights, "
+                                   "history and exports stay.") and (first / "checkpoints").is_dir()
+    done = cli_here("delete", FIRST, "--checkpoints", "--yes", check=0)
+    assert done.stdout.startswith(f"Deleted run {FIRST} (done): its checkpoints (2 MB)")
+    assert not (first / "checkpoints").exists() and (first / "result" / "adapter_model.safetensors").is_file()
+    assert (first / "checkpoint-6").is_dir() and runs.is_file()  # what is not the checkpoints folder stays
+    assert counts(home, FIRST) == {**before, "checkpoints": 0} and before["checkpoints"] == 1
+    assert run_removal.removal(FIRST, checkpoints=True).text() == f"run {FIRST} (done): no checkpoints left; " \
+                                                                  "nothing to free"
+    with history.History(home / "history.sqlite") as db:
+        db.update_run(SECOND, status=history.STOPPED)
+    refused = cli_here("delete", SECOND, "--checkpoints", "--yes", check=2)
+    assert refused.stderr.strip() == (f"error: Run {SECOND} is stopped: its checkpoints are what it resumes from, so "
+                                      "they stay; resume it to its end first, or delete the whole run.")
+    assert counts(home, SECOND)["checkpoints"] == 1

@@ -208,3 +208,26 @@ def test_a_deletion_that_fails_part_way_shows_what_is_left_and_why(page, qtbot, 
     qtbot.waitUntil(lambda: "held by a test" in page.error.message, timeout=10000)
     assert [page.table.topLevelItem(i).run.id for i in range(page.table.topLevelItemCount())] == [FIRST]
     assert paths.run_dir(FIRST).joinpath("result").is_dir()  # its folder was put back
+
+
+def test_freeing_a_finished_runs_checkpoints_keeps_the_run(page, qtbot, home, monkeypatch):
+    (home / "runs" / FIRST / "checkpoints" / "step-000006").mkdir(parents=True)
+    (home / "runs" / FIRST / "checkpoints" / "step-000006" / "optimizer.safetensors").write_bytes(b"\0" * 2_000_000)
+    with history.History(paths.db_path()) as db:
+        db.update_run(SECOND, status=history.STOPPED)  # it resumes from its checkpoints: they stay
+    page.refresh()
+    qtbot.waitUntil(lambda: row(page, SECOND)["Status"] == "stopped", timeout=10000)
+    page.select([FIRST, SECOND])
+    qtbot.waitUntil(lambda: page.stack.currentWidget() is page.compare_view, timeout=10000)
+    assert page.delete_button.isEnabled() and not page.free_button.isEnabled()
+    page.select([FIRST])
+    qtbot.waitUntil(page.free_button.isEnabled, timeout=10000)
+    asked = []
+    monkeypatch.setattr(page, "confirm_delete", lambda found: asked.append(page.delete_box(found)) or True)
+    page.free_button.click()
+    qtbot.waitUntil(lambda: page.status.label.text() == "Deleted the checkpoints of 1 run, 2 MB freed.",
+                    timeout=10000)
+    assert asked[0].text() == "Delete the checkpoints of this run, freeing 2 MB? This cannot be undone."
+    assert asked[0].windowTitle() == "Free checkpoints"
+    assert not (home / "runs" / FIRST / "checkpoints").exists() and (home / "runs" / FIRST / "result").is_dir()
+    assert page.table.topLevelItemCount() == 2 and row(page, FIRST)["Status"] == "done"

@@ -60,6 +60,12 @@ class HistoryPage(QWidget):
         self.delete_button.setShortcut("Del")
         self.delete_button.clicked.connect(self.ask_delete)
         top.addWidget(self.delete_button)
+        self.free_button = QPushButton("Free checkpoints…", enabled=False)
+        self.free_button.setToolTip("Delete the checkpoints of the selected finished runs: what resuming starts "
+                                    "from, never needed again once a run is done. Trained weights, history and "
+                                    "exports stay.")
+        self.free_button.clicked.connect(lambda: self.ask_delete(checkpoints=True))
+        top.addWidget(self.free_button)
         top.addStretch(1)
         self.count_label = QLabel()
         top.addWidget(self.count_label)
@@ -90,7 +96,8 @@ class HistoryPage(QWidget):
         layout.addWidget(split, 1)
         self.setTabOrder(self.project_combo, self.refresh_button)
         self.setTabOrder(self.refresh_button, self.delete_button)
-        self.setTabOrder(self.delete_button, self.table)
+        self.setTabOrder(self.delete_button, self.free_button)
+        self.setTabOrder(self.free_button, self.table)
         self.setTabOrder(self.table, self.stack)
 
     # -- the list ---------------------------------------------------------------------------------
@@ -150,7 +157,8 @@ class HistoryPage(QWidget):
             self.stack.setCurrentWidget(self.placeholder)
 
     def _show_detail(self, detail: hs.RunDetail) -> None:
-        self.status.stop()
+        if self.status.busy:  # (a message said since the reading began, such as what was freed, stays)
+            self.status.stop()
         view = self.details.get(detail.id)
         if view is None:
             view = self.details[detail.id] = RunDetailView()
@@ -162,7 +170,8 @@ class HistoryPage(QWidget):
         self._drop_idle_details(keep=detail.id)
 
     def _show_comparison(self, comparison: hs.Comparison) -> None:
-        self.status.stop()
+        if self.status.busy:
+            self.status.stop()
         self.compare_view.show_comparison(comparison)
         self.stack.setCurrentWidget(self.compare_view)
 
@@ -184,23 +193,27 @@ class HistoryPage(QWidget):
         """Selected runs can be deleted unless one trains (app.run_removal would refuse it with a sentence)."""
         ids = self.table.selected_ids()
         self.delete_button.setEnabled(bool(ids) and not any(self._training(run_id) for run_id in ids))
+        runs = [self.table.run(run_id) for run_id in ids]
+        self.free_button.setEnabled(bool(runs) and all(run and run.status == history.DONE and
+                                                       not self._training(run.id) for run in runs))
 
     def _training(self, run_id: str) -> bool:
         view, run = self.details.get(run_id), self.table.run(run_id)
         return bool(run and run.status == history.RUNNING) or bool(view and view.running)
 
-    def ask_delete(self) -> None:
-        """Read what deleting the selected runs frees (off the UI thread), then ask."""
+    def ask_delete(self, checkpoints: bool = False) -> None:
+        """Read what deleting the selected runs (or only their checkpoints) frees, off the UI thread, then ask."""
         ids = self.table.selected_ids()
         if ids and not self.tasks.busy("delete"):
             self.status.start("Reading what deleting frees…")
-            self.tasks.run("delete", run_removal.removals, ids, on_done=self._confirm_delete)
+            self.tasks.run("delete", run_removal.removals, ids, checkpoints=checkpoints, on_done=self._confirm_delete)
 
     def delete_box(self, found: list[run_removal.Removal]) -> QMessageBox:
         n, total = len(found), sum(what.bytes for what in found)
-        box = QMessageBox(QMessageBox.Warning, "Delete runs",
-                          f"Delete {'this run' if n == 1 else f'these {n} runs'}"
-                          f"{f', freeing {size_text(total)}' if total else ''}? This cannot be undone.", parent=self)
+        what = ("the checkpoints of " if found[0].checkpoints else "") + ("this run" if n == 1 else f"these {n} runs")
+        box = QMessageBox(QMessageBox.Warning, "Free checkpoints" if found[0].checkpoints else "Delete runs",
+                          f"Delete {what}{f', freeing {size_text(total)}' if total else ''}? This cannot be undone.",
+                          parent=self)
         box.setInformativeText("\n".join(f"• {what.text()[0].upper()}{what.text()[1:]}." for what in found))
         box.setStyleSheet("QLabel#qt_msgbox_informativelabel { min-width: 520px; }")  # a run per line or two, not four
         box.addButton("Delete", QMessageBox.DestructiveRole).setObjectName("delete")
@@ -216,11 +229,11 @@ class HistoryPage(QWidget):
         self.status.stop()
         if not self.confirm_delete(found):
             return
-        for what in found:  # their open views go first: nothing of a deleted run stays on screen
+        for what in found:  # their open views go first: nothing of a deleted run stays on screen (nor old figures)
             self._drop_view(what.run_id)
         self.status.start("Deleting…")
-        self.tasks.run("delete", run_removal.delete_runs, [what.run_id for what in found], on_done=self._deleted,
-                       on_error=self._delete_failed)
+        self.tasks.run("delete", run_removal.delete_runs, [what.run_id for what in found],
+                       checkpoints=found[0].checkpoints, on_done=self._deleted, on_error=self._delete_failed)
 
     def _delete_failed(self, error: BaseException) -> None:
         """Those deleted before the one that failed are gone: the list says so, then the panel says why."""
@@ -229,8 +242,9 @@ class HistoryPage(QWidget):
 
     def _deleted(self, done: list[run_removal.Removal]) -> None:
         freed = sum(what.bytes for what in done)
-        said = f"Deleted {len(done)} run{'s' if len(done) != 1 else ''}" + (f", {size_text(freed)} freed." if freed
-                                                                             else ".")
+        runs = f"{len(done)} run{'s' if len(done) != 1 else ''}"
+        said = (f"Deleted the checkpoints of {runs}" if done and done[0].checkpoints else f"Deleted {runs}") + (
+            f", {size_text(freed)} freed." if freed else ".")
         self._then = lambda: self.status.stop(said)
         self.refresh()
 
