@@ -81,6 +81,13 @@ def build_parser() -> Parser:
                        help="End the run when CHECKS validation checks in a row have not beaten the lowest validation "
                             "loss; 0 trains every planned step (default: 3 when the plan sizes the run in epochs and "
                             "holds rows out, else 0). The weights of the lowest are kept either way.")
+        s.add_argument("--eval-fraction", type=float, default=None,
+                       help="Share of rows held out for the validation loss (default: none under 20 rows, a tenth "
+                            "under 200, else a twentieth, at most 256).")
+        s.add_argument("--eval-data", metavar="FILE|ID",
+                       help="Measure the validation loss on this dataset instead (a file, a folder or a cached hub "
+                            "id; up to 256 of its rows), so every training row trains (default: a cached hub "
+                            "dataset's own validation split when --data names its train split).")
         s.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=None,
                        help="Keep a copy of the weights of the lowest validation loss beside the last step's "
                             "(default: yes, unless only that copy would not fit the disk).")
@@ -102,9 +109,6 @@ def build_parser() -> Parser:
     going_on(s)
     s.add_argument("--project", default="default", help="Project name in the history.")
     s.add_argument("--seed", type=int, default=42, help="Random seed (same seed, same run).")
-    s.add_argument("--eval-fraction", type=float, default=None,
-                   help="Share of rows held out for the validation loss (default: none under 20 rows, a tenth "
-                        "under 200, else a twentieth, at most 256).")
     s.add_argument("--eval-every", type=int, metavar="STEPS",
                    help="Measure the validation loss every STEPS steps (default: about ten times per run).")
 

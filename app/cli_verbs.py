@@ -41,7 +41,7 @@ def wishes_of(a) -> planner.Wishes:
                           memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else None,
                           options=dict(strategies.parse_option(a.strategy, text) for text in a.option),
                           packing=a.packing, kernels=kernels_of(a.kernels), stop_early=a.stop_early,
-                          keep_best=a.keep_best)
+                          keep_best=a.keep_best, eval_fraction=a.eval_fraction)
 
 
 def kernels_of(text: str) -> list[str] | None:
@@ -77,6 +77,9 @@ def check_positive(a) -> None:
     fraction = getattr(a, "eval_fraction", None)
     if fraction is not None and not 0 <= fraction < 0.5:
         raise KnownError(f"--eval-fraction must be at least 0 and below 0.5 (got {fraction}).")
+    if fraction is not None and getattr(a, "eval_data", None):
+        raise KnownError("--eval-fraction holds rows out of the data and --eval-data validates on another set; "
+                         "give one of them.")
 
 
 def cmd_profile(a) -> int:
@@ -92,10 +95,10 @@ def cmd_plan(a) -> int:
     check_positive(a)
     wishes, going = wishes_going_on(a)
     bundle = ops.make_plan(a.model, a.data, wishes, hardware_file=a.hardware, progress=_progress(a),
-                           mapping=mapping_of(a), on_bad=a.bad_rows)
+                           mapping=mapping_of(a), on_bad=a.bad_rows, eval_data=a.eval_data)
     if a.json:
         out({"plan": bundle.plan.to_dict(), "model": str(bundle.model.path), "data": bundle.data,
-             "hardware": bundle.hardware.source})
+             "eval_data": bundle.eval_data, "hardware": bundle.hardware.source})
     else:
         print(f"Model: {bundle.model.label} ({bundle.model.path})")
         print(f"Data: {bundle.data['rows']} rows ({bundle.data['format']}) from {bundle.data_path}")
@@ -109,7 +112,8 @@ def cmd_plan(a) -> int:
 def cmd_train(a) -> int:
     check_positive(a)
     wishes, going = wishes_going_on(a)
-    bundle = ops.make_plan(a.model, a.data, wishes, progress=_progress(a), mapping=mapping_of(a), on_bad=a.bad_rows)
+    bundle = ops.make_plan(a.model, a.data, wishes, progress=_progress(a), mapping=mapping_of(a), on_bad=a.bad_rows,
+                           eval_data=a.eval_data)
     cfg = ops.create_run(bundle, project=a.project, seed=a.seed,
                          memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else 0,
                          eval_fraction=a.eval_fraction, eval_every=a.eval_every or 0,

@@ -133,13 +133,25 @@ class PlanBundle:
     mapping: dict | None = None  # the column mapping the data was read with (None: detected)
     on_bad: str = "skip"  # what bad rows do: skip (left out, listed) or stop
     context: int | None = None  # the model's context in tokens, as its config states it (None: it does not say)
+    eval_data: str = ""  # a separate validation set the run measures on ("": rows held out of the data)
 
 
 def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardware_file: str | None = None,
-              progress: Progress | None = None, mapping: dict | None = None, on_bad: str = "skip") -> PlanBundle:
+              progress: Progress | None = None, mapping: dict | None = None, on_bad: str = "skip",
+              eval_data: str | None = None) -> PlanBundle:
+    """The plan for training `model` on `data`; `eval_data`, a separate validation set (by default a cached hub
+    dataset's own validation split, when `data` names its train split and no share to hold out was asked)."""
     progress = progress or Progress()
-    # the cheap check first: a wrong path should not wait for a model conversion
+    wishes = wishes or planner.Wishes()
+    # the cheap checks first: a wrong path should not wait for a model conversion
     ds = read_dataset(data, progress, mapping, on_bad)
+    if eval_data is None and wishes.eval_fraction is None:
+        eval_data = data_source.validation_split(data)
+    if eval_data:
+        held = read_dataset(eval_data, progress, mapping, on_bad)
+        own = eval_data == data_source.validation_split(data)
+        wishes = replace(wishes, eval_rows=len(held.examples), eval_source=(
+            f"{eval_data}, the dataset's own validation split" if own else eval_data))
     ref = resolve_model(model, progress)
     lengths = tokenize.token_lengths(ds.examples, load_tokenizer(ref), _counting(progress, len(ds.examples)))
     if hardware_file is None:
@@ -151,7 +163,8 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
     if measured:  # an earlier run of this model and strategy here measured its true peak: plan with it
         plan = planner.make_plan(hw, config, lengths, wishes, calibration=measured)
     return PlanBundle(plan, ref, data_source.canonical(data), ds.summary(), hw, lengths, mapping, on_bad,
-                      context=ModelShape.from_config(config).context)
+                      context=ModelShape.from_config(config).context,
+                      eval_data=data_source.canonical(eval_data) if eval_data else "")
 
 
 def _calibration_for(ref: model_source.ModelRef, plan: planner.Plan) -> dict | None:
@@ -183,7 +196,7 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, **o
             seq_len=p.seq_len, micro_batch=p.micro_batch, grad_accum=p.grad_accum, max_steps=p.max_steps,
             epochs=p.epochs, lr=p.lr, seed=seed, gradient_checkpointing=p.gradient_checkpointing,
             strategy_options=p.options, packing=p.packing, kernels=p.kernels, data_mapping=bundle.mapping or {},
-            bad_rows=bundle.on_bad, stop_early=p.stop_early, keep_best=p.keep_best,
+            bad_rows=bundle.on_bad, stop_early=p.stop_early, keep_best=p.keep_best, eval_data=bundle.eval_data,
             plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
         )
         fields.update(overrides)  # every planned setting can be overridden (STYLE §6)

@@ -4,13 +4,13 @@ the data, and when to stop early.
 - Three passes (epochs) is the common default (transformers' Trainer, LLaMA-Factory): one pass rarely
   settles a new format or voice.
 - A small set gets more passes, so that the run makes at least MIN_STEPS optimizer steps (a handful of
-  steps moves a model little), up to MAX_EPOCHS: past that it mostly memorizes its rows. Only when rows
-  are held out for validation, because then the weights of the lowest validation loss are kept and the
-  run stops once it stops improving; without them nothing would notice the memorizing, so it stays at
-  three.
+  steps moves a model little), up to MAX_EPOCHS: past that it mostly memorizes its rows. Only when there
+  are validation rows (held out, or a separate set), because then the weights of the lowest validation
+  loss are kept and the run stops once it stops improving; without them nothing would notice the
+  memorizing, so it stays at three.
 - A large set gets fewer, down to one whole pass, so that a run sees at most MAX_EXAMPLES examples:
   beyond that, repeating rows costs more time than it gives.
-- When more than one pass is planned and rows are held out, the run stops early after STOP_AFTER
+- When more than one pass is planned and there are validation rows, the run stops early after STOP_AFTER
   validation checks without a new low (about a third of the ~10 checks a run makes): passes that no
   longer help cost only time, and the lowest point's weights are kept either way.
 
@@ -39,20 +39,21 @@ class Length:
     reasons: list[str] = field(default_factory=list)
 
 
-def choose(examples: int, held: int, per_epoch: int, *, epochs: float | None = None, max_steps: int | None = None,
+def choose(examples: int, validating: int, per_epoch: int, *, epochs: float | None = None, max_steps: int | None = None,
            stop_early: int | None = None) -> Length:
-    """The run's length for `examples` training rows (`held` more held out for validation) at `per_epoch`
-    optimizer steps a pass; `epochs`, `max_steps` and `stop_early` are the person's wishes (None: ours)."""
+    """The run's length for `examples` training rows, `validating` rows measuring the validation loss
+    (held out of the data, or a separate set), at `per_epoch` optimizer steps a pass; `epochs`, `max_steps`
+    and `stop_early` are the person's wishes (None: ours)."""
     if max_steps:
         chosen, why = epochs or 1.0, f"{counted(max_steps, 'step')} as you asked."
     elif epochs:
         chosen, why = epochs, f"{counted(epochs, 'epoch')} as you asked: {_steps(epochs, per_epoch)}."
     else:
-        chosen, why = _epochs(examples, held, per_epoch)
+        chosen, why = _epochs(examples, validating, per_epoch)
     steps = max_steps or max(1, math.ceil(chosen * per_epoch))
     reasons = [f"Length: {why}"]
     if stop_early is None:
-        stop_early = STOP_AFTER if held and not max_steps and not epochs and chosen > 1 else 0
+        stop_early = STOP_AFTER if validating and not max_steps and not epochs and chosen > 1 else 0
         if stop_early:
             reasons.append(f"Stops early after {stop_early} validation checks in a row without a new low: by then "
                            "more passes no longer help, and the lowest point's weights are kept either way.")
@@ -62,7 +63,7 @@ def choose(examples: int, held: int, per_epoch: int, *, epochs: float | None = N
     return Length(chosen, steps, stop_early, reasons)
 
 
-def _epochs(examples: int, held: int, per_epoch: int) -> tuple[float, str]:
+def _epochs(examples: int, validating: int, per_epoch: int) -> tuple[float, str]:
     rows = counted(examples, "training row")
     if examples * EPOCHS > MAX_EXAMPLES:
         n = max(1, MAX_EXAMPLES // examples)
@@ -71,7 +72,7 @@ def _epochs(examples: int, held: int, per_epoch: int) -> tuple[float, str]:
     if EPOCHS * per_epoch >= MIN_STEPS:
         return EPOCHS, (f"{EPOCHS} epochs ({_steps(EPOCHS, per_epoch)}): three passes over {rows}, the common "
                         "default; one pass rarely settles a new format or voice.")
-    if not held:
+    if not validating:
         return EPOCHS, (f"{EPOCHS} epochs ({_steps(EPOCHS, per_epoch)}): {rows} are few, and with none held out "
                         "for validation nothing would notice the model memorizing them, so no more than three "
                         "passes; more rows teach more.")

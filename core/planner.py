@@ -65,6 +65,9 @@ class Wishes:
     kernels_why: str = "as you asked"  # how that list came about, for the plan's reason
     stop_early: int | None = None  # end after this many validation checks without a new low (0: never; None: ours)
     keep_best: bool | None = None  # keep the lowest validation loss's weights (None: unless the disk lacks room)
+    eval_fraction: float | None = None  # share of rows held out for validation (None: core.data.split's rule)
+    eval_rows: int = 0  # rows of a separate validation set (then no training row is held out)...
+    eval_source: str = ""  # ...and what it is, for the reason
 
 
 @dataclass
@@ -254,12 +257,17 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         reasons.append(kernels_reason(w.kernels, w.kernels_why))
     lr = w.lr or (2e-5 if strategy in ("full", "lisa") else 2e-4)
     max_steps = w.max_steps or 0
-    # The trainer holds rows out for validation (core.data.split's rule) and trains on the rest.
-    held = split.validation_size(len(lengths))[0] if lengths else 0
+    # The trainer holds rows out for validation (core.data.split's rule) and trains on the rest, unless the
+    # validation rows come from elsewhere.
+    held = split.validation_size(len(lengths), w.eval_fraction)[0] if lengths and not w.eval_rows else 0
     trained = max(1, math.ceil(rows * (len(lengths) - held) / len(lengths))) if lengths else rows
     per_epoch = math.ceil(trained / (mb * grad_accum))
-    length = plan_length.choose(len(lengths) - held, held, per_epoch, epochs=w.epochs, max_steps=max_steps,
-                                stop_early=w.stop_early)
+    length = plan_length.choose(len(lengths) - held, held or w.eval_rows, per_epoch, epochs=w.epochs,
+                                max_steps=max_steps, stop_early=w.stop_early)
+    if w.eval_rows and steps is None:
+        reasons.append(f"Validation on {w.eval_source} ({counted(w.eval_rows, 'row')}"
+                       + (f", {split.AUTO_MAX} of them sampled" if w.eval_rows > split.AUTO_MAX else "")
+                       + "), so every training row trains.")
     epochs, total_steps = length.epochs, steps or length.steps
     if steps is None:  # (a re-plan keeps the run's length and says nothing new of it)
         reasons += length.reasons

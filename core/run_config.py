@@ -47,6 +47,9 @@ class RunConfig:
     eval_fraction: float | None = option(None, help="Share of rows held out for the validation loss; None uses the "
                                                     "rule for the dataset's size (none under 20 rows, a tenth "
                                                     "under 200, else a twentieth, at most 256).")
+    eval_data: str = option("", help="A separate validation set (a file, a folder or a cached hub dataset id) whose "
+                                     "rows measure the validation loss; then no training row is held out. Empty: "
+                                     "rows are held out of the training data (eval_fraction).")
     eval_every: int = option(0, help="Validation every N steps; 0 picks about ten times per run. There is always "
                                      "one at the end.")
     checkpoint_every: int = option(50, help="Save a resumable checkpoint every N steps (and always at the end).")

@@ -53,7 +53,7 @@ sys.stdout = sys.stderr
 from core import checkpoint, history, memory_watch, replanner, results, run_config, run_control  # noqa: E402
 from core import runtime_env, settings, strategies, training, validation_watch  # noqa: E402
 from core.data import dataset as data_mod  # noqa: E402
-from core.data import packing, token_cache, tokenize  # noqa: E402
+from core.data import packing, split, token_cache, tokenize  # noqa: E402
 from core.errors import KnownError  # noqa: E402
 from core.run_config import RunConfig  # noqa: E402
 from core.words import counted  # noqa: E402
@@ -109,7 +109,11 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
                          on_progress=_every(2.0, lambda f: emit("status", text="Reading the dataset", fraction=f)))
     if data.problem_count:
         emit("status", text=f"Left out {counted(data.problem_count, 'bad row')}, first: {data.problems[0]}")
-    train_rows, eval_rows, split_note = data.split(cfg.eval_fraction, cfg.seed)
+    if cfg.eval_data:  # a separate validation set: every training row trains
+        held = data_mod.load(cfg.eval_data, on_bad=cfg.bad_rows, mapping=cfg.data_mapping or None)
+        train_rows, (eval_rows, split_note) = data.examples, split.separate(held.examples, cfg.eval_data, cfg.seed)
+    else:
+        train_rows, eval_rows, split_note = data.split(cfg.eval_fraction, cfg.seed)
     emit("status", text=split_note[:1].upper() + split_note[1:])
     emit("status", text=f"Loading the model ({precision} on {device.type}, {cfg.strategy})")
     tok = AutoTokenizer.from_pretrained(cfg.model_path)

@@ -41,6 +41,18 @@ def locate(text: str | Path) -> Source:
     raise DatasetError(f"{path}: no such file or folder; check the path.")
 
 
+def validation_split(text: str) -> str | None:
+    """The id of the validation split of the cached hub dataset whose train split `text` names, if it has one:
+    the dataset's own held-out rows, which the run then validates on instead of holding out training rows."""
+    path = Path(text).expanduser()
+    if path.exists() or not hub_datasets.looks_like_id(text):
+        return None
+    found = hub_datasets.find(text)
+    if found is None or found.split != "train" or "validation" not in found.splits:
+        return None
+    return text.strip().split(":")[0] + ":validation"
+
+
 def canonical(text: str) -> str:
     """How a run records its data: a path made absolute (the trainer may start elsewhere), a hub id as written."""
     path = Path(text).expanduser()

@@ -7,6 +7,9 @@ A validation loss needs rows the model never trains on, but a small dataset cann
 - more: a twentieth, at most 256 (enough for a steady figure; validation runs about ten times a
   run and should cost little next to training).
 A share the person chose is used as given, keeping at least one row for training.
+
+A separate validation set (its own file, or a hub dataset's validation split) holds nothing out: every
+training row trains, and validation uses up to AUTO_MAX of its rows (a fixed sample when it has more).
 """
 
 from __future__ import annotations
@@ -33,6 +36,15 @@ def validation_size(rows: int, fraction: float | None = None) -> tuple[int, str]
     share = 0.1 if rows < SMALL else 0.05
     held = max(2, round(rows * share)) if rows < SMALL else min(AUTO_MAX, round(rows * share))
     return held, f"{held} of {rows} rows held out for validation (the rule for {rows} rows)"
+
+
+def separate(rows: Rows, name: str, seed: int) -> tuple[list[Example], str]:
+    """(validation rows, why) from a separate validation set `rows` called `name`."""
+    if len(rows) <= AUTO_MAX:
+        return list(rows), f"validation on the {counted(len(rows), 'row')} of {name}; every training row trains"
+    chosen = set(random.Random(seed).sample(range(len(rows)), AUTO_MAX))
+    return rows.pick(chosen), (f"validation on {AUTO_MAX} of the {len(rows):,} rows of {name} (a fixed sample, so "
+                               "each check costs little); every training row trains")
 
 
 def split(rows: Rows, fraction: float | None, seed: int) -> tuple[Rows, list[Example], str]:

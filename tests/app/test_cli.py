@@ -20,6 +20,8 @@ from tests.conftest import DEMO, REPO, json_lines, write_jsonl
     (["train", "--model", "default", "--data", str(DEMO), "--max-steps", "0"], "--max-steps must be above 0"),
     (["train", "--model", "default", "--data", str(DEMO), "--max-steps", "ten"], "invalid int value"),
     (["train", "--model", "default", "--data", str(DEMO), "--stop-early", "-1"], "--stop-early must be 0 (off)"),
+    (["plan", "--model", "default", "--data", str(DEMO), "--eval-data", str(DEMO), "--eval-fraction", "0.1"],
+     "give one of them"),
     (["chat", "--run", "nope", "--prompt", "hi"], "No run 'nope'"),
     (["chat", "--model", "default", "--prompt", "hi", "--temperature", "-1"], "--temperature -1: give 0"),
     (["export", "--run", "nope", "--format", "zip", "--out", "x"], "invalid choice"),

@@ -40,3 +40,29 @@ def test_the_plan_sizes_a_small_set_and_says_so_everywhere():
         in steps_line
     asked = planner.make_plan(CPU_ONLY, SMOL, [40] * 24, planner.Wishes(max_steps=4))
     assert (asked.total_steps, asked.stop_early) == (4, 0) and "(10 epochs)" not in plan_text.describe(asked)[3]
+
+
+def test_a_separate_validation_set_holds_nothing_out_and_a_share_is_planned_as_asked():
+    own = planner.make_plan(CPU_ONLY, SMOL, [40] * 60, planner.Wishes(micro_batch=8, eval_rows=8,
+                                                                      eval_source="acme/qa:validation"))
+    assert (own.total_steps, own.epochs, own.stop_early) == (56, 7, 3)  # 60 rows train: 8 steps a pass
+    assert any(r.startswith("Validation on acme/qa:validation (8 rows), so every training row trains") for r in
+               own.reasons)
+    share = planner.make_plan(CPU_ONLY, SMOL, [40] * 100, planner.Wishes(micro_batch=8, eval_fraction=0.3,
+                                                                         epochs=1))
+    assert share.total_steps == 9  # 70 rows train (not the rule's 90)
+
+
+def test_a_separate_validation_set_is_sampled_when_large():
+    from core.data import split
+    from core.data.example import Example
+    from core.data.rows import Rows
+
+    def rows(n):
+        return Rows(n, "d", kept=[Example(source=f"v.jsonl:{i}", messages=None, text=f"row {i}") for i in range(n)])
+
+    small, why = split.separate(rows(12), "v.jsonl", seed=1)
+    assert len(small) == 12 and why == "validation on the 12 rows of v.jsonl; every training row trains"
+    big, why = split.separate(rows(1000), "v.jsonl", seed=1)
+    assert len(big) == split.AUTO_MAX == len({e.source for e in big}) and "256 of the 1,000 rows" in why
+    assert [e.source for e in big] == [e.source for e in split.separate(rows(1000), "v.jsonl", seed=1)[0]]

@@ -111,11 +111,19 @@ def test_an_id_reads_its_split_and_says_what_is_wrong_in_a_sentence(cache, tmp_p
     assert data_source.canonical("acme/elsewhere:test") == "acme/elsewhere:test"
 
 
-def test_a_run_trains_on_a_cached_dataset_by_its_id(cli, home, tiny_model_dir, cache):
-    cached(cache, "acme/pirates", {"train.jsonl": 24, "test.jsonl": 12})
+def test_a_run_trains_on_a_cached_dataset_by_its_id_and_validates_on_its_own_split(cli, home, tiny_model_dir,
+                                                                                    cache):
+    cached(cache, "acme/pirates", {"train.jsonl": 24, "validation.jsonl": 6, "test.jsonl": 12})
+    assert data_source.validation_split("acme/pirates") == "acme/pirates:validation"
+    assert data_source.validation_split("acme/pirates:test") is None  # only a train split gets its validation
     env = {"HF_HUB_CACHE": str(cache)}
-    events = json_lines(cli("train", "--model", tiny_model_dir, "--data", "acme/pirates:test", "--max-steps", "1",
+    events = json_lines(cli("train", "--model", tiny_model_dir, "--data", "acme/pirates", "--max-steps", "1",
                             "--json", check=0, env=env).stdout)
     run = json.loads((home / "runs" / events[-1]["run_id"] / "run.json").read_text())
-    assert run["data_path"] == "acme/pirates:test" and events[-1]["status"] == "done"
-    assert any(e.get("text", "").startswith("Packed 12 rows") for e in events), events  # the test split's 12
+    assert (run["data_path"], run["eval_data"]) == ("acme/pirates", "acme/pirates:validation")
+    assert events[-1]["status"] == "done" and any("acme/pirates:validation, the dataset's own validation split (6 "
+                                                  "rows)" in r for r in events[0]["plan"]["reasons"])
+    said = [e.get("text", "") for e in events]
+    assert "Validation on the 6 rows of acme/pirates:validation; every training row trains" in said, said
+    assert any(t.startswith("Packed 24 rows") for t in said)  # every train row trains
+    assert next(e for e in events if e["event"] == "eval")["step"] == 1
