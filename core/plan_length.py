@@ -14,7 +14,8 @@ the data, and when to stop early.
   validation checks without a new low (about a third of the ~10 checks a run makes): passes that no
   longer help cost only time, and the lowest point's weights are kept either way.
 
-What the person asked for (steps, epochs, stop early) is kept as given.
+What the person asked for (steps, epochs, stop early) is kept as given. A separate validation set
+(core.data.split.separate) counts as validation rows like held-out ones, and is said first.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from core.data import split
 from core.words import counted
 
 EPOCHS = 3
@@ -40,10 +42,11 @@ class Length:
 
 
 def choose(examples: int, validating: int, per_epoch: int, *, epochs: float | None = None, max_steps: int | None = None,
-           stop_early: int | None = None) -> Length:
+           stop_early: int | None = None, separate: str = "") -> Length:
     """The run's length for `examples` training rows, `validating` rows measuring the validation loss
     (held out of the data, or a separate set), at `per_epoch` optimizer steps a pass; `epochs`, `max_steps`
-    and `stop_early` are the person's wishes (None: ours)."""
+    and `stop_early` are the person's wishes (None: ours); `separate` names the validation set when it is not
+    held out of the data."""
     if max_steps:
         chosen, why = epochs or 1.0, f"{counted(max_steps, 'step')} as you asked."
     elif epochs:
@@ -52,6 +55,10 @@ def choose(examples: int, validating: int, per_epoch: int, *, epochs: float | No
         chosen, why = _epochs(examples, validating, per_epoch)
     steps = max_steps or max(1, math.ceil(chosen * per_epoch))
     reasons = [f"Length: {why}"]
+    if separate:
+        reasons.insert(0, f"Validation on {separate} ({counted(validating, 'row')}"
+                       + (f", {split.AUTO_MAX} of them sampled" if validating > split.AUTO_MAX else "")
+                       + "), so every training row trains.")
     if stop_early is None:
         stop_early = STOP_AFTER if validating and not max_steps and not epochs and chosen > 1 else 0
         if stop_early:

@@ -263,11 +263,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
     trained = max(1, math.ceil(rows * (len(lengths) - held) / len(lengths))) if lengths else rows
     per_epoch = math.ceil(trained / (mb * grad_accum))
     length = plan_length.choose(len(lengths) - held, held or w.eval_rows, per_epoch, epochs=w.epochs,
-                                max_steps=max_steps, stop_early=w.stop_early)
-    if w.eval_rows and steps is None:
-        reasons.append(f"Validation on {w.eval_source} ({counted(w.eval_rows, 'row')}"
-                       + (f", {split.AUTO_MAX} of them sampled" if w.eval_rows > split.AUTO_MAX else "")
-                       + "), so every training row trains.")
+                                max_steps=max_steps, stop_early=w.stop_early, separate=w.eval_source)
     epochs, total_steps = length.epochs, steps or length.steps
     if steps is None:  # (a re-plan keeps the run's length and says nothing new of it)
         reasons += length.reasons
