@@ -138,3 +138,18 @@ def test_a_cached_hub_dataset_is_offered_by_split_and_read(make_wizard, advance,
     qtbot.waitUntil(lambda: (page.session.data_report or {}).get("path") == "acme/pirates:test", timeout=20000)
     assert page.rows_label.text() == "4 usable" and page.session.data_path == "acme/pirates:test"
     assert page.drop_zone.title.text() == "acme/pirates:test" and "Hugging Face cache" in page.drop_zone.hint.text()
+
+
+def test_validation_on_another_file_reaches_the_plan(make_wizard, advance, qtbot, tiny_model_dir):
+    from tests.conftest import DEMO, HELDOUT
+
+    wizard, page = open_data_page(make_wizard, advance, qtbot, tiny_model_dir, DEMO)
+    qtbot.waitUntil(page.isComplete, timeout=20000)
+    assert page.validation.currentText() == "Auto (held out of the data)"
+    page.set_eval_data(str(HELDOUT))
+    assert page.validation.currentText() == str(HELDOUT) and page.session.eval_data == str(HELDOUT)
+    plan_page = advance(wizard)
+    qtbot.waitUntil(lambda: plan_page.session.bundle is not None, timeout=20000)
+    assert plan_page.session.bundle.eval_data == str(HELDOUT.resolve())
+    assert f"Validation on {HELDOUT} (12 rows), so every training row trains." in plan_page.reasons.text()
+    assert "202 training rows" in plan_page.reasons.text()  # none of the demo's rows held out

@@ -20,6 +20,9 @@ from ui.pages.reading_choices import ReadingChoices
 
 SHOWN_PROBLEMS = 5
 HUB_PROMPT = "From the Hugging Face cache…"
+VALIDATION_AUTO = "Auto (held out of the data)"
+VALIDATION_FILE = "From another file…"
+CHOOSE = "choose"  # the item that opens a file dialog
 
 
 def cached_datasets() -> list[str]:
@@ -124,6 +127,17 @@ class DataPage(Page):
         for b in (self.choose_button, self.folder_button, self.demo_button, self.hub_choice):
             buttons.addWidget(b)
         buttons.addStretch(1)
+        self.validation = QComboBox(toolTip="Which rows measure the validation loss. Auto holds some out of the data "
+                                            "(none under 20 rows), or takes a cached hub dataset's own validation "
+                                            "split; another file leaves every row of this one to train on.")
+        self.validation.addItem(VALIDATION_AUTO, None)
+        self.validation.addItem(VALIDATION_FILE, CHOOSE)
+        self.validation.activated.connect(self._validation_chosen)
+        validation = QHBoxLayout()
+        validation_label = QLabel("&Validation:", buddy=self.validation)
+        validation.addWidget(validation_label)
+        validation.addWidget(self.validation)
+        validation.addStretch(1)
         self.choices = ReadingChoices(session.bad_rows)
         self.choices.mapping_applied.connect(self._mapping_applied)
         self.choices.bad_rows_changed.connect(self._bad_rows_changed)
@@ -138,7 +152,7 @@ class DataPage(Page):
         self.histogram = LengthHistogram()
         form.addRow("", self.histogram)
         labels = [form.labelForField(w) for w in (self.format_label, self.rows_label, self.problems_label,
-                                                   self.tokens_label)] + self.choices.labels
+                                                   self.tokens_label)] + self.choices.labels + [validation_label]
         width = max(label.sizeHint().width() for label in labels)
         for label in labels:  # one label column for the choices and the results, so their fields line up
             label.setMinimumWidth(width)
@@ -153,6 +167,7 @@ class DataPage(Page):
         layout.addWidget(self.drop_zone)
         layout.addLayout(buttons)
         layout.addWidget(self.choices)
+        layout.addLayout(validation)
         layout.addWidget(self.status)
         layout.addWidget(self.error)
         layout.addSpacing(4)
@@ -252,6 +267,23 @@ class DataPage(Page):
                                               "Datasets (" + " ".join(f"*{s}" for s in dataset.SUFFIXES) + ")")
         if path:
             self.set_path(path)
+
+    def _validation_chosen(self, index: int) -> None:
+        if self.validation.itemData(index) == CHOOSE:
+            path, _ = QFileDialog.getOpenFileName(self, "Choose the validation rows", "",
+                                                  "Datasets (" + " ".join(f"*{s}" for s in dataset.SUFFIXES) + ")")
+            self.set_eval_data(path or self.session.eval_data)
+        else:
+            self.set_eval_data(self.validation.itemData(index))
+
+    def set_eval_data(self, path: str | None) -> None:
+        """Validate on this file (None: Auto); the plan page plans for it and the run measures on it."""
+        self.session.eval_data = path or None
+        while self.validation.count() > 2:
+            self.validation.removeItem(2)
+        if path:
+            self.validation.addItem(path, path)
+        self.validation.setCurrentIndex(self.validation.findData(path) if path else 0)
 
     def _hub_chosen(self, index: int) -> None:
         if index > 0:
