@@ -12,6 +12,7 @@ from pathlib import Path
 
 from app import operations as ops
 from core import results
+from core.data import hub_datasets
 from core.export import folder_size
 from core.plan_text import size_text
 from core.progress import Progress
@@ -58,10 +59,19 @@ class RunSummary:
         data = run.get("data_path") or ""
         return cls(id=run["id"], project=run.get("project") or "", status=run["status"],
                    model=run.get("model") or Path(run.get("model_path") or "").name, strategy=run.get("strategy") or "",
-                   dataset=Path(data).name if data else "", final_loss=run.get("final_loss"),
+                   dataset=dataset_name(data), final_loss=run.get("final_loss"),
                    best_loss=run.get("best_loss"), eval_loss=run.get("eval_loss"), duration_s=took,
                    steps_done=run.get("steps_done") or 0, total_steps=run.get("total_steps") or 0,
                    created_at=run.get("created_at") or 0.0, outcome=run.get("outcome") or "")
+
+
+def dataset_name(data_path: str) -> str:
+    """What a run trained on, short: the file or folder's name, or a cached hub dataset's whole id (runs record
+    files by absolute path and hub datasets by id, core.data.source.canonical)."""
+    if not data_path:
+        return ""
+    return data_path if not Path(data_path).is_absolute() and hub_datasets.looks_like_id(data_path) \
+        else Path(data_path).name
 
 
 @dataclass

@@ -127,3 +127,10 @@ def test_the_data_folder_setting_applies_at_start_and_the_environment_wins(tmp_p
     assert home_of({"TUNEFORGE_SETTINGS": str(settings_file)}) == [str(data), str(data / "history.sqlite")]
     assert home_of({"TUNEFORGE_SETTINGS": str(settings_file), "TUNEFORGE_HOME": str(tmp_path / "env")})[0] == \
         str(tmp_path / "env")
+
+
+def test_a_runs_dataset_is_named_by_its_file_or_its_hub_id():
+    assert hs.dataset_name("/data/pirate_chat.jsonl") == "pirate_chat.jsonl"
+    assert hs.dataset_name("/data/a/b") == "b"  # a folder
+    assert hs.dataset_name("acme/pirates:test") == "acme/pirates:test"  # a cached hub dataset, as recorded
+    assert hs.dataset_name("") == ""
