@@ -145,13 +145,12 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
     wishes = wishes or planner.Wishes()
     # the cheap checks first: a wrong path should not wait for a model conversion
     ds = read_dataset(data, progress, mapping, on_bad)
-    if eval_data is None and wishes.eval_fraction is None:
-        eval_data = data_source.validation_split(data)
+    own = data_source.validation_split(data) if eval_data is None and wishes.eval_fraction is None else None
+    eval_data = eval_data or own
     if eval_data:
         held = read_dataset(eval_data, progress, mapping, on_bad)
-        own = eval_data == data_source.validation_split(data)
         wishes = replace(wishes, eval_rows=len(held.examples), eval_source=(
-            f"{eval_data}, the dataset's own validation split" if own else eval_data))
+            f"{eval_data}, the dataset's own validation split" if eval_data == own else eval_data))
     ref = resolve_model(model, progress)
     lengths = tokenize.token_lengths(ds.examples, load_tokenizer(ref), _counting(progress, len(ds.examples)))
     if hardware_file is None:

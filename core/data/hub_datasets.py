@@ -64,6 +64,9 @@ def find(text: str) -> HubDataset | None:
         raise DatasetError(f"{m['repo']} has no split '{split}' in the Hugging Face cache; its splits: "
                            f"{', '.join(by_split) or 'none with data files we read'}. Write it as "
                            f"{m['repo']}:SPLIT.")
+    if not by_split[split]:
+        raise DatasetError(f"{m['repo']}'s {split} split names no files we read ({', '.join(readers.READERS)}) in "
+                           "the Hugging Face cache; fetch its data files, or give a path.")
     return HubDataset(m["repo"], split, folder, tuple(by_split[split]), tuple(by_split))
 
 
@@ -176,4 +179,3 @@ def _data_files(files) -> dict[str, list[str]]:
         for path in paths if isinstance(paths, list) else [paths] if paths else []:
             by_split.setdefault(str(split), []).append(str(path))
     return by_split
-

@@ -90,6 +90,7 @@ def test_splits_follow_the_hubs_rules(cache, files, card, subset, splits):
 def test_an_id_reads_its_split_and_says_what_is_wrong_in_a_sentence(cache, tmp_path, monkeypatch):
     cached(cache, "acme/pirates", {"data/train-00000-of-00001.parquet": 30, "data/validation-00000-of-00001.parquet":
                                    6})
+    cached(cache, "acme/empty", {"other.jsonl": 3}, "configs:\n- config_name: default\n  data_files: nothing/*.jsonl\n")
     ds = load("acme/pirates")
     assert (len(ds.examples), ds.format, ds.summary()["path"]) == (30, "messages", "acme/pirates:train")
     assert ds.examples[0].source == "data/train-00000-of-00001.parquet:row 1"
@@ -99,6 +100,7 @@ def test_an_id_reads_its_split_and_says_what_is_wrong_in_a_sentence(cache, tmp_p
                         ("acme/pirates/chat", "acme/pirates has no subset 'chat'; its dataset card names none."),
                         ("acme/absent", "no dataset 'acme/absent' in the Hugging Face cache; nothing is downloaded, "
                                         "so fetch it first (huggingface-cli download --repo-type dataset acme/absent)"),
+                        ("acme/empty", "acme/empty's train split names no files we read"),
                         ("nope/train.jsonl", "nope/train.jsonl: no such file or folder; check the path.")]:
         with pytest.raises(DatasetError) as caught:
             load(text)
