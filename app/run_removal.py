@@ -114,7 +114,10 @@ def delete_run(run_id: str, progress: Progress | None = None, checkpoints: bool 
                              "what has a file of it open, then try again.") from e
     try:
         with ops.open_history() as db:
-            db.forget_checkpoints(what.run_id) if checkpoints else db.delete_run(what.run_id)
+            if checkpoints:
+                db.forget_checkpoints(what.run_id)
+            else:
+                db.delete_run(what.run_id)
     except BaseException:
         if aside:
             aside.rename(folder)
