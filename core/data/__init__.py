@@ -1,6 +1,6 @@
 """Datasets: read a file, detect its schema, report problems by file:line, tokenize for training.
 
-- readers/: one reader per file type (JSONL, JSON, CSV/TSV, Parquet, text), streaming, with the
+- readers/: one reader per file type (JSONL, JSON, CSV/TSV, Parquet, Arrow, text), streaming, with the
   encoding found (BOM, UTF-16, a stated guess for legacy code pages); a folder mixes them.
 - formats/: one file per schema (chat messages, ShareGPT, Alpaca, prompt/completion and aliases,
   text), detected by votes with a confidence, or named by a column mapping.

@@ -12,7 +12,7 @@ Which files make a split follows the hub's own rules, in its order:
    a custom split NAME;
 3. otherwise every data file is the train split.
 The train split is read unless another is asked for. Only files our readers take count as data; the
-dataset card (README.md) and the `datasets` library's metadata files (METADATA) never do.
+dataset card (README.md) and the `datasets` library's metadata files (readers.METADATA) never do.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from core.errors import DatasetError
 ID = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)(?:/(?P<subset>[\w.-]+))?(?::(?P<split>[\w.-]+))?$")
 KEYWORDS = {"train": ("train", "training"), "validation": ("validation", "valid", "val", "dev"),
             "test": ("test", "testing", "eval", "evaluation")}
-METADATA = {"readme.md", "dataset_infos.json", "dataset_info.json", "dataset_dict.json", "state.json"}  # not data
 SHARDED = re.compile(r"^data/(?P<split>\w+?)-\d{5}-of-\d{5}\.\w+$")  # data/train_sft-00000-of-00003.parquet
 
 
@@ -111,7 +110,7 @@ def snapshot(repo_id: str) -> Path | None:
 def splits(folder: Path, subset: str | None = None, repo_id: str = "the dataset") -> dict[str, list[Path]]:
     """Split name → its data files (sorted), by the rules in this module's docstring."""
     data = [f for f in readers.files_in(folder) if f.suffix.lower() in readers.READERS
-            and f.name.lower() not in METADATA]
+            and f.relative_to(folder).as_posix().lower() != "readme.md"]
     configs = card_configs(folder)
     if subset and subset not in configs:
         raise DatasetError(f"{repo_id} has no subset '{subset}'; "

@@ -38,6 +38,29 @@ def parquet(path: Path, rows: list[dict]) -> None:
     pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=2)  # several row groups, as the reader batches
 
 
+def arrow(path: Path, rows: list[dict], stream: bool = True) -> None:
+    """An Arrow file: the streaming format, as `datasets` writes it, or the random-access file format."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pylist(rows)
+    with pa.OSFile(str(path), "wb") as sink:
+        with (pa.ipc.new_stream if stream else pa.ipc.new_file)(sink, table.schema) as writer:
+            for batch in table.to_batches(max_chunksize=2):  # several batches, as the reader takes them
+                writer.write_batch(batch)
+
+
+def arrow_files(good: Path, bad: Path) -> None:
+    """The Arrow files, in both folders."""
+    arrow(good / "messages.arrow", [{"messages": c} for c in CHAT])
+    arrow(good / "alpaca_file.arrow", [{"instruction": q, "input": "", "output": a} for q, a in zip(Q, A)], False)
+    saved = good / "saved_to_disk"  # what datasets' save_to_disk leaves: the data, and metadata that is not data
+    saved.mkdir(exist_ok=True)
+    arrow(saved / "data-00000-of-00001.arrow", [{"prompt": q, "completion": a} for q, a in zip(Q, A)])
+    (saved / "dataset_info.json").write_text(json.dumps({"features": {"prompt": {"dtype": "string"}}}, indent=2))
+    (saved / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}))
+    (bad / "not_arrow.arrow").write_text('{"text": "hello"}\n')
+
+
 def good(d: Path) -> None:
     sharegpt = [{"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]} for q, a in zip(Q, A)]
     alpaca = [{"instruction": q, "input": "", "output": a} for q, a in zip(Q, A)]
@@ -118,4 +141,5 @@ if __name__ == "__main__":
         shutil.rmtree(HERE / name, ignore_errors=True)
         (HERE / name).mkdir()
         make(HERE / name)
+    arrow_files(HERE / "good", HERE / "bad")
     print(f"wrote {sum(1 for p in HERE.rglob('*') if p.is_file())} files under {HERE}")

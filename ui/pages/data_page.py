@@ -64,8 +64,8 @@ class DropZone(QFrame):
         hub = hub_datasets.looks_like_id(path) and not Path(path).exists()
         self.title.setText(path if hub else Path(path).name or path)
         where = "a dataset from the Hugging Face cache" if hub else path
-        self.hint.setText(f"{where}\nDrop another dataset file (JSONL, JSON, CSV, TSV, Parquet, text) or a folder "
-                          "here to change it.")
+        self.hint.setText(f"{where}\nDrop another dataset file (JSONL, JSON, CSV, TSV, Parquet, Arrow, text) or a "
+                          "folder here to change it.")
 
     def _highlight(self, on: bool) -> None:
         self.lit = on
@@ -106,7 +106,7 @@ class Preview(QTextEdit):
 class DataPage(Page):
     def __init__(self, session: Session, parent=None):
         super().__init__(session, "Data", "The examples the model learns from. The demo set teaches it to talk "
-                         "like a pirate; drop your own file (JSONL, JSON, CSV, TSV, Parquet, text) or a folder "
+                         "like a pirate; drop your own file (JSONL, JSON, CSV, TSV, Parquet, Arrow, text) or a folder "
                          "to use it instead.", parent)
         session.data_path = session.data_path or str(paths.DEMO_DATA)
         self.drop_zone = DropZone()

@@ -12,14 +12,16 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from core.data.readers import delimited, json_doc, jsonl, parquet, plain_text
+from core.data.readers import arrow, delimited, json_doc, jsonl, parquet, plain_text
 from core.data.readers.reading import FileProblem, Problem, Reading
 from core.errors import where
 
-READERS = {suffix: m for m in (jsonl, json_doc, delimited, parquet, plain_text) for suffix in m.SUFFIXES}
+READERS = {suffix: m for m in (jsonl, json_doc, delimited, parquet, arrow, plain_text) for suffix in m.SUFFIXES}
+# What the `datasets` library writes beside the data (save_to_disk) is not data: a folder's reading skips it.
+METADATA = ("dataset_info.json", "dataset_infos.json", "dataset_dict.json", "state.json")
 SHEETS = (".xlsx", ".xls", ".ods", ".numbers")
 
-__all__ = ["READERS", "FileProblem", "Problem", "Reading", "files_in", "read"]
+__all__ = ["METADATA", "READERS", "FileProblem", "Problem", "Reading", "files_in", "read"]
 
 
 def read(path: Path, reading: Reading, files: list[Path] | None = None) -> Iterator[tuple[str, object]]:
@@ -44,11 +46,12 @@ def read(path: Path, reading: Reading, files: list[Path] | None = None) -> Itera
 
 
 def files_in(folder: Path) -> list[Path]:
-    """Files under a folder, recursively, in a stable order; hidden files and folders are skipped."""
+    """Files under a folder, recursively, in a stable order; hidden files and folders, and the `datasets`
+    library's METADATA files, are skipped."""
     found = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]  # pruned in place, so .git is never walked
-        found += [Path(root) / f for f in files if not f.startswith(".")]
+        found += [Path(root) / f for f in files if not f.startswith(".") and f.lower() not in METADATA]
     return sorted(found, key=lambda p: p.relative_to(folder).parts)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from core.data.readers import textfile
-from core.data.readers.reading import FileProblem, Reading
+from core.data.readers.reading import FileProblem, Reading, first_line
 
 SUFFIXES = (".parquet",)
 BATCH_ROWS = 1024  # small enough to bound memory, large enough that per-batch overhead vanishes
@@ -24,7 +24,7 @@ def read(path: Path, name: str, reading: Reading) -> Iterator[tuple[str, object]
     try:
         pf = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
-        raise FileProblem(f"this is not a readable Parquet file ({_first_line(e)}); export it again or use "
+        raise FileProblem(f"this is not a readable Parquet file ({first_line(e)}); export it again or use "
                           ".jsonl") from None
     if pf.metadata.num_rows == 0:
         raise FileProblem("the Parquet file has no rows; export it again with the examples in it")
@@ -35,8 +35,4 @@ def read(path: Path, name: str, reading: Reading) -> Iterator[tuple[str, object]
                 n += 1
                 yield f"{name}:row {n}", row
     except (pa.ArrowException, OSError) as e:
-        raise FileProblem(f"the Parquet file is damaged after row {n} ({_first_line(e)}); export it again") from None
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
+        raise FileProblem(f"the Parquet file is damaged after row {n} ({first_line(e)}); export it again") from None

@@ -41,3 +41,8 @@ class FileProblem(Exception):
     def __init__(self, message: str, line: int | None = None):
         super().__init__(message)
         self.message, self.line = message, line
+
+
+def first_line(e: Exception) -> str:
+    """An exception's message cut to its first line, for a reader's one sentence."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")

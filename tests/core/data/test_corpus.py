@@ -41,6 +41,9 @@ GOOD = [
     ("messages.parquet", "parquet", "messages", 3, FIRST_Q, None),
     ("alpaca.parquet", "parquet", "alpaca", 3, FIRST_Q, None),
     ("text.parquet", "parquet", "text", 3, "What is the capital of Peru? Lima.", None),
+    ("messages.arrow", "arrow", "messages", 3, FIRST_Q, None),  # the streaming format, as `datasets` writes it
+    ("alpaca_file.arrow", "arrow", "alpaca", 3, FIRST_Q, None),  # the random-access file format
+    ("saved_to_disk", "arrow", "prompt_completion", 3, FIRST_Q, None),  # its metadata files are not read as data
     ("essay.txt", "txt", "text", 1, "A title\n\nThe first paragraph,\nover two lines.\n\nThe second paragraph.", None),
     ("notes.md", "md", "text", 1, "# Notes\n\nSome *markdown* text.", None),
     ("folder", "csv+jsonl", "messages", 3, FIRST_Q, None),
@@ -55,8 +58,8 @@ def test_good_files(name, file_type, schema, rows, first, warning):
     assert (ds.examples[0].messages if isinstance(first, list) else ds.examples[0].text) == first
     assert [w for w in ds.warnings if warning and w.startswith(warning)] == ([ds.warnings[0]] if warning else [])
     if name == "folder":  # hidden files are skipped; a file that is not data is listed, not fatal
-        assert [str(p) for p in ds.problems] == ["notes.docx: '.docx' files are not read; use one of .csv, .json, "
-                                                 ".jsonl, .jsonlines, .md, .ndjson, .parquet, .tsv, .txt"]
+        assert [str(p) for p in ds.problems] == ["notes.docx: '.docx' files are not read; use one of .arrow, .csv, "
+                                                 ".json, .jsonl, .jsonlines, .md, .ndjson, .parquet, .tsv, .txt"]
         assert [e.source for e in ds.examples] == ["a.jsonl:1", "a.jsonl:2", "sub/b.csv:row 2"]
     else:
         assert ds.problems == [] and len(ds.warnings) == (1 if warning else 0)
@@ -80,6 +83,8 @@ BAD_FILES = [
                         "row under the header."),
     ("not_parquet.parquet", "not_parquet.parquet: this is not a readable Parquet file (Parquet magic bytes not "
                             "found in footer"),
+    ("not_arrow.arrow", "not_arrow.arrow: this is not a readable Arrow file (Not an Arrow file); save it again with "
+                        "the datasets library (save_to_disk) or use .parquet."),
     ("sheet.xlsx", "sheet.xlsx: '.xlsx' files are not read; save the sheet as .csv."),
 ]
 BAD_ROWS = [
