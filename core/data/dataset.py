@@ -98,6 +98,8 @@ def load(path: str | Path, on_bad: str = "skip", mapping: dict | None = None, ke
     total = source.size()
     tally = _Tally(schema, mapping, on_bad == "stop", keep=total <= keep_bytes)
     reading = Reading()
+    if source.note:
+        reading.warnings.append(source.note)
     for src, row in readers.read(source.root, reading, source.files):
         tally.add(src, row)
         if on_progress is not None and tally.seq % PROGRESS_EVERY == 0:
@@ -259,7 +261,7 @@ class _Tally:
         return Dataset(path, name, examples, [p for _, p in problems[:LIST_CAP]], digest, duplicates,
                        warnings, "+".join(sorted(reading.file_types)), self.votes[name] / total,
                        ranked[1] if len(ranked) > 1 else None, reason, pairs, count,
-                       f"{source.hub.repo_id}:{source.hub.split}" if source.hub else "")
+                       source.label)
 
     def _nothing_usable(self, path: Path, problems: list[tuple[int, Problem]]):
         problems = [p for _, p in sorted(problems, key=lambda sp: sp[0])]

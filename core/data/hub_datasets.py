@@ -56,17 +56,22 @@ def find(text: str) -> HubDataset | None:
     if folder is None:
         return None
     by_split = splits(folder, m["subset"], m["repo"])
-    split = m["split"] or "train"
-    if split not in by_split:  # "dev" for the validation split, "eval" for test, as the hub reads them
-        split = next((s for s, words in KEYWORDS.items() if split in words and s in by_split), split)
-    if split not in by_split:
-        raise DatasetError(f"{m['repo']} has no split '{split}' in the Hugging Face cache; its splits: "
-                           f"{', '.join(by_split) or 'none with data files we read'}. Write it as "
-                           f"{m['repo']}:SPLIT.")
-    if not by_split[split]:
-        raise DatasetError(f"{m['repo']}'s {split} split names no files we read ({', '.join(readers.READERS)}) in "
-                           "the Hugging Face cache; fetch its data files, or give a path.")
+    split = pick_split(by_split, m["split"] or "train", m["repo"], " in the Hugging Face cache")
     return HubDataset(m["repo"], split, folder, tuple(by_split[split]), tuple(by_split))
+
+
+def pick_split(by_split: dict[str, list[Path]], asked: str, name: str, where: str = "") -> str:
+    """The split `asked` for (the hub's aliases too: "dev" is validation, "eval" test); DatasetError (a
+    sentence) when `name` has no such split, or it holds no file we read."""
+    split = asked if asked in by_split else next(
+        (s for s, words in KEYWORDS.items() if asked in words and s in by_split), asked)
+    if split not in by_split:
+        raise DatasetError(f"{name} has no split '{asked}'{where}; its splits: "
+                           f"{', '.join(by_split) or 'none with data files we read'}. Write it as {name}:SPLIT.")
+    if not by_split[split]:
+        raise DatasetError(f"{name}'s {split} split names no files we read ({', '.join(readers.READERS)}){where}; "
+                           "fetch its data files, or give a path.")
+    return split
 
 
 def not_cached(text: str) -> str:

@@ -1,20 +1,33 @@
 """What a dataset argument names: a file, a folder, or a split of a dataset in the Hugging Face cache
-(core.data.hub_datasets). A path that exists always wins over an id spelled the same way."""
+(core.data.hub_datasets). A path that exists always wins over an id spelled the same way.
+
+A folder is read by the hub's split rules too (hub_datasets.splits: a dataset card's configs, else split
+words in file and folder names), so a folder holding `train.jsonl` and `test.jsonl`, a clone of a hub
+dataset's repository or what `datasets` saves for a DatasetDict (`train/`, `test/`) trains on its train
+split only and never on the rows kept for testing; `FOLDER:SPLIT` reads another split. A folder whose
+names name no split other than train is read whole, as before.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.data import hub_datasets, readers
 from core.errors import DatasetError
 
+SPLIT = re.compile(r"^(?P<base>.+):(?P<split>[\w.-]+)$")
+
 
 @dataclass(frozen=True)
 class Source:
     root: Path  # the file, or the folder that the files' names are relative to
     files: tuple[Path, ...] | None = None  # None: the file itself, or every file under the folder
-    hub: hub_datasets.HubDataset | None = None
+    split: str = ""  # the split read, when the source has several
+    splits: tuple[str, ...] = ()  # every split it has
+    base: str = ""  # the text naming the source without its split: `base:SPLIT` names another split
+    hub: bool = False  # a dataset from the Hugging Face cache, named by its id
 
     def listing(self) -> list[Path]:
         """The files read, in order."""
@@ -25,35 +38,69 @@ class Source:
     def size(self) -> int:
         return sum(f.stat().st_size for f in self.listing())
 
+    @property
+    def label(self) -> str:
+        """'org/name:train', '/data/qa:train'; '' for a file or a folder read whole."""
+        return f"{self.base}:{self.split}" if self.split else ""
+
+    @property
+    def note(self) -> str:
+        """What was read and what was left, for a source with several splits ('' otherwise)."""
+        others = [s for s in self.splits if s != self.split]
+        if not self.split or not others:
+            return ""
+        return (f"read the {self.split} split ({len(self.files or ())} of the files); left out: {', '.join(others)} "
+                f"(read one as {self.base}:SPLIT)")
+
 
 def locate(text: str | Path) -> Source:
     """The source `text` names; DatasetError (a sentence) when it names nothing readable."""
+    text = str(text)
     path = Path(text).expanduser()
     if path.exists():
-        if path.is_dir() and not readers.files_in(path):
-            raise DatasetError(f"{path}: the folder holds no files; put {', '.join(readers.READERS)} files in it.")
+        if path.is_dir():
+            return _folder(path, None, text)
         return Source(path)
-    if hub_datasets.looks_like_id(str(text)):
-        found = hub_datasets.find(str(text))
+    named = SPLIT.match(text.strip())
+    if named and Path(named["base"]).expanduser().is_dir():
+        return _folder(Path(named["base"]).expanduser(), named["split"], named["base"])
+    if hub_datasets.looks_like_id(text):
+        found = hub_datasets.find(text)
         if found is None:
-            raise DatasetError(hub_datasets.not_cached(str(text)))
-        return Source(found.folder, found.files, found)
+            raise DatasetError(hub_datasets.not_cached(text))
+        base = named["base"] if named else text.strip()
+        return Source(found.folder, found.files, found.split, found.splits, base, hub=True)
     raise DatasetError(f"{path}: no such file or folder; check the path.")
 
 
+def _folder(path: Path, split: str | None, base: str) -> Source:
+    if not readers.files_in(path):
+        raise DatasetError(f"{path}: the folder holds no files; put {', '.join(readers.READERS)} files in it.")
+    by_split = hub_datasets.splits(path, None, str(path))
+    if split is None and not ("train" in by_split and len(by_split) > 1):
+        return Source(path)  # no split besides train: the whole folder is the training data
+    chosen = hub_datasets.pick_split(by_split, split or "train", str(path))
+    return Source(path, tuple(by_split[chosen]), chosen, tuple(by_split), base)
+
+
 def validation_split(text: str) -> str | None:
-    """The id of the validation split of the cached hub dataset whose train split `text` names, if it has one:
-    the dataset's own held-out rows, which the run then validates on instead of holding out training rows."""
-    path = Path(text).expanduser()
-    if path.exists() or not hub_datasets.looks_like_id(text):
+    """How to name the validation split of the source whose train split `text` names, if it has one (a cached
+    hub dataset's, or a folder's): its own held-out rows, which a run validates on instead of holding out
+    training rows."""
+    try:
+        source = locate(text)
+    except DatasetError:
         return None
-    found = hub_datasets.find(text)
-    if found is None or found.split != "train" or "validation" not in found.splits:
-        return None
-    return text.strip().split(":")[0] + ":validation"
+    return f"{source.base}:validation" if source.split == "train" and "validation" in source.splits else None
 
 
 def canonical(text: str) -> str:
-    """How a run records its data: a path made absolute (the trainer may start elsewhere), a hub id as written."""
+    """How a run records its data: a path made absolute (the trainer may start elsewhere), with its split when
+    one was named; a hub id as written."""
     path = Path(text).expanduser()
-    return str(path.resolve()) if path.exists() or not hub_datasets.looks_like_id(text) else text.strip()
+    if path.exists():
+        return str(path.resolve())
+    named = SPLIT.match(text.strip())
+    if named and Path(named["base"]).expanduser().is_dir():
+        return f"{Path(named['base']).expanduser().resolve()}:{named['split']}"
+    return text.strip() if hub_datasets.looks_like_id(text) else str(path.resolve())

@@ -129,3 +129,30 @@ def test_a_run_trains_on_a_cached_dataset_by_its_id_and_validates_on_its_own_spl
     assert "Validation on the 6 rows of acme/pirates:validation; every training row trains" in said, said
     assert any(t.startswith("Packed 24 rows") for t in said)  # every train row trains
     assert next(e for e in events if e["event"] == "eval")["step"] == 1
+
+
+def test_a_folder_that_names_its_splits_trains_on_train_and_keeps_the_others(tmp_path):
+    from tests.corpus.make_corpus import arrow
+
+    folder = tmp_path / "qa"
+    folder.mkdir()
+    for name, n in (("train.jsonl", 5), ("validation.jsonl", 2), ("test.jsonl", 3)):
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in ROWS[:n]))
+    ds = load(folder)
+    assert (len(ds.examples), ds.summary()["path"]) == (5, f"{folder}:train")
+    assert ds.warnings == [f"read the train split (1 of the files); left out: validation, test (read one as "
+                           f"{folder}:SPLIT)"]
+    assert len(load(f"{folder}:test").examples) == 3 and len(load(f"{folder}:dev").examples) == 2
+    assert data_source.validation_split(str(folder)) == f"{folder}:validation"
+    assert data_source.canonical(f"{folder}:test") == f"{folder.resolve()}:test"
+    with pytest.raises(DatasetError, match=r"qa has no split 'extra'; its splits: train, validation, test\. Write"):
+        load(f"{folder}:extra")
+    saved = tmp_path / "saved"  # what datasets' DatasetDict.save_to_disk writes
+    for split, n in (("train", 4), ("test", 2)):
+        (saved / split).mkdir(parents=True)
+        arrow(saved / split / "data-00000-of-00001.arrow", ROWS[:n])
+        (saved / split / "dataset_info.json").write_text("{}")
+        (saved / split / "state.json").write_text("{}")
+    (saved / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
+    ds = load(saved)
+    assert (len(ds.examples), ds.problems, ds.examples[0].source) == (4, [], "train/data-00000-of-00001.arrow:row 1")
