@@ -68,10 +68,7 @@ class RunSummary:
 def dataset_name(data_path: str) -> str:
     """What a run trained on, short: the file or folder's name, or a cached hub dataset's whole id (runs record
     files by absolute path and hub datasets by id, core.data.source.canonical)."""
-    if not data_path:
-        return ""
-    return data_path if not Path(data_path).is_absolute() and hub_datasets.looks_like_id(data_path) \
-        else Path(data_path).name
+    return data_path if hub_datasets.looks_like_id(data_path) else Path(data_path).name
 
 
 @dataclass

@@ -35,10 +35,10 @@ STOP_AFTER = 3
 
 @dataclass
 class Length:
-    epochs: float
-    steps: int
-    stop_early: int
-    reasons: list[str] = field(default_factory=list)
+    epochs: float  # passes over the training rows (as asked, or ours)
+    steps: int  # optimizer steps the run makes at most
+    stop_early: int  # validation checks without a new low before the run ends; 0: never
+    reasons: list[str] = field(default_factory=list)  # the plan's sentences for these
 
 
 def choose(examples: int, validating: int, per_epoch: int, *, epochs: float | None = None, max_steps: int | None = None,

@@ -132,6 +132,7 @@ def test_a_cached_hub_dataset_is_offered_by_split_and_read(make_wizard, advance,
                                               "data/test-00000-of-00001.parquet": 4})
     wizard, page = open_data_page(make_wizard, advance, qtbot, tiny_model_dir, DEMO)
     hub = page.hub_choice
+    qtbot.waitUntil(lambda: hub.count() > 1, timeout=10000)  # the cache is read in the background
     assert not hub.isHidden() and [hub.itemText(i) for i in range(1, hub.count())] == ["acme/pirates:train",
                                                                                        "acme/pirates:test"]
     hub.activated.emit(2)

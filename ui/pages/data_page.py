@@ -25,8 +25,9 @@ VALIDATION_FILE = "From another file…"
 CHOOSE = "choose"  # the item that opens a file dialog
 
 
-def cached_datasets() -> list[str]:
-    """The cached hub datasets' splits by id; none when the cache cannot be read (the page works without)."""
+def cached_datasets(progress=None) -> list[str]:
+    """The cached hub datasets' splits by id; none when the cache cannot be read (the page works without).
+    It walks every cached snapshot and reads its card, so the page asks for it in the background."""
     try:
         return hub_datasets.cached()
     except Exception:  # an odd cache folder must not keep the page from opening
@@ -120,9 +121,9 @@ class DataPage(Page):
         self.hub_choice = QComboBox(toolTip="Datasets already downloaded to the Hugging Face cache (by "
                                             "huggingface-cli or the datasets library), one entry per split")
         self.hub_choice.addItem(HUB_PROMPT, None)
-        self.hub_choice.addItems(cached_datasets())
-        self.hub_choice.setVisible(self.hub_choice.count() > 1)  # nothing cached: nothing to offer
+        self.hub_choice.setVisible(False)  # until the cache is read, and for good when nothing is cached
         self.hub_choice.activated.connect(self._hub_chosen)
+        self.run_task("hub", cached_datasets, on_done=self._hub_listed, on_error=lambda _e: None)
         buttons = QHBoxLayout()
         for b in (self.choose_button, self.folder_button, self.demo_button, self.hub_choice):
             buttons.addWidget(b)
@@ -284,6 +285,10 @@ class DataPage(Page):
         if path:
             self.validation.addItem(path, path)
         self.validation.setCurrentIndex(self.validation.findData(path) if path else 0)
+
+    def _hub_listed(self, ids: list[str]) -> None:
+        self.hub_choice.addItems(ids)
+        self.hub_choice.setVisible(bool(ids))
 
     def _hub_chosen(self, index: int) -> None:
         if index > 0:
