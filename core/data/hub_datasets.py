@@ -12,7 +12,7 @@ Which files make a split follows the hub's own rules, in its order:
    a custom split NAME;
 3. otherwise every data file is the train split.
 The train split is read unless another is asked for. Only files our readers take count as data; the
-dataset card (README.md) and the `datasets` library's metadata files (readers.METADATA) never do.
+dataset card (README.md) and the `datasets` library's metadata files never do (readers.files_in).
 """
 
 from __future__ import annotations
@@ -114,8 +114,7 @@ def snapshot(repo_id: str) -> Path | None:
 
 def splits(folder: Path, subset: str | None = None, repo_id: str = "the dataset") -> dict[str, list[Path]]:
     """Split name → its data files (sorted), by the rules in this module's docstring."""
-    data = [f for f in readers.files_in(folder) if f.suffix.lower() in readers.READERS
-            and f.relative_to(folder).as_posix().lower() != "readme.md"]
+    data = [f for f in readers.files_in(folder) if f.suffix.lower() in readers.READERS]
     configs = card_configs(folder)
     if subset and subset not in configs:
         raise DatasetError(f"{repo_id} has no subset '{subset}'; "

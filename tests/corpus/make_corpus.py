@@ -104,6 +104,8 @@ def good(d: Path) -> None:
     (folder / "sub" / "b.csv").write_text(table(["messages"], [[json.dumps(CHAT[2])]]))
     (folder / ".hidden.jsonl").write_text("not read\n")
     (folder / "notes.docx").write_bytes(b"PK\x03\x04 not read either")
+    (folder / "README.md").write_text("# Capitals\n\nA question per capital.\n")  # documentation, not data
+    (folder / "LICENSE").write_text("CC0 1.0\n")
 
 
 def bad(d: Path) -> None:

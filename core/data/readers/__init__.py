@@ -19,9 +19,12 @@ from core.errors import where
 READERS = {suffix: m for m in (jsonl, json_doc, delimited, parquet, arrow, plain_text) for suffix in m.SUFFIXES}
 # What the `datasets` library writes beside the data (save_to_disk) is not data: a folder's reading skips it.
 METADATA = ("dataset_info.json", "dataset_infos.json", "dataset_dict.json", "state.json")
+# A folder's own documentation (a dataset card, a licence: what a clone of a hub dataset or any shared folder
+# carries) describes the data and is not part of it, whatever its suffix; a file named on its own is still read.
+DOCS = ("readme", "license", "licence", "notice", "copying", "changelog", "citation")
 SHEETS = (".xlsx", ".xls", ".ods", ".numbers")
 
-__all__ = ["METADATA", "READERS", "FileProblem", "Problem", "Reading", "files_in", "read"]
+__all__ = ["DOCS", "METADATA", "READERS", "FileProblem", "Problem", "Reading", "files_in", "read"]
 
 
 def read(path: Path, reading: Reading, files: list[Path] | None = None) -> Iterator[tuple[str, object]]:
@@ -46,13 +49,19 @@ def read(path: Path, reading: Reading, files: list[Path] | None = None) -> Itera
 
 
 def files_in(folder: Path) -> list[Path]:
-    """Files under a folder, recursively, in a stable order; hidden files and folders, and the `datasets`
-    library's METADATA files, are skipped."""
+    """Files under a folder, recursively, in a stable order; hidden files and folders, the `datasets`
+    library's METADATA files and the folder's DOCS are skipped."""
     found = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]  # pruned in place, so .git is never walked
-        found += [Path(root) / f for f in files if not f.startswith(".") and f.lower() not in METADATA]
+        found += [Path(root) / f for f in files if is_data(f)]
     return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
+def is_data(name: str) -> bool:
+    """Whether a file of this name in a folder may hold data: not hidden, not metadata, not documentation."""
+    lower = name.lower()
+    return not lower.startswith(".") and lower not in METADATA and lower.split(".")[0] not in DOCS
 
 
 def unsupported(f: Path) -> str:
