@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 
 NAMES = ("adamw", "adamw8bit", "paged_adamw8bit", "adafactor")
+BITSANDBYTES = ("adamw8bit", "paged_adamw8bit")  # the ones bitsandbytes provides
 HELP = ("'adamw' (32-bit moments; fp32 masters for 16-bit weights), 'adamw8bit' (bitsandbytes 8-bit moments), "
         "'paged_adamw8bit' (8-bit, pages to RAM under pressure; CUDA), 'adafactor' (factored second moment)")
 
@@ -38,7 +39,7 @@ def build(name: str, params: list, lr: float, weight_decay: float, masters: bool
         if masters:
             return master_adamw()(params, lr=lr, weight_decay=weight_decay)
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    if name in ("adamw8bit", "paged_adamw8bit"):
+    if name in BITSANDBYTES:
         import bitsandbytes as bnb
 
         cls = bnb.optim.PagedAdamW8bit if name == "paged_adamw8bit" else bnb.optim.AdamW8bit

@@ -50,6 +50,14 @@ def prepare() -> None:
         pass
 
 
+def leave_out(module: str) -> None:
+    """Make `module` unimportable in this process, so that libraries which probe for it take their path without
+    it. For bitsandbytes in a trainer whose run uses none of it: peft imports it whenever it is installed, and
+    importing it costs about 1.5 s on every start (it wraps its CPU ops in torch.compile, which imports
+    inductor). A module already imported stays."""
+    sys.modules.setdefault(module, None)  # None there: `import` refuses it and find_spec answers "not found"
+
+
 # The packaged app (PyInstaller) is one executable without a `-m`: it runs a module of ours when its first
 # argument is this flag (main.py), so the trainer and the probes start the same way from a checkout and a build.
 RUN_MODULE = "--run-module"

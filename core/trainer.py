@@ -93,10 +93,12 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
     from transformers import AutoTokenizer
 
     run_dir = Path(cfg.run_dir)
-    strategies.get(cfg.strategy)  # a strategy that is not built fails here, before any loading
+    strategy = strategies.get(cfg.strategy)  # a strategy that is not built fails here, before any loading
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device, _, precision = training.pick_device(cfg)
+    if not strategy.uses_bitsandbytes(strategy.options(cfg.strategy_options), device.type):
+        runtime_env.leave_out("bitsandbytes")  # (before peft is imported: a second and a half saved)
     memory_watch.apply_cap(cfg.memory_cap_bytes, device)
     lean_heap = memory_watch.lean_heap_if_short(cfg.plan, device, cfg.memory_cap_bytes)  # before loading
     db.update_run(cfg.run_id, status=history.RUNNING, pid=os.getpid(), started_at=time.time(), outcome=None,

@@ -66,6 +66,11 @@ class Strategy:
         chosen = getattr(opts, "optimizer", "auto")
         return "adamw" if chosen == "auto" else chosen
 
+    def uses_bitsandbytes(self, opts, device: str) -> bool:
+        """Whether a run needs bitsandbytes: a 4-bit base, or one of its 8-bit optimizers. The trainer of a run
+        that does not leaves it out (runtime_env.leave_out)."""
+        return self.base_storage == "nf4" or self.optimizer_name(opts, device) in optimizers.BITSANDBYTES
+
     def plan_variants(self, options: dict) -> list[tuple[dict, str]]:
         """Settings for the planner to try, best first, each with the sentence that explains the choice
         (LISA: with the embeddings trained, then without). Settings the person gave are kept as given."""

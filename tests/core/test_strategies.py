@@ -285,6 +285,18 @@ def test_every_setting_has_help():
             assert len(option["help"]) > 10, (name, option["name"])
 
 
+@pytest.mark.parametrize("name,values,needs", [
+    ("lora", {}, False), ("dora", {}, False), ("lisa", {}, False), ("full", {}, False),
+    ("full", {"optimizer": "adamw8bit"}, True), ("full", {"optimizer": "adafactor"}, False),
+    ("qlora", {}, True), ("offload", {}, True),
+])
+def test_only_runs_that_use_bitsandbytes_import_it(name, values, needs):
+    """The trainer leaves bitsandbytes out of a run that needs neither its 4-bit base nor its 8-bit optimizers
+    (every e2e run of each strategy shows that such a run still trains, and that the others still load it)."""
+    s = strategies.get(name, need_built=False)
+    assert s.uses_bitsandbytes(s.options(values), "cpu") is needs
+
+
 def test_what_a_run_going_on_keeps_is_settings_of_the_strategy():
     for name, s in strategies.REGISTRY.items():
         fields = {o["name"] for o in strategies.describe_options(name)}
