@@ -81,6 +81,10 @@ def build_parser() -> Parser:
                        help="End the run when CHECKS validation checks in a row have not beaten the lowest validation "
                             "loss; 0 trains every planned step (default: 3 when the plan sizes the run in epochs and "
                             "holds rows out, else 0). The weights of the lowest are kept either way.")
+        s.add_argument("--time-limit", metavar="DURATION",
+                       help="Train for at most this long, e.g. 45m, 2h or 1h30m (a bare number is minutes): the plan "
+                            "cuts the run to the steps that fit, and the run stops at the limit, keeping what it "
+                            "learned (default: no limit).")
         s.add_argument("--eval-fraction", type=float, default=None,
                        help="Share of rows held out for the validation loss (default: none under 20 rows, a tenth "
                             "under 200, else a twentieth, at most 256).")

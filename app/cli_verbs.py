@@ -12,7 +12,7 @@ from app import operations as ops
 from app.progress_bar import TerminalProgress, format_duration
 from core import hardware, plan_text, planner, results, strategies
 from core.errors import KnownError
-from core.words import counted
+from core.words import counted, seconds_of
 from tuneforge_kernels import OPS
 
 
@@ -41,7 +41,18 @@ def wishes_of(a) -> planner.Wishes:
                           memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else None,
                           options=dict(strategies.parse_option(a.strategy, text) for text in a.option),
                           packing=a.packing, kernels=kernels_of(a.kernels), stop_early=a.stop_early,
-                          keep_best=a.keep_best, eval_fraction=a.eval_fraction)
+                          keep_best=a.keep_best, eval_fraction=a.eval_fraction,
+                          time_limit_s=time_limit_of(a.time_limit))
+
+
+def time_limit_of(text: str | None) -> float | None:
+    """--time-limit DURATION in seconds (None: no limit)."""
+    if text is None:
+        return None
+    seconds = seconds_of(text)
+    if seconds is None:
+        raise KnownError(f"--time-limit {text}: expected a duration above zero, such as 45m, 2h or 1h30m.")
+    return seconds
 
 
 def kernels_of(text: str) -> list[str] | None:

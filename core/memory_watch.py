@@ -194,11 +194,13 @@ def calibration(plan: dict, device, run_id: str, seconds_per_step: float, loadin
         got = measured["process"]
     factor = got / predicted if predicted else None
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    predicted_s = plan.get("step_time_s") or 0
+    # Against the speed model's own figure: the plan's step time was already scaled by an earlier run's factor,
+    # and measuring against that would swing the next plan the other way (×0.1, then ×10, ...).
+    predicted_s = (plan.get("step_time_s") or 0) / float((plan.get("calibration") or {}).get("time_factor") or 1.0)
     if loading_peak is not None:
         measured["loading"] = loading_peak
     return {"device": name, "predicted_bytes": predicted, "measured": measured,
             "factor": round(factor, 4) if factor else None, "source": f"run {run_id} on {name}",
-            "seconds_per_step": round(seconds_per_step, 4), "predicted_seconds_per_step": predicted_s,
+            "seconds_per_step": round(seconds_per_step, 4), "predicted_seconds_per_step": round(predicted_s, 4),
             "time_factor": round(seconds_per_step / predicted_s, 4) if predicted_s and not lean_heap else None,
             **({"lean_heap": True} if lean_heap else {})}

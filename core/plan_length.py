@@ -14,6 +14,10 @@ the data, and when to stop early.
   validation checks without a new low (about a third of the ~10 checks a run makes): passes that no
   longer help cost only time, and the lowest point's weights are kept either way.
 
+- With a time limit (the person's), the run is cut to the steps that fit TIME_SHARE of it at the
+  estimated step time: validation checks, checkpoints and saving the result take the rest. The trainer
+  also stops at the limit itself, since an estimate can be off (core.trainer).
+
 What the person asked for (steps, epochs, stop early) is kept as given. A separate validation set
 (core.data.split.separate) counts as validation rows like held-out ones, and is said first.
 """
@@ -24,13 +28,14 @@ import math
 from dataclasses import dataclass, field
 
 from core.data import split
-from core.words import counted
+from core.words import counted, duration
 
 EPOCHS = 3
 MIN_STEPS = 50
 MAX_EPOCHS = 10
 MAX_EXAMPLES = 30_000
 STOP_AFTER = 3
+TIME_SHARE = 0.9
 
 
 @dataclass
@@ -39,6 +44,7 @@ class Length:
     steps: int  # optimizer steps the run makes at most
     stop_early: int  # validation checks without a new low before the run ends; 0: never
     reasons: list[str] = field(default_factory=list)  # the plan's sentences for these
+    capped: bool = False  # cut short to end within the person's time limit
 
 
 def choose(examples: int, validating: int, per_epoch: int, *, epochs: float | None = None, max_steps: int | None = None,
@@ -68,6 +74,27 @@ def choose(examples: int, validating: int, per_epoch: int, *, epochs: float | No
         reasons.append(f"Stops early after {counted(stop_early, 'validation check')} in a row without a new low, "
                        "as you asked.")
     return Length(chosen, steps, stop_early, reasons)
+
+
+def within(length: Length, step_s: float, limit_s: float | None, per_epoch: int) -> Length:
+    """`length` cut to the steps that end within `limit_s` seconds at `step_s` a step (unchanged without a
+    limit, or when it fits), with the sentence that says so."""
+    if not limit_s:
+        return length
+    limit = duration(limit_s)
+    if length.steps * step_s <= TIME_SHARE * limit_s:
+        length.reasons.append(f"Time: about {duration(length.steps * step_s)}, within the {limit} you allowed; the "
+                              "run stops at the limit should it run slower than estimated.")
+        return length
+    steps = max(1, int(TIME_SHARE * limit_s / step_s))
+    epochs = round(steps / per_epoch, 2)
+    why = (f"Time: {counted(steps, 'step')} ({counted(epochs, 'epoch')}) instead of {length.steps}, to end within "
+           f"the {limit} you allowed at about {duration(step_s)} a step (a tenth of it left for validation and "
+           "saving); the run stops at the limit should it run slower, keeping what it learned.")
+    if step_s > limit_s:
+        why = (f"Time: one step takes about {duration(step_s)}, longer than the {limit} you allowed, so the run "
+               "makes a single step; allow more time, or a smaller model or shorter sequences, for a real run.")
+    return Length(epochs, steps, length.stop_early, [*length.reasons, why], capped=True)
 
 
 def _epochs(examples: int, validating: int, per_epoch: int) -> tuple[float, str]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from core.planner import GIB, Plan
-from core.words import counted
+from core.words import counted, duration
+
+__all__ = ["describe", "duration", "length_note", "size_text"]  # (duration lives in core.words; shown from here too)
 
 
 def describe(plan: Plan) -> list[str]:
@@ -16,7 +18,7 @@ def describe(plan: Plan) -> list[str]:
              + f" in {plan.precision}, micro-batch {plan.micro_batch} × accumulation {plan.grad_accum}, "
              f"sequence length {plan.seq_len}, learning rate {plan.lr:g}"
              + (", gradient checkpointing" if plan.gradient_checkpointing else ""),
-             f"Steps: {plan.total_steps}" + ("" if plan.max_steps else f" ({counted(plan.epochs, 'epoch')})")
+             f"Steps: {plan.total_steps}{length_note(plan)}"
              + f", about {duration(plan.step_time_s)} each; estimated time "
              + ("at most " if plan.stop_early else "") + f"{duration(plan.total_time_s)} "
              f"(one epoch {duration(plan.epoch_time_s)})"
@@ -39,17 +41,12 @@ def describe(plan: Plan) -> list[str]:
     return lines
 
 
-def duration(seconds: float | None) -> str:
-    """'4.5 s', '45 s', '12 min', '3.5 h', '4 days' for estimates, ETAs and the history; '—' when unknown."""
-    if seconds is None:
-        return "—"
-    if seconds < 90:
-        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 3 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.0f} days"
+def length_note(plan: Plan) -> str:
+    """What sized the run's steps, after their number: ' (3 epochs)', ' (as you asked)', ' (1.7 epochs, to end
+    within 60 min)'."""
+    if plan.time_capped:
+        return f" ({counted(plan.epochs, 'epoch')}, to end within {duration(plan.time_limit_s)})"
+    return " (as you asked)" if plan.max_steps else f" ({counted(plan.epochs, 'epoch')})"
 
 
 def size_text(n: int | None) -> str:

@@ -68,6 +68,7 @@ class Wishes:
     eval_fraction: float | None = None  # share of rows held out for validation (None: core.data.split's rule)
     eval_rows: int = 0  # rows of a separate validation set (then no training row is held out)...
     eval_source: str = ""  # ...and what it is, for the reason
+    time_limit_s: float | None = None  # train for at most this long (seconds); None: as long as the length takes
 
 
 @dataclass
@@ -98,6 +99,8 @@ class Plan:
     kernels: list[str] | str = "auto"  # our kernels the run trains with: "auto" (all on CUDA) or the names asked
     stop_early: int = 0  # validation checks in a row without a new low before the run ends; 0 trains every step
     keep_best: bool = True  # the run keeps the weights of its lowest validation loss (best/, core/results.py)
+    time_limit_s: float = 0.0  # the person's time limit (0: none); the trainer stops there too
+    time_capped: bool = False  # total_steps was cut to end within time_limit_s
     sequences: int = 0  # what one epoch is made of: packs, or rows when not packing
     ram: dict[str, int] = field(default_factory=dict)  # host RAM by term
     ram_limit: int = 0
@@ -264,9 +267,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
     per_epoch = math.ceil(trained / (mb * grad_accum))
     length = plan_length.choose(len(lengths) - held, held or w.eval_rows, per_epoch, epochs=w.epochs,
                                 max_steps=max_steps, stop_early=w.stop_early, separate=w.eval_source)
-    epochs, total_steps = length.epochs, steps or length.steps
-    if steps is None:  # (a re-plan keeps the run's length and says nothing new of it)
-        reasons += length.reasons
+    said = len(reasons)  # the length's reasons go here, once the step time has sized them
     mean_len = min(seq_len, sum(min(n, seq_len) for n in lengths) / rows) if lengths else seq_len
     step_time = grad_accum * speed_model.micro_batch_seconds(shape, setup, hw, target.gpu, mean_len) * target.time_factor
     if streams(strategy, options) and target.gpu:
@@ -279,6 +280,10 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         act_s, why = host_plan.activation_seconds(shape, setup, target.gpu)
         step_time += grad_accum * act_s * target.time_factor
         reasons.append(why)
+    if steps is None:  # (a re-plan keeps the run's length and says nothing new of it)
+        length = plan_length.within(length, step_time, w.time_limit_s, per_epoch)
+        reasons[said:said] = length.reasons
+    epochs, total_steps = length.epochs, steps or length.steps
     device_bytes = int(est.device_total * target.factor)
     if device_bytes > target.usable:
         warnings.append(f"The estimate ({device_bytes / GIB:.1f} GiB) does not fit what the device offers "
@@ -307,7 +312,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         fits=device_bytes <= target.usable and est.ram_total <= target.ram_limit,
         optimizer=setup.optimizer, options=settings.to_dict(s.options(options)), packing=w.packing, sequences=rows,
         kernels="auto" if w.kernels is None else list(w.kernels), stop_early=length.stop_early,
-        keep_best=setup.keep_best,
+        keep_best=setup.keep_best, time_limit_s=w.time_limit_s or 0.0, time_capped=length.capped,
         calibration={"factor": target.factor, "time_factor": target.time_factor, "source": target.factor_source}
         if (target.factor, target.time_factor) != (1.0, 1.0) else {},
         reasons=reasons, warnings=warnings,

@@ -129,10 +129,13 @@ def _step_down(previous: Plan, hardware: HardwareProfile, model_config: dict, to
     plan_wishes = Wishes(grad_accum=math.ceil(effective / mb), seq_len=previous.seq_len,  # (mb is ours, not asked)
                          lr=previous.lr, max_steps=previous.max_steps or None, epochs=previous.epochs,
                          stop_early=previous.stop_early, keep_best=keep_best, options=previous.options,
-                         packing=previous.packing, kernels=w.kernels, kernels_why=w.kernels_why)
-    return finish_plan(shape, hardware, target, strategy, ckpt, mb, previous.seq_len,
+                         packing=previous.packing, kernels=w.kernels, kernels_why=w.kernels_why,
+                         time_limit_s=previous.time_limit_s or None)
+    plan = finish_plan(shape, hardware, target, strategy, ckpt, mb, previous.seq_len,
                        sum(1 for n in token_lengths if n > previous.seq_len), token_lengths, plan_wishes, reasons,
                        warnings, fitted=fitted, options=chosen_options, steps=previous.total_steps)
+    plan.time_capped = previous.time_capped  # (the length is the run's, as planned first)
+    return plan
 
 
 def _cheaper_settings(strategy: str, options: dict, device: str) -> list[tuple[dict, str]]:

@@ -60,6 +60,9 @@ class RunConfig:
     stop_early: int = option(0, help="End the run when this many validation checks in a row have not beaten the "
                                      "lowest validation loss so far (the model has begun memorizing its rows); "
                                      "0 trains every planned step.")
+    time_limit_s: float = option(0.0, help="Train for at most this many seconds, the sessions of a resumed run "
+                                           "together and pauses left out: the run then validates, saves its result "
+                                           "and ends as done. 0: no limit.")
     gradient_checkpointing: bool = option(False, help="Recompute activations in backward to save memory.")
     packing: bool = option(True, help="Pack short rows together into full sequences (rows stay apart: positions "
                                       "restart per row and no row attends to another); turned off by itself where "
@@ -100,6 +103,7 @@ class RunConfig:
         check(self.eval_every >= 0, "eval_every", "must be 0 (about ten times per run) or a number of steps.")
         check(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1.")
         check(self.keep_checkpoints >= 1, "keep_checkpoints", "must be at least 1.")
+        check(self.time_limit_s >= 0, "time_limit_s", "must be 0 (no limit) or a number of seconds.")
         check(self.stop_early >= 0, "stop_early", "must be 0 (train every step) or a number of validation checks.")
         from core import strategies  # the strategy checks its own settings, naming the one that is wrong
 

@@ -56,7 +56,7 @@ from core.data import dataset as data_mod  # noqa: E402
 from core.data import packing, split, token_cache, tokenize  # noqa: E402
 from core.errors import KnownError  # noqa: E402
 from core.run_config import RunConfig  # noqa: E402
-from core.words import counted  # noqa: E402
+from core.words import counted, duration  # noqa: E402
 from tuneforge_kernels import failures  # noqa: E402
 
 runtime_env.prepare()
@@ -202,7 +202,9 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         best = min(best, loss_value)
         elapsed = time.time() - started
         dt = time.time() - t0
-        eta = elapsed / (step - first_step) * (total - step)
+        step_s = elapsed / (step - first_step)
+        left = cfg.time_limit_s - trained_before - elapsed if cfg.time_limit_s else float("inf")
+        eta = min(step_s * (total - step), max(0.0, left))
         mem = memory_watch.current_bytes(device)
         lr = session.scheduler.get_last_lr()[0]
         db.add_metric(cfg.run_id, step, "train", loss_value, lr=lr, tokens_per_s=tokens / dt, elapsed_s=elapsed,
@@ -213,16 +215,24 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
              elapsed_s=round(elapsed, 2), eta_s=round(eta, 1), memory_bytes=mem,
              epoch=round(step / per_epoch, 3), **({"io": io} if (io := session.io_stats()) else {}))
         if step - first_step == cfg.calibrate_after and cfg.plan.get("memory"):
-            measured = memory_watch.calibration(cfg.plan, device, cfg.run_id, elapsed / (step - first_step),
+            measured = memory_watch.calibration(cfg.plan, device, cfg.run_id, step_s,
                                                 loading_peak, lean_heap=bool(lean_heap))
             db.set_calibration(cfg.run_id, measured)
             emit("calibration", **measured)
+        checked = None
         if step % eval_every == 0 and step < total:
             checked = run_eval(cfg, db, emit, session, eval_set, pad_id, step, watch)
             if watch.tired:
                 save_checkpoint()
                 return finish(cfg, db, emit, session, history.DONE, watch.why_stopped(step), loss_value, best,
                               EXIT_DONE, checked)
+        if step_s > left and step < total:  # the next step would end past the person's time limit
+            if checked is None:
+                checked = run_eval(cfg, db, emit, session, eval_set, pad_id, step, watch, last=True)
+            save_checkpoint()
+            return finish(cfg, db, emit, session, history.DONE, f"stopped at its time limit "
+                          f"({duration(cfg.time_limit_s)}) after {step} of {counted(total, 'step')}", loss_value,
+                          best, EXIT_DONE, checked)
         if step % cfg.checkpoint_every == 0 and step < total:
             save_checkpoint()
     checked = run_eval(cfg, db, emit, session, eval_set, pad_id, session.step_index, watch, last=True)

@@ -20,6 +20,8 @@ from tests.conftest import DEMO, REPO, json_lines, write_jsonl
     (["train", "--model", "default", "--data", str(DEMO), "--max-steps", "0"], "--max-steps must be above 0"),
     (["train", "--model", "default", "--data", str(DEMO), "--max-steps", "ten"], "invalid int value"),
     (["train", "--model", "default", "--data", str(DEMO), "--stop-early", "-1"], "--stop-early must be 0 (off)"),
+    (["plan", "--model", "default", "--data", str(DEMO), "--time-limit", "soon"],
+     "--time-limit soon: expected a duration above zero, such as 45m, 2h or 1h30m."),
     (["plan", "--model", "default", "--data", str(DEMO), "--eval-data", str(DEMO), "--eval-fraction", "0.1"],
      "give one of them"),
     (["chat", "--run", "nope", "--prompt", "hi"], "No run 'nope'"),

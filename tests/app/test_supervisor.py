@@ -80,6 +80,23 @@ def test_a_killed_trainer_loses_nothing_but_the_current_steps(home, tiny_model_d
     assert any(e["event"] == "status" and "Resumed from the checkpoint at step 10" in e["text"] for e in resumed.events)
 
 
+def test_a_run_ends_at_its_time_limit_keeping_what_it_learned(home, tiny_model_dir):
+    """The trainer's own stop at the person's time limit (the plan's cut by its estimate is tested in
+    tests/core/test_plan_length.py); here the run's steps would take far longer than the limit."""
+    cfg = make_run(tiny_model_dir, max_steps=100_000, time_limit_s=3.0)
+    job = ops.start_run(cfg.run_id)
+    outcome = job.wait(300)
+    run = ops.get_run(cfg.run_id)
+    assert outcome.status == "done" and run["status"] == "done", outcome
+    assert outcome.text == f"stopped at its time limit (3.0 s) after {run['steps_done']} of 100,000 steps"
+    assert 1 <= run["steps_done"] < 100_000 and run["trained_s"] <= 3.0  # no step began that would end past it
+    assert (home / "runs" / cfg.run_id / "result" / "adapter_model.safetensors").is_file()
+    steps = [e for e in job.events if e["event"] == "step"]
+    assert steps[-1]["eta_s"] <= 3.0  # the ETA counts the limit, not the 100,000 steps
+    assert [e["event"] for e in job.events if e["event"] in ("eval", "checkpoint", "done")][-3:] == \
+        ["eval", "checkpoint", "done"]  # validated and saved at the stop, as at a normal end
+
+
 def test_a_bad_config_fails_with_a_sentence(home, tiny_model_dir, capsys):
     cfg = make_run(tiny_model_dir)
     path = home / "runs" / cfg.run_id / "run.json"

@@ -80,3 +80,13 @@ def test_a_lean_heap_is_calibrated_without_the_slack():
     assert (fat["predicted_bytes"], lean["predicted_bytes"]) == (200 * MIB, 100 * MIB)
     assert not fat.get("lean_heap") and lean["lean_heap"]
     assert lean["time_factor"] is None  # its steps are slower on purpose: no lesson for the next plan's speed
+
+
+def test_the_time_factor_is_measured_against_the_speed_models_own_estimate():
+    """A plan already scaled by an earlier run's time factor: the next factor corrects the speed model, not
+    that plan, or plans would swing (×0.1, ×10, ...) from run to run."""
+    plan = {"memory": {"weights": 100 * MIB}, "step_time_s": 4.0, "calibration": {"time_factor": 2.0}}
+    measured = memory_watch.calibration(plan, torch.device("cpu"), "r", 3.0)
+    assert (measured["predicted_seconds_per_step"], measured["time_factor"]) == (2.0, 1.5)
+    plain = memory_watch.calibration({**plan, "calibration": {}}, torch.device("cpu"), "r", 3.0)
+    assert plain["time_factor"] == 0.75

@@ -42,6 +42,32 @@ def test_the_plan_sizes_a_small_set_and_says_so_everywhere():
     assert (asked.total_steps, asked.stop_early) == (4, 0) and "(10 epochs)" not in plan_text.describe(asked)[3]
 
 
+@pytest.mark.parametrize("limit, step_s, steps, epochs, capped, said", [
+    (None, 2.0, 357, 3, False, None),  # no limit: the length as chosen, nothing said
+    (3600, 2.0, 357, 3, False, "Time: about 12 min, within the 60 min you allowed"),
+    (600, 2.0, 270, 2.27, True, "Time: 270 steps (2.27 epochs) instead of 357, to end within the 10 min"),
+    (60, 120.0, 1, 0.01, True, "one step takes about 2 min, longer than the 60 s you allowed"),
+])
+def test_a_time_limit_cuts_the_run_to_what_fits_in_it(limit, step_s, steps, epochs, capped, said):
+    length = plan_length.within(plan_length.choose(950, 50, 119), step_s, limit, 119)
+    assert (length.steps, length.epochs, length.capped, length.stop_early) == (steps, epochs, capped, 3)
+    assert length.reasons[0].startswith("Length: 3 epochs")
+    assert [r for r in length.reasons if r.startswith("Time: ")] == ([] if said is None else [length.reasons[-1]])
+    assert said is None or said in length.reasons[-1], length.reasons
+
+
+def test_the_plan_cuts_to_a_time_limit_and_says_so():
+    free = planner.make_plan(CPU_ONLY, SMOL, [200] * 400)
+    limit = free.total_time_s / 2
+    plan = planner.make_plan(CPU_ONLY, SMOL, [200] * 400, planner.Wishes(time_limit_s=limit))
+    assert plan.time_capped and plan.time_limit_s == limit and plan.total_time_s <= 0.9 * limit
+    assert plan.total_steps == int(0.9 * limit / plan.step_time_s) < free.total_steps
+    steps_line = next(line for line in plan_text.describe(plan) if line.startswith("Steps:"))
+    assert steps_line.startswith(f"Steps: {plan.total_steps} ({plan.epochs:g} epochs, to end within "), steps_line
+    said = [r for r in plan.reasons if r.startswith(("Length:", "Time:"))]  # the length's sentences, in order
+    assert [r.split(":")[0] for r in said] == ["Length", "Time"]
+
+
 def test_a_separate_validation_set_holds_nothing_out_and_a_share_is_planned_as_asked():
     own = planner.make_plan(CPU_ONLY, SMOL, [40] * 60, planner.Wishes(micro_batch=8, eval_rows=8,
                                                                       eval_source="acme/qa:validation"))

@@ -13,8 +13,7 @@ from app import operations as ops
 from core import strategies
 from core.data.token_stats import length_stats
 from core.errors import KnownError
-from core.plan_text import duration, size_text
-from core.words import counted
+from core.plan_text import duration, length_note, size_text
 from ui.charts import LengthHistogram, MemoryBar
 from ui.error_panel import ErrorPanel
 from ui.pages.base import BusyLine, Page, Session
@@ -192,8 +191,7 @@ class PlanPage(Page):
                                      + (", gradient checkpointing on" if p.gradient_checkpointing else ""))
         self.labels["seq_len"].setText(f"{p.seq_len} tokens" + (f" ({p.truncated_rows} rows cut)" if p.truncated_rows else ""))
         self.labels["lr"].setText(f"{p.lr:g}")
-        self.labels["steps"].setText(f"{p.total_steps}"
-                                     + (" (your limit)" if p.max_steps else f" ({counted(p.epochs, 'epoch')})")
+        self.labels["steps"].setText(f"{p.total_steps}{length_note(p)}"
                                      + (f", ending early after {p.stop_early} checks without a new low"
                                         if p.stop_early else ""))
         self.labels["time"].setText(("at most " if p.stop_early else "about ")

@@ -14,6 +14,7 @@ from core import strategies
 from core.errors import BadArgument
 from core.hardware import HardwareProfile
 from core.planner import Wishes
+from core.words import duration
 from tuneforge_kernels import OPS
 from ui import theme
 from ui.pages.strategy_options import StrategyOptions
@@ -22,6 +23,7 @@ AUTO = "Auto"
 LONGEST_SEQ = 131072  # the sequence-length box's limit until a plan names the model's context
 LEARNING_RATES = ("1e-5", "2e-5", "5e-5", "1e-4", "2e-4", "5e-4", "1e-3")
 GIB = 1024**3
+TIME_LIMITS_MIN = (15, 30, 60, 120, 240, 480, 720)  # the time limits offered, in minutes
 THIS_MACHINE = "this machine"  # HardwareProfile.source when it is not a what-if
 
 
@@ -89,6 +91,9 @@ class WishesPanel(QWidget):
         # Auto: core.plan_length's rule (after 3 checks when the plan chose several passes)
         self.stop_early = auto_combo([("Off", 0), *((f"After {checks} checks", checks) for checks in (2, 3, 5))])
         self.keep_best = auto_combo([("Yes", True), ("No", False)])  # Auto: yes, unless the disk lacks room
+        self.time_limit = fixed(QComboBox())  # (any other on the command line: `--time-limit 1h45m`)
+        for text, seconds in (("No limit", None), *((duration(m * 60), m * 60.0) for m in TIME_LIMITS_MIN)):
+            self.time_limit.addItem(text, seconds)
         self.memory_cap = fixed(QDoubleSpinBox(minimum=0, maximum=4096, singleStep=0.5, decimals=1, suffix=" GiB"))
         self.memory_cap.setSpecialValueText(AUTO)
         self.device = auto_combo([("CPU", "cpu")])  # this machine's GPUs join once a plan names them
@@ -108,6 +113,8 @@ class WishesPanel(QWidget):
                 ("Accumulation:", self.grad_accum, "micro-batches per optimizer step"),
                 ("Learning rate:", self.lr, "pick or type one, like 2e-4"),
                 ("Epochs:", self.epochs, "passes over the data, unless a step limit stops it first"),
+                ("Time limit:", self.time_limit, "train for at most this long: the plan cuts the run to fit, "
+                 "and the run stops there, keeping what it learned"),
                 ("Stop early:", self.stop_early, "end when the validation loss has not reached a new low for this "
                  "many checks; the lowest point's weights are kept either way"),
                 ("Keep the lowest's weights:", self.keep_best, "a copy of the weights at the lowest validation loss, "
@@ -135,7 +142,8 @@ class WishesPanel(QWidget):
 
         for box in (self.seq_len, self.micro_batch, self.grad_accum, self.epochs, self.memory_cap):
             box.valueChanged.connect(self._edited)
-        for box in (self.checkpointing, self.packing, self.kernels, self.device, self.stop_early, self.keep_best):
+        for box in (self.checkpointing, self.packing, self.kernels, self.device, self.stop_early, self.keep_best,
+                    self.time_limit):
             box.currentIndexChanged.connect(self._edited)
         self.strategy.currentIndexChanged.connect(self._strategy_chosen)
         self.lr.currentTextChanged.connect(self._edited)
@@ -221,21 +229,22 @@ class WishesPanel(QWidget):
                 self.lr.currentText().strip(), self.epochs.value(), self.checkpointing.currentIndex(),
                 self.packing.currentIndex(), self.kernels.currentIndex(), self.memory_cap.value(),
                 self.device.currentData(), self.options.state(), self.stop_early.currentIndex(),
-                self.keep_best.currentIndex())
+                self.keep_best.currentIndex(), self.time_limit.currentIndex())
 
     def count_overrides(self) -> int:
         return sum((self.strategy.currentIndex() > 0, self.seq_len.value() > 0, self.micro_batch.value() > 0,
                     self.grad_accum.value() > 0, self.lr.currentText().strip() not in ("", AUTO),
                     self.epochs.value() > 0, self.checkpointing.currentIndex() > 0, self.packing.currentIndex() > 0,
                     self.kernels.currentIndex() > 0, self.memory_cap.value() > 0, self.device.currentIndex() > 0,
-                    self.stop_early.currentIndex() > 0, self.keep_best.currentIndex() > 0, len(self.options.state())))
+                    self.stop_early.currentIndex() > 0, self.keep_best.currentIndex() > 0,
+                    self.time_limit.currentIndex() > 0, len(self.options.state())))
 
     def reset(self) -> None:
         self.options.reset()
         for box in (self.seq_len, self.micro_batch, self.grad_accum, self.epochs, self.memory_cap):
             box.setValue(0)
         for box in (self.strategy, self.checkpointing, self.packing, self.kernels, self.lr, self.device,
-                    self.stop_early, self.keep_best):
+                    self.stop_early, self.keep_best, self.time_limit):
             box.setCurrentIndex(0)
 
     def learning_rate(self) -> float | None:
@@ -260,4 +269,5 @@ class WishesPanel(QWidget):
                       checkpointing=self.checkpointing.currentData(), packing=self.packing.currentData(),
                       memory_cap_bytes=int(self.memory_cap.value() * GIB) or None, device=device,
                       gpu_index=gpu_index, options=self.options.values(), kernels=self.kernels.currentData(),
-                      stop_early=self.stop_early.currentData(), keep_best=self.keep_best.currentData())
+                      stop_early=self.stop_early.currentData(), keep_best=self.keep_best.currentData(),
+                      time_limit_s=self.time_limit.currentData())
