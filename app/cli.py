@@ -156,8 +156,11 @@ def build_parser() -> Parser:
     s = sub.add_parser("evaluate", help="How a run does on a file of examples it did not train on: the loss of their "
                                         "answers with the base and the tuned model, and both models' answers.")
     s.add_argument("--run", required=True, help="Run id (or 'last').")
-    s.add_argument("--data", help="A dataset file or folder, read as for training (held-out rows). Without it, "
-                                  "what was measured of the run before.")
+    s.add_argument("--data", help="A dataset file or folder, read as for training (held-out rows). Without it "
+                                  "(or --split), what was measured of the run before.")
+    s.add_argument("--split", metavar="SPLIT",
+                   help="Measure on this split of the run's own dataset, e.g. test: one the run did not train on, "
+                        "of a cached hub dataset or a folder with train and test files.")
     reading(s)
     s.add_argument("--ask", type=int, default=5, metavar="N",
                    help="Ask both models the first N questions (chat rows' last user turns) and show the answers "

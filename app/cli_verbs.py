@@ -322,6 +322,14 @@ def cmd_evaluate(a) -> int:
     for flag, value, least in (("--ask", a.ask, 0), ("--rows", a.rows, 1), ("--max-new-tokens", a.max_new_tokens, 1)):
         if value < least:
             raise KnownError(f"{flag} must be {least} or more.")
+    if a.split:
+        if a.data:
+            raise KnownError("--data and --split both name what to measure on; give one of them.")
+        a.data = ops.held_out_split(a.run, a.split)
+        if a.data is None:
+            run = ops.get_run(a.run)
+            raise KnownError(f"Run {run['id']} trained on {run['data_path']}, which has no '{a.split}' split beside "
+                             "the one it read; measure on a file with --data FILE.")
     if a.data is None:
         return past_evaluations(a)
     report = ops.evaluate_run(a.run, a.data, a.ask, a.max_new_tokens, a.rows, _progress(a), mapping_of(a), a.bad_rows,
@@ -344,7 +352,8 @@ def past_evaluations(a) -> int:
     if a.json:
         print(json.dumps([{"created_at": e["created_at"], **e["report"]} for e in found]))
     elif not found:
-        print("Nothing measured for this run yet; `tuneforge evaluate --run RUN --data HELD_OUT.jsonl` does it.")
+        how = "--split test" if ops.held_out_split(a.run) else "--data HELD_OUT.jsonl"
+        print(f"Nothing measured for this run yet; `tuneforge evaluate --run {a.run} {how}` does it.")
     for e in [] if a.json else found:
         print(f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(e['created_at']))}  {e['report']['summary']}")
     return 0

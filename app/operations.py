@@ -356,6 +356,18 @@ def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int = 64, l
     return report
 
 
+def held_out_split(run_id: str, split: str = "test") -> str | None:
+    """How to name `split` of the run's own dataset (`acme/qa:test`, `/data/qa:test`) when the run read another
+    split of a dataset that has it (a cached hub dataset, or a folder whose names name splits): rows it never
+    trained on, measured without another file. None when its data has no such split."""
+    try:
+        data = get_run(run_id).get("data_path")
+        source = data_source.locate(data) if data else data_source.Source(Path())
+    except KnownError:  # no such run, or its data is gone or unreadable now: nothing to offer
+        return None
+    return f"{source.base}:{split}" if source.split and source.split != split and split in source.splits else None
+
+
 def run_evaluations(run_id: str) -> list[dict]:
     """What evaluate_run measured of the run so far, oldest first."""
     run = get_run(run_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -15,12 +16,17 @@ from tests.conftest import DEMO, HELDOUT
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_model_dir, tmp_path_factory):
-    """A real six-step LoRA run of the tiny model on the demo data, in its own home."""
+    """A real six-step LoRA run of the tiny model on the demo data, in its own home; the data is a folder with the
+    held-out file as its test split, as a dataset of train and test files is."""
     home = tmp_path_factory.mktemp("evaluate-home")
     (home / "models").mkdir()
+    data = home / "pirate"
+    data.mkdir()
+    shutil.copy(DEMO, data / "train.jsonl")
+    shutil.copy(HELDOUT, data / "test.jsonl")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TUNEFORGE_HOME", str(home))
-        cfg = ops.create_run(ops.make_plan(str(tiny_model_dir), str(DEMO), Wishes(max_steps=6, lr=5e-3)))
+        cfg = ops.create_run(ops.make_plan(str(tiny_model_dir), str(data), Wishes(max_steps=6, lr=5e-3)))
         outcome = ops.start_run(cfg.run_id).wait(300)
         assert outcome is not None and outcome.status == "done", outcome
         yield cfg.run_id, home
@@ -70,6 +76,18 @@ def test_the_command_line_prints_the_summary_and_each_question(in_home, cli_here
     assert len(past) >= 2 and past[-1].endswith(as_json["summary"]) and past[-2].endswith(lines[0])
     listed = json.loads(cli_here("evaluate", "--run", in_home, "--json", check=0).stdout)
     assert listed[-1]["summary"] == as_json["summary"] and listed[-1]["created_at"] > 0
+
+
+def test_a_run_on_a_dataset_with_a_test_split_is_measured_on_it(in_home, cli_here):
+    folder = ops.get_run(in_home)["data_path"]
+    assert ops.held_out_split(in_home) == f"{folder}:test" and ops.held_out_split(in_home, "validation") is None
+    done = json.loads(cli_here("evaluate", "--run", in_home, "--split", "test", "--ask", "0", "--json",
+                               check=0).stdout)
+    assert done["data"] == f"{folder}:test" and done["rows"] == 12  # the test file's rows, which never trained
+    for args, words in ((["--split", "validation"], f"trained on {folder}, which has no 'validation' split"),
+                        (["--split", "test", "--data", str(HELDOUT)], "give one of them")):
+        refused = cli_here("evaluate", "--run", in_home, *args)
+        assert refused.returncode == 2 and words in refused.stderr and "Traceback" not in refused.stderr
 
 
 @pytest.mark.parametrize("args, words", [

@@ -111,3 +111,27 @@ def test_measure_it_compares_both_models_on_a_held_out_file(qtbot, export_page, 
     assert kept.summary.text().startswith("Measured ") and kept.summary.text().endswith(box.summary.text())
     assert kept.answers.toPlainText() == shown and kept.file_edit.text() == str(HELDOUT)
     again.shutdown()
+
+
+def test_measure_it_offers_the_runs_own_test_split(qtbot, home, tiny_model_dir, tmp_path):
+    """Runs recorded, not trained: the offer needs only the run's data."""
+    import shutil
+
+    from tests.conftest import HELDOUT
+    from ui.pages.evaluate_box import EvaluateBox
+
+    folder = tmp_path / "qa"
+    folder.mkdir()
+    shutil.copy(DEMO, folder / "train.jsonl")
+    shutil.copy(HELDOUT, folder / "test.jsonl")
+    with_test, plain = (ops.create_run(ops.make_plan(str(tiny_model_dir), str(data), Wishes(max_steps=2))).run_id
+                        for data in (folder, DEMO))
+    box = EvaluateBox()
+    qtbot.addWidget(box)
+    box.show_run(with_test)
+    assert box.file_edit.text() == f"{folder}:test"
+    box.show_run(plain)  # what the box offered follows the run...
+    assert box.file_edit.text() == ""
+    box.file_edit.setText(str(HELDOUT))
+    box.show_run(with_test)  # ...what the person wrote stays
+    assert box.file_edit.text() == str(HELDOUT)

@@ -1,7 +1,8 @@
 """The export page's "Measure it" box: the run against its base on a file of examples it did not train on
 (app.operations.evaluate_run): the loss of their answers with each model, in one sentence, and both models'
 answers to the first questions beside the expected ones. The history keeps each measurement; the latest is
-shown when the run is opened again."""
+shown when the run is opened again. A run that read one split of a dataset with a test split (a cached hub
+dataset, a folder with train and test files) is offered that split (app.operations.held_out_split)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ class EvaluateBox(QGroupBox):
         self.run_id: str | None = None
         self.weights = weights  # which of the run's weights are measured (ui/pages/weights_choice.py)
         self.tasks = TaskGroup(self._failed)
-        self.file_edit = QLineEdit(placeholderText="A file of held-out examples, in any dataset format")
+        self.file_edit = QLineEdit(placeholderText="A file of held-out examples, in any dataset format, or a "
+                                                   "dataset's split (DATASET:test)")
+        self.offered = ""  # the run's own test split, when the box filled it in (not the person)
         self.browse_button = QPushButton("Choose…", autoDefault=False)
         self.browse_button.clicked.connect(self._choose)
         self.measure_button = QPushButton("Measure", autoDefault=False)
@@ -69,6 +72,9 @@ class EvaluateBox(QGroupBox):
                 kept = ops.run_evaluations(run_id)
             except KnownError:  # a run the history does not hold (any more): nothing measured to show
                 kept = []
+            if not kept and self.file_edit.text().strip() in ("", self.offered):  # ours to change, not theirs
+                self.offered = ops.held_out_split(run_id) or ""
+                self.file_edit.setText(self.offered)
             self._show(kept[-1]["report"] if kept else None, kept[-1]["created_at"] if kept else None)
 
     def measure(self) -> None:
