@@ -112,6 +112,8 @@ def build_parser() -> Parser:
     wishes(s, model_required=False)  # a run that goes on from another (--from) takes that one's model
     going_on(s)
     s.add_argument("--project", default="default", help="Project name in the history.")
+    s.add_argument("--name", default="", help="A name for the run, shown beside its id and usable wherever a run "
+                                              "id is (chat --run NAME); `tuneforge rename` changes it.")
     s.add_argument("--seed", type=int, default=42, help="Random seed (same seed, same run).")
     s.add_argument("--eval-every", type=int, metavar="STEPS",
                    help="Measure the validation loss every STEPS steps (default: about ten times per run).")
@@ -131,6 +133,10 @@ def build_parser() -> Parser:
     s = sub.add_parser("runs", help="List the history of runs.")
     s.add_argument("--project", help="Only this project.")
     s.add_argument("--json", action="store_true", help="Print as JSON.")
+
+    s = sub.add_parser("rename", help="Name a run (shown beside its id; usable wherever a run id is).")
+    s.add_argument("run", metavar="RUN", help="Run id (or its name, a unique start of the id, or 'last').")
+    s.add_argument("name", metavar="NAME", help="The new name; '' takes the name away.")
 
     s = sub.add_parser("delete", help="Delete runs: their folders (checkpoints, trained results, logs) and their "
                                       "history. Exports stay. Without --yes, says what would go and deletes nothing.")

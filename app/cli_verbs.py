@@ -125,7 +125,7 @@ def cmd_train(a) -> int:
     wishes, going = wishes_going_on(a)
     bundle = ops.make_plan(a.model, a.data, wishes, progress=_progress(a), mapping=mapping_of(a), on_bad=a.bad_rows,
                            eval_data=a.eval_data)
-    cfg = ops.create_run(bundle, project=a.project, seed=a.seed,
+    cfg = ops.create_run(bundle, project=a.project, seed=a.seed, name=a.name,
                          memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else 0,
                          eval_fraction=a.eval_fraction, eval_every=a.eval_every or 0,
                          **(going.run_settings() if going else {}))
@@ -229,12 +229,19 @@ def cmd_runs(a) -> int:
     from app.history_service import disk_bytes, disk_text
 
     print(f"{'run':22} {'project':12} {'status':12} {'strategy':8} {'steps':>9} {'loss':>7} {'disk':>8}  model")
-    for r in runs:
+    for r in runs:  # (a named run shows its name after the model)
         loss = f"{r['final_loss']:.3f}" if r.get("final_loss") is not None else "-"
         steps = f"{r.get('steps_done') or 0}/{r.get('total_steps') or '?'}"
         disk = disk_text(disk_bytes(r.get("run_dir")))
         print(f"{r['id']:22} {r['project'][:12]:12} {r['status']:12} {r['strategy']:8} {steps:>9} {loss:>7} {disk:>8}  "
-              f"{r['model']}")
+              f"{r['model']}" + (f"  “{r['name']}”" if r.get("name") else ""))
+    return 0
+
+
+def cmd_rename(a) -> int:
+    run_id = ops.rename_run(a.run, a.name)
+    print(f"Run {run_id} is now named '{' '.join(a.name.split())}'." if a.name.strip() else
+          f"Run {run_id} has no name now.")
     return 0
 
 
@@ -423,6 +430,6 @@ def _progress(a):
 
 
 VERBS = {"profile": cmd_profile, "plan": cmd_plan, "train": cmd_train, "resume": cmd_resume, "runs": cmd_runs,
-         "plans": cmd_plans, "delete": cmd_delete, "strategies": cmd_strategies, "chat": cmd_chat, "export": cmd_export,
-         "data": cmd_data, "evaluate": cmd_evaluate}
+         "plans": cmd_plans, "rename": cmd_rename, "delete": cmd_delete, "strategies": cmd_strategies,
+         "chat": cmd_chat, "export": cmd_export, "data": cmd_data, "evaluate": cmd_evaluate}
 

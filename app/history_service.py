@@ -44,6 +44,12 @@ class RunSummary:
     created_at: float
     outcome: str
     disk_bytes: int | None = None  # what its folder holds (checkpoints, result, logs); None: no folder, or not read
+    name: str = ""  # the person's name for it ('' when unnamed)
+
+    @property
+    def title(self) -> str:
+        """'pirate, longer (20261205-…)' for a named run, its id otherwise."""
+        return f"{self.name} ({self.id})" if self.name else self.id
 
     @classmethod
     def of(cls, run: dict) -> "RunSummary":
@@ -62,7 +68,8 @@ class RunSummary:
                    dataset=dataset_name(data), final_loss=run.get("final_loss"),
                    best_loss=run.get("best_loss"), eval_loss=run.get("eval_loss"), duration_s=took,
                    steps_done=run.get("steps_done") or 0, total_steps=run.get("total_steps") or 0,
-                   created_at=run.get("created_at") or 0.0, outcome=run.get("outcome") or "")
+                   created_at=run.get("created_at") or 0.0, outcome=run.get("outcome") or "",
+                   name=run.get("name") or "")
 
 
 def dataset_name(data_path: str) -> str:

@@ -180,11 +180,14 @@ def _calibration_for(ref: model_source.ModelRef, plan: planner.Plan) -> dict | N
     return usable if len(usable) > 1 else None
 
 
-def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, **overrides) -> RunConfig:
-    """Record the run in the history and write its config file; the trainer starts from that file."""
+def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, name: str = "",
+               **overrides) -> RunConfig:
+    """Record the run in the history (with the person's `name` for it, if any) and write its config file; the
+    trainer starts from that file."""
     from core import strategies
 
     strategies.get(bundle.plan.strategy)  # refuse not-built strategies before anything is written
+    name = history.check_name(name)
     with open_history() as db:
         run_id = history.new_run_id()
         p = bundle.plan
@@ -208,7 +211,7 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, **o
         db.create_run(run_id, project, model=bundle.model.name, model_path=str(bundle.model.path),
                       dataset_id=dataset_id, data_path=bundle.data_path, strategy=p.strategy,
                       config=settings.to_dict(cfg), plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
-                      run_dir=cfg.run_dir, total_steps=cfg.max_steps or p.total_steps)
+                      run_dir=cfg.run_dir, total_steps=cfg.max_steps or p.total_steps, name=name or None)
         return cfg
 
 
@@ -220,6 +223,12 @@ def start_run(run_id: str, resume: bool = False, on_event=None, on_finished=None
     if not config.is_file():
         raise KnownError(f"{config}: the run's config file is missing, so it cannot be started or resumed.")
     return supervisor.TrainerJob(config, run_dir, resume=resume, on_event=on_event, on_finished=on_finished).start()
+
+
+def rename_run(run_id: str, name: str) -> str:
+    """Name a run ('' takes its name away); returns its id."""
+    with open_history() as db:
+        return db.rename(run_id, name)
 
 
 def get_run(run_id: str) -> dict:

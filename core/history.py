@@ -25,10 +25,19 @@ SCHEMA_VERSION = len(MIGRATIONS)
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
 # What is recorded of a run beside its row in `runs` (a run is deleted with all of them).
 RUN_TABLES = ("metrics", "checkpoints", "exports", "events", "plans", "evaluations")
+NAME_MAX = 60  # characters of a run's name: enough to say what it was, short enough for a table's column
 
 
 def now() -> float:
     return time.time()
+
+
+def check_name(name: str) -> str:
+    """A run's name as kept (blanks folded to single spaces); KnownError (a sentence) for one too long."""
+    name = " ".join(name.split())
+    if len(name) > NAME_MAX:
+        raise KnownError(f"A run's name is at most {NAME_MAX} characters; '{name[:24]}…' has {len(name)}.")
+    return name
 
 
 def new_run_id() -> str:
@@ -188,12 +197,17 @@ class History:
             self.db["runs"].update(run_id, fields)
 
     def run(self, run_id: str) -> dict:
-        """One run by id, a unique prefix of an id, or 'last'."""
+        """One run by id, 'last', its name (when one run has it), or a unique prefix of an id."""
         if run_id == "last":
             row = self.db.execute("select id from runs order by created_at desc limit 1").fetchone()
             if not row:
                 raise RunNotFound("There are no runs yet; start one with `tuneforge train`.")
             run_id = row[0]
+        named = [r[0] for r in self.db.execute("select id from runs where name = ? and id != ?", [run_id, run_id])]
+        if len(named) > 1:
+            raise RunNotFound(f"{len(named)} runs are named '{run_id}'; give the id of one (`tuneforge runs` lists "
+                              "them).")
+        run_id = named[0] if named else run_id
         rows = list(self.db.query("select * from runs where id = ? or id like ? order by created_at desc",
                                   [run_id, run_id + "%"]))
         exact = [r for r in rows if r["id"] == run_id]
@@ -204,6 +218,16 @@ class History:
         if len(rows) > 1:
             raise RunNotFound(f"'{run_id}' matches {len(rows)} runs; give more of the id (`tuneforge runs` lists them).")
         return _decode(rows[0])
+
+    def rename(self, run_id: str, name: str) -> str:
+        """Give the run `name` (its blanks folded; '' takes the name away); returns the run's id."""
+        run = self.run(run_id)
+        name = check_name(name)
+        if name and (name == "last" or self.db.execute("select 1 from runs where id = ?", [name]).fetchone()):
+            raise KnownError(f"'{name}' is how another run is already called (its id, or 'last'); choose another "
+                             "name.")
+        self.update_run(run["id"], name=name or None)
+        return run["id"]
 
     def delete_run(self, run_id: str) -> None:
         """Forget one run (the exact id) and everything recorded of it, in one transaction: all or nothing."""

@@ -114,4 +114,11 @@ def to_v7(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = (create_v1, to_v2, to_v3, to_v4, to_v5, to_v6, to_v7)
+def to_v8(db: sqlite_utils.Database) -> None:
+    """v8: a name the person gives a run ("pirate, longer"), shown beside its id and accepted wherever a run id
+    is; older runs have none."""
+    if "name" not in db["runs"].columns_dict:
+        db["runs"].add_column("name", str)
+
+
+MIGRATIONS = (create_v1, to_v2, to_v3, to_v4, to_v5, to_v6, to_v7, to_v8)

@@ -108,7 +108,8 @@ def train_json(cli, model, *extra, env=None):
 
 def test_train_runs_chat_export_on_a_tiny_model(cli, cli_here, home, tiny_model_dir, tmp_path):
     events, run_id = train_json(cli, tiny_model_dir, "--max-steps", "6", "--lr", "5e-3", "--project", "tiny",
-                                "--kernels", "rmsnorm,rope", env={"TRITON_INTERPRET": "0"})  # (tests/kernels sets 1)
+                                "--name", "  tiny,   first ", "--kernels", "rmsnorm,rope",
+                                env={"TRITON_INTERPRET": "0"})  # (tests/kernels sets 1)
     assert json.loads((home / "runs" / run_id / "run.json").read_text())["kernels"] == ["rmsnorm", "rope"]
     assert next(e for e in events if e["event"] == "start")["kernels"] == []  # asked for, but no GPU here
     steps = [e for e in events if e["event"] == "step"]
@@ -122,7 +123,12 @@ def test_train_runs_chat_export_on_a_tiny_model(cli, cli_here, home, tiny_model_
     line = listed[1].split()  # ... 6/6, the loss, what its folder holds (e.g. '323 KB'), the model
     held = size_text(folder_size(home / "runs" / run_id))
     assert line[:3] == [run_id, "tiny", "done"] and " ".join(line[6:8]) == held
-    chat = cli("chat", "--run", run_id, "--prompt", "hi", "--max-new-tokens", "5", check=0)
+    assert listed[1].endswith("  “tiny, first”") and runs[0]["name"] == "tiny, first"  # its blanks folded
+    # The name stands for the id wherever a run is asked for (here and in chat below); renaming changes it.
+    assert cli_here("plans", "--run", "tiny, first", "--json", check=0).stdout == cli_here(
+        "plans", "--run", run_id, "--json", check=0).stdout
+    assert cli_here("rename", "last", "tiny", check=0).stdout == f"Run {run_id} is now named 'tiny'.\n"
+    chat = cli("chat", "--run", "tiny", "--prompt", "hi", "--max-new-tokens", "5", check=0)
     assert chat.stdout.strip() and chat.stderr == ""  # the reply alone: no library's warning beside it
     out = tmp_path / "adapter"
     cli("export", "--run", run_id, "--format", "adapter", "--out", out, check=0)

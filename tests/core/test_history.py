@@ -44,6 +44,25 @@ def test_unknown_and_ambiguous_runs_are_sentences(tmp_path):
         h.run("zzz")
 
 
+def test_a_run_is_found_by_its_name_and_a_name_is_one_sentence_when_it_cannot_be(tmp_path):
+    h = history.History(tmp_path / "h.sqlite")
+    for run_id in ("20260101-000000-aaaa", "20260101-000000-bbbb", "20260101-000000-cccc"):
+        h.create_run(run_id, "p")
+    assert h.rename("20260101-000000-a", "  pirate,\tlonger ") == "20260101-000000-aaaa"
+    assert h.run("pirate, longer")["id"] == "20260101-000000-aaaa" and h.runs()[-1]["name"] == "pirate, longer"
+    h.rename("20260101-000000-bbbb", "20260101-000000-c")  # a name wins over the start of another's id
+    assert h.run("20260101-000000-c")["id"] == "20260101-000000-bbbb"
+    h.rename("20260101-000000-cccc", "pirate, longer")
+    with pytest.raises(RunNotFound, match="2 runs are named 'pirate, longer'; give the id"):
+        h.run("pirate, longer")
+    for name, words in (("20260101-000000-aaaa", "how another run is already called"), ("last", "already called"),
+                        ("x" * 61, "at most 60 characters")):
+        with pytest.raises(KnownError, match=words):
+            h.rename("20260101-000000-bbbb", name)
+    h.rename("20260101-000000-cccc", "")  # no name any more
+    assert h.run("20260101-000000-cccc")["name"] is None and h.run("pirate, longer")["id"] == "20260101-000000-aaaa"
+
+
 def test_a_newer_schema_is_refused_not_touched(tmp_path):
     path = tmp_path / "h.sqlite"
     history.History(path).close()
@@ -63,6 +82,7 @@ def test_an_older_schema_is_migrated_in_place(tmp_path):
     h.close()
     conn = sqlite3.connect(path)  # make it a version-1 file, as the first release wrote it
     conn.execute("alter table runs drop column trained_s")
+    conn.execute("alter table runs drop column name")
     conn.execute("drop table disk_probes")
     conn.execute("drop table plans")
     conn.execute("drop table calibrations")
@@ -71,10 +91,11 @@ def test_an_older_schema_is_migrated_in_place(tmp_path):
     conn.commit()
     conn.close()
     h = history.History(path)
-    assert h.schema_version() == history.SCHEMA_VERSION == 7
+    assert h.schema_version() == history.SCHEMA_VERSION == 8
     assert {"disk_probes", "link_probes", "evaluations"} <= set(h.db.table_names())
     assert h.run("last")["id"] == "20260101-000000-aaaa"
     assert h.run("last")["trained_s"] == 90.0  # v4: the span its one session took
+    assert h.run("last")["name"] is None  # v8: named by nobody yet
     assert [(p["seq"], p["reason"], p["plan"]) for p in h.plans("20260101-000000-aaaa")] == \
         [(1, "first plan", {"strategy": "lora"})]
     h.close()
@@ -111,7 +132,7 @@ def test_a_version_5_history_keeps_its_calibrations_as_the_newest_of_each(tmp_pa
     conn.commit()
     conn.close()
     h = history.History(path)
-    assert h.schema_version() == 7 and h.last_calibration("/m", "lora", "RTX 4090")["factor"] == 1.3
+    assert h.schema_version() == 8 and h.last_calibration("/m", "lora", "RTX 4090")["factor"] == 1.3
     h.close()
 
 

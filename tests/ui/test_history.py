@@ -81,6 +81,24 @@ def colour_pixels(widget, colour: str) -> int:
     return sum(image.pixel(x, y) == want for x in range(0, image.width(), 2) for y in range(0, image.height(), 2))
 
 
+def test_a_run_is_named_from_the_list_and_a_name_that_cannot_be_is_a_sentence(page, qtbot, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    assert not page.rename_button.isEnabled()
+    page.select([FIRST])
+    qtbot.waitUntil(lambda: page.detail_view is not None and page.detail_view.run_id == FIRST, timeout=10000)
+    assert page.rename_button.isEnabled()
+    asked = []
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: asked.append(k["text"]) or ("pirates,  short", True))
+    page.rename_button.click()  # the person types a name in the dialog and presses OK
+    qtbot.waitUntil(lambda: row(page, FIRST)["Run"] == f"pirates, short ({FIRST})", timeout=10000)
+    assert asked == [""] and page.status.label.text() == "Named it “pirates, short”."
+    qtbot.waitUntil(lambda: "pirates, short" in page.detail_view.header.text(), timeout=10000)
+    page.rename(FIRST, SECOND)  # another run's id cannot be a name: said in the panel, nothing changed
+    assert "is how another run is already called" in page.error.message
+    assert row(page, FIRST)["Run"] == f"pirates, short ({FIRST})"
+
+
 def test_two_runs_compare_settings_and_curves(page, qtbot):
     with history.History(paths.db_path()) as db:  # both measured on the same held-out file
         for run, loss in ((FIRST, 1.25), (SECOND, 1.75)):

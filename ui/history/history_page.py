@@ -1,5 +1,6 @@
 """History: every run with its figures; one selected opens it (resume, try, export), two are compared, and
-selected runs can be deleted (app.run_removal: their folders and history go, their exports stay).
+selected runs can be deleted (app.run_removal: their folders and history go, their exports stay) and one can
+be named (shown beside its id, and usable wherever a run id is).
 
 Reading the history and the metrics happens off the UI thread (app.history_service through ui.tasks).
 """
@@ -9,12 +10,14 @@ from __future__ import annotations
 from typing import Callable
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QMessageBox, QPushButton, QSplitter, QStackedWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QInputDialog, QLabel, QMessageBox, QPushButton, QSplitter,
+                               QStackedWidget, QVBoxLayout, QWidget)
 
 from app import history_service as hs
+from app import operations as ops
 from app import run_removal
 from core import history
+from core.errors import KnownError
 from core.plan_text import size_text
 from ui import theme
 from ui.error_panel import ErrorPanel
@@ -60,6 +63,11 @@ class HistoryPage(QWidget):
         self.delete_button.setShortcut("Del")
         self.delete_button.clicked.connect(self.ask_delete)
         top.addWidget(self.delete_button)
+        self.rename_button = QPushButton("Rename…", enabled=False)
+        self.rename_button.setToolTip("Give the selected run a name, shown beside its id (F2).")
+        self.rename_button.setShortcut("F2")
+        self.rename_button.clicked.connect(self.ask_rename)
+        top.addWidget(self.rename_button)
         self.free_button = QPushButton("Free checkpoints…", enabled=False)
         self.free_button.setToolTip("Delete the checkpoints of the selected finished runs: what resuming starts "
                                     "from, never needed again once a run is done. Trained weights, history and "
@@ -95,7 +103,8 @@ class HistoryPage(QWidget):
         layout.addWidget(self.error)
         layout.addWidget(split, 1)
         self.setTabOrder(self.project_combo, self.refresh_button)
-        self.setTabOrder(self.refresh_button, self.delete_button)
+        self.setTabOrder(self.refresh_button, self.rename_button)
+        self.setTabOrder(self.rename_button, self.delete_button)
         self.setTabOrder(self.delete_button, self.free_button)
         self.setTabOrder(self.free_button, self.table)
         self.setTabOrder(self.table, self.stack)
@@ -196,6 +205,30 @@ class HistoryPage(QWidget):
         runs = [self.table.run(run_id) for run_id in ids]
         self.free_button.setEnabled(bool(runs) and all(run and run.status == history.DONE and
                                                        not self._training(run.id) for run in runs))
+        self.rename_button.setEnabled(len(ids) == 1)
+
+    # -- naming -----------------------------------------------------------------------------------
+    def ask_rename(self) -> None:
+        ids = self.table.selected_ids()
+        run = self.table.run(ids[0]) if len(ids) == 1 else None
+        if run is None:
+            return
+        name, ok = QInputDialog.getText(self, "Rename run", f"A name for run {run.id} (empty: none):",
+                                        text=run.name)
+        if ok:
+            self.rename(run.id, name)
+
+    def rename(self, run_id: str, name: str) -> None:
+        """Name the run (a sentence in the error panel for a name that cannot be), then show the list again."""
+        try:
+            ops.rename_run(run_id, name)
+        except KnownError as e:
+            self._failed(e)
+            return
+        self.error.clear()
+        self._then = lambda: self.status.stop(f"Named it “{' '.join(name.split())}”." if name.strip() else
+                                              "Its name is gone.")
+        self.refresh()
 
     def _training(self, run_id: str) -> bool:
         view, run = self.details.get(run_id), self.table.run(run_id)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QFrame, QHeaderView, QLabel, QScrollArea, QTabWidget, QTreeWidget, QTreeWidgetItem,
                                QVBoxLayout, QWidget)
@@ -36,7 +38,7 @@ def figures_html(detail: RunDetail) -> str:
         rows.append(("Started from", results.continued_text(detail.config["continues"])))
     cells = "".join(f"<td style='padding-right:6px;color:#6b7380'>{k}</td><td style='padding-right:18px'>"
                     f"<b>{v}</b></td>" + ("</tr><tr>" if i % 4 == 3 else "") for i, (k, v) in enumerate(rows))
-    return f"<span style='font-size:12pt'><b>{s.id}</b></span><table><tr>{cells}</tr></table>"
+    return f"<span style='font-size:12pt'><b>{html.escape(s.title)}</b></span><table><tr>{cells}</tr></table>"
 
 
 class ConfigTable(QTreeWidget):

@@ -36,7 +36,7 @@ class RunItem(QTreeWidgetItem):
     """A row that sorts numbers as numbers (losses, durations, steps) and runs by creation time."""
 
     def __init__(self, run: RunSummary):
-        super().__init__([run.id, run.project, run.status, run.model, run.strategy, run.dataset,
+        super().__init__([run.title, run.project, run.status, run.model, run.strategy, run.dataset,
                           f"{run.steps_done}/{run.total_steps}" if run.total_steps else str(run.steps_done),
                           loss_text(run.final_loss), loss_text(run.best_loss), duration(run.duration_s),
                           disk_text(run.disk_bytes)])
