@@ -38,9 +38,10 @@ from core.offload import host_plan
 from core.plan_fit import EFFECTIVE_BATCH, first_fit, fit, options_for, streams
 from core.plan_reasons import kernels_reason, offloaded, rejected, why_rung
 from core.plan_target import Target, target_for, too_old
-from core.words import counted
+from core.words import counted, duration
 
 GIB = 1024**3
+LONG_ON_CPU_S = 2 * 3600  # a CPU run longer than this is told of the time limit
 LADDER = (("lora", False), ("lora", True), ("qlora", True), ("offload", True))
 
 
@@ -296,7 +297,10 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
                         f"{target.disk_free / GIB:.1f} GiB free.")
     if target.device == "cpu":
         warnings.append(f"Without a GPU each step takes about {step_time:.0f} s; fine for small models and "
-                        "short runs, slow for anything large.")
+                        "short runs, slow for anything large."
+                        + (f" This run would take about {duration(step_time * total_steps)}: a time limit "
+                           "(--time-limit 1h, or Time limit under Advanced) cuts it to what fits."
+                           if step_time * total_steps > LONG_ON_CPU_S and not w.time_limit_s else ""))
     memory = dict(est.device)
     if target.factor != 1.0:
         memory["calibration correction"] = device_bytes - est.device_total

@@ -161,6 +161,12 @@ def test_cpu_plan_has_an_honest_eta():
     plan = planner.make_plan(CPU_ONLY, SMOL, [300] * 200)
     assert plan.step_time_s > 0.5 and plan.total_time_s == pytest.approx(plan.step_time_s * plan.total_steps, rel=0.01)
     assert any("Without a GPU each step takes about" in w for w in plan.warnings)
+    assert not any("a time limit" in w for w in plan.warnings)  # about half an hour: nothing more to say
+    long = planner.make_plan(CPU_ONLY, SMOL, [300] * 2000)  # over two hours: the time limit is suggested
+    said = next(w for w in long.warnings if w.startswith("Without a GPU"))
+    assert long.total_time_s > planner.LONG_ON_CPU_S and "a time limit (--time-limit 1h" in said, said
+    capped = planner.make_plan(CPU_ONLY, SMOL, [300] * 2000, planner.Wishes(time_limit_s=3600))
+    assert not any("a time limit" in w for w in capped.warnings)
 
 
 def test_calibration_scales_memory_and_time_and_says_so():
