@@ -56,7 +56,7 @@ def seed_history(home: Path) -> list[str]:
             atomic.write_json(run_dir / "run.json", settings.to_dict(cfg))
             db.create_run(run_id, "pirates", model="default", model_path=cfg.model_path, dataset_id="sample",
                           data_path=data, strategy="lora", config=settings.to_dict(cfg), run_dir=str(run_dir),
-                          total_steps=60)
+                          total_steps=60, name="pirate, first try" if status == "done" else None)
             for step, loss in enumerate(losses, 1):
                 db.add_metric(run_id, step, "train", loss)
             for step, loss in evals:

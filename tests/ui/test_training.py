@@ -8,6 +8,8 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWizard
 
+from app import operations as ops
+
 
 def to_train_page(wizard, advance, qtbot, max_steps: int):
     advance(wizard)
@@ -23,6 +25,7 @@ def to_train_page(wizard, advance, qtbot, max_steps: int):
 def test_the_whole_wizard_on_the_default_model_and_demo_data(make_wizard, advance, qtbot):
     wizard = make_wizard()  # what a person gets on first start: the bundled model and the demo data
     assert wizard.model_page.model_edit.text() == "default"
+    wizard.plan_page.name_edit.setText("  first  try ")  # (typed on the plan page before Next)
     page = to_train_page(wizard, advance, qtbot, max_steps=3)
     assert page is wizard.train_page and not page.isComplete()
     page.start_button.click()
@@ -37,6 +40,7 @@ def test_the_whole_wizard_on_the_default_model_and_demo_data(make_wizard, advanc
     assert all(v > 0 for _, v in page.speed_chart.points) and page.rate_charts.isVisible()
     assert "Checkpoint saved at step 3." in page.log.toPlainText()
     assert page.isComplete() and wizard.button(QWizard.BackButton).isEnabled()
+    assert ops.get_run("first try")["id"] == wizard.session.run_id  # named as typed, its blanks folded
 
     export = advance(wizard)
     assert export is wizard.export_page

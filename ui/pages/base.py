@@ -24,6 +24,7 @@ class Session:
     bad_rows: str = "skip"  # "skip": bad rows are left out and listed; "stop": the first one is an error
     eval_data: str | None = None  # a separate validation set; None: held out of the data (or a hub dataset's own)
     max_steps: int = 0
+    run_name: str = ""  # the person's name for the run (core.history.check_name), '' for none
     bundle: object | None = None  # app.operations.PlanBundle
     run_id: str | None = None
     outcome: object | None = None  # app.supervisor.Outcome

@@ -6,13 +6,14 @@ import html
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QScrollArea,
-                               QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                               QScrollArea, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
 
 from app import operations as ops
 from core import strategies
 from core.data.token_stats import length_stats
 from core.errors import KnownError
+from core.history import NAME_MAX
 from core.plan_text import duration, length_note, size_text
 from ui.charts import LengthHistogram, MemoryBar
 from ui.error_panel import ErrorPanel
@@ -54,6 +55,15 @@ class PlanPage(Page):
         steps_row.addWidget(QLabel("a few steps make a quick test run", foregroundRole=QPalette.PlaceholderText))
         steps_row.addStretch(1)
         form.addRow("Stop after:", steps_row)
+        self.name_edit = QLineEdit(session.run_name, maxLength=NAME_MAX, minimumWidth=200,
+                                   placeholderText="optional, e.g. pirate, longer")
+        self.name_edit.textChanged.connect(lambda text: setattr(self.session, "run_name", text))
+        name_row = QHBoxLayout()
+        name_row.addWidget(self.name_edit)
+        name_row.addWidget(QLabel("how History lists the run; chat --run NAME finds it too",
+                                  foregroundRole=QPalette.PlaceholderText))
+        name_row.addStretch(1)
+        form.addRow("Name:", name_row)
         self.advanced = WishesPanel()
         self.advanced.changed.connect(self._wishes_changed)
         self.settings = QGroupBox("Settings")

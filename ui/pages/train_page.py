@@ -159,7 +159,8 @@ class TrainPage(Page):
         self.status.start("Creating the run…")
         bundle, going = self.session.bundle, self.session.going_on
         settings = going.run_settings() if going else {}  # the weights of the run it goes on from
-        self.run_task("create", lambda progress: ops.create_run(bundle, **settings), on_done=self._created,
+        name = self.session.run_name
+        self.run_task("create", lambda progress: ops.create_run(bundle, name=name, **settings), on_done=self._created,
                       on_error=self._not_started)
 
     def _created(self, cfg) -> None:
