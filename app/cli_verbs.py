@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shlex
 import sys
 import time
 
@@ -360,7 +361,7 @@ def past_evaluations(a) -> int:
         print(json.dumps([{"created_at": e["created_at"], **e["report"]} for e in found]))
     elif not found:
         how = "--split test" if ops.held_out_split(a.run) else "--data HELD_OUT.jsonl"
-        print(f"Nothing measured for this run yet; `tuneforge evaluate --run {a.run} {how}` does it.")
+        print(f"Nothing measured for this run yet; `tuneforge evaluate --run {shlex.quote(a.run)} {how}` does it.")
     for e in [] if a.json else found:
         print(f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(e['created_at']))}  {e['report']['summary']}")
     return 0
