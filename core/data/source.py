@@ -28,6 +28,7 @@ class Source:
     splits: tuple[str, ...] = ()  # every split it has
     base: str = ""  # the text naming the source without its split: `base:SPLIT` names another split
     hub: bool = False  # a dataset from the Hugging Face cache, named by its id
+    docs: tuple[str, ...] = ()  # a folder's documentation files, left out of its data (readers.DOCS)
 
     def listing(self) -> list[Path]:
         """The files read, in order."""
@@ -45,12 +46,14 @@ class Source:
 
     @property
     def note(self) -> str:
-        """What was read and what was left, for a source with several splits ('' otherwise)."""
+        """What was read and what was left: the other splits of a source with several, a folder's documentation
+        ('' when nothing was left out)."""
         others = [s for s in self.splits if s != self.split]
-        if not self.split or not others:
-            return ""
-        return (f"read the {self.split} split ({len(self.files or ())} of the files); left out: {', '.join(others)} "
-                f"(read one as {self.base}:SPLIT)")
+        said = [f"read the {self.split} split ({len(self.files or ())} of the files); left out: {', '.join(others)} "
+                f"(read one as {self.base}:SPLIT)"] if self.split and others else []
+        if self.docs:
+            said.append(f"left out {', '.join(self.docs)} (the folder's documentation, not data)")
+        return "; ".join(said)
 
 
 def locate(text: str | Path) -> Source:
@@ -77,10 +80,11 @@ def _folder(path: Path, split: str | None, base: str) -> Source:
     if not readers.files_in(path):
         raise DatasetError(f"{path}: the folder holds no files; put {', '.join(readers.READERS)} files in it.")
     by_split = hub_datasets.splits(path, None, str(path))
+    docs = tuple(readers.docs_in(path))
     if split is None and not ("train" in by_split and len(by_split) > 1):
-        return Source(path)  # no split besides train: the whole folder is the training data
+        return Source(path, docs=docs)  # no split besides train: the whole folder is the training data
     chosen = hub_datasets.pick_split(by_split, split or "train", str(path))
-    return Source(path, tuple(by_split[chosen]), chosen, tuple(by_split), base)
+    return Source(path, tuple(by_split[chosen]), chosen, tuple(by_split), base, docs=docs)
 
 
 def validation_split(text: str) -> str | None:

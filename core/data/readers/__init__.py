@@ -24,7 +24,7 @@ METADATA = ("dataset_info.json", "dataset_infos.json", "dataset_dict.json", "sta
 DOCS = ("readme", "license", "licence", "notice", "copying", "changelog", "citation")
 SHEETS = (".xlsx", ".xls", ".ods", ".numbers")
 
-__all__ = ["DOCS", "METADATA", "READERS", "FileProblem", "Problem", "Reading", "files_in", "read"]
+__all__ = ["DOCS", "METADATA", "READERS", "FileProblem", "Problem", "Reading", "docs_in", "files_in", "read"]
 
 
 def read(path: Path, reading: Reading, files: list[Path] | None = None) -> Iterator[tuple[str, object]]:
@@ -56,6 +56,15 @@ def files_in(folder: Path) -> list[Path]:
         dirs[:] = [d for d in dirs if not d.startswith(".")]  # pruned in place, so .git is never walked
         found += [Path(root) / f for f in files if is_data(f)]
     return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
+def docs_in(folder: Path) -> list[str]:
+    """The folder's DOCS files that files_in leaves out, as paths relative to it, in the same order."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(root) / f for f in files if not f.startswith(".") and f.lower().split(".")[0] in DOCS]
+    return [f.relative_to(folder).as_posix() for f in sorted(found, key=lambda p: p.relative_to(folder).parts)]
 
 
 def is_data(name: str) -> bool:

@@ -46,7 +46,8 @@ GOOD = [
     ("saved_to_disk", "arrow", "prompt_completion", 3, FIRST_Q, None),  # its metadata files are not read as data
     ("essay.txt", "txt", "text", 1, "A title\n\nThe first paragraph,\nover two lines.\n\nThe second paragraph.", None),
     ("notes.md", "md", "text", 1, "# Notes\n\nSome *markdown* text.", None),
-    ("folder", "csv+jsonl", "messages", 3, FIRST_Q, None),
+    ("folder", "csv+jsonl", "messages", 3, FIRST_Q,
+     "left out LICENSE, README.md (the folder's documentation, not data)"),
 ]
 
 
