@@ -214,8 +214,11 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         emit("step", step=step, total_steps=total, loss=round(loss_value, 5), lr=lr, tokens_per_s=round(tokens / dt, 1),
              elapsed_s=round(elapsed, 2), eta_s=round(eta, 1), memory_bytes=mem,
              epoch=round(step / per_epoch, 3), **({"io": io} if (io := session.io_stats()) else {}))
+        if step == first_step + 1:
+            warm_up = elapsed  # the first step of a session pays for first allocations: not the pace
         if step - first_step == cfg.calibrate_after and cfg.plan.get("memory"):
-            measured = memory_watch.calibration(cfg.plan, device, cfg.run_id, step_s,
+            pace = (elapsed - warm_up) / (step - first_step - 1) if step - first_step > 1 else step_s
+            measured = memory_watch.calibration(cfg.plan, device, cfg.run_id, pace,
                                                 loading_peak, lean_heap=bool(lean_heap))
             db.set_calibration(cfg.run_id, measured)
             emit("calibration", **measured)

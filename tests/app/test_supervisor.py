@@ -52,6 +52,9 @@ def test_a_finished_run_is_recorded_by_the_trainer_itself(home, tiny_model_dir, 
     outcome = job.wait(300)
     assert outcome.status == "done", (outcome, (home / "runs" / cfg.run_id / "trainer.log").read_text()[-2000:])
     assert [e["step"] for e in seen if e["event"] == "step"] == [1, 2, 3]
+    at = {e["step"]: e["elapsed_s"] for e in seen if e["event"] == "step"}
+    pace = next(e for e in seen if e["event"] == "calibration")["seconds_per_step"]
+    assert pace == pytest.approx(at[2] - at[1], abs=0.02)  # the second step's: the first one's warm-up left out
     run = ops.get_run(cfg.run_id)
     assert run["status"] == "done" and run["steps_done"] == 3 and run["final_loss"] > 0
     replay = [json.loads(x) for x in (home / "runs" / cfg.run_id / "events.jsonl").read_text().splitlines()]
