@@ -12,11 +12,11 @@ from dataclasses import dataclass, replace
 from app import operations as ops
 from app import paths
 from core import model_listing, planner
-from core.plan_text import duration
 from core.errors import KnownError
 from core.hardware import HardwareProfile
 from core.model_listing import ModelEntry
 from core.progress import Progress
+from core.words import duration
 
 GIB = 1024**3
 ROWS, ROW_TOKENS = 300, 512

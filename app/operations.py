@@ -371,10 +371,12 @@ def held_out_split(run_id: str, split: str = "test") -> str | None:
     trained on, measured without another file. None when its data has no such split."""
     try:
         data = get_run(run_id).get("data_path")
-        source = data_source.locate(data) if data else data_source.Source(Path())
+        source = data_source.locate(data) if data else None
     except KnownError:  # no such run, or its data is gone or unreadable now: nothing to offer
         return None
-    return f"{source.base}:{split}" if source.split and source.split != split and split in source.splits else None
+    if source is None or not source.split or source.split == split or split not in source.splits:
+        return None
+    return f"{source.base}:{split}"
 
 
 def run_evaluations(run_id: str) -> list[dict]:

@@ -88,12 +88,13 @@ def within(length: Length, step_s: float, limit_s: float | None, per_epoch: int)
         return length
     steps = max(1, int(TIME_SHARE * limit_s / step_s))
     epochs = round(steps / per_epoch, 2)
-    why = (f"Time: {counted(steps, 'step')} ({counted(epochs, 'epoch')}) instead of {length.steps}, to end within "
-           f"the {limit} you allowed at about {duration(step_s)} a step (a tenth of it left for validation and "
-           "saving); the run stops at the limit should it run slower, keeping what it learned.")
     if step_s > limit_s:
         why = (f"Time: one step takes about {duration(step_s)}, longer than the {limit} you allowed, so the run "
                "makes a single step; allow more time, or a smaller model or shorter sequences, for a real run.")
+    else:
+        why = (f"Time: {counted(steps, 'step')} ({counted(epochs, 'epoch')}) instead of {length.steps}, to end "
+               f"within the {limit} you allowed at about {duration(step_s)} a step (a tenth of it left for "
+               "validation and saving); the run stops at the limit should it run slower, keeping what it learned.")
     return Length(epochs, steps, length.stop_early, [*length.reasons, why], capped=True)
 
 

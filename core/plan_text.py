@@ -5,8 +5,6 @@ from __future__ import annotations
 from core.planner import GIB, Plan
 from core.words import counted, duration
 
-__all__ = ["describe", "duration", "length_note", "size_text"]  # (duration lives in core.words; shown from here too)
-
 
 def describe(plan: Plan) -> list[str]:
     """Human lines for `tuneforge plan`."""

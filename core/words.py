@@ -36,8 +36,8 @@ def seconds_of(text: str) -> float | None:
     text = text.strip().lower().replace(" ", "")
     if re.fullmatch(NUMBER, text):
         text += "m"
-    m = DURATION.match(text)
-    if not text or m is None:
+    m = DURATION.match(text)  # (an empty text matches, as zero seconds)
+    if m is None:
         return None
     seconds = float(m["h"] or 0) * 3600 + float(m["m"] or 0) * 60 + float(m["s"] or 0)
     return seconds or None

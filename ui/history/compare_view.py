@@ -11,8 +11,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QLabel, QSplitter
                                QVBoxLayout, QWidget)
 
 from app.history_service import Comparison
-from core.plan_text import duration
-from core.words import counted
+from core.words import counted, duration
 from ui import theme
 from ui.charts import PALETTE
 from ui.curves_chart import CurvesChart, run_series

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QFrame, QHeaderView, QLabel, QScrollArea, QTabWid
 from app.history_service import RunDetail, flat_config
 from app.supervisor import Outcome
 from core import results
-from core.plan_text import duration
+from core.words import duration
 from ui.history.resume_page import ResumePage
 from ui.history.run_table import loss_text, lowest_text, when
 from ui.pages.base import Session

@@ -14,7 +14,8 @@ from core import strategies
 from core.data.token_stats import length_stats
 from core.errors import KnownError
 from core.history import NAME_MAX
-from core.plan_text import duration, length_note, size_text
+from core.plan_text import length_note, size_text
+from core.words import duration
 from ui.charts import LengthHistogram, MemoryBar
 from ui.error_panel import ErrorPanel
 from ui.pages.base import BusyLine, Page, Session

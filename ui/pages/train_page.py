@@ -11,8 +11,7 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit,
 
 from app import operations as ops
 from core import device_monitor
-from core.plan_text import duration
-from core.words import counted
+from core.words import counted, duration
 from ui import theme
 from ui.charts import PALETTE, LossChart, StepChart
 from ui.pages.base import BusyLine, Page, Session

@@ -51,26 +51,25 @@ def read(path: Path, reading: Reading, files: list[Path] | None = None) -> Itera
 def files_in(folder: Path) -> list[Path]:
     """Files under a folder, recursively, in a stable order; hidden files and folders, the `datasets`
     library's METADATA files and the folder's DOCS are skipped."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]  # pruned in place, so .git is never walked
-        found += [Path(root) / f for f in files if is_data(f)]
-    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+    return [f for f in _visible(folder) if f.name.lower() not in METADATA and not _is_doc(f.name)]
 
 
 def docs_in(folder: Path) -> list[str]:
     """The folder's DOCS files that files_in leaves out, as paths relative to it, in the same order."""
+    return [f.relative_to(folder).as_posix() for f in _visible(folder) if _is_doc(f.name)]
+
+
+def _visible(folder: Path) -> list[Path]:
+    """Every file under a folder but hidden ones (and those in hidden folders), in a stable order."""
     found = []
     for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [Path(root) / f for f in files if not f.startswith(".") and f.lower().split(".")[0] in DOCS]
-    return [f.relative_to(folder).as_posix() for f in sorted(found, key=lambda p: p.relative_to(folder).parts)]
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # pruned in place, so .git is never walked
+        found += [Path(root) / f for f in files if not f.startswith(".")]
+    return sorted(found, key=lambda p: p.relative_to(folder).parts)
 
 
-def is_data(name: str) -> bool:
-    """Whether a file of this name in a folder may hold data: not hidden, not metadata, not documentation."""
-    lower = name.lower()
-    return not lower.startswith(".") and lower not in METADATA and lower.split(".")[0] not in DOCS
+def _is_doc(name: str) -> bool:
+    return name.lower().split(".")[0] in DOCS
 
 
 def unsupported(f: Path) -> str:
