@@ -40,8 +40,8 @@ from core.data.rows import Rows
 from core.errors import DatasetError
 
 SUFFIXES = tuple(readers.READERS)  # every file type a dataset can be, for file pickers
-NEEDS = ("rows need 'messages', 'conversations', 'instruction'+'output', 'prompt'+'completion' or 'text', "
-         "or a column mapping such as {'prompt': 'question', 'completion': 'answer'}")
+NEEDS = ("rows need 'messages', 'conversations', 'instruction'+'output', 'prompt'+'completion', "
+         "'chosen'+'rejected' or 'text', or a column mapping such as {'prompt': 'question', 'completion': 'answer'}")
 KEEP_BYTES = 64 << 20  # sources up to this size keep their examples in memory; bigger ones are read again
 LIST_CAP = 1000  # problems and duplicate rows listed by name; every one is counted
 PROGRESS_EVERY = 4096  # rows between progress reports while reading
@@ -247,6 +247,8 @@ class _Tally:
                             "turns are trained")
         if not won.count:
             self._nothing_usable(path, problems)
+        if getattr(formats.FORMATS[name], "NOTE", None):
+            warnings.append(formats.FORMATS[name].NOTE)
         digest = reading.digest.hexdigest()[:16]
         if won.kept is not None:
             examples = Rows(won.count, won.rows_digest.hexdigest(), kept=[ex for _, ex in won.kept])

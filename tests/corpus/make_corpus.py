@@ -76,6 +76,7 @@ def good(d: Path) -> None:
                  ("query", "response")]:
         (d / f"{p}_{c}.jsonl").write_bytes(jsonl({p: q, c: a} for q, a in zip(Q, A)))
     (d / "text.jsonl").write_bytes(jsonl({"text": f"{q} {a}"} for q, a in zip(Q, A)))
+    preference(d)
     (d / "bom_crlf.jsonl").write_bytes(b"\xef\xbb\xbf" + jsonl({"messages": c} for c in CHAT).replace(b"\n", b"\r\n"))
     (d / "utf16.jsonl").write_bytes(jsonl({"prompt": q, "completion": a} for q, a in zip(Q, A)).decode()
                                     .encode("utf-16"))
@@ -106,6 +107,21 @@ def good(d: Path) -> None:
     (folder / "notes.docx").write_bytes(b"PK\x03\x04 not read either")
     (folder / "README.md").write_text("# Capitals\n\nA question per capital.\n")  # documentation, not data
     (folder / "LICENSE").write_text("CC0 1.0\n")
+
+
+def preference(d: Path) -> None:
+    """Preference pairs in the four shapes the hub has them (core/data/formats/preference.py)."""
+    worse = {"role": "assistant", "content": "I do not know."}
+    (d / "preference.jsonl").write_bytes(jsonl({"prompt": q, "chosen": a, "rejected": worse["content"]}
+                                               for q, a in zip(Q, A)))
+    (d / "preference_question.jsonl").write_bytes(jsonl({"question": q, "chosen": a, "rejected": worse["content"]}
+                                                        for q, a in zip(Q, A)))  # as orca_dpo_pairs
+    parquet(d / "preference_chat.parquet", [{"chosen": c, "rejected": [c[0], worse]} for c in CHAT])  # UltraFeedback
+    (d / "preference_turns.jsonl").write_bytes(jsonl({"prompt": c[:1], "chosen": c[1:], "rejected": [worse]}
+                                                     for c in CHAT))  # TRL's conversational form
+    (d / "preference_hh.jsonl").write_bytes(jsonl({"chosen": f"\n\nHuman: {q}\n\nAssistant: {a}",
+                                                   "rejected": f"\n\nHuman: {q}\n\nAssistant: {worse['content']}"}
+                                                  for q, a in zip(Q, A)))  # Anthropic HH
 
 
 def bad(d: Path) -> None:

@@ -9,7 +9,7 @@ from core.data import formats
 
 DETECTED = "Detected automatically"
 NOT_MAPPED = "(none)"
-OPTIONAL_FIELDS = {("alpaca", "input")}  # alpaca's input may be absent (core/data/formats/alpaca.py)
+OPTIONAL_FIELDS = {("alpaca", "input"), ("preference", "prompt")}  # may be absent (core/data/formats/)
 BAD_ROWS = (("skip", "Skip bad rows (they are listed)"), ("stop", "Stop at the first bad row"))
 
 

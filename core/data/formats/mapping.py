@@ -12,23 +12,28 @@ from core.errors import DatasetError
 
 
 def schema_for(mapping: dict) -> str:
-    """The schema whose fields the mapping names; DatasetError saying what to change otherwise."""
+    """The schema whose fields the mapping names; DatasetError saying what to change otherwise.
+
+    A field two schemas share ('prompt': prompt/completion and preference pairs) goes to the smallest schema
+    holding every field named, so {'prompt': 'q'} is prompt/completion and {'prompt': 'q', 'chosen': 'a'} a pair.
+    """
     if not isinstance(mapping, dict) or not mapping:
         raise DatasetError(f"column mapping: {mapping!r} is not a mapping of fields to columns; "
                            "give one like {'prompt': 'question', 'completion': 'answer'}.")
-    owners = {f: name for name, fmt in formats.FORMATS.items() for f in fmt.FIELDS}
+    known = {f for fmt in formats.FORMATS.values() for f in fmt.FIELDS}
     fields = ", ".join(f"{'/'.join(fmt.FIELDS)}" for fmt in formats.FORMATS.values())
     for field, column in mapping.items():
-        if field not in owners:
+        if field not in known:
             raise DatasetError(f"column mapping: {field!r} is not a field of any schema; map columns to "
                                f"{fields}.")
         if not isinstance(column, str) or not column:
             raise DatasetError(f"column mapping: {field!r} maps to {column!r}; give the column's name.")
-    schemas = sorted({owners[f] for f in mapping})
-    if len(schemas) > 1:
+    holding = [name for name, fmt in formats.FORMATS.items() if set(mapping) <= set(fmt.FIELDS)]
+    if not holding:
+        owners = sorted({name for f in mapping for name, fmt in formats.FORMATS.items() if f in fmt.FIELDS})
         raise DatasetError(f"column mapping: the fields {', '.join(map(repr, mapping))} belong to different "
-                           f"schemas ({', '.join(schemas)}); map the fields of one schema.")
-    return schemas[0]
+                           f"schemas ({', '.join(owners)}); map the fields of one schema.")
+    return min(holding, key=lambda name: len(formats.FORMATS[name].FIELDS))
 
 
 def apply(row: dict, mapping: dict) -> dict:

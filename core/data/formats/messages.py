@@ -17,11 +17,12 @@ def detect(row: dict) -> bool:
 
 
 def convert(row: dict) -> dict:
-    messages, dropped = check_turns([_turn(m) for m in list_field(row, "messages")])
+    messages, dropped = check_turns([turn_of(m) for m in list_field(row, "messages")])
     return {"messages": messages, "dropped": dropped}
 
 
-def _turn(m) -> tuple:
+def turn_of(m) -> tuple:
+    """(role, content) of one OpenAI-style message; tool results and tool-only calls as TOOL, to be dropped."""
     if not isinstance(m, dict):
         return None, None
     role = m.get("role")

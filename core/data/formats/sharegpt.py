@@ -17,10 +17,12 @@ def detect(row: dict) -> bool:
 
 
 def convert(row: dict) -> dict:
-    turns = []
-    for m in list_field(row, "conversations"):
-        m = m if isinstance(m, dict) else {}
-        who = m.get("from")
-        turns.append((ROLE_OF.get(who, who), m.get("value")))
-    messages, dropped = check_turns(turns)
+    messages, dropped = check_turns([turn_of(m) for m in list_field(row, "conversations")])
     return {"messages": messages, "dropped": dropped}
+
+
+def turn_of(m) -> tuple:
+    """(role, content) of one from/value turn."""
+    m = m if isinstance(m, dict) else {}
+    who = m.get("from")
+    return ROLE_OF.get(who, who), m.get("value")

@@ -8,6 +8,7 @@ from core.data import dataset
 from core.errors import DatasetError
 
 CORPUS = Path(__file__).parents[2] / "corpus"
+CHOSEN_ONLY = "only the chosen answers are trained"  # what preference pairs say
 FIRST_Q = [{"role": "user", "content": "What is the capital of Peru?"}, {"role": "assistant", "content": "Lima."}]
 
 # file, file type, schema, rows, the first example's messages (a list) or text (a str), a warning it gives
@@ -24,6 +25,11 @@ GOOD = [
     ("instruction_response.jsonl", "jsonl", "prompt_completion", 3, FIRST_Q, None),
     ("query_response.jsonl", "jsonl", "prompt_completion", 3, FIRST_Q, None),
     ("text.jsonl", "jsonl", "text", 3, "What is the capital of Peru? Lima.", None),
+    ("preference.jsonl", "jsonl", "preference", 3, FIRST_Q, CHOSEN_ONLY),
+    ("preference_question.jsonl", "jsonl", "preference", 3, FIRST_Q, CHOSEN_ONLY),
+    ("preference_chat.parquet", "parquet", "preference", 3, FIRST_Q, CHOSEN_ONLY),
+    ("preference_turns.jsonl", "jsonl", "preference", 3, FIRST_Q, CHOSEN_ONLY),
+    ("preference_hh.jsonl", "jsonl", "preference", 3, FIRST_Q, CHOSEN_ONLY),
     ("bom_crlf.jsonl", "jsonl", "messages", 3, FIRST_Q, None),
     ("utf16.jsonl", "jsonl", "prompt_completion", 3, FIRST_Q, None),
     ("alpaca.json", "json", "alpaca", 3, FIRST_Q, None),

@@ -25,6 +25,8 @@ def write_csv(path, header, rows):
     ({"instruction": "task", "output": "result"}, ["task", "input", "result"], ["hi", "", "hello"], ("alpaca", CHAT)),
     ({"text": "body"}, ["title", "body"], ["t", "some text"], ("text", "some text")),
     ({"messages": "dialog"}, ["dialog"], [json.dumps(CHAT)], ("messages", CHAT)),
+    ({"prompt": "q", "chosen": "good", "rejected": "bad"}, ["q", "good", "bad"], ["hi", "hello", "go away"],
+     ("preference", CHAT)),  # 'prompt' is prompt/completion's field too: the fields named together decide
 ])
 def test_a_mapping_overrides_detection(tmp_path, mapping, header, row, expect):
     ds = dataset.load(write_csv(tmp_path / "d.csv", header, [row]), mapping=mapping)
@@ -49,6 +51,20 @@ def test_a_mapped_column_that_is_missing_is_located(tmp_path):
 def test_a_wrong_mapping_is_one_sentence(tmp_path, mapping, message):
     with pytest.raises(DatasetError, match=message):
         dataset.load(write_jsonl(tmp_path / "d.jsonl", [{"text": "x"}]), mapping=mapping)
+
+
+@pytest.mark.parametrize("row,problem", [
+    ({"chosen": "Lima.", "rejected": "Quito."}, "'chosen' is an answer alone and the row has no prompt; add a "
+                                                "'prompt' column, or give 'chosen' as the whole conversation"),
+    ({"prompt": "hi", "chosen": " ", "rejected": "go away"}, "'chosen' is empty"),
+    ({"chosen": [], "rejected": []}, "'chosen' is an empty list of turns"),
+    ({"chosen": [{"role": "assistant", "content": "hello"}], "rejected": "x", "prompt": [{"role": "user"}]},
+     "message 1 (user) has no content"),
+])
+def test_a_bad_preference_pair_is_a_located_problem(tmp_path, row, problem):
+    good = {"prompt": "hi", "chosen": "hello", "rejected": "go away"}
+    ds = dataset.load(write_jsonl(tmp_path / "d.jsonl", [good, row]))
+    assert ds.examples[0].messages == CHAT and [str(p) for p in ds.problems] == [f"d.jsonl:2: {problem}"]
 
 
 def test_tool_turns_are_dropped_with_a_warning_not_a_problem(tmp_path):
