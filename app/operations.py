@@ -6,6 +6,7 @@ KnownError. Nothing here knows about terminals or windows.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -158,7 +159,7 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
     hw = machine_profile(hardware_file)
     config = ref.config()
     plan = planner.make_plan(hw, config, lengths, wishes)
-    measured = None if hardware_file else _calibration_for(ref, plan)
+    measured = None if hardware_file else calibration_for(str(ref.path), plan.strategy, plan.gpu_name or "cpu")
     if measured:  # an earlier run of this model and strategy here measured its true peak: plan with it
         plan = planner.make_plan(hw, config, lengths, wishes, calibration=measured)
     return PlanBundle(plan, ref, data_source.canonical(data), ds.summary(), hw, lengths, mapping, on_bad,
@@ -166,17 +167,22 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
                       eval_data=data_source.canonical(eval_data) if eval_data else "")
 
 
-def _calibration_for(ref: model_source.ModelRef, plan: planner.Plan) -> dict | None:
+def calibration_for(model_path: str, strategy: str, device: str) -> dict | None:
+    """What earlier runs of this model and strategy on this device (a GPU's name, or 'cpu') measured, as the
+    planner takes it; None when nothing usable was."""
     with open_history() as db:
-        found = db.last_calibration(str(ref.path), plan.strategy, plan.gpu_name or "cpu")
+        found = db.last_calibration(model_path, strategy, device)
     if not found or not found.get("factor"):
         return None
     # A factor far from 1 means something else was going on (another program, a different data shape).
     usable = {"source": found.get("source", "")}
     if 0.5 <= found["factor"] <= 2.0:
         usable["factor"] = found["factor"]
-    if found.get("time_factor") and 0.1 <= found["time_factor"] <= 10:
-        usable["time_factor"] = found["time_factor"]
+    times = [t for t in found.get("time_factors", [found.get("time_factor")]) if t and 0.1 <= t <= 10]
+    if times:  # the median of the last few runs' paces: one slow or fast run does not swing the next plan
+        usable["time_factor"] = statistics.median(times)
+        if len(times) > 1:
+            usable["time_source"] = f"the median of the last {len(times)} runs of this model and strategy here"
     return usable if len(usable) > 1 else None
 
 

@@ -25,6 +25,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
 # What is recorded of a run beside its row in `runs` (a run is deleted with all of them).
 RUN_TABLES = ("metrics", "checkpoints", "exports", "events", "plans", "evaluations")
+RECENT_TIMES = 5  # runs whose time factors are kept per model, strategy and device (their median plans)
 NAME_MAX = 60  # characters of a run's name: enough to say what it was, short enough for a table's column
 
 
@@ -120,15 +121,19 @@ class History:
 
     def set_calibration(self, run_id: str, calibration: dict) -> None:
         """Attach the measured peak to the run's current plan, and keep it as the latest for the run's model,
-        strategy and device (calibration["device"])."""
-        text = json.dumps(calibration)
+        strategy and device (calibration["device"]), with the time factors of the last RECENT_TIMES runs there
+        ("time_factors", oldest first): one run's pace is a thin sample, their median a steadier one."""
         with self.transaction():
             self.db.execute("update plans set calibration = ? where run_id = ? and seq = "
-                            "(select max(seq) from plans where run_id = ?)", [text, run_id, run_id])
+                            "(select max(seq) from plans where run_id = ?)", [json.dumps(calibration), run_id, run_id])
             run = self.db.execute("select model_path, strategy from runs where id = ?", [run_id]).fetchone()
             if run and run[0] and run[1] and calibration.get("device"):
+                before = self.last_calibration(run[0], run[1], calibration["device"]) or {}
+                times = before.get("time_factors", [before.get("time_factor")])
+                times = [t for t in [*times, calibration.get("time_factor")] if t][-RECENT_TIMES:]
                 self.db.execute("insert or replace into calibrations values (?, ?, ?, ?, ?)",
-                                [run[0], run[1], calibration["device"], text, now()])
+                                [run[0], run[1], calibration["device"],
+                                 json.dumps({**calibration, "time_factors": times}), now()])
 
     def last_calibration(self, model_path: str, strategy: str, device: str) -> dict | None:
         """The latest measured correction for this model, strategy and device (a GPU's name, or 'cpu'), even

@@ -92,7 +92,8 @@ def target_for(hw: HardwareProfile, w: "Wishes", calibration: dict | None, reaso
         reasons.append(f"Memory estimates scaled by ×{factor:.2f}, measured on {calibration.get('source', 'a run')}.")
     time_factor = float(calibration.get("time_factor") or 1.0)
     if time_factor != 1.0:
-        reasons.append(f"Time per step scaled by ×{time_factor:.2f}, measured on {calibration.get('source', 'a run')}.")
+        measured = calibration.get("time_source") or calibration.get("source", "a run")  # a median names its runs
+        reasons.append(f"Time per step scaled by ×{time_factor:.2f}, measured on {measured}.")
     return Target(device, gpu if device == "cuda" else None, precision, limit, ram_limit or 1 << 62,
                    hw.disk_free_bytes or 1 << 62, factor, calibration.get("source", ""), time_factor,
                    fused_loss=(w.kernels is None or "cross_entropy" in w.kernels) and not too_old(gpu),

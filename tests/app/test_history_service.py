@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from app import history_service as hs
-from app import paths, user_settings
+from app import operations, paths, user_settings
 from core import history
 from core.errors import BadArgument
 from tests.app.history_runs import FIRST, SECOND, make_two_runs
@@ -134,3 +134,17 @@ def test_a_runs_dataset_is_named_by_its_file_or_its_hub_id():
     assert hs.dataset_name("/data/a/b") == "b"  # a folder
     assert hs.dataset_name("acme/pirates:test") == "acme/pirates:test"  # a cached hub dataset, as recorded
     assert hs.dataset_name("") == ""
+
+
+def test_the_next_plan_takes_the_median_pace_of_the_last_runs(home):
+    """What the planner is given from earlier runs: the latest memory factor, and the median of the last runs'
+    time factors, leaving out any that something else must have skewed (outside 0.1–10)."""
+    with history.History(paths.db_path()) as db:
+        for i, factor in enumerate([1.4, 30.0, 1.0, 2.2]):
+            db.create_run(f"r{i}", "p", plan={}, model_path="/m", strategy="lora")
+            db.set_calibration(f"r{i}", {"device": "cpu", "factor": 1.1, "time_factor": factor,
+                                         "source": f"run r{i} on cpu"})
+    assert operations.calibration_for("/m", "lora", "cpu") == {
+        "source": "run r3 on cpu", "factor": 1.1, "time_factor": 1.4,
+        "time_source": "the median of the last 3 runs of this model and strategy here"}
+    assert operations.calibration_for("/m", "full", "cpu") is None

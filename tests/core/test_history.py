@@ -117,6 +117,19 @@ def test_plans_accumulate_with_reasons_and_calibration(tmp_path):
     h.close()
 
 
+def test_the_last_few_runs_time_factors_are_kept_beside_the_latest_calibration(tmp_path):
+    h = history.History(tmp_path / "h.sqlite")
+    factors = [2.0, None, 1.0, 3.0, 1.5, 1.2, 0.9]  # None: a run whose pace taught nothing (a lean heap)
+    for i, factor in enumerate(factors):
+        h.create_run(f"r{i}", "p", plan={}, model_path="/m", strategy="lora")
+        h.set_calibration(f"r{i}", {"device": "cpu", "factor": 1.0 + i / 10, "time_factor": factor})
+    latest = h.last_calibration("/m", "lora", "cpu")
+    assert latest["factor"] == 1.6 and latest["time_factor"] == 0.9
+    assert latest["time_factors"] == [1.0, 3.0, 1.5, 1.2, 0.9]  # the newest RECENT_TIMES, oldest first
+    assert h.plans("r6")[0]["calibration"] == {"device": "cpu", "factor": 1.6, "time_factor": 0.9}
+    h.close()
+
+
 def test_a_version_5_history_keeps_its_calibrations_as_the_newest_of_each(tmp_path):
     path = tmp_path / "h.sqlite"
     h = history.History(path)

@@ -176,6 +176,11 @@ def test_calibration_scales_memory_and_time_and_says_so():
     assert scaled.step_time_s == pytest.approx(2 * plain.step_time_s, rel=1e-3)
     assert scaled.memory["calibration correction"] > 0 and scaled.calibration["time_factor"] == 2.0
     assert sum(1 for r in scaled.reasons if "run r1 on RTX 4090" in r) == 2
+    median = planner.make_plan(two_gpus(), SMOL, [300] * 100, calibration={
+        "factor": 1.5, "time_factor": 2.0, "source": "run r1 on RTX 4090", "time_source": "the median of 3 runs"})
+    assert [r for r in median.reasons if "scaled by" in r] == [
+        "Memory estimates scaled by ×1.50, measured on run r1 on RTX 4090.",
+        "Time per step scaled by ×2.00, measured on the median of 3 runs."]
 
 
 def model_config(name: str) -> dict:
