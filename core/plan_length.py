@@ -15,8 +15,10 @@ the data, and when to stop early.
   longer help cost only time, and the lowest point's weights are kept either way.
 
 - With a time limit (the person's), the run is cut to the steps that fit TIME_SHARE of it at the
-  estimated step time: validation checks, checkpoints and saving the result take the rest. The trainer
-  also stops at the limit itself, since an estimate can be off (core.trainer).
+  estimated step time: validation checks, checkpoints and saving the result take the rest. An estimate
+  can be off, so the running trainer measures its own pace and validation checks and cuts itself again
+  when they would not fit (`steps_within`, its learning-rate schedule with it), and stops at the limit
+  itself as the last resort (core.trainer).
 
 What the person asked for (steps, epochs, stop early) is kept as given. A separate validation set
 (core.data.split.separate) counts as validation rows like held-out ones, and is said first.
@@ -36,6 +38,7 @@ MAX_EPOCHS = 10
 MAX_EXAMPLES = 30_000
 STOP_AFTER = 3
 TIME_SHARE = 0.9
+CHECKS = 10  # validation checks in a run unless the person sets how often (core.trainer)
 
 
 @dataclass
@@ -96,6 +99,16 @@ def within(length: Length, step_s: float, limit_s: float | None, per_epoch: int)
                f"within the {limit} you allowed at about {duration(step_s)} a step (a tenth of it left for "
                "validation and saving); the run stops at the limit should it run slower, keeping what it learned.")
     return Length(epochs, steps, length.stop_early, [*length.reasons, why], capped=True)
+
+
+def steps_within(left_s: float, step_s: float, check_s: float, every: int | None = None) -> int:
+    """How many more steps a running run can make within TIME_SHARE of the `left_s` seconds its limit leaves, at
+    `step_s` a step and `check_s` a validation check: one every `every` steps (None: CHECKS in all) and one at
+    the end. At least one: the trainer's own stop at the limit is what keeps a hopeless run to it."""
+    budget = TIME_SHARE * left_s - check_s
+    if every:
+        return max(1, int(budget / (step_s + check_s / every)))
+    return max(1, int((budget - CHECKS * check_s) / step_s))
 
 
 def _epochs(examples: int, validating: int, per_epoch: int) -> tuple[float, str]:

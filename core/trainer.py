@@ -43,6 +43,10 @@ for _sig in (signal.SIGINT, signal.SIGTERM):
 if hasattr(signal, "pthread_sigmask"):  # a re-plan's exec blocked them across the exec (`restart`): now they count
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
+# A run with a time limit checks it against its pace after this many steps of a session (the first, which pays
+# for first allocations, left out), and cuts itself to the steps that fit, its schedule with it.
+PACE_STEPS = 3
+
 _active_kernels: list[str] = []  # our kernels the run's session patched in: the ones a failure can be blamed on
 
 # Only events go to the real stdout; anything printed by libraries lands in stderr (the log).
@@ -50,8 +54,8 @@ _events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
 os.dup2(2, 1)
 sys.stdout = sys.stderr
 
-from core import checkpoint, history, memory_watch, replanner, results, run_config, run_control  # noqa: E402
-from core import runtime_env, settings, strategies, training, validation_watch  # noqa: E402
+from core import checkpoint, history, memory_watch, plan_length, replanner, results, run_config  # noqa: E402
+from core import run_control, runtime_env, settings, strategies, training, validation_watch  # noqa: E402
 from core.data import dataset as data_mod  # noqa: E402
 from core.data import packing, split, token_cache, tokenize  # noqa: E402
 from core.errors import KnownError  # noqa: E402
@@ -144,14 +148,15 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
                                 "so rows are padded instead")
     per_epoch = len(items) / (cfg.micro_batch * cfg.grad_accum)  # steps per pass over the data
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
+    planned = total  # what the plan asked; `total` is less once the run is cut to its time limit
     session.schedule(total)
-    eval_every = cfg.eval_every or max(1, total // 10)  # a validation curve, not just an end figure
 
     best, state = float("inf"), None
     last = checkpoint.latest(run_dir) if resume else None
     if last is not None:
         state = session.resume(last)
         best = state.get("best_loss", best)
+        total = state.get("total_steps", total) if state.get("time_cut") else total  # the cut, as the schedule's
         emit("status", text=f"Resumed from the checkpoint at step {session.step_index}"
              + ("; the re-plan changed which weights train, so the optimizer starts afresh from its weights"
                 if state.get("optimizer_reset") else ""))
@@ -161,6 +166,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         db.add_event(cfg.run_id, "continues", went_on)
         emit("status", text=went_on)
     db.update_run(cfg.run_id, total_steps=total)
+    eval_every = cfg.eval_every or max(1, total // plan_length.CHECKS)  # a validation curve, not just an end figure
     emit("start", total_steps=total, start_step=session.step_index, train_examples=len(train_set),
          eval_examples=len(eval_set), trainable_params=session.trainable_count, device=device.type,
          precision=precision, strategy=cfg.strategy, options=settings.to_dict(session.options),
@@ -179,11 +185,12 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         emit("status", text=f"Kernels off ({', '.join(ops)}): {reason}")
 
     def save_checkpoint() -> None:
-        path = session.save_checkpoint(run_dir, {"best_loss": best, "total_steps": total, **watch.state()})
+        path = session.save_checkpoint(run_dir, {"best_loss": best, "total_steps": total, "time_cut": total < planned,
+                                                 **watch.state()})
         db.add_checkpoint(cfg.run_id, session.step_index, str(path))
         emit("checkpoint", step=session.step_index, path=str(path))
 
-    started, first_step, loss_value = time.time(), session.step_index, None
+    started, first_step, loss_value, stepping = time.time(), session.step_index, None, 0.0
     trained_before = db.run(cfg.run_id).get("trained_s") or 0.0  # earlier sessions of a resumed run
     while session.step_index < total:
         if control.paused and not control.stop:
@@ -214,17 +221,29 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         emit("step", step=step, total_steps=total, loss=round(loss_value, 5), lr=lr, tokens_per_s=round(tokens / dt, 1),
              elapsed_s=round(elapsed, 2), eta_s=round(eta, 1), memory_bytes=mem,
              epoch=round(step / per_epoch, 3), **({"io": io} if (io := session.io_stats()) else {}))
-        if step == first_step + 1:
-            warm_up = elapsed  # the first step of a session pays for first allocations: not the pace
+        if step > first_step + 1:
+            stepping += dt  # the pace of steps alone: no validation checks, and not the session's first step,
+            # which pays for first allocations
         if step - first_step == cfg.calibrate_after and cfg.plan.get("memory"):
-            pace = (elapsed - warm_up) / (step - first_step - 1) if step - first_step > 1 else step_s
+            pace = stepping / (step - first_step - 1) if step - first_step > 1 else step_s
             measured = memory_watch.calibration(cfg.plan, device, cfg.run_id, pace,
                                                 loading_peak, lean_heap=bool(lean_heap))
             db.set_calibration(cfg.run_id, measured)
             emit("calibration", **measured)
+        if step - first_step == PACE_STEPS and step < total and left < float("inf"):
+            pace = stepping / (PACE_STEPS - 1)
+            # No check measured yet: about half a step's time for its tokens (a forward pass, no backward).
+            check_s = pace * sum(len(e.input_ids) for e in eval_set) / max(1, tokens) / 2
+            total, eval_every = cut_to_limit(cfg, db, emit, session, total, plan_length.steps_within(
+                left, pace, check_s, cfg.eval_every or None))
         checked = None
         if step % eval_every == 0 and step < total:
+            t_check = time.time()
             checked = run_eval(cfg, db, emit, session, eval_set, pad_id, step, watch)
+            if left < float("inf") and step - first_step >= PACE_STEPS:  # again, with a check measured
+                check_s = time.time() - t_check
+                total, eval_every = cut_to_limit(cfg, db, emit, session, total, plan_length.steps_within(
+                    left - check_s, stepping / (step - first_step - 1), check_s, eval_every))
             if watch.tired:
                 save_checkpoint()
                 return finish(cfg, db, emit, session, history.DONE, watch.why_stopped(step), loss_value, best,
@@ -240,8 +259,9 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
             save_checkpoint()
     checked = run_eval(cfg, db, emit, session, eval_set, pad_id, session.step_index, watch, last=True)
     save_checkpoint()
-    return finish(cfg, db, emit, session, history.DONE, f"finished {counted(session.step_index, 'step')}", loss_value,
-                  best, EXIT_DONE, checked)
+    ended = f"finished {counted(session.step_index, 'step')}" + (
+        f", cut from {planned:,} to end within its time limit ({duration(cfg.time_limit_s)})" if total < planned else "")
+    return finish(cfg, db, emit, session, history.DONE, ended, loss_value, best, EXIT_DONE, checked)
 
 
 def hold(cfg, db, emit, session, tok, control: run_control.Control) -> float:
@@ -277,6 +297,22 @@ def hold(cfg, db, emit, session, tok, control: run_control.Control) -> float:
         db.add_event(cfg.run_id, "resumed", f"continued at step {session.step_index} after {waited:.0f} s")
         emit("resumed", step=session.step_index, text=f"Continuing from step {session.step_index}")
     return waited
+
+
+def cut_to_limit(cfg, db, emit, session, total: int, more: int) -> tuple[int, int]:
+    """(total steps, steps between validation checks) once the run is cut to end `more` steps from now, when that
+    is sooner than `total` (unchanged otherwise): said, recorded, and the learning-rate schedule ends there too."""
+    step = session.step_index
+    every = cfg.eval_every or max(1, total // plan_length.CHECKS)
+    if step + more >= total - (total - step) // 50:  # fits, or a cut too small to be worth a word
+        return total, every
+    cut = (f"At its pace, {counted(total, 'step')} would pass the time limit ({duration(cfg.time_limit_s)}): the run "
+           f"ends at step {step + more:,} instead, its learning rate decaying to its end there")
+    session.cut_schedule(step + more)
+    db.update_run(cfg.run_id, total_steps=step + more)
+    db.add_event(cfg.run_id, "time_cut", cut)
+    emit("status", text=cut)
+    return step + more, cfg.eval_every or max(1, (step + more) // plan_length.CHECKS)
 
 
 def run_eval(cfg, db, emit, session, eval_set, pad_id, step, watch, last: bool = False) -> float | None:

@@ -45,14 +45,32 @@ def use_kernels(model, cfg: RunConfig, device) -> dict:
     return patch_kernels(model, ops, device)
 
 
-def lr_lambda(total: int, warmup: int):
-    """Linear warm-up, then cosine decay to a tenth of the peak."""
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return f
+class LrSchedule:
+    """The learning rate's factor at each step: linear warm-up, then cosine decay to a tenth of the peak.
+
+    `cut` ends it sooner, when a run turns out too slow for its time limit: the decay then goes on from the
+    factor the run has reached and ends at the new last step, so the rate moves on without a jump and the run
+    still ends on a small one. Cut within the warm-up, the schedule is simply the new length's own.
+    An object, not a closure, so that LambdaLR's state (and so a checkpoint) keeps a cut: a resume follows it.
+    """
+
+    def __init__(self, total: int, warmup: int):
+        self.total, self.warmup = total, warmup
+        self.bend: tuple[int, float] | None = None  # (step, factor there): the decay starts afresh from it
+
+    def cut(self, step: int, total: int, warmup: int) -> None:
+        """End at `total` steps instead, from `step` on (`warmup`: the shorter run's own warm-up)."""
+        if step < self.warmup and self.bend is None:
+            self.total, self.warmup = total, warmup
+        else:
+            self.bend, self.total = (step, self(step)), total
+
+    def __call__(self, step: int) -> float:
+        if self.bend is None and step < self.warmup:
+            return (step + 1) / (self.warmup + 1)
+        start, level = self.bend or (self.warmup, 1.0)
+        progress = min(1.0, max(0.0, (step - start) / max(1, self.total - start)))
+        return 0.1 + (level - 0.1) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def batches_for_step(step: int, cfg: RunConfig, n: int) -> list[list[int]]:
@@ -130,7 +148,14 @@ class Session:
         import torch
 
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_lambda(total_steps, int(self.cfg.warmup_ratio * total_steps)))
+            self.optimizer, LrSchedule(total_steps, int(self.cfg.warmup_ratio * total_steps)))
+
+    def cut_schedule(self, total_steps: int) -> None:
+        """End the schedule at `total_steps` from the current step on (LrSchedule.cut): the rate moves on from
+        where it is and ends on the same small one, now at the new last step."""
+        self.scheduler.lr_lambdas[0].cut(self.step_index, total_steps, int(self.cfg.warmup_ratio * total_steps))
+        self.scheduler.last_epoch -= 1  # the rate of the step about to run, by the new schedule
+        self.scheduler.step()
 
     @property
     def trainable_count(self) -> int:

@@ -83,21 +83,37 @@ def test_a_killed_trainer_loses_nothing_but_the_current_steps(home, tiny_model_d
     assert any(e["event"] == "status" and "Resumed from the checkpoint at step 10" in e["text"] for e in resumed.events)
 
 
-def test_a_run_ends_at_its_time_limit_keeping_what_it_learned(home, tiny_model_dir):
-    """The trainer's own stop at the person's time limit (the plan's cut by its estimate is tested in
-    tests/core/test_plan_length.py); here the run's steps would take far longer than the limit."""
+def test_a_run_too_slow_for_its_time_limit_cuts_itself_and_its_schedule(home, tiny_model_dir):
+    """The trainer's own cut to the person's time limit (the plan's, by its estimate, is tested in
+    tests/core/test_plan_length.py): here 100,000 steps would take far longer than the limit. After three steps
+    the run knows its pace, ends sooner, and its learning rate ends on a tenth of the peak there; should it
+    still run late (a loaded machine), it stops at the limit itself."""
     cfg = make_run(tiny_model_dir, max_steps=100_000, time_limit_s=3.0)
     job = ops.start_run(cfg.run_id)
     outcome = job.wait(300)
     run = ops.get_run(cfg.run_id)
     assert outcome.status == "done" and run["status"] == "done", outcome
-    assert outcome.text == f"stopped at its time limit (3.0 s) after {run['steps_done']} of 100,000 steps"
-    assert 1 <= run["steps_done"] < 100_000 and run["trained_s"] <= 3.0  # no step began that would end past it
-    assert (home / "runs" / cfg.run_id / "result" / "adapter_model.safetensors").is_file()
     steps = [e for e in job.events if e["event"] == "step"]
+    cut = [e["text"] for e in job.events if e["event"] == "status" and "would pass the time limit" in e["text"]]
+    assert cut and cut[0].startswith("At its pace, 100,000 steps would pass the time limit (3.0 s): the run ends at")
+    assert run["total_steps"] == steps[-1]["total_steps"] < 100_000 and run["trained_s"] <= 3.0
+    if outcome.text.startswith("finished"):
+        assert outcome.text == (f"finished {run['steps_done']} steps, cut from 100,000 to end within its time limit "
+                                "(3.0 s)") and run["steps_done"] == run["total_steps"]
+        assert steps[-1]["lr"] == pytest.approx(cfg.lr / 10)
+    else:
+        assert outcome.text == f"stopped at its time limit (3.0 s) after {run['steps_done']} of {run['total_steps']} steps"
+    assert (home / "runs" / cfg.run_id / "result" / "adapter_model.safetensors").is_file()
     assert steps[-1]["eta_s"] <= 3.0  # the ETA counts the limit, not the 100,000 steps
     assert [e["event"] for e in job.events if e["event"] in ("eval", "checkpoint", "done")][-3:] == \
-        ["eval", "checkpoint", "done"]  # validated and saved at the stop, as at a normal end
+        ["eval", "checkpoint", "done"]  # validated and saved at the end
+
+
+def test_a_run_stops_at_its_time_limit_when_a_step_passes_it(home, tiny_model_dir):
+    cfg = make_run(tiny_model_dir, max_steps=100_000, time_limit_s=0.01)  # any step takes longer
+    outcome = ops.start_run(cfg.run_id).wait(300)
+    assert (outcome.status, outcome.text) == ("done", "stopped at its time limit (0.0 s) after 1 of 100,000 steps")
+    assert (home / "runs" / cfg.run_id / "result" / "adapter_model.safetensors").is_file()
 
 
 def test_a_bad_config_fails_with_a_sentence(home, tiny_model_dir, capsys):

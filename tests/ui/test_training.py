@@ -85,3 +85,15 @@ def test_closing_the_window_stops_the_run(make_wizard, advance, qtbot, tiny_mode
     wizard.close()
     assert page.job.wait(60).status == "stopped"
     assert (Path(page.job.run_dir) / "result").is_dir()
+
+
+def test_a_run_cut_to_its_time_limit_is_drawn_to_its_new_end(make_wizard, advance, qtbot, tiny_model_dir):
+    """The trainer's events as it cuts itself to its time limit (core.trainer.cut_to_limit): the progress bar and
+    the charts end where the run now does."""
+    page = to_train_page(make_wizard(model=str(tiny_model_dir)), advance, qtbot, max_steps=100)
+    page._on_event({"event": "start", "total_steps": 100, "start_step": 0, "device": "cpu"})
+    page._on_event({"event": "step", "step": 3, "total_steps": 100, "loss": 2.5, "lr": 1e-5, "eta_s": 500})
+    assert page.progress.maximum() == 100 and {c.total_steps for c in page.charts} == {100}
+    page._on_event({"event": "status", "text": "At its pace, 100 steps would pass the time limit (10 min): ..."})
+    page._on_event({"event": "step", "step": 4, "total_steps": 40, "loss": 2.4, "lr": 1e-4, "eta_s": 300})
+    assert (page.progress.value(), page.progress.maximum()) == (4, 40) and {c.total_steps for c in page.charts} == {40}

@@ -260,6 +260,9 @@ class TrainPage(Page):
                         f"{e.get('train_examples')} examples, {e.get('eval_examples')} held out for validation.")
         elif kind == "step":
             step, total = int(e["step"]), int(e.get("total_steps") or self.progress.maximum())
+            if total != self.progress.maximum():  # cut to the time limit: the charts end where the run now does
+                for chart in self.charts:
+                    chart.set_total(total)
             self.progress.setRange(0, total)
             self.progress.setValue(step)
             self.stat["loss"].setText(f"{e['loss']:.4f}")
