@@ -259,8 +259,9 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
             save_checkpoint()
     checked = run_eval(cfg, db, emit, session, eval_set, pad_id, session.step_index, watch, last=True)
     save_checkpoint()
-    ended = f"finished {counted(session.step_index, 'step')}" + (
-        f", cut from {planned:,} to end within its time limit ({duration(cfg.time_limit_s)})" if total < planned else "")
+    ended = f"finished {counted(session.step_index, 'step')}" + (f", cut from {planned:,} to end within its time "
+                                                                 f"limit ({duration(cfg.time_limit_s)})"
+                                                                 if total < planned else "")
     return finish(cfg, db, emit, session, history.DONE, ended, loss_value, best, EXIT_DONE, checked)
 
 

@@ -102,7 +102,8 @@ def test_a_run_too_slow_for_its_time_limit_cuts_itself_and_its_schedule(home, ti
                                 "(3.0 s)") and run["steps_done"] == run["total_steps"]
         assert steps[-1]["lr"] == pytest.approx(cfg.lr / 10)
     else:
-        assert outcome.text == f"stopped at its time limit (3.0 s) after {run['steps_done']} of {run['total_steps']} steps"
+        assert outcome.text == (f"stopped at its time limit (3.0 s) after {run['steps_done']} of "
+                                f"{run['total_steps']} steps")
     assert (home / "runs" / cfg.run_id / "result" / "adapter_model.safetensors").is_file()
     assert steps[-1]["eta_s"] <= 3.0  # the ETA counts the limit, not the 100,000 steps
     assert [e["event"] for e in job.events if e["event"] in ("eval", "checkpoint", "done")][-3:] == \
