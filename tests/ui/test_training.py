@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWizard
 
 from app import operations as ops
+from app.supervisor import Outcome
 
 
 def to_train_page(wizard, advance, qtbot, max_steps: int):
@@ -87,7 +88,7 @@ def test_closing_the_window_stops_the_run(make_wizard, advance, qtbot, tiny_mode
     assert (Path(page.job.run_dir) / "result").is_dir()
 
 
-def test_a_run_cut_to_its_time_limit_is_drawn_to_its_new_end(make_wizard, advance, qtbot, tiny_model_dir):
+def test_a_run_cut_to_its_time_limit_is_drawn_to_its_new_end_and_the_title_says_how_far(make_wizard, advance, qtbot, tiny_model_dir):
     """The trainer's events as it cuts itself to its time limit (core.trainer.cut_to_limit): the progress bar and
     the charts end where the run now does."""
     page = to_train_page(make_wizard(model=str(tiny_model_dir)), advance, qtbot, max_steps=100)
@@ -97,3 +98,9 @@ def test_a_run_cut_to_its_time_limit_is_drawn_to_its_new_end(make_wizard, advanc
     page._on_event({"event": "status", "text": "At its pace, 100 steps would pass the time limit (10 min): ..."})
     page._on_event({"event": "step", "step": 4, "total_steps": 40, "loss": 2.4, "lr": 1e-4, "eta_s": 300})
     assert (page.progress.value(), page.progress.maximum()) == (4, 40) and {c.total_steps for c in page.charts} == {40}
+    own = page.window().windowTitle().split(" — ", 1)[1]  # the progress shows ahead of the window's own title
+    assert page.window().windowTitle() == f"10% · 5 min left — {own}" and own == "Tuneforge — new fine-tune"
+    page._on_event({"event": "paused", "text": "Paused at step 4"})
+    assert page.window().windowTitle() == f"Paused at 10% — {own}"
+    page._on_finished(Outcome("stopped", "stopped by you at step 4", 3))
+    assert page.window().windowTitle() == own
