@@ -88,7 +88,8 @@ def test_closing_the_window_stops_the_run(make_wizard, advance, qtbot, tiny_mode
     assert (Path(page.job.run_dir) / "result").is_dir()
 
 
-def test_a_run_cut_to_its_time_limit_is_drawn_to_its_new_end_and_the_title_says_how_far(make_wizard, advance, qtbot, tiny_model_dir):
+def test_a_run_cut_to_its_time_limit_is_drawn_to_its_new_end_and_the_title_says_how_far(make_wizard, advance, qtbot,
+                                                                                       tiny_model_dir):
     """The trainer's events as it cuts itself to its time limit (core.trainer.cut_to_limit): the progress bar and
     the charts end where the run now does."""
     page = to_train_page(make_wizard(model=str(tiny_model_dir)), advance, qtbot, max_steps=100)
