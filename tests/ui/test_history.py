@@ -34,12 +34,13 @@ def page(qtbot, home):
     assert tasks.wait_idle(30000)
 
 
-def row(page, run_id: str) -> dict:
+def row(page, run_id: str, what: str = "text") -> dict:
+    """The run's row, column title → its text (or its tooltip)."""
     from ui.history.run_table import COLUMNS
 
     items = [page.table.topLevelItem(i) for i in range(page.table.topLevelItemCount())]
     item = next(i for i in items if i.run.id == run_id)
-    return {title: item.text(col) for col, title in enumerate(COLUMNS)}
+    return {title: (item.text if what == "text" else item.toolTip)(col) for col, title in enumerate(COLUMNS)}
 
 
 def test_the_list_shows_both_runs_with_their_figures(page):
@@ -91,12 +92,13 @@ def test_a_run_is_named_from_the_list_and_a_name_that_cannot_be_is_a_sentence(pa
     asked = []
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: asked.append(k["text"]) or ("pirates,  short", True))
     page.rename_button.click()  # the person types a name in the dialog and presses OK
-    qtbot.waitUntil(lambda: row(page, FIRST)["Run"] == f"pirates, short ({FIRST})", timeout=10000)
+    qtbot.waitUntil(lambda: row(page, FIRST)["Run"] == "pirates, short", timeout=10000)  # the id: in the tooltip
+    assert row(page, FIRST, "tip")["Run"].startswith(f"Run {FIRST}, created ")
     assert asked == [""] and page.status.label.text() == "Named it “pirates, short”."
     qtbot.waitUntil(lambda: "pirates, short" in page.detail_view.header.text(), timeout=10000)
     page.rename(FIRST, SECOND)  # another run's id cannot be a name: said in the panel, nothing changed
     assert "is how another run is already called" in page.error.message
-    assert row(page, FIRST)["Run"] == f"pirates, short ({FIRST})"
+    assert row(page, FIRST)["Run"] == "pirates, short"
 
 
 def test_two_runs_compare_settings_and_curves(page, qtbot):

@@ -36,12 +36,14 @@ class RunItem(QTreeWidgetItem):
     """A row that sorts numbers as numbers (losses, durations, steps) and runs by creation time."""
 
     def __init__(self, run: RunSummary):
-        super().__init__([run.title, run.project, run.status, run.model, run.strategy, run.dataset,
+        # A named run shows its name alone, so the column stays as narrow as an id; the id is in its tooltip.
+        super().__init__([run.name or run.id, run.project, run.status, run.model, run.strategy, run.dataset,
                           f"{run.steps_done}/{run.total_steps}" if run.total_steps else str(run.steps_done),
                           loss_text(run.final_loss), loss_text(run.best_loss), duration(run.duration_s),
                           disk_text(run.disk_bytes)])
         self.run = run
-        self.setToolTip(0, f"Created {when(run.created_at)}" + (f": {run.outcome}" if run.outcome else ""))
+        self.setToolTip(0, (f"Run {run.id}, created " if run.name else "Created ") + when(run.created_at)
+                        + (f": {run.outcome}" if run.outcome else ""))
         self.setToolTip(2, run.outcome or run.status)
         if run.status in STATUS_COLOURS:
             self.setForeground(2, QBrush(QColor(STATUS_COLOURS[run.status])))
