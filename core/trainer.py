@@ -54,7 +54,7 @@ _events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
 os.dup2(2, 1)
 sys.stdout = sys.stderr
 
-from core import checkpoint, history, memory_watch, plan_length, replanner, results, run_config  # noqa: E402
+from core import checkpoint, history, memory_watch, orpo, plan_length, replanner, results, run_config  # noqa: E402
 from core import run_control, runtime_env, settings, strategies, training, validation_watch  # noqa: E402
 from core.data import dataset as data_mod  # noqa: E402
 from core.data import packing, split, token_cache, tokenize  # noqa: E402
@@ -134,11 +134,23 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
     if not len(train_set):
         raise KnownError(f"{cfg.data_path}: no example has a trained token within {cfg.seq_len} tokens; "
                          "raise the sequence length.")
+    pairs = None
+    if cfg.objective == orpo.NAME:  # the rejected sides, encoded (and cached) as a dataset of their own
+        rejected = token_cache.encode_all_cached(orpo.Rejected(train_rows), tok, cfg.seq_len, cfg.train_on, cache,
+                                                 data.digest + ":rejected")
+        pairs = orpo.Pairs(train_set, rejected)
+        if not len(pairs):
+            raise KnownError(f"{cfg.data_path}: no row is a preference pair whose answers both fit {cfg.seq_len} "
+                             "tokens; give preference pairs (chosen and rejected), or raise the sequence length.")
     session = training.Session(cfg)
     loading_peak = memory_watch.start_training_peak(device)  # the calibration measures training alone
     _active_kernels[:] = [op for op, p in session.kernels.items() if p.active]
     items, collate = train_set, tokenize.collate
-    if cfg.packing:
+    if pairs is not None:
+        items, collate = pairs, orpo.collate
+        emit("status", text=f"Preference tuning (ORPO) on {counted(len(pairs), 'pair')}: the chosen answers are "
+                            "learned, and preferred over the rejected ones")
+    elif cfg.packing:
         if packing.works_with(session.model):
             items, collate = packing.pack(train_set, cfg.seq_len), packing.collate
             emit("status", text=f"Packed {counted(len(train_set), 'row')} into {counted(len(items), 'sequence')} "
@@ -220,7 +232,8 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
                       trained_s=trained_before + elapsed)
         emit("step", step=step, total_steps=total, loss=round(loss_value, 5), lr=lr, tokens_per_s=round(tokens / dt, 1),
              elapsed_s=round(elapsed, 2), eta_s=round(eta, 1), memory_bytes=mem,
-             epoch=round(step / per_epoch, 3), **({"io": io} if (io := session.io_stats()) else {}))
+             epoch=round(step / per_epoch, 3), **({"io": io} if (io := session.io_stats()) else {}),
+             **({"prefers": round(session.prefers, 3)} if session.prefers is not None else {}))
         if step > first_step + 1:
             stepping += dt  # the pace of steps alone: no validation checks, and not the session's first step,
             # which pays for first allocations
@@ -248,6 +261,8 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
                 save_checkpoint()
                 return finish(cfg, db, emit, session, history.DONE, watch.why_stopped(step), loss_value, best,
                               EXIT_DONE, checked)
+        if checked is not None and cfg.time_limit_s:  # the check took time too
+            left = cfg.time_limit_s - trained_before - (time.time() - started)
         if step_s > left and step < total:  # the next step would end past the person's time limit
             if checked is None:
                 checked = run_eval(cfg, db, emit, session, eval_set, pad_id, step, watch, last=True)

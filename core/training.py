@@ -14,7 +14,7 @@ import math
 import random
 from pathlib import Path
 
-from core import checkpoint, strategies
+from core import checkpoint, orpo, strategies
 from core.data import tokenize
 from core.errors import KnownError
 from core.run_config import RunConfig
@@ -129,6 +129,7 @@ class Session:
         if total_steps is not None:
             self.schedule(total_steps)
         self.step_index = 0  # optimizer steps done
+        self.prefers: float | None = None  # ORPO: share of the last step's pairs preferred the right way
         self._written = [0, 0]  # spill bytes written: before the last step, after it
 
     def _start_folder(self) -> Path | None:
@@ -176,7 +177,9 @@ class Session:
             batch = {k: v.to(self.device) for k, v in batch.items()}
             tokens += int(counted) if counted is not None else int(batch["attention_mask"].sum())
             ready.append(batch)
-        if getattr(self.options, "layer_major", False) and len(ready) > 1:
+        if self.cfg.objective == orpo.NAME:
+            loss_sum = self._orpo_step(ready)
+        elif getattr(self.options, "layer_major", False) and len(ready) > 1:
             loss_sum = self._layer_major_step(ready, max(1, trained))
         else:
             for i, batch in enumerate(ready):
@@ -194,6 +197,21 @@ class Session:
         self.step_index += 1
         self._written = [self._written[1], self._drive_writes()]
         return loss_sum, tokens, note
+
+    def _orpo_step(self, batches: list[dict]) -> float:
+        """Forward and backward of each micro-batch of preference pairs with ORPO's loss (core/orpo.py); the share
+        of the step's pairs the model now prefers the right way is kept in `prefers`."""
+        chosen, pairs = sum(orpo.chosen_tokens(b) for b in batches), sum(len(b["labels"]) // 2 for b in batches)
+        loss_sum, right = 0.0, 0
+        for i, batch in enumerate(batches):
+            if hasattr(self.optimizer, "last_micro_batch"):
+                self.optimizer.last_micro_batch = i == len(batches) - 1
+            with self._saved_activations():
+                loss, preferred = orpo.loss(self.model, batch, chosen, pairs, self.cfg.orpo_beta)
+            loss.backward()
+            loss_sum, right = loss_sum + float(loss.detach()), right + preferred
+        self.prefers = right / max(1, pairs)
+        return loss_sum
 
     def _drive_writes(self) -> int:
         """Bytes written to the drive so far by the run's offloading: spilled optimizer state, and streamed layers

@@ -113,7 +113,8 @@ def _convert(name: str, mapping: dict | None, row: dict) -> dict:
 
 
 def _identity(example: Example) -> bytes:
-    return json.dumps([example.messages, example.text], sort_keys=True).encode()
+    return json.dumps([example.messages, example.text, *([example.rejected] if example.rejected else [])],
+                      sort_keys=True).encode()
 
 
 def _reread(source: data_source.Source, name: str, schema: str | None, mapping: dict | None,
@@ -247,8 +248,6 @@ class _Tally:
                             "turns are trained")
         if not won.count:
             self._nothing_usable(path, problems)
-        if getattr(formats.FORMATS[name], "NOTE", None):
-            warnings.append(formats.FORMATS[name].NOTE)
         digest = reading.digest.hexdigest()[:16]
         if won.kept is not None:
             examples = Rows(won.count, won.rows_digest.hexdigest(), kept=[ex for _, ex in won.kept])

@@ -10,3 +10,4 @@ class Example:
     messages: list[dict] | None = None  # chat turns, rendered through the model's chat template
     text: str | None = None  # raw text, every token trained
     source: str = ""  # file:line, for messages about this example
+    rejected: list[dict] | None = None  # a preference pair's rejected conversation (messages: the chosen one)

@@ -93,6 +93,11 @@ class TokenRows:
     def lengths(self) -> list[int]:
         return np.diff(self._a["bounds"]).tolist()
 
+    def sources(self) -> list[str]:
+        """Each row's source (file:line), without reading its tokens."""
+        cut, text = self._a["source_bounds"], bytes(self._a["sources"])
+        return [text[int(a):int(b)].decode("utf-8") for a, b in zip(cut[:-1], cut[1:])]
+
     def total_tokens(self) -> int:
         return int(self._a["bounds"][-1])
 

@@ -54,7 +54,7 @@ def test_a_finished_run_is_recorded_by_the_trainer_itself(home, tiny_model_dir, 
     assert [e["step"] for e in seen if e["event"] == "step"] == [1, 2, 3]
     at = {e["step"]: e["elapsed_s"] for e in seen if e["event"] == "step"}
     pace = next(e for e in seen if e["event"] == "calibration")["seconds_per_step"]
-    assert pace == pytest.approx(at[2] - at[1], abs=0.02)  # the second step's: the first one's warm-up left out
+    assert 0 < pace < at[2] - at[1]  # the second step's alone: the first one's warm-up and the check after it left out
     run = ops.get_run(cfg.run_id)
     assert run["status"] == "done" and run["steps_done"] == 3 and run["final_loss"] > 0
     replay = [json.loads(x) for x in (home / "runs" / cfg.run_id / "events.jsonl").read_text().splitlines()]
@@ -95,6 +95,9 @@ def test_a_run_too_slow_for_its_time_limit_cuts_itself_and_its_schedule(home, ti
     assert outcome.status == "done" and run["status"] == "done", outcome
     steps = [e for e in job.events if e["event"] == "step"]
     cut = [e["text"] for e in job.events if e["event"] == "status" and "would pass the time limit" in e["text"]]
+    if run["steps_done"] < 3:  # a loaded machine: the limit came before the pace was known
+        assert outcome.text.startswith("stopped at its time limit (3.0 s)") and not cut
+        return
     assert cut and cut[0].startswith("At its pace, 100,000 steps would pass the time limit (3.0 s): the run ends at")
     assert run["total_steps"] == steps[-1]["total_steps"] < 100_000 and run["trained_s"] <= 3.0
     if outcome.text.startswith("finished"):

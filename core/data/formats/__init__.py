@@ -3,7 +3,7 @@
 Each format module has NAME, DESCRIPTION, FIELDS (the names a column mapping can fill),
 `detect(row) -> bool` (does this row look like mine?) and `convert(row) -> Example fields`, which
 raises ValueError with a short reason for a bad row. Chat schemas add "dropped": the number of tool
-turns left out. A schema may have NOTE: what the dataset says whenever its rows are read that way.
+turns left out.
 """
 
 from core.data.formats import alpaca, messages, preference, prompt_completion, sharegpt, text

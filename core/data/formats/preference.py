@@ -1,4 +1,4 @@
-"""Preference pairs (a prompt, a chosen answer and a rejected one: DPO data), trained on the chosen answers.
+"""Preference pairs: a prompt with a chosen and a rejected answer, the data of preference tuning (core/orpo.py).
 
 People bring these from the hub as often as chat data, in four shapes, all read here:
   - text columns: prompt/chosen/rejected, or question, instruction, input or query as the prompt
@@ -7,9 +7,8 @@ People bring these from the hub as often as chat data, in four shapes, all read 
     TRL and H4 publish it);
   - a prompt of turns and answers of turns (TRL's conversational form);
   - Anthropic HH transcripts: "\\n\\nHuman: ...\\n\\nAssistant: ..." text.
-Tuneforge has no preference objective (DPO, ORPO) yet: what it can do with such data is supervised fine-tuning
-on the chosen answers, a common first step before preference tuning, and the dataset says so (NOTE) rather
-than refusing the file. The rejected answer is not read.
+Each side becomes a whole conversation: `messages` the chosen one (what supervised tuning trains on), and
+`rejected` the other.
 """
 
 from __future__ import annotations
@@ -22,8 +21,6 @@ from core.data.formats.turns import check_turns, field_text, list_field, looks_l
 NAME = "preference"
 DESCRIPTION = "preference pairs (prompt/chosen/rejected)"
 FIELDS = ("prompt", "chosen", "rejected")
-NOTE = ("only the chosen answers are trained (supervised fine-tuning); the pairs' rejected answers are not "
-        "used")
 PROMPTS = ("prompt", "question", "instruction", "input", "query")  # where a text answer's prompt is found
 SPEAKER = re.compile(r"(?:^|\n\n)(Human|Assistant): ")  # an HH transcript's turns
 HH_ROLE = {"Human": "user", "Assistant": "assistant"}
@@ -34,11 +31,20 @@ def detect(row: dict) -> bool:
 
 
 def convert(row: dict) -> dict:
-    turns = _turns(row, "chosen")
-    if turns[0][0] == "assistant":  # only the answer: the prompt comes from its own column
-        turns = _prompt(row) + turns
-    chat, dropped = check_turns(turns)
-    return {"messages": chat, "dropped": dropped}
+    chosen, dropped = _conversation(row, "chosen")
+    rejected, _ = _conversation(row, "rejected")
+    return {"messages": chosen, "rejected": rejected, "dropped": dropped}
+
+
+def _conversation(row: dict, side: str) -> tuple[list[dict], int]:
+    """(messages, tool turns dropped) of one side, its prompt put before an answer given alone."""
+    turns = _turns(row, side)
+    if turns[0][0] == "assistant":
+        turns = _prompt(row, side) + turns
+    try:
+        return check_turns(turns)
+    except ValueError as e:
+        raise ValueError(f"'{side}': {e}") from None
 
 
 def _turns(row: dict, key: str) -> list[tuple]:
@@ -61,12 +67,12 @@ def _transcript(text: str) -> list[tuple]:
     return [(HH_ROLE[who], words.strip()) for who, words in zip(parts[::2], parts[1::2])]
 
 
-def _prompt(row: dict) -> list[tuple]:
-    """The turns before a chosen answer given alone: a prompt of turns, or a text prompt with its system."""
+def _prompt(row: dict, side: str) -> list[tuple]:
+    """The turns before an answer given alone: a prompt of turns, or a text prompt with its system."""
     key = next((k for k in PROMPTS if row.get(k) not in (None, "")), None)
     if key is None:
-        raise ValueError("'chosen' is an answer alone and the row has no prompt; add a 'prompt' column, or give "
-                         "'chosen' as the whole conversation")
+        raise ValueError(f"'{side}' is an answer alone and the row has no prompt; add a 'prompt' column, or give "
+                         f"'{side}' as the whole conversation")
     if looks_like_list(row[key]):
         return _turns(row, key)
     return with_system(row, [("user", field_text(row, key))])

@@ -8,7 +8,6 @@ from core.data import dataset
 from core.errors import DatasetError
 
 CORPUS = Path(__file__).parents[2] / "corpus"
-CHOSEN_ONLY = "only the chosen answers are trained"  # what preference pairs say
 FIRST_Q = [{"role": "user", "content": "What is the capital of Peru?"}, {"role": "assistant", "content": "Lima."}]
 
 # file, file type, schema, rows, the first example's messages (a list) or text (a str), a warning it gives
@@ -25,11 +24,11 @@ GOOD = [
     ("instruction_response.jsonl", "jsonl", "prompt_completion", 3, FIRST_Q, None),
     ("query_response.jsonl", "jsonl", "prompt_completion", 3, FIRST_Q, None),
     ("text.jsonl", "jsonl", "text", 3, "What is the capital of Peru? Lima.", None),
-    ("preference.jsonl", "jsonl", "preference", 3, FIRST_Q, CHOSEN_ONLY),
-    ("preference_question.jsonl", "jsonl", "preference", 3, FIRST_Q, CHOSEN_ONLY),
-    ("preference_chat.parquet", "parquet", "preference", 3, FIRST_Q, CHOSEN_ONLY),
-    ("preference_turns.jsonl", "jsonl", "preference", 3, FIRST_Q, CHOSEN_ONLY),
-    ("preference_hh.jsonl", "jsonl", "preference", 3, FIRST_Q, CHOSEN_ONLY),
+    ("preference.jsonl", "jsonl", "preference", 3, FIRST_Q, None),
+    ("preference_question.jsonl", "jsonl", "preference", 3, FIRST_Q, None),
+    ("preference_chat.parquet", "parquet", "preference", 3, FIRST_Q, None),
+    ("preference_turns.jsonl", "jsonl", "preference", 3, FIRST_Q, None),
+    ("preference_hh.jsonl", "jsonl", "preference", 3, FIRST_Q, None),
     ("bom_crlf.jsonl", "jsonl", "messages", 3, FIRST_Q, None),
     ("utf16.jsonl", "jsonl", "prompt_completion", 3, FIRST_Q, None),
     ("alpaca.json", "json", "alpaca", 3, FIRST_Q, None),
@@ -63,6 +62,8 @@ def test_good_files(name, file_type, schema, rows, first, warning):
     assert (ds.file_type, ds.format, len(ds.examples)) == (file_type, schema, rows)
     assert ds.confidence == 1.0 and ds.runner_up is None
     assert (ds.examples[0].messages if isinstance(first, list) else ds.examples[0].text) == first
+    if schema == "preference":  # both sides whole conversations, whatever the shape
+        assert ds.examples[0].rejected == [FIRST_Q[0], {"role": "assistant", "content": "I do not know."}]
     assert [w for w in ds.warnings if warning and w.startswith(warning)] == ([ds.warnings[0]] if warning else [])
     if name == "folder":  # hidden files are skipped; a file that is not data is listed, not fatal
         assert [str(p) for p in ds.problems] == ["notes.docx: '.docx' files are not read; use one of .arrow, .csv, "

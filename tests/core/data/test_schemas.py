@@ -59,12 +59,15 @@ def test_a_wrong_mapping_is_one_sentence(tmp_path, mapping, message):
     ({"prompt": "hi", "chosen": " ", "rejected": "go away"}, "'chosen' is empty"),
     ({"chosen": [], "rejected": []}, "'chosen' is an empty list of turns"),
     ({"chosen": [{"role": "assistant", "content": "hello"}], "rejected": "x", "prompt": [{"role": "user"}]},
-     "message 1 (user) has no content"),
+     "'chosen': message 1 (user) has no content"),
+    ({"prompt": "hi", "chosen": "hello", "rejected": [{"role": "user", "content": "hi"}]},
+     "'rejected': no assistant message to learn from"),
 ])
 def test_a_bad_preference_pair_is_a_located_problem(tmp_path, row, problem):
     good = {"prompt": "hi", "chosen": "hello", "rejected": "go away"}
     ds = dataset.load(write_jsonl(tmp_path / "d.jsonl", [good, row]))
     assert ds.examples[0].messages == CHAT and [str(p) for p in ds.problems] == [f"d.jsonl:2: {problem}"]
+    assert ds.examples[0].rejected == [CHAT[0], {"role": "assistant", "content": "go away"}]
 
 
 def test_tool_turns_are_dropped_with_a_warning_not_a_problem(tmp_path):
