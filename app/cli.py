@@ -85,6 +85,10 @@ def build_parser() -> Parser:
                        help="Train for at most this long, e.g. 45m, 2h or 1h30m (a bare number is minutes): the plan "
                             "cuts the run to the steps that fit, and the run stops at the limit, keeping what it "
                             "learned (default: no limit).")
+        s.add_argument("--objective", choices=["auto", "sft", "orpo"], default="auto",
+                       help="What the run learns: sft, the answers (supervised); orpo, from preference pairs, the "
+                            "chosen answers and to prefer them over the rejected ones (auto: orpo when the rows are "
+                            "preference pairs, else sft).")
         s.add_argument("--eval-fraction", type=float, default=None,
                        help="Share of rows held out for the validation loss (default: none under 20 rows, a tenth "
                             "under 200, else a twentieth, at most 256).")

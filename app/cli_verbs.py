@@ -43,7 +43,8 @@ def wishes_of(a) -> planner.Wishes:
                           options=dict(strategies.parse_option(a.strategy, text) for text in a.option),
                           packing=a.packing, kernels=kernels_of(a.kernels), stop_early=a.stop_early,
                           keep_best=a.keep_best, eval_fraction=a.eval_fraction,
-                          time_limit_s=time_limit_of(a.time_limit))
+                          time_limit_s=time_limit_of(a.time_limit),
+                          objective=None if a.objective == "auto" else a.objective)
 
 
 def time_limit_of(text: str | None) -> float | None:

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app import answerers, paths, supervisor
-from core import atomic, evaluation, hardware, history, model_source, planner, results, settings
+from core import atomic, evaluation, hardware, history, model_source, orpo, planner, results, settings
 from core.data import dataset as data_mod
 from core.data import readers, tokenize
+from core.data.formats import preference
 from core.data import source as data_source
 from core.conversation import Conversation
 from core.errors import KnownError
@@ -153,7 +154,11 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
         wishes = replace(wishes, eval_rows=len(held.examples), eval_source=(
             f"{eval_data}, the dataset's own validation split" if eval_data == own else eval_data))
     ref = resolve_model(model, progress)
-    lengths = tokenize.token_lengths(ds.examples, load_tokenizer(ref), _counting(progress, len(ds.examples)))
+    tokenizer = load_tokenizer(ref)
+    lengths = tokenize.token_lengths(ds.examples, tokenizer, _counting(progress, len(ds.examples)))
+    if ds.format == preference.NAME:  # a pair is as long as its longer side, both sides in one micro-batch
+        wishes = replace(wishes, pairs=True)
+        lengths = [max(a, b) for a, b in zip(lengths, tokenize.token_lengths(orpo.Rejected(ds.examples), tokenizer))]
     if hardware_file is None:
         answerers.release()  # planned for the memory free on this machine, without what the Try-it box holds
     hw = machine_profile(hardware_file)
@@ -206,6 +211,7 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, nam
             epochs=p.epochs, lr=p.lr, seed=seed, gradient_checkpointing=p.gradient_checkpointing,
             strategy_options=p.options, packing=p.packing, kernels=p.kernels, data_mapping=bundle.mapping or {},
             bad_rows=bundle.on_bad, stop_early=p.stop_early, keep_best=p.keep_best, eval_data=bundle.eval_data,
+            objective=p.objective,
             plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
         )
         fields.update(overrides)  # every planned setting can be overridden (STYLE §6)

@@ -61,7 +61,8 @@ class TerminalProgress:
         if kind == "step":
             done, total = e["step"], e["total_steps"]
             self._line(f"{bar(done / max(1, total))} step {done}/{total}  loss {e['loss']:.4f}  "
-                       f"{e['tokens_per_s']:.0f} tok/s  ETA {format_duration(e.get('eta_s'))}")
+                       + (f"chosen preferred {e['prefers']:.0%}  " if e.get("prefers") is not None else "")
+                       + f"{e['tokens_per_s']:.0f} tok/s  ETA {format_duration(e.get('eta_s'))}")
         elif kind == "status" and e.get("fraction") is not None:
             self._fraction(e["fraction"], e.get("text", ""))
         elif kind == "eval":

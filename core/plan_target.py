@@ -40,16 +40,19 @@ class Target:
     time_factor: float = 1.0  # calibration: multiply estimated step time by this
     fused_loss: bool = True  # our fused linear cross-entropy is among the kernels asked for (all are by default)
     keep_best: bool | None = None  # the wish; None: kept unless it alone would not fit the disk (core.planner)
+    pairs: bool = False  # ORPO (core/orpo.py): two sequences an example, chosen and rejected, and their full logits
 
     def setup(self, strategy: str, micro_batch: int, seq_len: int, checkpointing: bool, options: dict,
               on_disk: bool = False) -> mm.Setup:
         s = strategies.get(strategy, need_built=False)
         opts = s.options(options)
         on_disk = on_disk or getattr(opts, "where", "auto") == "disk"  # the person asked for NVMe
-        return mm.Setup(strategy, micro_batch, seq_len, compute_bytes=4 if self.precision == "fp32" else 2,
+        # micro_batch counts examples; the memory model counts sequences, two an example for a preference pair.
+        return mm.Setup(strategy, micro_batch * (2 if self.pairs else 1), seq_len,
+                        compute_bytes=4 if self.precision == "fp32" else 2,
                         checkpointing=checkpointing, on_gpu=self.device == "cuda", weights_on_disk=on_disk,
-                        keep_best=self.keep_best is not False,
-                        fused_loss=self.device == "cuda" and self.fused_loss,  # the kernels run on CUDA only
+                        keep_best=self.keep_best is not False,  # the kernels run on CUDA only; ORPO needs logits:
+                        fused_loss=self.device == "cuda" and self.fused_loss and not self.pairs,
                         **s.setup_fields(opts, self.device))
 
     @property
@@ -97,7 +100,7 @@ def target_for(hw: HardwareProfile, w: "Wishes", calibration: dict | None, reaso
     return Target(device, gpu if device == "cuda" else None, precision, limit, ram_limit or 1 << 62,
                    hw.disk_free_bytes or 1 << 62, factor, calibration.get("source", ""), time_factor,
                    fused_loss=(w.kernels is None or "cross_entropy" in w.kernels) and not too_old(gpu),
-                   keep_best=w.keep_best)
+                   keep_best=w.keep_best, pairs=w.objective == "orpo")
 
 
 def too_old(gpu: GPU | None) -> str | None:

@@ -9,7 +9,8 @@ from core.words import counted, duration
 def describe(plan: Plan) -> list[str]:
     """Human lines for `tuneforge plan`."""
     lines = [f"Strategy: {plan.strategy}" + ("" if plan.strategy_built else " (not built yet)")
-             + (f", offload: {plan.offload}" if plan.offload else ""),
+             + (f", offload: {plan.offload}" if plan.offload else "")
+             + (", objective: ORPO (preference pairs)" if plan.objective == "orpo" else ""),
              *([f"Settings: {', '.join(f'{k}={v}' for k, v in plan.options.items())}; optimizer {plan.optimizer}"]
                if plan.options else [f"Optimizer: {plan.optimizer}"]),
              f"Device: {plan.device}" + (f" {plan.gpu_index} ({plan.gpu_name})" if plan.gpu_name else "")

@@ -70,6 +70,8 @@ class Wishes:
     eval_rows: int = 0  # rows of a separate validation set (then no training row is held out)...
     eval_source: str = ""  # ...and what it is, for the reason
     time_limit_s: float | None = None  # train for at most this long (seconds); None: as long as the length takes
+    objective: str | None = None  # "sft" or "orpo" (core/orpo.py); None: ORPO for preference pairs, else SFT
+    pairs: bool = False  # the rows are preference pairs (chosen and rejected): the dataset's to say
 
 
 @dataclass
@@ -102,6 +104,7 @@ class Plan:
     keep_best: bool = True  # the run keeps the weights of its lowest validation loss (best/, core/results.py)
     time_limit_s: float = 0.0  # the person's time limit (0: none); the trainer stops there too
     time_capped: bool = False  # total_steps was cut to end within time_limit_s
+    objective: str = "sft"  # what the run learns: "sft" (the answers) or "orpo" (preference pairs, core/orpo.py)
     sequences: int = 0  # what one epoch is made of: packs, or rows when not packing
     ram: dict[str, int] = field(default_factory=dict)  # host RAM by term
     ram_limit: int = 0
@@ -135,10 +138,10 @@ class Plan:
 
 def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list[int], wishes: Wishes | None = None,
               calibration: dict | None = None) -> Plan:
-    w = wishes or Wishes()
     shape = ModelShape.from_config(model_config)
     reasons: list[str] = []
     warnings: list[str] = []
+    w = with_objective(wishes or Wishes(), reasons)
     target = target_for(hardware, w, calibration, reasons, warnings)
     seq_len, truncated = _seq_len(shape, token_lengths, w, reasons)
     rows = sequences(token_lengths, seq_len, w.packing)
@@ -160,6 +163,22 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
             reasons.append(why)
     return finish_plan(shape, hardware, target, strategy, ckpt, mb or 1, seq_len, truncated, token_lengths, w,
                        reasons, warnings, fitted=bool(mb), options=options, rows=rows)
+
+
+def with_objective(w: Wishes, reasons: list) -> Wishes:
+    """The wishes with what the run learns decided, and said: ORPO for preference pairs unless asked otherwise."""
+    if w.objective == "orpo" and not w.pairs:
+        raise BadArgument("ORPO learns from preference pairs (rows with 'chosen' and 'rejected'), and this dataset has "
+                          "none; train it with --objective sft.")
+    objective = w.objective or ("orpo" if w.pairs else "sft")
+    if objective == "orpo":
+        reasons.append("Objective: ORPO" + (" as you asked" if w.objective else ", as the rows are preference pairs")
+                       + ": the chosen answers are learned and preferred over the rejected ones, in one run with no "
+                         "reference model. Each example is two sequences, chosen and rejected, with their full "
+                         "logits (counted here), and rows are not packed.")
+    elif w.pairs:
+        reasons.append("Objective: supervised on the chosen answers, as you asked; the rejected ones are not used.")
+    return dataclasses.replace(w, objective=objective, packing=w.packing and objective != "orpo")
 
 
 def _seq_len(shape: ModelShape, lengths: list[int], w: Wishes, reasons: list) -> tuple[int, int]:
@@ -237,7 +256,8 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
     grad_accum = w.grad_accum or max(1, math.ceil(effective / mb))
     major = ""
     if hasattr(s.options(options), "layer_major") and (target.gpu or setup.layer_major):
-        auto = "layer_major" not in options and not options.get("activations_on_host")  # layer-major keeps its own
+        auto = ("layer_major" not in options and not options.get("activations_on_host")  # layer-major keeps its own
+                and not target.pairs)  # (ORPO's loss needs each micro-batch's whole forward pass)
         chosen, major = host_plan.layer_major(shape, setup, grad_accum, target.fits, auto=auto)
         if chosen is not setup:
             setup, est = chosen, mm.estimate(shape, chosen)
@@ -317,6 +337,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         optimizer=setup.optimizer, options=settings.to_dict(s.options(options)), packing=w.packing, sequences=rows,
         kernels="auto" if w.kernels is None else list(w.kernels), stop_early=length.stop_early,
         keep_best=setup.keep_best, time_limit_s=w.time_limit_s or 0.0, time_capped=length.capped,
+        objective=w.objective or "sft",
         calibration={"factor": target.factor, "time_factor": target.time_factor, "source": target.factor_source}
         if (target.factor, target.time_factor) != (1.0, 1.0) else {},
         reasons=reasons, warnings=warnings,

@@ -83,7 +83,7 @@ def _step_down(previous: Plan, hardware: HardwareProfile, model_config: dict, to
     keep_best = None if previous.keep_best else False  # dropped stays dropped; kept may yet have to go
     target = target_for(hardware, Wishes(device=previous.device, gpu_index=previous.gpu_index,
                                          memory_cap_bytes=w.memory_cap_bytes or None, kernels=w.kernels,
-                                         keep_best=keep_best),
+                                         keep_best=keep_best, objective=previous.objective),
                         calibration, [], warnings)
     reasons.append(reason)
     effective = previous.effective_batch
@@ -130,7 +130,8 @@ def _step_down(previous: Plan, hardware: HardwareProfile, model_config: dict, to
                          lr=previous.lr, max_steps=previous.max_steps or None, epochs=previous.epochs,
                          stop_early=previous.stop_early, keep_best=keep_best, options=previous.options,
                          packing=previous.packing, kernels=w.kernels, kernels_why=w.kernels_why,
-                         time_limit_s=previous.time_limit_s or None)
+                         time_limit_s=previous.time_limit_s or None, objective=previous.objective,
+                         pairs=previous.objective == "orpo")
     plan = finish_plan(shape, hardware, target, strategy, ckpt, mb, previous.seq_len,
                        sum(1 for n in token_lengths if n > previous.seq_len), token_lengths, plan_wishes, reasons,
                        warnings, fitted=fitted, options=chosen_options, steps=previous.total_steps)

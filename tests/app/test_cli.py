@@ -288,3 +288,39 @@ def test_chat_at_a_terminal_prompts_and_ends_with_ctrl_d(home, tiny_model_dir):
     assert text.startswith("Type a message and press Enter; /new starts a new conversation; Ctrl-D ends.")
     question, answer = text.split("> ")[1].split("\r\n", 1)
     assert question == "Where is the gold?" and repeat_stop.NOTE in answer and "Traceback" not in text
+
+
+def test_preference_pairs_train_with_orpo_unless_asked_otherwise(cli, cli_here, home, tiny_model_dir, tmp_path):
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [
+        {"prompt": f"What is {i} plus {i}?", "chosen": f"{2 * i}, matey!", "rejected": f"{2 * i + 1}."}
+        for i in range(30)])
+    plan = json.loads(cli_here("plan", "--model", tiny_model_dir, "--data", pairs, "--json", check=0).stdout)["plan"]
+    assert (plan["objective"], plan["packing"]) == ("orpo", False)
+    plan = json.loads(cli_here("plan", "--model", tiny_model_dir, "--data", pairs, "--objective", "sft", "--json",
+                               check=0).stdout)["plan"]
+    assert (plan["objective"], plan["packing"]) == ("sft", True)
+    wrong = cli_here("plan", "--model", tiny_model_dir, "--data", DEMO, "--objective", "orpo")
+    assert wrong.returncode != 0 and wrong.stderr.strip().endswith("train it with --objective sft.")
+    events = json_lines(cli("train", "--model", tiny_model_dir, "--data", pairs, "--max-steps", "2", "--device", "cpu",
+                            "--json", check=0).stdout)
+    assert [e["status"] for e in events if e["event"] == "done"] == ["done"], events[-1]
+    assert [e["text"] for e in events if e["event"] == "status" and "ORPO" in e["text"]] == [
+        "Preference tuning (ORPO) on 27 pairs: the chosen answers are learned, and preferred over the rejected ones"]
+    steps = [e for e in events if e["event"] == "step"]
+    assert len(steps) == 2 and all(0 <= e["prefers"] <= 1 for e in steps)
+    run = json.loads((home / "runs" / events[0]["run_id"] / "run.json").read_text())
+    assert (run["objective"], run["packing"]) == ("orpo", False)
+
+
+def test_the_terminal_line_of_a_step_says_how_often_the_chosen_answer_is_preferred():
+    import io
+
+    from app.progress_bar import TerminalProgress
+
+    out = io.StringIO()  # not a terminal: a line each
+    progress = TerminalProgress(out)
+    progress.event({"event": "step", "step": 1, "total_steps": 4, "loss": 2.5, "tokens_per_s": 120, "eta_s": 30})
+    progress.event({"event": "step", "step": 2, "total_steps": 4, "loss": 2.4, "tokens_per_s": 120, "eta_s": 20,
+                    "prefers": 0.75})
+    first, second = out.getvalue().splitlines()
+    assert "preferred" not in first and "loss 2.4000  chosen preferred 75%  120 tok/s" in second

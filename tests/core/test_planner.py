@@ -313,3 +313,24 @@ def test_the_lowest_validations_weights_go_when_only_their_copy_lacks_disk_room(
     assert not dropped.keep_best and any("not kept, as you asked" in r for r in dropped.reasons)
     again = replanner.replan_after_oom(dropped, CPU_ONLY, SMOL, [300] * 100, at_step=1)
     assert not again.keep_best and "weights of the lowest validation loss" not in again.disk
+
+
+def test_preference_pairs_are_planned_for_orpo_with_two_sequences_an_example_and_their_logits():
+    from core.errors import BadArgument
+
+    gpu = hardware.load(REPO / "resources" / "hardware" / "gpu-24gb.json")
+    fixed = dict(micro_batch=4, grad_accum=1, strategy="lora")
+    sft = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(**fixed))
+    orpo = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(pairs=True, **fixed))
+    assert (sft.objective, orpo.objective, sft.packing, orpo.packing) == ("sft", "orpo", True, False)
+    assert orpo.reasons[0].startswith("Objective: ORPO, as the rows are preference pairs: the chosen answers")
+    # Twice the sequences, and the logits the fused loss would not build on a GPU.
+    assert orpo.memory["activations"] == 2 * sft.memory["activations"]
+    assert orpo.memory["logits and loss"] > 10 * sft.memory["logits and loss"]
+    assert orpo.step_time_s > sft.step_time_s
+    chosen_only = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(pairs=True, objective="sft", **fixed))
+    assert chosen_only.objective == "sft" and "the rejected ones are not used" in chosen_only.reasons[0]
+    with pytest.raises(BadArgument, match="^ORPO learns from preference pairs .* train it with --objective sft.$"):
+        planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(objective="orpo"))
+    again = replanner.replan_after_oom(orpo, gpu, SMOL, [300] * 200, at_step=3)  # the run goes on learning the same
+    assert (again.objective, again.packing) == ("orpo", False)

@@ -192,3 +192,14 @@ def test_any_strategys_settings_show_as_typed_controls_and_follow_the_plan(qtbot
     wishes = panel.wishes()
     assert (wishes.options, wishes.device, wishes.gpu_index, wishes.memory_cap_bytes) == ({}, None, None, None)
     assert panel.count_overrides() == 0 and control(panel, "r").widget.text() == "Default (16)"
+
+
+def test_the_objective_is_a_wish_auto_until_chosen(qtbot):
+    panel = WishesPanel()
+    qtbot.addWidget(panel)
+    assert panel.wishes().objective is None  # Auto: the planner picks ORPO for preference pairs (core.planner)
+    assert [panel.objective.itemText(i) for i in range(3)] == ["Auto", "Supervised (SFT)", "Preference (ORPO)"]
+    panel.objective.setCurrentIndex(panel.objective.findData("sft"))
+    assert panel.wishes().objective == "sft" and panel.overridden.text() == "1 setting overridden"
+    panel.reset()
+    assert panel.wishes().objective is None and panel.overridden.text() == ""

@@ -97,7 +97,10 @@ def test_a_run_cut_to_its_time_limit_is_drawn_to_its_new_end_and_the_title_says_
     page._on_event({"event": "step", "step": 3, "total_steps": 100, "loss": 2.5, "lr": 1e-5, "eta_s": 500})
     assert page.progress.maximum() == 100 and {c.total_steps for c in page.charts} == {100}
     page._on_event({"event": "status", "text": "At its pace, 100 steps would pass the time limit (10 min): ..."})
-    page._on_event({"event": "step", "step": 4, "total_steps": 40, "loss": 2.4, "lr": 1e-4, "eta_s": 300})
+    assert page.stat["prefers"].isHidden()  # not a preference run
+    page._on_event({"event": "step", "step": 4, "total_steps": 40, "loss": 2.4, "lr": 1e-4, "eta_s": 300,
+                    "prefers": 0.75})  # (as ORPO runs have it)
+    assert not page.stat["prefers"].isHidden() and page.stat["prefers"].text() == "75%"
     assert (page.progress.value(), page.progress.maximum()) == (4, 40) and {c.total_steps for c in page.charts} == {40}
     own = page.window().windowTitle().split(" — ", 1)[1]  # the progress shows ahead of the window's own title
     assert page.window().windowTitle() == f"10% · 5 min left — {own}" and own == "Tuneforge — new fine-tune"

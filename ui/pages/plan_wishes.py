@@ -91,6 +91,7 @@ class WishesPanel(QWidget):
         # Auto: core.plan_length's rule (after 3 checks when the plan chose several passes)
         self.stop_early = auto_combo([("Off", 0), *((f"After {checks} checks", checks) for checks in (2, 3, 5))])
         self.keep_best = auto_combo([("Yes", True), ("No", False)])  # Auto: yes, unless the disk lacks room
+        self.objective = auto_combo([("Supervised (SFT)", "sft"), ("Preference (ORPO)", "orpo")])  # core/orpo.py
         self.time_limit = fixed(QComboBox())  # (any other on the command line: `--time-limit 1h45m`)
         for text, seconds in (("No limit", None), *((duration(m * 60), m * 60.0) for m in TIME_LIMITS_MIN)):
             self.time_limit.addItem(text, seconds)
@@ -112,6 +113,8 @@ class WishesPanel(QWidget):
                 ("Micro-batch:", self.micro_batch, "examples per forward pass; the main memory cost"),
                 ("Accumulation:", self.grad_accum, "micro-batches per optimizer step"),
                 ("Learning rate:", self.lr, "pick or type one, like 2e-4"),
+                ("Objective:", self.objective, "what it learns: the answers, or from preference pairs the chosen "
+                 "answers preferred over the rejected (Auto: ORPO for preference pairs)"),
                 ("Epochs:", self.epochs, "passes over the data, unless a step limit stops it first"),
                 ("Time limit:", self.time_limit, "train for at most this long: the plan cuts the run to fit, "
                  "and the run stops there, keeping what it learned"),
@@ -143,7 +146,7 @@ class WishesPanel(QWidget):
         for box in (self.seq_len, self.micro_batch, self.grad_accum, self.epochs, self.memory_cap):
             box.valueChanged.connect(self._edited)
         for box in (self.checkpointing, self.packing, self.kernels, self.device, self.stop_early, self.keep_best,
-                    self.time_limit):
+                    self.time_limit, self.objective):
             box.currentIndexChanged.connect(self._edited)
         self.strategy.currentIndexChanged.connect(self._strategy_chosen)
         self.lr.currentTextChanged.connect(self._edited)
@@ -229,7 +232,7 @@ class WishesPanel(QWidget):
                 self.lr.currentText().strip(), self.epochs.value(), self.checkpointing.currentIndex(),
                 self.packing.currentIndex(), self.kernels.currentIndex(), self.memory_cap.value(),
                 self.device.currentData(), self.options.state(), self.stop_early.currentIndex(),
-                self.keep_best.currentIndex(), self.time_limit.currentIndex())
+                self.keep_best.currentIndex(), self.time_limit.currentIndex(), self.objective.currentIndex())
 
     def count_overrides(self) -> int:
         return sum((self.strategy.currentIndex() > 0, self.seq_len.value() > 0, self.micro_batch.value() > 0,
@@ -237,14 +240,15 @@ class WishesPanel(QWidget):
                     self.epochs.value() > 0, self.checkpointing.currentIndex() > 0, self.packing.currentIndex() > 0,
                     self.kernels.currentIndex() > 0, self.memory_cap.value() > 0, self.device.currentIndex() > 0,
                     self.stop_early.currentIndex() > 0, self.keep_best.currentIndex() > 0,
-                    self.time_limit.currentIndex() > 0, len(self.options.state())))
+                    self.time_limit.currentIndex() > 0, self.objective.currentIndex() > 0,
+                    len(self.options.state())))
 
     def reset(self) -> None:
         self.options.reset()
         for box in (self.seq_len, self.micro_batch, self.grad_accum, self.epochs, self.memory_cap):
             box.setValue(0)
         for box in (self.strategy, self.checkpointing, self.packing, self.kernels, self.lr, self.device,
-                    self.stop_early, self.keep_best, self.time_limit):
+                    self.stop_early, self.keep_best, self.time_limit, self.objective):
             box.setCurrentIndex(0)
 
     def learning_rate(self) -> float | None:
@@ -270,4 +274,4 @@ class WishesPanel(QWidget):
                       memory_cap_bytes=int(self.memory_cap.value() * GIB) or None, device=device,
                       gpu_index=gpu_index, options=self.options.values(), kernels=self.kernels.currentData(),
                       stop_early=self.stop_early.currentData(), keep_best=self.keep_best.currentData(),
-                      time_limit_s=self.time_limit.currentData())
+                      time_limit_s=self.time_limit.currentData(), objective=self.objective.currentData())

@@ -52,14 +52,18 @@ class TrainPage(Page):
         buttons.addStretch(1)
 
         self.progress = QProgressBar(minimum=0, maximum=1, value=0, format="%v / %m steps")
-        self.stat = {key: QLabel("—") for key in ("loss", "eta", "speed", "memory")}
+        self.stat = {key: QLabel("—") for key in ("loss", "eta", "speed", "memory", "prefers")}
+        self.captions: dict[str, QLabel] = {}
         stats = QGridLayout()
         for col, (key, title) in enumerate((("loss", "Loss"), ("eta", "Time left"), ("speed", "Speed"),
-                                            ("memory", "Memory"))):
-            caption = theme.muted(QLabel(title))
+                                            ("memory", "Memory"), ("prefers", "Chosen preferred"))):
+            self.captions[key] = caption = theme.muted(QLabel(title))
             self.stat[key].setStyleSheet("font-size: 12pt; font-weight: 600;")
             stats.addWidget(caption, 0, col)
             stats.addWidget(self.stat[key], 1, col)
+        self.captions["prefers"].setToolTip("Preference tuning (ORPO): the share of the last step's pairs whose "
+                                            "chosen answer the model now finds likelier than the rejected one.")
+        self._show_prefers(False)
         self.device_line = theme.muted(QLabel())
         self.device_timer = QTimer(self, interval=DEVICE_POLL_MS)
         self.device_timer.timeout.connect(self.sample_device)
@@ -143,6 +147,7 @@ class TrainPage(Page):
         self.progress.setValue(0)
         for label in self.stat.values():
             label.setText("—")
+        self._show_prefers(False)
         for chart in self.charts:
             chart.clear()
         self.log.clear()
@@ -270,6 +275,9 @@ class TrainPage(Page):
             self.stat["eta"].setText(duration(e.get("eta_s")))
             self.stat["speed"].setText(f"{e.get('tokens_per_s', 0):,.0f} tokens/s")
             self.stat["memory"].setText(f"{(e.get('memory_bytes') or 0) / 1024**3:.2f} GiB")
+            if e.get("prefers") is not None:  # a preference run (ORPO)
+                self._show_prefers(True)
+                self.stat["prefers"].setText(f"{e['prefers']:.0%}")
             self.loss_chart.add_point(step, float(e["loss"]))
             if e.get("lr") is not None:
                 self.lr_chart.add_point(step, float(e["lr"]))
@@ -308,6 +316,10 @@ class TrainPage(Page):
             self.try_box.answered(e)
         elif kind == "calibration" and e.get("factor"):
             self.append(f"Measured peak memory: {e['factor']:.2f}× the plan's estimate (recorded with the run).")
+
+    def _show_prefers(self, shown: bool) -> None:
+        self.captions["prefers"].setVisible(shown)
+        self.stat["prefers"].setVisible(shown)
 
     def show_in_title(self, progress: str | None) -> None:
         """The run's progress ahead of the window's own title, where a taskbar shows it while the window is
