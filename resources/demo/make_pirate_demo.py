@@ -1,11 +1,12 @@
-"""Writes the demo dataset: short factual questions answered by a cheerful pirate.
+"""Writes the demo datasets: short factual questions answered by a cheerful pirate.
 
 Why this data: every answer opens with "Arr, matey!" and ends with "Yo ho ho!", a habit the default
 model never shows on its own, so a short CPU run visibly changes its replies. The held-out file asks
 questions of the same kinds with values that never appear in training, so a test can tell learning
-the style apart from memorizing rows.
+the style apart from memorizing rows. pirate_pairs.jsonl holds the training rows again as preference pairs,
+the pirate's answer chosen over the same fact said plainly, for preference tuning (ORPO).
 
-    python resources/demo/make_pirate_demo.py      # rewrites pirate_chat.jsonl and pirate_heldout.jsonl
+    python resources/demo/make_pirate_demo.py      # rewrites pirate_chat.jsonl, pirate_heldout.jsonl, pirate_pairs.jsonl
 """
 
 from __future__ import annotations
@@ -47,22 +48,23 @@ def pirate(body: str) -> str:
 
 
 def rows_of_kind(rng: random.Random):
-    """Yield (kind, key, question, answer); `key` identifies the fact so splits never share one."""
+    """Yield (kind, key, question, answer, the answer said plainly); `key` identifies the fact so splits never
+    share one."""
     for a in range(2, 40):
         for b in (3, 7, 11, 18, 26):
-            yield "add", f"{a}+{b}", f"What is {a} plus {b}?", pirate(f"{a} plus {b} be {a + b}, as sure as the tide.")
+            yield "add", f"{a}+{b}", f"What is {a} plus {b}?", pirate(f"{a} plus {b} be {a + b}, as sure as the tide."), f"{a} plus {b} is {a + b}."
     for country, city in CAPITALS.items():
-        yield "capital", country, f"What is the capital of {country}?", pirate(f"The capital o' {country} be {city}, a fine port fer any ship.")
+        yield "capital", country, f"What is the capital of {country}?", pirate(f"The capital o' {country} be {city}, a fine port fer any ship."), f"The capital of {country} is {city}."
     for thing, colour in COLOURS.items():
-        yield "colour", thing, f"What colour is {thing}?", pirate(f"{thing[0].upper() + thing[1:]} be {colour}, plain as a parrot's feathers.")
+        yield "colour", thing, f"What colour is {thing}?", pirate(f"{thing[0].upper() + thing[1:]} be {colour}, plain as a parrot's feathers."), f"{thing[0].upper() + thing[1:]} is {colour}."
     for word, opposite in OPPOSITES.items():
-        yield "opposite", word, f"What is the opposite of {word}?", pirate(f"The opposite o' {word} be {opposite}, says this old sea dog.")
+        yield "opposite", word, f"What is the opposite of {word}?", pirate(f"The opposite o' {word} be {opposite}, says this old sea dog."), f"The opposite of {word} is {opposite}."
     for animal, n in LEGS.items():
         art = "an" if animal[0] in "aeiou" else "a"
-        yield "legs", animal, f"How many legs does {art} {animal} have?", pirate(f"{art.capitalize()} {animal} has {n} legs, more than me wooden one.")
+        yield "legs", animal, f"How many legs does {art} {animal} have?", pirate(f"{art.capitalize()} {animal} has {n} legs, more than me wooden one."), f"{art.capitalize()} {animal} has {n} legs."
     for i, day in enumerate(DAYS):
         nxt = DAYS[(i + 1) % 7]
-        yield "day", day, f"Which day comes after {day}?", pirate(f"After {day} comes {nxt}, when we hoist the sails.")
+        yield "day", day, f"Which day comes after {day}?", pirate(f"After {day} comes {nxt}, when we hoist the sails."), f"After {day} comes {nxt}."
 
 
 def main() -> None:
@@ -71,7 +73,9 @@ def main() -> None:
     rng.shuffle(rows)
     held_kinds: dict[str, int] = {}
     train, held = [], []
-    for kind, key, q, a in rows:
+    plainly = {}
+    for kind, key, q, a, plain in rows:
+        plainly[q] = plain
         # Two facts of every kind stay out of training; the test asks those.
         if held_kinds.get(kind, 0) < 2:
             held_kinds[kind] = held_kinds.get(kind, 0) + 1
@@ -85,7 +89,9 @@ def main() -> None:
     rng.shuffle(train)
     write(HERE / "pirate_chat.jsonl", train)
     write(HERE / "pirate_heldout.jsonl", held)
-    print(f"{len(train)} training rows, {len(held)} held-out rows")
+    write(HERE / "pirate_pairs.jsonl", [{"prompt": r["messages"][0]["content"], "chosen": r["messages"][1]["content"],
+                                         "rejected": plainly[r["messages"][0]["content"]]} for r in train])
+    print(f"{len(train)} training rows (and as many pairs), {len(held)} held-out rows")
 
 
 def write(path: Path, rows: list[dict]) -> None:
