@@ -367,11 +367,13 @@ def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int = 64, l
         model, tok = inference.load(r["model_path"], r["strategy"] if result else None, result)
         progress.update(None, f"Measuring the {which} model on {len(examples):,} rows")
         value, tokens = evaluation.loss(model, tok, examples, cfg["seq_len"], cfg.get("train_on", "assistant"))
+        pairs = evaluation.preferred(model, tok, examples, cfg["seq_len"], cfg.get("train_on", "assistant"))
         progress.update(None, f"Asking the {which} model {len(asked)} questions")
-        found[which] = value, tokens, evaluation.answers(model, tok, asked, max_new_tokens)
+        found[which] = value, tokens, evaluation.answers(model, tok, asked, max_new_tokens), pairs
         del model
     report = evaluation.Report(str(data), len(examples), found["tuned"][1], found["base"][0], found["tuned"][0],
-                               asked, found["base"][2], found["tuned"][2], r["picked"].which, r["picked"].step)
+                               asked, found["base"][2], found["tuned"][2], r["picked"].which, r["picked"].step,
+                               found["tuned"][3][1], found["base"][3][0], found["tuned"][3][0])
     with open_history() as db:  # kept with the run: measured once, seen again later
         db.add_evaluation(r["id"], report.to_dict())
     return report

@@ -56,6 +56,29 @@ def loss(model, tokenizer, examples: list[Example], seq_len: int, train_on: str 
         model.train(was_training)
 
 
+def preferred(model, tokenizer, examples: list[Example], seq_len: int, train_on: str = "assistant") -> tuple[int, int]:
+    """(pairs whose chosen answer the model finds likelier than the rejected one, pairs measured) over the
+    preference pairs among `examples`: each side's mean log-probability per answer token, as ORPO compares them."""
+    import torch
+
+    from core import orpo
+
+    rows = [e for e in examples if e.rejected]
+    pairs = orpo.Pairs(tokenize.encode_all(rows, tokenizer, seq_len, train_on),
+                       tokenize.encode_all(orpo.Rejected(rows), tokenizer, seq_len, train_on))
+    pad_id, right = tokenize.pad_id_of(tokenizer), 0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i in range(0, len(pairs), BATCH):
+                batch = orpo.collate([pairs[k] for k in range(i, min(i + BATCH, len(pairs)))], pad_id)
+                right += orpo.loss(model, {k: v.to(model.device) for k, v in batch.items()}, 1, 1, 0.0)[1]
+    finally:
+        model.train(was_training)
+    return right, len(pairs)
+
+
 def questions(examples: list[Example], limit: int) -> list[Question]:
     """The first `limit` chat rows that end in an answer, as questions to ask."""
     found = []
@@ -95,6 +118,9 @@ class Report:
     tuned_answers: list[str]
     weights: str = "last"  # which of the run's weights were measured (core.results: last, or best)
     step: int | None = None  # the step those weights are from
+    pairs: int = 0  # preference pairs among the rows (chosen and rejected answers; core/orpo.py)...
+    base_preferred: int = 0  # ...whose chosen answer the base model finds likelier than the rejected one
+    tuned_preferred: int = 0  # ...and the tuned model
 
     def summary(self) -> str:
         if self.base_loss is None or self.tuned_loss is None:
@@ -104,10 +130,14 @@ class Report:
                    f"the tuned model finds the expected answers less likely than the base ({ratio:.2f}× per token)")
         which = f" (the weights of step {self.step}, lowest validation loss)" if self.weights == "best" else ""
         return (f"{self.data}: {self.rows:,} rows, {self.tokens:,} answer tokens; loss {self.base_loss:.4f} with the "
-                f"base model, {self.tuned_loss:.4f} tuned{which}: {verdict}.")
+                f"base model, {self.tuned_loss:.4f} tuned{which}: {verdict}."
+                + (f" The chosen answer is the likelier in {self.tuned_preferred} of {self.pairs} preference pairs "
+                   f"tuned, {self.base_preferred} with the base." if self.pairs else ""))
 
     def to_dict(self) -> dict:
         return {"data": self.data, "rows": self.rows, "tokens": self.tokens, "base_loss": self.base_loss,
                 "tuned_loss": self.tuned_loss, "summary": self.summary(), "weights": self.weights, "step": self.step,
+                **({"pairs": self.pairs, "base_preferred": self.base_preferred, "tuned_preferred": self.tuned_preferred}
+                   if self.pairs else {}),
                 "answers": [{"source": q.source, "prompt": q.prompt, "expected": q.expected, "base": b, "tuned": t}
                             for q, b, t in zip(self.asked, self.base_answers, self.tuned_answers)]}

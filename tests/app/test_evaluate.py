@@ -120,3 +120,30 @@ def test_questions_are_the_last_user_turns_before_an_answer():
     assert (first.source, first.system, first.prompt, first.expected) == ("f:1", "Be a pirate.", "Gold?", "Buried")
     assert first.history == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Arr"}]
     assert (second.source, second.system, second.history, second.prompt) == ("f:4", None, [], "Ship?")
+
+
+def test_preference_pairs_are_counted_by_which_answer_each_model_finds_likelier(in_home, tmp_path):
+    """Held-out preference pairs: besides the chosen answers' loss, how many pairs each model prefers the right way,
+    each side's mean log-probability per answer token compared (as ORPO compares them), checked here by hand."""
+    import torch
+
+    rows = [json.loads(line)["messages"] for line in HELDOUT.read_text().splitlines()]
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": m[0]["content"], "chosen": m[1]["content"],
+                                         "rejected": "I do not know."}) + "\n" for m in rows))
+    report = ops.evaluate_run(in_home, str(pairs), asks=0)
+    run = ops.get_run(in_home)
+    examples = ops.read_dataset(str(pairs), None, None, "skip").examples
+    for which, (model, tok) in (("base", inference.load(run["model_path"])),
+                                ("tuned", inference.load(run["model_path"], "lora", f"{run['run_dir']}/result"))):
+        def mean_logp(messages) -> float:
+            row = evaluation.tokenize.encode(Example(messages), tok, run["config"]["seq_len"])
+            with torch.no_grad():
+                logps = torch.log_softmax(model(input_ids=torch.tensor([row.input_ids])).logits[0, :-1].float(), -1)
+            picked = [logps[k, t] for k, t in enumerate(row.labels[1:]) if t != -100]
+            return float(sum(picked) / len(picked))
+        right = sum(mean_logp(e.messages) > mean_logp(e.rejected) for e in examples)
+        assert getattr(report, f"{which}_preferred") == right
+    assert report.pairs == len(rows) and report.to_dict()["pairs"] == len(rows)
+    assert report.summary().endswith(f"The chosen answer is the likelier in {report.tuned_preferred} of {len(rows)} "
+                                     f"preference pairs tuned, {report.base_preferred} with the base.")
