@@ -4,9 +4,10 @@ Why this data: every answer opens with "Arr, matey!" and ends with "Yo ho ho!", 
 model never shows on its own, so a short CPU run visibly changes its replies. The held-out file asks
 questions of the same kinds with values that never appear in training, so a test can tell learning
 the style apart from memorizing rows. pirate_pairs.jsonl holds the training rows again as preference pairs,
-the pirate's answer chosen over the same fact said plainly, for preference tuning (ORPO).
+the pirate's answer chosen over the same fact said plainly, for preference tuning (ORPO), and
+pirate_pairs_heldout.jsonl the held-out ones.
 
-    python resources/demo/make_pirate_demo.py      # rewrites pirate_chat.jsonl, pirate_heldout.jsonl, pirate_pairs.jsonl
+    python resources/demo/make_pirate_demo.py      # rewrites all four
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ def main() -> None:
     rng.shuffle(train)
     write(HERE / "pirate_chat.jsonl", train)
     write(HERE / "pirate_heldout.jsonl", held)
-    write(HERE / "pirate_pairs.jsonl", [{"prompt": r["messages"][0]["content"], "chosen": r["messages"][1]["content"],
-                                         "rejected": plainly[r["messages"][0]["content"]]} for r in train])
+    for name, rows in (("pirate_pairs.jsonl", train), ("pirate_pairs_heldout.jsonl", held)):
+        write(HERE / name, [{"prompt": r["messages"][0]["content"], "chosen": r["messages"][1]["content"],
+                             "rejected": plainly[r["messages"][0]["content"]]} for r in rows])
     print(f"{len(train)} training rows (and as many pairs), {len(held)} held-out rows")
 
 
