@@ -9,6 +9,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from app import paths
+from tests.conftest import REPO
 from ui.wizard import TITLE
 
 
@@ -110,6 +111,17 @@ def test_plan_page_shows_reasons_memory_and_a_step_limit(make_wizard, advance, q
     assert wizard.session.bundle is None
     page.status.button.click()
     qtbot.waitUntil(page.isComplete, timeout=20000)
+
+
+def test_preference_pairs_are_planned_for_orpo_and_the_page_says_so(make_wizard, advance, qtbot, tiny_model_dir):
+    pairs = REPO / "resources" / "demo" / "pirate_pairs.jsonl"
+    wizard = make_wizard(model=str(tiny_model_dir), data=str(pairs))
+    advance(wizard)
+    page = advance(wizard)
+    qtbot.waitUntil(page.isComplete, timeout=20000)
+    assert page.labels["strategy"].text() == "lora, preference tuning (ORPO)"
+    assert "Objective: ORPO, as the rows are preference pairs" in page.reasons.text()
+    assert wizard.session.bundle.plan.objective == "orpo"
 
 
 def test_run_app_shows_the_wizard_and_returns_when_it_closes(home, default_model_dir, qapp):

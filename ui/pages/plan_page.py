@@ -182,7 +182,8 @@ class PlanPage(Page):
         self.status.stop()
         self.advanced.show_plan(bundle)  # the planned strategy's settings while Strategy is Auto; this machine's GPUs
         p = bundle.plan
-        self.labels["strategy"].setText(p.strategy + ("" if p.strategy_built else " (not built yet)"))
+        self.labels["strategy"].setText(p.strategy + ("" if p.strategy_built else " (not built yet)")
+                                        + (", preference tuning (ORPO)" if p.objective == "orpo" else ""))
         self.labels["settings"].setText(", ".join([setting_text(k, v) for k, v in p.options.items()]
                                                   + [f"optimizer {p.optimizer}"]))
         self.labels["settings"].setToolTip(settings_help(p.strategy, p.options))
