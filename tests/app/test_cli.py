@@ -296,6 +296,10 @@ def test_preference_pairs_train_with_orpo_unless_asked_otherwise(cli, cli_here, 
         for i in range(30)])
     plan = json.loads(cli_here("plan", "--model", tiny_model_dir, "--data", pairs, "--json", check=0).stdout)["plan"]
     assert (plan["objective"], plan["packing"]) == ("orpo", False)
+    shown = json.loads(cli_here("data", "inspect", pairs, "--model", tiny_model_dir, "--json", check=0).stdout)
+    assert [r["source"] for r in shown["preview_rows"][:3]] == ["pairs.jsonl:1", "pairs.jsonl:1, its rejected answer",
+                                                                "pairs.jsonl:2"]
+    assert "«0, matey!" in shown["preview_rows"][0]["text"] and "«1." in shown["preview_rows"][1]["text"]
     plan = json.loads(cli_here("plan", "--model", tiny_model_dir, "--data", pairs, "--objective", "sft", "--json",
                                check=0).stdout)["plan"]
     assert (plan["objective"], plan["packing"]) == ("sft", True)
