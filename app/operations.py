@@ -85,7 +85,8 @@ def inspect_data(path: str, model: str | None = None, seq_len: int | None = None
         rows = found["preview"]
         if ds.format == preference.NAME:  # the first pair's other side, right after its chosen one
             other = token_report.token_report(orpo.Rejected(ds.examples[:1]), tok, seq_len=seq_len, preview_rows=1)
-            rows = rows[:1] + [dict(r, source=f"{r['source']}, its rejected answer") for r in other["preview"]] + rows[1:]
+            rejected = [dict(r, source=f"{r['source']}, its rejected answer") for r in other["preview"]]
+            rows = rows[:1] + rejected + rows[1:]
         report["preview_rows"] = [dict(row, text=token_report.marked_text(row["segments"])) for row in rows]
         first = ds.examples[0]
         report["preview"] = (tokenize.render_chat(tok, first.messages) if first.messages else first.text)[:2000]
