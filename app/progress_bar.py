@@ -67,7 +67,9 @@ class TerminalProgress:
             self._fraction(e["fraction"], e.get("text", ""))
         elif kind == "eval":
             self.note(f"validation loss at step {e['step']}: {e['loss']:.4f}"
-                      + (" (the lowest so far)" if e.get("lowest") else ""))
+                      + (" (the lowest so far)" if e.get("lowest") else "")
+                      + (f"; chosen preferred in {e['prefers']:.0%} of the validation pairs"
+                         if e.get("prefers") is not None else ""))
         elif kind in ("status", "error"):
             self.note(e.get("text", ""))
         elif kind == "replan":

@@ -56,27 +56,39 @@ def loss(model, tokenizer, examples: list[Example], seq_len: int, train_on: str 
         model.train(was_training)
 
 
-def preferred(model, tokenizer, examples: list[Example], seq_len: int, train_on: str = "assistant") -> tuple[int, int]:
-    """(pairs whose chosen answer the model finds likelier than the rejected one, pairs measured) over the
-    preference pairs among `examples`: each side's mean log-probability per answer token, as ORPO compares them."""
+def pair_scores(model, pairs, pad_id: int, batch: int = BATCH, device=None) -> tuple[float | None, int, int]:
+    """(the chosen answers' loss per trained token, as mean_loss counts it; pairs whose chosen answer the model
+    finds likelier than the rejected one, each side's mean log-probability per answer token compared as ORPO
+    compares them; pairs) over preference pairs (core.orpo.Pairs), one forward pass for both."""
     import torch
 
+    from core import orpo
+
+    total, count, right = 0.0, 0, 0
+    with torch.no_grad():
+        for i in range(0, len(pairs), batch):
+            rows = orpo.collate([pairs[k] for k in range(i, min(i + batch, len(pairs)))], pad_id)
+            rows = {k: v.to(device or model.device) for k, v in rows.items()}
+            nll, ratio = orpo.scores(model, rows)
+            total, count = total + float(nll[: len(ratio)].sum()), count + orpo.chosen_tokens(rows)
+            right += int((ratio > 0).sum())
+    return (total / count if count else None), right, len(pairs)
+
+
+def preferred(model, tokenizer, examples: list[Example], seq_len: int, train_on: str = "assistant") -> tuple[int, int]:
+    """(pairs whose chosen answer the model finds likelier, pairs measured) over the preference pairs among
+    `examples` (pair_scores)."""
     from core import orpo
 
     rows = [e for e in examples if e.rejected]
     pairs = orpo.Pairs(tokenize.encode_all(rows, tokenizer, seq_len, train_on),
                        tokenize.encode_all(orpo.Rejected(rows), tokenizer, seq_len, train_on))
-    pad_id, right = tokenize.pad_id_of(tokenizer), 0
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            for i in range(0, len(pairs), BATCH):
-                batch = orpo.collate([pairs[k] for k in range(i, min(i + BATCH, len(pairs)))], pad_id)
-                right += orpo.loss(model, {k: v.to(model.device) for k, v in batch.items()}, 1, 1, 0.0)[1]
+        return pair_scores(model, pairs, tokenize.pad_id_of(tokenizer))[1:]
     finally:
         model.train(was_training)
-    return right, len(pairs)
 
 
 def questions(examples: list[Example], limit: int) -> list[Question]:

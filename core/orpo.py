@@ -71,8 +71,9 @@ def chosen_tokens(batch: dict) -> int:
     return int((labels[: len(labels) // 2, 1:] != tokenize.IGNORE).sum())
 
 
-def loss(model, batch: dict, chosen_total: int, pairs_total: int, beta: float):
-    """(this micro-batch's share of the step's ORPO loss, how many of its pairs the model prefers the right way)."""
+def scores(model, batch: dict):
+    """(each row's summed NLL over its answer tokens, each pair's log-odds ratio of chosen over rejected) for a
+    micro-batch of pairs, from one forward pass."""
     import torch
     import torch.nn.functional as F
 
@@ -85,6 +86,13 @@ def loss(model, batch: dict, chosen_total: int, pairs_total: int, beta: float):
     # log odds = log p - log(1 - p), with p = exp(mean_logp) < 1: log(1 - p) = log(-expm1(mean_logp)).
     log_odds = mean_logp - torch.log(-torch.expm1(mean_logp.clamp(max=-1e-6)))
     half = len(labels) // 2
-    ratio = log_odds[:half] - log_odds[half:]
-    total = nll[:half].sum() / max(1, chosen_total) - beta * F.logsigmoid(ratio).sum() / max(1, pairs_total)
+    return nll, log_odds[:half] - log_odds[half:]
+
+
+def loss(model, batch: dict, chosen_total: int, pairs_total: int, beta: float):
+    """(this micro-batch's share of the step's ORPO loss, how many of its pairs the model prefers the right way)."""
+    import torch.nn.functional as F
+
+    nll, ratio = scores(model, batch)
+    total = nll[: len(ratio)].sum() / max(1, chosen_total) - beta * F.logsigmoid(ratio).sum() / max(1, pairs_total)
     return total, int((ratio > 0).sum())

@@ -131,6 +131,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
     train_set = token_cache.encode_all_cached(train_rows, tok, cfg.seq_len, cfg.train_on, cache, data.digest,
                                               on_progress=tokenizing)
     eval_set = tokenize.encode_all(eval_rows, tok, cfg.seq_len, cfg.train_on)
+    eval_tokens = sum(len(e.input_ids) for e in eval_set)  # (one side of each pair: a check's cost, roughly)
     if not len(train_set):
         raise KnownError(f"{cfg.data_path}: no example has a trained token within {cfg.seq_len} tokens; "
                          "raise the sequence length.")
@@ -139,6 +140,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         rejected = token_cache.encode_all_cached(orpo.Rejected(train_rows), tok, cfg.seq_len, cfg.train_on, cache,
                                                  data.digest + ":rejected")
         pairs = orpo.Pairs(train_set, rejected)
+        eval_set = orpo.Pairs(eval_set, tokenize.encode_all(orpo.Rejected(eval_rows), tok, cfg.seq_len, cfg.train_on))
         if not len(pairs):
             raise KnownError(f"{cfg.data_path}: no row is a preference pair whose answers both fit {cfg.seq_len} "
                              "tokens; give preference pairs (chosen and rejected), or raise the sequence length.")
@@ -246,7 +248,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         if step - first_step == PACE_STEPS and step < total and left < float("inf"):
             pace = stepping / (PACE_STEPS - 1)
             # No check measured yet: about half a step's time for its tokens (a forward pass, no backward).
-            check_s = pace * sum(len(e.input_ids) for e in eval_set) / max(1, tokens) / 2
+            check_s = pace * eval_tokens * (2 if pairs is not None else 1) / max(1, tokens) / 2
             total, eval_every = cut_to_limit(cfg, db, emit, session, total, plan_length.steps_within(
                 left, pace, check_s, cfg.eval_every or None))
         checked = None
@@ -338,7 +340,8 @@ def run_eval(cfg, db, emit, session, eval_set, pad_id, step, watch, last: bool =
         db.add_metric(cfg.run_id, step, "eval", value)
         db.update_run(cfg.run_id, eval_loss=value)
         lowest = watch.check(session, step, value, last=last)
-        emit("eval", step=step, loss=round(value, 5), lowest=lowest)
+        emit("eval", step=step, loss=round(value, 5), lowest=lowest,
+             **({"prefers": round(session.eval_prefers, 3)} if session.eval_prefers is not None else {}))
     return value
 
 

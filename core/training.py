@@ -129,7 +129,8 @@ class Session:
         if total_steps is not None:
             self.schedule(total_steps)
         self.step_index = 0  # optimizer steps done
-        self.prefers: float | None = None  # ORPO: share of the last step's pairs preferred the right way
+        self.prefers: float | None = None  # ORPO: share of the last step's pairs preferred the right way...
+        self.eval_prefers: float | None = None  # ...and of the validation pairs at the last check
         self._written = [0, 0]  # spill bytes written: before the last step, after it
 
     def _start_folder(self) -> Path | None:
@@ -259,13 +260,19 @@ class Session:
         return stats
 
     def evaluate(self, examples, pad_id: int) -> float | None:
-        """Loss per trained token over `examples` (None when there are none)."""
+        """Loss per trained token over `examples` (None when there are none); over preference pairs
+        (core.orpo.Pairs) the chosen answers', with the share of pairs preferred the right way in `eval_prefers`."""
         from core import evaluation
 
-        if not examples:
+        if not len(examples):
             return None
         self.model.eval()
-        value, _ = evaluation.mean_loss(self.model, examples, pad_id, self.cfg.micro_batch, self.device)
+        if isinstance(examples, orpo.Pairs):
+            value, right, pairs = evaluation.pair_scores(self.model, examples, pad_id, self.cfg.micro_batch,
+                                                         self.device)
+            self.eval_prefers = right / pairs
+        else:
+            value, _ = evaluation.mean_loss(self.model, examples, pad_id, self.cfg.micro_batch, self.device)
         self.model.train()
         return value
 

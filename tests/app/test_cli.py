@@ -312,6 +312,8 @@ def test_preference_pairs_train_with_orpo_unless_asked_otherwise(cli, cli_here, 
         "Preference tuning (ORPO) on 27 pairs: the chosen answers are learned, and preferred over the rejected ones"]
     steps = [e for e in events if e["event"] == "step"]
     assert len(steps) == 2 and all(0 <= e["prefers"] <= 1 for e in steps)
+    checks = [e for e in events if e["event"] == "eval"]  # on the 3 held-out pairs: thirds
+    assert checks and all(e["prefers"] in (0, 0.333, 0.667, 1) for e in checks)
     run = json.loads((home / "runs" / events[0]["run_id"] / "run.json").read_text())
     assert (run["objective"], run["packing"]) == ("orpo", False)
 
@@ -326,5 +328,8 @@ def test_the_terminal_line_of_a_step_says_how_often_the_chosen_answer_is_preferr
     progress.event({"event": "step", "step": 1, "total_steps": 4, "loss": 2.5, "tokens_per_s": 120, "eta_s": 30})
     progress.event({"event": "step", "step": 2, "total_steps": 4, "loss": 2.4, "tokens_per_s": 120, "eta_s": 20,
                     "prefers": 0.75})
-    first, second = out.getvalue().splitlines()
+    progress.event({"event": "eval", "step": 2, "loss": 2.3, "lowest": True, "prefers": 0.5})
+    first, second, check = out.getvalue().splitlines()
     assert "preferred" not in first and "loss 2.4000  chosen preferred 75%  120 tok/s" in second
+    assert check.endswith("validation loss at step 2: 2.3000 (the lowest so far); chosen preferred in 50% of the "
+                          "validation pairs")

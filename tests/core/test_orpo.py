@@ -120,3 +120,18 @@ def test_training_comes_to_prefer_the_chosen_answers_more_than_learning_them_alo
                           for c in chosen])
         margins[objective] = margin(session.model, data)
     assert margins["orpo"] > before + 0.1 and margins["orpo"] > 1.5 * margins["sft"]
+
+
+def test_a_validation_check_on_pairs_is_the_chosen_answers_loss_and_the_share_preferred(model_dir, tmp_path):
+    session = training.Session(config(tmp_path, model_dir), 3)
+    data = pairs(4)
+    value = session.evaluate(data, 0)
+    assert value == pytest.approx(session.evaluate([data[i][0] for i in range(4)], 0), rel=1e-6)
+    odds = []
+    for i in range(4):
+        nll, _ = by_hand(session.model, data[i], 0.0)
+        nll_rejected, _ = by_hand(session.model, data[i][::-1], 0.0)
+        means = [-nll / sum(t != IGNORE for t in data[i][0].labels[1:]),
+                 -nll_rejected / sum(t != IGNORE for t in data[i][1].labels[1:])]
+        odds.append(means[0] > means[1])  # log odds rise with the mean log-probability
+    assert session.eval_prefers == sum(odds) / 4

@@ -289,7 +289,9 @@ class TrainPage(Page):
         elif kind == "eval":
             self.loss_chart.add_eval(int(e["step"]), float(e["loss"]))
             self.append(f"Validation loss at step {e['step']}: {e['loss']:.4f}"
-                        + (" (the lowest so far)" if e.get("lowest") else ""))
+                        + (" (the lowest so far)" if e.get("lowest") else "")
+                        + (f"; chosen preferred in {e['prefers']:.0%} of the validation pairs"
+                           if e.get("prefers") is not None else ""))
             self._watch_validation(e)
         elif kind == "checkpoint":
             self.append(f"Checkpoint saved at step {e['step']}.")
