@@ -90,9 +90,12 @@ def scores(model, batch: dict):
 
 
 def loss(model, batch: dict, chosen_total: int, pairs_total: int, beta: float):
-    """(this micro-batch's share of the step's ORPO loss, how many of its pairs the model prefers the right way)."""
+    """(this micro-batch's share of the step's ORPO loss, its share of the chosen answers' NLL alone, how many of
+    its pairs the model prefers the right way). The NLL alone is what a run reports as its training loss: the
+    same measure as its validation loss, so the two curves compare (the odds term shows in `prefers`)."""
     import torch.nn.functional as F
 
     nll, ratio = scores(model, batch)
-    total = nll[: len(ratio)].sum() / max(1, chosen_total) - beta * F.logsigmoid(ratio).sum() / max(1, pairs_total)
-    return total, int((ratio > 0).sum())
+    chosen = nll[: len(ratio)].sum() / max(1, chosen_total)
+    total = chosen - beta * F.logsigmoid(ratio).sum() / max(1, pairs_total)
+    return total, float(chosen.detach()), int((ratio > 0).sum())

@@ -185,7 +185,8 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
          eval_examples=len(eval_set), trainable_params=session.trainable_count, device=device.type,
          precision=precision, strategy=cfg.strategy, options=settings.to_dict(session.options),
          sequences=len(items), packed=collate is packing.collate,
-         tokens_per_epoch=train_set.total_tokens(), kernels=list(_active_kernels),
+         tokens_per_epoch=train_set.total_tokens() + (pairs.rejected.total_tokens() if pairs is not None else 0),
+         kernels=list(_active_kernels),
          placement=session.placement, gpu_index=cfg.plan.get("gpu_index"))
     where = "; ".join(f"{part} on {place}" for part, place in session.placement.items())
     if where:  # kept in the history with the run, and shown in the log

@@ -200,17 +200,18 @@ class Session:
         return loss_sum, tokens, note
 
     def _orpo_step(self, batches: list[dict]) -> float:
-        """Forward and backward of each micro-batch of preference pairs with ORPO's loss (core/orpo.py); the share
-        of the step's pairs the model now prefers the right way is kept in `prefers`."""
+        """Forward and backward of each micro-batch of preference pairs with ORPO's loss (core/orpo.py); returns
+        the chosen answers' NLL (the validation loss's measure), and keeps the share of the step's pairs the model
+        now prefers the right way in `prefers`."""
         chosen, pairs = sum(orpo.chosen_tokens(b) for b in batches), sum(len(b["labels"]) // 2 for b in batches)
         loss_sum, right = 0.0, 0
         for i, batch in enumerate(batches):
             if hasattr(self.optimizer, "last_micro_batch"):
                 self.optimizer.last_micro_batch = i == len(batches) - 1
             with self._saved_activations():
-                loss, preferred = orpo.loss(self.model, batch, chosen, pairs, self.cfg.orpo_beta)
+                loss, nll, preferred = orpo.loss(self.model, batch, chosen, pairs, self.cfg.orpo_beta)
             loss.backward()
-            loss_sum, right = loss_sum + float(loss.detach()), right + preferred
+            loss_sum, right = loss_sum + nll, right + preferred
         self.prefers = right / max(1, pairs)
         return loss_sum
 

@@ -65,9 +65,10 @@ def test_the_loss_is_the_papers_formula_over_a_padded_batch(model_dir):
     chosen = orpo.chosen_tokens(batch)
     assert chosen == sum(sum(t != IGNORE for t in data[i][0].labels[1:]) for i in range(4))
     with torch.no_grad():
-        got, preferred = orpo.loss(model, batch, chosen, 4, beta=0.25)
+        got, nll, preferred = orpo.loss(model, batch, chosen, 4, beta=0.25)
     parts = [by_hand(model, data[i], 0.25) for i in range(4)]
-    assert float(got) == pytest.approx(sum(n for n, _ in parts) / chosen + sum(o for _, o in parts) / 4, rel=1e-5)
+    assert nll == pytest.approx(sum(n for n, _ in parts) / chosen, rel=1e-5)  # what the run reports as its loss
+    assert float(got) == pytest.approx(nll + sum(o for _, o in parts) / 4, rel=1e-5)
     assert 0 <= preferred <= 4
 
 
@@ -78,14 +79,17 @@ def test_pairs_match_their_sides_by_source_and_skip_rows_one_side_lost():
                                                                                            ("a:3", "a:3")]
 
 
-def test_a_steps_loss_does_not_depend_on_how_it_is_cut_into_micro_batches(model_dir, tmp_path):
+def test_a_step_does_not_depend_on_how_it_is_cut_into_micro_batches(model_dir, tmp_path):
     data = pairs()
-    losses = []
+    losses, weights = [], []
     for micro, accum in ((4, 1), (2, 2), (1, 4)):
-        session = training.Session(config(tmp_path, model_dir, micro_batch=micro, grad_accum=accum), 3)
+        session = training.Session(config(tmp_path, model_dir, micro_batch=micro, grad_accum=accum, orpo_beta=1.0), 3)
         idx = training.batches_for_step(0, session.cfg, len(data))
         losses.append(session.step([orpo.collate([data[i] for i in b], 0) for b in idx])[0])
+        weights.append([p.detach().clone() for p in session.params])
     assert losses == pytest.approx([losses[0]] * 3, rel=1e-5)
+    for other in weights[1:]:  # the same update: both terms of the loss are normalised by the whole step
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(weights[0], other))
 
 
 def margin(model, data: orpo.Pairs) -> float:
