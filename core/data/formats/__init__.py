@@ -8,8 +8,9 @@ turns left out.
 
 from core.data.formats import alpaca, messages, preference, prompt_completion, sharegpt, text
 
-# Preference pairs before prompt/completion: a pair that also has, say, question and answer columns is a pair.
-FORMATS = {m.NAME: m for m in (messages, sharegpt, alpaca, preference, prompt_completion, text)}
+# Preference pairs first: a pair that also has other schemas' columns is still a pair (H4's UltraFeedback repeats
+# the chosen conversation as `messages`; orca_dpo_pairs has a `question`).
+FORMATS = {m.NAME: m for m in (preference, messages, sharegpt, alpaca, prompt_completion, text)}
 
 
 def detect(row: dict) -> str | None:

@@ -70,6 +70,13 @@ def test_a_bad_preference_pair_is_a_located_problem(tmp_path, row, problem):
     assert ds.examples[0].rejected == [CHAT[0], {"role": "assistant", "content": "go away"}]
 
 
+def test_a_preference_pair_with_the_chosen_conversation_as_messages_too_is_a_pair(tmp_path):
+    worse = [CHAT[0], {"role": "assistant", "content": "go away"}]
+    row = {"prompt": "hi", "chosen": CHAT, "rejected": worse, "messages": CHAT, "score_chosen": 8.0}  # as H4 has it
+    ds = dataset.load(write_jsonl(tmp_path / "d.jsonl", [row]))
+    assert (ds.format, ds.examples[0].messages, ds.examples[0].rejected) == ("preference", CHAT, worse)
+
+
 def test_tool_turns_are_dropped_with_a_warning_not_a_problem(tmp_path):
     sharegpt = {"conversations": [{"from": "human", "value": "hi"}, {"from": "function_call", "value": "{}"},
                                   {"from": "observation", "value": "42"}, {"from": "gpt", "value": "hello"}]}
