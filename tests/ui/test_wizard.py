@@ -120,6 +120,7 @@ def test_preference_pairs_are_planned_for_orpo_and_the_page_says_so(make_wizard,
     page = advance(wizard)
     qtbot.waitUntil(page.isComplete, timeout=20000)
     assert page.labels["strategy"].text() == "lora, preference tuning (ORPO)"
+    assert page.labels["batch"].text().startswith(f"{wizard.session.bundle.plan.micro_batch} pairs × ")
     assert "Objective: ORPO, as the rows are preference pairs" in page.reasons.text()
     assert wizard.session.bundle.plan.objective == "orpo"
 

@@ -15,7 +15,7 @@ from core.data.token_stats import length_stats
 from core.errors import KnownError
 from core.history import NAME_MAX
 from core.plan_text import length_note, size_text
-from core.words import duration
+from core.words import counted, duration
 from ui.charts import LengthHistogram, MemoryBar
 from ui.error_panel import ErrorPanel
 from ui.pages.base import BusyLine, Page, Session
@@ -197,8 +197,8 @@ class PlanPage(Page):
                 f"not have, so Next waits until you plan for “{THIS_MACHINE}” again.", kind="info")
         else:
             self.what_if_note.clear()
-        self.labels["batch"].setText(f"{p.micro_batch} example{'s' if p.micro_batch > 1 else ''} × "
-                                     f"{p.grad_accum} accumulation = "
+        unit = "pair" if p.objective == "orpo" else "example"  # (a pair is two sequences: chosen, rejected)
+        self.labels["batch"].setText(f"{counted(p.micro_batch, unit)} × {p.grad_accum} accumulation = "
                                      f"{p.micro_batch * p.grad_accum} per step"
                                      + (", gradient checkpointing on" if p.gradient_checkpointing else ""))
         self.labels["seq_len"].setText(f"{p.seq_len} tokens" + (f" ({p.truncated_rows} rows cut)" if p.truncated_rows else ""))

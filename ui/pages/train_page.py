@@ -119,7 +119,8 @@ class TrainPage(Page):
         self._reset_view()
         p, ref = self.session.bundle.plan, self.session.model_ref
         self.summary.setText(f"Fine-tune <b>{ref.label}</b> on <b>{Path(self.session.data_path).name}</b>: "
-                             f"{counted(p.total_steps, 'step')} with {p.strategy} on {p.device}, "
+                             f"{counted(p.total_steps, 'step')} with {p.strategy}"
+                             f"{' (ORPO)' if p.objective == 'orpo' else ''} on {p.device}, "
                              f"about {duration(p.total_time_s)}.")
         self.start_button.setEnabled(True)
 
