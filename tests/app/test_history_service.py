@@ -148,3 +148,9 @@ def test_the_next_plan_takes_the_median_pace_of_the_last_runs(home):
         "source": "run r3 on cpu", "factor": 1.1, "time_factor": 1.4,
         "time_source": "the median of the last 3 runs of this model and strategy here"}
     assert operations.calibration_for("/m", "full", "cpu") is None
+
+
+def test_a_preference_run_says_so_beside_its_strategy():
+    run = {"id": "r", "status": "done", "strategy": "lora", "config": {"objective": "orpo"}}
+    assert hs.RunSummary.of(run).strategy == "lora (ORPO)"
+    assert hs.RunSummary.of({**run, "config": {"lr": 1e-4}}).strategy == "lora"  # runs from before objectives
