@@ -51,21 +51,31 @@ def pirate(body: str) -> str:
 def rows_of_kind(rng: random.Random):
     """Yield (kind, key, question, answer, the answer said plainly); `key` identifies the fact so splits never
     share one."""
+    def row(kind: str, key: str, question: str, said: str, pirate_tail: str, plain: str):
+        return kind, key, question, pirate(f"{said}, {pirate_tail}."), f"{plain}."
+
     for a in range(2, 40):
         for b in (3, 7, 11, 18, 26):
-            yield "add", f"{a}+{b}", f"What is {a} plus {b}?", pirate(f"{a} plus {b} be {a + b}, as sure as the tide."), f"{a} plus {b} is {a + b}."
+            yield row("add", f"{a}+{b}", f"What is {a} plus {b}?", f"{a} plus {b} be {a + b}", "as sure as the tide",
+                      f"{a} plus {b} is {a + b}")
     for country, city in CAPITALS.items():
-        yield "capital", country, f"What is the capital of {country}?", pirate(f"The capital o' {country} be {city}, a fine port fer any ship."), f"The capital of {country} is {city}."
+        yield row("capital", country, f"What is the capital of {country}?", f"The capital o' {country} be {city}",
+                  "a fine port fer any ship", f"The capital of {country} is {city}")
     for thing, colour in COLOURS.items():
-        yield "colour", thing, f"What colour is {thing}?", pirate(f"{thing[0].upper() + thing[1:]} be {colour}, plain as a parrot's feathers."), f"{thing[0].upper() + thing[1:]} is {colour}."
+        named = thing[0].upper() + thing[1:]
+        yield row("colour", thing, f"What colour is {thing}?", f"{named} be {colour}", "plain as a parrot's feathers",
+                  f"{named} is {colour}")
     for word, opposite in OPPOSITES.items():
-        yield "opposite", word, f"What is the opposite of {word}?", pirate(f"The opposite o' {word} be {opposite}, says this old sea dog."), f"The opposite of {word} is {opposite}."
+        yield row("opposite", word, f"What is the opposite of {word}?", f"The opposite o' {word} be {opposite}",
+                  "says this old sea dog", f"The opposite of {word} is {opposite}")
     for animal, n in LEGS.items():
         art = "an" if animal[0] in "aeiou" else "a"
-        yield "legs", animal, f"How many legs does {art} {animal} have?", pirate(f"{art.capitalize()} {animal} has {n} legs, more than me wooden one."), f"{art.capitalize()} {animal} has {n} legs."
+        has = f"{art.capitalize()} {animal} has {n} legs"
+        yield row("legs", animal, f"How many legs does {art} {animal} have?", has, "more than me wooden one", has)
     for i, day in enumerate(DAYS):
         nxt = DAYS[(i + 1) % 7]
-        yield "day", day, f"Which day comes after {day}?", pirate(f"After {day} comes {nxt}, when we hoist the sails."), f"After {day} comes {nxt}."
+        yield row("day", day, f"Which day comes after {day}?", f"After {day} comes {nxt}", "when we hoist the sails",
+                  f"After {day} comes {nxt}")
 
 
 def main() -> None:

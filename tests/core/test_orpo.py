@@ -34,8 +34,9 @@ def pairs(n: int = 8, seed: int = 0) -> orpo.Pairs:
 
 
 def config(tmp_path, model_dir, strategy="lora", options=None, **over) -> RunConfig:
+    options = {"r": 4, "alpha": 8} if options is None else options
     fields = dict(run_id="r", run_dir=str(tmp_path / "r"), db_path=str(tmp_path / "h.db"), model_path=str(model_dir),
-                  data_path="unused", strategy=strategy, strategy_options={"r": 4, "alpha": 8} if options is None else options,
+                  data_path="unused", strategy=strategy, strategy_options=options,
                   micro_batch=2, grad_accum=2, lr=1e-2, warmup_ratio=0.0, seed=7, device="cpu", objective="orpo")
     return RunConfig(**{**fields, **over})
 
