@@ -316,6 +316,14 @@ def test_preference_pairs_train_with_orpo_unless_asked_otherwise(cli, cli_here, 
     assert checks and all(e["prefers"] in (0, 0.333, 0.667, 1) for e in checks)
     run = json.loads((home / "runs" / events[0]["run_id"] / "run.json").read_text())
     assert (run["objective"], run["packing"]) == ("orpo", False)
+    # A separate validation set of chat rows, not pairs: their loss alone is measured.
+    chat = write_jsonl(tmp_path / "chat.jsonl", [{"messages": [{"role": "user", "content": f"{i} plus {i}?"},
+                                                               {"role": "assistant", "content": f"{2 * i}."}]}
+                                                 for i in range(3)])
+    events = json_lines(cli("train", "--model", tiny_model_dir, "--data", pairs, "--eval-data", chat, "--max-steps",
+                            "1", "--device", "cpu", "--json", check=0).stdout)
+    checks = [e for e in events if e["event"] == "eval"]
+    assert len(checks) == 1 and checks[0]["loss"] > 0 and "prefers" not in checks[0], events[-1]
 
 
 def test_the_terminal_line_of_a_step_says_how_often_the_chosen_answer_is_preferred():
