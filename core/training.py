@@ -178,18 +178,15 @@ class Session:
             batch = {k: v.to(self.device) for k, v in batch.items()}
             tokens += int(counted) if counted is not None else int(batch["attention_mask"].sum())
             ready.append(batch)
-        if self.cfg.objective == orpo.NAME:
-            loss_sum = self._orpo_step(ready)
-        elif getattr(self.options, "layer_major", False) and len(ready) > 1:
+        if getattr(self.options, "layer_major", False) and len(ready) > 1:  # (never ORPO: RunConfig refuses it)
             loss_sum = self._layer_major_step(ready, max(1, trained))
+        elif self.cfg.objective == orpo.NAME:
+            loss_sum = self._each_micro_batch(ready, self._orpo_loss(ready))
         else:
-            for i, batch in enumerate(ready):
-                if hasattr(self.optimizer, "last_micro_batch"):  # a host optimizer updates as the last grads arrive
-                    self.optimizer.last_micro_batch = i == len(batches) - 1
-                with self._saved_activations():
-                    loss = self.model(**batch, num_items_in_batch=max(1, trained)).loss
-                loss.backward()
-                loss_sum += float(loss.detach())
+            def supervised(batch: dict):
+                loss = self.model(**batch, num_items_in_batch=max(1, trained)).loss
+                return loss, float(loss.detach())
+            loss_sum = self._each_micro_batch(ready, supervised)
         if self.cfg.max_grad_norm and not getattr(self.optimizer, "clips", False):
             torch.nn.utils.clip_grad_norm_([p for p in self.params if p.grad is not None], self.cfg.max_grad_norm)
         self.optimizer.step()
@@ -199,21 +196,31 @@ class Session:
         self._written = [self._written[1], self._drive_writes()]
         return loss_sum, tokens, note
 
-    def _orpo_step(self, batches: list[dict]) -> float:
-        """Forward and backward of each micro-batch of preference pairs with ORPO's loss (core/orpo.py); returns
-        the chosen answers' NLL (the validation loss's measure), and keeps the share of the step's pairs the model
-        now prefers the right way in `prefers`."""
-        chosen, pairs = sum(orpo.chosen_tokens(b) for b in batches), sum(len(b["labels"]) // 2 for b in batches)
-        loss_sum, right = 0.0, 0
+    def _each_micro_batch(self, batches: list[dict], loss_of) -> float:
+        """Forward and backward of each micro-batch, `loss_of(batch)` giving (its loss, what it reports of it);
+        returns the sum of what they report."""
+        reported = 0.0
         for i, batch in enumerate(batches):
-            if hasattr(self.optimizer, "last_micro_batch"):
+            if hasattr(self.optimizer, "last_micro_batch"):  # a host optimizer updates as the last grads arrive
                 self.optimizer.last_micro_batch = i == len(batches) - 1
             with self._saved_activations():
-                loss, nll, preferred = orpo.loss(self.model, batch, chosen, pairs, self.cfg.orpo_beta)
+                loss, said = loss_of(batch)
             loss.backward()
-            loss_sum, right = loss_sum + nll, right + preferred
-        self.prefers = right / max(1, pairs)
-        return loss_sum
+            reported += said
+        return reported
+
+    def _orpo_loss(self, batches: list[dict]):
+        """ORPO's loss of a micro-batch of preference pairs, as a share of the step's (core/orpo.py), reporting the
+        chosen answers' NLL (the validation loss's measure); the share of the step's pairs the model prefers the
+        right way is kept in `prefers` as the micro-batches go."""
+        chosen, pairs = sum(orpo.chosen_tokens(b) for b in batches), sum(len(b["labels"]) // 2 for b in batches)
+        self.prefers = 0.0
+
+        def loss_of(batch: dict):
+            loss, nll, preferred = orpo.loss(self.model, batch, chosen, pairs, self.cfg.orpo_beta)
+            self.prefers += preferred / max(1, pairs)
+            return loss, nll
+        return loss_of
 
     def _drive_writes(self) -> int:
         """Bytes written to the drive so far by the run's offloading: spilled optimizer state, and streamed layers
