@@ -99,12 +99,13 @@ def test_a_run_too_slow_for_its_time_limit_cuts_itself_and_its_schedule(home, ti
         assert outcome.text.startswith("stopped at its time limit (3.0 s)") and not cut
         return
     assert cut and cut[0].startswith("At its pace, 100,000 steps would pass the time limit (3.0 s): the run ends at")
-    assert run["total_steps"] == steps[-1]["total_steps"] < 100_000 and run["trained_s"] <= 3.0
+    assert run["total_steps"] < 100_000 and run["trained_s"] <= 3.0
     if outcome.text.startswith("finished"):
+        assert steps[-1]["total_steps"] == run["total_steps"]
         assert outcome.text == (f"finished {run['steps_done']} steps, cut from 100,000 to end within its time limit "
                                 "(3.0 s)") and run["steps_done"] == run["total_steps"]
         assert steps[-1]["lr"] == pytest.approx(cfg.lr / 10)
-    else:
+    else:  # the cut was not enough: the step that made it (or a later one) ran slower than the pace (a loaded machine)
         assert outcome.text == (f"stopped at its time limit (3.0 s) after {run['steps_done']} of "
                                 f"{run['total_steps']} steps")
     assert (home / "runs" / cfg.run_id / "result" / "adapter_model.safetensors").is_file()
