@@ -228,15 +228,16 @@ def cmd_runs(a) -> int:
     if not runs:
         print("No runs yet; start one with `tuneforge train --model default --data resources/demo/pirate_chat.jsonl`.")
         return 0
-    from app.history_service import disk_bytes, disk_text
+    from app.history_service import disk_bytes, disk_text, strategy_text
 
-    print(f"{'run':22} {'project':12} {'status':12} {'strategy':8} {'steps':>9} {'loss':>7} {'disk':>8}  model")
+    width = max(8, *(len(strategy_text(r)) for r in runs))  # "qlora (ORPO)" as wide as it needs
+    print(f"{'run':22} {'project':12} {'status':12} {'strategy':{width}} {'steps':>9} {'loss':>7} {'disk':>8}  model")
     for r in runs:  # (a named run shows its name after the model)
         loss = f"{r['final_loss']:.3f}" if r.get("final_loss") is not None else "-"
         steps = f"{r.get('steps_done') or 0}/{r.get('total_steps') or '?'}"
         disk = disk_text(disk_bytes(r.get("run_dir")))
-        print(f"{r['id']:22} {r['project'][:12]:12} {r['status']:12} {r['strategy']:8} {steps:>9} {loss:>7} {disk:>8}  "
-              f"{r['model']}" + (f"  “{r['name']}”" if r.get("name") else ""))
+        print(f"{r['id']:22} {r['project'][:12]:12} {r['status']:12} {strategy_text(r):{width}} {steps:>9} {loss:>7} "
+              f"{disk:>8}  {r['model']}" + (f"  “{r['name']}”" if r.get("name") else ""))
     return 0
 
 

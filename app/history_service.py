@@ -65,12 +65,17 @@ class RunSummary:
         data = run.get("data_path") or ""
         return cls(id=run["id"], project=run.get("project") or "", status=run["status"],
                    model=run.get("model") or Path(run.get("model_path") or "").name,
-                   strategy=(run.get("strategy") or "") + (" (ORPO)" if objective_of(run) == "orpo" else ""),
+                   strategy=strategy_text(run),
                    dataset=dataset_name(data), final_loss=run.get("final_loss"),
                    best_loss=run.get("best_loss"), eval_loss=run.get("eval_loss"), duration_s=took,
                    steps_done=run.get("steps_done") or 0, total_steps=run.get("total_steps") or 0,
                    created_at=run.get("created_at") or 0.0, outcome=run.get("outcome") or "",
                    name=run.get("name") or "")
+
+
+def strategy_text(run: dict) -> str:
+    """How a run trained, as History and `runs` show it: its strategy, with "(ORPO)" for preference tuning."""
+    return (run.get("strategy") or "") + (" (ORPO)" if objective_of(run) == "orpo" else "")
 
 
 def objective_of(run: dict) -> str:

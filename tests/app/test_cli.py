@@ -324,6 +324,9 @@ def test_preference_pairs_train_with_orpo_unless_asked_otherwise(cli, cli_here, 
                             "1", "--device", "cpu", "--json", check=0).stdout)
     checks = [e for e in events if e["event"] == "eval"]
     assert len(checks) == 1 and checks[0]["loss"] > 0 and "prefers" not in checks[0], events[-1]
+    listed = cli_here("runs", check=0).stdout.splitlines()  # both runs preference-tuned, as History says too
+    assert listed[0].split()[:4] == ["run", "project", "status", "strategy"], listed
+    assert len(listed) == 3 and all(" done         lora (ORPO) " in line for line in listed[1:]), listed
 
 
 def test_the_terminal_line_of_a_step_says_how_often_the_chosen_answer_is_preferred():
