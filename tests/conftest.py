@@ -83,8 +83,9 @@ def cli(home):
 @pytest.fixture
 def cli_here(home, capsys):
     """`python main.py ARGS` called in this process, in this test's home: the same entry, parser and output as
-    `cli` without starting an interpreter (torch, transformers and peft take seconds to import), for verbs that
-    neither train nor wait for signals; returns the same CompletedProcess."""
+    `cli` without starting an interpreter (torch, transformers and peft take seconds to import). `train` too (its
+    trainer is a process of its own either way), but not where a test sends the CLI a signal; returns the same
+    CompletedProcess."""
     from app.cli import main
 
     def run(*args, check=None):

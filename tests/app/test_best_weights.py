@@ -41,11 +41,11 @@ def held_out_loss(run: dict, folder) -> float:
     return evaluation.loss(model, tok, rows, cfg["seq_len"], cfg["train_on"])[0]
 
 
-def test_a_run_that_begins_memorizing_stops_early_and_keeps_and_uses_its_best_weights(cli, cli_here, home,
+def test_a_run_that_begins_memorizing_stops_early_and_keeps_and_uses_its_best_weights(cli_here, home,
                                                                                        tiny_model_dir, twins, tmp_path):
     from app import operations as ops
 
-    events, run_id, evals = train(cli, tiny_model_dir, twins, "--max-steps", "100", "--stop-early", "2")
+    events, run_id, evals = train(cli_here, tiny_model_dir, twins, "--max-steps", "100", "--stop-early", "2")
     lowest = min(evals, key=evals.get)
     end = lowest + 2 * 10  # two checks after the lowest, neither lower: the run ends there
     assert 10 <= lowest and max(evals) == end < 100 and evals[end] > evals[lowest], evals  # it really over-fits

@@ -75,9 +75,9 @@ def test_data_inspect_with_a_column_mapping_and_a_row_longer_than_the_context(cl
     wrong = cli_here("data", "inspect", sheet, "--map", "prompt")
     assert wrong.returncode != 0 and "expected FIELD=COLUMN" in wrong.stderr
     # The run is read the same way: the mapping travels in its config file.
-    events = json_lines(cli("train", "--model", tiny_model_dir, "--data", sheet, "--map", "prompt=question_text",
-                            "--map", "completion=answer_text", "--max-steps", "1", "--device", "cpu", "--json",
-                            check=0).stdout)
+    events = json_lines(cli_here("train", "--model", tiny_model_dir, "--data", sheet, "--map", "prompt=question_text",
+                                 "--map", "completion=answer_text", "--max-steps", "1", "--device", "cpu", "--json",
+                                 check=0).stdout)
     assert [e["status"] for e in events if e["event"] == "done"] == ["done"]
     run = json.loads((home / "runs" / events[0]["run_id"] / "run.json").read_text())
     assert run["data_mapping"] == {"prompt": "question_text", "completion": "answer_text"}
@@ -305,8 +305,8 @@ def test_preference_pairs_train_with_orpo_unless_asked_otherwise(cli, cli_here, 
     assert (plan["objective"], plan["packing"]) == ("sft", True)
     wrong = cli_here("plan", "--model", tiny_model_dir, "--data", DEMO, "--objective", "orpo")
     assert wrong.returncode != 0 and wrong.stderr.strip().endswith("train it with --objective sft.")
-    events = json_lines(cli("train", "--model", tiny_model_dir, "--data", pairs, "--max-steps", "2", "--device", "cpu",
-                            "--json", check=0).stdout)
+    events = json_lines(cli_here("train", "--model", tiny_model_dir, "--data", pairs, "--max-steps", "2", "--device",
+                                 "cpu", "--json", check=0).stdout)
     assert [e["status"] for e in events if e["event"] == "done"] == ["done"], events[-1]
     assert [e["text"] for e in events if e["event"] == "status" and "ORPO" in e["text"]] == [
         "Preference tuning (ORPO) on 27 pairs: the chosen answers are learned, and preferred over the rejected ones"]
@@ -320,8 +320,8 @@ def test_preference_pairs_train_with_orpo_unless_asked_otherwise(cli, cli_here, 
     chat = write_jsonl(tmp_path / "chat.jsonl", [{"messages": [{"role": "user", "content": f"{i} plus {i}?"},
                                                                {"role": "assistant", "content": f"{2 * i}."}]}
                                                  for i in range(3)])
-    events = json_lines(cli("train", "--model", tiny_model_dir, "--data", pairs, "--eval-data", chat, "--max-steps",
-                            "1", "--device", "cpu", "--json", check=0).stdout)
+    events = json_lines(cli_here("train", "--model", tiny_model_dir, "--data", pairs, "--eval-data", chat,
+                                 "--max-steps", "1", "--device", "cpu", "--json", check=0).stdout)
     checks = [e for e in events if e["event"] == "eval"]
     assert len(checks) == 1 and checks[0]["loss"] > 0 and "prefers" not in checks[0], events[-1]
     listed = cli_here("runs", check=0).stdout.splitlines()  # both runs preference-tuned, as History says too

@@ -9,6 +9,7 @@ from tests.conftest import DEMO, json_lines
 
 
 def train(cli, *args, check=0):
+    """`train ARGS` on the demo data through `cli` (in this process: cli_here)."""
     proc = cli("train", "--data", DEMO, "--json", *args, check=check)
     events = json_lines(proc.stdout)
     return events, events[-1]["run_id"] if events else None, {e["step"]: e["loss"] for e in events
@@ -16,15 +17,15 @@ def train(cli, *args, check=0):
 
 
 @pytest.mark.parametrize("strategy", ["lora", "full"])  # an adapter, and a whole model, to go on from
-def test_a_run_goes_on_from_the_weights_of_another(cli, home, tiny_model_dir, strategy):
+def test_a_run_goes_on_from_the_weights_of_another(cli_here, home, tiny_model_dir, strategy):
     from app import operations as ops
 
-    _, first, first_evals = train(cli, "--model", tiny_model_dir, "--strategy", strategy, "--max-steps", "6",
+    _, first, first_evals = train(cli_here, "--model", tiny_model_dir, "--strategy", strategy, "--max-steps", "6",
                                   "--lr", "5e-3")
     assert first_evals[6] < first_evals[1] - 0.01  # the first run moved away from the base
     # At a learning rate too small to move anything, the second run's validation loss is the first run's last one:
     # it really starts from those weights (same data and seed, so the same held-out rows).
-    events, second, evals = train(cli, "--from", first, "--weights", "last", "--max-steps", "2", "--lr", "1e-12")
+    events, second, evals = train(cli_here, "--from", first, "--weights", "last", "--max-steps", "2", "--lr", "1e-12")
     assert evals[2] == pytest.approx(first_evals[6], abs=1e-4), (evals, first_evals)
     run = ops.get_run(second)
     assert (run["strategy"], run["model_path"]) == (strategy, ops.get_run(first)["model_path"])
@@ -35,8 +36,8 @@ def test_a_run_goes_on_from_the_weights_of_another(cli, home, tiny_model_dir, st
         assert [e["text"] for e in db.events(second) if e["kind"] == "continues"] == [said]
 
 
-def test_going_on_refuses_what_cannot_go_on_in_one_sentence(cli, cli_here, home, tiny_model_dir):
-    _, first, _ = train(cli, "--model", tiny_model_dir, "--strategy", "lora", "--max-steps", "2")
+def test_going_on_refuses_what_cannot_go_on_in_one_sentence(cli_here, home, tiny_model_dir):
+    _, first, _ = train(cli_here, "--model", tiny_model_dir, "--strategy", "lora", "--max-steps", "2")
     planned = cli_here("plan", "--from", first, "--data", DEMO, check=0).stdout  # the plan says it too
     assert f"Goes on from the weights of run {first} at step 2\nStrategy: lora" in planned, planned
     for args, words in (
@@ -47,7 +48,7 @@ def test_going_on_refuses_what_cannot_go_on_in_one_sentence(cli, cli_here, home,
         proc = cli_here("train", "--data", DEMO, *args)
         assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     # Another rank than the adapter's: the trainer refuses it at the start, naming the file and what to keep.
-    events, _, _ = train(cli, "--from", first, "--option", "r=4", "--max-steps", "2", check=2)
+    events, _, _ = train(cli_here, "--from", first, "--option", "r=4", "--max-steps", "2", check=2)
     failed = next(e for e in events if e["event"] == "error")
     assert "adapter_model.safetensors: the adapter does not fit this run's" in failed["text"]
     assert "keep the settings (r, targets)" in failed["text"]

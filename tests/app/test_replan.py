@@ -33,13 +33,13 @@ def long_rows(n=48):
                           {"role": "assistant", "content": story}]} for k in range(n)]
 
 
-def test_out_of_memory_re_plans_and_continues(cli, cli_here, home, tiny_model_dir, tmp_path):
+def test_out_of_memory_re_plans_and_continues(cli_here, home, tiny_model_dir, tmp_path):
     data = write_jsonl(tmp_path / "long.jsonl", long_rows())
     # Room for about 4 rows of ~200 tokens (logits dominate: 49k vocab × 12 bytes per token), not 16.
     cap = loaded_trainer_bytes(tiny_model_dir) + int(0.75 * GIB)
-    proc = cli("train", "--model", tiny_model_dir, "--data", data, "--device", "cpu", "--strategy", "lora",
-               "--batch-size", "16", "--grad-accum", "1", "--no-checkpointing", "--max-steps", "2", "--memory-cap", f"{cap / GIB:.3f}",
-               "--json", check=0)
+    proc = cli_here("train", "--model", tiny_model_dir, "--data", data, "--device", "cpu", "--strategy", "lora",
+                    "--batch-size", "16", "--grad-accum", "1", "--no-checkpointing", "--max-steps", "2",
+                    "--memory-cap", f"{cap / GIB:.3f}", "--json", check=0)
     events = json_lines(proc.stdout)
     kinds = [e["event"] for e in events]
     oom = next(e for e in events if e["event"] == "error")
@@ -82,7 +82,7 @@ def test_out_of_memory_re_plans_and_continues(cli, cli_here, home, tiny_model_di
         assert any("Time per step scaled" in r for r in again["reasons"])
 
 
-def test_a_run_forced_past_its_cap_keeps_the_heap_lean_and_fits(cli, cli_here, home, tiny_model_dir, tmp_path):
+def test_a_run_forced_past_its_cap_keeps_the_heap_lean_and_fits(cli_here, home, tiny_model_dir, tmp_path):
     """Settings forced over the memory cap by less than the plan's allocator slack: the trainer hands freed blocks
     back to the system at once (glibc), says so, and finishes at the micro-batch asked for, without re-planning."""
     data = write_jsonl(tmp_path / "long.jsonl", long_rows())
@@ -90,8 +90,8 @@ def test_a_run_forced_past_its_cap_keeps_the_heap_lean_and_fits(cli, cli_here, h
               "--grad-accum", "1", "--no-checkpointing"]
     terms = json_lines(cli_here("plan", *forced, "--json", check=0).stdout)[0]["plan"]["memory"]
     cap = sum(terms.values()) - terms["allocator slack"] // 2
-    events = json_lines(cli("train", *forced, "--max-steps", "2", "--memory-cap", f"{cap / GIB:.3f}", "--json",
-                            check=0).stdout)
+    events = json_lines(cli_here("train", *forced, "--max-steps", "2", "--memory-cap", f"{cap / GIB:.3f}", "--json",
+                                 check=0).stdout)
     assert not [e for e in events if e["event"] in ("error", "replan")] and events[-1]["status"] == "done"
     assert [e["text"] for e in events if e["event"] == "status" and "RAM is short" in e["text"]] == [
         f"RAM is short of the plan: freed memory goes back to the system at once "
