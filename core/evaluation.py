@@ -80,9 +80,7 @@ def preferred(model, tokenizer, examples: list[Example], seq_len: int, train_on:
     `examples` (pair_scores)."""
     from core import orpo
 
-    rows = [e for e in examples if e.rejected]
-    pairs = orpo.Pairs(tokenize.encode_all(rows, tokenizer, seq_len, train_on),
-                       tokenize.encode_all(orpo.Rejected(rows), tokenizer, seq_len, train_on))
+    pairs = orpo.encode_pairs([e for e in examples if e.rejected], tokenizer, seq_len, train_on)
     was_training = model.training
     model.eval()
     try:

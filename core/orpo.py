@@ -55,6 +55,14 @@ class Rejected:
         return (Example(e.rejected, source=e.source) for e in self.rows if e.rejected)
 
 
+def encode_pairs(rows, tokenizer, seq_len: int, train_on: str = "assistant", chosen=None) -> Pairs:
+    """The preference pairs among `rows` with both sides encoded; `chosen`: the rows already encoded (their chosen
+    sides), to encode only the rejected ones."""
+    if chosen is None:
+        chosen = tokenize.encode_all(rows, tokenizer, seq_len, train_on)
+    return Pairs(chosen, tokenize.encode_all(Rejected(rows), tokenizer, seq_len, train_on))
+
+
 def _sources(rows) -> list[str]:
     sources = getattr(rows, "sources", None)  # token_cache.TokenRows reads them without the tokens
     return sources() if sources else [r.source for r in rows]

@@ -140,7 +140,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         rejected = token_cache.encode_all_cached(orpo.Rejected(train_rows), tok, cfg.seq_len, cfg.train_on, cache,
                                                  data.digest + ":rejected")
         pairs = orpo.Pairs(train_set, rejected)
-        held = orpo.Pairs(eval_set, tokenize.encode_all(orpo.Rejected(eval_rows), tok, cfg.seq_len, cfg.train_on))
+        held = orpo.encode_pairs(eval_rows, tok, cfg.seq_len, cfg.train_on, chosen=eval_set)
         eval_set = held if len(held) else eval_set  # (a separate validation set of other rows: their loss alone)
         if not len(pairs):
             raise KnownError(f"{cfg.data_path}: no row is a preference pair whose answers both fit {cfg.seq_len} "
