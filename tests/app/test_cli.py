@@ -45,17 +45,17 @@ def test_profile_json_describes_this_machine(cli):
     assert prof["disk_write_bytes_per_s"] > 0 and prof["disk_read_bytes_per_s"] > 0
 
 
-def test_data_inspect(cli, tmp_path, tiny_model_dir):
-    report = json.loads(cli("data", "inspect", DEMO, "--model", tiny_model_dir, "--json", check=0).stdout)
+def test_data_inspect(cli_here, tmp_path, tiny_model_dir):
+    report = json.loads(cli_here("data", "inspect", DEMO, "--model", tiny_model_dir, "--json", check=0).stdout)
     assert report["format"] == "messages" and report["rows"] == 202 and report["problems"] == 0
     assert 30 < report["tokens"]["median"] < report["tokens"]["max"] < 100
     bad = write_jsonl(tmp_path / "bad.jsonl", ['{"messages": [', {"prompt": "q", "completion": "a"}])
-    proc = cli("data", "inspect", bad, check=0)
+    proc = cli_here("data", "inspect", bad, check=0)
     assert "1 usable row," in proc.stdout and "bad.jsonl:1: broken JSON" in proc.stdout
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    assert cli("data", "inspect", empty).returncode != 0
-    stopped = cli("data", "inspect", bad, "--bad-rows", "stop")
+    assert cli_here("data", "inspect", empty).returncode != 0
+    stopped = cli_here("data", "inspect", bad, "--bad-rows", "stop")
     assert stopped.returncode != 0 and "bad.jsonl:1: broken JSON" in stopped.stderr
 
 
@@ -116,7 +116,7 @@ def test_train_runs_chat_export_on_a_tiny_model(cli, cli_here, home, tiny_model_
     assert [e["step"] for e in steps] == list(range(1, 7))
     assert steps[-1]["loss"] < steps[0]["loss"]
     assert events[-1]["status"] == "done"
-    runs = json.loads(cli("runs", "--json", check=0).stdout)
+    runs = json.loads(cli_here("runs", "--json", check=0).stdout)
     assert runs[0]["id"] == run_id and runs[0]["status"] == "done" and runs[0]["project"] == "tiny"
     listed = cli_here("runs", "--project", "tiny", check=0).stdout.splitlines()
     assert listed[0].split() == ["run", "project", "status", "strategy", "steps", "loss", "disk", "model"]
