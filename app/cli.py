@@ -121,6 +121,9 @@ def build_parser() -> Parser:
     s.add_argument("--seed", type=int, default=42, help="Random seed (same seed, same run).")
     s.add_argument("--eval-every", type=int, metavar="STEPS",
                    help="Measure the validation loss every STEPS steps (default: about ten times per run).")
+    s.add_argument("--orpo-beta", type=float, metavar="BETA",
+                   help="Preference tuning (ORPO): how much preferring the chosen answer weighs against learning it "
+                        "(default 0.1, the paper's); higher pushes the rejected answers down harder.")
 
     s = sub.add_parser("resume", help="Continue a stopped or interrupted run from its last checkpoint.")
     s.add_argument("--run", required=True, help="Run id (a unique prefix is enough, or 'last').")

@@ -305,8 +305,13 @@ def test_preference_pairs_train_with_orpo_unless_asked_otherwise(cli, cli_here, 
     assert (plan["objective"], plan["packing"]) == ("sft", True)
     wrong = cli_here("plan", "--model", tiny_model_dir, "--data", DEMO, "--objective", "orpo")
     assert wrong.returncode != 0 and wrong.stderr.strip().endswith("train it with --objective sft.")
+    refused = cli_here("train", "--model", tiny_model_dir, "--data", DEMO, "--orpo-beta", "0.5", check=2)
+    assert refused.stderr.strip().endswith("this run is supervised: give preference pairs (prompt, chosen, rejected), "
+                                           "or leave --orpo-beta out.") and not (home / "runs").exists()
+    too_much = cli_here("train", "--model", tiny_model_dir, "--data", pairs, "--orpo-beta", "20", check=2)
+    assert "'orpo_beta': must be in [0, 10]" in too_much.stderr and not (home / "runs").exists(), too_much.stderr
     events = json_lines(cli_here("train", "--model", tiny_model_dir, "--data", pairs, "--max-steps", "2", "--device",
-                                 "cpu", "--json", check=0).stdout)
+                                 "cpu", "--orpo-beta", "0.5", "--json", check=0).stdout)
     assert [e["status"] for e in events if e["event"] == "done"] == ["done"], events[-1]
     assert [e["text"] for e in events if e["event"] == "status" and "ORPO" in e["text"]] == [
         "Preference tuning (ORPO) on 27 pairs: the chosen answers are learned, and preferred over the rejected ones"]
@@ -315,7 +320,7 @@ def test_preference_pairs_train_with_orpo_unless_asked_otherwise(cli, cli_here, 
     checks = [e for e in events if e["event"] == "eval"]  # on the 3 held-out pairs: thirds
     assert checks and all(e["prefers"] in (0, 0.333, 0.667, 1) for e in checks)
     run = json.loads((home / "runs" / events[0]["run_id"] / "run.json").read_text())
-    assert (run["objective"], run["packing"]) == ("orpo", False)
+    assert (run["objective"], run["packing"], run["orpo_beta"]) == ("orpo", False, 0.5)
     # A separate validation set of chat rows, not pairs: their loss alone is measured.
     chat = write_jsonl(tmp_path / "chat.jsonl", [{"messages": [{"role": "user", "content": f"{i} plus {i}?"},
                                                                {"role": "assistant", "content": f"{2 * i}."}]}
