@@ -101,7 +101,7 @@ def test_plan_for_another_machine(cli_here, tiny_model_dir):
 
 
 def train_json(cli, model, *extra, env=None):
-    proc = cli("train", "--model", model, "--data", DEMO, "--json", *extra, check=0, env=env)
+    proc = cli("train", "--model", model, "--data", DEMO, "--json", *extra, check=0, **({"env": env} if env else {}))
     events = json_lines(proc.stdout)
     return events, events[-1]["run_id"]
 
@@ -151,9 +151,9 @@ def hear_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_ctrl_c_stops_with_a_checkpoint_and_resume_continues_the_same_trajectory(home, cli, cli_here, tiny_model_dir):
+def test_ctrl_c_stops_with_a_checkpoint_and_resume_continues_the_same_trajectory(home, cli_here, tiny_model_dir):
     common = ["--max-steps", "12", "--lr", "5e-3", "--seed", "7"]
-    straight, _ = train_json(cli, tiny_model_dir, *common)
+    straight, _ = train_json(cli_here, tiny_model_dir, *common)  # the reference (its trainer is a process too)
     reference = {e["step"]: e["loss"] for e in straight if e["event"] == "step"}
 
     env = dict(os.environ, TUNEFORGE_HOME=str(home))
@@ -176,7 +176,7 @@ def test_ctrl_c_stops_with_a_checkpoint_and_resume_continues_the_same_trajectory
     assert any(e["event"] == "checkpoint" and e["step"] == stopped_at for e in events)
     assert json.loads(cli_here("runs", "--json", check=0).stdout)[0]["status"] == "stopped"
 
-    resumed = json_lines(cli("resume", "--run", run_id, "--json", check=0).stdout)
+    resumed = json_lines(cli_here("resume", "--run", run_id, "--json", check=0).stdout)
     steps = {e["step"]: e["loss"] for e in resumed if e["event"] == "step"}
     assert min(steps) == stopped_at + 1 and max(steps) == 12
     for step, loss in steps.items():
