@@ -181,7 +181,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         db.add_event(cfg.run_id, "continues", went_on)
         emit("status", text=went_on)
     db.update_run(cfg.run_id, total_steps=total)
-    eval_every = cfg.eval_every or max(1, total // plan_length.CHECKS)  # a validation curve, not just an end figure
+    eval_every = checks_every(cfg, total)  # a validation curve, not just an end figure
     emit("start", total_steps=total, start_step=session.step_index, train_examples=len(train_set),
          eval_examples=len(eval_set), trainable_params=session.trainable_count, device=device.type,
          precision=precision, strategy=cfg.strategy, options=settings.to_dict(session.options),
@@ -241,14 +241,13 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         if step > first_step + 1:
             stepping += dt  # the pace of steps alone: no validation checks, and not the session's first step,
             # which pays for first allocations
+        pace = stepping / (step - first_step - 1) if step > first_step + 1 else step_s
         if step - first_step == cfg.calibrate_after and cfg.plan.get("memory"):
-            pace = stepping / (step - first_step - 1) if step - first_step > 1 else step_s
             measured = memory_watch.calibration(cfg.plan, device, cfg.run_id, pace,
                                                 loading_peak, lean_heap=bool(lean_heap))
             db.set_calibration(cfg.run_id, measured)
             emit("calibration", **measured)
         if step - first_step == PACE_STEPS and step < total and left < float("inf"):
-            pace = stepping / (PACE_STEPS - 1)
             # No check measured yet: about half a step's time for its tokens (a forward pass, no backward).
             check_s = pace * eval_tokens * (2 if pairs is not None else 1) / max(1, tokens) / 2
             total, eval_every = cut_to_limit(cfg, db, emit, session, total, plan_length.steps_within(
@@ -260,7 +259,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
             if left < float("inf") and step - first_step >= PACE_STEPS:  # again, with a check measured
                 check_s = time.time() - t_check
                 total, eval_every = cut_to_limit(cfg, db, emit, session, total, plan_length.steps_within(
-                    left - check_s, stepping / (step - first_step - 1), check_s, eval_every))
+                    left - check_s, pace, check_s, eval_every))
             if watch.tired:
                 save_checkpoint()
                 return finish(cfg, db, emit, session, history.DONE, watch.why_stopped(step), loss_value, best,
@@ -323,16 +322,20 @@ def cut_to_limit(cfg, db, emit, session, total: int, more: int) -> tuple[int, in
     """(total steps, steps between validation checks) once the run is cut to end `more` steps from now, when that
     is sooner than `total` (unchanged otherwise): said, recorded, and the learning-rate schedule ends there too."""
     step = session.step_index
-    every = cfg.eval_every or max(1, total // plan_length.CHECKS)
     if step + more >= total - (total - step) // 50:  # fits, or a cut too small to be worth a word
-        return total, every
+        return total, checks_every(cfg, total)
     cut = (f"At its pace, {counted(total, 'step')} would pass the time limit ({duration(cfg.time_limit_s)}): the run "
            f"ends at step {step + more:,} instead, its learning rate decaying to its end there")
     session.cut_schedule(step + more)
     db.update_run(cfg.run_id, total_steps=step + more)
     db.add_event(cfg.run_id, "time_cut", cut)
     emit("status", text=cut)
-    return step + more, cfg.eval_every or max(1, (step + more) // plan_length.CHECKS)
+    return step + more, checks_every(cfg, step + more)
+
+
+def checks_every(cfg, total: int) -> int:
+    """Steps between validation checks: the person's, or about plan_length.CHECKS in a run of `total` steps."""
+    return cfg.eval_every or max(1, total // plan_length.CHECKS)
 
 
 def run_eval(cfg, db, emit, session, eval_set, pad_id, step, watch, last: bool = False) -> float | None:
