@@ -11,7 +11,7 @@ import sys
 import time
 import traceback
 
-from core import runtime_env, strategies
+from core import objectives, runtime_env, strategies
 from core.data.dataset import SUFFIXES
 from core.errors import KnownError
 from core.gguf_export import QUANT_NAMES
@@ -85,10 +85,10 @@ def build_parser() -> Parser:
                        help="Train for at most this long, e.g. 45m, 2h or 1h30m (a bare number is minutes): the plan "
                             "cuts the run to the steps that fit, and the run stops at the limit, keeping what it "
                             "learned (default: no limit).")
-        s.add_argument("--objective", choices=["auto", "sft", "orpo"], default="auto",
-                       help="What the run learns: sft, the answers (supervised); orpo, from preference pairs, the "
-                            "chosen answers and to prefer them over the rejected ones (auto: orpo when the rows are "
-                            "preference pairs, else sft).")
+        s.add_argument("--objective", choices=["auto", *objectives.NAMES], default="auto",
+                       help="What the run learns: " + "; ".join(f"{m.NAME}, {m.SUMMARY}"
+                                                               for m in objectives.OBJECTIVES.values())
+                            + f" (auto: {objectives.DEFAULT_FOR_PAIRS} when the rows are preference pairs, else sft).")
         s.add_argument("--eval-fraction", type=float, default=None,
                        help="Share of rows held out for the validation loss (default: none under 20 rows, a tenth "
                             "under 200, else a twentieth, at most 256).")
@@ -121,9 +121,9 @@ def build_parser() -> Parser:
     s.add_argument("--seed", type=int, default=42, help="Random seed (same seed, same run).")
     s.add_argument("--eval-every", type=int, metavar="STEPS",
                    help="Measure the validation loss every STEPS steps (default: about ten times per run).")
-    s.add_argument("--orpo-beta", type=float, metavar="BETA",
-                   help="Preference tuning (ORPO): how much preferring the chosen answer weighs against learning it "
-                        "(default 0.1, the paper's); higher pushes the rejected answers down harder.")
+    s.add_argument("--beta", "--orpo-beta", type=float, metavar="BETA",
+                   help="Preference tuning: the objective's strength. " + "; ".join(
+                       f"{m.LABEL}: {m.BETA_HELP}" for m in objectives.OBJECTIVES.values() if m.PAIRS) + ".")
 
     s = sub.add_parser("resume", help="Continue a stopped or interrupted run from its last checkpoint.")
     s.add_argument("--run", required=True, help="Run id (a unique prefix is enough, or 'last').")

@@ -11,7 +11,7 @@ import time
 
 from app import operations as ops
 from app.progress_bar import TerminalProgress, format_duration
-from core import hardware, orpo, plan_text, planner, results, strategies
+from core import hardware, objectives, plan_text, planner, results, strategies
 from core.errors import KnownError
 from core.words import counted, seconds_of
 from tuneforge_kernels import OPS
@@ -127,13 +127,13 @@ def cmd_train(a) -> int:
     wishes, going = wishes_going_on(a)
     bundle = ops.make_plan(a.model, a.data, wishes, progress=_progress(a), mapping=mapping_of(a), on_bad=a.bad_rows,
                            eval_data=a.eval_data)
-    if a.orpo_beta is not None and bundle.plan.objective != orpo.NAME:
-        raise KnownError("--orpo-beta weighs preference tuning (ORPO), and this run is supervised: give preference "
-                         "pairs (prompt, chosen, rejected), or leave --orpo-beta out.")
+    if a.beta is not None and not objectives.learns_pairs(bundle.plan.objective):
+        raise KnownError("--beta is the strength of preference tuning (ORPO, DPO, SimPO), and this run is "
+                         "supervised: give preference pairs (prompt, chosen, rejected), or leave --beta out.")
     cfg = ops.create_run(bundle, project=a.project, seed=a.seed, name=a.name,
                          memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else 0,
                          eval_fraction=a.eval_fraction, eval_every=a.eval_every or 0,
-                         **({"orpo_beta": a.orpo_beta} if a.orpo_beta is not None else {}),
+                         **({"beta": a.beta} if a.beta is not None else {}),
                          **(going.run_settings() if going else {}))
     if a.json:
         out({"event": "plan", "run_id": cfg.run_id, "plan": bundle.plan.to_dict()})
@@ -234,7 +234,7 @@ def cmd_runs(a) -> int:
         return 0
     from app.history_service import disk_bytes, disk_text, strategy_text
 
-    width = max(8, *(len(strategy_text(r)) for r in runs))  # "qlora (ORPO)" as wide as it needs
+    width = max(8, *(len(strategy_text(r)) for r in runs))  # "qlora (SimPO)" as wide as it needs
     print(f"{'run':22} {'project':12} {'status':12} {'strategy':{width}} {'steps':>9} {'loss':>7} {'disk':>8}  model")
     for r in runs:  # (a named run shows its name after the model)
         loss = f"{r['final_loss']:.3f}" if r.get("final_loss") is not None else "-"

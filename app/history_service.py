@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app import operations as ops
-from core import results
+from core import objectives, results
 from core.data import hub_datasets
 from core.export import folder_size
 from core.plan_text import size_text
@@ -74,12 +74,14 @@ class RunSummary:
 
 
 def strategy_text(run: dict) -> str:
-    """How a run trained, as History and `runs` show it: its strategy, with "(ORPO)" for preference tuning."""
-    return (run.get("strategy") or "") + (" (ORPO)" if objective_of(run) == "orpo" else "")
+    """How a run trained, as History and `runs` show it: its strategy, with its objective for preference tuning,
+    e.g. "lora (DPO)"."""
+    shown = objectives.label(objective_of(run)) if objective_of(run) in objectives.NAMES else objective_of(run)
+    return (run.get("strategy") or "") + (f" ({shown})" if shown else "")
 
 
 def objective_of(run: dict) -> str:
-    """What the run learned: 'sft', or 'orpo' for preference pairs (its config says; runs before it were SFT)."""
+    """What the run learned: 'sft', or a preference objective's name (its config says; runs before it were SFT)."""
     config = run.get("config")
     return (config.get("objective") if isinstance(config, dict) else None) or "sft"
 

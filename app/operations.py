@@ -11,13 +11,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app import answerers, paths, supervisor
-from core import atomic, evaluation, hardware, history, model_source, orpo, planner, results, settings
+from core import atomic, evaluation, hardware, history, model_source, planner, results, settings
 from core.data import dataset as data_mod
 from core.data import readers, tokenize
 from core.data.formats import preference
 from core.data import source as data_source
 from core.conversation import Conversation
 from core.errors import KnownError
+from core.objectives import pairs as pair_data
 from core.model_shape import ModelShape
 from core.progress import Progress
 from core.run_config import RunConfig
@@ -84,7 +85,7 @@ def inspect_data(path: str, model: str | None = None, seq_len: int | None = None
                                    for src, n in found["too_long"]]
         rows = found["preview"]
         if ds.format == preference.NAME:  # the first pair's other side, right after its chosen one
-            other = token_report.token_report(orpo.Rejected(ds.examples[:1]), tok, seq_len=seq_len, preview_rows=1)
+            other = token_report.token_report(pair_data.Rejected(ds.examples[:1]), tok, seq_len=seq_len, preview_rows=1)
             rejected = [dict(r, source=f"{r['source']}, its rejected answer") for r in other["preview"]]
             rows = rows[:1] + rejected + rows[1:]
         report["preview_rows"] = [dict(row, text=token_report.marked_text(row["segments"])) for row in rows]
@@ -162,7 +163,8 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
     lengths = tokenize.token_lengths(ds.examples, tokenizer, _counting(progress, len(ds.examples)))
     if ds.format == preference.NAME:  # a pair is as long as its longer side, both sides in one micro-batch
         wishes = replace(wishes, pairs=True)
-        lengths = [max(a, b) for a, b in zip(lengths, tokenize.token_lengths(orpo.Rejected(ds.examples), tokenizer))]
+        rejected = tokenize.token_lengths(pair_data.Rejected(ds.examples), tokenizer)
+        lengths = [max(a, b) for a, b in zip(lengths, rejected)]
     if hardware_file is None:
         answerers.release()  # planned for the memory free on this machine, without what the Try-it box holds
     hw = machine_profile(hardware_file)

@@ -56,35 +56,16 @@ def loss(model, tokenizer, examples: list[Example], seq_len: int, train_on: str 
         model.train(was_training)
 
 
-def pair_scores(model, pairs, pad_id: int, batch: int = BATCH, device=None) -> tuple[float | None, int, int]:
-    """(the chosen answers' loss per trained token, as mean_loss counts it; pairs whose chosen answer the model
-    finds likelier than the rejected one, each side's mean log-probability per answer token compared as ORPO
-    compares them; pairs) over preference pairs (core.orpo.Pairs), one forward pass for both."""
-    import torch
-
-    from core import orpo
-
-    total, count, right = 0.0, 0, 0
-    with torch.no_grad():
-        for i in range(0, len(pairs), batch):
-            rows = orpo.collate([pairs[k] for k in range(i, min(i + batch, len(pairs)))], pad_id)
-            rows = {k: v.to(device or model.device) for k, v in rows.items()}
-            nll, ratio = orpo.scores(model, rows)
-            total, count = total + float(nll[: len(ratio)].sum()), count + orpo.chosen_tokens(rows)
-            right += int((ratio > 0).sum())
-    return (total / count if count else None), right, len(pairs)
-
-
 def preferred(model, tokenizer, examples: list[Example], seq_len: int, train_on: str = "assistant") -> tuple[int, int]:
-    """(pairs whose chosen answer the model finds likelier, pairs measured) over the preference pairs among
-    `examples` (pair_scores)."""
-    from core import orpo
+    """(pairs whose chosen answer the model finds likelier per token than the rejected one, pairs measured) over
+    the preference pairs among `examples` (core.objectives.pairs)."""
+    from core.objectives import pairs as pair_data
 
-    pairs = orpo.encode_pairs([e for e in examples if e.rejected], tokenizer, seq_len, train_on)
+    pairs = pair_data.encode_pairs([e for e in examples if e.rejected], tokenizer, seq_len, train_on)
     was_training = model.training
     model.eval()
     try:
-        return pair_scores(model, pairs, tokenize.pad_id_of(tokenizer))[1:]
+        return pair_data.evaluate(model, pairs, tokenize.pad_id_of(tokenizer), BATCH, model.device)[1], len(pairs)
     finally:
         model.train(was_training)
 
@@ -128,7 +109,7 @@ class Report:
     tuned_answers: list[str]
     weights: str = "last"  # which of the run's weights were measured (core.results: last, or best)
     step: int | None = None  # the step those weights are from
-    pairs: int = 0  # preference pairs among the rows (chosen and rejected answers; core/orpo.py)...
+    pairs: int = 0  # preference pairs among the rows (chosen and rejected answers; core/objectives/pairs.py)...
     base_preferred: int = 0  # ...whose chosen answer the base model finds likelier than the rejected one
     tuned_preferred: int = 0  # ...and the tuned model
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core import memory_model as mm
-from core import strategies
+from core import objectives, strategies
 from core.hardware import GPU, HardwareProfile
 from tuneforge_kernels import toolchain
 
@@ -40,7 +40,7 @@ class Target:
     time_factor: float = 1.0  # calibration: multiply estimated step time by this
     fused_loss: bool = True  # our fused linear cross-entropy is among the kernels asked for (all are by default)
     keep_best: bool | None = None  # the wish; None: kept unless it alone would not fit the disk (core.planner)
-    pairs: bool = False  # ORPO (core/orpo.py): two sequences an example, chosen and rejected, and their full logits
+    pairs: bool = False  # a pair objective (core/objectives): two sequences an example, and their full logits
 
     def setup(self, strategy: str, micro_batch: int, seq_len: int, checkpointing: bool, options: dict,
               on_disk: bool = False) -> mm.Setup:
@@ -51,7 +51,7 @@ class Target:
         return mm.Setup(strategy, micro_batch * (2 if self.pairs else 1), seq_len,
                         compute_bytes=4 if self.precision == "fp32" else 2,
                         checkpointing=checkpointing, on_gpu=self.device == "cuda", weights_on_disk=on_disk,
-                        keep_best=self.keep_best is not False,  # the kernels run on CUDA only; ORPO needs logits:
+                        keep_best=self.keep_best is not False,  # the kernels run on CUDA only; pairs need logits:
                         fused_loss=self.device == "cuda" and self.fused_loss and not self.pairs,
                         **s.setup_fields(opts, self.device))
 
@@ -100,7 +100,7 @@ def target_for(hw: HardwareProfile, w: "Wishes", calibration: dict | None, reaso
     return Target(device, gpu if device == "cuda" else None, precision, limit, ram_limit or 1 << 62,
                    hw.disk_free_bytes or 1 << 62, factor, calibration.get("source", ""), time_factor,
                    fused_loss=(w.kernels is None or "cross_entropy" in w.kernels) and not too_old(gpu),
-                   keep_best=w.keep_best, pairs=w.objective == "orpo")
+                   keep_best=w.keep_best, pairs=objectives.learns_pairs(w.objective or "sft"))
 
 
 def too_old(gpu: GPU | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core import objectives
 from core.planner import GIB, Plan
 from core.words import counted, duration
 
@@ -10,7 +11,8 @@ def describe(plan: Plan) -> list[str]:
     """Human lines for `tuneforge plan`."""
     lines = [f"Strategy: {plan.strategy}" + ("" if plan.strategy_built else " (not built yet)")
              + (f", offload: {plan.offload}" if plan.offload else "")
-             + (", objective: ORPO (preference pairs)" if plan.objective == "orpo" else ""),
+             + (f", objective: {objectives.label(plan.objective)} (preference pairs)"
+                if objectives.learns_pairs(plan.objective) else ""),
              *([f"Settings: {', '.join(f'{k}={v}' for k, v in plan.options.items())}; optimizer {plan.optimizer}"]
                if plan.options else [f"Optimizer: {plan.optimizer}"]),
              f"Device: {plan.device}" + (f" {plan.gpu_index} ({plan.gpu_name})" if plan.gpu_name else "")

@@ -28,7 +28,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from core import memory_model as mm
-from core import plan_length, settings, speed_model, strategies
+from core import objectives, plan_length, settings, speed_model, strategies
 from core.data import packing as packing_mod
 from core.data import split
 from core.errors import BadArgument
@@ -70,7 +70,7 @@ class Wishes:
     eval_rows: int = 0  # rows of a separate validation set (then no training row is held out)...
     eval_source: str = ""  # ...and what it is, for the reason
     time_limit_s: float | None = None  # train for at most this long (seconds); None: as long as the length takes
-    objective: str | None = None  # "sft" or "orpo" (core/orpo.py); None: ORPO for preference pairs, else SFT
+    objective: str | None = None  # a name in core/objectives; None: ORPO for preference pairs, else SFT
     pairs: bool = False  # the rows are preference pairs (chosen and rejected): the dataset's to say
 
 
@@ -104,7 +104,7 @@ class Plan:
     keep_best: bool = True  # the run keeps the weights of its lowest validation loss (best/, core/results.py)
     time_limit_s: float = 0.0  # the person's time limit (0: none); the trainer stops there too
     time_capped: bool = False  # total_steps was cut to end within time_limit_s
-    objective: str = "sft"  # what the run learns: "sft" (the answers) or "orpo" (preference pairs, core/orpo.py)
+    objective: str = "sft"  # what the run learns: "sft" (the answers), or a pair objective (core/objectives)
     sequences: int = 0  # what one epoch is made of: packs, or rows when not packing
     ram: dict[str, int] = field(default_factory=dict)  # host RAM by term
     ram_limit: int = 0
@@ -167,18 +167,18 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
 
 def with_objective(w: Wishes, reasons: list) -> Wishes:
     """The wishes with what the run learns decided, and said: ORPO for preference pairs unless asked otherwise."""
-    if w.objective == "orpo" and not w.pairs:
-        raise BadArgument("ORPO learns from preference pairs (rows with 'chosen' and 'rejected'), and this dataset has "
-                          "none; train it with --objective sft.")
-    objective = w.objective or ("orpo" if w.pairs else "sft")
-    if objective == "orpo":
-        reasons.append("Objective: ORPO" + (" as you asked" if w.objective else ", as the rows are preference pairs")
-                       + ": the chosen answers are learned and preferred over the rejected ones, in one run with no "
-                         "reference model. Each example is two sequences, chosen and rejected, with their full "
-                         "logits (counted here), and rows are not packed.")
+    objective = objectives.get(w.objective or (objectives.DEFAULT_FOR_PAIRS if w.pairs else objectives.sft.NAME))
+    if objective.PAIRS and not w.pairs:
+        raise BadArgument(f"{objective.LABEL} learns from preference pairs (rows with 'chosen' and 'rejected'), and "
+                          "this dataset has none; train it with --objective sft.")
+    if objective.PAIRS:
+        reasons.append(f"Objective: {objective.LABEL}" + (" as you asked" if w.objective else ", as the rows are "
+                                                           "preference pairs") + ": " + objective.WHY
+                       + " Each example is two sequences, chosen and rejected, with their full logits (counted "
+                         "here), and rows are not packed.")
     elif w.pairs:
         reasons.append("Objective: supervised on the chosen answers, as you asked; the rejected ones are not used.")
-    return dataclasses.replace(w, objective=objective, packing=w.packing and objective != "orpo")
+    return dataclasses.replace(w, objective=objective.NAME, packing=w.packing and not objective.PAIRS)
 
 
 def _seq_len(shape: ModelShape, lengths: list[int], w: Wishes, reasons: list) -> tuple[int, int]:
@@ -257,7 +257,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
     major = ""
     if hasattr(s.options(options), "layer_major") and (target.gpu or setup.layer_major):
         auto = ("layer_major" not in options and not options.get("activations_on_host")  # layer-major keeps its own
-                and not target.pairs)  # (ORPO's loss needs each micro-batch's whole forward pass)
+                and not target.pairs)  # (a pair objective's loss needs each micro-batch's whole forward pass)
         chosen, major = host_plan.layer_major(shape, setup, grad_accum, target.fits, auto=auto)
         if chosen is not setup:
             setup, est = chosen, mm.estimate(shape, chosen)
@@ -280,6 +280,12 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
     elif w.kernels is not None and target.device == "cuda":
         reasons.append(kernels_reason(w.kernels, w.kernels_why))
     lr = w.lr or (2e-5 if strategy in ("full", "lisa") else 2e-4)
+    objective = objectives.get(w.objective or "sft")
+    if not w.lr and objective.LR_SCALE != 1:
+        lr *= objective.LR_SCALE
+        reasons.append(f"Learning rate {lr:g}: {objective.LR_SCALE:g}× the supervised one, as {objective.LABEL} "
+                       "learns no answers of its own to hold the model where it is: at supervised rates it pulls "
+                       "the model off its answers within a few dozen steps.")
     max_steps = w.max_steps or 0
     # The trainer holds rows out for validation (core.data.split's rule) and trains on the rest, unless the
     # validation rows come from elsewhere.
@@ -305,6 +311,11 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         length = plan_length.within(length, step_time, w.time_limit_s, per_epoch)
         reasons[said:said] = length.reasons
     epochs, total_steps = length.epochs, steps or length.steps
+    reference_s = 0.0
+    if objective.REFERENCE:  # a forward pass over every pair: measured about half of
+        reference_s = step_time * per_epoch / 2  # a LoRA epoch's time on the CPU (a frozen base needs no weight grads)
+        reasons.append(f"The starting model's log-probabilities of every pair, worked out before step 1: about "
+                       f"{duration(reference_s)}, counted in the time (a time limit counts the steps alone).")
     device_bytes = int(est.device_total * target.factor)
     if device_bytes > target.usable:
         warnings.append(f"The estimate ({device_bytes / GIB:.1f} GiB) does not fit what the device offers "
@@ -328,7 +339,8 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         strategy=strategy, strategy_built=s.built, device=target.device, precision=target.precision,
         micro_batch=mb, grad_accum=grad_accum, seq_len=seq_len, gradient_checkpointing=ckpt, lr=lr, epochs=epochs,
         max_steps=max_steps, total_steps=total_steps, memory=memory, memory_limit=target.limit,
-        step_time_s=round(step_time, 3), total_time_s=round(step_time * total_steps, 1), truncated_rows=truncated,
+        step_time_s=round(step_time, 3), total_time_s=round(step_time * total_steps + reference_s, 1),
+        truncated_rows=truncated,
         gpu_index=target.gpu.index if target.gpu else None, gpu_name=target.gpu.name if target.gpu else "",
         offload=offloaded(strategy, setup),
         ram=est.ram, ram_limit=target.ram_limit if target.ram_limit < 1 << 62 else 0, disk=est.disk,

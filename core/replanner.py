@@ -25,6 +25,7 @@ import math
 from pathlib import Path
 
 from core import memory_model as mm
+from core import objectives
 from core.errors import KnownError
 from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
@@ -131,7 +132,7 @@ def _step_down(previous: Plan, hardware: HardwareProfile, model_config: dict, to
                          stop_early=previous.stop_early, keep_best=keep_best, options=previous.options,
                          packing=previous.packing, kernels=w.kernels, kernels_why=w.kernels_why,
                          time_limit_s=previous.time_limit_s or None, objective=previous.objective,
-                         pairs=previous.objective == "orpo")
+                         pairs=objectives.learns_pairs(previous.objective))
     plan = finish_plan(shape, hardware, target, strategy, ckpt, mb, previous.seq_len,
                        sum(1 for n in token_lengths if n > previous.seq_len), token_lengths, plan_wishes, reasons,
                        warnings, fitted=fitted, options=chosen_options, steps=previous.total_steps)

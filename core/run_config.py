@@ -8,12 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import settings
+from core import objectives, settings
 from core.settings import check, option
 from tuneforge_kernels import OPS
 
 TRAIN_ON = ("assistant", "all")
-OBJECTIVES = ("sft", "orpo")  # supervised; preference pairs (core/orpo.py)
 # Settings that moved into strategy_options (run.json files written before strategies had their own).
 MOVED_TO_OPTIONS = {"lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout"}
 
@@ -45,10 +44,13 @@ class RunConfig:
     max_grad_norm: float = option(1.0, help="Clip gradients to this norm; 0 turns clipping off.")
     seed: int = option(42, help="Seed for data order, initialisation and sampling; same seed, same run.")
     train_on: str = option("assistant", help="'assistant': loss on assistant turns only; 'all': every token.")
-    objective: str = option("sft", help="'sft': learn the answers (supervised); 'orpo': preference pairs, learning "
-                                        "the chosen answers and to prefer them over the rejected ones (core/orpo.py).")
-    orpo_beta: float = option(0.1, help="ORPO: the weight of preferring the chosen answer against learning it (the "
-                                        "paper's lambda); higher pushes the rejected answers down harder.")
+    objective: str = option("sft", help="What the run learns (core/objectives): 'sft', the answers (supervised); "
+                                        "from preference pairs, 'orpo' (learn the chosen answers and prefer them), "
+                                        "'dpo' (prefer them more than the starting model did) or 'simpo' (prefer "
+                                        "them by a margin per token).")
+    beta: float | None = option(None, help="A preference objective's strength; None takes its own default. ORPO: "
+                                           + objectives.orpo.BETA_HELP + "; DPO: " + objectives.dpo.BETA_HELP
+                                           + "; SimPO: " + objectives.simpo.BETA_HELP + ".")
     eval_fraction: float | None = option(None, help="Share of rows held out for the validation loss; None uses the "
                                                     "rule for the dataset's size (none under 20 rows, a tenth "
                                                     "under 200, else a twentieth, at most 256).")
@@ -100,8 +102,13 @@ class RunConfig:
         check(0 < self.lr < 1, "lr", f"{self.lr} is not a learning rate; try 2e-4 for LoRA or 1e-5 for full.")
         check(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1).")
         check(self.train_on in TRAIN_ON, "train_on", f"must be one of {', '.join(TRAIN_ON)}.")
-        check(self.objective in OBJECTIVES, "objective", f"must be one of {', '.join(OBJECTIVES)}.")
-        check(0 <= self.orpo_beta <= 10, "orpo_beta", "must be in [0, 10]; 0.1 is the paper's.")
+        check(self.objective in objectives.NAMES, "objective", f"must be one of {', '.join(objectives.NAMES)}.")
+        if self.beta is not None:
+            aim = objectives.get(self.objective)
+            check(aim.PAIRS, "beta", "is a preference objective's strength, and this run is supervised; leave it out.")
+            low, high = aim.BETA_RANGE
+            check(low <= self.beta <= high, "beta", f"must be in [{low:g}, {high:g}] for {aim.LABEL}; "
+                                                    f"{aim.BETA:g} is the paper's.")
         check(self.eval_fraction is None or 0 <= self.eval_fraction < 0.5, "eval_fraction",
               "must be in [0, 0.5), or None for the rule by dataset size.")
         check(self.device in ("auto", "cuda", "cpu"), "device", "must be auto, cuda or cpu.")
@@ -115,8 +122,8 @@ class RunConfig:
         from core import strategies  # the strategy checks its own settings, naming the one that is wrong
 
         options = strategies.get(self.strategy, need_built=False).options(self.strategy_options)
-        check(self.objective != "orpo" or not getattr(options, "layer_major", False), "objective",
-              "orpo needs each micro-batch's whole forward pass for its loss; turn layer_major off.")
+        check(not objectives.learns_pairs(self.objective) or not getattr(options, "layer_major", False), "objective",
+              f"{self.objective} needs each micro-batch's whole forward pass for its loss; turn layer_major off.")
         check(self.kernels == "auto" or (isinstance(self.kernels, list) and set(self.kernels) <= set(OPS)),
               "kernels", f"must be 'auto' or a list of names from {', '.join(OPS)} ([] turns them off).")
         check(self.memory_cap_bytes >= 0, "memory_cap_bytes", "must be 0 (no cap) or a number of bytes.")
@@ -134,4 +141,7 @@ def load(path: str | Path) -> RunConfig:
                 options.setdefault(new, value)
     if options:
         data["strategy_options"] = options
+    old_beta = data.pop("orpo_beta", None)  # before DPO and SimPO, every run.json had it (0.1 for SFT runs too)
+    if old_beta is not None and data.get("objective") == objectives.orpo.NAME:
+        data.setdefault("beta", old_beta)
     return settings.from_dict(RunConfig, data, source=str(path))

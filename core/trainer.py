@@ -54,11 +54,13 @@ _events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
 os.dup2(2, 1)
 sys.stdout = sys.stderr
 
-from core import checkpoint, history, memory_watch, orpo, plan_length, replanner, results, run_config  # noqa: E402
+from core import checkpoint, history, memory_watch, objectives, plan_length, replanner, results  # noqa: E402
+from core import run_config  # noqa: E402
 from core import run_control, runtime_env, settings, strategies, training, validation_watch  # noqa: E402
 from core.data import dataset as data_mod  # noqa: E402
 from core.data import packing, split, token_cache, tokenize  # noqa: E402
 from core.errors import KnownError  # noqa: E402
+from core.objectives import pairs as pair_data  # noqa: E402
 from core.run_config import RunConfig  # noqa: E402
 from core.words import counted, duration  # noqa: E402
 from tuneforge_kernels import failures  # noqa: E402
@@ -90,6 +92,27 @@ def _every(seconds: float, report):
             report(value)
 
     return throttled
+
+
+def with_reference(cfg: RunConfig, emit: Emitter, session: training.Session, pairs: pair_data.Pairs,
+                   held: pair_data.Pairs, pad_id: int) -> tuple[pair_data.Pairs, pair_data.Pairs]:
+    """The training and held-out pairs with the starting model's log-probabilities of each side (DPO's reference),
+    worked out with the session's model before it trains (or resumes), and kept in the run's folder
+    (reference.safetensors) so a resume of the same pairs reads them instead."""
+    total, t0 = len(pairs) + len(held), time.time()
+    said = _every(2.0, lambda n: emit("status", text=f"The starting model's log-probabilities (the reference): "
+                                                     f"{n:,} of {total:,} pairs", fraction=n / total))
+
+    def work_out(some: pair_data.Pairs, before: int):
+        return pair_data.reference_logps(session.model, some, pad_id, cfg.micro_batch, session.device,
+                                         lambda n: said(before + n))
+    pairs, held, fresh = pair_data.with_reference(Path(cfg.run_dir) / "reference.safetensors", pairs, held,
+                                                  cfg.seq_len, work_out)
+    if fresh:
+        emit("status", text=f"Worked out the starting model's log-probabilities of {counted(total, 'pair')} in "
+                            f"{duration(time.time() - t0)}: the reference {objectives.get(cfg.objective).LABEL} "
+                            "compares against")
+    return pairs, held
 
 
 def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Control, db: history.History) -> int:
@@ -136,23 +159,27 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         raise KnownError(f"{cfg.data_path}: no example has a trained token within {cfg.seq_len} tokens; "
                          "raise the sequence length.")
     pairs = None
-    if cfg.objective == orpo.NAME:  # the rejected sides, encoded (and cached) as a dataset of their own
-        rejected = token_cache.encode_all_cached(orpo.Rejected(train_rows), tok, cfg.seq_len, cfg.train_on, cache,
-                                                 data.digest + ":rejected")
-        pairs = orpo.Pairs(train_set, rejected)
-        held = orpo.encode_pairs(eval_rows, tok, cfg.seq_len, cfg.train_on, chosen=eval_set)
-        eval_set = held if len(held) else eval_set  # (a separate validation set of other rows: their loss alone)
+    objective = objectives.get(cfg.objective)
+    if objective.PAIRS:  # the rejected sides, encoded (and cached) as a dataset of their own
+        rejected = token_cache.encode_all_cached(pair_data.Rejected(train_rows), tok, cfg.seq_len, cfg.train_on,
+                                                 cache, data.digest + ":rejected")
+        pairs = pair_data.Pairs(train_set, rejected)
+        held = pair_data.encode_pairs(eval_rows, tok, cfg.seq_len, cfg.train_on, chosen=eval_set)
         if not len(pairs):
             raise KnownError(f"{cfg.data_path}: no row is a preference pair whose answers both fit {cfg.seq_len} "
                              "tokens; give preference pairs (chosen and rejected), or raise the sequence length.")
     session = training.Session(cfg)
+    if pairs is not None and objective.REFERENCE:  # from the starting model: before a resume loads its weights
+        pairs, held = with_reference(cfg, emit, session, pairs, held, pad_id)
+    if pairs is not None:
+        eval_set = held if len(held) else eval_set  # (a separate validation set of other rows: their loss alone)
     loading_peak = memory_watch.start_training_peak(device)  # the calibration measures training alone
     _active_kernels[:] = [op for op, p in session.kernels.items() if p.active]
     items, collate = train_set, tokenize.collate
     if pairs is not None:
-        items, collate = pairs, orpo.collate
-        emit("status", text=f"Preference tuning (ORPO) on {counted(len(pairs), 'pair')}: the chosen answers are "
-                            "learned, and preferred over the rejected ones")
+        items, collate = pairs, pair_data.collate
+        emit("status", text=f"Preference tuning ({objective.LABEL}) on {counted(len(pairs), 'pair')}: "
+                            f"{objective.SUMMARY}")
     elif cfg.packing:
         if packing.works_with(session.model):
             items, collate = packing.pack(train_set, cfg.seq_len), packing.collate

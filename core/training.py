@@ -14,7 +14,8 @@ import math
 import random
 from pathlib import Path
 
-from core import checkpoint, orpo, strategies
+from core import checkpoint, objectives, strategies
+from core.objectives import pairs as pair_data
 from core.data import tokenize
 from core.errors import KnownError
 from core.run_config import RunConfig
@@ -129,7 +130,9 @@ class Session:
         if total_steps is not None:
             self.schedule(total_steps)
         self.step_index = 0  # optimizer steps done
-        self.prefers: float | None = None  # ORPO: share of the last step's pairs preferred the right way...
+        self.objective = objectives.get(cfg.objective)  # what it learns (core/objectives)
+        self.beta = objectives.beta(cfg.objective, cfg.beta)  # a pair objective's strength
+        self.prefers: float | None = None  # pair objectives: share of the last step's pairs preferred the right way...
         self.eval_prefers: float | None = None  # ...and of the validation pairs at the last check
         self._written = [0, 0]  # spill bytes written: before the last step, after it
 
@@ -178,10 +181,10 @@ class Session:
             batch = {k: v.to(self.device) for k, v in batch.items()}
             tokens += int(counted) if counted is not None else int(batch["attention_mask"].sum())
             ready.append(batch)
-        if getattr(self.options, "layer_major", False) and len(ready) > 1:  # (never ORPO: RunConfig refuses it)
+        if getattr(self.options, "layer_major", False) and len(ready) > 1:  # (never pairs: RunConfig refuses it)
             loss_sum = self._layer_major_step(ready, max(1, trained))
-        elif self.cfg.objective == orpo.NAME:
-            loss_sum = self._each_micro_batch(ready, self._orpo_loss(ready))
+        elif self.objective.PAIRS:
+            loss_sum = self._each_micro_batch(ready, self._pair_loss(ready))
         else:
             def supervised(batch: dict):
                 loss = self.model(**batch, num_items_in_batch=max(1, trained)).loss
@@ -209,17 +212,17 @@ class Session:
             reported += said
         return reported
 
-    def _orpo_loss(self, batches: list[dict]):
-        """ORPO's loss of a micro-batch of preference pairs, as a share of the step's (core/orpo.py), reporting the
-        chosen answers' NLL (the validation loss's measure); the share of the step's pairs the model prefers the
-        right way is kept in `prefers` as the micro-batches go."""
-        chosen, pairs = sum(orpo.chosen_tokens(b) for b in batches), sum(len(b["labels"]) // 2 for b in batches)
+    def _pair_loss(self, batches: list[dict]):
+        """The objective's loss of a micro-batch of preference pairs, as a share of the step's (core/objectives),
+        reporting its share of what the run reports; the share of the step's pairs the model prefers the right
+        way is kept in `prefers` as the micro-batches go."""
+        totals = pair_data.Totals.of(batches)
         self.prefers = 0.0
 
         def loss_of(batch: dict):
-            loss, nll, preferred = orpo.loss(self.model, batch, chosen, pairs, self.cfg.orpo_beta)
-            self.prefers += preferred / max(1, pairs)
-            return loss, nll
+            scores = pair_data.score(self.model, batch)
+            self.prefers += scores.preferred() / max(1, totals.pairs)
+            return self.objective.loss(scores, totals, self.beta)
         return loss_of
 
     def _drive_writes(self) -> int:
@@ -269,17 +272,18 @@ class Session:
 
     def evaluate(self, examples, pad_id: int) -> float | None:
         """Loss per trained token over `examples` (None when there are none); over preference pairs
-        (core.orpo.Pairs) the chosen answers', with the share of pairs preferred the right way in `eval_prefers`."""
-        from core import evaluation
-
+        (core.objectives.pairs.Pairs) what the run reports of its objective, with the share of pairs preferred the
+        right way in `eval_prefers`."""
         if not len(examples):
             return None
         self.model.eval()
-        if isinstance(examples, orpo.Pairs):
-            value, right, pairs = evaluation.pair_scores(self.model, examples, pad_id, self.cfg.micro_batch,
-                                                         self.device)
-            self.eval_prefers = right / pairs
+        if isinstance(examples, pair_data.Pairs):
+            value, right = pair_data.evaluate(self.model, examples, pad_id, self.cfg.micro_batch, self.device,
+                                              lambda s, t: self.objective.loss(s, t, self.beta))
+            self.eval_prefers = right / len(examples)
         else:
+            from core import evaluation
+
             value, _ = evaluation.mean_loss(self.model, examples, pad_id, self.cfg.micro_batch, self.device)
         self.model.train()
         return value

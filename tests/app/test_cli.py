@@ -1,6 +1,7 @@
 """The command line as scripts use it: real processes, real files, real SQLite, a tiny model."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -290,7 +291,8 @@ def test_chat_at_a_terminal_prompts_and_ends_with_ctrl_d(home, tiny_model_dir):
     assert question == "Where is the gold?" and repeat_stop.NOTE in answer and "Traceback" not in text
 
 
-def test_preference_pairs_train_with_orpo_unless_asked_otherwise(cli, cli_here, home, tiny_model_dir, tmp_path):
+def test_preference_pairs_train_with_orpo_unless_asked_otherwise_and_with_dpo_against_the_starting_model(
+        cli, cli_here, home, tiny_model_dir, tmp_path):
     pairs = write_jsonl(tmp_path / "pairs.jsonl", [
         {"prompt": f"What is {i} plus {i}?", "chosen": f"{2 * i}, matey!", "rejected": f"{2 * i + 1}."}
         for i in range(30)])
@@ -305,33 +307,41 @@ def test_preference_pairs_train_with_orpo_unless_asked_otherwise(cli, cli_here, 
     assert (plan["objective"], plan["packing"]) == ("sft", True)
     wrong = cli_here("plan", "--model", tiny_model_dir, "--data", DEMO, "--objective", "orpo")
     assert wrong.returncode != 0 and wrong.stderr.strip().endswith("train it with --objective sft.")
-    refused = cli_here("train", "--model", tiny_model_dir, "--data", DEMO, "--orpo-beta", "0.5", check=2)
+    refused = cli_here("train", "--model", tiny_model_dir, "--data", DEMO, "--beta", "0.5", check=2)
     assert refused.stderr.strip().endswith("this run is supervised: give preference pairs (prompt, chosen, rejected), "
-                                           "or leave --orpo-beta out.") and not (home / "runs").exists()
+                                           "or leave --beta out.") and not (home / "runs").exists()
     too_much = cli_here("train", "--model", tiny_model_dir, "--data", pairs, "--orpo-beta", "20", check=2)
-    assert "'orpo_beta': must be in [0, 10]" in too_much.stderr and not (home / "runs").exists(), too_much.stderr
+    assert "'beta': must be in [0, 10] for ORPO; 0.1 is the paper's." in too_much.stderr, too_much.stderr
+    assert not (home / "runs").exists()
     events = json_lines(cli_here("train", "--model", tiny_model_dir, "--data", pairs, "--max-steps", "2", "--device",
-                                 "cpu", "--orpo-beta", "0.5", "--json", check=0).stdout)
+                                 "cpu", "--beta", "0.5", "--json", check=0).stdout)
     assert [e["status"] for e in events if e["event"] == "done"] == ["done"], events[-1]
     assert [e["text"] for e in events if e["event"] == "status" and "ORPO" in e["text"]] == [
-        "Preference tuning (ORPO) on 27 pairs: the chosen answers are learned, and preferred over the rejected ones"]
+        "Preference tuning (ORPO) on 27 pairs: learn the chosen answers and to prefer them over the rejected ones "
+        "(no reference model)"]
     steps = [e for e in events if e["event"] == "step"]
     assert len(steps) == 2 and all(0 <= e["prefers"] <= 1 for e in steps)
     checks = [e for e in events if e["event"] == "eval"]  # on the 3 held-out pairs: thirds
     assert checks and all(e["prefers"] in (0, 0.333, 0.667, 1) for e in checks)
     run = json.loads((home / "runs" / events[0]["run_id"] / "run.json").read_text())
-    assert (run["objective"], run["packing"], run["orpo_beta"]) == ("orpo", False, 0.5)
-    # A separate validation set of chat rows, not pairs: their loss alone is measured.
+    assert (run["objective"], run["packing"], run["beta"]) == ("orpo", False, 0.5)
+    # DPO, with a separate validation set of chat rows, not pairs: their loss alone is measured. The reference is
+    # the starting model's log-probabilities, worked out before step 1 and kept in the run's folder; the adapter
+    # starts as a no-op, so the model is its own reference and the first step's loss is log 2.
     chat = write_jsonl(tmp_path / "chat.jsonl", [{"messages": [{"role": "user", "content": f"{i} plus {i}?"},
                                                                {"role": "assistant", "content": f"{2 * i}."}]}
                                                  for i in range(3)])
     events = json_lines(cli_here("train", "--model", tiny_model_dir, "--data", pairs, "--eval-data", chat,
-                                 "--max-steps", "1", "--device", "cpu", "--json", check=0).stdout)
+                                 "--objective", "dpo", "--max-steps", "1", "--device", "cpu", "--json", check=0).stdout)
     checks = [e for e in events if e["event"] == "eval"]
     assert len(checks) == 1 and checks[0]["loss"] > 0 and "prefers" not in checks[0], events[-1]
+    said = [e["text"] for e in events if e["event"] == "status"]
+    assert any(t.startswith("Worked out the starting model's log-probabilities of 30 pairs in ") for t in said), said
+    assert [e["loss"] for e in events if e["event"] == "step"] == [pytest.approx(math.log(2), abs=1e-4)]
+    assert (home / "runs" / events[0]["run_id"] / "reference.safetensors").is_file()
     listed = cli_here("runs", check=0).stdout.splitlines()  # both runs preference-tuned, as History says too
     assert listed[0].split()[:4] == ["run", "project", "status", "strategy"], listed
-    assert len(listed) == 3 and all(" done         lora (ORPO) " in line for line in listed[1:]), listed
+    assert len(listed) == 3 and " done         lora (DPO) " in listed[1] and " lora (ORPO) " in listed[2], listed
 
 
 def test_the_terminal_line_of_a_step_says_how_often_the_chosen_answer_is_preferred():

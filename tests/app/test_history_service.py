@@ -153,4 +153,6 @@ def test_the_next_plan_takes_the_median_pace_of_the_last_runs(home):
 def test_a_preference_run_says_so_beside_its_strategy():
     run = {"id": "r", "status": "done", "strategy": "lora", "config": {"objective": "orpo"}}
     assert hs.RunSummary.of(run).strategy == "lora (ORPO)"
+    assert hs.RunSummary.of({**run, "config": {"objective": "simpo"}}).strategy == "lora (SimPO)"
+    assert hs.RunSummary.of({**run, "config": {"objective": "sft"}}).strategy == "lora"
     assert hs.RunSummary.of({**run, "config": {"lr": 1e-4}}).strategy == "lora"  # runs from before objectives

@@ -55,6 +55,23 @@ def test_run_files_from_before_strategy_settings_still_load(tmp_path):
         run_config.load(path)
 
 
+def test_run_files_from_before_dpo_keep_their_orpo_strength_and_beta_is_checked_for_the_objective(tmp_path):
+    """Before DPO and SimPO, every run.json had `orpo_beta` (0.1 in supervised runs too): an ORPO run keeps it as
+    `beta`, any other drops it, so both still resume."""
+    from core import run_config
+
+    path = tmp_path / "run.json"
+    for objective, beta in (("orpo", 0.5), ("sft", None)):
+        old = {k: v for k, v in settings.to_dict(RunConfig(**REQUIRED, objective=objective)).items() if k != "beta"}
+        path.write_text(json.dumps({**old, "orpo_beta": 0.5}))
+        assert run_config.load(path).beta == beta
+    with pytest.raises(BadArgument, match="'beta': is a preference objective's strength, and this run is supervised"):
+        RunConfig(**REQUIRED, beta=0.5)
+    with pytest.raises(BadArgument, match=r"'beta': must be in \[0.01, 20\] for SimPO; 2 is the paper's."):
+        RunConfig(**REQUIRED, objective="simpo", beta=30)
+    assert RunConfig(**REQUIRED, objective="dpo", beta=0.05).beta == 0.05
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "resources" / "hardware").glob("*.json")), ids=lambda p: p.name)
 def test_shipped_hardware_profiles_load_and_plan(path):
     profile = hardware.load(path)

@@ -334,3 +334,31 @@ def test_preference_pairs_are_planned_for_orpo_with_two_sequences_an_example_and
         planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(objective="orpo"))
     again = replanner.replan_after_oom(orpo, gpu, SMOL, [300] * 200, at_step=3)  # the run goes on learning the same
     assert (again.objective, again.packing) == ("orpo", False)
+
+
+@pytest.mark.parametrize("name", ["dpo", "simpo"])
+def test_dpo_and_simpo_are_planned_when_asked_and_dpo_counts_its_reference_pass(name):
+    from core.errors import BadArgument
+
+    gpu = hardware.load(REPO / "resources" / "hardware" / "gpu-24gb.json")
+    fixed = dict(micro_batch=4, grad_accum=1, strategy="lora", pairs=True)
+    orpo = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(**fixed))
+    plan = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(objective=name, **fixed))
+    label = {"dpo": "DPO", "simpo": "SimPO"}[name]
+    assert (plan.objective, plan.packing) == (name, False)
+    assert plan.reasons[0].startswith(f"Objective: {label} as you asked: the model learns to prefer the chosen")
+    assert plan.memory == orpo.memory and plan.step_time_s == orpo.step_time_s  # two sequences an example, logits
+    assert (orpo.lr, plan.lr) == (2e-4, pytest.approx(2e-5))  # a tenth of LoRA's supervised rate, and why
+    assert any(r.startswith(f"Learning rate 2e-05: 0.1× the supervised one, as {label} learns no answers")
+               for r in plan.reasons)
+    asked = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(objective=name, lr=1e-4, **fixed))
+    assert asked.lr == 1e-4 and not any(r.startswith("Learning rate") for r in asked.reasons)
+    steps = plan.step_time_s * plan.total_steps
+    if name == "dpo":  # a forward pass over every pair before step 1: half an epoch's steps
+        assert plan.total_time_s == pytest.approx(steps + plan.epoch_time_s / 2, abs=0.2)
+        assert any(r.startswith("The starting model's log-probabilities of every pair, worked out before step 1: "
+                                "about ") for r in plan.reasons)
+    else:
+        assert plan.total_time_s == pytest.approx(steps, abs=0.1)
+    with pytest.raises(BadArgument, match=f"^{label} learns from preference pairs .* train it with --objective sft.$"):
+        planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(objective=name))

@@ -198,7 +198,10 @@ def test_the_objective_is_a_wish_auto_until_chosen(qtbot):
     panel = WishesPanel()
     qtbot.addWidget(panel)
     assert panel.wishes().objective is None  # Auto: the planner picks ORPO for preference pairs (core.planner)
-    assert [panel.objective.itemText(i) for i in range(3)] == ["Auto", "Supervised (SFT)", "Preference (ORPO)"]
+    assert [panel.objective.itemText(i) for i in range(panel.objective.count())] == [
+        "Auto", "Supervised (SFT)", "Preference (ORPO)", "Preference (DPO)", "Preference (SimPO)"]
+    panel.objective.setCurrentIndex(panel.objective.findData("dpo"))
+    assert panel.wishes().objective == "dpo"
     panel.objective.setCurrentIndex(panel.objective.findData("sft"))
     assert panel.wishes().objective == "sft" and panel.overridden.text() == "1 setting overridden"
     panel.reset()

@@ -10,7 +10,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QGroupBox, QHBoxL
                                QScrollArea, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
 
 from app import operations as ops
-from core import strategies
+from core import objectives, strategies
 from core.data.token_stats import length_stats
 from core.errors import KnownError
 from core.history import NAME_MAX
@@ -183,7 +183,8 @@ class PlanPage(Page):
         self.advanced.show_plan(bundle)  # the planned strategy's settings while Strategy is Auto; this machine's GPUs
         p = bundle.plan
         self.labels["strategy"].setText(p.strategy + ("" if p.strategy_built else " (not built yet)")
-                                        + (", preference tuning (ORPO)" if p.objective == "orpo" else ""))
+                                        + (f", preference tuning ({objectives.label(p.objective)})"
+                                           if objectives.learns_pairs(p.objective) else ""))
         self.labels["settings"].setText(", ".join([setting_text(k, v) for k, v in p.options.items()]
                                                   + [f"optimizer {p.optimizer}"]))
         self.labels["settings"].setToolTip(settings_help(p.strategy, p.options))
@@ -197,7 +198,7 @@ class PlanPage(Page):
                 f"not have, so Next waits until you plan for “{THIS_MACHINE}” again.", kind="info")
         else:
             self.what_if_note.clear()
-        unit = "pair" if p.objective == "orpo" else "example"  # (a pair is two sequences: chosen, rejected)
+        unit = "pair" if objectives.learns_pairs(p.objective) else "example"  # (two sequences: chosen, rejected)
         self.labels["batch"].setText(f"{counted(p.micro_batch, unit)} × {p.grad_accum} accumulation = "
                                      f"{p.micro_batch * p.grad_accum} per step"
                                      + (", gradient checkpointing on" if p.gradient_checkpointing else ""))

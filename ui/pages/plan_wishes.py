@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPushButton,
                                QSizePolicy, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
-from core import strategies
+from core import objectives, strategies
 from core.errors import BadArgument
 from core.hardware import HardwareProfile
 from core.planner import Wishes
@@ -91,7 +91,8 @@ class WishesPanel(QWidget):
         # Auto: core.plan_length's rule (after 3 checks when the plan chose several passes)
         self.stop_early = auto_combo([("Off", 0), *((f"After {checks} checks", checks) for checks in (2, 3, 5))])
         self.keep_best = auto_combo([("Yes", True), ("No", False)])  # Auto: yes, unless the disk lacks room
-        self.objective = auto_combo([("Supervised (SFT)", "sft"), ("Preference (ORPO)", "orpo")])  # core/orpo.py
+        self.objective = auto_combo([(("Preference" if m.PAIRS else "Supervised") + f" ({m.LABEL})", m.NAME)
+                                     for m in objectives.OBJECTIVES.values()])  # core/objectives
         self.time_limit = fixed(QComboBox())  # (any other on the command line: `--time-limit 1h45m`)
         for text, seconds in (("No limit", None), *((duration(m * 60), m * 60.0) for m in TIME_LIMITS_MIN)):
             self.time_limit.addItem(text, seconds)
@@ -114,7 +115,8 @@ class WishesPanel(QWidget):
                 ("Accumulation:", self.grad_accum, "micro-batches per optimizer step"),
                 ("Learning rate:", self.lr, "pick or type one, like 2e-4"),
                 ("Objective:", self.objective, "what it learns: the answers, or from preference pairs the chosen "
-                 "answers preferred over the rejected (Auto: ORPO for preference pairs)"),
+                 "answers preferred over the rejected (Auto: ORPO for preference pairs; DPO and SimPO suit a model "
+                 "that already answers in the right form)"),
                 ("Epochs:", self.epochs, "passes over the data, unless a step limit stops it first"),
                 ("Time limit:", self.time_limit, "train for at most this long: the plan cuts the run to fit, "
                  "and the run stops there, keeping what it learned"),

@@ -10,7 +10,7 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit,
                                QVBoxLayout, QWidget)
 
 from app import operations as ops
-from core import device_monitor
+from core import device_monitor, objectives
 from core.words import counted, duration
 from ui import theme
 from ui.charts import PALETTE, LossChart, StepChart
@@ -61,7 +61,7 @@ class TrainPage(Page):
             self.stat[key].setStyleSheet("font-size: 12pt; font-weight: 600;")
             stats.addWidget(caption, 0, col)
             stats.addWidget(self.stat[key], 1, col)
-        self.captions["prefers"].setToolTip("Preference tuning (ORPO): the share of the last step's pairs whose "
+        self.captions["prefers"].setToolTip("Preference tuning: the share of the last step's pairs whose "
                                             "chosen answer the model now finds likelier than the rejected one.")
         self._show_prefers(False)
         self.device_line = theme.muted(QLabel())
@@ -118,9 +118,10 @@ class TrainPage(Page):
         self.job, self.session.run_id, self.session.outcome = None, None, None
         self._reset_view()
         p, ref = self.session.bundle.plan, self.session.model_ref
+        shown = objectives.label(p.objective)
         self.summary.setText(f"Fine-tune <b>{ref.label}</b> on <b>{Path(self.session.data_path).name}</b>: "
                              f"{counted(p.total_steps, 'step')} with {p.strategy}"
-                             f"{' (ORPO)' if p.objective == 'orpo' else ''} on {p.device}, "
+                             f"{f' ({shown})' if shown else ''} on {p.device}, "
                              f"about {duration(p.total_time_s)}.")
         self.start_button.setEnabled(True)
 
@@ -276,7 +277,7 @@ class TrainPage(Page):
             self.stat["eta"].setText(duration(e.get("eta_s")))
             self.stat["speed"].setText(f"{e.get('tokens_per_s', 0):,.0f} tokens/s")
             self.stat["memory"].setText(f"{(e.get('memory_bytes') or 0) / 1024**3:.2f} GiB")
-            if e.get("prefers") is not None:  # a preference run (ORPO)
+            if e.get("prefers") is not None:  # a preference run (ORPO, DPO, SimPO)
                 self._show_prefers(True)
                 self.stat["prefers"].setText(f"{e['prefers']:.0%}")
             self.loss_chart.add_point(step, float(e["loss"]))

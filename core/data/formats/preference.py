@@ -1,4 +1,4 @@
-"""Preference pairs: a prompt with a chosen and a rejected answer, the data of preference tuning (core/orpo.py).
+"""Preference pairs: a prompt with a chosen and a rejected answer, the data of preference tuning (core/objectives).
 
 People bring these from the hub as often as chat data, in four shapes, all read here:
   - text columns: prompt/chosen/rejected, or question, instruction, input or query as the prompt

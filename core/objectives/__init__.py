@@ -1,0 +1,47 @@
+"""What a run learns: one file each, registered here (STYLE §9).
+
+An objective module says:
+
+- NAME (what configs and the CLI call it), LABEL (how plans, History and `runs` show it) and SUMMARY (one line);
+- PAIRS: whether it learns from preference pairs (a prompt with a chosen and a rejected answer) instead of
+  answers alone; the pair machinery (encoding both sides, batching, one forward for both) is core/objectives/pairs.py;
+- REFERENCE: whether its loss compares the model against the one the run started from, whose log-probabilities
+  of every pair the trainer works out once, before step 1 (pairs.reference_logps);
+- for pair objectives, its strength: BETA (the default), BETA_RANGE and BETA_HELP, and `loss(scores, totals, beta)`:
+  a micro-batch's share of the step's loss, with its share of what the run reports as its loss (the validation
+  check reports the same measure over the held-out pairs, so the two curves compare);
+- LR_SCALE: its learning rate as a share of the strategy's supervised one (the planner's default);
+- WHY: the sentence a plan gives for choosing it.
+
+Supervised tuning's loss is the model's own (transformers' cross-entropy, our fused kernel on CUDA), so sft.py
+says only what it is.
+"""
+
+from __future__ import annotations
+
+from core.errors import BadArgument
+from core.objectives import dpo, orpo, sft, simpo
+
+OBJECTIVES = {m.NAME: m for m in (sft, orpo, dpo, simpo)}
+NAMES = tuple(OBJECTIVES)
+DEFAULT_FOR_PAIRS = orpo.NAME  # no reference model and no supervised run first: it works with every strategy
+
+
+def get(name: str):
+    if name not in OBJECTIVES:
+        raise BadArgument(f"Unknown objective '{name}'; choose one of {', '.join(NAMES)}.")
+    return OBJECTIVES[name]
+
+
+def learns_pairs(name: str) -> bool:
+    return get(name).PAIRS
+
+
+def label(name: str) -> str:
+    """How a run's objective is shown beside its strategy: '' for supervised runs, else e.g. 'DPO'."""
+    return "" if name in ("", sft.NAME) else get(name).LABEL
+
+
+def beta(name: str, given: float | None) -> float | None:
+    """The strength a run trains with: the one given, else the objective's default."""
+    return get(name).BETA if given is None else given

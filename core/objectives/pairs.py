@@ -1,0 +1,230 @@
+"""Preference pairs as the pair objectives (ORPO, DPO, SimPO) train on them: both sides encoded, batched together,
+scored in one forward pass.
+
+A micro-batch holds its pairs' chosen rows, then their rejected rows, padded together; `score` gives each row's
+summed NLL over its answer tokens and its count of them, from which every pair objective's loss is made. A step's
+loss is the same mean however it is cut into micro-batches: each term is summed over the micro-batch and divided
+by the whole step's count (`Totals`: the chosen answers' tokens, the pairs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.data import tokenize
+from core.data.example import Example
+
+
+class Pairs:
+    """Preference pairs as the trainer indexes them: item k is (chosen row, rejected row), for the rows both of
+    whose sides train (the sides are encoded apart, each dropping rows truncation left without an answer, and
+    matched again by their source, file:line). With `reference` (a [pairs, 2] tensor of the starting model's
+    summed log-probabilities, chosen then rejected), item k carries its pair's too."""
+
+    def __init__(self, chosen, rejected, reference=None):
+        where = {source: j for j, source in enumerate(_sources(rejected))}
+        self.chosen, self.rejected, self.reference = chosen, rejected, reference
+        self.index = [(i, where[s]) for i, s in enumerate(_sources(chosen)) if s in where]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int):
+        i, j = self.index[k]
+        if self.reference is None:
+            return self.chosen[i], self.rejected[j]
+        return self.chosen[i], self.rejected[j], self.reference[k]
+
+    def sources(self) -> list[str]:
+        """Each pair's source (file:line), in order: what its reference log-probabilities are kept against."""
+        chosen = _sources(self.chosen)
+        return [chosen[i] for i, _ in self.index]
+
+    def chosen_tokens(self) -> int:
+        """Trained tokens of all the chosen answers."""
+        return sum(_trained(self.chosen[i].labels) for i, _ in self.index)
+
+
+class Rejected:
+    """The rejected sides of preference rows as examples of their own (to encode and cache like any rows), read
+    afresh each time they are iterated, as the rows themselves are."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __iter__(self):
+        return (Example(e.rejected, source=e.source) for e in self.rows if e.rejected)
+
+
+def encode_pairs(rows, tokenizer, seq_len: int, train_on: str = "assistant", chosen=None) -> Pairs:
+    """The preference pairs among `rows` with both sides encoded; `chosen`: the rows already encoded (their chosen
+    sides), to encode only the rejected ones."""
+    if chosen is None:
+        chosen = tokenize.encode_all(rows, tokenizer, seq_len, train_on)
+    return Pairs(chosen, tokenize.encode_all(Rejected(rows), tokenizer, seq_len, train_on))
+
+
+def _sources(rows) -> list[str]:
+    sources = getattr(rows, "sources", None)  # token_cache.TokenRows reads them without the tokens
+    return sources() if sources else [r.source for r in rows]
+
+
+def _trained(labels) -> int:
+    return sum(1 for t in labels[1:] if t != tokenize.IGNORE)
+
+
+def collate(items: list, pad_id: int) -> dict:
+    """One micro-batch: the chosen rows, then the rejected ones, padded together (with their reference
+    log-probabilities in the same order, when the pairs carry them)."""
+    batch = tokenize.collate([it[0] for it in items] + [it[1] for it in items], pad_id)
+    if items and len(items[0]) == 3:
+        import torch
+
+        batch["reference"] = torch.stack([it[2][0] for it in items] + [it[2][1] for it in items]).float()
+    return batch
+
+
+def chosen_tokens(batch: dict) -> int:
+    """Trained tokens of the chosen answers in a micro-batch (the first half of its rows)."""
+    labels = batch["labels"]
+    return int((labels[: len(labels) // 2, 1:] != tokenize.IGNORE).sum())
+
+
+@dataclass
+class Totals:
+    """What a step's (or a validation check's) terms are divided by."""
+    chosen_tokens: int  # trained tokens of the chosen answers
+    pairs: int
+
+    @classmethod
+    def of(cls, batches: list[dict]) -> Totals:
+        return cls(sum(chosen_tokens(b) for b in batches), sum(len(b["labels"]) // 2 for b in batches))
+
+
+@dataclass
+class Scores:
+    """One micro-batch of pairs, scored: rows are its chosen sides, then its rejected sides."""
+    nll: object  # each row's NLL summed over its answer tokens (a float32 tensor, with grad while training)
+    tokens: object  # each row's answer tokens
+    reference: object = None  # each row's summed log-probability under the starting model (DPO), or None
+
+    @property
+    def half(self) -> int:
+        return len(self.nll) // 2
+
+    @property
+    def mean_logp(self):
+        """Each row's mean log-probability per answer token."""
+        return -self.nll / self.tokens.clamp(min=1)
+
+    def preferred(self) -> int:
+        """Pairs whose chosen answer the model finds likelier, per token, than the rejected one (what every pair
+        objective shows as the share preferred)."""
+        mean = self.mean_logp.detach()
+        return int((mean[: self.half] > mean[self.half:]).sum())
+
+
+def score(model, batch: dict) -> Scores:
+    """Each row's summed NLL over its answer tokens, from one forward pass over the micro-batch (the full logits:
+    a forward without labels keeps them plain, our fused loss kernel left out)."""
+    import torch.nn.functional as F
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    targets = batch["labels"][:, 1:]
+    nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=tokenize.IGNORE,
+                          reduction="none").view(targets.shape).sum(1)
+    return Scores(nll, (targets != tokenize.IGNORE).sum(1), batch.get("reference"))
+
+
+def chosen_nll(s: Scores, t: Totals):
+    """The chosen answers' NLL as a share of the step's, per trained token (the supervised loss's measure)."""
+    return s.nll[: s.half].sum() / max(1, t.chosen_tokens)
+
+
+def _batches(pairs: Pairs, pad_id: int, batch: int, device):
+    for i in range(0, len(pairs), batch):
+        rows = collate([pairs[k] for k in range(i, min(i + batch, len(pairs)))], pad_id)
+        yield {k: v.to(device) for k, v in rows.items()}
+
+
+def evaluate(model, pairs: Pairs, pad_id: int, batch: int, device, loss=None) -> tuple[float | None, int]:
+    """(the measure `loss(scores, totals)` reports, over all the pairs, or the chosen answers' loss per trained
+    token without one; pairs whose chosen answer the model finds likelier) with no gradients. `loss` is an
+    objective's (core/objectives), with the whole set's totals, so the value is its mean over the set."""
+    import torch
+
+    totals = Totals(pairs.chosen_tokens(), len(pairs))
+    value, right = 0.0, 0
+    with torch.no_grad():
+        for rows in _batches(pairs, pad_id, batch, device):
+            s = score(model, rows)
+            value += loss(s, totals)[1] if loss else float(chosen_nll(s, totals))
+            right += s.preferred()
+    return (value if len(pairs) else None), right
+
+
+def reference_logps(model, pairs: Pairs, pad_id: int, batch: int, device, on_progress=None):
+    """The model's summed log-probability of each pair's chosen and rejected answer ([pairs, 2], float32 on the
+    CPU), with no gradients, in eval mode: DPO's reference, worked out from the starting model before step 1."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        with torch.no_grad():
+            for rows in _batches(pairs, pad_id, batch, device):
+                nll = score(model, rows).nll.detach().float().cpu()
+                half = len(nll) // 2
+                out.append(torch.stack([-nll[:half], -nll[half:]], 1))
+                if on_progress:
+                    on_progress(sum(len(o) for o in out))
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.zeros((0, 2))
+
+
+def with_reference(path, pairs: Pairs, held: Pairs, seq_len: int, work_out) -> tuple[Pairs, Pairs, bool]:
+    """(the training pairs, the held-out pairs, each carrying its reference log-probabilities; whether they were
+    worked out now). They are read from `path` when it holds them for exactly these pairs (a resumed run), else
+    worked out by `work_out(pairs, pairs_before)` (reference_logps on the starting model) and kept there."""
+    key = _reference_key(pairs, held, seq_len)
+    found = _load_reference(path, key)
+    fresh = found is None
+    if fresh:
+        found = work_out(pairs, 0), work_out(held, len(pairs))
+        _save_reference(path, key, *found)
+    return Pairs(pairs.chosen, pairs.rejected, found[0]), Pairs(held.chosen, held.rejected, found[1]), fresh
+
+
+def _reference_key(pairs: Pairs, held: Pairs, seq_len: int) -> str:
+    """What a run's saved reference log-probabilities were worked out for: its pairs (by source) and length."""
+    import hashlib
+
+    text = "\n".join([str(seq_len), *pairs.sources(), "--held--", *held.sources()])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _save_reference(path, key: str, train, held) -> None:
+    """Keep a run's reference log-probabilities (safetensors, written whole or not at all)."""
+    from safetensors.torch import save_file
+
+    from core import atomic
+
+    with atomic.temp_file(path) as tmp:
+        save_file({"train": train.contiguous(), "held": held.contiguous()}, str(tmp), metadata={"key": key})
+
+
+def _load_reference(path, key: str):
+    """(train, held) reference log-probabilities saved for exactly these pairs, or None (none saved, or saved for
+    other pairs)."""
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    if not Path(path).is_file():
+        return None
+    with safe_open(str(path), "pt") as f:
+        if (f.metadata() or {}).get("key") != key:
+            return None
+        return f.get_tensor("train"), f.get_tensor("held")

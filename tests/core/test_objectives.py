@@ -1,0 +1,199 @@
+"""What a run learns (core/objectives): every preference objective's loss is its paper's formula, a step's loss
+does not depend on how it is cut into micro-batches, training makes the model prefer the chosen answers more than
+supervised tuning on them does, and validation checks measure what the run reports. One table, one case each."""
+
+import math
+import random
+
+import pytest
+import torch
+
+from core import objectives, training
+from core.data.tokenize import IGNORE, Encoded, collate
+from core.objectives import pairs as pair_data
+from core.run_config import RunConfig
+from tests.core.test_strategies import random_llama
+
+VOCAB = 1000
+
+
+def answer_logps(model, row) -> list[float]:
+    """Each answer token's log-probability, the row run alone, in float64."""
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([row.input_ids])).logits[0, :-1]
+    token_logps = torch.log_softmax(logits.double(), -1)
+    return [float(token_logps[k, label]) for k, label in enumerate(row.labels[1:]) if label != IGNORE]
+
+
+def orpo_by_hand(c: list, r: list, ref, beta: float) -> float:
+    """ORPO's odds-ratio term of one pair (the NLL part is checked apart)."""
+    odds = [m - math.log1p(-math.exp(m)) for m in (sum(c) / len(c), sum(r) / len(r))]
+    return -beta * math.log(1 / (1 + math.exp(-(odds[0] - odds[1]))))
+
+
+def dpo_by_hand(c: list, r: list, ref, beta: float) -> float:
+    margin = beta * ((sum(c) - float(ref[0])) - (sum(r) - float(ref[1])))
+    return math.log1p(math.exp(-margin))
+
+
+def simpo_by_hand(c: list, r: list, ref, beta: float) -> float:
+    margin = beta * (sum(c) / len(c) - sum(r) / len(r)) - 0.5 * beta
+    return math.log1p(math.exp(-margin))
+
+
+# objective → (its pair term by hand, the chosen NLL is part of the loss, the run reports the NLL alone)
+CASES = {"orpo": (orpo_by_hand, True), "dpo": (dpo_by_hand, False), "simpo": (simpo_by_hand, False)}
+
+
+def test_every_preference_objective_has_a_case():
+    assert set(CASES) == {n for n, m in objectives.OBJECTIVES.items() if m.PAIRS}
+    assert not objectives.get("sft").PAIRS and objectives.label("sft") == ""
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return random_llama(tmp_path_factory.mktemp("pairs-model"), 2)
+
+
+def pairs(n: int = 8, seed: int = 0, reference: bool = False) -> pair_data.Pairs:
+    """Pairs sharing a prompt: the chosen answer counts up from the prompt's last token, the rejected one from the
+    token after it; with `reference`, made-up reference log-probabilities (what DPO measures against)."""
+    rng = random.Random(seed)
+    chosen, rejected = [], []
+    for i in range(n):
+        prompt = [rng.randrange(3, VOCAB - 20) for _ in range(rng.randrange(4, 8))]
+        good = [prompt[-1] + k for k in range(1, rng.randrange(4, 9))]
+        bad = [t + 1 for t in good]  # as plausible a pattern: what supervised tuning alone also makes likelier
+        for side, answer in ((chosen, good), (rejected, bad)):
+            side.append(Encoded(prompt + answer, [IGNORE] * len(prompt) + answer, False, f"d.jsonl:{i + 1}"))
+    ref = None
+    if reference:  # about what a random model gives (log 1/1000 a token), give or take two
+        lengths = torch.tensor([[sum(t != IGNORE for t in side[i].labels[1:]) for side in (chosen, rejected)]
+                                for i in range(n)], dtype=torch.float32)
+        ref = -math.log(VOCAB) * lengths + 4 * torch.rand((n, 2), generator=torch.Generator().manual_seed(seed)) - 2
+    return pair_data.Pairs(chosen, rejected, ref)
+
+
+def config(tmp_path, model_dir, strategy="lora", options=None, **over) -> RunConfig:
+    options = {"r": 4, "alpha": 8} if options is None else options
+    fields = dict(run_id="r", run_dir=str(tmp_path / "r"), db_path=str(tmp_path / "h.db"), model_path=str(model_dir),
+                  data_path="unused", strategy=strategy, strategy_options=options,
+                  micro_batch=2, grad_accum=2, lr=1e-2, warmup_ratio=0.0, seed=7, device="cpu", objective="orpo")
+    return RunConfig(**{**fields, **over})
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_loss_is_the_papers_formula_over_a_padded_batch(model_dir, name):
+    from transformers import AutoModelForCausalLM
+
+    by_hand, learns_answers = CASES[name]
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    data = pairs(4, reference=True)
+    batch = pair_data.collate([data[i] for i in range(4)], pad_id=0)
+    totals = pair_data.Totals.of([batch])
+    assert totals == pair_data.Totals(sum(sum(t != IGNORE for t in data[i][0].labels[1:]) for i in range(4)), 4)
+    with torch.no_grad():
+        scores = pair_data.score(model, batch)
+        got, reported = objectives.get(name).loss(scores, totals, 0.25)
+    sides = [(answer_logps(model, data[i][0]), answer_logps(model, data[i][1])) for i in range(4)]
+    nll = -sum(sum(c) for c, _ in sides) / totals.chosen_tokens
+    term = sum(by_hand(c, r, data.reference[i], 0.25) for i, (c, r) in enumerate(sides)) / 4
+    assert float(got) == pytest.approx(nll + term if learns_answers else term, rel=1e-5)
+    assert reported == pytest.approx(nll if learns_answers else term, rel=1e-5)  # what the run shows as its loss
+    assert scores.preferred() == sum(sum(c) / len(c) > sum(r) / len(r) for c, r in sides)
+
+
+def test_pairs_match_their_sides_by_source_and_skip_rows_one_side_lost():
+    row = lambda source: Encoded([1, 2], [IGNORE, 2], False, source)  # noqa: E731
+    found = pair_data.Pairs([row("a:1"), row("a:2"), row("a:3")], [row("a:3"), row("a:1")])
+    assert len(found) == 2 and [(c.source, r.source) for c, r in (found[0], found[1])] == [("a:1", "a:1"),
+                                                                                           ("a:3", "a:3")]
+    assert found.sources() == ["a:1", "a:3"] and found.chosen_tokens() == 2
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_a_step_does_not_depend_on_how_it_is_cut_into_micro_batches(model_dir, tmp_path, name):
+    data = pairs(reference=True)
+    losses, weights = [], []
+    for micro, accum in ((4, 1), (2, 2), (1, 4)):
+        session = training.Session(config(tmp_path, model_dir, micro_batch=micro, grad_accum=accum, objective=name,
+                                          beta=1.0), 3)
+        idx = training.batches_for_step(0, session.cfg, len(data))
+        losses.append(session.step([pair_data.collate([data[i] for i in b], 0) for b in idx])[0])
+        weights.append([p.detach().clone() for p in session.params])
+    assert losses == pytest.approx([losses[0]] * 3, rel=1e-5)
+    for other in weights[1:]:  # the same update: every term of the loss is normalised by the whole step
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(weights[0], other))
+
+
+def margin(model, data: pair_data.Pairs) -> float:
+    """The mean, over every pair, of how much likelier per token the chosen answer is than the rejected one."""
+    model.eval()
+    with torch.no_grad():
+        mean = pair_data.score(model, pair_data.collate([data[i][:2] for i in range(len(data))], 0)).mean_logp
+    model.train()
+    return float((mean[: len(data)] - mean[len(data):]).mean())
+
+
+@pytest.mark.parametrize("name,strategy,options,lr", [
+    ("orpo", "lora", {"r": 4, "alpha": 8}, 1e-2), ("orpo", "full", {}, 3e-3),
+    ("orpo", "lisa", {"layers": 1, "interval": 2}, 3e-3), ("dpo", "lora", {"r": 4, "alpha": 8}, 1e-2),
+    ("simpo", "lora", {"r": 4, "alpha": 8}, 1e-2)])
+def test_training_comes_to_prefer_the_chosen_answers_more_than_learning_them_alone(model_dir, tmp_path, name,
+                                                                                   strategy, options, lr):
+    margins = {}
+    for objective in (name, "sft"):  # the same steps, the same chosen answers; SFT never sees the rejected
+        session = training.Session(config(tmp_path, model_dir, strategy, options, lr=lr, objective=objective,
+                                          **({"beta": 1.0} if name == "orpo" and objective == name else {})), 12)
+        data = pairs()
+        if objectives.get(objective).REFERENCE:  # from the starting model, as the trainer works it out
+            data, _, fresh = pair_data.with_reference(
+                tmp_path / f"{name}-reference.safetensors", data, pair_data.Pairs([], []), 512,
+                lambda some, _: pair_data.reference_logps(session.model, some, 0, 4, session.device))
+            assert fresh
+        before = margin(session.model, data)
+        for _ in range(12):
+            idx = training.batches_for_step(session.step_index, session.cfg, len(data))
+            chosen = [[data[i] for i in b] for b in idx]
+            session.step([pair_data.collate(c, 0) if objective == name else collate([p[0] for p in c], 0)
+                          for c in chosen])
+        margins[objective] = margin(session.model, data)
+    assert margins[name] > before + 0.1 and margins[name] > 1.5 * margins["sft"], (before, margins)
+
+
+def test_dpo_starts_at_log_2_against_the_starting_model_and_keeps_its_reference_for_a_resume(model_dir, tmp_path):
+    session = training.Session(config(tmp_path, model_dir, objective="dpo"), 3)
+    asked = []
+
+    def work_out(some, before):
+        asked.append((len(some), before))
+        return pair_data.reference_logps(session.model, some, 0, 3, session.device)
+    path = tmp_path / "reference.safetensors"
+    data, held, fresh = pair_data.with_reference(path, pairs(8), pairs(3, seed=1), 512, work_out)
+    assert fresh and asked == [(8, 0), (3, 8)] and data.reference.shape == (8, 2) and held.reference.shape == (3, 2)
+    # The adapter starts as a no-op: the model is its own reference, every margin is 0 and the loss log 2.
+    assert session.evaluate(held, 0) == pytest.approx(math.log(2), abs=1e-5)
+    idx = training.batches_for_step(0, session.cfg, len(data))
+    assert session.step([pair_data.collate([data[i] for i in b], 0) for b in idx])[0] == pytest.approx(
+        math.log(2), abs=1e-5)
+    again, held_again, fresh = pair_data.with_reference(path, pairs(8), pairs(3, seed=1), 512, work_out)
+    assert not fresh and len(asked) == 2  # read back, not worked out with the (now trained) model
+    assert torch.equal(again.reference, data.reference) and torch.equal(held_again.reference, held.reference)
+    _, _, fresh = pair_data.with_reference(path, pairs(7), pairs(3, seed=1), 512, work_out)
+    assert fresh and asked[2:] == [(7, 0), (3, 7)]  # other pairs: saved for something else
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_a_validation_check_on_pairs_measures_what_the_run_reports_and_the_share_preferred(model_dir, tmp_path, name):
+    session = training.Session(config(tmp_path, model_dir, objective=name), 3)
+    data = pairs(4, reference=True)
+    value = session.evaluate(data, 0)
+    by_hand, learns_answers = CASES[name]
+    sides = [(answer_logps(session.model, data[i][0]), answer_logps(session.model, data[i][1])) for i in range(4)]
+    if learns_answers:  # the chosen answers' loss, as a supervised check measures it
+        assert value == pytest.approx(session.evaluate([data[i][0] for i in range(4)], 0), rel=1e-6)
+    else:
+        beta = objectives.get(name).BETA
+        assert value == pytest.approx(sum(by_hand(c, r, data.reference[i], beta) for i, (c, r) in enumerate(sides))
+                                      / 4, rel=1e-5)
+    assert session.eval_prefers == sum(sum(c) / len(c) > sum(r) / len(r) for c, r in sides) / 4
