@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import DEMO, json_lines
+from tests.conftest import DEMO, json_lines, write_jsonl
 
 
 def train(cli, *args, check=0):
@@ -17,7 +17,7 @@ def train(cli, *args, check=0):
 
 
 @pytest.mark.parametrize("strategy", ["lora", "full"])  # an adapter, and a whole model, to go on from
-def test_a_run_goes_on_from_the_weights_of_another(cli_here, home, tiny_model_dir, strategy):
+def test_a_run_goes_on_from_the_weights_of_another(cli_here, home, tiny_model_dir, strategy, tmp_path):
     from app import operations as ops
 
     _, first, first_evals = train(cli_here, "--model", tiny_model_dir, "--strategy", strategy, "--max-steps", "6",
@@ -34,6 +34,12 @@ def test_a_run_goes_on_from_the_weights_of_another(cli_here, home, tiny_model_di
     assert any(e.get("text") == said for e in events if e["event"] == "status")
     with ops.open_history() as db:
         assert [e["text"] for e in db.events(second) if e["kind"] == "continues"] == [said]
+    # DPO from those weights compares against them, not the base: the model starts as its own reference (log 2).
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"Say {i}.", "chosen": f"Arr, {i}!", "rejected": f"{i}."}
+                                                   for i in range(12)])
+    proc = cli_here("train", "--from", first, "--data", pairs, "--objective", "dpo", "--max-steps", "1", "--json",
+                    check=0)
+    assert [e["loss"] for e in json_lines(proc.stdout) if e["event"] == "step"] == [pytest.approx(0.693147, abs=1e-5)]
 
 
 def test_going_on_refuses_what_cannot_go_on_in_one_sentence(cli_here, home, tiny_model_dir):
