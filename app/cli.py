@@ -89,6 +89,9 @@ def build_parser() -> Parser:
                        help="What the run learns: " + "; ".join(f"{m.NAME}, {m.SUMMARY}"
                                                                for m in objectives.OBJECTIVES.values())
                             + f" (auto: {objectives.DEFAULT_FOR_PAIRS} when the rows are preference pairs, else sft).")
+        s.add_argument("--beta", "--orpo-beta", type=float, metavar="BETA",
+                       help="Preference tuning: the objective's strength (default: its paper's). " + "; ".join(
+                           f"{m.LABEL}: {m.BETA_HELP}" for m in objectives.OBJECTIVES.values() if m.PAIRS) + ".")
         s.add_argument("--eval-fraction", type=float, default=None,
                        help="Share of rows held out for the validation loss (default: none under 20 rows, a tenth "
                             "under 200, else a twentieth, at most 256).")
@@ -121,9 +124,6 @@ def build_parser() -> Parser:
     s.add_argument("--seed", type=int, default=42, help="Random seed (same seed, same run).")
     s.add_argument("--eval-every", type=int, metavar="STEPS",
                    help="Measure the validation loss every STEPS steps (default: about ten times per run).")
-    s.add_argument("--beta", "--orpo-beta", type=float, metavar="BETA",
-                   help="Preference tuning: the objective's strength. " + "; ".join(
-                       f"{m.LABEL}: {m.BETA_HELP}" for m in objectives.OBJECTIVES.values() if m.PAIRS) + ".")
 
     s = sub.add_parser("resume", help="Continue a stopped or interrupted run from its last checkpoint.")
     s.add_argument("--run", required=True, help="Run id (a unique prefix is enough, or 'last').")

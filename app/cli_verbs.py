@@ -11,7 +11,7 @@ import time
 
 from app import operations as ops
 from app.progress_bar import TerminalProgress, format_duration
-from core import hardware, objectives, plan_text, planner, results, strategies
+from core import hardware, plan_text, planner, results, strategies
 from core.errors import KnownError
 from core.words import counted, seconds_of
 from tuneforge_kernels import OPS
@@ -44,7 +44,7 @@ def wishes_of(a) -> planner.Wishes:
                           packing=a.packing, kernels=kernels_of(a.kernels), stop_early=a.stop_early,
                           keep_best=a.keep_best, eval_fraction=a.eval_fraction,
                           time_limit_s=time_limit_of(a.time_limit),
-                          objective=None if a.objective == "auto" else a.objective)
+                          objective=None if a.objective == "auto" else a.objective, beta=a.beta)
 
 
 def time_limit_of(text: str | None) -> float | None:
@@ -127,13 +127,9 @@ def cmd_train(a) -> int:
     wishes, going = wishes_going_on(a)
     bundle = ops.make_plan(a.model, a.data, wishes, progress=_progress(a), mapping=mapping_of(a), on_bad=a.bad_rows,
                            eval_data=a.eval_data)
-    if a.beta is not None and not objectives.learns_pairs(bundle.plan.objective):
-        raise KnownError("--beta is the strength of preference tuning (ORPO, DPO, SimPO), and this run is "
-                         "supervised: give preference pairs (prompt, chosen, rejected), or leave --beta out.")
     cfg = ops.create_run(bundle, project=a.project, seed=a.seed, name=a.name,
                          memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else 0,
                          eval_fraction=a.eval_fraction, eval_every=a.eval_every or 0,
-                         **({"beta": a.beta} if a.beta is not None else {}),
                          **(going.run_settings() if going else {}))
     if a.json:
         out({"event": "plan", "run_id": cfg.run_id, "plan": bundle.plan.to_dict()})

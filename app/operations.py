@@ -217,7 +217,7 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, nam
             epochs=p.epochs, lr=p.lr, seed=seed, gradient_checkpointing=p.gradient_checkpointing,
             strategy_options=p.options, packing=p.packing, kernels=p.kernels, data_mapping=bundle.mapping or {},
             bad_rows=bundle.on_bad, stop_early=p.stop_early, keep_best=p.keep_best, eval_data=bundle.eval_data,
-            objective=p.objective,
+            objective=p.objective, beta=p.beta,
             plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
         )
         fields.update(overrides)  # every planned setting can be overridden (STYLE §6)

@@ -71,6 +71,7 @@ class Wishes:
     eval_source: str = ""  # ...and what it is, for the reason
     time_limit_s: float | None = None  # train for at most this long (seconds); None: as long as the length takes
     objective: str | None = None  # a name in core/objectives; None: ORPO for preference pairs, else SFT
+    beta: float | None = None  # a preference objective's strength; None: its own (core/objectives)
     pairs: bool = False  # the rows are preference pairs (chosen and rejected): the dataset's to say
 
 
@@ -105,6 +106,7 @@ class Plan:
     time_limit_s: float = 0.0  # the person's time limit (0: none); the trainer stops there too
     time_capped: bool = False  # total_steps was cut to end within time_limit_s
     objective: str = "sft"  # what the run learns: "sft" (the answers), or a pair objective (core/objectives)
+    beta: float | None = None  # the pair objective's strength as asked; None: its own default
     sequences: int = 0  # what one epoch is made of: packs, or rows when not packing
     ram: dict[str, int] = field(default_factory=dict)  # host RAM by term
     ram_limit: int = 0
@@ -171,9 +173,17 @@ def with_objective(w: Wishes, reasons: list) -> Wishes:
     if objective.PAIRS and not w.pairs:
         raise BadArgument(f"{objective.LABEL} learns from preference pairs (rows with 'chosen' and 'rejected'), and "
                           "this dataset has none; train it with --objective sft.")
+    if w.beta is not None and not objective.PAIRS:
+        raise BadArgument("A strength (beta) weighs preference tuning (ORPO, DPO, SimPO), and this run is "
+                          "supervised: give preference pairs (prompt, chosen, rejected), or leave the strength out.")
+    if w.beta is not None and not objective.BETA_RANGE[0] <= w.beta <= objective.BETA_RANGE[1]:
+        raise BadArgument(f"A strength (beta) of {w.beta:g} is out of range for {objective.LABEL}: use one from "
+                          f"{objective.BETA_RANGE[0]:g} to {objective.BETA_RANGE[1]:g} ({objective.BETA:g} is "
+                          "the paper's).")
     if objective.PAIRS:
+        strength = f"strength {w.beta:g} as you asked" if w.beta is not None else f"strength {objective.BETA:g}"
         reasons.append(f"Objective: {objective.LABEL}" + (" as you asked" if w.objective else ", as the rows are "
-                                                           "preference pairs") + ": " + objective.WHY
+                                                           "preference pairs") + f" ({strength}): " + objective.WHY
                        + " Each example is two sequences, chosen and rejected, with their full logits (counted "
                          "here), and rows are not packed.")
     elif w.pairs:
@@ -349,7 +359,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         optimizer=setup.optimizer, options=settings.to_dict(s.options(options)), packing=w.packing, sequences=rows,
         kernels="auto" if w.kernels is None else list(w.kernels), stop_early=length.stop_early,
         keep_best=setup.keep_best, time_limit_s=w.time_limit_s or 0.0, time_capped=length.capped,
-        objective=w.objective or "sft",
+        objective=w.objective or "sft", beta=w.beta,
         calibration={"factor": target.factor, "time_factor": target.time_factor, "source": target.factor_source}
         if (target.factor, target.time_factor) != (1.0, 1.0) else {},
         reasons=reasons, warnings=warnings,

@@ -131,7 +131,7 @@ def _step_down(previous: Plan, hardware: HardwareProfile, model_config: dict, to
                          lr=previous.lr, max_steps=previous.max_steps or None, epochs=previous.epochs,
                          stop_early=previous.stop_early, keep_best=keep_best, options=previous.options,
                          packing=previous.packing, kernels=w.kernels, kernels_why=w.kernels_why,
-                         time_limit_s=previous.time_limit_s or None, objective=previous.objective,
+                         time_limit_s=previous.time_limit_s or None, objective=previous.objective, beta=previous.beta,
                          pairs=objectives.learns_pairs(previous.objective))
     plan = finish_plan(shape, hardware, target, strategy, ckpt, mb, previous.seq_len,
                        sum(1 for n in token_lengths if n > previous.seq_len), token_lengths, plan_wishes, reasons,

@@ -309,9 +309,10 @@ def test_preference_pairs_train_with_orpo_unless_asked_otherwise_and_with_dpo_ag
     assert wrong.returncode != 0 and wrong.stderr.strip().endswith("train it with --objective sft.")
     refused = cli_here("train", "--model", tiny_model_dir, "--data", DEMO, "--beta", "0.5", check=2)
     assert refused.stderr.strip().endswith("this run is supervised: give preference pairs (prompt, chosen, rejected), "
-                                           "or leave --beta out.") and not (home / "runs").exists()
+                                           "or leave the strength out.") and not (home / "runs").exists()
     too_much = cli_here("train", "--model", tiny_model_dir, "--data", pairs, "--orpo-beta", "20", check=2)
-    assert "'beta': must be in [0, 10] for ORPO; 0.1 is the paper's." in too_much.stderr, too_much.stderr
+    assert too_much.stderr.strip().endswith("A strength (beta) of 20 is out of range for ORPO: use one from 0 to 10 "
+                                            "(0.1 is the paper's)."), too_much.stderr
     assert not (home / "runs").exists()
     events = json_lines(cli_here("train", "--model", tiny_model_dir, "--data", pairs, "--max-steps", "2", "--device",
                                  "cpu", "--beta", "0.5", "--json", check=0).stdout)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from core import hardware, planner, replanner
+from core import hardware, objectives, planner, replanner
 from tests.conftest import REPO
 
 SMOL = json.loads((REPO / "resources" / "models" / "smollm2-135m.json").read_text())
@@ -323,7 +323,8 @@ def test_preference_pairs_are_planned_for_orpo_with_two_sequences_an_example_and
     sft = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(**fixed))
     orpo = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(pairs=True, **fixed))
     assert (sft.objective, orpo.objective, sft.packing, orpo.packing) == ("sft", "orpo", True, False)
-    assert orpo.reasons[0].startswith("Objective: ORPO, as the rows are preference pairs: the chosen answers")
+    assert orpo.reasons[0].startswith("Objective: ORPO, as the rows are preference pairs (strength 0.1): the chosen "
+                                      "answers")
     # Twice the sequences, and the logits the fused loss would not build on a GPU.
     assert orpo.memory["activations"] == 2 * sft.memory["activations"]
     assert orpo.memory["logits and loss"] > 10 * sft.memory["logits and loss"]
@@ -346,7 +347,8 @@ def test_dpo_and_simpo_are_planned_when_asked_and_dpo_counts_its_reference_pass(
     plan = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(objective=name, **fixed))
     label = {"dpo": "DPO", "simpo": "SimPO"}[name]
     assert (plan.objective, plan.packing) == (name, False)
-    assert plan.reasons[0].startswith(f"Objective: {label} as you asked: the model learns to prefer the chosen")
+    assert plan.reasons[0].startswith(f"Objective: {label} as you asked (strength {objectives.get(name).BETA:g}): "
+                                      "the model learns to prefer the chosen")
     assert plan.memory == orpo.memory and plan.step_time_s == orpo.step_time_s  # two sequences an example, logits
     assert (orpo.lr, plan.lr) == (2e-4, pytest.approx(2e-5))  # a tenth of LoRA's supervised rate, and why
     assert any(r.startswith(f"Learning rate 2e-05: 0.1× the supervised one, as {label} learns no answers")
@@ -362,3 +364,12 @@ def test_dpo_and_simpo_are_planned_when_asked_and_dpo_counts_its_reference_pass(
         assert plan.total_time_s == pytest.approx(steps, abs=0.1)
     with pytest.raises(BadArgument, match=f"^{label} learns from preference pairs .* train it with --objective sft.$"):
         planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(objective=name))
+    strong = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(objective=name, beta=0.5, **fixed))
+    assert strong.beta == 0.5 and "(strength 0.5 as you asked)" in strong.reasons[0]
+    again = replanner.replan_after_oom(strong, gpu, SMOL, [300] * 200, at_step=3)  # a re-plan keeps the strength
+    assert (again.objective, again.beta) == (name, 0.5)
+    with pytest.raises(BadArgument, match=f"^A strength \\(beta\\) of 50 is out of range for {label}: use one from "):
+        planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(objective=name, beta=50, **fixed))
+    with pytest.raises(BadArgument, match="^A strength \\(beta\\) weighs preference tuning .* and this run is "
+                                          "supervised"):
+        planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(objective="sft", beta=0.5, **fixed))

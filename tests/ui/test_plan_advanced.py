@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 from types import SimpleNamespace
 
+import pytest
 from PySide6.QtWidgets import QWizard
 
 from core import settings, strategies
+from core.errors import BadArgument
 from core.hardware import GPU, HardwareProfile
 from core.plan_text import size_text
 from tuneforge_kernels import OPS
@@ -201,7 +203,13 @@ def test_the_objective_is_a_wish_auto_until_chosen(qtbot):
     assert [panel.objective.itemText(i) for i in range(panel.objective.count())] == [
         "Auto", "Supervised (SFT)", "Preference (ORPO)", "Preference (DPO)", "Preference (SimPO)"]
     panel.objective.setCurrentIndex(panel.objective.findData("dpo"))
-    assert panel.wishes().objective == "dpo"
+    panel.beta.setCurrentText("0.05")  # its strength: picked or typed, checked against the objective by the plan
+    assert (panel.wishes().objective, panel.wishes().beta, panel.count_overrides()) == ("dpo", 0.05, 2)
+    panel.beta.setCurrentText("strong")
+    with pytest.raises(BadArgument, match=r"^Strength \(beta\) 'strong' is not usable; write a number like 0.1, or "
+                                          "pick Auto.$"):
+        panel.wishes()
+    panel.beta.setCurrentIndex(0)
     panel.objective.setCurrentIndex(panel.objective.findData("sft"))
     assert panel.wishes().objective == "sft" and panel.overridden.text() == "1 setting overridden"
     panel.reset()

@@ -22,6 +22,7 @@ from ui.pages.strategy_options import StrategyOptions
 AUTO = "Auto"
 LONGEST_SEQ = 131072  # the sequence-length box's limit until a plan names the model's context
 LEARNING_RATES = ("1e-5", "2e-5", "5e-5", "1e-4", "2e-4", "5e-4", "1e-3")
+BETAS = ("0.05", "0.1", "0.2", "0.5", "1", "2", "5")  # preference strengths offered (ORPO, DPO 0.1; SimPO 2)
 GIB = 1024**3
 TIME_LIMITS_MIN = (15, 30, 60, 120, 240, 480, 720)  # the time limits offered, in minutes
 THIS_MACHINE = "this machine"  # HardwareProfile.source when it is not a what-if
@@ -31,6 +32,20 @@ def fixed(widget, width: int = 160):
     widget.setMinimumWidth(width)
     widget.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)
     return widget
+
+
+def typed_number(box: QComboBox, what: str, example: str, rule: str = "a number ", valid=lambda v: True):
+    """The number picked or typed in an editable combo whose first item is Auto (None), or BadArgument."""
+    text = box.currentText().strip()
+    if text in ("", AUTO):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not valid(value):
+        raise BadArgument(f"{what} '{text}' is not usable; write {rule}like {example}, or pick Auto.")
+    return value
 
 
 def auto_spin(maximum: int, step: int = 1, suffix: str = "") -> QSpinBox:
@@ -91,6 +106,8 @@ class WishesPanel(QWidget):
         # Auto: core.plan_length's rule (after 3 checks when the plan chose several passes)
         self.stop_early = auto_combo([("Off", 0), *((f"After {checks} checks", checks) for checks in (2, 3, 5))])
         self.keep_best = auto_combo([("Yes", True), ("No", False)])  # Auto: yes, unless the disk lacks room
+        self.beta = fixed(QComboBox(editable=True))
+        self.beta.addItems([AUTO, *BETAS])
         self.objective = auto_combo([(("Preference" if m.PAIRS else "Supervised") + f" ({m.LABEL})", m.NAME)
                                      for m in objectives.OBJECTIVES.values()])  # core/objectives
         self.time_limit = fixed(QComboBox())  # (any other on the command line: `--time-limit 1h45m`)
@@ -117,6 +134,8 @@ class WishesPanel(QWidget):
                 ("Objective:", self.objective, "what it learns: the answers, or from preference pairs the chosen "
                  "answers preferred over the rejected (Auto: ORPO for preference pairs; DPO and SimPO suit a model "
                  "that already answers in the right form)"),
+                ("Strength (beta):", self.beta, "how hard preference tuning pushes (Auto: the objective's paper's, "
+                 "ORPO 0.1, DPO 0.1, SimPO 2)"),
                 ("Epochs:", self.epochs, "passes over the data, unless a step limit stops it first"),
                 ("Time limit:", self.time_limit, "train for at most this long: the plan cuts the run to fit, "
                  "and the run stops there, keeping what it learned"),
@@ -152,6 +171,7 @@ class WishesPanel(QWidget):
             box.currentIndexChanged.connect(self._edited)
         self.strategy.currentIndexChanged.connect(self._strategy_chosen)
         self.lr.currentTextChanged.connect(self._edited)
+        self.beta.currentTextChanged.connect(self._edited)
         self._show_options(None)
 
     def _fold(self, open_: bool) -> None:
@@ -234,7 +254,8 @@ class WishesPanel(QWidget):
                 self.lr.currentText().strip(), self.epochs.value(), self.checkpointing.currentIndex(),
                 self.packing.currentIndex(), self.kernels.currentIndex(), self.memory_cap.value(),
                 self.device.currentData(), self.options.state(), self.stop_early.currentIndex(),
-                self.keep_best.currentIndex(), self.time_limit.currentIndex(), self.objective.currentIndex())
+                self.keep_best.currentIndex(), self.time_limit.currentIndex(), self.objective.currentIndex(),
+                self.beta.currentText().strip())
 
     def count_overrides(self) -> int:
         return sum((self.strategy.currentIndex() > 0, self.seq_len.value() > 0, self.micro_batch.value() > 0,
@@ -243,6 +264,7 @@ class WishesPanel(QWidget):
                     self.kernels.currentIndex() > 0, self.memory_cap.value() > 0, self.device.currentIndex() > 0,
                     self.stop_early.currentIndex() > 0, self.keep_best.currentIndex() > 0,
                     self.time_limit.currentIndex() > 0, self.objective.currentIndex() > 0,
+                    self.beta.currentText().strip() not in ("", AUTO),
                     len(self.options.state())))
 
     def reset(self) -> None:
@@ -250,21 +272,11 @@ class WishesPanel(QWidget):
         for box in (self.seq_len, self.micro_batch, self.grad_accum, self.epochs, self.memory_cap):
             box.setValue(0)
         for box in (self.strategy, self.checkpointing, self.packing, self.kernels, self.lr, self.device,
-                    self.stop_early, self.keep_best, self.time_limit, self.objective):
+                    self.stop_early, self.keep_best, self.time_limit, self.objective, self.beta):
             box.setCurrentIndex(0)
 
     def learning_rate(self) -> float | None:
-        text = self.lr.currentText().strip()
-        if text in ("", AUTO):
-            return None
-        try:
-            value = float(text)
-        except ValueError:
-            value = 0.0
-        if not 0 < value < 1:
-            raise BadArgument(f"Learning rate '{text}' is not usable; write a number between 0 and 1 like 2e-4, "
-                              "or pick Auto.")
-        return value
+        return typed_number(self.lr, "Learning rate", "2e-4", "a number between 0 and 1 ", lambda v: 0 < v < 1)
 
     def wishes(self, max_steps: int | None = None) -> Wishes:
         """What the controls ask for; raises BadArgument (a sentence) for a value that cannot be a wish."""
@@ -276,4 +288,5 @@ class WishesPanel(QWidget):
                       memory_cap_bytes=int(self.memory_cap.value() * GIB) or None, device=device,
                       gpu_index=gpu_index, options=self.options.values(), kernels=self.kernels.currentData(),
                       stop_early=self.stop_early.currentData(), keep_best=self.keep_best.currentData(),
-                      time_limit_s=self.time_limit.currentData(), objective=self.objective.currentData())
+                      time_limit_s=self.time_limit.currentData(), objective=self.objective.currentData(),
+                      beta=typed_number(self.beta, "Strength (beta)", "0.1", valid=lambda v: v >= 0))
