@@ -1,7 +1,8 @@
 """One benchmark cell, built and run exactly the way the trainer runs it; shared by the benchmark scripts.
 
 A cell is a model shape × strategy (with its settings) × micro-batch × sequence length × gradient
-checkpointing. Running one:
+checkpointing, and what it learns (supervised, or a preference objective: then a micro-batch is that many
+pairs, two sequences each). Running one:
 
 - the model is random-init from its config and saved once per shape (`random_model`), so nothing
   is downloaded and each strategy loads it through its own `load_model` (QLoRA quantizes there);
@@ -32,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from core import optimizers, runtime_env, strategies  # noqa: E402
+from core import objectives, optimizers, runtime_env, strategies  # noqa: E402
 from core.memory_model import GIB, Estimate, Setup, estimate  # noqa: E402
 from core.model_shape import ModelShape  # noqa: E402
 from core.run_config import RunConfig  # noqa: E402
@@ -63,6 +64,11 @@ class Cell:
     checkpointing: bool
     options: dict = field(default_factory=dict)  # the strategy's settings (RunConfig.strategy_options)
     label: str = ""  # how tables name it when one strategy appears with several settings (e.g. "lisa+emb")
+    objective: str = "sft"  # what it learns (core/objectives); a pair objective's micro-batch counts pairs
+
+    @property
+    def pairs(self) -> bool:
+        return objectives.learns_pairs(self.objective)
 
     @property
     def name(self) -> str:
@@ -70,7 +76,8 @@ class Cell:
 
     def describe(self) -> dict:
         return {"model": self.model, "cell": self.name, "strategy": self.strategy, "options": self.options,
-                "micro_batch": self.micro_batch, "seq_len": self.seq_len, "checkpointing": self.checkpointing}
+                "micro_batch": self.micro_batch, "seq_len": self.seq_len, "checkpointing": self.checkpointing,
+                "objective": self.objective}
 
 
 def bnb_version() -> str | None:
@@ -147,8 +154,10 @@ def predict(cell: Cell, config: dict, device: str) -> Estimate:
     """The memory model's estimate for this cell, with the Setup built as the planner builds it."""
     s = strategies.get(cell.strategy, need_built=False)
     on_gpu = device == "cuda"
-    setup = Setup(cell.strategy, cell.micro_batch, cell.seq_len, compute_bytes=2 if on_gpu else 4,
-                  checkpointing=cell.checkpointing, on_gpu=on_gpu, fused_loss=on_gpu,  # kernels "auto", as run
+    # As core.plan_target builds it: two sequences a pair, and their full logits (no fused loss).
+    setup = Setup(cell.strategy, cell.micro_batch * (2 if cell.pairs else 1), cell.seq_len,
+                  compute_bytes=2 if on_gpu else 4, checkpointing=cell.checkpointing, on_gpu=on_gpu,
+                  fused_loss=on_gpu and not cell.pairs,  # kernels "auto", as run
                   **s.setup_fields(s.options(cell.options), device))
     return estimate(ModelShape.from_config(config), setup)
 
@@ -170,14 +179,25 @@ def headline(device: str) -> str:
 
 
 # --- running steps --------------------------------------------------------------------------------------------
-def random_batches(vocab: int, micro_batch: int, seq_len: int, steps: int, seed: int = 0) -> list[dict]:
+def random_batches(vocab: int, micro_batch: int, seq_len: int, steps: int, seed: int = 0,
+                   objective: str = "sft") -> list[dict]:
     """One micro-batch per step of random tokens, on the CPU as the trainer collates them (each step
-    moves its batch to the device); every token is trained, as `labels` equal to the inputs mean."""
+    moves its batch to the device); every token is trained, as `labels` equal to the inputs mean. For a
+    preference objective the micro-batch is that many pairs (chosen rows, then rejected), each row's first
+    quarter a prompt (not trained), with the reference log-probabilities DPO reads (a random model's:
+    log 1/vocab a token)."""
     g = torch.Generator().manual_seed(seed)
     out = []
+    pairs = objectives.learns_pairs(objective)
     for _ in range(steps):
-        ids = torch.randint(0, vocab, (micro_batch, seq_len), generator=g)
-        out.append({"input_ids": ids, "labels": ids.clone(), "attention_mask": torch.ones_like(ids)})
+        ids = torch.randint(0, vocab, (micro_batch * (2 if pairs else 1), seq_len), generator=g)
+        batch = {"input_ids": ids, "labels": ids.clone(), "attention_mask": torch.ones_like(ids)}
+        if pairs:
+            batch["labels"][:, : seq_len // 4] = -100
+            if objectives.get(objective).REFERENCE:
+                trained = (batch["labels"][:, 1:] != -100).sum(1)
+                batch["reference"] = -torch.log(torch.tensor(float(vocab))) * trained
+        out.append(batch)
     return out
 
 
@@ -295,7 +315,7 @@ def session_config(cell: Cell, model_dir: Path, device: str, run_dir: str | Path
                      model_path=str(model_dir), data_path="unused", strategy=cell.strategy,
                      strategy_options=dict(cell.options), device=device, seq_len=cell.seq_len,
                      micro_batch=cell.micro_batch, grad_accum=1, gradient_checkpointing=cell.checkpointing,
-                     kernels=kernels)
+                     kernels=kernels, objective=cell.objective)
 
 
 def run_session(cell: Cell, model_dir: Path, device: str, steps: int, seed: int = 0,
@@ -305,7 +325,7 @@ def run_session(cell: Cell, model_dir: Path, device: str, steps: int, seed: int 
     from core import training
 
     vocab = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))["vocab_size"]
-    batches = random_batches(vocab, cell.micro_batch, cell.seq_len, steps, seed)
+    batches = random_batches(vocab, cell.micro_batch, cell.seq_len, steps, seed, cell.objective)
 
     def prepare():
         with tempfile.TemporaryDirectory(prefix="tuneforge-bench-run-") as run_dir:

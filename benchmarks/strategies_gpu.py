@@ -5,7 +5,9 @@ Each strategy trains a random-init Llama (the 1B shape by default; `--model` pic
 config up to 8B) through `core.training.Session`, the trainer's own code path (`benchmarks/cells.py`),
 for a few optimizer steps on random batches: lora, qlora (when bitsandbytes imports), dora, lisa with
 the embeddings frozen and trained, and full fine-tuning (only where the memory model predicts it
-fits in 80% of the GPU; otherwise the cell is recorded as skipped, with the reason). Speed counts the
+fits in 80% of the GPU; otherwise the cell is recorded as skipped, with the reason); then LoRA with
+preference tuning, ORPO and DPO (a micro-batch of pairs: twice the sequences, with their full logits),
+each peak against the memory model's estimate for it, as the plan makes it. Speed counts the
 steps after the first (LISA's include its layer switches, every 2 steps here where a run's default is
 every 20, so its speed reads a little low). Nothing is downloaded.
 
@@ -87,12 +89,15 @@ def models() -> dict[str, dict]:
     return {DEFAULT_MODEL: cells.LLAMA_1B_SHAPE} | cells.shipped_llamas(MAX_PARAMS)
 
 
-def variants(interval: int) -> list[tuple[str, str, dict]]:
-    """(label, strategy, settings) of every cell after the baseline, in the order they run."""
+def variants(interval: int) -> list[tuple[str, str, dict, str]]:
+    """(label, strategy, settings, objective) of every cell after the baseline, in the order they run: each
+    strategy supervised, then LoRA with two preference objectives (a micro-batch of pairs: twice the sequences,
+    and their full logits), whose peaks are judged against the memory model's."""
     lisa = {"layers": 2, "interval": interval}
-    return [("lora", "lora", LORA), ("qlora", "qlora", LORA), ("dora", "dora", LORA),
-            ("lisa", "lisa", lisa | {"embeddings": False}), ("lisa+emb", "lisa", lisa | {"embeddings": True}),
-            ("full", "full", {})]
+    return [("lora", "lora", LORA, "sft"), ("qlora", "qlora", LORA, "sft"), ("dora", "dora", LORA, "sft"),
+            ("lisa", "lisa", lisa | {"embeddings": False}, "sft"),
+            ("lisa+emb", "lisa", lisa | {"embeddings": True}, "sft"), ("full", "full", {}, "sft"),
+            ("lora+orpo", "lora", LORA, "orpo"), ("lora+dpo", "lora", LORA, "dpo")]
 
 
 def plan(names: list[str], micro_batch: int, seq_len: int, checkpointing: bool, steps: int, lisa_steps: int,
@@ -102,9 +107,9 @@ def plan(names: list[str], micro_batch: int, seq_len: int, checkpointing: bool, 
     for m in names:
         # The baseline's prediction is LoRA's: the same adapters, the same optimizer.
         out.append((Cell(m, "lora", micro_batch, seq_len, checkpointing, LORA, BASELINE), steps))
-        for label, strategy, options in variants(interval):
+        for label, strategy, options, objective in variants(interval):
             n = lisa_steps if strategy == "lisa" else steps
-            out.append((Cell(m, strategy, micro_batch, seq_len, checkpointing, options, label), n))
+            out.append((Cell(m, strategy, micro_batch, seq_len, checkpointing, options, label, objective), n))
     return out
 
 
@@ -205,6 +210,8 @@ def summary(results: list[dict], device: str) -> dict:
     key = cells.headline(device)
     out = {"criteria": {"lisa_close_to_lora": f"lisa (embeddings frozen) peak <= {CLOSE_TO_LORA} x lora's",
                         "lisa_flat_over_switches": f"largest LISA window peak <= {FLAT} x the smallest",
+                        "orpo/dpo_peak_over_predicted": "a preference run's peak against the memory model's "
+                                                        "estimate for it (the plan's), reported",
                         "peak": f"torch's peak {key} bytes" if device == "cuda" else "the process's resident peak"}}
     for m in dict.fromkeys(c["model"] for c in results):
         by = {c["cell"]: c for c in results if c["model"] == m}
@@ -226,6 +233,9 @@ def summary(results: list[dict], device: str) -> dict:
             w = [x["peak_gib"] for x in by.get(name, {}).get("windows", [])]
             s[f"{prefix}_window_peaks_gib"] = w
             s[f"{prefix}_flat_over_switches"] = (max(w) <= FLAT * min(w)) if w else None
+        for name, prefix in (("lora+orpo", "orpo"), ("lora+dpo", "dpo")):  # preference tuning: as planned?
+            s[f"{prefix}_peak_over_lora"] = ratio(peak(name), peak("lora"))
+            s[f"{prefix}_peak_over_predicted"] = ratio(peak(name), by.get(name, {}).get("predicted_gib", {}).get(key))
         close = s["lisa_peak_over_lora"]
         s["lisa_close_to_lora"] = None if close is None else close <= CLOSE_TO_LORA
         out[m] = s
@@ -331,7 +341,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{fmt(x['lora_speed_over_baseline'], '.2f')}; lisa/lora peak {fmt(x['lisa_peak_over_lora'], '.2f')} "
               f"(close to LoRA, <= {CLOSE_TO_LORA}: {x['lisa_close_to_lora']}), lisa/full "
               f"{fmt(x['lisa_peak_over_full'], '.2f')} (full {x['full_peak_from']}); flat over switches: "
-              f"{x['lisa_flat_over_switches']} (lisa), {x['lisa_emb_flat_over_switches']} (lisa+emb).")
+              f"{x['lisa_flat_over_switches']} (lisa), {x['lisa_emb_flat_over_switches']} (lisa+emb); preference "
+              f"tuning peak over LoRA's, and over its prediction: orpo {fmt(x['orpo_peak_over_lora'], '.2f')}, "
+              f"{fmt(x['orpo_peak_over_predicted'], '.2f')}; dpo {fmt(x['dpo_peak_over_lora'], '.2f')}, "
+              f"{fmt(x['dpo_peak_over_predicted'], '.2f')}.")
     written = f"Written to {out}." if out else "Nothing written (a smoke run writes only with --out)."
     print((f"{cells.SMOKE_LABEL}: " if args.smoke else "") + written)
     return 0

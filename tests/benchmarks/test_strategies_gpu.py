@@ -25,7 +25,8 @@ def test_list_prints_the_cells_with_predictions():
     assert proc.returncode == 0, proc.stderr
     # model, cell, micro-batch, sequence length, checkpointing, steps, predicted allocated and total GiB
     for model in ("llama-1b-shape", "llama-3.1-8b"):
-        for cell, steps in (("peft-lora", 5), ("lora", 5), ("dora", 5), ("lisa", 10), (r"lisa\+emb", 10), ("full", 5)):
+        for cell, steps in (("peft-lora", 5), ("lora", 5), ("dora", 5), ("lisa", 10), (r"lisa\+emb", 10), ("full", 5),
+                            (r"lora\+orpo", 5), (r"lora\+dpo", 5)):
             assert re.search(rf"^{model}\s+{cell}\s+4\s+1024\s+on\s+{steps}(\s+\d+\.\d\d){{2}}$", proc.stdout,
                              re.MULTILINE), (cell, proc.stdout)
     # An 8B model's full fine-tuning is predicted far beyond any single GPU's 80% (it will be skipped there).
@@ -39,7 +40,8 @@ def test_smoke_measures_every_strategy_and_lisa_per_window(tmp_path):
     assert report["command"].endswith(f"--smoke --out {out}") and report["torch"] and report["date"]
 
     cells = {c["cell"]: c for c in report["cells"]}
-    expected = {"peft-lora", "lora", "dora", "lisa", "lisa+emb", "full"} | ({"qlora"} if bnb_imports() else set())
+    expected = ({"peft-lora", "lora", "dora", "lisa", "lisa+emb", "full", "lora+orpo", "lora+dpo"}
+                | ({"qlora"} if bnb_imports() else set()))
     assert set(cells) == expected
     for name, cell in cells.items():
         assert cell["status"] == "measured", cell
@@ -60,6 +62,10 @@ def test_smoke_measures_every_strategy_and_lisa_per_window(tmp_path):
     assert summary["full_peak_from"] == "measured"
     assert isinstance(summary["lisa_close_to_lora"], bool) and isinstance(summary["lisa_flat_over_switches"], bool)
     assert len(summary["lisa_window_peaks_gib"]) == len(cells["lisa"]["windows"])
+    # Preference tuning: twice the sequences of LoRA's micro-batch, each peak set against its own prediction.
+    assert cells["lora+dpo"]["objective"] == "dpo" and cells["lora"]["objective"] == "sft"
+    for name in ("orpo", "dpo"):
+        assert summary[f"{name}_peak_over_lora"] > 0 and summary[f"{name}_peak_over_predicted"] > 0, summary
 
 
 def test_smoke_without_out_writes_nothing():
