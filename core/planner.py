@@ -322,10 +322,12 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         reasons[said:said] = length.reasons
     epochs, total_steps = length.epochs, steps or length.steps
     reference_s = 0.0
-    if objective.REFERENCE:  # a forward pass over every pair: measured about half of
-        reference_s = step_time * per_epoch / 2  # a LoRA epoch's time on the CPU (a frozen base needs no weight grads)
-        reasons.append(f"The starting model's log-probabilities of every pair, worked out before step 1: about "
-                       f"{duration(reference_s)}, counted in the time (a time limit counts the steps alone).")
+    if objective.REFERENCE:  # a forward pass over the pairs the steps train on: measured about half their
+        # training time for LoRA on the CPU (a frozen base needs no weight gradients)
+        reference_s = step_time * min(per_epoch, total_steps) / 2
+        reasons.append(f"The starting model's log-probabilities of the pairs the run trains on, worked out before "
+                       f"step 1: about {duration(reference_s)}, counted in the time (a time limit counts the steps "
+                       "alone).")
     device_bytes = int(est.device_total * target.factor)
     if device_bytes > target.usable:
         warnings.append(f"The estimate ({device_bytes / GIB:.1f} GiB) does not fit what the device offers "

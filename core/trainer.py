@@ -95,11 +95,12 @@ def _every(seconds: float, report):
 
 
 def with_reference(cfg: RunConfig, emit: Emitter, session: training.Session, pairs: pair_data.Pairs,
-                   held: pair_data.Pairs, pad_id: int) -> tuple[pair_data.Pairs, pair_data.Pairs]:
+                   held: pair_data.Pairs, pad_id: int, steps: int) -> tuple[pair_data.Pairs, pair_data.Pairs]:
     """The training and held-out pairs with the starting model's log-probabilities of each side (DPO's reference),
-    worked out with the session's model before it trains (or resumes), and kept in the run's folder
-    (reference.safetensors) so a resume of the same pairs reads them instead."""
-    total, t0 = len(pairs) + len(held), time.time()
+    worked out with the session's model before it trains (or resumes), for the training pairs its `steps` steps
+    train on, and kept in the run's folder (reference.safetensors) so a resume of the same pairs reads them."""
+    seen = training.examples_seen(cfg, len(pairs), steps)
+    total, t0 = len(seen) + len(held), time.time()
     said = _every(2.0, lambda n: emit("status", text=f"The starting model's log-probabilities (the reference): "
                                                      f"{n:,} of {total:,} pairs", fraction=n / total))
 
@@ -107,7 +108,7 @@ def with_reference(cfg: RunConfig, emit: Emitter, session: training.Session, pai
         return pair_data.reference_logps(session.model, some, pad_id, cfg.micro_batch, session.device,
                                          lambda n: said(before + n))
     pairs, held, fresh = pair_data.with_reference(Path(cfg.run_dir) / "reference.safetensors", pairs, held,
-                                                  cfg.seq_len, work_out)
+                                                  cfg.seq_len, work_out, seen)
     if fresh:
         emit("status", text=f"Worked out the starting model's log-probabilities of {counted(total, 'pair')} in "
                             f"{duration(time.time() - t0)}: the reference {objectives.get(cfg.objective).LABEL} "
@@ -169,10 +170,6 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
             raise KnownError(f"{cfg.data_path}: no row is a preference pair whose answers both fit {cfg.seq_len} "
                              "tokens; give preference pairs (chosen and rejected), or raise the sequence length.")
     session = training.Session(cfg)
-    if pairs is not None and objective.REFERENCE:  # from the starting model: before a resume loads its weights
-        pairs, held = with_reference(cfg, emit, session, pairs, held, pad_id)
-    if pairs is not None:
-        eval_set = held if len(held) else eval_set  # (a separate validation set of other rows: their loss alone)
     loading_peak = memory_watch.start_training_peak(device)  # the calibration measures training alone
     _active_kernels[:] = [op for op, p in session.kernels.items() if p.active]
     items, collate = train_set, tokenize.collate
@@ -192,6 +189,10 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
     planned = total  # what the plan asked; `total` is less once the run is cut to its time limit
     session.schedule(total)
+    if pairs is not None and objective.REFERENCE:  # from the starting model: before a resume loads its weights
+        items, held = with_reference(cfg, emit, session, pairs, held, pad_id, total)
+    if pairs is not None:
+        eval_set = held if len(held) else eval_set  # (a separate validation set of other rows: their loss alone)
 
     best, state = float("inf"), None
     last = checkpoint.latest(run_dir) if resume else None

@@ -88,10 +88,23 @@ def batches_for_step(step: int, cfg: RunConfig, n: int) -> list[list[int]]:
     for position in range(step * effective, (step + 1) * effective):
         epoch, k = divmod(position, n)
         if epoch not in orders:
-            orders[epoch] = list(range(n))
-            random.Random(cfg.seed * 1000003 + epoch).shuffle(orders[epoch])
+            orders[epoch] = epoch_order(cfg, epoch, n)
         picked.append(orders[epoch][k])
     return [picked[i:i + cfg.micro_batch] for i in range(0, effective, cfg.micro_batch)]
+
+
+def epoch_order(cfg: RunConfig, epoch: int, n: int) -> list[int]:
+    """The order of the `n` examples in pass `epoch` over them (batches_for_step's shuffle)."""
+    order = list(range(n))
+    random.Random(cfg.seed * 1000003 + epoch).shuffle(order)
+    return order
+
+
+def examples_seen(cfg: RunConfig, n: int, steps: int) -> list[int]:
+    """The examples the first `steps` optimizer steps train on (batches_for_step), in index order: all of them
+    once the steps reach a whole pass."""
+    count = steps * cfg.micro_batch * cfg.grad_accum
+    return list(range(n)) if count >= n else sorted(epoch_order(cfg, 0, n)[:count])
 
 
 class Session:

@@ -7,10 +7,12 @@ reference):
     loss = -log sigmoid( beta * [ (log P(chosen) - log P_ref(chosen)) - (log P(rejected) - log P_ref(rejected)) ] )
 
 with log P summed over each answer's tokens. The reference's log-probabilities are worked out once, before step
-1, from the starting model (the base, or the weights the run goes on from), and kept in the run's folder, so no
-second model is held while training and every strategy can use it, full fine-tuning and LISA included; what it
-costs is that pass, about half an epoch's time. It does not learn the answers as such (only their margin), so it
-suits a model that already answers in the right form: an instruct model, or a supervised run's result.
+1, from the starting model (the base, or the weights the run goes on from), for the pairs the run's steps train
+on and the held-out ones, and kept in the run's folder: no second model is held while training, and every
+strategy can use it, full fine-tuning and LISA included. What it costs is that pass, about half the steps' time
+for those pairs (a short first try on a large set works out only the pairs it trains on). It does not learn the
+answers as such (only their margin), so it suits a model that already answers in the right form: an instruct
+model, or a supervised run's result.
 The run reports the DPO loss (log 2 ≈ 0.693 at the start, when the model is its own reference), and its
 validation checks the same over the held-out pairs, against their own reference log-probabilities.
 """

@@ -45,6 +45,19 @@ class Pairs:
         return sum(_trained(self.chosen[i].labels) for i, _ in self.index)
 
 
+class Some:
+    """The pairs at `indices` only (DPO's reference pass over the pairs a run will train on)."""
+
+    def __init__(self, pairs: Pairs, indices: list[int]):
+        self.pairs, self.indices = pairs, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int):
+        return self.pairs[self.indices[k]]
+
+
 class Rejected:
     """The rejected sides of preference rows as examples of their own (to encode and cache like any rows), read
     afresh each time they are iterated, as the rows themselves are."""
@@ -81,6 +94,8 @@ def collate(items: list, pad_id: int) -> dict:
         import torch
 
         batch["reference"] = torch.stack([it[2][0] for it in items] + [it[2][1] for it in items]).float()
+        if torch.isnan(batch["reference"]).any():  # (with_reference works out only the pairs a run trains on)
+            raise ValueError(f"{items[0][0].source}: a pair with no reference log-probabilities was batched.")
     return batch
 
 
@@ -184,24 +199,35 @@ def reference_logps(model, pairs: Pairs, pad_id: int, batch: int, device, on_pro
     return torch.cat(out) if out else torch.zeros((0, 2))
 
 
-def with_reference(path, pairs: Pairs, held: Pairs, seq_len: int, work_out) -> tuple[Pairs, Pairs, bool]:
+def with_reference(path, pairs: Pairs, held: Pairs, seq_len: int, work_out,
+                   seen: list[int] | None = None) -> tuple[Pairs, Pairs, bool]:
     """(the training pairs, the held-out pairs, each carrying its reference log-probabilities; whether they were
     worked out now). They are read from `path` when it holds them for exactly these pairs (a resumed run), else
-    worked out by `work_out(pairs, pairs_before)` (reference_logps on the starting model) and kept there."""
-    key = _reference_key(pairs, held, seq_len)
+    worked out by `work_out(pairs, pairs_before)` (reference_logps on the starting model) and kept there. Of the
+    training pairs only those at `seen` are worked out, when given: the ones the run's steps train on (a short
+    first try on a large set need not wait for all of them); the others are NaN, which collate refuses."""
+    import torch
+
+    seen = list(range(len(pairs))) if seen is None else seen
+    key = _reference_key(pairs, held, seq_len, seen)
     found = _load_reference(path, key)
     fresh = found is None
     if fresh:
-        found = work_out(pairs, 0), work_out(held, len(pairs))
+        train = torch.full((len(pairs), 2), float("nan"))
+        if seen:
+            train[torch.tensor(seen)] = work_out(Some(pairs, seen), 0)
+        found = train, work_out(held, len(seen))
         _save_reference(path, key, *found)
     return Pairs(pairs.chosen, pairs.rejected, found[0]), Pairs(held.chosen, held.rejected, found[1]), fresh
 
 
-def _reference_key(pairs: Pairs, held: Pairs, seq_len: int) -> str:
-    """What a run's saved reference log-probabilities were worked out for: its pairs (by source) and length."""
+def _reference_key(pairs: Pairs, held: Pairs, seq_len: int, seen: list[int]) -> str:
+    """What a run's saved reference log-probabilities were worked out for: its pairs (by source), the ones its
+    steps train on, and the sequence length."""
     import hashlib
 
-    text = "\n".join([str(seq_len), *pairs.sources(), "--held--", *held.sources()])
+    text = "\n".join([str(seq_len), *pairs.sources(), "--seen--", ",".join(map(str, seen)), "--held--",
+                      *held.sources()])
     return hashlib.sha256(text.encode()).hexdigest()
 
 

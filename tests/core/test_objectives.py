@@ -183,6 +183,27 @@ def test_dpo_starts_at_log_2_against_the_starting_model_and_keeps_its_reference_
     assert fresh and asked[2:] == [(7, 0), (3, 7)]  # other pairs: saved for something else
 
 
+def test_only_the_pairs_a_run_trains_on_get_their_reference_worked_out(model_dir, tmp_path):
+    cfg = config(tmp_path, model_dir, objective="dpo")  # 2 × 2 pairs a step
+    seen = training.examples_seen(cfg, 10, 2)
+    stepped = {i for step in (0, 1) for b in training.batches_for_step(step, cfg, 10) for i in b}
+    assert seen == sorted(stepped) and len(seen) == 8  # the first two steps' pairs, in index order
+    assert training.examples_seen(cfg, 10, 3) == list(range(10))  # a whole pass: all of them
+    asked = []
+
+    def work_out(some, before):
+        asked.append((len(some), before))
+        return -torch.ones((len(some), 2))
+    data, _, _ = pair_data.with_reference(tmp_path / "ref.safetensors", pairs(10), pairs(3, seed=1), 512, work_out,
+                                          seen)
+    assert asked == [(8, 0), (3, 8)]
+    assert [not torch.isnan(data.reference[i]).any() for i in range(10)] == [i in seen for i in range(10)]
+    pair_data.collate([data[i] for i in seen[:2]], 0)
+    left_out = next(i for i in range(10) if i not in seen)
+    with pytest.raises(ValueError, match="a pair with no reference log-probabilities"):
+        pair_data.collate([data[left_out]], 0)
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_a_validation_check_on_pairs_measures_what_the_run_reports_and_the_share_preferred(model_dir, tmp_path, name):
     session = training.Session(config(tmp_path, model_dir, objective=name), 3)

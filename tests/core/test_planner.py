@@ -358,8 +358,10 @@ def test_dpo_and_simpo_are_planned_when_asked_and_dpo_counts_its_reference_pass(
     steps = plan.step_time_s * plan.total_steps
     if name == "dpo":  # a forward pass over every pair before step 1: half an epoch's steps
         assert plan.total_time_s == pytest.approx(steps + plan.epoch_time_s / 2, abs=0.2)
-        assert any(r.startswith("The starting model's log-probabilities of every pair, worked out before step 1: "
-                                "about ") for r in plan.reasons)
+        assert any(r.startswith("The starting model's log-probabilities of the pairs the run trains on, worked out "
+                                "before step 1: about ") for r in plan.reasons)
+        short = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(objective=name, max_steps=2, **fixed))
+        assert short.total_time_s == pytest.approx(short.step_time_s * 2 * 1.5, abs=0.1)  # 2 steps' pairs alone
     else:
         assert plan.total_time_s == pytest.approx(steps, abs=0.1)
     with pytest.raises(BadArgument, match=f"^{label} learns from preference pairs .* train it with --objective sft.$"):
