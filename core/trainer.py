@@ -189,13 +189,17 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
     planned = total  # what the plan asked; `total` is less once the run is cut to its time limit
     session.schedule(total)
+    last = checkpoint.latest(run_dir) if resume else None
+    if cfg.continues and last is None:  # a run that goes on from another's weights says so once, at its start
+        went_on = f"Starting from {results.continued_text(cfg.continues)}"
+        db.add_event(cfg.run_id, "continues", went_on)
+        emit("status", text=went_on)
     if pairs is not None and objective.REFERENCE:  # from the starting model: before a resume loads its weights
         items, held = with_reference(cfg, emit, session, pairs, held, pad_id, total)
     if pairs is not None:
         eval_set = held if len(held) else eval_set  # (a separate validation set of other rows: their loss alone)
 
     best, state = float("inf"), None
-    last = checkpoint.latest(run_dir) if resume else None
     if last is not None:
         state = session.resume(last)
         best = state.get("best_loss", best)
@@ -204,10 +208,6 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
              + ("; the re-plan changed which weights train, so the optimizer starts afresh from its weights"
                 if state.get("optimizer_reset") else ""))
     watch = validation_watch.Watch.start(cfg, state, session.step_index)
-    if cfg.continues and last is None:  # a run that goes on from another's weights says so once, at its start
-        went_on = f"Starting from {results.continued_text(cfg.continues)}"
-        db.add_event(cfg.run_id, "continues", went_on)
-        emit("status", text=went_on)
     db.update_run(cfg.run_id, total_steps=total)
     eval_every = checks_every(cfg, total)  # a validation curve, not just an end figure
     emit("start", total_steps=total, start_step=session.step_index, train_examples=len(train_set),

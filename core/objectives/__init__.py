@@ -6,7 +6,7 @@ An objective module says:
 - PAIRS: whether it learns from preference pairs (a prompt with a chosen and a rejected answer) instead of
   answers alone; the pair machinery (encoding both sides, batching, one forward for both) is core/objectives/pairs.py;
 - REFERENCE: whether its loss compares the model against the one the run started from, whose log-probabilities
-  of every pair the trainer works out once, before step 1 (pairs.reference_logps);
+  of the pairs a run trains on the trainer works out once, before step 1 (pairs.with_reference);
 - for pair objectives, its strength: BETA (the default), BETA_RANGE and BETA_HELP, and `loss(scores, totals, beta)`:
   a micro-batch's share of the step's loss, with its share of what the run reports as its loss (the validation
   check reports the same measure over the held-out pairs, so the two curves compare);
