@@ -131,8 +131,8 @@ class WishesPanel(QWidget):
                 ("Micro-batch:", self.micro_batch, "examples per forward pass; the main memory cost"),
                 ("Accumulation:", self.grad_accum, "micro-batches per optimizer step"),
                 ("Learning rate:", self.lr, "pick or type one, like 2e-4"),
-                ("Objective:", self.objective, "the answers, or from preference pairs the chosen over the rejected (Auto: "
-                 "ORPO for pairs; DPO, SimPO: for a model already answering in the right form)"),
+                ("Objective:", self.objective, "the answers, or from preference pairs the chosen over the rejected "
+                 "(Auto: ORPO for pairs; DPO, SimPO: for a model already answering in the right form)"),
                 ("Strength (beta):", self.beta, "how hard preference tuning pushes (Auto: the objective's paper's, "
                  "ORPO 0.1, DPO 0.1, SimPO 2)"),
                 ("Epochs:", self.epochs, "passes over the data, unless a step limit stops it first"),
