@@ -140,15 +140,22 @@ class Scores:
 
 
 def score(model, batch: dict) -> Scores:
-    """Each row's summed NLL over its answer tokens, from one forward pass over the micro-batch (the full logits:
-    a forward without labels keeps them plain, our fused loss kernel left out)."""
+    """Each row's summed NLL over its answer tokens, from one forward pass over the micro-batch. The logits are
+    plain (a forward without labels leaves our fused loss kernel out) and only where they predict an answer token:
+    from the first position that does in any row to the end (`logits_to_keep`), so the prompts, which come first
+    and usually make most of a preference row, cost no vocabulary-wide logits."""
     import torch.nn.functional as F
 
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     targets = batch["labels"][:, 1:]
-    nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=tokenize.IGNORE,
-                          reduction="none").view(targets.shape).sum(1)
-    return Scores(nll, (targets != tokenize.IGNORE).sum(1), batch.get("reference"))
+    trained = targets != tokenize.IGNORE
+    answered = trained.any(0).nonzero()
+    first = int(answered[0]) if len(answered) else targets.shape[1] - 1
+    keep = batch["labels"].shape[1] - first  # logits at positions first .. end; the last predicts past the row
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
+    tail = targets[:, first:]
+    nll = F.cross_entropy(logits[:, -keep:-1].flatten(0, 1).float(), tail.flatten(), ignore_index=tokenize.IGNORE,
+                          reduction="none").view(tail.shape).sum(1)
+    return Scores(nll, trained.sum(1), batch.get("reference"))
 
 
 def chosen_nll(s: Scores, t: Totals):

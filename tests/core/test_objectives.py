@@ -103,6 +103,22 @@ def test_the_loss_is_the_papers_formula_over_a_padded_batch(model_dir, name):
     assert scores.preferred() == sum(sum(c) / len(c) > sum(r) / len(r) for c, r in sides)
 
 
+def test_a_score_asks_for_logits_only_from_the_first_answer_position_on(model_dir):
+    """The prompts come first and cost no vocabulary-wide logits (the values are the formula test's)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    data = pairs(4)
+    batch = pair_data.collate([data[i] for i in range(4)], pad_id=0)
+    first = min(next(k for k, t in enumerate(row.labels[1:]) if t != IGNORE) for i in range(4) for row in data[i])
+    asked, forward = [], model.forward
+    model.forward = lambda **kw: asked.append(kw["logits_to_keep"]) or forward(**kw)
+    with torch.no_grad():
+        pair_data.score(model, batch)
+    width = batch["input_ids"].shape[1]
+    assert asked == [width - first] and 0 < first < width - 1
+
+
 def test_pairs_match_their_sides_by_source_and_skip_rows_one_side_lost():
     row = lambda source: Encoded([1, 2], [IGNORE, 2], False, source)  # noqa: E731
     found = pair_data.Pairs([row("a:1"), row("a:2"), row("a:3")], [row("a:3"), row("a:1")])
