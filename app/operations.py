@@ -170,7 +170,8 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
     hw = machine_profile(hardware_file)
     config = ref.config()
     plan = planner.make_plan(hw, config, lengths, wishes)
-    measured = None if hardware_file else calibration_for(str(ref.path), plan.strategy, plan.gpu_name or "cpu")
+    measured = None if hardware_file else calibration_for(str(ref.path), plan.strategy, plan.gpu_name or "cpu",
+                                                          plan.objective)
     if measured:  # an earlier run of this model and strategy here measured its true peak: plan with it
         plan = planner.make_plan(hw, config, lengths, wishes, calibration=measured)
     return PlanBundle(plan, ref, data_source.canonical(data), ds.summary(), hw, lengths, mapping, on_bad,
@@ -178,11 +179,12 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
                       eval_data=data_source.canonical(eval_data) if eval_data else "")
 
 
-def calibration_for(model_path: str, strategy: str, device: str) -> dict | None:
+def calibration_for(model_path: str, strategy: str, device: str, objective: str = "sft") -> dict | None:
     """What earlier runs of this model and strategy on this device (a GPU's name, or 'cpu') measured, as the
-    planner takes it; None when nothing usable was."""
+    planner takes it, preference tuning's apart from supervised runs' (history.calibration_kind); None when
+    nothing usable was."""
     with open_history() as db:
-        found = db.last_calibration(model_path, strategy, device)
+        found = db.last_calibration(model_path, history.calibration_kind(strategy, objective), device)
     if not found or not found.get("factor"):
         return None
     # A factor far from 1 means something else was going on (another program, a different data shape).

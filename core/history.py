@@ -46,6 +46,17 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
+def calibration_kind(strategy: str, objective: str | None = None) -> str:
+    """What a calibration is kept against beside the model and device: the strategy, with "+pairs" for
+    preference tuning (core/objectives), whose memory and pace the estimates model apart from supervised
+    runs' (two sequences an example, logits only where answers are), so one kind's measurement must not
+    scale the other's plans."""
+    from core import objectives
+
+    pairs = objective in objectives.NAMES and objectives.learns_pairs(objective)
+    return strategy + ("+pairs" if pairs else "")
+
+
 class History:
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -121,13 +132,16 @@ class History:
 
     def set_calibration(self, run_id: str, calibration: dict) -> None:
         """Attach the measured peak to the run's current plan, and keep it as the latest for the run's model,
-        strategy and device (calibration["device"]), with the time factors of the last RECENT_TIMES runs there
-        ("time_factors", oldest first): one run's pace is a thin sample, their median a steadier one."""
+        strategy (calibration_kind: with preference tuning apart) and device (calibration["device"]), with the
+        time factors of the last RECENT_TIMES runs there ("time_factors", oldest first): one run's pace is a thin
+        sample, their median a steadier one."""
         with self.transaction():
             self.db.execute("update plans set calibration = ? where run_id = ? and seq = "
                             "(select max(seq) from plans where run_id = ?)", [json.dumps(calibration), run_id, run_id])
-            run = self.db.execute("select model_path, strategy from runs where id = ?", [run_id]).fetchone()
+            run = self.db.execute("select model_path, strategy, config from runs where id = ?", [run_id]).fetchone()
             if run and run[0] and run[1] and calibration.get("device"):
+                objective = (json.loads(run[2]) if run[2] else {}).get("objective")
+                run = (run[0], calibration_kind(run[1], objective))
                 before = self.last_calibration(run[0], run[1], calibration["device"]) or {}
                 times = before.get("time_factors", [before.get("time_factor")])
                 times = [t for t in [*times, calibration.get("time_factor")] if t][-RECENT_TIMES:]
@@ -136,8 +150,8 @@ class History:
                                  json.dumps({**calibration, "time_factors": times}), now()])
 
     def last_calibration(self, model_path: str, strategy: str, device: str) -> dict | None:
-        """The latest measured correction for this model, strategy and device (a GPU's name, or 'cpu'), even
-        when the run that measured it has since been deleted."""
+        """The latest measured correction for this model, strategy (calibration_kind) and device (a GPU's name,
+        or 'cpu'), even when the run that measured it has since been deleted."""
         row = self.db.execute("select calibration from calibrations where model_path = ? and strategy = ? and "
                               "device = ?", [model_path, strategy, device]).fetchone()
         return json.loads(row[0]) if row else None

@@ -148,6 +148,7 @@ def test_the_next_plan_takes_the_median_pace_of_the_last_runs(home):
         "source": "run r3 on cpu", "factor": 1.1, "time_factor": 1.4,
         "time_source": "the median of the last 3 runs of this model and strategy here"}
     assert operations.calibration_for("/m", "full", "cpu") is None
+    assert operations.calibration_for("/m", "lora", "cpu", "orpo") is None  # preference tuning calibrates apart
 
 
 def test_a_preference_run_says_so_beside_its_strategy():

@@ -117,6 +117,21 @@ def test_plans_accumulate_with_reasons_and_calibration(tmp_path):
     h.close()
 
 
+def test_preference_runs_calibrate_apart_from_supervised_ones(tmp_path):
+    """Two sequences an example and logits only where answers are: a preference run's measured factor must not
+    scale a supervised plan, nor the other way round."""
+    h = history.History(tmp_path / "h.sqlite")
+    for run_id, objective, factor in (("r1", "sft", 1.1), ("r2", "dpo", 0.8), ("r3", None, 1.2)):
+        h.create_run(run_id, "p", plan={}, model_path="/m", strategy="lora",
+                     config={"objective": objective} if objective else {})
+        h.set_calibration(run_id, {"device": "cpu", "factor": factor})
+    assert history.calibration_kind("lora", "orpo") == "lora+pairs" == history.calibration_kind("lora", "simpo")
+    assert history.calibration_kind("lora", "sft") == "lora" == history.calibration_kind("lora", None)
+    assert h.last_calibration("/m", "lora", "cpu")["factor"] == 1.2  # r3: a config from before objectives
+    assert h.last_calibration("/m", "lora+pairs", "cpu")["factor"] == 0.8
+    h.close()
+
+
 def test_the_last_few_runs_time_factors_are_kept_beside_the_latest_calibration(tmp_path):
     h = history.History(tmp_path / "h.sqlite")
     factors = [2.0, None, 1.0, 3.0, 1.5, 1.2, 0.9]  # None: a run whose pace taught nothing (a lean heap)
