@@ -76,7 +76,8 @@ class RunSummary:
 def strategy_text(run: dict) -> str:
     """How a run trained, as History and `runs` show it: its strategy, with its objective for preference tuning,
     e.g. "lora (DPO)"."""
-    shown = objectives.label(objective_of(run)) if objective_of(run) in objectives.NAMES else objective_of(run)
+    objective = objective_of(run)
+    shown = objectives.label(objective) if objective in objectives.NAMES else objective
     return (run.get("strategy") or "") + (f" ({shown})" if shown else "")
 
 

@@ -192,15 +192,16 @@ def reference_logps(model, pairs: Pairs, pad_id: int, batch: int, device, on_pro
 
     was_training = model.training
     model.eval()
-    out = []
+    out, done = [], 0
     try:
         with torch.no_grad():
             for rows in _batches(pairs, pad_id, batch, device):
-                nll = score(model, rows).nll.detach().float().cpu()
+                nll = score(model, rows).nll.cpu()
                 half = len(nll) // 2
                 out.append(torch.stack([-nll[:half], -nll[half:]], 1))
+                done += half
                 if on_progress:
-                    on_progress(sum(len(o) for o in out))
+                    on_progress(done)
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.zeros((0, 2))
