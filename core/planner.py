@@ -339,7 +339,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         warnings.append(f"The run folder needs about {est.disk_total / GIB:.1f} GiB, more than the "
                         f"{target.disk_free / GIB:.1f} GiB free.")
     if target.device == "cpu":
-        warnings.append(f"Without a GPU each step takes about {step_time:.0f} s; fine for small models and "
+        warnings.append(f"Without a GPU each step takes about {duration(step_time)}; fine for small models and "
                         "short runs, slow for anything large."
                         + (f" This run would take about {duration(step_time * total_steps)}: a time limit "
                            "(--time-limit 1h, or Time limit under Advanced) cuts it to what fits."

@@ -18,9 +18,12 @@ def counted(n: int | float, noun: str, plural: str | None = None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """'4.5 s', '45 s', '12 min', '3.5 h', '4 days' for estimates, ETAs and the history; '—' when unknown."""
+    """'4.5 s', '45 s', '12 min', '3.5 h', '4 days' for estimates, ETAs and the history; '—' when unknown;
+    'under 0.1 s' for a tiny model's step rather than '0.0 s'."""
     if seconds is None:
         return "—"
+    if seconds < 0.05:
+        return "under 0.1 s"
     if seconds < 90:
         return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
     if seconds < 5400:

@@ -26,7 +26,7 @@ def test_durations_as_people_type_them(text, seconds):
 
 
 @pytest.mark.parametrize("seconds, text", [
-    (None, "—"), (4.5, "4.5 s"), (45, "45 s"), (720, "12 min"), (3600, "60 min"), (7200, "2 h"), (12600, "3.5 h"),
+    (None, "—"), (0.01, "under 0.1 s"), (0.3, "0.3 s"), (4.5, "4.5 s"), (45, "45 s"), (720, "12 min"), (3600, "60 min"), (7200, "2 h"), (12600, "3.5 h"),
     (4 * 86400, "4 days"),
 ])
 def test_durations_in_words(seconds, text):
