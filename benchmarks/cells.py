@@ -154,10 +154,10 @@ def predict(cell: Cell, config: dict, device: str) -> Estimate:
     """The memory model's estimate for this cell, with the Setup built as the planner builds it."""
     s = strategies.get(cell.strategy, need_built=False)
     on_gpu = device == "cuda"
-    # As core.plan_target builds it: two sequences a pair, and their full logits (no fused loss).
+    # As core.plan_target builds it: two sequences a pair (their answers' losses from the fused kernel too).
     setup = Setup(cell.strategy, cell.micro_batch * (2 if cell.pairs else 1), cell.seq_len,
                   compute_bytes=2 if on_gpu else 4, checkpointing=cell.checkpointing, on_gpu=on_gpu,
-                  fused_loss=on_gpu and not cell.pairs,  # kernels "auto", as run
+                  fused_loss=on_gpu,  # kernels "auto", as run
                   **s.setup_fields(s.options(cell.options), device))
     return estimate(ModelShape.from_config(config), setup)
 

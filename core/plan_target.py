@@ -40,7 +40,7 @@ class Target:
     time_factor: float = 1.0  # calibration: multiply estimated step time by this
     fused_loss: bool = True  # our fused linear cross-entropy is among the kernels asked for (all are by default)
     keep_best: bool | None = None  # the wish; None: kept unless it alone would not fit the disk (core.planner)
-    pairs: bool = False  # a pair objective (core/objectives): two sequences an example, and their full logits
+    pairs: bool = False  # a pair objective (core/objectives): two sequences an example
 
     def setup(self, strategy: str, micro_batch: int, seq_len: int, checkpointing: bool, options: dict,
               on_disk: bool = False) -> mm.Setup:
@@ -51,8 +51,8 @@ class Target:
         return mm.Setup(strategy, micro_batch * (2 if self.pairs else 1), seq_len,
                         compute_bytes=4 if self.precision == "fp32" else 2,
                         checkpointing=checkpointing, on_gpu=self.device == "cuda", weights_on_disk=on_disk,
-                        keep_best=self.keep_best is not False,  # the kernels run on CUDA only; pairs need logits:
-                        fused_loss=self.device == "cuda" and self.fused_loss and not self.pairs,
+                        keep_best=self.keep_best is not False,  # the kernels run on CUDA only (pairs included:
+                        fused_loss=self.device == "cuda" and self.fused_loss,  # each token's loss, pairs.score)
                         **s.setup_fields(opts, self.device))
 
     @property

@@ -12,7 +12,9 @@ backward only scales the two gradients by the incoming one, and no chunk outlive
 Tokens whose target is `ignore_index` are dropped before the matmul: with assistant-only training half the
 tokens or more are prompts, and they cost nothing here. `reduction="mean"` divides by the tokens that count
 (and gives 0 when none do, where torch gives NaN); `"sum"` does not divide (transformers' loss passes
-`num_items_in_batch` and divides the sum itself). Label smoothing follows torch's definition: with ε,
+`num_items_in_batch` and divides the sum itself). `"none"` gives each token's loss, for losses built from
+sums over parts of a row (a preference objective's answer log-probabilities); its gradient waits for backward
+(see FusedLinearTokenLosses). Label smoothing follows torch's definition: with ε,
 loss = (1 − ε)·nll + ε·mean over the vocabulary of −log p. Logit soft-capping (Gemma 2 and 3's
 `final_logit_softcapping`, z = c·tanh(x / c)) is applied to every logit before the softmax, with its
 derivative in the gradient.
@@ -47,9 +49,10 @@ def _tanh(x):
 
 
 @triton.jit
-def _cross_entropy_rows(logits_ptr, row_stride, targets_ptr, loss_ptr, n_cols, smoothing, softcap,
-                        SOFTCAP: tl.constexpr, GRAD: tl.constexpr, BLOCK: tl.constexpr):
-    """Loss of one row of logits; with GRAD, the row is overwritten with d(loss)/d(logits)."""
+def _cross_entropy_rows(logits_ptr, row_stride, targets_ptr, loss_ptr, scale_ptr, n_cols, smoothing, softcap,
+                        SOFTCAP: tl.constexpr, GRAD: tl.constexpr, SCALE: tl.constexpr, BLOCK: tl.constexpr):
+    """Loss of one row of logits; with GRAD, the row is overwritten with d(loss)/d(logits), times the row's entry
+    of `scale_ptr` with SCALE (the incoming gradient of each token's own loss)."""
     row = tl.program_id(0).to(tl.int64)
     base = logits_ptr + row * row_stride
     target = tl.load(targets_ptr + row).to(tl.int64)
@@ -80,6 +83,7 @@ def _cross_entropy_rows(logits_ptr, row_stride, targets_ptr, loss_ptr, n_cols, s
 
     # Pass 2: d loss / d z = softmax − (1 − ε)·one-hot − ε / V, through the soft-cap's tanh when there is one.
     if GRAD:
+        row_scale = tl.load(scale_ptr + row).to(tl.float32) if SCALE else 1.0
         for start in range(0, n_cols, BLOCK):
             cols = start + offsets
             inside = cols < n_cols
@@ -90,6 +94,8 @@ def _cross_entropy_rows(logits_ptr, row_stride, targets_ptr, loss_ptr, n_cols, s
             if SOFTCAP:
                 capped = z / softcap
                 grad = grad * (1.0 - capped * capped)
+            if SCALE:
+                grad = grad * row_scale
             tl.store(base + cols, grad.to(logits_ptr.dtype.element_ty), mask=inside)
 
 
@@ -115,13 +121,17 @@ def _add_head_gradient(grad_w: torch.Tensor, dlogits: torch.Tensor, h: torch.Ten
     grad_w += dlogits.t() @ h
 
 
-def _loss_and_grads(hidden, weight, targets, ignore_index, smoothing, softcap, rows, need_h, need_w):
-    """Summed loss over the rows that count, their count, and the unscaled gradients of that sum."""
+def _loss_and_grads(hidden, weight, targets, ignore_index, smoothing, softcap, rows, need_h, need_w,
+                    token_scale=None, token_losses=None):
+    """Summed loss over the rows that count, their count, and the unscaled gradients of that sum. With
+    `token_scale` (one factor per row of `hidden`) each row's gradient is its loss's times its factor: the gradient
+    of Σ factor·loss; `token_losses` (a zeroed fp32 buffer, one per row) gets each counted row's loss."""
     n, h_dim = hidden.shape
     vocab = weight.shape[0]
     kept = (targets != ignore_index).nonzero().squeeze(1)  # one host sync: the chunks depend on it
     n_kept = kept.numel()
     picked = targets.index_select(0, kept)
+    scales = token_scale.index_select(0, kept).float().contiguous() if token_scale is not None else None
     if n_kept:
         low, high = torch.stack(picked.aminmax()).tolist()
         if low < 0 or high >= vocab:
@@ -139,10 +149,14 @@ def _loss_and_grads(hidden, weight, targets, ignore_index, smoothing, softcap, r
         h = hidden.index_select(0, idx)
         logits = h @ weight.t()  # (rows, V) in the inputs' dtype, then overwritten with its own gradient
         out = row_loss[:idx.numel()]
+        scale = scales[start:start + rows] if scales is not None else out  # (out: any pointer; SCALE off reads none)
         _cross_entropy_rows[(idx.numel(),)](
-            logits, logits.stride(0), picked[start:start + rows], out, vocab, smoothing, softcap or 1.0,
-            SOFTCAP=bool(softcap), GRAD=need_h or need_w, BLOCK=block, num_warps=warps, enable_fp_fusion=True)
+            logits, logits.stride(0), picked[start:start + rows], out, scale, vocab, smoothing, softcap or 1.0,
+            SOFTCAP=bool(softcap), GRAD=need_h or need_w, SCALE=scales is not None, BLOCK=block, num_warps=warps,
+            enable_fp_fusion=True)
         loss += out.sum()
+        if token_losses is not None:
+            token_losses.index_copy_(0, idx, out)
         if need_h:
             grad_h.index_copy_(0, idx, logits @ weight)
         if need_w:
@@ -178,25 +192,63 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
         return grad_h, grad_w, None, None, None, None, None, None
 
 
+class FusedLinearTokenLosses(torch.autograd.Function):
+    """reduction="none": each token's loss. Its gradient needs each token's incoming gradient, which only backward
+    has (a preference objective weighs each answer by its pair's margin), so forward writes no gradient and keeps
+    the hidden states instead: backward makes each chunk's logits again (one more matmul than "mean" and "sum"
+    cost) and writes their gradient scaled token by token."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, ignore_index, smoothing, softcap, rows):
+        ctx.save_for_backward(hidden, weight, targets)
+        ctx.args = (ignore_index, smoothing, softcap, rows)
+        return _token_losses(hidden, weight, targets, *ctx.args)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_losses):
+        hidden, weight, targets = ctx.saved_tensors
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        _, _, grad_h, grad_w = _loss_and_grads(hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1),
+                                               *ctx.args, need_h, need_w, token_scale=grad_losses.reshape(-1))
+        return (grad_h.view(hidden.shape) if need_h else None, grad_w.to(weight.dtype) if need_w else None,
+                None, None, None, None, None)
+
+
+def _token_losses(hidden, weight, targets, ignore_index, smoothing, softcap, rows) -> torch.Tensor:
+    """Each token's loss (fp32, shaped like `targets`; 0 where the target is ignored), no gradient."""
+    losses = torch.zeros(targets.numel(), dtype=torch.float32, device=hidden.device)
+    _loss_and_grads(hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1), ignore_index, smoothing,
+                    softcap, rows, False, False, token_losses=losses)
+    return losses.view(targets.shape)
+
+
 def fused_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                                ignore_index: int = IGNORE_INDEX, reduction: str = "mean",
                                label_smoothing: float = 0.0, softcap: float | None = None,
                                chunk: int | None = None) -> torch.Tensor:
-    """cross_entropy(hidden @ weightᵀ, targets) without the full logits (fp32 scalar).
+    """cross_entropy(hidden @ weightᵀ, targets) without the full logits (fp32).
 
     hidden (..., H) and targets (...) already aligned (shift causal labels first); weight (V, H), no bias.
-    `reduction` "mean" (over tokens that count; 0 when none do) or "sum"; `softcap` c applies c·tanh(x/c) to
-    the logits first; `chunk` rows per chunk (default: `chunk_rows`)."""
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction must be 'mean' or 'sum', not {reduction!r}")
+    `reduction` "mean" (over tokens that count; 0 when none do) or "sum" give a scalar, "none" each token's loss
+    shaped like `targets` (0 where ignored); `softcap` c applies c·tanh(x/c) to the logits first; `chunk` rows
+    per chunk (default: `chunk_rows`)."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
     if targets.shape != hidden.shape[:-1]:
         raise ValueError(f"targets {tuple(targets.shape)} do not match hidden states {tuple(hidden.shape)}")
-    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
-        return FusedLinearCrossEntropy.apply(hidden, weight, targets, ignore_index, reduction,
-                                             float(label_smoothing), softcap, chunk)
+    smoothing = float(label_smoothing)
+    wants_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
+    if reduction == "none":
+        if wants_grad:
+            return FusedLinearTokenLosses.apply(hidden, weight, targets, ignore_index, smoothing, softcap, chunk)
+        return _token_losses(hidden, weight, targets, ignore_index, smoothing, softcap, chunk)
+    if wants_grad:
+        return FusedLinearCrossEntropy.apply(hidden, weight, targets, ignore_index, reduction, smoothing, softcap,
+                                             chunk)
     # No gradient wanted (evaluation): the same kernel, without writing one.
     loss, n_kept, _, _ = _loss_and_grads(hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1),
-                                         ignore_index, float(label_smoothing), softcap, chunk, False, False)
+                                         ignore_index, smoothing, softcap, chunk, False, False)
     return loss / n_kept if (reduction == "mean" and n_kept) else loss
 
 

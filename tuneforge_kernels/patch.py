@@ -25,7 +25,9 @@ projections, which only the lora op touches) and, per op:
   only slices positions; the model's forward is the one place where the logits can be skipped. Without
   labels, or with `logits_to_keep` or `return_dict=False`, the model's own forward runs, logits and all.
   Transformers' loss arguments are honoured: `num_items_in_batch` (sum, divided by it), `shift_labels`,
-  `ignore_index`, and Gemma's `final_logit_softcapping`.
+  `ignore_index`, and Gemma's `final_logit_softcapping`. Ours: `token_losses=True` returns each token's loss
+  ([batch, seq], 0 where ignored) as `loss`, which the preference objectives sum over each answer
+  (`gives_token_losses` tells whether a model takes it).
 
 Patches are per instance: each module's `forward` attribute is a method bound to that module, calling the
 class's own forward where it needs the original, so `copy.deepcopy` of a patched model stays consistent and
@@ -240,7 +242,13 @@ def _patch_rope(model, prefix, _) -> Patched:
 
 
 # --- cross_entropy -----------------------------------------------------------------------------------------------
-def _causal_lm_forward(self, input_ids=None, labels=None, logits_to_keep=0, **kwargs):
+def gives_token_losses(model) -> bool:
+    """Whether `model`'s forward takes `token_losses=True` (with labels): our fused loss runs in its causal LM."""
+    lm = _causal_lm(model)
+    return lm is not None and getattr(vars(lm).get("forward"), "__func__", None) is _causal_lm_forward
+
+
+def _causal_lm_forward(self, input_ids=None, labels=None, logits_to_keep=0, token_losses=False, **kwargs):
     # Everything else (attention_mask, position_ids, the cache, inputs_embeds, use_cache...) passes through as the
     # caller gave it: transformers 5.25 renamed `past_key_values` to `cache` (the old name warns, and goes in 5.40),
     # so naming either here would tie us to one version.
@@ -253,6 +261,8 @@ def _causal_lm_forward(self, input_ids=None, labels=None, logits_to_keep=0, **kw
 
     keep_all = not torch.is_tensor(logits_to_keep) and logits_to_keep == 0
     if labels is None or not keep_all or kwargs.get("return_dict") is False:
+        if token_losses:
+            raise ValueError("token_losses needs labels, all positions and a return_dict")
         return type(self).forward(self, input_ids=input_ids, labels=labels, logits_to_keep=logits_to_keep, **kwargs)
     num_items = kwargs.pop("num_items_in_batch", None)
     shift_labels = kwargs.pop("shift_labels", None)
@@ -261,9 +271,9 @@ def _causal_lm_forward(self, input_ids=None, labels=None, logits_to_keep=0, **kw
     hidden = outputs.last_hidden_state
     targets = shift_labels if shift_labels is not None else causal_targets(labels, ignore_index)
     loss = fused_linear_cross_entropy(hidden, self.lm_head.weight, targets.to(hidden.device), ignore_index,
-                                      reduction="mean" if num_items is None else "sum",
+                                      reduction="none" if token_losses else "mean" if num_items is None else "sum",
                                       softcap=getattr(self.config, "final_logit_softcapping", None))
-    if num_items is not None:
+    if num_items is not None and not token_losses:
         loss = loss / (num_items.to(loss.device) if torch.is_tensor(num_items) else num_items)
     cache = {f.name: getattr(outputs, f.name, None) for f in dataclasses.fields(CausalLMOutputWithPast)
              if f.name in ("cache", "past_key_values")}  # the field's name in this transformers

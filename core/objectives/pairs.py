@@ -140,14 +140,21 @@ class Scores:
 
 
 def score(model, batch: dict) -> Scores:
-    """Each row's summed NLL over its answer tokens, from one forward pass over the micro-batch. The logits are
-    plain (a forward without labels leaves our fused loss kernel out) and only where they predict an answer token:
-    from the first position that does in any row to the end (`logits_to_keep`), so the prompts, which come first
-    and usually make most of a preference row, cost no vocabulary-wide logits."""
+    """Each row's summed NLL over its answer tokens, from one forward pass over the micro-batch. Where our fused
+    loss kernel is patched in (CUDA), it gives each token's loss without vocabulary-wide logits at all (prompt
+    tokens skipped, the answers' in chunks). Elsewhere the logits are plain and only where they predict an answer
+    token: from the first position that does in any row to the end (`logits_to_keep`), so the prompts, which come
+    first and usually make most of a preference row, cost none."""
     import torch.nn.functional as F
+
+    from tuneforge_kernels.patch import gives_token_losses
 
     targets = batch["labels"][:, 1:]
     trained = targets != tokenize.IGNORE
+    if gives_token_losses(model):
+        losses = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
+                       token_losses=True).loss
+        return Scores(losses.sum(1), trained.sum(1), batch.get("reference"))
     answered = trained.any(0).nonzero()
     first = int(answered[0]) if len(answered) else targets.shape[1] - 1
     keep = batch["labels"].shape[1] - first  # logits at positions first .. end; the last predicts past the row

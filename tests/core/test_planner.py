@@ -315,7 +315,7 @@ def test_the_lowest_validations_weights_go_when_only_their_copy_lacks_disk_room(
     assert not again.keep_best and "weights of the lowest validation loss" not in again.disk
 
 
-def test_preference_pairs_are_planned_for_orpo_with_two_sequences_an_example_and_their_logits():
+def test_preference_pairs_are_planned_for_orpo_with_two_sequences_an_example():
     from core.errors import BadArgument
 
     gpu = hardware.load(REPO / "resources" / "hardware" / "gpu-24gb.json")
@@ -325,9 +325,11 @@ def test_preference_pairs_are_planned_for_orpo_with_two_sequences_an_example_and
     assert (sft.objective, orpo.objective, sft.packing, orpo.packing) == ("sft", "orpo", True, False)
     assert orpo.reasons[0].startswith("Objective: ORPO, as the rows are preference pairs (strength 0.1): the chosen "
                                       "answers")
-    # Twice the sequences, and the logits the fused loss would not build on a GPU.
+    # Twice the sequences; on a GPU each answer token's loss comes from the fused kernel, as the supervised loss does
     assert orpo.memory["activations"] == 2 * sft.memory["activations"]
-    assert orpo.memory["logits and loss"] > 10 * sft.memory["logits and loss"]
+    assert sft.memory["logits and loss"] < orpo.memory["logits and loss"] <= 2 * sft.memory["logits and loss"]
+    plain = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(pairs=True, kernels=[], **fixed))
+    assert plain.memory["logits and loss"] > 10 * orpo.memory["logits and loss"]  # the kernels off: all the logits
     assert orpo.step_time_s > sft.step_time_s
     chosen_only = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(pairs=True, objective="sft", **fixed))
     assert chosen_only.objective == "sft" and "the rejected ones are not used" in chosen_only.reasons[0]

@@ -68,6 +68,37 @@ def test_loss_and_gradients_match_plain_pytorch(case, dtype):
     assert ours[1].dtype == dtype and ours[2].dtype == dtype
 
 
+@pytest.mark.parametrize("case, dtype, head_trains", [
+    ("plain", torch.float32, True), ("softcap-smoothing", torch.bfloat16, True),
+    ("plain", torch.bfloat16, False), ("softcap-smoothing", torch.float16, False),
+], ids=str)
+def test_each_tokens_loss_and_gradients_under_any_weighting(case, dtype, head_trains):
+    """reduction="none", as a preference loss uses it: each token's loss, then a function of them that weighs
+    each token differently (here random factors, zero and negative ones included); its gradients match."""
+    hidden, weight, targets = inputs(dtype, seed=3)
+    kwargs = CASES[case]
+    factors = torch.randn(targets.shape, generator=torch.Generator().manual_seed(4)).to(DEVICE)
+    factors[0, :3] = 0.0
+    results = []
+    for fn, extra in ((fused_linear_cross_entropy, {"chunk": 5}), (reference, {})):
+        h, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_(head_trains)
+        losses = fn(h, w, targets, reduction="none", **kwargs, **extra).view(targets.shape)
+        (losses * factors).sum().backward()
+        results.append((losses.detach(), h.grad, w.grad))
+    ours, plain = results
+    assert ours[0].dtype == torch.float32 and (ours[0][targets == -100] == 0).all()
+    close(ours[0], plain[0], TOLERANCE[dtype], f"{case} {dtype} losses")
+    close(ours[1], plain[1], TOLERANCE[dtype], f"{case} {dtype} grad hidden")
+    if head_trains:
+        close(ours[2], plain[2], TOLERANCE[dtype], f"{case} {dtype} grad weight")
+        assert ours[2].dtype == dtype
+    else:
+        assert ours[2] is None
+    with torch.no_grad():  # evaluation, a reference pass: the same losses, nothing kept
+        close(fused_linear_cross_entropy(hidden, weight, targets, reduction="none", **kwargs), plain[0],
+              TOLERANCE[dtype], "no grad")
+
+
 def test_a_batch_with_nothing_to_train_gives_zero_not_nan():
     hidden, weight, targets = inputs(torch.float32)
     loss, grad_h, grad_w = both(fused_linear_cross_entropy, hidden, weight, torch.full_like(targets, -100))
@@ -147,6 +178,10 @@ def test_the_full_logits_never_exist():
     with LogitsSeen() as plain:
         reference(hidden.clone().requires_grad_(), weight, targets).backward()
     assert plain.largest >= tokens * VOCAB  # the check does see logits when they are made
+    with LogitsSeen() as each:  # each token's loss: the chunks again in backward, no more
+        h = hidden.clone().requires_grad_()
+        (fused_linear_cross_entropy(h, w, targets, reduction="none", chunk=rows) * 2).sum().backward()
+    assert each.largest == rows * VOCAB, (each.largest, rows * VOCAB)
 
 
 def test_the_default_chunk_keeps_logits_about_the_size_of_the_hidden_states():

@@ -155,6 +155,39 @@ def test_with_labels_the_loss_comes_without_logits_and_patching_twice_changes_no
     assert model(**batch).logits is None
 
 
+@pytest.mark.parametrize("case", ["llama-peft-lora", "gemma2"])  # a frozen tied head; a trained soft-capped one
+def test_preference_scores_come_from_each_tokens_loss_without_logits(case, calls):
+    """A pair objective's scores (core.objectives.pairs.score) in a patched model: each row's answer NLL from our
+    kernel's per-token losses, no vocabulary-wide logits; values and gradients (through ORPO's loss, which weighs
+    the rows unevenly) as the plain model's logits give them."""
+    from core.objectives import get, pairs
+    from tuneforge_kernels.patch import gives_token_losses
+
+    plain = tiny(*CASES[case])
+    ours = copy.deepcopy(plain)
+    patch(ours, device=DEVICE)
+    assert gives_token_losses(ours) and not gives_token_losses(plain)
+    batch = batch_of(SIZES["vocab_size"])  # row 0: the chosen answer, row 1: the rejected one
+    batch = {"input_ids": batch["input_ids"], "labels": batch["labels"],
+             "attention_mask": torch.ones_like(batch["input_ids"])}
+    batch["attention_mask"][1, 9:] = 0  # padding after the rejected answer
+    totals = pairs.Totals(chosen_tokens=pairs.chosen_tokens(batch), pairs=1)
+    results = []
+    for model in (ours, plain):
+        model.zero_grad(set_to_none=True)
+        scores = pairs.score(model, batch)
+        get("orpo").loss(scores, totals, 0.5)[0].backward()
+        results.append((scores.nll.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    assert calls["cross_entropy"] == 1
+    (nll, grads), (plain_nll, plain_grads) = results
+    close(nll, plain_nll, 1e-5, "answer NLL")
+    assert grads.keys() == plain_grads.keys() and grads
+    for name, grad in grads.items():
+        close(grad, plain_grads[name], 1e-4, name)
+    with pytest.raises(ValueError, match="token_losses needs labels"):
+        ours(input_ids=batch["input_ids"], token_losses=True)
+
+
 def test_on_a_cpu_without_the_interpreter_nothing_is_patched(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     model = tiny("llama", None, False)
