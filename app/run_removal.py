@@ -1,7 +1,7 @@
 """Deleting runs: the run's folder (checkpoints, the trained result, logs) and its history go; its exports stay.
 Or only a finished run's checkpoints (`checkpoints=True`): what resuming would start from, which a run that
-is done never needs again (a full fine-tune's two checkpoints can take tens of GB); its result, best
-weights, figures and exports stay. A run that is not done keeps its checkpoints: they are how it resumes.
+is done never needs again (a full fine-tune's checkpoint, weights and optimizer state, can take tens of GB); its
+result, best weights, figures and exports stay. A run that is not done keeps its checkpoints: they are how it resumes.
 
 Shared by `tuneforge delete` and the History page. `removal` says what deleting would do without touching
 anything (the command line's answer without --yes, the app's confirmation); `delete_run` does it.

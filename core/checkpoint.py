@@ -21,8 +21,9 @@ DIR = "checkpoints"
 SPILLED = "spilled-optimizer-state.bin"  # a copy of the run's spill file, indexed by optimizer.pt's "spilled"
 
 
-def save(run_dir: Path, step: int, params: dict, optimizer, scheduler, state: dict, keep: int = 2) -> Path:
-    """`params`: name → every parameter the run may have changed (not only those requiring grad now)."""
+def save(run_dir: Path, step: int, params: dict, optimizer, scheduler, state: dict, keep: int = 1) -> Path:
+    """`params`: name → every parameter the run may have changed (not only those requiring grad now). The `keep`
+    newest checkpoints stay; older ones are deleted once this one is whole (the crash rule above)."""
     import torch
     from safetensors.torch import save_file
 
@@ -36,7 +37,9 @@ def save(run_dir: Path, step: int, params: dict, optimizer, scheduler, state: di
             spill.save_copy(tmp / SPILLED)
         torch.save(_rng_state(), tmp / "rng.pt")
         (tmp / "state.json").write_text(json.dumps({**state, "step": step, "trained": list(params)}, indent=2))
-    for old in sorted((Path(run_dir) / DIR).glob("step-*"))[:-keep]:
+    folder = Path(run_dir) / DIR
+    # the older checkpoints, and any half-written one a killed trainer left (atomic.folder's temporary name)
+    for old in sorted(folder.glob("step-*"))[:-keep] + list(folder.glob(".step-*.tmp")):
         shutil.rmtree(old, ignore_errors=True)
     return target
 

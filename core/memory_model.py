@@ -96,7 +96,7 @@ class Setup:
     resident_layers: int = 2  # streamed weights: layers on the device at a time (the offload strategy's ring)
     frozen_streamed: bool = False  # LISA's stream_frozen: the layers not training stream, the γ trained ones stay
     quantized_base: bool = True  # a 4-bit strategy's base really is 4-bit (offload's quantize=False streams 16-bit)
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 1  # RunConfig's: the newest stays; the next is written beside it before it goes
     keep_best: bool = True  # best/ beside the result: the weights of the lowest validation loss (core/results.py)
     fused_loss: bool = False  # our fused linear cross-entropy is patched in (CUDA, kernels on): no full logits
     layer_major: bool = False  # a layer-major step (offload, LISA): every layer's input kept for each micro-batch
@@ -329,7 +329,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
 
     # What one checkpoint holds: the trained weights (every layer for LISA: any may have changed) and the state.
     saved_state = (shape.params * s.compute_bytes if full_like else trainable * param_bytes) + optimizer
-    est.disk["checkpoints"] = s.keep_checkpoints * saved_state
+    est.disk["checkpoints"] = (s.keep_checkpoints + 1) * saved_state  # the kept ones and the next, being written
     est.disk["result"] = shape.params * 2 if full_like else trainable * 4
     if s.keep_best:  # at most one more result, replaced as the validation loss reaches new lows
         est.disk[BEST_ON_DISK] = est.disk["result"]

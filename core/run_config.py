@@ -60,7 +60,9 @@ class RunConfig:
     eval_every: int = option(0, help="Validation every N steps; 0 picks about ten times per run. There is always "
                                      "one at the end.")
     checkpoint_every: int = option(50, help="Save a resumable checkpoint every N steps (and always at the end).")
-    keep_checkpoints: int = option(2, help="How many recent checkpoints to keep on disk.")
+    keep_checkpoints: int = option(1, help="How many recent checkpoints stay on disk. One is enough to resume: "
+                                           "a checkpoint is whole before the one before it is deleted (the disk "
+                                           "holds one more while it is written).")
     keep_best: bool = option(True, help="Keep the weights of the validation check with the lowest loss (best/ in the "
                                         "run's folder) when a later check is worse: chat, evaluate and export then "
                                         "use them unless told to take the last step's.")

@@ -40,7 +40,7 @@ def spill_costs(shape: ModelShape, setup: mm.Setup, options: dict, est: mm.Estim
     """LISA's spilled optimizer state: the scratch file, the checkpoints that hold it, and the drive's wear."""
     spilled = 12 * shape.layers * shape.block_params  # fp32 master and two moments of every layer, at most
     est.disk["spilled optimizer state (scratch file)"] = spilled
-    est.disk["checkpoints"] = est.disk.get("checkpoints", 0) + setup.keep_checkpoints * spilled
+    est.disk["checkpoints"] = est.disk.get("checkpoints", 0) + (setup.keep_checkpoints + 1) * spilled
     per_switch = 12 * min(setup.lisa_layers, shape.layers) * shape.block_params
     interval = options.get("interval", 20)
     reasons.append(f"Spilled optimizer state: each switch of layers writes {per_switch / 1e9:.1f} GB to the disk "
