@@ -234,7 +234,7 @@ class Session:
 
         def loss_of(batch: dict):
             scores = pair_data.score(self.model, batch)
-            self.prefers += scores.preferred() / max(1, totals.pairs)
+            self.prefers += self.objective.preferred(scores) / max(1, totals.pairs)
             return self.objective.loss(scores, totals, self.beta)
         return loss_of
 
@@ -292,7 +292,8 @@ class Session:
         self.model.eval()
         if isinstance(examples, pair_data.Pairs):
             value, right = pair_data.evaluate(self.model, examples, pad_id, self.cfg.micro_batch, self.device,
-                                              lambda s, t: self.objective.loss(s, t, self.beta))
+                                              lambda s, t: self.objective.loss(s, t, self.beta),
+                                              self.objective.preferred)
             self.eval_prefers = right / len(examples)
         else:
             from core import evaluation

@@ -10,6 +10,9 @@ An objective module says:
 - for pair objectives, its strength: BETA (the default), BETA_RANGE and BETA_HELP, and `loss(scores, totals, beta)`:
   a micro-batch's share of the step's loss, with its share of what the run reports as its loss (the validation
   check reports the same measure over the held-out pairs, so the two curves compare);
+- for pair objectives, `preferred(scores)`: how many of a micro-batch's pairs it counts as preferred the right
+  way (what runs show as *Chosen preferred*: the chosen answer likelier per token for ORPO and SimPO; for DPO
+  raised more than the rejected one against the starting model);
 - LR_SCALE: its learning rate as a share of the strategy's supervised one (the planner's default);
 - WHY: the sentence a plan gives for choosing it.
 

@@ -41,3 +41,8 @@ def loss(s: Scores, t: Totals, beta: float):
     log_odds = mean - torch.log(-torch.expm1(mean.clamp(max=-1e-6)))
     ratio = log_odds[: s.half] - log_odds[s.half:]
     return nll - beta * F.logsigmoid(ratio).sum() / max(1, t.pairs), float(nll.detach())
+
+
+def preferred(s: Scores) -> int:
+    """Pairs whose odds-ratio term is won: the chosen answer likelier per token (odds rise with the mean)."""
+    return s.preferred()

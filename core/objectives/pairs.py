@@ -176,10 +176,12 @@ def _batches(pairs: Pairs, pad_id: int, batch: int, device):
         yield {k: v.to(device) for k, v in rows.items()}
 
 
-def evaluate(model, pairs: Pairs, pad_id: int, batch: int, device, loss=None) -> tuple[float | None, int]:
+def evaluate(model, pairs: Pairs, pad_id: int, batch: int, device, loss=None,
+             preferred=None) -> tuple[float | None, int]:
     """(the measure `loss(scores, totals)` reports, over all the pairs, or the chosen answers' loss per trained
-    token without one; pairs whose chosen answer the model finds likelier) with no gradients. `loss` is an
-    objective's (core/objectives), with the whole set's totals, so the value is its mean over the set."""
+    token without one; pairs preferred the right way: as `preferred(scores)` counts them, or the chosen answer
+    likelier per token) with no gradients. `loss` and `preferred` are an objective's (core/objectives), `loss`
+    with the whole set's totals, so the value is its mean over the set."""
     import torch
 
     totals = Totals(pairs.chosen_tokens(), len(pairs))
@@ -188,7 +190,7 @@ def evaluate(model, pairs: Pairs, pad_id: int, batch: int, device, loss=None) ->
         for rows in _batches(pairs, pad_id, batch, device):
             s = score(model, rows)
             value += loss(s, totals)[1] if loss else float(chosen_nll(s, totals))
-            right += s.preferred()
+            right += preferred(s) if preferred else s.preferred()
     return (value if len(pairs) else None), right
 
 

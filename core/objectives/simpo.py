@@ -37,3 +37,8 @@ def loss(s: Scores, t: Totals, beta: float):
     margin = beta * (mean[: s.half] - mean[s.half:]) - GAMMA_PER_BETA * beta
     value = -F.logsigmoid(margin).sum() / max(1, t.pairs)
     return value, float(value.detach())
+
+
+def preferred(s: Scores) -> int:
+    """Pairs whose chosen answer is likelier per token (the paper's reward accuracy: a margin above 0)."""
+    return s.preferred()

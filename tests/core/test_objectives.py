@@ -41,8 +41,18 @@ def simpo_by_hand(c: list, r: list, ref, beta: float) -> float:
     return math.log1p(math.exp(-margin))
 
 
-# objective → (its pair term by hand, the chosen NLL is part of the loss, the run reports the NLL alone)
-CASES = {"orpo": (orpo_by_hand, True), "dpo": (dpo_by_hand, False), "simpo": (simpo_by_hand, False)}
+def likelier_per_token(c: list, r: list, ref) -> bool:
+    return sum(c) / len(c) > sum(r) / len(r)
+
+
+def raised_more(c: list, r: list, ref) -> bool:
+    """DPO's reward accuracy: the chosen answer raised more than the rejected one against the reference."""
+    return sum(c) - float(ref[0]) > sum(r) - float(ref[1])
+
+
+# objective → (its pair term by hand, the chosen NLL is part of the loss, a pair counted as preferred by hand)
+CASES = {"orpo": (orpo_by_hand, True, likelier_per_token), "dpo": (dpo_by_hand, False, raised_more),
+         "simpo": (simpo_by_hand, False, likelier_per_token)}
 
 
 def test_every_preference_objective_has_a_case():
@@ -86,7 +96,7 @@ def config(tmp_path, model_dir, strategy="lora", options=None, **over) -> RunCon
 def test_the_loss_is_the_papers_formula_over_a_padded_batch(model_dir, name):
     from transformers import AutoModelForCausalLM
 
-    by_hand, learns_answers = CASES[name]
+    by_hand, learns_answers, won = CASES[name]
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     data = pairs(4, reference=True)
     batch = pair_data.collate([data[i] for i in range(4)], pad_id=0)
@@ -100,7 +110,9 @@ def test_the_loss_is_the_papers_formula_over_a_padded_batch(model_dir, name):
     term = sum(by_hand(c, r, data.reference[i], 0.25) for i, (c, r) in enumerate(sides)) / 4
     assert float(got) == pytest.approx(nll + term if learns_answers else term, rel=1e-5)
     assert reported == pytest.approx(nll if learns_answers else term, rel=1e-5)  # what the run shows as its loss
-    assert scores.preferred() == sum(sum(c) / len(c) > sum(r) / len(r) for c, r in sides)
+    assert scores.preferred() == sum(likelier_per_token(c, r, None) for c, r in sides)
+    counted = objectives.get(name).preferred(scores)
+    assert counted == sum(won(c, r, data.reference[i]) for i, (c, r) in enumerate(sides))
 
 
 def test_a_score_asks_for_logits_only_from_the_first_answer_position_on(model_dir):
@@ -225,7 +237,7 @@ def test_a_validation_check_on_pairs_measures_what_the_run_reports_and_the_share
     session = training.Session(config(tmp_path, model_dir, objective=name), 3)
     data = pairs(4, reference=True)
     value = session.evaluate(data, 0)
-    by_hand, learns_answers = CASES[name]
+    by_hand, learns_answers, won = CASES[name]
     sides = [(answer_logps(session.model, data[i][0]), answer_logps(session.model, data[i][1])) for i in range(4)]
     if learns_answers:  # the chosen answers' loss, as a supervised check measures it
         assert value == pytest.approx(session.evaluate([data[i][0] for i in range(4)], 0), rel=1e-6)
@@ -233,4 +245,4 @@ def test_a_validation_check_on_pairs_measures_what_the_run_reports_and_the_share
         beta = objectives.get(name).BETA
         assert value == pytest.approx(sum(by_hand(c, r, data.reference[i], beta) for i, (c, r) in enumerate(sides))
                                       / 4, rel=1e-5)
-    assert session.eval_prefers == sum(sum(c) / len(c) > sum(r) / len(r) for c, r in sides) / 4
+    assert session.eval_prefers == sum(won(c, r, data.reference[i]) for i, (c, r) in enumerate(sides)) / 4

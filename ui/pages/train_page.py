@@ -61,8 +61,9 @@ class TrainPage(Page):
             self.stat[key].setStyleSheet("font-size: 12pt; font-weight: 600;")
             stats.addWidget(caption, 0, col)
             stats.addWidget(self.stat[key], 1, col)
-        self.captions["prefers"].setToolTip("Preference tuning: the share of the last step's pairs whose "
-                                            "chosen answer the model now finds likelier than the rejected one.")
+        self.captions["prefers"].setToolTip("Preference tuning: the share of the last step's pairs whose chosen "
+                                            "answer the model now finds likelier per token than the rejected one "
+                                            "(DPO: raised more than the rejected one, against the starting model).")
         self._show_prefers(False)
         self.device_line = theme.muted(QLabel())
         self.device_timer = QTimer(self, interval=DEVICE_POLL_MS)
