@@ -7,7 +7,9 @@ baseline through its functional API (never used by Tuneforge itself); otherwise 
 
 Sizes (Llama-3-8B, bf16, a micro-batch of 2 × 4096 tokens):
 
-- cross_entropy: 8192 tokens × hidden 4096 × vocabulary 128,256; the head frozen (LoRA) and trained (full);
+- cross_entropy: 8192 tokens × hidden 4096 × vocabulary 128,256; the head frozen (LoRA) and trained (full), and
+  each token's loss (`reduction="none"`, as the preference objectives score answers; the head frozen, its
+  logits made again in backward; no Liger cell);
 - rmsnorm: 8192 rows × 4096, Llama's and Gemma's casting orders, the weight trained;
 - swiglu: 8192 × 14,336 (the MLP's intermediate size), SiLU and GELU-tanh; gate and up reach each
   implementation as temporaries, as in an MLP (ours then writes its gradients over them);
@@ -82,7 +84,8 @@ def cross_entropy_cells(s, dtype, device, ref, lig):
     from tuneforge_kernels.fused_linear_cross_entropy import fused_linear_cross_entropy
 
     tokens = s["batch"] * s["seq"]
-    for variant, head_trains in (("head frozen (LoRA)", False), ("head trained", True)):
+    for variant, head_trains, reduction in (("head frozen (LoRA)", False, "mean"), ("head trained", True, "mean"),
+                                            ("each token's loss (preference)", False, "none")):
         def inputs(head_trains=head_trains):
             g = torch.Generator(device).manual_seed(0)
             h = torch.randn(tokens, s["hidden"], device=device, generator=g, dtype=dtype).requires_grad_()
@@ -90,9 +93,11 @@ def cross_entropy_cells(s, dtype, device, ref, lig):
             return h, w.requires_grad_(head_trains), torch.randint(0, s["vocab"], (tokens,), device=device,
                                                                    generator=g)
 
-        impls = {"tuneforge": lambda h, w, t: fused_linear_cross_entropy(h, w, t).backward(),
-                 "pytorch": lambda h, w, t: ref["cross_entropy"](h, w, t).backward()}
-        if lig:
+        def backward_of(fn, r=reduction):  # "none": each token's loss, summed (the gradient still goes per token)
+            return lambda h, w, t: fn(h, w, t, reduction=r).sum().backward()
+
+        impls = {"tuneforge": backward_of(fused_linear_cross_entropy), "pytorch": backward_of(ref["cross_entropy"])}
+        if lig and reduction == "mean":
             impls["liger"] = lambda h, w, t: lig["cross_entropy"](h, w, t).backward()
         yield "cross_entropy", variant, f"{tokens}x{s['hidden']} -> {s['vocab']}", inputs, impls
 

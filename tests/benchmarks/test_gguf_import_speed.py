@@ -9,7 +9,9 @@ from tests.benchmarks.scripts import runner
 run = runner("gguf_import_speed.py")
 
 
-def test_quick_run_converts_both_ways_and_writes_its_figures(tmp_path):
+def test_quick_run_converts_both_ways_and_writes_its_figures(tmp_path, home, default_model_dir):
+    # (home: the script reads the default model's tokenizer from this test's data folder, where the session's
+    # converted model is linked, instead of converting it again into the user's own)
     out = tmp_path / "gguf_import.json"
     proc = run("--quick", "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr

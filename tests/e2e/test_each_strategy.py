@@ -22,11 +22,12 @@ def small_data(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", BUILT)
-def test_strategy_trains_the_default_model_from_the_command_line(name, cli, cli_here, home, default_model_dir,
-                                                                 small_data):
-    proc = cli("train", "--model", "default", "--data", small_data, "--strategy", name, "--device", "cpu",
-               "--max-steps", "2", "--batch-size", "2", "--grad-accum", "1", "--seq-len", "128", "--json",
-               *EXTRA.get(name, []), check=0)
+def test_strategy_trains_the_default_model_from_the_command_line(name, cli_here, home, default_model_dir, small_data):
+    # The CLI's entry in this process (the trainer is a process of its own either way; tests/app/test_cli.py and
+    # tests/e2e/test_default_path.py run the CLI itself as a process): an interpreter start saved per call.
+    proc = cli_here("train", "--model", "default", "--data", small_data, "--strategy", name, "--device", "cpu",
+                    "--max-steps", "2", "--batch-size", "2", "--grad-accum", "1", "--seq-len", "128", "--json",
+                    *EXTRA.get(name, []), check=0)
     events = json_lines(proc.stdout)
     plan = events[0]["plan"]
     assert events[0]["event"] == "plan" and plan["strategy"] == name
@@ -45,16 +46,14 @@ def test_strategy_trains_the_default_model_from_the_command_line(name, cli, cli_
     result = home / "runs" / run_id / "result"
     layout = "adapter_model.safetensors" if strategies.get(name).result == "adapter" else "model.safetensors"
     assert (result / layout).is_file(), sorted(p.name for p in result.iterdir())
-    # The result through the same entry in this process (the trainer above was a real one; tests/app/test_cli.py
-    # runs chat and export as processes): an interpreter start saved per call.
     answer = cli_here("chat", "--run", run_id, "--prompt", "Where is the treasure?", "--max-new-tokens", "6", check=0)
     assert answer.stdout.strip()
     # Going on from the result (train --from): the new run's first step, on the same first batch, starts lower.
     # (An adapter's and a whole model's, lora's and full's, are proven exactly in tests/app/test_going_on.py.)
     if name in GONE_ON_HERE:
-        more = json_lines(cli("train", "--from", run_id, "--data", small_data, "--device", "cpu", "--max-steps", "1",
-                              "--batch-size", "2", "--grad-accum", "1", "--seq-len", "128", "--json",
-                              *EXTRA.get(name, []), check=0).stdout)
+        more = json_lines(cli_here("train", "--from", run_id, "--data", small_data, "--device", "cpu", "--max-steps",
+                                   "1", "--batch-size", "2", "--grad-accum", "1", "--seq-len", "128", "--json",
+                                   *EXTRA.get(name, []), check=0).stdout)
         first = next(e for e in more if e["event"] == "step")
         assert more[0]["plan"]["strategy"] == name and first["loss"] < steps[0]["loss"], (first, steps[0])
     if strategies.get(name).result == "model":  # the whole model was saved: export it without a base or merge
