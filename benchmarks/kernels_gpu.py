@@ -85,7 +85,7 @@ def cross_entropy_cells(s, dtype, device, ref, lig):
 
     tokens = s["batch"] * s["seq"]
     for variant, head_trains, reduction in (("head frozen (LoRA)", False, "mean"), ("head trained", True, "mean"),
-                                            ("each token's loss (preference)", False, "none")):
+                                            ("per-token (pairs)", False, "none")):
         def inputs(head_trains=head_trains):
             g = torch.Generator(device).manual_seed(0)
             h = torch.randn(tokens, s["hidden"], device=device, generator=g, dtype=dtype).requires_grad_()
