@@ -184,8 +184,8 @@ def with_objective(w: Wishes, reasons: list) -> Wishes:
         strength = f"strength {w.beta:g} as you asked" if w.beta is not None else f"strength {objective.BETA:g}"
         reasons.append(f"Objective: {objective.LABEL}" + (" as you asked" if w.objective else ", as the rows are "
                                                            "preference pairs") + f" ({strength}): " + objective.WHY
-                       + " Each example is two sequences, chosen and rejected, with their full logits (counted "
-                         "here), and rows are not packed.")
+                       + " Each example is two sequences, chosen and rejected (both counted here), and rows are "
+                         "not packed.")
     elif w.pairs:
         reasons.append("Objective: supervised on the chosen answers, as you asked; the rejected ones are not used.")
     return dataclasses.replace(w, objective=objective.NAME, packing=w.packing and not objective.PAIRS)
