@@ -106,6 +106,8 @@ class RunDetail:
     resumable: bool = False  # stopped or interrupted, with a checkpoint and its config file to start from
     has_result: bool = False  # a trained result to try and export
     best_weights: dict | None = None  # what best/ holds (core.results.best_of): the lowest validation loss's weights
+    preferred: Curve = field(default_factory=list)  # preference runs: (step, share of its pairs preferred)...
+    eval_preferred: Curve = field(default_factory=list)  # ...and of the validation pairs at each check
 
     @property
     def id(self) -> str:
@@ -146,14 +148,16 @@ def run_detail(run_id: str, progress: Progress | None = None) -> RunDetail:
     with ops.open_history() as db:
         run = ops.with_liveness(db.run(run_id))
         run["project"] = {p["id"]: p["name"] for p in db.projects()}.get(run.get("project_id"), "")
-        train, evals = _curve(db.metrics(run["id"], "train")), _curve(db.metrics(run["id"], "eval"))
+        train_rows, eval_rows = db.metrics(run["id"], "train"), db.metrics(run["id"], "eval")
         checkpoints, exports, events = db.checkpoints(run["id"]), db.exports(run["id"]), db.events(run["id"])
     run_dir = Path(run.get("run_dir") or "")
     summary = RunSummary.of(run)
     resumable = (summary.status in RESUMABLE and bool(checkpoints) and (run_dir / "run.json").is_file())
-    return RunDetail(summary, run.get("config") or {}, train, evals, checkpoints, exports, events, str(run_dir),
-                     resumable=resumable, has_result=bool(run.get("run_dir")) and (run_dir / "result").is_dir(),
-                     best_weights=results.best_of(run_dir) if run.get("run_dir") else None)
+    return RunDetail(summary, run.get("config") or {}, _curve(train_rows), _curve(eval_rows), checkpoints, exports,
+                     events, str(run_dir), resumable=resumable,
+                     has_result=bool(run.get("run_dir")) and (run_dir / "result").is_dir(),
+                     best_weights=results.best_of(run_dir) if run.get("run_dir") else None,
+                     preferred=_curve(train_rows, "prefers"), eval_preferred=_curve(eval_rows, "prefers"))
 
 
 def compare(first: str, second: str, progress: Progress | None = None) -> Comparison:
@@ -194,5 +198,5 @@ def flat_config(config: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _curve(rows: list[dict]) -> Curve:
-    return [(int(r["step"]), float(r["loss"])) for r in rows if r.get("loss") is not None]
+def _curve(rows: list[dict], column: str = "loss") -> Curve:
+    return [(int(r["step"]), float(r[column])) for r in rows if r.get(column) is not None]

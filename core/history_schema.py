@@ -121,4 +121,11 @@ def to_v8(db: sqlite_utils.Database) -> None:
         db["runs"].add_column("name", str)
 
 
-MIGRATIONS = (create_v1, to_v2, to_v3, to_v4, to_v5, to_v6, to_v7, to_v8)
+def to_v9(db: sqlite_utils.Database) -> None:
+    """v9: a preference run's share of pairs preferred the right way (core/objectives' `preferred`) at each step and
+    validation check, beside its loss; other runs' rows have none."""
+    if "prefers" not in db["metrics"].columns_dict:
+        db["metrics"].add_column("prefers", float)
+
+
+MIGRATIONS = (create_v1, to_v2, to_v3, to_v4, to_v5, to_v6, to_v7, to_v8, to_v9)

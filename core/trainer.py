@@ -259,7 +259,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         mem = memory_watch.current_bytes(device)
         lr = session.scheduler.get_last_lr()[0]
         db.add_metric(cfg.run_id, step, "train", loss_value, lr=lr, tokens_per_s=tokens / dt, elapsed_s=elapsed,
-                      memory_bytes=mem)
+                      memory_bytes=mem, prefers=session.prefers)
         db.update_run(cfg.run_id, steps_done=step, final_loss=loss_value, best_loss=best,
                       trained_s=trained_before + elapsed)
         emit("step", step=step, total_steps=total, loss=round(loss_value, 5), lr=lr, tokens_per_s=round(tokens / dt, 1),
@@ -370,7 +370,7 @@ def run_eval(cfg, db, emit, session, eval_set, pad_id, step, watch, last: bool =
     """The validation loss now (None without validation rows), recorded, shown and counted by `watch`."""
     value = session.evaluate(eval_set, pad_id)
     if value is not None:
-        db.add_metric(cfg.run_id, step, "eval", value)
+        db.add_metric(cfg.run_id, step, "eval", value, prefers=session.eval_prefers)
         db.update_run(cfg.run_id, eval_loss=value)
         lowest = watch.check(session, step, value, last=last)
         emit("eval", step=step, loss=round(value, 5), lowest=lowest,

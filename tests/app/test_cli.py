@@ -326,6 +326,12 @@ def test_preference_pairs_train_with_orpo_unless_asked_otherwise_and_with_dpo_ag
     assert checks and all(e["prefers"] in (0, 0.333, 0.667, 1) for e in checks)
     run = json.loads((home / "runs" / events[0]["run_id"] / "run.json").read_text())
     assert (run["objective"], run["packing"], run["beta"]) == ("orpo", False, 0.5)
+    # History keeps the shares beside the losses (its run detail shows them: tests/ui/test_history.py)
+    from app import history_service
+
+    detail = history_service.run_detail(events[0]["run_id"])
+    assert detail.preferred == [(e["step"], pytest.approx(e["prefers"], abs=1e-3)) for e in steps]
+    assert detail.eval_preferred == [(e["step"], pytest.approx(e["prefers"], abs=1e-3)) for e in checks]
     # DPO, with a separate validation set of chat rows, not pairs: their loss alone is measured. The reference is
     # the starting model's log-probabilities, worked out before step 1 and kept in the run's folder; the adapter
     # starts as a no-op, so the model is its own reference and the first step's loss is log 2.

@@ -83,6 +83,7 @@ def test_an_older_schema_is_migrated_in_place(tmp_path):
     conn = sqlite3.connect(path)  # make it a version-1 file, as the first release wrote it
     conn.execute("alter table runs drop column trained_s")
     conn.execute("alter table runs drop column name")
+    conn.execute("alter table metrics drop column prefers")
     conn.execute("drop table disk_probes")
     conn.execute("drop table plans")
     conn.execute("drop table calibrations")
@@ -91,8 +92,9 @@ def test_an_older_schema_is_migrated_in_place(tmp_path):
     conn.commit()
     conn.close()
     h = history.History(path)
-    assert h.schema_version() == history.SCHEMA_VERSION == 8
+    assert h.schema_version() == history.SCHEMA_VERSION == 9
     assert {"disk_probes", "link_probes", "evaluations"} <= set(h.db.table_names())
+    assert "prefers" in h.db["metrics"].columns_dict
     assert h.run("last")["id"] == "20260101-000000-aaaa"
     assert h.run("last")["trained_s"] == 90.0  # v4: the span its one session took
     assert h.run("last")["name"] is None  # v8: named by nobody yet
@@ -160,7 +162,7 @@ def test_a_version_5_history_keeps_its_calibrations_as_the_newest_of_each(tmp_pa
     conn.commit()
     conn.close()
     h = history.History(path)
-    assert h.schema_version() == 8 and h.last_calibration("/m", "lora", "RTX 4090")["factor"] == 1.3
+    assert h.schema_version() == 9 and h.last_calibration("/m", "lora", "RTX 4090")["factor"] == 1.3
     h.close()
 
 

@@ -76,6 +76,22 @@ def test_one_run_opens_with_its_curve_settings_and_what_can_be_done(page, qtbot)
     assert list(page.details) == [SECOND]  # the other run's view was let go
 
 
+def test_a_preference_runs_figures_say_the_share_of_pairs_preferred(page):
+    """What the trainer records for a preference run (its share of pairs preferred, per step and check) is one of
+    its figures: the last check's, else the last step's; a supervised run has no such line."""
+    import dataclasses
+
+    from app import history_service
+    from ui.history.run_detail import figures_html
+
+    detail = history_service.run_detail(FIRST)
+    assert "Chosen preferred" not in figures_html(detail)
+    steps = dataclasses.replace(detail, preferred=[(5, 0.5), (6, 0.75)])
+    assert "Chosen preferred</td><td style='padding-right:18px'><b>75% of step 6's pairs</b>" in figures_html(steps)
+    checks = dataclasses.replace(steps, eval_preferred=[(3, 0.333), (6, 0.667)])
+    assert "<b>67% of the validation pairs at step 6</b>" in figures_html(checks)
+
+
 def colour_pixels(widget, colour: str) -> int:
     image = widget.grab().toImage()
     want = QColor(colour).rgb()

@@ -26,6 +26,15 @@ def lowest_validation(detail: RunDetail) -> str:
     return lowest_text(detail.eval, (detail.best_weights or {}).get("step"))
 
 
+def preferred_text(detail: RunDetail) -> str:
+    """'92% of the validation pairs at step 30' (the last check), or '100% of step 30's pairs' without checks."""
+    if detail.eval_preferred:
+        step, share = detail.eval_preferred[-1]
+        return f"{share:.0%} of the validation pairs at step {step}"
+    step, share = detail.preferred[-1]
+    return f"{share:.0%} of step {step}'s pairs"
+
+
 def figures_html(detail: RunDetail) -> str:
     s = detail.summary
     rows = [("Status", s.status + (f": {s.outcome}" if s.outcome else "")), ("Model", s.model),
@@ -34,6 +43,8 @@ def figures_html(detail: RunDetail) -> str:
             ("Validation loss", loss_text(s.eval_loss)), ("Lowest validation", lowest_validation(detail)),
             ("Duration", duration(s.duration_s)),
             ("Created", when(s.created_at)), ("Project", s.project)]
+    if detail.eval_preferred or detail.preferred:  # a preference run: what its objective counts as preferred
+        rows.append(("Chosen preferred", preferred_text(detail)))
     if detail.config.get("continues"):  # a run that went on from another's weights (train --from, Train more)
         rows.append(("Started from", results.continued_text(detail.config["continues"])))
     cells = "".join(f"<td style='padding-right:6px;color:#6b7380'>{k}</td><td style='padding-right:18px'>"
