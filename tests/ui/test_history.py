@@ -76,20 +76,28 @@ def test_one_run_opens_with_its_curve_settings_and_what_can_be_done(page, qtbot)
     assert list(page.details) == [SECOND]  # the other run's view was let go
 
 
-def test_a_preference_runs_figures_say_the_share_of_pairs_preferred(page):
+def test_a_preference_runs_figures_say_the_share_of_pairs_preferred(page, qtbot):
     """What the trainer records for a preference run (its share of pairs preferred, per step and check) is one of
-    its figures: the last check's, else the last step's; a supervised run has no such line."""
+    its figures, the last check's, else the last step's, and its training tab shows the last step's as the live
+    page did; a supervised run has neither."""
     import dataclasses
 
     from app import history_service
     from ui.history.run_detail import figures_html
 
+    page.select([FIRST])
+    qtbot.waitUntil(lambda: page.detail_view is not None and page.detail_view.run_id == FIRST, timeout=10000)
+    train = page.detail_view.train_page
     detail = history_service.run_detail(FIRST)
-    assert "Chosen preferred" not in figures_html(detail)
+    assert "Chosen preferred" not in figures_html(detail) and train.stat["prefers"].isHidden()
     steps = dataclasses.replace(detail, preferred=[(5, 0.5), (6, 0.75)])
     assert "Chosen preferred</td><td style='padding-right:18px'><b>75% of step 6's pairs</b>" in figures_html(steps)
     checks = dataclasses.replace(steps, eval_preferred=[(3, 0.333), (6, 0.667)])
     assert "<b>67% of the validation pairs at step 6</b>" in figures_html(checks)
+    train.show_run(checks)
+    assert not train.stat["prefers"].isHidden() and train.stat["prefers"].text() == "75%"
+    train.show_run(detail)
+    assert train.stat["prefers"].isHidden()
 
 
 def colour_pixels(widget, colour: str) -> int:
