@@ -279,8 +279,7 @@ class TrainPage(Page):
             self.stat["speed"].setText(f"{e.get('tokens_per_s', 0):,.0f} tokens/s")
             self.stat["memory"].setText(f"{(e.get('memory_bytes') or 0) / 1024**3:.2f} GiB")
             if e.get("prefers") is not None:  # a preference run (ORPO, DPO, SimPO)
-                self._show_prefers(True)
-                self.stat["prefers"].setText(f"{e['prefers']:.0%}")
+                self.show_prefers(e["prefers"])
             self.loss_chart.add_point(step, float(e["loss"]))
             if e.get("lr") is not None:
                 self.lr_chart.add_point(step, float(e["lr"]))
@@ -321,6 +320,11 @@ class TrainPage(Page):
             self.try_box.answered(e)
         elif kind == "calibration" and e.get("factor"):
             self.append(f"Measured peak memory: {e['factor']:.2f}× the plan's estimate (recorded with the run).")
+
+    def show_prefers(self, share: float) -> None:
+        """A preference run's share of its last step's pairs preferred, shown beside the loss."""
+        self._show_prefers(True)
+        self.stat["prefers"].setText(f"{share:.0%}")
 
     def _show_prefers(self, shown: bool) -> None:
         self.captions["prefers"].setVisible(shown)
