@@ -88,7 +88,8 @@ def build_parser() -> Parser:
         s.add_argument("--objective", choices=["auto", *objectives.NAMES], default="auto",
                        help="What the run learns: " + "; ".join(f"{m.NAME}, {m.SUMMARY}"
                                                                for m in objectives.OBJECTIVES.values())
-                            + f" (auto: {objectives.DEFAULT_FOR_PAIRS} when the rows are preference pairs, else sft).")
+                            + f" (auto: {objectives.DEFAULT_FOR_PAIRS} when the rows are preference pairs, "
+                              f"{objectives.DEFAULT_FOR_RATED} when they are rated answers, else sft).")
         s.add_argument("--beta", "--orpo-beta", type=float, metavar="BETA",
                        help="Preference tuning: the objective's strength (default: its paper's). " + "; ".join(
                            f"{m.LABEL}: {m.BETA_HELP}" for m in objectives.OBJECTIVES.values() if m.PAIRS) + ".")

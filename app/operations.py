@@ -11,10 +11,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app import answerers, paths, supervisor
-from core import atomic, evaluation, hardware, history, model_source, planner, results, settings
+from core import atomic, evaluation, hardware, history, model_source, objectives, planner, results, settings
 from core.data import dataset as data_mod
 from core.data import readers, tokenize
-from core.data.formats import preference
+from core.data.formats import preference, rated
 from core.data import source as data_source
 from core.conversation import Conversation
 from core.errors import KnownError
@@ -88,6 +88,10 @@ def inspect_data(path: str, model: str | None = None, seq_len: int | None = None
             other = token_report.token_report(pair_data.Rejected(ds.examples[:1]), tok, seq_len=seq_len, preview_rows=1)
             rejected = [dict(r, source=f"{r['source']}, its rejected answer") for r in other["preview"]]
             rows = rows[:1] + rejected + rows[1:]
+        if ds.format == rated.NAME:  # each answer's rating beside its source
+            rating = {e.source: e.desirable for e in ds.examples[:len(rows) * 4]}
+            rows = [dict(r, source=f"{r['source']}, rated {'good' if rating.get(r['source']) else 'bad'}")
+                    if r["source"] in rating else r for r in rows]
         report["preview_rows"] = [dict(row, text=token_report.marked_text(row["segments"])) for row in rows]
         first = ds.examples[0]
         report["preview"] = (tokenize.render_chat(tok, first.messages) if first.messages else first.text)[:2000]
@@ -165,6 +169,13 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
         wishes = replace(wishes, pairs=True)
         rejected = tokenize.token_lengths(pair_data.Rejected(ds.examples), tokenizer)
         lengths = [max(a, b) for a, b in zip(lengths, rejected)]
+    elif ds.format == rated.NAME and objectives.learns_rated(wishes.objective or objectives.DEFAULT_FOR_RATED):
+        wishes = replace(wishes, rated=True)  # each answer batched with its mismatched row (KTO's reference point)
+        mismatched = tokenize.token_lengths(pair_data.Mismatched(ds.examples), tokenizer)
+        lengths = [max(a, b) for a, b in zip(lengths, mismatched)]
+    elif ds.format == rated.NAME:  # supervised on rated answers: the ones rated good alone train
+        wishes = replace(wishes, rated=True)
+        lengths = [n for n, e in zip(lengths, ds.examples) if e.desirable]
     if hardware_file is None:
         answerers.release()  # planned for the memory free on this machine, without what the Try-it box holds
     hw = machine_profile(hardware_file)
@@ -360,7 +371,8 @@ def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int = 64, l
                  on_bad: str = "skip", weights: str = results.AUTO) -> evaluation.Report:
     """The run's tuned model against its base on `data`: the loss of the first `loss_rows` rows' answers (as the
     run's validation loss counts them) and both models' answers to the first `asks` questions, kept in the
-    history with the run. One model is loaded at a time."""
+    history with the run. Of rated answers, the ones rated good are the expected answers, and the ones rated bad
+    are measured apart (the tuned model should find them less likely). One model is loaded at a time."""
     from core import inference
 
     progress = progress or Progress()
@@ -368,6 +380,8 @@ def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int = 64, l
     r = run_weights(run, weights)
     cfg = r["config"]
     examples = read_dataset(data, progress, mapping, on_bad).examples[:loss_rows]
+    bad = [e for e in examples if e.desirable is False]
+    examples = [e for e in examples if e.desirable is not False]
     asked = evaluation.questions(examples, asks)
     found = {}
     for which, result in (("tuned", results.folder(r)), ("base", None)):
@@ -376,12 +390,14 @@ def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int = 64, l
         progress.update(None, f"Measuring the {which} model on {len(examples):,} rows")
         value, tokens = evaluation.loss(model, tok, examples, cfg["seq_len"], cfg.get("train_on", "assistant"))
         pairs = evaluation.preferred(model, tok, examples, cfg["seq_len"], cfg.get("train_on", "assistant"))
+        bad_loss = evaluation.loss(model, tok, bad, cfg["seq_len"], cfg.get("train_on", "assistant"))[0]
         progress.update(None, f"Asking the {which} model {len(asked)} questions")
-        found[which] = value, tokens, evaluation.answers(model, tok, asked, max_new_tokens), pairs
+        found[which] = value, tokens, evaluation.answers(model, tok, asked, max_new_tokens), pairs, bad_loss
         del model
     report = evaluation.Report(str(data), len(examples), found["tuned"][1], found["base"][0], found["tuned"][0],
                                asked, found["base"][2], found["tuned"][2], r["picked"].which, r["picked"].step,
-                               found["tuned"][3][1], found["base"][3][0], found["tuned"][3][0])
+                               found["tuned"][3][1], found["base"][3][0], found["tuned"][3][0], len(bad),
+                               found["base"][4], found["tuned"][4])
     with open_history() as db:  # kept with the run: measured once, seen again later
         db.add_evaluation(r["id"], report.to_dict())
     return report

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 
+from core import objectives
 from core.progress import Progress
 
 
@@ -31,6 +32,7 @@ class TerminalProgress:
         self.tty = self.stream.isatty()
         self.open_line = False
         self.last_fraction: tuple[str, int] | None = None
+        self.share = objectives.share_words("")  # what a preference run's share is called (the start event says)
 
     def _line(self, text: str) -> None:
         if self.tty:
@@ -58,17 +60,19 @@ class TerminalProgress:
 
     def event(self, e: dict) -> None:
         kind = e.get("event")
+        if kind == "start":
+            self.share = objectives.share_words(e.get("objective") or "")
         if kind == "step":
             done, total = e["step"], e["total_steps"]
             self._line(f"{bar(done / max(1, total))} step {done}/{total}  loss {e['loss']:.4f}  "
-                       + (f"chosen preferred {e['prefers']:.0%}  " if e.get("prefers") is not None else "")
+                       + (f"{self.share[0].lower()} {e['prefers']:.0%}  " if e.get("prefers") is not None else "")
                        + f"{e['tokens_per_s']:.0f} tok/s  ETA {format_duration(e.get('eta_s'))}")
         elif kind == "status" and e.get("fraction") is not None:
             self._fraction(e["fraction"], e.get("text", ""))
         elif kind == "eval":
             self.note(f"validation loss at step {e['step']}: {e['loss']:.4f}"
                       + (" (the lowest so far)" if e.get("lowest") else "")
-                      + (f"; chosen preferred in {e['prefers']:.0%} of the validation pairs"
+                      + (f"; {self.share[0].lower()}: {e['prefers']:.0%} of the validation {self.share[1]}s"
                          if e.get("prefers") is not None else ""))
         elif kind in ("status", "error"):
             self.note(e.get("text", ""))

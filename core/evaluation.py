@@ -112,6 +112,9 @@ class Report:
     pairs: int = 0  # preference pairs among the rows (chosen and rejected answers; core/objectives/pairs.py)...
     base_preferred: int = 0  # ...whose chosen answer the base model finds likelier than the rejected one
     tuned_preferred: int = 0  # ...and the tuned model
+    rated_bad: int = 0  # rated answers among the rows rated bad (core/data/formats/rated.py): measured apart...
+    base_bad_loss: float | None = None  # ...their loss with the base model...
+    tuned_bad_loss: float | None = None  # ...and tuned (the rows rated good are the expected answers above)
 
     def summary(self) -> str:
         if self.base_loss is None or self.tuned_loss is None:
@@ -123,12 +126,23 @@ class Report:
         return (f"{self.data}: {self.rows:,} rows, {self.tokens:,} answer tokens; loss {self.base_loss:.4f} with the "
                 f"base model, {self.tuned_loss:.4f} tuned{which}: {verdict}."
                 + (f" The chosen answer is the likelier in {self.tuned_preferred} of {self.pairs} preference pairs "
-                   f"tuned, {self.base_preferred} with the base." if self.pairs else ""))
+                   f"tuned, {self.base_preferred} with the base." if self.pairs else "") + self._bad_text())
+
+    def _bad_text(self) -> str:
+        """What the tuned model makes of the answers rated bad, which it should find less likely than the base."""
+        if not self.rated_bad or self.base_bad_loss is None or self.tuned_bad_loss is None:
+            return ""
+        ratio = perplexity_ratio(self.base_bad_loss, self.tuned_bad_loss)
+        return (f" The {self.rated_bad:,} answers rated bad: loss {self.base_bad_loss:.4f} with the base model, "
+                f"{self.tuned_bad_loss:.4f} tuned ({ratio:.2f}× as likely per token"
+                + ("; less likely, as rating them bad asks)." if ratio < 1 else ")."))
 
     def to_dict(self) -> dict:
         return {"data": self.data, "rows": self.rows, "tokens": self.tokens, "base_loss": self.base_loss,
                 "tuned_loss": self.tuned_loss, "summary": self.summary(), "weights": self.weights, "step": self.step,
                 **({"pairs": self.pairs, "base_preferred": self.base_preferred, "tuned_preferred": self.tuned_preferred}
                    if self.pairs else {}),
+                **({"rated_bad": self.rated_bad, "base_bad_loss": self.base_bad_loss,
+                    "tuned_bad_loss": self.tuned_bad_loss} if self.rated_bad else {}),
                 "answers": [{"source": q.source, "prompt": q.prompt, "expected": q.expected, "base": b, "tuned": t}
                             for q, b, t in zip(self.asked, self.base_answers, self.tuned_answers)]}

@@ -11,7 +11,8 @@ def describe(plan: Plan) -> list[str]:
     """Human lines for `tuneforge plan`."""
     lines = [f"Strategy: {plan.strategy}" + ("" if plan.strategy_built else " (not built yet)")
              + (f", offload: {plan.offload}" if plan.offload else "")
-             + (f", objective: {objectives.label(plan.objective)} (preference pairs)"
+             + (f", objective: {objectives.label(plan.objective)} ("
+                f"{'rated answers' if objectives.learns_rated(plan.objective) else 'preference pairs'})"
                 if objectives.learns_pairs(plan.objective) else ""),
              *([f"Settings: {', '.join(f'{k}={v}' for k, v in plan.options.items())}; optimizer {plan.optimizer}"]
                if plan.options else [f"Optimizer: {plan.optimizer}"]),

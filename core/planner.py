@@ -70,9 +70,11 @@ class Wishes:
     eval_rows: int = 0  # rows of a separate validation set (then no training row is held out)...
     eval_source: str = ""  # ...and what it is, for the reason
     time_limit_s: float | None = None  # train for at most this long (seconds); None: as long as the length takes
-    objective: str | None = None  # a name in core/objectives; None: ORPO for preference pairs, else SFT
+    objective: str | None = None  # a name in core/objectives; None: ORPO for preference pairs, KTO for rated answers,
+    # else SFT
     beta: float | None = None  # a preference objective's strength; None: its own (core/objectives)
     pairs: bool = False  # the rows are preference pairs (chosen and rejected): the dataset's to say
+    rated: bool = False  # the rows are rated answers (a true/false label each): the dataset's to say
 
 
 @dataclass
@@ -168,26 +170,39 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
 
 
 def with_objective(w: Wishes, reasons: list) -> Wishes:
-    """The wishes with what the run learns decided, and said: ORPO for preference pairs unless asked otherwise."""
-    objective = objectives.get(w.objective or (objectives.DEFAULT_FOR_PAIRS if w.pairs else objectives.sft.NAME))
-    if objective.PAIRS and not w.pairs:
+    """The wishes with what the run learns decided, and said: ORPO for preference pairs and KTO for rated answers
+    unless asked otherwise."""
+    default = objectives.DEFAULT_FOR_PAIRS if w.pairs else objectives.DEFAULT_FOR_RATED if w.rated else "sft"
+    objective = objectives.get(w.objective or default)
+    if objective.RATED and not w.rated:
+        raise BadArgument(f"{objective.LABEL} learns from rated answers (rows with 'prompt', 'completion' and a "
+                          "true/false 'label'), and this dataset has none; train it with --objective "
+                          + ("orpo, dpo or simpo." if w.pairs else "sft."))
+    if objective.PAIRS and not objective.RATED and not w.pairs:
         raise BadArgument(f"{objective.LABEL} learns from preference pairs (rows with 'chosen' and 'rejected'), and "
-                          "this dataset has none; train it with --objective sft.")
+                          "this dataset has none; train it with --objective " + ("kto." if w.rated else "sft."))
     if w.beta is not None and not objective.PAIRS:
-        raise BadArgument("A strength (beta) weighs preference tuning (ORPO, DPO, SimPO), and this run is "
-                          "supervised: give preference pairs (prompt, chosen, rejected), or leave the strength out.")
+        preference = ", ".join(m.LABEL for m in objectives.OBJECTIVES.values() if m.PAIRS)
+        raise BadArgument(f"A strength (beta) weighs preference tuning ({preference}), and this run is supervised: "
+                          "give preference pairs (prompt, chosen, rejected) or rated answers, or leave the strength "
+                          "out.")
     if w.beta is not None and not objective.BETA_RANGE[0] <= w.beta <= objective.BETA_RANGE[1]:
         raise BadArgument(f"A strength (beta) of {w.beta:g} is out of range for {objective.LABEL}: use one from "
                           f"{objective.BETA_RANGE[0]:g} to {objective.BETA_RANGE[1]:g} ({objective.BETA:g} is "
                           "the paper's).")
     if objective.PAIRS:
         strength = f"strength {w.beta:g} as you asked" if w.beta is not None else f"strength {objective.BETA:g}"
-        reasons.append(f"Objective: {objective.LABEL}" + (" as you asked" if w.objective else ", as the rows are "
-                                                           "preference pairs") + f" ({strength}): " + objective.WHY
-                       + " Each example is two sequences, chosen and rejected (both counted here), and rows are "
-                         "not packed.")
+        kind = "rated answers" if objective.RATED else "preference pairs"
+        two = ("the answer, and its prompt with another row's answer (KTO's reference point, no gradient)"
+               if objective.RATED else "chosen and rejected")
+        reasons.append(f"Objective: {objective.LABEL}" + (" as you asked" if w.objective else f", as the rows are "
+                                                           f"{kind}") + f" ({strength}): " + objective.WHY
+                       + f" Each example is two sequences (both counted here): {two}; rows are not packed.")
     elif w.pairs:
         reasons.append("Objective: supervised on the chosen answers, as you asked; the rejected ones are not used.")
+    elif w.rated:
+        reasons.append("Objective: supervised on the answers rated good, as you asked; the ones rated bad are left "
+                       "out.")
     return dataclasses.replace(w, objective=objective.NAME, packing=w.packing and not objective.PAIRS)
 
 
@@ -325,7 +340,8 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
     if objective.REFERENCE:  # a forward pass over the pairs the steps train on: measured about half their
         # training time for LoRA on the CPU (a frozen base needs no weight gradients)
         reference_s = step_time * min(per_epoch, total_steps) / 2
-        reasons.append(f"The starting model's log-probabilities of the pairs the run trains on, worked out before "
+        reasons.append(f"The starting model's log-probabilities of the "
+                       f"{'rated answers' if objective.RATED else 'pairs'} the run trains on, worked out before "
                        f"step 1: about {duration(reference_s)}, counted in the time (a time limit counts the steps "
                        "alone).")
     device_bytes = int(est.device_total * target.factor)

@@ -132,7 +132,8 @@ def _step_down(previous: Plan, hardware: HardwareProfile, model_config: dict, to
                          stop_early=previous.stop_early, keep_best=keep_best, options=previous.options,
                          packing=previous.packing, kernels=w.kernels, kernels_why=w.kernels_why,
                          time_limit_s=previous.time_limit_s or None, objective=previous.objective, beta=previous.beta,
-                         pairs=objectives.learns_pairs(previous.objective))
+                         pairs=objectives.learns_pairs(previous.objective) and not objectives.learns_rated(
+                             previous.objective), rated=objectives.learns_rated(previous.objective))
     plan = finish_plan(shape, hardware, target, strategy, ckpt, mb, previous.seq_len,
                        sum(1 for n in token_lengths if n > previous.seq_len), token_lengths, plan_wishes, reasons,
                        warnings, fitted=fitted, options=chosen_options, steps=previous.total_steps)

@@ -59,7 +59,10 @@ from core import run_config  # noqa: E402
 from core import run_control, runtime_env, settings, strategies, training, validation_watch  # noqa: E402
 from core.data import dataset as data_mod  # noqa: E402
 from core.data import packing, split, token_cache, tokenize  # noqa: E402
+from core.data.formats import rated  # noqa: E402
+from core.data.rows import Filtered  # noqa: E402
 from core.errors import KnownError  # noqa: E402
+from core.objectives import kto  # noqa: E402
 from core.objectives import pairs as pair_data  # noqa: E402
 from core.run_config import RunConfig  # noqa: E402
 from core.words import counted, duration  # noqa: E402
@@ -94,6 +97,33 @@ def _every(seconds: float, report):
     return throttled
 
 
+def encode_pairs(cfg: RunConfig, objective, train_rows, train_set, eval_rows, eval_set, tok, cache: Path,
+                 digest: str) -> tuple[pair_data.Pairs, pair_data.Pairs]:
+    """(training pairs, held-out pairs): each row with its rejected side (preference pairs) or its mismatched row
+    and rating (rated answers, KTO), the other sides encoded (and cached) as a dataset of their own. Held-out
+    answers are weighed as the training ones are."""
+    ratings = held_ratings = None
+    if objective.RATED:
+        weight = kto.balance(e.desirable for e in train_rows)
+        ratings, held_ratings = kto.ratings(train_rows, weight), kto.ratings(eval_rows, weight)
+    other = pair_data.Mismatched(train_rows) if objective.RATED else pair_data.Rejected(train_rows)
+    encoded = token_cache.encode_all_cached(other, tok, cfg.seq_len, cfg.train_on, cache,
+                                            digest + (":mismatched" if objective.RATED else ":rejected"))
+    pairs = pair_data.Pairs(train_set, encoded, ratings=ratings)
+    held = pair_data.encode_pairs(eval_rows, tok, cfg.seq_len, cfg.train_on, chosen=eval_set, ratings=held_ratings)
+    if not len(pairs) and objective.RATED:
+        raise KnownError(f"{cfg.data_path}: no rated answer fits {cfg.seq_len} tokens with its prompt; raise the "
+                         "sequence length.")
+    if not len(pairs):
+        raise KnownError(f"{cfg.data_path}: no row is a preference pair whose answers both fit {cfg.seq_len} "
+                         "tokens; give preference pairs (chosen and rejected), or raise the sequence length.")
+    return pairs, held
+
+
+def _rated_good(example) -> bool:
+    return example.desirable is not False
+
+
 def with_reference(cfg: RunConfig, emit: Emitter, session: training.Session, pairs: pair_data.Pairs,
                    held: pair_data.Pairs, pad_id: int, steps: int) -> tuple[pair_data.Pairs, pair_data.Pairs]:
     """The training and held-out pairs with the starting model's log-probabilities of each side (DPO's reference),
@@ -101,8 +131,9 @@ def with_reference(cfg: RunConfig, emit: Emitter, session: training.Session, pai
     train on, and kept in the run's folder (reference.safetensors) so a resume of the same pairs reads them."""
     seen = training.examples_seen(cfg, len(pairs), steps)
     total, t0 = len(seen) + len(held), time.time()
+    unit = "rated answer" if pairs.ratings is not None else "pair"
     said = _every(2.0, lambda n: emit("status", text=f"The starting model's log-probabilities (the reference): "
-                                                     f"{n:,} of {total:,} pairs", fraction=n / total))
+                                                     f"{n:,} of {counted(total, unit)}", fraction=n / total))
 
     def work_out(some: pair_data.Pairs, before: int):
         return pair_data.reference_logps(session.model, some, pad_id, cfg.micro_batch, session.device,
@@ -110,7 +141,7 @@ def with_reference(cfg: RunConfig, emit: Emitter, session: training.Session, pai
     pairs, held, fresh = pair_data.with_reference(Path(cfg.run_dir) / "reference.safetensors", pairs, held,
                                                   cfg.seq_len, work_out, seen)
     if fresh:
-        emit("status", text=f"Worked out the starting model's log-probabilities of {counted(total, 'pair')} in "
+        emit("status", text=f"Worked out the starting model's log-probabilities of {counted(total, unit)} in "
                             f"{duration(time.time() - t0)}: the reference {objectives.get(cfg.objective).LABEL} "
                             "compares against")
     return pairs, held
@@ -145,6 +176,11 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
     else:
         train_rows, eval_rows, split_note = data.split(cfg.eval_fraction, cfg.seed)
     emit("status", text=split_note[:1].upper() + split_note[1:])
+    objective = objectives.get(cfg.objective)
+    if data.format == rated.NAME and not objective.RATED:  # supervised on rated answers: the good ones alone
+        train_rows, eval_rows = Filtered(train_rows, _rated_good), [e for e in eval_rows if _rated_good(e)]
+        emit("status", text=f"Training on the {counted(len(train_rows), 'answer')} rated good; the ones rated bad "
+                            "are left out (KTO learns from both)")
     emit("status", text=f"Loading the model ({precision} on {device.type}, {cfg.strategy})")
     tok = AutoTokenizer.from_pretrained(cfg.model_path)
     pad_id = tokenize.pad_id_of(tok)
@@ -160,22 +196,17 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         raise KnownError(f"{cfg.data_path}: no example has a trained token within {cfg.seq_len} tokens; "
                          "raise the sequence length.")
     pairs = None
-    objective = objectives.get(cfg.objective)
-    if objective.PAIRS:  # the rejected sides, encoded (and cached) as a dataset of their own
-        rejected = token_cache.encode_all_cached(pair_data.Rejected(train_rows), tok, cfg.seq_len, cfg.train_on,
-                                                 cache, data.digest + ":rejected")
-        pairs = pair_data.Pairs(train_set, rejected)
-        held = pair_data.encode_pairs(eval_rows, tok, cfg.seq_len, cfg.train_on, chosen=eval_set)
-        if not len(pairs):
-            raise KnownError(f"{cfg.data_path}: no row is a preference pair whose answers both fit {cfg.seq_len} "
-                             "tokens; give preference pairs (chosen and rejected), or raise the sequence length.")
+    if objective.PAIRS:
+        pairs, held = encode_pairs(cfg, objective, train_rows, train_set, eval_rows, eval_set, tok, cache,
+                                   data.digest)
     session = training.Session(cfg)
     loading_peak = memory_watch.start_training_peak(device)  # the calibration measures training alone
     _active_kernels[:] = [op for op, p in session.kernels.items() if p.active]
     items, collate = train_set, tokenize.collate
     if pairs is not None:
         items, collate = pairs, pair_data.collate
-        emit("status", text=f"Preference tuning ({objective.LABEL}) on {counted(len(pairs), 'pair')}: "
+        emit("status", text=f"Preference tuning ({objective.LABEL}) on "
+                            f"{counted(len(pairs), 'rated answer' if objective.RATED else 'pair')}: "
                             f"{objective.SUMMARY}")
     elif cfg.packing:
         if packing.works_with(session.model):
@@ -211,8 +242,8 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
     db.update_run(cfg.run_id, total_steps=total)
     eval_every = checks_every(cfg, total)  # a validation curve, not just an end figure
     emit("start", total_steps=total, start_step=session.step_index, train_examples=len(train_set),
-         eval_examples=len(eval_set), trainable_params=session.trainable_count, device=device.type,
-         precision=precision, strategy=cfg.strategy, options=settings.to_dict(session.options),
+         objective=cfg.objective, eval_examples=len(eval_set), trainable_params=session.trainable_count,
+         device=device.type, precision=precision, strategy=cfg.strategy, options=settings.to_dict(session.options),
          sequences=len(items), packed=collate is packing.collate,
          tokens_per_epoch=train_set.total_tokens() + (pairs.rejected.total_tokens() if pairs is not None else 0),
          kernels=list(_active_kernels),

@@ -229,11 +229,11 @@ class Session:
         """The objective's loss of a micro-batch of preference pairs, as a share of the step's (core/objectives),
         reporting its share of what the run reports; the share of the step's pairs the model prefers the right
         way is kept in `prefers` as the micro-batches go."""
-        totals = pair_data.Totals.of(batches)
+        totals, score = pair_data.step_terms(self.model, batches, self.objective.RATED)
         self.prefers = 0.0
 
         def loss_of(batch: dict):
-            scores = pair_data.score(self.model, batch)
+            scores = score(batch)
             self.prefers += self.objective.preferred(scores) / max(1, totals.pairs)
             return self.objective.loss(scores, totals, self.beta)
         return loss_of

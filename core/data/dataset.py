@@ -41,7 +41,8 @@ from core.errors import DatasetError
 
 SUFFIXES = tuple(readers.READERS)  # every file type a dataset can be, for file pickers
 NEEDS = ("rows need 'messages', 'conversations', 'instruction'+'output', 'prompt'+'completion', "
-         "'chosen'+'rejected' or 'text', or a column mapping such as {'prompt': 'question', 'completion': 'answer'}")
+         "'chosen'+'rejected', 'prompt'+'completion'+'label' or 'text', or a column mapping such as "
+         "{'prompt': 'question', 'completion': 'answer'}")
 KEEP_BYTES = 64 << 20  # sources up to this size keep their examples in memory; bigger ones are read again
 LIST_CAP = 1000  # problems and duplicate rows listed by name; every one is counted
 PROGRESS_EVERY = 4096  # rows between progress reports while reading
@@ -113,8 +114,8 @@ def _convert(name: str, mapping: dict | None, row: dict) -> dict:
 
 
 def _identity(example: Example) -> bytes:
-    return json.dumps([example.messages, example.text, *([example.rejected] if example.rejected else [])],
-                      sort_keys=True).encode()
+    return json.dumps([example.messages, example.text, *([example.rejected] if example.rejected else []),
+                       *([example.desirable] if example.desirable is not None else [])], sort_keys=True).encode()
 
 
 def _reread(source: data_source.Source, name: str, schema: str | None, mapping: dict | None,

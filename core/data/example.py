@@ -11,3 +11,4 @@ class Example:
     text: str | None = None  # raw text, every token trained
     source: str = ""  # file:line, for messages about this example
     rejected: list[dict] | None = None  # a preference pair's rejected conversation (messages: the chosen one)
+    desirable: bool | None = None  # a rated answer's rating: True to learn from, False to move away from

@@ -71,3 +71,19 @@ class Rows:
         """The rows at `indices`, in order, as a list (for a held-out set: small)."""
         last = max(indices, default=-1)
         return [e for i, e in enumerate(islice(self, last + 1)) if i in indices]
+
+
+class Filtered:
+    """The rows `keep` accepts, in order, read afresh each time they are iterated (as big Rows are); len counts
+    them, once."""
+
+    def __init__(self, rows, keep: Callable[[Example], bool]):
+        self.rows, self.keep, self._count = rows, keep, None
+
+    def __iter__(self) -> Iterator[Example]:
+        return (e for e in self.rows if self.keep(e))
+
+    def __len__(self) -> int:
+        if self._count is None:
+            self._count = sum(1 for _ in self)
+        return self._count

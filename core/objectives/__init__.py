@@ -5,6 +5,8 @@ An objective module says:
 - NAME (what configs and the CLI call it), LABEL (how plans, History and `runs` show it) and SUMMARY (one line);
 - PAIRS: whether it learns from preference pairs (a prompt with a chosen and a rejected answer) instead of
   answers alone; the pair machinery (encoding both sides, batching, one forward for both) is core/objectives/pairs.py;
+- RATED: whether its pairs are rated answers (thumbs up or down, core/data/formats/rated.py), each with a
+  mismatched row (KTO), instead of chosen and rejected answers;
 - REFERENCE: whether its loss compares the model against the one the run started from, whose log-probabilities
   of the pairs a run trains on the trainer works out once, before step 1 (pairs.with_reference);
 - for pair objectives, its strength: BETA (the default), BETA_RANGE and BETA_HELP, and `loss(scores, totals, beta)`:
@@ -12,7 +14,8 @@ An objective module says:
   check reports the same measure over the held-out pairs, so the two curves compare);
 - for pair objectives, `preferred(scores)`: how many of a micro-batch's pairs it counts as preferred the right
   way (what runs show as *Chosen preferred*: the chosen answer likelier per token for ORPO and SimPO; for DPO
-  raised more than the rejected one against the starting model);
+  raised more than the rejected one against the starting model; for KTO, *rated right*: answers moved the way
+  their rating says); SHARE: (what that share is called, of what);
 - LR_SCALE: its learning rate as a share of the strategy's supervised one (the planner's default);
 - WHY: the sentence a plan gives for choosing it.
 
@@ -23,11 +26,12 @@ says only what it is.
 from __future__ import annotations
 
 from core.errors import BadArgument
-from core.objectives import dpo, orpo, sft, simpo
+from core.objectives import dpo, kto, orpo, sft, simpo
 
-OBJECTIVES = {m.NAME: m for m in (sft, orpo, dpo, simpo)}
+OBJECTIVES = {m.NAME: m for m in (sft, orpo, dpo, simpo, kto)}
 NAMES = tuple(OBJECTIVES)
 DEFAULT_FOR_PAIRS = orpo.NAME  # no reference model and no supervised run first: it works with every strategy
+DEFAULT_FOR_RATED = kto.NAME  # the one objective that learns from answers rated one at a time
 
 
 def get(name: str):
@@ -38,6 +42,17 @@ def get(name: str):
 
 def learns_pairs(name: str) -> bool:
     return get(name).PAIRS
+
+
+def learns_rated(name: str) -> bool:
+    return get(name).RATED
+
+
+def share_words(name: str) -> tuple[str, str]:
+    """(what a preference run's share preferred the right way is called, what it counts): ('Chosen preferred',
+    'pair'), or ('Rated right', 'answer') for KTO; unknown names (an old run's) read as pairs."""
+    module = OBJECTIVES.get(name)
+    return getattr(module, "SHARE", None) or orpo.SHARE
 
 
 def label(name: str) -> str:

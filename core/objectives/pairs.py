@@ -1,10 +1,16 @@
-"""Preference pairs as the pair objectives (ORPO, DPO, SimPO) train on them: both sides encoded, batched together,
-scored in one forward pass.
+"""Preference pairs as the pair objectives (ORPO, DPO, SimPO, KTO) train on them: both sides encoded, batched
+together, scored in one forward pass.
 
 A micro-batch holds its pairs' chosen rows, then their rejected rows, padded together; `score` gives each row's
 summed NLL over its answer tokens and its count of them, from which every pair objective's loss is made. A step's
 loss is the same mean however it is cut into micro-batches: each term is summed over the micro-batch and divided
 by the whole step's count (`Totals`: the chosen answers' tokens, the pairs).
+
+Rated answers (KTO) come as pairs too: each rated row with a mismatched one (its prompt, the next row's answer:
+`Mismatched`), which measures how far the model has drifted from where it started on answers that are not about
+the prompt (`kl_estimate`, KTO's reference point, no gradient through it). The pair carries the row's rating as
+a signed weight (`Pairs.ratings`: positive for an answer rated good, negative for one rated bad), and only the
+rated rows are scored with gradients (`side`).
 """
 
 from __future__ import annotations
@@ -19,11 +25,12 @@ class Pairs:
     """Preference pairs as the trainer indexes them: item k is (chosen row, rejected row), for the rows both of
     whose sides train (the sides are encoded apart, each dropping rows truncation left without an answer, and
     matched again by their source, file:line). With `reference` (a [pairs, 2] tensor of the starting model's
-    summed log-probabilities, chosen then rejected), item k carries its pair's too."""
+    summed log-probabilities, chosen then rejected), item k carries its pair's too; with `ratings` as well (rated
+    answers: source → the row's signed weight), its rating after that."""
 
-    def __init__(self, chosen, rejected, reference=None):
+    def __init__(self, chosen, rejected, reference=None, ratings: dict[str, float] | None = None):
         where = {source: j for j, source in enumerate(_sources(rejected))}
-        self.chosen, self.rejected, self.reference = chosen, rejected, reference
+        self.chosen, self.rejected, self.reference, self.ratings = chosen, rejected, reference, ratings
         self.index = [(i, where[s]) for i, s in enumerate(_sources(chosen)) if s in where]
 
     def __len__(self) -> int:
@@ -33,7 +40,13 @@ class Pairs:
         i, j = self.index[k]
         if self.reference is None:
             return self.chosen[i], self.rejected[j]
-        return self.chosen[i], self.rejected[j], self.reference[k]
+        if self.ratings is None:
+            return self.chosen[i], self.rejected[j], self.reference[k]
+        return self.chosen[i], self.rejected[j], self.reference[k], self.ratings[self.chosen[i].source]
+
+    def carrying(self, reference) -> Pairs:
+        """The same pairs with these reference log-probabilities."""
+        return Pairs(self.chosen, self.rejected, reference, self.ratings)
 
     def sources(self) -> list[str]:
         """Each pair's source (file:line), in order: what its reference log-probabilities are kept against."""
@@ -69,12 +82,38 @@ class Rejected:
         return (Example(e.rejected, source=e.source) for e in self.rows if e.rejected)
 
 
-def encode_pairs(rows, tokenizer, seq_len: int, train_on: str = "assistant", chosen=None) -> Pairs:
+class Mismatched:
+    """Rated answers' mismatched rows (KTO's reference point): each row's prompt with the next row's answer (the
+    last row's with the first's), read afresh each time they are iterated. Fixed by the rows' order, as the
+    paper's estimate pairs each prompt with another example's answer; a row's prompt is every turn before its last
+    one, its answer that last turn (rated rows end with the answer rated)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __iter__(self):
+        first = previous = None
+        for e in self.rows:
+            if previous is not None:
+                yield _mismatch(previous, e)
+            first, previous = first or e, e
+        if previous is not None:
+            yield _mismatch(previous, first)
+
+
+def _mismatch(row: Example, other: Example) -> Example:
+    return Example(row.messages[:-1] + other.messages[-1:], source=row.source)
+
+
+def encode_pairs(rows, tokenizer, seq_len: int, train_on: str = "assistant", chosen=None,
+                 ratings: dict[str, float] | None = None) -> Pairs:
     """The preference pairs among `rows` with both sides encoded; `chosen`: the rows already encoded (their chosen
-    sides), to encode only the rejected ones."""
+    sides), to encode only the other ones. With `ratings` (rated answers, by source), each row's other side is its
+    mismatched row."""
     if chosen is None:
         chosen = tokenize.encode_all(rows, tokenizer, seq_len, train_on)
-    return Pairs(chosen, tokenize.encode_all(Rejected(rows), tokenizer, seq_len, train_on))
+    other = Mismatched(rows) if ratings is not None else Rejected(rows)
+    return Pairs(chosen, tokenize.encode_all(other, tokenizer, seq_len, train_on), ratings=ratings)
 
 
 def _sources(rows) -> list[str]:
@@ -88,15 +127,28 @@ def _trained(labels) -> int:
 
 def collate(items: list, pad_id: int) -> dict:
     """One micro-batch: the chosen rows, then the rejected ones, padded together (with their reference
-    log-probabilities in the same order, when the pairs carry them)."""
+    log-probabilities in the same order, when the pairs carry them, and the chosen rows' ratings)."""
     batch = tokenize.collate([it[0] for it in items] + [it[1] for it in items], pad_id)
-    if items and len(items[0]) == 3:
+    if items and len(items[0]) >= 3:
         import torch
 
         batch["reference"] = torch.stack([it[2][0] for it in items] + [it[2][1] for it in items]).float()
         if torch.isnan(batch["reference"]).any():  # (with_reference works out only the pairs a run trains on)
             raise ValueError(f"{items[0][0].source}: a pair with no reference log-probabilities was batched.")
+        if len(items[0]) == 4:
+            batch["rating"] = torch.tensor([float(it[3]) for it in items])
     return batch
+
+
+def side(batch: dict, rejected: bool) -> dict:
+    """One half of a micro-batch of pairs as a batch of its own: the chosen rows, or the rejected (mismatched)
+    ones, with their reference log-probabilities (the ratings go with the chosen rows)."""
+    n = len(batch["labels"]) // 2
+    rows = slice(n, None) if rejected else slice(0, n)
+    out = {k: v[rows] for k, v in batch.items() if k in ("input_ids", "attention_mask", "labels", "reference")}
+    if "rating" in batch and not rejected:
+        out["rating"] = batch["rating"]
+    return out
 
 
 def chosen_tokens(batch: dict) -> int:
@@ -107,9 +159,10 @@ def chosen_tokens(batch: dict) -> int:
 
 @dataclass
 class Totals:
-    """What a step's (or a validation check's) terms are divided by."""
+    """What a step's (or a validation check's) terms are divided by, and (KTO) what they are measured from."""
     chosen_tokens: int  # trained tokens of the chosen answers
     pairs: int
+    kl: float = 0.0  # rated answers: KTO's reference point over the step's mismatched rows (kl_estimate)
 
     @classmethod
     def of(cls, batches: list[dict]) -> Totals:
@@ -121,7 +174,8 @@ class Scores:
     """One micro-batch of pairs, scored: rows are its chosen sides, then its rejected sides."""
     nll: object  # each row's NLL summed over its answer tokens (a float32 tensor, with grad while training)
     tokens: object  # each row's answer tokens
-    reference: object = None  # each row's summed log-probability under the starting model (DPO), or None
+    reference: object = None  # each row's summed log-probability under the starting model (DPO, KTO), or None
+    rating: object = None  # rated answers (KTO): each row's signed weight, > 0 for one rated good
 
     @property
     def half(self) -> int:
@@ -154,7 +208,7 @@ def score(model, batch: dict) -> Scores:
     if gives_token_losses(model):
         losses = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
                        token_losses=True).loss
-        return Scores(losses.sum(1), trained.sum(1), batch.get("reference"))
+        return Scores(losses.sum(1), trained.sum(1), batch.get("reference"), batch.get("rating"))
     answered = trained.any(0).nonzero()
     first = int(answered[0]) if len(answered) else targets.shape[1] - 1
     keep = batch["labels"].shape[1] - first  # logits at positions first .. end; the last predicts past the row
@@ -162,7 +216,32 @@ def score(model, batch: dict) -> Scores:
     tail = targets[:, first:]
     nll = F.cross_entropy(logits[:, -keep:-1].flatten(0, 1).float(), tail.flatten(), ignore_index=tokenize.IGNORE,
                           reduction="none").view(tail.shape).sum(1)
-    return Scores(nll, trained.sum(1), batch.get("reference"))
+    return Scores(nll, trained.sum(1), batch.get("reference"), batch.get("rating"))
+
+
+def kl_estimate(model, batches: list[dict]) -> float:
+    """KTO's reference point over these micro-batches: the mean, over their mismatched rows, of how much likelier
+    the model finds them than the starting model did (log P - log P_ref), and at least 0; no gradients (the paper
+    holds it fixed within a step). Over the whole step, so it does not depend on how the step is cut."""
+    import torch
+
+    raised, rows = 0.0, 0
+    with torch.no_grad():
+        for batch in batches:
+            s = score(model, side(batch, rejected=True))
+            raised += float((-s.nll - s.reference).sum())
+            rows += len(s.nll)
+    return max(0.0, raised / max(1, rows))
+
+
+def step_terms(model, batches: list[dict], rated: bool):
+    """(the micro-batches' Totals, a function scoring one of them for its loss): the whole pairs, or (rated
+    answers) the rated rows only, measured from the step's kl_estimate."""
+    totals = Totals.of(batches)
+    if not rated:
+        return totals, lambda batch: score(model, batch)
+    totals.kl = kl_estimate(model, batches)
+    return totals, lambda batch: score(model, side(batch, rejected=False))
 
 
 def chosen_nll(s: Scores, t: Totals):
@@ -181,14 +260,18 @@ def evaluate(model, pairs: Pairs, pad_id: int, batch: int, device, loss=None,
     """(the measure `loss(scores, totals)` reports, over all the pairs, or the chosen answers' loss per trained
     token without one; pairs preferred the right way: as `preferred(scores)` counts them, or the chosen answer
     likelier per token) with no gradients. `loss` and `preferred` are an objective's (core/objectives), `loss`
-    with the whole set's totals, so the value is its mean over the set."""
+    with the whole set's totals (rated answers: measured from the whole set's kl_estimate), so the value is its
+    mean over the set."""
     import torch
 
+    rated = pairs.ratings is not None
     totals = Totals(pairs.chosen_tokens(), len(pairs))
+    if rated:
+        totals.kl = kl_estimate(model, list(_batches(pairs, pad_id, batch, device)))
     value, right = 0.0, 0
     with torch.no_grad():
         for rows in _batches(pairs, pad_id, batch, device):
-            s = score(model, rows)
+            s = score(model, side(rows, rejected=False) if rated else rows)
             value += loss(s, totals)[1] if loss else float(chosen_nll(s, totals))
             right += preferred(s) if preferred else s.preferred()
     return (value if len(pairs) else None), right
@@ -235,7 +318,7 @@ def with_reference(path, pairs: Pairs, held: Pairs, seq_len: int, work_out,
             train[torch.tensor(seen)] = work_out(Some(pairs, seen), 0)
         found = train, work_out(held, len(seen))
         _save_reference(path, key, *found)
-    return Pairs(pairs.chosen, pairs.rejected, found[0]), Pairs(held.chosen, held.rejected, found[1]), fresh
+    return pairs.carrying(found[0]), held.carrying(found[1]), fresh
 
 
 def _reference_key(pairs: Pairs, held: Pairs, seq_len: int, seen: list[int]) -> str:

@@ -7,6 +7,7 @@ NAME = "sft"
 LABEL = "SFT"
 SUMMARY = "learn the answers (supervised)"
 PAIRS = False
+RATED = False
 REFERENCE = False
 BETA = None  # no strength to set: the answers are the whole loss
 LR_SCALE = 1.0  # of the strategy's learning rate

@@ -5,9 +5,11 @@ model never shows on its own, so a short CPU run visibly changes its replies. Th
 questions of the same kinds with values that never appear in training, so a test can tell learning
 the style apart from memorizing rows. pirate_pairs.jsonl holds the training rows again as preference pairs,
 the pirate's answer chosen over the same fact said plainly, for preference tuning (ORPO), and
-pirate_pairs_heldout.jsonl the held-out ones.
+pirate_pairs_heldout.jsonl the held-out ones. pirate_rated.jsonl holds them as rated answers (thumbs up or
+down, for KTO): every other row the pirate's answer rated good, the others the plain one rated bad, and
+pirate_rated_heldout.jsonl the held-out ones.
 
-    python resources/demo/make_pirate_demo.py      # rewrites all four
+    python resources/demo/make_pirate_demo.py      # rewrites all six
 """
 
 from __future__ import annotations
@@ -103,7 +105,11 @@ def main() -> None:
     for name, rows in (("pirate_pairs.jsonl", train), ("pirate_pairs_heldout.jsonl", held)):
         write(HERE / name, [{"prompt": r["messages"][0]["content"], "chosen": r["messages"][1]["content"],
                              "rejected": plainly[r["messages"][0]["content"]]} for r in rows])
-    print(f"{len(train)} training rows (and as many pairs), {len(held)} held-out rows")
+    for name, rows in (("pirate_rated.jsonl", train), ("pirate_rated_heldout.jsonl", held)):
+        write(HERE / name, [{"prompt": r["messages"][0]["content"], "label": i % 2 == 0,
+                             "completion": r["messages"][1]["content"] if i % 2 == 0
+                             else plainly[r["messages"][0]["content"]]} for i, r in enumerate(rows)])
+    print(f"{len(train)} training rows (and as many pairs and rated answers), {len(held)} held-out rows")
 
 
 def write(path: Path, rows: list[dict]) -> None:

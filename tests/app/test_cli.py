@@ -291,6 +291,47 @@ def test_chat_at_a_terminal_prompts_and_ends_with_ctrl_d(home, tiny_model_dir):
     assert question == "Where is the gold?" and repeat_stop.NOTE in answer and "Traceback" not in text
 
 
+def test_rated_answers_train_with_kto_against_the_starting_model_or_supervised_on_the_good_ones_alone(
+        cli_here, home, tiny_model_dir, tmp_path):
+    rated = write_jsonl(tmp_path / "rated.jsonl", [
+        {"prompt": f"What is {i} plus {i}?", "completion": f"{2 * i}, matey!" if i % 2 == 0 else f"{2 * i + 1}.",
+         "label": i % 2 == 0} for i in range(30)])
+    plan = json.loads(cli_here("plan", "--model", tiny_model_dir, "--data", rated, "--json", check=0).stdout)["plan"]
+    assert (plan["objective"], plan["packing"]) == ("kto", False)
+    shown = json.loads(cli_here("data", "inspect", rated, "--model", tiny_model_dir, "--json", check=0).stdout)
+    assert shown["format"] == "rated" and [r["source"] for r in shown["preview_rows"][:2]] == [
+        "rated.jsonl:1, rated good", "rated.jsonl:2, rated bad"]
+    wrong = cli_here("plan", "--model", tiny_model_dir, "--data", rated, "--objective", "orpo")
+    assert wrong.returncode != 0 and wrong.stderr.strip().endswith("train it with --objective kto.")
+    events = json_lines(cli_here("train", "--model", tiny_model_dir, "--data", rated, "--max-steps", "1", "--device",
+                                 "cpu", "--json", check=0).stdout)
+    assert [e["status"] for e in events if e["event"] == "done"] == ["done"], events[-1]
+    said = "".join(e["text"] for e in events if e["event"] == "status")
+    assert "Preference tuning (KTO) on 27 rated answers: raise the answers rated good and lower" in said
+    run = json.loads((home / "runs" / events[0]["run_id"] / "run.json").read_text())
+    step = run["micro_batch"] * run["grad_accum"]  # one step: only the answers it trains on are worked out
+    assert f"Worked out the starting model's log-probabilities of {step + 3} rated answers in " in said
+    # The adapter starts as a no-op: every answer is where the reference has it, each term 1 - sigmoid(0), weighed
+    # to balance the training set's good and bad answers (about as many of each here).
+    steps = [e for e in events if e["event"] == "step"]
+    assert [e["loss"] for e in steps] == [pytest.approx(0.5, abs=0.05)] and 0 <= steps[0]["prefers"] <= 1
+    assert all(e["prefers"] in (0, 0.333, 0.667, 1) for e in events if e["event"] == "eval")  # 3 held out
+    kto_run = events[0]["run_id"]
+    # Supervised on rated answers: the good ones alone train.
+    events = json_lines(cli_here("train", "--model", tiny_model_dir, "--data", rated, "--objective", "sft",
+                                 "--max-steps", "1", "--device", "cpu", "--json", check=0).stdout)
+    assert [e["status"] for e in events if e["event"] == "done"] == ["done"], events[-1]
+    start = next(e for e in events if e["event"] == "start")
+    said = [e["text"] for e in events if e["event"] == "status" and "rated good" in e["text"]]
+    assert said == [f"Training on the {start['train_examples']} answers rated good; the ones rated bad are left out "
+                    "(KTO learns from both)"] and 12 <= start["train_examples"] <= 15
+    # Measured: the answers rated good are the expected ones; the bad ones are measured apart.
+    report = json.loads(cli_here("evaluate", "--run", kto_run, "--data", rated, "--ask", "1", "--max-new-tokens", "4",
+                                 "--json", check=0).stdout)
+    assert report["rows"] == 15 and report["rated_bad"] == 15 and report["answers"][0]["expected"] == "0, matey!"
+    assert report["base_bad_loss"] > 0 and " The 15 answers rated bad: loss " in report["summary"]
+
+
 def test_preference_pairs_train_with_orpo_unless_asked_otherwise_and_with_dpo_against_the_starting_model(
         cli, cli_here, home, tiny_model_dir, tmp_path):
     pairs = write_jsonl(tmp_path / "pairs.jsonl", [
@@ -308,8 +349,9 @@ def test_preference_pairs_train_with_orpo_unless_asked_otherwise_and_with_dpo_ag
     wrong = cli_here("plan", "--model", tiny_model_dir, "--data", DEMO, "--objective", "orpo")
     assert wrong.returncode != 0 and wrong.stderr.strip().endswith("train it with --objective sft.")
     refused = cli_here("train", "--model", tiny_model_dir, "--data", DEMO, "--beta", "0.5", check=2)
-    assert refused.stderr.strip().endswith("this run is supervised: give preference pairs (prompt, chosen, rejected), "
-                                           "or leave the strength out.") and not (home / "runs").exists()
+    assert refused.stderr.strip().endswith("this run is supervised: give preference pairs (prompt, chosen, rejected) "
+                                           "or rated answers, or leave the strength out.")
+    assert not (home / "runs").exists()
     too_much = cli_here("train", "--model", tiny_model_dir, "--data", pairs, "--orpo-beta", "20", check=2)
     assert too_much.stderr.strip().endswith("A strength (beta) of 20 is out of range for ORPO: use one from 0 to 10 "
                                             "(0.1 is the paper's)."), too_much.stderr
@@ -353,18 +395,21 @@ def test_preference_pairs_train_with_orpo_unless_asked_otherwise_and_with_dpo_ag
     assert len(listed) == 3 and " done         lora (DPO) " in listed[1] and " lora (ORPO) " in listed[2], listed
 
 
-def test_the_terminal_line_of_a_step_says_how_often_the_chosen_answer_is_preferred():
+@pytest.mark.parametrize("objective,share,unit", [("orpo", "chosen preferred", "pairs"),
+                                                   ("kto", "rated right", "answers")])
+def test_the_terminal_line_of_a_step_says_how_often_the_chosen_answer_is_preferred(objective, share, unit):
     import io
 
     from app.progress_bar import TerminalProgress
 
     out = io.StringIO()  # not a terminal: a line each
     progress = TerminalProgress(out)
+    progress.event({"event": "start", "objective": objective})
     progress.event({"event": "step", "step": 1, "total_steps": 4, "loss": 2.5, "tokens_per_s": 120, "eta_s": 30})
     progress.event({"event": "step", "step": 2, "total_steps": 4, "loss": 2.4, "tokens_per_s": 120, "eta_s": 20,
                     "prefers": 0.75})
     progress.event({"event": "eval", "step": 2, "loss": 2.3, "lowest": True, "prefers": 0.5})
     first, second, check = out.getvalue().splitlines()
-    assert "preferred" not in first and "loss 2.4000  chosen preferred 75%  120 tok/s" in second
-    assert check.endswith("validation loss at step 2: 2.3000 (the lowest so far); chosen preferred in 50% of the "
-                          "validation pairs")
+    assert share not in first and f"loss 2.4000  {share} 75%  120 tok/s" in second
+    assert check.endswith(f"validation loss at step 2: 2.3000 (the lowest so far); {share}: 50% of the "
+                          f"validation {unit}")

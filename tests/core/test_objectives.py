@@ -25,34 +25,51 @@ def answer_logps(model, row) -> list[float]:
     return [float(token_logps[k, label]) for k, label in enumerate(row.labels[1:]) if label != IGNORE]
 
 
-def orpo_by_hand(c: list, r: list, ref, beta: float) -> float:
+def orpo_by_hand(c: list, r: list, ref, beta: float, *_) -> float:
     """ORPO's odds-ratio term of one pair (the NLL part is checked apart)."""
     odds = [m - math.log1p(-math.exp(m)) for m in (sum(c) / len(c), sum(r) / len(r))]
     return -beta * math.log(1 / (1 + math.exp(-(odds[0] - odds[1]))))
 
 
-def dpo_by_hand(c: list, r: list, ref, beta: float) -> float:
+def dpo_by_hand(c: list, r: list, ref, beta: float, *_) -> float:
     margin = beta * ((sum(c) - float(ref[0])) - (sum(r) - float(ref[1])))
     return math.log1p(math.exp(-margin))
 
 
-def simpo_by_hand(c: list, r: list, ref, beta: float) -> float:
+def simpo_by_hand(c: list, r: list, ref, beta: float, *_) -> float:
     margin = beta * (sum(c) / len(c) - sum(r) / len(r)) - 0.5 * beta
     return math.log1p(math.exp(-margin))
 
 
-def likelier_per_token(c: list, r: list, ref) -> bool:
+def kto_by_hand(c: list, r: list, ref, beta: float, rating: float, kl: float) -> float:
+    """KTO's term of one rated answer `c` (its mismatched row `r` counts through `kl`, the batch's z0)."""
+    shift = beta * (sum(c) - float(ref[0]) - kl)
+    return abs(rating) / (1 + math.exp(shift if rating > 0 else -shift))  # 1 - sigmoid(±shift)
+
+
+def kl_by_hand(sides: list, data) -> float:
+    """KTO's reference point: the mismatched rows' mean log-probability raised against the reference, at least 0."""
+    return max(0.0, sum(sum(r) - float(data.reference[i][1]) for i, (_, r) in enumerate(sides)) / len(sides))
+
+
+def likelier_per_token(c: list, r: list, ref, rating) -> bool:
     return sum(c) / len(c) > sum(r) / len(r)
 
 
-def raised_more(c: list, r: list, ref) -> bool:
+def raised_more(c: list, r: list, ref, rating) -> bool:
     """DPO's reward accuracy: the chosen answer raised more than the rejected one against the reference."""
     return sum(c) - float(ref[0]) > sum(r) - float(ref[1])
 
 
+def rated_right(c: list, r: list, ref, rating) -> bool:
+    """KTO: an answer rated good raised against the reference, one rated bad lowered."""
+    raised = sum(c) - float(ref[0])
+    return raised > 0 if rating > 0 else raised < 0
+
+
 # objective → (its pair term by hand, the chosen NLL is part of the loss, a pair counted as preferred by hand)
 CASES = {"orpo": (orpo_by_hand, True, likelier_per_token), "dpo": (dpo_by_hand, False, raised_more),
-         "simpo": (simpo_by_hand, False, likelier_per_token)}
+         "simpo": (simpo_by_hand, False, likelier_per_token), "kto": (kto_by_hand, False, rated_right)}
 
 
 def test_every_preference_objective_has_a_case():
@@ -65,9 +82,11 @@ def model_dir(tmp_path_factory):
     return random_llama(tmp_path_factory.mktemp("pairs-model"), 2)
 
 
-def pairs(n: int = 8, seed: int = 0, reference: bool = False) -> pair_data.Pairs:
+def pairs(n: int = 8, seed: int = 0, reference: bool = False, rated: bool = False) -> pair_data.Pairs:
     """Pairs sharing a prompt: the chosen answer counts up from the prompt's last token, the rejected one from the
-    token after it; with `reference`, made-up reference log-probabilities (what DPO measures against)."""
+    token after it; with `reference`, made-up reference log-probabilities (what DPO measures against); with
+    `rated`, as KTO has them: every other row rated bad (weighed 0.75), the rejected side standing for the row's
+    mismatched one (the formulas do not care which answer it is)."""
     rng = random.Random(seed)
     chosen, rejected = [], []
     for i in range(n):
@@ -81,7 +100,13 @@ def pairs(n: int = 8, seed: int = 0, reference: bool = False) -> pair_data.Pairs
         lengths = torch.tensor([[sum(t != IGNORE for t in side[i].labels[1:]) for side in (chosen, rejected)]
                                 for i in range(n)], dtype=torch.float32)
         ref = -math.log(VOCAB) * lengths + 4 * torch.rand((n, 2), generator=torch.Generator().manual_seed(seed)) - 2
-    return pair_data.Pairs(chosen, rejected, ref)
+    ratings = {row.source: 1.0 if i % 2 == 0 else -0.75 for i, row in enumerate(chosen)} if rated else None
+    return pair_data.Pairs(chosen, rejected, ref, ratings)
+
+
+def some_pairs(name: str, n: int = 8, seed: int = 0, reference: bool = False) -> pair_data.Pairs:
+    """pairs() as the objective `name` takes them (rated for KTO)."""
+    return pairs(n, seed, reference, rated=objectives.learns_rated(name))
 
 
 def config(tmp_path, model_dir, strategy="lora", options=None, **over) -> RunConfig:
@@ -98,21 +123,29 @@ def test_the_loss_is_the_papers_formula_over_a_padded_batch(model_dir, name):
 
     by_hand, learns_answers, won = CASES[name]
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    data = pairs(4, reference=True)
+    data = some_pairs(name, 4, reference=True)
     batch = pair_data.collate([data[i] for i in range(4)], pad_id=0)
-    totals = pair_data.Totals.of([batch])
-    assert totals == pair_data.Totals(sum(sum(t != IGNORE for t in data[i][0].labels[1:]) for i in range(4)), 4)
+    totals, score = pair_data.step_terms(model, [batch], objectives.learns_rated(name))
+    assert (totals.chosen_tokens, totals.pairs) == (sum(sum(t != IGNORE for t in data[i][0].labels[1:])
+                                                        for i in range(4)), 4)
     with torch.no_grad():
-        scores = pair_data.score(model, batch)
+        scores = score(batch)
         got, reported = objectives.get(name).loss(scores, totals, 0.25)
     sides = [(answer_logps(model, data[i][0]), answer_logps(model, data[i][1])) for i in range(4)]
+    kl = kl_by_hand(sides, data)
+    assert totals.kl == (pytest.approx(kl, rel=1e-5) if objectives.learns_rated(name) else 0.0)
     nll = -sum(sum(c) for c, _ in sides) / totals.chosen_tokens
-    term = sum(by_hand(c, r, data.reference[i], 0.25) for i, (c, r) in enumerate(sides)) / 4
+    term = sum(by_hand(c, r, data.reference[i], 0.25, rating(data, i), kl) for i, (c, r) in enumerate(sides)) / 4
     assert float(got) == pytest.approx(nll + term if learns_answers else term, rel=1e-5)
     assert reported == pytest.approx(nll if learns_answers else term, rel=1e-5)  # what the run shows as its loss
-    assert scores.preferred() == sum(likelier_per_token(c, r, None) for c, r in sides)
     counted = objectives.get(name).preferred(scores)
-    assert counted == sum(won(c, r, data.reference[i]) for i, (c, r) in enumerate(sides))
+    assert counted == sum(won(c, r, data.reference[i], rating(data, i)) for i, (c, r) in enumerate(sides))
+    if not objectives.learns_rated(name):  # (rated answers' scores hold no rejected half)
+        assert scores.preferred() == sum(likelier_per_token(c, r, None, None) for c, r in sides)
+
+
+def rating(data: pair_data.Pairs, i: int):
+    return data[i][3] if data.ratings else None
 
 
 def test_a_score_asks_for_logits_only_from_the_first_answer_position_on(model_dir):
@@ -139,9 +172,25 @@ def test_pairs_match_their_sides_by_source_and_skip_rows_one_side_lost():
     assert found.sources() == ["a:1", "a:3"] and found.chosen_tokens() == 2
 
 
+def test_each_rated_answers_mismatched_row_is_its_prompt_with_the_next_rows_answer():
+    from core.data.example import Example
+
+    turn = lambda role, text: {"role": role, "content": text}  # noqa: E731
+    rows = [Example([turn("system", "Be brief."), turn("user", "q1"), turn("assistant", "a1")], source="d:1",
+                    desirable=True),
+            Example([turn("user", "q2"), turn("assistant", "a2")], source="d:2", desirable=False),
+            Example([turn("user", "q3"), turn("assistant", "a3")], source="d:3", desirable=True)]
+    found = list(pair_data.Mismatched(rows))
+    assert [(e.source, [m["content"] for m in e.messages]) for e in found] == [
+        ("d:1", ["Be brief.", "q1", "a2"]), ("d:2", ["q2", "a3"]), ("d:3", ["q3", "a1"])]  # the last wraps round
+    assert list(pair_data.Mismatched(iter(()))) == [] and list(pair_data.Mismatched(rows)) == found  # read afresh
+    weight = objectives.kto.balance(e.desirable for e in rows)
+    assert weight == 2.0 and objectives.kto.ratings(rows, weight) == {"d:1": 1.0, "d:2": -2.0, "d:3": 1.0}
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_a_step_does_not_depend_on_how_it_is_cut_into_micro_batches(model_dir, tmp_path, name):
-    data = pairs(reference=True)
+    data = some_pairs(name, reference=True)
     losses, weights = [], []
     for micro, accum in ((4, 1), (2, 2), (1, 4)):
         session = training.Session(config(tmp_path, model_dir, micro_batch=micro, grad_accum=accum, objective=name,
@@ -235,14 +284,62 @@ def test_only_the_pairs_a_run_trains_on_get_their_reference_worked_out(model_dir
 @pytest.mark.parametrize("name", CASES)
 def test_a_validation_check_on_pairs_measures_what_the_run_reports_and_the_share_preferred(model_dir, tmp_path, name):
     session = training.Session(config(tmp_path, model_dir, objective=name), 3)
-    data = pairs(4, reference=True)
+    data = some_pairs(name, 4, reference=True)
     value = session.evaluate(data, 0)
     by_hand, learns_answers, won = CASES[name]
     sides = [(answer_logps(session.model, data[i][0]), answer_logps(session.model, data[i][1])) for i in range(4)]
     if learns_answers:  # the chosen answers' loss, as a supervised check measures it
         assert value == pytest.approx(session.evaluate([data[i][0] for i in range(4)], 0), rel=1e-6)
     else:
-        beta = objectives.get(name).BETA
-        assert value == pytest.approx(sum(by_hand(c, r, data.reference[i], beta) for i, (c, r) in enumerate(sides))
-                                      / 4, rel=1e-5)
-    assert session.eval_prefers == sum(won(c, r, data.reference[i]) for i, (c, r) in enumerate(sides)) / 4
+        beta, kl = objectives.get(name).BETA, kl_by_hand(sides, data)
+        assert value == pytest.approx(sum(by_hand(c, r, data.reference[i], beta, rating(data, i), kl)
+                                          for i, (c, r) in enumerate(sides)) / 4, rel=1e-5)
+    assert session.eval_prefers == sum(won(c, r, data.reference[i], rating(data, i))
+                                       for i, (c, r) in enumerate(sides)) / 4
+
+
+def rated_answers(n: int = 8, seed: int = 0) -> pair_data.Pairs:
+    """Rated answers as the trainer makes them: row i's answer follows pairs()'s chosen pattern when i is even
+    (rated good) and its rejected one when odd (rated bad); its mismatched row is its prompt with row i+1's answer."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        prompt = [rng.randrange(3, VOCAB - 20) for _ in range(rng.randrange(4, 8))]
+        answer = [prompt[-1] + k + i % 2 for k in range(1, rng.randrange(4, 9))]
+        rows.append((prompt, answer))
+    encode = lambda p, a, i: Encoded(p + a, [IGNORE] * len(p) + a, False, f"d.jsonl:{i + 1}")  # noqa: E731
+    rated = [encode(p, a, i) for i, (p, a) in enumerate(rows)]
+    mismatched = [encode(p, rows[(i + 1) % n][1], i) for i, (p, _) in enumerate(rows)]
+    return pair_data.Pairs(rated, mismatched, ratings={r.source: 1.0 if i % 2 == 0 else -1.0
+                                                       for i, r in enumerate(rated)})
+
+
+def good_and_bad(model, data: pair_data.Pairs) -> tuple[float, float]:
+    """The mean log-probability per token of the answers rated good, and of the ones rated bad."""
+    model.eval()
+    with torch.no_grad():
+        mean = pair_data.score(model, collate([data[i][0] for i in range(len(data))], 0)).mean_logp
+    model.train()
+    return float(mean[0::2].mean()), float(mean[1::2].mean())
+
+
+def test_kto_raises_the_answers_rated_good_and_lowers_the_bad_unlike_learning_the_good_alone(model_dir, tmp_path):
+    found = {}
+    for objective in ("kto", "sft"):  # the same steps; supervised tuning learns the good answers alone
+        session = training.Session(config(tmp_path, model_dir, lr=1e-2, objective=objective,
+                                          **({"beta": 1.0} if objective == "kto" else {})), 12)
+        data = rated_answers()
+        if objective == "kto":
+            data, _, _ = pair_data.with_reference(
+                tmp_path / "kto-reference.safetensors", data, pair_data.Pairs([], [], ratings={}), 512,
+                lambda some, _: pair_data.reference_logps(session.model, some, 0, 4, session.device))
+        good = [data[i][0] for i in range(0, len(data), 2)]  # (the trainer's supervised run on rated answers)
+        before = good_and_bad(session.model, data)
+        for _ in range(12):
+            idx = training.batches_for_step(session.step_index, session.cfg, len(data if objective == "kto" else good))
+            session.step([pair_data.collate([data[i] for i in b], 0) if objective == "kto"
+                          else collate([good[i] for i in b], 0) for b in idx])
+        found[objective] = good_and_bad(session.model, data)
+    (good, bad), sft_bad = found["kto"], found["sft"][1]
+    # KTO raises the good answers and lowers the bad ones; learning the good alone leaves the bad where they were.
+    assert good > before[0] + 0.2 and bad < before[1] - 0.2 and sft_bad > bad + 0.3, (before, found)

@@ -377,3 +377,30 @@ def test_dpo_and_simpo_are_planned_when_asked_and_dpo_counts_its_reference_pass(
     with pytest.raises(BadArgument, match="^A strength \\(beta\\) weighs preference tuning .* and this run is "
                                           "supervised"):
         planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(objective="sft", beta=0.5, **fixed))
+
+
+def test_rated_answers_are_planned_for_kto_and_each_objective_names_the_data_it_needs():
+    from core.errors import BadArgument
+
+    gpu = hardware.load(REPO / "resources" / "hardware" / "gpu-24gb.json")
+    fixed = dict(micro_batch=4, grad_accum=1, strategy="lora")
+    orpo = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(pairs=True, **fixed))
+    kto = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(rated=True, **fixed))
+    assert (kto.objective, kto.packing, kto.beta) == ("kto", False, None)
+    assert kto.reasons[0].startswith("Objective: KTO, as the rows are rated answers (strength 0.1): the answers "
+                                     "rated good are raised")
+    assert "its prompt with another row's answer (KTO's reference point, no gradient)" in kto.reasons[0]
+    assert kto.memory == orpo.memory and kto.lr == pytest.approx(2e-5)  # two sequences; a tenth of LoRA's rate
+    assert kto.total_time_s == pytest.approx(kto.step_time_s * kto.total_steps + kto.epoch_time_s / 2, abs=0.2)
+    assert any(r.startswith("The starting model's log-probabilities of the rated answers the run trains on")
+               for r in kto.reasons)
+    good_only = planner.make_plan(gpu, SMOL, [300] * 100, planner.Wishes(rated=True, objective="sft", **fixed))
+    assert good_only.objective == "sft" and "the ones rated bad are left out" in good_only.reasons[0]
+    with pytest.raises(BadArgument, match="^KTO learns from rated answers .* train it with --objective sft.$"):
+        planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(objective="kto"))
+    with pytest.raises(BadArgument, match="^KTO learns from rated answers .* --objective orpo, dpo or simpo.$"):
+        planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(objective="kto", pairs=True))
+    with pytest.raises(BadArgument, match="^DPO learns from preference pairs .* train it with --objective kto.$"):
+        planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(objective="dpo", rated=True))
+    again = replanner.replan_after_oom(kto, gpu, SMOL, [300] * 200, at_step=3)  # the run goes on learning the same
+    assert (again.objective, again.packing) == ("kto", False)

@@ -77,6 +77,7 @@ def good(d: Path) -> None:
         (d / f"{p}_{c}.jsonl").write_bytes(jsonl({p: q, c: a} for q, a in zip(Q, A)))
     (d / "text.jsonl").write_bytes(jsonl({"text": f"{q} {a}"} for q, a in zip(Q, A)))
     preference(d)
+    rated(d)
     (d / "bom_crlf.jsonl").write_bytes(b"\xef\xbb\xbf" + jsonl({"messages": c} for c in CHAT).replace(b"\n", b"\r\n"))
     (d / "utf16.jsonl").write_bytes(jsonl({"prompt": q, "completion": a} for q, a in zip(Q, A)).decode()
                                     .encode("utf-16"))
@@ -122,6 +123,16 @@ def preference(d: Path) -> None:
     (d / "preference_hh.jsonl").write_bytes(jsonl({"chosen": f"\n\nHuman: {q}\n\nAssistant: {a}",
                                                    "rejected": f"\n\nHuman: {q}\n\nAssistant: {worse['content']}"}
                                                   for q, a in zip(Q, A)))  # Anthropic HH
+
+
+def rated(d: Path) -> None:
+    """Rated answers (core/data/formats/rated.py): the first and last rated good, the middle one bad."""
+    labels = [True, False, True]
+    (d / "rated.jsonl").write_bytes(jsonl({"prompt": q, "completion": a, "label": g} for q, a, g in zip(Q, A, labels)))
+    (d / "rated_turns.jsonl").write_bytes(jsonl({"prompt": c[:1], "completion": c[1:], "label": g}
+                                                for c, g in zip(CHAT, labels)))  # TRL's conversational form
+    (d / "rated.csv").write_text(table(["question", "answer", "label"], [[q, a, str(g)] for q, a, g in
+                                                                        zip(Q, A, labels)]))  # "True"/"False" text
 
 
 def bad(d: Path) -> None:

@@ -96,6 +96,12 @@ def test_a_preference_runs_figures_say_the_share_of_pairs_preferred(page, qtbot)
     assert "<b>67% of the validation pairs at step 6</b>" in figures_html(checks)
     train.show_run(checks)
     assert not train.stat["prefers"].isHidden() and train.stat["prefers"].text() == "75%"
+    assert train.captions["prefers"].text() == "Chosen preferred"
+    rated = dataclasses.replace(checks, config={**checks.config, "objective": "kto"})  # KTO counts answers rated right
+    assert "Rated right</td><td style='padding-right:18px'><b>67% of the validation answers at step 6</b>" in \
+        figures_html(rated)
+    train.show_run(rated)
+    assert train.captions["prefers"].text() == "Rated right" and train.stat["prefers"].text() == "75%"
     train.show_run(detail)
     assert train.stat["prefers"].isHidden()
 

@@ -41,6 +41,7 @@ class ResumePage(TrainPage):
         if s.final_loss is not None:
             self.stat["loss"].setText(f"{s.final_loss:.4f}")
         if detail.preferred:  # a preference run: its last step's share of pairs preferred, as it was shown live
+            self.name_prefers(detail.config.get("objective") or "")
             self.show_prefers(detail.preferred[-1][1])
         for e in detail.events:
             self.append(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(e['at']))}  {e['kind']}: {e['text']}")

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QFrame, QHeaderView, QLabel, QScrollArea, QTabWid
 
 from app.history_service import RunDetail, flat_config
 from app.supervisor import Outcome
-from core import results
+from core import objectives, results
 from core.words import duration
 from ui.history.resume_page import ResumePage
 from ui.history.run_table import loss_text, lowest_text, when
@@ -27,12 +27,14 @@ def lowest_validation(detail: RunDetail) -> str:
 
 
 def preferred_text(detail: RunDetail) -> str:
-    """'92% of the validation pairs at step 30' (the last check), or '100% of step 30's pairs' without checks."""
+    """'92% of the validation pairs at step 30' (the last check), or '100% of step 30's pairs' without checks
+    (KTO: of its rated answers)."""
+    unit = objectives.share_words(detail.config.get("objective") or "")[1]
     if detail.eval_preferred:
         step, share = detail.eval_preferred[-1]
-        return f"{share:.0%} of the validation pairs at step {step}"
+        return f"{share:.0%} of the validation {unit}s at step {step}"
     step, share = detail.preferred[-1]
-    return f"{share:.0%} of step {step}'s pairs"
+    return f"{share:.0%} of step {step}'s {unit}s"
 
 
 def figures_html(detail: RunDetail) -> str:
@@ -44,7 +46,7 @@ def figures_html(detail: RunDetail) -> str:
             ("Duration", duration(s.duration_s)),
             ("Created", when(s.created_at)), ("Project", s.project)]
     if detail.eval_preferred or detail.preferred:  # a preference run: what its objective counts as preferred
-        rows.append(("Chosen preferred", preferred_text(detail)))
+        rows.append((objectives.share_words(detail.config.get("objective") or "")[0], preferred_text(detail)))
     if detail.config.get("continues"):  # a run that went on from another's weights (train --from, Train more)
         rows.append(("Started from", results.continued_text(detail.config["continues"])))
     cells = "".join(f"<td style='padding-right:6px;color:#6b7380'>{k}</td><td style='padding-right:18px'>"

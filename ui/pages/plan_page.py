@@ -198,7 +198,8 @@ class PlanPage(Page):
                 f"not have, so Next waits until you plan for “{THIS_MACHINE}” again.", kind="info")
         else:
             self.what_if_note.clear()
-        unit = "pair" if objectives.learns_pairs(p.objective) else "example"  # (two sequences: chosen, rejected)
+        unit = (objectives.share_words(p.objective)[1] if objectives.learns_pairs(p.objective)  # two sequences each
+                else "example")
         self.labels["batch"].setText(f"{counted(p.micro_batch, unit)} × {p.grad_accum} accumulation = "
                                      f"{p.micro_batch * p.grad_accum} per step"
                                      + (", gradient checkpointing on" if p.gradient_checkpointing else ""))

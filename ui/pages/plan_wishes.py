@@ -108,8 +108,8 @@ class WishesPanel(QWidget):
         self.keep_best = auto_combo([("Yes", True), ("No", False)])  # Auto: yes, unless the disk lacks room
         self.beta = fixed(QComboBox(editable=True))
         self.beta.addItems([AUTO, *BETAS])
-        self.objective = auto_combo([(("Preference" if m.PAIRS else "Supervised") + f" ({m.LABEL})", m.NAME)
-                                     for m in objectives.OBJECTIVES.values()])  # core/objectives
+        self.objective = auto_combo([(("Rated answers" if m.RATED else "Preference" if m.PAIRS else "Supervised")
+                                      + f" ({m.LABEL})", m.NAME) for m in objectives.OBJECTIVES.values()])
         self.time_limit = fixed(QComboBox())  # (any other on the command line: `--time-limit 1h45m`)
         for text, seconds in (("No limit", None), *((duration(m * 60), m * 60.0) for m in TIME_LIMITS_MIN)):
             self.time_limit.addItem(text, seconds)
@@ -132,9 +132,10 @@ class WishesPanel(QWidget):
                 ("Accumulation:", self.grad_accum, "micro-batches per optimizer step"),
                 ("Learning rate:", self.lr, "pick or type one, like 2e-4"),
                 ("Objective:", self.objective, "the answers, or from preference pairs the chosen over the rejected "
-                 "(Auto: ORPO for pairs; DPO, SimPO: for a model already answering in the right form)"),
+                 "(Auto: ORPO for pairs, KTO for answers rated good or bad; DPO, SimPO: for a model already "
+                 "answering in the right form)"),
                 ("Strength (beta):", self.beta, "how hard preference tuning pushes (Auto: the objective's paper's, "
-                 "ORPO 0.1, DPO 0.1, SimPO 2)"),
+                 "ORPO 0.1, DPO 0.1, SimPO 2, KTO 0.1)"),
                 ("Epochs:", self.epochs, "passes over the data, unless a step limit stops it first"),
                 ("Time limit:", self.time_limit, "train for at most this long: the plan cuts the run to fit, "
                  "and the run stops there, keeping what it learned"),

@@ -61,9 +61,7 @@ class TrainPage(Page):
             self.stat[key].setStyleSheet("font-size: 12pt; font-weight: 600;")
             stats.addWidget(caption, 0, col)
             stats.addWidget(self.stat[key], 1, col)
-        self.captions["prefers"].setToolTip("Preference tuning: the share of the last step's pairs whose chosen "
-                                            "answer the model now finds likelier per token than the rejected one "
-                                            "(DPO: raised more than the rejected one, against the starting model).")
+        self.share = objectives.share_words("")  # what a preference run's share is called (set at its start)
         self._show_prefers(False)
         self.device_line = theme.muted(QLabel())
         self.device_timer = QTimer(self, interval=DEVICE_POLL_MS)
@@ -263,6 +261,7 @@ class TrainPage(Page):
                 chart.set_total(total)
             self.rate_charts.show()
             self.device = (e.get("device") or "cpu", e.get("gpu_index"))
+            self.name_prefers(e.get("objective") or "")
             self.status.start("Training…")
             self.append(f"Training {counted(total, 'step')} on {e.get('device')} ({e.get('precision')}), "
                         f"{e.get('train_examples')} examples, {e.get('eval_examples')} held out for validation.")
@@ -292,7 +291,7 @@ class TrainPage(Page):
             self.loss_chart.add_eval(int(e["step"]), float(e["loss"]))
             self.append(f"Validation loss at step {e['step']}: {e['loss']:.4f}"
                         + (" (the lowest so far)" if e.get("lowest") else "")
-                        + (f"; chosen preferred in {e['prefers']:.0%} of the validation pairs"
+                        + (f"; {self.share[0].lower()}: {e['prefers']:.0%} of the validation {self.share[1]}s"
                            if e.get("prefers") is not None else ""))
             self._watch_validation(e)
         elif kind == "checkpoint":
@@ -325,6 +324,17 @@ class TrainPage(Page):
         """A preference run's share of its last step's pairs preferred, shown beside the loss."""
         self._show_prefers(True)
         self.stat["prefers"].setText(f"{share:.0%}")
+
+    def name_prefers(self, objective: str) -> None:
+        """Call the share what the run's objective counts: 'Chosen preferred' pairs, or 'Rated right' answers."""
+        self.share = objectives.share_words(objective)
+        self.captions["prefers"].setText(self.share[0])
+        self.captions["prefers"].setToolTip(
+            "KTO: the share of the last step's rated answers the model has moved the way their rating says, "
+            "against the starting model (raised if rated good, lowered if bad)." if objectives.learns_rated(objective)
+            else "Preference tuning: the share of the last step's pairs whose chosen answer the model now finds "
+                 "likelier per token than the rejected one (DPO: raised more than the rejected one, against the "
+                 "starting model).")
 
     def _show_prefers(self, shown: bool) -> None:
         self.captions["prefers"].setVisible(shown)

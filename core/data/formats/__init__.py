@@ -6,11 +6,12 @@ raises ValueError with a short reason for a bad row. Chat schemas add "dropped":
 turns left out.
 """
 
-from core.data.formats import alpaca, messages, preference, prompt_completion, sharegpt, text
+from core.data.formats import alpaca, messages, preference, prompt_completion, rated, sharegpt, text
 
 # Preference pairs first: a pair that also has other schemas' columns is still a pair (H4's UltraFeedback repeats
-# the chosen conversation as `messages`; orca_dpo_pairs has a `question`).
-FORMATS = {m.NAME: m for m in (preference, messages, sharegpt, alpaca, prompt_completion, text)}
+# the chosen conversation as `messages`; orca_dpo_pairs has a `question`). Rated answers next: a rated row is a chat
+# or prompt/completion row with a `label`, and reading it as one of those would train on the answers rated bad.
+FORMATS = {m.NAME: m for m in (preference, rated, messages, sharegpt, alpaca, prompt_completion, text)}
 
 
 def detect(row: dict) -> str | None:

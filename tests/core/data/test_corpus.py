@@ -29,6 +29,9 @@ GOOD = [
     ("preference_chat.parquet", "parquet", "preference", 3, FIRST_Q, None),
     ("preference_turns.jsonl", "jsonl", "preference", 3, FIRST_Q, None),
     ("preference_hh.jsonl", "jsonl", "preference", 3, FIRST_Q, None),
+    ("rated.jsonl", "jsonl", "rated", 3, FIRST_Q, None),
+    ("rated_turns.jsonl", "jsonl", "rated", 3, FIRST_Q, None),
+    ("rated.csv", "csv", "rated", 3, FIRST_Q, None),
     ("bom_crlf.jsonl", "jsonl", "messages", 3, FIRST_Q, None),
     ("utf16.jsonl", "jsonl", "prompt_completion", 3, FIRST_Q, None),
     ("alpaca.json", "json", "alpaca", 3, FIRST_Q, None),
@@ -64,6 +67,7 @@ def test_good_files(name, file_type, schema, rows, first, warning):
     assert (ds.examples[0].messages if isinstance(first, list) else ds.examples[0].text) == first
     if schema == "preference":  # both sides whole conversations, whatever the shape
         assert ds.examples[0].rejected == [FIRST_Q[0], {"role": "assistant", "content": "I do not know."}]
+    assert [e.desirable for e in ds.examples] == ([True, False, True] if schema == "rated" else [None] * rows)
     assert [w for w in ds.warnings if warning and w.startswith(warning)] == ([ds.warnings[0]] if warning else [])
     if name == "folder":  # hidden files are skipped; a file that is not data is listed, not fatal
         assert [str(p) for p in ds.problems] == ["notes.docx: '.docx' files are not read; use one of .arrow, .csv, "

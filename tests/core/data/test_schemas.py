@@ -70,6 +70,26 @@ def test_a_bad_preference_pair_is_a_located_problem(tmp_path, row, problem):
     assert ds.examples[0].rejected == [CHAT[0], {"role": "assistant", "content": "go away"}]
 
 
+@pytest.mark.parametrize("label,problem", [
+    (3, "'label' is 3; rate each answer true (one to learn from) or false (one to move away from)"),
+    ("maybe", "'label' is 'maybe'; rate each answer true (one to learn from) or false (one to move away from)"),
+    (None, "'label' is None; rate each answer true (one to learn from) or false (one to move away from)"),
+])
+def test_a_rated_answer_without_a_true_or_false_rating_is_a_located_problem(tmp_path, label, problem):
+    rows = [{"prompt": "hi", "completion": "hello", "label": "FALSE"},
+            {"prompt": "hi", "completion": "yo", "label": label}, {"messages": CHAT, "label": 1}]
+    # A bad label is a problem, never a row read as plain prompt/completion: that would train on a bad answer.
+    ds = dataset.load(write_jsonl(tmp_path / "d.jsonl", rows))
+    assert (ds.format, [str(p) for p in ds.problems]) == ("rated", [f"d.jsonl:2: {problem}"])
+    assert [(e.messages, e.desirable) for e in ds.examples] == [(CHAT, False), (CHAT, True)]
+
+
+def test_a_mapping_with_a_label_reads_rated_answers(tmp_path):
+    path = write_csv(tmp_path / "d.csv", ["q", "a", "thumbs_up"], [["hi", "hello", "true"]])
+    ds = dataset.load(path, mapping={"prompt": "q", "completion": "a", "label": "thumbs_up"})
+    assert (ds.format, ds.examples[0].messages, ds.examples[0].desirable) == ("rated", CHAT, True)
+
+
 def test_a_preference_pair_with_the_chosen_conversation_as_messages_too_is_a_pair(tmp_path):
     worse = [CHAT[0], {"role": "assistant", "content": "go away"}]
     row = {"prompt": "hi", "chosen": CHAT, "rejected": worse, "messages": CHAT, "score_chosen": 8.0}  # as H4 has it

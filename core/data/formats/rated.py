@@ -1,0 +1,52 @@
+"""Rated answers: a prompt with one answer and a thumbs-up or thumbs-down, the data of KTO (core/objectives/kto.py).
+
+What people collect from a chat app's feedback buttons, and what TRL calls unpaired preference data:
+  - text columns: prompt/completion (or another prompt/completion schema's names) with a `label`;
+  - a prompt and a completion each a list of turns (TRL's conversational form);
+  - a whole conversation (`messages` or ShareGPT's `conversations`) with a `label`: its assistant turns are rated.
+The label says whether the answer is one to learn from: true/false, 1/0 or "true"/"false" (as a CSV holds them).
+Any other label is a bad row, never read as a rating: a row with a class number in `label` is not feedback, and
+guessing would train towards answers someone marked bad. (A column mapping without 'label' reads such a file
+as plain prompt/completion pairs.)
+"""
+
+from __future__ import annotations
+
+from core.data.formats import messages, prompt_completion, sharegpt
+from core.data.formats.turns import check_turns, list_field, looks_like_list
+
+NAME = "rated"
+DESCRIPTION = "rated answers (prompt/completion with a true/false label)"
+FIELDS = ("prompt", "completion", "label")
+BASES = (messages, sharegpt, prompt_completion)  # the shapes a rated row's answer comes in
+TRUE, FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+def detect(row: dict) -> bool:
+    return "label" in row and any(base.detect(row) for base in BASES)
+
+
+def convert(row: dict) -> dict:
+    desirable = rating(row.get("label"))
+    if looks_like_list(row.get("completion")):  # the conversational form: prompt turns, then the answer's
+        prompt = [messages.turn_of(m) for m in list_field(row, "prompt")] if looks_like_list(row.get("prompt")) \
+            else [("user", row.get("prompt"))]
+        chat, dropped = check_turns(prompt + [messages.turn_of(m) for m in list_field(row, "completion")])
+        fields = {"messages": chat, "dropped": dropped}
+    else:
+        fields = next((b for b in BASES if b.detect(row)), prompt_completion).convert(row)
+    if fields["messages"][-1]["role"] != "assistant":
+        raise ValueError("the conversation ends with a user turn; end it with the assistant's answer that is rated")
+    return {**fields, "desirable": desirable}
+
+
+def rating(value) -> bool:
+    """A label as a rating: True for an answer to learn from, False for one to move away from."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in TRUE | FALSE:
+        return value.strip().lower() in TRUE
+    raise ValueError(f"'label' is {value!r}; rate each answer true (one to learn from) or false (one to move away "
+                     "from)")
