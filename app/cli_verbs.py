@@ -404,6 +404,8 @@ def cmd_data(a) -> int:
           f"{counted(report['problems'], 'problem')}, {counted(report['duplicates'], 'duplicate')}")
     if report.get("schema_reason"):
         print(f"Schema: {report['schema_reason']}")
+    if report.get("ratings"):
+        print(f"Rated: {report['ratings']['good']:,} good, {report['ratings']['bad']:,} bad")
     for w in report.get("warnings", []):
         print(f"Note: {w}")
     for p in report["problem_list"][:20]:

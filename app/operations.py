@@ -68,6 +68,9 @@ def inspect_data(path: str, model: str | None = None, seq_len: int | None = None
     progress = progress or Progress()
     ds = read_dataset(path, progress, mapping, on_bad)
     report = {**ds.summary(), "problem_list": [str(p) for p in ds.problems[:50]], "columns": data_columns(path)}
+    if ds.format == rated.NAME:  # how many of each: KTO weighs the two kinds to balance (core/objectives/kto.py)
+        good = sum(1 for e in ds.examples if e.desirable)
+        report["ratings"] = {"good": good, "bad": len(ds.examples) - good}
     if model:
         ref = resolve_model(model, progress)
         tok = load_tokenizer(ref)
@@ -170,7 +173,8 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
         rejected = tokenize.token_lengths(pair_data.Rejected(ds.examples), tokenizer)
         lengths = [max(a, b) for a, b in zip(lengths, rejected)]
     elif ds.format == rated.NAME and objectives.learns_rated(wishes.objective or objectives.DEFAULT_FOR_RATED):
-        wishes = replace(wishes, rated=True)  # each answer batched with its mismatched row (KTO's reference point)
+        good = sum(1 for e in ds.examples if e.desirable)  # each answer batched with its mismatched row (KTO)
+        wishes = replace(wishes, rated=True, ratings=(good, len(ds.examples) - good))
         mismatched = tokenize.token_lengths(pair_data.Mismatched(ds.examples), tokenizer)
         lengths = [max(a, b) for a, b in zip(lengths, mismatched)]
     elif ds.format == rated.NAME:  # supervised on rated answers: the ones rated good alone train

@@ -74,7 +74,8 @@ class Wishes:
     # else SFT
     beta: float | None = None  # a preference objective's strength; None: its own (core/objectives)
     pairs: bool = False  # the rows are preference pairs (chosen and rejected): the dataset's to say
-    rated: bool = False  # the rows are rated answers (a true/false label each): the dataset's to say
+    rated: bool = False  # the rows are rated answers (a true/false label each): the dataset's to say...
+    ratings: tuple[int, int] | None = None  # ...with how many are rated good and bad, when it has counted them
 
 
 @dataclass
@@ -145,7 +146,7 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
     shape = ModelShape.from_config(model_config)
     reasons: list[str] = []
     warnings: list[str] = []
-    w = with_objective(wishes or Wishes(), reasons)
+    w = with_objective(wishes or Wishes(), reasons, warnings)
     target = target_for(hardware, w, calibration, reasons, warnings)
     seq_len, truncated = _seq_len(shape, token_lengths, w, reasons)
     rows = sequences(token_lengths, seq_len, w.packing)
@@ -169,7 +170,7 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
                        reasons, warnings, fitted=bool(mb), options=options, rows=rows)
 
 
-def with_objective(w: Wishes, reasons: list) -> Wishes:
+def with_objective(w: Wishes, reasons: list, warnings: list) -> Wishes:
     """The wishes with what the run learns decided, and said: ORPO for preference pairs and KTO for rated answers
     unless asked otherwise."""
     default = objectives.DEFAULT_FOR_PAIRS if w.pairs else objectives.DEFAULT_FOR_RATED if w.rated else "sft"
@@ -197,13 +198,27 @@ def with_objective(w: Wishes, reasons: list) -> Wishes:
                if objective.RATED else "chosen and rejected")
         reasons.append(f"Objective: {objective.LABEL}" + (" as you asked" if w.objective else f", as the rows are "
                                                            f"{kind}") + f" ({strength}): " + objective.WHY
-                       + f" Each example is two sequences (both counted here): {two}; rows are not packed.")
+                       + f" Each example is two sequences (both counted here): {two}; rows are not packed."
+                       + (_balance_text(*w.ratings, warnings) if objective.RATED and w.ratings else ""))
     elif w.pairs:
         reasons.append("Objective: supervised on the chosen answers, as you asked; the rejected ones are not used.")
     elif w.rated:
         reasons.append("Objective: supervised on the answers rated good, as you asked; the ones rated bad are left "
                        "out.")
     return dataclasses.replace(w, objective=objective.NAME, packing=w.packing and not objective.PAIRS)
+
+
+def _balance_text(good: int, bad: int, warnings: list) -> str:
+    """What KTO's weights make of the counts of answers rated good and bad (kto.balance), with a warning when one
+    kind is missing."""
+    if not good or not bad:
+        warnings.append(f"Every answer is rated {'good' if good else 'bad'}: KTO then only "
+                        f"{'raises' if good else 'lowers'} them against the starting model; "
+                        + ("supervised tuning (--objective sft) learns answers rated good more directly."
+                           if good else "it has no example of what to say instead, so add answers rated good."))
+        return ""
+    return (f" The {good:,} answers rated good and {bad:,} rated bad weigh the same in all (each bad one "
+            f"×{objectives.kto.balance([True] * good + [False] * bad):.2f}).")
 
 
 def _seq_len(shape: ModelShape, lengths: list[int], w: Wishes, reasons: list) -> tuple[int, int]:

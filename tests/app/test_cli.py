@@ -301,6 +301,9 @@ def test_rated_answers_train_with_kto_against_the_starting_model_or_supervised_o
     shown = json.loads(cli_here("data", "inspect", rated, "--model", tiny_model_dir, "--json", check=0).stdout)
     assert shown["format"] == "rated" and [r["source"] for r in shown["preview_rows"][:2]] == [
         "rated.jsonl:1, rated good", "rated.jsonl:2, rated bad"]
+    assert shown["ratings"] == {"good": 15, "bad": 15}
+    said = cli_here("data", "inspect", rated, check=0).stdout.splitlines()
+    assert "Rated: 15 good, 15 bad" in said
     wrong = cli_here("plan", "--model", tiny_model_dir, "--data", rated, "--objective", "orpo")
     assert wrong.returncode != 0 and wrong.stderr.strip().endswith("train it with --objective kto.")
     events = json_lines(cli_here("train", "--model", tiny_model_dir, "--data", rated, "--max-steps", "1", "--device",

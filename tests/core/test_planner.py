@@ -394,6 +394,16 @@ def test_rated_answers_are_planned_for_kto_and_each_objective_names_the_data_it_
     assert kto.total_time_s == pytest.approx(kto.step_time_s * kto.total_steps + kto.epoch_time_s / 2, abs=0.2)
     assert any(r.startswith("The starting model's log-probabilities of the rated answers the run trains on")
                for r in kto.reasons)
+    counted = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(rated=True, ratings=(150, 50), **fixed))
+    assert counted.reasons[0].endswith("The 150 answers rated good and 50 rated bad weigh the same in all (each bad "
+                                       "one ×3.00).") and not counted.warnings
+    for ratings, says in (((200, 0), "Every answer is rated good: KTO then only raises them against the starting "
+                                     "model; supervised tuning (--objective sft) learns answers rated good more "
+                                     "directly."),
+                          ((0, 200), "Every answer is rated bad: KTO then only lowers them against the starting "
+                                     "model; it has no example of what to say instead, so add answers rated good.")):
+        one_kind = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(rated=True, ratings=ratings, **fixed))
+        assert one_kind.warnings == [says]
     good_only = planner.make_plan(gpu, SMOL, [300] * 100, planner.Wishes(rated=True, objective="sft", **fixed))
     assert good_only.objective == "sft" and "the ones rated bad are left out" in good_only.reasons[0]
     with pytest.raises(BadArgument, match="^KTO learns from rated answers .* train it with --objective sft.$"):

@@ -3,6 +3,8 @@ and the planned sequence length drawn over the token lengths on the plan page. R
 
 from __future__ import annotations
 
+import json
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QLabel
 
@@ -154,3 +156,19 @@ def test_validation_on_another_file_reaches_the_plan(make_wizard, advance, qtbot
     assert plan_page.session.bundle.eval_data == str(HELDOUT.resolve())
     assert f"Validation on {HELDOUT} (12 rows), so every training row trains." in plan_page.reasons.text()
     assert "202 training rows" in plan_page.reasons.text()  # none of the demo's rows held out
+
+
+def test_rated_answers_are_counted_and_planned_for_kto(make_wizard, advance, qtbot, tmp_path, tiny_model_dir):
+    rated = tmp_path / "thumbs.jsonl"
+    rated.write_text("".join(json.dumps({"prompt": f"{i} plus {i}?", "completion": str(2 * i), "label": i % 3 > 0})
+                             + "\n" for i in range(12)), encoding="utf-8")
+    wizard, page = open_data_page(make_wizard, advance, qtbot, tiny_model_dir, rated)
+    qtbot.waitUntil(page.isComplete, timeout=20000)
+    assert page.format_label.text().startswith("rated")
+    assert page.rows_label.text() == "12 usable (8 rated good, 4 rated bad)"
+    plan_page = advance(wizard)
+    qtbot.waitUntil(plan_page.isComplete, timeout=20000)
+    plan = wizard.session.bundle.plan
+    assert plan.objective == "kto" and "preference tuning (KTO)" in plan_page.labels["strategy"].text()
+    assert "The 8 answers rated good and 4 rated bad weigh the same in all (each bad one ×2.00)." in plan.reasons[0]
+    assert plan_page.labels["batch"].text().startswith(f"{plan.micro_batch} answer")

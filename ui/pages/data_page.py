@@ -236,7 +236,9 @@ class DataPage(Page):
         self.format_label.setText("\n".join([f"{report['format']}" + (f" — {why}" if why else ""),
                                               *report.get("warnings", [])]))
         dup = report.get("duplicates", 0)
-        self.rows_label.setText(f"{report['rows']} usable" + (f", {dup} duplicated" if dup else ""))
+        rated = report.get("ratings")
+        self.rows_label.setText(f"{report['rows']} usable" + (f", {dup} duplicated" if dup else "")
+                                + (f" ({rated['good']} rated good, {rated['bad']} rated bad)" if rated else ""))
         self.problems_label.setText(problems_text(report))
         t = report.get("tokens") or {}
         tokens = (f"min {t['min']}, median {t['median']}, 95% under {t['p95']}, max {t['max']} "
