@@ -184,8 +184,8 @@ def random_batches(vocab: int, micro_batch: int, seq_len: int, steps: int, seed:
     """One micro-batch per step of random tokens, on the CPU as the trainer collates them (each step
     moves its batch to the device); every token is trained, as `labels` equal to the inputs mean. For a
     preference objective the micro-batch is that many pairs (chosen rows, then rejected), each row's first
-    quarter a prompt (not trained), with the reference log-probabilities DPO reads (a random model's:
-    log 1/vocab a token)."""
+    quarter a prompt (not trained), with the reference log-probabilities DPO and KTO read (a random model's:
+    log 1/vocab a token), and for rated answers (KTO) every other one rated bad."""
     g = torch.Generator().manual_seed(seed)
     out = []
     pairs = objectives.learns_pairs(objective)
@@ -197,6 +197,8 @@ def random_batches(vocab: int, micro_batch: int, seq_len: int, steps: int, seed:
             if objectives.get(objective).REFERENCE:
                 trained = (batch["labels"][:, 1:] != -100).sum(1)
                 batch["reference"] = -torch.log(torch.tensor(float(vocab))) * trained
+            if objectives.learns_rated(objective):
+                batch["rating"] = torch.tensor([1.0 if i % 2 == 0 else -1.0 for i in range(micro_batch)])
         out.append(batch)
     return out
 

@@ -91,13 +91,15 @@ def models() -> dict[str, dict]:
 
 def variants(interval: int) -> list[tuple[str, str, dict, str]]:
     """(label, strategy, settings, objective) of every cell after the baseline, in the order they run: each
-    strategy supervised, then LoRA with two preference objectives (a micro-batch of pairs: twice the sequences,
-    and their full logits), whose peaks are judged against the memory model's."""
+    strategy supervised, then LoRA with three preference objectives (a micro-batch of pairs: twice the sequences;
+    KTO's second half, the mismatched rows, without gradients), whose peaks are judged against the memory
+    model's."""
     lisa = {"layers": 2, "interval": interval}
     return [("lora", "lora", LORA, "sft"), ("qlora", "qlora", LORA, "sft"), ("dora", "dora", LORA, "sft"),
             ("lisa", "lisa", lisa | {"embeddings": False}, "sft"),
             ("lisa+emb", "lisa", lisa | {"embeddings": True}, "sft"), ("full", "full", {}, "sft"),
-            ("lora+orpo", "lora", LORA, "orpo"), ("lora+dpo", "lora", LORA, "dpo")]
+            ("lora+orpo", "lora", LORA, "orpo"), ("lora+dpo", "lora", LORA, "dpo"),
+            ("lora+kto", "lora", LORA, "kto")]
 
 
 def plan(names: list[str], micro_batch: int, seq_len: int, checkpointing: bool, steps: int, lisa_steps: int,
@@ -233,7 +235,7 @@ def summary(results: list[dict], device: str) -> dict:
             w = [x["peak_gib"] for x in by.get(name, {}).get("windows", [])]
             s[f"{prefix}_window_peaks_gib"] = w
             s[f"{prefix}_flat_over_switches"] = (max(w) <= FLAT * min(w)) if w else None
-        for name, prefix in (("lora+orpo", "orpo"), ("lora+dpo", "dpo")):  # preference tuning: as planned?
+        for name, prefix in (("lora+orpo", "orpo"), ("lora+dpo", "dpo"), ("lora+kto", "kto")):  # as planned?
             s[f"{prefix}_peak_over_lora"] = ratio(peak(name), peak("lora"))
             s[f"{prefix}_peak_over_predicted"] = ratio(peak(name), by.get(name, {}).get("predicted_gib", {}).get(key))
         close = s["lisa_peak_over_lora"]

@@ -40,7 +40,7 @@ def test_smoke_measures_every_strategy_and_lisa_per_window(tmp_path):
     assert report["command"].endswith(f"--smoke --out {out}") and report["torch"] and report["date"]
 
     cells = {c["cell"]: c for c in report["cells"]}
-    expected = ({"peft-lora", "lora", "dora", "lisa", "lisa+emb", "full", "lora+orpo", "lora+dpo"}
+    expected = ({"peft-lora", "lora", "dora", "lisa", "lisa+emb", "full", "lora+orpo", "lora+dpo", "lora+kto"}
                 | ({"qlora"} if bnb_imports() else set()))
     assert set(cells) == expected
     for name, cell in cells.items():
@@ -64,7 +64,7 @@ def test_smoke_measures_every_strategy_and_lisa_per_window(tmp_path):
     assert len(summary["lisa_window_peaks_gib"]) == len(cells["lisa"]["windows"])
     # Preference tuning: twice the sequences of LoRA's micro-batch, each peak set against its own prediction.
     assert cells["lora+dpo"]["objective"] == "dpo" and cells["lora"]["objective"] == "sft"
-    for name in ("orpo", "dpo"):
+    for name in ("orpo", "dpo", "kto"):
         assert summary[f"{name}_peak_over_lora"] > 0 and summary[f"{name}_peak_over_predicted"] > 0, summary
 
 
