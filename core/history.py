@@ -50,11 +50,12 @@ def calibration_kind(strategy: str, objective: str | None = None) -> str:
     """What a calibration is kept against beside the model and device: the strategy, with "+pairs" for
     preference tuning (core/objectives), whose memory and pace the estimates model apart from supervised
     runs' (two sequences an example, logits only where answers are), so one kind's measurement must not
-    scale the other's plans."""
+    scale the other's plans; "+rated" for rated answers (KTO), whose second sequence takes no gradient, so
+    it peaks well under a pair run's estimate (0.58× on the demo) and must not shrink the next pair run's."""
     from core import objectives
 
     pairs = objective in objectives.NAMES and objectives.learns_pairs(objective)
-    return strategy + ("+pairs" if pairs else "")
+    return strategy + (("+rated" if objectives.learns_rated(objective) else "+pairs") if pairs else "")
 
 
 class History:

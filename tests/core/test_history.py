@@ -129,6 +129,7 @@ def test_preference_runs_calibrate_apart_from_supervised_ones(tmp_path):
         h.set_calibration(run_id, {"device": "cpu", "factor": factor})
     assert history.calibration_kind("lora", "orpo") == "lora+pairs" == history.calibration_kind("lora", "simpo")
     assert history.calibration_kind("lora", "sft") == "lora" == history.calibration_kind("lora", None)
+    assert history.calibration_kind("lora", "kto") == "lora+rated"  # its peak is under a pair run's: kept apart
     assert h.last_calibration("/m", "lora", "cpu")["factor"] == 1.2  # r3: a config from before objectives
     assert h.last_calibration("/m", "lora+pairs", "cpu")["factor"] == 0.8
     h.close()
