@@ -155,7 +155,7 @@ def predict(cell: Cell, config: dict, device: str) -> Estimate:
     s = strategies.get(cell.strategy, need_built=False)
     on_gpu = device == "cuda"
     # As core.plan_target builds it: two sequences a pair (their answers' losses from the fused kernel too).
-    setup = Setup(cell.strategy, cell.micro_batch * (2 if cell.pairs else 1), cell.seq_len,
+    setup = Setup(cell.strategy, cell.micro_batch * objectives.sequences_held(cell.objective), cell.seq_len,
                   compute_bytes=2 if on_gpu else 4, checkpointing=cell.checkpointing, on_gpu=on_gpu,
                   fused_loss=on_gpu,  # kernels "auto", as run
                   **s.setup_fields(s.options(cell.options), device))

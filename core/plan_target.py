@@ -41,14 +41,16 @@ class Target:
     fused_loss: bool = True  # our fused linear cross-entropy is among the kernels asked for (all are by default)
     keep_best: bool | None = None  # the wish; None: kept unless it alone would not fit the disk (core.planner)
     pairs: bool = False  # a pair objective (core/objectives): two sequences an example
+    held: int = 1  # sequences an example holds for backward (objectives.sequences_held)
 
     def setup(self, strategy: str, micro_batch: int, seq_len: int, checkpointing: bool, options: dict,
               on_disk: bool = False) -> mm.Setup:
         s = strategies.get(strategy, need_built=False)
         opts = s.options(options)
         on_disk = on_disk or getattr(opts, "where", "auto") == "disk"  # the person asked for NVMe
-        # micro_batch counts examples; the memory model counts sequences, two an example for a preference pair.
-        return mm.Setup(strategy, micro_batch * (2 if self.pairs else 1), seq_len,
+        # micro_batch counts examples; the memory model counts sequences, two an example for a preference pair
+        # (one for a rated answer: its mismatched row's forward pass keeps nothing for backward).
+        return mm.Setup(strategy, micro_batch * self.held, seq_len,
                         compute_bytes=4 if self.precision == "fp32" else 2,
                         checkpointing=checkpointing, on_gpu=self.device == "cuda", weights_on_disk=on_disk,
                         keep_best=self.keep_best is not False,  # the kernels run on CUDA only (pairs included:
@@ -100,7 +102,8 @@ def target_for(hw: HardwareProfile, w: "Wishes", calibration: dict | None, reaso
     return Target(device, gpu if device == "cuda" else None, precision, limit, ram_limit or 1 << 62,
                    hw.disk_free_bytes or 1 << 62, factor, calibration.get("source", ""), time_factor,
                    fused_loss=(w.kernels is None or "cross_entropy" in w.kernels) and not too_old(gpu),
-                   keep_best=w.keep_best, pairs=objectives.learns_pairs(w.objective or "sft"))
+                   keep_best=w.keep_best, pairs=objectives.learns_pairs(w.objective or "sft"),
+                   held=objectives.sequences_held(w.objective or "sft"))
 
 
 def too_old(gpu: GPU | None) -> str | None:

@@ -194,11 +194,12 @@ def with_objective(w: Wishes, reasons: list, warnings: list) -> Wishes:
     if objective.PAIRS:
         strength = f"strength {w.beta:g} as you asked" if w.beta is not None else f"strength {objective.BETA:g}"
         kind = "rated answers" if objective.RATED else "preference pairs"
-        two = ("the answer, and its prompt with another row's answer (KTO's reference point, no gradient)"
-               if objective.RATED else "chosen and rejected")
+        two = ("the answer, and its prompt with another row's answer (KTO's reference point: with no gradient, "
+               "a forward pass counted in the time but no memory for backward)" if objective.RATED
+               else "chosen and rejected (both counted here)")
         reasons.append(f"Objective: {objective.LABEL}" + (" as you asked" if w.objective else f", as the rows are "
                                                            f"{kind}") + f" ({strength}): " + objective.WHY
-                       + f" Each example is two sequences (both counted here): {two}; rows are not packed."
+                       + f" Each example is two sequences, {two}; rows are not packed."
                        + (_balance_text(*w.ratings, warnings) if objective.RATED and w.ratings else ""))
     elif w.pairs:
         reasons.append("Objective: supervised on the chosen answers, as you asked; the rejected ones are not used.")
@@ -336,7 +337,9 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
                                 max_steps=max_steps, stop_early=w.stop_early, separate=w.eval_source)
     said = len(reasons)  # the length's reasons go here, once the step time has sized them
     mean_len = min(seq_len, sum(min(n, seq_len) for n in lengths) / rows) if lengths else seq_len
-    step_time = grad_accum * speed_model.micro_batch_seconds(shape, setup, hw, target.gpu, mean_len) * target.time_factor
+    cost = objectives.kto.STEP_COST if objective.RATED else 1.0  # (its mismatched rows' forward pass)
+    step_time = (grad_accum * speed_model.micro_batch_seconds(shape, setup, hw, target.gpu, mean_len) * cost
+                 * target.time_factor)
     if streams(strategy, options) and target.gpu:
         reasons.append(host_plan.streaming_reason(shape, setup, hw, target.gpu))
     if setup.offload == "optimizer" and s.trains_base:
@@ -353,8 +356,9 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
     epochs, total_steps = length.epochs, steps or length.steps
     reference_s = 0.0
     if objective.REFERENCE:  # a forward pass over the pairs the steps train on: measured about half their
-        # training time for LoRA on the CPU (a frozen base needs no weight gradients)
-        reference_s = step_time * min(per_epoch, total_steps) / 2
+        # training time for LoRA on the CPU (a frozen base needs no weight gradients); for rated answers, a forward
+        # pass over both sequences is about a supervised step over the rated ones: a step / STEP_COST
+        reference_s = step_time * min(per_epoch, total_steps) * (1 / cost if objective.RATED else 0.5)
         reasons.append(f"The starting model's log-probabilities of the "
                        f"{'rated answers' if objective.RATED else 'pairs'} the run trains on, worked out before "
                        f"step 1: about {duration(reference_s)}, counted in the time (a time limit counts the steps "

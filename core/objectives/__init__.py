@@ -48,6 +48,12 @@ def learns_rated(name: str) -> bool:
     return get(name).RATED
 
 
+def sequences_held(name: str) -> int:
+    """Sequences an example holds for backward, as the memory model counts them: two for a preference pair, one
+    for a rated answer (its mismatched row's forward pass has no gradient) or a supervised row."""
+    return 2 if get(name).PAIRS and not get(name).RATED else 1
+
+
 def share_words(name: str) -> tuple[str, str]:
     """(what a preference run's share preferred the right way is called, what it counts): ('Chosen preferred',
     'pair'), or ('Rated right', 'answer') for KTO; unknown names (an old run's) read as pairs."""

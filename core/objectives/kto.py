@@ -10,7 +10,8 @@ good and lowers the ones rated bad, each against the starting model and measured
 
 averaged over the step's rated answers. z0 is how far the model has drifted on answers that are not about the
 prompt: an answer counts as raised only by more than that. It is worked out over the whole step's mismatched rows
-(pairs.kl_estimate), so a step's loss is the same however it is cut into micro-batches. The weights balance the
+(pairs.kl_estimate), so a step's loss is the same however it is cut into micro-batches; with no gradient, the
+mismatched rows cost a forward pass and no memory for backward (the plan counts them so: STEP_COST). The weights balance the
 two kinds: lambda_D is 1 and lambda_U the training set's good answers per bad one, so both kinds weigh the same
 in all (the paper advises lambda_D n_D / lambda_U n_U between 1 and 4/3; TRL leaves both at 1).
 Like DPO, the starting model's log-probabilities (of every rated and mismatched row the run trains on) are worked
@@ -36,10 +37,14 @@ BETA_RANGE = (0.001, 10.0)
 BETA_HELP = ("how far the model may move from where it started to raise the good answers and lower the bad ones "
              "(the paper's beta, 0.1): lower moves further")
 LR_SCALE = 0.1  # as DPO (its collapse at supervised rates measured on the demo); the paper trains at DPO's rates
+# A step's time against a supervised step over its rated rows: their forward and backward, and the mismatched
+# rows' forward, about half as long (as the reference pass was measured against pair steps: core/planner.py).
+# The mismatched rows take no gradient, so they hold no activations: the memory is a supervised step's.
+STEP_COST = 1.5
 WHY = ("the answers rated good are raised and the ones rated bad lowered, each against the starting model (its "
-       "log-probabilities of every answer are worked out once before step 1, about half an epoch's time, counted "
-       "in the time); the answers are not learned as such, so start from a model that already answers in the right "
-       "form.")
+       "log-probabilities of every answer are worked out once before step 1, about two thirds of an epoch's time, "
+       "counted in the time); the answers are not learned as such, so start from a model that already answers in "
+       "the right form.")
 
 
 def loss(s: Scores, t: Totals, beta: float):

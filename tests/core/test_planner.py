@@ -384,14 +384,18 @@ def test_rated_answers_are_planned_for_kto_and_each_objective_names_the_data_it_
 
     gpu = hardware.load(REPO / "resources" / "hardware" / "gpu-24gb.json")
     fixed = dict(micro_batch=4, grad_accum=1, strategy="lora")
-    orpo = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(pairs=True, **fixed))
+    sft = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(packing=False, **fixed))
     kto = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(rated=True, **fixed))
     assert (kto.objective, kto.packing, kto.beta) == ("kto", False, None)
     assert kto.reasons[0].startswith("Objective: KTO, as the rows are rated answers (strength 0.1): the answers "
                                      "rated good are raised")
-    assert "its prompt with another row's answer (KTO's reference point, no gradient)" in kto.reasons[0]
-    assert kto.memory == orpo.memory and kto.lr == pytest.approx(2e-5)  # two sequences; a tenth of LoRA's rate
-    assert kto.total_time_s == pytest.approx(kto.step_time_s * kto.total_steps + kto.epoch_time_s / 2, abs=0.2)
+    assert "its prompt with another row's answer (KTO's reference point: with no gradient, a forward pass counted " \
+           "in the time but no memory for backward)" in kto.reasons[0]
+    # The memory of a supervised step over the rated rows (the mismatched ones keep nothing for backward), the time
+    # of one and a half (their forward pass); the reference pass, a forward pass over both, about a supervised step.
+    assert kto.memory == sft.memory and kto.step_time_s == pytest.approx(1.5 * sft.step_time_s, rel=1e-3)
+    assert kto.total_time_s == pytest.approx(kto.step_time_s * kto.total_steps + kto.epoch_time_s / 1.5, abs=0.2)
+    assert kto.lr == pytest.approx(2e-5)  # a tenth of LoRA's rate
     assert any(r.startswith("The starting model's log-probabilities of the rated answers the run trains on")
                for r in kto.reasons)
     counted = planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(rated=True, ratings=(150, 50), **fixed))
