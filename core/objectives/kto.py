@@ -11,9 +11,10 @@ good and lowers the ones rated bad, each against the starting model and measured
 averaged over the step's rated answers. z0 is how far the model has drifted on answers that are not about the
 prompt: an answer counts as raised only by more than that. It is worked out over the whole step's mismatched rows
 (pairs.kl_estimate), so a step's loss is the same however it is cut into micro-batches; with no gradient, the
-mismatched rows cost a forward pass and no memory for backward (the plan counts them so: STEP_COST). The weights balance the
-two kinds: lambda_D is 1 and lambda_U the training set's good answers per bad one, so both kinds weigh the same
-in all (the paper advises lambda_D n_D / lambda_U n_U between 1 and 4/3; TRL leaves both at 1).
+mismatched rows cost a forward pass and no memory for backward (the plan counts them so: STEP_COST). The
+weights balance the two kinds: lambda_D is 1 and lambda_U the training set's good answers per bad one, so both
+kinds weigh the same in all (the paper advises lambda_D n_D / lambda_U n_U between 1 and 4/3; TRL leaves both
+at 1).
 Like DPO, the starting model's log-probabilities (of every rated and mismatched row the run trains on) are worked
 out once before step 1 and kept, and the answers are not learned as such: start from a model that already
 answers in the right form. The run reports the KTO loss (0.5 at the start, with balanced weights), its
