@@ -103,7 +103,8 @@ def encode_pairs(cfg: RunConfig, objective, train_rows, train_set, eval_rows, ev
     and rating (rated answers, KTO), the other sides encoded (and cached) as a dataset of their own. Held-out
     answers are weighed as the training ones are."""
     ratings = held_ratings = None
-    if objective.RATED:
+    if objective.RATED:  # (a separate validation set of unrated rows makes no held-out pairs: their loss alone)
+        eval_rows = [e for e in eval_rows if e.desirable is not None]
         weight = kto.balance(e.desirable for e in train_rows)
         ratings, held_ratings = kto.ratings(train_rows, weight), kto.ratings(eval_rows, weight)
     other = pair_data.Mismatched(train_rows) if objective.RATED else pair_data.Rejected(train_rows)

@@ -142,10 +142,16 @@ def collate(items: list, pad_id: int) -> dict:
 
 def side(batch: dict, rejected: bool) -> dict:
     """One half of a micro-batch of pairs as a batch of its own: the chosen rows, or the rejected (mismatched)
-    ones, with their reference log-probabilities (the ratings go with the chosen rows)."""
+    ones, with their reference log-probabilities (the ratings go with the chosen rows), without the padding only
+    the other half needed."""
     n = len(batch["labels"]) // 2
     rows = slice(n, None) if rejected else slice(0, n)
-    out = {k: v[rows] for k, v in batch.items() if k in ("input_ids", "attention_mask", "labels", "reference")}
+    out = {k: batch[k][rows] for k in ("input_ids", "attention_mask", "labels")}
+    used = out["attention_mask"].any(0).nonzero()  # (rows are padded on the right: tokenize.collate)
+    width = int(used[-1]) + 1 if len(used) else out["labels"].shape[1]
+    out = {k: v[:, :width] for k, v in out.items()}
+    if "reference" in batch:
+        out["reference"] = batch["reference"][rows]
     if "rating" in batch and not rejected:
         out["rating"] = batch["rating"]
     return out

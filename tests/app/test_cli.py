@@ -320,6 +320,14 @@ def test_rated_answers_train_with_kto_against_the_starting_model_or_supervised_o
     assert [e["loss"] for e in steps] == [pytest.approx(0.5, abs=0.05)] and 0 <= steps[0]["prefers"] <= 1
     assert all(e["prefers"] in (0, 0.333, 0.667, 1) for e in events if e["event"] == "eval")  # 3 held out
     kto_run = events[0]["run_id"]
+    # A separate validation set of chat rows, not rated: their loss alone is measured (no pairs made of them).
+    chat = write_jsonl(tmp_path / "chat.jsonl", [{"messages": [{"role": "user", "content": f"{i} plus {i}?"},
+                                                               {"role": "assistant", "content": f"{2 * i}."}]}
+                                                 for i in range(3)])
+    events = json_lines(cli_here("train", "--model", tiny_model_dir, "--data", rated, "--eval-data", chat,
+                                 "--max-steps", "1", "--device", "cpu", "--json", check=0).stdout)
+    checks = [e for e in events if e["event"] == "eval"]
+    assert len(checks) == 1 and checks[0]["loss"] > 0 and "prefers" not in checks[0], events[-1]
     # Supervised on rated answers: the good ones alone train.
     events = json_lines(cli_here("train", "--model", tiny_model_dir, "--data", rated, "--objective", "sft",
                                  "--max-steps", "1", "--device", "cpu", "--json", check=0).stdout)

@@ -331,7 +331,8 @@ class TrainPage(Page):
         self.captions["prefers"].setText(self.share[0])
         self.captions["prefers"].setToolTip(
             "KTO: the share of the last step's rated answers the model has moved the way their rating says, "
-            "against the starting model (raised if rated good, lowered if bad)." if objectives.learns_rated(objective)
+            "against the starting model (raised if rated good, lowered if bad)."
+            if self.share != objectives.share_words("")
             else "Preference tuning: the share of the last step's pairs whose chosen answer the model now finds "
                  "likelier per token than the rejected one (DPO: raised more than the rejected one, against the "
                  "starting model).")
