@@ -69,8 +69,8 @@ def inspect_data(path: str, model: str | None = None, seq_len: int | None = None
     ds = read_dataset(path, progress, mapping, on_bad)
     report = {**ds.summary(), "problem_list": [str(p) for p in ds.problems[:50]], "columns": data_columns(path)}
     if ds.format == rated.NAME:  # how many of each: KTO weighs the two kinds to balance (core/objectives/kto.py)
-        good = sum(1 for e in ds.examples if e.desirable)
-        report["ratings"] = {"good": good, "bad": len(ds.examples) - good}
+        good, bad = rating_counts(ds)
+        report["ratings"] = {"good": good, "bad": bad}
     if model:
         ref = resolve_model(model, progress)
         tok = load_tokenizer(ref)
@@ -99,6 +99,12 @@ def inspect_data(path: str, model: str | None = None, seq_len: int | None = None
         first = ds.examples[0]
         report["preview"] = (tokenize.render_chat(tok, first.messages) if first.messages else first.text)[:2000]
     return report
+
+
+def rating_counts(ds: data_mod.Dataset) -> tuple[int, int]:
+    """(answers rated good, answers rated bad) of a dataset of rated answers."""
+    good = sum(1 for e in ds.examples if e.desirable)
+    return good, len(ds.examples) - good
 
 
 def read_dataset(path: str, progress: Progress, mapping: dict | None, on_bad: str) -> data_mod.Dataset:
@@ -173,8 +179,7 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
         rejected = tokenize.token_lengths(pair_data.Rejected(ds.examples), tokenizer)
         lengths = [max(a, b) for a, b in zip(lengths, rejected)]
     elif ds.format == rated.NAME and objectives.learns_rated(wishes.objective or objectives.DEFAULT_FOR_RATED):
-        good = sum(1 for e in ds.examples if e.desirable)  # each answer batched with its mismatched row (KTO)
-        wishes = replace(wishes, rated=True, ratings=(good, len(ds.examples) - good))
+        wishes = replace(wishes, rated=True, ratings=rating_counts(ds))  # each batched with its mismatched row (KTO)
         mismatched = tokenize.token_lengths(pair_data.Mismatched(ds.examples), tokenizer)
         lengths = [max(a, b) for a, b in zip(lengths, mismatched)]
     elif ds.format == rated.NAME:  # supervised on rated answers: the ones rated good alone train

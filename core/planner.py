@@ -219,7 +219,7 @@ def _balance_text(good: int, bad: int, warnings: list) -> str:
                            if good else "it has no example of what to say instead, so add answers rated good."))
         return ""
     return (f" The {good:,} answers rated good and {bad:,} rated bad weigh the same in all (each bad one "
-            f"×{objectives.kto.balance([True] * good + [False] * bad):.2f}).")
+            f"×{objectives.kto.balance_of(good, bad):.2f}).")
 
 
 def _seq_len(shape: ModelShape, lengths: list[int], w: Wishes, reasons: list) -> tuple[int, int]:

@@ -62,7 +62,6 @@ from core.data import packing, split, token_cache, tokenize  # noqa: E402
 from core.data.formats import rated  # noqa: E402
 from core.data.rows import Filtered  # noqa: E402
 from core.errors import KnownError  # noqa: E402
-from core.objectives import kto  # noqa: E402
 from core.objectives import pairs as pair_data  # noqa: E402
 from core.run_config import RunConfig  # noqa: E402
 from core.words import counted, duration  # noqa: E402
@@ -95,30 +94,6 @@ def _every(seconds: float, report):
             report(value)
 
     return throttled
-
-
-def encode_pairs(cfg: RunConfig, objective, train_rows, train_set, eval_rows, eval_set, tok, cache: Path,
-                 digest: str) -> tuple[pair_data.Pairs, pair_data.Pairs]:
-    """(training pairs, held-out pairs): each row with its rejected side (preference pairs) or its mismatched row
-    and rating (rated answers, KTO), the other sides encoded (and cached) as a dataset of their own. Held-out
-    answers are weighed as the training ones are."""
-    ratings = held_ratings = None
-    if objective.RATED:  # (a separate validation set of unrated rows makes no held-out pairs: their loss alone)
-        eval_rows = [e for e in eval_rows if e.desirable is not None]
-        weight = kto.balance(e.desirable for e in train_rows)
-        ratings, held_ratings = kto.ratings(train_rows, weight), kto.ratings(eval_rows, weight)
-    other = pair_data.Mismatched(train_rows) if objective.RATED else pair_data.Rejected(train_rows)
-    encoded = token_cache.encode_all_cached(other, tok, cfg.seq_len, cfg.train_on, cache,
-                                            digest + (":mismatched" if objective.RATED else ":rejected"))
-    pairs = pair_data.Pairs(train_set, encoded, ratings=ratings)
-    held = pair_data.encode_pairs(eval_rows, tok, cfg.seq_len, cfg.train_on, chosen=eval_set, ratings=held_ratings)
-    if not len(pairs) and objective.RATED:
-        raise KnownError(f"{cfg.data_path}: no rated answer fits {cfg.seq_len} tokens with its prompt; raise the "
-                         "sequence length.")
-    if not len(pairs):
-        raise KnownError(f"{cfg.data_path}: no row is a preference pair whose answers both fit {cfg.seq_len} "
-                         "tokens; give preference pairs (chosen and rejected), or raise the sequence length.")
-    return pairs, held
 
 
 def _rated_good(example) -> bool:
@@ -198,8 +173,8 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
                          "raise the sequence length.")
     pairs = None
     if objective.PAIRS:
-        pairs, held = encode_pairs(cfg, objective, train_rows, train_set, eval_rows, eval_set, tok, cache,
-                                   data.digest)
+        pairs, held = pair_data.for_run(cfg, objective, train_rows, train_set, eval_rows, eval_set, tok, cache,
+                                         data.digest)
     session = training.Session(cfg)
     loading_peak = memory_watch.start_training_peak(device)  # the calibration measures training alone
     _active_kernels[:] = [op for op, p in session.kernels.items() if p.active]

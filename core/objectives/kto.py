@@ -67,10 +67,15 @@ def preferred(s: Scores) -> int:
 
 
 def balance(ratings) -> float:
-    """lambda_U: the good answers per bad one among `ratings` (True for good), so both kinds weigh the same; 1
-    when either kind is missing."""
-    ratings = list(ratings)
-    good, bad = sum(1 for r in ratings if r), sum(1 for r in ratings if not r)
+    """lambda_U for `ratings` (True for good): balance_of their counts."""
+    good = bad = 0
+    for r in ratings:
+        good, bad = good + bool(r), bad + (not r)
+    return balance_of(good, bad)
+
+
+def balance_of(good: int, bad: int) -> float:
+    """lambda_U: the good answers per bad one, so both kinds weigh the same; 1 when either kind is missing."""
     return good / bad if good and bad else 1.0
 
 

@@ -116,6 +116,35 @@ def encode_pairs(rows, tokenizer, seq_len: int, train_on: str = "assistant", cho
     return Pairs(chosen, tokenize.encode_all(other, tokenizer, seq_len, train_on), ratings=ratings)
 
 
+def for_run(cfg, objective, train_rows, train_set, eval_rows, eval_set, tok, cache,
+            digest: str) -> tuple[Pairs, Pairs]:
+    """(training pairs, held-out pairs): each row with its rejected side (preference pairs) or its mismatched row
+    and rating (rated answers, KTO), the other sides encoded (and cached) as a dataset of their own. Held-out
+    answers are weighed as the training ones are. `cfg` is the run's RunConfig, `cache` its token cache folder,
+    `digest` its dataset's; a set with no pair that fits is a KnownError."""
+    from core.data import token_cache
+    from core.errors import KnownError
+    from core.objectives import kto
+
+    ratings = held_ratings = None
+    if objective.RATED:  # (a separate validation set of unrated rows makes no held-out pairs: their loss alone)
+        eval_rows = [e for e in eval_rows if e.desirable is not None]
+        weight = kto.balance(e.desirable for e in train_rows)
+        ratings, held_ratings = kto.ratings(train_rows, weight), kto.ratings(eval_rows, weight)
+    other = Mismatched(train_rows) if objective.RATED else Rejected(train_rows)
+    encoded = token_cache.encode_all_cached(other, tok, cfg.seq_len, cfg.train_on, cache,
+                                            digest + (":mismatched" if objective.RATED else ":rejected"))
+    pairs = Pairs(train_set, encoded, ratings=ratings)
+    held = encode_pairs(eval_rows, tok, cfg.seq_len, cfg.train_on, chosen=eval_set, ratings=held_ratings)
+    if not len(pairs) and objective.RATED:
+        raise KnownError(f"{cfg.data_path}: no rated answer fits {cfg.seq_len} tokens with its prompt; raise the "
+                         "sequence length.")
+    if not len(pairs):
+        raise KnownError(f"{cfg.data_path}: no row is a preference pair whose answers both fit {cfg.seq_len} "
+                         "tokens; give preference pairs (chosen and rejected), or raise the sequence length.")
+    return pairs, held
+
+
 def _sources(rows) -> list[str]:
     sources = getattr(rows, "sources", None)  # token_cache.TokenRows reads them without the tokens
     return sources() if sources else [r.source for r in rows]
