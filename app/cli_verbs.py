@@ -275,7 +275,8 @@ def cmd_plans(a) -> int:
         cal = p.get("calibration")
         if cal and cal.get("factor"):
             print(f"  measured on {cal['device']}: peak memory {cal['factor']:.2f}× the estimate"
-                  + (f", time per step {cal['time_factor']:.2f}×" if cal.get("time_factor") else ""))
+                  + (f", time per step {cal['time_factor']:.2f}×" if cal.get("time_factor") else "")
+                  + (f"; its pace is not kept: {cal['pace_note']}" if cal.get("pace_note") else ""))
     return 0
 
 

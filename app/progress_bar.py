@@ -79,7 +79,8 @@ class TerminalProgress:
         elif kind == "replan":
             self.note(f"{e['text']} Continuing from the last checkpoint.")
         elif kind == "calibration" and e.get("factor"):
-            self.note(f"measured peak memory: {e['factor']:.2f}× the plan's estimate")
+            self.note(f"measured peak memory: {e['factor']:.2f}× the plan's estimate"
+                      + (f"; its pace is not kept: {e['pace_note']}" if e.get("pace_note") else ""))
         elif kind == "checkpoint" and not self.tty:
             self.note(f"checkpoint at step {e['step']}")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core import cpu_share
 from core.errors import KnownError
 
 GIB = 1024**3
@@ -173,13 +174,14 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 def calibration(plan: dict, device, run_id: str, seconds_per_step: float, loading_peak: int | None = None,
-                lean_heap: bool = False) -> dict:
+                lean_heap: bool = False, others: float | None = None) -> dict:
     """Measured peak against the plan's estimate, like for like: torch-allocated bytes against the
     estimate without the CUDA context and allocator slack; on the CPU, the process against all terms
     (its peak since `start_training_peak`, whose `loading_peak` is kept beside it), less the allocator slack
     where the heap was kept lean (`lean_heap_if_short`).
     The time per step is compared too, since the speed model's rates are data-sheet guesses; not with a lean
-    heap, whose slower steps would teach the next plan the wrong speed."""
+    heap, whose slower steps would teach the next plan the wrong speed, nor when other programs took more
+    than cpu_share.OTHERS_MAX of the CPU (`others`, measured over the same steps) for the same reason."""
     import torch
 
     measured = peak_bytes(device)
@@ -199,8 +201,11 @@ def calibration(plan: dict, device, run_id: str, seconds_per_step: float, loadin
     predicted_s = (plan.get("step_time_s") or 0) / float((plan.get("calibration") or {}).get("time_factor") or 1.0)
     if loading_peak is not None:
         measured["loading"] = loading_peak
+    busy = cpu_share.pace_note(others)
+    kept = predicted_s and not lean_heap and not busy
     return {"device": name, "predicted_bytes": predicted, "measured": measured,
             "factor": round(factor, 4) if factor else None, "source": f"run {run_id} on {name}",
             "seconds_per_step": round(seconds_per_step, 4), "predicted_seconds_per_step": round(predicted_s, 4),
-            "time_factor": round(seconds_per_step / predicted_s, 4) if predicted_s and not lean_heap else None,
-            **({"lean_heap": True} if lean_heap else {})}
+            "time_factor": round(seconds_per_step / predicted_s, 4) if kept else None,
+            **({"lean_heap": True} if lean_heap else {}),
+            **({"others": round(others, 3)} if others is not None else {}), **({"pace_note": busy} if busy else {})}

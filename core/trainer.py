@@ -54,7 +54,7 @@ _events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
 os.dup2(2, 1)
 sys.stdout = sys.stderr
 
-from core import checkpoint, history, memory_watch, objectives, plan_length, replanner, results  # noqa: E402
+from core import checkpoint, cpu_share, history, memory_watch, objectives, plan_length, replanner, results  # noqa: E402
 from core import run_config  # noqa: E402
 from core import run_control, runtime_env, settings, strategies, training, validation_watch  # noqa: E402
 from core.data import dataset as data_mod  # noqa: E402
@@ -242,6 +242,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         emit("checkpoint", step=session.step_index, path=str(path))
 
     started, first_step, loss_value, stepping = time.time(), session.step_index, None, 0.0
+    others = cpu_share.OtherLoad()  # the CPU other programs take over the steps the pace counts
     trained_before = db.run(cfg.run_id).get("trained_s") or 0.0  # earlier sessions of a resumed run
     while session.step_index < total:
         if control.paused and not control.stop:
@@ -273,13 +274,15 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
              elapsed_s=round(elapsed, 2), eta_s=round(eta, 1), memory_bytes=mem,
              epoch=round(step / per_epoch, 3), **({"io": io} if (io := session.io_stats()) else {}),
              **({"prefers": round(session.prefers, 3)} if session.prefers is not None else {}))
+        if step == first_step + 1:
+            others.restart()
         if step > first_step + 1:
             stepping += dt  # the pace of steps alone: no validation checks, and not the session's first step,
             # which pays for first allocations
         pace = stepping / (step - first_step - 1) if step > first_step + 1 else step_s
         if step - first_step == cfg.calibrate_after and cfg.plan.get("memory"):
-            measured = memory_watch.calibration(cfg.plan, device, cfg.run_id, pace,
-                                                loading_peak, lean_heap=bool(lean_heap))
+            measured = memory_watch.calibration(cfg.plan, device, cfg.run_id, pace, loading_peak, lean_heap=bool(
+                lean_heap), others=others.share() if step > first_step + 1 else None)
             db.set_calibration(cfg.run_id, measured)
             emit("calibration", **measured)
         if step - first_step == PACE_STEPS and step < total and left < float("inf"):

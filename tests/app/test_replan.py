@@ -3,12 +3,14 @@ what the crash proved, and the run continues by itself. Made real on the CPU wit
 trainer holds itself to it with RLIMIT_DATA, so going over is a genuine allocation failure)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from core import cpu_share
 from tests.conftest import DEMO, REPO, json_lines, write_jsonl
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the CPU memory cap uses RLIMIT_DATA")
@@ -75,6 +77,12 @@ def test_out_of_memory_re_plans_and_continues(cli_here, home, tiny_model_dir, tm
     if 0.5 <= calibration["factor"] <= 2.0:
         assert again["calibration"]["factor"] == calibration["factor"]
         assert any("Memory estimates scaled" in r and "measured on run" in r for r in again["reasons"])
+    # Its pace is kept unless other programs took more than their share of the CPU meanwhile (core/cpu_share.py).
+    others = calibration.get("others")  # absent over steps too short to measure it by
+    assert others is None or 0 <= others <= 1
+    if others is not None and others > cpu_share.OTHERS_MAX:
+        assert calibration["time_factor"] is None and "other programs used" in calibration["pace_note"]
+        return
     assert calibration["time_factor"] == pytest.approx(
         calibration["seconds_per_step"] / calibration["predicted_seconds_per_step"], rel=1e-2)
     if 0.1 <= calibration["time_factor"] <= 10:
@@ -132,3 +140,30 @@ def test_a_kernel_that_fails_on_the_gpu_is_planned_out_and_the_run_goes_on(cli, 
     assert plans[1]["reason"].startswith("Re-planned at step 0: our rmsnorm kernel failed on this GPU")
     log = (home / "runs" / run_id / "trainer.log").read_text()
     assert "OutOfResources" in log and "tuneforge_kernels/rmsnorm.py" in log  # the traceback stays in the run's log
+
+
+def test_a_pace_measured_while_other_programs_keep_the_cpu_busy_is_not_kept(cli_here, home, tiny_model_dir, tmp_path):
+    """Another program on every core while the run measures its pace: the peak is recorded, the pace is not, and
+    the next plan keeps the speed model's own time per step (core/cpu_share.py)."""
+    data = write_jsonl(tmp_path / "long.jsonl", long_rows())
+    args = ["--model", tiny_model_dir, "--data", data, "--device", "cpu", "--strategy", "lora", "--batch-size", "16",
+            "--grad-accum", "1", "--no-checkpointing"]
+    # Busy from the run's first step on (its pace counts the steps after it), so the run starts at full speed.
+    spin = (f"import glob, time\nwhile not any('\"step\"' in open(f).read() for f in glob.glob({str(home)!r} + "
+            "'/runs/*/events.jsonl')): time.sleep(0.02)\nend = time.time() + 120\nwhile time.time() < end: pass\n")
+    spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 1)]
+    try:
+        events = json_lines(cli_here("train", *args, "--max-steps", "2", "--json", check=0).stdout)
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    calibration = next(e for e in events if e["event"] == "calibration")
+    assert calibration["seconds_per_step"] * (os.cpu_count() or 1) >= cpu_share.SHORTEST_S, calibration
+    assert calibration["others"] > cpu_share.OTHERS_MAX and calibration["time_factor"] is None
+    assert calibration["factor"] > 0, calibration  # the peak is measured all the same
+    text = cli_here("plans", "--run", events[-1]["run_id"], check=0).stdout
+    assert "its pace is not kept: other programs used" in text
+    again = json_lines(cli_here("plan", *args, "--json", check=0).stdout)[0]["plan"]
+    assert again["calibration"]["factor"] == calibration["factor"] and again["calibration"]["time_factor"] == 1.0
+    assert not any("Time per step scaled" in r for r in again["reasons"])

@@ -318,7 +318,8 @@ class TrainPage(Page):
         elif kind == "answer":
             self.try_box.answered(e)
         elif kind == "calibration" and e.get("factor"):
-            self.append(f"Measured peak memory: {e['factor']:.2f}× the plan's estimate (recorded with the run).")
+            self.append(f"Measured peak memory: {e['factor']:.2f}× the plan's estimate (recorded with the run)."
+                        + (f" Its pace is not kept: {e['pace_note']}." if e.get("pace_note") else ""))
 
     def show_prefers(self, share: float) -> None:
         """A preference run's share of its last step's pairs preferred, shown beside the loss."""
