@@ -41,6 +41,9 @@ def build_parser() -> Parser:
                             "prompt=question completion=answer (repeat for each field).")
         s.add_argument("--bad-rows", choices=["skip", "stop"], default="skip",
                        help="skip: leave rows with problems out (listed); stop: refuse the data at the first one.")
+        s.add_argument("--good-above", type=float, metavar="SCORE",
+                       help="Scored answers (a 'score' column): those scored above SCORE are rated good, the rest "
+                            "bad. Default: the middle of the data's scores (for a run's evaluation: the run's line).")
 
     def weights(s):  # which of a run's kept weights answer (core/results.py)
         s.add_argument("--weights", choices=["auto", "last", "best"], default="auto",

@@ -12,6 +12,7 @@ import time
 from app import operations as ops
 from app.progress_bar import TerminalProgress, format_duration
 from core import hardware, plan_text, planner, results, strategies
+from core.data import scores
 from core.errors import KnownError
 from core.words import counted, seconds_of
 from tuneforge_kernels import OPS
@@ -108,7 +109,7 @@ def cmd_plan(a) -> int:
     check_positive(a)
     wishes, going = wishes_going_on(a)
     bundle = ops.make_plan(a.model, a.data, wishes, hardware_file=a.hardware, progress=_progress(a),
-                           mapping=mapping_of(a), on_bad=a.bad_rows, eval_data=a.eval_data)
+                           mapping=mapping_of(a), on_bad=a.bad_rows, eval_data=a.eval_data, good_above=a.good_above)
     if a.json:
         out({"plan": bundle.plan.to_dict(), "model": str(bundle.model.path), "data": bundle.data,
              "eval_data": bundle.eval_data, "hardware": bundle.hardware.source})
@@ -126,7 +127,7 @@ def cmd_train(a) -> int:
     check_positive(a)
     wishes, going = wishes_going_on(a)
     bundle = ops.make_plan(a.model, a.data, wishes, progress=_progress(a), mapping=mapping_of(a), on_bad=a.bad_rows,
-                           eval_data=a.eval_data)
+                           eval_data=a.eval_data, good_above=a.good_above)
     cfg = ops.create_run(bundle, project=a.project, seed=a.seed, name=a.name,
                          memory_cap_bytes=int(a.memory_cap * GIB) if a.memory_cap else 0,
                          eval_fraction=a.eval_fraction, eval_every=a.eval_every or 0,
@@ -344,7 +345,7 @@ def cmd_evaluate(a) -> int:
     if a.data is None:
         return past_evaluations(a)
     report = ops.evaluate_run(a.run, a.data, a.ask, a.max_new_tokens, a.rows, _progress(a), mapping_of(a), a.bad_rows,
-                              a.weights)
+                              a.weights, a.good_above)
     if a.json:
         print(json.dumps(report.to_dict()))
         return 0
@@ -397,7 +398,7 @@ def cmd_data(a) -> int:
     if seq_len is not None and seq_len <= 0:
         raise KnownError("--seq-len must be above 0.")
     report = ops.inspect_data(a.path, model=a.model, seq_len=seq_len, mapping=mapping_of(a), on_bad=a.bad_rows,
-                              progress=_progress(a))
+                              progress=_progress(a), good_above=a.good_above)
     if a.json:
         out({k: v for k, v in report.items() if k != "token_lengths"})
         return 0
@@ -406,7 +407,8 @@ def cmd_data(a) -> int:
     if report.get("schema_reason"):
         print(f"Schema: {report['schema_reason']}")
     if report.get("ratings"):
-        print(f"Rated: {report['ratings']['good']:,} good, {report['ratings']['bad']:,} bad")
+        print(f"Rated: {report['ratings']['good']:,} good, {report['ratings']['bad']:,} bad"
+              + (f", by their {scores.describe(report['scores'])}" if report.get("scores") else ""))
     for w in report.get("warnings", []):
         print(f"Note: {w}")
     for p in report["problem_list"][:20]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from app import answerers, paths, supervisor
 from core import atomic, evaluation, hardware, history, model_source, objectives, planner, results, settings
 from core.data import dataset as data_mod
-from core.data import readers, tokenize
+from core.data import readers, scores, tokenize
 from core.data.formats import preference, rated
 from core.data import source as data_source
 from core.conversation import Conversation
@@ -54,19 +54,21 @@ def what_if_profiles() -> list[tuple[str, str]]:
 
 
 def inspect_data(path: str, model: str | None = None, seq_len: int | None = None,
-                 progress: Progress | None = None, mapping: dict | None = None, on_bad: str = "skip") -> dict:
+                 progress: Progress | None = None, mapping: dict | None = None, on_bad: str = "skip",
+                 good_above: float | None = None) -> dict:
     """What the file holds: format, rows, problems, "columns" (see data_columns) and, given a model, token
     statistics and a preview.
 
     With a model, "context" is the model's context length (None when its config does not say), "tokens"
     holds the length statistics and histogram (and, given seq_len, the rows it cuts), "tokens_per_epoch"
     and "trained_tokens_per_epoch" count what one epoch feeds and trains, "preview_rows" holds the first
-    rows as segments marked trained or not, and "preview" the first row's rendered text.
+    rows as segments marked trained or not, and "preview" the first row's rendered text. Scored answers are rated
+    above `good_above` (None: the middle of their scores; core/data/scores.py), and "scores" says how.
     """
     from core.data import token_report
 
     progress = progress or Progress()
-    ds = read_dataset(path, progress, mapping, on_bad)
+    ds = read_dataset(path, progress, mapping, on_bad, good_above)
     report = {**ds.summary(), "problem_list": [str(p) for p in ds.problems[:50]], "columns": data_columns(path)}
     if ds.format == rated.NAME:  # how many of each: KTO weighs the two kinds to balance (core/objectives/kto.py)
         good, bad = rating_counts(ds)
@@ -92,13 +94,20 @@ def inspect_data(path: str, model: str | None = None, seq_len: int | None = None
             rejected = [dict(r, source=f"{r['source']}, its rejected answer") for r in other["preview"]]
             rows = rows[:1] + rejected + rows[1:]
         if ds.format == rated.NAME:  # each answer's rating beside its source
-            rating = {e.source: e.desirable for e in ds.examples[:len(rows) * 4]}
-            rows = [dict(r, source=f"{r['source']}, rated {'good' if rating.get(r['source']) else 'bad'}")
-                    if r["source"] in rating else r for r in rows]
+            rating = {e.source: e for e in ds.examples[:len(rows) * 4]}
+            rows = [dict(r, source=f"{r['source']}, rated {'good' if e.desirable else 'bad'}"
+                                   + (f" (score {e.score:g})" if e.score is not None else ""))
+                    if (e := rating.get(r["source"])) else r for r in rows]
         report["preview_rows"] = [dict(row, text=token_report.marked_text(row["segments"])) for row in rows]
         first = ds.examples[0]
         report["preview"] = (tokenize.render_chat(tok, first.messages) if first.messages else first.text)[:2000]
     return report
+
+
+def run_line(summary: dict) -> float | None:
+    """The line a run rates scored answers by (its data summary's), so its held-out rows and later evaluations are
+    rated as its training rows were; None for data without scores."""
+    return (summary.get("scores") or {}).get("good_above")
 
 
 def rating_counts(ds: data_mod.Dataset) -> tuple[int, int]:
@@ -107,10 +116,18 @@ def rating_counts(ds: data_mod.Dataset) -> tuple[int, int]:
     return good, len(ds.examples) - good
 
 
-def read_dataset(path: str, progress: Progress, mapping: dict | None, on_bad: str) -> data_mod.Dataset:
-    """dataset.load with a progress bar over the bytes read (a small file is read before the first update)."""
-    return data_mod.load(path, on_bad=on_bad, mapping=mapping,
-                         on_progress=lambda f: progress.update(f, "Reading the dataset"))
+def read_dataset(path: str, progress: Progress, mapping: dict | None, on_bad: str,
+                 good_above: float | None = None, runs_line: float | None = None) -> data_mod.Dataset:
+    """dataset.load with a progress bar over the bytes read (a small file is read before the first update).
+    Scored answers are rated above good_above, refused for data without scores where it would mean nothing, or
+    else above the line a run drew on its own data (runs_line: applied where there are scores)."""
+    line = good_above if good_above is not None else runs_line
+    ds = data_mod.load(path, on_bad=on_bad, mapping=mapping, good_above=line,
+                       on_progress=lambda f: progress.update(f, "Reading the dataset"))
+    if good_above is not None and not ds.scores:
+        raise KnownError(f"{ds.label or ds.path}: a line for good answers ({good_above:g}) rates scored answers, and "
+                         "this data has no 'score' column; leave the line out or map a column to 'score'.")
+    return ds
 
 
 def _counting(progress: Progress, rows: int):
@@ -158,17 +175,21 @@ class PlanBundle:
 
 def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardware_file: str | None = None,
               progress: Progress | None = None, mapping: dict | None = None, on_bad: str = "skip",
-              eval_data: str | None = None) -> PlanBundle:
+              eval_data: str | None = None, good_above: float | None = None) -> PlanBundle:
     """The plan for training `model` on `data`; `eval_data`, a separate validation set (by default a cached hub
-    dataset's own validation split, when `data` names its train split and no share to hold out was asked)."""
+    dataset's own validation split, when `data` names its train split and no share to hold out was asked).
+    Scored answers are rated above `good_above` (None: the middle of the data's scores), the validation set's
+    by the same line."""
     progress = progress or Progress()
     wishes = wishes or planner.Wishes()
     # the cheap checks first: a wrong path should not wait for a model conversion
-    ds = read_dataset(data, progress, mapping, on_bad)
+    ds = read_dataset(data, progress, mapping, on_bad, good_above)
+    if ds.scores:
+        wishes = replace(wishes, scored=scores.describe(ds.scores))
     own = data_source.validation_split(data) if eval_data is None and wishes.eval_fraction is None else None
     eval_data = eval_data or own
     if eval_data:
-        held = read_dataset(eval_data, progress, mapping, on_bad)
+        held = read_dataset(eval_data, progress, mapping, on_bad, runs_line=run_line(ds.summary()))
         wishes = replace(wishes, eval_rows=len(held.examples), eval_source=(
             f"{eval_data}, the dataset's own validation split" if eval_data == own else eval_data))
     ref = resolve_model(model, progress)
@@ -239,6 +260,7 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, nam
             epochs=p.epochs, lr=p.lr, seed=seed, gradient_checkpointing=p.gradient_checkpointing,
             strategy_options=p.options, packing=p.packing, kernels=p.kernels, data_mapping=bundle.mapping or {},
             bad_rows=bundle.on_bad, stop_early=p.stop_early, keep_best=p.keep_best, eval_data=bundle.eval_data,
+            good_above=run_line(bundle.data),
             objective=p.objective, beta=p.beta,
             plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
         )
@@ -377,18 +399,20 @@ def chat(prompt: str, run: str | None = None, model: str | None = None, system: 
 
 def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int = 64, loss_rows: int = 256,
                  progress: Progress | None = None, mapping: dict | None = None,
-                 on_bad: str = "skip", weights: str = results.AUTO) -> evaluation.Report:
+                 on_bad: str = "skip", weights: str = results.AUTO,
+                 good_above: float | None = None) -> evaluation.Report:
     """The run's tuned model against its base on `data`: the loss of the first `loss_rows` rows' answers (as the
     run's validation loss counts them) and both models' answers to the first `asks` questions, kept in the
     history with the run. Of rated answers, the ones rated good are the expected answers, and the ones rated bad
-    are measured apart (the tuned model should find them less likely). One model is loaded at a time."""
+    are measured apart (the tuned model should find them less likely); scored answers are rated by the run's own
+    line unless `good_above` is given. One model is loaded at a time."""
     from core import inference
 
     progress = progress or Progress()
     answerers.release()  # two models follow, one after the other
     r = run_weights(run, weights)
     cfg = r["config"]
-    examples = read_dataset(data, progress, mapping, on_bad).examples[:loss_rows]
+    examples = read_dataset(data, progress, mapping, on_bad, good_above, cfg.get("good_above")).examples[:loss_rows]
     bad = [e for e in examples if e.desirable is False]
     examples = [e for e in examples if e.desirable is not False]
     asked = evaluation.questions(examples, asks)

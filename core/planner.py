@@ -76,6 +76,7 @@ class Wishes:
     pairs: bool = False  # the rows are preference pairs (chosen and rejected): the dataset's to say
     rated: bool = False  # the rows are rated answers (a true/false label each): the dataset's to say...
     ratings: tuple[int, int] | None = None  # ...with how many are rated good and bad, when it has counted them
+    scored: str = ""  # ...and how, when they are scored answers: the line drawn (core/data/scores.describe)
 
 
 @dataclass
@@ -177,7 +178,7 @@ def with_objective(w: Wishes, reasons: list, warnings: list) -> Wishes:
     objective = objectives.get(w.objective or default)
     if objective.RATED and not w.rated:
         raise BadArgument(f"{objective.LABEL} learns from rated answers (rows with 'prompt', 'completion' and a "
-                          "true/false 'label'), and this dataset has none; train it with --objective "
+                          "true/false 'label' or a 'score'), and this dataset has none; train it with --objective "
                           + ("orpo, dpo or simpo." if w.pairs else "sft."))
     if objective.PAIRS and not objective.RATED and not w.pairs:
         raise BadArgument(f"{objective.LABEL} learns from preference pairs (rows with 'chosen' and 'rejected'), and "
@@ -200,12 +201,13 @@ def with_objective(w: Wishes, reasons: list, warnings: list) -> Wishes:
         reasons.append(f"Objective: {objective.LABEL}" + (" as you asked" if w.objective else f", as the rows are "
                                                            f"{kind}") + f" ({strength}): " + objective.WHY
                        + f" Each example is two sequences, {two}; rows are not packed."
-                       + (_balance_text(*w.ratings, warnings) if objective.RATED and w.ratings else ""))
+                       + (_balance_text(*w.ratings, warnings) if objective.RATED and w.ratings else "")
+                       + (f" Rated by their {w.scored}." if w.scored else ""))
     elif w.pairs:
         reasons.append("Objective: supervised on the chosen answers, as you asked; the rejected ones are not used.")
     elif w.rated:
         reasons.append("Objective: supervised on the answers rated good, as you asked; the ones rated bad are left "
-                       "out.")
+                       "out." + (f" Rated by their {w.scored}." if w.scored else ""))
     return dataclasses.replace(w, objective=objective.NAME, packing=w.packing and not objective.PAIRS)
 
 

@@ -26,6 +26,9 @@ class RunConfig:
     data_path: str = option(help="Dataset file or folder.")
     data_mapping: dict = option({}, help="Column mapping the dataset is read with, e.g. {'prompt': 'question', "
                                          "'completion': 'answer'}; empty: the schema is detected.")
+    good_above: float | None = option(None, help="Scored answers (a 'score' column) above this are rated good, the "
+                                                 "rest bad, for the data and the validation set alike; None: the "
+                                                 "middle of the data's scores (core/data/scores.py).")
     bad_rows: str = option("skip", help="'skip': rows with problems are left out (counted and listed in the run's "
                                         "log); 'stop': the first bad row stops the run with its file:line.")
     project: str = option("default", help="Project the run belongs to in the history.")

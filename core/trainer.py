@@ -58,7 +58,7 @@ from core import checkpoint, cpu_share, history, memory_watch, objectives, plan_
 from core import run_config  # noqa: E402
 from core import run_control, runtime_env, settings, strategies, training, validation_watch  # noqa: E402
 from core.data import dataset as data_mod  # noqa: E402
-from core.data import packing, split, token_cache, tokenize  # noqa: E402
+from core.data import packing, scores, split, token_cache, tokenize  # noqa: E402
 from core.data.formats import rated  # noqa: E402
 from core.data.rows import Filtered  # noqa: E402
 from core.errors import KnownError  # noqa: E402
@@ -143,11 +143,15 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         emit("status", text=lean_heap)
     emit("status", text="Reading the dataset")
     data = data_mod.load(cfg.data_path, on_bad=cfg.bad_rows, mapping=cfg.data_mapping or None,
-                         on_progress=_every(2.0, lambda f: emit("status", text="Reading the dataset", fraction=f)))
+                         on_progress=_every(2.0, lambda f: emit("status", text="Reading the dataset", fraction=f)),
+                         good_above=cfg.good_above)
     if data.problem_count:
         emit("status", text=f"Left out {counted(data.problem_count, 'bad row')}, first: {data.problems[0]}")
+    if data.scores:  # scored answers: the line they are rated by, the validation set's too
+        emit("status", text=f"Rated by their {scores.describe(data.scores)}")
     if cfg.eval_data:  # a separate validation set: every training row trains
-        held = data_mod.load(cfg.eval_data, on_bad=cfg.bad_rows, mapping=cfg.data_mapping or None)
+        held = data_mod.load(cfg.eval_data, on_bad=cfg.bad_rows, mapping=cfg.data_mapping or None,
+                             good_above=(data.scores or {}).get("good_above", cfg.good_above))
         train_rows, (eval_rows, split_note) = data.examples, split.separate(held.examples, cfg.eval_data, cfg.seed)
     else:
         train_rows, eval_rows, split_note = data.split(cfg.eval_fraction, cfg.seed)

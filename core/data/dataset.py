@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.data import formats, readers
+from core.data import formats, readers, scores
 from core.data import source as data_source
 from core.data import split as split_mod
 from core.data.example import Example
@@ -41,7 +41,7 @@ from core.errors import DatasetError
 
 SUFFIXES = tuple(readers.READERS)  # every file type a dataset can be, for file pickers
 NEEDS = ("rows need 'messages', 'conversations', 'instruction'+'output', 'prompt'+'completion', "
-         "'chosen'+'rejected', 'prompt'+'completion'+'label' or 'text', or a column mapping such as "
+         "'chosen'+'rejected', 'prompt'+'completion'+'label' (or 'score') or 'text', or a column mapping such as "
          "{'prompt': 'question', 'completion': 'answer'}")
 KEEP_BYTES = 64 << 20  # sources up to this size keep their examples in memory; bigger ones are read again
 LIST_CAP = 1000  # problems and duplicate rows listed by name; every one is counted
@@ -66,6 +66,7 @@ class Dataset:
     duplicate_pairs: list[tuple[int, int]] = field(default_factory=list)  # (row, the earlier row it repeats)
     problem_count: int = 0  # every problem, listed or not
     label: str = ""  # what to call the source when it is not a path: "org/name:train" for a cached hub dataset
+    scores: dict | None = None  # scored answers: their range and the line drawn (scores.Scale.summary)
 
     @cached_property
     def duplicate_rows(self) -> list[str]:
@@ -83,21 +84,23 @@ class Dataset:
         return {"path": self.label or str(self.path), "format": self.format, "rows": len(self.examples),
                 "problems": self.problem_count, "duplicates": self.duplicates, "digest": self.digest,
                 "file_type": self.file_type, "confidence": round(self.confidence, 3), "runner_up": self.runner_up,
-                "schema_reason": self.schema_reason, "warnings": list(self.warnings)}
+                "schema_reason": self.schema_reason, "warnings": list(self.warnings),
+                **({"scores": self.scores} if self.scores else {})}
 
 
 def load(path: str | Path, on_bad: str = "skip", mapping: dict | None = None, keep_bytes: int = KEEP_BYTES,
-         on_progress: Callable[[float], None] | None = None) -> Dataset:
+         on_progress: Callable[[float], None] | None = None, good_above: float | None = None) -> Dataset:
     """Read path (a file or a folder); mapping, e.g. {"prompt": "q", "completion": "a"}, overrides detection.
 
-    on_progress(fraction of the bytes read) is called now and then, for a progress bar.
+    on_progress(fraction of the bytes read) is called now and then, for a progress bar. good_above is the line
+    for scored answers (scores.py; None: the middle of the file's scores); files without scores ignore it.
     """
     if on_bad not in ("skip", "stop"):
         raise ValueError(f"on_bad must be 'skip' or 'stop', not {on_bad!r}")
     source = data_source.locate(path)
     schema = column_mapping.schema_for(mapping) if mapping is not None else None
     total = source.size()
-    tally = _Tally(schema, mapping, on_bad == "stop", keep=total <= keep_bytes)
+    tally = _Tally(schema, mapping, on_bad == "stop", keep=total <= keep_bytes, good_above=good_above)
     reading = Reading()
     if source.note:
         reading.warnings.append(source.note)
@@ -115,12 +118,14 @@ def _convert(name: str, mapping: dict | None, row: dict) -> dict:
 
 def _identity(example: Example) -> bytes:
     return json.dumps([example.messages, example.text, *([example.rejected] if example.rejected else []),
-                       *([example.desirable] if example.desirable is not None else [])], sort_keys=True).encode()
+                       *([example.desirable] if example.desirable is not None else []),
+                       *([example.score] if example.score is not None else [])], sort_keys=True).encode()
 
 
 def _reread(source: data_source.Source, name: str, schema: str | None, mapping: dict | None,
-            digest: str) -> Iterator[Example]:
-    """The examples of schema `name` again, by the first pass's rules; an error if the file changed since."""
+            digest: str, line: float | None) -> Iterator[Example]:
+    """The examples of schema `name` again, by the first pass's rules (scored answers rated by its `line`); an
+    error if the file changed since."""
     reading = Reading()
     for src, row in readers.read(source.root, reading, source.files):
         if isinstance(row, Problem) or (schema or formats.detect(row)) != name:
@@ -130,7 +135,8 @@ def _reread(source: data_source.Source, name: str, schema: str | None, mapping: 
         except ValueError:
             continue
         fields.pop("dropped", 0)
-        yield Example(source=src, **fields)
+        example = Example(source=src, **fields)
+        yield scores.rate(example, line) if line is not None else example
     if reading.digest.hexdigest()[:16] != digest:
         raise DatasetError(f"{source.root} changed while it was in use; read it again (inspect or plan again) before "
                            "training on it.")
@@ -147,9 +153,12 @@ class _Schema:
         self.failed_count = 0
         self.rows_digest = hashlib.sha256()
         self.hashes = array("Q")  # 8 bytes per row, whatever the row
+        self.scores = array("d")  # scored answers' scores, 8 bytes each
 
     def add(self, seq: int, example: Example) -> None:
         self.count += 1
+        if example.score is not None:
+            self.scores.append(example.score)
         if self.kept is not None:
             self.kept.append((seq, example))
         if len(self.sources) < LIST_CAP:
@@ -175,8 +184,9 @@ class _Schema:
 class _Tally:
     """Rows sorted by the schema they look like, in one pass; finish() keeps the most common schema."""
 
-    def __init__(self, schema: str | None, mapping: dict | None, stop: bool, keep: bool):
-        self.schema, self.mapping, self.stop, self.keep = schema, mapping, stop, keep
+    def __init__(self, schema: str | None, mapping: dict | None, stop: bool, keep: bool,
+                 good_above: float | None = None):
+        self.schema, self.mapping, self.stop, self.keep, self.good_above = schema, mapping, stop, keep, good_above
         self.seq = 0  # reading order, so problems are listed as they appear in the file
         self.problems: list[tuple[int, Problem]] = []  # unreadable rows and files (the first LIST_CAP)
         self.unknown: list[tuple[int, Problem]] = []  # rows of no known schema (the first LIST_CAP)
@@ -250,12 +260,17 @@ class _Tally:
         if not won.count:
             self._nothing_usable(path, problems)
         digest = reading.digest.hexdigest()[:16]
+        scale = scores.scale(won.scores, self.good_above) if won.scores else None
+        line = scale.line if scale else None
+        if scale:  # the rows are rated by the line: another line is other data (for the token cache too)
+            won.rows_digest.update(f"rated above {line!r}".encode())
         if won.kept is not None:
-            examples = Rows(won.count, won.rows_digest.hexdigest(), kept=[ex for _, ex in won.kept])
+            examples = Rows(won.count, won.rows_digest.hexdigest(),
+                            kept=[scores.rate(ex, line) if scale else ex for _, ex in won.kept])
         else:
             schema, mapping = self.schema, self.mapping
             examples = Rows(won.count, won.rows_digest.hexdigest(),
-                            reread=lambda: _reread(source, name, schema, mapping, digest))
+                            reread=lambda: _reread(source, name, schema, mapping, digest, line))
         reason = (f"set by the column mapping ({', '.join(f'{f} <- {c}' for f, c in self.mapping.items())})"
                   if self.schema else f"{self.votes[name]} of {total} rows look like "
                                       f"{formats.FORMATS[name].DESCRIPTION}")
@@ -263,7 +278,7 @@ class _Tally:
         return Dataset(path, name, examples, [p for _, p in problems[:LIST_CAP]], digest, duplicates,
                        warnings, "+".join(sorted(reading.file_types)), self.votes[name] / total,
                        ranked[1] if len(ranked) > 1 else None, reason, pairs, count,
-                       source.label)
+                       source.label, scale.summary() if scale else None)
 
     def _nothing_usable(self, path: Path, problems: list[tuple[int, Problem]]):
         problems = [p for _, p in sorted(problems, key=lambda sp: sp[0])]

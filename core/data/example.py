@@ -12,3 +12,4 @@ class Example:
     source: str = ""  # file:line, for messages about this example
     rejected: list[dict] | None = None  # a preference pair's rejected conversation (messages: the chosen one)
     desirable: bool | None = None  # a rated answer's rating: True to learn from, False to move away from
+    score: float | None = None  # a scored answer's number, from which the dataset draws its rating (data/scores.py)

@@ -343,6 +343,41 @@ def test_rated_answers_train_with_kto_against_the_starting_model_or_supervised_o
     assert report["base_bad_loss"] > 0 and " The 15 answers rated bad: loss " in report["summary"]
 
 
+def test_scored_answers_are_rated_by_a_line_the_run_keeps_for_its_validation_and_evaluation(
+        cli_here, home, tiny_model_dir, tmp_path):
+    scored = write_jsonl(tmp_path / "stars.jsonl", [
+        {"prompt": f"What is {i} plus {i}?", "completion": f"{2 * i}.", "score": i % 5 + 1} for i in range(30)])
+    said = cli_here("data", "inspect", scored, check=0).stdout.splitlines()
+    assert ("Rated: 12 good, 18 bad, by their scores from 1 to 5: above 3 good, the rest bad (the middle of the "
+            "scores)") in said
+    plan = json.loads(cli_here("plan", "--model", tiny_model_dir, "--data", scored, "--good-above", "1", "--json",
+                               check=0).stdout)["plan"]
+    objective = next(r for r in plan["reasons"] if r.startswith("Objective:"))
+    assert plan["objective"] == "kto" and objective.endswith(
+        "Rated by their scores from 1 to 5: above 1 good, the rest bad (the line given).")
+    assert "answers rated good and " in objective  # KTO's balance, counted with that line: 24 good, 6 bad
+    labelled = write_jsonl(tmp_path / "labelled.jsonl", [{"prompt": "hi", "completion": "yo", "label": True}])
+    wrong = cli_here("data", "inspect", labelled, "--good-above", "3")
+    assert wrong.returncode != 0 and wrong.stderr.strip().endswith(
+        "a line for good answers (3) rates scored answers, and this data has no 'score' column; leave the line out "
+        "or map a column to 'score'.")
+    # Validation on a file of low scores only: rated by the run's line (3), not by that file's own middle (1.5).
+    low = write_jsonl(tmp_path / "low.jsonl", [
+        {"prompt": f"What is {i} plus {i}?", "completion": f"{2 * i}.", "score": 1 + i % 2} for i in range(4)])
+    events = json_lines(cli_here("train", "--model", tiny_model_dir, "--data", scored, "--eval-data", low,
+                                 "--max-steps", "1", "--device", "cpu", "--json", check=0).stdout)
+    assert [e["status"] for e in events if e["event"] == "done"] == ["done"], events[-1]
+    assert ("Rated by their scores from 1 to 5: above 3 good, the rest bad (the middle of the scores)"
+            in [e["text"] for e in events if e["event"] == "status"])
+    run_id = events[0]["run_id"]
+    assert json.loads((home / "runs" / run_id / "run.json").read_text())["good_above"] == 3.0
+    kept = json.loads(cli_here("evaluate", "--run", run_id, "--data", low, "--ask", "0", "--json", check=0).stdout)
+    assert kept["rated_bad"] == 4  # the run's line
+    moved = json.loads(cli_here("evaluate", "--run", run_id, "--data", low, "--ask", "0", "--good-above", "1.5",
+                                "--json", check=0).stdout)
+    assert (moved["rows"], moved["rated_bad"]) == (2, 2)
+
+
 def test_preference_pairs_train_with_orpo_unless_asked_otherwise_and_with_dpo_against_the_starting_model(
         cli, cli_here, home, tiny_model_dir, tmp_path):
     pairs = write_jsonl(tmp_path / "pairs.jsonl", [

@@ -133,6 +133,11 @@ def rated(d: Path) -> None:
                                                 for c, g in zip(CHAT, labels)))  # TRL's conversational form
     (d / "rated.csv").write_text(table(["question", "answer", "label"], [[q, a, str(g)] for q, a, g in
                                                                         zip(Q, A, labels)]))  # "True"/"False" text
+    # Scored instead of labelled (stars; the line falls in the middle, 3): 5 and 4 good, 1 bad, as the labels above.
+    stars = [5, 1, 4]
+    (d / "scored.jsonl").write_bytes(jsonl({"prompt": q, "completion": a, "score": n} for q, a, n in zip(Q, A, stars)))
+    (d / "scored.csv").write_text(table(["question", "answer", "score"], [[q, a, str(n)] for q, a, n in
+                                                                         zip(Q, A, stars)]))
 
 
 def bad(d: Path) -> None:

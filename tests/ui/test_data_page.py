@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QLabel
 
 from app import operations as ops
+from tests.conftest import DEMO
 
 LONG = "Und dann segelte das Schiff weiter. " * 80  # longer than the tiny model's 256-token context
 
@@ -126,7 +127,6 @@ def test_the_choices_have_labels_and_a_tab_order(make_wizard, advance, qtbot, tm
 
 def test_a_cached_hub_dataset_is_offered_by_split_and_read(make_wizard, advance, qtbot, tmp_path, monkeypatch,
                                                            tiny_model_dir):
-    from tests.conftest import DEMO
     from tests.core.data.test_hub_datasets import cached
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
@@ -172,3 +172,30 @@ def test_rated_answers_are_counted_and_planned_for_kto(make_wizard, advance, qtb
     assert plan.objective == "kto" and "preference tuning (KTO)" in plan_page.labels["strategy"].text()
     assert "The 8 answers rated good and 4 rated bad weigh the same in all (each bad one ×2.00)." in plan.reasons[0]
     assert plan_page.labels["batch"].text().startswith(f"{plan.micro_batch} answer")
+
+
+def test_scored_answers_show_their_line_which_moves_the_ratings_and_the_plan(make_wizard, advance, qtbot, tmp_path,
+                                                                              tiny_model_dir):
+    scored = tmp_path / "stars.jsonl"
+    scored.write_text("".join(json.dumps({"prompt": f"{i} plus {i}?", "completion": str(2 * i), "score": i % 5 + 1})
+                              + "\n" for i in range(10)), encoding="utf-8")
+    wizard, page = open_data_page(make_wizard, advance, qtbot, tiny_model_dir, scored)
+    qtbot.waitUntil(page.isComplete, timeout=20000)
+    assert page.rows_label.text() == "10 usable (4 rated good, 6 rated bad)" and page.line.isVisible()
+    assert page.line.value() == 3 and page.line_note.text() == (
+        "Scores from 1 to 5: above 3 good, the rest bad (the middle of the scores)")
+    page.line.setValue(1.5)  # as typed and confirmed, or stepped with the arrows
+    qtbot.waitUntil(lambda: page.isComplete() and page.rows_label.text().startswith("10 usable (8 rated good"),
+                    timeout=20000)
+    assert wizard.session.good_above == 1.5 and "(the line given)" in page.line_note.text()
+    plan_page = advance(wizard)
+    qtbot.waitUntil(plan_page.isComplete, timeout=20000)
+    assert wizard.session.bundle.plan.reasons[0].endswith(
+        "Rated by their scores from 1 to 5: above 1.5 good, the rest bad (the line given).")
+    wizard.back()
+    page.set_path(str(tmp_path / "stars.jsonl"))  # read afresh: its own middle again
+    qtbot.waitUntil(page.isComplete, timeout=20000)
+    assert wizard.session.good_above is None and page.line.value() == 3
+    page.set_path(str(DEMO))  # no scores: no line
+    qtbot.waitUntil(page.isComplete, timeout=20000)
+    assert not page.line.isVisible()

@@ -22,6 +22,7 @@ class Session:
     data_report: dict | None = None
     data_mapping: dict | None = None  # fields to columns, e.g. {"prompt": "frage"}; None: the schema is detected
     bad_rows: str = "skip"  # "skip": bad rows are left out and listed; "stop": the first one is an error
+    good_above: float | None = None  # scored answers above this are rated good; None: the middle of the scores
     eval_data: str | None = None  # a separate validation set; None: held out of the data (or a hub dataset's own)
     max_steps: int = 0
     run_name: str = ""  # the person's name for the run (core.history.check_name), '' for none

@@ -7,12 +7,13 @@ from pathlib import Path
 
 from PySide6.QtCore import QEvent, QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import QFontDatabase
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel, QPushButton,
-                               QScrollArea, QTextEdit, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel,
+                               QPushButton, QScrollArea, QTextEdit, QVBoxLayout, QWidget)
 
 from app import operations as ops
 from app import paths
 from core.data import dataset, formats, hub_datasets
+from core.data import scores as scores_mod
 from ui import theme
 from ui.charts import LengthHistogram
 from ui.pages.base import BusyLine, Page, Session
@@ -148,6 +149,18 @@ class DataPage(Page):
         form = QFormLayout()
         form.addRow("Format:", self.format_label)
         form.addRow("Rows:", self.rows_label)
+        # Scored answers: the line above which they are rated good (core/data/scores.py), shown for them alone.
+        self.line = QDoubleSpinBox(decimals=2, minimum=-1e9, maximum=1e9, keyboardTracking=False,
+                                   toolTip="Answers scored above this are rated good, the rest bad. It starts in the "
+                                           "middle of the file's scores; the run rates its validation rows by it too.")
+        self.line.valueChanged.connect(self._line_changed)
+        self.line_note = QLabel(wordWrap=True)
+        line_row = QHBoxLayout()
+        line_row.addWidget(self.line)
+        line_row.addWidget(self.line_note, 1)
+        form.addRow("Good above:", line_row)
+        self.form, self.line_row = form, line_row
+        form.setRowVisible(line_row, False)
         form.addRow("Problems:", self.problems_label)
         form.addRow("Tokens per row:", self.tokens_label)
         self.histogram = LengthHistogram()
@@ -194,18 +207,26 @@ class DataPage(Page):
 
     def _key(self) -> tuple:
         s = self.session
-        return s.data_path, str(s.model_ref.path) if s.model_ref else None, s.data_mapping, s.bad_rows
+        return s.data_path, str(s.model_ref.path) if s.model_ref else None, s.data_mapping, s.bad_rows, s.good_above
 
     def set_path(self, path: str) -> None:
         self.session.data_path = path
         self.session.data_mapping = None  # another file has other columns: detect its schema first
+        self.session.good_above = None  # and other scores: their own middle
         self.choices.reset()
         self.drop_zone.show_path(path)
         self.inspect()
 
     def _mapping_applied(self, mapping: dict | None) -> None:
         self.session.data_mapping = mapping
+        self.session.good_above = None  # another score column, perhaps: its own middle
         self.inspect()
+
+    def _line_changed(self, value: float) -> None:
+        scores = (self.session.data_report or {}).get("scores")
+        if scores and value != scores["good_above"]:
+            self.session.good_above = value
+            self.inspect()
 
     def _bad_rows_changed(self, on_bad: str) -> None:
         self.session.bad_rows = on_bad
@@ -224,7 +245,8 @@ class DataPage(Page):
         model = self._inspected_for[1]
         self.run_task("inspect", ops.inspect_data, self.session.data_path, model=model,
                       mapping=self.session.data_mapping, on_bad=self.session.bad_rows,
-                      on_done=self._inspected, on_error=self._failed, on_progress=self.status.report)
+                      good_above=self.session.good_above, on_done=self._inspected, on_error=self._failed,
+                      on_progress=self.status.report)
 
     def _inspected(self, report: dict) -> None:
         self.session.data_report = report
@@ -240,6 +262,7 @@ class DataPage(Page):
         self.rows_label.setText(f"{report['rows']} usable" + (f", {dup} duplicated" if dup else "")
                                 + (f" ({rated['good']} rated good, {rated['bad']} rated bad)" if rated else ""))
         self.problems_label.setText(problems_text(report))
+        self.show_line(report.get("scores"))
         t = report.get("tokens") or {}
         tokens = (f"min {t['min']}, median {t['median']}, 95% under {t['p95']}, max {t['max']} "
                   f"({t['total']:,} in all)" if t.get("count") else "—")
@@ -253,6 +276,18 @@ class DataPage(Page):
         else:
             self.preview.setPlainText(report.get("preview", ""))
         self.completeChanged.emit()
+
+    def show_line(self, scores: dict | None) -> None:
+        """The line of scored answers, set where the data drew it, with what it makes of the scores."""
+        self.form.setRowVisible(self.line_row, bool(scores))
+        if not scores:
+            return
+        self.line.blockSignals(True)
+        self.line.setSingleStep(max(0.01, (scores["high"] - scores["low"]) / 8))
+        self.line.setValue(scores["good_above"])
+        self.line.blockSignals(False)
+        text = scores_mod.describe(scores)
+        self.line_note.setText(text[:1].upper() + text[1:])
 
     def _failed(self, error: BaseException) -> None:
         self.status.stop()

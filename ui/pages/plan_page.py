@@ -139,7 +139,8 @@ class PlanPage(Page):
         ref = self.session.model_ref
         s = self.session
         return (str(ref.path) if ref else None, s.data_path, (s.data_report or {}).get("digest"), s.data_mapping,
-                s.bad_rows, s.eval_data, self.max_steps.value(), self.advanced.state(), self.hardware_file())
+                s.bad_rows, s.good_above, s.eval_data, self.max_steps.value(), self.advanced.state(),
+                self.hardware_file())
 
     def hardware_file(self) -> str | None:
         """The what-if profile planned for, or None for this machine."""
@@ -175,7 +176,8 @@ class PlanPage(Page):
         self.run_task("plan", ops.make_plan, self.session.model_ref.name, self.session.data_path, wishes,
                       hardware_file=self.hardware_file(), mapping=self.session.data_mapping,
                       on_bad=self.session.bad_rows, eval_data=self.session.eval_data,
-                      on_done=self._planned, on_error=self._failed, on_progress=self.status.report)
+                      good_above=self.session.good_above, on_done=self._planned, on_error=self._failed,
+                      on_progress=self.status.report)
 
     def _planned(self, bundle) -> None:
         self.session.bundle = bundle

@@ -9,7 +9,8 @@ from core.data import formats
 
 DETECTED = "Detected automatically"
 NOT_MAPPED = "(none)"
-OPTIONAL_FIELDS = {("alpaca", "input"), ("preference", "prompt")}  # may be absent (core/data/formats/)
+# May be absent (core/data/formats/); a rated answer has a label or a score.
+OPTIONAL_FIELDS = {("alpaca", "input"), ("preference", "prompt"), ("rated", "label"), ("rated", "score")}
 BAD_ROWS = (("skip", "Skip bad rows (they are listed)"), ("stop", "Stop at the first bad row"))
 
 

@@ -8,26 +8,33 @@ The label says whether the answer is one to learn from: true/false, 1/0 or "true
 Any other label is a bad row, never read as a rating: a row with a class number in `label` is not feedback, and
 guessing would train towards answers someone marked bad. (A column mapping without 'label' reads such a file
 as plain prompt/completion pairs.)
+
+Instead of a label a row may carry a `score`: stars, a 0-4 helpfulness grade, a reward model's number (HelpSteer,
+UltraFeedback's ratings, a feedback form). A score is a rating once a line is drawn: answers scored above it are
+rated good, the others bad. The line belongs to the whole file, so the dataset draws it when every row is read
+(core/data/scores.py); a row's own label wins over its score.
 """
 
 from __future__ import annotations
+
+import math
 
 from core.data.formats import messages, prompt_completion, sharegpt
 from core.data.formats.turns import check_turns, list_field, looks_like_list
 
 NAME = "rated"
-DESCRIPTION = "rated answers (prompt/completion with a true/false label)"
-FIELDS = ("prompt", "completion", "label")
+DESCRIPTION = "rated answers (prompt/completion with a true/false label or a score)"
+FIELDS = ("prompt", "completion", "label", "score")
 BASES = (messages, sharegpt, prompt_completion)  # the shapes a rated row's answer comes in
 TRUE, FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
 
 
 def detect(row: dict) -> bool:
-    return "label" in row and any(base.detect(row) for base in BASES)
+    return ("label" in row or "score" in row) and any(base.detect(row) for base in BASES)
 
 
 def convert(row: dict) -> dict:
-    desirable = rating(row.get("label"))
+    rated = {"desirable": rating(row["label"])} if "label" in row else {"score": score(row.get("score"))}
     if looks_like_list(row.get("completion")):  # the conversational form: prompt turns, then the answer's
         prompt = [messages.turn_of(m) for m in list_field(row, "prompt")] if looks_like_list(row.get("prompt")) \
             else [("user", row.get("prompt"))]
@@ -37,7 +44,7 @@ def convert(row: dict) -> dict:
         fields = next((b for b in BASES if b.detect(row)), prompt_completion).convert(row)
     if fields["messages"][-1]["role"] != "assistant":
         raise ValueError("the conversation ends with a user turn; end it with the assistant's answer that is rated")
-    return {**fields, "desirable": desirable}
+    return {**fields, **rated}
 
 
 def rating(value) -> bool:
@@ -50,3 +57,19 @@ def rating(value) -> bool:
         return value.strip().lower() in TRUE
     raise ValueError(f"'label' is {value!r}; rate each answer true (one to learn from) or false (one to move away "
                      "from)")
+
+
+def score(value) -> float:
+    """A score as a number (a CSV's text too); ValueError for anything else, booleans included (use `label`)."""
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number):
+        raise ValueError(f"'score' is {value!r}; give each answer a number (stars, a grade), or rate it with a "
+                         "true/false 'label'")
+    return number

@@ -32,6 +32,8 @@ GOOD = [
     ("rated.jsonl", "jsonl", "rated", 3, FIRST_Q, None),
     ("rated_turns.jsonl", "jsonl", "rated", 3, FIRST_Q, None),
     ("rated.csv", "csv", "rated", 3, FIRST_Q, None),
+    ("scored.jsonl", "jsonl", "rated", 3, FIRST_Q, None),
+    ("scored.csv", "csv", "rated", 3, FIRST_Q, None),
     ("bom_crlf.jsonl", "jsonl", "messages", 3, FIRST_Q, None),
     ("utf16.jsonl", "jsonl", "prompt_completion", 3, FIRST_Q, None),
     ("alpaca.json", "json", "alpaca", 3, FIRST_Q, None),

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from core.data import dataset
+from core.data import dataset, scores
 from core.errors import DatasetError
 from tests.conftest import write_jsonl
 
@@ -88,6 +88,40 @@ def test_a_mapping_with_a_label_reads_rated_answers(tmp_path):
     path = write_csv(tmp_path / "d.csv", ["q", "a", "thumbs_up"], [["hi", "hello", "true"]])
     ds = dataset.load(path, mapping={"prompt": "q", "completion": "a", "label": "thumbs_up"})
     assert (ds.format, ds.examples[0].messages, ds.examples[0].desirable) == ("rated", CHAT, True)
+
+
+@pytest.mark.parametrize("score", ["lots", True, None, "nan", float("inf")])
+def test_a_scored_answer_without_a_number_is_a_located_problem(tmp_path, score):
+    rows = [{"prompt": "hi", "completion": "hello", "score": 4}, {"prompt": "hi", "completion": "yo", "score": score},
+            {"prompt": "hi", "completion": "hello", "score": "1.5"}]
+    ds = dataset.load(write_jsonl(tmp_path / "d.jsonl", rows))
+    assert (ds.format, [str(p) for p in ds.problems]) == ("rated", [
+        f"d.jsonl:2: 'score' is {score!r}; give each answer a number (stars, a grade), or rate it with a true/false "
+        "'label'"])
+    assert [(e.score, e.desirable) for e in ds.examples] == [(4.0, True), (1.5, False)]
+
+
+@pytest.mark.parametrize("keep_bytes", [dataset.KEEP_BYTES, 0], ids=["kept", "read-again"])
+def test_scored_answers_are_rated_above_the_middle_of_their_scores_or_above_the_line_given(tmp_path, keep_bytes):
+    """HelpSteer's 0-4 grades under another name, through a mapping: the middle is 2, so 3 and 4 are good; a row's
+    own label wins over its score; a line given moves the ratings, and so the rows' digest (a token cache key)."""
+    rows = [{"q": "hi", "a": f"answer {g}", "helpfulness": g} for g in (0, 2, 3, 4, 1)]
+    rows.append({"q": "hi", "a": "labelled", "helpfulness": 0, "label": True})
+    path = write_jsonl(tmp_path / "d.jsonl", rows)
+    mapping = {"prompt": "q", "completion": "a", "score": "helpfulness"}
+    middle = dataset.load(path, mapping=mapping, keep_bytes=keep_bytes)
+    assert middle.format == "rated" and middle.examples.in_memory == (keep_bytes > 0)
+    assert [e.desirable for e in middle.examples] == [False, False, True, True, False, True]
+    assert middle.scores == {"low": 0.0, "high": 4.0, "count": 5, "good_above": 2.0, "good": 2, "given": False}
+    assert middle.summary()["scores"] == middle.scores
+    assert scores.describe(middle.scores) == "scores from 0 to 4: above 2 good, the rest bad (the middle of the scores)"
+    lower = dataset.load(path, mapping=mapping, keep_bytes=keep_bytes, good_above=1)
+    assert [e.desirable for e in lower.examples] == [False, True, True, True, False, True]
+    assert lower.scores["good"] == 3 and lower.scores["given"] and "(the line given)" in scores.describe(lower.scores)
+    assert lower.examples.digest != middle.examples.digest
+    labelled = dataset.load(write_jsonl(tmp_path / "l.jsonl", [{"prompt": "hi", "completion": "yo", "label": 0}]),
+                            good_above=1)
+    assert labelled.scores is None and "scores" not in labelled.summary()  # no scores: the line means nothing
 
 
 def test_a_preference_pair_with_the_chosen_conversation_as_messages_too_is_a_pair(tmp_path):
