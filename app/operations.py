@@ -71,7 +71,7 @@ def inspect_data(path: str, model: str | None = None, seq_len: int | None = None
     ds = read_dataset(path, progress, mapping, on_bad, good_above)
     report = {**ds.summary(), "problem_list": [str(p) for p in ds.problems[:50]], "columns": data_columns(path)}
     if ds.format == rated.NAME:  # how many of each: KTO weighs the two kinds to balance (core/objectives/kto.py)
-        good, bad = rating_counts(ds)
+        good, bad = rating_counts(ds.examples)
         report["ratings"] = {"good": good, "bad": bad}
     if model:
         ref = resolve_model(model, progress)
@@ -110,10 +110,10 @@ def run_line(summary: dict) -> float | None:
     return (summary.get("scores") or {}).get("good_above")
 
 
-def rating_counts(ds: data_mod.Dataset) -> tuple[int, int]:
-    """(answers rated good, answers rated bad) of a dataset of rated answers."""
-    good = sum(1 for e in ds.examples if e.desirable)
-    return good, len(ds.examples) - good
+def rating_counts(rows) -> tuple[int, int]:
+    """(answers rated good, answers rated bad) of rated answers (a dataset's examples)."""
+    good = sum(1 for e in rows if e.desirable)
+    return good, len(rows) - good
 
 
 def read_dataset(path: str, progress: Progress, mapping: dict | None, on_bad: str,
@@ -185,7 +185,7 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
     # the cheap checks first: a wrong path should not wait for a model conversion
     ds = read_dataset(data, progress, mapping, on_bad, good_above)
     if ds.scores:
-        wishes = replace(wishes, scored=scores.describe(ds.scores))
+        wishes = replace(wishes, rating_note=f"Rated by their {scores.describe(ds.scores)}.")
     own = data_source.validation_split(data) if eval_data is None and wishes.eval_fraction is None else None
     eval_data = eval_data or own
     if eval_data:
@@ -195,13 +195,20 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
     ref = resolve_model(model, progress)
     tokenizer = load_tokenizer(ref)
     lengths = tokenize.token_lengths(ds.examples, tokenizer, _counting(progress, len(ds.examples)))
-    if ds.format == preference.NAME:  # a pair is as long as its longer side, both sides in one micro-batch
+    unpaired = ds.format == preference.NAME and wishes.objective and objectives.learns_rated(wishes.objective)
+    if ds.format == preference.NAME and not unpaired:  # a pair is as long as its longer side, both in one batch
         wishes = replace(wishes, pairs=True)
         rejected = tokenize.token_lengths(pair_data.Rejected(ds.examples), tokenizer)
         lengths = [max(a, b) for a, b in zip(lengths, rejected)]
-    elif ds.format == rated.NAME and objectives.learns_rated(wishes.objective or objectives.DEFAULT_FOR_RATED):
-        wishes = replace(wishes, rated=True, ratings=rating_counts(ds))  # each batched with its mismatched row (KTO)
-        mismatched = tokenize.token_lengths(pair_data.Mismatched(ds.examples), tokenizer)
+    elif unpaired or (ds.format == rated.NAME
+                      and objectives.learns_rated(wishes.objective or objectives.DEFAULT_FOR_RATED)):
+        rows = pair_data.Unpaired(ds.examples) if unpaired else ds.examples  # KTO on pairs: each pair split in two
+        if unpaired:
+            lengths = tokenize.token_lengths(rows, tokenizer)
+            wishes = replace(wishes, rating_note="Each preference pair is split in two: its chosen answer rated good, "
+                                                 "its rejected one rated bad.")
+        wishes = replace(wishes, rated=True, ratings=rating_counts(rows))  # each batched with its mismatched row
+        mismatched = tokenize.token_lengths(pair_data.Mismatched(rows), tokenizer)
         lengths = [max(a, b) for a, b in zip(lengths, mismatched)]
     elif ds.format == rated.NAME:  # supervised on rated answers: the ones rated good alone train
         wishes = replace(wishes, rated=True)

@@ -76,7 +76,7 @@ class Wishes:
     pairs: bool = False  # the rows are preference pairs (chosen and rejected): the dataset's to say
     rated: bool = False  # the rows are rated answers (a true/false label each): the dataset's to say...
     ratings: tuple[int, int] | None = None  # ...with how many are rated good and bad, when it has counted them
-    scored: str = ""  # ...and how, when they are scored answers: the line drawn (core/data/scores.describe)
+    rating_note: str = ""  # ...and how they were rated, when not by a label: scores' line, pairs split in two
 
 
 @dataclass
@@ -202,12 +202,12 @@ def with_objective(w: Wishes, reasons: list, warnings: list) -> Wishes:
                                                            f"{kind}") + f" ({strength}): " + objective.WHY
                        + f" Each example is two sequences, {two}; rows are not packed."
                        + (_balance_text(*w.ratings, warnings) if objective.RATED and w.ratings else "")
-                       + (f" Rated by their {w.scored}." if w.scored else ""))
+                       + (f" {w.rating_note}" if w.rating_note else ""))
     elif w.pairs:
         reasons.append("Objective: supervised on the chosen answers, as you asked; the rejected ones are not used.")
     elif w.rated:
         reasons.append("Objective: supervised on the answers rated good, as you asked; the ones rated bad are left "
-                       "out." + (f" Rated by their {w.scored}." if w.scored else ""))
+                       "out." + (f" {w.rating_note}" if w.rating_note else ""))
     return dataclasses.replace(w, objective=objective.NAME, packing=w.packing and not objective.PAIRS)
 
 

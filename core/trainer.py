@@ -59,8 +59,6 @@ from core import run_config  # noqa: E402
 from core import run_control, runtime_env, settings, strategies, training, validation_watch  # noqa: E402
 from core.data import dataset as data_mod  # noqa: E402
 from core.data import packing, scores, split, token_cache, tokenize  # noqa: E402
-from core.data.formats import rated  # noqa: E402
-from core.data.rows import Filtered  # noqa: E402
 from core.errors import KnownError  # noqa: E402
 from core.objectives import pairs as pair_data  # noqa: E402
 from core.run_config import RunConfig  # noqa: E402
@@ -94,10 +92,6 @@ def _every(seconds: float, report):
             report(value)
 
     return throttled
-
-
-def _rated_good(example) -> bool:
-    return example.desirable is not False
 
 
 def with_reference(cfg: RunConfig, emit: Emitter, session: training.Session, pairs: pair_data.Pairs,
@@ -157,10 +151,9 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
         train_rows, eval_rows, split_note = data.split(cfg.eval_fraction, cfg.seed)
     emit("status", text=split_note[:1].upper() + split_note[1:])
     objective = objectives.get(cfg.objective)
-    if data.format == rated.NAME and not objective.RATED:  # supervised on rated answers: the good ones alone
-        train_rows, eval_rows = Filtered(train_rows, _rated_good), [e for e in eval_rows if _rated_good(e)]
-        emit("status", text=f"Training on the {counted(len(train_rows), 'answer')} rated good; the ones rated bad "
-                            "are left out (KTO learns from both)")
+    train_rows, eval_rows, note = pair_data.rows_for(objective, data.format, train_rows, eval_rows)
+    if note:  # supervised on rated answers: the good ones alone; KTO on pairs: each pair split in two
+        emit("status", text=note)
     emit("status", text=f"Loading the model ({precision} on {device.type}, {cfg.strategy})")
     tok = AutoTokenizer.from_pretrained(cfg.model_path)
     pad_id = tokenize.pad_id_of(tok)

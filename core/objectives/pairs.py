@@ -101,6 +101,50 @@ class Mismatched:
             yield _mismatch(previous, first)
 
 
+class Unpaired:
+    """Preference pairs as rated answers (KTO on pairs, as TRL's unpairing does): every pair's chosen conversation
+    rated good, then every rejected one rated bad, each under its pair's source marked "(chosen)" or "(rejected)"
+    (the pair objectives tell rows apart by source). Chosen ones first, so that a row's mismatched row (the next
+    row's answer) never answers its own prompt, as a chosen answer followed by its rejected one would. Read afresh
+    each time they are iterated, as the rows themselves are."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return 2 * len(self.rows)  # (a preference dataset's rows are all pairs: formats/preference.py)
+
+    def __iter__(self):  # a row that is no pair (a separate validation set of chat rows) stays as it is
+        for e in self.rows:
+            yield Example(e.messages, source=f"{e.source} (chosen)", desirable=True) if e.rejected else e
+        for e in self.rows:
+            if e.rejected:
+                yield Example(e.rejected, source=f"{e.source} (rejected)", desirable=False)
+
+
+def rows_for(objective, data_format: str, train_rows, eval_rows) -> tuple[object, list, str | None]:
+    """(training rows, held-out rows, what was done to them, or None) as `objective` learns from data of this
+    format: a supervised run on rated answers keeps the ones rated good; KTO on preference pairs splits each pair
+    into a good answer and a bad one (held-out pairs too)."""
+    from core.data.formats import preference, rated
+    from core.data.rows import Filtered
+    from core.words import counted
+
+    if data_format == rated.NAME and not objective.RATED:
+        train_rows, eval_rows = Filtered(train_rows, _rated_good), [e for e in eval_rows if _rated_good(e)]
+        return train_rows, eval_rows, (f"Training on the {counted(len(train_rows), 'answer')} rated good; the ones "
+                                       "rated bad are left out (KTO learns from both)")
+    if data_format == preference.NAME and objective.RATED:
+        train_rows, eval_rows = Unpaired(train_rows), list(Unpaired(eval_rows))
+        return train_rows, eval_rows, (f"Each of the {counted(len(train_rows) // 2, 'preference pair')} split in two "
+                                       "for KTO: its chosen answer rated good, its rejected one rated bad")
+    return train_rows, eval_rows, None
+
+
+def _rated_good(example: Example) -> bool:
+    return example.desirable is not False
+
+
 def _mismatch(row: Example, other: Example) -> Example:
     return Example(row.messages[:-1] + other.messages[-1:], source=row.source)
 

@@ -439,6 +439,24 @@ def test_preference_pairs_train_with_orpo_unless_asked_otherwise_and_with_dpo_ag
     listed = cli_here("runs", check=0).stdout.splitlines()  # both runs preference-tuned, as History says too
     assert listed[0].split()[:4] == ["run", "project", "status", "strategy"], listed
     assert len(listed) == 3 and " done         lora (DPO) " in listed[1] and " lora (ORPO) " in listed[2], listed
+    # KTO on the pairs, asked for: each pair split into its chosen answer, rated good, and its rejected one, bad.
+    plan = json.loads(cli_here("plan", "--model", tiny_model_dir, "--data", pairs, "--objective", "kto", "--json",
+                               check=0).stdout)["plan"]
+    objective = next(r for r in plan["reasons"] if r.startswith("Objective:"))
+    assert plan["objective"] == "kto" and "The 30 answers rated good and 30 rated bad weigh the same" in objective
+    assert objective.endswith("Each preference pair is split in two: its chosen answer rated good, its rejected one "
+                              "rated bad.")
+    events = json_lines(cli_here("train", "--model", tiny_model_dir, "--data", pairs, "--objective", "kto",
+                                 "--max-steps", "1", "--device", "cpu", "--json", check=0).stdout)
+    assert [e["status"] for e in events if e["event"] == "done"] == ["done"], events[-1]
+    said = [e["text"] for e in events if e["event"] == "status"]
+    assert ("Each of the 27 preference pairs split in two for KTO: its chosen answer rated good, its rejected one "
+            "rated bad") in said  # (3 pairs held out, split too)
+    assert any(t.startswith("Preference tuning (KTO) on 54 rated answers") for t in said), said
+    assert [e["loss"] for e in events if e["event"] == "step"] == [pytest.approx(0.5, abs=0.05)]
+    run = json.loads((home / "runs" / events[0]["run_id"] / "run.json").read_text())
+    step = run["micro_batch"] * run["grad_accum"]  # and the 3 held-out pairs are 6 rated answers
+    assert f"Worked out the starting model's log-probabilities of {step + 6} rated answers in " in "".join(said)
 
 
 @pytest.mark.parametrize("objective,share,unit", [("orpo", "chosen preferred", "pairs"),

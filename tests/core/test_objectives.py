@@ -188,6 +188,27 @@ def test_each_rated_answers_mismatched_row_is_its_prompt_with_the_next_rows_answ
     assert weight == 2.0 and objectives.kto.ratings(rows, weight) == {"d:1": 1.0, "d:2": -2.0, "d:3": 1.0}
 
 
+def test_kto_on_preference_pairs_rates_each_chosen_answer_good_and_each_rejected_one_bad():
+    from core.data.example import Example
+
+    turn = lambda role, text: {"role": role, "content": text}  # noqa: E731
+    rows = [Example([turn("user", f"q{i}"), turn("assistant", f"good{i}")], source=f"p:{i}",
+                    rejected=[turn("user", f"q{i}"), turn("assistant", f"bad{i}")]) for i in (1, 2)]
+    found = pair_data.Unpaired(rows)
+    assert len(found) == 4 and [(e.source, e.messages[-1]["content"], e.desirable) for e in found] == [
+        ("p:1 (chosen)", "good1", True), ("p:2 (chosen)", "good2", True),
+        ("p:1 (rejected)", "bad1", False), ("p:2 (rejected)", "bad2", False)]
+    # Chosen answers first: no mismatched row answers its own prompt (q1 with good2, ..., q2's bad with good1).
+    assert [[m["content"] for m in e.messages] for e in pair_data.Mismatched(found)] == [
+        ["q1", "good2"], ["q2", "bad1"], ["q1", "bad2"], ["q2", "good1"]]
+    train, held, note = pair_data.rows_for(objectives.get("kto"), "preference", rows, rows[:1])
+    assert len(train) == 4 and [e.desirable for e in held] == [True, False]
+    assert note == "Each of the 2 preference pairs split in two for KTO: its chosen answer rated good, its rejected one rated bad"
+    assert pair_data.rows_for(objectives.get("dpo"), "preference", rows, rows[:1]) == (rows, rows[:1], None)
+    chat = Example([turn("user", "q"), turn("assistant", "a")], source="c:1")  # a separate validation set's row
+    assert pair_data.rows_for(objectives.get("kto"), "preference", rows, [chat])[1] == [chat]  # unrated: its loss
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_a_step_does_not_depend_on_how_it_is_cut_into_micro_batches(model_dir, tmp_path, name):
     data = some_pairs(name, reference=True)

@@ -133,7 +133,7 @@ class WishesPanel(QWidget):
                 ("Learning rate:", self.lr, "pick or type one, like 2e-4"),
                 ("Objective:", self.objective, "the answers, or from preference pairs the chosen over the rejected "
                  "(Auto: ORPO for pairs, KTO for answers rated good or bad; DPO, SimPO: for a model already "
-                 "answering in the right form)"),
+                 "answering in the right form; KTO on pairs splits each into a good answer and a bad one)"),
                 ("Strength (beta):", self.beta, "how hard preference tuning pushes (Auto: the objective's paper's, "
                  "ORPO 0.1, DPO 0.1, SimPO 2, KTO 0.1)"),
                 ("Epochs:", self.epochs, "passes over the data, unless a step limit stops it first"),
