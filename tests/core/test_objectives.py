@@ -203,7 +203,8 @@ def test_kto_on_preference_pairs_rates_each_chosen_answer_good_and_each_rejected
         ["q1", "good2"], ["q2", "bad1"], ["q1", "bad2"], ["q2", "good1"]]
     train, held, note = pair_data.rows_for(objectives.get("kto"), "preference", rows, rows[:1])
     assert len(train) == 4 and [e.desirable for e in held] == [True, False]
-    assert note == "Each of the 2 preference pairs split in two for KTO: its chosen answer rated good, its rejected one rated bad"
+    assert note == ("Each of the 2 preference pairs split in two for KTO: its chosen answer rated good, its rejected "
+                    "one rated bad")
     assert pair_data.rows_for(objectives.get("dpo"), "preference", rows, rows[:1]) == (rows, rows[:1], None)
     chat = Example([turn("user", "q"), turn("assistant", "a")], source="c:1")  # a separate validation set's row
     assert pair_data.rows_for(objectives.get("kto"), "preference", rows, [chat])[1] == [chat]  # unrated: its loss

@@ -12,7 +12,8 @@ as plain prompt/completion pairs.)
 Instead of a label a row may carry a `score`: stars, a 0-4 helpfulness grade, a reward model's number (HelpSteer,
 UltraFeedback's ratings, a feedback form). A score is a rating once a line is drawn: answers scored above it are
 rated good, the others bad. The line belongs to the whole file, so the dataset draws it when every row is read
-(core/data/scores.py); a row's own label wins over its score.
+(core/data/scores.py). A row with both is rated by its score, so that a label column of numbers (stars) is read
+as scores by mapping 'score' to it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def detect(row: dict) -> bool:
 
 
 def convert(row: dict) -> dict:
-    rated = {"desirable": rating(row["label"])} if "label" in row else {"score": score(row.get("score"))}
+    rated = {"score": score(row.get("score"))} if "score" in row else {"desirable": rating(row["label"])}
     if looks_like_list(row.get("completion")):  # the conversational form: prompt turns, then the answer's
         prompt = [messages.turn_of(m) for m in list_field(row, "prompt")] if looks_like_list(row.get("prompt")) \
             else [("user", row.get("prompt"))]
@@ -55,8 +56,9 @@ def rating(value) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in TRUE | FALSE:
         return value.strip().lower() in TRUE
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     raise ValueError(f"'label' is {value!r}; rate each answer true (one to learn from) or false (one to move away "
-                     "from)")
+                     "from)" + (", or read the column as a score (map 'score' to it)" if numeric else ""))
 
 
 def score(value) -> float:

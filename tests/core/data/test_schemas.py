@@ -71,7 +71,8 @@ def test_a_bad_preference_pair_is_a_located_problem(tmp_path, row, problem):
 
 
 @pytest.mark.parametrize("label,problem", [
-    (3, "'label' is 3; rate each answer true (one to learn from) or false (one to move away from)"),
+    (3, "'label' is 3; rate each answer true (one to learn from) or false (one to move away from), or read the "
+        "column as a score (map 'score' to it)"),
     ("maybe", "'label' is 'maybe'; rate each answer true (one to learn from) or false (one to move away from)"),
     (None, "'label' is None; rate each answer true (one to learn from) or false (one to move away from)"),
 ])
@@ -90,6 +91,14 @@ def test_a_mapping_with_a_label_reads_rated_answers(tmp_path):
     assert (ds.format, ds.examples[0].messages, ds.examples[0].desirable) == ("rated", CHAT, True)
 
 
+def test_a_label_column_of_stars_is_read_as_scores_when_mapped_to_score(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "hi", "completion": "hello", "label": n} for n in (5, 2)])
+    with pytest.raises(DatasetError, match="map 'score' to it"):  # a number that is no rating: never a guess
+        dataset.load(path)
+    ds = dataset.load(path, mapping={"prompt": "prompt", "completion": "completion", "score": "label"})
+    assert [(e.score, e.desirable) for e in ds.examples] == [(5.0, True), (2.0, False)]
+
+
 @pytest.mark.parametrize("score", ["lots", True, None, "nan", float("inf")])
 def test_a_scored_answer_without_a_number_is_a_located_problem(tmp_path, score):
     rows = [{"prompt": "hi", "completion": "hello", "score": 4}, {"prompt": "hi", "completion": "yo", "score": score},
@@ -104,20 +113,21 @@ def test_a_scored_answer_without_a_number_is_a_located_problem(tmp_path, score):
 @pytest.mark.parametrize("keep_bytes", [dataset.KEEP_BYTES, 0], ids=["kept", "read-again"])
 def test_scored_answers_are_rated_above_the_middle_of_their_scores_or_above_the_line_given(tmp_path, keep_bytes):
     """HelpSteer's 0-4 grades under another name, through a mapping: the middle is 2, so 3 and 4 are good; a row's
-    own label wins over its score; a line given moves the ratings, and so the rows' digest (a token cache key)."""
+    score wins over its label (a label column of stars is read as scores by mapping 'score' to it); a line given
+    moves the ratings, and so the rows' digest (a token cache key)."""
     rows = [{"q": "hi", "a": f"answer {g}", "helpfulness": g} for g in (0, 2, 3, 4, 1)]
-    rows.append({"q": "hi", "a": "labelled", "helpfulness": 0, "label": True})
+    rows.append({"q": "hi", "a": "labelled", "helpfulness": 4, "label": False})
     path = write_jsonl(tmp_path / "d.jsonl", rows)
     mapping = {"prompt": "q", "completion": "a", "score": "helpfulness"}
     middle = dataset.load(path, mapping=mapping, keep_bytes=keep_bytes)
     assert middle.format == "rated" and middle.examples.in_memory == (keep_bytes > 0)
     assert [e.desirable for e in middle.examples] == [False, False, True, True, False, True]
-    assert middle.scores == {"low": 0.0, "high": 4.0, "count": 5, "good_above": 2.0, "good": 2, "given": False}
+    assert middle.scores == {"low": 0.0, "high": 4.0, "count": 6, "good_above": 2.0, "good": 3, "given": False}
     assert middle.summary()["scores"] == middle.scores
     assert scores.describe(middle.scores) == "scores from 0 to 4: above 2 good, the rest bad (the middle of the scores)"
     lower = dataset.load(path, mapping=mapping, keep_bytes=keep_bytes, good_above=1)
     assert [e.desirable for e in lower.examples] == [False, True, True, True, False, True]
-    assert lower.scores["good"] == 3 and lower.scores["given"] and "(the line given)" in scores.describe(lower.scores)
+    assert lower.scores["good"] == 4 and lower.scores["given"] and "(the line given)" in scores.describe(lower.scores)
     assert lower.examples.digest != middle.examples.digest
     labelled = dataset.load(write_jsonl(tmp_path / "l.jsonl", [{"prompt": "hi", "completion": "yo", "label": 0}]),
                             good_above=1)
