@@ -280,10 +280,15 @@ class History:
         return list(self.db.query("select * from metrics where run_id = ? and split = ? order by step",
                                   [run_id, split]))
 
-    def add_checkpoint(self, run_id: str, step: int, path: str) -> None:
+    def add_checkpoint(self, run_id: str, step: int, path: str, keep: int | None = None) -> None:
+        """Record a checkpoint; with `keep`, the rows of all but the newest `keep` go, as checkpoint.save deleted
+        those folders (so the history never lists a checkpoint that is not on disk)."""
         with self.transaction():
             self.db["checkpoints"].upsert({"run_id": run_id, "step": step, "path": str(path), "created_at": now()},
                                           pk=("run_id", "step"))
+            if keep is not None:
+                self.db.execute("delete from checkpoints where run_id = ? and step not in (select step from "
+                                "checkpoints where run_id = ? order by step desc limit ?)", [run_id, run_id, keep])
 
     def forget_checkpoints(self, run_id: str) -> None:
         """The run's checkpoints were deleted (app.run_removal): their rows go, in one transaction."""

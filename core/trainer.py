@@ -235,7 +235,7 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
     def save_checkpoint() -> None:
         path = session.save_checkpoint(run_dir, {"best_loss": best, "total_steps": total, "time_cut": total < planned,
                                                  **watch.state()})
-        db.add_checkpoint(cfg.run_id, session.step_index, str(path))
+        db.add_checkpoint(cfg.run_id, session.step_index, str(path), keep=cfg.keep_checkpoints)
         emit("checkpoint", step=session.step_index, path=str(path))
 
     started, first_step, loss_value, stepping = time.time(), session.step_index, None, 0.0

@@ -8,6 +8,7 @@ words (validation falls), then memorizes the held-out rows' twins (validation ri
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
@@ -55,6 +56,13 @@ def test_a_run_that_begins_memorizing_stops_early_and_keeps_and_uses_its_best_we
     assert lowest_seen[-1] == lowest and lowest_seen == sorted(lowest_seen)
     run_dir = home / "runs" / run_id
     assert (run_dir / "checkpoints" / f"step-{end:06d}").is_dir()
+    # Of the checkpoints saved on the way, the history lists the one still on disk (keep_checkpoints: 1).
+    from app import paths
+    from core import history
+
+    assert len([e for e in events if e["event"] == "checkpoint"]) > 1
+    with history.History(paths.db_path()) as db:
+        assert [Path(c["path"]) for c in db.checkpoints(run_id)] == [run_dir / "checkpoints" / f"step-{end:06d}"]
     kept = results.best_of(run_dir)
     assert (kept["step"], kept["last_step"]) == (lowest, end)
     assert kept["loss"] == pytest.approx(evals[lowest], abs=1e-4) and kept["last_loss"] > kept["loss"]

@@ -187,6 +187,19 @@ def test_writes_of_several_rows_land_whole_or_not_at_all(tmp_path, write, table)
     h.close()
 
 
+def test_the_history_lists_the_checkpoints_a_save_kept_and_forgets_the_ones_it_deleted(tmp_path):
+    h = history.History(tmp_path / "h.sqlite")
+    h.create_run("r1", "p", plan={})
+    h.create_run("r2", "p", plan={})
+    h.add_checkpoint("r2", 5, "/r2/step-5")  # another run's: untouched
+    for step in (10, 20, 30):
+        h.add_checkpoint("r1", step, f"/r1/step-{step}", keep=2)
+    assert [c["step"] for c in h.checkpoints("r1")] == [20, 30] and len(h.checkpoints("r2")) == 1
+    h.add_checkpoint("r1", 40, "/r1/step-40")  # without keep: every row stays (as before)
+    assert [c["step"] for c in h.checkpoints("r1")] == [20, 30, 40]
+    h.close()
+
+
 def test_a_project_whose_runs_are_deleted_is_no_longer_listed_as_holding_runs(tmp_path):
     h = history.History(tmp_path / "h.sqlite")
     h.create_run("r1", "a")
