@@ -149,9 +149,16 @@ def test_a_pace_measured_while_other_programs_keep_the_cpu_busy_is_not_kept(cli_
     data = write_jsonl(tmp_path / "long.jsonl", long_rows())
     args = ["--model", tiny_model_dir, "--data", data, "--device", "cpu", "--strategy", "lora", "--batch-size", "16",
             "--grad-accum", "1", "--no-checkpointing"]
-    # Busy from the run's first step on (its pace counts the steps after it), so the run starts at full speed.
-    spin = (f"import glob, time\nwhile not any('\"step\"' in open(f).read() for f in glob.glob({str(home)!r} + "
-            "'/runs/*/events.jsonl')): time.sleep(0.02)\nend = time.time() + 120\nwhile time.time() < end: pass\n")
+    # Busy from the run's first step (its pace counts the steps after it) to its calibration, so the run starts and
+    # ends at full speed.
+    spin = ("import glob, time\n"
+            f"said = lambda word: any(word in open(f).read() for f in glob.glob({str(home / 'runs')!r} + "
+            "'/*/events.jsonl'))\n"
+            "while not said('\"step\"'): time.sleep(0.02)\n"
+            "end = time.time() + 120\n"
+            "while time.time() < end and not said('\"calibration\"'):\n"
+            "    stop = time.time() + 0.05\n"
+            "    while time.time() < stop: pass\n")
     # The trainer on the other half (one thread a core): the same share of the CPU went to others, without torch's
     # threads waiting on a core the other program holds, which makes a step many times slower.
     monkeypatch.setenv("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // 2)))
