@@ -203,8 +203,8 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
     elif unpaired or (ds.format == rated.NAME
                       and objectives.learns_rated(wishes.objective or objectives.DEFAULT_FOR_RATED)):
         rows = pair_data.Unpaired(ds.examples) if unpaired else ds.examples  # KTO on pairs: each pair split in two
-        if unpaired:
-            lengths = tokenize.token_lengths(rows, tokenizer)
+        if unpaired:  # the chosen answers, then the rejected ones: the chosen sides' lengths are counted already
+            lengths = lengths + tokenize.token_lengths(pair_data.Rejected(ds.examples), tokenizer)
             wishes = replace(wishes, rating_note="Each preference pair is split in two: its chosen answer rated good, "
                                                  "its rejected one rated bad.")
         wishes = replace(wishes, rated=True, ratings=rating_counts(rows))  # each batched with its mismatched row

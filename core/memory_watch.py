@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core import cpu_share
 from core.errors import KnownError
 
 GIB = 1024**3
@@ -183,6 +182,8 @@ def calibration(plan: dict, device, run_id: str, seconds_per_step: float, loadin
     heap, whose slower steps would teach the next plan the wrong speed, nor when other programs took more
     than cpu_share.OTHERS_MAX of the CPU (`others`, measured over the same steps) for the same reason."""
     import torch
+
+    from core import cpu_share
 
     measured = peak_bytes(device)
     terms = plan.get("memory", {})

@@ -42,8 +42,8 @@ def scale(scores: array, good_above: float | None) -> Scale:
 
 
 def rate(example: Example, line: float) -> Example:
-    """The example with its score's rating (examples without a score, or with their own label, are as they were)."""
-    if example.score is not None and example.desirable is None:
+    """The example with its score's rating (examples without a score, rated by their label, are as they were)."""
+    if example.score is not None:
         example.desirable = example.score > line
     return example
 

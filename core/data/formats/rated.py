@@ -63,15 +63,13 @@ def rating(value) -> bool:
 
 def score(value) -> float:
     """A score as a number (a CSV's text too); ValueError for anything else, booleans included (use `label`)."""
-    number = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
+    number = float("nan")
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
         try:
-            number = float(value.strip())
+            number = float(value)  # (float() takes a CSV's text with its blanks)
         except ValueError:
-            number = None
-    if number is None or not math.isfinite(number):
+            pass
+    if not math.isfinite(number):
         raise ValueError(f"'score' is {value!r}; give each answer a number (stars, a grade), or rate it with a "
                          "true/false 'label'")
     return number
