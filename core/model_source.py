@@ -8,7 +8,6 @@ from, reading only configs and GGUF headers.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
@@ -157,13 +156,13 @@ def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progre
     progress.update(None, f"Converting {gguf.name} into a model folder{again}")
     from transformers import AutoConfig, AutoTokenizer
 
-    from core import gguf_import
+    from core import gguf_import, gguf_read_once
 
     runtime_env.prepare()
     contents = gguf_import.read(gguf)  # first: a damaged file gets our sentence, not a reshape error
     folder, file = str(gguf.parent), gguf.name
     try:  # transformers maps GGUF metadata to a config and rebuilds the tokenizer from the vocabulary
-        with _metadata_parsed_once():
+        with gguf_read_once.parsed_once():
             config = AutoConfig.from_pretrained(folder, gguf_file=file)
             tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
     except Exception as e:  # noqa: BLE001  whatever the file lacks: one sentence
@@ -182,36 +181,6 @@ def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progre
         atomic.write_json(Path(tmp) / SOURCE_NOTE, {"gguf": str(gguf), "label": label, "converter": CONVERTER})
     progress.update(1.0, "Model ready")
     return ModelRef(name, target, label)
-
-
-@contextlib.contextmanager
-def _metadata_parsed_once():
-    """transformers parses a GGUF's metadata with gguf's reader for the config and again inside AutoTokenizer
-    (which rebuilds the config to pick the tokenizer class): 3 s each for the default model's 49,152-token
-    vocabulary, three quarters of its conversion. While converting, the second call gets a copy of the first's
-    result. Where a transformers version lacks the function, nothing changes but the time."""
-    import copy
-
-    try:
-        from transformers import modeling_gguf_pytorch_utils as gguf_utils
-        original = gguf_utils.load_gguf_checkpoint
-    except (ImportError, AttributeError):
-        yield
-        return
-    parsed = {}
-
-    def once(path, return_tensors=False, **kwargs):
-        if return_tensors or kwargs:  # tensors, or a model to fill: not what a config or tokenizer asks for
-            return original(path, return_tensors, **kwargs)
-        if str(path) not in parsed:
-            parsed[str(path)] = original(path, return_tensors=False)
-        return copy.deepcopy(parsed[str(path)])
-
-    gguf_utils.load_gguf_checkpoint = once
-    try:
-        yield
-    finally:
-        gguf_utils.load_gguf_checkpoint = original
 
 
 def _save_config(config, folder: Path) -> None:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core import gguf_read_once
 from core.gguf_export import compare, quants, reader, tensor_check
 from core.gguf_export.architectures import rope
 from core.progress import Span
@@ -76,9 +77,19 @@ def verify(path: Path, plan, source, tokenizer, progress) -> Verification:
         return _result(problems, checks, {"compared": False, **figures}, plan, started)
     progress.update(0.2, "Loading the file with transformers' GGUF reader")
     reference = source.model().float()  # both models compute in float32, so only the weights differ
-    loaded, loader = load(path, plan, reference)
-    checks.append(loader)
-    progress.update(0.6, "Comparing answers with the merged model")
+    with gguf_read_once.parsed_once():  # transformers reads the file for the weights and the tokenizer: once
+        loaded, loader = load(path, plan, reference)
+        checks.append(loader)
+        progress.update(0.6, "Comparing answers with the merged model")
+        figures = compare_answers(reference, loaded, plan, tokenizer, checks, problems)
+        progress.update(0.9, "Checking the tokenizer")
+        problems += check_tokenizer(path, plan, tokenizer, checks)
+    return _result(problems, checks, figures, plan, started)
+
+
+def compare_answers(reference, loaded, plan, tokenizer, checks: list, problems: list) -> dict:
+    """The figures of the file's model against the merged one (`reference`): the same greedy answers for the exact
+    types, enough next-token agreement for the quantized ones; what was checked and found goes into the lists."""
     if plan.pick.name in EXACT:
         compare.round_like_file(reference, plan)
         same, total = compare.greedy_matches(reference, loaded, compare.prompts(tokenizer))
@@ -96,9 +107,7 @@ def verify(path: Path, plan, source, tokenizer, progress) -> Verification:
         if figures["agreement"] < bar:
             problems.append(f"the next token agrees with the merged model only {figures['agreement']:.0%} of the "
                             f"time ({bar:.0%} needed for {plan.pick.name})")
-    progress.update(0.9, "Checking the tokenizer")
-    problems += check_tokenizer(path, plan, tokenizer, checks)
-    return _result(problems, checks, figures, plan, started)
+    return figures
 
 
 def _available() -> int:
