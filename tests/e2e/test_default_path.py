@@ -1,49 +1,20 @@
 """The whole path on the real default model, on the CPU, through the real CLI:
 train on the demo data → the loss falls and the answers change on prompts it never saw →
-runs → chat → export adapter and merged safetensors → the merged model answers exactly as chat does."""
+runs → chat → export adapter and merged safetensors → the merged model answers exactly as chat does.
+(The run is tests/e2e/conftest.py's, shared with the GGUF export's test.)"""
 
 import json
 
-import pytest
-
-from tests.conftest import DEMO, HELDOUT, json_lines
-
-STEPS = 30
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, default_model_dir):
-    """One real training run shared by the tests below (about 80 s on two cores)."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
-
-    home = tmp_path_factory.mktemp("e2e-home")
-    (home / "models").mkdir()
-    (home / "models" / default_model_dir.name).symlink_to(default_model_dir, target_is_directory=True)
-    env = dict(os.environ, TUNEFORGE_HOME=str(home))
-
-    def cli(*args, check=0):
-        proc = subprocess.run([sys.executable, str(REPO / "main.py"), *map(str, args)], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=900)
-        assert proc.returncode == check, proc.stderr[-3000:]
-        return proc
-
-    # Validation every 10 steps instead of the default ten checks a run: each check of the 10 held-out rows costs
-    # most of a step here, and three show the fall as well.
-    events = json_lines(cli("train", "--model", "default", "--data", DEMO, "--max-steps", STEPS, "--eval-every", "10",
-                            "--json").stdout)
-    return cli, home, events
+from tests.conftest import DEMO, HELDOUT
+from tests.e2e.conftest import STEPS
 
 
 def heldout_prompts() -> list[str]:
     return [json.loads(line)["messages"][0]["content"] for line in HELDOUT.read_text().splitlines()]
 
 
-def test_training_lowers_the_loss(trained):
-    _, _, events = trained
+def test_training_lowers_the_loss(pirate_run):
+    _, _, events = pirate_run
     steps = [e for e in events if e["event"] == "step"]
     assert len(steps) == STEPS and events[-1]["status"] == "done"
     first, last = sum(e["loss"] for e in steps[:3]) / 3, sum(e["loss"] for e in steps[-3:]) / 3
@@ -55,12 +26,12 @@ def test_training_lowers_the_loss(trained):
     assert 0.6 < calibration["factor"] <= 1.1, calibration
 
 
-def test_answers_change_on_prompts_it_never_trained_on(trained):
+def test_answers_change_on_prompts_it_never_trained_on(pirate_run):
     """The demo teaches a pirate's habit; the held-out questions never appear in training."""
     from app import operations as ops
     from core import inference
 
-    _, home, events = trained
+    _, home, events = pirate_run
     train_text = DEMO.read_text()
     prompts = heldout_prompts()
     assert not any(p in train_text for p in prompts)
@@ -79,12 +50,12 @@ def test_answers_change_on_prompts_it_never_trained_on(trained):
     assert pirate(after) >= len(prompts) - 2, after
 
 
-def test_runs_chat_and_exports_agree(trained, tmp_path):
+def test_runs_chat_and_exports_agree(pirate_run, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from core import inference
 
-    cli, _, events = trained
+    cli, _, events = pirate_run
     run_id = events[-1]["run_id"]
     runs = json.loads(cli("runs", "--json").stdout)
     assert runs[0]["id"] == run_id and runs[0]["status"] == "done" and runs[0]["steps_done"] == STEPS

@@ -1,38 +1,18 @@
-"""GGUF export through the real command line: a short training run on the default model, then
+"""GGUF export through the real command line: the shared training run on the default model, then
 `export --format gguf` with the default type (q4_k_m): exit 0, the files, the check's summary printed;
 and a wrong --quant is one sentence, without a traceback, leaving nothing behind."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from core.gguf_export import reader
-from tests.conftest import DEMO, REPO, json_lines
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, default_model_dir):
-    """A 2-step LoRA run on the default model (16 rows, 128 tokens): what an export needs, quickly."""
-    home = tmp_path_factory.mktemp("gguf-home")
-    (home / "models").mkdir()
-    (home / "models" / default_model_dir.name).symlink_to(default_model_dir, target_is_directory=True)
-    data = home / "pirate16.jsonl"
-    data.write_text("".join(DEMO.read_text(encoding="utf-8").splitlines(keepends=True)[:16]), encoding="utf-8")
-    env = dict(os.environ, TUNEFORGE_HOME=str(home), PYTHONUNBUFFERED="1")
-
-    def cli(*args, check=None):
-        proc = subprocess.run([sys.executable, str(REPO / "main.py"), *map(str, args)], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=900)
-        if check is not None:
-            assert proc.returncode == check, proc.stderr[-3000:]
-        return proc
-
-    events = json_lines(cli("train", "--model", "default", "--data", data, "--strategy", "lora", "--device", "cpu",
-                            "--max-steps", "2", "--batch-size", "2", "--grad-accum", "1", "--seq-len", "128",
-                            "--json", check=0).stdout)
+def trained(pirate_run):
+    """The shared LoRA run on the default model (tests/e2e/conftest.py): what an export needs."""
+    cli, home, events = pirate_run
     assert events[-1]["status"] == "done"
     return cli, home, events[-1]["run_id"]
 
@@ -70,7 +50,7 @@ def test_export_gguf_from_the_command_line(trained):
 ])
 def test_bad_gguf_requests_are_one_sentence(trained, args, words):
     cli, home, run_id = trained
-    proc = cli("export", "--run", run_id, "--format", "gguf", "--out", home / "refused", *args)
+    proc = cli("export", "--run", run_id, "--format", "gguf", "--out", home / "refused", *args, check=None)
     assert proc.returncode != 0 and words in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -79,5 +59,5 @@ def test_bad_gguf_requests_are_one_sentence(trained, args, words):
 
 def test_quant_applies_to_gguf_only(trained):
     cli, home, run_id = trained
-    proc = cli("export", "--run", run_id, "--format", "safetensors", "--quant", "q8_0", "--out", home / "st")
+    proc = cli("export", "--run", run_id, "--format", "safetensors", "--quant", "q8_0", "--out", home / "st", check=None)
     assert proc.returncode != 0 and "applies to GGUF only" in proc.stderr and "Traceback" not in proc.stderr
