@@ -12,7 +12,7 @@ from core import objectives, settings
 from core.settings import check, option
 from tuneforge_kernels import OPS
 
-TRAIN_ON = ("assistant", "all")
+TRAIN_ON = ("assistant", "last", "all")
 # Settings that moved into strategy_options (run.json files written before strategies had their own).
 MOVED_TO_OPTIONS = {"lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout"}
 
@@ -46,7 +46,9 @@ class RunConfig:
     weight_decay: float = option(0.0, help="AdamW weight decay.")
     max_grad_norm: float = option(1.0, help="Clip gradients to this norm; 0 turns clipping off.")
     seed: int = option(42, help="Seed for data order, initialisation and sampling; same seed, same run.")
-    train_on: str = option("assistant", help="'assistant': loss on assistant turns only; 'all': every token.")
+    train_on: str = option("assistant", help="'assistant': loss on assistant turns only; 'last': on the final "
+                                             "assistant turn only (a pair objective's runs: the answer compared or "
+                                             "rated, the turns before it its prompt); 'all': every token.")
     objective: str = option("sft", help="What the run learns (core/objectives): 'sft', the answers (supervised); "
                                         "from preference pairs, 'orpo' (learn the chosen answers and prefer them), "
                                         "'dpo' (prefer them more than the starting model did) or 'simpo' (prefer "

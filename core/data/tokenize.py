@@ -2,7 +2,8 @@
 
 Chat examples go through the model's own chat template (transformers renders it in a Jinja sandbox).
 With train_on="assistant" only the assistant turns are labelled, their end-of-turn token included,
-so the tuned model learns to stop. The spans are found on the rendered text (see chat_spans.py) and
+so the tuned model learns to stop; with train_on="last" only the final one (the answer a preference pair or a
+rating is about: the turns before it are its prompt). The spans are found on the rendered text (see chat_spans.py) and
 mapped to tokens through the tokenizer's character offsets, which is exact even where a template's
 pieces would tokenize differently on their own.
 
@@ -89,7 +90,7 @@ def encode(example: Example, tokenizer, seq_len: int, train_on: str = "assistant
         if train_on == "all":
             labels = list(ids)
         else:
-            spans = _trained_spans(tokenizer, example.messages, full)
+            spans = kept(_trained_spans(tokenizer, example.messages, full), train_on)
             labels = [tid if any(s <= a < e for s, e in spans) and b > a else IGNORE
                       for tid, (a, b) in zip(ids, enc["offset_mapping"])]
     truncated = len(ids) > seq_len
@@ -209,12 +210,12 @@ class _ChatPath:
             if got is None:
                 rest.append(i)
             else:
-                texts[i], spans[i] = got
+                texts[i], spans[i] = got[0], kept(got[1], self.train_on)
         if rest:
             for i, full in zip(rest, render_many(self.tokenizer, [chats[i] for i in rest])):
                 texts[i] = full
                 if self.train_on != "all":
-                    spans[i] = self.renderer.spans(chats[i], full)
+                    spans[i] = kept(self.renderer.spans(chats[i], full), self.train_on)
         return texts, (None if self.train_on == "all" else spans)
 
     def tokenize(self, texts: list[str], pool, tokenize_batch):
@@ -225,6 +226,11 @@ class _ChatPath:
         new: list[Piece] = []
         rows = [self.pieces.split(t, new) for t in texts]
         return rows, pool.submit(self.pieces.encode, new)
+
+
+def kept(spans: list[tuple[int, int]], train_on: str) -> list[tuple[int, int]]:
+    """The assistant turns' spans that train: all of them, or the last one alone (train_on="last")."""
+    return spans[-1:] if train_on == "last" else spans
 
 
 def token_lengths(examples: Iterable[Example], tokenizer,

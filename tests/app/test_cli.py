@@ -82,6 +82,7 @@ def test_data_inspect_with_a_column_mapping_and_a_row_longer_than_the_context(cl
     assert [e["status"] for e in events if e["event"] == "done"] == ["done"]
     run = json.loads((home / "runs" / events[0]["run_id"] / "run.json").read_text())
     assert run["data_mapping"] == {"prompt": "question_text", "completion": "answer_text"}
+    assert run["train_on"] == "assistant"  # (supervised: every assistant turn; a pair objective's, the last)
 
 
 def test_plan_for_another_machine(cli_here, tiny_model_dir):
@@ -414,6 +415,7 @@ def test_preference_pairs_train_with_orpo_unless_asked_otherwise_and_with_dpo_ag
     assert checks and all(e["prefers"] in (0, 0.333, 0.667, 1) for e in checks)
     run = json.loads((home / "runs" / events[0]["run_id"] / "run.json").read_text())
     assert (run["objective"], run["packing"], run["beta"]) == ("orpo", False, 0.5)
+    assert run["train_on"] == "last"  # a pair is about its last answer (tests/core/test_tokenize.py)
     # History keeps the shares beside the losses (its run detail shows them: tests/ui/test_history.py)
     from app import history_service
 

@@ -37,13 +37,25 @@ def tok(default_model_dir):
 
 
 @pytest.mark.parametrize("seq_len", [16, 64, 4096])
-@pytest.mark.parametrize("train_on", ["assistant", "all"])
+@pytest.mark.parametrize("train_on", ["assistant", "last", "all"])
 def test_batched_equals_per_row(tok, seq_len, train_on, monkeypatch):
     monkeypatch.setattr(tokenize, "CHUNK", 4)  # several batches in flight at once
     expected = [tokenize.encode(e, tok, seq_len, train_on) for e in ROWS]
     assert tokenize.encode_many(ROWS, tok, seq_len, train_on) == expected
     kept = [e for e in expected if any(t != tokenize.IGNORE for t in e.labels[1:])]
     assert tokenize.encode_all(ROWS, tok, seq_len, train_on) == kept
+
+
+def test_last_trains_the_final_answer_alone(tok):
+    """A pair objective's runs (train_on="last"): the final assistant turn is labelled as with "assistant", the
+    ones before it are prompt."""
+    row = chat("q1", "first answer", "q2", "second answer", system="sys")
+    every, last = (tokenize.encode(row, tok, 4096, how) for how in ("assistant", "last"))
+    assert every.input_ids == last.input_ids
+    trained = lambda e: tok.decode([t for t in e.labels if t != tokenize.IGNORE])
+    assert trained(every).startswith("first answer") and trained(last) == "second answer<|im_end|>\n" \
+        == trained(every)[trained(every).index("second"):]
+    assert tokenize.encode(ROWS[0], tok, 4096, "last") == tokenize.encode(ROWS[0], tok, 4096, "assistant")
 
 
 def test_lengths_are_the_untruncated_lengths(tok):

@@ -99,7 +99,7 @@ def test_every_template_gives_the_reference(tokenizers, name, monkeypatch):
     tokenizer = tokenizers[name]
     assert (template_check.check(tokenizer.get_chat_template()) is None) == TEMPLATES[name][1]
     assert piece_tokenize.PieceTokenizer.for_tokenizer(tokenizer)[0] is not None
-    for train_on in ("assistant", "all"):
+    for train_on in ("assistant", "last", "all"):
         for seq_len in (12, 4096):
             assert tokenize.encode_many(ROWS, tokenizer, seq_len, train_on) == reference(ROWS, tokenizer, seq_len,
                                                                                           train_on)
@@ -118,7 +118,7 @@ CHAT = st.builds(lambda system, turns: chat(*turns, system=system), st.one_of(st
 @given(rows=st.lists(CHAT, min_size=1, max_size=6), name=st.sampled_from(sorted(TEMPLATES)))
 def test_generated_chats_give_the_reference(tokenizers, rows, name):
     tokenizer = tokenizers[name]
-    for train_on, seq_len in (("assistant", 4096), ("all", 16)):
+    for train_on, seq_len in (("assistant", 4096), ("last", 4096), ("all", 16)):
         assert tokenize.encode_many(rows, tokenizer, seq_len, train_on) == reference(rows, tokenizer, seq_len,
                                                                                       train_on)
 
