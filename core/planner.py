@@ -43,6 +43,7 @@ from core.words import counted, duration
 GIB = 1024**3
 LONG_ON_CPU_S = 2 * 3600  # a CPU run longer than this is told of the time limit
 LADDER = (("lora", False), ("lora", True), ("qlora", True), ("offload", True))
+OBJECTIVE_REASON = "Objective: "  # how the reason on what the run learns begins (a re-plan carries it over)
 
 
 @dataclass
@@ -198,16 +199,18 @@ def with_objective(w: Wishes, reasons: list, warnings: list) -> Wishes:
         two = ("the answer, and its prompt with another row's answer (KTO's reference point: with no gradient, "
                "a forward pass counted in the time but no memory for backward)" if objective.RATED
                else "chosen and rejected (both counted here)")
-        reasons.append(f"Objective: {objective.LABEL}" + (" as you asked" if w.objective else f", as the rows are "
-                                                           f"{kind}") + f" ({strength}): " + objective.WHY
+        reasons.append(f"{OBJECTIVE_REASON}{objective.LABEL}" + (" as you asked" if w.objective else
+                                                                  f", as the rows are {kind}")
+                       + f" ({strength}): " + objective.WHY
                        + f" Each example is two sequences, {two}; rows are not packed."
                        + (_balance_text(*w.ratings, warnings) if objective.RATED and w.ratings else "")
                        + (f" {w.rating_note}" if w.rating_note else ""))
     elif w.pairs:
-        reasons.append("Objective: supervised on the chosen answers, as you asked; the rejected ones are not used.")
+        reasons.append(f"{OBJECTIVE_REASON}supervised on the chosen answers, as you asked; the rejected ones are not "
+                       "used.")
     elif w.rated:
-        reasons.append("Objective: supervised on the answers rated good, as you asked; the ones rated bad are left "
-                       "out." + (f" {w.rating_note}" if w.rating_note else ""))
+        reasons.append(f"{OBJECTIVE_REASON}supervised on the answers rated good, as you asked; the ones rated bad are "
+                       "left out." + (f" {w.rating_note}" if w.rating_note else ""))
     return dataclasses.replace(w, objective=objective.NAME, packing=w.packing and not objective.PAIRS)
 
 

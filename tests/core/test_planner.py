@@ -416,5 +416,7 @@ def test_rated_answers_are_planned_for_kto_and_each_objective_names_the_data_it_
         planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(objective="kto", pairs=True))
     with pytest.raises(BadArgument, match="^DPO learns from preference pairs .* train it with --objective kto.$"):
         planner.make_plan(gpu, SMOL, [300] * 200, planner.Wishes(objective="dpo", rated=True))
-    again = replanner.replan_after_oom(kto, gpu, SMOL, [300] * 200, at_step=3)  # the run goes on learning the same
+    again = replanner.replan_after_oom(counted, gpu, SMOL, [300] * 200, at_step=3)  # it goes on learning the same
     assert (again.objective, again.packing) == ("kto", False)
+    assert again.reasons[-1] == counted.reasons[0]  # and says so, with the counts of its ratings
+    assert sum(r.startswith("Objective") for r in again.reasons) == 1
