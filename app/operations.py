@@ -77,7 +77,9 @@ def inspect_data(path: str, model: str | None = None, seq_len: int | None = None
         ref = resolve_model(model, progress)
         tok = load_tokenizer(ref)
         context = report["context"] = ref.config().get("max_position_embeddings")
-        found = token_report.token_report(ds.examples, tok, seq_len=seq_len, context=context,
+        # Pairs and rated answers marked as their own objectives (ORPO, KTO) train them: the last answer alone
+        train_on = "last" if ds.format in (preference.NAME, rated.NAME) else "assistant"
+        found = token_report.token_report(ds.examples, tok, seq_len=seq_len, context=context, train_on=train_on,
                                           on_progress=_counting(progress, len(ds.examples)))
         report["tokens"] = found["stats"]
         report["token_lengths"] = found["lengths"]
@@ -90,7 +92,8 @@ def inspect_data(path: str, model: str | None = None, seq_len: int | None = None
                                    for src, n in found["too_long"]]
         rows = found["preview"]
         if ds.format == preference.NAME:  # the first pair's other side, right after its chosen one
-            other = token_report.token_report(pair_data.Rejected(ds.examples[:1]), tok, seq_len=seq_len, preview_rows=1)
+            other = token_report.token_report(pair_data.Rejected(ds.examples[:1]), tok, seq_len=seq_len,
+                                              train_on=train_on, preview_rows=1)
             rejected = [dict(r, source=f"{r['source']}, its rejected answer") for r in other["preview"]]
             rows = rows[:1] + rejected + rows[1:]
         if ds.format == rated.NAME:  # each answer's rating beside its source

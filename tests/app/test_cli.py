@@ -390,6 +390,14 @@ def test_preference_pairs_train_with_orpo_unless_asked_otherwise_and_with_dpo_ag
     assert [r["source"] for r in shown["preview_rows"][:3]] == ["pairs.jsonl:1", "pairs.jsonl:1, its rejected answer",
                                                                 "pairs.jsonl:2"]
     assert "«0, matey!" in shown["preview_rows"][0]["text"] and "«1." in shown["preview_rows"][1]["text"]
+    # A conversation's earlier answers are its prompt: only the last one is marked trained (train_on "last")
+    turns = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Ahoy."},
+             {"role": "user", "content": "Where?"}]
+    talk = write_jsonl(tmp_path / "talk.jsonl", [{"chosen": turns + [{"role": "assistant", "content": "Yonder!"}],
+                                                  "rejected": turns + [{"role": "assistant", "content": "No."}]}])
+    shown = json.loads(cli_here("data", "inspect", talk, "--model", tiny_model_dir, "--json", check=0).stdout)
+    chosen, rejected = (r["text"] for r in shown["preview_rows"][:2])
+    assert "«Yonder!" in chosen and "«No." in rejected and "«Ahoy" not in chosen + rejected
     plan = json.loads(cli_here("plan", "--model", tiny_model_dir, "--data", pairs, "--objective", "sft", "--json",
                                check=0).stdout)["plan"]
     assert (plan["objective"], plan["packing"]) == ("sft", True)
