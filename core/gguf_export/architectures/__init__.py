@@ -146,4 +146,5 @@ def get(model_type: str) -> Architecture:
     return REGISTRY[model_type]
 
 
-from core.gguf_export.architectures import llama, qwen2, qwen3, gemma2, gemma3, phi3  # noqa: E402,F401,I001  (each registers itself)
+# Each registers itself:
+from core.gguf_export.architectures import llama, qwen2, qwen3, gemma2, gemma3, phi3, smollm3  # noqa: E402,F401,I001

@@ -26,7 +26,9 @@ CASES = {
     "gemma2": dict(head_dim=256, query_pre_attn_scalar=256, sliding_window=64),
     "gemma3_text": dict(head_dim=256, query_pre_attn_scalar=256, sliding_window=64),
     "phi3": dict(),
+    "smollm3": dict(num_hidden_layers=4),  # its fourth layer without rope, as llama.cpp has it
 }
+THEIRS_CANNOT = {"smollm3"}  # architectures transformers' GGUF reader does not know: ours reads them back
 OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
     "llama": {"llama.rope.dimension_count": 16},
     "mistral": {"llama.rope.dimension_count": 16},
@@ -36,6 +38,7 @@ OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
                "gemma2.attn_logit_softcapping": 50.0, "gemma2.attention.key_length": 256},
     "gemma3_text": {"gemma3.attention.sliding_window": 64, "gemma3.attention.key_length": 256},
     "phi3": {"phi3.rope.dimension_count": 16, "phi3.rope.scaling.original_context_length": 4096},  # config default
+    "smollm3": {"smollm3.rope.dimension_count": 16, "smollm3.block_count": 4},
 }
 
 
@@ -62,7 +65,7 @@ def test_round_trip(model_type, tokenizer, tmp_path):
     from gguf import GGUFReader
     from transformers import AutoModelForCausalLM
 
-    model = tiny.random_model(model_type, tokenizer, **COMMON, **CASES[model_type])
+    model = tiny.random_model(model_type, tokenizer, **{**COMMON, **CASES[model_type]})
     ids = torch.tensor([tokenizer("Where is the gold, matey? Arr!")["input_ids"]])
     with torch.no_grad():
         expected = model(ids).logits
@@ -71,7 +74,11 @@ def test_round_trip(model_type, tokenizer, tmp_path):
     assert verify.check_layout(tmp_path / "m.f32.gguf", plan) == []
     fields = GGUFReader(tmp_path / "m.f32.gguf").fields
     assert {k: fields[k].contents() for k in OWN_KEYS[model_type]} == pytest.approx(OWN_KEYS[model_type])
-    loaded = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.f32.gguf", dtype=torch.float32).eval()
+    if model_type in THEIRS_CANNOT:  # verification says it read the file with our own reader
+        loaded, how = verify.load(tmp_path / "m.f32.gguf", plan, model)
+        assert "read with our own dequantization" in how
+    else:
+        loaded = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.f32.gguf", dtype=torch.float32).eval()
     assert compare.same_shapes(loaded, model)
     with torch.no_grad():
         np.testing.assert_allclose(loaded(ids).logits.numpy(), expected.numpy(), rtol=0, atol=1e-5)
@@ -100,3 +107,18 @@ def test_llama_3_rope_scaling_becomes_rope_freqs(tokenizer, tmp_path):
     np.testing.assert_allclose(plain.numpy() / factors, scaled.double().numpy(), rtol=1e-6)
     _, how = verify.load(tmp_path / "m.gguf", plan, model)
     assert "read with our own dequantization" in how and "rope" in how
+
+
+@pytest.mark.parametrize("settings,words", [
+    (dict(no_rope_layers=[1, 1, 0, 1]), "leaves rope out of layers 2, and llama.cpp leaves it out of every fourth (3)"),
+    (dict(use_sliding_window=True, sliding_window=64), "attends through a sliding window"),
+])
+def test_smollm3_that_llama_cpp_would_run_otherwise_is_refused(settings, words):
+    """llama.cpp fixes SmolLM3's layers without rope at every fourth and has no sliding window for it."""
+    from core.errors import BadArgument
+
+    cfg = {**COMMON, "num_hidden_layers": 4, "model_type": "smollm3", **settings}
+    architectures.get("smollm3").check({**COMMON, "num_hidden_layers": 4, "model_type": "smollm3"})  # the default
+    with pytest.raises(BadArgument, match="^This SmolLM3 model .*; export merged safetensors instead.$") as refused:
+        architectures.get("smollm3").check(cfg)
+    assert words in str(refused.value)
