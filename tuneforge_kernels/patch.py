@@ -63,6 +63,7 @@ ARCHITECTURES = {
     "qwen3": ("Qwen3", "llama"),
     "gemma2": ("Gemma2", "gemma"),
     "gemma3_text": ("Gemma3", "gemma"),
+    "smollm3": ("SmolLM3", "llama"),  # its layers without rope never call apply_rotary_pos_emb, patched or not
 }
 
 
