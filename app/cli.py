@@ -15,6 +15,7 @@ from core import objectives, runtime_env, strategies
 from core.data.dataset import SUFFIXES
 from core.errors import KnownError
 from core.gguf_export import QUANT_NAMES
+from core.run_config import TRAIN_ON
 from tuneforge_kernels import OPS
 
 
@@ -93,6 +94,10 @@ def build_parser() -> Parser:
                                                                for m in objectives.OBJECTIVES.values())
                             + f" (auto: {objectives.DEFAULT_FOR_PAIRS} when the rows are preference pairs, "
                               f"{objectives.DEFAULT_FOR_RATED} when they are rated answers, else sft).")
+        s.add_argument("--train-on", choices=TRAIN_ON, default=None,
+                       help="Which tokens a supervised run learns from: assistant, every answer (the default); last, "
+                            "each conversation's last answer alone, earlier turns as its prompt; all, every token, "
+                            "prompts included. Preference tuning learns from the last answer.")
         s.add_argument("--beta", "--orpo-beta", type=float, metavar="BETA",
                        help="Preference tuning: the objective's strength (default: its paper's). " + "; ".join(
                            f"{m.LABEL}: {m.BETA_HELP}" for m in objectives.OBJECTIVES.values() if m.PAIRS) + ".")

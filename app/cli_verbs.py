@@ -45,7 +45,8 @@ def wishes_of(a) -> planner.Wishes:
                           packing=a.packing, kernels=kernels_of(a.kernels), stop_early=a.stop_early,
                           keep_best=a.keep_best, eval_fraction=a.eval_fraction,
                           time_limit_s=time_limit_of(a.time_limit),
-                          objective=None if a.objective == "auto" else a.objective, beta=a.beta)
+                          objective=None if a.objective == "auto" else a.objective, beta=a.beta,
+                          train_on=a.train_on)
 
 
 def time_limit_of(text: str | None) -> float | None:

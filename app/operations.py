@@ -271,11 +271,7 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, nam
             strategy_options=p.options, packing=p.packing, kernels=p.kernels, data_mapping=bundle.mapping or {},
             bad_rows=bundle.on_bad, stop_early=p.stop_early, keep_best=p.keep_best, eval_data=bundle.eval_data,
             good_above=run_line(bundle.data),
-            objective=p.objective, beta=p.beta,
-            # A pair or a rating is about a conversation's last answer; earlier assistant turns are its prompt
-            # (for DPO they would cancel out, but they would dilute ORPO's and SimPO's per-token means and be
-            # pushed up or down by KTO's rating).
-            train_on="last" if objectives.get(p.objective).PAIRS else "assistant",
+            objective=p.objective, beta=p.beta, train_on=p.train_on,
             plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
         )
         fields.update(overrides)  # every planned setting can be overridden (STYLE §6)

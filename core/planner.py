@@ -78,6 +78,8 @@ class Wishes:
     rated: bool = False  # the rows are rated answers (a true/false label each): the dataset's to say...
     ratings: tuple[int, int] | None = None  # ...with how many are rated good and bad, when it has counted them
     rating_note: str = ""  # ...and how they were rated, when not by a label: scores' line, pairs split in two
+    train_on: str | None = None  # which tokens the loss falls on (RunConfig.train_on); None: every assistant turn,
+    # the last one alone for a pair objective
 
 
 @dataclass
@@ -112,6 +114,7 @@ class Plan:
     time_capped: bool = False  # total_steps was cut to end within time_limit_s
     objective: str = "sft"  # what the run learns: "sft" (the answers), or a pair objective (core/objectives)
     beta: float | None = None  # the pair objective's strength as asked; None: its own default
+    train_on: str = "assistant"  # which tokens the loss falls on: "assistant", "last" or "all" (RunConfig.train_on)
     sequences: int = 0  # what one epoch is made of: packs, or rows when not packing
     ram: dict[str, int] = field(default_factory=dict)  # host RAM by term
     ram_limit: int = 0
@@ -211,7 +214,35 @@ def with_objective(w: Wishes, reasons: list, warnings: list) -> Wishes:
     elif w.rated:
         reasons.append(f"{OBJECTIVE_REASON}supervised on the answers rated good, as you asked; the ones rated bad are "
                        "left out." + (f" {w.rating_note}" if w.rating_note else ""))
-    return dataclasses.replace(w, objective=objective.NAME, packing=w.packing and not objective.PAIRS)
+    return dataclasses.replace(w, objective=objective.NAME, packing=w.packing and not objective.PAIRS,
+                               train_on=_train_on(w, objective, reasons))
+
+
+def _train_on(w: Wishes, objective, reasons: list) -> str:
+    """Which tokens the loss falls on. A pair or a rating is about a conversation's last answer, the turns before it
+    its prompt (for DPO earlier assistant turns would cancel out, but they would thin out ORPO's and SimPO's
+    per-token means and be pushed up or down by KTO's rating), so a pair objective learns from that one alone."""
+    from core.run_config import TRAIN_ON
+
+    if w.train_on is not None and w.train_on not in TRAIN_ON:
+        raise BadArgument(f"--train-on {w.train_on}: expected one of {', '.join(TRAIN_ON)}.")
+    if objective.PAIRS:
+        if w.train_on not in (None, "last"):
+            raise BadArgument(f"{objective.LABEL} learns from each conversation's last answer alone; --train-on "
+                              f"{w.train_on} applies to supervised runs, so leave it out.")
+        return "last"
+    if w.train_on is not None:
+        reasons.append(TRAIN_ON_WHY[w.train_on])
+    return w.train_on or "assistant"
+
+
+TRAIN_ON_WHY = {  # what a supervised run learns from, when asked
+    "assistant": "Learns from every assistant turn, as you asked.",
+    "last": "Learns from each conversation's last answer alone, as you asked: the turns before it, earlier answers "
+            "too, are its prompt.",
+    "all": "Learns from every token, as you asked: prompts, system messages and the chat template's markers too, "
+           "so the model also learns to write the user's side.",
+}
 
 
 def _balance_text(good: int, bad: int, warnings: list) -> str:
@@ -401,7 +432,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         optimizer=setup.optimizer, options=settings.to_dict(s.options(options)), packing=w.packing, sequences=rows,
         kernels="auto" if w.kernels is None else list(w.kernels), stop_early=length.stop_early,
         keep_best=setup.keep_best, time_limit_s=w.time_limit_s or 0.0, time_capped=length.capped,
-        objective=w.objective or "sft", beta=w.beta,
+        objective=w.objective or "sft", beta=w.beta, train_on=w.train_on or "assistant",
         calibration={"factor": target.factor, "time_factor": target.time_factor, "source": target.factor_source}
         if (target.factor, target.time_factor) != (1.0, 1.0) else {},
         reasons=reasons, warnings=warnings,

@@ -132,6 +132,7 @@ def _step_down(previous: Plan, hardware: HardwareProfile, model_config: dict, to
                          stop_early=previous.stop_early, keep_best=keep_best, options=previous.options,
                          packing=previous.packing, kernels=w.kernels, kernels_why=w.kernels_why,
                          time_limit_s=previous.time_limit_s or None, objective=previous.objective, beta=previous.beta,
+                         train_on=previous.train_on,
                          pairs=objectives.learns_pairs(previous.objective) and not objectives.learns_rated(
                              previous.objective), rated=objectives.learns_rated(previous.objective))
     plan = finish_plan(shape, hardware, target, strategy, ckpt, mb, previous.seq_len,

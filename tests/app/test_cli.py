@@ -401,6 +401,11 @@ def test_preference_pairs_train_with_orpo_unless_asked_otherwise_and_with_dpo_ag
     plan = json.loads(cli_here("plan", "--model", tiny_model_dir, "--data", pairs, "--objective", "sft", "--json",
                                check=0).stdout)["plan"]
     assert (plan["objective"], plan["packing"]) == ("sft", True)
+    plan = json.loads(cli_here("plan", "--model", tiny_model_dir, "--data", pairs, "--objective", "sft", "--train-on",
+                               "last", "--json", check=0).stdout)["plan"]
+    assert plan["train_on"] == "last"
+    refused = cli_here("plan", "--model", tiny_model_dir, "--data", pairs, "--train-on", "all", check=2)
+    assert refused.stderr.strip().endswith("--train-on all applies to supervised runs, so leave it out.")
     wrong = cli_here("plan", "--model", tiny_model_dir, "--data", DEMO, "--objective", "orpo")
     assert wrong.returncode != 0 and wrong.stderr.strip().endswith("train it with --objective sft.")
     refused = cli_here("train", "--model", tiny_model_dir, "--data", DEMO, "--beta", "0.5", check=2)

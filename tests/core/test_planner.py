@@ -420,3 +420,31 @@ def test_rated_answers_are_planned_for_kto_and_each_objective_names_the_data_it_
     assert (again.objective, again.packing) == ("kto", False)
     assert again.reasons[-1] == counted.reasons[0]  # and says so, with the counts of its ratings
     assert sum(r.startswith("Objective") for r in again.reasons) == 1
+
+
+@pytest.mark.parametrize("wish,pairs,planned,says", [
+    (None, False, "assistant", None),
+    ("last", False, "last", "Learns from each conversation's last answer alone, as you asked"),
+    ("all", False, "all", "Learns from every token, as you asked"),
+    (None, True, "last", None),  # a pair is about its last answer
+    ("last", True, "last", None),
+])
+def test_which_tokens_a_run_learns_from(wish, pairs, planned, says):
+    plan = planner.make_plan(CPU_ONLY, SMOL, [100] * 40, planner.Wishes(train_on=wish, pairs=pairs, strategy="lora"))
+    assert plan.train_on == planned
+    said = [r for r in plan.reasons if r.startswith("Learns from")]
+    assert (len(said) == 1 and said[0].startswith(says)) if says else not said
+    assert replanner.replan_after_oom(plan, CPU_ONLY, SMOL, [100] * 40, at_step=2).train_on == planned
+
+
+@pytest.mark.parametrize("wish,pairs,sentence", [
+    ("all", True, "ORPO learns from each conversation's last answer alone; --train-on all applies to supervised "
+                  "runs, so leave it out."),
+    ("every", False, "--train-on every: expected one of assistant, last, all."),
+])
+def test_a_train_on_that_cannot_be_is_one_sentence(wish, pairs, sentence):
+    from core.errors import BadArgument
+
+    with pytest.raises(BadArgument) as refused:
+        planner.make_plan(CPU_ONLY, SMOL, [100] * 40, planner.Wishes(train_on=wish, pairs=pairs))
+    assert str(refused.value) == sentence

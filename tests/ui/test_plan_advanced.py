@@ -131,14 +131,16 @@ def test_strategy_settings_cap_and_device_reach_the_plan_and_reset_clears_them(m
     adv.device.setCurrentIndex(adv.device.findData("cpu"))  # the what-if has a GPU; train on the CPU instead
     adv.stop_early.setCurrentIndex(adv.stop_early.findData(3))
     adv.time_limit.setCurrentIndex(adv.time_limit.findText("15 min"))
-    assert adv.overridden.text() == "6 settings overridden"
+    adv.train_on.setCurrentIndex(adv.train_on.findData("last"))
+    assert adv.overridden.text() == "7 settings overridden"
     wishes = adv.wishes()
-    assert (wishes.options, wishes.memory_cap_bytes, wishes.device, wishes.stop_early, wishes.time_limit_s) == (
-        {"r": 32}, 3 * GIB, "cpu", 3, 900)
+    assert (wishes.options, wishes.memory_cap_bytes, wishes.device, wishes.stop_early, wishes.time_limit_s,
+            wishes.train_on) == ({"r": 32}, 3 * GIB, "cpu", 3, 900, "last")
     replanned(page, qtbot, lambda b: (b.plan.device, b.plan.options["r"], b.plan.stop_early) == ("cpu", 32, 3)
-              and b.plan.memory_limit <= 3 * GIB and b.plan.time_limit_s == 900)
+              and b.plan.memory_limit <= 3 * GIB and b.plan.time_limit_s == 900 and b.plan.train_on == "last")
     assert "Memory capped at 3.00 GiB as you asked" in page.reasons.text()
     assert "within the 15 min you allowed" in page.reasons.text()
+    assert "Learns from each conversation&#x27;s last answer alone, as you asked" in page.reasons.text()
     r.widget.setValue(0)  # a value the strategy refuses: its sentence, and no plan
     qtbot.waitUntil(lambda: bool(page.error.message), timeout=5000)
     assert "Setting 'r': must be at least 1." in page.error.message and not page.session.bundle

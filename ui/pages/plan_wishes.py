@@ -110,6 +110,7 @@ class WishesPanel(QWidget):
         self.beta.addItems([AUTO, *BETAS])
         self.objective = auto_combo([(("Rated answers" if m.RATED else "Preference" if m.PAIRS else "Supervised")
                                       + f" ({m.LABEL})", m.NAME) for m in objectives.OBJECTIVES.values()])
+        self.train_on = auto_combo([("Every answer", "assistant"), ("The last answer", "last"), ("Every token", "all")])
         self.time_limit = fixed(QComboBox())  # (any other on the command line: `--time-limit 1h45m`)
         for text, seconds in (("No limit", None), *((duration(m * 60), m * 60.0) for m in TIME_LIMITS_MIN)):
             self.time_limit.addItem(text, seconds)
@@ -134,6 +135,9 @@ class WishesPanel(QWidget):
                 ("Objective:", self.objective, "the answers, or from preference pairs the chosen over the rejected "
                  "(Auto: ORPO for pairs, KTO for answers rated good or bad; DPO, SimPO: for a model already "
                  "answering in the right form; KTO on pairs splits each into a good answer and a bad one)"),
+                ("Learns from:", self.train_on, "which tokens a supervised run learns from (Auto: every assistant "
+                 "answer; the last answer: earlier turns are its prompt; every token: prompts too). Preference "
+                 "tuning learns from the last answer"),
                 ("Strength (beta):", self.beta, "how hard preference tuning pushes (Auto: the objective's paper's, "
                  "ORPO 0.1, DPO 0.1, SimPO 2, KTO 0.1)"),
                 ("Epochs:", self.epochs, "passes over the data, unless a step limit stops it first"),
@@ -167,7 +171,7 @@ class WishesPanel(QWidget):
         for box in (self.seq_len, self.micro_batch, self.grad_accum, self.epochs, self.memory_cap):
             box.valueChanged.connect(self._edited)
         for box in (self.checkpointing, self.packing, self.kernels, self.device, self.stop_early, self.keep_best,
-                    self.time_limit, self.objective):
+                    self.time_limit, self.objective, self.train_on):
             box.currentIndexChanged.connect(self._edited)
         self.strategy.currentIndexChanged.connect(self._strategy_chosen)
         self.lr.currentTextChanged.connect(self._edited)
@@ -255,7 +259,7 @@ class WishesPanel(QWidget):
                 self.packing.currentIndex(), self.kernels.currentIndex(), self.memory_cap.value(),
                 self.device.currentData(), self.options.state(), self.stop_early.currentIndex(),
                 self.keep_best.currentIndex(), self.time_limit.currentIndex(), self.objective.currentIndex(),
-                self.beta.currentText().strip())
+                self.beta.currentText().strip(), self.train_on.currentIndex())
 
     def count_overrides(self) -> int:
         return sum((self.strategy.currentIndex() > 0, self.seq_len.value() > 0, self.micro_batch.value() > 0,
@@ -264,7 +268,7 @@ class WishesPanel(QWidget):
                     self.kernels.currentIndex() > 0, self.memory_cap.value() > 0, self.device.currentIndex() > 0,
                     self.stop_early.currentIndex() > 0, self.keep_best.currentIndex() > 0,
                     self.time_limit.currentIndex() > 0, self.objective.currentIndex() > 0,
-                    self.beta.currentText().strip() not in ("", AUTO),
+                    self.beta.currentText().strip() not in ("", AUTO), self.train_on.currentIndex() > 0,
                     len(self.options.state())))
 
     def reset(self) -> None:
@@ -272,7 +276,7 @@ class WishesPanel(QWidget):
         for box in (self.seq_len, self.micro_batch, self.grad_accum, self.epochs, self.memory_cap):
             box.setValue(0)
         for box in (self.strategy, self.checkpointing, self.packing, self.kernels, self.lr, self.device,
-                    self.stop_early, self.keep_best, self.time_limit, self.objective, self.beta):
+                    self.stop_early, self.keep_best, self.time_limit, self.objective, self.beta, self.train_on):
             box.setCurrentIndex(0)
 
     def learning_rate(self) -> float | None:
@@ -289,4 +293,5 @@ class WishesPanel(QWidget):
                       gpu_index=gpu_index, options=self.options.values(), kernels=self.kernels.currentData(),
                       stop_early=self.stop_early.currentData(), keep_best=self.keep_best.currentData(),
                       time_limit_s=self.time_limit.currentData(), objective=self.objective.currentData(),
+                      train_on=self.train_on.currentData(),
                       beta=typed_number(self.beta, "Strength (beta)", "0.1", valid=lambda v: v >= 0))
