@@ -27,8 +27,10 @@ CASES = {
     "gemma3_text": dict(head_dim=256, query_pre_attn_scalar=256, sliding_window=64),
     "phi3": dict(),
     "smollm3": dict(num_hidden_layers=4),  # its fourth layer without rope, as llama.cpp has it
+    "granite": dict(embedding_multiplier=12.0, residual_multiplier=0.22, attention_multiplier=0.0078125,
+                    logits_scaling=8.0, tie_word_embeddings=True),  # Granite 3's scales
 }
-THEIRS_CANNOT = {"smollm3"}  # architectures transformers' GGUF reader does not know: ours reads them back
+THEIRS_CANNOT = {"smollm3", "granite"}  # architectures transformers' GGUF reader does not know: ours reads them back
 OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
     "llama": {"llama.rope.dimension_count": 16},
     "mistral": {"llama.rope.dimension_count": 16},
@@ -39,6 +41,8 @@ OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
     "gemma3_text": {"gemma3.attention.sliding_window": 64, "gemma3.attention.key_length": 256},
     "phi3": {"phi3.rope.dimension_count": 16, "phi3.rope.scaling.original_context_length": 4096},  # config default
     "smollm3": {"smollm3.rope.dimension_count": 16, "smollm3.block_count": 4},
+    "granite": {"granite.embedding_scale": 12.0, "granite.residual_scale": 0.22, "granite.attention.scale": 0.0078125,
+                "granite.logit_scale": 8.0, "granite.rope.dimension_count": 16},
 }
 
 
@@ -109,16 +113,19 @@ def test_llama_3_rope_scaling_becomes_rope_freqs(tokenizer, tmp_path):
     assert "read with our own dequantization" in how and "rope" in how
 
 
-@pytest.mark.parametrize("settings,words", [
-    (dict(no_rope_layers=[1, 1, 0, 1]), "leaves rope out of layers 2, and llama.cpp leaves it out of every fourth (3)"),
-    (dict(use_sliding_window=True, sliding_window=64), "attends through a sliding window"),
+@pytest.mark.parametrize("model_type,settings,words", [
+    ("smollm3", dict(no_rope_layers=[1, 1, 0, 1]),
+     "This SmolLM3 model leaves rope out of layers 2, and llama.cpp leaves it out of every fourth (3)"),
+    ("smollm3", dict(use_sliding_window=True, sliding_window=64), "This SmolLM3 model attends through a sliding"),
+    ("granite", dict(head_dim=32), "This Granite model's heads are 32 wide, and llama.cpp makes them 16"),
 ])
-def test_smollm3_that_llama_cpp_would_run_otherwise_is_refused(settings, words):
-    """llama.cpp fixes SmolLM3's layers without rope at every fourth and has no sliding window for it."""
+def test_settings_llama_cpp_would_run_otherwise_are_refused(model_type, settings, words):
+    """llama.cpp fixes SmolLM3's layers without rope at every fourth and has no sliding window for it; it derives
+    Granite's head size from the width."""
     from core.errors import BadArgument
 
-    cfg = {**COMMON, "num_hidden_layers": 4, "model_type": "smollm3", **settings}
-    architectures.get("smollm3").check({**COMMON, "num_hidden_layers": 4, "model_type": "smollm3"})  # the default
-    with pytest.raises(BadArgument, match="^This SmolLM3 model .*; export merged safetensors instead.$") as refused:
-        architectures.get("smollm3").check(cfg)
-    assert words in str(refused.value)
+    plain = {**COMMON, "num_hidden_layers": 4, "model_type": model_type}
+    architectures.get(model_type).check(plain)  # the defaults go
+    with pytest.raises(BadArgument, match="; export merged safetensors instead.$") as refused:
+        architectures.get(model_type).check({**plain, **settings})
+    assert str(refused.value).startswith(words)

@@ -1,0 +1,37 @@
+"""IBM Granite (dense): Llama's layout (Q and K reordered for llama.cpp's rope the same way) with four scales of
+its own, which llama.cpp's granite architecture reads under other names: the embeddings × embedding_multiplier
+(embedding_scale), each residual branch × residual_multiplier (residual_scale), attention scores ×
+attention_multiplier in place of 1/√head (attention.scale), and the logits ÷ logits_scaling (logit_scale, which
+llama.cpp requires: it is always written). llama.cpp takes the head size from the width and the heads, as its
+converter does (it drops a config's head_dim), so a head_dim that differs is refused in a sentence. transformers'
+GGUF reader does not know granite, so verification reads these files with our own dequantization and says so.
+"""
+
+from __future__ import annotations
+
+from gguf import GGUFWriter, MODEL_ARCH
+
+from core.errors import BadArgument
+from core.gguf_export.architectures import register
+from core.gguf_export.architectures.llama import Llama
+
+
+@register
+class Granite(Llama):
+    model_types = ("granite",)
+    gguf_arch = MODEL_ARCH.GRANITE
+
+    def check(self, cfg: dict) -> None:
+        super().check(cfg)
+        derived = cfg["hidden_size"] // cfg["num_attention_heads"]
+        if cfg.get("head_dim") not in (None, derived):
+            raise BadArgument(f"This Granite model's heads are {cfg['head_dim']} wide, and llama.cpp makes them "
+                              f"{derived} (its width over its heads), so GGUF would not run it as trained; export "
+                              "merged safetensors instead.")
+
+    def metadata(self, cfg: dict, w: GGUFWriter) -> None:
+        super().metadata({**cfg, "head_dim": None}, w)
+        w.add_embedding_scale(float(cfg.get("embedding_multiplier", 1.0)))
+        w.add_residual_scale(float(cfg.get("residual_multiplier", 1.0)))
+        w.add_attention_scale(float(cfg.get("attention_multiplier", 1.0)))
+        w.add_logit_scale(float(cfg.get("logits_scaling", 1.0)))
