@@ -32,7 +32,7 @@ from core.model_shape import ModelShape
 from core.plan_target import target_for
 from core.plan_fit import first_fit, largest_micro_batch, options_for, variants_for
 from core.plan_reasons import why_rung
-from core.planner import GIB, LADDER, OBJECTIVE_REASON, Plan, Wishes, finish_plan
+from core.planner import GIB, LADDER, OBJECTIVE_REASON, TRAIN_ON_WHY, Plan, Wishes, finish_plan
 from tuneforge_kernels import OPS, failures
 
 OOM_MARGIN = 1.05  # after a crash, assume the true peak was at least 5% above the limit
@@ -139,9 +139,10 @@ def _step_down(previous: Plan, hardware: HardwareProfile, model_config: dict, to
                        sum(1 for n in token_lengths if n > previous.seq_len), token_lengths, plan_wishes, reasons,
                        warnings, fitted=fitted, options=chosen_options, steps=previous.total_steps)
     plan.time_capped = previous.time_capped  # (the length is the run's, as planned first)
-    # What the run learns did not change, nor its data: the first plan's sentence on it (the rows' ratings and
-    # how they were counted are the data's, which a re-plan does not read again) still holds.
-    plan.reasons += [r for r in previous.reasons if r.startswith(OBJECTIVE_REASON)][:1]
+    # What the run learns did not change, nor its data: the first plan's sentences on it (the rows' ratings and
+    # how they were counted are the data's, which a re-plan does not read again) still hold.
+    plan.reasons += [r for r in previous.reasons if r.startswith(OBJECTIVE_REASON)][:1] + [
+        r for r in previous.reasons if r in TRAIN_ON_WHY.values()][:1]
     return plan
 
 

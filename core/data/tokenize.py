@@ -3,9 +3,9 @@
 Chat examples go through the model's own chat template (transformers renders it in a Jinja sandbox).
 With train_on="assistant" only the assistant turns are labelled, their end-of-turn token included,
 so the tuned model learns to stop; with train_on="last" only the final one (the answer a preference pair or a
-rating is about: the turns before it are its prompt). The spans are found on the rendered text (see chat_spans.py) and
-mapped to tokens through the tokenizer's character offsets, which is exact even where a template's
-pieces would tokenize differently on their own.
+rating is about: the turns before it are its prompt). The spans are found on the rendered text (see
+chat_spans.py) and mapped to tokens through the tokenizer's character offsets, which is exact even where a
+template's pieces would tokenize differently on their own.
 
 `encode` does one row and is the reference; `encode_many` gives the same result for many rows at
 once, in batches, each step exact on its own terms (the argument for each is in its module):
