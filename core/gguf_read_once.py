@@ -10,6 +10,8 @@ Inside `parsed_once()` the same libraries' code runs, fewer times: gguf's reader
 metadata transformers draws from it once per file (each caller gets its own copy), and the name map once per
 architecture and depth. Measured on an f16 export of the default model, its verification took 24.5 s before.
 Where a library version lacks a function replaced here, that part is left as it is: only the time changes.
+The replacements are the libraries' module attributes, so one thread at a time holds them (`_HELD`): two
+threads' contexts interleaved would put back each other's replacements, not the originals.
 """
 
 from __future__ import annotations
@@ -18,10 +20,18 @@ import contextlib
 import copy
 import functools
 import os
+import threading
+
+_HELD = threading.RLock()
 
 
 @contextlib.contextmanager
 def parsed_once():
+    with _HELD:
+        yield from _parsed_once()
+
+
+def _parsed_once():
     restore = []
     try:
         import gguf
