@@ -211,6 +211,9 @@ def build_parser() -> Parser:
     d.add_argument("path", help="Dataset file or folder.")
     d.add_argument("--model", help="Measure tokens with this model's tokenizer and chat template.")
     d.add_argument("--seq-len", type=int, help="Say how many rows this sequence length would cut (needs --model).")
+    d.add_argument("--train-on", choices=TRAIN_ON, default=None,
+                   help="Mark what a run asked for this would learn from (default: every assistant answer; a "
+                        "preference pair's or a rated conversation's last one).")
     reading(d)
     d.add_argument("--json", action="store_true", help="Print as JSON.")
     return p

@@ -399,7 +399,7 @@ def cmd_data(a) -> int:
     if seq_len is not None and seq_len <= 0:
         raise KnownError("--seq-len must be above 0.")
     report = ops.inspect_data(a.path, model=a.model, seq_len=seq_len, mapping=mapping_of(a), on_bad=a.bad_rows,
-                              progress=_progress(a), good_above=a.good_above)
+                              progress=_progress(a), good_above=a.good_above, train_on=a.train_on)
     if a.json:
         out({k: v for k, v in report.items() if k != "token_lengths"})
         return 0

@@ -55,7 +55,7 @@ def what_if_profiles() -> list[tuple[str, str]]:
 
 def inspect_data(path: str, model: str | None = None, seq_len: int | None = None,
                  progress: Progress | None = None, mapping: dict | None = None, on_bad: str = "skip",
-                 good_above: float | None = None) -> dict:
+                 good_above: float | None = None, train_on: str | None = None) -> dict:
     """What the file holds: format, rows, problems, "columns" (see data_columns) and, given a model, token
     statistics and a preview.
 
@@ -63,7 +63,9 @@ def inspect_data(path: str, model: str | None = None, seq_len: int | None = None
     holds the length statistics and histogram (and, given seq_len, the rows it cuts), "tokens_per_epoch"
     and "trained_tokens_per_epoch" count what one epoch feeds and trains, "preview_rows" holds the first
     rows as segments marked trained or not, and "preview" the first row's rendered text. Scored answers are rated
-    above `good_above` (None: the middle of their scores; core/data/scores.py), and "scores" says how.
+    above `good_above` (None: the middle of their scores; core/data/scores.py), and "scores" says how. The
+    preview marks what a run would learn from: `train_on` (RunConfig.train_on), or by default every assistant
+    answer, a preference pair's or a rated conversation's last one, as their objectives learn.
     """
     from core.data import token_report
 
@@ -77,8 +79,7 @@ def inspect_data(path: str, model: str | None = None, seq_len: int | None = None
         ref = resolve_model(model, progress)
         tok = load_tokenizer(ref)
         context = report["context"] = ref.config().get("max_position_embeddings")
-        # Pairs and rated answers marked as their own objectives (ORPO, KTO) train them: the last answer alone
-        train_on = "last" if ds.format in (preference.NAME, rated.NAME) else "assistant"
+        train_on = train_on or ("last" if ds.format in (preference.NAME, rated.NAME) else "assistant")
         found = token_report.token_report(ds.examples, tok, seq_len=seq_len, context=context, train_on=train_on,
                                           on_progress=_counting(progress, len(ds.examples)))
         report["tokens"] = found["stats"]

@@ -398,6 +398,11 @@ def test_preference_pairs_train_with_orpo_unless_asked_otherwise_and_with_dpo_ag
     shown = json.loads(cli_here("data", "inspect", talk, "--model", tiny_model_dir, "--json", check=0).stdout)
     chosen, rejected = (r["text"] for r in shown["preview_rows"][:2])
     assert "«Yonder!" in chosen and "«No." in rejected and "«Ahoy" not in chosen + rejected
+    chat = write_jsonl(tmp_path / "chat.jsonl", [{"messages": turns + [{"role": "assistant", "content": "Yonder!"}]}])
+    for asked in ([], ["--train-on", "last"]):  # supervised: every answer, unless asked otherwise
+        text = json.loads(cli_here("data", "inspect", chat, "--model", tiny_model_dir, "--json", *asked,
+                                   check=0).stdout)["preview_rows"][0]["text"]
+        assert "«Yonder!" in text and ("«Ahoy" in text) == (not asked), text
     plan = json.loads(cli_here("plan", "--model", tiny_model_dir, "--data", pairs, "--objective", "sft", "--json",
                                check=0).stdout)["plan"]
     assert (plan["objective"], plan["packing"]) == ("sft", True)
