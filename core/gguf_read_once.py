@@ -28,33 +28,35 @@ _HELD = threading.RLock()
 @contextlib.contextmanager
 def parsed_once():
     with _HELD:
-        yield from _parsed_once()
+        replaced = _replace()
+        try:
+            yield
+        finally:
+            for module, name, original in reversed(replaced):
+                setattr(module, name, original)
 
 
-def _parsed_once():
-    restore = []
+def _replace() -> list[tuple]:
+    """Put the read-once stand-ins in place; (module, name, original) for each replaced."""
+    replaced = []
     try:
         import gguf
     except ImportError:
         gguf = None
     if gguf is not None and isinstance(getattr(gguf, "GGUFReader", None), type):
-        restore.append((gguf, "GGUFReader", gguf.GGUFReader))
+        replaced.append((gguf, "GGUFReader", gguf.GGUFReader))
         gguf.GGUFReader = _kept_readers(gguf.GGUFReader)
     if gguf is not None and callable(getattr(gguf, "get_tensor_name_map", None)):
-        restore.append((gguf, "get_tensor_name_map", gguf.get_tensor_name_map))
+        replaced.append((gguf, "get_tensor_name_map", gguf.get_tensor_name_map))
         gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(gguf.get_tensor_name_map)
     try:
         from transformers import modeling_gguf_pytorch_utils as loader
 
-        restore.append((loader, "load_gguf_checkpoint", loader.load_gguf_checkpoint))
+        replaced.append((loader, "load_gguf_checkpoint", loader.load_gguf_checkpoint))
         loader.load_gguf_checkpoint = _metadata_once(loader.load_gguf_checkpoint)
     except (ImportError, AttributeError):
         pass
-    try:
-        yield
-    finally:
-        for module, name, original in reversed(restore):
-            setattr(module, name, original)
+    return replaced
 
 
 def _kept_readers(reader_class: type) -> type:

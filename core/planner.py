@@ -38,6 +38,7 @@ from core.offload import host_plan
 from core.plan_fit import EFFECTIVE_BATCH, first_fit, fit, options_for, streams
 from core.plan_reasons import kernels_reason, offloaded, rejected, why_rung
 from core.plan_target import Target, target_for, too_old
+from core.run_config import TRAIN_ON
 from core.words import counted, duration
 
 GIB = 1024**3
@@ -222,8 +223,6 @@ def _train_on(w: Wishes, objective, reasons: list) -> str:
     """Which tokens the loss falls on. A pair or a rating is about a conversation's last answer, the turns before it
     its prompt (for DPO earlier assistant turns would cancel out, but they would thin out ORPO's and SimPO's
     per-token means and be pushed up or down by KTO's rating), so a pair objective learns from that one alone."""
-    from core.run_config import TRAIN_ON
-
     if w.train_on is not None and w.train_on not in TRAIN_ON:
         raise BadArgument(f"--train-on {w.train_on}: expected one of {', '.join(TRAIN_ON)}.")
     if objective.PAIRS:
