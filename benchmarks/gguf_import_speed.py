@@ -10,6 +10,8 @@ files in the same run, each conversion in a fresh process, so that its peak resi
   parameters), exported by our GGUF writer as `--quant` (q8_0 by default).
 
 `--quick` converts only a tiny random Llama (4 layers, hidden 256), for checking the script itself.
+`--tokenizer FOLDER` gives the random model another tokenizer than the default model's (a small vocabulary
+makes a quick check quicker: both ways spend most of a tiny model's time on the 49,152-token vocabulary).
 
 For each: seconds, the process's peak RSS, and the RSS the conversion added over the libraries loaded
 (measured just before it starts), as figures and as ratios ours / transformers'. What our weights loop
@@ -101,8 +103,9 @@ def convert(way: str, gguf: Path, work: Path) -> dict:
     return figures
 
 
-def synthetic(shape: str, quant: str, folder: Path) -> tuple[Path, dict]:
-    """A random-init Llama of `shape` written by our GGUF writer as `quant`; the file and its facts."""
+def synthetic(shape: str, quant: str, folder: Path, tokenizer: Path | None = None) -> tuple[Path, dict]:
+    """A random-init Llama of `shape` (with `tokenizer`, else the default model's) written by our GGUF writer as
+    `quant`; the file and its facts."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
@@ -111,7 +114,7 @@ def synthetic(shape: str, quant: str, folder: Path) -> tuple[Path, dict]:
     from core.gguf_export import architectures, tensor_types, vocab, writer
     from core.progress import Progress
 
-    tok = AutoTokenizer.from_pretrained(str(model_source.resolve("default", paths.models_dir()).path))
+    tok = AutoTokenizer.from_pretrained(str(tokenizer or model_source.resolve("default", paths.models_dir()).path))
     cfg = LlamaConfig(vocab_size=len(tok), max_position_embeddings=2048, tie_word_embeddings=False,
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, **SHAPES[shape])
     torch.manual_seed(0)
@@ -127,7 +130,8 @@ def synthetic(shape: str, quant: str, folder: Path) -> tuple[Path, dict]:
     largest = max(t.numel() for t in model.state_dict().values())
     rearranged = max((t.numel() for k, t in model.state_dict().items()  # what gguf_import assembles in float32
                       if (name := arch.gguf_name(k, c)) and arch.untransforms(name, c)), default=0)
-    return path, {"params": params, "largest_tensor_values": largest, "largest_rearranged_values": rearranged}
+    return path, {"params": params, "vocab_size": len(tok), "largest_tensor_values": largest,
+                  "largest_rearranged_values": rearranged}
 
 
 def expected(largest_values: int, rearranged_values: int, stored_bytes: int = 2) -> int:
@@ -161,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", default="1b", choices=SHAPES, help="The random Llama shape to convert too.")
     parser.add_argument("--quant", default="q8_0", help="The GGUF type that random model is written as.")
     parser.add_argument("--quick", action="store_true", help="A tiny random model only (checks the script).")
+    parser.add_argument("--tokenizer", type=Path, help="A tokenizer folder for the random model (default: the "
+                        "default model's).")
     parser.add_argument("--out", type=Path, help="JSON to write (default benchmarks/results/gguf_import-<cpu>.json).")
     parser.add_argument("--child", nargs=3, metavar=("WAY", "GGUF", "TARGET"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -181,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quick:
             files.append(measure(model_source.default_gguf(), work / "default", {"model": model_source.DEFAULT_LABEL}))
         shape = "tiny" if args.quick else args.shape
-        path, facts = synthetic(shape, args.quant, work)
+        path, facts = synthetic(shape, args.quant, work, args.tokenizer)
         files.append(measure(path, work / shape, {"model": f"random Llama {shape}", **facts}))
 
     cpu = hardware._cpu_name() or platform.processor() or platform.machine()
