@@ -1,5 +1,6 @@
 """Shared fixtures: a private TUNEFORGE_HOME for every test, the default model converted once per
-session, a tiny random Llama for fast tests, and a helper that runs the real CLI as a process."""
+session, a tiny random Llama for fast tests, a helper that runs the real CLI as a process, and a run that
+over-fits, trained once for the tests of kept best weights."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,29 @@ def write_twins(path: Path) -> Path:
             for i in range(12) for _ in range(2)]
     rng.shuffle(rows)
     return write_jsonl(path, rows)
+
+
+@dataclass
+class OverfitRun:
+    home: Path  # its own TUNEFORGE_HOME
+    run_id: str
+    events: list[dict]  # what `train --json` printed
+    data: Path  # the twins it trained on
+
+
+@pytest.fixture(scope="session")
+def overfit_run(tmp_path_factory, tiny_model_dir) -> OverfitRun:
+    """A run that really over-fits and stops early: a full fine-tune of the tiny model on `write_twins` data, 100
+    steps at most, a check every 10, `--stop-early 2`, through the real CLI. Shared by tests/app/test_best_weights.py
+    (what the command line does with its kept weights) and tests/ui/test_weights_choice.py (the export page's
+    choice): training it takes about 20 s. Its tests point TUNEFORGE_HOME at `home` and add no runs there."""
+    home = tmp_path_factory.mktemp("overfit-home")
+    (home / "models").mkdir()
+    data = write_twins(home / "twins.jsonl")
+    proc = subprocess.run([sys.executable, str(REPO / "main.py"), "train", "--model", str(tiny_model_dir), "--data",
+                           str(data), "--strategy", "full", "--lr", "1e-2", "--eval-fraction", "0.25", "--eval-every",
+                           "10", "--max-steps", "100", "--stop-early", "2", "--json"], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, env=dict(os.environ, TUNEFORGE_HOME=str(home)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = json_lines(proc.stdout)
+    return OverfitRun(home, events[-1]["run_id"], events, data)

@@ -3,6 +3,7 @@ them unless told otherwise; --stop-early ends such a run by itself (core/results
 
 The data makes a real over-fit cheaply (tests.conftest.write_twins): the tiny model first learns the answers'
 words (validation falls), then memorizes the held-out rows' twins (validation rises while training falls).
+The run is the session's `overfit_run` (tests/conftest.py), shared with the export page's test.
 """
 
 from __future__ import annotations
@@ -15,21 +16,6 @@ from safetensors.torch import load_file
 
 from core import results
 from core.errors import BadArgument
-from tests.conftest import json_lines, write_twins
-
-COMMON = ("--strategy", "full", "--lr", "1e-2", "--eval-fraction", "0.25", "--eval-every", "10", "--json")
-
-
-@pytest.fixture
-def twins(tmp_path):
-    return write_twins(tmp_path / "twins.jsonl")
-
-
-def train(cli, model, data, *extra):
-    events = json_lines(cli("train", "--model", model, "--data", data, *COMMON, *extra, check=0).stdout)
-    evals = {e["step"]: e["loss"] for e in events if e["event"] == "eval"}
-    return events, events[-1]["run_id"], evals
-
 
 def held_out_loss(run: dict, folder) -> float:
     """The validation loss of the weights in `folder`, measured again on the rows the run held out."""
@@ -42,11 +28,13 @@ def held_out_loss(run: dict, folder) -> float:
     return evaluation.loss(model, tok, rows, cfg["seq_len"], cfg["train_on"])[0]
 
 
-def test_a_run_that_begins_memorizing_stops_early_and_keeps_and_uses_its_best_weights(cli_here, home,
-                                                                                       tiny_model_dir, twins, tmp_path):
+def test_a_run_that_begins_memorizing_stops_early_and_keeps_and_uses_its_best_weights(cli_here, overfit_run,
+                                                                                       monkeypatch, tmp_path):
     from app import operations as ops
 
-    events, run_id, evals = train(cli_here, tiny_model_dir, twins, "--max-steps", "100", "--stop-early", "2")
+    monkeypatch.setenv("TUNEFORGE_HOME", str(overfit_run.home))  # (after cli_here's own home: this one holds it)
+    home, events, run_id, twins = overfit_run.home, overfit_run.events, overfit_run.run_id, overfit_run.data
+    evals = {e["step"]: e["loss"] for e in events if e["event"] == "eval"}
     lowest = min(evals, key=evals.get)
     end = lowest + 2 * 10  # two checks after the lowest, neither lower: the run ends there
     assert 10 <= lowest and max(evals) == end < 100 and evals[end] > evals[lowest], evals  # it really over-fits

@@ -7,13 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from safetensors.torch import load_file
 
 from app import history_service
 from app import operations as ops
-from core.planner import Wishes
-from tests.conftest import write_twins
+from app.supervisor import Outcome
 from ui import tasks
 from ui.history.run_detail import figures_html, lowest_validation
 from ui.pages.base import Session
@@ -22,20 +20,12 @@ from ui.pages.export_page import ExportPage
 PROMPT = "code 3"
 
 
-@pytest.fixture
-def overfit_run(home, tiny_model_dir, tmp_path):
-    """A real run made and trained through the app that trains past its lowest validation loss."""
-    data = write_twins(tmp_path / "twins.jsonl")
-    bundle = ops.make_plan(str(tiny_model_dir), str(data), Wishes(max_steps=100, strategy="full", stop_early=2))
-    cfg = ops.create_run(bundle, lr=1e-2, eval_fraction=0.25, eval_every=10)
-    outcome = ops.start_run(cfg.run_id).wait(180)
-    assert outcome is not None and outcome.status == "done", outcome
-    return cfg.run_id, outcome, data
-
-
-def test_the_export_page_uses_the_weights_chosen(qtbot, overfit_run, tmp_path):
-    run_id, outcome, data = overfit_run
-    page = ExportPage(Session(run_id=run_id, outcome=outcome))
+def test_the_export_page_uses_the_weights_chosen(qtbot, overfit_run, monkeypatch, tmp_path):
+    """On the session's run that over-fits (tests/conftest.py's `overfit_run`)."""
+    monkeypatch.setenv("TUNEFORGE_HOME", str(overfit_run.home))  # the run's own home
+    run_id, data = overfit_run.run_id, overfit_run.data
+    done = overfit_run.events[-1]
+    page = ExportPage(Session(run_id=run_id, outcome=Outcome(done["status"], done["text"], 0)))
     qtbot.addWidget(page)
     page.initializePage()
     page.show()
