@@ -154,7 +154,7 @@ def hear_ctrl_c() -> None:
 
 
 def test_ctrl_c_stops_with_a_checkpoint_and_resume_continues_the_same_trajectory(home, cli_here, tiny_model_dir):
-    common = ["--max-steps", "12", "--lr", "5e-3", "--seed", "7"]
+    common = ["--max-steps", "12", "--lr", "5e-3", "--seed", "7", "--eval-every", "6"]  # (checks cost steps here)
     straight, _ = train_json(cli_here, tiny_model_dir, *common)  # the reference (its trainer is a process too)
     reference = {e["step"]: e["loss"] for e in straight if e["event"] == "step"}
 
