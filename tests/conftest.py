@@ -22,6 +22,48 @@ from core import runtime_env  # noqa: E402
 
 runtime_env.prepare()
 
+# `make test` runs the suite in parallel sessions (pytest-xdist). Each gets its share of the cores for torch's
+# threads, in this process and the trainers it starts: threads that outnumber the cores wait on one another and
+# make a step many times slower, where two sessions of one thread each overlap their imports and their steps.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1)
+                                                     // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
+
+
+# Parallel sessions take a module at a time (its module-wide fixtures are made once), and the modules that use one
+# session fixture's trained run, together (so it is trained once): SHARED_RUNS names them, and collection checks it.
+SHARED_RUNS = {
+    "pirate_run": ("tests/e2e/test_default_path.py", "tests/e2e/test_export_gguf.py"),
+    "overfit_run": ("tests/app/test_best_weights.py", "tests/ui/test_weights_choice.py"),
+}
+FIRST = ("tests/e2e/",)  # the longest work starts first, so the sessions end together
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(optionalhook=True)  # (a hook of pytest-xdist, which plain `pytest` may run without)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    together = {module: run for run, modules in SHARED_RUNS.items() for module in modules}
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return together.get(_module(nodeid), _module(nodeid))
+
+    return ByModule(config, log)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for run, modules in SHARED_RUNS.items():
+            if run in item.fixturenames and _module(item.nodeid) not in modules:
+                raise pytest.UsageError(f"{_module(item.nodeid)} uses {run}: add it to SHARED_RUNS in tests/conftest.py "
+                                        "so parallel sessions train that run once.")
+    items.sort(key=lambda item: not item.nodeid.startswith(FIRST))  # (a stable sort: the rest keep their order)
+
 
 @pytest.fixture(scope="session")
 def session_home(tmp_path_factory) -> Path:

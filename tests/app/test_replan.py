@@ -142,6 +142,7 @@ def test_a_kernel_that_fails_on_the_gpu_is_planned_out_and_the_run_goes_on(cli, 
     assert "OutOfResources" in log and "tuneforge_kernels/rmsnorm.py" in log  # the traceback stays in the run's log
 
 
+@pytest.mark.alone  # (it measures the load of every program on the machine)
 def test_a_pace_measured_while_other_programs_keep_the_cpu_busy_is_not_kept(cli_here, home, tiny_model_dir, tmp_path,
                                                                            monkeypatch):
     """Another program on half the cores while the run measures its pace: the peak is recorded, the pace is not, and

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from core import cpu_share, memory_watch
@@ -19,6 +20,7 @@ def _spin_here(seconds: float) -> None:
         pass
 
 
+@pytest.mark.alone  # (it measures the load of every program on the machine)
 def test_busy_programs_beside_the_run_are_counted_and_the_runs_own_work_is_not():
     load = cpu_share.OtherLoad()
     spinners = [subprocess.Popen([sys.executable, "-c", SPIN.format(s=1.5)]) for _ in range(os.cpu_count() or 1)]

@@ -16,20 +16,24 @@ from ui.pages.base import Session
 from ui.pages.export_page import ExportPage
 
 
-@pytest.fixture
-def finished_run(home, tiny_model_dir):
-    """A real two-step run of the tiny model, made and trained through the app, as the train page does."""
-    bundle = ops.make_plan(str(tiny_model_dir), str(DEMO), Wishes(max_steps=2))
-    cfg = ops.create_run(bundle)
-    job = ops.start_run(cfg.run_id)
-    outcome = job.wait(120)
+@pytest.fixture(scope="module")
+def finished_run(tiny_model_dir, tmp_path_factory):
+    """A real two-step run of the tiny model, made and trained through the app, as the train page does; in a home
+    of its own, which the module's tests share (they ask and measure, and add no runs)."""
+    home = tmp_path_factory.mktemp("side-by-side-home")
+    (home / "models").mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TUNEFORGE_HOME", str(home))
+        cfg = ops.create_run(ops.make_plan(str(tiny_model_dir), str(DEMO), Wishes(max_steps=2)))
+        outcome = ops.start_run(cfg.run_id).wait(120)
     assert outcome is not None and outcome.status == "done", outcome
-    return cfg.run_id, outcome
+    return cfg.run_id, outcome, home
 
 
 @pytest.fixture
-def export_page(qtbot, finished_run):
-    run_id, outcome = finished_run
+def export_page(qtbot, finished_run, home, monkeypatch):
+    run_id, outcome, run_home = finished_run
+    monkeypatch.setenv("TUNEFORGE_HOME", str(run_home))  # (after `home`'s own)
     page = ExportPage(Session(run_id=run_id, outcome=outcome))
     qtbot.addWidget(page)
     page.initializePage()
