@@ -25,13 +25,13 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(PY) main.py
 
-# The suite in TEST_SESSIONS parallel sessions (pytest-xdist; tests/conftest.py gives each its share of the cores
+# The suite in TEST_SESSIONS parallel sessions (pytest-xdist; tests/conftest.py gives each its share of the cores,
 # and keeps a module, and the modules that share a trained run, in one session), then the few tests that measure
 # how busy the CPU is (marked `alone`), with nothing beside them. Plain `pytest` runs everything in one session.
 TEST_SESSIONS ?= 2
 
 test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q --durations=15 -n $(TEST_SESSIONS) --dist loadgroup -m "not alone"
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q --durations=15 -n $(TEST_SESSIONS) -m "not alone"
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m alone
 
 package: $(STAMP)

@@ -60,8 +60,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         for run, modules in SHARED_RUNS.items():
             if run in item.fixturenames and _module(item.nodeid) not in modules:
-                raise pytest.UsageError(f"{_module(item.nodeid)} uses {run}: add it to SHARED_RUNS in tests/conftest.py "
-                                        "so parallel sessions train that run once.")
+                raise pytest.UsageError(f"{_module(item.nodeid)} uses {run}: add it to SHARED_RUNS in "
+                                        "tests/conftest.py, so that parallel sessions train that run once.")
     items.sort(key=lambda item: not item.nodeid.startswith(FIRST))  # (a stable sort: the rest keep their order)
 
 
