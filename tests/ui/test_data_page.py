@@ -199,3 +199,30 @@ def test_scored_answers_show_their_line_which_moves_the_ratings_and_the_plan(mak
     page.set_path(str(DEMO))  # no scores: no line
     qtbot.waitUntil(page.isComplete, timeout=20000)
     assert not page.line.isVisible()
+
+
+def test_the_preview_marks_what_the_plan_pages_learns_from_asks(make_wizard, advance, qtbot, tmp_path,
+                                                                tiny_model_dir):
+    """Back from the plan page with "Learns from: The last answer", the preview marks that answer alone."""
+    talk = [{"role": "user", "content": "Where is the ship?"}, {"role": "assistant", "content": "Arr, in the bay."},
+            {"role": "user", "content": "And the gold?"}, {"role": "assistant", "content": "Arr, buried deep."}]
+    data = tmp_path / "talks.jsonl"
+    data.write_text(json.dumps({"messages": talk}) + "\n" + json.dumps({"messages": talk[:2]}) + "\n",
+                    encoding="utf-8")
+
+    def trained(text: str) -> bool:
+        segments = wizard.session.data_report["preview_rows"][0]["segments"]
+        return next(s["trained"] for s in segments if text in s["text"])
+
+    wizard, page = open_data_page(make_wizard, advance, qtbot, tiny_model_dir, data)
+    qtbot.waitUntil(page.isComplete, timeout=20000)
+    assert trained("in the bay") and trained("buried deep") and not trained("Where is the ship?")
+    plan_page = advance(wizard)
+    qtbot.waitUntil(plan_page.isComplete, timeout=20000)
+    adv = plan_page.advanced
+    adv.train_on.setCurrentIndex(adv.train_on.findData("last"))
+    qtbot.waitUntil(lambda: plan_page.isComplete() and wizard.session.bundle.plan.train_on == "last", timeout=20000)
+    wizard.back()
+    qtbot.waitUntil(page.isComplete, timeout=20000)
+    assert not trained("in the bay") and trained("buried deep")
+    assert "in the bay" in page.preview.toPlainText()  # shown, not marked

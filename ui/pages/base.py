@@ -24,6 +24,7 @@ class Session:
     bad_rows: str = "skip"  # "skip": bad rows are left out and listed; "stop": the first one is an error
     good_above: float | None = None  # scored answers above this are rated good; None: the middle of the scores
     eval_data: str | None = None  # a separate validation set; None: held out of the data (or a hub dataset's own)
+    train_on: str | None = None  # what the run learns from, as asked on the plan page (None: as its objective does)
     max_steps: int = 0
     run_name: str = ""  # the person's name for the run (core.history.check_name), '' for none
     bundle: object | None = None  # app.operations.PlanBundle

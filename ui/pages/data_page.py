@@ -205,9 +205,17 @@ class DataPage(Page):
         if self._inspected_for != self._key():
             self.inspect()
 
+    def showEvent(self, event) -> None:
+        """Back from the plan page (Back calls no initializePage), where "Learns from" may have changed what the
+        preview marks."""
+        super().showEvent(event)
+        if self._inspected_for is not None and self._inspected_for != self._key():
+            self.inspect()
+
     def _key(self) -> tuple:
         s = self.session
-        return s.data_path, str(s.model_ref.path) if s.model_ref else None, s.data_mapping, s.bad_rows, s.good_above
+        return (s.data_path, str(s.model_ref.path) if s.model_ref else None, s.data_mapping, s.bad_rows, s.good_above,
+                s.train_on)  # (back from the plan page with another "Learns from": the preview marks it)
 
     def set_path(self, path: str) -> None:
         self.session.data_path = path
@@ -245,8 +253,8 @@ class DataPage(Page):
         model = self._inspected_for[1]
         self.run_task("inspect", ops.inspect_data, self.session.data_path, model=model,
                       mapping=self.session.data_mapping, on_bad=self.session.bad_rows,
-                      good_above=self.session.good_above, on_done=self._inspected, on_error=self._failed,
-                      on_progress=self.status.report)
+                      good_above=self.session.good_above, train_on=self.session.train_on, on_done=self._inspected,
+                      on_error=self._failed, on_progress=self.status.report)
 
     def _inspected(self, report: dict) -> None:
         self.session.data_report = report

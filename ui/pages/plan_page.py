@@ -168,6 +168,7 @@ class PlanPage(Page):
             wishes = self.advanced.wishes(self.max_steps.value() or None)
             if self.session.going_on is not None:  # its strategy and settings, under the ones set here
                 wishes = self.session.going_on.apply(wishes)
+            self.session.train_on = wishes.train_on  # the data page's preview marks what the run learns from
         except KnownError as e:
             self.status.stop()
             self.error.show_error(e)
