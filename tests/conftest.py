@@ -48,6 +48,7 @@ def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
     together = {module: run for run, modules in SHARED_RUNS.items() for module in modules}
+    config.option.loadscopereorder = False  # modules in collection order (FIRST first), not by their count of tests
 
     class ByModule(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
