@@ -36,25 +36,38 @@ SHARED_RUNS = {
     "pirate_run": ("tests/e2e/test_default_path.py", "tests/e2e/test_export_gguf.py"),
     "overfit_run": ("tests/app/test_best_weights.py", "tests/ui/test_weights_choice.py"),
 }
-FIRST = ("tests/e2e/",)  # the longest work starts first, so the sessions end together
+FIRST, LAST = "tests/e2e/", "tests/ui/"  # the longest work starts first, so the sessions end together; the Qt tests
+# come last, as in one session: their collector (ui/main_thread_gc.py) keeps automatic collection off from then on
+
+
+_RUN_OF = {module: run for run, modules in SHARED_RUNS.items() for module in modules}
 
 
 def _module(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
+def _unit(nodeid: str) -> str:
+    """What one parallel session takes at once: a test's module, or the modules that share its run."""
+    return _RUN_OF.get(_module(nodeid), _module(nodeid))
+
+
+def _rank(nodeid: str) -> int:
+    modules = SHARED_RUNS.get(_unit(nodeid), (_module(nodeid),))
+    return 0 if modules[0].startswith(FIRST) else 2 if any(m.startswith(LAST) for m in modules) else 1
+
+
 @pytest.hookimpl(optionalhook=True)  # (a hook of pytest-xdist, which plain `pytest` may run without)
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
-    together = {module: run for run, modules in SHARED_RUNS.items() for module in modules}
-    config.option.loadscopereorder = False  # modules in collection order (FIRST first), not by their count of tests
+    config.option.loadscopereorder = False  # units in collection order (see _rank), not by their count of tests
 
-    class ByModule(LoadScopeScheduling):
+    class ByUnit(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return together.get(_module(nodeid), _module(nodeid))
+            return _unit(nodeid)
 
-    return ByModule(config, log)
+    return ByUnit(config, log)
 
 
 def pytest_collection_modifyitems(items):
@@ -63,7 +76,7 @@ def pytest_collection_modifyitems(items):
             if run in item.fixturenames and _module(item.nodeid) not in modules:
                 raise pytest.UsageError(f"{_module(item.nodeid)} uses {run}: add it to SHARED_RUNS in "
                                         "tests/conftest.py, so that parallel sessions train that run once.")
-    items.sort(key=lambda item: not item.nodeid.startswith(FIRST))  # (a stable sort: the rest keep their order)
+    items.sort(key=lambda item: _rank(item.nodeid))  # (a stable sort: within a rank, the order collected)
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ def test_busy_programs_beside_the_run_are_counted_and_the_runs_own_work_is_not()
     assert cpu_share.pace_note(busy) and f"{busy:.0%}" in cpu_share.pace_note(busy)
 
     load.restart()
-    _spin_here(1.0)  # one core of ours, the others idle (the suite runs one test at a time)
+    _spin_here(1.0)  # one core of ours, the others idle (the test runs alone: `make test` runs it after the rest)
     ours = load.share()
     assert ours is not None and ours < cpu_share.OTHERS_MAX, ours
     assert cpu_share.pace_note(ours) is None

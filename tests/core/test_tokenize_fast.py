@@ -232,11 +232,13 @@ def test_pieces_agree_with_the_whole_text(tok):
 
 def test_the_garbage_collector_is_left_as_it_was(tok):
     rows = ROWS * 3
-    gc.disable()
+    was = gc.isenabled()  # (off in a session that ran the UI tests' collector, ui/main_thread_gc.py: put back)
     try:
+        gc.disable()
         tokenize.encode_many(rows, tok, 64)
         assert not gc.isenabled()
-    finally:
         gc.enable()
-    for _ in tokenize.iter_rows(rows, tok):
-        assert gc.isenabled()  # never paused while the caller holds a row
+        for _ in tokenize.iter_rows(rows, tok):
+            assert gc.isenabled()  # never paused while the caller holds a row
+    finally:
+        (gc.enable if was else gc.disable)()
