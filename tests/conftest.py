@@ -4,6 +4,7 @@ over-fits, trained once for the tests of kept best weights."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -126,16 +127,17 @@ def tiny_model_dir(tmp_path_factory, default_model_dir) -> Path:
 @pytest.fixture
 def cli(home):
     """Run `python main.py ARGS` as a real process in this test's home; returns CompletedProcess."""
+    return functools.partial(main_process, home)
 
-    def run(*args, timeout=600, check=None, env=None):
-        full_env = dict(os.environ, TUNEFORGE_HOME=str(home), PYTHONUNBUFFERED="1", **(env or {}))
-        proc = subprocess.run([sys.executable, str(REPO / "main.py"), *map(str, args)], cwd=REPO, env=full_env,
-                              capture_output=True, text=True, timeout=timeout)
-        if check is not None:
-            assert proc.returncode == check, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-        return proc
 
-    return run
+def main_process(home: Path, *args, timeout=600, check=None, env=None) -> subprocess.CompletedProcess:
+    """`python main.py ARGS` as a real process in `home` (its TUNEFORGE_HOME); with `check`, its exit code too."""
+    full_env = dict(os.environ, TUNEFORGE_HOME=str(home), PYTHONUNBUFFERED="1", **(env or {}))
+    proc = subprocess.run([sys.executable, str(REPO / "main.py"), *map(str, args)], cwd=REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check is not None:
+        assert proc.returncode == check, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc
 
 
 @pytest.fixture
@@ -203,10 +205,7 @@ def overfit_run(tmp_path_factory, tiny_model_dir) -> OverfitRun:
     home = tmp_path_factory.mktemp("overfit-home")
     (home / "models").mkdir()
     data = write_twins(home / "twins.jsonl")
-    proc = subprocess.run([sys.executable, str(REPO / "main.py"), "train", "--model", str(tiny_model_dir), "--data",
-                           str(data), "--strategy", "full", "--lr", "1e-2", "--eval-fraction", "0.25", "--eval-every",
-                           "10", "--max-steps", "100", "--stop-early", "2", "--json"], cwd=REPO, capture_output=True,
-                          text=True, timeout=600, env=dict(os.environ, TUNEFORGE_HOME=str(home)))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    events = json_lines(proc.stdout)
+    events = json_lines(main_process(home, "train", "--model", tiny_model_dir, "--data", data, "--strategy", "full",
+                                     "--lr", "1e-2", "--eval-fraction", "0.25", "--eval-every", "10", "--max-steps",
+                                     "100", "--stop-early", "2", "--json", check=0).stdout)
     return OverfitRun(home, events[-1]["run_id"], events, data)

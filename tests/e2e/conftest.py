@@ -2,13 +2,9 @@
 test_default_path.py, its GGUF export in test_export_gguf.py (a run is what an export starts from; training
 another one there cost a minute of the suite)."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-from tests.conftest import DEMO, REPO, json_lines
+from tests.conftest import DEMO, json_lines, main_process
 
 STEPS = 30
 
@@ -20,13 +16,9 @@ def pirate_run(tmp_path_factory, default_model_dir):
     home = tmp_path_factory.mktemp("e2e-home")
     (home / "models").mkdir()
     (home / "models" / default_model_dir.name).symlink_to(default_model_dir, target_is_directory=True)
-    env = dict(os.environ, TUNEFORGE_HOME=str(home), PYTHONUNBUFFERED="1")
 
     def cli(*args, check=0):
-        proc = subprocess.run([sys.executable, str(REPO / "main.py"), *map(str, args)], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=900)
-        assert check is None or proc.returncode == check, proc.stderr[-3000:]
-        return proc
+        return main_process(home, *args, check=check, timeout=900)
 
     # Validation every 10 steps instead of the default ten checks a run: each check of the 10 held-out rows costs
     # most of a step here, and three show the fall as well.
