@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import functools
 
-NAMES = ("adamw", "adamw8bit", "paged_adamw8bit", "adafactor")
+NAMES = ("adamw", "adamw8bit", "paged_adamw8bit", "adafactor", "galore")
 BITSANDBYTES = ("adamw8bit", "paged_adamw8bit")  # the ones bitsandbytes provides
+BASE_ONLY = ("galore",)  # project a base weight's gradient (core/galore.py): nothing to gain on small adapters
 HELP = ("'adamw' (32-bit moments; fp32 masters for 16-bit weights), 'adamw8bit' (bitsandbytes 8-bit moments), "
         "'paged_adamw8bit' (8-bit, pages to RAM under pressure; CUDA), 'adafactor' (factored second moment)")
+BASE_HELP = (HELP + ", 'galore' (AdamW whose moments live in a low-rank subspace of each decoder matrix's "
+             "gradient, core/galore.py; fp32 masters kept)")
 
 
 def build(name: str, params: list, lr: float, weight_decay: float, masters: bool):
@@ -46,6 +49,10 @@ def build(name: str, params: list, lr: float, weight_decay: float, masters: bool
         return cls(params, lr=lr, weight_decay=weight_decay)
     if name == "adafactor":
         return torch.optim.Adafactor(params, lr=lr, weight_decay=weight_decay)
+    if name == "galore":  # `params`: groups, those to project with their "rank", "every" and "scale"
+        from core.galore import galore_adamw
+
+        return galore_adamw()(params, lr=lr, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; one of {', '.join(NAMES)}")
 
 
@@ -71,16 +78,39 @@ def adamw_update(state: dict, grad, master, group: dict) -> None:
     """One AdamW step (decoupled weight decay, bias-corrected) of `master` in place, from fp32 moments in
     `state`. Shared by MasterAdamW and the host optimizer (core/offload/host_adam.py), so a run moved to
     the host continues on exactly the same trajectory."""
-    b1, b2 = group["betas"]
     grad = grad.float()
+    adam_moments(state, grad, group)
+    del grad
+    denom = adam_denominator(state, group)
+    master.mul_(1 - group["lr"] * group["weight_decay"])
+    master.addcdiv_(state["exp_avg"], denom, value=-group["lr"] / (1 - group["betas"][0] ** state["step"]))
+
+
+def adam_moments(state: dict, grad, group: dict) -> None:
+    """Count a step and move the fp32 moments in `state` towards `grad` (fp32, the moments' shape)."""
+    b1, b2 = group["betas"]
     state["step"] += 1
-    t = state["step"]
     state["exp_avg"].lerp_(grad, 1 - b1)
     state["exp_avg_sq"].mul_(b2).addcmul_(grad, grad, value=1 - b2)
-    del grad
-    denom = (state["exp_avg_sq"] / (1 - b2**t)).sqrt_().add_(group["eps"])
-    master.mul_(1 - group["lr"] * group["weight_decay"])
-    master.addcdiv_(state["exp_avg"], denom, value=-group["lr"] / (1 - b1**t))
+
+
+def adam_denominator(state: dict, group: dict):
+    """Adam's bias-corrected denominator, sqrt(v / (1 - b2^t)) + eps, a new tensor."""
+    b2 = group["betas"][1]
+    return (state["exp_avg_sq"] / (1 - b2 ** state["step"])).sqrt_().add_(group["eps"])
+
+
+def new_state(p, moments: tuple[int, ...] | None = None) -> dict:
+    """Fresh AdamW state for `p`: step 0, fp32 moments of shape `moments` (default p's), and an fp32 master
+    when `p` is 16-bit."""
+    import torch
+
+    shape = tuple(p.shape) if moments is None else moments
+    state = {"step": 0, "exp_avg": torch.zeros(shape, dtype=torch.float32, device=p.device),
+             "exp_avg_sq": torch.zeros(shape, dtype=torch.float32, device=p.device)}
+    if p.dtype != torch.float32:
+        state["master"] = p.detach().float()
+    return state
 
 
 @functools.cache
@@ -106,16 +136,20 @@ def master_adamw() -> type:
                     if not state and p in self._spilled:
                         self._unspill(p, state)
                     if not state:
-                        state["step"] = 0
-                        state["exp_avg"] = torch.zeros_like(p, dtype=torch.float32)
-                        state["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32)
-                        if p.dtype != torch.float32:
-                            state["master"] = p.detach().float()
-                    master = state.get("master", p)
-                    adamw_update(state, p.grad, master, group)
-                    if master is not p:
-                        p.copy_(master)
+                        state.update(self.fresh_state(p, group))
+                    self.update(p, state, group)
             return None
+
+        def fresh_state(self, p, group: dict) -> dict:
+            """The state `p` starts with at its first gradient."""
+            return new_state(p)
+
+        def update(self, p, state: dict, group: dict) -> None:
+            """One step of `p` from its gradient (state made); GaLore (core/galore.py) steps some differently."""
+            master = state.get("master", p)
+            adamw_update(state, p.grad, master, group)
+            if master is not p:
+                p.copy_(master)
 
         def _unspill(self, p, state: dict) -> None:
             """Read p's spilled state back, as HostAdamW would when p trains again."""

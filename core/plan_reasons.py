@@ -31,15 +31,17 @@ def why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: Target, optio
     size = f"{shape.params / 1e9:.1f}B" if shape.params >= 1e9 else f"{shape.params / 1e6:.0f}M"
     where = f"{target.limit / GIB:.1f} GiB"
     base = base_words(target)
-    adapters = shape.lora_params(strategies.get(strategy, need_built=False).options(options).r)
-    text = {
-        "lora": f"Strategy lora: the {size} base stays frozen in {base} and low-rank adapters "
-                f"({adapters / 1e6:.1f}M weights) train on every linear layer; it fits {where}",
-        "qlora": f"Strategy qlora: the {size} base in {base} does not fit {where} for training, so the frozen base "
-                 "is stored in 4-bit nf4 with double quantization and adapters train on top",
-        "offload": f"Strategy offload: even a 4-bit {size} base does not fit {where} with room to train, so the "
-                   "frozen weights stay in RAM (or on NVMe) and stream to the GPU layer by layer",
-    }[strategy]
+    if strategy == "lora":
+        adapters = shape.lora_params(strategies.get(strategy, need_built=False).options(options).r)
+        text = (f"Strategy lora: the {size} base stays frozen in {base} and low-rank adapters "
+                f"({adapters / 1e6:.1f}M weights) train on every linear layer; it fits {where}")
+    else:  # qlora and offload are the ladder's lower rungs; a strategy off it (a re-plan's first rung) stays
+        text = {
+            "qlora": f"Strategy qlora: the {size} base in {base} does not fit {where} for training, so the frozen "
+                     "base is stored in 4-bit nf4 with double quantization and adapters train on top",
+            "offload": f"Strategy offload: even a 4-bit {size} base does not fit {where} with room to train, so "
+                       "the frozen weights stay in RAM (or on NVMe) and stream to the GPU layer by layer",
+        }.get(strategy, f"Strategy {strategy} as before")
     return text + (", with gradient checkpointing (layers recompute their activations in backward)." if ckpt
                    else ", without gradient checkpointing (fastest).")
 

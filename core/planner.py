@@ -35,7 +35,7 @@ from core.errors import BadArgument
 from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
 from core.offload import host_plan
-from core.plan_fit import EFFECTIVE_BATCH, first_fit, fit, options_for, streams
+from core.plan_fit import EFFECTIVE_BATCH, first_fit, fit, largest_micro_batch, options_for, streams
 from core.plan_reasons import kernels_reason, offloaded, rejected, why_rung
 from core.plan_target import Target, target_for, too_old
 from core.run_config import TRAIN_ON
@@ -299,6 +299,28 @@ def _climb_ladder(shape, target: Target, seq_len: int, w: Wishes, rows: int) -> 
     return strategy, ckpt, w.micro_batch or 0, options_for(strategy, w), ""
 
 
+def galore_instead(shape, hw, target: Target, settings: tuple, host_step_s: float, factor: float,
+                   mean_len: float) -> list[str]:
+    """A sentence on GaLore where a full fine-tune's AdamW state went to the host and GaLore's would fit the GPU
+    (at its own largest micro-batch) in less time a step: the faster choice, which the plan does not make itself
+    as GaLore's updates are low-rank between refreshes (core/galore.py)."""
+    seq_len, ckpt, options, effective = settings
+    galore = {**options, "optimizer": "galore", "optimizer_on_host": False}
+    mb = largest_micro_batch(shape, target, "full", seq_len, ckpt, galore, effective)
+    if not mb:
+        return []
+    setup = target.setup("full", mb, seq_len, ckpt, galore)
+    step_s = math.ceil(effective / mb) * factor * speed_model.micro_batch_seconds(shape, setup, hw, target.gpu,
+                                                                                   mean_len)
+    if step_s >= host_step_s:
+        return []
+    g = strategies.get("full").options(galore)
+    return [f"GaLore would fit the GPU instead (--option optimizer=galore): AdamW with its moments in a "
+            f"rank-{g.galore_rank} subspace of each decoder matrix's gradient, about {step_s:.1f} s a step (plus an "
+            f"SVD of each matrix every {g.galore_every} steps) against {host_step_s:.1f} s; the plan keeps exact "
+            "AdamW, as GaLore's updates are low-rank between those refreshes."]
+
+
 def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncated, lengths, w: Wishes, reasons,
                 warnings, fitted: bool, options: dict, steps: int | None = None, rows: int | None = None) -> Plan:
     """The plan for these decided settings; `rows` is `sequences(...)` when the caller has it already."""
@@ -381,6 +403,9 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         host_s, why = host_plan.optimizer_seconds(shape, setup, hw, target.gpu)
         step_time += host_s * target.time_factor
         reasons.append(why + f" A step: about {step_time:.1f} s.")
+        if strategy == "full" and "optimizer" not in w.options:
+            reasons += galore_instead(shape, hw, target, (seq_len, ckpt, options, effective), step_time,
+                                      cost * target.time_factor, mean_len)
     if setup.activations_on_host and target.gpu:
         act_s, why = host_plan.activation_seconds(shape, setup, target.gpu)
         step_time += grad_accum * act_s * target.time_factor

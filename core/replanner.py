@@ -26,7 +26,7 @@ from pathlib import Path
 
 from core import memory_model as mm
 from core import objectives
-from core.errors import KnownError
+from core.errors import BadArgument, KnownError
 from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
 from core.plan_target import target_for
@@ -91,8 +91,9 @@ def _step_down(previous: Plan, hardware: HardwareProfile, model_config: dict, to
     strategy, ckpt, mb = previous.strategy, previous.gradient_checkpointing, previous.micro_batch
     rungs = _rungs_below(strategy, ckpt, target.device)
 
-    def carried(name: str) -> dict:  # the run's settings that still apply (LoRA's rank carries into QLoRA)
-        return options_for(name, Wishes(options=previous.options))
+    def carried(name: str) -> dict:  # the run's settings that still apply (LoRA's rank carries into QLoRA; full
+        # fine-tuning's GaLore optimizer does not)
+        return {k: v for k, v in options_for(name, Wishes(options=previous.options)).items() if _allowed(name, {k: v})}
     chosen, chosen_options = None, dict(previous.options)
     mb *= 2 if same_first else 1
     while mb > 1 and chosen is None:  # first (after the same settings): smaller micro-batches, more accumulation
@@ -152,14 +153,26 @@ def _cheaper_settings(strategy: str, options: dict, device: str) -> list[tuple[d
     all four with the frozen layers streamed),
     each with its reason: tried before leaving it, never turning back a setting the run already gave up
     (frozen embeddings stay frozen). Moving the optimizer to the host keeps the trajectory (the host AdamW
-    clips by the same global norm), so the run continues from its checkpoint."""
+    clips by the same global norm), so the run continues from its checkpoint. A choice the run's other settings
+    rule out (the host optimizer is AdamW's; a run with 8-bit or GaLore state keeps it) is skipped."""
     variants = variants_for(strategy, {}, device)
     cheapest = variants[-1][0]  # the list ends with the cheapest; a re-plan only moves settings towards it
     for i, (variant, _) in enumerate(variants):
         if variant and all(options.get(k) == v for k, v in variant.items()):
             return [({**options, **later}, why) for later, why in variants[i + 1:]
-                    if all(v == cheapest.get(k) for k, v in later.items() if v != variant[k])]
+                    if all(v == cheapest.get(k) for k, v in later.items() if v != variant[k])
+                    and _allowed(strategy, {**options, **later})]
     return []
+
+
+def _allowed(strategy: str, options: dict) -> bool:
+    from core import strategies
+
+    try:
+        strategies.get(strategy, need_built=False).options(options)
+    except BadArgument:
+        return False
+    return True
 
 
 def _rungs_below(strategy: str, ckpt: bool, device: str) -> list[tuple[str, bool]]:

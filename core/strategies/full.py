@@ -2,7 +2,10 @@
 has a bf16 gradient, an fp32 master and two fp32 Adam moments (16 bytes a weight), so it suits
 small models or big GPUs; 8-bit AdamW or Adafactor shrink the optimizer's share, and
 `optimizer_on_host` moves the masters and moments (12 of the 16 bytes) to RAM, where the CPU
-updates them (core.offload.host_adam); the planner turns it on by itself when nothing else fits.
+updates them (core.offload.host_adam); the planner turns it on by itself when the GPU is too small.
+`optimizer=galore` (core/galore.py) keeps the decoder matrices' moments in a low-rank subspace of their
+gradients, on the GPU (about 9-10 bytes a weight at 1-8B sizes, against AdamW's 16): the person's choice, as its
+updates are low-rank between refreshes; the planner stays with exact AdamW and says where GaLore would be faster.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import optimizers
+from core import galore, optimizers
 from core.errors import DiskFull
 from core.settings import check, option
 from core.strategies import ACTIVATIONS_HELP, Strategy, register
@@ -27,14 +30,25 @@ HOST_WHY = ("The optimizer state (fp32 masters and Adam moments, 12 bytes a trai
 
 @dataclass(frozen=True)
 class FullOptions:
-    optimizer: str = option("adamw", help="One of " + optimizers.HELP + ".")
+    optimizer: str = option("adamw", help="One of " + optimizers.BASE_HELP + ".")
     optimizer_on_host: bool = option(False, help=HOST_HELP)
     activations_on_host: bool = option(False, help=ACTIVATIONS_HELP)
+    galore_rank: int = option(galore.DEFAULT_RANK, help="With optimizer=galore: the subspace's rank; a decoder "
+                              "matrix's moments take rank × its longer side instead of its whole size (higher: "
+                              "closer to full AdamW, more memory).")
+    galore_every: int = option(galore.DEFAULT_EVERY, help="With optimizer=galore: steps between two choices of "
+                               "the subspace (an SVD of each matrix's gradient).")
+    galore_scale: float = option(galore.DEFAULT_SCALE, help="With optimizer=galore: the subspace step's factor "
+                                 "(the paper pre-trained with 0.25 at far higher learning rates; 1 keeps the "
+                                 "plan's fine-tuning rate as it is).")
 
     def __post_init__(self):
         check(self.optimizer in optimizers.NAMES, "optimizer", f"must be one of {', '.join(optimizers.NAMES)}.")
         check(not self.optimizer_on_host or self.optimizer == "adamw", "optimizer_on_host",
               "works with the 'adamw' optimizer only; set optimizer=adamw or turn it off.")
+        check(self.galore_rank >= 1, "galore_rank", "must be at least 1.")
+        check(self.galore_every >= 1, "galore_every", "must be at least 1.")
+        check(self.galore_scale > 0, "galore_scale", "must be above 0.")
 
 
 def load_full_model(base, folder):
@@ -74,6 +88,17 @@ def host_optimizer(params: list, live: list, cfg, spill: bool = False, sized: li
                      pool_bytes=pool_bytes(live, params[0].element_size()), spill=store)
 
 
+def galore_groups(model, params: list, opts) -> list[dict]:
+    """The optimizer's groups for GaLore: the decoder's 2-D weights (attention, MLP) projected, the rest
+    (embeddings, head, norms, biases) plain AdamW. One learning-rate schedule drives both groups."""
+    vocab = {id(m.weight) for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}
+    low = [p for p in params if p.dim() == 2 and id(p) not in vocab]
+    rest = [p for p in params if p.dim() != 2 or id(p) in vocab]
+    groups = [{"params": low, "rank": opts.galore_rank, "every": opts.galore_every, "scale": opts.galore_scale},
+              {"params": rest}]
+    return [g for g in groups if g["params"]]
+
+
 def host_placement(placement: dict, opts) -> dict:
     """`placement` with what these settings move to the host."""
     if getattr(opts, "optimizer_on_host", False):
@@ -91,10 +116,11 @@ class Full(Strategy):
     trains_base = True
 
     def setup_fields(self, opts, device: str) -> dict:
-        return {**super().setup_fields(opts, device), "offload": "optimizer" if opts.optimizer_on_host else ""}
+        return {**super().setup_fields(opts, device), "offload": "optimizer" if opts.optimizer_on_host else "",
+                "galore_rank": opts.galore_rank if opts.optimizer == "galore" else 0}
 
     def plan_variants(self, options: dict) -> list[tuple[dict, str]]:
-        if options.get("optimizer", "adamw") != "adamw":  # 8-bit or factored state: small already, GPU only
+        if options.get("optimizer", "adamw") != "adamw":  # 8-bit, factored or GaLore state: small already, GPU only
             return [(options, "")]
         return host_variants([(dict(options), "")], options)
 
@@ -110,6 +136,9 @@ class Full(Strategy):
         if opts.optimizer_on_host:
             params = self.trained_parameters(model)
             return host_optimizer(params, params, cfg)
+        if opts.optimizer == "galore":
+            return optimizers.build("galore", galore_groups(model, self.trained_parameters(model), opts), cfg.lr,
+                                    cfg.weight_decay, masters=True)
         return super().make_optimizer(model, opts, cfg, device)
 
     def placement(self, model, opts) -> dict[str, str]:

@@ -157,6 +157,30 @@ def test_repeated_ooms_walk_down_the_ladder():
     assert [s for s, _, _ in steps].index("qlora") == len(steps) - 1
 
 
+@pytest.mark.parametrize("optimizer", ["adamw", "adafactor", "galore"])
+def test_a_full_fine_tune_walks_down_the_ladder_with_settings_each_rung_takes(optimizer):
+    """Full fine-tuning off the ladder: smaller micro-batches, its own cheaper settings where its optimizer allows
+    them (the host AdamW is AdamW's), checkpointing, then QLoRA, which leaves the optimizers only base weights
+    take. (Each re-plan here used to end in a traceback past the micro-batches.)"""
+    hw = hardware.load(REPO / "resources" / "hardware" / "gpu-24gb.json")
+    model = json.loads((REPO / "resources" / "models" / "llama-3.2-1b.json").read_text())
+    lengths = [512] * 200
+    plan = planner.make_plan(hw, model, lengths, planner.Wishes(strategy="full", options={"optimizer": optimizer}))
+    seen = [(plan.strategy, plan.gradient_checkpointing)]
+    while plan.strategy == "full":
+        plan = replanner.replan_after_oom(plan, hw, model, lengths, at_step=2)
+        seen.append((plan.strategy, plan.gradient_checkpointing))
+        if plan.strategy == "full":
+            assert plan.options["optimizer"] == optimizer
+            assert plan.options["optimizer_on_host"] is (optimizer == "adamw")  # 12 bytes a weight: on the host
+        else:
+            assert plan.options["optimizer"] in ("auto", optimizer) and plan.options["optimizer"] != "galore"
+        if seen[-2:] == [("full", False), ("full", True)]:
+            assert any(r.startswith("Strategy full as before, with gradient checkpointing") for r in plan.reasons)
+    assert seen[-1] == ("qlora", True)
+    assert ("full", True) in seen or optimizer == "galore"  # (GaLore's state stays on the GPU: past its room)
+
+
 def test_cpu_plan_has_an_honest_eta():
     plan = planner.make_plan(CPU_ONLY, SMOL, [300] * 200)
     assert plan.step_time_s > 0.5 and plan.total_time_s == pytest.approx(plan.step_time_s * plan.total_steps, rel=0.01)

@@ -43,6 +43,8 @@ CASES = {
     "full-host": ("full", {"optimizer_on_host": True, "activations_on_host": True}, 3e-3, lambda n: True),
     "full-adamw8bit": ("full", {"optimizer": "adamw8bit"}, 3e-3, lambda n: True),
     "full-adafactor": ("full", {"optimizer": "adafactor"}, 3e-2, lambda n: True),
+    # A new subspace every 2 steps: the resume at STOP_AT=3 goes on with the projector the checkpoint kept.
+    "full-galore": ("full", {"optimizer": "galore", "galore_rank": 8, "galore_every": 2}, 3e-3, lambda n: True),
 }
 
 
@@ -263,6 +265,8 @@ def test_a_planned_strategy_is_listed_but_refuses_to_run(monkeypatch):
     ("lisa", {"sampling": "random"}, "'sampling': must be one of uniform, owlore"),
     ("full", {"optimizer": "sgd"}, "'optimizer'"),
     ("qlora", {"quant_type": "int4"}, "'quant_type'"),
+    ("qlora", {"optimizer": "galore"}, "'optimizer': must be auto or one of"),  # GaLore projects base weights
+    ("full", {"optimizer": "galore", "galore_rank": 0}, "'galore_rank': must be at least 1"),
 ])
 def test_bad_settings_name_the_setting(strategy, values, message):
     with pytest.raises(BadArgument, match=message):
