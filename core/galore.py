@@ -21,6 +21,11 @@ What is ours, and why:
   the refresh's SVD is exact (torch.linalg.svd), once per weight every `every` steps.
 - a resumed run goes on exactly: the projector is part of the state a checkpoint keeps, and refreshes fall on
   the weight's own step count.
+
+FRUGAL (Zmushko et al., "FRUGAL: Memory-Efficient Optimization by Reducing State Overhead for Scalable
+Training", ICML 2025) keeps GaLore's subspace and its Adam state, and moves the weight along the rest of the
+gradient too, G − back(R), by its sign (signSGD: no state) at the learning rate: the update is full-rank
+between refreshes, for no more memory than GaLore's (a group's "residual" turns it on: optimizer=frugal).
 """
 
 from __future__ import annotations
@@ -76,6 +81,11 @@ def galore_adamw() -> type:
             if state["step"] % group["every"] == 0:  # a new subspace from this step's gradient
                 state["projector"] = projector(grad, group["rank"], tall)
             low = project(grad, state["projector"], tall)
+            free = None  # FRUGAL: what the subspace leaves of the gradient, by its sign (no state)
+            if group.get("residual"):
+                back = project_back(low, state["projector"], tall)
+                free = (grad.sub_(back) if grad is not p.grad else grad - back).sign_()  # (a 16-bit grad's copy: ours)
+                del back
             del grad
             adam_moments(state, low, group)
             step = project_back(torch.div(state["exp_avg"], adam_denominator(state, group), out=low),
@@ -83,6 +93,8 @@ def galore_adamw() -> type:
             master = state.get("master", p)
             master.mul_(1 - group["lr"] * group["weight_decay"])
             master.add_(step, alpha=-group["lr"] * group["scale"] / (1 - group["betas"][0] ** state["step"]))
+            if free is not None:
+                master.add_(free, alpha=-group["lr"])
             if master is not p:
                 p.copy_(master)
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 from core import strategies
 from core.model_shape import ModelShape
+from core.optimizers import LOW_RANK
 from core.offload.weight_store import STAGING
 from tuneforge_kernels.patch import ARCHITECTURES
 
@@ -71,7 +72,8 @@ OPTIMIZERS = {
     "adamw8bit": lambda param_bytes: 2.0,  # bitsandbytes block-wise 8-bit moments
     "paged_adamw8bit": lambda param_bytes: 2.0,  # same bytes, but pages to RAM under pressure
     "adafactor": lambda param_bytes: 0.1,  # factored second moment: rows + columns per matrix (≈ nothing)
-    "galore": lambda param_bytes: 8,  # fp32 moments (the decoder's matrices: galore_state_bytes)
+    "galore": lambda param_bytes: 8,  # fp32 moments (the decoder's matrices: galore_saving)
+    "frugal": lambda param_bytes: 8,  # GaLore's state: the rest of each gradient takes a step with none
 }
 WEIGHT_STORAGE = ("fp32", "bf16", "fp16", "nf4", "int8")
 BEST_ON_DISK = "weights of the lowest validation loss"  # the disk term of Setup.keep_best
@@ -88,7 +90,7 @@ class Setup:
     checkpointing: bool = False
     lora_r: int = 16
     optimizer: str = "adamw"
-    galore_rank: int = 0  # optimizer "galore": the rank of the decoder matrices' gradient subspace
+    galore_rank: int = 0  # optimizer "galore" or "frugal": the rank of the decoder matrices' gradient subspace
     lisa_layers: int = 2  # layers trained at a time (LISA)
     lisa_embeddings: bool = False  # LISA also trains the embeddings and head
     on_gpu: bool = True
@@ -276,9 +278,9 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     offload = s.offload or ("weights" if strategy.streams_weights else "")
     param_bytes = s.compute_bytes if full_like else 4  # adapters are kept in fp32 by peft
     optimizer = int(trainable * OPTIMIZERS[s.optimizer](param_bytes))
-    if full_like and s.optimizer in ("adamw", "galore"):  # MasterAdamW: fp32 moments, an fp32 master for 16-bit
+    if full_like and s.optimizer in ("adamw", *LOW_RANK):  # MasterAdamW: fp32 moments, an fp32 master for 16-bit
         optimizer = trainable * (8 + (4 if s.compute_bytes < 4 else 0))  # weights
-    if full_like and s.optimizer == "galore":
+    if full_like and s.optimizer in LOW_RANK:
         optimizer -= galore_saving(shape, s.galore_rank)
     grads = trainable * param_bytes
     est = Estimate()
@@ -304,7 +306,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     if not full_like:
         dev["adapter weights (fp32)"] = trainable * 4
     dev["gradients"] = grads
-    masters = full_like and s.optimizer in ("adamw", "galore") and s.compute_bytes < 4
+    masters = full_like and s.optimizer in ("adamw", *LOW_RANK) and s.compute_bytes < 4
     label = f"optimizer state ({s.optimizer}{', fp32 masters' if masters else ''})"
     if offload == "optimizer" or (offload == "weights" and full_like):
         est.ram[label + " (offloaded)"] = optimizer
@@ -326,7 +328,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     step_temp = 0
     if s.optimizer == "adamw" and offload != "optimizer":  # a host optimizer's temporaries are in RAM
         step_temp = 2 * 4 * largest_trained_tensor(shape, s) if full_like else trainable * param_bytes
-    if s.optimizer == "galore":  # AdamW's for the embeddings; at a refresh, a decoder matrix's fp32 gradient, its
+    if s.optimizer in LOW_RANK:  # AdamW's for the embeddings; at a refresh, a decoder matrix's fp32 gradient, its
         # SVD's two factors and workspace (about 4 fp32 copies of the matrix)
         step_temp = max(2 * 4 * largest_trained_tensor(shape, s), 4 * 4 * max(a * b for a, b in shape.linear_shapes()))
     backward = dev["logits and loss"] + next(v for k, v in dev.items() if k.startswith("activations"))

@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import functools
 
-NAMES = ("adamw", "adamw8bit", "paged_adamw8bit", "adafactor", "galore")
+NAMES = ("adamw", "adamw8bit", "paged_adamw8bit", "adafactor", "galore", "frugal")
 BITSANDBYTES = ("adamw8bit", "paged_adamw8bit")  # the ones bitsandbytes provides
-BASE_ONLY = ("galore",)  # project a base weight's gradient (core/galore.py): nothing to gain on small adapters
+LOW_RANK = ("galore", "frugal")  # project a base weight's gradient (core/galore.py)
+BASE_ONLY = LOW_RANK  # nothing to gain on small adapters
 HELP = ("'adamw' (32-bit moments; fp32 masters for 16-bit weights), 'adamw8bit' (bitsandbytes 8-bit moments), "
         "'paged_adamw8bit' (8-bit, pages to RAM under pressure; CUDA), 'adafactor' (factored second moment)")
 BASE_HELP = (HELP + ", 'galore' (AdamW whose moments live in a low-rank subspace of each decoder matrix's "
-             "gradient, core/galore.py; fp32 masters kept)")
+             "gradient, core/galore.py; fp32 masters kept), 'frugal' (GaLore, and the rest of each gradient moves "
+             "its weights by its sign, with no state: full-rank updates for the same memory)")
 
 
 def build(name: str, params: list, lr: float, weight_decay: float, masters: bool):
@@ -49,7 +51,7 @@ def build(name: str, params: list, lr: float, weight_decay: float, masters: bool
         return cls(params, lr=lr, weight_decay=weight_decay)
     if name == "adafactor":
         return torch.optim.Adafactor(params, lr=lr, weight_decay=weight_decay)
-    if name == "galore":  # `params`: groups, those to project with their "rank", "every" and "scale"
+    if name in LOW_RANK:  # `params`: groups, those to project with their "rank", "every", "scale" (and "residual")
         from core.galore import galore_adamw
 
         return galore_adamw()(params, lr=lr, weight_decay=weight_decay)

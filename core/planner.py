@@ -317,8 +317,9 @@ def galore_instead(shape, hw, target: Target, settings: tuple, host_step_s: floa
     g = strategies.get("full").options(galore)
     return [f"GaLore would fit the GPU instead (--option optimizer=galore): AdamW with its moments in a "
             f"rank-{g.galore_rank} subspace of each decoder matrix's gradient, about {step_s:.1f} s a step (plus an "
-            f"SVD of each matrix every {g.galore_every} steps) against {host_step_s:.1f} s; the plan keeps exact "
-            "AdamW, as GaLore's updates are low-rank between those refreshes."]
+            f"SVD of each matrix every {g.galore_every} steps) against {host_step_s:.1f} s; optimizer=frugal also "
+            "moves each weight by the sign of the rest of its gradient. The plan keeps exact AdamW: theirs are "
+            "approximations of it."]
 
 
 def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncated, lengths, w: Wishes, reasons,

@@ -4,8 +4,9 @@ small models or big GPUs; 8-bit AdamW or Adafactor shrink the optimizer's share,
 `optimizer_on_host` moves the masters and moments (12 of the 16 bytes) to RAM, where the CPU
 updates them (core.offload.host_adam); the planner turns it on by itself when the GPU is too small.
 `optimizer=galore` (core/galore.py) keeps the decoder matrices' moments in a low-rank subspace of their
-gradients, on the GPU (about 9-10 bytes a weight at 1-8B sizes, against AdamW's 16): the person's choice, as its
-updates are low-rank between refreshes; the planner stays with exact AdamW and says where GaLore would be faster.
+gradients, on the GPU (about 9-10 bytes a weight at 1-8B sizes, against AdamW's 16), and `optimizer=frugal`
+also moves each weight by the sign of the rest of its gradient (FRUGAL: full-rank updates, no more state). The
+person's choice: the planner stays with exact AdamW and says where GaLore would fit and be faster.
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ class FullOptions:
     optimizer: str = option("adamw", help="One of " + optimizers.BASE_HELP + ".")
     optimizer_on_host: bool = option(False, help=HOST_HELP)
     activations_on_host: bool = option(False, help=ACTIVATIONS_HELP)
-    galore_rank: int = option(galore.DEFAULT_RANK, help="With optimizer=galore: the subspace's rank; a decoder "
-                              "matrix's moments take rank × its longer side instead of its whole size (higher: "
-                              "closer to full AdamW, more memory).")
-    galore_every: int = option(galore.DEFAULT_EVERY, help="With optimizer=galore: steps between two choices of "
-                               "the subspace (an SVD of each matrix's gradient).")
-    galore_scale: float = option(galore.DEFAULT_SCALE, help="With optimizer=galore: the subspace step's factor "
-                                 "(the paper pre-trained with 0.25 at far higher learning rates; 1 keeps the "
+    galore_rank: int = option(galore.DEFAULT_RANK, help="With optimizer=galore or frugal: the subspace's rank; "
+                              "a decoder matrix's moments take rank × its longer side instead of its whole size "
+                              "(higher: closer to full AdamW, more memory).")
+    galore_every: int = option(galore.DEFAULT_EVERY, help="With optimizer=galore or frugal: steps between two "
+                               "choices of the subspace (an SVD of each matrix's gradient).")
+    galore_scale: float = option(galore.DEFAULT_SCALE, help="With optimizer=galore or frugal: the subspace step's "
+                                 "factor (the paper pre-trained with 0.25 at far higher learning rates; 1 keeps the "
                                  "plan's fine-tuning rate as it is).")
 
     def __post_init__(self):
@@ -94,8 +95,8 @@ def galore_groups(model, params: list, opts) -> list[dict]:
     vocab = {id(m.weight) for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}
     low = [p for p in params if p.dim() == 2 and id(p) not in vocab]
     rest = [p for p in params if p.dim() != 2 or id(p) in vocab]
-    groups = [{"params": low, "rank": opts.galore_rank, "every": opts.galore_every, "scale": opts.galore_scale},
-              {"params": rest}]
+    groups = [{"params": low, "rank": opts.galore_rank, "every": opts.galore_every, "scale": opts.galore_scale,
+               "residual": opts.optimizer == "frugal"}, {"params": rest}]
     return [g for g in groups if g["params"]]
 
 
@@ -117,7 +118,7 @@ class Full(Strategy):
 
     def setup_fields(self, opts, device: str) -> dict:
         return {**super().setup_fields(opts, device), "offload": "optimizer" if opts.optimizer_on_host else "",
-                "galore_rank": opts.galore_rank if opts.optimizer == "galore" else 0}
+                "galore_rank": opts.galore_rank if opts.optimizer in optimizers.LOW_RANK else 0}
 
     def plan_variants(self, options: dict) -> list[tuple[dict, str]]:
         if options.get("optimizer", "adamw") != "adamw":  # 8-bit, factored or GaLore state: small already, GPU only
@@ -136,9 +137,9 @@ class Full(Strategy):
         if opts.optimizer_on_host:
             params = self.trained_parameters(model)
             return host_optimizer(params, params, cfg)
-        if opts.optimizer == "galore":
-            return optimizers.build("galore", galore_groups(model, self.trained_parameters(model), opts), cfg.lr,
-                                    cfg.weight_decay, masters=True)
+        if opts.optimizer in optimizers.LOW_RANK:
+            return optimizers.build(opts.optimizer, galore_groups(model, self.trained_parameters(model), opts),
+                                    cfg.lr, cfg.weight_decay, masters=True)
         return super().make_optimizer(model, opts, cfg, device)
 
     def placement(self, model, opts) -> dict[str, str]:

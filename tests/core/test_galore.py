@@ -18,9 +18,10 @@ from tests.conftest import REPO
 from tests.core.test_plan_offload_optimizer import LENGTHS, profile
 
 
-def reference_galore(w0: torch.Tensor, grads: list[torch.Tensor], lr, wd, rank, every, scale, eps=1e-8,
-                     betas=(0.9, 0.999)) -> torch.Tensor:
-    """Algorithm 1 of the GaLore paper with AdamW, one step at a time, as plainly as it reads."""
+def reference_galore(w0: torch.Tensor, grads: list[torch.Tensor], lr, wd, rank, every, scale, frugal: bool,
+                     eps=1e-8, betas=(0.9, 0.999)) -> torch.Tensor:
+    """Algorithm 1 of the GaLore paper with AdamW, one step at a time, as plainly as it reads; with `frugal`,
+    FRUGAL(Adam, signSGD): the rest of the gradient moves the weight by its sign."""
     w, m, v, p = w0.clone(), None, None, None
     tall = w.shape[0] >= w.shape[1]
     for t, g in enumerate(grads, start=1):
@@ -34,39 +35,51 @@ def reference_galore(w0: torch.Tensor, grads: list[torch.Tensor], lr, wd, rank, 
         v = betas[1] * v + (1 - betas[1]) * r * r
         n = (m / (1 - betas[0] ** t)) / ((v / (1 - betas[1] ** t)).sqrt() + eps)
         w = w * (1 - lr * wd) - lr * scale * (n @ p if tall else p @ n)
+        if frugal:
+            w = w - lr * torch.sign(g - (r @ p if tall else p @ r))
     return w
 
 
+@pytest.mark.parametrize("frugal", [False, True], ids=["galore", "frugal"])
 @pytest.mark.parametrize("shape", [(48, 20), (20, 48)], ids=["tall", "wide"])
-def test_each_step_is_the_papers_algorithm(shape):
+def test_each_step_is_the_papers_algorithm(shape, frugal):
     torch.manual_seed(0)
     w = torch.nn.Parameter(torch.randn(*shape))
     start = w.detach().clone()
-    opt = galore_adamw()([{"params": [w], "rank": 4, "every": 3, "scale": 0.5}], lr=1e-2, weight_decay=0.1)
+    opt = galore_adamw()([{"params": [w], "rank": 4, "every": 3, "scale": 0.5, "residual": frugal}], lr=1e-2,
+                         weight_decay=0.1)
     grads = [torch.randn(*shape) for _ in range(8)]  # refreshes at steps 1, 4 and 7
     for g in grads:
         w.grad = g.clone()
         opt.step()
-    expected = reference_galore(start, grads, lr=1e-2, wd=0.1, rank=4, every=3, scale=0.5)
+        assert torch.equal(w.grad, g)  # the gradient is read, never changed
+    expected = reference_galore(start, grads, lr=1e-2, wd=0.1, rank=4, every=3, scale=0.5, frugal=frugal)
     assert torch.allclose(w.detach(), expected, atol=1e-6)
     assert opt.state[w]["exp_avg"].shape == ((48, 4) if shape[0] >= shape[1] else (4, 48))  # the subspace's size
     assert not torch.allclose(w.detach(), start + (expected - start) * 0.9, atol=1e-4)  # (the check could fail)
 
 
-def test_updates_stay_in_the_chosen_subspace_until_the_next_refresh():
+def test_galores_updates_stay_in_the_chosen_subspace_until_the_next_refresh_and_frugals_do_not():
     torch.manual_seed(1)
-    w = torch.nn.Parameter(torch.randn(64, 32))
-    start = w.detach().clone()
-    opt = galore_adamw()([{"params": [w], "rank": 3, "every": 100}], lr=1e-2)
+    w, f = torch.nn.Parameter(torch.randn(64, 32)), torch.nn.Parameter(torch.randn(64, 32))
+    start, f_start = w.detach().clone(), f.detach().clone()
+    galore = galore_adamw()([{"params": [w], "rank": 3, "every": 100}], lr=1e-2)
+    frugal = galore_adamw()([{"params": [f], "rank": 3, "every": 100, "residual": True}], lr=1e-2)
     for _ in range(5):
         w.grad = torch.randn(64, 32)
-        opt.step()
+        f.grad = w.grad.clone()
+        galore.step()
+        frugal.step()
     moved = w.detach() - start
-    p = opt.state[w]["projector"]  # 3 × 32, orthonormal rows
+    p = galore.state[w]["projector"]  # 3 × 32, orthonormal rows
     assert torch.allclose(p @ p.T, torch.eye(3), atol=1e-5)
     assert moved.abs().max() > 1e-3
     assert torch.allclose(moved - moved @ p.T @ p, torch.zeros_like(moved), atol=1e-6)  # nothing outside it
     assert torch.linalg.matrix_rank(moved) == 3
+    f_moved = f.detach() - f_start  # the same subspace step, and the rest of each gradient by its sign
+    assert torch.equal(frugal.state[f]["projector"], p)
+    assert torch.linalg.matrix_rank(f_moved) == 32
+    assert (f_moved - f_moved @ p.T @ p).norm() > 0.5 * f_moved.norm()  # most of it outside GaLore's subspace
 
 
 def test_weights_no_larger_than_the_rank_take_plain_adamw():
@@ -85,9 +98,11 @@ def test_weights_no_larger_than_the_rank_take_plain_adamw():
     assert "projector" not in ours.state[small]
 
 
-def test_the_memory_model_counts_galores_state_to_the_byte():
-    """A bf16 model's GaLore state after a step (fp32 masters for every weight, low-rank moments and projectors
-    for the decoder's matrices, full moments for embeddings, head and norms) is the estimate's term."""
+@pytest.mark.parametrize("optimizer", ["galore", "frugal"])
+def test_the_memory_model_counts_the_state_to_the_byte(optimizer):
+    """A bf16 model's GaLore (or FRUGAL: the same) state after a step (fp32 masters for every weight, low-rank
+    moments and projectors for the decoder's matrices, full moments for embeddings, head and norms) is the
+    estimate's term."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = dict(hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
@@ -95,7 +110,7 @@ def test_the_memory_model_counts_galores_state_to_the_byte():
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(**config)).to(torch.bfloat16)
     full = strategies.get("full")
-    opts = full.options({"optimizer": "galore", "galore_rank": 8})
+    opts = full.options({"optimizer": optimizer, "galore_rank": 8})
 
     class Cfg:
         lr, weight_decay = 1e-3, 0.0
@@ -105,7 +120,7 @@ def test_the_memory_model_counts_galores_state_to_the_byte():
     model(input_ids=x, labels=x).loss.backward()
     opt.step()
     setup = mm.Setup("full", 2, 16, compute_bytes=2, on_gpu=False, **full.setup_fields(opts, "cpu"))
-    term = mm.estimate(ModelShape.from_config(config), setup).device["optimizer state (galore, fp32 masters)"]
+    term = mm.estimate(ModelShape.from_config(config), setup).device[f"optimizer state ({optimizer}, fp32 masters)"]
     assert optimizers.state_bytes(opt) == term
     adamw = mm.estimate(ModelShape.from_config(config), mm.Setup("full", 2, 16, on_gpu=False))
     assert term < adamw.device["optimizer state (adamw, fp32 masters)"]

@@ -45,6 +45,7 @@ CASES = {
     "full-adafactor": ("full", {"optimizer": "adafactor"}, 3e-2, lambda n: True),
     # A new subspace every 2 steps: the resume at STOP_AT=3 goes on with the projector the checkpoint kept.
     "full-galore": ("full", {"optimizer": "galore", "galore_rank": 8, "galore_every": 2}, 3e-3, lambda n: True),
+    "full-frugal": ("full", {"optimizer": "frugal", "galore_rank": 8, "galore_every": 2}, 3e-3, lambda n: True),
 }
 
 
