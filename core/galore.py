@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 
-from core.optimizers import adam_denominator, adam_moments, master_adamw, new_state
+from core.optimizers import adam_denominator, adam_moments, master_adamw
 
 DEFAULT_RANK = 128
 DEFAULT_EVERY = 200
@@ -65,12 +65,12 @@ def galore_adamw() -> type:
                 group.setdefault("every", DEFAULT_EVERY)
                 group.setdefault("scale", DEFAULT_SCALE)
 
-        def fresh_state(self, p, group: dict) -> dict:
+        def fresh_state(self, p, group: dict, moments: tuple[int, ...] | None = None) -> dict:
             """A projected weight's moments are the subspace's size from the start (m×r tall, r×n wide)."""
-            if not projects(tuple(p.shape), group["rank"]):
-                return new_state(p)
-            m, n = p.shape
-            return new_state(p, (m, group["rank"]) if m >= n else (group["rank"], n))
+            if projects(tuple(p.shape), group["rank"]):
+                m, n = p.shape
+                moments = (m, group["rank"]) if m >= n else (group["rank"], n)
+            return super().fresh_state(p, group, moments)
 
         def update(self, p, state: dict, group: dict) -> None:
             if not projects(tuple(p.shape), group["rank"]):
@@ -90,13 +90,13 @@ def galore_adamw() -> type:
             adam_moments(state, low, group)
             step = project_back(torch.div(state["exp_avg"], adam_denominator(state, group), out=low),
                                 state["projector"], tall)
-            master = state.get("master", p)
+            generator = self.generator(p, state) if self.rounds(p, group) else None
+            master = p.float() if generator is not None else state.get("master", p)
             master.mul_(1 - group["lr"] * group["weight_decay"])
             master.add_(step, alpha=-group["lr"] * group["scale"] / (1 - group["betas"][0] ** state["step"]))
             if free is not None:
                 master.add_(free, alpha=-group["lr"])
-            if master is not p:
-                p.copy_(master)
+            self.store(p, master, generator)
 
     return GaLoreAdamW
 

@@ -27,8 +27,8 @@ Where the figures come from:
   activations and logits (default model, LoRA and QLoRA; full fine-tuning 0.2), unless the trainer hands
   freed blocks back at once (core.memory_watch.return_freed_blocks, when RAM is short of the plan).
 - The optimizer step has its own peak: torch's foreach AdamW (adapters) holds one parameter-sized
-  temporary, our MasterAdamW (trained base weights) two fp32 copies of the largest tensor, while the
-  activations are gone; so the peak is the larger of backward and the step.
+  temporary, our MasterAdamW (trained base weights) two fp32 temporaries of the rows it updates at a time
+  (`step_temporaries`), while the activations are gone; so the peak is the larger of backward and the step.
 - What depends on the strategy (the base's storage, the activation family, how many weights train,
   whether they are base weights) is asked of the strategy itself (core.strategies).
 """
@@ -91,6 +91,7 @@ class Setup:
     lora_r: int = 16
     optimizer: str = "adamw"
     galore_rank: int = 0  # optimizer "galore" or "frugal": the rank of the decoder matrices' gradient subspace
+    stochastic_rounding: bool = False  # 16-bit trained base weights updated without fp32 masters
     lisa_layers: int = 2  # layers trained at a time (LISA)
     lisa_embeddings: bool = False  # LISA also trains the embeddings and head
     on_gpu: bool = True
@@ -258,6 +259,24 @@ def logits_bytes(shape: ModelShape, s: Setup) -> int:
         (shape.vocab * shape.hidden * 4 if head_trains else 0)
 
 
+def step_temporaries(shape: ModelShape, s: Setup, full_like: bool, trained_bytes: int) -> int:
+    """What the optimizer step allocates besides the state. Torch's foreach AdamW (adapters): a copy of the trained
+    weights. MasterAdamW (base weights): two fp32 temporaries of the tensor it updates, in rows of at most
+    CHUNK_ELEMENTS; with stochastic rounding two more (the weight's fp32 copy, its random bits). GaLore and
+    FRUGAL step a decoder matrix whole: at a refresh its fp32 gradient, its SVD's two factors and workspace
+    (about 4 fp32 copies of the matrix). A host optimizer's temporaries are in RAM (0 here)."""
+    from core.optimizers import CHUNK_ELEMENTS
+
+    if s.optimizer not in ("adamw", *LOW_RANK):
+        return 0
+    if not full_like:
+        return trained_bytes
+    part = min(largest_trained_tensor(shape, s), CHUNK_ELEMENTS)
+    whole = max(a * b for a, b in shape.linear_shapes()) if s.optimizer in LOW_RANK else 0
+    rounding = s.stochastic_rounding and s.compute_bytes < 4
+    return max(2 * 4 * part, 4 * 4 * whole) + (2 * 4 * max(part, whole) if rounding else 0)
+
+
 def galore_saving(shape: ModelShape, rank: int) -> int:
     """Bytes GaLore's low-rank moments and projectors save against full fp32 moments, over the decoder's matrices
     (core/galore.py: a matrix whose smaller side is not above the rank keeps full moments)."""
@@ -278,8 +297,9 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     offload = s.offload or ("weights" if strategy.streams_weights else "")
     param_bytes = s.compute_bytes if full_like else 4  # adapters are kept in fp32 by peft
     optimizer = int(trainable * OPTIMIZERS[s.optimizer](param_bytes))
+    masters = full_like and s.optimizer in ("adamw", *LOW_RANK) and s.compute_bytes < 4 and not s.stochastic_rounding
     if full_like and s.optimizer in ("adamw", *LOW_RANK):  # MasterAdamW: fp32 moments, an fp32 master for 16-bit
-        optimizer = trainable * (8 + (4 if s.compute_bytes < 4 else 0))  # weights
+        optimizer = trainable * (8 + (4 if masters else 0))  # weights (unless they round stochastically)
     if full_like and s.optimizer in LOW_RANK:
         optimizer -= galore_saving(shape, s.galore_rank)
     grads = trainable * param_bytes
@@ -306,7 +326,6 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     if not full_like:
         dev["adapter weights (fp32)"] = trainable * 4
     dev["gradients"] = grads
-    masters = full_like and s.optimizer in ("adamw", *LOW_RANK) and s.compute_bytes < 4
     label = f"optimizer state ({s.optimizer}{', fp32 masters' if masters else ''})"
     if offload == "optimizer" or (offload == "weights" and full_like):
         est.ram[label + " (offloaded)"] = optimizer
@@ -325,12 +344,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     if strategy.activations == "dora":
         dev["DoRA weight-norm temporaries"] = dora_norm_bytes(shape)
     # Backward and the optimizer step peak at different times: count whichever is larger.
-    step_temp = 0
-    if s.optimizer == "adamw" and offload != "optimizer":  # a host optimizer's temporaries are in RAM
-        step_temp = 2 * 4 * largest_trained_tensor(shape, s) if full_like else trainable * param_bytes
-    if s.optimizer in LOW_RANK:  # AdamW's for the embeddings; at a refresh, a decoder matrix's fp32 gradient, its
-        # SVD's two factors and workspace (about 4 fp32 copies of the matrix)
-        step_temp = max(2 * 4 * largest_trained_tensor(shape, s), 4 * 4 * max(a * b for a, b in shape.linear_shapes()))
+    step_temp = 0 if offload == "optimizer" else step_temporaries(shape, s, full_like, trainable * param_bytes)
     backward = dev["logits and loss"] + next(v for k, v in dev.items() if k.startswith("activations"))
     if step_temp > backward:
         dev["optimizer step temporaries (beyond backward)"] = step_temp - backward

@@ -11,8 +11,12 @@ trained weight; ours keeps that copy inside the optimizer state, next to the two
 - checkpoints keep the state in fp32 (torch's own `load_state_dict` would cast it to the weight's
   bf16 and lose the master's low bits, so a resumed run would drift from the one that never stopped).
 
-It updates one tensor at a time, so its extra memory is two fp32 temporaries of the largest tensor
+It updates one tensor at a time, a big one in rows of CHUNK_ELEMENTS (a 128k-token embedding's two fp32
+temporaries would be GBs), so its extra memory is two fp32 temporaries of at most that many elements
 (`core.memory_model` counts them), not a copy of every parameter as torch's foreach AdamW holds.
+
+With `stochastic=True` a bf16 weight keeps no master: it takes each update by stochastic rounding
+(core/stochastic_rounding.py), 4 bytes a weight less, each update exact in expectation.
 
 A checkpoint of the host optimizer (core.offload.host_adam) with state spilled to disk loads here too
 (a re-plan, or a resume with optimizer_on_host=false): the spilled state stays on disk, in a scratch
@@ -35,14 +39,15 @@ BASE_HELP = (HELP + ", 'galore' (AdamW whose moments live in a low-rank subspace
              "its weights by its sign, with no state: full-rank updates for the same memory)")
 
 
-def build(name: str, params: list, lr: float, weight_decay: float, masters: bool):
+def build(name: str, params: list, lr: float, weight_decay: float, masters: bool, stochastic: bool = False):
     """An optimizer over `params`. `masters`: trained weights are base weights (keep fp32 masters for
-    16-bit ones, and allow state to be dropped); otherwise they are fp32 adapters and torch's AdamW serves."""
+    16-bit ones, and allow state to be dropped); otherwise they are fp32 adapters and torch's AdamW serves.
+    `stochastic`: bf16 base weights take their updates by stochastic rounding instead of through masters."""
     import torch
 
     if name == "adamw":
         if masters:
-            return master_adamw()(params, lr=lr, weight_decay=weight_decay)
+            return master_adamw()(params, lr=lr, weight_decay=weight_decay, stochastic=stochastic)
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     if name in BITSANDBYTES:
         import bitsandbytes as bnb
@@ -54,7 +59,7 @@ def build(name: str, params: list, lr: float, weight_decay: float, masters: bool
     if name in LOW_RANK:  # `params`: groups, those to project with their "rank", "every", "scale" (and "residual")
         from core.galore import galore_adamw
 
-        return galore_adamw()(params, lr=lr, weight_decay=weight_decay)
+        return galore_adamw()(params, lr=lr, weight_decay=weight_decay, stochastic=stochastic)
     raise ValueError(f"unknown optimizer {name!r}; one of {', '.join(NAMES)}")
 
 
@@ -102,15 +107,26 @@ def adam_denominator(state: dict, group: dict):
     return (state["exp_avg_sq"] / (1 - b2 ** state["step"])).sqrt_().add_(group["eps"])
 
 
-def new_state(p, moments: tuple[int, ...] | None = None) -> dict:
-    """Fresh AdamW state for `p`: step 0, fp32 moments of shape `moments` (default p's), and an fp32 master
-    when `p` is 16-bit."""
+CHUNK_ELEMENTS = 1 << 24  # MasterAdamW updates a bigger tensor in rows of about this many elements (64 MiB in fp32)
+
+
+def parts(p) -> list:
+    """Indices that cover `p` in rows of about CHUNK_ELEMENTS elements (one `...` for a small tensor)."""
+    if p.dim() == 0 or p.numel() <= CHUNK_ELEMENTS:
+        return [...]
+    rows = max(1, CHUNK_ELEMENTS // p[0].numel())
+    return [slice(i, i + rows) for i in range(0, p.shape[0], rows)]
+
+
+def new_state(p, moments: tuple[int, ...] | None = None, master: bool = True) -> dict:
+    """Fresh AdamW state for `p`: step 0, fp32 moments of shape `moments` (default p's), and (with `master`) an
+    fp32 master when `p` is 16-bit."""
     import torch
 
     shape = tuple(p.shape) if moments is None else moments
     state = {"step": 0, "exp_avg": torch.zeros(shape, dtype=torch.float32, device=p.device),
              "exp_avg_sq": torch.zeros(shape, dtype=torch.float32, device=p.device)}
-    if p.dtype != torch.float32:
+    if master and p.dtype != torch.float32:
         state["master"] = p.detach().float()
     return state
 
@@ -120,13 +136,19 @@ def master_adamw() -> type:
     """The MasterAdamW class (made on first use, so importing this module does not import torch)."""
     import torch
 
+    from core.stochastic_rounding import round_into
+
     class MasterAdamW(torch.optim.Optimizer):
         """AdamW (decoupled weight decay, bias-corrected) with fp32 state and fp32 masters for 16-bit weights."""
 
-        def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
-            super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+                     stochastic: bool = False):
+            super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                          stochastic=stochastic))
             self.spill = None  # a host optimizer's spilled state, loaded from a checkpoint (core.offload.spill)
             self._spilled: dict = {}  # param → (its index, the Adam step count of its state in the spill)
+            self._place = {p: i for i, p in enumerate(p for g in self.param_groups for p in g["params"])}
+            self._generators: dict = {}  # device → the generator stochastic rounding draws from
 
         @torch.no_grad()
         def step(self, closure=None):
@@ -142,16 +164,44 @@ def master_adamw() -> type:
                     self.update(p, state, group)
             return None
 
-        def fresh_state(self, p, group: dict) -> dict:
-            """The state `p` starts with at its first gradient."""
-            return new_state(p)
+        def fresh_state(self, p, group: dict, moments: tuple[int, ...] | None = None) -> dict:
+            """The state `p` starts with at its first gradient: no master where it is rounded stochastically."""
+            return new_state(p, moments, master=not self.rounds(p, group))
+
+        def rounds(self, p, group: dict) -> bool:
+            """`p` takes its updates by stochastic rounding (core/stochastic_rounding.py), not through a master."""
+            return bool(group.get("stochastic")) and p.dtype == torch.bfloat16
 
         def update(self, p, state: dict, group: dict) -> None:
-            """One step of `p` from its gradient (state made); GaLore (core/galore.py) steps some differently."""
-            master = state.get("master", p)
-            adamw_update(state, p.grad, master, group)
-            if master is not p:
-                p.copy_(master)
+            """One step of `p` from its gradient (state made), CHUNK_ELEMENTS at a time (rows of a big tensor:
+            the same arithmetic, elementwise, for a fraction of the temporaries); GaLore (core/galore.py) steps its
+            projected weights whole."""
+            step, kept = state["step"], state.get("master")
+            generator = self.generator(p, state) if self.rounds(p, group) else None
+            for part in parts(p):
+                piece = {"step": step, "exp_avg": state["exp_avg"][part], "exp_avg_sq": state["exp_avg_sq"][part]}
+                weight = p[part]
+                exact = weight.float() if generator is not None else weight if kept is None else kept[part]
+                adamw_update(piece, p.grad[part], exact, group)
+                self.store(weight, exact, generator)
+            state["step"] = step + 1
+
+        def generator(self, p, state: dict):
+            """The generator stochastic rounding draws `p`'s bits from, seeded by p's place and step count (so a
+            resumed run rounds the same)."""
+            generator = self._generators.get(p.device)
+            if generator is None:
+                generator = self._generators[p.device] = torch.Generator(p.device)
+            return generator.manual_seed(state["step"] * len(self._place) + self._place[p])
+
+        @staticmethod
+        def store(p, exact, generator) -> None:
+            """Put the updated fp32 `exact` into the weight `p`: rounded stochastically with `generator`, else
+            copied (nothing to do where `exact` is the weight itself)."""
+            if generator is not None:
+                round_into(p, exact, generator)
+            elif exact is not p:
+                p.copy_(exact)
 
         def _unspill(self, p, state: dict) -> None:
             """Read p's spilled state back, as HostAdamW would when p trains again."""

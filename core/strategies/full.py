@@ -42,6 +42,11 @@ class FullOptions:
     galore_scale: float = option(galore.DEFAULT_SCALE, help="With optimizer=galore or frugal: the subspace step's "
                                  "factor (the paper pre-trained with 0.25 at far higher learning rates; 1 keeps the "
                                  "plan's fine-tuning rate as it is).")
+    stochastic_rounding: bool = option(False, help="Update the bf16 weights in place by stochastic rounding "
+                                       "(core/stochastic_rounding.py) instead of through fp32 masters: saves 4 "
+                                       "bytes a weight on the GPU; each update lands in expectation, not exactly. "
+                                       "With optimizer adamw, galore or frugal, on a GPU (fp32 weights need "
+                                       "neither).")
 
     def __post_init__(self):
         check(self.optimizer in optimizers.NAMES, "optimizer", f"must be one of {', '.join(optimizers.NAMES)}.")
@@ -50,6 +55,10 @@ class FullOptions:
         check(self.galore_rank >= 1, "galore_rank", "must be at least 1.")
         check(self.galore_every >= 1, "galore_every", "must be at least 1.")
         check(self.galore_scale > 0, "galore_scale", "must be above 0.")
+        check(not self.stochastic_rounding or (self.optimizer in ("adamw", *optimizers.LOW_RANK)
+                                               and not self.optimizer_on_host), "stochastic_rounding",
+              "replaces the fp32 masters of adamw, galore or frugal on the GPU; the host optimizer keeps its own in "
+              "RAM, and 8-bit and factored optimizers keep none.")
 
 
 def load_full_model(base, folder):
@@ -118,7 +127,8 @@ class Full(Strategy):
 
     def setup_fields(self, opts, device: str) -> dict:
         return {**super().setup_fields(opts, device), "offload": "optimizer" if opts.optimizer_on_host else "",
-                "galore_rank": opts.galore_rank if opts.optimizer in optimizers.LOW_RANK else 0}
+                "galore_rank": opts.galore_rank if opts.optimizer in optimizers.LOW_RANK else 0,
+                "stochastic_rounding": opts.stochastic_rounding}
 
     def plan_variants(self, options: dict) -> list[tuple[dict, str]]:
         if options.get("optimizer", "adamw") != "adamw":  # 8-bit, factored or GaLore state: small already, GPU only
@@ -139,8 +149,9 @@ class Full(Strategy):
             return host_optimizer(params, params, cfg)
         if opts.optimizer in optimizers.LOW_RANK:
             return optimizers.build(opts.optimizer, galore_groups(model, self.trained_parameters(model), opts),
-                                    cfg.lr, cfg.weight_decay, masters=True)
-        return super().make_optimizer(model, opts, cfg, device)
+                                    cfg.lr, cfg.weight_decay, masters=True, stochastic=opts.stochastic_rounding)
+        return optimizers.build(opts.optimizer, self.trained_parameters(model), cfg.lr, cfg.weight_decay,
+                                masters=True, stochastic=opts.stochastic_rounding)
 
     def placement(self, model, opts) -> dict[str, str]:
         return host_placement(super().placement(model, opts), opts)

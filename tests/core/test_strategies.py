@@ -249,6 +249,27 @@ def test_master_adamw_matches_torch_adamw_and_keeps_small_updates_in_bf16():
     assert a.state[ours]["master"].dtype == torch.float32  # torch's own load would have cast it to bf16
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_master_adamw_updates_a_big_tensor_in_rows_exactly_as_whole(dtype, monkeypatch):
+    from core import optimizers
+
+    torch.manual_seed(0)
+    whole = torch.nn.Parameter(torch.randn(37, 11).to(dtype))
+    rows = torch.nn.Parameter(whole.detach().clone())
+    a = optimizers.master_adamw()([whole], lr=1e-2, weight_decay=0.1)
+    b = optimizers.master_adamw()([rows], lr=1e-2, weight_decay=0.1)
+    for _ in range(4):
+        whole.grad = torch.randn(37, 11).to(dtype)
+        rows.grad = whole.grad.clone()
+        a.step()
+        monkeypatch.setattr(optimizers, "CHUNK_ELEMENTS", 50)  # rows of 4 at a time
+        b.step()
+        monkeypatch.undo()
+    assert len(optimizers.parts(torch.empty(37, 11))) == 1
+    assert torch.equal(whole, rows) and b.state[rows]["step"] == 4
+    assert all(torch.equal(a.state[whole][k], b.state[rows][k]) for k in a.state[whole] if k != "step")
+
+
 def test_a_planned_strategy_is_listed_but_refuses_to_run(monkeypatch):
     """Every strategy is built today; one registered as planned (built=False) may be planned, never run."""
     class Planned(strategies.Strategy):
