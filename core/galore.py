@@ -11,8 +11,9 @@ bytes of state per weight do not.
 
 What is ours, and why:
 - the fp32 master of every 16-bit weight stays (core.optimizers.MasterAdamW, which this subclasses): a bf16
-  weight cannot take a fine-tuning-sized update, GaLore's or anyone's. So state is 4 bytes a weight plus the
-  low-rank moments, not GaLore's pure-bf16 2 bytes; checkpoints keep it in fp32 like MasterAdamW's.
+  weight cannot take a fine-tuning-sized update by plain rounding, GaLore's or anyone's. So state is 4 bytes a
+  weight plus the low-rank moments, not GaLore's pure-bf16 run's; checkpoints keep it in fp32 like
+  MasterAdamW's. With stochastic rounding (core/stochastic_rounding.py) there is no master, as in MasterAdamW.
 - which weights project: the 2-D weights of the decoder (attention and MLP matrices). Embeddings and the head
   (vocabulary-sized; GaLore left them to plain Adam too), norms and biases get plain AdamW (the strategy
   makes the groups: core/strategies/full.py).

@@ -1,6 +1,7 @@
 """The planner's sentences: why a rung of the ladder was taken, what moved off the GPU, what turning our
-kernels off costs, and why each other strategy was not chosen (each other strategy is fitted again, so
-"not needed" and "does not fit" are told apart by the same search the plan made)."""
+kernels off costs, why each other strategy was not chosen (each other strategy is fitted again, so
+"not needed" and "does not fit" are told apart by the same search the plan made), and what would keep a full
+fine-tune's optimizer on the GPU."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from core import memory_model as mm
 from core import strategies
 from core.errors import BadArgument
 from core.model_shape import ModelShape
-from core.plan_fit import fit, options_for, settings_of
+from core.plan_fit import first_fit, fit, options_for, settings_of
 from core.plan_target import Target
 
 GIB = mm.GIB
@@ -94,3 +95,39 @@ def rejected(shape, target: Target, plan, w) -> list[dict]:
             why += " (Not built yet in this version.)"
         out.append({"strategy": name, "why": why[0].upper() + why[1:], "fits": bool(mb)})
     return out
+
+
+# What a full fine-tune whose AdamW state went to the host (or fits nowhere) could use to stay on the GPU, in
+# order; the plan names the first that fits and is faster, and never takes one itself: they approximate AdamW.
+GPU_INSTEAD = ({"optimizer": "galore"}, {"stochastic_rounding": True},
+               {"optimizer": "galore", "stochastic_rounding": True})
+GALORE_SAYS = ("GaLore keeps AdamW's moments in a rank-{rank} subspace of each decoder matrix's gradient (an SVD of "
+               "each every {every} steps; optimizer=frugal also moves each weight by the sign of the rest of its "
+               "gradient)")
+ROUNDING_SAYS = ("stochastic rounding updates the bf16 weights without their fp32 copies, each update landing in "
+                 "expectation")
+
+
+def gpu_instead(shape: ModelShape, target: Target, settings: tuple, host_step_s: float, step_seconds) -> list[str]:
+    """A sentence where GaLore (core/galore.py), stochastic rounding (core/stochastic_rounding.py) or both would
+    fit the GPU (with checkpointing where they must, at their largest micro-batch) in less time a step than the
+    plan's host-side AdamW. `settings`: (sequence length, the plan's options, effective batch); `step_seconds`:
+    a micro-batch's time for a memory_model.Setup, as the plan counts it."""
+    seq_len, options, effective = settings
+    for change in GPU_INSTEAD:
+        tried = {**options, **change, "optimizer_on_host": False}
+        found = first_fit(shape, target, "full", seq_len, tried, effective)
+        if not found:
+            continue
+        ckpt, mb = found[:2]
+        step_s = -(-effective // mb) * step_seconds(target.setup("full", mb, seq_len, ckpt, tried))
+        if step_s >= host_step_s:
+            return []
+        g = strategies.get("full").options(tried)
+        said = ([GALORE_SAYS.format(rank=g.galore_rank, every=g.galore_every)] if "optimizer" in change else []) \
+            + ([ROUNDING_SAYS] if "stochastic_rounding" in change else [])
+        asked = " ".join(f"{k}={str(v).lower()}" for k, v in change.items())
+        return [f"On the GPU instead, --option {asked} would fit: about {step_s:.1f} s a step against "
+                f"{host_step_s:.1f} s; {'; '.join(said)}. The plan keeps exact AdamW: "
+                f"{'these approximate' if len(said) > 1 else 'this approximates'} it."]
+    return []

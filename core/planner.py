@@ -36,7 +36,7 @@ from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
 from core.offload import host_plan
 from core.plan_fit import EFFECTIVE_BATCH, first_fit, fit, options_for, streams
-from core.plan_reasons import kernels_reason, offloaded, rejected, why_rung
+from core.plan_reasons import gpu_instead, kernels_reason, offloaded, rejected, why_rung
 from core.plan_target import Target, target_for, too_old
 from core.run_config import TRAIN_ON
 from core.words import counted, duration
@@ -299,45 +299,6 @@ def _climb_ladder(shape, target: Target, seq_len: int, w: Wishes, rows: int) -> 
     return strategy, ckpt, w.micro_batch or 0, options_for(strategy, w), ""
 
 
-# What a full fine-tune whose AdamW state went to the host could use to stay on the GPU, in order: the settings,
-# and what each means. The plan names the first that fits and is faster; it never takes one itself.
-GPU_INSTEAD = (
-    ({"optimizer": "galore"}, ("GaLore keeps AdamW's moments in a rank-{rank} subspace of each decoder matrix's "
-                               "gradient (an SVD of each every {every} steps; optimizer=frugal also moves each weight "
-                               "by the sign of the rest of its gradient)",)),
-    ({"stochastic_rounding": True}, ("stochastic rounding updates the bf16 weights without their fp32 copies, each "
-                                     "update landing in expectation",)),
-    ({"optimizer": "galore", "stochastic_rounding": True}, ()),  # both sentences
-)
-
-
-def gpu_instead(shape, hw, target: Target, settings: tuple, host_step_s: float, factor: float,
-                mean_len: float) -> list[str]:
-    """A sentence where a full fine-tune's AdamW state went to the host and GaLore (core/galore.py), stochastic
-    rounding (core/stochastic_rounding.py) or both would fit the GPU (at their own largest micro-batch) in less
-    time a step: faster choices the plan does not make itself, as they approximate AdamW."""
-    seq_len, options, effective = settings
-    for change, _ in GPU_INSTEAD:
-        tried = {**options, **change, "optimizer_on_host": False}
-        found = first_fit(shape, target, "full", seq_len, tried, effective)  # (with checkpointing where it must)
-        if not found:
-            continue
-        ckpt, mb = found[:2]
-        setup = target.setup("full", mb, seq_len, ckpt, tried)
-        step_s = math.ceil(effective / mb) * factor * speed_model.micro_batch_seconds(shape, setup, hw, target.gpu,
-                                                                                       mean_len)
-        if step_s >= host_step_s:
-            return []
-        g = strategies.get("full").options(tried)
-        said = [text.format(rank=g.galore_rank, every=g.galore_every) for c, (text, *_) in
-                ((c, w) for c, w in GPU_INSTEAD[:2]) if all(tried.get(k) == v for k, v in c.items())]
-        asked = " ".join(f"{k}={str(v).lower()}" for k, v in change.items())
-        return [f"On the GPU instead, --option {asked} would fit: about {step_s:.1f} s a step against "
-                f"{host_step_s:.1f} s; {'; '.join(said)}. The plan keeps exact AdamW: "
-                f"{'these approximate' if len(said) > 1 else 'this approximates'} it."]
-    return []
-
-
 def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncated, lengths, w: Wishes, reasons,
                 warnings, fitted: bool, options: dict, steps: int | None = None, rows: int | None = None) -> Plan:
     """The plan for these decided settings; `rows` is `sequences(...)` when the caller has it already."""
@@ -421,8 +382,9 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         step_time += host_s * target.time_factor
         reasons.append(why + f" A step: about {step_time:.1f} s.")
         if strategy == "full" and "optimizer" not in w.options:
-            reasons += gpu_instead(shape, hw, target, (seq_len, options, effective), step_time,
-                                   cost * target.time_factor, mean_len)
+            reasons += gpu_instead(shape, target, (seq_len, options, effective), step_time,
+                                   lambda setup: cost * target.time_factor * speed_model.micro_batch_seconds(
+                                       shape, setup, hw, target.gpu, mean_len))
     if setup.activations_on_host and target.gpu:
         act_s, why = host_plan.activation_seconds(shape, setup, target.gpu)
         step_time += grad_accum * act_s * target.time_factor
