@@ -49,13 +49,11 @@ class RunConfig:
     train_on: str = option("assistant", help="'assistant': loss on assistant turns only; 'last': on the final "
                                              "assistant turn only (a pair objective's runs: the answer compared or "
                                              "rated, the turns before it its prompt); 'all': every token.")
-    objective: str = option("sft", help="What the run learns (core/objectives): 'sft', the answers (supervised); "
-                                        "from preference pairs, 'orpo' (learn the chosen answers and prefer them), "
-                                        "'dpo' (prefer them more than the starting model did) or 'simpo' (prefer "
-                                        "them by a margin per token).")
-    beta: float | None = option(None, help="A preference objective's strength; None takes its own default. ORPO: "
-                                           + objectives.orpo.BETA_HELP + "; DPO: " + objectives.dpo.BETA_HELP
-                                           + "; SimPO: " + objectives.simpo.BETA_HELP + ".")
+    objective: str = option("sft", help="What the run learns (core/objectives): " + "; ".join(
+        f"'{m.NAME}', {m.SUMMARY}" for m in objectives.OBJECTIVES.values()) + ".")
+    beta: float | None = option(None, help="A preference objective's strength; None takes its own default. "
+                                           + "; ".join(f"{m.LABEL}: {m.BETA_HELP}"
+                                                       for m in objectives.OBJECTIVES.values() if m.PAIRS) + ".")
     eval_fraction: float | None = option(None, help="Share of rows held out for the validation loss; None uses the "
                                                     "rule for the dataset's size (none under 20 rows, a tenth "
                                                     "under 200, else a twentieth, at most 256).")

@@ -26,9 +26,9 @@ says only what it is.
 from __future__ import annotations
 
 from core.errors import BadArgument
-from core.objectives import dpo, kto, orpo, sft, simpo
+from core.objectives import dpo, kto, orpo, rpo, sft, simpo
 
-OBJECTIVES = {m.NAME: m for m in (sft, orpo, dpo, simpo, kto)}
+OBJECTIVES = {m.NAME: m for m in (sft, orpo, dpo, rpo, simpo, kto)}
 NAMES = tuple(OBJECTIVES)
 DEFAULT_FOR_PAIRS = orpo.NAME  # no reference model and no supervised run first: it works with every strategy
 DEFAULT_FOR_RATED = kto.NAME  # the one objective that learns from answers rated one at a time

@@ -69,6 +69,7 @@ def rated_right(c: list, r: list, ref, rating) -> bool:
 
 # objective → (its pair term by hand, the chosen NLL is part of the loss, a pair counted as preferred by hand)
 CASES = {"orpo": (orpo_by_hand, True, likelier_per_token), "dpo": (dpo_by_hand, False, raised_more),
+         "rpo": (dpo_by_hand, True, raised_more),  # DPO's term, and the chosen answers' NLL
          "simpo": (simpo_by_hand, False, likelier_per_token), "kto": (kto_by_hand, False, rated_right)}
 
 
@@ -237,7 +238,7 @@ def margin(model, data: pair_data.Pairs) -> float:
 @pytest.mark.parametrize("name,strategy,options,lr", [
     ("orpo", "lora", {"r": 4, "alpha": 8}, 1e-2), ("orpo", "full", {}, 3e-3),
     ("orpo", "lisa", {"layers": 1, "interval": 2}, 3e-3), ("dpo", "lora", {"r": 4, "alpha": 8}, 1e-2),
-    ("simpo", "lora", {"r": 4, "alpha": 8}, 1e-2)])
+    ("rpo", "lora", {"r": 4, "alpha": 8}, 1e-2), ("simpo", "lora", {"r": 4, "alpha": 8}, 1e-2)])
 def test_training_comes_to_prefer_the_chosen_answers_more_than_learning_them_alone(model_dir, tmp_path, name,
                                                                                    strategy, options, lr):
     margins = {}
