@@ -4,10 +4,11 @@ LoRA measured in the same run.
 Each strategy trains a random-init Llama (the 1B shape by default; `--model` picks a shipped Llama
 config up to 8B) through `core.training.Session`, the trainer's own code path (`benchmarks/cells.py`),
 for a few optimizer steps on random batches: lora, qlora (when bitsandbytes imports), dora, lisa with
-the embeddings frozen and trained, and full fine-tuning with AdamW and with GaLore (only where the memory
-model predicts it fits in 80% of the GPU; otherwise the cell is recorded as skipped, with the reason); then LoRA with
-preference tuning, ORPO and DPO (a micro-batch of pairs: twice the sequences, with their full logits),
-each peak against the memory model's estimate for it, as the plan makes it. Speed counts the
+the embeddings frozen and trained, and full fine-tuning with AdamW, with GaLore and with GaLore and
+stochastic rounding (only where the memory model predicts it fits in 80% of the GPU; otherwise the cell is
+recorded as skipped, with the reason); then LoRA with preference tuning, ORPO and DPO (a micro-batch of
+pairs: twice the sequences, with their full logits), each peak against the memory model's estimate for it, as
+the plan makes it. Speed counts the
 steps after the first (LISA's include its layer switches, every 2 steps here where a run's default is
 every 20, so its speed reads a little low). Nothing is downloaded.
 
@@ -99,6 +100,7 @@ def variants(interval: int) -> list[tuple[str, str, dict, str]]:
             ("lisa", "lisa", lisa | {"embeddings": False}, "sft"),
             ("lisa+emb", "lisa", lisa | {"embeddings": True}, "sft"), ("full", "full", {}, "sft"),
             ("full+galore", "full", {"optimizer": "galore"}, "sft"),
+            ("full+galore+sr", "full", {"optimizer": "galore", "stochastic_rounding": True}, "sft"),
             ("lora+orpo", "lora", LORA, "orpo"), ("lora+dpo", "lora", LORA, "dpo"),
             ("lora+kto", "lora", LORA, "kto")]
 
@@ -251,13 +253,13 @@ def fmt(x: float | None, spec: str) -> str:
     return format("-", f">{width}") if x is None else format(x, spec)
 
 
-HEADER = f"{'model':<16} {'cell':<11} {'mb':>3} {'seq':>5} {'ckpt':<4} {'steps':>5} {'pred al':>9} {'pred tot':>8}"
+HEADER = f"{'model':<16} {'cell':<14} {'mb':>3} {'seq':>5} {'ckpt':<4} {'steps':>5} {'pred al':>9} {'pred tot':>8}"
 HEADER_RUN = f"{HEADER} {'status':<8} {'peak GiB':>9} {'reserved':>9} {'tok/s':>9} {'peak/base':>9} {'tok/s/base':>10}"
 
 
 def row(cell: Cell, steps: int, pred: dict, result: dict | None = None) -> str:
     top = pred.get("total", pred.get("process"))
-    line = (f"{cell.model:<16} {cell.name:<11} {cell.micro_batch:>3} {cell.seq_len:>5} "
+    line = (f"{cell.model:<16} {cell.name:<14} {cell.micro_batch:>3} {cell.seq_len:>5} "
             f"{'on' if cell.checkpointing else 'off':<4} {steps:>5} "
             f"{pred.get('allocated', pred.get('process')):>9.2f} {top:>8.2f}")
     if result is None:

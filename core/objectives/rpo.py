@@ -30,7 +30,10 @@ REFERENCE = True
 BETA = dpo.BETA
 BETA_RANGE = dpo.BETA_RANGE
 BETA_HELP = dpo.BETA_HELP
-LR_SCALE = dpo.LR_SCALE  # DPO's term is in it, and at supervised rates that term pulled DPO's model off its answers
+# The supervised rate: the NLL holds the model to its chosen answers where DPO alone collapsed. Measured on the demo's
+# pairs, LoRA on SmolLM2-135M, 30 CPU steps at 2e-4 (DPO's collapse rate): the pirate voice learned, the chosen
+# answer the likelier in 10 of 12 held-out pairs (base: 0), validation NLL 0.71 and falling.
+LR_SCALE = 1.0
 WHY = ("the model learns the chosen answers (their own loss, as supervised tuning) and to prefer them over the "
        "rejected ones more than the starting model did (DPO's term: the log-probabilities of every pair are worked "
        "out once before step 1, about half an epoch's time, counted in the time); unlike DPO alone, the chosen "

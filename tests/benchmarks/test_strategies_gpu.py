@@ -26,7 +26,7 @@ def test_list_prints_the_cells_with_predictions():
     # model, cell, micro-batch, sequence length, checkpointing, steps, predicted allocated and total GiB
     for model in ("llama-1b-shape", "llama-3.1-8b"):
         for cell, steps in (("peft-lora", 5), ("lora", 5), ("dora", 5), ("lisa", 10), (r"lisa\+emb", 10), ("full", 5),
-                            (r"full\+galore", 5), (r"lora\+orpo", 5), (r"lora\+dpo", 5)):
+                            (r"full\+galore", 5), (r"full\+galore\+sr", 5), (r"lora\+orpo", 5), (r"lora\+dpo", 5)):
             assert re.search(rf"^{model}\s+{cell}\s+4\s+1024\s+on\s+{steps}(\s+\d+\.\d\d){{2}}$", proc.stdout,
                              re.MULTILINE), (cell, proc.stdout)
     # An 8B model's full fine-tuning is predicted far beyond any single GPU's 80% (it will be skipped there).
@@ -40,8 +40,8 @@ def test_smoke_measures_every_strategy_and_lisa_per_window(tmp_path):
     assert report["command"].endswith(f"--smoke --out {out}") and report["torch"] and report["date"]
 
     cells = {c["cell"]: c for c in report["cells"]}
-    expected = ({"peft-lora", "lora", "dora", "lisa", "lisa+emb", "full", "full+galore", "lora+orpo", "lora+dpo",
-                 "lora+kto"}
+    expected = ({"peft-lora", "lora", "dora", "lisa", "lisa+emb", "full", "full+galore", "full+galore+sr",
+                 "lora+orpo", "lora+dpo", "lora+kto"}
                 | ({"qlora"} if bnb_imports() else set()))
     assert set(cells) == expected
     for name, cell in cells.items():
