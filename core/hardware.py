@@ -8,6 +8,7 @@ back (what-if planning for another machine).
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import shutil
 import threading
@@ -38,6 +39,10 @@ class GPU:
     # a what-if profile, an older profile). core.speed_model uses it over the PCIe generation × width estimate.
     h2d_bytes_per_s: float | None = None
     d2h_bytes_per_s: float | None = None
+    # Other programs on this GPU when it was profiled (NVML; None where it cannot say): how busy its cores were (%)
+    # and how many other processes computed on it. The plan warns of them: they slow the steps it times.
+    busy_pct: int | None = None
+    other_programs: int | None = None
 
 
 @dataclass
@@ -183,6 +188,9 @@ def _nvml_gpus() -> list[GPU]:
                 pcie_width=_maybe(pynvml.nvmlDeviceGetCurrPcieLinkWidth, h),
                 temperature_c=_maybe(pynvml.nvmlDeviceGetTemperature, h, 0),
                 power_w=(lambda mw: mw / 1000 if mw is not None else None)(_maybe(pynvml.nvmlDeviceGetPowerUsage, h)),
+                busy_pct=_maybe(lambda: int(pynvml.nvmlDeviceGetUtilizationRates(h).gpu)),
+                other_programs=_maybe(lambda: sum(1 for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h)
+                                                  if p.pid != os.getpid())),  # (this process may hold a context)
             ))
     finally:
         pynvml.nvmlShutdown()
@@ -221,6 +229,14 @@ def _cpu_flags() -> list[str]:
     return []
 
 
+def busy_words(gpu: GPU) -> str:
+    """'busy 85%, 2 other programs on it' where other programs were using the GPU when profiled, else ''."""
+    parts = ([f"busy {gpu.busy_pct}%"] if gpu.busy_pct else []) + (
+        [f"{gpu.other_programs} other program{'s' if gpu.other_programs > 1 else ''} on it"]
+        if gpu.other_programs else [])
+    return ", ".join(parts)
+
+
 def describe(profile: HardwareProfile) -> list[str]:
     """Human lines for `tuneforge profile`."""
     gib = 1024**3
@@ -231,7 +247,7 @@ def describe(profile: HardwareProfile) -> list[str]:
                          f"compute {g.compute_capability}, bf16 {'yes' if g.bf16 else 'no'}"
                          + (f", host→GPU {g.h2d_bytes_per_s / 1e9:.1f} GB/s, "
                             f"GPU→host {g.d2h_bytes_per_s / 1e9:.1f} GB/s" if g.h2d_bytes_per_s and g.d2h_bytes_per_s
-                            else ""))
+                            else "") + (f", {busy_words(g)}" if busy_words(g) else ""))
     else:
         lines.append("GPU: none found; training runs on the CPU (slow, but it works).")
     lines.append(f"CPU: {profile.cpu_name}, {profile.cores_physical} cores / {profile.cores_logical} threads"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from core import memory_model as mm
 from core import objectives, strategies
-from core.hardware import GPU, HardwareProfile
+from core.hardware import GPU, HardwareProfile, busy_words
 from tuneforge_kernels import toolchain
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ GIB = 1024**3
 HEADROOM = 0.95  # plan to use at most 95% of a device's free memory...
 MIN_SPARE = GIB // 2  # ...and leave at least this much (or 10% of a small limit) for spikes and model error;
 # calibration and the OOM re-plan catch the rest
+BUSY_PCT = 20  # a GPU this busy with other programs when profiled is said to be in use (a desktop idles below)
 CPU_RAM_SHARE = 0.8  # of the RAM available now, when training on the CPU
 
 
@@ -82,6 +83,10 @@ def target_for(hw: HardwareProfile, w: "Wishes", calibration: dict | None, reaso
         reasons.append(f"Training on {gpu.name if gpu else 'the GPU'} in {precision}"
                        + (" (it supports bf16)." if precision == "bf16" else " (no bf16 on this GPU)."))
         limit = (gpu.free_bytes or gpu.total_bytes) if gpu else 0
+        if gpu and ((gpu.busy_pct or 0) >= BUSY_PCT or gpu.other_programs):
+            warnings.append(f"GPU {gpu.index} was in use when profiled ({busy_words(gpu)}): steps run slower than "
+                            f"planned while that goes on, and the plan counts the {limit / GIB:.1f} GiB that was "
+                            "free then; close what runs there for the plan's pace, or plan again once it is done.")
     else:
         precision, limit = "fp32", ram_limit
         where = "Training on the CPU as you asked, though there is a GPU," if w.device == "cpu" and hw.gpus else \

@@ -181,6 +181,23 @@ def test_a_full_fine_tune_walks_down_the_ladder_with_settings_each_rung_takes(op
     assert ("full", True) in seen or optimizer == "galore"  # (GaLore's state stays on the GPU: past its room)
 
 
+@pytest.mark.parametrize("busy,others,said", [
+    (None, None, None), (5, 0, None),  # an old profile, an idle desktop
+    (85, 2, "GPU 0 was in use when profiled (busy 85%, 2 other programs on it)"),
+    (3, 1, "GPU 0 was in use when profiled (busy 3%, 1 other program on it)"),
+    (40, 0, "GPU 0 was in use when profiled (busy 40%)")])
+def test_a_gpu_other_programs_use_is_said_with_the_memory_they_left(busy, others, said):
+    hw = hardware.load(REPO / "resources" / "hardware" / "gpu-24gb.json")
+    hw.gpus[0].busy_pct, hw.gpus[0].other_programs = busy, others
+    plan = planner.make_plan(hw, SMOL, [300] * 100)
+    warned = [w for w in plan.warnings if w.startswith("GPU 0 was in use")]
+    if said is None:
+        assert not warned
+    else:
+        assert warned[0].startswith(said) and f"the {hw.gpus[0].free_bytes / 2**30:.1f} GiB that was free" in warned[0]
+        assert said.split("(")[1].rstrip(")") in "\n".join(hardware.describe(hw))  # `tuneforge profile` says it too
+
+
 def test_cpu_plan_has_an_honest_eta():
     plan = planner.make_plan(CPU_ONLY, SMOL, [300] * 200)
     assert plan.step_time_s > 0.5 and plan.total_time_s == pytest.approx(plan.step_time_s * plan.total_steps, rel=0.01)
