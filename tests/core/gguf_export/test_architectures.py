@@ -29,8 +29,9 @@ CASES = {
     "smollm3": dict(num_hidden_layers=4),  # its fourth layer without rope, as llama.cpp has it
     "granite": dict(embedding_multiplier=12.0, residual_multiplier=0.22, attention_multiplier=0.0078125,
                     logits_scaling=8.0, tie_word_embeddings=True),  # Granite 3's scales
+    "olmo2": dict(tie_word_embeddings=False, rms_norm_eps=1e-6),  # as OLMo 2 1B and 7B have it
 }
-THEIRS_CANNOT = {"smollm3", "granite"}  # architectures transformers' GGUF reader does not know: ours reads them back
+THEIRS_CANNOT = {"smollm3", "granite", "olmo2"}  # architectures transformers' GGUF reader does not know: ours reads them back
 OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
     "llama": {"llama.rope.dimension_count": 16},
     "mistral": {"llama.rope.dimension_count": 16},
@@ -43,6 +44,7 @@ OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
     "smollm3": {"smollm3.rope.dimension_count": 16, "smollm3.block_count": 4},
     "granite": {"granite.embedding_scale": 12.0, "granite.residual_scale": 0.22, "granite.attention.scale": 0.0078125,
                 "granite.logit_scale": 8.0, "granite.rope.dimension_count": 16},
+    "olmo2": {"olmo2.attention.layer_norm_rms_epsilon": 1e-6, "olmo2.block_count": 2},
 }
 
 

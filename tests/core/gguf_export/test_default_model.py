@@ -109,7 +109,7 @@ def test_bad_requests_are_one_sentence(lora_run, tmp_path):
     other.mkdir()
     (other / "config.json").write_text(json.dumps({"model_type": "gpt_neox"}))
     with pytest.raises(BadArgument, match=r"^GGUF export does not support the 'gpt_neox' architecture yet \(it supports "
-                                          r"gemma2, gemma3_text, granite, llama, mistral, phi3, qwen2, qwen3, "
+                                          r"gemma2, gemma3_text, granite, llama, mistral, olmo2, phi3, qwen2, qwen3, "
                                           r"smollm3\); export merged "
                                           r"safetensors instead\.$"):
         export.export({**lora_run, "model_path": str(other)}, "gguf", tmp_path / "b", None)
