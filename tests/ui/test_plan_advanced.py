@@ -203,8 +203,8 @@ def test_the_objective_is_a_wish_auto_until_chosen(qtbot):
     qtbot.addWidget(panel)
     assert panel.wishes().objective is None  # Auto: the planner picks ORPO for preference pairs (core.planner)
     assert [panel.objective.itemText(i) for i in range(panel.objective.count())] == [
-        "Auto", "Supervised (SFT)", "Preference (ORPO)", "Preference (DPO)", "Preference (SimPO)",
-        "Rated answers (KTO)"]
+        "Auto", "Supervised (SFT)", "Preference (ORPO)", "Preference (DPO)", "Preference (RPO)",
+        "Preference (SimPO)", "Rated answers (KTO)"]
     panel.objective.setCurrentIndex(panel.objective.findData("dpo"))
     panel.beta.setCurrentText("0.05")  # its strength: picked or typed, checked against the objective by the plan
     assert (panel.wishes().objective, panel.wishes().beta, panel.count_overrides()) == ("dpo", 0.05, 2)
