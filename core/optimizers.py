@@ -32,6 +32,13 @@ NAMES = ("adamw", "adamw8bit", "paged_adamw8bit", "adafactor", "galore", "frugal
 BITSANDBYTES = ("adamw8bit", "paged_adamw8bit")  # the ones bitsandbytes provides
 LOW_RANK = ("galore", "frugal")  # project a base weight's gradient (core/galore.py)
 BASE_ONLY = LOW_RANK  # nothing to gain on small adapters
+# Theirs write each update straight into the weight: a 16-bit base weight loses fine-tuning-sized ones to rounding
+# (bitsandbytes' AdamW8bit, 300 steps at 1e-5 on the CPU: a bf16 weight of 0.5 stayed 0.5; at 1e-3 it moved).
+IN_PLACE = ("adamw8bit", "paged_adamw8bit", "adafactor")
+IN_PLACE_WHY = ("8-bit AdamW and Adafactor write each update straight into the weights, and in {precision} a "
+                "fine-tuning-sized update rounds away (300 steps at 1e-5 leave a bf16 weight of 0.5 where it was), "
+                "so most weights would not train; for full fine-tuning in {precision} use optimizer adamw, galore "
+                "or frugal (with fp32 masters, or stochastic_rounding=true).")
 HELP = ("'adamw' (32-bit moments; fp32 masters for 16-bit weights), 'adamw8bit' (bitsandbytes 8-bit moments), "
         "'paged_adamw8bit' (8-bit, pages to RAM under pressure; CUDA), 'adafactor' (factored second moment)")
 BASE_HELP = (HELP + ", 'galore' (AdamW whose moments live in a low-rank subspace of each decoder matrix's "

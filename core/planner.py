@@ -159,8 +159,10 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
 
     if w.strategy:
         strategy = w.strategy
-        summary = strategies.get(strategy, need_built=False).summary  # unknown names fail with the known ones
-        strategies.get(strategy, need_built=False).options(w.options)  # so do settings it does not have
+        chosen = strategies.get(strategy, need_built=False)  # unknown names fail with the known ones...
+        summary = chosen.summary
+        if problem := chosen.precision_problem(chosen.options(w.options), target.precision):  # ...and settings
+            raise BadArgument(problem)  # it does not have; settings that cannot train in this precision too
         reasons.append(f"Strategy {strategy} as you asked: {summary}")
         ckpt, mb, options, why = fit(shape, target, strategy, seq_len, w.options, rows, w.checkpointing,
                                      w.micro_batch)
@@ -184,7 +186,7 @@ def with_objective(w: Wishes, reasons: list, warnings: list) -> Wishes:
     if objective.RATED and not w.rated:
         raise BadArgument(f"{objective.LABEL} learns from rated answers (rows with 'prompt', 'completion' and a "
                           "true/false 'label' or a 'score'), and this dataset has none; train it with --objective "
-                          + ("orpo, dpo or simpo." if w.pairs else "sft."))
+                          + ("orpo, dpo, rpo or simpo." if w.pairs else "sft."))
     if objective.PAIRS and not objective.RATED and not w.pairs:
         raise BadArgument(f"{objective.LABEL} learns from preference pairs (rows with 'chosen' and 'rejected'), and "
                           "this dataset has none; train it with --objective " + ("kto." if w.rated else "sft."))

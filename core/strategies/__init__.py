@@ -71,6 +71,11 @@ class Strategy:
         that does not leaves it out (runtime_env.leave_out)."""
         return self.base_storage == "nf4" or self.optimizer_name(opts, device) in optimizers.BITSANDBYTES
 
+    def precision_problem(self, opts, precision: str) -> str | None:
+        """A sentence when these settings cannot train in `precision` ("bf16", "fp16", "fp32"), else None: the
+        planner refuses such a plan, the trainer such a run."""
+        return None
+
     def plan_variants(self, options: dict) -> list[tuple[dict, str]]:
         """Settings for the planner to try, best first, each with the sentence that explains the choice
         (LISA: with the embeddings trained, then without). Settings the person gave are kept as given."""

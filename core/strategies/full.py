@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import galore, optimizers
-from core.errors import DiskFull
+from core.errors import DiskFull, KnownError
 from core.settings import check, option
 from core.strategies import ACTIVATIONS_HELP, Strategy, register
 
@@ -31,7 +31,9 @@ HOST_WHY = ("The optimizer state (fp32 masters and Adam moments, 12 bytes a trai
 
 @dataclass(frozen=True)
 class FullOptions:
-    optimizer: str = option("adamw", help="One of " + optimizers.BASE_HELP + ".")
+    optimizer: str = option("adamw", help="One of " + optimizers.BASE_HELP + "; the 8-bit ones and Adafactor only "
+                            "with fp32 weights (the CPU): they update 16-bit weights in place, where fine-tuning-sized "
+                            "updates round away.")
     optimizer_on_host: bool = option(False, help=HOST_HELP)
     activations_on_host: bool = option(False, help=ACTIVATIONS_HELP)
     galore_rank: int = option(galore.DEFAULT_RANK, help="With optimizer=galore or frugal: the subspace's rank; "
@@ -130,6 +132,11 @@ class Full(Strategy):
                 "galore_rank": opts.galore_rank if opts.optimizer in optimizers.LOW_RANK else 0,
                 "stochastic_rounding": opts.stochastic_rounding}
 
+    def precision_problem(self, opts, precision: str) -> str | None:
+        if precision != "fp32" and opts.optimizer in optimizers.IN_PLACE:
+            return optimizers.IN_PLACE_WHY.format(precision=precision)
+        return None
+
     def plan_variants(self, options: dict) -> list[tuple[dict, str]]:
         if options.get("optimizer", "adamw") != "adamw":  # 8-bit, factored or GaLore state: small already, GPU only
             return [(options, "")]
@@ -144,9 +151,14 @@ class Full(Strategy):
         return model
 
     def make_optimizer(self, model, opts, cfg, device: str):
+        import torch
+
         if opts.optimizer_on_host:
             params = self.trained_parameters(model)
             return host_optimizer(params, params, cfg)
+        precision = {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(next(model.parameters()).dtype, "fp16")
+        if problem := self.precision_problem(opts, precision):  # (a run config written by hand)
+            raise KnownError(problem)
         if opts.optimizer in optimizers.LOW_RANK:
             return optimizers.build(opts.optimizer, galore_groups(model, self.trained_parameters(model), opts),
                                     cfg.lr, cfg.weight_decay, masters=True, stochastic=opts.stochastic_rounding)
