@@ -135,6 +135,9 @@ class Full(Strategy):
     def precision_problem(self, opts, precision: str) -> str | None:
         if precision != "fp32" and opts.optimizer in optimizers.IN_PLACE:
             return optimizers.IN_PLACE_WHY.format(precision=precision)
+        if precision == "fp16" and opts.stochastic_rounding:
+            return ("stochastic_rounding rounds fp32 into bf16, and this GPU trains in fp16 (it has no bf16); leave "
+                    "it off to keep the fp32 masters.")
         return None
 
     def plan_variants(self, options: dict) -> list[tuple[dict, str]]:

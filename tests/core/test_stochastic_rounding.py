@@ -110,3 +110,19 @@ def test_the_memory_model_counts_the_state_without_masters(optimizer):
 def test_stochastic_rounding_is_refused_where_there_is_no_master_to_replace(values):
     with pytest.raises(BadArgument, match="'stochastic_rounding': replaces the fp32 masters"):
         strategies.get("full").options(values)
+
+
+def test_a_gpu_without_bf16_is_refused_stochastic_rounding_in_a_sentence():
+    import json
+
+    from core import hardware, planner
+    from tests.conftest import REPO
+
+    hw = hardware.load(REPO / "resources" / "hardware" / "gpu-24gb.json")
+    hw.gpus[0].bf16 = False  # an older card: fp16, which this rounding does not serve (nor the memory model's count)
+    model = json.loads((REPO / "resources" / "models" / "smollm2-135m.json").read_text())
+    wish = planner.Wishes(strategy="full", options={"stochastic_rounding": True})
+    with pytest.raises(BadArgument, match=r"^stochastic_rounding rounds fp32 into bf16, and this GPU trains in fp16"):
+        planner.make_plan(hw, model, [200] * 50, wish)
+    hw.gpus[0].bf16 = True
+    assert planner.make_plan(hw, model, [200] * 50, wish).options["stochastic_rounding"] is True
