@@ -108,22 +108,30 @@ ROUNDING_SAYS = ("stochastic rounding updates the bf16 weights without their fp3
                  "expectation")
 
 
-def gpu_instead(shape: ModelShape, target: Target, settings: tuple, host_step_s: float, step_seconds) -> list[str]:
+def gpu_instead(shape: ModelShape, target: Target, strategy: str, wished: dict, settings: tuple, host_step_s: float,
+                step_seconds) -> list[str]:
     """A sentence where GaLore (core/galore.py), stochastic rounding (core/stochastic_rounding.py) or both would
     fit the GPU (with checkpointing where they must, at their largest micro-batch) in less time a step than the
-    plan's host-side AdamW. `settings`: (sequence length, the plan's options, effective batch); `step_seconds`:
-    a micro-batch's time for a memory_model.Setup, as the plan counts it."""
+    plan's host-side AdamW: those of them the strategy has (LISA: stochastic rounding) and the person did not set.
+    `settings`: (sequence length, the plan's options, effective batch); `step_seconds`: a micro-batch's time for
+    a memory_model.Setup, as the plan counts it."""
     seq_len, options, effective = settings
-    for change in GPU_INSTEAD:
+    for change in GPU_INSTEAD if "optimizer_on_host" not in wished else ():  # (the host, as asked: nothing to say)
+        if not set(change) <= settings_of(strategy) or set(change) & set(wished):
+            continue
         tried = {**options, **change, "optimizer_on_host": False}
-        found = first_fit(shape, target, "full", seq_len, tried, effective)
+        try:
+            strategies.get(strategy, need_built=False).options(tried)
+        except BadArgument:  # a setting of the plan's rules it out (LISA's spill_state is the host's)
+            continue
+        found = first_fit(shape, target, strategy, seq_len, tried, effective)
         if not found:
             continue
         ckpt, mb = found[:2]
-        step_s = -(-effective // mb) * step_seconds(target.setup("full", mb, seq_len, ckpt, tried))
+        step_s = -(-effective // mb) * step_seconds(target.setup(strategy, mb, seq_len, ckpt, tried))
         if step_s >= host_step_s:
             return []
-        g = strategies.get("full").options(tried)
+        g = strategies.get("full").options({k: v for k, v in tried.items() if k.startswith("galore")})
         said = ([GALORE_SAYS.format(rank=g.galore_rank, every=g.galore_every)] if "optimizer" in change else []) \
             + ([ROUNDING_SAYS] if "stochastic_rounding" in change else [])
         asked = " ".join(f"{k}={str(v).lower()}" for k, v in change.items())

@@ -383,10 +383,9 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         host_s, why = host_plan.optimizer_seconds(shape, setup, hw, target.gpu)
         step_time += host_s * target.time_factor
         reasons.append(why + f" A step: about {step_time:.1f} s.")
-        if strategy == "full" and "optimizer" not in w.options:
-            reasons += gpu_instead(shape, target, (seq_len, options, effective), step_time,
-                                   lambda setup: cost * target.time_factor * speed_model.micro_batch_seconds(
-                                       shape, setup, hw, target.gpu, mean_len))
+        reasons += gpu_instead(shape, target, strategy, w.options, (seq_len, options, effective), step_time,
+                               lambda setup: cost * target.time_factor * speed_model.micro_batch_seconds(
+                                   shape, setup, hw, target.gpu, mean_len))
     if setup.activations_on_host and target.gpu:
         act_s, why = host_plan.activation_seconds(shape, setup, target.gpu)
         step_time += grad_accum * act_s * target.time_factor

@@ -24,6 +24,12 @@ HOST_HELP = ("Keep the fp32 master weights and Adam moments in RAM and update th
              "RAM and weights come back over PCIe; each tensor updates as its gradient arrives, or once backward "
              "ends when gradients are clipped): frees 12 bytes a trained weight on the GPU, costs time each step. "
              "The planner turns it on when the state does not fit.")
+ROUNDING_CHECK = ("replaces the fp32 masters of adamw, galore or frugal on the GPU; the host optimizer keeps its "
+                  "own in RAM, and 8-bit and factored optimizers keep none.")
+ROUNDING_HELP = ("Update the bf16 weights in place by stochastic rounding (core/stochastic_rounding.py) instead "
+                 "of through fp32 masters: saves 4 bytes a trained weight on the GPU; each update lands in "
+                 "expectation, not exactly. Not with optimizer_on_host (the host keeps its masters in RAM); fp32 "
+                 "weights (the CPU) need neither.")
 HOST_WHY = ("The optimizer state (fp32 masters and Adam moments, 12 bytes a trained weight) does not fit the GPU "
             "next to the weights, so it lives in RAM and the CPU updates it (--option optimizer_on_host=false "
             "keeps it on the GPU).")
@@ -44,11 +50,7 @@ class FullOptions:
     galore_scale: float = option(galore.DEFAULT_SCALE, help="With optimizer=galore or frugal: the subspace step's "
                                  "factor (the paper pre-trained with 0.25 at far higher learning rates; 1 keeps the "
                                  "plan's fine-tuning rate as it is).")
-    stochastic_rounding: bool = option(False, help="Update the bf16 weights in place by stochastic rounding "
-                                       "(core/stochastic_rounding.py) instead of through fp32 masters: saves 4 "
-                                       "bytes a weight on the GPU; each update lands in expectation, not exactly. "
-                                       "With optimizer adamw, galore or frugal, on a GPU (fp32 weights need "
-                                       "neither).")
+    stochastic_rounding: bool = option(False, help=ROUNDING_HELP + " With optimizer adamw, galore or frugal.")
 
     def __post_init__(self):
         check(self.optimizer in optimizers.NAMES, "optimizer", f"must be one of {', '.join(optimizers.NAMES)}.")
@@ -58,9 +60,7 @@ class FullOptions:
         check(self.galore_every >= 1, "galore_every", "must be at least 1.")
         check(self.galore_scale > 0, "galore_scale", "must be above 0.")
         check(not self.stochastic_rounding or (self.optimizer in ("adamw", *optimizers.LOW_RANK)
-                                               and not self.optimizer_on_host), "stochastic_rounding",
-              "replaces the fp32 masters of adamw, galore or frugal on the GPU; the host optimizer keeps its own in "
-              "RAM, and 8-bit and factored optimizers keep none.")
+                                               and not self.optimizer_on_host), "stochastic_rounding", ROUNDING_CHECK)
 
 
 def load_full_model(base, folder):
@@ -72,8 +72,9 @@ def load_full_model(base, folder):
 
 def host_variants(variants: list[tuple[dict, str]], options: dict) -> list[tuple[dict, str]]:
     """The planner's variants, each with the optimizer on the GPU and then (where that does not fit) on
-    the host; a setting the person gave is kept as given."""
-    if "optimizer_on_host" in options:
+    the host; a setting the person gave is kept as given (stochastic rounding asked for keeps it on the GPU: the
+    host optimizer keeps fp32 masters of its own)."""
+    if "optimizer_on_host" in options or options.get("stochastic_rounding"):
         return variants
     return ([({**v, "optimizer_on_host": False}, why) for v, why in variants]
             + [({**v, "optimizer_on_host": True}, " ".join(filter(None, (why, HOST_WHY)))) for v, why in variants])
@@ -111,6 +112,15 @@ def galore_groups(model, params: list, opts) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
+def rounding_problem(opts, precision: str) -> str | None:
+    """Stochastic rounding asked for where the weights are fp16: it rounds into bf16 (and the memory model counts
+    no masters, which MasterAdamW would keep there)."""
+    if precision == "fp16" and opts.stochastic_rounding:
+        return ("stochastic_rounding rounds fp32 into bf16, and this GPU trains in fp16 (it has no bf16); leave "
+                "it off to keep the fp32 masters.")
+    return None
+
+
 def host_placement(placement: dict, opts) -> dict:
     """`placement` with what these settings move to the host."""
     if getattr(opts, "optimizer_on_host", False):
@@ -135,10 +145,7 @@ class Full(Strategy):
     def precision_problem(self, opts, precision: str) -> str | None:
         if precision != "fp32" and opts.optimizer in optimizers.IN_PLACE:
             return optimizers.IN_PLACE_WHY.format(precision=precision)
-        if precision == "fp16" and opts.stochastic_rounding:
-            return ("stochastic_rounding rounds fp32 into bf16, and this GPU trains in fp16 (it has no bf16); leave "
-                    "it off to keep the fp32 masters.")
-        return None
+        return rounding_problem(opts, precision)
 
     def plan_variants(self, options: dict) -> list[tuple[dict, str]]:
         if options.get("optimizer", "adamw") != "adamw":  # 8-bit, factored or GaLore state: small already, GPU only

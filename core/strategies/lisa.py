@@ -10,7 +10,8 @@ fine-tuning's because every layer that was ever active keeps its optimizer state
 - the fp32 masters and Adam moments live in the optimizer state (core.optimizers.MasterAdamW) and
   are dropped the moment a layer is switched off, so the live state stays at γ layers' worth;
   with `optimizer_on_host` they live in RAM (core.offload.host_adam) and, with `spill_state`,
-  a switched-off layer's state goes to disk and comes back when the layer is sampled again;
+  a switched-off layer's state goes to disk and comes back when the layer is sampled again; with
+  `stochastic_rounding` there are no masters (core/stochastic_rounding.py);
 - with the embeddings frozen, nothing below the lowest active layer requires grad, so backward
   stops there (we also drop transformers' hook that makes the embedding output require grad for
   checkpointing, which would otherwise drag backward down to the bottom);
@@ -33,7 +34,8 @@ from core.offload import install, layer_major
 from core.offload.install import StreamSettings
 from core.settings import check, option
 from core.strategies import ACTIVATIONS_HELP, Strategy, register
-from core.strategies.full import HOST_HELP, host_optimizer, host_placement, host_variants, load_full_model
+from core.strategies.full import (HOST_HELP, ROUNDING_CHECK, ROUNDING_HELP, host_optimizer, host_placement,
+                                  host_variants, load_full_model, rounding_problem)
 
 SAMPLING = ("uniform", "owlore")
 STREAM_WHY = ("The weights alone leave no room to train on the GPU, so the layers not training live in RAM (or on "
@@ -65,6 +67,7 @@ class LisaOptions:
                                              "weights alone do not fit the GPU; every step copies the frozen layers "
                                              "over PCIe. The planner turns it on when nothing else fits.")
     layer_major: bool = option(False, help=layer_major.HELP)
+    stochastic_rounding: bool = option(False, help=ROUNDING_HELP)
 
     def __post_init__(self):
         check(self.layers >= 1, "layers", "must be at least 1.")
@@ -75,6 +78,7 @@ class LisaOptions:
               "needs optimizer_on_host=true (only host-side state can be spilled to disk).")
         check(not (self.layer_major and self.activations_on_host), "activations_on_host",
               layer_major.NOT_WITH_HOST_ACTIVATIONS)
+        check(not (self.stochastic_rounding and self.optimizer_on_host), "stochastic_rounding", ROUNDING_CHECK)
 
 
 class LayerSampler:
@@ -165,7 +169,10 @@ class Lisa(Strategy):
         return {**super().setup_fields(opts, device), "lisa_layers": opts.layers, "lisa_embeddings": opts.embeddings,
                 "offload": "optimizer" if opts.optimizer_on_host else "",
                 "frozen_streamed": opts.stream_frozen,
-                "layer_major": opts.layer_major}
+                "layer_major": opts.layer_major, "stochastic_rounding": opts.stochastic_rounding}
+
+    def precision_problem(self, opts, precision: str) -> str | None:
+        return rounding_problem(opts, precision)
 
     def plan_variants(self, options: dict) -> list[tuple[dict, str]]:
         """Embeddings trained, then frozen; each with the optimizer state on the GPU, then on the host
@@ -238,7 +245,8 @@ class Lisa(Strategy):
         # with no disk traffic, and moments from many steps ago describe weights that have moved since.
         params = self.trained_parameters(model)
         if not opts.optimizer_on_host:
-            return optimizers.build("adamw", params, cfg.lr, cfg.weight_decay, masters=True)
+            return optimizers.build("adamw", params, cfg.lr, cfg.weight_decay, masters=True,
+                                    stochastic=opts.stochastic_rounding)
         sampler = model.tuneforge_lisa
         # The host pool holds γ layers' state (and gradients) at a time, plus one layer: room for a
         # switched-off layer's spill still being written while the next one loads, and for the holes

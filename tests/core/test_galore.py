@@ -164,5 +164,8 @@ def test_the_plan_says_when_galore_would_fit_the_gpu_and_be_faster_than_exact_ad
         assert not planner.make_plan(profile(gpu), model, LENGTHS, planner.Wishes(
             strategy="full", options={"optimizer": "galore"})).fits
     chose = planner.make_plan(profile(gpu), model, LENGTHS, planner.Wishes(
-        strategy="full", options={"optimizer": "adamw"}))  # the person chose the optimizer: nothing to suggest
-    assert not any(r.startswith("On the GPU instead") for r in chose.reasons)
+        strategy="full", options={"optimizer": "adamw"}))  # the person chose the optimizer: no other one suggested
+    assert not any("optimizer=galore" in r for r in chose.reasons)
+    host = planner.make_plan(profile(gpu), model, LENGTHS, planner.Wishes(
+        strategy="full", options={"optimizer_on_host": True}))  # nor anything where they asked for the host
+    assert not any(r.startswith("On the GPU instead") for r in host.reasons)

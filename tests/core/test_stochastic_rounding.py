@@ -126,3 +126,63 @@ def test_a_gpu_without_bf16_is_refused_stochastic_rounding_in_a_sentence():
         planner.make_plan(hw, model, [200] * 50, wish)
     hw.gpus[0].bf16 = True
     assert planner.make_plan(hw, model, [200] * 50, wish).options["stochastic_rounding"] is True
+
+
+@pytest.mark.parametrize("strategy,options", [
+    ("full", {"stochastic_rounding": True}),
+    ("lisa", {"layers": 1, "interval": 2, "embeddings": True, "stochastic_rounding": True})])
+def test_a_bf16_run_stopped_and_resumed_from_its_checkpoint_rounds_as_one_that_never_stopped(strategy, options,
+                                                                                           tmp_path):
+    """The trainer's own Session and checkpoints, in bf16 on the CPU: no masters kept, and the weights after a stop
+    at step 3 and a resume equal, bit for bit, those of the run that never stopped (LISA switching layers too)."""
+    from core import checkpoint, training
+    from core.run_config import RunConfig
+    from tests.core.test_strategies import examples, random_llama, run_steps
+
+    model_dir = random_llama(tmp_path / "model", 2)
+
+    def config(run: str) -> RunConfig:
+        return RunConfig(run_id=run, run_dir=str(tmp_path / run), db_path=str(tmp_path / "h.db"),
+                         model_path=str(model_dir), data_path="unused", strategy=strategy, strategy_options=options,
+                         micro_batch=2, grad_accum=2, lr=3e-3, warmup_ratio=0.0, seed=7, device="cpu",
+                         precision="bf16", keep_checkpoints=1)
+
+    data = examples(vocab=1000)
+    straight = training.Session(config("straight"), 6)
+    before = {n: p.detach().clone() for n, p in straight.model.named_parameters()}
+    losses = run_steps(straight, data, 6)
+    assert straight.dtype == torch.bfloat16 and losses[-1] < losses[0]
+    assert not any("master" in s for s in straight.optimizer.state.values())
+    assert any(not torch.equal(p, before[n]) for n, p in straight.model.named_parameters())
+
+    cfg = config("stopped")
+    first = training.Session(cfg, 6)
+    run_steps(first, data, 3)
+    first.save_checkpoint(cfg.run_dir, {})
+    del first
+    second = training.Session(cfg, 6)
+    second.resume(checkpoint.latest(cfg.run_dir))
+    run_steps(second, data, 6)
+    for (name, p), q in zip(straight.model.named_parameters(), second.model.parameters()):
+        assert torch.equal(p, q), name
+
+
+def test_lisa_on_an_8b_model_keeps_its_state_on_a_24gb_card_with_stochastic_rounding():
+    """LISA with its embeddings frozen on an 8B model: by default its AdamW state goes to the host; the plan says
+    stochastic rounding (no masters) would keep it on the GPU, faster, and planned so it does."""
+    import json
+
+    from core import hardware, planner
+    from tests.conftest import REPO
+    from tests.core.test_plan_offload_optimizer import LENGTHS
+
+    hw = hardware.load(REPO / "resources" / "hardware" / "gpu-24gb.json")
+    model = json.loads((REPO / "resources" / "models" / "llama-3.1-8b.json").read_text())
+    exact = planner.make_plan(hw, model, LENGTHS, planner.Wishes(strategy="lisa"))
+    assert exact.offload == "optimizer"
+    said = next(r for r in exact.reasons if r.startswith("On the GPU instead, --option stochastic_rounding=true"))
+    rounded = planner.make_plan(hw, model, LENGTHS, planner.Wishes(strategy="lisa",
+                                                                    options={"stochastic_rounding": True}))
+    assert rounded.fits and rounded.offload == "" and rounded.step_time_s < exact.step_time_s
+    assert f"about {rounded.step_time_s:.1f} s a step against {exact.step_time_s:.1f} s" in said
+    assert "optimizer state (adamw)" in rounded.memory  # no fp32 masters counted
