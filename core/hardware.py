@@ -247,7 +247,7 @@ def describe(profile: HardwareProfile) -> list[str]:
                          f"compute {g.compute_capability}, bf16 {'yes' if g.bf16 else 'no'}"
                          + (f", host→GPU {g.h2d_bytes_per_s / 1e9:.1f} GB/s, "
                             f"GPU→host {g.d2h_bytes_per_s / 1e9:.1f} GB/s" if g.h2d_bytes_per_s and g.d2h_bytes_per_s
-                            else "") + (f", {busy_words(g)}" if busy_words(g) else ""))
+                            else "") + (f", {busy}" if (busy := busy_words(g)) else ""))
     else:
         lines.append("GPU: none found; training runs on the CPU (slow, but it works).")
     lines.append(f"CPU: {profile.cpu_name}, {profile.cores_physical} cores / {profile.cores_logical} threads"

@@ -37,9 +37,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core import strategies
+from core import galore, strategies
 from core.model_shape import ModelShape
-from core.optimizers import LOW_RANK
+from core.optimizers import CHUNK_ELEMENTS, LOW_RANK
 from core.offload.weight_store import STAGING
 from tuneforge_kernels.patch import ARCHITECTURES
 
@@ -265,8 +265,6 @@ def step_temporaries(shape: ModelShape, s: Setup, full_like: bool, trained_bytes
     CHUNK_ELEMENTS; with stochastic rounding two more (the weight's fp32 copy, its random bits). GaLore and
     FRUGAL step a decoder matrix whole: at a refresh its fp32 gradient, its SVD's two factors and workspace
     (about 4 fp32 copies of the matrix). A host optimizer's temporaries are in RAM (0 here)."""
-    from core.optimizers import CHUNK_ELEMENTS
-
     if s.optimizer not in ("adamw", *LOW_RANK):
         return 0
     if not full_like:
@@ -280,8 +278,6 @@ def step_temporaries(shape: ModelShape, s: Setup, full_like: bool, trained_bytes
 def galore_saving(shape: ModelShape, rank: int) -> int:
     """Bytes GaLore's low-rank moments and projectors save against full fp32 moments, over the decoder's matrices
     (core/galore.py: a matrix whose smaller side is not above the rank keeps full moments)."""
-    from core import galore
-
     return shape.layers * sum(8 * a * b - galore.state_bytes((a, b), rank)
                               for a, b in shape.linear_shapes() if galore.projects((a, b), rank))
 
@@ -297,9 +293,12 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     offload = s.offload or ("weights" if strategy.streams_weights else "")
     param_bytes = s.compute_bytes if full_like else 4  # adapters are kept in fp32 by peft
     optimizer = int(trainable * OPTIMIZERS[s.optimizer](param_bytes))
-    masters = full_like and s.optimizer in ("adamw", *LOW_RANK) and s.compute_bytes < 4 and not s.stochastic_rounding
-    if full_like and s.optimizer in ("adamw", *LOW_RANK):  # MasterAdamW: fp32 moments, an fp32 master for 16-bit
-        optimizer = trainable * (8 + (4 if masters else 0))  # weights (unless they round stochastically)
+    # MasterAdamW (and GaLore's, below): fp32 moments, and an fp32 master of a 16-bit weight unless it rounds
+    # stochastically
+    ours = full_like and s.optimizer in ("adamw", *LOW_RANK)
+    masters = ours and s.compute_bytes < 4 and not s.stochastic_rounding
+    if ours:
+        optimizer = trainable * (8 + (4 if masters else 0))
     if full_like and s.optimizer in LOW_RANK:
         optimizer -= galore_saving(shape, s.galore_rank)
     grads = trainable * param_bytes

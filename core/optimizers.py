@@ -30,8 +30,7 @@ import functools
 
 NAMES = ("adamw", "adamw8bit", "paged_adamw8bit", "adafactor", "galore", "frugal")
 BITSANDBYTES = ("adamw8bit", "paged_adamw8bit")  # the ones bitsandbytes provides
-LOW_RANK = ("galore", "frugal")  # project a base weight's gradient (core/galore.py)
-BASE_ONLY = LOW_RANK  # nothing to gain on small adapters
+LOW_RANK = ("galore", "frugal")  # project a base weight's gradient (core/galore.py): nothing to gain on adapters
 # Theirs write each update straight into the weight: a 16-bit base weight loses fine-tuning-sized ones to rounding
 # (bitsandbytes' AdamW8bit, 300 steps at 1e-5 on the CPU: a bf16 weight of 0.5 stayed 0.5; at 1e-3 it moved).
 IN_PLACE = ("adamw8bit", "paged_adamw8bit", "adafactor")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from core import memory_model as mm
 from core import strategies
-from core.errors import BadArgument
 from core.model_shape import ModelShape
 from core.plan_fit import first_fit, fit, options_for, settings_of
 from core.plan_target import Target
@@ -75,10 +74,8 @@ def rejected(shape, target: Target, plan, w) -> list[dict]:
         if name == plan.strategy:
             continue
         options = options_for(name, w)
-        try:  # a wish valid for the chosen strategy may not be for this one (qlora's optimizer 'auto' for full)
-            s.options(options)
-        except BadArgument:
-            options = {}  # this one is judged on its own defaults
+        if not s.accepts(options):  # a wish valid for the chosen strategy may not be for this one (qlora's
+            options = {}  # optimizer 'auto' for full): this one is judged on its own defaults
         _, mb, cheapest, _ = fit(shape, target, name, plan.seq_len, options, plan.effective_batch)
         if mb:
             texts = WHY_NOT_ON_CPU if target.device != "cuda" and name in WHY_NOT_ON_CPU else WHY_NOT_WHEN_FITS
@@ -120,10 +117,8 @@ def gpu_instead(shape: ModelShape, target: Target, strategy: str, wished: dict, 
         if not set(change) <= settings_of(strategy) or set(change) & set(wished):
             continue
         tried = {**options, **change, "optimizer_on_host": False}
-        try:
-            strategies.get(strategy, need_built=False).options(tried)
-        except BadArgument:  # a setting of the plan's rules it out (LISA's spill_state is the host's)
-            continue
+        if not strategies.get(strategy, need_built=False).accepts(tried):  # a setting of the plan's rules it out
+            continue  # (LISA's spill_state is the host's)
         found = first_fit(shape, target, strategy, seq_len, tried, effective)
         if not found:
             continue
@@ -131,9 +126,10 @@ def gpu_instead(shape: ModelShape, target: Target, strategy: str, wished: dict, 
         step_s = -(-effective // mb) * step_seconds(target.setup(strategy, mb, seq_len, ckpt, tried))
         if step_s >= host_step_s:
             return []
-        g = strategies.get("full").options({k: v for k, v in tried.items() if k.startswith("galore")})
-        said = ([GALORE_SAYS.format(rank=g.galore_rank, every=g.galore_every)] if "optimizer" in change else []) \
-            + ([ROUNDING_SAYS] if "stochastic_rounding" in change else [])
+        said = [ROUNDING_SAYS] if "stochastic_rounding" in change else []
+        if "optimizer" in change:  # (full fine-tuning's: the strategy that has GaLore)
+            g = strategies.get(strategy).options(tried)
+            said.insert(0, GALORE_SAYS.format(rank=g.galore_rank, every=g.galore_every))
         asked = " ".join(f"{k}={str(v).lower()}" for k, v in change.items())
         return [f"On the GPU instead, --option {asked} would fit: about {step_s:.1f} s a step against "
                 f"{host_step_s:.1f} s; {'; '.join(said)}. The plan keeps exact AdamW: "

@@ -25,8 +25,8 @@ import math
 from pathlib import Path
 
 from core import memory_model as mm
-from core import objectives
-from core.errors import BadArgument, KnownError
+from core import objectives, strategies
+from core.errors import KnownError
 from core.hardware import HardwareProfile
 from core.model_shape import ModelShape
 from core.plan_target import target_for
@@ -93,7 +93,8 @@ def _step_down(previous: Plan, hardware: HardwareProfile, model_config: dict, to
 
     def carried(name: str) -> dict:  # the run's settings that still apply (LoRA's rank carries into QLoRA; full
         # fine-tuning's GaLore optimizer does not)
-        return {k: v for k, v in options_for(name, Wishes(options=previous.options)).items() if _allowed(name, {k: v})}
+        accepts = strategies.get(name, need_built=False).accepts
+        return {k: v for k, v in options_for(name, Wishes(options=previous.options)).items() if accepts({k: v})}
     chosen, chosen_options = None, dict(previous.options)
     mb *= 2 if same_first else 1
     while mb > 1 and chosen is None:  # first (after the same settings): smaller micro-batches, more accumulation
@@ -161,18 +162,8 @@ def _cheaper_settings(strategy: str, options: dict, device: str) -> list[tuple[d
         if variant and all(options.get(k) == v for k, v in variant.items()):
             return [({**options, **later}, why) for later, why in variants[i + 1:]
                     if all(v == cheapest.get(k) for k, v in later.items() if v != variant[k])
-                    and _allowed(strategy, {**options, **later})]
+                    and strategies.get(strategy, need_built=False).accepts({**options, **later})]
     return []
-
-
-def _allowed(strategy: str, options: dict) -> bool:
-    from core import strategies
-
-    try:
-        strategies.get(strategy, need_built=False).options(options)
-    except BadArgument:
-        return False
-    return True
 
 
 def _rungs_below(strategy: str, ckpt: bool, device: str) -> list[tuple[str, bool]]:

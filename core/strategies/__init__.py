@@ -61,6 +61,14 @@ class Strategy:
         """The Options from a dict (unknown names and bad values fail with the field named)."""
         return settings.from_dict(self.Options, dict(values or {}), source=f"{self.name} settings")
 
+    def accepts(self, values: dict) -> bool:
+        """Whether these settings make valid Options (the planner's and re-planner's tries skip those that do not)."""
+        try:
+            self.options(values)
+        except BadArgument:
+            return False
+        return True
+
     def optimizer_name(self, opts, device: str) -> str:
         """The optimizer this strategy trains with on `device` (a name in core.optimizers.NAMES)."""
         chosen = getattr(opts, "optimizer", "auto")

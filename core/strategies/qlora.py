@@ -30,7 +30,7 @@ class QLoraOptions(LoraOptions):
     def __post_init__(self):
         super().__post_init__()
         check(self.quant_type in ("nf4", "fp4"), "quant_type", "must be nf4 or fp4.")
-        names = [n for n in optimizers.NAMES if n not in optimizers.BASE_ONLY]
+        names = [n for n in optimizers.NAMES if n not in optimizers.LOW_RANK]
         check(self.optimizer in ("auto", *names), "optimizer", f"must be auto or one of {', '.join(names)}.")
 
 
