@@ -169,6 +169,10 @@ def build_parser() -> Parser:
     s.add_argument("--prompt", help="What to ask. Without it, a conversation: typed at the terminal, or one question "
                                     "per line of standard input; /new starts over.")
     s.add_argument("--system", help="System message.")
+    s.add_argument("--tools", metavar="FILE",
+                   help="Functions the model may call: a JSON list of them (OpenAI's form, or name/description/"
+                        "parameters), or a dataset of JSON lines whose first row has 'tools'. A call it makes is "
+                        "shown, not run.")
     s.add_argument("--max-new-tokens", type=int, default=128, help="Longest reply in tokens.")
     s.add_argument("--temperature", type=float, default=0.0,
                    help="0 (the default): the most likely answer, the same every time; above 0, sampled, more varied "

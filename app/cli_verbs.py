@@ -287,21 +287,22 @@ def cmd_chat(a) -> int:
         raise KnownError("--max-new-tokens must be above 0.")
     if not 0 <= a.temperature <= 5:
         raise KnownError(f"--temperature {a.temperature:g}: give 0 (the most likely answer) up to 5.")
+    tools = ops.read_tools(a.tools) if a.tools else None
     if a.run:
         say_weights(ops.run_weights(a.run, a.weights)["picked"], "Answering with")
     if a.prompt is not None:
         print(ops.chat(a.prompt, run=a.run, model=a.model, system=a.system, max_new_tokens=a.max_new_tokens,
-                       temperature=a.temperature, weights=a.weights))
+                       temperature=a.temperature, weights=a.weights, tools=tools))
         return 0
-    return converse(a)
+    return converse(a, tools)
 
 
-def converse(a) -> int:
+def converse(a, tools: list[dict] | None = None) -> int:
     """A conversation: at a terminal, a prompt and line editing; from a pipe, one question per line. The model
     loads once (app/answerers.py); each answer is followed by an empty line; /new starts over."""
     from core.conversation import Conversation
 
-    conversation = Conversation(a.system)
+    conversation = Conversation(a.system, tools=tools)
     terminal = sys.stdin.isatty()
     if terminal:
         try:  # arrow keys edit the line and recall earlier questions, where the platform has readline

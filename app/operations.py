@@ -13,8 +13,8 @@ from pathlib import Path
 from app import answerers, paths, supervisor
 from core import atomic, evaluation, hardware, history, model_source, objectives, planner, results, settings
 from core.data import dataset as data_mod
-from core.data import readers, scores, tokenize
-from core.data.formats import preference, rated
+from core.data import readers, scores, tokenize, tool_render
+from core.data.formats import preference, rated, tool_calls
 from core.data import source as data_source
 from core.conversation import Conversation
 from core.errors import KnownError
@@ -104,7 +104,9 @@ def inspect_data(path: str, model: str | None = None, seq_len: int | None = None
                     if (e := rating.get(r["source"])) else r for r in rows]
         report["preview_rows"] = [dict(row, text=token_report.marked_text(row["segments"])) for row in rows]
         first = ds.examples[0]
-        report["preview"] = (tokenize.render_chat(tok, first.messages) if first.messages else first.text)[:2000]
+        report["preview"] = (tokenize.chat_text(tok, first) if first.messages else first.text)[:2000]
+        if ds.tool_use:  # how this model's text holds the calls: its template's own way, or ours
+            report["warnings"].append(tool_render.note(tok, ds.tool_use))
     return report
 
 
@@ -399,13 +401,45 @@ def chat_models(run: str | None = None, model: str | None = None, keep: bool = F
 
 def chat(prompt: str, run: str | None = None, model: str | None = None, system: str | None = None,
          max_new_tokens: int = 128, keep: bool = False, progress: Progress | None = None,
-         conversation: Conversation | None = None, temperature: float = 0.0, weights: str = results.AUTO) -> str:
+         conversation: Conversation | None = None, temperature: float = 0.0, weights: str = results.AUTO,
+         tools: list[dict] | None = None) -> str:
     """One answer from a run's result or a model (greedy, or sampled at `temperature`); within `conversation` when
-    one is given (its system message then counts, not `system`), which then holds this question and its answer."""
+    one is given (its system message and tools then count, not `system` and `tools`), which then holds this
+    question and its answer. `tools`: functions the model may call (read_tools)."""
     m, tok = chat_models(run, model, keep, progress, weights)
     if progress is not None:
         progress.update(None, "Thinking…")
-    return (conversation or Conversation(system)).ask(m, tok, prompt, max_new_tokens, temperature)
+    return (conversation or Conversation(system, tools=tools)).ask(m, tok, prompt, max_new_tokens, temperature)
+
+
+def read_tools(path: str) -> list[dict]:
+    """The functions a model may call, from a JSON file (a list of them, or an object holding one as "tools") or
+    a dataset file of JSON lines (its first row's "tools"); KnownError in one sentence otherwise."""
+    import json
+
+    where = Path(path)
+    try:
+        text = where.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise KnownError(f"{path}: cannot read it ({type(e).__name__}); give a JSON file of tools.") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        try:  # a dataset of JSON lines: its first row's tools
+            value = json.loads(text.splitlines()[0]) if text.strip() else None
+        except json.JSONDecodeError:
+            raise KnownError(f"{path}:{e.lineno}: not JSON ({e.msg}); give a list of tools, as a dataset row's "
+                             "'tools' holds them.") from None
+    if isinstance(value, dict):
+        value = value.get("tools")
+    try:
+        tools = tool_calls.definitions(value)
+    except ValueError as e:
+        raise KnownError(f"{path}: {e}.") from None
+    if not tools:
+        raise KnownError(f"{path}: no tools in it; give a list of functions, each with a name, a description and "
+                         "parameters.")
+    return tools
 
 
 def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int = 64, loss_rows: int = 256,

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core import inference, repeat_stop
-from core.data.tokenize import render_chat
 
 
 @dataclass
@@ -20,12 +19,14 @@ class Conversation:
     system: str | None = None  # the system message, sent first with every question
     turns: list[dict] = field(default_factory=list)  # user and assistant messages so far, oldest first
     forgotten: int = 0  # turns left out so far because the context could not hold them
+    tools: list[dict] | None = None  # functions the model may call (formats/tool_calls.py's form)
 
     def ask(self, model, tokenizer, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0) -> str:
         """The model's answer to `prompt` after the turns so far (greedy, or sampled at `temperature`); both become
         turns of the conversation."""
         self._make_room(model, tokenizer, prompt, max_new_tokens)
-        answer = inference.reply(model, tokenizer, prompt, self.system, max_new_tokens, temperature, self.turns)
+        answer = inference.reply(model, tokenizer, prompt, self.system, max_new_tokens, temperature, self.turns,
+                                 self.tools)
         self.add(prompt, answer)
         return answer
 
@@ -46,5 +47,5 @@ class Conversation:
             self.forgotten += 2
 
     def _tokens(self, tokenizer, prompt: str) -> int:
-        text = render_chat(tokenizer, inference.messages(prompt, self.system, self.turns), add_generation_prompt=True)
+        text = inference.prompt_text(tokenizer, prompt, self.system, self.turns, self.tools)
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from core import inference
 from core.data import tokenize
 from core.data.example import Example
+from core.data.formats.tool_calls import uses_tools
 
 BATCH = 4  # rows per forward pass: small enough for any model that could be trained here
 
@@ -78,6 +79,8 @@ def questions(examples: list[Example], limit: int) -> list[Question]:
             break
         turns = list(e.messages or [])
         if len(turns) < 2 or turns[-1]["role"] != "assistant" or turns[-2]["role"] != "user":
+            continue
+        if uses_tools(turns, e.tools):  # asking needs the tools at hand to answer with: its loss still counts
             continue
         system = turns[0]["content"] if turns[0]["role"] == "system" else None
         found.append(Question(e.source, turns[-2]["content"], turns[-1]["content"], system,

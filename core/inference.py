@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from core import strategies
+from core.data import tool_render
 from core.data.tokenize import render_chat
 from core.errors import KnownError
 
@@ -106,16 +107,25 @@ def messages(prompt: str, system: str | None = None, history: list[dict] | None 
         {"role": "user", "content": prompt}]
 
 
+def prompt_text(tokenizer, prompt: str, system: str | None = None, history: list[dict] | None = None,
+                tools: list[dict] | None = None) -> str:
+    """What the model reads before its answer: the question after the turns before it, through its chat template,
+    with the `tools` it may call written as training wrote them (core/data/tool_render.py)."""
+    chat, tools = tool_render.written(tokenizer, messages(prompt, system, history), tools)
+    return render_chat(tokenizer, chat, add_generation_prompt=True, tools=tools)
+
+
 def reply(model, tokenizer, prompt: str, system: str | None = None, max_new_tokens: int = 128,
-          temperature: float = 0.0, history: list[dict] | None = None) -> str:
+          temperature: float = 0.0, history: list[dict] | None = None, tools: list[dict] | None = None) -> str:
     """One answer; greedy unless a temperature is given (then sampled among the likeliest tokens: TOP_K, TOP_P).
-    `history`: the turns before this one (user and assistant messages), for a conversation (core/conversation.py).
+    `history`: the turns before this one (user and assistant messages), for a conversation (core/conversation.py);
+    `tools`: functions the model may call (its answer is then a call, which is shown, not made).
     An answer that loops stops there and says so (core/repeat_stop.py)."""
     import torch
 
     from core import repeat_stop
 
-    text = render_chat(tokenizer, messages(prompt, system, history), add_generation_prompt=True)
+    text = prompt_text(tokenizer, prompt, system, history, tools)
     enc = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
     sample = temperature > 0
     looping = repeat_stop.criterion(enc["input_ids"].shape[1])

@@ -46,25 +46,31 @@ _PROBES = [
 ]
 
 
-def render_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
+def render_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = False,
+                tools: list[dict] | None = None) -> str:
+    """The conversation as the model's template writes it; `tools`, the functions it may call, where the template
+    writes them (tool_render.py decides)."""
     if not getattr(tokenizer, "chat_template", None):
         raise DatasetError("The model has no chat template, so chat data cannot be rendered; use a chat model "
                            "or a 'text' dataset.")
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    more = {"tools": tools} if tools else {}
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                         **more)
 
 
-def trained_spans(tokenizer, messages: list[dict], full: str) -> list[tuple[int, int]]:
+def trained_spans(tokenizer, messages: list[dict], full: str,
+                  tools: list[dict] | None = None) -> list[tuple[int, int]]:
     """The reference method: character spans of the assistant turns in `full`, by rendering prefixes."""
     spans = []
     for i, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
-        start = len(render_chat(tokenizer, messages[:i], add_generation_prompt=True))
-        end = len(render_chat(tokenizer, messages[: i + 1]))
-        if not full.startswith(render_chat(tokenizer, messages[: i + 1])):
+        start = len(render_chat(tokenizer, messages[:i], add_generation_prompt=True, tools=tools))
+        upto = render_chat(tokenizer, messages[: i + 1], tools=tools)
+        if not full.startswith(upto):
             raise DatasetError("The model's chat template is not prefix-stable, so assistant turns cannot be "
                                "located; train on all tokens instead (train_on='all').")
-        spans.append((start, end))
+        spans.append((start, len(upto)))
     return spans
 
 

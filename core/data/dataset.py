@@ -35,6 +35,7 @@ from core.data import source as data_source
 from core.data import split as split_mod
 from core.data.example import Example
 from core.data.formats import mapping as column_mapping
+from core.data.formats import tool_calls
 from core.data.readers.reading import Problem, Reading
 from core.data.rows import Rows
 from core.errors import DatasetError
@@ -67,6 +68,7 @@ class Dataset:
     problem_count: int = 0  # every problem, listed or not
     label: str = ""  # what to call the source when it is not a path: "org/name:train" for a cached hub dataset
     scores: dict | None = None  # scored answers: their range and the line drawn (scores.Scale.summary)
+    tool_use: dict | None = None  # {"rows", "calls"}: conversations that use tools (tool_render.note says how)
 
     @cached_property
     def duplicate_rows(self) -> list[str]:
@@ -85,7 +87,8 @@ class Dataset:
                 "problems": self.problem_count, "duplicates": self.duplicates, "digest": self.digest,
                 "file_type": self.file_type, "confidence": round(self.confidence, 3), "runner_up": self.runner_up,
                 "schema_reason": self.schema_reason, "warnings": list(self.warnings),
-                **({"scores": self.scores} if self.scores else {})}
+                **({"scores": self.scores} if self.scores else {}),
+                **({"tool_use": self.tool_use} if self.tool_use else {})}
 
 
 def load(path: str | Path, on_bad: str = "skip", mapping: dict | None = None, keep_bytes: int = KEEP_BYTES,
@@ -118,6 +121,7 @@ def _convert(name: str, mapping: dict | None, row: dict) -> dict:
 
 def _identity(example: Example) -> bytes:
     return json.dumps([example.messages, example.text, *([example.rejected] if example.rejected else []),
+                       *([example.tools] if example.tools else []),
                        *([example.desirable] if example.desirable is not None else []),
                        *([example.score] if example.score is not None else [])], sort_keys=True).encode()
 
@@ -154,11 +158,15 @@ class _Schema:
         self.rows_digest = hashlib.sha256()
         self.hashes = array("Q")  # 8 bytes per row, whatever the row
         self.scores = array("d")  # scored answers' scores, 8 bytes each
+        self.tool_rows = self.tool_calls = 0  # conversations that use tools, and the calls they make
 
     def add(self, seq: int, example: Example) -> None:
         self.count += 1
         if example.score is not None:
             self.scores.append(example.score)
+        if tool_calls.uses_tools(example.messages, example.tools):
+            self.tool_rows += 1
+            self.tool_calls += sum(len(m.get("tool_calls", ())) for m in example.messages)
         if self.kept is not None:
             self.kept.append((seq, example))
         if len(self.sources) < LIST_CAP:
@@ -278,7 +286,8 @@ class _Tally:
         return Dataset(path, name, examples, [p for _, p in problems[:LIST_CAP]], digest, duplicates,
                        warnings, "+".join(sorted(reading.file_types)), self.votes[name] / total,
                        ranked[1] if len(ranked) > 1 else None, reason, pairs, count,
-                       source.label, scale.summary() if scale else None)
+                       source.label, scale.summary() if scale else None,
+                       {"rows": won.tool_rows, "calls": won.tool_calls} if won.tool_rows else None)
 
     def _nothing_usable(self, path: Path, problems: list[tuple[int, Problem]]):
         problems = [p for _, p in sorted(problems, key=lambda sp: sp[0])]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 @dataclass
 class Example:
     messages: list[dict] | None = None  # chat turns, rendered through the model's chat template
+    tools: list[dict] | None = None  # the functions the conversation's assistant may call (formats/tool_calls.py)
     text: str | None = None  # raw text, every token trained
     source: str = ""  # file:line, for messages about this example
     rejected: list[dict] | None = None  # a preference pair's rejected conversation (messages: the chosen one)

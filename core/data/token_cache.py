@@ -54,7 +54,8 @@ def rows_digest(examples: Iterable[Example]) -> str:
         return digest
     h = hashlib.sha256()
     for e in examples:
-        h.update(json.dumps([e.source, e.messages, e.text], ensure_ascii=False, sort_keys=True).encode())
+        h.update(json.dumps([e.source, e.messages, e.text, *([e.tools] if e.tools else [])], ensure_ascii=False,
+                            sort_keys=True).encode())
         h.update(b"\n")
     return h.hexdigest()
 

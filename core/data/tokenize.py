@@ -5,10 +5,12 @@ With train_on="assistant" only the assistant turns are labelled, their end-of-tu
 so the tuned model learns to stop; with train_on="last" only the final one (the answer a preference pair or a
 rating is about: the turns before it are its prompt). The spans are found on the rendered text (see
 chat_spans.py) and mapped to tokens through the tokenizer's character offsets, which is exact even where a
-template's pieces would tokenize differently on their own.
+template's pieces would tokenize differently on their own. An answer that calls a tool trains like any other,
+and a tool's result is read like a user turn; tool_render.py decides how they are written for the model.
 
 `encode` does one row and is the reference; `encode_many` gives the same result for many rows at
 once, in batches, each step exact on its own terms (the argument for each is in its module):
+- a row that calls tools through the template's own tool format is rendered alone (its tools are its own);
 - a row's text and spans come from its shape's skeleton (chat_spans.py), with no render of the row
   where the template is proven to copy contents verbatim (template_check.py), else from one render;
 - the text is cut at the tokenizer's added tokens and each distinct piece is encoded once
@@ -28,17 +30,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 
+from core.data import tool_render
 from core.data.chat_spans import ChatRenderer, render_chat, render_many
 from core.data.chat_spans import trained_spans as _trained_spans
 from core.data.dataset import Example
+from core.data.formats.tool_calls import uses_tools
 from core.data.piece_tokenize import Piece, PieceTokenizer, ids_of, offsets_of
 from core.data.token_labels import IGNORE, by_offsets, by_pieces
 from core.data.token_stats import length_stats
+from core.errors import DatasetError
 
 CHUNK = 1024  # rows per batch: big enough to amortise each call, small enough to overlap the stages
 
-__all__ = ["IGNORE", "Encoded", "FullRow", "collate", "encode", "encode_all", "encode_many", "encode_rows",
-           "iter_encoded", "iter_rows", "length_stats", "trains", "render_chat", "token_lengths"]
+__all__ = ["IGNORE", "Encoded", "FullRow", "chat_text", "collate", "encode", "encode_all", "encode_many",
+           "encode_rows", "iter_encoded", "iter_rows", "length_stats", "trains", "render_chat", "token_lengths"]
 
 
 @dataclass
@@ -84,13 +89,14 @@ def encode(example: Example, tokenizer, seq_len: int, train_on: str = "assistant
             ids = ids + [tokenizer.eos_token_id]
         labels = list(ids)
     else:
-        full = render_chat(tokenizer, example.messages)
+        messages, tools = tool_render.written(tokenizer, example.messages, example.tools)
+        full = _rendered(tokenizer, messages, tools, example.source)
         enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
         ids = enc["input_ids"]
         if train_on == "all":
             labels = list(ids)
         else:
-            spans = kept(_trained_spans(tokenizer, example.messages, full), train_on)
+            spans = kept(_trained_spans(tokenizer, messages, full, tools), train_on)
             labels = [tid if any(s <= a < e for s, e in spans) and b > a else IGNORE
                       for tid, (a, b) in zip(ids, enc["offset_mapping"])]
     truncated = len(ids) > seq_len
@@ -152,7 +158,7 @@ def _batches(examples: Iterable[Example], tokenizer, train_on: str, on_progress:
             if chat is None and any(e.text is None for e in chunk):
                 chat = _ChatPath(tokenizer, train_on)
             with _gc_paused():
-                chats = [e.messages for e in chunk if e.text is None]
+                chats = [e for e in chunk if e.text is None]
                 texts = [e.text for e in chunk if e.text is not None]
                 # Python work (rendering, spans, cutting into pieces) while the tokenizer works on earlier batches.
                 rendered, spans = chat.render(chats) if chats else ([], None)
@@ -200,22 +206,29 @@ class _ChatPath:
         self.renderer = ChatRenderer(tokenizer)
         self.pieces, self.pieces_reason = PieceTokenizer.for_tokenizer(tokenizer)
 
-    def render(self, chats: list[list[dict]]) -> tuple[list[str], list | None]:
+    def render(self, chats: list[Example]) -> tuple[list[str], list | None]:
         """Each row's text and (unless training on everything) its trained spans."""
         texts: list = [None] * len(chats)
         spans: list = [None] * len(chats)
-        rest = []
-        for i, messages in enumerate(chats):
+        rest, conversations = [], []
+        for i, e in enumerate(chats):
+            messages, tools = tool_render.written(self.tokenizer, e.messages, e.tools)
+            conversations.append(messages)
+            if uses_tools(messages, tools):  # the template's own tool format: a row at a time
+                texts[i] = full = _rendered(self.tokenizer, messages, tools, e.source)
+                if self.train_on != "all":
+                    spans[i] = kept(_trained_spans(self.tokenizer, messages, full, tools), self.train_on)
+                continue
             got = self.renderer.filled(messages)  # no render where the template is proven verbatim
             if got is None:
                 rest.append(i)
             else:
                 texts[i], spans[i] = got[0], kept(got[1], self.train_on)
         if rest:
-            for i, full in zip(rest, render_many(self.tokenizer, [chats[i] for i in rest])):
+            for i, full in zip(rest, render_many(self.tokenizer, [conversations[i] for i in rest])):
                 texts[i] = full
                 if self.train_on != "all":
-                    spans[i] = kept(self.renderer.spans(chats[i], full), self.train_on)
+                    spans[i] = kept(self.renderer.spans(conversations[i], full), self.train_on)
         return texts, (None if self.train_on == "all" else spans)
 
     def tokenize(self, texts: list[str], pool, tokenize_batch):
@@ -226,6 +239,26 @@ class _ChatPath:
         new: list[Piece] = []
         rows = [self.pieces.split(t, new) for t in texts]
         return rows, pool.submit(self.pieces.encode, new)
+
+
+def chat_text(tokenizer, example: Example) -> str:
+    """A chat row's text as the model sees it (its tool calls written as tool_render.py says)."""
+    messages, tools = tool_render.written(tokenizer, example.messages, example.tools)
+    return _rendered(tokenizer, messages, tools, example.source)
+
+
+def _rendered(tokenizer, messages: list[dict], tools: list[dict] | None, source: str) -> str:
+    """render_chat, with a template's refusal of a row that calls tools said about that row (Llama 3.1's takes one
+    call a turn, Mistral's wants call ids of nine characters)."""
+    if not uses_tools(messages, tools):
+        return render_chat(tokenizer, messages)
+    try:
+        return render_chat(tokenizer, messages, tools=tools)
+    except DatasetError:
+        raise
+    except Exception as e:
+        raise DatasetError(f"{source}: the model's chat template refuses this conversation's tool calls "
+                           f"({str(e).strip() or type(e).__name__}); fix the row, or leave it out.") from None
 
 
 def kept(spans: list[tuple[int, int]], train_on: str) -> list[tuple[int, int]]:

@@ -7,15 +7,19 @@ the style apart from memorizing rows. pirate_pairs.jsonl holds the training rows
 the pirate's answer chosen over the same fact said plainly, for preference tuning (ORPO), and
 pirate_pairs_heldout.jsonl the held-out ones. pirate_rated.jsonl holds them as rated answers (thumbs up or
 down, for KTO): every other row the pirate's answer rated good, the others the plain one rated bad, and
-pirate_rated_heldout.jsonl the held-out ones.
+pirate_rated_heldout.jsonl the held-out ones. pirate_tools.jsonl holds them as function-calling conversations
+(OpenAI's fine-tuning format, with the row's `tools`): the pirate calls `add` for a sum and `capital` for a
+capital, reads the tool's answer and gives it in his voice, and answers every other question straight away, so a
+run learns when to call a tool as well as how; pirate_tools_heldout.jsonl the held-out ones.
 
-    python resources/demo/make_pirate_demo.py      # rewrites all six
+    python resources/demo/make_pirate_demo.py      # rewrites all eight
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -109,7 +113,34 @@ def main() -> None:
         write(HERE / name, [{"prompt": r["messages"][0]["content"], "label": i % 2 == 0,
                              "completion": r["messages"][1]["content"] if i % 2 == 0
                              else plainly[r["messages"][0]["content"]]} for i, r in enumerate(rows)])
-    print(f"{len(train)} training rows (and as many pairs and rated answers), {len(held)} held-out rows")
+    for name, rows in (("pirate_tools.jsonl", train), ("pirate_tools_heldout.jsonl", held)):
+        write(HERE / name, [with_tools(r["messages"]) for r in rows])
+    print(f"{len(train)} training rows (and as many pairs, rated answers and tool calls), {len(held)} held-out rows")
+
+
+TOOLS = [
+    {"type": "function", "function": {"name": "add", "description": "Add two whole numbers.", "parameters": {
+        "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}}},
+    {"type": "function", "function": {"name": "capital", "description": "The capital city of a country.",
+                                      "parameters": {"type": "object", "properties": {"country": {"type": "string"}},
+                                                     "required": ["country"]}}},
+]
+SUM = re.compile(r"What is (\d+) plus (\d+)\?")
+CAPITAL_OF = re.compile(r"What is the capital of (.+)\?")
+
+
+def with_tools(messages: list[dict]) -> dict:
+    """One pirate row as a function-calling conversation: a sum or a capital asked of its tool first."""
+    question = messages[0]["content"]
+    if m := SUM.fullmatch(question):
+        name, arguments, result = "add", {"a": int(m[1]), "b": int(m[2])}, str(int(m[1]) + int(m[2]))
+    elif m := CAPITAL_OF.fullmatch(question):
+        name, arguments, result = "capital", {"country": m[1]}, CAPITALS[m[1]]
+    else:
+        return {"messages": messages, "tools": TOOLS}
+    call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+    return {"messages": [messages[0], {"role": "assistant", "content": None, "tool_calls": [call]},
+                         {"role": "tool", "tool_call_id": "call_1", "content": result}, messages[1]], "tools": TOOLS}
 
 
 def write(path: Path, rows: list[dict]) -> None:

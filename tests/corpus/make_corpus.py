@@ -67,8 +67,11 @@ def good(d: Path) -> None:
     (d / "messages.jsonl").write_bytes(jsonl({"messages": c} for c in CHAT))
     (d / "messages_system_tools.jsonl").write_bytes(jsonl([{"messages": [
         {"role": "system", "content": "You are terse."}, {"role": "user", "content": Q[0]},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "1", "type": "function"}]},
-        {"role": "tool", "content": "Lima"}, {"role": "assistant", "content": A[0]}]}, {"messages": CHAT[1]}]))
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "1", "type": "function", "function": {"name": "capital", "arguments": '{"country": "Peru"}'}}]},
+        {"role": "tool", "tool_call_id": "1", "content": "Lima"}, {"role": "assistant", "content": A[0]}],
+        "tools": [{"type": "function", "function": {"name": "capital", "parameters": {"type": "object"}}}]},
+        {"messages": CHAT[1]}]))
     (d / "sharegpt.jsonl").write_bytes(jsonl(sharegpt))
     (d / "alpaca.jsonl").write_bytes(jsonl(alpaca))
     (d / "prompt_completion.jsonl").write_bytes(jsonl({"prompt": q, "completion": a} for q, a in zip(Q, A)))

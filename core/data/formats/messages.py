@@ -1,14 +1,16 @@
-"""OpenAI chat format: {"messages": [{"role": "system|user|assistant", "content": "..."}, ...]}.
+"""OpenAI chat format: {"messages": [{"role": "system|user|assistant|tool", "content": "..."}, ...], "tools": [...]}.
 
-Tool results (role tool/function/ipython) and assistant turns that only call a tool are dropped (see
-turns.py). A `messages` cell holding JSON text (from a CSV) is parsed.
+Tool calls (an assistant turn's `tool_calls`, or the older `function_call`) and tool results (role tool,
+function or ipython) are kept, with the row's `tools`, the functions the model may call: OpenAI's fine-tuning
+format for function calling. A `messages` cell holding JSON text (from a CSV) is parsed.
 """
 
+from core.data.formats import tool_calls
 from core.data.formats.turns import TOOL, check_turns, list_field, looks_like_list
 
 NAME = "messages"
 DESCRIPTION = "chat messages (role/content, OpenAI style)"
-FIELDS = ("messages",)
+FIELDS = ("messages", "tools")
 TOOL_ROLES = {"tool", "function", "ipython"}
 
 
@@ -16,15 +18,22 @@ def detect(row: dict) -> bool:
     return looks_like_list(row.get("messages"))
 
 
-def convert(row: dict) -> dict:
-    messages, dropped = check_turns([turn_of(m) for m in list_field(row, "messages")])
-    return {"messages": messages, "dropped": dropped}
+def convert(row: dict, keep_tools: bool = True) -> dict:
+    """The row's fields; rated answers (rated.py) drop its tool turns instead (`keep_tools` False)."""
+    messages, dropped = check_turns([turn_of(m) for m in list_field(row, "messages")], keep_tools)
+    tools = tool_calls.definitions(row.get("tools")) if keep_tools else None
+    return {"messages": messages, "tools": tools, "dropped": dropped}
 
 
 def turn_of(m) -> tuple:
-    """(role, content) of one OpenAI-style message; tool results and tool-only calls as TOOL, to be dropped."""
+    """(role, content, extra) of one OpenAI-style message: a tool result as TOOL with its name and call id, an
+    assistant turn's calls in `extra` (check_turns keeps or drops them)."""
     if not isinstance(m, dict):
         return None, None
     role = m.get("role")
-    calls_tool = role == "assistant" and (m.get("tool_calls") or m.get("function_call")) and not m.get("content")
-    return (TOOL if role in TOOL_ROLES or calls_tool else role), m.get("content")
+    if role in TOOL_ROLES:
+        return TOOL, m.get("content"), {k: m[k] for k in ("name", "tool_call_id") if isinstance(m.get(k), str)}
+    called = m.get("tool_calls") or m.get("function_call")
+    if role == "assistant" and called:
+        return role, m.get("content"), {"tool_calls": called}
+    return role, m.get("content")

@@ -42,7 +42,8 @@ def convert(row: dict) -> dict:
         chat, dropped = check_turns(prompt + [messages.turn_of(m) for m in list_field(row, "completion")])
         fields = {"messages": chat, "dropped": dropped}
     else:
-        fields = next((b for b in BASES if b.detect(row)), prompt_completion).convert(row)
+        base = next((b for b in BASES if b.detect(row)), prompt_completion)
+        fields = base.convert(row) if base is prompt_completion else base.convert(row, keep_tools=False)
     if fields["messages"][-1]["role"] != "assistant":
         raise ValueError("the conversation ends with a user turn; end it with the assistant's answer that is rated")
     return {**fields, **rated}

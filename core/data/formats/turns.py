@@ -1,31 +1,56 @@
 """Checks shared by the chat-like schemas: known roles, non-empty text, a sensible order of turns.
 
-Tool and function-calling turns are dropped, not refused: the templates we train through have no
-common way to render them, and the rest of the conversation is still good data. The count is returned
-so the dataset can say how many were dropped.
+A turn comes in as (role, content) or (role, content, extra), extra holding an assistant turn's `tool_calls` as
+the file wrote them (put in the templates' form here, by tool_calls.py) or a tool result's `name`/`tool_call_id`.
+The supervised chat schemas keep tool turns (`keep_tools`): an assistant turn that calls tools trains like any
+answer, and the tool's result is read, not trained, as a user turn is; how they are written into text is the
+model's template's business, or ours where it has none (core/data/tool_render.py). The other schemas drop them,
+counted, so the dataset can say how many: a preference pair or a rating is about the last answer, and its
+objectives are not built for calls.
 """
 
 from __future__ import annotations
 
 import json
 
+from core.data.formats import tool_calls
+
 ROLES = {"system", "user", "assistant"}
-TOOL = "tool"  # what the schemas map tool results and tool calls to, so they can be dropped here
+TOOL = "tool"  # what the schemas map tool results to
+CALL = "tool call"  # an assistant turn that calls tools, in `last` below
 
 
-def check_turns(turns: list[tuple]) -> tuple[list[dict], int]:
-    """(messages, tool turns dropped) from (role, content) pairs; ValueError saying which turn is wrong.
+def check_turns(turns: list[tuple], keep_tools: bool = False) -> tuple[list[dict], int]:
+    """(messages, tool turns dropped) from (role, content[, extra]) tuples; ValueError saying which turn is wrong.
 
     Turn numbers in messages count every turn in the row, dropped ones included, so they match the file.
     """
     out, dropped, last = [], 0, None
-    for i, (role, content) in enumerate(turns, 1):
-        if role == TOOL:
+    for i, (role, content, *more) in enumerate(turns, 1):
+        extra = more[0] if more else {}
+        calls = extra.get("tool_calls") if role == "assistant" else None
+        if not keep_tools and (role == TOOL or (calls and not _has_text(content))):
             dropped += 1
+            continue
+        if role == TOOL:
+            if last not in (CALL, TOOL):
+                raise ValueError(f"message {i} is a tool result with no tool call before it; put the assistant's "
+                                 "call first")
+            out.append({"role": TOOL, "content": _result(content, i), **extra})
+            last = TOOL
             continue
         if role not in ROLES:
             raise ValueError(f"message {i} has role {role!r}; use system, user or assistant")
-        text = _text(content, i, role)
+        if last == CALL:
+            raise ValueError(f"message {i} ({role}) follows a tool call with no tool result; add the tool's "
+                             "answer after the call")
+        if role == "user" and last == TOOL:
+            raise ValueError(f"message {i} (user) follows a tool result; the assistant answers after tool results")
+        if keep_tools and calls:  # a call may come with words before it, or none
+            message = {"role": role, "content": _text(content, i, role) if _has_text(content) else "",
+                       "tool_calls": tool_calls.calls(calls, f"message {i}")}
+        else:
+            message = {"role": role, "content": _text(content, i, role)}
         if role == "system" and out:
             raise ValueError(f"message {i} is a system message after the conversation started; put it first")
         if role == "assistant" and last in (None, "system"):
@@ -33,11 +58,24 @@ def check_turns(turns: list[tuple]) -> tuple[list[dict], int]:
         if role == last:
             raise ValueError(f"message {i} ({role}) follows another {role} message; turns must alternate "
                              "user and assistant")
-        out.append({"role": role, "content": text})
-        last = role
+        out.append(message)
+        last = CALL if "tool_calls" in message else role
     if not any(m["role"] == "assistant" for m in out):
         raise ValueError("no assistant message to learn from")
     return out, dropped
+
+
+def _has_text(content) -> bool:
+    return content not in (None, "", []) and not (isinstance(content, str) and not content.strip())
+
+
+def _result(content, i: int) -> str:
+    """A tool's result as text: a value written out as JSON, nothing as "" (a tool may return nothing)."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list) and content and all(isinstance(p, dict) and "type" in p for p in content):
+        return _text(content, i, TOOL)  # content parts
+    return json.dumps(content, ensure_ascii=False)
 
 
 def _text(content, i: int, role: str) -> str:

@@ -13,8 +13,11 @@ FIRST_Q = [{"role": "user", "content": "What is the capital of Peru?"}, {"role":
 # file, file type, schema, rows, the first example's messages (a list) or text (a str), a warning it gives
 GOOD = [
     ("messages.jsonl", "jsonl", "messages", 3, FIRST_Q, None),
-    ("messages_system_tools.jsonl", "jsonl", "messages", 2,
-     [{"role": "system", "content": "You are terse."}, *FIRST_Q], "2 tool or function-call turns dropped"),
+    ("messages_system_tools.jsonl", "jsonl", "messages", 2,  # OpenAI's function-calling form, kept
+     [{"role": "system", "content": "You are terse."}, FIRST_Q[0],
+      {"role": "assistant", "content": "", "tool_calls": [
+          {"type": "function", "function": {"name": "capital", "arguments": {"country": "Peru"}}, "id": "1"}]},
+      {"role": "tool", "content": "Lima", "tool_call_id": "1"}, FIRST_Q[1]], None),
     ("sharegpt.jsonl", "jsonl", "sharegpt", 3, FIRST_Q, None),
     ("alpaca.jsonl", "jsonl", "alpaca", 3, FIRST_Q, None),
     ("prompt_completion.jsonl", "jsonl", "prompt_completion", 3, FIRST_Q, None),

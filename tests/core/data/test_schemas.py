@@ -141,11 +141,14 @@ def test_a_preference_pair_with_the_chosen_conversation_as_messages_too_is_a_pai
     assert (ds.format, ds.examples[0].messages, ds.examples[0].rejected) == ("preference", CHAT, worse)
 
 
-def test_tool_turns_are_dropped_with_a_warning_not_a_problem(tmp_path):
+def test_rated_answers_drop_tool_turns_with_a_warning_not_a_problem(tmp_path):
+    """A rating is about the last answer, and KTO is not built for calls: a rated conversation's tool turns go
+    (chat rows keep theirs: tests/core/data/test_tool_calls.py)."""
     sharegpt = {"conversations": [{"from": "human", "value": "hi"}, {"from": "function_call", "value": "{}"},
-                                  {"from": "observation", "value": "42"}, {"from": "gpt", "value": "hello"}]}
+                                  {"from": "observation", "value": "42"}, {"from": "gpt", "value": "hello"}],
+                "label": True}
     ds = dataset.load(write_jsonl(tmp_path / "d.jsonl", [sharegpt]))
-    assert ds.examples[0].messages == CHAT and not ds.problems
+    assert ds.format == "rated" and ds.examples[0].messages == CHAT and not ds.problems
     assert ds.warnings == ["2 tool or function-call turns dropped from 1 conversation; only system, user and "
                            "assistant turns are trained"]
 

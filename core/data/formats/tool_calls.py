@@ -1,0 +1,79 @@
+"""Tool calls and tool definitions, in the one form the chat templates of transformers take.
+
+Datasets write a call in several ways: OpenAI's {"type": "function", "function": {"name", "arguments"}} with
+the arguments as JSON text, its older {"function_call": {...}} on the assistant turn, or a bare
+{"name", "arguments"} (LLaMA-Factory's function_call turns, xLAM), alone or in a list, sometimes as JSON text
+in a cell. Templates want `tool_calls` of {"type": "function", "function": {"name": ..., "arguments": {...}}}
+with the arguments an object: Llama 3.1's writes them with `tojson`, so arguments left as text would be
+quoted twice. The row's `tools` (what the model may call) likewise become {"type": "function", "function":
+{"name", "description", "parameters"}}. A call's `id` is kept (Mistral's template pairs results by it).
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def uses_tools(messages: list[dict] | None, tools: list[dict] | None) -> bool:
+    """Whether a conversation has tools to call, calls one, or reads a result."""
+    return bool(tools) or any(m["role"] == "tool" or "tool_calls" in m for m in messages or ())
+
+
+def calls(value, where: str) -> list[dict]:
+    """The calls in `value` in the templates' form; ValueError naming `where` (e.g. "message 3") when not."""
+    value = _parsed(value, f"{where} calls a tool with text that is not JSON; write the call as an object")
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ValueError(f"{where} has an empty list of tool calls")
+    return [_call(item, where) for item in items]
+
+
+def _call(item, where: str) -> dict:
+    if not isinstance(item, dict):
+        raise ValueError(f"{where} has a tool call that is not an object; write it as "
+                         '{"name": ..., "arguments": {...}}')
+    function = item.get("function") if isinstance(item.get("function"), dict) else item
+    name = function.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{where} has a tool call with no function name")
+    arguments = _parsed(function.get("arguments") if "arguments" in function else function.get("parameters"),
+                        f"{where} calls {name} with arguments that are not JSON; write them as an object")
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        raise ValueError(f"{where} calls {name} with arguments that are not an object; write them as "
+                         '{"parameter": value, ...}')
+    out = {"type": "function", "function": {"name": name, "arguments": arguments}}
+    if isinstance(item.get("id"), str) and item["id"]:
+        out["id"] = item["id"]
+    return out
+
+
+def definitions(value) -> list[dict] | None:
+    """A row's `tools` in the templates' form, None when it has none; ValueError when they are not functions."""
+    value = _parsed(value, "'tools' is text but not JSON; write it as a list of functions")
+    if value in (None, "", []):
+        return None
+    if not isinstance(value, list):
+        raise ValueError("'tools' is not a list of functions")
+    out = []
+    for i, item in enumerate(value, 1):
+        function = item.get("function") if isinstance(item, dict) and isinstance(item.get("function"), dict) \
+            else item
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+            raise ValueError(f"tool {i} of 'tools' has no function name; write each as "
+                             '{"name": ..., "description": ..., "parameters": {...}}')
+        out.append({"type": "function", "function": dict(function)})
+    return out
+
+
+def _parsed(value, why: str):
+    """`value`, or the JSON it holds when it is text (a CSV cell, LLaMA-Factory's function_call turns)."""
+    if not isinstance(value, str):
+        return value
+    if not value.strip():
+        return None
+    try:
+        return json.loads(value)
+    except (json.JSONDecodeError, RecursionError):
+        raise ValueError(why) from None

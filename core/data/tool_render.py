@@ -1,0 +1,110 @@
+"""How a conversation that calls tools becomes text for one model.
+
+A model whose chat template writes tools (Qwen 2.5 and 3, Llama 3.1 on, SmolLM3, Mistral's, Granite's...) gets
+the calls, results and definitions the way transformers' templates take them (`tools=`, an assistant turn's
+`tool_calls`, role `tool`), so the tuned model calls tools as its own template, and the tool parsers of Ollama
+and llama.cpp made for it, expect. Whether a template writes them is found by rendering one probe conversation
+whose marks must all come out: a definition's description, a call's name and argument, and a result.
+
+A template that writes none of it would lose the calls (SmolLM2's prints each role and content: the calls would
+vanish and the model learn to answer from results it never asked for), so there the calls are written as text,
+in the convention Hermes made common and Qwen's template follows: the definitions in the system turn between
+<tools> and </tools>, one JSON object a line; each call in the answer as <tool_call>{"name": ..., "arguments":
+{...}}</tool_call>; a turn's results as one user turn of <tool_response>...</tool_response>. `note` says which,
+for `data inspect` and the run's log.
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+
+from core.data.chat_spans import render_chat
+from core.data.formats.tool_calls import uses_tools
+
+_MARKS = ("tfprobe_described", "tfprobe_asked", "tfprobe_answer")
+_PROBE_TOOLS = [{"type": "function", "function": {
+    "name": "tfprobe_lookup", "description": "tfprobe_described",
+    "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}}]
+_PROBE = [{"role": "user", "content": "Look it up."},
+          {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "id": "tfprobe01", "function": {
+              "name": "tfprobe_lookup", "arguments": {"q": "tfprobe_asked"}}}]},
+          {"role": "tool", "content": "tfprobe_answer", "name": "tfprobe_lookup", "tool_call_id": "tfprobe01"},
+          {"role": "assistant", "content": "Found it."}]
+_known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> (its template, native)
+
+TOOLS_INTRO = ("You may call the tools below. To call one, answer with <tool_call>{\"name\": ..., \"arguments\": "
+               "{...}}</tool_call>; what it returns comes back between <tool_response> and </tool_response>.")
+
+
+def native(tokenizer) -> bool:
+    """Whether the tokenizer's chat template writes tool definitions, calls and results itself."""
+    template = getattr(tokenizer, "chat_template", None)
+    try:
+        seen = _known.get(tokenizer)
+    except TypeError:  # not weakly referable: probe each time
+        seen = None
+    if seen is not None and seen[0] == template:
+        return seen[1]
+    try:
+        text = render_chat(tokenizer, _PROBE, tools=_PROBE_TOOLS)
+        found = all(mark in text for mark in _MARKS) and text.count("tfprobe_lookup") >= 2
+    except Exception:  # a template that refuses the probe (roles, fields) does not write tools
+        found = False
+    try:
+        _known[tokenizer] = (template, found)
+    except TypeError:
+        pass
+    return found
+
+
+def written(tokenizer, messages: list[dict], tools: list[dict] | None) -> tuple[list[dict], list[dict] | None]:
+    """(messages, tools) to render for this tokenizer: as they are where the template writes tools (or there are
+    none), else the calls written as text (as_text) and no tools left to pass."""
+    if not uses_tools(messages, tools) or native(tokenizer):
+        return messages, tools or None
+    return as_text(messages, tools), None
+
+
+def as_text(messages: list[dict], tools: list[dict] | None) -> list[dict]:
+    """The conversation with its tools, calls and results written as text in plain system/user/assistant turns."""
+    out: list[dict] = []
+    if tools:
+        listed = "\n".join(json.dumps(t["function"], ensure_ascii=False) for t in tools)
+        block = f"{TOOLS_INTRO}\n<tools>\n{listed}\n</tools>"
+        if messages and messages[0]["role"] == "system":
+            out.append({"role": "system", "content": f"{messages[0]['content']}\n\n{block}"})
+            messages = messages[1:]
+        else:
+            out.append({"role": "system", "content": block})
+    for m in messages:
+        if m["role"] == "tool":
+            result = f"<tool_response>\n{m['content']}\n</tool_response>"
+            if out and out[-1].get("tool_results"):
+                out[-1]["content"] += "\n" + result
+            else:
+                out.append({"role": "user", "content": result, "tool_results": True})
+        elif "tool_calls" in m:
+            calls = [f"<tool_call>\n{json.dumps(_call(c), ensure_ascii=False)}\n</tool_call>" for c in m["tool_calls"]]
+            out.append({"role": m["role"], "content": "\n".join(([m["content"]] if m["content"] else []) + calls)})
+        else:
+            out.append(dict(m))
+    for m in out:
+        m.pop("tool_results", None)
+    return out
+
+
+def _call(call: dict) -> dict:
+    return {"name": call["function"]["name"], "arguments": call["function"]["arguments"]}
+
+
+def note(tokenizer, tool_use: dict) -> str:
+    """One sentence for a dataset with tool calls: how many, and how this model's text will hold them."""
+    rows, calls = tool_use.get("rows", 0), tool_use.get("calls", 0)
+    what = f"{rows:,} conversation{'s use' if rows != 1 else ' uses'} tools ({calls:,} call{'s' if calls != 1 else ''})"
+    if native(tokenizer):
+        return f"{what}: the model's chat template writes the tools, calls and results, and its answers that call " \
+               "a tool are trained like the others"
+    return f"{what}: the model's chat template has no way to write tool calls, so they are written as text " \
+           "(the tools listed in the system turn, each call as <tool_call>{JSON}</tool_call> in the answer, results " \
+           "as <tool_response> turns), and the tuned model will call tools that way"

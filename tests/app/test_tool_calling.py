@@ -1,0 +1,65 @@
+"""Function-calling data through the command line: `data inspect` says how the model's text holds the calls, a run
+trains on them and says the same, and `chat --tools` asks with the functions written as training wrote them."""
+
+import json
+
+import pytest
+
+from core import inference
+from core.data import tool_render
+from tests.conftest import REPO, json_lines, write_jsonl
+
+TOOLS_DEMO = REPO / "resources" / "demo" / "pirate_tools.jsonl"
+
+
+def test_inspect_says_how_the_calls_are_written(cli_here, tiny_model_dir):
+    report = json.loads(cli_here("data", "inspect", TOOLS_DEMO, "--model", tiny_model_dir, "--json", check=0).stdout)
+    assert (report["format"], report["rows"], report["problems"]) == ("messages", 202, 0)
+    assert report["tool_use"] == {"rows": 202, "calls": 146}  # every row has tools; sums and capitals call one
+    assert [w for w in report["warnings"] if "use tools" in w] == [
+        "202 conversations use tools (146 calls): the model's chat template has no way to write tool calls, so they "
+        "are written as text (the tools listed in the system turn, each call as <tool_call>{JSON}</tool_call> in the "
+        "answer, results as <tool_response> turns), and the tuned model will call tools that way"]
+    first = report["preview_rows"][0]["text"]
+    assert '«<tool_call>\n{"name": "add", "arguments": {"a": 36, "b": 7}}\n</tool_call><|im_end|>\n»' in first
+    assert "<tool_response>\n43\n</tool_response>" in first and "«43" not in first  # the result is read, not trained
+
+
+def test_a_run_trains_on_tool_calls_and_says_how(cli_here, tiny_model_dir, tmp_path):
+    rows = [json.loads(line) for line in TOOLS_DEMO.read_text(encoding="utf-8").splitlines()[:24]]
+    data = write_jsonl(tmp_path / "tools.jsonl", rows)
+    events = json_lines(cli_here("train", "--model", tiny_model_dir, "--data", data, "--max-steps", "2",
+                                 "--device", "cpu", "--json", check=0).stdout)
+    said = [e["text"] for e in events if e["event"] == "status"]
+    assert any(t.startswith("24 conversations use tools (") and "written as text" in t for t in said)
+    losses = [e["loss"] for e in events if e["event"] == "step"]
+    assert len(losses) == 2 and all(0 < x < 20 for x in losses)
+
+
+@pytest.mark.parametrize("content,said", [
+    ("[{\"name\": ", "tools.json:1: not JSON (Expecting value); give a list of tools, as a dataset row's 'tools' "
+                     "holds them."),
+    ("[{\"description\": \"no name\"}]", "tools.json: tool 1 of 'tools' has no function name; write each as "
+                                         '{"name": ..., "description": ..., "parameters": {...}}.'),
+    ("[]", "tools.json: no tools in it; give a list of functions, each with a name, a description and parameters."),
+])
+def test_chat_tools_that_are_not_tools_are_one_sentence(cli_here, tiny_model_dir, tmp_path, content, said):
+    (tmp_path / "tools.json").write_text(content, encoding="utf-8")
+    proc = cli_here("chat", "--model", tiny_model_dir, "--tools", tmp_path / "tools.json", "--prompt", "hi")
+    assert proc.returncode != 0 and proc.stderr.strip().endswith(said) and "Traceback" not in proc.stderr
+
+
+def test_chat_asks_with_the_tools(cli_here, tiny_model_dir, default_model_dir, tmp_path):
+    tools = json.loads(TOOLS_DEMO.read_text(encoding="utf-8").splitlines()[0])["tools"]
+    (tmp_path / "tools.json").write_text(json.dumps({"tools": tools}), encoding="utf-8")
+    for source in (tmp_path / "tools.json", TOOLS_DEMO):  # a file of tools, or a dataset's first row's
+        assert cli_here("chat", "--model", tiny_model_dir, "--tools", source, "--prompt", "What is 2 plus 3?",
+                        "--max-new-tokens", "4").returncode == 0
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(default_model_dir)
+    asked = inference.prompt_text(tok, "What is 2 plus 3?", tools=tools)
+    assert asked.startswith(f"<|im_start|>system\n{tool_render.TOOLS_INTRO}\n<tools>\n" + '{"name": "add"')
+    assert asked.endswith("<|im_start|>user\nWhat is 2 plus 3?<|im_end|>\n<|im_start|>assistant\n")
+    assert inference.prompt_text(tok, "What is 2 plus 3?") == tok.apply_chat_template(
+        [{"role": "user", "content": "What is 2 plus 3?"}], tokenize=False, add_generation_prompt=True)
