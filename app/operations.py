@@ -470,12 +470,13 @@ def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int = 64, l
         pairs = evaluation.preferred(model, tok, examples, cfg["seq_len"], cfg.get("train_on", "assistant"))
         bad_loss = evaluation.loss(model, tok, bad, cfg["seq_len"], cfg.get("train_on", "assistant"))[0]
         progress.update(None, f"Asking the {which} model {len(asked)} questions")
-        found[which] = value, tokens, evaluation.answers(model, tok, asked, max_new_tokens), pairs, bad_loss
+        found[which] = (value, tokens, evaluation.answers(model, tok, asked, max_new_tokens), pairs, bad_loss,
+                        evaluation.calls(model, tok, examples))
         del model
     report = evaluation.Report(str(data), len(examples), found["tuned"][1], found["base"][0], found["tuned"][0],
                                asked, found["base"][2], found["tuned"][2], r["picked"].which, r["picked"].step,
                                found["tuned"][3][1], found["base"][3][0], found["tuned"][3][0], len(bad),
-                               found["base"][4], found["tuned"][4])
+                               found["base"][4], found["tuned"][4], found["base"][5], found["tuned"][5])
     with open_history() as db:  # kept with the run: measured once, seen again later
         db.add_evaluation(r["id"], report.to_dict())
     return report

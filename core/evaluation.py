@@ -4,20 +4,22 @@ The loss is the trainer's validation loss (mean over the trained tokens, labelle
 so the base model and a tuned one measured on the same held-out file compare directly: a lower loss means
 the model finds the expected answers more likely. The answers show what the figure means: each chat row's
 last assistant turn is the expected answer, and the turns before it are the conversation it is asked in.
-Raw-text rows count in the loss only; they hold no question.
+Raw-text rows count in the loss only; they hold no question. A row's tools are offered again when it is asked;
+a row that ends on a tool's result is not asked (its first call is, by `calls`: right only when the model makes
+exactly that call).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from core import inference
 from core.data import tokenize
 from core.data.example import Example
-from core.data.formats.tool_calls import uses_tools
 
 BATCH = 4  # rows per forward pass: small enough for any model that could be trained here
+CALLS = 32  # tool calls asked of each model at most: each is a greedy generation of the expected call's length
 
 
 @dataclass
@@ -27,6 +29,7 @@ class Question:
     expected: str  # the row's last assistant turn
     system: str | None = None  # the row's system message, if any
     history: list[dict] | None = None  # the turns between the system message and the prompt
+    tools: list[dict] | None = None  # the functions the row's assistant may call, offered again when asked
 
 
 def mean_loss(model, encoded: list, pad_id: int, batch: int = BATCH, device=None) -> tuple[float | None, int]:
@@ -71,6 +74,90 @@ def preferred(model, tokenizer, examples: list[Example], seq_len: int, train_on:
         model.train(was_training)
 
 
+@dataclass
+class Calls:
+    """What a model does with the tools a row offers (`calls`)."""
+
+    asked: int = 0  # turns that call a tool...
+    right: int = 0  # ...in which the model makes exactly the expected call
+    plain: int = 0  # turns that answer without a call though tools were offered...
+    called: int = 0  # ...in which the model calls a tool anyway
+
+
+def calls(model, tokenizer, examples: list[Example], limit: int = CALLS) -> Calls:
+    """How the model uses tools, over the first `limit` rows that offer tools: each row's first assistant turn,
+    asked after the turns before it (with the row's tools, written as training wrote them) and answered greedily.
+    A turn that calls a tool is right only if the model's tokens are the expected turn's up to its end-of-turn
+    token (the call's name and arguments, and stopping there); a turn that answers without a call counts when
+    the model starts a call instead (its answer opens as the template opens a call). Both compare the rendered
+    text, so they hold for any template's way of writing calls."""
+    import torch
+
+    rows = [e for e in examples if e.tools or any(m.get("tool_calls") for m in e.messages or ())][:limit]
+    found = Calls()
+    stops = _stop_ids(model, tokenizer)
+    opening = call_opening(tokenizer)
+    was_training = model.training
+    model.eval()
+    try:
+        for e in rows:
+            row = tokenize.encode(e, tokenizer, 10**9, "assistant")
+            start, end = _runs(row.labels)[0]
+            first = next(m for m in e.messages if m["role"] == "assistant")
+            expected = row.input_ids[start:end]
+            # The model's turn ends at its end-of-turn token; what the template writes after it is not the model's.
+            ends = [i for i, t in enumerate(expected) if t in stops]
+            expected = expected[:ends[0] + 1] if ends else expected
+            size = len(expected) if first.get("tool_calls") else opening[1]
+            prompt = torch.tensor([row.input_ids[:start]], device=model.device)
+            with torch.no_grad():
+                out = model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
+                                     max_new_tokens=size, eos_token_id=sorted(stops) or None,
+                                     pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+            said = out[0, start:].tolist()
+            if first.get("tool_calls"):
+                found.asked += 1
+                found.right += said == expected
+            else:
+                found.plain += 1
+                found.called += tokenizer.decode(said).lstrip().startswith(opening[0])
+    finally:
+        model.train(was_training)
+    return found
+
+
+def call_opening(tokenizer) -> tuple[str, int]:
+    """(the text an answer opens with when it calls a tool, as this tokenizer's template writes one, stripped of
+    leading space; its length in tokens, and two more): what `calls` looks for in an answer expected to have none."""
+    probe = Example(messages=[{"role": "user", "content": "Look it up."}, {"role": "assistant", "content": "",
+                    "tool_calls": [{"type": "function", "function": {"name": "tfprobe_lookup", "arguments": {}}}]}],
+                    tools=[{"type": "function", "function": {"name": "tfprobe_lookup"}}])
+    row = tokenize.encode(probe, tokenizer, 10**9, "assistant")
+    start, end = _runs(row.labels)[0]
+    text = tokenizer.decode(row.input_ids[start:end])
+    opening = text[:text.index("tfprobe_lookup")].lstrip() if "tfprobe_lookup" in text else text.lstrip()
+    return opening, len(tokenizer(opening, add_special_tokens=False)["input_ids"]) + 2
+
+
+def _stop_ids(model, tokenizer) -> set[int]:
+    """The tokens that end the model's turn: its generation config's end-of-sequence ids and the tokenizer's."""
+    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = set(ids if isinstance(ids, (list, tuple)) else [ids] if ids is not None else [])
+    return ids | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+
+
+def _runs(labels: list[int]) -> list[tuple[int, int]]:
+    """[start, end) of each run of trained tokens: one per assistant turn."""
+    runs, start = [], None
+    for i, t in enumerate([*labels, tokenize.IGNORE]):
+        if t != tokenize.IGNORE and start is None:
+            start = i
+        elif t == tokenize.IGNORE and start is not None:
+            runs.append((start, i))
+            start = None
+    return runs
+
+
 def questions(examples: list[Example], limit: int) -> list[Question]:
     """The first `limit` chat rows that end in an answer, as questions to ask."""
     found = []
@@ -78,18 +165,17 @@ def questions(examples: list[Example], limit: int) -> list[Question]:
         if len(found) >= limit:
             break
         turns = list(e.messages or [])
-        if len(turns) < 2 or turns[-1]["role"] != "assistant" or turns[-2]["role"] != "user":
-            continue
-        if uses_tools(turns, e.tools):  # asking needs the tools at hand to answer with: its loss still counts
+        if len(turns) < 2 or turns[-1]["role"] != "assistant" or turns[-2]["role"] != "user" \
+                or turns[-1].get("tool_calls"):  # a call is measured by `calls`
             continue
         system = turns[0]["content"] if turns[0]["role"] == "system" else None
         found.append(Question(e.source, turns[-2]["content"], turns[-1]["content"], system,
-                              turns[1 if system is not None else 0:-2]))
+                              turns[1 if system is not None else 0:-2], e.tools))
     return found
 
 
 def answers(model, tokenizer, asked: list[Question], max_new_tokens: int) -> list[str]:
-    return [inference.reply(model, tokenizer, q.prompt, q.system, max_new_tokens, history=q.history)
+    return [inference.reply(model, tokenizer, q.prompt, q.system, max_new_tokens, history=q.history, tools=q.tools)
             for q in asked]
 
 
@@ -118,6 +204,8 @@ class Report:
     rated_bad: int = 0  # rated answers among the rows rated bad (core/data/formats/rated.py): measured apart...
     base_bad_loss: float | None = None  # ...their loss with the base model...
     tuned_bad_loss: float | None = None  # ...and tuned (the rows rated good are the expected answers above)
+    base_calls: Calls | None = None  # what the base model does with the rows' tools (`calls` above)
+    tuned_calls: Calls | None = None  # ...and the tuned model
 
     def summary(self) -> str:
         if self.base_loss is None or self.tuned_loss is None:
@@ -129,7 +217,20 @@ class Report:
         return (f"{self.data}: {self.rows:,} rows, {self.tokens:,} answer tokens; loss {self.base_loss:.4f} with the "
                 f"base model, {self.tuned_loss:.4f} tuned{which}: {verdict}."
                 + (f" The chosen answer is the likelier in {self.tuned_preferred} of {self.pairs} preference pairs "
-                   f"tuned, {self.base_preferred} with the base." if self.pairs else "") + self._bad_text())
+                   f"tuned, {self.base_preferred} with the base." if self.pairs else "") + self._bad_text()
+                + self._calls_text())
+
+    def _calls_text(self) -> str:
+        """What the two models do with the tools: the expected calls made exactly, and calls where none is due."""
+        base, tuned = self.base_calls, self.tuned_calls
+        if base is None or tuned is None:
+            return ""
+        made = (f" The expected tool call is made exactly (its name, its arguments, then the turn's end) in "
+                f"{tuned.right} of {tuned.asked} turns that call one tuned, {base.right} with the base."
+                if tuned.asked else "")
+        extra = (f" A tool is called where the answer needs none in {tuned.called} of {tuned.plain} turns tuned, "
+                 f"{base.called} with the base." if tuned.plain else "")
+        return made + extra
 
     def _bad_text(self) -> str:
         """What the tuned model makes of the answers rated bad, which it should find less likely than the base."""
@@ -147,5 +248,7 @@ class Report:
                    if self.pairs else {}),
                 **({"rated_bad": self.rated_bad, "base_bad_loss": self.base_bad_loss,
                     "tuned_bad_loss": self.tuned_bad_loss} if self.rated_bad else {}),
+                **({"base_calls": asdict(self.base_calls), "tuned_calls": asdict(self.tuned_calls)}
+                   if self.tuned_calls and (self.tuned_calls.asked or self.tuned_calls.plain) else {}),
                 "answers": [{"source": q.source, "prompt": q.prompt, "expected": q.expected, "base": b, "tuned": t}
                             for q, b, t in zip(self.asked, self.base_answers, self.tuned_answers)]}
