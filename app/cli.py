@@ -171,8 +171,9 @@ def build_parser() -> Parser:
     s.add_argument("--system", help="System message.")
     s.add_argument("--tools", metavar="FILE",
                    help="Functions the model may call: a JSON list of them (OpenAI's form, or name/description/"
-                        "parameters), or a dataset of JSON lines whose first row has 'tools'. A call it makes is "
-                        "shown, not run.")
+                        "parameters), or a dataset of JSON lines whose first row has 'tools'; 'none' for none. A "
+                        "run is asked with the tools its data offered unless this says otherwise. A call the model "
+                        "makes is shown, not run.")
     s.add_argument("--max-new-tokens", type=int, default=128, help="Longest reply in tokens.")
     s.add_argument("--temperature", type=float, default=0.0,
                    help="0 (the default): the most likely answer, the same every time; above 0, sampled, more varied "

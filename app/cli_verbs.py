@@ -287,9 +287,12 @@ def cmd_chat(a) -> int:
         raise KnownError("--max-new-tokens must be above 0.")
     if not 0 <= a.temperature <= 5:
         raise KnownError(f"--temperature {a.temperature:g}: give 0 (the most likely answer) up to 5.")
-    tools = ops.read_tools(a.tools) if a.tools else None
+    tools = [] if a.tools == "none" else ops.read_tools(a.tools) if a.tools else None
     if a.run:
         say_weights(ops.run_weights(a.run, a.weights)["picked"], "Answering with")
+        if tools is None and (tools := ops.run_tools(a.run)):
+            print(f"Offering the tools the run's data offered: {', '.join(t['function']['name'] for t in tools)} "
+                  "(--tools none offers none)", file=sys.stderr)
     if a.prompt is not None:
         print(ops.chat(a.prompt, run=a.run, model=a.model, system=a.system, max_new_tokens=a.max_new_tokens,
                        temperature=a.temperature, weights=a.weights, tools=tools))

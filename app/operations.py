@@ -273,7 +273,7 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, nam
             epochs=p.epochs, lr=p.lr, seed=seed, gradient_checkpointing=p.gradient_checkpointing,
             strategy_options=p.options, packing=p.packing, kernels=p.kernels, data_mapping=bundle.mapping or {},
             bad_rows=bundle.on_bad, stop_early=p.stop_early, keep_best=p.keep_best, eval_data=bundle.eval_data,
-            good_above=run_line(bundle.data),
+            good_above=run_line(bundle.data), tools=(bundle.data.get("tool_use") or {}).get("tools") or [],
             objective=p.objective, beta=p.beta, train_on=p.train_on,
             plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
         )
@@ -405,11 +405,19 @@ def chat(prompt: str, run: str | None = None, model: str | None = None, system: 
          tools: list[dict] | None = None) -> str:
     """One answer from a run's result or a model (greedy, or sampled at `temperature`); within `conversation` when
     one is given (its system message and tools then count, not `system` and `tools`), which then holds this
-    question and its answer. `tools`: functions the model may call (read_tools)."""
+    question and its answer. `tools`: functions the model may call (read_tools); None offers a run's own
+    (run_tools), [] none."""
     m, tok = chat_models(run, model, keep, progress, weights)
     if progress is not None:
         progress.update(None, "Thinking…")
-    return (conversation or Conversation(system, tools=tools)).ask(m, tok, prompt, max_new_tokens, temperature)
+    if conversation is None:
+        conversation = Conversation(system, tools=run_tools(run) if tools is None and run else tools or None)
+    return conversation.ask(m, tok, prompt, max_new_tokens, temperature)
+
+
+def run_tools(run: str) -> list[dict] | None:
+    """The functions the run's data offered (its first row's tools), offered again when its model is tried."""
+    return (get_run(run).get("config") or {}).get("tools") or None
 
 
 def read_tools(path: str) -> list[dict]:

@@ -95,6 +95,8 @@ class RunConfig:
                                       "model for a whole-model one. The base stays model_path, so comparisons and "
                                       "exports still count from it; empty starts from the base.")
     continues: dict = option({}, help="The run this one goes on from, for the history: {'run', 'weights', 'step'}.")
+    tools: list = option([], help="Functions the data's conversations may call (its first row's 'tools', in the "
+                                  "templates' form): offered when the tuned model is tried (chat, Try it).")
     plan: dict = option({}, help="The plan this run was made from (reasons, estimates), kept for the history.")
     hardware: dict = option({}, help="The hardware profile the plan was made for.")
 

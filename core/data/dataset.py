@@ -68,7 +68,8 @@ class Dataset:
     problem_count: int = 0  # every problem, listed or not
     label: str = ""  # what to call the source when it is not a path: "org/name:train" for a cached hub dataset
     scores: dict | None = None  # scored answers: their range and the line drawn (scores.Scale.summary)
-    tool_use: dict | None = None  # {"rows", "calls"}: conversations that use tools (tool_render.note says how)
+    tool_use: dict | None = None  # {"rows", "calls", "tools"}: conversations that use tools, the calls they make,
+    # the first row's tools (None if none has any); tool_render.note says how the model's text holds them
 
     @cached_property
     def duplicate_rows(self) -> list[str]:
@@ -159,6 +160,7 @@ class _Schema:
         self.hashes = array("Q")  # 8 bytes per row, whatever the row
         self.scores = array("d")  # scored answers' scores, 8 bytes each
         self.tool_rows = self.tool_calls = 0  # conversations that use tools, and the calls they make
+        self.first_tools: list | None = None  # the first row's tools: what trying the tuned model offers
 
     def add(self, seq: int, example: Example) -> None:
         self.count += 1
@@ -167,6 +169,7 @@ class _Schema:
         if tool_calls.uses_tools(example.messages, example.tools):
             self.tool_rows += 1
             self.tool_calls += sum(len(m.get("tool_calls", ())) for m in example.messages)
+            self.first_tools = self.first_tools or example.tools
         if self.kept is not None:
             self.kept.append((seq, example))
         if len(self.sources) < LIST_CAP:
@@ -287,7 +290,8 @@ class _Tally:
                        warnings, "+".join(sorted(reading.file_types)), self.votes[name] / total,
                        ranked[1] if len(ranked) > 1 else None, reason, pairs, count,
                        source.label, scale.summary() if scale else None,
-                       {"rows": won.tool_rows, "calls": won.tool_calls} if won.tool_rows else None)
+                       {"rows": won.tool_rows, "calls": won.tool_calls, "tools": won.first_tools}
+                       if won.tool_rows else None)
 
     def _nothing_usable(self, path: Path, problems: list[tuple[int, Problem]]):
         problems = [p for _, p in sorted(problems, key=lambda sp: sp[0])]

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from app import operations as ops
 from core import inference
 from core.data import tool_render
 from tests.conftest import REPO, json_lines, write_jsonl
@@ -15,7 +16,8 @@ TOOLS_DEMO = REPO / "resources" / "demo" / "pirate_tools.jsonl"
 def test_inspect_says_how_the_calls_are_written(cli_here, tiny_model_dir):
     report = json.loads(cli_here("data", "inspect", TOOLS_DEMO, "--model", tiny_model_dir, "--json", check=0).stdout)
     assert (report["format"], report["rows"], report["problems"]) == ("messages", 202, 0)
-    assert report["tool_use"] == {"rows": 202, "calls": 146}  # every row has tools; sums and capitals call one
+    first_tools = json.loads(TOOLS_DEMO.read_text(encoding="utf-8").splitlines()[0])["tools"]
+    assert report["tool_use"] == {"rows": 202, "calls": 146, "tools": first_tools}  # sums and capitals call one
     assert [w for w in report["warnings"] if "use tools" in w] == [
         "202 conversations use tools (146 calls): the model's chat template has no way to write tool calls, so they "
         "are written as text (the tools listed in the system turn, each call as <tool_call>{JSON}</tool_call> in the "
@@ -34,6 +36,12 @@ def test_a_run_trains_on_tool_calls_and_says_how(cli_here, tiny_model_dir, tmp_p
     assert any(t.startswith("24 conversations use tools (") and "written as text" in t for t in said)
     losses = [e["loss"] for e in events if e["event"] == "step"]
     assert len(losses) == 2 and all(0 < x < 20 for x in losses)
+    # Trying the run offers the tools its data offered (its first row's), unless told otherwise.
+    assert ops.run_tools("last") == rows[0]["tools"]
+    offered = cli_here("chat", "--run", "last", "--prompt", "What is 2 plus 3?", "--max-new-tokens", "2", check=0)
+    assert "Offering the tools the run's data offered: add, capital (--tools none offers none)" in offered.stderr
+    plain = cli_here("chat", "--run", "last", "--tools", "none", "--prompt", "Hi", "--max-new-tokens", "2", check=0)
+    assert "Offering" not in plain.stderr
 
 
 @pytest.mark.parametrize("content,said", [

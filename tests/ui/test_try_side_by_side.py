@@ -140,3 +140,21 @@ def test_measure_it_offers_the_runs_own_test_split(qtbot, home, tiny_model_dir, 
     box.file_edit.setText(str(HELDOUT))
     box.show_run(with_test)  # ...what the person wrote stays
     assert box.file_edit.text() == str(HELDOUT)
+
+
+def test_a_run_whose_data_offered_tools_offers_them_to_both_models(qtbot, tiny_model_dir, home, tmp_path):
+    """Try it asks both models with the tools the run's data offered (as training wrote them), and says so."""
+    import json
+
+    from tests.conftest import REPO, write_jsonl
+
+    demo = (REPO / "resources" / "demo" / "pirate_tools.jsonl").read_text(encoding="utf-8").splitlines()[:12]
+    data = write_jsonl(tmp_path / "tools.jsonl", [json.loads(line) for line in demo])
+    cfg = ops.create_run(ops.make_plan(str(tiny_model_dir), str(data), Wishes(max_steps=1)))
+    assert [t["function"]["name"] for t in cfg.tools] == ["add", "capital"]
+    page = ExportPage(Session(run_id=cfg.run_id, outcome=None))
+    qtbot.addWidget(page)
+    page.initializePage()
+    assert not page.tools_note.isHidden() and "(add, capital)" in page.tools_note.text()
+    assert all(c.tools == cfg.tools for c in page.conversations.values())
+    page.shutdown()

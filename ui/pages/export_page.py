@@ -171,7 +171,10 @@ class ExportPage(Page):
         panes.addWidget(self.base_pane, 1)
         panes.addWidget(self.tuned_pane, 1)
         try_box = QGroupBox("Try it: the base and the tuned model, side by side; each remembers the conversation")
+        self.tools_note = QLabel(wordWrap=True)  # shown when the run's data offered tools
+        self.tools_note.hide()
         box = QVBoxLayout(try_box)
+        box.addWidget(self.tools_note)
         box.addLayout(ask_row)
         box.addLayout(panes)
 
@@ -199,6 +202,16 @@ class ExportPage(Page):
         if self.session.run_id != self._talked_with and not self._asking():  # another run: a new conversation
             self.new_conversation()
             self._talked_with = self.session.run_id
+            self._offer_tools(ops.run_tools(self.session.run_id))
+
+    def _offer_tools(self, tools: list[dict] | None) -> None:
+        """Both models are asked with the tools the run's data offered, as training wrote them; say which."""
+        for conversation in self.conversations.values():
+            conversation.tools = tools
+        names = ", ".join(t["function"]["name"] for t in tools or ())
+        self.tools_note.setText(f"Both models may call the tools the run's data offered ({names}); a call is shown, "
+                                "not run." if tools else "")
+        self.tools_note.setVisible(bool(tools))
 
     def export(self, fmt: str, quant: str | None = None) -> None:
         weights = self.weights.value()

@@ -52,7 +52,7 @@ def test_shapes_read_as_one_form(tmp_path, name, row, messages, tools):
     assert (ds.examples[0].messages, ds.examples[0].tools) == (messages, tools)
     assert ds.problems == [] and ds.warnings == []
     calls = sum(len(m.get("tool_calls", ())) for m in messages)
-    assert ds.summary()["tool_use"] == {"rows": 1, "calls": calls}
+    assert ds.summary()["tool_use"] == {"rows": 1, "calls": calls, "tools": tools}
 
 
 def called(*calls, content=None):
