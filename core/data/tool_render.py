@@ -16,6 +16,7 @@ for `data inspect` and the run's log.
 
 from __future__ import annotations
 
+import copy
 import json
 import weakref
 
@@ -31,6 +32,9 @@ _PROBE = [{"role": "user", "content": "Look it up."},
               "name": "tfprobe_lookup", "arguments": {"q": "tfprobe_asked"}}}]},
           {"role": "tool", "content": "tfprobe_answer", "name": "tfprobe_lookup", "tool_call_id": "tfprobe01"},
           {"role": "assistant", "content": "Found it."}]
+_PLAIN_PROBES = [[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}],
+                 [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                  {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Again?"}]]
 _known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> (its template, native)
 
 TOOLS_INTRO = ("You may call the tools below. To call one, answer with <tool_call>{\"name\": ..., \"arguments\": "
@@ -92,6 +96,72 @@ def as_text(messages: list[dict], tools: list[dict] | None) -> list[dict]:
     for m in out:
         m.pop("tool_results", None)
     return out
+
+
+# Jinja put in front of a template that has no tool format, so that the exported model's own template writes tools,
+# calls and results as training wrote them (as_text): transformers, vLLM and llama.cpp's --jinja then render tools
+# for it. It rewrites `messages` and leaves the rest to the template (tested equal to as_text + the template).
+_PRELUDE = (
+    "{%- set tf = namespace(out=[], results='', listed='', text='') -%}"
+    "{%- set tf_tools = tools if tools is defined and tools else [] -%}"
+    "{%- for t in tf_tools -%}{%- set tf.listed = tf.listed ~ ((t.function if t.function is defined else t) | tojson)"
+    " ~ '\n' -%}{%- endfor -%}"
+    "{%- set tf_block = " + json.dumps(TOOLS_INTRO) + " ~ '\n<tools>\n' ~ tf.listed ~ '</tools>' -%}"
+    "{%- if tf_tools and not (messages and messages[0].role == 'system') -%}"
+    "{%- set tf.out = [{'role': 'system', 'content': tf_block}] -%}{%- endif -%}"
+    "{%- for m in messages -%}"
+    "{%- if m.role == 'tool' -%}"
+    "{%- set tf.results = (tf.results ~ '\n' if tf.results else '') ~ '<tool_response>\n' ~ m.content"
+    " ~ '\n</tool_response>' -%}"
+    "{%- else -%}"
+    "{%- if tf.results -%}{%- set tf.out = tf.out + [{'role': 'user', 'content': tf.results}] -%}"
+    "{%- set tf.results = '' -%}{%- endif -%}"
+    "{%- if loop.first and m.role == 'system' and tf_tools -%}"
+    "{%- set tf.out = tf.out + [{'role': 'system', 'content': m.content ~ '\n\n' ~ tf_block}] -%}"
+    "{%- elif m.tool_calls is defined and m.tool_calls -%}"
+    "{%- set tf.text = m.content if m.content else '' -%}"
+    "{%- for c in m.tool_calls -%}{%- set f = c.function if c.function is defined else c -%}"
+    "{%- set tf.text = (tf.text ~ '\n' if tf.text else '') ~ '<tool_call>\n{\"name\": ' ~ (f.name | tojson)"
+    " ~ ', \"arguments\": ' ~ (f.arguments if f.arguments is string else (f.arguments | tojson)) ~ '}\n</tool_call>'"
+    " -%}{%- endfor -%}"
+    "{%- set tf.out = tf.out + [{'role': m.role, 'content': tf.text}] -%}"
+    "{%- else -%}{%- set tf.out = tf.out + [m] -%}{%- endif -%}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if tf.results -%}{%- set tf.out = tf.out + [{'role': 'user', 'content': tf.results}] -%}{%- endif -%}"
+    "{%- set messages = tf.out %}")
+
+
+def with_tool_text(template: str) -> str:
+    """`template` with the prelude in front: it writes tools the way as_text does, everything else as before."""
+    return _PRELUDE + template
+
+
+def for_export(tokenizer, trained_tools: bool) -> str | None:
+    """Where a run trained on tool calls written as text (its template has no tool format), give the tokenizer the
+    template that writes them so (with_tool_text), for the exported model; the sentence for the export's report,
+    None where the template stays as it was. Taken only where it renders plain conversations exactly as the
+    template did and a conversation with tools exactly as training did."""
+    template = getattr(tokenizer, "chat_template", None)
+    if not trained_tools or not isinstance(template, str) or native(tokenizer):
+        return None
+    original = copy.copy(tokenizer)
+    tokenizer.chat_template = with_tool_text(template)
+    try:
+        same = all(render_chat(tokenizer, chat, gen) == render_chat(original, chat, gen)
+                   for chat in _PLAIN_PROBES for gen in (False, True))
+        same = same and render_chat(tokenizer, _PROBE, tools=_PROBE_TOOLS) == render_chat(
+            original, as_text(_PROBE, _PROBE_TOOLS))
+    except Exception:  # a template the prelude upsets: it stays as it was
+        same = False
+    if not same:
+        tokenizer.chat_template = template
+        return ("The chat template is left as it was: with tool calls written in front of it, it would no longer "
+                "render other conversations exactly as before; offer tools as the run's data wrote them "
+                "(<tool_call> JSON in the answer, <tool_response> turns, the tools listed in the system turn).")
+    return ("The chat template now also writes tools, calls and results as the run trained on them (the tools "
+            "listed in the system turn, <tool_call> JSON in the answer, <tool_response> turns), so transformers, "
+            "vLLM and llama.cpp's --jinja offer tools to the model as it learned them.")
 
 
 def _call(call: dict) -> dict:

@@ -23,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 from core import atomic, results, strategies
+from core.data import tool_render
 from core.errors import BadArgument, KnownError
 from core.gguf_export import architectures, chat_format, lora_adapter, merge, modelfile, tensor_types, verify
 from core.gguf_export import vocab as vocab_mod
@@ -52,6 +53,7 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
         progress.update(0.02, "Reading the trained model")
         source = merge.source(run, nf4_base)
         tokenizer = AutoTokenizer.from_pretrained(str(run["model_path"]))
+        tools_note = tool_render.for_export(tokenizer, bool((run.get("config") or {}).get("tools")))
         cfg = source.cfg
         arch = architectures.get(cfg["model_type"])
         detected = chat_format.detect(tokenizer)
@@ -67,7 +69,8 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
         if not result.ok:
             raise KnownError(f"The GGUF file did not pass its check ({'; '.join(result.problems)}), so nothing was "
                              "kept; try a type with more bits such as q8_0, and report it if f16 fails.")
-        atomic.write_json(tmp / REPORT, report(run, plan, source.reason, detected, lora, result, gguf_path))
+        atomic.write_json(tmp / REPORT, report(run, plan, source.reason, detected, lora, result, gguf_path)
+                          | ({"tool_calls": tools_note} if tools_note else {}))
     progress.update(1.0, result.summary)
     return out
 

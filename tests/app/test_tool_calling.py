@@ -42,6 +42,20 @@ def test_a_run_trains_on_tool_calls_and_says_how(cli_here, tiny_model_dir, tmp_p
     assert "Offering the tools the run's data offered: add, capital (--tools none offers none)" in offered.stderr
     plain = cli_here("chat", "--run", "last", "--tools", "none", "--prompt", "Hi", "--max-new-tokens", "2", check=0)
     assert "Offering" not in plain.stderr
+    # Its exports' chat template writes tools as the run trained on them (the default template has no tool format).
+    from transformers import AutoTokenizer
+
+    cli_here("export", "--run", "last", "--format", "safetensors", "--out", tmp_path / "merged", check=0)
+    merged = AutoTokenizer.from_pretrained(tmp_path / "merged")
+    assert tool_render.native(merged) and merged.chat_template.startswith(tool_render.with_tool_text(""))
+    cli_here("export", "--run", "last", "--format", "gguf", "--quant", "f16", "--out", tmp_path / "gguf", check=0)
+    report = json.loads((tmp_path / "gguf" / "export.json").read_text(encoding="utf-8"))
+    assert report["tool_calls"].startswith("The chat template now also writes tools")
+    import gguf
+
+    reader = gguf.GGUFReader(next((tmp_path / "gguf").glob("*.f16.gguf")))
+    field = reader.fields["tokenizer.chat_template"]
+    assert bytes(field.parts[field.data[0]]).decode() == merged.chat_template
 
 
 @pytest.mark.parametrize("content,said", [

@@ -3,6 +3,8 @@ template with tools, written here), and the default model's, which does not, so 
 Either way: the answer that calls a tool trains, the tool's result and the definitions do not, and the batched
 path gives exactly what the per-row reference gives."""
 
+import json
+
 import pytest
 
 from core.data import tokenize, tool_render
@@ -134,3 +136,33 @@ def test_the_note_says_how_the_calls_are_written(tok, tok_with):
         "2 conversations use tools (3 calls): the model's chat template has no way to write tool calls")
     assert tool_render.note(tok_with(WITH_TOOLS), {"rows": 1, "calls": 1}).startswith(
         "1 conversation uses tools (1 call): the model's chat template writes the tools")
+
+
+@pytest.mark.parametrize("row", [CALLS, ONE_CALL, PLAIN], ids=["two calls", "words and a call", "no tools"])
+@pytest.mark.parametrize("generation_prompt", [False, True])
+def test_the_exported_template_writes_tools_as_training_did(tok, tok_with, row, generation_prompt):
+    """The prelude an export puts in front of a template without a tool format renders what training rendered."""
+    wrapped = tok_with(tool_render.with_tool_text(tok.chat_template))
+    assert tool_render.native(wrapped)  # a later run on the exported model takes its tools natively: the same text
+    assert tokenize.render_chat(wrapped, row.messages, generation_prompt, tools=row.tools) == tokenize.render_chat(
+        tok, tool_render.as_text(row.messages, row.tools), generation_prompt)
+    as_text = [dict(m, tool_calls=[{"type": "function", "function": {"name": c["function"]["name"], "arguments":
+               json.dumps(c["function"]["arguments"])}} for c in m["tool_calls"]]) if "tool_calls" in m else m
+               for m in row.messages]  # arguments as JSON text, as OpenAI's API gives them, are written as they are
+    assert tokenize.render_chat(wrapped, as_text, tools=row.tools) == tokenize.render_chat(wrapped, row.messages,
+                                                                                          tools=row.tools)
+
+
+def test_an_export_takes_the_prelude_only_where_it_is_needed_and_exact(tok, tok_with):
+    mine = tok_with(tok.chat_template)
+    assert tool_render.for_export(mine, trained_tools=False) is None and mine.chat_template == tok.chat_template
+    assert tool_render.for_export(mine, trained_tools=True).startswith("The chat template now also writes tools")
+    assert mine.chat_template == tool_render.with_tool_text(tok.chat_template)
+    assert tool_render.for_export(mine, trained_tools=True) is None  # it writes tools now: nothing more to do
+    native = tok_with(WITH_TOOLS)
+    assert tool_render.for_export(native, trained_tools=True) is None and native.chat_template == WITH_TOOLS
+    # A template that reads `tools` itself (without writing calls) would write its own text too: left as it was.
+    own = "{% if tools %}TOOLS!{% endif %}" + tok.chat_template
+    partial = tok_with(own)
+    assert tool_render.for_export(partial, trained_tools=True).startswith("The chat template is left as it was")
+    assert partial.chat_template == own
