@@ -32,8 +32,8 @@ def check_turns(turns: list[tuple], keep_tools: bool = False) -> tuple[list[dict
         if not keep_tools and (role == TOOL or (calls and not _has_text(content))):
             dropped += 1
             continue
-        if role == TOOL:
-            if last not in (CALL, TOOL):
+        if role == TOOL:  # after a call, or an answer holding its call as text (Hermes' and glaive's data)
+            if last not in (CALL, TOOL, "assistant"):
                 raise ValueError(f"message {i} is a tool result with no tool call before it; put the assistant's "
                                  "call first")
             out.append({"role": TOOL, "content": _result(content, i), **extra})

@@ -39,6 +39,12 @@ GOOD = [
         {"from": "observation", "value": '{"temp": 19}'}, {"from": "gpt", "value": "19 degrees."}],
         "tools": json.dumps([{"name": "weather", "parameters": {"type": "object"}}])},
      WANTED, TOOLS),
+    ("calls written in the answer's text (Hermes' data)", {"conversations": [
+        {"from": "human", "value": "Weather in Lima?"},
+        {"from": "gpt", "value": '<tool_call>\n{"name": "weather", "arguments": {"city": "Lima"}}\n</tool_call>'},
+        {"from": "tool", "value": '{"temp": 19}'}, {"from": "gpt", "value": "19 degrees."}]},
+     [ASK, {"role": "assistant", "content": '<tool_call>\n{"name": "weather", "arguments": {"city": "Lima"}}\n'
+            "</tool_call>"}, RESULT, ANSWER], None),
     ("a call with words before it, and no answer after its result", {"messages": [
         ASK, {"role": "assistant", "content": "Checking.", "tool_calls": [{"name": "weather", "arguments": None}]}]},
      [ASK, {"role": "assistant", "content": "Checking.", "tool_calls": [
