@@ -29,13 +29,6 @@ ROWS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tok(default_model_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(default_model_dir)
-
-
 @pytest.mark.parametrize("seq_len", [16, 64, 4096])
 @pytest.mark.parametrize("train_on", ["assistant", "last", "all"])
 def test_batched_equals_per_row(tok, seq_len, train_on, monkeypatch):
@@ -82,18 +75,6 @@ NOT_PREFIX_STABLE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['
 CONTENT_DEPENDENT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
                      "{% if 'secret' in m['content'] %}[hidden]{% else %}{{ m['content'] }}{% endif %}<|im_end|>\n"
                      "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
-
-@pytest.fixture
-def tok_with(tok):
-    import copy
-
-    def make(template):
-        other = copy.deepcopy(tok)
-        other.chat_template = template
-        return other
-
-    return make
 
 
 def test_a_trimming_template_is_caught_by_the_probes(tok_with):

@@ -10,13 +10,6 @@ ROWS = [Example(messages=[{"role": "user", "content": f"Question {i}?"},
         for i in range(1, 13)]
 
 
-@pytest.fixture(scope="module")
-def tok(default_model_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(default_model_dir)
-
-
 def test_second_call_reads_the_file(tok, tmp_path, monkeypatch):
     first = token_cache.encode_all_cached(ROWS, tok, 24, "assistant", tmp_path, digest="abc")
     assert first == tokenize.encode_all(ROWS, tok, 24, "assistant")

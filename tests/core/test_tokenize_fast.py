@@ -68,13 +68,6 @@ ROWS = [
 
 
 @pytest.fixture(scope="module")
-def tok(default_model_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(default_model_dir)
-
-
-@pytest.fixture(scope="module")
 def tokenizers(tok):
     from tokenizers import AddedToken
 

@@ -1,7 +1,5 @@
 """Token statistics and the marked preview: numbers a person can check by hand."""
 
-import pytest
-
 from core.data import tokenize
 from core.data.dataset import Example
 from core.data.token_report import marked_text, segments, token_report
@@ -25,13 +23,6 @@ def test_histogram_has_round_edges_and_counts_every_row():
     assert sum(h["counts"]) == len(lengths) and len(h["edges"]) == len(h["counts"]) + 1
     assert all(h["edges"][i] <= n < h["edges"][i + 1] for n in lengths for i in [n // width])
     assert len(histogram_lines(h)) == sum(1 for c in h["counts"] if c)
-
-
-@pytest.fixture(scope="module")
-def tok(default_model_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(default_model_dir)
 
 
 ROWS = [Example(messages=[{"role": "user", "content": "What is 2 plus 2?"},

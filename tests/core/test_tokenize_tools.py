@@ -51,25 +51,6 @@ ONE_CALL_ONLY = ("{% for m in messages %}{% if m.tool_calls and m.tool_calls | l
                  "{{ raise_exception('Only one tool call at a time.') }}{% endif %}{% endfor %}" + WITH_TOOLS)
 
 
-@pytest.fixture(scope="module")
-def tok(default_model_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(default_model_dir)
-
-
-@pytest.fixture
-def tok_with(tok):
-    import copy
-
-    def make(template):
-        other = copy.deepcopy(tok)
-        other.chat_template = template
-        return other
-
-    return make
-
-
 def trained(tok, row: tokenize.Encoded) -> str:
     return tok.decode([t for t in row.labels if t != tokenize.IGNORE])
 
