@@ -100,29 +100,30 @@ def as_text(messages: list[dict], tools: list[dict] | None) -> list[dict]:
 
 # Jinja put in front of a template that has no tool format, so that the exported model's own template writes tools,
 # calls and results as training wrote them (as_text): transformers, vLLM and llama.cpp's --jinja then render tools
-# for it. It rewrites `messages` and leaves the rest to the template (tested equal to as_text + the template).
+# for it. It rewrites `messages` and leaves the rest to the template (tested equal to as_text + the template). Its
+# newlines are Jinja escapes, not raw newlines in string literals, which not every Jinja reader takes.
 _PRELUDE = (
     "{%- set tf = namespace(out=[], results='', listed='', text='') -%}"
     "{%- set tf_tools = tools if tools is defined and tools else [] -%}"
     "{%- for t in tf_tools -%}{%- set tf.listed = tf.listed ~ ((t.function if t.function is defined else t) | tojson)"
-    " ~ '\n' -%}{%- endfor -%}"
-    "{%- set tf_block = " + json.dumps(TOOLS_INTRO) + " ~ '\n<tools>\n' ~ tf.listed ~ '</tools>' -%}"
+    " ~ '\\n' -%}{%- endfor -%}"
+    "{%- set tf_block = " + json.dumps(TOOLS_INTRO) + " ~ '\\n<tools>\\n' ~ tf.listed ~ '</tools>' -%}"
     "{%- if tf_tools and not (messages and messages[0].role == 'system') -%}"
     "{%- set tf.out = [{'role': 'system', 'content': tf_block}] -%}{%- endif -%}"
     "{%- for m in messages -%}"
     "{%- if m.role == 'tool' -%}"
-    "{%- set tf.results = (tf.results ~ '\n' if tf.results else '') ~ '<tool_response>\n' ~ m.content"
-    " ~ '\n</tool_response>' -%}"
+    "{%- set tf.results = (tf.results ~ '\\n' if tf.results else '') ~ '<tool_response>\\n' ~ m.content"
+    " ~ '\\n</tool_response>' -%}"
     "{%- else -%}"
     "{%- if tf.results -%}{%- set tf.out = tf.out + [{'role': 'user', 'content': tf.results}] -%}"
     "{%- set tf.results = '' -%}{%- endif -%}"
     "{%- if loop.first and m.role == 'system' and tf_tools -%}"
-    "{%- set tf.out = tf.out + [{'role': 'system', 'content': m.content ~ '\n\n' ~ tf_block}] -%}"
+    "{%- set tf.out = tf.out + [{'role': 'system', 'content': m.content ~ '\\n\\n' ~ tf_block}] -%}"
     "{%- elif m.tool_calls is defined and m.tool_calls -%}"
     "{%- set tf.text = m.content if m.content else '' -%}"
     "{%- for c in m.tool_calls -%}{%- set f = c.function if c.function is defined else c -%}"
-    "{%- set tf.text = (tf.text ~ '\n' if tf.text else '') ~ '<tool_call>\n{\"name\": ' ~ (f.name | tojson)"
-    " ~ ', \"arguments\": ' ~ (f.arguments if f.arguments is string else (f.arguments | tojson)) ~ '}\n</tool_call>'"
+    "{%- set tf.text = (tf.text ~ '\\n' if tf.text else '') ~ '<tool_call>\\n{\"name\": ' ~ (f.name | tojson)"
+    " ~ ', \"arguments\": ' ~ (f.arguments if f.arguments is string else (f.arguments | tojson)) ~ '}\\n</tool_call>'"
     " -%}{%- endfor -%}"
     "{%- set tf.out = tf.out + [{'role': m.role, 'content': tf.text}] -%}"
     "{%- else -%}{%- set tf.out = tf.out + [m] -%}{%- endif -%}"

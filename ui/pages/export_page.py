@@ -16,7 +16,7 @@ from app import answerers
 from app import operations as ops
 from app import user_settings
 from core.conversation import Conversation
-from core.errors import NotBuiltYet
+from core.errors import KnownError, NotBuiltYet
 from core.gguf_export import tensor_types
 from ui.pages.answer_pane import AnswerPane
 from ui.pages.base import BusyLine, Page, Session
@@ -202,7 +202,10 @@ class ExportPage(Page):
         if self.session.run_id != self._talked_with and not self._asking():  # another run: a new conversation
             self.new_conversation()
             self._talked_with = self.session.run_id
-            self._offer_tools(ops.run_tools(self.session.run_id))
+            try:
+                self._offer_tools(ops.run_tools(self.session.run_id))
+            except KnownError:  # a run the history does not hold (any more): nothing to offer
+                self._offer_tools(None)
 
     def _offer_tools(self, tools: list[dict] | None) -> None:
         """Both models are asked with the tools the run's data offered, as training wrote them; say which."""
