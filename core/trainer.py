@@ -337,10 +337,12 @@ def hold(cfg, db, emit, session, tok, control: run_control.Control) -> float:
             rng = torch.get_rng_state()  # answering must not change the run's random stream (exact resume)
             session.model.eval()
             try:
-                talk = Conversation(turns=run_control.history_of(ask))  # the turns asked before at this pause
+                # The turns asked before at this pause, and the tools the run's data offered (as Try it offers them).
+                talk = Conversation(turns=run_control.history_of(ask), tools=cfg.tools or None)
                 answer = talk.ask(session.model, tok, ask["prompt"],
                                   int(ask.get("max_new_tokens") or run_control.MAX_NEW_TOKENS))
-                emit("answer", id=ask.get("id"), prompt=ask["prompt"], text=answer, seen_turns=len(talk.turns) - 2)
+                emit("answer", id=ask.get("id"), prompt=ask["prompt"], text=answer, seen_turns=len(talk.turns) - 2,
+                     tools=[t["function"]["name"] for t in cfg.tools])
             except Exception as e:  # noqa: BLE001  a prompt that fails must not end the run
                 traceback.print_exc()
                 emit("answer", id=ask.get("id"), prompt=ask["prompt"], error=f"{type(e).__name__}: {e}")

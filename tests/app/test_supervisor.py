@@ -154,7 +154,8 @@ def wait_for(events, predicate, seconds=120):
 
 
 def test_pause_try_continue_and_stop_from_a_window_opened_later(home, tiny_model_dir):
-    cfg = make_run(tiny_model_dir, max_steps=2000)
+    tools = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
+    cfg = make_run(tiny_model_dir, max_steps=2000, tools=tools)  # as a run on data that offered tools
     job = ops.start_run(cfg.run_id)
     try:
         wait_for(job.events, lambda e: e["event"] == "step")
@@ -167,6 +168,7 @@ def test_pause_try_continue_and_stop_from_a_window_opened_later(home, tiny_model
         ask_id = follower.ask("Say hello.")
         answer = wait_for(follower.events, lambda e: e["event"] == "answer" and e["id"] == ask_id)
         assert "error" not in answer and isinstance(answer["text"], str) and answer["prompt"] == "Say hello."
+        assert answer["tools"] == ["add"]  # the paused model is asked with the run's tools, as Try it asks
         turns = [{"role": "user", "content": "Say hello."}, {"role": "assistant", "content": answer["text"]}]
         again = follower.ask("And again?", turns)  # a follow-up, with the conversation so far
         second = wait_for(follower.events, lambda e: e["event"] == "answer" and e["id"] == again)
