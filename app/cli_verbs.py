@@ -414,6 +414,10 @@ def cmd_data(a) -> int:
     if report.get("ratings"):
         print(f"Rated: {report['ratings']['good']:,} good, {report['ratings']['bad']:,} bad"
               + (f", by their {scores.describe(report['scores'])}" if report.get("scores") else ""))
+    if report.get("tool_use") and "tokens" not in report:  # with a model, its note says how they are written
+        used = report["tool_use"]
+        print(f"Tools: {counted(used['rows'], 'conversation')} use tools ({counted(used['calls'], 'call')}); "
+              "give --model to see how that model's text holds them")
     for w in report.get("warnings", []):
         print(f"Note: {w}")
     for p in report["problem_list"][:20]:

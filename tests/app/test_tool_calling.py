@@ -22,6 +22,9 @@ def test_inspect_says_how_the_calls_are_written(cli_here, tiny_model_dir):
         "202 conversations use tools (146 calls): the model's chat template has no way to write tool calls, so they "
         "are written as text (the tools listed in the system turn, each call as <tool_call>{JSON}</tool_call> in the "
         "answer, results as <tool_response> turns), and the tuned model will call tools that way"]
+    plain = cli_here("data", "inspect", TOOLS_DEMO, check=0).stdout  # without a model: counted, and how to see more
+    assert "Tools: 202 conversations use tools (146 calls); give --model to see how that model's text holds them" \
+        in plain
     first = report["preview_rows"][0]["text"]
     assert '«<tool_call>\n{"name": "add", "arguments": {"a": 36, "b": 7}}\n</tool_call><|im_end|>\n»' in first
     assert "<tool_response>\n43\n</tool_response>" in first and "«43" not in first  # the result is read, not trained
