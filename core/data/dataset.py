@@ -59,7 +59,7 @@ class Dataset:
     problems: list[Problem] = field(default_factory=list)  # the first LIST_CAP, in file order
     digest: str = ""  # of the source bytes
     duplicates: int = 0
-    warnings: list[str] = field(default_factory=list)  # notes that are not about one row: encodings, tool turns
+    warnings: list[str] = field(default_factory=list)  # notes that are not about one row: encodings, mixed schemas
     file_type: str = ""  # "jsonl", "csv", ... ("csv+jsonl" for a mixed folder)
     confidence: float = 1.0  # share of the rows read as objects that match the chosen schema
     runner_up: str | None = None  # the next most common schema when rows are mixed
@@ -139,7 +139,6 @@ def _reread(source: data_source.Source, name: str, schema: str | None, mapping: 
             fields = _convert(name, mapping, row)
         except ValueError:
             continue
-        fields.pop("dropped", 0)
         example = Example(source=src, **fields)
         yield scores.rate(example, line) if line is not None else example
     if reading.digest.hexdigest()[:16] != digest:
@@ -205,8 +204,6 @@ class _Tally:
         self.unknown_count = 0
         self.schemas: dict[str, _Schema] = {}
         self.votes: Counter = Counter()
-        self.tool_turns: Counter = Counter()
-        self.tool_rows: Counter = Counter()
         self.unknown_columns = ""  # of the first row with no known schema, for the error when no row has one
 
     def add(self, src: str, row) -> None:
@@ -227,10 +224,6 @@ class _Tally:
         except ValueError as e:
             rows.failed_count += 1
             return self._problem(rows.failed, Problem(src, str(e)))
-        dropped = fields.pop("dropped", 0)
-        if dropped:
-            self.tool_turns[name] += dropped
-            self.tool_rows[name] += 1
         rows.add(self.seq, Example(source=src, **fields))
 
     def _problem(self, into: list, problem: Problem) -> None:
@@ -264,10 +257,6 @@ class _Tally:
             others = ", ".join(f"{self.votes[o]} like {_label(o)}" for o in ranked[1:])
             warnings.append(f"mixed schemas: {self.votes[name]} rows look like {_label(name)}, {others}; "
                             f"using {_label(name)}")
-        if self.tool_turns[name]:
-            warnings.append(f"{_count(self.tool_turns[name], 'tool or function-call turn')} dropped from "
-                            f"{_count(self.tool_rows[name], 'conversation')}; only system, user and assistant "
-                            "turns are trained")
         if not won.count:
             self._nothing_usable(path, problems)
         digest = reading.digest.hexdigest()[:16]
@@ -306,7 +295,3 @@ class _Tally:
 
 def _label(schema: str) -> str:
     return schema.replace("_", "/")
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"

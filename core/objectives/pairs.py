@@ -79,7 +79,7 @@ class Rejected:
         self.rows = rows
 
     def __iter__(self):
-        return (Example(e.rejected, source=e.source) for e in self.rows if e.rejected)
+        return (Example(e.rejected, tools=e.tools, source=e.source) for e in self.rows if e.rejected)
 
 
 class Mismatched:
@@ -116,10 +116,10 @@ class Unpaired:
 
     def __iter__(self):  # a row that is no pair (a separate validation set of chat rows) stays as it is
         for e in self.rows:
-            yield Example(e.messages, source=f"{e.source} (chosen)", desirable=True) if e.rejected else e
+            yield Example(e.messages, e.tools, source=f"{e.source} (chosen)", desirable=True) if e.rejected else e
         for e in self.rows:
             if e.rejected:
-                yield Example(e.rejected, source=f"{e.source} (rejected)", desirable=False)
+                yield Example(e.rejected, e.tools, source=f"{e.source} (rejected)", desirable=False)
 
 
 def rows_for(objective, data_format: str, train_rows, eval_rows) -> tuple[object, list, str | None]:
@@ -146,7 +146,7 @@ def _rated_good(example: Example) -> bool:
 
 
 def _mismatch(row: Example, other: Example) -> Example:
-    return Example(row.messages[:-1] + other.messages[-1:], source=row.source)
+    return Example(row.messages[:-1] + other.messages[-1:], row.tools, source=row.source)
 
 
 def encode_pairs(rows, tokenizer, seq_len: int, train_on: str = "assistant", chosen=None,

@@ -2,8 +2,8 @@
 
 Each format module has NAME, DESCRIPTION, FIELDS (the names a column mapping can fill),
 `detect(row) -> bool` (does this row look like mine?) and `convert(row) -> Example fields`, which
-raises ValueError with a short reason for a bad row. Chat schemas add "dropped": the number of tool
-turns left out.
+raises ValueError with a short reason for a bad row. turns.py (the checks of chat turns) and tool_calls.py (tool
+calls and definitions) serve the chat schemas.
 """
 
 from core.data.formats import alpaca, messages, preference, prompt_completion, rated, sharegpt, text

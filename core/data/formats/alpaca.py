@@ -17,4 +17,4 @@ def convert(row: dict) -> dict:
         raise ValueError("'input' is not text")
     prompt = f"{instruction}\n\n{extra}" if extra and extra.strip() else instruction
     turns = with_system(row, [("user", prompt), ("assistant", field_text(row, "output"))])
-    return {"messages": check_turns(turns)[0]}
+    return {"messages": check_turns(turns)}

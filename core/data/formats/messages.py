@@ -18,16 +18,14 @@ def detect(row: dict) -> bool:
     return looks_like_list(row.get("messages"))
 
 
-def convert(row: dict, keep_tools: bool = True) -> dict:
-    """The row's fields; rated answers (rated.py) drop its tool turns instead (`keep_tools` False)."""
-    messages, dropped = check_turns([turn_of(m) for m in list_field(row, "messages")], keep_tools)
-    tools = tool_calls.definitions(row.get("tools")) if keep_tools else None
-    return {"messages": messages, "tools": tools, "dropped": dropped}
+def convert(row: dict) -> dict:
+    return {"messages": check_turns([turn_of(m) for m in list_field(row, "messages")]),
+            "tools": tool_calls.definitions(row.get("tools"))}
 
 
 def turn_of(m) -> tuple:
     """(role, content, extra) of one OpenAI-style message: a tool result as TOOL with its name and call id, an
-    assistant turn's calls in `extra` (check_turns keeps or drops them)."""
+    assistant turn's calls in `extra`."""
     if not isinstance(m, dict):
         return None, None
     role = m.get("role")

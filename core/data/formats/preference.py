@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from core.data.formats import messages, sharegpt
+from core.data.formats import messages, sharegpt, tool_calls
 from core.data.formats.turns import check_turns, field_text, list_field, looks_like_list, with_system
 
 NAME = "preference"
@@ -31,13 +31,12 @@ def detect(row: dict) -> bool:
 
 
 def convert(row: dict) -> dict:
-    chosen, dropped = _conversation(row, "chosen")
-    rejected, _ = _conversation(row, "rejected")
-    return {"messages": chosen, "rejected": rejected, "dropped": dropped}
+    return {"messages": _conversation(row, "chosen"), "rejected": _conversation(row, "rejected"),
+            "tools": tool_calls.definitions(row.get("tools"))}
 
 
-def _conversation(row: dict, side: str) -> tuple[list[dict], int]:
-    """(messages, tool turns dropped) of one side, its prompt put before an answer given alone."""
+def _conversation(row: dict, side: str) -> list[dict]:
+    """The messages of one side, its prompt put before an answer given alone."""
     turns = _turns(row, side)
     if turns[0][0] == "assistant":
         turns = _prompt(row, side) + turns

@@ -24,4 +24,4 @@ def detect(row: dict) -> bool:
 def convert(row: dict) -> dict:
     p, c = _pair(row) or FIELDS
     turns = with_system(row, [("user", field_text(row, p)), ("assistant", field_text(row, c))])
-    return {"messages": check_turns(turns)[0]}
+    return {"messages": check_turns(turns)}

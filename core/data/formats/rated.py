@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from core.data.formats import messages, prompt_completion, sharegpt
+from core.data.formats import messages, prompt_completion, sharegpt, tool_calls
 from core.data.formats.turns import check_turns, list_field, looks_like_list
 
 NAME = "rated"
@@ -39,13 +39,13 @@ def convert(row: dict) -> dict:
     if looks_like_list(row.get("completion")):  # the conversational form: prompt turns, then the answer's
         prompt = [messages.turn_of(m) for m in list_field(row, "prompt")] if looks_like_list(row.get("prompt")) \
             else [("user", row.get("prompt"))]
-        chat, dropped = check_turns(prompt + [messages.turn_of(m) for m in list_field(row, "completion")])
-        fields = {"messages": chat, "dropped": dropped}
+        fields = {"messages": check_turns(prompt + [messages.turn_of(m) for m in list_field(row, "completion")]),
+                  "tools": tool_calls.definitions(row.get("tools"))}
     else:
-        base = next((b for b in BASES if b.detect(row)), prompt_completion)
-        fields = base.convert(row) if base is prompt_completion else base.convert(row, keep_tools=False)
+        fields = next((b for b in BASES if b.detect(row)), prompt_completion).convert(row)
     if fields["messages"][-1]["role"] != "assistant":
-        raise ValueError("the conversation ends with a user turn; end it with the assistant's answer that is rated")
+        ends = "a tool's result" if fields["messages"][-1]["role"] == "tool" else "a user turn"
+        raise ValueError(f"the conversation ends with {ends}; end it with the assistant's answer that is rated")
     return {**fields, **rated}
 
 

@@ -20,11 +20,9 @@ def detect(row: dict) -> bool:
     return looks_like_list(row.get("conversations"))
 
 
-def convert(row: dict, keep_tools: bool = True) -> dict:
-    """The row's fields; rated answers (rated.py) drop its tool turns instead (`keep_tools` False)."""
-    messages, dropped = check_turns([turn_of(m) for m in list_field(row, "conversations")], keep_tools)
-    tools = tool_calls.definitions(row.get("tools")) if keep_tools else None
-    return {"messages": messages, "tools": tools, "dropped": dropped}
+def convert(row: dict) -> dict:
+    return {"messages": check_turns([turn_of(m) for m in list_field(row, "conversations")]),
+            "tools": tool_calls.definitions(row.get("tools"))}
 
 
 def turn_of(m) -> tuple:

@@ -2,11 +2,9 @@
 
 A turn comes in as (role, content) or (role, content, extra), extra holding an assistant turn's `tool_calls` as
 the file wrote them (put in the templates' form here, by tool_calls.py) or a tool result's `name`/`tool_call_id`.
-The supervised chat schemas keep tool turns (`keep_tools`): an assistant turn that calls tools trains like any
-answer, and the tool's result is read, not trained, as a user turn is; how they are written into text is the
-model's template's business, or ours where it has none (core/data/tool_render.py). The other schemas drop them,
-counted, so the dataset can say how many: a preference pair or a rating is about the last answer, and its
-objectives are not built for calls.
+Tool turns are kept in every schema: an assistant turn that calls tools trains like any answer (a pair's or a
+rating's last answer may be a call), and the tool's result is read, not trained, as a user turn is; how they are
+written into text is the model's template's business, or ours where it has none (core/data/tool_render.py).
 """
 
 from __future__ import annotations
@@ -16,22 +14,17 @@ import json
 from core.data.formats import tool_calls
 
 ROLES = {"system", "user", "assistant"}
-TOOL = "tool"  # what the schemas map tool results to
+TOOL = "tool"  # the role of a tool's result
 CALL = "tool call"  # an assistant turn that calls tools, in `last` below
 
 
-def check_turns(turns: list[tuple], keep_tools: bool = False) -> tuple[list[dict], int]:
-    """(messages, tool turns dropped) from (role, content[, extra]) tuples; ValueError saying which turn is wrong.
-
-    Turn numbers in messages count every turn in the row, dropped ones included, so they match the file.
-    """
-    out, dropped, last = [], 0, None
+def check_turns(turns: list[tuple]) -> list[dict]:
+    """The messages of (role, content[, extra]) tuples; ValueError saying which turn is wrong (numbered from 1, as
+    the file has them)."""
+    out, last = [], None
     for i, (role, content, *more) in enumerate(turns, 1):
         extra = more[0] if more else {}
         calls = extra.get("tool_calls") if role == "assistant" else None
-        if not keep_tools and (role == TOOL or (calls and not _has_text(content))):
-            dropped += 1
-            continue
         if role == TOOL:  # after a call, or an answer holding its call as text (Hermes' and glaive's data)
             if last not in (CALL, TOOL, "assistant"):
                 raise ValueError(f"message {i} is a tool result with no tool call before it; put the assistant's "
@@ -46,7 +39,7 @@ def check_turns(turns: list[tuple], keep_tools: bool = False) -> tuple[list[dict
                              "answer after the call")
         if role == "user" and last == TOOL:
             raise ValueError(f"message {i} (user) follows a tool result; the assistant answers after tool results")
-        if keep_tools and calls:  # a call may come with words before it, or none
+        if calls:  # a call may come with words before it, or none
             message = {"role": role, "content": _text(content, i, role) if _has_text(content) else "",
                        "tool_calls": tool_calls.calls(calls, f"message {i}")}
         else:
@@ -62,7 +55,7 @@ def check_turns(turns: list[tuple], keep_tools: bool = False) -> tuple[list[dict
         last = CALL if "tool_calls" in message else role
     if not any(m["role"] == "assistant" for m in out):
         raise ValueError("no assistant message to learn from")
-    return out, dropped
+    return out
 
 
 def _has_text(content) -> bool:

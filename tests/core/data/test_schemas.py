@@ -141,18 +141,6 @@ def test_a_preference_pair_with_the_chosen_conversation_as_messages_too_is_a_pai
     assert (ds.format, ds.examples[0].messages, ds.examples[0].rejected) == ("preference", CHAT, worse)
 
 
-def test_rated_answers_drop_tool_turns_with_a_warning_not_a_problem(tmp_path):
-    """A rating is about the last answer, and KTO is not built for calls: a rated conversation's tool turns go
-    (chat rows keep theirs: tests/core/data/test_tool_calls.py)."""
-    sharegpt = {"conversations": [{"from": "human", "value": "hi"}, {"from": "function_call", "value": "{}"},
-                                  {"from": "observation", "value": "42"}, {"from": "gpt", "value": "hello"}],
-                "label": True}
-    ds = dataset.load(write_jsonl(tmp_path / "d.jsonl", [sharegpt]))
-    assert ds.format == "rated" and ds.examples[0].messages == CHAT and not ds.problems
-    assert ds.warnings == ["2 tool or function-call turns dropped from 1 conversation; only system, user and "
-                           "assistant turns are trained"]
-
-
 def test_content_parts_and_numbers_are_text(tmp_path):
     parts = {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]},
                           {"role": "assistant", "content": "hello"}]}

@@ -97,3 +97,32 @@ def test_tools_that_are_not_functions_are_a_problem(tmp_path):
         "d.jsonl:1: 'tools' is not a list of functions",
         "d.jsonl:2: tool 1 of 'tools' has no function name; write each as "
         '{"name": ..., "description": ..., "parameters": {...}}']
+
+
+def test_pairs_and_rated_answers_keep_their_calls(tmp_path, tiny_model_dir):
+    """A preference pair whose answers call tools (the right call chosen over a wrong one) and a rated answer that
+    calls one: read with their tools, and every side tokenized with them, the call the trained part."""
+    from transformers import AutoTokenizer
+
+    from core.data import tokenize
+    from core.objectives import pairs
+
+    wrong = {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "weather", "arguments": {"city": "Lama"}}}]}
+    pair = {"prompt": [ASK], "chosen": [CALLED], "rejected": [wrong], "tools": TOOLS}
+    ds = dataset.load(write_jsonl(tmp_path / "pairs.jsonl", [pair]))
+    e = ds.examples[0]
+    assert (ds.format, e.messages, e.rejected, e.tools, ds.warnings) == ("preference", [ASK, CALLED], [ASK, wrong],
+                                                                         TOOLS, [])
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    encoded = pairs.encode_pairs([e], tok, 4096, "last")
+    chosen, rejected = encoded.chosen[0], encoded.rejected[0]
+    said = [tok.decode([t for t in r.labels if t != tokenize.IGNORE]) for r in (chosen, rejected)]
+    assert said == ['<tool_call>\n{"name": "weather", "arguments": {"city": "Lima"}}\n</tool_call><|im_end|>\n',
+                    '<tool_call>\n{"name": "weather", "arguments": {"city": "Lama"}}\n</tool_call><|im_end|>\n']
+    assert "<tools>" in tok.decode(rejected.input_ids)  # the rejected side is offered the same tools
+    rated = {"messages": [ASK, CALLED], "tools": TOOLS, "label": True}
+    ds = dataset.load(write_jsonl(tmp_path / "rated.jsonl", [rated]))
+    assert (ds.format, ds.examples[0].messages, ds.examples[0].tools) == ("rated", [ASK, CALLED], TOOLS)
+    unpaired = list(pairs.Unpaired([e]))
+    assert [u.tools for u in unpaired] == [TOOLS, TOOLS] and list(pairs.Mismatched([e]))[0].tools == TOOLS
