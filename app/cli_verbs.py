@@ -13,6 +13,7 @@ from app import operations as ops
 from app.progress_bar import TerminalProgress, format_duration
 from core import hardware, plan_text, planner, results, strategies
 from core.data import scores
+from core.data.formats import tool_calls
 from core.errors import KnownError
 from core.words import counted, seconds_of
 from tuneforge_kernels import OPS
@@ -287,7 +288,7 @@ def cmd_chat(a) -> int:
         raise KnownError("--max-new-tokens must be above 0.")
     if not 0 <= a.temperature <= 5:
         raise KnownError(f"--temperature {a.temperature:g}: give 0 (the most likely answer) up to 5.")
-    tools = [] if a.tools == "none" else ops.read_tools(a.tools) if a.tools else None
+    tools = [] if a.tools == "none" else tool_calls.read_file(a.tools) if a.tools else None
     if a.run:
         say_weights(ops.run_weights(a.run, a.weights)["picked"], "Answering with")
         if tools is None and (tools := ops.run_tools(a.run)):

@@ -14,7 +14,7 @@ from app import answerers, paths, supervisor
 from core import atomic, evaluation, hardware, history, model_source, objectives, planner, results, settings
 from core.data import dataset as data_mod
 from core.data import readers, scores, tokenize, tool_render
-from core.data.formats import preference, rated, tool_calls
+from core.data.formats import preference, rated
 from core.data import source as data_source
 from core.conversation import Conversation
 from core.errors import KnownError
@@ -405,7 +405,7 @@ def chat(prompt: str, run: str | None = None, model: str | None = None, system: 
          tools: list[dict] | None = None) -> str:
     """One answer from a run's result or a model (greedy, or sampled at `temperature`); within `conversation` when
     one is given (its system message and tools then count, not `system` and `tools`), which then holds this
-    question and its answer. `tools`: functions the model may call (read_tools); None offers a run's own
+    question and its answer. `tools`: functions the model may call (tool_calls.read_file); None offers a run's own
     (run_tools), [] none."""
     m, tok = chat_models(run, model, keep, progress, weights)
     if progress is not None:
@@ -418,36 +418,6 @@ def chat(prompt: str, run: str | None = None, model: str | None = None, system: 
 def run_tools(run: str) -> list[dict] | None:
     """The functions the run's data offered (its first row's tools), offered again when its model is tried."""
     return (get_run(run).get("config") or {}).get("tools") or None
-
-
-def read_tools(path: str) -> list[dict]:
-    """The functions a model may call, from a JSON file (a list of them, or an object holding one as "tools") or
-    a dataset file of JSON lines (its first row's "tools"); KnownError in one sentence otherwise."""
-    import json
-
-    where = Path(path)
-    try:
-        text = where.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise KnownError(f"{path}: cannot read it ({type(e).__name__}); give a JSON file of tools.") from None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        try:  # a dataset of JSON lines: its first row's tools
-            value = json.loads(text.splitlines()[0]) if text.strip() else None
-        except json.JSONDecodeError:
-            raise KnownError(f"{path}:{e.lineno}: not JSON ({e.msg}); give a list of tools, as a dataset row's "
-                             "'tools' holds them.") from None
-    if isinstance(value, dict):
-        value = value.get("tools")
-    try:
-        tools = tool_calls.definitions(value)
-    except ValueError as e:
-        raise KnownError(f"{path}: {e}.") from None
-    if not tools:
-        raise KnownError(f"{path}: no tools in it; give a list of functions, each with a name, a description and "
-                         "parameters.")
-    return tools
 
 
 def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int = 64, loss_rows: int = 256,

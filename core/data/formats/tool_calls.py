@@ -7,11 +7,15 @@ in a cell. Templates want `tool_calls` of {"type": "function", "function": {"nam
 with the arguments an object: Llama 3.1's writes them with `tojson`, so arguments left as text would be
 quoted twice. The row's `tools` (what the model may call) likewise become {"type": "function", "function":
 {"name", "description", "parameters"}}. A call's `id` is kept (Mistral's template pairs results by it).
+`read_file` takes the tools a person offers a model they try (`chat --tools FILE`).
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+from core.errors import KnownError
 
 
 def uses_tools(messages: list[dict] | None, tools: list[dict] | None) -> bool:
@@ -77,3 +81,28 @@ def _parsed(value, why: str):
         return json.loads(value)
     except (json.JSONDecodeError, RecursionError):
         raise ValueError(why) from None
+
+
+def read_file(path: str) -> list[dict]:
+    """The functions a model may call, from a JSON file (a list of them, or an object holding one as "tools") or
+    a dataset file of JSON lines (its first row's "tools"); KnownError in one sentence otherwise."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise KnownError(f"{path}: cannot read it ({type(e).__name__}); give a JSON file of tools.") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        try:  # a dataset of JSON lines: its first row's tools
+            value = json.loads(text.splitlines()[0]) if text.strip() else None
+        except json.JSONDecodeError:
+            raise KnownError(f"{path}:{e.lineno}: not JSON ({e.msg}); give a list of tools, as a dataset row's "
+                             "'tools' holds them.") from None
+    try:
+        tools = definitions(value.get("tools") if isinstance(value, dict) else value)
+    except ValueError as e:
+        raise KnownError(f"{path}: {e}.") from None
+    if not tools:
+        raise KnownError(f"{path}: no tools in it; give a list of functions, each with a name, a description and "
+                         "parameters.")
+    return tools
