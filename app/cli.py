@@ -173,7 +173,11 @@ def build_parser() -> Parser:
                    help="Functions the model may call: a JSON list of them (OpenAI's form, or name/description/"
                         "parameters), or a dataset of JSON lines whose first row has 'tools'; 'none' for none. A "
                         "run is asked with the tools its data offered unless this says otherwise. A call the model "
-                        "makes is shown, not run.")
+                        "makes is shown, not run: give its result with --result, or, in a conversation, when "
+                        "asked for it.")
+    s.add_argument("--result", action="append", default=[], metavar="TEXT",
+                   help="With --prompt: what the tool returns to the model's call (once a call: the next result "
+                        "for the next call); the model answers again after each call's result.")
     s.add_argument("--max-new-tokens", type=int, default=128, help="Longest reply in tokens.")
     s.add_argument("--temperature", type=float, default=0.0,
                    help="0 (the default): the most likely answer, the same every time; above 0, sampled, more varied "

@@ -294,16 +294,39 @@ def cmd_chat(a) -> int:
         if tools is None and (tools := ops.run_tools(a.run)):
             print(f"Offering the tools the run's data offered: {', '.join(t['function']['name'] for t in tools)} "
                   "(--tools none offers none)", file=sys.stderr)
-    if a.prompt is not None:
-        print(ops.chat(a.prompt, run=a.run, model=a.model, system=a.system, max_new_tokens=a.max_new_tokens,
-                       temperature=a.temperature, weights=a.weights, tools=tools))
-        return 0
-    return converse(a, tools)
+    if a.prompt is None:
+        if a.result:
+            raise KnownError("--result goes with --prompt; in a conversation, type each result when asked for it.")
+        return converse(a, tools)
+    from core.conversation import Conversation
+
+    conversation = Conversation(a.system, tools=tools)
+    print(answer(a, a.prompt, conversation))
+    results = list(a.result)
+    while conversation.pending() and results:
+        call = conversation.give(results.pop(0))
+        print(f"(the result of {tool_calls.shown(call)} given)", file=sys.stderr)
+        if conversation.answered():
+            print(answer(a, None, conversation))
+    if conversation.pending():
+        print(f"(the model called {', '.join(map(tool_calls.shown, conversation.pending()))}; give what it returns "
+              "with --result to see the answer after it)", file=sys.stderr)
+    elif results:
+        print(f"({counted(len(results), '--result value')} not used: the model made no call to take "
+              f"{'it' if len(results) == 1 else 'them'})", file=sys.stderr)
+    return 0
+
+
+def answer(a, prompt: str | None, conversation) -> str:
+    """The model's answer to `prompt` within `conversation` (None: after the tool results given), kept loaded."""
+    return ops.chat(prompt, run=a.run, model=a.model, max_new_tokens=a.max_new_tokens, keep=True,
+                    conversation=conversation, temperature=a.temperature, weights=a.weights)
 
 
 def converse(a, tools: list[dict] | None = None) -> int:
     """A conversation: at a terminal, a prompt and line editing; from a pipe, one question per line. The model
-    loads once (app/answerers.py); each answer is followed by an empty line; /new starts over."""
+    loads once (app/answerers.py); each answer is followed by an empty line; /new starts over. A call the model
+    makes is answered by the next line, its result (an empty one leaves the question and its calls out)."""
     from core.conversation import Conversation
 
     conversation = Conversation(a.system, tools=tools)
@@ -314,22 +337,29 @@ def converse(a, tools: list[dict] | None = None) -> int:
         except ImportError:
             pass
         print("Type a message and press Enter; /new starts a new conversation; Ctrl-D ends.", file=sys.stderr)
-    while True:
+
+    def read(prompt: str) -> str | None:  # a line, stripped; None at the end of the input
         try:
-            line = input("> ") if terminal else sys.stdin.readline()
+            line = input(prompt) if terminal else sys.stdin.readline()
         except EOFError:
-            break
-        if not line and not terminal:  # the end of the piped questions
-            break
-        line = line.strip()
+            return None
+        return line.strip() if line or terminal else None
+
+    while (line := read("> ")) is not None:
         if line == "/new":
             conversation.clear()
             print("(a new conversation)", file=sys.stderr)
         elif line:
             forgotten = conversation.forgotten
-            print(ops.chat(line, run=a.run, model=a.model, max_new_tokens=a.max_new_tokens, keep=True,
-                           conversation=conversation, temperature=a.temperature, weights=a.weights) + "\n",
-                  flush=True)
+            print(answer(a, line, conversation) + "\n", flush=True)
+            while conversation.pending():
+                if not (result := read(f"result of {tool_calls.shown(conversation.pending()[0])}> ")):
+                    conversation.forget_calls()
+                    print("(no result given: the question and its calls are left out)", file=sys.stderr)
+                    break
+                conversation.give(result)
+                if conversation.answered():
+                    print(answer(a, None, conversation) + "\n", flush=True)
             if conversation.forgotten > forgotten:
                 print(f"(the {counted(conversation.forgotten, 'oldest message')} no longer fit the model's context "
                       "and are left out)", file=sys.stderr)

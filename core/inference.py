@@ -101,13 +101,14 @@ def trained_model(model_path: str | Path, strategy: str | None, result: str | Pa
     return s.load(model, result) if s and s.result == "adapter" else model
 
 
-def messages(prompt: str, system: str | None = None, history: list[dict] | None = None) -> list[dict]:
-    """The chat messages of a question: the system message, the turns before it, the question."""
-    return ([{"role": "system", "content": system}] if system else []) + list(history or []) + [
-        {"role": "user", "content": prompt}]
+def messages(prompt: str | None, system: str | None = None, history: list[dict] | None = None) -> list[dict]:
+    """The chat messages of a question: the system message, the turns before it, the question (none when the model
+    goes on after tool results)."""
+    return ([{"role": "system", "content": system}] if system else []) + list(history or []) + (
+        [{"role": "user", "content": prompt}] if prompt is not None else [])
 
 
-def prompt_text(tokenizer, prompt: str, system: str | None = None, history: list[dict] | None = None,
+def prompt_text(tokenizer, prompt: str | None, system: str | None = None, history: list[dict] | None = None,
                 tools: list[dict] | None = None) -> str:
     """What the model reads before its answer: the question after the turns before it, through its chat template,
     with the `tools` it may call written as training wrote them (core/data/tool_render.py)."""
@@ -115,11 +116,12 @@ def prompt_text(tokenizer, prompt: str, system: str | None = None, history: list
     return render_chat(tokenizer, chat, add_generation_prompt=True, tools=tools)
 
 
-def reply(model, tokenizer, prompt: str, system: str | None = None, max_new_tokens: int = 128,
+def reply(model, tokenizer, prompt: str | None, system: str | None = None, max_new_tokens: int = 128,
           temperature: float = 0.0, history: list[dict] | None = None, tools: list[dict] | None = None) -> str:
     """One answer; greedy unless a temperature is given (then sampled among the likeliest tokens: TOP_K, TOP_P).
     `history`: the turns before this one (user and assistant messages), for a conversation (core/conversation.py);
-    `tools`: functions the model may call (its answer is then a call, which is shown, not made).
+    `tools`: functions the model may call (its answer is then a call, which is shown, not made; `prompt` None
+    asks for the answer after the results given to it).
     An answer that loops stops there and says so (core/repeat_stop.py)."""
     import torch
 

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 from core import atomic
+from core.data.formats import tool_calls
 
 STOP, PAUSE, ASKS = "STOP", "PAUSE", "asks"
 MAX_NEW_TOKENS = 128
@@ -51,7 +52,8 @@ class Control:
             except (OSError, ValueError):
                 continue  # written atomically, so only a foreign file can be unreadable: leave it
             path.unlink(missing_ok=True)
-            if isinstance(ask, dict) and isinstance(ask.get("prompt"), str):
+            if isinstance(ask, dict) and (isinstance(ask.get("prompt"), str) or ask.get("prompt") is None
+                                          and _after_results(ask)):
                 asks.append(ask)
         return asks
 
@@ -77,10 +79,11 @@ def request_pause(run_dir: str | Path, paused: bool = True) -> None:
         path.unlink(missing_ok=True)
 
 
-def ask(run_dir: str | Path, prompt: str, max_new_tokens: int = MAX_NEW_TOKENS,
+def ask(run_dir: str | Path, prompt: str | None, max_new_tokens: int = MAX_NEW_TOKENS,
         history: list[dict] | None = None) -> str:
-    """Queue a prompt for the paused trainer, after the conversation's turns so far (`history`: user and assistant
-    messages); returns the id its "answer" event will carry."""
+    """Queue a prompt for the paused trainer, after the conversation's turns so far (`history`: user, assistant and
+    tool messages; `prompt` None: the answer after the tool results `history` ends with); returns the id its
+    "answer" event will carry."""
     ask_id = f"{time.time_ns()}-{uuid.uuid4().hex[:6]}"  # sorts by time: answered in the order asked
     atomic.write_json(Path(run_dir, ASKS, f"{ask_id}.json"),
                       {"id": ask_id, "prompt": prompt, "max_new_tokens": int(max_new_tokens),
@@ -88,10 +91,29 @@ def ask(run_dir: str | Path, prompt: str, max_new_tokens: int = MAX_NEW_TOKENS,
     return ask_id
 
 
+def _after_results(ask: dict) -> bool:
+    """Whether an ask with no prompt goes on from tool results (its conversation ends with one)."""
+    turns = history_of(ask)
+    return bool(turns) and turns[-1]["role"] == "tool"
+
+
 def history_of(ask: dict) -> list[dict]:
-    """The conversation an ask came with, or none where it is not a list of user and assistant messages."""
+    """The conversation an ask came with, or none where it is not a list of user, assistant and tool messages
+    (an assistant's calls in the templates' form, a result with the name and id of its call)."""
     turns = ask.get("history")
-    ok = isinstance(turns, list) and all(
-        isinstance(t, dict) and t.get("role") in ("user", "assistant") and isinstance(t.get("content"), str)
-        for t in turns)
-    return [{"role": t["role"], "content": t["content"]} for t in turns] if ok else []
+    if not isinstance(turns, list):
+        return []
+    out = []
+    for t in turns:
+        if not (isinstance(t, dict) and t.get("role") in ("user", "assistant", "tool")
+                and isinstance(t.get("content"), str)):
+            return []
+        m = {"role": t["role"], "content": t["content"]}
+        if t["role"] == "assistant" and t.get("tool_calls"):
+            try:
+                m["tool_calls"] = tool_calls.calls(t["tool_calls"], "a turn")
+            except ValueError:
+                return []
+        m.update({k: t[k] for k in ("name", "tool_call_id") if t["role"] == "tool" and isinstance(t.get(k), str)})
+        out.append(m)
+    return out

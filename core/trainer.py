@@ -338,10 +338,12 @@ def hold(cfg, db, emit, session, tok, control: run_control.Control) -> float:
             session.model.eval()
             try:
                 # The turns asked before at this pause, and the tools the run's data offered (as Try it offers them).
+                # A prompt of None goes on from the tool results the conversation ends with.
                 talk = Conversation(turns=run_control.history_of(ask), tools=cfg.tools or None)
+                seen = len(talk.turns)
                 answer = talk.ask(session.model, tok, ask["prompt"],
                                   int(ask.get("max_new_tokens") or run_control.MAX_NEW_TOKENS))
-                emit("answer", id=ask.get("id"), prompt=ask["prompt"], text=answer, seen_turns=len(talk.turns) - 2,
+                emit("answer", id=ask.get("id"), prompt=ask["prompt"], text=answer, seen_turns=seen,
                      tools=[t["function"]["name"] for t in cfg.tools])
             except Exception as e:  # noqa: BLE001  a prompt that fails must not end the run
                 traceback.print_exc()

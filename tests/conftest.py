@@ -124,6 +124,14 @@ def tiny_model_dir(tmp_path_factory, default_model_dir) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def tool_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """The tiny model that learned one tool-use conversation by heart (tests/tool_model.py)."""
+    from tests import tool_model
+
+    return tool_model.train(tiny_model_dir, tmp_path_factory.mktemp("tool-model"))
+
+
 @pytest.fixture
 def cli(home):
     """Run `python main.py ARGS` as a real process in this test's home; returns CompletedProcess."""

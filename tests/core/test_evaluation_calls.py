@@ -4,41 +4,18 @@ model asked for a call it never learned (other arguments) does not; rows without
 import pytest
 
 from core import evaluation
-from core.data import tokenize
 from core.data.example import Example
-
-TOOLS = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
-
-
-def row(a: int, b: int, source: str) -> Example:
-    return Example(messages=[
-        {"role": "user", "content": f"What is {a} plus {b}?"},
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"type": "function", "function": {"name": "add", "arguments": {"a": a, "b": b}}}]},
-        {"role": "tool", "content": str(a + b)}, {"role": "assistant", "content": f"It is {a + b}."}],
-        tools=TOOLS, source=source)
+from tests.tool_model import TOOLS, row
 
 
 @pytest.fixture(scope="module")
-def memorized(tiny_model_dir):
-    """The tiny model trained on one tool row until it knows it by heart."""
+def memorized(tool_model_dir):
+    """The tiny model trained on one tool row until it knows it by heart (tests/tool_model.py)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    enc = tokenize.collate([tokenize.encode(row(36, 7, "learned"), tok, 4096)], tokenize.pad_id_of(tok))
-    torch.manual_seed(0)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(150):
-        loss = model(**enc).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        if loss.item() < 0.02:
-            break
-    assert loss.item() < 0.05
-    return model, tok
+    return (AutoModelForCausalLM.from_pretrained(tool_model_dir, dtype=torch.float32),
+            AutoTokenizer.from_pretrained(tool_model_dir))
 
 
 def test_the_learned_call_is_right_and_another_is_not(memorized):

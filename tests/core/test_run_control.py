@@ -24,3 +24,22 @@ def test_an_ask_is_taken_once_with_its_conversation(tmp_path):
 ])
 def test_a_conversation_that_is_not_user_and_assistant_messages_is_none(history):
     assert run_control.history_of({"prompt": "q", "history": history}) == []
+
+
+CALLED = [{"role": "user", "content": "What is 36 plus 7?"},
+          {"role": "assistant", "content": "", "tool_calls": [
+              {"type": "function", "id": "call00001", "function": {"name": "add", "arguments": {"a": 36, "b": 7}}}]},
+          {"role": "tool", "content": "43", "name": "add", "tool_call_id": "call00001"}]
+
+
+def test_an_ask_after_tool_results_has_no_prompt_and_keeps_the_calls(tmp_path):
+    """A conversation whose model called a tool goes on from the result given to it (prompt None); without a
+    result to go on from, a prompt-less ask is not taken."""
+    after = run_control.ask(tmp_path, None, history=CALLED)
+    run_control.ask(tmp_path, None, history=CALLED[:2])  # the call has no result: nothing to go on from
+    run_control.ask(tmp_path, None)
+    taken = run_control.Control(tmp_path).take_asks()
+    assert [a["id"] for a in taken] == [after]
+    assert run_control.history_of(taken[0]) == CALLED  # the calls' ids and the results' names kept
+    bad = [CALLED[0], {**CALLED[1], "tool_calls": [{"function": {"arguments": "{}"}}]}]  # a call with no name
+    assert run_control.history_of({"prompt": "q", "history": bad}) == []

@@ -7,12 +7,14 @@ in a cell. Templates want `tool_calls` of {"type": "function", "function": {"nam
 with the arguments an object: Llama 3.1's writes them with `tojson`, so arguments left as text would be
 quoted twice. The row's `tools` (what the model may call) likewise become {"type": "function", "function":
 {"name", "description", "parameters"}}. A call's `id` is kept (Mistral's template pairs results by it).
-`read_file` takes the tools a person offers a model they try (`chat --tools FILE`).
+`read_file` takes the tools a person offers a model they try (`chat --tools FILE`); `in_answer` finds the calls
+in what the model answers then, so the person can give each its result (core/conversation.py).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from core.errors import KnownError
@@ -106,3 +108,32 @@ def read_file(path: str) -> list[dict]:
         raise KnownError(f"{path}: no tools in it; give a list of functions, each with a name, a description and "
                          "parameters.")
     return tools
+
+
+_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+
+
+def in_answer(text: str) -> tuple[str, list[dict]]:
+    """(the words, the calls) of a model's answer to a conversation that offered tools; no calls where it made none.
+
+    Found as the templates write them: <tool_call>{JSON}</tool_call> blocks (our text convention, Hermes', Qwen's,
+    SmolLM3's; the last may be cut short by the token limit), or an answer that is nothing but a call's JSON, alone
+    or in a list (Llama 3.1's; Mistral's once its [TOOL_CALLS] token is dropped in decoding). A block that is not a
+    call (no name, not JSON) leaves the whole answer words: nothing can be given a result."""
+    blocks = _BLOCK.findall(text)
+    try:
+        if blocks:
+            return _BLOCK.sub("", text).strip(), [c for block in blocks for c in calls(block, "the answer")]
+        stripped = text.strip()
+        if stripped[:1] in ("{", "[") and '"name"' in stripped:
+            return "", calls(stripped, "the answer")
+    except ValueError:
+        pass
+    return text, []
+
+
+def shown(call: dict) -> str:
+    """A call in one line, as a person reads it: capital(country="Peru")."""
+    function = call["function"]
+    arguments = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in function["arguments"].items())
+    return f"{function['name']}({arguments})"
