@@ -88,3 +88,47 @@ def test_chat_asks_with_the_tools(cli_here, tiny_model_dir, default_model_dir, t
     assert asked.endswith("<|im_start|>user\nWhat is 2 plus 3?<|im_end|>\n<|im_start|>assistant\n")
     assert inference.prompt_text(tok, "What is 2 plus 3?") == tok.apply_chat_template(
         [{"role": "user", "content": "What is 2 plus 3?"}], tokenize=False, add_generation_prompt=True)
+
+
+def test_chat_result_gives_the_call_its_result_and_the_model_answers(cli_here, tool_model_dir, tmp_path):
+    """`--result` answers the model's call as the tool would have; the model then answers with it. A result with
+    no call to take it, or a call left without one, is said on stderr."""
+    from tests.tool_model import TOOLS
+
+    (tmp_path / "tools.json").write_text(json.dumps(TOOLS), encoding="utf-8")
+    ask = ("chat", "--model", tool_model_dir, "--tools", tmp_path / "tools.json", "--prompt", "What is 36 plus 7?")
+    done = cli_here(*ask, "--result", "43", "--result", "99", check=0)
+    call, after = done.stdout.strip().split("\n</tool_call>\n")
+    assert json.loads(call.removeprefix("<tool_call>\n")) == {"name": "add", "arguments": {"a": 36, "b": 7}}
+    assert after == "It is 43."
+    assert done.stderr.splitlines() == ["(the result of add(a=36, b=7) given)",
+                                        "(1 --result value not used: the model made no call to take it)"]
+    waiting = cli_here(*ask, check=0)
+    assert waiting.stdout.strip() == call + "\n</tool_call>"
+    assert waiting.stderr.strip() == "(the model called add(a=36, b=7); give what it returns with --result to see " \
+                                     "the answer after it)"
+    alone = cli_here("chat", "--model", tool_model_dir, "--result", "43")
+    assert alone.returncode != 0 and alone.stderr.strip().endswith(
+        "--result goes with --prompt; in a conversation, type each result when asked for it.")
+
+
+def test_a_conversation_reads_the_result_of_a_call_from_the_next_line(cli_here, tool_model_dir, tmp_path,
+                                                                       monkeypatch):
+    """Piped: the line after a call is its result; an empty one leaves the question and its call out. (The tiny
+    model's 256 positions hold one exchange: the first is left out to ask the second, and that is said too.)"""
+    import io
+    import sys
+
+    from app import answerers
+    from tests.tool_model import TOOLS
+
+    (tmp_path / "tools.json").write_text(json.dumps(TOOLS), encoding="utf-8")
+    lines = ["What is 36 plus 7?", "43", "What is 36 plus 7?", ""]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
+    try:
+        done = cli_here("chat", "--model", tool_model_dir, "--tools", tmp_path / "tools.json", check=0)
+    finally:
+        answerers.release()
+    answers = done.stdout.split("\n\n")
+    assert answers[0].startswith("<tool_call>") and answers[1] == "It is 43." and answers[2].startswith("<tool_call>")
+    assert "(no result given: the question and its calls are left out)" in done.stderr.splitlines()
