@@ -129,9 +129,9 @@ class TrainerJob:
         """Pause between steps with the model kept loaded (a "paused" event says when), or continue."""
         run_control.request_pause(self.run_dir, paused)
 
-    def ask(self, prompt: str, history: list[dict] | None = None) -> str:
-        """Ask the paused model, after the conversation's turns so far; its answer arrives as an "answer" event
-        carrying the returned id."""
+    def ask(self, prompt: str | None, history: list[dict] | None = None) -> str:
+        """Ask the paused model, after the conversation's turns so far (`prompt` None: to go on after the tool
+        results they end with); its answer arrives as an "answer" event carrying the returned id."""
         return run_control.ask(self.run_dir, prompt, history=history)
 
     def kill(self) -> None:
@@ -216,7 +216,7 @@ class AttachedJob:
     def pause(self, paused: bool = True) -> None:
         run_control.request_pause(self.run_dir, paused)
 
-    def ask(self, prompt: str, history: list[dict] | None = None) -> str:
+    def ask(self, prompt: str | None, history: list[dict] | None = None) -> str:
         return run_control.ask(self.run_dir, prompt, history=history)
 
     def detach(self) -> None:

@@ -330,7 +330,7 @@ def hold(cfg, db, emit, session, tok, control: run_control.Control) -> float:
 
     t0 = time.time()
     db.add_event(cfg.run_id, "paused", f"paused at step {session.step_index}")
-    emit("paused", step=session.step_index,
+    emit("paused", step=session.step_index, tools=cfg.tools or None,  # the tools it is asked with, if any
          text=f"Paused at step {session.step_index}; the model stays loaded, so you can try it")
     while control.paused and not control.stop:
         for ask in control.take_asks():

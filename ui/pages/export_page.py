@@ -35,15 +35,15 @@ def free_folder(parent: Path, name: str) -> Path:
     return candidate
 
 
-def ask(run_id: str, prompt: str, conversation: Conversation, progress, weights: str = "auto",
+def ask(run_id: str, prompt: str | None, conversation: Conversation, progress, weights: str = "auto",
         temperature: float = 0.0) -> str:
-    """The run's tuned model (its chosen `weights`) answers, within its conversation; it stays loaded for the
-    next question (app/answerers.py)."""
+    """The run's tuned model (its chosen `weights`) answers, within its conversation (`prompt` None: after the tool
+    results given); it stays loaded for the next question (app/answerers.py)."""
     return ops.chat(prompt, run=run_id, keep=True, progress=progress, conversation=conversation, weights=weights,
                     temperature=temperature)
 
 
-def ask_base(run_id: str, prompt: str, conversation: Conversation, progress, temperature: float = 0.0) -> str:
+def ask_base(run_id: str, prompt: str | None, conversation: Conversation, progress, temperature: float = 0.0) -> str:
     """The same prompt to the model the run started from, without what it learned, within its own conversation."""
     return ops.chat(prompt, model=ops.get_run(run_id)["model_path"], keep=True, progress=progress,
                     conversation=conversation, temperature=temperature)
@@ -167,6 +167,8 @@ class ExportPage(Page):
         self.tuned_pane = AnswerPane("Tuned model", "The model with what the run learned answers here.")
         tuned = self.tuned_pane  # its parts keep the names of the single pane it replaced
         self.answer, self.ask_status, self.ask_error = tuned.text, tuned.status, tuned.error
+        for name, pane in (("ask", self.tuned_pane), ("ask-base", self.base_pane)):
+            pane.result_given.connect(functools.partial(self._result_given, name, pane))
         panes = QHBoxLayout()
         panes.addWidget(self.base_pane, 1)
         panes.addWidget(self.tuned_pane, 1)
@@ -213,7 +215,8 @@ class ExportPage(Page):
             conversation.tools = tools
         names = ", ".join(t["function"]["name"] for t in tools or ())
         self.tools_note.setText(f"Both models may call the tools the run's data offered ({names}); a call is shown, "
-                                "not run." if tools else "")
+                                "not run: give what the tool would return, and the model goes on from it."
+                                if tools else "")
         self.tools_note.setVisible(bool(tools))
 
     def export(self, fmt: str, quant: str | None = None) -> None:
@@ -262,15 +265,35 @@ class ExportPage(Page):
             return
         self._set_asking(False)
         self.prompt_edit.clear()  # ready for the next question of the conversation
+        for name, pane in (("ask", self.tuned_pane), ("ask-base", self.base_pane)):
+            self._ask_one(name, pane, prompt)
+
+    def _ask_one(self, name: str, pane: AnswerPane, prompt: str | None) -> None:
+        """One model answers `prompt` (None: goes on after the tool results given to it) in its background task."""
         heat = self.temperature.value()
-        tuned = functools.partial(ask, weights=self.weights.value(), temperature=heat)
-        base = functools.partial(ask_base, temperature=heat)
-        for name, fn, pane in (("ask", tuned, self.tuned_pane), ("ask-base", base, self.base_pane)):
-            pane.start("Thinking…", keep=True)
-            self.run_task(name, fn, self.session.run_id, prompt, self.conversations[name],
-                          on_progress=pane.status.report,
-                          on_done=lambda text, p=pane: self._done(lambda t: p.added(prompt, t), text),
-                          on_error=lambda error, p=pane: self._done(p.failed, error))
+        fn = functools.partial(ask, weights=self.weights.value(), temperature=heat) if name == "ask" else \
+            functools.partial(ask_base, temperature=heat)
+        conversation = self.conversations[name]
+        pane.start("Thinking…", keep=True)
+        self.run_task(name, fn, self.session.run_id, prompt, conversation, on_progress=pane.status.report,
+                      on_done=lambda text: self._done(lambda t: self._answered(pane, conversation, prompt, t), text),
+                      on_error=lambda error: self._done(pane.failed, error))
+
+    def _answered(self, pane: AnswerPane, conversation: Conversation, prompt: str | None, text: str) -> None:
+        pane.added(prompt, text)
+        pane.offer_result(next(iter(conversation.pending()), None))  # a call: its result is asked for
+
+    def _result_given(self, name: str, pane: AnswerPane, result: str) -> None:
+        """The result of the model's next call; once each call has one, the model goes on from them."""
+        conversation = self.conversations[name]
+        if not conversation.pending() or self.busy(name):
+            return
+        conversation.give(result)
+        if conversation.answered():
+            self._set_asking(False)
+            self._ask_one(name, pane, None)
+        else:
+            pane.offer_result(conversation.pending()[0])
 
     def new_conversation(self) -> None:
         if self._asking():

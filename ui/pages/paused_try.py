@@ -1,6 +1,7 @@
 """The train page's "try it now" box, shown while a run is paused: the model as it is at this step
 answers, inside the trainer (it is already loaded there; nothing is loaded twice), in a conversation that
-lasts for the pause (each question is sent with the turns before it)."""
+lasts for the pause (each question is sent with the turns before it). With the tools the run's data offered,
+a call it makes asks for its result, and the model goes on from it, as in the export page's Try it."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ class PausedTry(QWidget):
         self.pane = AnswerPane("Answers at this step", "The answer appears here; Continue resumes training.")
         self.prompt_edit.returnPressed.connect(self.ask)
         self.ask_button.clicked.connect(self.ask)
+        self.pane.result_given.connect(self._result_given)
         self.conversation = Conversation()  # at this pause; the trainer answers, we keep the turns
-        self.asked = ""  # the prompt waiting for its answer
+        self.asked: str | None = ""  # the prompt waiting for its answer (None: going on after tool results)
         row = QHBoxLayout()
         row.addWidget(self.prompt_edit, 1)
         row.addWidget(self.ask_button)
@@ -35,27 +37,45 @@ class PausedTry(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.pane)
 
-    def open_for(self, job) -> None:
-        """A new pause: a new conversation, with the model as it is now."""
+    def open_for(self, job, tools: list[dict] | None = None) -> None:
+        """A new pause: a new conversation, with the model as it is now (and the `tools` it is offered)."""
         self.job, self.waiting = job, None
         self.new_conversation()
+        self.conversation.tools = tools or None
         self._set_asking(True)
         self.show()
         self.prompt_edit.setFocus()
 
     def ask(self) -> None:
         prompt = self.prompt_edit.text().strip()
-        if not prompt or self.job is None or self.waiting:
-            return
+        if prompt and self._send(prompt):
+            self.prompt_edit.clear()
+
+    def _send(self, prompt: str | None) -> bool:
+        """Ask the trainer (`prompt` None: to go on after the tool results given); whether it was asked."""
+        if self.job is None or self.waiting:
+            return False
+        if prompt is not None and self.conversation.pending():  # a question instead of the results
+            self.conversation.forget_calls()
         try:
             self.waiting = self.job.ask(prompt, self.conversation.turns)
         except OSError as e:  # the run folder cannot be written: say so in the pane
             self.pane.failed(e)
-            return
+            return False
         self.asked = prompt
-        self.prompt_edit.clear()
         self._set_asking(False)
         self.pane.start("The paused model is answering…", keep=True)
+        return True
+
+    def _result_given(self, result: str) -> None:
+        """The result of the model's next call; once each call has one, the paused model goes on from them."""
+        if self.waiting or not self.conversation.pending():
+            return
+        self.conversation.give(result)
+        if not self.conversation.answered():
+            self.pane.offer_result(self.conversation.pending()[0])
+        elif not self._send(None):
+            self.pane.offer_result(None)
 
     def new_conversation(self) -> None:
         if self.waiting:
@@ -78,3 +98,4 @@ class PausedTry(QWidget):
         else:
             self.pane.added(self.asked, event.get("text", ""))
             self.conversation.add(self.asked, event.get("text", ""))
+            self.pane.offer_result(next(iter(self.conversation.pending()), None))

@@ -309,7 +309,7 @@ class TrainPage(Page):
             self.status.stop(sentence(e.get("text", "Paused")))
             self.append(sentence(e.get("text", "Paused")))
             self._show_paused(True)
-            self.try_box.open_for(self.job)
+            self.try_box.open_for(self.job, e.get("tools"))
         elif kind == "resumed":
             self.try_box.hide()
             self._show_paused(False)
