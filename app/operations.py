@@ -399,14 +399,14 @@ def chat_models(run: str | None = None, model: str | None = None, keep: bool = F
     return load(resolve_model(model or model_source.DEFAULT_NAME).path, progress=progress)
 
 
-def chat(prompt: str, run: str | None = None, model: str | None = None, system: str | None = None,
+def chat(prompt: str | None, run: str | None = None, model: str | None = None, system: str | None = None,
          max_new_tokens: int = 128, keep: bool = False, progress: Progress | None = None,
          conversation: Conversation | None = None, temperature: float = 0.0, weights: str = results.AUTO,
          tools: list[dict] | None = None) -> str:
     """One answer from a run's result or a model (greedy, or sampled at `temperature`); within `conversation` when
     one is given (its system message and tools then count, not `system` and `tools`), which then holds this
-    question and its answer. `tools`: functions the model may call (tool_calls.read_file); None offers a run's own
-    (run_tools), [] none."""
+    question and its answer (`prompt` None: the answer after the tool results given in it). `tools`: functions the
+    model may call (tool_calls.read_file); None offers a run's own (run_tools), [] none."""
     m, tok = chat_models(run, model, keep, progress, weights)
     if progress is not None:
         progress.update(None, "Thinking…")

@@ -9,6 +9,11 @@ from pathlib import Path
 from core.data.example import Example
 
 TOOLS = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
+# row(36, 7) as a conversation kept while trying the model has it, up to the result given to its call.
+CALLED = [{"role": "user", "content": "What is 36 plus 7?"},
+          {"role": "assistant", "content": "", "tool_calls": [
+              {"type": "function", "id": "call00001", "function": {"name": "add", "arguments": {"a": 36, "b": 7}}}]},
+          {"role": "tool", "content": "43", "name": "add", "tool_call_id": "call00001"}]
 
 
 def row(a: int, b: int, source: str = "") -> Example:

@@ -174,10 +174,9 @@ def test_pause_try_continue_and_stop_from_a_window_opened_later(home, tiny_model
         second = wait_for(follower.events, lambda e: e["event"] == "answer" and e["id"] == again)
         assert (answer["seen_turns"], second["seen_turns"], second["prompt"]) == (0, 2, "And again?")
         assert paused["tools"] == tools  # the paused page offers them too, to find the model's calls
-        called = [{"role": "user", "content": "What is 36 plus 7?"}, {"role": "assistant", "content": "", "tool_calls": [
-            {"type": "function", "id": "call00001", "function": {"name": "add", "arguments": {"a": 36, "b": 7}}}]},
-                  {"role": "tool", "content": "43", "name": "add", "tool_call_id": "call00001"}]
-        after = follower.ask(None, called)  # goes on from the result given to the model's call
+        from tests.tool_model import CALLED
+
+        after = follower.ask(None, CALLED)  # goes on from the result given to the model's call
         third = wait_for(follower.events, lambda e: e["event"] == "answer" and e["id"] == after)
         assert "error" not in third and third["prompt"] is None and third["seen_turns"] == 3
         steps = [e["step"] for e in job.events if e["event"] == "step"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core import run_control
+from tests.tool_model import CALLED
 
 TURNS = [{"role": "user", "content": "Say hello."}, {"role": "assistant", "content": "Ahoy!"}]
 
@@ -24,12 +25,6 @@ def test_an_ask_is_taken_once_with_its_conversation(tmp_path):
 ])
 def test_a_conversation_that_is_not_user_and_assistant_messages_is_none(history):
     assert run_control.history_of({"prompt": "q", "history": history}) == []
-
-
-CALLED = [{"role": "user", "content": "What is 36 plus 7?"},
-          {"role": "assistant", "content": "", "tool_calls": [
-              {"type": "function", "id": "call00001", "function": {"name": "add", "arguments": {"a": 36, "b": 7}}}]},
-          {"role": "tool", "content": "43", "name": "add", "tool_call_id": "call00001"}]
 
 
 def test_an_ask_after_tool_results_has_no_prompt_and_keeps_the_calls(tmp_path):

@@ -4,8 +4,6 @@ Try it (each side on its own) and in a paused run's box (the trainer answers). T
 
 from __future__ import annotations
 
-import pytest
-
 from app import operations as ops
 from core.planner import Wishes
 from tests.conftest import DEMO, write_jsonl
