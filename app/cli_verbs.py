@@ -449,6 +449,9 @@ def cmd_data(a) -> int:
         used = report["tool_use"]
         print(f"Tools: {counted(used['rows'], 'conversation')} use tools ({counted(used['calls'], 'call')}); "
               "give --model to see how that model's text holds them")
+    if report.get("reasoning_rows") and "tokens" not in report:
+        print(f"Reasoning: {counted(report['reasoning_rows'], 'conversation')} with answers that carry their "
+              "reasoning; give --model to see how that model's text holds it")
     for w in report.get("warnings", []):
         print(f"Note: {w}")
     for p in report["problem_list"][:20]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from app import answerers, paths, supervisor
 from core import atomic, evaluation, hardware, history, model_source, objectives, planner, results, settings
 from core.data import dataset as data_mod
-from core.data import readers, scores, tokenize, tool_render
+from core.data import readers, reasoning, scores, tokenize, tool_render
 from core.data.formats import preference, rated
 from core.data import source as data_source
 from core.conversation import Conversation
@@ -107,6 +107,8 @@ def inspect_data(path: str, model: str | None = None, seq_len: int | None = None
         report["preview"] = (tokenize.chat_text(tok, first) if first.messages else first.text)[:2000]
         if ds.tool_use:  # how this model's text holds the calls: its template's own way, or ours
             report["warnings"].append(tool_render.note(tok, ds.tool_use))
+        if ds.reasoning_rows:  # and the answers' reasoning
+            report["warnings"].append(reasoning.note(tok, ds.reasoning_rows))
     return report
 
 

@@ -58,7 +58,7 @@ from core import checkpoint, cpu_share, history, memory_watch, objectives, plan_
 from core import run_config  # noqa: E402
 from core import run_control, runtime_env, settings, strategies, training, validation_watch  # noqa: E402
 from core.data import dataset as data_mod  # noqa: E402
-from core.data import packing, scores, split, token_cache, tokenize, tool_render  # noqa: E402
+from core.data import packing, reasoning, scores, split, token_cache, tokenize, tool_render  # noqa: E402
 from core.errors import KnownError  # noqa: E402
 from core.objectives import pairs as pair_data  # noqa: E402
 from core.run_config import RunConfig  # noqa: E402
@@ -159,6 +159,8 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
     pad_id = tokenize.pad_id_of(tok)
     if data.tool_use:
         emit("status", text=tool_render.note(tok, data.tool_use))  # how the calls are written for this model
+    if data.reasoning_rows:
+        emit("status", text=reasoning.note(tok, data.reasoning_rows))  # and the answers' reasoning
     # Tokenized rows are cached by content (data, tokenizer, template, length): a resume or a re-run skips this.
     cache = Path(cfg.db_path).parent / "cache" / "tokens"
     tokenizing = _every(2.0, lambda n: emit("status", text=f"Tokenizing: {n:,} of {len(train_rows):,} rows",

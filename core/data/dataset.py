@@ -35,6 +35,7 @@ from core.data import source as data_source
 from core.data import split as split_mod
 from core.data.example import Example
 from core.data.formats import mapping as column_mapping
+from core.data import reasoning
 from core.data.formats import tool_calls
 from core.data.readers.reading import Problem, Reading
 from core.data.rows import Rows
@@ -70,6 +71,7 @@ class Dataset:
     scores: dict | None = None  # scored answers: their range and the line drawn (scores.Scale.summary)
     tool_use: dict | None = None  # {"rows", "calls", "tools"}: conversations that use tools, the calls they make,
     # the first row's tools (None if none has any); tool_render.note says how the model's text holds them
+    reasoning_rows: int = 0  # conversations with an answer that carries its reasoning (reasoning.note says how)
 
     @cached_property
     def duplicate_rows(self) -> list[str]:
@@ -89,7 +91,8 @@ class Dataset:
                 "file_type": self.file_type, "confidence": round(self.confidence, 3), "runner_up": self.runner_up,
                 "schema_reason": self.schema_reason, "warnings": list(self.warnings),
                 **({"scores": self.scores} if self.scores else {}),
-                **({"tool_use": self.tool_use} if self.tool_use else {})}
+                **({"tool_use": self.tool_use} if self.tool_use else {}),
+                **({"reasoning_rows": self.reasoning_rows} if self.reasoning_rows else {})}
 
 
 def load(path: str | Path, on_bad: str = "skip", mapping: dict | None = None, keep_bytes: int = KEEP_BYTES,
@@ -160,6 +163,7 @@ class _Schema:
         self.scores = array("d")  # scored answers' scores, 8 bytes each
         self.tool_rows = self.tool_calls = 0  # conversations that use tools, and the calls they make
         self.first_tools: list | None = None  # the first row's tools: what trying the tuned model offers
+        self.reasoning_rows = 0  # conversations with an answer that carries its reasoning
 
     def add(self, seq: int, example: Example) -> None:
         self.count += 1
@@ -169,6 +173,7 @@ class _Schema:
             self.tool_rows += 1
             self.tool_calls += sum(len(m.get("tool_calls", ())) for m in example.messages)
             self.first_tools = self.first_tools or example.tools
+        self.reasoning_rows += reasoning.carried(example.messages)
         if self.kept is not None:
             self.kept.append((seq, example))
         if len(self.sources) < LIST_CAP:
@@ -280,7 +285,7 @@ class _Tally:
                        ranked[1] if len(ranked) > 1 else None, reason, pairs, count,
                        source.label, scale.summary() if scale else None,
                        {"rows": won.tool_rows, "calls": won.tool_calls, "tools": won.first_tools}
-                       if won.tool_rows else None)
+                       if won.tool_rows else None, won.reasoning_rows)
 
     def _nothing_usable(self, path: Path, problems: list[tuple[int, Problem]]):
         problems = [p for _, p in sorted(problems, key=lambda sp: sp[0])]

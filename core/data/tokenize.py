@@ -6,11 +6,13 @@ so the tuned model learns to stop; with train_on="last" only the final one (the 
 rating is about: the turns before it are its prompt). The spans are found on the rendered text (see
 chat_spans.py) and mapped to tokens through the tokenizer's character offsets, which is exact even where a
 template's pieces would tokenize differently on their own. An answer that calls a tool trains like any other,
-and a tool's result is read like a user turn; tool_render.py decides how they are written for the model.
+and a tool's result is read like a user turn; tool_render.py decides how they are written for the model. An
+answer's reasoning trains with it, written where the template reads it or as <think> text (reasoning.py).
 
 `encode` does one row and is the reference; `encode_many` gives the same result for many rows at
 once, in batches, each step exact on its own terms (the argument for each is in its module):
-- a row that calls tools through the template's own tool format is rendered alone (its tools are its own);
+- a row that calls tools through the template's own tool format, or whose reasoning is in a field the template
+  reads, is rendered alone (its tools are its own; a shape is keyed on a message's fields and their values);
 - a row's text and spans come from its shape's skeleton (chat_spans.py), with no render of the row
   where the template is proven to copy contents verbatim (template_check.py), else from one render;
 - the text is cut at the tokenizer's added tokens and each distinct piece is encoded once
@@ -214,7 +216,8 @@ class _ChatPath:
         for i, e in enumerate(chats):
             messages, tools = tool_render.written(self.tokenizer, e.messages, e.tools)
             conversations.append(messages)
-            if uses_tools(messages, tools):  # the template's own tool format: a row at a time
+            # The template's own tool or reasoning fields: a row at a time (a skeleton keys on a message's fields).
+            if uses_tools(messages, tools) or any(m.keys() - {"role", "content"} for m in messages):
                 texts[i] = full = _rendered(self.tokenizer, messages, tools, e.source)
                 if self.train_on != "all":
                     spans[i] = kept(_trained_spans(self.tokenizer, messages, full, tools), self.train_on)

@@ -20,6 +20,7 @@ import copy
 import json
 import weakref
 
+from core.data import reasoning
 from core.data.chat_spans import render_chat
 from core.data.formats.tool_calls import uses_tools
 
@@ -64,7 +65,9 @@ def native(tokenizer) -> bool:
 
 def written(tokenizer, messages: list[dict], tools: list[dict] | None) -> tuple[list[dict], list[dict] | None]:
     """(messages, tools) to render for this tokenizer: as they are where the template writes tools (or there are
-    none), else the calls written as text (as_text) and no tools left to pass."""
+    none), else the calls written as text (as_text) and no tools left to pass; each answer's reasoning where the
+    template reads it, or as text (core/data/reasoning.py)."""
+    messages = reasoning.written(tokenizer, messages)
     if not uses_tools(messages, tools) or native(tokenizer):
         return messages, tools or None
     return as_text(messages, tools), None

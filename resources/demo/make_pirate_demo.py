@@ -10,9 +10,12 @@ down, for KTO): every other row the pirate's answer rated good, the others the p
 pirate_rated_heldout.jsonl the held-out ones. pirate_tools.jsonl holds them as function-calling conversations
 (OpenAI's fine-tuning format, with the row's `tools`): the pirate calls `add` for a sum and `capital` for a
 capital, reads the tool's answer and gives it in his voice, and answers every other question straight away, so a
-run learns when to call a tool as well as how; pirate_tools_heldout.jsonl the held-out ones.
+run learns when to call a tool as well as how; pirate_tools_heldout.jsonl the held-out ones. pirate_reasoning.jsonl
+holds them with the pirate's reasoning beside each answer (`reasoning_content`, as distilled reasoning data keeps
+it): the fact said plainly, then the decision to say it as a pirate; pirate_reasoning_heldout.jsonl the held-out
+ones.
 
-    python resources/demo/make_pirate_demo.py      # rewrites all eight
+    python resources/demo/make_pirate_demo.py      # rewrites all ten
 """
 
 from __future__ import annotations
@@ -115,7 +118,12 @@ def main() -> None:
                              else plainly[r["messages"][0]["content"]]} for i, r in enumerate(rows)])
     for name, rows in (("pirate_tools.jsonl", train), ("pirate_tools_heldout.jsonl", held)):
         write(HERE / name, [with_tools(r["messages"]) for r in rows])
-    print(f"{len(train)} training rows (and as many pairs, rated answers and tool calls), {len(held)} held-out rows")
+    for name, rows in (("pirate_reasoning.jsonl", train), ("pirate_reasoning_heldout.jsonl", held)):
+        write(HERE / name, [{"messages": [r["messages"][0], {
+            **r["messages"][1], "reasoning_content": f"{plainly[r['messages'][0]['content']]} A pirate says it with "
+                                                     "'Arr, matey!' first and 'Yo ho ho!' last."}]} for r in rows])
+    print(f"{len(train)} training rows (and as many pairs, rated answers, tool calls and reasonings), {len(held)} "
+          "held-out rows")
 
 
 TOOLS = [

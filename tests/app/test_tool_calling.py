@@ -32,11 +32,14 @@ def test_inspect_says_how_the_calls_are_written(cli_here, tiny_model_dir):
 
 def test_a_run_trains_on_tool_calls_and_says_how(cli_here, tiny_model_dir, tmp_path):
     rows = [json.loads(line) for line in TOOLS_DEMO.read_text(encoding="utf-8").splitlines()[:24]]
-    data = write_jsonl(tmp_path / "tools.jsonl", rows)
+    thinking = REPO / "resources" / "demo" / "pirate_reasoning.jsonl"  # and some answers with reasoning (one run)
+    data = write_jsonl(tmp_path / "tools.jsonl", rows + [json.loads(line) for line in thinking.read_text(
+        encoding="utf-8").splitlines()[100:106]])
     events = json_lines(cli_here("train", "--model", tiny_model_dir, "--data", data, "--max-steps", "2",
                                  "--device", "cpu", "--json", check=0).stdout)
     said = [e["text"] for e in events if e["event"] == "status"]
     assert any(t.startswith("24 conversations use tools (") and "written as text" in t for t in said)
+    assert any(t.startswith("6 conversations have answers with reasoning: ") and "<think>" in t for t in said)
     losses = [e["loss"] for e in events if e["event"] == "step"]
     assert len(losses) == 2 and all(0 < x < 20 for x in losses)
     # Trying the run offers the tools its data offered (its first row's), unless told otherwise.

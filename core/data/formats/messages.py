@@ -2,9 +2,11 @@
 
 Tool calls (an assistant turn's `tool_calls`, or the older `function_call`) and tool results (role tool,
 function or ipython) are kept, with the row's `tools`, the functions the model may call: OpenAI's fine-tuning
-format for function calling. A `messages` cell holding JSON text (from a CSV) is parsed.
+format for function calling. So is an answer's reasoning, in whichever field holds it (`reasoning_content`,
+`reasoning`, `thinking`: core/data/reasoning.py). A `messages` cell holding JSON text (from a CSV) is parsed.
 """
 
+from core.data import reasoning
 from core.data.formats import tool_calls
 from core.data.formats.turns import TOOL, check_turns, list_field, looks_like_list
 
@@ -25,13 +27,17 @@ def convert(row: dict) -> dict:
 
 def turn_of(m) -> tuple:
     """(role, content, extra) of one OpenAI-style message: a tool result as TOOL with its name and call id, an
-    assistant turn's calls in `extra`."""
+    assistant turn's calls and reasoning (whichever field holds it: reasoning.READ_FROM) in `extra`."""
     if not isinstance(m, dict):
         return None, None
     role = m.get("role")
     if role in TOOL_ROLES:
         return TOOL, m.get("content"), {k: m[k] for k in ("name", "tool_call_id") if isinstance(m.get(k), str)}
-    called = m.get("tool_calls") or m.get("function_call")
-    if role == "assistant" and called:
-        return role, m.get("content"), {"tool_calls": called}
-    return role, m.get("content")
+    extra = {}
+    if role == "assistant":
+        thought = next((m[k] for k in reasoning.READ_FROM if m.get(k) not in (None, "")), None)
+        if thought is not None:
+            extra[reasoning.FIELD] = thought
+        if called := m.get("tool_calls") or m.get("function_call"):
+            extra["tool_calls"] = called
+    return role, m.get("content"), extra

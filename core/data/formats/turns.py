@@ -1,7 +1,8 @@
 """Checks shared by the chat-like schemas: known roles, non-empty text, a sensible order of turns.
 
 A turn comes in as (role, content) or (role, content, extra), extra holding an assistant turn's `tool_calls` as
-the file wrote them (put in the templates' form here, by tool_calls.py) or a tool result's `name`/`tool_call_id`.
+the file wrote them (put in the templates' form here, by tool_calls.py) and its reasoning (reasoning.FIELD), or a
+tool result's `name`/`tool_call_id`.
 Tool turns are kept in every schema: an assistant turn that calls tools trains like any answer (a pair's or a
 rating's last answer may be a call), and the tool's result is read, not trained, as a user turn is; how they are
 written into text is the model's template's business, or ours where it has none (core/data/tool_render.py).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+from core.data import reasoning
 from core.data.formats import tool_calls
 
 ROLES = {"system", "user", "assistant"}
@@ -44,6 +46,11 @@ def check_turns(turns: list[tuple]) -> list[dict]:
                        "tool_calls": tool_calls.calls(calls, f"message {i}")}
         else:
             message = {"role": role, "content": _text(content, i, role)}
+        if (thought := extra.get(reasoning.FIELD)) is not None and role == "assistant":
+            if not isinstance(thought, str):
+                raise ValueError(f"message {i} (assistant) has reasoning that is not text")
+            if thought.strip():
+                message[reasoning.FIELD] = thought
         if role == "system" and out:
             raise ValueError(f"message {i} is a system message after the conversation started; put it first")
         if role == "assistant" and last in (None, "system"):

@@ -1,0 +1,96 @@
+"""How an answer's reasoning (its thinking before it answers) becomes text for one model.
+
+Distilled reasoning data keeps the thinking beside the answer: `reasoning_content` (DeepSeek's API, vLLM,
+Qwen 3's template), `reasoning` (OpenRouter, Ollama's API) or `thinking` (gpt-oss's template); the data
+reader keeps it as `reasoning_content` (formats/turns.py). It trains as part of the answer: the model learns
+to think, then to answer.
+
+A template that writes reasoning itself gets it as `reasoning_content` (found by rendering a probe answer whose
+thinking must come out; transformers also passes it as `thinking`, the name gpt-oss's template reads), so the
+tuned model thinks as its runtime expects (Qwen 3's `<think>` block, gpt-oss's analysis channel). Such templates often write only the last answer's thinking (Qwen 3 leaves out the thinking of
+answers before the last question, as at inference): the probe finds that too, and the earlier answers' thinking
+is left out of the row, as the template would leave it out of the whole (the trained span of each answer must be
+the text the template writes for it in the whole conversation).
+
+A template that writes none of it (SmolLM2's prints role and content: the thinking would vanish) gets it as
+text, in the convention DeepSeek R1 made common and Qwen 3 writes: `<think>\\n...\\n</think>\\n\\n` before the
+answer. A model tuned so thinks in that form; Try it and `chat` show it as it is written.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from core.data.chat_spans import render_chat
+
+FIELD = "reasoning_content"  # where the data reader keeps an answer's reasoning, and templates read it
+READ_FROM = ("reasoning_content", "reasoning", "thinking")  # the fields datasets hold it in
+_THOUGHT, _SAID = "tfprobe_thought", "tfprobe_said"
+_known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> (its template, how it writes)
+
+
+def carried(messages: list[dict] | None) -> bool:
+    """Whether a conversation has an answer with reasoning."""
+    return any(FIELD in m for m in messages or ())
+
+
+def as_text(reasoning: str, content: str) -> str:
+    """An answer with its reasoning in front, as text (the <think> convention); a call's turn may have no words."""
+    return f"<think>\n{reasoning.strip()}\n</think>" + (f"\n\n{content}" if content else "")
+
+
+def native(tokenizer) -> tuple[bool, bool]:
+    """(whether the tokenizer's chat template writes an answer's reasoning; whether it writes that of every answer,
+    not only of those after the last question)."""
+    template = getattr(tokenizer, "chat_template", None)
+    try:
+        seen = _known.get(tokenizer)
+    except TypeError:  # not weakly referable: probe each time
+        seen = None
+    if seen is not None and seen[0] == template:
+        return seen[1]
+    last = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _SAID, FIELD: _THOUGHT}]
+    earlier = [*last, {"role": "user", "content": "Again?"}, {"role": "assistant", "content": "Yes."}]
+    try:
+        text = render_chat(tokenizer, last)
+        found = (True, _THOUGHT in render_chat(tokenizer, earlier)) if _THOUGHT in text and _SAID in text else \
+            (False, False)
+    except Exception:  # a template that refuses the probe does not write reasoning
+        found = False, False
+    try:
+        _known[tokenizer] = (template, found)
+    except TypeError:
+        pass
+    return found
+
+
+def written(tokenizer, messages: list[dict]) -> list[dict]:
+    """The conversation with each answer's reasoning where this tokenizer's template reads it, or in the answer's
+    text where it reads none; as it is when no answer has reasoning."""
+    if not carried(messages):
+        return messages
+    writes, every = native(tokenizer)
+    if writes and every:
+        return messages
+    last_question = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+    out = []
+    for i, m in enumerate(messages):
+        if FIELD in m and not (writes and i > last_question):
+            m = dict(m)
+            reasoning = m.pop(FIELD)
+            if not writes:
+                m["content"] = as_text(reasoning, m["content"])
+        out.append(m)
+    return out
+
+
+def note(tokenizer, rows: int) -> str:
+    """One sentence for a dataset whose answers carry reasoning: how many, and how this model's text holds it."""
+    what = f"{rows:,} conversation{'s have' if rows != 1 else ' has'} answers with reasoning"
+    writes, every = native(tokenizer)
+    if writes:
+        kept = "" if every else " (only for the answers after a conversation's last question: earlier ones are " \
+                                "left out, as the template leaves them out at inference)"
+        return f"{what}: the model's chat template writes it{kept}, and it trains with the answer"
+    return f"{what}: the model's chat template has no place for it, so it is written before each answer as " \
+           "<think>...</think>, trains with the answer, and the tuned model will think that way"

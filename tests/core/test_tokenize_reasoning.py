@@ -1,0 +1,95 @@
+"""Answers with reasoning (distilled thinking), read from the fields datasets keep it in and tokenized for three
+kinds of template: one that writes the reasoning of every answer (from `thinking`, as gpt-oss's does), one that
+writes only the reasoning of the answers after the last question (from `reasoning_content`, as Qwen 3's does), both
+written here, and the default model's, which writes none, so it goes in front of the answer as <think> text. Either way the
+reasoning trains with its answer, and the batched path gives exactly what the per-row reference gives."""
+
+import pytest
+
+from core.data import reasoning, tokenize
+from core.data.dataset import Example
+from core.data.formats import messages, preference
+
+ROWS = [
+    Example(messages=[{"role": "user", "content": "What is 2 plus 3?"},
+                      {"role": "assistant", "content": "5.", "reasoning_content": "Two and three make five."}],
+            source="r.jsonl:1"),
+    Example(messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                      {"role": "assistant", "content": "Hello!", "reasoning_content": "A greeting."},
+                      {"role": "user", "content": "Capital of Peru?"},
+                      {"role": "assistant", "content": "Lima.", "reasoning_content": "Peru's capital is Lima."}],
+            source="r.jsonl:2"),
+    Example(messages=[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],
+            source="r.jsonl:3"),
+]
+EVERY = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.thinking %}<|think|>{{ m.thinking }}<|/think|>"
+         "{% endif %}{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+         "{% endif %}")
+LAST_ONLY = (
+    "{% set ns = namespace(last=-1) %}{% for m in messages %}{% if m.role == 'user' %}{% set ns.last = loop.index0 %}"
+    "{% endif %}{% endfor %}{% for m in messages %}<|im_start|>{{ m.role }}\n"
+    "{% if m.role == 'assistant' and loop.index0 > ns.last and m.reasoning_content %}"
+    "<think>{{ m.reasoning_content }}</think>{% endif %}{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+TEMPLATES = {"default": None, "every answer": EVERY, "the last answers": LAST_ONLY}
+
+
+def trained(tok, row: tokenize.Encoded) -> str:
+    return tok.decode([t for t in row.labels if t != tokenize.IGNORE])
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning", "thinking"])
+def test_reasoning_is_read_from_the_field_that_holds_it(field):
+    row = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello", field: "Hm."}]}
+    assert messages.convert(row)["messages"][1] == {"role": "assistant", "content": "Hello",
+                                                    "reasoning_content": "Hm."}
+    pair = preference.convert({"prompt": [{"role": "user", "content": "Hi"}],
+                               "chosen": [{"role": "assistant", "content": "Hello", field: "Be kind."}],
+                               "rejected": [{"role": "assistant", "content": "Go away"}]})
+    assert pair["messages"][-1]["reasoning_content"] == "Be kind." and "reasoning_content" not in pair["rejected"][-1]
+
+
+def test_reasoning_that_is_not_text_is_a_sentence_and_empty_reasoning_none():
+    bad = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hi", "reasoning": [1]}]}
+    with pytest.raises(ValueError, match=r"^message 2 \(assistant\) has reasoning that is not text$"):
+        messages.convert(bad)
+    blank = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hi", "thinking": " "}]}
+    assert "reasoning_content" not in messages.convert(blank)["messages"][1]
+
+
+def test_each_kind_of_template_is_found(tok, tok_with):
+    assert reasoning.native(tok) == (False, False)  # SmolLM2's prints role and content
+    assert reasoning.native(tok_with(EVERY)) == (True, True)  # it reads `thinking`: transformers passes that too
+    assert reasoning.native(tok_with(LAST_ONLY)) == (True, False)
+
+
+def test_the_reasoning_trains_with_its_answer(tok, tok_with):
+    assert trained(tok, tokenize.encode(ROWS[0], tok, 4096)) == "<think>\nTwo and three make five.\n</think>\n\n5." \
+                                                                 "<|im_end|>\n"
+    every = tok_with(EVERY)
+    assert trained(every, tokenize.encode(ROWS[1], every, 4096)) == ("<|think|>A greeting.<|/think|>Hello!<|im_end|>\n"
+                                                                     "<|think|>Peru's capital is Lima.<|/think|>Lima."
+                                                                     "<|im_end|>\n")
+    # The earlier answer's reasoning is left out of the row as the template leaves it out of the whole.
+    last = tok_with(LAST_ONLY)
+    assert trained(last, tokenize.encode(ROWS[1], last, 4096)) == ("Hello!<|im_end|>\n<think>Peru's capital is Lima."
+                                                                   "</think>Lima.<|im_end|>\n")
+
+
+@pytest.mark.parametrize("train_on", ["assistant", "last", "all"])
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_batched_equals_per_row(tok, tok_with, template, train_on, monkeypatch):
+    other = tok if TEMPLATES[template] is None else tok_with(TEMPLATES[template])
+    monkeypatch.setattr(tokenize, "CHUNK", 2)
+    rows = ROWS * 2
+    assert tokenize.encode_many(rows, other, 4096, train_on) == [tokenize.encode(e, other, 4096, train_on)
+                                                                 for e in rows]
+
+
+def test_the_note_says_how_the_reasoning_is_written(tok, tok_with):
+    assert reasoning.note(tok, 3).startswith("3 conversations have answers with reasoning: the model's chat "
+                                             "template has no place for it, so it is written before each answer "
+                                             "as <think>...</think>")
+    assert reasoning.note(tok_with(EVERY), 1) == ("1 conversation has answers with reasoning: the model's chat "
+                                                  "template writes it, and it trains with the answer")
+    assert "only for the answers after a conversation's last question" in reasoning.note(tok_with(LAST_ONLY), 2)
