@@ -49,7 +49,7 @@ class Conversation:
         """Record a question (None after tool results) and the answer given to it (where another process answered:
         a paused trainer); an answer that calls an offered tool is kept as its calls."""
         said = answer.removesuffix(repeat_stop.NOTE).rstrip()  # our note is not something the model said
-        words, calls = tool_calls.in_answer(said) if self.tools else (said, [])
+        words, calls = tool_calls.in_answer(said, self.tools) if self.tools else (said, [])
         turn = {"role": "assistant", "content": words}
         if calls:
             made = sum(len(t.get("tool_calls", ())) for t in self.turns)

@@ -25,9 +25,10 @@ ADD = {"type": "function", "function": {"name": "add", "arguments": {"a": 36, "b
     ("It is 43.", "It is 43.", []),
     ("<tool_call>add 36 and 7</tool_call>", "<tool_call>add 36 and 7</tool_call>", []),  # not a call: words
     ('{"answer": 43}', '{"answer": 43}', []),  # JSON that calls nothing
+    ('{"name": "Ann", "age": 3}', '{"name": "Ann", "age": 3}', []),  # JSON with a name that is no tool offered
 ])
 def test_the_calls_in_an_answer(text, words, calls):
-    assert tool_calls.in_answer(text) == (words, calls)
+    assert tool_calls.in_answer(text, TOOLS) == (words, calls)
 
 
 @pytest.fixture(scope="module")

@@ -113,20 +113,24 @@ def read_file(path: str) -> list[dict]:
 _BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 
 
-def in_answer(text: str) -> tuple[str, list[dict]]:
+def in_answer(text: str, offered: list[dict]) -> tuple[str, list[dict]]:
     """(the words, the calls) of a model's answer to a conversation that offered tools; no calls where it made none.
 
     Found as the templates write them: <tool_call>{JSON}</tool_call> blocks (our text convention, Hermes', Qwen's,
     SmolLM3's; the last may be cut short by the token limit), or an answer that is nothing but a call's JSON, alone
-    or in a list (Llama 3.1's; Mistral's once its [TOOL_CALLS] token is dropped in decoding). A block that is not a
-    call (no name, not JSON) leaves the whole answer words: nothing can be given a result."""
+    or in a list (Llama 3.1's; Mistral's once its [TOOL_CALLS] token is dropped in decoding), the latter only where
+    it names `offered` tools (an answer asked to be JSON may have a "name" too). A block that is not a call (no
+    name, not JSON) leaves the whole answer words: nothing can be given a result."""
     blocks = _BLOCK.findall(text)
     try:
         if blocks:
             return _BLOCK.sub("", text).strip(), [c for block in blocks for c in calls(block, "the answer")]
         stripped = text.strip()
         if stripped[:1] in ("{", "[") and '"name"' in stripped:
-            return "", calls(stripped, "the answer")
+            found = calls(stripped, "the answer")
+            names = {t["function"]["name"] for t in offered}
+            if all(c["function"]["name"] in names for c in found):
+                return "", found
     except ValueError:
         pass
     return text, []
