@@ -27,7 +27,10 @@ placeholder would fail that). Everywhere else each row is rendered and checked a
 
 from __future__ import annotations
 
+import functools
 import re
+import weakref
+from collections.abc import Callable
 
 from core.data import template_check
 from core.errors import DatasetError
@@ -44,6 +47,31 @@ _PROBES = [
     [{"role": "user", "content": "été 🌊 {{ x }}"}, {"role": "assistant", "content": " yes\t"},
      {"role": "user", "content": "more"}, {"role": "assistant", "content": "last "}],
 ]
+
+
+def per_template(probe: Callable):
+    """`probe(tokenizer)` (a fact found by rendering probe conversations), kept per tokenizer while its chat
+    template stays the same: a tokenizer's template can be changed in place, and some cannot be weakly referred to
+    (those are probed each time)."""
+    known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> (its template, the fact)
+
+    @functools.wraps(probe)
+    def fact(tokenizer):
+        template = getattr(tokenizer, "chat_template", None)
+        try:
+            seen = known.get(tokenizer)
+        except TypeError:
+            seen = None
+        if seen is not None and seen[0] == template:
+            return seen[1]
+        found = probe(tokenizer)
+        try:
+            known[tokenizer] = (template, found)
+        except TypeError:
+            pass
+        return found
+
+    return fact
 
 
 def render_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = False,

@@ -19,14 +19,11 @@ answer. A model tuned so thinks in that form; Try it and `chat` show it as it is
 
 from __future__ import annotations
 
-import weakref
-
-from core.data.chat_spans import render_chat
+from core.data.chat_spans import per_template, render_chat
 
 FIELD = "reasoning_content"  # where the data reader keeps an answer's reasoning, and templates read it
 READ_FROM = ("reasoning_content", "reasoning", "thinking")  # the fields datasets hold it in
 _THOUGHT, _SAID = "tfprobe_thought", "tfprobe_said"
-_known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> (its template, how it writes)
 
 
 def carried(messages: list[dict] | None) -> bool:
@@ -39,29 +36,19 @@ def as_text(reasoning: str, content: str) -> str:
     return f"<think>\n{reasoning.strip()}\n</think>" + (f"\n\n{content}" if content else "")
 
 
+@per_template
 def native(tokenizer) -> tuple[bool, bool]:
     """(whether the tokenizer's chat template writes an answer's reasoning; whether it writes that of every answer,
     not only of those after the last question)."""
-    template = getattr(tokenizer, "chat_template", None)
-    try:
-        seen = _known.get(tokenizer)
-    except TypeError:  # not weakly referable: probe each time
-        seen = None
-    if seen is not None and seen[0] == template:
-        return seen[1]
     last = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _SAID, FIELD: _THOUGHT}]
     earlier = [*last, {"role": "user", "content": "Again?"}, {"role": "assistant", "content": "Yes."}]
     try:
         text = render_chat(tokenizer, last)
-        found = (True, _THOUGHT in render_chat(tokenizer, earlier)) if _THOUGHT in text and _SAID in text else \
-            (False, False)
+        if _THOUGHT in text and _SAID in text:
+            return True, _THOUGHT in render_chat(tokenizer, earlier)
     except Exception:  # a template that refuses the probe does not write reasoning
-        found = False, False
-    try:
-        _known[tokenizer] = (template, found)
-    except TypeError:
         pass
-    return found
+    return False, False
 
 
 def written(tokenizer, messages: list[dict]) -> list[dict]:

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import copy
 import json
-import weakref
 
 from core.data import reasoning
-from core.data.chat_spans import render_chat
+from core.data.chat_spans import per_template, render_chat
 from core.data.formats.tool_calls import uses_tools
 
 _MARKS = ("tfprobe_described", "tfprobe_asked", "tfprobe_answer")
@@ -36,31 +35,19 @@ _PROBE = [{"role": "user", "content": "Look it up."},
 _PLAIN_PROBES = [[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}],
                  [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
                   {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Again?"}]]
-_known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> (its template, native)
 
 TOOLS_INTRO = ("You may call the tools below. To call one, answer with <tool_call>{\"name\": ..., \"arguments\": "
                "{...}}</tool_call>; what it returns comes back between <tool_response> and </tool_response>.")
 
 
+@per_template
 def native(tokenizer) -> bool:
     """Whether the tokenizer's chat template writes tool definitions, calls and results itself."""
-    template = getattr(tokenizer, "chat_template", None)
-    try:
-        seen = _known.get(tokenizer)
-    except TypeError:  # not weakly referable: probe each time
-        seen = None
-    if seen is not None and seen[0] == template:
-        return seen[1]
     try:
         text = render_chat(tokenizer, _PROBE, tools=_PROBE_TOOLS)
-        found = all(mark in text for mark in _MARKS) and text.count("tfprobe_lookup") >= 2
+        return all(mark in text for mark in _MARKS) and text.count("tfprobe_lookup") >= 2
     except Exception:  # a template that refuses the probe (roles, fields) does not write tools
-        found = False
-    try:
-        _known[tokenizer] = (template, found)
-    except TypeError:
-        pass
-    return found
+        return False
 
 
 def written(tokenizer, messages: list[dict], tools: list[dict] | None) -> tuple[list[dict], list[dict] | None]:
