@@ -178,7 +178,9 @@ def build_parser() -> Parser:
     s.add_argument("--result", action="append", default=[], metavar="TEXT",
                    help="With --prompt: what the tool returns to the model's call (once a call: the next result "
                         "for the next call); the model answers again after each call's result.")
-    s.add_argument("--max-new-tokens", type=int, default=128, help="Longest reply in tokens.")
+    s.add_argument("--max-new-tokens", type=int,
+                   help="Longest reply in tokens: 128 by default, 512 for a run whose data's answers carried their "
+                        "reasoning (it thinks before it answers).")
     s.add_argument("--temperature", type=float, default=0.0,
                    help="0 (the default): the most likely answer, the same every time; above 0, sampled, more varied "
                         "the higher (0.7 is a usual choice).")
@@ -197,7 +199,9 @@ def build_parser() -> Parser:
                    help="Ask both models the first N questions (chat rows' last user turns) and show the answers "
                         "beside the expected ones (0: the loss only).")
     s.add_argument("--rows", type=int, default=256, help="Measure the loss on the first ROWS rows.")
-    s.add_argument("--max-new-tokens", type=int, default=64, help="Longest answer in tokens.")
+    s.add_argument("--max-new-tokens", type=int,
+                   help="Longest answer in tokens: 64 by default, 448 for a run whose data's answers carried their "
+                        "reasoning.")
     s.add_argument("--json", action="store_true", help="Print the report as one JSON object.")
     weights(s)
 

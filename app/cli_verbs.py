@@ -284,7 +284,7 @@ def cmd_plans(a) -> int:
 
 
 def cmd_chat(a) -> int:
-    if a.max_new_tokens <= 0:
+    if a.max_new_tokens is not None and a.max_new_tokens <= 0:
         raise KnownError("--max-new-tokens must be above 0.")
     if not 0 <= a.temperature <= 5:
         raise KnownError(f"--temperature {a.temperature:g}: give 0 (the most likely answer) up to 5.")
@@ -367,7 +367,8 @@ def converse(a, tools: list[dict] | None = None) -> int:
 
 
 def cmd_evaluate(a) -> int:
-    for flag, value, least in (("--ask", a.ask, 0), ("--rows", a.rows, 1), ("--max-new-tokens", a.max_new_tokens, 1)):
+    longest = 1 if a.max_new_tokens is None else a.max_new_tokens  # None: the default for the run
+    for flag, value, least in (("--ask", a.ask, 0), ("--rows", a.rows, 1), ("--max-new-tokens", longest, 1)):
         if value < least:
             raise KnownError(f"{flag} must be {least} or more.")
     if a.split:

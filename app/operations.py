@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app import answerers, paths, supervisor
-from core import atomic, evaluation, hardware, history, model_source, objectives, planner, results, settings
+from core import atomic, evaluation, hardware, history, inference, model_source, objectives, planner, results
+from core import settings
 from core.data import dataset as data_mod
 from core.data import readers, reasoning, scores, tokenize, tool_render
 from core.data.formats import preference, rated
@@ -276,6 +277,7 @@ def create_run(bundle: PlanBundle, project: str = "default", seed: int = 42, nam
             strategy_options=p.options, packing=p.packing, kernels=p.kernels, data_mapping=bundle.mapping or {},
             bad_rows=bundle.on_bad, stop_early=p.stop_early, keep_best=p.keep_best, eval_data=bundle.eval_data,
             good_above=run_line(bundle.data), tools=(bundle.data.get("tool_use") or {}).get("tools") or [],
+            thinks=bool(bundle.data.get("reasoning_rows")),
             objective=p.objective, beta=p.beta, train_on=p.train_on,
             plan=p.to_dict(), hardware=bundle.hardware.to_dict(),
         )
@@ -392,8 +394,6 @@ def chat_models(run: str | None = None, model: str | None = None, keep: bool = F
                 progress: Progress | None = None, weights: str = results.AUTO):
     """(model, tokenizer) for a run's result (its `weights`) or a plain model; with keep, held for the next question
     (app/answerers.py)."""
-    from core import inference
-
     load = answerers.get if keep else inference.load
     if run:
         r = run_weights(run, weights)
@@ -402,19 +402,21 @@ def chat_models(run: str | None = None, model: str | None = None, keep: bool = F
 
 
 def chat(prompt: str | None, run: str | None = None, model: str | None = None, system: str | None = None,
-         max_new_tokens: int = 128, keep: bool = False, progress: Progress | None = None,
+         max_new_tokens: int | None = None, keep: bool = False, progress: Progress | None = None,
          conversation: Conversation | None = None, temperature: float = 0.0, weights: str = results.AUTO,
          tools: list[dict] | None = None) -> str:
     """One answer from a run's result or a model (greedy, or sampled at `temperature`); within `conversation` when
     one is given (its system message and tools then count, not `system` and `tools`), which then holds this
     question and its answer (`prompt` None: the answer after the tool results given in it). `tools`: functions the
-    model may call (tool_calls.read_file); None offers a run's own (run_tools), [] none."""
+    model may call (tool_calls.read_file); None offers a run's own (run_tools), [] none. `max_new_tokens` None: the
+    default, with room to think for a run whose data carried reasoning (inference.room)."""
     m, tok = chat_models(run, model, keep, progress, weights)
     if progress is not None:
         progress.update(None, "Thinking…")
     if conversation is None:
         conversation = Conversation(system, tools=run_tools(run) if tools is None and run else tools or None)
-    return conversation.ask(m, tok, prompt, max_new_tokens, temperature)
+    thinks = bool(run) and bool((get_run(run).get("config") or {}).get("thinks"))
+    return conversation.ask(m, tok, prompt, max_new_tokens or inference.room(thinks), temperature)
 
 
 def run_tools(run: str) -> list[dict] | None:
@@ -422,7 +424,7 @@ def run_tools(run: str) -> list[dict] | None:
     return (get_run(run).get("config") or {}).get("tools") or None
 
 
-def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int = 64, loss_rows: int = 256,
+def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int | None = None, loss_rows: int = 256,
                  progress: Progress | None = None, mapping: dict | None = None,
                  on_bad: str = "skip", weights: str = results.AUTO,
                  good_above: float | None = None) -> evaluation.Report:
@@ -431,8 +433,6 @@ def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int = 64, l
     history with the run. Of rated answers, the ones rated good are the expected answers, and the ones rated bad
     are measured apart (the tuned model should find them less likely); scored answers are rated by the run's own
     line unless `good_above` is given. One model is loaded at a time."""
-    from core import inference
-
     progress = progress or Progress()
     answerers.release()  # two models follow, one after the other
     r = run_weights(run, weights)
@@ -450,7 +450,8 @@ def evaluate_run(run: str, data: str, asks: int = 5, max_new_tokens: int = 64, l
         pairs = evaluation.preferred(model, tok, examples, cfg["seq_len"], cfg.get("train_on", "assistant"))
         bad_loss = evaluation.loss(model, tok, bad, cfg["seq_len"], cfg.get("train_on", "assistant"))[0]
         progress.update(None, f"Asking the {which} model {len(asked)} questions")
-        found[which] = (value, tokens, evaluation.answers(model, tok, asked, max_new_tokens), pairs, bad_loss,
+        found[which] = (value, tokens, evaluation.answers(model, tok, asked, max_new_tokens or inference.room(
+            cfg.get("thinks", False), evaluation.ANSWER_TOKENS)), pairs, bad_loss,
                         evaluation.calls(model, tok, examples))
         del model
     report = evaluation.Report(str(data), len(examples), found["tuned"][1], found["base"][0], found["tuned"][0],

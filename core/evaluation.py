@@ -174,6 +174,9 @@ def questions(examples: list[Example], limit: int) -> list[Question]:
     return found
 
 
+ANSWER_TOKENS = 64  # the longest answer asked by default (more for a model that thinks first: inference.room)
+
+
 def answers(model, tokenizer, asked: list[Question], max_new_tokens: int) -> list[str]:
     return [inference.reply(model, tokenizer, q.prompt, q.system, max_new_tokens, history=q.history, tools=q.tools)
             for q in asked]

@@ -24,6 +24,10 @@ _loading = threading.Lock()
 # of the probability: Ollama's defaults, so a sampled answer here is drawn as one from the exported GGUF would be.
 TOP_K, TOP_P = 40, 0.9
 ROOM = 2 << 30  # beside the weights on the GPU: the CUDA context, the KV cache and the activations of a reply
+REPLY_TOKENS = 128  # the longest reply by default (chat, Try it, a paused run)
+# A model tuned on reasoning thinks before it answers (a line for the demo, pages for distilled reasoning): by
+# default it gets this much more room, so that its answer is not cut off in its thinking.
+THINKING_TOKENS = 384
 
 
 def load(model_path: str | Path, strategy: str | None = None, result: str | Path | None = None, progress=None):
@@ -41,6 +45,11 @@ def load(model_path: str | Path, strategy: str | None = None, result: str | Path
         if device == "cuda" and not fits(weights_folder(model_path, strategy, result), torch.cuda.mem_get_info()[0]):
             return streamed_model(model_path, strategy, result, dtype, device).eval(), tokenizer
         return trained_model(model_path, strategy, result, dtype).to(device).eval(), tokenizer
+
+
+def room(thinks: bool, reply: int = REPLY_TOKENS) -> int:
+    """The longest answer by default: `reply` tokens, and THINKING_TOKENS more for a model that thinks first."""
+    return reply + (THINKING_TOKENS if thinks else 0)
 
 
 def weights_folder(model_path, strategy: str | None, result) -> Path:

@@ -97,6 +97,9 @@ class RunConfig:
     continues: dict = option({}, help="The run this one goes on from, for the history: {'run', 'weights', 'step'}.")
     tools: list = option([], help="Functions the data's conversations may call (its first row's 'tools', in the "
                                   "templates' form): offered when the tuned model is tried (chat, Try it).")
+    thinks: bool = option(False, help="Whether the data's answers carry their reasoning (core/data/reasoning.py): "
+                                      "the tuned model thinks before it answers, so trying it leaves room for that "
+                                      "(inference.room).")
     plan: dict = option({}, help="The plan this run was made from (reasons, estimates), kept for the history.")
     hardware: dict = option({}, help="The hardware profile the plan was made for.")
 

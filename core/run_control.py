@@ -22,7 +22,6 @@ from core import atomic
 from core.data.formats import tool_calls
 
 STOP, PAUSE, ASKS = "STOP", "PAUSE", "asks"
-MAX_NEW_TOKENS = 128
 
 
 class Control:
@@ -79,14 +78,14 @@ def request_pause(run_dir: str | Path, paused: bool = True) -> None:
         path.unlink(missing_ok=True)
 
 
-def ask(run_dir: str | Path, prompt: str | None, max_new_tokens: int = MAX_NEW_TOKENS,
+def ask(run_dir: str | Path, prompt: str | None, max_new_tokens: int | None = None,
         history: list[dict] | None = None) -> str:
     """Queue a prompt for the paused trainer, after the conversation's turns so far (`history`: user, assistant and
-    tool messages; `prompt` None: the answer after the tool results `history` ends with); returns the id its
-    "answer" event will carry."""
+    tool messages; `prompt` None: the answer after the tool results `history` ends with; `max_new_tokens` None: as
+    long as the trainer's default for the run, inference.room); returns the id its "answer" event will carry."""
     ask_id = f"{time.time_ns()}-{uuid.uuid4().hex[:6]}"  # sorts by time: answered in the order asked
     atomic.write_json(Path(run_dir, ASKS, f"{ask_id}.json"),
-                      {"id": ask_id, "prompt": prompt, "max_new_tokens": int(max_new_tokens),
+                      {"id": ask_id, "prompt": prompt, "max_new_tokens": max_new_tokens and int(max_new_tokens),
                        "history": list(history or [])})
     return ask_id
 

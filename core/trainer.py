@@ -55,7 +55,7 @@ os.dup2(2, 1)
 sys.stdout = sys.stderr
 
 from core import checkpoint, cpu_share, history, memory_watch, objectives, plan_length, replanner, results  # noqa: E402
-from core import run_config  # noqa: E402
+from core import inference, run_config  # noqa: E402
 from core import run_control, runtime_env, settings, strategies, training, validation_watch  # noqa: E402
 from core.data import dataset as data_mod  # noqa: E402
 from core.data import packing, reasoning, scores, split, token_cache, tokenize, tool_render  # noqa: E402
@@ -344,7 +344,7 @@ def hold(cfg, db, emit, session, tok, control: run_control.Control) -> float:
                 talk = Conversation(turns=run_control.history_of(ask), tools=cfg.tools or None)
                 seen = len(talk.turns)
                 answer = talk.ask(session.model, tok, ask["prompt"],
-                                  int(ask.get("max_new_tokens") or run_control.MAX_NEW_TOKENS))
+                                  int(ask.get("max_new_tokens") or inference.room(cfg.thinks)))
                 emit("answer", id=ask.get("id"), prompt=ask["prompt"], text=answer, seen_turns=seen,
                      tools=[t["function"]["name"] for t in cfg.tools])
             except Exception as e:  # noqa: BLE001  a prompt that fails must not end the run

@@ -32,3 +32,18 @@ def test_a_bad_reasoning_is_a_located_bad_row(cli_here, tmp_path):
     out = cli_here("data", "inspect", data, check=0).stdout
     assert "1 usable row, format messages, 1 problem" in out
     assert "  r.jsonl:1: message 2 (assistant) has reasoning that is not text" in out.splitlines()
+
+
+def test_a_run_on_reasoning_data_is_given_room_to_think(home, tiny_model_dir):
+    """Its data's answers carried reasoning, so the tuned model thinks before it answers: trying it (chat, Try it,
+    a paused run) and evaluate's answers allow that many more tokens by default."""
+    from app import operations as ops
+    from core import inference
+    from core.planner import Wishes
+    from tests.conftest import DEMO
+
+    thinking = ops.create_run(ops.make_plan(str(tiny_model_dir), str(REASONING_DEMO), Wishes(max_steps=1)))
+    plain = ops.create_run(ops.make_plan(str(tiny_model_dir), str(DEMO), Wishes(max_steps=1)))
+    assert thinking.thinks and not plain.thinks
+    assert ops.get_run(thinking.run_id)["config"]["thinks"] is True  # kept with the run, read when it is tried
+    assert (inference.room(False), inference.room(True)) == (128, 128 + inference.THINKING_TOKENS)

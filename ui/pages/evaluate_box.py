@@ -21,7 +21,6 @@ from ui.pages.base import BusyLine
 from ui.tasks import TaskGroup
 
 ASK = 3  # questions whose answers are shown
-MAX_NEW_TOKENS = 64
 
 
 def answers_text(report: dict) -> str:
@@ -85,7 +84,7 @@ class EvaluateBox(QGroupBox):
         self._show(None)
         self.measure_button.setEnabled(False)
         self.status.start("Measuring…")
-        self.tasks.run("evaluate", ops.evaluate_run, self.run_id, path, ASK, MAX_NEW_TOKENS, weights=self.weights(),
+        self.tasks.run("evaluate", ops.evaluate_run, self.run_id, path, ASK, None, weights=self.weights(),
                        on_done=self._done, on_progress=self.status.report)
 
     def cancel(self) -> None:
