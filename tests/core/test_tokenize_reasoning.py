@@ -38,11 +38,20 @@ def trained(tok, row: tokenize.Encoded) -> str:
     return tok.decode([t for t in row.labels if t != tokenize.IGNORE])
 
 
-@pytest.mark.parametrize("field", ["reasoning_content", "reasoning", "thinking"])
+THINKING_PARTS = {  # an answer's content as parts, its thinking one of them
+    "anthropic": [{"type": "thinking", "thinking": "Hm.", "signature": "x"}, {"type": "text", "text": "Hello"}],
+    "mistral": [{"type": "thinking", "thinking": [{"type": "text", "text": "Hm."}]}, {"type": "text", "text": "Hello"}],
+}
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning", "thinking", "anthropic", "mistral"])
 def test_reasoning_is_read_from_the_field_that_holds_it(field):
-    row = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello", field: "Hm."}]}
+    said = {"content": THINKING_PARTS[field]} if field in THINKING_PARTS else {"content": "Hello", field: "Hm."}
+    row = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", **said}]}
     assert messages.convert(row)["messages"][1] == {"role": "assistant", "content": "Hello",
                                                     "reasoning_content": "Hm."}
+    if field in THINKING_PARTS:
+        return
     pair = preference.convert({"prompt": [{"role": "user", "content": "Hi"}],
                                "chosen": [{"role": "assistant", "content": "Hello", field: "Be kind."}],
                                "rejected": [{"role": "assistant", "content": "Go away"}]})

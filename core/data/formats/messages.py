@@ -33,11 +33,29 @@ def turn_of(m) -> tuple:
     role = m.get("role")
     if role in TOOL_ROLES:
         return TOOL, m.get("content"), {k: m[k] for k in ("name", "tool_call_id") if isinstance(m.get(k), str)}
-    extra = {}
+    extra, content = {}, m.get("content")
     if role == "assistant":
-        thought = next((m[k] for k in reasoning.READ_FROM if m.get(k) not in (None, "")), None)
+        content, thought = _thinking_parts(content)
+        thought = next((m[k] for k in reasoning.READ_FROM if m.get(k) not in (None, "")), thought)
         if thought is not None:
             extra[reasoning.FIELD] = thought
         if called := m.get("tool_calls") or m.get("function_call"):
             extra["tool_calls"] = called
-    return role, m.get("content"), extra
+    return role, content, extra
+
+
+def _thinking_parts(content) -> tuple:
+    """(the content without its thinking parts, their text or None): Anthropic's {"type": "thinking", "thinking":
+    "..."} parts, and Mistral's, whose "thinking" is a list of text parts."""
+    if not isinstance(content, list):
+        return content, None
+    thoughts, rest = [], []
+    for part in content:
+        if isinstance(part, dict) and part.get("type") == "thinking":
+            said = part.get("thinking")
+            if isinstance(said, list):
+                said = "".join(p.get("text") or "" for p in said if isinstance(p, dict))
+            thoughts.append(said if isinstance(said, str) else "")
+        else:
+            rest.append(part)
+    return (rest, "\n".join(thoughts)) if thoughts else (content, None)
