@@ -2,7 +2,9 @@
 
 The reference method (`trained_spans`) renders the conversation up to each assistant turn: a span
 starts where the template's generation prompt ends and stops where the rendered turn ends, its
-end-of-turn text included. That costs two or three template renders per assistant turn.
+end-of-turn text included. That costs two or three template renders per assistant turn. A turn the template
+writes otherwise as the last one (Qwen 3's puts an empty thinking block into the last answer only) ends where its
+end-of-turn text follows its words in the whole: what is trained is always the text the whole conversation holds.
 
 `ChatRenderer` gets the same spans from one render per row. Rows of one *shape* (the same roles and
 other fields, with their types, in order) render the same template text around their contents, so it
@@ -88,18 +90,35 @@ def render_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = F
 
 def trained_spans(tokenizer, messages: list[dict], full: str,
                   tools: list[dict] | None = None) -> list[tuple[int, int]]:
-    """The reference method: character spans of the assistant turns in `full`, by rendering prefixes."""
+    """The reference method: character spans of the assistant turns in `full`, by rendering prefixes. A turn the
+    template writes differently when it is the last one (Qwen 3's writes an empty thinking block into the last
+    answer only) ends where its end-of-turn text follows its words in `full` (_ended)."""
     spans = []
     for i, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
         start = len(render_chat(tokenizer, messages[:i], add_generation_prompt=True, tools=tools))
         upto = render_chat(tokenizer, messages[: i + 1], tools=tools)
-        if not full.startswith(upto):
-            raise DatasetError("The model's chat template is not prefix-stable, so assistant turns cannot be "
-                               "located; train on all tokens instead (train_on='all').")
-        spans.append((start, len(upto)))
+        spans.append((start, len(upto) if full.startswith(upto) else _ended(tokenizer, messages, i, full, start,
+                                                                            upto, tools)))
     return spans
+
+
+def _ended(tokenizer, messages: list[dict], i: int, full: str, start: int, upto: str, tools) -> int:
+    """Where answer `i` ends in `full` when its render as the last turn (`upto`) is not a prefix of it: after its
+    words, the text that follows them in `upto` (the end-of-turn text), provided the conversation up to the next
+    message renders as a prefix of `full` that holds all of that. Raises where it cannot be located so."""
+    said = messages[i]["content"].strip() if isinstance(messages[i]["content"], str) else ""
+    found = full.find(said, start) if said and i + 1 < len(messages) else -1
+    if found >= 0 and upto.rfind(said) >= 0:
+        closing = upto[upto.rfind(said) + len(said):]
+        end = found + len(said) + len(closing)
+        following = render_chat(tokenizer, messages[: i + 2], tools=tools)
+        if closing and full.startswith(closing, found + len(said)) and full.startswith(following) \
+                and end <= len(following):
+            return end
+    raise DatasetError("The model's chat template is not prefix-stable, so assistant turns cannot be located; "
+                       "train on all tokens instead (train_on='all').")
 
 
 def render_many(tokenizer, rows: list[list[dict]]) -> list[str]:
@@ -125,11 +144,12 @@ class _Skeleton:
         self.pieces.append(text[at:])
         self._format = "".join(p.replace("{", "{{").replace("}", "}}") if isinstance(p, str) else f"{{{p}}}"
                                for p in self.pieces)
-        self.spans = [(_measure(render_chat(tokenizer, placeholder[:i], add_generation_prompt=True)),
-                       _measure(render_chat(tokenizer, placeholder[: i + 1])))
-                      for i, m in enumerate(placeholder) if m["role"] == "assistant"]
-        # Raises the reference method's error when the skeleton itself is not prefix-stable.
-        trained_spans(tokenizer, placeholder, text)
+        # The reference method's ends, on the skeleton (it raises its error when they cannot be located); each
+        # falls between turns, so the text before it holds whole placeholders.
+        ends = [end for _, end in trained_spans(tokenizer, placeholder, text)]
+        starts = [_measure(render_chat(tokenizer, placeholder[:i], add_generation_prompt=True))
+                  for i, m in enumerate(placeholder) if m["role"] == "assistant"]
+        self.spans = [(start, _measure(text[:end])) for start, end in zip(starts, ends)]
         self.renders_empty: bool | None = None  # checked on first use by ChatRenderer.filled
 
     def fill(self, contents: list[str]) -> str:

@@ -31,7 +31,20 @@ LAST_ONLY = (
     "{% if m.role == 'assistant' and loop.index0 > ns.last and m.reasoning_content %}"
     "<think>{{ m.reasoning_content }}</think>{% endif %}{{ m.content }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-TEMPLATES = {"default": None, "every answer": EVERY, "the last answers": LAST_ONLY}
+# As Qwen 3's: the thinking of the answers after the last question, and an empty thinking block in the last answer
+# when it has none, so that an answer renders differently as the last turn than within the whole conversation.
+QWEN3 = (
+    "{% set ns = namespace(last=-1) %}{% for m in messages %}{% if m.role == 'user' %}{% set ns.last = loop.index0 %}"
+    "{% endif %}{% endfor %}{% for m in messages %}{% if m.role == 'assistant' %}"
+    "{% set r = m.reasoning_content if m.reasoning_content is string else '' %}"
+    "{% if loop.index0 > ns.last and (loop.last or r) %}<|im_start|>assistant\n<think>\n{{ r }}\n</think>\n\n"
+    "{{ m.content }}<|im_end|>\n{% else %}<|im_start|>assistant\n{{ m.content }}<|im_end|>\n{% endif %}"
+    "{% else %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+TEMPLATES = {"default": None, "every answer": EVERY, "the last answers": LAST_ONLY, "Qwen 3's": QWEN3}
+MULTI_TURN = Example(messages=[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+                               {"role": "user", "content": "Capital of Peru?"},
+                               {"role": "assistant", "content": "Lima."}], source="r.jsonl:4")
 
 
 def trained(tok, row: tokenize.Encoded) -> str:
@@ -70,6 +83,7 @@ def test_each_kind_of_template_is_found(tok, tok_with):
     assert reasoning.native(tok) == (False, False)  # SmolLM2's prints role and content
     assert reasoning.native(tok_with(EVERY)) == (True, True)  # it reads `thinking`: transformers passes that too
     assert reasoning.native(tok_with(LAST_ONLY)) == (True, False)
+    assert reasoning.native(tok_with(QWEN3)) == (True, False)
 
 
 def test_the_reasoning_trains_with_its_answer(tok, tok_with):
@@ -90,9 +104,19 @@ def test_the_reasoning_trains_with_its_answer(tok, tok_with):
 def test_batched_equals_per_row(tok, tok_with, template, train_on, monkeypatch):
     other = tok if TEMPLATES[template] is None else tok_with(TEMPLATES[template])
     monkeypatch.setattr(tokenize, "CHUNK", 2)
-    rows = ROWS * 2
+    rows = [*ROWS, MULTI_TURN] * 2
     assert tokenize.encode_many(rows, other, 4096, train_on) == [tokenize.encode(e, other, 4096, train_on)
                                                                  for e in rows]
+
+
+def test_an_answer_written_otherwise_as_the_last_turn_is_trained_as_the_whole_writes_it(tok_with):
+    """Qwen 3's template writes an empty thinking block into the last answer only: an earlier answer is not a
+    prefix of the whole as it renders alone, and is trained as the whole conversation writes it."""
+    qwen3 = tok_with(QWEN3)
+    assert trained(qwen3, tokenize.encode(MULTI_TURN, qwen3, 4096)) == ("Hello!<|im_end|>\n<think>\n\n</think>\n\n"
+                                                                        "Lima.<|im_end|>\n")
+    assert trained(qwen3, tokenize.encode(ROWS[1], qwen3, 4096)) == ("Hello!<|im_end|>\n<think>\nPeru's capital is "
+                                                                     "Lima.\n</think>\n\nLima.<|im_end|>\n")
 
 
 def test_the_note_says_how_the_reasoning_is_written(tok, tok_with):
