@@ -3,8 +3,9 @@
 The reference method (`trained_spans`) renders the conversation up to each assistant turn: a span
 starts where the template's generation prompt ends and stops where the rendered turn ends, its
 end-of-turn text included. That costs two or three template renders per assistant turn. A turn the template
-writes otherwise as the last one (Qwen 3's puts an empty thinking block into the last answer only) ends where its
-end-of-turn text follows its words in the whole: what is trained is always the text the whole conversation holds.
+writes otherwise as the last one (Qwen 3's puts an empty thinking block into the last answer only) is the longest
+tail of that render which the whole holds where the turn starts: what is trained is always the text the whole
+conversation holds.
 
 `ChatRenderer` gets the same spans from one render per row. Rows of one *shape* (the same roles and
 other fields, with their types, in order) render the same template text around their contents, so it
@@ -92,7 +93,7 @@ def trained_spans(tokenizer, messages: list[dict], full: str,
                   tools: list[dict] | None = None) -> list[tuple[int, int]]:
     """The reference method: character spans of the assistant turns in `full`, by rendering prefixes. A turn the
     template writes differently when it is the last one (Qwen 3's writes an empty thinking block into the last
-    answer only) ends where its end-of-turn text follows its words in `full` (_ended)."""
+    answer only) is located in `full` by _ended."""
     spans = []
     for i, m in enumerate(messages):
         if m["role"] != "assistant":
@@ -105,18 +106,22 @@ def trained_spans(tokenizer, messages: list[dict], full: str,
 
 
 def _ended(tokenizer, messages: list[dict], i: int, full: str, start: int, upto: str, tools) -> int:
-    """Where answer `i` ends in `full` when its render as the last turn (`upto`) is not a prefix of it: after its
-    words, the text that follows them in `upto` (the end-of-turn text), provided the conversation up to the next
-    message renders as a prefix of `full` that holds all of that. Raises where it cannot be located so."""
+    """Where answer `i` ends in `full` when its render as the last turn (`upto`) is not a prefix of it: after the
+    longest tail of that render (from `start`) that `full` holds from `start` on, a tail holding the answer's words
+    (Qwen 3's: the turn without the empty thinking block it writes into the last answer), provided the conversation
+    up to the next message renders as `full` does up to that end, and on past it. Raises where it cannot be located
+    so."""
+    turn = upto[start:]
     said = messages[i]["content"].strip() if isinstance(messages[i]["content"], str) else ""
-    found = full.find(said, start) if said and i + 1 < len(messages) else -1
-    if found >= 0 and upto.rfind(said) >= 0:
-        closing = upto[upto.rfind(said) + len(said):]
-        end = found + len(said) + len(closing)
+    latest = turn.rfind(said) if said else len(turn) - 1  # a tail must start at or before this
+    if i + 1 < len(messages) and latest >= 0:
         following = render_chat(tokenizer, messages[: i + 2], tools=tools)
-        if closing and full.startswith(closing, found + len(said)) and full.startswith(following) \
-                and end <= len(following):
-            return end
+        for cut in range(latest + 1):  # the longest tail first
+            if full.startswith(turn[cut:], start):
+                end = start + len(turn) - cut
+                if len(following) > end and following[:end] == full[:end]:
+                    return end
+                break
     raise DatasetError("The model's chat template is not prefix-stable, so assistant turns cannot be located; "
                        "train on all tokens instead (train_on='all').")
 

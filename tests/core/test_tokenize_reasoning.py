@@ -33,18 +33,29 @@ LAST_ONLY = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 # As Qwen 3's: the thinking of the answers after the last question, and an empty thinking block in the last answer
 # when it has none, so that an answer renders differently as the last turn than within the whole conversation.
+# It writes tools too (a call's turn may have no words), and results as user turns.
 QWEN3 = (
+    "{% if tools %}<|im_start|>system\n{% for t in tools %}{{ t.function | tojson }}{% endfor %}<|im_end|>\n{% endif %}"
     "{% set ns = namespace(last=-1) %}{% for m in messages %}{% if m.role == 'user' %}{% set ns.last = loop.index0 %}"
     "{% endif %}{% endfor %}{% for m in messages %}{% if m.role == 'assistant' %}"
     "{% set r = m.reasoning_content if m.reasoning_content is string else '' %}"
     "{% if loop.index0 > ns.last and (loop.last or r) %}<|im_start|>assistant\n<think>\n{{ r }}\n</think>\n\n"
-    "{{ m.content }}<|im_end|>\n{% else %}<|im_start|>assistant\n{{ m.content }}<|im_end|>\n{% endif %}"
+    "{% else %}<|im_start|>assistant\n{% endif %}{{ m.content }}{% for c in m.tool_calls or [] %}"
+    "<call>{{ c.function.name }} {{ c.function.arguments | tojson }}</call>{% endfor %}<|im_end|>\n"
+    "{% elif m.role == 'tool' %}<|im_start|>user\n<result>{{ m.content }}</result><|im_end|>\n"
     "{% else %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 TEMPLATES = {"default": None, "every answer": EVERY, "the last answers": LAST_ONLY, "Qwen 3's": QWEN3}
 MULTI_TURN = Example(messages=[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
                                {"role": "user", "content": "Capital of Peru?"},
                                {"role": "assistant", "content": "Lima."}], source="r.jsonl:4")
+ADD = {"type": "function", "function": {"name": "add", "description": "Add two numbers.",
+                                        "parameters": {"type": "object"}}}
+CALLING = Example(messages=[
+    {"role": "user", "content": "What is 2 plus 3?"},
+    {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "add", "arguments": {"a": 2, "b": 3}}}]},
+    {"role": "tool", "content": "5"}, {"role": "assistant", "content": "5."}], tools=[ADD], source="r.jsonl:5")
 
 
 def trained(tok, row: tokenize.Encoded) -> str:
@@ -104,7 +115,7 @@ def test_the_reasoning_trains_with_its_answer(tok, tok_with):
 def test_batched_equals_per_row(tok, tok_with, template, train_on, monkeypatch):
     other = tok if TEMPLATES[template] is None else tok_with(TEMPLATES[template])
     monkeypatch.setattr(tokenize, "CHUNK", 2)
-    rows = [*ROWS, MULTI_TURN] * 2
+    rows = [*ROWS, MULTI_TURN, CALLING] * 2
     assert tokenize.encode_many(rows, other, 4096, train_on) == [tokenize.encode(e, other, 4096, train_on)
                                                                  for e in rows]
 
@@ -117,6 +128,9 @@ def test_an_answer_written_otherwise_as_the_last_turn_is_trained_as_the_whole_wr
                                                                         "Lima.<|im_end|>\n")
     assert trained(qwen3, tokenize.encode(ROWS[1], qwen3, 4096)) == ("Hello!<|im_end|>\n<think>\nPeru's capital is "
                                                                      "Lima.\n</think>\n\nLima.<|im_end|>\n")
+    # A call's turn has no words: the tail that the whole holds is the call and its end-of-turn.
+    assert trained(qwen3, tokenize.encode(CALLING, qwen3, 4096)) == ('<call>add {"a": 2, "b": 3}</call><|im_end|>\n'
+                                                                     "<think>\n\n</think>\n\n5.<|im_end|>\n")
 
 
 def test_the_note_says_how_the_reasoning_is_written(tok, tok_with):
