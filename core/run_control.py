@@ -51,9 +51,8 @@ class Control:
             except (OSError, ValueError):
                 continue  # written atomically, so only a foreign file can be unreadable: leave it
             path.unlink(missing_ok=True)
-            if isinstance(ask, dict) and (isinstance(ask.get("prompt"), str) or ask.get("prompt") is None
-                                          and _after_results(ask)):
-                asks.append(ask)
+            if isinstance(ask, dict) and (isinstance(ask.get("prompt"), str) or ask.get("prompt") is None):
+                asks.append(ask)  # (one with no prompt and no results to go on from is answered with that error)
         return asks
 
 
@@ -88,12 +87,6 @@ def ask(run_dir: str | Path, prompt: str | None, max_new_tokens: int | None = No
                       {"id": ask_id, "prompt": prompt, "max_new_tokens": max_new_tokens and int(max_new_tokens),
                        "history": list(history or [])})
     return ask_id
-
-
-def _after_results(ask: dict) -> bool:
-    """Whether an ask with no prompt goes on from tool results (its conversation ends with one)."""
-    turns = history_of(ask)
-    return bool(turns) and turns[-1]["role"] == "tool"
 
 
 def history_of(ask: dict) -> list[dict]:

@@ -179,6 +179,9 @@ def test_pause_try_continue_and_stop_from_a_window_opened_later(home, tiny_model
         after = follower.ask(None, CALLED)  # goes on from the result given to the model's call
         third = wait_for(follower.events, lambda e: e["event"] == "answer" and e["id"] == after)
         assert "error" not in third and third["prompt"] is None and third["seen_turns"] == 3
+        nothing = follower.ask(None, CALLED[:2])  # no result to go on from: an answer that says so, not silence
+        fourth = wait_for(follower.events, lambda e: e["event"] == "answer" and e["id"] == nothing)
+        assert fourth["error"] == "ValueError: there is no tool result to go on from; ask a question"
         steps = [e["step"] for e in job.events if e["event"] == "step"]
         assert steps[-1] == paused["step"]  # no step trains while paused
 

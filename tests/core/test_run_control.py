@@ -28,13 +28,10 @@ def test_a_conversation_that_is_not_user_and_assistant_messages_is_none(history)
 
 
 def test_an_ask_after_tool_results_has_no_prompt_and_keeps_the_calls(tmp_path):
-    """A conversation whose model called a tool goes on from the result given to it (prompt None); without a
-    result to go on from, a prompt-less ask is not taken."""
+    """A conversation whose model called a tool goes on from the result given to it (prompt None)."""
     after = run_control.ask(tmp_path, None, history=CALLED)
-    run_control.ask(tmp_path, None, history=CALLED[:2])  # the call has no result: nothing to go on from
-    run_control.ask(tmp_path, None)
     taken = run_control.Control(tmp_path).take_asks()
-    assert [a["id"] for a in taken] == [after]
+    assert [a["id"] for a in taken] == [after] and taken[0]["prompt"] is None
     assert run_control.history_of(taken[0]) == CALLED  # the calls' ids and the results' names kept
     bad = [CALLED[0], {**CALLED[1], "tool_calls": [{"function": {"arguments": "{}"}}]}]  # a call with no name
     assert run_control.history_of({"prompt": "q", "history": bad}) == []
