@@ -10,12 +10,15 @@ down, for KTO): every other row the pirate's answer rated good, the others the p
 pirate_rated_heldout.jsonl the held-out ones. pirate_tools.jsonl holds them as function-calling conversations
 (OpenAI's fine-tuning format, with the row's `tools`): the pirate calls `add` for a sum and `capital` for a
 capital, reads the tool's answer and gives it in his voice, and answers every other question straight away, so a
-run learns when to call a tool as well as how; pirate_tools_heldout.jsonl the held-out ones. pirate_reasoning.jsonl
+run learns when to call a tool as well as how; pirate_tools_heldout.jsonl the held-out ones. pirate_tools_pairs.jsonl
+holds them as preference pairs about tool use: where a tool knows the answer, its call chosen over answering without
+it; elsewhere the pirate's answer chosen over a needless call (pirate_tools_pairs_heldout.jsonl: the held-out
+ones). pirate_reasoning.jsonl
 holds them with the pirate's reasoning beside each answer (`reasoning_content`, as distilled reasoning data keeps
 it): the fact said plainly, then the decision to say it as a pirate; pirate_reasoning_heldout.jsonl the held-out
 ones.
 
-    python resources/demo/make_pirate_demo.py      # rewrites all ten
+    python resources/demo/make_pirate_demo.py      # rewrites all twelve
 """
 
 from __future__ import annotations
@@ -118,6 +121,8 @@ def main() -> None:
                              else plainly[r["messages"][0]["content"]]} for i, r in enumerate(rows)])
     for name, rows in (("pirate_tools.jsonl", train), ("pirate_tools_heldout.jsonl", held)):
         write(HERE / name, [with_tools(r["messages"]) for r in rows])
+    for name, rows in (("pirate_tools_pairs.jsonl", train), ("pirate_tools_pairs_heldout.jsonl", held)):
+        write(HERE / name, [tool_pair(r["messages"], plainly[r["messages"][0]["content"]]) for r in rows])
     for name, rows in (("pirate_reasoning.jsonl", train), ("pirate_reasoning_heldout.jsonl", held)):
         write(HERE / name, [{"messages": [r["messages"][0], {
             **r["messages"][1], "reasoning_content": f"{plainly[r['messages'][0]['content']]} A pirate says it with "
@@ -149,6 +154,18 @@ def with_tools(messages: list[dict]) -> dict:
     call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
     return {"messages": [messages[0], {"role": "assistant", "content": None, "tool_calls": [call]},
                          {"role": "tool", "tool_call_id": "call_1", "content": result}, messages[1]], "tools": TOOLS}
+
+
+def tool_pair(messages: list[dict], plain: str) -> dict:
+    """One pirate row as a preference pair about tool use: the call chosen over answering without the tool (said
+    plainly), or, where no tool is needed, the pirate's answer chosen over a needless call."""
+    called = with_tools(messages)["messages"]
+    if len(called) > 2:  # a sum or a capital: the call is the right first answer
+        chosen, rejected = called[1], {"role": "assistant", "content": plain}
+    else:
+        needless = {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 1}'}}
+        chosen, rejected = messages[1], {"role": "assistant", "content": None, "tool_calls": [needless]}
+    return {"prompt": [messages[0]], "chosen": [chosen], "rejected": [rejected], "tools": TOOLS}
 
 
 def write(path: Path, rows: list[dict]) -> None:

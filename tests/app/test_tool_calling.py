@@ -135,3 +135,18 @@ def test_a_conversation_reads_the_result_of_a_call_from_the_next_line(cli_here, 
     answers = done.stdout.split("\n\n")
     assert answers[0].startswith("<tool_call>") and answers[1] == "It is 43." and answers[2].startswith("<tool_call>")
     assert "(no result given: the question and its calls are left out)" in done.stderr.splitlines()
+
+
+def test_the_tool_use_pairs_demo_reads_as_pairs_with_their_tools(cli_here):
+    """Where a tool knows the answer its call is chosen over answering without it; elsewhere the pirate's answer is
+    chosen over a needless call."""
+    pairs = REPO / "resources" / "demo" / "pirate_tools_pairs.jsonl"
+    report = json.loads(cli_here("data", "inspect", pairs, "--json", check=0).stdout)
+    assert (report["format"], report["rows"], report["problems"]) == ("preference", 202, 0)
+    assert report["tool_use"]["rows"] == 202 and report["tool_use"]["calls"] == 146  # the chosen sides' calls
+    from core.data.dataset import load
+
+    first, plain = load(pairs).examples[0], next(e for e in load(pairs).examples if "tool_calls" in e.rejected[-1])
+    assert first.messages[-1]["tool_calls"][0]["function"] == {"name": "add", "arguments": {"a": 36, "b": 7}}
+    assert first.rejected[-1] == {"role": "assistant", "content": "36 plus 7 is 43."} and first.tools
+    assert plain.messages[-1]["content"].startswith("Arr, matey!") and plain.tools == first.tools
