@@ -14,7 +14,7 @@ from app import answerers, paths, supervisor
 from core import atomic, evaluation, hardware, history, inference, model_source, objectives, planner, results
 from core import settings
 from core.data import dataset as data_mod
-from core.data import readers, reasoning, scores, tokenize, tool_render
+from core.data import readers, scores, tokenize
 from core.data.formats import preference, rated
 from core.data import source as data_source
 from core.conversation import Conversation
@@ -106,10 +106,7 @@ def inspect_data(path: str, model: str | None = None, seq_len: int | None = None
         report["preview_rows"] = [dict(row, text=token_report.marked_text(row["segments"])) for row in rows]
         first = ds.examples[0]
         report["preview"] = (tokenize.chat_text(tok, first) if first.messages else first.text)[:2000]
-        if ds.tool_use:  # how this model's text holds the calls: its template's own way, or ours
-            report["warnings"].append(tool_render.note(tok, ds.tool_use))
-        if ds.reasoning_rows:  # and the answers' reasoning
-            report["warnings"].append(reasoning.note(tok, ds.reasoning_rows))
+        report["warnings"] += ds.template_notes(tok)  # how this model's text holds the calls and the reasoning
     return report
 
 

@@ -58,7 +58,7 @@ from core import checkpoint, cpu_share, history, memory_watch, objectives, plan_
 from core import inference, run_config  # noqa: E402
 from core import run_control, runtime_env, settings, strategies, training, validation_watch  # noqa: E402
 from core.data import dataset as data_mod  # noqa: E402
-from core.data import packing, reasoning, scores, split, token_cache, tokenize, tool_render  # noqa: E402
+from core.data import packing, scores, split, token_cache, tokenize  # noqa: E402
 from core.errors import KnownError  # noqa: E402
 from core.objectives import pairs as pair_data  # noqa: E402
 from core.run_config import RunConfig  # noqa: E402
@@ -157,10 +157,8 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
     emit("status", text=f"Loading the model ({precision} on {device.type}, {cfg.strategy})")
     tok = AutoTokenizer.from_pretrained(cfg.model_path)
     pad_id = tokenize.pad_id_of(tok)
-    if data.tool_use:
-        emit("status", text=tool_render.note(tok, data.tool_use))  # how the calls are written for this model
-    if data.reasoning_rows:
-        emit("status", text=reasoning.note(tok, data.reasoning_rows))  # and the answers' reasoning
+    for said in data.template_notes(tok):  # how the calls and the reasoning are written for this model
+        emit("status", text=said)
     # Tokenized rows are cached by content (data, tokenizer, template, length): a resume or a re-run skips this.
     cache = Path(cfg.db_path).parent / "cache" / "tokens"
     tokenizing = _every(2.0, lambda n: emit("status", text=f"Tokenizing: {n:,} of {len(train_rows):,} rows",

@@ -35,7 +35,7 @@ from core.data import source as data_source
 from core.data import split as split_mod
 from core.data.example import Example
 from core.data.formats import mapping as column_mapping
-from core.data import reasoning
+from core.data import reasoning, tool_render
 from core.data.formats import tool_calls
 from core.data.readers.reading import Problem, Reading
 from core.data.rows import Rows
@@ -80,6 +80,11 @@ class Dataset:
         last = max(wanted, default=-1)
         names = {i: e.source for i, e in enumerate(self.examples[:last + 1]) if i in wanted}
         return [f"{names[i]} repeats {names[first]}" for i, first in self.duplicate_pairs]
+
+    def template_notes(self, tokenizer) -> list[str]:
+        """How this model's text holds the rows' tool calls and reasoning: its template's own way, or ours."""
+        return ([tool_render.note(tokenizer, self.tool_use)] if self.tool_use else []) + (
+            [reasoning.note(tokenizer, self.reasoning_rows)] if self.reasoning_rows else [])
 
     def split(self, eval_fraction: float | None, seed: int) -> tuple[Rows, list[Example], str]:
         """(training rows, validation rows, why): a fixed-seed split, sized by split.validation_size."""

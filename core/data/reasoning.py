@@ -7,10 +7,11 @@ to think, then to answer.
 
 A template that writes reasoning itself gets it as `reasoning_content` (found by rendering a probe answer whose
 thinking must come out; transformers also passes it as `thinking`, the name gpt-oss's template reads), so the
-tuned model thinks as its runtime expects (Qwen 3's `<think>` block, gpt-oss's analysis channel). Such templates often write only the last answer's thinking (Qwen 3 leaves out the thinking of
-answers before the last question, as at inference): the probe finds that too, and the earlier answers' thinking
-is left out of the row, as the template would leave it out of the whole (the trained span of each answer must be
-the text the template writes for it in the whole conversation).
+tuned model thinks as its runtime expects (Qwen 3's `<think>` block, gpt-oss's analysis channel). Such
+templates often write only the last answer's thinking (Qwen 3 leaves out the thinking of answers before the last
+question, as at inference): the probe finds that too, and the earlier answers' thinking is left out of the row,
+as the template would leave it out of the whole (the trained span of each answer must be the text the template
+writes for it in the whole conversation).
 
 A template that writes none of it (SmolLM2's prints role and content: the thinking would vanish) gets it as
 text, in the convention DeepSeek R1 made common and Qwen 3 writes: `<think>\\n...\\n</think>\\n\\n` before the

@@ -1,8 +1,9 @@
-"""Answers with reasoning (distilled thinking), read from the fields datasets keep it in and tokenized for three
+"""Answers with reasoning (distilled thinking), read from the fields datasets keep it in and tokenized for four
 kinds of template: one that writes the reasoning of every answer (from `thinking`, as gpt-oss's does), one that
-writes only the reasoning of the answers after the last question (from `reasoning_content`, as Qwen 3's does), both
-written here, and the default model's, which writes none, so it goes in front of the answer as <think> text. Either way the
-reasoning trains with its answer, and the batched path gives exactly what the per-row reference gives."""
+writes only the reasoning of the answers after the last question (from `reasoning_content`), one that also writes
+an empty thinking block into the last answer (as Qwen 3's does), all three written here, and the default model's,
+which writes none, so it goes in front of the answer as <think> text. Either way the reasoning trains with its
+answer, and the batched path gives exactly what the per-row reference gives."""
 
 import pytest
 
