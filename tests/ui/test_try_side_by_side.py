@@ -86,6 +86,15 @@ def test_each_model_answers_in_its_own_pane_and_conversation_with_its_own_errors
     page.temperature.setValue(1.0)  # sampled among the likeliest tokens: not the greedy answer of the same question
     ask_and_wait(qtbot, page, "Where is the gold?")
     assert page.conversations["ask-base"].turns[1]["content"] != greedy
+    assert page.longest.text() == "auto"
+    page.longest.setValue(3)  # the longest answer: three tokens at most, for both models
+    ask_and_wait(qtbot, page, "Where is the gold?")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(ops.get_run(page.session.run_id)["model_path"])
+    length = [len(tok(page.conversations[name].turns[i]["content"], add_special_tokens=False)["input_ids"])
+              for name in ("ask", "ask-base") for i in (1, -1)]  # auto, then three tokens (decoded and re-encoded)
+    assert length[0] > 6 and length[2] > 6 and 0 < length[1] <= 6 and 0 < length[3] <= 6, length
     page.shutdown()
     assert tasks.wait_idle(60000) and answerers.kept() == 0  # closing the page lets them go
 

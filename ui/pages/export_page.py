@@ -10,7 +10,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                               QPushButton, QVBoxLayout)
+                               QPushButton, QSpinBox, QVBoxLayout)
 
 from app import answerers
 from app import operations as ops
@@ -36,17 +36,19 @@ def free_folder(parent: Path, name: str) -> Path:
 
 
 def ask(run_id: str, prompt: str | None, conversation: Conversation, progress, weights: str = "auto",
-        temperature: float = 0.0) -> str:
+        temperature: float = 0.0, longest: int | None = None) -> str:
     """The run's tuned model (its chosen `weights`) answers, within its conversation (`prompt` None: after the tool
-    results given); it stays loaded for the next question (app/answerers.py)."""
+    results given), in `longest` tokens at most (None: the run's default); it stays loaded for the next question
+    (app/answerers.py)."""
     return ops.chat(prompt, run=run_id, keep=True, progress=progress, conversation=conversation, weights=weights,
-                    temperature=temperature)
+                    temperature=temperature, max_new_tokens=longest)
 
 
-def ask_base(run_id: str, prompt: str | None, conversation: Conversation, progress, temperature: float = 0.0) -> str:
+def ask_base(run_id: str, prompt: str | None, conversation: Conversation, progress, temperature: float = 0.0,
+             longest: int | None = None) -> str:
     """The same prompt to the model the run started from, without what it learned, within its own conversation."""
     return ops.chat(prompt, model=ops.get_run(run_id)["model_path"], keep=True, progress=progress,
-                    conversation=conversation, temperature=temperature)
+                    conversation=conversation, temperature=temperature, max_new_tokens=longest)
 
 
 class PromptEdit(QLineEdit):
@@ -154,10 +156,16 @@ class ExportPage(Page):
         self.temperature.setToolTip("0: each model gives its most likely answer, the same every time. Above 0 the "
                                     "answers are sampled among the likeliest words, more varied the higher "
                                     "(0.7 is a usual choice), as chat apps and Ollama do.")
+        self.longest = QSpinBox(minimum=0, maximum=8192, singleStep=64)
+        self.longest.setSpecialValueText("auto")
+        self.longest.setToolTip("The longest answer in tokens. auto: 128, or 512 where the run's data carried "
+                                "reasoning (the tuned model thinks before it answers).")
         ask_row = QHBoxLayout()
         ask_row.addWidget(self.prompt_edit, 1)
         ask_row.addWidget(QLabel("&Temperature:", buddy=self.temperature))
         ask_row.addWidget(self.temperature)
+        ask_row.addWidget(QLabel("&Longest:", buddy=self.longest))
+        ask_row.addWidget(self.longest)
         ask_row.addWidget(self.ask_button)
         ask_row.addWidget(self.new_button)
         # Each model has its own conversation: a follow-up question goes to each after its own answers.
@@ -270,9 +278,9 @@ class ExportPage(Page):
 
     def _ask_one(self, name: str, pane: AnswerPane, prompt: str | None) -> None:
         """One model answers `prompt` (None: goes on after the tool results given to it) in its background task."""
-        heat = self.temperature.value()
-        fn = functools.partial(ask, weights=self.weights.value(), temperature=heat) if name == "ask" else \
-            functools.partial(ask_base, temperature=heat)
+        heat, longest = self.temperature.value(), self.longest.value() or None
+        fn = functools.partial(ask, weights=self.weights.value(), temperature=heat, longest=longest) \
+            if name == "ask" else functools.partial(ask_base, temperature=heat, longest=longest)
         conversation = self.conversations[name]
         pane.start("Thinking…", keep=True)
         self.run_task(name, fn, self.session.run_id, prompt, conversation, on_progress=pane.status.report,
