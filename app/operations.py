@@ -410,10 +410,10 @@ def chat(prompt: str | None, run: str | None = None, model: str | None = None, s
     m, tok = chat_models(run, model, keep, progress, weights)
     if progress is not None:
         progress.update(None, "Thinking…")
+    config = (get_run(run).get("config") or {}) if run else {}  # its tools (run_tools), whether it thinks first
     if conversation is None:
-        conversation = Conversation(system, tools=run_tools(run) if tools is None and run else tools or None)
-    thinks = bool(run) and bool((get_run(run).get("config") or {}).get("thinks"))
-    return conversation.ask(m, tok, prompt, max_new_tokens or inference.room(thinks), temperature)
+        conversation = Conversation(system, tools=(config.get("tools") or None) if tools is None else (tools or None))
+    return conversation.ask(m, tok, prompt, max_new_tokens or inference.room(bool(config.get("thinks"))), temperature)
 
 
 def run_tools(run: str) -> list[dict] | None:

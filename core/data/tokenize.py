@@ -217,7 +217,7 @@ class _ChatPath:
             messages, tools = tool_render.written(self.tokenizer, e.messages, e.tools)
             conversations.append(messages)
             # The template's own tool or reasoning fields: a row at a time (a skeleton keys on a message's fields).
-            if uses_tools(messages, tools) or any(m.keys() - {"role", "content"} for m in messages):
+            if uses_tools(messages, tools) or any(len(m) > 2 for m in messages):  # (role and content are two)
                 texts[i] = full = _rendered(self.tokenizer, messages, tools, e.source)
                 if self.train_on != "all":
                     spans[i] = kept(_trained_spans(self.tokenizer, messages, full, tools), self.train_on)
