@@ -5,7 +5,8 @@ memory holds one tensor and its quantized bytes, and a model larger than RAM exp
 
 The folder it makes holds:
 - `<model>-<run>.<type>.gguf`: the merged model, verified (verify.py) before the folder appears;
-- `Modelfile`: for `ollama create`, with the chat template and stop token (modelfile.py);
+- `Modelfile`: for `ollama create`, with the chat template and stop token (modelfile.py), and the tools a run
+  learned to call where it learned them written as text;
 - `<model>-<run>.lora.gguf`, for runs that trained a LoRA adapter (LoRA, QLoRA): a few megabytes that
   let llama.cpp (`--lora`) or Ollama (ADAPTER) put the fine-tune on a base GGUF the person already
   has, or switch fine-tunes without a copy of the model each. DoRA and whole-model runs have no such
@@ -53,7 +54,9 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
         progress.update(0.02, "Reading the trained model")
         source = merge.source(run, nf4_base)
         tokenizer = AutoTokenizer.from_pretrained(str(run["model_path"]))
-        tools_note = tool_render.for_export(tokenizer, bool((run.get("config") or {}).get("tools")))
+        trained_tools = bool((run.get("config") or {}).get("tools"))
+        tools_as_text = trained_tools and not tool_render.native(tokenizer)  # before for_export gives it a way
+        tools_note = tool_render.for_export(tokenizer, trained_tools)
         cfg = source.cfg
         arch = architectures.get(cfg["model_type"])
         detected = chat_format.detect(tokenizer)
@@ -62,7 +65,9 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
         plan = writer.plan(arch, cfg, source.shapes, vocab, pick, stem)
         gguf_path = writer.write(plan, source.tensors, tmp / f"{stem}.{pick.name}.gguf", Span(progress, 0.15, 0.6))
         eos = vocab.tokens[vocab.special["eos"]] if "eos" in vocab.special else None
-        atomic.write_text(tmp / "Modelfile", modelfile.modelfile(gguf_path.name, fmt, vocab.add_bos, eos, detected.reason))
+        atomic.write_text(tmp / "Modelfile", modelfile.modelfile(
+            gguf_path.name, fmt, vocab.add_bos, eos, detected.reason, tools=tools_as_text))
+        ollama_tools = modelfile.tools_reason(trained_tools, tools_as_text, fmt)
         lora = _lora(run, arch, cfg, tmp / f"{stem}.lora.gguf", stem)
         progress.update(0.62, "Checking the file")
         result = verify.verify(gguf_path, plan, source, tokenizer, Span(progress, 0.62, 0.98))
@@ -70,7 +75,8 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
             raise KnownError(f"The GGUF file did not pass its check ({'; '.join(result.problems)}), so nothing was "
                              "kept; try a type with more bits such as q8_0, and report it if f16 fails.")
         atomic.write_json(tmp / REPORT, report(run, plan, source.reason, detected, lora, result, gguf_path)
-                          | ({"tool_calls": tools_note} if tools_note else {}))
+                          | ({"tool_calls": tools_note} if tools_note else {})
+                          | ({"ollama_tools": ollama_tools} if ollama_tools else {}))
     progress.update(1.0, result.summary)
     return out
 

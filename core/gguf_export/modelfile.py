@@ -4,17 +4,30 @@ The TEMPLATE is written in Ollama's Go-template syntax from the chat format's pa
 the same parts that were proven to render a probe conversation exactly as the model's own template;
 the system prompt becomes Ollama's .System (a default one, like SmolLM2's, becomes SYSTEM), and the
 end-of-turn token becomes a stop parameter, so Ollama stops where the model ends its answer.
+
+A run that learned tool calls written as text (its model's template has no tool format: core/data/tool_render.py)
+gets a template that writes Ollama's tools, calls and results the way training wrote them (`tools=True`): that
+`.Tools` appears is what makes Ollama accept tools for the model, and the `{{ if .ToolCalls }}` block that opens
+with `<tool_call>` is where Ollama's parser reads the tag that starts a call in the model's answer. Ollama writes
+the JSON itself (compact, and keys in its own order where they are fixed fields), so that JSON is the one part of
+the text that may differ from training's.
 """
 
 from __future__ import annotations
 
+import json
+
+from core.data.tool_render import TOOLS_INTRO
 from core.gguf_export.chat_format import ChatFormat
 
 
-def go_template(fmt: ChatFormat, writes_bos: bool) -> str:
+def go_template(fmt: ChatFormat, writes_bos: bool, tools: bool = False) -> str:
     """The chat format as an Ollama template. `writes_bos`: the GGUF asks for BOS to be added at
-    tokenization, so a BOS the Jinja template spells out is left to llama.cpp instead (never twice)."""
+    tokenization, so a BOS the Jinja template spells out is left to llama.cpp instead (never twice).
+    `tools`: also write tools, calls and results as core.data.tool_render.as_text does."""
     begin = "" if writes_bos else fmt.begin
+    if tools:
+        return begin + _with_tools(fmt)
     user = fmt.turn_start.format(role="user")
     assistant = fmt.turn_start.format(role=fmt.assistant_role)
     if fmt.system_turn:
@@ -29,10 +42,59 @@ def go_template(fmt: ChatFormat, writes_bos: bool) -> str:
             + "{{ end }}{{ end }}" + assistant)
 
 
-def modelfile(gguf_name: str, fmt: ChatFormat | None, writes_bos: bool, stop: str | None, why: str) -> str:
+def _with_tools(fmt: ChatFormat) -> str:
+    """as_text's conversation in the format's turns: the tools listed in the system text, each call as
+    <tool_call> JSON in the answer, a run of results as one user turn of <tool_response> blocks."""
+    user, end = fmt.turn_start.format(role="user"), fmt.turn_end
+    own = "$.System"  # a default system text (the SYSTEM line) stands in for none, which is what training had
+    if fmt.default_system:
+        own = f"and $.System (ne $.System {json.dumps(fmt.default_system, ensure_ascii=False)})"
+    system = ("{{ if " + own + " }}{{ $.System }}\n\n{{ end }}" + TOOLS_INTRO
+              + "\n<tools>\n{{ range $.Tools }}{{ json .Function }}\n{{ end }}</tools>")
+    first = ""
+    if fmt.system_turn:
+        head = ("{{ if .Tools }}" + fmt.turn("system", system) + "{{ else if .System }}"
+                + fmt.turn("system", "{{ .System }}") + "{{ end }}")
+    else:  # the system text opens the first user turn
+        head = "{{ $first := true }}"
+        first = ("{{ if $first }}{{ $first = false }}{{ if $.Tools }}" + system
+                 + "\n\n{{ else if $.System }}{{ $.System }}\n\n{{ end }}{{ end }}")
+    call = '{"name": {{ json .Function.Name }}, "arguments": {{ json .Function.Arguments }}}'
+    # The first node under `if .ToolCalls` is the text <tool_call>: Ollama's parser takes it as the call tag.
+    calls = ('{{ if .ToolCalls }}<tool_call>{{ "\\n" }}{{ with index .ToolCalls 0 }}' + call + "{{ end }}\n</tool_call>"
+             "{{ range slice .ToolCalls 1 }}\n<tool_call>\n" + call + "\n</tool_call>{{ end }}{{ end }}")
+    assistant = fmt.turn_start.format(role=fmt.assistant_role)
+    return (head + '{{ $prev := "" }}{{ range .Messages }}'
+            + '{{ if and (eq $prev "tool") (ne .Role "tool") }}' + end + "{{ end }}"
+            + '{{ if eq .Role "user" }}' + user + first + "{{ .Content }}" + end
+            + '{{ else if eq .Role "assistant" }}' + assistant
+            + "{{ $calls := .ToolCalls }}{{ .Content }}{{ if and .Content $calls }}\n{{ end }}" + calls + end
+            + '{{ else if eq .Role "tool" }}{{ if eq $prev "tool" }}\n{{ else }}' + user + "{{ end }}"
+            + "<tool_response>\n{{ .Content }}\n</tool_response>"
+            + "{{ end }}{{ $prev = .Role }}{{ end }}"
+            + '{{ if eq $prev "tool" }}' + end + "{{ end }}" + assistant)
+
+
+def tools_reason(trained: bool, as_text: bool, fmt: ChatFormat | None) -> str | None:
+    """One sentence for export.json on whether Ollama offers tools to a run that learned to call them."""
+    if not trained:
+        return None
+    if as_text and fmt is not None:
+        return ("Ollama offers the model tools as it learned them: the Modelfile's template lists them in the system "
+                "turn, writes calls and results as training did, and Ollama reads <tool_call> JSON in the answer as a "
+                "call (it writes the JSON itself: compact, with some keys in its own order).")
+    if as_text:
+        return ("The Modelfile has no template, so Ollama does not offer the model tools; llama.cpp's --jinja does, "
+                "from the GGUF's own template.")
+    return ("The Modelfile's template does not write this model's own tool format, so Ollama does not offer the model "
+            "tools; llama.cpp's --jinja and transformers do, from the GGUF's own template.")
+
+
+def modelfile(gguf_name: str, fmt: ChatFormat | None, writes_bos: bool, stop: str | None, why: str,
+              tools: bool = False) -> str:
     lines = [f"# Ollama: ollama create NAME -f Modelfile   ({why})", f"FROM ./{gguf_name}", ""]
     if fmt is not None:
-        lines += [f'TEMPLATE """{go_template(fmt, writes_bos)}"""', ""]
+        lines += [f'TEMPLATE """{go_template(fmt, writes_bos, tools)}"""', ""]
         if fmt.default_system:
             lines += [f'SYSTEM """{fmt.default_system}"""', ""]
     for token in dict.fromkeys(t for t in (stop, fmt.end_of_turn if fmt else None) if t):

@@ -54,9 +54,16 @@ def test_a_run_trains_on_tool_calls_and_says_how(cli_here, tiny_model_dir, tmp_p
     cli_here("export", "--run", "last", "--format", "safetensors", "--out", tmp_path / "merged", check=0)
     merged = AutoTokenizer.from_pretrained(tmp_path / "merged")
     assert tool_render.native(merged) and merged.chat_template.startswith(tool_render.with_tool_text(""))
-    cli_here("export", "--run", "last", "--format", "gguf", "--quant", "f16", "--out", tmp_path / "gguf", check=0)
+    said = cli_here("export", "--run", "last", "--format", "gguf", "--quant", "f16", "--out", tmp_path / "gguf",
+                    check=0).stdout
+    assert "Ollama offers the model tools as it learned them" in said
     report = json.loads((tmp_path / "gguf" / "export.json").read_text(encoding="utf-8"))
     assert report["tool_calls"].startswith("The chat template now also writes tools")
+    # and Ollama offers them too: the Modelfile's template writes them as training did (tests/core/gguf_export/
+    # test_modelfile_tools.py proves the text), and the CLI says so.
+    assert report["ollama_tools"].startswith("Ollama offers the model tools as it learned them")
+    modelfile = (tmp_path / "gguf" / "Modelfile").read_text(encoding="utf-8")
+    assert "{{ range $.Tools }}{{ json .Function }}" in modelfile and "{{ if .ToolCalls }}<tool_call>" in modelfile
     import gguf
 
     reader = gguf.GGUFReader(next((tmp_path / "gguf").glob("*.f16.gguf")))

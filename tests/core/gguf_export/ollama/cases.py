@@ -1,0 +1,124 @@
+"""The conversations an exported Modelfile's template is checked on, in the shapes Ollama's /api/chat takes:
+one JSON line each on standard output, for render.go (Go's text/template, as Ollama runs it) to render into
+golden.jsonl. `python -m tests.core.gguf_export.ollama.cases | go run tests/core/gguf_export/ollama/render.go`.
+
+TEMPLATES are the chat families as their models write them (shortened, each with its quirks); PLAIN_CHATS go
+through the template of a run that learned no tools, TOOL_CHATS (conversations with tools in our data's shape,
+OpenAI's, which training writes as text: tool_render.as_text) through that of one that did.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+TEMPLATES = {
+    "chatml": "{% for m in messages %}{% if loop.first and m['role'] != 'system' %}{{ '<|im_start|>system\nYou are "
+              "a helpful pirate.<|im_end|>\n' }}{% endif %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + "
+              "'<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}",
+    "llama3": "{{ '<|begin_of_text|>' }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + "
+              "'<|end_header_id|>\n\n' + m['content'] + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
+              "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}",
+    "gemma": "{{ '<bos>' }}{% if messages[0]['role'] == 'system' %}{% set sys = messages[0]['content'] + '\n\n' %}"
+             "{% set msgs = messages[1:] %}{% else %}{% set sys = '' %}{% set msgs = messages %}{% endif %}"
+             "{% for m in msgs %}{% set role = 'model' if m['role'] == 'assistant' else m['role'] %}"
+             "{{ '<start_of_turn>' + role + '\n' + (sys if loop.first else '') + m['content'] + '<end_of_turn>\n' }}"
+             "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}",
+    "phi3": "{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + m['content'] + '<|end|>\n' }}{% endfor %}"
+            "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}",
+}
+
+TOOLS = [{"type": "function", "function": {
+              "name": "add", "description": "Add two whole numbers.",
+              "parameters": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                             "required": ["a", "b"]}}},
+         {"type": "function", "function": {
+              "name": "capital", "description": "The capital city of a country, as <city> & \"name\".",
+              "parameters": {"type": "object", "properties": {"country": {"type": "string"}},
+                             "required": ["country"]}}}]
+
+
+def _call(name: str, **arguments) -> dict:
+    return {"type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+ASK = {"role": "user", "content": "What is 39 plus 18?"}
+CALLED = {"role": "assistant", "content": "", "tool_calls": [_call("add", a=39, b=18)]}
+TOOL_CHATS = {  # name: (messages, tools)
+    "no call yet": ([ASK], TOOLS),
+    "a call and its result": ([ASK, CALLED, {"role": "tool", "content": "57"}], TOOLS),
+    "answered, then asked again": ([{"role": "system", "content": "Talk like a pirate."}, ASK, CALLED,
+                                    {"role": "tool", "content": "57"},
+                                    {"role": "assistant", "content": "Arr, 57!"},
+                                    {"role": "user", "content": "And the capital of Peru?"}], TOOLS),
+    "two calls with words, two results": ([
+        {"role": "user", "content": "Add 1 and 2, and name Peru's capital."},
+        {"role": "assistant", "content": "Two tools, matey.",
+         "tool_calls": [_call("add", b=2, a=1), _call("capital", country="Peru <Lima?>")]},
+        {"role": "tool", "content": "3"}, {"role": "tool", "content": "Lima"}], TOOLS),
+    "tools offered, none called": ([ASK, {"role": "assistant", "content": "57, matey."},
+                                    {"role": "user", "content": "Thanks!"}], TOOLS),
+    "no tools": ([{"role": "user", "content": "Ahoy!"}, {"role": "assistant", "content": "Arr!"},
+                  {"role": "user", "content": "Where?"}], None),
+}
+PLAIN_CHATS = {  # for the template of a run that learned no tools
+    "one question": ([{"role": "user", "content": "Ahoy!"}], None),
+    "with a system text": ([{"role": "system", "content": "Talk like a pirate."},
+                            {"role": "user", "content": "Where is the gold?"},
+                            {"role": "assistant", "content": "Under the oak."},
+                            {"role": "user", "content": "Which oak?"}], None),
+}
+
+
+def ollama_messages(messages: list[dict], default_system: str | None) -> list[dict]:
+    """A conversation as a client sends it to Ollama, with the Modelfile's SYSTEM in front where it has none
+    (as Ollama puts it there)."""
+    out = [{"role": "system", "content": default_system}] if default_system and not any(
+        m["role"] == "system" for m in messages) else []
+    for m in messages:
+        if "tool_calls" in m:
+            out.append({"role": m["role"], "content": m["content"], "tool_calls": [
+                {"function": {"index": i, "name": c["function"]["name"], "arguments": c["function"]["arguments"]}}
+                for i, c in enumerate(m["tool_calls"])]})
+        else:
+            out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
+def formats() -> dict:
+    """Each family's chat format as export detects it (chat_format.detect on a tokenizer with its template)."""
+    from transformers import AutoTokenizer
+
+    from core.gguf_export import chat_format
+    from tests.core.gguf_export import tiny
+
+    with tempfile.TemporaryDirectory() as folder:
+        tok = AutoTokenizer.from_pretrained(tiny.byte_level(Path(folder)))
+    found = {}
+    for family, template in TEMPLATES.items():
+        tok.chat_template = template
+        found[family] = (chat_format.detect(tok).format, tok)
+    return found
+
+
+def cases(found: dict | None = None):
+    from core.gguf_export import modelfile
+
+    for family, (fmt, _) in (found or formats()).items():
+        for tools, chats in ((False, PLAIN_CHATS), (True, TOOL_CHATS)):
+            template = modelfile.go_template(fmt, writes_bos=False, tools=tools)
+            for name, (messages, offered) in chats.items():
+                yield {"name": f"{family}{' with tools' if tools else ''}: {name}", "template": template,
+                       "tools": offered or [], "messages": ollama_messages(messages, fmt.default_system)}
+
+
+def chat(name: str) -> tuple[list[dict], list[dict] | None]:
+    """The conversation and tools of a case, by its name."""
+    return {**PLAIN_CHATS, **TOOL_CHATS}[name.split(": ", 1)[1]]
+
+
+if __name__ == "__main__":
+    for case in cases():
+        sys.stdout.write(json.dumps(case, ensure_ascii=False) + "\n")

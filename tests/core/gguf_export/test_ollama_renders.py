@@ -1,0 +1,89 @@
+"""The Modelfile's template, rendered by Go's text/template as Ollama runs it (golden.jsonl, made by
+ollama/render.go), gives the text the model was trained on: exactly the model's own Jinja template's for a run
+that learned no tools; for one that learned tool calls written as text, training's text (tool_render.as_text
+through the model's template) with each JSON object compared as data, since Ollama writes JSON its own way
+(compact, fixed fields in its order, <, > and & escaped)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.data import tool_render
+from core.data.chat_spans import render_chat
+from core.gguf_export import modelfile
+from tests.core.gguf_export.ollama import cases
+
+GOLDEN = Path(__file__).parent / "ollama" / "golden.jsonl"
+REGENERATE = ("golden.jsonl was made from other templates or conversations: regenerate it with "
+              "`.venv/bin/python -m tests.core.gguf_export.ollama.cases | go run tests/core/gguf_export/ollama/"
+              "render.go > tests/core/gguf_export/ollama/golden.jsonl` (Debian: apt-get install golang-go)")
+GOLDEN_CASES = [json.loads(line) for line in GOLDEN.read_text(encoding="utf-8").splitlines()]
+KEYS = ("name", "template", "messages", "tools")
+
+
+@pytest.fixture(scope="module")
+def found():
+    return cases.formats()
+
+
+def as_data(text: str) -> str:
+    """`text` with every JSON object in it written one way (keys sorted, no spaces), so that two texts that differ
+    only in how their JSON is written compare equal."""
+    out, i, decoder = [], 0, json.JSONDecoder()
+    while i < len(text):
+        if text[i] == "{":
+            try:
+                value, end = decoder.raw_decode(text, i)
+            except ValueError:
+                value = None
+            if isinstance(value, dict):
+                out.append(json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+                i = end
+                continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+def ollama_call_tag(template: str) -> str:
+    """The text Ollama's tool parser takes as the start of a call (ollama tools/template.go): the first text under
+    the first `if` that tests the .ToolCalls field, up to its first "{", trimmed."""
+    opening = "{{ if .ToolCalls }}"
+    start = template.index(opening) + len(opening)
+    assert ".ToolCalls }}" not in template[:start - len(opening)].replace("{{ $calls := .ToolCalls }}", "")
+    return template[start:template.index("{{", start)].strip().split("{")[0]
+
+
+def test_the_golden_renderings_are_of_the_templates_written_now(found):
+    now = [{k: c[k] for k in KEYS} for c in cases.cases(found)]
+    assert now == [{k: c[k] for k in KEYS} for c in GOLDEN_CASES], REGENERATE
+
+
+@pytest.mark.parametrize("case", GOLDEN_CASES, ids=[c["name"] for c in GOLDEN_CASES])
+def test_ollama_renders_a_conversation_as_training_wrote_it(found, case):
+    assert not case.get("error"), f"Go could not run the template: {case['error']}"
+    family = case["name"].split(":")[0].split(" ")[0]
+    fmt, tok = found[family]
+    tok.chat_template = cases.TEMPLATES[family]
+    messages, tools = cases.chat(case["name"])
+    trained = render_chat(tok, tool_render.as_text(messages, tools) if tools else messages, True)
+    if " with tools: " not in case["name"]:
+        assert case["rendered"] == trained
+        # When the GGUF asks llama.cpp to add BOS, the template leaves it out (never twice).
+        assert fmt.begin + modelfile.go_template(fmt, writes_bos=True) == case["template"]
+        return
+    assert as_data(case["rendered"]) == as_data(trained)
+    # What differs is only how the JSON is written: the calls are written as training wrote them.
+    assert case["rendered"].count("<tool_call>\n{\"name\": ") == trained.count("<tool_call>\n{\"name\": ")
+
+
+@pytest.mark.parametrize("family", sorted(cases.TEMPLATES))
+def test_ollama_offers_tools_and_finds_the_calls(found, family):
+    fmt, _ = found[family]
+    template = modelfile.go_template(fmt, writes_bos=False, tools=True)
+    assert ".Tools" in template  # Ollama refuses tools for a model whose template never reads them
+    assert ollama_call_tag(template) == "<tool_call>"  # and finds a call by the tag that training wrote
+    assert ".Tools" not in modelfile.go_template(fmt, writes_bos=False)  # a run that learned no tools offers none
+    text = modelfile.modelfile("m.gguf", fmt, False, fmt.end_of_turn, "why", tools=True)
+    assert f'TEMPLATE """{template}"""' in text
