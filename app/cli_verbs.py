@@ -425,8 +425,8 @@ def cmd_export(a) -> int:
         if report.get("fallbacks"):
             print(report["fallbacks"]["summary"])
         print(f"Ollama: ollama create NAME -f {path / 'Modelfile'}")
-        if report.get("ollama_tools"):
-            print(report["ollama_tools"])
+        if report.get("ollama"):
+            print(report["ollama"])
     return 0
 
 

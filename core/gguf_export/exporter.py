@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from core import atomic, results, strategies
-from core.data import tool_render
+from core.data import reasoning, tool_render
 from core.errors import BadArgument, KnownError
 from core.gguf_export import architectures, chat_format, lora_adapter, merge, modelfile, tensor_types, verify
 from core.gguf_export import vocab as vocab_mod
@@ -56,6 +56,7 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
         tokenizer = AutoTokenizer.from_pretrained(str(run["model_path"]))
         trained_tools = bool((run.get("config") or {}).get("tools"))
         tools_as_text = trained_tools and not tool_render.native(tokenizer)  # before for_export gives it a way
+        thinks_as_text = bool((run.get("config") or {}).get("thinks")) and not reasoning.native(tokenizer)[0]
         tools_note = tool_render.for_export(tokenizer, trained_tools)
         cfg = source.cfg
         arch = architectures.get(cfg["model_type"])
@@ -66,8 +67,10 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
         gguf_path = writer.write(plan, source.tensors, tmp / f"{stem}.{pick.name}.gguf", Span(progress, 0.15, 0.6))
         eos = vocab.tokens[vocab.special["eos"]] if "eos" in vocab.special else None
         atomic.write_text(tmp / "Modelfile", modelfile.modelfile(
-            gguf_path.name, fmt, vocab.add_bos, eos, detected.reason, tools=tools_as_text))
-        ollama_tools = modelfile.tools_reason(trained_tools, tools_as_text, fmt)
+            gguf_path.name, fmt, vocab.add_bos, eos, detected.reason, tools=tools_as_text, thinking=thinks_as_text))
+        ollama = modelfile.tools_reason(trained_tools, tools_as_text, fmt)
+        if thinks_as_text and fmt is not None:
+            ollama = " ".join(filter(None, (ollama, modelfile.THINKING_REASON)))
         lora = _lora(run, arch, cfg, tmp / f"{stem}.lora.gguf", stem)
         progress.update(0.62, "Checking the file")
         result = verify.verify(gguf_path, plan, source, tokenizer, Span(progress, 0.62, 0.98))
@@ -76,7 +79,7 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
                              "kept; try a type with more bits such as q8_0, and report it if f16 fails.")
         atomic.write_json(tmp / REPORT, report(run, plan, source.reason, detected, lora, result, gguf_path)
                           | ({"tool_calls": tools_note} if tools_note else {})
-                          | ({"ollama_tools": ollama_tools} if ollama_tools else {}))
+                          | ({"ollama": ollama} if ollama else {}))
     progress.update(1.0, result.summary)
     return out
 

@@ -21,13 +21,14 @@ from core.data.tool_render import TOOLS_INTRO
 from core.gguf_export.chat_format import ChatFormat
 
 
-def go_template(fmt: ChatFormat, writes_bos: bool, tools: bool = False) -> str:
+def go_template(fmt: ChatFormat, writes_bos: bool, tools: bool = False, thinking: bool = False) -> str:
     """The chat format as an Ollama template. `writes_bos`: the GGUF asks for BOS to be added at
     tokenization, so a BOS the Jinja template spells out is left to llama.cpp instead (never twice).
-    `tools`: also write tools, calls and results as core.data.tool_render.as_text does."""
+    `tools`: also write tools, calls and results as core.data.tool_render.as_text does; `thinking`: an answer's
+    thinking (Ollama's .Thinking) as core.data.reasoning.as_text does."""
     begin = "" if writes_bos else fmt.begin
     if tools:
-        return begin + _with_tools(fmt)
+        return begin + _with_tools(fmt, thinking)
     user = fmt.turn_start.format(role="user")
     assistant = fmt.turn_start.format(role=fmt.assistant_role)
     if fmt.system_turn:
@@ -36,13 +37,25 @@ def go_template(fmt: ChatFormat, writes_bos: bool, tools: bool = False) -> str:
     else:  # the system text opens the first user turn; $system is emptied once it is used
         head = "{{ $system := .System }}"
         user_content = '{{ if $system }}{{ $system }}\n\n{{ $system = "" }}{{ end }}{{ .Content }}'
+    answer, _ = _answer(thinking)
     return (begin + head
             + '{{ range .Messages }}{{ if eq .Role "user" }}' + user + user_content + fmt.turn_end
-            + '{{ else if eq .Role "assistant" }}' + assistant + "{{ .Content }}" + fmt.turn_end
+            + '{{ else if eq .Role "assistant" }}' + assistant + answer + fmt.turn_end
             + "{{ end }}{{ end }}" + assistant)
 
 
-def _with_tools(fmt: ChatFormat) -> str:
+def _answer(thinking: bool) -> tuple[str, str]:
+    """(an answer's text, the test for whether it wrote anything before its calls), with its thinking in front as
+    reasoning.as_text writes it where `thinking`. Ollama finds the tags that wrap thinking in the list around the
+    last {{ .Thinking }} of the template (that list's first and last text): the `if` body here, which comes last
+    and opens and closes with text; $thought stands for .Thinking after it."""
+    if not thinking:
+        return "{{ .Content }}", ".Content"
+    return ("{{ $thought := .Thinking }}{{ if .Thinking }}<think>\n{{ .Thinking }}\n</think>{{ end }}"
+            "{{ if and $thought .Content }}\n\n{{ end }}{{ .Content }}", "(or .Content $thought)")
+
+
+def _with_tools(fmt: ChatFormat, thinking: bool) -> str:
     """as_text's conversation in the format's turns: the tools listed in the system text, each call as
     <tool_call> JSON in the answer, a run of results as one user turn of <tool_response> blocks."""
     user, end = fmt.turn_start.format(role="user"), fmt.turn_end
@@ -64,15 +77,21 @@ def _with_tools(fmt: ChatFormat) -> str:
     calls = ('{{ if .ToolCalls }}<tool_call>{{ "\\n" }}{{ with index .ToolCalls 0 }}' + call + "{{ end }}\n</tool_call>"
              "{{ range slice .ToolCalls 1 }}\n<tool_call>\n" + call + "\n</tool_call>{{ end }}{{ end }}")
     assistant = fmt.turn_start.format(role=fmt.assistant_role)
+    answer, wrote = _answer(thinking)
     return (head + '{{ $prev := "" }}{{ range .Messages }}'
             + '{{ if and (eq $prev "tool") (ne .Role "tool") }}' + end + "{{ end }}"
             + '{{ if eq .Role "user" }}' + user + first + "{{ .Content }}" + end
             + '{{ else if eq .Role "assistant" }}' + assistant
-            + "{{ $calls := .ToolCalls }}{{ .Content }}{{ if and .Content $calls }}\n{{ end }}" + calls + end
+            + "{{ $calls := .ToolCalls }}" + answer + "{{ if and " + wrote + " $calls }}\n{{ end }}" + calls + end
             + '{{ else if eq .Role "tool" }}{{ if eq $prev "tool" }}\n{{ else }}' + user + "{{ end }}"
             + "<tool_response>\n{{ .Content }}\n</tool_response>"
             + "{{ end }}{{ $prev = .Role }}{{ end }}"
             + '{{ if eq $prev "tool" }}' + end + "{{ end }}" + assistant)
+
+
+THINKING_REASON = ("Ollama knows the model thinks first: it takes the <think> block in front of an answer as the "
+                   "answer's thinking (`ollama run --think`, or `think` in its API), and the Modelfile's template "
+                   "writes earlier answers' thinking back as training did.")
 
 
 def tools_reason(trained: bool, as_text: bool, fmt: ChatFormat | None) -> str | None:
@@ -91,10 +110,10 @@ def tools_reason(trained: bool, as_text: bool, fmt: ChatFormat | None) -> str | 
 
 
 def modelfile(gguf_name: str, fmt: ChatFormat | None, writes_bos: bool, stop: str | None, why: str,
-              tools: bool = False) -> str:
+              tools: bool = False, thinking: bool = False) -> str:
     lines = [f"# Ollama: ollama create NAME -f Modelfile   ({why})", f"FROM ./{gguf_name}", ""]
     if fmt is not None:
-        lines += [f'TEMPLATE """{go_template(fmt, writes_bos, tools)}"""', ""]
+        lines += [f'TEMPLATE """{go_template(fmt, writes_bos, tools, thinking)}"""', ""]
         if fmt.default_system:
             lines += [f'SYSTEM """{fmt.default_system}"""', ""]
     for token in dict.fromkeys(t for t in (stop, fmt.end_of_turn if fmt else None) if t):

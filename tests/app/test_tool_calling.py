@@ -61,9 +61,11 @@ def test_a_run_trains_on_tool_calls_and_says_how(cli_here, tiny_model_dir, tmp_p
     assert report["tool_calls"].startswith("The chat template now also writes tools")
     # and Ollama offers them too: the Modelfile's template writes them as training did (tests/core/gguf_export/
     # test_modelfile_tools.py proves the text), and the CLI says so.
-    assert report["ollama_tools"].startswith("Ollama offers the model tools as it learned them")
+    assert report["ollama"].startswith("Ollama offers the model tools as it learned them")
+    assert "Ollama knows the model thinks first" in report["ollama"]  # some of its rows carried reasoning
     modelfile = (tmp_path / "gguf" / "Modelfile").read_text(encoding="utf-8")
     assert "{{ range $.Tools }}{{ json .Function }}" in modelfile and "{{ if .ToolCalls }}<tool_call>" in modelfile
+    assert "{{ if .Thinking }}<think>\n{{ .Thinking }}\n</think>{{ end }}" in modelfile
     import gguf
 
     reader = gguf.GGUFReader(next((tmp_path / "gguf").glob("*.f16.gguf")))

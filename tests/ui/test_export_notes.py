@@ -16,7 +16,7 @@ FELL = {"fallbacks": {"summary": "180 of 211 matrices could not take the type th
     ({**VERIFIED, "fallbacks": None}, False, ["Verified: 272 tensors."]),
     ({**VERIFIED, **FELL}, True, ["Verified: 272 tensors.", FELL["fallbacks"]["summary"], "Ollama: ollama create"]),
     ({"fallbacks": FELL["fallbacks"]}, False, []),  # no verification: not ours to explain
-    ({**VERIFIED, "ollama_tools": "Ollama offers the model tools"}, True,
+    ({**VERIFIED, "ollama": "Ollama offers the model tools"}, True,
      ["Verified: 272 tensors.", "Ollama: ollama create", "Ollama offers the model tools"]),
 ])
 def test_gguf_notes(tmp_path, report, modelfile, expected):

@@ -75,8 +75,8 @@ def gguf_notes(folder: Path) -> list[str]:
         return []
     if (folder / "Modelfile").is_file():
         notes.append(f"Ollama: ollama create my-model -f {folder / 'Modelfile'}")
-        if found.get("ollama_tools"):
-            notes.append(found["ollama_tools"])
+        if found.get("ollama"):
+            notes.append(found["ollama"])
     return notes
 
 

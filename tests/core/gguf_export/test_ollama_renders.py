@@ -67,11 +67,12 @@ def test_ollama_renders_a_conversation_as_training_wrote_it(found, case):
     fmt, tok = found[family]
     tok.chat_template = cases.TEMPLATES[family]
     messages, tools = cases.chat(case["name"])
-    trained = render_chat(tok, tool_render.as_text(messages, tools) if tools else messages, True)
-    if " with tools: " not in case["name"]:
+    written, offered = tool_render.written(tok, messages, tools)  # as training writes them for this template
+    trained = render_chat(tok, written, True, offered)
+    if not tools:
         assert case["rendered"] == trained
-        # When the GGUF asks llama.cpp to add BOS, the template leaves it out (never twice).
-        assert fmt.begin + modelfile.go_template(fmt, writes_bos=True) == case["template"]
+        if case["name"].startswith(f"{family}: "):  # When the GGUF asks llama.cpp to add BOS, the template
+            assert fmt.begin + modelfile.go_template(fmt, writes_bos=True) == case["template"]  # leaves it out
         return
     assert as_data(case["rendered"]) == as_data(trained)
     # What differs is only how the JSON is written: the calls are written as training wrote them.
@@ -81,9 +82,30 @@ def test_ollama_renders_a_conversation_as_training_wrote_it(found, case):
 @pytest.mark.parametrize("family", sorted(cases.TEMPLATES))
 def test_ollama_offers_tools_and_finds_the_calls(found, family):
     fmt, _ = found[family]
-    template = modelfile.go_template(fmt, writes_bos=False, tools=True)
-    assert ".Tools" in template  # Ollama refuses tools for a model whose template never reads them
-    assert ollama_call_tag(template) == "<tool_call>"  # and finds a call by the tag that training wrote
+    for thinking in (False, True):
+        template = modelfile.go_template(fmt, writes_bos=False, tools=True, thinking=thinking)
+        assert ".Tools" in template  # Ollama refuses tools for a model whose template never reads them
+        assert ollama_call_tag(template) == "<tool_call>"  # and finds a call by the tag that training wrote
+        text = modelfile.modelfile("m.gguf", fmt, False, fmt.end_of_turn, "why", tools=True, thinking=thinking)
+        assert f'TEMPLATE """{template}"""' in text
     assert ".Tools" not in modelfile.go_template(fmt, writes_bos=False)  # a run that learned no tools offers none
-    text = modelfile.modelfile("m.gguf", fmt, False, fmt.end_of_turn, "why", tools=True)
-    assert f'TEMPLATE """{template}"""' in text
+
+
+@pytest.mark.parametrize("family", sorted(cases.TEMPLATES))
+def test_ollama_finds_the_thinking(found, family):
+    fmt, _ = found[family]
+    for tools in (False, True):
+        template = modelfile.go_template(fmt, writes_bos=False, tools=tools, thinking=True)
+        assert ollama_thinking_tags(template) == ("<think>", "</think>")
+    assert ".Thinking" not in modelfile.go_template(fmt, writes_bos=False)  # nor thinking, to one that learned none
+
+
+def ollama_thinking_tags(template: str) -> tuple[str, str]:
+    """The tags Ollama takes as wrapping an answer's thinking (ollama thinking/template.go): the first and last
+    text of the list around the last .Thinking in the template (here an `if` body)."""
+    last = template.rindex("{{ .Thinking }}")
+    start = template.rindex("{{ if .Thinking }}", 0, last) + len("{{ if .Thinking }}")
+    body = template[start:template.index("{{ end }}", last)]
+    assert "{{" not in body.replace("{{ .Thinking }}", "")  # text, the thinking, text: nothing else
+    opening, closing = body.split("{{ .Thinking }}")
+    return opening.strip(), closing.strip()

@@ -2,9 +2,10 @@
 one JSON line each on standard output, for render.go (Go's text/template, as Ollama runs it) to render into
 golden.jsonl. `python -m tests.core.gguf_export.ollama.cases | go run tests/core/gguf_export/ollama/render.go`.
 
-TEMPLATES are the chat families as their models write them (shortened, each with its quirks); PLAIN_CHATS go
-through the template of a run that learned no tools, TOOL_CHATS (conversations with tools in our data's shape,
-OpenAI's, which training writes as text: tool_render.as_text) through that of one that did.
+TEMPLATES are the chat families as their models write them (shortened, each with its quirks); VARIANTS the
+conversations (in our data's shape, OpenAI's) that go through each kind of Modelfile template: for a run that
+learned no tools, one that learned tool calls (written as text: tool_render.as_text), one whose answers carried
+their thinking (reasoning.as_text), and one that learned both.
 """
 
 from __future__ import annotations
@@ -63,12 +64,31 @@ TOOL_CHATS = {  # name: (messages, tools)
     "no tools": ([{"role": "user", "content": "Ahoy!"}, {"role": "assistant", "content": "Arr!"},
                   {"role": "user", "content": "Where?"}], None),
 }
-PLAIN_CHATS = {  # for the template of a run that learned no tools
-    "one question": ([{"role": "user", "content": "Ahoy!"}], None),
-    "with a system text": ([{"role": "system", "content": "Talk like a pirate."},
-                            {"role": "user", "content": "Where is the gold?"},
-                            {"role": "assistant", "content": "Under the oak."},
-                            {"role": "user", "content": "Which oak?"}], None),
+THOUGHT = "reasoning_content"  # where our data keeps an answer's thinking (core/data/reasoning.py)
+THINKING_CHATS = {  # for the template of a run whose answers carried their thinking
+    "one question": ([ASK], None),
+    "thought, then asked again": ([ASK, {"role": "assistant", "content": "Arr, 57!", THOUGHT: "39 plus 18 is 57."},
+                                   {"role": "user", "content": "And 2 plus 2?"}], None),
+}
+THINKING_TOOL_CHATS = {  # and that of a run that also learned tool calls
+    "thought, then called": ([ASK, {**CALLED, THOUGHT: "A sum: add can do it."},
+                              {"role": "tool", "content": "57"}], TOOLS),
+    "thought, said, called": ([ASK, {**CALLED, "content": "Adding, matey.", THOUGHT: "A sum."},
+                               {"role": "tool", "content": "57"}, {"role": "assistant", "content": "Arr, 57!"},
+                               {"role": "user", "content": "Thanks!"}], TOOLS),
+    "tools offered, thought and answered": ([ASK, {"role": "assistant", "content": "57.", THOUGHT: "Easy."},
+                                             {"role": "user", "content": "Sure?"}], TOOLS),
+}
+VARIANTS = {  # (tools, thinking): the conversations each template is checked on
+    (False, False): {
+        "one question": ([{"role": "user", "content": "Ahoy!"}], None),
+        "with a system text": ([{"role": "system", "content": "Talk like a pirate."},
+                                {"role": "user", "content": "Where is the gold?"},
+                                {"role": "assistant", "content": "Under the oak."},
+                                {"role": "user", "content": "Which oak?"}], None)},
+    (True, False): TOOL_CHATS,
+    (False, True): THINKING_CHATS,
+    (True, True): {**THINKING_TOOL_CHATS, "a call and its result": TOOL_CHATS["a call and its result"]},
 }
 
 
@@ -84,6 +104,8 @@ def ollama_messages(messages: list[dict], default_system: str | None) -> list[di
                 for i, c in enumerate(m["tool_calls"])]})
         else:
             out.append({"role": m["role"], "content": m["content"]})
+        if THOUGHT in m:
+            out[-1]["thinking"] = m[THOUGHT]
     return out
 
 
@@ -103,20 +125,26 @@ def formats() -> dict:
     return found
 
 
+_SAID = {(False, False): "", (True, False): " with tools", (False, True): " thinking",
+         (True, True): " with tools thinking"}
+
+
 def cases(found: dict | None = None):
     from core.gguf_export import modelfile
 
     for family, (fmt, _) in (found or formats()).items():
-        for tools, chats in ((False, PLAIN_CHATS), (True, TOOL_CHATS)):
-            template = modelfile.go_template(fmt, writes_bos=False, tools=tools)
+        for (tools, thinking), chats in VARIANTS.items():
+            template = modelfile.go_template(fmt, writes_bos=False, tools=tools, thinking=thinking)
             for name, (messages, offered) in chats.items():
-                yield {"name": f"{family}{' with tools' if tools else ''}: {name}", "template": template,
+                yield {"name": f"{family}{_SAID[tools, thinking]}: {name}", "template": template,
                        "tools": offered or [], "messages": ollama_messages(messages, fmt.default_system)}
+
 
 
 def chat(name: str) -> tuple[list[dict], list[dict] | None]:
     """The conversation and tools of a case, by its name."""
-    return {**PLAIN_CHATS, **TOOL_CHATS}[name.split(": ", 1)[1]]
+    variant = (" with tools" in name, " thinking:" in name)
+    return VARIANTS[variant][name.split(": ", 1)[1]]
 
 
 if __name__ == "__main__":
