@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 
 from core.data import reasoning
 from core.data.chat_spans import per_template, render_chat
@@ -60,32 +61,57 @@ def written(tokenizer, messages: list[dict], tools: list[dict] | None) -> tuple[
     return as_text(messages, tools), None
 
 
-def as_text(messages: list[dict], tools: list[dict] | None) -> list[dict]:
-    """The conversation with its tools, calls and results written as text in plain system/user/assistant turns."""
-    out: list[dict] = []
-    if tools:
-        listed = "\n".join(json.dumps(t["function"], ensure_ascii=False) for t in tools)
-        block = f"{TOOLS_INTRO}\n<tools>\n{listed}\n</tools>"
-        if messages and messages[0]["role"] == "system":
-            out.append({"role": "system", "content": f"{messages[0]['content']}\n\n{block}"})
-            messages = messages[1:]
-        else:
-            out.append({"role": "system", "content": block})
-    for m in messages:
-        if m["role"] == "tool":
-            result = f"<tool_response>\n{m['content']}\n</tool_response>"
-            if out and out[-1].get("tool_results"):
-                out[-1]["content"] += "\n" + result
+@dataclass(frozen=True)
+class ToolText:
+    """How a system text lists the tools offered: `alone` when the conversation has no system text (a template's
+    default one included, where it keeps it), the system text then `after_system` when it has one; then each tool's
+    JSON (the whole {"type": "function", ...} object where `whole`, else its function), `sep` between two, and
+    `outro`. Calls and results are written the one way Hermes made common, which Qwen's templates follow too."""
+    alone: str
+    after_system: str
+    sep: str
+    outro: str
+    whole: bool = False
+
+    def system(self, system: str | None, tools: list[dict]) -> str:
+        listed = self.sep.join(json.dumps(t if self.whole else t["function"], ensure_ascii=False) for t in tools)
+        return (self.alone if system is None else system + self.after_system) + listed + self.outro
+
+    def as_text(self, messages: list[dict], tools: list[dict] | None) -> list[dict]:
+        """The conversation with its tools, calls and results written as text in plain system/user/assistant
+        turns."""
+        out: list[dict] = []
+        if tools:
+            given = messages[0]["content"] if messages and messages[0]["role"] == "system" else None
+            out.append({"role": "system", "content": self.system(given, tools)})
+            messages = messages[1:] if given is not None else messages
+        for m in messages:
+            if m["role"] == "tool":
+                result = f"<tool_response>\n{m['content']}\n</tool_response>"
+                if out and out[-1].get("tool_results"):
+                    out[-1]["content"] += "\n" + result
+                else:
+                    out.append({"role": "user", "content": result, "tool_results": True})
+            elif "tool_calls" in m:
+                calls = [f"<tool_call>\n{json.dumps(_call(c), ensure_ascii=False)}\n</tool_call>"
+                         for c in m["tool_calls"]]
+                out.append({"role": m["role"], "content": "\n".join(([m["content"]] if m["content"] else []) + calls)})
             else:
-                out.append({"role": "user", "content": result, "tool_results": True})
-        elif "tool_calls" in m:
-            calls = [f"<tool_call>\n{json.dumps(_call(c), ensure_ascii=False)}\n</tool_call>" for c in m["tool_calls"]]
-            out.append({"role": m["role"], "content": "\n".join(([m["content"]] if m["content"] else []) + calls)})
-        else:
-            out.append(dict(m))
-    for m in out:
-        m.pop("tool_results", None)
-    return out
+                out.append(dict(m))
+        for m in out:
+            m.pop("tool_results", None)
+        return out
+
+
+# Ours, for a template with no tool format: the tools in the system turn between <tools> and </tools>.
+HERMES = ToolText(alone=f"{TOOLS_INTRO}\n<tools>\n", after_system=f"\n\n{TOOLS_INTRO}\n<tools>\n", sep="\n",
+                  outro="\n</tools>")
+
+
+def as_text(messages: list[dict], tools: list[dict] | None) -> list[dict]:
+    """The conversation with its tools, calls and results written as text, as training writes them for a template
+    with no tool format (HERMES)."""
+    return HERMES.as_text(messages, tools)
 
 
 # Jinja put in front of a template that has no tool format, so that the exported model's own template writes tools,

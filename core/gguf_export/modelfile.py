@@ -5,30 +5,30 @@ the same parts that were proven to render a probe conversation exactly as the mo
 the system prompt becomes Ollama's .System (a default one, like SmolLM2's, becomes SYSTEM), and the
 end-of-turn token becomes a stop parameter, so Ollama stops where the model ends its answer.
 
-A run that learned tool calls written as text (its model's template has no tool format: core/data/tool_render.py)
-gets a template that writes Ollama's tools, calls and results the way training wrote them (`tools=True`): that
-`.Tools` appears is what makes Ollama accept tools for the model, and the `{{ if .ToolCalls }}` block that opens
-with `<tool_call>` is where Ollama's parser reads the tag that starts a call in the model's answer. Ollama writes
-the JSON itself (compact, and keys in its own order where they are fixed fields), so that JSON is the one part of
-the text that may differ from training's.
+Where the exported model's template writes tools in parts we can give (tool_format.py: Qwen's, or ours for a run
+that learned calls written as text), the template writes Ollama's tools, calls and results in them (`tools`):
+that `.Tools` appears is what makes Ollama accept tools for the model, and the `{{ if .ToolCalls }}` block that
+opens with `<tool_call>` is where Ollama's parser reads the tag that starts a call in the model's answer. Ollama
+writes the JSON itself (compact, and keys in its own order where they are fixed fields), so that JSON is the one
+part of the text that may differ from the model's own template's.
 """
 
 from __future__ import annotations
 
 import json
 
-from core.data.tool_render import TOOLS_INTRO
+from core.data.tool_render import ToolText
 from core.gguf_export.chat_format import ChatFormat
 
 
-def go_template(fmt: ChatFormat, writes_bos: bool, tools: bool = False, thinking: bool = False) -> str:
+def go_template(fmt: ChatFormat, writes_bos: bool, tools: ToolText | None = None, thinking: bool = False) -> str:
     """The chat format as an Ollama template. `writes_bos`: the GGUF asks for BOS to be added at
     tokenization, so a BOS the Jinja template spells out is left to llama.cpp instead (never twice).
-    `tools`: also write tools, calls and results as core.data.tool_render.as_text does; `thinking`: an answer's
+    `tools`: also write tools, calls and results in those parts (tool_format.py); `thinking`: an answer's
     thinking (Ollama's .Thinking) as core.data.reasoning.as_text does."""
     begin = "" if writes_bos else fmt.begin
     if tools:
-        return begin + _with_tools(fmt, thinking)
+        return begin + _with_tools(fmt, tools, thinking)
     user = fmt.turn_start.format(role="user")
     assistant = fmt.turn_start.format(role=fmt.assistant_role)
     if fmt.system_turn:
@@ -55,15 +55,16 @@ def _answer(thinking: bool) -> tuple[str, str]:
             "{{ if and $thought .Content }}\n\n{{ end }}{{ .Content }}", "(or .Content $thought)")
 
 
-def _with_tools(fmt: ChatFormat, thinking: bool) -> str:
-    """as_text's conversation in the format's turns: the tools listed in the system text, each call as
+def _with_tools(fmt: ChatFormat, tools: ToolText, thinking: bool) -> str:
+    """ToolText.as_text's conversation in the format's turns: the tools listed in the system text, each call as
     <tool_call> JSON in the answer, a run of results as one user turn of <tool_response> blocks."""
     user, end = fmt.turn_start.format(role="user"), fmt.turn_end
     own = "$.System"  # a default system text (the SYSTEM line) stands in for none, which is what training had
     if fmt.default_system:
         own = f"and $.System (ne $.System {json.dumps(fmt.default_system, ensure_ascii=False)})"
-    system = ("{{ if " + own + " }}{{ $.System }}\n\n{{ end }}" + TOOLS_INTRO
-              + "\n<tools>\n{{ range $.Tools }}{{ json .Function }}\n{{ end }}</tools>")
+    system = ("{{ if " + own + " }}{{ $.System }}" + tools.after_system + "{{ else }}" + tools.alone + "{{ end }}"
+              + "{{ range $i, $_ := $.Tools }}{{ if $i }}" + tools.sep + "{{ end }}"
+              + ("{{ json . }}" if tools.whole else "{{ json .Function }}") + "{{ end }}" + tools.outro)
     first = ""
     if fmt.system_turn:
         head = ("{{ if .Tools }}" + fmt.turn("system", system) + "{{ else if .System }}"
@@ -94,23 +95,24 @@ THINKING_REASON = ("Ollama knows the model thinks first: it takes the <think> bl
                    "writes earlier answers' thinking back as training did.")
 
 
-def tools_reason(trained: bool, as_text: bool, fmt: ChatFormat | None) -> str | None:
-    """One sentence for export.json on whether Ollama offers tools to a run that learned to call them."""
+def tools_reason(trained: bool, tools: ToolText | None, fmt: ChatFormat | None) -> str | None:
+    """One sentence for export.json on whether Ollama offers the model tools (said where it does, or where the run
+    learned to call them and it does not)."""
+    if tools is not None:
+        return (f"Ollama offers the model tools{' as it learned them' if trained else ''}: the Modelfile's template "
+                "lists them, writes calls and results as the model's own template does, and Ollama reads <tool_call> "
+                "JSON in the answer as a call (it writes the JSON itself: compact, with some keys in its own order).")
     if not trained:
         return None
-    if as_text and fmt is not None:
-        return ("Ollama offers the model tools as it learned them: the Modelfile's template lists them in the system "
-                "turn, writes calls and results as training did, and Ollama reads <tool_call> JSON in the answer as a "
-                "call (it writes the JSON itself: compact, with some keys in its own order).")
-    if as_text:
+    if fmt is None:
         return ("The Modelfile has no template, so Ollama does not offer the model tools; llama.cpp's --jinja does, "
                 "from the GGUF's own template.")
-    return ("The Modelfile's template does not write this model's own tool format, so Ollama does not offer the model "
+    return ("The Modelfile's template cannot write this model's own tool format, so Ollama does not offer the model "
             "tools; llama.cpp's --jinja and transformers do, from the GGUF's own template.")
 
 
 def modelfile(gguf_name: str, fmt: ChatFormat | None, writes_bos: bool, stop: str | None, why: str,
-              tools: bool = False, thinking: bool = False) -> str:
+              tools: ToolText | None = None, thinking: bool = False) -> str:
     lines = [f"# Ollama: ollama create NAME -f Modelfile   ({why})", f"FROM ./{gguf_name}", ""]
     if fmt is not None:
         lines += [f'TEMPLATE """{go_template(fmt, writes_bos, tools, thinking)}"""', ""]

@@ -64,7 +64,7 @@ def test_a_run_trains_on_tool_calls_and_says_how(cli_here, tiny_model_dir, tmp_p
     assert report["ollama"].startswith("Ollama offers the model tools as it learned them")
     assert "Ollama knows the model thinks first" in report["ollama"]  # some of its rows carried reasoning
     modelfile = (tmp_path / "gguf" / "Modelfile").read_text(encoding="utf-8")
-    assert "{{ range $.Tools }}{{ json .Function }}" in modelfile and "{{ if .ToolCalls }}<tool_call>" in modelfile
+    assert "{{ json .Function }}" in modelfile and "{{ if .ToolCalls }}<tool_call>" in modelfile
     assert "{{ if .Thinking }}<think>\n{{ .Thinking }}\n</think>{{ end }}" in modelfile
     import gguf
 

@@ -21,8 +21,9 @@ def test_each_family_is_recognised(family, tokenizer):
     tokenizer.chat_template = TEMPLATES[family]
     detected = chat_format.detect(tokenizer)
     fmt = detected.format
-    assert fmt is not None and fmt.family == family, detected.reason
-    assert fmt.default_system == ("You are a helpful pirate." if family == "chatml" else None)
+    assert fmt is not None and fmt.family == {"qwen": "chatml"}.get(family, family), detected.reason
+    assert fmt.default_system == {"chatml": "You are a helpful pirate.", "qwen": "You are Qwen, a helpful assistant."
+                                  }.get(family)
     # The parts render as the model's template does (what Ollama makes of the Modelfile: test_ollama_renders.py).
     chat = [{"role": "user", "content": "Ahoy!"}]
     assert fmt.render(chat) == tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)

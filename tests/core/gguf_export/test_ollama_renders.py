@@ -4,6 +4,7 @@ that learned no tools; for one that learned tool calls written as text, training
 through the model's template) with each JSON object compared as data, since Ollama writes JSON its own way
 (compact, fixed fields in its order, <, > and & escaped)."""
 
+import copy
 import json
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 
 from core.data import tool_render
 from core.data.chat_spans import render_chat
-from core.gguf_export import modelfile
+from core.gguf_export import modelfile, tool_format
+from core.gguf_export.tool_format import as_data
 from tests.core.gguf_export.ollama import cases
 
 GOLDEN = Path(__file__).parent / "ollama" / "golden.jsonl"
@@ -25,25 +27,6 @@ KEYS = ("name", "template", "messages", "tools")
 @pytest.fixture(scope="module")
 def found():
     return cases.formats()
-
-
-def as_data(text: str) -> str:
-    """`text` with every JSON object in it written one way (keys sorted, no spaces), so that two texts that differ
-    only in how their JSON is written compare equal."""
-    out, i, decoder = [], 0, json.JSONDecoder()
-    while i < len(text):
-        if text[i] == "{":
-            try:
-                value, end = decoder.raw_decode(text, i)
-            except ValueError:
-                value = None
-            if isinstance(value, dict):
-                out.append(json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
-                i = end
-                continue
-        out.append(text[i])
-        i += 1
-    return "".join(out)
 
 
 def ollama_call_tag(template: str) -> str:
@@ -64,8 +47,7 @@ def test_the_golden_renderings_are_of_the_templates_written_now(found):
 def test_ollama_renders_a_conversation_as_training_wrote_it(found, case):
     assert not case.get("error"), f"Go could not run the template: {case['error']}"
     family = case["name"].split(":")[0].split(" ")[0]
-    fmt, tok = found[family]
-    tok.chat_template = cases.TEMPLATES[family]
+    fmt, tok, _ = found[family]
     messages, tools = cases.chat(case["name"])
     written, offered = tool_render.written(tok, messages, tools)  # as training writes them for this template
     trained = render_chat(tok, written, True, offered)
@@ -81,20 +63,34 @@ def test_ollama_renders_a_conversation_as_training_wrote_it(found, case):
 
 @pytest.mark.parametrize("family", sorted(cases.TEMPLATES))
 def test_ollama_offers_tools_and_finds_the_calls(found, family):
-    fmt, _ = found[family]
+    fmt, _, parts = found[family]
+    # Ours in front of a template with no tool format is found as it is; Qwen's own, in its own parts.
+    assert parts == (tool_render.HERMES if family != "qwen" else tool_render.ToolText(
+        alone="You are Qwen, a helpful assistant.\n\n# Tools\n\nYou may call functions.\n<tools>\n",
+        after_system="\n\n# Tools\n\nYou may call functions.\n<tools>\n", sep="\n", whole=True,
+        outro='\n</tools>\n\nCall one as <tool_call>\n{"name": <name>, "arguments": <arguments>}\n</tool_call>'))
     for thinking in (False, True):
-        template = modelfile.go_template(fmt, writes_bos=False, tools=True, thinking=thinking)
+        template = modelfile.go_template(fmt, writes_bos=False, tools=parts, thinking=thinking)
         assert ".Tools" in template  # Ollama refuses tools for a model whose template never reads them
         assert ollama_call_tag(template) == "<tool_call>"  # and finds a call by the tag that training wrote
-        text = modelfile.modelfile("m.gguf", fmt, False, fmt.end_of_turn, "why", tools=True, thinking=thinking)
+        text = modelfile.modelfile("m.gguf", fmt, False, fmt.end_of_turn, "why", tools=parts, thinking=thinking)
         assert f'TEMPLATE """{template}"""' in text
     assert ".Tools" not in modelfile.go_template(fmt, writes_bos=False)  # a run that learned no tools offers none
 
 
+def test_a_template_whose_tools_we_cannot_write_gets_none(found):
+    fmt, tok, _ = found["qwen"]
+    bent = copy.copy(tok)  # results in a turn of their own role: not the way our parts write them
+    bent.chat_template = cases.TEMPLATES["qwen"].replace("<|im_start|>user{% endif %}", "<|im_start|>tool{% endif %}")
+    assert tool_render.native(bent) and tool_format.derive(bent, fmt) is None
+    assert modelfile.tools_reason(True, None, fmt).startswith("The Modelfile's template cannot write")
+    assert modelfile.tools_reason(False, None, fmt) is None  # nothing to say where the run learned no tools
+
+
 @pytest.mark.parametrize("family", sorted(cases.TEMPLATES))
 def test_ollama_finds_the_thinking(found, family):
-    fmt, _ = found[family]
-    for tools in (False, True):
+    fmt, _, parts = found[family]
+    for tools in (None, parts):
         template = modelfile.go_template(fmt, writes_bos=False, tools=tools, thinking=True)
         assert ollama_thinking_tags(template) == ("<think>", "</think>")
     assert ".Thinking" not in modelfile.go_template(fmt, writes_bos=False)  # nor thinking, to one that learned none

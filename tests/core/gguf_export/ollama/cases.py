@@ -29,6 +29,25 @@ TEMPLATES = {
              "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}",
     "phi3": "{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + m['content'] + '<|end|>\n' }}{% endfor %}"
             "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}",
+    # As Qwen 2.5's: ChatML with a default system text, which it keeps when it lists tools, each the whole tool
+    # object after a newline; calls and results as Hermes made common, a run of results in one user turn.
+    "qwen": "{% set default = 'You are Qwen, a helpful assistant.' %}{% if tools %}<|im_start|>system\n"
+            "{% if messages[0].role == 'system' %}{{ messages[0].content }}{% else %}{{ default }}{% endif %}"
+            "{{ '\\n\\n' }}# Tools\n\nYou may call functions.\n<tools>"
+            "{% for t in tools %}{{ '\\n' }}{{ t | tojson }}{% endfor %}{{ '\\n' }}</tools>\n\n"
+            "Call one as <tool_call>\n{\"name\": <name>, \"arguments\": <arguments>}\n</tool_call>"
+            "<|im_end|>\n{% elif messages[0].role == 'system' %}<|im_start|>system\n{{ messages[0].content }}"
+            "<|im_end|>\n{% else %}<|im_start|>system\n{{ default }}<|im_end|>\n{% endif %}"
+            "{% for m in messages %}{% if m.role == 'user' or (m.role == 'assistant' and not m.tool_calls) %}"
+            "<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% elif m.role == 'assistant' %}"
+            "<|im_start|>assistant{% if m.content %}{{ '\\n' }}{{ m.content }}{% endif %}{% for c in m.tool_calls %}"
+            "{{ '\\n' }}<tool_call>\n{\"name\": \"{{ c.function.name }}\", \"arguments\": "
+            "{{ c.function.arguments | tojson }}}"
+            "\n</tool_call>{% endfor %}<|im_end|>\n{% elif m.role == 'tool' %}"
+            "{% if loop.first or messages[loop.index0 - 1].role != 'tool' %}<|im_start|>user{% endif %}"
+            "{{ '\\n' }}<tool_response>\n{{ m.content }}\n</tool_response>"
+            "{% if loop.last or messages[loop.index0 + 1].role != 'tool' %}<|im_end|>\n{% endif %}{% endif %}"
+            "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
 }
 
 TOOLS = [{"type": "function", "function": {
@@ -110,18 +129,25 @@ def ollama_messages(messages: list[dict], default_system: str | None) -> list[di
 
 
 def formats() -> dict:
-    """Each family's chat format as export detects it (chat_format.detect on a tokenizer with its template)."""
+    """Each family's chat format as export detects it (chat_format.detect on a tokenizer with its template), the
+    tokenizer, and the parts in which its exported template writes tools (tool_format.derive: the family's own, or
+    ours in front of a template with none, as for a run that learned calls written as text)."""
     from transformers import AutoTokenizer
 
-    from core.gguf_export import chat_format
+    from core.data import tool_render
+    from core.gguf_export import chat_format, tool_format
     from tests.core.gguf_export import tiny
 
     with tempfile.TemporaryDirectory() as folder:
-        tok = AutoTokenizer.from_pretrained(tiny.byte_level(Path(folder)))
-    found = {}
-    for family, template in TEMPLATES.items():
-        tok.chat_template = template
-        found[family] = (chat_format.detect(tok).format, tok)
+        folder = tiny.byte_level(Path(folder))
+        found = {}
+        for family, template in TEMPLATES.items():
+            tok = AutoTokenizer.from_pretrained(folder)
+            tok.chat_template = template
+            fmt = chat_format.detect(tok).format
+            exported = AutoTokenizer.from_pretrained(folder)
+            exported.chat_template = template if tool_render.native(tok) else tool_render.with_tool_text(template)
+            found[family] = (fmt, tok, tool_format.derive(exported, fmt))
     return found
 
 
@@ -132,9 +158,9 @@ _SAID = {(False, False): "", (True, False): " with tools", (False, True): " thin
 def cases(found: dict | None = None):
     from core.gguf_export import modelfile
 
-    for family, (fmt, _) in (found or formats()).items():
+    for family, (fmt, _, parts) in (found or formats()).items():
         for (tools, thinking), chats in VARIANTS.items():
-            template = modelfile.go_template(fmt, writes_bos=False, tools=tools, thinking=thinking)
+            template = modelfile.go_template(fmt, writes_bos=False, tools=parts if tools else None, thinking=thinking)
             for name, (messages, offered) in chats.items():
                 yield {"name": f"{family}{_SAID[tools, thinking]}: {name}", "template": template,
                        "tools": offered or [], "messages": ollama_messages(messages, fmt.default_system)}
