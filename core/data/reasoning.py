@@ -20,6 +20,8 @@ answer. A model tuned so thinks in that form; Try it and `chat` show it as it is
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from core.data.chat_spans import per_template, render_chat
 
 FIELD = "reasoning_content"  # where the data reader keeps an answer's reasoning, and templates read it
@@ -35,6 +37,29 @@ def carried(messages: list[dict] | None) -> bool:
 def as_text(reasoning: str, content: str) -> str:
     """An answer with its reasoning in front, as text (the <think> convention); a call's turn may have no words."""
     return f"<think>\n{reasoning.strip()}\n</think>" + (f"\n\n{content}" if content else "")
+
+
+@dataclass(frozen=True)
+class ThinkText:
+    """Where a template writes an answer's thinking, as <think>...</think>: `every` answer's, or only those after the
+    last question (Qwen 3's); in front of the answer's words, "\n\n" between them only where there are words and
+    its calls after it (`whole` False: as_text's), or in front of the whole turn, calls included, "\n\n" after it
+    always (Qwen 3's)."""
+    every: bool = True
+    whole: bool = False
+
+    def wrap(self, thinking: str | None, words: str, calls: list[str]) -> str:
+        """An answer's text: its words and calls (each already text), with its thinking where there is any."""
+        rest = "\n".join(([words] if words else []) + calls)
+        if not thinking:
+            return rest
+        head = f"<think>\n{thinking}\n</think>"
+        if self.whole:
+            return f"{head}\n\n{rest}"
+        return "\n".join([head + (f"\n\n{words}" if words else "")] + calls)
+
+
+AS_TEXT = ThinkText()  # as_text's: every answer's thinking in front of its words
 
 
 @per_template

@@ -77,25 +77,29 @@ class ToolText:
         listed = self.sep.join(json.dumps(t if self.whole else t["function"], ensure_ascii=False) for t in tools)
         return (self.alone if system is None else system + self.after_system) + listed + self.outro
 
-    def as_text(self, messages: list[dict], tools: list[dict] | None) -> list[dict]:
+    def as_text(self, messages: list[dict], tools: list[dict] | None,
+                think: reasoning.ThinkText | None = None) -> list[dict]:
         """The conversation with its tools, calls and results written as text in plain system/user/assistant
-        turns."""
+        turns; with `think`, each answer's reasoning too (where `think` writes it)."""
         out: list[dict] = []
         if tools:
             given = messages[0]["content"] if messages and messages[0]["role"] == "system" else None
             out.append({"role": "system", "content": self.system(given, tools)})
             messages = messages[1:] if given is not None else messages
-        for m in messages:
-            if m["role"] == "tool":
+        last_question = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+        for i, m in enumerate(messages):
+            if think is not None and m["role"] == "assistant":
+                shown = m.get(reasoning.FIELD) if think.every or i > last_question else None
+                out.append({"role": "assistant", "content": think.wrap(shown, m["content"], _calls(m))})
+            elif m["role"] == "tool":
                 result = f"<tool_response>\n{m['content']}\n</tool_response>"
                 if out and out[-1].get("tool_results"):
                     out[-1]["content"] += "\n" + result
                 else:
                     out.append({"role": "user", "content": result, "tool_results": True})
             elif "tool_calls" in m:
-                calls = [f"<tool_call>\n{json.dumps(_call(c), ensure_ascii=False)}\n</tool_call>"
-                         for c in m["tool_calls"]]
-                out.append({"role": m["role"], "content": "\n".join(([m["content"]] if m["content"] else []) + calls)})
+                out.append({"role": m["role"], "content": "\n".join(([m["content"]] if m["content"] else [])
+                                                                    + _calls(m))})
             else:
                 out.append(dict(m))
         for m in out:
@@ -179,6 +183,12 @@ def for_export(tokenizer, trained_tools: bool) -> str | None:
     return ("The chat template now also writes tools, calls and results as the run trained on them (the tools "
             "listed in the system turn, <tool_call> JSON in the answer, <tool_response> turns), so transformers, "
             "vLLM and llama.cpp's --jinja offer tools to the model as it learned them.")
+
+
+def _calls(message: dict) -> list[str]:
+    """An answer's calls, each as <tool_call> JSON text."""
+    return [f"<tool_call>\n{json.dumps(_call(c), ensure_ascii=False)}\n</tool_call>"
+            for c in message.get("tool_calls") or ()]
 
 
 def _call(call: dict) -> dict:

@@ -79,9 +79,15 @@ def detect(tokenizer) -> Detected:
                 return Detected(candidate, f"The chat template is {fmt.family}; the Modelfile's template renders a "
                                            "probe conversation exactly as the model's own template does.")
         return Detected(None, f"The chat template looks like {fmt.family} but renders differently from it, so "
-                              "the Modelfile has no TEMPLATE (Ollama reads the GGUF's own template).")
+                              f"the Modelfile has no TEMPLATE{_OLLAMA_PICKS}")
     return Detected(None, "The chat template is not one of the families written for Ollama (ChatML, Llama 3, "
-                          "Gemma, Phi-3), so the Modelfile has no TEMPLATE (Ollama reads the GGUF's own template).")
+                          f"Gemma, Phi-3), so the Modelfile has no TEMPLATE{_OLLAMA_PICKS}")
+
+
+# What Ollama does without one: it keeps a template of its own whose Jinja source is nearly the GGUF's (its
+# template.Named), else sends the bare prompt; llama.cpp's --jinja renders the GGUF's template itself.
+_OLLAMA_PICKS = (" (Ollama then uses one of its own templates if the model's is one it knows, else the bare prompt; "
+                 "llama.cpp's --jinja uses the model's own).")
 
 
 def _hf(tokenizer, messages) -> str | None:

@@ -6,7 +6,7 @@ memory holds one tensor and its quantized bytes, and a model larger than RAM exp
 The folder it makes holds:
 - `<model>-<run>.<type>.gguf`: the merged model, verified (verify.py) before the folder appears;
 - `Modelfile`: for `ollama create`, with the chat template and stop token (modelfile.py), and tools where the
-  exported template writes them in parts Ollama's can (tool_format.py);
+  exported template writes them in parts Ollama's can (template_parts.py);
 - `<model>-<run>.lora.gguf`, for runs that trained a LoRA adapter (LoRA, QLoRA): a few megabytes that
   let llama.cpp (`--lora`) or Ollama (ADAPTER) put the fine-tune on a base GGUF the person already
   has, or switch fine-tunes without a copy of the model each. DoRA and whole-model runs have no such
@@ -26,8 +26,8 @@ from pathlib import Path
 from core import atomic, results, strategies
 from core.data import reasoning, tool_render
 from core.errors import BadArgument, KnownError
-from core.gguf_export import architectures, chat_format, lora_adapter, merge, modelfile, tensor_types, tool_format
-from core.gguf_export import verify
+from core.gguf_export import architectures, chat_format, lora_adapter, merge, modelfile, template_parts
+from core.gguf_export import tensor_types, verify
 from core.gguf_export import vocab as vocab_mod
 from core.gguf_export import writer
 from core.progress import Span
@@ -62,15 +62,16 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
         arch = architectures.get(cfg["model_type"])
         detected = chat_format.detect(tokenizer)
         fmt = detected.format
-        tools = tool_format.derive(tokenizer, fmt)  # as the exported template writes them, where Ollama can too
+        tools = template_parts.tools(tokenizer, fmt)  # as the exported template writes them, where Ollama can too
+        thinking = reasoning.AS_TEXT if thinks_as_text and fmt else template_parts.thinking(tokenizer, fmt, tools)
         vocab = vocab_mod.build(tokenizer, cfg["vocab_size"], fmt.end_of_turn if fmt else None, run["model_path"])
         plan = writer.plan(arch, cfg, source.shapes, vocab, pick, stem)
         gguf_path = writer.write(plan, source.tensors, tmp / f"{stem}.{pick.name}.gguf", Span(progress, 0.15, 0.6))
         eos = vocab.tokens[vocab.special["eos"]] if "eos" in vocab.special else None
         atomic.write_text(tmp / "Modelfile", modelfile.modelfile(
-            gguf_path.name, fmt, vocab.add_bos, eos, detected.reason, tools=tools, thinking=thinks_as_text))
+            gguf_path.name, fmt, vocab.add_bos, eos, detected.reason, tools=tools, thinking=thinking))
         ollama = modelfile.tools_reason(trained_tools, tools, fmt)
-        if thinks_as_text and fmt is not None:
+        if thinking is not None:
             ollama = " ".join(filter(None, (ollama, modelfile.THINKING_REASON)))
         lora = _lora(run, arch, cfg, tmp / f"{stem}.lora.gguf", stem)
         progress.update(0.62, "Checking the file")

@@ -5,7 +5,7 @@ the same parts that were proven to render a probe conversation exactly as the mo
 the system prompt becomes Ollama's .System (a default one, like SmolLM2's, becomes SYSTEM), and the
 end-of-turn token becomes a stop parameter, so Ollama stops where the model ends its answer.
 
-Where the exported model's template writes tools in parts we can give (tool_format.py: Qwen's, or ours for a run
+Where the exported model's template writes tools in parts we can give (template_parts.py: Qwen's, or ours for a run
 that learned calls written as text), the template writes Ollama's tools, calls and results in them (`tools`):
 that `.Tools` appears is what makes Ollama accept tools for the model, and the `{{ if .ToolCalls }}` block that
 opens with `<tool_call>` is where Ollama's parser reads the tag that starts a call in the model's answer. Ollama
@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import json
 
+from core.data.reasoning import ThinkText
 from core.data.tool_render import ToolText
 from core.gguf_export.chat_format import ChatFormat
 
 
-def go_template(fmt: ChatFormat, writes_bos: bool, tools: ToolText | None = None, thinking: bool = False) -> str:
+def go_template(fmt: ChatFormat, writes_bos: bool, tools: ToolText | None = None,
+                thinking: ThinkText | None = None) -> str:
     """The chat format as an Ollama template. `writes_bos`: the GGUF asks for BOS to be added at
     tokenization, so a BOS the Jinja template spells out is left to llama.cpp instead (never twice).
-    `tools`: also write tools, calls and results in those parts (tool_format.py); `thinking`: an answer's
-    thinking (Ollama's .Thinking) as core.data.reasoning.as_text does."""
+    `tools`: also write tools, calls and results in those parts (template_parts.py); `thinking`: an answer's
+    thinking (Ollama's .Thinking) where and as those parts say."""
     begin = "" if writes_bos else fmt.begin
     if tools:
         return begin + _with_tools(fmt, tools, thinking)
@@ -38,24 +40,37 @@ def go_template(fmt: ChatFormat, writes_bos: bool, tools: ToolText | None = None
         head = "{{ $system := .System }}"
         user_content = '{{ if $system }}{{ $system }}\n\n{{ $system = "" }}{{ end }}{{ .Content }}'
     answer, _ = _answer(thinking)
-    return (begin + head
-            + '{{ range .Messages }}{{ if eq .Role "user" }}' + user + user_content + fmt.turn_end
+    return (begin + head + _messages(thinking)
+            + '{{ if eq .Role "user" }}' + user + user_content + fmt.turn_end
             + '{{ else if eq .Role "assistant" }}' + assistant + answer + fmt.turn_end
             + "{{ end }}{{ end }}" + assistant)
 
 
-def _answer(thinking: bool) -> tuple[str, str]:
-    """(an answer's text, the test for whether it wrote anything before its calls), with its thinking in front as
-    reasoning.as_text writes it where `thinking`. Ollama finds the tags that wrap thinking in the list around the
-    last {{ .Thinking }} of the template (that list's first and last text): the `if` body here, which comes last
-    and opens and closes with text; $thought stands for .Thinking after it."""
-    if not thinking:
+def _messages(thinking: ThinkText | None) -> str:
+    """The loop over the messages; where only the thinking after the last question is written, with $i and the
+    last question's index $lastq."""
+    if thinking is None or thinking.every:
+        return "{{ range .Messages }}"
+    return ('{{ $lastq := -1 }}{{ range $i, $m := .Messages }}{{ if eq $m.Role "user" }}{{ $lastq = $i }}{{ end }}'
+            "{{ end }}{{ range $i, $_ := .Messages }}")
+
+
+def _answer(thinking: ThinkText | None) -> tuple[str, str]:
+    """(an answer's text, the test for whether it wrote anything before its calls), with its thinking where
+    `thinking` writes it (ThinkText.wrap). Ollama finds the tags that wrap thinking in the list around the last
+    {{ .Thinking }} of the template (that list's first and last text): the `if` body here, which comes last and
+    opens and closes with text; $thought stands for the thinking shown."""
+    if thinking is None:
         return "{{ .Content }}", ".Content"
-    return ("{{ $thought := .Thinking }}{{ if .Thinking }}<think>\n{{ .Thinking }}\n</think>{{ end }}"
+    shown = ("{{ $thought := .Thinking }}" if thinking.every
+             else '{{ $thought := "" }}{{ if gt $i $lastq }}{{ $thought = .Thinking }}{{ end }}')
+    if thinking.whole:
+        return shown + "{{ if $thought }}<think>\n{{ .Thinking }}\n</think>\n\n{{ end }}{{ .Content }}", ".Content"
+    return (shown + "{{ if $thought }}<think>\n{{ .Thinking }}\n</think>{{ end }}"
             "{{ if and $thought .Content }}\n\n{{ end }}{{ .Content }}", "(or .Content $thought)")
 
 
-def _with_tools(fmt: ChatFormat, tools: ToolText, thinking: bool) -> str:
+def _with_tools(fmt: ChatFormat, tools: ToolText, thinking: ThinkText | None) -> str:
     """ToolText.as_text's conversation in the format's turns: the tools listed in the system text, each call as
     <tool_call> JSON in the answer, a run of results as one user turn of <tool_response> blocks."""
     user, end = fmt.turn_start.format(role="user"), fmt.turn_end
@@ -79,7 +94,7 @@ def _with_tools(fmt: ChatFormat, tools: ToolText, thinking: bool) -> str:
              "{{ range slice .ToolCalls 1 }}\n<tool_call>\n" + call + "\n</tool_call>{{ end }}{{ end }}")
     assistant = fmt.turn_start.format(role=fmt.assistant_role)
     answer, wrote = _answer(thinking)
-    return (head + '{{ $prev := "" }}{{ range .Messages }}'
+    return (head + '{{ $prev := "" }}' + _messages(thinking)
             + '{{ if and (eq $prev "tool") (ne .Role "tool") }}' + end + "{{ end }}"
             + '{{ if eq .Role "user" }}' + user + first + "{{ .Content }}" + end
             + '{{ else if eq .Role "assistant" }}' + assistant
@@ -92,7 +107,7 @@ def _with_tools(fmt: ChatFormat, tools: ToolText, thinking: bool) -> str:
 
 THINKING_REASON = ("Ollama knows the model thinks first: it takes the <think> block in front of an answer as the "
                    "answer's thinking (`ollama run --think`, or `think` in its API), and the Modelfile's template "
-                   "writes earlier answers' thinking back as training did.")
+                   "writes earlier answers' thinking back where the model's own template does.")
 
 
 def tools_reason(trained: bool, tools: ToolText | None, fmt: ChatFormat | None) -> str | None:
@@ -112,7 +127,7 @@ def tools_reason(trained: bool, tools: ToolText | None, fmt: ChatFormat | None) 
 
 
 def modelfile(gguf_name: str, fmt: ChatFormat | None, writes_bos: bool, stop: str | None, why: str,
-              tools: ToolText | None = None, thinking: bool = False) -> str:
+              tools: ToolText | None = None, thinking: ThinkText | None = None) -> str:
     lines = [f"# Ollama: ollama create NAME -f Modelfile   ({why})", f"FROM ./{gguf_name}", ""]
     if fmt is not None:
         lines += [f'TEMPLATE """{go_template(fmt, writes_bos, tools, thinking)}"""', ""]

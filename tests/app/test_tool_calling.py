@@ -65,7 +65,7 @@ def test_a_run_trains_on_tool_calls_and_says_how(cli_here, tiny_model_dir, tmp_p
     assert "Ollama knows the model thinks first" in report["ollama"]  # some of its rows carried reasoning
     modelfile = (tmp_path / "gguf" / "Modelfile").read_text(encoding="utf-8")
     assert "{{ json .Function }}" in modelfile and "{{ if .ToolCalls }}<tool_call>" in modelfile
-    assert "{{ if .Thinking }}<think>\n{{ .Thinking }}\n</think>{{ end }}" in modelfile
+    assert "{{ if $thought }}<think>\n{{ .Thinking }}\n</think>{{ end }}" in modelfile
     import gguf
 
     reader = gguf.GGUFReader(next((tmp_path / "gguf").glob("*.f16.gguf")))

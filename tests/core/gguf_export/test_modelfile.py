@@ -21,7 +21,7 @@ def test_each_family_is_recognised(family, tokenizer):
     tokenizer.chat_template = TEMPLATES[family]
     detected = chat_format.detect(tokenizer)
     fmt = detected.format
-    assert fmt is not None and fmt.family == {"qwen": "chatml"}.get(family, family), detected.reason
+    assert fmt is not None and fmt.family == {"qwen": "chatml", "qwen3": "chatml"}.get(family, family), detected.reason
     assert fmt.default_system == {"chatml": "You are a helpful pirate.", "qwen": "You are Qwen, a helpful assistant."
                                   }.get(family)
     # The parts render as the model's template does (what Ollama makes of the Modelfile: test_ollama_renders.py).

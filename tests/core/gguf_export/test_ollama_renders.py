@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from core.data import tool_render
+from core.data import reasoning, tool_render
 from core.data.chat_spans import render_chat
-from core.gguf_export import modelfile, tool_format
-from core.gguf_export.tool_format import as_data
+from core.gguf_export import modelfile, template_parts
+from core.gguf_export.template_parts import as_data
 from tests.core.gguf_export.ollama import cases
 
 GOLDEN = Path(__file__).parent / "ollama" / "golden.jsonl"
@@ -47,7 +47,7 @@ def test_the_golden_renderings_are_of_the_templates_written_now(found):
 def test_ollama_renders_a_conversation_as_training_wrote_it(found, case):
     assert not case.get("error"), f"Go could not run the template: {case['error']}"
     family = case["name"].split(":")[0].split(" ")[0]
-    fmt, tok, _ = found[family]
+    fmt, tok, _, _ = found[family]
     messages, tools = cases.chat(case["name"])
     written, offered = tool_render.written(tok, messages, tools)  # as training writes them for this template
     trained = render_chat(tok, written, True, offered)
@@ -61,37 +61,47 @@ def test_ollama_renders_a_conversation_as_training_wrote_it(found, case):
     assert case["rendered"].count("<tool_call>\n{\"name\": ") == trained.count("<tool_call>\n{\"name\": ")
 
 
+QWEN_TOOLS = "\n\n# Tools\n\nYou may call functions.\n<tools>\n"
+OWN_PARTS = {  # the families whose template writes tools itself, and the parts found in it
+    "qwen": tool_render.ToolText(
+        alone="You are Qwen, a helpful assistant." + QWEN_TOOLS, after_system=QWEN_TOOLS, sep="\n", whole=True,
+        outro='\n</tools>\n\nCall one as <tool_call>\n{"name": <name>, "arguments": <arguments>}\n</tool_call>'),
+    "qwen3": tool_render.ToolText(alone="# Tools\n\nCall these.\n<tools>\n",
+                                  after_system="\n\n# Tools\n\nCall these.\n<tools>\n", sep="\n", outro="\n</tools>",
+                                  whole=True)}
+
+
 @pytest.mark.parametrize("family", sorted(cases.TEMPLATES))
 def test_ollama_offers_tools_and_finds_the_calls(found, family):
-    fmt, _, parts = found[family]
+    fmt, _, parts, thinking = found[family]
     # Ours in front of a template with no tool format is found as it is; Qwen's own, in its own parts.
-    assert parts == (tool_render.HERMES if family != "qwen" else tool_render.ToolText(
-        alone="You are Qwen, a helpful assistant.\n\n# Tools\n\nYou may call functions.\n<tools>\n",
-        after_system="\n\n# Tools\n\nYou may call functions.\n<tools>\n", sep="\n", whole=True,
-        outro='\n</tools>\n\nCall one as <tool_call>\n{"name": <name>, "arguments": <arguments>}\n</tool_call>'))
-    for thinking in (False, True):
-        template = modelfile.go_template(fmt, writes_bos=False, tools=parts, thinking=thinking)
+    assert parts == OWN_PARTS.get(family, tool_render.HERMES)
+    for think in (None, thinking):
+        template = modelfile.go_template(fmt, writes_bos=False, tools=parts, thinking=think)
         assert ".Tools" in template  # Ollama refuses tools for a model whose template never reads them
         assert ollama_call_tag(template) == "<tool_call>"  # and finds a call by the tag that training wrote
-        text = modelfile.modelfile("m.gguf", fmt, False, fmt.end_of_turn, "why", tools=parts, thinking=thinking)
+        text = modelfile.modelfile("m.gguf", fmt, False, fmt.end_of_turn, "why", tools=parts, thinking=think)
         assert f'TEMPLATE """{template}"""' in text
     assert ".Tools" not in modelfile.go_template(fmt, writes_bos=False)  # a run that learned no tools offers none
 
 
 def test_a_template_whose_tools_we_cannot_write_gets_none(found):
-    fmt, tok, _ = found["qwen"]
+    fmt, tok, _, _ = found["qwen"]
     bent = copy.copy(tok)  # results in a turn of their own role: not the way our parts write them
     bent.chat_template = cases.TEMPLATES["qwen"].replace("<|im_start|>user{% endif %}", "<|im_start|>tool{% endif %}")
-    assert tool_render.native(bent) and tool_format.derive(bent, fmt) is None
+    assert tool_render.native(bent) and template_parts.tools(bent, fmt) is None
     assert modelfile.tools_reason(True, None, fmt).startswith("The Modelfile's template cannot write")
     assert modelfile.tools_reason(False, None, fmt) is None  # nothing to say where the run learned no tools
 
 
 @pytest.mark.parametrize("family", sorted(cases.TEMPLATES))
 def test_ollama_finds_the_thinking(found, family):
-    fmt, _, parts = found[family]
+    fmt, _, parts, thinking = found[family]
+    # Qwen 3's writes the thinking after the last question alone, in front of the whole turn; the others none, so a
+    # run whose answers carried it learned it in front of each answer's words (reasoning.AS_TEXT).
+    assert thinking == (reasoning.ThinkText(every=False, whole=True) if family == "qwen3" else reasoning.AS_TEXT)
     for tools in (None, parts):
-        template = modelfile.go_template(fmt, writes_bos=False, tools=tools, thinking=True)
+        template = modelfile.go_template(fmt, writes_bos=False, tools=tools, thinking=thinking)
         assert ollama_thinking_tags(template) == ("<think>", "</think>")
     assert ".Thinking" not in modelfile.go_template(fmt, writes_bos=False)  # nor thinking, to one that learned none
 
@@ -100,7 +110,7 @@ def ollama_thinking_tags(template: str) -> tuple[str, str]:
     """The tags Ollama takes as wrapping an answer's thinking (ollama thinking/template.go): the first and last
     text of the list around the last .Thinking in the template (here an `if` body)."""
     last = template.rindex("{{ .Thinking }}")
-    start = template.rindex("{{ if .Thinking }}", 0, last) + len("{{ if .Thinking }}")
+    start = template.rindex("{{ if $thought }}", 0, last) + len("{{ if $thought }}")
     body = template[start:template.index("{{ end }}", last)]
     assert "{{" not in body.replace("{{ .Thinking }}", "")  # text, the thinking, text: nothing else
     opening, closing = body.split("{{ .Thinking }}")

@@ -48,6 +48,24 @@ TEMPLATES = {
             "{{ '\\n' }}<tool_response>\n{{ m.content }}\n</tool_response>"
             "{% if loop.last or messages[loop.index0 + 1].role != 'tool' %}<|im_end|>\n{% endif %}{% endif %}"
             "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+    # As Qwen 3's: no default system text; tools as Qwen 2.5's; the thinking of the answers after the last question
+    # alone, in front of the whole turn ("\n\n" after it always), and calls after the words.
+    "qwen3": "{% if tools %}<|im_start|>system\n{% if messages[0].role == 'system' %}{{ messages[0].content }}"
+             "{{ '\\n\\n' }}{% endif %}# Tools\n\nCall these.\n<tools>{% for t in tools %}{{ '\\n' }}{{ t | tojson }}"
+             "{% endfor %}{{ '\\n' }}</tools><|im_end|>\n{% elif messages[0].role == 'system' %}<|im_start|>system\n"
+             "{{ messages[0].content }}<|im_end|>\n{% endif %}{% set ns = namespace(last=-1) %}{% for m in messages %}"
+             "{% if m.role == 'user' %}{% set ns.last = loop.index0 %}{% endif %}{% endfor %}{% for m in messages %}"
+             "{% if m.role == 'user' %}<|im_start|>user\n{{ m.content }}<|im_end|>\n{% elif m.role == 'assistant' %}"
+             "{% set r = m.reasoning_content if m.reasoning_content is string else '' %}<|im_start|>assistant\n"
+             "{% if loop.index0 > ns.last and (loop.last or r) %}<think>\n{{ r }}\n</think>{{ '\\n\\n' }}{% endif %}"
+             "{{ m.content }}{% for c in m.tool_calls or [] %}"
+             "{% if not loop.first or m.content %}{{ '\\n' }}{% endif %}"
+             "<tool_call>\n{\"name\": \"{{ c.function.name }}\", \"arguments\": {{ c.function.arguments | tojson }}}"
+             "\n</tool_call>{% endfor %}<|im_end|>\n{% elif m.role == 'tool' %}"
+             "{% if loop.first or messages[loop.index0 - 1].role != 'tool' %}<|im_start|>user{% endif %}"
+             "{{ '\\n' }}<tool_response>\n{{ m.content }}\n</tool_response>"
+             "{% if loop.last or messages[loop.index0 + 1].role != 'tool' %}<|im_end|>\n{% endif %}{% endif %}"
+             "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
 }
 
 TOOLS = [{"type": "function", "function": {
@@ -130,12 +148,13 @@ def ollama_messages(messages: list[dict], default_system: str | None) -> list[di
 
 def formats() -> dict:
     """Each family's chat format as export detects it (chat_format.detect on a tokenizer with its template), the
-    tokenizer, and the parts in which its exported template writes tools (tool_format.derive: the family's own, or
-    ours in front of a template with none, as for a run that learned calls written as text)."""
+    tokenizer, and the parts in which its exported template writes tools (template_parts.tools: the family's own, or
+    ours in front of a template with none, as for a run that learned calls written as text) and thinking (its own
+    where it writes any, else reasoning.as_text's, as for a run whose answers carried their reasoning)."""
     from transformers import AutoTokenizer
 
-    from core.data import tool_render
-    from core.gguf_export import chat_format, tool_format
+    from core.data import reasoning, tool_render
+    from core.gguf_export import chat_format, template_parts
     from tests.core.gguf_export import tiny
 
     with tempfile.TemporaryDirectory() as folder:
@@ -147,7 +166,8 @@ def formats() -> dict:
             fmt = chat_format.detect(tok).format
             exported = AutoTokenizer.from_pretrained(folder)
             exported.chat_template = template if tool_render.native(tok) else tool_render.with_tool_text(template)
-            found[family] = (fmt, tok, tool_format.derive(exported, fmt))
+            tools = template_parts.tools(exported, fmt)
+            found[family] = (fmt, tok, tools, template_parts.thinking(exported, fmt, tools) or reasoning.AS_TEXT)
     return found
 
 
@@ -158,9 +178,10 @@ _SAID = {(False, False): "", (True, False): " with tools", (False, True): " thin
 def cases(found: dict | None = None):
     from core.gguf_export import modelfile
 
-    for family, (fmt, _, parts) in (found or formats()).items():
+    for family, (fmt, _, tool_parts, think_parts) in (found or formats()).items():
         for (tools, thinking), chats in VARIANTS.items():
-            template = modelfile.go_template(fmt, writes_bos=False, tools=parts if tools else None, thinking=thinking)
+            template = modelfile.go_template(fmt, writes_bos=False, tools=tool_parts if tools else None,
+                                             thinking=think_parts if thinking else None)
             for name, (messages, offered) in chats.items():
                 yield {"name": f"{family}{_SAID[tools, thinking]}: {name}", "template": template,
                        "tools": offered or [], "messages": ollama_messages(messages, fmt.default_system)}

@@ -1,21 +1,23 @@
-"""How the exported model's chat template writes tools, in parts Ollama's Go template can be given
-(modelfile.py): found by rendering two probe tools, then proven on conversations that call them.
+"""How the exported model's chat template writes tools and an answer's thinking, in parts Ollama's Go template can
+be given (modelfile.py): found by rendering probes, then proven on conversations that use them.
 
 The template is the one the exported model carries: the model's own where it writes tools (Qwen 2.5's and 3's
 list them in the system turn and write calls and results as Hermes made common), or ours in front of it where the
 run learned calls written as text (tool_render.with_tool_text). Either way the listing is read off a rendering
-(the text before the first tool with and without a system text, between two, after the last), and the whole is
-taken only where the conversation our parts write (tool_render.ToolText.as_text through the chat format's turns)
-is the template's own, up to how the JSON in it is written (Ollama writes JSON its own way). A template we cannot
-reproduce so gets no tools in the Modelfile, never a guess.
+(the text before the first tool with and without a system text, between two, after the last). Thinking, where
+the template writes it (Qwen 3's), is one of the few ways reasoning.ThinkText knows. Each is taken only where
+the conversations our parts write (tool_render.ToolText.as_text through the chat format's turns) are the
+template's own, up to how the JSON in them is written (Ollama writes JSON its own way). A template we cannot
+reproduce so gets neither in the Modelfile, never a guess.
 """
 
 from __future__ import annotations
 
 import json
 
-from core.data import tool_render
+from core.data import reasoning, tool_render
 from core.data.chat_spans import render_chat
+from core.data.reasoning import FIELD
 from core.gguf_export.chat_format import ChatFormat
 
 QUESTION, SYSTEM = "tfprobe_question", "tfprobe_system"
@@ -43,7 +45,7 @@ PROOF = [  # conversations the parts must write as the template does
 ]
 
 
-def derive(tokenizer, fmt: ChatFormat | None) -> tool_render.ToolText | None:
+def tools(tokenizer, fmt: ChatFormat | None) -> tool_render.ToolText | None:
     """The parts in which the tokenizer's chat template writes tools, or None where it writes none we can give."""
     if fmt is None or not tool_render.native(tokenizer):
         return None
@@ -59,6 +61,36 @@ def derive(tokenizer, fmt: ChatFormat | None) -> tool_render.ToolText | None:
     except Exception:  # a template that refuses a probe writes no tools we can give
         return None
     return text if same else None
+
+
+_THINKING = [  # conversations whose answers carry their thinking: before the last question and after it
+    [_ASK, {"role": "assistant", "content": "3.", FIELD: "One and two."}, {"role": "user", "content": "And 2 and 2?"},
+     {**_CALLED, FIELD: "A sum again."}, {"role": "tool", "content": "4"}],
+    [_ASK, {"role": "assistant", "content": "Let me add.", "tool_calls": _CALLED["tool_calls"], FIELD: "A sum."},
+     {"role": "tool", "content": "3"}],
+    [_ASK, {"role": "assistant", "content": "3.", FIELD: "Easy."}, {"role": "user", "content": "Thanks."}],
+    [_ASK, {"role": "assistant", "content": "3.", FIELD: "One and two."}],
+    [_ASK, {"role": "assistant", "content": "", FIELD: "Hm."}],
+]
+
+
+def thinking(tokenizer, fmt: ChatFormat | None, tools: tool_render.ToolText | None) -> reasoning.ThinkText | None:
+    """Where and how the tokenizer's chat template writes an answer's thinking, or None where it writes none, or
+    none in a way reasoning.ThinkText knows. `tools`: the parts it writes tools in (tools()), if any: the
+    conversations that prove it then call tools too."""
+    if fmt is None or not reasoning.native(tokenizer)[0]:
+        return None
+    chats = _THINKING if tools is not None else [c for c in _THINKING if not any("tool_calls" in m for m in c)]
+    offered = PROBE_TOOLS if tools is not None else None
+    parts = tools or tool_render.HERMES  # with no tools offered, only its way of writing answers is used
+    for candidate in (reasoning.ThinkText(every, whole) for every in (True, False) for whole in (False, True)):
+        try:
+            if all(as_data(render_chat(tokenizer, chat, True, offered))
+                   == as_data(fmt.render(parts.as_text(chat, offered, candidate))) for chat in chats):
+                return candidate
+        except Exception:  # a template that refuses a probe writes no thinking we can give
+            return None
+    return None
 
 
 def _listing(tokenizer, fmt: ChatFormat, system: str | None) -> tuple[str, str, str, bool] | None:
