@@ -44,9 +44,11 @@ class ThinkText:
     """Where a template writes an answer's thinking, as <think>...</think>: `every` answer's, or only those after the
     last question (Qwen 3's); in front of the answer's words, "\n\n" between them only where there are words and
     its calls after it (`whole` False: as_text's), or in front of the whole turn, calls included, "\n\n" after it
-    always (Qwen 3's)."""
+    always (Qwen 3's). `off`: what it writes after the answer's opening when asked not to think (Qwen 3's
+    enable_thinking=False: an empty thinking block), "" where it has no such switch."""
     every: bool = True
     whole: bool = False
+    off: str = ""
 
     def wrap(self, thinking: str | None, words: str, calls: list[str]) -> str:
         """An answer's text: its words and calls (each already text), with its thinking where there is any."""

@@ -43,7 +43,7 @@ def go_template(fmt: ChatFormat, writes_bos: bool, tools: ToolText | None = None
     return (begin + head + _messages(thinking)
             + '{{ if eq .Role "user" }}' + user + user_content + fmt.turn_end
             + '{{ else if eq .Role "assistant" }}' + assistant + answer + fmt.turn_end
-            + "{{ end }}{{ end }}" + assistant)
+            + "{{ end }}{{ end }}" + assistant + _not_thinking(thinking))
 
 
 def _messages(thinking: ThinkText | None) -> str:
@@ -53,6 +53,12 @@ def _messages(thinking: ThinkText | None) -> str:
         return "{{ range .Messages }}"
     return ('{{ $lastq := -1 }}{{ range $i, $m := .Messages }}{{ if eq $m.Role "user" }}{{ $lastq = $i }}{{ end }}'
             "{{ end }}{{ range $i, $_ := .Messages }}")
+
+
+def _not_thinking(thinking: ThinkText | None) -> str:
+    """After the answer's opening: what the model's template writes when it is asked not to think (Ollama's
+    `think: false`), where it has such a switch."""
+    return "{{ if and .IsThinkSet (not .Think) }}" + thinking.off + "{{ end }}" if thinking and thinking.off else ""
 
 
 def _answer(thinking: ThinkText | None) -> tuple[str, str]:
@@ -102,7 +108,7 @@ def _with_tools(fmt: ChatFormat, tools: ToolText, thinking: ThinkText | None) ->
             + '{{ else if eq .Role "tool" }}{{ if eq $prev "tool" }}\n{{ else }}' + user + "{{ end }}"
             + "<tool_response>\n{{ .Content }}\n</tool_response>"
             + "{{ end }}{{ $prev = .Role }}{{ end }}"
-            + '{{ if eq $prev "tool" }}' + end + "{{ end }}" + assistant)
+            + '{{ if eq $prev "tool" }}' + end + "{{ end }}" + assistant + _not_thinking(thinking))
 
 
 THINKING_REASON = ("Ollama knows the model thinks first: it takes the <think> block in front of an answer as the "

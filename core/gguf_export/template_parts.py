@@ -14,6 +14,7 @@ reproduce so gets neither in the Modelfile, never a guess.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from core.data import reasoning, tool_render
 from core.data.chat_spans import render_chat
@@ -87,10 +88,19 @@ def thinking(tokenizer, fmt: ChatFormat | None, tools: tool_render.ToolText | No
         try:
             if all(as_data(render_chat(tokenizer, chat, True, offered))
                    == as_data(fmt.render(parts.as_text(chat, offered, candidate))) for chat in chats):
-                return candidate
+                return replace(candidate, off=_off(tokenizer))
         except Exception:  # a template that refuses a probe writes no thinking we can give
             return None
     return None
+
+
+def _off(tokenizer) -> str:
+    """What the template writes after the answer's opening when asked not to think (enable_thinking=False, as Qwen
+    3's takes it), or "" where that changes nothing we can give."""
+    on, off = (tokenizer.apply_chat_template([_ASK], tokenize=False, add_generation_prompt=True, **more)
+               for more in ({}, {"enable_thinking": False}))
+    tail = off[len(on):] if off.startswith(on) else ""
+    return tail if "{{" not in tail and '"""' not in tail else ""
 
 
 def _listing(tokenizer, fmt: ChatFormat, system: str | None) -> tuple[str, str, str, bool] | None:

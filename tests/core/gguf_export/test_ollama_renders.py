@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from core.data import reasoning, tool_render
-from core.data.chat_spans import render_chat
 from core.gguf_export import modelfile, template_parts
 from core.gguf_export.template_parts import as_data
 from tests.core.gguf_export.ollama import cases
@@ -21,7 +20,7 @@ REGENERATE = ("golden.jsonl was made from other templates or conversations: rege
               "`.venv/bin/python -m tests.core.gguf_export.ollama.cases | go run tests/core/gguf_export/ollama/"
               "render.go > tests/core/gguf_export/ollama/golden.jsonl` (Debian: apt-get install golang-go)")
 GOLDEN_CASES = [json.loads(line) for line in GOLDEN.read_text(encoding="utf-8").splitlines()]
-KEYS = ("name", "template", "messages", "tools")
+KEYS = ("name", "template", "messages", "tools", "think_set")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +49,9 @@ def test_ollama_renders_a_conversation_as_training_wrote_it(found, case):
     fmt, tok, _, _ = found[family]
     messages, tools = cases.chat(case["name"])
     written, offered = tool_render.written(tok, messages, tools)  # as training writes them for this template
-    trained = render_chat(tok, written, True, offered)
+    trained = tok.apply_chat_template(written, tokenize=False, add_generation_prompt=True,
+                                      **({"tools": offered} if offered else {}),
+                                      **({"enable_thinking": False} if case["think_set"] else {}))
     if not tools:
         assert case["rendered"] == trained
         if case["name"].startswith(f"{family}: "):  # When the GGUF asks llama.cpp to add BOS, the template
@@ -99,7 +100,8 @@ def test_ollama_finds_the_thinking(found, family):
     fmt, _, parts, thinking = found[family]
     # Qwen 3's writes the thinking after the last question alone, in front of the whole turn; the others none, so a
     # run whose answers carried it learned it in front of each answer's words (reasoning.AS_TEXT).
-    assert thinking == (reasoning.ThinkText(every=False, whole=True) if family == "qwen3" else reasoning.AS_TEXT)
+    assert thinking == (reasoning.ThinkText(every=False, whole=True, off="<think>\n\n</think>\n\n")
+                        if family == "qwen3" else reasoning.AS_TEXT)
     for tools in (None, parts):
         template = modelfile.go_template(fmt, writes_bos=False, tools=tools, thinking=thinking)
         assert ollama_thinking_tags(template) == ("<think>", "</think>")

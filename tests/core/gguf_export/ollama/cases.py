@@ -65,7 +65,9 @@ TEMPLATES = {
              "{% if loop.first or messages[loop.index0 - 1].role != 'tool' %}<|im_start|>user{% endif %}"
              "{{ '\\n' }}<tool_response>\n{{ m.content }}\n</tool_response>"
              "{% if loop.last or messages[loop.index0 + 1].role != 'tool' %}<|im_end|>\n{% endif %}{% endif %}"
-             "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+             "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+             "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}"
+             "{% endif %}",
 }
 
 TOOLS = [{"type": "function", "function": {
@@ -102,8 +104,10 @@ TOOL_CHATS = {  # name: (messages, tools)
                   {"role": "user", "content": "Where?"}], None),
 }
 THOUGHT = "reasoning_content"  # where our data keeps an answer's thinking (core/data/reasoning.py)
+NOT_THINKING = "asked not to think"  # with Ollama's think: false (a template's enable_thinking=False)
 THINKING_CHATS = {  # for the template of a run whose answers carried their thinking
     "one question": ([ASK], None),
+    NOT_THINKING: ([ASK], None),
     "thought, then asked again": ([ASK, {"role": "assistant", "content": "Arr, 57!", THOUGHT: "39 plus 18 is 57."},
                                    {"role": "user", "content": "And 2 plus 2?"}], None),
 }
@@ -184,7 +188,8 @@ def cases(found: dict | None = None):
                                              thinking=think_parts if thinking else None)
             for name, (messages, offered) in chats.items():
                 yield {"name": f"{family}{_SAID[tools, thinking]}: {name}", "template": template,
-                       "tools": offered or [], "messages": ollama_messages(messages, fmt.default_system)}
+                       "tools": offered or [], "messages": ollama_messages(messages, fmt.default_system),
+                       "think_set": name == NOT_THINKING}
 
 
 

@@ -61,6 +61,7 @@ type Case struct {
 	Template string    `json:"template"`
 	Messages []Message `json:"messages"`
 	Tools    []Tool    `json:"tools"`
+	ThinkSet bool      `json:"think_set"` // asked with think: false (Ollama's .IsThinkSet, .Think false)
 	Rendered string    `json:"rendered"`
 	Error    string    `json:"error,omitempty"`
 }
@@ -93,7 +94,7 @@ func render(c *Case) {
 	system, messages := collate(c.Messages)
 	var b strings.Builder
 	values := map[string]any{"System": system, "Messages": messages, "Tools": c.Tools, "Response": "",
-		"Think": false, "IsThinkSet": false}
+		"Think": false, "IsThinkSet": c.ThinkSet}
 	if err := tmpl.Execute(&b, values); err != nil {
 		c.Error = err.Error()
 		return
