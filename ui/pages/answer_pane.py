@@ -7,11 +7,12 @@ model to go on from it (core/conversation.py)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QEvent, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 from core.data.formats.tool_calls import shown
 from ui.error_panel import ErrorPanel
+from ui.pages.answer_marks import YOU, AnswerMarks
 from ui.pages.base import BusyLine
 
 
@@ -26,6 +27,7 @@ class AnswerPane(QWidget):
         self.text = QPlainTextEdit(readOnly=True, placeholderText=placeholder)
         self.text.setMinimumHeight(90)
         self.text.setMaximumHeight(260)
+        self.marks = AnswerMarks(self.text.document(), self.palette)  # thinking, calls, your turns
         self.call_label = QLabel()
         self.result_edit = QLineEdit(placeholderText="What it returns, e.g. 43")
         self.result_button = QPushButton("Give result")
@@ -48,6 +50,11 @@ class AnswerPane(QWidget):
         layout.addWidget(self.text)
         layout.addWidget(self.result_row)
 
+    def changeEvent(self, event) -> None:
+        if event.type() == QEvent.PaletteChange:  # the marks' colours are the palette's: draw them again
+            self.marks.rehighlight()
+        super().changeEvent(event)
+
     def start(self, text: str, keep: bool = False) -> None:
         """Busy with `text`; the answers so far stay with keep (a conversation goes on)."""
         if not keep:
@@ -67,7 +74,7 @@ class AnswerPane(QWidget):
         self.status.stop()
         text = text or "(an empty answer)"
         if prompt is not None:
-            text = ("\n" if self.text.toPlainText() else "") + f"You: {prompt}\n{text}"
+            text = ("\n" if self.text.toPlainText() else "") + f"{YOU}{prompt}\n{text}"
         self.text.appendPlainText(text)
 
     def offer_result(self, call: dict | None) -> None:
