@@ -11,6 +11,8 @@ The folder it makes holds:
   let llama.cpp (`--lora`) or Ollama (ADAPTER) put the fine-tune on a base GGUF the person already
   has, or switch fine-tunes without a copy of the model each. DoRA and whole-model runs have no such
   file (llama.cpp's LoRA cannot carry DoRA's magnitudes; a whole-model run has no adapter);
+- `chat_template.jinja` beside the LoRA file where the exported chat template is not the base model's (it writes
+  tools as the run learned them): a base GGUF carries its own, so llama.cpp is given this one with `--lora`;
 - `export.json`: what was decided and why, and the verification, for the person and the UI.
 
 Everything is written in a temporary folder beside the target and renamed at the end (core.atomic),
@@ -33,6 +35,7 @@ from core.gguf_export import writer
 from core.progress import Span
 
 REPORT = "export.json"
+CHAT_TEMPLATE = "chat_template.jinja"  # the exported template, where it is not the base model's (the LoRA file's)
 
 
 def model_config(run: dict) -> dict:
@@ -56,6 +59,7 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
         source = merge.source(run, nf4_base)
         tokenizer = AutoTokenizer.from_pretrained(str(run["model_path"]))
         trained_tools = bool((run.get("config") or {}).get("tools"))
+        base_template = getattr(tokenizer, "chat_template", None)
         thinks_as_text = bool((run.get("config") or {}).get("thinks")) and not reasoning.native(tokenizer)[0]
         tools_note = tool_render.for_export(tokenizer, trained_tools)
         cfg = source.cfg
@@ -74,6 +78,11 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
         if thinking is not None:
             ollama = " ".join(filter(None, (ollama, modelfile.THINKING_REASON)))
         lora = _lora(run, arch, cfg, tmp / f"{stem}.lora.gguf", stem)
+        if lora["written"] and tokenizer.chat_template != base_template:  # the LoRA file on a base GGUF would chat
+            atomic.write_text(tmp / CHAT_TEMPLATE, tokenizer.chat_template)  # through the base's own template
+            lora |= {"chat_template": CHAT_TEMPLATE, "chat_template_why": (
+                "the base model's own chat template does not write tools as the run learned them: with the LoRA "
+                f"file on a base GGUF, give llama.cpp this one too (--jinja --chat-template-file {CHAT_TEMPLATE})")}
         progress.update(0.62, "Checking the file")
         result = verify.verify(gguf_path, plan, source, tokenizer, Span(progress, 0.62, 0.98))
         if not result.ok:

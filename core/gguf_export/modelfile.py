@@ -113,7 +113,7 @@ def _with_tools(fmt: ChatFormat, tools: ToolText, thinking: ThinkText | None) ->
 
 THINKING_REASON = ("Ollama knows the model thinks first: it takes the <think> block in front of an answer as the "
                    "answer's thinking (`ollama run --think`, or `think` in its API), and the Modelfile's template "
-                   "writes earlier answers' thinking back where the model's own template does.")
+                   "writes earlier answers' thinking back as the model learned it.")
 
 
 def tools_reason(trained: bool, tools: ToolText | None, fmt: ChatFormat | None) -> str | None:

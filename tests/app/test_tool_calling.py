@@ -71,6 +71,9 @@ def test_a_run_trains_on_tool_calls_and_says_how(cli_here, tiny_model_dir, tmp_p
     reader = gguf.GGUFReader(next((tmp_path / "gguf").glob("*.f16.gguf")))
     field = reader.fields["tokenizer.chat_template"]
     assert bytes(field.parts[field.data[0]]).decode() == merged.chat_template
+    # The LoRA file on a base GGUF would chat through the base's own template: the export's comes beside it.
+    assert report["lora"]["written"] and report["lora"]["chat_template"] == "chat_template.jinja"
+    assert (tmp_path / "gguf" / "chat_template.jinja").read_text(encoding="utf-8") == merged.chat_template
 
 
 @pytest.mark.parametrize("content,said", [

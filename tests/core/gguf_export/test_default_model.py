@@ -93,6 +93,7 @@ def test_the_gguf_tokenizer_encodes_a_chat_like_the_model(exported, default_mode
 def test_the_lora_file_reproduces_the_adapter(exported):
     r = report(exported)
     assert r["lora"]["written"] and "210 adapted weights" in r["lora"]["check"]
+    assert "chat_template" not in r["lora"] and not (exported / "chat_template.jinja").exists()  # the base's own
     fields = GGUFReader(exported / r["lora"]["file"]).fields
     assert fields["general.type"].contents() == "adapter" and fields["adapter.type"].contents() == "lora"
     assert fields["adapter.lora.alpha"].contents() == 16.0
