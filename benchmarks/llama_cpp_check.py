@@ -44,14 +44,15 @@ ASKED, RESULT = "What is 39 plus 18?", "57"  # a held-out question of the tools 
 class Server:
     """llama-server on a free local port, for one GGUF file (and a LoRA file on it)."""
 
-    def __init__(self, binary: Path, gguf: Path, lora: Path | None = None, template: Path | None = None):
+    def __init__(self, binary: Path, gguf: Path, lora: Path | None = None, template: Path | None = None,
+                 extra: tuple[str, ...] = ()):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         command = [str(binary), "-m", str(gguf), "--jinja", "--host", "127.0.0.1", "--port", str(self.port),
                    "-c", "4096", "--threads", "2", "--no-webui"]
         self.command = (command + (["--lora", str(lora)] if lora else [])
-                        + (["--chat-template-file", str(template)] if template else []))
+                        + (["--chat-template-file", str(template)] if template else []) + list(extra))
         self.log = open(gguf.parent / f".llama-server-{self.port}.log", "w")
         self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT)
 

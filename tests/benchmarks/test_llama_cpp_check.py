@@ -1,12 +1,13 @@
-"""The llama.cpp check as a real process: without a llama-server binary or an export it says so in one sentence
-and writes nothing; the result it wrote with a real llama.cpp build (committed) passed every check it made,
-the tool calls included."""
+"""The llama.cpp checks as real processes: without a llama-server binary (or an export) they say so in one
+sentence and write nothing; the results they wrote with a real llama.cpp build (committed) passed every check,
+the tool calls included, and cover every architecture we export."""
 
 import json
 
 from tests.benchmarks.scripts import RESULTS, runner
 
 run = runner("llama_cpp_check.py")
+run_architectures = runner("llama_cpp_architectures.py")
 
 
 def test_it_needs_a_server_and_an_export(tmp_path):
@@ -30,3 +31,21 @@ def test_the_committed_result_passed_with_tools():
         assert all(c["ok"] for c in result["checks"]) and result["llama_cpp"]
         names = [c["check"] for c in result["checks"]]
         assert "plain answer" in names and "tool call found" in names and "answer from the result" in names
+
+
+def test_the_architectures_check_needs_a_server_and_known_names(tmp_path):
+    out = tmp_path / "result.json"
+    proc = run_architectures("--server", tmp_path / "llama-server", "--out", out)
+    assert proc.returncode == 2 and proc.stderr.strip().endswith("no such file; give the llama-server binary of a "
+                                                                 "llama.cpp build.")
+    assert not out.exists()
+
+
+def test_the_committed_architectures_result_covers_every_architecture():
+    from core.gguf_export import architectures
+
+    result = json.loads((RESULTS / "llama_cpp_architectures.json").read_text())
+    assert result["ok"] is True and result["llama_cpp"]
+    assert {c["architecture"] for c in result["checks"]} == set(architectures.REGISTRY)
+    for c in result["checks"]:
+        assert c["same_top_tokens"] and c["max_logprob_difference"] <= c["tolerance"] <= 2e-3, c
