@@ -1,8 +1,10 @@
 """A GGUF export used by llama.cpp itself: `llama-server --jinja` loads the file, answers with the chat template
 the export wrote into it, stops where the model ends its answer, and, for a run that learned to call tools,
 offers the tools, finds the model's call in its answer (llama.cpp's own parser for the template's format) and
-answers from the result given. With `--base`, the export's LoRA file on that base GGUF (`--lora`, and the
-export's chat_template.jinja where it wrote one) answers too.
+answers from the result given; for a run whose answers carried their reasoning, the model thinks first (in
+place of the plain question, which a briefly tuned thinker may think about at length). With
+`--base`, the export's LoRA file on that base GGUF (`--lora`, and the export's chat_template.jinja where it wrote
+one) answers too.
 
 Nothing here is ours at run time but the file: the server is a llama.cpp build (its `llama-server` binary, built
 from source where no package has one: cmake -B build -DLLAMA_CURL=OFF && cmake --build build --target
@@ -12,8 +14,8 @@ llama-server), asked through its OpenAI-compatible endpoint, greedily, so answer
 
 DIR is what `tuneforge export --format gguf --out DIR` wrote. `--tools` (a JSON list, or a dataset whose first
 row has `tools`) is offered where the export says the run learned tools (export.json's `tool_calls`); the demo's
-by default. The result goes to benchmarks/results/llama_cpp-<architecture>-<type>.json unless --out says
-otherwise; the exit status is 1 when a check fails. It needs no GPU.
+by default. The result goes to benchmarks/results/llama_cpp-<architecture>-<type>[-tools][-thinks].json unless
+--out says otherwise; the exit status is 1 when a check fails. It needs no GPU.
 """
 
 from __future__ import annotations
@@ -111,6 +113,25 @@ def check_tools(server: Server, tools: list[dict]) -> list[dict]:
                     choice["message"].get("tool_calls")}]
 
 
+def check_thinking(server: Server) -> dict:
+    """A run whose answers carried their reasoning: the model thinks first (llama.cpp gives the thinking apart, as
+    reasoning_content, or leaves the <think> block in the answer), then answers."""
+    choice = server.chat([{"role": "user", "content": ASKED}], max_tokens=256)
+    message = choice["message"]
+    thought = message.get("reasoning_content") or ""
+    answer = message.get("content") or ""
+    inline = answer.lstrip().startswith("<think>") and "</think>" in answer
+    return {"check": "thinks first", "asked": ASKED, "reasoning_content": thought, "answer": answer,
+            "finish_reason": choice["finish_reason"], "thinking_apart": bool(thought.strip()),
+            "ok": (bool(thought.strip()) or inline) and choice["finish_reason"] == "stop"}
+
+
+def answers(server: Server, tools: list[dict] | None, thinks: bool) -> list[dict]:
+    """The checks for one server: the model thinks first where its data carried reasoning (else a plain answer),
+    and the tool loop where it learned tools."""
+    return [check_thinking(server) if thinks else check_plain(server)] + (check_tools(server, tools) if tools else [])
+
+
 def version(binary: Path) -> str:
     done = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=60)
     return " ".join((done.stdout + done.stderr).split())[:200]
@@ -124,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="The tools to offer where the run learned tools (a JSON list or a dataset).")
     parser.add_argument("--base", type=Path, help="The base model's GGUF, to check the export's LoRA file on it.")
     parser.add_argument("--out", type=Path,
-                        help="JSON to write (default benchmarks/results/llama_cpp-<architecture>-<type>.json).")
+                        help="JSON to write (default benchmarks/results/llama_cpp-<architecture>-<type>-....json).")
     args = parser.parse_args(argv)
     if not args.server.is_file():
         parser.error(f"{args.server}: no such file; give the llama-server binary of a llama.cpp build.")
@@ -138,17 +159,13 @@ def main(argv: list[str] | None = None) -> int:
 
     checks = []
     with Server(args.server, gguf) as server:
-        checks.append(check_plain(server))
-        if tools:
-            checks.extend(check_tools(server, tools))
+        checks.extend(answers(server, tools, bool(report.get("thinks"))))
     lora = report.get("lora") or {}
     if args.base and lora.get("file"):
         template = args.export / lora["chat_template"] if lora.get("chat_template") else None
         with Server(args.server, args.base, args.export / lora["file"], template) as server:
-            checks.append({**check_plain(server), "check": "plain answer, the LoRA file on the base GGUF"})
-            if tools:
-                checks.extend({**c, "check": c["check"] + ", the LoRA file on the base GGUF"}
-                              for c in check_tools(server, tools))
+            checks.extend({**c, "check": c["check"] + ", the LoRA file on the base GGUF"}
+                          for c in answers(server, tools, bool(report.get("thinks"))))
 
     result = {
         "benchmark": "llama_cpp_check", "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -159,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         "tools_offered": [t["function"]["name"] for t in tools or []], "checks": checks,
         "ok": all(c["ok"] for c in checks),
     }
-    out = args.out or REPO / "benchmarks" / "results" / f"llama_cpp-{report['architecture']}-{report['quant']}.json"
+    kind = "-tools" * bool(tools) + "-thinks" * bool(report.get("thinks"))
+    name = f"llama_cpp-{report['architecture']}-{report['quant']}{kind}.json"
+    out = args.out or REPO / "benchmarks" / "results" / name
     atomic.write_json(out, result)
     for c in checks:
         said = c.get("answer") if "answer" in c else json.dumps(c.get("tool_calls"))

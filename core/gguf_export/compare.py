@@ -91,17 +91,25 @@ def greedy_matches(reference, model, prompt_ids: list[list[int]]) -> tuple[int, 
     return same, len(prompt_ids)
 
 
+SURE = 0.5  # the reference's probability of its top token at the positions counted as sure
+
+
 def agreement(reference, model, texts: list[tuple[list[int], int]]) -> dict:
-    """How often the model's top next token is the reference's over the answers of fixed chats, and the
-    mean KL(reference ‖ model) of the next-token distributions there."""
-    same = total = 0
+    """How often the model's top next token is the reference's over the answers of fixed chats, there and where the
+    reference is sure of it (top probability SURE or more), and the mean KL(reference ‖ model) of the next-token
+    distributions."""
+    same = total = same_sure = sure = 0
     kl = 0.0
     for ids, start in texts:
         ref, got = _logits(reference, ids, start), _logits(model, ids, start)
-        same += int((ref.argmax(-1) == got.argmax(-1)).sum())
+        agree, confident = ref.argmax(-1) == got.argmax(-1), ref.exp().max(-1).values >= SURE
+        same += int(agree.sum())
+        same_sure += int((agree & confident).sum())
         total += ref.shape[0]
+        sure += int(confident.sum())
         kl += float((ref.exp() * (ref - got)).sum(-1).sum())
-    return {"chats": len(texts), "positions": total, "agreement": same / total, "kl": kl / total}
+    return {"chats": len(texts), "positions": total, "agreement": same / total, "sure_positions": sure,
+            "sure_agreement": same_sure / sure if sure else 1.0, "kl": kl / total}
 
 
 def round_like_file(reference, plan) -> None:

@@ -90,7 +90,7 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
                              "kept; try a type with more bits such as q8_0, and report it if f16 fails.")
         atomic.write_json(tmp / REPORT, report(run, plan, source.reason, detected, lora, result, gguf_path)
                           | ({"tool_calls": tools_note} if tools_note else {})
-                          | ({"ollama": ollama} if ollama else {}))
+                          | ({"ollama": ollama} if ollama else {}) | ({"thinks": True} if thinking else {}))
     progress.update(1.0, result.summary)
     return out
 

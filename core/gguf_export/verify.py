@@ -11,14 +11,17 @@
    - f32/f16/bf16: the merged model, rounded as the file rounds it, must give exactly the same greedy
      tokens.
    - quantized types: over the answers of three fixed chats (about 100 positions), the file's model must
-     pick the same next token as the merged model at least AGREEMENT[type] of the time; the mean KL
-     divergence is reported alongside. Measured on the default model with a LoRA adapter: q8_0 97%,
-     q6_k 97%, q4_k_m 88%, q5_k_m 86%, q4_k 85%, q5_0 82%, q5_k 81%, q4_0 67%; the same model with Q and
-     K in the wrong row order (the commonest conversion bug) agrees 19% of the time (KL 2.7). Each bar
-     sits about two standard errors (n = 100) under its measurement, so a healthy file passes and a
-     broken one cannot. The default model is the hard case: small, and its weights already rounded to
-     Q4_1 by the GGUF it ships as (which is also why Q5_1, q5_k's fallback, does no better than Q5_0
-     there); larger models agree more.
+     pick the same next token as the merged model where the merged model is sure of it (its top token at
+     probability 0.5 or more: about half the positions) at least SURE_AGREEMENT[type] of the time; the
+     agreement over all positions and the mean KL divergence are reported alongside. All positions would
+     judge a fine-tune by the fixed answers' tokens it is unsure of, which rounding flips: measured on two
+     fine-tunes of the default model (the tools and the reasoning demo runs), q8_0 agrees 97-99% of the time
+     overall and 100% where sure, q4_k_m 77-89% and 98-100%, q4_0 62-64% and 81-88%, q5_k 62-66% and
+     77-84%; the same model with Q and K in the wrong row order (the commonest conversion bug) 28% and
+     38-40% (KL 2.2-2.3). The bars sit between, well under the healthy files and well over the broken one.
+     The default model is the hard case: small, and its weights already rounded to Q4_1 by the GGUF it
+     ships as (which is also why Q5_1, q5_k's fallback, does no better than Q5_0 there); larger models
+     agree more.
    A model too large for two float32 copies in RAM gets tensor_check.py instead: each tensor read back
    and compared with the merged weight it came from, one at a time.
 3. The tokenizer: the tokenizer transformers builds from the file encodes a chat sample to the same ids.
@@ -37,9 +40,9 @@ from core.gguf_export import compare, quants, reader, tensor_check
 from core.gguf_export.architectures import rope
 from core.progress import Span
 
-# Least top-1 agreement with the merged model, per type (see the module's docstring for the measurements).
-AGREEMENT = {"q8_0": 0.92, "q6_k": 0.90, "q5_k_m": 0.78, "q4_k_m": 0.78, "q4_k": 0.75, "q5_k": 0.72, "q5_0": 0.72,
-             "q4_0": 0.58}
+# Least top-1 agreement with the merged model where it is sure, per type (the module's docstring: measurements).
+SURE_AGREEMENT = {"q8_0": 0.9, "q6_k": 0.9, "q5_k_m": 0.65, "q4_k_m": 0.65, "q4_k": 0.65, "q5_k": 0.65, "q5_0": 0.65,
+                  "q4_0": 0.65}
 EXACT = ("f32", "f16", "bf16")
 
 
@@ -99,14 +102,15 @@ def compare_answers(reference, loaded, plan, tokenizer, checks: list, problems: 
             problems.append(f"greedy output differs from the merged model on {total - same} of {total} prompts")
     else:
         figures = compare.agreement(reference, loaded, compare.conversations(tokenizer))
-        bar = AGREEMENT[plan.pick.name]
+        bar = SURE_AGREEMENT[plan.pick.name]
         figures["bar"] = bar
         checks.append(f"the next token agrees with the merged model {figures['agreement']:.0%} of the time over "
-                      f"the answers of {figures['chats']} chats (at least {bar:.0%} needed for {plan.pick.name}); "
+                      f"the answers of {figures['chats']} chats, {figures['sure_agreement']:.0%} where the merged "
+                      f"model is sure of it (at least {bar:.0%} needed for {plan.pick.name}); "
                       f"mean KL {figures['kl']:.3f}")
-        if figures["agreement"] < bar:
-            problems.append(f"the next token agrees with the merged model only {figures['agreement']:.0%} of the "
-                            f"time ({bar:.0%} needed for {plan.pick.name})")
+        if figures["sure_agreement"] < bar:
+            problems.append(f"the next token agrees with the merged model only {figures['sure_agreement']:.0%} of "
+                            f"the time where it is sure of it ({bar:.0%} needed for {plan.pick.name})")
     return figures
 
 

@@ -22,15 +22,15 @@ def test_it_needs_a_server_and_an_export(tmp_path):
     assert not out.exists()
 
 
-def test_the_committed_result_passed_with_tools():
-    found = sorted(RESULTS.glob("llama_cpp-*.json"))
+def test_the_committed_results_passed_with_tools_and_thinking():
+    found = {path.name: json.loads(path.read_text()) for path in sorted(RESULTS.glob("llama_cpp-*.json"))}
     assert found, "no llama.cpp check result is committed"
-    for path in found:
-        result = json.loads(path.read_text())
-        assert result["benchmark"] == "llama_cpp_check" and result["ok"] is True, path
+    for name, result in found.items():
+        assert result["benchmark"] == "llama_cpp_check" and result["ok"] is True, name
         assert all(c["ok"] for c in result["checks"]) and result["llama_cpp"]
-        names = [c["check"] for c in result["checks"]]
-        assert "plain answer" in names and "tool call found" in names and "answer from the result" in names
+    names = {c["check"] for result in found.values() for c in result["checks"]}
+    assert {"tool call found", "answer from the result", "tool call found, the LoRA file on the base GGUF",
+            "thinks first", "plain answer"} <= names
 
 
 def test_the_architectures_check_needs_a_server_and_known_names(tmp_path):

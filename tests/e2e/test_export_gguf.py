@@ -28,7 +28,7 @@ def test_export_gguf_from_the_command_line(trained):
     report = json.loads((out / "export.json").read_text())
     assert report["quant"] == "q4_k_m" and report["verification"]["ok"], report["verification"]
     figures = report["verification"]["figures"]
-    assert figures["agreement"] >= figures["bar"] == 0.78
+    assert figures["sure_agreement"] >= figures["bar"] == 0.65 and figures["sure_positions"] > 20
     # llama.cpp's Q4_K_M mix on SmolLM2's shapes: 576-value rows fall back (Q4_K → Q5_0, the tied head
     # Q6_K → Q8_0); the 1536-value ffn_down rows fit, Q6_K on the "more bits" layers.
     assert report["tensor_types"] == {"f32": 61, "q8_0": 15, "q5_0": 166, "q4_k": 16, "q6_k": 14}
