@@ -137,7 +137,7 @@ def _result(problems, checks, figures, plan, started) -> Verification:
         how = f"greedy output matches the merged model on {figures['prompts']} prompts"
     else:
         how = (f"the next token agrees with the merged model {figures['agreement']:.0%} of the time over "
-               f"{figures['chats']} chats")
+               f"{figures['chats']} chats, {figures['sure_agreement']:.0%} where it is sure of it")
     return Verification(True, f"Verified: {len(plan.tensors)} tensors, vocab {vocab}, {how}.", checks, [], figures)
 
 
