@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from core import atomic, results, strategies
-from core.data import tool_render
+from core.data import reasoning, tool_render
 from core.errors import BadArgument
 from core.progress import Progress, Span
 
@@ -62,6 +62,7 @@ def export(run: dict, fmt: str, out: str | Path, quant: str | None = None, progr
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_path))
     tool_render.for_export(tokenizer, bool((run.get("config") or {}).get("tools")))  # as the run trained them
+    reasoning.for_export(tokenizer, bool((run.get("config") or {}).get("thinks")))  # in front of the tools' prelude
     base, adapter = (model_path, result) if strategy.result == "adapter" else (result, None)
     if not merge_stream.unsupported(base, adapter):  # one shard at a time: RAM never holds the model
         with atomic.folder(out, replace=out.exists()) as tmp:

@@ -20,6 +20,7 @@ answer. A model tuned so thinks in that form; Try it and `chat` show it as it is
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from core.data.chat_spans import per_template, render_chat
@@ -97,6 +98,59 @@ def written(tokenizer, messages: list[dict]) -> list[dict]:
                 m["content"] = as_text(reasoning, m["content"])
         out.append(m)
     return out
+
+
+# Jinja put in front of a template with no place for reasoning, so that the exported model's own template writes an
+# answer's reasoning as training wrote it (as_text, in front of the answer's words): transformers, vLLM and
+# llama.cpp's --jinja then give a model its earlier answers' thinking as it learned them. It rewrites `messages` (the
+# reasoning of `reasoning_content`, or `thinking`, into the content) and leaves the rest to the template; a call's
+# turn keeps its calls, for what writes them after it.
+_PRELUDE = (
+    "{%- set tr = namespace(out=[], text='') -%}"
+    "{%- for m in messages -%}"
+    "{%- set tr_r = m.reasoning_content if m.reasoning_content is defined and m.reasoning_content is string else "
+    "(m.thinking if m.thinking is defined and m.thinking is string else '') -%}"
+    "{%- if m.role == 'assistant' and tr_r | trim -%}"
+    "{%- set tr.text = '<think>\\n' ~ (tr_r | trim) ~ '\\n</think>'"
+    " ~ (('\\n\\n' ~ m.content) if m.content else '') -%}"
+    "{%- if m.tool_calls is defined and m.tool_calls -%}"
+    "{%- set tr.out = tr.out + [{'role': 'assistant', 'content': tr.text, 'tool_calls': m.tool_calls}] -%}"
+    "{%- else -%}{%- set tr.out = tr.out + [{'role': 'assistant', 'content': tr.text}] -%}{%- endif -%}"
+    "{%- else -%}{%- set tr.out = tr.out + [m] -%}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- set messages = tr.out %}")
+_PROBES = [[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello.", FIELD: "A greeting."},
+            {"role": "user", "content": "Again?"}],
+           [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Again?"}]]
+
+
+def for_export(tokenizer, trained_thinking: bool) -> str | None:
+    """Where a run trained on reasoning written as text (its template has no place for it), give the tokenizer the
+    template that writes it so (_PRELUDE in front), for the exported model; the sentence for the export's report,
+    None where the template stays as it was. Taken only where it renders conversations without reasoning exactly
+    as the template did and one with reasoning exactly as training did."""
+    template = getattr(tokenizer, "chat_template", None)
+    if not trained_thinking or not isinstance(template, str) or native(tokenizer)[0]:
+        return None
+    original = copy.copy(tokenizer)
+    tokenizer.chat_template = _PRELUDE + template
+    try:
+        plain = [[{k: v for k, v in m.items() if k != FIELD} for m in chat] for chat in _PROBES]
+        same = all(render_chat(tokenizer, chat, gen) == render_chat(original, chat, gen)
+                   for chat in plain for gen in (False, True))
+        same = same and all(render_chat(tokenizer, chat, True) == render_chat(original, written(original, chat), True)
+                            for chat in _PROBES)
+    except Exception:  # a template the prelude upsets: it stays as it was
+        same = False
+    if not same:
+        tokenizer.chat_template = template
+        return ("The chat template is left as it was: with reasoning written in front of it, it would no longer render "
+                "other conversations exactly as before; give earlier answers' thinking as <think>...</think> text in "
+                "front of their words.")
+    return ("The chat template now also writes an answer's reasoning (reasoning_content) as the run trained on it, "
+            "<think>...</think> in front of the answer's words, so transformers, vLLM and llama.cpp's --jinja give "
+            "the model its earlier thinking as it learned it.")
 
 
 def note(tokenizer, rows: int) -> str:

@@ -62,6 +62,7 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
         base_template = getattr(tokenizer, "chat_template", None)
         thinks_as_text = bool((run.get("config") or {}).get("thinks")) and not reasoning.native(tokenizer)[0]
         tools_note = tool_render.for_export(tokenizer, trained_tools)
+        thinking_note = reasoning.for_export(tokenizer, thinks_as_text)  # in front: it runs before the tools' prelude
         cfg = source.cfg
         arch = architectures.get(cfg["model_type"])
         detected = chat_format.detect(tokenizer)
@@ -90,6 +91,7 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
                              "kept; try a type with more bits such as q8_0, and report it if f16 fails.")
         atomic.write_json(tmp / REPORT, report(run, plan, source.reason, detected, lora, result, gguf_path)
                           | ({"tool_calls": tools_note} if tools_note else {})
+                          | ({"reasoning": thinking_note} if thinking_note else {})
                           | ({"ollama": ollama} if ollama else {}) | ({"thinks": True} if thinking else {}))
     progress.update(1.0, result.summary)
     return out

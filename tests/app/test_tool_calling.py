@@ -7,7 +7,7 @@ import pytest
 
 from app import operations as ops
 from core import inference
-from core.data import tool_render
+from core.data import reasoning, tool_render
 from tests.conftest import REPO, json_lines, write_jsonl
 
 TOOLS_DEMO = REPO / "resources" / "demo" / "pirate_tools.jsonl"
@@ -53,12 +53,14 @@ def test_a_run_trains_on_tool_calls_and_says_how(cli_here, tiny_model_dir, tmp_p
 
     cli_here("export", "--run", "last", "--format", "safetensors", "--out", tmp_path / "merged", check=0)
     merged = AutoTokenizer.from_pretrained(tmp_path / "merged")
-    assert tool_render.native(merged) and merged.chat_template.startswith(tool_render.with_tool_text(""))
+    assert tool_render.native(merged) and tool_render.with_tool_text("") in merged.chat_template
+    assert reasoning.native(merged) == (True, True)  # its reasoning rows' thinking too, in front of the answers
     said = cli_here("export", "--run", "last", "--format", "gguf", "--quant", "f16", "--out", tmp_path / "gguf",
                     check=0).stdout
     assert "Ollama offers the model tools as it learned them" in said
     report = json.loads((tmp_path / "gguf" / "export.json").read_text(encoding="utf-8"))
     assert report["tool_calls"].startswith("The chat template now also writes tools")
+    assert report["reasoning"].startswith("The chat template now also writes an answer's reasoning")
     # and Ollama offers them too: the Modelfile's template writes them as training did (tests/core/gguf_export/
     # test_modelfile_tools.py proves the text), and the CLI says so.
     assert report["ollama"].startswith("Ollama offers the model tools as it learned them")

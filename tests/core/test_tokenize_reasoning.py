@@ -141,3 +141,39 @@ def test_the_note_says_how_the_reasoning_is_written(tok, tok_with):
     assert reasoning.note(tok_with(EVERY), 1) == ("1 conversation has answers with reasoning: the model's chat "
                                                   "template writes it, and it trains with the answer")
     assert "only for the answers after a conversation's last question" in reasoning.note(tok_with(LAST_ONLY), 2)
+
+
+@pytest.mark.parametrize("row", [ROWS[1], MULTI_TURN, CALLING_THOUGHT := Example(
+    messages=[CALLING.messages[0], {**CALLING.messages[1], "content": "Adding.", "reasoning_content": "A sum."},
+              *CALLING.messages[2:]], tools=[ADD], source="r.jsonl:6")], ids=["reasoning", "none", "with a call"])
+def test_the_exported_template_writes_reasoning_as_training_did(tok, tok_with, row):
+    """The prelude an export puts in front of a template with no place for reasoning renders what training rendered,
+    in front of the tools' prelude too (a run whose rows think and call): reasoning first, then the calls."""
+    from core.data import tool_render
+
+    exported = tok_with(tok.chat_template)
+    tool_render.for_export(exported, trained_tools=True)
+    assert reasoning.for_export(exported, trained_thinking=True).startswith("The chat template now also writes")
+    assert reasoning.native(exported) == (True, True)  # a later run on the exported model takes it natively
+    written, offered = tool_render.written(tok, row.messages, row.tools)
+    for generation_prompt in (False, True):
+        assert tokenize.render_chat(exported, row.messages, generation_prompt, tools=row.tools) == (
+            tokenize.render_chat(tok, written, generation_prompt, tools=offered))
+    thinking = [{**m, "thinking": m.pop("reasoning_content")} if "reasoning_content" in m else m
+                for m in [dict(m) for m in row.messages]]  # gpt-oss's name for it, as some clients send it
+    assert tokenize.render_chat(exported, thinking, tools=row.tools) == tokenize.render_chat(
+        exported, row.messages, tools=row.tools)
+
+
+def test_an_export_takes_the_reasoning_prelude_only_where_it_is_needed(tok, tok_with):
+    mine = tok_with(tok.chat_template)
+    assert reasoning.for_export(mine, trained_thinking=False) is None and mine.chat_template == tok.chat_template
+    assert reasoning.for_export(mine, trained_thinking=True) is not None
+    assert reasoning.for_export(mine, trained_thinking=True) is None  # it writes reasoning now: nothing more to do
+    native = tok_with(QWEN3)
+    assert reasoning.for_export(native, trained_thinking=True) is None and native.chat_template == QWEN3
+    # A template that names what the prelude keeps in its own variables renders otherwise: left as it was.
+    own = "{% if tr is defined %}Taken.{% endif %}" + tok.chat_template
+    clash = tok_with(own)
+    assert reasoning.for_export(clash, trained_thinking=True).startswith("The chat template is left as it was")
+    assert clash.chat_template == own
