@@ -11,10 +11,13 @@ from source where no package has one: cmake -B build -DLLAMA_CURL=OFF && cmake -
 llama-server), asked through its OpenAI-compatible endpoint, greedily, so answers repeat.
 
     python benchmarks/llama_cpp_check.py --server PATH/llama-server --export DIR [--tools FILE] [--base BASE.gguf]
+        [--run RUN]
 
 DIR is what `tuneforge export --format gguf --out DIR` wrote. `--tools` (a JSON list, or a dataset whose first
 row has `tools`) is offered where the export says the run learned tools (export.json's `tool_calls`); the demo's
-by default. The result goes to benchmarks/results/llama_cpp-<architecture>-<type>[-tools][-thinks].json unless
+by default. With `--run`, the run's own answers (`tuneforge chat`, full precision) are recorded beside llama.cpp's,
+and whether they are the same text (not a pass condition: a quantized file may choose otherwise somewhere).
+The result goes to benchmarks/results/llama_cpp-<architecture>-<type>[-tools][-thinks].json unless
 --out says otherwise; the exit status is 1 when a check fails. It needs no GPU.
 """
 
@@ -126,6 +129,33 @@ def check_thinking(server: Server) -> dict:
             "ok": (bool(thought.strip()) or inline) and choice["finish_reason"] == "stop"}
 
 
+def tuneforge_answers(run: str, tools: list[dict] | None, thinks: bool) -> dict[str, str]:
+    """What `tuneforge chat --run RUN` answers (transformers, the run's weights in full precision, greedy) to the
+    questions of the checks, by check."""
+    from app import operations as ops
+    from core.conversation import Conversation
+
+    said = {}
+    if thinks:
+        said["thinks first"] = ops.chat(ASKED, run=run, tools=[], max_new_tokens=256, keep=True)
+    else:
+        said["plain answer"] = ops.chat(PLAIN, run=run, tools=[], max_new_tokens=96, keep=True)
+    if tools:
+        conversation = Conversation(None, tools=tools)
+        ops.chat(ASKED, run=run, conversation=conversation, max_new_tokens=96, keep=True)
+        if conversation.pending():
+            conversation.give(RESULT)
+            said["answer from the result"] = ops.chat(None, run=run, conversation=conversation, max_new_tokens=96,
+                                                      keep=True)
+    return said
+
+
+def as_written(check: dict) -> str:
+    """A check's answer as the model wrote it: llama.cpp's thinking put back in front, as <think> text."""
+    thought = (check.get("reasoning_content") or "").strip()
+    return (f"<think>\n{thought}\n</think>\n\n" if thought else "") + (check.get("answer") or "").strip()
+
+
 def answers(server: Server, tools: list[dict] | None, thinks: bool) -> list[dict]:
     """The checks for one server: the model thinks first where its data carried reasoning (else a plain answer),
     and the tool loop where it learned tools."""
@@ -144,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tools", type=Path, default=DEMO_TOOLS,
                         help="The tools to offer where the run learned tools (a JSON list or a dataset).")
     parser.add_argument("--base", type=Path, help="The base model's GGUF, to check the export's LoRA file on it.")
+    parser.add_argument("--run", help="The exported run (in this TUNEFORGE_HOME): its own answers beside llama.cpp's.")
     parser.add_argument("--out", type=Path,
                         help="JSON to write (default benchmarks/results/llama_cpp-<architecture>-<type>-....json).")
     args = parser.parse_args(argv)
@@ -167,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
             checks.extend({**c, "check": c["check"] + ", the LoRA file on the base GGUF"}
                           for c in answers(server, tools, bool(report.get("thinks"))))
 
+    if args.run:  # the same questions to the run itself: does llama.cpp answer as `tuneforge chat` does?
+        ours = tuneforge_answers(args.run, tools, bool(report.get("thinks")))
+        for c in checks:
+            said = ours.get(c["check"].split(", the LoRA file")[0])
+            if said is not None:
+                c |= {"tuneforge": said, "same_as_tuneforge": as_written(c) == said.strip()}
+
     result = {
         "benchmark": "llama_cpp_check", "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", __file__, *argv]),
@@ -182,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     atomic.write_json(out, result)
     for c in checks:
         said = c.get("answer") if "answer" in c else json.dumps(c.get("tool_calls"))
-        print(f"{'ok  ' if c['ok'] else 'FAIL'} {c['check']}: {said!r}")
+        same = {True: " (as tuneforge chat answers)", False: " (tuneforge chat answers otherwise)"}.get(
+            c.get("same_as_tuneforge"), "")
+        print(f"{'ok  ' if c['ok'] else 'FAIL'} {c['check']}: {said!r}{same}")
     print(f"Wrote {out}")
     return 0 if result["ok"] else 1
 
