@@ -425,8 +425,9 @@ def cmd_export(a) -> int:
         if report.get("fallbacks"):
             print(report["fallbacks"]["summary"])
         print(f"Ollama: ollama create NAME -f {path / 'Modelfile'}")
-        if report.get("ollama"):
-            print(report["ollama"])
+        for said in (report.get("ollama"), (report.get("lora") or {}).get("chat_template_why")):
+            if said:
+                print(said)
     return 0
 
 

@@ -82,8 +82,9 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
         if lora["written"] and tokenizer.chat_template != base_template:  # the LoRA file on a base GGUF would chat
             atomic.write_text(tmp / CHAT_TEMPLATE, tokenizer.chat_template)  # through the base's own template
             lora |= {"chat_template": CHAT_TEMPLATE, "chat_template_why": (
-                "the base model's own chat template does not write tools as the run learned them: with the LoRA "
-                f"file on a base GGUF, give llama.cpp this one too (--jinja --chat-template-file {CHAT_TEMPLATE})")}
+                f"With the LoRA file on a base GGUF, give llama.cpp {CHAT_TEMPLATE} too (--jinja --chat-template-file "
+                f"{CHAT_TEMPLATE}): the base's own chat template does not write what the run learned as this one "
+                "does.")}
         progress.update(0.62, "Checking the file")
         result = verify.verify(gguf_path, plan, source, tokenizer, Span(progress, 0.62, 0.98))
         if not result.ok:

@@ -57,7 +57,7 @@ def test_a_run_trains_on_tool_calls_and_says_how(cli_here, tiny_model_dir, tmp_p
     assert reasoning.native(merged) == (True, True)  # its reasoning rows' thinking too, in front of the answers
     said = cli_here("export", "--run", "last", "--format", "gguf", "--quant", "f16", "--out", tmp_path / "gguf",
                     check=0).stdout
-    assert "Ollama offers the model tools as it learned them" in said
+    assert "Ollama offers the model tools as it learned them" in said and "--chat-template-file" in said
     report = json.loads((tmp_path / "gguf" / "export.json").read_text(encoding="utf-8"))
     assert report["tool_calls"].startswith("The chat template now also writes tools")
     assert report["reasoning"].startswith("The chat template now also writes an answer's reasoning")

@@ -16,8 +16,8 @@ FELL = {"fallbacks": {"summary": "180 of 211 matrices could not take the type th
     ({**VERIFIED, "fallbacks": None}, False, ["Verified: 272 tensors."]),
     ({**VERIFIED, **FELL}, True, ["Verified: 272 tensors.", FELL["fallbacks"]["summary"], "Ollama: ollama create"]),
     ({"fallbacks": FELL["fallbacks"]}, False, []),  # no verification: not ours to explain
-    ({**VERIFIED, "ollama": "Ollama offers the model tools"}, True,
-     ["Verified: 272 tensors.", "Ollama: ollama create", "Ollama offers the model tools"]),
+    ({**VERIFIED, "ollama": "Ollama offers the model tools", "lora": {"chat_template_why": "With the LoRA file"}},
+     True, ["Verified: 272 tensors.", "Ollama: ollama create", "Ollama offers the model tools", "With the LoRA file"]),
 ])
 def test_gguf_notes(tmp_path, report, modelfile, expected):
     if report is not None:

@@ -75,8 +75,7 @@ def gguf_notes(folder: Path) -> list[str]:
         return []
     if (folder / "Modelfile").is_file():
         notes.append(f"Ollama: ollama create my-model -f {folder / 'Modelfile'}")
-        if found.get("ollama"):
-            notes.append(found["ollama"])
+        notes += [said for said in (found.get("ollama"), (found.get("lora") or {}).get("chat_template_why")) if said]
     return notes
 
 
