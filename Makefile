@@ -52,6 +52,14 @@ screenshots: $(STAMP)
 	if command -v xvfb-run >/dev/null 2>&1; then xvfb-run -a -s "-screen 0 1400x1000x24" $(PY) -m ui.screenshots $(SHOTS); \
 	else $(PY) -m ui.screenshots $(SHOTS); fi
 
+# The Modelfile templates rendered by Go's text/template as Ollama runs it (tests/core/gguf_export/ollama/), after
+# changing how they are written; needs Go (Debian: apt-get install golang-go).
+GOLDEN := tests/core/gguf_export/ollama
+.PHONY: ollama-golden
+ollama-golden: $(STAMP)
+	$(PY) -m tests.core.gguf_export.ollama.cases | go run $(GOLDEN)/render.go > $(GOLDEN)/golden.jsonl.new
+	mv $(GOLDEN)/golden.jsonl.new $(GOLDEN)/golden.jsonl
+
 # The newest releases pyproject's ranges allow, in their own environment (torch and Triton kept at the CPU
 # pair on machines without a GPU), through the whole suite: a new transformers or peft breaks this canary
 # instead of a fresh clone. When it passes, `make lock` makes that set the tested one (constraints.txt).

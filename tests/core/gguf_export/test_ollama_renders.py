@@ -17,8 +17,7 @@ from tests.core.gguf_export.ollama import cases
 
 GOLDEN = Path(__file__).parent / "ollama" / "golden.jsonl"
 REGENERATE = ("golden.jsonl was made from other templates or conversations: regenerate it with "
-              "`.venv/bin/python -m tests.core.gguf_export.ollama.cases | go run tests/core/gguf_export/ollama/"
-              "render.go > tests/core/gguf_export/ollama/golden.jsonl` (Debian: apt-get install golang-go)")
+              "`make ollama-golden` (it needs Go; Debian: apt-get install golang-go)")
 GOLDEN_CASES = [json.loads(line) for line in GOLDEN.read_text(encoding="utf-8").splitlines()]
 KEYS = ("name", "template", "messages", "tools", "think_set")
 

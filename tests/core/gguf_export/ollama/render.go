@@ -1,9 +1,8 @@
 // Renders Modelfile templates as Ollama does (Go's text/template, Ollama's `json` function, its message
 // collation and value shapes), for the golden file that tests/core/gguf_export/test_modelfile_tools.py reads.
-// Regenerate after changing core/gguf_export/modelfile.py:
+// Regenerate after changing core/gguf_export/modelfile.py: `make ollama-golden`, which runs
 //
-//	.venv/bin/python -m tests.core.gguf_export.ollama.cases | go run tests/core/gguf_export/ollama/render.go \
-//	    > tests/core/gguf_export/ollama/golden.jsonl
+//	.venv/bin/python -m tests.core.gguf_export.ollama.cases | go run tests/core/gguf_export/ollama/render.go
 //
 // Each input line is {"name", "template", "messages", "tools"} in Ollama's /api/chat shapes; each output line
 // is the input with "rendered" added. Arguments and properties keep their order, as Ollama's own types do.
