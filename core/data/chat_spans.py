@@ -89,6 +89,25 @@ def render_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = F
                                          **more)
 
 
+def put_prelude(tokenizer, prelude: str, plain: list[list[dict]], proves: Callable) -> bool:
+    """Put `prelude` (Jinja that rewrites `messages`) in front of the tokenizer's chat template where the template then
+    renders the `plain` conversations exactly as before (with and without the generation prompt) and
+    `proves(tokenizer, original)` holds; else leave the template as it was. Whether it was put."""
+    import copy
+
+    template = tokenizer.chat_template
+    original = copy.copy(tokenizer)
+    tokenizer.chat_template = prelude + template
+    try:
+        same = all(render_chat(tokenizer, chat, gen) == render_chat(original, chat, gen)
+                   for chat in plain for gen in (False, True)) and proves(tokenizer, original)
+    except Exception:  # a template the prelude upsets: it stays as it was
+        same = False
+    if not same:
+        tokenizer.chat_template = template
+    return same
+
+
 def trained_spans(tokenizer, messages: list[dict], full: str,
                   tools: list[dict] | None = None) -> list[tuple[int, int]]:
     """The reference method: character spans of the assistant turns in `full`, by rendering prefixes. A turn the

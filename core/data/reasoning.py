@@ -20,10 +20,9 @@ answer. A model tuned so thinks in that form; Try it and `chat` show it as it is
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
-from core.data.chat_spans import per_template, render_chat
+from core.data.chat_spans import per_template, put_prelude, render_chat
 
 FIELD = "reasoning_content"  # where the data reader keeps an answer's reasoning, and templates read it
 READ_FROM = ("reasoning_content", "reasoning", "thinking")  # the fields datasets hold it in
@@ -133,18 +132,9 @@ def for_export(tokenizer, trained_thinking: bool) -> str | None:
     template = getattr(tokenizer, "chat_template", None)
     if not trained_thinking or not isinstance(template, str) or native(tokenizer)[0]:
         return None
-    original = copy.copy(tokenizer)
-    tokenizer.chat_template = _PRELUDE + template
-    try:
-        plain = [[{k: v for k, v in m.items() if k != FIELD} for m in chat] for chat in _PROBES]
-        same = all(render_chat(tokenizer, chat, gen) == render_chat(original, chat, gen)
-                   for chat in plain for gen in (False, True))
-        same = same and all(render_chat(tokenizer, chat, True) == render_chat(original, written(original, chat), True)
-                            for chat in _PROBES)
-    except Exception:  # a template the prelude upsets: it stays as it was
-        same = False
-    if not same:
-        tokenizer.chat_template = template
+    plain = [[{k: v for k, v in m.items() if k != FIELD} for m in chat] for chat in _PROBES]
+    if not put_prelude(tokenizer, _PRELUDE, plain, lambda mine, original: all(
+            render_chat(mine, chat, True) == render_chat(original, written(original, chat), True) for chat in _PROBES)):
         return ("The chat template is left as it was: with reasoning written in front of it, it would no longer render "
                 "other conversations exactly as before; give earlier answers' thinking as <think>...</think> text in "
                 "front of their words.")

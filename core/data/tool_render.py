@@ -16,12 +16,11 @@ for `data inspect` and the run's log.
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass
 
 from core.data import reasoning
-from core.data.chat_spans import per_template, render_chat
+from core.data.chat_spans import per_template, put_prelude, render_chat
 from core.data.formats.tool_calls import uses_tools
 
 _MARKS = ("tfprobe_described", "tfprobe_asked", "tfprobe_answer")
@@ -166,17 +165,8 @@ def for_export(tokenizer, trained_tools: bool) -> str | None:
     template = getattr(tokenizer, "chat_template", None)
     if not trained_tools or not isinstance(template, str) or native(tokenizer):
         return None
-    original = copy.copy(tokenizer)
-    tokenizer.chat_template = with_tool_text(template)
-    try:
-        same = all(render_chat(tokenizer, chat, gen) == render_chat(original, chat, gen)
-                   for chat in _PLAIN_PROBES for gen in (False, True))
-        same = same and render_chat(tokenizer, _PROBE, tools=_PROBE_TOOLS) == render_chat(
-            original, as_text(_PROBE, _PROBE_TOOLS))
-    except Exception:  # a template the prelude upsets: it stays as it was
-        same = False
-    if not same:
-        tokenizer.chat_template = template
+    if not put_prelude(tokenizer, _PRELUDE, _PLAIN_PROBES, lambda mine, original: render_chat(
+            mine, _PROBE, tools=_PROBE_TOOLS) == render_chat(original, as_text(_PROBE, _PROBE_TOOLS))):
         return ("The chat template is left as it was: with tool calls written in front of it, it would no longer "
                 "render other conversations exactly as before; offer tools as the run's data wrote them "
                 "(<tool_call> JSON in the answer, <tool_response> turns, the tools listed in the system turn).")
