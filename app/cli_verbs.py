@@ -11,6 +11,7 @@ import time
 
 from app import operations as ops
 from app.progress_bar import TerminalProgress, format_duration
+from app.terminal_marks import for_terminal
 from core import hardware, plan_text, planner, results, strategies
 from core.data import scores
 from core.data.formats import tool_calls
@@ -318,9 +319,10 @@ def cmd_chat(a) -> int:
 
 
 def answer(a, prompt: str | None, conversation) -> str:
-    """The model's answer to `prompt` within `conversation` (None: after the tool results given), kept loaded."""
-    return ops.chat(prompt, run=a.run, model=a.model, max_new_tokens=a.max_new_tokens, keep=True,
-                    conversation=conversation, temperature=a.temperature, weights=a.weights)
+    """The model's answer to `prompt` within `conversation` (None: after the tool results given), kept loaded; at a
+    terminal, its thinking and calls marked."""
+    return for_terminal(ops.chat(prompt, run=a.run, model=a.model, max_new_tokens=a.max_new_tokens, keep=True,
+                                 conversation=conversation, temperature=a.temperature, weights=a.weights))
 
 
 def converse(a, tools: list[dict] | None = None) -> int:

@@ -1,15 +1,16 @@
 """Marks in a model's answers, without changing them: its thinking (<think>...</think>) in the palette's muted
-colour and italic, its tool calls and the results given (<tool_call>, <tool_response> blocks) in the link colour,
-and the person's turns ("You: ...") in bold. A QSyntaxHighlighter over the answer pane's document: the text stays
-as the model wrote it (copying copies that), and the colours are read from the palette each time a block is drawn,
-so they follow the theme."""
+colour and italic, its tool calls and the results given (<tool_call>, <tool_response> blocks: core/answer_parts.py)
+in the link colour, and the person's turns ("You: ...") in bold. A QSyntaxHighlighter over the answer pane's
+document, a line at a time (a part may run over lines: the block state says which one is open): the text stays as
+the model wrote it (copying copies that), and the colours are read from the palette each time a block is drawn, so
+they follow the theme."""
 
 from __future__ import annotations
 
 from PySide6.QtGui import QFont, QPalette, QSyntaxHighlighter, QTextCharFormat
 
-SPANS = (("<think>", "</think>", "thinking"), ("<tool_call>", "</tool_call>", "tool"),
-         ("<tool_response>", "</tool_response>", "tool"))
+from core.answer_parts import SPANS
+
 YOU = "You: "  # how a conversation shows the person's turn (answer_pane.AnswerPane.added)
 
 
