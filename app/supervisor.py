@@ -129,10 +129,11 @@ class TrainerJob:
         """Pause between steps with the model kept loaded (a "paused" event says when), or continue."""
         run_control.request_pause(self.run_dir, paused)
 
-    def ask(self, prompt: str | None, history: list[dict] | None = None) -> str:
+    def ask(self, prompt: str | None, history: list[dict] | None = None, max_new_tokens: int | None = None) -> str:
         """Ask the paused model, after the conversation's turns so far (`prompt` None: to go on after the tool
-        results they end with); its answer arrives as an "answer" event carrying the returned id."""
-        return run_control.ask(self.run_dir, prompt, history=history)
+        results they end with), in `max_new_tokens` at most (None: the run's default); its answer arrives as an
+        "answer" event carrying the returned id."""
+        return run_control.ask(self.run_dir, prompt, max_new_tokens, history=history)
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -216,8 +217,8 @@ class AttachedJob:
     def pause(self, paused: bool = True) -> None:
         run_control.request_pause(self.run_dir, paused)
 
-    def ask(self, prompt: str | None, history: list[dict] | None = None) -> str:
-        return run_control.ask(self.run_dir, prompt, history=history)
+    def ask(self, prompt: str | None, history: list[dict] | None = None, max_new_tokens: int | None = None) -> str:
+        return run_control.ask(self.run_dir, prompt, max_new_tokens, history=history)
 
     def detach(self) -> None:
         """Stop following (the window closes again); the trainer goes on."""

@@ -4,6 +4,8 @@ Try it (each side on its own) and in a paused run's box (the trainer answers). T
 
 from __future__ import annotations
 
+from transformers import AutoTokenizer
+
 from app import operations as ops
 from core.planner import Wishes
 from tests.conftest import DEMO, write_jsonl
@@ -79,6 +81,16 @@ def test_a_paused_run_asks_for_the_result_of_a_call_and_goes_on(qtbot, home, too
         qtbot.waitUntil(lambda: answers() == 2, timeout=60000)
         assert box.pane.text.toPlainText().endswith("returned: 43\nIt is 43.")
         assert [t["role"] for t in box.conversation.turns] == ["user", "assistant", "tool", "assistant"]
+        # The Longest box goes with the ask: 2 tokens cut the call the model makes in full above.
+        box.new_conversation()
+        box.longest.setValue(2)
+        box.prompt_edit.setText("What is 36 plus 7?")
+        box.ask_button.click()
+        qtbot.waitUntil(lambda: answers() == 3, timeout=60000)
+        full, cut = [e["text"] for e in seen if e["event"] == "answer"][0::2]
+        tok = AutoTokenizer.from_pretrained(tool_model_dir)
+        assert len(tok(cut, add_special_tokens=False)["input_ids"]) <= 2 < len(tok(full)["input_ids"])
+        assert full.startswith(cut.strip())
     finally:
         job.stop()
         job.wait(60)

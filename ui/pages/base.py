@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget, QWizardPage
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox, QWidget, QWizardPage
 
 from ui import tasks, theme
 from ui.error_panel import ErrorPanel
@@ -31,6 +31,15 @@ class Session:
     run_id: str | None = None
     outcome: object | None = None  # app.supervisor.Outcome
     going_on: object | None = None  # app.operations.GoingOn: the earlier run whose weights this one starts from
+
+
+def longest_box() -> QSpinBox:
+    """The longest answer in tokens a model tried may give; 0 shows "auto": the run's default (inference.room)."""
+    box = QSpinBox(minimum=0, maximum=8192, singleStep=64)
+    box.setSpecialValueText("auto")
+    box.setToolTip("The longest answer in tokens. auto: 128, or 512 where the run's data carried reasoning (the "
+                   "tuned model thinks before it answers).")
+    return box
 
 
 class BusyLine(QWidget):

@@ -10,7 +10,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                               QPushButton, QSpinBox, QVBoxLayout)
+                               QPushButton, QVBoxLayout)
 
 from app import answerers
 from app import operations as ops
@@ -19,7 +19,7 @@ from core.conversation import Conversation
 from core.errors import KnownError, NotBuiltYet
 from core.gguf_export import tensor_types
 from ui.pages.answer_pane import AnswerPane
-from ui.pages.base import BusyLine, Page, Session
+from ui.pages.base import BusyLine, Page, Session, longest_box
 from ui.pages.evaluate_box import EvaluateBox
 from ui.pages.weights_choice import WeightsChoice
 
@@ -157,10 +157,7 @@ class ExportPage(Page):
         self.temperature.setToolTip("0: each model gives its most likely answer, the same every time. Above 0 the "
                                     "answers are sampled among the likeliest words, more varied the higher "
                                     "(0.7 is a usual choice), as chat apps and Ollama do.")
-        self.longest = QSpinBox(minimum=0, maximum=8192, singleStep=64)
-        self.longest.setSpecialValueText("auto")
-        self.longest.setToolTip("The longest answer in tokens. auto: 128, or 512 where the run's data carried "
-                                "reasoning (the tuned model thinks before it answers).")
+        self.longest = longest_box()
         ask_row = QHBoxLayout()
         ask_row.addWidget(self.prompt_edit, 1)
         ask_row.addWidget(QLabel("&Temperature:", buddy=self.temperature))

@@ -5,10 +5,11 @@ a call it makes asks for its result, and the model goes on from it, as in the ex
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QHBoxLayout, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from core.conversation import Conversation
 from ui.pages.answer_pane import AnswerPane
+from ui.pages.base import longest_box
 
 
 class PausedTry(QWidget):
@@ -22,6 +23,7 @@ class PausedTry(QWidget):
         self.new_button = QPushButton("New conversation")
         self.new_button.setAutoDefault(False)
         self.new_button.clicked.connect(self.new_conversation)
+        self.longest = longest_box()  # passed with each ask (auto: the trainer's default for the run)
         self.pane = AnswerPane("Answers at this step", "The answer appears here; Continue resumes training.")
         self.prompt_edit.returnPressed.connect(self.ask)
         self.ask_button.clicked.connect(self.ask)
@@ -30,6 +32,8 @@ class PausedTry(QWidget):
         self.asked: str | None = ""  # the prompt waiting for its answer (None: going on after tool results)
         row = QHBoxLayout()
         row.addWidget(self.prompt_edit, 1)
+        row.addWidget(QLabel("&Longest:", buddy=self.longest))
+        row.addWidget(self.longest)
         row.addWidget(self.ask_button)
         row.addWidget(self.new_button)
         layout = QVBoxLayout(self)
@@ -58,7 +62,7 @@ class PausedTry(QWidget):
         if prompt is not None and self.conversation.pending():  # a question instead of the results
             self.conversation.forget_calls()
         try:
-            self.waiting = self.job.ask(prompt, self.conversation.turns)
+            self.waiting = self.job.ask(prompt, self.conversation.turns, self.longest.value() or None)
         except OSError as e:  # the run folder cannot be written: say so in the pane
             self.pane.failed(e)
             return False
