@@ -31,6 +31,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -58,7 +59,8 @@ class Server:
                    "-c", "4096", "--threads", "2", "--no-webui"]
         self.command = (command + (["--lora", str(lora)] if lora else [])
                         + (["--chat-template-file", str(template)] if template else []) + list(extra))
-        self.log = open(gguf.parent / f".llama-server-{self.port}.log", "w")
+        # Its log goes to the system's temporary folder, never beside the files it reads; kept where it failed.
+        self.log = tempfile.NamedTemporaryFile("w", prefix="llama-server-", suffix=".log", delete=False)
         self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT)
 
     def __enter__(self):
@@ -78,6 +80,7 @@ class Server:
         self.process.terminate()
         self.process.wait(30)
         self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
 
     def chat(self, messages: list[dict], tools: list[dict] | None = None, max_tokens: int = 96) -> dict:
         body = {"messages": messages, "temperature": 0, "max_tokens": max_tokens, **({"tools": tools} if tools else {})}

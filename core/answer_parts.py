@@ -9,15 +9,28 @@ SPANS = (("<think>", "</think>", "thinking"), ("<tool_call>", "</tool_call>", "t
          ("<tool_response>", "</tool_response>", "tool"))
 
 
+def scan(text: str, inside: int = -1) -> tuple[list[tuple[int, int, int]], int]:
+    """(start, end, index in SPANS) of each part of `text`, tags included, and the index of the part still open at
+    its end (-1: none; an answer cut off leaves one open). `inside`: the part `text` starts inside (a line of an
+    answer whose part began on a line above)."""
+    found, pos, i = [], 0, inside
+    while True:
+        start = pos
+        if i < 0:
+            opened = [(at, n) for n, (opening, _, _) in enumerate(SPANS) if (at := text.find(opening, pos)) >= 0]
+            if not opened:
+                return found, -1
+            start, i = min(opened)
+            pos = start + len(SPANS[i][0])
+        end = text.find(SPANS[i][1], pos)
+        if end < 0:
+            found.append((start, len(text), i))
+            return found, i
+        pos = end + len(SPANS[i][1])
+        found.append((start, pos, i))
+        i = -1
+
+
 def parts(text: str) -> list[tuple[int, int, str]]:
     """(start, end, kind) of each part, in order, tags included; one left open (an answer cut off) runs to the end."""
-    found, pos = [], 0
-    while True:
-        opened = [(at, i) for i, (opening, _, _) in enumerate(SPANS) if (at := text.find(opening, pos)) >= 0]
-        if not opened:
-            return found
-        start, i = min(opened)
-        end = text.find(SPANS[i][1], start + len(SPANS[i][0]))
-        stop = len(text) if end < 0 else end + len(SPANS[i][1])
-        found.append((start, stop, SPANS[i][2]))
-        pos = stop
+    return [(start, end, SPANS[i][2]) for start, end, i in scan(text)[0]]

@@ -30,6 +30,7 @@ placeholder would fail that). Everywhere else each row is rendered and checked a
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 import weakref
@@ -93,8 +94,6 @@ def put_prelude(tokenizer, prelude: str, plain: list[list[dict]], proves: Callab
     """Put `prelude` (Jinja that rewrites `messages`) in front of the tokenizer's chat template where the template then
     renders the `plain` conversations exactly as before (with and without the generation prompt) and
     `proves(tokenizer, original)` holds; else leave the template as it was. Whether it was put."""
-    import copy
-
     template = tokenizer.chat_template
     original = copy.copy(tokenizer)
     tokenizer.chat_template = prelude + template

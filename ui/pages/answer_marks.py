@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from PySide6.QtGui import QFont, QPalette, QSyntaxHighlighter, QTextCharFormat
 
-from core.answer_parts import SPANS
+from core.answer_parts import SPANS, scan
 
 YOU = "You: "  # how a conversation shows the person's turn (answer_pane.AnswerPane.added)
 
@@ -30,22 +30,10 @@ class AnswerMarks(QSyntaxHighlighter):
 
     def highlightBlock(self, text: str) -> None:
         marks = self.formats()
-        state = self.previousBlockState()  # the span a block starts inside (an index into SPANS), or -1
+        state = self.previousBlockState()  # the part a line starts inside (an index into SPANS), or -1
         if state < 0 and text.startswith(YOU):
             self.setFormat(0, len(YOU), marks["you"])
-        pos = 0
-        while True:
-            if state >= 0:
-                closing = SPANS[state][1]
-                end = text.find(closing, pos)
-                stop = len(text) if end < 0 else end + len(closing)
-                self.setFormat(pos, stop - pos, marks[SPANS[state][2]])
-                if end < 0:
-                    break
-                pos, state = stop, -1
-            else:
-                found = [(at, i) for i, (opening, _, _) in enumerate(SPANS) if (at := text.find(opening, pos)) >= 0]
-                if not found:
-                    break
-                pos, state = min(found)
+        found, state = scan(text, state)
+        for start, end, i in found:
+            self.setFormat(start, end - start, marks[SPANS[i][2]])
         self.setCurrentBlockState(state)
