@@ -21,8 +21,10 @@ float32; in a bfloat16 model they were bfloat16); any other (quantized, float16)
 hundred times finer than 4- or 8-bit rounding itself) at half the disk of float32. A tensor whose values
 float16 cannot hold (past 65504) stays float32.
 
-The config and the tokenizer still come from transformers (its mapping of GGUF metadata to a config, and its
-conversion of the vocabulary): model_source.py does that around `write_weights`.
+The config comes from transformers' mapping of GGUF metadata where its reader knows the architecture, else
+(SmolLM3, Granite, OLMo 2) from our architecture's inverse of what export writes (`config`); the tokenizer
+from transformers' conversion of the vocabulary, which needs no config. model_source.py does that around
+`write_weights`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,34 @@ INDEX = "model.safetensors.index.json"
 def supports(config) -> bool:
     """Whether `write_weights` can place this model's tensors (else transformers' loader does it)."""
     return config.model_type in architectures.REGISTRY
+
+
+def reads_config(contents: reader.Contents) -> bool:
+    """Whether the file's config comes from our `config`: an architecture we export that transformers' GGUF
+    reader does not know (it has no mapping of the file's keys to a config)."""
+    arch = architectures.by_gguf_name(contents.metadata.get("general.architecture", ""))
+    return arch is not None and not arch.transformers_reads
+
+
+def config(contents: reader.Contents):
+    """The model's config from the file's metadata, by its architecture's inverse of export's `metadata`; the
+    head is tied where the file has no output matrix, as llama.cpp reads it."""
+    from transformers import AutoConfig
+
+    fields = architectures.by_gguf_name(contents.metadata["general.architecture"]).config(contents.metadata)
+    fields["tie_word_embeddings"] = all(t.name != "output.weight" for t in contents.tensors)
+    return AutoConfig.for_model(**fields)
+
+
+def tokenizer(gguf: Path, contents: reader.Contents | None = None):
+    """The tokenizer transformers builds from the file's vocabulary: through AutoTokenizer, which picks the model's
+    tokenizer class from the config, where transformers reads the architecture; else as a plain fast tokenizer
+    (building one needs no config). Import and export's verification both read a file's tokenizer here."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    contents = contents or reader.read(gguf, stop_at="general.architecture")
+    load = PreTrainedTokenizerFast if reads_config(contents) else AutoTokenizer
+    return load.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
 
 
 @dataclass(frozen=True)

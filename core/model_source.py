@@ -154,7 +154,7 @@ def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progre
     progress = progress or Progress()
     again = " again: an older Tuneforge converted it" if (target / "config.json").is_file() else " (once)"
     progress.update(None, f"Converting {gguf.name} into a model folder{again}")
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
     from core import gguf_import, gguf_read_once
 
@@ -163,11 +163,12 @@ def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progre
     folder, file = str(gguf.parent), gguf.name
     try:  # transformers maps GGUF metadata to a config and rebuilds the tokenizer from the vocabulary
         with gguf_read_once.parsed_once():
-            config = AutoConfig.from_pretrained(folder, gguf_file=file)
-            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+            ours = gguf_import.reads_config(contents)  # an architecture its mapping lacks: our inverse of export's
+            config = gguf_import.config(contents) if ours else AutoConfig.from_pretrained(folder, gguf_file=file)
+            tokenizer = gguf_import.tokenizer(gguf, contents)
     except Exception as e:  # noqa: BLE001  whatever the file lacks: one sentence
         raise IncompleteModel(f"{gguf}: could not be read as a model ({e}); use a GGUF of a supported "
-                              "architecture (Llama, Mistral, Qwen, Gemma, Phi-3).") from None
+                              "architecture (Llama, Mistral, Qwen, Gemma, Phi-3, SmolLM3, Granite, OLMo 2).") from None
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.name_or_path = label

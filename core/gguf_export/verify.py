@@ -24,7 +24,8 @@
      agree more.
    A model too large for two float32 copies in RAM gets tensor_check.py instead: each tensor read back
    and compared with the merged weight it came from, one at a time.
-3. The tokenizer: the tokenizer transformers builds from the file encodes a chat sample to the same ids.
+3. The tokenizer: the tokenizer transformers builds from the file (gguf_import.tokenizer, as an import would)
+   encodes a chat sample to the same ids.
 """
 
 from __future__ import annotations
@@ -217,10 +218,10 @@ def own_load(path: Path, plan, reference):
 
 # --- 3. the tokenizer ----------------------------------------------------------------------------------
 def check_tokenizer(path: Path, plan, tokenizer, checks: list[str]) -> list[str]:
-    from transformers import AutoTokenizer
+    from core import gguf_import
 
     try:
-        loaded = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        loaded = gguf_import.tokenizer(path)
     except Exception as e:
         return [f"transformers could not build a tokenizer from the file ({type(e).__name__}: {str(e)[:120]})"]
     samples = compare.tokenizer_samples(tokenizer, plan.vocab.model == "llama")

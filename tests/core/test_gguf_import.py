@@ -23,6 +23,12 @@ def tokenizer(tmp_path_factory):
     return AutoTokenizer.from_pretrained(tiny.byte_level(tmp_path_factory.mktemp("tok")))
 
 
+OWN_FIELDS = {  # config fields an architecture's file must bring back beyond the shared ones
+    "smollm3": ("no_rope_layers",),
+    "granite": ("embedding_multiplier", "residual_multiplier", "attention_multiplier", "logits_scaling"),
+}
+
+
 def export(model, tokenizer, quant, path):
     writer.write(tiny.plan(model, tokenizer, quant), model.state_dict(), path, Progress())
     return path
@@ -41,20 +47,28 @@ def leftovers(models_dir):
 
 @pytest.mark.parametrize("model_type", sorted(CASES))
 def test_an_f32_file_comes_back_exactly(model_type, tokenizer, tmp_path):
+    """Every architecture we export, those transformers' GGUF reader does not know (SmolLM3, Granite, OLMo 2:
+    their config is our inverse of export's metadata) included: the same weights, logits and tokens."""
     import torch
+    from transformers import AutoTokenizer
 
     model = tiny.random_model(model_type, tokenizer, **{**COMMON, **CASES[model_type]})
     gguf = export(model, tokenizer, "f32", tmp_path / "m.gguf")
-    if model_type in THEIRS_CANNOT:  # transformers reads the config, and knows no such GGUF: one sentence
-        with pytest.raises(IncompleteModel, match=f"could not be read as a model .GGUF model with architecture "
-                                                  f"{model_type} is not supported yet.*; use a GGUF of a supported"):
-            model_source.resolve(str(gguf), tmp_path / "models")
-        assert leftovers(tmp_path / "models") == []
-        return
+    assert gguf_import.reads_config(reader.read(gguf)) == (model_type in THEIRS_CANNOT)
     ref = model_source.resolve(str(gguf), tmp_path / "models")
-
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": "Where is the gold, matey? Arr!"}],
+                                         tokenize=False, add_generation_prompt=True)
+    theirs = AutoTokenizer.from_pretrained(ref.path)
+    assert theirs.chat_template == tokenizer.chat_template
+    if not model_type.startswith("gemma"):  # transformers' Gemma class assumes its own SentencePiece vocabulary
+        assert theirs(chat)["input_ids"] == tokenizer(chat)["input_ids"]
     loaded = load(ref.path)
     assert loaded.config.tie_word_embeddings == model.config.tie_word_embeddings
+    same = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+            "max_position_embeddings", "vocab_size", "eos_token_id", *OWN_FIELDS.get(model_type, ())]
+    assert {k: getattr(loaded.config, k) for k in same} == {k: getattr(model.config, k) for k in same}
+    # GGUF stores float32: ours gives back 1e-06, transformers' mapping the float32 itself (9.99999997e-07)
+    assert loaded.config.rms_norm_eps == pytest.approx(model.config.rms_norm_eps, rel=1e-7)
     assert json.loads((ref.path / "config.json").read_text())["dtype"] == "float32"
     expected, got = model.state_dict(), loaded.state_dict()
     assert sorted(got) == sorted(expected)
@@ -63,6 +77,23 @@ def test_an_f32_file_comes_back_exactly(model_type, tokenizer, tmp_path):
     assert inexact == ([k for k in expected if "norm" in k] if model_type.startswith("gemma") else [])
     assert all(torch.allclose(got[k], expected[k], rtol=0, atol=2 ** -23) for k in inexact)
     ids = torch.tensor([tokenizer("Where is the gold, matey? Arr!")["input_ids"]])
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("model_type", sorted(THEIRS_CANNOT))
+@pytest.mark.parametrize("scaling", [{"rope_type": "linear", "factor": 2.0},
+                                     {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}])
+def test_rope_scaling_comes_back_where_the_config_is_ours(model_type, scaling, tokenizer, tmp_path):
+    import torch
+
+    settings = {**COMMON, **CASES[model_type], "rope_parameters": {"rope_theta": 50000.0, **scaling}}
+    model = tiny.random_model(model_type, tokenizer, **settings)
+    ref = model_source.resolve(str(export(model, tokenizer, "f32", tmp_path / "m.gguf")), tmp_path / "models")
+    loaded = load(ref.path)
+    assert {k: v for k, v in loaded.config.rope_parameters.items() if k in scaling or k == "rope_theta"} == \
+        settings["rope_parameters"]
+    ids = torch.tensor([tokenizer("Where is the gold, matey? Arr! " * 8)["input_ids"]])  # past the original 64
     with torch.no_grad():
         np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), rtol=0, atol=1e-5)
 

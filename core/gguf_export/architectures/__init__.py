@@ -8,7 +8,10 @@ An architecture says what llama.cpp needs that a Hugging Face folder spells diff
 - `transform(name, array, cfg)`: what a tensor needs on its way (Llama's Q/K row order, Gemma's norm + 1),
   and `untransform`, its inverse, for reading a file back without transformers;
 - `extra_tensors(cfg)`: tensors llama.cpp reads that HF computes at run time (Llama 3's rope factors);
-- `check(cfg)`: a sentence for settings llama.cpp cannot express, before anything is written.
+- `check(cfg)`: a sentence for settings llama.cpp cannot express, before anything is written;
+- `config(meta)`: the inverse of `metadata`, a file's hyperparameters as config fields, for importing a
+  GGUF of an architecture transformers' GGUF reader does not know (`transformers_reads = False`: it has no
+  mapping of the file's keys to a config, so core/gguf_import.py reads them with ours).
 
 `cfg` is the model's config as a dict (`config.to_dict()`). Facts (tensor names, keys, the Q/K row order)
 follow llama.cpp's convert_hf_to_gguf.py; the code is ours.
@@ -31,6 +34,7 @@ SKIPPED = ("rotary_emb.inv_freq",)  # buffers some checkpoints carry; llama.cpp 
 class Architecture:
     model_types: ClassVar[tuple[str, ...]]
     gguf_arch: ClassVar[MODEL_ARCH]
+    transformers_reads: ClassVar[bool] = True  # whether transformers' GGUF reader knows this architecture
 
     @property
     def name(self) -> str:
@@ -93,6 +97,45 @@ class Architecture:
             w.add_rope_scaling_orig_ctx_len(int(scaling.get("original_max_position_embeddings")
                                                 or cfg["max_position_embeddings"]))
 
+    def config(self, meta: dict) -> dict:
+        """The inverse of `metadata`: the config fields a file's metadata (key → value, as our reader gives it)
+        spells, `model_type` and the token ids included. Floats come back as the shortest decimal that gives
+        the same float32 (GGUF stores float32: 1e-06, not 9.99999997e-07)."""
+        def key(name: str, default=None):
+            return meta.get(f"{self.name}.{name}", default)
+
+        theta = _short(key("rope.freq_base", 10000.0))
+        rope_parameters = {"rope_type": "default", "rope_theta": theta}
+        kind = key("rope.scaling.type")
+        if kind in ("linear", "yarn"):
+            rope_parameters = {"rope_type": kind, "rope_theta": theta, "factor": _short(key("rope.scaling.factor"))}
+            if kind == "yarn":
+                rope_parameters["original_max_position_embeddings"] = key("rope.scaling.original_context_length")
+        cfg = {
+            "model_type": self.model_types[0],
+            "max_position_embeddings": key("context_length"),
+            "hidden_size": key("embedding_length"),
+            "num_hidden_layers": key("block_count"),
+            "intermediate_size": key("feed_forward_length"),
+            "num_attention_heads": key("attention.head_count"),
+            "num_key_value_heads": key("attention.head_count_kv"),
+            "rms_norm_eps": _short(key("attention.layer_norm_rms_epsilon", 1e-5)),
+            "rope_parameters": rope_parameters,
+            "vocab_size": key("vocab_size") or len(meta.get("tokenizer.ggml.tokens", ())),
+        }
+        if key("attention.key_length") is not None:
+            cfg["head_dim"] = key("attention.key_length")
+        for field in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            stored = meta.get("tokenizer.ggml." + field.replace("pad_", "padding_"))
+            if stored is not None:
+                cfg[field] = stored
+        return cfg
+
+
+def _short(value: float) -> float:
+    """The shortest decimal that is the same float32 as `value`."""
+    return float(str(np.float32(value)))
+
 
 @functools.lru_cache(maxsize=8)
 def _name_map(arch: MODEL_ARCH, n_layers: int):
@@ -137,6 +180,12 @@ def register(cls: type[Architecture]) -> type[Architecture]:
             raise ValueError(f"model_type {model_type!r} registered twice")
         REGISTRY[model_type] = cls()
     return cls
+
+
+def by_gguf_name(name: str) -> Architecture | None:
+    """The architecture whose files say general.architecture = `name` (the first registered: "llama" is Llama's,
+    not Mistral's), or None."""
+    return next((a for a in REGISTRY.values() if a.name == name), None)
 
 
 def get(model_type: str) -> Architecture:

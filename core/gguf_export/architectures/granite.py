@@ -4,7 +4,8 @@ its own, which llama.cpp's granite architecture reads under other names: the emb
 attention_multiplier in place of 1/√head (attention.scale), and the logits ÷ logits_scaling (logit_scale, which
 llama.cpp requires: it is always written). llama.cpp takes the head size from the width and the heads, as its
 converter does (it drops a config's head_dim), so a head_dim that differs is refused in a sentence. transformers'
-GGUF reader does not know granite, so verification reads these files with our own dequantization and says so.
+GGUF reader does not know granite, so verification reads these files with our own dequantization and says so,
+and importing one takes its config, the four scales included, from our `config`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from gguf import GGUFWriter, MODEL_ARCH
 
 from core.errors import BadArgument
-from core.gguf_export.architectures import register
+from core.gguf_export.architectures import _short, register
 from core.gguf_export.architectures.llama import Llama
 
 
@@ -20,6 +21,9 @@ from core.gguf_export.architectures.llama import Llama
 class Granite(Llama):
     model_types = ("granite",)
     gguf_arch = MODEL_ARCH.GRANITE
+    transformers_reads = False
+    SCALES = {"embedding_scale": "embedding_multiplier", "residual_scale": "residual_multiplier",
+              "attention.scale": "attention_multiplier", "logit_scale": "logits_scaling"}  # GGUF key → config field
 
     def check(self, cfg: dict) -> None:
         super().check(cfg)
@@ -35,3 +39,8 @@ class Granite(Llama):
         w.add_residual_scale(float(cfg.get("residual_multiplier", 1.0)))
         w.add_attention_scale(float(cfg.get("attention_multiplier", 1.0)))
         w.add_logit_scale(float(cfg.get("logits_scaling", 1.0)))
+
+    def config(self, meta: dict) -> dict:
+        cfg = super().config(meta)
+        cfg.pop("head_dim", None)  # llama.cpp's is the width over the heads, as transformers' Granite makes it
+        return {**cfg, **{field: _short(meta.get(f"{self.name}.{key}", 1.0)) for key, field in self.SCALES.items()}}

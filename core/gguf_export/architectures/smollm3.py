@@ -5,8 +5,9 @@ llama.cpp's smollm3 architecture skips rope on a layer where (layer + 1) % 4 == 
 (n_no_rope_layer_step; no GGUF key carries it). transformers' config lists which layers rope instead
 (`no_rope_layers`, 1 for rope), by default every fourth left out, the same pattern. A model whose list is
 another pattern, or that attends through a sliding window, which llama.cpp's smollm3 does not, would not run
-as it was trained, so `check` refuses it in a sentence before anything is written. transformers' GGUF reader
-does not know smollm3, so verification reads these files with our own dequantization and says so.
+as it was trained, so `check` refuses it in a sentence before anything is written, and a file read back gets
+that pattern (`config`). transformers' GGUF reader does not know smollm3, so verification reads these files with
+our own dequantization and says so, and importing one takes its config from our `config`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ def nope_pattern(layers: int) -> list[int]:
 class SmolLM3(Llama):
     model_types = ("smollm3",)
     gguf_arch = MODEL_ARCH.SMOLLM3
+    transformers_reads = False
+
+    def config(self, meta: dict) -> dict:
+        cfg = super().config(meta)
+        return {**cfg, "no_rope_layers": nope_pattern(cfg["num_hidden_layers"]), "no_rope_layer_interval": NOPE_STEP,
+                "use_sliding_window": False}
 
     def check(self, cfg: dict) -> None:
         super().check(cfg)
