@@ -68,6 +68,23 @@ def config(contents: reader.Contents):
     return AutoConfig.for_model(**fields)
 
 
+def complete_config(gguf: Path, contents: reader.Contents, config) -> None:
+    """Put into `config` the settings the file keeps as tensors, not keys (Llama 3's rope scaling as rope_freqs,
+    Phi-3's long-context factors), which neither transformers' mapping nor `config` reads: without them the
+    model would rotate its attention otherwise than it was trained to (and the tensors would have no place)."""
+    arch = architectures.REGISTRY.get(config.model_type)
+    present = [t for t in contents.tensors if arch is not None and t.name in arch.extra_names]
+    if not present:
+        return
+    extra = {t.name: np.concatenate([chunk.reshape(-1) for _, chunk in _chunks(gguf, contents, t)]) for t in present}
+    fields = arch.config_from_extra(extra, config.to_dict(), contents.metadata)
+    if fields is None:
+        raise IncompleteModel(f"{gguf}: its {' and '.join(extra)} hold rope factors that no {config.model_type} rope "
+                              "setting we know gives; use the model's Hugging Face folder instead.")
+    for field, value in fields.items():
+        setattr(config, field, value)
+
+
 def tokenizer(gguf: Path, contents: reader.Contents | None = None):
     """The tokenizer transformers builds from the file's vocabulary: through AutoTokenizer, which picks the model's
     tokenizer class from the config, where transformers reads the architecture; else as a plain fast tokenizer

@@ -169,6 +169,7 @@ def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progre
     except Exception as e:  # noqa: BLE001  whatever the file lacks: one sentence
         raise IncompleteModel(f"{gguf}: could not be read as a model ({e}); use a GGUF of a supported "
                               "architecture (Llama, Mistral, Qwen, Gemma, Phi-3, SmolLM3, Granite, OLMo 2).") from None
+    gguf_import.complete_config(gguf, contents, config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.name_or_path = label

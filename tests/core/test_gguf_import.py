@@ -98,6 +98,54 @@ def test_rope_scaling_comes_back_where_the_config_is_ours(model_type, scaling, t
         np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), rtol=0, atol=1e-5)
 
 
+LLAMA3 = {"rope_type": "llama3", "rope_theta": 500000.0, "low_freq_factor": 1.0}
+KEPT_AS_TENSORS = {  # rope settings llama.cpp keeps as tensors: (model type, config, the tensor)
+    "llama 3.2": ("llama", dict(rope_parameters={**LLAMA3, "factor": 32.0, "high_freq_factor": 4.0,
+                                                 "original_max_position_embeddings": 64}), "rope_freqs.weight"),
+    # another original context and step: found from the line the step's factors lie on (64-wide heads)
+    "llama 3, other step": ("llama", dict(hidden_size=256, rope_parameters={**LLAMA3, "factor": 8.0,
+                                                                           "high_freq_factor": 2.5,
+                                                                           "original_max_position_embeddings": 96}),
+                            "rope_freqs.weight"),
+    "phi-3.5 long context": ("phi3", dict(original_max_position_embeddings=64, rope_parameters={
+        "rope_type": "longrope", "rope_theta": 10000.0, "long_factor": [1.0 + i for i in range(8)],
+        "short_factor": [1.0 + 0.1 * i for i in range(8)]}), "rope_factors_long.weight"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(KEPT_AS_TENSORS))
+def test_rope_settings_kept_as_tensors_come_back_into_the_config(case, tokenizer, tmp_path):
+    """llama.cpp keeps Llama 3's rope scaling and Phi-3's long-context factors as tensors, which transformers'
+    GGUF mapping does not read: such files (every Llama 3.1 and 3.2 GGUF) once failed as 'damaged'."""
+    import torch
+
+    model_type, settings, tensor = KEPT_AS_TENSORS[case]
+    model = tiny.random_model(model_type, tokenizer, **{**COMMON, **settings})
+    gguf = export(model, tokenizer, "f32", tmp_path / "m.gguf")
+    assert tensor in {t.name for t in reader.read(gguf).tensors}
+    loaded = load(model_source.resolve(str(gguf), tmp_path / "models").path)
+    assert loaded.config.rope_parameters["rope_type"] == settings["rope_parameters"]["rope_type"]
+    ids = torch.tensor([tokenizer("Where is the gold, matey? Arr! " * 12)["input_ids"]])  # past the original context
+    assert ids.shape[1] > 96
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), rtol=0, atol=1e-5)
+
+
+def test_rope_factors_no_setting_gives_are_refused_in_a_sentence(tokenizer, tmp_path):
+    from core.gguf_export.architectures.llama import llama3_settings
+
+    model_type, settings, _ = KEPT_AS_TENSORS["llama 3.2"]
+    plan = tiny.plan(tiny.random_model(model_type, tokenizer, **{**COMMON, **settings}), tokenizer, "f32")
+    plan.extra["rope_freqs.weight"] = plan.extra["rope_freqs.weight"][::-1].copy()  # slow frequencies sped up
+    assert llama3_settings(plan.extra["rope_freqs.weight"], 500000.0, 16) is None
+    model = tiny.random_model(model_type, tokenizer, **{**COMMON, **settings})
+    writer.write(plan, model.state_dict(), tmp_path / "m.gguf", Progress())
+    with pytest.raises(IncompleteModel, match="rope_freqs.weight hold rope factors that no llama rope setting we know "
+                                              "gives; use the model's Hugging Face folder instead"):
+        model_source.resolve(str(tmp_path / "m.gguf"), tmp_path / "models")
+    assert leftovers(tmp_path / "models") == []
+
+
 @pytest.mark.parametrize("quant", ["q8_0", "q4_k_m"])
 def test_a_quantized_file_equals_transformers_reading_in_float16(quant, tokenizer, tmp_path):
     """transformers de-quantizes to float32 with the same decoders; we store the folder as float16, which

@@ -7,7 +7,8 @@ An architecture says what llama.cpp needs that a Hugging Face folder spells diff
   key names and value types are gguf's own;
 - `transform(name, array, cfg)`: what a tensor needs on its way (Llama's Q/K row order, Gemma's norm + 1),
   and `untransform`, its inverse, for reading a file back without transformers;
-- `extra_tensors(cfg)`: tensors llama.cpp reads that HF computes at run time (Llama 3's rope factors);
+- `extra_tensors(cfg)`: tensors llama.cpp reads that HF computes at run time (Llama 3's rope factors), and
+  `config_from_extra`, the settings such tensors stand for, for importing a file;
 - `check(cfg)`: a sentence for settings llama.cpp cannot express, before anything is written;
 - `config(meta)`: the inverse of `metadata`, a file's hyperparameters as config fields, for importing a
   GGUF of an architecture transformers' GGUF reader does not know (`transformers_reads = False`: it has no
@@ -62,6 +63,14 @@ class Architecture:
 
     def extra_tensors(self, cfg: dict) -> list[tuple[str, np.ndarray]]:
         return []
+
+    extra_names: ClassVar[tuple[str, ...]] = ()  # the names extra_tensors may give
+
+    def config_from_extra(self, extra: dict[str, np.ndarray], cfg: dict, meta: dict) -> dict | None:
+        """The inverse of `extra_tensors`, for importing a file: the config fields (`rope_parameters`, ...) its
+        extra tensors (`extra`: name → values, those of `extra_names` it holds) stand for, given the config read
+        so far and the file's metadata; None where no setting we can write gives them."""
+        return None
 
     # --- metadata ------------------------------------------------------------------------------------
     def check(self, cfg: dict) -> None:

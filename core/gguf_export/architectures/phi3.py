@@ -2,7 +2,8 @@
 
 HF's qkv_proj rows are [Q; K; V] and gate_up_proj rows are [gate; up]; llama.cpp's attn_qkv and
 ffn_up take the same tensors unchanged (it splits them at run time), so nothing is reordered. The
-long-context variants carry per-frequency rope factors, written as rope_factors_long/short.
+long-context variants carry per-frequency rope factors, written as rope_factors_long/short, and read back
+from there into the config on import (`config_from_extra`), with the original context length from its key.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 import numpy as np
 from gguf import GGUFWriter, MODEL_ARCH
 
-from core.gguf_export.architectures import Architecture, register, rope
+from core.gguf_export.architectures import Architecture, _short, register, rope
 
 
 def rope_dims(cfg: dict) -> int:
@@ -35,6 +36,19 @@ class Phi3(Architecture):
         if rope(cfg).get("long_factor"):
             scale = cfg["max_position_embeddings"] / original
             w.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(scale) / math.log(original)) if scale > 1 else 1.0)
+
+    extra_names = ("rope_factors_long.weight", "rope_factors_short.weight")
+
+    def config_from_extra(self, extra, cfg, meta):
+        if set(extra) != set(self.extra_names):
+            return None
+        original = meta.get(f"{self.name}.rope.scaling.original_context_length") or cfg["max_position_embeddings"]
+        settings = {**(cfg.get("rope_parameters") or {}), "rope_type": "longrope",
+                    "rope_theta": float(rope(cfg)["rope_theta"]),
+                    "long_factor": [_short(v) for v in extra["rope_factors_long.weight"]],
+                    "short_factor": [_short(v) for v in extra["rope_factors_short.weight"]],
+                    "original_max_position_embeddings": original}
+        return {"rope_parameters": settings, "original_max_position_embeddings": original}
 
     def extra_tensors(self, cfg):
         r = rope(cfg)
