@@ -120,25 +120,21 @@ class Architecture:
             rope_parameters = {"rope_type": kind, "rope_theta": theta, "factor": _short(key("rope.scaling.factor"))}
             if kind == "yarn":
                 rope_parameters["original_max_position_embeddings"] = key("rope.scaling.original_context_length")
-        cfg = {
-            "model_type": self.model_types[0],
-            "max_position_embeddings": key("context_length"),
-            "hidden_size": key("embedding_length"),
-            "num_hidden_layers": key("block_count"),
-            "intermediate_size": key("feed_forward_length"),
-            "num_attention_heads": key("attention.head_count"),
-            "num_key_value_heads": key("attention.head_count_kv"),
-            "rms_norm_eps": _short(key("attention.layer_norm_rms_epsilon", 1e-5)),
-            "rope_parameters": rope_parameters,
-            "vocab_size": key("vocab_size") or len(meta.get("tokenizer.ggml.tokens", ())),
-        }
-        if key("attention.key_length") is not None:
-            cfg["head_dim"] = key("attention.key_length")
+        cfg = {field: key(name) for name, field in CONFIG_KEYS.items() if key(name) is not None}
+        cfg.update(model_type=self.model_types[0], rope_parameters=rope_parameters,
+                   rms_norm_eps=_short(key("attention.layer_norm_rms_epsilon", 1e-5)))
+        cfg.setdefault("vocab_size", len(meta.get("tokenizer.ggml.tokens", ())))
         for field in ("bos_token_id", "eos_token_id", "pad_token_id"):
             stored = meta.get("tokenizer.ggml." + field.replace("pad_", "padding_"))
             if stored is not None:
                 cfg[field] = stored
         return cfg
+
+
+CONFIG_KEYS = {  # llama.cpp's key (after "ARCH.") → the config field it holds, the same in every decoder here
+    "context_length": "max_position_embeddings", "embedding_length": "hidden_size", "block_count": "num_hidden_layers",
+    "feed_forward_length": "intermediate_size", "attention.head_count": "num_attention_heads",
+    "attention.head_count_kv": "num_key_value_heads", "attention.key_length": "head_dim", "vocab_size": "vocab_size"}
 
 
 def _short(value: float) -> float:
