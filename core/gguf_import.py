@@ -71,7 +71,11 @@ def config(contents: reader.Contents):
 def complete_config(gguf: Path, contents: reader.Contents, config) -> None:
     """Put into `config` the settings the file keeps as tensors, not keys (Llama 3's rope scaling as rope_freqs,
     Phi-3's long-context factors), which neither transformers' mapping nor `config` reads: without them the
-    model would rotate its attention otherwise than it was trained to (and the tensors would have no place)."""
+    model would rotate its attention otherwise than it was trained to (and the tensors would have no place).
+    And drop a padding id past the vocabulary, which only a config class's default can give."""
+    pad = getattr(config, "pad_token_id", None)
+    if isinstance(pad, int) and not 0 <= pad < config.vocab_size:  # a class default (Phi-3's 32000) the file
+        config.pad_token_id = None  # does not say, past its vocabulary: the model could not even be built
     arch = architectures.REGISTRY.get(config.model_type)
     present = [t for t in contents.tensors if arch is not None and t.name in arch.extra_names]
     if not present:

@@ -49,3 +49,29 @@ def test_the_committed_architectures_result_covers_every_architecture():
     assert {c["architecture"] for c in result["checks"]} == set(architectures.REGISTRY)
     for c in result["checks"]:
         assert c["same_top_tokens"] and c["max_logprob_difference"] <= c["tolerance"] <= 2e-3, c
+
+
+run_import = runner("llama_cpp_import.py")
+
+
+def test_the_import_check_needs_a_llama_cpp_tree(tmp_path):
+    out = tmp_path / "result.json"
+    proc = run_import("--llama-cpp", tmp_path, "--out", out)
+    assert proc.returncode == 2 and proc.stderr.strip().endswith(
+        "has no convert_hf_to_gguf.py; give the folder of a llama.cpp source tree.")
+    assert not out.exists()
+
+
+def test_the_committed_import_result_covers_every_architecture_and_the_rope_kept_as_tensors():
+    """Files llama.cpp's own converter wrote come back as the model they were made from (logits exactly, in
+    float32): every architecture we export whose converter took our tiny tokenizer, and the rope settings it
+    keeps as tensors."""
+    from core.gguf_export import architectures
+
+    result = json.loads((RESULTS / "llama_cpp_import.json").read_text())
+    assert result["ok"] is True and result["llama_cpp"]
+    converted = [c for c in result["checks"] if c["converted"]]
+    assert {c["architecture"] for c in converted} == set(architectures.REGISTRY) - {"qwen2"}  # see the result's why
+    assert all(c["ok"] and c["max_logit_difference"] <= result["tolerance"] for c in converted)
+    assert {"ours", "transformers' GGUF mapping"} == {c["config_read_by"] for c in converted}
+    assert {"rope_freqs.weight", "rope_factors_long.weight"} <= {t for c in converted for t in c["kept_as_tensors"]}
