@@ -72,7 +72,13 @@ def complete_config(gguf: Path, contents: reader.Contents, config) -> None:
     """Put into `config` the settings the file keeps as tensors, not keys (Llama 3's rope scaling as rope_freqs,
     Phi-3's long-context factors), which neither transformers' mapping nor `config` reads: without them the
     model would rotate its attention otherwise than it was trained to (and the tensors would have no place).
-    And drop a padding id past the vocabulary, which only a config class's default can give."""
+    And two keys transformers' mapping can miss: the head size a file states (it reads Qwen3's attention.key_length
+    for none, so its class default, 128, stood), and a padding id past the vocabulary, which only a config
+    class's default can give."""
+    stated = contents.metadata.get(f"{contents.metadata.get('general.architecture')}.attention.key_length")
+    derived = config.hidden_size // config.num_attention_heads
+    if isinstance(stated, int) and (getattr(config, "head_dim", None) or derived) != stated:
+        config.head_dim = stated
     pad = getattr(config, "pad_token_id", None)
     if isinstance(pad, int) and not 0 <= pad < config.vocab_size:  # a class default (Phi-3's 32000) the file
         config.pad_token_id = None  # does not say, past its vocabulary: the model could not even be built

@@ -131,6 +131,20 @@ def test_rope_settings_kept_as_tensors_come_back_into_the_config(case, tokenizer
         np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), rtol=0, atol=1e-5)
 
 
+def test_the_head_size_a_file_states_is_the_models(tokenizer, tmp_path):
+    """transformers' GGUF mapping does not read Qwen3's attention.key_length: a Qwen3 whose heads are not its
+    class default (128) was refused as damaged."""
+    import torch
+
+    model = tiny.random_model("qwen3", tokenizer, **{**COMMON, "head_dim": 32})
+    ref = model_source.resolve(str(export(model, tokenizer, "f32", tmp_path / "m.gguf")), tmp_path / "models")
+    loaded = load(ref.path)
+    assert loaded.config.head_dim == 32
+    ids = torch.tensor([tokenizer("Where is the gold, matey? Arr!")["input_ids"]])
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), rtol=0, atol=1e-5)
+
+
 def test_rope_factors_no_setting_gives_are_refused_in_a_sentence(tokenizer, tmp_path):
     from core.gguf_export.architectures.llama import llama3_settings
 
