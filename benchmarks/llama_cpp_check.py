@@ -14,7 +14,7 @@ llama-server), asked through its OpenAI-compatible endpoint, greedily, so answer
         [--run RUN]
 
 DIR is what `tuneforge export --format gguf --out DIR` wrote. `--tools` (a JSON list, or a dataset whose first
-row has `tools`) is offered where the export says the run learned tools (export.json's `tool_calls`); the demo's
+row has `tools`) is offered where the export says the run learned tools (export.json's `learned_tools`); the demo's
 by default. With `--run`, the run's own answers (`tuneforge chat`, full precision) are recorded beside llama.cpp's,
 and whether they are the same text (not a pass condition: a quantized file may choose otherwise somewhere).
 The result goes to benchmarks/results/llama_cpp-<architecture>-<type>[-tools][-thinks].json unless
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.export}: no export.json; give a folder that `tuneforge export --format gguf` wrote.")
     report = json.loads(report_path.read_text(encoding="utf-8"))
     gguf = args.export / report["file"]
-    learned_tools = "tool_calls" in report or (report.get("ollama") or "").startswith("Ollama offers the model tools")
+    learned_tools = report.get("learned_tools") or "tool_calls" in report  # tool_calls: exports before the key
     tools = tool_calls.read_file(str(args.tools)) if learned_tools else None
 
     checks = []

@@ -93,7 +93,8 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
         atomic.write_json(tmp / REPORT, report(run, plan, source.reason, detected, lora, result, gguf_path)
                           | ({"tool_calls": tools_note} if tools_note else {})
                           | ({"reasoning": thinking_note} if thinking_note else {})
-                          | ({"ollama": ollama} if ollama else {}) | ({"thinks": True} if thinking else {}))
+                          | ({"ollama": ollama} if ollama else {}) | ({"thinks": True} if thinking else {})
+                          | ({"learned_tools": True} if trained_tools else {}))
     progress.update(1.0, result.summary)
     return out
 

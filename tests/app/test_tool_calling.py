@@ -59,7 +59,7 @@ def test_a_run_trains_on_tool_calls_and_says_how(cli_here, tiny_model_dir, tmp_p
                     check=0).stdout
     assert "Ollama offers the model tools as it learned them" in said and "--chat-template-file" in said
     report = json.loads((tmp_path / "gguf" / "export.json").read_text(encoding="utf-8"))
-    assert report["tool_calls"].startswith("The chat template now also writes tools")
+    assert report["tool_calls"].startswith("The chat template now also writes tools") and report["learned_tools"]
     assert report["reasoning"].startswith("The chat template now also writes an answer's reasoning")
     # and Ollama offers them too: the Modelfile's template writes them as training did (tests/core/gguf_export/
     # test_modelfile_tools.py proves the text), and the CLI says so.
