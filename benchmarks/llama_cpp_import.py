@@ -3,8 +3,8 @@
 The unit tests (tests/core/test_gguf_import.py) import files our exporter wrote, so an error made the same way
 in both directions would pass them. Here the files come from llama.cpp's convert_hf_to_gguf.py, the converter
 behind most GGUF files people download: a tiny random model of each architecture we export (the table of
-tests/core/gguf_export/test_architectures.py, and the rope settings llama.cpp keeps as tensors: Llama 3.2's,
-Phi-3.5's long context) is saved as a Hugging Face folder, converted by llama.cpp to f32, imported through
+tests/core/gguf_export/test_architectures.py, the rope settings llama.cpp keeps as tensors: Llama 3.2's,
+Phi-3.5's long context, and a model split into parts) is saved as a Hugging Face folder, converted by llama.cpp to f32, imported through
 `model_source.resolve` as `--model FILE.gguf` would, and compared with the model it was made from: its
 logits after a chat (float32 on both sides: within TOLERANCE), its tokens and its chat template.
 
@@ -81,16 +81,21 @@ def cases() -> dict[str, tuple[str, dict]]:
     table = {model_type: (model_type, {**COMMON, **settings}) for model_type, settings in CASES.items()}
     table.update({name: (model_type, {**COMMON, **CASES[model_type], **settings})
                   for name, (model_type, settings) in ROPE_CASES.items()})
+    table[SPLIT] = ("llama", {**COMMON, **CASES["llama"]})
     return table
 
 
-def convert(llama_cpp: Path, folder: Path, out: Path) -> str | None:
+SPLIT = "llama in 3 parts"  # the converter's --split-max-tensors: NAME-00001-of-00003.gguf, ...
+SPLIT_TENSORS = 8
+
+
+def convert(llama_cpp: Path, folder: Path, out: Path, more: tuple[str, ...] = ()) -> str | None:
     """llama.cpp's converter on `folder`; None when it wrote `out`, else its last line of complaint."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(llama_cpp / "gguf-py"),
                                                                       os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, str(llama_cpp / "convert_hf_to_gguf.py"), str(folder), "--outtype", "f32",
-                           "--outfile", str(out)], env=env, capture_output=True, text=True, timeout=600)
-    if done.returncode == 0 and out.is_file():
+                           "--outfile", str(out), *more], env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode == 0 and (out.is_file() or list(out.parent.glob(f"{out.stem}-00001-of-*.gguf"))):
         return None
     lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
     return lines[-1][:300] if lines else f"exit status {done.returncode}"
@@ -101,7 +106,6 @@ def check(name: str, model_type: str, settings: dict, tokenizer, llama_cpp: Path
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from core import gguf_import, model_source
-    from core.gguf_export import reader
     from tests.core.gguf_export import tiny
 
     slug = name.replace(" ", "-").replace(".", "")
@@ -113,10 +117,13 @@ def check(name: str, model_type: str, settings: dict, tokenizer, llama_cpp: Path
     tokenizer.save_pretrained(folder)
     if model_type in SENTENCEPIECE:  # transformers 5 saves tokenizer.json alone; the converter reads the model
         shutil.copy(tmp / f"sp-{slug}" / "tokenizer.model", folder)
-    refused = convert(llama_cpp, folder, gguf)
+    more = ("--split-max-tensors", str(SPLIT_TENSORS)) if name == SPLIT else ()
+    if more:  # the converter names the parts after the file asked for; the first stands for the model
+        gguf = gguf.with_name(f"{gguf.stem.removesuffix('.gguf')}-00001-of-00003.gguf")
+    refused = convert(llama_cpp, folder, gguf.with_name(f"{slug}.f32.gguf") if more else gguf, more)
     if refused:
         return {"case": name, "architecture": model_type, "converted": False, "why": refused, "ok": None}
-    contents = reader.read(gguf)
+    contents = gguf_import.read(gguf)
     ref = model_source.resolve(str(gguf), tmp / "models")
     loaded = AutoModelForCausalLM.from_pretrained(str(ref.path), dtype=torch.float32).eval()
     theirs = AutoTokenizer.from_pretrained(ref.path)
@@ -131,6 +138,7 @@ def check(name: str, model_type: str, settings: dict, tokenizer, llama_cpp: Path
             "gguf_architecture": contents.metadata.get("general.architecture"),
             "config_read_by": "ours" if gguf_import.reads_config(contents) else "transformers' GGUF mapping",
             "kept_as_tensors": sorted(t.name for t in contents.tensors if t.name.startswith("rope_")),
+            "parts": int(contents.metadata.get("split.count") or 1),
             "chat_tokens": len(ids), "max_logit_difference": worst, "same_tokens": same_tokens,
             "tokens_judged": judged, "same_chat_template": same_template,
             "ok": worst <= TOLERANCE and same_template and (same_tokens or not judged)}

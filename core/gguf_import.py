@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core import gguf_parts
 from core.errors import DiskFull, IncompleteModel
 from core.gguf_export import architectures, reader
 
@@ -72,13 +73,16 @@ def complete_config(gguf: Path, contents: reader.Contents, config) -> None:
     """Put into `config` the settings the file keeps as tensors, not keys (Llama 3's rope scaling as rope_freqs,
     Phi-3's long-context factors), which neither transformers' mapping nor `config` reads: without them the
     model would rotate its attention otherwise than it was trained to (and the tensors would have no place).
-    And two keys transformers' mapping can miss: the head size a file states (it reads Qwen3's attention.key_length
-    for none, so its class default, 128, stood), and a padding id past the vocabulary, which only a config
-    class's default can give."""
+    And what transformers' mapping can miss: the head size a file states (it reads Qwen3's attention.key_length
+    for none, so its class default, 128, stood), whether the head is tied (it looks for output.weight in the
+    first part of a split model only), and a padding id past the vocabulary, which only a config class's default
+    can give."""
     stated = contents.metadata.get(f"{contents.metadata.get('general.architecture')}.attention.key_length")
     derived = config.hidden_size // config.num_attention_heads
     if isinstance(stated, int) and (getattr(config, "head_dim", None) or derived) != stated:
         config.head_dim = stated
+    if architectures.REGISTRY.get(config.model_type) is not None:  # transformers' mapping looks at the first part
+        config.tie_word_embeddings = all(t.name != "output.weight" for t in contents.tensors)  # of a split model only
     pad = getattr(config, "pad_token_id", None)
     if isinstance(pad, int) and not 0 <= pad < config.vocab_size:  # a class default (Phi-3's 32000) the file
         config.pad_token_id = None  # does not say, past its vocabulary: the model could not even be built
@@ -196,7 +200,26 @@ def plan(gguf: Path, contents: reader.Contents, config) -> list[Placement]:
 def read(gguf: Path) -> reader.Contents:
     """The file's metadata and tensor table, checked to be whole (a GGUF header that parses, tensors of types
     we know, every tensor's bytes present) before anything else reads it; else IncompleteModel, in one
-    sentence."""
+    sentence. For the first part of a model split into parts (core/gguf_parts.py), every part's tensors."""
+    contents = _read_one(gguf)
+    count = int(contents.metadata.get("split.count") or 1)
+    if count <= 1:
+        return contents
+    files = gguf_parts.parts(gguf, count)
+    gguf_parts.check(gguf, contents.metadata, 1, count)
+    for no, part in enumerate(files[1:], start=2):
+        more = _read_one(part)
+        gguf_parts.check(part, more.metadata, no, count)
+        contents.tensors += more.tensors
+        contents.located.update({t.name: (part, more.data_start) for t in more.tensors})
+    said = contents.metadata.get("split.tensors.count")
+    if said is not None and said != len(contents.tensors):
+        raise IncompleteModel(f"{gguf}: its {count} parts hold {len(contents.tensors)} tensors where the first says "
+                              f"{said}; download the parts again.")
+    return contents
+
+
+def _read_one(gguf: Path) -> reader.Contents:
     with open(gguf, "rb") as f:
         if f.read(4) != b"GGUF":
             raise IncompleteModel(f"{gguf}: is not a GGUF file (it does not begin with 'GGUF'); check that it is the "

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import atomic, runtime_env
+from core import atomic, gguf_parts, runtime_env
 from core.errors import IncompleteModel, ModelNotFound
 from core.progress import Progress, Span
 
@@ -69,7 +69,8 @@ def resolve(name: str, models_dir: Path, progress: Progress | None = None) -> Mo
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
             raise ModelNotFound(f"{path}: no such .gguf file; check the path.")
-        return _from_gguf(path, gguf_target(path, models_dir), name, path.stem, progress)
+        path = gguf_parts.first(path)  # any part of a model split into parts stands for the model
+        return _from_gguf(path, gguf_target(path, models_dir), name, gguf_parts.label(path), progress)
     if path.is_dir():
         check_folder(path)
         return ModelRef(name, path.resolve(), path.name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import mmap
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,8 @@ class Contents:
     metadata: dict
     tensors: list[TensorInfo]
     data_start: int
+    # tensors of a model split into parts that live in another part: name → (that file, its data start)
+    located: dict[str, tuple[Path, int]] = field(default_factory=dict)
 
 
 def read(path: str | Path, stop_at: str | None = None) -> Contents:
@@ -87,5 +89,6 @@ def read_string(path: str | Path, key: str) -> str | None:
 
 
 def tensor_bytes(path: str | Path, contents: Contents, info: TensorInfo, nbytes: int) -> np.ndarray:
-    """A tensor's raw bytes (uint8), mapped from the file."""
-    return np.memmap(path, dtype=np.uint8, mode="r", offset=contents.data_start + info.offset, shape=(nbytes,))
+    """A tensor's raw bytes (uint8), mapped from the file (or from the part of a split model it lives in)."""
+    path, start = contents.located.get(info.name, (path, contents.data_start))
+    return np.memmap(path, dtype=np.uint8, mode="r", offset=start + info.offset, shape=(nbytes,))

@@ -75,3 +75,4 @@ def test_the_committed_import_result_covers_every_architecture_and_the_rope_kept
     assert all(c["ok"] and c["max_logit_difference"] <= result["tolerance"] for c in converted)
     assert {"ours", "transformers' GGUF mapping"} == {c["config_read_by"] for c in converted}
     assert {"rope_freqs.weight", "rope_factors_long.weight"} <= {t for c in converted for t in c["kept_as_tensors"]}
+    assert max(c["parts"] for c in converted) == 3  # and a model split into parts by the converter

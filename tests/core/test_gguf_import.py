@@ -160,6 +160,50 @@ def test_rope_factors_no_setting_gives_are_refused_in_a_sentence(tokenizer, tmp_
     assert leftovers(tmp_path / "models") == []
 
 
+def test_a_model_split_into_parts_comes_back_from_any_part(tokenizer, tmp_path):
+    """NAME-00001-of-00003.gguf, ...: every part's tensors, the head untied though its output matrix is in the last
+    part (transformers' mapping looks at the first only), named and sized as one model."""
+    import torch
+
+    from core import model_listing
+
+    model = tiny.random_model("llama", tokenizer, **{**COMMON, **CASES["llama"]})
+    files = tiny.write_parts(tiny.plan(model, tokenizer, "f32"), model.state_dict(), tmp_path / "pirate.gguf", 8)
+    assert [f.name for f in files] == [f"pirate-0000{k}-of-00003.gguf" for k in (1, 2, 3)]
+    assert "output.weight" not in {t.name for t in reader.read(files[0]).tensors}
+    entry = model_listing.describe(str(files[1]), tmp_path / "models")
+    assert (entry.label, entry.size_bytes, entry.problem) == ("pirate", sum(f.stat().st_size for f in files), "")
+    assert entry.params == sum(p.numel() for p in model.parameters())
+    ref = model_source.resolve(str(files[1]), tmp_path / "models")
+    assert ref.label == "pirate"
+    loaded = load(ref.path)
+    assert loaded.config.tie_word_embeddings is False
+    ids = torch.tensor([tokenizer("Where is the gold, matey? Arr!")["input_ids"]])
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("missing", "is part 1 of 3, and 1 part.s. are not beside it .pirate-00003-of-00003.gguf.; download every part "
+                "into the same folder."),
+    ("swapped", "pirate-00002-of-00003.gguf: says it is part 3 of 3, where its name says part 2 of 3; the parts are "
+                "of different downloads: download them again."),
+])
+def test_a_model_split_into_parts_with_a_part_missing_or_wrong_is_refused_in_a_sentence(damage, words, tokenizer,
+                                                                                        tmp_path):
+    model = tiny.random_model("llama", tokenizer, **COMMON)
+    files = tiny.write_parts(tiny.plan(model, tokenizer, "q8_0"), model.state_dict(), tmp_path / "pirate.gguf", 8)
+    if damage == "missing":
+        files[2].unlink()
+    else:
+        files[1].rename(tmp_path / "aside")
+        files[2].rename(files[1])
+        (tmp_path / "aside").rename(files[2])
+    with pytest.raises(IncompleteModel, match=words):
+        model_source.resolve(str(files[0]), tmp_path / "models")
+    assert leftovers(tmp_path / "models") == []
+
+
 @pytest.mark.parametrize("quant", ["q8_0", "q4_k_m"])
 def test_a_quantized_file_equals_transformers_reading_in_float16(quant, tokenizer, tmp_path):
     """transformers de-quantizes to float32 with the same decoders; we store the folder as float16, which

@@ -83,3 +83,24 @@ def plan(model, tokenizer, quant: str):
     v = vocab.build(tokenizer, cfg["vocab_size"], "<|im_end|>")
     shapes = {k: tuple(t.shape) for k, t in model.state_dict().items()}
     return writer.plan(architectures.get(cfg["model_type"]), cfg, shapes, v, tensor_types.pick(quant), "tiny")
+
+
+def write_parts(plan, state_dict, path: Path, max_tensors: int) -> list[Path]:
+    """The planned file as a model split into parts of at most `max_tensors` tensors, written by gguf's own writer
+    as llama.cpp's converter splits (--split-max-tensors): STEM-00001-of-0000N.gguf, ... beside `path`."""
+    import numpy as np
+    from gguf import GGUFWriter
+
+    from core.gguf_export import quants, writer
+
+    w = GGUFWriter(path, plan.arch.name, split_max_tensors=max_tensors)
+    w.kv_data[0].update(plan.kv)
+    for t in plan.tensors:
+        data = writer.encode(plan, t, state_dict)
+        shape = writer._byte_shape(t) if data.dtype == np.uint8 else t.shape
+        w.add_tensor(t.name, data.reshape(shape), raw_dtype=quants.get(t.type).ggml)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return w.format_shard_names(path)
