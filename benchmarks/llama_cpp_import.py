@@ -5,8 +5,8 @@ in both directions would pass them. Here the files come from llama.cpp's convert
 behind most GGUF files people download: a tiny random model of each architecture we export (the table of
 tests/core/gguf_export/test_architectures.py, the rope settings llama.cpp keeps as tensors: Llama 3.2's,
 Phi-3.5's long context, and a model split into parts) is saved as a Hugging Face folder, converted by llama.cpp
-to f32, imported through `model_source.resolve` as `--model FILE.gguf` would, and compared with the model it was made from: its
-logits after a chat (float32 on both sides: within TOLERANCE), its tokens and its chat template.
+to f32, imported through `model_source.resolve` as `--model FILE.gguf` would, and compared with the model it
+was made from: its logits after a chat (float32 on both sides: within TOLERANCE), its tokens and its chat template.
 
     python benchmarks/llama_cpp_import.py --llama-cpp PATH/llama.cpp [--only smollm3 ...] [--out FILE]
 
