@@ -169,7 +169,8 @@ def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progre
             tokenizer = gguf_import.tokenizer(gguf, contents)
     except Exception as e:  # noqa: BLE001  whatever the file lacks: one sentence
         raise IncompleteModel(f"{gguf}: could not be read as a model ({e}); use a GGUF of a supported "
-                              "architecture (Llama, Mistral, Qwen, Gemma, Phi-3, SmolLM3, Granite, OLMo 2).") from None
+                              "architecture (Llama, Mistral, Qwen, Gemma, Phi-3, SmolLM3, Granite, OLMo 2 and 3)."
+                              ) from None
     gguf_import.complete_config(gguf, contents, config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config

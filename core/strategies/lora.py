@@ -19,7 +19,7 @@ ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
 MLP = ["gate_proj", "up_proj", "down_proj"]
 TARGETS = {  # model_type → the projections adapters go on
     **{t: ATTENTION + MLP for t in ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2",
-                                    "gemma3_text", "smollm3", "olmo2", "granite")},
+                                    "gemma3_text", "smollm3", "olmo2", "olmo3", "granite")},
     "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],  # fused projections
 }
 

@@ -87,12 +87,15 @@ def test_an_f32_file_comes_back_exactly(model_type, tokenizer, tmp_path):
 def test_rope_scaling_comes_back_where_the_config_is_ours(model_type, scaling, tokenizer, tmp_path):
     import torch
 
-    settings = {**COMMON, **CASES[model_type], "rope_parameters": {"rope_theta": 50000.0, **scaling}}
-    model = tiny.random_model(model_type, tokenizer, **settings)
+    rope = {"rope_theta": 50000.0, **scaling}
+    if model_type == "olmo3":  # scaling on the full-attention layers only, as OLMo 3's long-context models have it
+        rope = {"full_attention": rope, "sliding_attention": {"rope_type": "default", "rope_theta": 50000.0}}
+    model = tiny.random_model(model_type, tokenizer, **{**COMMON, **CASES[model_type], "rope_parameters": rope})
     ref = model_source.resolve(str(export(model, tokenizer, "f32", tmp_path / "m.gguf")), tmp_path / "models")
     loaded = load(ref.path)
-    assert {k: v for k, v in loaded.config.rope_parameters.items() if k in scaling or k == "rope_theta"} == \
-        settings["rope_parameters"]
+    for theirs, ours in ([(loaded.config.rope_parameters[t], rope[t]) for t in rope] if model_type == "olmo3" else
+                         [(loaded.config.rope_parameters, rope)]):
+        assert {k: v for k, v in theirs.items() if k in ours} == ours
     ids = torch.tensor([tokenizer("Where is the gold, matey? Arr! " * 8)["input_ids"]])  # past the original 64
     with torch.no_grad():
         np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), rtol=0, atol=1e-5)
