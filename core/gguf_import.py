@@ -73,21 +73,21 @@ def complete_config(gguf: Path, contents: reader.Contents, config) -> None:
     """Put into `config` the settings the file keeps as tensors, not keys (Llama 3's rope scaling as rope_freqs,
     Phi-3's long-context factors), which neither transformers' mapping nor `config` reads: without them the
     model would rotate its attention otherwise than it was trained to (and the tensors would have no place).
-    And what transformers' mapping can miss: the head size a file states (it reads Qwen3's attention.key_length
-    for none, so its class default, 128, stood), whether the head is tied (it looks for output.weight in the
-    first part of a split model only), and a padding id past the vocabulary, which only a config class's default
-    can give."""
-    stated = contents.metadata.get(f"{contents.metadata.get('general.architecture')}.attention.key_length")
-    derived = config.hidden_size // config.num_attention_heads
-    if isinstance(stated, int) and (getattr(config, "head_dim", None) or derived) != stated:
-        config.head_dim = stated
-    if architectures.REGISTRY.get(config.model_type) is not None:  # transformers' mapping looks at the first part
-        config.tie_word_embeddings = all(t.name != "output.weight" for t in contents.tensors)  # of a split model only
+    And what transformers' mapping misses: what the architecture's `config_from_keys` finds in the keys (Qwen3's
+    head size, Phi-4 mini's partial rope), whether the head is tied (it looks for output.weight in the first part of
+    a split model only), and a padding id past the vocabulary, which only a config class's default can give."""
     pad = getattr(config, "pad_token_id", None)
     if isinstance(pad, int) and not 0 <= pad < config.vocab_size:  # a class default (Phi-3's 32000) the file
         config.pad_token_id = None  # does not say, past its vocabulary: the model could not even be built
     arch = architectures.REGISTRY.get(config.model_type)
-    present = [t for t in contents.tensors if arch is not None and t.name in arch.extra_names]
+    if arch is None:
+        return
+    # transformers' mapping looks for output.weight in the first part of a split model only
+    config.tie_word_embeddings = all(t.name != "output.weight" for t in contents.tensors)
+    if not reads_config(contents):  # ours reads every key it knows already
+        for field, value in arch.config_from_keys(contents.metadata, config.to_dict()).items():
+            setattr(config, field, value)
+    present = [t for t in contents.tensors if t.name in arch.extra_names]
     if not present:
         return
     extra = {t.name: np.concatenate([chunk.reshape(-1) for _, chunk in _chunks(gguf, contents, t)]) for t in present}

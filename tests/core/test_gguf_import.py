@@ -134,15 +134,21 @@ def test_rope_settings_kept_as_tensors_come_back_into_the_config(case, tokenizer
         np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), rtol=0, atol=1e-5)
 
 
-def test_the_head_size_a_file_states_is_the_models(tokenizer, tmp_path):
-    """transformers' GGUF mapping does not read Qwen3's attention.key_length: a Qwen3 whose heads are not its
-    class default (128) was refused as damaged."""
+MISSED_KEYS = {  # settings a file states in keys transformers' GGUF mapping does not read: once refused or wrong
+    "qwen3 heads of 32": ("qwen3", {"head_dim": 32}),  # attention.key_length: refused as damaged (class default 128)
+    "phi-4 mini partial rope": ("phi3", {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
+                                                             "partial_rotary_factor": 0.5}}),  # silently roped all
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISSED_KEYS))
+def test_settings_in_keys_transformers_mapping_misses_are_the_models(case, tokenizer, tmp_path):
     import torch
 
-    model = tiny.random_model("qwen3", tokenizer, **{**COMMON, "head_dim": 32})
+    model_type, settings = MISSED_KEYS[case]
+    model = tiny.random_model(model_type, tokenizer, **{**COMMON, **settings})
     ref = model_source.resolve(str(export(model, tokenizer, "f32", tmp_path / "m.gguf")), tmp_path / "models")
     loaded = load(ref.path)
-    assert loaded.config.head_dim == 32
     ids = torch.tensor([tokenizer("Where is the gold, matey? Arr!")["input_ids"]])
     with torch.no_grad():
         np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), rtol=0, atol=1e-5)

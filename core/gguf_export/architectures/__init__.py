@@ -8,7 +8,8 @@ An architecture says what llama.cpp needs that a Hugging Face folder spells diff
 - `transform(name, array, cfg)`: what a tensor needs on its way (Llama's Q/K row order, Gemma's norm + 1),
   and `untransform`, its inverse, for reading a file back without transformers;
 - `extra_tensors(cfg)`: tensors llama.cpp reads that HF computes at run time (Llama 3's rope factors), and
-  `config_from_extra`, the settings such tensors stand for, for importing a file;
+  `config_from_extra`, the settings such tensors stand for, for importing a file; `config_from_keys`, what a
+  file's keys say that transformers' mapping of them misses;
 - `check(cfg)`: a sentence for settings llama.cpp cannot express, before anything is written;
 - `config(meta)`: the inverse of `metadata`, a file's hyperparameters as config fields, for importing a
   GGUF of an architecture transformers' GGUF reader does not know (`transformers_reads = False`: it has no
@@ -65,6 +66,14 @@ class Architecture:
         return []
 
     extra_names: ClassVar[tuple[str, ...]] = ()  # the names extra_tensors may give
+
+    def config_from_keys(self, meta: dict, cfg: dict) -> dict:
+        """Config fields from keys transformers' GGUF mapping does not read, for importing a file whose config it
+        made (`cfg`): here the head size a file states (it reads Qwen3's attention.key_length for none, so its
+        class default, 128, stood); {} where nothing differs."""
+        stated = meta.get(f"{self.name}.attention.key_length")
+        derived = cfg["hidden_size"] // cfg["num_attention_heads"]
+        return {"head_dim": stated} if isinstance(stated, int) and (cfg.get("head_dim") or derived) != stated else {}
 
     def config_from_extra(self, extra: dict[str, np.ndarray], cfg: dict, meta: dict) -> dict | None:
         """The inverse of `extra_tensors`, for importing a file: the config fields (`rope_parameters`, ...) its

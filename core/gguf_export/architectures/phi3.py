@@ -39,6 +39,15 @@ class Phi3(Architecture):
 
     extra_names = ("rope_factors_long.weight", "rope_factors_short.weight")
 
+    def config_from_keys(self, meta, cfg):
+        """Phi-4 mini ropes three quarters of each head (partial_rotary_factor 0.75), which the file says as
+        rope.dimension_count and transformers' mapping drops, leaving rope on every dimension."""
+        fields = super().config_from_keys(meta, cfg)
+        dims, head = meta.get(f"{self.name}.rope.dimension_count"), cfg["hidden_size"] // cfg["num_attention_heads"]
+        if isinstance(dims, int) and 0 < dims != rope_dims(cfg):
+            fields["rope_parameters"] = {**(cfg.get("rope_parameters") or {}), "partial_rotary_factor": dims / head}
+        return fields
+
     def config_from_extra(self, extra, cfg, meta):
         if set(extra) != set(self.extra_names):
             return None
