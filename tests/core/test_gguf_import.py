@@ -138,6 +138,14 @@ MISSED_KEYS = {  # settings a file states in keys transformers' GGUF mapping doe
     "qwen3 heads of 32": ("qwen3", {"head_dim": 32}),  # attention.key_length: refused as damaged (class default 128)
     "phi-4 mini partial rope": ("phi3", {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
                                                              "partial_rotary_factor": 0.5}}),  # silently roped all
+    # rope.scaling.*, read for gpt-oss alone: silently lost
+    "llama linear rope": ("llama", {"rope_parameters": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}}),
+    "qwen3 yarn rope": ("qwen3", {"head_dim": 128, "rope_parameters": {
+        "rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 64}}),
+    "gemma 3 linear on its global layers": ("gemma3_text", {**CASES["gemma3_text"], "num_hidden_layers": 6,
+                                                            "rope_parameters": {  # its sixth layer is global
+        "full_attention": {"rope_type": "linear", "rope_theta": 1000000.0, "factor": 8.0},
+        "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}}),
 }
 
 

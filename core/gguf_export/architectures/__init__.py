@@ -69,11 +69,32 @@ class Architecture:
 
     def config_from_keys(self, meta: dict, cfg: dict) -> dict:
         """Config fields from keys transformers' GGUF mapping does not read, for importing a file whose config it
-        made (`cfg`): here the head size a file states (it reads Qwen3's attention.key_length for none, so its
-        class default, 128, stood); {} where nothing differs."""
+        made (`cfg`); {} where nothing differs. Here the head size a file states (it reads Qwen3's
+        attention.key_length for none, so its class default, 128, stood) and the rope scaling (it reads
+        rope.scaling.* for gpt-oss alone: Gemma 3's linear ×8 on its global layers was lost)."""
+        fields = {}
         stated = meta.get(f"{self.name}.attention.key_length")
         derived = cfg["hidden_size"] // cfg["num_attention_heads"]
-        return {"head_dim": stated} if isinstance(stated, int) and (cfg.get("head_dim") or derived) != stated else {}
+        if isinstance(stated, int) and (cfg.get("head_dim") or derived) != stated:
+            fields["head_dim"] = stated
+        scaling = self.rope_scaling(meta)
+        if scaling and rope(cfg).get("rope_type", "default") == "default":
+            params = cfg.get("rope_parameters") or {}
+            if "full_attention" in params:  # per layer type (Gemma 3): GGUF's rope keys are the full layers'
+                params = {**params, "full_attention": {**params["full_attention"], **scaling}}
+            fields["rope_parameters"] = params if "full_attention" in params else {**params, **scaling}
+        return fields
+
+    def rope_scaling(self, meta: dict) -> dict:
+        """The rope scaling a file's keys state, in rope_parameters' terms ({} for none): the inverse of the
+        scaling `metadata` writes."""
+        kind = meta.get(f"{self.name}.rope.scaling.type")
+        if kind not in ("linear", "yarn"):
+            return {}
+        scaling = {"rope_type": kind, "factor": _short(meta[f"{self.name}.rope.scaling.factor"])}
+        if kind == "yarn":
+            scaling["original_max_position_embeddings"] = meta.get(f"{self.name}.rope.scaling.original_context_length")
+        return scaling
 
     def config_from_extra(self, extra: dict[str, np.ndarray], cfg: dict, meta: dict) -> dict | None:
         """The inverse of `extra_tensors`, for importing a file: the config fields (`rope_parameters`, ...) its
@@ -123,12 +144,7 @@ class Architecture:
             return meta.get(f"{self.name}.{name}", default)
 
         theta = _short(key("rope.freq_base", 10000.0))
-        rope_parameters = {"rope_type": "default", "rope_theta": theta}
-        kind = key("rope.scaling.type")
-        if kind in ("linear", "yarn"):
-            rope_parameters = {"rope_type": kind, "rope_theta": theta, "factor": _short(key("rope.scaling.factor"))}
-            if kind == "yarn":
-                rope_parameters["original_max_position_embeddings"] = key("rope.scaling.original_context_length")
+        rope_parameters = {"rope_type": "default", "rope_theta": theta, **self.rope_scaling(meta)}
         cfg = {field: key(name) for name, field in CONFIG_KEYS.items() if key(name) is not None}
         cfg.update(model_type=self.model_types[0], rope_parameters=rope_parameters,
                    rms_norm_eps=_short(key("attention.layer_norm_rms_epsilon", 1e-5)))
