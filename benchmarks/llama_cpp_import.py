@@ -44,10 +44,15 @@ CHAT = [{"role": "user", "content": "Where is the gold, matey? Arr! The old oak 
 LLAMA3 = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
           "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
 ROPE_CASES = {  # case → (model type, settings): rope settings llama.cpp keeps as tensors, past whose original
-    "llama 3.2 rope": ("llama", {"rope_parameters": LLAMA3}),  # context the chat runs, or in a key transformers'
-    # mapping does not read (Phi-4 mini's rope.dimension_count)
+    "llama 3.2 rope": ("llama", {"rope_parameters": LLAMA3}),  # context the chat runs, or in keys transformers'
+    # mapping does not read (rope.scaling.*, Phi-4 mini's rope.dimension_count)
     "phi-4 mini partial rope": ("phi3", {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
                                                              "partial_rotary_factor": 0.75}}),
+    "qwen3 yarn rope": ("qwen3", {"rope_parameters": {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                                                      "original_max_position_embeddings": 16}}),
+    "gemma 3 linear rope": ("gemma3_text", {"num_hidden_layers": 6, "rope_parameters": {  # on its global layer
+        "full_attention": {"rope_type": "linear", "rope_theta": 1000000.0, "factor": 8.0},
+        "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}}),
     "phi-3.5 long rope": ("phi3", {"original_max_position_embeddings": 16, "rope_parameters": {
         "rope_type": "longrope", "rope_theta": 10000.0, "long_factor": [1.0 + i for i in range(8)],
         "short_factor": [1.0 + 0.1 * i for i in range(8)]}}),
