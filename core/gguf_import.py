@@ -22,9 +22,10 @@ hundred times finer than 4- or 8-bit rounding itself) at half the disk of float3
 float16 cannot hold (past 65504) stays float32.
 
 The config comes from transformers' mapping of GGUF metadata where its reader knows the architecture, else
-(SmolLM3, Granite, OLMo 2) from our architecture's inverse of what export writes (`config`); the tokenizer
-from transformers' conversion of the vocabulary, which needs no config. model_source.py does that around
-`write_weights`.
+(SmolLM3, Granite, OLMo 2 and 3) from our architecture's inverse of what export writes (`config`), and then
+`complete_config` adds what that mapping misses (rope scaling, partial rope, head size, settings kept as tensors);
+the tokenizer from transformers' conversion of the vocabulary, which needs no config (`tokenizer`). model_source.py
+does that around `write_weights`.
 """
 
 from __future__ import annotations

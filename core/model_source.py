@@ -26,8 +26,10 @@ DEFAULT_FOLDER = "smollm2-135m-instruct"
 DEFAULT_LABEL = "SmolLM2-135M-Instruct"
 # What wrote a converted folder, noted in its tuneforge_source.json: a folder another converter wrote is converted
 # again on next use. 2: one dtype per folder (core.gguf_import.folder_dtype); before it (no number) folders were
-# float32 with float16 tensors mixed in, twice the RAM and a file kept mapped. Raise it when the folder changes.
-CONVERTER = 2
+# float32 with float16 tensors mixed in, twice the RAM and a file kept mapped. 3: the settings transformers' GGUF
+# mapping misses, read (core.gguf_import.complete_config): before it, a Gemma 3 (4B on), Phi-4 mini or rope-scaled
+# file's folder was silently another model. Raise it when the folder changes.
+CONVERTER = 3
 SOURCE_NOTE = "tuneforge_source.json"
 
 
