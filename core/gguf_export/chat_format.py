@@ -26,17 +26,30 @@ class ChatFormat:
     assistant_role: str = "assistant"
     system_turn: bool = True  # False: the system text opens the first user turn (Gemma)
     default_system: str | None = None  # what the template puts there when no system message is given
+    # Text the template writes around the system text in a system turn it always writes (Llama 3.1's "Cutting
+    # Knowledge Date: ...\nToday Date: ...\n\n" in front; SmolLM3's "## Metadata ..." in front, "\n\n" after)
+    system_prefix: str = ""
+    system_suffix: str = ""
+
+    @property
+    def framed(self) -> bool:
+        """Whether the system turn is always written, its text framed by the template's own."""
+        return bool(self.system_prefix or self.system_suffix)
 
     def turn(self, role: str, content: str) -> str:
         role = self.assistant_role if role == "assistant" else role
         return self.turn_start.format(role=role) + content + self.turn_end
 
+    def system(self, content: str) -> str:
+        """The system turn around `content` (the system text, or a Go template's expression for it)."""
+        return self.turn("system", self.system_prefix + content + self.system_suffix)
+
     def render(self, messages: list[dict], generation_prompt: bool = True) -> str:
         """The text our parts give for a conversation (the reference the Go template is built from)."""
         system = next((m["content"] for m in messages if m["role"] == "system"), self.default_system)
         out = self.begin
-        if system and self.system_turn:
-            out += self.turn("system", system)
+        if self.system_turn and (system or self.framed):
+            out += self.system(system or "")
         for m in messages:
             if m["role"] == "system":
                 continue
@@ -98,7 +111,8 @@ def _hf(tokenizer, messages) -> str | None:
 
 
 def _variants(fmt: ChatFormat, tokenizer):
-    """The family with and without its BOS text, and with the default system text the template adds."""
+    """The family with and without its BOS text, with the default system text the template adds, and with the text
+    it frames the system text in (Llama 3.1's dates, SmolLM3's metadata)."""
     for begin in dict.fromkeys((fmt.begin, "")):
         base = replace(fmt, begin=begin)
         yield base
@@ -114,6 +128,27 @@ def _variants(fmt: ChatFormat, tokenizer):
             end = rest.find(base.turn_end if base.system_turn else "\n\n")
             if end > 0:
                 yield replace(base, default_system=rest[:end])
+        framed = _framed(base, head, plain, _hf(tokenizer, [{"role": "system", "content": PROBE_SYSTEM}, *PROBE]))
+        if framed is not None:
+            yield framed
+
+
+def _framed(base: ChatFormat, head: str, plain: str, given: str | None) -> ChatFormat | None:
+    """The format with the text its template writes around a system text (in front, after) and in its place
+    when none is given, read off the system turn with and without one; None where the template writes no such
+    turn, or text Ollama's template (or the Modelfile's quotes) would read as its own."""
+    if not base.system_turn or given is None or not (plain.startswith(head) and given.startswith(head)):
+        return None
+    texts = [t[len(head):t.find(base.turn_end, len(head))] for t in (plain, given)]
+    at = texts[1].find(PROBE_SYSTEM)
+    if at < 0 or any(t.find(base.turn_end, len(head)) < 0 for t in (plain, given)):
+        return None
+    prefix, suffix = texts[1][:at], texts[1][at + len(PROBE_SYSTEM):]
+    if not (prefix or suffix) or not (texts[0].startswith(prefix) and texts[0].endswith(suffix)) \
+            or len(texts[0]) < len(prefix) + len(suffix) or any("{{" in t or '"""' in t for t in texts):
+        return None
+    return replace(base, system_prefix=prefix, system_suffix=suffix,
+                   default_system=texts[0][len(prefix):len(texts[0]) - len(suffix)] or None)
 
 
 def _matches(fmt: ChatFormat, tokenizer) -> bool:

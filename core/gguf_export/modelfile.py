@@ -34,7 +34,8 @@ def go_template(fmt: ChatFormat, writes_bos: bool, tools: ToolText | None = None
     user = fmt.turn_start.format(role="user")
     assistant = fmt.turn_start.format(role=fmt.assistant_role)
     if fmt.system_turn:
-        head = "{{ if .System }}" + fmt.turn("system", "{{ .System }}") + "{{ end }}"
+        head = fmt.system("{{ .System }}")  # written always where the template frames the system text
+        head = head if fmt.framed else "{{ if .System }}" + head + "{{ end }}"
         user_content = "{{ .Content }}"
     else:  # the system text opens the first user turn; $system is emptied once it is used
         head = "{{ $system := .System }}"
@@ -88,8 +89,8 @@ def _with_tools(fmt: ChatFormat, tools: ToolText, thinking: ThinkText | None) ->
               + ("{{ json . }}" if tools.whole else "{{ json .Function }}") + "{{ end }}" + tools.outro)
     first = ""
     if fmt.system_turn:
-        head = ("{{ if .Tools }}" + fmt.turn("system", system) + "{{ else if .System }}"
-                + fmt.turn("system", "{{ .System }}") + "{{ end }}")
+        head = ("{{ if .Tools }}" + fmt.system(system) + ("{{ else }}" if fmt.framed else "{{ else if .System }}")
+                + fmt.system("{{ .System }}") + "{{ end }}")
     else:  # the system text opens the first user turn
         head = "{{ $first := true }}"
         first = ("{{ if $first }}{{ $first = false }}{{ if $.Tools }}" + system

@@ -111,6 +111,9 @@ def _listing(tokenizer, fmt: ChatFormat, system: str | None) -> tuple[str, str, 
     opener = fmt.turn_start.format(role="system" if fmt.system_turn else "user")
     start = text.index(opener) + len(opener)
     content = text[start:text.index(fmt.turn_end if fmt.system_turn else "\n\n" + QUESTION, start)]
+    if not (content.startswith(fmt.system_prefix) and content.endswith(fmt.system_suffix)):
+        return None
+    content = content[len(fmt.system_prefix):len(content) - len(fmt.system_suffix)]  # the text framing it
     for whole in (True, False):
         first, second = (json.dumps(t if whole else t["function"], ensure_ascii=False) for t in PROBE_TOOLS)
         i = content.find(first)

@@ -16,14 +16,21 @@ def tokenizer(tmp_path_factory):
     return AutoTokenizer.from_pretrained(tiny.byte_level(tmp_path_factory.mktemp("tok")))
 
 
+FRAMES = {"llama31": ("Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n", ""),
+          "smollm3": ("## Metadata\n\nReasoning Mode: /think\n\n## Custom Instructions\n\n", "\n\n")}
+
+
 @pytest.mark.parametrize("family", sorted(TEMPLATES))
 def test_each_family_is_recognised(family, tokenizer):
     tokenizer.chat_template = TEMPLATES[family]
     detected = chat_format.detect(tokenizer)
     fmt = detected.format
-    assert fmt is not None and fmt.family == {"qwen": "chatml", "qwen3": "chatml"}.get(family, family), detected.reason
-    assert fmt.default_system == {"chatml": "You are a helpful pirate.", "qwen": "You are Qwen, a helpful assistant."
-                                  }.get(family)
+    assert fmt is not None and fmt.family == {"qwen": "chatml", "qwen3": "chatml", "smollm3": "chatml",
+                                              "llama31": "llama3"}.get(family, family), detected.reason
+    assert fmt.default_system == {"chatml": "You are a helpful pirate.", "qwen": "You are Qwen, a helpful assistant.",
+                                  "smollm3": "You are a helpful pirate."}.get(family)
+    # the text a template frames the system text in, read off its system turn with and without one
+    assert (fmt.system_prefix, fmt.system_suffix) == FRAMES.get(family, ("", ""))
     # The parts render as the model's template does (what Ollama makes of the Modelfile: test_ollama_renders.py).
     chat = [{"role": "user", "content": "Ahoy!"}]
     assert fmt.render(chat) == tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)

@@ -27,6 +27,20 @@ TEMPLATES = {
              "{% for m in msgs %}{% set role = 'model' if m['role'] == 'assistant' else m['role'] %}"
              "{{ '<start_of_turn>' + role + '\n' + (sys if loop.first else '') + m['content'] + '<end_of_turn>\n' }}"
              "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}",
+    # As Llama 3.1's: a system turn always, its text after a fixed preamble (the knowledge and today's dates).
+    "llama31": "{{ '<|begin_of_text|>' }}{% if messages[0]['role'] == 'system' %}{% set sys = messages[0]['content'] %}"
+               "{% set msgs = messages[1:] %}{% else %}{% set sys = '' %}{% set msgs = messages %}{% endif %}"
+               "{{ '<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: "
+               "26 Jul 2024\n\n' + sys + '<|eot_id|>' }}{% for m in msgs %}{{ '<|start_header_id|>' + m['role'] + "
+               "'<|end_header_id|>\n\n' + m['content'] + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
+               "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}",
+    # As SmolLM3's: ChatML whose system text sits between a metadata header and a blank line, a default in its place.
+    "smollm3": "{% if messages[0]['role'] == 'system' %}{% set sys = messages[0]['content'] %}"
+               "{% set msgs = messages[1:] %}{% else %}{% set sys = 'You are a helpful pirate.' %}"
+               "{% set msgs = messages %}{% endif %}{{ '<|im_start|>system\n## Metadata\n\nReasoning Mode: /think\n\n'"
+               " + '## Custom Instructions\n\n' + sys + '\n\n<|im_end|>\n' }}{% for m in msgs %}{{ '<|im_start|>' + "
+               "m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}"
+               "{{ '<|im_start|>assistant\n' }}{% endif %}",
     "phi3": "{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + m['content'] + '<|end|>\n' }}{% endfor %}"
             "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}",
     # As Qwen 2.5's: ChatML with a default system text, which it keeps when it lists tools, each the whole tool
