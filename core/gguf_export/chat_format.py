@@ -18,7 +18,7 @@ PROBE = [{"role": "user", "content": "Hello there."}, {"role": "assistant", "con
 
 @dataclass(frozen=True)
 class ChatFormat:
-    family: str  # "chatml", "llama3", "gemma", "phi3"
+    family: str  # "chatml", "llama3", "gemma", "phi3", "granite"
     turn_start: str  # text opening a turn, with {role}
     turn_end: str  # text closing a turn
     end_of_turn: str  # the token that ends the assistant's turn: llama.cpp's eos, Ollama's stop
@@ -69,6 +69,8 @@ FAMILIES = [  # (marker in the template, the format)
     ("<start_of_turn>", ChatFormat("gemma", "<start_of_turn>{role}\n", "<end_of_turn>\n", "<end_of_turn>",
                                    begin="<bos>", assistant_role="model", system_turn=False)),
     ("<|end|>", ChatFormat("phi3", "<|{role}|>\n", "<|end|>\n", "<|end|>")),
+    ("<|start_of_role|>", ChatFormat("granite", "<|start_of_role|>{role}<|end_of_role|>", "<|end_of_text|>\n",
+                                     "<|end_of_text|>")),
 ]
 
 
@@ -94,7 +96,7 @@ def detect(tokenizer) -> Detected:
         return Detected(None, f"The chat template looks like {fmt.family} but renders differently from it, so "
                               f"the Modelfile has no TEMPLATE{_OLLAMA_PICKS}")
     return Detected(None, "The chat template is not one of the families written for Ollama (ChatML, Llama 3, "
-                          f"Gemma, Phi-3), so the Modelfile has no TEMPLATE{_OLLAMA_PICKS}")
+                          f"Gemma, Phi-3, Granite), so the Modelfile has no TEMPLATE{_OLLAMA_PICKS}")
 
 
 # What Ollama does without one: it keeps a template of its own whose Jinja source is nearly the GGUF's (its

@@ -41,6 +41,11 @@ TEMPLATES = {
                " + '## Custom Instructions\n\n' + sys + '\n\n<|im_end|>\n' }}{% for m in msgs %}{{ '<|im_start|>' + "
                "m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}"
                "{{ '<|im_start|>assistant\n' }}{% endif %}",
+    # As Granite 3's: roles between markers, turns ended by the end-of-text token, a dated default system text.
+    "granite": "{% if messages[0]['role'] != 'system' %}{{ '<|start_of_role|>system<|end_of_role|>Knowledge Cutoff "
+               "Date: April 2024. You are a helpful pirate.<|end_of_text|>\n' }}{% endif %}{% for m in messages %}"
+               "{{ '<|start_of_role|>' + m['role'] + '<|end_of_role|>' + m['content'] + '<|end_of_text|>\n' }}"
+               "{% endfor %}{% if add_generation_prompt %}{{ '<|start_of_role|>assistant<|end_of_role|>' }}{% endif %}",
     "phi3": "{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + m['content'] + '<|end|>\n' }}{% endfor %}"
             "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}",
     # As Qwen 2.5's: ChatML with a default system text, which it keeps when it lists tools, each the whole tool
