@@ -53,7 +53,8 @@ def build_parser() -> Parser:
 
     def wishes(s, model_required: bool = True):
         s.add_argument("--model", required=model_required,
-                       help="'default', a model folder, a .gguf file or a cached model id.")
+                       help="'default', a model folder, a .gguf file, a cached model id or ollama:NAME (a model "
+                            "Ollama keeps).")
         s.add_argument("--data", required=True, help=f"Dataset file or folder ({', '.join(SUFFIXES)}).")
         s.add_argument("--strategy", help=f"{', '.join(strategies.REGISTRY)} (default: the planner chooses).")
         s.add_argument("--max-steps", type=int, help="Optimizer steps to run (default: whole epochs).")
@@ -165,7 +166,7 @@ def build_parser() -> Parser:
     s = sub.add_parser("chat", help="Ask a trained run or a model: one question, or a conversation.")
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--run", help="Run id whose result answers.")
-    g.add_argument("--model", help="A model to answer ('default', a folder, a .gguf file).")
+    g.add_argument("--model", help="A model to answer ('default', a folder, a .gguf file, ollama:NAME).")
     s.add_argument("--prompt", help="What to ask. Without it, a conversation: typed at the terminal, or one question "
                                     "per line of standard input; /new starts over.")
     s.add_argument("--system", help="System message.")

@@ -1,6 +1,7 @@
 """The models on this machine, described without loading any weights, for a list to pick from: the
 bundled default (from its converted folder, or its GGUF header before the first conversion), GGUFs
-converted before, and the local Hugging Face cache (incomplete repos listed with the reason).
+converted before, the GGUF models Ollama and LM Studio keep (core/other_apps.py), and the local Hugging Face
+cache (incomplete repos listed with the reason).
 `core.model_source.resolve(entry.name)` then loads the one picked.
 """
 
@@ -11,11 +12,11 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from core import gguf_parts
+from core import gguf_parts, other_apps
 from core.errors import IncompleteModel, ModelNotFound
 from core.model_shape import ModelShape
 from core.model_source import (DEFAULT_FOLDER, DEFAULT_LABEL, DEFAULT_NAME, SOURCE_NOTE, default_gguf, folder_problem,
-                               gguf_target, hf_cache_dir)
+                               gguf_target, hf_cache_dir, is_gguf)
 from core.progress import Progress
 
 
@@ -25,7 +26,7 @@ class ModelEntry:
 
     name: str  # what to type: "default", a path, or a cache repo id
     label: str
-    source: str  # "bundled", "HF cache", "converted GGUF", "folder", "GGUF file"
+    source: str  # "bundled", "HF cache", "converted GGUF", "folder", "GGUF file", "Ollama", "LM Studio"
     path: str = ""  # the folder or file it lives in ("" when not found)
     size_bytes: int = 0
     architecture: str = ""  # config model_type, else its first architectures entry
@@ -37,7 +38,8 @@ class ModelEntry:
 
 
 def list_models(models_dir: Path, progress: Progress | None = None) -> list[ModelEntry]:
-    """The bundled default (first), converted GGUF models under `models_dir`, then the HF cache's models."""
+    """The bundled default (first), converted GGUF models under `models_dir`, Ollama's and LM Studio's, then the HF
+    cache's models."""
     progress = progress or Progress()
     progress.update(None, "Reading the bundled model")
     found = [describe(DEFAULT_NAME, models_dir)]
@@ -48,8 +50,13 @@ def list_models(models_dir: Path, progress: Progress | None = None) -> list[Mode
                 continue
             if (folder / SOURCE_NOTE).is_file():
                 found.append(_converted(folder))
+    progress.update(None, "Looking in Ollama's and LM Studio's models")
+    others = other_apps.ollama_models() + other_apps.lmstudio_models()
+    found += [_gguf_entry(f.gguf, f.name, f.label, f.source) for f in others  # one converted already is listed
+              if not (gguf_target(f.gguf, models_dir, other_apps.folder_stem(f)) / "config.json").is_file()]  # above
     progress.update(None, "Looking in the Hugging Face cache")
     return found + _hf_cache_entries()
+
 
 
 def describe(name: str, models_dir: Path) -> ModelEntry:
@@ -61,8 +68,16 @@ def describe(name: str, models_dir: Path) -> ModelEntry:
             return _gguf_entry(default_gguf(), DEFAULT_NAME, DEFAULT_LABEL, "bundled")
         except ModelNotFound as e:
             return ModelEntry(DEFAULT_NAME, DEFAULT_LABEL, "bundled", problem=str(e))
+    if name.startswith(other_apps.PREFIX):
+        try:
+            found = other_apps.ollama_model(name)
+        except ModelNotFound as e:
+            return ModelEntry(name, name.removeprefix(other_apps.PREFIX), "missing", problem=str(e))
+        target = gguf_target(found.gguf, models_dir, other_apps.folder_stem(found))
+        return _converted(target) if (target / "config.json").is_file() else _gguf_entry(found.gguf, name, found.label,
+                                                                                         "Ollama")
     path = Path(name).expanduser()
-    if path.suffix.lower() == ".gguf" and path.is_file():
+    if path.is_file() and (path.suffix.lower() == ".gguf" or is_gguf(path)):
         path = gguf_parts.first(path)  # any part of a model split into parts stands for the model
         target = gguf_target(path, models_dir)
         return _converted(target) if (target / "config.json").is_file() else _gguf_entry(path, name, gguf_parts.label(

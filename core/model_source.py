@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import atomic, gguf_parts, runtime_env
+from core import atomic, gguf_parts, other_apps, runtime_env
 from core.errors import IncompleteModel, ModelNotFound
 from core.progress import Progress, Span
 
@@ -63,12 +63,16 @@ def resolve(name: str, models_dir: Path, progress: Progress | None = None) -> Mo
     """Turn what the person typed into a loadable HF folder, converting a GGUF once if needed."""
     name = str(name).strip()
     if not name:
-        raise ModelNotFound("No model given: name 'default', a model folder, a .gguf file, or a model in the local "
-                            "Hugging Face cache.")
+        raise ModelNotFound("No model given: name 'default', a model folder, a .gguf file, a model in the local "
+                            "Hugging Face cache, or one Ollama keeps (ollama:NAME).")
     if name == DEFAULT_NAME:
         return _from_gguf(default_gguf(), models_dir / DEFAULT_FOLDER, DEFAULT_NAME, DEFAULT_LABEL, progress)
+    if name.startswith(other_apps.PREFIX):  # a model Ollama keeps: its GGUF blob
+        found = other_apps.ollama_model(name)
+        target = gguf_target(found.gguf, models_dir, other_apps.folder_stem(found))
+        return _from_gguf(found.gguf, target, name, found.label, progress)
     path = Path(name).expanduser()
-    if path.suffix.lower() == ".gguf":
+    if path.suffix.lower() == ".gguf" or is_gguf(path):  # (Ollama's blobs have no suffix)
         if not path.is_file():
             raise ModelNotFound(f"{path}: no such .gguf file; check the path.")
         path = gguf_parts.first(path)  # any part of a model split into parts stands for the model
@@ -80,16 +84,27 @@ def resolve(name: str, models_dir: Path, progress: Progress | None = None) -> Mo
     if cached is not None:
         return ModelRef(name, cached, name.split("/")[-1])
     raise ModelNotFound(
-        f"Model '{name}' is not 'default', a model folder, a .gguf file, or a model in the local Hugging Face "
-        "cache; nothing is downloaded, so give a path to a model on this machine."
+        f"Model '{name}' is not 'default', a model folder, a .gguf file, a model in the local Hugging Face "
+        "cache or one Ollama keeps (ollama:NAME); nothing is downloaded, so give a model on this machine."
     )
 
 
-def gguf_target(gguf: Path, models_dir: Path) -> Path:
-    """The folder a .gguf file is converted into; a changed file (size, time) gets a new one."""
+def gguf_target(gguf: Path, models_dir: Path, stem: str | None = None) -> Path:
+    """The folder a .gguf file is converted into (named after `stem`, else the file); a changed file (size, time)
+    gets a new one."""
     stat = gguf.stat()
     digest = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:10]
-    return models_dir / f"{gguf.stem.lower()}-{digest}"
+    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in (stem or gguf.stem).lower())
+    return models_dir / f"{stem}-{digest}"
+
+
+def is_gguf(path: Path) -> bool:
+    """A file that is a GGUF by its first bytes, whatever its name."""
+    try:
+        with open(path, "rb") as f:
+            return path.is_file() and f.read(4) == b"GGUF"
+    except OSError:
+        return False
 
 
 def check_folder(path: Path) -> None:

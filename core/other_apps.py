@@ -1,0 +1,120 @@
+"""GGUF models other apps on this machine already keep: Ollama's store and LM Studio's folder, so a person can tune
+a model they pulled there without finding (or downloading again) its file.
+
+Ollama keeps a model as a manifest, `manifests/<registry>/<namespace>/<model>/<tag>` (JSON: `layers`, each with a
+`mediaType` and a `digest`), and content-addressed blobs, `blobs/sha256-<hex>`; the layer of type
+`application/vnd.ollama.image.model` is the GGUF (others are its template, parameters, licence, a vision projector).
+The store is `$OLLAMA_MODELS`, else `~/.ollama/models` (or `/usr/share/ollama/.ollama/models` where Ollama runs as
+a Linux service). A model is named as Ollama names it: `llama3.2:1b` in its own library, `NAMESPACE/MODEL:TAG` in
+another namespace, `HOST/NAMESPACE/MODEL:TAG` from another registry (`hf.co/...`); `--model ollama:NAME` picks one
+(`:latest` where no tag is given).
+
+LM Studio keeps plain GGUF files as `<publisher>/<model>/<file>.gguf` under `~/.lmstudio/models` (older versions:
+`~/.cache/lm-studio/models`); its vision projectors (`mmproj-*`) are not language models, and of a model split into
+parts only the first part is listed (core/gguf_parts.py). Both stores are only read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from core import gguf_parts
+from core.errors import ModelNotFound
+
+PREFIX = "ollama:"
+MODEL_LAYER = "application/vnd.ollama.image.model"
+REGISTRY, LIBRARY = "registry.ollama.ai", "library"
+
+
+@dataclass(frozen=True)
+class Found:
+    name: str  # what to type for --model: "ollama:llama3.2:1b", or the file's path for LM Studio
+    label: str  # "llama3.2:1b", or the file's name without the part suffix
+    source: str  # "Ollama" or "LM Studio"
+    gguf: Path
+
+
+def folder_stem(found: Found) -> str | None:
+    """What its converted folder is named after: an Ollama model's name (its blob's is a digest), else the file's."""
+    return "ollama-" + found.label if found.source == "Ollama" else None
+
+
+def ollama_root() -> Path | None:
+    """Ollama's model store on this machine, or None."""
+    if os.environ.get("OLLAMA_MODELS"):
+        root = Path(os.environ["OLLAMA_MODELS"]).expanduser()
+        return root if root.is_dir() else None
+    for root in (Path.home() / ".ollama" / "models", Path("/usr/share/ollama/.ollama/models")):
+        if (root / "manifests").is_dir():
+            return root
+    return None
+
+
+def ollama_models(root: Path | None = None) -> list[Found]:
+    """Every model in Ollama's store whose GGUF blob is there, by name."""
+    root = root or ollama_root()
+    manifests = root / "manifests" if root else None
+    if manifests is None or not manifests.is_dir():
+        return []
+    found = []
+    for manifest in sorted(p for p in manifests.rglob("*") if p.is_file()):
+        parts = manifest.relative_to(manifests).parts
+        if len(parts) != 4:  # registry/namespace/model/tag
+            continue
+        blob = _model_blob(root, manifest)
+        if blob is not None:
+            label = _ollama_name(*parts)
+            found.append(Found(PREFIX + label, label, "Ollama", blob))
+    return found
+
+
+def ollama_model(name: str) -> Found:
+    """The model `ollama:NAME[:TAG]`; else ModelNotFound, naming the models Ollama has."""
+    wanted = name.removeprefix(PREFIX).strip()
+    wanted = wanted if ":" in wanted.rsplit("/", 1)[-1] else wanted + ":latest"
+    models = ollama_models()
+    for found in models:
+        if found.label == wanted:
+            return found
+    if models:
+        why = "it has " + ", ".join(f.label for f in models[:8]) + (", ..." if len(models) > 8 else "")
+    elif ollama_root() is not None:
+        why = f"its store, {ollama_root()}, holds none"
+    else:
+        why = "no Ollama store was found here; set OLLAMA_MODELS to its folder"
+    raise ModelNotFound(f"Ollama has no model '{wanted}' on this machine ({why}); pull it with `ollama pull "
+                        f"{wanted}` or give another model.")
+
+
+def lmstudio_models() -> list[Found]:
+    """Every language-model GGUF in LM Studio's folders (first parts of split ones; no vision projectors)."""
+    found = []
+    for root in (Path.home() / ".lmstudio" / "models", Path.home() / ".cache" / "lm-studio" / "models"):
+        if not root.is_dir():
+            continue
+        for gguf in sorted(root.rglob("*.gguf")):
+            if gguf.name.lower().startswith("mmproj") or gguf_parts.first(gguf) != gguf:
+                continue
+            found.append(Found(str(gguf), gguf_parts.label(gguf), "LM Studio", gguf))
+    return found
+
+
+def _model_blob(root: Path, manifest: Path) -> Path | None:
+    try:
+        layers = json.loads(manifest.read_text(encoding="utf-8")).get("layers") or []
+    except (OSError, ValueError, AttributeError):
+        return None
+    for layer in layers:
+        if isinstance(layer, dict) and layer.get("mediaType") == MODEL_LAYER:
+            blob = root / "blobs" / str(layer.get("digest", "")).replace(":", "-", 1)
+            return blob if blob.is_file() else None
+    return None
+
+
+def _ollama_name(registry: str, namespace: str, model: str, tag: str) -> str:
+    if registry == REGISTRY:
+        return f"{model}:{tag}" if namespace == LIBRARY else f"{namespace}/{model}:{tag}"
+    return f"{registry}/{namespace}/{model}:{tag}"

@@ -1,0 +1,105 @@
+"""Models Ollama and LM Studio keep (core/other_apps.py), in their real layouts built here from a GGUF our exporter
+wrote: listed with their names and shapes, tuned by name (`ollama:NAME`) or by path, converted as any GGUF is."""
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from core import model_listing, model_source, other_apps
+from core.errors import ModelNotFound
+from core.gguf_export import writer
+from core.progress import Progress
+from tests.core.gguf_export import tiny
+from tests.core.gguf_export.test_architectures import COMMON
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("made")
+    tokenizer = AutoTokenizer.from_pretrained(tiny.byte_level(folder / "tok"))
+    model = tiny.random_model("llama", tokenizer, **COMMON)
+    gguf = folder / "pirate.q8_0.gguf"
+    writer.write(tiny.plan(model, tokenizer, "q8_0"), model.state_dict(), gguf, Progress())
+    return model, tokenizer, gguf
+
+
+def ollama_store(root, gguf, names):
+    """Ollama's store: the GGUF as a blob named by its digest, beside a template layer, and a manifest per name."""
+    blobs = root / "blobs"
+    blobs.mkdir(parents=True)
+    digest = hashlib.sha256(gguf.read_bytes()).hexdigest()
+    shutil.copy(gguf, blobs / f"sha256-{digest}")
+    (blobs / "sha256-0123").write_text("{{ .Prompt }}")
+    for registry, namespace, model, tag in names:
+        manifest = root / "manifests" / registry / namespace / model / tag
+        manifest.parent.mkdir(parents=True)
+        manifest.write_text(json.dumps({"schemaVersion": 2, "layers": [
+            {"mediaType": "application/vnd.ollama.image.template", "digest": "sha256:0123", "size": 13},
+            {"mediaType": other_apps.MODEL_LAYER, "digest": f"sha256:{digest}", "size": gguf.stat().st_size}]}))
+    return blobs / f"sha256-{digest}"
+
+
+def test_a_model_ollama_keeps_is_listed_and_tuned_by_its_name(made, tmp_path, monkeypatch):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model, tokenizer, gguf = made
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "ollama"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no LM Studio here
+    blob = ollama_store(tmp_path / "ollama", gguf, [("registry.ollama.ai", "library", "pirate", "latest"),
+                                                      ("registry.ollama.ai", "crew", "pirate", "7b"),
+                                                      ("hf.co", "someone", "pirate-GGUF", "Q8_0")])
+    names = [f.label for f in other_apps.ollama_models()]
+    assert names == ["hf.co/someone/pirate-GGUF:Q8_0", "crew/pirate:7b", "pirate:latest"]
+    listed = {e.name: e for e in model_listing.list_models(tmp_path / "models") if e.source == "Ollama"}
+    entry = listed["ollama:pirate:latest"]
+    assert (entry.label, entry.path, entry.size_bytes, entry.architecture, entry.problem) == (
+        "pirate:latest", str(blob), gguf.stat().st_size, "llama", "")
+    assert entry.params == sum(p.numel() for p in model.parameters())
+
+    ref = model_source.resolve("ollama:pirate", tmp_path / "models")  # :latest where no tag is given
+    assert ref.label == "pirate:latest" and ref.path.name.startswith("ollama-pirate-latest-")
+    loaded = AutoModelForCausalLM.from_pretrained(str(ref.path), dtype=torch.float32).eval()
+    ids = torch.tensor([tokenizer("Where is the gold, matey?")["input_ids"]])
+    with torch.no_grad():  # q8_0: near the model, not equal
+        np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), atol=0.05)
+    # converted once: listed as that folder now, not again as Ollama's
+    after = model_listing.list_models(tmp_path / "models")
+    assert "ollama:pirate:latest" not in {e.name for e in after if e.source == "Ollama"}
+    assert any(e.label == "pirate:latest" and e.source == "converted GGUF" for e in after)
+    # its blob by path works too: a GGUF is known by its first bytes, not its name
+    assert model_source.resolve(str(blob), tmp_path / "models2").path.is_dir()
+
+
+def test_a_name_ollama_does_not_have_is_one_sentence_naming_those_it_has(made, tmp_path, monkeypatch):
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "ollama"))
+    ollama_store(tmp_path / "ollama", made[2], [("registry.ollama.ai", "library", "pirate", "latest")])
+    with pytest.raises(ModelNotFound, match=r"^Ollama has no model 'parrot:latest' on this machine \(it has "
+                                            r"pirate:latest\); pull it with `ollama pull parrot:latest` or give"):
+        model_source.resolve("ollama:parrot", tmp_path / "models")
+    entry = model_listing.describe("ollama:parrot", tmp_path / "models")
+    assert entry.source == "missing" and entry.problem.startswith("Ollama has no model 'parrot:latest'")
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "nowhere"))
+    with pytest.raises(ModelNotFound, match="no Ollama store was found here; set OLLAMA_MODELS to its folder"):
+        model_source.resolve("ollama:pirate", tmp_path / "models")
+
+
+def test_lm_studio_s_models_are_listed_without_projectors_or_later_parts(made, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "no-ollama"))
+    folder = tmp_path / ".lmstudio" / "models" / "someone" / "Pirate-GGUF"
+    folder.mkdir(parents=True)
+    shutil.copy(made[2], folder / "Pirate-Q8_0.gguf")
+    shutil.copy(made[2], folder / "mmproj-Pirate-F16.gguf")  # a vision projector: not a language model
+    for part in (1, 2):
+        shutil.copy(made[2], folder / f"Big-Pirate-0000{part}-of-00002.gguf")
+    found = other_apps.lmstudio_models()
+    assert [(f.label, f.source) for f in found] == [("Big-Pirate", "LM Studio"), ("Pirate-Q8_0", "LM Studio")]
+    listed = [e for e in model_listing.list_models(tmp_path / "models") if e.source == "LM Studio"]
+    assert [e.name for e in listed] == [str(folder / "Big-Pirate-00001-of-00002.gguf"), str(folder / "Pirate-Q8_0.gguf")]
+    assert all(e.architecture == "llama" and not e.problem for e in listed)
