@@ -19,6 +19,9 @@ DEMO = REPO / "resources" / "demo" / "pirate_chat.jsonl"
 HELDOUT = REPO / "resources" / "demo" / "pirate_heldout.jsonl"
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The models Ollama keeps on the machine running the tests are not the tests' (tests/core/test_other_apps.py builds
+# a store of its own): model lists count what the tests made.
+os.environ["OLLAMA_MODELS"] = str(REPO / "tests" / "no-ollama-store")
 from core import runtime_env  # noqa: E402
 
 runtime_env.prepare()

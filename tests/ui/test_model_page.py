@@ -81,5 +81,9 @@ def test_list_fills_and_a_click_enter_or_drop_picks_the_model(qtbot, home, tmp_p
     assert page.model_edit.text() == str(gguf) and page.models.currentItem() is None
     qtbot.waitUntil(lambda: bool(page.error.message), timeout=15000)  # resolved at once, and refused in words
     assert "is not a GGUF file" in page.error.message
+    blob = tmp_path / "sha256-0a1b2c"  # as Ollama keeps a model: no suffix, known by its first bytes
+    blob.write_bytes(b"GGUF" + bytes(20))
+    drag(page, blob, accepted=True)
+    assert page.model_edit.text() == str(blob)
     page.shutdown()
     assert tasks.wait_idle(15000)

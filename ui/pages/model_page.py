@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (QFileDialog, QFormLayout, QHBoxLayout, QLabel, QL
 from app import model_catalog
 from app import operations as ops
 from core.model_shape import ModelShape
-from core.model_source import DEFAULT_NAME
+from core.model_source import DEFAULT_NAME, is_gguf
 from ui import theme
 from ui.pages.base import BusyLine, Page, Session
 from ui.pages.model_list import ModelList, count
@@ -30,12 +30,13 @@ def describe_model(ref) -> str:
 
 
 def dropped_model(mime) -> str | None:
-    """The local folder or .gguf file in a drag, or None when the drag holds anything else."""
+    """The local folder or GGUF file (by its name, or its first bytes: Ollama's blobs have no suffix) in a drag, or
+    None when the drag holds anything else."""
     urls = [u for u in mime.urls() if u.isLocalFile()] if mime.hasUrls() else []
     if len(urls) != 1:
         return None
     path = Path(urls[0].toLocalFile())
-    return str(path) if path.is_dir() or (path.suffix.lower() == ".gguf" and path.is_file()) else None
+    return str(path) if path.is_dir() or (path.suffix.lower() == ".gguf" and path.is_file()) or is_gguf(path) else None
 
 
 class ModelPage(Page):
@@ -43,7 +44,8 @@ class ModelPage(Page):
         super().__init__(session, "Model", "Pick the language model to fine-tune. The small bundled model is a "
                          "good first try; nothing is downloaded.", parent)
         self.setAcceptDrops(True)
-        self.model_edit = QLineEdit(session.model_name, placeholderText="default, a model folder or a .gguf file")
+        self.model_edit = QLineEdit(session.model_name,
+                                    placeholderText="default, a model folder, a .gguf file or ollama:NAME")
         self.model_edit.setClearButtonEnabled(True)
         self.model_edit.setAcceptDrops(False)  # a dropped folder goes to the page, which takes its path, not its URL
         self.browse_button = QToolButton(text="Browse…", popupMode=QToolButton.InstantPopup)
