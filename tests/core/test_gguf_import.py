@@ -142,6 +142,10 @@ MISSED_KEYS = {  # settings a file states in keys transformers' GGUF mapping doe
     "llama linear rope": ("llama", {"rope_parameters": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}}),
     "qwen3 yarn rope": ("qwen3", {"head_dim": 128, "rope_parameters": {
         "rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 64}}),
+    # query_pre_attn_scalar is in no key: llama.cpp takes the width over the heads for the 27B model (known by its
+    # depth: 46 layers), which transformers' class default (256) silently replaced
+    "gemma 2 27b attention scale": ("gemma2", {**CASES["gemma2"], "num_hidden_layers": 46, "head_dim": 32,
+                                               "query_pre_attn_scalar": 16}),
     "gemma 3 linear on its global layers": ("gemma3_text", {**CASES["gemma3_text"], "num_hidden_layers": 6,
                                                             "rope_parameters": {  # its sixth layer is global
         "full_attention": {"rope_type": "linear", "rope_theta": 1000000.0, "factor": 8.0},

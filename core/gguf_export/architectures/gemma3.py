@@ -22,6 +22,7 @@ LOCAL_BASE, EVERY = 10000.0, 6  # what llama.cpp's gemma3 takes where the file s
 class Gemma3(GemmaFamily):
     model_types = ("gemma3_text",)
     gguf_arch = MODEL_ARCH.GEMMA3
+    layers_27b = 62
 
     def check(self, cfg: dict) -> None:
         super().check(cfg)

@@ -130,6 +130,8 @@ def test_llama_3_rope_scaling_becomes_rope_freqs(tokenizer, tmp_path):
      "This SmolLM3 model leaves rope out of layers 2, and llama.cpp leaves it out of every fourth (3)"),
     ("smollm3", dict(use_sliding_window=True, sliding_window=64), "This SmolLM3 model attends through a sliding"),
     ("granite", dict(head_dim=32), "This Granite model's heads are 32 wide, and llama.cpp makes them 16"),
+    ("gemma2", dict(head_dim=32, query_pre_attn_scalar=16),  # the width over the heads, but not the 27B's depth
+     "This gemma2 model scales attention by query_pre_attn_scalar=16, and llama.cpp by 32 for a model of its shape"),
     ("gemma3_text", dict(sliding_window=64, layer_types=["sliding_attention", "full_attention"] * 2),
      "This Gemma 3 model attends globally in layers 1, 3, and llama.cpp in every 6th"),
     ("gemma3_text", dict(rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 50000.0},
@@ -138,7 +140,8 @@ def test_llama_3_rope_scaling_becomes_rope_freqs(tokenizer, tmp_path):
 ])
 def test_settings_llama_cpp_would_run_otherwise_are_refused(model_type, settings, words):
     """llama.cpp fixes SmolLM3's layers without rope at every fourth and has no sliding window for it; it derives
-    Granite's head size from the width; it fixes Gemma 3's global layers at every sixth and its local rope base."""
+    Granite's head size from the width; it fixes Gemma 3's global layers at every sixth and its local rope base; it
+    derives Gemma's attention scale from the shape."""
     from core.errors import BadArgument
 
     plain = {**COMMON, "num_hidden_layers": 4, "model_type": model_type}
