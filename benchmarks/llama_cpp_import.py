@@ -53,6 +53,8 @@ ROPE_CASES = {  # case → (model type, settings): rope settings llama.cpp keeps
     "gemma 3 linear rope": ("gemma3_text", {"num_hidden_layers": 6, "rope_parameters": {  # on its global layer
         "full_attention": {"rope_type": "linear", "rope_theta": 1000000.0, "factor": 8.0},
         "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}}),
+    "gemma 2 27b attention scale": ("gemma2", {"num_hidden_layers": 46, "head_dim": 32,  # in no key: llama.cpp's
+                                               "query_pre_attn_scalar": 16}),  # width over heads, by the 27B's depth
     "phi-3.5 long rope": ("phi3", {"original_max_position_embeddings": 16, "rope_parameters": {
         "rope_type": "longrope", "rope_theta": 10000.0, "long_factor": [1.0 + i for i in range(8)],
         "short_factor": [1.0 + 0.1 * i for i in range(8)]}}),
