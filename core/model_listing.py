@@ -52,7 +52,7 @@ def list_models(models_dir: Path, progress: Progress | None = None) -> list[Mode
                 found.append(_converted(folder))
     progress.update(None, "Looking in Ollama's and LM Studio's models")
     others = other_apps.ollama_models() + other_apps.lmstudio_models()
-    found += [_gguf_entry(f.gguf, f.name, f.label, f.source) for f in others  # one converted already is listed
+    found += [_other_entry(f) for f in others  # one converted already is listed
               if not (gguf_target(f.gguf, models_dir, other_apps.folder_stem(f)) / "config.json").is_file()]  # above
     progress.update(None, "Looking in the Hugging Face cache")
     return found + _hf_cache_entries()
@@ -74,8 +74,7 @@ def describe(name: str, models_dir: Path) -> ModelEntry:
         except ModelNotFound as e:
             return ModelEntry(name, name.removeprefix(other_apps.PREFIX), "missing", problem=str(e))
         target = gguf_target(found.gguf, models_dir, other_apps.folder_stem(found))
-        return _converted(target) if (target / "config.json").is_file() else _gguf_entry(found.gguf, name, found.label,
-                                                                                         "Ollama")
+        return _converted(target) if (target / "config.json").is_file() else _other_entry(found)
     path = Path(name).expanduser()
     if path.is_file() and (path.suffix.lower() == ".gguf" or is_gguf(path)):
         path = gguf_parts.first(path)  # any part of a model split into parts stands for the model
@@ -89,6 +88,12 @@ def describe(name: str, models_dir: Path) -> ModelEntry:
             return cached
     return ModelEntry(name, path.name or name, "missing", problem="no longer on this machine (not a folder, a "
                       ".gguf file, or a model in the Hugging Face cache)")
+
+
+def _other_entry(found: other_apps.Found) -> ModelEntry:
+    """A model another app keeps, read from its GGUF header, with why it cannot be tuned where it cannot."""
+    entry = _gguf_entry(found.gguf, found.name, found.label, found.source)
+    return replace(entry, problem=found.problem) if found.problem else entry
 
 
 def _converted(folder: Path) -> ModelEntry:

@@ -69,6 +69,8 @@ def resolve(name: str, models_dir: Path, progress: Progress | None = None) -> Mo
         return _from_gguf(default_gguf(), models_dir / DEFAULT_FOLDER, DEFAULT_NAME, DEFAULT_LABEL, progress)
     if name.startswith(other_apps.PREFIX):  # a model Ollama keeps: its GGUF blob
         found = other_apps.ollama_model(name)
+        if found.problem:
+            raise IncompleteModel(found.problem + ".")
         target = gguf_target(found.gguf, models_dir, other_apps.folder_stem(found))
         return _from_gguf(found.gguf, target, name, found.label, progress)
     path = Path(name).expanduser()

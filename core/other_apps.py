@@ -3,7 +3,8 @@ a model they pulled there without finding (or downloading again) its file.
 
 Ollama keeps a model as a manifest, `manifests/<registry>/<namespace>/<model>/<tag>` (JSON: `layers`, each with a
 `mediaType` and a `digest`), and content-addressed blobs, `blobs/sha256-<hex>`; the layer of type
-`application/vnd.ollama.image.model` is the GGUF (others are its template, parameters, licence, a vision projector).
+`application/vnd.ollama.image.model` is the GGUF (others are its template, parameters, licence, a vision projector;
+an `adapter` layer is a LoRA on it, which tuning the GGUF alone would leave out: such a model is listed with why).
 The store is `$OLLAMA_MODELS`, else `~/.ollama/models` (or `/usr/share/ollama/.ollama/models` where Ollama runs as
 a Linux service). A model is named as Ollama names it: `llama3.2:1b` in its own library, `NAMESPACE/MODEL:TAG` in
 another namespace, `HOST/NAMESPACE/MODEL:TAG` from another registry (`hf.co/...`); `--model ollama:NAME` picks one
@@ -26,6 +27,7 @@ from core.errors import ModelNotFound
 
 PREFIX = "ollama:"
 MODEL_LAYER = "application/vnd.ollama.image.model"
+ADAPTER_LAYER = "application/vnd.ollama.image.adapter"  # a LoRA a Modelfile's ADAPTER put on the model
 REGISTRY, LIBRARY = "registry.ollama.ai", "library"
 
 
@@ -35,6 +37,7 @@ class Found:
     label: str  # "llama3.2:1b", or the file's name without the part suffix
     source: str  # "Ollama" or "LM Studio"
     gguf: Path
+    problem: str = ""  # why it cannot be tuned as it is, one sentence; "" when it can
 
 
 def folder_stem(found: Found) -> str | None:
@@ -64,10 +67,13 @@ def ollama_models(root: Path | None = None) -> list[Found]:
         parts = manifest.relative_to(manifests).parts
         if len(parts) != 4:  # registry/namespace/model/tag
             continue
-        blob = _model_blob(root, manifest)
+        blob, adapters = _model_blob(root, manifest)
         if blob is not None:
             label = _ollama_name(*parts)
-            found.append(Found(PREFIX + label, label, "Ollama", blob))
+            problem = (f"Ollama's {label} is a model with a LoRA adapter on it (its Modelfile's ADAPTER), which "
+                       "tuning its GGUF alone would leave out; tune its base model, or a GGUF with the adapter merged"
+                       if adapters else "")
+            found.append(Found(PREFIX + label, label, "Ollama", blob, problem))
     return found
 
 
@@ -102,16 +108,19 @@ def lmstudio_models() -> list[Found]:
     return found
 
 
-def _model_blob(root: Path, manifest: Path) -> Path | None:
+def _model_blob(root: Path, manifest: Path) -> tuple[Path | None, bool]:
+    """(the model layer's blob where it is there, whether the manifest also has an adapter layer)."""
     try:
         layers = json.loads(manifest.read_text(encoding="utf-8")).get("layers") or []
     except (OSError, ValueError, AttributeError):
-        return None
+        return None, False
+    layers = [layer for layer in layers if isinstance(layer, dict)]
+    adapters = any(layer.get("mediaType") == ADAPTER_LAYER for layer in layers)
     for layer in layers:
-        if isinstance(layer, dict) and layer.get("mediaType") == MODEL_LAYER:
+        if layer.get("mediaType") == MODEL_LAYER:
             blob = root / "blobs" / str(layer.get("digest", "")).replace(":", "-", 1)
-            return blob if blob.is_file() else None
-    return None
+            return (blob if blob.is_file() else None), adapters
+    return None, adapters
 
 
 def _ollama_name(registry: str, namespace: str, model: str, tag: str) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core import model_listing, model_source, other_apps
-from core.errors import ModelNotFound
+from core.errors import IncompleteModel, ModelNotFound
 from core.gguf_export import writer
 from core.progress import Progress
 from tests.core.gguf_export import tiny
@@ -28,8 +28,9 @@ def made(tmp_path_factory):
     return model, tokenizer, gguf
 
 
-def ollama_store(root, gguf, names):
-    """Ollama's store: the GGUF as a blob named by its digest, beside a template layer, and a manifest per name."""
+def ollama_store(root, gguf, names, adapter=False):
+    """Ollama's store: the GGUF as a blob named by its digest, beside a template layer (and an adapter layer, as a
+    Modelfile's ADAPTER adds), and a manifest per name."""
     blobs = root / "blobs"
     blobs.mkdir(parents=True)
     digest = hashlib.sha256(gguf.read_bytes()).hexdigest()
@@ -40,7 +41,8 @@ def ollama_store(root, gguf, names):
         manifest.parent.mkdir(parents=True)
         manifest.write_text(json.dumps({"schemaVersion": 2, "layers": [
             {"mediaType": "application/vnd.ollama.image.template", "digest": "sha256:0123", "size": 13},
-            {"mediaType": other_apps.MODEL_LAYER, "digest": f"sha256:{digest}", "size": gguf.stat().st_size}]}))
+            {"mediaType": other_apps.MODEL_LAYER, "digest": f"sha256:{digest}", "size": gguf.stat().st_size},
+            *([{"mediaType": other_apps.ADAPTER_LAYER, "digest": "sha256:0123", "size": 13}] if adapter else [])]}))
     return blobs / f"sha256-{digest}"
 
 
@@ -87,6 +89,16 @@ def test_a_name_ollama_does_not_have_is_one_sentence_naming_those_it_has(made, t
     monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "nowhere"))
     with pytest.raises(ModelNotFound, match="no Ollama store was found here; set OLLAMA_MODELS to its folder"):
         model_source.resolve("ollama:pirate", tmp_path / "models")
+
+
+def test_a_model_with_an_adapter_on_it_is_listed_with_why_and_not_tuned_without_it(made, tmp_path, monkeypatch):
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "ollama"))
+    ollama_store(tmp_path / "ollama", made[2], [("registry.ollama.ai", "library", "parrot", "latest")], adapter=True)
+    entry = model_listing.describe("ollama:parrot", tmp_path / "models")
+    assert entry.source == "Ollama" and entry.problem.startswith("Ollama's parrot:latest is a model with a LoRA adapter")
+    with pytest.raises(IncompleteModel, match="which tuning its GGUF alone would leave out; tune its base model"):
+        model_source.resolve("ollama:parrot", tmp_path / "models")
+    assert not (tmp_path / "models").exists()
 
 
 def test_lm_studio_s_models_are_listed_without_projectors_or_later_parts(made, tmp_path, monkeypatch):
