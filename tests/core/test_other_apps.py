@@ -95,7 +95,8 @@ def test_a_model_with_an_adapter_on_it_is_listed_with_why_and_not_tuned_without_
     monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "ollama"))
     ollama_store(tmp_path / "ollama", made[2], [("registry.ollama.ai", "library", "parrot", "latest")], adapter=True)
     entry = model_listing.describe("ollama:parrot", tmp_path / "models")
-    assert entry.source == "Ollama" and entry.problem.startswith("Ollama's parrot:latest is a model with a LoRA adapter")
+    assert entry.source == "Ollama"
+    assert entry.problem.startswith("Ollama's parrot:latest is a model with a LoRA adapter")
     with pytest.raises(IncompleteModel, match="which tuning its GGUF alone would leave out; tune its base model"):
         model_source.resolve("ollama:parrot", tmp_path / "models")
     assert not (tmp_path / "models").exists()
@@ -113,5 +114,6 @@ def test_lm_studio_s_models_are_listed_without_projectors_or_later_parts(made, t
     found = other_apps.lmstudio_models()
     assert [(f.label, f.source) for f in found] == [("Big-Pirate", "LM Studio"), ("Pirate-Q8_0", "LM Studio")]
     listed = [e for e in model_listing.list_models(tmp_path / "models") if e.source == "LM Studio"]
-    assert [e.name for e in listed] == [str(folder / "Big-Pirate-00001-of-00002.gguf"), str(folder / "Pirate-Q8_0.gguf")]
+    assert [e.name for e in listed] == [str(folder / name) for name in ("Big-Pirate-00001-of-00002.gguf",
+                                                                        "Pirate-Q8_0.gguf")]
     assert all(e.architecture == "llama" and not e.problem for e in listed)
