@@ -147,6 +147,11 @@ def build_parser() -> Parser:
     s = sub.add_parser("strategies", help="The training strategies and the settings each one takes.")
     s.add_argument("--json", action="store_true", help="Print as JSON.")
 
+    s = sub.add_parser("models", help="The models on this machine (bundled, converted, Ollama's, LM Studio's, the "
+                                      "Hugging Face cache's): what to give --model, and whether each fits.")
+    s.add_argument("--hardware", help="Answer for a hardware profile from a JSON file instead of this machine.")
+    s.add_argument("--json", action="store_true", help="Print as JSON.")
+
     s = sub.add_parser("runs", help="List the history of runs.")
     s.add_argument("--project", help="Only this project.")
     s.add_argument("--json", action="store_true", help="Print as JSON.")
@@ -270,6 +275,6 @@ def report_bug(e: Exception) -> int:
     return 70
 
 
-from app import cli_verbs  # noqa: E402  (the verbs, kept apart so this file stays the parser)
+from app import cli_models, cli_verbs  # noqa: E402  (the verbs, kept apart so this file stays the parser)
 
-VERBS = cli_verbs.VERBS
+VERBS = {**cli_verbs.VERBS, "models": cli_models.cmd_models}

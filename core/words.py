@@ -17,6 +17,13 @@ def counted(n: int | float, noun: str, plural: str | None = None) -> str:
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
+def short_count(n: int) -> str:
+    """A parameter count at a glance: '8.0B', '135M', '46K'; '' when unknown."""
+    if not n:
+        return ""
+    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
+
+
 def duration(seconds: float | None) -> str:
     """'4.5 s', '45 s', '12 min', '3.5 h', '4 days' for estimates, ETAs and the history; '—' when unknown;
     'under 0.1 s' for a tiny model's step rather than '0.0 s'."""

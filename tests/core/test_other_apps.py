@@ -1,8 +1,6 @@
 """Models Ollama and LM Studio keep (core/other_apps.py), in their real layouts built here from a GGUF our exporter
 wrote: listed with their names and shapes, tuned by name (`ollama:NAME`) or by path, converted as any GGUF is."""
 
-import hashlib
-import json
 import shutil
 
 import numpy as np
@@ -10,40 +8,12 @@ import pytest
 
 from core import model_listing, model_source, other_apps
 from core.errors import IncompleteModel, ModelNotFound
-from core.gguf_export import writer
-from core.progress import Progress
-from tests.core.gguf_export import tiny
-from tests.core.gguf_export.test_architectures import COMMON
+from tests.core import other_app_stores
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
-    from transformers import AutoTokenizer
-
-    folder = tmp_path_factory.mktemp("made")
-    tokenizer = AutoTokenizer.from_pretrained(tiny.byte_level(folder / "tok"))
-    model = tiny.random_model("llama", tokenizer, **COMMON)
-    gguf = folder / "pirate.q8_0.gguf"
-    writer.write(tiny.plan(model, tokenizer, "q8_0"), model.state_dict(), gguf, Progress())
-    return model, tokenizer, gguf
-
-
-def ollama_store(root, gguf, names, adapter=False):
-    """Ollama's store: the GGUF as a blob named by its digest, beside a template layer (and an adapter layer, as a
-    Modelfile's ADAPTER adds), and a manifest per name."""
-    blobs = root / "blobs"
-    blobs.mkdir(parents=True)
-    digest = hashlib.sha256(gguf.read_bytes()).hexdigest()
-    shutil.copy(gguf, blobs / f"sha256-{digest}")
-    (blobs / "sha256-0123").write_text("{{ .Prompt }}")
-    for registry, namespace, model, tag in names:
-        manifest = root / "manifests" / registry / namespace / model / tag
-        manifest.parent.mkdir(parents=True)
-        manifest.write_text(json.dumps({"schemaVersion": 2, "layers": [
-            {"mediaType": "application/vnd.ollama.image.template", "digest": "sha256:0123", "size": 13},
-            {"mediaType": other_apps.MODEL_LAYER, "digest": f"sha256:{digest}", "size": gguf.stat().st_size},
-            *([{"mediaType": other_apps.ADAPTER_LAYER, "digest": "sha256:0123", "size": 13}] if adapter else [])]}))
-    return blobs / f"sha256-{digest}"
+    return other_app_stores.tiny_gguf(tmp_path_factory.mktemp("made"))
 
 
 def test_a_model_ollama_keeps_is_listed_and_tuned_by_its_name(made, tmp_path, monkeypatch):
@@ -53,9 +23,9 @@ def test_a_model_ollama_keeps_is_listed_and_tuned_by_its_name(made, tmp_path, mo
     model, tokenizer, gguf = made
     monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "ollama"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no LM Studio here
-    blob = ollama_store(tmp_path / "ollama", gguf, [("registry.ollama.ai", "library", "pirate", "latest"),
-                                                      ("registry.ollama.ai", "crew", "pirate", "7b"),
-                                                      ("hf.co", "someone", "pirate-GGUF", "Q8_0")])
+    blob = other_app_stores.ollama_store(tmp_path / "ollama", gguf, [
+        ("registry.ollama.ai", "library", "pirate", "latest"), ("registry.ollama.ai", "crew", "pirate", "7b"),
+        ("hf.co", "someone", "pirate-GGUF", "Q8_0")])
     names = [f.label for f in other_apps.ollama_models()]
     assert names == ["hf.co/someone/pirate-GGUF:Q8_0", "crew/pirate:7b", "pirate:latest"]
     listed = {e.name: e for e in model_listing.list_models(tmp_path / "models") if e.source == "Ollama"}
@@ -80,7 +50,7 @@ def test_a_model_ollama_keeps_is_listed_and_tuned_by_its_name(made, tmp_path, mo
 
 def test_a_name_ollama_does_not_have_is_one_sentence_naming_those_it_has(made, tmp_path, monkeypatch):
     monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "ollama"))
-    ollama_store(tmp_path / "ollama", made[2], [("registry.ollama.ai", "library", "pirate", "latest")])
+    other_app_stores.ollama_store(tmp_path / "ollama", made[2], [("registry.ollama.ai", "library", "pirate", "latest")])
     with pytest.raises(ModelNotFound, match=r"^Ollama has no model 'parrot:latest' on this machine \(it has "
                                             r"pirate:latest\); pull it with `ollama pull parrot:latest` or give"):
         model_source.resolve("ollama:parrot", tmp_path / "models")
@@ -93,7 +63,8 @@ def test_a_name_ollama_does_not_have_is_one_sentence_naming_those_it_has(made, t
 
 def test_a_model_with_an_adapter_on_it_is_listed_with_why_and_not_tuned_without_it(made, tmp_path, monkeypatch):
     monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "ollama"))
-    ollama_store(tmp_path / "ollama", made[2], [("registry.ollama.ai", "library", "parrot", "latest")], adapter=True)
+    other_app_stores.ollama_store(tmp_path / "ollama", made[2], [("registry.ollama.ai", "library", "parrot", "latest")],
+                                  adapter=True)
     entry = model_listing.describe("ollama:parrot", tmp_path / "models")
     assert entry.source == "Ollama"
     assert entry.problem.startswith("Ollama's parrot:latest is a model with a LoRA adapter")
@@ -117,3 +88,4 @@ def test_lm_studio_s_models_are_listed_without_projectors_or_later_parts(made, t
     assert [e.name for e in listed] == [str(folder / name) for name in ("Big-Pirate-00001-of-00002.gguf",
                                                                         "Pirate-Q8_0.gguf")]
     assert all(e.architecture == "llama" and not e.problem for e in listed)
+

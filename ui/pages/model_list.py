@@ -9,19 +9,13 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QStyledItemDelegate, QTreeWidget, QTreeWidgetItem
 
 from core.plan_text import size_text
+from core.words import short_count
 from ui import theme
 
 COLUMNS = ("Model", "Source", "Size", "Parameters", "Architecture", "Context", "Fits this machine")
 FIT = len(COLUMNS) - 1
 # (light theme, dark theme) ink for the fit phrase, by the catalog's level
 LEVEL_INK = {"good": ("#2e7d32", "#81c784"), "slow": ("#9a5b00", "#ffb74d"), "no": ("#b03a3c", "#ff6b6b")}
-
-
-def count(n: int) -> str:
-    """'8.0B', '135M', '46K'; '' when unknown."""
-    if not n:
-        return ""
-    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
 
 
 class WrappingDelegate(QStyledItemDelegate):
@@ -69,7 +63,7 @@ class ModelList(QTreeWidget):
         self.clear()
         for entry in entries:
             m = entry.model
-            item = QTreeWidgetItem([m.label, m.source, size_text(m.size_bytes), count(m.params), m.architecture,
+            item = QTreeWidgetItem([m.label, m.source, size_text(m.size_bytes), short_count(m.params), m.architecture,
                                     f"{m.context:,}" if m.context else "", entry.fit])
             item.setData(0, Qt.UserRole, entry)
             tip = "\n".join(x for x in (m.name, m.path if m.path != m.name else "", m.note, entry.fit) if x)

@@ -15,9 +15,10 @@ from app import model_catalog
 from app import operations as ops
 from core.model_shape import ModelShape
 from core.model_source import DEFAULT_NAME, is_gguf
+from core.words import short_count
 from ui import theme
 from ui.pages.base import BusyLine, Page, Session
-from ui.pages.model_list import ModelList, count
+from ui.pages.model_list import ModelList
 
 
 def describe_model(ref) -> str:
@@ -26,7 +27,7 @@ def describe_model(ref) -> str:
         shape = ModelShape.from_config(ref.config())
     except (KeyError, TypeError, ValueError, OSError):
         return ""
-    return f"{count(shape.params)} parameters · {shape.layers} layers · context {shape.max_positions}"
+    return f"{short_count(shape.params)} parameters · {shape.layers} layers · context {shape.max_positions}"
 
 
 def dropped_model(mime) -> str | None:
