@@ -233,6 +233,7 @@ class ModelPage(Page):
             self.model_edit.setText(folder)
 
     def _browse_gguf(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a GGUF model file", "", "GGUF models (*.gguf)")
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a GGUF model file", "",  # Ollama's blobs have no suffix
+                                              "GGUF models (*.gguf);;All files (*)")
         if path:
             self.model_edit.setText(path)
