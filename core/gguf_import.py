@@ -46,6 +46,9 @@ SHARD_BYTES = 1 << 30  # the most one shard holds: what RAM holds at once, besid
 CHUNK_VALUES = 1 << 24  # values de-quantized at once (64 MiB in float32)
 HEADROOM = 256 << 20  # left free on the disk after the folder is written
 INDEX = "model.safetensors.index.json"
+# A vision tower and its projector in the same file (Ollama keeps its vision models so; llama.cpp's mmproj files
+# name theirs alike): Tuneforge tunes the language model, so those are left out, and the conversion says so.
+VISION = ("v.", "mm.")
 
 
 def supports(config) -> bool:
@@ -168,8 +171,8 @@ def write_weights(gguf: Path, contents: reader.Contents, config, out: Path, prog
 
 def plan(gguf: Path, contents: reader.Contents, config) -> list[Placement]:
     """Each tensor of the file with the model parameter it fills, checked both ways: every file tensor has a
-    place (tensors llama.cpp derives from the config, like Llama 3's rope factors, are left out), every
-    parameter a tensor, of the same shape; else IncompleteModel, in one sentence."""
+    place (tensors llama.cpp derives from the config, like Llama 3's rope factors, and a vision tower are left out),
+    every parameter a tensor, of the same shape; else IncompleteModel, in one sentence."""
     cfg = config.to_dict()
     arch = architectures.REGISTRY[cfg["model_type"]]
     shapes = _parameter_shapes(config)
@@ -179,8 +182,9 @@ def plan(gguf: Path, contents: reader.Contents, config) -> list[Placement]:
         if gguf_name is not None:
             by_gguf[gguf_name] = hf_name
     derived = {name for name, _ in arch.extra_tensors(cfg)}
-    placements, dtype = [], folder_dtype(contents.tensors)
-    for info in contents.tensors:
+    text = [t for t in contents.tensors if not t.name.startswith(VISION)]
+    placements, dtype = [], folder_dtype(text)
+    for info in text:
         if info.name in derived:
             continue
         if info.name not in by_gguf:
@@ -196,6 +200,11 @@ def plan(gguf: Path, contents: reader.Contents, config) -> list[Placement]:
         raise IncompleteModel(f"{gguf}: lacks {len(missing)} tensor(s) the model needs, e.g. {missing[0]}; the file "
                               "may be cut short or damaged: download it again.")
     return placements
+
+
+def vision_tensors(contents: reader.Contents) -> int:
+    """How many of the file's tensors are a vision tower and its projector, which the import leaves out."""
+    return sum(t.name.startswith(VISION) for t in contents.tensors)
 
 
 def read(gguf: Path) -> reader.Contents:

@@ -201,8 +201,11 @@ def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progre
         else:
             save_through_transformers(gguf, config, tmp, progress)
         tokenizer.save_pretrained(tmp)
-        atomic.write_json(Path(tmp) / SOURCE_NOTE, {"gguf": str(gguf), "label": label, "converter": CONVERTER})
-    progress.update(1.0, "Model ready")
+        vision = gguf_import.vision_tensors(contents)
+        left_out = {"left_out": f"its vision tower ({vision} tensors): the language model is what is tuned"}
+        atomic.write_json(Path(tmp) / SOURCE_NOTE, {"gguf": str(gguf), "label": label, "converter": CONVERTER,
+                                                     **(left_out if vision else {})})
+    progress.update(1.0, f"Model ready (left out {left_out['left_out']})" if vision else "Model ready")
     return ModelRef(name, target, label)
 
 

@@ -225,6 +225,26 @@ def test_a_model_split_into_parts_with_a_part_missing_or_wrong_is_refused_in_a_s
     assert leftovers(tmp_path / "models") == []
 
 
+def test_a_vision_tower_in_the_file_is_left_out_and_said(tokenizer, tmp_path):
+    """As Ollama keeps its vision models: one file, the vision tower (v.*) and its projector (mm.*) beside the
+    language model's tensors. The language model is what is tuned."""
+    import torch
+
+    model = tiny.random_model("llama", tokenizer, **COMMON)
+    plan = tiny.plan(model, tokenizer, "f32")
+    for name, shape in (("v.blk.0.attn_q.weight", (8, 8)), ("mm.input_projection.weight", (64, 8))):
+        plan.tensors.append(writer.TensorPlan(name, None, shape, "f32", "f32"))
+        plan.extra[name] = np.ones(shape, np.float32)
+    gguf = writer.write(plan, model.state_dict(), tmp_path / "seeing.gguf", Progress())
+    assert gguf_import.vision_tensors(reader.read(gguf)) == 2
+    ref = model_source.resolve(str(gguf), tmp_path / "models")
+    note = json.loads((ref.path / model_source.SOURCE_NOTE).read_text())
+    assert note["left_out"] == "its vision tower (2 tensors): the language model is what is tuned"
+    ids = torch.tensor([tokenizer("Where is the gold, matey? Arr!")["input_ids"]])
+    with torch.no_grad():
+        np.testing.assert_allclose(load(ref.path)(ids).logits.numpy(), model(ids).logits.numpy(), rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("quant", ["q8_0", "q4_k_m"])
 def test_a_quantized_file_equals_transformers_reading_in_float16(quant, tokenizer, tmp_path):
     """transformers de-quantizes to float32 with the same decoders; we store the folder as float16, which
