@@ -63,7 +63,7 @@ def ollama_models(root: Path | None = None) -> list[Found]:
     if manifests is None or not manifests.is_dir():
         return []
     found = []
-    for manifest in sorted(p for p in manifests.rglob("*") if p.is_file()):
+    for manifest in _files(manifests, "*"):
         parts = manifest.relative_to(manifests).parts
         if len(parts) != 4:  # registry/namespace/model/tag
             continue
@@ -101,11 +101,20 @@ def lmstudio_models() -> list[Found]:
     for root in (Path.home() / ".lmstudio" / "models", Path.home() / ".cache" / "lm-studio" / "models"):
         if not root.is_dir():
             continue
-        for gguf in sorted(root.rglob("*.gguf")):
+        for gguf in _files(root, "*.gguf"):
             if gguf.name.lower().startswith("mmproj") or gguf_parts.first(gguf) != gguf:
                 continue
             found.append(Found(str(gguf), gguf_parts.label(gguf), "LM Studio", gguf))
     return found
+
+
+def _files(root: Path, pattern: str) -> list[Path]:
+    """The files under `root` matching `pattern`, sorted; none where a folder cannot be read (Ollama's service store
+    may belong to its own user), so a list never fails for another app's permissions."""
+    try:
+        return sorted(p for p in root.rglob(pattern) if p.is_file())
+    except OSError:
+        return []
 
 
 def _model_blob(root: Path, manifest: Path) -> tuple[Path | None, bool]:
