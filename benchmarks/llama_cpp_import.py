@@ -128,9 +128,9 @@ def check(name: str, model_type: str, settings: dict, tokenizer, llama_cpp: Path
     if model_type in SENTENCEPIECE:  # transformers 5 saves tokenizer.json alone; the converter reads the model
         shutil.copy(tmp / f"sp-{slug}" / "tokenizer.model", folder)
     more = ("--split-max-tensors", str(SPLIT_TENSORS)) if name == SPLIT else ()
+    refused = convert(llama_cpp, folder, gguf, more)
     if more:  # the converter names the parts after the file asked for; the first stands for the model
-        gguf = gguf.with_name(f"{gguf.stem.removesuffix('.gguf')}-00001-of-00003.gguf")
-    refused = convert(llama_cpp, folder, gguf.with_name(f"{slug}.f32.gguf") if more else gguf, more)
+        gguf = gguf.with_name(f"{gguf.stem}-00001-of-00003.gguf")
     if refused:
         return {"case": name, "architecture": model_type, "converted": False, "why": refused, "ok": None}
     contents = gguf_import.read(gguf)

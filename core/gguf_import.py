@@ -69,8 +69,13 @@ def config(contents: reader.Contents):
     from transformers import AutoConfig
 
     fields = architectures.by_gguf_name(contents.metadata["general.architecture"]).config(contents.metadata)
-    fields["tie_word_embeddings"] = all(t.name != "output.weight" for t in contents.tensors)
+    fields["tie_word_embeddings"] = head_tied(contents)
     return AutoConfig.for_model(**fields)
+
+
+def head_tied(contents: reader.Contents) -> bool:
+    """Whether the output head is the token embedding: the file has no output matrix, as llama.cpp reads it."""
+    return all(t.name != "output.weight" for t in contents.tensors)
 
 
 def complete_config(gguf: Path, contents: reader.Contents, config) -> None:
@@ -87,7 +92,7 @@ def complete_config(gguf: Path, contents: reader.Contents, config) -> None:
     if arch is None:
         return
     # transformers' mapping looks for output.weight in the first part of a split model only
-    config.tie_word_embeddings = all(t.name != "output.weight" for t in contents.tensors)
+    config.tie_word_embeddings = head_tied(contents)
     if not reads_config(contents):  # ours reads every key it knows already
         for field, value in arch.config_from_keys(contents.metadata, config.to_dict()).items():
             setattr(config, field, value)
@@ -131,8 +136,7 @@ def write_weights(gguf: Path, contents: reader.Contents, config, out: Path, prog
 
     May set `config.tie_word_embeddings`: a file without an output matrix reuses the token embeddings,
     as llama.cpp does."""
-    names = {t.name for t in contents.tensors}
-    if "output.weight" not in names and not config.tie_word_embeddings:
+    if head_tied(contents) and not config.tie_word_embeddings:
         config.tie_word_embeddings = True
     placements = plan(gguf, contents, config)
     cfg = config.to_dict()

@@ -22,6 +22,11 @@ def _name(stem: str, no: int, count: int) -> str:
     return f"{stem}-{no:05d}-of-{count:05d}.gguf"
 
 
+def _all(gguf: Path, stem: str, count: int) -> list[Path]:
+    """Every part's path, beside `gguf`, by the naming."""
+    return [gguf.with_name(_name(stem, no, count)) for no in range(1, count + 1)]
+
+
 def first(gguf: Path) -> Path:
     """The first part of the model `gguf` is a part of (by its name), where that part exists; else `gguf`."""
     m = PART.match(gguf.name)
@@ -42,7 +47,7 @@ def size(gguf: Path) -> int:
     m = PART.match(gguf.name)
     if m is None:
         return gguf.stat().st_size
-    found = [gguf.with_name(_name(m["stem"], no, int(m["count"]))) for no in range(1, int(m["count"]) + 1)]
+    found = _all(gguf, m["stem"], int(m["count"]))
     return sum(p.stat().st_size for p in found) if all(p.is_file() for p in found) else gguf.stat().st_size
 
 
@@ -54,7 +59,7 @@ def parts(gguf: Path, count: int) -> list[Path]:
         raise IncompleteModel(f"{gguf}: is the first of {count} parts of a model, but its name does not say so "
                               f"(llama.cpp's form is NAME-00001-of-{count:05d}.gguf); keep the parts' names as "
                               "they were downloaded.")
-    found = [gguf.with_name(_name(m["stem"], no, count)) for no in range(1, count + 1)]
+    found = _all(gguf, m["stem"], count)
     missing = [p.name for p in found if not p.is_file()]
     if missing:
         raise IncompleteModel(f"{gguf}: is part 1 of {count}, and {len(missing)} part(s) are not beside it "

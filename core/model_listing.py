@@ -16,7 +16,7 @@ from core import gguf_parts, other_apps
 from core.errors import IncompleteModel, ModelNotFound
 from core.model_shape import ModelShape
 from core.model_source import (DEFAULT_FOLDER, DEFAULT_LABEL, DEFAULT_NAME, SOURCE_NOTE, default_gguf, folder_problem,
-                               gguf_target, hf_cache_dir, is_gguf)
+                               gguf_target, hf_cache_dir, is_gguf, other_target)
 from core.progress import Progress
 
 
@@ -52,8 +52,8 @@ def list_models(models_dir: Path, progress: Progress | None = None) -> list[Mode
                 found.append(_converted(folder))
     progress.update(None, "Looking in Ollama's and LM Studio's models")
     others = other_apps.ollama_models() + other_apps.lmstudio_models()
-    found += [_other_entry(f) for f in others  # one converted already is listed
-              if not (gguf_target(f.gguf, models_dir, other_apps.folder_stem(f)) / "config.json").is_file()]  # above
+    found += [_other_entry(f) for f in others  # one converted already is listed above
+              if not (other_target(f, models_dir) / "config.json").is_file()]
     progress.update(None, "Looking in the Hugging Face cache")
     return found + _hf_cache_entries()
 
@@ -73,7 +73,7 @@ def describe(name: str, models_dir: Path) -> ModelEntry:
             found = other_apps.ollama_model(name)
         except ModelNotFound as e:
             return ModelEntry(name, name.removeprefix(other_apps.PREFIX), "missing", problem=str(e))
-        target = gguf_target(found.gguf, models_dir, other_apps.folder_stem(found))
+        target = other_target(found, models_dir)
         return _converted(target) if (target / "config.json").is_file() else _other_entry(found)
     path = Path(name).expanduser()
     if path.is_file() and (path.suffix.lower() == ".gguf" or is_gguf(path)):
@@ -160,7 +160,7 @@ def gguf_config(gguf: Path, size: int, mtime_ns: int) -> dict:
 
     tokens = fields.get("tokenizer.ggml.tokens")
     config = {field: get(key) for key, field in CONFIG_KEYS.items()}
-    config.update(model_type=arch, tie_word_embeddings=not any(t.name == "output.weight" for t in contents.tensors))
+    config.update(model_type=arch, tie_word_embeddings=gguf_import.head_tied(contents))
     config["vocab_size"] = config["vocab_size"] or (len(tokens) if tokens is not None else None)
     return {k: v for k, v in config.items() if v is not None}
 

@@ -71,8 +71,7 @@ def resolve(name: str, models_dir: Path, progress: Progress | None = None) -> Mo
         found = other_apps.ollama_model(name)
         if found.problem:
             raise IncompleteModel(found.problem + ".")
-        target = gguf_target(found.gguf, models_dir, other_apps.folder_stem(found))
-        return _from_gguf(found.gguf, target, name, found.label, progress)
+        return _from_gguf(found.gguf, other_target(found, models_dir), name, found.label, progress)
     path = Path(name).expanduser()
     if path.suffix.lower() == ".gguf" or is_gguf(path):  # (Ollama's blobs have no suffix)
         if not path.is_file():
@@ -100,11 +99,16 @@ def gguf_target(gguf: Path, models_dir: Path, stem: str | None = None) -> Path:
     return models_dir / f"{stem}-{digest}"
 
 
+def other_target(found: other_apps.Found, models_dir: Path) -> Path:
+    """The folder a model another app keeps is converted into (Ollama's named after the model, not its blob)."""
+    return gguf_target(found.gguf, models_dir, other_apps.folder_stem(found))
+
+
 def is_gguf(path: Path) -> bool:
-    """A file that is a GGUF by its first bytes, whatever its name."""
+    """A file that is a GGUF by its first bytes, whatever its name (a folder or an unreadable file is not)."""
     try:
         with open(path, "rb") as f:
-            return path.is_file() and f.read(4) == b"GGUF"
+            return f.read(4) == b"GGUF"
     except OSError:
         return False
 
@@ -201,11 +205,12 @@ def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progre
         else:
             save_through_transformers(gguf, config, tmp, progress)
         tokenizer.save_pretrained(tmp)
+        note = {"gguf": str(gguf), "label": label, "converter": CONVERTER}
         vision = gguf_import.vision_tensors(contents)
-        left_out = {"left_out": f"its vision tower ({vision} tensors): the language model is what is tuned"}
-        atomic.write_json(Path(tmp) / SOURCE_NOTE, {"gguf": str(gguf), "label": label, "converter": CONVERTER,
-                                                     **(left_out if vision else {})})
-    progress.update(1.0, f"Model ready (left out {left_out['left_out']})" if vision else "Model ready")
+        if vision:
+            note["left_out"] = f"its vision tower ({vision} tensors): the language model is what is tuned"
+        atomic.write_json(Path(tmp) / SOURCE_NOTE, note)
+    progress.update(1.0, f"Model ready (left out {note['left_out']})" if vision else "Model ready")
     return ModelRef(name, target, label)
 
 

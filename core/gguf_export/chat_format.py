@@ -141,9 +141,12 @@ def _framed(base: ChatFormat, head: str, plain: str, given: str | None) -> ChatF
     turn, or text Ollama's template (or the Modelfile's quotes) would read as its own."""
     if not base.system_turn or given is None or not (plain.startswith(head) and given.startswith(head)):
         return None
-    texts = [t[len(head):t.find(base.turn_end, len(head))] for t in (plain, given)]
+    ends = [t.find(base.turn_end, len(head)) for t in (plain, given)]
+    if min(ends) < 0:
+        return None
+    texts = [t[len(head):end] for t, end in zip((plain, given), ends)]
     at = texts[1].find(PROBE_SYSTEM)
-    if at < 0 or any(t.find(base.turn_end, len(head)) < 0 for t in (plain, given)):
+    if at < 0:
         return None
     prefix, suffix = texts[1][:at], texts[1][at + len(PROBE_SYSTEM):]
     if not (prefix or suffix) or not (texts[0].startswith(prefix) and texts[0].endswith(suffix)) \
