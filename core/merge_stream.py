@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from core import atomic
-from core.offload.layerwise import INDEX, Checkpoint, weight_files
+from core.offload.layerwise import INDEX, Checkpoint, stored_name, weight_files
 
 ADAPTER_FILE, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"
 PREFIX = "base_model.model."  # peft's name for the wrapped model in a saved adapter
@@ -92,32 +92,36 @@ def merged(weight, delta):
 
 
 class Merged(Mapping):
-    """The merged model's tensors by checkpoint name, each read from its shard and merged when asked for, so a
-    consumer that takes one tensor at a time (the GGUF writer, its check) never holds the model."""
+    """The merged model's tensors by the model's names, each read from its shard and merged when asked for, so a
+    consumer that takes one tensor at a time (the GGUF writer, its check) never holds the model. `names` (the
+    model's name → the checkpoint's, core.offload.layerwise.model_names) picks the tensors that are the model's
+    where the checkpoint holds more (a vision-language checkpoint's tower); every tensor by its own name without."""
 
-    def __init__(self, base: Path, adapter: Path | None):
+    def __init__(self, base: Path, adapter: Path | None, names: dict[str, str] | None = None):
         self.files = weight_files(Path(base))
+        self.names = names if names is not None else {name: name for name in self.files}
         self.deltas = _deltas(Path(adapter), set(self.files)) if adapter is not None else {}
         self._checkpoint = Checkpoint(self.files)
 
     def __getitem__(self, name: str):
-        return merged(self._checkpoint.get(name), self.deltas.get(name))
+        stored = self.names[name]
+        return merged(self._checkpoint.get(stored), self.deltas.get(stored))
 
     def __iter__(self):
-        return iter(self.files)
+        return iter(self.names)
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.names)
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Every tensor's shape, from the shards' headers (nothing is read)."""
         from safetensors import safe_open
 
-        out = {}
+        stored = {}
         for shard in sorted(set(self.files.values())):
             with safe_open(str(shard), framework="pt") as f:
-                out.update({name: tuple(f.get_slice(name).get_shape()) for name in f.keys()})
-        return out
+                stored.update({name: tuple(f.get_slice(name).get_shape()) for name in f.keys()})
+        return {name: stored[inside] for name, inside in self.names.items()}
 
 
 def _adapter_names(adapter: Path) -> list[str]:
@@ -128,7 +132,8 @@ def _adapter_names(adapter: Path) -> list[str]:
 
 
 def _deltas(adapter: Path, base_names: set[str]) -> dict:
-    """Base weight name → (A, B, scale) for every module the adapter trains."""
+    """The base checkpoint's weight name → (A, B, scale) for every module the adapter trains (the adapter names
+    them as the model does: layerwise.stored_name finds them in a vision-language checkpoint)."""
     from safetensors.torch import load_file
 
     config = json.loads((adapter / ADAPTER_CONFIG).read_text(encoding="utf-8"))
@@ -140,8 +145,8 @@ def _deltas(adapter: Path, base_names: set[str]) -> dict:
         if not key.endswith(".lora_A.weight"):
             continue
         module = key.removeprefix(PREFIX).removesuffix(".lora_A.weight")
-        target = f"{module}.weight"
-        if target not in base_names:
+        target = stored_name(f"{module}.weight", base_names)
+        if target is None:
             raise ValueError(f"{adapter}: the adapter trains {module}, which the base model does not have")
         deltas[target] = (a, weights[key.replace(".lora_A.", ".lora_B.")], scale)
     return deltas

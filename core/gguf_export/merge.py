@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from core import results, strategies
+from core.gguf_export.architectures import SKIPPED
 
 
 @dataclass
@@ -41,7 +42,9 @@ def source(run: dict, nf4_base: bool = False) -> Source:
     gives what peft's merge gives (RAM never holds the model, so a 70B trained with offload exports on the
     machine that trained it), else merged whole in RAM by peft, with the reason."""
     result = results.need(run)
-    why = "merging into the nf4-rounded base needs the whole model" if nf4_base else _not_by_shards(run, result)
+    base, adapter = _folders(run, result)
+    model = None if nf4_base else _meta_model(base)
+    why = "merging into the nf4-rounded base needs the whole model" if nf4_base else _not_by_shards(model, base, adapter)
     if why:
         model, reason = merged_model(run, nf4_base)
         state = model.state_dict()
@@ -49,12 +52,12 @@ def source(run: dict, nf4_base: bool = False) -> Source:
         return Source(state, {k: tuple(v.shape) for k, v in state.items()}, model.config.to_dict(),
                       f"{reason} ({why}, so peft merged the whole model)", sum(p.numel() for p in model.parameters()),
                       held, lambda: model)
-    from transformers import AutoConfig
-
     from core.merge_stream import Merged
+    from core.offload.layerwise import model_names, weight_files
 
-    base, adapter = _folders(run, result)
-    tensors = Merged(base, adapter)
+    files = weight_files(base)
+    names = model_names(model, files)
+    tensors = Merged(base, adapter, names)
     shapes = tensors.shapes()
     loaded = []
 
@@ -69,8 +72,11 @@ def source(run: dict, nf4_base: bool = False) -> Source:
         return loaded[0]
 
     what = "the adapter merged into each weight" if adapter is not None else "the run's saved weights"
-    return Source(tensors, shapes, AutoConfig.from_pretrained(str(base)).to_dict(),
-                  f"{what} in float32, one tensor at a time from the checkpoint's shards",
+    others = len(set(files) - set(names.values()) - {n for n in files if n.endswith(SKIPPED)})
+    left_out = f"; the checkpoint's {others} tensors outside the language model (a vision tower) are left out" \
+        if others else ""
+    return Source(tensors, shapes, model.config.to_dict(),
+                  f"{what} in float32, one tensor at a time from the checkpoint's shards{left_out}",
                   sum(math.prod(s) for s in shapes.values()), 0, reference)
 
 
@@ -81,24 +87,30 @@ def _folders(run: dict, result: Path) -> tuple[Path, Path | None]:
     return result, None
 
 
-def _not_by_shards(run: dict, result: Path) -> str:
-    """Why the shards cannot be merged one tensor at a time ('' when they can)."""
+def _meta_model(base: Path):
+    """The causal LM the base's config makes, on the meta device (nothing allocated): its names and config are what
+    the GGUF export writes (for a vision-language checkpoint, its language model's)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from core import merge_stream
-    from core.gguf_export.architectures import SKIPPED
-    from core.offload.layerwise import names_differ, weight_files
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(base)))
 
-    base, adapter = _folders(run, result)
+
+def _not_by_shards(model, base: Path, adapter: Path | None) -> str:
+    """Why the shards cannot be merged one tensor at a time ('' when they can). A checkpoint that keeps the
+    language model under layerwise.LANGUAGE may hold other parts beside it (left out); one that does not may hold
+    nothing the model lacks (it would be lost without a word)."""
+    from core import merge_stream
+    from core.offload.layerwise import LANGUAGE, model_names, names_differ, weight_files
+
     why = merge_stream.unsupported(base, adapter)
     if why:
         return why
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(base)))
     files = weight_files(base)
-    known = set(model.state_dict()) | {n for n in files if n.endswith(SKIPPED)}
-    extra = sorted(set(files) - known)
+    stored = set(model_names(model, files).values())
+    nested = any(name.startswith(LANGUAGE) for name in stored)
+    extra = sorted(n for n in set(files) - stored if not n.endswith(SKIPPED) and (not nested or n.startswith(LANGUAGE)))
     return names_differ(model, files) or (f"the checkpoint holds {extra[0]}, which the model does not" if extra else "")
 
 

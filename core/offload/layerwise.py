@@ -11,6 +11,11 @@ NVMe in the first place. Here instead:
    files, quantizes them on the training device (as transformers' loader does, with the module's own
    settings) and returns them, and the store packs them into RAM or a file and frees them.
 
+A vision-language checkpoint (Qwen 3.5's) keeps its language model under `model.language_model.`, which
+transformers' causal-LM class renames to `model.` as it loads (and back as it saves): `stored_name` makes the
+same translation for everything here that reads a checkpoint by the model's names (also the merged and GGUF
+exports, core/merge_stream.py).
+
 Anything this does not cover (no safetensors, checkpoint names that differ from the module names, or
 a module whose meta buffers cannot be rebuilt from the config) returns None from `skeleton` with the
 reason, and the caller loads the whole model the ordinary way instead.
@@ -22,6 +27,7 @@ import json
 from pathlib import Path
 
 INDEX = "model.safetensors.index.json"
+LANGUAGE = "model.language_model."  # where a vision-language checkpoint keeps its language model's `model.`
 
 
 def weight_files(path: Path) -> dict[str, Path] | None:
@@ -37,8 +43,16 @@ def weight_files(path: Path) -> dict[str, Path] | None:
     return None
 
 
+def stored_name(name: str, files) -> str | None:
+    """The checkpoint's name for the model's tensor `name` (the same, or under LANGUAGE), None where it has none."""
+    if name in files:
+        return name
+    inside = LANGUAGE + name.removeprefix("model.")
+    return inside if name.startswith("model.") and inside in files else None
+
+
 class Checkpoint:
-    """Reads single tensors by name from a model folder's safetensors files, keeping them open."""
+    """Reads single tensors by the model's names from a model folder's safetensors files, keeping them open."""
 
     def __init__(self, files: dict[str, Path]):
         self.files, self._open = files, {}
@@ -46,10 +60,20 @@ class Checkpoint:
     def get(self, name: str):
         from safetensors import safe_open
 
-        file = self.files[name]
+        stored = stored_name(name, self.files)
+        if stored is None:
+            raise KeyError(f"{name} is not in the checkpoint")
+        file = self.files[stored]
         if file not in self._open:
             self._open[file] = safe_open(str(file), framework="pt", device="cpu")
-        return self._open[file].get_tensor(name)
+        return self._open[file].get_tensor(stored)
+
+
+def model_names(model, files: dict) -> dict[str, str]:
+    """The model's name → the checkpoint's, for every tensor of the model's state the checkpoint holds (`model`
+    may be on the meta device); the checkpoint's others (a vision tower the causal LM does not load) are left out."""
+    names = {name: stored_name(name, files) for name in model.state_dict()}
+    return {name: stored for name, stored in names.items() if stored is not None}
 
 
 def names_differ(model, files: dict) -> str:
@@ -58,7 +82,7 @@ def names_differ(model, files: dict) -> str:
     names = {n for n, p in model.named_parameters(remove_duplicate=False)}
     head = next(n for n, m in model.named_modules() if m is model.get_output_embeddings())
     tied = getattr(model.config, "tie_word_embeddings", False)
-    missing = sorted(n for n in names - ({f"{head}.weight"} if tied else set()) if n not in files)
+    missing = sorted(n for n in names - ({f"{head}.weight"} if tied else set()) if stored_name(n, files) is None)
     return f"the checkpoint's names differ from the model's ({missing[0]} is not in it)" if missing else ""
 
 

@@ -300,3 +300,17 @@ def test_a_result_too_big_for_the_gpu_answers_with_its_layers_streamed(four_laye
     embeddings = 1000 * 64 * 2  # in bf16: the four layers add about twice as much
     assert inference.fits(folder, inference.ROOM + 4 * embeddings)
     assert not inference.fits(folder, inference.ROOM + embeddings)
+
+
+def test_a_vision_language_checkpoint_streams_its_language_model(tmp_path):
+    """Qwen 3.5's released checkpoints keep the language model under `model.language_model.` (beside a vision
+    tower): streaming reads its layers by the causal LM's names all the same, instead of loading it whole, and
+    its Gated DeltaNet layers train as LoRA's do."""
+    from tests.core.vision_language import qwen3_5
+
+    base = qwen3_5(tmp_path / "qwen3_5")
+    data = examples(vocab=1000)
+    streamed = session(tmp_path, base, "offload", {**STREAM, "quantize": False}, "streamed")
+    assert streamed.model.tuneforge_offload.resident_layers() == [0, 1]
+    plain = session(tmp_path, base, "lora", LORA, "plain")
+    assert run_steps(streamed, data, STEPS) == pytest.approx(run_steps(plain, data, STEPS), rel=1e-5)
