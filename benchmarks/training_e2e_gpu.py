@@ -100,7 +100,7 @@ def peft_qlora(model_dir: Path, device: str, checkpointing: bool = True):
 def model_flops_per_token(config: dict, seq_len: int) -> float:
     """LoRA training's model FLOPs per token (see the docstring): 4·N matmul FLOPs and causal attention."""
     shape = ModelShape.from_config(config)
-    matmul = shape.layers * shape.linear_params + shape.embedding_params  # the blocks' linears and the head
+    matmul = shape.linear_params + shape.embedding_params  # the blocks' linears and the head
     attention = 2 * shape.layers * seq_len * shape.heads * shape.head_dim  # QKᵀ and AV, causal half, forward
     return 4 * matmul + 3 * attention  # attention: forward once, backward twice
 

@@ -140,7 +140,7 @@ class Estimate:
 def weight_bytes(shape: ModelShape, storage: str) -> int:
     """Bytes of all weights. Quantized storage applies to the decoder's linear layers only; embeddings,
     head and norms stay in 16-bit (that is what bitsandbytes leaves alone)."""
-    linear = shape.layers * shape.linear_params
+    linear = shape.linear_params
     rest = shape.params - linear
     per = {"fp32": 4, "bf16": 2, "fp16": 2}
     if storage in per:
@@ -155,7 +155,7 @@ def weight_bytes(shape: ModelShape, storage: str) -> int:
 def layer_weight_bytes(shape: ModelShape, storage: str) -> int:
     """Bytes of the decoder layers' weights alone: what the offload strategy streams (embeddings, head and
     final norm, in 16-bit or fp32, stay on the device)."""
-    outside = (shape.params - shape.layers * shape.block_params) * (4 if storage == "fp32" else 2)
+    outside = (shape.params - shape.decoder_params) * (4 if storage == "fp32" else 2)
     return weight_bytes(shape, storage) - outside
 
 
@@ -278,8 +278,8 @@ def step_temporaries(shape: ModelShape, s: Setup, full_like: bool, trained_bytes
 def galore_saving(shape: ModelShape, rank: int) -> int:
     """Bytes GaLore's low-rank moments and projectors save against full fp32 moments, over the decoder's matrices
     (core/galore.py: a matrix whose smaller side is not above the rank keeps full moments)."""
-    return shape.layers * sum(8 * a * b - galore.state_bytes((a, b), rank)
-                              for a, b in shape.linear_shapes() if galore.projects((a, b), rank))
+    return sum(n * sum(8 * a * b - galore.state_bytes((a, b), rank) for a, b in shapes if galore.projects((a, b), rank))
+               for n, shapes, _ in shape.blocks())
 
 
 def estimate(shape: ModelShape, s: Setup) -> Estimate:

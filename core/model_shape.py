@@ -1,4 +1,11 @@
-"""A model's size from its config alone, so plans can be made for models that are not on disk."""
+"""A model's size from its config alone, so plans can be made for models that are not on disk.
+
+Most decoders repeat one block. Qwen 3.5 (and Qwen3-Next) mix two: three layers of four are Gated DeltaNet
+linear attention (query/key/value, gate, decay and output projections, a short convolution), every fourth full
+attention whose query projection also gives an output gate (twice the rows). `blocks()` gives each kind with its
+count, and every total here sums over it: counted as uniform full attention, Qwen 3.5 9B's weights came out
+0.6 B parameters short.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,10 @@ class ModelShape:
     tied: bool
     model_type: str = ""  # the config's model_type (the text model's, for multimodal configs)
     context: int | None = None  # max_position_embeddings as the config states it (None: it does not say)
+    # Gated DeltaNet layers (Qwen 3.5): (key heads, value heads, key head size, value head size, conv kernel); None
+    # where every layer is full attention
+    linear_attention: tuple[int, int, int, int, int] | None = None
+    linear_layers: int = 0  # how many layers are Gated DeltaNet (the rest full attention, its query gated)
 
     @classmethod
     def from_config(cls, c: dict) -> "ModelShape":
@@ -28,7 +39,7 @@ class ModelShape:
             heads=heads, kv_heads=c.get("num_key_value_heads") or heads,
             head_dim=c.get("head_dim") or hidden // heads, vocab=c["vocab_size"],
             tied=bool(c.get("tie_word_embeddings", False)), model_type=str(c.get("model_type", "")),
-            context=c.get("max_position_embeddings"),
+            context=c.get("max_position_embeddings"), **_linear_attention(c),
         )
 
     @property
@@ -36,20 +47,62 @@ class ModelShape:
         """The context to plan with: the config's, or 2048 where it does not say."""
         return self.context or 2048
 
-    def linear_shapes(self) -> list[tuple[int, int]]:
-        """(in, out) of every linear layer in one decoder block (attention, then a gated MLP)."""
+    def attention_shapes(self) -> list[tuple[int, int]]:
+        """(in, out) of a full-attention layer's projections: q, k, v, o (q twice as tall where it also gates)."""
         h, q, kv = self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim
-        i = self.intermediate
-        return [(h, q), (h, kv), (h, kv), (q, h), (h, i), (h, i), (i, h)]
+        return [(h, q * (2 if self.linear_attention else 1)), (h, kv), (h, kv), (q, h)]
+
+    def delta_shapes(self) -> list[tuple[int, int]]:
+        """(in, out) of a Gated DeltaNet layer's projections: qkv, z (the gate), b, a, out."""
+        k_heads, v_heads, k_dim, v_dim, _ = self.linear_attention
+        h, keys, values = self.hidden, k_heads * k_dim, v_heads * v_dim
+        return [(h, 2 * keys + values), (h, values), (h, v_heads), (h, v_heads), (values, h)]
+
+    def mlp_shapes(self) -> list[tuple[int, int]]:
+        h, i = self.hidden, self.intermediate
+        return [(h, i), (h, i), (i, h)]
+
+    def blocks(self) -> list[tuple[int, list[tuple[int, int]], int]]:
+        """(how many layers, the (in, out) of each linear layer in one of them, its other weights) for each kind
+        of decoder block: norms (two per block, Q/K norms per head), and a DeltaNet's convolution and decay."""
+        norms = 2 * self.hidden + (2 * self.head_dim if self.linear_attention else 0)
+        full = (self.layers - self.linear_layers, self.attention_shapes() + self.mlp_shapes(), norms)
+        if not self.linear_attention:
+            return [full]
+        k_heads, v_heads, k_dim, v_dim, kernel = self.linear_attention
+        others = 2 * self.hidden + (2 * k_heads * k_dim + v_heads * v_dim) * kernel + 2 * v_heads + v_dim
+        return [full, (self.linear_layers, self.delta_shapes() + self.mlp_shapes(), others)]
+
+    def linear_shapes(self) -> list[tuple[int, int]]:
+        """(in, out) of every linear layer in a decoder block, of any kind (attention, then a gated MLP): what
+        the largest of a kind is picked from."""
+        return list(dict.fromkeys(shape for _, shapes, _ in self.blocks() for shape in shapes))
+
+    def block_params(self, kind: int = 0) -> int:
+        """Weights of one decoder block of a kind (0: full attention, the biggest in every model here)."""
+        _, shapes, others = self.blocks()[kind]
+        return sum(a * b for a, b in shapes) + others
 
     @property
     def linear_params(self) -> int:
-        """Weights of one block's linear layers (what quantization and LoRA apply to)."""
-        return sum(a * b for a, b in self.linear_shapes())
+        """Weights of all the decoder's linear layers (what quantization and LoRA apply to)."""
+        return sum(n * sum(a * b for a, b in shapes) for n, shapes, _ in self.blocks())
 
     @property
-    def block_params(self) -> int:
-        return self.linear_params + 2 * self.hidden  # plus two RMSNorm weights
+    def decoder_params(self) -> int:
+        """Weights of all decoder blocks."""
+        return sum(n * self.block_params(kind) for kind, (n, _, _) in enumerate(self.blocks()))
+
+    def largest_blocks(self, count: int) -> int:
+        """Weights of the `count` largest decoder blocks (what LISA trains at once, at most)."""
+        sizes = sorted((self.block_params(kind) for kind, (n, _, _) in enumerate(self.blocks()) for _ in range(n)),
+                       reverse=True)
+        return sum(sizes[:count])
+
+    @property
+    def linear_outputs(self) -> int:
+        """Outputs of all the decoder's linear layers (DoRA learns a magnitude for each)."""
+        return sum(n * sum(out for _, out in shapes) for n, shapes, _ in self.blocks())
 
     @property
     def embedding_params(self) -> int:
@@ -63,7 +116,17 @@ class ModelShape:
     @property
     def params(self) -> int:
         head = 0 if self.tied else self.embedding_params
-        return self.layers * self.block_params + self.embedding_params + head + self.hidden
+        return self.decoder_params + self.embedding_params + head + self.hidden
 
     def lora_params(self, r: int) -> int:
-        return self.layers * sum(r * (a + b) for a, b in self.linear_shapes())
+        return sum(n * sum(r * (a + b) for a, b in shapes) for n, shapes, _ in self.blocks())
+
+
+def _linear_attention(c: dict) -> dict:
+    """The Gated DeltaNet fields of a config whose `layer_types` name linear attention ({} for others)."""
+    kinds = list(c.get("layer_types") or ())
+    if "linear_attention" not in kinds:
+        return {}
+    dims = (c["linear_num_key_heads"], c["linear_num_value_heads"], c["linear_key_head_dim"],
+            c["linear_value_head_dim"], c.get("linear_conv_kernel_dim", 4))
+    return {"linear_attention": dims, "linear_layers": kinds.count("linear_attention")}

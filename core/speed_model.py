@@ -60,7 +60,8 @@ def step_flops(shape: ModelShape, s: Setup, tokens: int) -> float:
     quadratic part."""
     trains_weights = s.strategy in ("full", "lisa")
     passes = 2 + 2 + (2 if trains_weights else 0) + (2 if s.checkpointing or s.layer_major else 0)
-    attention = 2 * 2 * shape.layers * s.seq_len * shape.heads * shape.head_dim  # QK and AV, causal half, ×2 bwd
+    attending = shape.layers - shape.linear_layers  # Gated DeltaNet layers' cost is linear: in params
+    attention = 2 * 2 * attending * s.seq_len * shape.heads * shape.head_dim  # QK and AV, causal half, ×2 bwd
     flops = tokens * (passes * shape.params + attention * (passes / 2))
     return flops * SLOWDOWN.get(s.strategy, 1.0)
 

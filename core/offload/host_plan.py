@@ -38,10 +38,10 @@ def optimizer_seconds(shape: ModelShape, setup: mm.Setup, hw: HardwareProfile, g
 
 def spill_costs(shape: ModelShape, setup: mm.Setup, options: dict, est: mm.Estimate, reasons: list) -> None:
     """LISA's spilled optimizer state: the scratch file, the checkpoints that hold it, and the drive's wear."""
-    spilled = 12 * shape.layers * shape.block_params  # fp32 master and two moments of every layer, at most
+    spilled = 12 * shape.decoder_params  # fp32 master and two moments of every layer, at most
     est.disk["spilled optimizer state (scratch file)"] = spilled
     est.disk["checkpoints"] = est.disk.get("checkpoints", 0) + (setup.keep_checkpoints + 1) * spilled
-    per_switch = 12 * min(setup.lisa_layers, shape.layers) * shape.block_params
+    per_switch = 12 * shape.largest_blocks(setup.lisa_layers)
     interval = options.get("interval", 20)
     reasons.append(f"Spilled optimizer state: each switch of layers writes {per_switch / 1e9:.1f} GB to the disk "
                    f"(about {per_switch / interval / 1e9:.2f} GB a step, as wear); the scratch file grows to "

@@ -16,5 +16,4 @@ class Dora(Lora):
     use_dora = True
 
     def trainable_params(self, shape, setup) -> int:
-        magnitudes = shape.layers * sum(out for _, out in shape.linear_shapes())
-        return shape.lora_params(setup.lora_r) + magnitudes
+        return shape.lora_params(setup.lora_r) + shape.linear_outputs

@@ -194,7 +194,7 @@ class Lisa(Strategy):
 
     def trainable_params(self, shape, setup) -> int:
         always = shape.head_params + shape.hidden if setup.lisa_embeddings else 0
-        return min(setup.lisa_layers, shape.layers) * shape.block_params + always
+        return shape.largest_blocks(setup.lisa_layers) + always
 
     def load_model(self, path, dtype, device, opts):
         """With stream_frozen, the base for streaming (core/offload/install.py): its layers go to a store in RAM or

@@ -1,0 +1,51 @@
+"""A model's size from its config (core/model_shape.py) against the model transformers builds from the same config:
+the parameters, LoRA's adapters on every linear layer and DoRA's magnitudes, exactly, for a uniform decoder and for
+Qwen 3.5's mix of Gated DeltaNet and gated full-attention layers (counted as uniform, 9B came out 0.6 B short)."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.model_shape import ModelShape
+
+SMALL = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=6, num_attention_heads=4, num_key_value_heads=2,
+             vocab_size=300)
+CASES = {
+    "llama": dict(model_type="llama", tie_word_embeddings=False, **SMALL),
+    "llama-tied": dict(model_type="llama", tie_word_embeddings=True, **SMALL),
+    "qwen3_5": dict(model_type="qwen3_5_text", head_dim=16, linear_key_head_dim=8, linear_value_head_dim=12,
+                    linear_num_key_heads=2, linear_num_value_heads=4, linear_conv_kernel_dim=3,
+                    tie_word_embeddings=False, **SMALL),
+}
+
+
+def built(fields: dict):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(**fields)
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config), config.to_dict()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_shape_counts_what_the_model_holds(case):
+    from peft import LoraConfig, get_peft_model
+
+    model, config = built(CASES[case])
+    shape = ModelShape.from_config(config)
+    assert shape.params == sum(p.numel() for p in model.parameters())
+    assert shape.linear_layers == (5 if case == "qwen3_5" else 0)  # of 6, the 4th alone attends fully
+    decoder = [m for name, m in model.named_modules() if type(m).__name__ == "Linear" and ".layers." in name]
+    assert shape.linear_outputs == sum(m.out_features for m in decoder)
+    assert shape.linear_params == sum(m.weight.numel() for m in decoder)
+    adapted = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))
+    assert shape.lora_params(4) == sum(p.numel() for n, p in adapted.named_parameters() if "lora_" in n)
+
+
+def test_lisa_counts_the_largest_blocks_it_may_pick():
+    _, config = built(CASES["qwen3_5"])
+    shape = ModelShape.from_config(config)
+    full, delta = shape.block_params(0), shape.block_params(1)  # one full-attention layer of 6
+    assert full > delta  # the gated attention's query projection is twice as tall
+    assert shape.largest_blocks(3) == full + 2 * delta and shape.largest_blocks(99) == shape.decoder_params
