@@ -30,6 +30,9 @@ class ChatFormat:
     # Knowledge Date: ...\nToday Date: ...\n\n" in front; SmolLM3's "## Metadata ..." in front, "\n\n" after)
     system_prefix: str = ""
     system_suffix: str = ""
+    # Text the template writes after the answer's opening when it asks for an answer (Qwen 3.5's "<think>\n": its
+    # models think unless told not to)
+    generation_suffix: str = ""
 
     @property
     def framed(self) -> bool:
@@ -58,7 +61,7 @@ class ChatFormat:
                 content, system = f"{system}\n\n{content}", None
             out += self.turn(m["role"], content)
         if generation_prompt:
-            out += self.turn_start.format(role=self.assistant_role)
+            out += self.turn_start.format(role=self.assistant_role) + self.generation_suffix
         return out
 
 
@@ -90,6 +93,7 @@ def detect(tokenizer) -> Detected:
         if marker not in template:
             continue
         for candidate in _variants(fmt, tokenizer):
+            candidate = _asked(candidate, tokenizer)
             if _matches(candidate, tokenizer):
                 return Detected(candidate, f"The chat template is {fmt.family}; the Modelfile's template renders a "
                                            "probe conversation exactly as the model's own template does.")
@@ -133,6 +137,16 @@ def _variants(fmt: ChatFormat, tokenizer):
         framed = _framed(base, head, plain, _hf(tokenizer, [{"role": "system", "content": PROBE_SYSTEM}, *PROBE]))
         if framed is not None:
             yield framed
+
+
+def _asked(fmt: ChatFormat, tokenizer) -> ChatFormat:
+    """The format with the text its template writes after the answer's opening when asked for an answer (Qwen 3.5
+    opens its thinking there), read off the probe's end; `fmt` itself where there is none we could give Ollama."""
+    theirs, ours = _hf(tokenizer, PROBE), fmt.render(PROBE)
+    if theirs is None or theirs == ours or not theirs.startswith(ours):
+        return fmt
+    extra = theirs[len(ours):]
+    return fmt if "{{" in extra or '"""' in extra else replace(fmt, generation_suffix=extra)
 
 
 def _framed(base: ChatFormat, head: str, plain: str, given: str | None) -> ChatFormat | None:

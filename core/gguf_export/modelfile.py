@@ -27,7 +27,9 @@ def go_template(fmt: ChatFormat, writes_bos: bool, tools: ToolText | None = None
     """The chat format as an Ollama template. `writes_bos`: the GGUF asks for BOS to be added at
     tokenization, so a BOS the Jinja template spells out is left to llama.cpp instead (never twice).
     `tools`: also write tools, calls and results in those parts (template_parts.py); `thinking`: an answer's
-    thinking (Ollama's .Thinking) where and as those parts say."""
+    thinking (Ollama's .Thinking) where and as those parts say. The answer's opening ends with the format's
+    generation_suffix (Qwen 3.5's "<think>\n"): Ollama's chat takes a prompt that ends with the thinking's opening
+    tag as thinking already (its server skips that tag in the answer since ollama PR 12024)."""
     begin = "" if writes_bos else fmt.begin
     if tools:
         return begin + _with_tools(fmt, tools, thinking)
@@ -44,7 +46,7 @@ def go_template(fmt: ChatFormat, writes_bos: bool, tools: ToolText | None = None
     return (begin + head + _messages(thinking)
             + '{{ if eq .Role "user" }}' + user + user_content + fmt.turn_end
             + '{{ else if eq .Role "assistant" }}' + assistant + answer + fmt.turn_end
-            + "{{ end }}{{ end }}" + assistant + _not_thinking(thinking))
+            + "{{ end }}{{ end }}" + assistant + fmt.generation_suffix + _not_thinking(thinking))
 
 
 def _messages(thinking: ThinkText | None) -> str:
@@ -109,7 +111,8 @@ def _with_tools(fmt: ChatFormat, tools: ToolText, thinking: ThinkText | None) ->
             + '{{ else if eq .Role "tool" }}{{ if eq $prev "tool" }}\n{{ else }}' + user + "{{ end }}"
             + "<tool_response>\n{{ .Content }}\n</tool_response>"
             + "{{ end }}{{ $prev = .Role }}{{ end }}"
-            + '{{ if eq $prev "tool" }}' + end + "{{ end }}" + assistant + _not_thinking(thinking))
+            + '{{ if eq $prev "tool" }}' + end + "{{ end }}" + assistant + fmt.generation_suffix
+            + _not_thinking(thinking))
 
 
 THINKING_REASON = ("Ollama knows the model thinks first: it takes the <think> block in front of an answer as the "

@@ -25,13 +25,15 @@ def test_each_family_is_recognised(family, tokenizer):
     tokenizer.chat_template = TEMPLATES[family]
     detected = chat_format.detect(tokenizer)
     fmt = detected.format
-    assert fmt is not None and fmt.family == {"qwen": "chatml", "qwen3": "chatml", "smollm3": "chatml",
-                                              "llama31": "llama3"}.get(family, family), detected.reason
+    assert fmt is not None and fmt.family == {"qwen": "chatml", "qwen3": "chatml", "qwen35": "chatml",
+                                              "smollm3": "chatml", "llama31": "llama3"}.get(family, family), detected.reason
     assert fmt.default_system == {"chatml": "You are a helpful pirate.", "qwen": "You are Qwen, a helpful assistant.",
                                   "smollm3": "You are a helpful pirate.",
                                   "granite": "Knowledge Cutoff Date: April 2024. You are a helpful pirate."}.get(family)
     # the text a template frames the system text in, read off its system turn with and without one
     assert (fmt.system_prefix, fmt.system_suffix) == FRAMES.get(family, ("", ""))
+    # and the text after the answer's opening where the template asks for an answer (Qwen 3.5 opens its thinking)
+    assert fmt.generation_suffix == ("<think>\n" if family == "qwen35" else "")
     # The parts render as the model's template does (what Ollama makes of the Modelfile: test_ollama_renders.py).
     chat = [{"role": "user", "content": "Ahoy!"}]
     assert fmt.render(chat) == tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)

@@ -69,6 +69,7 @@ OWN_PARTS = {  # the families whose template writes tools itself, and the parts 
     "qwen3": tool_render.ToolText(alone="# Tools\n\nCall these.\n<tools>\n",
                                   after_system="\n\n# Tools\n\nCall these.\n<tools>\n", sep="\n", outro="\n</tools>",
                                   whole=True)}
+OWN_PARTS["qwen35"] = OWN_PARTS["qwen3"]
 
 
 @pytest.mark.parametrize("family", sorted(cases.TEMPLATES))
@@ -97,10 +98,13 @@ def test_a_template_whose_tools_we_cannot_write_gets_none(found):
 @pytest.mark.parametrize("family", sorted(cases.TEMPLATES))
 def test_ollama_finds_the_thinking(found, family):
     fmt, _, parts, thinking = found[family]
-    # Qwen 3's writes the thinking after the last question alone, in front of the whole turn; the others none, so a
-    # run whose answers carried it learned it in front of each answer's words (reasoning.AS_TEXT).
-    assert thinking == (reasoning.ThinkText(every=False, whole=True, off="<think>\n\n</think>\n\n")
-                        if family == "qwen3" else reasoning.AS_TEXT)
+    # Qwen 3's writes the thinking after the last question alone, in front of the whole turn, and Qwen 3.5's likewise
+    # after an answer opened with "<think>\n"; the others none, so a run whose answers carried it learned it in front
+    # of each answer's words (reasoning.AS_TEXT).
+    own = {"qwen3": reasoning.ThinkText(every=False, whole=True, off="<think>\n\n</think>\n\n"),
+           "qwen35": reasoning.ThinkText(every=False, whole=True, off="\n</think>\n\n")}
+    assert thinking == own.get(family, reasoning.AS_TEXT)
+    assert fmt.generation_suffix == ("<think>\n" if family == "qwen35" else "")
     for tools in (None, parts):
         template = modelfile.go_template(fmt, writes_bos=False, tools=tools, thinking=thinking)
         assert ollama_thinking_tags(template) == ("<think>", "</think>")

@@ -88,6 +88,12 @@ TEMPLATES = {
              "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}"
              "{% endif %}",
 }
+# As Qwen 3.5's: Qwen 3's, but its models think unless told not to, so the answer's opening is followed by "<think>\n"
+# (the Modelfile's generation_suffix), or by an empty thinking block.
+TEMPLATES["qwen35"] = TEMPLATES["qwen3"].replace(
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}",
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% else %}<think>\n"
+    "{% endif %}")
 
 TOOLS = [{"type": "function", "function": {
               "name": "add", "description": "Add two whole numbers.",
