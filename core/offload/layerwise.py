@@ -131,14 +131,21 @@ def skeleton(path, dtype, device, opts, layers_of) -> tuple[object | None, str]:
     return model, ""
 
 
+# Linear layers a 4-bit base keeps in 16 bits: Gated DeltaNet's (Qwen 3.5) decay and beta projections give one number
+# per value head (16 to 64): 4 bits would save a few kB a layer, and bitsandbytes' CPU kernel packs outputs by 32
+# and refuses fewer ("N must be divisible by block_n", at the first validation of a QLoRA run).
+UNQUANTIZED = ("in_proj_a", "in_proj_b")
+
+
 def four_bit_modules(layers, dtype, quant_type: str, double_quant: bool) -> None:
-    """The layers' linear modules as bitsandbytes 4-bit ones, on the meta device (weights come per layer)."""
+    """The layers' linear modules as bitsandbytes 4-bit ones, on the meta device (weights come per layer), but for
+    UNQUANTIZED."""
     import bitsandbytes as bnb
     import torch
 
     for parent in list(layers.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, torch.nn.Linear):
+            if isinstance(child, torch.nn.Linear) and name not in UNQUANTIZED:
                 new = bnb.nn.Linear4bit(child.in_features, child.out_features, child.bias is not None, dtype,
                                         compress_statistics=double_quant, quant_type=quant_type, device="meta")
                 new.source_cls = type(child)

@@ -51,8 +51,12 @@ class QLora(Lora):
         import torch
         from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+        from core.offload.layerwise import UNQUANTIZED
+
+        # The output head stays in 16 bits as transformers keeps it by default (naming any module replaces that list)
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=opts.quant_type,
-                                   bnb_4bit_use_double_quant=opts.double_quant, bnb_4bit_compute_dtype=dtype)
+                                   bnb_4bit_use_double_quant=opts.double_quant, bnb_4bit_compute_dtype=dtype,
+                                   llm_int8_skip_modules=["lm_head", *UNQUANTIZED])
         # device_map always: without it a visible GPU would receive the 4-bit weights of a CPU run.
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, quantization_config=quant,
                                                      device_map={"": torch.device(device)})

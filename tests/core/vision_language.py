@@ -9,14 +9,15 @@ from pathlib import Path
 
 
 def qwen3_5(folder: Path, vocab: int = 1000, layers: int = 4) -> Path:
-    """Three Gated DeltaNet layers to one of full attention (Qwen 3.5's pattern), 64 wide, tied embeddings."""
+    """Three Gated DeltaNet layers to one of full attention (Qwen 3.5's pattern), 64 wide, tied embeddings; values 64
+    wide too, the least bitsandbytes' 4-bit CPU kernel takes as a layer's input."""
     import torch
     from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration
 
     torch.manual_seed(0)
     text = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
                 num_attention_heads=4, num_key_value_heads=2, head_dim=16, linear_key_head_dim=8,
-                linear_value_head_dim=8, linear_num_key_heads=2, linear_num_value_heads=4, max_position_embeddings=128,
+                linear_value_head_dim=16, linear_num_key_heads=2, linear_num_value_heads=4, max_position_embeddings=128,
                 tie_word_embeddings=True)
     vision = dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64)
     config = Qwen3_5Config(text_config=text, vision_config=vision, tie_word_embeddings=True)
