@@ -5,11 +5,22 @@ linear attention (query/key/value, gate, decay and output projections, a short c
 attention whose query projection also gives an output gate (twice the rows). `blocks()` gives each kind with its
 count, and every total here sums over it: counted as uniform full attention, Qwen 3.5 9B's weights came out
 0.6 B parameters short.
+
+Families whose blocks are modelled here (MODELLED) are counted from the config alone, with no import of torch.
+Any other (Gemma 4's per-layer embeddings, mixtures of experts, a vision or audio tower loaded beside the language
+model) is built by transformers on the meta device, which allocates nothing, and what its weights add to the
+blocks' count is `unmodelled`: frozen 16-bit weights outside the decoder's linear layers. Counted as blocks alone,
+Gemma 4 E2B came out 2.9 B parameters where it holds 5.1 B: a plan would "fit" 4 GB short.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import json
+from dataclasses import dataclass, replace
+
+MODELLED = {"llama", "mistral", "qwen2", "qwen3", "qwen3_5", "qwen3_5_text", "gemma", "gemma2", "gemma3_text",
+            "phi3", "smollm3", "olmo2", "olmo3", "granite"}  # the others' size is counted (above)
 
 
 @dataclass(frozen=True)
@@ -28,19 +39,24 @@ class ModelShape:
     # where every layer is full attention
     linear_attention: tuple[int, int, int, int, int] | None = None
     linear_layers: int = 0  # how many layers are Gated DeltaNet (the rest full attention, its query gated)
+    unmodelled: int = 0  # weights the blocks do not describe, counted on the meta device (the module's docstring)
 
     @classmethod
-    def from_config(cls, c: dict) -> "ModelShape":
-        c = c.get("text_config", c)  # multimodal configs nest the language model
+    def from_config(cls, config: dict) -> "ModelShape":
+        c = config.get("text_config", config)  # multimodal configs nest the language model
         hidden = c["hidden_size"]
         heads = c["num_attention_heads"]
-        return cls(
+        shape = cls(
             layers=c["num_hidden_layers"], hidden=hidden, intermediate=c.get("intermediate_size", 4 * hidden),
             heads=heads, kv_heads=c.get("num_key_value_heads") or heads,
             head_dim=c.get("head_dim") or hidden // heads, vocab=c["vocab_size"],
             tied=bool(c.get("tie_word_embeddings", False)), model_type=str(c.get("model_type", "")),
             context=c.get("max_position_embeddings"), **_linear_attention(c),
         )
+        kind = config.get("model_type")
+        if not kind or kind in MODELLED:
+            return shape
+        return replace(shape, unmodelled=max(0, _counted(json.dumps(config, sort_keys=True)) - shape.params))
 
     @property
     def max_positions(self) -> int:
@@ -116,7 +132,7 @@ class ModelShape:
     @property
     def params(self) -> int:
         head = 0 if self.tied else self.embedding_params
-        return self.decoder_params + self.embedding_params + head + self.hidden
+        return self.decoder_params + self.embedding_params + head + self.hidden + self.unmodelled
 
     def lora_params(self, r: int) -> int:
         return sum(n * sum(r * (a + b) for a, b in shapes) for n, shapes, _ in self.blocks())
@@ -130,3 +146,26 @@ def _linear_attention(c: dict) -> dict:
     dims = (c["linear_num_key_heads"], c["linear_num_value_heads"], c["linear_key_head_dim"],
             c["linear_value_head_dim"], c.get("linear_conv_kernel_dim", 4))
     return {"linear_attention": dims, "linear_layers": kinds.count("linear_attention")}
+
+
+@functools.lru_cache(maxsize=64)
+def _counted(config_json: str) -> int:
+    """The parameters of the causal LM transformers builds from the config on the meta device (nothing is allocated;
+    70B takes a tenth of a second), 0 where it cannot build one (a model type it does not know)."""
+    import logging
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = json.loads(config_json)
+    quiet = logging.getLogger("transformers")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # its notes on configs it adjusts, not ours to show
+    try:
+        built = AutoConfig.for_model(config.pop("model_type"), **config)
+        with torch.device("meta"):
+            return sum(p.numel() for p in AutoModelForCausalLM.from_config(built).parameters())
+    except Exception:  # an unknown or remote-code model type: the blocks' count is all there is
+        return 0
+    finally:
+        quiet.setLevel(level)

@@ -49,3 +49,18 @@ def test_lisa_counts_the_largest_blocks_it_may_pick():
     full, delta = shape.block_params(0), shape.block_params(1)  # one full-attention layer of 6
     assert full > delta  # the gated attention's query projection is twice as tall
     assert shape.largest_blocks(3) == full + 2 * delta and shape.largest_blocks(99) == shape.decoder_params
+
+
+GEMMA4 = dict(model_type="gemma4_text", hidden_size=64, intermediate_size=96, num_hidden_layers=4, num_attention_heads=4,
+              num_key_value_heads=2, head_dim=16, global_head_dim=32, vocab_size=300, vocab_size_per_layer_input=300,
+              hidden_size_per_layer_input=16, sliding_window=32)
+
+
+@pytest.mark.parametrize("fields", [GEMMA4, dict(model_type="mixtral", num_local_experts=4, **SMALL)],
+                         ids=["gemma4-per-layer-embeddings", "mixtral-experts"])
+def test_what_the_blocks_do_not_describe_is_counted_on_the_meta_device(fields):
+    """Gemma 4's per-layer embeddings and a mixture's experts are not in the block model: the model transformers
+    builds (allocating nothing) is counted instead, so a plan does not 'fit' short of its weights."""
+    model, config = built(fields)
+    shape = ModelShape.from_config(config)
+    assert shape.unmodelled > 0 and shape.params == sum(p.numel() for p in model.parameters())
