@@ -4,9 +4,10 @@ The unit tests (tests/core/test_gguf_import.py) import files our exporter wrote,
 in both directions would pass them. Here the files come from llama.cpp's convert_hf_to_gguf.py, the converter
 behind most GGUF files people download: a tiny random model of each architecture we export (the table of
 tests/core/gguf_export/test_architectures.py, the rope settings llama.cpp keeps as tensors: Llama 3.2's,
-Phi-3.5's long context, and a model split into parts) is saved as a Hugging Face folder, converted by llama.cpp
-to f32, imported through `model_source.resolve` as `--model FILE.gguf` would, and compared with the model it
-was made from: its logits after a chat (float32 on both sides: within TOLERANCE), its tokens and its chat template.
+Phi-3.5's long context, a model split into parts, and a Qwen 3.5 with the draft block its released checkpoints
+carry) is saved as a Hugging Face folder, converted by llama.cpp to f32, imported through `model_source.resolve`
+as `--model FILE.gguf` would, and compared with the model it was made from: its logits after a chat (float32 on
+both sides: within TOLERANCE), its tokens and its chat template.
 
     python benchmarks/llama_cpp_import.py --llama-cpp PATH/llama.cpp [--only smollm3 ...] [--out FILE]
 
@@ -92,11 +93,35 @@ def cases() -> dict[str, tuple[str, dict]]:
     table.update({name: (model_type, {**COMMON, **CASES[model_type], **settings})
                   for name, (model_type, settings) in ROPE_CASES.items()})
     table[SPLIT] = ("llama", {**COMMON, **CASES["llama"]})
+    table[DRAFT] = ("qwen3_5_text", {**COMMON, **CASES["qwen3_5_text"]})
     return table
 
 
 SPLIT = "llama in 3 parts"  # the converter's --split-max-tensors: NAME-00001-of-00003.gguf, ...
 SPLIT_TENSORS = 8
+# Qwen 3.5's released checkpoints carry a multi-token-prediction block (mtp.*, for speculative decoding), which the
+# converter keeps as a layer past the model's own (nextn_predict_layers); one without such a block it converts only
+# when told (--no-mtp: else it stops on an assertion).
+DRAFT = "qwen 3.5 with its draft block"
+
+
+def add_draft_block(model, folder: Path) -> None:
+    """A draft block in the saved folder, as Qwen 3.5's checkpoints have it: a copy of the model's last layer (a
+    full-attention one), a random projection of [embedding; hidden] and its norms, and the config's count of it."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(folder / "model.safetensors"))
+    last, hidden = f"model.layers.{model.config.num_hidden_layers - 1}.", model.config.hidden_size
+    state.update({"mtp.layers.0." + k.removeprefix(last): v.clone() for k, v in state.items() if k.startswith(last)})
+    state["mtp.fc.weight"] = torch.randn(hidden, 2 * hidden, generator=torch.Generator().manual_seed(0)) * 0.02
+    state.update({f"mtp.{norm}.weight": torch.zeros(hidden) for norm in ("pre_fc_norm_embedding",
+                                                                          "pre_fc_norm_hidden", "norm")})
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    (folder / "config.json").write_text(json.dumps({**config, "mtp_num_hidden_layers": 1}, indent=2), encoding="utf-8")
 
 
 def convert(llama_cpp: Path, folder: Path, out: Path, more: tuple[str, ...] = ()) -> str | None:
@@ -127,9 +152,12 @@ def check(name: str, model_type: str, settings: dict, tokenizer, llama_cpp: Path
     tokenizer.save_pretrained(folder)
     if model_type in SENTENCEPIECE:  # transformers 5 saves tokenizer.json alone; the converter reads the model
         shutil.copy(tmp / f"sp-{slug}" / "tokenizer.model", folder)
-    more = ("--split-max-tensors", str(SPLIT_TENSORS)) if name == SPLIT else ()
+    if name == DRAFT:
+        add_draft_block(model, folder)
+    more = ("--split-max-tensors", str(SPLIT_TENSORS)) if name == SPLIT else \
+        ("--no-mtp",) if model_type == "qwen3_5_text" and name != DRAFT else ()
     refused = convert(llama_cpp, folder, gguf, more)
-    if more:  # the converter names the parts after the file asked for; the first stands for the model
+    if name == SPLIT:  # the converter names the parts after the file asked for; the first stands for the model
         gguf = gguf.with_name(f"{gguf.stem}-00001-of-00003.gguf")
     if refused:
         return {"case": name, "architecture": model_type, "converted": False, "why": refused, "ok": None}
@@ -148,6 +176,8 @@ def check(name: str, model_type: str, settings: dict, tokenizer, llama_cpp: Path
             "gguf_architecture": contents.metadata.get("general.architecture"),
             "config_read_by": "ours" if gguf_import.reads_config(contents) else "transformers' GGUF mapping",
             "kept_as_tensors": sorted(t.name for t in contents.tensors if t.name.startswith("rope_")),
+            "draft_layers": int(contents.metadata.get(f"{contents.metadata.get('general.architecture')}."
+                                                      "nextn_predict_layers") or 0),
             "parts": int(contents.metadata.get("split.count") or 1),
             "chat_tokens": len(ids), "max_logit_difference": worst, "same_tokens": same_tokens,
             "tokens_judged": judged, "same_chat_template": same_template,

@@ -175,8 +175,9 @@ def write_weights(gguf: Path, contents: reader.Contents, config, out: Path, prog
 
 def plan(gguf: Path, contents: reader.Contents, config) -> list[Placement]:
     """Each tensor of the file with the model parameter it fills, checked both ways: every file tensor has a
-    place (tensors llama.cpp derives from the config, like Llama 3's rope factors, and a vision tower are left out),
-    every parameter a tensor, of the same shape; else IncompleteModel, in one sentence."""
+    place (tensors llama.cpp derives from the config, like Llama 3's rope factors, a vision tower, and the layers
+    of a draft block past the model's own are left out), every parameter a tensor, of the same shape; else
+    IncompleteModel, in one sentence."""
     cfg = config.to_dict()
     arch = architectures.REGISTRY[cfg["model_type"]]
     shapes = _parameter_shapes(config)
@@ -186,7 +187,7 @@ def plan(gguf: Path, contents: reader.Contents, config) -> list[Placement]:
         if gguf_name is not None:
             by_gguf[gguf_name] = hf_name
     derived = {name for name, _ in arch.extra_tensors(cfg)}
-    text = [t for t in contents.tensors if not t.name.startswith(VISION)]
+    text = [t for t in contents.tensors if not t.name.startswith(VISION) and not _draft(t.name, contents, cfg)]
     placements, dtype = [], folder_dtype(text)
     for info in text:
         if info.name in derived:
@@ -195,15 +196,25 @@ def plan(gguf: Path, contents: reader.Contents, config) -> list[Placement]:
             raise IncompleteModel(f"{gguf}: holds a tensor {info.name} that a {cfg['model_type']} model of this "
                                   "config has no place for; the file may be damaged or of a variant we do not read.")
         hf_name = by_gguf.pop(info.name)
-        if tuple(info.shape) != shapes[hf_name]:
+        wanted = arch.gguf_shape(info.name, shapes[hf_name], cfg)  # as the file holds it (a conv kernel: 2-D)
+        if tuple(info.shape) != wanted:
             raise IncompleteModel(f"{gguf}: tensor {info.name} is {list(info.shape)} where the config asks for "
-                                  f"{list(shapes[hf_name])}; the file may be damaged.")
+                                  f"{list(wanted)}; the file may be damaged.")
         placements.append(Placement(info, hf_name, dtype))
     if by_gguf:
         missing = sorted(by_gguf)
         raise IncompleteModel(f"{gguf}: lacks {len(missing)} tensor(s) the model needs, e.g. {missing[0]}; the file "
                               "may be cut short or damaged: download it again.")
     return placements
+
+
+def _draft(name: str, contents: reader.Contents, cfg: dict) -> bool:
+    """Whether a tensor is of the draft block (multi-token prediction, nextn_predict_layers: Qwen 3.5's) that
+    llama.cpp's converter keeps as layers past the model's own, for speculative decoding; the model has no place
+    for it, and tuning does not use it."""
+    drafts = contents.metadata.get(f"{contents.metadata.get('general.architecture')}.nextn_predict_layers")
+    layer = architectures.layer_of(name)
+    return bool(drafts) and layer is not None and layer >= cfg["num_hidden_layers"]
 
 
 def vision_tensors(contents: reader.Contents) -> int:

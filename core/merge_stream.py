@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from core import atomic
-from core.offload.layerwise import INDEX, Checkpoint, stored_name, weight_files
+from core.offload.layerwise import INDEX, Checkpoint, name_index, stored_name, weight_files
 
 ADAPTER_FILE, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"
 PREFIX = "base_model.model."  # peft's name for the wrapped model in a saved adapter
@@ -140,12 +140,13 @@ def _deltas(adapter: Path, base_names: set[str]) -> dict:
     r, alpha = config["r"], config["lora_alpha"]
     scale = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
     weights = load_file(str(adapter / ADAPTER_FILE))
+    index = name_index(base_names)
     deltas = {}
     for key, a in weights.items():
         if not key.endswith(".lora_A.weight"):
             continue
         module = key.removeprefix(PREFIX).removesuffix(".lora_A.weight")
-        target = stored_name(f"{module}.weight", base_names)
+        target = stored_name(f"{module}.weight", base_names, index)
         if target is None:
             raise ValueError(f"{adapter}: the adapter trains {module}, which the base model does not have")
         deltas[target] = (a, weights[key.replace(".lora_A.", ".lora_B.")], scale)

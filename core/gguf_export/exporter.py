@@ -39,11 +39,13 @@ CHAT_TEMPLATE = "chat_template.jinja"  # the exported template, where it is not 
 
 
 def model_config(run: dict) -> dict:
-    """The trained model's config.json (the result holds it for whole-model runs), read before loading."""
+    """The trained model's config.json (the result holds it for whole-model runs), read before loading: its language
+    model's, for a vision-language model (GGUF holds that: merge.language_model)."""
     folder = results.folder(run)
     if strategies.get(run["strategy"]).result == "adapter" or not (folder / "config.json").is_file():
         folder = Path(run["model_path"])
-    return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    return config.get("text_config", config)
 
 
 def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = False) -> Path:

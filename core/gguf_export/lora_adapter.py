@@ -3,7 +3,8 @@
 Layout, as llama.cpp's convert_lora_to_gguf.py writes it: general.type "adapter", adapter.type "lora",
 adapter.lora.alpha; for every adapted weight W (by its GGUF name) two tensors, `W.lora_a` = PEFT's A
 [rank, in] and `W.lora_b` = PEFT's B [out, rank], and llama.cpp adds (alpha / rank) · B·A to W. So:
-- B gets W's row transform (Llama's Q/K order), since B makes W's output rows;
+- B gets W's row transform (Llama's Q/K order), since B makes W's output rows, and A a column transform (Qwen
+  3.5's value heads at out_proj's input), since A reads W's input;
 - rank-stabilized LoRA (scale alpha/√rank) is written with alpha·√rank, so that alpha / rank is its scale;
 - DoRA cannot be written: its magnitude vectors rescale whole columns, which llama.cpp's LoRA cannot do.
 """
@@ -19,6 +20,7 @@ import numpy as np
 from core import atomic
 from core.errors import BadArgument
 from core.gguf_export import reader
+from core.offload.layerwise import language_name
 
 
 def adapter_tensors(result: Path, arch, cfg: dict) -> tuple[float, list[tuple[str, np.ndarray, np.ndarray]], int]:
@@ -33,7 +35,7 @@ def adapter_tensors(result: Path, arch, cfg: dict) -> tuple[float, list[tuple[st
     weights = _load(result)
     pairs = {}
     for name, array in weights.items():
-        base = name.removeprefix("base_model.model.")
+        base = language_name(name.removeprefix("base_model.model."))  # a vision-language model's: as its LM names it
         for part in (".lora_A.weight", ".lora_B.weight"):
             if base.endswith(part):
                 pairs.setdefault(base.removesuffix(part) + ".weight", {})[part[6]] = array
@@ -46,7 +48,11 @@ def adapter_tensors(result: Path, arch, cfg: dict) -> tuple[float, list[tuple[st
         gguf_name = arch.gguf_name(hf_name, cfg)
         if gguf_name is None:
             raise BadArgument(f"The adapter changes {hf_name}, which has no place in a GGUF file; use the merged GGUF.")
-        out.append((gguf_name, ab["A"].astype(np.float32), arch.transform(gguf_name, ab["B"].astype(np.float32), cfg)))
+        a, b = ab["A"].astype(np.float32), ab["B"].astype(np.float32)
+        if arch.transforms_columns(gguf_name, cfg):  # W·P = B·(A·P): the columns' order is A's
+            out.append((gguf_name, arch.transform(gguf_name, a, cfg), b))
+        else:  # P·W = (P·B)·A: the rows' order is B's
+            out.append((gguf_name, a, arch.transform(gguf_name, b, cfg)))
     return alpha, out, rank
 
 

@@ -23,6 +23,7 @@ from typing import Callable
 
 from core import results, strategies
 from core.gguf_export.architectures import SKIPPED
+from core.offload.layerwise import language_name
 
 
 @dataclass
@@ -47,11 +48,12 @@ def source(run: dict, nf4_base: bool = False) -> Source:
     why = "merging into the nf4-rounded base needs the whole model" if nf4_base else _not_by_shards(model, base, adapter)
     if why:
         model, reason = merged_model(run, nf4_base)
-        state = model.state_dict()
+        state, cfg = language_model(model.state_dict(), model.config)
         held = sum(p.numel() * p.element_size() for p in model.parameters())
-        return Source(state, {k: tuple(v.shape) for k, v in state.items()}, model.config.to_dict(),
+        language = as_language_model(model)
+        return Source(state, {k: tuple(v.shape) for k, v in state.items()}, cfg,
                       f"{reason} ({why}, so peft merged the whole model)", sum(p.numel() for p in model.parameters()),
-                      held, lambda: model)
+                      held, lambda: language)
     from core.merge_stream import Merged
     from core.offload.layerwise import model_names, weight_files
 
@@ -68,7 +70,7 @@ def source(run: dict, nf4_base: bool = False) -> Source:
 
         if not loaded:
             model = trained_model(run["model_path"], run["strategy"], result, torch.float32)
-            loaded.append((model.merge_and_unload() if adapter is not None else model).eval())
+            loaded.append(as_language_model(model.merge_and_unload() if adapter is not None else model).eval())
         return loaded[0]
 
     what = "the adapter merged into each weight" if adapter is not None else "the run's saved weights"
@@ -89,28 +91,60 @@ def _folders(run: dict, result: Path) -> tuple[Path, Path | None]:
 
 def _meta_model(base: Path):
     """The causal LM the base's config makes, on the meta device (nothing allocated): its names and config are what
-    the GGUF export writes (for a vision-language checkpoint, its language model's)."""
+    the GGUF export writes. A vision-language model that transformers loads whole (Gemma 3 from 4B: its causal-LM
+    class is the whole model) gives its language model's: GGUF holds the language model, and llama.cpp keeps a
+    vision tower in a projector file of its own."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    config = AutoConfig.from_pretrained(str(base))
     with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(base)))
+        model = AutoModelForCausalLM.from_config(config)
+        if any(language_name(name) != name for name, _ in model.named_parameters()):
+            model = AutoModelForCausalLM.from_config(config.get_text_config())
+    return model
+
+
+def as_language_model(model):
+    """A vision-language model's language model as a causal LM of its own, made of the same modules (what the GGUF's
+    answers are compared with); any other model as it is."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    decoder = getattr(getattr(model, "model", None), "language_model", None)
+    if decoder is None:
+        return model
+    with torch.device("meta"):
+        language = AutoModelForCausalLM.from_config(model.config.get_text_config())
+    language.model, language.lm_head = decoder, model.lm_head
+    return language.eval()
+
+
+def language_model(state: dict, config) -> tuple[dict, dict]:
+    """(tensors, config) of the language model in a whole model's state: a vision-language model's `model.
+    language_model.*` renamed as its causal LM names them, its tower left out; any other's as they are."""
+    if all(language_name(name) == name for name in state):
+        return state, config.to_dict()
+    kept = {language_name(name): value for name, value in state.items()
+            if language_name(name) != name or not name.startswith("model.")}  # the language model and the head
+    return kept, config.get_text_config().to_dict()
 
 
 def _not_by_shards(model, base: Path, adapter: Path | None) -> str:
-    """Why the shards cannot be merged one tensor at a time ('' when they can). A checkpoint that keeps the
-    language model under layerwise.LANGUAGE may hold other parts beside it (left out); one that does not may hold
+    """Why the shards cannot be merged one tensor at a time ('' when they can). A checkpoint that keeps the language
+    model under a prefix (layerwise.LAYOUTS) may hold other parts beside it (left out); one that does not may hold
     nothing the model lacks (it would be lost without a word)."""
     from core import merge_stream
-    from core.offload.layerwise import LANGUAGE, model_names, names_differ, weight_files
+    from core.offload.layerwise import model_names, names_differ, weight_files
 
     why = merge_stream.unsupported(base, adapter)
     if why:
         return why
     files = weight_files(base)
     stored = set(model_names(model, files).values())
-    nested = any(name.startswith(LANGUAGE) for name in stored)
-    extra = sorted(n for n in set(files) - stored if not n.endswith(SKIPPED) and (not nested or n.startswith(LANGUAGE)))
+    nested = any(language_name(name) != name for name in stored)
+    extra = sorted(n for n in set(files) - stored
+                   if not n.endswith(SKIPPED) and (not nested or language_name(n) != n))
     return names_differ(model, files) or (f"the checkpoint holds {extra[0]}, which the model does not" if extra else "")
 
 

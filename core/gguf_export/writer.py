@@ -72,7 +72,7 @@ def plan(arch: Architecture, cfg: dict, shapes: dict[str, tuple[int, ...]], voca
     for hf_name, shape in shapes.items():
         gguf_name = arch.gguf_name(hf_name, cfg)
         if gguf_name is not None:
-            named.append((gguf_name, hf_name, tuple(shape)))
+            named.append((gguf_name, hf_name, arch.gguf_shape(gguf_name, tuple(shape), cfg)))
         elif not hf_name.endswith(".inv_freq") and hf_name != "lm_head.weight":
             unmapped.append(hf_name)
     if unmapped:
@@ -80,7 +80,8 @@ def plan(arch: Architecture, cfg: dict, shapes: dict[str, tuple[int, ...]], voca
     # As llama.cpp decides it: the embedding doubles as the output head when there is no output.weight.
     head_is_embedding = all(n != "output.weight" for n, _, _ in named)
     n_layers = cfg["num_hidden_layers"]
-    wanted = {n: wanted_type(pick, n, shape, n_layers, head_is_embedding) for n, _, shape in named}
+    wanted = {n: "f32" if n.endswith(arch.f32_names) else wanted_type(pick, n, shape, n_layers, head_is_embedding)
+              for n, _, shape in named}
     tensors = [TensorPlan(n, src, shape, stored_type(wanted[n], shape), wanted[n]) for n, src, shape in named]
     extra = dict(arch.extra_tensors(cfg))
     tensors += [TensorPlan(n, None, a.shape, "f32", "f32") for n, a in extra.items()]

@@ -11,10 +11,11 @@ NVMe in the first place. Here instead:
    files, quantizes them on the training device (as transformers' loader does, with the module's own
    settings) and returns them, and the store packs them into RAM or a file and frees them.
 
-A vision-language checkpoint (Qwen 3.5's) keeps its language model under `model.language_model.`, which
-transformers' causal-LM class renames to `model.` as it loads (and back as it saves): `stored_name` makes the
-same translation for everything here that reads a checkpoint by the model's names (also the merged and GGUF
-exports, core/merge_stream.py).
+A vision-language checkpoint keeps its language model under a prefix, which transformers renames as it loads (and
+back as it saves): `model.language_model.` (Qwen 3.5's, whose causal-LM class loads `model.`) or
+`language_model.model.` (Gemma 3's release, in llava's layout, loaded whole as `model.language_model.`).
+`stored_name` finds a tensor by any of these names, for everything here that reads a checkpoint by the model's
+names (also the merged and GGUF exports, core/merge_stream.py and core/gguf_export/merge.py).
 
 Anything this does not cover (no safetensors, checkpoint names that differ from the module names, or
 a module whose meta buffers cannot be rebuilt from the config) returns None from `skeleton` with the
@@ -27,7 +28,7 @@ import json
 from pathlib import Path
 
 INDEX = "model.safetensors.index.json"
-LANGUAGE = "model.language_model."  # where a vision-language checkpoint keeps its language model's `model.`
+LAYOUTS = (("model.language_model.", "model."), ("language_model.model.", "model."), ("language_model.", ""))
 
 
 def weight_files(path: Path) -> dict[str, Path] | None:
@@ -43,24 +44,38 @@ def weight_files(path: Path) -> dict[str, Path] | None:
     return None
 
 
-def stored_name(name: str, files) -> str | None:
-    """The checkpoint's name for the model's tensor `name` (the same, or under LANGUAGE), None where it has none."""
+def language_name(name: str) -> str:
+    """A tensor's name as the language model's own causal-LM class names it (`model.layers.0...`, `lm_head.weight`):
+    a vision-language layout's prefix (LAYOUTS) taken off; other names as they are."""
+    for prefix, plain in LAYOUTS:
+        if name.startswith(prefix):
+            return plain + name.removeprefix(prefix)
+    return name
+
+
+def name_index(files) -> dict[str, str]:
+    """language_name → the checkpoint's name, for every tensor of a checkpoint."""
+    return {language_name(name): name for name in files}
+
+
+def stored_name(name: str, files, index: dict | None = None) -> str | None:
+    """The checkpoint's name for the model's tensor `name`: the same, or the same language_name (`index`, name_index
+    of `files`, where a caller asks for many); None where it has none."""
     if name in files:
         return name
-    inside = LANGUAGE + name.removeprefix("model.")
-    return inside if name.startswith("model.") and inside in files else None
+    return (index if index is not None else name_index(files)).get(language_name(name))
 
 
 class Checkpoint:
     """Reads single tensors by the model's names from a model folder's safetensors files, keeping them open."""
 
     def __init__(self, files: dict[str, Path]):
-        self.files, self._open = files, {}
+        self.files, self._open, self._index = files, {}, name_index(files)
 
     def get(self, name: str):
         from safetensors import safe_open
 
-        stored = stored_name(name, self.files)
+        stored = stored_name(name, self.files, self._index)
         if stored is None:
             raise KeyError(f"{name} is not in the checkpoint")
         file = self.files[stored]
@@ -72,7 +87,8 @@ class Checkpoint:
 def model_names(model, files: dict) -> dict[str, str]:
     """The model's name → the checkpoint's, for every tensor of the model's state the checkpoint holds (`model`
     may be on the meta device); the checkpoint's others (a vision tower the causal LM does not load) are left out."""
-    names = {name: stored_name(name, files) for name in model.state_dict()}
+    index = name_index(files)
+    names = {name: stored_name(name, files, index) for name in model.state_dict()}
     return {name: stored for name, stored in names.items() if stored is not None}
 
 
@@ -82,7 +98,8 @@ def names_differ(model, files: dict) -> str:
     names = {n for n, p in model.named_parameters(remove_duplicate=False)}
     head = next(n for n, m in model.named_modules() if m is model.get_output_embeddings())
     tied = getattr(model.config, "tie_word_embeddings", False)
-    missing = sorted(n for n in names - ({f"{head}.weight"} if tied else set()) if stored_name(n, files) is None)
+    index = name_index(files)
+    missing = sorted(n for n in names - ({f"{head}.weight"} if tied else set()) if stored_name(n, files, index) is None)
     return f"the checkpoint's names differ from the model's ({missing[0]} is not in it)" if missing else ""
 
 

@@ -43,9 +43,20 @@ class LoraOptions:
 
 
 def target_modules(model, targets: str):
+    """peft's target_modules. 'auto': the table's projections, or every linear layer but the head; in a vision-language
+    model that loads whole (Gemma 3 from 4B, Gemma 4), those of its language model's layers alone (a pattern peft
+    matches whole names against): the data is text, so adapters on the vision tower would never learn, and no GGUF
+    file has a place for them."""
     if targets != "auto":
         return [t.strip() for t in targets.split(",") if t.strip()]
-    return TARGETS.get(getattr(model.config, "model_type", ""), "all-linear")
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    names = TARGETS.get(getattr(config, "model_type", ""))
+    inside = [name for name, module in model.named_modules()
+              if ".language_model.layers." in name and type(module).__name__ == "Linear"]
+    if not inside:
+        return names or "all-linear"
+    names = names or sorted({name.rsplit(".", 1)[-1] for name in inside})
+    return rf".*\.language_model\.layers\.\d+\..*\.({'|'.join(names)})"
 
 
 @register

@@ -26,6 +26,8 @@ def tokenizer(tmp_path_factory):
 OWN_FIELDS = {  # config fields an architecture's file must bring back beyond the shared ones
     "smollm3": ("no_rope_layers",),
     "granite": ("embedding_multiplier", "residual_multiplier", "attention_multiplier", "logits_scaling"),
+    "qwen3_5_text": ("head_dim", "layer_types", "linear_conv_kernel_dim", "linear_key_head_dim",
+                     "linear_value_head_dim", "linear_num_key_heads", "linear_num_value_heads"),
 }
 
 
@@ -73,8 +75,11 @@ def test_an_f32_file_comes_back_exactly(model_type, tokenizer, tmp_path):
     expected, got = model.state_dict(), loaded.state_dict()
     assert sorted(got) == sorted(expected)
     inexact = [k for k in expected if not torch.equal(got[k], expected[k])]
-    # Gemma's norms travel as weight + 1 (llama.cpp's convention): float32 rounding of the sum, within 1 ulp of 1
-    assert inexact == ([k for k in expected if "norm" in k] if model_type.startswith("gemma") else [])
+    # Gemma's and Qwen 3.5's norms travel as weight + 1 (llama.cpp's convention; not Qwen 3.5's gated norm of its
+    # linear layers): float32 rounding of the sum, within 1 ulp of 1. (Qwen 3.5's A = -exp(A_log), computed in
+    # float64, comes back exactly.)
+    offset = model_type.startswith("gemma") or model_type == "qwen3_5_text"
+    assert inexact == [k for k in expected if offset and "norm" in k and ".linear_attn.norm." not in k]
     assert all(torch.allclose(got[k], expected[k], rtol=0, atol=2 ** -23) for k in inexact)
     ids = torch.tensor([tokenizer("Where is the gold, matey? Arr!")["input_ids"]])
     with torch.no_grad():
@@ -245,6 +250,38 @@ def test_a_vision_tower_in_the_file_is_left_out_and_said(tokenizer, tmp_path):
         np.testing.assert_allclose(load(ref.path)(ids).logits.numpy(), model(ids).logits.numpy(), rtol=0, atol=1e-5)
 
 
+def test_a_qwen_3_5_file_as_llama_cpps_converter_writes_it_comes_back(tokenizer, tmp_path, monkeypatch):
+    """llama.cpp's converter lists which of Qwen 3.5's layers are linear (attention.recurrent_layers, which llama.cpp
+    reads before full_attention_interval, and transformers' mapping not at all) and keeps the released models' draft
+    block (multi-token prediction) as a layer past the model's own (nextn_predict_layers): the list is the model's
+    layer pattern, and the draft block is left out. Here a pattern no interval gives (full, linear, linear, full),
+    written with a wrong interval beside the list, so only the list gives the model its shape."""
+    import torch
+    from gguf import GGUFValue, GGUFValueType
+
+    from core.gguf_export.architectures import qwen35
+
+    full, linear = "full_attention", "linear_attention"
+    model = tiny.random_model("qwen3_5_text", tokenizer, **{**COMMON, **CASES["qwen3_5_text"],
+                                                             "layer_types": [full, linear, linear, full]})
+    monkeypatch.setattr(qwen35.Qwen35, "check", lambda self, cfg: None)  # we would refuse to export this pattern
+    monkeypatch.setattr(qwen35, "interval", lambda cfg: 4)
+    plan = tiny.plan(model, tokenizer, "f32")
+    plan.kv["qwen35.block_count"] = GGUFValue(5, GGUFValueType.UINT32)
+    plan.kv["qwen35.nextn_predict_layers"] = GGUFValue(1, GGUFValueType.UINT32)
+    plan.kv["qwen35.attention.recurrent_layers"] = GGUFValue([False, True, True, False, False], GGUFValueType.ARRAY,
+                                                             GGUFValueType.BOOL)
+    for name, shape in (("blk.4.attn_norm.weight", (64,)), ("blk.4.nextn.eh_proj.weight", (64, 128))):
+        plan.tensors.append(writer.TensorPlan(name, None, shape, "f32", "f32"))
+        plan.extra[name] = np.ones(shape, np.float32)
+    gguf = writer.write(plan, model.state_dict(), tmp_path / "m.gguf", Progress())
+    loaded = load(model_source.resolve(str(gguf), tmp_path / "models").path)
+    assert (loaded.config.num_hidden_layers, loaded.config.layer_types) == (4, [full, linear, linear, full])
+    ids = torch.tensor([tokenizer("Where is the gold, matey? Arr!")["input_ids"]])
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("quant", ["q8_0", "q4_k_m"])
 def test_a_quantized_file_equals_transformers_reading_in_float16(quant, tokenizer, tmp_path):
     """transformers de-quantizes to float32 with the same decoders; we store the folder as float16, which
@@ -341,7 +378,8 @@ def test_untransforms_says_which_tensors_untransform_changes(model_type, tokeniz
         values = t.numpy()
         assert arch.untransforms(name, cfg) == (arch.untransform(name, values, cfg) is not values), name
         changed += [name] if arch.untransforms(name, cfg) else []
-    assert bool(changed) == (model_type in ("llama", "mistral", "gemma2", "gemma3_text", "smollm3", "granite"))
+    assert bool(changed) == (model_type in ("llama", "mistral", "gemma2", "gemma3_text", "smollm3", "granite",
+                                            "qwen3_5_text"))
 
 
 def test_a_large_model_is_written_in_shards_with_an_index(tokenizer, tmp_path, monkeypatch):

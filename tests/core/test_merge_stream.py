@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from core import export, merge_stream
 from tests.core.test_offload_stream import four_layers, one_thread, session  # noqa: F401  (fixtures)
 from tests.core.test_offload_optimizer import tiny_tokenizer
+from tests.core import vision_language
 from tests.core.test_strategies import examples, run_steps
 
 
@@ -80,16 +81,19 @@ def test_a_sharded_base_is_merged_shard_by_shard_and_dora_is_left_to_peft(four_l
     assert (exported(tmp_path, dora, "dora", "dora-merged") / "model.safetensors").is_file()
 
 
-def test_a_vision_language_checkpoint_keeps_its_tower_and_its_language_model_is_merged(tmp_path):
-    """Qwen 3.5 is released as a vision-language checkpoint; the run trained its language model under the causal
-    LM's names. The export is the whole checkpoint again (tower and config as they were, so it still takes
-    images), with the language model's weights merged as peft merges them; the GGUF export's source is the
-    language model alone, by the model's names, read shard by shard and saying what it left out."""
+@pytest.mark.parametrize("build,text_type", [(vision_language.qwen3_5, "qwen3_5_text"),
+                                             (vision_language.gemma3, "gemma3_text")], ids=["qwen3_5", "gemma3"])
+def test_a_vision_language_checkpoint_keeps_its_tower_and_its_language_model_is_merged(tmp_path, build, text_type):
+    """Qwen 3.5 (all sizes) and Gemma 3 (4B on) are released as vision-language checkpoints, the language model under
+    `model.language_model.` or llava's `language_model.model.`; the run trained it under the names transformers
+    loads. The export is the whole checkpoint again (tower and config as they were, so it still takes images), with
+    the language model's weights merged as peft merges them; the GGUF export's source is the language model alone,
+    by its causal LM's names, read shard by shard and saying what it left out."""
     from core.gguf_export import merge
     from core.inference import trained_model
-    from tests.core.vision_language import qwen3_5
+    from core.offload.layerwise import language_name, stored_name
 
-    base = qwen3_5(tmp_path / "qwen3_5")
+    base = build(tmp_path / "base")
     run = session(tmp_path, base, "lora", {"r": 4, "alpha": 8}, "run", lr=3e-3)
     run_steps(run, examples(vocab=1000), 2)
     run.save_result(tmp_path / "run" / "result")
@@ -97,16 +101,18 @@ def test_a_vision_language_checkpoint_keeps_its_tower_and_its_language_model_is_
 
     before, written = load_file(str(base / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert set(written) == set(before)
-    tower = [n for n in before if n.startswith("model.visual.")]
+    tower = [n for n in before if "vision_tower." in n or "visual." in n]
     assert tower and all(torch.equal(written[n], before[n]) for n in tower)
-    assert json.loads((out / "config.json").read_text())["architectures"] == ["Qwen3_5ForConditionalGeneration"]
-    expected = trained_model(base, "lora", tmp_path / "run" / "result", torch.float32).merge_and_unload().state_dict()
-    inside = {n: "model.language_model." + n.removeprefix("model.") for n in expected if n.startswith("model.")}
-    assert sum(not torch.equal(before[s], expected[n]) for n, s in inside.items()) > 10  # the merge changed them
-    assert all(torch.equal(written[s], expected[n]) for n, s in inside.items())
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == json.loads((base / "config.json").read_text())["architectures"]
+    trained = trained_model(base, "lora", tmp_path / "run" / "result", torch.float32).merge_and_unload().state_dict()
+    stored = {n: stored_name(n, before) for n in trained if language_name(n) != n or n.startswith("model.layers.")}
+    assert stored and all(stored.values())
+    assert sum(not torch.equal(before[s], trained[n]) for n, s in stored.items()) > 10  # the merge changed them
+    assert all(torch.equal(written[s], trained[n]) for n, s in stored.items())
 
     row = {"id": "run", "run_dir": run.cfg.run_dir, "strategy": "lora", "model_path": str(base), "status": "done"}
     source = merge.source(row)
     assert "peft merged" not in source.reason and "vision tower" in source.reason
-    assert set(source.tensors) == set(inside) and source.cfg["model_type"] == "qwen3_5_text"
-    assert all(torch.equal(source.tensors[n], expected[n]) for n in inside)
+    assert source.cfg["model_type"] == text_type and not any("vision" in n or "visual" in n for n in source.tensors)
+    assert all(torch.equal(source.tensors[language_name(n)], trained[n]) for n in stored)

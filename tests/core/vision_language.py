@@ -10,16 +10,36 @@ from pathlib import Path
 
 def qwen3_5(folder: Path, vocab: int = 1000, layers: int = 4) -> Path:
     """Three Gated DeltaNet layers to one of full attention (Qwen 3.5's pattern), 64 wide, tied embeddings; values 64
-    wide too, the least bitsandbytes' 4-bit CPU kernel takes as a layer's input."""
+    wide too, the least bitsandbytes' 4-bit CPU kernel takes as a layer's input; heads 32 wide, roped over 8, which
+    Qwen 3.5's rope sections (11, 11, 10) cover as llama.cpp needs."""
     import torch
     from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration
 
     torch.manual_seed(0)
     text = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-                num_attention_heads=4, num_key_value_heads=2, head_dim=16, linear_key_head_dim=8,
+                num_attention_heads=4, num_key_value_heads=2, head_dim=32, linear_key_head_dim=16,
                 linear_value_head_dim=16, linear_num_key_heads=2, linear_num_value_heads=4, max_position_embeddings=128,
                 tie_word_embeddings=True)
     vision = dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64)
     config = Qwen3_5Config(text_config=text, vision_config=vision, tie_word_embeddings=True)
     Qwen3_5ForConditionalGeneration(config).save_pretrained(folder)
+    return Path(folder)
+
+
+def gemma3(folder: Path, vocab: int = 1000, layers: int = 6) -> Path:
+    """Gemma 3 from 4B up, as released: a vision-language checkpoint saved in llava's layout (`language_model.model.`,
+    `vision_tower.`), which transformers loads whole (Gemma3ForConditionalGeneration) as `model.language_model.`.
+    Heads 256 wide, as llama.cpp's attention scale for Gemma 3 needs; a local layer in six."""
+    import torch
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
+    torch.manual_seed(0)
+    text = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                num_attention_heads=4, num_key_value_heads=2, head_dim=256, query_pre_attn_scalar=256,
+                sliding_window=64, pad_token_id=0)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                  patch_size=14)
+    config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=1, boi_token_index=3,
+                          eoi_token_index=4, image_token_index=5)
+    Gemma3ForConditionalGeneration(config).save_pretrained(folder)
     return Path(folder)

@@ -6,7 +6,8 @@ An architecture says what llama.cpp needs that a Hugging Face folder spells diff
 - `metadata(cfg, w)`: the hyperparameters, written through GGUFWriter's typed `add_*` calls, so the
   key names and value types are gguf's own;
 - `transform(name, array, cfg)`: what a tensor needs on its way (Llama's Q/K row order, Gemma's norm + 1),
-  and `untransform`, its inverse, for reading a file back without transformers;
+  and `untransform`, its inverse, for reading a file back without transformers; `gguf_shape`, the shape
+  `transform` gives where it is another, and `f32_names`, tensors llama.cpp reads only as float32;
 - `extra_tensors(cfg)`: tensors llama.cpp reads that HF computes at run time (Llama 3's rope factors), and
   `config_from_extra`, the settings such tensors stand for, for importing a file; `config_from_keys`, what a
   file's keys say that transformers' mapping of them misses;
@@ -53,6 +54,13 @@ class Architecture:
     def transform(self, gguf_name: str, array: np.ndarray, cfg: dict) -> np.ndarray:
         return array
 
+    def gguf_shape(self, gguf_name: str, shape: tuple[int, ...], cfg: dict) -> tuple[int, ...]:
+        """The tensor's shape in the file for its HF `shape` (numpy order): the same unless `transform` reshapes it
+        (Qwen 3.5's conv kernel, [channels, 1, width] in HF, a matrix in llama.cpp)."""
+        return shape
+
+    f32_names: ClassVar[tuple[str, ...]] = ()  # GGUF name endings llama.cpp reads only as float32, whatever the pick
+
     def untransform(self, gguf_name: str, array: np.ndarray, cfg: dict) -> np.ndarray:
         """The inverse of transform: a tensor read from GGUF back in HF's layout (for our own read-back and
         core/gguf_import.py); `array` itself where `untransforms` says the tensor needs nothing."""
@@ -60,6 +68,11 @@ class Architecture:
 
     def untransforms(self, gguf_name: str, cfg: dict) -> bool:
         """Whether `untransform` changes this tensor: the others can be read a chunk at a time."""
+        return False
+
+    def transforms_columns(self, gguf_name: str, cfg: dict) -> bool:
+        """Whether `transform` reorders this matrix's columns (its input) rather than its rows: a LoRA file then
+        takes the transform on A, whose columns are the weight's, instead of on B (core/gguf_export/lora_adapter.py)."""
         return False
 
     def extra_tensors(self, cfg: dict) -> list[tuple[str, np.ndarray]]:
@@ -227,4 +240,4 @@ def get(model_type: str) -> Architecture:
 
 # Each registers itself:
 from core.gguf_export.architectures import (  # noqa: E402,F401,I001
-    llama, qwen2, qwen3, gemma2, gemma3, phi3, smollm3, granite, olmo2)
+    llama, qwen2, qwen3, gemma2, gemma3, phi3, smollm3, granite, olmo2, qwen35)

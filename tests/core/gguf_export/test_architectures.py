@@ -31,6 +31,10 @@ CASES = {
                     logits_scaling=8.0, tie_word_embeddings=True),  # Granite 3's scales
     "olmo2": dict(tie_word_embeddings=False, rms_norm_eps=1e-6),  # as OLMo 2 1B and 7B have it
     "olmo3": dict(tie_word_embeddings=False, rms_norm_eps=1e-6, num_hidden_layers=4, sliding_window=8),  # 3 of 4
+    # three linear layers and a full one; two key heads for four value heads, so their order in llama.cpp matters;
+    # 32-wide heads roped over 8, which the default mrope sections (11, 11, 10: 32 in all) just fit
+    "qwen3_5_text": dict(num_hidden_layers=4, head_dim=32, linear_key_head_dim=8, linear_value_head_dim=8,
+                         linear_num_key_heads=2, linear_num_value_heads=4),
 }
 # architectures transformers' GGUF reader does not know: ours reads them back
 THEIRS_CANNOT = {"smollm3", "granite", "olmo2", "olmo3"}
@@ -48,6 +52,10 @@ OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
                 "granite.logit_scale": 8.0, "granite.rope.dimension_count": 16},
     "olmo2": {"olmo2.attention.layer_norm_rms_epsilon": 1e-6, "olmo2.block_count": 2},
     "olmo3": {"olmo2.attention.sliding_window": 8, "olmo2.attention.sliding_window_pattern": [True, True, True, False]},
+    "qwen3_5_text": {"qwen35.rope.dimension_count": 8, "qwen35.rope.dimension_sections": [11, 11, 10, 0],
+                     "qwen35.full_attention_interval": 4, "qwen35.ssm.conv_kernel": 4, "qwen35.ssm.state_size": 8,
+                     "qwen35.ssm.group_count": 2, "qwen35.ssm.time_step_rank": 4, "qwen35.ssm.inner_size": 32,
+                     "qwen35.attention.key_length": 32, "qwen35.attention.value_length": 32},
 }
 
 
@@ -137,14 +145,25 @@ def test_llama_3_rope_scaling_becomes_rope_freqs(tokenizer, tmp_path):
     ("gemma3_text", dict(rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 50000.0},
                                           "full_attention": {"rope_type": "default", "rope_theta": 1e6}}),
      "This Gemma 3 model's local layers rope with base 50000, and llama.cpp's with 10000"),
+    ("qwen3_5_text", dict(layer_types=["full_attention", "linear_attention", "linear_attention", "full_attention"]),
+     "This Qwen 3.5 model attends fully in layers 0, 3, and llama.cpp only every Nth layer"),
+    ("qwen3_5_text", dict(linear_value_head_dim=16),
+     "This Qwen 3.5 model's linear attention has keys 8 and values 16 wide, and llama.cpp reads one width"),
+    ("qwen3_5_text", dict(attention_bias=True), "This Qwen 3.5 model has attention biases"),
+    ("qwen3_5_text", dict(head_dim=16),  # the default sections, 32 pairs in all, past a 16-wide head: ggml stops
+     "This Qwen 3.5 model's rope sections [11, 11, 10] do not fit its 16-wide heads rotated over 4"),
+    ("qwen3_5_text", dict(rope_parameters={"rope_type": "default", "rope_theta": 1e7, "partial_rotary_factor": 0.25,
+                                           "mrope_section": [2, 0, 0]}),  # every other pair given position 0
+     "This Qwen 3.5 model's rope sections [2, 0, 0] do not fit its 32-wide heads rotated over 8"),
 ])
 def test_settings_llama_cpp_would_run_otherwise_are_refused(model_type, settings, words):
     """llama.cpp fixes SmolLM3's layers without rope at every fourth and has no sliding window for it; it derives
     Granite's head size from the width; it fixes Gemma 3's global layers at every sixth and its local rope base; it
-    derives Gemma's attention scale from the shape."""
+    derives Gemma's attention scale from the shape; it reads Qwen 3.5's full layers as every Nth, one width for its
+    linear keys and values, no attention output bias, and its rope sections as positions for each rotated pair."""
     from core.errors import BadArgument
 
-    plain = {**COMMON, "num_hidden_layers": 4, "model_type": model_type}
+    plain = {**COMMON, **CASES[model_type], "num_hidden_layers": 4, "model_type": model_type}
     architectures.get(model_type).check(plain)  # the defaults go
     with pytest.raises(BadArgument, match="; export merged safetensors instead.$") as refused:
         architectures.get(model_type).check({**plain, **settings})

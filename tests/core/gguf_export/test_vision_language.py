@@ -1,0 +1,49 @@
+"""GGUF export of a run on a vision-language checkpoint, as Qwen 3.5 (every size) and Gemma 3 (4B on) are released:
+the file holds the language model (llama.cpp keeps a vision tower in a projector file of its own), read shard by
+shard under the checkpoint's layout (`model.language_model.`, or llava's `language_model.model.`), checked against
+the trained model's answers, and the LoRA file puts the same update on a base GGUF. Before, Gemma 3 from 4B was
+refused ('gemma3' is the whole model's type), and a Qwen 3.5 adapter file crashed on out_proj, whose columns
+llama.cpp orders by value head."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from core import export
+from tests.core import vision_language
+from tests.core.gguf_export import tiny
+
+
+def lora_run(tmp_path, build) -> dict:
+    """A LoRA run's result on the checkpoint `build` writes: the trainer's own targets, random B so the update shows."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core.strategies.lora import target_modules
+
+    base = tmp_path / "base"
+    tok = AutoTokenizer.from_pretrained(tiny.byte_level(base))
+    build(base, vocab=len(tok))
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=target_modules(model, "auto")))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    model.save_pretrained(tmp_path / "run" / "result")
+    return {"id": "v1", "run_dir": str(tmp_path / "run"), "model_path": str(base), "strategy": "lora", "status": "done"}
+
+
+@pytest.mark.parametrize("build,architecture", [(vision_language.qwen3_5, "qwen35"), (vision_language.gemma3, "gemma3")])
+def test_the_language_model_of_a_vision_language_run_exports(tmp_path, build, architecture):
+    run = lora_run(tmp_path, build)
+    adapter = json.loads((tmp_path / "run" / "result" / "adapter_config.json").read_text())
+    assert "vision" not in str(adapter["target_modules"])  # adapters on the language model's layers alone
+    out = export.export(run, "gguf", tmp_path / "gguf", "f32")
+    report = json.loads((out / "export.json").read_text())
+    assert report["architecture"] == architecture and report["verification"]["ok"]
+    assert "one tensor at a time" in report["merge"] and "vision tower" in report["merge"]
+    assert report["lora"]["written"] and "equals the adapter's" in report["lora"]["check"]
