@@ -2,6 +2,11 @@
 
 Every file the engine writes goes through here: temp file (or folder) beside the target, fsync,
 then rename, which is atomic on one filesystem on POSIX and Windows (os.replace).
+
+The temporary file or folder is made private (mkstemp's 0600, mkdtemp's 0700), so before it takes the target's
+name it gets the permissions any new file gets (0644 and 0755 under the usual umask): an exported model is read
+by other programs, such as a llama.cpp server or Ollama's service running as another user, which were refused a
+private file.
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
+UMASK = os.umask(0o022)  # read once, at import (in the main thread): reading it means setting it
+os.umask(UMASK)
 
 
 @contextlib.contextmanager
@@ -26,6 +34,7 @@ def temp_file(target: str | os.PathLike):
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -61,6 +70,7 @@ def folder(target: str | os.PathLike, replace: bool = False):
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~UMASK)
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
