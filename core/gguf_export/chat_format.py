@@ -18,7 +18,7 @@ PROBE = [{"role": "user", "content": "Hello there."}, {"role": "assistant", "con
 
 @dataclass(frozen=True)
 class ChatFormat:
-    family: str  # "chatml", "llama3", "gemma", "phi3", "granite"
+    family: str  # "chatml", "llama3", "gemma", "gemma4", "phi3", "granite"
     turn_start: str  # text opening a turn, with {role}
     turn_end: str  # text closing a turn
     end_of_turn: str  # the token that ends the assistant's turn: llama.cpp's eos, Ollama's stop
@@ -71,6 +71,9 @@ FAMILIES = [  # (marker in the template, the format)
                                        "<|eot_id|>", begin="<|begin_of_text|>")),
     ("<start_of_turn>", ChatFormat("gemma", "<start_of_turn>{role}\n", "<end_of_turn>\n", "<end_of_turn>",
                                    begin="<bos>", assistant_role="model", system_turn=False)),
+    # Gemma 4's: a system turn of its own; asked for an answer, it opens an empty thought channel unless told to think
+    # (read off the template as the generation suffix)
+    ("<|turn>", ChatFormat("gemma4", "<|turn>{role}\n", "<turn|>\n", "<turn|>", begin="<bos>", assistant_role="model")),
     ("<|end|>", ChatFormat("phi3", "<|{role}|>\n", "<|end|>\n", "<|end|>")),
     ("<|start_of_role|>", ChatFormat("granite", "<|start_of_role|>{role}<|end_of_role|>", "<|end_of_text|>\n",
                                      "<|end_of_text|>")),
@@ -100,7 +103,7 @@ def detect(tokenizer) -> Detected:
         return Detected(None, f"The chat template looks like {fmt.family} but renders differently from it, so "
                               f"the Modelfile has no TEMPLATE{_OLLAMA_PICKS}")
     return Detected(None, "The chat template is not one of the families written for Ollama (ChatML, Llama 3, "
-                          f"Gemma, Phi-3, Granite), so the Modelfile has no TEMPLATE{_OLLAMA_PICKS}")
+                          f"Gemma, Gemma 4, Phi-3, Granite), so the Modelfile has no TEMPLATE{_OLLAMA_PICKS}")
 
 
 # What Ollama does without one: it keeps a template of its own whose Jinja source is nearly the GGUF's (its

@@ -33,7 +33,7 @@ def test_each_family_is_recognised(family, tokenizer):
     # the text a template frames the system text in, read off its system turn with and without one
     assert (fmt.system_prefix, fmt.system_suffix) == FRAMES.get(family, ("", ""))
     # and the text after the answer's opening where the template asks for an answer (Qwen 3.5 opens its thinking)
-    assert fmt.generation_suffix == ("<think>\n" if family == "qwen35" else "")
+    assert fmt.generation_suffix == {"qwen35": "<think>\n", "gemma4": "<|channel>thought\n<channel|>"}.get(family, "")
     # The parts render as the model's template does (what Ollama makes of the Modelfile: test_ollama_renders.py).
     chat = [{"role": "user", "content": "Ahoy!"}]
     assert fmt.render(chat) == tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)

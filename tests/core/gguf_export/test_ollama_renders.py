@@ -104,7 +104,7 @@ def test_ollama_finds_the_thinking(found, family):
     own = {"qwen3": reasoning.ThinkText(every=False, whole=True, off="<think>\n\n</think>\n\n"),
            "qwen35": reasoning.ThinkText(every=False, whole=True, off="\n</think>\n\n")}
     assert thinking == own.get(family, reasoning.AS_TEXT)
-    assert fmt.generation_suffix == ("<think>\n" if family == "qwen35" else "")
+    assert fmt.generation_suffix == {"qwen35": "<think>\n", "gemma4": "<|channel>thought\n<channel|>"}.get(family, "")
     for tools in (None, parts):
         template = modelfile.go_template(fmt, writes_bos=False, tools=tools, thinking=thinking)
         assert ollama_thinking_tags(template) == ("<think>", "</think>")

@@ -46,6 +46,16 @@ TEMPLATES = {
                "Date: April 2024. You are a helpful pirate.<|end_of_text|>\n' }}{% endif %}{% for m in messages %}"
                "{{ '<|start_of_role|>' + m['role'] + '<|end_of_role|>' + m['content'] + '<|end_of_text|>\n' }}"
                "{% endfor %}{% if add_generation_prompt %}{{ '<|start_of_role|>assistant<|end_of_role|>' }}{% endif %}",
+    # As Gemma 4's: turns of their own markers, a system turn, and an empty thought channel after the answer's opening
+    # unless asked to think (then "<|think|>" opens the system turn instead).
+    "gemma4": "{{ '<bos>' }}{% if enable_thinking is defined and enable_thinking %}{{ '<|turn>system\n<|think|>\n' }}"
+              "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}{% endif %}{{ '<turn|>\n' }}"
+              "{% elif messages[0]['role'] == 'system' %}{{ '<|turn>system\n' + messages[0]['content'] + '<turn|>\n' }}"
+              "{% endif %}{% for m in messages %}{% if m['role'] != 'system' %}"
+              "{% set role = 'model' if m['role'] == 'assistant' else m['role'] %}"
+              "{{ '<|turn>' + role + '\n' + m['content'] + '<turn|>\n' }}{% endif %}{% endfor %}"
+              "{% if add_generation_prompt %}{{ '<|turn>model\n' }}{% if not (enable_thinking is defined and "
+              "enable_thinking) %}{{ '<|channel>thought\n<channel|>' }}{% endif %}{% endif %}",
     "phi3": "{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + m['content'] + '<|end|>\n' }}{% endfor %}"
             "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}",
     # As Qwen 2.5's: ChatML with a default system text, which it keeps when it lists tools, each the whole tool
