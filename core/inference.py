@@ -71,8 +71,7 @@ def streamed_model(model_path, strategy: str | None, result, dtype, device):
     """The trained model with its decoder layers in RAM (or on NVMe when RAM is short, and then in 4-bit, as QLoRA
     trains) streaming to `device` one layer at a time; the rest, adapters included, on the device."""
     import psutil
-    from transformers import AutoModelForCausalLM
-
+    from core import causal_lm
     from core import memory_model as mm
     from core.model_shape import ModelShape
     from core.offload import install
@@ -84,7 +83,7 @@ def streamed_model(model_path, strategy: str | None, result, dtype, device):
     short = layers + install.RAM_SPARE > psutil.virtual_memory().available
     settings = install.StreamSettings(quantize=short and str(device).startswith("cuda"))
     base = install.load_base(folder, dtype, device, settings, decoder_layers,
-                             lambda where: AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype))
+                             lambda where: causal_lm.from_pretrained(str(folder), dtype=dtype))
     streamer = install.install(base, decoder_layers, None)
     if result is None or folder == Path(result):
         return base
@@ -101,12 +100,12 @@ def streamed_model(model_path, strategy: str | None, result, dtype, device):
 def trained_model(model_path: str | Path, strategy: str | None, result: str | Path | None, dtype):
     """The base with a run's result applied (an adapter on top), or the saved model itself when the
     strategy saved the whole model (full, LISA: no base needed); the plain base without a result."""
-    from transformers import AutoModelForCausalLM
+    from core import causal_lm
 
     if result is not None and not Path(result).is_dir():
         raise KnownError(f"{result}: the run has no saved result yet; let it finish or stop it to save one.")
     s = strategies.get(strategy or "lora") if result is not None else None
-    model = AutoModelForCausalLM.from_pretrained(str(result if s and s.result == "model" else model_path), dtype=dtype)
+    model = causal_lm.from_pretrained(str(result if s and s.result == "model" else model_path), dtype=dtype)
     return s.load(model, result) if s and s.result == "adapter" else model
 
 

@@ -155,7 +155,9 @@ def _counted(config_json: str) -> int:
     import logging
 
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
+
+    from core import causal_lm
 
     config = json.loads(config_json)
     quiet = logging.getLogger("transformers")
@@ -164,7 +166,7 @@ def _counted(config_json: str) -> int:
     try:
         built = AutoConfig.for_model(config.pop("model_type"), **config)
         with torch.device("meta"):
-            return sum(p.numel() for p in AutoModelForCausalLM.from_config(built).parameters())
+            return sum(p.numel() for p in causal_lm.from_config(built).parameters())
     except Exception:  # an unknown or remote-code model type: the blocks' count is all there is
         return 0
     finally:

@@ -97,9 +97,11 @@ def _meta_model(base: Path):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from core import causal_lm
+
     config = AutoConfig.from_pretrained(str(base))
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
+        model = causal_lm.from_config(config)
         if any(language_name(name) != name for name, _ in model.named_parameters()):
             model = AutoModelForCausalLM.from_config(config.get_text_config())
     return model

@@ -106,7 +106,9 @@ def names_differ(model, files: dict) -> str:
 def skeleton(path, dtype, device, opts, layers_of) -> tuple[object | None, str]:
     """(model with empty decoder layers and everything else loaded, "") or (None, why not)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
+
+    from core import causal_lm
 
     path = Path(path)
     files = weight_files(path)
@@ -114,7 +116,7 @@ def skeleton(path, dtype, device, opts, layers_of) -> tuple[object | None, str]:
         return None, "the model folder has no safetensors files"
     config = AutoConfig.from_pretrained(str(path))
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        model = causal_lm.from_config(config, dtype=dtype)
     layers = layers_of(model)
     tied = getattr(config, "tie_word_embeddings", False)
     why = names_differ(model, files)

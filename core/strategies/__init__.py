@@ -103,9 +103,10 @@ class Strategy:
         """The base model on `device`, weights in `dtype`. Loaded straight onto the device (device_map), so
         host RAM never holds the whole model on the way to the GPU."""
         import torch
-        from transformers import AutoModelForCausalLM
 
-        return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, device_map={"": torch.device(device)})
+        from core import causal_lm
+
+        return causal_lm.from_pretrained(str(path), dtype=dtype, device_map={"": torch.device(device)})
 
     def prepare(self, model, opts, cfg):
         """Return the model with exactly the trained parameters requiring grad."""

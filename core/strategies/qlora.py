@@ -49,7 +49,9 @@ class QLora(Lora):
 
     def load_model(self, path, dtype, device, opts):
         import torch
-        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+        from transformers import BitsAndBytesConfig
+
+        from core import causal_lm
 
         from core.offload.layerwise import UNQUANTIZED
 
@@ -58,7 +60,7 @@ class QLora(Lora):
                                    bnb_4bit_use_double_quant=opts.double_quant, bnb_4bit_compute_dtype=dtype,
                                    llm_int8_skip_modules=["lm_head", *UNQUANTIZED])
         # device_map always: without it a visible GPU would receive the 4-bit weights of a CPU run.
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, quantization_config=quant,
+        model = causal_lm.from_pretrained(str(path), dtype=dtype, quantization_config=quant,
                                                      device_map={"": torch.device(device)})
         return let_the_file_go(model) if torch.device(device).type == "cpu" else model
 

@@ -43,3 +43,20 @@ def gemma3(folder: Path, vocab: int = 1000, layers: int = 6) -> Path:
                           eoi_token_index=4, image_token_index=5)
     Gemma3ForConditionalGeneration(config).save_pretrained(folder)
     return Path(folder)
+
+
+def mistral3(folder: Path, vocab: int = 1000, layers: int = 2) -> Path:
+    """Mistral Small 3.1 and Ministral 3, as released: a Mistral language model and a Pixtral tower in llava's layout
+    (`language_model.model.`), a model AutoModelForCausalLM refuses (core/causal_lm.py loads its language model);
+    the head tied, as small ones have it, so it is not in the checkpoint."""
+    import torch
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+
+    torch.manual_seed(0)
+    text = dict(model_type="mistral", vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=None)
+    vision = dict(model_type="pixtral", hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                  image_size=28, patch_size=14, head_dim=16)
+    config = Mistral3Config(text_config=text, vision_config=vision, image_token_index=5, tie_word_embeddings=True)
+    Mistral3ForConditionalGeneration(config).save_pretrained(folder)
+    return Path(folder)

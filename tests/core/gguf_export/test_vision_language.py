@@ -1,4 +1,5 @@
-"""GGUF export of a run on a vision-language checkpoint, as Qwen 3.5 (every size) and Gemma 3 (4B on) are released:
+"""GGUF export of a run on a vision-language checkpoint, as Qwen 3.5 (every size), Gemma 3 (4B on) and Mistral Small
+3.1 (llava's layout, its language model loaded by core/causal_lm.py) are released:
 the file holds the language model (llama.cpp keeps a vision tower in a projector file of its own), read shard by
 shard under the checkpoint's layout (`model.language_model.`, or llava's `language_model.model.`), checked against
 the trained model's answers, and the LoRA file puts the same update on a base GGUF. Before, Gemma 3 from 4B was
@@ -20,14 +21,15 @@ from tests.core.gguf_export import tiny
 def lora_run(tmp_path, build) -> dict:
     """A LoRA run's result on the checkpoint `build` writes: the trainer's own targets, random B so the update shows."""
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
+    from core import causal_lm
     from core.strategies.lora import target_modules
 
     base = tmp_path / "base"
     tok = AutoTokenizer.from_pretrained(tiny.byte_level(base))
     build(base, vocab=len(tok))
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    model = causal_lm.from_pretrained(base, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=target_modules(model, "auto")))
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -37,7 +39,8 @@ def lora_run(tmp_path, build) -> dict:
     return {"id": "v1", "run_dir": str(tmp_path / "run"), "model_path": str(base), "strategy": "lora", "status": "done"}
 
 
-@pytest.mark.parametrize("build,architecture", [(vision_language.qwen3_5, "qwen35"), (vision_language.gemma3, "gemma3")])
+@pytest.mark.parametrize("build,architecture", [(vision_language.qwen3_5, "qwen35"), (vision_language.gemma3, "gemma3"),
+                                                (vision_language.mistral3, "llama")])
 def test_the_language_model_of_a_vision_language_run_exports(tmp_path, build, architecture):
     run = lora_run(tmp_path, build)
     adapter = json.loads((tmp_path / "run" / "result" / "adapter_config.json").read_text())
