@@ -34,3 +34,20 @@ def scan(text: str, inside: int = -1) -> tuple[list[tuple[int, int, int]], int]:
 def parts(text: str) -> list[tuple[int, int, str]]:
     """(start, end, kind) of each part, in order, tags included; one left open (an answer cut off) runs to the end."""
     return [(start, end, SPANS[i][2]) for start, end, i in scan(text)[0]]
+
+
+def completed(prompt: str, answer: str) -> str:
+    """The answer as the model wrote it after `prompt`: where the chat template opened a part in the answer's place
+    (Qwen 3.5 asks for an answer with "<think>\n", so the model writes its thinking and then "</think>"), that
+    opening in front, so the part reads whole; a part left empty (a model tuned to answer without thinking closes it
+    at once) is dropped."""
+    tail = prompt.rstrip()
+    opening = next((o for o, closing, _ in SPANS if tail.endswith(o)), None)
+    if opening is None:
+        return answer
+    whole = opening + "\n" + answer if not answer.startswith(opening) else answer
+    closing = next(c for o, c, _ in SPANS if o == opening)
+    at = whole.find(closing)
+    if at >= 0 and not whole[len(opening):at].strip():
+        return whole[at + len(closing):].lstrip()
+    return whole

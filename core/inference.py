@@ -133,7 +133,7 @@ def reply(model, tokenizer, prompt: str | None, system: str | None = None, max_n
     An answer that loops stops there and says so (core/repeat_stop.py)."""
     import torch
 
-    from core import repeat_stop
+    from core import answer_parts, repeat_stop
 
     text = prompt_text(tokenizer, prompt, system, history, tools)
     enc = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
@@ -146,4 +146,5 @@ def reply(model, tokenizer, prompt: str | None, system: str | None = None, max_n
                              stopping_criteria=[looping],
                              pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
     answer = tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    answer = answer_parts.completed(text, answer)
     return "\n".join(filter(None, [answer, repeat_stop.NOTE])) if looping.fired else answer
