@@ -18,7 +18,7 @@ PROBE = [{"role": "user", "content": "Hello there."}, {"role": "assistant", "con
 
 @dataclass(frozen=True)
 class ChatFormat:
-    family: str  # "chatml", "llama3", "gemma", "gemma4", "phi3", "granite"
+    family: str  # "chatml", "llama3", "gemma", "gemma4", "phi3", "granite", "mistral"
     turn_start: str  # text opening a turn, with {role}
     turn_end: str  # text closing a turn
     end_of_turn: str  # the token that ends the assistant's turn: llama.cpp's eos, Ollama's stop
@@ -33,15 +33,28 @@ class ChatFormat:
     # Text the template writes after the answer's opening when it asks for an answer (Qwen 3.5's "<think>\n": its
     # models think unless told not to)
     generation_suffix: str = ""
+    # (role, text before, text after) for a family whose turns are not turn_start/turn_end around the role's name:
+    # Mistral's [INST]question[/INST]answer</s>
+    roles: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def framed(self) -> bool:
         """Whether the system turn is always written, its text framed by the template's own."""
         return bool(self.system_prefix or self.system_suffix)
 
-    def turn(self, role: str, content: str) -> str:
+    def opening(self, role: str) -> str:
+        """The text before a turn's content (for the assistant, also what asks for an answer)."""
         role = self.assistant_role if role == "assistant" else role
-        return self.turn_start.format(role=role) + content + self.turn_end
+        own = {name: before for name, before, _ in self.roles}
+        return own[role] if role in own else self.turn_start.format(role=role)
+
+    def closing(self, role: str) -> str:
+        """The text after a turn's content."""
+        role = self.assistant_role if role == "assistant" else role
+        return next((after for name, _, after in self.roles if name == role), self.turn_end)
+
+    def turn(self, role: str, content: str) -> str:
+        return self.opening(role) + content + self.closing(role)
 
     def system(self, content: str) -> str:
         """The system turn around `content` (the system text, or a Go template's expression for it)."""
@@ -61,7 +74,7 @@ class ChatFormat:
                 content, system = f"{system}\n\n{content}", None
             out += self.turn(m["role"], content)
         if generation_prompt:
-            out += self.turn_start.format(role=self.assistant_role) + self.generation_suffix
+            out += self.opening("assistant") + self.generation_suffix
         return out
 
 
@@ -75,6 +88,11 @@ FAMILIES = [  # (marker in the template, the format)
     # (read off the template as the generation suffix)
     ("<|turn>", ChatFormat("gemma4", "<|turn>{role}\n", "<turn|>\n", "<turn|>", begin="<bos>", assistant_role="model")),
     ("<|end|>", ChatFormat("phi3", "<|{role}|>\n", "<|end|>\n", "<|end|>")),
+    # Mistral's since Small 3 (Ministral 3, Devstral): a system prompt of its own, the question in [INST], the answer
+    # ended by </s>. The older [INST]-only templates (Nemo, 7B v0.3) put the system text into the last question: not
+    # written (no TEMPLATE, so Ollama picks its own).
+    ("[SYSTEM_PROMPT]", ChatFormat("mistral", "", "", "</s>", begin="<s>", roles=(
+        ("system", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]"), ("user", "[INST]", "[/INST]"), ("assistant", "", "</s>")))),
     ("<|start_of_role|>", ChatFormat("granite", "<|start_of_role|>{role}<|end_of_role|>", "<|end_of_text|>\n",
                                      "<|end_of_text|>")),
 ]
@@ -103,7 +121,7 @@ def detect(tokenizer) -> Detected:
         return Detected(None, f"The chat template looks like {fmt.family} but renders differently from it, so "
                               f"the Modelfile has no TEMPLATE{_OLLAMA_PICKS}")
     return Detected(None, "The chat template is not one of the families written for Ollama (ChatML, Llama 3, "
-                          f"Gemma, Gemma 4, Phi-3, Granite), so the Modelfile has no TEMPLATE{_OLLAMA_PICKS}")
+                          f"Gemma, Gemma 4, Phi-3, Granite, Mistral), so the Modelfile has no TEMPLATE{_OLLAMA_PICKS}")
 
 
 # What Ollama does without one: it keeps a template of its own whose Jinja source is nearly the GGUF's (its
@@ -130,11 +148,10 @@ def _variants(fmt: ChatFormat, tokenizer):
             continue
         # A default system prompt shows as the difference between the template's text and ours without it.
         mine = base.render(PROBE)
-        head = base.begin + (base.turn_start.format(role="system") if base.system_turn else
-                             base.turn_start.format(role="user"))
+        head = base.begin + base.opening("system" if base.system_turn else "user")
         if plain != mine and plain.startswith(head):
             rest = plain[len(head):]
-            end = rest.find(base.turn_end if base.system_turn else "\n\n")
+            end = rest.find(base.closing("system") if base.system_turn else "\n\n")
             if end > 0:
                 yield replace(base, default_system=rest[:end])
         framed = _framed(base, head, plain, _hf(tokenizer, [{"role": "system", "content": PROBE_SYSTEM}, *PROBE]))
@@ -158,7 +175,7 @@ def _framed(base: ChatFormat, head: str, plain: str, given: str | None) -> ChatF
     turn, or text Ollama's template (or the Modelfile's quotes) would read as its own."""
     if not base.system_turn or given is None or not (plain.startswith(head) and given.startswith(head)):
         return None
-    ends = [t.find(base.turn_end, len(head)) for t in (plain, given)]
+    ends = [t.find(base.closing("system"), len(head)) for t in (plain, given)]
     if min(ends) < 0:
         return None
     texts = [t[len(head):end] for t, end in zip((plain, given), ends)]

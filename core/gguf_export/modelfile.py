@@ -33,8 +33,7 @@ def go_template(fmt: ChatFormat, writes_bos: bool, tools: ToolText | None = None
     begin = "" if writes_bos else fmt.begin
     if tools:
         return begin + _with_tools(fmt, tools, thinking)
-    user = fmt.turn_start.format(role="user")
-    assistant = fmt.turn_start.format(role=fmt.assistant_role)
+    user, assistant = fmt.opening("user"), fmt.opening("assistant")
     if fmt.system_turn:
         head = fmt.system("{{ .System }}")  # written always where the template frames the system text
         head = head if fmt.framed else "{{ if .System }}" + head + "{{ end }}"
@@ -44,8 +43,8 @@ def go_template(fmt: ChatFormat, writes_bos: bool, tools: ToolText | None = None
         user_content = '{{ if $system }}{{ $system }}\n\n{{ $system = "" }}{{ end }}{{ .Content }}'
     answer, _ = _answer(thinking)
     return (begin + head + _messages(thinking)
-            + '{{ if eq .Role "user" }}' + user + user_content + fmt.turn_end
-            + '{{ else if eq .Role "assistant" }}' + assistant + answer + fmt.turn_end
+            + '{{ if eq .Role "user" }}' + user + user_content + fmt.closing("user")
+            + '{{ else if eq .Role "assistant" }}' + assistant + answer + fmt.closing("assistant")
             + "{{ end }}{{ end }}" + assistant + fmt.generation_suffix + _not_thinking(thinking))
 
 
@@ -82,7 +81,7 @@ def _answer(thinking: ThinkText | None) -> tuple[str, str]:
 def _with_tools(fmt: ChatFormat, tools: ToolText, thinking: ThinkText | None) -> str:
     """ToolText.as_text's conversation in the format's turns: the tools listed in the system text, each call as
     <tool_call> JSON in the answer, a run of results as one user turn of <tool_response> blocks."""
-    user, end = fmt.turn_start.format(role="user"), fmt.turn_end
+    user, end, answered = fmt.opening("user"), fmt.closing("user"), fmt.closing("assistant")
     own = "$.System"  # a default system text (the SYSTEM line) stands in for none, which is what training had
     if fmt.default_system:
         own = f"and $.System (ne $.System {json.dumps(fmt.default_system, ensure_ascii=False)})"
@@ -101,13 +100,13 @@ def _with_tools(fmt: ChatFormat, tools: ToolText, thinking: ThinkText | None) ->
     # The first node under `if .ToolCalls` is the text <tool_call>: Ollama's parser takes it as the call tag.
     calls = ('{{ if .ToolCalls }}<tool_call>{{ "\\n" }}{{ with index .ToolCalls 0 }}' + call + "{{ end }}\n</tool_call>"
              "{{ range slice .ToolCalls 1 }}\n<tool_call>\n" + call + "\n</tool_call>{{ end }}{{ end }}")
-    assistant = fmt.turn_start.format(role=fmt.assistant_role)
+    assistant = fmt.opening("assistant")
     answer, wrote = _answer(thinking)
     return (head + '{{ $prev := "" }}' + _messages(thinking)
             + '{{ if and (eq $prev "tool") (ne .Role "tool") }}' + end + "{{ end }}"
             + '{{ if eq .Role "user" }}' + user + first + "{{ .Content }}" + end
             + '{{ else if eq .Role "assistant" }}' + assistant
-            + "{{ $calls := .ToolCalls }}" + answer + "{{ if and " + wrote + " $calls }}\n{{ end }}" + calls + end
+            + "{{ $calls := .ToolCalls }}" + answer + "{{ if and " + wrote + " $calls }}\n{{ end }}" + calls + answered
             + '{{ else if eq .Role "tool" }}{{ if eq $prev "tool" }}\n{{ else }}' + user + "{{ end }}"
             + "<tool_response>\n{{ .Content }}\n</tool_response>"
             + "{{ end }}{{ $prev = .Role }}{{ end }}"

@@ -108,9 +108,9 @@ def _listing(tokenizer, fmt: ChatFormat, system: str | None) -> tuple[str, str, 
     system text of a one-question conversation."""
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": QUESTION}]
     text = render_chat(tokenizer, messages, True, PROBE_TOOLS)
-    opener = fmt.turn_start.format(role="system" if fmt.system_turn else "user")
+    opener = fmt.opening("system" if fmt.system_turn else "user")
     start = text.index(opener) + len(opener)
-    content = text[start:text.index(fmt.turn_end if fmt.system_turn else "\n\n" + QUESTION, start)]
+    content = text[start:text.index(fmt.closing("system") if fmt.system_turn else "\n\n" + QUESTION, start)]
     if not (content.startswith(fmt.system_prefix) and content.endswith(fmt.system_suffix)):
         return None
     content = content[len(fmt.system_prefix):len(content) - len(fmt.system_suffix)]  # the text framing it

@@ -29,7 +29,8 @@ def test_each_family_is_recognised(family, tokenizer):
                                               "smollm3": "chatml", "llama31": "llama3"}.get(family, family), detected.reason
     assert fmt.default_system == {"chatml": "You are a helpful pirate.", "qwen": "You are Qwen, a helpful assistant.",
                                   "smollm3": "You are a helpful pirate.",
-                                  "granite": "Knowledge Cutoff Date: April 2024. You are a helpful pirate."}.get(family)
+                                  "granite": "Knowledge Cutoff Date: April 2024. You are a helpful pirate.",
+                                  "mistral": "You are a helpful pirate."}.get(family)
     # the text a template frames the system text in, read off its system turn with and without one
     assert (fmt.system_prefix, fmt.system_suffix) == FRAMES.get(family, ("", ""))
     # and the text after the answer's opening where the template asks for an answer (Qwen 3.5 opens its thinking)

@@ -56,6 +56,13 @@ TEMPLATES = {
               "{{ '<|turn>' + role + '\n' + m['content'] + '<turn|>\n' }}{% endif %}{% endfor %}"
               "{% if add_generation_prompt %}{{ '<|turn>model\n' }}{% if not (enable_thinking is defined and "
               "enable_thinking) %}{{ '<|channel>thought\n<channel|>' }}{% endif %}{% endif %}",
+    # As Mistral Small 3's: a system prompt of its own (a default one where none is given), questions in [INST], each
+    # answer ended by the end-of-sequence text, nothing written to ask for an answer.
+    "mistral": "{{ '<s>' }}{% if messages[0]['role'] == 'system' %}{% set sys = messages[0]['content'] %}"
+               "{% set msgs = messages[1:] %}{% else %}{% set sys = 'You are a helpful pirate.' %}{% set msgs = messages %}"
+               "{% endif %}{{ '[SYSTEM_PROMPT]' + sys + '[/SYSTEM_PROMPT]' }}{% for m in msgs %}"
+               "{% if m['role'] == 'user' %}{{ '[INST]' + m['content'] + '[/INST]' }}{% else %}{{ m['content'] + '</s>' }}"
+               "{% endif %}{% endfor %}",
     "phi3": "{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + m['content'] + '<|end|>\n' }}{% endfor %}"
             "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}",
     # As Qwen 2.5's: ChatML with a default system text, which it keeps when it lists tools, each the whole tool
