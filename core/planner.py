@@ -153,6 +153,9 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
     reasons: list[str] = []
     warnings: list[str] = []
     w = with_objective(wishes or Wishes(), reasons, warnings)
+    if w.packing and shape.linear_attention:
+        w = dataclasses.replace(w, packing=False)
+        reasons.append(NOT_PACKED_LINEAR)
     target = target_for(hardware, w, calibration, reasons, warnings)
     seq_len, truncated = _seq_len(shape, token_lengths, w, reasons)
     rows = sequences(token_lengths, seq_len, w.packing)
@@ -176,6 +179,11 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
             reasons.append(why)
     return finish_plan(shape, hardware, target, strategy, ckpt, mb or 1, seq_len, truncated, token_lengths, w,
                        reasons, warnings, fitted=bool(mb), options=options, rows=rows)
+
+
+NOT_PACKED_LINEAR = ("Rows are not packed: this model's linear-attention layers (Gated DeltaNet) carry a state from "
+                     "one row to the next, so rows packed into one sequence would see each other; each row is a "
+                     "sequence of its own.")
 
 
 def with_objective(w: Wishes, reasons: list, warnings: list) -> Wishes:

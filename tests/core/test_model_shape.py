@@ -64,3 +64,14 @@ def test_what_the_blocks_do_not_describe_is_counted_on_the_meta_device(fields):
     model, config = built(fields)
     shape = ModelShape.from_config(config)
     assert shape.unmodelled > 0 and shape.params == sum(p.numel() for p in model.parameters())
+
+
+def test_a_plan_for_linear_attention_does_not_pack_rows():
+    """Gated DeltaNet layers carry a state from one row to the next, so packed rows would see each other: the plan
+    counts each row as a sequence of its own and says why (the trainer found it too late, by trying)."""
+    from core import planner
+    from tests.core.test_golden_plans import CHAT_LENGTHS, model, profile
+
+    plan = planner.make_plan(profile("gpu-24gb"), model("qwen3.5-9b"), CHAT_LENGTHS)
+    assert not plan.packing and plan.sequences == len(CHAT_LENGTHS) and planner.NOT_PACKED_LINEAR in plan.reasons
+    assert planner.make_plan(profile("gpu-24gb"), model("llama-3.1-8b"), CHAT_LENGTHS).packing
