@@ -25,6 +25,9 @@ class ChatFormat:
     begin: str = ""  # text before the first turn (a BOS the template writes itself)
     assistant_role: str = "assistant"
     system_turn: bool = True  # False: the system text opens the first user turn (Gemma)
+    # with system_turn False: the system text opens the last message instead, and only where that is a question (Mistral
+    # Nemo's and 7B's: a conversation that ends with an answer, as every training row does, has none)
+    system_last: bool = False
     default_system: str | None = None  # what the template puts there when no system message is given
     # Text the template writes around the system text in a system turn it always writes (Llama 3.1's "Cutting
     # Knowledge Date: ...\nToday Date: ...\n\n" in front; SmolLM3's "## Metadata ..." in front, "\n\n" after)
@@ -36,6 +39,9 @@ class ChatFormat:
     # (role, text before, text after) for a family whose turns are not turn_start/turn_end around the role's name:
     # Mistral's [INST]question[/INST]answer</s>
     roles: tuple[tuple[str, str, str], ...] = ()
+    # what asks for an answer where it is not the answer turn's opening (Mistral 7B v0.3 writes " " before each
+    # answer, and nothing after the last question)
+    asking: str | None = None
 
     @property
     def framed(self) -> bool:
@@ -56,6 +62,10 @@ class ChatFormat:
     def turn(self, role: str, content: str) -> str:
         return self.opening(role) + content + self.closing(role)
 
+    def ask(self) -> str:
+        """The text after the last turn that asks for an answer."""
+        return (self.opening("assistant") if self.asking is None else self.asking) + self.generation_suffix
+
     def system(self, content: str) -> str:
         """The system turn around `content` (the system text, or a Go template's expression for it)."""
         return self.turn("system", self.system_prefix + content + self.system_suffix)
@@ -66,15 +76,15 @@ class ChatFormat:
         out = self.begin
         if self.system_turn and (system or self.framed):
             out += self.system(system or "")
-        for m in messages:
-            if m["role"] == "system":
-                continue
+        turns = [m for m in messages if m["role"] != "system"]
+        for k, m in enumerate(turns):
             content = m["content"]
-            if system and not self.system_turn and m["role"] == "user":
+            placed = k == len(turns) - 1 if self.system_last else True
+            if system and not self.system_turn and m["role"] == "user" and placed:
                 content, system = f"{system}\n\n{content}", None
             out += self.turn(m["role"], content)
         if generation_prompt:
-            out += self.opening("assistant") + self.generation_suffix
+            out += self.ask()
         return out
 
 
@@ -89,10 +99,13 @@ FAMILIES = [  # (marker in the template, the format)
     ("<|turn>", ChatFormat("gemma4", "<|turn>{role}\n", "<turn|>\n", "<turn|>", begin="<bos>", assistant_role="model")),
     ("<|end|>", ChatFormat("phi3", "<|{role}|>\n", "<|end|>\n", "<|end|>")),
     # Mistral's since Small 3 (Ministral 3, Devstral): a system prompt of its own, the question in [INST], the answer
-    # ended by </s>. The older [INST]-only templates (Nemo, 7B v0.3) put the system text into the last question: not
-    # written (no TEMPLATE, so Ollama picks its own).
+    # ended by </s>; the older [INST]-only ones (Nemo, 7B v0.3) put the system text into the last question.
     ("[SYSTEM_PROMPT]", ChatFormat("mistral", "", "", "</s>", begin="<s>", roles=(
         ("system", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]"), ("user", "[INST]", "[/INST]"), ("assistant", "", "</s>")))),
+    ("[INST]", ChatFormat("mistral", "", "", "</s>", begin="<s>", system_turn=False, system_last=True,
+                          roles=(("user", "[INST]", "[/INST]"), ("assistant", "", "</s>")))),
+    ("[INST]", ChatFormat("mistral", "", "", "</s>", begin="<s>", system_turn=False, system_last=True,  # 7B v0.3's
+                          roles=(("user", "[INST] ", "[/INST]"), ("assistant", " ", "</s>")), asking="")),
     ("<|start_of_role|>", ChatFormat("granite", "<|start_of_role|>{role}<|end_of_role|>", "<|end_of_text|>\n",
                                      "<|end_of_text|>")),
 ]
@@ -110,15 +123,18 @@ def detect(tokenizer) -> Detected:
     if not template:
         return Detected(None, "The model has no chat template, so the Modelfile has none and llama.cpp stops at "
                               "the tokenizer's end token.")
-    for marker, fmt in FAMILIES:
-        if marker not in template:
+    found = next((marker for marker, _ in FAMILIES if marker in template), None)
+    for marker, fmt in FAMILIES:  # the formats of the first family's marker the template holds, each in turn
+        if marker != found:
             continue
         for candidate in _variants(fmt, tokenizer):
             candidate = _asked(candidate, tokenizer)
             if _matches(candidate, tokenizer):
                 return Detected(candidate, f"The chat template is {fmt.family}; the Modelfile's template renders a "
                                            "probe conversation exactly as the model's own template does.")
-        return Detected(None, f"The chat template looks like {fmt.family} but renders differently from it, so "
+    if found is not None:
+        family = next(fmt.family for marker, fmt in FAMILIES if marker == found)
+        return Detected(None, f"The chat template looks like {family} but renders differently from it, so "
                               f"the Modelfile has no TEMPLATE{_OLLAMA_PICKS}")
     return Detected(None, "The chat template is not one of the families written for Ollama (ChatML, Llama 3, "
                           f"Gemma, Gemma 4, Phi-3, Granite, Mistral), so the Modelfile has no TEMPLATE{_OLLAMA_PICKS}")

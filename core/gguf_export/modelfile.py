@@ -38,21 +38,25 @@ def go_template(fmt: ChatFormat, writes_bos: bool, tools: ToolText | None = None
         head = fmt.system("{{ .System }}")  # written always where the template frames the system text
         head = head if fmt.framed else "{{ if .System }}" + head + "{{ end }}"
         user_content = "{{ .Content }}"
+    elif fmt.system_last:  # the system text opens the question that is the last message (its index is $i)
+        head = ""
+        user_content = ('{{ if and $.System (eq (len (slice $.Messages $i)) 1) }}{{ $.System }}\n\n{{ end }}'
+                        "{{ .Content }}")
     else:  # the system text opens the first user turn; $system is emptied once it is used
         head = "{{ $system := .System }}"
         user_content = '{{ if $system }}{{ $system }}\n\n{{ $system = "" }}{{ end }}{{ .Content }}'
     answer, _ = _answer(thinking)
-    return (begin + head + _messages(thinking)
+    return (begin + head + _messages(thinking, indexed=fmt.system_last)
             + '{{ if eq .Role "user" }}' + user + user_content + fmt.closing("user")
             + '{{ else if eq .Role "assistant" }}' + assistant + answer + fmt.closing("assistant")
-            + "{{ end }}{{ end }}" + assistant + fmt.generation_suffix + _not_thinking(thinking))
+            + "{{ end }}{{ end }}" + fmt.ask() + _not_thinking(thinking))
 
 
-def _messages(thinking: ThinkText | None) -> str:
-    """The loop over the messages; where only the thinking after the last question is written, with $i and the
-    last question's index $lastq."""
+def _messages(thinking: ThinkText | None, indexed: bool = False) -> str:
+    """The loop over the messages, with each one's index $i where `indexed`; where only the thinking after the last
+    question is written, with $i and the last question's index $lastq."""
     if thinking is None or thinking.every:
-        return "{{ range .Messages }}"
+        return "{{ range $i, $_ := .Messages }}" if indexed else "{{ range .Messages }}"
     return ('{{ $lastq := -1 }}{{ range $i, $m := .Messages }}{{ if eq $m.Role "user" }}{{ $lastq = $i }}{{ end }}'
             "{{ end }}{{ range $i, $_ := .Messages }}")
 
@@ -110,8 +114,7 @@ def _with_tools(fmt: ChatFormat, tools: ToolText, thinking: ThinkText | None) ->
             + '{{ else if eq .Role "tool" }}{{ if eq $prev "tool" }}\n{{ else }}' + user + "{{ end }}"
             + "<tool_response>\n{{ .Content }}\n</tool_response>"
             + "{{ end }}{{ $prev = .Role }}{{ end }}"
-            + '{{ if eq $prev "tool" }}' + end + "{{ end }}" + assistant + fmt.generation_suffix
-            + _not_thinking(thinking))
+            + '{{ if eq $prev "tool" }}' + end + "{{ end }}" + fmt.ask() + _not_thinking(thinking))
 
 
 THINKING_REASON = ("Ollama knows the model thinks first: it takes the <think> block in front of an answer as the "

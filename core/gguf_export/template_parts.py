@@ -48,8 +48,8 @@ PROOF = [  # conversations the parts must write as the template does
 
 def tools(tokenizer, fmt: ChatFormat | None) -> tool_render.ToolText | None:
     """The parts in which the tokenizer's chat template writes tools, or None where it writes none we can give."""
-    if fmt is None or not tool_render.native(tokenizer):
-        return None
+    if fmt is None or fmt.system_last or not tool_render.native(tokenizer):
+        return None  # (system_last: the listing would open the last question alone, which is not written)
     try:
         alone, given = _listing(tokenizer, fmt, None), _listing(tokenizer, fmt, SYSTEM)
         if alone is None or given is None or alone[1:] != given[1:] or not given[0].startswith(SYSTEM):

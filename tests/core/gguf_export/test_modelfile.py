@@ -25,8 +25,9 @@ def test_each_family_is_recognised(family, tokenizer):
     tokenizer.chat_template = TEMPLATES[family]
     detected = chat_format.detect(tokenizer)
     fmt = detected.format
-    assert fmt is not None and fmt.family == {"qwen": "chatml", "qwen3": "chatml", "qwen35": "chatml",
-                                              "smollm3": "chatml", "llama31": "llama3"}.get(family, family), detected.reason
+    named = {"qwen": "chatml", "qwen3": "chatml", "qwen35": "chatml", "smollm3": "chatml", "llama31": "llama3",
+             "mistral_inst": "mistral", "mistral_v03": "mistral"}
+    assert fmt is not None and fmt.family == named.get(family, family), detected.reason
     assert fmt.default_system == {"chatml": "You are a helpful pirate.", "qwen": "You are Qwen, a helpful assistant.",
                                   "smollm3": "You are a helpful pirate.",
                                   "granite": "Knowledge Cutoff Date: April 2024. You are a helpful pirate.",

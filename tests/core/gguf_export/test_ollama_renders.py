@@ -75,6 +75,9 @@ OWN_PARTS["qwen35"] = OWN_PARTS["qwen3"]
 @pytest.mark.parametrize("family", sorted(cases.TEMPLATES))
 def test_ollama_offers_tools_and_finds_the_calls(found, family):
     fmt, _, parts, thinking = found[family]
+    if fmt.system_last:  # Mistral Nemo's lists tools in the last question alone: not written, so none offered
+        assert parts is None and ".Tools" not in modelfile.go_template(fmt, writes_bos=False)
+        return
     # Ours in front of a template with no tool format is found as it is; Qwen's own, in its own parts.
     assert parts == OWN_PARTS.get(family, tool_render.HERMES)
     for think in (None, thinking):

@@ -63,6 +63,21 @@ TEMPLATES = {
                "{% endif %}{{ '[SYSTEM_PROMPT]' + sys + '[/SYSTEM_PROMPT]' }}{% for m in msgs %}"
                "{% if m['role'] == 'user' %}{{ '[INST]' + m['content'] + '[/INST]' }}{% else %}{{ m['content'] + '</s>' }}"
                "{% endif %}{% endfor %}",
+    # As Mistral Nemo's and 7B's: no system turn; the system text opens the last message where that is a question
+    # (so a conversation that ends with an answer has none), and tools of their own format, which we do not write.
+    "mistral_inst": "{{ '<s>' }}{% if messages[0]['role'] == 'system' %}{% set sys = messages[0]['content'] %}"
+                    "{% set msgs = messages[1:] %}{% else %}{% set msgs = messages %}{% endif %}"
+                    "{% for m in msgs %}{% if m['role'] == 'user' %}{% if loop.last and sys is defined %}"
+                    "{{ '[INST]' + sys + '\n\n' + m['content'] + '[/INST]' }}{% else %}"
+                    "{{ '[INST]' + m['content'] + '[/INST]' }}{% endif %}{% elif m['role'] == 'assistant' %}"
+                    "{{ m['content'] + '</s>' }}{% endif %}{% endfor %}",
+    # As Mistral 7B v0.3's: Nemo's, with a space after [INST] and before each answer, none after the last question.
+    "mistral_v03": "{{ '<s>' }}{% if messages[0]['role'] == 'system' %}{% set sys = messages[0]['content'] %}"
+                   "{% set msgs = messages[1:] %}{% else %}{% set msgs = messages %}{% endif %}"
+                   "{% for m in msgs %}{% if m['role'] == 'user' %}{% if loop.last and sys is defined %}"
+                   "{{ '[INST] ' + sys + '\n\n' + m['content'] + '[/INST]' }}{% else %}"
+                   "{{ '[INST] ' + m['content'] + '[/INST]' }}{% endif %}{% elif m['role'] == 'assistant' %}"
+                   "{{ ' ' + m['content'] + '</s>' }}{% endif %}{% endfor %}",
     "phi3": "{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + m['content'] + '<|end|>\n' }}{% endfor %}"
             "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}",
     # As Qwen 2.5's: ChatML with a default system text, which it keeps when it lists tools, each the whole tool
@@ -226,6 +241,8 @@ def cases(found: dict | None = None):
 
     for family, (fmt, _, tool_parts, think_parts) in (found or formats()).items():
         for (tools, thinking), chats in VARIANTS.items():
+            if tools and tool_parts is None:  # a family whose tools we do not write: no template offers them
+                continue
             template = modelfile.go_template(fmt, writes_bos=False, tools=tool_parts if tools else None,
                                              thinking=think_parts if thinking else None)
             for name, (messages, offered) in chats.items():
