@@ -63,7 +63,9 @@ def stored_name(name: str, files, index: dict | None = None) -> str | None:
     of `files`, where a caller asks for many); None where it has none."""
     if name in files:
         return name
-    return (index if index is not None else name_index(files)).get(language_name(name))
+    found = (index if index is not None else name_index(files)).get(language_name(name))
+    bare = name.removeprefix("model.")  # a tower or projector in llava's layout: `vision_tower.` there, loaded under model.
+    return found if found is not None or bare not in files else bare
 
 
 class Checkpoint:

@@ -128,13 +128,16 @@ class LayerSampler:
 
 
 def decoder_layers(model):
-    """The decoder's list of blocks (the ModuleList as long as the config's layer count)."""
+    """The decoder's list of blocks (the ModuleList as long as the config's layer count); in a vision-language model
+    that loads whole (Gemma 3 from 4B), its language model's, counted by its text config, before a tower's."""
     import torch
 
-    count = model.config.num_hidden_layers
-    for module in model.modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
-            return module
+    count = model.config.get_text_config().num_hidden_layers
+    lists = [(name, module) for name, module in model.named_modules()
+             if isinstance(module, torch.nn.ModuleList) and len(module) == count]
+    lists.sort(key=lambda found: ".language_model." not in f".{found[0]}.")
+    if lists:
+        return lists[0][1]
     raise ValueError(f"{type(model).__name__}: no list of {count} decoder layers found")
 
 

@@ -37,3 +37,18 @@ def test_a_language_model_missing_a_weight_is_refused_in_a_sentence(tmp_path):
     save_file(stored, str(folder / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(KnownError, match="lacks model.layers.1.mlp.up_proj.weight"):
         causal_lm.from_pretrained(folder, dtype=torch.float32)
+
+
+def test_lisa_and_offload_find_the_language_model_s_layers(tmp_path):
+    """In a vision-language model that loads whole (Gemma 3 from 4B), the decoder's layers are counted by the text
+    config (the whole model's has no layer count: LISA and offload crashed) and taken from the language model, even
+    beside a tower with as many layers."""
+    from core.strategies.lisa import decoder_layers
+    from tests.core.test_offload_stream import session
+    from tests.core.test_strategies import examples, run_steps
+
+    model = causal_lm.from_pretrained(vision_language.gemma3(tmp_path / "m", layers=1), dtype=torch.float32)
+    assert len(model.model.vision_tower.encoder.layers) == 1  # as long as the language model's
+    assert decoder_layers(model) is model.model.language_model.layers
+    run = session(tmp_path, tmp_path / "m", "lisa", {"layers": 1, "interval": 1}, "lisa")
+    assert len(run_steps(run, examples(vocab=1000), 1)) == 1
