@@ -18,7 +18,7 @@ from tests.core import vision_language
 from tests.core.gguf_export import tiny
 
 
-def lora_run(tmp_path, build) -> dict:
+def lora_run(tmp_path, build, use_dora: bool = False) -> dict:
     """A LoRA run's result on the checkpoint `build` writes: the trainer's own targets, random B so the update shows."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer
@@ -30,13 +30,15 @@ def lora_run(tmp_path, build) -> dict:
     tok = AutoTokenizer.from_pretrained(tiny.byte_level(base))
     build(base, vocab=len(tok))
     model = causal_lm.from_pretrained(base, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=target_modules(model, "auto")))
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=target_modules(model, "auto"),
+                                             use_dora=use_dora))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.02)
     model.save_pretrained(tmp_path / "run" / "result")
-    return {"id": "v1", "run_dir": str(tmp_path / "run"), "model_path": str(base), "strategy": "lora", "status": "done"}
+    return {"id": "v1", "run_dir": str(tmp_path / "run"), "model_path": str(base),
+            "strategy": "dora" if use_dora else "lora", "status": "done"}
 
 
 @pytest.mark.parametrize("build,architecture", [(vision_language.qwen3_5, "qwen35"), (vision_language.gemma3, "gemma3"),
@@ -50,3 +52,12 @@ def test_the_language_model_of_a_vision_language_run_exports(tmp_path, build, ar
     assert report["architecture"] == architecture and report["verification"]["ok"]
     assert "one tensor at a time" in report["merge"] and "vision tower" in report["merge"]
     assert report["lora"]["written"] and "equals the adapter's" in report["lora"]["check"]
+
+
+def test_a_vision_language_run_merged_whole_by_peft_exports_its_language_model(tmp_path):
+    """DoRA is merged by peft in RAM, the whole vision-language model: its language model is taken from it, renamed as
+    its causal LM names it (merge.language_model), and checked against that causal LM's answers."""
+    run = lora_run(tmp_path, vision_language.gemma3, use_dora=True)
+    out = export.export(run, "gguf", tmp_path / "gguf", "f16")
+    report = json.loads((out / "export.json").read_text())
+    assert report["architecture"] == "gemma3" and report["verification"]["ok"] and "peft merged" in report["merge"]
