@@ -24,6 +24,7 @@ core.plan_length.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -157,6 +158,8 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
         w = dataclasses.replace(w, packing=False)
         reasons.append(NOT_PACKED_LINEAR)
     target = target_for(hardware, w, calibration, reasons, warnings)
+    if shape.linear_attention and target.gpu is not None and importlib.util.find_spec("fla") is None:
+        warnings.append(SLOW_LINEAR)
     seq_len, truncated = _seq_len(shape, token_lengths, w, reasons)
     rows = sequences(token_lengths, seq_len, w.packing)
 
@@ -184,6 +187,11 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
 NOT_PACKED_LINEAR = ("Rows are not packed: this model's linear-attention layers (Gated DeltaNet) carry a state from "
                      "one row to the next, so rows packed into one sequence would see each other; each row is a "
                      "sequence of its own.")
+
+
+SLOW_LINEAR = ("This model's Gated DeltaNet layers will run in transformers' plain PyTorch code (flash-linear-attention, "
+               "whose Triton kernels transformers uses on a GPU, is not installed), which transformers itself calls "
+               "much slower: steps may take far longer than the estimate.")
 
 
 def with_objective(w: Wishes, reasons: list, warnings: list) -> Wishes:

@@ -75,3 +75,21 @@ def test_a_plan_for_linear_attention_does_not_pack_rows():
     plan = planner.make_plan(profile("gpu-24gb"), model("qwen3.5-9b"), CHAT_LENGTHS)
     assert not plan.packing and plan.sequences == len(CHAT_LENGTHS) and planner.NOT_PACKED_LINEAR in plan.reasons
     assert planner.make_plan(profile("gpu-24gb"), model("llama-3.1-8b"), CHAT_LENGTHS).packing
+
+
+def test_a_gpu_plan_for_linear_attention_warns_without_its_kernels(monkeypatch):
+    """On a GPU without flash-linear-attention, transformers runs Gated DeltaNet in plain PyTorch: the plan says its
+    time may be far off; with it, or on the CPU (where the plain code is all there is), it says nothing."""
+    import importlib.util
+
+    from core import planner
+    from tests.core.test_golden_plans import CHAT_LENGTHS, model, profile
+
+    real = importlib.util.find_spec
+    for installed in (False, True):
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name: (object() if installed else None)
+                            if name == "fla" else real(name))
+        warned = planner.SLOW_LINEAR in planner.make_plan(profile("gpu-24gb"), model("qwen3.5-9b"), CHAT_LENGTHS).warnings
+        assert warned == (not installed)
+    cpu = planner.make_plan(profile("cpu-16gb-laptop"), model("qwen3.5-9b"), CHAT_LENGTHS)
+    assert planner.SLOW_LINEAR not in cpu.warnings
