@@ -189,9 +189,9 @@ NOT_PACKED_LINEAR = ("Rows are not packed: this model's linear-attention layers 
                      "sequence of its own.")
 
 
-SLOW_LINEAR = ("This model's Gated DeltaNet layers will run in transformers' plain PyTorch code (flash-linear-attention, "
-               "whose Triton kernels transformers uses on a GPU, is not installed), which transformers itself calls "
-               "much slower: steps may take far longer than the estimate.")
+SLOW_LINEAR = ("This model's Gated DeltaNet layers will run in transformers' plain PyTorch code "
+               "(flash-linear-attention, whose Triton kernels transformers uses on a GPU, is not installed), which "
+               "transformers itself calls much slower: steps may take far longer than the estimate.")
 
 
 def with_objective(w: Wishes, reasons: list, warnings: list) -> Wishes:

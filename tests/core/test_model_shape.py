@@ -51,9 +51,9 @@ def test_lisa_counts_the_largest_blocks_it_may_pick():
     assert shape.largest_blocks(3) == full + 2 * delta and shape.largest_blocks(99) == shape.decoder_params
 
 
-GEMMA4 = dict(model_type="gemma4_text", hidden_size=64, intermediate_size=96, num_hidden_layers=4, num_attention_heads=4,
-              num_key_value_heads=2, head_dim=16, global_head_dim=32, vocab_size=300, vocab_size_per_layer_input=300,
-              hidden_size_per_layer_input=16, sliding_window=32)
+GEMMA4 = dict(model_type="gemma4_text", hidden_size=64, intermediate_size=96, num_hidden_layers=4,
+              num_attention_heads=4, num_key_value_heads=2, head_dim=16, global_head_dim=32, vocab_size=300,
+              vocab_size_per_layer_input=300, hidden_size_per_layer_input=16, sliding_window=32)
 
 
 @pytest.mark.parametrize("fields", [GEMMA4, dict(model_type="mixtral", num_local_experts=4, **SMALL)],
@@ -89,7 +89,7 @@ def test_a_gpu_plan_for_linear_attention_warns_without_its_kernels(monkeypatch):
     for installed in (False, True):
         monkeypatch.setattr(importlib.util, "find_spec", lambda name: (object() if installed else None)
                             if name == "fla" else real(name))
-        warned = planner.SLOW_LINEAR in planner.make_plan(profile("gpu-24gb"), model("qwen3.5-9b"), CHAT_LENGTHS).warnings
-        assert warned == (not installed)
+        plan = planner.make_plan(profile("gpu-24gb"), model("qwen3.5-9b"), CHAT_LENGTHS)
+        assert (planner.SLOW_LINEAR in plan.warnings) == (not installed)
     cpu = planner.make_plan(profile("cpu-16gb-laptop"), model("qwen3.5-9b"), CHAT_LENGTHS)
     assert planner.SLOW_LINEAR not in cpu.warnings
