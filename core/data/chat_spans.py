@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import re
 import weakref
 from collections.abc import Callable
@@ -116,11 +117,25 @@ def trained_spans(tokenizer, messages: list[dict], full: str,
     for i, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
-        start = len(render_chat(tokenizer, messages[:i], add_generation_prompt=True, tools=tools))
+        start = len(asked(tokenizer, messages[:i], full, tools))
         upto = render_chat(tokenizer, messages[: i + 1], tools=tools)
         spans.append((start, len(upto) if full.startswith(upto) else _ended(tokenizer, messages, i, full, start,
                                                                             upto, tools)))
     return spans
+
+
+def asked(tokenizer, before: list[dict], full: str, tools: list[dict] | None = None) -> str:
+    """The text in front of an answer as `full` holds it: the conversation before it with the generation prompt; or,
+    where the template asks for an answer with text its answers never start with (Gemma 4's empty thought channel,
+    written after the answer's opening only to ask for one), that prompt up to where `full` parts from it, provided
+    that is past the conversation without it. (Counted from the whole prompt, the first 30 characters of every Gemma
+    4 answer went untrained.)"""
+    prompt = render_chat(tokenizer, before, add_generation_prompt=True, tools=tools)
+    if full.startswith(prompt):
+        return prompt
+    plain = render_chat(tokenizer, before, tools=tools)
+    shared = len(os.path.commonprefix([prompt, full]))
+    return prompt[:shared] if full.startswith(plain) and shared >= len(plain) else prompt
 
 
 def _ended(tokenizer, messages: list[dict], i: int, full: str, start: int, upto: str, tools) -> int:
@@ -170,7 +185,7 @@ class _Skeleton:
         # The reference method's ends, on the skeleton (it raises its error when they cannot be located); each
         # falls between turns, so the text before it holds whole placeholders.
         ends = [end for _, end in trained_spans(tokenizer, placeholder, text)]
-        starts = [_measure(render_chat(tokenizer, placeholder[:i], add_generation_prompt=True))
+        starts = [_measure(asked(tokenizer, placeholder[:i], text))
                   for i, m in enumerate(placeholder) if m["role"] == "assistant"]
         self.spans = [(start, _measure(text[:end])) for start, end in zip(starts, ends)]
         self.renders_empty: bool | None = None  # checked on first use by ChatRenderer.filled

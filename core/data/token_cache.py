@@ -26,7 +26,7 @@ from core import atomic
 from core.data.example import Example
 from core.data.tokenize import Encoded, iter_encoded, trains
 
-FORMAT = 2  # bump when what is stored, or how encode_all computes it, changes
+FORMAT = 3  # bump when what is stored, or how encode_all computes it, changes (3: chat_spans.asked)
 FLUSH_TOKENS = 1 << 20  # tokens buffered before a write
 # name -> (numpy dtype, array typecode); ids and labels fit int32 (vocabularies are far below 2**31)
 ARRAYS = {"input_ids": ("<i4", "i"), "labels": ("<i4", "i"), "bounds": ("<i8", "q"), "truncated": ("u1", "B"),

@@ -31,6 +31,10 @@ LLAMA3 = ("{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' 
           "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
           "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}")
 LLAMA3_VERBATIM = LLAMA3.replace(" | trim", "")
+# Gemma 4-like: asked for an answer, it opens an empty thought channel, which no answer it renders starts with
+GEMMA4 = ("{% for m in messages %}{% set role = 'model' if m.role == 'assistant' else m.role %}"
+          "{{ '<|turn>' + role + '\n' + m.content + '<turn|>\n' }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|turn>model\n<|channel>thought\n<channel|>' }}{% endif %}")
 LLAMA3_TOKENS = ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
 
 # name: (template or None for the model's own, proven verbatim?)
@@ -42,6 +46,7 @@ TEMPLATES = {
     "condition": (CONDITION, False),
     "llama3": (LLAMA3, False),
     "llama3-verbatim": (LLAMA3_VERBATIM, True),
+    "gemma4": (GEMMA4, True),
 }
 
 
@@ -235,3 +240,14 @@ def test_the_garbage_collector_is_left_as_it_was(tok):
             assert gc.isenabled()  # never paused while the caller holds a row
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def test_an_answer_is_trained_whole_where_the_prompt_asks_with_text_answers_never_start_with(tokenizers):
+    """Gemma 4's generation prompt ends with an empty thought channel that its rendered answers never start with:
+    the answer is trained from where the conversation and that prompt part (counted from the prompt's end, the first
+    30 characters of every answer went untrained), on both paths."""
+    tokenizer = tokenizers["gemma4"]
+    row = chat("Where is the gold?", "Arr, under the old oak!", "And the map?", "Burnt, matey.")
+    for encoded in (tokenize.encode(row, tokenizer, 4096, "assistant"),
+                    tokenize.encode_many([row], tokenizer, 4096, "assistant")[0]):
+        assert tokenizer.decode([t for t in encoded.labels if t != tokenize.IGNORE]) == "Arr, under the old oak!<turn|>\nBurnt, matey.<turn|>\n"
