@@ -141,7 +141,7 @@ class ModelShape:
 def _linear_attention(c: dict) -> dict:
     """The Gated DeltaNet fields of a config whose `layer_types` name linear attention ({} for others)."""
     kinds = list(c.get("layer_types") or ())
-    if "linear_attention" not in kinds:
+    if "linear_attention" not in kinds or "linear_num_key_heads" not in c:  # (Mamba is "linear_attention" too)
         return {}
     dims = (c["linear_num_key_heads"], c["linear_num_value_heads"], c["linear_key_head_dim"],
             c["linear_value_head_dim"], c.get("linear_conv_kernel_dim", 4))

@@ -154,9 +154,9 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
     reasons: list[str] = []
     warnings: list[str] = []
     w = with_objective(wishes or Wishes(), reasons, warnings)
-    if w.packing and shape.linear_attention:
+    if w.packing and packing_mod.stateful(model_config):
         w = dataclasses.replace(w, packing=False)
-        reasons.append(NOT_PACKED_LINEAR)
+        reasons.append(f"Rows are not packed: {packing_mod.stateful(model_config)}; each row is a sequence of its own.")
     target = target_for(hardware, w, calibration, reasons, warnings)
     if shape.linear_attention and target.gpu is not None and importlib.util.find_spec("fla") is None:
         warnings.append(SLOW_LINEAR)
@@ -182,11 +182,6 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
             reasons.append(why)
     return finish_plan(shape, hardware, target, strategy, ckpt, mb or 1, seq_len, truncated, token_lengths, w,
                        reasons, warnings, fitted=bool(mb), options=options, rows=rows)
-
-
-NOT_PACKED_LINEAR = ("Rows are not packed: this model's linear-attention layers (Gated DeltaNet) carry a state from "
-                     "one row to the next, so rows packed into one sequence would see each other; each row is a "
-                     "sequence of its own.")
 
 
 SLOW_LINEAR = ("This model's Gated DeltaNet layers will run in transformers' plain PyTorch code "

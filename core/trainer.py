@@ -184,13 +184,12 @@ def train(cfg: RunConfig, resume: bool, emit: Emitter, control: run_control.Cont
                             f"{counted(len(pairs), 'rated answer' if objective.RATED else 'pair')}: "
                             f"{objective.SUMMARY}")
     elif cfg.packing:
-        if packing.works_with(session.model):
+        if why := packing.why_not(session.model):
+            emit("status", text=f"Packing is off: {why}; rows are padded instead")
+        else:
             items, collate = packing.pack(train_set, cfg.seq_len), packing.collate
             emit("status", text=f"Packed {counted(len(train_set), 'row')} into {counted(len(items), 'sequence')} "
                                 f"of up to {cfg.seq_len} tokens (rows stay apart)")
-        else:
-            emit("status", text="Packing is off: this model's attention would let packed rows see each other, "
-                                "so rows are padded instead")
     per_epoch = len(items) / (cfg.micro_batch * cfg.grad_accum)  # steps per pass over the data
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
     planned = total  # what the plan asked; `total` is less once the run is cut to its time limit

@@ -102,6 +102,30 @@ def collate(batch: list[Pack], pad_id: int) -> dict:
     return {**out, "position_ids": positions, "tokens": mask.sum()}
 
 
+# Layer kinds (a config's layer_types) that carry a state along the sequence: Gated DeltaNet and Mamba (transformers
+# names both "linear_attention"), LFM2's short convolutions. Position-id restarts do not reset a state, so packed
+# rows would see each other through them; the numeric check below can miss it in a random model (LFM2's conv leaked
+# 6e-4 of the logits' scale, under its bar, where float noise is 2e-7).
+STATEFUL = ("linear_attention", "mamba", "conv")
+
+
+def stateful(config: dict) -> str:
+    """Why rows of a model with a config (its language model's) cannot be packed: the kinds of its layers that carry
+    a state along the sequence (STATEFUL); '' where none does."""
+    text = config.get("text_config") or config
+    kinds = sorted(set(text.get("layer_types") or text.get("layers_block_type") or []) & set(STATEFUL))
+    named = " and ".join(kind.replace("_", "-") for kind in kinds)
+    return f"this model's {named} layers carry a state from one row to the next, so packed rows would see each other" \
+        if kinds else ""
+
+
+def why_not(model) -> str:
+    """Why this model's rows cannot be packed, in words ('' when they can)."""
+    if why := stateful(model.config.to_dict()):
+        return why
+    return "" if works_with(model) else "this model's attention would let packed rows see each other"
+
+
 def works_with(model) -> bool:
     """Whether this model keeps packed rows apart: two short rows alone and packed must give the same
     logits. (An attention implementation that ignores the position-id restarts would let rows leak.)"""
