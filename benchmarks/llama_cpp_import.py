@@ -14,12 +14,14 @@ both sides: within TOLERANCE), its tokens and its chat template.
 PATH/llama.cpp is a llama.cpp source tree (convert_hf_to_gguf.py and its gguf-py beside it; the converter
 needs torch, transformers and sentencepiece). The models use the default model's tokenizer, one llama.cpp's
 converter recognizes by its hash, or, for the architectures whose converter reads a SentencePiece tokenizer.model
-(Gemma, Phi-3), a tiny one trained here; a case llama.cpp's converter refuses is reported with its reason. Their
-tokens are recorded, not judged: transformers' GGUF tokenizer builder reads such a file otherwise than its own
-Llama and Gemma classes read the tiny tokenizer.model (a BOS added or not, a piece the Gemma class added to the
-vocabulary missing), differences of our synthetic tokenizer, not of the import, which takes the tokenizer from
-transformers as it is. The result goes to benchmarks/results/llama_cpp_import.json
-unless --out says otherwise; the exit status is 1 when an import differs. It needs no GPU.
+(Gemma 2 and 3, Phi-3), a tiny one trained here, and for Gemma 4, whose converter reads only a BPE tokenizer.json
+with byte fallback, the tests' SentencePiece-style one made as Gemma 4's is (its tokens judged: they agree); a case
+llama.cpp's converter refuses is reported with its reason. The SentencePiece ones' tokens are recorded, not judged:
+transformers' GGUF tokenizer builder reads such a file otherwise than its own Llama and Gemma classes read the tiny
+tokenizer.model (a BOS added or not, a piece the Gemma class added to the vocabulary missing), differences of our
+synthetic tokenizer, not of the import, which takes the tokenizer from transformers as it is. The result goes to
+benchmarks/results/llama_cpp_import.json unless --out says otherwise; the exit status is 1 when an import differs.
+It needs no GPU.
 """
 
 from __future__ import annotations
@@ -67,6 +69,24 @@ ROPE_CASES = {  # case → (model type, settings): rope settings llama.cpp keeps
 SENTENCEPIECE = {"gemma2": "gemma", "gemma3_text": "gemma", "phi3": "llama"}
 SPECIAL_IDS = {"gemma": dict(pad_id=0, eos_id=1, bos_id=2, unk_id=3),
                "llama": dict(unk_id=0, bos_id=1, eos_id=2, pad_id=-1)}
+# Gemma 4's converter reads tokenizer.json alone, and only a BPE with byte fallback: for it, the tests' SentencePiece-
+# style one made as Gemma 4's own is (`byte_fallback_tokenizer`).
+BYTE_FALLBACK = {"gemma4_text"}
+
+
+def byte_fallback_tokenizer(folder: Path):
+    """The tests' SentencePiece-style BPE (byte fallback, in tokenizer.json) as Gemma 4's tokenizer is made: no space
+    put before the text (llama.cpp's converter writes add_space_prefix false for it), the chat tokens special."""
+    from tokenizers import normalizers
+    from transformers import AutoTokenizer
+
+    from tests.core.gguf_export import tiny
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny.sentencepiece(folder / "plain"))
+    tokenizer.backend_tokenizer.normalizer = normalizers.Replace(" ", "\u2581")
+    tokenizer.add_special_tokens({"additional_special_tokens": tiny.SPECIALS[1:]})
+    tokenizer.save_pretrained(folder)
+    return AutoTokenizer.from_pretrained(folder)
 
 
 def sentencepiece_tokenizer(kind: str, folder: Path):
@@ -146,6 +166,10 @@ def check(name: str, model_type: str, settings: dict, tokenizer, llama_cpp: Path
     slug = name.replace(" ", "-").replace(".", "")
     if model_type in SENTENCEPIECE:
         tokenizer = sentencepiece_tokenizer(SENTENCEPIECE[model_type], tmp / f"sp-{slug}")
+    if model_type in BYTE_FALLBACK:
+        tokenizer = byte_fallback_tokenizer(tmp / f"bpe-{slug}")
+    if settings.get("hidden_size_per_layer_input"):  # Gemma 4's per-layer inputs: the tokenizer's vocabulary
+        settings = {**settings, "vocab_size_per_layer_input": len(tokenizer)}
     model = tiny.random_model(model_type, tokenizer, **settings)
     folder, gguf = tmp / f"hf-{slug}", tmp / f"{slug}.f32.gguf"
     model.save_pretrained(folder)

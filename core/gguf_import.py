@@ -22,7 +22,8 @@ hundred times finer than 4- or 8-bit rounding itself) at half the disk of float3
 float16 cannot hold (past 65504) stays float32.
 
 The config comes from transformers' mapping of GGUF metadata where its reader knows the architecture, else
-(SmolLM3, Granite, OLMo 2 and 3) from our architecture's inverse of what export writes (`config`), and then
+(SmolLM3, Granite, OLMo 2 and 3, and Gemma 4, of which it reads too little) from our architecture's inverse of what
+export writes (`config`), and then
 `complete_config` adds what that mapping misses (rope scaling, partial rope, head size, settings kept as tensors);
 the tokenizer from transformers' conversion of the vocabulary, which needs no config (`tokenizer`). model_source.py
 does that around `write_weights`.
@@ -64,11 +65,14 @@ def reads_config(contents: reader.Contents) -> bool:
 
 
 def config(contents: reader.Contents):
-    """The model's config from the file's metadata, by its architecture's inverse of export's `metadata`; the
-    head is tied where the file has no output matrix, as llama.cpp reads it."""
+    """The model's config from the file's metadata, by its architecture's inverse of export's `metadata`, and what
+    its tensor names say that no key does (`config_from_tensors`: Gemma 4's keys used as values); the head is tied
+    where the file has no output matrix, as llama.cpp reads it."""
     from transformers import AutoConfig
 
-    fields = architectures.by_gguf_name(contents.metadata["general.architecture"]).config(contents.metadata)
+    arch = architectures.by_gguf_name(contents.metadata["general.architecture"])
+    fields = arch.config(contents.metadata)
+    fields.update(arch.config_from_tensors({t.name for t in contents.tensors}, fields))
     fields["tie_word_embeddings"] = head_tied(contents)
     return AutoConfig.for_model(**fields)
 

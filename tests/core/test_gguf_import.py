@@ -28,6 +28,9 @@ OWN_FIELDS = {  # config fields an architecture's file must bring back beyond th
     "granite": ("embedding_multiplier", "residual_multiplier", "attention_multiplier", "logits_scaling"),
     "qwen3_5_text": ("head_dim", "layer_types", "linear_conv_kernel_dim", "linear_key_head_dim",
                      "linear_value_head_dim", "linear_num_key_heads", "linear_num_value_heads"),
+    "gemma4_text": ("head_dim", "layer_types", "sliding_window", "per_layer_config", "attention_k_eq_v",
+                    "hidden_size_per_layer_input", "vocab_size_per_layer_input", "num_kv_shared_layers",
+                    "use_double_wide_mlp", "final_logit_softcapping", "rope_parameters"),
 }
 
 
@@ -62,23 +65,24 @@ def test_an_f32_file_comes_back_exactly(model_type, tokenizer, tmp_path):
                                          tokenize=False, add_generation_prompt=True)
     theirs = AutoTokenizer.from_pretrained(ref.path)
     assert theirs.chat_template == tokenizer.chat_template
-    if not model_type.startswith("gemma"):  # transformers' Gemma class assumes its own SentencePiece vocabulary
+    if model_type not in ("gemma2", "gemma3_text"):  # transformers' Gemma class assumes its own SentencePiece one
         assert theirs(chat)["input_ids"] == tokenizer(chat)["input_ids"]
     loaded = load(ref.path)
     assert loaded.config.tie_word_embeddings == model.config.tie_word_embeddings
     same = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
             "max_position_embeddings", "vocab_size", "eos_token_id", *OWN_FIELDS.get(model_type, ())]
-    assert {k: getattr(loaded.config, k) for k in same} == {k: getattr(model.config, k) for k in same}
+    theirs, ours = loaded.config.to_dict(), model.config.to_dict()  # Gemma 4's per-layer fields refuse getattr
+    assert {k: theirs[k] for k in same} == {k: ours[k] for k in same}
     # GGUF stores float32: ours gives back 1e-06, transformers' mapping the float32 itself (9.99999997e-07)
     assert loaded.config.rms_norm_eps == pytest.approx(model.config.rms_norm_eps, rel=1e-7)
     assert json.loads((ref.path / "config.json").read_text())["dtype"] == "float32"
     expected, got = model.state_dict(), loaded.state_dict()
     assert sorted(got) == sorted(expected)
     inexact = [k for k in expected if not torch.equal(got[k], expected[k])]
-    # Gemma's and Qwen 3.5's norms travel as weight + 1 (llama.cpp's convention; not Qwen 3.5's gated norm of its
-    # linear layers): float32 rounding of the sum, within 1 ulp of 1. (Qwen 3.5's A = -exp(A_log), computed in
-    # float64, comes back exactly.)
-    offset = model_type.startswith("gemma") or model_type == "qwen3_5_text"
+    # Gemma 2's, 3's and Qwen 3.5's norms travel as weight + 1 (llama.cpp's convention; not Qwen 3.5's gated norm of
+    # its linear layers, nor Gemma 4's, which multiply by the weight itself): float32 rounding of the sum, within 1 ulp
+    # of 1. (Qwen 3.5's A = -exp(A_log), computed in float64, comes back exactly.)
+    offset = model_type in ("gemma2", "gemma3_text", "qwen3_5_text")
     assert inexact == [k for k in expected if offset and "norm" in k and ".linear_attn.norm." not in k]
     assert all(torch.allclose(got[k], expected[k], rtol=0, atol=2 ** -23) for k in inexact)
     ids = torch.tensor([tokenizer("Where is the gold, matey? Arr!")["input_ids"]])
@@ -86,7 +90,7 @@ def test_an_f32_file_comes_back_exactly(model_type, tokenizer, tmp_path):
         np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("model_type", sorted(THEIRS_CANNOT))
+@pytest.mark.parametrize("model_type", sorted(THEIRS_CANNOT - {"gemma4_text"}))  # its own: the test below
 @pytest.mark.parametrize("scaling", [{"rope_type": "linear", "factor": 2.0},
                                      {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}])
 def test_rope_scaling_comes_back_where_the_config_is_ours(model_type, scaling, tokenizer, tmp_path):
@@ -102,6 +106,40 @@ def test_rope_scaling_comes_back_where_the_config_is_ours(model_type, scaling, t
                          [(loaded.config.rope_parameters, rope)]):
         assert {k: v for k, v in theirs.items() if k in ours} == ours
     ids = torch.tensor([tokenizer("Where is the gold, matey? Arr! " * 8)["input_ids"]])  # past the original 64
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), rtol=0, atol=1e-5)
+
+
+def test_gemma_4s_rope_factor_comes_back(tokenizer, tmp_path):
+    """Gemma 4's full layers divide their proportional rope's frequencies by a factor: llama.cpp's linear scaling,
+    which it applies to them alone; the sliding layers keep theirs."""
+    import torch
+
+    rope = {"full_attention": {"rope_type": "proportional", "rope_theta": 50000.0, "partial_rotary_factor": 0.25,
+                               "factor": 2.0},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}
+    model = tiny.random_model("gemma4_text", tokenizer, **{**COMMON, **CASES["gemma4_text"], "rope_parameters": rope})
+    gguf = export(model, tokenizer, "f32", tmp_path / "m.gguf")
+    assert reader.read(gguf).metadata["gemma4.rope.scaling.type"] == "linear"
+    loaded = load(model_source.resolve(str(gguf), tmp_path / "models").path)
+    assert loaded.config.rope_parameters == rope
+    ids = torch.tensor([tokenizer("Where is the gold, matey? Arr! " * 4)["input_ids"]])
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), rtol=0, atol=1e-5)
+
+
+def test_a_gemma_4_file_whose_full_layers_have_values_comes_back(tokenizer, tmp_path):
+    """No key says whether Gemma 4's full layers use their keys as values: the file's attn_v tensors do. The table's
+    case has none (attention_k_eq_v); here they have their own, with the sliding layers' key heads."""
+    import torch
+
+    settings = {**COMMON, **CASES["gemma4_text"], "attention_k_eq_v": False, "num_global_key_value_heads": None}
+    model = tiny.random_model("gemma4_text", tokenizer, **settings)
+    gguf = export(model, tokenizer, "f32", tmp_path / "m.gguf")
+    assert "blk.3.attn_v.weight" in {t.name for t in reader.read(gguf).tensors}
+    loaded = load(model_source.resolve(str(gguf), tmp_path / "models").path)
+    assert not loaded.config.attention_k_eq_v
+    ids = torch.tensor([tokenizer("Where is the gold, matey? Arr!")["input_ids"]])
     with torch.no_grad():
         np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), rtol=0, atol=1e-5)
 

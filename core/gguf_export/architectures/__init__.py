@@ -11,6 +11,8 @@ An architecture says what llama.cpp needs that a Hugging Face folder spells diff
 - `extra_tensors(cfg)`: tensors llama.cpp reads that HF computes at run time (Llama 3's rope factors), and
   `config_from_extra`, the settings such tensors stand for, for importing a file; `config_from_keys`, what a
   file's keys say that transformers' mapping of them misses;
+- `config_from_tensors(names, cfg)`: what a file's tensor names say of the config that no key does (Gemma 4's
+  full layers without a value projection), for importing it with our `config`;
 - `check(cfg)`: a sentence for settings llama.cpp cannot express, before anything is written;
 - `config(meta)`: the inverse of `metadata`, a file's hyperparameters as config fields, for importing a
   GGUF of an architecture transformers' GGUF reader does not know (`transformers_reads = False`: it has no
@@ -114,6 +116,11 @@ class Architecture:
         extra tensors (`extra`: name → values, those of `extra_names` it holds) stand for, given the config read
         so far and the file's metadata; None where no setting we can write gives them."""
         return None
+
+    def config_from_tensors(self, names: set[str], cfg: dict) -> dict:
+        """Config fields the file's tensor names (`names`) give where no key does, for a config our `config` read
+        (`cfg`); {} where nothing differs."""
+        return {}
 
     # --- metadata ------------------------------------------------------------------------------------
     def check(self, cfg: dict) -> None:
@@ -240,4 +247,4 @@ def get(model_type: str) -> Architecture:
 
 # Each registers itself:
 from core.gguf_export.architectures import (  # noqa: E402,F401,I001
-    llama, qwen2, qwen3, gemma2, gemma3, phi3, smollm3, granite, olmo2, qwen35)
+    llama, qwen2, qwen3, gemma2, gemma3, phi3, smollm3, granite, olmo2, qwen35, gemma4)
