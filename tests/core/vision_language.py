@@ -53,10 +53,29 @@ def mistral3(folder: Path, vocab: int = 1000, layers: int = 2) -> Path:
     from transformers import Mistral3Config, Mistral3ForConditionalGeneration
 
     torch.manual_seed(0)
-    text = dict(model_type="mistral", vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-                num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=None)
-    vision = dict(model_type="pixtral", hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                  image_size=28, patch_size=14, head_dim=16)
+    text = dict(model_type="mistral", vocab_size=vocab, hidden_size=64, intermediate_size=128,
+                num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                sliding_window=None)
+    vision = dict(model_type="pixtral", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                  num_attention_heads=2, image_size=28, patch_size=14, head_dim=16)
     config = Mistral3Config(text_config=text, vision_config=vision, image_token_index=5, tie_word_embeddings=True)
     Mistral3ForConditionalGeneration(config).save_pretrained(folder)
+    return Path(folder)
+
+
+def gemma4(folder: Path, vocab: int = 1000, layers: int = 4) -> Path:
+    """Gemma 4 as released (E2B, E4B): a vision-language checkpoint under `model.language_model.`, loaded whole, with
+    per-layer input embeddings; sliding layers with heads 16 wide, the last layer full with heads 32 wide."""
+    import torch
+    from transformers import Gemma4Config, Gemma4ForConditionalGeneration
+
+    torch.manual_seed(0)
+    text = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                num_attention_heads=4, num_key_value_heads=2, head_dim=16, global_head_dim=32,
+                vocab_size_per_layer_input=vocab, hidden_size_per_layer_input=16, sliding_window=32,
+                num_kv_shared_layers=0, pad_token_id=0)
+    vision = dict(num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=2,
+                  num_key_value_heads=2, head_dim=16)
+    config = Gemma4Config(text_config=text, vision_config=vision, audio_config=None)
+    Gemma4ForConditionalGeneration(config).save_pretrained(folder)
     return Path(folder)

@@ -1,10 +1,9 @@
-"""GGUF export of a run on a vision-language checkpoint, as Qwen 3.5 (every size), Gemma 3 (4B on) and Mistral Small
-3.1 (llava's layout, its language model loaded by core/causal_lm.py) are released:
-the file holds the language model (llama.cpp keeps a vision tower in a projector file of its own), read shard by
-shard under the checkpoint's layout (`model.language_model.`, or llava's `language_model.model.`), checked against
-the trained model's answers, and the LoRA file puts the same update on a base GGUF. Before, Gemma 3 from 4B was
-refused ('gemma3' is the whole model's type), and a Qwen 3.5 adapter file crashed on out_proj, whose columns
-llama.cpp orders by value head."""
+"""GGUF export of a run on a vision-language checkpoint, as Qwen 3.5 (every size), Gemma 3 (4B on), Gemma 4 and Mistral
+Small 3.1 (llava's layout, its language model loaded by core/causal_lm.py) are released: the file holds the language
+model (llama.cpp keeps a vision tower in a projector file of its own), read shard by shard under the checkpoint's
+layout (`model.language_model.`, or llava's `language_model.model.`), checked against the trained model's answers,
+and the LoRA file puts the same update on a base GGUF. Before, Gemma 3 from 4B was refused ('gemma3' is the whole
+model's type), and a Qwen 3.5 adapter file crashed on out_proj, whose columns llama.cpp orders by value head."""
 
 from __future__ import annotations
 
@@ -41,8 +40,9 @@ def lora_run(tmp_path, build, use_dora: bool = False) -> dict:
             "strategy": "dora" if use_dora else "lora", "status": "done"}
 
 
-@pytest.mark.parametrize("build,architecture", [(vision_language.qwen3_5, "qwen35"), (vision_language.gemma3, "gemma3"),
-                                                (vision_language.mistral3, "llama")])
+@pytest.mark.parametrize("build,architecture", [
+    (vision_language.qwen3_5, "qwen35"), (vision_language.gemma3, "gemma3"), (vision_language.mistral3, "llama"),
+    (vision_language.gemma4, "gemma4")])
 def test_the_language_model_of_a_vision_language_run_exports(tmp_path, build, architecture):
     run = lora_run(tmp_path, build)
     adapter = json.loads((tmp_path / "run" / "result" / "adapter_config.json").read_text())
