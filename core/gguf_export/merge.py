@@ -75,8 +75,8 @@ def source(run: dict, nf4_base: bool = False) -> Source:
 
     what = "the adapter merged into each weight" if adapter is not None else "the run's saved weights"
     others = len(set(files) - set(names.values()) - {n for n in files if n.endswith(SKIPPED)})
-    left_out = f"; the checkpoint's {others} tensors outside the language model (a vision tower) are left out" \
-        if others else ""
+    left_out = (f"; the checkpoint's {others} tensors outside the language model (a vision tower, a draft block for "
+                "speculative decoding) are left out") if others else ""
     return Source(tensors, shapes, model.config.to_dict(),
                   f"{what} in float32, one tensor at a time from the checkpoint's shards{left_out}",
                   sum(math.prod(s) for s in shapes.values()), 0, reference)
