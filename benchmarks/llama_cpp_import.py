@@ -4,10 +4,11 @@ The unit tests (tests/core/test_gguf_import.py) import files our exporter wrote,
 in both directions would pass them. Here the files come from llama.cpp's convert_hf_to_gguf.py, the converter
 behind most GGUF files people download: a tiny random model of each architecture we export (the table of
 tests/core/gguf_export/test_architectures.py, the rope settings llama.cpp keeps as tensors: Llama 3.2's,
-Phi-3.5's long context, a model split into parts, and a Qwen 3.5 with the draft block its released checkpoints
-carry) is saved as a Hugging Face folder, converted by llama.cpp to f32, imported through `model_source.resolve`
-as `--model FILE.gguf` would, and compared with the model it was made from: its logits after a chat (float32 on
-both sides: within TOLERANCE), its tokens and its chat template.
+Phi-3.5's long context, a model split into parts, a Qwen 3.5 with the draft block its released checkpoints
+carry, and an LFM2 laid out as its released checkpoints are) is saved as a Hugging Face folder, converted by
+llama.cpp to f32, imported through `model_source.resolve` as `--model FILE.gguf` would, and compared with the
+model it was made from: its logits after a chat (float32 on both sides: within TOLERANCE), its tokens and its chat
+template.
 
     python benchmarks/llama_cpp_import.py --llama-cpp PATH/llama.cpp [--only smollm3 ...] [--out FILE]
 
@@ -114,6 +115,8 @@ def cases() -> dict[str, tuple[str, dict]]:
                   for name, (model_type, settings) in ROPE_CASES.items()})
     table[SPLIT] = ("llama", {**COMMON, **CASES["llama"]})
     table[DRAFT] = ("qwen3_5_text", {**COMMON, **CASES["qwen3_5_text"]})
+    table[LFM2_RELEASED] = ("lfm2", {**COMMON, **CASES["lfm2"], "tie_word_embeddings": True, "full_attn_idxs": None,
+                                     "layer_types": ["conv", "conv", "full_attention", "conv"]})
     return table
 
 
@@ -123,6 +126,9 @@ SPLIT_TENSORS = 8
 # converter keeps as a layer past the model's own (nextn_predict_layers); one without such a block it converts only
 # when told (--no-mtp: else it stops on an assertion).
 DRAFT = "qwen 3.5 with its draft block"
+# LFM2 as its released checkpoints are: the head tied, the layers named by layer_types (the table's case is untied,
+# its layers given by full_attn_idxs)
+LFM2_RELEASED = "lfm2 tied, by layer_types"
 
 
 def add_draft_block(model, folder: Path) -> None:

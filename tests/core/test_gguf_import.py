@@ -11,6 +11,7 @@ import pytest
 from core import gguf_import, model_source
 from core.errors import DiskFull, IncompleteModel
 from core.gguf_export import reader, writer
+from core.gguf_export.architectures import lfm2
 from core.progress import Progress
 from tests.core.gguf_export import tiny
 from tests.core.gguf_export.test_architectures import CASES, COMMON, THEIRS_CANNOT
@@ -31,6 +32,7 @@ OWN_FIELDS = {  # config fields an architecture's file must bring back beyond th
     "gemma4_text": ("head_dim", "layer_types", "sliding_window", "per_layer_config", "attention_k_eq_v",
                     "hidden_size_per_layer_input", "vocab_size_per_layer_input", "num_kv_shared_layers",
                     "use_double_wide_mlp", "final_logit_softcapping", "rope_parameters"),
+    "lfm2": ("layer_types", "conv_L_cache", "conv_bias"),
 }
 
 
@@ -72,9 +74,12 @@ def test_an_f32_file_comes_back_exactly(model_type, tokenizer, tmp_path):
     same = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
             "max_position_embeddings", "vocab_size", "eos_token_id", *OWN_FIELDS.get(model_type, ())]
     theirs, ours = loaded.config.to_dict(), model.config.to_dict()  # Gemma 4's per-layer fields refuse getattr
+    if model_type == "lfm2":  # the file states the width the layers have; the config, before its adjustment, 128
+        theirs, ours = ({**c, "intermediate_size": lfm2.ff_width(c)} for c in (theirs, ours))
     assert {k: theirs[k] for k in same} == {k: ours[k] for k in same}
     # GGUF stores float32: ours gives back 1e-06, transformers' mapping the float32 itself (9.99999997e-07)
-    assert loaded.config.rms_norm_eps == pytest.approx(model.config.rms_norm_eps, rel=1e-7)
+    eps = "norm_eps" if model_type == "lfm2" else "rms_norm_eps"  # LFM2's name for it
+    assert getattr(loaded.config, eps) == pytest.approx(getattr(model.config, eps), rel=1e-7)
     assert json.loads((ref.path / "config.json").read_text())["dtype"] == "float32"
     expected, got = model.state_dict(), loaded.state_dict()
     assert sorted(got) == sorted(expected)
@@ -193,6 +198,11 @@ MISSED_KEYS = {  # settings a file states in keys transformers' GGUF mapping doe
                                                             "rope_parameters": {  # its sixth layer is global
         "full_attention": {"rope_type": "linear", "rope_theta": 1000000.0, "factor": 8.0},
         "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}}),
+    # transformers' lfm2 mapping writes the default rope whatever the file says
+    "lfm2 linear rope": ("lfm2", {**CASES["lfm2"], "rope_parameters": {"rope_type": "linear", "rope_theta": 10000.0,
+                                                                       "factor": 4.0}}),
+    "lfm2 yarn rope": ("lfm2", {**CASES["lfm2"], "rope_parameters": {
+        "rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 8}}),
 }
 
 
@@ -417,7 +427,7 @@ def test_untransforms_says_which_tensors_untransform_changes(model_type, tokeniz
         assert arch.untransforms(name, cfg) == (arch.untransform(name, values, cfg) is not values), name
         changed += [name] if arch.untransforms(name, cfg) else []
     assert bool(changed) == (model_type in ("llama", "mistral", "gemma2", "gemma3_text", "smollm3", "granite",
-                                            "qwen3_5_text"))
+                                            "qwen3_5_text", "lfm2"))
 
 
 def test_a_large_model_is_written_in_shards_with_an_index(tokenizer, tmp_path, monkeypatch):

@@ -247,4 +247,4 @@ def get(model_type: str) -> Architecture:
 
 # Each registers itself:
 from core.gguf_export.architectures import (  # noqa: E402,F401,I001
-    llama, qwen2, qwen3, gemma2, gemma3, phi3, smollm3, granite, olmo2, qwen35, gemma4)
+    llama, qwen2, qwen3, gemma2, gemma3, phi3, smollm3, granite, olmo2, qwen35, gemma4, lfm2)

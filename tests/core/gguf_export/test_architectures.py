@@ -44,6 +44,9 @@ CASES = {
                         attention_k_eq_v=True, num_global_key_value_heads=1, hidden_size_per_layer_input=16,
                         vocab_size_per_layer_input=384, num_kv_shared_layers=2, use_double_wide_mlp=True,
                         final_logit_softcapping=30.0),
+    # convolution and attention layers alternating, as full_attn_idxs gives them; the feed-forward width adjusted as
+    # the released models have it (128 → two thirds, rounded up to 256), the kernel three wide, an untied head
+    "lfm2": dict(num_hidden_layers=4, full_attn_idxs=[1, 3], tie_word_embeddings=False, norm_eps=1e-6),
 }
 # architectures transformers' GGUF reader does not know (or, Gemma 4, reads too little of): ours reads them back
 THEIRS_CANNOT = {"smollm3", "granite", "olmo2", "olmo3", "gemma4_text"}
@@ -74,6 +77,8 @@ OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
                     "gemma4.attention.sliding_window_pattern": [True, True, True, False, True, False],
                     "gemma4.attention.shared_kv_layers": 2, "gemma4.embedding_length_per_layer_input": 16,
                     "gemma4.final_logit_softcapping": 30.0},
+    "lfm2": {"lfm2.attention.head_count_kv": [0, 2, 0, 2], "lfm2.shortconv.l_cache": 3,
+             "lfm2.feed_forward_length": 256, "lfm2.attention.layer_norm_rms_epsilon": 1e-6},
 }
 
 
@@ -192,6 +197,10 @@ def test_llama_3_rope_scaling_becomes_rope_freqs(tokenizer, tmp_path):
                                       "sliding_attention", "sliding_attention", "full_attention"]),
      "This Gemma 4 model's last 2 layers reuse the keys and values of earlier ones (full from layer 2, sliding from "
      "layer 3), and llama.cpp's of others (full from layer 3, sliding from layer 2)"),
+    ("lfm2", dict(conv_bias=True), "This LFM2 model's convolution blocks have biases, and llama.cpp's lfm2 reads none"),
+    ("lfm2", dict(full_attn_idxs=[0, 1, 2, 3]),  # transformers' default where a config names no layers
+     "This LFM2 model has no convolution layers, and llama.cpp's lfm2 stops"),
+    ("lfm2", dict(num_attention_heads=6), "This LFM2 model's 6 heads do not split its width of 64 evenly"),
 ])
 def test_settings_llama_cpp_would_run_otherwise_are_refused(model_type, settings, words):
     """llama.cpp fixes SmolLM3's layers without rope at every fourth and has no sliding window for it; it derives
@@ -200,7 +209,8 @@ def test_settings_llama_cpp_would_run_otherwise_are_refused(model_type, settings
     linear keys and values, no attention output bias, and its rope sections as positions for each rotated pair. Its
     gemma4 has no attention biases, needs a sliding layer, attends causally on text, takes ggml's GELU, one
     vocabulary, one head size for each kind of layer, plain rope on sliding layers and fixed layers to share keys and
-    values from (and Gemma 4's mixture of experts is not carried yet)."""
+    values from (and Gemma 4's mixture of experts is not carried yet). Its lfm2 has no biases in the convolution
+    blocks, stops on a model without convolution layers and has an attention output as wide as the model."""
     from core.errors import BadArgument
 
     plain = {**COMMON, "num_hidden_layers": 4, "vocab_size": 384, **CASES[model_type], "model_type": model_type}
