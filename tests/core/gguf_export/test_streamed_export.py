@@ -20,21 +20,12 @@ LLAMA = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_at
 
 
 def lora_run(tmp_path, use_dora: bool = False) -> dict:
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny.byte_level(tmp_path / "base"))
     base = tiny.random_model("llama", tok, **LLAMA)
     base.save_pretrained(tmp_path / "base")
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
-                                            use_dora=use_dora))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.02)
-    model.save_pretrained(tmp_path / "run" / "result")
-    return {"id": "s1", "run_dir": str(tmp_path / "run"), "model_path": str(tmp_path / "base"),
-            "strategy": "dora" if use_dora else "lora", "status": "done"}
+    return tiny.adapter_run(base, tmp_path, tmp_path / "base", ["q_proj", "v_proj", "down_proj"], use_dora)
 
 
 def gguf_file(folder):

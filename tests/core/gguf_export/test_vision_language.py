@@ -18,8 +18,7 @@ from tests.core.gguf_export import tiny
 
 
 def lora_run(tmp_path, build, use_dora: bool = False) -> dict:
-    """A LoRA run's result on the checkpoint `build` writes: the trainer's own targets, random B so the update shows."""
-    from peft import LoraConfig, get_peft_model
+    """A LoRA run's result on the checkpoint `build` writes, with the trainer's own targets."""
     from transformers import AutoTokenizer
 
     from core import causal_lm
@@ -29,15 +28,7 @@ def lora_run(tmp_path, build, use_dora: bool = False) -> dict:
     tok = AutoTokenizer.from_pretrained(tiny.byte_level(base))
     build(base, vocab=len(tok))
     model = causal_lm.from_pretrained(base, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=target_modules(model, "auto"),
-                                             use_dora=use_dora))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.02)
-    model.save_pretrained(tmp_path / "run" / "result")
-    return {"id": "v1", "run_dir": str(tmp_path / "run"), "model_path": str(base),
-            "strategy": "dora" if use_dora else "lora", "status": "done"}
+    return tiny.adapter_run(model, tmp_path, base, target_modules(model, "auto"), use_dora, run_id="v1")
 
 
 @pytest.mark.parametrize("build,architecture", [

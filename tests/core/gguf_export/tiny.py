@@ -104,3 +104,19 @@ def write_parts(plan, state_dict, path: Path, max_tensors: int) -> list[Path]:
     w.write_tensors_to_file()
     w.close()
     return w.format_shard_names(path)
+
+
+def adapter_run(model, tmp_path: Path, base: Path, targets, use_dora: bool = False, run_id: str = "s1") -> dict:
+    """The history row of a LoRA (DoRA) run on `model`, whose base is saved at `base`: adapters on `targets` saved
+    as a run's result, B drawn at random so the update shows."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    adapted = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=targets, use_dora=use_dora))
+    with torch.no_grad():
+        for name, p in adapted.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    adapted.save_pretrained(tmp_path / "run" / "result")
+    return {"id": run_id, "run_dir": str(tmp_path / "run"), "model_path": str(base),
+            "strategy": "dora" if use_dora else "lora", "status": "done"}
