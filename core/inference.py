@@ -71,6 +71,7 @@ def streamed_model(model_path, strategy: str | None, result, dtype, device):
     """The trained model with its decoder layers in RAM (or on NVMe when RAM is short, and then in 4-bit, as QLoRA
     trains) streaming to `device` one layer at a time; the rest, adapters included, on the device."""
     import psutil
+
     from core import causal_lm
     from core import memory_model as mm
     from core.model_shape import ModelShape
