@@ -222,6 +222,9 @@ def build_parser() -> Parser:
                    help="GGUF of a QLoRA run: merge into the full-precision base (default) or into the base rounded "
                         "to nf4 as training saw it, so the file answers exactly as the run did.")
     s.add_argument("--out", required=True, help="Folder to create.")
+    s.add_argument("--lmstudio", action="store_true",
+                   help="GGUF only: also put the file in LM Studio's models folder (under 'tuneforge', named as the "
+                        "--out folder), where LM Studio lists it; a hard link on the same drive, so no second copy.")
     weights(s)
 
     s = sub.add_parser("data", help="Look at a dataset.")

@@ -12,10 +12,10 @@ import time
 from app import operations as ops
 from app.progress_bar import TerminalProgress, format_duration
 from app.terminal_marks import for_terminal
-from core import hardware, plan_text, planner, results, strategies
+from core import hardware, other_apps, plan_text, planner, results, strategies
 from core.data import scores
 from core.data.formats import tool_calls
-from core.errors import KnownError
+from core.errors import BadArgument, KnownError
 from core.words import counted, seconds_of
 from tuneforge_kernels import OPS
 
@@ -417,6 +417,9 @@ def say_weights(choice, lead: str) -> None:
 
 
 def cmd_export(a) -> int:
+    if a.lmstudio and a.format != "gguf":
+        raise BadArgument("--lmstudio puts a GGUF file in LM Studio's folder; export with --format gguf.")
+    lmstudio = other_apps.lmstudio_folder(os.path.basename(os.path.abspath(a.out))) if a.lmstudio else None
     say_weights(ops.run_weights(a.run, a.weights)["picked"], "Exporting")
     path = ops.export_run(a.run, a.format, a.out, a.quant, progress=TerminalProgress().as_progress(),
                           nf4_base=a.qlora_base == "nf4", weights=a.weights)
@@ -427,6 +430,8 @@ def cmd_export(a) -> int:
         if report.get("fallbacks"):
             print(report["fallbacks"]["summary"])
         print(f"Ollama: ollama create NAME -f {path / 'Modelfile'}")
+        if lmstudio:
+            print(f"LM Studio: {other_apps.add_to_lmstudio(path / report['file'], lmstudio)}")
         for said in (report.get("ollama"), (report.get("lora") or {}).get("chat_template_why")):
             if said:
                 print(said)

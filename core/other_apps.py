@@ -12,18 +12,21 @@ another namespace, `HOST/NAMESPACE/MODEL:TAG` from another registry (`hf.co/...`
 
 LM Studio keeps plain GGUF files as `<publisher>/<model>/<file>.gguf` under `~/.lmstudio/models` (older versions:
 `~/.cache/lm-studio/models`); its vision projectors (`mmproj-*`) are not language models, and of a model split into
-parts only the first part is listed (core/gguf_parts.py). Both stores are only read.
+parts only the first part is listed (core/gguf_parts.py). Ollama's store is only read; an exported GGUF can be put
+in LM Studio's folder (`add_to_lmstudio`), under the publisher `tuneforge`, where LM Studio lists it as it lists its
+downloads: a hard link where the folder is on the same drive, so a model of many GB takes no more room.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import gguf_parts
-from core.errors import ModelNotFound
+from core import atomic, gguf_parts
+from core.errors import BadArgument, ModelNotFound
 
 PREFIX = "ollama:"
 MODEL_LAYER = "application/vnd.ollama.image.model"
@@ -95,10 +98,46 @@ def ollama_model(name: str) -> Found:
                         f"{wanted}` or give another model.")
 
 
+PUBLISHER = "tuneforge"  # the folder LM Studio shows our exports under, as it shows a download's publisher
+
+
+def lmstudio_roots() -> list[Path]:
+    """LM Studio's models folders, the current version's first."""
+    return [Path.home() / ".lmstudio" / "models", Path.home() / ".cache" / "lm-studio" / "models"]
+
+
+def lmstudio_folder(name: str) -> Path:
+    """Where LM Studio will list a model of this name, `<models>/tuneforge/<name>` (asked before an export, so a
+    sentence comes before any work): where LM Studio is not here, or already has a model of that name."""
+    root = next((r for r in lmstudio_roots() if r.parent.is_dir()), None)
+    if root is None:
+        raise BadArgument(f"LM Studio was not found here ({lmstudio_roots()[0].parent} does not exist); install it, or "
+                          "copy the exported .gguf into its models folder yourself.")
+    folder = root / PUBLISHER / name
+    if folder.exists():
+        raise BadArgument(f"LM Studio already has a model at {folder}; export to a folder of another name, or remove "
+                          "that one in LM Studio first.")
+    return folder
+
+
+def add_to_lmstudio(gguf: Path, folder: Path) -> Path:
+    """The exported GGUF put in `folder` (lmstudio_folder): a hard link where it is on the same drive, else a copy
+    written whole and then named."""
+    target = folder / Path(gguf).name
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with atomic.folder(folder) as tmp:
+        try:
+            os.link(gguf, tmp / target.name)
+        except OSError:  # another drive, or a filesystem without hard links
+            with atomic.temp_file(tmp / target.name) as part:
+                shutil.copyfile(gguf, part)
+    return target
+
+
 def lmstudio_models() -> list[Found]:
     """Every language-model GGUF in LM Studio's folders (first parts of split ones; no vision projectors)."""
     found = []
-    for root in (Path.home() / ".lmstudio" / "models", Path.home() / ".cache" / "lm-studio" / "models"):
+    for root in lmstudio_roots():
         if not root.is_dir():
             continue
         for gguf in _files(root, "*.gguf"):

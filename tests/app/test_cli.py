@@ -137,6 +137,8 @@ def test_train_runs_chat_export_on_a_tiny_model(cli, cli_here, home, tiny_model_
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     again = cli_here("export", "--run", run_id, "--format", "adapter", "--out", out)
     assert again.returncode != 0 and "already exists" in again.stderr
+    lm = cli_here("export", "--run", run_id, "--format", "adapter", "--out", tmp_path / "lm", "--lmstudio")
+    assert lm.returncode != 0 and "export with --format gguf" in lm.stderr and not (tmp_path / "lm").exists()
     gguf = cli_here("export", "--run", run_id, "--format", "gguf", "--quant", "q3", "--out", tmp_path / "m.gguf")
     assert gguf.returncode != 0 and "invalid choice: 'q3'" in gguf.stderr and not (tmp_path / "m.gguf").exists()
     size = folder_size(home / "runs" / run_id)  # a real run's folder: config, log, checkpoints, result

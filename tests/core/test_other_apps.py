@@ -89,3 +89,37 @@ def test_lm_studio_s_models_are_listed_without_projectors_or_later_parts(made, t
                                                                         "Pirate-Q8_0.gguf")]
     assert all(e.architecture == "llama" and not e.problem for e in listed)
 
+
+
+def test_an_export_is_put_where_lm_studio_lists_it(made, tmp_path, monkeypatch):
+    """`export --lmstudio`: the GGUF goes under LM Studio's models folder as `tuneforge/<name>/<file>`, a hard link on
+    the same drive (no second copy of a model of many GB), and LM Studio's list shows it; where LM Studio is not here,
+    or already has that name, one sentence comes before any export is made."""
+    from core.errors import BadArgument
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "no-ollama"))
+    exported = tmp_path / "exports" / "pirate"
+    exported.mkdir(parents=True)
+    shutil.copy(made[2], exported / "pirate.q8_0.gguf")
+    with pytest.raises(BadArgument, match="LM Studio was not found here"):
+        other_apps.lmstudio_folder("pirate")
+    (tmp_path / ".lmstudio").mkdir()
+    placed = other_apps.add_to_lmstudio(exported / "pirate.q8_0.gguf", other_apps.lmstudio_folder("pirate"))
+    assert placed == tmp_path / ".lmstudio" / "models" / "tuneforge" / "pirate" / "pirate.q8_0.gguf"
+    assert placed.stat().st_ino == (exported / "pirate.q8_0.gguf").stat().st_ino  # the same file, not a copy
+    assert [(f.gguf, f.source) for f in other_apps.lmstudio_models()] == [(placed, "LM Studio")]
+    with pytest.raises(BadArgument, match="already has a model at"):
+        other_apps.lmstudio_folder("pirate")
+
+
+def test_on_another_drive_the_export_is_copied_whole(made, tmp_path, monkeypatch):
+    def no_links(*args):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".lmstudio").mkdir()
+    monkeypatch.setattr(other_apps.os, "link", no_links)
+    placed = other_apps.add_to_lmstudio(made[2], other_apps.lmstudio_folder("pirate"))
+    assert placed.read_bytes() == made[2].read_bytes() and placed.stat().st_ino != made[2].stat().st_ino
+    assert [p.name for p in placed.parent.iterdir()] == [made[2].name]  # no temporary file left beside it
