@@ -23,7 +23,7 @@ def to_train_page(wizard, advance, qtbot, max_steps: int):
     return advance(wizard)
 
 
-def test_the_whole_wizard_on_the_default_model_and_demo_data(make_wizard, advance, qtbot):
+def test_the_whole_wizard_on_the_default_model_and_demo_data(make_wizard, advance, qtbot, monkeypatch, tmp_path):
     wizard = make_wizard()  # what a person gets on first start: the bundled model and the demo data
     assert wizard.model_page.model_edit.text() == "default"
     wizard.plan_page.name_edit.setText("  first  try ")  # (typed on the plan page before Next)
@@ -50,6 +50,9 @@ def test_the_whole_wizard_on_the_default_model_and_demo_data(make_wizard, advanc
     assert export.exported == Path(export.folder_edit.text()) / f"{wizard.session.run_id}-adapter"
     assert (export.exported / "adapter_config.json").is_file()
     assert not export.show_button.isHidden() and not export.error.message
+    assert export.lmstudio_button.isHidden()  # not a GGUF (and no LM Studio here yet)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / ".lmstudio").mkdir(parents=True)  # LM Studio is installed
     export.merged_button.click()
     qtbot.waitUntil(lambda: export.exported.name.endswith("-safetensors"), timeout=90000)
     assert (export.exported / "config.json").is_file() and list(export.exported.glob("*.safetensors"))
@@ -58,6 +61,10 @@ def test_the_whole_wizard_on_the_default_model_and_demo_data(make_wizard, advanc
     qtbot.waitUntil(lambda: export.exported.name.endswith("-gguf-q8_0"), timeout=180000)
     assert [p.name.endswith(".q8_0.gguf") for p in export.exported.glob("*.gguf") if "lora" not in p.name] == [True]
     assert (export.exported / "Modelfile").is_file() and "Verified:" in export.result_label.text()
+    export.lmstudio_button.click()  # the GGUF where LM Studio lists it
+    placed = list((tmp_path / "home" / ".lmstudio" / "models" / "tuneforge" / export.exported.name).glob("*.gguf"))
+    assert len(placed) == 1 and "LM Studio lists it now" in export.result_label.text()
+    assert export.lmstudio_button.isHidden() and not export.error.message
     qtbot.keyClick(export.prompt_edit, Qt.Key_Return)  # asks, and does not close the window
     assert wizard.isVisible() and export.busy("ask")
     qtbot.waitUntil(lambda: bool(export.answer.toPlainText()), timeout=90000)

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QGroupBox
 from app import answerers
 from app import operations as ops
 from app import user_settings
+from core import other_apps
 from core.conversation import Conversation
 from core.errors import KnownError, NotBuiltYet
 from core.gguf_export import tensor_types
@@ -133,8 +134,13 @@ class ExportPage(Page):
         self.result_label = QLabel(wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
         self.show_button = QPushButton("Show in folder", visible=False)
         self.show_button.clicked.connect(self._show_in_folder)
+        self.lmstudio_button = QPushButton("Add to LM Studio", visible=False)
+        self.lmstudio_button.setToolTip("Put the GGUF where LM Studio lists it (under 'tuneforge'): a hard link on the "
+                                        "same drive, so a model of many GB takes no more room.")
+        self.lmstudio_button.clicked.connect(self._add_to_lmstudio)
         result_row = QHBoxLayout()
         result_row.addWidget(self.result_label, 1)
+        result_row.addWidget(self.lmstudio_button)
         result_row.addWidget(self.show_button)
         export_box = QGroupBox("Export")
         box = QVBoxLayout(export_box)
@@ -204,6 +210,7 @@ class ExportPage(Page):
         self.result_label.clear()
         self.result_label.hide()
         self.show_button.hide()
+        self.lmstudio_button.hide()
         if not self._asking():  # (a question in flight keeps the weights it was asked of)
             self.weights.show_run(self.session.run_id)
         self.evaluate_box.show_run(self.session.run_id)
@@ -234,6 +241,7 @@ class ExportPage(Page):
         self.result_label.clear()
         self.result_label.hide()
         self.show_button.hide()
+        self.lmstudio_button.hide()
         self._set_buttons(False)
         self.status.start(f"Exporting to {out}…")
         self.run_task("export", ops.export_run, self.session.run_id, fmt, str(out), quant, weights=weights,
@@ -246,6 +254,24 @@ class ExportPage(Page):
         self.result_label.setText(f"✔ Saved to {path}" + "".join(f"\n{line}" for line in gguf_notes(self.exported)))
         self.result_label.show()
         self.show_button.show()
+        installed = any(root.parent.is_dir() for root in other_apps.lmstudio_roots())
+        self.lmstudio_button.setVisible(installed and self._gguf() is not None)
+
+    def _gguf(self) -> Path | None:
+        """The model file of the GGUF export just made (None for other exports)."""
+        try:
+            return self.exported / json.loads((self.exported / "export.json").read_text(encoding="utf-8"))["file"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _add_to_lmstudio(self) -> None:
+        try:
+            placed = other_apps.add_to_lmstudio(self._gguf(), other_apps.lmstudio_folder(self.exported.name))
+        except KnownError as e:
+            self.error.show_error(e)
+            return
+        self.result_label.setText(f"{self.result_label.text()}\nLM Studio lists it now: {placed}")
+        self.lmstudio_button.hide()
 
     def _failed(self, error: BaseException) -> None:
         self.status.stop()
