@@ -11,9 +11,13 @@ disk, and the merged export writes it back beside the tuned language model (core
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
-KEY_MAPPING = {r"^language_model\.model\.": "model.", r"^language_model\.lm_head\.": "lm_head."}
+from core.offload.layerwise import LAYOUTS
+
+# transformers' key_mapping (patterns applied in turn) from the layouts core/offload/layerwise.py reads checkpoints by
+KEY_MAPPING = {f"^{re.escape(prefix)}": plain for prefix, plain in LAYOUTS}
 
 
 def config_for(config):

@@ -121,16 +121,14 @@ def lmstudio_folder(name: str) -> Path:
 
 
 def add_to_lmstudio(gguf: Path, folder: Path) -> Path:
-    """The exported GGUF put in `folder` (lmstudio_folder): a hard link where it is on the same drive, else a copy
-    written whole and then named."""
+    """The exported GGUF put in `folder` (lmstudio_folder): a hard link where it is on the same drive, else a copy;
+    either in a temporary folder that becomes `folder` whole."""
     target = folder / Path(gguf).name
-    folder.parent.mkdir(parents=True, exist_ok=True)
     with atomic.folder(folder) as tmp:
         try:
             os.link(gguf, tmp / target.name)
         except OSError:  # another drive, or a filesystem without hard links
-            with atomic.temp_file(tmp / target.name) as part:
-                shutil.copyfile(gguf, part)
+            shutil.copyfile(gguf, tmp / target.name)
     return target
 
 

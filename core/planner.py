@@ -154,9 +154,9 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
     reasons: list[str] = []
     warnings: list[str] = []
     w = with_objective(wishes or Wishes(), reasons, warnings)
-    if w.packing and packing_mod.stateful(model_config):
+    if w.packing and (stateful := packing_mod.stateful(model_config)):
         w = dataclasses.replace(w, packing=False)
-        reasons.append(f"Rows are not packed: {packing_mod.stateful(model_config)}; each row is a sequence of its own.")
+        reasons.append(f"Rows are not packed: {stateful}; each row is a sequence of its own.")
     target = target_for(hardware, w, calibration, reasons, warnings)
     if shape.linear_attention and target.gpu is not None and importlib.util.find_spec("fla") is None:
         warnings.append(SLOW_LINEAR)

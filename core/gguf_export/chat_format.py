@@ -48,16 +48,19 @@ class ChatFormat:
         """Whether the system turn is always written, its text framed by the template's own."""
         return bool(self.system_prefix or self.system_suffix)
 
+    def _around(self, role: str) -> tuple[str, str]:
+        """(the text before a turn's content, the text after it)."""
+        role = self.assistant_role if role == "assistant" else role
+        own = {name: (before, after) for name, before, after in self.roles}
+        return own.get(role) or (self.turn_start.format(role=role), self.turn_end)
+
     def opening(self, role: str) -> str:
         """The text before a turn's content (for the assistant, also what asks for an answer)."""
-        role = self.assistant_role if role == "assistant" else role
-        own = {name: before for name, before, _ in self.roles}
-        return own[role] if role in own else self.turn_start.format(role=role)
+        return self._around(role)[0]
 
     def closing(self, role: str) -> str:
         """The text after a turn's content."""
-        role = self.assistant_role if role == "assistant" else role
-        return next((after for name, _, after in self.roles if name == role), self.turn_end)
+        return self._around(role)[1]
 
     def turn(self, role: str, content: str) -> str:
         return self.opening(role) + content + self.closing(role)
@@ -124,17 +127,15 @@ def detect(tokenizer) -> Detected:
         return Detected(None, "The model has no chat template, so the Modelfile has none and llama.cpp stops at "
                               "the tokenizer's end token.")
     found = next((marker for marker, _ in FAMILIES if marker in template), None)
-    for marker, fmt in FAMILIES:  # the formats of the first family's marker the template holds, each in turn
-        if marker != found:
-            continue
+    formats = [fmt for marker, fmt in FAMILIES if marker == found]  # the first marker's the template holds, in turn
+    for fmt in formats:
         for candidate in _variants(fmt, tokenizer):
             candidate = _asked(candidate, tokenizer)
             if _matches(candidate, tokenizer):
                 return Detected(candidate, f"The chat template is {fmt.family}; the Modelfile's template renders a "
                                            "probe conversation exactly as the model's own template does.")
-    if found is not None:
-        family = next(fmt.family for marker, fmt in FAMILIES if marker == found)
-        return Detected(None, f"The chat template looks like {family} but renders differently from it, so "
+    if formats:
+        return Detected(None, f"The chat template looks like {formats[0].family} but renders differently from it, so "
                               f"the Modelfile has no TEMPLATE{_OLLAMA_PICKS}")
     return Detected(None, "The chat template is not one of the families written for Ollama (ChatML, Llama 3, "
                           f"Gemma, Gemma 4, Phi-3, Granite, Mistral), so the Modelfile has no TEMPLATE{_OLLAMA_PICKS}")
