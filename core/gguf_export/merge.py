@@ -45,7 +45,8 @@ def source(run: dict, nf4_base: bool = False) -> Source:
     result = results.need(run)
     base, adapter = _folders(run, result)
     model = None if nf4_base else _meta_model(base)
-    why = "merging into the nf4-rounded base needs the whole model" if nf4_base else _not_by_shards(model, base, adapter)
+    why = ("merging into the nf4-rounded base needs the whole model" if nf4_base
+           else _not_by_shards(model, base, adapter))
     if why:
         model, reason = merged_model(run, nf4_base)
         state, cfg = language_model(model.state_dict(), model.config)

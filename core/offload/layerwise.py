@@ -64,7 +64,7 @@ def stored_name(name: str, files, index: dict | None = None) -> str | None:
     if name in files:
         return name
     found = (index if index is not None else name_index(files)).get(language_name(name))
-    bare = name.removeprefix("model.")  # a tower or projector in llava's layout: `vision_tower.` there, loaded under model.
+    bare = name.removeprefix("model.")  # a tower or projector in llava's layout: `vision_tower.`, loaded as model.
     return found if found is not None or bare not in files else bare
 
 

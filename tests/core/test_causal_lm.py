@@ -26,7 +26,8 @@ def test_a_llava_layout_model_loads_its_language_model_with_the_checkpoint_s_wei
     stored = load_file(str(folder / "model.safetensors"))
     model = causal_lm.from_pretrained(folder, dtype=torch.float32)
     state = model.state_dict()
-    assert state and all(torch.equal(v, stored["language_model." + n]) for n, v in state.items() if n != "lm_head.weight")
+    assert state and all(torch.equal(v, stored["language_model." + n])
+                         for n, v in state.items() if n != "lm_head.weight")
     assert model.lm_head.weight is model.model.embed_tokens.weight  # tied as the whole model is
 
 

@@ -83,13 +83,15 @@ def test_a_sharded_base_is_merged_shard_by_shard_and_dora_is_left_to_peft(four_l
 
 @pytest.mark.parametrize("build,text_type", [(vision_language.qwen3_5, "qwen3_5_text"),
                                              (vision_language.gemma3, "gemma3_text"),
-                                             (vision_language.mistral3, "mistral")], ids=["qwen3_5", "gemma3", "mistral3"])
+                                             (vision_language.mistral3, "mistral")],
+                         ids=["qwen3_5", "gemma3", "mistral3"])
 def test_a_vision_language_checkpoint_keeps_its_tower_and_its_language_model_is_merged(tmp_path, build, text_type):
     """Qwen 3.5 (all sizes), Gemma 3 (4B on) and Mistral Small 3.1 are released as vision-language checkpoints, the
-    language model under `model.language_model.` or llava's `language_model.model.`; the run trained it under the names
-    transformers loads (Mistral 3's by core/causal_lm.py: AutoModelForCausalLM refuses the whole model). The export is the whole checkpoint again (tower and config as they were, so it still takes images), with
-    the language model's weights merged as peft merges them; the GGUF export's source is the language model alone,
-    by its causal LM's names, read shard by shard and saying what it left out."""
+    language model under `model.language_model.` or llava's `language_model.model.`; the run trained it under the
+    names transformers loads (Mistral 3's by core/causal_lm.py: AutoModelForCausalLM refuses the whole model).
+    The export is the whole checkpoint again (tower and config as they were, so it still takes images), with the
+    language model's weights merged as peft merges them; the GGUF export's source is the language model alone, by
+    its causal LM's names, read shard by shard and saying what it left out."""
     from core.gguf_export import merge
     from core.inference import trained_model
     from core.offload.layerwise import language_name, stored_name

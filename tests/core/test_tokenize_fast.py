@@ -250,4 +250,5 @@ def test_an_answer_is_trained_whole_where_the_prompt_asks_with_text_answers_neve
     row = chat("Where is the gold?", "Arr, under the old oak!", "And the map?", "Burnt, matey.")
     for encoded in (tokenize.encode(row, tokenizer, 4096, "assistant"),
                     tokenize.encode_many([row], tokenizer, 4096, "assistant")[0]):
-        assert tokenizer.decode([t for t in encoded.labels if t != tokenize.IGNORE]) == "Arr, under the old oak!<turn|>\nBurnt, matey.<turn|>\n"
+        trained = tokenizer.decode([t for t in encoded.labels if t != tokenize.IGNORE])
+        assert trained == "Arr, under the old oak!<turn|>\nBurnt, matey.<turn|>\n"

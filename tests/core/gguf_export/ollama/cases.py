@@ -59,10 +59,10 @@ TEMPLATES = {
     # As Mistral Small 3's: a system prompt of its own (a default one where none is given), questions in [INST], each
     # answer ended by the end-of-sequence text, nothing written to ask for an answer.
     "mistral": "{{ '<s>' }}{% if messages[0]['role'] == 'system' %}{% set sys = messages[0]['content'] %}"
-               "{% set msgs = messages[1:] %}{% else %}{% set sys = 'You are a helpful pirate.' %}{% set msgs = messages %}"
-               "{% endif %}{{ '[SYSTEM_PROMPT]' + sys + '[/SYSTEM_PROMPT]' }}{% for m in msgs %}"
-               "{% if m['role'] == 'user' %}{{ '[INST]' + m['content'] + '[/INST]' }}{% else %}{{ m['content'] + '</s>' }}"
-               "{% endif %}{% endfor %}",
+               "{% set msgs = messages[1:] %}{% else %}{% set sys = 'You are a helpful pirate.' %}"
+               "{% set msgs = messages %}{% endif %}{{ '[SYSTEM_PROMPT]' + sys + '[/SYSTEM_PROMPT]' }}"
+               "{% for m in msgs %}{% if m['role'] == 'user' %}{{ '[INST]' + m['content'] + '[/INST]' }}"
+               "{% else %}{{ m['content'] + '</s>' }}{% endif %}{% endfor %}",
     # As Mistral Nemo's and 7B's: no system turn; the system text opens the last message where that is a question
     # (so a conversation that ends with an answer has none), and tools of their own format, which we do not write.
     "mistral_inst": "{{ '<s>' }}{% if messages[0]['role'] == 'system' %}{% set sys = messages[0]['content'] %}"
