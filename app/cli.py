@@ -225,6 +225,10 @@ def build_parser() -> Parser:
     s.add_argument("--lmstudio", action="store_true",
                    help="GGUF only: also put the file in LM Studio's models folder (under 'tuneforge', named as the "
                         "--out folder), where LM Studio lists it; a hard link on the same drive, so no second copy.")
+    s.add_argument("--ollama", metavar="NAME",
+                   help="GGUF only: also hand the export to Ollama as NAME (MODEL, MODEL:TAG or NAMESPACE/MODEL:TAG; "
+                        "`ollama create` with the Modelfile written beside it), so `ollama run NAME` answers with it. "
+                        "Needs Ollama installed and running.")
     weights(s)
 
     s = sub.add_parser("data", help="Look at a dataset.")
@@ -278,6 +282,6 @@ def report_bug(e: Exception) -> int:
     return 70
 
 
-from app import cli_models, cli_verbs  # noqa: E402  (the verbs, kept apart so this file stays the parser)
+from app import cli_export, cli_models, cli_verbs  # noqa: E402  (the verbs, kept apart so this file stays the parser)
 
-VERBS = {**cli_verbs.VERBS, "models": cli_models.cmd_models}
+VERBS = {**cli_verbs.VERBS, "models": cli_models.cmd_models, "export": cli_export.cmd_export}

@@ -12,10 +12,10 @@ import time
 from app import operations as ops
 from app.progress_bar import TerminalProgress, format_duration
 from app.terminal_marks import for_terminal
-from core import hardware, other_apps, plan_text, planner, results, strategies
+from core import hardware, plan_text, planner, results, strategies
 from core.data import scores
 from core.data.formats import tool_calls
-from core.errors import BadArgument, KnownError
+from core.errors import KnownError
 from core.words import counted, seconds_of
 from tuneforge_kernels import OPS
 
@@ -416,28 +416,6 @@ def say_weights(choice, lead: str) -> None:
         print(f"{lead} {choice.note}.", file=sys.stderr)
 
 
-def cmd_export(a) -> int:
-    if a.lmstudio and a.format != "gguf":
-        raise BadArgument("--lmstudio puts a GGUF file in LM Studio's folder; export with --format gguf.")
-    lmstudio = other_apps.lmstudio_folder(os.path.basename(os.path.abspath(a.out))) if a.lmstudio else None
-    say_weights(ops.run_weights(a.run, a.weights)["picked"], "Exporting")
-    path = ops.export_run(a.run, a.format, a.out, a.quant, progress=TerminalProgress().as_progress(),
-                          nf4_base=a.qlora_base == "nf4", weights=a.weights)
-    print(f"Exported {a.format} to {path}")
-    if a.format == "gguf":
-        report = json.loads((path / "export.json").read_text(encoding="utf-8"))
-        print(report["verification"]["summary"])
-        if report.get("fallbacks"):
-            print(report["fallbacks"]["summary"])
-        print(f"Ollama: ollama create NAME -f {path / 'Modelfile'}")
-        if lmstudio:
-            print(f"LM Studio: {other_apps.add_to_lmstudio(path / report['file'], lmstudio)}")
-        for said in (report.get("ollama"), (report.get("lora") or {}).get("chat_template_why")):
-            if said:
-                print(said)
-    return 0
-
-
 def cmd_data(a) -> int:
     from core.data.token_stats import histogram_lines
 
@@ -493,5 +471,5 @@ def _progress(a):
 
 VERBS = {"profile": cmd_profile, "plan": cmd_plan, "train": cmd_train, "resume": cmd_resume, "runs": cmd_runs,
          "plans": cmd_plans, "rename": cmd_rename, "delete": cmd_delete, "strategies": cmd_strategies,
-         "chat": cmd_chat, "export": cmd_export, "data": cmd_data, "evaluate": cmd_evaluate}
+         "chat": cmd_chat, "data": cmd_data, "evaluate": cmd_evaluate}
 

@@ -174,6 +174,20 @@ def cli_here(home, capsys):
     return run
 
 
+@pytest.fixture
+def ollama_here(tmp_path, monkeypatch):
+    """Ollama installed for this test (tests/core/ollama_program.py, first on PATH), its store empty: the store's
+    folder is returned."""
+    from tests.core import ollama_program
+
+    program = ollama_program.install(tmp_path / "ollama-bin")
+    monkeypatch.setenv("PATH", f"{program.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    store = tmp_path / "ollama-store"
+    store.mkdir()
+    monkeypatch.setenv("OLLAMA_MODELS", str(store))
+    return store
+
+
 def json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from core import other_apps
 from core.export import folder_size
 from core.plan_text import size_text
 from tests.conftest import DEMO, REPO, json_lines, write_jsonl
@@ -108,7 +109,7 @@ def train_json(cli, model, *extra, env=None):
     return events, events[-1]["run_id"]
 
 
-def test_train_runs_chat_export_on_a_tiny_model(cli, cli_here, home, tiny_model_dir, tmp_path):
+def test_train_runs_chat_export_on_a_tiny_model(cli, cli_here, home, tiny_model_dir, tmp_path, ollama_here):
     events, run_id = train_json(cli, tiny_model_dir, "--max-steps", "6", "--lr", "5e-3", "--project", "tiny",
                                 "--name", "  tiny,   first ", "--kernels", "rmsnorm,rope",
                                 env={"TRITON_INTERPRET": "0"})  # (tests/kernels sets 1)
@@ -141,10 +142,20 @@ def test_train_runs_chat_export_on_a_tiny_model(cli, cli_here, home, tiny_model_
     assert lm.returncode != 0 and "export with --format gguf" in lm.stderr and not (tmp_path / "lm").exists()
     gguf = cli_here("export", "--run", run_id, "--format", "gguf", "--quant", "q3", "--out", tmp_path / "m.gguf")
     assert gguf.returncode != 0 and "invalid choice: 'q3'" in gguf.stderr and not (tmp_path / "m.gguf").exists()
+    # --ollama hands a GGUF export to Ollama (tests/core/ollama_program.py plays it), the name checked before any work
+    ol = tmp_path / "ol"
+    refused = cli_here("export", "--run", run_id, "--format", "adapter", "--out", ol, "--ollama", "pirate")
+    assert refused.returncode != 0 and "export with --format gguf" in refused.stderr and not ol.exists()
+    given = cli_here("export", "--run", run_id, "--format", "gguf", "--quant", "f16", "--out", ol, "--ollama", "pirate",
+                     check=0)
+    assert "Ollama has it as pirate:latest: ollama run pirate:latest\n" in given.stdout
+    assert other_apps.ollama_model("pirate").gguf.read_bytes() == next(ol.glob("*.f16.gguf")).read_bytes()
+    taken = cli_here("export", "--run", run_id, "--format", "gguf", "--out", tmp_path / "ol2", "--ollama", "pirate")
+    assert "Ollama already has a model named pirate:latest" in taken.stderr and not (tmp_path / "ol2").exists()
     size = folder_size(home / "runs" / run_id)  # a real run's folder: config, log, checkpoints, result
     deleted = cli_here("delete", run_id, "--yes", check=0)
     assert deleted.stdout == (f"Deleted run {run_id} (done): its folder ({size_text(size)}) and its history; "
-                              f"its 1 export stays ({out}).\n")
+                              f"its 2 exports stay ({out}, {ol}).\n")
     assert not (home / "runs" / run_id).exists() and (out / "adapter_model.safetensors").is_file()
     assert json.loads(cli_here("runs", "--json", check=0).stdout) == []
 

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QWizard
 
 from app import operations as ops
 from app.supervisor import Outcome
+from core import other_apps
 
 
 def to_train_page(wizard, advance, qtbot, max_steps: int):
@@ -23,7 +24,8 @@ def to_train_page(wizard, advance, qtbot, max_steps: int):
     return advance(wizard)
 
 
-def test_the_whole_wizard_on_the_default_model_and_demo_data(make_wizard, advance, qtbot, monkeypatch, tmp_path):
+def test_the_whole_wizard_on_the_default_model_and_demo_data(make_wizard, advance, qtbot, monkeypatch, tmp_path,
+                                                             ollama_here):
     wizard = make_wizard()  # what a person gets on first start: the bundled model and the demo data
     assert wizard.model_page.model_edit.text() == "default"
     wizard.plan_page.name_edit.setText("  first  try ")  # (typed on the plan page before Next)
@@ -65,6 +67,16 @@ def test_the_whole_wizard_on_the_default_model_and_demo_data(make_wizard, advanc
     placed = list((tmp_path / "home" / ".lmstudio" / "models" / "tuneforge" / export.exported.name).glob("*.gguf"))
     assert len(placed) == 1 and "LM Studio lists it now" in export.result_label.text()
     assert export.lmstudio_button.isHidden() and not export.error.message
+    # Ollama is installed too (tests/core/ollama_program.py plays it): the GGUF goes to it under the name offered
+    assert not export.ollama_button.isHidden() and export.ollama_name.text() == "first-try:q8_0"
+    export.ollama_name.setText("my.crew/pirate")  # a name Ollama refuses: one sentence, nothing started
+    export.ollama_button.click()
+    assert "no '.' in a namespace" in export.error.message and not export.busy("ollama")
+    export.ollama_name.setText("first-try:q8_0")
+    export.ollama_button.click()
+    qtbot.waitUntil(lambda: export.ollama_button.isHidden(), timeout=60000)
+    assert "Ollama has it now: ollama run first-try:q8_0" in export.result_label.text() and not export.error.message
+    assert other_apps.ollama_model("first-try:q8_0").gguf.read_bytes() == placed[0].read_bytes()
     qtbot.keyClick(export.prompt_edit, Qt.Key_Return)  # asks, and does not close the window
     assert wizard.isVisible() and export.busy("ask")
     qtbot.waitUntil(lambda: bool(export.answer.toPlainText()), timeout=90000)

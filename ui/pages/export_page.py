@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QGroupBox
 from app import answerers
 from app import operations as ops
 from app import user_settings
-from core import other_apps
+from core import ollama_create, other_apps
 from core.conversation import Conversation
 from core.errors import KnownError, NotBuiltYet
 from core.gguf_export import tensor_types
@@ -34,6 +34,12 @@ def free_folder(parent: Path, name: str) -> Path:
         n += 1
         candidate = parent / f"{name}-{n}"
     return candidate
+
+
+def ollama_name(run: str, quant: str) -> str:
+    """The name offered for Ollama: the run's name (or id) in the characters Ollama takes, its GGUF type as the tag."""
+    stem = "-".join("".join(c if (c.isascii() and c.isalnum()) or c in "_." else " " for c in run.lower()).split())
+    return f"{stem.strip('.')[:80] or 'tuned'}:{quant}"
 
 
 def ask(run_id: str, prompt: str | None, conversation: Conversation, progress, weights: str = "auto",
@@ -138,8 +144,16 @@ class ExportPage(Page):
         self.lmstudio_button.setToolTip("Put the GGUF where LM Studio lists it (under 'tuneforge'): a hard link on the "
                                         "same drive, so a model of many GB takes no more room.")
         self.lmstudio_button.clicked.connect(self._add_to_lmstudio)
+        self.ollama_name = QLineEdit(visible=False, placeholderText="name in Ollama")
+        self.ollama_name.setToolTip("What to call the model in Ollama: MODEL, MODEL:TAG or NAMESPACE/MODEL:TAG.")
+        self.ollama_button = QPushButton("Add to Ollama", visible=False)
+        self.ollama_button.setToolTip("Hand the GGUF and its Modelfile to Ollama (`ollama create`), so `ollama run "
+                                      "NAME` answers with the fine-tune; Ollama must be running.")
+        self.ollama_button.clicked.connect(self._add_to_ollama)
         result_row = QHBoxLayout()
         result_row.addWidget(self.result_label, 1)
+        result_row.addWidget(self.ollama_name)
+        result_row.addWidget(self.ollama_button)
         result_row.addWidget(self.lmstudio_button)
         result_row.addWidget(self.show_button)
         export_box = QGroupBox("Export")
@@ -210,7 +224,7 @@ class ExportPage(Page):
         self.result_label.clear()
         self.result_label.hide()
         self.show_button.hide()
-        self.lmstudio_button.hide()
+        self._hide_other_apps()
         if not self._asking():  # (a question in flight keeps the weights it was asked of)
             self.weights.show_run(self.session.run_id)
         self.evaluate_box.show_run(self.session.run_id)
@@ -241,7 +255,7 @@ class ExportPage(Page):
         self.result_label.clear()
         self.result_label.hide()
         self.show_button.hide()
-        self.lmstudio_button.hide()
+        self._hide_other_apps()
         self._set_buttons(False)
         self.status.start(f"Exporting to {out}…")
         self.run_task("export", ops.export_run, self.session.run_id, fmt, str(out), quant, weights=weights,
@@ -254,15 +268,30 @@ class ExportPage(Page):
         self.result_label.setText(f"✔ Saved to {path}" + "".join(f"\n{line}" for line in gguf_notes(self.exported)))
         self.result_label.show()
         self.show_button.show()
-        installed = any(root.parent.is_dir() for root in other_apps.lmstudio_roots())
-        self.lmstudio_button.setVisible(installed and self._gguf() is not None)
+        gguf = self._gguf() is not None
+        self.lmstudio_button.setVisible(gguf and any(root.parent.is_dir() for root in other_apps.lmstudio_roots()))
+        offered = gguf and ollama_create.program() is not None
+        if offered:
+            run = ops.get_run(self.session.run_id)
+            self.ollama_name.setText(ollama_name(run.get("name") or run["id"], self._export_report()["quant"]))
+        for w in (self.ollama_name, self.ollama_button):
+            w.setVisible(offered)
+
+    def _hide_other_apps(self) -> None:
+        for w in (self.lmstudio_button, self.ollama_name, self.ollama_button):
+            w.hide()
+
+    def _export_report(self) -> dict:
+        """export.json of the GGUF export just made ({} for other exports)."""
+        try:
+            return json.loads((self.exported / "export.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
 
     def _gguf(self) -> Path | None:
         """The model file of the GGUF export just made (None for other exports)."""
-        try:
-            return self.exported / json.loads((self.exported / "export.json").read_text(encoding="utf-8"))["file"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        file = self._export_report().get("file")
+        return self.exported / file if isinstance(file, str) else None
 
     def _add_to_lmstudio(self) -> None:
         try:
@@ -272,6 +301,31 @@ class ExportPage(Page):
             return
         self.result_label.setText(f"{self.result_label.text()}\nLM Studio lists it now: {placed}")
         self.lmstudio_button.hide()
+
+    def _add_to_ollama(self) -> None:
+        """In the background: Ollama copies the file in, which takes a while for a model of many GB."""
+        try:
+            to = ollama_create.target(self.ollama_name.text())
+        except KnownError as e:
+            self.error.show_error(e)
+            return
+        self.error.clear()
+        self.ollama_button.setEnabled(False)
+        self.status.start(f"Adding to Ollama as {to.name}…")
+        self.run_task("ollama", ollama_create.create, self.exported, to, on_done=self._in_ollama,
+                      on_error=self._not_in_ollama, on_progress=self.status.report)
+
+    def _in_ollama(self, how: str) -> None:
+        self.status.stop()
+        self.result_label.setText(f"{self.result_label.text()}\nOllama has it now: {how}")
+        self.ollama_button.setEnabled(True)
+        for w in (self.ollama_name, self.ollama_button):
+            w.hide()
+
+    def _not_in_ollama(self, error: BaseException) -> None:
+        self.status.stop()
+        self.ollama_button.setEnabled(True)
+        self.error.show_error(error)
 
     def _failed(self, error: BaseException) -> None:
         self.status.stop()
