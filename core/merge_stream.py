@@ -33,6 +33,8 @@ def unsupported(base: Path, adapter: Path | None) -> str:
     config = json.loads((Path(adapter) / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     if config.get("use_dora"):
         return "DoRA's magnitudes are merged by peft"
+    if config.get("target_parameters"):  # a mixture of experts' adapters, one per expert on its 3-D weights
+        return "peft merges adapters on parameters (a mixture of experts' experts)"
     for key in ("modules_to_save", "rank_pattern", "alpha_pattern"):
         if config.get(key):
             return f"the adapter has {key}"

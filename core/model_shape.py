@@ -10,7 +10,9 @@ Families whose blocks are modelled here (MODELLED) are counted from the config a
 Any other (Gemma 4's per-layer embeddings, mixtures of experts, a vision or audio tower loaded beside the language
 model) is built by transformers on the meta device, which allocates nothing, and what its weights add to the
 blocks' count is `unmodelled`: frozen 16-bit weights outside the decoder's linear layers. Counted as blocks alone,
-Gemma 4 E2B came out 2.9 B parameters where it holds 5.1 B: a plan would "fit" 4 GB short.
+Gemma 4 E2B came out 2.9 B parameters where it holds 5.1 B: a plan would "fit" 4 GB short. LoRA's weights are
+counted on that model too, as the strategy targets its layers (`lora_params`): a mixture of experts adapts every
+expert, 30 times what its config's dense MLP width says for Qwen3-30B-A3B.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class ModelShape:
     linear_attention: tuple[int, int, int, int, int] | None = None
     linear_layers: int = 0  # how many layers are Gated DeltaNet (the rest full attention, its query gated)
     unmodelled: int = 0  # weights the blocks do not describe, counted on the meta device (the module's docstring)
+    lora_unit: int = 0  # LoRA's weights at rank 1, counted on the meta device's model where its blocks are not modelled
+    experts: int = 0  # a mixture of experts' experts per layer (0: a dense model)
 
     @classmethod
     def from_config(cls, config: dict) -> "ModelShape":
@@ -52,11 +56,13 @@ class ModelShape:
             head_dim=c.get("head_dim") or hidden // heads, vocab=c["vocab_size"],
             tied=bool(c.get("tie_word_embeddings", False)), model_type=str(c.get("model_type", "")),
             context=c.get("max_position_embeddings"), **_linear_attention(c),
+            experts=max((c.get(k) or 0 for k in ("num_experts", "num_local_experts", "n_routed_experts")), default=0),
         )
         kind = config.get("model_type")
         if not kind or kind in MODELLED:
             return shape
-        return replace(shape, unmodelled=max(0, _counted(json.dumps(config, sort_keys=True)) - shape.params))
+        counted, lora_unit = _counted(json.dumps(config, sort_keys=True))
+        return replace(shape, unmodelled=max(0, counted - shape.params), lora_unit=lora_unit)
 
     @property
     def max_positions(self) -> int:
@@ -135,6 +141,11 @@ class ModelShape:
         return self.decoder_params + self.embedding_params + head + self.hidden + self.unmodelled
 
     def lora_params(self, r: int) -> int:
+        """LoRA's weights at rank r with the automatic targets: counted on the model itself where its blocks are not
+        modelled (a mixture of experts adapts each expert: Qwen3-30B-A3B's are 0.98 B at r=16, where its config's
+        dense MLP width would say 0.03 B)."""
+        if self.lora_unit:
+            return r * self.lora_unit
         return sum(n * sum(r * (a + b) for a, b in shapes) for n, shapes, _ in self.blocks())
 
 
@@ -149,15 +160,17 @@ def _linear_attention(c: dict) -> dict:
 
 
 @functools.lru_cache(maxsize=64)
-def _counted(config_json: str) -> int:
-    """The parameters of the causal LM transformers builds from the config on the meta device (nothing is allocated;
-    70B takes a tenth of a second), 0 where it cannot build one (a model type it does not know)."""
+def _counted(config_json: str) -> tuple[int, int]:
+    """(the parameters, LoRA's at rank 1) of the causal LM transformers builds from the config on the meta device
+    (nothing is allocated; 70B takes a tenth of a second), (0, 0) where it cannot build one (a model type it does not
+    know)."""
     import logging
 
     import torch
     from transformers import AutoConfig
 
     from core import causal_lm
+    from core.strategies.lora import lora_size
 
     config = json.loads(config_json)
     quiet = logging.getLogger("transformers")
@@ -166,8 +179,9 @@ def _counted(config_json: str) -> int:
     try:
         built = AutoConfig.for_model(config.pop("model_type"), **config)
         with torch.device("meta"):
-            return sum(p.numel() for p in causal_lm.from_config(built).parameters())
+            model = causal_lm.from_config(built)
+        return sum(p.numel() for p in model.parameters()), lora_size(model, 1)
     except Exception:  # an unknown or remote-code model type: the blocks' count is all there is
-        return 0
+        return 0, 0
     finally:
         quiet.setLevel(level)

@@ -73,6 +73,9 @@ def rejected(shape, target: Target, plan, w) -> list[dict]:
     for name, s in strategies.REGISTRY.items():
         if name == plan.strategy:
             continue
+        if problem := s.model_problem(shape):
+            out.append({"strategy": name, "why": problem, "fits": False})
+            continue
         options = options_for(name, w)
         if not s.accepts(options):  # a wish valid for the chosen strategy may not be for this one (qlora's
             options = {}  # optimizer 'auto' for full): this one is judged on its own defaults

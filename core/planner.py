@@ -167,8 +167,9 @@ def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list
         strategy = w.strategy
         chosen = strategies.get(strategy, need_built=False)  # unknown names fail with the known ones...
         summary = chosen.summary
-        if problem := chosen.precision_problem(chosen.options(w.options), target.precision):  # ...and settings
-            raise BadArgument(problem)  # it does not have; settings that cannot train in this precision too
+        if problem := (chosen.model_problem(shape)  # ...and settings it does not have; settings that cannot
+                       or chosen.precision_problem(chosen.options(w.options), target.precision)):  # train here too
+            raise BadArgument(problem)
         reasons.append(f"Strategy {strategy} as you asked: {summary}")
         ckpt, mb, options, why = fit(shape, target, strategy, seq_len, w.options, rows, w.checkpointing,
                                      w.micro_batch)

@@ -42,6 +42,9 @@ def prepare() -> None:
     warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*deprecated.*")
     # torch warns about its own use of script_method when peft pulls in torch.fx helpers.
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script_method.*deprecated.*")
+    # peft writes rank/alpha patterns for a mixture of experts' fused expert weights (gate_up_proj) into the adapter's
+    # config, and warns on loading that its own patterns match no module (they are parameters): nothing for a person.
+    warnings.filterwarnings("ignore", message=r"The following (rank|alpha)_pattern keys did not match any targeted")
     try:
         from transformers.utils import logging as hf_logging
 

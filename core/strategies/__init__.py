@@ -79,6 +79,11 @@ class Strategy:
         that does not leaves it out (runtime_env.leave_out)."""
         return self.base_storage == "nf4" or self.optimizer_name(opts, device) in optimizers.BITSANDBYTES
 
+    def model_problem(self, shape) -> str | None:
+        """A sentence when this strategy cannot train a model of this shape (core.model_shape), else None: the
+        planner refuses it when asked for, and lists it as not chosen with the sentence."""
+        return None
+
     def precision_problem(self, opts, precision: str) -> str | None:
         """A sentence when these settings cannot train in `precision` ("bf16", "fp16", "fp32"), else None: the
         planner refuses such a plan, the trainer such a run."""

@@ -15,5 +15,12 @@ class Dora(Lora):
     activations = "dora"
     use_dora = True
 
+    def model_problem(self, shape) -> str | None:
+        if shape.experts:
+            return (f"DoRA cannot adapt this mixture of experts' experts: peft learns DoRA's magnitudes on whole "
+                    f"linear layers, and transformers keeps each layer's {shape.experts} experts as one 3-D weight; "
+                    "train it with lora, which adapts every expert.")
+        return None
+
     def trainable_params(self, shape, setup) -> int:
         return shape.lora_params(setup.lora_r) + shape.linear_outputs

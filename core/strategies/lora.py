@@ -8,6 +8,7 @@ but the output head).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from core.strategies import ACTIVATIONS_HELP, Strategy, register
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
 MLP = ["gate_proj", "up_proj", "down_proj"]
 TARGETS = {  # model_type → the projections adapters go on
-    **{t: ATTENTION + MLP for t in ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2",
+    **{t: ATTENTION + MLP for t in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2",
                                     "gemma3_text", "smollm3", "olmo2", "olmo3", "granite")},
     "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],  # fused projections
 }
@@ -42,21 +43,73 @@ class LoraOptions:
         check(bool(self.targets.strip()), "targets", "name at least one module, or use 'auto'.")
 
 
-def target_modules(model, targets: str):
-    """peft's target_modules. 'auto': the table's projections, or every linear layer but the head; in a vision-language
-    model that loads whole (Gemma 3 from 4B, Gemma 4), those of its language model's layers alone (a pattern peft
-    matches whole names against): the data is text, so adapters on the vision tower would never learn, and no GGUF
-    file has a place for them."""
+def targets_for(model, targets: str) -> dict:
+    """peft's target_modules (and target_parameters) as LoraConfig takes them. 'auto': the table's projections, or
+    every linear layer but the head; in a vision-language model that loads whole (Gemma 3 from 4B, Gemma 4), those of
+    its language model's layers alone (a pattern peft matches whole names against): the data is text, so adapters on
+    the vision tower would never learn, and no GGUF file has a place for them.
+
+    A mixture of experts (transformers keeps each layer's experts as 3-D weights, `experts.gate_up_proj`
+    [experts, out, in]) gets adapters on every linear layer of its decoder layers and on each expert (peft's
+    target_parameters: a rank-r pair per expert), its router left frozen: the router decides which experts see which
+    tokens, and a few thousand rows of new data are no reason to rebalance what pretraining spread over 128 experts.
+    The layers are named in full, so peft's translation of older checkpoints' names (`gate_proj` → the fused experts,
+    at twice the rank) cannot add anything we did not count (`lora_size`)."""
     if targets != "auto":
-        return [t.strip() for t in targets.split(",") if t.strip()]
+        return {"target_modules": [t.strip() for t in targets.split(",") if t.strip()]}
+    experts = sorted({".".join(name.split(".")[-2:]) for name, _ in _expert_weights(model)})
+    layers = _layer_prefix(model)
+    if experts:
+        inside = sorted({_in_layer(name, layers) for name in _linears(model) if re.match(layers, name)})
+        return {"target_modules": layers + f"({'|'.join(map(re.escape, inside))})", "target_parameters": experts}
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     names = TARGETS.get(getattr(config, "model_type", ""))
-    inside = [name for name, module in model.named_modules()
-              if ".language_model.layers." in name and type(module).__name__ == "Linear"]
-    if not inside:
-        return names or "all-linear"
-    names = names or sorted({name.rsplit(".", 1)[-1] for name in inside})
-    return rf".*\.language_model\.layers\.\d+\..*\.({'|'.join(names)})"
+    if "language_model" not in layers:
+        return {"target_modules": names or "all-linear"}
+    names = names or sorted({name.rsplit(".", 1)[-1] for name in _linears(model) if re.match(layers, name)})
+    return {"target_modules": layers + rf".*\.({'|'.join(names)})"}
+
+
+def lora_size(model, r: int) -> int:
+    """The weights LoRA of rank r adds to `model` (meta tensors will do) with the 'auto' targets: r × (in + out) for
+    each linear layer targeted, r × experts × (in + out) for each expert weight."""
+    chosen = targets_for(model, "auto")
+    modules = chosen["target_modules"]
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    total = 0
+    for name, module in model.named_modules():
+        if type(module).__name__ != "Linear":
+            continue
+        if modules == "all-linear":
+            hit = module is not head
+        elif isinstance(modules, str):
+            hit = re.fullmatch(modules, name) is not None
+        else:
+            hit = name.rsplit(".", 1)[-1] in modules
+        total += r * (module.in_features + module.out_features) if hit else 0
+    wanted = chosen.get("target_parameters") or ()
+    for name, shape in _expert_weights(model):
+        total += r * shape[0] * (shape[1] + shape[2]) if ".".join(name.split(".")[-2:]) in wanted else 0
+    return total
+
+
+def _linears(model) -> list[str]:
+    return [name for name, module in model.named_modules() if type(module).__name__ == "Linear"]
+
+
+def _expert_weights(model) -> list[tuple[str, tuple[int, ...]]]:
+    return [(name, tuple(p.shape)) for name, p in model.named_parameters() if p.dim() == 3 and ".experts." in name]
+
+
+def _layer_prefix(model) -> str:
+    """The pattern of the decoder layers' names: the language model's where a whole vision-language model loads."""
+    inside = any(".language_model.layers." in name for name in _linears(model))
+    return r".*\.language_model\.layers\.\d+\." if inside else r"(.*\.)?layers\.\d+\."
+
+
+def _in_layer(name: str, layers: str) -> str:
+    """A module's name within its decoder layer ("self_attn.q_proj")."""
+    return name[re.match(layers, name).end():]
 
 
 @register
@@ -74,8 +127,7 @@ class Lora(Strategy):
         from peft import LoraConfig, get_peft_model
 
         config = LoraConfig(r=opts.r, lora_alpha=opts.alpha, lora_dropout=opts.dropout, use_rslora=opts.rslora,
-                            target_modules=target_modules(model, opts.targets), task_type="CAUSAL_LM",
-                            use_dora=self.use_dora)
+                            task_type="CAUSAL_LM", use_dora=self.use_dora, **targets_for(model, opts.targets))
         return get_peft_model(model, config)
 
     def load(self, base, folder):

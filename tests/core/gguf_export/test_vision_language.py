@@ -22,13 +22,13 @@ def lora_run(tmp_path, build, use_dora: bool = False) -> dict:
     from transformers import AutoTokenizer
 
     from core import causal_lm
-    from core.strategies.lora import target_modules
+    from core.strategies.lora import targets_for
 
     base = tmp_path / "base"
     tok = AutoTokenizer.from_pretrained(tiny.byte_level(base))
     build(base, vocab=len(tok))
     model = causal_lm.from_pretrained(base, dtype=torch.float32)
-    return tiny.adapter_run(model, tmp_path, base, target_modules(model, "auto"), use_dora, run_id="v1")
+    return tiny.adapter_run(model, tmp_path, base, targets_for(model, "auto")["target_modules"], use_dora, run_id="v1")
 
 
 @pytest.mark.parametrize("build,architecture", [

@@ -1,0 +1,121 @@
+"""Mixtures of experts (transformers keeps each layer's experts as 3-D weights, `experts.gate_up_proj`): LoRA adapts
+the attention and every expert and never the router (core/strategies/lora.py `targets_for`); the plan counts those
+adapters as peft makes them (`lora_size`, ModelShape.lora_params: the config's dense MLP width said 1/30 of it for
+Qwen3-30B-A3B, a plan 10 GB short); the merged export of such a run answers as the run did, also from a checkpoint
+in the released layout of one tensor per expert, which the shard-by-shard merge cannot read (peft merges it)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from core import export, merge_stream
+from core.model_shape import ModelShape
+from core.strategies.lora import lora_size, targets_for
+from tests.core.test_offload_optimizer import tiny_tokenizer
+from tests.core.test_offload_stream import one_thread, session  # noqa: F401  (fixtures)
+from tests.core.test_strategies import examples, run_steps
+
+COMMON = dict(vocab_size=1000, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, max_position_embeddings=128)
+FAMILIES = {  # model_type → its expert fields: 4 experts of 32, two per token
+    "qwen3_moe": dict(moe_intermediate_size=32, num_experts=4, num_experts_per_tok=2, head_dim=16),
+    "qwen2_moe": dict(moe_intermediate_size=32, shared_expert_intermediate_size=48, num_experts=4,
+                      num_experts_per_tok=2),  # a shared expert (plain linear layers) beside the routed ones
+    "mixtral": dict(num_local_experts=4, num_experts_per_tok=2),
+    "olmoe": dict(num_experts=4, num_experts_per_tok=2),
+}
+
+
+def built(model_type: str):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(model_type, **COMMON, **FAMILIES[model_type])
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+@pytest.mark.parametrize("model_type", sorted(FAMILIES))
+def test_every_expert_is_adapted_the_router_is_not_and_the_plan_counts_what_peft_makes(model_type):
+    from peft import LoraConfig, get_peft_model
+
+    model = built(model_type)
+    experts = {n for n, p in model.named_parameters() if p.dim() == 3}
+    chosen = targets_for(model, "auto")
+    counted = lora_size(model, 4)
+    adapted = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, task_type="CAUSAL_LM", **chosen))
+    trained = [n for n, p in adapted.named_parameters() if p.requires_grad]
+    assert sum(p.numel() for p in adapted.parameters() if p.requires_grad) == counted
+    assert adapted.peft_config["default"].rank_pattern == {}  # no weight at another rank than asked
+    assert len(experts) == 4 and sorted(chosen["target_parameters"]) == sorted({".".join(n.split(".")[-2:])
+                                                                                 for n in experts})
+    assert not any(".gate." in n or "router" in n for n in trained)  # the router stays as pretrained
+    assert any("shared_expert." in n for n in trained) == (model_type == "qwen2_moe")
+    shape = ModelShape.from_config(model.config.to_dict())  # the plan, from the config alone
+    assert shape.lora_params(4) == counted and shape.lora_params(8) == 2 * counted
+
+
+def per_expert(folder) -> None:
+    """The checkpoint in `folder` rewritten as released Qwen3 MoE checkpoints are: one 2-D tensor per expert and
+    projection (`experts.0.gate_proj.weight`), which transformers fuses as it loads."""
+    from safetensors.torch import load_file, save_file
+
+    fused = load_file(str(folder / "model.safetensors"))
+    split = {}
+    for name, value in fused.items():
+        if name.endswith("experts.gate_up_proj"):
+            gate, up = value.chunk(2, dim=1)
+            for e in range(value.shape[0]):
+                split[name.replace("gate_up_proj", f"{e}.gate_proj.weight")] = gate[e].contiguous()
+                split[name.replace("gate_up_proj", f"{e}.up_proj.weight")] = up[e].contiguous()
+        elif name.endswith("experts.down_proj"):
+            for e in range(value.shape[0]):
+                split[name.replace("down_proj", f"{e}.down_proj.weight")] = value[e].contiguous()
+        else:
+            split[name] = value
+    save_file(split, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+
+def test_a_trained_mixture_of_experts_exports_merged_as_it_answers(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from core.inference import trained_model
+
+    base = tmp_path / "base"
+    built("qwen3_moe").save_pretrained(base)
+    per_expert(base)
+    tiny_tokenizer(base)
+    run = session(tmp_path, base, "lora", {"r": 4, "alpha": 8}, "run", lr=3e-3)
+    run_steps(run, examples(vocab=1000), 2)
+    run.save_result(tmp_path / "run" / "result")
+    assert "peft merges adapters on parameters" in merge_stream.unsupported(base, tmp_path / "run" / "result")
+    row = {"id": "moe", "run_dir": str(tmp_path / "run"), "strategy": "lora", "model_path": str(base),
+           "status": "done"}
+    out = export.export(row, "safetensors", tmp_path / "merged")
+    ids = torch.tensor([[5, 17, 230, 999, 64, 8]])
+    with torch.no_grad():
+        tuned = trained_model(base, "lora", tmp_path / "run" / "result", torch.float32)(ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)(ids).logits
+        before = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)(ids).logits
+    torch.testing.assert_close(merged, tuned, atol=1e-5, rtol=1e-4)
+    assert (tuned - before).abs().max() > 1e-3  # the experts' adapters moved the answer
+    assert json.loads((out / "config.json").read_text())["model_type"] == "qwen3_moe"
+
+
+def test_dora_is_refused_for_a_mixture_of_experts_and_listed_with_why():
+    from core import hardware, planner
+    from core.errors import BadArgument
+
+    config = built("qwen3_moe").config.to_dict()
+    cpu = hardware.HardwareProfile(cores_physical=2, ram_total_bytes=24 << 30, ram_available_bytes=20 << 30)
+    with pytest.raises(BadArgument, match="DoRA cannot adapt this mixture of experts' experts: .* 4 experts as one "
+                                          "3-D weight; train it with lora"):
+        planner.make_plan(cpu, config, [40] * 50, planner.Wishes(strategy="dora"))
+    plan = planner.make_plan(cpu, config, [40] * 50)
+    dora = next(r for r in plan.rejected if r["strategy"] == "dora")
+    assert plan.strategy == "lora" and not dora["fits"] and dora["why"].startswith("DoRA cannot adapt")
+    dense = planner.make_plan(cpu, config | {"model_type": "qwen3", "num_local_experts": 0},
+                              [40] * 50, planner.Wishes(strategy="dora"))
+    assert dense.strategy == "dora"  # a dense model of the same size trains it
