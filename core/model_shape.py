@@ -117,8 +117,9 @@ class ModelShape:
 
     def largest_blocks(self, count: int) -> int:
         """Weights of the `count` largest decoder blocks (what LISA trains at once, at most)."""
-        sizes = sorted((self.block_params(kind) for kind, (n, _, _) in enumerate(self.blocks()) for _ in range(n)),
-                       reverse=True)
+        experts = self.unmodelled // self.layers if self.experts else 0  # each layer's experts, counted on the meta model
+        sizes = sorted((self.block_params(kind) + experts for kind, (n, _, _) in enumerate(self.blocks())
+                        for _ in range(n)), reverse=True)
         return sum(sizes[:count])
 
     @property

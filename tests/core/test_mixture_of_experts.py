@@ -119,3 +119,11 @@ def test_dora_is_refused_for_a_mixture_of_experts_and_listed_with_why():
     dense = planner.make_plan(cpu, config | {"model_type": "qwen3", "num_local_experts": 0},
                               [40] * 50, planner.Wishes(strategy="dora"))
     assert dense.strategy == "dora"  # a dense model of the same size trains it
+
+
+@pytest.mark.parametrize("model_type", sorted(FAMILIES))
+def test_a_layer_lisa_trains_is_counted_with_its_experts(model_type):
+    model = built(model_type)
+    layer = sum(p.numel() for p in model.model.layers[0].parameters())
+    shape = ModelShape.from_config(model.config.to_dict())
+    assert shape.largest_blocks(1) == layer and shape.largest_blocks(2) == 2 * layer
