@@ -6,6 +6,9 @@ Two kinds of vocabulary are written, told apart by the tokenizer's own model:
   for spaces, byte tokens <0xNN>, and scores. Without sentencepiece's model file the scores come from the
   merge ranks (a token made by an earlier merge scores higher), which is the order llama.cpp's tokenizer
   merges in.
+An architecture may name a tokenizer model of llama.cpp's own for its SentencePiece-style vocabulary
+(`tokenizer_model`, Gemma 4's "gemma4"): the same tokens and scores, and the merges too, which that model
+merges by (BPE over text whose spaces are "▁", split at newlines only); see `_own_model`.
 
 Token types follow llama.cpp's converter: added special tokens are CONTROL, other added tokens
 USER_DEFINED, padding rows up to the embedding's size UNUSED. `tokenizer.ggml.pre` names llama.cpp's
@@ -31,7 +34,7 @@ from core.model_source import SOURCE_NOTE
 
 @dataclass
 class Vocab:
-    model: str  # "gpt2" or "llama"
+    model: str  # "gpt2", "llama", or the architecture's own (`_own_model`)
     pre: str
     pre_reason: str
     tokens: list[str]
@@ -63,8 +66,10 @@ class Vocab:
             w.add_chat_template(self.chat_template)
 
 
-def build(tokenizer, vocab_size: int, end_of_turn: str | None = None, model_path: str | Path | None = None) -> Vocab:
-    """The GGUF vocabulary of an HF fast tokenizer, padded to the embedding's `vocab_size` rows."""
+def build(tokenizer, vocab_size: int, end_of_turn: str | None = None, model_path: str | Path | None = None,
+          arch=None) -> Vocab:
+    """The GGUF vocabulary of an HF fast tokenizer, padded to the embedding's `vocab_size` rows; `arch` (an
+    Architecture) may have llama.cpp read a SentencePiece-style one as a tokenizer model of its own."""
     if not hasattr(tokenizer, "backend_tokenizer"):
         raise BadArgument("GGUF export reads the tokenizer from its tokenizer.json, which this model folder lacks; "
                           "save the tokenizer with transformers (save_pretrained) to write one.")
@@ -116,7 +121,34 @@ def build(tokenizer, vocab_size: int, end_of_turn: str | None = None, model_path
                                                  ("unk", unk), ("pad", tokenizer.pad_token_id)) if tid is not None}
     if end_of_turn is not None and end_of_turn in tokenizer.get_vocab():
         vocab.special["eos"] = vocab.special["eot"] = tokenizer.get_vocab()[end_of_turn]
+    if sentencepiece and getattr(arch, "tokenizer_model", None):
+        _own_model(vocab, arch, merges)
     return vocab
+
+
+def _own_model(vocab: Vocab, arch, merges: list[str]) -> None:
+    """The SentencePiece-style vocabulary as llama.cpp's tokenizer model `arch.tokenizer_model`, written as its
+    converter writes it (Gemma 4's "gemma4": llama.cpp's converter, conversion/gemma.py, and llama-vocab.cpp):
+
+    - the merges, which that model tokenizes by: BPE over the text with spaces written "▁", split at newlines only
+      (a run of newlines that is a token is taken whole), bytes <0xNN> where no token fits. That is how the
+      tokenizer.json of Gemma 4 reads text (a normalizer writing spaces as "▁", no pre-tokenizer, BPE with byte
+      fallback); read as "llama" (SentencePiece, by the scores) llama.cpp tokenized it the same on all we tried;
+    - `arch.visible_tokens` USER_DEFINED, not CONTROL: llama.cpp leaves control tokens out of the text it
+      generates, and these (thinking channels, tool calls and the quote in their arguments) are what its chat
+      parser and Ollama's read back from that text;
+    - BOS added, whatever the tokenizer says: llama.cpp adds it for "gemma4" anyway, as Gemma 4 loses much without
+      it on prompts no chat template wrote (llama.cpp PR 21500), and takes a template's own <bos> off when it adds
+      one (as our Modelfile does); no space prefix (Gemma 4's tokenizer adds none).
+    """
+    vocab.model = vocab.pre = arch.tokenizer_model
+    vocab.pre_reason = (f"llama.cpp's {arch.tokenizer_model} tokenizer writes spaces as \"\u2581\", splits text at "
+                        "newlines only and merges the rest by the file's merges, as the model's tokenizer does")
+    vocab.merges = merges
+    vocab.add_bos, vocab.add_space_prefix = True, False
+    visible = set(getattr(arch, "visible_tokens", ()))
+    vocab.token_types = [int(TokenType.USER_DEFINED) if text in visible else kind
+                         for text, kind in zip(vocab.tokens, vocab.token_types)]
 
 
 def _looks_special(text: str) -> bool:

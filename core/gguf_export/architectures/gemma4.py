@@ -97,6 +97,12 @@ class Gemma4(Architecture):
     transformers_reads = False
     rope_types = ("default", "proportional")
     extra_names = ("rope_freqs.weight",)
+    # The vocabulary as llama.cpp's converter writes Gemma 4's (core/gguf_export/vocab.py, `_own_model`): llama.cpp's
+    # tokenizer model of its own, BPE by the merges (Gemma 4's tokenizer.json has no pre-tokenizer, only spaces
+    # written "▁"), which also adds BOS, and the tokens its chat parser reads in generated text left visible.
+    tokenizer_model = "gemma4"
+    visible_tokens = ("<|channel>", "<channel|>", "<|tool_call>", "<tool_call|>", "<|tool_response>",
+                      "<tool_response|>", '<|"|>')
 
     # --- tensors -------------------------------------------------------------------------------------
     def gguf_name(self, hf_name, cfg):
