@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shlex
@@ -131,11 +132,20 @@ DRAFT = "qwen 3.5 with its draft block"
 LFM2_RELEASED = "lfm2 tied, by layer_types"
 
 
+def as_granite_4_is_released(folder: Path) -> None:
+    """The saved config as Granite 4.0's dense models are released: an attention layer named "attention" (transformers
+    5 saves "full_attention", which llama.cpp's converter takes for a Mamba layer, writing its granitehybrid), and
+    intermediate_size equal to shared_intermediate_size (the converter writes the first as the feed-forward width,
+    where the tensors have the second)."""
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config["layer_types"] = ["attention" if kind == "full_attention" else kind for kind in config["layer_types"]]
+    config["intermediate_size"] = config["shared_intermediate_size"]
+    (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
 def add_draft_block(model, folder: Path) -> None:
     """A draft block in the saved folder, as Qwen 3.5's checkpoints have it: a copy of the model's last layer (a
     full-attention one), a random projection of [embedding; hidden] and its norms, and the config's count of it."""
-    import json
-
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -184,6 +194,8 @@ def check(name: str, model_type: str, settings: dict, tokenizer, llama_cpp: Path
         shutil.copy(tmp / f"sp-{slug}" / "tokenizer.model", folder)
     if name == DRAFT:
         add_draft_block(model, folder)
+    if model_type == "granitemoehybrid":
+        as_granite_4_is_released(folder)
     more = ("--split-max-tensors", str(SPLIT_TENSORS)) if name == SPLIT else \
         ("--no-mtp",) if model_type == "qwen3_5_text" and name != DRAFT else ()
     refused = convert(llama_cpp, folder, gguf, more)

@@ -122,7 +122,7 @@ def round_like_file(reference, plan) -> None:
     with torch.no_grad():
         for t in plan.tensors:
             if t.source in params and t.type in dtypes:
-                p = params[t.source]
+                p = t.of(params[t.source])
                 p.copy_(p.to(dtypes[t.type]).float())
 
 

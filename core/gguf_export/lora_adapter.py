@@ -6,7 +6,9 @@ adapter.lora.alpha; for every adapted weight W (by its GGUF name) two tensors, `
 - B gets W's row transform (Llama's Q/K order), since B makes W's output rows, and A a column transform (Qwen
   3.5's value heads at out_proj's input), since A reads W's input;
 - rank-stabilized LoRA (scale alpha/√rank) is written with alpha·√rank, so that alpha / rank is its scale;
-- DoRA cannot be written: its magnitude vectors rescale whole columns, which llama.cpp's LoRA cannot do.
+- DoRA cannot be written: its magnitude vectors rescale whole columns, which llama.cpp's LoRA cannot do;
+- a weight the architecture writes as several (Architecture.parts: Granite 4.0's input_linear, the gate's rows and
+  the up's) gives a pair for each: the whole A, which reads the whole input, and the part's rows of B.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from core.offload.layerwise import language_name
 
 
 def adapter_tensors(result: Path, arch, cfg: dict) -> tuple[float, list[tuple[str, np.ndarray, np.ndarray]], int]:
-    """(alpha to write, [(GGUF weight name, A, B)], rank) from a PEFT adapter folder."""
+    """(alpha to write, [(GGUF weight name, A, B)], rank) from a PEFT adapter folder (`cfg`: the model's config)."""
+    cfg = arch.written_config(cfg)
     config = json.loads((result / "adapter_config.json").read_text(encoding="utf-8"))
     if config.get("use_dora"):
         raise BadArgument("A DoRA adapter cannot be written as a llama.cpp LoRA file (its magnitude vectors have "
@@ -45,14 +48,17 @@ def adapter_tensors(result: Path, arch, cfg: dict) -> tuple[float, list[tuple[st
                               "merged GGUF.")
     out = []
     for hf_name, ab in sorted(pairs.items(), key=lambda kv: _order(kv[0])):
-        gguf_name = arch.gguf_name(hf_name, cfg)
-        if gguf_name is None:
-            raise BadArgument(f"The adapter changes {hf_name}, which has no place in a GGUF file; use the merged GGUF.")
-        a, b = ab["A"].astype(np.float32), ab["B"].astype(np.float32)
-        if arch.transforms_columns(gguf_name, cfg):  # W·P = B·(A·P): the columns' order is A's
-            out.append((gguf_name, arch.transform(gguf_name, a, cfg), b))
-        else:  # P·W = (P·B)·A: the rows' order is B's
-            out.append((gguf_name, a, arch.transform(gguf_name, b, cfg)))
+        for part, rows in arch.parts(hf_name, ab["B"].shape[0]):  # B's rows are the weight's
+            gguf_name = arch.gguf_name(part, cfg)
+            if gguf_name is None:
+                raise BadArgument(f"The adapter changes {hf_name}, which has no place in a GGUF file; use the merged "
+                                  "GGUF.")
+            a = ab["A"].astype(np.float32)
+            b = ab["B"].astype(np.float32) if rows is None else np.ascontiguousarray(ab["B"][rows], dtype=np.float32)
+            if arch.transforms_columns(gguf_name, cfg):  # W·P = B·(A·P): the columns' order is A's
+                out.append((gguf_name, arch.transform(gguf_name, a, cfg), b))
+            else:  # P·W = (P·B)·A: the rows' order is B's
+                out.append((gguf_name, a, arch.transform(gguf_name, b, cfg)))
     return alpha, out, rank
 
 

@@ -42,7 +42,7 @@ def check(path, plan, tensors, progress) -> tuple[list[str], dict]:
             continue
         progress.update(i / len(plan.tensors), "Checking each tensor against the merged model")
         got = decoded(path, contents, plan, t, info)
-        want = tensors[t.source].detach().float().cpu().numpy().reshape(got.shape)
+        want = t.of(tensors[t.source]).detach().float().cpu().numpy().reshape(got.shape)
         error = float(np.sqrt(((got - want) ** 2).sum() / max((want.astype(np.float64) ** 2).sum(), 1e-30)))
         worst[t.type] = max(worst.get(t.type, 0.0), error)
         if not error <= ROUND_TRIP[t.type]:  # (not <=: a NaN fails too)

@@ -212,7 +212,7 @@ def own_load(path: Path, plan, reference):
     contents = reader.read(path)
     for t, info in zip(plan.tensors, contents.tensors):
         if t.source is not None:
-            state[t.source].copy_(torch.from_numpy(tensor_check.decoded(path, contents, plan, t, info)))
+            t.of(state[t.source]).copy_(torch.from_numpy(tensor_check.decoded(path, contents, plan, t, info)))
     return model.eval()
 
 

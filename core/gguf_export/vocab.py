@@ -121,7 +121,7 @@ def build(tokenizer, vocab_size: int, end_of_turn: str | None = None, model_path
                                                  ("unk", unk), ("pad", tokenizer.pad_token_id)) if tid is not None}
     if end_of_turn is not None and end_of_turn in tokenizer.get_vocab():
         vocab.special["eos"] = vocab.special["eot"] = tokenizer.get_vocab()[end_of_turn]
-    if sentencepiece and getattr(arch, "tokenizer_model", None):
+    if sentencepiece and arch is not None and arch.tokenizer_model:
         _own_model(vocab, arch, merges)
     return vocab
 
@@ -146,7 +146,7 @@ def _own_model(vocab: Vocab, arch, merges: list[str]) -> None:
                         "newlines only and merges the rest by the file's merges, as the model's tokenizer does")
     vocab.merges = merges
     vocab.add_bos, vocab.add_space_prefix = True, False
-    visible = set(getattr(arch, "visible_tokens", ()))
+    visible = set(arch.visible_tokens)
     vocab.token_types = [int(TokenType.USER_DEFINED) if text in visible else kind
                          for text, kind in zip(vocab.tokens, vocab.token_types)]
 

@@ -37,6 +37,11 @@ class TensorPlan:
     shape: tuple[int, ...]  # numpy order, [rows, cols] for matrices
     type: str  # a quants.TYPES name
     wanted: str  # the type the pick asked for; `type` differs where the rows did not fit it (tensor_types.fallbacks)
+    rows: slice | None = None  # the rows of `source` it holds, where it is part of it (Architecture.parts); None: all
+
+    def of(self, tensor):
+        """Its part of `tensor`, its source's values (a view of a torch tensor's rows: writing to it writes there)."""
+        return tensor if self.rows is None else tensor[self.rows]
 
     @property
     def nbytes(self) -> int:
@@ -66,23 +71,28 @@ class Plan:
 
 def plan(arch: Architecture, cfg: dict, shapes: dict[str, tuple[int, ...]], vocab: Vocab, pick: Pick,
          name: str) -> Plan:
-    """Every tensor's name, shape and type, and the metadata, for a model with these HF tensor shapes."""
+    """Every tensor's name, shape and type, and the metadata, for a model with these HF tensor shapes (`cfg`: its
+    config; the plan holds the one the architecture writes, Architecture.written_config)."""
     arch.check(cfg)
+    cfg = arch.written_config(cfg)
     named, unmapped = [], []
     for hf_name, shape in shapes.items():
-        gguf_name = arch.gguf_name(hf_name, cfg)
-        if gguf_name is not None:
-            named.append((gguf_name, hf_name, arch.gguf_shape(gguf_name, tuple(shape), cfg)))
-        elif not hf_name.endswith(".inv_freq") and hf_name != "lm_head.weight":
-            unmapped.append(hf_name)
+        for part, rows in arch.parts(hf_name, shape[0] if shape else 0):
+            gguf_name = arch.gguf_name(part, cfg)
+            part_shape = tuple(shape) if rows is None else (len(range(shape[0])[rows]), *shape[1:])
+            if gguf_name is not None:
+                named.append((gguf_name, hf_name, arch.gguf_shape(gguf_name, part_shape, cfg), rows))
+            elif not hf_name.endswith(".inv_freq") and hf_name != "lm_head.weight":
+                unmapped.append(hf_name)
     if unmapped:
         raise ValueError(f"no GGUF name for {', '.join(unmapped[:5])} ({arch.name})")  # a bug in our tables
     # As llama.cpp decides it: the embedding doubles as the output head when there is no output.weight.
-    head_is_embedding = all(n != "output.weight" for n, _, _ in named)
+    head_is_embedding = all(n != "output.weight" for n, _, _, _ in named)
     n_layers = cfg["num_hidden_layers"]
     wanted = {n: "f32" if n.endswith(arch.f32_names) else wanted_type(pick, n, shape, n_layers, head_is_embedding)
-              for n, _, shape in named}
-    tensors = [TensorPlan(n, src, shape, stored_type(wanted[n], shape), wanted[n]) for n, src, shape in named]
+              for n, _, shape, _ in named}
+    tensors = [TensorPlan(n, src, shape, stored_type(wanted[n], shape), wanted[n], rows)
+               for n, src, shape, rows in named]
     extra = dict(arch.extra_tensors(cfg))
     tensors += [TensorPlan(n, None, a.shape, "f32", "f32") for n, a in extra.items()]
     p = Plan(arch, pick, cfg, name, vocab, tensors, extra)
@@ -137,7 +147,7 @@ def encode(p: Plan, t: TensorPlan, tensors) -> np.ndarray:
     if t.source is None:
         array = p.extra[t.name]
     else:
-        array = tensors[t.source].detach().float().cpu().numpy()
+        array = t.of(tensors[t.source]).detach().float().cpu().numpy()
         array = p.arch.transform(t.name, array, p.cfg)
     flat = np.ascontiguousarray(array, dtype=np.float32).reshape(-1, t.shape[-1])
     data = quants.get(t.type).quantize(flat)

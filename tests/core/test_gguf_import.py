@@ -33,6 +33,7 @@ OWN_FIELDS = {  # config fields an architecture's file must bring back beyond th
                     "hidden_size_per_layer_input", "vocab_size_per_layer_input", "num_kv_shared_layers",
                     "use_double_wide_mlp", "final_logit_softcapping", "rope_parameters"),
     "lfm2": ("layer_types", "conv_L_cache", "conv_bias"),
+    "granitemoehybrid": ("embedding_multiplier", "residual_multiplier", "attention_multiplier", "logits_scaling"),
 }
 
 
@@ -55,7 +56,8 @@ def leftovers(models_dir):
 @pytest.mark.parametrize("model_type", sorted(CASES))
 def test_an_f32_file_comes_back_exactly(model_type, tokenizer, tmp_path):
     """Every architecture we export, those transformers' GGUF reader does not know (SmolLM3, Granite, OLMo 2:
-    their config is our inverse of export's metadata) included: the same weights, logits and tokens."""
+    their config is our inverse of export's metadata) included: the same weights, logits and tokens; Granite 4.0's
+    dense models as the granite model they are written as (its gate and up projections apart)."""
     import torch
     from transformers import AutoTokenizer
 
@@ -73,7 +75,7 @@ def test_an_f32_file_comes_back_exactly(model_type, tokenizer, tmp_path):
     assert loaded.config.tie_word_embeddings == model.config.tie_word_embeddings
     same = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
             "max_position_embeddings", "vocab_size", "eos_token_id", *OWN_FIELDS.get(model_type, ())]
-    theirs, ours = loaded.config.to_dict(), model.config.to_dict()  # Gemma 4's per-layer fields refuse getattr
+    (ours, expected), theirs = tiny.written(model), loaded.config.to_dict()  # Gemma 4's per-layer fields refuse getattr
     if model_type == "lfm2":  # the file states the width the layers have; the config, before its adjustment, 128
         theirs, ours = ({**c, "intermediate_size": lfm2.ff_width(c)} for c in (theirs, ours))
     assert {k: theirs[k] for k in same} == {k: ours[k] for k in same}
@@ -81,7 +83,7 @@ def test_an_f32_file_comes_back_exactly(model_type, tokenizer, tmp_path):
     eps = "norm_eps" if model_type == "lfm2" else "rms_norm_eps"  # LFM2's name for it
     assert getattr(loaded.config, eps) == pytest.approx(getattr(model.config, eps), rel=1e-7)
     assert json.loads((ref.path / "config.json").read_text())["dtype"] == "float32"
-    expected, got = model.state_dict(), loaded.state_dict()
+    got = loaded.state_dict()
     assert sorted(got) == sorted(expected)
     inexact = [k for k in expected if not torch.equal(got[k], expected[k])]
     # Gemma 2's, 3's and Qwen 3.5's norms travel as weight + 1 (llama.cpp's convention; not Qwen 3.5's gated norm of
@@ -417,9 +419,10 @@ def test_untransforms_says_which_tensors_untransform_changes(model_type, tokeniz
     from core.gguf_export import architectures
 
     model = tiny.random_model(model_type, tokenizer, **{**COMMON, **CASES[model_type]})
-    arch, cfg = architectures.REGISTRY[model_type], model.config.to_dict()
+    cfg, state = tiny.written(model)
+    arch = architectures.REGISTRY[model_type]
     changed = []
-    for hf_name, t in model.state_dict().items():
+    for hf_name, t in state.items():
         name = arch.gguf_name(hf_name, cfg)
         if name is None:
             continue
@@ -427,7 +430,7 @@ def test_untransforms_says_which_tensors_untransform_changes(model_type, tokeniz
         assert arch.untransforms(name, cfg) == (arch.untransform(name, values, cfg) is not values), name
         changed += [name] if arch.untransforms(name, cfg) else []
     assert bool(changed) == (model_type in ("llama", "mistral", "gemma2", "gemma3_text", "smollm3", "granite",
-                                            "qwen3_5_text", "lfm2"))
+                                            "qwen3_5_text", "lfm2", "granitemoehybrid"))
 
 
 def test_a_large_model_is_written_in_shards_with_an_index(tokenizer, tmp_path, monkeypatch):

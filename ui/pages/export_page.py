@@ -150,12 +150,10 @@ class ExportPage(Page):
         self.ollama_button.setToolTip("Hand the GGUF and its Modelfile to Ollama (`ollama create`), so `ollama run "
                                       "NAME` answers with the fine-tune; Ollama must be running.")
         self.ollama_button.clicked.connect(self._add_to_ollama)
-        result_row = QHBoxLayout()
-        result_row.addWidget(self.result_label, 1)
-        result_row.addWidget(self.ollama_name)
-        result_row.addWidget(self.ollama_button)
-        result_row.addWidget(self.lmstudio_button)
-        result_row.addWidget(self.show_button)
+        result_row = QHBoxLayout()  # what was saved, then what to do with it: another app, or the folder
+        result_row.addStretch(1)
+        for w in (self.ollama_name, self.ollama_button, self.lmstudio_button, self.show_button):
+            result_row.addWidget(w)
         export_box = QGroupBox("Export")
         box = QVBoxLayout(export_box)
         box.addLayout(folder_row)
@@ -163,6 +161,7 @@ class ExportPage(Page):
         box.addLayout(gguf_row)
         box.addWidget(self.status)
         box.addWidget(self.error)
+        box.addWidget(self.result_label)
         box.addLayout(result_row)
 
         self.prompt_edit = PromptEdit(DEFAULT_PROMPT, placeholderText="Ask both models something")

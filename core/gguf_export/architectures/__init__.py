@@ -17,6 +17,12 @@ An architecture says what llama.cpp needs that a Hugging Face folder spells diff
 - `config(meta)`: the inverse of `metadata`, a file's hyperparameters as config fields, for importing a
   GGUF of an architecture transformers' GGUF reader does not know (`transformers_reads = False`: it has no
   mapping of the file's keys to a config, so core/gguf_import.py reads them with ours).
+- `written_config(cfg)` and `parts(hf_name, rows)`: for a checkpoint that another architecture writes once its
+  tensors are renamed and split by rows (Granite 4.0's dense models: granitemoehybrid.py), that architecture's
+  config and the tensors, by its HF names, each HF tensor becomes. The HF tensors come in at two places only,
+  writer.plan (the merged model) and lora_adapter (the adapter), and both apply these first; past them a tensor is
+  its written name and the rows of its source it takes (writer.TensorPlan), so verification reads the file back
+  into the model's own class and compares its own answers.
 
 `cfg` is the model's config as a dict (`config.to_dict()`). Facts (tensor names, keys, the Q/K row order)
 follow llama.cpp's convert_hf_to_gguf.py; the code is ours.
@@ -40,6 +46,10 @@ class Architecture:
     model_types: ClassVar[tuple[str, ...]]
     gguf_arch: ClassVar[MODEL_ARCH]
     transformers_reads: ClassVar[bool] = True  # whether transformers' GGUF reader knows this architecture
+    # llama.cpp's tokenizer model of its own for this architecture's SentencePiece-style vocabulary, and the tokens
+    # left visible in the text it generates (core/gguf_export/vocab.py `_own_model`); None: "llama", as for the others
+    tokenizer_model: ClassVar[str | None] = None
+    visible_tokens: ClassVar[tuple[str, ...]] = ()
 
     @property
     def name(self) -> str:
@@ -121,6 +131,18 @@ class Architecture:
         """Config fields the file's tensor names (`names`) give where no key does, for a config our `config` read
         (`cfg`); {} where nothing differs."""
         return {}
+
+    # --- a checkpoint written as another architecture --------------------------------------------------------
+    def written_config(self, cfg: dict) -> dict:
+        """The config the rest of the export reads (`metadata`, `transform`, `gguf_name`, ...): `cfg` itself, but for
+        a model type whose checkpoints another architecture writes once renamed (granitemoehybrid.py), whose
+        config it turns into that one's. `check` takes the model's own config, before this."""
+        return cfg
+
+    def parts(self, hf_name: str, rows: int) -> list[tuple[str, slice | None]]:
+        """The tensors an HF tensor of `rows` rows becomes, by the names `gguf_name` reads, each with the rows of it
+        that it takes (None: all of them): itself, whole, but where `written_config` renames."""
+        return [(hf_name, None)]
 
     # --- metadata ------------------------------------------------------------------------------------
     def check(self, cfg: dict) -> None:
@@ -247,4 +269,5 @@ def get(model_type: str) -> Architecture:
 
 # Each registers itself:
 from core.gguf_export.architectures import (  # noqa: E402,F401,I001
-    llama, qwen2, qwen3, gemma2, gemma3, phi3, smollm3, granite, olmo2, qwen35, gemma4, lfm2)
+    llama, qwen2, qwen3, gemma2, gemma3, phi3, smollm3, granite, olmo2, qwen35, gemma4, lfm2,
+    granitemoehybrid)  # after granite: a file whose architecture is "granite" is Granite 3's (by_gguf_name)

@@ -5,7 +5,8 @@ attention_multiplier in place of 1/√head (attention.scale), and the logits ÷ 
 llama.cpp requires: it is always written). llama.cpp takes the head size from the width and the heads, as its
 converter does (it drops a config's head_dim), so a head_dim that differs is refused in a sentence. transformers'
 GGUF reader does not know granite, so verification reads these files with our own dequantization and says so,
-and importing one takes its config, the four scales included, from our `config`.
+and importing one takes its config, the four scales included, from our `config`, which also reads the key heads
+given one a layer, as llama.cpp's converter writes Granite 4.0's dense models (granitemoehybrid.py).
 """
 
 from __future__ import annotations
@@ -43,4 +44,7 @@ class Granite(Llama):
     def config(self, meta: dict) -> dict:
         cfg = super().config(meta)
         cfg.pop("head_dim", None)  # llama.cpp's is the width over the heads, as transformers' Granite makes it
+        kv = cfg.get("num_key_value_heads")
+        if isinstance(kv, list) and len(set(kv)) == 1:  # one a layer, as llama.cpp's converter writes Granite 4.0's
+            cfg["num_key_value_heads"] = kv[0]
         return {**cfg, **{field: _short(meta.get(f"{self.name}.{key}", 1.0)) for key, field in self.SCALES.items()}}

@@ -47,9 +47,15 @@ CASES = {
     # convolution and attention layers alternating, as full_attn_idxs gives them; the feed-forward width adjusted as
     # the released models have it (128 → two thirds, rounded up to 256), the kernel three wide, an untied head
     "lfm2": dict(num_hidden_layers=4, full_attn_idxs=[1, 3], tie_word_embeddings=False, norm_eps=1e-6),
+    # Granite 4.0 micro's kind (every layer attention, no experts, rope) with Granite 3's scales, written as granite:
+    # its feed-forward 96 wide (shared_intermediate_size), not the config's intermediate_size, which nothing uses
+    "granitemoehybrid": dict(layer_types=["attention"] * 2, num_local_experts=0, num_experts_per_tok=0,
+                             position_embedding_type="rope", shared_intermediate_size=96, embedding_multiplier=12.0,
+                             residual_multiplier=0.22, attention_multiplier=0.0078125, logits_scaling=8.0,
+                             tie_word_embeddings=True),
 }
 # architectures transformers' GGUF reader does not know (or, Gemma 4, reads too little of): ours reads them back
-THEIRS_CANNOT = {"smollm3", "granite", "olmo2", "olmo3", "gemma4_text"}
+THEIRS_CANNOT = {"smollm3", "granite", "olmo2", "olmo3", "gemma4_text", "granitemoehybrid"}
 OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
     "llama": {"llama.rope.dimension_count": 16},
     "mistral": {"llama.rope.dimension_count": 16},
@@ -79,6 +85,9 @@ OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
                     "gemma4.final_logit_softcapping": 30.0},
     "lfm2": {"lfm2.attention.head_count_kv": [0, 2, 0, 2], "lfm2.shortconv.l_cache": 3,
              "lfm2.feed_forward_length": 256, "lfm2.attention.layer_norm_rms_epsilon": 1e-6},
+    "granitemoehybrid": {"general.architecture": "granite", "granite.feed_forward_length": 96,
+                         "granite.embedding_scale": 12.0, "granite.residual_scale": 0.22,
+                         "granite.attention.scale": 0.0078125, "granite.logit_scale": 8.0},
 }
 
 
@@ -201,6 +210,14 @@ def test_llama_3_rope_scaling_becomes_rope_freqs(tokenizer, tmp_path):
     ("lfm2", dict(full_attn_idxs=[0, 1, 2, 3]),  # transformers' default where a config names no layers
      "This LFM2 model has no convolution layers, and llama.cpp's lfm2 stops"),
     ("lfm2", dict(num_attention_heads=6), "This LFM2 model's 6 heads do not split its width of 64 evenly"),
+    ("granitemoehybrid", dict(layer_types=["mamba", "attention", "mamba", "attention"]),  # as config.json has it
+     "This Granite 4.0 model has Mamba layers (0, 2), which GGUF export does not carry yet"),
+    ("granitemoehybrid", dict(layer_types=["attention"] * 3 + ["linear_attention"]),  # as transformers 5 has it
+     "This Granite 4.0 model has Mamba layers (3), which GGUF export does not carry yet"),
+    ("granitemoehybrid", dict(num_local_experts=4), "This Granite 4.0 model has 4 experts"),
+    ("granitemoehybrid", dict(position_embedding_type="nope"), "This Granite 4.0 model's attention has no rope"),
+    ("granitemoehybrid", dict(position_embedding_type=None), "This Granite 4.0 model's attention has no rope"),
+    ("granitemoehybrid", dict(head_dim=32), "This Granite model's heads are 32 wide, and llama.cpp makes them 16"),
 ])
 def test_settings_llama_cpp_would_run_otherwise_are_refused(model_type, settings, words):
     """llama.cpp fixes SmolLM3's layers without rope at every fourth and has no sliding window for it; it derives
@@ -210,7 +227,8 @@ def test_settings_llama_cpp_would_run_otherwise_are_refused(model_type, settings
     gemma4 has no attention biases, needs a sliding layer, attends causally on text, takes ggml's GELU, one
     vocabulary, one head size for each kind of layer, plain rope on sliding layers and fixed layers to share keys and
     values from (and Gemma 4's mixture of experts is not carried yet). Its lfm2 has no biases in the convolution
-    blocks, stops on a model without convolution layers and has an attention output as wide as the model."""
+    blocks, stops on a model without convolution layers and has an attention output as wide as the model. Granite
+    4.0's Mamba layers, experts and attention without rope are not written (llama.cpp's granitehybrid, granitemoe)."""
     from core.errors import BadArgument
 
     plain = {**COMMON, "num_hidden_layers": 4, "vocab_size": 384, **CASES[model_type], "model_type": model_type}

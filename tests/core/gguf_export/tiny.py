@@ -85,6 +85,18 @@ def plan(model, tokenizer, quant: str):
     return writer.plan(architectures.get(cfg["model_type"]), cfg, shapes, v, tensor_types.pick(quant), "tiny")
 
 
+def written(model) -> tuple[dict, dict]:
+    """(config, tensors) of `model` as its architecture writes them (Architecture.written_config and parts): what a
+    file of it comes back as (Granite 4.0's dense models: the granite model they are written as)."""
+    from core.gguf_export import architectures
+
+    cfg = model.config.to_dict()
+    arch = architectures.REGISTRY[cfg["model_type"]]
+    state = {part: t if rows is None else t[rows] for name, t in model.state_dict().items()
+             for part, rows in arch.parts(name, t.shape[0] if t.dim() else 0)}
+    return arch.written_config(cfg), state
+
+
 def write_parts(plan, state_dict, path: Path, max_tensors: int) -> list[Path]:
     """The planned file as a model split into parts of at most `max_tensors` tensors, written by gguf's own writer
     as llama.cpp's converter splits (--split-max-tensors): STEM-00001-of-0000N.gguf, ... beside `path`."""
