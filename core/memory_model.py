@@ -154,8 +154,10 @@ def weight_bytes(shape: ModelShape, storage: str) -> int:
 
 def layer_weight_bytes(shape: ModelShape, storage: str) -> int:
     """Bytes of the decoder layers' weights alone: what the offload strategy streams (embeddings, head and
-    final norm, in 16-bit or fp32, stay on the device)."""
-    outside = (shape.params - shape.decoder_params) * (4 if storage == "fp32" else 2)
+    final norm, in 16-bit or fp32, stay on the device). A mixture of experts' experts, counted on the meta model
+    (`unmodelled`), are its layers' own: they stream with them."""
+    experts = shape.unmodelled if shape.experts else 0
+    outside = (shape.params - shape.decoder_params - experts) * (4 if storage == "fp32" else 2)
     return weight_bytes(shape, storage) - outside
 
 

@@ -61,7 +61,8 @@ def targets_for(model, targets: str) -> dict:
     layers = _layer_prefix(model)
     if experts:
         inside = sorted({_in_layer(name, layers) for name in _linears(model) if re.match(layers, name)})
-        return {"target_modules": layers + f"({'|'.join(map(re.escape, inside))})", "target_parameters": experts}
+        modules = layers + f"({'|'.join(map(re.escape, inside))})" if inside else []
+        return {"target_modules": modules, "target_parameters": experts}
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     names = TARGETS.get(getattr(config, "model_type", ""))
     if "language_model" not in layers:
@@ -77,8 +78,9 @@ def lora_size(model, r: int) -> int:
     modules = chosen["target_modules"]
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     total = 0
+    linears = set(_linears(model))
     for name, module in model.named_modules():
-        if type(module).__name__ != "Linear":
+        if name not in linears:
             continue
         if modules == "all-linear":
             hit = module is not head
@@ -94,7 +96,10 @@ def lora_size(model, r: int) -> int:
 
 
 def _linears(model) -> list[str]:
-    return [name for name, module in model.named_modules() if type(module).__name__ == "Linear"]
+    """The linear layers' names: torch's, and those standing in for them (bitsandbytes' 4-bit ones subclass it)."""
+    import torch
+
+    return [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
 
 
 def _expert_weights(model) -> list[tuple[str, tuple[int, ...]]]:

@@ -127,3 +127,69 @@ def test_a_layer_lisa_trains_is_counted_with_its_experts(model_type):
     layer = sum(p.numel() for p in model.model.layers[0].parameters())
     shape = ModelShape.from_config(model.config.to_dict())
     assert shape.largest_blocks(1) == layer and shape.largest_blocks(2) == 2 * layer
+
+
+def test_a_trained_mixture_of_experts_exports_as_gguf_checked_against_its_answers(tmp_path):
+    """A LoRA run on every expert of a Qwen3 MoE in the Hub's per-expert layout exports as llama.cpp's qwen3moe: merged
+    whole by peft (the shards hold no fused expert weights), each layer's fused gate_up_proj split into ffn_gate_exps
+    and ffn_up_exps by the rows of each expert's matrix, the router kept in float32, and the file's answers checked
+    against the trained model's; the adapters on the 3-D expert weights get no LoRA file, with the reason."""
+    import numpy as np
+
+    from core.gguf_export import reader
+    from core.inference import trained_model
+    from tests.core.gguf_export import tiny
+
+    base = tmp_path / "base"
+    model = built("qwen3_moe")
+    model.config.norm_topk_prob = True  # as the released models have it, and llama.cpp's qwen3moe always does
+    model.save_pretrained(base)
+    per_expert(base)
+    tiny.byte_level(base)  # a chat template and a vocabulary llama.cpp reads (padded to the model's 1000 rows)
+    run = session(tmp_path, base, "lora", {"r": 4, "alpha": 8}, "run", lr=3e-3)
+    run_steps(run, examples(vocab=1000), 2)
+    run.save_result(tmp_path / "run" / "result")
+    row = {"id": "moe", "run_dir": str(tmp_path / "run"), "strategy": "lora", "model_path": str(base),
+           "status": "done"}
+    out = export.export(row, "gguf", tmp_path / "gguf", "f16")
+    report = json.loads((out / "export.json").read_text())
+    check = report["verification"]
+    assert report["architecture"] == "qwen3moe" and check["ok"], check
+    assert check["figures"]["greedy_matches"] == check["figures"]["prompts"] == 3
+    assert "read with our own dequantization" in " ".join(check["checks"])
+    assert "peft merged the whole model" in report["merge"]
+    assert not report["lora"]["written"] and "experts' stacked weights" in report["lora"]["why"]
+    assert not any(p.name.endswith(".lora.gguf") for p in out.iterdir())
+
+    gguf = next(p for p in out.iterdir() if p.name.endswith(".f16.gguf"))
+    contents = reader.read(gguf)
+    tensors = {t.name: t for t in contents.tensors}
+    assert tensors["blk.1.ffn_gate_exps.weight"].shape == tensors["blk.1.ffn_up_exps.weight"].shape == (4, 32, 64)
+    assert tensors["blk.1.ffn_down_exps.weight"].shape == (4, 64, 32)
+    assert tensors["blk.1.ffn_gate_inp.weight"].ggml_type == 0  # F32
+    merged = trained_model(base, "lora", tmp_path / "run" / "result", torch.float32).merge_and_unload()
+    fused = merged.model.layers[1].mlp.experts.gate_up_proj.detach()
+    before = built("qwen3_moe").model.layers[1].mlp.experts.gate_up_proj.detach()
+    assert (fused - before).abs().max() > 1e-4  # the experts' adapters changed them
+
+    def stored(name):
+        t = tensors[name]
+        raw = reader.tensor_bytes(gguf, contents, t, 2 * int(np.prod(t.shape)))
+        return torch.from_numpy(raw.view(np.float16).reshape(t.shape).astype(np.float32))
+
+    torch.testing.assert_close(stored("blk.1.ffn_gate_exps.weight"), fused[:, :32].half().float(), rtol=0, atol=0)
+    torch.testing.assert_close(stored("blk.1.ffn_up_exps.weight"), fused[:, 32:].half().float(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("strategy,options", [("qlora", {}), ("offload", {"stream": "always", "where": "ram"})])
+def test_over_a_4_bit_or_streamed_base_the_attention_is_adapted_too(tmp_path, strategy, options):
+    """QLoRA's and offload's linear layers are bitsandbytes' 4-bit ones (a subclass of torch's): they are targeted as
+    the plain ones are. Before, only the experts were adapted there, the attention left as it was."""
+    base = tmp_path / "base"
+    built("qwen3_moe").save_pretrained(base)
+    per_expert(base)
+    tiny_tokenizer(base)
+    run = session(tmp_path, base, strategy, {"r": 4, "alpha": 8, **options}, "run")
+    trained = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n, p in run.model.named_parameters() if p.requires_grad}
+    assert {"q_proj", "k_proj", "v_proj", "o_proj", "experts"} <= trained, trained
+    assert run_steps(run, examples(vocab=1000), 1)[0] > 0
