@@ -22,6 +22,7 @@ WHY_NOT_WHEN_FITS = {
     "lisa": "fits; layerwise sampling can beat LoRA at similar memory; ask for it with --strategy lisa.",
     "offload": "not needed: the weights fit on the GPU, and streaming them would make each step slower.",
 }
+EXPERTS_16 = " (its experts in 16 bits: bitsandbytes quantizes linear layers, not a mixture of experts' 3-D weights)"
 WHY_NOT_ON_CPU = {  # where the GPU-side reason means nothing
     "offload": "not needed: on the CPU the weights are in RAM already; offload streams them to a GPU.",
 }
@@ -34,13 +35,16 @@ def why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: Target, optio
     if strategy == "lora":
         adapters = shape.lora_params(strategies.get(strategy, need_built=False).options(options).r)
         text = (f"Strategy lora: the {size} base stays frozen in {base} and low-rank adapters "
-                f"({adapters / 1e6:.1f}M weights) train on every linear layer; it fits {where}")
+                f"({adapters / 1e6:.1f}M weights) train on every linear layer"
+                f"{f' and each of its {shape.experts} experts a layer' if shape.experts else ''}; it fits {where}")
     else:  # qlora and offload are the ladder's lower rungs; a strategy off it (a re-plan's first rung) stays
         text = {
             "qlora": f"Strategy qlora: the {size} base in {base} does not fit {where} for training, so the frozen "
-                     "base is stored in 4-bit nf4 with double quantization and adapters train on top",
-            "offload": f"Strategy offload: even a 4-bit {size} base does not fit {where} with room to train, so "
-                       "the frozen weights stay in RAM (or on NVMe) and stream to the GPU layer by layer",
+                     f"base is stored in 4-bit nf4 with double quantization{EXPERTS_16 if shape.experts else ''} and "
+                     "adapters train on top",
+            "offload": f"Strategy offload: even a 4-bit {size} base{EXPERTS_16 if shape.experts else ''} does not "
+                       f"fit {where} with room to train, so the frozen weights stay in RAM (or on NVMe) and stream to "
+                       "the GPU layer by layer",
         }.get(strategy, f"Strategy {strategy} as before")
     return text + (", with gradient checkpointing (layers recompute their activations in backward)." if ckpt
                    else ", without gradient checkpointing (fastest).")

@@ -116,6 +116,7 @@ def test_dora_is_refused_for_a_mixture_of_experts_and_listed_with_why():
     plan = planner.make_plan(cpu, config, [40] * 50)
     dora = next(r for r in plan.rejected if r["strategy"] == "dora")
     assert plan.strategy == "lora" and not dora["fits"] and dora["why"].startswith("DoRA cannot adapt")
+    assert any("train on every linear layer and each of its 4 experts a layer" in r for r in plan.reasons)
     dense = planner.make_plan(cpu, config | {"model_type": "qwen3", "num_local_experts": 0},
                               [40] * 50, planner.Wishes(strategy="dora"))
     assert dense.strategy == "dora"  # a dense model of the same size trains it
