@@ -11,10 +11,12 @@ another namespace, `HOST/NAMESPACE/MODEL:TAG` from another registry (`hf.co/...`
 (`:latest` where no tag is given).
 
 LM Studio keeps plain GGUF files as `<publisher>/<model>/<file>.gguf` under `~/.lmstudio/models` (older versions:
-`~/.cache/lm-studio/models`); its vision projectors (`mmproj-*`) are not language models, and of a model split into
-parts only the first part is listed (core/gguf_parts.py). Ollama's store is only read; an exported GGUF can be put
-in LM Studio's folder (`add_to_lmstudio`), under the publisher `tuneforge`, where LM Studio lists it as it lists its
-downloads: a hard link where the folder is on the same drive, so a model of many GB takes no more room.
+`~/.cache/lm-studio/models`), or the folder its settings name (`lmstudio_roots`); its vision projectors (`mmproj-*`)
+are not language models, and of a model split into parts only the first part is listed (core/gguf_parts.py).
+Ollama's store is only read (an export goes to Ollama through its own program, core/ollama_create.py); an exported
+GGUF can be put in LM Studio's folder (`add_to_lmstudio`), under the publisher `tuneforge`, where LM Studio lists it
+as it lists its downloads: a hard link where the folder is on the same drive, so a model of many GB takes no more
+room.
 """
 
 from __future__ import annotations
@@ -102,14 +104,32 @@ PUBLISHER = "tuneforge"  # the folder LM Studio shows our exports under, as it s
 
 
 def lmstudio_roots() -> list[Path]:
-    """LM Studio's models folders, the current version's first."""
-    return [Path.home() / ".lmstudio" / "models", Path.home() / ".cache" / "lm-studio" / "models"]
+    """LM Studio's models folders, the one it downloads to first: the folder its settings name (`downloadsFolder` in
+    `settings.json` of its home: a person may move the models to another drive), then `models` in its home (the
+    folder `~/.lmstudio-home-pointer` names, where an install found an older one), then the default places."""
+    homes = [Path.home() / ".lmstudio", Path.home() / ".cache" / "lm-studio"]
+    try:
+        pointed = Path((Path.home() / ".lmstudio-home-pointer").read_text(encoding="utf-8").strip()).expanduser()
+        if pointed.is_absolute():
+            homes.insert(0, pointed)
+    except OSError:
+        pass
+    roots = []
+    for home in homes:
+        try:
+            folder = json.loads((home / "settings.json").read_text(encoding="utf-8")).get("downloadsFolder")
+        except (OSError, ValueError, AttributeError):
+            folder = None
+        if isinstance(folder, str) and folder.strip() and Path(folder).expanduser().is_absolute():
+            roots.append(Path(folder).expanduser())
+        roots.append(home / "models")
+    return list(dict.fromkeys(roots))
 
 
 def lmstudio_folder(name: str) -> Path:
     """Where LM Studio will list a model of this name, `<models>/tuneforge/<name>` (asked before an export, so a
     sentence comes before any work): where LM Studio is not here, or already has a model of that name."""
-    root = next((r for r in lmstudio_roots() if r.parent.is_dir()), None)
+    root = next((r for r in lmstudio_roots() if r.is_dir() or r.parent.is_dir()), None)
     if root is None:
         raise BadArgument(f"LM Studio was not found here ({lmstudio_roots()[0].parent} does not exist); install it, or "
                           "copy the exported .gguf into its models folder yourself.")

@@ -123,3 +123,29 @@ def test_on_another_drive_the_export_is_copied_whole(made, tmp_path, monkeypatch
     placed = other_apps.add_to_lmstudio(made[2], other_apps.lmstudio_folder("pirate"))
     assert placed.read_bytes() == made[2].read_bytes() and placed.stat().st_ino != made[2].stat().st_ino
     assert [p.name for p in placed.parent.iterdir()] == [made[2].name]  # no temporary file left beside it
+
+
+def test_lm_studio_s_models_folder_is_where_its_settings_put_it(made, tmp_path, monkeypatch):
+    """A person may move LM Studio's models to another drive (`downloadsFolder` in the settings of its home, the
+    home itself named by ~/.lmstudio-home-pointer where an install found an older one): its models are listed from
+    there, and an export goes there, where LM Studio will list it."""
+    import json
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    elsewhere, home = tmp_path / "big-drive" / "llms", tmp_path / "portable" / "lm-studio"
+    (elsewhere / "someone" / "Pirate-GGUF").mkdir(parents=True)
+    shutil.copy(made[2], elsewhere / "someone" / "Pirate-GGUF" / "pirate.q8_0.gguf")
+    home.mkdir(parents=True)
+    (home / "settings.json").write_text(json.dumps({"downloadsFolder": str(elsewhere), "theme": "dark"}))
+    assert other_apps.lmstudio_models() == []  # the settings of a home LM Studio is not pointed at are not read
+    (tmp_path / "home").mkdir(exist_ok=True)
+    (tmp_path / "home" / ".lmstudio-home-pointer").write_text(f"{home}\n")
+    assert other_apps.lmstudio_roots()[:2] == [elsewhere, home / "models"]
+    assert [f.gguf for f in other_apps.lmstudio_models()] == [elsewhere / "someone" / "Pirate-GGUF" / made[2].name]
+    assert other_apps.lmstudio_folder("pirate") == elsewhere / "tuneforge" / "pirate"
+    (home / "settings.json").write_text("{not json")  # a settings file being written: the home's own folder
+    assert other_apps.lmstudio_roots()[0] == home / "models"
+    (tmp_path / "home" / ".lmstudio").mkdir()  # the usual home, with the setting there
+    (tmp_path / "home" / ".lmstudio" / "settings.json").write_text(json.dumps({"downloadsFolder": str(elsewhere)}))
+    (tmp_path / "home" / ".lmstudio-home-pointer").unlink()
+    assert other_apps.lmstudio_roots()[0] == elsewhere
