@@ -3,9 +3,11 @@ tests/core/gguf_export/test_architectures.py) written as f32 GGUF, and llama.cpp
 prompt compared with transformers' for the same model. Where a tensor name, a norm offset, a rope setting or an
 architecture's own metadata key (Granite's scales, OLMo 2's norms, SmolLM3's layers without rope, Gemma's soft
 caps, Qwen 3.5's linear-attention layers and the order of their value heads, Granite 4.0's feed-forward split into
-the gate's rows and the up's) were wrong, llama.cpp would refuse the file or give other numbers (Granite 4.0's
-with the halves swapped: a log-probability 0.018 away): the unit tests read our files back with transformers'
-reader or our own, this reads them with the runtime people use.
+the gate's rows and the up's, Qwen3 MoE's experts stacked as ffn_*_exps) were wrong, llama.cpp would refuse the file
+or give other numbers (Granite 4.0's with the halves swapped: a log-probability 0.018 away; Qwen3 MoE's with each
+expert's gate and up rows swapped 0.68, and one whose chosen experts' weights are not renormalized, which llama.cpp's
+qwen3moe always does, 0.29): the unit tests read our files back with transformers' reader or our own, this reads them
+with the runtime people use.
 
     python benchmarks/llama_cpp_architectures.py --server PATH/llama-server [--out FILE]
 

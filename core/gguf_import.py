@@ -10,7 +10,9 @@ Here the tensor table comes from our reader (core/gguf_export/reader.py), each t
 gguf's numpy decoders a chunk at a time, turned back into Hugging Face's layout by its architecture's
 `untransform` where it needs that (the inverse of what GGUF export does, tested round trip for every
 registered architecture), and written into safetensors shards as they fill: RAM holds one shard
-(SHARD_BYTES), one chunk in float32 and at most one rearranged tensor (Llama's Q) in float32, never the model.
+(SHARD_BYTES), one chunk in float32 and at most one rearranged tensor (Llama's Q) in float32, never the model. A model
+tensor the file keeps in parts (Architecture.parts: Qwen3 MoE's fused gate_up_proj as ffn_gate_exps and ffn_up_exps)
+is put together again, its parts read one after the other into the same shard.
 
 What the folder is stored as: one dtype for every tensor (`folder_dtype`), since a tensor whose dtype is
 the one the model loads in stays a view of the memory-mapped file, and a few float32 norms beside float16
@@ -22,11 +24,10 @@ hundred times finer than 4- or 8-bit rounding itself) at half the disk of float3
 float16 cannot hold (past 65504) stays float32.
 
 The config comes from transformers' mapping of GGUF metadata where its reader knows the architecture, else
-(SmolLM3, Granite, OLMo 2 and 3, and Gemma 4, of which it reads too little) from our architecture's inverse of what
-export writes (`config`), and then
-`complete_config` adds what that mapping misses (rope scaling, partial rope, head size, settings kept as tensors);
-the tokenizer from transformers' conversion of the vocabulary, which needs no config (`tokenizer`). model_source.py
-does that around `write_weights`.
+(SmolLM3, Granite, OLMo 2 and 3, and Gemma 4 and Qwen3 MoE, of which it reads too little) from our architecture's
+inverse of what export writes (`config`), and then `complete_config` adds what that mapping misses (rope scaling,
+partial rope, head size, settings kept as tensors); the tokenizer from transformers' conversion of the vocabulary,
+which needs no config (`tokenizer`). model_source.py does that around `write_weights`.
 """
 
 from __future__ import annotations
@@ -128,6 +129,10 @@ class Placement:
     info: reader.TensorInfo  # where the tensor is in the file
     hf_name: str  # where it goes in the model
     dtype: str  # what it is stored as: "float32", "float16" or "bfloat16"
+    # where the file holds a model tensor in parts (Architecture.parts: a mixture of experts' fused gate_up_proj as
+    # ffn_gate_exps and ffn_up_exps), the rows of each of its matrices this one fills, and the whole tensor's shape
+    rows: slice | None = None
+    whole: tuple[int, ...] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -160,7 +165,8 @@ def write_weights(gguf: Path, contents: reader.Contents, config, out: Path, prog
         for p in shard:
             progress.update(done / len(placements), f"Converting {gguf.name}: tensor {done + 1} of {len(placements)}")
             try:
-                t = tensors[p.hf_name] = _tensor(gguf, contents, p, arch, cfg)
+                t = _tensor(gguf, contents, p, arch, cfg)
+                tensors[p.hf_name] = t if p.rows is None else _into(tensors.get(p.hf_name), p, t)
             except NotImplementedError:  # gguf has no numpy decoder for this type
                 raise IncompleteModel(f"{gguf}: tensor {p.info.name} is stored as {_type_name(p.info.ggml_type)}, "
                                       "which cannot be de-quantized here yet; use a file quantized as Q4_K_M, Q8_0 "
@@ -177,6 +183,19 @@ def write_weights(gguf: Path, contents: reader.Contents, config, out: Path, prog
     return max(by_dtype, key=by_dtype.get)
 
 
+def _into(whole, p: Placement, part):
+    """The model tensor `p` is a part of (`whole`, or a new one where it is the first part read) with `part` in its
+    rows; float32 throughout where any part needed it (past float16's range)."""
+    import torch
+
+    if whole is None:
+        whole = torch.zeros(p.whole, dtype=part.dtype)
+    elif whole.dtype != part.dtype:
+        whole, part = whole.float(), part.float()
+    whole[..., p.rows, :] = part
+    return whole
+
+
 def plan(gguf: Path, contents: reader.Contents, config) -> list[Placement]:
     """Each tensor of the file with the model parameter it fills, checked both ways: every file tensor has a
     place (tensors llama.cpp derives from the config, like Llama 3's rope factors, a vision tower, and the layers
@@ -185,11 +204,12 @@ def plan(gguf: Path, contents: reader.Contents, config) -> list[Placement]:
     cfg = config.to_dict()
     arch = architectures.REGISTRY[cfg["model_type"]]
     shapes = _parameter_shapes(config)
-    by_gguf = {}
-    for hf_name in shapes:
-        gguf_name = arch.gguf_name(hf_name, cfg)
-        if gguf_name is not None:
-            by_gguf[gguf_name] = hf_name
+    by_gguf = {}  # GGUF name → (HF name, the rows of it the file's tensor holds)
+    for hf_name, shape in shapes.items():
+        for part, rows in arch.parts(hf_name, architectures.matrix_rows(shape)):
+            gguf_name = arch.gguf_name(part, cfg)
+            if gguf_name is not None:
+                by_gguf[gguf_name] = (hf_name, rows)
     derived = {name for name, _ in arch.extra_tensors(cfg)}
     text = [t for t in contents.tensors if not t.name.startswith(VISION) and not _draft(t.name, contents, cfg)]
     placements, dtype = [], folder_dtype(text)
@@ -199,17 +219,21 @@ def plan(gguf: Path, contents: reader.Contents, config) -> list[Placement]:
         if info.name not in by_gguf:
             raise IncompleteModel(f"{gguf}: holds a tensor {info.name} that a {cfg['model_type']} model of this "
                                   "config has no place for; the file may be damaged or of a variant we do not read.")
-        hf_name = by_gguf.pop(info.name)
-        wanted = arch.gguf_shape(info.name, shapes[hf_name], cfg)  # as the file holds it (a conv kernel: 2-D)
+        hf_name, rows = by_gguf.pop(info.name)
+        # as the file holds it (a conv kernel: 2-D; a part: its rows)
+        wanted = arch.gguf_shape(info.name, architectures.part_shape(shapes[hf_name], rows), cfg)
         if tuple(info.shape) != wanted:
             raise IncompleteModel(f"{gguf}: tensor {info.name} is {list(info.shape)} where the config asks for "
                                   f"{list(wanted)}; the file may be damaged.")
-        placements.append(Placement(info, hf_name, dtype))
+        placements.append(Placement(info, hf_name, dtype, rows, None if rows is None else shapes[hf_name]))
     if by_gguf:
         missing = sorted(by_gguf)
         raise IncompleteModel(f"{gguf}: lacks {len(missing)} tensor(s) the model needs, e.g. {missing[0]}; the file "
                               "may be cut short or damaged: download it again.")
-    return placements
+    first = {}  # the parts of one model tensor side by side (in the file's order otherwise), so one shard holds them
+    for i, p in enumerate(placements):
+        first.setdefault(p.hf_name, i)
+    return sorted(placements, key=lambda p: first[p.hf_name])
 
 
 def _draft(name: str, contents: reader.Contents, cfg: dict) -> bool:
@@ -355,7 +379,7 @@ def _shards(placements: list[Placement]) -> list[list[Placement]]:
     shards: list[list[Placement]] = [[]]
     size = 0
     for p in placements:
-        if shards[-1] and size + p.nbytes > SHARD_BYTES:
+        if shards[-1] and size + p.nbytes > SHARD_BYTES and shards[-1][-1].hf_name != p.hf_name:  # parts stay together
             shards.append([])
             size = 0
         shards[-1].append(p)

@@ -108,6 +108,9 @@ def _lora(run: dict, arch, cfg: dict, target: Path, stem: str) -> dict:
     if getattr(strategy, "use_dora", False):
         return {"written": False, "why": "llama.cpp's LoRA files cannot carry DoRA's magnitude vectors"}
     result = results.folder(run)
+    why = lora_adapter.unwritable(result)
+    if why:
+        return {"written": False, "why": why}
     lora_adapter.write(result, arch, cfg, target, stem)
     return {"written": True, "file": target.name, "check": lora_adapter.check(target, result, arch, cfg),
             "why": "a small file that puts this fine-tune on a base GGUF with llama.cpp --lora or Ollama's ADAPTER"}

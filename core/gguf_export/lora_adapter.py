@@ -8,7 +8,9 @@ adapter.lora.alpha; for every adapted weight W (by its GGUF name) two tensors, `
 - rank-stabilized LoRA (scale alpha/√rank) is written with alpha·√rank, so that alpha / rank is its scale;
 - DoRA cannot be written: its magnitude vectors rescale whole columns, which llama.cpp's LoRA cannot do;
 - a weight the architecture writes as several (Architecture.parts: Granite 4.0's input_linear, the gate's rows and
-  the up's) gives a pair for each: the whole A, which reads the whole input, and the part's rows of B.
+  the up's) gives a pair for each: the whole A, which reads the whole input, and the part's rows of B;
+- adapters on a mixture of experts' 3-D expert weights (peft's target_parameters) get no file (`unwritable`): the
+  export says why and the merged GGUF carries them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,18 @@ from core import atomic
 from core.errors import BadArgument
 from core.gguf_export import reader
 from core.offload.layerwise import language_name
+
+
+def unwritable(result: Path) -> str:
+    """Why the adapter in `result` gets no LoRA file though the merged GGUF is written ('' when it gets one): adapters
+    on a mixture of experts' 3-D expert weights (peft's target_parameters). llama.cpp's loader would read them as
+    stacks of pairs, but peft lays them out its own way (A's rows expert by expert, B's columns rank by rank), which
+    this writer does not rearrange yet."""
+    config = json.loads((result / "adapter_config.json").read_text(encoding="utf-8"))
+    if config.get("target_parameters"):
+        return ("the adapter also changes the experts' stacked weights (a mixture of experts), which this LoRA file "
+                "writer does not carry yet; the merged GGUF holds the whole fine-tune")
+    return ""
 
 
 def adapter_tensors(result: Path, arch, cfg: dict) -> tuple[float, list[tuple[str, np.ndarray, np.ndarray]], int]:

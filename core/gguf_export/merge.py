@@ -148,7 +148,14 @@ def _not_by_shards(model, base: Path, adapter: Path | None) -> str:
     nested = any(language_name(name) != name for name in stored)
     extra = sorted(n for n in set(files) - stored
                    if not n.endswith(SKIPPED) and (not nested or language_name(n) != n))
-    return names_differ(model, files) or (f"the checkpoint holds {extra[0]}, which the model does not" if extra else "")
+    differ = names_differ(model, files)
+    if differ and any(".experts." in name and p.dim() == 3 for name, p in model.named_parameters()):
+        # A mixture of experts as the Hub releases it (Qwen3-30B-A3B): one 2-D tensor per expert and projection, which
+        # transformers stacks into each layer's 3-D expert weights (gate_up_proj: every expert's gate and up rows) as
+        # it loads. The shards hold no tensor by those names, so the merged weights come from the loaded model.
+        return ("the checkpoint stores each expert's weights apart, which transformers stacks into the model's 3-D "
+                "expert weights as it loads")
+    return differ or (f"the checkpoint holds {extra[0]}, which the model does not" if extra else "")
 
 
 def stored_dtype(model_path: str | Path):

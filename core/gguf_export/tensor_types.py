@@ -6,8 +6,9 @@ to hold what llama.cpp puts in one:
 
 - the output head (or the embedding when it doubles as the head) gets Q6_K, or Q8_0 when its rows are
   not a multiple of 256 long;
-- attn_v (attn_qkv for fused models) and ffn_down get Q6_K on the "more bits" layers: the first and
-  last eighth of the model and every third layer in between, where quantization error costs most;
+- attn_v (attn_qkv for fused models) and ffn_down (ffn_down_exps, a mixture of experts' stacked down projections,
+  which llama.cpp's name match counts as ffn_down) get Q6_K on the "more bits" layers: the first and last eighth of
+  the model and every third layer in between, where quantization error costs most;
 - everything else gets the pick's base type (Q4_K, Q5_K).
 
 Then, for every pick: 1-D tensors (norms, biases, rope factors) stay f32, as llama.cpp never quantizes
@@ -77,7 +78,8 @@ def wanted_type(p: Pick, name: str, shape: tuple[int, ...], n_layers: int, embed
         layer = layer_of(name)
         if name == "output.weight" or (embedding_is_head and name == "token_embd.weight"):
             wanted = "q6_k" if quants.get("q6_k").fits(shape[-1]) else "q8_0"
-        elif layer is not None and name.endswith((".attn_v.weight", ".attn_qkv.weight", ".ffn_down.weight")) \
+        elif layer is not None and name.endswith((".attn_v.weight", ".attn_qkv.weight", ".ffn_down.weight",
+                                                            ".ffn_down_exps.weight")) \
                 and more_bits(layer, n_layers):
             wanted = "q6_k"
     return wanted

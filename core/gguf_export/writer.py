@@ -22,7 +22,7 @@ from gguf import GGML_QUANT_VERSION, GGUFWriter
 from core import atomic
 from core.errors import DiskFull
 from core.gguf_export import quants
-from core.gguf_export.architectures import Architecture
+from core.gguf_export.architectures import Architecture, matrix_rows, part_shape
 from core.gguf_export.tensor_types import Pick, stored_type, wanted_type
 from core.gguf_export.vocab import Vocab
 
@@ -37,11 +37,13 @@ class TensorPlan:
     shape: tuple[int, ...]  # numpy order, [rows, cols] for matrices
     type: str  # a quants.TYPES name
     wanted: str  # the type the pick asked for; `type` differs where the rows did not fit it (tensor_types.fallbacks)
-    rows: slice | None = None  # the rows of `source` it holds, where it is part of it (Architecture.parts); None: all
+    # the rows of each of `source`'s matrices it holds, where it is part of it (Architecture.parts); None: all
+    rows: slice | None = None
 
     def of(self, tensor):
-        """Its part of `tensor`, its source's values (a view of a torch tensor's rows: writing to it writes there)."""
-        return tensor if self.rows is None else tensor[self.rows]
+        """Its part of `tensor`, its source's values: the rows of a matrix, or of each matrix of a stack of them (a
+        mixture of experts' fused gate_up_proj); a view of a torch tensor: writing to it writes there."""
+        return tensor if self.rows is None else tensor[..., self.rows, :]
 
     @property
     def nbytes(self) -> int:
@@ -77,11 +79,10 @@ def plan(arch: Architecture, cfg: dict, shapes: dict[str, tuple[int, ...]], voca
     cfg = arch.written_config(cfg)
     named, unmapped = [], []
     for hf_name, shape in shapes.items():
-        for part, rows in arch.parts(hf_name, shape[0] if shape else 0):
+        for part, rows in arch.parts(hf_name, matrix_rows(shape)):
             gguf_name = arch.gguf_name(part, cfg)
-            part_shape = tuple(shape) if rows is None else (len(range(shape[0])[rows]), *shape[1:])
             if gguf_name is not None:
-                named.append((gguf_name, hf_name, arch.gguf_shape(gguf_name, part_shape, cfg), rows))
+                named.append((gguf_name, hf_name, arch.gguf_shape(gguf_name, part_shape(shape, rows), cfg), rows))
             elif not hf_name.endswith(".inv_freq") and hf_name != "lm_head.weight":
                 unmapped.append(hf_name)
     if unmapped:

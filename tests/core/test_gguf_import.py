@@ -34,6 +34,7 @@ OWN_FIELDS = {  # config fields an architecture's file must bring back beyond th
                     "use_double_wide_mlp", "final_logit_softcapping", "rope_parameters"),
     "lfm2": ("layer_types", "conv_L_cache", "conv_bias"),
     "granitemoehybrid": ("embedding_multiplier", "residual_multiplier", "attention_multiplier", "logits_scaling"),
+    "qwen3_moe": ("head_dim", "num_local_experts", "num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob"),
 }
 
 
@@ -57,7 +58,8 @@ def leftovers(models_dir):
 def test_an_f32_file_comes_back_exactly(model_type, tokenizer, tmp_path):
     """Every architecture we export, those transformers' GGUF reader does not know (SmolLM3, Granite, OLMo 2:
     their config is our inverse of export's metadata) included: the same weights, logits and tokens; Granite 4.0's
-    dense models as the granite model they are written as (its gate and up projections apart)."""
+    dense models as the granite model they are written as (its gate and up projections apart); Qwen3 MoE's fused
+    gate_up_proj put back together from ffn_gate_exps and ffn_up_exps."""
     import torch
     from transformers import AutoTokenizer
 
@@ -552,3 +554,4 @@ def test_transformers_parses_the_metadata_once_and_leaves_no_patch_behind(tokeni
     ref = model_source.resolve(str(gguf_file), tmp_path / "models")
     assert len(readers) == 1 and (ref.path / "tokenizer.json").is_file()
     assert modeling_gguf_pytorch_utils.load_gguf_checkpoint is before
+

@@ -18,7 +18,8 @@ An architecture says what llama.cpp needs that a Hugging Face folder spells diff
   GGUF of an architecture transformers' GGUF reader does not know (`transformers_reads = False`: it has no
   mapping of the file's keys to a config, so core/gguf_import.py reads them with ours).
 - `written_config(cfg)` and `parts(hf_name, rows)`: for a checkpoint that another architecture writes once its
-  tensors are renamed and split by rows (Granite 4.0's dense models: granitemoehybrid.py), that architecture's
+  tensors are renamed and split by rows (Granite 4.0's dense models: granitemoehybrid.py; a mixture of experts'
+  fused gate_up_proj, split by the rows of each expert's matrix: qwen3moe.py), that architecture's
   config and the tensors, by its HF names, each HF tensor becomes. The HF tensors come in at two places only,
   writer.plan (the merged model) and lora_adapter (the adapter), and both apply these first; past them a tensor is
   its written name and the rows of its source it takes (writer.TensorPlan), so verification reads the file back
@@ -141,7 +142,9 @@ class Architecture:
 
     def parts(self, hf_name: str, rows: int) -> list[tuple[str, slice | None]]:
         """The tensors an HF tensor of `rows` rows becomes, by the names `gguf_name` reads, each with the rows of it
-        that it takes (None: all of them): itself, whole, but where `written_config` renames."""
+        that it takes (None: all of them): itself, whole, but where `written_config` renames or a fused weight is
+        split. For a stack of matrices ([experts, rows, cols]: a mixture of experts' fused gate_up_proj) `rows` are
+        each matrix's, and a part takes those rows of every one (writer.TensorPlan.of)."""
         return [(hf_name, None)]
 
     # --- metadata ------------------------------------------------------------------------------------
@@ -238,6 +241,17 @@ def rope(cfg: dict) -> dict:
     return merged
 
 
+def matrix_rows(shape) -> int:
+    """The rows of a tensor's matrices (of each, for a stack of them: [experts, rows, cols]), the length of a vector,
+    0 for a scalar: what Architecture.parts splits."""
+    return shape[-2] if len(shape) >= 2 else (shape[0] if len(shape) else 0)
+
+
+def part_shape(shape, rows: slice | None) -> tuple[int, ...]:
+    """The shape of the part of a tensor of `shape` that takes `rows` of each of its matrices (None: all)."""
+    return tuple(shape) if rows is None else (*shape[:-2], len(range(shape[-2])[rows]), shape[-1])
+
+
 def layer_of(gguf_name: str) -> int | None:
     m = re.match(r"blk\.(\d+)\.", gguf_name)
     return int(m.group(1)) if m else None
@@ -270,4 +284,5 @@ def get(model_type: str) -> Architecture:
 # Each registers itself:
 from core.gguf_export.architectures import (  # noqa: E402,F401,I001
     llama, qwen2, qwen3, gemma2, gemma3, phi3, smollm3, granite, olmo2, qwen35, gemma4, lfm2,
-    granitemoehybrid)  # after granite: a file whose architecture is "granite" is Granite 3's (by_gguf_name)
+    granitemoehybrid,  # after granite: a file whose architecture is "granite" is Granite 3's (by_gguf_name)
+    qwen3moe)

@@ -53,9 +53,12 @@ CASES = {
                              position_embedding_type="rope", shared_intermediate_size=96, embedding_multiplier=12.0,
                              residual_multiplier=0.22, attention_multiplier=0.0078125, logits_scaling=8.0,
                              tie_word_embeddings=True),
+    # 4 experts of 32 in every layer, 2 chosen per token and their weights renormalized, as the released models have it
+    "qwen3_moe": dict(head_dim=16, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, norm_topk_prob=True),
 }
 # architectures transformers' GGUF reader does not know (or, Gemma 4, reads too little of): ours reads them back
-THEIRS_CANNOT = {"smollm3", "granite", "olmo2", "olmo3", "gemma4_text", "granitemoehybrid"}
+THEIRS_CANNOT = {"smollm3", "granite", "olmo2", "olmo3", "gemma4_text", "granitemoehybrid",
+                 "qwen3_moe"}  # transformers knows qwen3moe but not its experts' width (expert_feed_forward_length)
 OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
     "llama": {"llama.rope.dimension_count": 16},
     "mistral": {"llama.rope.dimension_count": 16},
@@ -88,6 +91,8 @@ OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
     "granitemoehybrid": {"general.architecture": "granite", "granite.feed_forward_length": 96,
                          "granite.embedding_scale": 12.0, "granite.residual_scale": 0.22,
                          "granite.attention.scale": 0.0078125, "granite.logit_scale": 8.0},
+    "qwen3_moe": {"qwen3moe.expert_count": 4, "qwen3moe.expert_used_count": 2,
+                  "qwen3moe.expert_feed_forward_length": 32, "qwen3moe.attention.key_length": 16},
 }
 
 
@@ -218,6 +223,13 @@ def test_llama_3_rope_scaling_becomes_rope_freqs(tokenizer, tmp_path):
     ("granitemoehybrid", dict(position_embedding_type="nope"), "This Granite 4.0 model's attention has no rope"),
     ("granitemoehybrid", dict(position_embedding_type=None), "This Granite 4.0 model's attention has no rope"),
     ("granitemoehybrid", dict(head_dim=32), "This Granite model's heads are 32 wide, and llama.cpp makes them 16"),
+    ("qwen3_moe", dict(norm_topk_prob=False), "This Qwen3 MoE model leaves the chosen experts' weights unnormalized"),
+    ("qwen3_moe", dict(mlp_only_layers=[0, 2]), "This Qwen3 MoE model has layers without experts (0, 2)"),
+    ("qwen3_moe", dict(decoder_sparse_step=2), "This Qwen3 MoE model has layers without experts (0, 2)"),
+    ("qwen3_moe", dict(shared_expert_intermediate_size=48), "This Qwen3 MoE model has a shared expert"),
+    ("qwen3_moe", dict(use_sliding_window=True, sliding_window=64),
+     "This Qwen3 MoE model attends through a sliding window"),
+    ("qwen3_moe", dict(attention_bias=True), "This Qwen3 MoE model has attention biases"),
 ])
 def test_settings_llama_cpp_would_run_otherwise_are_refused(model_type, settings, words):
     """llama.cpp fixes SmolLM3's layers without rope at every fourth and has no sliding window for it; it derives
@@ -228,7 +240,9 @@ def test_settings_llama_cpp_would_run_otherwise_are_refused(model_type, settings
     vocabulary, one head size for each kind of layer, plain rope on sliding layers and fixed layers to share keys and
     values from (and Gemma 4's mixture of experts is not carried yet). Its lfm2 has no biases in the convolution
     blocks, stops on a model without convolution layers and has an attention output as wide as the model. Granite
-    4.0's Mamba layers, experts and attention without rope are not written (llama.cpp's granitehybrid, granitemoe)."""
+    4.0's Mamba layers, experts and attention without rope are not written (llama.cpp's granitehybrid, granitemoe).
+    Its qwen3moe renormalizes the chosen experts' weights, routes every layer through experts, and has no shared
+    expert, sliding window or attention output bias."""
     from core.errors import BadArgument
 
     plain = {**COMMON, "num_hidden_layers": 4, "vocab_size": 384, **CASES[model_type], "model_type": model_type}

@@ -87,13 +87,16 @@ def plan(model, tokenizer, quant: str):
 
 def written(model) -> tuple[dict, dict]:
     """(config, tensors) of `model` as its architecture writes them (Architecture.written_config and parts): what a
-    file of it comes back as (Granite 4.0's dense models: the granite model they are written as)."""
+    file of it comes back as (Granite 4.0's dense models: the granite model they are written as). A model written as
+    its own type comes back as itself, its parts put together again (Qwen3 MoE's gate_up_proj)."""
     from core.gguf_export import architectures
 
     cfg = model.config.to_dict()
     arch = architectures.REGISTRY[cfg["model_type"]]
-    state = {part: t if rows is None else t[rows] for name, t in model.state_dict().items()
-             for part, rows in arch.parts(name, t.shape[0] if t.dim() else 0)}
+    if arch.written_config(cfg)["model_type"] == cfg["model_type"]:
+        return cfg, model.state_dict()
+    state = {part: t if rows is None else t[..., rows, :] for name, t in model.state_dict().items()
+             for part, rows in arch.parts(name, architectures.matrix_rows(t.shape))}
     return arch.written_config(cfg), state
 
 
