@@ -26,6 +26,8 @@ FAMILIES = {  # model_type → its expert fields: 4 experts of 32, two per token
                       num_experts_per_tok=2),  # a shared expert (plain linear layers) beside the routed ones
     "mixtral": dict(num_local_experts=4, num_experts_per_tok=2),
     "olmoe": dict(num_experts=4, num_experts_per_tok=2),
+    "gpt_oss": dict(num_local_experts=4, num_experts_per_tok=2, head_dim=16, intermediate_size=32,
+                    sliding_window=32),  # experts stored [experts, in, out], with biases; a router with a bias
 }
 
 
@@ -33,7 +35,7 @@ def built(model_type: str):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     torch.manual_seed(0)
-    config = AutoConfig.for_model(model_type, **COMMON, **FAMILIES[model_type])
+    config = AutoConfig.for_model(model_type, **{**COMMON, **FAMILIES[model_type]})
     return AutoModelForCausalLM.from_config(config).eval()
 
 
