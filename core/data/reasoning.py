@@ -44,21 +44,26 @@ class ThinkText:
     """Where a template writes an answer's thinking, as <think>...</think>: `every` answer's, or only those after the
     last question (Qwen 3's); in front of the answer's words, "\n\n" between them only where there are words and
     its calls after it (`whole` False: as_text's), or in front of the whole turn, calls included, "\n\n" after it
-    always (Qwen 3's). `off`: what it writes after the answer's opening when asked not to think (Qwen 3's
-    enable_thinking=False: an empty thinking block), "" where it has no such switch."""
+    always (Qwen 3's); where `empty`, also an empty block for an answer it shows without thinking (Qwen 3.5's).
+    `off`: what it writes after the answer's opening when asked not to think (Qwen 3's enable_thinking=False: an
+    empty thinking block), "" where it has no such switch."""
     every: bool = True
     whole: bool = False
     off: str = ""
+    empty: bool = False
 
-    def wrap(self, thinking: str | None, words: str, calls: list[str]) -> str:
-        """An answer's text: its words and calls (each already text), with its thinking where there is any."""
-        rest = "\n".join(([words] if words else []) + calls)
-        if not thinking:
+    def wrap(self, thinking: str | None, words: str, calls: list[str], before_calls: str = "\n") -> str:
+        """An answer's text: its words and calls (each already text, `before_calls` between the words and them),
+        with its thinking where there is any (None: where this answer's is not shown)."""
+        rest = "\n".join(calls)
+        rest = words + (before_calls if words and calls else "") + rest
+        if thinking is None or not (thinking or self.empty):
             return rest
         head = f"<think>\n{thinking}\n</think>"
         if self.whole:
             return f"{head}\n\n{rest}"
-        return "\n".join([head + (f"\n\n{words}" if words else "")] + calls)
+        between = (before_calls if words else "\n") if calls else ""
+        return head + (f"\n\n{words}" if words else "") + between + "\n".join(calls)
 
 
 AS_TEXT = ThinkText()  # as_text's: every answer's thinking in front of its words

@@ -65,16 +65,28 @@ class ToolText:
     """How a system text lists the tools offered: `alone` when the conversation has no system text (a template's
     default one included, where it keeps it), the system text then `after_system` when it has one; then each tool's
     JSON (the whole {"type": "function", ...} object where `whole`, else its function), `sep` between two, and
-    `outro`. Calls and results are written the one way Hermes made common, which Qwen's templates follow too."""
+    `outro`; where `system_after` is set, the system text comes after the outro instead, behind that text (Qwen
+    3.5's). Calls are written after the answer's words and `before_calls`, as Hermes made common (<tool_call> JSON)
+    or, where `xml`, as Qwen 3.5's (<function=NAME> with a <parameter=KEY> block for each argument); results as
+    Hermes made common, which Qwen's templates follow too."""
     alone: str
     after_system: str
     sep: str
     outro: str
     whole: bool = False
+    system_after: str | None = None
+    xml: bool = False
+    before_calls: str = "\n"
 
     def system(self, system: str | None, tools: list[dict]) -> str:
         listed = self.sep.join(json.dumps(t if self.whole else t["function"], ensure_ascii=False) for t in tools)
+        if self.system_after is not None:
+            return self.alone + listed + self.outro + (self.system_after + system if system else "")
         return (self.alone if system is None else system + self.after_system) + listed + self.outro
+
+    def calls(self, message: dict) -> list[str]:
+        """An answer's calls, each as text."""
+        return [_xml_call(c) if self.xml else _json_call(c) for c in message.get("tool_calls") or ()]
 
     def as_text(self, messages: list[dict], tools: list[dict] | None,
                 think: reasoning.ThinkText | None = None) -> list[dict]:
@@ -88,8 +100,9 @@ class ToolText:
         last_question = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
         for i, m in enumerate(messages):
             if think is not None and m["role"] == "assistant":
-                shown = m.get(reasoning.FIELD) if think.every or i > last_question else None
-                out.append({"role": "assistant", "content": think.wrap(shown, m["content"], _calls(m))})
+                shown = m.get(reasoning.FIELD) or "" if think.every or i > last_question else None
+                out.append({"role": "assistant",
+                            "content": think.wrap(shown, m["content"], self.calls(m), self.before_calls)})
             elif m["role"] == "tool":
                 result = f"<tool_response>\n{m['content']}\n</tool_response>"
                 if out and out[-1].get("tool_results"):
@@ -97,8 +110,9 @@ class ToolText:
                 else:
                     out.append({"role": "user", "content": result, "tool_results": True})
             elif "tool_calls" in m:
-                out.append({"role": m["role"], "content": "\n".join(([m["content"]] if m["content"] else [])
-                                                                    + _calls(m))})
+                calls = "\n".join(self.calls(m))
+                joined = self.before_calls if m["content"] and calls else ""
+                out.append({"role": m["role"], "content": m["content"] + joined + calls})
             else:
                 out.append(dict(m))
         for m in out:
@@ -175,10 +189,24 @@ def for_export(tokenizer, trained_tools: bool) -> str | None:
             "vLLM and llama.cpp's --jinja offer tools to the model as it learned them.")
 
 
-def _calls(message: dict) -> list[str]:
-    """An answer's calls, each as <tool_call> JSON text."""
-    return [f"<tool_call>\n{json.dumps(_call(c), ensure_ascii=False)}\n</tool_call>"
-            for c in message.get("tool_calls") or ()]
+def _json_call(call: dict) -> str:
+    """A call as <tool_call> JSON text."""
+    return f"<tool_call>\n{json.dumps(_call(call), ensure_ascii=False)}\n</tool_call>"
+
+
+def _xml_call(call: dict) -> str:
+    """A call as Qwen 3.5's template writes it: each argument in a <parameter> block, a string as it is, a list or
+    object as JSON, anything else as Python writes it (Jinja's `string`: True, None)."""
+    arguments = call["function"]["arguments"]
+    arguments = json.loads(arguments) if isinstance(arguments, str) else arguments
+    blocks = "".join(f"<parameter={k}>\n{_xml_value(v)}\n</parameter>\n" for k, v in arguments.items())
+    return f"<tool_call>\n<function={call['function']['name']}>\n{blocks}</function>\n</tool_call>"
+
+
+def _xml_value(value) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
 
 
 def _call(call: dict) -> dict:

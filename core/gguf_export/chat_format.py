@@ -42,6 +42,11 @@ class ChatFormat:
     # what asks for an answer where it is not the answer turn's opening (Mistral 7B v0.3 writes " " before each
     # answer, and nothing after the last question)
     asking: str | None = None
+    # Gemma 4's switch: asked to think (enable_thinking=True), its template opens the system turn with this text,
+    # writing that turn where no system text is given too, and writes think_suffix after the answer's opening
+    # instead of the generation_suffix (its empty thought channel); None where asking to think changes nothing
+    think_prefix: str | None = None
+    think_suffix: str = ""
 
     @property
     def framed(self) -> bool:
@@ -72,6 +77,11 @@ class ChatFormat:
     def system(self, content: str) -> str:
         """The system turn around `content` (the system text, or a Go template's expression for it)."""
         return self.turn("system", self.system_prefix + content + self.system_suffix)
+
+    def thinking(self) -> ChatFormat:
+        """The format as the template writes it when asked to think (think_prefix)."""
+        return replace(self, system_prefix=(self.think_prefix or "") + self.system_prefix,
+                       generation_suffix=self.think_suffix, think_prefix=None, think_suffix="")
 
     def render(self, messages: list[dict], generation_prompt: bool = True) -> str:
         """The text our parts give for a conversation (the reference the Go template is built from)."""
@@ -130,7 +140,7 @@ def detect(tokenizer) -> Detected:
     formats = [fmt for marker, fmt in FAMILIES if marker == found]  # the first marker's the template holds, in turn
     for fmt in formats:
         for candidate in _variants(fmt, tokenizer):
-            candidate = _asked(candidate, tokenizer)
+            candidate = _thinks(_asked(candidate, tokenizer), tokenizer)
             if _matches(candidate, tokenizer):
                 return Detected(candidate, f"The chat template is {fmt.family}; the Modelfile's template renders a "
                                            "probe conversation exactly as the model's own template does.")
@@ -147,9 +157,9 @@ _OLLAMA_PICKS = (" (Ollama then uses one of its own templates if the model's is 
                  "llama.cpp's --jinja uses the model's own).")
 
 
-def _hf(tokenizer, messages) -> str | None:
+def _hf(tokenizer, messages, **more) -> str | None:
     try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **more)
     except Exception:  # a template that refuses a system message raises; that variant just does not match
         return None
 
@@ -184,6 +194,28 @@ def _asked(fmt: ChatFormat, tokenizer) -> ChatFormat:
         return fmt
     extra = theirs[len(ours):]
     return fmt if "{{" in extra or '"""' in extra else replace(fmt, generation_suffix=extra)
+
+
+def _thinks(fmt: ChatFormat, tokenizer) -> ChatFormat:
+    """The format with what its template writes differently when asked to think (Gemma 4's <|think|> opening the
+    system turn, and no empty thought channel after the answer's opening), read off the probe asked so and proven
+    on it with and without a system text; `fmt` itself where that changes nothing, or not in a way we can give."""
+    on = _hf(tokenizer, PROBE, enable_thinking=True)
+    if on is None or on == _hf(tokenizer, PROBE) or not fmt.system_turn or fmt.framed or fmt.default_system:
+        return fmt
+    head, ask = fmt.begin + fmt.opening("system"), fmt.opening("assistant")
+    end = on.find(fmt.closing("system"), len(head))
+    if not on.startswith(head) or end < 0 or ask not in on:
+        return fmt
+    candidate = replace(fmt, think_prefix=on[len(head):end], think_suffix=on[on.rindex(ask) + len(ask):])
+    if not candidate.think_prefix or any("{{" in t or '"""' in t for t in (candidate.think_prefix,
+                                                                          candidate.think_suffix)):
+        return fmt
+    with_system = [{"role": "system", "content": PROBE_SYSTEM}, *PROBE]
+    theirs = _hf(tokenizer, with_system, enable_thinking=True)
+    if on != candidate.thinking().render(PROBE) or theirs not in (None, candidate.thinking().render(with_system)):
+        return fmt
+    return candidate
 
 
 def _framed(base: ChatFormat, head: str, plain: str, given: str | None) -> ChatFormat | None:

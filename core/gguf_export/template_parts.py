@@ -2,18 +2,24 @@
 be given (modelfile.py): found by rendering probes, then proven on conversations that use them.
 
 The template is the one the exported model carries: the model's own where it writes tools (Qwen 2.5's and 3's
-list them in the system turn and write calls and results as Hermes made common), or ours in front of it where the
-run learned calls written as text (tool_render.with_tool_text). Either way the listing is read off a rendering
-(the text before the first tool with and without a system text, between two, after the last). Thinking, where
-the template writes it (Qwen 3's), is one of the few ways reasoning.ThinkText knows. Each is taken only where
-the conversations our parts write (tool_render.ToolText.as_text through the chat format's turns) are the
-template's own, up to how the JSON in them is written (Ollama writes JSON its own way). A template we cannot
+list them in the system turn and write calls and results as Hermes made common; Qwen 3.5's lists them first in the
+system turn, the system text after them, and writes each call as XML, <tool_call>\n<function=NAME>\n then a
+<parameter=KEY>\nVALUE\n</parameter>\n block for each argument and </function>\n</tool_call>, after a blank line
+where the answer has words; results as Hermes), or ours in front of it where the run learned calls written as text
+(tool_render.with_tool_text). Either way the listing is read off a rendering (the text before the first tool with
+and without a system text, between two, after the last), and the way calls are written is the one of those that
+proves out. Thinking, where the template writes it (Qwen 3's, Qwen 3.5's: also an empty block for an answer after
+the last question that has none), is one of the few ways reasoning.ThinkText knows. Each is taken only where the
+conversations our parts write (tool_render.ToolText.as_text through the chat format's turns) are the template's
+own, up to how the JSON in them is written (Ollama writes JSON its own way) and the order of an XML call's
+arguments (Ollama gives them as a map, which Go's template ranges over in key order). A template we cannot
 reproduce so gets neither in the Modelfile, never a guess.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 from core.data import reasoning, tool_render
@@ -51,17 +57,38 @@ def tools(tokenizer, fmt: ChatFormat | None) -> tool_render.ToolText | None:
     if fmt is None or fmt.system_last or not tool_render.native(tokenizer):
         return None  # (system_last: the listing would open the last question alone, which is not written)
     try:
-        alone, given = _listing(tokenizer, fmt, None), _listing(tokenizer, fmt, SYSTEM)
-        if alone is None or given is None or alone[1:] != given[1:] or not given[0].startswith(SYSTEM):
+        listing = _parts(_listing(tokenizer, fmt, None), _listing(tokenizer, fmt, SYSTEM))
+        if listing is None:
             return None
-        text = tool_render.ToolText(alone[0], given[0][len(SYSTEM):], *alone[1:])
-        if any("{{" in part or '"""' in part for part in (text.alone, text.after_system, text.sep, text.outro)):
-            return None  # text Ollama's template (or the Modelfile's quotes) would read as its own
-        same = all(as_data(render_chat(tokenizer, chat, True, PROBE_TOOLS))
-                   == as_data(fmt.render(text.as_text(chat, PROBE_TOOLS))) for chat in PROOF)
+        # where the template writes thinking, an answer after the last question may have its (empty) block
+        thinks = [None, *_THINKS] if reasoning.native(tokenizer)[0] else [None]
+        for xml, before_calls in ((False, "\n"), (True, "\n\n"), (True, "\n"), (False, "\n\n")):
+            text = replace(listing, xml=xml, before_calls=before_calls)
+            if any(all(as_data(render_chat(tokenizer, chat, True, PROBE_TOOLS))
+                       == as_data(fmt.render(text.as_text(chat, PROBE_TOOLS, think))) for chat in PROOF)
+                   for think in thinks):
+                return text
     except Exception:  # a template that refuses a probe writes no tools we can give
         return None
-    return text if same else None
+    return None
+
+
+def _parts(alone: tuple | None, given: tuple | None) -> tool_render.ToolText | None:
+    """The listing's parts from the text around the tools without a system text and with one (SYSTEM): in front of
+    the list (Qwen 2.5's and 3's) or after it (Qwen 3.5's); None where it is neither, or text Ollama's template (or
+    the Modelfile's quotes) would read as its own."""
+    if alone is None or given is None or alone[1] != given[1] or alone[3] != given[3]:
+        return None
+    if given[0].startswith(SYSTEM) and alone[2] == given[2]:
+        text = tool_render.ToolText(alone[0], given[0][len(SYSTEM):], *alone[1:])
+    elif given[0] == alone[0] and given[2].startswith(alone[2]) and given[2].endswith(SYSTEM):
+        text = tool_render.ToolText(alone[0], "", *alone[1:], system_after=given[2][len(alone[2]):-len(SYSTEM)])
+    else:
+        return None
+    if any("{{" in part or '"""' in part for part in (text.alone, text.after_system, text.sep, text.outro,
+                                                      text.system_after or "")):
+        return None
+    return text
 
 
 _THINKING = [  # conversations whose answers carry their thinking: before the last question and after it
@@ -72,19 +99,25 @@ _THINKING = [  # conversations whose answers carry their thinking: before the la
     [_ASK, {"role": "assistant", "content": "3.", FIELD: "Easy."}, {"role": "user", "content": "Thanks."}],
     [_ASK, {"role": "assistant", "content": "3.", FIELD: "One and two."}],
     [_ASK, {"role": "assistant", "content": "", FIELD: "Hm."}],
+    [_ASK, _CALLED, {"role": "tool", "content": "3"}],  # none after the last question: an empty block, or none
 ]
+
+
+_THINKS = [reasoning.ThinkText(every, whole, empty=empty) for empty in (False, True) for every in (True, False)
+           for whole in (False, True)]  # the ways of writing thinking tried, in turn
 
 
 def thinking(tokenizer, fmt: ChatFormat | None, tools: tool_render.ToolText | None) -> reasoning.ThinkText | None:
     """Where and how the tokenizer's chat template writes an answer's thinking, or None where it writes none, or
     none in a way reasoning.ThinkText knows. `tools`: the parts it writes tools in (tools()), if any: the
-    conversations that prove it then call tools too."""
+    conversations that prove it then call tools too (and show whether an answer after the last question without
+    thinking gets an empty block: without tools, none is written there but after the question that asks for it)."""
     if fmt is None or not reasoning.native(tokenizer)[0]:
         return None
     chats = _THINKING if tools is not None else [c for c in _THINKING if not any("tool_calls" in m for m in c)]
     offered = PROBE_TOOLS if tools is not None else None
     parts = tools or tool_render.HERMES  # with no tools offered, only its way of writing answers is used
-    for candidate in (reasoning.ThinkText(every, whole) for every in (True, False) for whole in (False, True)):
+    for candidate in _THINKS:
         try:
             if all(as_data(render_chat(tokenizer, chat, True, offered))
                    == as_data(fmt.render(parts.as_text(chat, offered, candidate))) for chat in chats):
@@ -124,19 +157,24 @@ def _listing(tokenizer, fmt: ChatFormat, system: str | None) -> tuple[str, str, 
 
 
 def as_data(text: str) -> str:
-    """`text` with every JSON object in it written one way (keys sorted, no spaces), so that two texts that differ
-    only in how their JSON is written compare equal."""
+    """`text` with every JSON object and list in it written one way (keys sorted, no spaces), and the <parameter>
+    blocks of each <function=...> call in key order, so that two texts that differ only in how their JSON is written,
+    and in the order of a call's arguments (Go ranges over a map in key order), compare equal."""
     out, i, decoder = [], 0, json.JSONDecoder()
     while i < len(text):
-        if text[i] == "{":
+        if text[i] in "{[":
             try:
                 value, end = decoder.raw_decode(text, i)
             except ValueError:
                 value = None
-            if isinstance(value, dict):
+            if isinstance(value, (dict, list)):
                 out.append(json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
                 i = end
                 continue
         out.append(text[i])
         i += 1
-    return "".join(out)
+    return _CALL.sub(lambda m: m[1] + "".join(sorted(_PARAMETER.findall(m[2]))) + m[3], "".join(out))
+
+
+_CALL = re.compile(r"(<function=[^>\n]*>\n)((?:<parameter=[^>\n]*>\n.*?\n</parameter>\n)*)(</function>)", re.S)
+_PARAMETER = re.compile(r"<parameter=[^>\n]*>\n.*?\n</parameter>\n", re.S)

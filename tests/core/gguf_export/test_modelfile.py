@@ -36,6 +36,13 @@ def test_each_family_is_recognised(family, tokenizer):
     assert (fmt.system_prefix, fmt.system_suffix) == FRAMES.get(family, ("", ""))
     # and the text after the answer's opening where the template asks for an answer (Qwen 3.5 opens its thinking)
     assert fmt.generation_suffix == {"qwen35": "<think>\n", "gemma4": "<|channel>thought\n<channel|>"}.get(family, "")
+    # and what it writes differently when asked to think (Gemma 4's switch: <|think|> opens the system turn, and no
+    # empty thought channel follows the answer's opening)
+    assert (fmt.think_prefix, fmt.think_suffix) == {"gemma4": ("<|think|>\n", "")}.get(family, (None, ""))
+    asked = [{"role": "user", "content": "Ahoy!"}]
+    if fmt.think_prefix is not None:
+        assert fmt.thinking().render(asked) == tokenizer.apply_chat_template(
+            asked, tokenize=False, add_generation_prompt=True, enable_thinking=True)
     # The parts render as the model's template does (what Ollama makes of the Modelfile: test_ollama_renders.py).
     chat = [{"role": "user", "content": "Ahoy!"}]
     assert fmt.render(chat) == tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)

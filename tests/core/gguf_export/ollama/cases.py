@@ -5,7 +5,8 @@ golden.jsonl. `python -m tests.core.gguf_export.ollama.cases | go run tests/core
 TEMPLATES are the chat families as their models write them (shortened, each with its quirks); VARIANTS the
 conversations (in our data's shape, OpenAI's) that go through each kind of Modelfile template: for a run that
 learned no tools, one that learned tool calls (written as text: tool_render.as_text), one whose answers carried
-their thinking (reasoning.as_text), and one that learned both.
+their thinking (reasoning.as_text), and one that learned both; some asked with Ollama's think set (to false: a
+template's enable_thinking=False, or to true).
 """
 
 from __future__ import annotations
@@ -120,12 +121,42 @@ TEMPLATES = {
              "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}"
              "{% endif %}",
 }
-# As Qwen 3.5's: Qwen 3's, but its models think unless told not to, so the answer's opening is followed by "<think>\n"
-# (the Modelfile's generation_suffix), or by an empty thinking block.
-TEMPLATES["qwen35"] = TEMPLATES["qwen3"].replace(
-    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}",
+# As Qwen 3.5's: its models think unless told not to, so the answer's opening is followed by "<think>\n" (the
+# Modelfile's generation_suffix), or by an empty thinking block; each answer after the last question has its thinking
+# block, empty or not. The tools are listed first, with the system text after them, and calls are written as XML: a
+# <parameter> block for each argument (a string as it is, a list or object as JSON, else Jinja's `string`), "\n\n"
+# between the answer's words and them. Texts are trimmed; results that answer a call are not a question.
+TEMPLATES["qwen35"] = (
+    "{% if tools %}<|im_start|>system\n# Tools\n\nYou may call these:\n\n<tools>{% for t in tools %}{{ '\\n' }}"
+    "{{ t | tojson }}{% endfor %}{{ '\\n' }}</tools>\n\nCall one as:\n\n<tool_call>\n<function=example>\n"
+    "<parameter=example_key>\nvalue\n</parameter>\n</function>\n</tool_call>"
+    "{% if messages[0].role == 'system' and messages[0].content | trim %}{{ '\\n\\n' + messages[0].content | trim }}"
+    "{% endif %}<|im_end|>\n"
+    "{% elif messages[0].role == 'system' %}"
+    "{{ '<|im_start|>system\\n' + messages[0].content | trim + '<|im_end|>\\n' }}"
+    "{% endif %}{% set ns = namespace(tool=true, last=messages | length - 1) %}"
+    "{% for m in messages[::-1] %}{% set c = m.content | trim %}"
+    "{% if ns.tool and m.role == 'user' and not (c.startswith('<tool_response>') and c.endswith('</tool_response>')) %}"
+    "{% set ns.tool = false %}{% set ns.last = messages | length - 1 - loop.index0 %}{% endif %}{% endfor %}"
+    "{% for m in messages %}{% set c = m.content | trim %}"
+    "{% if m.role == 'user' %}{{ '<|im_start|>user\\n' + c + '<|im_end|>\\n' }}"
+    "{% elif m.role == 'assistant' %}"
+    "{% set r = (m.reasoning_content if m.reasoning_content is string else '') | trim %}"
+    "{% if loop.index0 > ns.last %}{{ '<|im_start|>assistant\\n<think>\\n' + r + '\\n</think>\\n\\n' + c }}"
+    "{% else %}{{ '<|im_start|>assistant\\n' + c }}{% endif %}"
+    "{% for call in m.tool_calls or [] %}{% set f = call.function %}"
+    "{% if not loop.first %}{{ '\\n' }}{% elif c %}{{ '\\n\\n' }}{% endif %}"
+    "{{ '<tool_call>\\n<function=' + f.name + '>\\n' }}"
+    "{% for k, v in f.arguments | items %}{{ '<parameter=' + k + '>\\n' }}"
+    "{{ v | tojson if v is mapping or (v is sequence and v is not string) else v | string }}"
+    "{{ '\\n</parameter>\\n' }}{% endfor %}{{ '</function>\\n</tool_call>' }}{% endfor %}"
+    "{{ '<|im_end|>\\n' }}"
+    "{% elif m.role == 'tool' %}{% if loop.first or messages[loop.index0 - 1].role != 'tool' %}<|im_start|>user"
+    "{% endif %}{{ '\\n<tool_response>\\n' + c + '\\n</tool_response>' }}"
+    "{% if loop.last or messages[loop.index0 + 1].role != 'tool' %}<|im_end|>\n{% endif %}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
     "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% else %}<think>\n"
-    "{% endif %}")
+    "{% endif %}{% endif %}")
 
 TOOLS = [{"type": "function", "function": {
               "name": "add", "description": "Add two whole numbers.",
@@ -134,17 +165,23 @@ TOOLS = [{"type": "function", "function": {
          {"type": "function", "function": {
               "name": "capital", "description": "The capital city of a country, as <city> & \"name\".",
               "parameters": {"type": "object", "properties": {"country": {"type": "string"}},
-                             "required": ["country"]}}}]
+                             "required": ["country"]}}},
+         {"type": "function", "function": {
+              "name": "find", "description": "Find ports.", "parameters": {"type": "object", "properties": {
+                  "near": {"type": "array"}, "open": {"type": "boolean"}, "within": {"type": "object"},
+                  "flag": {"type": "string"}, "km": {"type": "number"}, "cargo": {"type": ["string", "null"]}}}}}]
 
 
 def _call(name: str, **arguments) -> dict:
     return {"type": "function", "function": {"name": name, "arguments": arguments}}
 
 
+TO_THINK = "asked to think"  # with Ollama's think: true (enable_thinking=True: Gemma 4's switch)
 ASK = {"role": "user", "content": "What is 39 plus 18?"}
 CALLED = {"role": "assistant", "content": "", "tool_calls": [_call("add", a=39, b=18)]}
 TOOL_CHATS = {  # name: (messages, tools)
     "no call yet": ([ASK], TOOLS),
+    TO_THINK: ([ASK], TOOLS),
     "a call and its result": ([ASK, CALLED, {"role": "tool", "content": "57"}], TOOLS),
     "answered, then asked again": ([{"role": "system", "content": "Talk like a pirate."}, ASK, CALLED,
                                     {"role": "tool", "content": "57"},
@@ -155,6 +192,11 @@ TOOL_CHATS = {  # name: (messages, tools)
         {"role": "assistant", "content": "Two tools, matey.",
          "tool_calls": [_call("add", b=2, a=1), _call("capital", country="Peru <Lima?>")]},
         {"role": "tool", "content": "3"}, {"role": "tool", "content": "Lima"}], TOOLS),
+    # each kind of argument value: Qwen 3.5's writes a string as it is, a list or object as JSON, the rest as Python
+    # writes it (True, None), and the others all as JSON
+    "arguments of every kind": ([ASK, {"role": "assistant", "content": "Searching.", "tool_calls": [_call(
+        "find", near=[1.5, -2], open=True, within={"km": 10, "port": "<Callao>"}, flag="a & b\nc", km=2.5,
+        cargo=None)]}, {"role": "tool", "content": "Callao"}], TOOLS),
     "tools offered, none called": ([ASK, {"role": "assistant", "content": "57, matey."},
                                     {"role": "user", "content": "Thanks!"}], TOOLS),
     "no tools": ([{"role": "user", "content": "Ahoy!"}, {"role": "assistant", "content": "Arr!"},
@@ -180,6 +222,7 @@ THINKING_TOOL_CHATS = {  # and that of a run that also learned tool calls
 VARIANTS = {  # (tools, thinking): the conversations each template is checked on
     (False, False): {
         "one question": ([{"role": "user", "content": "Ahoy!"}], None),
+        TO_THINK: ([{"role": "system", "content": "Talk like a pirate."}, {"role": "user", "content": "Ahoy!"}], None),
         "with a system text": ([{"role": "system", "content": "Talk like a pirate."},
                                 {"role": "user", "content": "Where is the gold?"},
                                 {"role": "assistant", "content": "Under the oak."},
@@ -243,12 +286,16 @@ def cases(found: dict | None = None):
         for (tools, thinking), chats in VARIANTS.items():
             if tools and tool_parts is None:  # a family whose tools we do not write: no template offers them
                 continue
+            # A template that writes a thinking block, empty or not, for each answer after the last question (Qwen
+            # 3.5's) has its thinking parts wherever it offers tools (an answer that called one comes before the
+            # results), as export gives them: found for every run, thinking or not.
+            thinks = thinking or (tools and think_parts.empty)
             template = modelfile.go_template(fmt, writes_bos=False, tools=tool_parts if tools else None,
-                                             thinking=think_parts if thinking else None)
+                                             thinking=think_parts if thinks else None)
             for name, (messages, offered) in chats.items():
                 yield {"name": f"{family}{_SAID[tools, thinking]}: {name}", "template": template,
                        "tools": offered or [], "messages": ollama_messages(messages, fmt.default_system),
-                       "think_set": name == NOT_THINKING}
+                       "think_set": name in (NOT_THINKING, TO_THINK), "think": name == TO_THINK}
 
 
 

@@ -5,21 +5,52 @@
 //	.venv/bin/python -m tests.core.gguf_export.ollama.cases | go run tests/core/gguf_export/ollama/render.go
 //
 // Each input line is {"name", "template", "messages", "tools"} in Ollama's /api/chat shapes; each output line
-// is the input with "rendered" added. Arguments and properties keep their order, as Ollama's own types do.
+// is the input with "rendered" added. Arguments and properties keep their order as JSON, as Ollama's own types do.
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"os"
+	"reflect"
 	"strings"
 	"text/template"
 )
 
 type ToolCallFunction struct {
-	Index     int             `json:"index"`
-	Name      string          `json:"name"`
-	Arguments json.RawMessage `json:"arguments"`
+	Index     int       `json:"index"`
+	Name      string    `json:"name"`
+	Arguments Arguments `json:"arguments"`
+}
+
+// Arguments are a map in a template, as Ollama gives them there: ranged over in key order, a value's type that of
+// decoded JSON (string, float64, bool, nil, map, slice). As JSON they keep the order they were given in, as Ollama's
+// own type does: the text each map was read from is kept beside it.
+type Arguments map[string]any
+
+var given = map[uintptr]json.RawMessage{}
+
+func (a *Arguments) UnmarshalJSON(b []byte) error {
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	if m == nil {
+		m = map[string]any{}
+	}
+	*a = m
+	given[reflect.ValueOf(m).Pointer()] = append(json.RawMessage(nil), b...)
+	return nil
+}
+
+func (a Arguments) MarshalJSON() ([]byte, error) {
+	if b, ok := given[reflect.ValueOf(map[string]any(a)).Pointer()]; ok {
+		var out bytes.Buffer
+		err := json.Compact(&out, b)
+		return out.Bytes(), err
+	}
+	return json.Marshal(map[string]any(a))
 }
 
 type ToolCall struct {
@@ -60,7 +91,8 @@ type Case struct {
 	Template string    `json:"template"`
 	Messages []Message `json:"messages"`
 	Tools    []Tool    `json:"tools"`
-	ThinkSet bool      `json:"think_set"` // asked with think: false (Ollama's .IsThinkSet, .Think false)
+	ThinkSet bool      `json:"think_set"` // asked with think set (Ollama's .IsThinkSet)
+	Think    bool      `json:"think"`     // to true (Ollama's .Think), or false
 	Rendered string    `json:"rendered"`
 	Error    string    `json:"error,omitempty"`
 }
@@ -93,7 +125,7 @@ func render(c *Case) {
 	system, messages := collate(c.Messages)
 	var b strings.Builder
 	values := map[string]any{"System": system, "Messages": messages, "Tools": c.Tools, "Response": "",
-		"Think": false, "IsThinkSet": c.ThinkSet}
+		"Think": c.Think, "IsThinkSet": c.ThinkSet}
 	if err := tmpl.Execute(&b, values); err != nil {
 		c.Error = err.Error()
 		return
