@@ -30,6 +30,7 @@ def cmd_export(a) -> int:
         if report.get("fallbacks"):
             print(report["fallbacks"]["summary"])
         if ollama:
+            print(f"Handing it to Ollama as {ollama.name} (Ollama copies the file in)...", flush=True)
             print(f"Ollama has it as {ollama.name}: {ollama_create.create(path, ollama)}")
         else:
             print(f"Ollama: ollama create NAME -f {path / 'Modelfile'}")
