@@ -44,6 +44,7 @@ class ModelShape:
     unmodelled: int = 0  # weights the blocks do not describe, counted on the meta device (the module's docstring)
     lora_unit: int = 0  # LoRA's weights at rank 1, counted on the meta device's model where its blocks are not modelled
     experts: int = 0  # a mixture of experts' experts per layer (0: a dense model)
+    experts_used: int = 0  # how many of them each token goes through
 
     @classmethod
     def from_config(cls, config: dict) -> "ModelShape":
@@ -51,12 +52,11 @@ class ModelShape:
         hidden = c["hidden_size"]
         heads = c["num_attention_heads"]
         shape = cls(
-            layers=c["num_hidden_layers"], hidden=hidden, intermediate=c.get("intermediate_size", 4 * hidden),
-            heads=heads, kv_heads=c.get("num_key_value_heads") or heads,
+            layers=c["num_hidden_layers"], hidden=hidden, heads=heads, kv_heads=c.get("num_key_value_heads") or heads,
             head_dim=c.get("head_dim") or hidden // heads, vocab=c["vocab_size"],
             tied=bool(c.get("tie_word_embeddings", False)), model_type=str(c.get("model_type", "")),
             context=c.get("max_position_embeddings"), **_linear_attention(c),
-            experts=max((c.get(k) or 0 for k in ("num_experts", "num_local_experts", "n_routed_experts")), default=0),
+            **{"intermediate": c.get("intermediate_size", 4 * hidden), **_experts(c)},
         )
         kind = config.get("model_type")
         if not kind or kind in MODELLED:
@@ -81,8 +81,10 @@ class ModelShape:
         return [(h, 2 * keys + values), (h, values), (h, v_heads), (h, v_heads), (values, h)]
 
     def mlp_shapes(self) -> list[tuple[int, int]]:
+        """(in, out) of a dense MLP's gate, up and down; none in a mixture of experts, whose experts (3-D weights,
+        which bitsandbytes does not quantize) are counted on the meta model."""
         h, i = self.hidden, self.intermediate
-        return [(h, i), (h, i), (i, h)]
+        return [] if self.experts else [(h, i), (h, i), (i, h)]
 
     def blocks(self) -> list[tuple[int, list[tuple[int, int]], int]]:
         """(how many layers, the (in, out) of each linear layer in one of them, its other weights) for each kind
@@ -137,17 +139,38 @@ class ModelShape:
         return self.embedding_params * (1 if self.tied else 2)
 
     @property
+    def active_params(self) -> int:
+        """The weights a token goes through (what a step's compute scales with): all of them, but in a mixture of
+        experts only its share of the experts (Qwen3-30B-A3B: 3.3 B of 30.5 B)."""
+        if not (self.experts and self.experts_used):
+            return self.params
+        return self.params - self.unmodelled * (self.experts - self.experts_used) // self.experts
+
+    @property
     def params(self) -> int:
         head = 0 if self.tied else self.embedding_params
         return self.decoder_params + self.embedding_params + head + self.hidden + self.unmodelled
 
     def lora_params(self, r: int) -> int:
         """LoRA's weights at rank r with the automatic targets: counted on the model itself where its blocks are not
-        modelled (a mixture of experts adapts each expert: Qwen3-30B-A3B's are 0.98 B at r=16, where its config's
+        modelled (a mixture of experts adapts each expert: Qwen3-30B-A3B's are 0.64 B at r=16, where its config's
         dense MLP width would say 0.03 B)."""
         if self.lora_unit:
             return r * self.lora_unit
         return sum(n * sum(r * (a + b) for a, b in shapes) for n, shapes, _ in self.blocks())
+
+
+def _experts(c: dict) -> dict:
+    """A mixture of experts' fields ({} for a dense model): how many experts, how many a token uses, and the MLP width
+    a token passes through (`intermediate`, what its activations are sized by): that many experts' widths, and a
+    shared expert's."""
+    experts = max((c.get(k) or 0 for k in ("num_experts", "num_local_experts", "n_routed_experts")), default=0)
+    if experts <= 1:
+        return {}
+    used = c.get("num_experts_per_tok") or c.get("num_experts_per_token") or 1
+    width = c.get("moe_intermediate_size") or c.get("intermediate_size") or 4 * c["hidden_size"]
+    shared = c.get("shared_expert_intermediate_size") or 0
+    return {"experts": experts, "experts_used": used, "intermediate": used * width + shared}
 
 
 def _linear_attention(c: dict) -> dict:

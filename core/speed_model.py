@@ -57,12 +57,12 @@ def pcie_source(gpu: GPU) -> str:
 def step_flops(shape: ModelShape, s: Setup, tokens: int) -> float:
     """FLOPs of one micro-batch: forward 2P, backward 2P for input grads, +2P for weight grads of
     trained weights, +2P when checkpointing (or a layer-major step) recomputes the forward; plus attention's
-    quadratic part."""
+    quadratic part. P is the weights a token goes through (a mixture of experts': the experts it is routed to)."""
     trains_weights = s.strategy in ("full", "lisa")
     passes = 2 + 2 + (2 if trains_weights else 0) + (2 if s.checkpointing or s.layer_major else 0)
     attending = shape.layers - shape.linear_layers  # Gated DeltaNet layers' cost is linear: in params
     attention = 2 * 2 * attending * s.seq_len * shape.heads * shape.head_dim  # QK and AV, causal half, ×2 bwd
-    flops = tokens * (passes * shape.params + attention * (passes / 2))
+    flops = tokens * (passes * shape.active_params + attention * (passes / 2))
     return flops * SLOWDOWN.get(s.strategy, 1.0)
 
 
