@@ -108,7 +108,7 @@ def _lora(run: dict, arch, cfg: dict, target: Path, stem: str) -> dict:
     if getattr(strategy, "use_dora", False):
         return {"written": False, "why": "llama.cpp's LoRA files cannot carry DoRA's magnitude vectors"}
     result = results.folder(run)
-    why = lora_adapter.unwritable(result)
+    why = lora_adapter.unwritable(result, arch)
     if why:
         return {"written": False, "why": why}
     lora_adapter.write(result, arch, cfg, target, stem)

@@ -9,8 +9,14 @@ adapter.lora.alpha; for every adapted weight W (by its GGUF name) two tensors, `
 - DoRA cannot be written: its magnitude vectors rescale whole columns, which llama.cpp's LoRA cannot do;
 - a weight the architecture writes as several (Architecture.parts: Granite 4.0's input_linear, the gate's rows and
   the up's) gives a pair for each: the whole A, which reads the whole input, and the part's rows of B;
-- adapters on a mixture of experts' 3-D expert weights (peft's target_parameters) get no file (`unwritable`): the
-  export says why and the merged GGUF carries them.
+- a mixture of experts' 3-D expert weights (peft's target_parameters, Qwen3 MoE's `experts.gate_up_proj`
+  [experts, out, in]) get stacks, as llama.cpp's converter writes them and build_lora_mm_id reads them: `W.lora_a`
+  [experts, rank, in] (ggml's ne [in, rank, experts]) and `W.lora_b` [experts, out, rank], llama.cpp adding
+  (alpha / rank) · B_e·A_e to expert e. peft keeps one pair per weight, A [rank·experts, in] expert by expert (A_e
+  = A[e·rank:(e+1)·rank]) and B [out, rank·experts] rank by rank (B_e = B[:, e::experts]); which weight a pair is
+  (peft nests a wrapper per weight: `experts.lora_A`, `experts.base_layer.lora_A`) is told by its shape
+  (Architecture.expert_shapes). The fused gate_up splits as any fused weight does (Architecture.parts), B's rows
+  of every expert. An architecture without expert_shapes gets no file (`unwritable`); the merged GGUF carries it.
 """
 
 from __future__ import annotations
@@ -27,13 +33,12 @@ from core.gguf_export import reader
 from core.offload.layerwise import language_name
 
 
-def unwritable(result: Path) -> str:
+def unwritable(result: Path, arch) -> str:
     """Why the adapter in `result` gets no LoRA file though the merged GGUF is written ('' when it gets one): adapters
-    on a mixture of experts' 3-D expert weights (peft's target_parameters). llama.cpp's loader would read them as
-    stacks of pairs, but peft lays them out its own way (A's rows expert by expert, B's columns rank by rank), which
-    this writer does not rearrange yet."""
+    on a mixture of experts' 3-D expert weights (peft's target_parameters) where the architecture does not say its
+    experts' shapes (Architecture.expert_shapes), by which each of peft's pairs is told apart."""
     config = json.loads((result / "adapter_config.json").read_text(encoding="utf-8"))
-    if config.get("target_parameters"):
+    if config.get("target_parameters") and not hasattr(arch, "expert_shapes"):
         return ("the adapter also changes the experts' stacked weights (a mixture of experts), which this LoRA file "
                 "writer does not carry yet; the merged GGUF holds the whole fine-tune")
     return ""
@@ -50,25 +55,34 @@ def adapter_tensors(result: Path, arch, cfg: dict) -> tuple[float, list[tuple[st
     if config.get("use_rslora"):
         alpha *= math.sqrt(rank)
     weights = _load(result)
-    pairs = {}
+    stacked = {t.rpartition(".")[0].rpartition(".")[2] for t in config.get("target_parameters") or ()}  # "experts"
+    pairs, stacks = {}, {}
     for name, array in weights.items():
         base = language_name(name.removeprefix("base_model.model."))  # a vision-language model's: as its LM names it
         for part in (".lora_A.weight", ".lora_B.weight"):
             if base.endswith(part):
-                pairs.setdefault(base.removesuffix(part) + ".weight", {})[part[6]] = array
+                module = base.removesuffix(part)
+                if _unwrapped(module).rpartition(".")[2] in stacked:  # one of peft's nested ParamWrappers
+                    stacks.setdefault(module, {})[part[6]] = array
+                else:
+                    pairs.setdefault(module + ".weight", {})[part[6]] = array
                 break
         else:
             raise BadArgument(f"The adapter also holds {name}, which a llama.cpp LoRA file cannot carry; use the "
                               "merged GGUF.")
+    for module, ab in stacks.items():
+        hf_name, a, b = _experts(arch, cfg, _unwrapped(module), ab, rank)
+        pairs[hf_name] = {"A": a, "B": b}
     out = []
     for hf_name, ab in sorted(pairs.items(), key=lambda kv: _order(kv[0])):
-        for part, rows in arch.parts(hf_name, ab["B"].shape[0]):  # B's rows are the weight's
+        for part, rows in arch.parts(hf_name, ab["B"].shape[-2]):  # B's rows are the weight's (each expert's)
             gguf_name = arch.gguf_name(part, cfg)
             if gguf_name is None:
                 raise BadArgument(f"The adapter changes {hf_name}, which has no place in a GGUF file; use the merged "
                                   "GGUF.")
             a = ab["A"].astype(np.float32)
-            b = ab["B"].astype(np.float32) if rows is None else np.ascontiguousarray(ab["B"][rows], dtype=np.float32)
+            b = ab["B"].astype(np.float32) if rows is None else np.ascontiguousarray(ab["B"][..., rows, :],
+                                                                                      dtype=np.float32)
             if arch.transforms_columns(gguf_name, cfg):  # W·P = B·(A·P): the columns' order is A's
                 out.append((gguf_name, arch.transform(gguf_name, a, cfg), b))
             else:  # P·W = (P·B)·A: the rows' order is B's
@@ -101,10 +115,11 @@ def write(result: Path, arch, cfg: dict, target: Path, name: str) -> Path:
 
 def check(path: Path, result: Path, arch, cfg: dict) -> str:
     """Read the file back: every pair present, and (alpha/rank)·B·A equal to PEFT's own update in GGUF
-    layout for every adapted weight. Returns the sentence for the report; raises on a difference."""
+    layout for every adapted weight (for a stack of experts', expert by expert). Returns the sentence for the report;
+    raises on a difference."""
     contents = reader.read(path)
-    stored = {t.name: reader.tensor_bytes(path, contents, t, 4 * int(np.prod(t.shape))).view(np.float32).reshape(t.shape)
-              for t in contents.tensors}
+    stored = {t.name: reader.tensor_bytes(path, contents, t, 4 * int(np.prod(t.shape))).view(np.float32)
+              .reshape(t.shape) for t in contents.tensors}
     alpha = contents.metadata["adapter.lora.alpha"]
     _, tensors, rank = adapter_tensors(result, arch, cfg)
     peft = json.loads((result / "adapter_config.json").read_text(encoding="utf-8"))
@@ -114,6 +129,30 @@ def check(path: Path, result: Path, arch, cfg: dict) -> str:
         if not np.allclose(ours, scale * b @ a, rtol=1e-5, atol=1e-7):
             raise ValueError(f"{path.name}: {gguf_name} does not reproduce the adapter's update")
     return f"the LoRA file holds {len(tensors)} adapted weights whose update equals the adapter's"
+
+
+def _unwrapped(module: str) -> str:
+    """A module's name without the `.base_layer` peft nests a ParamWrapper in for each further weight it adapts."""
+    while module.endswith(".base_layer"):
+        module = module.removesuffix(".base_layer")
+    return module
+
+
+def _experts(arch, cfg: dict, module: str, ab: dict, rank: int) -> tuple[str, np.ndarray, np.ndarray]:
+    """(HF name of the 3-D weight, A [experts, rank, in], B [experts, out, rank]) of one of peft's ParamWrapper pairs
+    on `module`: A [rank·experts, in] holds expert e's rows at e·rank, B [out, rank·experts] its columns at
+    k·experts + e (ParamWrapper.get_delta_weight); the weight is the one whose experts' [out, in] the pair fits."""
+    a, b = ab["A"], ab["B"]
+    count = a.shape[0] // rank
+    shapes = getattr(arch, "expert_shapes", lambda _: {})(cfg)
+    names = [name for name, (rows, cols) in shapes.items()
+             if a.shape == (count * rank, cols) and b.shape == (rows, count * rank)]
+    if len(names) != 1:
+        raise BadArgument(f"The adapter on {module} (A {tuple(a.shape)}, B {tuple(b.shape)}) matches none of its "
+                          "expert weights, so a llama.cpp LoRA file cannot carry it; use the merged GGUF.")
+    stack_a = a.reshape(count, rank, a.shape[1])
+    stack_b = b.reshape(b.shape[0], rank, count).transpose(2, 0, 1)
+    return f"{module}.{names[0]}", np.ascontiguousarray(stack_a), np.ascontiguousarray(stack_b)
 
 
 def _load(result: Path) -> dict[str, np.ndarray]:

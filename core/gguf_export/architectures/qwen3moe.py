@@ -51,6 +51,12 @@ class Qwen3Moe(Architecture):
             return [(hf_name + ".weight", None)]
         return [(hf_name, None)]
 
+    def expert_shapes(self, cfg: dict) -> dict[str, tuple[int, int]]:
+        """Each expert's matrix [rows, columns] in the 3-D weights, by parameter name: what a LoRA file takes a peft
+        target_parameters adapter for (core/gguf_export/lora_adapter.py)."""
+        hidden, width = cfg["hidden_size"], cfg["moe_intermediate_size"]
+        return {"gate_up_proj": (2 * width, hidden), "down_proj": (hidden, width)}
+
     def check(self, cfg: dict) -> None:
         def refuse(what: str) -> None:
             raise BadArgument(f"This Qwen3 MoE model {what}; export merged safetensors instead.")

@@ -121,13 +121,16 @@ def write_parts(plan, state_dict, path: Path, max_tensors: int) -> list[Path]:
     return w.format_shard_names(path)
 
 
-def adapter_run(model, tmp_path: Path, base: Path, targets, use_dora: bool = False, run_id: str = "s1") -> dict:
-    """The history row of a LoRA (DoRA) run on `model`, whose base is saved at `base`: adapters on `targets` saved
-    as a run's result, B drawn at random so the update shows."""
+def adapter_run(model, tmp_path: Path, base: Path, targets, use_dora: bool = False, run_id: str = "s1",
+                target_parameters=None) -> dict:
+    """The history row of a LoRA (DoRA) run on `model`, whose base is saved at `base`: adapters on `targets` (and on
+    the 3-D weights `target_parameters`: a mixture of experts') saved as a run's result, B drawn at random so the
+    update shows."""
     import torch
     from peft import LoraConfig, get_peft_model
 
-    adapted = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=targets, use_dora=use_dora))
+    adapted = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=targets, use_dora=use_dora,
+                                                target_parameters=target_parameters))
     with torch.no_grad():
         for name, p in adapted.named_parameters():
             if "lora_B" in name:
