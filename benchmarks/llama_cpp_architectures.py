@@ -67,16 +67,18 @@ def llama_cpp_top(server: Server, ids: list[int]) -> list[tuple[int, float]]:
     return [(t["id"], t["logprob"]) for t in answer["completion_probabilities"][0]["top_logprobs"]]
 
 
-def check(model_type: str, tokenizer, binary: Path, folder: Path) -> dict:
+def check(name: str, tokenizer, binary: Path, folder: Path) -> dict:
+    """One row of the tests' architecture table (a model type, or a variant of one: Granite 4.0's hybrids)."""
     import torch
 
     from core.gguf_export import writer
     from core.progress import Progress
     from tests.core.gguf_export import tiny
-    from tests.core.gguf_export.test_architectures import CASES, COMMON
+    from tests.core.gguf_export.test_architectures import COMMON, row
 
-    model = tiny.random_model(model_type, tokenizer, **{**COMMON, **CASES[model_type], **SHARP})
-    path = folder / f"{model_type}.f32.gguf"
+    model_type, settings = row(name)
+    model = tiny.random_model(model_type, tokenizer, **{**COMMON, **settings, **SHARP})
+    path = folder / f"{name}.f32.gguf"
     writer.write(tiny.plan(model, tokenizer, "f32"), model.state_dict(), path, Progress())
     ids = tokenizer(PROMPT)["input_ids"]
     with torch.no_grad():
@@ -87,7 +89,7 @@ def check(model_type: str, tokenizer, binary: Path, folder: Path) -> dict:
     worst = max(abs(lp - float(logprobs[i])) for i, lp in theirs)
     tolerance = GELU_TOLERANCE if model_type in GELU else TOLERANCE
     same = sorted(i for i, _ in theirs) == sorted(i for i, _ in ours)
-    return {"architecture": model_type, "tokens": len(ids), "same_top_tokens": same,
+    return {"architecture": name, "tokens": len(ids), "same_top_tokens": same,
             "max_logprob_difference": worst, "spread_of_top": ours[0][1] - ours[-1][1],
             "tolerance": tolerance, "llama_cpp_top5": theirs[:5], "transformers_top5": ours[:5],
             "ok": same and worst <= tolerance}
@@ -106,15 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoTokenizer
 
     from tests.core.gguf_export import tiny
-    from tests.core.gguf_export.test_architectures import CASES
+    from tests.core.gguf_export.test_architectures import ROWS
 
-    unknown = sorted(set(args.only or ()) - set(CASES))
+    unknown = sorted(set(args.only or ()) - set(ROWS))
     if unknown:
-        parser.error(f"{', '.join(unknown)}: not an architecture we export; choose from {', '.join(sorted(CASES))}.")
+        parser.error(f"{', '.join(unknown)}: not an architecture we export; choose from {', '.join(ROWS)}.")
     checks = []
     with tempfile.TemporaryDirectory(prefix="llama-cpp-arch-") as tmp:
         tokenizer = AutoTokenizer.from_pretrained(tiny.byte_level(Path(tmp) / "tok"))
-        for model_type in sorted(args.only or CASES):
+        for model_type in sorted(args.only or ROWS):
             checks.append(check(model_type, tokenizer, args.server, Path(tmp)))
             c = checks[-1]
             same = "same" if c["same_top_tokens"] else "DIFFER"

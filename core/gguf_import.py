@@ -96,6 +96,7 @@ def complete_config(gguf: Path, contents: reader.Contents, config) -> None:
     arch = architectures.REGISTRY.get(config.model_type)
     if arch is None:
         return
+    arch = arch.variant(config.to_dict())
     # transformers' mapping looks for output.weight in the first part of a split model only
     config.tie_word_embeddings = head_tied(contents)
     if not reads_config(contents):  # ours reads every key it knows already
@@ -149,7 +150,7 @@ def write_weights(gguf: Path, contents: reader.Contents, config, out: Path, prog
         config.tie_word_embeddings = True
     placements = plan(gguf, contents, config)
     cfg = config.to_dict()
-    arch = architectures.REGISTRY[cfg["model_type"]]
+    arch = architectures.REGISTRY[cfg["model_type"]].variant(cfg)
     total = sum(p.nbytes for p in placements)
     free = shutil.disk_usage(out).free
     if free < total + HEADROOM:
@@ -202,7 +203,7 @@ def plan(gguf: Path, contents: reader.Contents, config) -> list[Placement]:
     of a draft block past the model's own are left out), every parameter a tensor, of the same shape; else
     IncompleteModel, in one sentence."""
     cfg = config.to_dict()
-    arch = architectures.REGISTRY[cfg["model_type"]]
+    arch = architectures.REGISTRY[cfg["model_type"]].variant(cfg)
     shapes = _parameter_shapes(config)
     by_gguf = {}  # GGUF name → (HF name, the rows of it the file's tensor holds)
     for hf_name, shape in shapes.items():

@@ -14,7 +14,7 @@ from core.gguf_export import reader, writer
 from core.gguf_export.architectures import lfm2
 from core.progress import Progress
 from tests.core.gguf_export import tiny
-from tests.core.gguf_export.test_architectures import CASES, COMMON, THEIRS_CANNOT
+from tests.core.gguf_export.test_architectures import CASES, COMMON, ROWS, THEIRS_CANNOT, row
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,12 @@ OWN_FIELDS = {  # config fields an architecture's file must bring back beyond th
     "lfm2": ("layer_types", "conv_L_cache", "conv_bias"),
     "granitemoehybrid": ("embedding_multiplier", "residual_multiplier", "attention_multiplier", "logits_scaling"),
     "qwen3_moe": ("head_dim", "num_local_experts", "num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob"),
+    "granitemoehybrid-h": ("embedding_multiplier", "residual_multiplier", "attention_multiplier", "logits_scaling",
+                           "layer_types", "shared_intermediate_size", "num_local_experts", "position_embedding_type",
+                           "mamba_n_heads", "mamba_n_groups", "mamba_d_state", "mamba_d_head", "mamba_d_conv",
+                           "mamba_expand", "mamba_conv_bias", "mamba_proj_bias"),
 }
+OWN_FIELDS["granitemoehybrid-h-rope"] = OWN_FIELDS["granitemoehybrid-h"]
 
 
 def export(model, tokenizer, quant, path):
@@ -54,16 +59,18 @@ def leftovers(models_dir):
     return sorted(p.name for p in models_dir.iterdir()) if models_dir.exists() else []
 
 
-@pytest.mark.parametrize("model_type", sorted(CASES))
-def test_an_f32_file_comes_back_exactly(model_type, tokenizer, tmp_path):
+@pytest.mark.parametrize("case", ROWS)
+def test_an_f32_file_comes_back_exactly(case, tokenizer, tmp_path):
     """Every architecture we export, those transformers' GGUF reader does not know (SmolLM3, Granite, OLMo 2:
     their config is our inverse of export's metadata) included: the same weights, logits and tokens; Granite 4.0's
     dense models as the granite model they are written as (its gate and up projections apart); Qwen3 MoE's fused
-    gate_up_proj put back together from ffn_gate_exps and ffn_up_exps."""
+    gate_up_proj put back together from ffn_gate_exps and ffn_up_exps; Granite 4.0's hybrids (granitehybrid) as the
+    granitemoehybrid model they are, input_linear put back together from ffn_gate and ffn_up."""
     import torch
     from transformers import AutoTokenizer
 
-    model = tiny.random_model(model_type, tokenizer, **{**COMMON, **CASES[model_type]})
+    model_type, settings = row(case)
+    model = tiny.random_model(model_type, tokenizer, **{**COMMON, **settings})
     gguf = export(model, tokenizer, "f32", tmp_path / "m.gguf")
     assert gguf_import.reads_config(reader.read(gguf)) == (model_type in THEIRS_CANNOT)
     ref = model_source.resolve(str(gguf), tmp_path / "models")
@@ -76,7 +83,7 @@ def test_an_f32_file_comes_back_exactly(model_type, tokenizer, tmp_path):
     loaded = load(ref.path)
     assert loaded.config.tie_word_embeddings == model.config.tie_word_embeddings
     same = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-            "max_position_embeddings", "vocab_size", "eos_token_id", *OWN_FIELDS.get(model_type, ())]
+            "max_position_embeddings", "vocab_size", "eos_token_id", *OWN_FIELDS.get(case, ())]
     (ours, expected), theirs = tiny.written(model), loaded.config.to_dict()  # Gemma 4's per-layer fields refuse getattr
     if model_type == "lfm2":  # the file states the width the layers have; the config, before its adjustment, 128
         theirs, ours = ({**c, "intermediate_size": lfm2.ff_width(c)} for c in (theirs, ours))
@@ -414,15 +421,16 @@ def test_a_value_past_float16s_range_keeps_its_tensor_in_float32(tokenizer, tmp_
     assert ours["model.layers.1.mlp.down_proj.weight"].dtype == torch.float16
 
 
-@pytest.mark.parametrize("model_type", sorted(CASES))
-def test_untransforms_says_which_tensors_untransform_changes(model_type, tokenizer):
+@pytest.mark.parametrize("case", ROWS)
+def test_untransforms_says_which_tensors_untransform_changes(case, tokenizer):
     """gguf_import reads the tensors `untransforms` leaves alone a chunk at a time, straight into their stored
     dtype: the predicate must agree with what untransform does, tensor by tensor."""
     from core.gguf_export import architectures
 
-    model = tiny.random_model(model_type, tokenizer, **{**COMMON, **CASES[model_type]})
+    model_type, settings = row(case)
+    model = tiny.random_model(model_type, tokenizer, **{**COMMON, **settings})
     cfg, state = tiny.written(model)
-    arch = architectures.REGISTRY[model_type]
+    arch = architectures.for_config(model.config.to_dict())
     changed = []
     for hf_name, t in state.items():
         name = arch.gguf_name(hf_name, cfg)

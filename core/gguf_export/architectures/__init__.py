@@ -134,6 +134,12 @@ class Architecture:
         return {}
 
     # --- a checkpoint written as another architecture --------------------------------------------------------
+    def variant(self, cfg: dict) -> "Architecture":
+        """The architecture that writes a model of this config: itself, but where one model type is written as two
+        llama.cpp architectures (Granite 4.0: granite, or granitehybrid where a layer is Mamba), the one for it
+        (registered with `register_variant`, so a file of its name finds it)."""
+        return self
+
     def written_config(self, cfg: dict) -> dict:
         """The config the rest of the export reads (`metadata`, `transform`, `gguf_name`, ...): `cfg` itself, but for
         a model type whose checkpoints another architecture writes once renamed (granitemoehybrid.py), whose
@@ -268,10 +274,23 @@ def register(cls: type[Architecture]) -> type[Architecture]:
     return cls
 
 
+VARIANTS: list[Architecture] = []  # architectures a registered one gives for some configs (`variant`)
+
+
+def register_variant(cls: type[Architecture]) -> type[Architecture]:
+    VARIANTS.append(cls())
+    return cls
+
+
 def by_gguf_name(name: str) -> Architecture | None:
     """The architecture whose files say general.architecture = `name` (the first registered: "llama" is Llama's,
-    not Mistral's), or None."""
-    return next((a for a in REGISTRY.values() if a.name == name), None)
+    not Mistral's; then the variants), or None."""
+    return next((a for a in [*REGISTRY.values(), *VARIANTS] if a.name == name), None)
+
+
+def for_config(cfg: dict) -> Architecture:
+    """The architecture that writes a model of this config (`get`, then its `variant`)."""
+    return get(cfg["model_type"]).variant(cfg)
 
 
 def get(model_type: str) -> Architecture:

@@ -56,6 +56,29 @@ CASES = {
     # 4 experts of 32 in every layer, 2 chosen per token and their weights renormalized, as the released models have it
     "qwen3_moe": dict(head_dim=16, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, norm_topk_prob=True),
 }
+# rows of a registered model type that another llama.cpp architecture writes: row → (model_type, settings).
+# Granite 4.0 H's kind: Mamba2 layers (8 heads of 16 in 2 groups, a state of 16) with one attention layer between,
+# no experts, no rope; Granite 3's scales, the feed-forward 96 wide as both of the config's widths say
+VARIANTS = {
+    "granitemoehybrid-h": ("granitemoehybrid", dict(
+        num_hidden_layers=4, layer_types=["mamba", "attention", "mamba", "mamba"], num_local_experts=0,
+        num_experts_per_tok=0, position_embedding_type="nope", intermediate_size=96, shared_intermediate_size=96,
+        mamba_n_heads=8, mamba_d_state=16, mamba_n_groups=2, mamba_d_conv=4, mamba_chunk_size=8,
+        embedding_multiplier=12.0, residual_multiplier=0.22, attention_multiplier=0.0078125, logits_scaling=8.0,
+        tie_word_embeddings=True)),
+}
+# a hybrid whose two attention layers rope (llama.cpp's rope.scaling.finetuned), its head untied
+VARIANTS["granitemoehybrid-h-rope"] = ("granitemoehybrid", {
+    **VARIANTS["granitemoehybrid-h"][1], "layer_types": ["mamba", "attention", "attention", "mamba"],
+    "position_embedding_type": "rope", "tie_word_embeddings": False})
+ROWS = sorted(CASES) + sorted(VARIANTS)
+
+
+def row(name: str) -> tuple[str, dict]:
+    """A row's model type and its settings (past COMMON)."""
+    return VARIANTS[name] if name in VARIANTS else (name, CASES[name])
+
+
 # architectures transformers' GGUF reader does not know (or, Gemma 4, reads too little of): ours reads them back
 THEIRS_CANNOT = {"smollm3", "granite", "olmo2", "olmo3", "gemma4_text", "granitemoehybrid",
                  "qwen3_moe"}  # transformers knows qwen3moe but not its experts' width (expert_feed_forward_length)
@@ -91,13 +114,24 @@ OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
     "granitemoehybrid": {"general.architecture": "granite", "granite.feed_forward_length": 96,
                          "granite.embedding_scale": 12.0, "granite.residual_scale": 0.22,
                          "granite.attention.scale": 0.0078125, "granite.logit_scale": 8.0},
+    "granitemoehybrid-h": {"general.architecture": "granitehybrid", "granitehybrid.feed_forward_length": 96,
+                           "granitehybrid.attention.head_count_kv": [0, 2, 0, 0], "granitehybrid.ssm.conv_kernel": 4,
+                           "granitehybrid.ssm.state_size": 16, "granitehybrid.ssm.group_count": 2,
+                           "granitehybrid.ssm.inner_size": 128, "granitehybrid.ssm.time_step_rank": 8,
+                           "granitehybrid.rope.scaling.finetuned": False, "granitehybrid.embedding_scale": 12.0,
+                           "granitehybrid.residual_scale": 0.22, "granitehybrid.attention.scale": 0.0078125,
+                           "granitehybrid.logit_scale": 8.0, "granitehybrid.expert_shared_feed_forward_length": 96},
+    "granitemoehybrid-h-rope": {"general.architecture": "granitehybrid", "granitehybrid.rope.scaling.finetuned": True,
+                                "granitehybrid.attention.head_count_kv": [0, 2, 2, 0],
+                                "granitehybrid.rope.dimension_count": 16},
     "qwen3_moe": {"qwen3moe.expert_count": 4, "qwen3moe.expert_used_count": 2,
                   "qwen3moe.expert_feed_forward_length": 32, "qwen3moe.attention.key_length": 16},
 }
 
 
 def test_the_table_covers_every_registered_architecture():
-    assert set(CASES) == set(architectures.REGISTRY) == set(OWN_KEYS)
+    assert set(CASES) == set(architectures.REGISTRY) == set(OWN_KEYS) - set(VARIANTS)
+    assert {model_type for model_type, _ in VARIANTS.values()} <= set(CASES)
     assert {t for t, a in architectures.REGISTRY.items() if not a.transformers_reads} == THEIRS_CANNOT
 
 
@@ -114,13 +148,14 @@ def export(model, tokenizer, quant, path):
     return plan
 
 
-@pytest.mark.parametrize("model_type", sorted(CASES))
-def test_round_trip(model_type, tokenizer, tmp_path):
+@pytest.mark.parametrize("case", ROWS)
+def test_round_trip(case, tokenizer, tmp_path):
     import torch
     from gguf import GGUFReader
     from transformers import AutoModelForCausalLM
 
-    model = tiny.random_model(model_type, tokenizer, **{**COMMON, **CASES[model_type]})
+    model_type, settings = row(case)
+    model = tiny.random_model(model_type, tokenizer, **{**COMMON, **settings})
     ids = torch.tensor([tokenizer("Where is the gold, matey? Arr!")["input_ids"]])
     with torch.no_grad():
         expected = model(ids).logits
@@ -128,7 +163,7 @@ def test_round_trip(model_type, tokenizer, tmp_path):
     plan = export(model, tokenizer, "f32", tmp_path / "m.f32.gguf")
     assert verify.check_layout(tmp_path / "m.f32.gguf", plan) == []
     fields = GGUFReader(tmp_path / "m.f32.gguf").fields
-    for key, value in OWN_KEYS[model_type].items():
+    for key, value in OWN_KEYS[case].items():
         assert fields[key].contents() == (pytest.approx(value) if isinstance(value, float) else value), key
     if model_type in THEIRS_CANNOT:  # verification says it read the file with our own reader
         loaded, how = verify.load(tmp_path / "m.f32.gguf", plan, model)
@@ -170,7 +205,7 @@ def test_llama_3_rope_scaling_becomes_rope_freqs(tokenizer, tmp_path):
     assert "read with our own dequantization" in how and "rope" in how
 
 
-@pytest.mark.parametrize("model_type,settings,words", [
+@pytest.mark.parametrize("case,settings,words", [
     ("smollm3", dict(no_rope_layers=[1, 1, 0, 1]),
      "This SmolLM3 model leaves rope out of layers 2, and llama.cpp leaves it out of every fourth (3)"),
     ("smollm3", dict(use_sliding_window=True, sliding_window=64), "This SmolLM3 model attends through a sliding"),
@@ -215,14 +250,18 @@ def test_llama_3_rope_scaling_becomes_rope_freqs(tokenizer, tmp_path):
     ("lfm2", dict(full_attn_idxs=[0, 1, 2, 3]),  # transformers' default where a config names no layers
      "This LFM2 model has no convolution layers, and llama.cpp's lfm2 stops"),
     ("lfm2", dict(num_attention_heads=6), "This LFM2 model's 6 heads do not split its width of 64 evenly"),
-    ("granitemoehybrid", dict(layer_types=["mamba", "attention", "mamba", "attention"]),  # as config.json has it
-     "This Granite 4.0 model has Mamba layers (0, 2), which GGUF export does not carry yet"),
-    ("granitemoehybrid", dict(layer_types=["attention"] * 3 + ["linear_attention"]),  # as transformers 5 has it
-     "This Granite 4.0 model has Mamba layers (3), which GGUF export does not carry yet"),
     ("granitemoehybrid", dict(num_local_experts=4), "This Granite 4.0 model has 4 experts"),
     ("granitemoehybrid", dict(position_embedding_type="nope"), "This Granite 4.0 model's attention has no rope"),
     ("granitemoehybrid", dict(position_embedding_type=None), "This Granite 4.0 model's attention has no rope"),
     ("granitemoehybrid", dict(head_dim=32), "This Granite model's heads are 32 wide, and llama.cpp makes them 16"),
+    ("granitemoehybrid-h", dict(num_local_experts=4), "This Granite 4.0 model has 4 experts"),
+    ("granitemoehybrid-h", dict(mamba_expand=4), "This Granite 4.0 model's Mamba layers expand its width 4 times"),
+    ("granitemoehybrid-h", dict(mamba_proj_bias=True), "This Granite 4.0 model's Mamba projections have biases"),
+    ("granitemoehybrid-h", dict(mamba_conv_bias=False), "This Granite 4.0 model's Mamba convolutions have no bias"),
+    ("granitemoehybrid-h", dict(time_step_limit=[0.001, 100.0]),
+     "This Granite 4.0 model limits its Mamba time step to [0.001, 100.0]"),
+    ("granitemoehybrid-h", dict(hidden_act="gelu"), "This Granite 4.0 model's activation is gelu"),
+    ("granitemoehybrid-h", dict(head_dim=32), "This Granite model's heads are 32 wide, and llama.cpp makes them 16"),
     ("qwen3_moe", dict(norm_topk_prob=False), "This Qwen3 MoE model leaves the chosen experts' weights unnormalized"),
     ("qwen3_moe", dict(mlp_only_layers=[0, 2]), "This Qwen3 MoE model has layers without experts (0, 2)"),
     ("qwen3_moe", dict(decoder_sparse_step=2), "This Qwen3 MoE model has layers without experts (0, 2)"),
@@ -231,7 +270,7 @@ def test_llama_3_rope_scaling_becomes_rope_freqs(tokenizer, tmp_path):
      "This Qwen3 MoE model attends through a sliding window"),
     ("qwen3_moe", dict(attention_bias=True), "This Qwen3 MoE model has attention biases"),
 ])
-def test_settings_llama_cpp_would_run_otherwise_are_refused(model_type, settings, words):
+def test_settings_llama_cpp_would_run_otherwise_are_refused(case, settings, words):
     """llama.cpp fixes SmolLM3's layers without rope at every fourth and has no sliding window for it; it derives
     Granite's head size from the width; it fixes Gemma 3's global layers at every sixth and its local rope base; it
     derives Gemma's attention scale from the shape; it reads Qwen 3.5's full layers as every Nth, one width for its
@@ -240,12 +279,16 @@ def test_settings_llama_cpp_would_run_otherwise_are_refused(model_type, settings
     vocabulary, one head size for each kind of layer, plain rope on sliding layers and fixed layers to share keys and
     values from (and Gemma 4's mixture of experts is not carried yet). Its lfm2 has no biases in the convolution
     blocks, stops on a model without convolution layers and has an attention output as wide as the model. Granite
-    4.0's Mamba layers, experts and attention without rope are not written (llama.cpp's granitehybrid, granitemoe).
+    4.0's experts are not written (llama.cpp's granitemoe), nor attention without rope in a model without Mamba layers
+    (llama.cpp's granite always ropes); its granitehybrid expands the width twice in a Mamba layer, adds a bias after
+    the convolution (llama-server crashes on a file without one), has no biases on the projections, no limit on the
+    time step, and SiLU.
     Its qwen3moe renormalizes the chosen experts' weights, routes every layer through experts, and has no shared
     expert, sliding window or attention output bias."""
     from core.errors import BadArgument
 
-    plain = {**COMMON, "num_hidden_layers": 4, "vocab_size": 384, **CASES[model_type], "model_type": model_type}
+    model_type, given = row(case)
+    plain = {**COMMON, "num_hidden_layers": 4, "vocab_size": 384, **given, "model_type": model_type}
     architectures.get(model_type).check(plain)  # the defaults go
     with pytest.raises(BadArgument, match="; export merged safetensors instead.$") as refused:
         architectures.get(model_type).check({**plain, **settings})

@@ -82,7 +82,7 @@ def plan(model, tokenizer, quant: str):
     cfg = model.config.to_dict()
     v = vocab.build(tokenizer, cfg["vocab_size"], "<|im_end|>")
     shapes = {k: tuple(t.shape) for k, t in model.state_dict().items()}
-    return writer.plan(architectures.get(cfg["model_type"]), cfg, shapes, v, tensor_types.pick(quant), "tiny")
+    return writer.plan(architectures.for_config(cfg), cfg, shapes, v, tensor_types.pick(quant), "tiny")
 
 
 def written(model) -> tuple[dict, dict]:
@@ -92,7 +92,7 @@ def written(model) -> tuple[dict, dict]:
     from core.gguf_export import architectures
 
     cfg = model.config.to_dict()
-    arch = architectures.REGISTRY[cfg["model_type"]]
+    arch = architectures.for_config(cfg)
     if arch.written_config(cfg)["model_type"] == cfg["model_type"]:
         return cfg, model.state_dict()
     state = {part: t if rows is None else t[..., rows, :] for name, t in model.state_dict().items()
