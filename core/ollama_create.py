@@ -26,6 +26,7 @@ from core.errors import BadArgument, KnownError
 from core.progress import Progress
 
 PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}")
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # the terminal codes of Ollama's spinner, which its output keeps
 PLACES = (  # where the installers put the program when it is not on PATH (the desktop apps on macOS and Windows)
     Path("/Applications/Ollama.app/Contents/Resources/ollama"),
     Path(os.environ.get("LOCALAPPDATA", "~")).expanduser() / "Programs" / "Ollama" / "ollama.exe",
@@ -94,7 +95,7 @@ def create(export_dir: Path, to: Target, progress: Progress | None = None) -> st
     done = subprocess.run([str(to.program), "create", to.name, "-f", str(modelfile)], cwd=export_dir, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0:
-        said = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+        said = [line.strip() for line in ANSI.sub("", done.stdout).replace("\r", "\n").splitlines() if line.strip()]
         raise KnownError(f"Ollama did not take the model ({said[-1] if said else f'exit {done.returncode}'}); start "
                          f"Ollama and run `ollama create {to.name} -f Modelfile` in {export_dir}.")
     return f"ollama run {to.name}"

@@ -49,6 +49,7 @@ def install(folder: Path) -> Path:
 
 if __name__ == "__main__":
     if os.environ.get("OLLAMA_DOWN"):
+        print("\x1b[?25lgathering model components \x1b[?25h\r", end="", flush=True)  # its spinner's codes
         sys.exit("Error: could not connect to ollama app, is it running?")
     verb, name, flag, modelfile = sys.argv[1:5]
     assert (verb, flag) == ("create", "-f"), sys.argv
