@@ -109,9 +109,13 @@ def sentencepiece_tokenizer(kind: str, folder: Path):
 
 
 def cases() -> dict[str, tuple[str, dict]]:
-    from tests.core.gguf_export.test_architectures import CASES, COMMON
+    from tests.core.gguf_export.test_architectures import CASES, COMMON, VARIANTS
 
     table = {model_type: (model_type, {**COMMON, **settings}) for model_type, settings in CASES.items()}
+    # llama.cpp's converter writes every Granite hybrid without rope (rope.scaling.finetuned false, as its released
+    # hybrids have none), so its file of a hybrid that ropes is not the model it was made from: that one is ours alone
+    table.update({name: (model_type, {**COMMON, **settings}) for name, (model_type, settings) in VARIANTS.items()
+                  if name != "granitemoehybrid-h-rope"})
     table.update({name: (model_type, {**COMMON, **CASES[model_type], **settings})
                   for name, (model_type, settings) in ROPE_CASES.items()})
     table[SPLIT] = ("llama", {**COMMON, **CASES["llama"]})
@@ -133,12 +137,13 @@ LFM2_RELEASED = "lfm2 tied, by layer_types"
 
 
 def as_granite_4_is_released(folder: Path) -> None:
-    """The saved config as Granite 4.0's dense models are released: an attention layer named "attention" (transformers
-    5 saves "full_attention", which llama.cpp's converter takes for a Mamba layer, writing its granitehybrid), and
-    intermediate_size equal to shared_intermediate_size (the converter writes the first as the feed-forward width,
-    where the tensors have the second)."""
+    """The saved config as Granite 4.0's dense models are released: layers named "attention" and "mamba"
+    (transformers 5 saves "full_attention" and "linear_attention"; llama.cpp's converter takes any layer not named
+    "attention" for a Mamba layer), and intermediate_size equal to shared_intermediate_size (the converter writes the
+    first as the feed-forward width, where the tensors have the second)."""
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    config["layer_types"] = ["attention" if kind == "full_attention" else kind for kind in config["layer_types"]]
+    names = {"full_attention": "attention", "linear_attention": "mamba"}
+    config["layer_types"] = [names.get(kind, kind) for kind in config["layer_types"]]
     config["intermediate_size"] = config["shared_intermediate_size"]
     (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
 
