@@ -89,6 +89,7 @@ class Setup:
     compute_bytes: int = 2  # 2 for bf16/fp16, 4 for fp32 (CPU)
     checkpointing: bool = False
     lora_r: int = 16
+    lora_experts: bool = True  # a mixture of experts: LoRA on each expert too (core/strategies/lora.py)
     optimizer: str = "adamw"
     galore_rank: int = 0  # optimizer "galore" or "frugal": the rank of the decoder matrices' gradient subspace
     stochastic_rounding: bool = False  # 16-bit trained base weights updated without fp32 masters

@@ -43,6 +43,7 @@ class ModelShape:
     linear_layers: int = 0  # how many layers are Gated DeltaNet (the rest full attention, its query gated)
     unmodelled: int = 0  # weights the blocks do not describe, counted on the meta device (the module's docstring)
     lora_unit: int = 0  # LoRA's weights at rank 1, counted on the meta device's model where its blocks are not modelled
+    lora_unit_frozen_experts: int = 0  # the same with a mixture of experts' experts left without adapters
     experts: int = 0  # a mixture of experts' experts per layer (0: a dense model)
     experts_used: int = 0  # how many of them each token goes through
 
@@ -61,8 +62,9 @@ class ModelShape:
         kind = config.get("model_type")
         if not kind or kind in MODELLED:
             return shape
-        counted, lora_unit = _counted(json.dumps(config, sort_keys=True))
-        return replace(shape, unmodelled=max(0, counted - shape.params), lora_unit=lora_unit)
+        counted, lora_unit, without_experts = _counted(json.dumps(config, sort_keys=True))
+        return replace(shape, unmodelled=max(0, counted - shape.params), lora_unit=lora_unit,
+                       lora_unit_frozen_experts=without_experts)
 
     @property
     def max_positions(self) -> int:
@@ -119,7 +121,7 @@ class ModelShape:
 
     def largest_blocks(self, count: int) -> int:
         """Weights of the `count` largest decoder blocks (what LISA trains at once, at most)."""
-        experts = self.unmodelled // self.layers if self.experts else 0  # each layer's experts, counted on the meta model
+        experts = self.unmodelled // self.layers if self.experts else 0  # a layer's experts, counted on the meta model
         sizes = sorted((self.block_params(kind) + experts for kind, (n, _, _) in enumerate(self.blocks())
                         for _ in range(n)), reverse=True)
         return sum(sizes[:count])
@@ -151,12 +153,12 @@ class ModelShape:
         head = 0 if self.tied else self.embedding_params
         return self.decoder_params + self.embedding_params + head + self.hidden + self.unmodelled
 
-    def lora_params(self, r: int) -> int:
+    def lora_params(self, r: int, experts: bool = True) -> int:
         """LoRA's weights at rank r with the automatic targets: counted on the model itself where its blocks are not
         modelled (a mixture of experts adapts each expert: Qwen3-30B-A3B's are 0.64 B at r=16, where its config's
         dense MLP width would say 0.03 B)."""
         if self.lora_unit:
-            return r * self.lora_unit
+            return r * (self.lora_unit if experts or not self.experts else self.lora_unit_frozen_experts)
         return sum(n * sum(r * (a + b) for a, b in shapes) for n, shapes, _ in self.blocks())
 
 
@@ -184,10 +186,10 @@ def _linear_attention(c: dict) -> dict:
 
 
 @functools.lru_cache(maxsize=64)
-def _counted(config_json: str) -> tuple[int, int]:
-    """(the parameters, LoRA's at rank 1) of the causal LM transformers builds from the config on the meta device
-    (nothing is allocated; 70B takes a tenth of a second), (0, 0) where it cannot build one (a model type it does not
-    know)."""
+def _counted(config_json: str) -> tuple[int, int, int]:
+    """(the parameters, LoRA's at rank 1, LoRA's at rank 1 with the experts frozen) of the causal LM transformers
+    builds from the config on the meta device (nothing is allocated; 70B takes a tenth of a second), zeros where it
+    cannot build one (a model type it does not know)."""
     import logging
 
     import torch
@@ -204,8 +206,8 @@ def _counted(config_json: str) -> tuple[int, int]:
         built = AutoConfig.for_model(config.pop("model_type"), **config)
         with torch.device("meta"):
             model = causal_lm.from_config(built)
-        return sum(p.numel() for p in model.parameters()), lora_size(model, 1)
+        return sum(p.numel() for p in model.parameters()), lora_size(model, 1), lora_size(model, 1, experts=False)
     except Exception:  # an unknown or remote-code model type: the blocks' count is all there is
-        return 0, 0
+        return 0, 0, 0
     finally:
         quiet.setLevel(level)

@@ -33,10 +33,11 @@ def why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: Target, optio
     where = f"{target.limit / GIB:.1f} GiB"
     base = base_words(target)
     if strategy == "lora":
-        adapters = shape.lora_params(strategies.get(strategy, need_built=False).options(options).r)
+        opts = strategies.get(strategy, need_built=False).options(options)
+        adapters = shape.lora_params(opts.r, opts.experts)
+        experts = f" and each of its {shape.experts} experts a layer" if shape.experts and opts.experts else ""
         text = (f"Strategy lora: the {size} base stays frozen in {base} and low-rank adapters "
-                f"({adapters / 1e6:.1f}M weights) train on every linear layer"
-                f"{f' and each of its {shape.experts} experts a layer' if shape.experts else ''}; it fits {where}")
+                f"({adapters / 1e6:.1f}M weights) train on every linear layer{experts}; it fits {where}")
     else:  # qlora and offload are the ladder's lower rungs; a strategy off it (a re-plan's first rung) stays
         text = {
             "qlora": f"Strategy qlora: the {size} base in {base} does not fit {where} for training, so the frozen "

@@ -98,6 +98,7 @@ class Strategy:
     def setup_fields(self, opts, device: str) -> dict:
         """The memory model's Setup fields that depend on this strategy's settings."""
         return {"optimizer": self.optimizer_name(opts, device), "lora_r": getattr(opts, "r", 0),
+                "lora_experts": getattr(opts, "experts", True),
                 "activations_on_host": getattr(opts, "activations_on_host", False)}
 
     def trainable_params(self, shape, setup) -> int:

@@ -35,6 +35,9 @@ class LoraOptions:
     targets: str = option("auto", help="'auto' (attention and MLP projections of the architecture), or module "
                                        "names separated by commas, e.g. 'q_proj,v_proj'.")
     activations_on_host: bool = option(False, help=ACTIVATIONS_HELP)
+    experts: bool = option(True, help="A mixture of experts: adapters on every expert too (with 'auto' targets); off, "
+                                      "on its attention and other linear layers alone, a few percent of the weights "
+                                      "to train. The planner turns it off where the experts' adapters do not fit.")
 
     def __post_init__(self):
         check(self.r >= 1, "r", "must be at least 1.")
@@ -43,7 +46,7 @@ class LoraOptions:
         check(bool(self.targets.strip()), "targets", "name at least one module, or use 'auto'.")
 
 
-def targets_for(model, targets: str) -> dict:
+def targets_for(model, targets: str, experts: bool = True) -> dict:
     """peft's target_modules (and target_parameters) as LoraConfig takes them. 'auto': the table's projections, or
     every linear layer but the head; in a vision-language model that loads whole (Gemma 3 from 4B, Gemma 4), those of
     its language model's layers alone (a pattern peft matches whole names against): the data is text, so adapters on
@@ -54,15 +57,17 @@ def targets_for(model, targets: str) -> dict:
     target_parameters: a rank-r pair per expert), its router left frozen: the router decides which experts see which
     tokens, and a few thousand rows of new data are no reason to rebalance what pretraining spread over 128 experts.
     The layers are named in full, so peft's translation of older checkpoints' names (`gate_proj` → the fused experts,
-    at twice the rank) cannot add anything we did not count (`lora_size`)."""
+    at twice the rank) cannot add anything we did not count (`lora_size`). `experts` False leaves the experts frozen
+    too (the option of that name: the planner's way to fit a small GPU)."""
     if targets != "auto":
         return {"target_modules": [t.strip() for t in targets.split(",") if t.strip()]}
+    adapt_experts = experts
     experts = sorted({".".join(name.split(".")[-2:]) for name, _ in _expert_weights(model)})
     layers = _layer_prefix(model)
     if experts:
         inside = sorted({_in_layer(name, layers) for name in _linears(model) if re.match(layers, name)})
         modules = layers + f"({'|'.join(map(re.escape, inside))})" if inside else []
-        return {"target_modules": modules, "target_parameters": experts}
+        return {"target_modules": modules, **({"target_parameters": experts} if adapt_experts else {})}
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     names = TARGETS.get(getattr(config, "model_type", ""))
     if "language_model" not in layers:
@@ -71,10 +76,10 @@ def targets_for(model, targets: str) -> dict:
     return {"target_modules": layers + rf".*\.({'|'.join(names)})"}
 
 
-def lora_size(model, r: int) -> int:
+def lora_size(model, r: int, experts: bool = True) -> int:
     """The weights LoRA of rank r adds to `model` (meta tensors will do) with the 'auto' targets: r × (in + out) for
-    each linear layer targeted, r × experts × (in + out) for each expert weight."""
-    chosen = targets_for(model, "auto")
+    each linear layer targeted, r × experts × (in + out) for each expert weight (none with `experts` False)."""
+    chosen = targets_for(model, "auto", experts)
     modules = chosen["target_modules"]
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     total = 0
@@ -117,22 +122,36 @@ def _in_layer(name: str, layers: str) -> str:
     return name[re.match(layers, name).end():]
 
 
+FROZEN_EXPERTS = ("The experts stay frozen: adapters on each of them would not fit (with their gradients and "
+                  "optimizer state, far more than the model's other layers need), so the attention and other linear "
+                  "layers are adapted alone (experts=false).")
+
+
 @register
 class Lora(Strategy):
     name = "lora"
     summary = "Low-rank adapters on every linear layer; the base stays frozen."
     Options = LoraOptions
     use_dora = False
-    kept_going_on = ("r", "alpha", "rslora", "targets")
+    kept_going_on = ("r", "alpha", "rslora", "targets", "experts")
 
     def trainable_params(self, shape, setup) -> int:
-        return shape.lora_params(setup.lora_r)
+        return shape.lora_params(setup.lora_r, setup.lora_experts)
+
+    def plan_variants(self, options: dict) -> list[tuple[dict, str]]:
+        """Adapters on every expert of a mixture of experts, then (where those do not fit) on the rest alone; a
+        dense model's second variant is its first, so it never fits where the first did not."""
+        if "experts" in options:
+            return [(dict(options), "")]
+        return [({**options, "experts": True}, ""),
+                ({**options, "experts": False}, FROZEN_EXPERTS)]
 
     def prepare(self, model, opts, cfg):
         from peft import LoraConfig, get_peft_model
 
         config = LoraConfig(r=opts.r, lora_alpha=opts.alpha, lora_dropout=opts.dropout, use_rslora=opts.rslora,
-                            task_type="CAUSAL_LM", use_dora=self.use_dora, **targets_for(model, opts.targets))
+                            task_type="CAUSAL_LM", use_dora=self.use_dora,
+                            **targets_for(model, opts.targets, opts.experts))
         return get_peft_model(model, config)
 
     def load(self, base, folder):

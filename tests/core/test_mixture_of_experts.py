@@ -212,3 +212,27 @@ def test_qwen3_30b_a3b_is_planned_by_the_weights_a_token_goes_through():
     attention = 48 * 2048 * (2 * 32 * 128 + 2 * 4 * 128)  # q, o and k, v: the only linear layers in a layer
     assert shape.linear_params == attention
     assert mm.weight_bytes(shape, "nf4") > 2 * (shape.params - attention - 2 * 151936 * 2048)
+
+
+def test_where_the_experts_adapters_do_not_fit_the_experts_stay_frozen():
+    """Qwen3-30B-A3B's adapters on every expert are 643 M weights at r=16, about 10 GB with their gradients and
+    AdamW's moments: a 12 GB card cannot hold them, so the plan freezes the experts (experts=false) and says so,
+    the count is what peft then makes, and a roomier card keeps them."""
+    from peft import LoraConfig, get_peft_model
+
+    from core import hardware, planner
+    from tests.conftest import REPO
+
+    config = json.loads((REPO / "resources" / "models" / "qwen3-30b-a3b.json").read_text())
+    small = planner.make_plan(hardware.load(REPO / "resources" / "hardware" / "gpu-12gb.json"), config, [300] * 200)
+    assert small.fits and small.options["experts"] is False
+    assert any(r.startswith("The experts stay frozen: adapters on each of them would not fit") for r in small.reasons)
+    roomy = planner.make_plan(hardware.load(REPO / "resources" / "hardware" / "gpu-24gb.json"), config, [300] * 200)
+    assert roomy.fits and roomy.options["experts"] is True
+    model = built("qwen3_moe")
+    chosen = targets_for(model, "auto", experts=False)
+    assert "target_parameters" not in chosen
+    adapted = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, task_type="CAUSAL_LM", **chosen))
+    made = sum(p.numel() for p in adapted.parameters() if p.requires_grad)
+    assert made == lora_size(built("qwen3_moe"), 4, experts=False) < lora_size(built("qwen3_moe"), 4)
+    assert ModelShape.from_config(model.config.to_dict()).lora_params(4, experts=False) == made
