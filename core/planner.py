@@ -148,12 +148,6 @@ class Plan:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def applying(options: dict, shape: ModelShape) -> dict:
-    """The settings that apply to this model: LoRA's `experts` only to a mixture of experts (a dense model's plan
-    would show a switch that does nothing)."""
-    return {k: v for k, v in options.items() if k != "experts" or shape.experts}
-
-
 def make_plan(hardware: HardwareProfile, model_config: dict, token_lengths: list[int], wishes: Wishes | None = None,
               calibration: dict | None = None) -> Plan:
     shape = ModelShape.from_config(model_config)
@@ -451,8 +445,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         ram=est.ram, ram_limit=target.ram_limit if target.ram_limit < 1 << 62 else 0, disk=est.disk,
         disk_free=hw.disk_free_bytes, epoch_time_s=round(step_time * per_epoch, 1),
         fits=device_bytes <= target.usable and est.ram_total <= target.ram_limit,
-        optimizer=setup.optimizer, options=applying(settings.to_dict(s.options(options)), shape), packing=w.packing,
-        sequences=rows,
+        optimizer=setup.optimizer, options=settings.to_dict(s.options(options)), packing=w.packing, sequences=rows,
         kernels="auto" if w.kernels is None else list(w.kernels), stop_early=length.stop_early,
         keep_best=setup.keep_best, time_limit_s=w.time_limit_s or 0.0, time_capped=length.capped,
         objective=w.objective or "sft", beta=w.beta, train_on=w.train_on or "assistant",
