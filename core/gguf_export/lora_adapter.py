@@ -38,7 +38,7 @@ def unwritable(result: Path, arch) -> str:
     on a mixture of experts' 3-D expert weights (peft's target_parameters) where the architecture does not say its
     experts' shapes (Architecture.expert_shapes), by which each of peft's pairs is told apart."""
     config = json.loads((result / "adapter_config.json").read_text(encoding="utf-8"))
-    if config.get("target_parameters") and not hasattr(arch, "expert_shapes"):
+    if config.get("target_parameters") and getattr(arch, "expert_shapes", None) is None:
         return ("the adapter also changes the experts' stacked weights (a mixture of experts), which this LoRA file "
                 "writer does not carry yet; the merged GGUF holds the whole fine-tune")
     return ""
@@ -144,7 +144,7 @@ def _experts(arch, cfg: dict, module: str, ab: dict, rank: int) -> tuple[str, np
     k·experts + e (ParamWrapper.get_delta_weight); the weight is the one whose experts' [out, in] the pair fits."""
     a, b = ab["A"], ab["B"]
     count = a.shape[0] // rank
-    shapes = getattr(arch, "expert_shapes", lambda _: {})(cfg)
+    shapes = arch.expert_shapes(cfg)
     names = [name for name, (rows, cols) in shapes.items()
              if a.shape == (count * rank, cols) and b.shape == (rows, count * rank)]
     if len(names) != 1:

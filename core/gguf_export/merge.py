@@ -24,6 +24,7 @@ from typing import Callable
 from core import results, strategies
 from core.gguf_export.architectures import SKIPPED
 from core.offload.layerwise import language_name
+from core.strategies import lora
 
 
 @dataclass
@@ -149,7 +150,7 @@ def _not_by_shards(model, base: Path, adapter: Path | None) -> str:
     extra = sorted(n for n in set(files) - stored
                    if not n.endswith(SKIPPED) and (not nested or language_name(n) != n))
     differ = names_differ(model, files)
-    if differ and any(".experts." in name and p.dim() == 3 for name, p in model.named_parameters()):
+    if differ and lora.expert_weights(model):
         # A mixture of experts as the Hub releases it (Qwen3-30B-A3B): one 2-D tensor per expert and projection, which
         # transformers stacks into each layer's 3-D expert weights (gate_up_proj: every expert's gate and up rows) as
         # it loads. The shards hold no tensor by those names, so the merged weights come from the loaded model.

@@ -62,7 +62,7 @@ def targets_for(model, targets: str, experts: bool = True) -> dict:
     if targets != "auto":
         return {"target_modules": [t.strip() for t in targets.split(",") if t.strip()]}
     adapt_experts = experts
-    experts = sorted({".".join(name.split(".")[-2:]) for name, _ in _expert_weights(model)})
+    experts = sorted({".".join(name.split(".")[-2:]) for name, _ in expert_weights(model)})
     layers = _layer_prefix(model)
     if experts:
         inside = sorted({_in_layer(name, layers) for name in _linears(model) if re.match(layers, name)})
@@ -95,7 +95,7 @@ def lora_size(model, r: int, experts: bool = True) -> int:
             hit = name.rsplit(".", 1)[-1] in modules
         total += r * (module.in_features + module.out_features) if hit else 0
     wanted = chosen.get("target_parameters") or ()
-    for name, shape in _expert_weights(model):
+    for name, shape in expert_weights(model):
         total += r * shape[0] * (shape[1] + shape[2]) if ".".join(name.split(".")[-2:]) in wanted else 0
     return total
 
@@ -107,7 +107,8 @@ def _linears(model) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
 
 
-def _expert_weights(model) -> list[tuple[str, tuple[int, ...]]]:
+def expert_weights(model) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of a mixture of experts' 3-D expert weights (none for a dense model)."""
     return [(name, tuple(p.shape)) for name, p in model.named_parameters() if p.dim() == 3 and ".experts." in name]
 
 

@@ -51,6 +51,9 @@ class Architecture:
     # left visible in the text it generates (core/gguf_export/vocab.py `_own_model`); None: "llama", as for the others
     tokenizer_model: ClassVar[str | None] = None
     visible_tokens: ClassVar[tuple[str, ...]] = ()
+    # a mixture of experts: `expert_shapes(cfg)`, each 3-D expert weight's name and its experts' (out, in), by which
+    # the LoRA file tells peft's adapter pairs on them apart (lora_adapter.py); None where it writes none
+    expert_shapes = None
 
     @property
     def name(self) -> str:
