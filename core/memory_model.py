@@ -113,6 +113,12 @@ class Setup:
         return self.micro_batch * self.seq_len
 
     @property
+    def experts_4bit(self) -> bool:
+        """A mixture of experts' experts are in 4 bits too: frozen, under a strategy that quantizes them."""
+        return (not self.lora_experts and self.weight_storage == "nf4"
+                and strategies.get(self.strategy, need_built=False).experts_in_4bit)
+
+    @property
     def weight_storage(self) -> str:
         if strategies.get(self.strategy, need_built=False).base_storage == "nf4" and self.quantized_base:
             return "nf4"
@@ -138,10 +144,11 @@ class Estimate:
         return sum(self.disk.values())
 
 
-def weight_bytes(shape: ModelShape, storage: str) -> int:
-    """Bytes of all weights. Quantized storage applies to the decoder's linear layers only; embeddings,
-    head and norms stay in 16-bit (that is what bitsandbytes leaves alone)."""
-    linear = shape.linear_params
+def weight_bytes(shape: ModelShape, storage: str, experts_4bit: bool = False) -> int:
+    """Bytes of all weights. Quantized storage applies to the decoder's linear layers, and to a mixture of experts'
+    experts where `experts_4bit` (core/four_bit_experts.py); embeddings, head and norms stay in 16-bit (that is what
+    bitsandbytes leaves alone)."""
+    linear = shape.linear_params + (shape.unmodelled if experts_4bit and shape.experts else 0)
     rest = shape.params - linear
     per = {"fp32": 4, "bf16": 2, "fp16": 2}
     if storage in per:
@@ -291,7 +298,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
         raise ValueError(f"unknown optimizer {s.optimizer!r}; one of {', '.join(OPTIMIZERS)}")
     strategy = strategies.get(s.strategy, need_built=False)
     trainable = trainable_params(shape, s)
-    weights = weight_bytes(shape, s.weight_storage)
+    weights = weight_bytes(shape, s.weight_storage, s.experts_4bit)
     full_like = strategy.trains_base
     offload = s.offload or ("weights" if strategy.streams_weights else "")
     param_bytes = s.compute_bytes if full_like else 4  # adapters are kept in fp32 by peft

@@ -26,6 +26,8 @@ COPY_EFFICIENCY = 0.8  # pinned host-to-device copies reach about 80% of the lin
 UNMEASURED_DISK_READ = 1.5e9  # bytes/s assumed for NVMe when the probe has not run
 SLOWDOWN = {"qlora": 1.3, "offload": 1.3, "dora": 1.5}  # dequantizing nf4 each matmul; DoRA's weight norms
 LAUNCH_SECONDS_PER_LAYER = 0.0012  # ~40 kernels per layer and pass at ~10 µs: small models are launch-bound
+RIDGE = 250  # a GPU's data-sheet 16-bit FLOP/s over its memory bytes/s (4090: 330 T / 1.0 TB/s; H100: 989 T / 3.35)
+DEQUANT_BYTES = 4.5  # per 4-bit expert weight dequantized: its code read (0.5), 16 bits written, read by the product
 
 
 def gpu_flops(gpu: GPU) -> float:
@@ -71,11 +73,23 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, hw: HardwareProfile, gpu: G
     rate = gpu_flops(gpu) if (gpu and s.on_gpu) else CPU_FLOPS_PER_CORE * max(1, hw.cores_physical)
     compute = step_flops(shape, s, tokens) / rate
     if gpu and s.on_gpu:
-        compute += shape.layers * LAUNCH_SECONDS_PER_LAYER
+        compute += shape.layers * LAUNCH_SECONDS_PER_LAYER + expert_dequant_seconds(shape, s, gpu)
     moved = streamed_bytes(shape, s)
     if not moved or gpu is None:
         return compute
     return max(compute, moved / stream_link(s, hw, gpu)[0])
+
+
+def expert_dequant_seconds(shape: ModelShape, s: Setup, gpu: GPU) -> float:
+    """QLoRA's 4-bit experts (core/four_bit_experts.py) are dequantized in every pass that uses them (forward, the
+    recompute, backward), each expert for the few tokens routed to it: unlike a dense layer's, that is no small
+    share of the compute but memory traffic of its own (Qwen3-30B-A3B on a 4090: ~0.4 s a micro-batch), taken at
+    the card's bandwidth (its data-sheet rate over RIDGE), every expert counted as used."""
+    if not (s.experts_4bit and shape.experts):
+        return 0.0
+    passes = 3 if s.checkpointing else 2
+    bandwidth = gpu_flops(gpu) / MFU / RIDGE * COPY_EFFICIENCY
+    return passes * shape.unmodelled * DEQUANT_BYTES / bandwidth
 
 
 def streamed_bytes(shape: ModelShape, s: Setup) -> float:

@@ -27,6 +27,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from core import expert_checkpoint
+
 INDEX = "model.safetensors.index.json"
 LAYOUTS = (("model.language_model.", "model."), ("language_model.model.", "model."), ("language_model.", ""))
 
@@ -63,23 +65,35 @@ def stored_name(name: str, files, index: dict | None = None) -> str | None:
     of `files`, where a caller asks for many); None where it has none."""
     if name in files:
         return name
-    found = (index if index is not None else name_index(files)).get(language_name(name))
+    index = index if index is not None else name_index(files)
+    found = index.get(language_name(name))
     bare = name.removeprefix("model.")  # a tower or projector in llava's layout: `vision_tower.`, loaded as model.
-    return found if found is not None or bare not in files else bare
+    if found is None and bare in files:
+        return bare
+    other = expert_checkpoint.renamed(language_name(name))  # Mixtral's router, in its checkpoints' MoE block
+    return found if found is not None or other is None else index.get(other)
 
 
 class Checkpoint:
-    """Reads single tensors by the model's names from a model folder's safetensors files, keeping them open."""
+    """Reads tensors by the model's names from a model folder's safetensors files, keeping them open; a mixture of
+    experts' 3-D expert weights are stacked from a tensor per expert where the checkpoint keeps them so
+    (core/expert_checkpoint.py)."""
 
     def __init__(self, files: dict[str, Path]):
         self.files, self._open, self._index = files, {}, name_index(files)
 
     def get(self, name: str):
-        from safetensors import safe_open
-
         stored = stored_name(name, self.files, self._index)
         if stored is None:
-            raise KeyError(f"{name} is not in the checkpoint")
+            parts = expert_checkpoint.parts(language_name(name), self._index)
+            if parts is None:
+                raise KeyError(f"{name} is not in the checkpoint")
+            return expert_checkpoint.stack(parts, self._stored)
+        return self._stored(stored)
+
+    def _stored(self, stored: str):
+        from safetensors import safe_open
+
         file = self.files[stored]
         if file not in self._open:
             self._open[file] = safe_open(str(file), framework="pt", device="cpu")
@@ -94,14 +108,20 @@ def model_names(model, files: dict) -> dict[str, str]:
     return {name: stored for name, stored in names.items() if stored is not None}
 
 
-def names_differ(model, files: dict) -> str:
+def names_differ(model, files: dict, stacked: bool = False) -> str:
     """Why the checkpoint's tensor names do not cover the model's parameters ('' when they do); `model` may be
-    on the meta device. A tied output head is stored once, under the embedding's name."""
+    on the meta device. A tied output head is stored once, under the embedding's name. `stacked`: expert weights
+    the checkpoint keeps a tensor per expert of count as there (a Checkpoint reads them)."""
     names = {n for n, p in model.named_parameters(remove_duplicate=False)}
     head = next(n for n, m in model.named_modules() if m is model.get_output_embeddings())
     tied = getattr(model.config, "tie_word_embeddings", False)
     index = name_index(files)
-    missing = sorted(n for n in names - ({f"{head}.weight"} if tied else set()) if stored_name(n, files, index) is None)
+
+    def absent(n: str) -> bool:
+        return stored_name(n, files, index) is None and not (stacked and expert_checkpoint.parts(language_name(n),
+                                                                                                 index))
+
+    missing = sorted(n for n in names - ({f"{head}.weight"} if tied else set()) if absent(n))
     return f"the checkpoint's names differ from the model's ({missing[0]} is not in it)" if missing else ""
 
 
@@ -121,7 +141,7 @@ def skeleton(path, dtype, device, opts, layers_of) -> tuple[object | None, str]:
         model = causal_lm.from_config(config, dtype=dtype)
     layers = layers_of(model)
     tied = getattr(config, "tie_word_embeddings", False)
-    why = names_differ(model, files)
+    why = names_differ(model, files, stacked=True)
     if why:
         return None, why
     if opts.quantize:

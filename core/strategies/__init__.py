@@ -55,6 +55,7 @@ class Strategy:
     activations: ClassVar[str] = "lora"  # family in memory_model.ACTIVATION_COEFFICIENTS
     trains_base: ClassVar[bool] = False  # trained weights are base weights (grads in their dtype, fp32 masters)
     streams_weights: ClassVar[bool] = False  # frozen weights live in RAM/NVMe and stream in per layer
+    experts_in_4bit: ClassVar[bool] = False  # a 4-bit base keeps a mixture of experts' frozen experts in 4 bits too
 
     # --- settings -------------------------------------------------------------------------------------
     def options(self, values: dict | None = None):

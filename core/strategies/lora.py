@@ -108,8 +108,11 @@ def _linears(model) -> list[str]:
 
 
 def expert_weights(model) -> list[tuple[str, tuple[int, ...]]]:
-    """(name, shape) of a mixture of experts' 3-D expert weights (none for a dense model)."""
-    return [(name, tuple(p.shape)) for name, p in model.named_parameters() if p.dim() == 3 and ".experts." in name]
+    """(name, shape) of a mixture of experts' 3-D expert weights (none for a dense model), also those QLoRA keeps in
+    4 bits (core/four_bit_experts.py's FourBitStack, which only frozen experts are)."""
+    stacks = [(name, m.shape) for name, m in model.named_modules() if type(m).__name__ == "FourBitStack"]
+    return [(name, tuple(p.shape)) for name, p in model.named_parameters() if p.dim() == 3 and ".experts." in name
+            ] + stacks
 
 
 def _layer_prefix(model) -> str:

@@ -76,6 +76,7 @@ class Offload(QLora):
     summary = "LoRA over a 4-bit base kept in RAM or on NVMe and streamed to the GPU layer by layer."
     Options = OffloadOptions
     streams_weights = True
+    experts_in_4bit = False  # the weight store streams parameters, which 4-bit experts are not
 
     def setup_fields(self, opts, device: str) -> dict:
         return {**super().setup_fields(opts, device), "resident_layers": opts.ring, "quantized_base": opts.quantize,

@@ -20,6 +20,10 @@ from core.strategies import register
 from core.strategies.lora import Lora, LoraOptions
 
 
+FOUR_BIT_EXPERTS = ("Frozen, the experts need no 16-bit weights (adapters would be added into them), so they are "
+                    "stored in 4 bits as the linear layers are, each expert on its own.")
+
+
 @dataclass(frozen=True)
 class QLoraOptions(LoraOptions):
     quant_type: str = option("nf4", help="4-bit code book: 'nf4' (normal-float, best for weights) or 'fp4'.")
@@ -41,6 +45,11 @@ class QLora(Lora):
     Options = QLoraOptions
     base_storage = "nf4"
     kept_going_on = Lora.kept_going_on + ("quant_type", "double_quant")  # the 4-bit base it was trained against
+    experts_in_4bit = True  # core/four_bit_experts.py
+
+    def plan_variants(self, options: dict) -> list[tuple[dict, str]]:
+        """LoRA's; frozen experts are kept in 4 bits as well (core/four_bit_experts.py), which the plan says."""
+        return [(opts, why and f"{why} {FOUR_BIT_EXPERTS}") for opts, why in super().plan_variants(options)]
 
     def optimizer_name(self, opts, device: str) -> str:
         if opts.optimizer == "auto":  # paging needs CUDA's unified memory
@@ -48,6 +57,20 @@ class QLora(Lora):
         return opts.optimizer
 
     def load_model(self, path, dtype, device, opts):
+        """transformers' 4-bit loader; a mixture of experts whose experts train no adapters keeps them in 4 bits
+        too (core/four_bit_experts.py), loaded layer by layer."""
+        if self.experts_in_4bit and opts.experts is False and mixture_of_experts(path):
+            from core import four_bit_experts
+            from core.strategies.lisa import decoder_layers
+
+            return four_bit_experts.load(path, dtype, device, opts, decoder_layers,
+                                         lambda: self._load_4bit(path, dtype, device, opts))
+        return self._load_4bit(path, dtype, device, opts)
+
+    def before_step(self, step: int, model, optimizer, opts, cfg) -> str | None:
+        return model.get_base_model().__dict__.pop("tuneforge_load_note", None)
+
+    def _load_4bit(self, path, dtype, device, opts):
         import torch
         from transformers import BitsAndBytesConfig
 
@@ -63,6 +86,16 @@ class QLora(Lora):
         model = causal_lm.from_pretrained(str(path), dtype=dtype, quantization_config=quant,
                                                      device_map={"": torch.device(device)})
         return let_the_file_go(model) if torch.device(device).type == "cpu" else model
+
+
+def mixture_of_experts(path) -> bool:
+    """Whether the model in `path` is a mixture of experts (its config says so)."""
+    import json
+    from pathlib import Path
+
+    from core.model_shape import ModelShape
+
+    return bool(ModelShape.from_config(json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))).experts)
 
 
 def let_the_file_go(model):

@@ -2,7 +2,8 @@
 the attention and every expert and never the router (core/strategies/lora.py `targets_for`); the plan counts those
 adapters as peft makes them (`lora_size`, ModelShape.lora_params: the config's dense MLP width said 1/30 of it for
 Qwen3-30B-A3B, a plan 10 GB short); the merged export of such a run answers as the run did, also from a checkpoint
-in the released layout of one tensor per expert, which the shard-by-shard merge cannot read (peft merges it)."""
+in the released layout of one tensor per expert (which transformers' save_pretrained writes too), which the
+shard-by-shard merge cannot read (peft merges it)."""
 
 from __future__ import annotations
 
@@ -59,27 +60,6 @@ def test_every_expert_is_adapted_the_router_is_not_and_the_plan_counts_what_peft
     assert shape.lora_params(4) == counted and shape.lora_params(8) == 2 * counted
 
 
-def per_expert(folder) -> None:
-    """The checkpoint in `folder` rewritten as released Qwen3 MoE checkpoints are: one 2-D tensor per expert and
-    projection (`experts.0.gate_proj.weight`), which transformers fuses as it loads."""
-    from safetensors.torch import load_file, save_file
-
-    fused = load_file(str(folder / "model.safetensors"))
-    split = {}
-    for name, value in fused.items():
-        if name.endswith("experts.gate_up_proj"):
-            gate, up = value.chunk(2, dim=1)
-            for e in range(value.shape[0]):
-                split[name.replace("gate_up_proj", f"{e}.gate_proj.weight")] = gate[e].contiguous()
-                split[name.replace("gate_up_proj", f"{e}.up_proj.weight")] = up[e].contiguous()
-        elif name.endswith("experts.down_proj"):
-            for e in range(value.shape[0]):
-                split[name.replace("down_proj", f"{e}.down_proj.weight")] = value[e].contiguous()
-        else:
-            split[name] = value
-    save_file(split, str(folder / "model.safetensors"), metadata={"format": "pt"})
-
-
 def test_a_trained_mixture_of_experts_exports_merged_as_it_answers(tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -87,7 +67,6 @@ def test_a_trained_mixture_of_experts_exports_merged_as_it_answers(tmp_path):
 
     base = tmp_path / "base"
     built("qwen3_moe").save_pretrained(base)
-    per_expert(base)
     tiny_tokenizer(base)
     run = session(tmp_path, base, "lora", {"r": 4, "alpha": 8}, "run", lr=3e-3)
     run_steps(run, examples(vocab=1000), 2)
@@ -147,7 +126,6 @@ def test_a_trained_mixture_of_experts_exports_as_gguf_checked_against_its_answer
     model = built("qwen3_moe")
     model.config.norm_topk_prob = True  # as the released models have it, and llama.cpp's qwen3moe always does
     model.save_pretrained(base)
-    per_expert(base)
     tiny.byte_level(base)  # a chat template and a vocabulary llama.cpp reads (padded to the model's 1000 rows)
     run = session(tmp_path, base, "lora", {"r": 4, "alpha": 8}, "run", lr=3e-3)
     run_steps(run, examples(vocab=1000), 2)
@@ -190,18 +168,20 @@ def test_over_a_4_bit_or_streamed_base_the_attention_is_adapted_too(tmp_path, st
     the plain ones are. Before, only the experts were adapted there, the attention left as it was."""
     base = tmp_path / "base"
     built("qwen3_moe").save_pretrained(base)
-    per_expert(base)
     tiny_tokenizer(base)
     run = session(tmp_path, base, strategy, {"r": 4, "alpha": 8, **options}, "run")
     trained = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n, p in run.model.named_parameters() if p.requires_grad}
     assert {"q_proj", "k_proj", "v_proj", "o_proj", "experts"} <= trained, trained
+    if strategy == "offload":  # its experts stacked from a tensor per expert as it reads (core/expert_checkpoint.py)
+        assert "loaded one layer at a time" in run.model.get_base_model().tuneforge_offload_note
     assert run_steps(run, examples(vocab=1000), 1)[0] > 0
 
 
 def test_qwen3_30b_a3b_is_planned_by_the_weights_a_token_goes_through():
     """Qwen3-30B-A3B as released (resources/models): 30.5 B weights of which a token goes through 3.3 B (Qwen's own
     figures), which a step's compute scales with (core/speed_model.py); the experts are no linear layers bitsandbytes
-    quantizes, so a 4-bit base still holds them in 16 bits (57 GB): the plan streams them, never fits them in 4-bit."""
+    quantizes, so a 4-bit base holds them in 16 bits (57 GB) where they train adapters; frozen, QLoRA keeps them in
+    4 bits too (core/four_bit_experts.py), 15 GB."""
     from core import memory_model as mm
     from tests.conftest import REPO
 
@@ -212,12 +192,17 @@ def test_qwen3_30b_a3b_is_planned_by_the_weights_a_token_goes_through():
     attention = 48 * 2048 * (2 * 32 * 128 + 2 * 4 * 128)  # q, o and k, v: the only linear layers in a layer
     assert shape.linear_params == attention
     assert mm.weight_bytes(shape, "nf4") > 2 * (shape.params - attention - 2 * 151936 * 2048)
+    experts = 48 * 128 * 3 * 768 * 2048  # what the blocks leave out: the experts, and the routers and q/k norms
+    assert shape.unmodelled == pytest.approx(experts, rel=1e-3)
+    saved = mm.weight_bytes(shape, "nf4") - mm.weight_bytes(shape, "nf4", experts_4bit=True)
+    assert saved == pytest.approx(experts * (2 - mm.NF4_BITS / 8), rel=1e-3)
+    assert mm.weight_bytes(shape, "nf4", experts_4bit=True) < 17e9
 
 
 def test_where_the_experts_adapters_do_not_fit_the_experts_stay_frozen():
     """Qwen3-30B-A3B's adapters on every expert are 643 M weights at r=16, about 10 GB with their gradients and
-    AdamW's moments: a 12 GB card cannot hold them, so the plan freezes the experts (experts=false) and says so,
-    the count is what peft then makes, and a roomier card keeps them."""
+    AdamW's moments: streamed from disk, a 12 GB card cannot hold them, so the plan freezes the experts
+    (experts=false) and says so, the count is what peft then makes, and a roomier card keeps them."""
     from peft import LoraConfig, get_peft_model
 
     from core import hardware, planner
@@ -227,7 +212,7 @@ def test_where_the_experts_adapters_do_not_fit_the_experts_stay_frozen():
     small = planner.make_plan(hardware.load(REPO / "resources" / "hardware" / "gpu-12gb.json"), config, [300] * 200)
     assert small.fits and small.options["experts"] is False
     assert any(r.startswith("The experts stay frozen: adapters on each of them would not fit") for r in small.reasons)
-    roomy = planner.make_plan(hardware.load(REPO / "resources" / "hardware" / "gpu-24gb.json"), config, [300] * 200)
+    roomy = planner.make_plan(hardware.load(REPO / "resources" / "hardware" / "gpu-16gb.json"), config, [300] * 200)
     assert roomy.fits and roomy.options["experts"] is True
     model = built("qwen3_moe")
     chosen = targets_for(model, "auto", experts=False)

@@ -1,0 +1,162 @@
+"""A mixture of experts' frozen experts kept in 4 bits, for QLoRA.
+
+bitsandbytes quantizes linear layers (nn.Linear → Linear4bit), and transformers 5 keeps each layer's experts as 3-D
+weights (`experts.gate_up_proj` [experts, out, in]), which it leaves in 16 bits: 28.9 of Qwen3-30B-A3B's 30.5 B
+weights, 58 GB where 4 bits take 15. Where the experts train no adapters (LoRA's `experts` false, which the plan
+chooses where their adapters do not fit), nothing needs those 16-bit weights, so QLoRA keeps them as bitsandbytes'
+4-bit codes, each expert quantized as a Linear4bit's weight would be (blocks of 64, double-quantized constants), and
+`expert_forward`, registered with transformers as an experts implementation, computes each expert from its
+dequantized weight:
+
+- a dequantized expert serves one matrix product and is dropped; backward dequantizes it again (`_FourBitLinear`)
+  instead of autograd keeping it, so a layer's recompute holds one expert in 16 bits, not all of them;
+- `quantize_experts` takes one layer at a time (core/strategies/qlora.py reads the checkpoint layer by layer), and
+  an expert goes to the device alone, so no more than one layer's experts are ever in 16 bits.
+
+Experts with adapters stay in 16 bits: peft adds the adapters' product into the whole stack on every forward.
+"""
+
+from __future__ import annotations
+
+import torch
+
+NAME = "tuneforge_4bit"  # the experts implementation's name in transformers' registry
+WEIGHTS = ("gate_up_proj", "up_proj", "down_proj")  # the 3-D weights transformers' experts modules keep
+BLOCK = 64  # values per absmax block, as bitsandbytes' Linear4bit
+
+
+class FourBitStack(torch.nn.Module):
+    """One 3-D expert weight as 4-bit codes, expert by expert; `weight(e)` is expert e's [out, in]. The codes
+    are made on the device they are used on (the quantization constants do not follow `.to()`). Indexed as the
+    3-D weight was (`stack[e]`, in its own layout and precision), it serves an experts module that computes its
+    own way, outside transformers' registry, though autograd then keeps each dequantized expert for backward."""
+
+    def __init__(self, codes: torch.Tensor, states: list, shape: tuple[int, ...], transposed: bool, dtype):
+        super().__init__()
+        self.register_buffer("codes", codes, persistent=False)  # [experts, out·in/2, 1]: frozen, never saved
+        self.states, self.shape, self.transposed, self.dtype = states, shape, transposed, dtype
+
+    def __getitem__(self, e) -> torch.Tensor:
+        w = self.weight(int(e), self.dtype)
+        return w.t() if self.transposed else w
+
+    def weight(self, e: int, dtype: torch.dtype) -> torch.Tensor:
+        from bitsandbytes.functional import dequantize_4bit
+
+        return dequantize_4bit(self.codes[e], self.states[e]).to(dtype)
+
+    def linear(self, x: torch.Tensor, e: int) -> torch.Tensor:
+        return _FourBitLinear.apply(x, self, e)
+
+    def extra_repr(self) -> str:
+        return f"experts={self.shape[0]}, out={self.shape[1]}, in={self.shape[2]}, 4-bit"
+
+
+class _FourBitLinear(torch.autograd.Function):
+    """x · W_eᵀ for a frozen 4-bit expert: nothing of W is saved, backward dequantizes it again."""
+
+    @staticmethod
+    def forward(ctx, x, stack, e):
+        ctx.stack, ctx.e = stack, e
+        return x @ stack.weight(e, x.dtype).t()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad @ ctx.stack.weight(ctx.e, grad.dtype), None, None
+
+
+def quantize(weight: torch.Tensor, transposed: bool, device, quant_type: str, double_quant: bool) -> FourBitStack:
+    """A 3-D expert weight ([experts, out, in], or [experts, in, out] where `transposed`) as a FourBitStack on
+    `device`, one expert on the device at a time."""
+    from bitsandbytes.functional import quantize_4bit
+
+    codes, states = [], []
+    for e in range(weight.shape[0]):
+        w = weight[e].t() if transposed else weight[e]
+        packed, state = quantize_4bit(w.to(device).contiguous(), blocksize=BLOCK, compress_statistics=double_quant,
+                                      quant_type=quant_type)
+        codes.append(packed)
+        states.append(state)
+    out, inp = (weight.shape[2], weight.shape[1]) if transposed else weight.shape[1:]
+    return FourBitStack(torch.stack(codes), states, (weight.shape[0], out, inp), transposed, weight.dtype)
+
+
+def experts_modules(model) -> list:
+    """The modules of `model` that keep 3-D expert weights (none in a dense model)."""
+    return [m for m in model.modules()
+            if any(isinstance(getattr(m, n, None), torch.nn.Parameter) and getattr(m, n).dim() == 3 for n in WEIGHTS)]
+
+
+def quantize_experts(module, device, quant_type: str, double_quant: bool) -> None:
+    """Replace `module`'s (a model's, a layer's) 3-D expert weights by FourBitStacks on `device`."""
+    for experts in experts_modules(module):
+        for name in WEIGHTS:
+            param = getattr(experts, name, None)
+            if isinstance(param, torch.nn.Parameter) and param.dim() == 3:
+                with torch.no_grad():
+                    stack = quantize(param.data, getattr(experts, "is_transposed", False), device, quant_type,
+                                     double_quant)
+                del experts._parameters[name]
+                setattr(experts, name, stack)
+
+
+def use_four_bit_experts(model) -> None:
+    """Route the model's experts modules through `expert_forward` (transformers' registry of implementations, which
+    the modules it decorates follow: those have `has_gate`)."""
+    from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
+
+    if any(hasattr(m, "has_gate") for m in model.modules()):
+        ALL_EXPERTS_FUNCTIONS.register(NAME, expert_forward)
+        model.set_experts_implementation(NAME)
+
+
+def expert_forward(self, hidden_states, top_k_index, top_k_weights):
+    """transformers' experts forward (integrations/moe.py's contract and flags), each expert from its 4-bit codes:
+    the experts a token goes to, one at a time, their outputs weighted by the router and summed per token."""
+    out = torch.zeros_like(hidden_states)
+    first = self.gate_up_proj if self.has_gate else self.up_proj
+    first_bias = (self.gate_up_proj_bias if self.has_gate else self.up_proj_bias) if self.has_bias else None
+    for e in torch.unique(top_k_index).tolist():
+        if e >= self.num_experts:  # expert parallelism's sentinel: no expert here
+            continue
+        token, slot = torch.where(top_k_index == e)
+        h = first.linear(hidden_states[token], e)
+        if first_bias is not None:
+            h = h + first_bias[e]
+        h = self._apply_gate(h) if self.has_gate else self.act_fn(h)
+        y = self.down_proj.linear(h, e)
+        if self.has_bias:
+            y = y + self.down_proj_bias[e]
+        if self.has_post_expert_norm:
+            y = self.post_expert_norm(y)
+        out.index_add_(0, token, (y * top_k_weights[token, slot, None]).to(out.dtype))
+    return out
+
+
+def load(path, dtype, device, opts, layers_of, load_whole):
+    """QLoRA's base with its frozen experts in 4 bits. Layer by layer from the checkpoint where it can be read so
+    (core/offload/layerwise.py: the decoder's linear layers quantized by bitsandbytes as transformers' loader does,
+    each layer's experts by `quantize_experts`), so no 16-bit copy of the experts is ever on the device; otherwise
+    `load_whole()` (transformers' loader: the experts arrive in 16 bits, then are quantized) and the reason is kept
+    in `tuneforge_load_note` for the run's log."""
+    from core.offload import layerwise
+    from core.offload.install import StreamSettings
+
+    device = torch.device(device)
+    settings = StreamSettings(quantize=True, quant_type=opts.quant_type, double_quant=opts.double_quant)
+    model, why = layerwise.skeleton(path, dtype, device, settings, layers_of)
+    if model is None:
+        model = load_whole()
+        quantize_experts(model, device, opts.quant_type, opts.double_quant)
+        model.tuneforge_load_note = (f"The experts were loaded in 16 bits before being quantized ({why}), so loading "
+                                     "took more memory than training does.")
+    else:
+        layers = layers_of(model)
+        read = layerwise.layer_reader(model, layers, device, dtype)
+        for i, layer in enumerate(layers):
+            read(i)
+            quantize_experts(layer, device, opts.quant_type, opts.double_quant)
+            layer.to(device)
+        del model.tuneforge_checkpoint
+    use_four_bit_experts(model)
+    return model

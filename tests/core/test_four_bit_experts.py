@@ -1,0 +1,100 @@
+"""QLoRA keeps a mixture of experts' frozen experts in 4 bits (core/four_bit_experts.py), loaded one layer at a time
+from checkpoints that keep a tensor per expert (core/expert_checkpoint.py), for each family of the MoE table."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from core import four_bit_experts
+from core.four_bit_experts import FourBitStack
+from core.offload import layerwise
+from tests.core.test_mixture_of_experts import FAMILIES, built
+from tests.core.test_offload_optimizer import tiny_tokenizer
+from tests.core.test_offload_stream import session
+from tests.core.test_strategies import examples, run_steps
+
+
+def stacks(model) -> list[FourBitStack]:
+    return [m for m in model.modules() if isinstance(m, FourBitStack)]
+
+
+@pytest.mark.parametrize("model_type", sorted(FAMILIES))
+def test_four_bit_experts_answer_and_backpropagate_as_their_dequantized_weights_do(model_type):
+    """Our experts forward over 4-bit experts against transformers' own over the same weights dequantized back into
+    its 3-D parameters: the same logits and the same gradients everywhere else (backward dequantizes again); and
+    the family's own experts code, which indexes each expert of a stack, answers the same."""
+    quantized = built(model_type)
+    reference = copy.deepcopy(quantized)
+    four_bit_experts.quantize_experts(quantized, "cpu", "nf4", True)
+    four_bit_experts.use_four_bit_experts(quantized)
+    assert not [n for n, p in quantized.named_parameters() if p.dim() == 3] and len(stacks(quantized)) == 4
+    modules = dict(quantized.named_modules())
+    for name, module in reference.named_modules():
+        for weight in four_bit_experts.WEIGHTS:
+            stack = getattr(modules[name], weight, None)
+            if isinstance(stack, FourBitStack):
+                dequantized = torch.stack([stack.weight(e, torch.float32) for e in range(stack.shape[0])])
+                with torch.no_grad():
+                    getattr(module, weight).copy_(dequantized.transpose(1, 2) if module.is_transposed else dequantized)
+    ids = torch.randint(0, 1000, (2, 12), generator=torch.Generator().manual_seed(1))
+    ours, theirs = quantized(ids).logits, reference(ids).logits
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+    ours.square().mean().backward()
+    theirs.square().mean().backward()
+    grads = {n: p.grad for n, p in reference.named_parameters() if p.dim() < 3}
+    for name, p in quantized.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name], atol=1e-5, rtol=1e-3)
+    quantized.set_experts_implementation("eager")  # the module's own code, indexing the stacks (`stack[e]`)
+    with torch.no_grad():
+        torch.testing.assert_close(quantized(ids).logits, theirs, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("model_type", sorted(FAMILIES))
+def test_a_checkpoint_reads_every_weight_as_transformers_loads_it(tmp_path, model_type):
+    """transformers saves (as the Hub releases) a tensor per expert and projection, Mixtral's under its own MoE block
+    name (w1, w3, w2 of `block_sparse_moe`), gpt-oss its experts stacked: read by the model's names, each weight is
+    the one transformers' loader makes, so the layer-by-layer loads (QLoRA's 4-bit experts, offload) take them."""
+    model = built(model_type)
+    model.save_pretrained(tmp_path)
+    files = layerwise.weight_files(tmp_path)
+    checkpoint = layerwise.Checkpoint(files)
+    for name, p in model.named_parameters():
+        assert torch.equal(checkpoint.get(name), p.detach()), name
+    assert layerwise.names_differ(model, files, stacked=True) == ""
+    per_expert = any(".experts.0." in name for name in files)
+    assert per_expert == (model_type != "gpt_oss") == bool(layerwise.names_differ(model, files))
+
+
+@pytest.mark.parametrize("model_type", ["qwen3_moe", "mixtral"])
+def test_qlora_keeps_a_mixture_of_experts_frozen_experts_in_4_bits_loaded_layer_by_layer(tmp_path, model_type):
+    base = tmp_path / "base"
+    model = built(model_type)
+    model.save_pretrained(base)
+    tiny_tokenizer(base)
+    experts = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 3)
+    run = session(tmp_path, base, "qlora", {"r": 4, "alpha": 8, "experts": False}, "run")
+    loaded = run.model.get_base_model()
+    assert "tuneforge_load_note" not in loaded.__dict__  # read one layer at a time, not whole
+    assert not [n for n, p in loaded.named_parameters() if p.dim() == 3]
+    assert len(stacks(loaded)) == 2 * 2 and sum(s.codes.numel() for s in stacks(loaded)) == experts // 2
+    adapted = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n, p in run.model.named_parameters() if p.requires_grad}
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj"}  # the attention: not the router, not the experts
+    losses = run_steps(run, examples(vocab=1000), 3)
+    assert losses[-1] < losses[0]
+
+
+def test_a_checkpoint_not_read_layer_by_layer_is_loaded_whole_then_its_experts_quantized(tmp_path, monkeypatch):
+    """Where the checkpoint cannot be read a layer at a time, transformers loads it (the experts in 16 bits) and the
+    experts are quantized after; the run's log says loading took more memory than training."""
+    base = tmp_path / "base"
+    built("qwen3_moe").save_pretrained(base)
+    tiny_tokenizer(base)
+    monkeypatch.setattr(layerwise, "skeleton", lambda *a: (None, "the model folder has no safetensors files"))
+    run = session(tmp_path, base, "qlora", {"r": 4, "alpha": 8, "experts": False}, "run")
+    assert len(stacks(run.model)) == 4 and not [n for n, p in run.model.named_parameters() if p.dim() == 3]
+    notes = []
+    run_steps(run, examples(vocab=1000), 1, notes)
+    assert notes[0][1].startswith("The experts were loaded in 16 bits before being quantized (the model folder has no")
