@@ -1,17 +1,18 @@
-"""A mixture of experts' frozen experts kept in 4 bits, for QLoRA.
+"""A mixture of experts' frozen experts kept in 4 bits, under QLoRA and offload (a 4-bit base).
 
 bitsandbytes quantizes linear layers (nn.Linear → Linear4bit), and transformers 5 keeps each layer's experts as 3-D
 weights (`experts.gate_up_proj` [experts, out, in]), which it leaves in 16 bits: 28.9 of Qwen3-30B-A3B's 30.5 B
 weights, 58 GB where 4 bits take 15. Where the experts train no adapters (LoRA's `experts` false, which the plan
-chooses where their adapters do not fit), nothing needs those 16-bit weights, so QLoRA keeps them as bitsandbytes'
-4-bit codes, each expert quantized as a Linear4bit's weight would be (blocks of 64, double-quantized constants), and
-`expert_forward`, registered with transformers as an experts implementation, computes each expert from its
-dequantized weight:
+chooses where their adapters do not fit), nothing needs those 16-bit weights, so a 4-bit base keeps them as
+bitsandbytes' 4-bit codes, each expert quantized as a Linear4bit's weight would be (blocks of 64, double-quantized
+constants), and `expert_forward`, registered with transformers as an experts implementation, computes each expert
+from its dequantized weight:
 
 - a dequantized expert serves one matrix product and is dropped; backward dequantizes it again (`_FourBitLinear`)
   instead of autograd keeping it, so a layer's recompute holds one expert in 16 bits, not all of them;
-- `quantize_experts` takes one layer at a time (core/strategies/qlora.py reads the checkpoint layer by layer), and
-  an expert goes to the device alone, so no more than one layer's experts are ever in 16 bits.
+- `quantize_experts` takes one layer at a time (`load` for QLoRA, and offload's weight store, read the checkpoint
+  layer by layer: core/offload/layerwise.py), and an expert goes to the device alone, so no more than one layer's
+  experts are ever in 16 bits; offload's store then streams the codes with the layer's other frozen weights.
 
 Experts with adapters stay in 16 bits: peft adds the adapters' product into the whole stack on every forward.
 """
@@ -27,13 +28,15 @@ BLOCK = 64  # values per absmax block, as bitsandbytes' Linear4bit
 
 class FourBitStack(torch.nn.Module):
     """One 3-D expert weight as 4-bit codes, expert by expert; `weight(e)` is expert e's [out, in]. The codes
-    are made on the device they are used on (the quantization constants do not follow `.to()`). Indexed as the
-    3-D weight was (`stack[e]`, in its own layout and precision), it serves an experts module that computes its
-    own way, outside transformers' registry, though autograd then keeps each dequantized expert for backward."""
+    are made on the device they are used on (the quantization constants do not follow `.to()`); they are a frozen
+    2-D parameter, so offload's weight store streams them with the layer's others (core/offload/layerwise.py) and
+    nothing takes them for an expert weight to adapt. Indexed as the 3-D weight was (`stack[e]`, in its own layout
+    and precision), it serves an experts module that computes its own way, outside transformers' registry, though
+    autograd then keeps each dequantized expert for backward."""
 
     def __init__(self, codes: torch.Tensor, states: list, shape: tuple[int, ...], transposed: bool, dtype):
         super().__init__()
-        self.register_buffer("codes", codes, persistent=False)  # [experts, out·in/2, 1]: frozen, never saved
+        self.codes = torch.nn.Parameter(codes, requires_grad=False)  # [experts, out·in/2] uint8
         self.states, self.shape, self.transposed, self.dtype = states, shape, transposed, dtype
 
     def __getitem__(self, e) -> torch.Tensor:
@@ -43,7 +46,7 @@ class FourBitStack(torch.nn.Module):
     def weight(self, e: int, dtype: torch.dtype) -> torch.Tensor:
         from bitsandbytes.functional import dequantize_4bit
 
-        return dequantize_4bit(self.codes[e], self.states[e]).to(dtype)
+        return dequantize_4bit(self.codes[e].unsqueeze(1), self.states[e]).to(dtype)
 
     def linear(self, x: torch.Tensor, e: int) -> torch.Tensor:
         return _FourBitLinear.apply(x, self, e)
@@ -78,7 +81,7 @@ def quantize(weight: torch.Tensor, transposed: bool, device, quant_type: str, do
         codes.append(packed)
         states.append(state)
     out, inp = (weight.shape[2], weight.shape[1]) if transposed else weight.shape[1:]
-    return FourBitStack(torch.stack(codes), states, (weight.shape[0], out, inp), transposed, weight.dtype)
+    return FourBitStack(torch.stack(codes).flatten(1), states, (weight.shape[0], out, inp), transposed, weight.dtype)
 
 
 def experts_modules(model) -> list:
@@ -143,7 +146,8 @@ def load(path, dtype, device, opts, layers_of, load_whole):
     from core.offload.install import StreamSettings
 
     device = torch.device(device)
-    settings = StreamSettings(quantize=True, quant_type=opts.quant_type, double_quant=opts.double_quant)
+    settings = StreamSettings(quantize=True, quant_type=opts.quant_type, double_quant=opts.double_quant,
+                              experts_4bit=True)
     model, why = layerwise.skeleton(path, dtype, device, settings, layers_of)
     if model is None:
         model = load_whole()
@@ -152,10 +156,9 @@ def load(path, dtype, device, opts, layers_of, load_whole):
                                      "took more memory than training does.")
     else:
         layers = layers_of(model)
-        read = layerwise.layer_reader(model, layers, device, dtype)
+        read = layerwise.layer_reader(model, layers, device, dtype, settings)
         for i, layer in enumerate(layers):
             read(i)
-            quantize_experts(layer, device, opts.quant_type, opts.double_quant)
             layer.to(device)
         del model.tuneforge_checkpoint
     use_four_bit_experts(model)

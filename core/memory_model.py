@@ -160,13 +160,13 @@ def weight_bytes(shape: ModelShape, storage: str, experts_4bit: bool = False) ->
     raise ValueError(f"unknown weight storage {storage!r}; one of {', '.join(WEIGHT_STORAGE)}")
 
 
-def layer_weight_bytes(shape: ModelShape, storage: str) -> int:
+def layer_weight_bytes(shape: ModelShape, storage: str, experts_4bit: bool = False) -> int:
     """Bytes of the decoder layers' weights alone: what the offload strategy streams (embeddings, head and
     final norm, in 16-bit or fp32, stay on the device). A mixture of experts' experts, counted on the meta model
     (`unmodelled`), are its layers' own: they stream with them."""
     experts = shape.unmodelled if shape.experts else 0
     outside = (shape.params - shape.decoder_params - experts) * (4 if storage == "fp32" else 2)
-    return weight_bytes(shape, storage) - outside
+    return weight_bytes(shape, storage, experts_4bit) - outside
 
 
 def trainable_params(shape: ModelShape, s: Setup) -> int:
@@ -319,7 +319,8 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
         # The weights stream through a ring of `resident_layers` buffers (the one computing, the next arriving).
         # Over a frozen base (core/offload/stream.py) only the decoder layers stream: embeddings, head and final
         # norm stay on the device, in 16-bit; so do the layers LISA trains, in their own memory.
-        outside = 0 if full_like and not s.frozen_streamed else weights - layer_weight_bytes(shape, s.weight_storage)
+        outside = 0 if full_like and not s.frozen_streamed else weights - layer_weight_bytes(shape, s.weight_storage,
+                                                                                          s.experts_4bit)
         per_layer = (weights - outside) // shape.layers
         dev[f"weights ({s.resident_layers} layers resident, rest streamed)"] = s.resident_layers * per_layer
         if s.frozen_streamed:

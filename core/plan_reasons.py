@@ -40,12 +40,13 @@ def why_rung(shape: ModelShape, strategy: str, ckpt: bool, target: Target, optio
         text = (f"Strategy lora: the {size} base stays frozen in {base} and low-rank adapters "
                 f"({adapters / 1e6:.1f}M weights) train on every linear layer{experts}; it fits {where}")
     else:  # qlora and offload are the ladder's lower rungs; a strategy off it (a re-plan's first rung) stays
-        four_bit = strategy == "qlora" and options.get("experts") is False
+        four_bit = strategy in ("qlora", "offload") and options.get("experts") is False and options.get("quantize",
+                                                                                                       True)
         experts = (EXPERTS_4 if four_bit else EXPERTS_16) if shape.experts else ""
         text = {
             "qlora": f"Strategy qlora: the {size} base in {base} does not fit {where} for training, so the frozen "
                      f"base is stored in 4-bit nf4 with double quantization{experts} and adapters train on top",
-            "offload": f"Strategy offload: even a 4-bit {size} base{EXPERTS_16 if shape.experts else ''} does not "
+            "offload": f"Strategy offload: even a 4-bit {size} base{experts} does not "
                        f"fit {where} with room to train, so the frozen weights stay in RAM (or on NVMe) and stream to "
                        "the GPU layer by layer",
         }.get(strategy, f"Strategy {strategy} as before")

@@ -101,7 +101,7 @@ def streamed_bytes(shape: ModelShape, s: Setup) -> float:
     if offload != "weights" and not s.frozen_streamed:
         return 0
     streamed = shape.layers - (min(s.lisa_layers, shape.layers) if s.frozen_streamed else 0)
-    per_pass = 2 * layer_weight_bytes(shape, s.weight_storage) * streamed / shape.layers
+    per_pass = 2 * layer_weight_bytes(shape, s.weight_storage, s.experts_4bit) * streamed / shape.layers
     return per_pass / (s.accumulation if s.layer_major else 1)
 
 

@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import four_bit_experts
 from core.offload import layerwise
 from core.offload.stream import LayerStreamer
 from core.offload.weight_store import WeightStore
@@ -32,6 +33,7 @@ class StreamSettings:
     quantize: bool = False  # the layers' linear weights in 4-bit (bitsandbytes) as QLoRA
     quant_type: str = "nf4"
     double_quant: bool = True
+    experts_4bit: bool = False  # a mixture of experts' frozen experts in 4 bits too (core/four_bit_experts.py)
 
 
 def choose_where(where: str, nbytes: int) -> tuple[str, str]:
@@ -68,8 +70,8 @@ def install(model, layers_of, run_dir: Path | None, writes_back: bool = False) -
     layers = layers_of(model)
     skeleton = hasattr(model, "tuneforge_checkpoint")
     if skeleton:
-        nbytes = layerwise.expected_bytes(layers, settings.quantize)
-        frozen, read = [None] * len(layers), layerwise.layer_reader(model, layers, device, model.dtype)
+        nbytes = layerwise.expected_bytes(layers, settings.quantize, settings.experts_4bit)
+        frozen, read = [None] * len(layers), layerwise.layer_reader(model, layers, device, model.dtype, settings)
     else:
         frozen, read = [list(layer.parameters()) for layer in layers], None
         nbytes = sum(p.numel() * p.element_size() for ps in frozen for p in ps)
@@ -79,11 +81,15 @@ def install(model, layers_of, run_dir: Path | None, writes_back: bool = False) -
         folder = Path(settings.folder) if settings.folder else (run_dir / "offload" if run_dir else
                                                                  Path(tempfile.mkdtemp(prefix="tuneforge-offload-")))
     store = WeightStore(frozen, where, folder, materialize=read)
+    if settings.experts_4bit:
+        four_bit_experts.use_four_bit_experts(model)
     model.to(device)  # what is outside the layers; the layers' weights are empty placeholders now
     streamer = LayerStreamer(layers, store, device, settings.ring)
     streamer.attach(next(m for m in model.modules() if any(c is layers for c in m.children())))
     model.tuneforge_offload = streamer
     loading = "loaded one layer at a time" if skeleton else f"loaded whole first ({why})"
+    if not skeleton and settings.experts_4bit and four_bit_experts.experts_modules(model):
+        loading += ", so its experts stay in 16 bits"
     after = "a layer LISA lets go is written back" if writes_back else "steps only read"
     wear = f" The drive took {store.bytes_written / 2**30:.2f} GiB once, at load; {after}." if where == "disk" else ""
     model.tuneforge_offload_note = (f"Frozen layer weights stream from {store.placement} through {settings.ring} "

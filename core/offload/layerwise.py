@@ -194,9 +194,12 @@ def four_bit_modules(layers, dtype, quant_type: str, double_quant: bool) -> None
                 setattr(parent, name, new)
 
 
-def layer_reader(model, layers, device, dtype):
-    """materialize(i) for the WeightStore: layer i's frozen parameters read (and quantized) from the checkpoint."""
+def layer_reader(model, layers, device, dtype, settings=None):
+    """materialize(i) for the WeightStore: layer i's frozen parameters read (and quantized) from the checkpoint;
+    a mixture of experts' experts in 4 bits too where `settings.experts_4bit` (core/four_bit_experts.py)."""
     import torch
+
+    from core import four_bit_experts
 
     ckpt = model.tuneforge_checkpoint
     prefix = {id(layer): name for name, layer in model.named_modules() if any(layer is x for x in layers)}
@@ -216,16 +219,19 @@ def layer_reader(model, layers, device, dtype):
                     else:
                         value = torch.nn.Parameter(value, requires_grad=False)
                     setattr(module, attr, value)
+        if settings is not None and settings.experts_4bit:
+            four_bit_experts.quantize_experts(layer, device, settings.quant_type, settings.double_quant)
         return [p for p in layer.parameters() if not p.requires_grad]
 
     return materialize
 
 
-def expected_bytes(layers, quantize: bool) -> int:
-    """What the layers' frozen weights will take once loaded: 4-bit linear weights pack two to a byte."""
+def expected_bytes(layers, quantize: bool, experts_4bit: bool = False) -> int:
+    """What the layers' frozen weights will take once loaded: 4-bit linear weights (and experts, where
+    `experts_4bit`) pack two to a byte."""
     total = 0
     for module in layers.modules():
         for p in module.parameters(recurse=False):
-            packed = quantize and type(p).__name__ == "Params4bit"
+            packed = quantize and type(p).__name__ == "Params4bit" or experts_4bit and p.dim() == 3
             total += (p.numel() + 1) // 2 if packed else p.numel() * p.element_size()
     return total

@@ -67,7 +67,8 @@ def no_cpu_repacking(model):
 
 
 def stream_settings(opts: OffloadOptions) -> StreamSettings:
-    return StreamSettings(opts.where, opts.folder, opts.ring, opts.quantize, opts.quant_type, opts.double_quant)
+    return StreamSettings(opts.where, opts.folder, opts.ring, opts.quantize, opts.quant_type, opts.double_quant,
+                          experts_4bit=opts.quantize and opts.experts is False)
 
 
 @register
@@ -76,7 +77,6 @@ class Offload(QLora):
     summary = "LoRA over a 4-bit base kept in RAM or on NVMe and streamed to the GPU layer by layer."
     Options = OffloadOptions
     streams_weights = True
-    experts_in_4bit = False  # the weight store streams parameters, which 4-bit experts are not
 
     def setup_fields(self, opts, device: str) -> dict:
         return {**super().setup_fields(opts, device), "resident_layers": opts.ring, "quantized_base": opts.quantize,
@@ -87,11 +87,11 @@ class Offload(QLora):
         streaming (a CPU run), QLoRA's (or LoRA's) load."""
         import torch
 
-        loader = QLora.load_model if opts.quantize else Strategy.load_model
         if torch.device(device).type != "cuda" and opts.stream != "always":
-            return loader(self, path, dtype, device, opts)
+            return (QLora.load_model if opts.quantize else Strategy.load_model)(self, path, dtype, device, opts)
+        whole = QLora.load_4bit if opts.quantize else Strategy.load_model  # on the host: experts stay 16-bit
         return install.load_base(path, dtype, device, stream_settings(opts), decoder_layers,
-                                 lambda where: loader(self, path, dtype, where, opts))
+                                 lambda where: whole(self, path, dtype, where, opts))
 
     def prepare(self, model, opts, cfg):
         if hasattr(model, "tuneforge_stream"):

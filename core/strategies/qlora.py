@@ -49,7 +49,9 @@ class QLora(Lora):
 
     def plan_variants(self, options: dict) -> list[tuple[dict, str]]:
         """LoRA's; frozen experts are kept in 4 bits as well (core/four_bit_experts.py), which the plan says."""
-        return [(opts, why and f"{why} {FOUR_BIT_EXPERTS}") for opts, why in super().plan_variants(options)]
+        four_bit = options.get("quantize", True)  # offload's quantize=false keeps the whole base in 16 bits
+        return [(opts, why and four_bit and f"{why} {FOUR_BIT_EXPERTS}" or why)
+                for opts, why in super().plan_variants(options)]
 
     def optimizer_name(self, opts, device: str) -> str:
         if opts.optimizer == "auto":  # paging needs CUDA's unified memory
@@ -64,13 +66,14 @@ class QLora(Lora):
             from core.strategies.lisa import decoder_layers
 
             return four_bit_experts.load(path, dtype, device, opts, decoder_layers,
-                                         lambda: self._load_4bit(path, dtype, device, opts))
-        return self._load_4bit(path, dtype, device, opts)
+                                         lambda: self.load_4bit(path, dtype, device, opts))
+        return self.load_4bit(path, dtype, device, opts)
 
     def before_step(self, step: int, model, optimizer, opts, cfg) -> str | None:
         return model.get_base_model().__dict__.pop("tuneforge_load_note", None)
 
-    def _load_4bit(self, path, dtype, device, opts):
+    def load_4bit(self, path, dtype, device, opts):
+        """transformers' 4-bit loader: the decoder's linear layers in 4 bits, the rest (experts too) in `dtype`."""
         import torch
         from transformers import BitsAndBytesConfig
 
