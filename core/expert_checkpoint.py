@@ -44,6 +44,12 @@ def parts(name: str, stored: dict[str, str]) -> list[list[str]] | None:
     return None
 
 
+def shape(parts_of: list[list[str]], shapes: dict) -> tuple[int, int, int]:
+    """The stacked weight's shape, from its parts' (`shapes`: the checkpoint's name → shape)."""
+    first = parts_of[0]
+    return len(parts_of), sum(shapes[p][0] for p in first), shapes[first[0]][1]
+
+
 def stack(parts_of: list[list[str]], get):
     """The 3-D weight from its parts (`parts`), `get` reading one tensor by the checkpoint's name."""
     import torch

@@ -16,8 +16,8 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from core import atomic
-from core.offload.layerwise import INDEX, Checkpoint, name_index, stored_name, weight_files
+from core import atomic, expert_checkpoint
+from core.offload.layerwise import INDEX, Checkpoint, language_name, name_index, stored_name, weight_files
 
 ADAPTER_FILE, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"
 PREFIX = "base_model.model."  # peft's name for the wrapped model in a saved adapter
@@ -123,7 +123,10 @@ class Merged(Mapping):
         for shard in sorted(set(self.files.values())):
             with safe_open(str(shard), framework="pt") as f:
                 stored.update({name: tuple(f.get_slice(name).get_shape()) for name in f.keys()})
-        return {name: stored[inside] for name, inside in self.names.items()}
+        index = self._checkpoint.index
+        return {name: stored[inside] if inside in stored else
+                expert_checkpoint.shape(expert_checkpoint.parts(language_name(inside), index), stored)
+                for name, inside in self.names.items()}
 
 
 def _adapter_names(adapter: Path) -> list[str]:

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from core import results, strategies
+from core import expert_checkpoint, results, strategies
 from core.gguf_export.architectures import SKIPPED
-from core.offload.layerwise import language_name
-from core.strategies import lora
+from core.offload.layerwise import language_name, name_index
 
 
 @dataclass
@@ -60,7 +59,7 @@ def source(run: dict, nf4_base: bool = False) -> Source:
     from core.offload.layerwise import model_names, weight_files
 
     files = weight_files(base)
-    names = model_names(model, files)
+    names = model_names(model, files, stacked=True)
     tensors = Merged(base, adapter, names)
     shapes = tensors.shapes()
     loaded = []
@@ -76,7 +75,7 @@ def source(run: dict, nf4_base: bool = False) -> Source:
         return loaded[0]
 
     what = "the adapter merged into each weight" if adapter is not None else "the run's saved weights"
-    others = len(set(files) - set(names.values()) - {n for n in files if n.endswith(SKIPPED)})
+    others = len(set(files) - _read(names, files) - {n for n in files if n.endswith(SKIPPED)})
     left_out = (f"; the checkpoint's {others} tensors outside the language model (a vision tower, a draft block for "
                 "speculative decoding) are left out") if others else ""
     return Source(tensors, shapes, model.config.to_dict(),
@@ -145,18 +144,20 @@ def _not_by_shards(model, base: Path, adapter: Path | None) -> str:
     if why:
         return why
     files = weight_files(base)
-    stored = set(model_names(model, files).values())
+    stored = _read(model_names(model, files, stacked=True), files)
     nested = any(language_name(name) != name for name in stored)
     extra = sorted(n for n in set(files) - stored
                    if not n.endswith(SKIPPED) and (not nested or language_name(n) != n))
-    differ = names_differ(model, files)
-    if differ and lora.expert_weights(model):
-        # A mixture of experts as the Hub releases it (Qwen3-30B-A3B): one 2-D tensor per expert and projection, which
-        # transformers stacks into each layer's 3-D expert weights (gate_up_proj: every expert's gate and up rows) as
-        # it loads. The shards hold no tensor by those names, so the merged weights come from the loaded model.
-        return ("the checkpoint stores each expert's weights apart, which transformers stacks into the model's 3-D "
-                "expert weights as it loads")
+    differ = names_differ(model, files, stacked=True)
     return differ or (f"the checkpoint holds {extra[0]}, which the model does not" if extra else "")
+
+
+def _read(names: dict[str, str], files) -> set[str]:
+    """The checkpoint's tensors that `names` (model_names, stacked) reads: a mixture of experts' expert weights
+    stacked from a tensor per expert and projection as released (core/expert_checkpoint.py) read each of those."""
+    index = name_index(files)
+    parts = [expert_checkpoint.parts(language_name(n), index) for n, stored in names.items() if stored not in files]
+    return {stored for stored in names.values() if stored in files} | {p for ps in parts for e in ps for p in e}
 
 
 def stored_dtype(model_path: str | Path):

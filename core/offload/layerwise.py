@@ -80,12 +80,12 @@ class Checkpoint:
     (core/expert_checkpoint.py)."""
 
     def __init__(self, files: dict[str, Path]):
-        self.files, self._open, self._index = files, {}, name_index(files)
+        self.files, self._open, self.index = files, {}, name_index(files)
 
     def get(self, name: str):
-        stored = stored_name(name, self.files, self._index)
+        stored = stored_name(name, self.files, self.index)
         if stored is None:
-            parts = expert_checkpoint.parts(language_name(name), self._index)
+            parts = expert_checkpoint.parts(language_name(name), self.index)
             if parts is None:
                 raise KeyError(f"{name} is not in the checkpoint")
             return expert_checkpoint.stack(parts, self._stored)
@@ -100,12 +100,20 @@ class Checkpoint:
         return self._open[file].get_tensor(stored)
 
 
-def model_names(model, files: dict) -> dict[str, str]:
+def model_names(model, files: dict, stacked: bool = False) -> dict[str, str]:
     """The model's name → the checkpoint's, for every tensor of the model's state the checkpoint holds (`model`
-    may be on the meta device); the checkpoint's others (a vision tower the causal LM does not load) are left out."""
+    may be on the meta device); the checkpoint's others (a vision tower the causal LM does not load) are left out.
+    `stacked`: an expert weight the checkpoint keeps a tensor per expert of maps to the model's own name, which a
+    Checkpoint reads by stacking its parts (core/expert_checkpoint.py)."""
     index = name_index(files)
-    names = {name: stored_name(name, files, index) for name in model.state_dict()}
-    return {name: stored for name, stored in names.items() if stored is not None}
+    names = {}
+    for name in model.state_dict():
+        stored = stored_name(name, files, index)
+        if stored is None and stacked and expert_checkpoint.parts(language_name(name), index):
+            stored = name
+        if stored is not None:
+            names[name] = stored
+    return names
 
 
 def names_differ(model, files: dict, stacked: bool = False) -> str:
