@@ -132,7 +132,7 @@ def capacity(device: str) -> int:
 # --- the model ----------------------------------------------------------------------------------------------
 def random_model(name: str, config: dict, root: str | Path, device: str) -> Path:
     """A random-init model of `config` saved under `root`/`name`, made once and reused by every cell."""
-    from transformers import AutoModelForCausalLM, LlamaConfig
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     folder = Path(root) / name
     if (folder / "config.json").exists():
@@ -142,7 +142,8 @@ def random_model(name: str, config: dict, root: str | Path, device: str) -> Path
     # trains in fp32 (as the Session does), so its model is made in fp32.
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(LlamaConfig(**config), dtype=dtype)
+        made = AutoConfig.for_model(**config)  # a Llama for every shape but the mixture of experts' (moe_gpu.py)
+        model = AutoModelForCausalLM.from_config(made, dtype=dtype)
     model.save_pretrained(folder)
     del model
     free(device)  # the cell's own model must find the memory empty
@@ -150,16 +151,20 @@ def random_model(name: str, config: dict, root: str | Path, device: str) -> Path
 
 
 # --- the memory model's prediction ---------------------------------------------------------------------------
-def predict(cell: Cell, config: dict, device: str) -> Estimate:
-    """The memory model's estimate for this cell, with the Setup built as the planner builds it."""
+def setup(cell: Cell, device: str) -> Setup:
+    """The memory model's Setup for this cell, built as the planner builds it."""
     s = strategies.get(cell.strategy, need_built=False)
     on_gpu = device == "cuda"
     # As core.plan_target builds it: two sequences a pair (their answers' losses from the fused kernel too).
-    setup = Setup(cell.strategy, cell.micro_batch * objectives.sequences_held(cell.objective), cell.seq_len,
-                  compute_bytes=2 if on_gpu else 4, checkpointing=cell.checkpointing, on_gpu=on_gpu,
-                  fused_loss=on_gpu,  # kernels "auto", as run
-                  **s.setup_fields(s.options(cell.options), device))
-    return estimate(ModelShape.from_config(config), setup)
+    return Setup(cell.strategy, cell.micro_batch * objectives.sequences_held(cell.objective), cell.seq_len,
+                 compute_bytes=2 if on_gpu else 4, checkpointing=cell.checkpointing, on_gpu=on_gpu,
+                 fused_loss=on_gpu,  # kernels "auto", as run
+                 **s.setup_fields(s.options(cell.options), device))
+
+
+def predict(cell: Cell, config: dict, device: str) -> Estimate:
+    """The memory model's estimate for this cell."""
+    return estimate(ModelShape.from_config(config), setup(cell, device))
 
 
 def predicted_peak(est: Estimate, device: str) -> dict[str, int]:

@@ -9,6 +9,7 @@
 #                                        # checks side by side first, then the timed ones alone
 #   bash benchmarks/gpu_checks.sh recheck  # 5-6 minutes: what a fix changes (see its case below)
 #   bash benchmarks/gpu_checks.sh owed     # about 9 minutes: the checks left owed (see its case below)
+#   bash benchmarks/gpu_checks.sh experts  # about 4 minutes: a mixture of experts, each way a plan trains it
 #
 # Packages the machine lacks travel as wheels in .whl/ (benchmarks/README.md says which and how); they are
 # installed first when the folder is there. Each check has its own time limit, so one that hangs cannot eat
@@ -95,8 +96,12 @@ case "$PART" in
     check offload 185 $PY benchmarks/offload_gpu.py --steps 3
     check memory-model 90 $PY benchmarks/memory_model_gpu.py --quick
     ;;
+  experts)  # a mixture of experts (Qwen3-30B-A3B's shape, 4 layers) trained each way a plan may pick: peaks and
+            # tokens/s against the memory and speed models, the experts in 4 bits among them
+    check moe 260 $PY benchmarks/moe_gpu.py
+    ;;
   *)
-    echo "usage: bash benchmarks/gpu_checks.sh 1|2|all|recheck|owed" >&2
+    echo "usage: bash benchmarks/gpu_checks.sh 1|2|all|recheck|owed|experts" >&2
     exit 2
     ;;
 esac

@@ -118,7 +118,7 @@ def plan(names: list[str], micro_batch: int, seq_len: int, checkpointing: bool, 
     return out
 
 
-def baseline(model_dir: Path, device: str, checkpointing: bool):
+def baseline(model_dir: Path, device: str, checkpointing: bool, targets: list[str] = LLAMA_TARGETS):
     """Plain transformers + peft LoRA and torch's AdamW, as one would write it without Tuneforge."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -128,7 +128,7 @@ def baseline(model_dir: Path, device: str, checkpointing: bool):
     model.config.use_cache = False
     if checkpointing:
         model.activation_checkpointing_enable()  # non-reentrant; makes the embedding output require grad
-    model = get_peft_model(model, LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], target_modules=LLAMA_TARGETS,
+    model = get_peft_model(model, LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], target_modules=targets,
                                              task_type="CAUSAL_LM"))
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
