@@ -126,9 +126,9 @@ def _in_layer(name: str, layers: str) -> str:
     return name[re.match(layers, name).end():]
 
 
-FROZEN_EXPERTS = ("The experts stay frozen: adapters on each of them would not fit (with their gradients and "
-                  "optimizer state, far more than the model's other layers need), so the attention and other linear "
-                  "layers are adapted alone (experts=false).")
+FROZEN_EXPERTS = ("The experts stay frozen: adapters on each of them (with their gradients and optimizer state, far "
+                  "more than the model's other layers need) would not fit, or only with the weights read from the "
+                  "disk every step, so the attention and other linear layers are adapted alone (experts=false).")
 
 
 @register
