@@ -64,6 +64,12 @@ ARCHITECTURES = {
     "gemma2": ("Gemma2", "gemma"),
     "gemma3_text": ("Gemma3", "gemma"),
     "smollm3": ("SmolLM3", "llama"),  # its layers without rope never call apply_rotary_pos_emb, patched or not
+    # Mixtures of experts: their experts keep transformers' own implementation (or core/four_bit_experts.py's);
+    # a dense MLP beside them (Qwen2-MoE's shared expert) takes the SwiGLU kernel
+    "qwen3_moe": ("Qwen3Moe", "llama"),
+    "qwen2_moe": ("Qwen2Moe", "llama"),
+    "mixtral": ("Mixtral", "llama"),
+    "olmoe": ("Olmoe", "llama"),
 }
 
 
@@ -199,7 +205,11 @@ def mlp_forward_for(module):
 
 
 def _patch_mlps(model, prefix, _) -> Patched:
-    return _patch_each(model, f"{prefix}MLP", mlp_forward_for)
+    done = _patch_each(model, f"{prefix}MLP", mlp_forward_for)
+    if not done.places and any(hasattr(m, "has_gate") for m in model.modules()):  # transformers' experts modules
+        return Patched(reason="a mixture of experts: its experts compute their gated activation in their own "
+                              "implementation (transformers', or our 4-bit one), which this kernel does not reach")
+    return done
 
 
 # --- rope --------------------------------------------------------------------------------------------------------

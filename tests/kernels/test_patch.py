@@ -31,6 +31,12 @@ def config(name: str, **sizes):
         "gemma2": lambda: t.Gemma2Config(**sizes, head_dim=16, final_logit_softcapping=30.0, **eager),
         "gemma3": lambda: t.Gemma3TextConfig(**sizes, head_dim=16, final_logit_softcapping=30.0, **eager),
         "smollm3": lambda: t.SmolLM3Config(**sizes, no_rope_layers=[1, 0], tie_word_embeddings=True, pad_token_id=0),
+        "qwen3_moe": lambda: t.Qwen3MoeConfig(**sizes, head_dim=16, moe_intermediate_size=32, num_experts=4,
+                                              num_experts_per_tok=2),
+        "qwen2_moe": lambda: t.Qwen2MoeConfig(**sizes, moe_intermediate_size=32, shared_expert_intermediate_size=48,
+                                              num_experts=4, num_experts_per_tok=2),  # a shared expert: an MLP
+        "mixtral": lambda: t.MixtralConfig(**sizes, num_local_experts=4, num_experts_per_tok=2),
+        "olmoe": lambda: t.OlmoeConfig(**sizes, num_experts=4, num_experts_per_tok=2, pad_token_id=0),
     }[name]()
 
 
@@ -47,6 +53,10 @@ CASES = {
     "qwen2-peft-lora-checkpointing": ("qwen2", "lora", True),  # q/k/v with biases
     "gemma2-peft-qlora": ("gemma2", "qlora", False),
     "llama-peft-qlora": ("llama", "qlora", False),
+    "qwen3-moe-checkpointing": ("qwen3_moe", None, True),  # mixtures of experts: no dense MLP, or a shared expert
+    "qwen2-moe": ("qwen2_moe", None, False),
+    "mixtral": ("mixtral", None, False),
+    "olmoe": ("olmoe", None, False),  # q/k norms over the whole projection
 }
 
 
@@ -116,10 +126,12 @@ def test_patched_model_trains_exactly_like_the_plain_one(case, calls):
     plain = tiny(arch, lora, checkpointing)
     ours = copy.deepcopy(plain)
     report = patch(ours, device=DEVICE)
-    assert all(p.active for op, p in report.items() if op != "lora"), report
+    mlps = sum(type(m).__name__.endswith("MLP") for m in plain.modules())  # a mixture of experts: its shared expert
+    assert all(p.active for op, p in report.items() if op != "lora" and (op != "swiglu" or mlps)), report
     assert report["lora"].active == bool(lora) and (not lora or not report["lora"].reason), report["lora"]
     layers = SIZES["num_hidden_layers"]
-    assert len(report["swiglu"].places) == len(report["rope"].places) == layers
+    assert len(report["swiglu"].places) == mlps and len(report["rope"].places) == layers
+    assert mlps or report["swiglu"].reason.startswith("a mixture of experts: its experts compute")
     assert len(report["cross_entropy"].places) == 1
 
     batch = batch_of(SIZES["vocab_size"])
@@ -133,7 +145,7 @@ def test_patched_model_trains_exactly_like_the_plain_one(case, calls):
         assert len(report["lora"].places) == 8 * layers  # 7 projections and the MLP
         assert ran["lora_mlp"] >= layers and ran["lora"] >= 4 * layers and ran["swiglu"] == 0, ran
     else:
-        assert ran["swiglu"] >= layers, ran
+        assert ran["swiglu"] >= mlps, ran
 
     close(loss, plain_loss, 1e-5, "loss")
     assert grads.keys() == plain_grads.keys() and grads
