@@ -114,25 +114,36 @@ def use_four_bit_experts(model) -> None:
 
 
 def expert_forward(self, hidden_states, top_k_index, top_k_weights):
-    """transformers' experts forward (integrations/moe.py's contract and flags), each expert from its 4-bit codes:
-    the experts a token goes to, one at a time, their outputs weighted by the router and summed per token."""
-    out = torch.zeros_like(hidden_states)
+    """transformers' experts forward (integrations/moe.py's contract and flags), each expert from its 4-bit codes.
+    The (token, expert) pairs are sorted by expert once, so each expert takes a contiguous run of rows and the GPU
+    waits once a layer for the counts (transformers' eager loop finds each expert's tokens apart, a wait each);
+    the outputs, weighted by the router, are summed per token."""
+    top_k = top_k_index.shape[-1]
+    flat = top_k_index.reshape(-1)
+    order = flat.argsort(stable=True)
+    counts = torch.bincount(flat, minlength=self.num_experts + 1).tolist()  # the last: expert parallelism's sentinel
+    token = order // top_k
+    x = hidden_states[token]
     first = self.gate_up_proj if self.has_gate else self.up_proj
     first_bias = (self.gate_up_proj_bias if self.has_gate else self.up_proj_bias) if self.has_bias else None
-    for e in torch.unique(top_k_index).tolist():
-        if e >= self.num_experts:  # expert parallelism's sentinel: no expert here
+    outs, start = [], 0
+    for e, n in enumerate(counts[:self.num_experts]):
+        if not n:
             continue
-        token, slot = torch.where(top_k_index == e)
-        h = first.linear(hidden_states[token], e)
+        h = first.linear(x[start:start + n], e)
         if first_bias is not None:
             h = h + first_bias[e]
         h = self._apply_gate(h) if self.has_gate else self.act_fn(h)
         y = self.down_proj.linear(h, e)
         if self.has_bias:
             y = y + self.down_proj_bias[e]
-        if self.has_post_expert_norm:
-            y = self.post_expert_norm(y)
-        out.index_add_(0, token, (y * top_k_weights[token, slot, None]).to(out.dtype))
+        outs.append(self.post_expert_norm(y) if self.has_post_expert_norm else y)
+        start += n
+    out = torch.zeros_like(hidden_states)
+    if outs:
+        used = order[:start]  # the sentinel's pairs, sorted last, are left out
+        weights = top_k_weights.reshape(-1)[used, None]
+        out.index_add_(0, token[:start], (torch.cat(outs) * weights).to(out.dtype))
     return out
 
 
