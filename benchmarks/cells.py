@@ -120,6 +120,18 @@ def smoke_process() -> None:
     torch.set_num_threads(1)
 
 
+def begin(smoke: bool, stem: str, out: Path | None) -> tuple[str, Path | None] | None:
+    """A benchmark's start: (the device's name, the JSON to write: `out`, or results/<stem>-<gpu>.json for a GPU
+    run, while a smoke run writes only to `out`); None, said, where it needs a GPU and there is none."""
+    if not smoke and not torch.cuda.is_available():
+        print(NO_GPU)
+        return None
+    if smoke:
+        smoke_process()
+    name = SMOKE_LABEL if smoke else torch.cuda.get_device_name()
+    return name, out or (None if smoke else REPO / "benchmarks" / "results" / f"{stem}-{slug(name)}.json")
+
+
 def capacity(device: str) -> int:
     """Bytes the device has: the GPU's memory, or the machine's RAM when training on the CPU."""
     if device == "cuda":

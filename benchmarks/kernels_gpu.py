@@ -261,16 +261,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="JSON to write (default benchmarks/results/kernels-<gpu>.json; "
                                                  "with --smoke, nothing unless given).")
     args = parser.parse_args(argv)
-    if not args.smoke and not torch.cuda.is_available():
-        print(cells.NO_GPU)
+    started = cells.begin(args.smoke, "kernels", args.out)
+    if started is None:
         return 0
-    if args.smoke:
-        cells.smoke_process()
+    name, out = started
     device, sizes = ("cpu", SMOKE) if args.smoke else ("cuda", LLAMA_8B)
     repeats = SMOKE_REPEATS if args.smoke else args.repeats
     dtype = torch.float32 if args.smoke else torch.bfloat16
-    name = cells.SMOKE_LABEL if args.smoke else torch.cuda.get_device_name()
-    out = args.out or (None if args.smoke else REPO / "benchmarks" / "results" / f"kernels-{cells.slug(name)}.json")
     ref, lig = references(), liger()
     print(f"{name}: forward + backward, median of {repeats}; PyTorch baseline = the tests' references; "
           f"Liger-Kernel {'installed' if lig else 'not installed'}.")

@@ -153,13 +153,10 @@ def main(argv: list[str] | None = None) -> int:
             pred = cells.predicted_peak(cells.predict(cell, config, device), device)
             print(f"{cell.name:24s} {' '.join(f'{gib(v):.2f}' for v in pred.values())}")
         return 0
-    if device == "cuda" and not torch.cuda.is_available():
-        print(cells.NO_GPU)
+    started = cells.begin(args.smoke, "moe", args.out)
+    if started is None:
         return 0
-    if args.smoke:
-        cells.smoke_process()
-    name = torch.cuda.get_device_name() if device == "cuda" else cells.SMOKE_LABEL
-    out = args.out or (None if args.smoke else REPO / "benchmarks" / "results" / f"moe-{cells.slug(name)}.json")
+    name, out = started
     what = "a tiny Qwen3 MoE" if args.smoke else "Qwen3-30B-A3B's shape"
     print(f"{name}: {what}, {config['num_hidden_layers']} layers, {ModelShape.from_config(config).params / 1e9:.2f} B "
           f"weights; {mb} × {seq} tokens a step.")

@@ -288,13 +288,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"predicted {predict(model, nf4, mb, seq, 'cuda', trains, args.accumulation, args.layer_major):.2f}"
                   " GiB")
         return 0
-    if device == "cuda" and not torch.cuda.is_available():
-        print(cells.NO_GPU)
+    started = cells.begin(args.smoke, "offload", args.out)
+    if started is None:
         return 0
-    if args.smoke:
-        cells.smoke_process()
-    name = torch.cuda.get_device_name() if device == "cuda" else cells.SMOKE_LABEL
-    out = args.out or (None if args.smoke else REPO / "benchmarks" / "results" / f"offload-{cells.slug(name)}.json")
+    name, out = started
     link = link_probe.copy_bytes_per_s(BANDWIDTH_BYTES if device == "cuda" else 1 << 24, device, repeats=5)
     print(f"{name}: host-to-device {link / 1e9:.1f} GB/s (one pinned copy, best of 5 after a warm-up)", flush=True)
     results = []

@@ -310,15 +310,11 @@ def main(argv: list[str] | None = None) -> int:
         print(HEADER)
         print("\n".join(row(c, n, p) for (c, n), p in zip(todo, predicted)))
         return 0
-    if device == "cuda" and not torch.cuda.is_available():
-        print(cells.NO_GPU)
+    started = cells.begin(args.smoke, "strategies" if names == [DEFAULT_MODEL] else f"strategies-{'-'.join(names)}",
+                          args.out)
+    if started is None:
         return 0
-
-    if args.smoke:
-        cells.smoke_process()
-    name = torch.cuda.get_device_name() if device == "cuda" else cells.SMOKE_LABEL
-    stem = "strategies" if names == [DEFAULT_MODEL] else f"strategies-{'-'.join(names)}"
-    out = args.out or (None if args.smoke else REPO / "benchmarks" / "results" / f"{stem}-{cells.slug(name)}.json")
+    name, out = started
     print(f"{name}: {len(todo)} cells; speed over the steps after the first; ratios to {BASELINE} "
           f"(transformers + peft) measured in this run.")
     print(HEADER_RUN, flush=True)
