@@ -1,7 +1,9 @@
 """Load a base model or a trained run for inference, and answer one prompt through the chat template.
 
-A model whose weights do not fit the GPU (a 70B trained with offload on a 24 GB card) still answers: its
-decoder layers go to RAM (or NVMe) and stream to the GPU one at a time, as in training
+A model whose weights do not fit the GPU in 16 bits is loaded over a 4-bit base where that fits, as QLoRA trains
+(`four_bit_model`: Qwen3-30B-A3B, 61 GB in 16 bits, takes 17 with its experts in 4 bits too, and answers at the
+GPU's speed on a 24 GB card). One that fits neither way (a 70B trained with offload on a 24 GB card) still
+answers: its decoder layers go to RAM (or NVMe) and stream to the GPU one at a time, as in training
 (core/offload/install.py). Every token then brings every layer across PCIe, so it is slow, but the
 person can try what they trained on the machine they trained it on.
 """
@@ -42,7 +44,14 @@ def load(model_path: str | Path, strategy: str | None = None, result: str | Path
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     with _loading:
         tokenizer = AutoTokenizer.from_pretrained(str(model_path))
-        if device == "cuda" and not fits(weights_folder(model_path, strategy, result), torch.cuda.mem_get_info()[0]):
+        folder = weights_folder(model_path, strategy, result)
+        free = torch.cuda.mem_get_info()[0] if device == "cuda" else 0
+        if device == "cuda" and not fits(folder, free):
+            adapter = adapter_of(model_path, strategy, result)
+            if fits(folder, free, "nf4", experts_4bit=not experts_adapted(adapter)):
+                if progress is not None:
+                    progress.update(None, "Loading the model over a 4-bit base (it does not fit the GPU in 16 bits)…")
+                return four_bit_model(model_path, strategy, result, dtype, device).eval(), tokenizer
             return streamed_model(model_path, strategy, result, dtype, device).eval(), tokenizer
         return trained_model(model_path, strategy, result, dtype).to(device).eval(), tokenizer
 
@@ -58,13 +67,39 @@ def weights_folder(model_path, strategy: str | None, result) -> Path:
     return Path(result if whole else model_path)
 
 
-def fits(folder: Path, free_bytes: int) -> bool:
-    """Whether the model in `folder` fits `free_bytes` of GPU memory in 16-bit, with ROOM to answer."""
+def adapter_of(model_path, strategy: str | None, result) -> Path | None:
+    """The run's adapter folder (None for a base, or a run that saved the whole model)."""
+    folder = weights_folder(model_path, strategy, result)
+    return None if result is None or folder == Path(result) else Path(result)
+
+
+def fits(folder: Path, free_bytes: int, storage: str = "bf16", experts_4bit: bool = False) -> bool:
+    """Whether the model in `folder` fits `free_bytes` of GPU memory with ROOM to answer, its weights stored as
+    `storage` (memory_model.weight_bytes: "bf16", or "nf4" for a 4-bit base, with a mixture of experts' experts in
+    4 bits too where `experts_4bit`)."""
     from core import memory_model as mm
     from core.model_shape import ModelShape
 
     config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    return mm.weight_bytes(ModelShape.from_config(config), "bf16") + ROOM <= free_bytes
+    return mm.weight_bytes(ModelShape.from_config(config), storage, experts_4bit) + ROOM <= free_bytes
+
+
+def experts_adapted(adapter: Path | None) -> bool:
+    """Whether the adapter trained a mixture of experts' experts (peft's target_parameters)."""
+    if adapter is None:
+        return False
+    config = json.loads((Path(adapter) / "adapter_config.json").read_text(encoding="utf-8"))
+    return bool(config.get("target_parameters"))
+
+
+def four_bit_model(model_path, strategy: str | None, result, dtype, device):
+    """The trained model over a 4-bit base on `device`, as QLoRA loads it (core/strategies/qlora.py: the linear
+    layers in 4 bits, and a mixture of experts' experts too where the adapter did not train them)."""
+    adapter = adapter_of(model_path, strategy, result)
+    qlora = strategies.get("qlora")
+    base = qlora.load_model(weights_folder(model_path, strategy, result), dtype, device,
+                            qlora.options({"experts": experts_adapted(adapter)}))
+    return base if adapter is None else strategies.get(strategy or "lora").load(base, adapter)
 
 
 def streamed_model(model_path, strategy: str | None, result, dtype, device):

@@ -120,3 +120,29 @@ def test_offload_streams_the_4_bit_experts_with_their_layers_and_trains_as_qlora
     assert "loaded one layer at a time" in streamed.model.get_base_model().tuneforge_offload_note
     data = examples(vocab=1000)
     assert run_steps(streamed, data, 3) == pytest.approx(run_steps(resident, data, 3), rel=1e-5)
+
+
+def test_a_run_too_big_for_the_gpu_in_16_bits_answers_over_the_4_bit_base_it_trained_on(tmp_path):
+    """Trying a QLoRA run whose model does not fit the GPU in 16 bits (Qwen3-30B-A3B on 24 GB) loads it as it trained,
+    its experts in 4 bits too, so it answers at the GPU's speed instead of streaming 16-bit layers; its answers are
+    the run's own. The 4-bit load fits where the 16-bit one does not."""
+    from core import inference
+
+    base = tmp_path / "base"
+    built("qwen3_moe").save_pretrained(base)
+    tiny_tokenizer(base)
+    run = session(tmp_path, base, "qlora", {"r": 4, "alpha": 8, "experts": False}, "run", lr=3e-3)
+    run_steps(run, examples(vocab=1000), 2)
+    run.save_result(tmp_path / "result")
+    tried = inference.four_bit_model(base, "qlora", tmp_path / "result", torch.float32, "cpu").eval()
+    assert len(stacks(tried)) == 4
+    x = torch.tensor([examples(vocab=1000)[0].input_ids])
+    with torch.no_grad():
+        torch.testing.assert_close(tried(input_ids=x).logits, run.model.eval()(input_ids=x).logits, atol=1e-5,
+                                   rtol=1e-4)
+    adapter = inference.adapter_of(base, "qlora", tmp_path / "result")
+    assert adapter == tmp_path / "result" and not inference.experts_adapted(adapter)
+    model = built("qwen3_moe")
+    experts = sum(p.numel() for p in model.parameters() if p.dim() == 3)
+    free = inference.ROOM + 2 * sum(p.numel() for p in model.parameters()) - experts  # 16 bits less half the experts'
+    assert not inference.fits(base, free) and inference.fits(base, free, "nf4", experts_4bit=True)
