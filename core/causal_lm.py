@@ -33,6 +33,11 @@ def config_for(config):
     return text
 
 
+def _quant_method(config) -> str:
+    quant = getattr(config, "quantization_config", None)
+    return (quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)) or ""
+
+
 def from_config(config, **kwargs):
     from transformers import AutoModelForCausalLM
 
@@ -47,6 +52,12 @@ def from_pretrained(path: str | Path, **kwargs):
     from core.errors import KnownError
 
     config = AutoConfig.from_pretrained(str(path))
+    if _quant_method(config) == "mxfp4" and "quantization_config" not in kwargs:
+        from transformers import Mxfp4Config
+
+        # gpt-oss's experts as released: trained in 16 bits, so decoded as they load (transformers would otherwise
+        # fetch MXFP4 kernels from the Hub, which training cannot use and an offline machine cannot reach)
+        kwargs["quantization_config"] = Mxfp4Config(dequantize=True)
     text = config_for(config)
     if text is config:
         return AutoModelForCausalLM.from_pretrained(str(path), **kwargs)

@@ -10,9 +10,9 @@ from its dequantized weight:
 
 - a dequantized expert serves one matrix product and is dropped; backward dequantizes it again (`_FourBitLinear`)
   instead of autograd keeping it, so a layer's recompute holds one expert in 16 bits, not all of them;
-- `quantize_experts` takes one layer at a time (`load` for QLoRA, and offload's weight store, read the checkpoint
-  layer by layer: core/offload/layerwise.py), and an expert goes to the device alone, so no more than one layer's
-  experts are ever in 16 bits; offload's store then streams the codes with the layer's other frozen weights.
+- `quantize_experts` takes one layer at a time (QLoRA, and offload's weight store, read the checkpoint layer by
+  layer: core/offload/layerwise.py), and an expert goes to the device alone, so no more than one layer's experts
+  are ever in 16 bits; offload's store then streams the codes with the layer's other frozen weights.
 
 Experts with adapters stay in 16 bits: peft adds the adapters' product into the whole stack on every forward.
 """
@@ -146,31 +146,3 @@ def expert_forward(self, hidden_states, top_k_index, top_k_weights):
         out.index_add_(0, token[:start], (torch.cat(outs) * weights).to(out.dtype))
     return out
 
-
-def load(path, dtype, device, opts, layers_of, load_whole):
-    """QLoRA's base with its frozen experts in 4 bits. Layer by layer from the checkpoint where it can be read so
-    (core/offload/layerwise.py: the decoder's linear layers quantized by bitsandbytes as transformers' loader does,
-    each layer's experts by `quantize_experts`), so no 16-bit copy of the experts is ever on the device; otherwise
-    `load_whole()` (transformers' loader: the experts arrive in 16 bits, then are quantized) and the reason is kept
-    in `tuneforge_load_note` for the run's log."""
-    from core.offload import layerwise
-    from core.offload.install import StreamSettings
-
-    device = torch.device(device)
-    settings = StreamSettings(quantize=True, quant_type=opts.quant_type, double_quant=opts.double_quant,
-                              experts_4bit=True)
-    model, why = layerwise.skeleton(path, dtype, device, settings, layers_of)
-    if model is None:
-        model = load_whole()
-        quantize_experts(model, device, opts.quant_type, opts.double_quant)
-        model.tuneforge_load_note = (f"The experts were loaded in 16 bits before being quantized ({why}), so loading "
-                                     "took more memory than training does.")
-    else:
-        layers = layers_of(model)
-        read = layerwise.layer_reader(model, layers, device, dtype, settings)
-        for i, layer in enumerate(layers):
-            read(i)
-            layer.to(device)
-        del model.tuneforge_checkpoint
-    use_four_bit_experts(model)
-    return model

@@ -125,7 +125,7 @@ class Merged(Mapping):
                 stored.update({name: tuple(f.get_slice(name).get_shape()) for name in f.keys()})
         index = self._checkpoint.index
         return {name: stored[inside] if inside in stored else
-                expert_checkpoint.shape(expert_checkpoint.parts(language_name(inside), index), stored)
+                expert_checkpoint.find(language_name(inside), index).shape(stored)
                 for name, inside in self.names.items()}
 
 

@@ -156,8 +156,8 @@ def _read(names: dict[str, str], files) -> set[str]:
     """The checkpoint's tensors that `names` (model_names, stacked) reads: a mixture of experts' expert weights
     stacked from a tensor per expert and projection as released (core/expert_checkpoint.py) read each of those."""
     index = name_index(files)
-    parts = [expert_checkpoint.parts(language_name(n), index) for n, stored in names.items() if stored not in files]
-    return {stored for stored in names.values() if stored in files} | {p for ps in parts for e in ps for p in e}
+    kept = [expert_checkpoint.find(language_name(n), index) for n, stored in names.items() if stored not in files]
+    return {stored for stored in names.values() if stored in files} | {name for k in kept for name in k.sources}
 
 
 def stored_dtype(model_path: str | Path):

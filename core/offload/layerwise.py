@@ -76,8 +76,8 @@ def stored_name(name: str, files, index: dict | None = None) -> str | None:
 
 class Checkpoint:
     """Reads tensors by the model's names from a model folder's safetensors files, keeping them open; a mixture of
-    experts' 3-D expert weights are stacked from a tensor per expert where the checkpoint keeps them so
-    (core/expert_checkpoint.py)."""
+    experts' 3-D expert weights as transformers makes them where the checkpoint keeps them otherwise (a tensor per
+    expert, MXFP4: core/expert_checkpoint.py)."""
 
     def __init__(self, files: dict[str, Path]):
         self.files, self._open, self.index = files, {}, name_index(files)
@@ -85,10 +85,10 @@ class Checkpoint:
     def get(self, name: str):
         stored = stored_name(name, self.files, self.index)
         if stored is None:
-            parts = expert_checkpoint.parts(language_name(name), self.index)
-            if parts is None:
+            kept = expert_checkpoint.find(language_name(name), self.index)
+            if kept is None:
                 raise KeyError(f"{name} is not in the checkpoint")
-            return expert_checkpoint.stack(parts, self._stored)
+            return kept.read(self._stored)
         return self._stored(stored)
 
     def _stored(self, stored: str):
@@ -103,13 +103,13 @@ class Checkpoint:
 def model_names(model, files: dict, stacked: bool = False) -> dict[str, str]:
     """The model's name → the checkpoint's, for every tensor of the model's state the checkpoint holds (`model`
     may be on the meta device); the checkpoint's others (a vision tower the causal LM does not load) are left out.
-    `stacked`: an expert weight the checkpoint keeps a tensor per expert of maps to the model's own name, which a
-    Checkpoint reads by stacking its parts (core/expert_checkpoint.py)."""
+    `stacked`: an expert weight the checkpoint keeps otherwise (a tensor per expert, MXFP4) maps to the model's own
+    name, which a Checkpoint reads as transformers would load it (core/expert_checkpoint.py)."""
     index = name_index(files)
     names = {}
     for name in model.state_dict():
         stored = stored_name(name, files, index)
-        if stored is None and stacked and expert_checkpoint.parts(language_name(name), index):
+        if stored is None and stacked and expert_checkpoint.find(language_name(name), index):
             stored = name
         if stored is not None:
             names[name] = stored
@@ -119,15 +119,15 @@ def model_names(model, files: dict, stacked: bool = False) -> dict[str, str]:
 def names_differ(model, files: dict, stacked: bool = False) -> str:
     """Why the checkpoint's tensor names do not cover the model's parameters ('' when they do); `model` may be
     on the meta device. A tied output head is stored once, under the embedding's name. `stacked`: expert weights
-    the checkpoint keeps a tensor per expert of count as there (a Checkpoint reads them)."""
+    the checkpoint keeps otherwise (core/expert_checkpoint.py) count as there (a Checkpoint reads them)."""
     names = {n for n, p in model.named_parameters(remove_duplicate=False)}
     head = next(n for n, m in model.named_modules() if m is model.get_output_embeddings())
     tied = getattr(model.config, "tie_word_embeddings", False)
     index = name_index(files)
 
     def absent(n: str) -> bool:
-        return stored_name(n, files, index) is None and not (stacked and expert_checkpoint.parts(language_name(n),
-                                                                                                 index))
+        return stored_name(n, files, index) is None and not (stacked and expert_checkpoint.find(language_name(n),
+                                                                                                index))
 
     missing = sorted(n for n in names - ({f"{head}.weight"} if tied else set()) if absent(n))
     return f"the checkpoint's names differ from the model's ({missing[0]} is not in it)" if missing else ""
@@ -177,6 +177,21 @@ def skeleton(path, dtype, device, opts, layers_of) -> tuple[object | None, str]:
                 for n in meta:
                     module._buffers[n] = fresh._buffers[n].to(device)
     model.tuneforge_checkpoint = ckpt
+    return model, ""
+
+
+def resident(path, dtype, device, settings, layers_of) -> tuple[object | None, str]:
+    """(the whole model on `device`, "") read one decoder layer at a time, each quantized as `settings` say, so no
+    more than a layer is ever in 16 bits; or (None, why not) as `skeleton`."""
+    model, why = skeleton(path, dtype, device, settings, layers_of)
+    if model is None:
+        return None, why
+    layers = layers_of(model)
+    read = layer_reader(model, layers, device, dtype, settings)
+    for i, layer in enumerate(layers):
+        read(i)
+        layer.to(device)
+    del model.tuneforge_checkpoint
     return model, ""
 
 

@@ -59,15 +59,38 @@ class QLora(Lora):
         return opts.optimizer
 
     def load_model(self, path, dtype, device, opts):
-        """transformers' 4-bit loader; a mixture of experts whose experts train no adapters keeps them in 4 bits
-        too (core/four_bit_experts.py), loaded layer by layer."""
-        if self.experts_in_4bit and opts.experts is False and mixture_of_experts(path):
-            from core import four_bit_experts
-            from core.strategies.lisa import decoder_layers
-
-            return four_bit_experts.load(path, dtype, device, opts, decoder_layers,
-                                         lambda: self.load_4bit(path, dtype, device, opts))
+        """transformers' 4-bit loader; a mixture of experts is read a layer at a time instead (its experts, where
+        they train no adapters, in 4 bits too: core/four_bit_experts.py)."""
+        if self.experts_in_4bit and mixture_of_experts(path):
+            return self.load_experts(path, dtype, device, opts)
         return self.load_4bit(path, dtype, device, opts)
+
+    def load_experts(self, path, dtype, device, opts):
+        """A mixture of experts, layer by layer (core/offload/layerwise.py `resident`): the linear layers quantized
+        as transformers' loader does, the experts kept in 4 bits when frozen, so no more than a layer's experts are
+        ever on the device in 16 bits (and a checkpoint whose experts are MXFP4, gpt-oss's, which transformers will
+        not load beside bitsandbytes, loads). Where the checkpoint cannot be read so, transformers' loader, the
+        experts quantized after, with the reason in `tuneforge_load_note` for the run's log."""
+        import torch
+
+        from core import four_bit_experts
+        from core.offload import layerwise
+        from core.offload.install import StreamSettings
+        from core.strategies.lisa import decoder_layers
+
+        frozen = opts.experts is False
+        settings = StreamSettings(quantize=True, quant_type=opts.quant_type, double_quant=opts.double_quant,
+                                  experts_4bit=frozen)
+        model, why = layerwise.resident(path, dtype, torch.device(device), settings, decoder_layers)
+        if model is None:
+            model = self.load_4bit(path, dtype, device, opts)
+            if frozen:
+                four_bit_experts.quantize_experts(model, torch.device(device), opts.quant_type, opts.double_quant)
+                model.tuneforge_load_note = (f"The experts were loaded in 16 bits before being quantized ({why}), so "
+                                             "loading took more memory than training does.")
+        if frozen:
+            four_bit_experts.use_four_bit_experts(model)
+        return model
 
     def before_step(self, step: int, model, optimizer, opts, cfg) -> str | None:
         return model.get_base_model().__dict__.pop("tuneforge_load_note", None)

@@ -146,3 +146,49 @@ def test_a_run_too_big_for_the_gpu_in_16_bits_answers_over_the_4_bit_base_it_tra
     experts = sum(p.numel() for p in model.parameters() if p.dim() == 3)
     free = inference.ROOM + 2 * sum(p.numel() for p in model.parameters()) - experts  # 16 bits less half the experts'
     assert not inference.fits(base, free) and inference.fits(base, free, "nf4", experts_4bit=True)
+
+
+def mxfp4(folder) -> None:
+    """The gpt-oss checkpoint in `folder` rewritten as gpt-oss is released: each expert weight as MXFP4 (random
+    blocks of two 4-bit values a byte, a power-of-two scale per 32 values) and the config saying so."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    state, g = load_file(str(folder / "model.safetensors")), torch.Generator().manual_seed(3)
+    for name in [n for n in state if n.endswith(("experts.gate_up_proj", "experts.down_proj"))]:
+        experts, inputs, outputs = state.pop(name).shape  # gpt-oss keeps them [experts, in, out]
+        state[f"{name}_blocks"] = torch.randint(0, 256, (experts, outputs, inputs // 32, 16), dtype=torch.uint8,
+                                                generator=g)
+        state[f"{name}_scales"] = torch.randint(118, 124, (experts, outputs, inputs // 32), dtype=torch.uint8,
+                                                generator=g)
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    config = json.loads((folder / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": [
+        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_gpt_oss_as_released_in_mxfp4_trains_with_lora_and_with_its_experts_in_4_bits(tmp_path):
+    """gpt-oss's experts are stored in MXFP4: the plain load decodes them (not fetching kernels from the Hub), the
+    layer-by-layer reader decodes them the same way (transformers' own function), and QLoRA keeps them in 4 bits
+    (transformers will not load MXFP4 beside bitsandbytes at all)."""
+    from core import causal_lm
+
+    base = tmp_path / "base"
+    built("gpt_oss").save_pretrained(base)
+    mxfp4(base)
+    tiny_tokenizer(base)
+    loaded = causal_lm.from_pretrained(base, dtype=torch.float32)
+    files = layerwise.weight_files(base)
+    assert layerwise.names_differ(loaded, files) and not layerwise.names_differ(loaded, files, stacked=True)
+    checkpoint = layerwise.Checkpoint(files)
+    for name, p in loaded.named_parameters():
+        assert torch.equal(checkpoint.get(name).float(), p.detach()), name
+    data = examples(vocab=1000)
+    four_bit = session(tmp_path, base, "qlora", {"r": 4, "alpha": 8, "experts": False}, "four")
+    assert len(stacks(four_bit.model)) == 4 and "tuneforge_load_note" not in four_bit.model.get_base_model().__dict__
+    plain = session(tmp_path, base, "lora", {"r": 4, "alpha": 8}, "plain")
+    for run in (four_bit, plain):
+        losses = run_steps(run, data, 2)
+        assert all(loss == loss and loss > 0 for loss in losses), losses
