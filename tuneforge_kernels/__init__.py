@@ -16,7 +16,7 @@ same reference:
 
 patch.py is the switch: `patch(model, ops, device)` puts them into one transformers model instance of a
 supported architecture (Llama family with SmolLM, Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3 text, SmolLM3; the
-mixtures of experts Qwen3 MoE, Qwen2 MoE, Mixtral and OLMoE but for their experts), peft-wrapped
+mixtures of experts Qwen3 MoE, Qwen2 MoE, Mixtral, OLMoE and gpt-oss but for their experts), peft-wrapped
 or not, and says per op where it did and, where it did not, why. The kernels run on CUDA, and on the CPU
 only in Triton's interpreter (TRITON_INTERPRET=1 set before triton is imported), which is what the tests use.
 

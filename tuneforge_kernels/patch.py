@@ -70,6 +70,11 @@ ARCHITECTURES = {
     "qwen2_moe": ("Qwen2Moe", "llama"),
     "mixtral": ("Mixtral", "llama"),
     "olmoe": ("Olmoe", "llama"),
+    "gpt_oss": ("GptOss", "llama"),  # its MLP is the router and experts; its rotary embedding is its own (below)
+}
+# Ops an architecture above does not take, and why (the others go in)
+NOT_FOR = {
+    "gpt_oss": {"rope": "gpt-oss rotates by half-width cos and sin tables, which our RoPE kernel does not take"},
 }
 
 
@@ -130,7 +135,9 @@ def patch(model, ops=tuple(OPS), device=None) -> dict[str, Patched]:
     patchers = {"rmsnorm": _patch_norms, "swiglu": _patch_mlps, "rope": _patch_rope, "cross_entropy": _patch_loss,
                 "lora": patch_lora}
     # in OPS's order whatever the order asked: lora's fused MLP replaces swiglu's MLP forward, not the other way
-    done = {op: patchers[op](model, prefix, norm) for op in sorted(ops, key=list(OPS).index)}
+    skipped = NOT_FOR.get(lm.config.model_type, {})
+    done = {op: Patched(reason=skipped[op]) if op in skipped else patchers[op](model, prefix, norm)
+            for op in sorted(ops, key=list(OPS).index)}
     return {op: done[op] for op in ops}
 
 
@@ -197,6 +204,8 @@ def mlp_forward_for(module):
     import torch
     from transformers.activations import GELUTanh, SiLUActivation
 
+    if not hasattr(module, "gate_proj"):  # gpt-oss's MLP is its router and experts
+        return "the MLP is a mixture of experts, whose experts compute their gated activation in their own way"
     if isinstance(module.act_fn, (torch.nn.SiLU, SiLUActivation)):
         return functools.partial(_mlp_forward, "silu")
     if isinstance(module.act_fn, GELUTanh):

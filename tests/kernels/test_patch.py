@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tuneforge_kernels import OPS
-from tuneforge_kernels.patch import patch
+from tuneforge_kernels.patch import NOT_FOR, patch
 from tests.kernels.conftest import DEVICE, close
 
 SIZES = dict(vocab_size=1009, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
@@ -37,6 +37,8 @@ def config(name: str, **sizes):
                                               num_experts=4, num_experts_per_tok=2),  # a shared expert: an MLP
         "mixtral": lambda: t.MixtralConfig(**sizes, num_local_experts=4, num_experts_per_tok=2),
         "olmoe": lambda: t.OlmoeConfig(**sizes, num_experts=4, num_experts_per_tok=2, pad_token_id=0),
+        "gpt_oss": lambda: t.GptOssConfig(**{**sizes, "intermediate_size": 32}, head_dim=16, num_local_experts=4,
+                                          num_experts_per_tok=2, sliding_window=32, pad_token_id=0),
     }[name]()
 
 
@@ -57,6 +59,7 @@ CASES = {
     "qwen2-moe": ("qwen2_moe", None, False),
     "mixtral": ("mixtral", None, False),
     "olmoe": ("olmoe", None, False),  # q/k norms over the whole projection
+    "gpt-oss": ("gpt_oss", None, False),  # its own rotary embedding: no RoPE kernel (NOT_FOR)
 }
 
 
@@ -126,11 +129,14 @@ def test_patched_model_trains_exactly_like_the_plain_one(case, calls):
     plain = tiny(arch, lora, checkpointing)
     ours = copy.deepcopy(plain)
     report = patch(ours, device=DEVICE)
-    mlps = sum(type(m).__name__.endswith("MLP") for m in plain.modules())  # a mixture of experts: its shared expert
-    assert all(p.active for op, p in report.items() if op != "lora" and (op != "swiglu" or mlps)), report
+    # a mixture of experts has no dense MLP but a shared expert's (gpt-oss's MLP is its experts)
+    mlps = sum(type(m).__name__.endswith("MLP") and hasattr(m, "gate_proj") for m in plain.modules())
+    roped = arch not in NOT_FOR or "rope" not in NOT_FOR[arch]
+    assert all(p.active for op, p in report.items() if op != "lora" and (op != "swiglu" or mlps)
+               and (op != "rope" or roped)), report
     assert report["lora"].active == bool(lora) and (not lora or not report["lora"].reason), report["lora"]
     layers = SIZES["num_hidden_layers"]
-    assert len(report["swiglu"].places) == mlps and len(report["rope"].places) == layers
+    assert len(report["swiglu"].places) == mlps and len(report["rope"].places) == layers * roped
     assert mlps or report["swiglu"].reason.startswith("a mixture of experts: its experts compute")
     assert len(report["cross_entropy"].places) == 1
 
@@ -140,7 +146,8 @@ def test_patched_model_trains_exactly_like_the_plain_one(case, calls):
     plain_loss, plain_grads = loss_and_grads(plain, batch)
     assert calls == ran, "a kernel ran in the unpatched model"
     assert ran["rmsnorm"] >= len(report["rmsnorm"].places) and ran["cross_entropy"] == 1
-    assert ran["rope"] >= sum(getattr(plain.config, "no_rope_layers", None) or [1] * layers), ran  # (SmolLM3: some)
+    if roped:
+        assert ran["rope"] >= sum(getattr(plain.config, "no_rope_layers", None) or [1] * layers), ran  # (SmolLM3: some)
     if lora:  # the fused LoRA MLP (swiglu's kernels inside) in every layer, our LoRA linear in the attention
         assert len(report["lora"].places) == 8 * layers  # 7 projections and the MLP
         assert ran["lora_mlp"] >= layers and ran["lora"] >= 4 * layers and ran["swiglu"] == 0, ran
