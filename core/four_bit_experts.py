@@ -84,6 +84,12 @@ def quantize(weight: torch.Tensor, transposed: bool, device, quant_type: str, do
     return FourBitStack(torch.stack(codes).flatten(1), states, (weight.shape[0], out, inp), transposed, weight.dtype)
 
 
+def rounded(weight: torch.Tensor, transposed: bool, quant_type: str, double_quant: bool) -> torch.Tensor:
+    """A 3-D expert weight as its 4-bit codes give it back: what a run that kept it in 4 bits trained against."""
+    stack = quantize(weight, transposed, weight.device, quant_type, double_quant)
+    return torch.stack([stack[e] for e in range(weight.shape[0])])
+
+
 def experts_modules(model) -> list:
     """The modules of `model` that keep 3-D expert weights (none in a dense model)."""
     return [m for m in model.modules()

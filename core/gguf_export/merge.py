@@ -189,10 +189,12 @@ def merged_model(run: dict, nf4_base: bool = False):
 
 
 def _round_base_to_nf4(peft_model, run: dict) -> None:
-    """Replace each adapted layer's base weight with its nf4 round trip (bitsandbytes, the run's settings)."""
+    """Replace each adapted layer's base weight with its nf4 round trip (bitsandbytes, the run's settings), and a
+    mixture of experts' experts too where the run kept them frozen in 4 bits (core/four_bit_experts.py)."""
     import torch
     from bitsandbytes import functional as bnb
 
+    from core import four_bit_experts
     from core.run_config import load as load_run_config
 
     config_file = Path(run["run_dir"]) / "run.json"
@@ -207,3 +209,10 @@ def _round_base_to_nf4(peft_model, run: dict) -> None:
             codes, state = bnb.quantize_4bit(w.data.float(), quant_type=opts.quant_type,
                                              compress_statistics=opts.double_quant)
             w.data.copy_(bnb.dequantize_4bit(codes, state).to(w.dtype))
+        if opts.experts is False:
+            for experts in four_bit_experts.experts_modules(peft_model):
+                for name in four_bit_experts.WEIGHTS:
+                    param = getattr(experts, name, None)
+                    if isinstance(param, torch.nn.Parameter) and param.dim() == 3:
+                        param.data.copy_(four_bit_experts.rounded(param.data, getattr(experts, "is_transposed", False),
+                                                                  opts.quant_type, opts.double_quant))

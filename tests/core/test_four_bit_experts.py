@@ -192,3 +192,31 @@ def test_gpt_oss_as_released_in_mxfp4_trains_with_lora_and_with_its_experts_in_4
     for run in (four_bit, plain):
         losses = run_steps(run, data, 2)
         assert all(loss == loss and loss > 0 for loss in losses), losses
+
+
+def test_a_run_with_4_bit_experts_merges_into_the_base_it_trained_on_when_asked(tmp_path):
+    """Merging into the nf4-rounded base (what QLoRA training saw) rounds the frozen 4-bit experts too: the merged
+    experts are exactly the ones the run computed with; by default they stay as released."""
+    from core import atomic, settings
+    from core.gguf_export import merge
+
+    base = tmp_path / "base"
+    built("qwen3_moe").save_pretrained(base)
+    tiny_tokenizer(base)
+    run = session(tmp_path, base, "qlora", {"r": 4, "alpha": 8, "experts": False}, "run", lr=3e-3)
+    atomic.write_json(tmp_path / "run" / "run.json", settings.to_dict(run.cfg))  # as the app writes it
+    run_steps(run, examples(vocab=1000), 2)
+    run.save_result(tmp_path / "run" / "result")
+    row = {"id": "moe", "run_dir": str(tmp_path / "run"), "strategy": "qlora", "model_path": str(base),
+           "status": "done"}
+    merged, _ = merge.merged_model(row, nf4_base=True)
+    plain, _ = merge.merged_model(row)
+    released = built("qwen3_moe")
+    for i, layer in enumerate(run.model.get_base_model().model.layers):
+        for name in ("gate_up_proj", "down_proj"):
+            stack = getattr(layer.mlp.experts, name)
+            trained = torch.stack([stack.weight(e, torch.float32) for e in range(stack.shape[0])])
+            assert torch.equal(getattr(merged.model.layers[i].mlp.experts, name).detach(), trained)
+            original = getattr(released.model.layers[i].mlp.experts, name).detach()
+            assert torch.equal(getattr(plain.model.layers[i].mlp.experts, name).detach(), original)
+            assert not torch.equal(trained, original)
