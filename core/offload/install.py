@@ -92,7 +92,9 @@ def install(model, layers_of, run_dir: Path | None, writes_back: bool = False) -
         loading += ", so its experts stay in 16 bits"
     after = "a layer LISA lets go is written back" if writes_back else "steps only read"
     wear = f" The drive took {store.bytes_written / 2**30:.2f} GiB once, at load; {after}." if where == "disk" else ""
-    model.tuneforge_offload_note = (f"Frozen layer weights stream from {store.placement} through {settings.ring} "
+    coded = any(isinstance(m, four_bit_experts.FourBitStack) for m in model.modules())
+    what = "Frozen layer weights (the experts as 4-bit codes)" if coded else "Frozen layer weights"
+    model.tuneforge_offload_note = (f"{what} stream from {store.placement} through {settings.ring} "
                                     f"buffers on the {device.type.upper()}: {reason}; {loading}.{wear}")
     return streamer
 
