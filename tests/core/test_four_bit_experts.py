@@ -85,6 +85,10 @@ def test_qlora_keeps_a_mixture_of_experts_frozen_experts_in_4_bits_loaded_layer_
     assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj"}  # the attention: not the router, not the experts
     losses = run_steps(run, examples(vocab=1000), 3)
     assert losses[-1] < losses[0]
+    # with checkpointing the experts are dequantized again in the recompute: the same steps
+    recomputed = session(tmp_path, base, "qlora", {"r": 4, "alpha": 8, "experts": False}, "ckpt",
+                         gradient_checkpointing=True)
+    assert run_steps(recomputed, examples(vocab=1000), 3) == pytest.approx(losses, rel=1e-6)
 
 
 def test_a_checkpoint_not_read_layer_by_layer_is_loaded_whole_then_its_experts_quantized(tmp_path, monkeypatch):
