@@ -41,7 +41,7 @@ from core import galore, strategies
 from core.model_shape import ModelShape
 from core.optimizers import CHUNK_ELEMENTS, LOW_RANK
 from core.offload.weight_store import STAGING
-from tuneforge_kernels.patch import ARCHITECTURES
+from tuneforge_kernels.patch import ARCHITECTURES, NOT_FOR
 
 GIB = 1024**3
 
@@ -253,8 +253,9 @@ def log_softmax_bytes(shape: ModelShape, s: Setup) -> int:
 
 def fused_loss(shape: ModelShape, s: Setup) -> bool:
     """The run computes its loss with tuneforge_kernels/fused_linear_cross_entropy: asked for, on a GPU, and an
-    architecture our kernels patch (elsewhere transformers' head builds the full logits)."""
-    return s.fused_loss and s.on_gpu and shape.model_type in ARCHITECTURES
+    architecture our kernels patch with it (elsewhere transformers' head builds the full logits)."""
+    return (s.fused_loss and s.on_gpu and shape.model_type in ARCHITECTURES
+            and "cross_entropy" not in NOT_FOR.get(shape.model_type, {}))
 
 
 def logits_bytes(shape: ModelShape, s: Setup) -> int:

@@ -64,6 +64,13 @@ ARCHITECTURES = {
     "gemma2": ("Gemma2", "gemma"),
     "gemma3_text": ("Gemma3", "gemma"),
     "smollm3": ("SmolLM3", "llama"),  # its layers without rope never call apply_rotary_pos_emb, patched or not
+    "phi3": ("Phi3", "llama"),  # its MLP fuses gate and up: no SwiGLU kernel there
+    "olmo2": ("Olmo2", "llama"),  # (OLMo 3's sliding layers too)
+    "olmo3": ("Olmo3", "llama"),
+    "granite": ("Granite", "llama"),
+    "lfm2": ("Lfm2", "llama"),  # its MLP is w1, w2, w3: no SwiGLU kernel there
+    "qwen3_5_text": ("Qwen3_5", "gemma"),  # (1 + weight) norms, as Gemma's
+    "gemma4_text": ("Gemma4", "gemma"),
     # Mixtures of experts: their experts keep transformers' own implementation (or core/four_bit_experts.py's);
     # a dense MLP beside them (Qwen2-MoE's shared expert) takes the SwiGLU kernel
     "qwen3_moe": ("Qwen3Moe", "llama"),
@@ -75,6 +82,12 @@ ARCHITECTURES = {
 # Ops an architecture above does not take, and why (the others go in)
 NOT_FOR = {
     "gpt_oss": {"rope": "gpt-oss rotates by half-width cos and sin tables, which our RoPE kernel does not take"},
+    "granite": {"cross_entropy": "Granite divides its logits by logits_scaling, which our fused loss does not"},
+    "qwen3_5_text": {"rope": "Qwen 3.5 rotates part of each head in interleaved sections (mrope), which our RoPE "
+                             "kernel does not take"},
+    "gemma4_text": {op: "Gemma 4's text layers are classes of their own (Gemma4Text*, norms without a weight among "
+                        "them), not matched to our kernels yet; the loss kernel goes in" for op in
+                    ("rmsnorm", "swiglu", "rope")},
 }
 
 
@@ -204,8 +217,10 @@ def mlp_forward_for(module):
     import torch
     from transformers.activations import GELUTanh, SiLUActivation
 
-    if not hasattr(module, "gate_proj"):  # gpt-oss's MLP is its router and experts
-        return "the MLP is a mixture of experts, whose experts compute their gated activation in their own way"
+    if not hasattr(module, "gate_proj"):  # gpt-oss's MLP is its router and experts; Phi-3's and LFM2's are fused
+        if hasattr(module, "experts"):
+            return "the MLP is a mixture of experts, whose experts compute their gated activation in their own way"
+        return "the MLP keeps its projections otherwise than as gate_proj, up_proj and down_proj"
     if isinstance(module.act_fn, (torch.nn.SiLU, SiLUActivation)):
         return functools.partial(_mlp_forward, "silu")
     if isinstance(module.act_fn, GELUTanh):

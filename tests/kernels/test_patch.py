@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tuneforge_kernels import OPS
-from tuneforge_kernels.patch import NOT_FOR, patch
+from tuneforge_kernels.patch import ARCHITECTURES, NOT_FOR, patch
 from tests.kernels.conftest import DEVICE, close
 
 SIZES = dict(vocab_size=1009, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
@@ -37,6 +37,18 @@ def config(name: str, **sizes):
                                               num_experts=4, num_experts_per_tok=2),  # a shared expert: an MLP
         "mixtral": lambda: t.MixtralConfig(**sizes, num_local_experts=4, num_experts_per_tok=2),
         "olmoe": lambda: t.OlmoeConfig(**sizes, num_experts=4, num_experts_per_tok=2, pad_token_id=0),
+        "phi3": lambda: t.Phi3Config(**sizes, pad_token_id=0),
+        "olmo2": lambda: t.Olmo2Config(**sizes, pad_token_id=0),
+        "olmo3": lambda: t.Olmo3Config(**{**sizes, "num_hidden_layers": 4}, sliding_window=8, pad_token_id=0),
+        "granite": lambda: t.GraniteConfig(**sizes, embedding_multiplier=12.0, residual_multiplier=0.22,
+                                           attention_multiplier=0.0078125, logits_scaling=8.0),
+        "lfm2": lambda: t.Lfm2Config(**{**sizes, "num_hidden_layers": 4}, full_attn_idxs=[1, 3], norm_eps=1e-6),
+        "qwen3_5": lambda: t.Qwen3_5TextConfig(**{**sizes, "num_hidden_layers": 4}, head_dim=32, linear_key_head_dim=8,
+                                               linear_value_head_dim=8, linear_num_key_heads=2,
+                                               linear_num_value_heads=4),
+        "gemma4": lambda: t.Gemma4TextConfig(**sizes, head_dim=16, global_head_dim=32, sliding_window=8,
+                                             final_logit_softcapping=30.0, hidden_size_per_layer_input=16,
+                                             vocab_size_per_layer_input=1009),
         "gpt_oss": lambda: t.GptOssConfig(**{**sizes, "intermediate_size": 32}, head_dim=16, num_local_experts=4,
                                           num_experts_per_tok=2, sliding_window=32, pad_token_id=0),
     }[name]()
@@ -60,6 +72,13 @@ CASES = {
     "mixtral": ("mixtral", None, False),
     "olmoe": ("olmoe", None, False),  # q/k norms over the whole projection
     "gpt-oss": ("gpt_oss", None, False),  # its own rotary embedding: no RoPE kernel (NOT_FOR)
+    "phi3": ("phi3", None, False),  # a fused gate and up: no SwiGLU kernel
+    "olmo2": ("olmo2", None, False),  # norms after attention and MLP, q/k norms over the whole projection
+    "olmo3-sliding": ("olmo3", None, False),
+    "granite": ("granite", None, False),  # its logits scaled: no fused loss (NOT_FOR)
+    "lfm2": ("lfm2", None, False),  # convolution layers beside attention; w1, w2, w3: no SwiGLU kernel
+    "qwen3-5": ("qwen3_5", None, False),  # Gated DeltaNet layers; mrope: no RoPE kernel
+    "gemma4": ("gemma4", None, False),  # the loss kernel alone
 }
 
 
@@ -129,25 +148,34 @@ def test_patched_model_trains_exactly_like_the_plain_one(case, calls):
     plain = tiny(arch, lora, checkpointing)
     ours = copy.deepcopy(plain)
     report = patch(ours, device=DEVICE)
-    # a mixture of experts has no dense MLP but a shared expert's (gpt-oss's MLP is its experts)
-    mlps = sum(type(m).__name__.endswith("MLP") and hasattr(m, "gate_proj") for m in plain.modules())
-    roped = arch not in NOT_FOR or "rope" not in NOT_FOR[arch]
-    assert all(p.active for op, p in report.items() if op != "lora" and (op != "swiglu" or mlps)
-               and (op != "rope" or roped)), report
+    config = (plain.get_base_model() if lora else plain).config
+    skipped, prefix = NOT_FOR.get(config.model_type, {}), ARCHITECTURES[config.model_type][0]
+
+    def count(kind: str, having: str = "") -> int:
+        return sum(type(m).__name__ == f"{prefix}{kind}" and (not having or hasattr(m, having))
+                   for m in plain.modules())
+
+    # no dense MLP in a mixture of experts but a shared expert's; Phi-3's and LFM2's keep other projections
+    mlps = 0 if "swiglu" in skipped else count("MLP", "gate_proj")
+    attentions = 0 if "rope" in skipped else count("Attention")  # (LFM2, Qwen 3.5: some layers are not attention)
+    fused = "cross_entropy" not in skipped
+    assert all(report[op].reason == why and not report[op].active for op, why in skipped.items()), report
+    assert all(p.active for op, p in report.items() if op not in skipped and op != "lora" and (op != "swiglu" or mlps)
+               ), report
     assert report["lora"].active == bool(lora) and (not lora or not report["lora"].reason), report["lora"]
-    layers = SIZES["num_hidden_layers"]
-    assert len(report["swiglu"].places) == mlps and len(report["rope"].places) == layers * roped
-    assert mlps or report["swiglu"].reason.startswith("a mixture of experts: its experts compute")
-    assert len(report["cross_entropy"].places) == 1
+    layers = config.num_hidden_layers
+    assert len(report["swiglu"].places) == mlps and len(report["rope"].places) == attentions
+    assert mlps or report["swiglu"].reason
+    assert len(report["cross_entropy"].places) == fused
 
     batch = batch_of(SIZES["vocab_size"])
     loss, grads = loss_and_grads(ours, batch)
     ran = dict(calls)
     plain_loss, plain_grads = loss_and_grads(plain, batch)
     assert calls == ran, "a kernel ran in the unpatched model"
-    assert ran["rmsnorm"] >= len(report["rmsnorm"].places) and ran["cross_entropy"] == 1
-    if roped:
-        assert ran["rope"] >= sum(getattr(plain.config, "no_rope_layers", None) or [1] * layers), ran  # (SmolLM3: some)
+    assert ran["rmsnorm"] >= len(report["rmsnorm"].places) and ran["cross_entropy"] == fused
+    if attentions:  # (SmolLM3: some layers without rope)
+        assert ran["rope"] >= sum(getattr(config, "no_rope_layers", None) or [1] * attentions), ran
     if lora:  # the fused LoRA MLP (swiglu's kernels inside) in every layer, our LoRA linear in the attention
         assert len(report["lora"].places) == 8 * layers  # 7 projections and the MLP
         assert ran["lora_mlp"] >= layers and ran["lora"] >= 4 * layers and ran["swiglu"] == 0, ran
