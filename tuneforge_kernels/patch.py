@@ -78,13 +78,15 @@ ARCHITECTURES = {
     "mixtral": ("Mixtral", "llama"),
     "olmoe": ("Olmoe", "llama"),
     "gpt_oss": ("GptOss", "llama"),  # its MLP is the router and experts; its rotary embedding is its own (below)
+    "qwen3_5_moe_text": ("Qwen3_5Moe", "gemma"),  # a shared expert beside the routed ones takes the SwiGLU kernel
 }
 # Ops an architecture above does not take, and why (the others go in)
+MROPE = "Qwen 3.5 rotates part of each head in interleaved sections (mrope), which our RoPE kernel does not take"
 NOT_FOR = {
     "gpt_oss": {"rope": "gpt-oss rotates by half-width cos and sin tables, which our RoPE kernel does not take"},
     "granite": {"cross_entropy": "Granite divides its logits by logits_scaling, which our fused loss does not"},
-    "qwen3_5_text": {"rope": "Qwen 3.5 rotates part of each head in interleaved sections (mrope), which our RoPE "
-                             "kernel does not take"},
+    "qwen3_5_text": {"rope": MROPE},
+    "qwen3_5_moe_text": {"rope": MROPE},
     "gemma4_text": {op: "Gemma 4's text layers are classes of their own (Gemma4Text*, norms without a weight among "
                         "them), not matched to our kernels yet; the loss kernel goes in" for op in
                     ("rmsnorm", "swiglu", "rope")},

@@ -46,6 +46,11 @@ def config(name: str, **sizes):
         "qwen3_5": lambda: t.Qwen3_5TextConfig(**{**sizes, "num_hidden_layers": 4}, head_dim=32, linear_key_head_dim=8,
                                                linear_value_head_dim=8, linear_num_key_heads=2,
                                                linear_num_value_heads=4),
+        "qwen3_5_moe": lambda: t.Qwen3_5MoeTextConfig(**{**sizes, "num_hidden_layers": 4}, head_dim=32,
+                                                      linear_key_head_dim=8, linear_value_head_dim=8,
+                                                      linear_num_key_heads=2, linear_num_value_heads=4, num_experts=4,
+                                                      num_experts_per_tok=2, moe_intermediate_size=32,
+                                                      shared_expert_intermediate_size=48),
         "gemma4": lambda: t.Gemma4TextConfig(**sizes, head_dim=16, global_head_dim=32, sliding_window=8,
                                              final_logit_softcapping=30.0, hidden_size_per_layer_input=16,
                                              vocab_size_per_layer_input=1009),
@@ -79,6 +84,7 @@ CASES = {
     "lfm2": ("lfm2", None, False),  # convolution layers beside attention; w1, w2, w3: no SwiGLU kernel
     "qwen3-5": ("qwen3_5", None, False),  # Gated DeltaNet layers; mrope: no RoPE kernel
     "gemma4": ("gemma4", None, False),  # the loss kernel alone
+    "qwen3-5-moe": ("qwen3_5_moe", None, False),  # and its experts; a shared expert
 }
 
 
