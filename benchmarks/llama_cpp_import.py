@@ -202,7 +202,7 @@ def check(name: str, model_type: str, settings: dict, tokenizer, llama_cpp: Path
     if model_type == "granitemoehybrid":
         as_granite_4_is_released(folder)
     more = ("--split-max-tensors", str(SPLIT_TENSORS)) if name == SPLIT else \
-        ("--no-mtp",) if model_type == "qwen3_5_text" and name != DRAFT else ()
+        ("--no-mtp",) if model_type in ("qwen3_5_text", "qwen3_5_moe_text") and name != DRAFT else ()
     refused = convert(llama_cpp, folder, gguf, more)
     if name == SPLIT:  # the converter names the parts after the file asked for; the first stands for the model
         gguf = gguf.with_name(f"{gguf.stem}-00001-of-00003.gguf")

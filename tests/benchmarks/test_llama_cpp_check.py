@@ -71,7 +71,8 @@ def test_the_committed_import_result_covers_every_architecture_and_the_rope_kept
     result = json.loads((RESULTS / "llama_cpp_import.json").read_text())
     assert result["ok"] is True and result["llama_cpp"]
     converted = [c for c in result["checks"] if c["converted"]]
-    assert {c["architecture"] for c in converted} == set(architectures.REGISTRY) - {"qwen2"}  # see the result's why
+    # qwen2 and Qwen 3.5's mixture of experts: the converter does not know our tiny tokenizer (see the result's why)
+    assert {c["architecture"] for c in converted} == set(architectures.REGISTRY) - {"qwen2", "qwen3_5_moe_text"}
     assert all(c["ok"] and c["max_logit_difference"] <= result["tolerance"] for c in converted)
     assert {"ours", "transformers' GGUF mapping"} == {c["config_read_by"] for c in converted}
     assert {"rope_freqs.weight", "rope_factors_long.weight"} <= {t for c in converted for t in c["kept_as_tensors"]}

@@ -98,7 +98,7 @@ def test_an_f32_file_comes_back_exactly(case, tokenizer, tmp_path):
     # Gemma 2's, 3's and Qwen 3.5's norms travel as weight + 1 (llama.cpp's convention; not Qwen 3.5's gated norm of
     # its linear layers, nor Gemma 4's, which multiply by the weight itself): float32 rounding of the sum, within 1 ulp
     # of 1. (Qwen 3.5's A = -exp(A_log), computed in float64, comes back exactly.)
-    offset = model_type in ("gemma2", "gemma3_text", "qwen3_5_text")
+    offset = model_type in ("gemma2", "gemma3_text", "qwen3_5_text", "qwen3_5_moe_text")
     assert inexact == [k for k in expected if offset and "norm" in k and ".linear_attn.norm." not in k]
     assert all(torch.allclose(got[k], expected[k], rtol=0, atol=2 ** -23) for k in inexact)
     ids = torch.tensor([tokenizer("Where is the gold, matey? Arr!")["input_ids"]])
@@ -440,7 +440,7 @@ def test_untransforms_says_which_tensors_untransform_changes(case, tokenizer):
         assert arch.untransforms(name, cfg) == (arch.untransform(name, values, cfg) is not values), name
         changed += [name] if arch.untransforms(name, cfg) else []
     assert bool(changed) == (model_type in ("llama", "mistral", "gemma2", "gemma3_text", "smollm3", "granite",
-                                            "qwen3_5_text", "lfm2", "granitemoehybrid"))
+                                            "qwen3_5_text", "qwen3_5_moe_text", "lfm2", "granitemoehybrid"))
 
 
 def test_a_large_model_is_written_in_shards_with_an_index(tokenizer, tmp_path, monkeypatch):

@@ -171,7 +171,8 @@ class Architecture:
         w.add_context_length(cfg["max_position_embeddings"])
         w.add_embedding_length(cfg["hidden_size"])
         w.add_block_count(cfg["num_hidden_layers"])
-        w.add_feed_forward_length(cfg["intermediate_size"])
+        if cfg.get("intermediate_size") is not None:  # a model of experts alone has no dense width (qwen35moe.py)
+            w.add_feed_forward_length(cfg["intermediate_size"])
         w.add_head_count(cfg["num_attention_heads"])
         w.add_head_count_kv(kv_heads(cfg))
         w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
@@ -307,4 +308,4 @@ def get(model_type: str) -> Architecture:
 from core.gguf_export.architectures import (  # noqa: E402,F401,I001
     llama, qwen2, qwen3, gemma2, gemma3, phi3, smollm3, granite, olmo2, qwen35, gemma4, lfm2,
     granitemoehybrid,  # after granite: a file whose architecture is "granite" is Granite 3's (by_gguf_name)
-    qwen3moe)
+    qwen3moe, qwen35moe)

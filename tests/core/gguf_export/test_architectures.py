@@ -55,6 +55,11 @@ CASES = {
                              tie_word_embeddings=True),
     # 4 experts of 32 in every layer, 2 chosen per token and their weights renormalized, as the released models have it
     "qwen3_moe": dict(head_dim=16, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, norm_topk_prob=True),
+    # Qwen 3.5's layers as its row has them, each with 4 experts of 32 (2 chosen per token) and a shared expert 48
+    # wide, so a width read from the wrong key shows
+    "qwen3_5_moe_text": dict(num_hidden_layers=4, head_dim=32, linear_key_head_dim=8, linear_value_head_dim=8,
+                             linear_num_key_heads=2, linear_num_value_heads=4, num_experts=4, num_experts_per_tok=2,
+                             moe_intermediate_size=32, shared_expert_intermediate_size=48),
 }
 # rows of a registered model type that another llama.cpp architecture writes: row → (model_type, settings).
 # Granite 4.0 H's kind: Mamba2 layers (8 heads of 16 in 2 groups, a state of 16) with one attention layer between,
@@ -126,6 +131,12 @@ OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
                                 "granitehybrid.rope.dimension_count": 16},
     "qwen3_moe": {"qwen3moe.expert_count": 4, "qwen3moe.expert_used_count": 2,
                   "qwen3moe.expert_feed_forward_length": 32, "qwen3moe.attention.key_length": 16},
+    "qwen3_5_moe_text": {"qwen35moe.expert_count": 4, "qwen35moe.expert_used_count": 2,
+                         "qwen35moe.expert_feed_forward_length": 32, "qwen35moe.expert_shared_feed_forward_length": 48,
+                         "qwen35moe.rope.dimension_count": 8, "qwen35moe.rope.dimension_sections": [11, 11, 10, 0],
+                         "qwen35moe.full_attention_interval": 4, "qwen35moe.ssm.state_size": 8,
+                         "qwen35moe.ssm.group_count": 2, "qwen35moe.ssm.time_step_rank": 4,
+                         "qwen35moe.ssm.inner_size": 32, "qwen35moe.attention.key_length": 32},
 }
 
 
@@ -269,6 +280,9 @@ def test_llama_3_rope_scaling_becomes_rope_freqs(tokenizer, tmp_path):
     ("qwen3_moe", dict(use_sliding_window=True, sliding_window=64),
      "This Qwen3 MoE model attends through a sliding window"),
     ("qwen3_moe", dict(attention_bias=True), "This Qwen3 MoE model has attention biases"),
+    ("qwen3_5_moe_text", dict(shared_expert_intermediate_size=0), "This Qwen 3.5 MoE model has no shared expert"),
+    ("qwen3_5_moe_text", dict(hidden_act="gelu"), "This Qwen 3.5 MoE model uses the activation gelu"),
+    ("qwen3_5_moe_text", dict(attention_bias=True), "This Qwen 3.5 model has attention biases"),  # qwen35's refusals
 ])
 def test_settings_llama_cpp_would_run_otherwise_are_refused(case, settings, words):
     """llama.cpp fixes SmolLM3's layers without rope at every fourth and has no sliding window for it; it derives
@@ -284,7 +298,8 @@ def test_settings_llama_cpp_would_run_otherwise_are_refused(case, settings, word
     the convolution (llama-server crashes on a file without one), has no biases on the projections, no limit on the
     time step, and SiLU.
     Its qwen3moe renormalizes the chosen experts' weights, routes every layer through experts, and has no shared
-    expert, sliding window or attention output bias."""
+    expert, sliding window or attention output bias; its qwen35moe, Qwen 3.5's layers, needs a shared expert in every
+    layer and uses SiLU in the experts."""
     from core.errors import BadArgument
 
     model_type, given = row(case)
