@@ -165,13 +165,14 @@ class ModelShape:
 def _experts(c: dict) -> dict:
     """A mixture of experts' fields ({} for a dense model): how many experts, how many a token uses, and the MLP width
     a token passes through (`intermediate`, what its activations are sized by): that many experts' widths, and a
-    shared expert's."""
+    shared expert's (Gemma 4's: a dense MLP beside the experts)."""
     experts = max((c.get(k) or 0 for k in ("num_experts", "num_local_experts", "n_routed_experts")), default=0)
-    if experts <= 1:
+    if experts <= 1 or c.get("enable_moe_block") is False:  # (Gemma 4's dense sizes name an expert count too)
         return {}
-    used = c.get("num_experts_per_tok") or c.get("num_experts_per_token") or 1
+    used = c.get("num_experts_per_tok") or c.get("num_experts_per_token") or c.get("top_k_experts") or 1
     width = c.get("moe_intermediate_size") or c.get("intermediate_size") or 4 * c["hidden_size"]
-    shared = c.get("shared_expert_intermediate_size") or 0
+    shared = c.get("shared_expert_intermediate_size") or (c.get("intermediate_size") or 0) * bool(
+        c.get("enable_moe_block"))
     return {"experts": experts, "experts_used": used, "intermediate": used * width + shared}
 
 

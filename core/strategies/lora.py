@@ -65,7 +65,8 @@ def targets_for(model, targets: str, experts: bool = True) -> dict:
     experts = sorted({".".join(name.split(".")[-2:]) for name, _ in expert_weights(model)})
     layers = _layer_prefix(model)
     if experts:
-        inside = sorted({_in_layer(name, layers) for name in _linears(model) if re.match(layers, name)})
+        inside = sorted({_in_layer(name, layers) for name in _linears(model)
+                         if re.match(layers, name) and "router" not in name.split(".")})  # Gemma 4's is linear
         modules = layers + f"({'|'.join(map(re.escape, inside))})" if inside else []
         return {"target_modules": modules, **({"target_parameters": experts} if adapt_experts else {})}
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config

@@ -85,6 +85,26 @@ def test_a_trained_mixture_of_experts_exports_merged_as_it_answers(tmp_path):
     assert json.loads((out / "config.json").read_text())["model_type"] == "qwen3_moe"
 
 
+def test_gemma_4s_linear_router_is_not_adapted_and_its_experts_and_dense_mlp_are_counted():
+    """Gemma 4's router is a linear layer (`router.proj`, beside a scale per expert): LoRA's 'auto' targets name the
+    decoder's linear layers in full, the router's no longer among them (it was adapted); the plan reads its top-k
+    (`top_k_experts`) and counts the dense MLP it keeps beside the experts in what a token goes through."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    moe = dict(enable_moe_block=True, num_experts=4, top_k_experts=2, moe_intermediate_size=32)
+    config = AutoConfig.for_model("gemma4_text", **COMMON, head_dim=16, global_head_dim=32, sliding_window=8, **moe)
+    model = AutoModelForCausalLM.from_config(config)
+    chosen, counted = targets_for(model, "auto"), lora_size(model, 4)
+    adapted = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, task_type="CAUSAL_LM", **chosen))
+    trained = [n for n, p in adapted.named_parameters() if p.requires_grad]
+    assert not any("router" in n for n in trained) and any("experts" in n for n in trained)
+    assert any(".mlp.gate_proj." in n for n in trained)  # the dense MLP beside the experts is adapted
+    assert sum(p.numel() for p in adapted.parameters() if p.requires_grad) == counted
+    shape = ModelShape.from_config(config.to_dict())
+    assert (shape.experts, shape.experts_used, shape.intermediate) == (4, 2, 2 * 32 + 96)
+
+
 def test_dora_is_refused_for_a_mixture_of_experts_and_listed_with_why():
     from core import hardware, planner
     from core.errors import BadArgument
