@@ -215,27 +215,61 @@ def _mlp_forward(activation, self, x):
     return self.down_proj(gated(self.gate_proj(x), self.up_proj(x), activation, inplace=True))
 
 
-def mlp_forward_for(module):
+def activation_of(module) -> str:
+    """The kernel's name for `module.act_fn` ("silu", "gelu_tanh"), or the sentence why it has none."""
     import torch
     from transformers.activations import GELUTanh, SiLUActivation
 
+    if isinstance(module.act_fn, (torch.nn.SiLU, SiLUActivation)):
+        return "silu"
+    if isinstance(module.act_fn, GELUTanh):
+        return "gelu_tanh"
+    return f"the activation {type(module.act_fn).__name__} has no kernel here (SiLU and GELU-tanh do)"
+
+
+def mlp_forward_for(module):
     if not hasattr(module, "gate_proj"):  # gpt-oss's MLP is its router and experts; Phi-3's and LFM2's are fused
         if hasattr(module, "experts"):
             return "the MLP is a mixture of experts, whose experts compute their gated activation in their own way"
         return "the MLP keeps its projections otherwise than as gate_proj, up_proj and down_proj"
-    if isinstance(module.act_fn, (torch.nn.SiLU, SiLUActivation)):
-        return functools.partial(_mlp_forward, "silu")
-    if isinstance(module.act_fn, GELUTanh):
-        return functools.partial(_mlp_forward, "gelu_tanh")
-    return f"the MLP's activation {type(module.act_fn).__name__} has no kernel here (SiLU and GELU-tanh do)"
+    activation = activation_of(module)
+    return functools.partial(_mlp_forward, activation) if activation in ("silu", "gelu_tanh") else activation
+
+
+def _experts_gate(activation, self, gate_up):
+    from tuneforge_kernels.swiglu import gated
+
+    gate, up = gate_up.chunk(2, dim=-1)  # transformers' default gate: the gate's rows, then the up's
+    return gated(gate, up, activation)  # (not in place: the chunks of a single token's row are views of gate_up)
+
+
+def experts_gate_for(module):
+    """Our kernel as an experts module's gated activation (`_apply_gate`, which every implementation in transformers'
+    registry calls, and core/four_bit_experts.py's), where it is transformers' default one: gpt-oss's clamps."""
+    from transformers.integrations.moe import _default_apply_gate
+
+    if type(module)._apply_gate is not _default_apply_gate:
+        return f"{type(module).__name__} computes its own gated activation"
+    activation = activation_of(module)
+    return functools.partial(_experts_gate, activation) if activation in ("silu", "gelu_tanh") else activation
 
 
 def _patch_mlps(model, prefix, _) -> Patched:
-    done = _patch_each(model, f"{prefix}MLP", mlp_forward_for)
-    if not done.places and any(hasattr(m, "has_gate") for m in model.modules()):  # transformers' experts modules
-        return Patched(reason="a mixture of experts: its experts compute their gated activation in their own "
-                              "implementation (transformers', or our 4-bit one), which this kernel does not reach")
-    return done
+    """The dense MLPs' forward, and a mixture of experts' experts' gated activation (transformers' experts modules:
+    those with `has_gate`, which use a gate at all)."""
+    dense = _patch_each(model, f"{prefix}MLP", mlp_forward_for)
+    places, why_not = list(dense.places), [dense.reason] if dense.places else []
+    for name, module in model.named_modules():
+        if getattr(module, "has_gate", False):
+            gate = experts_gate_for(module)
+            if isinstance(gate, str):
+                why_not.append(gate)
+                continue
+            module._apply_gate = types.MethodType(gate, module)
+            places.append(name)
+    if not places:
+        return Patched(reason="; ".join(dict.fromkeys(filter(None, why_not))) or dense.reason)
+    return Patched(places=tuple(places), reason="; ".join(dict.fromkeys(filter(None, why_not))))
 
 
 # --- rope --------------------------------------------------------------------------------------------------------

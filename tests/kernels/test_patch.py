@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from tuneforge_kernels import OPS
+from transformers.integrations.moe import _default_apply_gate
+
 from tuneforge_kernels.patch import ARCHITECTURES, NOT_FOR, patch
 from tests.kernels.conftest import DEVICE, close
 
@@ -161,8 +163,10 @@ def test_patched_model_trains_exactly_like_the_plain_one(case, calls):
         return sum(type(m).__name__ == f"{prefix}{kind}" and (not having or hasattr(m, having))
                    for m in plain.modules())
 
-    # no dense MLP in a mixture of experts but a shared expert's; Phi-3's and LFM2's keep other projections
-    mlps = 0 if "swiglu" in skipped else count("MLP", "gate_proj")
+    # a mixture of experts' experts take the kernel as their gated activation (gpt-oss's is its own), beside a
+    # shared expert's MLP; Phi-3's and LFM2's MLPs keep other projections
+    experts = sum(getattr(m, "has_gate", False) and type(m)._apply_gate is _default_apply_gate for m in plain.modules())
+    mlps = 0 if "swiglu" in skipped else count("MLP", "gate_proj") + experts
     attentions = 0 if "rope" in skipped else count("Attention")  # (LFM2, Qwen 3.5: some layers are not attention)
     fused = "cross_entropy" not in skipped
     assert all(report[op].reason == why and not report[op].active for op, why in skipped.items()), report
