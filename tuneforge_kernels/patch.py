@@ -137,23 +137,35 @@ def patch(model, ops=tuple(OPS), device=None) -> dict[str, Patched]:
     why = unavailable(device if device is not None else next(model.parameters()).device)
     if why:
         return {op: Patched(reason=why) for op in ops}
-    lm = _causal_lm(model)
-    if lm is None:
+    lm, model_type = _causal_lm(model), _language_model_type(model)
+    if lm is None and model_type is None:
         config = getattr(model, "config", None)
         kind = getattr(config, "model_type", None) or type(model).__name__
         why = f"{kind} is not a causal LM of a supported architecture ({', '.join(ARCHITECTURES)})"
         return {op: Patched(reason=why) for op in ops}
     _hub_kernels_off(model)
-    prefix, norm = ARCHITECTURES[lm.config.model_type]
+    model_type = lm.config.model_type if lm is not None else model_type
+    prefix, norm = ARCHITECTURES[model_type]
+    skipped = dict(NOT_FOR.get(model_type, {}))
+    if lm is None:  # a vision-language model loaded whole (Gemma 3 from 4B): its language model's layers take them
+        skipped.setdefault("cross_entropy", "a vision-language model loaded whole computes its loss in its own "
+                                            "forward, which the fused loss does not replace")
     from tuneforge_kernels.patch_lora import patch_lora  # (it builds on this module's helpers)
 
     patchers = {"rmsnorm": _patch_norms, "swiglu": _patch_mlps, "rope": _patch_rope, "cross_entropy": _patch_loss,
                 "lora": patch_lora}
     # in OPS's order whatever the order asked: lora's fused MLP replaces swiglu's MLP forward, not the other way
-    skipped = NOT_FOR.get(lm.config.model_type, {})
     done = {op: Patched(reason=skipped[op]) if op in skipped else patchers[op](model, prefix, norm)
             for op in sorted(ops, key=list(OPS).index)}
     return {op: done[op] for op in ops}
+
+
+def _language_model_type(model) -> str | None:
+    """A vision-language model's language model's type where it is a supported architecture (None otherwise)."""
+    config = getattr(model, "config", None)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else None
+    kind = getattr(text, "model_type", None)
+    return kind if text is not config and kind in ARCHITECTURES else None
 
 
 def _hub_kernels_off(model) -> None:
