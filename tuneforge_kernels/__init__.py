@@ -18,8 +18,9 @@ patch.py is the switch: `patch(model, ops, device)` puts them into one transform
 supported architecture (`ARCHITECTURES`: the Llama family with SmolLM, Mistral, Qwen2, Qwen3, Qwen 3.5, Gemma 2-4,
 Phi-3, SmolLM3, Granite, OLMo 2 and 3, LFM2, and mixtures of experts, their experts' gated activation too; `NOT_FOR`
 the ops an architecture does not take, and why; a vision-language model loaded whole, in its language model's
-layers), peft-wrapped or not, and says per op where it did and, where it did not, why. The kernels run on CUDA, and on the CPU
-only in Triton's interpreter (TRITON_INTERPRET=1 set before triton is imported), which is what the tests use.
+layers), peft-wrapped or not, and says per op where it did and, where it did not, why. The kernels run on CUDA,
+and on the CPU only in Triton's interpreter (TRITON_INTERPRET=1 set before triton is imported), which is what the
+tests use.
 
 Importing this package imports neither torch nor triton (core.run_config reads `OPS` from it). It depends on
 nothing in core/, app/ or ui/.
