@@ -198,7 +198,10 @@ def resident(path, dtype, device, settings, layers_of) -> tuple[object | None, s
 # Linear layers a 4-bit base keeps in 16 bits: Gated DeltaNet's (Qwen 3.5) decay and beta projections give one number
 # per value head (16 to 64): 4 bits would save a few kB a layer, and bitsandbytes' CPU kernel packs outputs by 32
 # and refuses fewer ("N must be divisible by block_n", at the first validation of a QLoRA run).
-UNQUANTIZED = ("in_proj_a", "in_proj_b")
+# And Gemma 4's router, the one linear router (the others are weights of a router module): it picks each token's
+# experts, which 4-bit rounding could change, and llama.cpp keeps routers in float32 too. Names end a module's path,
+# as transformers' llm_int8_skip_modules matches them.
+UNQUANTIZED = ("in_proj_a", "in_proj_b", "router.proj")
 
 
 def four_bit_modules(layers, dtype, quant_type: str, double_quant: bool) -> None:
@@ -207,9 +210,9 @@ def four_bit_modules(layers, dtype, quant_type: str, double_quant: bool) -> None
     import bitsandbytes as bnb
     import torch
 
-    for parent in list(layers.modules()):
+    for path, parent in list(layers.named_modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, torch.nn.Linear) and name not in UNQUANTIZED:
+            if isinstance(child, torch.nn.Linear) and not f"{path}.{name}".endswith(UNQUANTIZED):
                 new = bnb.nn.Linear4bit(child.in_features, child.out_features, child.bias is not None, dtype,
                                         compress_statistics=double_quant, quant_type=quant_type, device="meta")
                 new.source_cls = type(child)

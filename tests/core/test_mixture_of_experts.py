@@ -251,3 +251,22 @@ def test_where_the_experts_adapters_do_not_fit_the_experts_stay_frozen():
     made = sum(p.numel() for p in adapted.parameters() if p.requires_grad)
     assert made == lora_size(built("qwen3_moe"), 4, experts=False) < lora_size(built("qwen3_moe"), 4)
     assert ModelShape.from_config(model.config.to_dict()).lora_params(4, experts=False) == made
+
+
+def test_gemma_4s_router_stays_in_16_bits_under_qlora(tmp_path):
+    """Gemma 4's linear router picks each token's experts: QLoRA keeps it as it is (layerwise.UNQUANTIZED), its
+    attention and MLP in 4 bits, its frozen experts in 4 bits too."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from core.four_bit_experts import FourBitStack
+
+    moe = dict(enable_moe_block=True, num_experts=4, top_k_experts=2, moe_intermediate_size=32)
+    config = AutoConfig.for_model("gemma4_text", **COMMON, head_dim=16, global_head_dim=32, sliding_window=8, **moe)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "base")
+    tiny_tokenizer(tmp_path / "base")
+    run = session(tmp_path, tmp_path / "base", "qlora", {"r": 4, "alpha": 8, "experts": False}, "run")
+    layer = run.model.get_base_model().model.layers[0]
+    assert type(layer.router.proj) is torch.nn.Linear
+    assert type(layer.self_attn.q_proj.base_layer).__name__ == "Linear4bit"
+    assert isinstance(layer.experts.gate_up_proj, FourBitStack)
+    assert run_steps(run, examples(vocab=1000), 1)[0] > 0

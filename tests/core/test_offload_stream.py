@@ -321,14 +321,14 @@ def test_gated_deltanet_s_per_head_projections_stay_16_bit_in_a_4bit_base(tmp_pa
     """Qwen 3.5's decay and beta projections give one number per head: bitsandbytes' CPU kernel refuses so few
     outputs (it crashed a QLoRA run at its first validation), and 4 bits would save a few kB. The others are 4-bit,
     and the run trains."""
-    from core.offload.layerwise import UNQUANTIZED
     from tests.core.vision_language import qwen3_5
 
     run = session(tmp_path, qwen3_5(tmp_path / "qwen3_5"), strategy, options, "run")
     run_steps(run, examples(vocab=1000), 1)
     kinds = {name.rsplit(".", 1)[-1]: type(m).__name__ for name, m in run.model.named_modules()
              if name.endswith(("in_proj_a", "in_proj_b", "in_proj_qkv", "out_proj")) and hasattr(m, "weight")}
-    assert {kinds[n] for n in UNQUANTIZED} == {"Linear"} and kinds["in_proj_qkv"] == kinds["out_proj"] == "Linear4bit"
+    assert {kinds["in_proj_a"], kinds["in_proj_b"]} == {"Linear"} and kinds["in_proj_qkv"] == kinds["out_proj"] == (
+        "Linear4bit")
     model = run.model
     model.eval()
     with torch.no_grad():  # what validation does: bitsandbytes packs 4-bit weights for its CPU kernel here
