@@ -121,7 +121,7 @@ def streamed_model(model_path, strategy: str | None, result, dtype, device):
     base = install.load_base(folder, dtype, device, settings, decoder_layers,
                              lambda where: causal_lm.from_pretrained(str(folder), dtype=dtype))
     streamer = install.install(base, decoder_layers, None)
-    if result is None or folder == Path(result):
+    if adapter_of(model_path, strategy, result) is None:
         return base
     s = strategies.get(strategy or "lora")
     if not getattr(s, "use_dora", False):

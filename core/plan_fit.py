@@ -60,7 +60,7 @@ def first_fit(shape, target: Target, strategy: str, seq_len: int, options: dict,
     would (about 20 times the bytes at 8B sizes, slower than recomputing)."""
     ckpts = [checkpointing] if checkpointing is not None else [False, True]
     variants = variants_for(strategy, options, target.device)
-    for disk in ([False, True] if streams(strategy, options) and len(variants) > 1 else [None]):
+    for disk in ([False, True] if streams(strategy, options) and len(variants) > 1 else [True]):
         for opts, why in variants:
             for ckpt in ckpts:
                 if opts.get("activations_on_host") and not ckpt and "activations_on_host" not in options:
@@ -93,12 +93,12 @@ def variants_for(strategy: str, options: dict, device: str, host_activations: bo
     return [v for v in variants if not any(v[0].get(k) for k in moved)] or variants
 
 
-def largest_micro_batch(shape, target: Target, strategy, seq_len, ckpt, options, rows, disk: bool | None = None) -> int:
+def largest_micro_batch(shape, target: Target, strategy, seq_len, ckpt, options, rows, disk: bool = True) -> int:
     """The largest micro-batch (at most the effective batch) that fits; 0 if not even one example does. `disk`
     False: only with streamed weights in RAM."""
     cap = max(1, min(EFFECTIVE_BATCH, rows))
     for mb in MICRO_BATCHES:
-        if mb <= cap and _fits_somewhere(shape, target, strategy, mb, seq_len, ckpt, options, disk is not False):
+        if mb <= cap and _fits_somewhere(shape, target, strategy, mb, seq_len, ckpt, options, disk):
             return mb
     return 0
 

@@ -50,7 +50,7 @@ class QLora(Lora):
     def plan_variants(self, options: dict) -> list[tuple[dict, str]]:
         """LoRA's; frozen experts are kept in 4 bits as well (core/four_bit_experts.py), which the plan says."""
         four_bit = options.get("quantize", True)  # offload's quantize=false keeps the whole base in 16 bits
-        return [(opts, why and four_bit and f"{why} {FOUR_BIT_EXPERTS}" or why)
+        return [(opts, f"{why} {FOUR_BIT_EXPERTS}" if why and four_bit else why)
                 for opts, why in super().plan_variants(options)]
 
     def optimizer_name(self, opts, device: str) -> str:
