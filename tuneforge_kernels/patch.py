@@ -18,16 +18,17 @@ projections, which only the lora op touches) and, per op:
   activation is SiLU or GELU-tanh) runs the fused LoRA MLP instead, which replaces swiglu's MLP forward. At call
   time anything peft's forward would do differently (adapters disabled or merged, another adapter active,
   `adapter_names`, extra arguments, autocast) runs peft's forward;
-- cross_entropy: the `<Arch>ForCausalLM` forward, when given labels, runs the decoder (`self.model`), then our
-  fused loss on its last hidden states and the head's weight, and returns the loss with `logits=None`. Why
-  this route: in transformers 5.23 the causal LM's forward builds all logits (`self.lm_head(hidden_states)`)
-  before `self.loss_function` sees them, so a custom `loss_function` comes too late, and `logits_to_keep`
-  only slices positions; the model's forward is the one place where the logits can be skipped. Without
-  labels, or with `logits_to_keep` or `return_dict=False`, the model's own forward runs, logits and all.
-  Transformers' loss arguments are honoured: `num_items_in_batch` (sum, divided by it), `shift_labels`,
-  `ignore_index`, and Gemma's `final_logit_softcapping`. Ours: `token_losses=True` returns each token's loss
-  ([batch, seq], 0 where ignored) as `loss`, which the preference objectives sum over each answer
-  (`gives_token_losses` tells whether a model takes it).
+- cross_entropy: the `<Arch>ForCausalLM` forward (Gemma 3's and 4's `ForConditionalGeneration` one where they load
+  whole: `WHOLE_MODELS`), when given labels, runs the decoder (`self.model`), then our fused loss on its last
+  hidden states and the head's weight, and returns the loss with `logits=None`. Why this route: in transformers
+  5.23 the causal LM's forward builds all logits (`self.lm_head(hidden_states)`) before `self.loss_function` sees
+  them, so a custom `loss_function` comes too late, and `logits_to_keep` only slices positions; the model's
+  forward is the one place where the logits can be skipped. Without labels, or with `logits_to_keep` or
+  `return_dict=False`, the model's own forward runs, logits and all. Transformers' loss arguments are honoured:
+  `num_items_in_batch` (sum, divided by it), `shift_labels`, `ignore_index`, and Gemma's
+  `final_logit_softcapping`. Ours: `token_losses=True` returns each token's loss ([batch, seq], 0 where ignored)
+  as `loss`, which the preference objectives sum over each answer (`gives_token_losses` tells whether a model
+  takes it).
 
 Patches are per instance: each module's `forward` attribute is a method bound to that module, calling the
 class's own forward where it needs the original, so `copy.deepcopy` of a patched model stays consistent and
@@ -91,6 +92,10 @@ NOT_FOR = {
                         "them), not matched to our kernels yet; the loss kernel goes in" for op in
                     ("rmsnorm", "swiglu", "rope")},
 }
+# A vision-language model loaded whole (its config's model_type) whose own forward our fused loss replaces → whether
+# that forward caps the logits as its language model's config says (Gemma 4's does; Gemma 3's does not, though its
+# text config carries the setting). Elsewhere such a model computes its loss in its own forward.
+WHOLE_MODELS = {"gemma3": False, "gemma4": True}
 
 
 @dataclass(frozen=True)
@@ -147,9 +152,10 @@ def patch(model, ops=tuple(OPS), device=None) -> dict[str, Patched]:
     model_type = lm.config.model_type if lm is not None else model_type
     prefix, norm = ARCHITECTURES[model_type]
     skipped = dict(NOT_FOR.get(model_type, {}))
-    if lm is None:  # a vision-language model loaded whole (Gemma 3 from 4B): its language model's layers take them
-        skipped.setdefault("cross_entropy", "a vision-language model loaded whole computes its loss in its own "
-                                            "forward, which the fused loss does not replace")
+    if _loss_owner(model) is None:  # a vision-language model loaded whole: its language model's layers take them
+        skipped.setdefault("cross_entropy", f"{model.config.model_type} is a vision-language model loaded whole "
+                                            "that computes its loss in its own forward, which the fused loss does "
+                                            "not replace")
     from tuneforge_kernels.patch_lora import patch_lora  # (it builds on this module's helpers)
 
     patchers = {"rmsnorm": _patch_norms, "swiglu": _patch_mlps, "rope": _patch_rope, "cross_entropy": _patch_loss,
@@ -183,6 +189,15 @@ def _causal_lm(model):
         if model_type is not None and model_type == getattr(getattr(module, "config", None), "model_type", None):
             return module
     return None
+
+
+def _loss_owner(model):
+    """The module whose forward computes the loss: the causal LM, or a vision-language model of WHOLE_MODELS."""
+    lm = _causal_lm(model)
+    if lm is not None:
+        return lm
+    return next((m for m in model.modules() if type(m).__name__.endswith("ForConditionalGeneration")
+                 and getattr(getattr(m, "config", None), "model_type", None) in WHOLE_MODELS), None)
 
 
 def _patch_each(model, class_name: str, forward_for) -> Patched:
@@ -327,8 +342,8 @@ def _patch_rope(model, prefix, _) -> Patched:
 # --- cross_entropy -----------------------------------------------------------------------------------------------
 def gives_token_losses(model) -> bool:
     """Whether `model`'s forward takes `token_losses=True` (with labels): our fused loss runs in its causal LM."""
-    lm = _causal_lm(model)
-    return lm is not None and getattr(vars(lm).get("forward"), "__func__", None) is _causal_lm_forward
+    owner = _loss_owner(model)
+    return owner is not None and getattr(vars(owner).get("forward"), "__func__", None) is _causal_lm_forward
 
 
 def _causal_lm_forward(self, input_ids=None, labels=None, logits_to_keep=0, token_losses=False, **kwargs):
@@ -350,12 +365,17 @@ def _causal_lm_forward(self, input_ids=None, labels=None, logits_to_keep=0, toke
     num_items = kwargs.pop("num_items_in_batch", None)
     shift_labels = kwargs.pop("shift_labels", None)
     ignore_index = kwargs.pop("ignore_index", IGNORE_INDEX)
-    outputs = self.model(input_ids=input_ids, **kwargs)
+    text = self.config.get_text_config()
+    whole = text is not self.config  # a vision-language model loaded whole: its model takes the labels too, as
+    # its own forward passes them (Gemma 3 and 4: for the attention over images)
+    outputs = self.model(input_ids=input_ids, **({"labels": labels} if whole else {}), **kwargs)
     hidden = outputs.last_hidden_state
     targets = shift_labels if shift_labels is not None else causal_targets(labels, ignore_index)
+    softcap = getattr(text, "final_logit_softcapping", None) if not whole or WHOLE_MODELS[self.config.model_type] \
+        else None
     loss = fused_linear_cross_entropy(hidden, self.lm_head.weight, targets.to(hidden.device), ignore_index,
                                       reduction="none" if token_losses else "mean" if num_items is None else "sum",
-                                      softcap=getattr(self.config, "final_logit_softcapping", None))
+                                      softcap=softcap)
     if num_items is not None and not token_losses:
         loss = loss / (num_items.to(loss.device) if torch.is_tensor(num_items) else num_items)
     cache = {f.name: getattr(outputs, f.name, None) for f in dataclasses.fields(CausalLMOutputWithPast)
@@ -374,5 +394,5 @@ def _causal_lm_forward_for(module):
     return _causal_lm_forward
 
 
-def _patch_loss(model, prefix, _) -> Patched:
-    return _patch_each(model, f"{prefix}ForCausalLM", _causal_lm_forward_for)
+def _patch_loss(model, _prefix, _) -> Patched:
+    return _patch_each(model, type(_loss_owner(model)).__name__, _causal_lm_forward_for)

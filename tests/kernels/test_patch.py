@@ -12,6 +12,7 @@ import torch
 from tuneforge_kernels import OPS
 from transformers.integrations.moe import _default_apply_gate
 
+from core.model_shape import ModelShape
 from tuneforge_kernels.patch import ARCHITECTURES, NOT_FOR, patch
 from tests.kernels.conftest import DEVICE, close
 
@@ -62,6 +63,12 @@ def config(name: str, **sizes):
             vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                                image_size=28, patch_size=14),
             mm_tokens_per_image=1, boi_token_index=1006, eoi_token_index=1007, image_token_index=1008),
+        # Gemma 4 as transformers loads it: whole (Gemma4ForConditionalGeneration), its own forward capping the logits
+        "gemma4_vlm": lambda: t.Gemma4Config(
+            text_config=dict(**sizes, head_dim=16, global_head_dim=32, sliding_window=8, final_logit_softcapping=30.0,
+                             hidden_size_per_layer_input=16, vocab_size_per_layer_input=1009, **eager),
+            vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                               num_key_value_heads=2, head_dim=16), audio_config=None),
         "gpt_oss": lambda: t.GptOssConfig(**{**sizes, "intermediate_size": 32}, head_dim=16, num_local_experts=4,
                                           num_experts_per_tok=2, sliding_window=32, pad_token_id=0),
     }[name]()
@@ -92,7 +99,9 @@ CASES = {
     "lfm2": ("lfm2", None, False),  # convolution layers beside attention; w1, w2, w3: no SwiGLU kernel
     "qwen3-5": ("qwen3_5", None, False),  # Gated DeltaNet layers; mrope: no RoPE kernel
     "gemma4": ("gemma4", None, False),  # the loss kernel alone
-    "gemma3-vision-language": ("gemma3_vlm", None, False),  # its language model's layers; its own forward's loss
+    # loaded whole: its language model's layers, and the loss in the whole model's forward (Gemma 3's softcaps not)
+    "gemma3-vision-language": ("gemma3_vlm", None, False),
+    "gemma4-vision-language": ("gemma4_vlm", None, False),
     "qwen3-5-moe": ("qwen3_5_moe", None, False),  # and its experts; a shared expert
 }
 
@@ -166,9 +175,6 @@ def test_patched_model_trains_exactly_like_the_plain_one(case, calls):
     whole = (plain.get_base_model() if lora else plain).config
     config = whole.get_text_config()  # a vision-language model loaded whole: its language model's
     skipped, prefix = dict(NOT_FOR.get(config.model_type, {})), ARCHITECTURES[config.model_type][0]
-    if config is not whole:
-        skipped["cross_entropy"] = ("a vision-language model loaded whole computes its loss in its own forward, which "
-                                    "the fused loss does not replace")
 
     def count(kind: str, having: str = "") -> int:
         return sum(type(m).__name__ == f"{prefix}{kind}" and (not having or hasattr(m, having))
@@ -188,6 +194,8 @@ def test_patched_model_trains_exactly_like_the_plain_one(case, calls):
     assert len(report["swiglu"].places) == mlps and len(report["rope"].places) == attentions
     assert mlps or report["swiglu"].reason
     assert len(report["cross_entropy"].places) == fused
+    from core import memory_model as mm  # the plan counts the logits as the run computes them
+    assert mm.fused_loss(ModelShape.from_config(whole.to_dict()), mm.Setup("lora", 2, 11, fused_loss=True)) == fused
 
     batch = batch_of(SIZES["vocab_size"])
     loss, grads = loss_and_grads(ours, batch)
@@ -226,7 +234,8 @@ def test_with_labels_the_loss_comes_without_logits_and_patching_twice_changes_no
     assert model(**batch).logits is None
 
 
-@pytest.mark.parametrize("case", ["llama-peft-lora", "gemma2"])  # a frozen tied head; a trained soft-capped one
+# a frozen tied head; a trained soft-capped one; one in a vision-language model loaded whole
+@pytest.mark.parametrize("case", ["llama-peft-lora", "gemma2", "gemma4-vision-language"])
 def test_preference_scores_come_from_each_tokens_loss_without_logits(case, calls):
     """A pair objective's scores (core.objectives.pairs.score) in a patched model: each row's answer NLL from our
     kernel's per-token losses, no vocabulary-wide logits; values and gradients (through ORPO's loss, which weighs
@@ -283,6 +292,20 @@ def test_a_lora_wrapped_head_keeps_the_plain_loss():
     model = get_peft_model(tiny("mistral", None, False), LoraConfig(r=4, target_modules=["lm_head", "q_proj"]))
     report = patch(model, device=DEVICE)
     assert not report["cross_entropy"].active and "not a plain bias-free Linear" in report["cross_entropy"].reason
+    assert all(report[op].active for op in ("rmsnorm", "swiglu", "rope"))
+    assert model(**batch_of(SIZES["vocab_size"])).logits is not None
+
+
+def test_a_vision_language_model_whose_forward_we_do_not_know_keeps_its_own_loss(monkeypatch):
+    """Only the whole models in WHOLE_MODELS have their forward replaced (their softcapping known); another keeps
+    its loss, its language model's layers still take the other kernels."""
+    from tuneforge_kernels import patch as switch
+
+    monkeypatch.delitem(switch.WHOLE_MODELS, "gemma3")
+    model = tiny("gemma3_vlm", None, False)
+    report = patch(model, device=DEVICE)
+    assert not report["cross_entropy"].active
+    assert "gemma3 is a vision-language model loaded whole" in report["cross_entropy"].reason
     assert all(report[op].active for op in ("rmsnorm", "swiglu", "rope"))
     assert model(**batch_of(SIZES["vocab_size"])).logits is not None
 
