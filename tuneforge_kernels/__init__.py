@@ -7,9 +7,10 @@ same reference:
 
 - `cross_entropy` (fused_linear_cross_entropy.py): a linear head's cross-entropy chunked over tokens, so the
   batch × sequence × vocabulary logits never exist; gradients computed in the forward pass;
-- `rmsnorm` (rmsnorm.py): RMSNorm in Llama's and Gemma's casting orders;
+- `rmsnorm` (rmsnorm.py): RMSNorm in Llama's, Gemma's and Gemma 4's casting orders;
 - `swiglu` (swiglu.py): the gated MLP's act(gate) · up, SiLU or Gemma's tanh-approximated GELU;
-- `rope` (rope.py): rotary embedding of queries and keys, transformers' rotate_half convention;
+- `rope` (rope.py): rotary embedding of queries and keys (together, or one at a time as Gemma 4 calls it),
+  transformers' rotate_half convention;
 - `lora` (lora.py): peft's LoRA linears (float or bitsandbytes 4-bit bases) as one autograd node each, the base
   GEMM and the low-rank path together, saving x and the rank-sized x·Aᵀ only; the gated MLP of three LoRA
   projections as one node that recomputes act(gate)·up in backward; our Triton kernel dequantizes 4-bit weights.

@@ -4,14 +4,16 @@
 projections, which only the lora op touches) and, per op:
 
 - rmsnorm: every `<Arch>RMSNorm` module (layer norms, the final norm, Qwen3's and Gemma 3's q_norm/k_norm)
-  gets our forward, in its family's casting order;
-- swiglu: every `<Arch>MLP` computes down(act(gate(x)) · up(x)) with our fused act · up (SiLU, or GELU-tanh for
-  Gemma); backward reuses the gate and up buffers, which in that forward are nobody else's;
+  gets our forward, in its family's casting order (Gemma 4's value norms, without a weight, too);
+- swiglu: every `<Arch>MLP` (the layers' prefix, `LAYER_PREFIX`, where it is not the model's) computes
+  down(act(gate(x)) · up(x)) with our fused act · up (SiLU, or GELU-tanh for Gemma); backward reuses the gate and up
+  buffers, which in that forward are nobody else's;
 - rope: every `<Arch>Attention` runs our rotary kernel. The attention forward calls its modeling module's
   `apply_rotary_pos_emb` by global name, so that name becomes a dispatcher that runs ours only while a patched
   attention module's forward is running (a context variable) and transformers' own everywhere else: other
   models in the same process are untouched, and gradient checkpointing's recompute, which re-enters the
-  patched forward, takes the same path;
+  patched forward, takes the same path. Gemma 4's form rotates queries and keys in separate calls
+  (`apply_rotary_pos_emb(x, cos, sin, unsqueeze_dim)`), told apart by its parameters' names;
 - lora: every peft LoRA linear (`lora.Linear` on a float nn.Linear, `lora.Linear4bit` on bitsandbytes' 4-bit
   Linear4bit) with one adapter, dropout 0, no DoRA or other variant, no LoRA bias and a frozen base runs
   tuneforge_kernels/lora.py's one-node forward; every `<Arch>MLP` whose gate, up and down projections all do (and whose
@@ -46,6 +48,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import inspect
 import os
 import sys
 import types
@@ -71,7 +74,7 @@ ARCHITECTURES = {
     "granite": ("Granite", "llama"),
     "lfm2": ("Lfm2", "llama"),  # its MLP is w1, w2, w3: no SwiGLU kernel there
     "qwen3_5_text": ("Qwen3_5", "gemma"),  # (1 + weight) norms, as Gemma's
-    "gemma4_text": ("Gemma4", "gemma"),
+    "gemma4_text": ("Gemma4", "gemma4"),  # its weight in fp32, no offset; value norms without one
     # Mixtures of experts: their experts keep transformers' own implementation (or core/four_bit_experts.py's);
     # a dense MLP beside them (Qwen2-MoE's shared expert) takes the SwiGLU kernel
     "qwen3_moe": ("Qwen3Moe", "llama"),
@@ -88,10 +91,10 @@ NOT_FOR = {
     "granite": {"cross_entropy": "Granite divides its logits by logits_scaling, which our fused loss does not"},
     "qwen3_5_text": {"rope": MROPE},
     "qwen3_5_moe_text": {"rope": MROPE},
-    "gemma4_text": {op: "Gemma 4's text layers are classes of their own (Gemma4Text*, norms without a weight among "
-                        "them), not matched to our kernels yet; the loss kernel goes in" for op in
-                    ("rmsnorm", "swiglu", "rope")},
 }
+# The MLP and attention classes' prefix where it is not the model's: Gemma 4's layers are Gemma4Text*, its norms
+# Gemma4RMSNorm and its causal LM Gemma4ForCausalLM
+LAYER_PREFIX = {"gemma4_text": "Gemma4Text"}
 # A vision-language model loaded whole (its config's model_type) whose own forward our fused loss replaces → whether
 # that forward caps the logits as its language model's config says (Gemma 4's does; Gemma 3's does not, though its
 # text config carries the setting). Elsewhere such a model computes its loss in its own forward.
@@ -151,6 +154,7 @@ def patch(model, ops=tuple(OPS), device=None) -> dict[str, Patched]:
     _hub_kernels_off(model)
     model_type = lm.config.model_type if lm is not None else model_type
     prefix, norm = ARCHITECTURES[model_type]
+    layers = LAYER_PREFIX.get(model_type, prefix)
     skipped = dict(NOT_FOR.get(model_type, {}))
     if _loss_owner(model) is None:  # a vision-language model loaded whole: its language model's layers take them
         skipped.setdefault("cross_entropy", f"{model.config.model_type} is a vision-language model loaded whole "
@@ -158,10 +162,11 @@ def patch(model, ops=tuple(OPS), device=None) -> dict[str, Patched]:
                                             "not replace")
     from tuneforge_kernels.patch_lora import patch_lora  # (it builds on this module's helpers)
 
-    patchers = {"rmsnorm": _patch_norms, "swiglu": _patch_mlps, "rope": _patch_rope, "cross_entropy": _patch_loss,
-                "lora": patch_lora}
+    # op → its patcher and the prefix of the classes it patches
+    patchers = {"rmsnorm": (_patch_norms, prefix), "swiglu": (_patch_mlps, layers), "rope": (_patch_rope, layers),
+                "cross_entropy": (_patch_loss, prefix), "lora": (patch_lora, layers)}
     # in OPS's order whatever the order asked: lora's fused MLP replaces swiglu's MLP forward, not the other way
-    done = {op: Patched(reason=skipped[op]) if op in skipped else patchers[op](model, prefix, norm)
+    done = {op: Patched(reason=skipped[op]) if op in skipped else patchers[op][0](model, patchers[op][1], norm)
             for op in sorted(ops, key=list(OPS).index)}
     return {op: done[op] for op in ops}
 
@@ -227,7 +232,7 @@ def _norm_forward(variant, self, x):
     from tuneforge_kernels.rmsnorm import rms_norm
 
     eps = self.variance_epsilon if hasattr(self, "variance_epsilon") else self.eps
-    return rms_norm(x, self.weight, eps, variant)
+    return rms_norm(x, getattr(self, "weight", None), eps, variant)  # (Gemma 4's value norms have none)
 
 
 def _patch_norms(model, prefix, variant) -> Patched:
@@ -304,6 +309,9 @@ _ROPE_ON = contextvars.ContextVar("tuneforge_rope", default=False)
 
 
 def _dispatching(original):
+    if list(inspect.signature(original).parameters)[:3] == ["x", "cos", "sin"]:
+        return _dispatching_one(original)
+
     @functools.wraps(original)
     def apply_rotary_pos_emb(q, k, cos, sin, *args, **kwargs):
         unsqueeze_dim = args[0] if args else kwargs.get("unsqueeze_dim", 1)
@@ -312,6 +320,21 @@ def _dispatching(original):
 
             return apply_rope(q, k, cos, sin)
         return original(q, k, cos, sin, *args, **kwargs)
+
+    apply_rotary_pos_emb.tuneforge_original = original
+    return apply_rotary_pos_emb
+
+
+def _dispatching_one(original):
+    """The dispatcher for Gemma 4's form, `apply_rotary_pos_emb(x, cos, sin, unsqueeze_dim)`: queries and keys
+    rotated in separate calls."""
+    @functools.wraps(original)
+    def apply_rotary_pos_emb(x, cos, sin, unsqueeze_dim=1):
+        if _ROPE_ON.get() and unsqueeze_dim in (1, 2) and x.dim() == 4 and cos.dim() == 3:
+            from tuneforge_kernels.rope import apply_rope_one
+
+            return apply_rope_one(x, cos, sin, unsqueeze_dim)
+        return original(x, cos, sin, unsqueeze_dim)
 
     apply_rotary_pos_emb.tuneforge_original = original
     return apply_rotary_pos_emb

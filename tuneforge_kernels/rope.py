@@ -13,7 +13,8 @@ same for every head. The map is linear in x, so its gradient is the transposed r
 which is the forward with (sin1, sin2) replaced by (−sin2, −sin1): one kernel serves both directions. One
 program per (batch, position) loads that position's cos and sin once and rotates every query and key head;
 q and k may be strided views (attention's transpose(1, 2)); the outputs get the same strides. cos and sin
-take no gradient (transformers computes them without one).
+take no gradient (transformers computes them without one). Gemma 4 rotates queries and keys in separate calls,
+a (batch, seq, heads, head_dim) tensor at a time: `apply_rope_one`, the same kernel with the keys left out.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def _rotate(x_ptr, out_ptr, base, head_stride, heads, c1, c2, s1, s2, half,
 def _rope(q_ptr, k_ptr, q_out_ptr, k_out_ptr, cos_ptr, sin_ptr,
           q_batch_stride, q_head_stride, q_seq_stride, k_batch_stride, k_head_stride, k_seq_stride,
           cos_batch_stride, cos_seq_stride, seq_len, q_heads, k_heads, half,
-          BACKWARD: tl.constexpr, BLOCK_QH: tl.constexpr, BLOCK_KH: tl.constexpr, BLOCK_D: tl.constexpr):
+          BACKWARD: tl.constexpr, HAS_K: tl.constexpr, BLOCK_QH: tl.constexpr, BLOCK_KH: tl.constexpr,
+          BLOCK_D: tl.constexpr):
     program = tl.program_id(0)
     batch = (program // seq_len).to(tl.int64)
     position = (program % seq_len).to(tl.int64)
@@ -55,8 +57,9 @@ def _rope(q_ptr, k_ptr, q_out_ptr, k_out_ptr, cos_ptr, sin_ptr,
         s1, s2 = -s2, -s1
     _rotate(q_ptr, q_out_ptr, batch * q_batch_stride + position * q_seq_stride, q_head_stride, q_heads,
             c1, c2, s1, s2, half, BLOCK_QH, BLOCK_D)
-    _rotate(k_ptr, k_out_ptr, batch * k_batch_stride + position * k_seq_stride, k_head_stride, k_heads,
-            c1, c2, s1, s2, half, BLOCK_KH, BLOCK_D)
+    if HAS_K:
+        _rotate(k_ptr, k_out_ptr, batch * k_batch_stride + position * k_seq_stride, k_head_stride, k_heads,
+                c1, c2, s1, s2, half, BLOCK_KH, BLOCK_D)
 
 
 def _last_dim_dense(t: torch.Tensor) -> torch.Tensor:
@@ -64,15 +67,18 @@ def _last_dim_dense(t: torch.Tensor) -> torch.Tensor:
 
 
 def _rope_call(q, k, cos, sin, backward):
-    """Rotated q and k (b, heads, s, d), cos and sin (b or 1, s, d)."""
-    q, k = _last_dim_dense(q), _last_dim_dense(k)
+    """Rotated q and k (b, heads, s, d), cos and sin (b or 1, s, d); k None: q alone (None in its place)."""
+    has_k = k is not None
+    q, k = _last_dim_dense(q), _last_dim_dense(k if has_k else q)
     cos, sin = _last_dim_dense(cos), _last_dim_dense(sin)
     if cos.stride() != sin.stride():
         cos, sin = cos.contiguous(), sin.contiguous()
-    q_out, k_out = torch.empty_like(q), torch.empty_like(k)
+    q_out = torch.empty_like(q)
     if q_out.stride() != q.stride():  # empty_like keeps a dense view's strides; anything else is copied first
         q = q.contiguous()
         q_out = torch.empty_like(q)
+    k = k if has_k else q  # (the kernel leaves it alone)
+    k_out = torch.empty_like(k) if has_k else q_out
     if k_out.stride() != k.stride():
         k = k.contiguous()
         k_out = torch.empty_like(k)
@@ -81,10 +87,10 @@ def _rope_call(q, k, cos, sin, backward):
     cos_batch_stride = 0 if cos.shape[0] == 1 else cos.stride(0)
     _rope[(batch * seq,)](q, k, q_out, k_out, cos, sin, q.stride(0), q.stride(1), q.stride(2), k.stride(0),
                           k.stride(1), k.stride(2), cos_batch_stride, cos.stride(1), seq, q_heads, k.shape[1], half,
-                          BACKWARD=backward, BLOCK_QH=triton.next_power_of_2(q_heads),
+                          BACKWARD=backward, HAS_K=has_k, BLOCK_QH=triton.next_power_of_2(q_heads),
                           BLOCK_KH=triton.next_power_of_2(k.shape[1]), BLOCK_D=triton.next_power_of_2(half),
                           enable_fp_fusion=True)
-    return q_out, k_out
+    return q_out, k_out if has_k else None
 
 
 class Rope(torch.autograd.Function):
@@ -101,6 +107,19 @@ class Rope(torch.autograd.Function):
         return dq, dk, None, None
 
 
+class RopeOne(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, cos, sin):
+        ctx.save_for_backward(cos, sin)
+        return _rope_call(x, None, cos, sin, backward=False)[0]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dx):
+        cos, sin = ctx.saved_tensors
+        return _rope_call(dx, None, cos, sin, backward=True)[0], None, None
+
+
 def apply_rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
     """(q·cos + rotate_half(q)·sin, k·cos + rotate_half(k)·sin) for q, k (batch, heads, seq, head_dim) and cos,
     sin (batch or 1, seq, head_dim): transformers' `apply_rotary_pos_emb` with unsqueeze_dim=1."""
@@ -108,3 +127,15 @@ def apply_rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.T
         raise ValueError(f"expected q, k (batch, heads, seq, even head_dim) and cos (batch, seq, head_dim); got "
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(cos.shape)}")
     return Rope.apply(q, k, cos, sin)
+
+
+def apply_rope_one(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1) -> torch.Tensor:
+    """x·cos + rotate_half(x)·sin for one tensor, as Gemma 4's `apply_rotary_pos_emb(x, cos, sin, unsqueeze_dim)`:
+    x (batch, heads, seq, head_dim) with unsqueeze_dim=1, (batch, seq, heads, head_dim) with 2; cos, sin (batch or
+    1, seq, head_dim)."""
+    if unsqueeze_dim not in (1, 2) or x.dim() != 4 or cos.dim() != 3 or x.shape[-1] % 2:
+        raise ValueError(f"expected x with 4 dimensions (an even head_dim last), cos with 3 and unsqueeze_dim 1 or 2; "
+                         f"got {tuple(x.shape)}, {tuple(cos.shape)}, {unsqueeze_dim}")
+    if unsqueeze_dim == 1:
+        return RopeOne.apply(x, cos, sin)
+    return RopeOne.apply(x.transpose(1, 2), cos, sin).transpose(1, 2)

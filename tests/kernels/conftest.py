@@ -36,6 +36,7 @@ def kernels_in_the_interpreter():
 
 # op → (its module in tuneforge_kernels, the function our patched forwards call): counted to prove the kernel ran
 ENTRY = {"rmsnorm": ("rmsnorm", "rms_norm"), "swiglu": ("swiglu", "gated"), "rope": ("rope", "apply_rope"),
+         "rope_one": ("rope", "apply_rope_one"),  # (Gemma 4: queries and keys in separate calls)
          "cross_entropy": ("fused_linear_cross_entropy", "fused_linear_cross_entropy"),
          "lora": ("lora", "lora_linear"), "lora_mlp": ("lora", "lora_mlp")}
 

@@ -16,12 +16,12 @@ from tests.conftest import REPO
 KERNELS = {
     "fused_linear_cross_entropy:_cross_entropy_rows": ({"targets_ptr": "*i64", "loss_ptr": "*fp32"},
                                                         {"SOFTCAP": True, "GRAD": True, "BLOCK": 4096}),
-    "rmsnorm:_rms_norm_forward": ({"rstd_ptr": "*fp32"}, {"GEMMA": False, "BLOCK": 4096}),
+    "rmsnorm:_rms_norm_forward": ({"rstd_ptr": "*fp32"}, {"FP32_WEIGHT": False, "OFFSET": 0.0, "BLOCK": 4096}),
     "rmsnorm:_rms_norm_backward": ({"rstd_ptr": "*fp32", "dw_ptr": "*fp32"},
-                                   {"GEMMA": True, "WEIGHT_GRAD": True, "BLOCK": 4096}),
+                                   {"FP32_WEIGHT": True, "OFFSET": 1.0, "WEIGHT_GRAD": True, "BLOCK": 4096}),
     "swiglu:_gated_forward": ({}, {"GELU": True, "BLOCK": 1024}),
     "swiglu:_gated_backward": ({}, {"GELU": False, "BLOCK": 1024}),
-    "rope:_rope": ({}, {"BACKWARD": True, "BLOCK_QH": 32, "BLOCK_KH": 8, "BLOCK_D": 64}),
+    "rope:_rope": ({}, {"BACKWARD": True, "HAS_K": True, "BLOCK_QH": 32, "BLOCK_KH": 8, "BLOCK_D": 64}),
     "lora:_dequantize_4bit": ({"packed_ptr": "*u8", "absmax_ptr": "*fp32", "code_ptr": "*fp32"},
                               {"QBLOCK": 64, "BLOCK": 1024}),
 }

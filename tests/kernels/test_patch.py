@@ -13,7 +13,7 @@ from tuneforge_kernels import OPS
 from transformers.integrations.moe import _default_apply_gate
 
 from core.model_shape import ModelShape
-from tuneforge_kernels.patch import ARCHITECTURES, NOT_FOR, patch
+from tuneforge_kernels.patch import ARCHITECTURES, LAYER_PREFIX, NOT_FOR, patch
 from tests.kernels.conftest import DEVICE, close
 
 SIZES = dict(vocab_size=1009, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
@@ -98,7 +98,8 @@ CASES = {
     "granite": ("granite", None, False),  # its logits scaled: no fused loss (NOT_FOR)
     "lfm2": ("lfm2", None, False),  # convolution layers beside attention; w1, w2, w3: no SwiGLU kernel
     "qwen3-5": ("qwen3_5", None, False),  # Gated DeltaNet layers; mrope: no RoPE kernel
-    "gemma4": ("gemma4", None, False),  # the loss kernel alone
+    "gemma4": ("gemma4", None, False),  # Gemma4Text* layers, Gemma4RMSNorm (some without a weight)
+    "gemma4-peft-lora": ("gemma4", "lora", False),  # the fused LoRA MLP in Gemma4TextMLP
     # loaded whole: its language model's layers, and the loss in the whole model's forward (Gemma 3's softcaps not)
     "gemma3-vision-language": ("gemma3_vlm", None, False),
     "gemma4-vision-language": ("gemma4_vlm", None, False),
@@ -175,9 +176,10 @@ def test_patched_model_trains_exactly_like_the_plain_one(case, calls):
     whole = (plain.get_base_model() if lora else plain).config
     config = whole.get_text_config()  # a vision-language model loaded whole: its language model's
     skipped, prefix = dict(NOT_FOR.get(config.model_type, {})), ARCHITECTURES[config.model_type][0]
+    layers = LAYER_PREFIX.get(config.model_type, prefix)  # (Gemma 4: Gemma4TextMLP, Gemma4TextAttention)
 
     def count(kind: str, having: str = "") -> int:
-        return sum(type(m).__name__ == f"{prefix}{kind}" and (not having or hasattr(m, having))
+        return sum(type(m).__name__ == f"{layers}{kind}" and (not having or hasattr(m, having))
                    for m in plain.modules())
 
     # a mixture of experts' experts take the kernel as their gated activation (gpt-oss's is its own), beside a
@@ -202,10 +204,12 @@ def test_patched_model_trains_exactly_like_the_plain_one(case, calls):
     ran = dict(calls)
     plain_loss, plain_grads = loss_and_grads(plain, batch)
     assert calls == ran, "a kernel ran in the unpatched model"
-    norms = [p for p in report["rmsnorm"].places if "projector" not in p]  # (a projector's runs on images alone)
+    # (a projector's and a vision tower's run on images alone)
+    norms = [p for p in report["rmsnorm"].places if "projector" not in p and "vision" not in p]
     assert ran["rmsnorm"] >= len(norms) and ran["cross_entropy"] == fused
     if attentions:  # (SmolLM3: some layers without rope)
-        assert ran["rope"] >= sum(getattr(config, "no_rope_layers", None) or [1] * attentions), ran
+        rotations = ran["rope"] + ran["rope_one"] // 2  # (Gemma 4 rotates queries and keys in separate calls)
+        assert rotations >= sum(getattr(config, "no_rope_layers", None) or [1] * attentions), ran
     if lora:  # the fused LoRA MLP (swiglu's kernels inside) in every layer, our LoRA linear in the attention
         assert len(report["lora"].places) == 8 * layers  # 7 projections and the MLP
         assert ran["lora_mlp"] >= layers and ran["lora"] >= 4 * layers and ran["swiglu"] == 0, ran

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tuneforge_kernels.rope import apply_rope
+from tuneforge_kernels.rope import apply_rope, apply_rope_one
 from tests.kernels.conftest import DEVICE, NEEDS_GPU, close
 
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 3e-3}
@@ -60,6 +60,32 @@ def test_values_and_gradients_match_transformers(dtype, strided, per_row):
     for name, a, b in zip(("q", "k", "dq", "dk"), ours, plain):
         close(a, b, TOLERANCE[dtype], f"{dtype} {name}")
     assert ours[0].stride() == plain[0].stride() or not strided
+
+
+@pytest.mark.parametrize("dtype", list(TOLERANCE), ids=str)
+@pytest.mark.parametrize("unsqueeze_dim", [1, 2])
+def test_one_tensor_at_a_time_as_gemma_4_rotates(dtype, unsqueeze_dim):
+    """Gemma 4's apply_rotary_pos_emb(x, cos, sin, unsqueeze_dim): queries or keys alone, (batch, seq, heads, dim)
+    straight from the projection's view with unsqueeze_dim=2; values and the gradient as its own function gives."""
+    from transformers.models.gemma4.modeling_gemma4 import apply_rotary_pos_emb
+
+    batch, heads, seq, dim = 2, 3, 7, 18
+    g = torch.Generator().manual_seed(6)
+    cos, sin = (torch.randn(batch, seq, dim, generator=g).to(DEVICE, dtype) for _ in range(2))
+    flat = torch.randn(batch, seq, heads * dim, generator=g).to(DEVICE, dtype)
+    dy = torch.randn(batch, seq, heads, dim, generator=g).to(DEVICE)
+    results = []
+    for fn in (apply_rope_one, apply_rotary_pos_emb):
+        leaf = flat.clone().requires_grad_()
+        x = leaf.view(batch, seq, heads, dim)
+        x = x if unsqueeze_dim == 2 else x.transpose(1, 2)
+        out = fn(x, cos, sin, unsqueeze_dim=unsqueeze_dim)
+        out = out if unsqueeze_dim == 2 else out.transpose(1, 2)
+        (out.float() * dy).sum().backward()
+        results.append((out.detach(), leaf.grad))
+    for name, a, b in zip(("x", "dx"), *results):
+        close(a, b, TOLERANCE[dtype], f"{dtype} {name}")
+        assert a.shape == b.shape and a.dtype == b.dtype
 
 
 @NEEDS_GPU
