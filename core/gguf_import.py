@@ -134,6 +134,7 @@ class Placement:
     # ffn_gate_exps and ffn_up_exps), the rows of each of its matrices this one fills, and the whole tensor's shape
     rows: slice | None = None
     whole: tuple[int, ...] | None = None
+    columns: bool = False  # `rows` are the columns of each matrix (Architecture.split_columns: gpt-oss's experts)
 
     @property
     def nbytes(self) -> int:
@@ -193,7 +194,7 @@ def _into(whole, p: Placement, part):
         whole = torch.zeros(p.whole, dtype=part.dtype)
     elif whole.dtype != part.dtype:
         whole, part = whole.float(), part.float()
-    whole[..., p.rows, :] = part
+    whole[architectures.part_index(p.rows, p.columns)] = part
     return whole
 
 
@@ -205,12 +206,12 @@ def plan(gguf: Path, contents: reader.Contents, config) -> list[Placement]:
     cfg = config.to_dict()
     arch = architectures.REGISTRY[cfg["model_type"]].variant(cfg)
     shapes = _parameter_shapes(config)
-    by_gguf = {}  # GGUF name → (HF name, the rows of it the file's tensor holds)
+    by_gguf = {}  # GGUF name → (HF name, the rows (or columns) of it the file's tensor holds, whether columns, shape)
     for hf_name, shape in shapes.items():
-        for part, rows in arch.parts(hf_name, architectures.matrix_rows(shape)):
+        for part, rows, columns, taken in architectures.pieces(arch, hf_name, shape):
             gguf_name = arch.gguf_name(part, cfg)
             if gguf_name is not None:
-                by_gguf[gguf_name] = (hf_name, rows)
+                by_gguf[gguf_name] = (hf_name, rows, columns, taken)
     derived = {name for name, _ in arch.extra_tensors(cfg)}
     text = [t for t in contents.tensors if not t.name.startswith(VISION) and not _draft(t.name, contents, cfg)]
     placements, dtype = [], folder_dtype(text)
@@ -220,13 +221,12 @@ def plan(gguf: Path, contents: reader.Contents, config) -> list[Placement]:
         if info.name not in by_gguf:
             raise IncompleteModel(f"{gguf}: holds a tensor {info.name} that a {cfg['model_type']} model of this "
                                   "config has no place for; the file may be damaged or of a variant we do not read.")
-        hf_name, rows = by_gguf.pop(info.name)
-        # as the file holds it (a conv kernel: 2-D; a part: its rows)
-        wanted = arch.gguf_shape(info.name, architectures.part_shape(shapes[hf_name], rows), cfg)
+        hf_name, rows, columns, taken = by_gguf.pop(info.name)
+        wanted = arch.gguf_shape(info.name, taken, cfg)  # as the file holds it (a conv kernel: 2-D; a part: its rows)
         if tuple(info.shape) != wanted:
             raise IncompleteModel(f"{gguf}: tensor {info.name} is {list(info.shape)} where the config asks for "
                                   f"{list(wanted)}; the file may be damaged.")
-        placements.append(Placement(info, hf_name, dtype, rows, None if rows is None else shapes[hf_name]))
+        placements.append(Placement(info, hf_name, dtype, rows, None if rows is None else shapes[hf_name], columns))
     if by_gguf:
         missing = sorted(by_gguf)
         raise IncompleteModel(f"{gguf}: lacks {len(missing)} tensor(s) the model needs, e.g. {missing[0]}; the file "

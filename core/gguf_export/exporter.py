@@ -80,7 +80,7 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
         ollama = modelfile.tools_reason(trained_tools, tools, fmt)
         if thinking is not None:
             ollama = " ".join(filter(None, (ollama, modelfile.THINKING_REASON)))
-        lora = _lora(run, arch, cfg, tmp / f"{stem}.lora.gguf", stem)
+        lora = _lora(run, arch, cfg, tmp / f"{stem}.lora.gguf", stem, source)
         if lora["written"] and tokenizer.chat_template != base_template:  # the LoRA file on a base GGUF would chat
             atomic.write_text(tmp / CHAT_TEMPLATE, tokenizer.chat_template)  # through the base's own template
             lora |= {"chat_template": CHAT_TEMPLATE, "chat_template_why": (
@@ -101,7 +101,7 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
     return out
 
 
-def _lora(run: dict, arch, cfg: dict, target: Path, stem: str) -> dict:
+def _lora(run: dict, arch, cfg: dict, target: Path, stem: str, source) -> dict:
     strategy = strategies.get(run["strategy"])
     if strategy.result != "adapter":
         return {"written": False, "why": f"the run trained the whole model ({run['strategy']}), so there is no adapter"}
@@ -111,8 +111,11 @@ def _lora(run: dict, arch, cfg: dict, target: Path, stem: str) -> dict:
     why = lora_adapter.unwritable(result, arch)
     if why:
         return {"written": False, "why": why}
-    lora_adapter.write(result, arch, cfg, target, stem)
-    return {"written": True, "file": target.name, "check": lora_adapter.check(target, result, arch, cfg),
+    def base_tensor(hf_name: str):  # one of the merged model's tensors, which the adapter leaves as they were
+        return source.tensors[hf_name].detach().float().cpu().numpy()
+
+    lora_adapter.write(result, arch, cfg, target, stem, base_tensor)
+    return {"written": True, "file": target.name, "check": lora_adapter.check(target, result, arch, cfg, base_tensor),
             "why": "a small file that puts this fine-tune on a base GGUF with llama.cpp --lora or Ollama's ADAPTER"}
 
 

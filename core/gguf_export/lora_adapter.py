@@ -17,6 +17,10 @@ adapter.lora.alpha; for every adapted weight W (by its GGUF name) two tensors, `
   (peft nests a wrapper per weight: `experts.lora_A`, `experts.base_layer.lora_A`) is told by its shape
   (Architecture.expert_shapes). The fused gate_up splits as any fused weight does (Architecture.parts), B's rows
   of every expert. An architecture without expert_shapes gets no file (`unwritable`); the merged GGUF carries it.
+  Where llama.cpp scales an expert's output before it adds the LoRA's (Gemma 4's per-expert scale on
+  ffn_down_exps: Architecture.lora_output_scale), each expert's B is scaled by it, so the sum is the model's;
+- an adapter on a weight llama.cpp multiplies without LoRA (Architecture.lora_unread: Gemma 4's per-layer
+  model projection) gets no file either: llama.cpp would drop that part of the fine-tune without a word.
 """
 
 from __future__ import annotations
@@ -36,16 +40,24 @@ from core.offload.layerwise import language_name
 def unwritable(result: Path, arch) -> str:
     """Why the adapter in `result` gets no LoRA file though the merged GGUF is written ('' when it gets one): adapters
     on a mixture of experts' 3-D expert weights (peft's target_parameters) where the architecture does not say its
-    experts' shapes (Architecture.expert_shapes), by which each of peft's pairs is told apart."""
+    experts' shapes (Architecture.expert_shapes), by which each of peft's pairs is told apart, or on a weight
+    llama.cpp multiplies without LoRA (Architecture.lora_unread)."""
     config = json.loads((result / "adapter_config.json").read_text(encoding="utf-8"))
     if config.get("target_parameters") and getattr(arch, "expert_shapes", None) is None:
         return ("the adapter also changes the experts' stacked weights (a mixture of experts), which this LoRA file "
                 "writer does not carry yet; the merged GGUF holds the whole fine-tune")
+    unread = sorted({m for m in _modules(result) if _unwrapped(m).rpartition(".")[2] in arch.lora_unread})
+    if unread:
+        return (f"the adapter also changes {_unwrapped(unread[0]).rpartition('.')[2]}, which llama.cpp multiplies "
+                "without applying a LoRA file, so the file would leave that part of the fine-tune out; the merged "
+                "GGUF holds the whole fine-tune")
     return ""
 
 
-def adapter_tensors(result: Path, arch, cfg: dict) -> tuple[float, list[tuple[str, np.ndarray, np.ndarray]], int]:
-    """(alpha to write, [(GGUF weight name, A, B)], rank) from a PEFT adapter folder (`cfg`: the model's config)."""
+def adapter_tensors(result: Path, arch, cfg: dict,
+                    base_tensor) -> tuple[float, list[tuple[str, np.ndarray, np.ndarray]], int]:
+    """(alpha to write, [(GGUF weight name, A, B)], rank) from a PEFT adapter folder (`cfg`: the model's config;
+    `base_tensor(hf_name)`: one of the model's tensors as float32, for Architecture.lora_output_scale)."""
     cfg = arch.written_config(cfg)
     config = json.loads((result / "adapter_config.json").read_text(encoding="utf-8"))
     if config.get("use_dora"):
@@ -83,6 +95,9 @@ def adapter_tensors(result: Path, arch, cfg: dict) -> tuple[float, list[tuple[st
             a = ab["A"].astype(np.float32)
             b = ab["B"].astype(np.float32) if rows is None else np.ascontiguousarray(ab["B"][..., rows, :],
                                                                                       dtype=np.float32)
+            factor = arch.lora_output_scale(gguf_name, cfg, base_tensor)
+            if factor is not None:  # each expert's: [experts, out, rank] · [experts]
+                b = b * np.asarray(factor, np.float32)[:, None, None]
             if arch.transforms_columns(gguf_name, cfg):  # W·P = B·(A·P): the columns' order is A's
                 out.append((gguf_name, arch.transform(gguf_name, a, cfg), b))
             else:  # P·W = (P·B)·A: the rows' order is B's
@@ -90,11 +105,12 @@ def adapter_tensors(result: Path, arch, cfg: dict) -> tuple[float, list[tuple[st
     return alpha, out, rank
 
 
-def write(result: Path, arch, cfg: dict, target: Path, name: str) -> Path:
-    """Write the adapter of the run result in `result` at `target` (temporary name, then a rename)."""
+def write(result: Path, arch, cfg: dict, target: Path, name: str, base_tensor) -> Path:
+    """Write the adapter of the run result in `result` at `target` (temporary name, then a rename); `base_tensor`
+    as for adapter_tensors."""
     from gguf import GGUFType, GGUFWriter, Keys
 
-    alpha, tensors, _ = adapter_tensors(result, arch, cfg)
+    alpha, tensors, _ = adapter_tensors(result, arch, cfg, base_tensor)
     with atomic.temp_file(target) as tmp:
         w = GGUFWriter(tmp, arch.name)
         try:
@@ -113,15 +129,15 @@ def write(result: Path, arch, cfg: dict, target: Path, name: str) -> Path:
     return target
 
 
-def check(path: Path, result: Path, arch, cfg: dict) -> str:
+def check(path: Path, result: Path, arch, cfg: dict, base_tensor) -> str:
     """Read the file back: every pair present, and (alpha/rank)·B·A equal to PEFT's own update in GGUF
-    layout for every adapted weight (for a stack of experts', expert by expert). Returns the sentence for the report;
-    raises on a difference."""
+    layout for every adapted weight (for a stack of experts', expert by expert, times the factor llama.cpp leaves
+    out of it: Architecture.lora_output_scale). Returns the sentence for the report; raises on a difference."""
     contents = reader.read(path)
     stored = {t.name: reader.tensor_bytes(path, contents, t, 4 * int(np.prod(t.shape))).view(np.float32)
               .reshape(t.shape) for t in contents.tensors}
     alpha = contents.metadata["adapter.lora.alpha"]
-    _, tensors, rank = adapter_tensors(result, arch, cfg)
+    _, tensors, rank = adapter_tensors(result, arch, cfg, base_tensor)
     peft = json.loads((result / "adapter_config.json").read_text(encoding="utf-8"))
     scale = float(peft["lora_alpha"]) / (math.sqrt(rank) if peft.get("use_rslora") else rank)
     for gguf_name, a, b in tensors:
@@ -153,6 +169,18 @@ def _experts(arch, cfg: dict, module: str, ab: dict, rank: int) -> tuple[str, np
     stack_a = a.reshape(count, rank, a.shape[1])
     stack_b = b.reshape(b.shape[0], rank, count).transpose(2, 0, 1)
     return f"{module}.{names[0]}", np.ascontiguousarray(stack_a), np.ascontiguousarray(stack_b)
+
+
+def _modules(result: Path) -> set[str]:
+    """The modules the adapter in `result` adapts, by PEFT's names (its files' keys, no tensor read)."""
+    from safetensors import safe_open
+
+    names = set()
+    for f in sorted(result.glob("adapter_model*.safetensors")):
+        with safe_open(str(f), "pt") as opened:
+            names |= {k.removeprefix("base_model.model.").removesuffix(".lora_A.weight") for k in opened.keys()
+                      if k.endswith(".lora_A.weight")}
+    return names
 
 
 def _load(result: Path) -> dict[str, np.ndarray]:

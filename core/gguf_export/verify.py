@@ -180,6 +180,9 @@ def load(path: Path, plan, reference):
     import torch
     from transformers import AutoModelForCausalLM
 
+    if not plan.arch.transformers_reads:  # (its reader fails, or builds another model: not worth the load)
+        return own_load(path, plan, reference), (f"transformers' GGUF reader does not read {plan.arch.name} files as "
+                                                 "llama.cpp has them, so it was read with our own dequantization")
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
         if not compare.same_shapes(model, reference):

@@ -22,7 +22,7 @@ from gguf import GGML_QUANT_VERSION, GGUFWriter
 from core import atomic
 from core.errors import DiskFull
 from core.gguf_export import quants
-from core.gguf_export.architectures import Architecture, matrix_rows, part_shape
+from core.gguf_export.architectures import Architecture, part_index, pieces
 from core.gguf_export.tensor_types import Pick, stored_type, wanted_type
 from core.gguf_export.vocab import Vocab
 
@@ -39,11 +39,14 @@ class TensorPlan:
     wanted: str  # the type the pick asked for; `type` differs where the rows did not fit it (tensor_types.fallbacks)
     # the rows of each of `source`'s matrices it holds, where it is part of it (Architecture.parts); None: all
     rows: slice | None = None
+    # `rows` are columns, the last axis: a stack whose matrices are stored [in, out] (gpt-oss's experts: split_columns)
+    columns: bool = False
 
     def of(self, tensor):
         """Its part of `tensor`, its source's values: the rows of a matrix, or of each matrix of a stack of them (a
-        mixture of experts' fused gate_up_proj); a view of a torch tensor: writing to it writes there."""
-        return tensor if self.rows is None else tensor[..., self.rows, :]
+        mixture of experts' fused gate_up_proj), or their columns; a view of a torch tensor: writing to it writes
+        there."""
+        return tensor if self.rows is None else tensor[part_index(self.rows, self.columns)]
 
     @property
     def nbytes(self) -> int:
@@ -79,21 +82,21 @@ def plan(arch: Architecture, cfg: dict, shapes: dict[str, tuple[int, ...]], voca
     cfg = arch.written_config(cfg)
     named, unmapped = [], []
     for hf_name, shape in shapes.items():
-        for part, rows in arch.parts(hf_name, matrix_rows(shape)):
+        for part, rows, columns, taken in pieces(arch, hf_name, shape):
             gguf_name = arch.gguf_name(part, cfg)
             if gguf_name is not None:
-                named.append((gguf_name, hf_name, arch.gguf_shape(gguf_name, part_shape(shape, rows), cfg), rows))
+                named.append((gguf_name, hf_name, arch.gguf_shape(gguf_name, taken, cfg), rows, columns))
             elif not hf_name.endswith(".inv_freq") and hf_name != "lm_head.weight":
                 unmapped.append(hf_name)
     if unmapped:
         raise ValueError(f"no GGUF name for {', '.join(unmapped[:5])} ({arch.name})")  # a bug in our tables
     # As llama.cpp decides it: the embedding doubles as the output head when there is no output.weight.
-    head_is_embedding = all(n != "output.weight" for n, _, _, _ in named)
+    head_is_embedding = all(n != "output.weight" for n, *_ in named)
     n_layers = cfg["num_hidden_layers"]
     wanted = {n: "f32" if n.endswith(arch.f32_names) else wanted_type(pick, n, shape, n_layers, head_is_embedding)
-              for n, _, shape, _ in named}
-    tensors = [TensorPlan(n, src, shape, stored_type(wanted[n], shape), wanted[n], rows)
-               for n, src, shape, rows in named]
+              for n, _, shape, *_ in named}
+    tensors = [TensorPlan(n, src, shape, stored_type(wanted[n], shape), wanted[n], rows, columns)
+               for n, src, shape, rows, columns in named]
     extra = dict(arch.extra_tensors(cfg))
     tensors += [TensorPlan(n, None, a.shape, "f32", "f32") for n, a in extra.items()]
     p = Plan(arch, pick, cfg, name, vocab, tensors, extra)

@@ -48,7 +48,7 @@ def test_the_committed_architectures_result_covers_every_architecture():
     assert result["ok"] is True and result["llama_cpp"]
     assert {c["architecture"] for c in result["checks"]} == set(ROWS)  # every model type, and variants of some
     for c in result["checks"]:
-        assert c["same_top_tokens"] and c["max_logprob_difference"] <= c["tolerance"] <= 2e-3, c
+        assert c["same_top_tokens"] and c["max_logprob_difference"] <= c["tolerance"] <= 4e-3, c  # (GELU_TOLERANCE)
 
 
 run_import = runner("llama_cpp_import.py")

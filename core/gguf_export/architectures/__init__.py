@@ -54,6 +54,15 @@ class Architecture:
     # a mixture of experts: `expert_shapes(cfg)`, each 3-D expert weight's name and its experts' (out, in), by which
     # the LoRA file tells peft's adapter pairs on them apart (lora_adapter.py); None where it writes none
     expert_shapes = None
+    # HF module names whose weight llama.cpp multiplies without adding a LoRA's update (ggml_mul_mat, not
+    # build_lora_mm): an adapter on one gets no LoRA file (lora_adapter.unwritable), the merged GGUF carries it
+    lora_unread: ClassVar[tuple[str, ...]] = ()
+
+    def lora_output_scale(self, gguf_name: str, cfg: dict, base_tensor) -> np.ndarray | None:
+        """Per expert, a factor by which llama.cpp multiplies a stacked weight's output before it adds a LoRA's
+        (build_lora_mm_id), where the model scales the whole expert: the LoRA file's B takes it too
+        (lora_adapter.py). `base_tensor(hf_name)` reads one of the model's tensors as float32; None: no such factor."""
+        return None
 
     @property
     def name(self) -> str:
@@ -148,6 +157,11 @@ class Architecture:
         a model type whose checkpoints another architecture writes once renamed (granitemoehybrid.py), whose
         config it turns into that one's. `check` takes the model's own config, before this."""
         return cfg
+
+    def split_columns(self, hf_name: str) -> bool:
+        """Whether `parts` splits this tensor by the columns of its matrices (the last axis) rather than by their rows:
+        gpt-oss's fused gate_up_proj, stored [in, out] with the gate's and the up's outputs alternating."""
+        return False
 
     def parts(self, hf_name: str, rows: int) -> list[tuple[str, slice | None]]:
         """The tensors an HF tensor of `rows` rows becomes, by the names `gguf_name` reads, each with the rows of it
@@ -257,9 +271,27 @@ def matrix_rows(shape) -> int:
     return shape[-2] if len(shape) >= 2 else (shape[0] if len(shape) else 0)
 
 
-def part_shape(shape, rows: slice | None) -> tuple[int, ...]:
-    """The shape of the part of a tensor of `shape` that takes `rows` of each of its matrices (None: all)."""
-    return tuple(shape) if rows is None else (*shape[:-2], len(range(shape[-2])[rows]), shape[-1])
+def part_shape(shape, rows: slice | None, columns: bool = False) -> tuple[int, ...]:
+    """The shape of the part of a tensor of `shape` that takes `rows` of each of its matrices (None: all), or those
+    columns where `columns`."""
+    if rows is None:
+        return tuple(shape)
+    if columns:
+        return (*shape[:-1], len(range(shape[-1])[rows]))
+    return (*shape[:-2], len(range(shape[-2])[rows]), shape[-1])
+
+
+def part_index(rows: slice, columns: bool = False) -> tuple:
+    """The index of a part in its source tensor: `rows` of each matrix, or those columns."""
+    return (..., rows) if columns else (..., rows, slice(None))
+
+
+def pieces(arch: Architecture, hf_name: str, shape) -> list[tuple[str, slice | None, bool, tuple[int, ...]]]:
+    """What an HF tensor of `shape` becomes (Architecture.parts): each part's name, the rows of each matrix it takes
+    (None: all) or, where Architecture.split_columns says so, the columns, whether they are columns, and its shape."""
+    columns = arch.split_columns(hf_name)
+    return [(part, rows, columns, part_shape(shape, rows, columns))
+            for part, rows in arch.parts(hf_name, shape[-1] if columns else matrix_rows(shape))]
 
 
 def layer_of(gguf_name: str) -> int | None:
@@ -308,4 +340,4 @@ def get(model_type: str) -> Architecture:
 from core.gguf_export.architectures import (  # noqa: E402,F401,I001
     llama, qwen2, qwen3, gemma2, gemma3, phi3, smollm3, granite, olmo2, qwen35, gemma4, lfm2,
     granitemoehybrid,  # after granite: a file whose architecture is "granite" is Granite 3's (by_gguf_name)
-    qwen3moe, qwen35moe)
+    qwen3moe, qwen35moe, gpt_oss)

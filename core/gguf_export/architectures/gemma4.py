@@ -1,4 +1,4 @@
-"""Gemma 4, the dense text model (model_type "gemma4_text", llama.cpp's gemma4).
+"""Gemma 4's text model (model_type "gemma4_text", llama.cpp's gemma4), dense or a mixture of experts.
 
 What differs from Gemma 3 on the way to llama.cpp:
 
@@ -22,12 +22,22 @@ What differs from Gemma 3 on the way to llama.cpp:
   last unshared layer for full ones, the one before it for sliding ones), so a model where they differ is refused.
   A full layer with no value projection (`attention_k_eq_v`) uses its keys as values in both, and the double-wide
   MLP of shared layers makes feed_forward_length a list.
+- Mixture of experts (`enable_moe_block`: 26B-A4B): every layer has a dense MLP and, beside it, experts, each branch
+  with norms of its own (pre_feedforward_layernorm_2, post_feedforward_layernorm_1 and _2: ffn_pre_norm_2,
+  ffn_post_norm_1 and _2), added before the layer's post-feed-forward norm. The router normalizes the layer's
+  input without a weight, times `router.scale` (ffn_gate_inp.scale) and 1/√hidden, as llama.cpp's graph does, and
+  scales each chosen expert's weight by `router.per_expert_scale`, which llama.cpp applies to the expert's output
+  (ffn_down_exps.scale: the same, the weight being a factor of it). The experts stay fused as transformers holds
+  them, `experts.gate_up_proj` [experts, 2 × moe_intermediate_size, hidden] (the gate's rows, then the up's) as
+  ffn_gate_up_exps, which llama.cpp splits in that order, and `experts.down_proj` as ffn_down_exps: llama.cpp's
+  converter writes them so. Softmax over all experts, the top `top_k_experts` renormalized to sum to 1: both
+  sides. The router's matrix stays float32 whatever the pick, as for Qwen3 MoE.
 
 Refused in a sentence, before anything is written, where llama.cpp would not run the model as trained: attention
 biases, bidirectional attention on text, no sliding layer at all (llama.cpp stops on an assertion), sliding layers
 roped otherwise than plainly over the whole head, layers of one kind with different head sizes or key-head counts,
 KV sharing from other layers than llama.cpp's, a per-layer vocabulary other than the model's, and an activation
-other than GELU's tanh form (ggml's); and the mixture-of-experts variant (`enable_moe_block`), not carried yet.
+other than GELU's tanh form (ggml's).
 transformers' GGUF reader knows gemma4 but reads little of it (no layer pattern, sliding head size, per-layer inputs
 or KV sharing), so our files are read back with our own `config`, and `config_from_tensors` tells a full layer
 without attn_v (keys as values), which no key states.
@@ -35,15 +45,19 @@ without attn_v (keys as values), which no key states.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from gguf import GGUFWriter, MODEL_ARCH, RopeScalingType
 
 from core.errors import BadArgument
-from core.gguf_export.architectures import Architecture, _short, register
+from core.gguf_export.architectures import Architecture, _short, layer_of, register
 
 SLIDING, FULL = "sliding_attention", "full_attention"
 STILL = 1e30  # the frequency factor that keeps a pair from rotating (llama.cpp's converter writes the same)
 GELU = "gelu_pytorch_tanh"
+EXPERTS = (".experts.gate_up_proj", ".experts.down_proj")  # 3-D parameters, without a .weight
+ROUTER = {".router.scale": "ffn_gate_inp.scale", ".router.per_expert_scale": "ffn_down_exps.scale"}  # → llama.cpp's
 
 
 def kinds(cfg: dict) -> list[str]:
@@ -101,14 +115,34 @@ class Gemma4(Architecture):
     # tokenizer model of its own, BPE by the merges (Gemma 4's tokenizer.json has no pre-tokenizer, only spaces
     # written "▁"), which also adds BOS, and the tokens its chat parser reads in generated text left visible.
     tokenizer_model = "gemma4"
+    f32_names = (".ffn_gate_inp.weight",)
+    lora_unread = ("per_layer_model_projection",)  # llama.cpp multiplies it by ggml_mul_mat, without LoRA
     visible_tokens = ("<|channel>", "<channel|>", "<|tool_call>", "<tool_call|>", "<|tool_response>",
                       "<tool_response|>", '<|"|>')
 
     # --- tensors -------------------------------------------------------------------------------------
     def gguf_name(self, hf_name, cfg):
-        if hf_name.endswith(".layer_scalar"):  # a buffer without a .weight; llama.cpp reads the name with one
+        if hf_name.endswith((".layer_scalar", *EXPERTS)):  # without a .weight; llama.cpp reads the name with one
             return super().gguf_name(hf_name + ".weight", cfg)
+        ending = next((e for e in ROUTER if hf_name.endswith(e)), None)
+        if ending is not None:  # (not in gguf's map: its converter names them itself)
+            layer = re.search(r"\.layers\.(\d+)\.", hf_name)
+            return f"blk.{layer.group(1)}.{ROUTER[ending]}" if layer else None
         return super().gguf_name(hf_name, cfg)
+
+    def lora_output_scale(self, gguf_name: str, cfg: dict, base_tensor) -> np.ndarray | None:
+        """ffn_down_exps: the router's per-expert scale, by which llama.cpp multiplies the experts' output before it
+        adds a LoRA's (build_lora_mm_id), where transformers scales the whole expert."""
+        if not gguf_name.endswith(".ffn_down_exps.weight"):
+            return None
+        return base_tensor(f"model.layers.{layer_of(gguf_name)}.router.per_expert_scale")
+
+    def expert_shapes(self, cfg: dict) -> dict[str, tuple[int, int]] | None:
+        """Each expert's [rows, columns] in the 3-D weights (see Architecture.expert_shapes); None when dense."""
+        if not cfg.get("enable_moe_block"):
+            return None
+        hidden, width = cfg["hidden_size"], cfg["moe_intermediate_size"]
+        return {"gate_up_proj": (2 * width, hidden), "down_proj": (hidden, width)}
 
     def extra_tensors(self, cfg):
         pairs = head_size(cfg, FULL) // 2
@@ -138,9 +172,6 @@ class Gemma4(Architecture):
     # --- metadata ------------------------------------------------------------------------------------
     def check(self, cfg: dict) -> None:
         super().check(cfg)
-        if cfg.get("enable_moe_block"):
-            raise BadArgument("This Gemma 4 model is the mixture-of-experts variant, which GGUF export does not "
-                              "carry yet; export merged safetensors instead.")
         if cfg.get("attention_bias"):
             raise BadArgument("This Gemma 4 model has attention biases, and llama.cpp's gemma4 has none, so GGUF would "
                               "not run it as trained; export merged safetensors instead.")
@@ -222,6 +253,10 @@ class Gemma4(Architecture):
         w.add_embedding_length_per_layer_input(cfg.get("hidden_size_per_layer_input") or 0)
         if cfg.get("final_logit_softcapping"):
             w.add_final_logit_softcapping(float(cfg["final_logit_softcapping"]))
+        if cfg.get("enable_moe_block"):
+            w.add_expert_count(cfg["num_experts"])
+            w.add_expert_used_count(cfg["top_k_experts"])
+            w.add_expert_feed_forward_length(cfg["moe_intermediate_size"])
         factor = float((params.get(FULL) or {}).get("factor", 1.0))
         if factor != 1.0 and (params.get(FULL) or {}).get("rope_type") == "proportional":
             w.add_rope_scaling_type(RopeScalingType.LINEAR)  # the full layers' alone, in both
@@ -249,7 +284,10 @@ class Gemma4(Architecture):
                      "rope_theta": cfg["rope_parameters"]["rope_theta"]}
         if scaling.get("rope_type") == "linear":
             full_rope["factor"] = scaling["factor"]
-        return {**cfg, "layer_types": types, "intermediate_size": widths[0],
+        experts = key("expert_count")
+        moe = {"enable_moe_block": True, "num_experts": experts, "top_k_experts": key("expert_used_count"),
+               "moe_intermediate_size": key("expert_feed_forward_length")} if experts else {}
+        return {**cfg, **moe, "layer_types": types, "intermediate_size": widths[0],
                 "use_double_wide_mlp": widths[-1] > widths[0], "num_key_value_heads": sliding_kv,
                 "head_dim": key("attention.key_length_swa", cfg["head_dim"]),
                 "per_layer_config": own, "sliding_window": key("attention.sliding_window"),

@@ -60,6 +60,13 @@ CASES = {
     "qwen3_5_moe_text": dict(num_hidden_layers=4, head_dim=32, linear_key_head_dim=8, linear_value_head_dim=8,
                              linear_num_key_heads=2, linear_num_value_heads=4, num_experts=4, num_experts_per_tok=2,
                              moe_intermediate_size=32, shared_expert_intermediate_size=48),
+    # a sliding layer over 8 tokens then a full one, as gpt-oss alternates them; 4 experts of 32, 2 chosen per token;
+    # the released models' YaRN (32 × 4096 positions), its ramp's ends rounded as llama.cpp rounds them (truncate:
+    # architectures/gpt_oss.py)
+    "gpt_oss": dict(head_dim=16, num_local_experts=4, num_experts_per_tok=2, intermediate_size=32, sliding_window=8,
+                    max_position_embeddings=131072,
+                    rope_parameters={"rope_type": "yarn", "rope_theta": 150000.0, "factor": 32.0, "beta_fast": 32.0,
+                                     "beta_slow": 1.0, "original_max_position_embeddings": 4096, "truncate": True}),
 }
 # rows of a registered model type that another llama.cpp architecture writes: row → (model_type, settings).
 # Granite 4.0 H's kind: Mamba2 layers (8 heads of 16 in 2 groups, a state of 16) with one attention layer between,
@@ -76,6 +83,10 @@ VARIANTS = {
 VARIANTS["granitemoehybrid-h-rope"] = ("granitemoehybrid", {
     **VARIANTS["granitemoehybrid-h"][1], "layer_types": ["mamba", "attention", "attention", "mamba"],
     "position_embedding_type": "rope", "tie_word_embeddings": False})
+# Gemma 4's mixture of experts (26B-A4B's kind) on the dense row's layers: 4 experts of 32, 2 chosen per token, beside
+# each layer's dense MLP
+VARIANTS["gemma4_text-moe"] = ("gemma4_text", {**CASES["gemma4_text"], "enable_moe_block": True, "num_experts": 4,
+                                               "top_k_experts": 2, "moe_intermediate_size": 32})
 ROWS = sorted(CASES) + sorted(VARIANTS)
 
 
@@ -86,7 +97,8 @@ def row(name: str) -> tuple[str, dict]:
 
 # architectures transformers' GGUF reader does not know (or, Gemma 4, reads too little of): ours reads them back
 THEIRS_CANNOT = {"smollm3", "granite", "olmo2", "olmo3", "gemma4_text", "granitemoehybrid",
-                 "qwen3_moe"}  # transformers knows qwen3moe but not its experts' width (expert_feed_forward_length)
+                 "qwen3_moe",  # transformers knows qwen3moe but not its experts' width (expert_feed_forward_length)
+                 "gpt_oss"}  # nor gpt-oss's expert names (ffn_*_exps) and width
 OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
     "llama": {"llama.rope.dimension_count": 16},
     "mistral": {"llama.rope.dimension_count": 16},
@@ -129,6 +141,9 @@ OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
     "granitemoehybrid-h-rope": {"general.architecture": "granitehybrid", "granitehybrid.rope.scaling.finetuned": True,
                                 "granitehybrid.attention.head_count_kv": [0, 2, 2, 0],
                                 "granitehybrid.rope.dimension_count": 16},
+    "gemma4_text-moe": {"gemma4.expert_count": 4, "gemma4.expert_used_count": 2,
+                        "gemma4.expert_feed_forward_length": 32, "gemma4.feed_forward_length": [128, 128, 128, 128, 256,
+                                                                                              256]},
     "qwen3_moe": {"qwen3moe.expert_count": 4, "qwen3moe.expert_used_count": 2,
                   "qwen3moe.expert_feed_forward_length": 32, "qwen3moe.attention.key_length": 16},
     "qwen3_5_moe_text": {"qwen35moe.expert_count": 4, "qwen35moe.expert_used_count": 2,
@@ -137,6 +152,10 @@ OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
                          "qwen35moe.full_attention_interval": 4, "qwen35moe.ssm.state_size": 8,
                          "qwen35moe.ssm.group_count": 2, "qwen35moe.ssm.time_step_rank": 4,
                          "qwen35moe.ssm.inner_size": 32, "qwen35moe.attention.key_length": 32},
+    "gpt_oss": {"gpt-oss.expert_count": 4, "gpt-oss.expert_used_count": 2, "gpt-oss.expert_feed_forward_length": 32,
+                "gpt-oss.attention.sliding_window": 8, "gpt-oss.attention.sliding_window_pattern": [True, False],
+                "gpt-oss.attention.key_length": 16, "gpt-oss.rope.scaling.factor": 32.0,
+                "gpt-oss.rope.scaling.original_context_length": 4096},
 }
 
 
@@ -238,8 +257,6 @@ def test_llama_3_rope_scaling_becomes_rope_freqs(tokenizer, tmp_path):
     ("qwen3_5_text", dict(rope_parameters={"rope_type": "default", "rope_theta": 1e7, "partial_rotary_factor": 0.25,
                                            "mrope_section": [2, 0, 0]}),  # every other pair given position 0
      "This Qwen 3.5 model's rope sections [2, 0, 0] do not fit its 32-wide heads rotated over 8"),
-    ("gemma4_text", dict(enable_moe_block=True, num_experts=4, top_k_experts=2, moe_intermediate_size=32),
-     "This Gemma 4 model is the mixture-of-experts variant, which GGUF export does not carry yet"),
     ("gemma4_text", dict(attention_bias=True), "This Gemma 4 model has attention biases"),
     ("gemma4_text", dict(layer_types=["full_attention"] * 6, num_kv_shared_layers=0),
      "This Gemma 4 model has no sliding-window layers, and llama.cpp's gemma4 stops loading"),
@@ -283,6 +300,16 @@ def test_llama_3_rope_scaling_becomes_rope_freqs(tokenizer, tmp_path):
     ("qwen3_5_moe_text", dict(shared_expert_intermediate_size=0), "This Qwen 3.5 MoE model has no shared expert"),
     ("qwen3_5_moe_text", dict(hidden_act="gelu"), "This Qwen 3.5 MoE model uses the activation gelu"),
     ("qwen3_5_moe_text", dict(attention_bias=True), "This Qwen 3.5 model has attention biases"),  # qwen35's refusals
+    ("gpt_oss", dict(swiglu_limit=10.0), "This gpt-oss model clamps its experts' SwiGLU with alpha 1.702 and limit 10"),
+    ("gpt_oss", dict(attention_bias=False), "This gpt-oss model has no attention biases"),
+    ("gpt_oss", dict(tie_word_embeddings=True), "This gpt-oss model ties its output head to the embedding"),
+    ("gpt_oss", dict(sliding_window=None), "This gpt-oss model has no sliding window"),
+    ("gpt_oss", dict(rope_parameters={**CASES["gpt_oss"]["rope_parameters"], "beta_fast": 16.0}),
+     "This gpt-oss model ramps YaRN with beta_fast 16 and beta_slow 1"),
+    ("gpt_oss", dict(rope_parameters={**CASES["gpt_oss"]["rope_parameters"], "attention_factor": 1.0}),
+     "This gpt-oss model scales YaRN's attention otherwise than 0.1·ln(factor) + 1"),
+    ("gpt_oss", dict(rope_parameters={**CASES["gpt_oss"]["rope_parameters"], "partial_rotary_factor": 0.5}),
+     "This gpt-oss model ropes 0.5 of each head"),
 ])
 def test_settings_llama_cpp_would_run_otherwise_are_refused(case, settings, words):
     """llama.cpp fixes SmolLM3's layers without rope at every fourth and has no sliding window for it; it derives
@@ -299,7 +326,8 @@ def test_settings_llama_cpp_would_run_otherwise_are_refused(case, settings, word
     time step, and SiLU.
     Its qwen3moe renormalizes the chosen experts' weights, routes every layer through experts, and has no shared
     expert, sliding window or attention output bias; its qwen35moe, Qwen 3.5's layers, needs a shared expert in every
-    layer and uses SiLU in the experts."""
+    layer and uses SiLU in the experts. Its gpt-oss clamps the experts' SwiGLU at 1.702 and 7.0, needs the attention
+    output's bias, a head of its own and a sliding window, and ropes whole heads with YaRN's default ramp and scale."""
     from core.errors import BadArgument
 
     model_type, given = row(case)

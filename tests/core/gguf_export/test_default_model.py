@@ -110,9 +110,8 @@ def test_bad_requests_are_one_sentence(lora_run, tmp_path):
     other.mkdir()
     (other / "config.json").write_text(json.dumps({"model_type": "gpt_neox"}))
     with pytest.raises(BadArgument, match=r"^GGUF export does not support the 'gpt_neox' architecture yet \(it supports "
-                                          r"gemma2, gemma3_text, gemma4_text, granite, granitemoehybrid, lfm2, llama, "
-                                          r"mistral, olmo2, olmo3, phi3, qwen2, qwen3, qwen3_5_moe_text, qwen3_5_text, "
-                                          r"qwen3_moe, "
-                                          r"smollm3\); export merged safetensors instead\.$"):
+                                          r"gemma2, gemma3_text, gemma4_text, gpt_oss, granite, granitemoehybrid, "
+                                          r"lfm2, llama, mistral, olmo2, olmo3, phi3, qwen2, qwen3, qwen3_5_moe_text, "
+                                          r"qwen3_5_text, qwen3_moe, smollm3\); export merged safetensors instead\.$"):
         export.export({**lora_run, "model_path": str(other)}, "gguf", tmp_path / "b", None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["neox", "taken"]

@@ -1,4 +1,5 @@
-"""The LoRA file (core/gguf_export/lora_adapter.py) of a run on a mixture of experts (Qwen3 MoE): peft's adapters on
+"""The LoRA file (core/gguf_export/lora_adapter.py) of a run on a mixture of experts (Qwen3 MoE, whose gate_up is
+split, and Gemma 4's, whose stays fused as ffn_gate_up_exps): peft's adapters on
 the experts' 3-D weights (target_parameters, one pair per weight: A [rank·experts, in], B [out, rank·experts]) are
 written as llama.cpp's converter writes expert stacks, `ffn_*_exps.weight.lora_a` [experts, rank, in] and `.lora_b`
 [experts, out, rank] (ggml's ne the other way round), the fused gate_up split into the gate's and the up's rows of B.
@@ -15,7 +16,18 @@ import pytest
 from core import export
 from core.gguf_export import reader
 from tests.core.gguf_export import tiny
-from tests.core.gguf_export.test_architectures import CASES, COMMON
+from tests.core.gguf_export.test_architectures import COMMON, row
+
+# row of the architectures' table → its experts' module, the writer's arch name and what each 3-D weight becomes:
+# (GGUF name, the rows of each expert's matrix it takes, as a slice of "gate_up_proj" or "down_proj", and the layer's
+# per-expert scale that llama.cpp multiplies the weight's output by before it adds the LoRA's, where there is one)
+MOE = {
+    "qwen3_moe": ("mlp.experts", "qwen3moe", [("ffn_gate_exps", "gate_up_proj", slice(0, 32), None),
+                                              ("ffn_up_exps", "gate_up_proj", slice(32, 64), None),
+                                              ("ffn_down_exps", "down_proj", slice(None), None)]),
+    "gemma4_text-moe": ("experts", "gemma4", [("ffn_gate_up_exps", "gate_up_proj", slice(None), None),
+                                              ("ffn_down_exps", "down_proj", slice(None), "router.per_expert_scale")]),
+}
 
 
 def stored(path) -> dict[str, np.ndarray]:
@@ -25,52 +37,57 @@ def stored(path) -> dict[str, np.ndarray]:
             for t in contents.tensors}
 
 
-@pytest.fixture
-def exported(tmp_path):
-    """(base model's tensors, the export's folder) of a LoRA run with the trainer's targets on a tiny Qwen3 MoE."""
+@pytest.fixture(params=list(MOE))
+def exported(tmp_path, request):
+    """(row, base model's tensors, the export's folder) of a LoRA run with the trainer's targets on a tiny mixture of
+    experts."""
     from transformers import AutoTokenizer
 
     from core.strategies.lora import targets_for
 
     base = tmp_path / "base"
     tok = AutoTokenizer.from_pretrained(tiny.byte_level(base))
-    model = tiny.random_model("qwen3_moe", tok, **{**COMMON, **CASES["qwen3_moe"]})
+    model_type, settings = row(request.param)
+    model = tiny.random_model(model_type, tok, **{**COMMON, **settings})
     model.save_pretrained(base)
     before = {k: t.detach().clone().numpy() for k, t in model.state_dict().items()}
     chosen = targets_for(model, "auto")
     assert sorted(chosen["target_parameters"]) == ["experts.down_proj", "experts.gate_up_proj"]
     run = tiny.adapter_run(model, tmp_path, base, chosen["target_modules"],
                            target_parameters=chosen["target_parameters"])
-    return before, export.export(run, "gguf", tmp_path / "gguf", "f32")
+    return request.param, before, export.export(run, "gguf", tmp_path / "gguf", "f32")
 
 
 def test_every_experts_update_from_the_lora_file_is_the_merged_models(exported):
-    before, out = exported
+    case, before, out = exported
+    module, arch, weights = MOE[case]
     report = json.loads((out / "export.json").read_text())
-    assert report["architecture"] == "qwen3moe" and report["verification"]["ok"]
+    assert report["architecture"] == arch and report["verification"]["ok"]
     assert report["lora"]["written"] and "equals the adapter's" in report["lora"]["check"]  # lora_adapter.check
     lora_path = out / report["lora"]["file"]
     lora, merged = stored(lora_path), stored(next(out.glob("*.f32.gguf")))
     alpha = reader.read(lora_path).metadata["adapter.lora.alpha"]
     assert alpha == 8
-    hidden, width, experts, rank = 64, 32, 4, 4
+    experts, rank = 4, 4
     for layer in range(2):
-        stem = f"model.layers.{layer}.mlp.experts."
-        gate_up, down = before[stem + "gate_up_proj"], before[stem + "down_proj"]
-        for name, weight, shape in [("ffn_gate_exps", gate_up[:, :width], (width, hidden)),
-                                    ("ffn_up_exps", gate_up[:, width:], (width, hidden)),
-                                    ("ffn_down_exps", down, (hidden, width))]:
+        for name, source, rows, scale in weights:
+            weight = before[f"model.layers.{layer}.{module}.{source}"][:, rows]
+            shape = weight.shape[1:]
             gguf = f"blk.{layer}.{name}.weight"
             a, b = lora[f"{gguf}.lora_a"], lora[f"{gguf}.lora_b"]
             assert a.shape == (experts, rank, shape[1]) and b.shape == (experts, shape[0], rank)
             update = (alpha / rank) * b @ a  # llama.cpp's build_lora_mm_id, expert by expert
             assert np.abs(update).max() > 1e-3  # B was drawn at random: the update shows
-            np.testing.assert_allclose(weight + update, merged[gguf], rtol=0, atol=2e-6)
+            # llama.cpp: s·(W·x) + update·x, which must be the model's s·(merged W)·x
+            s = before[f"model.layers.{layer}.{scale}"][:, None, None] if scale else np.ones((experts, 1, 1))
+            assert scale is None or np.abs(s - 1).max() > 0.05  # (tiny.random_model moves scales off 1)
+            np.testing.assert_allclose(s * weight + update, s * merged[gguf], rtol=0, atol=2e-6)
         for name in ("attn_q", "attn_k", "attn_v", "attn_output"):  # the attention's adapters, as before
             assert f"blk.{layer}.{name}.weight.lora_a" in lora
     assert not any(n.startswith("blk.0.ffn_gate_inp") for n in lora)  # the router is not adapted
 
 
+@pytest.mark.parametrize("exported", ["qwen3_moe"], indirect=True)
 def test_an_architecture_that_does_not_say_its_experts_shapes_gets_no_file(exported, tmp_path):
     from core.gguf_export import architectures, lora_adapter
 
@@ -80,3 +97,27 @@ def test_an_architecture_that_does_not_say_its_experts_shapes_gets_no_file(expor
     result = tmp_path / "run" / "result"
     assert "experts' stacked weights" in lora_adapter.unwritable(result, Plain())
     assert lora_adapter.unwritable(result, architectures.REGISTRY["qwen3_moe"]) == ""
+
+
+def test_an_adapter_on_a_weight_llama_cpp_multiplies_without_lora_gets_no_file(tmp_path):
+    """Gemma 4's per-layer model projection (E2B's and E4B's per-layer inputs) goes through ggml_mul_mat in llama.cpp,
+    which adds no LoRA: with an adapter on it (peft's all-linear, a text-only Gemma 4), llama-server answered 0.19
+    away from the merged file in log-probability. The export says why there is no LoRA file; the merged GGUF holds
+    the fine-tune."""
+    from transformers import AutoTokenizer
+
+    from core.strategies.lora import targets_for
+    from tests.core.gguf_export.test_architectures import CASES
+
+    base = tmp_path / "base"
+    tok = AutoTokenizer.from_pretrained(tiny.byte_level(base))
+    model = tiny.random_model("gemma4_text", tok, **{**COMMON, **CASES["gemma4_text"]})
+    model.save_pretrained(base)
+    chosen = targets_for(model, "auto")
+    assert chosen == {"target_modules": "all-linear"}
+    out = export.export(tiny.adapter_run(model, tmp_path, base, chosen["target_modules"]), "gguf", tmp_path / "gguf",
+                        "f32")
+    report = json.loads((out / "export.json").read_text())
+    assert report["verification"]["ok"] and not report["lora"]["written"]
+    assert report["lora"]["why"].startswith("the adapter also changes per_layer_model_projection, which llama.cpp")
+    assert not list(out.glob("*.lora.gguf"))

@@ -60,7 +60,7 @@ def sentencepiece(folder: Path, vocab_size: int = 400) -> Path:
 
 def random_model(model_type: str, tokenizer, **config):
     """A random model of `model_type` for `tokenizer`, its norms moved off 1 (0 for Gemma), so a missed
-    norm offset shows in the logits."""
+    norm offset shows in the logits, and so its scales (Gemma 4's router: a scale per width and per expert)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -70,7 +70,7 @@ def random_model(model_type: str, tokenizer, **config):
     model = AutoModelForCausalLM.from_config(cfg).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "norm" in name:
+            if "norm" in name or "scale" in name.rsplit(".", 1)[-1]:
                 p.add_(torch.randn_like(p) * 0.1)
     return model
 
@@ -95,8 +95,9 @@ def written(model) -> tuple[dict, dict]:
     arch = architectures.for_config(cfg)
     if arch.written_config(cfg)["model_type"] == cfg["model_type"]:
         return cfg, model.state_dict()
-    state = {part: t if rows is None else t[..., rows, :] for name, t in model.state_dict().items()
-             for part, rows in arch.parts(name, architectures.matrix_rows(t.shape))}
+    state = {part: t if rows is None else t[architectures.part_index(rows, columns)]
+             for name, t in model.state_dict().items()
+             for part, rows, columns, _ in architectures.pieces(arch, name, t.shape)}
     return arch.written_config(cfg), state
 
 
