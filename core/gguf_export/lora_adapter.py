@@ -99,9 +99,9 @@ def adapter_tensors(result: Path, arch, cfg: dict,
             if factor is not None:  # each expert's: [experts, out, rank] · [experts]
                 b = b * np.asarray(factor, np.float32)[:, None, None]
             if arch.transforms_columns(gguf_name, cfg):  # W·P = B·(A·P): the columns' order is A's
-                out.append((gguf_name, arch.transform(gguf_name, a, cfg), b))
+                out.append((gguf_name, arch.lora_transform(gguf_name, a, cfg), b))
             else:  # P·W = (P·B)·A: the rows' order is B's
-                out.append((gguf_name, a, arch.transform(gguf_name, b, cfg)))
+                out.append((gguf_name, a, arch.lora_transform(gguf_name, b, cfg)))
     return alpha, out, rank
 
 

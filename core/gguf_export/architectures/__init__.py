@@ -86,6 +86,12 @@ class Architecture:
 
     f32_names: ClassVar[tuple[str, ...]] = ()  # GGUF name endings llama.cpp reads only as float32, whatever the pick
 
+    def lora_transform(self, gguf_name: str, array: np.ndarray, cfg: dict) -> np.ndarray:
+        """`transform` as a LoRA pair's factor takes it (lora_adapter.adapter_tensors: B for a row transform, A for a
+        column one): `transform` itself, but where that only turns a matrix stored [in, out] into llama.cpp's
+        [out, in] (gpt-oss's experts), which peft's pairs already are."""
+        return self.transform(gguf_name, array, cfg)
+
     def untransform(self, gguf_name: str, array: np.ndarray, cfg: dict) -> np.ndarray:
         """The inverse of transform: a tensor read from GGUF back in HF's layout (for our own read-back and
         core/gguf_import.py); `array` itself where `untransforms` says the tensor needs nothing."""

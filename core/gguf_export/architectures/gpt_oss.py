@@ -37,9 +37,12 @@ expert; the router and sinks are a few thousand values), as the converter leaves
 
 Refused in a sentence, before anything is written: another SwiGLU clamp, no attention biases and a head tied to the
 embedding (llama.cpp requires attn_output.bias and output.weight), no sliding window (llama.cpp requires one), and
-YaRN settings or a partial rotary factor llama.cpp would not compute. A LoRA file of an adapter on the experts'
-stacked weights is not written (no `expert_shapes`: peft's pairs on an [in, out] stack would need A and B swapped and
-the gate's and up's columns of A; lora_adapter.unwritable says so); the merged GGUF holds the whole fine-tune.
+YaRN settings or a partial rotary factor llama.cpp would not compute.
+
+LoRA file: peft knows these stacks are [in, out] (transformers marks the experts `is_transposed`), so its pair on one
+is A [experts, rank, in] and B [experts, out, rank] as on any other: B·A is each expert's update as llama.cpp holds
+the weight, [out, in]. So a pair takes no transpose (`lora_transform`), and the fused gate_up's splits by B's rows,
+the interleaved outputs (`expert_shapes` gives each expert's update as [out, in]).
 
 transformers' GGUF reader knows gpt-oss by other tensor names (ffn_*_projs) and no expert width, so a file is read
 back, and imported, with our inverse of `metadata` (`config`).
@@ -70,6 +73,15 @@ class GptOss(Architecture):
     transformers_reads = False  # its reader wants other expert names (the module's docstring)
     f32_names = (".ffn_gate_inp.weight", ".attn_sinks.weight", ".ffn_gate_exps.bias", ".ffn_up_exps.bias",
                  ".ffn_down_exps.bias")
+
+    def lora_transform(self, gguf_name: str, array: np.ndarray, cfg: dict) -> np.ndarray:
+        return array  # (`transform` only turns [in, out] stacks to [out, in], which peft's pairs are already)
+
+    def expert_shapes(self, cfg: dict) -> dict[str, tuple[int, int]]:
+        """Each expert's update [out, in] by parameter name, as peft's pairs on the [in, out] stacks make it
+        (lora_adapter.py)."""
+        hidden, width = cfg["hidden_size"], cfg["intermediate_size"]
+        return {"gate_up_proj": (2 * width, hidden), "down_proj": (hidden, width)}
 
     def split_columns(self, hf_name: str) -> bool:
         """Whether `parts` takes this tensor's columns (its last axis) rather than rows: gate_up_proj and its bias,

@@ -1,5 +1,6 @@
 """The LoRA file (core/gguf_export/lora_adapter.py) of a run on a mixture of experts (Qwen3 MoE, whose gate_up is
-split, and Gemma 4's, whose stays fused as ffn_gate_up_exps): peft's adapters on
+split, Gemma 4's, whose stays fused as ffn_gate_up_exps, and gpt-oss, whose stacks are [in, out] with the gate's and
+up's outputs interleaved): peft's adapters on
 the experts' 3-D weights (target_parameters, one pair per weight: A [rank·experts, in], B [out, rank·experts]) are
 written as llama.cpp's converter writes expert stacks, `ffn_*_exps.weight.lora_a` [experts, rank, in] and `.lora_b`
 [experts, out, rank] (ggml's ne the other way round), the fused gate_up split into the gate's and the up's rows of B.
@@ -18,15 +19,27 @@ from core.gguf_export import reader
 from tests.core.gguf_export import tiny
 from tests.core.gguf_export.test_architectures import COMMON, row
 
+def rows(taken: slice):
+    return lambda stack: stack[:, taken]
+
+
+def columns_turned(taken: slice):  # gpt-oss's stacks are [in, out], the gate's and up's outputs interleaved
+    return lambda stack: stack[:, :, taken].swapaxes(1, 2)
+
+
 # row of the architectures' table → its experts' module, the writer's arch name and what each 3-D weight becomes:
-# (GGUF name, the rows of each expert's matrix it takes, as a slice of "gate_up_proj" or "down_proj", and the layer's
+# (GGUF name, its 3-D source, the source's part it is as llama.cpp holds it, [experts, out, in], and the layer's
 # per-expert scale that llama.cpp multiplies the weight's output by before it adds the LoRA's, where there is one)
 MOE = {
-    "qwen3_moe": ("mlp.experts", "qwen3moe", [("ffn_gate_exps", "gate_up_proj", slice(0, 32), None),
-                                              ("ffn_up_exps", "gate_up_proj", slice(32, 64), None),
-                                              ("ffn_down_exps", "down_proj", slice(None), None)]),
-    "gemma4_text-moe": ("experts", "gemma4", [("ffn_gate_up_exps", "gate_up_proj", slice(None), None),
-                                              ("ffn_down_exps", "down_proj", slice(None), "router.per_expert_scale")]),
+    "qwen3_moe": ("mlp.experts", "qwen3moe", [("ffn_gate_exps", "gate_up_proj", rows(slice(0, 32)), None),
+                                              ("ffn_up_exps", "gate_up_proj", rows(slice(32, 64)), None),
+                                              ("ffn_down_exps", "down_proj", rows(slice(None)), None)]),
+    "gemma4_text-moe": ("experts", "gemma4", [("ffn_gate_up_exps", "gate_up_proj", rows(slice(None)), None),
+                                              ("ffn_down_exps", "down_proj", rows(slice(None)),
+                                               "router.per_expert_scale")]),
+    "gpt_oss": ("mlp.experts", "gpt-oss", [("ffn_gate_exps", "gate_up_proj", columns_turned(slice(0, None, 2)), None),
+                                           ("ffn_up_exps", "gate_up_proj", columns_turned(slice(1, None, 2)), None),
+                                           ("ffn_down_exps", "down_proj", columns_turned(slice(None)), None)]),
 }
 
 
@@ -70,8 +83,8 @@ def test_every_experts_update_from_the_lora_file_is_the_merged_models(exported):
     assert alpha == 8
     experts, rank = 4, 4
     for layer in range(2):
-        for name, source, rows, scale in weights:
-            weight = before[f"model.layers.{layer}.{module}.{source}"][:, rows]
+        for name, source, part, scale in weights:
+            weight = part(before[f"model.layers.{layer}.{module}.{source}"])
             shape = weight.shape[1:]
             gguf = f"blk.{layer}.{name}.weight"
             a, b = lora[f"{gguf}.lora_a"], lora[f"{gguf}.lora_b"]
