@@ -148,7 +148,7 @@ def weight_bytes(shape: ModelShape, storage: str, experts_4bit: bool = False) ->
     """Bytes of all weights. Quantized storage applies to the decoder's linear layers, and to a mixture of experts'
     experts where `experts_4bit` (core/four_bit_experts.py); embeddings, head and norms stay in 16-bit (that is what
     bitsandbytes leaves alone)."""
-    linear = shape.linear_params + (shape.unmodelled if experts_4bit and shape.experts else 0)
+    linear = shape.linear_params + (shape.layers_unmodelled if experts_4bit and shape.experts else 0)
     rest = shape.params - linear
     per = {"fp32": 4, "bf16": 2, "fp16": 2}
     if storage in per:
@@ -163,8 +163,8 @@ def weight_bytes(shape: ModelShape, storage: str, experts_4bit: bool = False) ->
 def layer_weight_bytes(shape: ModelShape, storage: str, experts_4bit: bool = False) -> int:
     """Bytes of the decoder layers' weights alone: what the offload strategy streams (embeddings, head and
     final norm, in 16-bit or fp32, stay on the device). A mixture of experts' experts, counted on the meta model
-    (`unmodelled`), are its layers' own: they stream with them."""
-    experts = shape.unmodelled if shape.experts else 0
+    (`layers_unmodelled`), are its layers' own: they stream with them."""
+    experts = shape.layers_unmodelled if shape.experts else 0
     outside = (shape.params - shape.decoder_params - experts) * (4 if storage == "fp32" else 2)
     return weight_bytes(shape, storage, experts_4bit) - outside
 

@@ -42,6 +42,9 @@ class ModelShape:
     linear_attention: tuple[int, int, int, int, int] | None = None
     linear_layers: int = 0  # how many layers are Gated DeltaNet (the rest full attention, its query gated)
     unmodelled: int = 0  # weights the blocks do not describe, counted on the meta device (the module's docstring)
+    # of those, the ones outside the decoder layers (a vision tower loaded whole, Gemma 4's per-layer embeddings): not
+    # a layer's, and no expert
+    unmodelled_outside: int = 0
     lora_unit: int = 0  # LoRA's weights at rank 1, counted on the meta device's model where its blocks are not modelled
     lora_unit_frozen_experts: int = 0  # the same with a mixture of experts' experts left without adapters
     experts: int = 0  # a mixture of experts' experts per layer (0: a dense model)
@@ -62,9 +65,10 @@ class ModelShape:
         kind = config.get("model_type")
         if not kind or kind in MODELLED:
             return shape
-        counted, lora_unit, without_experts = _counted(json.dumps(config, sort_keys=True))
-        return replace(shape, unmodelled=max(0, counted - shape.params), lora_unit=lora_unit,
-                       lora_unit_frozen_experts=without_experts)
+        counted, lora_unit, without_experts, outside = _counted(json.dumps(config, sort_keys=True))
+        unmodelled = max(0, counted - shape.params)
+        return replace(shape, unmodelled=unmodelled, lora_unit=lora_unit, lora_unit_frozen_experts=without_experts,
+                       unmodelled_outside=min(unmodelled, max(0, outside - (shape.params - shape.decoder_params))))
 
     @property
     def max_positions(self) -> int:
@@ -121,7 +125,7 @@ class ModelShape:
 
     def largest_blocks(self, count: int) -> int:
         """Weights of the `count` largest decoder blocks (what LISA trains at once, at most)."""
-        experts = self.unmodelled // self.layers if self.experts else 0  # a layer's experts, counted on the meta model
+        experts = self.layers_unmodelled // self.layers if self.experts else 0  # a layer's experts (the meta model's)
         sizes = sorted((self.block_params(kind) + experts for kind, (n, _, _) in enumerate(self.blocks())
                         for _ in range(n)), reverse=True)
         return sum(sizes[:count])
@@ -146,7 +150,15 @@ class ModelShape:
         experts only its share of the experts (Qwen3-30B-A3B: 3.3 B of 30.5 B)."""
         if not (self.experts and self.experts_used):
             return self.params
-        return self.params - self.unmodelled * (self.experts - self.experts_used) // self.experts
+        return self.params - self.layers_unmodelled * (self.experts - self.experts_used) // self.experts
+
+    @property
+    def layers_unmodelled(self) -> int:
+        """The weights the blocks do not describe inside the decoder layers: a mixture of experts' experts (and
+        routers), which stream with their layers, quantize to 4 bits when frozen, and which a token uses a share of.
+        Gemma 4's per-layer embeddings or a vision tower are outside (they once counted as experts: a LISA layer of
+        a tiny Gemma 4 mixture came out 67 M weights where it holds 0.09 M)."""
+        return self.unmodelled - self.unmodelled_outside
 
     @property
     def params(self) -> int:
@@ -187,17 +199,19 @@ def _linear_attention(c: dict) -> dict:
 
 
 @functools.lru_cache(maxsize=64)
-def _counted(config_json: str) -> tuple[int, int, int]:
-    """(the parameters, LoRA's at rank 1, LoRA's at rank 1 with the experts frozen) of the causal LM transformers
-    builds from the config on the meta device (nothing is allocated; 70B takes a tenth of a second), zeros where it
-    cannot build one (a model type it does not know)."""
+def _counted(config_json: str) -> tuple[int, int, int, int]:
+    """(the parameters, LoRA's at rank 1, LoRA's at rank 1 with the experts frozen, the parameters outside the
+    decoder layers) of the causal LM transformers builds from the config on the meta device (nothing is allocated;
+    70B takes a tenth of a second), zeros where it cannot build one (a model type it does not know)."""
+    import re
+
     import logging
 
     import torch
     from transformers import AutoConfig
 
     from core import causal_lm
-    from core.strategies.lora import lora_size
+    from core.strategies.lora import layer_prefix, lora_size
 
     config = json.loads(config_json)
     quiet = logging.getLogger("transformers")
@@ -207,8 +221,11 @@ def _counted(config_json: str) -> tuple[int, int, int]:
         built = AutoConfig.for_model(config.pop("model_type"), **config)
         with torch.device("meta"):
             model = causal_lm.from_config(built)
-        return sum(p.numel() for p in model.parameters()), lora_size(model, 1), lora_size(model, 1, experts=False)
+        layers = layer_prefix(model)
+        outside = sum(p.numel() for name, p in model.named_parameters() if not re.match(layers, name))
+        return (sum(p.numel() for p in model.parameters()), lora_size(model, 1), lora_size(model, 1, experts=False),
+                outside)
     except Exception:  # an unknown or remote-code model type: the blocks' count is all there is
-        return 0, 0, 0
+        return 0, 0, 0, 0
     finally:
         quiet.setLevel(level)

@@ -89,7 +89,7 @@ def expert_dequant_seconds(shape: ModelShape, s: Setup, gpu: GPU) -> float:
         return 0.0
     passes = 3 if s.checkpointing else 2
     bandwidth = gpu_flops(gpu) / MFU / RIDGE * COPY_EFFICIENCY
-    return passes * shape.unmodelled * DEQUANT_BYTES / bandwidth
+    return passes * shape.layers_unmodelled * DEQUANT_BYTES / bandwidth
 
 
 def streamed_bytes(shape: ModelShape, s: Setup) -> float:

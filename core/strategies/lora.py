@@ -63,7 +63,7 @@ def targets_for(model, targets: str, experts: bool = True) -> dict:
         return {"target_modules": [t.strip() for t in targets.split(",") if t.strip()]}
     adapt_experts = experts
     experts = sorted({".".join(name.split(".")[-2:]) for name, _ in expert_weights(model)})
-    layers = _layer_prefix(model)
+    layers = layer_prefix(model)
     if experts:
         inside = sorted({_in_layer(name, layers) for name in _linears(model)
                          if re.match(layers, name) and "router" not in name.split(".")})  # Gemma 4's is linear
@@ -116,7 +116,7 @@ def expert_weights(model) -> list[tuple[str, tuple[int, ...]]]:
             ] + stacks
 
 
-def _layer_prefix(model) -> str:
+def layer_prefix(model) -> str:
     """The pattern of the decoder layers' names: the language model's where a whole vision-language model loads."""
     inside = any(".language_model.layers." in name for name in _linears(model))
     return r".*\.language_model\.layers\.\d+\." if inside else r"(.*\.)?layers\.\d+\."

@@ -56,8 +56,9 @@ def test_four_bit_experts_answer_and_backpropagate_as_their_dequantized_weights_
 @pytest.mark.parametrize("model_type", sorted(FAMILIES))
 def test_a_checkpoint_reads_every_weight_as_transformers_loads_it(tmp_path, model_type):
     """transformers saves (as the Hub releases) a tensor per expert and projection, Mixtral's under its own MoE block
-    name (w1, w3, w2 of `block_sparse_moe`), gpt-oss its experts stacked: read by the model's names, each weight is
-    the one transformers' loader makes, so the layer-by-layer loads (QLoRA's 4-bit experts, offload) take them."""
+    name (w1, w3, w2 of `block_sparse_moe`), gpt-oss and Gemma 4 their experts stacked: read by the model's names,
+    each weight is the one transformers' loader makes, so the layer-by-layer loads (QLoRA's 4-bit experts, offload)
+    take them."""
     model = built(model_type)
     model.save_pretrained(tmp_path)
     files = layerwise.weight_files(tmp_path)
@@ -66,7 +67,7 @@ def test_a_checkpoint_reads_every_weight_as_transformers_loads_it(tmp_path, mode
         assert torch.equal(checkpoint.get(name), p.detach()), name
     assert layerwise.names_differ(model, files, stacked=True) == ""
     per_expert = any(".experts.0." in name for name in files)
-    assert per_expert == (model_type != "gpt_oss") == bool(layerwise.names_differ(model, files))
+    assert per_expert == (model_type not in ("gpt_oss", "gemma4_text")) == bool(layerwise.names_differ(model, files))
 
 
 @pytest.mark.parametrize("model_type", ["qwen3_moe", "mixtral"])
