@@ -79,7 +79,8 @@ def verify(path: Path, plan, source, tokenizer, progress) -> Verification:
                           f"(worst relative error {max(figures['tensor_error'].values()):.3g})")
         problems += check_tokenizer(path, plan, tokenizer, checks)
         return _result(problems, checks, {"compared": False, **figures}, plan, started)
-    progress.update(0.2, "Loading the file with transformers' GGUF reader")
+    progress.update(0.2, "Loading the file with transformers' GGUF reader" if plan.arch.transformers_reads
+                    else "Loading the file with our own reader")
     reference = source.model().float()  # both models compute in float32, so only the weights differ
     with gguf_read_once.parsed_once():  # transformers reads the file for the weights and the tokenizer: once
         loaded, loader = load(path, plan, reference)
