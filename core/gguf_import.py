@@ -62,7 +62,10 @@ def reads_config(contents: reader.Contents) -> bool:
     """Whether the file's config comes from our `config`: an architecture we export that transformers' GGUF
     reader does not know (it has no mapping of the file's keys to a config)."""
     arch = architectures.by_gguf_name(contents.metadata.get("general.architecture", ""))
-    return arch is not None and not arch.transformers_reads
+    # or a file our `config` gives another model type than the architecture's: a llama file with experts is Mixtral's,
+    # which transformers' mapping reads as a Llama without them
+    return arch is not None and (not arch.transformers_reads
+                                 or arch.config(contents.metadata)["model_type"] not in arch.model_types)
 
 
 def config(contents: reader.Contents):

@@ -50,7 +50,9 @@ def targets_for(model, targets: str, experts: bool = True) -> dict:
     """peft's target_modules (and target_parameters) as LoraConfig takes them. 'auto': the table's projections, or
     every linear layer but the head; in a vision-language model that loads whole (Gemma 3 from 4B, Gemma 4), those of
     its language model's layers alone (a pattern peft matches whole names against): the data is text, so adapters on
-    the vision tower would never learn, and no GGUF file has a place for them.
+    the vision tower would never learn, and no GGUF file has a place for them. So too a text model with linear layers
+    outside its decoder layers besides the head (a text-only Gemma 4's per-layer model projection, which llama.cpp
+    multiplies without LoRA: an adapter there cost the run its LoRA file).
 
     A mixture of experts (transformers keeps each layer's experts as 3-D weights, `experts.gate_up_proj`
     [experts, out, in]) gets adapters on every linear layer of its decoder layers and on each expert (peft's
@@ -71,10 +73,10 @@ def targets_for(model, targets: str, experts: bool = True) -> dict:
         return {"target_modules": modules, **({"target_parameters": experts} if adapt_experts else {})}
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     names = TARGETS.get(getattr(config, "model_type", ""))
-    if "language_model" not in layers:
+    if "language_model" not in layers and (names or not _outside_layers(model, layers)):
         return {"target_modules": names or "all-linear"}
     names = names or sorted({name.rsplit(".", 1)[-1] for name in _linears(model) if re.match(layers, name)})
-    return {"target_modules": layers + rf".*\.({'|'.join(names)})"}
+    return {"target_modules": layers + rf"(.*\.)?({'|'.join(names)})"}  # (Gemma 4's per-layer gate sits in the layer)
 
 
 def lora_size(model, r: int, experts: bool = True) -> int:
@@ -114,6 +116,12 @@ def expert_weights(model) -> list[tuple[str, tuple[int, ...]]]:
     stacks = [(name, m.shape) for name, m in model.named_modules() if type(m).__name__ == "FourBitStack"]
     return [(name, tuple(p.shape)) for name, p in model.named_parameters() if p.dim() == 3 and ".experts." in name
             ] + stacks
+
+
+def _outside_layers(model, layers: str) -> list[str]:
+    """The linear layers outside the decoder layers but the head."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return [name for name in _linears(model) if not re.match(layers, name) and model.get_submodule(name) is not head]
 
 
 def layer_prefix(model) -> str:

@@ -439,8 +439,8 @@ def test_untransforms_says_which_tensors_untransform_changes(case, tokenizer):
         values = t.numpy()
         assert arch.untransforms(name, cfg) == (arch.untransform(name, values, cfg) is not values), name
         changed += [name] if arch.untransforms(name, cfg) else []
-    assert bool(changed) == (model_type in ("llama", "mistral", "gemma2", "gemma3_text", "smollm3", "granite",
-                                            "qwen3_5_text", "qwen3_5_moe_text", "lfm2", "granitemoehybrid"))
+    assert bool(changed) == (model_type in ("llama", "mistral", "mixtral", "gemma2", "gemma3_text", "smollm3",
+                                            "granite", "qwen3_5_text", "qwen3_5_moe_text", "lfm2", "granitemoehybrid"))
 
 
 def test_a_large_model_is_written_in_shards_with_an_index(tokenizer, tmp_path, monkeypatch):

@@ -346,4 +346,6 @@ def get(model_type: str) -> Architecture:
 from core.gguf_export.architectures import (  # noqa: E402,F401,I001
     llama, qwen2, qwen3, gemma2, gemma3, phi3, smollm3, granite, olmo2, qwen35, gemma4, lfm2,
     granitemoehybrid,  # after granite: a file whose architecture is "granite" is Granite 3's (by_gguf_name)
-    qwen3moe, qwen35moe, gpt_oss)
+    qwen3moe, qwen35moe, gpt_oss,
+    mixtral,  # after llama: a file whose architecture is "llama" is Llama's, whose `config` gives Mixtral's for experts
+    qwen2moe, olmoe)

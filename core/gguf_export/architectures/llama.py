@@ -56,6 +56,15 @@ class Llama(Architecture):
         super().metadata(cfg, w)
         w.add_rope_dimension_count(head_dim(cfg))
 
+    def config(self, meta: dict) -> dict:
+        """A llama file's config, but where it has experts Mixtral's (mixtral.py), which llama.cpp writes as llama
+        too: transformers' GGUF mapping reads that as a Llama, so core/gguf_import.py reads it with ours."""
+        cfg = super().config(meta)
+        if not meta.get("llama.expert_count"):
+            return cfg
+        return {**cfg, "model_type": "mixtral", "num_local_experts": meta["llama.expert_count"],
+                "num_experts_per_tok": meta.get("llama.expert_used_count")}
+
     extra_names = ("rope_freqs.weight",)
 
     def extra_tensors(self, cfg):

@@ -67,6 +67,17 @@ CASES = {
                     max_position_embeddings=131072,
                     rope_parameters={"rope_type": "yarn", "rope_theta": 150000.0, "factor": 32.0, "beta_fast": 32.0,
                                      "beta_slow": 1.0, "original_max_position_embeddings": 4096, "truncate": True}),
+    # 4 experts of 32 in every layer (the config's intermediate_size, llama.cpp's feed_forward_length), 2 chosen per
+    # token and renormalized, written as llama; the head size stated, without which transformers' Mixtral cannot build
+    # YaRN rope (its config's head_dim is None)
+    "mixtral": dict(head_dim=16, num_local_experts=4, num_experts_per_tok=2, intermediate_size=32),
+    # 4 experts of 32, 2 chosen per token and not renormalized, as the released models have it; a shared expert 48
+    # wide beside them, so a width read from the wrong key shows
+    "qwen2_moe": dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+                      shared_expert_intermediate_size=48),
+    # 4 experts of 32, 2 chosen per token and not renormalized; as many key-value heads as heads, as llama.cpp's olmoe
+    # reads its K norm as wide as the model
+    "olmoe": dict(num_experts=4, num_experts_per_tok=2, intermediate_size=32, num_key_value_heads=4),
 }
 # rows of a registered model type that another llama.cpp architecture writes: row → (model_type, settings).
 # Granite 4.0 H's kind: Mamba2 layers (8 heads of 16 in 2 groups, a state of 16) with one attention layer between,
@@ -98,7 +109,10 @@ def row(name: str) -> tuple[str, dict]:
 # architectures transformers' GGUF reader does not know (or, Gemma 4, reads too little of): ours reads them back
 THEIRS_CANNOT = {"smollm3", "granite", "olmo2", "olmo3", "gemma4_text", "granitemoehybrid",
                  "qwen3_moe",  # transformers knows qwen3moe but not its experts' width (expert_feed_forward_length)
-                 "gpt_oss"}  # nor gpt-oss's expert names (ffn_*_exps) and width
+                 "gpt_oss",  # nor gpt-oss's expert names (ffn_*_exps) and width
+                 "mixtral",  # it reads a llama file as a Llama, without experts
+                 "qwen2_moe",  # it knows qwen2moe but neither expert width
+                 "olmoe"}
 OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
     "llama": {"llama.rope.dimension_count": 16},
     "mistral": {"llama.rope.dimension_count": 16},
@@ -156,6 +170,11 @@ OWN_KEYS = {  # metadata each architecture must carry beyond the shared keys
                 "gpt-oss.attention.sliding_window": 8, "gpt-oss.attention.sliding_window_pattern": [True, False],
                 "gpt-oss.attention.key_length": 16, "gpt-oss.rope.scaling.factor": 32.0,
                 "gpt-oss.rope.scaling.original_context_length": 4096},
+    "mixtral": {"general.architecture": "llama", "llama.expert_count": 4, "llama.expert_used_count": 2,
+                "llama.feed_forward_length": 32, "llama.rope.dimension_count": 16, "llama.attention.key_length": 16},
+    "qwen2_moe": {"qwen2moe.expert_count": 4, "qwen2moe.expert_used_count": 2,
+                  "qwen2moe.expert_feed_forward_length": 32, "qwen2moe.expert_shared_feed_forward_length": 48},
+    "olmoe": {"olmoe.expert_count": 4, "olmoe.expert_used_count": 2, "olmoe.feed_forward_length": 32},
 }
 
 
@@ -310,6 +329,24 @@ def test_llama_3_rope_scaling_becomes_rope_freqs(tokenizer, tmp_path):
      "This gpt-oss model scales YaRN's attention otherwise than 0.1·ln(factor) + 1"),
     ("gpt_oss", dict(rope_parameters={**CASES["gpt_oss"]["rope_parameters"], "partial_rotary_factor": 0.5}),
      "This gpt-oss model ropes 0.5 of each head"),
+    ("mixtral", dict(sliding_window=64), "This Mixtral model attends through a sliding window of 64 tokens"),
+    ("mixtral", dict(hidden_act="gelu"), "This Mixtral model uses the activation gelu"),
+    ("mixtral", dict(rope_parameters={"rope_type": "dynamic", "rope_theta": 1e6, "factor": 2.0}),
+     "This mixtral model uses 'dynamic' rope scaling"),  # llama.py's refusal
+    ("qwen2_moe", dict(norm_topk_prob=True), "This Qwen2 MoE model renormalizes the chosen experts' weights"),
+    ("qwen2_moe", dict(mlp_only_layers=[0, 2]), "This Qwen2 MoE model has layers without experts (0, 2)"),
+    ("qwen2_moe", dict(decoder_sparse_step=2), "This Qwen2 MoE model has layers without experts (0, 2)"),
+    ("qwen2_moe", dict(shared_expert_intermediate_size=0), "This Qwen2 MoE model has no shared expert"),
+    ("qwen2_moe", dict(use_sliding_window=True, sliding_window=64),
+     "This Qwen2 MoE model attends through a sliding window"),
+    ("qwen2_moe", dict(tie_word_embeddings=True), "This Qwen2 MoE model ties its output head to the embedding"),
+    ("qwen2_moe", dict(hidden_act="gelu"), "This Qwen2 MoE model uses the activation gelu"),
+    ("olmoe", dict(norm_topk_prob=True), "This OLMoE model renormalizes the chosen experts' weights"),
+    ("olmoe", dict(num_key_value_heads=2), "This OLMoE model has 2 key-value heads for 4 heads"),
+    ("olmoe", dict(clip_qkv=8.0), "This OLMoE model clips its queries, keys and values at 8.0"),
+    ("olmoe", dict(attention_bias=True), "This OLMoE model has attention biases"),
+    ("olmoe", dict(tie_word_embeddings=True), "This OLMoE model ties its output head to the embedding"),
+    ("olmoe", dict(hidden_act="gelu"), "This OLMoE model uses the activation gelu"),
 ])
 def test_settings_llama_cpp_would_run_otherwise_are_refused(case, settings, words):
     """llama.cpp fixes SmolLM3's layers without rope at every fourth and has no sliding window for it; it derives
@@ -327,7 +364,11 @@ def test_settings_llama_cpp_would_run_otherwise_are_refused(case, settings, word
     Its qwen3moe renormalizes the chosen experts' weights, routes every layer through experts, and has no shared
     expert, sliding window or attention output bias; its qwen35moe, Qwen 3.5's layers, needs a shared expert in every
     layer and uses SiLU in the experts. Its gpt-oss clamps the experts' SwiGLU at 1.702 and 7.0, needs the attention
-    output's bias, a head of its own and a sliding window, and ropes whole heads with YaRN's default ramp and scale."""
+    output's bias, a head of its own and a sliding window, and ropes whole heads with YaRN's default ramp and scale.
+    Its llama with experts (Mixtral) has no sliding window and uses SiLU; its qwen2moe and olmoe never renormalize the
+    chosen experts' weights and need a head of their own; qwen2moe routes every layer through experts beside a shared
+    expert and has no sliding window; olmoe reads the K norm as wide as the model, clips nothing and has no attention
+    output bias."""
     from core.errors import BadArgument
 
     model_type, given = row(case)

@@ -111,7 +111,8 @@ def test_bad_requests_are_one_sentence(lora_run, tmp_path):
     (other / "config.json").write_text(json.dumps({"model_type": "gpt_neox"}))
     with pytest.raises(BadArgument, match=r"^GGUF export does not support the 'gpt_neox' architecture yet \(it supports "
                                           r"gemma2, gemma3_text, gemma4_text, gpt_oss, granite, granitemoehybrid, "
-                                          r"lfm2, llama, mistral, olmo2, olmo3, phi3, qwen2, qwen3, qwen3_5_moe_text, "
-                                          r"qwen3_5_text, qwen3_moe, smollm3\); export merged safetensors instead\.$"):
+                                          r"lfm2, llama, mistral, mixtral, olmo2, olmo3, olmoe, phi3, qwen2, "
+                                          r"qwen2_moe, qwen3, qwen3_5_moe_text, qwen3_5_text, qwen3_moe, smollm3\); "
+                                          r"export merged safetensors instead\.$"):
         export.export({**lora_run, "model_path": str(other)}, "gguf", tmp_path / "b", None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["neox", "taken"]

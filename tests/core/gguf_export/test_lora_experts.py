@@ -13,6 +13,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from core import export
 from core.gguf_export import reader
@@ -40,6 +41,15 @@ MOE = {
     "gpt_oss": ("mlp.experts", "gpt-oss", [("ffn_gate_exps", "gate_up_proj", columns_turned(slice(0, None, 2)), None),
                                            ("ffn_up_exps", "gate_up_proj", columns_turned(slice(1, None, 2)), None),
                                            ("ffn_down_exps", "down_proj", columns_turned(slice(None)), None)]),
+    "mixtral": ("mlp.experts", "llama", [("ffn_gate_exps", "gate_up_proj", rows(slice(0, 32)), None),
+                                         ("ffn_up_exps", "gate_up_proj", rows(slice(32, 64)), None),
+                                         ("ffn_down_exps", "down_proj", rows(slice(None)), None)]),
+    "qwen2_moe": ("mlp.experts", "qwen2moe", [("ffn_gate_exps", "gate_up_proj", rows(slice(0, 32)), None),
+                                              ("ffn_up_exps", "gate_up_proj", rows(slice(32, 64)), None),
+                                              ("ffn_down_exps", "down_proj", rows(slice(None)), None)]),
+    "olmoe": ("mlp.experts", "olmoe", [("ffn_gate_exps", "gate_up_proj", rows(slice(0, 32)), None),
+                                       ("ffn_up_exps", "gate_up_proj", rows(slice(32, 64)), None),
+                                       ("ffn_down_exps", "down_proj", rows(slice(None)), None)]),
 }
 
 
@@ -97,7 +107,8 @@ def test_every_experts_update_from_the_lora_file_is_the_merged_models(exported):
             np.testing.assert_allclose(s * weight + update, s * merged[gguf], rtol=0, atol=2e-6)
         for name in ("attn_q", "attn_k", "attn_v", "attn_output"):  # the attention's adapters, as before
             assert f"blk.{layer}.{name}.weight.lora_a" in lora
-    assert not any(n.startswith("blk.0.ffn_gate_inp") for n in lora)  # the router is not adapted
+    # the router is not adapted (Qwen2 MoE's shared expert gate, ffn_gate_inp_shexp, a linear layer, is)
+    assert not any(n.startswith("blk.0.ffn_gate_inp.") for n in lora)
 
 
 @pytest.mark.parametrize("exported", ["qwen3_moe"], indirect=True)
@@ -112,11 +123,15 @@ def test_an_architecture_that_does_not_say_its_experts_shapes_gets_no_file(expor
     assert lora_adapter.unwritable(result, architectures.REGISTRY["qwen3_moe"]) == ""
 
 
-def test_an_adapter_on_a_weight_llama_cpp_multiplies_without_lora_gets_no_file(tmp_path):
+@pytest.mark.parametrize("targets", ["auto", "all-linear"])
+def test_an_adapter_on_a_weight_llama_cpp_multiplies_without_lora_gets_no_file(tmp_path, targets):
     """Gemma 4's per-layer model projection (E2B's and E4B's per-layer inputs) goes through ggml_mul_mat in llama.cpp,
-    which adds no LoRA: with an adapter on it (peft's all-linear, a text-only Gemma 4), llama-server answered 0.19
-    away from the merged file in log-probability. The export says why there is no LoRA file; the merged GGUF holds
-    the fine-tune."""
+    which adds no LoRA: with an adapter on it (peft's all-linear, what 'auto' gave a text-only Gemma 4),
+    llama-server answered 0.19 away from the merged file in log-probability. Such a run's export says why there is
+    no LoRA file, the merged GGUF holding the fine-tune; 'auto' now adapts the decoder layers alone (their per-layer
+    gate and projection too, which llama.cpp does apply LoRA to), and gets its file."""
+    import re
+
     from transformers import AutoTokenizer
 
     from core.strategies.lora import targets_for
@@ -126,11 +141,15 @@ def test_an_adapter_on_a_weight_llama_cpp_multiplies_without_lora_gets_no_file(t
     tok = AutoTokenizer.from_pretrained(tiny.byte_level(base))
     model = tiny.random_model("gemma4_text", tok, **{**COMMON, **CASES["gemma4_text"]})
     model.save_pretrained(base)
-    chosen = targets_for(model, "auto")
-    assert chosen == {"target_modules": "all-linear"}
-    out = export.export(tiny.adapter_run(model, tmp_path, base, chosen["target_modules"]), "gguf", tmp_path / "gguf",
-                        "f32")
+    chosen = targets_for(model, "auto")["target_modules"] if targets == "auto" else targets
+    if targets == "auto":
+        adapted = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and re.fullmatch(chosen, n)}
+        assert "model.layers.0.per_layer_input_gate" in adapted and "model.per_layer_model_projection" not in adapted
+    out = export.export(tiny.adapter_run(model, tmp_path, base, chosen), "gguf", tmp_path / "gguf", "f32")
     report = json.loads((out / "export.json").read_text())
-    assert report["verification"]["ok"] and not report["lora"]["written"]
-    assert report["lora"]["why"].startswith("the adapter also changes per_layer_model_projection, which llama.cpp")
-    assert not list(out.glob("*.lora.gguf"))
+    assert report["verification"]["ok"] and report["lora"]["written"] == (targets == "auto")
+    if targets == "auto":
+        assert "equals the adapter's" in report["lora"]["check"]
+    else:
+        assert report["lora"]["why"].startswith("the adapter also changes per_layer_model_projection, which llama.cpp")
+        assert not list(out.glob("*.lora.gguf"))
