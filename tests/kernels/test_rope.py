@@ -101,3 +101,25 @@ def test_llama_sized_heads_on_a_gpu():
     for name, a, b in zip(("q", "k", "dq", "dk"), run(apply_rope, shape, cos, sin, dq, dk, True),
                           run(reference, shape, cos, sin, dq, dk, True)):
         close(a, b, TOLERANCE[torch.bfloat16], name)
+
+
+@NEEDS_GPU
+def test_gemma_4_sized_heads_one_tensor_at_a_time_on_a_gpu():
+    """Gemma 4 31B's full layers: 32 query heads of 512, straight from the projection's view (unsqueeze_dim=2)."""
+    from transformers.models.gemma4.modeling_gemma4 import apply_rotary_pos_emb
+
+    batch, heads, seq, dim = 1, 32, 2048, 512
+    positions = torch.arange(seq, device="cuda", dtype=torch.float32)
+    freqs = positions[:, None] / 1e6 ** (torch.arange(0, dim, 2, device="cuda") / dim)
+    emb = torch.cat((freqs, freqs), -1)[None]
+    cos, sin = emb.cos().bfloat16(), emb.sin().bfloat16()
+    flat = torch.randn(batch, seq, heads * dim, device="cuda", dtype=torch.bfloat16)
+    dy = torch.randn(batch, seq, heads, dim, device="cuda")
+    results = []
+    for fn in (apply_rope_one, apply_rotary_pos_emb):
+        leaf = flat.clone().requires_grad_()
+        out = fn(leaf.view(batch, seq, heads, dim), cos, sin, unsqueeze_dim=2)
+        (out.float() * dy).sum().backward()
+        results.append((out.detach(), leaf.grad))
+    for name, a, b in zip(("x", "dx"), *results):
+        close(a, b, TOLERANCE[torch.bfloat16], name)
