@@ -103,10 +103,10 @@ def cross_entropy_cells(s, dtype, device, ref, lig):
 
 
 def rmsnorm_cells(s, dtype, device, ref, lig):
-    from tuneforge_kernels.rmsnorm import GEMMA, LLAMA, rms_norm
+    from tuneforge_kernels.rmsnorm import GEMMA, LLAMA, VARIANTS, rms_norm
 
     rows = s["batch"] * s["seq"]
-    for variant in (LLAMA, GEMMA):
+    for variant in VARIANTS:
         def inputs():
             g = torch.Generator(device).manual_seed(0)
             x = torch.randn(rows, s["hidden"], device=device, generator=g, dtype=dtype).requires_grad_()
@@ -117,8 +117,9 @@ def rmsnorm_cells(s, dtype, device, ref, lig):
                  "pytorch": lambda x, w, dy, v=variant: ref["rmsnorm"](x, w, EPS, v).backward(dy)}
         if lig:
             offset = 1.0 if variant == GEMMA else 0.0
+            casting = LLAMA if variant == LLAMA else GEMMA  # (Gemma 4's: Gemma's casting, no offset)
             # in_place=False: Liger's default writes dx over dy, which every run here reuses
-            impls["liger"] = lambda x, w, dy, v=variant, o=offset: lig["rmsnorm"](x, w, EPS, o, v, False).backward(dy)
+            impls["liger"] = lambda x, w, dy, c=casting, o=offset: lig["rmsnorm"](x, w, EPS, o, c, False).backward(dy)
         yield "rmsnorm", variant, f"{rows}x{s['hidden']}", inputs, impls
 
 
