@@ -12,6 +12,7 @@ from app.cli_verbs import say_weights
 from app.progress_bar import TerminalProgress
 from core import ollama_create, other_apps
 from core.errors import BadArgument
+from core.gguf_export import lora_adapter
 
 
 def cmd_export(a) -> int:
@@ -36,7 +37,8 @@ def cmd_export(a) -> int:
             print(f"Ollama: ollama create NAME -f {path / 'Modelfile'}")
         if lmstudio:
             print(f"LM Studio: {other_apps.add_to_lmstudio(path / report['file'], lmstudio)}")
-        for said in (report.get("ollama"), (report.get("lora") or {}).get("chat_template_why")):
+        for said in (report.get("ollama"), (report.get("lora") or {}).get("chat_template_why"),
+                     lora_adapter.missing(report)):
             if said:
                 print(said)
     return 0

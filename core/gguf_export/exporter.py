@@ -104,7 +104,8 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
 def _lora(run: dict, arch, cfg: dict, target: Path, stem: str, source) -> dict:
     strategy = strategies.get(run["strategy"])
     if strategy.result != "adapter":
-        return {"written": False, "why": f"the run trained the whole model ({run['strategy']}), so there is no adapter"}
+        return {"written": False, "adapter": False,
+                "why": f"the run trained the whole model ({run['strategy']}), so there is no adapter"}
     if getattr(strategy, "use_dora", False):
         return {"written": False, "why": "llama.cpp's LoRA files cannot carry DoRA's magnitude vectors"}
     result = results.folder(run)

@@ -54,6 +54,15 @@ def unwritable(result: Path, arch) -> str:
     return ""
 
 
+def missing(report: dict) -> str | None:
+    """The sentence for an export of an adapter run that holds no LoRA file, and why (from export.json's `lora`);
+    None where the file was written or the run had no adapter."""
+    lora = report.get("lora") or {}
+    if lora.get("written", True) or lora.get("adapter") is False or not lora.get("why"):
+        return None
+    return f"No LoRA file: {lora['why']}."
+
+
 def adapter_tensors(result: Path, arch, cfg: dict,
                     base_tensor) -> tuple[float, list[tuple[str, np.ndarray, np.ndarray]], int]:
     """(alpha to write, [(GGUF weight name, A, B)], rank) from a PEFT adapter folder (`cfg`: the model's config;

@@ -18,6 +18,11 @@ FELL = {"fallbacks": {"summary": "180 of 211 matrices could not take the type th
     ({"fallbacks": FELL["fallbacks"]}, False, []),  # no verification: not ours to explain
     ({**VERIFIED, "ollama": "Ollama offers the model tools", "lora": {"chat_template_why": "With the LoRA file"}},
      True, ["Verified: 272 tensors.", "Ollama: ollama create", "Ollama offers the model tools", "With the LoRA file"]),
+    # an adapter run whose adapter a LoRA file cannot carry says so; a whole-model run has nothing to say
+    ({**VERIFIED, "lora": {"written": False, "why": "the adapter also changes per_layer_model_projection"}}, False,
+     ["Verified: 272 tensors.", "No LoRA file: the adapter also changes per_layer_model_projection."]),
+    ({**VERIFIED, "lora": {"written": False, "adapter": False, "why": "the run trained the whole model (full)"}},
+     False, ["Verified: 272 tensors."]),
 ])
 def test_gguf_notes(tmp_path, report, modelfile, expected):
     if report is not None:

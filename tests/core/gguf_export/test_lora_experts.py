@@ -153,3 +153,6 @@ def test_an_adapter_on_a_weight_llama_cpp_multiplies_without_lora_gets_no_file(t
     else:
         assert report["lora"]["why"].startswith("the adapter also changes per_layer_model_projection, which llama.cpp")
         assert not list(out.glob("*.lora.gguf"))
+        from core.gguf_export.lora_adapter import missing  # the line the command and the export page show
+
+        assert missing(report).startswith("No LoRA file: the adapter also changes per_layer_model_projection")
