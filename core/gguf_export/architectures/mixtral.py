@@ -26,22 +26,14 @@ from gguf import GGUFWriter, MODEL_ARCH
 from core.errors import BadArgument
 from core.gguf_export.architectures import register
 from core.gguf_export.architectures.llama import Llama
-from core.gguf_export.architectures.qwen3moe import Qwen3Moe, experts
+from core.gguf_export.architectures.qwen3moe import ExpertsAsWide, refuse_other_than_llama_cpp, write_experts
 
 
 @register
-class Mixtral(Llama):
+class Mixtral(ExpertsAsWide, Llama):
     model_types = ("mixtral",)
     gguf_arch = MODEL_ARCH.LLAMA
     transformers_reads = False  # it reads a llama file as a Llama, without experts (the module's docstring)
-    f32_names = (".ffn_gate_inp.weight",)
-
-    parts = Qwen3Moe.parts  # the experts fused and stacked as Qwen3 MoE's
-
-    def expert_shapes(self, cfg: dict) -> dict[str, tuple[int, int]]:
-        """Each expert's matrix [rows, columns] by parameter name, for the LoRA file (lora_adapter.py)."""
-        hidden, width = cfg["hidden_size"], cfg["intermediate_size"]
-        return {"gate_up_proj": (2 * width, hidden), "down_proj": (hidden, width)}
 
     def check(self, cfg: dict) -> None:
         def refuse(what: str) -> None:
@@ -51,12 +43,9 @@ class Mixtral(Llama):
         if window and window < cfg["max_position_embeddings"]:
             refuse(f"attends through a sliding window of {window} tokens, and llama.cpp's llama has none, so GGUF "
                    "would not run it as trained past the window")
-        if cfg.get("hidden_act", "silu") != "silu":
-            refuse(f"uses the activation {cfg['hidden_act']}, and llama.cpp's llama always uses SiLU in its experts, "
-                   "so GGUF would not run it as trained")
+        refuse_other_than_llama_cpp(cfg, "llama", refuse)
         super().check(cfg)
 
     def metadata(self, cfg: dict, w: GGUFWriter) -> None:
         super().metadata(cfg, w)  # feed_forward_length: the experts' width, as llama.cpp's llama reads it
-        w.add_expert_count(experts(cfg))
-        w.add_expert_used_count(cfg["num_experts_per_tok"])
+        write_experts(cfg, w, width=None)

@@ -21,23 +21,16 @@ from __future__ import annotations
 from gguf import GGUFWriter, MODEL_ARCH
 
 from core.errors import BadArgument
-from core.gguf_export.architectures import Architecture, kv_heads, register, tied
-from core.gguf_export.architectures.qwen3moe import Qwen3Moe, experts
+from core.gguf_export.architectures import Architecture, kv_heads, register
+from core.gguf_export.architectures.qwen3moe import (ExpertsAsWide, read_experts, refuse_other_than_llama_cpp,
+                                                     write_experts)
 
 
 @register
-class Olmoe(Architecture):
+class Olmoe(ExpertsAsWide, Architecture):
     model_types = ("olmoe",)
     gguf_arch = MODEL_ARCH.OLMOE
     transformers_reads = False
-    f32_names = (".ffn_gate_inp.weight",)
-
-    parts = Qwen3Moe.parts  # the experts fused and stacked as Qwen3 MoE's
-
-    def expert_shapes(self, cfg: dict) -> dict[str, tuple[int, int]]:
-        """Each expert's matrix [rows, columns] by parameter name, for the LoRA file (lora_adapter.py)."""
-        hidden, width = cfg["hidden_size"], cfg["intermediate_size"]
-        return {"gate_up_proj": (2 * width, hidden), "down_proj": (hidden, width)}
 
     def check(self, cfg: dict) -> None:
         def refuse(what: str) -> None:
@@ -53,19 +46,12 @@ class Olmoe(Architecture):
             refuse(f"clips its queries, keys and values at {cfg['clip_qkv']}, and llama.cpp's olmoe clips nothing")
         if cfg.get("attention_bias"):
             refuse("has attention biases, and llama.cpp's olmoe reads none on the output projection")
-        if tied(cfg):
-            refuse("ties its output head to the embedding, and llama.cpp's olmoe requires a head of its own, so GGUF "
-                   "would not load")
-        if cfg.get("hidden_act", "silu") != "silu":
-            refuse(f"uses the activation {cfg['hidden_act']}, and llama.cpp's olmoe always uses SiLU in its experts, "
-                   "so GGUF would not run it as trained")
+        refuse_other_than_llama_cpp(cfg, "olmoe", refuse, own_head=True)
         super().check(cfg)
 
     def metadata(self, cfg: dict, w: GGUFWriter) -> None:
         super().metadata(cfg, w)  # feed_forward_length: the experts' width, as llama.cpp's olmoe reads it
-        w.add_expert_count(experts(cfg))
-        w.add_expert_used_count(cfg["num_experts_per_tok"])
+        write_experts(cfg, w, width=None)
 
     def config(self, meta: dict) -> dict:
-        return {**super().config(meta), "num_experts": meta.get(f"{self.name}.expert_count"),
-                "num_experts_per_tok": meta.get(f"{self.name}.expert_used_count"), "norm_topk_prob": False}
+        return {**super().config(meta), **read_experts(meta, self.name, width=None), "norm_topk_prob": False}

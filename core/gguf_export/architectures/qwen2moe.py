@@ -27,8 +27,8 @@ from __future__ import annotations
 from gguf import GGUFWriter, MODEL_ARCH
 
 from core.errors import BadArgument
-from core.gguf_export.architectures import Architecture, register, tied
-from core.gguf_export.architectures.qwen3moe import Qwen3Moe, experts
+from core.gguf_export.architectures import Architecture, register
+from core.gguf_export.architectures.qwen3moe import Qwen3Moe, read_experts, refuse_other_than_llama_cpp, write_experts
 
 
 @register
@@ -59,29 +59,16 @@ class Qwen2Moe(Architecture):
             refuse("has no shared expert, and llama.cpp's qwen2moe requires one in every layer, so GGUF would not load")
         if cfg.get("use_sliding_window") or "sliding_attention" in (cfg.get("layer_types") or []):
             refuse("attends through a sliding window, which llama.cpp's qwen2moe does not")
-        if tied(cfg):
-            refuse("ties its output head to the embedding, and llama.cpp's qwen2moe requires a head of its own, so "
-                   "GGUF would not load")
-        if cfg.get("hidden_act", "silu") != "silu":
-            refuse(f"uses the activation {cfg['hidden_act']}, and llama.cpp's qwen2moe always uses SiLU in its "
-                   "experts, so GGUF would not run it as trained")
+        refuse_other_than_llama_cpp(cfg, "qwen2moe", refuse, own_head=True)
         super().check(cfg)
 
     def metadata(self, cfg: dict, w: GGUFWriter) -> None:
         super().metadata(cfg, w)
-        w.add_expert_count(experts(cfg))
-        w.add_expert_used_count(cfg["num_experts_per_tok"])
-        w.add_expert_feed_forward_length(cfg["moe_intermediate_size"])
-        w.add_expert_shared_feed_forward_length(cfg["shared_expert_intermediate_size"])
+        write_experts(cfg, w, shared="shared_expert_intermediate_size")
 
     def config(self, meta: dict) -> dict:
-        def key(name: str):
-            return meta.get(f"{self.name}.{name}")
-
-        return {**super().config(meta), "num_experts": key("expert_count"),
-                "num_experts_per_tok": key("expert_used_count"),
-                "moe_intermediate_size": key("expert_feed_forward_length"),
-                "shared_expert_intermediate_size": key("expert_shared_feed_forward_length"), "norm_topk_prob": False}
+        return {**super().config(meta), **read_experts(meta, self.name, shared="shared_expert_intermediate_size"),
+                "norm_topk_prob": False}
 
     def config_from_tensors(self, names: set[str], cfg: dict) -> dict:
         """Whether Q, K and V have biases (qkv_bias): no key says."""

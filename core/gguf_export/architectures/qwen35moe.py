@@ -31,7 +31,7 @@ from gguf import GGUFWriter, MODEL_ARCH
 from core.errors import BadArgument
 from core.gguf_export.architectures import register
 from core.gguf_export.architectures.qwen35 import Qwen35
-from core.gguf_export.architectures.qwen3moe import Qwen3Moe, experts
+from core.gguf_export.architectures.qwen3moe import Qwen3Moe, refuse_other_than_llama_cpp, write_experts
 
 
 @register
@@ -53,13 +53,8 @@ class Qwen35Moe(Qwen35):
         if not cfg.get("shared_expert_intermediate_size"):
             refuse("has no shared expert, and llama.cpp's qwen35moe requires one in every layer, so GGUF would not "
                    "load")
-        if cfg.get("hidden_act", "silu") != "silu":
-            refuse(f"uses the activation {cfg['hidden_act']}, and llama.cpp's qwen35moe always uses SiLU in its "
-                   "experts, so GGUF would not run it as trained")
+        refuse_other_than_llama_cpp(cfg, "qwen35moe", refuse)
 
     def metadata(self, cfg: dict, w: GGUFWriter) -> None:
         super().metadata(cfg, w)
-        w.add_expert_count(experts(cfg))
-        w.add_expert_used_count(cfg["num_experts_per_tok"])
-        w.add_expert_feed_forward_length(cfg["moe_intermediate_size"])
-        w.add_expert_shared_feed_forward_length(cfg["shared_expert_intermediate_size"])
+        write_experts(cfg, w, shared="shared_expert_intermediate_size")

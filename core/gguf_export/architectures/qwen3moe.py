@@ -26,7 +26,7 @@ from __future__ import annotations
 from gguf import MODEL_ARCH, GGUFWriter
 
 from core.errors import BadArgument
-from core.gguf_export.architectures import Architecture, register
+from core.gguf_export.architectures import Architecture, register, tied
 
 GATE_UP, DOWN = ".mlp.experts.gate_up_proj", ".mlp.experts.down_proj"
 
@@ -34,6 +34,49 @@ GATE_UP, DOWN = ".mlp.experts.gate_up_proj", ".mlp.experts.down_proj"
 def experts(cfg: dict) -> int:
     """The experts of each layer: config.json's num_experts, which transformers 5 keeps as num_local_experts."""
     return cfg.get("num_local_experts") or cfg["num_experts"]
+
+
+# What the mixtures of experts that hold their experts as Qwen3 MoE does share (Qwen 3.5 MoE, Qwen2 MoE, Mixtral,
+# OLMoE): `width` is the config's key for each expert's width (None where llama.cpp reads feed_forward_length for it:
+# Mixtral, OLMoE, whose config calls it intermediate_size), `shared` a shared expert's.
+def stacked_shapes(cfg: dict, width: str = "moe_intermediate_size") -> dict[str, tuple[int, int]]:
+    """Each expert's matrix [rows, columns] in the 3-D weights by parameter name (Architecture.expert_shapes)."""
+    hidden, wide = cfg["hidden_size"], cfg[width]
+    return {"gate_up_proj": (2 * wide, hidden), "down_proj": (hidden, wide)}
+
+
+def write_experts(cfg: dict, w: GGUFWriter, width: str | None = "moe_intermediate_size",
+                  shared: str | None = None) -> None:
+    """The expert keys: expert_count, expert_used_count, and the widths that have keys of their own."""
+    w.add_expert_count(experts(cfg))
+    w.add_expert_used_count(cfg["num_experts_per_tok"])
+    if width:
+        w.add_expert_feed_forward_length(cfg[width])
+    if shared:
+        w.add_expert_shared_feed_forward_length(cfg[shared])
+
+
+def refuse_other_than_llama_cpp(cfg: dict, arch: str, refuse, own_head: bool = False) -> None:
+    """`refuse` (a sentence) where llama.cpp's `arch` would not run the experts as trained: an activation other than
+    SiLU, which it always uses in them, or, where it requires a head of its own (`own_head`), a tied one."""
+    if own_head and tied(cfg):
+        refuse(f"ties its output head to the embedding, and llama.cpp's {arch} requires a head of its own, so GGUF "
+               "would not load")
+    if cfg.get("hidden_act", "silu") != "silu":
+        refuse(f"uses the activation {cfg['hidden_act']}, and llama.cpp's {arch} always uses SiLU in its experts, so "
+               "GGUF would not run it as trained")
+
+
+def read_experts(meta: dict, arch: str, width: str | None = "moe_intermediate_size",
+                 shared: str | None = None) -> dict:
+    """The inverse of write_experts: the config fields a file's expert keys give (`arch`: the keys' prefix)."""
+    fields = {"num_experts": meta.get(f"{arch}.expert_count"),
+              "num_experts_per_tok": meta.get(f"{arch}.expert_used_count")}
+    if width:
+        fields[width] = meta.get(f"{arch}.expert_feed_forward_length")
+    if shared:
+        fields[shared] = meta.get(f"{arch}.expert_shared_feed_forward_length")
+    return fields
 
 
 @register
@@ -54,8 +97,7 @@ class Qwen3Moe(Architecture):
     def expert_shapes(self, cfg: dict) -> dict[str, tuple[int, int]]:
         """Each expert's matrix [rows, columns] in the 3-D weights, by parameter name: what a LoRA file takes a peft
         target_parameters adapter for (core/gguf_export/lora_adapter.py)."""
-        hidden, width = cfg["hidden_size"], cfg["moe_intermediate_size"]
-        return {"gate_up_proj": (2 * width, hidden), "down_proj": (hidden, width)}
+        return stacked_shapes(cfg)
 
     def check(self, cfg: dict) -> None:
         def refuse(what: str) -> None:
@@ -81,14 +123,19 @@ class Qwen3Moe(Architecture):
 
     def metadata(self, cfg: dict, w: GGUFWriter) -> None:
         super().metadata(cfg, w)
-        w.add_expert_count(experts(cfg))
-        w.add_expert_used_count(cfg["num_experts_per_tok"])
-        w.add_expert_feed_forward_length(cfg["moe_intermediate_size"])
+        write_experts(cfg, w)
 
     def config(self, meta: dict) -> dict:
-        def key(name: str):
-            return meta.get(f"{self.name}.{name}")
+        return {**super().config(meta), **read_experts(meta, self.name), "norm_topk_prob": True}
 
-        return {**super().config(meta), "num_experts": key("expert_count"),
-                "num_experts_per_tok": key("expert_used_count"),
-                "moe_intermediate_size": key("expert_feed_forward_length"), "norm_topk_prob": True}
+
+class ExpertsAsWide:
+    """Qwen3 MoE's experts (and float32 router) in a model whose config gives their width as intermediate_size, the
+    key llama.cpp's feed_forward_length is written from (Mixtral, OLMoE): a base for their architectures."""
+
+    f32_names = (".ffn_gate_inp.weight",)
+    parts = Qwen3Moe.parts  # the experts fused and stacked as Qwen3 MoE's
+
+    def expert_shapes(self, cfg: dict) -> dict[str, tuple[int, int]]:
+        """Each expert's matrix [rows, columns] by parameter name, for the LoRA file (lora_adapter.py)."""
+        return stacked_shapes(cfg, "intermediate_size")
