@@ -52,6 +52,7 @@ from gguf import GGUFWriter, MODEL_ARCH, RopeScalingType
 
 from core.errors import BadArgument
 from core.gguf_export.architectures import Architecture, _short, layer_of, register
+from core.gguf_export.architectures.qwen3moe import stacked_shapes
 
 SLIDING, FULL = "sliding_attention", "full_attention"
 STILL = 1e30  # the frequency factor that keeps a pair from rotating (llama.cpp's converter writes the same)
@@ -139,10 +140,7 @@ class Gemma4(Architecture):
 
     def expert_shapes(self, cfg: dict) -> dict[str, tuple[int, int]] | None:
         """Each expert's [rows, columns] in the 3-D weights (see Architecture.expert_shapes); None when dense."""
-        if not cfg.get("enable_moe_block"):
-            return None
-        hidden, width = cfg["hidden_size"], cfg["moe_intermediate_size"]
-        return {"gate_up_proj": (2 * width, hidden), "down_proj": (hidden, width)}
+        return stacked_shapes(cfg) if cfg.get("enable_moe_block") else None
 
     def extra_tensors(self, cfg):
         pairs = head_size(cfg, FULL) // 2

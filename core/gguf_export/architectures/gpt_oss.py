@@ -57,6 +57,7 @@ from gguf import GGUFWriter, MODEL_ARCH
 
 from core.errors import BadArgument
 from core.gguf_export.architectures import Architecture, register, rope, tied
+from core.gguf_export.architectures.qwen3moe import stacked_shapes, write_experts
 
 GATE_UP, GATE_UP_BIAS = ".mlp.experts.gate_up_proj", ".mlp.experts.gate_up_proj_bias"
 DOWN, DOWN_BIAS = ".mlp.experts.down_proj", ".mlp.experts.down_proj_bias"
@@ -80,8 +81,7 @@ class GptOss(Architecture):
     def expert_shapes(self, cfg: dict) -> dict[str, tuple[int, int]]:
         """Each expert's update [out, in] by parameter name, as peft's pairs on the [in, out] stacks make it
         (lora_adapter.py)."""
-        hidden, width = cfg["hidden_size"], cfg["intermediate_size"]
-        return {"gate_up_proj": (2 * width, hidden), "down_proj": (hidden, width)}
+        return stacked_shapes(cfg, "intermediate_size")
 
     def split_columns(self, hf_name: str) -> bool:
         """Whether `parts` takes this tensor's columns (its last axis) rather than rows: gate_up_proj and its bias,
@@ -152,9 +152,7 @@ class GptOss(Architecture):
 
     def metadata(self, cfg: dict, w: GGUFWriter) -> None:
         super().metadata(cfg, w)
-        w.add_expert_count(cfg["num_local_experts"])
-        w.add_expert_used_count(cfg["num_experts_per_tok"])
-        w.add_expert_feed_forward_length(cfg["intermediate_size"])
+        write_experts(cfg, w, width="intermediate_size")
         w.add_sliding_window(cfg["sliding_window"])
         w.add_sliding_window_pattern([kind == "sliding_attention" for kind in layer_types(cfg)])
 
