@@ -41,7 +41,7 @@ from core import galore, strategies
 from core.model_shape import ModelShape
 from core.optimizers import CHUNK_ELEMENTS, LOW_RANK
 from core.offload.weight_store import STAGING
-from tuneforge_kernels.patch import ARCHITECTURES, NOT_FOR
+from tuneforge_kernels.patch import ARCHITECTURES, NOT_FOR, WHOLE_MODELS
 
 GIB = 1024**3
 
@@ -162,10 +162,10 @@ def weight_bytes(shape: ModelShape, storage: str, experts_4bit: bool = False) ->
 
 def layer_weight_bytes(shape: ModelShape, storage: str, experts_4bit: bool = False) -> int:
     """Bytes of the decoder layers' weights alone: what the offload strategy streams (embeddings, head and
-    final norm, in 16-bit or fp32, stay on the device). A mixture of experts' experts, counted on the meta model
-    (`layers_unmodelled`), are its layers' own: they stream with them."""
-    experts = shape.layers_unmodelled if shape.experts else 0
-    outside = (shape.params - shape.decoder_params - experts) * (4 if storage == "fp32" else 2)
+    final norm, in 16-bit or fp32, stay on the device). What the meta model counts inside the layers beyond the
+    blocks (`layers_unmodelled`: a mixture's experts, Gemma 4's wider full attention) is the layers' own: it streams
+    with them."""
+    outside = (shape.params - shape.decoder_params - shape.layers_unmodelled) * (4 if storage == "fp32" else 2)
     return weight_bytes(shape, storage, experts_4bit) - outside
 
 
@@ -253,9 +253,11 @@ def log_softmax_bytes(shape: ModelShape, s: Setup) -> int:
 
 def fused_loss(shape: ModelShape, s: Setup) -> bool:
     """The run computes its loss with tuneforge_kernels/fused_linear_cross_entropy: asked for, on a GPU, and an
-    architecture our kernels patch with it (elsewhere transformers' head builds the full logits)."""
+    architecture our kernels patch with it, loaded alone or whole where the patch knows the whole model's forward
+    (elsewhere transformers' head builds the full logits: GOT-OCR2, a Qwen2 loaded whole, once planned without)."""
     return (s.fused_loss and s.on_gpu and shape.model_type in ARCHITECTURES
-            and "cross_entropy" not in NOT_FOR.get(shape.model_type, {}))
+            and "cross_entropy" not in NOT_FOR.get(shape.model_type, {})
+            and (not shape.loaded_whole or shape.loaded_whole in WHOLE_MODELS))
 
 
 def logits_bytes(shape: ModelShape, s: Setup) -> int:

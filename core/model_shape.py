@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 MODELLED = {"llama", "mistral", "qwen2", "qwen3", "qwen3_5", "qwen3_5_text", "gemma", "gemma2", "gemma3_text",
             "phi3", "smollm3", "olmo2", "olmo3", "granite"}  # the others' size is counted (above)
@@ -49,6 +50,12 @@ class ModelShape:
     lora_unit_frozen_experts: int = 0  # the same with a mixture of experts' experts left without adapters
     experts: int = 0  # a mixture of experts' experts per layer (0: a dense model)
     experts_used: int = 0  # how many of them each token goes through
+    # each decoder layer's weights, largest first, counted on the meta device where the blocks are not modelled (()
+    # for the modelled families): Gemma 4's full-attention layers are wider than its sliding ones (12% at 31B)
+    layer_sizes: tuple[int, ...] = ()
+    # a multimodal model that transformers' causal-LM class loads whole, its tower and all: its config's model_type
+    # (gemma3, got_ocr2); "" where the language model loads alone (whose forward tuneforge_kernels/patch.py knows)
+    loaded_whole: str = ""
 
     @classmethod
     def from_config(cls, config: dict) -> "ModelShape":
@@ -65,10 +72,12 @@ class ModelShape:
         kind = config.get("model_type")
         if not kind or kind in MODELLED:
             return shape
-        counted, lora_unit, without_experts, outside = _counted(json.dumps(config, sort_keys=True))
-        unmodelled = max(0, counted - shape.params)
-        return replace(shape, unmodelled=unmodelled, lora_unit=lora_unit, lora_unit_frozen_experts=without_experts,
-                       unmodelled_outside=min(unmodelled, max(0, outside - (shape.params - shape.decoder_params))))
+        counted = _counted(json.dumps(config, sort_keys=True))
+        unmodelled = max(0, counted.params - shape.params)
+        outside = min(unmodelled, max(0, counted.outside - (shape.params - shape.decoder_params)))
+        return replace(shape, unmodelled=unmodelled, unmodelled_outside=outside, lora_unit=counted.lora_unit,
+                       lora_unit_frozen_experts=counted.lora_unit_frozen_experts, layer_sizes=counted.layer_sizes,
+                       loaded_whole=kind if counted.whole else "")
 
     @property
     def max_positions(self) -> int:
@@ -124,10 +133,11 @@ class ModelShape:
         return sum(n * self.block_params(kind) for kind, (n, _, _) in enumerate(self.blocks()))
 
     def largest_blocks(self, count: int) -> int:
-        """Weights of the `count` largest decoder blocks (what LISA trains at once, at most)."""
-        experts = self.layers_unmodelled // self.layers if self.experts else 0  # a layer's experts (the meta model's)
-        sizes = sorted((self.block_params(kind) + experts for kind, (n, _, _) in enumerate(self.blocks())
-                        for _ in range(n)), reverse=True)
+        """Weights of the `count` largest decoder layers (what LISA trains at once, at most), experts and all: as
+        counted on the meta model, else from the blocks. (Sized as the layers' mean, Gemma 4 31B's full-attention
+        layer came out 58 M weights short, 0.9 GB of a LISA step's gradients and Adam moments.)"""
+        sizes = self.layer_sizes or sorted((self.block_params(kind) for kind, (n, _, _) in enumerate(self.blocks())
+                                            for _ in range(n)), reverse=True)
         return sum(sizes[:count])
 
     @property
@@ -198,11 +208,19 @@ def _linear_attention(c: dict) -> dict:
     return {"linear_attention": dims, "linear_layers": kinds.count("linear_attention")}
 
 
+class Counted(NamedTuple):
+    params: int = 0
+    lora_unit: int = 0  # LoRA's weights at rank 1
+    lora_unit_frozen_experts: int = 0  # the same with the experts frozen
+    outside: int = 0  # the parameters outside the decoder layers
+    layer_sizes: tuple[int, ...] = ()  # each decoder layer's parameters, largest first
+    whole: bool = False  # a multimodal config's model built whole (causal_lm.config_for keeps the config)
+
+
 @functools.lru_cache(maxsize=64)
-def _counted(config_json: str) -> tuple[int, int, int, int]:
-    """(the parameters, LoRA's at rank 1, LoRA's at rank 1 with the experts frozen, the parameters outside the
-    decoder layers) of the causal LM transformers builds from the config on the meta device (nothing is allocated;
-    70B takes a tenth of a second), zeros where it cannot build one (a model type it does not know)."""
+def _counted(config_json: str) -> Counted:
+    """The causal LM transformers builds from the config, counted on the meta device (nothing is allocated; 70B
+    takes a tenth of a second); zeros where it cannot build one (a model type it does not know)."""
     import re
 
     import logging
@@ -221,11 +239,17 @@ def _counted(config_json: str) -> tuple[int, int, int, int]:
         built = AutoConfig.for_model(config.pop("model_type"), **config)
         with torch.device("meta"):
             model = causal_lm.from_config(built)
-        layers = layer_prefix(model)
-        outside = sum(p.numel() for name, p in model.named_parameters() if not re.match(layers, name))
-        return (sum(p.numel() for p in model.parameters()), lora_size(model, 1), lora_size(model, 1, experts=False),
-                outside)
+        whole = built.get_text_config() is not built and causal_lm.config_for(built) is built
+        layers, outside, sizes = layer_prefix(model), 0, {}
+        for name, p in model.named_parameters():
+            layer = re.match(layers, name)
+            if layer:
+                sizes[layer.group(0)] = sizes.get(layer.group(0), 0) + p.numel()
+            else:
+                outside += p.numel()
+        return Counted(sum(p.numel() for p in model.parameters()), lora_size(model, 1),
+                       lora_size(model, 1, experts=False), outside, tuple(sorted(sizes.values(), reverse=True)), whole)
     except Exception:  # an unknown or remote-code model type: the blocks' count is all there is
-        return 0, 0, 0, 0
+        return Counted()
     finally:
         quiet.setLevel(level)

@@ -56,6 +56,18 @@ GEMMA4 = dict(model_type="gemma4_text", hidden_size=64, intermediate_size=96, nu
               vocab_size_per_layer_input=300, hidden_size_per_layer_input=16, sliding_window=32)
 
 
+def test_lisa_counts_gemma_4s_wider_full_attention_layer_as_it_is():
+    """Gemma 4's full-attention layers have heads twice as wide as its sliding ones: LISA's largest layer is that
+    one, not the layers' mean, and what the layers stream is what they hold."""
+    from core.memory_model import layer_weight_bytes
+
+    model, config = built(GEMMA4)
+    sizes = sorted((sum(p.numel() for p in layer.parameters()) for layer in model.model.layers), reverse=True)
+    shape = ModelShape.from_config(config)
+    assert sizes[0] > sizes[-1] and shape.largest_blocks(1) == sizes[0] and shape.largest_blocks(9) == sum(sizes)
+    assert layer_weight_bytes(shape, "bf16") == 2 * sum(sizes)
+
+
 @pytest.mark.parametrize("fields", [GEMMA4, dict(model_type="mixtral", num_local_experts=4, **SMALL)],
                          ids=["gemma4-per-layer-embeddings", "mixtral-experts"])
 def test_what_the_blocks_do_not_describe_is_counted_on_the_meta_device(fields):

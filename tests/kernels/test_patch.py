@@ -302,7 +302,9 @@ def test_a_lora_wrapped_head_keeps_the_plain_loss():
 
 def test_a_vision_language_model_whose_forward_we_do_not_know_keeps_its_own_loss(monkeypatch):
     """Only the whole models in WHOLE_MODELS have their forward replaced (their softcapping known); another keeps
-    its loss, its language model's layers still take the other kernels."""
+    its loss, its language model's layers still take the other kernels, and its plan counts the full logits
+    (GOT-OCR2's, a Qwen2 loaded whole, were planned as fused)."""
+    from core import memory_model as mm
     from tuneforge_kernels import patch as switch
 
     monkeypatch.delitem(switch.WHOLE_MODELS, "gemma3")
@@ -311,6 +313,9 @@ def test_a_vision_language_model_whose_forward_we_do_not_know_keeps_its_own_loss
     assert not report["cross_entropy"].active
     assert "gemma3 is a vision-language model loaded whole" in report["cross_entropy"].reason
     assert all(report[op].active for op in ("rmsnorm", "swiglu", "rope"))
+    shape, setup = ModelShape.from_config(model.config.to_dict()), mm.Setup("lora", 2, 11, fused_loss=True)
+    assert shape.loaded_whole == "gemma3" and not mm.fused_loss(shape, setup)
+    assert mm.fused_loss(ModelShape.from_config(model.config.get_text_config().to_dict()), setup)
     assert model(**batch_of(SIZES["vocab_size"])).logits is not None
 
 
