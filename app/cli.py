@@ -172,6 +172,7 @@ def build_parser() -> Parser:
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--run", help="Run id whose result answers.")
     g.add_argument("--model", help="A model to answer ('default', a folder, a .gguf file, ollama:NAME).")
+    s.add_argument("question", nargs="?", help="What to ask (as --prompt does).")
     s.add_argument("--prompt", help="What to ask. Without it, a conversation: typed at the terminal, or one question "
                                     "per line of standard input; /new starts over.")
     s.add_argument("--system", help="System message.")

@@ -295,6 +295,10 @@ def cmd_chat(a) -> int:
         if tools is None and (tools := ops.run_tools(a.run)):
             print(f"Offering the tools the run's data offered: {', '.join(t['function']['name'] for t in tools)} "
                   "(--tools none offers none)", file=sys.stderr)
+    if a.question is not None:
+        if a.prompt is not None:
+            raise KnownError(f"Both '{a.question}' and --prompt ask a question; give one of them.")
+        a.prompt = a.question
     if a.prompt is None:
         if a.result:
             raise KnownError("--result goes with --prompt; in a conversation, type each result when asked for it.")

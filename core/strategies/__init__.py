@@ -215,7 +215,8 @@ def parse_option(strategy: str | None, text: str) -> tuple[str, object]:
             return key, raw.lower() in ("true", "1", "yes", "on")
         return key, {"int": int, "float": float}.get(kind, str)(raw)
     except ValueError:
-        raise BadArgument(f"--option {text}: {key} takes a {kind}, not '{raw}'.") from None
+        wanted = {"bool": "true or false", "int": "a whole number", "float": "a number"}.get(kind, f"a {kind}")
+        raise BadArgument(f"--option {text}: {key} takes {wanted}, not '{raw}'.") from None
 
 
 from core.strategies import lora, qlora, dora, lisa, full, offload  # noqa: E402,F401,I001  (each registers itself; listed in this order)

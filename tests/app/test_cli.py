@@ -28,6 +28,7 @@ from tests.conftest import DEMO, REPO, json_lines, write_jsonl
      "give one of them"),
     (["chat", "--run", "nope", "--prompt", "hi"], "No run 'nope'"),
     (["chat", "--model", "default", "--prompt", "hi", "--temperature", "-1"], "--temperature -1: give 0"),
+    (["chat", "--model", "default", "hello", "--prompt", "hi"], "Both 'hello' and --prompt ask a question"),
     (["export", "--run", "nope", "--format", "zip", "--out", "x"], "invalid choice"),
     (["resume", "--run", "last"], "no runs yet"),
     (["frobnicate"], "invalid choice"),
@@ -133,6 +134,7 @@ def test_train_runs_chat_export_on_a_tiny_model(cli, cli_here, home, tiny_model_
     assert cli_here("rename", "last", "tiny", check=0).stdout == f"Run {run_id} is now named 'tiny'.\n"
     chat = cli("chat", "--run", "tiny", "--prompt", "hi", "--max-new-tokens", "5", check=0)
     assert chat.stdout.strip() and chat.stderr == ""  # the reply alone: no library's warning beside it
+    assert cli("chat", "--run", "tiny", "hi", "--max-new-tokens", "5", check=0).stdout == chat.stdout  # as --prompt
     out = tmp_path / "adapter"
     cli("export", "--run", run_id, "--format", "adapter", "--out", out, check=0)
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()

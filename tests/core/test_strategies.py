@@ -299,7 +299,7 @@ def test_command_line_settings_are_typed_by_the_strategy():
     assert strategies.parse_option("lisa", "layers=4") == ("layers", 4)
     assert strategies.parse_option("lora", "rslora=yes") == ("rslora", True)
     assert strategies.parse_option(None, "r=8") == ("r", 8)  # no strategy: typed by one that has it
-    with pytest.raises(BadArgument, match="layers takes a int"):
+    with pytest.raises(BadArgument, match="layers takes a whole number"):
         strategies.parse_option("lisa", "layers=many")
     with pytest.raises(BadArgument, match="expected NAME=VALUE"):
         strategies.parse_option("full", "r=8")
