@@ -5,6 +5,8 @@ import sys
 
 from core import runtime_env
 
+runtime_env.set_environment()  # first: some libraries read theirs once, as they are imported
+
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == runtime_env.RUN_MODULE:
         runtime_env.run_module(sys.argv[2:])

@@ -33,9 +33,16 @@ ENV = {
 }
 
 
-def prepare() -> None:
+def set_environment() -> None:
+    """ENV into this process's environment (a setting the person made stays). Before anything imports a library
+    that reads its setting once, at import: tqdm does (torch imports it), so main.py calls this first, and a GGUF
+    export's check once printed transformers' conversion bar through ours."""
     for key, value in ENV.items():
         os.environ.setdefault(key, value)
+
+
+def prepare() -> None:
+    set_environment()
     for noisy in ("bitsandbytes", "kernels"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")

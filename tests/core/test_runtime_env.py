@@ -1,4 +1,5 @@
-"""core.runtime_env.exit_now: a process ends at once with its code, and still does what a normal exit does."""
+"""core.runtime_env: its settings are in place before the libraries that read them once are imported; exit_now: a
+process ends at once with its code, and still does what a normal exit does."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from core import runtime_env
 
 REPO = Path(__file__).resolve().parents[2]
 BUFFERED = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a person's shell runs us
@@ -76,3 +79,13 @@ def test_under_a_profiler_the_exit_is_the_usual_one_so_the_profile_is_written(tm
     done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(tmp_path / "prof"), str(script)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and (tmp_path / "prof").stat().st_size > 0
+
+
+def test_the_settings_are_in_place_before_the_command_line_imports_its_libraries():
+    """tqdm reads TQDM_DISABLE once, as torch imports it: set later, a GGUF export's check printed transformers'
+    conversion bar through our progress line."""
+    script = f"import sys; sys.path.insert(0, {str(REPO)!r}); import main, app.cli, tqdm; print(tqdm.tqdm([]).disable)"
+    clean = {k: v for k, v in os.environ.items() if k not in runtime_env.ENV}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=clean,
+                          cwd=REPO)
+    assert done.stdout.strip() == "True", done.stderr
