@@ -112,12 +112,15 @@ def cmd_plan(a) -> int:
     check_positive(a)
     wishes, going = wishes_going_on(a)
     bundle = ops.make_plan(a.model, a.data, wishes, hardware_file=a.hardware, progress=_progress(a),
-                           mapping=mapping_of(a), on_bad=a.bad_rows, eval_data=a.eval_data, good_above=a.good_above)
+                           mapping=mapping_of(a), on_bad=a.bad_rows, eval_data=a.eval_data, good_above=a.good_above,
+                           plan_only=True)
     if a.json:
         out({"plan": bundle.plan.to_dict(), "model": str(bundle.model.path), "data": bundle.data,
-             "eval_data": bundle.eval_data, "hardware": bundle.hardware.source})
+             "eval_data": bundle.eval_data, "hardware": bundle.hardware.source, "model_missing": bundle.model.missing})
     else:
         print(f"Model: {bundle.model.label} ({bundle.model.path})")
+        if bundle.model.missing:
+            print(f"Plan only: {bundle.model.missing}.")
         print(f"Data: {bundle.data['rows']} rows ({bundle.data['format']}) from {bundle.data_path}")
         print(f"Hardware: {bundle.hardware.source}")
         if going:

@@ -40,6 +40,9 @@ class ModelRef:
     name: str  # what the person asked for ("default", a path, an id)
     path: Path  # an HF folder with config.json, weights and tokenizer
     label: str  # a short name for lists and titles
+    # resolved for a plan alone (`resolve(plan_only=True)`): why the folder cannot be trained from ("" where it can),
+    # a config and tokenizer fetched without the weights, to see what training it here would take first
+    missing: str = ""
 
     def config(self) -> dict:
         return json.loads((self.path / "config.json").read_text(encoding="utf-8"))
@@ -59,8 +62,9 @@ def default_gguf() -> Path:
     return path
 
 
-def resolve(name: str, models_dir: Path, progress: Progress | None = None) -> ModelRef:
-    """Turn what the person typed into a loadable HF folder, converting a GGUF once if needed."""
+def resolve(name: str, models_dir: Path, progress: Progress | None = None, plan_only: bool = False) -> ModelRef:
+    """Turn what the person typed into a loadable HF folder, converting a GGUF once if needed. `plan_only`: a folder
+    (or a cached model) with its config and tokenizer but not its weights will do; the ref says what it lacks."""
     name = str(name).strip()
     if not name:
         raise ModelNotFound("No model given: name 'default', a model folder, a .gguf file, a model in the local "
@@ -79,11 +83,10 @@ def resolve(name: str, models_dir: Path, progress: Progress | None = None) -> Mo
         path = gguf_parts.first(path)  # any part of a model split into parts stands for the model
         return _from_gguf(path, gguf_target(path, models_dir), name, gguf_parts.label(path), progress)
     if path.is_dir():
-        check_folder(path)
-        return ModelRef(name, path.resolve(), path.name)
+        return ModelRef(name, path.resolve(), path.name, _checked(path, plan_only))
     cached = _from_hf_cache(name)
     if cached is not None:
-        return ModelRef(name, cached, name.split("/")[-1])
+        return ModelRef(name, cached, name.split("/")[-1], _checked(cached, plan_only))
     raise ModelNotFound(
         f"Model '{name}' is not 'default', a model folder, a .gguf file, a model in the local Hugging Face "
         "cache or one Ollama keeps (ollama:NAME); nothing is downloaded, so give a model on this machine."
@@ -115,23 +118,32 @@ def is_gguf(path: Path) -> bool:
 
 def check_folder(path: Path) -> None:
     """A folder must hold config.json, weights and a tokenizer; say which is missing."""
-    problem, fix = folder_problem(path)
+    _checked(path, plan_only=False)
+
+
+def _checked(path: Path, plan_only: bool) -> str:
+    """What a folder lacks for training ("" for nothing), where a plan can be made without it; else the error."""
+    problem, fix = folder_problem(path, weights=not plan_only)
     if problem:
         raise IncompleteModel(f"{path}: {problem}; {fix}.")
+    problem, fix = folder_problem(path)
+    return f"{problem}; {fix} to train it" if problem else ""
 
 
-def folder_problem(path: Path) -> tuple[str, str]:
-    """(what is wrong, what to do) for a model folder, or ("", "") when it can be loaded."""
+def folder_problem(path: Path, weights: bool = True) -> tuple[str, str]:
+    """(what is wrong, what to do) for a model folder, or ("", "") when it can be loaded (planned for, without
+    `weights`: a config and tokenizer)."""
     missing = []
     if not (path / "config.json").is_file():
         missing.append("config.json")
-    weights = list(path.glob("*.safetensors")) + list(path.glob("*.bin"))
-    if not weights:
+    if weights and not (list(path.glob("*.safetensors")) + list(path.glob("*.bin"))):
         missing.append("weights (*.safetensors)")
     if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")):
         missing.append("a tokenizer (tokenizer.json)")
     if missing:
         return f"the model folder lacks {', '.join(missing)}", "copy the whole model folder"
+    if not weights:
+        return "", ""
     if not list(path.glob("*.safetensors")):
         return ("the weights are only in pickle (.bin) files, which are not loaded for safety",
                 "convert them to safetensors first")
@@ -159,7 +171,6 @@ def _from_hf_cache(repo_id: str) -> Path | None:
         folder = Path(snapshot_download(repo_id, local_files_only=True, cache_dir=hf_cache_dir()))
     except Exception:  # not in the cache (or no hub library): the caller says so in words
         return None
-    check_folder(folder)
     return folder
 
 

@@ -104,6 +104,28 @@ def test_plan_for_another_machine(cli_here, tiny_model_dir):
                                   "rope, cross_entropy, lora, comma-separated."), bad.stderr
 
 
+def test_a_model_whose_weights_are_not_here_yet_is_planned_for_and_not_trained(cli_here, tiny_model_dir, tmp_path):
+    """See what a model would take before fetching its weights: its config and tokenizer are enough for a plan,
+    which says what training it needs besides; `train` refuses, before anything starts."""
+    light = tmp_path / "light"
+    light.mkdir()
+    for f in tiny_model_dir.iterdir():
+        if not f.name.endswith(".safetensors"):
+            (light / f.name).write_bytes(f.read_bytes())
+    gpu = REPO / "resources" / "hardware" / "gpu-24gb.json"
+    shown = cli_here("plan", "--model", light, "--data", DEMO, "--hardware", gpu, check=0).stdout.splitlines()
+    assert shown[1] == "Plan only: the model folder lacks weights (*.safetensors); copy the whole model folder to " \
+                       "train it." and any(line.startswith("Strategy: ") for line in shown)
+    whole = json.loads(cli_here("plan", "--model", tiny_model_dir, "--data", DEMO, "--hardware", gpu, "--json",
+                                check=0).stdout)
+    light_plan = json.loads(cli_here("plan", "--model", light, "--data", DEMO, "--hardware", gpu, "--json",
+                                     check=0).stdout)
+    assert light_plan["plan"] == whole["plan"] and whole["model_missing"] == "" and light_plan["model_missing"]
+    refused = cli_here("train", "--model", light, "--data", DEMO)
+    assert refused.returncode != 0 and "lacks weights" in refused.stderr
+    assert json.loads(cli_here("runs", "--json", check=0).stdout) == []
+
+
 def train_json(cli, model, *extra, env=None):
     proc = cli("train", "--model", model, "--data", DEMO, "--json", *extra, check=0, **({"env": env} if env else {}))
     events = json_lines(proc.stdout)

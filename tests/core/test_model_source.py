@@ -29,6 +29,27 @@ def test_folder_is_checked(tiny_model_dir, tmp_path):
         model_source.resolve(str(empty), tmp_path)
 
 
+def test_a_folder_without_its_weights_is_planned_for_and_not_trained(tiny_model_dir, tmp_path):
+    """A config and tokenizer fetched alone (a few MB of a model's many GB) are enough to plan with: the ref says
+    what training it would need; a folder without its tokenizer cannot count the data's tokens, so not even that."""
+    light = tmp_path / "light"
+    light.mkdir()
+    for f in tiny_model_dir.iterdir():
+        if not f.name.endswith(".safetensors"):
+            (light / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(IncompleteModel, match="lacks weights"):
+        model_source.resolve(str(light), tmp_path)
+    ref = model_source.resolve(str(light), tmp_path, plan_only=True)
+    assert ref.missing == "the model folder lacks weights (*.safetensors); copy the whole model folder to train it"
+    assert model_source.resolve(str(tiny_model_dir), tmp_path, plan_only=True).missing == ""
+    (light / "model.bin").write_bytes(b"")
+    assert "only in pickle (.bin) files" in model_source.resolve(str(light), tmp_path, plan_only=True).missing
+    for f in light.glob("tokenizer*"):
+        f.unlink()
+    with pytest.raises(IncompleteModel, match="lacks a tokenizer"):
+        model_source.resolve(str(light), tmp_path, plan_only=True)
+
+
 @pytest.mark.parametrize("name,error,words", [
     ("no/such-model", ModelNotFound, "nothing is downloaded"),
     ("missing.gguf", ModelNotFound, "no such .gguf"),
