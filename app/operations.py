@@ -77,7 +77,7 @@ def inspect_data(path: str, model: str | None = None, seq_len: int | None = None
         good, bad = rating_counts(ds.examples)
         report["ratings"] = {"good": good, "bad": bad}
     if model:
-        ref = resolve_model(model, progress)
+        ref = resolve_model(model, progress, plan_only=True)  # its tokenizer and config: the weights may come later
         tok = load_tokenizer(ref)
         context = report["context"] = ref.config().get("max_position_embeddings")
         train_on = train_on or ("last" if ds.format in (preference.NAME, rated.NAME) else "assistant")

@@ -97,6 +97,29 @@ def test_what_if_plans_for_another_gpu_and_holds_next(make_wizard, advance, qtbo
     assert page.isComplete() and wizard.button(QWizard.NextButton).isEnabled()
 
 
+def test_a_model_without_its_weights_is_planned_for_and_next_waits(make_wizard, advance, qtbot, tiny_model_dir,
+                                                                   tmp_path):
+    """A model folder with its config and tokenizer alone: the model page says plan only, the Plan step plans it
+    (the same plan as the whole folder's) and says why Next waits."""
+    light = tmp_path / "light"
+    light.mkdir()
+    for f in tiny_model_dir.iterdir():
+        if not f.name.endswith(".safetensors"):
+            (light / f.name).write_bytes(f.read_bytes())
+    wizard = make_wizard(model=str(light))
+    model_page = wizard.currentPage()
+    qtbot.waitUntil(model_page.isComplete, timeout=20000)
+    assert model_page.error.message.startswith("Plan only: the model folder lacks weights (*.safetensors)")
+    advance(wizard)
+    page = advance(wizard)
+    assert page is wizard.plan_page
+    qtbot.waitUntil(lambda: page.session.bundle is not None and not page.busy("plan"), timeout=20000)
+    assert page.session.bundle.plan.strategy and page.labels["strategy"].text()
+    assert "Plan only: the model folder lacks weights" in page.what_if_note.message
+    assert "Next waits for the whole model" in page.what_if_note.message
+    assert not page.isComplete() and not wizard.button(QWizard.NextButton).isEnabled()
+
+
 def test_a_wish_that_cannot_fit_says_so(make_wizard, advance, qtbot, tiny_model_dir):
     wizard = make_wizard(model=str(tiny_model_dir))
     page = plan_page(wizard, advance, qtbot)

@@ -206,8 +206,8 @@ class ModelPage(Page):
             self.status.stop("Type a model name or path, or choose one with Browse…")
             return
         self.status.start(f"Looking for “{name}”…")
-        self.run_task("resolve", ops.resolve_model, name, on_done=self._resolved, on_error=self._failed,
-                      on_progress=self.status.report)
+        self.run_task("resolve", ops.resolve_model, name, plan_only=True, on_done=self._resolved,
+                      on_error=self._failed, on_progress=self.status.report)
 
     def _resolved(self, ref) -> None:
         self.session.model_ref = ref
@@ -215,6 +215,9 @@ class ModelPage(Page):
         self.name_label.setText(ref.label)
         self.path_label.setText(str(ref.path))
         self.shape_label.setText(describe_model(ref) or "—")
+        if ref.missing:  # its config and tokenizer alone: what training it would take, before fetching the rest
+            self.error.show_message(f"Plan only: {ref.missing}. The Plan step shows what training it here would "
+                                    "take.", kind="info")
         self._select_current()
         if self._listed_once and not self.busy("catalog") and self.models.currentItem() is None:
             self.refresh_list()  # a model from elsewhere: list it with its fit answer

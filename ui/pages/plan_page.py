@@ -177,7 +177,7 @@ class PlanPage(Page):
         self.run_task("plan", ops.make_plan, self.session.model_ref.name, self.session.data_path, wishes,
                       hardware_file=self.hardware_file(), mapping=self.session.data_mapping,
                       on_bad=self.session.bad_rows, eval_data=self.session.eval_data,
-                      good_above=self.session.good_above, on_done=self._planned, on_error=self._failed,
+                      good_above=self.session.good_above, plan_only=True, on_done=self._planned, on_error=self._failed,
                       on_progress=self.status.report)
 
     def _planned(self, bundle) -> None:
@@ -195,10 +195,12 @@ class PlanPage(Page):
         self.labels["device"].setText(f"{p.device}" + (f" {p.gpu_index}: {p.gpu_name}" if p.gpu_name else "")
                                       + f" in {p.precision}" + (" (hypothetical, a what-if)" if hypothetical else ""))
         self.settings.setTitle(f"Settings, hypothetical: planned for {hypothetical}" if hypothetical else "Settings")
-        if hypothetical:
-            self.what_if_note.show_message(
-                f"This plan is a what-if for {hypothetical}, not this machine; you cannot train on a GPU you do "
-                f"not have, so Next waits until you plan for “{THIS_MACHINE}” again.", kind="info")
+        notes = [f"This plan is a what-if for {hypothetical}, not this machine; you cannot train on a GPU you do "
+                 f"not have, so Next waits until you plan for “{THIS_MACHINE}” again."] if hypothetical else []
+        if bundle.model.missing:
+            notes.append(f"Plan only: {bundle.model.missing}, so Next waits for the whole model.")
+        if notes:
+            self.what_if_note.show_message(" ".join(notes), kind="info")
         else:
             self.what_if_note.clear()
         unit = (objectives.share_words(p.objective)[1] if objectives.learns_pairs(p.objective)  # two sequences each
@@ -244,7 +246,8 @@ class PlanPage(Page):
 
     def isComplete(self) -> bool:
         bundle = self.session.bundle
-        return bundle is not None and bundle.plan.strategy_built and self.hardware_file() is None
+        return (bundle is not None and bundle.plan.strategy_built and self.hardware_file() is None
+                and not bundle.model.missing)
 
 
 def setting_text(name: str, value) -> str:
