@@ -445,7 +445,7 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         ram=est.ram, ram_limit=target.ram_limit if target.ram_limit < 1 << 62 else 0, disk=est.disk,
         disk_free=hw.disk_free_bytes, epoch_time_s=round(step_time * per_epoch, 1),
         fits=device_bytes <= target.usable and est.ram_total <= target.ram_limit,
-        optimizer=setup.optimizer, options=_shown(s.options(options), shape), packing=w.packing, sequences=rows,
+        optimizer=setup.optimizer, options=settings.to_dict(s.options(options)), packing=w.packing, sequences=rows,
         kernels="auto" if w.kernels is None else list(w.kernels), stop_early=length.stop_early,
         keep_best=setup.keep_best, time_limit_s=w.time_limit_s or 0.0, time_capped=length.capped,
         objective=w.objective or "sft", beta=w.beta, train_on=w.train_on or "assistant",
@@ -460,9 +460,3 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
 def _round_up(n: int, k: int) -> int:
     return max(k, (n + k - 1) // k * k)
 
-
-
-def _shown(options, shape: ModelShape) -> dict:
-    """The strategy's settings as the plan keeps them: a dense model's leave out those for a mixture of experts."""
-    left_out = set() if shape.experts else {f.name for f in dataclasses.fields(options) if f.metadata.get("experts_only")}
-    return {name: value for name, value in settings.to_dict(options).items() if name not in left_out}

@@ -136,6 +136,8 @@ def detect(tokenizer) -> Detected:
     if not template:
         return Detected(None, "The model has no chat template, so the Modelfile has none and llama.cpp stops at "
                               "the tokenizer's end token.")
+    if all(marker in template for marker in HARMONY_MARKERS):  # (its <|end|> would otherwise read as Phi-3's)
+        return Detected(None, HARMONY + _OLLAMA_PICKS)
     found = next((marker for marker, _ in FAMILIES if marker in template), None)
     formats = [fmt for marker, fmt in FAMILIES if marker == found]  # the first marker's the template holds, in turn
     for fmt in formats:
@@ -150,6 +152,13 @@ def detect(tokenizer) -> Detected:
     return Detected(None, "The chat template is not one of the families written for Ollama (ChatML, Llama 3, "
                           f"Gemma, Gemma 4, Phi-3, Granite, Mistral), so the Modelfile has no TEMPLATE{_OLLAMA_PICKS}")
 
+
+# gpt-oss's: its system message carries the day it is rendered, answers go in named channels (analysis, final) and
+# end with <|return|> or <|end|> by their place in the chat; none of that is a fixed frame a Go template can copy
+HARMONY_MARKERS = ("<|start|>", "<|channel|>", "<|message|>")
+HARMONY = ("The chat template is gpt-oss's Harmony format (a system message dated the day it is rendered, answers "
+           "in channels), which a fixed Modelfile template cannot write as the model's own does, so the Modelfile has "
+           "no TEMPLATE")
 
 # What Ollama does without one: it keeps a template of its own whose Jinja source is nearly the GGUF's (its
 # template.Named), else sends the bare prompt; llama.cpp's --jinja renders the GGUF's template itself.

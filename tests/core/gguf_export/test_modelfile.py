@@ -59,6 +59,16 @@ def test_modelfile_text(tokenizer):
     assert text.count('TEMPLATE """') == 1
 
 
+def test_gpt_oss_harmony_is_named_and_gets_no_template(tokenizer):
+    """Harmony writes <|end|> as Phi-3 does, but is not Phi-3's format: the reason says what it is."""
+    tokenizer.chat_template = ("{% for m in messages %}<|start|>{{ m['role'] }}{% if m['role'] == 'assistant' %}"
+                               "<|channel|>final{% endif %}<|message|>{{ m['content'] }}<|end|>{% endfor %}"
+                               "{% if add_generation_prompt %}<|start|>assistant{% endif %}")
+    detected = chat_format.detect(tokenizer)
+    assert detected.format is None and detected.reason.startswith("The chat template is gpt-oss's Harmony format")
+    assert "phi3" not in detected.reason
+
+
 def test_an_unknown_template_gets_no_template_but_still_stops(tokenizer):
     tokenizer.chat_template = ("{% for m in messages %}### {{ m['role'] }}:\n{{ m['content'] }}\n{% endfor %}"
                                "{% if add_generation_prompt %}### assistant:\n{% endif %}")
