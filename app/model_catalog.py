@@ -55,7 +55,10 @@ def list_models(current: str = "", progress: Progress | None = None,
     answers = []
     for entry in found:
         progress.update(None, "Asking the planner what fits this machine")  # lets a closed page cancel
-        if entry.problem:  # a plan for a model that cannot be loaded would mislead
+        if entry.problem and entry.config is not None:  # (its config fetched alone): whether it is worth the rest
+            answers.append(CatalogEntry(entry, f"{entry.problem}; once whole, {fit_answer(hardware, entry.config)[0]}",
+                                        "no"))
+        elif entry.problem:  # nothing to plan with
             answers.append(CatalogEntry(entry, entry.problem, "no"))
         else:
             answers.append(CatalogEntry(entry, *fit_answer(hardware, entry.config)))

@@ -87,6 +87,12 @@ def resolve(name: str, models_dir: Path, progress: Progress | None = None, plan_
     cached = _from_hf_cache(name)
     if cached is not None:
         return ModelRef(name, cached, name.split("/")[-1], _checked(cached, plan_only))
+    if name.count("/") == 1 and not path.exists():  # a Hub id: how to fetch it, and what a plan alone needs
+        raise ModelNotFound(
+            f"Model '{name}' is not in the local Hugging Face cache, and nothing is downloaded here: fetch it with "
+            f"`hf download {name}` (its config and tokenizer alone, `hf download {name} config.json tokenizer.json "
+            "tokenizer_config.json`, are enough to plan for it), or give 'default', a model folder, a .gguf file or "
+            "ollama:NAME.")
     raise ModelNotFound(
         f"Model '{name}' is not 'default', a model folder, a .gguf file, a model in the local Hugging Face "
         "cache or one Ollama keeps (ollama:NAME); nothing is downloaded, so give a model on this machine."

@@ -52,6 +52,8 @@ def test_a_folder_without_its_weights_is_planned_for_and_not_trained(tiny_model_
 
 @pytest.mark.parametrize("name,error,words", [
     ("no/such-model", ModelNotFound, "nothing is downloaded"),
+    ("no/such-model", ModelNotFound, r"`hf download no/such-model config\.json tokenizer\.json tokenizer_config"),
+    ("no-such-model", ModelNotFound, "nothing is downloaded"),
     ("missing.gguf", ModelNotFound, "no such .gguf"),
     ("", ModelNotFound, "No model given"),
 ])
@@ -123,6 +125,8 @@ def test_listing_finds_the_default_first_then_the_cache(hf_cache, home):
     assert len(broken) == 1 and "models--broken--repo" in broken[0].problem
     # a listed cache model resolves by the name shown, without a download
     assert model_source.resolve("tiny-org/tiny-llama", home / "models").path == Path(tiny.path)
+    with pytest.raises(IncompleteModel, match="lacks a tokenizer"):  # a plan needs its tokenizer to count tokens
+        model_source.resolve("meta-llama/Llama-3.1-70B", home / "models", plan_only=True)
 
 
 def test_converted_models_and_folders_are_described(tmp_path, home, hf_cache):
@@ -151,6 +155,7 @@ def test_fit_phrase_from_the_planner(hf_cache, home):
     assert tiny.fit.startswith("fits: LoRA on the GPU, ") and tiny.fit.endswith(" per 1,000 rows")
     assert tiny.level == "good"
     assert huge.fit.startswith("incomplete in the cache: lacks weights") and huge.level == "no"
+    assert "; once whole, only with weights streamed from" in huge.fit  # whether fetching the rest is worth it
     # its shape alone still plans: streamed on a 24 GB GPU, too big for a 16 GB laptop without one
     gpu = operations.machine_profile(str(RESOURCES / "hardware" / "gpu-24gb.json"))
     cpu = operations.machine_profile(str(RESOURCES / "hardware" / "cpu-16gb-laptop.json"))
