@@ -14,7 +14,8 @@ def describe(plan: Plan) -> list[str]:
              + (f", objective: {objectives.label(plan.objective)} ("
                 f"{'rated answers' if objectives.learns_rated(plan.objective) else 'preference pairs'})"
                 if objectives.learns_pairs(plan.objective) else ""),
-             *([f"Settings: {', '.join(f'{k}={v}' for k, v in plan.options.items())}; optimizer {plan.optimizer}"]
+             *([f"Settings: {', '.join(f'{k}={v}' for k, v in plan.shown_options.items())}; optimizer "
+                f"{plan.optimizer}"]
                if plan.options else [f"Optimizer: {plan.optimizer}"]),
              f"Device: {plan.device}" + (f" {plan.gpu_index} ({plan.gpu_name})" if plan.gpu_name else "")
              + f" in {plan.precision}, micro-batch {plan.micro_batch} × accumulation {plan.grad_accum}, "

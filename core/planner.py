@@ -108,6 +108,7 @@ class Plan:
     offload: str = ""  # "", "weights" (streamed from RAM) / "weights on disk" (from NVMe), or "optimizer" (in RAM)
     optimizer: str = "adamw"  # a name in core.memory_model.OPTIMIZERS
     options: dict = field(default_factory=dict)  # the strategy's settings as planned (its Options fields)
+    experts: int = 0  # the model's experts per layer (0: a dense model, whose plan shows no setting for experts)
     packing: bool = True  # short rows packed into full sequences
     kernels: list[str] | str = "auto"  # our kernels the run trains with: "auto" (all on CUDA) or the names asked
     stop_early: int = 0  # validation checks in a row without a new low before the run ends; 0 trains every step
@@ -136,6 +137,12 @@ class Plan:
     @property
     def effective_batch(self) -> int:
         return self.micro_batch * self.grad_accum
+
+    @property
+    def shown_options(self) -> dict:
+        """The settings to show: all of them (a re-plan reads them all), less a dense model's for experts."""
+        hidden = set() if self.experts else strategies.experts_only(self.strategy)
+        return {k: v for k, v in self.options.items() if k not in hidden}
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -445,7 +452,8 @@ def finish_plan(shape, hw, target: Target, strategy, ckpt, mb, seq_len, truncate
         ram=est.ram, ram_limit=target.ram_limit if target.ram_limit < 1 << 62 else 0, disk=est.disk,
         disk_free=hw.disk_free_bytes, epoch_time_s=round(step_time * per_epoch, 1),
         fits=device_bytes <= target.usable and est.ram_total <= target.ram_limit,
-        optimizer=setup.optimizer, options=settings.to_dict(s.options(options)), packing=w.packing, sequences=rows,
+        optimizer=setup.optimizer, options=settings.to_dict(s.options(options)), experts=shape.experts,
+        packing=w.packing, sequences=rows,
         kernels="auto" if w.kernels is None else list(w.kernels), stop_early=length.stop_early,
         keep_best=setup.keep_best, time_limit_s=w.time_limit_s or 0.0, time_capped=length.capped,
         objective=w.objective or "sft", beta=w.beta, train_on=w.train_on or "assistant",

@@ -17,13 +17,15 @@ from core.errors import BadArgument
 T = TypeVar("T")
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", **kw) -> Any:
-    """A dataclass field with help text (kept in metadata, shown by `describe`)."""
+def option(default: Any = dataclasses.MISSING, help: str = "", experts_only: bool = False, **kw) -> Any:
+    """A dataclass field with help text (kept in metadata, shown by `describe`); `experts_only`: a setting that means
+    something for a mixture of experts alone (a dense model's plan does not show it)."""
     if not help:
         raise ValueError("every setting needs help text")
+    metadata = {"help": help, "experts_only": experts_only}
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
-    return dataclasses.field(default=default, metadata={"help": help}, **kw)
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=metadata, **kw)
+    return dataclasses.field(default=default, metadata=metadata, **kw)
 
 
 def check(ok: bool, field: str, message: str) -> None:

@@ -190,6 +190,11 @@ def describe_options(name: str) -> list[dict]:
              "help": f.metadata["help"]} for f in dataclasses.fields(s.Options)]
 
 
+def experts_only(name: str) -> set[str]:
+    """A strategy's settings that mean something for a mixture of experts alone."""
+    return {f.name for f in dataclasses.fields(get(name, need_built=False).Options) if f.metadata.get("experts_only")}
+
+
 def _type_name(f: dataclasses.Field) -> str:
     """'int', 'bool', ... (annotations are strings under `from __future__ import annotations`)."""
     return f.type if isinstance(f.type, str) else f.type.__name__

@@ -37,7 +37,8 @@ class LoraOptions:
     activations_on_host: bool = option(False, help=ACTIVATIONS_HELP)
     experts: bool = option(True, help="A mixture of experts: adapters on every expert too (with 'auto' targets); off, "
                                       "on its attention and other linear layers alone, a few percent of the weights "
-                                      "to train. The planner turns it off where the experts' adapters do not fit.")
+                                      "to train. The planner turns it off where the experts' adapters do not fit.",
+                           experts_only=True)
 
     def __post_init__(self):
         check(self.r >= 1, "r", "must be at least 1.")

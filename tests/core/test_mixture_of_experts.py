@@ -237,7 +237,7 @@ def test_where_the_experts_adapters_do_not_fit_the_experts_stay_frozen():
     RAM, 30 times faster: frozen there too. With RAM for the 16-bit experts the adapters stay."""
     from peft import LoraConfig, get_peft_model
 
-    from core import hardware, planner
+    from core import hardware, plan_text, planner
     from tests.conftest import REPO
 
     config = json.loads((REPO / "resources" / "models" / "qwen3-30b-a3b.json").read_text())
@@ -251,6 +251,12 @@ def test_where_the_experts_adapters_do_not_fit_the_experts_stay_frozen():
     sixteen.ram_total_bytes = sixteen.ram_available_bytes = 128 << 30
     roomy = planner.make_plan(sixteen, config, [300] * 200)
     assert roomy.fits and roomy.options["experts"] is True and roomy.options.get("where", "auto") != "disk"
+    assert roomy.shown_options["experts"] is True and "experts=True" in plan_text.describe(roomy)[1]
+    dense = planner.make_plan(sixteen, json.loads((REPO / "resources" / "models" / "llama-3.1-8b.json").read_text()),
+                              [300] * 200)  # the setting is kept (a re-plan reads it) but not shown: it means nothing
+    assert dense.options["experts"] is True and "experts" not in dense.shown_options
+    assert "experts=" not in plan_text.describe(dense)[1] and "experts=" not in plan_text.describe(
+        planner.Plan.from_dict(dense.to_dict()))[1]
     model = built("qwen3_moe")
     chosen = targets_for(model, "auto", experts=False)
     assert "target_parameters" not in chosen

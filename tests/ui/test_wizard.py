@@ -91,9 +91,9 @@ def test_plan_page_shows_reasons_memory_and_a_step_limit(make_wizard, advance, q
     plan = wizard.session.bundle.plan
     assert page.labels["strategy"].text() == "lora"
     assert page.labels["settings"].text() == "r 16, alpha 32, dropout 0.0, rslora off, targets auto, " \
-                                             "activations on host off, experts on, optimizer adamw"
+                                             "activations on host off, optimizer adamw"  # (experts: none here)
     tip = page.labels["settings"].toolTip()
-    assert "rslora (rslora=False on the command line): Rank-stabilized LoRA" in tip and len(tip.splitlines()) == 7
+    assert "rslora (rslora=False on the command line): Rank-stabilized LoRA" in tip and len(tip.splitlines()) == 6
     assert "Sequence length" in page.reasons.text() and "full" in page.rejected.text()
     assert page.memory_bar.terms == plan.memory and page.memory_bar.limit == plan.memory_limit > 0
     assert page.memory_bar.height() > 26

@@ -188,9 +188,9 @@ class PlanPage(Page):
         self.labels["strategy"].setText(p.strategy + ("" if p.strategy_built else " (not built yet)")
                                         + (f", preference tuning ({objectives.label(p.objective)})"
                                            if objectives.learns_pairs(p.objective) else ""))
-        self.labels["settings"].setText(", ".join([setting_text(k, v) for k, v in p.options.items()]
+        self.labels["settings"].setText(", ".join([setting_text(k, v) for k, v in p.shown_options.items()]
                                                   + [f"optimizer {p.optimizer}"]))
-        self.labels["settings"].setToolTip(settings_help(p.strategy, p.options))
+        self.labels["settings"].setToolTip(settings_help(p.strategy, p.shown_options))
         hypothetical = bundle.hardware.source.removeprefix("what-if: ") if self.hardware_file() else ""
         self.labels["device"].setText(f"{p.device}" + (f" {p.gpu_index}: {p.gpu_name}" if p.gpu_name else "")
                                       + f" in {p.precision}" + (" (hypothetical, a what-if)" if hypothetical else ""))
