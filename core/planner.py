@@ -140,8 +140,9 @@ class Plan:
 
     @property
     def shown_options(self) -> dict:
-        """The settings to show: all of them (a re-plan reads them all), less a dense model's for experts."""
-        hidden = set() if self.experts else strategies.experts_only(self.strategy)
+        """The settings to show: all of them (a re-plan reads them all), less a dense model's for experts and the
+        optimizer asked for ("auto"), which is shown as the one planned (`optimizer`)."""
+        hidden = {"optimizer"} | (set() if self.experts else strategies.experts_only(self.strategy))
         return {k: v for k, v in self.options.items() if k not in hidden}
 
     def to_dict(self) -> dict:

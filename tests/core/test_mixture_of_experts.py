@@ -257,6 +257,8 @@ def test_where_the_experts_adapters_do_not_fit_the_experts_stay_frozen():
     assert dense.options["experts"] is True and "experts" not in dense.shown_options
     assert "experts=" not in plan_text.describe(dense)[1] and "experts=" not in plan_text.describe(
         planner.Plan.from_dict(dense.to_dict()))[1]
+    assert dense.options["optimizer"] == "auto" and plan_text.describe(dense)[1].endswith(
+        f"double_quant=True; optimizer {dense.optimizer}")  # the optimizer once: the one planned
     model = built("qwen3_moe")
     chosen = targets_for(model, "auto", experts=False)
     assert "target_parameters" not in chosen
