@@ -6,7 +6,9 @@ import importlib
 import json
 import os
 import shlex
+import shutil
 import sys
+import textwrap
 import time
 
 from app import operations as ops
@@ -219,10 +221,12 @@ def cmd_strategies(a) -> int:
     if a.json:
         out(listed)
         return 0
+    width = min(shutil.get_terminal_size((100, 24)).columns, 100)  # help of a paragraph's length, kept readable
     for s in listed:
         print(f"{s['name']}{'' if s['built'] else ' (planned, not built yet)'}: {s['summary']}")
         for o in s["options"]:
-            print(f"    {o['name']} = {o['default']!r}  {o['help']}")
+            print(textwrap.fill(f"{o['name']} = {o['default']!r}  {o['help']}", width, initial_indent="    ",
+                                subsequent_indent="        ", break_on_hyphens=False))
     return 0
 
 

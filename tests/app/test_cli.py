@@ -126,6 +126,24 @@ def test_a_model_whose_weights_are_not_here_yet_is_planned_for_and_not_trained(c
     assert json.loads(cli_here("runs", "--json", check=0).stdout) == []
 
 
+def test_strategies_lists_each_one_and_its_settings_with_their_help(cli_here):
+    """Every registered strategy and every setting, its help wrapped under it (a paragraph on one line of 400
+    characters was hard to read); --json has them whole."""
+    from core import strategies
+
+    listed = json.loads(cli_here("strategies", "--json", check=0).stdout)
+    assert [s["name"] for s in listed] == list(strategies.REGISTRY)
+    assert all(o["help"] for s in listed for o in s["options"])
+    lines = cli_here("strategies", check=0).stdout.splitlines()
+    assert max(map(len, lines)) <= 100
+    heads = [line for line in lines if not line.startswith(" ")]
+    assert [h.split(":")[0].removesuffix(" (planned, not built yet)") for h in heads] == list(strategies.REGISTRY)
+    settings = [line.split(" = ")[0].strip() for line in lines if line.startswith("    ") and line[4] != " "]
+    assert settings == [o["name"] for s in listed for o in s["options"]]
+    text = " ".join(line.strip() for line in lines)
+    assert all(" ".join(o["help"].split()) in text for s in listed for o in s["options"])
+
+
 def train_json(cli, model, *extra, env=None):
     proc = cli("train", "--model", model, "--data", DEMO, "--json", *extra, check=0, **({"env": env} if env else {}))
     events = json_lines(proc.stdout)
