@@ -184,15 +184,16 @@ def get(name: str, need_built: bool = True) -> Strategy:
 
 
 def describe_options(name: str) -> list[dict]:
-    """Each setting of a strategy: name, default, help (for `tuneforge strategies` and the UI)."""
+    """Each setting of a strategy: name, default, help, and whether it is for a mixture of experts alone (for
+    `tuneforge strategies` and the UI)."""
     s = get(name, need_built=False)
-    return [{"name": f.name, "default": f.default, "type": _type_name(f),
-             "help": f.metadata["help"]} for f in dataclasses.fields(s.Options)]
+    return [{"name": f.name, "default": f.default, "type": _type_name(f), "help": f.metadata["help"],
+             "experts_only": f.metadata.get("experts_only", False)} for f in dataclasses.fields(s.Options)]
 
 
 def experts_only(name: str) -> set[str]:
     """A strategy's settings that mean something for a mixture of experts alone."""
-    return {f.name for f in dataclasses.fields(get(name, need_built=False).Options) if f.metadata.get("experts_only")}
+    return {o["name"] for o in describe_options(name) if o["experts_only"]}
 
 
 def _type_name(f: dataclasses.Field) -> str:

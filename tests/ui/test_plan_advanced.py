@@ -146,7 +146,8 @@ def test_strategy_settings_cap_and_device_reach_the_plan_and_reset_clears_them(m
     page.what_if.setCurrentIndex(page.what_if.findText("What if: NVIDIA GeForce RTX 4090 (24 GB)"))
     replanned(page, qtbot, lambda b: b.plan.device == "cuda")
     adv.strategy.setCurrentIndex(adv.strategy.findData("lora"))
-    assert [c.name for c in adv.options.controls] == [o["name"] for o in strategies.describe_options("lora")]
+    assert [c.name for c in adv.options.controls] == [o["name"] for o in strategies.describe_options("lora")
+                                                      if o["name"] != "experts"]  # (the tiny model has none)
     r = control(adv, "r")
     assert r.widget.text() == "Default (16)" and "Rank" in r.widget.toolTip() and r.value() is None
     r.widget.setValue(32)
@@ -206,9 +207,13 @@ def test_any_strategys_settings_show_as_typed_controls_and_follow_the_plan(qtbot
 
     gpus = [GPU(0, "Small", 12 * GIB, 11 * GIB), GPU(1, "Big", 80 * GIB, 79 * GIB)]
     with qtbot.waitSignal(panel.changed):  # lora has r but not mode or scale: those go, and it plans again
-        panel.show_plan(SimpleNamespace(hardware=HardwareProfile(gpus=gpus), plan=SimpleNamespace(strategy="lora"),
-                                        context=512))
+        panel.show_plan(SimpleNamespace(hardware=HardwareProfile(gpus=gpus), context=512,
+                                        plan=SimpleNamespace(strategy="lora", experts=0)))
     assert panel.wishes().options == {"r": 8} and panel.seq_len.maximum() == 512
+    assert "experts" not in [c.name for c in panel.options.controls]  # a dense model: no setting for experts
+    panel.show_plan(SimpleNamespace(hardware=HardwareProfile(gpus=gpus), context=512,
+                                    plan=SimpleNamespace(strategy="lora", experts=8)))
+    assert "experts" in [c.name for c in panel.options.controls] and panel.wishes().options == {"r": 8}
     assert [panel.device.itemText(i) for i in range(panel.device.count())] == [
         "Auto", "CPU", "GPU 0: Small (12 GiB)", "GPU 1: Big (80 GiB)"]
     panel.device.setCurrentIndex(3)

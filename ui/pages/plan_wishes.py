@@ -196,6 +196,12 @@ class WishesPanel(QWidget):
         """After each plan (app.operations.PlanBundle): its strategy's settings while the strategy is Auto, and
         this machine's GPUs in the device list, and the model's context as the longest sequence to ask for."""
         self.show_hardware(bundle.hardware)
+        if self.options.dense != (not bundle.plan.experts):  # a dense model: no settings for experts
+            self.options.dense = not bundle.plan.experts
+            before = self.options.state()
+            self._show_options(self.strategy.currentData() or bundle.plan.strategy)
+            if self.options.state() != before:
+                self._edited()
         self.show_strategy(bundle.plan.strategy)
         self.show_context(bundle.context)
 

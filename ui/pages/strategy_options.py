@@ -129,6 +129,7 @@ class StrategyOptions(QWidget):
         self.form.setContentsMargins(0, 0, 0, 0)
         self.controls: list[OptionControl] = []
         self.strategy: str | None = None
+        self.dense = False  # the model is known to have no experts (the last plan's): their settings are left out
 
     def show_strategy(self, name: str | None) -> None:
         """Rebuild for `name`; a changed setting it shares with the last one keeps its value, the rest go."""
@@ -136,7 +137,8 @@ class StrategyOptions(QWidget):
         while self.form.rowCount():
             self.form.removeRow(0)
         self.strategy = name
-        controls = [OptionControl(spec) for spec in strategies.describe_options(name)] if name else []
+        controls = [OptionControl(spec) for spec in strategies.describe_options(name)
+                    if not (self.dense and spec["experts_only"])] if name else []
         self.controls = [c for c in controls if c.kind]  # a list or dict setting is for config files
         for c in self.controls:
             if c.name in kept:
