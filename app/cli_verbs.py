@@ -115,7 +115,7 @@ def cmd_plan(a) -> int:
     wishes, going = wishes_going_on(a)
     bundle = ops.make_plan(a.model, a.data, wishes, hardware_file=a.hardware, progress=_progress(a),
                            mapping=mapping_of(a), on_bad=a.bad_rows, eval_data=a.eval_data, good_above=a.good_above,
-                           plan_only=True)
+                           plan_only=True, convert=False)
     if a.json:
         out({"plan": bundle.plan.to_dict(), "model": str(bundle.model.path), "data": bundle.data,
              "eval_data": bundle.eval_data, "hardware": bundle.hardware.source, "model_missing": bundle.model.missing})
@@ -123,6 +123,8 @@ def cmd_plan(a) -> int:
         print(f"Model: {bundle.model.label} ({bundle.model.path})")
         if bundle.model.missing:
             print(f"Plan only: {bundle.model.missing}.")
+        if bundle.model.note:
+            print(f"The model was {bundle.model.note}.")
         print(f"Data: {bundle.data['rows']} rows ({bundle.data['format']}) from {bundle.data_path}")
         print(f"Hardware: {bundle.hardware.source}")
         if going:

@@ -29,8 +29,9 @@ def open_history() -> history.History:
     return history.History(paths.db_path())
 
 
-def resolve_model(name: str, progress: Progress | None = None, plan_only: bool = False) -> model_source.ModelRef:
-    return model_source.resolve(name, paths.models_dir(), progress, plan_only)
+def resolve_model(name: str, progress: Progress | None = None, plan_only: bool = False,
+                  convert: bool = True) -> model_source.ModelRef:
+    return model_source.resolve(name, paths.models_dir(), progress, plan_only, convert)
 
 
 def load_tokenizer(ref: model_source.ModelRef):
@@ -77,7 +78,7 @@ def inspect_data(path: str, model: str | None = None, seq_len: int | None = None
         good, bad = rating_counts(ds.examples)
         report["ratings"] = {"good": good, "bad": bad}
     if model:
-        ref = resolve_model(model, progress, plan_only=True)  # its tokenizer and config: the weights may come later
+        ref = resolve_model(model, progress, plan_only=True, convert=False)  # its tokenizer and config alone
         tok = load_tokenizer(ref)
         context = report["context"] = ref.config().get("max_position_embeddings")
         train_on = train_on or ("last" if ds.format in (preference.NAME, rated.NAME) else "assistant")
@@ -181,12 +182,14 @@ class PlanBundle:
 
 def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardware_file: str | None = None,
               progress: Progress | None = None, mapping: dict | None = None, on_bad: str = "skip",
-              eval_data: str | None = None, good_above: float | None = None, plan_only: bool = False) -> PlanBundle:
+              eval_data: str | None = None, good_above: float | None = None, plan_only: bool = False,
+              convert: bool = True) -> PlanBundle:
     """The plan for training `model` on `data`; `eval_data`, a separate validation set (by default a cached hub
     dataset's own validation split, when `data` names its train split and no share to hold out was asked).
     Scored answers are rated above `good_above` (None: the middle of the data's scores), the validation set's
     by the same line. `plan_only`: the model's config and tokenizer will do (`bundle.model.missing` says what
-    training it would need besides)."""
+    training it would need besides); `convert` False: a GGUF is read from its header, not converted (a plan to
+    show, not one a run starts from)."""
     progress = progress or Progress()
     wishes = wishes or planner.Wishes()
     # the cheap checks first: a wrong path should not wait for a model conversion
@@ -199,7 +202,7 @@ def make_plan(model: str, data: str, wishes: planner.Wishes | None = None, hardw
         held = read_dataset(eval_data, progress, mapping, on_bad, runs_line=run_line(ds.summary()))
         wishes = replace(wishes, eval_rows=len(held.examples), eval_source=(
             f"{eval_data}, the dataset's own validation split" if eval_data == own else eval_data))
-    ref = resolve_model(model, progress, plan_only)
+    ref = resolve_model(model, progress, plan_only, convert)
     tokenizer = load_tokenizer(ref)
     lengths = tokenize.token_lengths(ds.examples, tokenizer, _counting(progress, len(ds.examples)))
     unpaired = ds.format == preference.NAME and wishes.objective and objectives.learns_rated(wishes.objective)

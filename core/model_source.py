@@ -43,6 +43,7 @@ class ModelRef:
     # resolved for a plan alone (`resolve(plan_only=True)`): why the folder cannot be trained from ("" where it can),
     # a config and tokenizer fetched without the weights, to see what training it here would take first
     missing: str = ""
+    note: str = ""  # how it was read, where a person should know (a GGUF's header alone: `resolve(convert=False)`)
 
     def config(self) -> dict:
         return json.loads((self.path / "config.json").read_text(encoding="utf-8"))
@@ -62,9 +63,12 @@ def default_gguf() -> Path:
     return path
 
 
-def resolve(name: str, models_dir: Path, progress: Progress | None = None, plan_only: bool = False) -> ModelRef:
+def resolve(name: str, models_dir: Path, progress: Progress | None = None, plan_only: bool = False,
+            convert: bool = True) -> ModelRef:
     """Turn what the person typed into a loadable HF folder, converting a GGUF once if needed. `plan_only`: a folder
-    (or a cached model) with its config and tokenizer but not its weights will do; the ref says what it lacks."""
+    (or a cached model) with its config and tokenizer but not its weights will do; the ref says what it lacks.
+    `convert` False (a plan alone): a GGUF not converted yet gives a folder of its config and tokenizer, read from
+    its header in seconds, where converting a 4-bit 8B file writes 16 GB first."""
     name = str(name).strip()
     if not name:
         raise ModelNotFound("No model given: name 'default', a model folder, a .gguf file, a model in the local "
@@ -81,7 +85,10 @@ def resolve(name: str, models_dir: Path, progress: Progress | None = None, plan_
         if not path.is_file():
             raise ModelNotFound(f"{path}: no such .gguf file; check the path.")
         path = gguf_parts.first(path)  # any part of a model split into parts stands for the model
-        return _from_gguf(path, gguf_target(path, models_dir), name, gguf_parts.label(path), progress)
+        target, label = gguf_target(path, models_dir), gguf_parts.label(path)
+        if not convert and converted_by(target) != CONVERTER:
+            return _gguf_shape(path, target.with_name(f".shape-{target.name}"), name, label, progress)
+        return _from_gguf(path, target, name, label, progress)
     if path.is_dir():
         return ModelRef(name, path.resolve(), path.name, _checked(path, plan_only))
     cached = _from_hf_cache(name)
@@ -195,6 +202,27 @@ def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progre
     progress = progress or Progress()
     again = " again: an older Tuneforge converted it" if (target / "config.json").is_file() else " (once)"
     progress.update(None, f"Converting {gguf.name} into a model folder{again}")
+    from core import gguf_import
+
+    contents, config, tokenizer = _header(gguf, label)
+    with atomic.folder(target, replace=True) as tmp:
+        if gguf_import.supports(config):
+            config.dtype = gguf_import.write_weights(gguf, contents, config, tmp, Span(progress, 0.05, 0.95))
+            _save_config(config, tmp)
+        else:
+            save_through_transformers(gguf, config, tmp, progress)
+        tokenizer.save_pretrained(tmp)
+        note = {"gguf": str(gguf), "label": label, "converter": CONVERTER}
+        vision = gguf_import.vision_tensors(contents)
+        if vision:
+            note["left_out"] = f"its vision tower ({vision} tensors): the language model is what is tuned"
+        atomic.write_json(Path(tmp) / SOURCE_NOTE, note)
+    progress.update(1.0, f"Model ready (left out {note['left_out']})" if vision else "Model ready")
+    return ModelRef(name, target, label)
+
+
+def _header(gguf: Path, label: str):
+    """(the file's contents, the config and tokenizer its header holds), or one sentence on what it lacks."""
     from transformers import AutoConfig
 
     from core import gguf_import, gguf_read_once
@@ -215,20 +243,21 @@ def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progre
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.name_or_path = label
-    with atomic.folder(target, replace=True) as tmp:
-        if gguf_import.supports(config):
-            config.dtype = gguf_import.write_weights(gguf, contents, config, tmp, Span(progress, 0.05, 0.95))
+    return contents, config, tokenizer
+
+
+def _gguf_shape(gguf: Path, target: Path, name: str, label: str, progress: Progress | None) -> ModelRef:
+    """A plan's folder for a GGUF not converted yet: its config and tokenizer alone (hidden from the model list),
+    written again whenever the file changes (its folder is named after the file's size and time)."""
+    if not (target / "config.json").is_file() or converted_by(target) != CONVERTER:
+        (progress or Progress()).update(None, f"Reading {gguf.name}'s header")
+        _, config, tokenizer = _header(gguf, label)
+        with atomic.folder(target, replace=True) as tmp:
             _save_config(config, tmp)
-        else:
-            save_through_transformers(gguf, config, tmp, progress)
-        tokenizer.save_pretrained(tmp)
-        note = {"gguf": str(gguf), "label": label, "converter": CONVERTER}
-        vision = gguf_import.vision_tensors(contents)
-        if vision:
-            note["left_out"] = f"its vision tower ({vision} tensors): the language model is what is tuned"
-        atomic.write_json(Path(tmp) / SOURCE_NOTE, note)
-    progress.update(1.0, f"Model ready (left out {note['left_out']})" if vision else "Model ready")
-    return ModelRef(name, target, label)
+            tokenizer.save_pretrained(tmp)
+            atomic.write_json(Path(tmp) / SOURCE_NOTE, {"gguf": str(gguf), "label": label, "converter": CONVERTER})
+    return ModelRef(name, target, label, note=f"read from {gguf.name}'s header alone; a run converts it into a model "
+                                               "folder first (once)")
 
 
 def _save_config(config, folder: Path) -> None:

@@ -126,6 +126,28 @@ def test_a_model_whose_weights_are_not_here_yet_is_planned_for_and_not_trained(c
     assert json.loads(cli_here("runs", "--json", check=0).stdout) == []
 
 
+def test_a_gguf_is_planned_for_from_its_header_and_converted_only_to_train(cli_here, home, default_model_dir,
+                                                                           tmp_path):
+    """`plan` and `data inspect` read a GGUF not converted yet from its header (a 4-bit 8B file converted writes
+    16 GB first): the plan is the converted model's, and no model folder is written."""
+    from core import model_source
+
+    gguf = tmp_path / "pirate.gguf"
+    gguf.symlink_to(model_source.default_gguf())
+    gpu = REPO / "resources" / "hardware" / "gpu-24gb.json"
+    planned = cli_here("plan", "--model", gguf, "--data", DEMO, "--hardware", gpu, "--json", check=0)
+    converted = cli_here("plan", "--model", "default", "--data", DEMO, "--hardware", gpu, "--json", check=0)
+    assert json.loads(planned.stdout)["plan"] == json.loads(converted.stdout)["plan"]
+    said = cli_here("plan", "--model", gguf, "--data", DEMO, "--hardware", gpu, check=0).stdout.splitlines()
+    assert said[1] == "The model was read from pirate.gguf's header alone; a run converts it into a model folder " \
+                      "first (once)."
+    inspected = json.loads(cli_here("data", "inspect", DEMO, "--model", gguf, "--json", check=0).stdout)
+    assert inspected["tokens"]["count"] == 202
+    folders = [f.name for f in (home / "models").iterdir() if f.name != default_model_dir.name]
+    assert len(folders) == 1 and folders[0].startswith(".shape-pirate-")  # hidden from the model list
+    assert not list((home / "models" / folders[0]).glob("*.safetensors"))
+
+
 def test_strategies_lists_each_one_and_its_settings_with_their_help(cli_here):
     """Every registered strategy and every setting, its help wrapped under it (a paragraph on one line of 400
     characters was hard to read); --json has them whole."""
