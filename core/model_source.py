@@ -79,16 +79,13 @@ def resolve(name: str, models_dir: Path, progress: Progress | None = None, plan_
         found = other_apps.ollama_model(name)
         if found.problem:
             raise IncompleteModel(found.problem + ".")
-        return _from_gguf(found.gguf, other_target(found, models_dir), name, found.label, progress)
+        return _gguf(found.gguf, other_target(found, models_dir), name, found.label, progress, convert)
     path = Path(name).expanduser()
     if path.suffix.lower() == ".gguf" or is_gguf(path):  # (Ollama's blobs have no suffix)
         if not path.is_file():
             raise ModelNotFound(f"{path}: no such .gguf file; check the path.")
         path = gguf_parts.first(path)  # any part of a model split into parts stands for the model
-        target, label = gguf_target(path, models_dir), gguf_parts.label(path)
-        if not convert and converted_by(target) != CONVERTER:
-            return _gguf_shape(path, target.with_name(f".shape-{target.name}"), name, label, progress)
-        return _from_gguf(path, target, name, label, progress)
+        return _gguf(path, gguf_target(path, models_dir), name, gguf_parts.label(path), progress, convert)
     if path.is_dir():
         return ModelRef(name, path.resolve(), path.name, _checked(path, plan_only))
     cached = _from_hf_cache(name)
@@ -194,6 +191,13 @@ def converted_by(folder: Path) -> int | None:
     except (OSError, ValueError, AttributeError):
         return None
     return number if isinstance(number, int) else None
+
+
+def _gguf(gguf: Path, target: Path, name: str, label: str, progress: Progress | None, convert: bool) -> ModelRef:
+    """The model folder `target` converted from `gguf`, or (`convert` False, not converted yet) its header's."""
+    if not convert and converted_by(target) != CONVERTER:
+        return _gguf_shape(gguf, target.with_name(f".shape-{target.name}"), name, label, progress)
+    return _from_gguf(gguf, target, name, label, progress)
 
 
 def _from_gguf(gguf: Path, target: Path, name: str, label: str, progress: Progress | None) -> ModelRef:

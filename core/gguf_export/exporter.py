@@ -13,6 +13,8 @@ The folder it makes holds:
   file (llama.cpp's LoRA cannot carry DoRA's magnitudes; a whole-model run has no adapter);
 - `chat_template.jinja` beside the LoRA file where the exported chat template is not the base model's (it writes
   tools as the run learned them): a base GGUF carries its own, so llama.cpp is given this one with `--lora`;
+- `mmproj-<model>-<run>.f16.gguf`, for a vision-language model whose vision tower we write (Gemma 3): llama.cpp's
+  projector file (`--mmproj`; LM Studio finds it by its name), so the exported model still sees (projectors/);
 - `export.json`: what was decided and why, and the verification, for the person and the UI.
 
 Everything is written in a temporary folder beside the target and renamed at the end (core.atomic),
@@ -29,7 +31,7 @@ from core import atomic, results, strategies
 from core.data import reasoning, tool_render
 from core.errors import BadArgument, KnownError
 from core.gguf_export import architectures, chat_format, lora_adapter, merge, modelfile, template_parts
-from core.gguf_export import tensor_types, verify
+from core.gguf_export import projectors, tensor_types, verify
 from core.gguf_export import vocab as vocab_mod
 from core.gguf_export import writer
 from core.progress import Span
@@ -87,6 +89,7 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
                 f"With the LoRA file on a base GGUF, give llama.cpp {CHAT_TEMPLATE} too (--jinja --chat-template-file "
                 f"{CHAT_TEMPLATE}): the base's own chat template does not write what the run learned as this one "
                 "does.")}
+        projector = projectors.write(run, tmp / f"mmproj-{stem}.f16.gguf", Span(progress, 0.6, 0.62))
         progress.update(0.62, "Checking the file")
         result = verify.verify(gguf_path, plan, source, tokenizer, Span(progress, 0.62, 0.98))
         if not result.ok:
@@ -96,7 +99,8 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
                           | ({"tool_calls": tools_note} if tools_note else {})
                           | ({"reasoning": thinking_note} if thinking_note else {})
                           | ({"ollama": ollama} if ollama else {}) | ({"thinks": True} if thinking else {})
-                          | ({"learned_tools": True} if trained_tools else {}))
+                          | ({"learned_tools": True} if trained_tools else {})
+                          | ({"projector": projector} if projector else {}))
     progress.update(1.0, result.summary)
     return out
 

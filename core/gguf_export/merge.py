@@ -77,7 +77,8 @@ def source(run: dict, nf4_base: bool = False) -> Source:
     what = "the adapter merged into each weight" if adapter is not None else "the run's saved weights"
     others = len(set(files) - _read(names, files) - {n for n in files if n.endswith(SKIPPED)})
     left_out = (f"; the checkpoint's {others} tensors outside the language model (a vision tower, a draft block for "
-                "speculative decoding) are left out") if others else ""
+                "speculative decoding) are left out of it, a vision tower written to the projector file beside it "
+                "(mmproj-*.gguf) where its type is one we write") if others else ""
     return Source(tensors, shapes, model.config.to_dict(),
                   f"{what} in float32, one tensor at a time from the checkpoint's shards{left_out}",
                   sum(math.prod(s) for s in shapes.values()), 0, reference)
