@@ -12,7 +12,7 @@ from app.cli_verbs import say_weights
 from app.progress_bar import TerminalProgress
 from core import ollama_create, other_apps
 from core.errors import BadArgument
-from core.gguf_export import lora_adapter
+from core.gguf_export import lora_adapter, projectors
 
 
 def cmd_export(a) -> int:
@@ -38,7 +38,7 @@ def cmd_export(a) -> int:
         if lmstudio:
             print(f"LM Studio: {other_apps.add_to_lmstudio(path / report['file'], lmstudio)}")
         for said in (report.get("ollama"), (report.get("lora") or {}).get("chat_template_why"),
-                     lora_adapter.missing(report)):
+                     lora_adapter.missing(report), projectors.said(report)):
             if said:
                 print(said)
     return 0

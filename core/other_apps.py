@@ -141,14 +141,16 @@ def lmstudio_folder(name: str) -> Path:
 
 
 def add_to_lmstudio(gguf: Path, folder: Path) -> Path:
-    """The exported GGUF put in `folder` (lmstudio_folder): a hard link where it is on the same drive, else a copy;
-    either in a temporary folder that becomes `folder` whole."""
+    """The exported GGUF put in `folder` (lmstudio_folder), with the vision projector exported beside it (an
+    `mmproj-*.gguf`, which LM Studio pairs with the model in its folder): hard links where they are on the same
+    drive, else copies; in a temporary folder that becomes `folder` whole."""
     target = folder / Path(gguf).name
     with atomic.folder(folder) as tmp:
-        try:
-            os.link(gguf, tmp / target.name)
-        except OSError:  # another drive, or a filesystem without hard links
-            shutil.copyfile(gguf, tmp / target.name)
+        for file in (Path(gguf), *sorted(Path(gguf).parent.glob("mmproj-*.gguf"))):
+            try:
+                os.link(file, tmp / file.name)
+            except OSError:  # another drive, or a filesystem without hard links
+                shutil.copyfile(file, tmp / file.name)
     return target
 
 

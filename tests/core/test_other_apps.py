@@ -109,6 +109,7 @@ def test_an_export_is_put_where_lm_studio_lists_it(made, tmp_path, monkeypatch):
     assert placed == tmp_path / ".lmstudio" / "models" / "tuneforge" / "pirate" / "pirate.q8_0.gguf"
     assert placed.stat().st_ino == (exported / "pirate.q8_0.gguf").stat().st_ino  # the same file, not a copy
     assert [(f.gguf, f.source) for f in other_apps.lmstudio_models()] == [(placed, "LM Studio")]
+    assert sorted(p.name for p in placed.parent.iterdir()) == ["pirate.q8_0.gguf"]  # a text model: the file alone
     with pytest.raises(BadArgument, match="already has a model at"):
         other_apps.lmstudio_folder("pirate")
 
@@ -123,6 +124,21 @@ def test_on_another_drive_the_export_is_copied_whole(made, tmp_path, monkeypatch
     placed = other_apps.add_to_lmstudio(made[2], other_apps.lmstudio_folder("pirate"))
     assert placed.read_bytes() == made[2].read_bytes() and placed.stat().st_ino != made[2].stat().st_ino
     assert [p.name for p in placed.parent.iterdir()] == [made[2].name]  # no temporary file left beside it
+
+
+def test_a_vision_projector_exported_beside_the_model_goes_with_it_to_lm_studio(made, tmp_path, monkeypatch):
+    """LM Studio pairs a model with the mmproj-*.gguf in its folder: a vision-language export's projector goes
+    there too, or the model LM Studio lists would be blind."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".lmstudio").mkdir()
+    exported = tmp_path / "exports" / "seer"
+    exported.mkdir(parents=True)
+    shutil.copy(made[2], exported / "seer.q8_0.gguf")
+    (exported / "mmproj-seer.f16.gguf").write_bytes(b"GGUF projector")
+    placed = other_apps.add_to_lmstudio(exported / "seer.q8_0.gguf", other_apps.lmstudio_folder("seer"))
+    assert sorted(p.name for p in placed.parent.iterdir()) == ["mmproj-seer.f16.gguf", "seer.q8_0.gguf"]
+    assert (placed.parent / "mmproj-seer.f16.gguf").read_bytes() == b"GGUF projector"
+    assert [f.gguf for f in other_apps.lmstudio_models()] == [placed]  # listed once: the projector is no model
 
 
 def test_lm_studio_s_models_folder_is_where_its_settings_put_it(made, tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ from app import user_settings
 from core import ollama_create, other_apps
 from core.conversation import Conversation
 from core.errors import KnownError, NotBuiltYet
-from core.gguf_export import lora_adapter, tensor_types
+from core.gguf_export import lora_adapter, projectors, tensor_types
 from ui.pages.answer_pane import AnswerPane
 from ui.pages.base import BusyLine, Page, Session, longest_box
 from ui.pages.evaluate_box import EvaluateBox
@@ -83,7 +83,7 @@ def gguf_notes(folder: Path) -> list[str]:
     if (folder / "Modelfile").is_file():
         notes.append(f"Ollama: ollama create my-model -f {folder / 'Modelfile'}")
         notes += [said for said in (found.get("ollama"), (found.get("lora") or {}).get("chat_template_why")) if said]
-    return notes + [said for said in (lora_adapter.missing(found),) if said]
+    return notes + [said for said in (lora_adapter.missing(found), projectors.said(found)) if said]
 
 
 class ExportPage(Page):

@@ -1,0 +1,217 @@
+"""Vision projectors: llama.cpp's `mmproj` file, the vision tower a vision-language model sees with, written beside the
+exported language model. One file per projector type, registered here by the checkpoint's HF `model_type` (STYLE §9).
+
+llama.cpp keeps a vision tower out of the language model's GGUF, in a file of its own (`--mmproj FILE` for
+llama-server and llama-mtmd-cli; LM Studio picks up an `mmproj-*.gguf` beside the model): without one an exported
+vision-language model has lost its base model's sight. The runs train the language model (a LoRA's targets are its
+layers), so the tower is the base model's; a whole-model run's result holds it too where it saved the whole model,
+and then that one is read.
+
+A projector says what llama.cpp's loader (tools/mtmd/clip.cpp) needs that the checkpoint spells otherwise:
+
+- `gguf_name(name)`: the GGUF name of a tower or projector tensor, by its name under `vision_tower.` or
+  `multi_modal_projector.` (the checkpoint's layout taken off: `vision_name`); None for one llama.cpp does not read;
+- `required(cfg)`: the names its loader refuses a file without, so a checkpoint lacking one gets a sentence, not a
+  file llama.cpp cannot open;
+- `check(cfg)`: why a setting of the model keeps llama.cpp from reading it, or None;
+- `transform(gguf_name, array)`: what a tensor needs on its way (Gemma 3's soft-embedding norm + 1);
+- `f32_names`: matrices kept in float32 where the rest are float16 (vectors are float32 always, as llama.cpp's
+  converter writes them: its CPU kernels for norms and biases take float32);
+- `metadata(cfg, preprocessor, w)`: the `clip.*` keys, through GGUFWriter's typed `add_*` calls; it returns a
+  sentence for what it had to assume, or None.
+
+Facts (key and tensor names, types) follow llama.cpp's loader and converter; the code is ours.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from gguf import GGMLQuantizationType, GGUFType, GGUFWriter, LlamaFileType, MODEL_ARCH, MODEL_ARCH_NAMES
+
+from core import atomic, results, strategies
+
+# A checkpoint's prefixes of its tower and projector (llava's layout and transformers 5's, the tower's own
+# `vision_model.` level kept or not), longest first, and the name each becomes.
+PREFIXES = (("model.vision_tower.vision_model.", "vision_tower."), ("vision_tower.vision_model.", "vision_tower."),
+            ("model.vision_tower.", "vision_tower."), ("vision_tower.", "vision_tower."),
+            ("model.multi_modal_projector.", "multi_modal_projector."),
+            ("multi_modal_projector.", "multi_modal_projector."))
+ARCH = MODEL_ARCH_NAMES[MODEL_ARCH.MMPROJ]  # "clip": general.architecture of every projector file
+TYPES = {"f16": (np.float16, GGMLQuantizationType.F16), "f32": (np.float32, GGMLQuantizationType.F32)}
+WHY = ("llama.cpp keeps a vision tower in a file of its own: give it with --mmproj (llama-server, llama-mtmd-cli); "
+       "LM Studio uses an mmproj-*.gguf beside the model by itself")
+
+
+class Projector:
+    model_types: ClassVar[tuple[str, ...]]
+    projector_type: ClassVar[str]  # clip.projector_type
+    f32_names: ClassVar[tuple[str, ...]] = ()
+
+    def gguf_name(self, name: str, cfg: dict) -> str | None:
+        raise NotImplementedError
+
+    def required(self, cfg: dict) -> list[str]:
+        return []
+
+    def check(self, cfg: dict) -> str | None:
+        """Why llama.cpp could not read this model's projector (a sentence), or None."""
+        return None
+
+    def transform(self, gguf_name: str, array: np.ndarray) -> np.ndarray:
+        return array
+
+    def metadata(self, cfg: dict, preprocessor: dict, w: GGUFWriter) -> str | None:
+        raise NotImplementedError
+
+    def tensor_type(self, gguf_name: str, shape: tuple[int, ...]) -> str:
+        return "f32" if len(shape) < 2 or gguf_name in self.f32_names else "f16"
+
+
+REGISTRY: dict[str, Projector] = {}
+
+
+def register(cls: type[Projector]) -> type[Projector]:
+    for model_type in cls.model_types:
+        if model_type in REGISTRY:
+            raise ValueError(f"projector for {model_type!r} registered twice")
+        REGISTRY[model_type] = cls()
+    return cls
+
+
+def vision_name(name: str) -> str | None:
+    """A checkpoint tensor's name under `vision_tower.` or `multi_modal_projector.`, whatever the layout; None for
+    one of neither (the language model's)."""
+    for prefix, plain in PREFIXES:
+        if name.startswith(prefix):
+            return plain + name.removeprefix(prefix)
+    return None
+
+
+def tower_folder(run: dict) -> tuple[Path, dict[str, Path]] | None:
+    """(the folder whose shards hold the vision tower, its tensors by vision_name → (stored name, file)): a
+    whole-model run's result where it saved the tower, else the base model's; None where neither holds one."""
+    from core.offload.layerwise import weight_files
+
+    folders = [Path(run["model_path"])]
+    if strategies.get(run["strategy"]).result != "adapter":
+        folders.insert(0, results.folder(run))
+    for folder in folders:
+        files = weight_files(folder) or {}
+        tower = {vision_name(n): (n, path) for n, path in files.items() if vision_name(n)}
+        if tower:
+            return folder, tower
+    return None
+
+
+def _config(run: dict) -> dict:
+    """The whole model's config (a vision-language model's: vision_config beside text_config), with transformers'
+    defaults filled in where config.json leaves a setting out (Gemma 3's releases say no layer_norm_eps)."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(run["model_path"])).to_dict()
+
+
+def _preprocessor(folder: Path) -> dict:
+    """The image processor's settings (image_mean, image_std) as the base model ships them; {} where it has none."""
+    found = {}
+    for name in ("preprocessor_config.json", "processor_config.json"):
+        if (folder / name).is_file():
+            settings = json.loads((folder / name).read_text(encoding="utf-8"))
+            found |= settings.get("image_processor", settings)
+    return found
+
+
+def said(report: dict) -> str | None:
+    """The sentence on the projector file of an export (export.json's `projector`): where it is and how llama.cpp
+    and LM Studio take it, or why there is none; None for a model without a vision tower."""
+    found = report.get("projector")
+    if not found:
+        return None
+    if found.get("written"):
+        return (f"Vision: {found['file']} holds the vision tower, {found['vision_tower']}: give it to llama.cpp "
+                f"with --mmproj {found['file']}; LM Studio uses it beside the model.")
+    return f"No vision projector: {found['why']}."
+
+
+def write(run: dict, target: Path, progress) -> dict | None:
+    """Write the run's vision tower and projector as llama.cpp's projector file at `target` (float16, vectors and the
+    projector's f32_names in float32) and return what the export report says of it; None for a model without a
+    vision tower (a text model), whose export stays as it was."""
+    cfg = _config(run)
+    if "vision_config" not in cfg:
+        return None
+    projector = REGISTRY.get(cfg.get("model_type"))
+    if projector is None:
+        return {"written": False, "why": f"no projector file is written for {cfg.get('model_type')}'s vision tower "
+                                         f"yet (only for {', '.join(sorted(REGISTRY))}), so the model reads text"}
+    why = projector.check(cfg)
+    if why:
+        return {"written": False, "why": f"no projector file: {why}"}
+    found = tower_folder(run)
+    if found is None:
+        return {"written": False, "why": "the checkpoint holds no vision tower, so the model reads text"}
+    folder, tower = found
+    names = {}
+    for name in sorted(tower):
+        gguf_name = projector.gguf_name(name, cfg)
+        if gguf_name is not None:
+            names[gguf_name] = tower[name]
+    missing = [n for n in projector.required(cfg) if n not in names]
+    if missing:
+        return {"written": False, "why": f"the checkpoint's vision tower lacks {', '.join(missing[:3])}, which "
+                                         "llama.cpp needs, so no projector file was written"}
+    note = _write(projector, cfg, _preprocessor(Path(run["model_path"])), names, Path(target), progress)
+    whose = ("the run's own (it saved the whole model)" if folder != Path(run["model_path"])
+             else "the base model's (the run trained the language model)")
+    return {"written": True, "file": Path(target).name, "bytes": Path(target).stat().st_size,
+            "tensors": len(names), "projector_type": projector.projector_type, "vision_tower": whose,
+            "why": WHY, **({"note": note} if note else {})}
+
+
+def _write(projector: Projector, cfg: dict, preprocessor: dict, names: dict, target: Path, progress) -> str | None:
+    """The file itself: header, metadata and tensor table first, then each tensor read from its shard, converted and
+    written in turn, so memory holds one tensor; under a temporary name renamed at the end (core.atomic)."""
+    from safetensors import safe_open
+
+    from core.gguf_export.writer import check_space
+
+    shapes = {}
+    for gguf_name, (stored, path) in names.items():
+        with safe_open(str(path), framework="pt") as f:
+            shapes[gguf_name] = tuple(f.get_slice(stored).get_shape())
+    kinds = {n: projector.tensor_type(n, s) for n, s in shapes.items()}
+    sizes = {n: int(np.prod(s)) * np.dtype(TYPES[kinds[n]][0]).itemsize for n, s in shapes.items()}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    check_space(target.parent, sum(sizes.values()) + (1 << 20))
+    with atomic.temp_file(target) as tmp:
+        w = GGUFWriter(tmp, ARCH)
+        try:
+            w.add_type(GGUFType.MMPROJ)
+            w.add_name(target.name.removesuffix(".gguf"))
+            w.add_file_type(int(LlamaFileType.MOSTLY_F16))
+            w.add_clip_has_vision_encoder(True)
+            w.add_clip_projector_type(projector.projector_type)
+            note = projector.metadata(cfg, preprocessor, w)
+            for n, shape in shapes.items():
+                dtype, ggml = TYPES[kinds[n]]
+                w.add_tensor_info(n, shape, np.dtype(dtype), sizes[n], raw_dtype=ggml)
+            w.write_header_to_file()
+            w.write_kv_data_to_file()
+            w.write_ti_data_to_file()
+            for i, (n, (stored, path)) in enumerate(names.items()):
+                progress.update(i / len(names), f"Writing {target.name}")
+                with safe_open(str(path), framework="pt") as f:
+                    array = f.get_tensor(stored).float().numpy()
+                w.write_tensor_data(np.ascontiguousarray(projector.transform(n, array), dtype=TYPES[kinds[n]][0]))
+        finally:
+            w.close()
+    progress.update(1.0, f"Wrote {target.name}")
+    return note
+
+
+# Each registers itself:
+from core.gguf_export.projectors import gemma3  # noqa: E402,F401,I001

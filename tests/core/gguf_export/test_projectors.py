@@ -1,0 +1,134 @@
+"""The vision projector file (core/gguf_export/projectors/): a Gemma 3 run's export writes llama.cpp's mmproj file
+beside the language model, read back here with gguf's own reader: every tensor llama.cpp's gemma3 loader
+(tools/mtmd/clip.cpp, models/siglip.cpp) needs, in the shape (ggml's order) and type it reads, its keys, and the
+checkpoint's values (float16 rounding; the soft-embedding norm + 1). A text model's export writes none. llama.cpp
+itself reads the file in benchmarks/llama_cpp_projectors.py."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from core import export
+from core.gguf_export import projectors
+from core.offload.layerwise import weight_files
+from core.progress import Progress
+from tests.core import vision_language
+from tests.core.gguf_export import tiny
+from tests.core.gguf_export.test_vision_language import lora_run
+
+# The tiny Gemma 3's tower: 32 wide, 64 in its MLP, one layer; 2×2 patches of 14 pixels; text 64 wide.
+V, FF, TEXT, PATCH = 32, 64, 64, 14
+LLAMA_CPP_READS = {  # GGUF name → (shape as ggml's ne, type), as clip.cpp and clip_graph_siglip use them
+    "v.patch_embd.weight": ((PATCH, PATCH, 3, V), "F32"), "v.patch_embd.bias": ((V,), "F32"),
+    "v.position_embd.weight": ((V, 4), "F32"),
+    **{f"v.blk.0.{p}.weight": ((V, V), "F16") for p in ("attn_q", "attn_k", "attn_v", "attn_out")},
+    **{f"v.blk.0.{p}.bias": ((V,), "F32") for p in ("attn_q", "attn_k", "attn_v", "attn_out", "ln1", "ln2")},
+    "v.blk.0.ln1.weight": ((V,), "F32"), "v.blk.0.ln2.weight": ((V,), "F32"),
+    # ffn_up's input is the tower's width; were ffn_down's, llama.cpp would swap the two (clip.cpp's is_ffn_swapped)
+    "v.blk.0.ffn_up.weight": ((V, FF), "F16"), "v.blk.0.ffn_up.bias": ((FF,), "F32"),
+    "v.blk.0.ffn_down.weight": ((FF, V), "F16"), "v.blk.0.ffn_down.bias": ((V,), "F32"),
+    "v.post_ln.weight": ((V,), "F32"), "v.post_ln.bias": ((V,), "F32"),
+    # its ne[0] is the width llama.cpp checks against the language model's (clip_n_mmproj_embd)
+    "mm.input_projection.weight": ((TEXT, V), "F16"), "mm.soft_emb_norm.weight": ((V,), "F32"),
+}
+KEYS = {"general.architecture": "clip", "general.type": "mmproj", "clip.projector_type": "gemma3",
+        "clip.has_vision_encoder": True, "clip.use_gelu": True, "clip.vision.image_size": 28,
+        "clip.vision.patch_size": PATCH, "clip.vision.embedding_length": V, "clip.vision.feed_forward_length": FF,
+        "clip.vision.block_count": 1, "clip.vision.attention.head_count": 2, "clip.vision.projection_dim": TEXT,
+        "clip.vision.projector.scale_factor": 2, "clip.vision.image_mean": [0.5] * 3,
+        "clip.vision.image_std": [0.5] * 3}
+CHECKPOINT_NAMES = {"v.patch_embd.weight": "vision_tower.embeddings.patch_embedding.weight",
+                    "v.blk.0.attn_q.weight": "vision_tower.encoder.layers.0.self_attn.q_proj.weight",
+                    "v.blk.0.ffn_up.weight": "vision_tower.encoder.layers.0.mlp.fc1.weight",
+                    "v.post_ln.bias": "vision_tower.post_layernorm.bias",
+                    "mm.input_projection.weight": "multi_modal_projector.mm_input_projection_weight",
+                    "mm.soft_emb_norm.weight": "multi_modal_projector.mm_soft_emb_norm.weight"}
+
+
+def read(path):
+    from gguf import GGUFReader
+
+    r = GGUFReader(path)
+    keys = {name: f.contents() for name, f in r.fields.items()}
+    tensors = {t.name: (tuple(int(n) for n in t.shape), t.tensor_type.name, np.array(t.data)) for t in r.tensors}
+    return keys, tensors
+
+
+def checkpoint(folder) -> dict:
+    from safetensors import safe_open
+
+    out = {}
+    for name, path in weight_files(folder).items():
+        with safe_open(str(path), framework="pt") as f:
+            out[name] = f.get_tensor(name).float().numpy()
+    return out
+
+
+def check_values(tensors, stored: dict) -> None:
+    for gguf_name, hf_name in CHECKPOINT_NAMES.items():
+        want = stored[hf_name] + (1.0 if gguf_name == "mm.soft_emb_norm.weight" else 0.0)
+        got = tensors[gguf_name][2]
+        assert got.shape == want.shape, gguf_name
+        assert np.array_equal(got, want.astype(got.dtype)), gguf_name  # the same, rounded to the file's type
+
+
+def test_a_gemma3_run_exports_the_projector_llama_cpp_reads(tmp_path):
+    run = lora_run(tmp_path, vision_language.gemma3)
+    out = export.export(run, "gguf", tmp_path / "gguf", "f16")
+    report = json.loads((out / "export.json").read_text())["projector"]
+    assert report["written"] and report["file"] == f"mmproj-base-{run['id']}.f16.gguf"
+    assert "base model's" in report["vision_tower"] and "--mmproj" in report["why"]
+    assert projectors.said({"projector": report}) == (
+        f"Vision: {report['file']} holds the vision tower, the base model's (the run trained the language model): "
+        f"give it to llama.cpp with --mmproj {report['file']}; LM Studio uses it beside the model.")
+    keys, tensors = read(out / report["file"])
+    assert {n: t[:2] for n, t in tensors.items()} == LLAMA_CPP_READS and report["tensors"] == len(LLAMA_CPP_READS)
+    for key, value in KEYS.items():
+        assert keys[key] == value, key
+    assert abs(keys["clip.vision.attention.layer_norm_epsilon"] - 1e-6) < 1e-12
+    check_values(tensors, checkpoint(tmp_path / "base"))
+    assert sorted(p.name for p in out.glob("mmproj-*")) == [report["file"]]
+
+
+def test_a_whole_model_run_s_own_tower_is_written(tmp_path):
+    """A run that saved the whole model holds the tower too (here another one than the base's): that one is read."""
+    from transformers import Gemma3ForConditionalGeneration
+
+    vision_language.gemma3(tmp_path / "base")
+    model = Gemma3ForConditionalGeneration.from_pretrained(tmp_path / "base")
+    with torch.no_grad():
+        for p in model.model.vision_tower.parameters():
+            p.mul_(1.5)
+    model.save_pretrained(tmp_path / "run" / "result")
+    run = {"id": "w1", "run_dir": str(tmp_path / "run"), "model_path": str(tmp_path / "base"), "strategy": "full",
+           "status": "done"}
+    report = projectors.write(run, tmp_path / "out" / "mmproj.gguf", Progress())
+    assert report["written"] and "run's own" in report["vision_tower"]
+    check_values(read(tmp_path / "out" / "mmproj.gguf")[1], checkpoint(tmp_path / "run" / "result"))
+
+
+def test_a_text_model_s_export_writes_no_projector(tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny.byte_level(tmp_path / "base"))
+    base = tiny.random_model("llama", tok, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2)
+    base.save_pretrained(tmp_path / "base")
+    run = tiny.adapter_run(base, tmp_path, tmp_path / "base", ["q_proj", "v_proj"])
+    out = export.export(run, "gguf", tmp_path / "gguf", "f16")
+    assert "projector" not in json.loads((out / "export.json").read_text())
+    assert not list(out.glob("mmproj-*"))
+
+
+def test_every_layout_s_tower_names_come_to_the_same():
+    """llava's layout, transformers 5's, with or without the tower's own `vision_model.` level."""
+    for prefix in ("", "model."):
+        for level in ("", "vision_model."):
+            assert projectors.vision_name(f"{prefix}vision_tower.{level}post_layernorm.weight") == \
+                "vision_tower.post_layernorm.weight"
+        assert projectors.vision_name(f"{prefix}multi_modal_projector.mm_input_projection_weight") == \
+            "multi_modal_projector.mm_input_projection_weight"
+    assert projectors.vision_name("model.language_model.layers.0.mlp.up_proj.weight") is None
