@@ -1,23 +1,28 @@
-"""The vision projector file (core/gguf_export/projectors/) read by llama.cpp itself: a tiny Gemma 3 (tests/core/
-vision_language.py: a SigLIP tower of one layer, 28×28 images in 2×2 patches pooled to one token) is exported by our
-code as an f32 language model and an f16 `mmproj` file; `llama-server --mmproj` is given a prompt holding one image,
-and its next-token log-probabilities are compared with transformers' Gemma3ForConditionalGeneration on the same token
-ids and the same pixels. The unit tests read the file back with gguf's reader; this reads it with the runtime people
-use, through its image preprocessing, its SigLIP graph, its pooling and its projector.
+"""The vision projector file (core/gguf_export/projectors/) read by llama.cpp itself, for Gemma 3 and Qwen 3.5: a
+tiny model of each (tests/core/vision_language.py: a tower of one layer) is exported by our code as an f32 language
+model and an f16 `mmproj` file; `llama-server --mmproj` is given a prompt holding one image, and its next-token
+log-probabilities are compared with transformers' model (Gemma3ForConditionalGeneration,
+Qwen3_5ForConditionalGeneration) on the same token ids, the same pixels and, for Qwen's M-RoPE, the same positions.
+The unit tests read the file back with gguf's reader; this reads it with the runtime people use, through its image
+preprocessing, its vision graph and its projector.
 
-    python benchmarks/llama_cpp_projectors.py --server PATH/llama-server [--out FILE]
+    python benchmarks/llama_cpp_projectors.py --server PATH/llama-server [--model gemma3|qwen35|all] [--out FILE]
 
 The check can fail: the same comparison is made with files or images that are wrong in one way each (the image's
-pixels changed on llama.cpp's side, the soft-embedding norm written without Gemma's + 1), and those figures must come
-out far larger than the good one. The image is 28×28, the model's image size, so llama.cpp copies it without
-resizing, and PNG, so its bytes are the pixels. The result goes to benchmarks/results/llama_cpp_projectors.json
-unless --out says otherwise; the exit status is 1 when a check fails. It needs no GPU.
+pixels changed on llama.cpp's side; Gemma 3's soft-embedding norm written without Gemma's + 1; Qwen 3.5's patch
+convolution with its second frame's kernel left out), and those figures must come out far larger than the good
+one. Each image is PNG, so its bytes are the pixels, and of a size llama.cpp copies without resizing: Gemma 3's
+28×28, its image size; Qwen 3.5's 128×96, a multiple of its patches merged 2×2 (32 pixels) that is no square, so a
+swap of rows and columns would show, and holds 12 tokens, more than llama.cpp's least for Qwen (8). The result, one
+entry per model, goes to benchmarks/results/llama_cpp_projectors.json unless --out says otherwise; the exit status
+is 1 when a check fails. It needs no GPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime
 import json
 import platform
@@ -39,6 +44,9 @@ from core import atomic  # noqa: E402
 BEFORE, AFTER = "Look at this picture:", " What is in it, matey?"
 BOI, EOI = "<start_of_image>", "<end_of_image>"  # the text llama.cpp's mtmd puts around a Gemma 3 image
 SIDE = 28  # the tiny model's image size
+QWEN_BOI, QWEN_EOI = "<|vision_start|>", "<|vision_end|>"  # around a Qwen-VL image (mtmd.cpp, qwen3vl_merger)
+QWEN_WIDTH, QWEN_HEIGHT = 128, 96  # 8×6 patches of 16, merged 2×2 into 4×3 tokens
+QWEN_IMAGE_TOKEN = 5  # the tiny Qwen's image placeholder id (its release's, 248056, is past the tiny vocabulary)
 TOP = 20
 # The language model alone agrees to about 5e-4 (llama.cpp's GELU from a float16 table: llama_cpp_architectures.py);
 # the tower's float16 weights and GELU add their rounding.
@@ -68,14 +76,14 @@ def post(server: Server, path: str, body: dict) -> dict:
         raise SystemExit(f"llama-server refused {path}: {e.read().decode(errors='replace')[:400]}") from None
 
 
-def token_ids(server: Server) -> tuple[list[int], list[int]]:
+def token_ids(server: Server, boi: str = BOI, eoi: str = EOI) -> tuple[list[int], list[int]]:
     """(the ids before the image, after it) as llama.cpp's mtmd makes them: each piece of text tokenized alone, the
     image between its begin and end texts, the BOS in front where the vocabulary adds one."""
     def ids(text: str, special: bool = False) -> list[int]:
         return post(server, "/tokenize", {"content": text, "add_special": special, "parse_special": True})["tokens"]
 
     bos = ids("", special=True)
-    return bos + ids(BEFORE) + ids(BOI), ids(EOI) + ids(AFTER)
+    return bos + ids(BEFORE) + ids(boi), ids(eoi) + ids(AFTER)
 
 
 def llama_cpp_top(server: Server, image: bytes) -> list[tuple[int, float]]:
@@ -93,7 +101,7 @@ def llama_cpp_top(server: Server, image: bytes) -> list[tuple[int, float]]:
     return [(t["id"], t["logprob"]) for t in answer["completion_probabilities"][0]["top_logprobs"]]
 
 
-def transformers_logprobs(model, ids: list[int], pixels, image_token: int):
+def gemma3_logprobs(model, ids: list[int], pixels, image_token: int):
     """transformers' log-probabilities of the next token, in float64, the image's pixels scaled as Gemma 3's
     processor (and llama.cpp with the file's mean and std, 0.5 each) scales them."""
     import torch
@@ -102,6 +110,34 @@ def transformers_logprobs(model, ids: list[int], pixels, image_token: int):
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([ids]), pixel_values=values,
                        token_type_ids=torch.tensor([[int(i == image_token) for i in ids]])).logits
+    return torch.log_softmax(logits[0, -1].double(), -1)
+
+
+def qwen_pixels(pixels, patch: int = 16, merge: int = 2, frames: int = 2):
+    """(pixel_values, image_grid_thw) as Qwen's image processor lays them out without resizing (transformers'
+    Qwen2VLImageProcessor.patchify): scaled by mean and std 0.5, the image given twice (two frames a patch), one row
+    per patch, the patches of each 2×2 merged square together."""
+    import torch
+
+    values = (torch.tensor(pixels, dtype=torch.float32).permute(2, 0, 1) / 255.0 - 0.5) / 0.5
+    channels, height, width = values.shape
+    rows, cols = height // patch, width // patch
+    squares = values.reshape(channels, rows // merge, merge, patch, cols // merge, merge, patch)
+    squares = squares.permute(1, 4, 2, 5, 0, 3, 6)  # rows/2, cols/2, 2, 2, channels, patch, patch
+    flat = squares.unsqueeze(5).expand(-1, -1, -1, -1, -1, frames, -1, -1)
+    return flat.reshape(rows * cols, channels * frames * patch * patch), torch.tensor([[1, rows, cols]])
+
+
+def qwen35_logprobs(model, ids: list[int], pixels, image_token: int):
+    """transformers' log-probabilities of the next token, in float64. Positions are its own get_rope_index's, from
+    mm_token_type_ids and the image's grid: the image's tokens at (t, t + row, t + column), the text after it going
+    on from t + the longer side in tokens, as llama.cpp's mtmd places them (MTMD_POS_TYPE_MROPE)."""
+    import torch
+
+    values, grid = qwen_pixels(pixels)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids]), pixel_values=values, image_grid_thw=grid,
+                       mm_token_type_ids=torch.tensor([[int(i == image_token) for i in ids]])).logits
     return torch.log_softmax(logits[0, -1].double(), -1)
 
 
@@ -118,12 +154,13 @@ def compare(theirs, ours) -> float:
     return max(abs(lp - float(ours[i])) for i, lp in theirs)
 
 
-def build(folder: Path) -> tuple[dict, object]:
-    """(a LoRA run on the tiny Gemma 3, its merged model in float32): its norms moved off their initial
+def build(folder: Path, which: str) -> tuple[dict, object]:
+    """(a LoRA run on the tiny model, its merged model in float32): its norms moved off their initial
     values so a missed + 1 shows, and its weights made larger (as llama_cpp_architectures.py's SHARP) so that
-    attention is far from uniform and the image moves the answer."""
+    attention is far from uniform and the image moves the answer. Qwen's image placeholder is set to an id of the
+    tiny vocabulary."""
     import torch
-    from transformers import AutoTokenizer, Gemma3ForConditionalGeneration
+    from transformers import AutoTokenizer, Gemma3ForConditionalGeneration, Qwen3_5ForConditionalGeneration
 
     from core import causal_lm
     from core.inference import trained_model
@@ -131,84 +168,121 @@ def build(folder: Path) -> tuple[dict, object]:
     from tests.core import vision_language
     from tests.core.gguf_export import tiny
 
+    make, cls = {"gemma3": (vision_language.gemma3, Gemma3ForConditionalGeneration),
+                 "qwen35": (vision_language.qwen3_5, Qwen3_5ForConditionalGeneration)}[which]
     base = folder / "base"
     tokenizer = AutoTokenizer.from_pretrained(tiny.byte_level(base))
-    vision_language.gemma3(base, vocab=len(tokenizer))
-    model = Gemma3ForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
+    make(base, vocab=len(tokenizer))
+    model = cls.from_pretrained(base, dtype=torch.float32)
     torch.manual_seed(1)
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.add_(torch.randn_like(p) * (0.3 if "norm" in name else 0.1))
+    if which == "qwen35":
+        model.config.image_token_id = QWEN_IMAGE_TOKEN
     model.save_pretrained(base)
     lm = causal_lm.from_pretrained(base, dtype=torch.float32)
     run = tiny.adapter_run(lm, folder, base, targets_for(lm, "auto")["target_modules"], run_id="p1")
     merged = trained_model(base, "lora", folder / "run" / "result", torch.float32).merge_and_unload().eval()
+    if which == "qwen35":  # the causal LM that training loads reads text alone: its merged layers go into the whole
+        model.model.language_model.load_state_dict(merged.model.state_dict())  # model, whose tower is the base's
+        model.lm_head.load_state_dict(merged.lm_head.state_dict())
+        merged = model.eval()
     return run, merged
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--server", type=Path, required=True, help="The llama-server binary of a llama.cpp build.")
-    parser.add_argument("--out", type=Path,
-                        help="JSON to write (default benchmarks/results/llama_cpp_projectors.json).")
-    args = parser.parse_args(argv)
-    if not args.server.is_file():
-        parser.error(f"{args.server}: no such file; give the llama-server binary of a llama.cpp build.")
+@contextlib.contextmanager
+def written_as(cls, change):
+    """The projector's transform with `change` put after it, for one wrong file."""
+    original = cls.transform
+    cls.transform = lambda self, n, array: change(n, original(self, n, array))
+    try:
+        yield
+    finally:
+        cls.transform = original
+
+
+def check_model(which: str, server_binary: Path, folder: Path) -> dict:
+    """One model's entry: the good file and image against transformers, then the wrong ones."""
     import numpy as np
 
     from core import export
     from core.gguf_export import projectors
-    from core.gguf_export.projectors import gemma3
+    from core.gguf_export.projectors import gemma3, qwen35
     from core.progress import Progress
 
+    height, width = (SIDE, SIDE) if which == "gemma3" else (QWEN_HEIGHT, QWEN_WIDTH)
     rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8)
+    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     other = pixels.copy()
-    other[: SIDE // 2] = 255 - other[: SIDE // 2]  # the top half inverted
-    with tempfile.TemporaryDirectory(prefix="llama-cpp-mmproj-") as tmp:
-        folder = Path(tmp)
-        run, model = build(folder)
-        out = export.export(run, "gguf", folder / "gguf", "f32", Progress())
-        report = json.loads((out / "export.json").read_text(encoding="utf-8"))
-        lm, mmproj = out / report["file"], out / report["projector"]["file"]
-        no_offset = folder / "mmproj-no-offset.gguf"  # the norm as the checkpoint stores it, without Gemma's + 1
-        original = gemma3.Gemma3.transform
-        gemma3.Gemma3.transform = lambda self, name, array: array
-        try:
-            projectors.write(run, no_offset, Progress())
-        finally:
-            gemma3.Gemma3.transform = original
-        image_token = model.config.image_token_id
-        checks, ids, command = [], None, None
-        for name, projector_file, sent in (("good", mmproj, pixels), ("image's pixels changed", mmproj, other),
-                                           ("norm without + 1", no_offset, pixels)):
-            with Server(args.server, lm, extra=(*EXACT, "--mmproj", str(projector_file))) as server:
-                before, after = token_ids(server)
-                ids = before + [image_token] * model.config.mm_tokens_per_image + after
-                theirs = llama_cpp_top(server, png(sent))
-                command = command or server.command  # the good case's
-            ours = transformers_logprobs(model, ids, pixels, image_token)
-            top = [int(i) for i in ours.topk(TOP).indices]
-            checks.append({"case": name, "max_logprob_difference": compare(theirs, ours),
-                           "same_top_tokens": sorted(i for i, _ in theirs) == sorted(top),
-                           "llama_cpp_top5": theirs[:5], "transformers_top5": [(i, float(ours[i])) for i in top[:5]]})
-        image_effect = float((transformers_logprobs(model, ids, other, image_token) - ours).abs().max())
+    other[: height // 2] = 255 - other[: height // 2]  # the top half inverted
+    run, model = build(folder, which)
+    out = export.export(run, "gguf", folder / "gguf", "f32", Progress())
+    report = json.loads((out / "export.json").read_text(encoding="utf-8"))
+    lm, mmproj = out / report["file"], out / report["projector"]["file"]
+    wrong = folder / "mmproj-wrong.gguf"
+    if which == "gemma3":  # the norm as the checkpoint stores it, without Gemma's + 1
+        wrong_case, cls, change = "norm without + 1", gemma3.Gemma3, lambda n, a: a - 1.0 if n == gemma3.NORM else a
+        boi, eoi, image_token, logprobs = BOI, EOI, model.config.image_token_id, gemma3_logprobs
+        n_tokens = model.config.mm_tokens_per_image
+    else:  # the 3-D convolution read as over one frame: the second frame's kernel left out
+        wrong_case, cls = "patch convolution's second frame left out", qwen35.Qwen35
+        change = lambda n, a: a * 0.0 if n == f"{qwen35.PATCH}.1" else a  # noqa: E731
+        boi, eoi, image_token, logprobs = QWEN_BOI, QWEN_EOI, QWEN_IMAGE_TOKEN, qwen35_logprobs
+        n_tokens = (height // 32) * (width // 32)
+    with written_as(cls, change):
+        projectors.write(run, wrong, Progress())
+    checks, ids, command = [], None, None
+    for name, projector_file, sent in (("good", mmproj, pixels), ("image's pixels changed", mmproj, other),
+                                       (wrong_case, wrong, pixels)):
+        with Server(server_binary, lm, extra=(*EXACT, "--mmproj", str(projector_file))) as server:
+            before, after = token_ids(server, boi, eoi)
+            if image_token in before + after:
+                raise SystemExit(f"the image placeholder {image_token} is in the text's ids; choose another")
+            ids = before + [image_token] * n_tokens + after
+            theirs = llama_cpp_top(server, png(sent))
+            command = command or server.command  # the good case's
+        ours = logprobs(model, ids, pixels, image_token)
+        top = [int(i) for i in ours.topk(TOP).indices]
+        checks.append({"case": name, "max_logprob_difference": compare(theirs, ours),
+                       "same_top_tokens": sorted(i for i, _ in theirs) == sorted(top),
+                       "llama_cpp_top5": theirs[:5], "transformers_top5": [(i, float(ours[i])) for i in top[:5]]})
+    image_effect = float((logprobs(model, ids, other, image_token) - ours).abs().max())
     good, *broken = checks
     good["ok"] = good["same_top_tokens"] and good["max_logprob_difference"] <= TOLERANCE
     for c in broken:  # a wrong file or image must miss by far more than the good one may
         c["ok"] = c["max_logprob_difference"] > 10 * TOLERANCE
     for c in checks:
-        print(f"{'ok  ' if c['ok'] else 'FAIL'} {c['case']}: largest |Δ log-probability| over llama.cpp's top {TOP} "
-              f"{c['max_logprob_difference']:.1e}{'' if c['same_top_tokens'] else ' (other top tokens)'}")
-    print(f"(in transformers alone, the changed image moves the log-probabilities by up to {image_effect:.2f})")
+        print(f"{'ok  ' if c['ok'] else 'FAIL'} {which} {c['case']}: largest |Δ log-probability| over llama.cpp's top "
+              f"{TOP} {c['max_logprob_difference']:.1e}{'' if c['same_top_tokens'] else ' (other top tokens)'}")
+    print(f"({which}: in transformers alone, the changed image moves the log-probabilities by up to "
+          f"{image_effect:.2f})")
+    return {"server_command": [Path(a).name if "/" in a else a for a in command], "language_model": "f32",
+            "projector": "f16", "projector_type": report["projector"]["projector_type"],
+            "image": f"{width}x{height} PNG, random pixels", "image_tokens": n_tokens, "token_ids": ids,
+            "image_effect_in_transformers": image_effect, "checks": checks, "ok": all(c["ok"] for c in checks)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--server", type=Path, required=True, help="The llama-server binary of a llama.cpp build.")
+    parser.add_argument("--model", choices=("gemma3", "qwen35", "all"), default="all",
+                        help="Which tiny model's projector to check (default: all).")
+    parser.add_argument("--out", type=Path,
+                        help="JSON to write (default benchmarks/results/llama_cpp_projectors.json).")
+    args = parser.parse_args(argv)
+    if not args.server.is_file():
+        parser.error(f"{args.server}: no such file; give the llama-server binary of a llama.cpp build.")
+    models = {}
+    for which in ("gemma3", "qwen35") if args.model == "all" else (args.model,):
+        with tempfile.TemporaryDirectory(prefix=f"llama-cpp-mmproj-{which}-") as tmp:
+            models[which] = check_model(which, args.server, Path(tmp))
     result = {
         "benchmark": "llama_cpp_projectors", "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", __file__, *argv]),
         "device": {"cpu": cpu_name(), "platform": platform.platform()},
-        "llama_cpp": version(args.server), "server_command": [Path(a).name if "/" in a else a for a in command],
-        "language_model": "f32", "projector": "f16", "image": f"{SIDE}x{SIDE} PNG, random pixels", "token_ids": ids,
-        "tolerance": TOLERANCE, "image_effect_in_transformers": image_effect, "checks": checks,
-        "ok": all(c["ok"] for c in checks),
+        "llama_cpp": version(args.server), "tolerance": TOLERANCE, "models": models,
+        "ok": all(m["ok"] for m in models.values()),
     }
     out_file = args.out or REPO / "benchmarks" / "results" / "llama_cpp_projectors.json"
     atomic.write_json(out_file, result)

@@ -9,12 +9,15 @@ and then that one is read.
 
 A projector says what llama.cpp's loader (tools/mtmd/clip.cpp) needs that the checkpoint spells otherwise:
 
-- `gguf_name(name)`: the GGUF name of a tower or projector tensor, by its name under `vision_tower.` or
-  `multi_modal_projector.` (the checkpoint's layout taken off: `vision_name`); None for one llama.cpp does not read;
+- `gguf_name(name)`: the GGUF name of a tower or projector tensor, by its name under `vision_tower.`,
+  `multi_modal_projector.` or Qwen's `visual.` (the checkpoint's layout taken off: `vision_name`); None for one
+  llama.cpp does not read;
 - `required(cfg)`: the names its loader refuses a file without, so a checkpoint lacking one gets a sentence, not a
   file llama.cpp cannot open;
 - `check(cfg)`: why a setting of the model keeps llama.cpp from reading it, or None;
 - `transform(gguf_name, array)`: what a tensor needs on its way (Gemma 3's soft-embedding norm + 1);
+- `splits`: a tensor llama.cpp reads as several, cut along one axis (Qwen's patch convolution over two frames, read
+  as one 2-D convolution per frame);
 - `f32_names`: matrices kept in float32 where the rest are float16 (vectors are float32 always, as llama.cpp's
   converter writes them: its CPU kernels for norms and biases take float32);
 - `metadata(cfg, preprocessor, w)`: the `clip.*` keys, through GGUFWriter's typed `add_*` calls; it returns a
@@ -39,7 +42,9 @@ from core import atomic, results, strategies
 PREFIXES = (("model.vision_tower.vision_model.", "vision_tower."), ("vision_tower.vision_model.", "vision_tower."),
             ("model.vision_tower.", "vision_tower."), ("vision_tower.", "vision_tower."),
             ("model.multi_modal_projector.", "multi_modal_projector."),
-            ("multi_modal_projector.", "multi_modal_projector."))
+            ("multi_modal_projector.", "multi_modal_projector."), ("model.visual.", "visual."),
+            ("visual.", "visual."))
+DEFAULT_MEAN_STD = 0.5
 ARCH = MODEL_ARCH_NAMES[MODEL_ARCH.MMPROJ]  # "clip": general.architecture of every projector file
 TYPES = {"f16": (np.float16, GGMLQuantizationType.F16), "f32": (np.float32, GGMLQuantizationType.F32)}
 WHY = ("llama.cpp keeps a vision tower in a file of its own: give it with --mmproj (llama-server, llama-mtmd-cli); "
@@ -50,6 +55,8 @@ class Projector:
     model_types: ClassVar[tuple[str, ...]]
     projector_type: ClassVar[str]  # clip.projector_type
     f32_names: ClassVar[tuple[str, ...]] = ()
+    # GGUF name (as gguf_name gives it) → (the names of its pieces, the axis it is cut along), one piece per index
+    splits: ClassVar[dict[str, tuple[tuple[str, ...], int]]] = {}
 
     def gguf_name(self, name: str, cfg: dict) -> str | None:
         raise NotImplementedError
@@ -82,9 +89,38 @@ def register(cls: type[Projector]) -> type[Projector]:
     return cls
 
 
+def add_tower(w: GGUFWriter, cfg: dict, *, image_size: int, blocks: int, heads: int, eps: float) -> None:
+    """The `clip.vision.*` keys every tower has (its config names some of them its own way: passed in), GELU among
+    them (SigLIP's and Qwen's towers: ggml's GELU is the tanh form)."""
+    vision = cfg["vision_config"]
+    w.add_vision_projection_dim(cfg["text_config"]["hidden_size"])
+    w.add_vision_image_size(image_size)
+    w.add_vision_patch_size(vision["patch_size"])
+    w.add_vision_embedding_length(vision["hidden_size"])
+    w.add_vision_feed_forward_length(vision["intermediate_size"])
+    w.add_vision_block_count(blocks)
+    w.add_vision_head_count(heads)
+    w.add_vision_attention_layernorm_eps(eps)
+    w.add_vision_use_gelu(True)
+
+
+def add_normalization(w: GGUFWriter, preprocessor: dict, family: str) -> str | None:
+    """The image's normalization, which the weights do not say: the processor's settings where the base model ships
+    them, else mean and std 0.5 (pixels in [-1, 1], as Gemma 3's and Qwen 3.5's processors have it); the sentence
+    for the report where it was assumed."""
+    mean, std = preprocessor.get("image_mean"), preprocessor.get("image_std")
+    assumed = mean is None or std is None
+    if assumed:
+        mean, std = [DEFAULT_MEAN_STD] * 3, [DEFAULT_MEAN_STD] * 3
+    w.add_vision_image_mean([float(x) for x in mean])
+    w.add_vision_image_std([float(x) for x in std])
+    return (f"the base model ships no image processor settings, so {family}'s (mean and std 0.5) were written"
+            if assumed else None)
+
+
 def vision_name(name: str) -> str | None:
-    """A checkpoint tensor's name under `vision_tower.` or `multi_modal_projector.`, whatever the layout; None for
-    one of neither (the language model's)."""
+    """A checkpoint tensor's name under `vision_tower.`, `multi_modal_projector.` or `visual.` (Qwen's tower and
+    merger), whatever the layout; None for one of none of them (the language model's)."""
     for prefix, plain in PREFIXES:
         if name.startswith(prefix):
             return plain + name.removeprefix(prefix)
@@ -112,7 +148,10 @@ def _config(run: dict) -> dict:
     defaults filled in where config.json leaves a setting out (Gemma 3's releases say no layer_norm_eps)."""
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(str(run["model_path"])).to_dict()
+    try:
+        return AutoConfig.from_pretrained(str(run["model_path"])).to_dict()
+    except (OSError, ValueError):  # a model type transformers does not know (remote code): no tower we write
+        return {}
 
 
 def _preprocessor(folder: Path) -> dict:
@@ -168,8 +207,9 @@ def write(run: dict, target: Path, progress) -> dict | None:
     whose = ("the run's own (it saved the whole model)" if folder != Path(run["model_path"])
              else "the base model's (the run trained the language model)")
     return {"written": True, "file": Path(target).name, "bytes": Path(target).stat().st_size,
-            "tensors": len(names), "projector_type": projector.projector_type, "vision_tower": whose,
-            "why": WHY, **({"note": note} if note else {})}
+            "tensors": sum(len(projector.splits.get(n, ((n,), 0))[0]) for n in names),
+            "projector_type": projector.projector_type, "vision_tower": whose, "why": WHY,
+            **({"note": note} if note else {})}
 
 
 def _write(projector: Projector, cfg: dict, preprocessor: dict, names: dict, target: Path, progress) -> str | None:
@@ -179,10 +219,19 @@ def _write(projector: Projector, cfg: dict, preprocessor: dict, names: dict, tar
 
     from core.gguf_export.writer import check_space
 
-    shapes = {}
+    shapes, pieces = {}, {}  # each tensor of the file: its shape; (its checkpoint tensor, the axis and index cut)
     for gguf_name, (stored, path) in names.items():
         with safe_open(str(path), framework="pt") as f:
-            shapes[gguf_name] = tuple(f.get_slice(stored).get_shape())
+            shape = tuple(f.get_slice(stored).get_shape())
+        if gguf_name in projector.splits:
+            parts, axis = projector.splits[gguf_name]
+            if shape[axis] != len(parts):
+                raise ValueError(f"{stored} has {shape[axis]} along axis {axis}, not the {len(parts)} pieces of "
+                                 f"{gguf_name}")  # check() should have refused the model
+            for i, part in enumerate(parts):
+                shapes[part], pieces[part] = shape[:axis] + shape[axis + 1:], (stored, path, axis, i)
+        else:
+            shapes[gguf_name], pieces[gguf_name] = shape, (stored, path, None, None)
     kinds = {n: projector.tensor_type(n, s) for n, s in shapes.items()}
     sizes = {n: int(np.prod(s)) * np.dtype(TYPES[kinds[n]][0]).itemsize for n, s in shapes.items()}
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -202,10 +251,12 @@ def _write(projector: Projector, cfg: dict, preprocessor: dict, names: dict, tar
             w.write_header_to_file()
             w.write_kv_data_to_file()
             w.write_ti_data_to_file()
-            for i, (n, (stored, path)) in enumerate(names.items()):
-                progress.update(i / len(names), f"Writing {target.name}")
+            for i, (n, (stored, path, axis, index)) in enumerate(pieces.items()):
+                progress.update(i / len(pieces), f"Writing {target.name}")
                 with safe_open(str(path), framework="pt") as f:
                     array = f.get_tensor(stored).float().numpy()
+                if axis is not None:
+                    array = array.take(index, axis=axis)
                 w.write_tensor_data(np.ascontiguousarray(projector.transform(n, array), dtype=TYPES[kinds[n]][0]))
         finally:
             w.close()
@@ -214,4 +265,4 @@ def _write(projector: Projector, cfg: dict, preprocessor: dict, names: dict, tar
 
 
 # Each registers itself:
-from core.gguf_export.projectors import gemma3  # noqa: E402,F401,I001
+from core.gguf_export.projectors import gemma3, qwen35  # noqa: E402,F401,I001

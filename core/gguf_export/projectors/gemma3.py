@@ -25,7 +25,7 @@ import re
 import numpy as np
 from gguf import GGUFWriter
 
-from core.gguf_export.projectors import Projector, register
+from core.gguf_export.projectors import Projector, add_normalization, add_tower, register
 
 LAYER = re.compile(r"vision_tower\.encoder\.layers\.(\d+)\.(.+)\.(weight|bias)$")
 LAYER_PARTS = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
@@ -40,7 +40,6 @@ OTHERS = {"vision_tower.embeddings.patch_embedding.weight": "v.patch_embd.weight
           "multi_modal_projector.mm_soft_emb_norm.weight": "mm.soft_emb_norm.weight"}
 NORM = "mm.soft_emb_norm.weight"
 DEFAULT_POOL = 4  # llama.cpp's side of the pooling square when the file states none (every Gemma 3 release's)
-DEFAULT_MEAN_STD = 0.5  # Gemma 3's image processor: pixels in [-1, 1]
 
 
 @register
@@ -76,26 +75,12 @@ class Gemma3(Projector):
 
     def metadata(self, cfg: dict, preprocessor: dict, w: GGUFWriter) -> str | None:
         vision = cfg["vision_config"]
-        w.add_vision_projection_dim(cfg["text_config"]["hidden_size"])
-        w.add_vision_image_size(vision["image_size"])
-        w.add_vision_patch_size(vision["patch_size"])
-        w.add_vision_embedding_length(vision["hidden_size"])
-        w.add_vision_feed_forward_length(vision["intermediate_size"])
-        w.add_vision_block_count(vision["num_hidden_layers"])
-        w.add_vision_head_count(vision["num_attention_heads"])
-        w.add_vision_attention_layernorm_eps(vision.get("layer_norm_eps", 1e-6))
-        w.add_vision_use_gelu(True)  # SigLIP's gelu_pytorch_tanh: ggml's GELU is the tanh form
+        add_tower(w, cfg, image_size=vision["image_size"], blocks=vision["num_hidden_layers"],
+                  heads=vision["num_attention_heads"], eps=vision.get("layer_norm_eps", 1e-6))
         _, side, patches = _pooling(cfg)
         if patches // side != DEFAULT_POOL:
             w.add_vision_projector_scale_factor(patches // side)
-        mean, std = preprocessor.get("image_mean"), preprocessor.get("image_std")
-        if mean is None or std is None:
-            mean, std = [DEFAULT_MEAN_STD] * 3, [DEFAULT_MEAN_STD] * 3
-        w.add_vision_image_mean([float(x) for x in mean])
-        w.add_vision_image_std([float(x) for x in std])
-        if "image_mean" not in preprocessor:
-            return "the base model ships no image processor settings, so Gemma 3's (mean and std 0.5) were written"
-        return None
+        return add_normalization(w, preprocessor, "Gemma 3")
 
 
 def _pooling(cfg: dict) -> tuple[int, int, int]:

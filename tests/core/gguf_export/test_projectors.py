@@ -1,8 +1,9 @@
-"""The vision projector file (core/gguf_export/projectors/): a Gemma 3 run's export writes llama.cpp's mmproj file
-beside the language model, read back here with gguf's own reader: every tensor llama.cpp's gemma3 loader
-(tools/mtmd/clip.cpp, models/siglip.cpp) needs, in the shape (ggml's order) and type it reads, its keys, and the
-checkpoint's values (float16 rounding; the soft-embedding norm + 1). A text model's export writes none. llama.cpp
-itself reads the file in benchmarks/llama_cpp_projectors.py."""
+"""The vision projector file (core/gguf_export/projectors/): a Gemma 3 or Qwen 3.5 run's export writes llama.cpp's
+mmproj file beside the language model, read back here with gguf's own reader: every tensor llama.cpp's loader
+(tools/mtmd/clip.cpp; models/siglip.cpp, models/qwen3vl.cpp) needs, in the shape (ggml's order) and type it reads,
+its keys, and the checkpoint's values (float16 rounding; Gemma's soft-embedding norm + 1; Qwen's patch convolution
+over two frames cut into one per frame). A text model's export writes none. llama.cpp itself reads the files in
+benchmarks/llama_cpp_projectors.py."""
 
 from __future__ import annotations
 
@@ -93,6 +94,73 @@ def test_a_gemma3_run_exports_the_projector_llama_cpp_reads(tmp_path):
     assert sorted(p.name for p in out.glob("mmproj-*")) == [report["file"]]
 
 
+# The tiny Qwen 3.5's tower: 32 wide, 64 in its MLP, one layer of 2 heads; patches of 16 over 2 frames, merged 2×2;
+# a position grid of 48×48 (transformers' default); text 64 wide.
+QV, QFF, QTEXT, QPATCH, GRID = 32, 64, 64, 16, 48 * 48
+QWEN_READS = {  # GGUF name → (shape as ggml's ne, type), as clip.cpp and clip_graph_qwen3vl use them
+    # the 3-D convolution [width, 3, 2 frames, 16, 16] as one 2-D kernel per frame
+    "v.patch_embd.weight": ((QPATCH, QPATCH, 3, QV), "F16"), "v.patch_embd.weight.1": ((QPATCH, QPATCH, 3, QV), "F16"),
+    "v.patch_embd.bias": ((QV,), "F32"), "v.position_embd.weight": ((QV, GRID), "F32"),
+    # the fused query-key-value matrix kept whole: llama.cpp takes its thirds as views
+    "v.blk.0.attn_qkv.weight": ((QV, 3 * QV), "F16"), "v.blk.0.attn_qkv.bias": ((3 * QV,), "F32"),
+    "v.blk.0.attn_out.weight": ((QV, QV), "F16"), "v.blk.0.attn_out.bias": ((QV,), "F32"),
+    **{f"v.blk.0.{p}.{k}": ((QV,), "F32") for p in ("ln1", "ln2") for k in ("weight", "bias")},
+    "v.blk.0.ffn_up.weight": ((QV, QFF), "F16"), "v.blk.0.ffn_up.bias": ((QFF,), "F32"),
+    "v.blk.0.ffn_down.weight": ((QFF, QV), "F16"), "v.blk.0.ffn_down.bias": ((QV,), "F32"),
+    # the merger: its norm on each patch, then two layers on 2×2 patches side by side; mm.2's width is the text's
+    "v.post_ln.weight": ((QV,), "F32"), "v.post_ln.bias": ((QV,), "F32"),
+    "mm.0.weight": ((4 * QV, 4 * QV), "F16"), "mm.0.bias": ((4 * QV,), "F32"),
+    "mm.2.weight": ((4 * QV, QTEXT), "F16"), "mm.2.bias": ((QTEXT,), "F32"),
+}
+QWEN_KEYS = {"general.architecture": "clip", "general.type": "mmproj", "clip.projector_type": "qwen3vl_merger",
+             "clip.has_vision_encoder": True, "clip.use_gelu": True, "clip.vision.image_size": 48 * QPATCH,
+             "clip.vision.patch_size": QPATCH, "clip.vision.embedding_length": QV,
+             "clip.vision.feed_forward_length": QFF, "clip.vision.block_count": 1,
+             "clip.vision.attention.head_count": 2, "clip.vision.projection_dim": QTEXT,
+             "clip.vision.spatial_merge_size": 2, "clip.vision.image_mean": [0.5] * 3,
+             "clip.vision.image_std": [0.5] * 3}
+QWEN_NAMES = {"v.position_embd.weight": "model.visual.pos_embed.weight",
+              "v.blk.0.attn_qkv.weight": "model.visual.blocks.0.attn.qkv.weight",
+              "v.blk.0.attn_qkv.bias": "model.visual.blocks.0.attn.qkv.bias",
+              "v.blk.0.ffn_down.weight": "model.visual.blocks.0.mlp.linear_fc2.weight",
+              "v.post_ln.weight": "model.visual.merger.norm.weight",
+              "mm.0.weight": "model.visual.merger.linear_fc1.weight",
+              "mm.2.bias": "model.visual.merger.linear_fc2.bias"}
+
+
+def test_a_qwen3_5_run_exports_the_projector_llama_cpp_reads(tmp_path):
+    run = lora_run(tmp_path, vision_language.qwen3_5)
+    out = export.export(run, "gguf", tmp_path / "gguf", "f16")
+    report = json.loads((out / "export.json").read_text())["projector"]
+    assert report["written"] and report["file"] == f"mmproj-base-{run['id']}.f16.gguf"
+    assert report["projector_type"] == "qwen3vl_merger" and "Qwen 3.5's (mean and std 0.5)" in report["note"]
+    keys, tensors = read(out / report["file"])
+    assert {n: t[:2] for n, t in tensors.items()} == QWEN_READS and report["tensors"] == len(QWEN_READS)
+    for key, value in QWEN_KEYS.items():
+        assert keys[key] == value, key
+    assert abs(keys["clip.vision.attention.layer_norm_epsilon"] - 1e-6) < 1e-12
+    stored = checkpoint(tmp_path / "base")
+    patch = stored["model.visual.patch_embed.proj.weight"]  # [width, 3, frames, 16, 16]
+    wants = {**{n: stored[hf] for n, hf in QWEN_NAMES.items()},
+             "v.patch_embd.weight": patch[:, :, 0], "v.patch_embd.weight.1": patch[:, :, 1]}
+    for gguf_name, want in wants.items():
+        got = tensors[gguf_name][2]
+        assert got.shape == want.shape and np.array_equal(got, want.astype(got.dtype)), gguf_name
+
+
+def test_a_qwen_tower_llama_cpp_cannot_run_gets_a_sentence():
+    """A setting llama.cpp's qwen3vl graph does not take is refused with why, never written wrong."""
+    from transformers import Qwen3_5Config
+
+    cfg = Qwen3_5Config(vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2)).to_dict()
+    qwen = projectors.REGISTRY["qwen3_5"]
+    assert qwen.check(cfg) is None and projectors.REGISTRY["qwen3_5_moe"] is not None
+    cfg["vision_config"]["spatial_merge_size"] = 3
+    assert "merges 3² patches a token" in qwen.check(cfg)
+    cfg["vision_config"] |= {"spatial_merge_size": 2, "deepstack_visual_indexes": [0]}
+    assert "deepstack" in qwen.check(cfg)
+
+
 def test_a_whole_model_run_s_own_tower_is_written(tmp_path):
     """A run that saved the whole model holds the tower too (here another one than the base's): that one is read."""
     from transformers import Gemma3ForConditionalGeneration
@@ -131,4 +199,5 @@ def test_every_layout_s_tower_names_come_to_the_same():
                 "vision_tower.post_layernorm.weight"
         assert projectors.vision_name(f"{prefix}multi_modal_projector.mm_input_projection_weight") == \
             "multi_modal_projector.mm_input_projection_weight"
+        assert projectors.vision_name(f"{prefix}visual.merger.norm.weight") == "visual.merger.norm.weight"  # Qwen's
     assert projectors.vision_name("model.language_model.layers.0.mlp.up_proj.weight") is None
