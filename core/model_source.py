@@ -31,6 +31,7 @@ DEFAULT_LABEL = "SmolLM2-135M-Instruct"
 # file's folder was silently another model. Raise it when the folder changes.
 CONVERTER = 3
 SOURCE_NOTE = "tuneforge_source.json"
+COPY_WHOLE = "copy the whole model folder"  # what to do for a folder that lacks files
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,8 @@ def resolve(name: str, models_dir: Path, progress: Progress | None = None, plan_
         return ModelRef(name, path.resolve(), path.name, _checked(path, plan_only))
     cached = _from_hf_cache(name)
     if cached is not None:
-        return ModelRef(name, cached, name.split("/")[-1], _checked(cached, plan_only))
+        return ModelRef(name, cached, name.split("/")[-1], _checked(cached, plan_only, f"fetch it whole with "
+                                                                                    f"`hf download {name}`"))
     if name.count("/") == 1 and not path.exists():  # a Hub id: how to fetch it, and what a plan alone needs
         raise ModelNotFound(
             f"Model '{name}' is not in the local Hugging Face cache, and nothing is downloaded here: fetch it with "
@@ -131,13 +133,17 @@ def check_folder(path: Path) -> None:
     _checked(path, plan_only=False)
 
 
-def _checked(path: Path, plan_only: bool) -> str:
-    """What a folder lacks for training ("" for nothing), where a plan can be made without it; else the error."""
+def _checked(path: Path, plan_only: bool, fetch: str = "") -> str:
+    """What a folder lacks for training ("" for nothing), where a plan can be made without it; else the error.
+    `fetch`: what to do for a folder that lacks files, where copying it is not the way (a Hub cache's snapshot)."""
+    def what_to_do(fix: str) -> str:
+        return fetch if fetch and fix == COPY_WHOLE else fix
+
     problem, fix = folder_problem(path, weights=not plan_only)
     if problem:
-        raise IncompleteModel(f"{path}: {problem}; {fix}.")
+        raise IncompleteModel(f"{path}: {problem}; {what_to_do(fix)}.")
     problem, fix = folder_problem(path)
-    return f"{problem}; {fix} to train it" if problem else ""
+    return f"{problem}; {what_to_do(fix)} to train it" if problem else ""
 
 
 def folder_problem(path: Path, weights: bool = True) -> tuple[str, str]:
@@ -151,7 +157,7 @@ def folder_problem(path: Path, weights: bool = True) -> tuple[str, str]:
     if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")):
         missing.append("a tokenizer (tokenizer.json)")
     if missing:
-        return f"the model folder lacks {', '.join(missing)}", "copy the whole model folder"
+        return f"the model folder lacks {', '.join(missing)}", COPY_WHOLE
     if not weights:
         return "", ""
     if not list(path.glob("*.safetensors")):

@@ -125,8 +125,8 @@ def test_listing_finds_the_default_first_then_the_cache(hf_cache, home):
     assert len(broken) == 1 and "models--broken--repo" in broken[0].problem
     # a listed cache model resolves by the name shown, without a download
     assert model_source.resolve("tiny-org/tiny-llama", home / "models").path == Path(tiny.path)
-    with pytest.raises(IncompleteModel, match="lacks a tokenizer"):  # a plan needs its tokenizer to count tokens
-        model_source.resolve("meta-llama/Llama-3.1-70B", home / "models", plan_only=True)
+    with pytest.raises(IncompleteModel, match="lacks a tokenizer.*; fetch it whole with `hf download meta-llama/"):
+        model_source.resolve("meta-llama/Llama-3.1-70B", home / "models", plan_only=True)  # (to count tokens)
 
 
 def test_converted_models_and_folders_are_described(tmp_path, home, hf_cache):
