@@ -120,7 +120,8 @@ def cmd_plan(a) -> int:
         out({"plan": bundle.plan.to_dict(), "model": str(bundle.model.path), "data": bundle.data,
              "eval_data": bundle.eval_data, "hardware": bundle.hardware.source, "model_missing": bundle.model.missing})
     else:
-        print(f"Model: {bundle.model.label} ({bundle.model.path})")
+        where = bundle.model.name if bundle.model.note else bundle.model.path  # (not the header's hidden folder)
+        print(f"Model: {bundle.model.label} ({where})")
         if bundle.model.missing:
             print(f"Plan only: {bundle.model.missing}.")
         if bundle.model.note:

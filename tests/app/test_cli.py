@@ -139,8 +139,8 @@ def test_a_gguf_is_planned_for_from_its_header_and_converted_only_to_train(cli_h
     converted = cli_here("plan", "--model", "default", "--data", DEMO, "--hardware", gpu, "--json", check=0)
     assert json.loads(planned.stdout)["plan"] == json.loads(converted.stdout)["plan"]
     said = cli_here("plan", "--model", gguf, "--data", DEMO, "--hardware", gpu, check=0).stdout.splitlines()
-    assert said[1] == "The model was read from pirate.gguf's header alone; a run converts it into a model folder " \
-                      "first (once)."
+    assert said[:2] == [f"Model: pirate ({gguf})", "The model was read from pirate.gguf's header alone; a run "
+                        "converts it into a model folder first (once)."]
     inspected = json.loads(cli_here("data", "inspect", DEMO, "--model", gguf, "--json", check=0).stdout)
     assert inspected["tokens"]["count"] == 202
     folders = [f.name for f in (home / "models").iterdir() if f.name != default_model_dir.name]
