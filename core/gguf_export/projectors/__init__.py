@@ -10,18 +10,22 @@ and then that one is read.
 A projector says what llama.cpp's loader (tools/mtmd/clip.cpp) needs that the checkpoint spells otherwise:
 
 - `gguf_name(name)`: the GGUF name of a tower or projector tensor, by its name under `vision_tower.`,
-  `multi_modal_projector.` or Qwen's `visual.` (the checkpoint's layout taken off: `vision_name`); None for one
-  llama.cpp does not read;
+  `multi_modal_projector.`, Qwen's `visual.` or Gemma 4's `embed_vision.` (the checkpoint's layout taken off:
+  `vision_name`); None for one llama.cpp does not read;
 - `required(cfg)`: the names its loader refuses a file without, so a checkpoint lacking one gets a sentence, not a
   file llama.cpp cannot open;
 - `check(cfg)`: why a setting of the model keeps llama.cpp from reading it, or None;
-- `transform(gguf_name, array)`: what a tensor needs on its way (Gemma 3's soft-embedding norm + 1);
+- `transform(gguf_name, array)`: what a tensor needs on its way (Gemma 3's soft-embedding norm + 1), and `shape`
+  the shape it comes out in where that changes (Gemma 4's patch matrix read as a convolution's kernel);
 - `splits`: a tensor llama.cpp reads as several, cut along one axis (Qwen's patch convolution over two frames, read
   as one 2-D convolution per frame);
 - `f32_names`: matrices kept in float32 where the rest are float16 (vectors are float32 always, as llama.cpp's
   converter writes them: its CPU kernels for norms and biases take float32);
 - `metadata(cfg, preprocessor, w)`: the `clip.*` keys, through GGUFWriter's typed `add_*` calls; it returns a
-  sentence for what it had to assume, or None.
+  sentence for what it had to assume, or None;
+- `configured(cfg)`: the projector for one model, where its transform needs a setting (Pixtral's heads);
+- `rows(cfg, model_path, files)`: rows the file takes from the language model's matrices (Pixtral's [IMG_BREAK]
+  embedding, which llama.cpp adds after each row of the image's tokens), or why they cannot be found.
 
 Facts (key and tensor names, types) follow llama.cpp's loader and converter; the code is ours.
 """
@@ -43,8 +47,8 @@ PREFIXES = (("model.vision_tower.vision_model.", "vision_tower."), ("vision_towe
             ("model.vision_tower.", "vision_tower."), ("vision_tower.", "vision_tower."),
             ("model.multi_modal_projector.", "multi_modal_projector."),
             ("multi_modal_projector.", "multi_modal_projector."), ("model.visual.", "visual."),
-            ("visual.", "visual."))
-DEFAULT_MEAN_STD = 0.5
+            ("visual.", "visual."), ("model.embed_vision.", "embed_vision."), ("embed_vision.", "embed_vision."))
+DEFAULT_NORMALIZATION = ([0.5] * 3, [0.5] * 3, "mean and std 0.5")
 ARCH = MODEL_ARCH_NAMES[MODEL_ARCH.MMPROJ]  # "clip": general.architecture of every projector file
 TYPES = {"f16": (np.float16, GGMLQuantizationType.F16), "f32": (np.float32, GGMLQuantizationType.F32)}
 WHY = ("llama.cpp keeps a vision tower in a file of its own: give it with --mmproj (llama-server, llama-mtmd-cli); "
@@ -71,11 +75,23 @@ class Projector:
     def transform(self, gguf_name: str, array: np.ndarray) -> np.ndarray:
         return array
 
+    def shape(self, gguf_name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape `transform` gives a tensor of `shape` (the header is written before any tensor is read)."""
+        return shape
+
     def metadata(self, cfg: dict, preprocessor: dict, w: GGUFWriter) -> str | None:
         raise NotImplementedError
 
     def tensor_type(self, gguf_name: str, shape: tuple[int, ...]) -> str:
         return "f32" if len(shape) < 2 or gguf_name in self.f32_names else "f16"
+
+    def configured(self, cfg: dict) -> Projector:
+        return self
+
+    def rows(self, cfg: dict, model_path: Path, files: dict[str, Path]) -> dict[str, tuple[str, Path, int]] | str:
+        """GGUF name → (stored name, file, row) of each row taken from a language-model matrix; a sentence where one
+        cannot be found."""
+        return {}
 
 
 REGISTRY: dict[str, Projector] = {}
@@ -89,10 +105,15 @@ def register(cls: type[Projector]) -> type[Projector]:
     return cls
 
 
-def add_tower(w: GGUFWriter, cfg: dict, *, image_size: int, blocks: int, heads: int, eps: float) -> None:
-    """The `clip.vision.*` keys every tower has (its config names some of them its own way: passed in), GELU among
-    them (SigLIP's and Qwen's towers: ggml's GELU is the tanh form)."""
+def add_tower(w: GGUFWriter, cfg: dict, *, image_size: int, blocks: int, heads: int, eps: float,
+              gelu: bool = True) -> None:
+    """The `clip.vision.*` keys every tower has (its config names some of them its own way: passed in), its MLP's
+    activation among them: GELU (SigLIP's and Qwen's towers: ggml's GELU is the tanh form), else SiLU; and the
+    heads' width where it is not the width over the heads (llama.cpp assumes that)."""
     vision = cfg["vision_config"]
+    head = head_dim(vision)
+    if head * heads != vision["hidden_size"]:
+        w.add_uint32("clip.vision.attention.head_dim", head)
     w.add_vision_projection_dim(cfg["text_config"]["hidden_size"])
     w.add_vision_image_size(image_size)
     w.add_vision_patch_size(vision["patch_size"])
@@ -101,26 +122,37 @@ def add_tower(w: GGUFWriter, cfg: dict, *, image_size: int, blocks: int, heads: 
     w.add_vision_block_count(blocks)
     w.add_vision_head_count(heads)
     w.add_vision_attention_layernorm_eps(eps)
-    w.add_vision_use_gelu(True)
+    if gelu:
+        w.add_vision_use_gelu(True)
+    else:
+        w.add_vision_use_silu(True)
 
 
-def add_normalization(w: GGUFWriter, preprocessor: dict, family: str) -> str | None:
+def head_dim(vision: dict) -> int:
+    """A tower's heads' width: as its config says, else its width over its heads."""
+    return vision.get("head_dim") or vision["hidden_size"] // (vision.get("num_attention_heads")
+                                                               or vision["num_heads"])
+
+
+def add_normalization(w: GGUFWriter, preprocessor: dict, family: str,
+                      default: tuple[list[float], list[float], str] = DEFAULT_NORMALIZATION) -> str | None:
     """The image's normalization, which the weights do not say: the processor's settings where the base model ships
-    them, else mean and std 0.5 (pixels in [-1, 1], as Gemma 3's and Qwen 3.5's processors have it); the sentence
-    for the report where it was assumed."""
+    them, else the family's processor's (`default`: mean, std, how the report says them; by default 0.5 and 0.5,
+    pixels in [-1, 1], as Gemma 3's and Qwen 3.5's have it); the sentence for the report where it was assumed."""
     mean, std = preprocessor.get("image_mean"), preprocessor.get("image_std")
     assumed = mean is None or std is None
     if assumed:
-        mean, std = [DEFAULT_MEAN_STD] * 3, [DEFAULT_MEAN_STD] * 3
+        mean, std, _ = default
     w.add_vision_image_mean([float(x) for x in mean])
     w.add_vision_image_std([float(x) for x in std])
-    return (f"the base model ships no image processor settings, so {family}'s (mean and std 0.5) were written"
+    return (f"the base model ships no image processor settings, so {family}'s ({default[2]}) were written"
             if assumed else None)
 
 
 def vision_name(name: str) -> str | None:
-    """A checkpoint tensor's name under `vision_tower.`, `multi_modal_projector.` or `visual.` (Qwen's tower and
-    merger), whatever the layout; None for one of none of them (the language model's)."""
+    """A checkpoint tensor's name under `vision_tower.`, `multi_modal_projector.`, `visual.` (Qwen's tower and
+    merger) or `embed_vision.` (Gemma 4's projector), whatever the layout; None for one of none of them (the language
+    model's, an audio tower's)."""
     for prefix, plain in PREFIXES:
         if name.startswith(prefix):
             return plain + name.removeprefix(prefix)
@@ -190,6 +222,7 @@ def write(run: dict, target: Path, progress) -> dict | None:
     why = projector.check(cfg)
     if why:
         return {"written": False, "why": f"no projector file: {why}"}
+    projector = projector.configured(cfg)
     found = tower_folder(run)
     if found is None:
         return {"written": False, "why": "the checkpoint holds no vision tower, so the model reads text"}
@@ -199,20 +232,26 @@ def write(run: dict, target: Path, progress) -> dict | None:
         gguf_name = projector.gguf_name(name, cfg)
         if gguf_name is not None:
             names[gguf_name] = tower[name]
-    missing = [n for n in projector.required(cfg) if n not in names]
+    from core.offload.layerwise import weight_files
+
+    rows = projector.rows(cfg, Path(run["model_path"]), weight_files(folder) or {})
+    if isinstance(rows, str):
+        return {"written": False, "why": f"no projector file: {rows}"}
+    missing = [n for n in projector.required(cfg) if n not in names and n not in rows]
     if missing:
         return {"written": False, "why": f"the checkpoint's vision tower lacks {', '.join(missing[:3])}, which "
                                          "llama.cpp needs, so no projector file was written"}
-    note = _write(projector, cfg, _preprocessor(Path(run["model_path"])), names, Path(target), progress)
+    note = _write(projector, cfg, _preprocessor(Path(run["model_path"])), names, Path(target), progress, rows)
     whose = ("the run's own (it saved the whole model)" if folder != Path(run["model_path"])
              else "the base model's (the run trained the language model)")
     return {"written": True, "file": Path(target).name, "bytes": Path(target).stat().st_size,
-            "tensors": sum(len(projector.splits.get(n, ((n,), 0))[0]) for n in names),
+            "tensors": sum(len(projector.splits.get(n, ((n,), 0))[0]) for n in names) + len(rows),
             "projector_type": projector.projector_type, "vision_tower": whose, "why": WHY,
             **({"note": note} if note else {})}
 
 
-def _write(projector: Projector, cfg: dict, preprocessor: dict, names: dict, target: Path, progress) -> str | None:
+def _write(projector: Projector, cfg: dict, preprocessor: dict, names: dict, target: Path, progress,
+           rows: dict | None = None) -> str | None:
     """The file itself: header, metadata and tensor table first, then each tensor read from its shard, converted and
     written in turn, so memory holds one tensor; under a temporary name renamed at the end (core.atomic)."""
     from safetensors import safe_open
@@ -231,7 +270,11 @@ def _write(projector: Projector, cfg: dict, preprocessor: dict, names: dict, tar
             for i, part in enumerate(parts):
                 shapes[part], pieces[part] = shape[:axis] + shape[axis + 1:], (stored, path, axis, i)
         else:
-            shapes[gguf_name], pieces[gguf_name] = shape, (stored, path, None, None)
+            shapes[gguf_name], pieces[gguf_name] = projector.shape(gguf_name, shape), (stored, path, None, None)
+    for gguf_name, (stored, path, row) in (rows or {}).items():  # one row of a language-model matrix
+        with safe_open(str(path), framework="pt") as f:
+            shape = tuple(f.get_slice(stored).get_shape())
+        shapes[gguf_name], pieces[gguf_name] = shape[1:], (stored, path, 0, row)
     kinds = {n: projector.tensor_type(n, s) for n, s in shapes.items()}
     sizes = {n: int(np.prod(s)) * np.dtype(TYPES[kinds[n]][0]).itemsize for n, s in shapes.items()}
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -254,8 +297,11 @@ def _write(projector: Projector, cfg: dict, preprocessor: dict, names: dict, tar
             for i, (n, (stored, path, axis, index)) in enumerate(pieces.items()):
                 progress.update(i / len(pieces), f"Writing {target.name}")
                 with safe_open(str(path), framework="pt") as f:
-                    array = f.get_tensor(stored).float().numpy()
-                if axis is not None:
+                    if n in (rows or {}):  # the row alone, not a whole vocabulary's embeddings
+                        array = f.get_slice(stored)[index:index + 1].float().numpy()[0]
+                    else:
+                        array = f.get_tensor(stored).float().numpy()
+                if axis is not None and n not in (rows or {}):
                     array = array.take(index, axis=axis)
                 w.write_tensor_data(np.ascontiguousarray(projector.transform(n, array), dtype=TYPES[kinds[n]][0]))
         finally:
@@ -265,4 +311,4 @@ def _write(projector: Projector, cfg: dict, preprocessor: dict, names: dict, tar
 
 
 # Each registers itself:
-from core.gguf_export.projectors import gemma3, qwen35  # noqa: E402,F401,I001
+from core.gguf_export.projectors import gemma3, gemma4, mistral3, qwen35  # noqa: E402,F401,I001

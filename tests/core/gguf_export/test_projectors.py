@@ -1,8 +1,10 @@
-"""The vision projector file (core/gguf_export/projectors/): a Gemma 3 or Qwen 3.5 run's export writes llama.cpp's
-mmproj file beside the language model, read back here with gguf's own reader: every tensor llama.cpp's loader
-(tools/mtmd/clip.cpp; models/siglip.cpp, models/qwen3vl.cpp) needs, in the shape (ggml's order) and type it reads,
-its keys, and the checkpoint's values (float16 rounding; Gemma's soft-embedding norm + 1; Qwen's patch convolution
-over two frames cut into one per frame). A text model's export writes none. llama.cpp itself reads the files in
+"""The vision projector file (core/gguf_export/projectors/): a Gemma 3, Qwen 3.5, Gemma 4 or Mistral 3 run's export
+writes llama.cpp's mmproj file beside the language model, read back here with gguf's own reader: every tensor
+llama.cpp's loader (tools/mtmd/clip.cpp; models/siglip.cpp, qwen3vl.cpp, gemma4v.cpp, pixtral.cpp) needs, in the
+shape (ggml's order) and type it reads, its keys, and the checkpoint's values (float16 rounding; Gemma 3's
+soft-embedding norm + 1; Qwen's patch convolution over two frames cut into one per frame; Gemma 4's patch matrix read
+as a convolution's kernel; Pixtral's queries and keys paired for llama.cpp's rope, and its [IMG_BREAK] embedding
+taken from the language model). A text model's export writes none. llama.cpp itself reads the files in
 benchmarks/llama_cpp_projectors.py."""
 
 from __future__ import annotations
@@ -201,3 +203,153 @@ def test_every_layout_s_tower_names_come_to_the_same():
             "multi_modal_projector.mm_input_projection_weight"
         assert projectors.vision_name(f"{prefix}visual.merger.norm.weight") == "visual.merger.norm.weight"  # Qwen's
     assert projectors.vision_name("model.language_model.layers.0.mlp.up_proj.weight") is None
+
+
+# The tiny Gemma 4's tower: 32 wide, 64 in its gated MLP, one layer of 2 heads 16 wide; patches of 16; position
+# tables of 10240 a side (transformers' default); text 64 wide.
+GV, GFF, GTEXT, GPATCH, GHEAD, GPOS = 32, 64, 64, 16, 16, 10240
+GEMMA4_READS = {  # GGUF name → (shape as ggml's ne, type), as clip.cpp and clip_graph_gemma4v use them
+    # the patch matrix [width, 16·16·3] as a convolution's kernel [width, 3, 16, 16]; no bias
+    "v.patch_embd.weight": ((GPATCH, GPATCH, 3, GV), "F16"),
+    # the columns' table, then the rows': llama.cpp views each half of ne[1] rows
+    "v.position_embd.weight": ((GV, GPOS, 2), "F32"),
+    **{f"v.blk.0.{p}.weight": ((GV, GV), "F16") for p in ("attn_q", "attn_k", "attn_v", "attn_out")},
+    **{f"v.blk.0.{p}.weight": ((GHEAD,), "F32") for p in ("attn_q_norm", "attn_k_norm")},
+    **{f"v.blk.0.{p}.weight": ((GV,), "F32") for p in ("ln1", "attn_post_norm", "ln2", "ffn_post_norm")},
+    "v.blk.0.ffn_gate.weight": ((GV, GFF), "F16"), "v.blk.0.ffn_up.weight": ((GV, GFF), "F16"),
+    "v.blk.0.ffn_down.weight": ((GFF, GV), "F16"),
+    # ne[0] the tower's width, ne[1] the text's (clip_n_mmproj_embd)
+    "mm.input_projection.weight": ((GV, GTEXT), "F16"),
+}
+GEMMA4_KEYS = {"general.architecture": "clip", "general.type": "mmproj", "clip.projector_type": "gemma4v",
+               "clip.has_vision_encoder": True, "clip.use_gelu": True, "clip.vision.patch_size": GPATCH,
+               "clip.vision.embedding_length": GV, "clip.vision.feed_forward_length": GFF,
+               "clip.vision.block_count": 1, "clip.vision.attention.head_count": 2,
+               "clip.vision.projection_dim": GTEXT, "clip.vision.image_mean": [0.0] * 3,
+               "clip.vision.image_std": [1.0] * 3}
+GEMMA4_NAMES = {"v.position_embd.weight": "model.vision_tower.patch_embedder.position_embedding_table",
+                "v.blk.0.attn_q.weight": "model.vision_tower.encoder.layers.0.self_attn.q_proj.linear.weight",
+                "v.blk.0.attn_k_norm.weight": "model.vision_tower.encoder.layers.0.self_attn.k_norm.weight",
+                "v.blk.0.ln2.weight": "model.vision_tower.encoder.layers.0.pre_feedforward_layernorm.weight",
+                "v.blk.0.attn_post_norm.weight":
+                    "model.vision_tower.encoder.layers.0.post_attention_layernorm.weight",
+                "v.blk.0.ffn_gate.weight": "model.vision_tower.encoder.layers.0.mlp.gate_proj.linear.weight",
+                "v.blk.0.ffn_down.weight": "model.vision_tower.encoder.layers.0.mlp.down_proj.linear.weight",
+                "mm.input_projection.weight": "model.embed_vision.embedding_projection.weight"}
+
+
+def test_a_gemma4_run_exports_the_projector_llama_cpp_reads(tmp_path):
+    run = lora_run(tmp_path, vision_language.gemma4)
+    out = export.export(run, "gguf", tmp_path / "gguf", "f16")
+    report = json.loads((out / "export.json").read_text())["projector"]
+    assert report["written"] and report["file"] == f"mmproj-base-{run['id']}.f16.gguf"
+    assert report["projector_type"] == "gemma4v" and "note" not in report  # no audio tower, nothing assumed
+    keys, tensors = read(out / report["file"])
+    assert {n: t[:2] for n, t in tensors.items()} == GEMMA4_READS and report["tensors"] == len(GEMMA4_READS)
+    for key, value in GEMMA4_KEYS.items():
+        assert keys[key] == value, key
+    assert "clip.vision.projector.scale_factor" not in keys  # pooled 3×3, llama.cpp's default
+    assert abs(keys["clip.vision.attention.layer_norm_epsilon"] - 1e-6) < 1e-12
+    stored = checkpoint(tmp_path / "base")
+    # the patch matrix's columns are [row, column, colour] of the patch; the kernel's axes colour, row, column
+    patch = stored["model.vision_tower.patch_embedder.input_proj.weight"].reshape(GV, GPATCH, GPATCH, 3)
+    wants = {**{n: stored[hf] for n, hf in GEMMA4_NAMES.items()}, "v.patch_embd.weight": patch.transpose(0, 3, 1, 2)}
+    for gguf_name, want in wants.items():
+        got = tensors[gguf_name][2]
+        assert got.shape == want.shape and np.array_equal(got, want.astype(got.dtype)), gguf_name
+
+
+def test_gemma4_s_clipped_linears_and_standardization_are_named_as_llama_cpp_reads_them():
+    """Settings the tiny model leaves off: each clipped linear's four bounds (scalars in the checkpoint, one-element
+    tensors named after their matrix in the file), the tower's standardization, and a model llama.cpp cannot run."""
+    from transformers import Gemma4Config
+
+    cfg = Gemma4Config(vision_config=dict(num_hidden_layers=1, hidden_size=32, intermediate_size=64,
+                                          num_attention_heads=2, num_key_value_heads=2, head_dim=16,
+                                          use_clipped_linears=True, standardize=True), audio_config=None).to_dict()
+    g4 = projectors.REGISTRY["gemma4"]
+    assert g4.check(cfg) is None
+    layer = "vision_tower.encoder.layers.0."
+    assert g4.gguf_name(layer + "self_attn.o_proj.input_max", cfg) == "v.blk.0.attn_out.input_max"
+    assert g4.gguf_name(layer + "mlp.up_proj.output_min", cfg) == "v.blk.0.ffn_up.output_min"
+    assert g4.gguf_name("vision_tower.std_scale", cfg) == "v.std_scale"
+    required = g4.required(cfg)
+    assert "v.blk.0.ffn_down.input_min" in required and "v.std_bias" in required
+    assert g4.shape("v.blk.0.attn_q.input_max", ()) == (1,)
+    assert g4.transform("v.blk.0.attn_q.input_max", np.array(2.5, dtype=np.float32)).tolist() == [2.5]
+    assert projectors.vision_name("model.audio_tower.layers.0.conv.weight") is None  # an audio tower is left out
+    cfg["vision_config"]["hidden_activation"] = "silu"
+    assert "activation is silu" in g4.check(cfg)
+
+
+# The tiny Mistral 3's Pixtral tower: 32 wide, 64 in its gated MLP, one layer of 2 heads 16 wide; patches of 14,
+# merged 2×2; text 64 wide. Its tokenizer given Mistral's image tokens, as released ones have them.
+MV, MFF, MTEXT, MPATCH, MHEAD = 32, 64, 64, 14, 16
+MISTRAL3_READS = {  # GGUF name → (shape as ggml's ne, type), as clip.cpp and clip_graph_pixtral use them
+    "v.patch_embd.weight": ((MPATCH, MPATCH, 3, MV), "F16"), "v.pre_ln.weight": ((MV,), "F32"),
+    **{f"v.blk.0.{p}.weight": ((MV, MV), "F16") for p in ("attn_q", "attn_k", "attn_v", "attn_out")},
+    "v.blk.0.ln1.weight": ((MV,), "F32"), "v.blk.0.ln2.weight": ((MV,), "F32"),
+    "v.blk.0.ffn_gate.weight": ((MV, MFF), "F16"), "v.blk.0.ffn_up.weight": ((MV, MFF), "F16"),
+    "v.blk.0.ffn_down.weight": ((MFF, MV), "F16"),
+    # the merger: a norm on each patch, then one matrix on 2×2 patches side by side; mm.2's ne[1] is the text's width
+    "mm.input_norm.weight": ((MV,), "F32"), "mm.patch_merger.weight": ((4 * MV, MV), "F16"),
+    "mm.1.weight": ((MV, MTEXT), "F16"), "mm.2.weight": ((MTEXT, MTEXT), "F16"),
+    # the [IMG_BREAK] token's embedding, which llama.cpp puts after each row of the image's tokens
+    "v.token_embd.img_break": ((MTEXT,), "F32"),
+}
+MISTRAL3_KEYS = {"general.architecture": "clip", "general.type": "mmproj", "clip.projector_type": "pixtral",
+                 "clip.has_vision_encoder": True, "clip.use_gelu": True, "clip.vision.image_size": 28,
+                 "clip.vision.patch_size": MPATCH, "clip.vision.embedding_length": MV,
+                 "clip.vision.feed_forward_length": MFF, "clip.vision.block_count": 1,
+                 "clip.vision.attention.head_count": 2, "clip.vision.projection_dim": MTEXT,
+                 "clip.vision.spatial_merge_size": 2}
+MISTRAL3_NAMES = {"v.patch_embd.weight": "vision_tower.patch_conv.weight",
+                  "v.blk.0.attn_v.weight": "vision_tower.transformer.layers.0.attention.v_proj.weight",
+                  "v.blk.0.ln2.weight": "vision_tower.transformer.layers.0.ffn_norm.weight",
+                  "mm.input_norm.weight": "multi_modal_projector.norm.weight",
+                  "mm.patch_merger.weight": "multi_modal_projector.patch_merger.merging_layer.weight",
+                  "mm.2.weight": "multi_modal_projector.linear_2.weight"}
+IMAGE_TOKENS = ["[IMG]", "[IMG_BREAK]", "[IMG_END]"]
+
+
+def mistral3_with_image_tokens(folder, vocab: int):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.add_special_tokens({"additional_special_tokens": IMAGE_TOKENS})
+    tok.save_pretrained(folder)
+    return vision_language.mistral3(folder, vocab=len(tok))
+
+
+def test_a_mistral3_run_exports_the_projector_llama_cpp_reads(tmp_path):
+    from transformers import AutoTokenizer
+
+    run = lora_run(tmp_path, mistral3_with_image_tokens)
+    out = export.export(run, "gguf", tmp_path / "gguf", "f16")
+    report = json.loads((out / "export.json").read_text())["projector"]
+    assert report["written"] and report["file"] == f"mmproj-base-{run['id']}.f16.gguf"
+    assert report["projector_type"] == "pixtral" and "Pixtral's (CLIP's mean and std)" in report["note"]
+    keys, tensors = read(out / report["file"])
+    assert {n: t[:2] for n, t in tensors.items()} == MISTRAL3_READS and report["tensors"] == len(MISTRAL3_READS)
+    for key, value in MISTRAL3_KEYS.items():
+        assert keys[key] == value, key
+    assert np.allclose(keys["clip.vision.image_mean"], [0.48145466, 0.4578275, 0.40821073])
+    assert abs(keys["clip.vision.attention.layer_norm_epsilon"] - 1e-5) < 1e-10
+    stored = checkpoint(tmp_path / "base")
+    brk = AutoTokenizer.from_pretrained(tmp_path / "base").convert_tokens_to_ids("[IMG_BREAK]")
+    wants = {**{n: stored[hf] for n, hf in MISTRAL3_NAMES.items()},
+             "v.token_embd.img_break": stored["language_model.model.embed_tokens.weight"][brk]}
+    for p in ("q", "k"):  # each head's rows [first half, second half] paired as llama.cpp's 2-D rope takes them
+        w = stored[f"vision_tower.transformer.layers.0.attention.{p}_proj.weight"]
+        wants[f"v.blk.0.attn_{p}.weight"] = w.reshape(2, 2, MHEAD // 2, MV).swapaxes(1, 2).reshape(MV, MV)
+    for gguf_name, want in wants.items():
+        got = tensors[gguf_name][2]
+        assert got.shape == want.shape and np.array_equal(got, want.astype(got.dtype)), gguf_name
+
+
+def test_a_mistral3_without_an_img_break_token_gets_a_sentence(tmp_path):
+    """llama.cpp's pixtral projector cannot do without the [IMG_BREAK] embedding: no file, and why."""
+    run = lora_run(tmp_path, vision_language.mistral3)
+    report = projectors.write(run, tmp_path / "out" / "mmproj.gguf", Progress())
+    assert not report["written"] and "no [IMG_BREAK] token" in report["why"]
+    assert not (tmp_path / "out" / "mmproj.gguf").exists()
