@@ -4,14 +4,15 @@ llama.cpp's loader (tools/mtmd/clip.cpp; models/siglip.cpp, qwen3vl.cpp, gemma4v
 shape (ggml's order) and type it reads, its keys, and the checkpoint's values (float16 rounding; Gemma 3's
 soft-embedding norm + 1; Qwen's patch convolution over two frames cut into one per frame; Gemma 4's patch matrix read
 as a convolution's kernel; Pixtral's queries and keys paired for llama.cpp's rope, and its [IMG_BREAK] embedding
-taken from the language model). A text model's export writes none. llama.cpp itself reads the files in
-benchmarks/llama_cpp_projectors.py."""
+taken from the language model), one case per registered projector in one table (CASES). A text model's export
+writes none. llama.cpp itself reads the files in benchmarks/llama_cpp_projectors.py."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from core import export
@@ -70,30 +71,16 @@ def checkpoint(folder) -> dict:
     return out
 
 
-def check_values(tensors, stored: dict) -> None:
-    for gguf_name, hf_name in CHECKPOINT_NAMES.items():
-        want = stored[hf_name] + (1.0 if gguf_name == "mm.soft_emb_norm.weight" else 0.0)
+def check_values(tensors, wants: dict) -> None:
+    for gguf_name, want in wants.items():
         got = tensors[gguf_name][2]
         assert got.shape == want.shape, gguf_name
         assert np.array_equal(got, want.astype(got.dtype)), gguf_name  # the same, rounded to the file's type
 
 
-def test_a_gemma3_run_exports_the_projector_llama_cpp_reads(tmp_path):
-    run = lora_run(tmp_path, vision_language.gemma3)
-    out = export.export(run, "gguf", tmp_path / "gguf", "f16")
-    report = json.loads((out / "export.json").read_text())["projector"]
-    assert report["written"] and report["file"] == f"mmproj-base-{run['id']}.f16.gguf"
-    assert "base model's" in report["vision_tower"] and "--mmproj" in report["why"]
-    assert projectors.said({"projector": report}) == (
-        f"Vision: {report['file']} holds the vision tower, the base model's (the run trained the language model): "
-        f"give it to llama.cpp with --mmproj {report['file']}; LM Studio uses it beside the model.")
-    keys, tensors = read(out / report["file"])
-    assert {n: t[:2] for n, t in tensors.items()} == LLAMA_CPP_READS and report["tensors"] == len(LLAMA_CPP_READS)
-    for key, value in KEYS.items():
-        assert keys[key] == value, key
-    assert abs(keys["clip.vision.attention.layer_norm_epsilon"] - 1e-6) < 1e-12
-    check_values(tensors, checkpoint(tmp_path / "base"))
-    assert sorted(p.name for p in out.glob("mmproj-*")) == [report["file"]]
+def gemma3_wants(stored: dict, base=None) -> dict:
+    """What Gemma 3's file holds of the checkpoint: its tensors, the soft-embedding norm + 1."""
+    return {n: stored[hf] + (1.0 if n == "mm.soft_emb_norm.weight" else 0.0) for n, hf in CHECKPOINT_NAMES.items()}
 
 
 # The tiny Qwen 3.5's tower: 32 wide, 64 in its MLP, one layer of 2 heads; patches of 16 over 2 frames, merged 2×2;
@@ -130,26 +117,6 @@ QWEN_NAMES = {"v.position_embd.weight": "model.visual.pos_embed.weight",
               "mm.2.bias": "model.visual.merger.linear_fc2.bias"}
 
 
-def test_a_qwen3_5_run_exports_the_projector_llama_cpp_reads(tmp_path):
-    run = lora_run(tmp_path, vision_language.qwen3_5)
-    out = export.export(run, "gguf", tmp_path / "gguf", "f16")
-    report = json.loads((out / "export.json").read_text())["projector"]
-    assert report["written"] and report["file"] == f"mmproj-base-{run['id']}.f16.gguf"
-    assert report["projector_type"] == "qwen3vl_merger" and "Qwen 3.5's (mean and std 0.5)" in report["note"]
-    keys, tensors = read(out / report["file"])
-    assert {n: t[:2] for n, t in tensors.items()} == QWEN_READS and report["tensors"] == len(QWEN_READS)
-    for key, value in QWEN_KEYS.items():
-        assert keys[key] == value, key
-    assert abs(keys["clip.vision.attention.layer_norm_epsilon"] - 1e-6) < 1e-12
-    stored = checkpoint(tmp_path / "base")
-    patch = stored["model.visual.patch_embed.proj.weight"]  # [width, 3, frames, 16, 16]
-    wants = {**{n: stored[hf] for n, hf in QWEN_NAMES.items()},
-             "v.patch_embd.weight": patch[:, :, 0], "v.patch_embd.weight.1": patch[:, :, 1]}
-    for gguf_name, want in wants.items():
-        got = tensors[gguf_name][2]
-        assert got.shape == want.shape and np.array_equal(got, want.astype(got.dtype)), gguf_name
-
-
 def test_a_qwen_tower_llama_cpp_cannot_run_gets_a_sentence():
     """A setting llama.cpp's qwen3vl graph does not take is refused with why, never written wrong."""
     from transformers import Qwen3_5Config
@@ -177,7 +144,7 @@ def test_a_whole_model_run_s_own_tower_is_written(tmp_path):
            "status": "done"}
     report = projectors.write(run, tmp_path / "out" / "mmproj.gguf", Progress())
     assert report["written"] and "run's own" in report["vision_tower"]
-    check_values(read(tmp_path / "out" / "mmproj.gguf")[1], checkpoint(tmp_path / "run" / "result"))
+    check_values(read(tmp_path / "out" / "mmproj.gguf")[1], gemma3_wants(checkpoint(tmp_path / "run" / "result")))
 
 
 def test_a_text_model_s_export_writes_no_projector(tmp_path):
@@ -238,27 +205,6 @@ GEMMA4_NAMES = {"v.position_embd.weight": "model.vision_tower.patch_embedder.pos
                 "mm.input_projection.weight": "model.embed_vision.embedding_projection.weight"}
 
 
-def test_a_gemma4_run_exports_the_projector_llama_cpp_reads(tmp_path):
-    run = lora_run(tmp_path, vision_language.gemma4)
-    out = export.export(run, "gguf", tmp_path / "gguf", "f16")
-    report = json.loads((out / "export.json").read_text())["projector"]
-    assert report["written"] and report["file"] == f"mmproj-base-{run['id']}.f16.gguf"
-    assert report["projector_type"] == "gemma4v" and "note" not in report  # no audio tower, nothing assumed
-    keys, tensors = read(out / report["file"])
-    assert {n: t[:2] for n, t in tensors.items()} == GEMMA4_READS and report["tensors"] == len(GEMMA4_READS)
-    for key, value in GEMMA4_KEYS.items():
-        assert keys[key] == value, key
-    assert "clip.vision.projector.scale_factor" not in keys  # pooled 3×3, llama.cpp's default
-    assert abs(keys["clip.vision.attention.layer_norm_epsilon"] - 1e-6) < 1e-12
-    stored = checkpoint(tmp_path / "base")
-    # the patch matrix's columns are [row, column, colour] of the patch; the kernel's axes colour, row, column
-    patch = stored["model.vision_tower.patch_embedder.input_proj.weight"].reshape(GV, GPATCH, GPATCH, 3)
-    wants = {**{n: stored[hf] for n, hf in GEMMA4_NAMES.items()}, "v.patch_embd.weight": patch.transpose(0, 3, 1, 2)}
-    for gguf_name, want in wants.items():
-        got = tensors[gguf_name][2]
-        assert got.shape == want.shape and np.array_equal(got, want.astype(got.dtype)), gguf_name
-
-
 def test_gemma4_s_clipped_linears_and_standardization_are_named_as_llama_cpp_reads_them():
     """Settings the tiny model leaves off: each clipped linear's four bounds (scalars in the checkpoint, one-element
     tensors named after their matrix in the file), the tower's standardization, and a model llama.cpp cannot run."""
@@ -302,7 +248,7 @@ MISTRAL3_KEYS = {"general.architecture": "clip", "general.type": "mmproj", "clip
                  "clip.vision.patch_size": MPATCH, "clip.vision.embedding_length": MV,
                  "clip.vision.feed_forward_length": MFF, "clip.vision.block_count": 1,
                  "clip.vision.attention.head_count": 2, "clip.vision.projection_dim": MTEXT,
-                 "clip.vision.spatial_merge_size": 2}
+                 "clip.vision.spatial_merge_size": 2, "clip.vision.image_mean": [0.48145466, 0.4578275, 0.40821073]}
 MISTRAL3_NAMES = {"v.patch_embd.weight": "vision_tower.patch_conv.weight",
                   "v.blk.0.attn_v.weight": "vision_tower.transformer.layers.0.attention.v_proj.weight",
                   "v.blk.0.ln2.weight": "vision_tower.transformer.layers.0.ffn_norm.weight",
@@ -321,35 +267,73 @@ def mistral3_with_image_tokens(folder, vocab: int):
     return vision_language.mistral3(folder, vocab=len(tok))
 
 
-def test_a_mistral3_run_exports_the_projector_llama_cpp_reads(tmp_path):
-    from transformers import AutoTokenizer
-
-    run = lora_run(tmp_path, mistral3_with_image_tokens)
-    out = export.export(run, "gguf", tmp_path / "gguf", "f16")
-    report = json.loads((out / "export.json").read_text())["projector"]
-    assert report["written"] and report["file"] == f"mmproj-base-{run['id']}.f16.gguf"
-    assert report["projector_type"] == "pixtral" and "Pixtral's (CLIP's mean and std)" in report["note"]
-    keys, tensors = read(out / report["file"])
-    assert {n: t[:2] for n, t in tensors.items()} == MISTRAL3_READS and report["tensors"] == len(MISTRAL3_READS)
-    for key, value in MISTRAL3_KEYS.items():
-        assert keys[key] == value, key
-    assert np.allclose(keys["clip.vision.image_mean"], [0.48145466, 0.4578275, 0.40821073])
-    assert abs(keys["clip.vision.attention.layer_norm_epsilon"] - 1e-5) < 1e-10
-    stored = checkpoint(tmp_path / "base")
-    brk = AutoTokenizer.from_pretrained(tmp_path / "base").convert_tokens_to_ids("[IMG_BREAK]")
-    wants = {**{n: stored[hf] for n, hf in MISTRAL3_NAMES.items()},
-             "v.token_embd.img_break": stored["language_model.model.embed_tokens.weight"][brk]}
-    for p in ("q", "k"):  # each head's rows [first half, second half] paired as llama.cpp's 2-D rope takes them
-        w = stored[f"vision_tower.transformer.layers.0.attention.{p}_proj.weight"]
-        wants[f"v.blk.0.attn_{p}.weight"] = w.reshape(2, 2, MHEAD // 2, MV).swapaxes(1, 2).reshape(MV, MV)
-    for gguf_name, want in wants.items():
-        got = tensors[gguf_name][2]
-        assert got.shape == want.shape and np.array_equal(got, want.astype(got.dtype)), gguf_name
-
-
 def test_a_mistral3_without_an_img_break_token_gets_a_sentence(tmp_path):
     """llama.cpp's pixtral projector cannot do without the [IMG_BREAK] embedding: no file, and why."""
     run = lora_run(tmp_path, vision_language.mistral3)
     report = projectors.write(run, tmp_path / "out" / "mmproj.gguf", Progress())
     assert not report["written"] and "no [IMG_BREAK] token" in report["why"]
     assert not (tmp_path / "out" / "mmproj.gguf").exists()
+
+
+def qwen35_wants(stored: dict, base) -> dict:
+    """Its tensors, the patch convolution [width, 3, frames, 16, 16] cut into one kernel per frame."""
+    patch = stored["model.visual.patch_embed.proj.weight"]
+    return {**{n: stored[hf] for n, hf in QWEN_NAMES.items()},
+            "v.patch_embd.weight": patch[:, :, 0], "v.patch_embd.weight.1": patch[:, :, 1]}
+
+
+def gemma4_wants(stored: dict, base) -> dict:
+    """Its tensors, the patch matrix's columns ([row, column, colour] of a patch) as a kernel's colour, row, column."""
+    patch = stored["model.vision_tower.patch_embedder.input_proj.weight"].reshape(GV, GPATCH, GPATCH, 3)
+    return {**{n: stored[hf] for n, hf in GEMMA4_NAMES.items()}, "v.patch_embd.weight": patch.transpose(0, 3, 1, 2)}
+
+
+def mistral3_wants(stored: dict, base) -> dict:
+    """Its tensors, each head's query and key rows [first half, second half] paired as llama.cpp's 2-D rope takes
+    them, and the language model's [IMG_BREAK] row."""
+    from transformers import AutoTokenizer
+
+    brk = AutoTokenizer.from_pretrained(base).convert_tokens_to_ids("[IMG_BREAK]")
+    wants = {**{n: stored[hf] for n, hf in MISTRAL3_NAMES.items()},
+             "v.token_embd.img_break": stored["language_model.model.embed_tokens.weight"][brk]}
+    for p in ("q", "k"):
+        w = stored[f"vision_tower.transformer.layers.0.attention.{p}_proj.weight"]
+        wants[f"v.blk.0.attn_{p}.weight"] = w.reshape(2, 2, MHEAD // 2, MV).swapaxes(1, 2).reshape(MV, MV)
+    return wants
+
+
+# model → (its tiny checkpoint, what llama.cpp reads, the keys, the tower's norm epsilon, the report's note on what
+# was assumed or None, the values the file holds from the checkpoint's tensors)
+CASES = {
+    "gemma3": (vision_language.gemma3, LLAMA_CPP_READS, KEYS, 1e-6, "Gemma 3's (mean and std 0.5)", gemma3_wants),
+    "qwen3_5": (vision_language.qwen3_5, QWEN_READS, QWEN_KEYS, 1e-6, "Qwen 3.5's (mean and std 0.5)", qwen35_wants),
+    "gemma4": (vision_language.gemma4, GEMMA4_READS, GEMMA4_KEYS, 1e-6, None, gemma4_wants),  # (no audio tower)
+    "mistral3": (mistral3_with_image_tokens, MISTRAL3_READS, MISTRAL3_KEYS, 1e-5, "Pixtral's (CLIP's mean and std)",
+                 mistral3_wants),
+}
+
+
+def test_every_registered_projector_has_a_case():
+    assert {type(p) for p in projectors.REGISTRY.values()} == {type(projectors.REGISTRY[m]) for m in CASES}
+
+
+@pytest.mark.parametrize("model", sorted(CASES))
+def test_each_projector_writes_what_llama_cpp_reads(tmp_path, model):
+    build, reads, keys_wanted, eps, note, wants = CASES[model]
+    run = lora_run(tmp_path, build)
+    out = export.export(run, "gguf", tmp_path / "gguf", "f16")
+    report = json.loads((out / "export.json").read_text())["projector"]
+    assert report["written"] and report["file"] == f"mmproj-base-{run['id']}.f16.gguf"
+    assert report["projector_type"] == keys_wanted["clip.projector_type"] and "--mmproj" in report["why"]
+    assert (note in report["note"]) if note else "note" not in report
+    assert projectors.said({"projector": report}) == (
+        f"Vision: {report['file']} holds the vision tower, the base model's (the run trained the language model): "
+        f"give it to llama.cpp with --mmproj {report['file']}; LM Studio uses it beside the model.")
+    keys, tensors = read(out / report["file"])
+    assert {n: t[:2] for n, t in tensors.items()} == reads and report["tensors"] == len(reads)
+    for key, value in keys_wanted.items():
+        assert np.allclose(keys[key], value) if key == "clip.vision.image_mean" else keys[key] == value, key
+    assert "clip.vision.projector.scale_factor" in keys_wanted or "clip.vision.projector.scale_factor" not in keys
+    assert abs(keys["clip.vision.attention.layer_norm_epsilon"] - eps) < eps * 1e-5
+    check_values(tensors, wants(checkpoint(tmp_path / "base"), tmp_path / "base"))
+    assert sorted(f.name for f in out.glob("mmproj-*")) == [report["file"]]
