@@ -11,7 +11,8 @@ A projector says what llama.cpp's loader (tools/mtmd/clip.cpp) needs that the ch
 
 - `gguf_name(name)`: the GGUF name of a tower or projector tensor, by its name under `vision_tower.`,
   `multi_modal_projector.`, Qwen's `visual.` or Gemma 4's `embed_vision.` (the checkpoint's layout taken off:
-  `vision_name`); None for one llama.cpp does not read;
+  `vision_name`); None for one llama.cpp does not read; by default from the class's tables (`others`, `layer`,
+  `layer_parts`, `kinds`), which `required` reads too;
 - `required(cfg)`: the names its loader refuses a file without, so a checkpoint lacking one gets a sentence, not a
   file llama.cpp cannot open;
 - `check(cfg)`: why a setting of the model keeps llama.cpp from reading it, or None;
@@ -33,6 +34,7 @@ Facts (key and tensor names, types) follow llama.cpp's loader and converter; the
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import ClassVar
 
@@ -61,12 +63,30 @@ class Projector:
     f32_names: ClassVar[tuple[str, ...]] = ()
     # GGUF name (as gguf_name gives it) → (the names of its pieces, the axis it is cut along), one piece per index
     splits: ClassVar[dict[str, tuple[tuple[str, ...], int]]] = {}
+    # The names by table, for a tower whose blocks' tensors are `<block>.<part>.<kind>` (the default gguf_name and
+    # required): the tensors outside the blocks (checkpoint name → GGUF name), a block tensor's pattern (groups:
+    # block, part, kind), each part's GGUF name, the kinds every part has, the config's count of blocks, and the
+    # outside tensors a checkpoint may lack
+    others: ClassVar[dict[str, str]] = {}
+    layer: ClassVar[re.Pattern | None] = None
+    layer_parts: ClassVar[dict[str, str]] = {}
+    kinds: ClassVar[tuple[str, ...]] = ("weight", "bias")
+    blocks_key: ClassVar[str] = "num_hidden_layers"
+    optional: ClassVar[tuple[str, ...]] = ()
 
     def gguf_name(self, name: str, cfg: dict) -> str | None:
-        raise NotImplementedError
+        if name in self.others:
+            return self.others[name]
+        m = self.layer.match(name) if self.layer else None
+        if m and m.group(2) in self.layer_parts and m.group(3) in self.kinds:
+            return f"v.blk.{m.group(1)}.{self.layer_parts[m.group(2)]}.{m.group(3)}"
+        # a bug in our table, never a silent gap
+        raise ValueError(f"no GGUF name for {name} ({self.projector_type} projector)")
 
     def required(self, cfg: dict) -> list[str]:
-        return []
+        layers = [f"v.blk.{i}.{part}.{kind}" for i in range(cfg["vision_config"][self.blocks_key])
+                  for part in self.layer_parts.values() for kind in self.kinds]
+        return [n for n in self.others.values() if n not in self.optional] + layers
 
     def check(self, cfg: dict) -> str | None:
         """Why llama.cpp could not read this model's projector (a sentence), or None."""

@@ -48,20 +48,10 @@ class Gemma3(Projector):
     projector_type = "gemma3"
     f32_names = ("v.patch_embd.weight", "v.position_embd.weight")
 
-    def gguf_name(self, name: str, cfg: dict) -> str | None:
-        if name.startswith("vision_tower.head."):
-            return None
-        if name in OTHERS:
-            return OTHERS[name]
-        m = LAYER.match(name)
-        if m and m.group(2) in LAYER_PARTS:
-            return f"v.blk.{m.group(1)}.{LAYER_PARTS[m.group(2)]}.{m.group(3)}"
-        raise ValueError(f"no GGUF name for {name} (gemma3 projector)")  # a bug in our table, never a silent gap
+    others, layer, layer_parts = OTHERS, LAYER, LAYER_PARTS
 
-    def required(self, cfg: dict) -> list[str]:
-        layers = [f"v.blk.{i}.{part}.{kind}" for i in range(cfg["vision_config"]["num_hidden_layers"])
-                  for part in LAYER_PARTS.values() for kind in ("weight", "bias")]
-        return [*OTHERS.values(), *layers]
+    def gguf_name(self, name: str, cfg: dict) -> str | None:
+        return None if name.startswith("vision_tower.head.") else super().gguf_name(name, cfg)
 
     def check(self, cfg: dict) -> str | None:
         tokens, side, patches = _pooling(cfg)

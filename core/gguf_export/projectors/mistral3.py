@@ -29,7 +29,7 @@ from gguf import GGUFWriter
 
 from core.gguf_export.projectors import Projector, add_normalization, add_tower, head_dim, register
 
-LAYER = re.compile(r"vision_tower\.transformer\.layers\.(\d+)\.(.+)\.weight$")
+LAYER = re.compile(r"vision_tower\.transformer\.layers\.(\d+)\.(.+)\.(weight)$")
 LAYER_PARTS = {"attention.q_proj": "attn_q", "attention.k_proj": "attn_k", "attention.v_proj": "attn_v",
                "attention.o_proj": "attn_out", "attention_norm": "ln1", "ffn_norm": "ln2",
                "feed_forward.gate_proj": "ffn_gate", "feed_forward.up_proj": "ffn_up",
@@ -61,18 +61,10 @@ class Mistral3(Projector):
     def configured(self, cfg: dict) -> Projector:
         return type(self)(head_dim(cfg["vision_config"]))
 
-    def gguf_name(self, name: str, cfg: dict) -> str | None:
-        if name in OTHERS:
-            return OTHERS[name]
-        m = LAYER.match(name)
-        if m and m.group(2) in LAYER_PARTS:
-            return f"v.blk.{m.group(1)}.{LAYER_PARTS[m.group(2)]}.weight"
-        raise ValueError(f"no GGUF name for {name} (pixtral projector)")  # a bug in our table, never a silent gap
+    others, layer, layer_parts, kinds, optional = OTHERS, LAYER, LAYER_PARTS, ("weight",), OPTIONAL
 
     def required(self, cfg: dict) -> list[str]:
-        layers = [f"v.blk.{i}.{part}.weight" for i in range(cfg["vision_config"]["num_hidden_layers"])
-                  for part in LAYER_PARTS.values()]
-        return [n for n in OTHERS.values() if n not in OPTIONAL] + layers + [BREAK]
+        return super().required(cfg) + [BREAK]
 
     def check(self, cfg: dict) -> str | None:
         vision = cfg["vision_config"]

@@ -52,18 +52,7 @@ class Qwen35(Projector):
     # The convolution's kernel is [width, 3, frames, patch, patch]: one 2-D kernel per frame, cut along axis 2.
     splits = {PATCH: ((PATCH, f"{PATCH}.1"), 2)}
 
-    def gguf_name(self, name: str, cfg: dict) -> str | None:
-        if name in OTHERS:
-            return OTHERS[name]
-        m = LAYER.match(name)
-        if m and m.group(2) in LAYER_PARTS:
-            return f"v.blk.{m.group(1)}.{LAYER_PARTS[m.group(2)]}.{m.group(3)}"
-        raise ValueError(f"no GGUF name for {name} (qwen3vl_merger projector)")  # a bug in our table
-
-    def required(self, cfg: dict) -> list[str]:
-        layers = [f"v.blk.{i}.{part}.{kind}" for i in range(cfg["vision_config"]["depth"])
-                  for part in LAYER_PARTS.values() for kind in ("weight", "bias")]
-        return [*OTHERS.values(), *layers]
+    others, layer, layer_parts, blocks_key = OTHERS, LAYER, LAYER_PARTS, "depth"
 
     def check(self, cfg: dict) -> str | None:
         vision = cfg["vision_config"]
