@@ -13,8 +13,9 @@ The folder it makes holds:
   file (llama.cpp's LoRA cannot carry DoRA's magnitudes; a whole-model run has no adapter);
 - `chat_template.jinja` beside the LoRA file where the exported chat template is not the base model's (it writes
   tools as the run learned them): a base GGUF carries its own, so llama.cpp is given this one with `--lora`;
-- `mmproj-<model>-<run>.f16.gguf`, for a vision-language model whose vision tower we write (Gemma 3): llama.cpp's
-  projector file (`--mmproj`; LM Studio finds it by its name), so the exported model still sees (projectors/);
+- `mmproj-<model>-<run>.f16.gguf`, for a vision-language model whose vision tower we write (Gemma 3 and 4, Qwen 3.5,
+  Mistral 3), or the `mmproj-*.gguf` that sat beside a GGUF base: llama.cpp's projector file (`--mmproj`; LM Studio
+  finds it by its name), so the exported model still sees (projectors/);
 - `export.json`: what was decided and why, and the verification, for the person and the UI.
 
 Everything is written in a temporary folder beside the target and renamed at the end (core.atomic),

@@ -5,7 +5,8 @@ llama.cpp keeps a vision tower out of the language model's GGUF, in a file of it
 llama-server and llama-mtmd-cli; LM Studio picks up an `mmproj-*.gguf` beside the model): without one an exported
 vision-language model has lost its base model's sight. The runs train the language model (a LoRA's targets are its
 layers), so the tower is the base model's; a whole-model run's result holds it too where it saved the whole model,
-and then that one is read.
+and then that one is read. A base converted from a GGUF holds no tower (core/gguf_import.py reads the language
+model); where its GGUF had a projector file beside it (LM Studio's layout), that file goes into the export as it is.
 
 A projector says what llama.cpp's loader (tools/mtmd/clip.cpp) needs that the checkpoint spells otherwise:
 
@@ -234,7 +235,7 @@ def write(run: dict, target: Path, progress) -> dict | None:
     vision tower (a text model), whose export stays as it was."""
     cfg = _config(run)
     if "vision_config" not in cfg:
-        return None
+        return _beside_source(run, target.parent)
     projector = REGISTRY.get(cfg.get("model_type"))
     if projector is None:
         return {"written": False, "why": f"no projector file is written for {cfg.get('model_type')}'s vision tower "
@@ -268,6 +269,32 @@ def write(run: dict, target: Path, progress) -> dict | None:
             "tensors": sum(len(projector.splits.get(n, ((n,), 0))[0]) for n in names) + len(rows),
             "projector_type": projector.projector_type, "vision_tower": whose, "why": WHY,
             **({"note": note} if note else {})}
+
+
+def _beside_source(run: dict, folder: Path) -> dict | None:
+    """For a base model converted from a GGUF (its language model alone) that had a projector file beside it, as
+    LM Studio keeps a vision model (`mmproj-*.gguf` in the model's folder): that file, linked (or copied) into the
+    export, since a run that trains the language model leaves the tower as it was; None where there is none."""
+    import os
+    import shutil
+
+    from core.model_source import SOURCE_NOTE
+
+    try:
+        source = Path(json.loads((Path(run["model_path"]) / SOURCE_NOTE).read_text(encoding="utf-8"))["gguf"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    found = sorted(source.parent.glob("mmproj*.gguf"),
+                   key=lambda f: (not re.search(r"(?<![a-z])f16", f.name.lower()), f.name))  # f16, not bf16
+    if not found:
+        return None
+    target = folder / found[0].name  # (f16 first where there are several)
+    try:
+        os.link(found[0], target)
+    except OSError:  # another drive, or a filesystem without hard links
+        shutil.copyfile(found[0], target)
+    return {"written": True, "file": target.name, "bytes": target.stat().st_size, "why": WHY,
+            "vision_tower": f"the base GGUF's, from the projector file beside it ({found[0]})"}
 
 
 def _write(projector: Projector, cfg: dict, preprocessor: dict, names: dict, target: Path, progress,

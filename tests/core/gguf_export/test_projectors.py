@@ -337,3 +337,26 @@ def test_each_projector_writes_what_llama_cpp_reads(tmp_path, model):
     assert abs(keys["clip.vision.attention.layer_norm_epsilon"] - eps) < eps * 1e-5
     check_values(tensors, wants(checkpoint(tmp_path / "base"), tmp_path / "base"))
     assert sorted(f.name for f in out.glob("mmproj-*")) == [report["file"]]
+
+
+def test_a_gguf_base_s_projector_file_beside_it_goes_with_the_export(tmp_path):
+    """LM Studio keeps a vision model's projector beside its GGUF; the language model converted from it has no tower,
+    which a run leaves as it was: that file (f16 where there are several) goes into the export, the same bytes."""
+    from core.model_source import SOURCE_NOTE
+
+    folder, published = tmp_path / "converted", tmp_path / "lmstudio" / "acme" / "seer"
+    tiny.byte_level(folder)
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 64, "vocab_size": 300,
+                                                    "num_hidden_layers": 2, "num_attention_heads": 4}))
+    published.mkdir(parents=True)
+    (folder / SOURCE_NOTE).write_text(json.dumps({"gguf": str(published / "seer-Q4_K_M.gguf"), "converter": 3}))
+    run = {"id": "s1", "model_path": str(folder), "strategy": "lora"}
+    assert projectors.write(run, tmp_path / "out1" / "mmproj.gguf", Progress()) is None  # nothing beside it
+    for name, body in (("mmproj-seer-bf16.gguf", b"GGUF bf16"), ("mmproj-seer-f16.gguf", b"GGUF f16")):
+        (published / name).write_bytes(body)
+    (tmp_path / "out2").mkdir()
+    report = projectors.write(run, tmp_path / "out2" / "mmproj.gguf", Progress())
+    assert report["written"] and report["file"] == "mmproj-seer-f16.gguf" and "beside it" in report["vision_tower"]
+    assert (tmp_path / "out2" / "mmproj-seer-f16.gguf").read_bytes() == b"GGUF f16"
+    assert projectors.said({"projector": report}).startswith("Vision: mmproj-seer-f16.gguf holds the vision tower, the "
+                                                             "base GGUF's")
