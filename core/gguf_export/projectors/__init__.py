@@ -81,8 +81,7 @@ class Projector:
         m = self.layer.match(name) if self.layer else None
         if m and m.group(2) in self.layer_parts and m.group(3) in self.kinds:
             return f"v.blk.{m.group(1)}.{self.layer_parts[m.group(2)]}.{m.group(3)}"
-        # a bug in our table, never a silent gap
-        raise ValueError(f"no GGUF name for {name} ({self.projector_type} projector)")
+        raise Unnamed(name, self.projector_type)  # never a silent gap
 
     def required(self, cfg: dict) -> list[str]:
         layers = [f"v.blk.{i}.{part}.{kind}" for i in range(cfg["vision_config"][self.blocks_key])
@@ -113,6 +112,15 @@ class Projector:
         """GGUF name → (stored name, file, row) of each row taken from a language-model matrix; a sentence where one
         cannot be found."""
         return {}
+
+
+class Unnamed(ValueError):
+    """A tower tensor a projector's table does not name: a checkpoint laid out as we have not seen (a file without
+    it, or with it unnamed, would be one llama.cpp refuses or reads wrong), so no projector file is written."""
+
+    def __init__(self, name: str, projector_type: str):
+        super().__init__(f"the vision tower holds {name}, which our {projector_type} projector does not name (a "
+                         "layout not seen before; please report it)")
 
 
 REGISTRY: dict[str, Projector] = {}
@@ -238,30 +246,33 @@ def write(run: dict, target: Path, progress) -> dict | None:
         return _beside_source(run, target.parent)
     projector = REGISTRY.get(cfg.get("model_type"))
     if projector is None:
-        return {"written": False, "why": f"no projector file is written for {cfg.get('model_type')}'s vision tower "
-                                         f"yet (only for {', '.join(sorted(REGISTRY))}), so the model reads text"}
+        return {"written": False, "why": f"we write none for {cfg.get('model_type')}'s vision tower yet (only for "
+                                         f"{', '.join(sorted(REGISTRY))}), so the model reads text"}
     why = projector.check(cfg)
     if why:
-        return {"written": False, "why": f"no projector file: {why}"}
+        return {"written": False, "why": why}
     projector = projector.configured(cfg)
     found = tower_folder(run)
     if found is None:
         return {"written": False, "why": "the checkpoint holds no vision tower, so the model reads text"}
     folder, tower = found
     names = {}
-    for name in sorted(tower):
-        gguf_name = projector.gguf_name(name, cfg)
-        if gguf_name is not None:
-            names[gguf_name] = tower[name]
+    try:
+        for name in sorted(tower):
+            gguf_name = projector.gguf_name(name, cfg)
+            if gguf_name is not None:
+                names[gguf_name] = tower[name]
+    except Unnamed as e:  # the language model's file is whole all the same
+        return {"written": False, "why": str(e)}
     from core.offload.layerwise import weight_files
 
     rows = projector.rows(cfg, Path(run["model_path"]), weight_files(folder) or {})
     if isinstance(rows, str):
-        return {"written": False, "why": f"no projector file: {rows}"}
+        return {"written": False, "why": rows}
     missing = [n for n in projector.required(cfg) if n not in names and n not in rows]
     if missing:
         return {"written": False, "why": f"the checkpoint's vision tower lacks {', '.join(missing[:3])}, which "
-                                         "llama.cpp needs, so no projector file was written"}
+                                         "llama.cpp needs"}
     note = _write(projector, cfg, _preprocessor(Path(run["model_path"])), names, Path(target), progress, rows)
     whose = ("the run's own (it saved the whole model)" if folder != Path(run["model_path"])
              else "the base model's (the run trained the language model)")

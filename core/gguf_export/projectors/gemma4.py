@@ -28,7 +28,7 @@ import re
 import numpy as np
 from gguf import GGUFWriter
 
-from core.gguf_export.projectors import Projector, add_tower, head_dim, register
+from core.gguf_export.projectors import Projector, Unnamed, add_tower, head_dim, register
 
 LAYER = re.compile(r"vision_tower\.encoder\.layers\.(\d+)\.(.+)$")
 LINEARS = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
@@ -70,7 +70,7 @@ class Gemma4(Projector):
                 return f"v.blk.{block}.{NORMS[part]}.weight"
             if rest == "layer_scalar":
                 return f"v.blk.{block}.out_scale.weight"
-        raise ValueError(f"no GGUF name for {name} (gemma4v projector)")  # a bug in our table, never a silent gap
+        raise Unnamed(name, self.projector_type)  # never a silent gap
 
     def required(self, cfg: dict) -> list[str]:
         vision = cfg["vision_config"]

@@ -360,3 +360,21 @@ def test_a_gguf_base_s_projector_file_beside_it_goes_with_the_export(tmp_path):
     assert (tmp_path / "out2" / "mmproj-seer-f16.gguf").read_bytes() == b"GGUF f16"
     assert projectors.said({"projector": report}).startswith("Vision: mmproj-seer-f16.gguf holds the vision tower, the "
                                                              "base GGUF's")
+
+
+def test_a_tower_tensor_no_table_names_gets_a_sentence_and_no_file(tmp_path):
+    """A checkpoint laid out as we have not seen: no projector (a file without the tensor, or with it unnamed, would be
+    one llama.cpp refuses or reads wrong), the sentence saying which tensor; the language model's export stands."""
+    from safetensors.torch import load_file, save_file
+
+    vision_language.gemma3(tmp_path / "base")
+    shard = tmp_path / "base" / "model.safetensors"
+    tensors = load_file(shard)
+    tensors["model.vision_tower.vision_model.encoder.layers.0.mystery.weight"] = torch.zeros(2)
+    save_file(tensors, shard, metadata={"format": "pt"})
+    run = {"id": "u1", "model_path": str(tmp_path / "base"), "strategy": "lora"}
+    report = projectors.write(run, tmp_path / "out" / "mmproj.gguf", Progress())
+    assert report == {"written": False, "why": "the vision tower holds vision_tower.encoder.layers.0.mystery.weight, "
+                      "which our gemma3 projector does not name (a layout not seen before; please report it)"}
+    assert not (tmp_path / "out").exists()
+    assert projectors.said({"projector": report}) == f"No vision projector: {report['why']}."
