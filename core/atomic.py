@@ -81,3 +81,12 @@ def folder(target: str | os.PathLike, replace: bool = False):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def link_or_copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """`target` holding `source`'s bytes: a hard link where both are on one drive (no second copy of a file of many
+    GB), else a copy. Meant for a target inside a `folder()` being built, which makes the whole appear at once."""
+    try:
+        os.link(source, target)
+    except OSError:  # another drive, or a filesystem without hard links
+        shutil.copyfile(source, target)

@@ -247,8 +247,8 @@ def _counted(config_json: str) -> Counted:
                 sizes[layer.group(0)] = sizes.get(layer.group(0), 0) + p.numel()
             else:
                 outside += p.numel()
-        return Counted(sum(p.numel() for p in model.parameters()), lora_size(model, 1),
-                       lora_size(model, 1, experts=False), outside, tuple(sorted(sizes.values(), reverse=True)), whole)
+        return Counted(outside + sum(sizes.values()), lora_size(model, 1), lora_size(model, 1, experts=False),
+                       outside, tuple(sorted(sizes.values(), reverse=True)), whole)
     except Exception:  # an unknown or remote-code model type: the blocks' count is all there is
         return Counted()
     finally:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,10 +146,7 @@ def add_to_lmstudio(gguf: Path, folder: Path) -> Path:
     target = folder / Path(gguf).name
     with atomic.folder(folder) as tmp:
         for file in (Path(gguf), *sorted(Path(gguf).parent.glob("mmproj-*.gguf"))):
-            try:
-                os.link(file, tmp / file.name)
-            except OSError:  # another drive, or a filesystem without hard links
-                shutil.copyfile(file, tmp / file.name)
+            atomic.link_or_copy(file, tmp / file.name)
     return target
 
 

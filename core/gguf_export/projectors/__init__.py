@@ -286,9 +286,6 @@ def _beside_source(run: dict, folder: Path) -> dict | None:
     """For a base model converted from a GGUF (its language model alone) that had a projector file beside it, as
     LM Studio keeps a vision model (`mmproj-*.gguf` in the model's folder): that file, linked (or copied) into the
     export, since a run that trains the language model leaves the tower as it was; None where there is none."""
-    import os
-    import shutil
-
     from core.model_source import SOURCE_NOTE
 
     try:
@@ -300,10 +297,7 @@ def _beside_source(run: dict, folder: Path) -> dict | None:
     if not found:
         return None
     target = folder / found[0].name  # (f16 first where there are several)
-    try:
-        os.link(found[0], target)
-    except OSError:  # another drive, or a filesystem without hard links
-        shutil.copyfile(found[0], target)
+    atomic.link_or_copy(found[0], target)
     return {"written": True, "file": target.name, "bytes": target.stat().st_size, "why": WHY,
             "vision_tower": f"the base GGUF's, from the projector file beside it ({found[0]})"}
 
@@ -329,8 +323,8 @@ def _write(projector: Projector, cfg: dict, preprocessor: dict, names: dict, tar
                 shapes[part], pieces[part] = shape[:axis] + shape[axis + 1:], (stored, path, axis, i)
         else:
             shapes[gguf_name], pieces[gguf_name] = projector.shape(gguf_name, shape), (stored, path, None, None)
-    for gguf_name, (stored, path, row) in (rows or {}).items():  # one row of a language-model matrix
-        with safe_open(str(path), framework="pt") as f:
+    for gguf_name, (stored, path, row) in (rows or {}).items():  # one row of a language-model matrix: a piece
+        with safe_open(str(path), framework="pt") as f:           # along its first axis
             shape = tuple(f.get_slice(stored).get_shape())
         shapes[gguf_name], pieces[gguf_name] = shape[1:], (stored, path, 0, row)
     kinds = {n: projector.tensor_type(n, s) for n, s in shapes.items()}
@@ -355,12 +349,11 @@ def _write(projector: Projector, cfg: dict, preprocessor: dict, names: dict, tar
             for i, (n, (stored, path, axis, index)) in enumerate(pieces.items()):
                 progress.update(i / len(pieces), f"Writing {target.name}")
                 with safe_open(str(path), framework="pt") as f:
-                    if n in (rows or {}):  # the row alone, not a whole vocabulary's embeddings
-                        array = f.get_slice(stored)[index:index + 1].float().numpy()[0]
-                    else:
+                    if axis is None:
                         array = f.get_tensor(stored).float().numpy()
-                if axis is not None and n not in (rows or {}):
-                    array = array.take(index, axis=axis)
+                    else:  # a piece (a frame's kernel, an embedding's row): read alone, not a vocabulary's rows
+                        part = (slice(None),) * axis + (slice(index, index + 1),)
+                        array = f.get_slice(stored)[part].float().numpy().squeeze(axis)
                 w.write_tensor_data(np.ascontiguousarray(projector.transform(n, array), dtype=TYPES[kinds[n]][0]))
         finally:
             w.close()
