@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 
+from app import evaluations
 from app import operations as ops
 from app.progress_bar import TerminalProgress, format_duration
 from app.terminal_marks import for_terminal
@@ -390,14 +391,14 @@ def cmd_evaluate(a) -> int:
     if a.split:
         if a.data:
             raise KnownError("--data and --split both name what to measure on; give one of them.")
-        a.data = ops.held_out_split(a.run, a.split)
+        a.data = evaluations.held_out_split(a.run, a.split)
         if a.data is None:
             run = ops.get_run(a.run)
             raise KnownError(f"Run {run['id']} trained on {run['data_path']}, which has no '{a.split}' split beside "
                              "the one it read; measure on a file with --data FILE.")
     if a.data is None:
         return past_evaluations(a)
-    report = ops.evaluate_run(a.run, a.data, a.ask, a.max_new_tokens, a.rows, _progress(a), mapping_of(a), a.bad_rows,
+    report = evaluations.evaluate_run(a.run, a.data, a.ask, a.max_new_tokens, a.rows, _progress(a), mapping_of(a), a.bad_rows,
                               a.weights, a.good_above)
     if a.json:
         print(json.dumps(report.to_dict()))
@@ -413,11 +414,11 @@ def cmd_evaluate(a) -> int:
 
 def past_evaluations(a) -> int:
     """`evaluate --run RUN` alone: each measurement kept with the run, newest last."""
-    found = ops.run_evaluations(a.run)
+    found = evaluations.run_evaluations(a.run)
     if a.json:
         print(json.dumps([{"created_at": e["created_at"], **e["report"]} for e in found]))
     elif not found:
-        how = "--split test" if ops.held_out_split(a.run) else "--data HELD_OUT.jsonl"
+        how = "--split test" if evaluations.held_out_split(a.run) else "--data HELD_OUT.jsonl"
         print(f"Nothing measured for this run yet; `tuneforge evaluate --run {shlex.quote(a.run)} {how}` does it.")
     for e in [] if a.json else found:
         print(f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(e['created_at']))}  {e['report']['summary']}")

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from app import evaluations
 from app import operations as ops
 from core import evaluation, inference
 from core.data.example import Example
@@ -42,7 +43,7 @@ def in_home(tiny_run, home, monkeypatch):
 
 def test_the_losses_and_answers_are_those_of_the_two_models(in_home):
     run = ops.get_run(in_home)
-    report = ops.evaluate_run(in_home, str(HELDOUT), asks=2, max_new_tokens=12)
+    report = evaluations.evaluate_run(in_home, str(HELDOUT), asks=2, max_new_tokens=12)
     rows = [json.loads(line) for line in HELDOUT.read_text().splitlines()]
     assert report.rows == len(rows) and report.tokens > 0
     examples = ops.read_dataset(str(HELDOUT), None, None, "skip").examples
@@ -59,7 +60,7 @@ def test_the_losses_and_answers_are_those_of_the_two_models(in_home):
     assert [q.source for q in report.asked] == [f"{HELDOUT.name}:1", f"{HELDOUT.name}:2"]
     assert report.asked[0].expected == rows[0]["messages"][1]["content"]
     assert "as likely per token" in report.summary()
-    kept = ops.run_evaluations(in_home)[-1]  # kept with the run
+    kept = evaluations.run_evaluations(in_home)[-1]  # kept with the run
     assert kept["report"] == report.to_dict() and kept["tuned_loss"] == report.tuned_loss
 
 
@@ -80,7 +81,7 @@ def test_the_command_line_prints_the_summary_and_each_question(in_home, cli_here
 
 def test_a_run_on_a_dataset_with_a_test_split_is_measured_on_it(in_home, cli_here):
     folder = ops.get_run(in_home)["data_path"]
-    assert ops.held_out_split(in_home) == f"{folder}:test" and ops.held_out_split(in_home, "validation") is None
+    assert evaluations.held_out_split(in_home) == f"{folder}:test" and evaluations.held_out_split(in_home, "validation") is None
     done = json.loads(cli_here("evaluate", "--run", in_home, "--split", "test", "--ask", "0", "--json",
                                check=0).stdout)
     assert done["data"] == f"{folder}:test" and done["rows"] == 12  # the test file's rows, which never trained
@@ -131,7 +132,7 @@ def test_preference_pairs_are_counted_by_which_answer_each_model_finds_likelier(
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"prompt": m[0]["content"], "chosen": m[1]["content"],
                                          "rejected": "I do not know."}) + "\n" for m in rows))
-    report = ops.evaluate_run(in_home, str(pairs), asks=0)
+    report = evaluations.evaluate_run(in_home, str(pairs), asks=0)
     run = ops.get_run(in_home)
     examples = ops.read_dataset(str(pairs), None, None, "skip").examples
     for which, (model, tok) in (("base", inference.load(run["model_path"])),

@@ -10,6 +10,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from app import history_service
+from app import evaluations
 from app import operations as ops
 from app.supervisor import Outcome
 from ui import tasks
@@ -61,7 +62,7 @@ def test_the_export_page_uses_the_weights_chosen(qtbot, overfit_run, monkeypatch
     box.measure_button.click()
     qtbot.waitUntil(box.measure_button.isEnabled, timeout=120000)
     assert "(the weights of step " in box.summary.text(), box.summary.text()
-    kept = ops.run_evaluations(run_id)[-1]["report"]
+    kept = evaluations.run_evaluations(run_id)[-1]["report"]
     assert kept["weights"] == "best" and json.dumps(kept)
     page.shutdown()
     assert tasks.wait_idle(60000)

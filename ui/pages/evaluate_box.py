@@ -1,8 +1,8 @@
 """The export page's "Measure it" box: the run against its base on a file of examples it did not train on
-(app.operations.evaluate_run): the loss of their answers with each model, in one sentence, and both models'
+(app.evaluations.evaluate_run): the loss of their answers with each model, in one sentence, and both models'
 answers to the first questions beside the expected ones. The history keeps each measurement; the latest is
 shown when the run is opened again. A run that read one split of a dataset with a test split (a cached hub
-dataset, a folder with train and test files) is offered that split (app.operations.held_out_split)."""
+dataset, a folder with train and test files) is offered that split (app.evaluations.held_out_split)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton,
                                QVBoxLayout)
 
-from app import operations as ops
+from app import evaluations
 from core.data import dataset as data_mod
 from core.errors import KnownError
 from ui.error_panel import ErrorPanel
@@ -68,11 +68,11 @@ class EvaluateBox(QGroupBox):
             self.run_id = run_id
             self.error.clear()
             try:
-                kept = ops.run_evaluations(run_id)
+                kept = evaluations.run_evaluations(run_id)
             except KnownError:  # a run the history does not hold (any more): nothing measured to show
                 kept = []
             if not kept and self.file_edit.text().strip() in ("", self.offered):  # ours to change, not theirs
-                self.offered = ops.held_out_split(run_id) or ""
+                self.offered = evaluations.held_out_split(run_id) or ""
                 self.file_edit.setText(self.offered)
             self._show(kept[-1]["report"] if kept else None, kept[-1]["created_at"] if kept else None)
 
@@ -84,7 +84,7 @@ class EvaluateBox(QGroupBox):
         self._show(None)
         self.measure_button.setEnabled(False)
         self.status.start("Measuring…")
-        self.tasks.run("evaluate", ops.evaluate_run, self.run_id, path, ASK, None, weights=self.weights(),
+        self.tasks.run("evaluate", evaluations.evaluate_run, self.run_id, path, ASK, None, weights=self.weights(),
                        on_done=self._done, on_progress=self.status.report)
 
     def cancel(self) -> None:
