@@ -10,7 +10,7 @@ import os
 from app import operations as ops
 from app.cli_verbs import say_weights
 from app.progress_bar import TerminalProgress
-from core import ollama_create, other_apps
+from core import model_card, ollama_create, other_apps
 from core.errors import BadArgument
 from core.gguf_export import lora_adapter, projectors
 
@@ -41,4 +41,5 @@ def cmd_export(a) -> int:
                      lora_adapter.missing(report), projectors.said(report)):
             if said:
                 print(said)
+    print(model_card.said(path))  # last: what to do with the folder as a whole
     return 0

@@ -427,7 +427,7 @@ def run_tools(run: str) -> list[dict] | None:
 
 def export_run(run: str, fmt: str, out: str, quant: str | None = None, progress: Progress | None = None,
                nf4_base: bool = False, weights: str = results.AUTO) -> Path:
-    from core import export
+    from core import export, model_card
 
     answerers.release()  # the export may hold a merged model, or two for its check: it gets the memory first
     r = run_weights(run, weights)
@@ -435,7 +435,9 @@ def export_run(run: str, fmt: str, out: str, quant: str | None = None, progress:
         from core.gguf_export import tensor_types
 
         quant = (quant or tensor_types.DEFAULT).lower()
-    path = export.export(r, fmt, out, quant, progress, nf4_base=nf4_base)
+    with open_history() as db:  # the model card tells the run's losses and measurements
+        story = model_card.gather(db, r)
+    path = export.export(r, fmt, out, quant, progress, nf4_base=nf4_base, story=story)
     with open_history() as db:
         db.add_export(r["id"], fmt, str(path), export.folder_size(path), quant)
     return path

@@ -1,7 +1,8 @@
 """Export a run: the adapter (PEFT layout), the merged model (safetensors HF folder), or GGUF (core.gguf_export).
 
 Every export is written into a temporary folder beside the target and renamed at the end, so a
-failed or cancelled export never leaves half a model where the person looks for one.
+failed or cancelled export never leaves half a model where the person looks for one. Each carries a model card
+(README.md, core.model_card) written last, from the run's history (`story`), so it lists every file.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from core import atomic, results, strategies
+from core import atomic, model_card, results, strategies
 from core.data import reasoning, tool_render
 from core.errors import BadArgument
 from core.progress import Progress, Span
@@ -22,9 +23,10 @@ def folder_size(path: Path) -> int:
 
 
 def export(run: dict, fmt: str, out: str | Path, quant: str | None = None, progress: Progress | None = None,
-           nf4_base: bool = False) -> Path:
+           nf4_base: bool = False, story: model_card.Story | None = None) -> Path:
     """Write the run's result at `out` (a new folder). GGUF: `quant` is the tensor type (q4_k_m when
-    left out) and `nf4_base` merges a QLoRA adapter into the nf4-rounded base it was trained on."""
+    left out) and `nf4_base` merges a QLoRA adapter into the nf4-rounded base it was trained on. `story`: what the
+    history holds of the run, for the model card (without it the card tells what the run's row alone holds)."""
     progress = progress or Progress()
     out = Path(out).expanduser()
     if fmt not in FORMATS:
@@ -43,7 +45,7 @@ def export(run: dict, fmt: str, out: str | Path, quant: str | None = None, progr
     if fmt == "gguf":
         from core.gguf_export import exporter
 
-        return exporter.export(run, out, quant, progress, nf4_base=nf4_base)
+        return exporter.export(run, out, quant, progress, nf4_base=nf4_base, story=story)
     strategy = strategies.get(run["strategy"])
     model_path = Path(run["model_path"])
     if fmt == "adapter":
@@ -52,7 +54,9 @@ def export(run: dict, fmt: str, out: str | Path, quant: str | None = None, progr
                               "export merged safetensors instead.")
         with atomic.folder(out, replace=out.exists()) as tmp:
             for f in result.iterdir():
-                shutil.copy2(f, tmp / f.name)
+                if f.name != model_card.CARD:  # peft's card template, whose base_model is a path on this machine
+                    shutil.copy2(f, tmp / f.name)
+            model_card.write(tmp, out.name, run, fmt, story)
         progress.update(1.0, "Adapter exported")
         return out
     import torch
@@ -68,6 +72,7 @@ def export(run: dict, fmt: str, out: str | Path, quant: str | None = None, progr
         with atomic.folder(out, replace=out.exists()) as tmp:
             merge_stream.write(base, adapter, tmp, Span(progress, 0.05, 0.95))
             tokenizer.save_pretrained(str(tmp))
+            model_card.write(tmp, out.name, run, fmt, story)
         progress.update(1.0, "Model exported")
         return out
     from core.inference import trained_model
@@ -81,5 +86,6 @@ def export(run: dict, fmt: str, out: str | Path, quant: str | None = None, progr
     with atomic.folder(out, replace=out.exists()) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
+        model_card.write(tmp, out.name, run, fmt, story)
     progress.update(1.0, "Model exported")
     return out

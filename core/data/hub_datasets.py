@@ -147,19 +147,9 @@ def split_of(name: str) -> str | None:
 
 def card_configs(folder: Path) -> dict[str, dict[str, list[str]]]:
     """The dataset card's `configs:` as {subset: {split: [glob, ...]}}; empty when the card has none."""
-    card = folder / "README.md"
-    if not card.is_file():
-        return {}
-    text = card.read_text(encoding="utf-8", errors="replace")
-    if not text.startswith("---"):
-        return {}
-    front = text[3:].split("\n---", 1)[0]
-    try:
-        import yaml
+    from core.lineage import front_matter
 
-        meta = yaml.safe_load(front) or {}
-    except Exception:  # a card we cannot parse: fall back to the file names, as the hub does
-        return {}
+    meta = front_matter(folder / "README.md")  # none, or one we cannot parse: the file names decide, as on the hub
     configs = {}
     entries = meta.get("configs") if isinstance(meta, dict) else None
     for entry in entries if isinstance(entries, list) else []:

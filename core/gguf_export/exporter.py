@@ -16,7 +16,10 @@ The folder it makes holds:
 - `mmproj-<model>-<run>.f16.gguf`, for a vision-language model whose vision tower we write (Gemma 3 and 4, Qwen 3.5,
   Mistral 3), or the `mmproj-*.gguf` that sat beside a GGUF base: llama.cpp's projector file (`--mmproj`; LM Studio
   finds it by its name), so the exported model still sees (projectors/);
-- `export.json`: what was decided and why, and the verification, for the person and the UI.
+- `export.json`: what was decided and why, and the verification, for the person and the UI;
+- `README.md`: the model card (core.model_card): what it was made from, how it was trained, which file is which.
+The GGUF's metadata names its base model, licence and dataset too (writer.add_lineage), as llama.cpp's converter
+does for a fine-tune.
 
 Everything is written in a temporary folder beside the target and renamed at the end (core.atomic),
 so a cancel, a failure or a file that does not pass its check leaves nothing where the person looks.
@@ -28,7 +31,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from core import atomic, results, strategies
+from core import atomic, lineage, model_card, results, strategies
 from core.data import reasoning, tool_render
 from core.errors import BadArgument, KnownError
 from core.gguf_export import architectures, chat_format, lora_adapter, merge, modelfile, template_parts
@@ -51,7 +54,8 @@ def model_config(run: dict) -> dict:
     return config.get("text_config", config)
 
 
-def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = False) -> Path:
+def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = False,
+           story: model_card.Story | None = None) -> Path:
     pick = tensor_types.pick(quant or tensor_types.DEFAULT)
     if nf4_base and run["strategy"] != "qlora":
         raise BadArgument(f"--qlora-base nf4 applies to QLoRA runs; run {run['id']} used {run['strategy']}.")
@@ -76,6 +80,8 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
         thinking = reasoning.AS_TEXT if thinks_as_text and fmt else template_parts.thinking(tokenizer, fmt, tools)
         vocab = vocab_mod.build(tokenizer, cfg["vocab_size"], fmt.end_of_turn if fmt else None, run["model_path"], arch)
         plan = writer.plan(arch, cfg, source.shapes, vocab, pick, stem)
+        writer.add_lineage(plan, lineage.base_model(run.get("model") or "", run["model_path"]),
+                           lineage.dataset(run.get("data_path", "")), ["tuneforge", run["strategy"]])
         gguf_path = writer.write(plan, source.tensors, tmp / f"{stem}.{pick.name}.gguf", Span(progress, 0.15, 0.6))
         eos = vocab.tokens[vocab.special["eos"]] if "eos" in vocab.special else None
         atomic.write_text(tmp / "Modelfile", modelfile.modelfile(
@@ -96,12 +102,14 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
         if not result.ok:
             raise KnownError(f"The GGUF file did not pass its check ({'; '.join(result.problems)}), so nothing was "
                              "kept; try a type with more bits such as q8_0, and report it if f16 fails.")
-        atomic.write_json(tmp / REPORT, report(run, plan, source.reason, detected, lora, result, gguf_path)
-                          | ({"tool_calls": tools_note} if tools_note else {})
-                          | ({"reasoning": thinking_note} if thinking_note else {})
-                          | ({"ollama": ollama} if ollama else {}) | ({"thinks": True} if thinking else {})
-                          | ({"learned_tools": True} if trained_tools else {})
-                          | ({"projector": projector} if projector else {}))
+        said = (report(run, plan, source.reason, detected, lora, result, gguf_path)
+                | ({"tool_calls": tools_note} if tools_note else {})
+                | ({"reasoning": thinking_note} if thinking_note else {})
+                | ({"ollama": ollama} if ollama else {}) | ({"thinks": True} if thinking else {})
+                | ({"learned_tools": True} if trained_tools else {})
+                | ({"projector": projector} if projector else {}))
+        atomic.write_json(tmp / REPORT, said)
+        model_card.write(tmp, out.name, run, "gguf", story, said)
     progress.update(1.0, result.summary)
     return out
 

@@ -198,8 +198,13 @@ def test_train_runs_chat_export_on_a_tiny_model(cli, cli_here, home, tiny_model_
     assert chat.stdout.strip() and chat.stderr == ""  # the reply alone: no library's warning beside it
     assert cli("chat", "--run", "tiny", "hi", "--max-new-tokens", "5", check=0).stdout == chat.stdout  # as --prompt
     out = tmp_path / "adapter"
-    cli("export", "--run", run_id, "--format", "adapter", "--out", out, check=0)
+    exported = cli("export", "--run", run_id, "--format", "adapter", "--out", out, check=0)
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    # its model card, from the history: the run's data by name, its losses, the plan's reasons; peft's template gone
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert f"Model card: {out / 'README.md'} says" in exported.stdout and f"history of run {run_id} (tiny)" in card
+    assert "pirate_chat.jsonl: " in card and "Training loss: " in card and "at step 6." in card
+    assert "More Information Needed" not in card and str(tiny_model_dir) not in card
     again = cli_here("export", "--run", run_id, "--format", "adapter", "--out", out)
     assert again.returncode != 0 and "already exists" in again.stderr
     lm = cli_here("export", "--run", run_id, "--format", "adapter", "--out", tmp_path / "lm", "--lmstudio")

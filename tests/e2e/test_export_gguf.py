@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from core import lineage
 from core.gguf_export import reader
 
 
@@ -24,7 +25,11 @@ def test_export_gguf_from_the_command_line(trained):
     assert "Traceback" not in proc.stderr
     stem = f"smollm2-135m-instruct-{run_id}".lower()
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["Modelfile", "export.json", f"{stem}.q4_k_m.gguf", f"{stem}.lora.gguf"])
+        ["Modelfile", "README.md", "export.json", f"{stem}.q4_k_m.gguf", f"{stem}.lora.gguf"])
+    # its model card names the bundled model as the Hub knows it, with the licence its GGUF states
+    card = lineage.front_matter(out / "README.md")
+    assert card["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and card["license"] == "apache-2.0"
+    assert card["base_model_relation"] == "finetune" and "gguf" in card["tags"]
     report = json.loads((out / "export.json").read_text())
     assert report["quant"] == "q4_k_m" and report["verification"]["ok"], report["verification"]
     figures = report["verification"]["figures"]

@@ -63,6 +63,7 @@ def test_the_whole_wizard_on_the_default_model_and_demo_data(make_wizard, advanc
     qtbot.waitUntil(lambda: export.exported.name.endswith("-gguf-q8_0"), timeout=180000)
     assert [p.name.endswith(".q8_0.gguf") for p in export.exported.glob("*.gguf") if "lora" not in p.name] == [True]
     assert (export.exported / "Modelfile").is_file() and "Verified:" in export.result_label.text()
+    assert f"Model card: {export.exported / 'README.md'}" in export.result_label.text()
     export.lmstudio_button.click()  # the GGUF where LM Studio lists it
     placed = list((tmp_path / "home" / ".lmstudio" / "models" / "tuneforge" / export.exported.name).glob("*.gguf"))
     assert len(placed) == 1 and "LM Studio lists it now" in export.result_label.text()

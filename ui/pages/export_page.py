@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QGroupBox
 from app import answerers
 from app import operations as ops
 from app import user_settings
-from core import ollama_create, other_apps
+from core import model_card, ollama_create, other_apps
 from core.conversation import Conversation
 from core.errors import KnownError, NotBuiltYet
 from core.gguf_export import lora_adapter, projectors, tensor_types
@@ -264,7 +264,8 @@ class ExportPage(Page):
         self.exported = Path(path)
         self.status.stop()
         self._set_buttons(True)
-        self.result_label.setText(f"✔ Saved to {path}" + "".join(f"\n{line}" for line in gguf_notes(self.exported)))
+        notes = [*gguf_notes(self.exported), model_card.said(self.exported)]
+        self.result_label.setText(f"✔ Saved to {path}" + "".join(f"\n{line}" for line in notes if line))
         self.result_label.show()
         self.show_button.show()
         gguf = self._gguf() is not None

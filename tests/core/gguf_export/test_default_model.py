@@ -56,7 +56,8 @@ def test_f16_is_verified_exactly(exported):
     assert any("encodes a chat sample to the same" in c for c in v["checks"])
     assert r["tensor_types"] == {"f16": 211, "f32": 61}
     assert sorted(p.name for p in exported.iterdir()) == [
-        "Modelfile", "export.json", "smollm2-135m-instruct-r1.f16.gguf", "smollm2-135m-instruct-r1.lora.gguf"]
+        "Modelfile", "README.md", "export.json", "smollm2-135m-instruct-r1.f16.gguf",
+        "smollm2-135m-instruct-r1.lora.gguf"]
 
 
 def test_metadata_says_how_to_stop_and_chat(exported, default_model_dir):
