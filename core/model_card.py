@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import atomic, lineage, objectives, strategies
+from core import atomic, lineage, objectives, results, strategies
 from core.plan_text import length_note, size_text
 from core.planner import Plan
 from core.words import counted, duration
@@ -120,7 +120,8 @@ def training(run: dict, plan: Plan | None, base: lineage.Origin, data: lineage.O
             ("Data", (_linked(data) or "—") + (f": {counted(story.rows, 'row')}" if story.rows else "")
              + (f", {story.data_format}" if story.data_format else "")),
             ("Learned", f"{TRAIN_ON.get(cfg.get('train_on', 'assistant'), cfg.get('train_on', ''))}"
-             f"{_objective_words(run)}"),
+             f"{_objective_words(run)}" + ("; to call the tools its rows offer" if cfg.get("tools") else "")
+             + ("; to think before it answers" if cfg.get("thinks") else "")),
             ("Method", f"{_method(run)}: {strategies.get(run['strategy'], need_built=False).summary}")]
     if plan is not None:
         rows += [("Settings", ", ".join(f"{k}={v}" for k, v in plan.shown_options.items())
@@ -131,6 +132,8 @@ def training(run: dict, plan: Plan | None, base: lineage.Origin, data: lineage.O
                   + (f" ({plan.micro_batch} × {plan.grad_accum} accumulated)" if plan.grad_accum > 1 else "")),
                  ("Learning rate", f"{plan.lr:g}"),
                  ("Device", _device(run, plan))]
+    if cfg.get("continues"):  # train --from: this run went on from another's weights
+        rows.insert(1, ("Started from", results.continued_text(cfg["continues"])))
     kernels = _start_event(run).get("kernels")
     if kernels:
         rows.append(("Our kernels", ", ".join(kernels)))

@@ -167,7 +167,8 @@ def test_a_hub_base_is_named_as_the_hub_knows_it(tmp_path, fmt):
     the Hub is told how the export relates to it."""
     repo, folder = hub_cached(tmp_path, "acme/tiny-chat", "---\nlicense: apache-2.0\n---\n")
     run = {"id": "r1", "model": repo, "model_path": str(folder), "strategy": "qlora", "data_path": "acme/chats:train",
-           "run_dir": str(tmp_path / "run")}
+           "run_dir": str(tmp_path / "run"), "config": {"train_on": "last", "tools": [{"name": "add"}],
+                                                        "continues": {"run": "r0", "step": 60, "weights": "best"}}}
     (tmp_path / "out").mkdir()
     text = model_card.text(tmp_path / "out", "my-tune", run, fmt, model_card.Story(), {})
     card = tmp_path / "out" / "README.md"
@@ -178,3 +179,5 @@ def test_a_hub_base_is_named_as_the_hub_knows_it(tmp_path, fmt):
     assert f"[tiny-chat]({HUB}{repo})" in text and str(tmp_path) not in text and "QLoRA" in text
     # an adapter loads on its base, named as the Hub knows it; a merged model loads on its own
     assert (f'AutoModelForCausalLM.from_pretrained("{repo}")' in text) == (fmt == "adapter")
+    assert "| Started from | the weights of run r0 at step 60 (its lowest validation loss) |" in text
+    assert "| Learned | each conversation's last answer; to call the tools its rows offer |" in text
