@@ -80,8 +80,9 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
         thinking = reasoning.AS_TEXT if thinks_as_text and fmt else template_parts.thinking(tokenizer, fmt, tools)
         vocab = vocab_mod.build(tokenizer, cfg["vocab_size"], fmt.end_of_turn if fmt else None, run["model_path"], arch)
         plan = writer.plan(arch, cfg, source.shapes, vocab, pick, stem)
-        writer.add_lineage(plan, lineage.base_model(run.get("model") or "", run["model_path"]),
-                           lineage.dataset(run.get("data_path", "")), ["tuneforge", run["strategy"]])
+        origin = (lineage.base_model(run.get("model") or "", run["model_path"]),
+                  lineage.dataset(run.get("data_path", "")), ["tuneforge", run["strategy"]])
+        writer.add_lineage(plan, *origin)
         gguf_path = writer.write(plan, source.tensors, tmp / f"{stem}.{pick.name}.gguf", Span(progress, 0.15, 0.6))
         eos = vocab.tokens[vocab.special["eos"]] if "eos" in vocab.special else None
         atomic.write_text(tmp / "Modelfile", modelfile.modelfile(
@@ -89,7 +90,7 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
         ollama = modelfile.tools_reason(trained_tools, tools, fmt)
         if thinking is not None:
             ollama = " ".join(filter(None, (ollama, modelfile.THINKING_REASON)))
-        lora = _lora(run, arch, cfg, tmp / f"{stem}.lora.gguf", stem, source)
+        lora = _lora(run, arch, cfg, tmp / f"{stem}.lora.gguf", stem, source, origin)
         if lora["written"] and tokenizer.chat_template != base_template:  # the LoRA file on a base GGUF would chat
             atomic.write_text(tmp / CHAT_TEMPLATE, tokenizer.chat_template)  # through the base's own template
             lora |= {"chat_template": CHAT_TEMPLATE, "chat_template_why": (
@@ -114,7 +115,7 @@ def export(run: dict, out: Path, quant: str | None, progress, nf4_base: bool = F
     return out
 
 
-def _lora(run: dict, arch, cfg: dict, target: Path, stem: str, source) -> dict:
+def _lora(run: dict, arch, cfg: dict, target: Path, stem: str, source, origin: tuple) -> dict:
     strategy = strategies.get(run["strategy"])
     if strategy.result != "adapter":
         return {"written": False, "adapter": False,
@@ -128,7 +129,7 @@ def _lora(run: dict, arch, cfg: dict, target: Path, stem: str, source) -> dict:
     def base_tensor(hf_name: str):  # one of the merged model's tensors, which the adapter leaves as they were
         return source.tensors[hf_name].detach().float().cpu().numpy()
 
-    lora_adapter.write(result, arch, cfg, target, stem, base_tensor)
+    lora_adapter.write(result, arch, cfg, target, stem, base_tensor, origin)
     return {"written": True, "file": target.name, "check": lora_adapter.check(target, result, arch, cfg, base_tensor),
             "why": "a small file that puts this fine-tune on a base GGUF with llama.cpp --lora or Ollama's ADAPTER"}
 

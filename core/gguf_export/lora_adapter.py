@@ -114,10 +114,13 @@ def adapter_tensors(result: Path, arch, cfg: dict,
     return alpha, out, rank
 
 
-def write(result: Path, arch, cfg: dict, target: Path, name: str, base_tensor) -> Path:
+def write(result: Path, arch, cfg: dict, target: Path, name: str, base_tensor, lineage: tuple = ()) -> Path:
     """Write the adapter of the run result in `result` at `target` (temporary name, then a rename); `base_tensor`
-    as for adapter_tensors."""
+    as for adapter_tensors; `lineage`: (base, dataset, tags) for writer.name_lineage, so the file names the base
+    model it goes on."""
     from gguf import GGUFType, GGUFWriter, Keys
+
+    from core.gguf_export.writer import name_lineage
 
     alpha, tensors, _ = adapter_tensors(result, arch, cfg, base_tensor)
     with atomic.temp_file(target) as tmp:
@@ -127,6 +130,8 @@ def write(result: Path, arch, cfg: dict, target: Path, name: str, base_tensor) -
             w.add_string(Keys.Adapter.TYPE, "lora")
             w.add_float32(Keys.Adapter.LORA_ALPHA, alpha)
             w.add_name(name)
+            if lineage:
+                name_lineage(w, *lineage)
             for gguf_name, a, b in tensors:
                 w.add_tensor(f"{gguf_name}.lora_a", a)
                 w.add_tensor(f"{gguf_name}.lora_b", b)

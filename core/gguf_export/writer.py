@@ -115,27 +115,32 @@ def _metadata(w: GGUFWriter, p: Plan) -> None:
     p.vocab.write(w)
 
 
-def add_lineage(p: Plan, base, data, tags: list[str]) -> None:
-    """What the fine-tune was made from, in the keys llama.cpp's converter writes for one (core.lineage.Origin):
-    its base model (name, organization, Hub address), the base's licence, its dataset, and `tags`. Unknown parts
-    are left out; verify.py reads them back with the rest of the metadata."""
-    dry = GGUFWriter(None, p.arch.name)
+def name_lineage(w: GGUFWriter, base, data, tags: list[str]) -> None:
+    """What a fine-tune was made from, in the keys llama.cpp's converter writes for one (core.lineage.Origin): its
+    base model (name, organization, Hub address), the base's licence, its dataset, and `tags`; unknown parts are
+    left out. For the model file (add_lineage) and the LoRA file (lora_adapter.write), which needs that base."""
     if base.name:
-        dry.add_base_model_count(1)
-        dry.add_base_model_name(0, base.name)
+        w.add_base_model_count(1)
+        w.add_base_model_name(0, base.name)
         if base.repo:
-            dry.add_base_model_organization(0, base.organization)
-            dry.add_base_model_repo_url(0, base.url)
+            w.add_base_model_organization(0, base.organization)
+            w.add_base_model_repo_url(0, base.url)
     if base.license:
-        dry.add_license(base.license)
+        w.add_license(base.license)
     if data.name:
-        dry.add_dataset_count(1)
-        dry.add_dataset_name(0, data.name)
+        w.add_dataset_count(1)
+        w.add_dataset_name(0, data.name)
         if data.repo:
-            dry.add_dataset_repo_url(0, data.url)
-    dry.add_tags(tags)
+            w.add_dataset_repo_url(0, data.url)
+    w.add_tags(tags)
+
+
+def add_lineage(p: Plan, base, data, tags: list[str]) -> None:
+    """name_lineage in the plan's metadata, which verify.py reads back with the rest, beside the other general.*
+    keys, ahead of the vocabulary: a reader that stops where it starts (core.lineage) finds them."""
+    dry = GGUFWriter(None, p.arch.name)
+    name_lineage(dry, base, data, tags)
     added = {k: v for k, v in dry.kv_data[0].items() if k != "general.architecture"}
-    # beside the other general.* keys, ahead of the vocabulary: a reader that stops where it starts finds them
     general = {k: v for k, v in p.kv.items() if k.startswith("general.")}
     p.kv = general | added | {k: v for k, v in p.kv.items() if k not in general}
 

@@ -146,7 +146,7 @@ def test_every_export_carries_a_card_that_lists_its_files_and_tells_its_training
     assert model_card.said(out).startswith(f"Model card: {out / model_card.CARD} says")
 
 
-def test_a_gguf_names_its_base_licence_and_dataset_in_its_header(trained):
+def test_a_gguf_and_its_lora_file_name_the_base_licence_and_dataset_in_their_headers(trained):
     tmp, run, story = trained
     out = export.export(run, "gguf", tmp / "keys", "f16", Progress(), story=story)
     file = next(p for p in out.glob("*.f16.gguf"))
@@ -155,6 +155,8 @@ def test_a_gguf_names_its_base_licence_and_dataset_in_its_header(trained):
     assert "general.base_model.0.repo_url" not in meta  # nothing read, nothing said
     assert meta["general.license"] == "mit" and meta["general.dataset.0.name"] == "pirates.jsonl"
     assert meta["general.tags"] == ["tuneforge", "lora"]
+    lora = reader.read(next(out.glob("*.lora.gguf"))).metadata  # the LoRA file names the base it goes on too
+    assert lora["general.type"] == "adapter" and lora["general.base_model.0.name"] == "base"
     report = json.loads((out / "export.json").read_text(encoding="utf-8"))
     assert report["verification"]["ok"]  # the keys were read back with the rest of the metadata
     card = (out / model_card.CARD).read_text(encoding="utf-8")
