@@ -1,4 +1,5 @@
-"""The person's settings: data folder, default export folder and theme, in a small JSON file.
+"""The person's settings: data folder, default export folder, theme and whether to be told when a run ends, in a
+small JSON file.
 
 The file is written atomically (core.atomic) where app.paths.settings_path() says. The data folder is
 read by app.paths when the process starts (the CLI too), so a change applies at the next start; the
@@ -29,9 +30,14 @@ class UserSettings:
                                          "page. Empty: the exports folder inside the data folder.")
     theme: str = option("system", help="The colours of the window: 'light', 'dark', or 'system' to follow the "
                                        "system's setting.")
+    tell_when_done: bool = option(True, help="When a run ends while Tuneforge's window is in the background, the "
+                                             "window asks for attention (its taskbar entry flashes) and a desktop "
+                                             "notification says how the run ended.")
 
     def __post_init__(self):
         check(self.theme in THEMES, "theme", f"'{self.theme}' is not one of {', '.join(THEMES)}; pick one of them.")
+        check(isinstance(self.tell_when_done, bool), "tell_when_done",
+              f"expected true or false, found {self.tell_when_done!r}.")
         for name in ("data_folder", "export_folder"):
             value = getattr(self, name)
             check(isinstance(value, str), name, f"expected a folder path in quotes, found {value!r}.")

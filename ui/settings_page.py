@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
+                               QPushButton, QVBoxLayout, QWidget)
 
 from app import paths
 from app import user_settings as us
@@ -52,6 +52,7 @@ class SettingsPage(QWidget):
         for key in us.THEMES:
             self.theme_combo.addItem(THEME_NAMES[key], key)
         self.data_note = hint("")
+        self.tell_box = QCheckBox("Te&ll me when a run ends", accessibleName="Tell me when a run ends")
         form = QGridLayout()
         form.setHorizontalSpacing(12)
         form.setVerticalSpacing(4)
@@ -59,12 +60,14 @@ class SettingsPage(QWidget):
         row = 0
         for caption, field, name in (("&Data folder:", self.data_folder, "data_folder"),
                                      ("&Export folder:", self.export_folder, "export_folder"),
-                                     ("&Theme:", self.theme_combo, "theme")):
+                                     ("&Theme:", self.theme_combo, "theme"),
+                                     ("Runs:", self.tell_box, "tell_when_done")):
             label = QLabel(caption)
-            label.setBuddy(field)
+            if field is not self.tell_box:  # a check box has its own shortcut, in its text
+                label.setBuddy(field)
             field.setToolTip(us.help_for(name))
             form.addWidget(label, row, 0)
-            if field is self.theme_combo:
+            if field in (self.theme_combo, self.tell_box):
                 form.addWidget(field, row, 1, Qt.AlignLeft)
             else:
                 form.addWidget(field, row, 1)
@@ -103,7 +106,8 @@ class SettingsPage(QWidget):
         self.setTabOrder(self.data_folder.button, self.export_folder.edit)
         self.setTabOrder(self.export_folder.edit, self.export_folder.button)
         self.setTabOrder(self.export_folder.button, self.theme_combo)
-        self.setTabOrder(self.theme_combo, self.save_button)
+        self.setTabOrder(self.theme_combo, self.tell_box)
+        self.setTabOrder(self.tell_box, self.save_button)
         self.setTabOrder(self.save_button, self.revert_button)
         self.load()
 
@@ -122,6 +126,7 @@ class SettingsPage(QWidget):
         self.data_folder.edit.setText(values.data_folder)
         self.export_folder.edit.setText(values.export_folder)
         self.theme_combo.setCurrentIndex(max(0, self.theme_combo.findData(values.theme)))
+        self.tell_box.setChecked(values.tell_when_done)
         self.data_note.setText(us.data_folder_note(values))
 
     def save(self) -> None:
@@ -130,7 +135,8 @@ class SettingsPage(QWidget):
         try:
             values = us.UserSettings(data_folder=self.data_folder.edit.text(),
                                      export_folder=self.export_folder.edit.text(),
-                                     theme=self.theme_combo.currentData())
+                                     theme=self.theme_combo.currentData(),
+                                     tell_when_done=self.tell_box.isChecked())
             path = us.save(values)
         except KnownError as e:
             self.error.show_error(e)

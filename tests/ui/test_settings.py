@@ -37,13 +37,17 @@ def test_settings_round_trip_through_the_file_and_reach_the_export_page(settings
     page.data_folder.edit.setText(str(tmp_path / "data"))
     page.export_folder.edit.setText(str(tmp_path / "out"))
     page.theme_combo.setCurrentIndex(page.theme_combo.findData("light"))
+    assert page.tell_box.isChecked()  # told when a run ends, unless asked not to be
+    page.tell_box.setChecked(False)
     page.save_button.click()
     assert not page.error.message and page.saved_label.text().startswith("✔ Saved to")
     saved = json.loads(paths.settings_path().read_text())
-    assert saved == {"data_folder": str(tmp_path / "data"), "export_folder": str(tmp_path / "out"), "theme": "light"}
+    assert saved == {"data_folder": str(tmp_path / "data"), "export_folder": str(tmp_path / "out"), "theme": "light",
+                     "tell_when_done": False}
 
     again = settings_page()  # a fresh page reads the file
     assert again.export_folder.edit.text() == str(tmp_path / "out") and again.theme_combo.currentData() == "light"
+    assert not again.tell_box.isChecked()
 
     from ui.pages.base import Session
     from ui.pages.export_page import ExportPage
@@ -61,6 +65,13 @@ def test_a_bad_value_is_a_sentence_and_nothing_is_saved(settings_page):
     assert "Setting 'data_folder': 'relative/folder' is not a full path" in page.error.message
     assert page.error.details_button.isHidden()  # a known problem: no traceback
     assert not paths.settings_path().exists()
+
+
+def test_a_hand_edited_switch_that_is_not_true_or_false_is_a_sentence(settings_page):
+    paths.settings_path().write_text(json.dumps({"tell_when_done": "yes"}))
+    page = settings_page()
+    assert "settings.json: setting 'tell_when_done': expected true or false, found 'yes'." in page.error.message
+    assert page.tell_box.isChecked()  # the default stands meanwhile
 
 
 def test_a_broken_file_is_a_sentence_when_read_and_the_window_opens_on_it(settings_page, home, qtbot, tmp_path):

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWizard
 
 from app import operations as ops
 from app.supervisor import Outcome
 from core import other_apps
+from ui import run_end_notice
 
 
 def to_train_page(wizard, advance, qtbot, max_steps: int):
@@ -84,18 +86,42 @@ def test_the_whole_wizard_on_the_default_model_and_demo_data(make_wizard, advanc
     assert not export.ask_error.message
 
 
-def test_stop_ends_a_long_run_with_a_checkpoint(make_wizard, advance, qtbot, tiny_model_dir):
+def test_stop_ends_a_long_run_with_a_checkpoint_and_the_person_away_is_told(make_wizard, advance, qtbot,
+                                                                          tiny_model_dir):
     wizard = make_wizard(model=str(tiny_model_dir))
     page = to_train_page(wizard, advance, qtbot, max_steps=200)
+    told = []
+    page.told.connect(lambda title, text: told.append((title, text)))
     page.start_button.click()
     qtbot.waitUntil(lambda: bool(page.loss_chart.points), timeout=120000)  # the first step event arrived
     assert page.stop_button.isEnabled()
     page.stop_button.click()
+    wizard.showMinimized()  # the person went to do something else
     qtbot.waitUntil(lambda: wizard.session.outcome is not None, timeout=60000)
     assert wizard.session.outcome.status == "stopped", page.log.toPlainText()
     assert page.progress.value() < 200
     assert "Stop requested." in page.log.toPlainText()
     assert page.isComplete() and not page.stop_button.isEnabled()
+    run = ops.get_run(wizard.session.run_id)  # told how it ended, its last loss as the history has it
+    assert told == [("Tuneforge: run stopped", f"{run['id']}: {wizard.session.outcome.text}. Training loss "
+                                                f"{run['final_loss']:.4f} at the end.")]
+
+
+@pytest.mark.parametrize("away, wanted, told", [(False, True, False), (True, False, False), (True, True, True)])
+def test_a_run_s_end_is_told_only_to_a_person_looking_elsewhere_who_wants_it(make_wizard, advance, qtbot,
+                                                                            tiny_model_dir, away, wanted, told):
+    from app import user_settings
+
+    user_settings.save(user_settings.UserSettings(tell_when_done=wanted))
+    wizard = make_wizard(model=str(tiny_model_dir))
+    page = to_train_page(wizard, advance, qtbot, max_steps=10)
+    wizard.showMinimized() if away else wizard.activateWindow()
+    qtbot.waitUntil(lambda: run_end_notice.watching(wizard) != away)
+    said = []
+    page.told.connect(lambda title, text: said.append(text))
+    page.session.run_id = "20260101-000000-gone"  # (not in the history: told by its id)
+    page._on_finished(Outcome("failed", "the trainer failed at step 2: out of memory", 1))
+    assert said == (["20260101-000000-gone: the trainer failed at step 2: out of memory."] if told else [])
 
 
 def test_closing_the_window_stops_the_run(make_wizard, advance, qtbot, tiny_model_dir):

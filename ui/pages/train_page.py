@@ -11,12 +11,14 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit,
 
 from app import operations as ops
 from core import device_monitor, objectives
+from core.errors import KnownError
 from core.words import counted, duration
 from ui import theme
 from ui.charts import PALETTE, LossChart, StepChart
 from ui.pages.base import BusyLine, Page, Session
 from ui.pages.paused_try import PausedTry
 from ui.pages.trainer_events import TrainerEvents, log_tail, sentence
+from ui.run_end_notice import tell
 
 DEVICE_POLL_MS = 1500
 NUDGE_AFTER = 2  # validation checks in a row above the lowest before the page says the model may be memorizing
@@ -24,6 +26,7 @@ NUDGE_AFTER = 2  # validation checks in a row above the lowest before the page s
 
 class TrainPage(Page):
     running_changed = Signal(bool)
+    told = Signal(str, str)  # (title, text): the person was told the run ended while looking elsewhere
     lowest: tuple[int, float] | None = None  # the lowest validation loss so far: (step, loss)
     since_lowest = 0  # validation checks since it
 
@@ -371,6 +374,17 @@ class TrainPage(Page):
                                     details=log_tail(self.job.log_path) if self.job else None)
         self.running_changed.emit(False)
         self.completeChanged.emit()
+        self._tell(outcome)
+
+    def _tell(self, outcome) -> None:
+        """Say how the run ended where the person may be looking elsewhere (ui/run_end_notice.py)."""
+        try:
+            run = ops.get_run(self.session.run_id)
+        except KnownError:  # deleted meanwhile: told by its id
+            run = {"id": self.session.run_id}
+        told = tell(self.window(), run, outcome)
+        if told:
+            self.told.emit(*told)
 
     def isComplete(self) -> bool:
         return bool(self.session.outcome is not None and self.session.outcome.ok and not self.running)
