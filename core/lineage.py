@@ -38,6 +38,9 @@ class Origin:
     repo: str = ""
     license: str = ""
     read_from: str = ""
+    # a base converted from a GGUF: the file whose weights (de-quantized) the run trained on, and their type, which
+    # may differ a little from the Hub release `repo` names: "SmolLM2-135M-Instruct.Q4_1.gguf (Q4_1), de-quantized"
+    weights: str = ""
 
     @property
     def url(self) -> str:
@@ -72,16 +75,17 @@ def base_model(model: str, model_path: str | Path) -> Origin:
 
     path = Path(model_path)
     if model == model_source.DEFAULT_NAME:
-        header = _gguf_header(model_source.default_gguf())
+        gguf = model_source.default_gguf()
+        header = _gguf_header(gguf)
         return Origin(model_source.DEFAULT_LABEL, DEFAULT_REPO, _text(header.get("general.license")),
-                      "the bundled model")
+                      "the bundled model", _weights(gguf, header))
     note = _source_note(path)
     if note is not None:  # converted from a GGUF (a file, or Ollama's blob)
         gguf = Path(str(note.get("gguf", "")))
         header = _gguf_header(gguf) if gguf.is_file() else {}
         label = str(note.get("label") or path.name)
         return Origin(label, _repo_in(header), _text(header.get("general.license")),
-                      f"the header of {gguf.name}" if header else "")
+                      f"the header of {gguf.name}" if header else "", _weights(gguf, header))
     cached = _cached_repo(path, "models")
     if cached:
         return Origin(cached.split("/")[-1], cached, _license(path), "the Hugging Face cache")
@@ -126,6 +130,16 @@ def _gguf_header(gguf: Path) -> dict:
         return reader.read(gguf, stop_at="tokenizer.ggml.model").metadata
     except (OSError, ValueError, KeyError):
         return {}
+
+
+def _weights(gguf: Path, header: dict) -> str:
+    from gguf import LlamaFileType
+
+    try:
+        kind = LlamaFileType(header["general.file_type"]).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+    except (KeyError, ValueError):
+        return gguf.name
+    return f"{gguf.name} ({kind})" + ("" if kind in ("F32", "F16", "BF16") else ", de-quantized")
 
 
 def _repo_in(header: dict) -> str:

@@ -116,7 +116,8 @@ def intro(run: dict, fmt: str, base: lineage.Origin, data: lineage.Origin, story
 
 def training(run: dict, plan: Plan | None, base: lineage.Origin, data: lineage.Origin, story: Story) -> list[str]:
     cfg = run.get("config") or {}
-    rows = [("Base model", _linked(base) + (f" (`{base.repo}`)" if base.repo else "")),
+    rows = [("Base model", _linked(base) + (f" (`{base.repo}`)" if base.repo else "")
+             + (f"; trained on the weights of {base.weights}" if base.weights else "")),
             ("Data", (_linked(data) or "—") + (f": {counted(story.rows, 'row')}" if story.rows else "")
              + (f", {story.data_format}" if story.data_format else "")),
             ("Learned", f"{TRAIN_ON.get(cfg.get('train_on', 'assistant'), cfg.get('train_on', ''))}"

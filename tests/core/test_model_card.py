@@ -55,35 +55,37 @@ def plain(tmp_path, card):
     return str(folder), folder
 
 
-# case → (what builds (model as typed, its folder), the name, Hub id and licence read)
+# case → (what builds (model as typed, its folder), the name, Hub id and licence read, and the GGUF weights trained on)
 BASES = {
-    "the bundled model": (lambda t: ("default", t), ("SmolLM2-135M-Instruct", lineage.DEFAULT_REPO, "apache-2.0")),
+    "the bundled model": (lambda t: ("default", t), ("SmolLM2-135M-Instruct", lineage.DEFAULT_REPO, "apache-2.0",
+                                                     "SmolLM2-135M-Instruct.Q4_1.gguf (Q4_1), de-quantized")),
     "a model in the hub cache, its card's licence": (
         lambda t: hub_cached(t, "acme/tiny-chat", "---\nlicense: mit\ntags: [x]\n---\n# Tiny chat\n"),
-        ("tiny-chat", "acme/tiny-chat", "mit")),
-    "a cached model without a card": (lambda t: hub_cached(t, "acme/bare", ""), ("bare", "acme/bare", "")),
+        ("tiny-chat", "acme/tiny-chat", "mit", "")),
+    "a cached model without a card": (lambda t: hub_cached(t, "acme/bare", ""), ("bare", "acme/bare", "", "")),
     "a GGUF whose header names its repository": (
         lambda t: converted(t, "thing", "Thing-1B", general__source__repo_url=f"{HUB}acme/thing-1b",
-                            general__license="llama3.2"), ("Thing-1B", "acme/thing-1b", "llama3.2")),
+                            general__license="llama3.2"), ("Thing-1B", "acme/thing-1b", "llama3.2", "thing.gguf")),
     "a GGUF naming it under the older key": (
         lambda t: converted(t, "old", "Old", general__source__huggingface__repository="acme/older"),
-        ("Old", "acme/older", "")),
+        ("Old", "acme/older", "", "old.gguf")),
     "a GGUF whose address is a dataset's, not a model's": (
-        lambda t: converted(t, "odd", "Odd", general__url=f"{HUB}datasets/acme/set"), ("Odd", "", "")),
-    "a converted folder whose GGUF is gone": (lambda t: converted(t, "gone", "Gone-7B"), ("Gone-7B", "", "")),
+        lambda t: converted(t, "odd", "Odd", general__url=f"{HUB}datasets/acme/set"), ("Odd", "", "", "odd.gguf")),
+    "a converted folder whose GGUF is gone": (lambda t: converted(t, "gone", "Gone-7B"), ("Gone-7B", "", "", "gone.gguf")),
     "a folder of its own, licence on its card": (lambda t: plain(t, "---\nlicense: other\n---\n"),
-                                                 ("my-model", "", "other")),
+                                                 ("my-model", "", "other", "")),
     "a folder whose card cannot be parsed": (lambda t: plain(t, "---\nlicense: [unclosed\n---\n"),
-                                             ("my-model", "", "")),
+                                             ("my-model", "", "", "")),
 }
 
 
 @pytest.mark.parametrize("case", BASES)
 def test_a_base_model_s_name_id_and_licence_are_read_where_it_came_from(tmp_path, case):
-    build, (name, repo, licence) = BASES[case]
+    build, expected = BASES[case]
     model, folder = build(tmp_path)
     found = lineage.base_model(model, folder)
-    assert (found.name, found.repo, found.license) == (name, repo, licence)
+    assert (found.name, found.repo, found.license, found.weights) == expected
+    repo = expected[1]
     assert found.url == (f"{HUB}{repo}" if repo else "")
 
 

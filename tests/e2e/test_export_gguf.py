@@ -30,6 +30,8 @@ def test_export_gguf_from_the_command_line(trained):
     card = lineage.front_matter(out / "README.md")
     assert card["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and card["license"] == "apache-2.0"
     assert card["base_model_relation"] == "finetune" and "gguf" in card["tags"]
+    text = (out / "README.md").read_text(encoding="utf-8")  # and which weights the run trained on, honestly
+    assert "trained on the weights of SmolLM2-135M-Instruct.Q4_1.gguf (Q4_1), de-quantized" in text
     report = json.loads((out / "export.json").read_text())
     assert report["quant"] == "q4_k_m" and report["verification"]["ok"], report["verification"]
     figures = report["verification"]["figures"]
