@@ -60,13 +60,13 @@ def test_navigation_shows_each_page_by_mouse_and_keyboard(window, qtbot):
 
     settings = w.settings  # Tab walks the settings in reading order
     chain, widget = [], settings.data_folder.edit
-    for _ in range(6):
+    for _ in range(7):
         chain.append(widget)
         widget = widget.nextInFocusChain()
         while not widget.focusPolicy() & Qt.TabFocus:
             widget = widget.nextInFocusChain()
     assert chain == [settings.data_folder.edit, settings.data_folder.button, settings.export_folder.edit,
-                     settings.export_folder.button, settings.theme_combo, settings.save_button]
+                     settings.export_folder.button, settings.theme_combo, settings.tell_box, settings.save_button]
 
 
 def test_the_history_opens_a_run_from_the_window(window, qtbot):

@@ -379,7 +379,7 @@ class TrainPage(Page):
     def _tell(self, outcome) -> None:
         """Say how the run ended where the person may be looking elsewhere (ui/run_end_notice.py)."""
         try:
-            run = ops.get_run(self.session.run_id)
+            run = ops.get_run(self.session.run_id) if self.session.run_id else {}
         except KnownError:  # deleted meanwhile: told by its id
             run = {"id": self.session.run_id}
         told = tell(self.window(), run, outcome)
