@@ -15,6 +15,7 @@ from core import objectives, runtime_env, strategies
 from core.data.dataset import SUFFIXES
 from core.errors import KnownError
 from core.gguf_export import QUANT_NAMES
+from core.merge_stream import DTYPES
 from core.run_config import TRAIN_ON
 from tuneforge_kernels import OPS
 
@@ -222,6 +223,10 @@ def build_parser() -> Parser:
     s.add_argument("--qlora-base", choices=["dequantized", "nf4"], default="dequantized",
                    help="GGUF of a QLoRA run: merge into the full-precision base (default) or into the base rounded "
                         "to nf4 as training saw it, so the file answers exactly as the run did.")
+    s.add_argument("--dtype", choices=DTYPES, default="auto",
+                   help="Merged safetensors only: the weights' type; auto (the default) keeps each weight's stored "
+                        "type, so a bfloat16 base gives a bfloat16 model of the same size; float32 is peft's merge "
+                        "exactly, at twice the size.")
     s.add_argument("--out", required=True, help="Folder to create.")
     s.add_argument("--lmstudio", action="store_true",
                    help="GGUF only: also put the file in LM Studio's models folder (under 'tuneforge', named as the "

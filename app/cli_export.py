@@ -10,7 +10,7 @@ import os
 from app import operations as ops
 from app.cli_verbs import say_weights
 from app.progress_bar import TerminalProgress
-from core import model_card, ollama_create, other_apps
+from core import export, model_card, ollama_create, other_apps
 from core.errors import BadArgument
 from core.gguf_export import lora_adapter, projectors
 
@@ -23,8 +23,10 @@ def cmd_export(a) -> int:
     ollama = ollama_create.target(a.ollama) if a.ollama else None
     say_weights(ops.run_weights(a.run, a.weights)["picked"], "Exporting")
     path = ops.export_run(a.run, a.format, a.out, a.quant, progress=TerminalProgress().as_progress(),
-                          nf4_base=a.qlora_base == "nf4", weights=a.weights)
+                          nf4_base=a.qlora_base == "nf4", weights=a.weights, dtype=a.dtype)
     print(f"Exported {a.format} to {path}")
+    if a.format == "safetensors":
+        print(export.said(path))
     if a.format == "gguf":
         report = json.loads((path / "export.json").read_text(encoding="utf-8"))
         print(report["verification"]["summary"])

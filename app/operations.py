@@ -426,7 +426,7 @@ def run_tools(run: str) -> list[dict] | None:
 
 
 def export_run(run: str, fmt: str, out: str, quant: str | None = None, progress: Progress | None = None,
-               nf4_base: bool = False, weights: str = results.AUTO) -> Path:
+               nf4_base: bool = False, weights: str = results.AUTO, dtype: str = "auto") -> Path:
     from core import export, model_card
 
     answerers.release()  # the export may hold a merged model, or two for its check: it gets the memory first
@@ -437,7 +437,7 @@ def export_run(run: str, fmt: str, out: str, quant: str | None = None, progress:
         quant = (quant or tensor_types.DEFAULT).lower()
     with open_history() as db:  # the model card tells the run's losses and measurements
         story = model_card.gather(db, r)
-    path = export.export(r, fmt, out, quant, progress, nf4_base=nf4_base, story=story)
+    path = export.export(r, fmt, out, quant, progress, nf4_base=nf4_base, story=story, dtype=dtype)
     with open_history() as db:
         db.add_export(r["id"], fmt, str(path), export.folder_size(path), quant)
     return path

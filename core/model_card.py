@@ -39,7 +39,7 @@ FILES = (("adapter_model.safetensors", "the adapter's weights (PEFT)"),
          ("*.lora.gguf", "the fine-tune alone as a LoRA file, for a base GGUF (llama.cpp --lora, Ollama's ADAPTER)"),
          ("*.gguf", "the model for llama.cpp, Ollama and LM Studio"),
          ("Modelfile", "for `ollama create`: the chat template and stop token"),
-         ("export.json", "what the export decided and why, and the check of the file"))
+         ("export.json", "what the export decided and why (a GGUF export's: with the check of its file)"))
 
 
 @dataclass
@@ -85,7 +85,8 @@ def text(folder: Path, name: str, run: dict, fmt: str, story: Story, report: dic
     parts = [front(run, fmt, base, data, report), f"# {name}", "", intro(run, fmt, base, data, story), "",
              "## How it was trained", "", *training(run, plan, base, data, story), "",
              "## What the run measured", "", *measured(run, story), "",
-             "## Files", "", *files(folder), "", "## Use it", "", *use(name, fmt, base, report), "",
+             "## Files", "", *files(folder), *(["", report["dtype"]] if report.get("dtype") else []), "",
+             "## Use it", "", *use(name, fmt, base, report), "",
              f"Written by Tuneforge from the history of run {run['id']}" + (f" ({run['name']})" if run.get("name")
                                                                             else "") + "."]
     return "\n".join(parts) + "\n"

@@ -119,3 +119,41 @@ def test_a_vision_language_checkpoint_keeps_its_tower_and_its_language_model_is_
     assert "peft merged" not in source.reason and "vision tower" in source.reason
     assert source.cfg["model_type"] == text_type and not any("vision" in n or "visual" in n for n in source.tensors)
     assert all(torch.equal(source.tensors[language_name(n)], trained[n]) for n in stored)
+
+
+@pytest.mark.parametrize("update, written", [(1.0, "bfloat16"), (1e-3, "float32")], ids=["kept", "rounded-away"])
+def test_a_16_bit_base_is_merged_in_its_own_dtype_unless_rounding_would_lose_the_fine_tune(tmp_path, update, written):
+    """`auto` writes a bfloat16 base's merge in bfloat16 (half float32's size) where rounding to it keeps the
+    fine-tune's change, and float32, saying why, where the change is finer than bfloat16's grid; each weight is the
+    float32 merge rounded once; a dtype asked for is written as asked."""
+    from core.errors import BadArgument
+    from tests.core.gguf_export import tiny
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny.byte_level(tmp_path / "base"))
+    model = tiny.random_model("llama", tok, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=2).to(torch.bfloat16)
+    model.save_pretrained(tmp_path / "base")
+    run = tiny.adapter_run(model.float(), tmp_path, tmp_path / "base", ["q_proj", "down_proj"])
+    adapter = tmp_path / "run" / "result"
+    weights = load_file(str(adapter / "adapter_model.safetensors"))
+    save_file({n: t * update if "lora_B" in n else t for n, t in weights.items()},
+              str(adapter / "adapter_model.safetensors"))
+    kept = merge_stream.kept_share(tmp_path / "base", adapter, "bfloat16")
+    assert (kept >= merge_stream.KEEP_BAR) == (written == "bfloat16")
+    out = export.export(run, "safetensors", tmp_path / "out")
+    config, report = (json.loads((out / n).read_text()) for n in ("config.json", "export.json"))
+    assert config["dtype"] == report["dtype"] == written
+    share = f"keeps {kept:.2%} of what" if written == "bfloat16" else f"would keep {kept:.0%} of what"
+    assert report["dtype_why"].startswith(f"Weights in {written}") and share in report["dtype_why"]
+    assert report["dtype_why"] in (out / "README.md").read_text()  # the card says it too
+    base = load_file(str(tmp_path / "base" / "model.safetensors"))
+    deltas = merge_stream._deltas(adapter, set(base))
+    merged = load_file(str(out / "model.safetensors"))
+    assert all(torch.equal(merged[n], merge_stream.merged(base[n], deltas.get(n)).to(merged[n].dtype))
+               for n in base) and {str(t.dtype) for t in merged.values()} == {f"torch.{written}"}
+    asked = export.export(run, "safetensors", tmp_path / "asked", dtype="float16")
+    assert {t.dtype for t in load_file(str(asked / "model.safetensors")).values()} == {torch.float16}
+    with pytest.raises(BadArgument, match="a gguf export takes its type from --quant"):
+        export.export(run, "gguf", tmp_path / "g", dtype="float16")
+    assert not (tmp_path / "g").exists()

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QGroupBox
 from app import answerers
 from app import operations as ops
 from app import user_settings
+from core import export as core_export
 from core import model_card, ollama_create, other_apps
 from core.conversation import Conversation
 from core.errors import KnownError, NotBuiltYet
@@ -264,7 +265,7 @@ class ExportPage(Page):
         self.exported = Path(path)
         self.status.stop()
         self._set_buttons(True)
-        notes = [*gguf_notes(self.exported), model_card.said(self.exported)]
+        notes = [core_export.said(self.exported), *gguf_notes(self.exported), model_card.said(self.exported)]
         self.result_label.setText(f"✔ Saved to {path}" + "".join(f"\n{line}" for line in notes if line))
         self.result_label.show()
         self.show_button.show()
