@@ -86,7 +86,7 @@ def text(folder: Path, name: str, run: dict, fmt: str, story: Story, report: dic
              "## How it was trained", "", *training(run, plan, base, data, story), "",
              "## What the run measured", "", *measured(run, story), "",
              "## Files", "", *files(folder), *(["", report["dtype"]] if report.get("dtype") else []), "",
-             "## Use it", "", *use(name, fmt, base, report), "",
+             "## Use it", "", *use(name, fmt, base, report, _adapter(run)), "",
              f"Written by Tuneforge from the history of run {run['id']}" + (f" ({run['name']})" if run.get("name")
                                                                             else "") + "."]
     return "\n".join(parts) + "\n"
@@ -180,7 +180,7 @@ def files(folder: Path) -> list[str]:
     return lines
 
 
-def use(here: str, fmt: str, base: lineage.Origin, report: dict) -> list[str]:
+def use(here: str, fmt: str, base: lineage.Origin, report: dict, adapter: bool) -> list[str]:
     base_ref = base.repo or f"<the {base.name} model folder>"
     if fmt == "adapter":
         return ["With transformers and peft, on the base model:", "", "```python",
@@ -189,7 +189,8 @@ def use(here: str, fmt: str, base: lineage.Origin, report: dict) -> list[str]:
                 f'model = PeftModel.from_pretrained(base, "{here}")',
                 f'tokenizer = AutoTokenizer.from_pretrained("{base_ref}")', "```"]
     if fmt == "safetensors":
-        return ["With transformers (the adapter is merged in; no peft needed):", "", "```python",
+        return ["With transformers" + (" (the adapter is merged in: no peft needed)" if adapter else "") + ":", "",
+                "```python",
                 "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
                 f'model = AutoModelForCausalLM.from_pretrained("{here}")',
                 f'tokenizer = AutoTokenizer.from_pretrained("{here}")', "```"]
@@ -206,6 +207,10 @@ def use(here: str, fmt: str, base: lineage.Origin, report: dict) -> list[str]:
     if check:
         lines += ["", f"Checked before it was kept. {check}"]
     return lines
+
+
+def _adapter(run: dict) -> bool:
+    return strategies.get(run["strategy"], need_built=False).result == "adapter"
 
 
 def _sees(run: dict) -> bool:
