@@ -145,25 +145,35 @@ def _result(problems, checks, figures, plan, started) -> Verification:
 
 # --- 1. layout -----------------------------------------------------------------------------------------
 def check_layout(path: Path, plan) -> list[str]:
+    planned = [(t.name, tuple(t.shape), quants.get(t.type).ggml, t.type.upper()) for t in plan.tensors]
     contents = reader.read(path)
-    problems = []
+    problems = read_back(contents, planned, plan.kv)
+    if [t.name for t in contents.tensors] != [p[0] for p in planned]:
+        return problems
+    rows = next((t.shape[0] for t in plan.tensors if t.name == "token_embd.weight"), None)
+    if rows is not None and rows != len(plan.vocab.tokens):
+        problems.append(f"the vocabulary has {len(plan.vocab.tokens)} tokens for {rows} embedding rows")
+    return problems
+
+
+def read_back(contents, planned: list[tuple], kv: dict) -> list[str]:
+    """What differs between a file's `contents` (reader.read) and what was meant: `planned` (name, shape, ggml type,
+    the type's name) in the file's order, and the metadata `kv` (key → GGUFValue, as GGUFWriter holds it)."""
     names = [t.name for t in contents.tensors]
-    if names != [t.name for t in plan.tensors]:
-        missing = sorted({t.name for t in plan.tensors} - set(names))
-        return [f"the file holds {len(names)} tensors, {len(plan.tensors)} planned (missing: {missing[:3]})"]
-    for t, r in zip(plan.tensors, contents.tensors):
-        if r.shape != tuple(t.shape):
-            problems.append(f"{t.name} has shape {list(r.shape)}, {list(t.shape)} planned")
-        if r.ggml_type != quants.get(t.type).ggml:
-            problems.append(f"{t.name} is type {r.ggml_type}, {t.type.upper()} planned")
-    for key, value in plan.kv.items():
+    if names != [p[0] for p in planned]:
+        missing = sorted({p[0] for p in planned} - set(names))
+        return [f"the file holds {len(names)} tensors, {len(planned)} planned (missing: {missing[:3]})"]
+    problems = []
+    for (name, shape, ggml, kind), r in zip(planned, contents.tensors):
+        if r.shape != shape:
+            problems.append(f"{name} has shape {list(r.shape)}, {list(shape)} planned")
+        if r.ggml_type != ggml:
+            problems.append(f"{name} is type {r.ggml_type}, {kind} planned")
+    for key, value in kv.items():
         if key not in contents.metadata:
             problems.append(f"the metadata lacks {key}")
         elif not _same(value.value, contents.metadata[key]):
             problems.append(f"the metadata {key} differs from what was written")
-    rows = next((t.shape[0] for t in plan.tensors if t.name == "token_embd.weight"), None)
-    if rows is not None and rows != len(plan.vocab.tokens):
-        problems.append(f"the vocabulary has {len(plan.vocab.tokens)} tokens for {rows} embedding rows")
     return problems
 
 

@@ -34,6 +34,7 @@ Facts (key and tensor names, types) follow llama.cpp's loader and converter; the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -273,12 +274,12 @@ def write(run: dict, target: Path, progress) -> dict | None:
     if missing:
         return {"written": False, "why": f"the checkpoint's vision tower lacks {', '.join(missing[:3])}, which "
                                          "llama.cpp needs"}
-    note = _write(projector, cfg, _preprocessor(Path(run["model_path"])), names, Path(target), progress, rows)
+    note, check = _write(projector, cfg, _preprocessor(Path(run["model_path"])), names, Path(target), progress, rows)
     whose = ("the run's own (it saved the whole model)" if folder != Path(run["model_path"])
              else "the base model's (the run trained the language model)")
     return {"written": True, "file": Path(target).name, "bytes": Path(target).stat().st_size,
             "tensors": sum(len(projector.splits.get(n, ((n,), 0))[0]) for n in names) + len(rows),
-            "projector_type": projector.projector_type, "vision_tower": whose, "why": WHY,
+            "projector_type": projector.projector_type, "vision_tower": whose, "why": WHY, "check": check,
             **({"note": note} if note else {})}
 
 
@@ -303,9 +304,10 @@ def _beside_source(run: dict, folder: Path) -> dict | None:
 
 
 def _write(projector: Projector, cfg: dict, preprocessor: dict, names: dict, target: Path, progress,
-           rows: dict | None = None) -> str | None:
+           rows: dict | None = None) -> tuple[str | None, str]:
     """The file itself: header, metadata and tensor table first, then each tensor read from its shard, converted and
-    written in turn, so memory holds one tensor; under a temporary name renamed at the end (core.atomic)."""
+    written in turn, so memory holds one tensor; under a temporary name renamed at the end (core.atomic), once it
+    reads back as written (_read_back). (the projector's note, the check's sentence)"""
     from safetensors import safe_open
 
     from core.gguf_export.writer import check_space
@@ -331,6 +333,7 @@ def _write(projector: Projector, cfg: dict, preprocessor: dict, names: dict, tar
     sizes = {n: int(np.prod(s)) * np.dtype(TYPES[kinds[n]][0]).itemsize for n, s in shapes.items()}
     target.parent.mkdir(parents=True, exist_ok=True)
     check_space(target.parent, sum(sizes.values()) + (1 << 20))
+    digests = {}  # each tensor's bytes as written, for the read-back
     with atomic.temp_file(target) as tmp:
         w = GGUFWriter(tmp, ARCH)
         try:
@@ -354,11 +357,35 @@ def _write(projector: Projector, cfg: dict, preprocessor: dict, names: dict, tar
                     else:  # a piece (a frame's kernel, an embedding's row): read alone, not a vocabulary's rows
                         part = (slice(None),) * axis + (slice(index, index + 1),)
                         array = f.get_slice(stored)[part].float().numpy().squeeze(axis)
-                w.write_tensor_data(np.ascontiguousarray(projector.transform(n, array), dtype=TYPES[kinds[n]][0]))
+                data = np.ascontiguousarray(projector.transform(n, array), dtype=TYPES[kinds[n]][0])
+                digests[n] = hashlib.blake2b(data.tobytes(), digest_size=16).digest()
+                w.write_tensor_data(data)
+            kv = dict(w.kv_data[0])
         finally:
             w.close()
+        check = _read_back(tmp, [(n, tuple(shapes[n]), TYPES[kinds[n]][1], kinds[n].upper()) for n in pieces],
+                           kv, digests, sizes)
     progress.update(1.0, f"Wrote {target.name}")
-    return note
+    return note, check
+
+
+def _read_back(path: Path, planned: list[tuple], kv: dict, digests: dict, sizes: dict) -> str:
+    """Read the written file back (our reader, as the model file's check does): its tensor table and metadata as
+    planned and every tensor's bytes those written; the sentence for the report, or a KnownError (nothing kept)."""
+    from core.errors import KnownError
+    from core.gguf_export import reader, verify
+
+    contents = reader.read(path)
+    problems = verify.read_back(contents, planned, kv)
+    if not problems:
+        for info in contents.tensors:
+            data = reader.tensor_bytes(path, contents, info, sizes[info.name])
+            if hashlib.blake2b(data.tobytes(), digest_size=16).digest() != digests[info.name]:
+                problems.append(f"{info.name} reads back other bytes than were written")
+    if problems:
+        raise KnownError(f"The vision projector file did not read back as written ({'; '.join(problems[:3])}), so "
+                         "nothing was kept; check the disk and export again.")
+    return (f"read back as written: {len(planned)} tensors, byte for byte, and {len(kv)} metadata values")
 
 
 # Each registers itself:

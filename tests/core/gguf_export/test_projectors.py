@@ -337,6 +337,31 @@ def test_each_projector_writes_what_llama_cpp_reads(tmp_path, model):
     assert abs(keys["clip.vision.attention.layer_norm_epsilon"] - eps) < eps * 1e-5
     check_values(tensors, wants(checkpoint(tmp_path / "base"), tmp_path / "base"))
     assert sorted(f.name for f in out.glob("mmproj-*")) == [report["file"]]
+    assert report["check"].startswith(f"read back as written: {len(reads)} tensors, byte for byte, and ")
+    damaged_fails_its_read_back(out / report["file"])
+
+
+def damaged_fails_its_read_back(file):
+    """The read-back of a projector file (as _write makes it, from what was written) catches one byte changed."""
+    import hashlib
+
+    from core.errors import KnownError
+    from core.gguf_export import projectors as p, reader
+
+    contents = reader.read(file)
+    sizes = {t.name: int(np.prod(t.shape)) * (2 if t.ggml_type == 1 else 4) for t in contents.tensors}
+    digests = {t.name: hashlib.blake2b(reader.tensor_bytes(file, contents, t, sizes[t.name]).tobytes(),
+                                       digest_size=16).digest() for t in contents.tensors}
+    planned = [(t.name, t.shape, t.ggml_type, "") for t in contents.tensors]
+    assert p._read_back(file, planned, {}, digests, sizes).startswith("read back as written")
+    last = contents.tensors[-1]
+    with open(file, "r+b") as f:  # one byte of the last tensor's data, flipped
+        f.seek(contents.data_start + last.offset)
+        byte = f.read(1)
+        f.seek(contents.data_start + last.offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(KnownError, match=f"{last.name} reads back other bytes than were written"):
+        p._read_back(file, planned, {}, digests, sizes)
 
 
 def test_a_gguf_base_s_projector_file_beside_it_goes_with_the_export(tmp_path):
