@@ -157,6 +157,10 @@ def build_parser() -> Parser:
     s.add_argument("--project", help="Only this project.")
     s.add_argument("--json", action="store_true", help="Print as JSON.")
 
+    s = sub.add_parser("show", help="One run: its status, how it trained, what it measured, where its exports are.")
+    s.add_argument("run", metavar="RUN", help="Run id (or its name, a unique start of the id, or 'last').")
+    s.add_argument("--json", action="store_true", help="Print as JSON.")
+
     s = sub.add_parser("rename", help="Name a run (shown beside its id; usable wherever a run id is).")
     s.add_argument("run", metavar="RUN", help="Run id (or its name, a unique start of the id, or 'last').")
     s.add_argument("name", metavar="NAME", help="The new name; '' takes the name away.")
@@ -288,6 +292,7 @@ def report_bug(e: Exception) -> int:
     return 70
 
 
-from app import cli_export, cli_models, cli_verbs  # noqa: E402  (the verbs, kept apart so this file stays the parser)
+from app import cli_export, cli_models, cli_show, cli_verbs  # noqa: E402  (the verbs: this file stays the parser)
 
-VERBS = {**cli_verbs.VERBS, "models": cli_models.cmd_models, "export": cli_export.cmd_export}
+VERBS = {**cli_verbs.VERBS, "models": cli_models.cmd_models, "export": cli_export.cmd_export,
+         "show": cli_show.cmd_show}

@@ -78,10 +78,22 @@ def said(folder: Path) -> str:
             f"folder is ready to share as it is (hf upload NAME {folder}).")
 
 
+def summary(run: dict, story: Story) -> list[str]:
+    """The run in lines for a terminal (`tuneforge show`): how it trained, then what it measured."""
+    base = lineage.base_model(run.get("model") or "", run["model_path"])
+    rows = facts(run, _plan(run), base, lineage.dataset(run.get("data_path", "")), story, markdown=False)
+    width = max(len(k) for k, _ in rows)
+    return [f"{k:{width}}  {v}" for k, v in rows] + measured(run, story)
+
+
+def _plan(run: dict) -> Plan | None:
+    return Plan.from_dict(run["plan"]) if run.get("plan") else None
+
+
 def text(folder: Path, name: str, run: dict, fmt: str, story: Story, report: dict) -> str:
     base = lineage.base_model(run.get("model") or "", run["model_path"])
     data = lineage.dataset(run.get("data_path", ""))
-    plan = Plan.from_dict(run["plan"]) if run.get("plan") else None
+    plan = _plan(run)
     parts = [front(run, fmt, base, data, report), f"# {name}", "", intro(run, fmt, base, data, story), "",
              "## How it was trained", "", *training(run, plan, base, data, story), "",
              "## What the run measured", "", *measured(run, story), "",
@@ -116,10 +128,21 @@ def intro(run: dict, fmt: str, base: lineage.Origin, data: lineage.Origin, story
 
 
 def training(run: dict, plan: Plan | None, base: lineage.Origin, data: lineage.Origin, story: Story) -> list[str]:
+    lines = ["| | |", "|---|---|", *(f"| {k} | {_cell(v)} |" for k, v in facts(run, plan, base, data, story))]
+    if plan is not None and plan.reasons:
+        lines += ["", "Why these settings (the plan's reasons):", "", *(f"- {r}" for r in plan.reasons)]
+    return lines
+
+
+def facts(run: dict, plan: Plan | None, base: lineage.Origin, data: lineage.Origin, story: Story,
+          markdown: bool = True) -> list[tuple[str, str]]:
+    """(what, how) of the run's training, for the card's table and (`markdown` False: plain text) `tuneforge show`."""
     cfg = run.get("config") or {}
-    rows = [("Base model", _linked(base) + (f" (`{base.repo}`)" if base.repo else "")
+    name = _linked if markdown else (lambda origin: origin.name)
+    quoted = "`{}`" if markdown else "{}"
+    rows = [("Base model", name(base) + (f" ({quoted.format(base.repo)})" if base.repo else "")
              + (f"; trained on the weights of {base.weights}" if base.weights else "")),
-            ("Data", (_linked(data) or "—") + (f": {counted(story.rows, 'row')}" if story.rows else "")
+            ("Data", (name(data) or "—") + (f": {counted(story.rows, 'row')}" if story.rows else "")
              + (f", {story.data_format}" if story.data_format else "")),
             ("Learned", f"{TRAIN_ON.get(cfg.get('train_on', 'assistant'), cfg.get('train_on', ''))}"
              f"{_objective_words(run)}" + ("; to call the tools its rows offer" if cfg.get("tools") else "")
@@ -141,10 +164,7 @@ def training(run: dict, plan: Plan | None, base: lineage.Origin, data: lineage.O
         rows.append(("Our kernels", ", ".join(kernels)))
     if run.get("trained_s"):
         rows.append(("Time", duration(run["trained_s"])))
-    lines = ["| | |", "|---|---|", *(f"| {k} | {_cell(v)} |" for k, v in rows)]
-    if plan is not None and plan.reasons:
-        lines += ["", "Why these settings (the plan's reasons):", "", *(f"- {r}" for r in plan.reasons)]
-    return lines
+    return rows
 
 
 def measured(run: dict, story: Story) -> list[str]:

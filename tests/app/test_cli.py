@@ -205,6 +205,15 @@ def test_train_runs_chat_export_on_a_tiny_model(cli, cli_here, home, tiny_model_
     assert f"Model card: {out / 'README.md'} says" in exported.stdout and f"history of run {run_id} (tiny)" in card
     assert "pirate_chat.jsonl: " in card and "Training loss: " in card and "at step 6." in card
     assert "More Information Needed" not in card and str(tiny_model_dir) not in card
+    # `show`: the run as History's detail has it, its export listed where it went
+    shown = cli_here("show", "tiny", check=0).stdout
+    assert shown.startswith(f"Run {run_id} “tiny” in project tiny: done") and "\nMethod         LoRA: " in shown
+    assert "- Training loss: " in shown and "  adapter" in shown and str(out) in shown
+    detail = json.loads(cli_here("show", run_id, "--json", check=0).stdout)
+    assert [e["path"] for e in detail["exports"]] == [str(out)] and len(detail["train"]) == 6
+    assert detail["weights"]["step"] in (6, detail["validation"][-1][0]) and detail["plans"] == 1
+    missing = cli_here("show", "no-such-run")
+    assert missing.returncode != 0 and "No run 'no-such-run'" in missing.stderr and "Traceback" not in missing.stderr
     again = cli_here("export", "--run", run_id, "--format", "adapter", "--out", out)
     assert again.returncode != 0 and "already exists" in again.stderr
     lm = cli_here("export", "--run", run_id, "--format", "adapter", "--out", tmp_path / "lm", "--lmstudio")
