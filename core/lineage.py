@@ -85,7 +85,7 @@ def base_model(model: str, model_path: str | Path) -> Origin:
         header = _gguf_header(gguf) if gguf.is_file() else {}
         label = str(note.get("label") or path.name)
         return Origin(label, _repo_in(header), _text(header.get("general.license")),
-                      f"the header of {gguf.name}" if header else "", _weights(gguf, header))
+                      f"the header of {gguf.name}" if header else "", _weights(gguf, header, label))
     cached = _cached_repo(path, "models")
     if cached:
         return Origin(cached.split("/")[-1], cached, _license(path), "the Hugging Face cache")
@@ -132,14 +132,18 @@ def _gguf_header(gguf: Path) -> dict:
         return {}
 
 
-def _weights(gguf: Path, header: dict) -> str:
+def _weights(gguf: Path, header: dict, label: str = "") -> str:
+    """'NAME.gguf (Q4_1), de-quantized': the file a base was converted from, and its type; a blob of Ollama's store
+    (named by its digest) by the model's name."""
     from gguf import LlamaFileType
+
+    shown = gguf.name if gguf.suffix.lower() == ".gguf" or not label else f"Ollama's {label}"
 
     try:
         kind = LlamaFileType(header["general.file_type"]).name.removeprefix("MOSTLY_").removeprefix("ALL_")
     except (KeyError, ValueError):
-        return gguf.name
-    return f"{gguf.name} ({kind})" + ("" if kind in ("F32", "F16", "BF16") else ", de-quantized")
+        return shown
+    return f"{shown} ({kind})" + ("" if kind in ("F32", "F16", "BF16") else ", de-quantized")
 
 
 def _repo_in(header: dict) -> str:

@@ -22,7 +22,7 @@ def header_only(path, **metadata):
     """A GGUF file holding metadata alone (dots in the keys written as __)."""
     w = gguf.GGUFWriter(str(path), "llama")
     for key, value in metadata.items():
-        w.add_string(key.replace("__", "."), value)
+        (w.add_uint32 if isinstance(value, int) else w.add_string)(key.replace("__", "."), value)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
@@ -30,11 +30,11 @@ def header_only(path, **metadata):
     return path
 
 
-def converted(tmp_path, name, label, **metadata):
+def converted(tmp_path, name, label, file_name=None, **metadata):
     """A folder converted from a GGUF (its tuneforge_source.json naming the file), the file's header `metadata`."""
     folder = tmp_path / name
     folder.mkdir()
-    file = header_only(tmp_path / f"{name}.gguf", **metadata) if metadata else tmp_path / "gone.gguf"
+    file = header_only(tmp_path / (file_name or f"{name}.gguf"), **metadata) if metadata else tmp_path / "gone.gguf"
     (folder / "tuneforge_source.json").write_text(json.dumps({"gguf": str(file), "label": label, "converter": 3}))
     return "some.gguf", folder
 
@@ -71,6 +71,10 @@ BASES = {
         ("Old", "acme/older", "", "old.gguf")),
     "a GGUF whose address is a dataset's, not a model's": (
         lambda t: converted(t, "odd", "Odd", general__url=f"{HUB}datasets/acme/set"), ("Odd", "", "", "odd.gguf")),
+    "a blob of Ollama's, by the model's name": (
+        lambda t: converted(t, "ollama-llama3.2-1b", "llama3.2:1b", "sha256-0a1b2c", general__file_type=15,
+                            general__license="llama3.2"),
+        ("llama3.2:1b", "", "llama3.2", "Ollama's llama3.2:1b (Q4_K_M), de-quantized")),
     "a converted folder whose GGUF is gone": (lambda t: converted(t, "gone", "Gone-7B"), ("Gone-7B", "", "", "gone.gguf")),
     "a folder of its own, licence on its card": (lambda t: plain(t, "---\nlicense: other\n---\n"),
                                                  ("my-model", "", "other", "")),
