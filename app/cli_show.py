@@ -5,12 +5,12 @@ and where its exports went. `runs` lists; `plans --run` tells each plan; this is
 from __future__ import annotations
 
 import dataclasses
-import time
 
 from app import operations as ops
 from app.cli_verbs import out
 from core import model_card
 from core.plan_text import size_text
+from core.words import when
 
 
 def cmd_show(a) -> int:
@@ -28,7 +28,7 @@ def cmd_show(a) -> int:
     name = f" “{run['name']}”" if run.get("name") else ""
     print(f"Run {run['id']}{name} in project {project}: {run['status']}"
           + (f" ({run['outcome']})" if run.get("outcome") and run["outcome"] != run["status"] else ""))
-    print(f"Started {_when(run.get('started_at') or run.get('created_at'))}; model {run['model']}, "
+    print(f"Started {when(run.get('started_at') or run.get('created_at'))}; model {run['model']}, "
           f"data {run.get('data_path') or '—'}; its folder {run.get('run_dir') or '—'}")
     print()
     for line in model_card.summary(run, story):
@@ -37,11 +37,7 @@ def cmd_show(a) -> int:
         print("Exports:")
         for e in exports:
             kind = e["format"] + (f" ({e['quant']})" if e.get("quant") else "")
-            print(f"  {kind:16} {size_text(e.get('bytes')):>8}  {e['path']}  {_when(e.get('created_at'))}")
+            print(f"  {kind:16} {size_text(e.get('bytes')):>8}  {e['path']}  {when(e.get('created_at'))}")
     if len(plans) > 1:
         print(f"{len(plans)} plans (it was re-planned): tuneforge plans --run {run['id']}")
     return 0
-
-
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "—"

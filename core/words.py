@@ -51,3 +51,10 @@ def seconds_of(text: str) -> float | None:
         return None
     seconds = float(m["h"] or 0) * 3600 + float(m["m"] or 0) * 60 + float(m["s"] or 0)
     return seconds or None
+
+
+def when(timestamp: float | None) -> str:
+    """'2026-03-01 09:15', local time, for the history's lists; '—' when unknown."""
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp)) if timestamp else "—"

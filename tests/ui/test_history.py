@@ -281,3 +281,33 @@ def test_freeing_a_finished_runs_checkpoints_keeps_the_run(page, qtbot, home, mo
     assert asked[0].windowTitle() == "Free checkpoints"
     assert not (home / "runs" / FIRST / "checkpoints").exists() and (home / "runs" / FIRST / "result").is_dir()
     assert page.table.topLevelItemCount() == 2 and row(page, FIRST)["Status"] == "done"
+
+
+def test_a_run_s_exports_are_listed_newest_first_and_a_moved_one_says_so(page, qtbot, home, tmp_path, monkeypatch):
+    from PySide6.QtGui import QDesktopServices
+
+    kept, moved = tmp_path / "pirate-gguf", tmp_path / "pirate-adapter"
+    kept.mkdir()
+    with history.History(home / "history.sqlite") as db:
+        db.add_export(FIRST, "adapter", str(moved), 20_000_000)  # since moved away by the person
+        db.add_export(FIRST, "gguf", str(kept), 105_000_000, "q4_k_m")
+    page.select([FIRST])
+    qtbot.waitUntil(lambda: page.detail_view is not None and page.detail_view.run_id == FIRST, timeout=10000)
+    view = page.detail_view
+    table = view.exports_table
+    assert view.tabs.tabText(3) == "Exports (2)"
+    rows = [[table.topLevelItem(i).text(c) for c in range(3)] for i in range(table.topLevelItemCount())]
+    assert rows == [["gguf (q4_k_m)", "105 MB", str(kept)], ["adapter", "20 MB", f"{moved}  (no longer there)"]]
+    assert table.topLevelItem(0).isDisabled() is False and table.topLevelItem(1).isDisabled()
+    opened = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url.toLocalFile()))
+    table.itemDoubleClicked.emit(table.topLevelItem(0), 2)
+    table.itemDoubleClicked.emit(table.topLevelItem(1), 2)  # gone: nothing to open
+    assert opened == [str(kept)]
+    with history.History(home / "history.sqlite") as db:  # one made on the Try and export tab joins the list
+        db.add_export(FIRST, "safetensors", str(kept), 270_000_000)
+    view.export_page.exported_to.emit(str(kept))
+    assert view.tabs.tabText(3) == "Exports (3)" and table.topLevelItem(0).text(0) == "safetensors"
+    page.select([SECOND])
+    qtbot.waitUntil(lambda: page.detail_view.run_id == SECOND, timeout=10000)
+    assert page.detail_view.tabs.tabText(3) == "Exports" and page.detail_view.exports_table.topLevelItemCount() == 0

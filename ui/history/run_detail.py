@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtCore import Qt, Signal
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QFrame, QHeaderView, QLabel, QScrollArea, QTabWidget, QTreeWidget, QTreeWidgetItem,
                                QVBoxLayout, QWidget)
 
 from app.history_service import RunDetail, flat_config
 from app.supervisor import Outcome
 from core import objectives, results
-from core.words import duration
+from core.plan_text import size_text
+from core.words import duration, when
 from ui.history.resume_page import ResumePage
-from ui.history.run_table import loss_text, lowest_text, when
+from ui.history.run_table import loss_text, lowest_text
 from ui.pages.base import Session
 from ui.pages.export_page import ExportPage
 
 NO_RESULT = "This run has no trained result yet: resume it, or let it finish, to try and export it."
+EXPORTS = 3  # the Exports tab's index
 
 
 def lowest_validation(detail: RunDetail) -> str:
@@ -68,6 +73,41 @@ class ConfigTable(QTreeWidget):
                                for k, v in sorted(flat_config(config).items())])
 
 
+class ExportsTable(QTreeWidget):
+    """Where the run's exports went (the history keeps each one): a double click opens the folder; one that is no
+    longer there (moved, deleted) says so."""
+
+    GONE = "(no longer there)"
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setHeaderLabels(["Format", "Size", "Folder", "When"])
+        self.setRootIsDecorated(False)
+        self.setAlternatingRowColors(True)
+        for column in (0, 1, 3):
+            self.header().setSectionResizeMode(column, QHeaderView.ResizeToContents)
+        self.header().setSectionResizeMode(2, QHeaderView.Stretch)
+        self.setToolTip("Double-click an export to open its folder.")
+        self.itemDoubleClicked.connect(self._open)
+
+    def set_exports(self, exports: list[dict]) -> None:
+        self.clear()
+        for e in reversed(exports):  # newest first
+            here = Path(e["path"]).is_dir()
+            item = QTreeWidgetItem([e["format"] + (f" ({e['quant']})" if e.get("quant") else ""),
+                                    size_text(e.get("bytes")), e["path"] + ("" if here else f"  {self.GONE}"),
+                                    when(e.get("created_at"))])
+            item.setData(2, Qt.UserRole, e["path"])
+            if not here:
+                item.setDisabled(True)
+            self.addTopLevelItem(item)
+
+    def _open(self, item: QTreeWidgetItem) -> None:
+        folder = item.data(2, Qt.UserRole)
+        if folder and Path(folder).is_dir():
+            QDesktopServices.openUrl(QUrl.fromLocalFile(folder))
+
+
 class RunDetailView(QWidget):
     running_changed = Signal(bool)
 
@@ -79,12 +119,15 @@ class RunDetailView(QWidget):
         self.train_page = ResumePage(self.session)
         self.export_page = ExportPage(self.session)
         self.config_table = ConfigTable()
+        self.exports_table = ExportsTable()
         self.tabs = QTabWidget()
         self.tabs.addTab(self.train_page, "Training")
         scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)  # a short window scrolls the page
         scroll.setWidget(self.export_page)
         self.tabs.addTab(scroll, "Try and export")
         self.tabs.addTab(self.config_table, "Settings")
+        self.tabs.addTab(self.exports_table, "Exports")
+        self.export_page.exported_to.connect(self._exported)
         self.train_page.running_changed.connect(self._running)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -104,6 +147,7 @@ class RunDetailView(QWidget):
         self.detail = detail
         self.header.setText(figures_html(detail))
         self.config_table.set_config(detail.config)
+        self._show_exports(detail.exports)
         if self.running:
             return
         self.train_page.show_run(detail)
@@ -117,6 +161,19 @@ class RunDetailView(QWidget):
             self.export_page.initializePage()
         self.tabs.setTabEnabled(1, can_export)
         self.tabs.setTabToolTip(1, "" if can_export else NO_RESULT)
+
+    def _show_exports(self, exports: list[dict]) -> None:
+        self.exports_table.set_exports(exports)
+        self.tabs.setTabText(EXPORTS, f"Exports ({len(exports)})" if exports else "Exports")
+
+    def _exported(self, path: str) -> None:
+        """An export made on the Try and export tab joins the list (the history has it by now)."""
+        from app import operations as ops
+
+        if self.detail is not None:
+            with ops.open_history() as db:
+                self.detail.exports = db.exports(self.detail.id)
+            self._show_exports(self.detail.exports)
 
     def _running(self, running: bool) -> None:
         if running:  # the result is being trained again: try and export it once the run ends

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTreeWidget, QTreeWidgetItem
 
 from app.history_service import RunSummary, disk_text
-from core.words import duration
+from core.words import duration, when
 
 COLUMNS = ["Run", "Project", "Status", "Model", "Strategy", "Dataset", "Steps", "Final loss", "Best train loss",
            "Duration", "Disk"]
@@ -26,10 +24,6 @@ def lowest_text(evals: list[tuple[int, float]], kept_step: int | None = None) ->
         return "—"
     step, loss = min(evals, key=lambda point: point[1])
     return f"{loss_text(loss)} at step {step}" + (", its weights kept" if kept_step == step else "")
-
-
-def when(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp)) if timestamp else "—"
 
 
 class RunItem(QTreeWidgetItem):

@@ -89,6 +89,7 @@ def gguf_notes(folder: Path) -> list[str]:
 
 class ExportPage(Page):
     train_more = Signal(str, str)  # (run id, weights): a new fine-tune that goes on from these weights
+    exported_to = Signal(str)  # the folder an export was just written to
 
     def __init__(self, session: Session, parent=None):
         super().__init__(session, "Export", "Save what the run learned where other tools can use it, "
@@ -263,6 +264,7 @@ class ExportPage(Page):
 
     def _exported(self, path) -> None:
         self.exported = Path(path)
+        self.exported_to.emit(str(path))
         self.status.stop()
         self._set_buttons(True)
         notes = [core_export.said(self.exported), *gguf_notes(self.exported), model_card.said(self.exported)]
