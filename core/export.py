@@ -105,9 +105,13 @@ def export(run: dict, fmt: str, out: str | Path, quant: str | None = None, progr
     progress.update(0.5, "Merging")
     if strategy.result == "adapter":
         model = model.merge_and_unload()
-    written = dtype if dtype != "auto" else merge_stream.stored_dtype(base)  # (peft's merge: no share measured)
+    # peft merged it (DoRA, a mixture of experts' adapters): the share a 16-bit rounding would keep is not measured
+    # here, so `auto` keeps float32 for an adapter; a whole-model result stays as it is stored
+    written = dtype if dtype != "auto" else "float32" if adapter is not None else merge_stream.stored_dtype(base)
     model = model.to(getattr(torch, written))  # merged in float32, rounded once
-    why = f"Weights in {written}, " + ("as asked." if dtype != "auto" else "as the base is stored.")
+    why = (f"Weights in {written}, as asked." if dtype != "auto" else f"Weights in {written}, as stored."
+           if adapter is None else "Weights in float32: peft merged this adapter, and how much of it a 16-bit "
+           "rounding would keep is not measured for it; --dtype bfloat16 or float16 writes that anyway.")
     progress.update(0.7, "Writing safetensors")
     with atomic.folder(out, replace=out.exists()) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)

@@ -78,7 +78,9 @@ def test_a_sharded_base_is_merged_shard_by_shard_and_dora_is_left_to_peft(four_l
     dora = session(tmp_path, four_layers, "dora", {"r": 4, "alpha": 8}, "dora", lr=3e-3)
     dora.save_result(tmp_path / "dora" / "result")
     assert merge_stream.unsupported(four_layers, tmp_path / "dora" / "result") == "DoRA's magnitudes are merged by peft"
-    assert (exported(tmp_path, dora, "dora", "dora-merged") / "model.safetensors").is_file()
+    merged_by_peft = exported(tmp_path, dora, "dora", "dora-merged")
+    assert (merged_by_peft / "model.safetensors").is_file()
+    assert export.said(merged_by_peft).startswith("Weights in float32: peft merged this adapter")
 
 
 @pytest.mark.parametrize("build,text_type", [(vision_language.qwen3_5, "qwen3_5_text"),
