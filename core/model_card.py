@@ -87,7 +87,12 @@ def summary(run: dict, story: Story) -> list[str]:
 
 
 def _plan(run: dict) -> Plan | None:
-    return Plan.from_dict(run["plan"]) if run.get("plan") else None
+    """The run's plan; None without one, or for a plan an older Tuneforge wrote that lacks a field (its card leaves
+    the plan's rows out rather than failing the export)."""
+    try:
+        return Plan.from_dict(run["plan"]) if run.get("plan") else None
+    except (TypeError, ValueError):
+        return None
 
 
 def text(folder: Path, name: str, run: dict, fmt: str, story: Story, report: dict) -> str:

@@ -189,5 +189,8 @@ def test_a_hub_base_is_named_as_the_hub_knows_it(tmp_path, fmt):
     assert (f'AutoModelForCausalLM.from_pretrained("{repo}")' in text) == (fmt == "adapter")
     assert "| Started from | the weights of run r0 at step 60 (its lowest validation loss) |" in text
     assert "| Learned | each conversation's last answer; to call the tools its rows offer |" in text
+    old = model_card.text(tmp_path / "out", "my-tune", run | {"plan": {"strategy": "qlora"}}, fmt, model_card.Story(),
+                          {})  # an older Tuneforge's plan, lacking fields: the card leaves its rows out
+    assert "| Method | QLoRA: " in old and "| Steps |" not in old
     whole = model_card.text(tmp_path / "out", "my-tune", run | {"strategy": "full"}, fmt, model_card.Story(), {})
     assert ("the adapter is merged in" in text, "the adapter is merged in" in whole) == (fmt == "safetensors", False)
