@@ -51,15 +51,18 @@ class Story:
     evaluations: list[dict] = field(default_factory=list)  # the reports `evaluate` kept, oldest first
     rows: int | None = None  # the dataset's rows, as read for the run
     data_format: str = ""  # its format (core.data.formats)
+    preferred: list[tuple[int, float]] = field(default_factory=list)  # a preference run's (step, share) at its checks
 
 
 def gather(db, run: dict) -> Story:
     """The run's story from the history `db` (core.history.History)."""
     data = db.db["datasets"].get(run["dataset_id"]) if run.get("dataset_id") else None
+    checks = db.metrics(run["id"], "eval")
     return Story([(m["step"], m["loss"]) for m in db.metrics(run["id"], "train")],
-                 [(m["step"], m["loss"]) for m in db.metrics(run["id"], "eval")],
+                 [(m["step"], m["loss"]) for m in checks],
                  [e["report"] for e in db.evaluations(run["id"])],
-                 data["rows"] if data else None, data["format"] if data else "")
+                 data["rows"] if data else None, data["format"] if data else "",
+                 [(m["step"], m["prefers"]) for m in checks if m.get("prefers") is not None])
 
 
 def write(folder: Path, name: str, run: dict, fmt: str, story: Story | None = None, report: dict | None = None
@@ -181,6 +184,10 @@ def measured(run: dict, story: Story) -> list[str]:
         step, low = min(story.validation, key=lambda m: m[1])
         lines.append(f"- Validation loss (rows kept apart from training): lowest {low:.4f} at step {step}, of "
                      f"{counted(len(story.validation), 'check')}.")
+    if story.preferred:  # a preference run: the share of its validation pairs (KTO: answers) it prefers rightly
+        at, share = story.preferred[-1]
+        what, unit = objectives.share_words((run.get("plan") or {}).get("objective", ""))
+        lines.append(f"- {what}: {share:.0%} of the validation {unit}s at step {at}.")
     picked = run.get("picked")
     which, step = (picked.which, picked.step) if picked is not None else ("last", run.get("steps_done"))
     lines.append(f"- These weights: {picked.note if picked is not None else 'the weights of the last step'}"

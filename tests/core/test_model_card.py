@@ -194,3 +194,18 @@ def test_a_hub_base_is_named_as_the_hub_knows_it(tmp_path, fmt):
     assert "| Method | QLoRA: " in old and "| Steps |" not in old
     whole = model_card.text(tmp_path / "out", "my-tune", run | {"strategy": "full"}, fmt, model_card.Story(), {})
     assert ("the adapter is merged in" in text, "the adapter is merged in" in whole) == (fmt == "safetensors", False)
+
+
+def test_a_preference_run_s_card_says_the_share_it_prefers_rightly_as_the_history_holds_it(tmp_path):
+    from core import history
+    from tests.app.history_runs import FIRST, make_two_runs
+
+    make_two_runs(tmp_path)
+    with history.History(tmp_path / "history.sqlite") as db:
+        db.add_metric(FIRST, 6, "eval", 1.9, prefers=0.92)  # a KTO run's last check: answers rated right
+        run = db.run(FIRST) | {"plan": {"strategy": "lora", "objective": "kto"}}
+        story = model_card.gather(db, run)
+    assert story.preferred == [(6, 0.92)] and story.rows == 202 and story.data_format == "messages"
+    assert [s for s, _ in story.train] == [1, 2, 3, 4, 5, 6] and story.validation[-1] == (6, 1.9)
+    lines = model_card.measured(run, story)
+    assert "- Rated right: 92% of the validation answers at step 6." in lines
