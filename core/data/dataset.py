@@ -72,6 +72,9 @@ class Dataset:
     tool_use: dict | None = None  # {"rows", "calls", "tools"}: conversations that use tools, the calls they make,
     # the first row's tools (None if none has any); tool_render.note says how the model's text holds them
     reasoning_rows: int = 0  # conversations with an answer that carries its reasoning (reasoning.note says how)
+    # each row's 8-byte content hash, in row order (numpy uint64): the split keeps a held-out row's copies out of
+    # training with it (split.split); None where not read
+    row_hashes: object = None
 
     @cached_property
     def duplicate_rows(self) -> list[str]:
@@ -88,7 +91,7 @@ class Dataset:
 
     def split(self, eval_fraction: float | None, seed: int) -> tuple[Rows, list[Example], str]:
         """(training rows, validation rows, why): a fixed-seed split, sized by split.validation_size."""
-        return split_mod.split(self.examples, eval_fraction, seed)
+        return split_mod.split(self.examples, eval_fraction, seed, self.row_hashes)
 
     def summary(self) -> dict:
         return {"path": self.label or str(self.path), "format": self.format, "rows": len(self.examples),
@@ -290,7 +293,8 @@ class _Tally:
                        ranked[1] if len(ranked) > 1 else None, reason, pairs, count,
                        source.label, scale.summary() if scale else None,
                        {"rows": won.tool_rows, "calls": won.tool_calls, "tools": won.first_tools}
-                       if won.tool_rows else None, won.reasoning_rows)
+                       if won.tool_rows else None, won.reasoning_rows,
+                       np.frombuffer(won.hashes, dtype=np.uint64) if len(won.hashes) else None)
 
     def _nothing_usable(self, path: Path, problems: list[tuple[int, Problem]]):
         problems = [p for _, p in sorted(problems, key=lambda sp: sp[0])]

@@ -8,6 +8,11 @@ A validation loss needs rows the model never trains on, but a small dataset cann
   run and should cost little next to training).
 A share the person chose is used as given, keeping at least one row for training.
 
+A held-out row's copies (rows of the same content: scraped and merged datasets repeat rows) are left out of
+training too, so the validation loss measures rows the model never trained on rather than rows it memorized, and
+the lowest-validation weights and early stopping it drives are not fooled; unless that would leave under half the
+rows to train on (a dataset of a few rows repeated), where the note says the loss reads low instead.
+
 A separate validation set (its own file, or a hub dataset's validation split) holds nothing out: every
 training row trains, and validation uses up to AUTO_MAX of its rows (a fixed sample when it has more).
 """
@@ -47,10 +52,31 @@ def separate(rows: Rows, name: str, seed: int) -> tuple[list[Example], str]:
                                "each check costs little); every training row trains")
 
 
-def split(rows: Rows, fraction: float | None, seed: int) -> tuple[Rows, list[Example], str]:
-    """(training rows, validation rows, why): the same seed and rows always give the same split."""
+def split(rows: Rows, fraction: float | None, seed: int, hashes=None) -> tuple[Rows, list[Example], str]:
+    """(training rows, validation rows, why): the same seed and rows always give the same split. `hashes`: each
+    row's content hash (Dataset.row_hashes), to keep a held-out row's copies out of training."""
     held, why = validation_size(len(rows), fraction)
     if held == 0:
         return rows, [], why
     chosen = set(random.Random(seed).sample(range(len(rows)), held))
-    return rows.without(chosen), rows.pick(chosen), why
+    copies = _copies(hashes, chosen, len(rows))
+    if copies and len(rows) - held - len(copies) < (len(rows) - held) / 2:
+        return rows.without(chosen), rows.pick(chosen), (
+            f"{why}; {counted(len(copies), 'row')} of training repeat held-out rows, and leaving them out would "
+            "leave under half the rows to train on, so they train: the validation loss reads lower than on new rows")
+    if copies:
+        why += (f"; {counted(len(copies), 'copy', 'copies')} of held-out rows left out of training too, so validation "
+                "measures rows the model never trained on")
+    return rows.without(chosen | copies), rows.pick(chosen), why
+
+
+def _copies(hashes, chosen: set[int], count: int) -> set[int]:
+    """The rows outside `chosen` whose content hash is a chosen row's."""
+    if hashes is None or len(hashes) != count:
+        return set()
+    import numpy as np
+
+    picked = np.fromiter(sorted(chosen), dtype=np.int64)
+    same = np.isin(hashes, hashes[picked])
+    same[picked] = False
+    return set(np.nonzero(same)[0].tolist())

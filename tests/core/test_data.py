@@ -96,3 +96,29 @@ def test_only_assistant_tokens_are_trained(default_model_dir):
     assert all(label != tokenize.IGNORE for label in all_tokens.labels)
     short = tokenize.encode(ex, tok, seq_len=16)
     assert short.truncated and len(short.input_ids) == 16
+
+
+@pytest.mark.parametrize("keep_bytes", [dataset.KEEP_BYTES, 0], ids=["kept", "streamed"])
+def test_a_held_out_row_s_copies_stay_out_of_training_so_validation_is_unseen(tmp_path, keep_bytes):
+    """A dataset that repeats rows: every copy of a held-out row is left out of training with it; the rows and the
+    seed that give the split are as before."""
+    path = tmp_path / "d.jsonl"
+    rows = [{"prompt": f"q{i % 100}", "completion": f"a{i % 100}"} for i in range(300)]  # each row thrice
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ds = dataset.load(path, keep_bytes=keep_bytes)
+    assert ds.duplicates == 200
+    train, held, why = ds.split(None, seed=3)
+    content = lambda e: json.dumps(e.messages)  # noqa: E731
+    held_content = {content(e) for e in held}
+    assert len(held) == 15 and not {content(e) for e in train} & held_content
+    assert len(train) == 300 - 3 * len(held_content)  # each held-out row's two other copies went with it
+    assert why.startswith("15 of 300 rows held out for validation (the rule for 300 rows); ")
+    assert f"{300 - 15 - len(train)} copies of held-out rows left out of training too" in why
+
+
+def test_a_few_rows_repeated_still_train_and_the_note_says_validation_reads_low(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"q{i % 3}", "completion": "a"}) + "\n" for i in range(60)))
+    train, held, why = dataset.load(path).split(None, seed=1)
+    assert len(train) + len(held) == 60  # leaving the copies out would leave almost nothing to train on
+    assert "the validation loss reads lower than on new rows" in why
