@@ -215,7 +215,10 @@ def follow(run_id: str, resume: bool, as_json: bool) -> int:
         print(f"Run {run_id}: {outcome.text}.")
         if outcome.status == "stopped":
             print(f"Continue it with: tuneforge resume --run {run_id}")
-        print(run_id)
+        if outcome.ok:  # what people do next with a trained run
+            print(f"Next: tuneforge chat --run {run_id} \"a question\"  ·  tuneforge export --run {run_id} "
+                  f"--format gguf --out DIR  ·  tuneforge show {run_id}")
+        print(run_id)  # last, alone, for scripts
     return 0 if outcome.ok else (outcome.exit_code if outcome.exit_code and outcome.exit_code > 0 else 1)
 
 

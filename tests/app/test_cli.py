@@ -588,3 +588,11 @@ def test_the_terminal_line_of_a_step_says_how_often_the_chosen_answer_is_preferr
     assert share not in first and f"loss 2.4000  {share} 75%  120 tok/s" in second
     assert check.endswith(f"validation loss at step 2: 2.3000 (the lowest so far); {share}: 50% of the "
                           f"validation {unit}")
+
+
+def test_a_run_at_a_terminal_ends_with_what_to_do_next_and_its_id_last(cli, tiny_model_dir):
+    proc = cli("train", "--model", tiny_model_dir, "--data", DEMO, "--max-steps", "1", check=0)
+    *_, ended, nxt, last = proc.stdout.strip().splitlines()
+    assert ended == f"Run {last}: finished 1 step." and "Traceback" not in proc.stderr
+    assert nxt == (f'Next: tuneforge chat --run {last} "a question"  ·  tuneforge export --run {last} --format gguf '
+                   f"--out DIR  ·  tuneforge show {last}")
