@@ -41,6 +41,7 @@ class Origin:
     # a base converted from a GGUF: the file whose weights (de-quantized) the run trained on, and their type, which
     # may differ a little from the Hub release `repo` names: "SmolLM2-135M-Instruct.Q4_1.gguf (Q4_1), de-quantized"
     weights: str = ""
+    languages: tuple[str, ...] = ()  # what the base's card or GGUF header says it speaks ("en", ...)
 
     @property
     def url(self) -> str:
@@ -78,20 +79,23 @@ def base_model(model: str, model_path: str | Path) -> Origin:
         gguf = model_source.default_gguf()
         header = _gguf_header(gguf)
         return Origin(model_source.DEFAULT_LABEL, DEFAULT_REPO, _text(header.get("general.license")),
-                      "the bundled model", _weights(gguf, header))
+                      "the bundled model", _weights(gguf, header), _languages(header.get("general.languages")))
     note = _source_note(path)
     if note is not None:  # converted from a GGUF (a file, or Ollama's blob)
         gguf = Path(str(note.get("gguf", "")))
         header = _gguf_header(gguf) if gguf.is_file() else {}
         label = str(note.get("label") or path.name)
         return Origin(label, _repo_in(header), _text(header.get("general.license")),
-                      f"the header of {gguf.name}" if header else "", _weights(gguf, header, label))
+                      f"the header of {gguf.name}" if header else "", _weights(gguf, header, label),
+                      _languages(header.get("general.languages")))
+    card = front_matter(path / "README.md") if path.is_dir() else {}
+    licence, languages = _text(card.get("license")), _languages(card.get("language"))
     cached = _cached_repo(path, "models")
     if cached:
-        return Origin(cached.split("/")[-1], cached, _license(path), "the Hugging Face cache")
+        return Origin(cached.split("/")[-1], cached, licence, "the Hugging Face cache", languages=languages)
     if model.count("/") == 1 and not Path(model).expanduser().exists():  # a hub id the cache resolved elsewhere
-        return Origin(model.split("/")[-1], model, _license(path), "the model's id")
-    return Origin(path.name, "", _license(path), "the model folder's card" if _license(path) else "")
+        return Origin(model.split("/")[-1], model, licence, "the model's id", languages=languages)
+    return Origin(path.name, "", licence, "the model folder's card" if card else "", languages=languages)
 
 
 def dataset(data_path: str) -> Origin:
@@ -164,8 +168,10 @@ def _cached_repo(path: Path, kind: str) -> str:
     return ""
 
 
-def _license(folder: Path) -> str:
-    return _text(front_matter(folder / "README.md").get("license")) if folder.is_dir() else ""
+def _languages(value) -> tuple[str, ...]:
+    """A card's `language` (one code or a list) or a header's `general.languages`, as a tuple of codes."""
+    values = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []
+    return tuple(v.strip() for v in values if isinstance(v, str) and v.strip())
 
 
 def _text(value) -> str:

@@ -121,7 +121,7 @@ def front(run: dict, fmt: str, base: lineage.Origin, data: lineage.Origin, repor
     meta = ModelCardData(base_model=base.repo or None, base_model_relation=RELATION[fmt] if base.repo else None,
                          license=base.license or None, library_name=LIBRARY.get(fmt),
                          pipeline_tag="image-text-to-text" if sees else "text-generation", tags=tags,
-                         datasets=[data.repo] if data.repo else None)
+                         datasets=[data.repo] if data.repo else None, language=list(base.languages) or None)
     return f"---\n{meta.to_yaml()}\n---\n"
 
 

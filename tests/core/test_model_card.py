@@ -60,7 +60,7 @@ BASES = {
     "the bundled model": (lambda t: ("default", t), ("SmolLM2-135M-Instruct", lineage.DEFAULT_REPO, "apache-2.0",
                                                      "SmolLM2-135M-Instruct.Q4_1.gguf (Q4_1), de-quantized")),
     "a model in the hub cache, its card's licence": (
-        lambda t: hub_cached(t, "acme/tiny-chat", "---\nlicense: mit\ntags: [x]\n---\n# Tiny chat\n"),
+        lambda t: hub_cached(t, "acme/tiny-chat", "---\nlicense: mit\nlanguage: [en, fr]\ntags: [x]\n---\n# Tiny\n"),
         ("tiny-chat", "acme/tiny-chat", "mit", "")),
     "a cached model without a card": (lambda t: hub_cached(t, "acme/bare", ""), ("bare", "acme/bare", "", "")),
     "a GGUF whose header names its repository": (
@@ -83,12 +83,16 @@ BASES = {
 }
 
 
+LANGUAGES = {"the bundled model": ("en",), "a model in the hub cache, its card's licence": ("en", "fr")}
+
+
 @pytest.mark.parametrize("case", BASES)
 def test_a_base_model_s_name_id_and_licence_are_read_where_it_came_from(tmp_path, case):
     build, expected = BASES[case]
     model, folder = build(tmp_path)
     found = lineage.base_model(model, folder)
     assert (found.name, found.repo, found.license, found.weights) == expected
+    assert found.languages == LANGUAGES.get(case, ())  # as its card or header states them
     repo = expected[1]
     assert found.url == (f"{HUB}{repo}" if repo else "")
 

@@ -29,7 +29,7 @@ def test_export_gguf_from_the_command_line(trained):
     # its model card names the bundled model as the Hub knows it, with the licence its GGUF states
     card = lineage.front_matter(out / "README.md")
     assert card["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and card["license"] == "apache-2.0"
-    assert card["base_model_relation"] == "finetune" and "gguf" in card["tags"]
+    assert card["base_model_relation"] == "finetune" and "gguf" in card["tags"] and card["language"] == ["en"]
     text = (out / "README.md").read_text(encoding="utf-8")  # and which weights the run trained on, honestly
     assert "trained on the weights of SmolLM2-135M-Instruct.Q4_1.gguf (Q4_1), de-quantized" in text
     report = json.loads((out / "export.json").read_text())
