@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import KnownError
+
 HUB = "https://huggingface.co/"
 # the bundled default model (core.model_source.DEFAULT_*): its GGUF carries no repository key
 DEFAULT_REPO = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -76,8 +78,11 @@ def base_model(model: str, model_path: str | Path) -> Origin:
 
     path = Path(model_path)
     if model == model_source.DEFAULT_NAME:
-        gguf = model_source.default_gguf()
-        header = _gguf_header(gguf)
+        try:
+            gguf = model_source.default_gguf()
+        except KnownError:  # its package gone since the run: the model is still known by its name
+            gguf = Path(model_source.DEFAULT_GGUF)
+        header = _gguf_header(gguf) if gguf.is_file() else {}
         return Origin(model_source.DEFAULT_LABEL, DEFAULT_REPO, _text(header.get("general.license")),
                       "the bundled model", _weights(gguf, header), _languages(header.get("general.languages")))
     note = _source_note(path)
