@@ -25,8 +25,8 @@ from core.offload.layerwise import INDEX, Checkpoint, language_name, name_index,
 ADAPTER_FILE, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # what a merged export is written in (`auto`: as stored)
 # The share of what the fine-tune changed that a 16-bit merge must keep, else `auto` writes float32: rounding W + ΔW
-# to the base's 16-bit grid loses the parts of ΔW smaller than half a step of it (a 30-step LoRA on the default
-# model keeps 99.99% in float16 but 95% in bfloat16; after 3 steps, bfloat16 rounds away most of it).
+# to the base's 16-bit grid loses the parts of ΔW smaller than half a step of it. benchmarks/merge_dtype.py: on the
+# default model, 91% kept kept 95.7% of the held-out loss gain, 84% kept 98%, 52% kept 78%, 24% kept 48%.
 KEEP_BAR = 0.9
 SAMPLE_ROWS = 64  # rows of each adapted weight the share is measured on (read alone, not the shard)
 PREFIX = "base_model.model."  # peft's name for the wrapped model in a saved adapter
