@@ -190,8 +190,11 @@ def measured(run: dict, story: Story) -> list[str]:
         lines.append(f"- {what}: {share:.0%} of the validation {unit}s at step {at}.")
     picked = run.get("picked")
     which, step = (picked.which, picked.step) if picked is not None else ("last", run.get("steps_done"))
-    lines.append(f"- These weights: {picked.note if picked is not None else 'the weights of the last step'}"
-                 f" (step {step}).")
+    if picked is not None and not Path(picked.path).is_dir():  # (`show` of a run that has not saved a result yet)
+        lines.append("- No trained weights yet: let the run finish, or resume it.")
+    else:
+        lines.append(f"- These weights: {picked.note if picked is not None else 'the weights of the last step'}"
+                     f" (step {step}).")
     for e in story.evaluations:
         if e.get("base_loss") is None or e.get("tuned_loss") is None:
             continue

@@ -213,3 +213,15 @@ def test_a_preference_run_s_card_says_the_share_it_prefers_rightly_as_the_histor
     assert [s for s, _ in story.train] == [1, 2, 3, 4, 5, 6] and story.validation[-1] == (6, 1.9)
     lines = model_card.measured(run, story)
     assert "- Rated right: 92% of the validation answers at step 6." in lines
+
+
+def test_a_run_without_a_result_yet_says_so_instead_of_naming_its_weights(tmp_path):
+    from core import results
+
+    run = {"id": "r2", "run_dir": str(tmp_path / "run"), "steps_done": 3, "model_path": str(tmp_path)}
+    lines = model_card.measured(results.pick(run), model_card.Story(train=[(1, 2.0), (3, 1.5)]))
+    assert lines == ["- Training loss: 2.0000 at step 1, 1.5000 at step 3.",
+                     "- No trained weights yet: let the run finish, or resume it."]
+    (tmp_path / "run" / "result").mkdir(parents=True)
+    assert model_card.measured(results.pick(run), model_card.Story())[-1] == \
+        "- These weights: the weights of the last step (step 3)."
