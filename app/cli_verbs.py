@@ -449,6 +449,9 @@ def cmd_data(a) -> int:
           f"{counted(report['problems'], 'problem')}, {counted(report['duplicates'], 'duplicate')}")
     if report.get("schema_reason"):
         print(f"Schema: {report['schema_reason']}")
+    if report["duplicates"]:
+        print(f"Duplicates: {counted(report['duplicates'], 'row')} repeat an earlier one; training keeps them, and a "
+              "held-out row's copies leave training with it, so validation measures rows the run never saw")
     if report.get("ratings"):
         print(f"Rated: {report['ratings']['good']:,} good, {report['ratings']['bad']:,} bad"
               + (f", by their {scores.describe(report['scores'])}" if report.get("scores") else ""))

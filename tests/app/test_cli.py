@@ -55,6 +55,10 @@ def test_data_inspect(cli_here, tmp_path, tiny_model_dir):
     bad = write_jsonl(tmp_path / "bad.jsonl", ['{"messages": [', {"prompt": "q", "completion": "a"}])
     proc = cli_here("data", "inspect", bad, check=0)
     assert "1 usable row," in proc.stdout and "bad.jsonl:1: broken JSON" in proc.stdout
+    assert "Duplicates:" not in proc.stdout
+    twice = write_jsonl(tmp_path / "twice.jsonl", [{"prompt": "q", "completion": "a"}] * 3)
+    assert "Duplicates: 2 rows repeat an earlier one; training keeps them, and a held-out row's copies leave " \
+           "training with it" in cli_here("data", "inspect", twice, check=0).stdout
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     assert cli_here("data", "inspect", empty).returncode != 0
