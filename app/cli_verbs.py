@@ -16,7 +16,7 @@ from app import operations as ops
 from app.progress_bar import TerminalProgress, format_duration
 from app.terminal_marks import for_terminal
 from core import hardware, plan_text, planner, results, strategies
-from core.data import scores
+from core.data import scores, split
 from core.data.formats import tool_calls
 from core.errors import KnownError
 from core.words import counted, seconds_of
@@ -450,8 +450,7 @@ def cmd_data(a) -> int:
     if report.get("schema_reason"):
         print(f"Schema: {report['schema_reason']}")
     if report["duplicates"]:
-        print(f"Duplicates: {counted(report['duplicates'], 'row')} repeat an earlier one; training keeps them, and a "
-              "held-out row's copies leave training with it, so validation measures rows the run never saw")
+        print(f"Duplicates: {counted(report['duplicates'], 'row')} repeat an earlier one; {split.REPEATED}")
     if report.get("ratings"):
         print(f"Rated: {report['ratings']['good']:,} good, {report['ratings']['bad']:,} bad"
               + (f", by their {scores.describe(report['scores'])}" if report.get("scores") else ""))

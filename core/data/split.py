@@ -25,6 +25,9 @@ from core.data.example import Example
 from core.data.rows import Rows
 from core.words import counted
 
+# What becomes of repeated rows, for `data inspect` and the data page
+REPEATED = ("training keeps them, and a held-out row's copies leave training with it, so validation measures rows "
+            "the run never saw")
 SMALLEST = 20
 SMALL = 200
 AUTO_MAX = 256

@@ -31,14 +31,20 @@ def test_detected_columns_then_a_mapping_for_odd_ones_reaches_the_plan(make_wiza
                                                                        tiny_model_dir):
     known = tmp_path / "qa.csv"
     known.write_text("question,answer\nWhat is 2+2?,4\nThe capital of France?,Paris\n", encoding="utf-8")
+    repeated = tmp_path / "qa-twice.csv"
+    repeated.write_text("question,answer\nWhat is 2+2?,4\nWhat is 2+2?,4\n", encoding="utf-8")
     odd = tmp_path / "fragen.csv"
     odd.write_text(f"frage,antwort\nWas ist 2+2?,4\nErzähl eine lange Geschichte.,{LONG}\n", encoding="utf-8")
     wizard, page = open_data_page(make_wizard, advance, qtbot, tiny_model_dir, known)
     choices = page.choices
     qtbot.waitUntil(page.isComplete, timeout=20000)
     assert page.format_label.text().startswith("prompt_completion")
+    assert page.rows_label.text() == "2 usable" and page.rows_label.toolTip() == ""  # nothing repeated
     assert choices.schema.currentText() == "Detected: prompt_completion" and choices.columns_row.isHidden()
 
+    page.set_path(str(repeated))
+    qtbot.waitUntil(lambda: page.rows_label.text() == "2 usable, 1 duplicated", timeout=10000)
+    assert "a held-out row's copies leave training with it" in page.rows_label.toolTip()
     page.set_path(str(odd))
     qtbot.waitUntil(lambda: bool(page.error.message), timeout=10000)
     assert "fragen.csv:row 2: no known schema" in page.error.message and not page.isComplete()

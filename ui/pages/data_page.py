@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
 
 from app import operations as ops
 from app import paths
-from core.data import dataset, formats, hub_datasets
+from core.data import dataset, formats, hub_datasets, split
 from core.data import scores as scores_mod
 from ui import theme
 from ui.charts import LengthHistogram
@@ -269,6 +269,7 @@ class DataPage(Page):
         rated = report.get("ratings")
         self.rows_label.setText(f"{report['rows']} usable" + (f", {dup} duplicated" if dup else "")
                                 + (f" ({rated['good']} rated good, {rated['bad']} rated bad)" if rated else ""))
+        self.rows_label.setToolTip(f"Duplicated rows: {split.REPEATED}." if dup else "")
         self.problems_label.setText(problems_text(report))
         self.show_line(report.get("scores"))
         t = report.get("tokens") or {}
