@@ -34,7 +34,7 @@ def words(run: dict, outcome) -> tuple[str, str]:
 
 def watching(window: QWidget) -> bool:
     """Whether the person has the window in front of them (then the page itself says how the run ended)."""
-    return window.isVisible() and window.isActiveWindow() and not window.isMinimized()
+    return window.isActiveWindow() and not window.isMinimized()
 
 
 def wanted() -> bool:
@@ -45,9 +45,9 @@ def wanted() -> bool:
 
 
 def tell(window: QWidget, run: dict, outcome) -> tuple[str, str] | None:
-    """Tell the person how `run` ended unless they are watching `window` or asked not to be told; the (title,
-    text) told, or None."""
-    if watching(window) or not wanted():
+    """Tell the person how `run` ended unless they are watching `window`, closed it (closing stops the run: they
+    know), or asked not to be told; the (title, text) told, or None."""
+    if not window.isVisible() or watching(window) or not wanted():
         return None
     title, text = words(run, outcome)
     QApplication.alert(window, 0)  # until the window is activated

@@ -107,16 +107,18 @@ def test_stop_ends_a_long_run_with_a_checkpoint_and_the_person_away_is_told(make
                                                 f"{run['final_loss']:.4f} at the end.")]
 
 
-@pytest.mark.parametrize("away, wanted, told", [(False, True, False), (True, False, False), (True, True, True)])
+@pytest.mark.parametrize("where, wanted, told", [("watching", True, False), ("away", False, False),
+                                                 ("away", True, True), ("closed", True, False)])
 def test_a_run_s_end_is_told_only_to_a_person_looking_elsewhere_who_wants_it(make_wizard, advance, qtbot,
-                                                                            tiny_model_dir, away, wanted, told):
+                                                                            tiny_model_dir, where, wanted, told):
+    """Not to one watching the window, nor to one who closed it (closing stops the run), nor when switched off."""
     from app import user_settings
 
     user_settings.save(user_settings.UserSettings(tell_when_done=wanted))
     wizard = make_wizard(model=str(tiny_model_dir))
     page = to_train_page(wizard, advance, qtbot, max_steps=10)
-    wizard.showMinimized() if away else wizard.activateWindow()
-    qtbot.waitUntil(lambda: run_end_notice.watching(wizard) != away)
+    {"watching": wizard.activateWindow, "away": wizard.showMinimized, "closed": wizard.hide}[where]()
+    qtbot.waitUntil(lambda: run_end_notice.watching(wizard) == (where == "watching"))
     said = []
     page.told.connect(lambda title, text: said.append(text))
     page.session.run_id = "20260101-000000-gone"  # (not in the history: told by its id)
