@@ -55,24 +55,6 @@ def train(home: Path, steps: int) -> dict:
     return json.loads(found.stdout)["run"]
 
 
-def full_share(base: Path, adapter: Path, dtype: str) -> float:
-    """kept_share over every row of every adapted weight (the export measures 64 rows of each)."""
-    import torch
-    from safetensors.torch import load_file
-
-    weights = {}
-    for shard in sorted(set(merge_stream.weight_files(base).values())):
-        weights.update(load_file(str(shard)))
-    kept = total = 0.0
-    for name, (a, b, scale) in merge_stream._deltas(adapter, set(weights)).items():
-        w = weights[name].float()
-        delta = (b.float() @ a.float()) * scale
-        change = (w + delta).to(getattr(torch, dtype)).float() - w
-        kept += float((change * delta).sum())
-        total += float((delta * delta).sum())
-    return kept / total
-
-
 def answer_loss(folder: Path, tokenizer, examples, seq_len: int) -> float:
     import torch
     from transformers import AutoModelForCausalLM
@@ -119,7 +101,7 @@ def measure(run: dict, scratch: Path) -> dict:
         gain = losses["base"] - losses["float32"]
         sampled = merge_stream.kept_share(base, adapter, dtype)
         found[dtype] = {"held_out_loss": losses, "kept_share_sampled": sampled,
-                        "kept_share_all_rows": full_share(base, adapter, dtype),
+                        "kept_share_all_rows": merge_stream.kept_share(base, adapter, dtype, rows=None),
                         "loss_gain_kept": (losses["base"] - losses[dtype]) / gain if gain else None,
                         "auto_writes": dtype if sampled >= merge_stream.KEEP_BAR else "float32"}
     return {"run": run["id"], "steps": run["steps_done"], "bases": found}

@@ -115,22 +115,25 @@ def stored_dtype(folder: Path) -> str:
     return found if found in DTYPES[1:] else "float32"
 
 
-def kept_share(base: Path, adapter: Path, dtype: str) -> float | None:
+def kept_share(base: Path, adapter: Path, dtype: str, rows: int | None = SAMPLE_ROWS) -> float | None:
     """How much of the adapter's change to the weights survives rounding the merged weights to `dtype`: the
-    rounded change projected on the intended one, over the intended one's square (1: all of it), on the first
-    SAMPLE_ROWS rows of every adapted weight; None where the adapter changes nothing."""
+    rounded change projected on the intended one, over the intended one's square (1: all of it), on the first `rows`
+    rows of every adapted weight (None: all of them); None where the adapter changes nothing."""
     import torch
     from safetensors import safe_open
 
     files = weight_files(Path(base))
+    deltas = _deltas(Path(adapter), set(files))
     kept = total = 0.0
-    for name, (a, b, scale) in _deltas(Path(adapter), set(files)).items():
-        with safe_open(str(files[name]), framework="pt") as f:
-            w = f.get_slice(name)[:SAMPLE_ROWS].float()
-        delta = (b[:len(w)].float() @ a.float()) * scale
-        change = (w + delta).to(getattr(torch, dtype)).float() - w
-        kept += float((change * delta).sum())
-        total += float((delta * delta).sum())
+    for shard in sorted({files[name] for name in deltas}):  # each shard opened once
+        with safe_open(str(shard), framework="pt") as f:
+            for name in (n for n in deltas if files[n] == shard):
+                a, b, scale = deltas[name]
+                w = f.get_slice(name)[:rows].float()
+                delta = (b[:len(w)].float() @ a.float()) * scale
+                change = (w + delta).to(getattr(torch, dtype)).float() - w
+                kept += float((change * delta).sum())
+                total += float((delta * delta).sum())
     return kept / total if total > 0 else None
 
 
